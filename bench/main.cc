@@ -1,0 +1,31 @@
+// kvault-bench: benchmarks that print a table and JSON, each figure beside an in-run baseline.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "codec_bench.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(kvault-bench: kvault's benchmarks
+
+Usage:
+  kvault-bench codec [options]   codec accuracy, size and speed (kvault-bench codec --help)
+  kvault-bench --help
+
+Every throughput figure is printed beside a baseline measured in the same run.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "codec") return kvault::bench::RunCodecBench(rest);
+  std::fprintf(stderr, "kvault-bench: unknown workload '%s' (try --help)\n", args[0].c_str());
+  return 2;
+}

@@ -1,0 +1,19 @@
+#pragma once
+// Subcommands of the `kvault` command-line tool. Each returns the process exit code:
+// 0 success, 2 bad usage or bad input (one line on stderr), 1 an internal or I/O failure.
+
+#include <string>
+#include <vector>
+
+namespace kvault::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// kvault codec roundtrip --codec SPEC ... IN OUT
+int CodecRoundtrip(const std::vector<std::string>& args);
+// kvault codec inspect [--no-verify] FILE
+int CodecInspect(const std::vector<std::string>& args);
+
+}  // namespace kvault::cli

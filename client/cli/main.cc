@@ -1,0 +1,53 @@
+// kvault: the command-line tool. `kvault --help` lists the commands.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(kvault: tools for the kvault KV-cache store
+
+Usage:
+  kvault codec roundtrip --codec SPEC --layers L --kv-heads H --head-dim D --tokens T
+                         --block-tokens B [--dtype f16|bf16] [--threads N]
+                         [--emit-blocks DIR] IN OUT
+      Reads a little-endian tensor [L][2][T][H][D] (per layer K then V) from IN, cuts it into
+      blocks of B tokens (block 0 starts the sequence; a partial last block is encoded too),
+      encodes each block into a block object with SPEC, decodes it, writes the same shape and
+      dtype to OUT, and prints one JSON line (input_bytes, encoded_bytes, bits_per_element, ...).
+      --emit-blocks DIR also writes each block object to DIR/block-NNNNN.kvb.
+  kvault codec inspect [--no-verify] FILE
+      Prints a block object's header in readable form. --no-verify skips the checksum check
+      (to look at a damaged object).
+  kvault --help | codec --help
+
+Codec specs (docs/codecs.md): raw, fp8, int8, int4, int2, with options g=N, rot, sink=N, K/V
+splits (k=int4,v=int2) and layer ranges (k=int4,v=int2;layers=0-1:int8).
+Exit codes: 0 success, 2 bad usage or input, 1 I/O or internal failure.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? kvault::cli::kExitUsage : kvault::cli::kExitOk;
+  }
+  if (args[0] == "codec") {
+    if (args.size() < 2 || args[1] == "--help" || args[1] == "-h") {
+      std::fputs(kUsage, args.size() < 2 ? stderr : stdout);
+      return args.size() < 2 ? kvault::cli::kExitUsage : kvault::cli::kExitOk;
+    }
+    std::vector<std::string> rest(args.begin() + 2, args.end());
+    if (args[1] == "roundtrip") return kvault::cli::CodecRoundtrip(rest);
+    if (args[1] == "inspect") return kvault::cli::CodecInspect(rest);
+    std::fprintf(stderr, "kvault codec: unknown subcommand '%s' (try kvault --help)\n",
+                 args[1].c_str());
+    return kvault::cli::kExitUsage;
+  }
+  std::fprintf(stderr, "kvault: unknown command '%s' (try kvault --help)\n", args[0].c_str());
+  return kvault::cli::kExitUsage;
+}

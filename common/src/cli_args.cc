@@ -1,0 +1,71 @@
+#include "kvault/common/cli_args.h"
+
+#include <charconv>
+
+namespace kvault {
+
+Result<CliArgs> CliArgs::Parse(const std::vector<std::string>& args,
+                               const std::set<std::string>& value_flags,
+                               const std::set<std::string>& bool_flags) {
+  CliArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 2 || a.compare(0, 2, "--") != 0 || a == "--") {
+      out.positional_.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    std::optional<std::string> value;
+    if (const size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    if (out.values_.count(name) != 0) return Status::InvalidArgument("--" + name + " given twice");
+    if (bool_flags.count(name) != 0) {
+      if (value) return Status::InvalidArgument("--" + name + " takes no value");
+      out.values_[name] = "true";
+    } else if (value_flags.count(name) != 0) {
+      if (!value) {
+        if (i + 1 >= args.size()) return Status::InvalidArgument("--" + name + " needs a value");
+        value = args[++i];
+      }
+      out.values_[name] = *value;
+    } else {
+      return Status::InvalidArgument("unknown option --" + name + " (see --help)");
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> CliArgs::Get(std::string_view name) const {
+  auto it = values_.find(std::string(name));
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string CliArgs::GetOr(std::string_view name, std::string_view fallback) const {
+  auto v = Get(name);
+  return v ? *v : std::string(fallback);
+}
+
+Result<uint64_t> CliArgs::GetUint(std::string_view name, uint64_t fallback, uint64_t min,
+                                  uint64_t max) const {
+  auto v = Get(name);
+  if (!v) return fallback;
+  return ParseUintArg("--" + std::string(name), *v, min, max);
+}
+
+Result<uint64_t> ParseUintArg(std::string_view what, std::string_view text, uint64_t min,
+                              uint64_t max) {
+  uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || v < min ||
+      v > max) {
+    return Status::InvalidArgument(std::string(what) + " must be an integer in " +
+                                   std::to_string(min) + ".." + std::to_string(max) + ", got '" +
+                                   std::string(text) + "'");
+  }
+  return v;
+}
+
+}  // namespace kvault

@@ -1,0 +1,47 @@
+#pragma once
+// Cuts a sequence's KV into blocks and encodes or decodes all of them on the CPU, in parallel
+// across blocks. Block b covers tokens [b * block_tokens, min(tokens, (b + 1) * block_tokens)):
+// block 0 starts the sequence and takes the spec's sink tokens; a partial last block is encoded
+// too. Used by `kvault codec roundtrip` and the codec benchmark. Thread-safe.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kvault/common/block_format.h"
+#include "kvault/common/result.h"
+#include "kvault/kernels/codec_spec.h"
+#include "kvault/kernels/cpu_codec.h"
+#include "kvault/kernels/kv_view.h"
+
+namespace kvault::kernels {
+
+struct SequenceCodecOptions {
+  uint32_t block_tokens = 256;    // tokens per block (the last may be shorter)
+  CpuIsa isa = DetectCpuIsa();    // instruction set of the CPU path
+  unsigned threads = 1;           // worker threads across blocks (>= 1)
+};
+
+// Number of blocks for `tokens` tokens.
+uint64_t BlockCount(uint64_t tokens, uint32_t block_tokens);
+
+// Descriptor of block `index` of a sequence: layout from the view, codecs resolved from the spec,
+// sink tokens only in block 0. InvalidArgument if the spec does not fit the layout.
+Result<BlockDescriptor> SequenceBlockDescriptor(const PagedKvView& view, uint64_t tokens,
+                                                const CodecSpec& spec, uint32_t block_tokens,
+                                                uint64_t index, const Digest32& ns_digest,
+                                                const Digest32& key);
+
+// Encodes tokens [0, tokens) of `view` into one sealed object per block; `keys` holds one key per
+// block. Errors from SequenceBlockDescriptor/EncodeBlockCpu, or InvalidArgument for a key count
+// that does not match the block count.
+Result<std::vector<std::vector<uint8_t>>> EncodeSequenceCpu(
+    const PagedKvView& view, uint64_t tokens, const CodecSpec& spec, const Digest32& ns_digest,
+    std::span<const Digest32> keys, const SequenceCodecOptions& options);
+
+// Verifies and decodes the objects of EncodeSequenceCpu into `view` (block b at token
+// b * block_tokens). Corruption if an object fails verification or does not match its position.
+Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects, const PagedKvView& view,
+                         const SequenceCodecOptions& options);
+
+}  // namespace kvault::kernels

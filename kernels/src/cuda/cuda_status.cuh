@@ -1,0 +1,24 @@
+#pragma once
+// The one place where CUDA runtime error codes become kvault Status values.
+
+#include <cuda_runtime.h>
+
+#include <string_view>
+
+#include "kvault/common/status.h"
+
+namespace kvault::kernels::cuda_detail {
+
+// OK for cudaSuccess. No device, no driver or a device that cannot be used -> Unavailable;
+// out of device memory -> ResourceExhausted; anything else (a failed launch, a fault) -> Internal.
+// The message is "<what>: <error name>: <error text>".
+Status CudaStatus(cudaError_t err, std::string_view what);
+
+// Status of the most recent launch in this thread (cudaGetLastError, which also clears it).
+Status LaunchStatus(std::string_view kernel_name);
+
+}  // namespace kvault::kernels::cuda_detail
+
+// Returns from the enclosing function when a CUDA runtime call fails.
+#define KVAULT_CUDA_RETURN_IF_ERROR(call, what) \
+  KVAULT_RETURN_IF_ERROR(::kvault::kernels::cuda_detail::CudaStatus((call), (what)))

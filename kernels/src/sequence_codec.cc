@@ -1,0 +1,93 @@
+#include "kvault/kernels/sequence_codec.h"
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace kvault::kernels {
+namespace {
+
+// Runs fn(i) for i in [0, n) on `threads` workers; returns the first error.
+Status ParallelFor(uint64_t n, unsigned threads, const std::function<Status(uint64_t)>& fn) {
+  std::atomic<uint64_t> next{0};
+  std::mutex mu;
+  Status first_error;
+  auto worker = [&] {
+    for (uint64_t i = next++; i < n; i = next++) {
+      Status s = fn(i);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_error.ok()) first_error = std::move(s);
+        next = n;
+      }
+    }
+  };
+  const unsigned workers = static_cast<unsigned>(std::min<uint64_t>(std::max(1u, threads), n));
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < workers; ++t) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+  return first_error;
+}
+
+}  // namespace
+
+uint64_t BlockCount(uint64_t tokens, uint32_t block_tokens) {
+  return block_tokens == 0 ? 0 : (tokens + block_tokens - 1) / block_tokens;
+}
+
+Result<BlockDescriptor> SequenceBlockDescriptor(const PagedKvView& view, uint64_t tokens,
+                                                const CodecSpec& spec, uint32_t block_tokens,
+                                                uint64_t index, const Digest32& ns_digest,
+                                                const Digest32& key) {
+  if (block_tokens == 0) return Status::InvalidArgument("block_tokens must be >= 1");
+  const uint64_t first = index * block_tokens;
+  if (first >= tokens) return Status::InvalidArgument("block index past the end of the sequence");
+  BlockDescriptor d;
+  d.ns_digest = ns_digest;
+  d.key = key;
+  d.layout.num_layers = view.num_layers;
+  d.layout.kv_heads = view.kv_heads;
+  d.layout.head_dim = view.head_dim;
+  d.layout.dtype = view.dtype;
+  d.layout.block_tokens = static_cast<uint32_t>(std::min<uint64_t>(block_tokens, tokens - first));
+  d.layout.sink_tokens = index == 0 ? std::min(spec.sink_tokens, d.layout.block_tokens) : 0;
+  KVAULT_ASSIGN_OR_RETURN(d.layers, spec.ResolveLayers(view.num_layers));
+  KVAULT_RETURN_IF_ERROR(ValidateDescriptor(d));
+  return d;
+}
+
+Result<std::vector<std::vector<uint8_t>>> EncodeSequenceCpu(
+    const PagedKvView& view, uint64_t tokens, const CodecSpec& spec, const Digest32& ns_digest,
+    std::span<const Digest32> keys, const SequenceCodecOptions& options) {
+  const uint64_t blocks = BlockCount(tokens, options.block_tokens);
+  if (keys.size() != blocks) {
+    return Status::InvalidArgument("expected " + std::to_string(blocks) + " block keys, got " +
+                                   std::to_string(keys.size()));
+  }
+  std::vector<std::vector<uint8_t>> objects(blocks);
+  KVAULT_RETURN_IF_ERROR(ParallelFor(blocks, options.threads, [&](uint64_t b) -> Status {
+    KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d,
+                            SequenceBlockDescriptor(view, tokens, spec, options.block_tokens, b,
+                                                    ns_digest, keys[b]));
+    KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, ComputeGeometry(d));
+    objects[b].resize(g.total_bytes());
+    return EncodeBlockCpu(view, b * options.block_tokens, d, objects[b], options.isa)
+        .WithContext("block " + std::to_string(b));
+  }));
+  return objects;
+}
+
+Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects, const PagedKvView& view,
+                         const SequenceCodecOptions& options) {
+  return ParallelFor(objects.size(), options.threads, [&](uint64_t b) -> Status {
+    KVAULT_ASSIGN_OR_RETURN(BlockView block, ParseBlockObject(objects[b]));
+    return DecodeBlockCpu(block, view, b * options.block_tokens, options.isa)
+        .WithContext("block " + std::to_string(b));
+  });
+}
+
+}  // namespace kvault::kernels

@@ -1,0 +1,567 @@
+// AVX2 (+ FMA, F16C) section kernels of the CPU codec; see simd_sections.h.
+//
+// The same lane-exact transcription of the reference as cpu_codec_avx512.cc (whose header
+// comment lists the rules), 8 fp32 lanes wide. head_dim is a multiple of 8, so a vector is a
+// whole number of chunks. Scratch buffers are padded and accessed with full-width loads and
+// stores. Every helper lives in an anonymous namespace (see simd_sections.h for why).
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "simd/simd_sections.h"
+
+#define KV_INLINE inline __attribute__((always_inline))
+
+namespace kvault::kernels::simd {
+namespace {
+
+constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+KV_INLINE uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+KV_INLINE void StoreU16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+
+KV_INLINE float HalfToFloatS(uint16_t h) { return _cvtsh_ss(h); }
+KV_INLINE uint16_t FloatToHalfS(float f) {
+  if (f != f) return 0x7FFF;
+  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
+
+KV_INLINE __m256i Set32(int v) { return _mm256_set1_epi32(v); }
+
+KV_INLINE __m256i Select(__m256i mask, __m256i yes, __m256i no) {
+  return _mm256_blendv_epi8(no, yes, mask);
+}
+
+template <bool kBf16>
+KV_INLINE __m256 LoadSrc(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (kBf16) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_cvtph_ps(h);
+  }
+}
+
+// Eight int32 lanes holding values in 0..0xFFFF -> eight uint16.
+KV_INLINE __m128i Narrow16(__m256i v) {
+  return _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+// Eight int32 lanes holding values in 0..255 -> eight bytes (low half of the result).
+KV_INLINE __m128i Narrow8(__m256i v) {
+  const __m128i w = Narrow16(v);
+  return _mm_packus_epi16(w, w);
+}
+
+// fp32 -> fp16/bf16 bits, RNE, NaN -> 0x7FFF.
+template <bool kBf16>
+KV_INLINE __m128i Narrow(__m256 x) {
+  __m128i h;
+  if constexpr (kBf16) {
+    __m256i b = _mm256_castps_si256(x);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), Set32(1));
+    b = _mm256_add_epi32(_mm256_add_epi32(b, Set32(0x7FFF)), lsb);
+    h = Narrow16(_mm256_srli_epi32(b, 16));
+  } else {
+    h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT);
+  }
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  const __m128i nan16 =
+      _mm_packs_epi32(_mm256_castsi256_si128(nan), _mm256_extracti128_si256(nan, 1));
+  return _mm_blendv_epi8(h, _mm_set1_epi16(0x7FFF), nan16);
+}
+
+template <bool kBf16>
+KV_INLINE void StoreDst(uint16_t* p, __m256 x) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), Narrow<kBf16>(x));
+}
+
+// FloatToE4M3 (numeric.h) on 8 lanes; see the AVX-512 version for the derivation.
+KV_INLINE __m256i FloatToE4M3(__m256 x) {
+  const __m256i b = _mm256_castps_si256(x);
+  const __m256i a = _mm256_and_si256(b, Set32(0x7FFFFFFF));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(a, 20), Set32(1));
+  __m256i c = _mm256_add_epi32(_mm256_add_epi32(a, Set32(0x7FFFF - (960 << 20))), lsb);
+  c = _mm256_min_epu32(_mm256_srli_epi32(c, 20), Set32(0x7E));
+  const __m256i k = _mm256_sub_epi32(
+      _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(16384.0f))),
+      Set32(0x46800000));
+  c = Select(_mm256_cmpgt_epi32(Set32(0x3C800000), a), k, c);
+  c = _mm256_or_si256(c, _mm256_and_si256(_mm256_srli_epi32(b, 24), Set32(0x80)));
+  return Select(_mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)), Set32(0x7F), c);
+}
+
+// E4M3ToFloat (numeric.h) on 8 codes (int32 lanes, 0..255).
+KV_INLINE __m256 E4M3ToFloat(__m256i c) {
+  const __m256i mag = _mm256_and_si256(c, Set32(0x7F));
+  const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), Set32(120 << 23));
+  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(c, Set32(7))),
+                                   _mm256_set1_ps(1.0f / 512));
+  __m256i bits = Select(_mm256_cmpgt_epi32(Set32(8), mag), _mm256_castps_si256(sub), normal);
+  bits = _mm256_or_si256(bits, _mm256_slli_epi32(_mm256_and_si256(c, Set32(0x80)), 24));
+  bits = Select(_mm256_cmpeq_epi32(mag, Set32(0x7F)), Set32(0x7FC00000), bits);
+  return _mm256_castsi256_ps(bits);
+}
+
+KV_INLINE __m256i RoundClampInt8(__m256 q) {
+  const __m256 r = _mm256_round_ps(q, kRne);
+  const __m256i ok = _mm256_castps_si256(_mm256_cmp_ps(r, r, _CMP_ORD_Q));
+  const __m256 cl =
+      _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+  return _mm256_and_si256(_mm256_cvttps_epi32(cl), ok);
+}
+
+// sf == 0 ? 0 : RoundClamp((x - zf) / sf, 0, levels); vmaxps(r, 0) maps a NaN r to 0.
+template <int kBits>
+KV_INLINE __m256i GroupCodes(__m256 x, __m256 sf, __m256 zf) {
+  const __m256 q = _mm256_div_ps(_mm256_sub_ps(x, zf), sf);
+  const __m256 r = _mm256_max_ps(_mm256_round_ps(q, kRne), _mm256_setzero_ps());
+  const __m256 cl = _mm256_min_ps(r, _mm256_set1_ps(static_cast<float>((1 << kBits) - 1)));
+  const __m256 nonzero = _mm256_cmp_ps(sf, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+  return _mm256_and_si256(_mm256_cvttps_epi32(cl), _mm256_castps_si256(nonzero));
+}
+
+KV_INLINE float HMax(__m256 v) {
+  v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 0x01));
+  v = _mm256_max_ps(v, _mm256_permute_ps(v, 0x4E));
+  v = _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
+  return _mm256_cvtss_f32(v);
+}
+KV_INLINE float HMin(__m256 v) {
+  v = _mm256_min_ps(v, _mm256_permute2f128_ps(v, v, 0x01));
+  v = _mm256_min_ps(v, _mm256_permute_ps(v, 0x4E));
+  v = _mm256_min_ps(v, _mm256_permute_ps(v, 0xB1));
+  return _mm256_cvtss_f32(v);
+}
+
+// ---- code packing (LSB first, element order) ----------------------------------------------
+
+// Stores 8 codes (< 2^kBits, int32 lanes) as 8 * kBits / 8 bytes.
+template <int kBits>
+KV_INLINE void StorePacked(uint8_t* p, __m256i c) {
+  const __m128i b = Narrow8(c);
+  if constexpr (kBits == 4) {
+    const __m128i w = _mm_maddubs_epi16(b, _mm_set1_epi16(0x1001));  // b0 + 16 b1
+    const uint32_t v = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_packus_epi16(w, w)));
+    std::memcpy(p, &v, 4);
+  } else {
+    const __m128i w = _mm_maddubs_epi16(b, _mm_set1_epi16(0x0401));    // b0 + 4 b1
+    const __m128i d = _mm_madd_epi16(w, _mm_set1_epi32(0x00100001));  // w0 + 16 w1
+    const uint32_t v = static_cast<uint32_t>(_mm_cvtsi128_si32(d));
+    const uint32_t hi = static_cast<uint32_t>(_mm_extract_epi32(d, 1));
+    const uint16_t two = static_cast<uint16_t>((v & 0xFF) | (hi << 8));
+    std::memcpy(p, &two, 2);
+  }
+}
+
+// 8 codes from packed bytes at p (kBits 8: unsigned bytes, -8: signed bytes).
+template <int kBits>
+KV_INLINE __m256i UnpackChunk(const uint8_t* p) {
+  if constexpr (kBits == 8 || kBits == -8) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return kBits == 8 ? _mm256_cvtepu8_epi32(b) : _mm256_cvtepi8_epi32(b);
+  } else if constexpr (kBits == 4) {
+    uint32_t packed;
+    std::memcpy(&packed, p, 4);
+    const __m128i b = _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(packed)),
+                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1,
+                                                     -1, -1, -1));
+    return _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_cvtepu8_epi32(b), _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
+        Set32(0xF));
+  } else {
+    uint16_t packed;
+    std::memcpy(&packed, p, 2);
+    const __m128i b = _mm_shuffle_epi8(_mm_cvtsi32_si128(packed),
+                                       _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, -1, -1, -1, -1, -1,
+                                                     -1, -1, -1));
+    return _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_cvtepu8_epi32(b), _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)),
+        Set32(3));
+  }
+}
+
+// Packs n code bytes (n a multiple of 8) from a padded byte buffer (value groups that do not
+// start on an 8-channel boundary).
+template <int kBits>
+void PackCodeBytes(const uint8_t* codes8, uint32_t n, uint8_t* out) {
+  for (uint32_t c = 0; c < n; c += 8) {
+    const __m256i v =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes8 + c)));
+    StorePacked<kBits>(out + c * kBits / 8, v);
+  }
+}
+
+// ---- Hadamard rotation -------------------------------------------------------------------------
+
+// Spans 1, 2 and 4 inside one vector: the upper element of each pair gets partner - self (a - b,
+// a the lower element), the lower one self + partner (a + b).
+KV_INLINE __m256 InVectorSpans(__m256 v) {
+  __m256 p = _mm256_permute_ps(v, 0xB1);
+  v = _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xAA);
+  p = _mm256_permute_ps(v, 0x4E);
+  v = _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xCC);
+  p = _mm256_permute2f128_ps(v, v, 0x01);
+  return _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xF0);
+}
+
+KV_INLINE void Fwht(float* x, uint32_t n) {
+  for (uint32_t c = 0; c < n; c += 8) {
+    _mm256_storeu_ps(x + c, InVectorSpans(_mm256_loadu_ps(x + c)));
+  }
+  for (uint32_t span = 8; span < n; span <<= 1) {
+    for (uint32_t base = 0; base < n; base += 2 * span) {
+      for (uint32_t i = base; i < base + span; i += 8) {
+        const __m256 a = _mm256_loadu_ps(x + i);
+        const __m256 b = _mm256_loadu_ps(x + i + span);
+        _mm256_storeu_ps(x + i, _mm256_add_ps(a, b));
+        _mm256_storeu_ps(x + i + span, _mm256_sub_ps(a, b));
+      }
+    }
+  }
+}
+
+template <bool kBf16, bool kRot>
+KV_INLINE void LoadVector(const SectionJob& j, const uint16_t* src, float* x) {
+  const uint32_t dim = j.dim;
+  for (uint32_t c = 0; c < dim; c += 8) {
+    __m256 v = LoadSrc<kBf16>(src + c);
+    if constexpr (kRot) v = _mm256_mul_ps(v, _mm256_loadu_ps(j.signs + c));
+    _mm256_storeu_ps(x + c, v);
+  }
+  if constexpr (kRot) {
+    Fwht(x, dim);
+    const __m256 scale = _mm256_set1_ps(j.rot_scale);
+    for (uint32_t c = 0; c < dim; c += 8) {
+      _mm256_storeu_ps(x + c, _mm256_mul_ps(_mm256_loadu_ps(x + c), scale));
+    }
+  }
+}
+
+template <bool kBf16>
+KV_INLINE void RotateInverseAndStore(const SectionJob& j, float* x, uint16_t* dst) {
+  const uint32_t dim = j.dim;
+  Fwht(x, dim);
+  const __m256 scale = _mm256_set1_ps(j.rot_scale);
+  for (uint32_t c = 0; c < dim; c += 8) {
+    const __m256 y =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c), scale), _mm256_loadu_ps(j.signs + c));
+    StoreDst<kBf16>(dst + c, y);
+  }
+}
+
+KV_INLINE uint16_t* At(const SectionJob& j, uint32_t t, uint32_t h) {
+  return j.base + j.token_offsets[t] + static_cast<int64_t>(h) * j.head_stride;
+}
+
+// ---- encode ----------------------------------------------------------------------------------
+
+template <bool kFp8, bool kBf16, bool kRot>
+void EncodeSymmetric(const SectionJob& j) {
+  const uint32_t dim = j.dim;
+  const float divisor = kFp8 ? 448.0f : 127.0f;
+  const __m256 abs_mask = _mm256_castsi256_ps(Set32(0x7FFFFFFF));
+  float* x = j.vec;
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
+      LoadVector<kBf16, kRot>(j, At(j, t, h), x);
+      __m256 amax = _mm256_setzero_ps();
+      for (uint32_t c = 0; c < dim; c += 8) {
+        amax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + c), abs_mask), amax);
+      }
+      uint16_t s = FloatToHalfS(HMax(amax) / divisor);
+      if (HalfToFloatS(s) == 0.0f) s = 0x3C00;
+      const __m256 sf = _mm256_set1_ps(HalfToFloatS(s));
+      uint8_t* out = j.codes_out + v * dim;
+      for (uint32_t c = 0; c < dim; c += 8) {
+        const __m256 q = _mm256_div_ps(_mm256_loadu_ps(x + c), sf);
+        __m256i code;
+        if constexpr (kFp8) {
+          code = FloatToE4M3(q);
+        } else {
+          code = _mm256_and_si256(RoundClampInt8(q), Set32(0xFF));
+        }
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + c), Narrow8(code));
+      }
+      StoreU16(j.params_out + 2 * v, s);
+    }
+  }
+}
+
+template <int kBits, bool kBf16, bool kRot>
+void EncodeGroupedKeys(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t quantized = j.tokens - j.sink;
+  const uint64_t groups = (quantized + uint64_t{g} - 1) / g;
+  const __m256 levels = _mm256_set1_ps(static_cast<float>((1 << kBits) - 1));
+  const __m256 zero = _mm256_setzero_ps();
+  for (uint32_t h = 0; h < j.heads; ++h) {
+    for (uint64_t jg = 0; jg < groups; ++jg) {
+      const uint32_t t0 = static_cast<uint32_t>(jg * g);
+      const uint32_t n = quantized - t0 < g ? quantized - t0 : g;
+      const bool buffered = kRot && n <= j.key_buf_tokens;
+      for (uint32_t c = 0; c < dim; c += 8) {
+        _mm256_storeu_ps(j.mn + c, _mm256_set1_ps(__builtin_inff()));
+        _mm256_storeu_ps(j.mx + c, _mm256_set1_ps(-__builtin_inff()));
+      }
+      for (uint32_t i = 0; i < n; ++i) {
+        const uint16_t* src = At(j, j.sink + t0 + i, h);
+        float* x = buffered ? j.key_buf + uint64_t{i} * j.vec_stride : j.vec;
+        if constexpr (kRot) LoadVector<kBf16, true>(j, src, x);
+        for (uint32_t c = 0; c < dim; c += 8) {
+          const __m256 y = kRot ? _mm256_loadu_ps(x + c) : LoadSrc<kBf16>(src + c);
+          _mm256_storeu_ps(j.mn + c, _mm256_min_ps(y, _mm256_loadu_ps(j.mn + c)));
+          _mm256_storeu_ps(j.mx + c, _mm256_max_ps(y, _mm256_loadu_ps(j.mx + c)));
+        }
+      }
+      uint8_t* params = j.params_out + 4 * ((h * groups + jg) * dim);
+      for (uint32_t c = 0; c < dim; c += 8) {
+        __m256 mn = _mm256_loadu_ps(j.mn + c), mx = _mm256_loadu_ps(j.mx + c);
+        const __m256 all_nan = _mm256_cmp_ps(mn, mx, _CMP_GT_OQ);
+        mn = _mm256_add_ps(_mm256_andnot_ps(all_nan, mn), zero);  // also -0 -> +0
+        mx = _mm256_add_ps(_mm256_andnot_ps(all_nan, mx), zero);
+        const __m128i scale = Narrow<false>(_mm256_div_ps(_mm256_sub_ps(mx, mn), levels));
+        const __m128i zp = Narrow<false>(mn);
+        _mm256_storeu_ps(j.sf + c, _mm256_cvtph_ps(scale));
+        _mm256_storeu_ps(j.zf + c, _mm256_cvtph_ps(zp));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(params + 4 * c), _mm_unpacklo_epi16(scale, zp));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(params + 4 * c + 16),
+                         _mm_unpackhi_epi16(scale, zp));
+      }
+      for (uint32_t i = 0; i < n; ++i) {
+        const uint16_t* src = At(j, j.sink + t0 + i, h);
+        const float* x = j.vec;
+        if (buffered) {
+          x = j.key_buf + uint64_t{i} * j.vec_stride;
+        } else if (kRot) {
+          LoadVector<kBf16, true>(j, src, j.vec);
+        }
+        uint8_t* out = j.codes_out + (uint64_t{t0 + i} * j.heads + h) * dim * kBits / 8;
+        for (uint32_t c = 0; c < dim; c += 8) {
+          const __m256 y = kRot ? _mm256_loadu_ps(x + c) : LoadSrc<kBf16>(src + c);
+          StorePacked<kBits>(out + c * kBits / 8, GroupCodes<kBits>(y, _mm256_loadu_ps(j.sf + c),
+                                                                    _mm256_loadu_ps(j.zf + c)));
+        }
+      }
+    }
+  }
+}
+
+template <int kBits, bool kBf16, bool kRot>
+void EncodeGroupedValues(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t groups = (dim + g - 1) / g;
+  const float levels = static_cast<float>((1 << kBits) - 1);
+  const bool aligned = g % 8 == 0;  // chunks never straddle groups: pack codes directly
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  float* x = j.vec;
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
+      LoadVector<kBf16, kRot>(j, At(j, t, h), x);
+      uint8_t* out = j.codes_out + v * dim * kBits / 8;
+      for (uint32_t jg = 0; jg < groups; ++jg) {
+        const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
+        __m256 lo = _mm256_set1_ps(__builtin_inff()), hi = _mm256_set1_ps(-__builtin_inff());
+        for (uint32_t c = c0; c < end; c += 8) {
+          const __m256 y = _mm256_loadu_ps(x + c);
+          const __m256 mn = _mm256_min_ps(y, lo), mx = _mm256_max_ps(y, hi);
+          if (end - c >= 8) {
+            lo = mn;
+            hi = mx;
+          } else {  // lanes past the group keep their running value
+            const __m256 in = _mm256_castsi256_ps(
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(end - c)), iota));
+            lo = _mm256_blendv_ps(lo, mn, in);
+            hi = _mm256_blendv_ps(hi, mx, in);
+          }
+        }
+        float mn = HMin(lo), mx = HMax(hi);
+        if (mn > mx) mn = mx = 0.0f;  // every element NaN
+        mn += 0.0f;                   // -0 -> +0
+        mx += 0.0f;
+        const uint16_t scale = FloatToHalfS((mx - mn) / levels);
+        const uint16_t zp = FloatToHalfS(mn);
+        uint8_t* p = j.params_out + 4 * (v * groups + jg);
+        StoreU16(p, scale);
+        StoreU16(p + 2, zp);
+        const __m256 sf = _mm256_set1_ps(HalfToFloatS(scale));
+        const __m256 zf = _mm256_set1_ps(HalfToFloatS(zp));
+        for (uint32_t c = c0; c < end; c += 8) {
+          const __m256i code = GroupCodes<kBits>(_mm256_loadu_ps(x + c), sf, zf);
+          if (aligned) {
+            StorePacked<kBits>(out + c * kBits / 8, code);
+          } else {  // spills past `end` are rewritten by the next group or land in padding
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(j.codes8 + c), Narrow8(code));
+          }
+        }
+      }
+      if (!aligned) PackCodeBytes<kBits>(j.codes8, dim, out);
+    }
+  }
+}
+
+// ---- decode ----------------------------------------------------------------------------------
+
+template <bool kFp8, bool kBf16, bool kRot>
+void DecodeSymmetric(const SectionJob& j) {
+  const uint32_t dim = j.dim;
+  float* x = j.vec;
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
+      const __m256 sf = _mm256_set1_ps(HalfToFloatS(LoadU16(j.params_in + 2 * v)));
+      const uint8_t* in = j.codes_in + v * dim;
+      uint16_t* dst = At(j, t, h);
+      for (uint32_t c = 0; c < dim; c += 8) {
+        const __m256 q = kFp8 ? E4M3ToFloat(UnpackChunk<8>(in + c))
+                              : _mm256_cvtepi32_ps(UnpackChunk<-8>(in + c));
+        const __m256 y = _mm256_mul_ps(q, sf);
+        if constexpr (kRot) {
+          _mm256_storeu_ps(x + c, y);
+        } else {
+          StoreDst<kBf16>(dst + c, y);
+        }
+      }
+      if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
+    }
+  }
+}
+
+template <int kBits, bool kBf16, bool kRot>
+void DecodeGroupedKeys(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t quantized = j.tokens - j.sink;
+  const uint64_t groups = (quantized + uint64_t{g} - 1) / g;
+  const uint64_t stride = j.vec_stride;
+  const __m256i low16 = Set32(0xFFFF);
+  float* x = j.vec;
+  for (uint32_t tq = 0; tq < quantized; ++tq) {
+    if (tq % g == 0) {
+      const uint64_t jg = tq / g;
+      for (uint32_t h = 0; h < j.heads; ++h) {
+        const uint8_t* params = j.params_in + 4 * ((h * groups + jg) * dim);
+        for (uint32_t c = 0; c < dim; c += 8) {
+          const __m256i pair =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(params + 4 * c));
+          _mm256_storeu_ps(j.sf + h * stride + c,
+                           _mm256_cvtph_ps(Narrow16(_mm256_and_si256(pair, low16))));
+          _mm256_storeu_ps(j.zf + h * stride + c,
+                           _mm256_cvtph_ps(Narrow16(_mm256_srli_epi32(pair, 16))));
+        }
+      }
+    }
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint8_t* in = j.codes_in + (uint64_t{tq} * j.heads + h) * dim * kBits / 8;
+      uint16_t* dst = At(j, j.sink + tq, h);
+      const float* sf = j.sf + h * stride;
+      const float* zf = j.zf + h * stride;
+      for (uint32_t c = 0; c < dim; c += 8) {
+        const __m256 code = _mm256_cvtepi32_ps(UnpackChunk<kBits>(in + c * kBits / 8));
+        const __m256 y = _mm256_fmadd_ps(code, _mm256_loadu_ps(sf + c), _mm256_loadu_ps(zf + c));
+        if constexpr (kRot) {
+          _mm256_storeu_ps(x + c, y);
+        } else {
+          StoreDst<kBf16>(dst + c, y);
+        }
+      }
+      if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
+    }
+  }
+}
+
+template <int kBits, bool kBf16, bool kRot>
+void DecodeGroupedValues(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t groups = (dim + g - 1) / g;
+  const bool aligned = g % 8 == 0;
+  float* x = j.vec;
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
+      const uint8_t* in = j.codes_in + v * dim * kBits / 8;
+      const uint8_t* params = j.params_in + 4 * (v * groups);
+      uint16_t* dst = At(j, t, h);
+      if (!aligned) {  // spread each group's scale and zero point over its channels
+        for (uint32_t jg = 0; jg < groups; ++jg) {
+          const __m256 sf = _mm256_set1_ps(HalfToFloatS(LoadU16(params + 4 * jg)));
+          const __m256 zf = _mm256_set1_ps(HalfToFloatS(LoadU16(params + 4 * jg + 2)));
+          const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
+          for (uint32_t c = c0; c < end; c += 8) {  // spills are rewritten by the next group
+            _mm256_storeu_ps(j.sf + c, sf);
+            _mm256_storeu_ps(j.zf + c, zf);
+          }
+        }
+      }
+      __m256 sf = _mm256_setzero_ps(), zf = _mm256_setzero_ps();
+      for (uint32_t c = 0; c < dim; c += 8) {
+        if (!aligned) {
+          sf = _mm256_loadu_ps(j.sf + c);
+          zf = _mm256_loadu_ps(j.zf + c);
+        } else if (c % g == 0) {
+          sf = _mm256_set1_ps(HalfToFloatS(LoadU16(params + 4 * (c / g))));
+          zf = _mm256_set1_ps(HalfToFloatS(LoadU16(params + 4 * (c / g) + 2)));
+        }
+        const __m256 code = _mm256_cvtepi32_ps(UnpackChunk<kBits>(in + c * kBits / 8));
+        const __m256 y = _mm256_fmadd_ps(code, sf, zf);
+        if constexpr (kRot) {
+          _mm256_storeu_ps(x + c, y);
+        } else {
+          StoreDst<kBf16>(dst + c, y);
+        }
+      }
+      if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
+    }
+  }
+}
+
+// ---- dispatch --------------------------------------------------------------------------------
+
+template <bool kBf16, bool kRot>
+void Encode(const SectionJob& j) {
+  switch (j.codec) {
+    case kCodecFp8: return EncodeSymmetric<true, kBf16, kRot>(j);
+    case kCodecInt8: return EncodeSymmetric<false, kBf16, kRot>(j);
+    case kCodecInt4:
+      return j.is_key ? EncodeGroupedKeys<4, kBf16, kRot>(j) : EncodeGroupedValues<4, kBf16, kRot>(j);
+    default:
+      return j.is_key ? EncodeGroupedKeys<2, kBf16, kRot>(j) : EncodeGroupedValues<2, kBf16, kRot>(j);
+  }
+}
+
+template <bool kBf16, bool kRot>
+void Decode(const SectionJob& j) {
+  switch (j.codec) {
+    case kCodecFp8: return DecodeSymmetric<true, kBf16, kRot>(j);
+    case kCodecInt8: return DecodeSymmetric<false, kBf16, kRot>(j);
+    case kCodecInt4:
+      return j.is_key ? DecodeGroupedKeys<4, kBf16, kRot>(j) : DecodeGroupedValues<4, kBf16, kRot>(j);
+    default:
+      return j.is_key ? DecodeGroupedKeys<2, kBf16, kRot>(j) : DecodeGroupedValues<2, kBf16, kRot>(j);
+  }
+}
+
+}  // namespace
+
+void EncodeSectionAvx2(const SectionJob& job) {
+  if (job.bf16) {
+    return job.rotate ? Encode<true, true>(job) : Encode<true, false>(job);
+  }
+  return job.rotate ? Encode<false, true>(job) : Encode<false, false>(job);
+}
+
+void DecodeSectionAvx2(const SectionJob& job) {
+  if (job.bf16) {
+    return job.rotate ? Decode<true, true>(job) : Decode<true, false>(job);
+  }
+  return job.rotate ? Decode<false, true>(job) : Decode<false, false>(job);
+}
+
+}  // namespace kvault::kernels::simd

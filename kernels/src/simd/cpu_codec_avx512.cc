@@ -1,0 +1,667 @@
+// AVX-512 (F, BW, VL, DQ) section kernels of the CPU codec; see simd_sections.h.
+//
+// Every lane performs exactly the fp32 operations of the reference (reference_codec.cc) on the
+// same operands, so results are bit-identical:
+//   - fp16 -> fp32 with vcvtph2ps and bf16 -> fp32 by a shift (both exact);
+//   - fp32 -> fp16 with vcvtps2ph round-to-nearest-even, fp32 -> bf16 by the integer RNE of
+//     FloatToBf16; NaN lanes are then replaced by the canonical 0x7FFF;
+//   - quantization divides (vdivps, IEEE) by the stored fp16 scale, rounds with vrndscaleps
+//     nearest-even, clamps, and maps NaN to code 0 (E4M3: the algorithm of FloatToE4M3);
+//   - max/min reductions skip NaN the way `if (v > m) m = v` does: vmaxps/vminps return their
+//     second operand when either is NaN, so the running value is always passed second;
+//   - int4/int2 decode uses vfmadd exactly where the reference calls fmaf;
+//   - the Hadamard butterflies are the reference's a + b / a - b on the same operands, one span
+//     after the other in ascending order, with the same sign and scale multiplies.
+//
+// head_dim is a multiple of 8, so a vector is a run of 16-lane chunks plus at most one 8-lane
+// tail. Scratch buffers are padded to whole chunks and always accessed with full-width loads and
+// stores (masked stores would defeat store-to-load forwarding); lanes past head_dim hold values
+// that are never written out. Every helper lives in an anonymous namespace (see simd_sections.h).
+
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsic headers as
+// "maybe uninitialized" (GCC bug 105593); nothing in this file reads an uninitialized value.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "simd/simd_sections.h"
+
+#define KV_INLINE inline __attribute__((always_inline))
+
+namespace kvault::kernels::simd {
+namespace {
+
+constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+constexpr __mmask16 kLow8 = 0x00FF;
+
+KV_INLINE __mmask16 Mask16(uint32_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+KV_INLINE uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+KV_INLINE void StoreU16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+
+// Scalar fp16 conversions (F16C): exact widening; RNE narrowing with canonical NaN.
+KV_INLINE float HalfToFloatS(uint16_t h) { return _cvtsh_ss(h); }
+KV_INLINE uint16_t FloatToHalfS(float f) {
+  if (f != f) return 0x7FFF;
+  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
+
+KV_INLINE __m512i Set32(int v) { return _mm512_set1_epi32(v); }
+
+// 16 bf16/fp16 bit patterns -> fp32 (exact).
+template <bool kBf16>
+KV_INLINE __m512 Widen(__m256i h) {
+  if constexpr (kBf16) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm512_cvtph_ps(h);
+  }
+}
+
+// Source chunk at p: 16 elements, or 8 (upper lanes 0) when `tail`.
+template <bool kBf16>
+KV_INLINE __m512 LoadSrc(const uint16_t* p, bool tail) {
+  return Widen<kBf16>(
+      tail ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))
+           : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// fp32 -> fp16/bf16 bits, RNE, NaN -> 0x7FFF.
+template <bool kBf16>
+KV_INLINE __m256i Narrow(__m512 x) {
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  __m256i h;
+  if constexpr (kBf16) {
+    __m512i b = _mm512_castps_si512(x);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), Set32(1));
+    b = _mm512_add_epi32(_mm512_add_epi32(b, Set32(0x7FFF)), lsb);
+    h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(b, 16));
+  } else {
+    h = _mm512_cvtps_ph(x, kRne);
+  }
+  return _mm256_mask_mov_epi16(h, nan, _mm256_set1_epi16(0x7FFF));
+}
+
+// Destination chunk at p: 16 elements, or the low 8 when `tail`.
+template <bool kBf16>
+KV_INLINE void StoreDst(uint16_t* p, __m512 x, bool tail) {
+  const __m256i h = Narrow<kBf16>(x);
+  if (tail) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(h));
+  } else {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+  }
+}
+
+// FloatToE4M3 (numeric.h) on 16 lanes; codes 0..255 as int32.
+KV_INLINE __m512i FloatToE4M3(__m512 x) {
+  const __m512i b = _mm512_castps_si512(x);
+  const __m512i a = _mm512_and_si512(b, Set32(0x7FFFFFFF));
+  // |x| >= 2^-6: RNE at mantissa bit 20, the carry bumping the exponent; code = (a >> 20) - 960.
+  // Larger magnitudes (> 464, Inf) saturate to 0x7E through the min.
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(a, 20), Set32(1));
+  __m512i c = _mm512_add_epi32(_mm512_add_epi32(a, Set32(0x7FFFF - (960 << 20))), lsb);
+  c = _mm512_min_epu32(_mm512_srli_epi32(c, 20), Set32(0x7E));
+  // |x| < 2^-6: k * 2^-9 with k = RNE(|x| / 2^-9) in 0..8 (8 encodes 2^-6): adding 2^14 rounds
+  // |x| to a multiple of 2^-9 (ulp of 2^14), ties to even; k is the bit difference.
+  const __m512i k = _mm512_sub_epi32(
+      _mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(a), _mm512_set1_ps(16384.0f))),
+      Set32(0x46800000));
+  c = _mm512_mask_mov_epi32(c, _mm512_cmplt_epi32_mask(a, Set32(0x3C800000)), k);
+  c = _mm512_mask_or_epi32(c, _mm512_movepi32_mask(b), c, Set32(0x80));  // sign
+  return _mm512_mask_mov_epi32(c, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q),
+                               Set32(0x7F));  // NaN, sign dropped
+}
+
+// E4M3ToFloat (numeric.h) on 16 codes (int32 lanes, 0..255).
+KV_INLINE __m512 E4M3ToFloat(__m512i c) {
+  const __m512i mag = _mm512_and_si512(c, Set32(0x7F));
+  const __m512i normal = _mm512_add_epi32(_mm512_slli_epi32(mag, 20), Set32(120 << 23));
+  const __m512 sub =
+      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(c, Set32(7))), _mm512_set1_ps(1.0f / 512));
+  __m512i bits =
+      _mm512_mask_mov_epi32(normal, _mm512_cmplt_epi32_mask(mag, Set32(8)), _mm512_castps_si512(sub));
+  bits = _mm512_or_si512(bits, _mm512_slli_epi32(_mm512_and_si512(c, Set32(0x80)), 24));
+  bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(mag, Set32(0x7F)), Set32(0x7FC00000));
+  return _mm512_castsi512_ps(bits);
+}
+
+// RoundClamp of the reference for int8: nearbyint, NaN -> 0, clamp to [-127, 127].
+KV_INLINE __m512i RoundClampInt8(__m512 q) {
+  const __m512 r = _mm512_roundscale_ps(q, kRne);
+  const __mmask16 ok = _mm512_cmp_ps_mask(r, r, _CMP_ORD_Q);
+  const __m512 cl = _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+  return _mm512_maskz_cvttps_epi32(ok, cl);
+}
+
+// Asymmetric code: sf == 0 ? 0 : RoundClamp((x - zf) / sf, 0, levels). vmaxps(r, 0) returns 0
+// for a NaN r, which is RoundClamp's NaN -> 0.
+template <int kBits>
+KV_INLINE __m512i GroupCodes(__m512 x, __m512 sf, __m512 zf) {
+  const __m512 q = _mm512_div_ps(_mm512_sub_ps(x, zf), sf);
+  const __m512 r = _mm512_max_ps(_mm512_roundscale_ps(q, kRne), _mm512_setzero_ps());
+  const __m512 cl = _mm512_min_ps(r, _mm512_set1_ps(static_cast<float>((1 << kBits) - 1)));
+  const __mmask16 nonzero = _mm512_cmp_ps_mask(sf, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+  return _mm512_maskz_cvttps_epi32(nonzero, cl);
+}
+
+// ---- code packing (LSB first, element order) ----------------------------------------------
+
+// 16 codes (< 2^kBits, int32 lanes) packed into the low 16 * kBits / 8 bytes.
+template <int kBits>
+KV_INLINE __m128i PackChunk(__m512i c) {
+  if constexpr (kBits == 4) {
+    // 64-bit lane = c0 + c1 * 2^32; its low byte becomes c0 | c1 << 4.
+    return _mm512_cvtepi64_epi8(_mm512_or_si512(c, _mm512_srli_epi64(c, 28)));
+  } else {
+    const __m128i b = _mm512_cvtepi32_epi8(c);
+    const __m128i w = _mm_maddubs_epi16(b, _mm_set1_epi16(0x0401));  // b0 + 4 b1
+    const __m128i d = _mm_madd_epi16(w, _mm_set1_epi32(0x00100001));  // w0 + 16 w1
+    return _mm_shuffle_epi8(d, _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                             -1, -1));
+  }
+}
+
+// Stores the packed codes of a 16-lane chunk (or of its low 8 lanes when `tail`).
+template <int kBits>
+KV_INLINE void StorePacked(uint8_t* p, __m512i c, bool tail) {
+  const __m128i v = PackChunk<kBits>(c);
+  if constexpr (kBits == 4) {
+    if (tail) {
+      const uint32_t lo = static_cast<uint32_t>(_mm_cvtsi128_si32(v));
+      std::memcpy(p, &lo, 4);
+    } else {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(p), v);
+    }
+  } else {
+    const uint32_t lo = static_cast<uint32_t>(_mm_cvtsi128_si32(v));
+    if (tail) {
+      const uint16_t two = static_cast<uint16_t>(lo);
+      std::memcpy(p, &two, 2);
+    } else {
+      std::memcpy(p, &lo, 4);
+    }
+  }
+}
+
+// Codes of a chunk (16 lanes, or 8 when `tail`) from packed bytes at p.
+// kBits == 8: unsigned bytes (E4M3 codes); kBits == -8: signed bytes (int8 codes).
+template <int kBits>
+KV_INLINE __m512i UnpackChunk(const uint8_t* p, bool tail) {
+  if constexpr (kBits == 8 || kBits == -8) {
+    const __m128i b = tail ? _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))
+                           : _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return kBits == 8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
+  } else if constexpr (kBits == 4) {
+    uint64_t packed;
+    if (tail) {
+      uint32_t four;
+      std::memcpy(&four, p, 4);
+      packed = four;
+    } else {
+      std::memcpy(&packed, p, 8);
+    }
+    const __m128i b = _mm_shuffle_epi8(_mm_cvtsi64_si128(static_cast<int64_t>(packed)),
+                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+    const __m512i shifts = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+    return _mm512_and_si512(_mm512_srlv_epi32(_mm512_cvtepu8_epi32(b), shifts), Set32(0xF));
+  } else {
+    uint32_t packed;
+    if (tail) {
+      uint16_t two;
+      std::memcpy(&two, p, 2);
+      packed = two;
+    } else {
+      std::memcpy(&packed, p, 4);
+    }
+    const __m128i b = _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(packed)),
+                                       _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+    const __m512i shifts = _mm512_set_epi32(6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0);
+    return _mm512_and_si512(_mm512_srlv_epi32(_mm512_cvtepu8_epi32(b), shifts), Set32(3));
+  }
+}
+
+// Packs n code bytes (n a multiple of 8) from a padded byte buffer; slow path for value groups
+// that do not start on a 16-channel boundary.
+template <int kBits>
+void PackCodeBytes(const uint8_t* codes8, uint32_t n, uint8_t* out) {
+  for (uint32_t c = 0; c < n; c += 16) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes8 + c)));
+    StorePacked<kBits>(out + c * kBits / 8, v, n - c < 16);
+  }
+}
+
+// ---- Hadamard rotation -------------------------------------------------------------------------
+
+// One butterfly stage inside a vector: lanes in `hi` get partner - self (a - b, a the lower
+// element), the others self + partner (a + b).
+KV_INLINE __m512 Stage(__m512 v, __m512 partner, __mmask16 hi) {
+  return _mm512_mask_sub_ps(_mm512_add_ps(v, partner), hi, partner, v);
+}
+
+// Spans 1, 2, 4 (and 8 when n >= 16) inside one vector. For n == 8 the two 8-lane halves never
+// mix.
+KV_INLINE __m512 InVectorSpans(__m512 v, bool span8) {
+  v = Stage(v, _mm512_permute_ps(v, 0xB1), 0xAAAA);
+  v = Stage(v, _mm512_permute_ps(v, 0x4E), 0xCCCC);
+  v = Stage(v, _mm512_shuffle_f32x4(v, v, 0xB1), 0xF0F0);
+  if (span8) v = Stage(v, _mm512_shuffle_f32x4(v, v, 0x4E), 0xFF00);
+  return v;
+}
+
+// Unnormalized FWHT of x[0..n), n a power of two >= 8 (x padded to 16 floats).
+KV_INLINE void Fwht(float* x, uint32_t n) {
+  for (uint32_t c = 0; c < n; c += 16) {
+    _mm512_storeu_ps(x + c, InVectorSpans(_mm512_loadu_ps(x + c), n >= 16));
+  }
+  for (uint32_t span = 16; span < n; span <<= 1) {
+    for (uint32_t base = 0; base < n; base += 2 * span) {
+      for (uint32_t i = base; i < base + span; i += 16) {
+        const __m512 a = _mm512_loadu_ps(x + i);
+        const __m512 b = _mm512_loadu_ps(x + i + span);
+        _mm512_storeu_ps(x + i, _mm512_add_ps(a, b));
+        _mm512_storeu_ps(x + i + span, _mm512_sub_ps(a, b));
+      }
+    }
+  }
+}
+
+// Loads one (token, head) vector as fp32 into x (padded; lanes past dim become 0), rotated
+// forward when kRot.
+template <bool kBf16, bool kRot>
+KV_INLINE void LoadVector(const SectionJob& j, const uint16_t* src, float* x) {
+  const uint32_t dim = j.dim;
+  for (uint32_t c = 0; c < dim; c += 16) {
+    __m512 v = LoadSrc<kBf16>(src + c, dim - c < 16);
+    if constexpr (kRot) v = _mm512_mul_ps(v, _mm512_loadu_ps(j.signs + c));
+    _mm512_storeu_ps(x + c, v);
+  }
+  if constexpr (kRot) {
+    Fwht(x, dim);
+    const __m512 scale = _mm512_set1_ps(j.rot_scale);
+    for (uint32_t c = 0; c < dim; c += 16) {
+      _mm512_storeu_ps(x + c, _mm512_mul_ps(_mm512_loadu_ps(x + c), scale));
+    }
+  }
+}
+
+// Inverse rotation of x, then conversion into the destination vector.
+template <bool kBf16>
+KV_INLINE void RotateInverseAndStore(const SectionJob& j, float* x, uint16_t* dst) {
+  const uint32_t dim = j.dim;
+  Fwht(x, dim);
+  const __m512 scale = _mm512_set1_ps(j.rot_scale);
+  for (uint32_t c = 0; c < dim; c += 16) {
+    const __m512 y =
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), scale), _mm512_loadu_ps(j.signs + c));
+    StoreDst<kBf16>(dst + c, y, dim - c < 16);
+  }
+}
+
+KV_INLINE uint16_t* At(const SectionJob& j, uint32_t t, uint32_t h) {
+  return j.base + j.token_offsets[t] + static_cast<int64_t>(h) * j.head_stride;
+}
+
+// ---- encode ----------------------------------------------------------------------------------
+
+// fp8/int8: per (token, head) scale fp16(amax / 448 or 127), 0 -> 1.0. The heads of a token are
+// done in batches: load and reduce every vector, compute the batch's scales in one vector, then
+// quantize, so the reduction -> scale -> quantize latency of one vector overlaps the others.
+template <bool kFp8, bool kBf16, bool kRot>
+void EncodeSymmetric(const SectionJob& j) {
+  const uint32_t dim = j.dim, stride = j.vec_stride;
+  const __m512 divisor = _mm512_set1_ps(kFp8 ? 448.0f : 127.0f);
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    const uint64_t v0 = static_cast<uint64_t>(t - j.sink) * j.heads;
+    for (uint32_t h0 = 0; h0 < j.heads; h0 += kHeadBatch) {
+      const uint32_t nb = j.heads - h0 < kHeadBatch ? j.heads - h0 : kHeadBatch;
+      for (uint32_t b = 0; b < nb; ++b) {
+        float* x = j.vec + b * stride;
+        LoadVector<kBf16, kRot>(j, At(j, t, h0 + b), x);
+        __m512 amax = _mm512_setzero_ps();  // lanes past dim hold 0
+        for (uint32_t c = 0; c < dim; c += 16) {
+          amax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + c)), amax);  // NaN keeps amax
+        }
+        j.mn[b] = _mm512_reduce_max_ps(amax);
+      }
+      // amax is never NaN, so fp16(amax / divisor) needs no NaN fix-up.
+      const __mmask16 m = Mask16(nb);
+      __m256i s16 = _mm512_cvtps_ph(_mm512_div_ps(_mm512_maskz_loadu_ps(m, j.mn), divisor), kRne);
+      __m512 sf = _mm512_cvtph_ps(s16);
+      const __mmask16 zero = _mm512_cmp_ps_mask(sf, _mm512_setzero_ps(), _CMP_EQ_OQ);
+      s16 = _mm256_mask_mov_epi16(s16, zero, _mm256_set1_epi16(0x3C00));
+      _mm512_storeu_ps(j.sf, _mm512_mask_mov_ps(sf, zero, _mm512_set1_ps(1.0f)));
+      _mm256_mask_storeu_epi16(j.params_out + 2 * (v0 + h0), m, s16);
+      for (uint32_t b = 0; b < nb; ++b) {
+        const float* x = j.vec + b * stride;
+        const __m512 scale = _mm512_set1_ps(j.sf[b]);
+        const __m512 rf = _mm512_set1_ps(1.0f / j.sf[b]);
+        uint8_t* out = j.codes_out + (v0 + h0 + b) * dim;
+        for (uint32_t c = 0; c < dim; c += 16) {
+        const __m512 xx = _mm512_loadu_ps(x + c);
+        const __m512 q0 = _mm512_mul_ps(xx, rf);
+        const __m512 q = _mm512_fmadd_ps(_mm512_fnmadd_ps(q0, scale, xx), rf, q0);
+          const __m128i code = _mm512_cvtepi32_epi8(kFp8 ? FloatToE4M3(q) : RoundClampInt8(q));
+          if (dim - c < 16) {
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(out + c), code);
+          } else {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), code);
+          }
+        }
+      }
+    }
+  }
+}
+
+// int4/int2 keys: per channel over groups of g tokens; params [head][group][channel][2].
+template <int kBits, bool kBf16, bool kRot>
+void EncodeGroupedKeys(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t quantized = j.tokens - j.sink;
+  const uint64_t groups = (quantized + uint64_t{g} - 1) / g;
+  const __m512 levels = _mm512_set1_ps(static_cast<float>((1 << kBits) - 1));
+  const __m512 zero = _mm512_setzero_ps();
+  for (uint32_t h = 0; h < j.heads; ++h) {
+    for (uint64_t jg = 0; jg < groups; ++jg) {
+      const uint32_t t0 = static_cast<uint32_t>(jg * g);
+      const uint32_t n = quantized - t0 < g ? quantized - t0 : g;
+      const bool buffered = kRot && n <= j.key_buf_tokens;
+      for (uint32_t c = 0; c < dim; c += 16) {
+        _mm512_storeu_ps(j.mn + c, _mm512_set1_ps(__builtin_inff()));
+        _mm512_storeu_ps(j.mx + c, _mm512_set1_ps(-__builtin_inff()));
+      }
+      // Pass 1: running min/max per channel over the group's tokens, in token order.
+      for (uint32_t i = 0; i < n; ++i) {
+        const uint16_t* src = At(j, j.sink + t0 + i, h);
+        float* x = buffered ? j.key_buf + uint64_t{i} * j.vec_stride : j.vec;
+        if constexpr (kRot) LoadVector<kBf16, true>(j, src, x);
+        for (uint32_t c = 0; c < dim; c += 16) {
+          const __m512 y = kRot ? _mm512_loadu_ps(x + c) : LoadSrc<kBf16>(src + c, dim - c < 16);
+          _mm512_storeu_ps(j.mn + c, _mm512_min_ps(y, _mm512_loadu_ps(j.mn + c)));
+          _mm512_storeu_ps(j.mx + c, _mm512_max_ps(y, _mm512_loadu_ps(j.mx + c)));
+        }
+      }
+      // Scales and zero points of the group's channels.
+      uint8_t* params = j.params_out + 4 * ((h * groups + jg) * dim);
+      for (uint32_t c = 0; c < dim; c += 16) {
+        __m512 mn = _mm512_loadu_ps(j.mn + c), mx = _mm512_loadu_ps(j.mx + c);
+        const __mmask16 all_nan = _mm512_cmp_ps_mask(mn, mx, _CMP_GT_OQ);
+        mn = _mm512_add_ps(_mm512_mask_mov_ps(mn, all_nan, zero), zero);  // also -0 -> +0
+        mx = _mm512_add_ps(_mm512_mask_mov_ps(mx, all_nan, zero), zero);
+        const __m256i scale = Narrow<false>(_mm512_div_ps(_mm512_sub_ps(mx, mn), levels));
+        const __m256i zp = Narrow<false>(mn);
+        _mm512_storeu_ps(j.sf + c, _mm512_cvtph_ps(scale));
+        _mm512_storeu_ps(j.zf + c, _mm512_cvtph_ps(zp));
+        const __m512i pair = _mm512_or_si512(_mm512_cvtepu16_epi32(scale),
+                                             _mm512_slli_epi32(_mm512_cvtepu16_epi32(zp), 16));
+        if (dim - c < 16) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(params + 4 * c), _mm512_castsi512_si256(pair));
+        } else {
+          _mm512_storeu_si512(params + 4 * c, pair);
+        }
+      }
+      // Pass 2: codes.
+      for (uint32_t i = 0; i < n; ++i) {
+        const uint16_t* src = At(j, j.sink + t0 + i, h);
+        const float* x = j.vec;
+        if (buffered) {
+          x = j.key_buf + uint64_t{i} * j.vec_stride;
+        } else if (kRot) {
+          LoadVector<kBf16, true>(j, src, j.vec);
+        }
+        uint8_t* out = j.codes_out + (uint64_t{t0 + i} * j.heads + h) * dim * kBits / 8;
+        for (uint32_t c = 0; c < dim; c += 16) {
+          const bool tail = dim - c < 16;
+          const __m512 y = kRot ? _mm512_loadu_ps(x + c) : LoadSrc<kBf16>(src + c, tail);
+          const __m512i code =
+              GroupCodes<kBits>(y, _mm512_loadu_ps(j.sf + c), _mm512_loadu_ps(j.zf + c));
+          StorePacked<kBits>(out + c * kBits / 8, code, tail);
+        }
+      }
+    }
+  }
+}
+
+// int4/int2 values: per token over groups of g channels; params [token][head][group][2]. Heads
+// are batched as in EncodeSymmetric; the (head, group) scales of a batch are computed 16 at a
+// time.
+template <int kBits, bool kBf16, bool kRot>
+void EncodeGroupedValues(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group, stride = j.vec_stride;
+  const uint32_t groups = (dim + g - 1) / g;
+  const __m512 levels = _mm512_set1_ps(static_cast<float>((1 << kBits) - 1));
+  const __m512 zero = _mm512_setzero_ps();
+  const bool aligned = g % 16 == 0;  // chunks never straddle groups: pack codes directly
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    const uint64_t v0 = static_cast<uint64_t>(t - j.sink) * j.heads;
+    for (uint32_t h0 = 0; h0 < j.heads; h0 += kHeadBatch) {
+      const uint32_t nb = j.heads - h0 < kHeadBatch ? j.heads - h0 : kHeadBatch;
+      // Min and max of every (head, group), NaN skipped.
+      for (uint32_t b = 0; b < nb; ++b) {
+        float* x = j.vec + b * stride;
+        LoadVector<kBf16, kRot>(j, At(j, t, h0 + b), x);
+        for (uint32_t jg = 0; jg < groups; ++jg) {
+          const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
+          __m512 lo = _mm512_set1_ps(__builtin_inff()), hi = _mm512_set1_ps(-__builtin_inff());
+          for (uint32_t c = c0; c < end; c += 16) {
+            const __mmask16 m = Mask16(end - c);  // lanes of this group
+            const __m512 y = _mm512_loadu_ps(x + c);
+            lo = _mm512_mask_min_ps(lo, m, y, lo);
+            hi = _mm512_mask_max_ps(hi, m, y, hi);
+          }
+          j.mn[b * groups + jg] = _mm512_reduce_min_ps(lo);
+          j.mx[b * groups + jg] = _mm512_reduce_max_ps(hi);
+        }
+      }
+      // Scales and zero points, 16 (head, group) pairs at a time.
+      const uint32_t np = nb * groups;
+      uint8_t* params = j.params_out + 4 * (v0 + h0) * groups;
+      for (uint32_t p = 0; p < np; p += 16) {
+        const __mmask16 m = Mask16(np - p);
+        __m512 mn = _mm512_maskz_loadu_ps(m, j.mn + p), mx = _mm512_maskz_loadu_ps(m, j.mx + p);
+        const __mmask16 all_nan = _mm512_cmp_ps_mask(mn, mx, _CMP_GT_OQ);
+        mn = _mm512_add_ps(_mm512_mask_mov_ps(mn, all_nan, zero), zero);  // also -0 -> +0
+        mx = _mm512_add_ps(_mm512_mask_mov_ps(mx, all_nan, zero), zero);
+        const __m256i scale = Narrow<false>(_mm512_div_ps(_mm512_sub_ps(mx, mn), levels));
+        const __m256i zp = Narrow<false>(mn);
+        _mm512_storeu_ps(j.sf + p, _mm512_cvtph_ps(scale));
+        _mm512_storeu_ps(j.zf + p, _mm512_cvtph_ps(zp));
+        const __m512i pair = _mm512_or_si512(_mm512_cvtepu16_epi32(scale),
+                                             _mm512_slli_epi32(_mm512_cvtepu16_epi32(zp), 16));
+        _mm512_mask_storeu_epi32(params + 4 * p, m, pair);
+      }
+      // Codes.
+      for (uint32_t b = 0; b < nb; ++b) {
+        const float* x = j.vec + b * stride;
+        uint8_t* out = j.codes_out + (v0 + h0 + b) * dim * kBits / 8;
+        for (uint32_t jg = 0; jg < groups; ++jg) {
+          const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
+          const __m512 sf = _mm512_set1_ps(j.sf[b * groups + jg]);
+          const __m512 zf = _mm512_set1_ps(j.zf[b * groups + jg]);
+          for (uint32_t c = c0; c < end; c += 16) {
+            const __m512i code = GroupCodes<kBits>(_mm512_loadu_ps(x + c), sf, zf);
+            if (aligned) {
+              StorePacked<kBits>(out + c * kBits / 8, code, end - c < 16);
+            } else {  // spills past `end` are rewritten by the next group or land in padding
+              _mm_storeu_si128(reinterpret_cast<__m128i*>(j.codes8 + c),
+                               _mm512_cvtepi32_epi8(code));
+            }
+          }
+        }
+        if (!aligned) PackCodeBytes<kBits>(j.codes8, dim, out);
+      }
+    }
+  }
+}
+
+// ---- decode ----------------------------------------------------------------------------------
+
+template <bool kFp8, bool kBf16, bool kRot>
+void DecodeSymmetric(const SectionJob& j) {
+  const uint32_t dim = j.dim;
+  float* x = j.vec;
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
+      const __m512 sf = _mm512_set1_ps(HalfToFloatS(LoadU16(j.params_in + 2 * v)));
+      const uint8_t* in = j.codes_in + v * dim;
+      uint16_t* dst = At(j, t, h);
+      for (uint32_t c = 0; c < dim; c += 16) {
+        const bool tail = dim - c < 16;
+        const __m512 q = kFp8 ? E4M3ToFloat(UnpackChunk<8>(in + c, tail))
+                              : _mm512_cvtepi32_ps(UnpackChunk<-8>(in + c, tail));
+        const __m512 y = _mm512_mul_ps(q, sf);
+        if constexpr (kRot) {
+          _mm512_storeu_ps(x + c, y);
+        } else {
+          StoreDst<kBf16>(dst + c, y, tail);
+        }
+      }
+      if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
+    }
+  }
+}
+
+template <int kBits, bool kBf16, bool kRot>
+void DecodeGroupedKeys(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t quantized = j.tokens - j.sink;
+  const uint64_t groups = (quantized + uint64_t{g} - 1) / g;
+  const uint64_t stride = j.vec_stride;  // floats per head in sf/zf
+  float* x = j.vec;
+  for (uint32_t tq = 0; tq < quantized; ++tq) {
+    if (tq % g == 0) {  // new token group: widen the scales and zero points of every head
+      const uint64_t jg = tq / g;
+      for (uint32_t h = 0; h < j.heads; ++h) {
+        const uint8_t* params = j.params_in + 4 * ((h * groups + jg) * dim);
+        for (uint32_t c = 0; c < dim; c += 16) {
+          const __m512i pair =
+              dim - c < 16 ? _mm512_zextsi256_si512(_mm256_loadu_si256(
+                                 reinterpret_cast<const __m256i*>(params + 4 * c)))
+                           : _mm512_loadu_si512(params + 4 * c);
+          _mm512_storeu_ps(j.sf + h * stride + c, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(pair)));
+          _mm512_storeu_ps(j.zf + h * stride + c,
+                           _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(pair, 16))));
+        }
+      }
+    }
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint8_t* in = j.codes_in + (uint64_t{tq} * j.heads + h) * dim * kBits / 8;
+      uint16_t* dst = At(j, j.sink + tq, h);
+      const float* sf = j.sf + h * stride;
+      const float* zf = j.zf + h * stride;
+      for (uint32_t c = 0; c < dim; c += 16) {
+        const bool tail = dim - c < 16;
+        const __m512 code = _mm512_cvtepi32_ps(UnpackChunk<kBits>(in + c * kBits / 8, tail));
+        const __m512 y = _mm512_fmadd_ps(code, _mm512_loadu_ps(sf + c), _mm512_loadu_ps(zf + c));
+        if constexpr (kRot) {
+          _mm512_storeu_ps(x + c, y);
+        } else {
+          StoreDst<kBf16>(dst + c, y, tail);
+        }
+      }
+      if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
+    }
+  }
+}
+
+template <int kBits, bool kBf16, bool kRot>
+void DecodeGroupedValues(const SectionJob& j) {
+  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t groups = (dim + g - 1) / g;
+  const bool aligned = g % 16 == 0;
+  float* x = j.vec;
+  for (uint32_t t = j.sink; t < j.tokens; ++t) {
+    for (uint32_t h = 0; h < j.heads; ++h) {
+      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
+      const uint8_t* in = j.codes_in + v * dim * kBits / 8;
+      const uint8_t* params = j.params_in + 4 * (v * groups);
+      uint16_t* dst = At(j, t, h);
+      if (!aligned) {  // spread each group's scale and zero point over its channels
+        for (uint32_t jg = 0; jg < groups; ++jg) {
+          const __m512 sf = _mm512_set1_ps(HalfToFloatS(LoadU16(params + 4 * jg)));
+          const __m512 zf = _mm512_set1_ps(HalfToFloatS(LoadU16(params + 4 * jg + 2)));
+          const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
+          for (uint32_t c = c0; c < end; c += 16) {  // spills are rewritten by the next group
+            _mm512_storeu_ps(j.sf + c, sf);
+            _mm512_storeu_ps(j.zf + c, zf);
+          }
+        }
+      }
+      __m512 sf = _mm512_setzero_ps(), zf = _mm512_setzero_ps();
+      for (uint32_t c = 0; c < dim; c += 16) {
+        const bool tail = dim - c < 16;
+        if (!aligned) {
+          sf = _mm512_loadu_ps(j.sf + c);
+          zf = _mm512_loadu_ps(j.zf + c);
+        } else if (c % g == 0) {
+          sf = _mm512_set1_ps(HalfToFloatS(LoadU16(params + 4 * (c / g))));
+          zf = _mm512_set1_ps(HalfToFloatS(LoadU16(params + 4 * (c / g) + 2)));
+        }
+        const __m512 code = _mm512_cvtepi32_ps(UnpackChunk<kBits>(in + c * kBits / 8, tail));
+        const __m512 y = _mm512_fmadd_ps(code, sf, zf);
+        if constexpr (kRot) {
+          _mm512_storeu_ps(x + c, y);
+        } else {
+          StoreDst<kBf16>(dst + c, y, tail);
+        }
+      }
+      if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
+    }
+  }
+}
+
+// ---- dispatch --------------------------------------------------------------------------------
+
+template <bool kBf16, bool kRot>
+void Encode(const SectionJob& j) {
+  switch (j.codec) {
+    case kCodecFp8: return EncodeSymmetric<true, kBf16, kRot>(j);
+    case kCodecInt8: return EncodeSymmetric<false, kBf16, kRot>(j);
+    case kCodecInt4:
+      return j.is_key ? EncodeGroupedKeys<4, kBf16, kRot>(j) : EncodeGroupedValues<4, kBf16, kRot>(j);
+    default:
+      return j.is_key ? EncodeGroupedKeys<2, kBf16, kRot>(j) : EncodeGroupedValues<2, kBf16, kRot>(j);
+  }
+}
+
+template <bool kBf16, bool kRot>
+void Decode(const SectionJob& j) {
+  switch (j.codec) {
+    case kCodecFp8: return DecodeSymmetric<true, kBf16, kRot>(j);
+    case kCodecInt8: return DecodeSymmetric<false, kBf16, kRot>(j);
+    case kCodecInt4:
+      return j.is_key ? DecodeGroupedKeys<4, kBf16, kRot>(j) : DecodeGroupedValues<4, kBf16, kRot>(j);
+    default:
+      return j.is_key ? DecodeGroupedKeys<2, kBf16, kRot>(j) : DecodeGroupedValues<2, kBf16, kRot>(j);
+  }
+}
+
+}  // namespace
+
+void EncodeSectionAvx512(const SectionJob& job) {
+  if (job.bf16) {
+    return job.rotate ? Encode<true, true>(job) : Encode<true, false>(job);
+  }
+  return job.rotate ? Encode<false, true>(job) : Encode<false, false>(job);
+}
+
+void DecodeSectionAvx512(const SectionJob& job) {
+  if (job.bf16) {
+    return job.rotate ? Decode<true, true>(job) : Decode<true, false>(job);
+  }
+  return job.rotate ? Decode<false, true>(job) : Decode<false, false>(job);
+}
+
+}  // namespace kvault::kernels::simd

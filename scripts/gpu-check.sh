@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU check, for a machine with an NVIDIA GPU (run from the repository root):
+#   1. builds what it needs (or reuses a build/ carried from a CPU machine: its binaries link the
+#      CUDA runtime statically; non-system shared libraries sit in build/lib),
+#   2. runs the `gpu` tests (CUDA kernels byte-exact against the CPU reference),
+#   3. runs `kvault-bench codec --device cuda` (gather+encode and decode+scatter vs D2D copy),
+#   4. prints a summary. Results also go to $OUT (or out/) as JSON and logs. Budget: ~3 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-out}"
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$PWD/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+need_build=1
+if [[ -x build/bin/kvault-bench && -x build/tests/cuda_codec_test ]] && build/bin/kvault --help >/dev/null 2>&1; then
+  need_build=0
+fi
+if ((need_build)); then
+  echo "gpu-check: building (CUDA sm_80/sm_90)"
+  nvcc="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_COMPILER="$nvcc" \
+    -DCMAKE_CUDA_ARCHITECTURES="80;90" >"$out/configure.log" 2>&1 || { tail -20 "$out/configure.log"; exit 1; }
+  cmake --build build --parallel "$(nproc)" --target kvault-bench cuda_codec_test >"$out/build.log" 2>&1 \
+    || { tail -40 "$out/build.log"; exit 1; }
+fi
+
+status=0
+for t in build/tests/cuda_*_test; do
+  echo "== $t"
+  "$t" --gtest_brief=1 2>&1 | tee "$out/$(basename "$t").log" | tail -15
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+done
+
+echo "== kvault-bench codec --device cuda"
+timeout 240 build/bin/kvault-bench codec --device cuda --tokens 4096 --accuracy-layers 4 --reps 5 \
+  --json "$out/codec-cuda.json" 2>&1 | tee "$out/codec-cuda.log" | tail -40
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+
+echo "== summary: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
+exit $status
