@@ -12,12 +12,15 @@
 //    mantissa bits. Equal to the reference's clamp(nearbyintf(v)) because rounding is monotonic
 //    and lo, hi are integers; the caller handles NaN where lo != 0 (int8).
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#endif
 
 namespace kvault::kernels::cuda_detail {
 
@@ -102,13 +105,43 @@ struct KeyArgs {
   SectionEntry sections[kMaxSectionsPerLaunch];
 };
 
-#ifdef __CUDACC__
+// Kernel launch: `KVAULT_LAUNCH(grid, smem, stream, args, kernel<...>)`. The kernel comes last
+// because its template argument list contains commas.
+#ifdef KVAULT_CUDA_EMULATION
+#define KVAULT_LAUNCH(grid, smem, stream, args, ...) \
+  ::kvault_emulation::Launch(__VA_ARGS__, (grid), kThreads, (smem), (args))
+#else
+#define KVAULT_LAUNCH(grid, smem, stream, args, ...) \
+  __VA_ARGS__<<<(grid), kThreads, (smem), (stream)>>>(args)
+#endif
+
+#if defined(__CUDACC__) || defined(KVAULT_CUDA_EMULATION)
 
 inline constexpr uint32_t kFullMask = 0xFFFFFFFFu;
 inline constexpr uint16_t kNan16 = 0x7FFF;
 inline constexpr uint16_t kHalfOne = 0x3C00;
 
-// ---- number formats -------------------------------------------------------------------------
+// ---- hardware primitives --------------------------------------------------------------------
+// Everything that depends on the GPU is here. A host emulation (a test harness that defines
+// KVAULT_CUDA_EMULATION) provides the same functions, the _rn intrinsics, __byte_perm, the
+// barriers, threadIdx/blockIdx/gridDim and the kernel attributes as macros, so that the kernel
+// code below and in the .cu files runs unchanged on a CPU.
+#ifdef __CUDACC__
+
+__device__ __forceinline__ bool IsNan(float x) { return isnan(x); }
+// NaN-ignoring min/max (IEEE minNum/maxNum); which zero wins a -0/+0 tie is unspecified, and the
+// codec never depends on it (MakeGroupParams canonicalizes zeros).
+__device__ __forceinline__ float FMin(float a, float b) { return fminf(a, b); }
+__device__ __forceinline__ float FMax(float a, float b) { return fmaxf(a, b); }
+__device__ __forceinline__ float ShflXor(float v, uint32_t lane_mask) {
+  return __shfl_xor_sync(kFullMask, v, static_cast<int>(lane_mask));
+}
+
+template <typename T>
+__device__ __forceinline__ T* DynamicSmem() {
+  extern __shared__ __align__(16) unsigned char kvault_dynamic_smem[];
+  return reinterpret_cast<T*>(kvault_dynamic_smem);
+}
 
 template <bool kBf16>
 __device__ __forceinline__ float ToF32(uint32_t bits16) {
@@ -131,6 +164,34 @@ __device__ __forceinline__ uint32_t FromF32(float x) {
   return isnan(x) ? uint32_t{kNan16} : b;
 }
 
+// E4M3 byte pair -> two fp32, exactly (via fp16, which holds every E4M3 value; NaN -> NaN).
+__device__ __forceinline__ float2 E4M3x2ToF32(uint32_t pair) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair & 0xFFFFu),
+                                                   __NV_E4M3);
+  return make_float2(__half2float(__ushort_as_half(h.x)), __half2float(__ushort_as_half(h.y)));
+}
+
+// Two fp32 -> E4M3 byte pair (x in the low byte), round to nearest even, saturating to +-448,
+// NaN -> 0x7F.
+__device__ __forceinline__ uint32_t F32x2ToE4M3(float lo, float hi) {
+  return __nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3);
+}
+
+// 16-byte global -> shared copy (sm_80+), completed by CpAsyncWaitAll in the same thread.
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void CpAsyncWaitAll() {
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+}
+
+#endif  // __CUDACC__
+
+__device__ __forceinline__ uint32_t MinU32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+// ---- number formats -------------------------------------------------------------------------
+
 __device__ __forceinline__ uint32_t F32ToHalfBits(float x) { return FromF32<false>(x); }
 __device__ __forceinline__ float HalfBitsToF32(uint32_t h) { return ToF32<false>(h); }
 
@@ -146,7 +207,7 @@ __device__ __forceinline__ float Int8ToF32(uint32_t byte) {
 // Clamps v to [lo, hi] (NaN -> lo) and rounds half to even; the integer is in the low bits of the
 // result (two's complement in the low byte for negative values >= -128).
 __device__ __forceinline__ uint32_t RoundClampBits(float v, float lo, float hi) {
-  v = fminf(fmaxf(v, lo), hi);
+  v = FMin(FMax(v, lo), hi);
   return __float_as_uint(__fadd_rn(v, 12582912.0f));
 }
 
@@ -183,19 +244,6 @@ __device__ __forceinline__ uint32_t CodeAt(uint32_t lo, uint32_t hi, int e) {
   } else {
     return (lo >> (kBits * e)) & ((1u << kBits) - 1u);
   }
-}
-
-// E4M3 byte pair -> two fp32, exactly (via fp16, which holds every E4M3 value; NaN -> NaN).
-__device__ __forceinline__ float2 E4M3x2ToF32(uint32_t pair) {
-  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair & 0xFFFFu),
-                                                   __NV_E4M3);
-  return make_float2(__half2float(__ushort_as_half(h.x)), __half2float(__ushort_as_half(h.y)));
-}
-
-// Two fp32 -> E4M3 byte pair (x in the low byte), round to nearest even, saturating to +-448,
-// NaN -> 0x7F.
-__device__ __forceinline__ uint32_t F32x2ToE4M3(float lo, float hi) {
-  return __nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3);
 }
 
 // ---- 16-byte chunks -------------------------------------------------------------------------
@@ -269,7 +317,7 @@ __device__ __forceinline__ bool CacheVec(const DeviceView& v, uint32_t layer) {
 // Every call below must be reached by all 32 lanes of the warp (full-mask shuffles).
 
 __device__ __forceinline__ float TeamMax(float v, uint32_t team) {
-  for (uint32_t d = team >> 1; d >= 1; d >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, d));
+  for (uint32_t d = team >> 1; d >= 1; d >>= 1) v = FMax(v, ShflXor(v, d));
   return v;
 }
 
@@ -305,7 +353,7 @@ __device__ __forceinline__ void Fwht(float (&x)[K][8], uint32_t team, uint32_t l
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const float mine = x[k][i];
-        const float other = __shfl_xor_sync(kFullMask, mine, d);
+        const float other = ShflXor(mine, d);
         x[k][i] = upper ? __fsub_rn(other, mine) : __fadd_rn(mine, other);
       }
     }
@@ -425,16 +473,6 @@ __device__ __forceinline__ void ZeroPadding(uint8_t* section, const SectionEntry
   if (threadIdx.x < pad) section[e.used_rel + threadIdx.x] = 0;
 }
 
-// ---- cp.async (sm_80+) ----------------------------------------------------------------------
-
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void CpAsyncWaitAll() {
-  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
-}
-
-#endif  // __CUDACC__
+#endif  // __CUDACC__ || KVAULT_CUDA_EMULATION
 
 }  // namespace kvault::kernels::cuda_detail

@@ -36,7 +36,7 @@ __device__ __forceinline__ void InitMinMax(float (&mn)[K][8], float (&mx)[K][8])
 
 template <bool kBf16, int K, int kBits>
 __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_constant__ KeyArgs a) {
-  extern __shared__ uint4 smem[];
+  uint4* const smem = DynamicSmem<uint4>();
   uint4* slots = smem;                                                  // [kKeySlots][kThreads]
   float* red = reinterpret_cast<float*>(smem + kKeySlots * kThreads);  // [2][K * 8][kThreads]
   constexpr int kSlotTokens = kKeySlots / K;
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
   const bool tile_valid = tile < heads * a.groups;
   const uint32_t h = tile_valid ? tile / a.groups : 0;
   const uint32_t j = tile_valid ? tile % a.groups : 0;
-  const uint32_t n = tile_valid ? min(g, quantized - j * g) : 0;
+  const uint32_t n = tile_valid ? MinU32(g, quantized - j * g) : 0;
   const bool vec = CacheVec(a.view, layer);
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
   const uint32_t per_team = a.tokens_per_team;
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
     InitMinMax<K>(mn, mx);
     for (uint32_t sub = 0; sub < a.subs; ++sub) {
       const uint32_t u0 = sub * kSlotTokens;
-      const uint32_t count = min(static_cast<uint32_t>(kSlotTokens), per_team - u0);
+      const uint32_t count = MinU32(static_cast<uint32_t>(kSlotTokens), per_team - u0);
       fill(u0, count);
       for (uint32_t ul = 0; ul < count; ++ul) {
         float x[K][8];
@@ -114,8 +114,8 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
           if (k * team + tl >= chunks) continue;
 #pragma unroll
           for (int i = 0; i < 8; ++i) {
-            mn[k][i] = fminf(mn[k][i], x[k][i]);  // NaN ignored; -0/+0 fixed in MakeGroupParams
-            mx[k][i] = fmaxf(mx[k][i], x[k][i]);
+            mn[k][i] = FMin(mn[k][i], x[k][i]);  // NaN ignored; -0/+0 fixed in MakeGroupParams
+            mx[k][i] = FMax(mx[k][i], x[k][i]);
           }
         }
       }
@@ -139,8 +139,8 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
           float a_mn = __int_as_float(0x7F800000), a_mx = __int_as_float(0xFF800000);
           for (uint32_t t = 0; t < M; ++t) {
             const uint32_t thread = (first_team + t) * team + tl;
-            a_mn = fminf(a_mn, red[(k * 8 + i) * kThreads + thread]);
-            a_mx = fmaxf(a_mx, red[((K + k) * 8 + i) * kThreads + thread]);
+            a_mn = FMin(a_mn, red[(k * 8 + i) * kThreads + thread]);
+            a_mx = FMax(a_mx, red[((K + k) * 8 + i) * kThreads + thread]);
           }
           mn[k][i] = a_mn;
           mx[k][i] = a_mx;
@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
     uint8_t* codes = section + sink_bytes;
     for (uint32_t sub = 0; sub < a.subs; ++sub) {
       const uint32_t u0 = sub * kSlotTokens;
-      const uint32_t count = min(static_cast<uint32_t>(kSlotTokens), per_team - u0);
+      const uint32_t count = MinU32(static_cast<uint32_t>(kSlotTokens), per_team - u0);
       if (a.subs > 1) fill(u0, count);
       for (uint32_t ul = 0; ul < count; ++ul) {
         float x[K][8];
@@ -221,9 +221,9 @@ __global__ void __launch_bounds__(kThreads) DecodeKeysKernel(const __grid_consta
   const uint32_t tile = item_valid ? item / a.subs : 0;
   const uint32_t sub = item_valid ? item % a.subs : 0;
   const uint32_t h = tile / a.groups, j = tile % a.groups;
-  const uint32_t n = item_valid ? min(g, quantized - j * g) : 0;
+  const uint32_t n = item_valid ? MinU32(g, quantized - j * g) : 0;
   const uint32_t i0 = sub * a.tokens_per_team;
-  const uint32_t i1 = min(n, i0 + a.tokens_per_team);
+  const uint32_t i1 = MinU32(n, i0 + a.tokens_per_team);
   const bool vec = CacheVec(a.view, layer);
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
 
@@ -302,14 +302,14 @@ cudaError_t EncodeKeysFor(const KeyArgs& args, int bits, dim3 grid, size_t smem,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem));
     }
-    if (err == cudaSuccess) EncodeKeysKernel<kBf16, K, 4><<<grid, kThreads, smem, stream>>>(args);
+    if (err == cudaSuccess) KVAULT_LAUNCH(grid, smem, stream, args, EncodeKeysKernel<kBf16, K, 4>);
   } else {
     if (smem > 48 * 1024) {
       err = cudaFuncSetAttribute(EncodeKeysKernel<kBf16, K, 2>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem));
     }
-    if (err == cudaSuccess) EncodeKeysKernel<kBf16, K, 2><<<grid, kThreads, smem, stream>>>(args);
+    if (err == cudaSuccess) KVAULT_LAUNCH(grid, smem, stream, args, EncodeKeysKernel<kBf16, K, 2>);
   }
   return err != cudaSuccess ? err : cudaGetLastError();
 }
@@ -317,9 +317,9 @@ cudaError_t EncodeKeysFor(const KeyArgs& args, int bits, dim3 grid, size_t smem,
 template <bool kBf16, int K>
 cudaError_t DecodeKeysFor(const KeyArgs& args, int bits, dim3 grid, cudaStream_t stream) {
   if (bits == 4) {
-    DecodeKeysKernel<kBf16, K, 4><<<grid, kThreads, 0, stream>>>(args);
+    KVAULT_LAUNCH(grid, 0, stream, args, DecodeKeysKernel<kBf16, K, 4>);
   } else {
-    DecodeKeysKernel<kBf16, K, 2><<<grid, kThreads, 0, stream>>>(args);
+    KVAULT_LAUNCH(grid, 0, stream, args, DecodeKeysKernel<kBf16, K, 2>);
   }
   return cudaGetLastError();
 }

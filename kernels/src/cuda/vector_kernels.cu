@@ -56,11 +56,11 @@ template <int K, bool kFp8>
 __device__ __forceinline__ void EncodeSymmetric(const float (&x)[K][8], uint32_t team, uint32_t tl,
                                                 uint32_t chunks, bool valid, uint8_t* codes,
                                                 uint8_t* scale_out) {
-  float amax = 0.0f;  // NaN never wins fmaxf; |x| is never -0
+  float amax = 0.0f;  // NaN never wins FMax; |x| is never -0
 #pragma unroll
   for (int k = 0; k < K; ++k) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[k][i]));
+    for (int i = 0; i < 8; ++i) amax = FMax(amax, fabsf(x[k][i]));
   }
   amax = TeamMax(amax, team);
   uint32_t sbits = F32ToHalfBits(__fdiv_rn(amax, kFp8 ? 448.0f : 127.0f));
@@ -81,7 +81,7 @@ __device__ __forceinline__ void EncodeSymmetric(const float (&x)[K][8], uint32_t
     } else {
       uint32_t t[8];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) t[i] = RoundClampBits(isnan(q[i]) ? 0.0f : q[i], -127.0f, 127.0f);
+      for (int i = 0; i < 8; ++i) t[i] = RoundClampBits(IsNan(q[i]) ? 0.0f : q[i], -127.0f, 127.0f);
       word.x = PackCodes<8>(t, word.y);
     }
     *reinterpret_cast<uint2*>(codes + 8 * c) = word;
@@ -121,8 +121,8 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
       if (k * team + tl < chunks) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-          mn[k] = fminf(mn[k], x[k][i]);  // NaN ignored; -0/+0 ties fixed in MakeGroupParams
-          mx[k] = fmaxf(mx[k], x[k][i]);
+          mn[k] = FMin(mn[k], x[k][i]);  // NaN ignored; -0/+0 ties fixed in MakeGroupParams
+          mx[k] = FMax(mx[k], x[k][i]);
         }
       }
     }
@@ -134,8 +134,8 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           if ((k & s) == 0) {
-            const float a = fminf(mn[k], mn[k | s]);
-            const float b = fmaxf(mx[k], mx[k | s]);
+            const float a = FMin(mn[k], mn[k | s]);
+            const float b = FMax(mx[k], mx[k | s]);
             mn[k] = mn[k | s] = a;
             mx[k] = mx[k | s] = b;
           }
@@ -147,8 +147,8 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
     for (uint32_t d = 1; d < lanes; d <<= 1) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
-        mn[k] = fminf(mn[k], __shfl_xor_sync(kFullMask, mn[k], d));
-        mx[k] = fmaxf(mx[k], __shfl_xor_sync(kFullMask, mx[k], d));
+        mn[k] = FMin(mn[k], ShflXor(mn[k], d));
+        mx[k] = FMax(mx[k], ShflXor(mx[k], d));
       }
     }
     if (!valid) return;
@@ -189,8 +189,8 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
         float mn = __int_as_float(0x7F800000), mx = __int_as_float(0xFF800000);
         for (uint32_t i = lo; i < hi; ++i) {
           const float v = scratch[i];
-          mn = fminf(mn, v);
-          mx = fmaxf(mx, v);
+          mn = FMin(mn, v);
+          mx = FMax(mx, v);
         }
         const GroupParams p = MakeGroupParams(mn, mx, levels);
         if (lo >= c0) StoreU32(params + 4 * j, p.scale_bits | (p.zero_bits << 16));
@@ -209,7 +209,7 @@ template <bool kBf16, int K>
 __global__ void __launch_bounds__(kThreads)
     EncodeVectorsKernel(const __grid_constant__ VectorArgs a) {
   constexpr int R = K == 1 ? 2 : 1;
-  extern __shared__ float scratch_all[];
+  float* const scratch_all = DynamicSmem<float>();
   const BatchShape& s = a.shape;
   const uint32_t team = 1u << s.log2_team;
   const uint32_t tl = threadIdx.x & (team - 1u);
@@ -448,9 +448,9 @@ template <bool kBf16>
 cudaError_t EncodeVectorsFor(const VectorArgs& args, int k, dim3 grid, size_t smem,
                              cudaStream_t stream) {
   switch (k) {
-    case 1: EncodeVectorsKernel<kBf16, 1><<<grid, kThreads, smem, stream>>>(args); break;
-    case 2: EncodeVectorsKernel<kBf16, 2><<<grid, kThreads, smem, stream>>>(args); break;
-    default: EncodeVectorsKernel<kBf16, 4><<<grid, kThreads, smem, stream>>>(args); break;
+    case 1: KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 1>); break;
+    case 2: KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 2>); break;
+    default: KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 4>); break;
   }
   return cudaGetLastError();
 }
@@ -458,9 +458,9 @@ cudaError_t EncodeVectorsFor(const VectorArgs& args, int k, dim3 grid, size_t sm
 template <bool kBf16>
 cudaError_t DecodeVectorsFor(const VectorArgs& args, int k, dim3 grid, cudaStream_t stream) {
   switch (k) {
-    case 1: DecodeVectorsKernel<kBf16, 1><<<grid, kThreads, 0, stream>>>(args); break;
-    case 2: DecodeVectorsKernel<kBf16, 2><<<grid, kThreads, 0, stream>>>(args); break;
-    default: DecodeVectorsKernel<kBf16, 4><<<grid, kThreads, 0, stream>>>(args); break;
+    case 1: KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 1>); break;
+    case 2: KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 2>); break;
+    default: KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 4>); break;
   }
   return cudaGetLastError();
 }

@@ -346,12 +346,9 @@ void EncodeSymmetric(const SectionJob& j) {
       for (uint32_t b = 0; b < nb; ++b) {
         const float* x = j.vec + b * stride;
         const __m512 scale = _mm512_set1_ps(j.sf[b]);
-        const __m512 rf = _mm512_set1_ps(1.0f / j.sf[b]);
         uint8_t* out = j.codes_out + (v0 + h0 + b) * dim;
         for (uint32_t c = 0; c < dim; c += 16) {
-        const __m512 xx = _mm512_loadu_ps(x + c);
-        const __m512 q0 = _mm512_mul_ps(xx, rf);
-        const __m512 q = _mm512_fmadd_ps(_mm512_fnmadd_ps(q0, scale, xx), rf, q0);
+          const __m512 q = _mm512_div_ps(_mm512_loadu_ps(x + c), scale);
           const __m128i code = _mm512_cvtepi32_epi8(kFp8 ? FloatToE4M3(q) : RoundClampInt8(q));
           if (dim - c < 16) {
             _mm_storel_epi64(reinterpret_cast<__m128i*>(out + c), code);
