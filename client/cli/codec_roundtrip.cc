@@ -152,18 +152,18 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
   options.block_tokens = c.block_tokens;
   options.threads = c.threads;
   auto t0 = std::chrono::steady_clock::now();
-  Result<std::vector<std::vector<uint8_t>>> objects =
-      kernels::EncodeSequenceCpu(in_view, c.tokens, c.spec, ns_digest, *keys, options);
+  std::vector<std::vector<uint8_t>> objects;
+  s = kernels::EncodeSequenceCpu(in_view, c.tokens, c.spec, ns_digest, *keys, options, objects);
   const double encode_s = SecondsSince(t0);
-  if (!objects.ok()) return Fail(kExitFailure, objects.status());
+  if (!s.ok()) return Fail(kExitFailure, s);
   t0 = std::chrono::steady_clock::now();
-  s = kernels::DecodeSequenceCpu(*objects, out_view, options);
+  s = kernels::DecodeSequenceCpu(objects, out_view, options);
   const double decode_s = SecondsSince(t0);
   if (!s.ok()) return Fail(kExitFailure, s);
 
   uint64_t encoded_bytes = 0, payload_bytes = 0;
-  for (size_t b = 0; b < objects->size(); ++b) {
-    const std::vector<uint8_t>& obj = (*objects)[b];
+  for (size_t b = 0; b < objects.size(); ++b) {
+    const std::vector<uint8_t>& obj = objects[b];
     encoded_bytes += obj.size();
     payload_bytes += ParseBlockObject(obj, {.verify_checksum = false})->geometry.payload_bytes;
     if (!c.emit_dir.empty()) {
@@ -185,7 +185,7 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
       "\"threads\":%u,\"encode_seconds\":%.6f,\"decode_seconds\":%.6f}\n",
       c.spec.ToString().c_str(), c.layers, c.kv_heads, c.head_dim,
       static_cast<unsigned long long>(c.tokens), c.block_tokens,
-      std::string(DTypeName(c.dtype)).c_str(), objects->size(),
+      std::string(DTypeName(c.dtype)).c_str(), objects.size(),
       static_cast<unsigned long long>(input_bytes), static_cast<unsigned long long>(encoded_bytes),
       static_cast<unsigned long long>(payload_bytes), 8.0 * encoded_bytes / elements,
       8.0 * payload_bytes / elements, static_cast<double>(input_bytes) / encoded_bytes,

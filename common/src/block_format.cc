@@ -1,11 +1,9 @@
 #include "kvault/common/block_format.h"
 
-#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
-#include <xxhash.h>
-
 #include <cstring>
 #include <string>
 
+#include "kvault/common/checksum.h"
 #include "kvault/common/little_endian.h"
 
 namespace kvault {
@@ -195,13 +193,9 @@ void WriteBlockHeader(const BlockDescriptor& d, const BlockGeometry& g,
 namespace {
 
 uint64_t ChecksumOf(std::span<const uint8_t> object, uint32_t header_bytes) {
-  XXH3_state_t state;  // on the stack: no allocation that could fail
-  XXH3_INITSTATE(&state);
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, object.data(), kOffChecksum);
-  XXH3_64bits_update(&state, object.data() + kOffChecksum + 8, header_bytes - kOffChecksum - 8);
-  XXH3_64bits_update(&state, object.data() + header_bytes, object.size() - header_bytes);
-  return XXH3_64bits_digest(&state);
+  BlockSealer sealer(object.first(header_bytes));
+  sealer.Update(object.subspan(header_bytes));
+  return sealer.Digest();
 }
 
 }  // namespace
@@ -209,6 +203,19 @@ uint64_t ChecksumOf(std::span<const uint8_t> object, uint32_t header_bytes) {
 void SealBlockObject(std::span<uint8_t> object) {
   const uint32_t header_bytes = LoadLe16(object.data() + kOffHeaderLen);
   StoreLe64(object.data() + kOffChecksum, ChecksumOf(object, header_bytes));
+}
+
+BlockSealer::BlockSealer(std::span<const uint8_t> header) {
+  stream_.Update(header.first(kOffChecksum));
+  stream_.Update(header.subspan(kOffChecksum + 8));
+}
+
+void BlockSealer::Update(std::span<const uint8_t> payload_part) { stream_.Update(payload_part); }
+
+uint64_t BlockSealer::Digest() const { return stream_.Digest(); }
+
+void BlockSealer::Seal(std::span<uint8_t> object) const {
+  StoreLe64(object.data() + kOffChecksum, Digest());
 }
 
 std::span<const uint8_t> BlockView::Section(uint32_t layer, int kv) const {

@@ -60,16 +60,17 @@ Result<BlockDescriptor> SequenceBlockDescriptor(const PagedKvView& view, uint64_
   return d;
 }
 
-Result<std::vector<std::vector<uint8_t>>> EncodeSequenceCpu(
-    const PagedKvView& view, uint64_t tokens, const CodecSpec& spec, const Digest32& ns_digest,
-    std::span<const Digest32> keys, const SequenceCodecOptions& options) {
+Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSpec& spec,
+                         const Digest32& ns_digest, std::span<const Digest32> keys,
+                         const SequenceCodecOptions& options,
+                         std::vector<std::vector<uint8_t>>& objects) {
   const uint64_t blocks = BlockCount(tokens, options.block_tokens);
   if (keys.size() != blocks) {
     return Status::InvalidArgument("expected " + std::to_string(blocks) + " block keys, got " +
                                    std::to_string(keys.size()));
   }
-  std::vector<std::vector<uint8_t>> objects(blocks);
-  KVAULT_RETURN_IF_ERROR(ParallelFor(blocks, options.threads, [&](uint64_t b) -> Status {
+  objects.resize(blocks);
+  return ParallelFor(blocks, options.threads, [&](uint64_t b) -> Status {
     KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d,
                             SequenceBlockDescriptor(view, tokens, spec, options.block_tokens, b,
                                                     ns_digest, keys[b]));
@@ -77,8 +78,7 @@ Result<std::vector<std::vector<uint8_t>>> EncodeSequenceCpu(
     objects[b].resize(g.total_bytes());
     return EncodeBlockCpu(view, b * options.block_tokens, d, objects[b], options.isa)
         .WithContext("block " + std::to_string(b));
-  }));
-  return objects;
+  });
 }
 
 Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects, const PagedKvView& view,

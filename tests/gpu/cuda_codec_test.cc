@@ -11,6 +11,8 @@
 // Without a CUDA device every data test skips visibly; the validation tests need no device (the
 // arguments are rejected before any CUDA call) and run everywhere.
 
+#include "kvault/kernels/cuda_codec.h"
+
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -24,7 +26,6 @@
 #include <vector>
 
 #include "kvault/common/block_format.h"
-#include "kvault/kernels/cuda_codec.h"
 #include "kvault/kernels/kv_view.h"
 #include "kvault/kernels/numeric.h"
 #include "kvault/kernels/reference_codec.h"
@@ -32,9 +33,9 @@
 namespace kvault::kernels {
 namespace {
 
-#define SKIP_WITHOUT_CUDA()                                   \
-  do {                                                        \
-    if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";   \
+#define SKIP_WITHOUT_CUDA()                                 \
+  do {                                                      \
+    if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device"; \
   } while (false)
 
 // ---- cases ----------------------------------------------------------------------------------
@@ -47,13 +48,15 @@ struct Case {
   uint32_t layers = 2, heads = 3, dim = 64, block_tokens = 17, sink = 0;
   std::vector<LayerCodec> codecs;  // one per layer
   KvLayout layout = KvLayout::kVllmNhd;
-  bool padded = false;  // NHD with 4 padding elements after each head: strides not 16-byte multiples
+  bool padded =
+      false;  // NHD with 4 padding elements after each head: strides not 16-byte multiples
   uint32_t page_tokens = 16;
   uint32_t num_blocks = 3;
   uint32_t first_token = 5;
   Pattern pattern = Pattern::kNormal;
-  bool misaligned_payloads = false;  // payload pointer + 4 and a stride that is not a multiple of 16
-  bool misaligned_base = false;      // layer bases 2 bytes past a 16-byte boundary
+  bool misaligned_payloads =
+      false;                     // payload pointer + 4 and a stride that is not a multiple of 16
+  bool misaligned_base = false;  // layer bases 2 bytes past a 16-byte boundary
   uint64_t seed = 1;
 };
 
@@ -77,13 +80,13 @@ std::string CodecText(const SectionCodec& c) {
 }
 
 std::string Describe(const Case& c) {
-  std::string s = c.name + " [" + std::string(DTypeName(c.dtype)) + " L" + std::to_string(c.layers) +
-                  " H" + std::to_string(c.heads) + " D" + std::to_string(c.dim) + " bt" +
-                  std::to_string(c.block_tokens) + " sink" + std::to_string(c.sink) + " " +
-                  (c.padded ? "padded-nhd" : KvLayoutName(c.layout)) + " page" +
-                  std::to_string(c.page_tokens) + " blocks" + std::to_string(c.num_blocks) +
-                  " first" + std::to_string(c.first_token) + " pattern" +
-                  std::to_string(static_cast<int>(c.pattern));
+  std::string s =
+      c.name + " [" + std::string(DTypeName(c.dtype)) + " L" + std::to_string(c.layers) + " H" +
+      std::to_string(c.heads) + " D" + std::to_string(c.dim) + " bt" +
+      std::to_string(c.block_tokens) + " sink" + std::to_string(c.sink) + " " +
+      (c.padded ? "padded-nhd" : KvLayoutName(c.layout)) + " page" + std::to_string(c.page_tokens) +
+      " blocks" + std::to_string(c.num_blocks) + " first" + std::to_string(c.first_token) +
+      " pattern" + std::to_string(static_cast<int>(c.pattern));
   if (c.misaligned_payloads) s += " misaligned-payloads";
   if (c.misaligned_base) s += " misaligned-base";
   s += " codecs";
@@ -102,8 +105,8 @@ std::vector<uint16_t> SpecialValues(DType dtype) {
     v.push_back(Encode16(f, dtype));
   }
   if (dtype == DType::kF16) {
-    for (uint16_t b : {0x0001, 0x8001, 0x03FF, 0x83FF, 0x0200, 0x7E00, 0xFE00, 0x7C01, 0x7C00,
-                       0xFC00, 0x7BFF}) {
+    for (uint16_t b :
+         {0x0001, 0x8001, 0x03FF, 0x83FF, 0x0200, 0x7E00, 0xFE00, 0x7C01, 0x7C00, 0xFC00, 0x7BFF}) {
       v.push_back(b);
     }
   } else {
@@ -124,7 +127,8 @@ class ValueSource {
   // Fills `vec` (head_dim elements) for one (token, head) vector.
   void Vector(uint64_t token, uint32_t head, uint32_t layer, uint32_t kv, uint16_t* vec) {
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    const float token_gain = 0.5f + static_cast<float>((token * 7 + head + layer * 3 + kv) % 11) / 4.0f;
+    const float token_gain =
+        0.5f + static_cast<float>((token * 7 + head + layer * 3 + kv) % 11) / 4.0f;
     auto outlier = [&](uint32_t d) {
       float g = 1.0f;
       if (d % 17 == 3) g *= 25.0f;
@@ -152,14 +156,30 @@ class ValueSource {
         const uint16_t nan = c_.dtype == DType::kF16 ? 0x7E00 : 0x7FC0;
         for (uint32_t d = 0; d < c_.dim; ++d) {
           switch (kind) {
-            case 0: vec[d] = pos0; break;
-            case 1: vec[d] = neg0; break;
-            case 2: vec[d] = (rng_() & 1) ? pos0 : neg0; break;
-            case 3: vec[d] = Encode16(1.5f, c_.dtype); break;
-            case 4: vec[d] = nan; break;
-            case 5: vec[d] = (rng_() & 1) ? nan : Encode16(normal(rng_), c_.dtype); break;
-            case 6: vec[d] = (rng_() % 3 == 0) ? neg0 : Encode16(std::fabs(normal(rng_)), c_.dtype); break;
-            default: vec[d] = Encode16(normal(rng_) * outlier(d), c_.dtype); break;
+            case 0:
+              vec[d] = pos0;
+              break;
+            case 1:
+              vec[d] = neg0;
+              break;
+            case 2:
+              vec[d] = (rng_() & 1) ? pos0 : neg0;
+              break;
+            case 3:
+              vec[d] = Encode16(1.5f, c_.dtype);
+              break;
+            case 4:
+              vec[d] = nan;
+              break;
+            case 5:
+              vec[d] = (rng_() & 1) ? nan : Encode16(normal(rng_), c_.dtype);
+              break;
+            case 6:
+              vec[d] = (rng_() % 3 == 0) ? neg0 : Encode16(std::fabs(normal(rng_)), c_.dtype);
+              break;
+            default:
+              vec[d] = Encode16(normal(rng_) * outlier(d), c_.dtype);
+              break;
           }
         }
         break;
@@ -176,10 +196,10 @@ class ValueSource {
 // ---- the cache, with this test's own index arithmetic ----------------------------------------
 
 struct HostCache {
-  uint32_t pages = 0;       // pages in the cache (contiguous: 1)
-  uint32_t page_tokens = 0; // contiguous: all tokens
-  uint64_t layer_elems = 0; // elements per layer tensor (contiguous: per layer slice)
-  uint32_t head_pitch = 0;  // elements from one head's vector to the next (NHD) / D
+  uint32_t pages = 0;        // pages in the cache (contiguous: 1)
+  uint32_t page_tokens = 0;  // contiguous: all tokens
+  uint64_t layer_elems = 0;  // elements per layer tensor (contiguous: per layer slice)
+  uint32_t head_pitch = 0;   // elements from one head's vector to the next (NHD) / D
   std::vector<int32_t> page_ids;
   std::vector<uint16_t> data;  // layers x layer_elems
 };
@@ -193,11 +213,16 @@ uint64_t ElemOffset(const Case& c, const HostCache& h, uint32_t kv, uint64_t pag
     return ((kv * P + page) * pt + slot) * H * hp + head * hp;
   }
   switch (c.layout) {
-    case KvLayout::kContiguous: return ((kv * pt + slot) * H + head) * D;
-    case KvLayout::kVllmNhd: return ((kv * P + page) * pt + slot) * H * D + head * D;
-    case KvLayout::kVllmHnd: return ((kv * P + page) * H + head) * pt * D + slot * D;
-    case KvLayout::kFlashInferNhd: return ((page * 2 + kv) * pt + slot) * H * D + head * D;
-    case KvLayout::kFlashInferHnd: return ((page * 2 + kv) * H + head) * pt * D + slot * D;
+    case KvLayout::kContiguous:
+      return ((kv * pt + slot) * H + head) * D;
+    case KvLayout::kVllmNhd:
+      return ((kv * P + page) * pt + slot) * H * D + head * D;
+    case KvLayout::kVllmHnd:
+      return ((kv * P + page) * H + head) * pt * D + slot * D;
+    case KvLayout::kFlashInferNhd:
+      return ((page * 2 + kv) * pt + slot) * H * D + head * D;
+    case KvLayout::kFlashInferHnd:
+      return ((page * 2 + kv) * H + head) * pt * D + slot * D;
   }
   return 0;
 }
@@ -294,7 +319,9 @@ class DeviceBuffer {
   ~DeviceBuffer() {
     if (p_ != nullptr) cudaFree(p_);
   }
-  bool Allocate(size_t bytes) { return cudaMalloc(&p_, std::max<size_t>(bytes, 16)) == cudaSuccess; }
+  bool Allocate(size_t bytes) {
+    return cudaMalloc(&p_, std::max<size_t>(bytes, 16)) == cudaSuccess;
+  }
   template <typename T = uint8_t>
   T* get() const {
     return static_cast<T*>(p_);
@@ -344,8 +371,8 @@ struct DeviceCache {
     } else {
       std::vector<uint16_t*> tensors = layer_ptrs;
       if (c.layout == KvLayout::kContiguous) tensors = {base};
-      const Status st = MakePagedKvView(c.layout, c.dtype, c.layers, c.heads, c.dim,
-                                        h.page_tokens, h.pages, tensors, h.page_ids, view, storage);
+      const Status st = MakePagedKvView(c.layout, c.dtype, c.layers, c.heads, c.dim, h.page_tokens,
+                                        h.pages, tensors, h.page_ids, view, storage);
       if (!st.ok()) {
         ADD_FAILURE() << st.ToString();
         return false;
@@ -401,10 +428,10 @@ std::string PayloadPlace(const BlockGeometry& g, uint64_t offset) {
     const bool is_v = offset >= v0;
     const SectionLayout& s = is_v ? g.v_sections[l] : g.k_sections[l];
     const uint64_t rel = offset - (is_v ? v0 : k0);
-    const char* part = rel < s.sink_bytes                             ? "sink"
-                       : rel < s.sink_bytes + s.code_bytes              ? "codes"
+    const char* part = rel < s.sink_bytes                                  ? "sink"
+                       : rel < s.sink_bytes + s.code_bytes                 ? "codes"
                        : rel < s.sink_bytes + s.code_bytes + s.param_bytes ? "params"
-                                                                            : "padding";
+                                                                           : "padding";
     return "layer " + std::to_string(l) + (is_v ? " V " : " K ") + part + " +" +
            std::to_string(rel);
   }
@@ -476,7 +503,8 @@ void RunCase(const Case& c) {
     }
     DeviceBuffer in;
     ASSERT_TRUE(in.Allocate(buffer_bytes));
-    ASSERT_EQ(cudaMemcpy(in.get(), staged.data(), buffer_bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(in.get(), staged.data(), buffer_bytes, cudaMemcpyHostToDevice),
+              cudaSuccess);
     const Status st = CudaDecodeBlocks(in.get() + shift, stride, c.num_blocks, desc, dc.view,
                                        c.first_token, nullptr);
     ASSERT_TRUE(st.ok()) << st.ToString();
@@ -563,7 +591,7 @@ TEST(CudaCodecTest, CodecSweepMatchesReference) {
   struct Shape {
     uint32_t block_tokens, heads, dim;
   };
-  const Shape shapes[] = {{1, 1, 64},  {3, 5, 128},  {7, 3, 256}, {16, 8, 128},
+  const Shape shapes[] = {{1, 1, 64},  {3, 5, 128},   {7, 3, 256}, {16, 8, 128},
                           {17, 5, 64}, {256, 1, 128}, {16, 3, 256}};
   std::vector<std::pair<CodecId, uint16_t>> configs = {{CodecId::kFp8, 0}, {CodecId::kInt8, 0}};
   for (CodecId id : {CodecId::kInt4, CodecId::kInt2}) {
@@ -655,8 +683,8 @@ TEST(CudaCodecTest, LargeKeyGroupsMatchReference) {
     uint16_t group;
     bool rot;
   };
-  const Row rows[] = {{256, 128, 0, 64, false},  {256, 128, 4, 256, true}, {256, 64, 1, 128, false},
-                      {200, 256, 0, 200, true},  {130, 128, 2, 97, false}, {64, 1024, 0, 64, true},
+  const Row rows[] = {{256, 128, 0, 64, false}, {256, 128, 4, 256, true}, {256, 64, 1, 128, false},
+                      {200, 256, 0, 200, true}, {130, 128, 2, 97, false}, {64, 1024, 0, 64, true},
                       {300, 32, 0, 300, false}, {256, 512, 3, 256, false}};
   size_t n = 0;
   for (const Row& r : rows) {
@@ -925,9 +953,11 @@ TEST_F(CudaCodecValidationTest, SmallStrideAndBadDescriptorAreInvalid) {
 }
 
 TEST_F(CudaCodecValidationTest, NullPayloadsAreInvalid) {
-  const Status enc = CudaEncodeBlocks(view_, 0, 2, desc_, nullptr, geometry_.payload_bytes, nullptr);
+  const Status enc =
+      CudaEncodeBlocks(view_, 0, 2, desc_, nullptr, geometry_.payload_bytes, nullptr);
   EXPECT_EQ(enc.code(), StatusCode::kInvalidArgument) << enc.ToString();
-  const Status dec = CudaDecodeBlocks(nullptr, geometry_.payload_bytes, 2, desc_, view_, 0, nullptr);
+  const Status dec =
+      CudaDecodeBlocks(nullptr, geometry_.payload_bytes, 2, desc_, view_, 0, nullptr);
   EXPECT_EQ(dec.code(), StatusCode::kInvalidArgument) << dec.ToString();
 }
 

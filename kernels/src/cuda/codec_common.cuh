@@ -2,15 +2,23 @@
 // Private to the CUDA codec: kernel argument structs and the __device__ arithmetic that mirrors
 // the CPU reference (kernels/src/reference/reference_codec.cc) bit for bit.
 //
-// Bit-exactness rules followed by every helper here (see the report in cuda_codec.cu's header):
+// Bit-exactness rules followed by every helper here and by the kernels:
 //  - all arithmetic in fp32 through the _rn intrinsics (__fadd_rn, __fsub_rn, __fmul_rn,
-//    __fdiv_rn, __fmaf_rn), which are never contracted or reassociated whatever the flags;
+//    __fdiv_rn = IEEE x / s, __fmaf_rn only where the reference calls fmaf), which are never
+//    contracted or reassociated whatever the compiler flags;
 //  - fp32 -> fp16/bf16 with the round-to-nearest-even conversions, NaN forced to 0x7FFF;
-//  - fp32 -> E4M3 with cvt.rn.satfinite (__nv_cvt_float2_to_fp8x2), NaN -> 0x7F;
+//  - fp32 -> E4M3 with cvt.rn.satfinite (__nv_cvt_float2_to_fp8x2), NaN -> 0x7F; E4M3 -> fp32
+//    exactly through fp16;
+//  - amax / min / max with NaN-ignoring fmaxf/fminf (NaN never wins, as `if (a > amax)` in the
+//    reference); -0/+0 ties may resolve either way in any reduction order, which is harmless
+//    because amax sees |x| only and group min/max get `+ 0.0f` before use (MakeGroupParams), as
+//    in the reference;
 //  - rounding to integers: clamp to [lo, hi] first (fmaxf then fminf, which maps NaN to lo),
 //    then add 1.5 * 2^23: the fp32 add rounds half to even and leaves the integer in the low
 //    mantissa bits. Equal to the reference's clamp(nearbyintf(v)) because rounding is monotonic
-//    and lo, hi are integers; the caller handles NaN where lo != 0 (int8).
+//    and lo, hi are integers; the caller maps NaN to 0 first where lo != 0 (int8);
+//  - the rotation's butterflies in the reference's order (spans ascending), then * scale, then
+//    * sign (inverse); the forward pass multiplies by the sign first, as the reference.
 
 #include <cuda_runtime.h>
 
@@ -34,8 +42,8 @@ inline constexpr uint32_t kRaw = 0, kFp8 = 1, kInt8 = 2, kInt4 = 3, kInt2 = 4;
 
 // The engine cache, as the kernels see it (PagedKvView with device arrays).
 struct DeviceView {
-  uint16_t* const* layer_bases;  // device array, one per layer
-  const int32_t* page_ids;       // device array
+  uint16_t* const* layer_bases;                              // device array, one per layer
+  const int32_t* page_ids;                                   // device array
   int64_t kv_stride, page_stride, slot_stride, head_stride;  // elements
   uint32_t page_tokens;
   uint32_t vec_strides;  // 1 when every stride is a multiple of 8 elements (16 bytes)
@@ -54,7 +62,9 @@ static_assert(sizeof(SectionEntry) == 16);
 __host__ __device__ inline uint32_t EntryLayer(const SectionEntry& e) { return e.meta & 0x3FFu; }
 __host__ __device__ inline uint32_t EntryKv(const SectionEntry& e) { return (e.meta >> 10) & 1u; }
 __host__ __device__ inline bool EntryRotate(const SectionEntry& e) { return (e.meta >> 11) & 1u; }
-__host__ __device__ inline uint32_t EntryCodec(const SectionEntry& e) { return (e.meta >> 12) & 7u; }
+__host__ __device__ inline uint32_t EntryCodec(const SectionEntry& e) {
+  return (e.meta >> 12) & 7u;
+}
 
 // Shape shared by all blocks of a batch.
 struct BatchShape {
@@ -95,12 +105,12 @@ struct KeyArgs {
   BatchShape shape;
   Rotation rot;
   uint8_t* payloads;
-  uint32_t groups;          // token groups per section: ceil((block_tokens - sink) / g)
-  uint32_t teams_per_tile;  // encode: M teams share one (head, group) tile
-  uint32_t tokens_per_team; // encode: ceil(min(g, quantized) / M); decode: kKeyDecodeTokens
-  uint32_t subs;            // encode: shared-memory refills per pass; decode: items per tile
+  uint32_t groups;           // token groups per section: ceil((block_tokens - sink) / g)
+  uint32_t teams_per_tile;   // encode: M teams share one (head, group) tile
+  uint32_t tokens_per_team;  // encode: ceil(min(g, quantized) / M); decode: kKeyDecodeTokens
+  uint32_t subs;             // encode: shared-memory refills per pass; decode: items per tile
   uint32_t ctas_per_section;
-  uint32_t zero_pad;        // 1: this launch writes the sections' padding (no sink launch did)
+  uint32_t zero_pad;  // 1: this launch writes the sections' padding (no sink launch did)
   uint32_t num_sections;
   SectionEntry sections[kMaxSectionsPerLaunch];
 };
@@ -114,6 +124,9 @@ struct KeyArgs {
 #define KVAULT_LAUNCH(grid, smem, stream, args, ...) \
   __VA_ARGS__<<<(grid), kThreads, (smem), (stream)>>>(args)
 #endif
+
+// Kernel parameters must fit the classic 4 KiB limit.
+static_assert(sizeof(VectorArgs) <= 4096 && sizeof(KeyArgs) <= 4096);
 
 #if defined(__CUDACC__) || defined(KVAULT_CUDA_EMULATION)
 
@@ -166,8 +179,8 @@ __device__ __forceinline__ uint32_t FromF32(float x) {
 
 // E4M3 byte pair -> two fp32, exactly (via fp16, which holds every E4M3 value; NaN -> NaN).
 __device__ __forceinline__ float2 E4M3x2ToF32(uint32_t pair) {
-  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair & 0xFFFFu),
-                                                   __NV_E4M3);
+  const __half2_raw h =
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair & 0xFFFFu), __NV_E4M3);
   return make_float2(__half2float(__ushort_as_half(h.x)), __half2float(__ushort_as_half(h.y)));
 }
 
@@ -283,14 +296,16 @@ template <bool kBf16>
 __device__ __forceinline__ uint4 F32ToChunk(const float (&x)[8]) {
   uint32_t w[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) w[i] = FromF32<kBf16>(x[2 * i]) | (FromF32<kBf16>(x[2 * i + 1]) << 16);
+  for (int i = 0; i < 4; ++i)
+    w[i] = FromF32<kBf16>(x[2 * i]) | (FromF32<kBf16>(x[2 * i + 1]) << 16);
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // ---- cache addressing -----------------------------------------------------------------------
 
-// Element (layer, kv, token, head, 0) of the sequence.
-__device__ __forceinline__ uint16_t* CacheVector(const DeviceView& v, uint32_t layer, uint32_t kv,
+// Element (kv, token, head, 0) of the sequence in the layer whose tensor starts at `base`
+// (v.layer_bases[layer], loaded once per CTA by the caller).
+__device__ __forceinline__ uint16_t* CacheVector(const DeviceView& v, uint16_t* base, uint32_t kv,
                                                  uint64_t token, uint32_t head) {
   uint64_t page_index, slot;
   if ((token >> 32) == 0) {
@@ -302,13 +317,13 @@ __device__ __forceinline__ uint16_t* CacheVector(const DeviceView& v, uint32_t l
     slot = token - page_index * v.page_tokens;
   }
   const int64_t page = v.page_ids[page_index];
-  return v.layer_bases[layer] + kv * v.kv_stride + page * v.page_stride +
+  return base + kv * v.kv_stride + page * v.page_stride +
          static_cast<int64_t>(slot) * v.slot_stride + static_cast<int64_t>(head) * v.head_stride;
 }
 
-// 16-byte accesses are legal for this layer when the strides and the base are aligned.
-__device__ __forceinline__ bool CacheVec(const DeviceView& v, uint32_t layer) {
-  return v.vec_strides != 0 && (reinterpret_cast<uintptr_t>(v.layer_bases[layer]) & 15u) == 0;
+// 16-byte accesses are legal for a layer when the strides and its base are aligned.
+__device__ __forceinline__ bool CacheVec(const DeviceView& v, const uint16_t* base) {
+  return v.vec_strides != 0 && (reinterpret_cast<uintptr_t>(base) & 15u) == 0;
 }
 
 // ---- team helpers ---------------------------------------------------------------------------

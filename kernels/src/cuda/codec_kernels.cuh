@@ -31,10 +31,16 @@ cudaError_t LaunchEncodeKeys(const KeyArgs& args, bool bf16, int chunks_per_thre
 cudaError_t LaunchDecodeKeys(const KeyArgs& args, bool bf16, int chunks_per_thread, int bits,
                              dim3 grid, cudaStream_t stream);
 
+// Vectors a team of kernel A handles per CTA: all loaded before any is processed, so that a lane
+// has 64 bytes of cache reads in flight whatever its chunk count K (1, 2 or 4).
+__host__ __device__ constexpr int VectorsPerTeam(int chunks_per_thread) {
+  return 4 / chunks_per_thread;
+}
+
 // Vectors one CTA of kernel A covers: (kThreads / team) teams x vectors per team.
 inline uint32_t VectorsPerCta(uint32_t log2_team, int chunks_per_thread) {
-  const uint32_t per_team = chunks_per_thread == 1 ? 2u : 1u;
-  return (static_cast<uint32_t>(kThreads) >> log2_team) * per_team;
+  return (static_cast<uint32_t>(kThreads) >> log2_team) *
+         static_cast<uint32_t>(VectorsPerTeam(chunks_per_thread));
 }
 
 }  // namespace kvault::kernels::cuda_detail

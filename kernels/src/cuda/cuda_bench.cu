@@ -1,7 +1,5 @@
 // CudaMeasureCodec (cuda_bench.h): device-side timing of the CUDA codec against a D2D memcpy.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/codec_common.cuh"
 #include "cuda/cuda_status.cuh"
 #include "kvault/kernels/cuda_bench.h"
 #include "kvault/kernels/cuda_codec.h"
@@ -20,7 +19,7 @@
 namespace kvault::kernels {
 namespace {
 
-using cuda_detail::CudaStatus;
+using namespace cuda_detail;  // CudaStatus, kThreads, FromF32, KVAULT_LAUNCH's helpers
 
 // Owns one device allocation.
 class DeviceBuffer {
@@ -69,24 +68,42 @@ __device__ __forceinline__ uint32_t Hash32(uint64_t x) {
   return static_cast<uint32_t>(x);
 }
 
+struct FillArgs {
+  uint16_t* data;
+  uint64_t count;
+  uint64_t seed;
+  uint32_t head_dim;
+};
+
 // Synthetic KV: approximately normal values (sum of four uniforms), a few outlier channels at
-// 15x and 40x, and a per-token gain. Element index i of a tensor whose innermost dim is head_dim.
-__global__ void FillKvKernel(uint16_t* data, uint64_t count, uint32_t head_dim, uint64_t seed,
-                             bool bf16) {
-  for (uint64_t i = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x; i < count;
-       i += uint64_t{gridDim.x} * blockDim.x) {
-    const uint32_t h = Hash32(seed * 0x9E3779B97F4A7C15ull + i);
-    const uint32_t h2 = Hash32(seed * 0xD1B54A32D192ED03ull + i);
-    float u = (h & 0xFFFF) + (h >> 16) + (h2 & 0xFFFF) + (h2 >> 16);
-    u = (u / 65536.0f - 2.0f) * 1.7320508f;  // zero mean, unit variance
-    const uint32_t channel = static_cast<uint32_t>(i % head_dim);
-    const uint64_t row = i / head_dim;
+// 15x and 40x, and a per-token gain. Element i of a tensor whose innermost dim is head_dim.
+template <bool kBf16>
+__global__ void __launch_bounds__(cuda_detail::kThreads)
+    FillKvKernel(const __grid_constant__ FillArgs a) {
+  const uint64_t step = uint64_t{gridDim.x} * cuda_detail::kThreads;
+  for (uint64_t i = blockIdx.x * uint64_t{cuda_detail::kThreads} + threadIdx.x; i < a.count;
+       i += step) {
+    const uint32_t h = Hash32(a.seed * 0x9E3779B97F4A7C15ull + i);
+    const uint32_t h2 = Hash32(a.seed * 0xD1B54A32D192ED03ull + i);
+    const float sum = static_cast<float>((h & 0xFFFFu) + (h >> 16) + (h2 & 0xFFFFu) + (h2 >> 16));
+    const float u = (sum / 65536.0f - 2.0f) * 1.7320508f;  // zero mean, unit variance
+    const uint32_t channel = static_cast<uint32_t>(i % a.head_dim);
+    const uint64_t row = i / a.head_dim;
     float gain = 1.0f + static_cast<float>(row % 13) / 13.0f;
     if (channel % 41 == 7) gain *= 15.0f;
     if (channel % 97 == 3) gain *= 40.0f;
-    const float v = u * gain;
-    data[i] = bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(v)) : __half_as_ushort(__float2half_rn(v));
+    a.data[i] = static_cast<uint16_t>(FromF32<kBf16>(u * gain));
   }
+}
+
+cudaError_t LaunchFill(const FillArgs& args, bool bf16) {
+  const dim3 grid(1024);
+  if (bf16) {
+    KVAULT_LAUNCH(grid, 0, nullptr, args, FillKvKernel<true>);
+  } else {
+    KVAULT_LAUNCH(grid, 0, nullptr, args, FillKvKernel<false>);
+  }
+  return cudaGetLastError();
 }
 
 double Median(std::vector<float> v) {
@@ -119,10 +136,9 @@ Status ReadBlockKv(const std::vector<uint16_t*>& layer_tensors, const BlockLayou
   for (uint32_t layer = 0; layer < l.num_layers; ++layer) {
     for (uint32_t kv = 0; kv < 2; ++kv) {
       const uint16_t* src = layer_tensors[layer] + (uint64_t{kv} * pages + page) * page_elems;
-      KVAULT_CUDA_RETURN_IF_ERROR(
-          cudaMemcpy(out.data() + (uint64_t{layer} * 2 + kv) * page_elems, src, page_elems * 2,
-                     cudaMemcpyDeviceToHost),
-          "bench: read back");
+      KVAULT_CUDA_RETURN_IF_ERROR(cudaMemcpy(out.data() + (uint64_t{layer} * 2 + kv) * page_elems,
+                                             src, page_elems * 2, cudaMemcpyDeviceToHost),
+                                  "bench: read back");
     }
   }
   return Status::Ok();
@@ -161,11 +177,13 @@ Result<CudaCodecTiming> CudaMeasureCodec(const BlockDescriptor& descriptor,
   DeviceBuffer cache, bases_dev, ids_dev, payloads;
   KVAULT_RETURN_IF_ERROR(cache.Allocate(t.kv_bytes, "bench: KV cache"));
   std::vector<uint16_t*> layer_tensors(l.num_layers);
-  for (uint32_t i = 0; i < l.num_layers; ++i) layer_tensors[i] = cache.as<uint16_t>() + i * layer_elems;
+  for (uint32_t i = 0; i < l.num_layers; ++i)
+    layer_tensors[i] = cache.as<uint16_t>() + i * layer_elems;
   const bool bf16 = l.dtype == DType::kBF16;
-  FillKvKernel<<<1024, 256>>>(cache.as<uint16_t>(), layer_elems * l.num_layers, l.head_dim,
-                              options.seed, bf16);
-  KVAULT_RETURN_IF_ERROR(cuda_detail::LaunchStatus("bench fill"));
+  KVAULT_CUDA_RETURN_IF_ERROR(LaunchFill(FillArgs{cache.as<uint16_t>(), layer_elems * l.num_layers,
+                                                  options.seed, l.head_dim},
+                                         bf16),
+                              "bench: fill");
 
   std::vector<int32_t> ids(n);
   std::iota(ids.begin(), ids.end(), 0);
@@ -217,9 +235,10 @@ Result<CudaCodecTiming> CudaMeasureCodec(const BlockDescriptor& descriptor,
   if (options.verify) {
     for (size_t c = 0; c < checked.size(); ++c) {
       std::vector<uint8_t> got(geometry.payload_bytes);
-      KVAULT_CUDA_RETURN_IF_ERROR(cudaMemcpy(got.data(), payloads.as<uint8_t>() + checked[c] * stride,
-                                             got.size(), cudaMemcpyDeviceToHost),
-                                  "bench: read back");
+      KVAULT_CUDA_RETURN_IF_ERROR(
+          cudaMemcpy(got.data(), payloads.as<uint8_t>() + checked[c] * stride, got.size(),
+                     cudaMemcpyDeviceToHost),
+          "bench: read back");
       const std::vector<uint8_t>& want = reference_objects[c];
       if (std::memcmp(got.data(), want.data() + geometry.header_bytes, got.size()) != 0) {
         verified = false;
@@ -255,7 +274,9 @@ Result<CudaCodecTiming> CudaMeasureCodec(const BlockDescriptor& descriptor,
   };
   KVAULT_ASSIGN_OR_RETURN(t.memcpy_ms, TimeOp(se, options.warmup, options.reps, copy));
 
-  auto gbps = [&](double ms) { return ms > 0 ? static_cast<double>(t.moved_bytes) / (ms * 1e6) : 0.0; };
+  auto gbps = [&](double ms) {
+    return ms > 0 ? static_cast<double>(t.moved_bytes) / (ms * 1e6) : 0.0;
+  };
   t.encode_gbps = gbps(t.encode_ms);
   t.decode_gbps = gbps(t.decode_ms);
   t.memcpy_gbps = gbps(t.memcpy_ms);

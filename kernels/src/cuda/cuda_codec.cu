@@ -2,9 +2,9 @@
 //
 // A batch is planned once per call: every section (layer x K/V) of the descriptor goes either to
 // kernel A (vector_kernels.cu: raw, fp8, int8, int4/int2 V, and the sink tokens of int4/int2 K
-// sections) or to kernel B (key_kernels.cu: the quantized tokens of int4/int2 K sections, one launch
-// per distinct (codec, rotation, group)). Each launch covers every block of the batch and up to
-// kMaxSectionsPerLaunch sections, whose table travels in the kernel parameters (no device
+// sections) or to kernel B (key_kernels.cu: the quantized tokens of int4/int2 K sections, one
+// launch per distinct (codec, rotation, group)). Each launch covers every block of the batch and up
+// to kMaxSectionsPerLaunch sections, whose table travels in the kernel parameters (no device
 // allocation, no host-to-device copy, nothing shared between calls: thread-safe).
 //
 // Payloads that are not 16-byte aligned (pointer or stride) are staged through a stream-ordered
@@ -61,7 +61,7 @@ struct Plan {
   Rotation rot{};
   int chunks_per_thread = 1;  // K
   bool bf16 = false;
-  bool general_groups = false;  // some V section needs kernel A's shared scratch
+  bool general_groups = false;          // some V section needs kernel A's shared scratch
   std::vector<SectionEntry> full;       // kernel A: whole sections
   std::vector<SectionEntry> sink_only;  // kernel A: sinks of int4/int2 K sections
   std::map<KeyClass, std::vector<SectionEntry>> keys;  // kernel B
@@ -111,9 +111,9 @@ Status ValidateAndPlan(const PagedKvView& view, uint64_t first_token, uint32_t n
       view.head_stride <= 0 || (l.kv_heads > 1 && view.head_stride < d) ||
       (view.page_tokens > 1 && view.slot_stride < d) || view.kv_stride < d) {
     return Invalid("bad view strides (kv " + std::to_string(view.kv_stride) + ", page " +
-                   std::to_string(view.page_stride) + ", slot " +
-                   std::to_string(view.slot_stride) + ", head " +
-                   std::to_string(view.head_stride) + ") for head_dim " + std::to_string(d));
+                   std::to_string(view.page_stride) + ", slot " + std::to_string(view.slot_stride) +
+                   ", head " + std::to_string(view.head_stride) + ") for head_dim " +
+                   std::to_string(d));
   }
   if (payload_stride < plan.geometry.payload_bytes) {
     return Invalid("payload_stride " + std::to_string(payload_stride) +
@@ -177,8 +177,7 @@ Status ValidateAndPlan(const PagedKvView& view, uint64_t first_token, uint32_t n
         plan.full.push_back(e);
         if (kv == 1 && IsGroupedCodec(c.codec)) {
           const uint32_t g8 = c.group / 8u;
-          const bool fast = c.group >= l.head_dim ||
-                            (c.group % 8 == 0 && (g8 & (g8 - 1)) == 0);
+          const bool fast = c.group >= l.head_dim || (c.group % 8 == 0 && (g8 & (g8 - 1)) == 0);
           if (!fast) plan.general_groups = true;
         }
       }
@@ -210,7 +209,8 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
   // Kernel A.
   const uint32_t per_cta = cuda_detail::VectorsPerCta(s.log2_team, K);
   const uint64_t sink_ctas = CeilDiv(uint64_t{s.sink_tokens} * s.kv_heads, per_cta);
-  const uint64_t body_ctas = CeilDiv(uint64_t{s.block_tokens - s.sink_tokens} * s.kv_heads, per_cta);
+  const uint64_t body_ctas =
+      CeilDiv(uint64_t{s.block_tokens - s.sink_tokens} * s.kv_heads, per_cta);
   for (int pass = 0; pass < 2; ++pass) {
     const std::vector<SectionEntry>& list = pass == 0 ? plan.full : plan.sink_only;
     const bool sink_only = pass == 1;
@@ -235,8 +235,9 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
                        plan.general_groups && !sink_only ? cuda_detail::VectorScratchBytes(K) : 0,
                        stream)
                  : cuda_detail::LaunchDecodeVectors(args, plan.bf16, K, grid, stream);
-      KVAULT_RETURN_IF_ERROR(cuda_detail::CudaStatus(
-          err, encode ? "CUDA codec: encode (vector kernel)" : "CUDA codec: decode (vector kernel)"));
+      KVAULT_RETURN_IF_ERROR(
+          cuda_detail::CudaStatus(err, encode ? "CUDA codec: encode (vector kernel)"
+                                              : "CUDA codec: decode (vector kernel)"));
     }
   }
 
@@ -298,20 +299,20 @@ Status StagedEncode(const Plan& plan, uint8_t* tmp, uint8_t* payloads, uint64_t 
                     cudaStream_t st) {
   const uint64_t bytes = plan.geometry.payload_bytes;
   KVAULT_RETURN_IF_ERROR(RunPlan(plan, true, tmp, bytes, st));
-  return cuda_detail::CudaStatus(cudaMemcpy2DAsync(payloads, payload_stride, tmp, bytes, bytes,
-                                                   plan.shape.num_blocks, cudaMemcpyDeviceToDevice,
-                                                   st),
-                                 "CUDA codec: copy of staged payloads");
+  return cuda_detail::CudaStatus(
+      cudaMemcpy2DAsync(payloads, payload_stride, tmp, bytes, bytes, plan.shape.num_blocks,
+                        cudaMemcpyDeviceToDevice, st),
+      "CUDA codec: copy of staged payloads");
 }
 
 // Copies the caller's payloads into the aligned `tmp`, then decodes from there.
 Status StagedDecode(const Plan& plan, const uint8_t* payloads, uint64_t payload_stride,
                     uint8_t* tmp, cudaStream_t st) {
   const uint64_t bytes = plan.geometry.payload_bytes;
-  KVAULT_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(tmp, bytes, payloads, payload_stride, bytes,
-                                                plan.shape.num_blocks, cudaMemcpyDeviceToDevice,
-                                                st),
-                              "CUDA codec: copy of payloads to staging");
+  KVAULT_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy2DAsync(tmp, bytes, payloads, payload_stride, bytes, plan.shape.num_blocks,
+                        cudaMemcpyDeviceToDevice, st),
+      "CUDA codec: copy of payloads to staging");
   return RunPlan(plan, false, tmp, bytes, st);
 }
 
@@ -338,7 +339,8 @@ Status CudaEncodeBlocks(const PagedKvView& view, uint64_t first_token, uint32_t 
   void* tmp = nullptr;
   KVAULT_CUDA_RETURN_IF_ERROR(cudaMallocAsync(&tmp, bytes * num_blocks, st),
                               "CUDA codec: staging buffer");
-  const Status status = StagedEncode(plan, static_cast<uint8_t*>(tmp), payloads, payload_stride, st);
+  const Status status =
+      StagedEncode(plan, static_cast<uint8_t*>(tmp), payloads, payload_stride, st);
   const Status freed = cuda_detail::CudaStatus(cudaFreeAsync(tmp, st), "CUDA codec: staging free");
   return status.ok() ? freed : status;
 }
@@ -360,7 +362,8 @@ Status CudaDecodeBlocks(const uint8_t* payloads, uint64_t payload_stride, uint32
   void* tmp = nullptr;
   KVAULT_CUDA_RETURN_IF_ERROR(cudaMallocAsync(&tmp, bytes * num_blocks, st),
                               "CUDA codec: staging buffer");
-  const Status status = StagedDecode(plan, payloads, payload_stride, static_cast<uint8_t*>(tmp), st);
+  const Status status =
+      StagedDecode(plan, payloads, payload_stride, static_cast<uint8_t*>(tmp), st);
   const Status freed = cuda_detail::CudaStatus(cudaFreeAsync(tmp, st), "CUDA codec: staging free");
   return status.ok() ? freed : status;
 }

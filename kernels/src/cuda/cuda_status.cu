@@ -1,6 +1,6 @@
-#include "cuda/cuda_status.cuh"
-
 #include <string>
+
+#include "cuda/cuda_status.cuh"
 
 namespace kvault::kernels::cuda_detail {
 
@@ -25,10 +25,6 @@ Status CudaStatus(cudaError_t err, std::string_view what) {
     default:
       return Status::Internal(msg);
   }
-}
-
-Status LaunchStatus(std::string_view kernel_name) {
-  return CudaStatus(cudaGetLastError(), std::string("launch of ") + std::string(kernel_name));
 }
 
 }  // namespace kvault::kernels::cuda_detail

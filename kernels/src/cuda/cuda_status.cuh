@@ -14,9 +14,6 @@ namespace kvault::kernels::cuda_detail {
 // The message is "<what>: <error name>: <error text>".
 Status CudaStatus(cudaError_t err, std::string_view what);
 
-// Status of the most recent launch in this thread (cudaGetLastError, which also clears it).
-Status LaunchStatus(std::string_view kernel_name);
-
 }  // namespace kvault::kernels::cuda_detail
 
 // Returns from the enclosing function when a CUDA runtime call fails.

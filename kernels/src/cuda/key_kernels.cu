@@ -37,7 +37,7 @@ __device__ __forceinline__ void InitMinMax(float (&mn)[K][8], float (&mx)[K][8])
 template <bool kBf16, int K, int kBits>
 __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_constant__ KeyArgs a) {
   uint4* const smem = DynamicSmem<uint4>();
-  uint4* slots = smem;                                                  // [kKeySlots][kThreads]
+  uint4* slots = smem;                                                 // [kKeySlots][kThreads]
   float* red = reinterpret_cast<float*>(smem + kKeySlots * kThreads);  // [2][K * 8][kThreads]
   constexpr int kSlotTokens = kKeySlots / K;
   const float levels = static_cast<float>((1u << kBits) - 1u);
@@ -62,22 +62,23 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
   const uint32_t h = tile_valid ? tile / a.groups : 0;
   const uint32_t j = tile_valid ? tile % a.groups : 0;
   const uint32_t n = tile_valid ? MinU32(g, quantized - j * g) : 0;
-  const bool vec = CacheVec(a.view, layer);
+  uint16_t* const base = a.view.layer_bases[layer];
+  const bool vec = CacheVec(a.view, base);
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
   const uint32_t per_team = a.tokens_per_team;
 
   for (uint32_t b = blockIdx.y; b < s.num_blocks; b += gridDim.y) {
     uint8_t* section = a.payloads + b * s.payload_stride + e.offset;
     if (a.zero_pad && local == 0) ZeroPadding(section, e);
-    const uint64_t tile_first = s.first_token + uint64_t{b} * s.block_tokens + s.sink_tokens +
-                                uint64_t{j} * g;
+    const uint64_t tile_first =
+        s.first_token + uint64_t{b} * s.block_tokens + s.sink_tokens + uint64_t{j} * g;
 
     // Copies tokens [u0, u0 + count) of this team (tile tokens m + M * u) into the slots.
     auto fill = [&](uint32_t u0, uint32_t count) {
       for (uint32_t ul = 0; ul < count; ++ul) {
         const uint32_t i = m + M * (u0 + ul);
         if (i >= n) continue;
-        const uint16_t* src = CacheVector(a.view, layer, kv, tile_first + i, h);
+        const uint16_t* src = CacheVector(a.view, base, kv, tile_first + i, h);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const uint32_t c = k * team + tl;
@@ -92,9 +93,10 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
       }
       CpAsyncWaitAll();
     };
-    auto token_values = [&](uint32_t ul, float (&x)[K][8]) {
+    auto token_values = [&](uint32_t ul, float(&x)[K][8]) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) ChunkToF32<kBf16>(slots[(ul * K + k) * kThreads + threadIdx.x], x[k]);
+      for (int k = 0; k < K; ++k)
+        ChunkToF32<kBf16>(slots[(ul * K + k) * kThreads + threadIdx.x], x[k]);
       if (rotate) RotateForward<K>(x, a.rot, team, tl);
     };
 
@@ -192,7 +194,8 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
           if constexpr (kBits == 4) {
             *reinterpret_cast<uint32_t*>(codes + (vq * dim + 8 * c) / 2) = word;
           } else {
-            *reinterpret_cast<uint16_t*>(codes + (vq * dim + 8 * c) / 4) = static_cast<uint16_t>(word);
+            *reinterpret_cast<uint16_t*>(codes + (vq * dim + 8 * c) / 4) =
+                static_cast<uint16_t>(word);
           }
         }
       }
@@ -224,15 +227,16 @@ __global__ void __launch_bounds__(kThreads) DecodeKeysKernel(const __grid_consta
   const uint32_t n = item_valid ? MinU32(g, quantized - j * g) : 0;
   const uint32_t i0 = sub * a.tokens_per_team;
   const uint32_t i1 = MinU32(n, i0 + a.tokens_per_team);
-  const bool vec = CacheVec(a.view, layer);
+  uint16_t* const base = a.view.layer_bases[layer];
+  const bool vec = CacheVec(a.view, base);
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
 
   for (uint32_t b = blockIdx.y; b < s.num_blocks; b += gridDim.y) {
     const uint8_t* section = a.payloads + b * s.payload_stride + e.offset;
     const uint8_t* codes = section + sink_bytes;
     const uint8_t* params = section + e.params_rel;
-    const uint64_t tile_first = s.first_token + uint64_t{b} * s.block_tokens + s.sink_tokens +
-                                uint64_t{j} * g;
+    const uint64_t tile_first =
+        s.first_token + uint64_t{b} * s.block_tokens + s.sink_tokens + uint64_t{j} * g;
     float sf[K][8], zf[K][8];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -250,11 +254,11 @@ __global__ void __launch_bounds__(kThreads) DecodeKeysKernel(const __grid_consta
         zf[k][i] = HalfBitsToF32(w[i] >> 16);
       }
     }
-    for (uint32_t base = i0; base < i0 + a.tokens_per_team; base += kBatch) {
+    for (uint32_t run = i0; run < i0 + a.tokens_per_team; run += kBatch) {
       uint32_t cw[kBatch][K];
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const uint32_t i = base + u;
+        const uint32_t i = run + u;
         const uint64_t vq = (uint64_t{j} * g + i) * heads + h;
 #pragma unroll
         for (int k = 0; k < K; ++k) {
@@ -270,7 +274,7 @@ __global__ void __launch_bounds__(kThreads) DecodeKeysKernel(const __grid_consta
       }
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const uint32_t i = base + u;
+        const uint32_t i = run + u;
         float x[K][8];
 #pragma unroll
         for (int k = 0; k < K; ++k) {
@@ -281,7 +285,7 @@ __global__ void __launch_bounds__(kThreads) DecodeKeysKernel(const __grid_consta
         }
         if (rotate) RotateInverse<K>(x, a.rot, team, tl);
         if (i >= i1) continue;
-        uint16_t* dst = CacheVector(a.view, layer, kv, tile_first + i, h);
+        uint16_t* dst = CacheVector(a.view, base, kv, tile_first + i, h);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const uint32_t c = k * team + tl;
@@ -298,16 +302,16 @@ cudaError_t EncodeKeysFor(const KeyArgs& args, int bits, dim3 grid, size_t smem,
   cudaError_t err = cudaSuccess;
   if (bits == 4) {
     if (smem > 48 * 1024) {
-      err = cudaFuncSetAttribute(EncodeKeysKernel<kBf16, K, 4>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(smem));
+      err =
+          cudaFuncSetAttribute(EncodeKeysKernel<kBf16, K, 4>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     }
     if (err == cudaSuccess) KVAULT_LAUNCH(grid, smem, stream, args, EncodeKeysKernel<kBf16, K, 4>);
   } else {
     if (smem > 48 * 1024) {
-      err = cudaFuncSetAttribute(EncodeKeysKernel<kBf16, K, 2>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(smem));
+      err =
+          cudaFuncSetAttribute(EncodeKeysKernel<kBf16, K, 2>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     }
     if (err == cudaSuccess) KVAULT_LAUNCH(grid, smem, stream, args, EncodeKeysKernel<kBf16, K, 2>);
   }
@@ -328,18 +332,24 @@ template <bool kBf16>
 cudaError_t EncodeKeysDtype(const KeyArgs& args, int k, int bits, dim3 grid, cudaStream_t stream) {
   const size_t smem = KeyEncodeSmemBytes(k, args.teams_per_tile);
   switch (k) {
-    case 1: return EncodeKeysFor<kBf16, 1>(args, bits, grid, smem, stream);
-    case 2: return EncodeKeysFor<kBf16, 2>(args, bits, grid, smem, stream);
-    default: return EncodeKeysFor<kBf16, 4>(args, bits, grid, smem, stream);
+    case 1:
+      return EncodeKeysFor<kBf16, 1>(args, bits, grid, smem, stream);
+    case 2:
+      return EncodeKeysFor<kBf16, 2>(args, bits, grid, smem, stream);
+    default:
+      return EncodeKeysFor<kBf16, 4>(args, bits, grid, smem, stream);
   }
 }
 
 template <bool kBf16>
 cudaError_t DecodeKeysDtype(const KeyArgs& args, int k, int bits, dim3 grid, cudaStream_t stream) {
   switch (k) {
-    case 1: return DecodeKeysFor<kBf16, 1>(args, bits, grid, stream);
-    case 2: return DecodeKeysFor<kBf16, 2>(args, bits, grid, stream);
-    default: return DecodeKeysFor<kBf16, 4>(args, bits, grid, stream);
+    case 1:
+      return DecodeKeysFor<kBf16, 1>(args, bits, grid, stream);
+    case 2:
+      return DecodeKeysFor<kBf16, 2>(args, bits, grid, stream);
+    default:
+      return DecodeKeysFor<kBf16, 4>(args, bits, grid, stream);
   }
 }
 

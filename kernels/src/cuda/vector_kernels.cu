@@ -4,11 +4,13 @@
 // A CTA covers one segment of one section: the sink tokens [0, sink) (copied raw) or the body
 // [sink, block_tokens). Its 128 threads form teams of T = min(32, pow2ceil(head_dim / 8)) lanes;
 // a team owns one vector at a time, lane l holding chunks l, l + T, ... (8 elements = 16 bytes
-// each), so a warp reads whole 16-byte-per-lane rows along head_dim. Each team handles R
-// vectors (R = 2 when a lane holds one chunk), all loaded before any is processed.
+// each), so a warp reads whole 16-byte-per-lane rows along head_dim. Each team handles R = 4 / K
+// vectors (K = chunks per lane), all loaded (encode) or addressed and loaded (decode) before any
+// is processed.
 //
 //  raw / sinks : 16-byte copies.
-//  fp8 / int8  : fp32, optional rotation (shuffle butterflies), amax by a shuffle max over the team,
+//  fp8 / int8  : fp32, optional rotation (shuffle butterflies), amax by a shuffle max over the
+//  team,
 //                fp16 scale, x / s per element, 8 codes stored as one 8-byte word per chunk.
 //  int4 / int2 V (groups of g channels): a chunk lies in one group when g % 8 == 0 and g / 8 is a
 //                power of two (or g >= head_dim): min/max per chunk, then across the k chunks of a
@@ -90,7 +92,8 @@ __device__ __forceinline__ void EncodeSymmetric(const float (&x)[K][8], uint32_t
 }
 
 template <int kBits>
-__device__ __forceinline__ void StoreChunkCodes(uint8_t* codes, uint32_t c, const uint32_t (&t)[8]) {
+__device__ __forceinline__ void StoreChunkCodes(uint8_t* codes, uint32_t c,
+                                                const uint32_t (&t)[8]) {
   uint32_t hi;
   const uint32_t w = PackCodes<kBits>(t, hi);
   if constexpr (kBits == 4) {
@@ -103,10 +106,10 @@ __device__ __forceinline__ void StoreChunkCodes(uint8_t* codes, uint32_t c, cons
 // int4/int2 V: per (token, head) over groups of g channels. `codes` and `params` point at this
 // vector's codes and its ceil(D / g) (scale, zero) pairs.
 template <int K, int kBits>
-__device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32_t team, uint32_t tl,
-                                                  uint32_t chunks, uint32_t dim, uint32_t g,
-                                                  bool valid, uint8_t* codes, uint8_t* params,
-                                                  float* scratch) {
+__device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32_t team,
+                                                  uint32_t tl, uint32_t chunks, uint32_t dim,
+                                                  uint32_t g, bool valid, uint8_t* codes,
+                                                  uint8_t* params, float* scratch) {
   const float levels = static_cast<float>((1u << kBits) - 1u);
   const uint32_t g8 = g >> 3;
   const bool fast = g >= dim || ((g & 7u) == 0 && (g8 & (g8 - 1u)) == 0);
@@ -116,8 +119,8 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
     float mn[K], mx[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      mn[k] = __int_as_float(0x7F800000);   // +inf
-      mx[k] = __int_as_float(0xFF800000);   // -inf
+      mn[k] = __int_as_float(0x7F800000);  // +inf
+      mx[k] = __int_as_float(0xFF800000);  // -inf
       if (k * team + tl < chunks) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
@@ -208,7 +211,7 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
 template <bool kBf16, int K>
 __global__ void __launch_bounds__(kThreads)
     EncodeVectorsKernel(const __grid_constant__ VectorArgs a) {
-  constexpr int R = K == 1 ? 2 : 1;
+  constexpr int R = VectorsPerTeam(K);
   float* const scratch_all = DynamicSmem<float>();
   const BatchShape& s = a.shape;
   const uint32_t team = 1u << s.log2_team;
@@ -221,7 +224,8 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t layer = EntryLayer(e), kv = EntryKv(e), codec = EntryCodec(e);
   const bool rotate = EntryRotate(e);
   const Segment seg = SegmentOf(a, e, local);
-  const bool vec = CacheVec(a.view, layer);
+  uint16_t* const base = a.view.layer_bases[layer];
+  const bool vec = CacheVec(a.view, base);
   const uint32_t heads = s.kv_heads, dim = s.head_dim, chunks = s.chunks;
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
   const uint32_t groups_v = e.group ? (dim + e.group - 1u) / e.group : 0u;
@@ -242,7 +246,7 @@ __global__ void __launch_bounds__(kThreads)
       tok[r] = seg.first_token + v / heads;
       head[r] = v % heads;
       const uint16_t* src =
-          valid[r] ? CacheVector(a.view, layer, kv, block_first + tok[r], head[r]) : nullptr;
+          valid[r] ? CacheVector(a.view, base, kv, block_first + tok[r], head[r]) : nullptr;
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const uint32_t c = k * team + tl;
@@ -270,10 +274,12 @@ __global__ void __launch_bounds__(kThreads)
       uint8_t* params = section + e.params_rel;
       switch (codec) {
         case kFp8:
-          EncodeSymmetric<K, true>(x, team, tl, chunks, valid[r], codes + vq * dim, params + 2 * vq);
+          EncodeSymmetric<K, true>(x, team, tl, chunks, valid[r], codes + vq * dim,
+                                   params + 2 * vq);
           break;
         case kInt8:
-          EncodeSymmetric<K, false>(x, team, tl, chunks, valid[r], codes + vq * dim, params + 2 * vq);
+          EncodeSymmetric<K, false>(x, team, tl, chunks, valid[r], codes + vq * dim,
+                                    params + 2 * vq);
           break;
         case kInt4:
           EncodeValueGroups<K, 4>(x, team, tl, chunks, dim, e.group, valid[r], codes + vq * dim / 2,
@@ -345,7 +351,7 @@ __device__ __forceinline__ void DequantValueGroups(const uint4 (&w)[K], uint32_t
 template <bool kBf16, int K>
 __global__ void __launch_bounds__(kThreads)
     DecodeVectorsKernel(const __grid_constant__ VectorArgs a) {
-  constexpr int R = K == 1 ? 2 : 1;
+  constexpr int R = VectorsPerTeam(K);
   const BatchShape& s = a.shape;
   const uint32_t team = 1u << s.log2_team;
   const uint32_t tl = threadIdx.x & (team - 1u);
@@ -357,7 +363,8 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t layer = EntryLayer(e), kv = EntryKv(e), codec = EntryCodec(e);
   const bool rotate = EntryRotate(e);
   const Segment seg = SegmentOf(a, e, local);
-  const bool vec = CacheVec(a.view, layer);
+  uint16_t* const base = a.view.layer_bases[layer];
+  const bool vec = CacheVec(a.view, base);
   const uint32_t heads = s.kv_heads, dim = s.head_dim, chunks = s.chunks;
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
   const uint32_t groups_v = e.group ? (dim + e.group - 1u) / e.group : 0u;
@@ -373,6 +380,7 @@ __global__ void __launch_bounds__(kThreads)
     uint32_t tok[R], head[R];
     bool valid[R];
     float sf[R];
+    uint16_t* dst[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const uint32_t v = (seg.cta * R + r) * teams + team_id;
@@ -380,6 +388,7 @@ __global__ void __launch_bounds__(kThreads)
       tok[r] = seg.first_token + v / heads;
       head[r] = v % heads;
       sf[r] = 1.0f;
+      dst[r] = valid[r] ? CacheVector(a.view, base, kv, block_first + tok[r], head[r]) : nullptr;
       const uint64_t vq = uint64_t{tok[r] - s.sink_tokens} * heads + head[r];
 #pragma unroll
       for (int k = 0; k < K; ++k) {
@@ -387,7 +396,8 @@ __global__ void __launch_bounds__(kThreads)
         in[r][k] = make_uint4(0, 0, 0, 0);
         if (!valid[r] || c >= chunks) continue;
         if (seg.raw) {
-          in[r][k] = *reinterpret_cast<const uint4*>(section + RawOffset(s, tok[r], head[r]) + 16 * c);
+          in[r][k] =
+              *reinterpret_cast<const uint4*>(section + RawOffset(s, tok[r], head[r]) + 16 * c);
         } else if (bits == 8) {
           const uint2 w = *reinterpret_cast<const uint2*>(codes + vq * dim + 8 * c);
           in[r][k].x = w.x;
@@ -404,14 +414,12 @@ __global__ void __launch_bounds__(kThreads)
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      uint16_t* dst =
-          valid[r] ? CacheVector(a.view, layer, kv, block_first + tok[r], head[r]) : nullptr;
       if (seg.raw) {
         if (!valid[r]) continue;
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const uint32_t c = k * team + tl;
-          if (c < chunks) StoreChunk(dst + 8 * c, in[r][k], vec);
+          if (c < chunks) StoreChunk(dst[r] + 8 * c, in[r][k], vec);
         }
         continue;
       }
@@ -438,7 +446,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const uint32_t c = k * team + tl;
-        if (c < chunks) StoreChunk(dst + 8 * c, F32ToChunk<kBf16>(x[k]), vec);
+        if (c < chunks) StoreChunk(dst[r] + 8 * c, F32ToChunk<kBf16>(x[k]), vec);
       }
     }
   }
@@ -448,9 +456,15 @@ template <bool kBf16>
 cudaError_t EncodeVectorsFor(const VectorArgs& args, int k, dim3 grid, size_t smem,
                              cudaStream_t stream) {
   switch (k) {
-    case 1: KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 1>); break;
-    case 2: KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 2>); break;
-    default: KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 4>); break;
+    case 1:
+      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 1>);
+      break;
+    case 2:
+      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 2>);
+      break;
+    default:
+      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 4>);
+      break;
   }
   return cudaGetLastError();
 }
@@ -458,9 +472,15 @@ cudaError_t EncodeVectorsFor(const VectorArgs& args, int k, dim3 grid, size_t sm
 template <bool kBf16>
 cudaError_t DecodeVectorsFor(const VectorArgs& args, int k, dim3 grid, cudaStream_t stream) {
   switch (k) {
-    case 1: KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 1>); break;
-    case 2: KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 2>); break;
-    default: KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 4>); break;
+    case 1:
+      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 1>);
+      break;
+    case 2:
+      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 2>);
+      break;
+    default:
+      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 4>);
+      break;
   }
   return cudaGetLastError();
 }

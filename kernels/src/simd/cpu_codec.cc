@@ -47,7 +47,7 @@ IsaSupport ProbeIsa() {
   const bool avx2 = (ebx >> 5) & 1;
   s.avx2 = avx2 && fma && f16c;
   const bool avx512 = ((ebx >> 16) & 1) && ((ebx >> 17) & 1) && ((ebx >> 30) & 1) &&
-                      ((ebx >> 31) & 1);                    // F, DQ, BW, VL
+                      ((ebx >> 31) & 1);                 // F, DQ, BW, VL
   s.avx512 = s.avx2 && avx512 && (xcr0 & 0xE6) == 0xE6;  // + opmask and ZMM state
   return s;
 }
@@ -72,7 +72,8 @@ Status CheckIsa(CpuIsa isa) {
 // Validates the descriptor; every failure is InvalidArgument (cpu_codec.h).
 Result<BlockGeometry> Geometry(const BlockDescriptor& d) {
   Result<BlockGeometry> g = ComputeGeometry(d);
-  if (!g.ok()) return Status::InvalidArgument("CPU codec: invalid descriptor: " + g.status().message());
+  if (!g.ok())
+    return Status::InvalidArgument("CPU codec: invalid descriptor: " + g.status().message());
   return g;
 }
 
@@ -88,7 +89,8 @@ Result<std::vector<int64_t>> TokenOffsets(const PagedKvView& v, const BlockLayou
                std::to_string(l.kv_heads) + ", " + std::to_string(l.head_dim) + ")");
   }
   if (v.dtype != l.dtype) return bad("view dtype differs from the block layout");
-  if (v.layer_bases == nullptr || v.page_tokens == 0 || (v.num_pages > 0 && v.page_ids == nullptr)) {
+  if (v.layer_bases == nullptr || v.page_tokens == 0 ||
+      (v.num_pages > 0 && v.page_ids == nullptr)) {
     return bad("view has no layer bases or page table");
   }
   for (uint32_t i = 0; i < l.num_layers; ++i) {
@@ -105,8 +107,8 @@ Result<std::vector<int64_t>> TokenOffsets(const PagedKvView& v, const BlockLayou
     const uint64_t token = first_token + t;
     const int32_t page = v.page_ids[token / v.page_tokens];
     if (page < 0) return bad("negative page id " + std::to_string(page));
-    offsets[t] = int64_t{page} * v.page_stride +
-                 static_cast<int64_t>(token % v.page_tokens) * v.slot_stride;
+    offsets[t] =
+        int64_t{page} * v.page_stride + static_cast<int64_t>(token % v.page_tokens) * v.slot_stride;
   }
   return offsets;
 }
@@ -142,14 +144,14 @@ class BlockCodec {
     const uint64_t stride = RoundUp(l.head_dim, 16);
     const uint64_t batch = simd::kHeadBatch;
     const uint64_t heads = std::max<uint64_t>(l.kv_heads, batch);
-    const uint64_t sizes[8] = {batch * stride,  // vec
-                               batch * stride,  // mn
-                               batch * stride,  // mx
-                               heads * stride,  // sf
-                               heads * stride,  // zf
-                               stride,  // codes8 (bytes; generous)
+    const uint64_t sizes[8] = {batch * stride,           // vec
+                               batch * stride,           // mn
+                               batch * stride,           // mx
+                               heads * stride,           // sf
+                               heads * stride,           // zf
+                               stride,                   // codes8 (bytes; generous)
                                key_buf_tokens * stride,  // key_buf
-                               stride};  // signs
+                               stride};                  // signs
     uint64_t total = 16;
     for (uint64_t s : sizes) total += Slack(s);
     scratch_ = std::make_unique<float[]>(total);
@@ -187,16 +189,16 @@ class BlockCodec {
     uint16_t* base = Base(layer, kv);
     const BlockLayout& l = d_.layout;
     if (isa_ == CpuIsa::kScalar) {
-      ForEachVector(base, 0, l.block_tokens, [&](uint64_t v, uint16_t* p) {
-        std::memcpy(&gather_[v * l.head_dim], p, 2 * l.head_dim);
+      ForEachRun(base, 0, l.block_tokens, [&](uint64_t v, uint16_t* p, uint32_t n) {
+        std::memcpy(&gather_[v * l.head_dim], p, 2 * l.head_dim * n);
       });
       ReferenceEncodeSection(gather_.data(), codec, kv == 0, l, out);
       return;
     }
     // Raw sections and sink tokens are copied verbatim.
     const uint32_t raw_tokens = codec.codec == CodecId::kRaw ? l.block_tokens : l.sink_tokens;
-    ForEachVector(base, 0, raw_tokens, [&](uint64_t v, uint16_t* p) {
-      std::memcpy(out + 2 * v * l.head_dim, p, 2 * l.head_dim);
+    ForEachRun(base, 0, raw_tokens, [&](uint64_t v, uint16_t* p, uint32_t n) {
+      std::memcpy(out + 2 * v * l.head_dim, p, 2 * l.head_dim * n);
     });
     const uint64_t used = sl.sink_bytes + sl.code_bytes + sl.param_bytes;
     std::memset(out + used, 0, sl.padded_bytes - used);
@@ -218,14 +220,14 @@ class BlockCodec {
     const BlockLayout& l = d_.layout;
     if (isa_ == CpuIsa::kScalar) {
       ReferenceDecodeSection(in, codec, kv == 0, l, gather_.data());
-      ForEachVector(base, 0, l.block_tokens, [&](uint64_t v, uint16_t* p) {
-        std::memcpy(p, &gather_[v * l.head_dim], 2 * l.head_dim);
+      ForEachRun(base, 0, l.block_tokens, [&](uint64_t v, uint16_t* p, uint32_t n) {
+        std::memcpy(p, &gather_[v * l.head_dim], 2 * l.head_dim * n);
       });
       return;
     }
     const uint32_t raw_tokens = codec.codec == CodecId::kRaw ? l.block_tokens : l.sink_tokens;
-    ForEachVector(base, 0, raw_tokens, [&](uint64_t v, uint16_t* p) {
-      std::memcpy(p, in + 2 * v * l.head_dim, 2 * l.head_dim);
+    ForEachRun(base, 0, raw_tokens, [&](uint64_t v, uint16_t* p, uint32_t n) {
+      std::memcpy(p, in + 2 * v * l.head_dim, 2 * l.head_dim * n);
     });
     if (codec.codec == CodecId::kRaw || l.sink_tokens == l.block_tokens) return;
     simd::SectionJob job = Job(codec, kv == 0, base);
@@ -246,14 +248,21 @@ class BlockCodec {
     return view_.layer_bases[layer] + (kv == 0 ? 0 : view_.kv_stride);
   }
 
-  // Calls fn(vector index within the block, pointer) for tokens [t0, t1), every head.
+  // Calls fn(index of the first vector within the block, pointer, vectors) over tokens [t0, t1),
+  // every head, for runs of vectors that are contiguous in the view: a whole token when the
+  // heads are adjacent (NHD layouts), else one vector.
   template <typename Fn>
-  void ForEachVector(uint16_t* base, uint32_t t0, uint32_t t1, Fn fn) const {
+  void ForEachRun(uint16_t* base, uint32_t t0, uint32_t t1, Fn fn) const {
     const uint32_t heads = d_.layout.kv_heads;
+    const bool adjacent = view_.head_stride == static_cast<int64_t>(d_.layout.head_dim);
     for (uint32_t t = t0; t < t1; ++t) {
       uint16_t* token = base + offsets_[t];
+      if (adjacent) {
+        fn(uint64_t{t} * heads, token, heads);
+        continue;
+      }
       for (uint32_t h = 0; h < heads; ++h) {
-        fn(uint64_t{t} * heads + h, token + static_cast<int64_t>(h) * view_.head_stride);
+        fn(uint64_t{t} * heads + h, token + static_cast<int64_t>(h) * view_.head_stride, 1u);
       }
     }
   }
@@ -291,18 +300,24 @@ CpuIsa DetectCpuIsa() {
 
 bool CpuSupports(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kScalar: return true;
-    case CpuIsa::kAvx2: return Support().avx2;
-    case CpuIsa::kAvx512: return Support().avx512;
+    case CpuIsa::kScalar:
+      return true;
+    case CpuIsa::kAvx2:
+      return Support().avx2;
+    case CpuIsa::kAvx512:
+      return Support().avx512;
   }
   return false;
 }
 
 const char* CpuIsaName(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kScalar: return "scalar";
-    case CpuIsa::kAvx2: return "avx2";
-    case CpuIsa::kAvx512: return "avx512";
+    case CpuIsa::kScalar:
+      return "scalar";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    case CpuIsa::kAvx512:
+      return "avx512";
   }
   return "unknown";
 }
@@ -321,12 +336,17 @@ Status EncodeBlockCpu(const PagedKvView& src, uint64_t first_token,
   WriteBlockHeader(descriptor, g, out);
   BlockCodec codec(descriptor, g, src, std::move(offsets), isa);
   uint8_t* payload = out.data() + g.header_bytes;
+  // Each section is hashed right after it is written, while it is still in cache.
+  BlockSealer sealer(out.first(g.header_bytes));
   for (uint32_t layer = 0; layer < descriptor.layout.num_layers; ++layer) {
     uint8_t* k = payload + g.layer_offsets[layer];
+    uint8_t* v = k + g.k_sections[layer].padded_bytes;
     codec.Encode(layer, 0, k);
-    codec.Encode(layer, 1, k + g.k_sections[layer].padded_bytes);
+    sealer.Update({k, g.k_sections[layer].padded_bytes});
+    codec.Encode(layer, 1, v);
+    sealer.Update({v, g.v_sections[layer].padded_bytes});
   }
-  SealBlockObject(out);
+  sealer.Seal(out);
   return Status::Ok();
 }
 

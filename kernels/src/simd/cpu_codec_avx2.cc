@@ -3,7 +3,9 @@
 // The same lane-exact transcription of the reference as cpu_codec_avx512.cc (whose header
 // comment lists the rules), 8 fp32 lanes wide. head_dim is a multiple of 8, so a vector is a
 // whole number of chunks. Scratch buffers are padded and accessed with full-width loads and
-// stores. Every helper lives in an anonymous namespace (see simd_sections.h for why).
+// stores. Rounding to integers uses vcvtps2dq in the current MXCSR mode, round-to-nearest-even
+// by default, which is also what the reference's nearbyintf uses. Every helper lives in an
+// anonymous namespace (see simd_sections.h for why).
 
 #include <immintrin.h>
 
@@ -16,8 +18,6 @@
 
 namespace kvault::kernels::simd {
 namespace {
-
-constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
 KV_INLINE uint16_t LoadU16(const uint8_t* p) {
   uint16_t v;
@@ -82,49 +82,72 @@ KV_INLINE void StoreDst(uint16_t* p, __m256 x) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), Narrow<kBf16>(x));
 }
 
-// FloatToE4M3 (numeric.h) on 8 lanes; see the AVX-512 version for the derivation.
-KV_INLINE __m256i FloatToE4M3(__m256 x) {
+// FloatToE4M3 (numeric.h) on 8 lanes with the signs of `sign_of`; see the AVX-512 version.
+KV_INLINE __m256i FloatToE4M3(__m256 x, __m256 sign_of) {
   const __m256i b = _mm256_castps_si256(x);
   const __m256i a = _mm256_and_si256(b, Set32(0x7FFFFFFF));
+  const __m256i sign =
+      _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(sign_of), 24), Set32(0x80));
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(a, 20), Set32(1));
   __m256i c = _mm256_add_epi32(_mm256_add_epi32(a, Set32(0x7FFFF - (960 << 20))), lsb);
   c = _mm256_min_epu32(_mm256_srli_epi32(c, 20), Set32(0x7E));
-  const __m256i k = _mm256_sub_epi32(
-      _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(16384.0f))),
-      Set32(0x46800000));
-  c = Select(_mm256_cmpgt_epi32(Set32(0x3C800000), a), k, c);
-  c = _mm256_or_si256(c, _mm256_and_si256(_mm256_srli_epi32(b, 24), Set32(0x80)));
-  return Select(_mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)), Set32(0x7F), c);
+  const __m256 normal = _mm256_cmp_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(0x1p-6f), _CMP_GE_OQ);
+  if (_mm256_movemask_ps(normal) != 0xFF) {  // some lane is below 2^-6 or NaN
+    const __m256i k = _mm256_sub_epi32(
+        _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(16384.0f))),
+        Set32(0x46800000));
+    c = Select(_mm256_cmpgt_epi32(Set32(0x3C800000), a), k, c);
+    c = _mm256_or_si256(c, sign);
+    return Select(_mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)), Set32(0x7F), c);
+  }
+  return _mm256_or_si256(c, sign);
 }
 
 // E4M3ToFloat (numeric.h) on 8 codes (int32 lanes, 0..255).
 KV_INLINE __m256 E4M3ToFloat(__m256i c) {
   const __m256i mag = _mm256_and_si256(c, Set32(0x7F));
   const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), Set32(120 << 23));
-  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(c, Set32(7))),
-                                   _mm256_set1_ps(1.0f / 512));
+  const __m256 sub =
+      _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(c, Set32(7))), _mm256_set1_ps(1.0f / 512));
   __m256i bits = Select(_mm256_cmpgt_epi32(Set32(8), mag), _mm256_castps_si256(sub), normal);
   bits = _mm256_or_si256(bits, _mm256_slli_epi32(_mm256_and_si256(c, Set32(0x80)), 24));
   bits = Select(_mm256_cmpeq_epi32(mag, Set32(0x7F)), Set32(0x7FC00000), bits);
   return _mm256_castsi256_ps(bits);
 }
 
+// RoundClamp of the reference for int8: nearbyint (vcvtps2dq in the default round-to-nearest-even
+// mode, like nearbyintf), NaN -> 0, clamp to [-127, 127]; clamping to integer bounds before
+// rounding gives the same result as after.
 KV_INLINE __m256i RoundClampInt8(__m256 q) {
-  const __m256 r = _mm256_round_ps(q, kRne);
-  const __m256i ok = _mm256_castps_si256(_mm256_cmp_ps(r, r, _CMP_ORD_Q));
+  const __m256i ok = _mm256_castps_si256(_mm256_cmp_ps(q, q, _CMP_ORD_Q));
   const __m256 cl =
-      _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
-  return _mm256_and_si256(_mm256_cvttps_epi32(cl), ok);
+      _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+  return _mm256_and_si256(_mm256_cvtps_epi32(cl), ok);
 }
 
-// sf == 0 ? 0 : RoundClamp((x - zf) / sf, 0, levels); vmaxps(r, 0) maps a NaN r to 0.
-template <int kBits>
-KV_INLINE __m256i GroupCodes(__m256 x, __m256 sf, __m256 zf) {
-  const __m256 q = _mm256_div_ps(_mm256_sub_ps(x, zf), sf);
-  const __m256 r = _mm256_max_ps(_mm256_round_ps(q, kRne), _mm256_setzero_ps());
-  const __m256 cl = _mm256_min_ps(r, _mm256_set1_ps(static_cast<float>((1 << kBits) - 1)));
+// Correctly rounded x / s without the divider; see Quotient in cpu_codec_avx512.cc for the
+// preconditions and why it equals vdivps.
+KV_INLINE __m256 Quotient(__m256 x, __m256 s, __m256 r) {
+  const __m256 q0 = _mm256_mul_ps(x, r);
+  return _mm256_fmadd_ps(_mm256_fnmadd_ps(q0, s, x), r, q0);
+}
+
+// sf == 0 ? 0 : RoundClamp((x - zf) / sf, 0, levels); vmaxps(q, 0) maps a NaN q to 0. kExact
+// divides with vdivps; otherwise Quotient, valid when zf is finite (see the AVX-512 kernel).
+template <int kBits, bool kExact>
+KV_INLINE __m256i GroupCodes(__m256 x, __m256 sf, __m256 zf, __m256 rf) {
+  const __m256 d = _mm256_sub_ps(x, zf);
+  const __m256 q = kExact ? _mm256_div_ps(d, sf) : Quotient(d, sf, rf);
+  const __m256 cl = _mm256_min_ps(_mm256_max_ps(q, _mm256_setzero_ps()),
+                                  _mm256_set1_ps(static_cast<float>((1 << kBits) - 1)));
   const __m256 nonzero = _mm256_cmp_ps(sf, _mm256_setzero_ps(), _CMP_NEQ_UQ);
-  return _mm256_and_si256(_mm256_cvttps_epi32(cl), _mm256_castps_si256(nonzero));
+  return _mm256_and_si256(_mm256_cvtps_epi32(cl), _mm256_castps_si256(nonzero));
+}
+
+// Lanes of v that are +-Inf, as a mask (all ones).
+KV_INLINE __m256 IsInf(__m256 v) {
+  const __m256 abs = _mm256_and_ps(v, _mm256_castsi256_ps(Set32(0x7FFFFFFF)));
+  return _mm256_cmp_ps(abs, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ);
 }
 
 KV_INLINE float HMax(__m256 v) {
@@ -151,7 +174,7 @@ KV_INLINE void StorePacked(uint8_t* p, __m256i c) {
     const uint32_t v = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_packus_epi16(w, w)));
     std::memcpy(p, &v, 4);
   } else {
-    const __m128i w = _mm_maddubs_epi16(b, _mm_set1_epi16(0x0401));    // b0 + 4 b1
+    const __m128i w = _mm_maddubs_epi16(b, _mm_set1_epi16(0x0401));   // b0 + 4 b1
     const __m128i d = _mm_madd_epi16(w, _mm_set1_epi32(0x00100001));  // w0 + 16 w1
     const uint32_t v = static_cast<uint32_t>(_mm_cvtsi128_si32(d));
     const uint32_t hi = static_cast<uint32_t>(_mm_extract_epi32(d, 1));
@@ -169,18 +192,18 @@ KV_INLINE __m256i UnpackChunk(const uint8_t* p) {
   } else if constexpr (kBits == 4) {
     uint32_t packed;
     std::memcpy(&packed, p, 4);
-    const __m128i b = _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(packed)),
-                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1,
-                                                     -1, -1, -1));
+    const __m128i b =
+        _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(packed)),
+                         _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1));
     return _mm256_and_si256(
         _mm256_srlv_epi32(_mm256_cvtepu8_epi32(b), _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
         Set32(0xF));
   } else {
     uint16_t packed;
     std::memcpy(&packed, p, 2);
-    const __m128i b = _mm_shuffle_epi8(_mm_cvtsi32_si128(packed),
-                                       _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, -1, -1, -1, -1, -1,
-                                                     -1, -1, -1));
+    const __m128i b =
+        _mm_shuffle_epi8(_mm_cvtsi32_si128(packed),
+                         _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1));
     return _mm256_and_si256(
         _mm256_srlv_epi32(_mm256_cvtepu8_epi32(b), _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)),
         Set32(3));
@@ -256,41 +279,86 @@ KV_INLINE void RotateInverseAndStore(const SectionJob& j, float* x, uint16_t* ds
   }
 }
 
+// Tokens ahead that the kernels prefetch: the paged source is gathered vector by vector, which
+// the hardware prefetchers follow poorly.
+constexpr uint32_t kPrefetchTokens = 2;
+
+// Prefetches the head_dim elements of a vector into L1 (for reading, or for writing).
+KV_INLINE void Prefetch(const uint16_t* p, uint32_t dim) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (uint32_t i = 0; i < 2 * dim; i += 64) _mm_prefetch(c + i, _MM_HINT_T0);
+}
+KV_INLINE void PrefetchForWrite(const uint16_t* p, uint32_t dim) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (uint32_t i = 0; i < 2 * dim; i += 64) _mm_prefetch(c + i, _MM_HINT_ET0);
+}
+
 KV_INLINE uint16_t* At(const SectionJob& j, uint32_t t, uint32_t h) {
   return j.base + j.token_offsets[t] + static_cast<int64_t>(h) * j.head_stride;
 }
 
 // ---- encode ----------------------------------------------------------------------------------
 
+template <bool kFp8, bool kExact>
+KV_INLINE void QuantizeSymmetric(const float* x, uint32_t dim, float s, float r, uint8_t* out) {
+  const __m256 scale = _mm256_set1_ps(s), rcp = _mm256_set1_ps(r);
+  for (uint32_t c = 0; c < dim; c += 8) {
+    const __m256 y = _mm256_loadu_ps(x + c);
+    __m256i code;
+    if constexpr (kFp8) {
+      code = FloatToE4M3(kExact ? _mm256_div_ps(y, scale) : Quotient(y, scale, rcp), y);
+    } else {
+      code = _mm256_and_si256(
+          RoundClampInt8(kExact ? _mm256_div_ps(y, scale) : Quotient(y, scale, rcp)), Set32(0xFF));
+    }
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + c), Narrow8(code));
+  }
+}
+
+// fp8/int8, heads batched as in the AVX-512 kernel.
 template <bool kFp8, bool kBf16, bool kRot>
 void EncodeSymmetric(const SectionJob& j) {
-  const uint32_t dim = j.dim;
-  const float divisor = kFp8 ? 448.0f : 127.0f;
+  const uint32_t dim = j.dim, stride = j.vec_stride;
+  const __m256 divisor = _mm256_set1_ps(kFp8 ? 448.0f : 127.0f);
   const __m256 abs_mask = _mm256_castsi256_ps(Set32(0x7FFFFFFF));
-  float* x = j.vec;
   for (uint32_t t = j.sink; t < j.tokens; ++t) {
-    for (uint32_t h = 0; h < j.heads; ++h) {
-      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
-      LoadVector<kBf16, kRot>(j, At(j, t, h), x);
-      __m256 amax = _mm256_setzero_ps();
-      for (uint32_t c = 0; c < dim; c += 8) {
-        amax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + c), abs_mask), amax);
-      }
-      uint16_t s = FloatToHalfS(HMax(amax) / divisor);
-      if (HalfToFloatS(s) == 0.0f) s = 0x3C00;
-      const __m256 sf = _mm256_set1_ps(HalfToFloatS(s));
-      uint8_t* out = j.codes_out + v * dim;
-      for (uint32_t c = 0; c < dim; c += 8) {
-        const __m256 q = _mm256_div_ps(_mm256_loadu_ps(x + c), sf);
-        __m256i code;
-        if constexpr (kFp8) {
-          code = FloatToE4M3(q);
-        } else {
-          code = _mm256_and_si256(RoundClampInt8(q), Set32(0xFF));
+    const uint64_t v0 = static_cast<uint64_t>(t - j.sink) * j.heads;
+    for (uint32_t h0 = 0; h0 < j.heads; h0 += kHeadBatch) {
+      const uint32_t nb = j.heads - h0 < kHeadBatch ? j.heads - h0 : kHeadBatch;
+      for (uint32_t b = 0; b < nb; ++b) {
+        float* x = j.vec + b * stride;
+        if (t + kPrefetchTokens < j.tokens) Prefetch(At(j, t + kPrefetchTokens, h0 + b), dim);
+        LoadVector<kBf16, kRot>(j, At(j, t, h0 + b), x);
+        __m256 amax = _mm256_setzero_ps();
+        for (uint32_t c = 0; c < dim; c += 8) {
+          amax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + c), abs_mask), amax);
         }
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + c), Narrow8(code));
+        j.mn[b] = HMax(amax);
       }
-      StoreU16(j.params_out + 2 * v, s);
+      // Scales fp16(amax / divisor) (amax is never NaN), 0 -> 1.0; 8 heads at a time.
+      uint16_t s16[kHeadBatch];
+      for (uint32_t b = 0; b < nb; b += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_div_ps(_mm256_loadu_ps(j.mn + b), divisor),
+                                    _MM_FROUND_TO_NEAREST_INT);
+        __m256 sf = _mm256_cvtph_ps(h);
+        const __m256 zero = _mm256_cmp_ps(sf, _mm256_setzero_ps(), _CMP_EQ_OQ);
+        const __m256i zero32 = _mm256_castps_si256(zero);
+        h = _mm_blendv_epi8(
+            h, _mm_set1_epi16(0x3C00),
+            _mm_packs_epi32(_mm256_castsi256_si128(zero32), _mm256_extracti128_si256(zero32, 1)));
+        _mm256_storeu_ps(j.sf + b, _mm256_blendv_ps(sf, _mm256_set1_ps(1.0f), zero));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(s16 + b), h);
+      }
+      std::memcpy(j.params_out + 2 * (v0 + h0), s16, 2 * nb);
+      for (uint32_t b = 0; b < nb; ++b) {
+        uint8_t* out = j.codes_out + (v0 + h0 + b) * dim;
+        const float* x = j.vec + b * stride;
+        if (__builtin_isinf(j.sf[b])) {  // see the AVX-512 kernel
+          QuantizeSymmetric<kFp8, true>(x, dim, j.sf[b], 0.0f, out);
+        } else {
+          QuantizeSymmetric<kFp8, false>(x, dim, j.sf[b], 1.0f / j.sf[b], out);
+        }
+      }
     }
   }
 }
@@ -313,6 +381,7 @@ void EncodeGroupedKeys(const SectionJob& j) {
       }
       for (uint32_t i = 0; i < n; ++i) {
         const uint16_t* src = At(j, j.sink + t0 + i, h);
+        if (i + kPrefetchTokens < n) Prefetch(At(j, j.sink + t0 + i + kPrefetchTokens, h), dim);
         float* x = buffered ? j.key_buf + uint64_t{i} * j.vec_stride : j.vec;
         if constexpr (kRot) LoadVector<kBf16, true>(j, src, x);
         for (uint32_t c = 0; c < dim; c += 8) {
@@ -322,6 +391,7 @@ void EncodeGroupedKeys(const SectionJob& j) {
         }
       }
       uint8_t* params = j.params_out + 4 * ((h * groups + jg) * dim);
+      __m256 inf_zero = _mm256_setzero_ps();
       for (uint32_t c = 0; c < dim; c += 8) {
         __m256 mn = _mm256_loadu_ps(j.mn + c), mx = _mm256_loadu_ps(j.mx + c);
         const __m256 all_nan = _mm256_cmp_ps(mn, mx, _CMP_GT_OQ);
@@ -329,12 +399,16 @@ void EncodeGroupedKeys(const SectionJob& j) {
         mx = _mm256_add_ps(_mm256_andnot_ps(all_nan, mx), zero);
         const __m128i scale = Narrow<false>(_mm256_div_ps(_mm256_sub_ps(mx, mn), levels));
         const __m128i zp = Narrow<false>(mn);
-        _mm256_storeu_ps(j.sf + c, _mm256_cvtph_ps(scale));
-        _mm256_storeu_ps(j.zf + c, _mm256_cvtph_ps(zp));
+        const __m256 sf = _mm256_cvtph_ps(scale), zf = _mm256_cvtph_ps(zp);
+        _mm256_storeu_ps(j.sf + c, sf);
+        _mm256_storeu_ps(j.zf + c, zf);
+        _mm256_storeu_ps(j.mx + c, _mm256_div_ps(_mm256_set1_ps(1.0f), sf));  // reciprocals
+        inf_zero = _mm256_or_ps(inf_zero, IsInf(zf));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(params + 4 * c), _mm_unpacklo_epi16(scale, zp));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(params + 4 * c + 16),
                          _mm_unpackhi_epi16(scale, zp));
       }
+      const bool exact = _mm256_movemask_ps(inf_zero) != 0;
       for (uint32_t i = 0; i < n; ++i) {
         const uint16_t* src = At(j, j.sink + t0 + i, h);
         const float* x = j.vec;
@@ -346,8 +420,10 @@ void EncodeGroupedKeys(const SectionJob& j) {
         uint8_t* out = j.codes_out + (uint64_t{t0 + i} * j.heads + h) * dim * kBits / 8;
         for (uint32_t c = 0; c < dim; c += 8) {
           const __m256 y = kRot ? _mm256_loadu_ps(x + c) : LoadSrc<kBf16>(src + c);
-          StorePacked<kBits>(out + c * kBits / 8, GroupCodes<kBits>(y, _mm256_loadu_ps(j.sf + c),
-                                                                    _mm256_loadu_ps(j.zf + c)));
+          const __m256 sf = _mm256_loadu_ps(j.sf + c), zf = _mm256_loadu_ps(j.zf + c);
+          const __m256 rf = _mm256_loadu_ps(j.mx + c);
+          StorePacked<kBits>(out + c * kBits / 8, exact ? GroupCodes<kBits, true>(y, sf, zf, rf)
+                                                        : GroupCodes<kBits, false>(y, sf, zf, rf));
         }
       }
     }
@@ -356,54 +432,86 @@ void EncodeGroupedKeys(const SectionJob& j) {
 
 template <int kBits, bool kBf16, bool kRot>
 void EncodeGroupedValues(const SectionJob& j) {
-  const uint32_t dim = j.dim, g = j.group;
+  const uint32_t dim = j.dim, g = j.group, stride = j.vec_stride;
   const uint32_t groups = (dim + g - 1) / g;
-  const float levels = static_cast<float>((1 << kBits) - 1);
+  const __m256 levels = _mm256_set1_ps(static_cast<float>((1 << kBits) - 1));
+  const __m256 zero = _mm256_setzero_ps();
   const bool aligned = g % 8 == 0;  // chunks never straddle groups: pack codes directly
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  float* x = j.vec;
   for (uint32_t t = j.sink; t < j.tokens; ++t) {
-    for (uint32_t h = 0; h < j.heads; ++h) {
-      const uint64_t v = static_cast<uint64_t>(t - j.sink) * j.heads + h;
-      LoadVector<kBf16, kRot>(j, At(j, t, h), x);
-      uint8_t* out = j.codes_out + v * dim * kBits / 8;
-      for (uint32_t jg = 0; jg < groups; ++jg) {
-        const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
-        __m256 lo = _mm256_set1_ps(__builtin_inff()), hi = _mm256_set1_ps(-__builtin_inff());
-        for (uint32_t c = c0; c < end; c += 8) {
-          const __m256 y = _mm256_loadu_ps(x + c);
-          const __m256 mn = _mm256_min_ps(y, lo), mx = _mm256_max_ps(y, hi);
-          if (end - c >= 8) {
-            lo = mn;
-            hi = mx;
-          } else {  // lanes past the group keep their running value
-            const __m256 in = _mm256_castsi256_ps(
-                _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(end - c)), iota));
-            lo = _mm256_blendv_ps(lo, mn, in);
-            hi = _mm256_blendv_ps(hi, mx, in);
+    const uint64_t v0 = static_cast<uint64_t>(t - j.sink) * j.heads;
+    for (uint32_t h0 = 0; h0 < j.heads; h0 += kHeadBatch) {
+      const uint32_t nb = j.heads - h0 < kHeadBatch ? j.heads - h0 : kHeadBatch;
+      for (uint32_t b = 0; b < nb; ++b) {
+        float* x = j.vec + b * stride;  // readable up to dim + 8
+        if (t + kPrefetchTokens < j.tokens) Prefetch(At(j, t + kPrefetchTokens, h0 + b), dim);
+        LoadVector<kBf16, kRot>(j, At(j, t, h0 + b), x);
+        for (uint32_t jg = 0; jg < groups; ++jg) {
+          const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
+          __m256 lo = _mm256_set1_ps(__builtin_inff()), hi = _mm256_set1_ps(-__builtin_inff());
+          for (uint32_t c = c0; c < end; c += 8) {
+            const __m256 y = _mm256_loadu_ps(x + c);
+            const __m256 mn = _mm256_min_ps(y, lo), mx = _mm256_max_ps(y, hi);
+            if (end - c >= 8) {
+              lo = mn;
+              hi = mx;
+            } else {  // lanes past the group keep their running value
+              const __m256 in = _mm256_castsi256_ps(
+                  _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(end - c)), iota));
+              lo = _mm256_blendv_ps(lo, mn, in);
+              hi = _mm256_blendv_ps(hi, mx, in);
+            }
           }
-        }
-        float mn = HMin(lo), mx = HMax(hi);
-        if (mn > mx) mn = mx = 0.0f;  // every element NaN
-        mn += 0.0f;                   // -0 -> +0
-        mx += 0.0f;
-        const uint16_t scale = FloatToHalfS((mx - mn) / levels);
-        const uint16_t zp = FloatToHalfS(mn);
-        uint8_t* p = j.params_out + 4 * (v * groups + jg);
-        StoreU16(p, scale);
-        StoreU16(p + 2, zp);
-        const __m256 sf = _mm256_set1_ps(HalfToFloatS(scale));
-        const __m256 zf = _mm256_set1_ps(HalfToFloatS(zp));
-        for (uint32_t c = c0; c < end; c += 8) {
-          const __m256i code = GroupCodes<kBits>(_mm256_loadu_ps(x + c), sf, zf);
-          if (aligned) {
-            StorePacked<kBits>(out + c * kBits / 8, code);
-          } else {  // spills past `end` are rewritten by the next group or land in padding
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(j.codes8 + c), Narrow8(code));
-          }
+          j.mn[b * groups + jg] = HMin(lo);
+          j.mx[b * groups + jg] = HMax(hi);
         }
       }
-      if (!aligned) PackCodeBytes<kBits>(j.codes8, dim, out);
+      // Scales and zero points, 8 (head, group) pairs at a time; the arrays are padded, and
+      // pairs past np are computed but not stored.
+      const uint32_t np = nb * groups;
+      uint8_t* params = j.params_out + 4 * (v0 + h0) * groups;
+      for (uint32_t p = 0; p < np; p += 8) {
+        __m256 mn = _mm256_loadu_ps(j.mn + p), mx = _mm256_loadu_ps(j.mx + p);
+        const __m256 all_nan = _mm256_cmp_ps(mn, mx, _CMP_GT_OQ);
+        mn = _mm256_add_ps(_mm256_andnot_ps(all_nan, mn), zero);  // also -0 -> +0
+        mx = _mm256_add_ps(_mm256_andnot_ps(all_nan, mx), zero);
+        const __m128i scale = Narrow<false>(_mm256_div_ps(_mm256_sub_ps(mx, mn), levels));
+        const __m128i zp = Narrow<false>(mn);
+        const __m256 sf = _mm256_cvtph_ps(scale);
+        _mm256_storeu_ps(j.sf + p, sf);
+        _mm256_storeu_ps(j.zf + p, _mm256_cvtph_ps(zp));
+        _mm256_storeu_ps(j.mn + p, _mm256_div_ps(_mm256_set1_ps(1.0f), sf));  // reciprocals
+        alignas(32) uint8_t pairs[32];
+        _mm_store_si128(reinterpret_cast<__m128i*>(pairs), _mm_unpacklo_epi16(scale, zp));
+        _mm_store_si128(reinterpret_cast<__m128i*>(pairs + 16), _mm_unpackhi_epi16(scale, zp));
+        if (np - p >= 8) {
+          std::memcpy(params + 4 * p, pairs, 32);
+        } else {
+          std::memcpy(params + 4 * p, pairs, 4 * (np - p));
+        }
+      }
+      for (uint32_t b = 0; b < nb; ++b) {
+        const float* x = j.vec + b * stride;
+        uint8_t* out = j.codes_out + (v0 + h0 + b) * dim * kBits / 8;
+        for (uint32_t jg = 0; jg < groups; ++jg) {
+          const uint32_t c0 = jg * g, end = dim - c0 < g ? dim : c0 + g;
+          const __m256 sf = _mm256_set1_ps(j.sf[b * groups + jg]);
+          const __m256 zf = _mm256_set1_ps(j.zf[b * groups + jg]);
+          const __m256 rf = _mm256_set1_ps(j.mn[b * groups + jg]);
+          const bool exact = __builtin_isinf(j.zf[b * groups + jg]);
+          for (uint32_t c = c0; c < end; c += 8) {
+            const __m256 y = _mm256_loadu_ps(x + c);
+            const __m256i code = exact ? GroupCodes<kBits, true>(y, sf, zf, rf)
+                                       : GroupCodes<kBits, false>(y, sf, zf, rf);
+            if (aligned) {
+              StorePacked<kBits>(out + c * kBits / 8, code);
+            } else {  // spills past `end` are rewritten by the next group or land in padding
+              _mm_storel_epi64(reinterpret_cast<__m128i*>(j.codes8 + c), Narrow8(code));
+            }
+          }
+        }
+        if (!aligned) PackCodeBytes<kBits>(j.codes8, dim, out);
+      }
     }
   }
 }
@@ -420,6 +528,7 @@ void DecodeSymmetric(const SectionJob& j) {
       const __m256 sf = _mm256_set1_ps(HalfToFloatS(LoadU16(j.params_in + 2 * v)));
       const uint8_t* in = j.codes_in + v * dim;
       uint16_t* dst = At(j, t, h);
+      if (t + kPrefetchTokens < j.tokens) PrefetchForWrite(At(j, t + kPrefetchTokens, h), dim);
       for (uint32_t c = 0; c < dim; c += 8) {
         const __m256 q = kFp8 ? E4M3ToFloat(UnpackChunk<8>(in + c))
                               : _mm256_cvtepi32_ps(UnpackChunk<-8>(in + c));
@@ -449,8 +558,7 @@ void DecodeGroupedKeys(const SectionJob& j) {
       for (uint32_t h = 0; h < j.heads; ++h) {
         const uint8_t* params = j.params_in + 4 * ((h * groups + jg) * dim);
         for (uint32_t c = 0; c < dim; c += 8) {
-          const __m256i pair =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(params + 4 * c));
+          const __m256i pair = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(params + 4 * c));
           _mm256_storeu_ps(j.sf + h * stride + c,
                            _mm256_cvtph_ps(Narrow16(_mm256_and_si256(pair, low16))));
           _mm256_storeu_ps(j.zf + h * stride + c,
@@ -461,6 +569,9 @@ void DecodeGroupedKeys(const SectionJob& j) {
     for (uint32_t h = 0; h < j.heads; ++h) {
       const uint8_t* in = j.codes_in + (uint64_t{tq} * j.heads + h) * dim * kBits / 8;
       uint16_t* dst = At(j, j.sink + tq, h);
+      if (tq + kPrefetchTokens < quantized) {
+        PrefetchForWrite(At(j, j.sink + tq + kPrefetchTokens, h), dim);
+      }
       const float* sf = j.sf + h * stride;
       const float* zf = j.zf + h * stride;
       for (uint32_t c = 0; c < dim; c += 8) {
@@ -489,6 +600,7 @@ void DecodeGroupedValues(const SectionJob& j) {
       const uint8_t* in = j.codes_in + v * dim * kBits / 8;
       const uint8_t* params = j.params_in + 4 * (v * groups);
       uint16_t* dst = At(j, t, h);
+      if (t + kPrefetchTokens < j.tokens) PrefetchForWrite(At(j, t + kPrefetchTokens, h), dim);
       if (!aligned) {  // spread each group's scale and zero point over its channels
         for (uint32_t jg = 0; jg < groups; ++jg) {
           const __m256 sf = _mm256_set1_ps(HalfToFloatS(LoadU16(params + 4 * jg)));
@@ -527,24 +639,32 @@ void DecodeGroupedValues(const SectionJob& j) {
 template <bool kBf16, bool kRot>
 void Encode(const SectionJob& j) {
   switch (j.codec) {
-    case kCodecFp8: return EncodeSymmetric<true, kBf16, kRot>(j);
-    case kCodecInt8: return EncodeSymmetric<false, kBf16, kRot>(j);
+    case kCodecFp8:
+      return EncodeSymmetric<true, kBf16, kRot>(j);
+    case kCodecInt8:
+      return EncodeSymmetric<false, kBf16, kRot>(j);
     case kCodecInt4:
-      return j.is_key ? EncodeGroupedKeys<4, kBf16, kRot>(j) : EncodeGroupedValues<4, kBf16, kRot>(j);
+      return j.is_key ? EncodeGroupedKeys<4, kBf16, kRot>(j)
+                      : EncodeGroupedValues<4, kBf16, kRot>(j);
     default:
-      return j.is_key ? EncodeGroupedKeys<2, kBf16, kRot>(j) : EncodeGroupedValues<2, kBf16, kRot>(j);
+      return j.is_key ? EncodeGroupedKeys<2, kBf16, kRot>(j)
+                      : EncodeGroupedValues<2, kBf16, kRot>(j);
   }
 }
 
 template <bool kBf16, bool kRot>
 void Decode(const SectionJob& j) {
   switch (j.codec) {
-    case kCodecFp8: return DecodeSymmetric<true, kBf16, kRot>(j);
-    case kCodecInt8: return DecodeSymmetric<false, kBf16, kRot>(j);
+    case kCodecFp8:
+      return DecodeSymmetric<true, kBf16, kRot>(j);
+    case kCodecInt8:
+      return DecodeSymmetric<false, kBf16, kRot>(j);
     case kCodecInt4:
-      return j.is_key ? DecodeGroupedKeys<4, kBf16, kRot>(j) : DecodeGroupedValues<4, kBf16, kRot>(j);
+      return j.is_key ? DecodeGroupedKeys<4, kBf16, kRot>(j)
+                      : DecodeGroupedValues<4, kBf16, kRot>(j);
     default:
-      return j.is_key ? DecodeGroupedKeys<2, kBf16, kRot>(j) : DecodeGroupedValues<2, kBf16, kRot>(j);
+      return j.is_key ? DecodeGroupedKeys<2, kBf16, kRot>(j)
+                      : DecodeGroupedValues<2, kBf16, kRot>(j);
   }
 }
 

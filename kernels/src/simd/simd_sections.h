@@ -30,8 +30,8 @@ struct SectionJob {
   uint8_t codec = 0;    // kCodecFp8 .. kCodecInt2 (never raw)
   bool is_key = false;  // int4/int2: K grouping (per channel over token groups) or V grouping
   bool rotate = false;
-  bool bf16 = false;    // source/destination elements are bf16 (else fp16)
-  uint32_t group = 0;   // int4/int2 group size
+  bool bf16 = false;   // source/destination elements are bf16 (else fp16)
+  uint32_t group = 0;  // int4/int2 group size
   uint32_t heads = 0;
   uint32_t dim = 0;     // multiple of 8, <= 1024
   uint32_t sink = 0;    // tokens [0, sink) are not touched by the kernels
@@ -48,8 +48,8 @@ struct SectionJob {
   float rot_scale = 0.0f;
 
   // Section bytes after the sink: codes, then params (block_format.h SectionLayoutFor).
-  uint8_t* codes_out = nullptr;      // encode
-  uint8_t* params_out = nullptr;     // encode
+  uint8_t* codes_out = nullptr;        // encode
+  uint8_t* params_out = nullptr;       // encode
   const uint8_t* codes_in = nullptr;   // decode
   const uint8_t* params_in = nullptr;  // decode
 

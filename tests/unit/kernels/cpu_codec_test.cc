@@ -17,6 +17,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -93,24 +94,60 @@ std::vector<std::vector<LayerCodec>> CodecSweep(uint32_t num_layers) {
 
 std::vector<uint16_t> SpecialValues(DType dtype) {
   if (dtype == DType::kF16) {
-    return {0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x5F00 /* 448 */,
-            0xDF00, 0x63D0 /* 1000 */, 0xE3D0, 0x7BFF /* max */, 0xFBFF, 0x7E00 /* NaN */,
-            0x7C01, 0xFE00, 0x7C00 /* inf */, 0xFC00, 0x3C00, 0x5F80 /* 480 */, 0x5F40 /* 464 */};
+    return {0x0000, 0x8000,           0x0001,           0x8001,           0x03FF,
+            0x83FF, 0x0400,           0x5F00 /* 448 */, 0xDF00,           0x63D0 /* 1000 */,
+            0xE3D0, 0x7BFF /* max */, 0xFBFF,           0x7E00 /* NaN */, 0x7C01,
+            0xFE00, 0x7C00 /* inf */, 0xFC00,           0x3C00,           0x5F80 /* 480 */,
+            0x5F40 /* 464 */};
   }
-  return {0x0000, 0x8000, 0x0001, 0x8001, 0x007F, 0x807F, 0x0080, 0x43E0 /* 448 */,
-          0xC3E0, 0x447A /* 1000 */, 0xC47A, 0x477F /* ~fp16 max */, 0x7F7F /* max */, 0xFF7F,
-          0x7FC0 /* NaN */, 0x7F81, 0xFFC1, 0x7F80 /* inf */, 0xFF80, 0x3F80, 0x43E8 /* 464 */};
+  return {0x0000,
+          0x8000,
+          0x0001,
+          0x8001,
+          0x007F,
+          0x807F,
+          0x0080,
+          0x43E0 /* 448 */,
+          0xC3E0,
+          0x447A /* 1000 */,
+          0xC47A,
+          0x477F /* ~fp16 max */,
+          0x7F7F /* max */,
+          0xFF7F,
+          0x7FC0 /* NaN */,
+          0x7F81,
+          0xFFC1,
+          0x7F80 /* inf */,
+          0xFF80,
+          0x3F80,
+          0x43E8 /* 464 */};
 }
 
+// Fast deterministic values (the distribution only needs to be realistic-ish, not exact).
 class ValueSource {
  public:
-  ValueSource(uint64_t seed, DType dtype) : rng_(seed), dtype_(dtype), specials_(SpecialValues(dtype)) {}
+  ValueSource(uint64_t seed, DType dtype)
+      : state_(seed), dtype_(dtype), specials_(SpecialValues(dtype)) {}
+
+  uint64_t Bits() {  // splitmix64
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return static_cast<double>(Bits() >> 11) * 0x1p-53; }
+  // Approximately standard normal: the sum of four 16-bit uniforms, rescaled.
+  float Normal() {
+    const uint64_t r = Bits();
+    const uint32_t sum = (r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48);
+    return (static_cast<float>(sum) * (1.0f / 65536.0f) - 2.0f) * 1.7320508f;
+  }
 
   // One element: mostly normals (outlier channels 30x), sometimes a special value.
   uint16_t Element(uint32_t channel) {
-    if (Uniform() < 0.04) return specials_[rng_() % specials_.size()];
+    if (Uniform() < 0.04) return specials_[Bits() % specials_.size()];
     const bool outlier = channel % 37 == 3 || channel % 53 == 10;
-    return FromFloat(static_cast<float>(normal_(rng_)) * (outlier ? 30.0f : 1.0f), dtype_);
+    return FromFloat(Normal() * (outlier ? 30.0f : 1.0f), dtype_);
   }
 
   // One head vector; some vectors are degenerate (constant, all NaN, all zero, tiny).
@@ -122,28 +159,23 @@ class ValueSource {
     } else if (mode < 0.03) {
       std::fill(v, v + dim, dtype_ == DType::kF16 ? uint16_t{0x7E00} : uint16_t{0x7FC0});
     } else if (mode < 0.04) {
-      for (uint32_t c = 0; c < dim; ++c) v[c] = (rng_() & 1) ? 0x8000 : 0x0000;
+      for (uint32_t c = 0; c < dim; ++c) v[c] = (Bits() & 1) ? 0x8000 : 0x0000;
     } else if (mode < 0.05) {  // subnormal-sized values only
-      for (uint32_t c = 0; c < dim; ++c) v[c] = static_cast<uint16_t>(rng_() & 0x80FF);
+      for (uint32_t c = 0; c < dim; ++c) v[c] = static_cast<uint16_t>(Bits() & 0x80FF);
     } else {
-      const float gain = static_cast<float>(std::exp(normal_(rng_)));
+      const float gain = std::exp(Normal());
       for (uint32_t c = 0; c < dim; ++c) {
-        v[c] = Uniform() < 0.04 ? Element(c)
-                                : FromFloat(static_cast<float>(normal_(rng_)) * gain *
-                                                ((c % 37 == 3) ? 30.0f : 1.0f),
-                                            dtype_);
+        v[c] = Uniform() < 0.04
+                   ? Element(c)
+                   : FromFloat(Normal() * gain * ((c % 37 == 3) ? 30.0f : 1.0f), dtype_);
       }
     }
   }
 
-  uint64_t Bits() { return rng_(); }
-  double Uniform() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
-
  private:
-  std::mt19937_64 rng_;
+  uint64_t state_;
   DType dtype_;
   std::vector<uint16_t> specials_;
-  std::normal_distribution<double> normal_;
 };
 
 // ---- paged caches with independent index arithmetic ---------------------------------------------
@@ -152,8 +184,8 @@ struct CacheShape {
   KvLayout layout = KvLayout::kContiguous;
   DType dtype = DType::kF16;
   uint32_t layers = 0, heads = 0, dim = 0;
-  uint32_t page_tokens = 0;     // tokens per page (contiguous: the sequence length)
-  uint32_t pages_in_cache = 0;  // engine pages (contiguous: 1)
+  uint32_t page_tokens = 0;       // tokens per page (contiguous: the sequence length)
+  uint32_t pages_in_cache = 0;    // engine pages (contiguous: 1)
   std::vector<int32_t> page_ids;  // the sequence's pages, in token order
 };
 
@@ -198,20 +230,23 @@ struct Cache {
   }
 };
 
-// A cache filled with random elements; the view is built by MakePagedKvView.
+// A cache filled with random bit patterns; the view is built by MakePagedKvView.
 void MakeCache(const CacheShape& shape, ValueSource& values, Cache& cache) {
   cache.shape = shape;
   const uint32_t n = shape.layout == KvLayout::kContiguous ? 1 : shape.layers;
   cache.tensors.assign(n, std::vector<uint16_t>(TensorElems(shape)));
   std::vector<uint16_t*> ptrs;
   for (auto& t : cache.tensors) {
-    for (size_t i = 0; i < t.size(); ++i) t[i] = values.Element(static_cast<uint32_t>(i % shape.dim));
+    for (size_t i = 0; i < t.size(); i += 4) {  // arbitrary bit patterns, NaN included
+      const uint64_t r = values.Bits();
+      for (size_t k = 0; k < 4 && i + k < t.size(); ++k)
+        t[i + k] = static_cast<uint16_t>(r >> (16 * k));
+    }
     ptrs.push_back(t.data());
   }
-  const Status st =
-      MakePagedKvView(shape.layout, shape.dtype, shape.layers, shape.heads, shape.dim,
-                      shape.page_tokens, shape.pages_in_cache, ptrs, shape.page_ids, cache.view,
-                      cache.storage);
+  const Status st = MakePagedKvView(shape.layout, shape.dtype, shape.layers, shape.heads, shape.dim,
+                                    shape.page_tokens, shape.pages_in_cache, ptrs, shape.page_ids,
+                                    cache.view, cache.storage);
   ASSERT_TRUE(st.ok()) << st.ToString();
 }
 
@@ -227,18 +262,18 @@ struct Case {
   uint64_t seed = 0;
 
   std::string Name() const {
-    return CodecsName(codecs) + " tokens=" + std::to_string(tokens) + " heads=" +
-           std::to_string(heads) + " dim=" + std::to_string(dim) + " sink=" +
-           std::to_string(sink) + " " + std::string(DTypeName(dtype)) + " " +
-           KvLayoutName(layout) + " page=" + std::to_string(page_tokens) + " first=" +
-           std::to_string(first_token);
+    return CodecsName(codecs) + " tokens=" + std::to_string(tokens) +
+           " heads=" + std::to_string(heads) + " dim=" + std::to_string(dim) +
+           " sink=" + std::to_string(sink) + " " + std::string(DTypeName(dtype)) + " " +
+           KvLayoutName(layout) + " page=" + std::to_string(page_tokens) +
+           " first=" + std::to_string(first_token);
   }
 };
 
 BlockDescriptor DescriptorFor(const Case& c) {
   BlockDescriptor d;
-  d.layout = BlockLayout{static_cast<uint32_t>(c.codecs.size()), c.heads, c.dim, c.tokens, c.dtype,
-                         c.sink};
+  d.layout = BlockLayout{
+      static_cast<uint32_t>(c.codecs.size()), c.heads, c.dim, c.tokens, c.dtype, c.sink};
   d.layers = c.codecs;
   for (size_t i = 0; i < d.key.size(); ++i) d.key[i] = static_cast<uint8_t>(c.seed + 7 * i);
   for (size_t i = 0; i < d.ns_digest.size(); ++i) d.ns_digest[i] = static_cast<uint8_t>(3 * i);
@@ -271,7 +306,8 @@ CacheShape ShapeFor(const Case& c, ValueSource& values) {
 }
 
 std::string FirstDifference(const std::vector<uint8_t>& a, std::span<const uint8_t> b) {
-  if (a.size() != b.size()) return "sizes " + std::to_string(a.size()) + " vs " + std::to_string(b.size());
+  if (a.size() != b.size())
+    return "sizes " + std::to_string(a.size()) + " vs " + std::to_string(b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] != b[i]) {
       return "first difference at byte " + std::to_string(i) + ": reference " +
@@ -386,6 +422,8 @@ bool RoundTrip(const Case& c, CpuIsa isa) {
 
 // ---- the sweep -------------------------------------------------------------------------------
 
+// Every codec of CodecSweep on every (tokens, head_dim) pair; heads, sink, dtype, layout, page size
+// and the block's first token cycle independently across the cases.
 std::vector<Case> SweepCases() {
   std::vector<Case> cases;
   const KvLayout layouts[] = {KvLayout::kContiguous, KvLayout::kVllmNhd, KvLayout::kVllmHnd,
@@ -403,25 +441,81 @@ std::vector<Case> SweepCases() {
     c.sink = std::min(sinks[(n / 3) % 3], tokens);
     c.dtype = (n / 2) % 2 == 0 ? DType::kF16 : DType::kBF16;
     c.layout = layouts[n % 5];
-    c.page_tokens = pages[(n / 5) % 4];
+    c.page_tokens = pages[(n / 7) % 4];
     // Start mid-page (or at 0 now and then).
-    c.first_token = n % 7 == 0 ? 0 : c.page_tokens + c.page_tokens / 2 + static_cast<uint32_t>(n % 3);
+    c.first_token =
+        n % 11 == 0 ? 0 : c.page_tokens + c.page_tokens / 2 + static_cast<uint32_t>(n % 3);
     c.seed = 1000 + n;
     cases.push_back(c);
     ++n;
   };
   for (const auto& codecs : CodecSweep(2)) {
     const bool rot = AnyRotate(codecs);
-    for (uint32_t tokens : {1u, 3u, 7u, 16u, 17u}) add(codecs, tokens, 64u << (n % 3));
-    add(codecs, 256, n % 2 == 0 ? 64 : 128);
-    for (uint32_t dim : {8u, 24u, 64u, 128u, 256u}) {
-      if (rot && dim == 24) continue;  // rotation needs a power-of-two head_dim
-      add(codecs, 7 + static_cast<uint32_t>(n % 11), dim);
+    for (uint32_t tokens : {1u, 3u, 7u, 16u, 17u}) {
+      for (uint32_t dim : {8u, 24u, 64u, 128u, 256u}) {
+        if (rot && dim == 24) continue;  // rotation needs a power-of-two head_dim
+        add(codecs, tokens, dim);
+      }
     }
+    add(codecs, 256, 64);
+    add(codecs, 256, 128);
   }
   for (const auto& codecs : CodecSweep(4)) add(codecs, 17, 128);
   return cases;
 }
+
+TEST(CpuCodecTest, SweepCoversTheMatrix) {
+  const std::vector<Case> cases = SweepCases();
+  std::set<std::string> seen;
+  for (const Case& c : cases) {
+    seen.insert("layout " + std::string(KvLayoutName(c.layout)));
+    seen.insert("heads " + std::to_string(c.heads));
+    seen.insert("sink " + std::to_string(c.sink));
+    seen.insert("dtype " + std::string(DTypeName(c.dtype)));
+    seen.insert("dim " + std::to_string(c.dim));
+    seen.insert("tokens " + std::to_string(c.tokens));
+    seen.insert("page " + std::to_string(c.page_tokens));
+    seen.insert(std::string("mid-page ") + (c.first_token % c.page_tokens != 0 ? "yes" : "no"));
+  }
+  for (const char* want : {"layout contiguous",
+                           "layout vllm-nhd",
+                           "layout vllm-hnd",
+                           "layout flashinfer-nhd",
+                           "layout flashinfer-hnd",
+                           "heads 1",
+                           "heads 3",
+                           "heads 5",
+                           "sink 0",
+                           "sink 1",
+                           "sink 4",
+                           "dtype f16",
+                           "dtype bf16",
+                           "dim 8",
+                           "dim 24",
+                           "dim 64",
+                           "dim 128",
+                           "dim 256",
+                           "tokens 1",
+                           "tokens 3",
+                           "tokens 7",
+                           "tokens 16",
+                           "tokens 17",
+                           "tokens 256",
+                           "page 1",
+                           "page 3",
+                           "page 5",
+                           "page 16",
+                           "mid-page yes"}) {
+    EXPECT_TRUE(seen.count(want)) << want;
+  }
+  EXPECT_GT(cases.size(), 500u);
+}
+
+}  // namespace
+
+void PrintTo(CpuIsa isa, std::ostream* os) { *os << CpuIsaName(isa); }
+
+namespace {
 
 class CpuCodecIsaTest : public ::testing::TestWithParam<CpuIsa> {
  protected:
@@ -441,8 +535,41 @@ TEST_P(CpuCodecIsaTest, MatchesReferenceOnEveryCodecShapeAndLayout) {
   }
 }
 
-// Sweeps every fp16 or bf16 bit pattern through each lossy codec (scale 1 paths included: the
-// first vector holds 448 and 127 so fp8/int8 quantize most patterns unscaled).
+// Encodes `src` ([layers][2][tokens][heads][dim] of case c) through a contiguous view and
+// checks bytes and decoded elements against the reference.
+void CheckContiguous(const Case& c, std::vector<uint16_t>& src, CpuIsa isa) {
+  const BlockDescriptor d = DescriptorFor(c);
+  const uint32_t layers = d.layout.num_layers;
+  Result<std::vector<uint8_t>> expected = ReferenceEncodeBlock(d, src);
+  ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+  PagedKvView view;
+  PagedKvViewStorage storage;
+  uint16_t* base = src.data();
+  const int32_t page0 = 0;
+  ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, c.dtype, layers, c.heads, c.dim, c.tokens, 1,
+                              std::span<uint16_t* const>(&base, 1),
+                              std::span<const int32_t>(&page0, 1), view, storage)
+                  .ok());
+  std::vector<uint8_t> object(expected->size());
+  ASSERT_TRUE(EncodeBlockCpu(view, 0, d, object, isa).ok());
+  ASSERT_EQ(FirstDifference(*expected, object), "");
+  Result<BlockView> block = ParseBlockObject(object);
+  ASSERT_TRUE(block.ok());
+  std::vector<uint16_t> want(src.size()), got(src.size(), 0x1234);
+  ASSERT_TRUE(ReferenceDecodeBlock(*block, want).ok());
+  base = got.data();
+  ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, c.dtype, layers, c.heads, c.dim, c.tokens, 1,
+                              std::span<uint16_t* const>(&base, 1),
+                              std::span<const int32_t>(&page0, 1), view, storage)
+                  .ok());
+  ASSERT_TRUE(DecodeBlockCpu(*block, view, 0, isa).ok());
+  uint64_t bad = 0;
+  for (size_t i = 0; i < want.size(); ++i) bad += want[i] != got[i];
+  ASSERT_EQ(bad, 0u) << "decoded elements differ";
+}
+
+// Sweeps every fp16 or bf16 bit pattern through each lossy codec: K holds the patterns in order,
+// V in a shuffled order.
 TEST_P(CpuCodecIsaTest, MatchesReferenceOnEveryBitPattern) {
   for (DType dtype : {DType::kF16, DType::kBF16}) {
     for (const auto& codecs : CodecSweep(1)) {
@@ -453,42 +580,57 @@ TEST_P(CpuCodecIsaTest, MatchesReferenceOnEveryBitPattern) {
       c.heads = 2;
       c.dim = 128;
       c.dtype = dtype;
-      c.layout = KvLayout::kContiguous;
-      const BlockDescriptor d = DescriptorFor(c);
-      // K: patterns in order; V: patterns in a shuffled order.
       std::vector<uint16_t> src(2 * 65536);
       for (uint32_t i = 0; i < 65536; ++i) src[i] = static_cast<uint16_t>(i);
-      std::vector<uint16_t> perm(65536);
-      for (uint32_t i = 0; i < 65536; ++i) perm[i] = static_cast<uint16_t>(i);
+      std::vector<uint16_t> perm(src.begin(), src.begin() + 65536);
       std::mt19937_64 rng(42);
       std::shuffle(perm.begin(), perm.end(), rng);
       std::copy(perm.begin(), perm.end(), src.begin() + 65536);
       SCOPED_TRACE(std::string(CpuIsaName(GetParam())) + " " + CodecsName(codecs) + " " +
                    std::string(DTypeName(dtype)));
-      Result<std::vector<uint8_t>> expected = ReferenceEncodeBlock(d, src);
-      ASSERT_TRUE(expected.ok());
-      PagedKvView view;
-      PagedKvViewStorage storage;
-      uint16_t* base = src.data();
-      const int32_t page0 = 0;
-      ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, dtype, 1, 2, 128, 256, 1,
-                                  std::span<uint16_t* const>(&base, 1),
-                                  std::span<const int32_t>(&page0, 1), view, storage)
-                      .ok());
-      std::vector<uint8_t> object(expected->size());
-      ASSERT_TRUE(EncodeBlockCpu(view, 0, d, object, GetParam()).ok());
-      ASSERT_EQ(FirstDifference(*expected, object), "");
-      Result<BlockView> block = ParseBlockObject(object);
-      ASSERT_TRUE(block.ok());
-      std::vector<uint16_t> want(src.size()), got(src.size(), 0x1234);
-      ASSERT_TRUE(ReferenceDecodeBlock(*block, want).ok());
-      base = got.data();
-      ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, dtype, 1, 2, 128, 256, 1,
-                                  std::span<uint16_t* const>(&base, 1),
-                                  std::span<const int32_t>(&page0, 1), view, storage)
-                      .ok());
-      ASSERT_TRUE(DecodeBlockCpu(*block, view, 0, GetParam()).ok());
-      ASSERT_TRUE(want == got);
+      CheckContiguous(c, src, GetParam());
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+// Large magnitudes: groups of bf16 values clustered around +-7e4 .. 3e38 overflow the fp16 zero
+// point or scale (a zero point of +-Inf with a finite scale takes the kernels' division path;
+// an Inf scale makes every fp8 code a signed zero), and fp16 values near +-65504.
+TEST_P(CpuCodecIsaTest, MatchesReferenceOnExtremeMagnitudes) {
+  const float bf16_bases[] = {7e4f, -7e4f, 1.5e5f, -1e6f, 3e7f, -1e9f, 3e38f, -3e38f, 1e4f};
+  const float f16_bases[] = {6e4f, -6e4f, 65504.0f, -3e4f, 1e-5f};
+  const float spreads[] = {1e-3f, 1e-2f, 0.3f, 0.0f};
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    const float* bases = dtype == DType::kBF16 ? bf16_bases : f16_bases;
+    const uint32_t num_bases = dtype == DType::kBF16 ? 9 : 5;
+    for (const auto& codecs : CodecSweep(1)) {
+      Case c;
+      c.codecs = codecs;
+      c.tokens = 23;
+      c.heads = 3;
+      c.dim = 64;
+      c.dtype = dtype;
+      std::mt19937_64 rng(11);
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      std::vector<uint16_t> src(uint64_t{2} * c.tokens * c.heads * c.dim);
+      for (uint32_t kv = 0; kv < 2; ++kv) {
+        for (uint32_t t = 0; t < c.tokens; ++t) {
+          for (uint32_t h = 0; h < c.heads; ++h) {
+            // The base is constant over tokens (K groups run over tokens), the spread is not.
+            const float base = bases[(h + 3 * kv + t / 8) % num_bases];
+            const float spread = spreads[(t + h) % 4];
+            for (uint32_t i = 0; i < c.dim; ++i) {
+              src[((kv * c.tokens + t) * c.heads + h) * c.dim + i] =
+                  FromFloat(base * (1.0f + spread * u(rng)), dtype);
+            }
+          }
+        }
+      }
+      SCOPED_TRACE(std::string(CpuIsaName(GetParam())) + " " + CodecsName(codecs) + " " +
+                   std::string(DTypeName(dtype)));
+      CheckContiguous(c, src, GetParam());
+      if (HasFatalFailure()) return;
     }
   }
 }
@@ -514,7 +656,8 @@ TEST_P(CpuCodecIsaTest, DecodeMatchesReferenceOnRandomPayloads) {
       ASSERT_TRUE(g.ok());
       std::vector<uint8_t> object(g->total_bytes());
       WriteBlockHeader(d, *g, object);
-      for (size_t i = g->header_bytes; i < object.size(); ++i) object[i] = static_cast<uint8_t>(rng());
+      for (size_t i = g->header_bytes; i < object.size(); ++i)
+        object[i] = static_cast<uint8_t>(rng());
       SealBlockObject(object);
       SCOPED_TRACE(std::string(CpuIsaName(GetParam())) + " " + CodecsName(codecs) + " " +
                    std::string(DTypeName(dtype)));
@@ -551,9 +694,15 @@ TEST(CpuCodecTest, IsaDetectionIsConsistent) {
   EXPECT_TRUE(CpuSupports(CpuIsa::kScalar));
   const CpuIsa best = DetectCpuIsa();
   EXPECT_TRUE(CpuSupports(best));
-  if (best == CpuIsa::kAvx512) EXPECT_TRUE(CpuSupports(CpuIsa::kAvx2));
-  if (best == CpuIsa::kScalar) EXPECT_FALSE(CpuSupports(CpuIsa::kAvx2));
-  if (best != CpuIsa::kAvx512) EXPECT_FALSE(CpuSupports(CpuIsa::kAvx512));
+  if (best == CpuIsa::kAvx512) {
+    EXPECT_TRUE(CpuSupports(CpuIsa::kAvx2));
+  }
+  if (best == CpuIsa::kScalar) {
+    EXPECT_FALSE(CpuSupports(CpuIsa::kAvx2));
+  }
+  if (best != CpuIsa::kAvx512) {
+    EXPECT_FALSE(CpuSupports(CpuIsa::kAvx512));
+  }
   EXPECT_STREQ(CpuIsaName(CpuIsa::kScalar), "scalar");
   EXPECT_STREQ(CpuIsaName(CpuIsa::kAvx2), "avx2");
   EXPECT_STREQ(CpuIsaName(CpuIsa::kAvx512), "avx512");
@@ -618,10 +767,18 @@ TEST_F(CpuCodecErrorTest, ViewDoesNotMatchTheLayout) {
   for (int which = 0; which < 4; ++which) {
     PagedKvView view = cache_.view;
     switch (which) {
-      case 0: view.num_layers = 3; break;
-      case 1: view.kv_heads = 1; break;
-      case 2: view.head_dim = 8; break;
-      case 3: view.dtype = DType::kBF16; break;
+      case 0:
+        view.num_layers = 3;
+        break;
+      case 1:
+        view.kv_heads = 1;
+        break;
+      case 2:
+        view.head_dim = 8;
+        break;
+      case 3:
+        view.dtype = DType::kBF16;
+        break;
     }
     const Status st = Encode(view, 2, d_);
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << which << ": " << st.ToString();
@@ -632,8 +789,8 @@ TEST_F(CpuCodecErrorTest, ViewDoesNotMatchTheLayout) {
 }
 
 TEST_F(CpuCodecErrorTest, TokenRangeOutsideTheView) {
-  for (uint64_t first : {uint64_t{5}, uint64_t{12}, uint64_t{1} << 40,
-                         std::numeric_limits<uint64_t>::max() - 3}) {
+  for (uint64_t first :
+       {uint64_t{5}, uint64_t{12}, uint64_t{1} << 40, std::numeric_limits<uint64_t>::max() - 3}) {
     const Status st = Encode(cache_.view, first, d_);
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << first << ": " << st.ToString();
   }
@@ -641,10 +798,10 @@ TEST_F(CpuCodecErrorTest, TokenRangeOutsideTheView) {
 
 TEST_F(CpuCodecErrorTest, InvalidDescriptor) {
   std::vector<BlockDescriptor> bad(6, d_);
-  bad[0].layers[1].k.group = 0;                        // int4 without a group
-  bad[1].layers[0].v = Sc(CodecId::kRaw, 0, true);     // rotation on raw
-  bad[2].layout.sink_tokens = 9;                       // more sink tokens than the block
-  bad[3].layers.pop_back();                            // codec count != layers
+  bad[0].layers[1].k.group = 0;                     // int4 without a group
+  bad[1].layers[0].v = Sc(CodecId::kRaw, 0, true);  // rotation on raw
+  bad[2].layout.sink_tokens = 9;                    // more sink tokens than the block
+  bad[3].layers.pop_back();                         // codec count != layers
   bad[4].layout.dtype = static_cast<DType>(7);
   bad[5].layers[0].k.codec = static_cast<CodecId>(9);
   for (size_t i = 0; i < bad.size(); ++i) {
@@ -663,7 +820,9 @@ TEST_F(CpuCodecErrorTest, UnsupportedIsa) {
   const Status st = Encode(cache_.view, 2, d_, static_cast<CpuIsa>(9));
   EXPECT_EQ(st.code(), StatusCode::kUnsupported) << st.ToString();
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
-    if (!CpuSupports(isa)) EXPECT_EQ(Encode(cache_.view, 2, d_, isa).code(), StatusCode::kUnsupported);
+    if (!CpuSupports(isa)) {
+      EXPECT_EQ(Encode(cache_.view, 2, d_, isa).code(), StatusCode::kUnsupported);
+    }
   }
 }
 

@@ -16,6 +16,7 @@
 #include <span>
 #include <vector>
 
+#include "kvault/common/checksum.h"
 #include "kvault/common/dtype.h"
 #include "kvault/common/result.h"
 
@@ -121,6 +122,23 @@ void WriteBlockHeader(const BlockDescriptor& descriptor, const BlockGeometry& ge
 // Computes the checksum over a complete object and stores it in the header.
 // Precondition: a header written by WriteBlockHeader and a filled payload.
 void SealBlockObject(std::span<uint8_t> object);
+
+// Seals an object whose payload is produced in order, hashing each part while it is still in
+// cache: construct from the written header, Update() with consecutive payload parts from the
+// first byte to the last, then Seal(). Gives the same checksum as SealBlockObject. Not
+// thread-safe (one writer).
+class BlockSealer {
+ public:
+  // `header`: the first header_bytes of the object, as WriteBlockHeader wrote them.
+  explicit BlockSealer(std::span<const uint8_t> header);
+  void Update(std::span<const uint8_t> payload_part);
+  uint64_t Digest() const;
+  // Stores the checksum in the object's header.
+  void Seal(std::span<uint8_t> object) const;
+
+ private:
+  Checksum64Stream stream_;
+};
 
 // A parsed, verified object. Spans point into the caller's buffer.
 struct BlockView {

@@ -35,9 +35,9 @@ struct CudaCodecTiming {
   uint64_t kv_bytes = 0;       // 16-bit KV of the batch: read by encode, written by decode
   uint64_t payload_bytes = 0;  // payloads of the batch: written by encode, read by decode
   uint64_t moved_bytes = 0;    // kv_bytes + payload_bytes
-  double encode_ms = 0, decode_ms = 0, memcpy_ms = 0;           // medians
-  double encode_gbps = 0, decode_gbps = 0, memcpy_gbps = 0;     // moved_bytes / time
-  double encode_ratio = 0, decode_ratio = 0;                    // codec GB/s / memcpy GB/s
+  double encode_ms = 0, decode_ms = 0, memcpy_ms = 0;        // medians
+  double encode_gbps = 0, decode_gbps = 0, memcpy_gbps = 0;  // moved_bytes / time
+  double encode_ratio = 0, decode_ratio = 0;                 // codec GB/s / memcpy GB/s
   // With options.verify: the first, middle and last blocks' device payloads equal the CPU
   // reference's bytes, and decoding them gives the reference's values. False when not checked.
   bool verified = false;

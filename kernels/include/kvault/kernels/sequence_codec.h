@@ -32,12 +32,15 @@ Result<BlockDescriptor> SequenceBlockDescriptor(const PagedKvView& view, uint64_
                                                 uint64_t index, const Digest32& ns_digest,
                                                 const Digest32& key);
 
-// Encodes tokens [0, tokens) of `view` into one sealed object per block; `keys` holds one key per
-// block. Errors from SequenceBlockDescriptor/EncodeBlockCpu, or InvalidArgument for a key count
-// that does not match the block count.
-Result<std::vector<std::vector<uint8_t>>> EncodeSequenceCpu(
-    const PagedKvView& view, uint64_t tokens, const CodecSpec& spec, const Digest32& ns_digest,
-    std::span<const Digest32> keys, const SequenceCodecOptions& options);
+// Encodes tokens [0, tokens) of `view` into one sealed object per block, resizing `objects` to
+// the block count and each object to its size (buffers are reused, so encoding again into the
+// same vector does not allocate). `keys` holds one key per block. Errors from
+// SequenceBlockDescriptor/EncodeBlockCpu, or InvalidArgument for a key count that does not match
+// the block count; `objects` is unspecified after an error.
+Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSpec& spec,
+                         const Digest32& ns_digest, std::span<const Digest32> keys,
+                         const SequenceCodecOptions& options,
+                         std::vector<std::vector<uint8_t>>& objects);
 
 // Verifies and decodes the objects of EncodeSequenceCpu into `view` (block b at token
 // b * block_tokens). Corruption if an object fails verification or does not match its position.
