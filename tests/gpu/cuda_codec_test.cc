@@ -8,8 +8,8 @@
 // CudaDecodeBlocks into a zeroed device cache and compares every element of that cache with the
 // reference decode scattered into a zeroed host copy: written slots bit for bit, all others zero.
 //
-// Without a CUDA device every data test skips visibly; the validation tests need no device (the
-// arguments are rejected before any CUDA call) and run everywhere.
+// Without a CUDA device every test here skips visibly; the argument validation tests, which need
+// no device, are in cuda_codec_args_test.cc.
 
 #include "kvault/kernels/cuda_codec.h"
 
@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_test_util.h"
 #include "kvault/common/block_format.h"
 #include "kvault/kernels/kv_view.h"
 #include "kvault/kernels/numeric.h"
@@ -33,20 +34,19 @@
 namespace kvault::kernels {
 namespace {
 
-#define SKIP_WITHOUT_CUDA()                                 \
-  do {                                                      \
-    if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device"; \
-  } while (false)
+using cuda_test::C;
+using cuda_test::Uniform;
 
 // ---- cases ----------------------------------------------------------------------------------
 
 enum class Pattern { kNormal, kSpecial, kDegenerate };
 
+// Built with designated initializers; every member has a default.
 struct Case {
-  std::string name;
+  std::string name = "";
   DType dtype = DType::kF16;
   uint32_t layers = 2, heads = 3, dim = 64, block_tokens = 17, sink = 0;
-  std::vector<LayerCodec> codecs;  // one per layer
+  std::vector<LayerCodec> codecs = {};  // one per layer
   KvLayout layout = KvLayout::kVllmNhd;
   bool padded =
       false;  // NHD with 4 padding elements after each head: strides not 16-byte multiples
@@ -59,18 +59,6 @@ struct Case {
   bool misaligned_base = false;  // layer bases 2 bytes past a 16-byte boundary
   uint64_t seed = 1;
 };
-
-SectionCodec C(CodecId id, uint16_t group = 0, bool rotate = false) {
-  SectionCodec c;
-  c.codec = id;
-  c.group = IsGroupedCodec(id) ? (group ? group : 64) : 0;
-  c.rotate = rotate;
-  return c;
-}
-
-std::vector<LayerCodec> Uniform(uint32_t layers, SectionCodec k, SectionCodec v) {
-  return std::vector<LayerCodec>(layers, LayerCodec{k, v});
-}
 
 std::string CodecText(const SectionCodec& c) {
   std::string s = CodecName(c.codec);
@@ -551,35 +539,34 @@ TEST(CudaCodecTest, EveryLayoutMatchesReference) {
       {C(CodecId::kInt2, 7, true), C(CodecId::kInt2, 7, true)},
       {C(CodecId::kInt4, 64, true), C(CodecId::kInt2, 64)},
   };
+  // Page size != block size, batch starting mid-page.
+  const Case mid_page = {.heads = 3,
+                         .dim = 64,
+                         .block_tokens = 17,
+                         .sink = 1,
+                         .page_tokens = 16,
+                         .num_blocks = 3,
+                         .first_token = 5,
+                         .pattern = Pattern::kSpecial};
+  // vLLM-like: 16-token blocks and pages, starting half-way into page 1.
+  const Case vllm_like = {.heads = 8,
+                          .dim = 128,
+                          .block_tokens = 16,
+                          .sink = 0,
+                          .page_tokens = 16,
+                          .num_blocks = 4,
+                          .first_token = 24,
+                          .pattern = Pattern::kNormal};
   uint64_t seed = 100;
   for (KvLayout layout : kLayouts) {
     for (size_t i = 0; i < codecs.size(); ++i) {
       for (int variant = 0; variant < 2; ++variant) {
-        Case c;
+        Case c = variant == 0 ? mid_page : vllm_like;
         c.name = "layout";
         c.layout = layout;
         c.dtype = (i + variant) % 2 ? DType::kBF16 : DType::kF16;
         c.codecs = Uniform(2, codecs[i].first, codecs[i].second);
         c.seed = ++seed;
-        if (variant == 0) {  // page size != block size, batch starting mid-page
-          c.heads = 3;
-          c.dim = 64;
-          c.block_tokens = 17;
-          c.sink = 1;
-          c.page_tokens = 16;
-          c.num_blocks = 3;
-          c.first_token = 5;
-          c.pattern = Pattern::kSpecial;
-        } else {  // vLLM-like: 16-token blocks and pages, starting half-way into page 1
-          c.heads = 8;
-          c.dim = 128;
-          c.block_tokens = 16;
-          c.sink = 0;
-          c.page_tokens = 16;
-          c.num_blocks = 4;
-          c.first_token = 24;
-          c.pattern = Pattern::kNormal;
-        }
         RunCase(c);
       }
     }
@@ -602,21 +589,19 @@ TEST(CudaCodecTest, CodecSweepMatchesReference) {
     for (bool rot : {false, true}) {
       for (uint32_t sink : {0u, 1u, 4u}) {
         const Shape& s = shapes[n % std::size(shapes)];
-        Case c;
-        c.name = "sweep";
-        c.block_tokens = s.block_tokens;
-        c.heads = s.heads;
-        c.dim = s.dim;
-        c.sink = std::min(sink, s.block_tokens);  // sink == block_tokens: all tokens raw
-        c.dtype = n % 2 ? DType::kBF16 : DType::kF16;
-        c.codecs = Uniform(2, C(id, g, rot), C(id, g, rot));
-        c.layout = kLayouts[n % std::size(kLayouts)];
-        c.page_tokens = n % 3 == 0 ? 16 : (n % 3 == 1 ? 5 : 32);
-        c.first_token = static_cast<uint32_t>(n % 7 + 1);
-        c.num_blocks = s.block_tokens >= 128 ? 2 : 3;
-        c.pattern = static_cast<Pattern>(n % 3);
-        c.seed = 1000 + n;
-        RunCase(c);
+        RunCase({.name = "sweep",
+                 .dtype = n % 2 ? DType::kBF16 : DType::kF16,
+                 .heads = s.heads,
+                 .dim = s.dim,
+                 .block_tokens = s.block_tokens,
+                 .sink = std::min(sink, s.block_tokens),  // sink == block_tokens: all tokens raw
+                 .codecs = Uniform(2, C(id, g, rot), C(id, g, rot)),
+                 .layout = kLayouts[n % std::size(kLayouts)],
+                 .page_tokens = n % 3 == 0 ? 16u : (n % 3 == 1 ? 5u : 32u),
+                 .num_blocks = s.block_tokens >= 128 ? 2u : 3u,
+                 .first_token = static_cast<uint32_t>(n % 7 + 1),
+                 .pattern = static_cast<Pattern>(n % 3),
+                 .seed = 1000 + n});
         ++n;
       }
     }
@@ -655,21 +640,19 @@ TEST(CudaCodecTest, OddHeadDimsMatchReference) {
   size_t n = 0;
   for (const Row& r : rows) {
     for (uint32_t heads : {1u, 5u}) {
-      Case c;
-      c.name = "odd-dims";
-      c.dim = r.dim;
-      c.heads = heads;
-      c.block_tokens = r.dim >= 512 ? (n % 2 ? 70 : 5) : (n % 2 ? 17 : 3);
-      c.sink = n % 3 == 0 ? 1 : 0;
-      c.dtype = n % 2 ? DType::kF16 : DType::kBF16;
-      c.codecs = Uniform(2, r.k, r.v);
-      c.layout = kLayouts[(n + 2) % std::size(kLayouts)];
-      c.page_tokens = 8;
-      c.first_token = 3;
-      c.num_blocks = 2;
-      c.pattern = static_cast<Pattern>(n % 3);
-      c.seed = 5000 + n;
-      RunCase(c);
+      RunCase({.name = "odd-dims",
+               .dtype = n % 2 ? DType::kF16 : DType::kBF16,
+               .heads = heads,
+               .dim = r.dim,
+               .block_tokens = r.dim >= 512 ? (n % 2 ? 70u : 5u) : (n % 2 ? 17u : 3u),
+               .sink = n % 3 == 0 ? 1u : 0u,
+               .codecs = Uniform(2, r.k, r.v),
+               .layout = kLayouts[(n + 2) % std::size(kLayouts)],
+               .page_tokens = 8,
+               .num_blocks = 2,
+               .first_token = 3,
+               .pattern = static_cast<Pattern>(n % 3),
+               .seed = 5000 + n});
       ++n;
     }
   }
@@ -689,22 +672,20 @@ TEST(CudaCodecTest, LargeKeyGroupsMatchReference) {
   size_t n = 0;
   for (const Row& r : rows) {
     for (CodecId id : {CodecId::kInt4, CodecId::kInt2}) {
-      Case c;
-      c.name = "large-key-groups";
-      c.block_tokens = r.block_tokens;
-      c.dim = r.dim;
-      c.heads = 2;
-      c.sink = r.sink;
-      c.dtype = n % 2 ? DType::kBF16 : DType::kF16;
-      c.codecs = Uniform(1, C(id, r.group, r.rot), C(CodecId::kInt8));
-      c.layers = 1;
-      c.layout = kLayouts[n % std::size(kLayouts)];
-      c.page_tokens = 64;
-      c.first_token = 32;
-      c.num_blocks = 2;
-      c.pattern = static_cast<Pattern>(n % 3);
-      c.seed = 7000 + n;
-      RunCase(c);
+      RunCase({.name = "large-key-groups",
+               .dtype = n % 2 ? DType::kBF16 : DType::kF16,
+               .layers = 1,
+               .heads = 2,
+               .dim = r.dim,
+               .block_tokens = r.block_tokens,
+               .sink = r.sink,
+               .codecs = Uniform(1, C(id, r.group, r.rot), C(CodecId::kInt8)),
+               .layout = kLayouts[n % std::size(kLayouts)],
+               .page_tokens = 64,
+               .num_blocks = 2,
+               .first_token = 32,
+               .pattern = static_cast<Pattern>(n % 3),
+               .seed = 7000 + n});
       ++n;
     }
   }
@@ -712,7 +693,7 @@ TEST(CudaCodecTest, LargeKeyGroupsMatchReference) {
 
 TEST(CudaCodecTest, MixedCodecsPerLayerMatchReference) {
   SKIP_WITHOUT_CUDA();
-  std::vector<LayerCodec> mixed = {
+  const std::vector<LayerCodec> mixed = {
       {C(CodecId::kInt8), C(CodecId::kInt8)},
       {C(CodecId::kInt4, 7, true), C(CodecId::kInt2, 64)},
       {C(CodecId::kFp8, 0, true), C(CodecId::kFp8)},
@@ -723,37 +704,33 @@ TEST(CudaCodecTest, MixedCodecsPerLayerMatchReference) {
   size_t n = 0;
   for (KvLayout layout : kLayouts) {
     for (uint32_t sink : {0u, 1u, 4u}) {
-      Case c;
-      c.name = "mixed-layers";
-      c.layers = static_cast<uint32_t>(mixed.size());
-      c.codecs = mixed;
-      c.heads = n % 2 ? 8 : 3;
-      c.dim = 128;
-      c.block_tokens = n % 2 ? 16 : 17;
-      c.sink = sink;
-      c.dtype = n % 2 ? DType::kBF16 : DType::kF16;
-      c.layout = layout;
-      c.page_tokens = 16;
-      c.first_token = 7;
-      c.num_blocks = 3;
-      c.pattern = static_cast<Pattern>(n % 3);
-      c.seed = 9000 + n;
-      RunCase(c);
+      RunCase({.name = "mixed-layers",
+               .dtype = n % 2 ? DType::kBF16 : DType::kF16,
+               .layers = static_cast<uint32_t>(mixed.size()),
+               .heads = n % 2 ? 8u : 3u,
+               .dim = 128,
+               .block_tokens = n % 2 ? 16u : 17u,
+               .sink = sink,
+               .codecs = mixed,
+               .layout = layout,
+               .page_tokens = 16,
+               .num_blocks = 3,
+               .first_token = 7,
+               .pattern = static_cast<Pattern>(n % 3),
+               .seed = 9000 + n});
       ++n;
     }
   }
   // k=int4,v=int2 everywhere (the common mixed spec).
-  Case c;
-  c.name = "k=int4,v=int2";
-  c.layers = 3;
-  c.codecs = Uniform(3, C(CodecId::kInt4, 64), C(CodecId::kInt2, 64));
-  c.heads = 8;
-  c.dim = 128;
-  c.block_tokens = 64;
-  c.page_tokens = 16;
-  c.first_token = 16;
-  c.num_blocks = 5;
-  RunCase(c);
+  RunCase({.name = "k=int4,v=int2",
+           .layers = 3,
+           .heads = 8,
+           .dim = 128,
+           .block_tokens = 64,
+           .codecs = Uniform(3, C(CodecId::kInt4, 64), C(CodecId::kInt2, 64)),
+           .page_tokens = 16,
+           .num_blocks = 5,
+           .first_token = 16});
 }
 
 TEST(CudaCodecTest, AlignmentFallbacksMatchReference) {
@@ -767,24 +744,22 @@ TEST(CudaCodecTest, AlignmentFallbacksMatchReference) {
   size_t n = 0;
   for (int mode = 0; mode < 4; ++mode) {
     for (const auto& [k, v] : codecs) {
-      Case c;
-      c.name = "alignment";
-      c.misaligned_payloads = mode == 0 || mode == 3;
-      c.misaligned_base = mode == 1 || mode == 3;
-      c.padded = mode == 2;
-      c.layout = mode == 1 ? KvLayout::kFlashInferHnd : KvLayout::kVllmNhd;
-      c.codecs = Uniform(2, k, v);
-      c.heads = 3;
-      c.dim = 64;
-      c.block_tokens = 17;
-      c.sink = n % 2;
-      c.page_tokens = 16;
-      c.first_token = 9;
-      c.num_blocks = 3;
-      c.dtype = n % 2 ? DType::kBF16 : DType::kF16;
-      c.pattern = static_cast<Pattern>(n % 3);
-      c.seed = 11000 + n;
-      RunCase(c);
+      RunCase({.name = "alignment",
+               .dtype = n % 2 ? DType::kBF16 : DType::kF16,
+               .heads = 3,
+               .dim = 64,
+               .block_tokens = 17,
+               .sink = static_cast<uint32_t>(n % 2),
+               .codecs = Uniform(2, k, v),
+               .layout = mode == 1 ? KvLayout::kFlashInferHnd : KvLayout::kVllmNhd,
+               .padded = mode == 2,
+               .page_tokens = 16,
+               .num_blocks = 3,
+               .first_token = 9,
+               .pattern = static_cast<Pattern>(n % 3),
+               .misaligned_payloads = mode == 0 || mode == 3,
+               .misaligned_base = mode == 1 || mode == 3,
+               .seed = 11000 + n});
       ++n;
     }
   }
@@ -792,38 +767,33 @@ TEST(CudaCodecTest, AlignmentFallbacksMatchReference) {
 
 TEST(CudaCodecTest, ManyLayersAndBlocksMatchReference) {
   SKIP_WITHOUT_CUDA();
-  {  // More sections than one launch's table holds.
-    Case c;
-    c.name = "many-layers";
-    c.layers = 130;
-    c.codecs.clear();
-    for (uint32_t l = 0; l < c.layers; ++l) {
-      c.codecs.push_back(l % 3 == 0 ? LayerCodec{C(CodecId::kInt4, 2), C(CodecId::kInt2, 8)}
-                                    : LayerCodec{C(CodecId::kFp8), C(CodecId::kInt8)});
-    }
-    c.heads = 1;
-    c.dim = 16;
-    c.block_tokens = 3;
-    c.sink = 1;
-    c.page_tokens = 4;
-    c.first_token = 2;
-    c.num_blocks = 2;
-    RunCase(c);
+  // More sections than one launch's table holds.
+  std::vector<LayerCodec> many;
+  for (uint32_t l = 0; l < 130; ++l) {
+    many.push_back(l % 3 == 0 ? LayerCodec{C(CodecId::kInt4, 2), C(CodecId::kInt2, 8)}
+                              : LayerCodec{C(CodecId::kFp8), C(CodecId::kInt8)});
   }
-  {  // Many blocks, a full-size vLLM-like batch.
-    Case c;
-    c.name = "many-blocks";
-    c.layers = 2;
-    c.codecs = Uniform(2, C(CodecId::kInt4, 64, true), C(CodecId::kInt2, 64, true));
-    c.heads = 8;
-    c.dim = 128;
-    c.block_tokens = 16;
-    c.page_tokens = 16;
-    c.first_token = 0;
-    c.num_blocks = 70;
-    c.pattern = Pattern::kNormal;
-    RunCase(c);
-  }
+  RunCase({.name = "many-layers",
+           .layers = 130,
+           .heads = 1,
+           .dim = 16,
+           .block_tokens = 3,
+           .sink = 1,
+           .codecs = many,
+           .page_tokens = 4,
+           .num_blocks = 2,
+           .first_token = 2});
+  // Many blocks, a full-size vLLM-like batch.
+  RunCase({.name = "many-blocks",
+           .layers = 2,
+           .heads = 8,
+           .dim = 128,
+           .block_tokens = 16,
+           .codecs = Uniform(2, C(CodecId::kInt4, 64, true), C(CodecId::kInt2, 64, true)),
+           .page_tokens = 16,
+           .num_blocks = 70,
+           .first_token = 0,
+           .pattern = Pattern::kNormal});
 }
 
 TEST(CudaCodecTest, EmptyBatchIsOk) {
@@ -839,126 +809,6 @@ TEST(CudaCodecTest, EmptyBatchIsOk) {
   EXPECT_TRUE(CudaEncodeBlocks(dc.view, 0, 0, desc, out.get(), 1 << 20, nullptr).ok());
   EXPECT_TRUE(CudaDecodeBlocks(out.get(), 1 << 20, 0, desc, dc.view, 0, nullptr).ok());
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-}
-
-// ---- argument validation (no device needed: rejected before any CUDA call) -------------------
-
-class CudaCodecValidationTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    desc_.layout.num_layers = 2;
-    desc_.layout.kv_heads = 4;
-    desc_.layout.head_dim = 64;
-    desc_.layout.block_tokens = 16;
-    desc_.layout.dtype = DType::kF16;
-    desc_.layers = Uniform(2, C(CodecId::kFp8), C(CodecId::kInt4, 32));
-    geometry_ = ComputeGeometry(desc_).value();
-    // A vLLM-NHD view of 10 pages of 16 tokens; the pointers are never dereferenced on failure.
-    view_.layout = KvLayout::kVllmNhd;
-    view_.dtype = DType::kF16;
-    view_.num_layers = 2;
-    view_.kv_heads = 4;
-    view_.head_dim = 64;
-    view_.page_tokens = 16;
-    view_.head_stride = 64;
-    view_.slot_stride = 4 * 64;
-    view_.page_stride = 16 * 4 * 64;
-    view_.kv_stride = 10 * 16 * 4 * 64;
-    view_.layer_bases = fake_bases_;
-    view_.page_ids = fake_ids_;
-    view_.num_pages = 10;
-  }
-
-  void ExpectInvalid(const PagedKvView& view, uint64_t first_token, uint32_t blocks,
-                     const BlockDescriptor& desc, uint64_t stride, const char* what) {
-    uint8_t* payloads = reinterpret_cast<uint8_t*>(uintptr_t{0x1000});
-    const Status enc = CudaEncodeBlocks(view, first_token, blocks, desc, payloads, stride, nullptr);
-    EXPECT_EQ(enc.code(), StatusCode::kInvalidArgument) << what << ": " << enc.ToString();
-    const Status dec = CudaDecodeBlocks(payloads, stride, blocks, desc, view, first_token, nullptr);
-    EXPECT_EQ(dec.code(), StatusCode::kInvalidArgument) << what << ": " << dec.ToString();
-  }
-
-  BlockDescriptor desc_;
-  BlockGeometry geometry_;
-  PagedKvView view_;
-  uint16_t* fake_bases_[2] = {reinterpret_cast<uint16_t*>(uintptr_t{0x10000}),
-                              reinterpret_cast<uint16_t*>(uintptr_t{0x20000})};
-  int32_t fake_ids_[10] = {};
-};
-
-TEST_F(CudaCodecValidationTest, MismatchedViewIsInvalid) {
-  const uint64_t stride = geometry_.payload_bytes;
-  PagedKvView v = view_;
-  v.kv_heads = 8;
-  ExpectInvalid(v, 0, 2, desc_, stride, "kv_heads");
-  v = view_;
-  v.head_dim = 128;
-  ExpectInvalid(v, 0, 2, desc_, stride, "head_dim");
-  v = view_;
-  v.num_layers = 3;
-  ExpectInvalid(v, 0, 2, desc_, stride, "num_layers");
-  v = view_;
-  v.dtype = DType::kBF16;
-  ExpectInvalid(v, 0, 2, desc_, stride, "dtype");
-  v = view_;
-  v.layer_bases = nullptr;
-  ExpectInvalid(v, 0, 2, desc_, stride, "no layer bases");
-  v = view_;
-  v.page_ids = nullptr;
-  ExpectInvalid(v, 0, 2, desc_, stride, "no page ids");
-  v = view_;
-  v.page_tokens = 0;
-  ExpectInvalid(v, 0, 2, desc_, stride, "page_tokens 0");
-}
-
-TEST_F(CudaCodecValidationTest, BadStridesAreInvalid) {
-  const uint64_t stride = geometry_.payload_bytes;
-  PagedKvView v = view_;
-  v.head_stride = -64;
-  ExpectInvalid(v, 0, 2, desc_, stride, "negative head stride");
-  v = view_;
-  v.head_stride = 32;  // heads would overlap
-  ExpectInvalid(v, 0, 2, desc_, stride, "overlapping heads");
-  v = view_;
-  v.slot_stride = 0;
-  ExpectInvalid(v, 0, 2, desc_, stride, "zero slot stride");
-  v = view_;
-  v.page_stride = -1;
-  ExpectInvalid(v, 0, 2, desc_, stride, "negative page stride");
-  v = view_;
-  v.kv_stride = 0;
-  ExpectInvalid(v, 0, 2, desc_, stride, "zero kv stride");
-}
-
-TEST_F(CudaCodecValidationTest, TokenRangeOutsideViewIsInvalid) {
-  const uint64_t stride = geometry_.payload_bytes;
-  ExpectInvalid(view_, 0, 11, desc_, stride, "11 blocks of 16 in 160 tokens");
-  ExpectInvalid(view_, 1, 10, desc_, stride, "one token past the end");
-  ExpectInvalid(view_, 161, 0, desc_, stride, "first token past the end");
-  ExpectInvalid(view_, ~uint64_t{0} - 3, 1, desc_, stride, "overflowing range");
-}
-
-TEST_F(CudaCodecValidationTest, SmallStrideAndBadDescriptorAreInvalid) {
-  ExpectInvalid(view_, 0, 2, desc_, geometry_.payload_bytes - 1, "payload stride");
-  BlockDescriptor d = desc_;
-  d.layers[0].k = C(CodecId::kRaw);
-  d.layers[0].k.rotate = true;
-  ExpectInvalid(view_, 0, 2, d, geometry_.payload_bytes, "rotation on raw");
-  d = desc_;
-  d.layout.sink_tokens = 17;
-  ExpectInvalid(view_, 0, 2, d, geometry_.payload_bytes, "sink > block_tokens");
-  d = desc_;
-  d.layers.pop_back();
-  ExpectInvalid(view_, 0, 2, d, geometry_.payload_bytes, "missing layer codec");
-}
-
-TEST_F(CudaCodecValidationTest, NullPayloadsAreInvalid) {
-  const Status enc =
-      CudaEncodeBlocks(view_, 0, 2, desc_, nullptr, geometry_.payload_bytes, nullptr);
-  EXPECT_EQ(enc.code(), StatusCode::kInvalidArgument) << enc.ToString();
-  const Status dec =
-      CudaDecodeBlocks(nullptr, geometry_.payload_bytes, 2, desc_, view_, 0, nullptr);
-  EXPECT_EQ(dec.code(), StatusCode::kInvalidArgument) << dec.ToString();
 }
 
 }  // namespace

@@ -39,24 +39,12 @@
 namespace kvault::kernels::simd {
 namespace {
 
+#include "simd/section_common.inc"
+
 constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
 KV_INLINE __mmask16 Mask16(uint32_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-}
-
-KV_INLINE uint16_t LoadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-KV_INLINE void StoreU16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
-
-// Scalar fp16 conversions (F16C): exact widening; RNE narrowing with canonical NaN.
-KV_INLINE float HalfToFloatS(uint16_t h) { return _cvtsh_ss(h); }
-KV_INLINE uint16_t FloatToHalfS(float f) {
-  if (f != f) return 0x7FFF;
-  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
 }
 
 KV_INLINE __m512i Set32(int v) { return _mm512_set1_epi32(v); }
@@ -349,21 +337,7 @@ KV_INLINE void RotateInverseAndStore(const SectionJob& j, float* x, uint16_t* ds
 
 // Tokens ahead that the kernels prefetch: the paged source is gathered vector by vector, which
 // the hardware prefetchers follow poorly.
-constexpr uint32_t kPrefetchTokens = 1000000;
-
-// Prefetches the head_dim elements of a vector into L1 (for reading, or for writing).
-KV_INLINE void Prefetch(const uint16_t* p, uint32_t dim) {
-  const char* c = reinterpret_cast<const char*>(p);
-  for (uint32_t i = 0; i < 2 * dim; i += 64) _mm_prefetch(c + i, _MM_HINT_T0);
-}
-KV_INLINE void PrefetchForWrite(const uint16_t* p, uint32_t dim) {
-  const char* c = reinterpret_cast<const char*>(p);
-  for (uint32_t i = 0; i < 2 * dim; i += 64) _mm_prefetch(c + i, _MM_HINT_ET0);
-}
-
-KV_INLINE uint16_t* At(const SectionJob& j, uint32_t t, uint32_t h) {
-  return j.base + j.token_offsets[t] + static_cast<int64_t>(h) * j.head_stride;
-}
+constexpr uint32_t kPrefetchTokens = 2;
 
 // ---- encode ----------------------------------------------------------------------------------
 
@@ -591,6 +565,17 @@ void EncodeGroupedValues(const SectionJob& j) {
 
 // ---- decode ----------------------------------------------------------------------------------
 
+// Decoded chunk y of channels [c, c + 16): into the scratch vector x when kRot (the vector is
+// then rotated back by RotateInverseAndStore), else straight into the destination.
+template <bool kBf16, bool kRot>
+KV_INLINE void StoreDecoded(float* x, uint16_t* dst, uint32_t c, __m512 y, bool tail) {
+  if constexpr (kRot) {
+    _mm512_storeu_ps(x + c, y);
+  } else {
+    StoreDst<kBf16>(dst + c, y, tail);
+  }
+}
+
 template <bool kFp8, bool kBf16, bool kRot>
 void DecodeSymmetric(const SectionJob& j) {
   const uint32_t dim = j.dim;
@@ -607,11 +592,7 @@ void DecodeSymmetric(const SectionJob& j) {
         const __m512 q = kFp8 ? E4M3ToFloat(UnpackChunk<8>(in + c, tail))
                               : _mm512_cvtepi32_ps(UnpackChunk<-8>(in + c, tail));
         const __m512 y = _mm512_mul_ps(q, sf);
-        if constexpr (kRot) {
-          _mm512_storeu_ps(x + c, y);
-        } else {
-          StoreDst<kBf16>(dst + c, y, tail);
-        }
+        StoreDecoded<kBf16, kRot>(x, dst, c, y, tail);
       }
       if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
     }
@@ -652,11 +633,7 @@ void DecodeGroupedKeys(const SectionJob& j) {
         const bool tail = dim - c < 16;
         const __m512 code = _mm512_cvtepi32_ps(UnpackChunk<kBits>(in + c * kBits / 8, tail));
         const __m512 y = _mm512_fmadd_ps(code, _mm512_loadu_ps(sf + c), _mm512_loadu_ps(zf + c));
-        if constexpr (kRot) {
-          _mm512_storeu_ps(x + c, y);
-        } else {
-          StoreDst<kBf16>(dst + c, y, tail);
-        }
+        StoreDecoded<kBf16, kRot>(x, dst, c, y, tail);
       }
       if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
     }
@@ -699,65 +676,17 @@ void DecodeGroupedValues(const SectionJob& j) {
         }
         const __m512 code = _mm512_cvtepi32_ps(UnpackChunk<kBits>(in + c * kBits / 8, tail));
         const __m512 y = _mm512_fmadd_ps(code, sf, zf);
-        if constexpr (kRot) {
-          _mm512_storeu_ps(x + c, y);
-        } else {
-          StoreDst<kBf16>(dst + c, y, tail);
-        }
+        StoreDecoded<kBf16, kRot>(x, dst, c, y, tail);
       }
       if constexpr (kRot) RotateInverseAndStore<kBf16>(j, x, dst);
     }
   }
 }
 
-// ---- dispatch --------------------------------------------------------------------------------
-
-template <bool kBf16, bool kRot>
-void Encode(const SectionJob& j) {
-  switch (j.codec) {
-    case kCodecFp8:
-      return EncodeSymmetric<true, kBf16, kRot>(j);
-    case kCodecInt8:
-      return EncodeSymmetric<false, kBf16, kRot>(j);
-    case kCodecInt4:
-      return j.is_key ? EncodeGroupedKeys<4, kBf16, kRot>(j)
-                      : EncodeGroupedValues<4, kBf16, kRot>(j);
-    default:
-      return j.is_key ? EncodeGroupedKeys<2, kBf16, kRot>(j)
-                      : EncodeGroupedValues<2, kBf16, kRot>(j);
-  }
-}
-
-template <bool kBf16, bool kRot>
-void Decode(const SectionJob& j) {
-  switch (j.codec) {
-    case kCodecFp8:
-      return DecodeSymmetric<true, kBf16, kRot>(j);
-    case kCodecInt8:
-      return DecodeSymmetric<false, kBf16, kRot>(j);
-    case kCodecInt4:
-      return j.is_key ? DecodeGroupedKeys<4, kBf16, kRot>(j)
-                      : DecodeGroupedValues<4, kBf16, kRot>(j);
-    default:
-      return j.is_key ? DecodeGroupedKeys<2, kBf16, kRot>(j)
-                      : DecodeGroupedValues<2, kBf16, kRot>(j);
-  }
-}
-
 }  // namespace
 
-void EncodeSectionAvx512(const SectionJob& job) {
-  if (job.bf16) {
-    return job.rotate ? Encode<true, true>(job) : Encode<true, false>(job);
-  }
-  return job.rotate ? Encode<false, true>(job) : Encode<false, false>(job);
-}
+void EncodeSectionAvx512(const SectionJob& job) { EncodeSection(job); }
 
-void DecodeSectionAvx512(const SectionJob& job) {
-  if (job.bf16) {
-    return job.rotate ? Decode<true, true>(job) : Decode<true, false>(job);
-  }
-  return job.rotate ? Decode<false, true>(job) : Decode<false, false>(job);
-}
+void DecodeSectionAvx512(const SectionJob& job) { DecodeSection(job); }
 
 }  // namespace kvault::kernels::simd

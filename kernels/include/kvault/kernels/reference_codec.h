@@ -24,7 +24,7 @@ void ReferenceDecodeSection(const uint8_t* in, const SectionCodec& codec, bool i
 
 // Encodes a whole block. `src` is the block's KV, contiguous [layers][2][block_tokens][kv_heads]
 // [head_dim]. Returns the sealed block object, or InvalidArgument for an invalid descriptor or a
-// source of the wrong size.
+// source of the wrong size; OutOfRange for a layout past the format limits (ComputeGeometry).
 Result<std::vector<uint8_t>> ReferenceEncodeBlock(const BlockDescriptor& descriptor,
                                                   std::span<const uint16_t> src);
 
