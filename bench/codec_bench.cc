@@ -26,7 +26,7 @@ constexpr const char* kUsage = R"(kvault-bench codec: accuracy, size and speed o
 
 Usage: kvault-bench codec [--device cpu|cuda] [--json FILE] [--tokens N] [--layers N]
                           [--block-tokens N] [--reps N] [--codecs SPEC/SPEC/...]
-                          [--accuracy-layers N] [--seed N]
+                          [--accuracy-layers N] [--seed N] [--cuda-blocks N]
 
   --device          cpu (default): the CPU SIMD path, one thread, against single-thread memcpy;
                     cuda: gather+encode and decode+scatter kernels on a vLLM paged cache in
@@ -38,7 +38,8 @@ Usage: kvault-bench codec [--device cpu|cuda] [--json FILE] [--tokens N] [--laye
   --reps N          timed repetitions per figure, the median is reported (default 5).
   --codecs LIST     codec specs separated by '/', e.g. "fp8/int4,rot/k=int4,v=int2"
                     (default: the published set, see docs/codecs.md).
-  --accuracy-layers N  measure attention accuracy on the first N layers only (default all).
+  --accuracy-layers N  measure attention accuracy on N layers spread evenly from the first to
+                    the last (default all); SQNR always covers every layer.
   --seed N          generator seed (default 1).
   --cuda-blocks N   blocks per CUDA batch (default 64; 2 GiB of fp16 KV at the default shape).
 
@@ -194,7 +195,7 @@ Status RunCpu(const Config& c, const kernels::CodecSpec& spec, Dataset& data, bo
                                                       options, objects));
     if (rep > 0) enc.push_back(input_bytes / Seconds(t0) / 1e9);
     if (!timed) {  // accuracy only: decode on every core
-      KVAULT_RETURN_IF_ERROR(kernels::DecodeSequenceCpu(objects, out.view, options));
+      KVAULT_RETURN_IF_ERROR(kernels::DecodeSequenceCpu(objects, keys, out.view, c.tokens, options));
       continue;
     }
     // Decode times the codec alone: objects are parsed and their checksums verified first (the

@@ -13,10 +13,15 @@ export LD_LIBRARY_PATH="$PWD/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
+# A build/ configured for this checkout is brought up to date; one carried from another machine
+# (its CMake cache names another source path) is used as it is.
 need_build=1
-if [[ -x build/bin/kvault-bench ]] && compgen -G "build/tests/cuda_*_test" >/dev/null &&
-   build/bin/kvault --help >/dev/null 2>&1; then
+if [[ -f build/CMakeCache.txt ]] && grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$PWD" build/CMakeCache.txt; then
+  need_build=1
+elif [[ -x build/bin/kvault-bench ]] && compgen -G "build/tests/cuda_*_test" >/dev/null &&
+     build/bin/kvault --help >/dev/null 2>&1; then
   need_build=0
+  echo "gpu-check: using the carried build/ as it is"
 fi
 if ((need_build)); then
   echo "gpu-check: building (CUDA sm_80/sm_90)"

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p out
-exec build/bin/kvault-bench codec --json out/codec-bench.json "$@"
+json=(--json out/codec-bench.json)
+for a in "$@"; do [[ "$a" == --json* ]] && json=(); done
+exec build/bin/kvault-bench codec "${json[@]}" "$@"

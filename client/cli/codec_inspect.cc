@@ -17,26 +17,33 @@ std::string Fingerprint(const Digest32& d) {
   return buf;
 }
 
-int Fail(int code, const Status& s) {
+int Fail(const Status& s) {
   std::fprintf(stderr, "kvault codec inspect: %s\n", s.message().c_str());
-  return code;
+  return ExitCodeFor(s);
 }
 
 }  // namespace
 
 int CodecInspect(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::puts("Usage: kvault codec inspect [--no-verify] FILE\n"
+              "Prints a block object's header (docs/block_format.md). --no-verify skips the\n"
+              "checksum check, to look at a damaged object. Exit codes: 0 ok, 2 bad input\n"
+              "(including a corrupt object), 1 I/O failure.");
+    return kExitOk;
+  }
   Result<CliArgs> a = CliArgs::Parse(args, {}, {"no-verify"});
-  if (!a.ok()) return Fail(kExitUsage, a.status());
+  if (!a.ok()) return Fail(a.status());
   if (a->positional().size() != 1) {
-    return Fail(kExitUsage, Status::InvalidArgument("expected exactly one FILE"));
+    return Fail(Status::InvalidArgument("expected exactly one FILE"));
   }
   const std::string& path = a->positional()[0];
-  Result<std::vector<uint8_t>> bytes = ReadWholeFile(path);
-  if (!bytes.ok()) return Fail(kExitUsage, bytes.status());
+  Result<std::vector<uint8_t>> bytes = ReadWholeFile(path, kMaxBlockObjectBytes);
+  if (!bytes.ok()) return Fail(bytes.status());
   ParseOptions options;
   options.verify_checksum = !a->Has("no-verify");
   Result<BlockView> view = ParseBlockObject(*bytes, options);
-  if (!view.ok()) return Fail(kExitUsage, view.status());
+  if (!view.ok()) return Fail(view.status());
   const BlockDescriptor& d = view->descriptor;
   const BlockLayout& l = d.layout;
   const BlockGeometry& g = view->geometry;

@@ -90,16 +90,24 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int Fail(int code, const Status& s) {
+int Fail(const Status& s) {
   std::fprintf(stderr, "kvault codec roundtrip: %s\n", s.message().c_str());
-  return code;
+  return ExitCodeFor(s);
 }
 
 }  // namespace
 
 int CodecRoundtrip(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::puts("Usage: kvault codec roundtrip --codec SPEC --layers L --kv-heads H --head-dim D\n"
+              "         --tokens T --block-tokens B [--dtype f16|bf16] [--threads N]\n"
+              "         [--emit-blocks DIR] IN OUT\n"
+              "Encodes the [L][2][T][H][D] tensor in IN block by block with SPEC, decodes it into\n"
+              "OUT and prints one JSON line. See `kvault --help` and docs/codecs.md.");
+    return kExitOk;
+  }
   Result<RoundtripConfig> parsed = ParseConfig(args);
-  if (!parsed.ok()) return Fail(kExitUsage, parsed.status());
+  if (!parsed.ok()) return Fail(parsed.status());
   const RoundtripConfig& c = *parsed;
   const uint64_t elements = uint64_t{c.layers} * 2 * c.tokens * c.kv_heads * c.head_dim;
   const uint64_t input_bytes = elements * 2;
@@ -112,15 +120,15 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
   shape_view.head_dim = c.head_dim;
   Digest32 ns_digest{};
   Result<std::vector<Digest32>> keys = CliBlockKeys(c, ns_digest);
-  if (!keys.ok()) return Fail(kExitUsage, keys.status());
+  if (!keys.ok()) return Fail(keys.status());
   Result<BlockDescriptor> first = kernels::SequenceBlockDescriptor(
       shape_view, c.tokens, c.spec, c.block_tokens, 0, ns_digest, (*keys)[0]);
-  if (!first.ok()) return Fail(kExitUsage, first.status());
+  if (!first.ok()) return Fail(first.status());
 
   Result<uint64_t> size = FileSize(c.in);
-  if (!size.ok()) return Fail(kExitUsage, size.status());
+  if (!size.ok()) return Fail(size.status());
   if (*size != input_bytes) {
-    return Fail(kExitUsage, Status::InvalidArgument(
+    return Fail(Status::InvalidArgument(
                                 "input '" + c.in + "' has " + std::to_string(*size) +
                                 " bytes; the shape [" + std::to_string(c.layers) + "][2][" +
                                 std::to_string(c.tokens) + "][" + std::to_string(c.kv_heads) +
@@ -143,10 +151,10 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
                                  c.head_dim, static_cast<uint32_t>(c.tokens), 1, {&out_ptr, 1},
                                  {&page0, 1}, out_view, out_storage);
   }
-  if (!s.ok()) return Fail(kExitUsage, s);
+  if (!s.ok()) return Fail(s);
 
   s = ReadFileExact(c.in, {reinterpret_cast<uint8_t*>(input.data()), input_bytes});
-  if (!s.ok()) return Fail(kExitFailure, s);
+  if (!s.ok()) return Fail(s);
 
   kernels::SequenceCodecOptions options;
   options.block_tokens = c.block_tokens;
@@ -155,11 +163,11 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
   std::vector<std::vector<uint8_t>> objects;
   s = kernels::EncodeSequenceCpu(in_view, c.tokens, c.spec, ns_digest, *keys, options, objects);
   const double encode_s = SecondsSince(t0);
-  if (!s.ok()) return Fail(kExitFailure, s);
+  if (!s.ok()) return Fail(s);
   t0 = std::chrono::steady_clock::now();
-  s = kernels::DecodeSequenceCpu(objects, out_view, options);
+  s = kernels::DecodeSequenceCpu(objects, *keys, out_view, c.tokens, options);
   const double decode_s = SecondsSince(t0);
-  if (!s.ok()) return Fail(kExitFailure, s);
+  if (!s.ok()) return Fail(s);
 
   uint64_t encoded_bytes = 0, payload_bytes = 0;
   for (size_t b = 0; b < objects.size(); ++b) {
@@ -172,11 +180,11 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
       char name[32];
       std::snprintf(name, sizeof(name), "/block-%05zu.kvb", b);
       s = WriteFileAtomic(c.emit_dir + name, obj);
-      if (!s.ok()) return Fail(kExitFailure, s);
+      if (!s.ok()) return Fail(s);
     }
   }
   s = WriteFileAtomic(c.out, {reinterpret_cast<const uint8_t*>(output.data()), input_bytes});
-  if (!s.ok()) return Fail(kExitFailure, s);
+  if (!s.ok()) return Fail(s);
   std::printf(
       "{\"codec\":\"%s\",\"layers\":%u,\"kv_heads\":%u,\"head_dim\":%u,\"tokens\":%llu,"
       "\"block_tokens\":%u,\"dtype\":\"%s\",\"blocks\":%zu,\"input_bytes\":%llu,"

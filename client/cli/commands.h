@@ -5,11 +5,20 @@
 #include <string>
 #include <vector>
 
+#include "kvault/common/status.h"
+
 namespace kvault::cli {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
+
+// Exit code for a failed status: bad usage or input (InvalidArgument, NotFound, Corruption,
+// OutOfRange, Unsupported) is 2; I/O and internal failures are 1.
+int ExitCodeFor(const Status& status);
+
+// True when args ask for help (--help or -h).
+bool WantsHelp(const std::vector<std::string>& args);
 
 // kvault codec roundtrip --codec SPEC ... IN OUT
 int CodecRoundtrip(const std::vector<std::string>& args);

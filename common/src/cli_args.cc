@@ -10,7 +10,11 @@ Result<CliArgs> CliArgs::Parse(const std::vector<std::string>& args,
   CliArgs out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a.size() < 2 || a.compare(0, 2, "--") != 0 || a == "--") {
+    if (a == "--") {  // everything after is positional, even if it starts with "--"
+      out.positional_.insert(out.positional_.end(), args.begin() + i + 1, args.end());
+      break;
+    }
+    if (a.size() < 2 || a.compare(0, 2, "--") != 0) {
       out.positional_.push_back(a);
       continue;
     }

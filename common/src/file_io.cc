@@ -64,17 +64,23 @@ Status ReadFileExact(const std::string& path, std::span<uint8_t> out) {
   return Status::Ok();
 }
 
-Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path) {
+Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max_bytes) {
   KVAULT_ASSIGN_OR_RETURN(uint64_t size, FileSize(path));
+  if (size > max_bytes) {
+    return Status::OutOfRange("'" + path + "' has " + std::to_string(size) +
+                              " bytes, more than the limit of " + std::to_string(max_bytes));
+  }
   std::vector<uint8_t> data(size);
   KVAULT_RETURN_IF_ERROR(ReadFileExact(path, data));
   return data;
 }
 
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  // A unique temporary name per call, so concurrent writers of one path never share it.
+  std::string tmp = path + ".tmp.XXXXXX";
+  Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus("cannot create", tmp, errno);
+  ::fchmod(fd.get(), 0644);
   size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
@@ -86,6 +92,12 @@ Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data) {
     }
     done += static_cast<size_t>(n);
   }
+  // The data must be durable before the rename makes it visible under the final name.
+  if (::fsync(fd.get()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoStatus("cannot sync", tmp, err);
+  }
   if (::close(fd.Release()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
@@ -96,6 +108,11 @@ Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data) {
     ::unlink(tmp.c_str());
     return ErrnoStatus("cannot rename into", path, err);
   }
+  // Make the rename itself durable.
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
   return Status::Ok();
 }
 

@@ -46,8 +46,8 @@ Status MakePagedKvView(KvLayout layout, DType dtype, uint32_t num_layers, uint32
   storage.layer_bases.clear();
   switch (layout) {
     case KvLayout::kContiguous:
-      if (pages_in_cache != 1) {
-        return Status::InvalidArgument("contiguous view: the tensor is a single page");
+      if (pages_in_cache != 1 || page_ids.size() != 1) {
+        return Status::InvalidArgument("contiguous view: the tensor is a single page, ids {0}");
       }
       view.kv_stride = p * h * d;
       view.page_stride = 0;

@@ -4,6 +4,9 @@
 #include <atomic>
 #include <functional>
 #include <mutex>
+#include <new>
+#include <stdexcept>
+#include <system_error>
 #include <string>
 #include <thread>
 
@@ -17,7 +20,14 @@ Status ParallelFor(uint64_t n, unsigned threads, const std::function<Status(uint
   Status first_error;
   auto worker = [&] {
     for (uint64_t i = next++; i < n; i = next++) {
-      Status s = fn(i);
+      Status s;
+      try {
+        s = fn(i);
+      } catch (const std::bad_alloc&) {
+        s = Status::ResourceExhausted("out of memory in block " + std::to_string(i));
+      } catch (const std::exception& e) {
+        s = Status::Internal(std::string("block ") + std::to_string(i) + ": " + e.what());
+      }
       if (!s.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first_error.ok()) first_error = std::move(s);
@@ -27,7 +37,13 @@ Status ParallelFor(uint64_t n, unsigned threads, const std::function<Status(uint
   };
   const unsigned workers = static_cast<unsigned>(std::min<uint64_t>(std::max(1u, threads), n));
   std::vector<std::thread> pool;
-  for (unsigned t = 1; t < workers; ++t) pool.emplace_back(worker);
+  for (unsigned t = 1; t < workers; ++t) {
+    try {
+      pool.emplace_back(worker);
+    } catch (const std::system_error&) {
+      break;  // no more threads: the ones started (and this one) do the work
+    }
+  }
   worker();
   for (std::thread& t : pool) t.join();
   return first_error;
@@ -46,6 +62,11 @@ Result<BlockDescriptor> SequenceBlockDescriptor(const PagedKvView& view, uint64_
   if (block_tokens == 0) return Status::InvalidArgument("block_tokens must be >= 1");
   const uint64_t first = index * block_tokens;
   if (first >= tokens) return Status::InvalidArgument("block index past the end of the sequence");
+  if (spec.sink_tokens > block_tokens) {
+    return Status::InvalidArgument("sink=" + std::to_string(spec.sink_tokens) +
+                                   " exceeds the block size of " + std::to_string(block_tokens) +
+                                   " tokens: sink tokens must fit in the first block");
+  }
   BlockDescriptor d;
   d.ns_digest = ns_digest;
   d.key = key;
@@ -81,12 +102,30 @@ Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSp
   });
 }
 
-Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects, const PagedKvView& view,
-                         const SequenceCodecOptions& options) {
-  return ParallelFor(objects.size(), options.threads, [&](uint64_t b) -> Status {
-    KVAULT_ASSIGN_OR_RETURN(BlockView block, ParseBlockObject(objects[b]));
-    return DecodeBlockCpu(block, view, b * options.block_tokens, options.isa)
-        .WithContext("block " + std::to_string(b));
+Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects,
+                         std::span<const Digest32> keys, const PagedKvView& view,
+                         uint64_t tokens, const SequenceCodecOptions& options) {
+  const uint64_t blocks = BlockCount(tokens, options.block_tokens);
+  if (objects.size() != blocks || keys.size() != blocks) {
+    return Status::Corruption("sequence of " + std::to_string(tokens) + " tokens needs " +
+                              std::to_string(blocks) + " blocks and keys, got " +
+                              std::to_string(objects.size()) + " objects and " +
+                              std::to_string(keys.size()) + " keys");
+  }
+  return ParallelFor(blocks, options.threads, [&](uint64_t b) -> Status {
+    const std::string where = "block " + std::to_string(b);
+    ParseOptions parse;
+    parse.expected_key = &keys[b];
+    KVAULT_ASSIGN_OR_RETURN(BlockView block, ParseBlockObject(objects[b], parse));
+    const BlockLayout& l = block.descriptor.layout;
+    const uint64_t first = b * options.block_tokens;
+    const uint64_t want_tokens = std::min<uint64_t>(options.block_tokens, tokens - first);
+    if (l.block_tokens != want_tokens || (b > 0 && l.sink_tokens != 0) ||
+        l.num_layers != view.num_layers || l.kv_heads != view.kv_heads ||
+        l.head_dim != view.head_dim || l.dtype != view.dtype) {
+      return Status::Corruption(where + ": object does not fit its position in the sequence");
+    }
+    return DecodeBlockCpu(block, view, first, options.isa).WithContext(where);
   });
 }
 

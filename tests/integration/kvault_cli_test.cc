@@ -169,6 +169,7 @@ TEST_F(KvaultCliTest, RejectsBadInputWithExitCode2AndOneLine) {
       {"codec roundtrip --codec raw " + ShapeArgs() + in.string(), "positional"},
       {"codec roundtrip --codec raw --bogus 1 " + ShapeArgs() + io, "unknown option"},
       {"codec roundtrip --codec 'k=int4,v=int2;layers=1-5:int8' " + ShapeArgs() + io, "layers"},
+      {"codec roundtrip --codec 'int4,sink=17' " + ShapeArgs() + io, "sink=17"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
@@ -213,6 +214,11 @@ TEST_F(KvaultCliTest, InspectPrintsHeaderAndCatchesCorruption) {
   CliRun corrupt = RunKvault("codec inspect " + bad.string(), dir_);
   EXPECT_EQ(corrupt.exit_code, 2);
   EXPECT_NE(corrupt.err.find("checksum"), std::string::npos) << corrupt.err;
+  CliRun help = RunKvault("codec inspect --help", dir_);
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--no-verify"), std::string::npos);
+  CliRun dashdash = RunKvault("codec inspect -- " + block0.string(), dir_);
+  EXPECT_EQ(dashdash.exit_code, 0) << dashdash.err;
   CliRun unverified = RunKvault("codec inspect --no-verify " + bad.string(), dir_);
   EXPECT_EQ(unverified.exit_code, 0) << unverified.err;
   EXPECT_NE(unverified.out.find("not verified"), std::string::npos);

@@ -21,7 +21,7 @@ class Checksum64Stream {
   void Update(std::span<const uint8_t> part);
   uint64_t Digest() const;
 
-  // Size and alignment of the underlying XXH3 state (checked against xxhash.h in the .cc).
+  // Room for the underlying XXH3 state (static_assert against xxhash.h where it is compiled).
   static constexpr size_t kStateBytes = 640;
 
  private:

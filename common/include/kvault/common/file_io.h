@@ -16,11 +16,14 @@ Result<uint64_t> FileSize(const std::string& path);
 // Reads exactly out.size() bytes from the start of the file. Corruption if the file is shorter.
 Status ReadFileExact(const std::string& path, std::span<uint8_t> out);
 
-// Reads a whole file (for small files such as block objects).
-Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path);
+// Reads a whole file (for small files such as block objects). OutOfRange, before any
+// allocation, when the file is larger than `max_bytes`.
+Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path,
+                                           uint64_t max_bytes = uint64_t{1} << 32);
 
-// Writes `data` to `path` through a temporary file renamed into place, so a crash never leaves a
-// half-written file under the final name.
+// Writes `data` to `path` through a uniquely named temporary file that is fsynced, renamed into
+// place, and its directory fsynced: a crash never leaves a half-written file under the final
+// name, and concurrent writers of one path never mix their bytes (the last rename wins).
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data);
 
 }  // namespace kvault

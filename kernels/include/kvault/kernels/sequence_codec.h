@@ -42,9 +42,13 @@ Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSp
                          const SequenceCodecOptions& options,
                          std::vector<std::vector<uint8_t>>& objects);
 
-// Verifies and decodes the objects of EncodeSequenceCpu into `view` (block b at token
-// b * block_tokens). Corruption if an object fails verification or does not match its position.
-Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects, const PagedKvView& view,
-                         const SequenceCodecOptions& options);
+// Verifies and decodes the objects of EncodeSequenceCpu for tokens [0, tokens) into `view` (block
+// b at token b * block_tokens). Corruption if the object count does not cover the sequence, or an
+// object fails verification, carries another key than keys[b], or does not fit its position
+// (token count, sink tokens only in block 0, layout of the view); nothing is written for the
+// failing block.
+Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects,
+                         std::span<const Digest32> keys, const PagedKvView& view,
+                         uint64_t tokens, const SequenceCodecOptions& options);
 
 }  // namespace kvault::kernels

@@ -1,0 +1,125 @@
+// Sequence encode/decode: blocks cut at the right places, sinks only in block 0, and decode
+// refusing objects that are missing, swapped or from another sequence.
+#include "kvault/kernels/sequence_codec.h"
+
+#include <gtest/gtest.h>
+
+#include "kvault/kernels/kv_generator.h"
+
+namespace kvault::kernels {
+namespace {
+
+struct Sequence {
+  KvTensor kv;
+  KvTensor out;
+  PagedKvView in_view, out_view;
+  PagedKvViewStorage in_storage, out_storage;
+  uint16_t* in_ptr = nullptr;
+  uint16_t* out_ptr = nullptr;
+  std::vector<Digest32> keys;
+};
+
+void Make(Sequence& s, uint32_t tokens, uint32_t block) {
+  KvGeneratorOptions o;
+  o.shape = {2, 3, 64, tokens, DType::kF16};
+  s.kv = *GenerateKv(o);
+  s.out = s.kv;
+  std::fill(s.out.data.begin(), s.out.data.end(), 0);
+  s.in_ptr = s.kv.data.data();
+  s.out_ptr = s.out.data.data();
+  const int32_t page0 = 0;
+  ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, tokens, 1,
+                              {&s.in_ptr, 1}, {&page0, 1}, s.in_view, s.in_storage).ok());
+  ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, tokens, 1,
+                              {&s.out_ptr, 1}, {&page0, 1}, s.out_view, s.out_storage).ok());
+  for (uint64_t b = 0; b < BlockCount(tokens, block); ++b) {
+    Digest32 k{};
+    k[0] = static_cast<uint8_t>(b + 1);
+    s.keys.push_back(k);
+  }
+}
+
+TEST(SequenceCodecTest, RawRoundTripAndBlockShapes) {
+  Sequence s;
+  Make(s, 37, 16);
+  SequenceCodecOptions opt;
+  opt.block_tokens = 16;
+  opt.threads = 2;
+  const CodecSpec spec = *ParseCodecSpec("int8,sink=4");
+  std::vector<std::vector<uint8_t>> objects;
+  ASSERT_TRUE(EncodeSequenceCpu(s.in_view, 37, spec, Digest32{}, s.keys, opt, objects).ok());
+  ASSERT_EQ(objects.size(), 3u);
+  const uint32_t want_tokens[] = {16, 16, 5}, want_sink[] = {4, 0, 0};
+  for (size_t b = 0; b < 3; ++b) {
+    auto v = ParseBlockObject(objects[b]);
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->descriptor.layout.block_tokens, want_tokens[b]);
+    EXPECT_EQ(v->descriptor.layout.sink_tokens, want_sink[b]);
+    EXPECT_EQ(v->descriptor.key, s.keys[b]);
+  }
+  ASSERT_TRUE(DecodeSequenceCpu(objects, s.keys, s.out_view, 37, opt).ok());
+  // Sink tokens come back bit-exact.
+  for (uint32_t t = 0; t < 4; ++t) {
+    for (uint32_t e = 0; e < 3 * 64; ++e) {
+      ASSERT_EQ(s.out.data[s.out.Offset(0, 0, t, 0, 0) + e], s.kv.data[s.kv.Offset(0, 0, t, 0, 0) + e]);
+    }
+  }
+}
+
+TEST(SequenceCodecTest, DecodeRejectsSwappedMissingOrForeignObjects) {
+  Sequence s;
+  Make(s, 32, 16);
+  SequenceCodecOptions opt;
+  opt.block_tokens = 16;
+  const CodecSpec spec = *ParseCodecSpec("fp8");
+  std::vector<std::vector<uint8_t>> objects;
+  ASSERT_TRUE(EncodeSequenceCpu(s.in_view, 32, spec, Digest32{}, s.keys, opt, objects).ok());
+  ASSERT_TRUE(DecodeSequenceCpu(objects, s.keys, s.out_view, 32, opt).ok());  // positive control
+
+  auto swapped = objects;
+  std::swap(swapped[0], swapped[1]);
+  Status st = DecodeSequenceCpu(swapped, s.keys, s.out_view, 32, opt);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+
+  auto missing = objects;
+  missing.pop_back();
+  st = DecodeSequenceCpu(missing, {s.keys.data(), 1}, s.out_view, 32, opt);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+
+  // An object encoded for a 16-token block does not fit a 32-token block size.
+  SequenceCodecOptions other = opt;
+  other.block_tokens = 32;
+  st = DecodeSequenceCpu({objects.data(), 1}, {s.keys.data(), 1}, s.out_view, 32, other);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+}
+
+TEST(SequenceCodecTest, SinkLargerThanTheBlockIsRejected) {
+  Sequence s;
+  Make(s, 32, 16);
+  SequenceCodecOptions opt;
+  opt.block_tokens = 16;
+  std::vector<std::vector<uint8_t>> objects;
+  Status st = EncodeSequenceCpu(s.in_view, 32, *ParseCodecSpec("int4,sink=17"), Digest32{},
+                                s.keys, opt, objects);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("sink=17"), std::string::npos) << st.ToString();
+  // Positive control: a sink that fills the first block exactly is fine.
+  EXPECT_TRUE(EncodeSequenceCpu(s.in_view, 32, *ParseCodecSpec("int4,sink=16"), Digest32{},
+                                s.keys, opt, objects).ok());
+}
+
+TEST(SequenceCodecTest, ContiguousViewNeedsExactlyOnePage) {
+  std::vector<uint16_t> data(2 * 2 * 8 * 3 * 64);
+  uint16_t* p = data.data();
+  const int32_t two[] = {0, 0};
+  PagedKvView view;
+  PagedKvViewStorage storage;
+  EXPECT_EQ(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, 8, 1, {&p, 1}, two,
+                            view, storage).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, 8, 1, {&p, 1},
+                              {two, 1}, view, storage).ok());
+}
+
+}  // namespace
+}  // namespace kvault::kernels
