@@ -191,11 +191,12 @@ Status RunCpu(const Config& c, const kernels::CodecSpec& spec, Dataset& data, bo
   for (uint32_t rep = 0; rep < reps; ++rep) {
     if (timed && rep > 0) base.push_back(MemcpyGbps(data.kv.data, copy_dst));
     auto t0 = std::chrono::steady_clock::now();
-    KVAULT_RETURN_IF_ERROR(kernels::EncodeSequenceCpu(in.view, c.tokens, spec, Digest32{}, keys,
-                                                      options, objects));
+    KVAULT_RETURN_IF_ERROR(
+        kernels::EncodeSequenceCpu(in.view, c.tokens, spec, Digest32{}, keys, options, objects));
     if (rep > 0) enc.push_back(input_bytes / Seconds(t0) / 1e9);
     if (!timed) {  // accuracy only: decode on every core
-      KVAULT_RETURN_IF_ERROR(kernels::DecodeSequenceCpu(objects, keys, out.view, c.tokens, options));
+      KVAULT_RETURN_IF_ERROR(
+          kernels::DecodeSequenceCpu(objects, keys, out.view, c.tokens, options));
       continue;
     }
     // Decode times the codec alone: objects are parsed and their checksums verified first (the
@@ -288,10 +289,11 @@ int RunCodecBench(const std::vector<std::string>& args) {
     return Fail(2, Status::Unavailable("--device cuda: no usable CUDA device in this build or "
                                        "machine"));
   }
-  std::printf("kvault-bench codec: %u layers x 8 kv heads x 128 head dim, %u tokens, blocks of "
-              "%u tokens, fp16, device %s (%s)\n",
-              c.layers, c.tokens, c.block_tokens, c.cuda ? "cuda" : "cpu",
-              kernels::CpuIsaName(kernels::DetectCpuIsa()));
+  std::printf(
+      "kvault-bench codec: %u layers x 8 kv heads x 128 head dim, %u tokens, blocks of "
+      "%u tokens, fp16, device %s (%s)\n",
+      c.layers, c.tokens, c.block_tokens, c.cuda ? "cuda" : "cpu",
+      kernels::CpuIsaName(kernels::DetectCpuIsa()));
   std::fflush(stdout);
 
   Result<Dataset> realistic = MakeDataset(c, KvGeneratorOptions::Kind::kRealistic);
@@ -301,8 +303,9 @@ int RunCodecBench(const std::vector<std::string>& args) {
   kernels::AccuracyOptions acc_options;
   acc_options.max_layers = c.accuracy_layers;
 
-  std::string baseline_name = "single-thread memcpy of the same KV bytes, measured beside each "
-                              "codec";
+  std::string baseline_name =
+      "single-thread memcpy of the same KV bytes, measured beside each "
+      "codec";
   std::vector<CaseResult> results;
   for (const auto& [label, spec_text] : c.cases) {
     CaseResult r;
@@ -339,8 +342,8 @@ int RunCodecBench(const std::vector<std::string>& args) {
       r.baseline_gbps = t->memcpy_gbps;
       r.enc_ratio = t->encode_ratio;
       r.dec_ratio = t->decode_ratio;
-      baseline_name = "device-to-device cudaMemcpy on " + t->device_name +
-                      " (GB/s = bytes read + written)";
+      baseline_name =
+          "device-to-device cudaMemcpy on " + t->device_name + " (GB/s = bytes read + written)";
     }
     results.push_back(r);
     std::fprintf(stderr, "  measured %s\n", label.c_str());
@@ -352,12 +355,11 @@ int RunCodecBench(const std::vector<std::string>& args) {
   Json::Array rows;
   for (const CaseResult& r : results) {
     const auto& a = r.realistic;
-    table.AddRow({r.label, Format("%.3f", r.bits), Format("%.2fx", r.ratio),
-                  Format("%.1f", a.k_sqnr_db), Format("%.1f", a.v_sqnr_db), Sci(a.attn_kl_mean),
-                  Format("%.4f", a.out_rel_err_mean), Format("%.3f", a.top1_agreement),
-                  Format("%.2f", r.enc_gbps), Format("%.2f", r.enc_ratio),
-                  Format("%.2f", r.dec_gbps), Format("%.2f", r.dec_ratio),
-                  Format("%.2f", r.baseline_gbps)});
+    table.AddRow(
+        {r.label, Format("%.3f", r.bits), Format("%.2fx", r.ratio), Format("%.1f", a.k_sqnr_db),
+         Format("%.1f", a.v_sqnr_db), Sci(a.attn_kl_mean), Format("%.4f", a.out_rel_err_mean),
+         Format("%.3f", a.top1_agreement), Format("%.2f", r.enc_gbps), Format("%.2f", r.enc_ratio),
+         Format("%.2f", r.dec_gbps), Format("%.2f", r.dec_ratio), Format("%.2f", r.baseline_gbps)});
     const auto& g = r.gaussian;
     control.AddRow({r.label, Format("%.1f", g.k_sqnr_db), Format("%.1f", g.v_sqnr_db),
                     Sci(g.attn_kl_mean), Format("%.4f", g.out_rel_err_mean),
@@ -381,15 +383,17 @@ int RunCodecBench(const std::vector<std::string>& args) {
               baseline_name.c_str());
   std::printf("\nPlain-Gaussian control (accuracy):\n%s", control.Render().c_str());
   if (!c.json_path.empty()) {
-    Json doc = Json::Object{
-        {"benchmark", "codec"},
-        {"device", c.cuda ? "cuda" : "cpu"},
-        {"isa", kernels::CpuIsaName(kernels::DetectCpuIsa())},
-        {"shape", Json::Object{{"layers", c.layers}, {"kv_heads", 8}, {"head_dim", 128},
-                               {"tokens", c.tokens}, {"block_tokens", c.block_tokens},
-                               {"dtype", "f16"}}},
-        {"baseline", baseline_name},
-        {"codecs", rows}};
+    Json doc = Json::Object{{"benchmark", "codec"},
+                            {"device", c.cuda ? "cuda" : "cpu"},
+                            {"isa", kernels::CpuIsaName(kernels::DetectCpuIsa())},
+                            {"shape", Json::Object{{"layers", c.layers},
+                                                   {"kv_heads", 8},
+                                                   {"head_dim", 128},
+                                                   {"tokens", c.tokens},
+                                                   {"block_tokens", c.block_tokens},
+                                                   {"dtype", "f16"}}},
+                            {"baseline", baseline_name},
+                            {"codecs", rows}};
     Status s = WriteJsonFile(c.json_path, doc);
     if (!s.ok()) return Fail(1, s);
     std::printf("JSON written to %s\n", c.json_path.c_str());

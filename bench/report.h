@@ -19,16 +19,16 @@ struct Json {
   std::variant<std::nullptr_t, bool, double, int64_t, std::string, Object, Array> value;
 
   Json() : value(nullptr) {}
-  Json(bool b) : value(b) {}                       // NOLINT(google-explicit-constructor)
-  Json(double d) : value(d) {}                     // NOLINT(google-explicit-constructor)
-  Json(int64_t i) : value(i) {}                    // NOLINT(google-explicit-constructor)
+  Json(bool b) : value(b) {}                            // NOLINT(google-explicit-constructor)
+  Json(double d) : value(d) {}                          // NOLINT(google-explicit-constructor)
+  Json(int64_t i) : value(i) {}                         // NOLINT(google-explicit-constructor)
   Json(uint64_t i) : value(static_cast<int64_t>(i)) {}  // NOLINT(google-explicit-constructor)
-  Json(int i) : value(static_cast<int64_t>(i)) {}  // NOLINT(google-explicit-constructor)
+  Json(int i) : value(static_cast<int64_t>(i)) {}       // NOLINT(google-explicit-constructor)
   Json(unsigned i) : value(static_cast<int64_t>(i)) {}  // NOLINT(google-explicit-constructor)
-  Json(std::string s) : value(std::move(s)) {}     // NOLINT(google-explicit-constructor)
-  Json(const char* s) : value(std::string(s)) {}   // NOLINT(google-explicit-constructor)
-  Json(Object o) : value(std::move(o)) {}          // NOLINT(google-explicit-constructor)
-  Json(Array a) : value(std::move(a)) {}           // NOLINT(google-explicit-constructor)
+  Json(std::string s) : value(std::move(s)) {}          // NOLINT(google-explicit-constructor)
+  Json(const char* s) : value(std::string(s)) {}        // NOLINT(google-explicit-constructor)
+  Json(Object o) : value(std::move(o)) {}               // NOLINT(google-explicit-constructor)
+  Json(Array a) : value(std::move(a)) {}                // NOLINT(google-explicit-constructor)
 
   // Serialized with two-space indentation; non-finite numbers become null.
   std::string Dump(int indent = 0) const;

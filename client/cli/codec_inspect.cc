@@ -26,10 +26,11 @@ int Fail(const Status& s) {
 
 int CodecInspect(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
-    std::puts("Usage: kvault codec inspect [--no-verify] FILE\n"
-              "Prints a block object's header (docs/block_format.md). --no-verify skips the\n"
-              "checksum check, to look at a damaged object. Exit codes: 0 ok, 2 bad input\n"
-              "(including a corrupt object), 1 I/O failure.");
+    std::puts(
+        "Usage: kvault codec inspect [--no-verify] FILE\n"
+        "Prints a block object's header (docs/block_format.md). --no-verify skips the\n"
+        "checksum check, to look at a damaged object. Exit codes: 0 ok, 2 bad input\n"
+        "(including a corrupt object), 1 I/O failure.");
     return kExitOk;
   }
   Result<CliArgs> a = CliArgs::Parse(args, {}, {"no-verify"});

@@ -27,13 +27,15 @@ struct RoundtripConfig {
 };
 
 Result<RoundtripConfig> ParseConfig(const std::vector<std::string>& args) {
-  KVAULT_ASSIGN_OR_RETURN(
-      CliArgs a, CliArgs::Parse(args,
-                                {"codec", "layers", "kv-heads", "head-dim", "tokens",
-                                 "block-tokens", "dtype", "threads", "emit-blocks"},
-                                {}));
-  for (const char* required : {"codec", "layers", "kv-heads", "head-dim", "tokens", "block-tokens"}) {
-    if (!a.Has(required)) return Status::InvalidArgument(std::string("--") + required + " is required");
+  KVAULT_ASSIGN_OR_RETURN(CliArgs a,
+                          CliArgs::Parse(args,
+                                         {"codec", "layers", "kv-heads", "head-dim", "tokens",
+                                          "block-tokens", "dtype", "threads", "emit-blocks"},
+                                         {}));
+  for (const char* required :
+       {"codec", "layers", "kv-heads", "head-dim", "tokens", "block-tokens"}) {
+    if (!a.Has(required))
+      return Status::InvalidArgument(std::string("--") + required + " is required");
   }
   if (a.positional().size() != 2) {
     return Status::InvalidArgument("expected two positional arguments IN OUT, got " +
@@ -99,11 +101,12 @@ int Fail(const Status& s) {
 
 int CodecRoundtrip(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
-    std::puts("Usage: kvault codec roundtrip --codec SPEC --layers L --kv-heads H --head-dim D\n"
-              "         --tokens T --block-tokens B [--dtype f16|bf16] [--threads N]\n"
-              "         [--emit-blocks DIR] IN OUT\n"
-              "Encodes the [L][2][T][H][D] tensor in IN block by block with SPEC, decodes it into\n"
-              "OUT and prints one JSON line. See `kvault --help` and docs/codecs.md.");
+    std::puts(
+        "Usage: kvault codec roundtrip --codec SPEC --layers L --kv-heads H --head-dim D\n"
+        "         --tokens T --block-tokens B [--dtype f16|bf16] [--threads N]\n"
+        "         [--emit-blocks DIR] IN OUT\n"
+        "Encodes the [L][2][T][H][D] tensor in IN block by block with SPEC, decodes it into\n"
+        "OUT and prints one JSON line. See `kvault --help` and docs/codecs.md.");
     return kExitOk;
   }
   Result<RoundtripConfig> parsed = ParseConfig(args);
@@ -129,12 +132,10 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
   if (!size.ok()) return Fail(size.status());
   if (*size != input_bytes) {
     return Fail(Status::InvalidArgument(
-                                "input '" + c.in + "' has " + std::to_string(*size) +
-                                " bytes; the shape [" + std::to_string(c.layers) + "][2][" +
-                                std::to_string(c.tokens) + "][" + std::to_string(c.kv_heads) +
-                                "][" + std::to_string(c.head_dim) + "] of " +
-                                std::string(DTypeName(c.dtype)) + " needs " +
-                                std::to_string(input_bytes)));
+        "input '" + c.in + "' has " + std::to_string(*size) + " bytes; the shape [" +
+        std::to_string(c.layers) + "][2][" + std::to_string(c.tokens) + "][" +
+        std::to_string(c.kv_heads) + "][" + std::to_string(c.head_dim) + "] of " +
+        std::string(DTypeName(c.dtype)) + " needs " + std::to_string(input_bytes)));
   }
   std::vector<uint16_t> input(elements);
   std::vector<uint16_t> output(elements, 0);
@@ -143,9 +144,9 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
   const int32_t page0 = 0;
   PagedKvView in_view, out_view;
   PagedKvViewStorage in_storage, out_storage;
-  Status s = kernels::MakePagedKvView(kernels::KvLayout::kContiguous, c.dtype, c.layers,
-                                      c.kv_heads, c.head_dim, static_cast<uint32_t>(c.tokens), 1,
-                                      {&in_ptr, 1}, {&page0, 1}, in_view, in_storage);
+  Status s = kernels::MakePagedKvView(kernels::KvLayout::kContiguous, c.dtype, c.layers, c.kv_heads,
+                                      c.head_dim, static_cast<uint32_t>(c.tokens), 1, {&in_ptr, 1},
+                                      {&page0, 1}, in_view, in_storage);
   if (s.ok()) {
     s = kernels::MakePagedKvView(kernels::KvLayout::kContiguous, c.dtype, c.layers, c.kv_heads,
                                  c.head_dim, static_cast<uint32_t>(c.tokens), 1, {&out_ptr, 1},

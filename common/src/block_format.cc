@@ -55,22 +55,31 @@ Status ValidateSection(const SectionCodec& c, const BlockLayout& layout, const c
 
 const char* CodecName(CodecId id) {
   switch (id) {
-    case CodecId::kRaw: return "raw";
-    case CodecId::kFp8: return "fp8";
-    case CodecId::kInt8: return "int8";
-    case CodecId::kInt4: return "int4";
-    case CodecId::kInt2: return "int2";
+    case CodecId::kRaw:
+      return "raw";
+    case CodecId::kFp8:
+      return "fp8";
+    case CodecId::kInt8:
+      return "int8";
+    case CodecId::kInt4:
+      return "int4";
+    case CodecId::kInt2:
+      return "int2";
   }
   return "unknown";
 }
 
 uint32_t CodecBits(CodecId id) {
   switch (id) {
-    case CodecId::kRaw: return 16;
+    case CodecId::kRaw:
+      return 16;
     case CodecId::kFp8:
-    case CodecId::kInt8: return 8;
-    case CodecId::kInt4: return 4;
-    case CodecId::kInt2: return 2;
+    case CodecId::kInt8:
+      return 8;
+    case CodecId::kInt4:
+      return 4;
+    case CodecId::kInt2:
+      return 2;
   }
   return 0;
 }
@@ -161,8 +170,7 @@ Result<BlockGeometry> ComputeGeometry(const BlockDescriptor& d) {
   return g;
 }
 
-void WriteBlockHeader(const BlockDescriptor& d, const BlockGeometry& g,
-                      std::span<uint8_t> object) {
+void WriteBlockHeader(const BlockDescriptor& d, const BlockGeometry& g, std::span<uint8_t> object) {
   uint8_t* h = object.data();
   std::memset(h, 0, g.header_bytes);
   StoreLe32(h + kOffMagic, kBlockMagic);
@@ -226,7 +234,9 @@ std::span<const uint8_t> BlockView::Section(uint32_t layer, int kv) const {
 }
 
 Result<BlockView> ParseBlockObject(std::span<const uint8_t> bytes, const ParseOptions& options) {
-  auto corrupt = [](const std::string& what) { return Status::Corruption("block object: " + what); };
+  auto corrupt = [](const std::string& what) {
+    return Status::Corruption("block object: " + what);
+  };
   if (bytes.size() < kBlockFixedHeaderBytes) {
     return corrupt("truncated: " + std::to_string(bytes.size()) + " bytes, header needs " +
                    std::to_string(kBlockFixedHeaderBytes));

@@ -63,8 +63,7 @@ Result<uint64_t> ParseUintArg(std::string_view what, std::string_view text, uint
                               uint64_t max) {
   uint64_t v = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || v < min ||
-      v > max) {
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || v < min || v > max) {
     return Status::InvalidArgument(std::string(what) + " must be an integer in " +
                                    std::to_string(min) + ".." + std::to_string(max) + ", got '" +
                                    std::string(text) + "'");

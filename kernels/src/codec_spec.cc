@@ -35,8 +35,8 @@ std::optional<CodecId> ParseCodecName(std::string_view name) {
 }
 
 Status Bad(std::string_view term, std::string_view why) {
-  return Status::InvalidArgument("codec spec term '" + std::string(term) + "': " +
-                                 std::string(why));
+  return Status::InvalidArgument("codec spec term '" + std::string(term) +
+                                 "': " + std::string(why));
 }
 
 // Options collected for one side or for a whole segment.
@@ -219,8 +219,8 @@ Result<CodecSpec> ParseCodecSpec(std::string_view text) {
     auto first = ParseUint(seg.substr(kLayers.size(), dash - kLayers.size()));
     auto last = ParseUint(seg.substr(dash + 1, colon - dash - 1));
     if (!first || !last || *first > *last || *last >= kMaxLayers) {
-      return Bad(seg, "layer range must be FIRST-LAST with FIRST <= LAST < " +
-                          std::to_string(kMaxLayers));
+      return Bad(
+          seg, "layer range must be FIRST-LAST with FIRST <= LAST < " + std::to_string(kMaxLayers));
     }
     KVAULT_ASSIGN_OR_RETURN(LayerCodec codec, ParseSegment(seg.substr(colon + 1), nullptr));
     spec.overrides.push_back({static_cast<uint32_t>(*first), static_cast<uint32_t>(*last), codec});

@@ -196,5 +196,4 @@ inline Rng Stream(uint64_t seed, Purpose purpose, uint32_t layer = 0, uint32_t h
   return Rng(h);
 }
 
-
 }  // namespace kvault::kernels::generator

@@ -6,11 +6,16 @@ namespace kvault::kernels {
 
 const char* KvLayoutName(KvLayout layout) {
   switch (layout) {
-    case KvLayout::kContiguous: return "contiguous";
-    case KvLayout::kVllmNhd: return "vllm-nhd";
-    case KvLayout::kVllmHnd: return "vllm-hnd";
-    case KvLayout::kFlashInferNhd: return "flashinfer-nhd";
-    case KvLayout::kFlashInferHnd: return "flashinfer-hnd";
+    case KvLayout::kContiguous:
+      return "contiguous";
+    case KvLayout::kVllmNhd:
+      return "vllm-nhd";
+    case KvLayout::kVllmHnd:
+      return "vllm-hnd";
+    case KvLayout::kFlashInferNhd:
+      return "flashinfer-nhd";
+    case KvLayout::kFlashInferHnd:
+      return "flashinfer-hnd";
   }
   return "unknown";
 }

@@ -6,8 +6,8 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
-#include <system_error>
 #include <string>
+#include <system_error>
 #include <thread>
 
 namespace kvault::kernels {
@@ -92,9 +92,9 @@ Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSp
   }
   objects.resize(blocks);
   return ParallelFor(blocks, options.threads, [&](uint64_t b) -> Status {
-    KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d,
-                            SequenceBlockDescriptor(view, tokens, spec, options.block_tokens, b,
-                                                    ns_digest, keys[b]));
+    KVAULT_ASSIGN_OR_RETURN(
+        BlockDescriptor d,
+        SequenceBlockDescriptor(view, tokens, spec, options.block_tokens, b, ns_digest, keys[b]));
     KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, ComputeGeometry(d));
     objects[b].resize(g.total_bytes());
     return EncodeBlockCpu(view, b * options.block_tokens, d, objects[b], options.isa)
@@ -103,8 +103,8 @@ Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSp
 }
 
 Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects,
-                         std::span<const Digest32> keys, const PagedKvView& view,
-                         uint64_t tokens, const SequenceCodecOptions& options) {
+                         std::span<const Digest32> keys, const PagedKvView& view, uint64_t tokens,
+                         const SequenceCodecOptions& options) {
   const uint64_t blocks = BlockCount(tokens, options.block_tokens);
   if (objects.size() != blocks || keys.size() != blocks) {
     return Status::Corruption("sequence of " + std::to_string(tokens) + " tokens needs " +

@@ -41,8 +41,10 @@ class KvaultBenchTest : public ::testing::Test {
 
 TEST_F(KvaultBenchTest, SmallRunPrintsTableAndJson) {
   const fs::path json = dir_ / "codec.json";
-  BenchRun r = Run("codec --layers 2 --tokens 96 --block-tokens 32 --reps 1 --codecs "
-                   "'raw/fp8/k=int4,v=int2' --json " + json.string());
+  BenchRun r =
+      Run("codec --layers 2 --tokens 96 --block-tokens 32 --reps 1 --codecs "
+          "'raw/fp8/k=int4,v=int2' --json " +
+          json.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("enc GB/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("single-thread memcpy"), std::string::npos) << r.out;
@@ -59,12 +61,9 @@ TEST_F(KvaultBenchTest, SmallRunPrintsTableAndJson) {
 
 TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
   const char* cases[][2] = {
-      {"codec --device tpu", "--device"},
-      {"codec --codecs int5", "int5"},
-      {"codec --tokens 0", "--tokens"},
-      {"codec --frobnicate 1", "unknown option"},
-      {"codec extra", "unexpected argument"},
-      {"storage", "unknown workload"},
+      {"codec --device tpu", "--device"},     {"codec --codecs int5", "int5"},
+      {"codec --tokens 0", "--tokens"},       {"codec --frobnicate 1", "unknown option"},
+      {"codec extra", "unexpected argument"}, {"storage", "unknown workload"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c[0]);

@@ -24,8 +24,8 @@ struct CliRun {
 
 CliRun RunKvault(const std::string& args, const fs::path& dir) {
   const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = std::string(KVAULT_BIN_DIR) + "/kvault " + args + " >" + out.string() +
-                          " 2>" + err.string();
+  const std::string cmd =
+      std::string(KVAULT_BIN_DIR) + "/kvault " + args + " >" + out.string() + " 2>" + err.string();
   const int rc = std::system(cmd.c_str());
   CliRun r;
   r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -78,8 +78,8 @@ std::vector<uint16_t> ReadTensor(const fs::path& path) {
 TEST_F(KvaultCliTest, RawRoundtripIsByteIdentical) {
   const auto in = dir_ / "in.bin", out = dir_ / "out.bin";
   WriteInput(in, DType::kF16);
-  CliRun r = RunKvault("codec roundtrip --codec raw " + ShapeArgs() + in.string() + " " +
-                        out.string(), dir_);
+  CliRun r = RunKvault(
+      "codec roundtrip --codec raw " + ShapeArgs() + in.string() + " " + out.string(), dir_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ReadTensor(in), ReadTensor(out));
   const uint64_t input_bytes = 2ull * kLayers * 2 * kTokens * kHeads * kDim;
@@ -104,7 +104,8 @@ void ExpectMatchesReference(const kernels::KvTensor& input, const std::vector<ui
     // Only single-codec specs are used with this helper.
     if (spec_text == "fp8") lc = {{CodecId::kFp8, false, 0}, {CodecId::kFp8, false, 0}};
     if (spec_text == "int4") lc = {{CodecId::kInt4, false, 64}, {CodecId::kInt4, false, 64}};
-    if (spec_text == "int2,rot,sink=4") lc = {{CodecId::kInt2, true, 64}, {CodecId::kInt2, true, 64}};
+    if (spec_text == "int2,rot,sink=4")
+      lc = {{CodecId::kInt2, true, 64}, {CodecId::kInt2, true, 64}};
     d.layers.assign(s.layers, lc);
     std::vector<uint16_t> src;
     for (uint32_t l = 0; l < s.layers; ++l) {
@@ -134,14 +135,16 @@ void ExpectMatchesReference(const kernels::KvTensor& input, const std::vector<ui
 
 TEST_F(KvaultCliTest, LossyRoundtripsEqualTheReferenceDecode) {
   for (const auto& [spec, sink, dtype] :
-       {std::tuple{std::string("fp8"), 0u, DType::kF16}, std::tuple{std::string("int4"), 0u, DType::kBF16},
+       {std::tuple{std::string("fp8"), 0u, DType::kF16},
+        std::tuple{std::string("int4"), 0u, DType::kBF16},
         std::tuple{std::string("int2,rot,sink=4"), 4u, DType::kF16}}) {
     SCOPED_TRACE(spec);
     const auto in = dir_ / "in.bin", out = dir_ / "out.bin";
     const kernels::KvTensor input = WriteInput(in, dtype);
     const std::string dt = dtype == DType::kF16 ? "f16" : "bf16";
-    CliRun r = RunKvault("codec roundtrip --codec '" + spec + "' --dtype " + dt + " " + ShapeArgs() +
-                          in.string() + " " + out.string(), dir_);
+    CliRun r = RunKvault("codec roundtrip --codec '" + spec + "' --dtype " + dt + " " +
+                             ShapeArgs() + in.string() + " " + out.string(),
+                         dir_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     ExpectMatchesReference(input, ReadTensor(out), spec, sink);
   }
@@ -158,14 +161,21 @@ TEST_F(KvaultCliTest, RejectsBadInputWithExitCode2AndOneLine) {
       {"codec roundtrip --codec int5 " + ShapeArgs() + io, "unknown codec"},
       {"codec roundtrip --codec 'int4,g=0' " + ShapeArgs() + io, "group size"},
       {"codec roundtrip --codec raw --layers 2 --kv-heads 3 --head-dim 64 --tokens 38 "
-       "--block-tokens 16 " + io, "bytes"},
+       "--block-tokens 16 " +
+           io,
+       "bytes"},
       {"codec roundtrip --codec raw --layers 2 --kv-heads 3 --head-dim 12 --tokens 37 "
-       "--block-tokens 16 " + io, "head_dim"},
+       "--block-tokens 16 " +
+           io,
+       "head_dim"},
       {"codec roundtrip --codec int4,rot --layers 2 --kv-heads 3 --head-dim 24 --tokens 37 "
-       "--block-tokens 16 " + io, "power-of-two"},
+       "--block-tokens 16 " +
+           io,
+       "power-of-two"},
       {"codec roundtrip --codec raw " + ShapeArgs("--dtype f32 ") + io, "--dtype"},
       {"codec roundtrip --codec raw " + ShapeArgs() + (dir_ / "missing.bin").string() + " " +
-       out.string(), "missing.bin"},
+           out.string(),
+       "missing.bin"},
       {"codec roundtrip --codec raw " + ShapeArgs() + in.string(), "positional"},
       {"codec roundtrip --codec raw --bogus 1 " + ShapeArgs() + io, "unknown option"},
       {"codec roundtrip --codec 'k=int4,v=int2;layers=1-5:int8' " + ShapeArgs() + io, "layers"},
@@ -191,8 +201,9 @@ TEST_F(KvaultCliTest, InspectPrintsHeaderAndCatchesCorruption) {
   const auto in = dir_ / "in.bin", out = dir_ / "out.bin", blocks = dir_ / "blocks";
   WriteInput(in, DType::kF16);
   CliRun r = RunKvault("codec roundtrip --codec 'k=int4,v=int2,sink=2' " +
-                        ShapeArgs("--emit-blocks " + blocks.string() + " ") + in.string() + " " +
-                        out.string(), dir_);
+                           ShapeArgs("--emit-blocks " + blocks.string() + " ") + in.string() + " " +
+                           out.string(),
+                       dir_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const fs::path block0 = blocks / "block-00000.kvb";
   ASSERT_TRUE(fs::exists(block0));

@@ -6,7 +6,7 @@ namespace kvault {
 namespace {
 
 const checksum::Xxh3Variant& Best() {
-  static const checksum::Xxh3Variant& best = [] () -> const checksum::Xxh3Variant& {
+  static const checksum::Xxh3Variant& best = []() -> const checksum::Xxh3Variant& {
 #ifdef KVAULT_CHECKSUM_BASELINE_ONLY  // builds that compile only the baseline variant (fuzzers)
     return checksum::Xxh3Baseline();
 #else
@@ -23,7 +23,9 @@ const checksum::Xxh3Variant& Best() {
 
 }  // namespace
 
-uint64_t Checksum64(std::span<const uint8_t> data) { return Best().oneshot(data.data(), data.size()); }
+uint64_t Checksum64(std::span<const uint8_t> data) {
+  return Best().oneshot(data.data(), data.size());
+}
 
 Checksum64Stream::Checksum64Stream() {
   Best().reset(state_);  // the state fits: static_assert in xxh3_variant_body.inc

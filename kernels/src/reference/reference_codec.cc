@@ -34,7 +34,8 @@ void PackCodes(const std::vector<uint8_t>& codes, uint32_t bits, uint8_t* out) {
   const uint32_t per_byte = 8 / bits;
   for (size_t i = 0; i < codes.size(); i += per_byte) {
     uint8_t byte = 0;
-    for (uint32_t j = 0; j < per_byte; ++j) byte |= static_cast<uint8_t>(codes[i + j] << (j * bits));
+    for (uint32_t j = 0; j < per_byte; ++j)
+      byte |= static_cast<uint8_t>(codes[i + j] << (j * bits));
     out[i / per_byte] = byte;
   }
 }
@@ -137,7 +138,8 @@ void ReferenceEncodeSection(const uint16_t* src, const SectionCodec& codec, bool
   }
   const Dims d = DimsOf(layout);
   std::memcpy(out, src, sl.sink_bytes);
-  const std::vector<float> x = ToFp32(src + d.sink * d.heads * d.dim, d, layout.dtype, codec.rotate);
+  const std::vector<float> x =
+      ToFp32(src + d.sink * d.heads * d.dim, d, layout.dtype, codec.rotate);
   uint8_t* codes_out = out + sl.sink_bytes;
   uint8_t* params = codes_out + sl.code_bytes;
   if (!IsGroupedCodec(codec.codec)) {
@@ -196,7 +198,8 @@ void ReferenceDecodeSection(const uint8_t* in, const SectionCodec& codec, bool i
         x[i] = E4M3ToFloat(code) * HalfToFloat(LoadHalf(params + 2 * v));
         break;
       case CodecId::kInt8:
-        x[i] = static_cast<float>(static_cast<int8_t>(code)) * HalfToFloat(LoadHalf(params + 2 * v));
+        x[i] =
+            static_cast<float>(static_cast<int8_t>(code)) * HalfToFloat(LoadHalf(params + 2 * v));
         break;
       default: {
         uint64_t p;

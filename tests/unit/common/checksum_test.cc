@@ -21,8 +21,8 @@ std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
 }
 
 // Lengths that cross every XXH3 code path: empty, short, mid, long with partial stripes/blocks.
-const size_t kLengths[] = {0, 1, 3, 4, 8, 9, 16, 17, 128, 129, 240, 241, 1023, 1024, 4096,
-                           65537, 1 << 20};
+const size_t kLengths[] = {0,   1,   3,   4,    8,    9,    16,    17,     128,
+                           129, 240, 241, 1023, 1024, 4096, 65537, 1 << 20};
 
 TEST(ChecksumTest, OneShotMatchesLibxxhash) {
   for (size_t n : kLengths) {

@@ -29,9 +29,11 @@ void Make(Sequence& s, uint32_t tokens, uint32_t block) {
   s.out_ptr = s.out.data.data();
   const int32_t page0 = 0;
   ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, tokens, 1,
-                              {&s.in_ptr, 1}, {&page0, 1}, s.in_view, s.in_storage).ok());
+                              {&s.in_ptr, 1}, {&page0, 1}, s.in_view, s.in_storage)
+                  .ok());
   ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, tokens, 1,
-                              {&s.out_ptr, 1}, {&page0, 1}, s.out_view, s.out_storage).ok());
+                              {&s.out_ptr, 1}, {&page0, 1}, s.out_view, s.out_storage)
+                  .ok());
   for (uint64_t b = 0; b < BlockCount(tokens, block); ++b) {
     Digest32 k{};
     k[0] = static_cast<uint8_t>(b + 1);
@@ -61,7 +63,8 @@ TEST(SequenceCodecTest, RawRoundTripAndBlockShapes) {
   // Sink tokens come back bit-exact.
   for (uint32_t t = 0; t < 4; ++t) {
     for (uint32_t e = 0; e < 3 * 64; ++e) {
-      ASSERT_EQ(s.out.data[s.out.Offset(0, 0, t, 0, 0) + e], s.kv.data[s.kv.Offset(0, 0, t, 0, 0) + e]);
+      ASSERT_EQ(s.out.data[s.out.Offset(0, 0, t, 0, 0) + e],
+                s.kv.data[s.kv.Offset(0, 0, t, 0, 0) + e]);
     }
   }
 }
@@ -99,13 +102,14 @@ TEST(SequenceCodecTest, SinkLargerThanTheBlockIsRejected) {
   SequenceCodecOptions opt;
   opt.block_tokens = 16;
   std::vector<std::vector<uint8_t>> objects;
-  Status st = EncodeSequenceCpu(s.in_view, 32, *ParseCodecSpec("int4,sink=17"), Digest32{},
-                                s.keys, opt, objects);
+  Status st = EncodeSequenceCpu(s.in_view, 32, *ParseCodecSpec("int4,sink=17"), Digest32{}, s.keys,
+                                opt, objects);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("sink=17"), std::string::npos) << st.ToString();
   // Positive control: a sink that fills the first block exactly is fine.
-  EXPECT_TRUE(EncodeSequenceCpu(s.in_view, 32, *ParseCodecSpec("int4,sink=16"), Digest32{},
-                                s.keys, opt, objects).ok());
+  EXPECT_TRUE(EncodeSequenceCpu(s.in_view, 32, *ParseCodecSpec("int4,sink=16"), Digest32{}, s.keys,
+                                opt, objects)
+                  .ok());
 }
 
 TEST(SequenceCodecTest, ContiguousViewNeedsExactlyOnePage) {
@@ -114,11 +118,13 @@ TEST(SequenceCodecTest, ContiguousViewNeedsExactlyOnePage) {
   const int32_t two[] = {0, 0};
   PagedKvView view;
   PagedKvViewStorage storage;
-  EXPECT_EQ(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, 8, 1, {&p, 1}, two,
-                            view, storage).code(),
+  EXPECT_EQ(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, 8, 1, {&p, 1}, two, view,
+                            storage)
+                .code(),
             StatusCode::kInvalidArgument);
-  EXPECT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, 8, 1, {&p, 1},
-                              {two, 1}, view, storage).ok());
+  EXPECT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, 8, 1, {&p, 1}, {two, 1},
+                              view, storage)
+                  .ok());
 }
 
 }  // namespace

@@ -70,7 +70,7 @@ struct BlockLayout {
   uint32_t head_dim = 0;      // multiple of 8
   uint32_t block_tokens = 0;  // tokens in this block (a partial tail block is allowed)
   DType dtype = DType::kF16;
-  uint32_t sink_tokens = 0;   // leading tokens of this block stored raw (<= block_tokens)
+  uint32_t sink_tokens = 0;  // leading tokens of this block stored raw (<= block_tokens)
   bool operator==(const BlockLayout&) const = default;
 };
 
@@ -151,7 +151,7 @@ struct BlockView {
 };
 
 struct ParseOptions {
-  bool verify_checksum = true;       // false only for inspection of damaged objects
+  bool verify_checksum = true;             // false only for inspection of damaged objects
   const Digest32* expected_key = nullptr;  // when set, a different key is Corruption
 };
 
@@ -159,7 +159,8 @@ struct ParseOptions {
 // truncated or oversized object, inconsistent lengths or offsets, nonzero reserved bytes, a
 // checksum mismatch or an unexpected key; InvalidArgument/OutOfRange text from ValidateDescriptor
 // is reported as Corruption too (a stored object must always be valid).
-Result<BlockView> ParseBlockObject(std::span<const uint8_t> bytes, const ParseOptions& options = {});
+Result<BlockView> ParseBlockObject(std::span<const uint8_t> bytes,
+                                   const ParseOptions& options = {});
 
 // Bits per KV element the object spends, including metadata and padding:
 // 8 * payload_bytes / (layers * 2 * block_tokens * kv_heads * head_dim).

@@ -1,7 +1,8 @@
 #pragma once
 // A small command-line parser for kvault's binaries: `--name value`, `--name=value`, boolean
-// `--flag`, and positional arguments (everything after a lone `--` is positional). Unknown flags and missing values are errors, so a typo never
-// silently runs the default. Not thread-safe (a value type used on one thread).
+// `--flag`, and positional arguments (everything after a lone `--` is positional). Unknown flags
+// and missing values are errors, so a typo never silently runs the default. Not thread-safe (a
+// value type used on one thread).
 
 #include <cstdint>
 #include <map>

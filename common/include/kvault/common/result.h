@@ -12,7 +12,7 @@ namespace kvault {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (status_.ok()) status_ = Status::Internal("Result constructed from an OK status");
   }
@@ -40,8 +40,8 @@ class [[nodiscard]] Result {
 #define KVAULT_CONCAT_INNER_(a, b) a##b
 #define KVAULT_CONCAT_(a, b) KVAULT_CONCAT_INNER_(a, b)
 // `KVAULT_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from a Result or returns its Status.
-#define KVAULT_ASSIGN_OR_RETURN(lhs, expr)                                   \
-  auto KVAULT_CONCAT_(kvault_result_, __LINE__) = (expr);                   \
-  if (!KVAULT_CONCAT_(kvault_result_, __LINE__).ok())                       \
-    return KVAULT_CONCAT_(kvault_result_, __LINE__).status();               \
+#define KVAULT_ASSIGN_OR_RETURN(lhs, expr)                    \
+  auto KVAULT_CONCAT_(kvault_result_, __LINE__) = (expr);     \
+  if (!KVAULT_CONCAT_(kvault_result_, __LINE__).ok())         \
+    return KVAULT_CONCAT_(kvault_result_, __LINE__).status(); \
   lhs = std::move(KVAULT_CONCAT_(kvault_result_, __LINE__)).value()

@@ -11,15 +11,15 @@ namespace kvault {
 
 enum class StatusCode : int {
   kOk = 0,
-  kInvalidArgument = 1,  // caller passed something malformed (bad spec, bad shape, bad flag)
-  kNotFound = 2,         // a named thing does not exist (a file, a layer)
-  kCorruption = 3,       // stored or received bytes fail validation (checksum, key, bounds)
-  kUnsupported = 4,      // well-formed request this build or device cannot do
-  kOutOfRange = 5,       // size or index beyond a documented limit
-  kIoError = 6,          // the operating system refused an I/O operation
+  kInvalidArgument = 1,    // caller passed something malformed (bad spec, bad shape, bad flag)
+  kNotFound = 2,           // a named thing does not exist (a file, a layer)
+  kCorruption = 3,         // stored or received bytes fail validation (checksum, key, bounds)
+  kUnsupported = 4,        // well-formed request this build or device cannot do
+  kOutOfRange = 5,         // size or index beyond a documented limit
+  kIoError = 6,            // the operating system refused an I/O operation
   kResourceExhausted = 7,  // no space, no memory, quota reached
-  kUnavailable = 8,      // a device or peer is not reachable now (no GPU, dead server)
-  kInternal = 9,         // a broken invariant inside kvault: always a bug
+  kUnavailable = 8,        // a device or peer is not reachable now (no GPU, dead server)
+  kInternal = 9,           // a broken invariant inside kvault: always a bug
 };
 
 // Stable lower-case name of a code ("ok", "invalid_argument", ...), for logs and metric labels.
@@ -31,7 +31,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string_view message);
 
   static Status Ok() noexcept { return Status(); }
-  static Status InvalidArgument(std::string_view msg) { return {StatusCode::kInvalidArgument, msg}; }
+  static Status InvalidArgument(std::string_view msg) {
+    return {StatusCode::kInvalidArgument, msg};
+  }
   static Status NotFound(std::string_view msg) { return {StatusCode::kNotFound, msg}; }
   static Status Corruption(std::string_view msg) { return {StatusCode::kCorruption, msg}; }
   static Status Unsupported(std::string_view msg) { return {StatusCode::kUnsupported, msg}; }
@@ -70,8 +72,8 @@ class [[nodiscard]] Status {
 }  // namespace kvault
 
 // Returns from the enclosing function when `expr` yields a non-OK Status.
-#define KVAULT_RETURN_IF_ERROR(expr)             \
-  do {                                           \
-    ::kvault::Status kvault_status_ = (expr);    \
+#define KVAULT_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::kvault::Status kvault_status_ = (expr);        \
     if (!kvault_status_.ok()) return kvault_status_; \
   } while (false)

@@ -19,9 +19,9 @@
 namespace kvault::kernels {
 
 enum class KvLayout : uint8_t {
-  kContiguous = 0,   // [layers][2][tokens][heads][dim], one tensor
-  kVllmNhd = 1,      // per layer [2][num_blocks][block_size][heads][dim]
-  kVllmHnd = 2,      // per layer [2][num_blocks][heads][block_size][dim] (physical order)
+  kContiguous = 0,     // [layers][2][tokens][heads][dim], one tensor
+  kVllmNhd = 1,        // per layer [2][num_blocks][block_size][heads][dim]
+  kVllmHnd = 2,        // per layer [2][num_blocks][heads][block_size][dim] (physical order)
   kFlashInferNhd = 3,  // per layer [pages][2][page_size][heads][dim]
   kFlashInferHnd = 4,  // per layer [pages][2][heads][page_size][dim]
 };

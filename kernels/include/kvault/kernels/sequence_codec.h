@@ -17,9 +17,9 @@
 namespace kvault::kernels {
 
 struct SequenceCodecOptions {
-  uint32_t block_tokens = 256;    // tokens per block (the last may be shorter)
-  CpuIsa isa = DetectCpuIsa();    // instruction set of the CPU path
-  unsigned threads = 1;           // worker threads across blocks (>= 1)
+  uint32_t block_tokens = 256;  // tokens per block (the last may be shorter)
+  CpuIsa isa = DetectCpuIsa();  // instruction set of the CPU path
+  unsigned threads = 1;         // worker threads across blocks (>= 1)
 };
 
 // Number of blocks for `tokens` tokens.
@@ -48,7 +48,7 @@ Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSp
 // (token count, sink tokens only in block 0, layout of the view); nothing is written for the
 // failing block.
 Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects,
-                         std::span<const Digest32> keys, const PagedKvView& view,
-                         uint64_t tokens, const SequenceCodecOptions& options);
+                         std::span<const Digest32> keys, const PagedKvView& view, uint64_t tokens,
+                         const SequenceCodecOptions& options);
 
 }  // namespace kvault::kernels
