@@ -362,26 +362,172 @@ KV_INLINE void QuantizeSymmetric(const float* x, uint32_t dim, float s, float r,
   }
 }
 
+// ---- fp8/int8 fast path ---------------------------------------------------------------------
+//
+// A vector whose elements are all finite, with a finite scale, is encoded 64 elements at a time:
+// four chunks of codes are packed to bytes with vpackus/vpacks (in-lane), then put in element
+// order by one vpermd. E4M3 codes use only the normal-range branch of FloatToE4M3; the smallest
+// |quotient| of the vector is tracked and a vector with a quotient below 2^-6 is recomputed by
+// the general QuantizeSymmetric. NaN never reaches this path (no NaN element, finite scale, so
+// the quotients are finite).
+
+// Chunk c (a whole 16 lanes) of the vector: from the source, or from the rotated scratch.
+template <bool kBf16, bool kRot>
+KV_INLINE __m512 LoadChunk(const uint16_t* src, const float* x, uint32_t c) {
+  if constexpr (kRot) {
+    return _mm512_loadu_ps(x + c);
+  } else {
+    return Widen<kBf16>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + c)));
+  }
+}
+
+// After two rounds of in-lane packs, 128-bit lane l holds dwords [a_l b_l c_l d_l] of the four
+// packed chunks a..d; this puts them in element order.
+KV_INLINE __m512i OrderPacked(__m512i v) {
+  return _mm512_permutexvar_epi32(
+      _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
+}
+
+// Magnitude code of a finite quotient q with |q| >= 2^-6 (FloatToE4M3's normal branch: RNE at
+// mantissa bit 20, saturating at 0x7E); amin tracks the smallest |q| bits seen.
+KV_INLINE __m512i E4M3NormalMag(__m512 q, __m512i& amin) {
+  const __m512i a = _mm512_and_si512(_mm512_castps_si512(q), Set32(0x7FFFFFFF));
+  amin = _mm512_min_epu32(a, amin);
+  __m512i c = _mm512_add_epi32(a, Set32(0x7FFFF - (960 << 20)));
+  c = _mm512_mask_add_epi32(c, _mm512_test_epi32_mask(a, Set32(1 << 20)), c, Set32(1));
+  return _mm512_min_epu32(_mm512_srli_epi32(c, 20), Set32(0x7E));
+}
+
+// 64 codes of chunks y0..y3 in element order.
+template <bool kFp8>
+KV_INLINE __m512i Codes64(__m512 y0, __m512 y1, __m512 y2, __m512 y3, __m512 s, __m512 r,
+                          __m512i& amin) {
+  const __m512 q0 = Quotient(y0, s, r), q1 = Quotient(y1, s, r);
+  const __m512 q2 = Quotient(y2, s, r), q3 = Quotient(y3, s, r);
+  if constexpr (kFp8) {
+    const __m512i c0 = E4M3NormalMag(q0, amin), c1 = E4M3NormalMag(q1, amin);
+    const __m512i c2 = E4M3NormalMag(q2, amin), c3 = E4M3NormalMag(q3, amin);
+    const __m512i mag =
+        _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+    // Signed saturation keeps the sign bit of each dividend (the sign E4M3 takes, sign_of).
+    const __m512i sgn =
+        _mm512_packs_epi16(_mm512_packs_epi32(_mm512_castps_si512(y0), _mm512_castps_si512(y1)),
+                           _mm512_packs_epi32(_mm512_castps_si512(y2), _mm512_castps_si512(y3)));
+    return OrderPacked(
+        _mm512_ternarylogic_epi32(mag, sgn, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8));
+  } else {
+    // RNE, then saturation to [-128, 127] by the packs and a max to -127: the same as clamping
+    // to [-127, 127] first (the bounds are integers).
+    const __m512i i0 = _mm512_cvt_roundps_epi32(q0, kRne), i1 = _mm512_cvt_roundps_epi32(q1, kRne);
+    const __m512i i2 = _mm512_cvt_roundps_epi32(q2, kRne), i3 = _mm512_cvt_roundps_epi32(q3, kRne);
+    const __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(i0, i1), _mm512_packs_epi32(i2, i3));
+    return OrderPacked(_mm512_max_epi8(b, _mm512_set1_epi8(-127)));
+  }
+}
+
+// Fast-path codes of one vector; false when an E4M3 quotient fell below 2^-6 (the caller then
+// redoes the vector with QuantizeSymmetric).
+template <bool kFp8, bool kBf16, bool kRot>
+KV_INLINE bool QuantizeFast(const uint16_t* src, const float* x, uint32_t dim, float s, float r,
+                            uint8_t* out) {
+  const __m512 scale = _mm512_set1_ps(s), rcp = _mm512_set1_ps(r);
+  __m512i amin = Set32(-1);
+  uint32_t c = 0;
+  for (; c + 64 <= dim; c += 64) {
+    const __m512 y0 = LoadChunk<kBf16, kRot>(src, x, c);
+    const __m512 y1 = LoadChunk<kBf16, kRot>(src, x, c + 16);
+    const __m512 y2 = LoadChunk<kBf16, kRot>(src, x, c + 32);
+    const __m512 y3 = LoadChunk<kBf16, kRot>(src, x, c + 48);
+    _mm512_storeu_si512(out + c, Codes64<kFp8>(y0, y1, y2, y3, scale, rcp, amin));
+  }
+  for (; c < dim; c += 16) {  // remainder chunks: the general per-chunk code
+    const bool tail = dim - c < 16;
+    const __m512 y = kRot ? _mm512_loadu_ps(x + c) : LoadSrc<kBf16>(src + c, tail);
+    const __m512 q = Quotient(y, scale, rcp);
+    const __m128i bytes = _mm512_cvtepi32_epi8(kFp8 ? FloatToE4M3(q, y) : RoundClampInt8(q));
+    if (tail) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + c), bytes);
+    } else {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), bytes);
+    }
+  }
+  if constexpr (kFp8) {
+    return _mm512_cmplt_epu32_mask(amin, Set32(0x3C800000)) == 0;
+  } else {
+    return true;
+  }
+}
+
+// Largest |element| bit pattern (sign cleared) of a source vector of dim fp16/bf16 elements, as
+// an unsigned integer: magnitudes of non-NaN values order like their bit patterns, and any NaN
+// makes the result exceed the Inf pattern.
+KV_INLINE uint32_t MaxMagnitude16(const uint16_t* p, uint32_t dim) {
+  const __m512i abs = _mm512_set1_epi16(0x7FFF);
+  __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
+  uint32_t c = 0;
+  for (; c + 64 <= dim; c += 64) {
+    m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(p + c), abs));
+    m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_loadu_si512(p + c + 32), abs));
+  }
+  if (c + 32 <= dim) {
+    m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(p + c), abs));
+    c += 32;
+  }
+  if (c < dim) {
+    const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (dim - c)) - 1);
+    m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_maskz_loadu_epi16(m, p + c), abs));
+  }
+  m0 = _mm512_max_epu16(m0, m1);
+  const __m256i h = _mm256_max_epu16(_mm512_castsi512_si256(m0), _mm512_extracti64x4_epi64(m0, 1));
+  const __m128i q = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  // max = ~min(~q): phminposuw finds the minimum.
+  const __m128i inv = _mm_xor_si128(q, _mm_set1_epi32(-1));
+  return 0xFFFFu & ~static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_minpos_epu16(inv)));
+}
+
 // fp8/int8: per (token, head) scale fp16(amax / 448 or 127), 0 -> 1.0. The heads of a token are
 // done in batches: load and reduce every vector, compute the batch's scales in one vector, then
 // quantize, so the reduction -> scale -> quantize latency of one vector overlaps the others.
+// amax is an integer max of magnitude bit patterns (exact for non-NaN values); a vector holding a
+// NaN takes the NaN-skipping fp32 reduction and the general quantizer.
 template <bool kFp8, bool kBf16, bool kRot>
 void EncodeSymmetric(const SectionJob& j) {
   const uint32_t dim = j.dim, stride = j.vec_stride;
   const __m512 divisor = _mm512_set1_ps(kFp8 ? 448.0f : 127.0f);
+  bool has_nan[kHeadBatch];
   for (uint32_t t = j.sink; t < j.tokens; ++t) {
     const uint64_t v0 = static_cast<uint64_t>(t - j.sink) * j.heads;
     for (uint32_t h0 = 0; h0 < j.heads; h0 += kHeadBatch) {
       const uint32_t nb = j.heads - h0 < kHeadBatch ? j.heads - h0 : kHeadBatch;
       for (uint32_t b = 0; b < nb; ++b) {
         float* x = j.vec + b * stride;
+        const uint16_t* src = At(j, t, h0 + b);
         if (t + kPrefetchTokens < j.tokens) Prefetch(At(j, t + kPrefetchTokens, h0 + b), dim);
-        LoadVector<kBf16, kRot>(j, At(j, t, h0 + b), x);
-        __m512 amax = _mm512_setzero_ps();  // lanes past dim hold 0
-        for (uint32_t c = 0; c < dim; c += 16) {
-          amax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + c)), amax);  // NaN keeps amax
+        float amax;
+        if constexpr (kRot) {
+          LoadVector<kBf16, true>(j, src, x);
+          __m512i m = _mm512_setzero_si512();  // lanes past dim hold 0
+          for (uint32_t c = 0; c < dim; c += 16) {
+            m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_loadu_si512(x + c), Set32(0x7FFFFFFF)));
+          }
+          const uint32_t bits = _mm512_reduce_max_epu32(m);
+          has_nan[b] = bits > 0x7F800000u;
+          std::memcpy(&amax, &bits, 4);
+        } else {
+          const uint32_t bits = MaxMagnitude16(src, dim);
+          has_nan[b] = bits > (kBf16 ? 0x7F80u : 0x7C00u);
+          amax = kBf16 ? __builtin_bit_cast(float, bits << 16)
+                       : HalfToFloatS(static_cast<uint16_t>(bits));
         }
-        j.mn[b] = _mm512_reduce_max_ps(amax);
+        if (has_nan[b]) {  // NaN-skipping fp32 reduction
+          if constexpr (!kRot) LoadVector<kBf16, false>(j, src, x);
+          __m512 am = _mm512_setzero_ps();
+          for (uint32_t c = 0; c < dim; c += 16) {
+            am = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + c)), am);  // NaN keeps amax
+          }
+          amax = _mm512_reduce_max_ps(am);
+        }
+        j.mn[b] = amax;
       }
       // amax is never NaN, so fp16(amax / divisor) needs no NaN fix-up.
       const __mmask16 m = Mask16(nb);
@@ -395,12 +541,18 @@ void EncodeSymmetric(const SectionJob& j) {
       _mm256_mask_storeu_epi16(j.params_out + 2 * (v0 + h0), m, s16);
       for (uint32_t b = 0; b < nb; ++b) {
         uint8_t* out = j.codes_out + (v0 + h0 + b) * dim;
+        float* x = j.vec + b * stride;
+        const uint16_t* src = At(j, t, h0 + b);
         // s is finite unless amax / divisor overflowed fp16; then x may be Inf (Quotient's
         // precondition fails), so divide. Otherwise |x| <= amax bounds |x / s| by ~2 * divisor.
         if (__builtin_isinf(j.sf[b])) {
-          QuantizeSymmetric<kFp8, true>(j.vec + b * stride, dim, j.sf[b], 0.0f, out);
-        } else {
-          QuantizeSymmetric<kFp8, false>(j.vec + b * stride, dim, j.sf[b], j.zf[b], out);
+          if constexpr (!kRot) LoadVector<kBf16, false>(j, src, x);
+          QuantizeSymmetric<kFp8, true>(x, dim, j.sf[b], 0.0f, out);
+        } else if (has_nan[b] ||
+                   !QuantizeFast<kFp8, kBf16, kRot>(src, x, dim, j.sf[b], j.zf[b], out)) {
+          // has_nan: the scratch is already loaded; otherwise fill it when not rotated.
+          if (!kRot && !has_nan[b]) LoadVector<kBf16, false>(j, src, x);
+          QuantizeSymmetric<kFp8, false>(x, dim, j.sf[b], j.zf[b], out);
         }
       }
     }
