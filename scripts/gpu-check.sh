@@ -2,7 +2,8 @@
 # GPU check, for a machine with an NVIDIA GPU (run from the repository root):
 #   1. builds what it needs (or reuses a build/ carried from a CPU machine: its binaries link the
 #      CUDA runtime statically; non-system shared libraries sit in build/lib),
-#   2. runs the `gpu` tests (CUDA kernels byte-exact against the CPU reference),
+#   2. runs the `gpu` tests (CUDA kernels byte-exact against the CPU reference; the gpu storage
+#      tier, with CUDA IPC between two processes),
 #   3. runs `kvault-bench codec --device cuda` (gather+encode and decode+scatter vs D2D copy),
 #   4. prints a summary. Results also go to $OUT (or out/) as JSON and logs. Budget: ~3 minutes.
 set -uo pipefail
@@ -19,6 +20,8 @@ need_build=1
 if [[ -f build/CMakeCache.txt ]] && grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$PWD" build/CMakeCache.txt; then
   need_build=1
 elif [[ -x build/bin/kvault-bench ]] && compgen -G "build/tests/cuda_*_test" >/dev/null &&
+     [[ -x build/tests/gpu_ipc_reader ]] &&
+     build/tests/gpu_tier_test --gtest_list_tests >/dev/null 2>&1 &&
      build/bin/kvault --help >/dev/null 2>&1; then
   need_build=0
   echo "gpu-check: using the carried build/ as it is"
@@ -33,7 +36,8 @@ if ((need_build)); then
 fi
 
 status=0
-for t in build/tests/cuda_*_test; do
+for t in build/tests/cuda_*_test build/tests/gpu_*_test; do
+  if [[ ! -x $t ]]; then echo "gpu-check: $t is missing"; status=1; continue; fi
   echo "== $t"
   "$t" --gtest_brief=1 2>&1 | tee "$out/$(basename "$t").log" | tail -15
   [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1

@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libssl-dev libxxhash-dev libgtest-dev libgmock-dev
   clang-14 libclang-rt-14-dev
+  librocksdb-dev fio
 )
 
 missing=()

@@ -1,0 +1,208 @@
+#pragma once
+// BlockStore: the one facade the daemon serves from (DESIGN.md §7). Every block is a sealed block
+// object (docs/block_format.md) scoped by (tenant, 32-byte key) and lives in exactly one tier.
+//
+//   Writes are two-phase: Reserve() room for an object of n bytes in the landing tier, fill the
+//   reservation's bytes (from the network, a codec, a file), then Commit() (the object is verified
+//   and published) or Abort(). A reservation that is destroyed without Commit() aborts, so an
+//   abandoned write always frees its space.
+//   Lookup() reports the leading run of keys present, the tier of every key, and optionally takes a
+//   lease: the leading blocks stay readable (never evicted) until the lease is released or its TTL
+//   runs out on the store's Clock.
+//   Pin() gives read access to one block through an RAII BlockPin: a zero-copy view for the host
+//   tier; blocks in colder tiers are promoted into the host tier first (or copied when promotion is
+//   off). Pinned blocks are never evicted or moved.
+//   When a tier passes its high watermark, background movers demote its least valuable blocks
+//   (chosen by the tier's EvictionPolicy) to the next colder tier (gpu -> host -> nvme -> gone)
+//   until it is under the low watermark. A write that finds no room evicts in the caller's thread;
+//   when every evictable block is pinned, leased or moving it fails at once with ResourceExhausted.
+//
+// Thread-safety: thread-safe; all methods may be called concurrently. BlockPin and
+// WriteReservation are move-only handles used by one thread at a time; they must not outlive the
+// store. Lock order (outermost first): BlockStore index mutex -> a tier's internal mutex. Tier I/O
+// that can block (nvme reads and writes, GPU copies) and copying block bytes never happen under the
+// index mutex.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvault/common/block_key.h"
+#include "kvault/common/result.h"
+#include "kvault/storage/clock.h"
+#include "kvault/storage/counters.h"
+#include "kvault/storage/host_tier.h"
+#include "kvault/storage/scoped_key.h"
+#include "kvault/storage/tier.h"
+
+namespace kvault::storage {
+
+class BlockStore;
+class StoreCore;
+
+// Identifies a lease; 0 means "no lease".
+using LeaseId = uint64_t;
+
+struct BlockStoreOptions {
+  // Eviction policy of every tier, by name (EvictionPolicyNames()). Default "prefix".
+  std::string policy = "prefix";
+  // New blocks land in the gpu tier instead of host when one is configured. Default off.
+  bool land_on_gpu = false;
+  // A read (Pin) of a block in a colder tier moves it to the landing tier; with Lookup, a hit in a
+  // colder tier queues a background promotion. Off: colder blocks are read where they are.
+  bool promote_on_hit = true;
+  // Background demotion starts when a tier's reserved bytes pass high_watermark x capacity and
+  // stops under low_watermark x capacity. 0 < low <= high <= 1. Defaults 0.95 and 0.90.
+  double high_watermark = 0.95;
+  double low_watermark = 0.90;
+  // Background mover threads (demotion and promotion). 0 disables them: all movement then happens
+  // in the threads that write. Default 1.
+  int mover_threads = 1;
+  // Promotions waiting for a mover at most; more are dropped (counted), never queued without
+  // bound. Default 1024.
+  size_t mover_queue_limit = 1024;
+  // Largest object Reserve accepts. Default 256 MiB.
+  uint32_t max_object_bytes = 256u << 20;
+  // Lease TTL cap: a longer requested TTL is cut to this. Default 10 minutes.
+  std::chrono::nanoseconds max_lease_ttl = std::chrono::minutes(10);
+  // Time source for leases; nullptr = a SteadyClock owned by the store. Must outlive the store.
+  const Clock* clock = nullptr;
+};
+
+// The tiers a store manages. Host is required; gpu and nvme are optional. The store owns them.
+struct StoreTiers {
+  std::unique_ptr<Tier> gpu;
+  std::unique_ptr<HostTier> host;
+  std::unique_ptr<Tier> nvme;
+};
+
+struct WriteOptions {
+  // The previous block of the chain, when the writer knows it: lets a prefix-aware policy keep
+  // chains whole.
+  std::optional<BlockKey> parent;
+};
+
+struct LookupOptions {
+  // When > 0, the leading hits are leased for this long (capped by max_lease_ttl).
+  std::chrono::nanoseconds lease_ttl{0};
+  // Count the hits as uses for eviction (false: a pure probe). Default true.
+  bool touch = true;
+};
+
+struct LookupResult {
+  // Keys 0..leading_hits-1 are all present.
+  uint32_t leading_hits = 0;
+  // Tier of every key, nullopt where absent (keys after the leading run may be present too).
+  std::vector<std::optional<TierKind>> tiers;
+  // Lease on the leading hits, 0 when none was asked for or nothing hit.
+  LeaseId lease = 0;
+};
+
+// A block being written. Move-only; destroying it without Commit() aborts.
+class WriteReservation {
+ public:
+  WriteReservation(WriteReservation&& other) noexcept;
+  WriteReservation& operator=(WriteReservation&& other) noexcept;
+  ~WriteReservation();
+
+  // Where to put the object's bytes; exactly the reserved size.
+  std::span<uint8_t> bytes() const { return bytes_; }
+  // Verifies the object (block format, checksum, and that its header carries the reserved key)
+  // and makes it visible. Corruption on a bad object: the reservation is aborted and nothing is
+  // stored. The handle is spent afterwards either way.
+  Status Commit();
+  // Frees the reservation. Idempotent.
+  void Abort();
+
+ private:
+  friend class StoreCore;
+  WriteReservation(StoreCore* core, uint32_t entry, std::span<uint8_t> bytes,
+                   std::unique_ptr<uint8_t[]> owned)
+      : core_(core), entry_(entry), bytes_(bytes), owned_(std::move(owned)) {}
+  StoreCore* core_ = nullptr;
+  uint32_t entry_ = 0;
+  std::span<uint8_t> bytes_;
+  // Staging for a block the host tier's policy did not admit: it goes to a colder tier (or is
+  // not cached) at Commit.
+  std::unique_ptr<uint8_t[]> owned_;
+};
+
+// Read access to one block. Move-only; the block cannot be evicted or moved while pinned.
+class BlockPin {
+ public:
+  BlockPin(BlockPin&& other) noexcept;
+  BlockPin& operator=(BlockPin&& other) noexcept;
+  ~BlockPin();
+
+  // The whole block object, valid while the pin lives.
+  std::span<const uint8_t> bytes() const { return bytes_; }
+  // The tier the bytes are read from.
+  TierKind tier() const { return tier_; }
+
+ private:
+  friend class StoreCore;
+  BlockPin(StoreCore* core, uint32_t entry, std::span<const uint8_t> bytes, TierKind tier,
+           std::unique_ptr<uint8_t[]> owned)
+      : core_(core), entry_(entry), bytes_(bytes), tier_(tier), owned_(std::move(owned)) {}
+  void Release();
+  StoreCore* core_ = nullptr;
+  uint32_t entry_ = 0;
+  std::span<const uint8_t> bytes_;
+  TierKind tier_ = TierKind::kHost;
+  std::unique_ptr<uint8_t[]> owned_;  // a copy, when the bytes could not be read in place
+};
+
+class BlockStore {
+ public:
+  // Builds the store over `tiers` and rebuilds the index from what persistent tiers recovered.
+  // InvalidArgument for bad options or a missing host tier; the tiers' Recover() errors.
+  static Result<std::unique_ptr<BlockStore>> Create(const BlockStoreOptions& options,
+                                                    StoreTiers tiers);
+  ~BlockStore();  // stops the movers; outstanding pins and reservations must be gone
+  BlockStore(const BlockStore&) = delete;
+  BlockStore& operator=(const BlockStore&) = delete;
+
+  // Reserves room for an object of `object_bytes` under (tenant, key). Returns nullopt when the
+  // block is already stored or being written (that counts as a use). InvalidArgument for a size of
+  // 0 or over max_object_bytes; ResourceExhausted when no room can be made because everything
+  // evictable is pinned, leased or moving. May demote or evict other blocks to make room.
+  Result<std::optional<WriteReservation>> Reserve(TenantId tenant, const BlockKey& key,
+                                                  uint32_t object_bytes,
+                                                  const WriteOptions& options = {});
+
+  // Reserve, copy `object`, Commit: for callers that already hold the bytes.
+  // Returns false when the block was already present.
+  Result<bool> Put(TenantId tenant, const BlockKey& key, std::span<const uint8_t> object,
+                   const WriteOptions& options = {});
+
+  // Looks up a chain of keys of one tenant, in order. Never fails; absent keys are misses.
+  LookupResult Lookup(TenantId tenant, std::span<const BlockKey> keys,
+                      const LookupOptions& options = {});
+
+  // Ends a lease early. NotFound when it does not exist (released or expired).
+  Status ReleaseLease(LeaseId lease);
+
+  // Read access to one block: nullopt on a miss (including a block that failed verification in a
+  // colder tier, which is then deleted and counted). IoError for a tier that failed to read.
+  Result<std::optional<BlockPin>> Pin(TenantId tenant, const BlockKey& key);
+
+  // Removes a block. Returns false when it was absent. Unavailable while the block is pinned,
+  // leased or being written or moved (nothing is removed).
+  Result<bool> Delete(TenantId tenant, const BlockKey& key);
+
+  // Counters and gauges of the store and of every tier.
+  void VisitCounters(CounterVisitor& visitor) const;
+
+  // Blocks the caller until the movers have nothing to do (tests and benchmarks).
+  void WaitForMovers();
+
+ private:
+  explicit BlockStore(std::unique_ptr<StoreCore> core);
+  std::unique_ptr<StoreCore> core_;
+};
+
+}  // namespace kvault::storage

@@ -1,0 +1,154 @@
+#pragma once
+// NvmeTier: the `nvme` tier, block objects in a RocksDB database in one directory (DESIGN.md §7).
+// docs/storage.md ("nvme tier") documents the on-disk layout, the measured tuning, durability,
+// disk-full behaviour and recovery; this header is the contract.
+//
+// RocksDB is private to this tier: nothing of it appears here. A build without RocksDB still has
+// this class; Open then returns Unsupported.
+//
+// Thread-safety: thread-safe (the Tier contract). Calls on distinct keys run in parallel; calls on
+// one key are serialised by a striped lock so that the byte accounting stays exact.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "kvault/common/result.h"
+#include "kvault/storage/tier.h"
+
+namespace kvault::storage {
+
+// Where the tier keeps the value bytes of a block.
+enum class NvmeValueLayout : uint8_t {
+  // RocksDB integrated BlobDB: values go to blob files, the LSM holds only small references, so
+  // compaction never rewrites block bytes and a blob file whose blocks were all erased is dropped
+  // whole. Measured best here (docs/storage.md).
+  kBlobFiles = 0,
+  // Values inline in SST files: every compaction rewrites the block bytes it touches, and space
+  // held by erased blocks returns only when compaction reaches them.
+  kInline = 1,
+};
+
+struct NvmeTierOptions {
+  // Directory of the RocksDB database; created when missing. One tier per directory (RocksDB
+  // locks it). Required.
+  std::string directory;
+
+  // Cap on the bytes of block objects held (the sum of object sizes, not the files on disk). A Put
+  // that would pass it is refused with ResourceExhausted. The directory needs headroom beyond it:
+  // file overhead, space not yet reclaimed from erased blocks (up to about 1 /
+  // (1 - blob_gc_age_cutoff) times the live bytes with blob files), memtables being flushed and
+  // reserve_bytes. Required, > 0.
+  uint64_t capacity_bytes = 0;
+
+  // Default kBlobFiles: see NvmeValueLayout.
+  NvmeValueLayout value_layout = NvmeValueLayout::kBlobFiles;
+
+  // Target size of one blob file (kBlobFiles). Default 256 MiB. Larger files mean fewer files and
+  // less metadata; smaller ones free erased space in finer steps and make GC rewrites cheaper.
+  uint64_t blob_file_bytes = 256ull << 20;
+
+  // Fraction of the oldest blob files whose live blocks compaction relocates so that their
+  // garbage can be dropped (kBlobFiles). Default 0.25. Higher reclaims erased space sooner and
+  // bounds space amplification tighter, at the cost of rewriting more live bytes.
+  double blob_gc_age_cutoff = 0.25;
+
+  // Size of one memtable. Default 64 MiB. Writes land here first; with the WAL off, what sits in
+  // memtables when the process dies is lost (the tier is a cache: lost blocks are misses).
+  // Larger batches writes into bigger files; smaller bounds the loss and the memory held.
+  uint64_t write_buffer_bytes = 64ull << 20;
+
+  // Memtables per column family, the one being filled included. Default 3. More lets writes
+  // continue while earlier memtables flush (fewer write stalls) at the cost of memory and of
+  // more data lost on a crash (up to write_buffer_bytes x max_write_buffers).
+  int max_write_buffers = 3;
+
+  // Write-ahead log. Default false: a block survives a process crash once its memtable has been
+  // flushed, and a clean close flushes everything. true also keeps blocks written since the last
+  // flush across a process crash (not a machine crash: the log is not synced), at the cost of
+  // writing every byte twice.
+  bool use_wal = false;
+
+  // O_DIRECT for reads of table and blob files. Default false. The page cache then also holds
+  // recently read blocks, which helps when the host tier is small; true leaves that memory to the
+  // host tier and makes read throughput independent of page cache state.
+  bool use_direct_reads = false;
+
+  // RocksDB block cache for the LSM's index, filter and data blocks (not for block values).
+  // Default 32 MiB.
+  uint64_t block_cache_bytes = 32ull << 20;
+
+  // Threads for RocksDB flushes and compactions. Default 4.
+  int background_jobs = 4;
+
+  // Bytes held in a reserve file in the directory and released when the disk fills, so that the
+  // tier can still flush, apply erasures and compact its way out of a full disk without outside
+  // help. Default 64 MiB; 0 disables the reserve (recovery then needs space freed from outside).
+  // Should be at least write_buffer_bytes x max_write_buffers.
+  uint64_t reserve_bytes = 64ull << 20;
+
+  // While the tier is full, a Put retries recovery at most this often, and at once after an Erase.
+  // Default 1 s.
+  std::chrono::milliseconds full_retry_interval{1000};
+};
+
+class NvmeTier final : public Tier {
+ public:
+  // Opens (or creates) the database in options.directory. InvalidArgument for a missing directory
+  // or zero capacity, IoError or Corruption when RocksDB cannot open the directory, Unsupported
+  // in a build without RocksDB. Call Recover() next: until then the tier counts nothing as held.
+  static Result<std::unique_ptr<NvmeTier>> Open(const NvmeTierOptions& options);
+
+  // Flushes memtables (so a clean close loses nothing) and closes the database.
+  ~NvmeTier() override;
+  NvmeTier(const NvmeTier&) = delete;
+  NvmeTier& operator=(const NvmeTier&) = delete;
+
+  TierKind kind() const override { return TierKind::kNvme; }
+  // used_bytes is the sum of object sizes held; reserved_bytes equals it (RocksDB's on-disk
+  // overhead is not attributed to blocks).
+  TierUsage Usage() const override;
+
+  // Stores a copy of `object` under `key` (replacing an earlier object under that key). Returns
+  // slot 0. ResourceExhausted when it would pass capacity_bytes; Unavailable ("nvme tier full:
+  // ...") while the disk is full, counted in writes_rejected_disk_full_total (retried recovery
+  // lifts it by itself, see full_retry_interval); InvalidArgument for an object of 4 GiB or more;
+  // IoError for another write failure. On error nothing new is stored.
+  Result<TierSlot> Put(const ScopedKey& key, std::span<const uint8_t> object) override;
+
+  // Reads the object into `out` and verifies it with ParseBlockObject (checksum and key).
+  // NotFound when absent; Corruption when the stored bytes fail verification or differ in size
+  // from object_bytes: the block is then deleted and checksum_failures_total counts it.
+  // InvalidArgument when out.size() != object_bytes; IoError when RocksDB fails to read. Works
+  // while the disk is full.
+  Status Read(const ScopedKey& key, TierSlot slot, uint32_t object_bytes,
+              std::span<uint8_t> out) override;
+
+  // Deletes the block and returns its bytes to the capacity at once. Works while the disk is
+  // full: if RocksDB refuses the deletion then, it is applied when the tier recovers.
+  void Erase(const ScopedKey& key, TierSlot slot, uint32_t object_bytes) override;
+
+  // Reports every block in the database (slot 0 and its object size) from the small size index,
+  // without reading block bytes, and rebuilds used_bytes. Corruption when an index entry is
+  // malformed; IoError when iteration fails.
+  Status Recover(const RecoverFn& found) override;
+
+  // Counters (tier "nvme"): puts_total, reads_total, erases_total, checksum_failures_total,
+  // writes_rejected_capacity_total, writes_rejected_disk_full_total, disk_full_events_total,
+  // disk_full_recoveries_total, write_errors_total, read_errors_total. Gauges: used_bytes,
+  // capacity_bytes, blocks, disk_full (0 or 1).
+  void VisitCounters(CounterVisitor& visitor) const override;
+
+  // True while writes are refused because the disk is full.
+  bool disk_full() const;
+
+  class Impl;  // defined in storage/src/nvme; public only so that it can be named there
+
+ private:
+  explicit NvmeTier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvault::storage

@@ -1,0 +1,71 @@
+#pragma once
+// BlockIndex: scoped key -> entry, for every block the store knows (resident in any tier, or being
+// written). Entries live in a dense vector addressed by EntryId (the ids eviction policies see);
+// the hash table is open addressing with linear probing over 8-byte slots holding a 32-bit key
+// fingerprint and the entry id, so a probe that misses never touches an entry. About 64 bytes per
+// entry plus 11-23 bytes of table.
+//
+// Thread-compatible: the BlockStore guards it with its index mutex.
+
+#include <cstdint>
+#include <vector>
+
+#include "kvault/storage/eviction_policy.h"
+#include "kvault/storage/scoped_key.h"
+#include "kvault/storage/tier.h"
+
+namespace kvault::storage {
+
+enum class EntryState : uint8_t {
+  kFree = 0,      // slot of the entry vector not in use
+  kReserved = 1,  // a write in progress: invisible to lookups and reads
+  kResident = 2,  // readable from `tier`
+  kMoving = 3,    // readable from `tier` while a mover copies it to another tier
+  kLost = 4,      // failed verification and is gone from its tier; the entry waits for its
+                  // last pin or lease to go before it is erased (lookups treat it as absent)
+};
+
+struct IndexEntry {
+  ScopedKey key;
+  uint32_t object_bytes = 0;
+  TierSlot slot = 0;
+  uint32_t pins = 0;         // readers (and a mover) using the bytes at (tier, slot)
+  EntryId parent = kNoEntry;  // the chain's previous block when known (may be stale: a hint)
+  uint16_t leases = 0;       // live leases covering the block
+  TierKind tier = TierKind::kHost;
+  EntryState state = EntryState::kFree;
+};
+
+class BlockIndex {
+ public:
+  BlockIndex();
+
+  // The entry of `key`, or kNoEntry.
+  EntryId Find(const ScopedKey& key) const;
+  // Hints the CPU to fetch the table slot of `key` (batched lookups overlap their cache misses).
+  void Prefetch(const ScopedKey& key) const;
+  // Adds `key` (precondition: absent) with a default entry in state kReserved.
+  EntryId Insert(const ScopedKey& key);
+  // Removes the entry; its id may be handed out again.
+  void Erase(EntryId id);
+
+  IndexEntry& at(EntryId id) { return entries_[id]; }
+  const IndexEntry& at(EntryId id) const { return entries_[id]; }
+  size_t size() const { return size_; }
+  // One past the largest id handed out so far.
+  size_t id_limit() const { return entries_.size(); }
+
+ private:
+  static uint64_t Hash(const ScopedKey& key);
+  static uint32_t Fingerprint(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
+  void Grow();
+  void Place(uint64_t slot_value, uint64_t hash);
+
+  std::vector<uint64_t> table_;  // 0 = empty; else fingerprint << 32 | (id + 1)
+  uint64_t mask_ = 0;
+  std::vector<IndexEntry> entries_;
+  std::vector<EntryId> free_ids_;
+  size_t size_ = 0;
+};
+
+}  // namespace kvault::storage

@@ -1,0 +1,362 @@
+// BlockStore's public operations. Making room and moving blocks between tiers is tier_moves.cc.
+#include <cstring>
+
+#include "core/store_core.h"
+#include "kvault/common/block_format.h"
+
+namespace kvault::storage {
+
+StoreCore::StoreCore(const BlockStoreOptions& options, StoreTiers tiers,
+                     std::vector<std::unique_ptr<EvictionPolicy>> policies)
+    : options_(options),
+      owned_clock_(options.clock ? nullptr : std::make_unique<SteadyClock>()),
+      clock_(options.clock ? options.clock : owned_clock_.get()),
+      owned_tiers_(std::move(tiers)),
+      host_(owned_tiers_.host.get()),
+      policies_(std::move(policies)) {
+  tiers_[static_cast<int>(TierKind::kGpu)] = owned_tiers_.gpu.get();
+  tiers_[static_cast<int>(TierKind::kHost)] = owned_tiers_.host.get();
+  tiers_[static_cast<int>(TierKind::kNvme)] = owned_tiers_.nvme.get();
+}
+
+StoreCore::~StoreCore() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  mover_cv_.notify_all();
+  for (std::thread& t : movers_) t.join();
+}
+
+Status StoreCore::Recover() {
+  for (TierKind kind : {TierKind::kGpu, TierKind::kHost, TierKind::kNvme}) {
+    Tier* t = tier(kind);
+    if (t == nullptr) continue;
+    KVAULT_RETURN_IF_ERROR(t->Recover([&](const ScopedKey& key, TierSlot slot, uint32_t bytes) {
+      std::lock_guard lock(mu_);
+      if (index_.Find(key) != kNoEntry) return;  // a duplicate across tiers: keep the first
+      const EntryId id = index_.Insert(key);
+      IndexEntry& e = index_.at(id);
+      e.object_bytes = bytes;
+      e.slot = slot;
+      e.tier = kind;
+      PublishIn(id, kind);
+    }));
+  }
+  return Status::Ok();
+}
+
+TierKind StoreCore::landing_tier() const {
+  return options_.land_on_gpu && tier(TierKind::kGpu) ? TierKind::kGpu : TierKind::kHost;
+}
+
+std::optional<TierKind> StoreCore::ColderTier(TierKind kind) const {
+  for (int k = static_cast<int>(kind) + 1; k < kTierCount; ++k) {
+    if (tiers_[k] != nullptr) return static_cast<TierKind>(k);
+  }
+  return std::nullopt;
+}
+
+uint64_t StoreCore::KeyHash(const ScopedKey& key) { return ScopedKeyHash{}(key); }
+
+bool StoreCore::Evictable(EntryId id) const {
+  const IndexEntry& e = index_.at(id);
+  return e.state == EntryState::kResident && e.pins == 0 && e.leases == 0;
+}
+
+void StoreCore::ReleaseEntryLease(EntryId id) {
+  --index_.at(id).leases;
+  EraseIfLostAndUnused(id);
+}
+
+void StoreCore::ForgetLost(EntryId id) {
+  IndexEntry& e = index_.at(id);
+  if (e.state != EntryState::kLost) policy(e.tier)->OnRemove(id);
+  e.state = EntryState::kLost;
+  EraseIfLostAndUnused(id);
+}
+
+void StoreCore::EraseIfLostAndUnused(EntryId id) {
+  const IndexEntry& e = index_.at(id);
+  if (e.state == EntryState::kLost && e.pins == 0 && e.leases == 0) index_.Erase(id);
+}
+
+void StoreCore::ExpireLeases() {
+  counters_.leases_expired +=
+      leases_.ExpireDue(clock_->NowNanos(), [this](EntryId id) { ReleaseEntryLease(id); });
+}
+
+void StoreCore::PublishIn(EntryId id, TierKind kind) {
+  IndexEntry& e = index_.at(id);
+  e.tier = kind;
+  e.state = EntryState::kResident;
+  EntryId parent = e.parent;
+  if (parent != kNoEntry) {
+    const IndexEntry& p = index_.at(parent);
+    if (p.state != EntryState::kResident || p.tier != kind) parent = kNoEntry;
+  }
+  policy(kind)->OnInsert(id, parent, KeyHash(e.key));
+}
+
+void StoreCore::DropEntry(EntryId id) {
+  IndexEntry& e = index_.at(id);
+  policy(e.tier)->OnRemove(id);
+  tier(e.tier)->Erase(e.key, e.slot, e.object_bytes);
+  index_.Erase(id);
+}
+
+Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
+                                                           uint32_t object_bytes,
+                                                           const WriteOptions& options) {
+  if (object_bytes == 0 || object_bytes > options_.max_object_bytes) {
+    return Status::InvalidArgument("block object of " + std::to_string(object_bytes) +
+                                   " bytes: must be 1.." +
+                                   std::to_string(options_.max_object_bytes));
+  }
+  Lock lock(mu_);
+  ExpireLeases();
+  if (EntryId id = index_.Find(key); id != kNoEntry) {
+    const IndexEntry& e = index_.at(id);
+    if (e.state == EntryState::kLost) {
+      return Status::Unavailable("a damaged copy of this block is still leased; retry later");
+    }
+    if (e.state == EntryState::kResident || e.state == EntryState::kMoving) {
+      policy(e.tier)->OnAccess(id);
+    }
+    return std::optional<WriteReservation>();
+  }
+  EntryId parent = kNoEntry;
+  if (options.parent) parent = index_.Find(ScopedKey{key.tenant, *options.parent});
+
+  // A full host tier asks its policy whether the block is worth a victim; a block it turns away
+  // is staged privately and goes to the next colder tier at Commit (or is not cached).
+  const bool admitted = host_->Fits(object_bytes) ||
+                        policy(TierKind::kHost)->Admit(KeyHash(key), parent);
+  std::unique_ptr<uint8_t[]> staging;
+  TierSlot slot = 0;
+  if (admitted) {
+    Result<TierSlot> allocated = AllocateHost(object_bytes, lock);
+    if (!allocated.ok()) {
+      ++counters_.rejected_no_space;
+      return allocated.status();
+    }
+    slot = *allocated;
+    // The key may have been written while AllocateHost released the lock.
+    if (index_.Find(key) != kNoEntry) {
+      host_->Free(slot, object_bytes);
+      return std::optional<WriteReservation>();
+    }
+  } else {
+    ++counters_.admission_rejects;
+    staging.reset(new uint8_t[object_bytes]);
+  }
+  const EntryId id = index_.Insert(key);
+  IndexEntry& e = index_.at(id);
+  e.object_bytes = object_bytes;
+  e.slot = slot;
+  e.tier = TierKind::kHost;
+  e.parent = parent;
+  std::span<uint8_t> bytes =
+      staging ? std::span<uint8_t>(staging.get(), object_bytes) : host_->Bytes(slot, object_bytes);
+  return std::optional<WriteReservation>(WriteReservation(this, id, bytes, std::move(staging)));
+}
+
+Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged) {
+  ScopedKey key;
+  {
+    std::lock_guard lock(mu_);
+    key = index_.at(id).key;
+  }
+  ParseOptions parse;
+  parse.expected_key = &key.key;
+  Result<BlockView> view = ParseBlockObject(bytes, parse);
+  if (!view.ok()) {
+    Abort(id, staged);
+    std::lock_guard lock(mu_);
+    ++counters_.rejected_corrupt;
+    return view.status().WithContext("commit rejected");
+  }
+  if (staged) {
+    // Not admitted to host: straight to the colder tier, if there is one.
+    std::optional<TierKind> colder = ColderTier(TierKind::kHost);
+    Result<TierSlot> slot = colder ? PutWithRoom(*colder, key, bytes)
+                                   : Result<TierSlot>(Status::ResourceExhausted("not admitted"));
+    std::lock_guard lock(mu_);
+    if (!slot.ok()) {
+      index_.Erase(id);
+      return Status::Ok();  // a cache may decline a block; the writer is not at fault
+    }
+    index_.at(id).slot = *slot;
+    PublishIn(id, *colder);
+    ++counters_.commits;
+    counters_.committed_bytes += bytes.size();
+    return Status::Ok();
+  }
+  {
+    std::lock_guard lock(mu_);
+    PublishIn(id, TierKind::kHost);
+    demotion_stalled_ = false;
+    ++counters_.commits;
+    counters_.committed_bytes += bytes.size();
+    if (landing_tier() == TierKind::kGpu && promotions_.size() < options_.mover_queue_limit &&
+        !movers_.empty()) {
+      promotions_.push_back(key);
+    }
+  }
+  WakeMovers();
+  return Status::Ok();
+}
+
+void StoreCore::Abort(EntryId id, bool staged) {
+  std::lock_guard lock(mu_);
+  IndexEntry& e = index_.at(id);
+  if (!staged) host_->Free(e.slot, e.object_bytes);
+  index_.Erase(id);
+  ++counters_.aborted_reservations;
+}
+
+LookupResult StoreCore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
+                               const LookupOptions& options) {
+  LookupResult result;
+  result.tiers.resize(keys.size());
+  std::vector<EntryId> ids(keys.size(), kNoEntry);
+  bool queued_promotion = false;
+  {
+    Lock lock(mu_);
+    ExpireLeases();
+    // Overlap the table's cache misses: prefetch every slot first, then probe.
+    for (const BlockKey& k : keys) index_.Prefetch(ScopedKey{tenant, k});
+    bool leading = true;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const ScopedKey key{tenant, keys[i]};
+      const EntryId id = index_.Find(key);
+      const bool present = id != kNoEntry && (index_.at(id).state == EntryState::kResident ||
+                                              index_.at(id).state == EntryState::kMoving);
+      if (!present) {
+        leading = false;
+        continue;
+      }
+      const IndexEntry& e = index_.at(id);
+      result.tiers[i] = e.tier;
+      if (!leading) continue;
+      ids[i] = id;
+      ++result.leading_hits;
+      if (options.touch) policy(e.tier)->OnAccess(id);
+      if (options_.promote_on_hit && e.tier > landing_tier() && !movers_.empty()) {
+        if (promotions_.size() < options_.mover_queue_limit) {
+          promotions_.push_back(key);
+          queued_promotion = true;
+        } else {
+          ++counters_.promotions_dropped;
+        }
+      }
+    }
+    ++counters_.lookups;
+    counters_.lookup_keys += keys.size();
+    counters_.hit_blocks += result.leading_hits;
+    counters_.miss_blocks += keys.size() - result.leading_hits;
+    if (options.lease_ttl.count() > 0 && result.leading_hits > 0) {
+      const auto ttl = std::min(options.lease_ttl, options_.max_lease_ttl);
+      ids.resize(result.leading_hits);
+      for (EntryId id : ids) ++index_.at(id).leases;
+      result.lease = leases_.Add(std::move(ids), clock_->NowNanos() + ttl.count());
+      ++counters_.leases_granted;
+    }
+  }
+  if (queued_promotion) WakeMovers();
+  return result;
+}
+
+Status StoreCore::ReleaseLease(LeaseId lease) {
+  std::lock_guard lock(mu_);
+  ExpireLeases();
+  if (!leases_.Remove(lease, [this](EntryId id) { ReleaseEntryLease(id); })) {
+    return Status::NotFound("lease " + std::to_string(lease) + " is unknown or expired");
+  }
+  ++counters_.leases_released;
+  demotion_stalled_ = false;
+  mover_cv_.notify_one();
+  return Status::Ok();
+}
+
+Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
+  Lock lock(mu_);
+  ExpireLeases();
+  const EntryId id = index_.Find(key);
+  if (id == kNoEntry) return std::optional<BlockPin>();
+  IndexEntry& e = index_.at(id);
+  if (e.state != EntryState::kResident && e.state != EntryState::kMoving) {
+    return std::optional<BlockPin>();
+  }
+  policy(e.tier)->OnAccess(id);
+  ++counters_.pins;
+  counters_.pinned_bytes += e.object_bytes;
+  if (e.tier == TierKind::kHost) {
+    ++e.pins;
+    return std::optional<BlockPin>(
+        BlockPin(this, id, host_->Bytes(e.slot, e.object_bytes), TierKind::kHost, nullptr));
+  }
+  if (options_.promote_on_hit && e.state == EntryState::kResident &&
+      e.tier > TierKind::kHost) {
+    Status promoted = Promote(id, TierKind::kHost, /*pin_after=*/true, lock);
+    if (promoted.ok()) {
+      const IndexEntry& now = index_.at(id);
+      return std::optional<BlockPin>(BlockPin(
+          this, id, host_->Bytes(now.slot, now.object_bytes), TierKind::kHost, nullptr));
+    }
+    if (promoted.code() == StatusCode::kCorruption || promoted.code() == StatusCode::kNotFound) {
+      return std::optional<BlockPin>();
+    }
+    // No room in host, or a concurrent reader: read a private copy below.
+    if (index_.Find(key) != id || index_.at(id).state != EntryState::kResident) {
+      return std::optional<BlockPin>();
+    }
+  }
+  // Read a private copy where the block is; the pin keeps it from moving while we read.
+  IndexEntry& entry = index_.at(id);
+  ++entry.pins;
+  const TierKind where = entry.tier;
+  const TierSlot slot = entry.slot;
+  const uint32_t bytes = entry.object_bytes;
+  lock.unlock();
+  std::unique_ptr<uint8_t[]> copy(new uint8_t[bytes]);
+  Status read = tier(where)->Read(key, slot, bytes, {copy.get(), bytes});
+  lock.lock();
+  --index_.at(id).pins;
+  if (!read.ok()) {
+    ++counters_.read_failures;
+    if (read.code() == StatusCode::kCorruption || read.code() == StatusCode::kNotFound) {
+      ForgetLost(id);  // the tier already deleted what it could not verify
+      return std::optional<BlockPin>();
+    }
+    return read;
+  }
+  std::span<const uint8_t> view(copy.get(), bytes);
+  return std::optional<BlockPin>(BlockPin(this, kNoEntry, view, where, std::move(copy)));
+}
+
+void StoreCore::Unpin(EntryId id) {
+  if (id == kNoEntry) return;
+  std::lock_guard lock(mu_);
+  --index_.at(id).pins;
+  EraseIfLostAndUnused(id);
+  if (demotion_stalled_) {
+    demotion_stalled_ = false;
+    mover_cv_.notify_one();
+  }
+}
+
+Result<bool> StoreCore::Delete(const ScopedKey& key) {
+  std::lock_guard lock(mu_);
+  ExpireLeases();
+  const EntryId id = index_.Find(key);
+  if (id == kNoEntry) return false;
+  if (!Evictable(id)) {
+    return Status::Unavailable("block is pinned, leased, being written or being moved");
+  }
+  DropEntry(id);
+  ++counters_.deletes;
+  return true;
+}
+
+}  // namespace kvault::storage

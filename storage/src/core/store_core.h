@@ -1,0 +1,124 @@
+#pragma once
+// StoreCore: the BlockStore's state and logic. block_store.cc holds the public operations
+// (reserve/commit, lookup, leases, pins, delete), tier_moves.cc the tier manager part (making
+// room, demotion, promotion, the mover threads). See block_store.h for the contract and lock order.
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/block_index.h"
+#include "core/lease_table.h"
+#include "kvault/storage/block_store.h"
+#include "kvault/storage/eviction_policy.h"
+
+namespace kvault::storage {
+
+// Store-wide event counts; guarded by StoreCore::mu_.
+struct StoreCounters {
+  uint64_t lookups = 0, lookup_keys = 0, hit_blocks = 0, miss_blocks = 0;
+  uint64_t commits = 0, committed_bytes = 0, aborted_reservations = 0, rejected_corrupt = 0;
+  uint64_t rejected_no_space = 0, admission_rejects = 0;
+  uint64_t pins = 0, pinned_bytes = 0, deletes = 0;
+  uint64_t leases_granted = 0, leases_expired = 0, leases_released = 0;
+  uint64_t evictions[kTierCount] = {}, demotions[kTierCount] = {}, promotions[kTierCount] = {};
+  uint64_t move_failures = 0, promotions_dropped = 0, read_failures = 0;
+};
+
+class StoreCore {
+ public:
+  StoreCore(const BlockStoreOptions& options, StoreTiers tiers,
+            std::vector<std::unique_ptr<EvictionPolicy>> policies);
+  ~StoreCore();
+
+  Status Recover();
+  void StartMovers();
+
+  Result<std::optional<WriteReservation>> Reserve(const ScopedKey& key, uint32_t object_bytes,
+                                                  const WriteOptions& options);
+  // `staged`: the bytes are in the reservation's own buffer (the host policy did not admit it).
+  Status Commit(EntryId id, std::span<uint8_t> bytes, bool staged);
+  void Abort(EntryId id, bool staged);
+  LookupResult Lookup(TenantId tenant, std::span<const BlockKey> keys,
+                      const LookupOptions& options);
+  Status ReleaseLease(LeaseId lease);
+  Result<std::optional<BlockPin>> Pin(const ScopedKey& key);
+  void Unpin(EntryId id);
+  Result<bool> Delete(const ScopedKey& key);
+  void VisitCounters(CounterVisitor& visitor) const;
+  void WaitForMovers();
+
+ private:
+  using Lock = std::unique_lock<std::mutex>;
+
+  Tier* tier(TierKind kind) const { return tiers_[static_cast<int>(kind)]; }
+  EvictionPolicy* policy(TierKind kind) const { return policies_[static_cast<int>(kind)].get(); }
+  TierKind landing_tier() const;
+  // The next colder tier present after `kind`, or nullopt (blocks leaving `kind` are dropped).
+  std::optional<TierKind> ColderTier(TierKind kind) const;
+  static uint64_t KeyHash(const ScopedKey& key);
+  bool Evictable(EntryId id) const;
+  void ExpireLeases();
+  void ReleaseEntryLease(EntryId id);
+  // Makes `id` resident in tier `kind` for the policies (tells that tier's policy).
+  void PublishIn(EntryId id, TierKind kind);
+  // A block its tier could not verify (the tier already deleted it): erased now when nothing
+  // references the entry, else marked kLost and erased by the last Unpin or lease release.
+  void ForgetLost(EntryId id);
+  // Erases a kLost entry once nothing references it.
+  void EraseIfLostAndUnused(EntryId id);
+  // Erases a resident block everywhere: tier, policy, index. Cheap tier erases only (under mu_).
+  void DropEntry(EntryId id);
+
+  // tier_moves.cc
+  // Allocates `bytes` in the host arena, demoting or dropping host blocks while it does not fit.
+  // ResourceExhausted when nothing evictable is left. May release and retake `lock`.
+  Result<TierSlot> AllocateHost(uint32_t bytes, Lock& lock);
+  // Puts `object` into a non-host tier, dropping that tier's victims while it reports no room.
+  // Called without mu_ held.
+  Result<TierSlot> PutWithRoom(TierKind kind, const ScopedKey& key,
+                               std::span<const uint8_t> object);
+  // Moves resident block `id` one tier colder (or drops it from the coldest). May release and
+  // retake `lock`. Returns false when the block stayed where it was.
+  bool Demote(EntryId id, Lock& lock);
+  // Moves resident block `id` into tier `to` (hotter). Leaves it pinned once when `pin_after`.
+  // Returns the outcome of the read from the colder tier (Corruption drops the block).
+  Status Promote(EntryId id, TierKind to, bool pin_after, Lock& lock);
+  // Copies the object of `id` (state kMoving, pinned by the caller) into `to`, without mu_.
+  Result<TierSlot> CopyToTier(const ScopedKey& key, TierKind from, TierSlot slot, uint32_t bytes,
+                              TierKind to, Lock& lock);
+  bool AboveHighWatermark(TierKind kind) const;
+  bool AboveLowWatermark(TierKind kind) const;
+  void MoverLoop();
+  bool MoverHasWork() const;
+  void WakeMovers();
+
+  friend class WriteReservation;
+  friend class BlockPin;
+
+  const BlockStoreOptions options_;
+  std::unique_ptr<SteadyClock> owned_clock_;
+  const Clock* clock_;
+  StoreTiers owned_tiers_;
+  Tier* tiers_[kTierCount] = {};
+  HostTier* host_;
+  std::vector<std::unique_ptr<EvictionPolicy>> policies_;  // by TierKind; null for absent tiers
+
+  mutable std::mutex mu_;
+  BlockIndex index_;          // guarded by mu_
+  LeaseTable leases_;         // guarded by mu_
+  StoreCounters counters_;    // guarded by mu_
+  std::deque<ScopedKey> promotions_;  // guarded by mu_
+  int busy_movers_ = 0;             // guarded by mu_
+  bool demotion_stalled_ = false;   // guarded by mu_: nothing evictable at the last try
+  bool stopping_ = false;           // guarded by mu_
+  std::condition_variable mover_cv_;
+  std::condition_variable idle_cv_;
+  std::vector<std::thread> movers_;
+};
+
+}  // namespace kvault::storage

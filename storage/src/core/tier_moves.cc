@@ -1,0 +1,233 @@
+// The tier manager part of the store: making room, demotion, promotion, and the mover threads.
+#include <cstring>
+
+#include "core/store_core.h"
+
+namespace kvault::storage {
+namespace {
+// Bounds the victims one request may evict before it gives up with ResourceExhausted (a victim
+// can come back when a reader pins it during its move).
+constexpr int kMaxEvictionAttempts = 4096;
+}  // namespace
+
+Result<TierSlot> StoreCore::AllocateHost(uint32_t bytes, Lock& lock) {
+  for (int attempt = 0; attempt < kMaxEvictionAttempts; ++attempt) {
+    Result<TierSlot> slot = host_->Allocate(bytes);
+    if (slot.ok()) {
+      if (!movers_.empty() && AboveHighWatermark(TierKind::kHost)) mover_cv_.notify_one();
+      return slot;
+    }
+    std::optional<EntryId> victim =
+        policy(TierKind::kHost)->PickVictim([this](EntryId id) { return Evictable(id); });
+    if (!victim) break;
+    Demote(*victim, lock);
+  }
+  return Status::ResourceExhausted(
+      "host tier full: every block that could make room is pinned, leased or being moved");
+}
+
+Result<TierSlot> StoreCore::PutWithRoom(TierKind kind, const ScopedKey& key,
+                                        std::span<const uint8_t> object) {
+  for (int attempt = 0; attempt < kMaxEvictionAttempts; ++attempt) {
+    Result<TierSlot> slot = tier(kind)->Put(key, object);
+    if (slot.ok() || slot.status().code() != StatusCode::kResourceExhausted) return slot;
+    Lock lock(mu_);
+    std::optional<EntryId> victim =
+        policy(kind)->PickVictim([this](EntryId id) { return Evictable(id); });
+    if (!victim) return slot;
+    Demote(*victim, lock);
+  }
+  return Status::ResourceExhausted(std::string(TierName(kind)) + " tier: no room after evicting");
+}
+
+Result<TierSlot> StoreCore::CopyToTier(const ScopedKey& key, TierKind from, TierSlot slot,
+                                       uint32_t bytes, TierKind to, Lock& lock) {
+  if (to == TierKind::kHost) {
+    Result<TierSlot> host_slot = AllocateHost(bytes, lock);
+    if (!host_slot.ok()) return host_slot;
+    lock.unlock();
+    Status read = tier(from)->Read(key, slot, bytes, host_->Bytes(*host_slot, bytes));
+    lock.lock();
+    if (!read.ok()) {
+      host_->Free(*host_slot, bytes);
+      return read;
+    }
+    return host_slot;
+  }
+  lock.unlock();
+  std::unique_ptr<uint8_t[]> staging;
+  std::span<const uint8_t> source;
+  Status read;
+  if (from == TierKind::kHost) {
+    source = host_->Bytes(slot, bytes);
+  } else {
+    staging.reset(new uint8_t[bytes]);
+    read = tier(from)->Read(key, slot, bytes, {staging.get(), bytes});
+    source = {staging.get(), bytes};
+  }
+  Result<TierSlot> put = read.ok() ? PutWithRoom(to, key, source) : Result<TierSlot>(read);
+  lock.lock();
+  return put;
+}
+
+bool StoreCore::Demote(EntryId id, Lock& lock) {
+  IndexEntry& e = index_.at(id);
+  const TierKind from = e.tier;
+  const std::optional<TierKind> colder = ColderTier(from);
+  if (!colder) {
+    ++counters_.evictions[static_cast<int>(from)];
+    DropEntry(id);
+    return true;
+  }
+  const ScopedKey key = e.key;
+  const TierSlot slot = e.slot;
+  const uint32_t bytes = e.object_bytes;
+  e.state = EntryState::kMoving;
+  ++e.pins;  // the mover's own pin: nobody else frees the source while it is copied
+  Result<TierSlot> moved = CopyToTier(key, from, slot, bytes, *colder, lock);
+  IndexEntry& after = index_.at(id);
+  --after.pins;
+  if (!moved.ok()) {
+    ++counters_.move_failures;
+    if (moved.status().code() == StatusCode::kCorruption ||
+        moved.status().code() == StatusCode::kNotFound) {
+      ForgetLost(id);
+      return true;
+    }
+    // The colder tier refused (full disk, failed write): the block leaves this tier anyway so
+    // that writers make progress, unless someone started using it meanwhile.
+    after.state = EntryState::kResident;
+    if (after.pins == 0 && after.leases == 0) {
+      ++counters_.evictions[static_cast<int>(from)];
+      DropEntry(id);
+      return true;
+    }
+    return false;
+  }
+  if (after.pins > 0 || after.leases > 0 || after.state != EntryState::kMoving) {
+    // Read or leased while it moved: it is evidently hot, keep it where it is.
+    tier(*colder)->Erase(key, *moved, bytes);
+    if (after.state == EntryState::kMoving) after.state = EntryState::kResident;
+    EraseIfLostAndUnused(id);
+    return false;
+  }
+  policy(from)->OnRemove(id);
+  tier(from)->Erase(key, slot, bytes);
+  after.slot = *moved;
+  PublishIn(id, *colder);
+  ++counters_.demotions[static_cast<int>(from)];
+  return true;
+}
+
+Status StoreCore::Promote(EntryId id, TierKind to, bool pin_after, Lock& lock) {
+  IndexEntry& e = index_.at(id);
+  const TierKind from = e.tier;
+  const ScopedKey key = e.key;
+  const TierSlot slot = e.slot;
+  const uint32_t bytes = e.object_bytes;
+  e.state = EntryState::kMoving;
+  ++e.pins;
+  Result<TierSlot> moved = CopyToTier(key, from, slot, bytes, to, lock);
+  IndexEntry& after = index_.at(id);
+  --after.pins;
+  if (!moved.ok()) {
+    if (moved.status().code() == StatusCode::kCorruption ||
+        moved.status().code() == StatusCode::kNotFound) {
+      ++counters_.read_failures;
+      ForgetLost(id);
+    } else {
+      ++counters_.move_failures;
+      if (after.state == EntryState::kMoving) after.state = EntryState::kResident;
+    }
+    return moved.status();
+  }
+  if (after.pins > 0 || after.state != EntryState::kMoving) {
+    tier(to)->Erase(key, *moved, bytes);
+    if (after.state == EntryState::kMoving) {
+      after.state = EntryState::kResident;
+      return Status::Unavailable("block is being read");
+    }
+    EraseIfLostAndUnused(id);
+    return Status::Corruption("block failed verification");
+  }
+  policy(from)->OnRemove(id);
+  tier(from)->Erase(key, slot, bytes);
+  after.slot = *moved;
+  PublishIn(id, to);
+  ++counters_.promotions[static_cast<int>(to)];
+  if (pin_after) ++after.pins;
+  return Status::Ok();
+}
+
+bool StoreCore::AboveHighWatermark(TierKind kind) const {
+  const TierUsage u = tier(kind)->Usage();
+  return static_cast<double>(u.reserved_bytes) >
+         options_.high_watermark * static_cast<double>(u.capacity_bytes);
+}
+
+bool StoreCore::AboveLowWatermark(TierKind kind) const {
+  const TierUsage u = tier(kind)->Usage();
+  return static_cast<double>(u.reserved_bytes) >
+         options_.low_watermark * static_cast<double>(u.capacity_bytes);
+}
+
+bool StoreCore::MoverHasWork() const {
+  if (!promotions_.empty()) return true;
+  if (demotion_stalled_) return false;
+  for (int k = 0; k < kTierCount; ++k) {
+    if (tiers_[k] != nullptr && AboveHighWatermark(static_cast<TierKind>(k))) return true;
+  }
+  return false;
+}
+
+void StoreCore::WakeMovers() {
+  if (movers_.empty()) return;
+  mover_cv_.notify_one();
+}
+
+void StoreCore::StartMovers() {
+  for (int i = 0; i < options_.mover_threads; ++i) movers_.emplace_back([this] { MoverLoop(); });
+}
+
+void StoreCore::MoverLoop() {
+  Lock lock(mu_);
+  while (true) {
+    mover_cv_.wait(lock, [this] { return stopping_ || MoverHasWork(); });
+    if (stopping_) return;
+    ++busy_movers_;
+    // Demote from every tier over its high watermark down to its low watermark, hottest first.
+    for (int k = 0; k < kTierCount && !stopping_; ++k) {
+      const TierKind kind = static_cast<TierKind>(k);
+      if (tiers_[k] == nullptr || !AboveHighWatermark(kind)) continue;
+      while (!stopping_ && AboveLowWatermark(kind)) {
+        std::optional<EntryId> victim =
+            policy(kind)->PickVictim([this](EntryId id) { return Evictable(id); });
+        if (!victim) {
+          demotion_stalled_ = true;  // cleared when a pin or lease goes away
+          break;
+        }
+        Demote(*victim, lock);
+      }
+    }
+    // Then one queued promotion, so demotion never waits behind a long promotion queue.
+    if (!promotions_.empty() && !stopping_) {
+      const ScopedKey key = promotions_.front();
+      promotions_.pop_front();
+      const EntryId id = index_.Find(key);
+      if (id != kNoEntry && index_.at(id).state == EntryState::kResident &&
+          index_.at(id).tier != landing_tier()) {
+        const TierKind to = landing_tier();
+        if (index_.at(id).tier > to) (void)Promote(id, to, /*pin_after=*/false, lock);
+      }
+    }
+    --busy_movers_;
+    idle_cv_.notify_all();
+  }
+}
+
+void StoreCore::WaitForMovers() {
+  Lock lock(mu_);
+  idle_cv_.wait(lock, [this] { return movers_.empty() || (busy_movers_ == 0 && !MoverHasWork()); });
+}
+
+}  // namespace kvault::storage

@@ -1,0 +1,372 @@
+#include "kvault/storage/nvme_tier.h"
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <utility>
+
+#include <rocksdb/write_batch.h>
+
+#include "kvault/common/block_format.h"
+#include "nvme/nvme_tier_impl.h"
+#include "nvme/rocksdb_status.h"
+
+namespace kvault::storage {
+namespace {
+
+constexpr char kReserveFileName[] = "kvault-nvme-reserve";
+
+rocksdb::Slice AsSlice(const nvme::DbKey& key) { return {key.data(), key.size()}; }
+
+// Verifies a stored value as a block object stored under `key`.
+Status VerifyObject(const ScopedKey& key, const rocksdb::Slice& value) {
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+  ParseOptions parse;
+  parse.verify_checksum = true;
+  parse.expected_key = &key.key;
+  return ParseBlockObject(bytes, parse).status();
+}
+
+}  // namespace
+
+// Turns RocksDB's background errors into the tier's disk-full state, and keeps recovery in the
+// tier's hands: RocksDB's own recovery from a full disk would refuse DB::Resume() while it polls.
+class NvmeTier::Impl::Listener final : public rocksdb::EventListener {
+ public:
+  void Attach(Impl* impl) { impl_.store(impl, std::memory_order_release); }
+
+  void OnBackgroundError(rocksdb::BackgroundErrorReason /*reason*/,
+                         rocksdb::Status* bg_error) override {
+    Impl* impl = impl_.load(std::memory_order_acquire);
+    if (impl != nullptr && bg_error != nullptr && nvme::IsDiskFull(*bg_error)) {
+      impl->EnterDiskFull(bg_error->ToString());
+    }
+  }
+
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/,
+                            rocksdb::Status /*bg_error*/, bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+
+ private:
+  std::atomic<Impl*> impl_{nullptr};
+};
+
+NvmeTier::Impl::Impl(const NvmeTierOptions& options)
+    : options_(options),
+      listener_(std::make_shared<Listener>()),
+      reserve_((std::filesystem::path(options.directory) / kReserveFileName).string(),
+               options.reserve_bytes) {
+  db_options_ = nvme::MakeDbOptions(options_, listener_);
+}
+
+Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptions& options) {
+  if (options.directory.empty()) return Status::InvalidArgument("nvme tier: directory is empty");
+  if (options.capacity_bytes == 0) return Status::InvalidArgument("nvme tier: capacity is 0");
+  if (!(options.blob_gc_age_cutoff >= 0.0 && options.blob_gc_age_cutoff <= 1.0)) {
+    return Status::InvalidArgument("nvme tier: blob_gc_age_cutoff must be in [0, 1]");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.directory, ec);
+  if (ec) {
+    return Status::IoError("nvme tier: create directory " + options.directory + ": " +
+                           ec.message());
+  }
+  std::unique_ptr<Impl> impl(new Impl(options));
+  impl->listener_->Attach(impl.get());
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status rs = rocksdb::DB::Open(impl->db_options_.db, options.directory,
+                                         impl->db_options_.column_families, &impl->handles_, &db);
+  if (!rs.ok()) return nvme::FromRocksDb(rs, "nvme tier: open " + options.directory);
+  impl->db_.reset(db);
+  impl->data_cf_ = impl->handles_[0];
+  impl->sizes_cf_ = impl->handles_[1];
+  KVAULT_RETURN_IF_ERROR(impl->ScanSizes(nullptr));
+  Status held;
+  {
+    std::lock_guard<std::mutex> lock(impl->full_mu_);
+    held = impl->reserve_.Hold();
+  }
+  if (held.code() == StatusCode::kUnavailable) {
+    impl->EnterDiskFull(held.message());  // no room even for the reserve: start full
+  } else if (!held.ok()) {
+    return held;
+  }
+  return impl;
+}
+
+NvmeTier::Impl::~Impl() {
+  if (db_ != nullptr) {
+    if (!disk_full()) {
+      // Close would flush too; doing it here keeps both column families in one atomic flush.
+      db_->Flush(rocksdb::FlushOptions(), {data_cf_, sizes_cf_}).PermitUncheckedError();
+    }
+    for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+      db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    }
+    db_->Close().PermitUncheckedError();
+    db_.reset();
+  }
+  listener_->Attach(nullptr);
+}
+
+std::mutex& NvmeTier::Impl::StripeFor(const ScopedKey& key) {
+  return stripes_[ScopedKeyHash()(key) % kStripes];
+}
+
+TierUsage NvmeTier::Impl::Usage() const {
+  TierUsage usage;
+  usage.capacity_bytes = options_.capacity_bytes;
+  usage.used_bytes = used_bytes_.load(std::memory_order_relaxed);
+  usage.reserved_bytes = usage.used_bytes;
+  usage.blocks = blocks_.load(std::memory_order_relaxed);
+  return usage;
+}
+
+Result<std::optional<uint32_t>> NvmeTier::Impl::StoredSize(const nvme::DbKey& db_key) {
+  std::string value;
+  rocksdb::Status rs = db_->Get(db_options_.read_sizes, sizes_cf_, AsSlice(db_key), &value);
+  if (rs.IsNotFound()) return std::optional<uint32_t>();
+  if (!rs.ok()) return nvme::FromRocksDb(rs, "nvme tier: size lookup");
+  std::optional<uint32_t> size = nvme::DecodeSize(value);
+  if (!size) return Status::Corruption("nvme tier: malformed size entry");
+  return size;
+}
+
+Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8_t> object) {
+  if (object.size() > UINT32_MAX) {
+    return Status::InvalidArgument("nvme tier: block object of 4 GiB or more");
+  }
+  if (disk_full() && !TryLeaveDiskFull()) {
+    rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
+    return DiskFullStatus();
+  }
+  const uint32_t size = static_cast<uint32_t>(object.size());
+  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
+  std::lock_guard<std::mutex> stripe(StripeFor(key));
+
+  // What this key already holds is replaced, so only the difference counts against the cap. A
+  // pending erasure already gave its bytes back; a malformed size entry is overwritten.
+  uint32_t old_size = 0;
+  bool replaces = false;
+  if (!IsPendingErase(key)) {
+    Result<std::optional<uint32_t>> stored = StoredSize(db_key);
+    if (!stored.ok() && stored.status().code() != StatusCode::kCorruption) {
+      write_errors_.fetch_add(1, std::memory_order_relaxed);
+      return stored.status();
+    }
+    if (stored.ok() && stored->has_value()) {
+      old_size = **stored;
+      replaces = true;
+    }
+  }
+  uint64_t used = used_bytes_.load(std::memory_order_relaxed);
+  do {
+    if (used - old_size + size > options_.capacity_bytes) {
+      rejected_capacity_.fetch_add(1, std::memory_order_relaxed);
+      return Status::ResourceExhausted("nvme tier: capacity reached (" + std::to_string(used) +
+                                       " of " + std::to_string(options_.capacity_bytes) +
+                                       " bytes used, block is " + std::to_string(size) + ")");
+    }
+  } while (!used_bytes_.compare_exchange_weak(used, used - old_size + size,
+                                              std::memory_order_relaxed));
+
+  rocksdb::WriteBatch batch;
+  const nvme::SizeValue size_value = nvme::EncodeSize(size);
+  rocksdb::Status rs = batch.Put(
+      data_cf_, AsSlice(db_key),
+      rocksdb::Slice(reinterpret_cast<const char*>(object.data()), object.size()));
+  if (rs.ok()) rs = batch.Put(sizes_cf_, AsSlice(db_key), {size_value.data(), size_value.size()});
+  if (rs.ok()) rs = db_->Write(WriteOptions(), &batch);
+  if (!rs.ok()) {
+    used_bytes_.fetch_add(old_size, std::memory_order_relaxed);  // undo the reservation
+    used_bytes_.fetch_sub(size, std::memory_order_relaxed);
+    if (nvme::IsDiskFull(rs)) {
+      EnterDiskFull(rs.ToString());
+      rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
+      return DiskFullStatus();
+    }
+    write_errors_.fetch_add(1, std::memory_order_relaxed);
+    return nvme::FromRocksDb(rs, "nvme tier: put");
+  }
+  if (pending_count_.load(std::memory_order_acquire) > 0) {
+    std::lock_guard<std::mutex> lock(full_mu_);
+    if (pending_erases_.erase(key) > 0) pending_count_.fetch_sub(1, std::memory_order_release);
+  }
+  if (!replaces) blocks_.fetch_add(1, std::memory_order_relaxed);
+  puts_.fetch_add(1, std::memory_order_relaxed);
+  return TierSlot{0};
+}
+
+Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::span<uint8_t> out) {
+  if (out.size() != object_bytes) {
+    return Status::InvalidArgument("nvme tier: read buffer is " + std::to_string(out.size()) +
+                                   " bytes, object is " + std::to_string(object_bytes));
+  }
+  reads_.fetch_add(1, std::memory_order_relaxed);
+  if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) {
+    return Status::NotFound("nvme tier: block not found");
+  }
+  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
+  rocksdb::PinnableSlice value;
+  rocksdb::Status rs = db_->Get(db_options_.read_objects, data_cf_, AsSlice(db_key), &value);
+  if (rs.IsNotFound()) return Status::NotFound("nvme tier: block not found");
+  // RocksDB checks its own checksums over table and blob files: damage it finds is treated like
+  // damage the block's checksum finds.
+  Status verdict = rs.IsCorruption() ? nvme::FromRocksDb(rs, "rocksdb") : Status::Ok();
+  if (!rs.ok() && !rs.IsCorruption()) {
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
+    return nvme::FromRocksDb(rs, "nvme tier: read");
+  }
+  if (verdict.ok()) verdict = VerifyObject(key, value);
+  if (!verdict.ok()) {
+    checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+    value.Reset();
+    DropCorrupt(key);
+    return Status::Corruption("nvme tier: stored block failed verification, deleted: " +
+                              verdict.message());
+  }
+  // A valid object of another size means the caller's index disagrees with the tier, not that
+  // the block is damaged: keep it.
+  if (value.size() != object_bytes) {
+    return Status::InvalidArgument("nvme tier: stored object is " + std::to_string(value.size()) +
+                                   " bytes, caller expected " + std::to_string(object_bytes));
+  }
+  std::memcpy(out.data(), value.data(), value.size());
+  return Status::Ok();
+}
+
+void NvmeTier::Impl::DropCorrupt(const ScopedKey& key) {
+  std::lock_guard<std::mutex> stripe(StripeFor(key));
+  rocksdb::PinnableSlice value;
+  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
+  rocksdb::Status rs = db_->Get(db_options_.read_objects, data_cf_, AsSlice(db_key), &value);
+  if (rs.ok() && VerifyObject(key, value).ok()) return;  // replaced meanwhile by a good copy
+  if (!rs.ok() && !rs.IsCorruption()) return;  // gone, or cannot tell: the next read retries
+  EraseLocked(key);
+}
+
+void NvmeTier::Impl::Erase(const ScopedKey& key) {
+  std::lock_guard<std::mutex> stripe(StripeFor(key));
+  EraseLocked(key);
+}
+
+void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
+  if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) return;
+  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
+  Result<std::optional<uint32_t>> stored = StoredSize(db_key);
+  // Both column families change in one batch, so a key missing from the size index holds no
+  // object either. When the size entry cannot be read, delete without touching the accounting.
+  if (stored.ok() && !stored->has_value()) return;
+  const bool counted = stored.ok();
+  const uint32_t size = counted ? **stored : 0;
+  rocksdb::WriteBatch batch;
+  rocksdb::Status rs = batch.Delete(data_cf_, AsSlice(db_key));
+  if (rs.ok()) rs = batch.Delete(sizes_cf_, AsSlice(db_key));
+  if (rs.ok()) rs = db_->Write(WriteOptions(), &batch);
+  if (!rs.ok()) {
+    // RocksDB refuses writes (after a failed flush): the block is gone for callers now and
+    // deleted when the tier recovers.
+    if (nvme::IsDiskFull(rs)) EnterDiskFull(rs.ToString());
+    std::lock_guard<std::mutex> lock(full_mu_);
+    if (pending_erases_.emplace(key, size).second) {
+      pending_count_.fetch_add(1, std::memory_order_release);
+    }
+  }
+  if (counted) {
+    used_bytes_.fetch_sub(size, std::memory_order_relaxed);
+    blocks_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  erases_.fetch_add(1, std::memory_order_relaxed);
+  if (disk_full()) erases_while_full_.fetch_add(1, std::memory_order_release);
+}
+
+Status NvmeTier::Impl::ScanSizes(const RecoverFn* found) {
+  uint64_t used = 0;
+  uint64_t blocks = 0;
+  std::vector<std::string> malformed;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(db_options_.read_sizes, sizes_cf_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::optional<ScopedKey> key = nvme::DecodeDbKey(it->key().ToStringView());
+    std::optional<uint32_t> size = nvme::DecodeSize(it->value().ToStringView());
+    if (!key || !size) {
+      malformed.push_back(it->key().ToString());
+      continue;
+    }
+    if (found != nullptr) (*found)(*key, TierSlot{0}, *size);
+    used += *size;
+    ++blocks;
+  }
+  if (!it->status().ok()) return nvme::FromRocksDb(it->status(), "nvme tier: scan sizes");
+  it.reset();
+  if (!malformed.empty()) {
+    // Only damage outside the block objects can produce these; the keys are unusable.
+    rocksdb::WriteBatch batch;
+    for (const std::string& key : malformed) {
+      batch.Delete(data_cf_, key).PermitUncheckedError();
+      batch.Delete(sizes_cf_, key).PermitUncheckedError();
+    }
+    db_->Write(WriteOptions(), &batch).PermitUncheckedError();
+    checksum_failures_.fetch_add(malformed.size(), std::memory_order_relaxed);
+  }
+  used_bytes_.store(used, std::memory_order_relaxed);
+  blocks_.store(blocks, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+Status NvmeTier::Impl::Recover(const RecoverFn& found) { return ScanSizes(&found); }
+
+void NvmeTier::Impl::VisitCounters(CounterVisitor& visitor) const {
+  constexpr std::string_view kTier = "nvme";
+  auto counter = [&](std::string_view name, const std::atomic<uint64_t>& value) {
+    visitor.Counter(kTier, name, value.load(std::memory_order_relaxed));
+  };
+  counter("puts_total", puts_);
+  counter("reads_total", reads_);
+  counter("erases_total", erases_);
+  counter("checksum_failures_total", checksum_failures_);
+  counter("writes_rejected_capacity_total", rejected_capacity_);
+  counter("writes_rejected_disk_full_total", rejected_disk_full_);
+  counter("disk_full_events_total", disk_full_events_);
+  counter("disk_full_recoveries_total", disk_full_recoveries_);
+  counter("write_errors_total", write_errors_);
+  counter("read_errors_total", read_errors_);
+  const TierUsage usage = Usage();
+  visitor.Gauge(kTier, "used_bytes", static_cast<double>(usage.used_bytes));
+  visitor.Gauge(kTier, "capacity_bytes", static_cast<double>(usage.capacity_bytes));
+  visitor.Gauge(kTier, "blocks", static_cast<double>(usage.blocks));
+  visitor.Gauge(kTier, "disk_full", disk_full() ? 1.0 : 0.0);
+}
+
+// The public class forwards to Impl.
+
+NvmeTier::NvmeTier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+NvmeTier::~NvmeTier() = default;
+
+Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(const NvmeTierOptions& options) {
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<Impl> impl, Impl::Open(options));
+  return std::unique_ptr<NvmeTier>(new NvmeTier(std::move(impl)));
+}
+
+TierUsage NvmeTier::Usage() const { return impl_->Usage(); }
+
+Result<TierSlot> NvmeTier::Put(const ScopedKey& key, std::span<const uint8_t> object) {
+  return impl_->Put(key, object);
+}
+
+Status NvmeTier::Read(const ScopedKey& key, TierSlot /*slot*/, uint32_t object_bytes,
+                      std::span<uint8_t> out) {
+  return impl_->Read(key, object_bytes, out);
+}
+
+void NvmeTier::Erase(const ScopedKey& key, TierSlot /*slot*/, uint32_t /*object_bytes*/) {
+  impl_->Erase(key);
+}
+
+Status NvmeTier::Recover(const RecoverFn& found) { return impl_->Recover(found); }
+
+void NvmeTier::VisitCounters(CounterVisitor& visitor) const { impl_->VisitCounters(visitor); }
+
+bool NvmeTier::disk_full() const { return impl_->disk_full(); }
+
+}  // namespace kvault::storage

@@ -1,0 +1,109 @@
+#pragma once
+// NvmeTier::Impl: the RocksDB-backed nvme tier. nvme_tier.cc holds the block operations and
+// nvme_disk_full.cc the disk-full state machine (docs/storage.md, "Disk full").
+//
+// Thread-safe. Lock order: recovery_mu_, then stripes_ (ascending index when several), then
+// full_mu_. No lock but recovery_mu_ and stripes_ is held across a RocksDB call, so RocksDB's
+// background threads (which call the listener, which takes full_mu_) never wait on us.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <rocksdb/db.h>
+#include <rocksdb/listener.h>
+
+#include "kvault/common/result.h"
+#include "kvault/storage/nvme_tier.h"
+#include "nvme/db_layout.h"
+#include "nvme/db_options.h"
+#include "nvme/reserve_file.h"
+
+namespace kvault::storage {
+
+class NvmeTier::Impl {
+ public:
+  // Opens the database and rebuilds the byte accounting from the size index.
+  static Result<std::unique_ptr<Impl>> Open(const NvmeTierOptions& options);
+  ~Impl();
+
+  TierUsage Usage() const;
+  Result<TierSlot> Put(const ScopedKey& key, std::span<const uint8_t> object);
+  Status Read(const ScopedKey& key, uint32_t object_bytes, std::span<uint8_t> out);
+  void Erase(const ScopedKey& key);
+  Status Recover(const RecoverFn& found);
+  void VisitCounters(CounterVisitor& visitor) const;
+  bool disk_full() const { return full_.load(std::memory_order_acquire); }
+
+  // Enters the disk-full state (idempotent): writes stop, the reserve file is released.
+  // Called from Put, Erase and RocksDB's background-error listener.
+  void EnterDiskFull(const std::string& reason);
+
+ private:
+  class Listener;
+  static constexpr size_t kStripes = 64;
+
+  explicit Impl(const NvmeTierOptions& options);
+
+  std::mutex& StripeFor(const ScopedKey& key);
+  rocksdb::WriteOptions WriteOptions() const { return db_options_.write; }
+
+  // The stored object size of `key` from the size index: nullopt when absent.
+  Result<std::optional<uint32_t>> StoredSize(const nvme::DbKey& db_key);
+  // Walks the size index: rebuilds used_bytes_ and blocks_, reports each block to `found` when
+  // set, drops malformed entries.
+  Status ScanSizes(const RecoverFn* found);
+  // Deletes `key` and returns its bytes to the capacity. Caller holds the key's stripe.
+  void EraseLocked(const ScopedKey& key);
+  // Called when a read failed verification: re-checks under the stripe and deletes the block
+  // when it is still bad.
+  void DropCorrupt(const ScopedKey& key);
+
+  // Disk-full state machine (nvme_disk_full.cc).
+  bool IsPendingErase(const ScopedKey& key);
+  // Returns true when writes may go on: the tier was not full or recovery just succeeded.
+  bool TryLeaveDiskFull();
+  Status RecoverFromDiskFull();
+  Status ApplyPendingErases();
+  Status DiskFullStatus();
+
+  const NvmeTierOptions options_;
+  nvme::DbOptions db_options_;
+  std::shared_ptr<Listener> listener_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* data_cf_ = nullptr;   // owned by handles_
+  rocksdb::ColumnFamilyHandle* sizes_cf_ = nullptr;  // owned by handles_
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+
+  std::array<std::mutex, kStripes> stripes_;
+  std::atomic<uint64_t> used_bytes_{0};
+  std::atomic<uint64_t> blocks_{0};
+
+  std::atomic<uint64_t> puts_{0}, reads_{0}, erases_{0}, checksum_failures_{0};
+  std::atomic<uint64_t> rejected_capacity_{0}, rejected_disk_full_{0};
+  std::atomic<uint64_t> disk_full_events_{0}, disk_full_recoveries_{0};
+  std::atomic<uint64_t> write_errors_{0}, read_errors_{0};
+
+  // Disk-full state. full_ is read without the lock on every Put.
+  std::atomic<bool> full_{false};
+  std::atomic<uint64_t> erases_while_full_{0};
+  std::atomic<uint64_t> pending_count_{0};  // pending_erases_.size(), read without the lock
+  std::mutex recovery_mu_;                  // one recovery at a time
+  mutable std::mutex full_mu_;              // guards what follows
+  std::string full_reason_;
+  std::chrono::steady_clock::time_point last_attempt_;
+  uint64_t erases_at_last_attempt_ = 0;
+  // Blocks erased while RocksDB refused writes: gone for callers, deleted on recovery.
+  std::unordered_map<ScopedKey, uint32_t, ScopedKeyHash> pending_erases_;
+  nvme::ReserveFile reserve_;
+};
+
+}  // namespace kvault::storage

@@ -1,0 +1,211 @@
+// BlockStore with a colder tier (an in-memory fake at the Tier seam) and a manual clock:
+// leases, demotion, promotion, verification failures, a colder tier that stops taking writes,
+// recovery, and the background movers' watermarks.
+#include <gtest/gtest.h>
+
+#include "kvault/storage/block_store.h"
+#include "store_test_util.h"
+
+namespace kvault::storage {
+namespace {
+
+using testing::CounterOf;
+using testing::FakeTier;
+using testing::KeyOf;
+using testing::ManualClock;
+using testing::ObjectFor;
+
+constexpr uint64_t kPayload = 100000;  // ~100 KB objects: 9 fit in a 1 MiB host tier
+
+struct TwoTierStore {
+  std::unique_ptr<BlockStore> store;
+  FakeTier* nvme = nullptr;
+};
+
+TwoTierStore MakeStore(const ManualClock* clock, BlockStoreOptions options = {},
+                       uint64_t nvme_capacity = 64 << 20,
+                       std::map<TierSlot, std::pair<ScopedKey, uint32_t>> preloaded = {}) {
+  options.policy = "lru";
+  options.clock = clock;
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto nvme = std::make_unique<FakeTier>(TierKind::kNvme, nvme_capacity);
+  nvme->preloaded = std::move(preloaded);
+  FakeTier* raw = nvme.get();
+  tiers.nvme = std::move(nvme);
+  auto store = BlockStore::Create(options, std::move(tiers));
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return {std::move(*store), raw};
+}
+
+void PutRange(BlockStore& store, int from, int to) {
+  for (int i = from; i < to; ++i) {
+    const BlockKey key = KeyOf(i);
+    Result<bool> put = store.Put(0, key, ObjectFor(key, kPayload));
+    ASSERT_TRUE(put.ok()) << i << ": " << put.status().ToString();
+  }
+}
+
+TEST(BlockStoreTiers, FullHostDemotesToTheColderTierInsteadOfDropping) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0});
+  PutRange(*s.store, 0, 30);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < 30; ++i) keys.push_back(KeyOf(i));
+  LookupResult r = s.store->Lookup(0, keys, {.touch = false});
+  EXPECT_EQ(r.leading_hits, 30u) << "nothing was dropped";
+  EXPECT_EQ(r.tiers[0], TierKind::kNvme) << "the oldest went colder";
+  EXPECT_EQ(r.tiers[29], TierKind::kHost);
+  EXPECT_GT(CounterOf(*s.store, "host.demotions_total"), 15);
+  EXPECT_EQ(CounterOf(*s.store, "host.evictions_total"), 0);
+}
+
+TEST(BlockStoreTiers, PinOfAColdBlockPromotesItAndReturnsTheSameBytes) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0});
+  PutRange(*s.store, 0, 30);
+  const BlockKey cold = KeyOf(0);
+  auto pin = s.store->Pin(0, cold);
+  ASSERT_TRUE(pin.ok() && pin->has_value()) << pin.status().ToString();
+  EXPECT_EQ((*pin)->tier(), TierKind::kHost);
+  EXPECT_TRUE(IsSyntheticBlockFor(cold, (*pin)->bytes()));
+  EXPECT_EQ(s.store->Lookup(0, std::span(&cold, 1)).tiers[0], TierKind::kHost);
+  EXPECT_EQ(CounterOf(*s.store, "host.promotions_total"), 1);
+}
+
+TEST(BlockStoreTiers, WithoutPromotionAColdBlockIsReadInPlace) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.promote_on_hit = false, .mover_threads = 0});
+  PutRange(*s.store, 0, 30);
+  const BlockKey cold = KeyOf(0);
+  auto pin = s.store->Pin(0, cold);
+  ASSERT_TRUE(pin.ok() && pin->has_value());
+  EXPECT_EQ((*pin)->tier(), TierKind::kNvme);
+  EXPECT_TRUE(IsSyntheticBlockFor(cold, (*pin)->bytes()));
+  EXPECT_EQ(s.store->Lookup(0, std::span(&cold, 1)).tiers[0], TierKind::kNvme);
+}
+
+TEST(BlockStoreTiers, ABlockThatFailsVerificationIsAMissAndForgotten) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0});
+  PutRange(*s.store, 0, 30);
+  const BlockKey cold = KeyOf(0);
+  const BlockKey hot = KeyOf(29);
+  s.nvme->corrupt_reads = true;
+  auto pin = s.store->Pin(0, cold);
+  ASSERT_TRUE(pin.ok()) << pin.status().ToString();
+  EXPECT_FALSE(pin->has_value());
+  EXPECT_EQ(s.store->Lookup(0, std::span(&cold, 1)).leading_hits, 0u);
+  EXPECT_GE(CounterOf(*s.store, "read_failures_total"), 1);
+  // Positive control: a healthy host block still reads.
+  auto good = s.store->Pin(0, hot);
+  ASSERT_TRUE(good.ok() && good->has_value());
+  EXPECT_TRUE(IsSyntheticBlockFor(hot, (*good)->bytes()));
+}
+
+TEST(BlockStoreTiers, AColderTierThatStopsWritingDoesNotStopTheStore) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0});
+  s.nvme->refuse_writes = true;  // disk full
+  PutRange(*s.store, 0, 30);
+  EXPECT_EQ(s.nvme->blocks(), 0u);
+  EXPECT_GT(CounterOf(*s.store, "host.evictions_total"), 15) << "host dropped instead";
+  EXPECT_GT(CounterOf(*s.store, "move_failures_total"), 15);
+  // Space returns: demotion resumes by itself.
+  s.nvme->refuse_writes = false;
+  PutRange(*s.store, 100, 110);
+  EXPECT_GT(s.nvme->blocks(), 0u);
+}
+
+TEST(BlockStoreTiers, ColdTierEvictsWhenItIsFullToo) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0}, /*nvme_capacity=*/1 << 20);
+  PutRange(*s.store, 0, 60);
+  EXPECT_GT(CounterOf(*s.store, "nvme.evictions_total"), 20);
+  EXPECT_LE(s.nvme->Usage().used_bytes, uint64_t{1} << 20);
+}
+
+TEST(BlockStoreTiers, LeasedBlocksStayUntilTheLeaseEndsOrExpires) {
+  ManualClock clock;
+  // No colder tier would hide eviction; use a host-only store.
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto store = std::move(*BlockStore::Create(
+      {.policy = "lru", .mover_threads = 0, .clock = &clock}, std::move(tiers)));
+  PutRange(*store, 0, 4);
+  std::vector<BlockKey> leased = {KeyOf(0), KeyOf(1), KeyOf(2), KeyOf(3)};
+  LookupResult r = store->Lookup(0, leased, {.lease_ttl = std::chrono::seconds(5)});
+  ASSERT_EQ(r.leading_hits, 4u);
+  ASSERT_NE(r.lease, 0u);
+  PutRange(*store, 10, 40);  // far more than fits
+  EXPECT_EQ(store->Lookup(0, leased, {.touch = false}).leading_hits, 4u) << "leased survived";
+  const BlockKey unleased = KeyOf(10);
+  EXPECT_EQ(store->Lookup(0, std::span(&unleased, 1)).leading_hits, 0u) << "others were evicted";
+  // After the TTL the lease expires and the blocks become evictable.
+  clock.Advance(std::chrono::seconds(6));
+  PutRange(*store, 100, 130);
+  EXPECT_EQ(store->Lookup(0, leased, {.touch = false}).leading_hits, 0u);
+  EXPECT_EQ(CounterOf(*store, "leases_expired_total"), 1);
+  EXPECT_EQ(store->ReleaseLease(r.lease).code(), StatusCode::kNotFound);
+}
+
+TEST(BlockStoreTiers, ReleasingALeaseMakesItsBlocksEvictable) {
+  ManualClock clock;
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto store = std::move(*BlockStore::Create(
+      {.policy = "lru", .mover_threads = 0, .clock = &clock}, std::move(tiers)));
+  PutRange(*store, 0, 8);
+  std::vector<BlockKey> all;
+  for (int i = 0; i < 8; ++i) all.push_back(KeyOf(i));
+  LookupResult r = store->Lookup(0, all, {.lease_ttl = std::chrono::minutes(1)});
+  ASSERT_EQ(r.leading_hits, 8u);
+  // Everything is leased: a write is refused at once, not blocked.
+  const BlockKey extra = KeyOf(50);
+  Result<bool> refused = store->Put(0, extra, ObjectFor(extra, 4 * kPayload));
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  ASSERT_TRUE(store->ReleaseLease(r.lease).ok());
+  EXPECT_TRUE(store->Put(0, extra, ObjectFor(extra, 4 * kPayload)).ok());
+  EXPECT_EQ(store->Lookup(0, std::span(&extra, 1)).leading_hits, 1u);
+}
+
+TEST(BlockStoreTiers, RecoveryRebuildsTheIndexFromThePersistentTier) {
+  ManualClock clock;
+  std::map<TierSlot, std::pair<ScopedKey, uint32_t>> preloaded;
+  // Only the index is rebuilt from Recover; reading needs real bytes, so read nothing here.
+  for (int i = 0; i < 5; ++i) preloaded[100 + i] = {ScopedKey{3, KeyOf(i)}, 4096};
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0}, 64 << 20, preloaded);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < 5; ++i) keys.push_back(KeyOf(i));
+  LookupResult r = s.store->Lookup(3, keys);
+  EXPECT_EQ(r.leading_hits, 5u);
+  EXPECT_EQ(r.tiers[4], TierKind::kNvme);
+  EXPECT_EQ(s.store->Lookup(4, keys).leading_hits, 0u) << "recovered blocks keep their tenant";
+}
+
+TEST(BlockStoreTiers, MoversKeepTheHostTierUnderItsWatermarks) {
+  ManualClock clock;
+  TwoTierStore s =
+      MakeStore(&clock, {.high_watermark = 0.6, .low_watermark = 0.4, .mover_threads = 1});
+  PutRange(*s.store, 0, 9);
+  s.store->WaitForMovers();
+  EXPECT_LE(CounterOf(*s.store, "host.reserved_bytes"), 0.6 * (1 << 20));
+  EXPECT_GT(s.nvme->blocks(), 0u);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < 9; ++i) keys.push_back(KeyOf(i));
+  EXPECT_EQ(s.store->Lookup(0, keys, {.touch = false}).leading_hits, 9u);
+}
+
+TEST(BlockStoreTiers, LookupHitsInTheColdTierArePromotedInTheBackground) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 1});
+  PutRange(*s.store, 0, 30);
+  s.store->WaitForMovers();
+  const BlockKey cold = KeyOf(0);
+  ASSERT_EQ(s.store->Lookup(0, std::span(&cold, 1)).tiers[0], TierKind::kNvme);
+  s.store->WaitForMovers();
+  EXPECT_EQ(s.store->Lookup(0, std::span(&cold, 1), {.touch = false}).tiers[0], TierKind::kHost);
+}
+
+}  // namespace
+}  // namespace kvault::storage
