@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "codec_bench.h"
+#include "storage_bench.h"
 #include "trace_bench.h"
 
 namespace {
@@ -12,6 +13,7 @@ constexpr const char* kUsage = R"(kvault-bench: kvault's benchmarks
 
 Usage:
   kvault-bench codec [options]   codec accuracy, size and speed (kvault-bench codec --help)
+  kvault-bench storage [options] storage tier put, lookup and read (kvault-bench storage --help)
   kvault-bench trace [options]   eviction hit ratio on a request trace vs LRU and Belady
   kvault-bench --help
 
@@ -28,6 +30,7 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "codec") return kvault::bench::RunCodecBench(rest);
+  if (args[0] == "storage") return kvault::bench::RunStorageBench(rest);
   if (args[0] == "trace") return kvault::bench::RunTraceBench(rest);
   std::fprintf(stderr, "kvault-bench: unknown workload '%s' (try --help)\n", args[0].c_str());
   return 2;

@@ -5,12 +5,14 @@
 // resident memory of a process holding a full host tier. docs/storage.md ("Storage benchmark")
 // explains the method and what every figure means.
 //
-// The phases live in storage_bench.cc (flags, orchestration, report), storage_host.cc (host tier,
-// chain lookup, memory check), storage_nvme.cc (nvme tier, filesystem probing) and
-// storage_fio.cc (fio and child processes); the declarations below are shared between them.
+// The phases live in storage_bench.cc (flags, order of the phases), storage_host.cc (host tier,
+// chain lookup, memory check), storage_nvme.cc (nvme tier, filesystem probing), storage_fio.cc
+// (fio and child processes) and storage_report.cc (tables, JSON, targets); the declarations below
+// are shared between them.
 // Not thread-safe: the benchmark's main thread drives every phase.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "kvault/common/block_key.h"
 #include "kvault/common/result.h"
 #include "kvault/storage/nvme_tier.h"
+#include "report.h"
 
 namespace kvault::bench {
 
@@ -31,16 +34,17 @@ struct Config {
   std::string parent_dir = ".";       // where the run's scratch directory is created
   std::vector<uint64_t> block_sizes;  // payload bytes per block
   bool host = true, nvme = true;
-  uint32_t reps = 7;                       // timed host repetitions (plus one warm-up)
-  uint64_t host_pass_bytes = 128ull << 20;   // blocks written per host repetition, in bytes
-  uint64_t host_capacity = 512ull << 20;     // host tier cap (host rows and the memory check)
-  uint64_t nvme_bytes = 1ull << 30;          // bytes written to the nvme tier per block size
-  storage::NvmeTierOptions nvme_options;     // directory and capacity are set per block size
-  std::string fio = "fio";                   // "none" skips the fio baseline
-  uint64_t fio_bytes = 1ull << 30;           // fio's file, written sequentially
-  uint32_t fio_seconds = 3;                  // fio random-read runtime
+  uint32_t reps = 7;                        // timed host repetitions (plus one warm-up)
+  uint64_t host_pass_bytes = 128ull << 20;  // blocks written per host repetition, in bytes
+  uint64_t host_capacity = 512ull << 20;    // host tier cap (host rows and the memory check)
+  uint64_t nvme_bytes = 1ull << 30;         // bytes written to the nvme tier per block size
+  storage::NvmeTierOptions nvme_options;    // directory and capacity are set per block size
+  std::string fio = "fio";                  // "none" skips the fio baseline
+  uint64_t fio_bytes = 1ull << 30;          // fio's file, written sequentially
+  uint32_t fio_seconds = 3;                 // fio random-read runtime
   uint32_t chain_keys = 1000;
   uint32_t chain_lookups = 2000;
+  std::string policy;  // eviction policy of every store; empty: the store's default
   uint64_t seed = 1;
   bool keep = false;          // keep the scratch directory
   bool memory_child = false;  // hidden: run as the memory-check child
@@ -88,7 +92,7 @@ struct HostRow {
 
 struct NvmeRow {
   uint64_t block_bytes = 0, object_bytes = 0, blocks = 0;
-  OpStats put;   // the Put calls alone (memtable inserts, stalls included)
+  OpStats put;                    // the Put calls alone (memtable inserts, stalls included)
   double sustained_put_gbps = 0;  // bytes / (Put calls + close (flush) + fsync of every file)
   double flush_sync_s = 0;        // the close + fsync part of that time
   double recover_ms = 0;          // reopen + Recover (index rebuilt from RocksDB)
@@ -103,7 +107,7 @@ struct FioRun {
 };
 
 struct Filesystem {
-  std::string type;  // "ext4", "xfs", "tmpfs", ... or the statfs magic in hex
+  std::string type;        // "ext4", "xfs", "tmpfs", ... or the statfs magic in hex
   bool direct_io = false;  // O_DIRECT opens and reads work in the directory
 };
 
@@ -117,6 +121,31 @@ struct MemoryCheck {
   uint64_t capacity_bytes = 0, block_bytes = 0, blocks = 0, used_bytes = 0;
   uint64_t rss_bytes = 0, hwm_bytes = 0, bound_bytes = 0;
 };
+
+// Everything one run measured.
+struct Results {
+  std::string scratch_dir;
+  Filesystem filesystem;
+  std::vector<HostRow> host;
+  std::optional<ChainLookup> chain;
+  std::optional<MemoryCheck> memory;
+  std::vector<NvmeRow> nvme;
+  std::string nvme_note;  // why there are no nvme rows, when there are none
+  std::vector<FioRun> fio_runs;
+  FioRun fio;  // medians over fio_runs
+  bool fio_direct = false;
+  std::string fio_note;  // how the fio baseline deviates from the plan, if it does
+};
+
+// "64K", "1M", or plain bytes.
+std::string SizeLabel(uint64_t bytes);
+
+// storage_report.cc
+// Takes the medians of the fio runs and the nvme rows' ratios to them.
+void FinishFio(Results& r);
+// The tables, the baselines and the targets, on stdout.
+void PrintReport(const Config& c, const Results& r);
+Json ReportJson(const Config& c, const Results& r);
 
 // storage_host.cc
 Result<HostRow> MeasureHost(const Config& c, uint64_t block_bytes);

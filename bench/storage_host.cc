@@ -31,13 +31,15 @@ constexpr uint64_t kMemoryBlockBytes = 64 << 10;
 // Payload of the chain lookup's blocks: lookups never touch block bytes, so they are small.
 constexpr uint64_t kChainBlockBytes = 4 << 10;
 
-Result<std::unique_ptr<BlockStore>> MakeHostStore(uint64_t capacity_bytes) {
+Result<std::unique_ptr<BlockStore>> MakeHostStore(const Config& c, uint64_t capacity_bytes) {
   HostTierOptions host_options;
   host_options.capacity_bytes = capacity_bytes;
   KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<HostTier> host, HostTier::Create(host_options));
   StoreTiers tiers;
   tiers.host = std::move(host);
-  return BlockStore::Create(BlockStoreOptions{}, std::move(tiers));
+  BlockStoreOptions options;
+  options.policy = c.policy;
+  return BlockStore::Create(options, std::move(tiers));
 }
 
 // Gauges the memory check reports, by "tier/name".
@@ -103,7 +105,7 @@ Result<HostRow> MeasureHost(const Config& c, uint64_t block_bytes) {
   const uint64_t n = std::max<uint64_t>(1, c.host_pass_bytes / row.object_bytes);
   row.blocks_per_rep = n;
   KVAULT_ASSIGN_OR_RETURN(BlockPool pool, MakeBlockPool(c.seed, block_bytes, n));
-  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<BlockStore> store, MakeHostStore(c.host_capacity));
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<BlockStore> store, MakeHostStore(c, c.host_capacity));
   // Where memcpy and reads copy to: the same buffer for both, touched before the first pass.
   std::vector<uint8_t> dst(pool.bytes.size(), 1);
   const uint64_t obj = row.object_bytes;
@@ -178,8 +180,9 @@ Result<ChainLookup> MeasureChainLookup(const Config& c) {
   ChainLookup out;
   out.keys = c.chain_keys;
   const uint64_t obj = SyntheticObjectBytes(kChainBlockBytes);
-  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<BlockStore> store,
-                          MakeHostStore(std::max<uint64_t>(64ull << 20, 2 * obj * c.chain_keys)));
+  KVAULT_ASSIGN_OR_RETURN(
+      std::unique_ptr<BlockStore> store,
+      MakeHostStore(c, std::max<uint64_t>(64ull << 20, 2 * obj * c.chain_keys)));
   // A real chain: key i hashes key i-1, and each block names its parent.
   std::vector<BlockKey> chain;
   BlockKey parent = BenchKey(c.seed, ~uint64_t{0});
@@ -224,13 +227,13 @@ Result<MemoryCheck> RunMemoryCheck(const Config& c) {
   std::error_code ec;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return Status::IoError("memory check: cannot find this binary: " + ec.message());
-  KVAULT_ASSIGN_OR_RETURN(
-      ProcessResult child,
-      RunProcess({self.string(), "storage", "--memory-child", "--host-capacity",
-                  std::to_string(c.host_capacity), "--seed", std::to_string(c.seed)}));
+  KVAULT_ASSIGN_OR_RETURN(ProcessResult child,
+                          RunProcess({self.string(), "storage", "--memory-child", "--host-capacity",
+                                      std::to_string(c.host_capacity), "--policy", c.policy,
+                                      "--seed", std::to_string(c.seed)}));
   if (child.exit_code != 0) {
-    return Status::Internal("memory check: child exited with " +
-                            std::to_string(child.exit_code) + ": " + child.out);
+    return Status::Internal("memory check: child exited with " + std::to_string(child.exit_code) +
+                            ": " + child.out);
   }
   std::map<std::string, uint64_t> f = ParseFields(child.out);
   MemoryCheck m;
@@ -252,7 +255,7 @@ int RunMemoryChild(const Config& c) {
     std::fprintf(stderr, "kvault-bench storage --memory-child: %s\n", s.ToString().c_str());
     return 1;
   };
-  Result<std::unique_ptr<BlockStore>> store = MakeHostStore(c.host_capacity);
+  Result<std::unique_ptr<BlockStore>> store = MakeHostStore(c, c.host_capacity);
   if (!store.ok()) return fail(store.status());
   const uint64_t obj = SyntheticObjectBytes(kMemoryBlockBytes);
   // Over-fill by a quarter so the tier ends full and has evicted (gone: there is no colder tier).
@@ -274,14 +277,13 @@ int RunMemoryChild(const Config& c) {
   (*store)->VisitCounters(gauges);
   Result<std::pair<uint64_t, uint64_t>> mem = ResidentMemory();
   if (!mem.ok()) return fail(mem.status());
-  std::printf("capacity_bytes=%llu block_bytes=%llu indexed_blocks=%llu used_bytes=%llu "
-              "rss_bytes=%llu hwm_bytes=%llu\n",
-              static_cast<unsigned long long>(c.host_capacity),
-              static_cast<unsigned long long>(obj),
-              static_cast<unsigned long long>(gauges.Get("/indexed_blocks")),
-              static_cast<unsigned long long>(gauges.Get("host/used_bytes")),
-              static_cast<unsigned long long>(mem->first),
-              static_cast<unsigned long long>(mem->second));
+  std::printf(
+      "capacity_bytes=%llu block_bytes=%llu indexed_blocks=%llu used_bytes=%llu "
+      "rss_bytes=%llu hwm_bytes=%llu\n",
+      static_cast<unsigned long long>(c.host_capacity), static_cast<unsigned long long>(obj),
+      static_cast<unsigned long long>(gauges.Get("/indexed_blocks")),
+      static_cast<unsigned long long>(gauges.Get("host/used_bytes")),
+      static_cast<unsigned long long>(mem->first), static_cast<unsigned long long>(mem->second));
   return 0;
 }
 

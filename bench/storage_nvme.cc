@@ -214,6 +214,7 @@ Result<NvmeRow> MeasureNvme(const Config& c, const std::string& dir, uint64_t bl
     tiers.nvme = std::move(nvme);
     storage::BlockStoreOptions store_options;
     store_options.promote_on_hit = false;
+    store_options.policy = c.policy;
     KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<storage::BlockStore> store,
                             storage::BlockStore::Create(store_options, std::move(tiers)));
     lat.clear();

@@ -12,7 +12,10 @@ struct HitStats {
   uint64_t hits = 0;        // leading cached blocks, summed over requests
   uint64_t inserts = 0;     // blocks that became resident
   uint64_t evictions = 0;
-  uint64_t bypassed = 0;    // missing blocks not cached (not admitted, or capacity 0)
+  uint64_t bypassed = 0;  // missing blocks not cached (not admitted, or capacity 0)
+  // Evictions of a block while one of its children (in the trace's prefix tree) stayed cached:
+  // the children are useless until the parent returns. Counted by the policy replay only.
+  uint64_t orphaning_evictions = 0;
 
   double hit_ratio() const {
     return block_refs == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(block_refs);

@@ -13,7 +13,7 @@
 namespace kvault::bench {
 namespace {
 
-constexpr int kMaxNesting = 64;                        // for skipped values of unknown keys
+constexpr int kMaxNesting = 64;                         // for skipped values of unknown keys
 constexpr uint64_t kMaxTraceBytes = uint64_t{4} << 30;  // far above any public trace
 
 // A cursor over one line of JSON. Every failure names the line and column.
@@ -100,12 +100,26 @@ class LineParser {
       if (AtEnd()) return Error("unterminated string");
       char e = s_[pos_++];
       switch (e) {
-        case '"': case '\\': case '/': out.push_back(e); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
+        case '"':
+        case '\\':
+        case '/':
+          out.push_back(e);
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
         case 'u':
           for (int i = 0; i < 4; ++i) {
             if (!std::isxdigit(static_cast<unsigned char>(Peek())) || AtEnd()) {
@@ -271,10 +285,9 @@ Result<std::vector<TraceRequest>> ParseMooncakeTrace(std::string_view text,
     KVAULT_RETURN_IF_ERROR(LineParser(line, line_no, source).Parse(request));
     requests.push_back(std::move(request));
   }
-  std::stable_sort(requests.begin(), requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) {
-                     return a.timestamp_ms < b.timestamp_ms;
-                   });
+  std::stable_sort(
+      requests.begin(), requests.end(),
+      [](const TraceRequest& a, const TraceRequest& b) { return a.timestamp_ms < b.timestamp_ms; });
   return requests;
 }
 
@@ -287,21 +300,20 @@ Result<std::vector<TraceRequest>> ReadMooncakeTrace(const std::string& path) {
 BlockTrace MakeBlockTrace(std::span<const TraceRequest> requests) {
   BlockTrace trace;
   std::unordered_map<uint64_t, uint32_t> dense;
-  std::vector<uint32_t> parent;  // dense id -> dense parent + 1 (0: starts a request)
   trace.request_begin.reserve(requests.size() + 1);
   trace.request_begin.push_back(0);
   for (const TraceRequest& r : requests) {
-    uint32_t prev = 0;
+    uint32_t prev = BlockTrace::kRoot;
     for (uint64_t h : r.hash_ids) {
       auto [it, inserted] = dense.try_emplace(h, static_cast<uint32_t>(trace.hash_ids.size()));
       if (inserted) {
         trace.hash_ids.push_back(h);
-        parent.push_back(prev);
-      } else if (parent[it->second] != prev) {
+        trace.parent.push_back(prev);
+      } else if (trace.parent[it->second] != prev) {
         trace.prefix_consistent = false;
       }
       trace.blocks.push_back(it->second);
-      prev = it->second + 1;
+      prev = it->second;
     }
     trace.request_begin.push_back(trace.blocks.size());
   }

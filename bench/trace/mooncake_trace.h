@@ -34,9 +34,12 @@ Result<std::vector<TraceRequest>> ReadMooncakeTrace(const std::string& path);
 // The block references of a trace with hash ids renumbered densely (0..unique_blocks-1, in order of
 // first use), the form the simulators replay.
 struct BlockTrace {
-  std::vector<uint32_t> blocks;         // every request's blocks, request after request
-  std::vector<size_t> request_begin;    // request i is blocks[request_begin[i], request_begin[i+1])
-  std::vector<uint64_t> hash_ids;       // dense id -> original hash id
+  static constexpr uint32_t kRoot = UINT32_MAX;
+
+  std::vector<uint32_t> blocks;       // every request's blocks, request after request
+  std::vector<size_t> request_begin;  // request i is blocks[request_begin[i], request_begin[i+1])
+  std::vector<uint64_t> hash_ids;     // dense id -> original hash id
+  std::vector<uint32_t> parent;       // dense id -> the block before it at first use, or kRoot
   uint32_t unique_blocks = 0;
   // True when every id always follows the same parent (or always starts a request), so the ids
   // form a prefix tree, which the Mooncake ids do.

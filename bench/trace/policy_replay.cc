@@ -21,8 +21,10 @@ Result<HitStats> ReplayPolicy(const BlockTrace& trace, uint64_t capacity_blocks,
   stats.block_refs = trace.blocks.size();
   stats.requests = trace.num_requests();
   std::vector<EntryId> entry_of(trace.unique_blocks, kNoEntry);  // dense block -> entry
-  std::vector<uint32_t> block_of;                                 // entry -> dense block
+  std::vector<uint32_t> block_of;                                // entry -> dense block
   std::vector<EntryId> free_ids;
+  std::vector<uint32_t> cached_children(trace.unique_blocks, 0);  // by the trace's prefix tree
+  const bool tree = trace.prefix_consistent && trace.parent.size() == trace.unique_blocks;
   uint64_t resident = 0;
   const auto always = [](EntryId) { return true; };
 
@@ -47,11 +49,17 @@ Result<HitStats> ReplayPolicy(const BlockTrace& trace, uint64_t capacity_blocks,
         }
         std::optional<EntryId> victim = policy.PickVictim(always);
         if (!victim || *victim >= block_of.size() || entry_of[block_of[*victim]] != *victim) {
-          return Status::Internal(std::string(policy.name()) +
-                                  ": PickVictim gave no resident victim with every block evictable");
+          return Status::Internal(
+              std::string(policy.name()) +
+              ": PickVictim gave no resident victim with every block evictable");
         }
         policy.OnRemove(*victim);
-        entry_of[block_of[*victim]] = kNoEntry;
+        const uint32_t gone = block_of[*victim];
+        if (tree) {
+          if (cached_children[gone] > 0) ++stats.orphaning_evictions;
+          if (trace.parent[gone] != BlockTrace::kRoot) --cached_children[trace.parent[gone]];
+        }
+        entry_of[gone] = kNoEntry;
         free_ids.push_back(*victim);
         --resident;
         ++stats.evictions;
@@ -66,6 +74,7 @@ Result<HitStats> ReplayPolicy(const BlockTrace& trace, uint64_t capacity_blocks,
         block_of.push_back(b);
       }
       entry_of[b] = id;
+      if (tree && trace.parent[b] != BlockTrace::kRoot) ++cached_children[trace.parent[b]];
       ++resident;
       ++stats.inserts;
       policy.OnInsert(id, parent_entry(), key_hash);

@@ -63,7 +63,7 @@ TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
   const char* cases[][2] = {
       {"codec --device tpu", "--device"},     {"codec --codecs int5", "int5"},
       {"codec --tokens 0", "--tokens"},       {"codec --frobnicate 1", "unknown option"},
-      {"codec extra", "unexpected argument"}, {"storage", "unknown workload"},
+      {"codec extra", "unexpected argument"}, {"nosuchworkload", "unknown workload"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c[0]);

@@ -7,13 +7,12 @@
 // nothing); and, as the positive control, that blocks do survive kills.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <random>
@@ -100,7 +99,8 @@ TEST(NvmeCrashTest, SigkillNeverLeavesAWrongOrCorruptBlockReadable) {
     std::vector<std::pair<ScopedKey, uint32_t>> found;
     ASSERT_TRUE(tier.Recover([&](const ScopedKey& key, TierSlot, uint32_t bytes) {
                       found.emplace_back(key, bytes);
-                    }).ok());
+                    })
+                    .ok());
     std::set<KeyId> now;
     std::vector<uint8_t> out;
     for (const auto& [key, bytes] : found) {
@@ -126,10 +126,11 @@ TEST(NvmeCrashTest, SigkillNeverLeavesAWrongOrCorruptBlockReadable) {
   EXPECT_GT(killed_while_writing, 0u);
   EXPECT_GT(recovered_from_killed_round, 0u);
   EXPECT_GT(total_recovered, 0u);
-  std::printf("nvme crash test: %d rounds, %llu blocks held at the end, %llu recovered from "
-              "the round just killed (summed)\n",
-              kRounds, static_cast<unsigned long long>(total_recovered),
-              static_cast<unsigned long long>(recovered_from_killed_round));
+  std::printf(
+      "nvme crash test: %d rounds, %llu blocks held at the end, %llu recovered from "
+      "the round just killed (summed)\n",
+      kRounds, static_cast<unsigned long long>(total_recovered),
+      static_cast<unsigned long long>(recovered_from_killed_round));
 }
 
 }  // namespace

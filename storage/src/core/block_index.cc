@@ -39,6 +39,14 @@ void BlockIndex::Prefetch(const ScopedKey& key) const {
   __builtin_prefetch(&table_[Hash(key) & mask_]);
 }
 
+void BlockIndex::PrefetchEntry(const ScopedKey& key) const {
+  const uint64_t hash = Hash(key);
+  const uint64_t value = table_[hash & mask_];
+  if (value != 0 && static_cast<uint32_t>(value >> 32) == Fingerprint(hash)) {
+    __builtin_prefetch(&entries_[static_cast<EntryId>(value & 0xFFFFFFFF) - 1]);
+  }
+}
+
 EntryId BlockIndex::Insert(const ScopedKey& key) {
   if ((size_ + 1) * 100 > table_.size() * kMaxLoadPercent) Grow();
   EntryId id;

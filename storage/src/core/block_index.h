@@ -44,6 +44,9 @@ class BlockIndex {
   EntryId Find(const ScopedKey& key) const;
   // Hints the CPU to fetch the table slot of `key` (batched lookups overlap their cache misses).
   void Prefetch(const ScopedKey& key) const;
+  // Hints the CPU to fetch the entry the table slot of `key` points to, when its fingerprint
+  // matches. Best issued a few keys after Prefetch(key), once the slot is likely in cache.
+  void PrefetchEntry(const ScopedKey& key) const;
   // Adds `key` (precondition: absent) with a default entry in state kReserved.
   EntryId Insert(const ScopedKey& key);
   // Removes the entry; its id may be handed out again.

@@ -1,4 +1,5 @@
 // BlockStore's public operations. Making room and moving blocks between tiers is tier_moves.cc.
+#include <algorithm>
 #include <cstring>
 
 #include "core/store_core.h"
@@ -224,10 +225,18 @@ LookupResult StoreCore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
   {
     Lock lock(mu_);
     ExpireLeases();
-    // Overlap the table's cache misses: prefetch every slot first, then probe.
-    for (const BlockKey& k : keys) index_.Prefetch(ScopedKey{tenant, k});
+    // Overlap cache misses: fetch the table slot kSlotAhead keys ahead and the entry it points
+    // to kEntryAhead keys ahead of the key being probed.
+    constexpr size_t kSlotAhead = 16, kEntryAhead = 8;
+    for (size_t i = 0; i < std::min(keys.size(), kSlotAhead); ++i) {
+      index_.Prefetch(ScopedKey{tenant, keys[i]});
+    }
     bool leading = true;
     for (size_t i = 0; i < keys.size(); ++i) {
+      if (i + kSlotAhead < keys.size()) index_.Prefetch(ScopedKey{tenant, keys[i + kSlotAhead]});
+      if (i + kEntryAhead < keys.size()) {
+        index_.PrefetchEntry(ScopedKey{tenant, keys[i + kEntryAhead]});
+      }
       const ScopedKey key{tenant, keys[i]};
       const EntryId id = index_.Find(key);
       const bool present = id != kNoEntry && (index_.at(id).state == EntryState::kResident ||

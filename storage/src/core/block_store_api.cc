@@ -25,7 +25,9 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreOptions& 
   const Tier* present[kTierCount] = {tiers.gpu.get(), tiers.host.get(), tiers.nvme.get()};
   for (int k = 0; k < kTierCount; ++k) {
     if (present[k] == nullptr) continue;
-    Result<std::unique_ptr<EvictionPolicy>> policy = MakeEvictionPolicy(options.policy);
+    const bool nvme = k == static_cast<int>(TierKind::kNvme);
+    Result<std::unique_ptr<EvictionPolicy>> policy =
+        MakeEvictionPolicy(nvme ? options.nvme_policy : options.policy);
     if (!policy.ok()) return policy.status().WithContext("block store");
     policies[k] = std::move(*policy);
   }

@@ -17,6 +17,8 @@ struct PolicyEntry {
 // The default first.
 constexpr std::array kPolicies = {
     PolicyEntry{"lru", &MakeLruPolicy},
+    PolicyEntry{"prefix", &MakePrefixPolicy},
+    PolicyEntry{"leaf-lru", &MakeLeafLruPolicy},
 };
 
 }  // namespace

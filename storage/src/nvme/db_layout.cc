@@ -3,21 +3,35 @@
 #include <cstring>
 
 namespace kvault::storage::nvme {
+namespace {
 
-DbKey EncodeDbKey(const ScopedKey& key) {
-  DbKey out;
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(key.tenant >> (24 - 8 * i));
+void PutBigEndian32(uint32_t value, char* out) {
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(value >> (24 - 8 * i));
+}
+
+}  // namespace
+
+BlockDbKey EncodeBlockKey(const ScopedKey& key) {
+  BlockDbKey out;
+  PutBigEndian32(key.tenant, out.data());
   std::memcpy(out.data() + 4, key.key.data(), key.key.size());
   return out;
 }
 
-std::optional<ScopedKey> DecodeDbKey(std::string_view bytes) {
-  if (bytes.size() != kDbKeyBytes) return std::nullopt;
+SizeDbKey EncodeSizeKey(const ScopedKey& key) {
+  SizeDbKey out;
+  std::memcpy(out.data(), kSizeKeyPrefix.data(), kSizeKeyPrefix.size());
+  PutBigEndian32(key.tenant, out.data() + 4);
+  std::memcpy(out.data() + 8, key.key.data(), key.key.size());
+  return out;
+}
+
+std::optional<ScopedKey> DecodeSizeKey(std::string_view bytes) {
+  if (bytes.size() != kSizeKeyBytes || bytes.substr(0, 4) != kSizeKeyPrefix) return std::nullopt;
   ScopedKey key;
-  for (int i = 0; i < 4; ++i) {
-    key.tenant = (key.tenant << 8) | static_cast<uint8_t>(bytes[i]);
-  }
-  std::memcpy(key.key.data(), bytes.data() + 4, key.key.size());
+  for (int i = 4; i < 8; ++i) key.tenant = (key.tenant << 8) | static_cast<uint8_t>(bytes[i]);
+  if (key.tenant == kReservedTenant) return std::nullopt;
+  std::memcpy(key.key.data(), bytes.data() + 8, key.key.size());
   return key;
 }
 

@@ -1,11 +1,14 @@
 #pragma once
-// How the nvme tier lays blocks out in RocksDB (docs/storage.md, "nvme tier"):
-//   column family "default": key = tenant (u32 big-endian) || block key (32 bytes),
-//                            value = the sealed block object, byte for byte;
-//   column family "sizes":   same key, value = object size (u32 little-endian).
-// The two are written in one WriteBatch and flushed atomically, so after any crash a key is in
-// both or in neither. "sizes" lets the tier rebuild its index and account bytes without reading
-// block bytes. Pure functions: thread-safe.
+// How the nvme tier lays blocks out in its RocksDB database (docs/storage.md, "nvme tier"). One
+// column family holds two kinds of entries:
+//   block entry: key = tenant (u32 big-endian) || block key (32 bytes)        36 bytes
+//                value = the sealed block object, byte for byte
+//   size entry:  key = FF FF FF FF || tenant (u32 big-endian) || block key    40 bytes
+//                value = object size (u32 little-endian)
+// A block's two entries are written and deleted in one WriteBatch, and one column family has one
+// memtable, so after any crash a block has both entries or neither. Size entries sort after every
+// block entry (tenant FFFFFFFF is reserved), so the tier rebuilds its index and byte accounting by
+// scanning them alone, without reading block bytes. Pure functions: thread-safe.
 
 #include <array>
 #include <cstdint>
@@ -16,17 +19,23 @@
 
 namespace kvault::storage::nvme {
 
-inline constexpr char kSizesColumnFamily[] = "sizes";
-inline constexpr size_t kDbKeyBytes = 4 + 32;
-inline constexpr size_t kSizeValueBytes = 4;
+// The tenant whose block keys would collide with the size entries: the tier refuses it.
+inline constexpr TenantId kReservedTenant = 0xFFFFFFFF;
 
-using DbKey = std::array<char, kDbKeyBytes>;
+inline constexpr size_t kBlockKeyBytes = 4 + 32;
+inline constexpr size_t kSizeKeyBytes = 4 + kBlockKeyBytes;
+inline constexpr size_t kSizeValueBytes = 4;
+inline constexpr std::string_view kSizeKeyPrefix{"\xFF\xFF\xFF\xFF", 4};
+
+using BlockDbKey = std::array<char, kBlockKeyBytes>;
+using SizeDbKey = std::array<char, kSizeKeyBytes>;
 using SizeValue = std::array<char, kSizeValueBytes>;
 
 // Big-endian tenant first, so that a tenant's blocks sort together.
-DbKey EncodeDbKey(const ScopedKey& key);
-// nullopt unless `bytes` is exactly kDbKeyBytes long.
-std::optional<ScopedKey> DecodeDbKey(std::string_view bytes);
+BlockDbKey EncodeBlockKey(const ScopedKey& key);
+SizeDbKey EncodeSizeKey(const ScopedKey& key);
+// nullopt unless `bytes` is a well-formed size-entry key.
+std::optional<ScopedKey> DecodeSizeKey(std::string_view bytes);
 
 SizeValue EncodeSize(uint32_t object_bytes);
 // nullopt unless `bytes` is exactly kSizeValueBytes long.

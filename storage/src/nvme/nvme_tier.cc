@@ -1,14 +1,16 @@
 #include "kvault/storage/nvme_tier.h"
 
+#include <rocksdb/write_batch.h>
+
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <utility>
-
-#include <rocksdb/write_batch.h>
 
 #include "kvault/common/block_format.h"
 #include "nvme/nvme_tier_impl.h"
+#include "nvme/reserve_file.h"
 #include "nvme/rocksdb_status.h"
 
 namespace kvault::storage {
@@ -16,7 +18,10 @@ namespace {
 
 constexpr char kReserveFileName[] = "kvault-nvme-reserve";
 
-rocksdb::Slice AsSlice(const nvme::DbKey& key) { return {key.data(), key.size()}; }
+template <size_t N>
+rocksdb::Slice AsSlice(const std::array<char, N>& key) {
+  return {key.data(), key.size()};
+}
 
 // Verifies a stored value as a block object stored under `key`.
 Status VerifyObject(const ScopedKey& key, const rocksdb::Slice& value) {
@@ -39,12 +44,12 @@ class NvmeTier::Impl::Listener final : public rocksdb::EventListener {
                          rocksdb::Status* bg_error) override {
     Impl* impl = impl_.load(std::memory_order_acquire);
     if (impl != nullptr && bg_error != nullptr && nvme::IsDiskFull(*bg_error)) {
-      impl->EnterDiskFull(bg_error->ToString());
+      impl->EnterDiskFull(bg_error->ToString(), /*rocksdb_out_of_space=*/true);
     }
   }
 
-  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/,
-                            rocksdb::Status /*bg_error*/, bool* auto_recovery) override {
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status /*bg_error*/,
+                            bool* auto_recovery) override {
     *auto_recovery = false;
   }
 
@@ -72,15 +77,18 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
     return Status::IoError("nvme tier: create directory " + options.directory + ": " +
                            ec.message());
   }
-  std::unique_ptr<Impl> impl(new Impl(options));
+  NvmeTierOptions effective = options;
+  // tmpfs (before Linux 6.6) and some overlay filesystems refuse O_DIRECT: read through the page
+  // cache there rather than fail every read.
+  if (effective.use_direct_reads && !nvme::SupportsDirectIo(options.directory)) {
+    effective.use_direct_reads = false;
+  }
+  std::unique_ptr<Impl> impl(new Impl(effective));
   impl->listener_->Attach(impl.get());
   rocksdb::DB* db = nullptr;
-  rocksdb::Status rs = rocksdb::DB::Open(impl->db_options_.db, options.directory,
-                                         impl->db_options_.column_families, &impl->handles_, &db);
+  rocksdb::Status rs = rocksdb::DB::Open(impl->db_options_.db, options.directory, &db);
   if (!rs.ok()) return nvme::FromRocksDb(rs, "nvme tier: open " + options.directory);
   impl->db_.reset(db);
-  impl->data_cf_ = impl->handles_[0];
-  impl->sizes_cf_ = impl->handles_[1];
   KVAULT_RETURN_IF_ERROR(impl->ScanSizes(nullptr));
   Status held;
   {
@@ -88,7 +96,7 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
     held = impl->reserve_.Hold();
   }
   if (held.code() == StatusCode::kUnavailable) {
-    impl->EnterDiskFull(held.message());  // no room even for the reserve: start full
+    impl->EnterDiskFull(held.message(), false);  // no room even for the reserve: start full
   } else if (!held.ok()) {
     return held;
   }
@@ -97,17 +105,27 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
 
 NvmeTier::Impl::~Impl() {
   if (db_ != nullptr) {
-    if (!disk_full()) {
-      // Close would flush too; doing it here keeps both column families in one atomic flush.
-      db_->Flush(rocksdb::FlushOptions(), {data_cf_, sizes_cf_}).PermitUncheckedError();
-    }
-    for (rocksdb::ColumnFamilyHandle* handle : handles_) {
-      db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-    }
+    // With the WAL off, what the memtables hold survives only through this flush.
+    if (!disk_full() && db_->Flush(rocksdb::FlushOptions()).ok()) WaitForFlushes();
     db_->Close().PermitUncheckedError();
     db_.reset();
   }
   listener_->Attach(nullptr);
+}
+
+void NvmeTier::Impl::WaitForFlushes() {
+  // RocksDB 7.8 can return from a waiting Flush() before the flush is installed once it has
+  // recovered from ENOSPC; closing then would drop the flush. Wait for it, boundedly.
+  for (int i = 0; i < 5000; ++i) {
+    uint64_t pending = 0, running = 0, immutable = 0;
+    if (!db_->GetIntProperty(rocksdb::DB::Properties::kMemTableFlushPending, &pending) ||
+        !db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningFlushes, &running) ||
+        !db_->GetIntProperty(rocksdb::DB::Properties::kNumImmutableMemTable, &immutable)) {
+      return;
+    }
+    if (pending == 0 && running == 0 && immutable == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 std::mutex& NvmeTier::Impl::StripeFor(const ScopedKey& key) {
@@ -123,9 +141,10 @@ TierUsage NvmeTier::Impl::Usage() const {
   return usage;
 }
 
-Result<std::optional<uint32_t>> NvmeTier::Impl::StoredSize(const nvme::DbKey& db_key) {
+Result<std::optional<uint32_t>> NvmeTier::Impl::StoredSize(const ScopedKey& key) {
   std::string value;
-  rocksdb::Status rs = db_->Get(db_options_.read_sizes, sizes_cf_, AsSlice(db_key), &value);
+  rocksdb::Status rs = db_->Get(db_options_.read_sizes, db_->DefaultColumnFamily(),
+                                AsSlice(nvme::EncodeSizeKey(key)), &value);
   if (rs.IsNotFound()) return std::optional<uint32_t>();
   if (!rs.ok()) return nvme::FromRocksDb(rs, "nvme tier: size lookup");
   std::optional<uint32_t> size = nvme::DecodeSize(value);
@@ -137,12 +156,18 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
   if (object.size() > UINT32_MAX) {
     return Status::InvalidArgument("nvme tier: block object of 4 GiB or more");
   }
+  if (key.tenant == nvme::kReservedTenant) {
+    return Status::InvalidArgument("nvme tier: tenant 4294967295 is reserved");
+  }
   if (disk_full() && !TryLeaveDiskFull()) {
     rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
     return DiskFullStatus();
   }
   const uint32_t size = static_cast<uint32_t>(object.size());
-  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
+  if (Status room = CheckFreeSpace(size); !room.ok()) {
+    rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
+    return room;
+  }
   std::lock_guard<std::mutex> stripe(StripeFor(key));
 
   // What this key already holds is replaced, so only the difference counts against the cap. A
@@ -150,7 +175,7 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
   uint32_t old_size = 0;
   bool replaces = false;
   if (!IsPendingErase(key)) {
-    Result<std::optional<uint32_t>> stored = StoredSize(db_key);
+    Result<std::optional<uint32_t>> stored = StoredSize(key);
     if (!stored.ok() && stored.status().code() != StatusCode::kCorruption) {
       write_errors_.fetch_add(1, std::memory_order_relaxed);
       return stored.status();
@@ -168,21 +193,23 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
                                        " of " + std::to_string(options_.capacity_bytes) +
                                        " bytes used, block is " + std::to_string(size) + ")");
     }
-  } while (!used_bytes_.compare_exchange_weak(used, used - old_size + size,
-                                              std::memory_order_relaxed));
+  } while (
+      !used_bytes_.compare_exchange_weak(used, used - old_size + size, std::memory_order_relaxed));
 
   rocksdb::WriteBatch batch;
   const nvme::SizeValue size_value = nvme::EncodeSize(size);
-  rocksdb::Status rs = batch.Put(
-      data_cf_, AsSlice(db_key),
-      rocksdb::Slice(reinterpret_cast<const char*>(object.data()), object.size()));
-  if (rs.ok()) rs = batch.Put(sizes_cf_, AsSlice(db_key), {size_value.data(), size_value.size()});
+  rocksdb::Status rs =
+      batch.Put(AsSlice(nvme::EncodeBlockKey(key)),
+                rocksdb::Slice(reinterpret_cast<const char*>(object.data()), object.size()));
+  if (rs.ok()) rs = batch.Put(AsSlice(nvme::EncodeSizeKey(key)), AsSlice(size_value));
   if (rs.ok()) rs = db_->Write(WriteOptions(), &batch);
   if (!rs.ok()) {
     used_bytes_.fetch_add(old_size, std::memory_order_relaxed);  // undo the reservation
     used_bytes_.fetch_sub(size, std::memory_order_relaxed);
-    if (nvme::IsDiskFull(rs)) {
-      EnterDiskFull(rs.ToString());
+    // A write stalled behind a flush that hit ENOSPC fails as Incomplete; the listener has
+    // already marked the tier full by then.
+    if (nvme::IsDiskFull(rs) || disk_full()) {
+      EnterDiskFull(rs.ToString(), /*rocksdb_out_of_space=*/true);
       rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
       return DiskFullStatus();
     }
@@ -207,9 +234,9 @@ Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::sp
   if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) {
     return Status::NotFound("nvme tier: block not found");
   }
-  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
   rocksdb::PinnableSlice value;
-  rocksdb::Status rs = db_->Get(db_options_.read_objects, data_cf_, AsSlice(db_key), &value);
+  rocksdb::Status rs = db_->Get(db_options_.read_objects, db_->DefaultColumnFamily(),
+                                AsSlice(nvme::EncodeBlockKey(key)), &value);
   if (rs.IsNotFound()) return Status::NotFound("nvme tier: block not found");
   // RocksDB checks its own checksums over table and blob files: damage it finds is treated like
   // damage the block's checksum finds.
@@ -239,8 +266,8 @@ Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::sp
 void NvmeTier::Impl::DropCorrupt(const ScopedKey& key) {
   std::lock_guard<std::mutex> stripe(StripeFor(key));
   rocksdb::PinnableSlice value;
-  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
-  rocksdb::Status rs = db_->Get(db_options_.read_objects, data_cf_, AsSlice(db_key), &value);
+  rocksdb::Status rs = db_->Get(db_options_.read_objects, db_->DefaultColumnFamily(),
+                                AsSlice(nvme::EncodeBlockKey(key)), &value);
   if (rs.ok() && VerifyObject(key, value).ok()) return;  // replaced meanwhile by a good copy
   if (!rs.ok() && !rs.IsCorruption()) return;  // gone, or cannot tell: the next read retries
   EraseLocked(key);
@@ -253,21 +280,20 @@ void NvmeTier::Impl::Erase(const ScopedKey& key) {
 
 void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
   if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) return;
-  const nvme::DbKey db_key = nvme::EncodeDbKey(key);
-  Result<std::optional<uint32_t>> stored = StoredSize(db_key);
-  // Both column families change in one batch, so a key missing from the size index holds no
-  // object either. When the size entry cannot be read, delete without touching the accounting.
+  Result<std::optional<uint32_t>> stored = StoredSize(key);
+  // Both entries change in one batch, so a block without a size entry has no object either. When
+  // the size entry cannot be read, delete without touching the accounting.
   if (stored.ok() && !stored->has_value()) return;
   const bool counted = stored.ok();
   const uint32_t size = counted ? **stored : 0;
   rocksdb::WriteBatch batch;
-  rocksdb::Status rs = batch.Delete(data_cf_, AsSlice(db_key));
-  if (rs.ok()) rs = batch.Delete(sizes_cf_, AsSlice(db_key));
+  rocksdb::Status rs = batch.Delete(AsSlice(nvme::EncodeBlockKey(key)));
+  if (rs.ok()) rs = batch.Delete(AsSlice(nvme::EncodeSizeKey(key)));
   if (rs.ok()) rs = db_->Write(WriteOptions(), &batch);
   if (!rs.ok()) {
     // RocksDB refuses writes (after a failed flush): the block is gone for callers now and
     // deleted when the tier recovers.
-    if (nvme::IsDiskFull(rs)) EnterDiskFull(rs.ToString());
+    if (nvme::IsDiskFull(rs)) EnterDiskFull(rs.ToString(), /*rocksdb_out_of_space=*/true);
     std::lock_guard<std::mutex> lock(full_mu_);
     if (pending_erases_.emplace(key, size).second) {
       pending_count_.fetch_add(1, std::memory_order_release);
@@ -278,16 +304,18 @@ void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
     blocks_.fetch_sub(1, std::memory_order_relaxed);
   }
   erases_.fetch_add(1, std::memory_order_relaxed);
-  if (disk_full()) erases_while_full_.fetch_add(1, std::memory_order_release);
+  erased_bytes_.fetch_add(size, std::memory_order_release);
 }
 
 Status NvmeTier::Impl::ScanSizes(const RecoverFn* found) {
   uint64_t used = 0;
   uint64_t blocks = 0;
   std::vector<std::string> malformed;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(db_options_.read_sizes, sizes_cf_));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::optional<ScopedKey> key = nvme::DecodeDbKey(it->key().ToStringView());
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(db_options_.read_sizes));
+  // Size entries sort after every block entry: the scan never touches block bytes.
+  for (it->Seek(rocksdb::Slice(nvme::kSizeKeyPrefix.data(), nvme::kSizeKeyPrefix.size()));
+       it->Valid(); it->Next()) {
+    std::optional<ScopedKey> key = nvme::DecodeSizeKey(it->key().ToStringView());
     std::optional<uint32_t> size = nvme::DecodeSize(it->value().ToStringView());
     if (!key || !size) {
       malformed.push_back(it->key().ToString());
@@ -300,11 +328,13 @@ Status NvmeTier::Impl::ScanSizes(const RecoverFn* found) {
   if (!it->status().ok()) return nvme::FromRocksDb(it->status(), "nvme tier: scan sizes");
   it.reset();
   if (!malformed.empty()) {
-    // Only damage outside the block objects can produce these; the keys are unusable.
+    // Only damage outside the block objects can produce these. A well-formed key with a bad
+    // size loses its block too: without a size the block is not in the accounting.
     rocksdb::WriteBatch batch;
-    for (const std::string& key : malformed) {
-      batch.Delete(data_cf_, key).PermitUncheckedError();
-      batch.Delete(sizes_cf_, key).PermitUncheckedError();
+    for (const std::string& size_key : malformed) {
+      batch.Delete(size_key).PermitUncheckedError();
+      std::optional<ScopedKey> key = nvme::DecodeSizeKey(size_key);
+      if (key) batch.Delete(AsSlice(nvme::EncodeBlockKey(*key))).PermitUncheckedError();
     }
     db_->Write(WriteOptions(), &batch).PermitUncheckedError();
     checksum_failures_.fetch_add(malformed.size(), std::memory_order_relaxed);

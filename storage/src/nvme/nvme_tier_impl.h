@@ -6,6 +6,9 @@
 // full_mu_. No lock but recovery_mu_ and stripes_ is held across a RocksDB call, so RocksDB's
 // background threads (which call the listener, which takes full_mu_) never wait on us.
 
+#include <rocksdb/db.h>
+#include <rocksdb/listener.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -18,9 +21,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <rocksdb/db.h>
-#include <rocksdb/listener.h>
-
 #include "kvault/common/result.h"
 #include "kvault/storage/nvme_tier.h"
 #include "nvme/db_layout.h"
@@ -31,7 +31,7 @@ namespace kvault::storage {
 
 class NvmeTier::Impl {
  public:
-  // Opens the database and rebuilds the byte accounting from the size index.
+  // Opens the database and rebuilds the byte accounting from the size entries.
   static Result<std::unique_ptr<Impl>> Open(const NvmeTierOptions& options);
   ~Impl();
 
@@ -43,9 +43,10 @@ class NvmeTier::Impl {
   void VisitCounters(CounterVisitor& visitor) const;
   bool disk_full() const { return full_.load(std::memory_order_acquire); }
 
-  // Enters the disk-full state (idempotent): writes stop, the reserve file is released.
-  // Called from Put, Erase and RocksDB's background-error listener.
-  void EnterDiskFull(const std::string& reason);
+  // Enters the disk-full state (idempotent): writes stop. `rocksdb_out_of_space`: RocksDB itself
+  // hit ENOSPC (and refuses writes until DB::Resume), so the reserve file is released to give the
+  // recovery room. Called from Put, Erase and RocksDB's background-error listener.
+  void EnterDiskFull(const std::string& reason, bool rocksdb_out_of_space);
 
  private:
   class Listener;
@@ -54,11 +55,13 @@ class NvmeTier::Impl {
   explicit Impl(const NvmeTierOptions& options);
 
   std::mutex& StripeFor(const ScopedKey& key);
+  // Waits (at most ~5 s) until no flush is pending or running.
+  void WaitForFlushes();
   rocksdb::WriteOptions WriteOptions() const { return db_options_.write; }
 
-  // The stored object size of `key` from the size index: nullopt when absent.
-  Result<std::optional<uint32_t>> StoredSize(const nvme::DbKey& db_key);
-  // Walks the size index: rebuilds used_bytes_ and blocks_, reports each block to `found` when
+  // The stored object size of `key` from its size entry: nullopt when absent.
+  Result<std::optional<uint32_t>> StoredSize(const ScopedKey& key);
+  // Walks the size entries: rebuilds used_bytes_ and blocks_, reports each block to `found` when
   // set, drops malformed entries.
   Status ScanSizes(const RecoverFn* found);
   // Deletes `key` and returns its bytes to the capacity. Caller holds the key's stripe.
@@ -69,9 +72,16 @@ class NvmeTier::Impl {
 
   // Disk-full state machine (nvme_disk_full.cc).
   bool IsPendingErase(const ScopedKey& key);
+  // Free space on the filesystem less the bytes memtables hold (they will need it when flushed).
+  Result<uint64_t> RoomForWrites();
+  // Refuses a write of `bytes` (entering the full state) when it would leave less than
+  // min_free_bytes of room.
+  Status CheckFreeSpace(uint64_t bytes);
   // Returns true when writes may go on: the tier was not full or recovery just succeeded.
   bool TryLeaveDiskFull();
-  Status RecoverFromDiskFull();
+  // One recovery attempt; compacts when erasures happened since the last compaction (`erased`
+  // is erased_bytes_ now). Caller holds recovery_mu_.
+  Status RecoverFromDiskFull(uint64_t erased);
   Status ApplyPendingErases();
   Status DiskFullStatus();
 
@@ -79,9 +89,6 @@ class NvmeTier::Impl {
   nvme::DbOptions db_options_;
   std::shared_ptr<Listener> listener_;
   std::unique_ptr<rocksdb::DB> db_;
-  rocksdb::ColumnFamilyHandle* data_cf_ = nullptr;   // owned by handles_
-  rocksdb::ColumnFamilyHandle* sizes_cf_ = nullptr;  // owned by handles_
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 
   std::array<std::mutex, kStripes> stripes_;
   std::atomic<uint64_t> used_bytes_{0};
@@ -94,13 +101,14 @@ class NvmeTier::Impl {
 
   // Disk-full state. full_ is read without the lock on every Put.
   std::atomic<bool> full_{false};
-  std::atomic<uint64_t> erases_while_full_{0};
+  std::atomic<uint64_t> erased_bytes_{0};   // monotonic: bytes of all erasures so far
   std::atomic<uint64_t> pending_count_{0};  // pending_erases_.size(), read without the lock
-  std::mutex recovery_mu_;                  // one recovery at a time
+  std::mutex recovery_mu_;                  // one recovery at a time; guards erased_at_compaction_
+  uint64_t erased_at_compaction_ = 0;       // erased_bytes_ when recovery last compacted
   mutable std::mutex full_mu_;              // guards what follows
   std::string full_reason_;
   std::chrono::steady_clock::time_point last_attempt_;
-  uint64_t erases_at_last_attempt_ = 0;
+  uint64_t erased_at_attempt_ = 0;  // erased_bytes_ at the last recovery attempt
   // Blocks erased while RocksDB refused writes: gone for callers, deleted on recovery.
   std::unordered_map<ScopedKey, uint32_t, ScopedKeyHash> pending_erases_;
   nvme::ReserveFile reserve_;

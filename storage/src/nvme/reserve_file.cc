@@ -36,6 +36,16 @@ int WriteZeros(int fd, uint64_t bytes) {
 
 }  // namespace
 
+bool SupportsDirectIo(const std::string& directory) {
+  const std::string path = directory + "/kvault-direct-io-probe";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    ::close(fd);
+  }
+  ::unlink(path.c_str());
+  return fd >= 0;
+}
+
 Status ReserveFile::Hold() {
   if (held_ || bytes_ == 0) return Status::Ok();
   int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);

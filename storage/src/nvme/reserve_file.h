@@ -1,7 +1,6 @@
 #pragma once
-// ReserveFile: a file that holds disk space for the nvme tier so that it can still flush, apply
-// erasures and compact after the disk fills (docs/storage.md, "Disk full"). Not thread-safe: the
-// tier calls it under its recovery lock.
+// Filesystem helpers of the nvme tier: the reserve file that holds disk space for recovering from
+// a full disk (docs/storage.md, "Disk full"), and the O_DIRECT probe.
 
 #include <cstdint>
 #include <string>
@@ -11,6 +10,10 @@
 
 namespace kvault::storage::nvme {
 
+// True when files in `directory` can be opened with O_DIRECT (probes with a scratch file).
+bool SupportsDirectIo(const std::string& directory);
+
+// Holds `bytes` of disk space in one file. Not thread-safe: the tier calls it under a lock.
 class ReserveFile {
  public:
   // `path` is the file to use; `bytes` the space to hold (0: never holds anything).

@@ -2,9 +2,9 @@
 // The one place where RocksDB's status becomes a kvault Status (STYLE.md: one file per foreign
 // error model). Pure functions: thread-safe.
 
-#include <string_view>
-
 #include <rocksdb/status.h>
+
+#include <string_view>
 
 #include "kvault/common/status.h"
 

@@ -1,9 +1,9 @@
 // The nvme tier in a build without RocksDB: Open reports Unsupported, so no NvmeTier object ever
 // exists and the other members are never called.
 
-#include "kvault/storage/nvme_tier.h"
-
 #include <utility>
+
+#include "kvault/storage/nvme_tier.h"
 
 namespace kvault::storage {
 

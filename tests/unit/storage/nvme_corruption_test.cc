@@ -3,9 +3,9 @@
 // and a truncated value all read as Corruption, are deleted, and count in
 // checksum_failures_total. Every expected miss is paired with a block that still reads back.
 //
-// The test writes through RocksDB itself, with the layout docs/storage.md fixes (column families
-// "default" and "sizes", key = tenant big-endian || 32-byte key), spelled out here rather than
-// borrowed from the tier so that a changed layout fails this test.
+// The test writes through RocksDB itself, with the layout docs/storage.md fixes (block entry:
+// tenant big-endian || 32-byte key -> object; size entry: FF FF FF FF || tenant || key -> u32 LE
+// size), spelled out here rather than borrowed from the tier so that a changed layout fails it.
 
 #include <gtest/gtest.h>
 
@@ -36,10 +36,13 @@ using testing::TestKey;
 
 std::string DbKeyOf(const ScopedKey& key) {
   std::string out;
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(key.tenant >> shift));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>(key.tenant >> shift));
   out.append(reinterpret_cast<const char*>(key.key.data()), key.key.size());
   return out;
 }
+
+std::string SizeKeyOf(const ScopedKey& key) { return std::string(4, '\xFF') + DbKeyOf(key); }
 
 std::string SizeOf(uint32_t bytes) {
   std::string out;
@@ -48,21 +51,13 @@ std::string SizeOf(uint32_t bytes) {
 }
 
 // Opens the tier's database with plain RocksDB and lets `edit` change it.
-void EditDatabase(
-    const std::string& dir,
-    const std::function<void(rocksdb::DB&, rocksdb::ColumnFamilyHandle* objects,
-                             rocksdb::ColumnFamilyHandle* sizes)>& edit) {
-  rocksdb::DBOptions options;
-  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-      {"sizes", rocksdb::ColumnFamilyOptions()}};
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+void EditDatabase(const std::string& dir, const std::function<void(rocksdb::DB&)>& edit) {
+  rocksdb::Options options;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, families, &handles, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
   ASSERT_TRUE(s.ok()) << s.ToString();
   std::unique_ptr<rocksdb::DB> db(raw);
-  edit(*db, handles[0], handles[1]);
-  for (auto* handle : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+  edit(*db);
   ASSERT_TRUE(db->Close().ok());
 }
 
@@ -116,13 +111,13 @@ TEST_P(NvmeCorruptionTest, FlippedBytesAreCaughtDeletedAndCounted) {
     Put(victims.back());
   }
   tier_.reset();
-  EditDatabase(dir_.path(), [&](rocksdb::DB& db, auto* objects, auto*) {
+  EditDatabase(dir_.path(), [&](rocksdb::DB& db) {
     for (size_t i = 0; i < flips.size(); ++i) {
       std::string value;
-      ASSERT_TRUE(db.Get({}, objects, DbKeyOf(victims[i]), &value).ok());
+      ASSERT_TRUE(db.Get({}, DbKeyOf(victims[i]), &value).ok());
       const size_t at = std::min(flips[i], value.size() - 1);
       value[at] = static_cast<char>(value[at] ^ 0x10);
-      ASSERT_TRUE(db.Put({}, objects, DbKeyOf(victims[i]), value).ok());
+      ASSERT_TRUE(db.Put({}, DbKeyOf(victims[i]), value).ok());
     }
   });
   Open();
@@ -153,10 +148,10 @@ TEST_P(NvmeCorruptionTest, BlockStoredUnderAnotherKeyIsCaught) {
   Put(donor);
   const std::vector<uint8_t> donor_object = ObjectFor(donor);
   tier_.reset();
-  EditDatabase(dir_.path(), [&](rocksdb::DB& db, auto* objects, auto* sizes) {
+  EditDatabase(dir_.path(), [&](rocksdb::DB& db) {
     const std::string value(donor_object.begin(), donor_object.end());
-    ASSERT_TRUE(db.Put({}, objects, DbKeyOf(victim), value).ok());
-    ASSERT_TRUE(db.Put({}, sizes, DbKeyOf(victim), SizeOf(value.size())).ok());
+    ASSERT_TRUE(db.Put({}, DbKeyOf(victim), value).ok());
+    ASSERT_TRUE(db.Put({}, SizeKeyOf(victim), SizeOf(value.size())).ok());
   });
   Open();
   ASSERT_EQ(Recovered().size(), 2u);
@@ -175,11 +170,11 @@ TEST_P(NvmeCorruptionTest, TruncatedValueIsCaught) {
   Put(victim);
   Put(control);
   tier_.reset();
-  EditDatabase(dir_.path(), [&](rocksdb::DB& db, auto* objects, auto*) {
+  EditDatabase(dir_.path(), [&](rocksdb::DB& db) {
     std::string value;
-    ASSERT_TRUE(db.Get({}, objects, DbKeyOf(victim), &value).ok());
+    ASSERT_TRUE(db.Get({}, DbKeyOf(victim), &value).ok());
     value.resize(value.size() - 100);
-    ASSERT_TRUE(db.Put({}, objects, DbKeyOf(victim), value).ok());
+    ASSERT_TRUE(db.Put({}, DbKeyOf(victim), value).ok());
   });
   Open();
   ASSERT_EQ(Recovered().size(), 2u);

@@ -150,11 +150,13 @@ TEST_P(NvmeTierTest, RecoveryAfterReopenListsExactlyWhatWasStored) {
 
   std::map<std::vector<uint8_t>, uint32_t> found;
   std::vector<ScopedKey> found_keys;
-  ASSERT_TRUE(tier_->Recover([&](const ScopedKey& key, TierSlot slot, uint32_t bytes) {
-                     EXPECT_EQ(slot, 0u);
-                     found[id(key)] = bytes;
-                     found_keys.push_back(key);
-                   }).ok());
+  ASSERT_TRUE(tier_
+                  ->Recover([&](const ScopedKey& key, TierSlot slot, uint32_t bytes) {
+                    EXPECT_EQ(slot, 0u);
+                    found[id(key)] = bytes;
+                    found_keys.push_back(key);
+                  })
+                  .ok());
   EXPECT_EQ(found, expected);
   EXPECT_EQ(tier_->Usage().used_bytes, used);
   EXPECT_EQ(tier_->Usage().blocks, expected.size());

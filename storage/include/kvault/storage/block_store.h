@@ -48,8 +48,11 @@ class StoreCore;
 using LeaseId = uint64_t;
 
 struct BlockStoreOptions {
-  // Eviction policy of every tier, by name (EvictionPolicyNames()). Default "prefix".
+  // Eviction policy of the gpu and host tiers, by name (EvictionPolicyNames()). Default "prefix".
   std::string policy = "prefix";
+  // Eviction policy of the nvme tier, which is filled by demotion in the host policy's order.
+  // Default "lru": measured better there than "prefix" (docs/storage.md, tier manager).
+  std::string nvme_policy = "lru";
   // New blocks land in the gpu tier instead of host when one is configured. Default off.
   bool land_on_gpu = false;
   // A read (Pin) of a block in a colder tier moves it to the landing tier; with Lookup, a hit in a

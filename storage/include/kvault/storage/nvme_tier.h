@@ -39,7 +39,7 @@ struct NvmeTierOptions {
   // Cap on the bytes of block objects held (the sum of object sizes, not the files on disk). A Put
   // that would pass it is refused with ResourceExhausted. The directory needs headroom beyond it:
   // file overhead, space not yet reclaimed from erased blocks (up to about 1 /
-  // (1 - blob_gc_age_cutoff) times the live bytes with blob files), memtables being flushed and
+  // (1 - blob_gc_age_cutoff) times the live bytes with blob files), min_free_bytes and
   // reserve_bytes. Required, > 0.
   uint64_t capacity_bytes = 0;
 
@@ -71,10 +71,13 @@ struct NvmeTierOptions {
   // writing every byte twice.
   bool use_wal = false;
 
-  // O_DIRECT for reads of table and blob files. Default false. The page cache then also holds
-  // recently read blocks, which helps when the host tier is small; true leaves that memory to the
-  // host tier and makes read throughput independent of page cache state.
-  bool use_direct_reads = false;
+  // O_DIRECT for reads of table and blob files. Default true: the host tier is the RAM cache
+  // above this one, so the page cache would hold a second copy of what it evicted, and buffered
+  // random reads of blob files pay for kernel readahead (several MiB per read where
+  // read_ahead_kb is large). false lets the page cache keep recently read blocks, which helps
+  // only when the host tier is small next to free RAM. Where the filesystem refuses O_DIRECT
+  // (tmpfs before Linux 6.6), the tier reads through the page cache whatever this says.
+  bool use_direct_reads = true;
 
   // RocksDB block cache for the LSM's index, filter and data blocks (not for block values).
   // Default 32 MiB.
@@ -83,13 +86,21 @@ struct NvmeTierOptions {
   // Threads for RocksDB flushes and compactions. Default 4.
   int background_jobs = 4;
 
-  // Bytes held in a reserve file in the directory and released when the disk fills, so that the
-  // tier can still flush, apply erasures and compact its way out of a full disk without outside
-  // help. Default 64 MiB; 0 disables the reserve (recovery then needs space freed from outside).
-  // Should be at least write_buffer_bytes x max_write_buffers.
-  uint64_t reserve_bytes = 64ull << 20;
+  // Free space the tier leaves on the filesystem: a Put is refused as disk full when the free
+  // space, less what the memtables hold and the block itself, would drop below it. RocksDB then
+  // never runs out of space for its own flushes, compactions and blob GC, and never enters its
+  // read-only error state. Default 256 MiB; 0 writes until the filesystem reports ENOSPC.
+  uint64_t min_free_bytes = 256ull << 20;
 
-  // While the tier is full, a Put retries recovery at most this often, and at once after an Erase.
+  // Bytes held in a reserve file in the directory and released when RocksDB reports ENOSPC
+  // (something else filled the disk, or min_free_bytes is 0), so that the tier can still flush
+  // its memtables, apply erasures and compact its way back without outside help. Default 256 MiB,
+  // which covers the default memtables (write_buffer_bytes x max_write_buffers = 192 MiB); 0: no
+  // reserve (recovery from ENOSPC then needs space freed from outside).
+  uint64_t reserve_bytes = 256ull << 20;
+
+  // While the tier is full, a Put retries recovery (the space check, and a compaction when blocks
+  // were erased) at most this often, and at once after erasures of write_buffer_bytes or more.
   // Default 1 s.
   std::chrono::milliseconds full_retry_interval{1000};
 };
@@ -113,9 +124,11 @@ class NvmeTier final : public Tier {
 
   // Stores a copy of `object` under `key` (replacing an earlier object under that key). Returns
   // slot 0. ResourceExhausted when it would pass capacity_bytes; Unavailable ("nvme tier full:
-  // ...") while the disk is full, counted in writes_rejected_disk_full_total (retried recovery
-  // lifts it by itself, see full_retry_interval); InvalidArgument for an object of 4 GiB or more;
-  // IoError for another write failure. On error nothing new is stored.
+  // ...") while the disk is full (free space below min_free_bytes, or ENOSPC from RocksDB),
+  // counted in writes_rejected_disk_full_total: recovery, retried by later Puts, lifts it by
+  // itself once space returns (see full_retry_interval); InvalidArgument for an object of 4 GiB or
+  // more or for tenant 0xFFFFFFFF (reserved); IoError for another write failure. On error nothing
+  // new is stored.
   Result<TierSlot> Put(const ScopedKey& key, std::span<const uint8_t> object) override;
 
   // Reads the object into `out` and verifies it with ParseBlockObject (checksum and key).
@@ -130,9 +143,10 @@ class NvmeTier final : public Tier {
   // full: if RocksDB refuses the deletion then, it is applied when the tier recovers.
   void Erase(const ScopedKey& key, TierSlot slot, uint32_t object_bytes) override;
 
-  // Reports every block in the database (slot 0 and its object size) from the small size index,
-  // without reading block bytes, and rebuilds used_bytes. Corruption when an index entry is
-  // malformed; IoError when iteration fails.
+  // Reports every block in the database (slot 0 and its object size) from the size entries,
+  // without reading block bytes, and rebuilds used_bytes. A malformed size entry (damage outside
+  // the block objects) is deleted with its block and counted in checksum_failures_total. IoError
+  // or Corruption when RocksDB cannot iterate.
   Status Recover(const RecoverFn& found) override;
 
   // Counters (tier "nvme"): puts_total, reads_total, erases_total, checksum_failures_total,
@@ -144,9 +158,8 @@ class NvmeTier final : public Tier {
   // True while writes are refused because the disk is full.
   bool disk_full() const;
 
-  class Impl;  // defined in storage/src/nvme; public only so that it can be named there
-
  private:
+  class Impl;  // storage/src/nvme/nvme_tier_impl.h
   explicit NvmeTier(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

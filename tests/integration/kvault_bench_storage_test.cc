@@ -1,0 +1,132 @@
+// Runs the real `kvault-bench storage` with a tiny configuration (a few seconds): its table, its
+// JSON, its targets, the scratch directory it must remove, and its refusals of bad usage.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream f(p);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// The number after the first `"key": ` in a JSON text, or -1.
+double NumberAfter(const std::string& doc, const std::string& key) {
+  const std::string needle = "\"" + key + "\": ";
+  const size_t at = doc.find(needle);
+  if (at == std::string::npos) return -1;
+  return std::strtod(doc.c_str() + at + needle.size(), nullptr);
+}
+
+bool HaveFio() { return std::system("command -v fio >/dev/null 2>&1") == 0; }
+
+class KvaultBenchStorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("kvault_bench_storage_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir_ / "scratch");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  BenchRun Run(const std::string& args) {
+    const std::string cmd = std::string(KVAULT_BIN_DIR) + "/kvault-bench " + args + " >" +
+                            (dir_ / "out").string() + " 2>" + (dir_ / "err").string();
+    const int rc = std::system(cmd.c_str());
+    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, Slurp(dir_ / "out"), Slurp(dir_ / "err")};
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(KvaultBenchStorageTest, TinyRunPrintsTableJsonAndTargets) {
+  const fs::path json = dir_ / "storage.json";
+  // LRU: the bench's output does not depend on the policy, and LRU is always there.
+  BenchRun r =
+      Run("storage --policy lru --sizes 64K,1M --reps 2 --host-bytes 4M --host-capacity 16M "
+          "--nvme-bytes 8M --fio-bytes 8M --fio-seconds 1 --chain-keys 100 --chain-lookups 50 "
+          "--dir " +
+          (dir_ / "scratch").string() + " --json " + json.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* text :
+       {"tier", "block", "op/s", "p50 us", "p99 us", "baseline", "x base", "memcpy", "lookup",
+        "chain lookup, 100 keys all in host", "VmRSS",
+        "Targets (issue 3):", "host put 1M >= 0.5x memcpy", "host read 1M >= 0.5x memcpy",
+        "nvme sustained write 1M >= 0.6x fio seq write",
+        "nvme random read 1M >= 0.6x fio random read", "chain lookup (100 keys) p99 <= 50 us",
+        "host tier RSS <= cap + 64 MiB + 128 B/block"}) {
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  }
+  const std::string doc = Slurp(json);
+  for (const char* field :
+       {"\"benchmark\": \"storage\"", "\"filesystem\"", "\"direct_io\"", "\"put_vs_memcpy\"",
+        "\"read_vs_memcpy\"", "\"lookup\"", "\"ops_per_s\"", "\"p50_us\"", "\"p99_us\"",
+        "\"chain_lookup\"", "\"leased\"", "\"rss_bytes\"", "\"hwm_bytes\"", "\"bound_bytes\"",
+        "\"indexed_blocks\"", "\"targets\"", "\"pass\""}) {
+    EXPECT_NE(doc.find(field), std::string::npos) << field << "\n" << doc;
+  }
+  EXPECT_GT(NumberAfter(doc, "memcpy_gbps"), 0) << doc;
+  EXPECT_GT(NumberAfter(doc, "put_gbps"), 0) << doc;
+  EXPECT_GT(NumberAfter(doc, "rss_bytes"), 0) << doc;
+#ifdef KVAULT_HAVE_ROCKSDB
+  for (const char* field : {"\"sustained_put_gbps\"", "\"flush_sync_s\"", "\"recover_ms\"",
+                            "\"write_vs_fio\"", "\"read_vs_fio\""}) {
+    EXPECT_NE(doc.find(field), std::string::npos) << field << "\n" << doc;
+  }
+  EXPECT_GT(NumberAfter(doc, "sustained_put_gbps"), 0) << doc;
+  EXPECT_NE(r.out.find("nvme tier (layout blob files"), std::string::npos) << r.out;
+  if (HaveFio()) {
+    EXPECT_NE(r.out.find("fio seq write 1M"), std::string::npos) << r.out;
+    EXPECT_GT(NumberAfter(doc, "seq_write_gbps"), 0) << doc;
+    EXPECT_GT(NumberAfter(doc, "rand_read_gbps"), 0) << doc;
+  } else {
+    EXPECT_NE(r.out.find("no fio baseline"), std::string::npos) << r.out;
+  }
+#else
+  EXPECT_NE(r.out.find("nvme tier not measured"), std::string::npos) << r.out;
+#endif
+  // The scratch directory is gone: only what the test made remains.
+  EXPECT_TRUE(fs::is_empty(dir_ / "scratch"));
+}
+
+TEST_F(KvaultBenchStorageTest, RejectsBadUsageWithExitCode2) {
+  const char* cases[][2] = {
+      {"storage --sizes 0", "--sizes"},
+      {"storage --sizes 64Q", "--sizes"},
+      {"storage --tiers disk", "--tiers"},
+      {"storage --nvme-layout tree", "--nvme-layout"},
+      {"storage --nvme-gc-age-cutoff 2", "--nvme-gc-age-cutoff"},
+      {"storage --policy nosuch", "--policy"},
+      {"storage --reps 0", "--reps"},
+      {"storage --host-bytes 64M --host-capacity 32M", "--host-capacity"},
+      {"storage --frobnicate 1", "unknown option"},
+      {"storage extra", "unexpected argument"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c[0]);
+    BenchRun r = Run(c[0]);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find(c[1]), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("kvault-bench storage:"), std::string::npos) << r.err;
+  }
+  BenchRun help = Run("storage --help");  // positive control
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--nvme-bytes"), std::string::npos);
+  EXPECT_NE(help.out.find("--host-capacity"), std::string::npos);
+  BenchRun usage = Run("--help");
+  EXPECT_NE(usage.out.find("kvault-bench storage"), std::string::npos) << usage.out;
+}
+
+}  // namespace
