@@ -60,7 +60,9 @@ TEST(ExtentAllocator, RandomWorkloadNeverOverlapsOrExceedsCapacity) {
     const uint64_t end = *off + ExtentAllocator::ClassBytes(bytes);
     ASSERT_LE(end, cap);
     auto next = live.lower_bound(*off);
-    if (next != live.end()) ASSERT_LE(end, next->first) << "overlaps the next block";
+    if (next != live.end()) {
+      ASSERT_LE(end, next->first) << "overlaps the next block";
+    }
     if (next != live.begin()) {
       auto prev = std::prev(next);
       ASSERT_LE(prev->first + ExtentAllocator::ClassBytes(prev->second), *off);
