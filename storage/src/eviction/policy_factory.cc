@@ -14,10 +14,10 @@ struct PolicyEntry {
   std::unique_ptr<EvictionPolicy> (*make)();
 };
 
-// The default first.
+// The default first (BlockStoreOptions::policy; the nvme tier defaults to "lru").
 constexpr std::array kPolicies = {
-    PolicyEntry{"lru", &MakeLruPolicy},
     PolicyEntry{"prefix", &MakePrefixPolicy},
+    PolicyEntry{"lru", &MakeLruPolicy},
     PolicyEntry{"leaf-lru", &MakeLeafLruPolicy},
 };
 

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "kvault/common/block_format.h"
+#include "nvme/crc32c_override.h"
 #include "nvme/nvme_tier_impl.h"
 #include "nvme/reserve_file.h"
 #include "nvme/rocksdb_status.h"
@@ -77,6 +78,8 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
     return Status::IoError("nvme tier: create directory " + options.directory + ": " +
                            ec.message());
   }
+  // Before RocksDB computes its first checksum: its CRC32C on this CPU's instruction.
+  nvme::EnableHardwareCrc32c();
   NvmeTierOptions effective = options;
   // tmpfs (before Linux 6.6) and some overlay filesystems refuse O_DIRECT: read through the page
   // cache there rather than fail every read.
@@ -366,6 +369,7 @@ void NvmeTier::Impl::VisitCounters(CounterVisitor& visitor) const {
   visitor.Gauge(kTier, "capacity_bytes", static_cast<double>(usage.capacity_bytes));
   visitor.Gauge(kTier, "blocks", static_cast<double>(usage.blocks));
   visitor.Gauge(kTier, "disk_full", disk_full() ? 1.0 : 0.0);
+  visitor.Gauge(kTier, "hardware_crc32c", nvme::HardwareCrc32cActive() ? 1.0 : 0.0);
 }
 
 // The public class forwards to Impl.

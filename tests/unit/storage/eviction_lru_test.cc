@@ -80,8 +80,8 @@ TEST(EvictionLruTest, ReusedIdStartsAsMostRecent) {
 TEST(EvictionFactoryTest, NamesStartWithTheDefaultAndAllConstruct) {
   const std::vector<std::string> names = EvictionPolicyNames();
   ASSERT_FALSE(names.empty());
-  EXPECT_EQ(names.front(), "lru");
-  EXPECT_NE(std::find(names.begin(), names.end(), "prefix"), names.end());
+  EXPECT_EQ(names.front(), "prefix");
+  EXPECT_NE(std::find(names.begin(), names.end(), "lru"), names.end());
   for (const std::string& name : names) {
     auto p = Make(name);
     ASSERT_NE(p, nullptr);
