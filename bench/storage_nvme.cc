@@ -16,6 +16,7 @@
 #include <numeric>
 #include <random>
 
+#include "kvault/common/file_io.h"
 #include "kvault/common/synthetic_block.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/host_tier.h"
@@ -37,20 +38,6 @@ constexpr uint64_t kPoolBytes = 64ull << 20;
 // Lookups timed per block size at most.
 constexpr uint64_t kMaxLookups = 20000;
 
-// Owns a file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 Status Errno(const std::string& what) {
   return Status::IoError(what + ": " + std::strerror(errno));
@@ -83,11 +70,11 @@ Status FsyncTree(const std::string& dir) {
   std::error_code ec;
   for (const auto& entry : fs::recursive_directory_iterator(dir, ec)) {
     if (!entry.is_regular_file()) continue;
-    Fd fd(::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0 || ::fsync(fd.get()) != 0) return Errno("fsync " + entry.path().string());
   }
   if (ec) return Status::IoError("list " + dir + ": " + ec.message());
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0 || ::fsync(fd.get()) != 0) return Errno("fsync " + dir);
   return Status::Ok();
 }
@@ -97,7 +84,7 @@ Status DropPageCache(const std::string& dir) {
   std::error_code ec;
   for (const auto& entry : fs::recursive_directory_iterator(dir, ec)) {
     if (!entry.is_regular_file()) continue;
-    Fd fd(::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) return Errno("open " + entry.path().string());
     const int rc = ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
     if (rc != 0) return Status::IoError("fadvise " + entry.path().string() + ": " + strerror(rc));
@@ -120,7 +107,7 @@ Result<Filesystem> ProbeFilesystem(const std::string& dir) {
     if (errno != EINVAL) return Errno("create " + probe);
     return out;
   }
-  Fd fd(raw);
+  UniqueFd fd(raw);
   constexpr size_t kAlign = 4096;
   std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kAlign, kAlign), &std::free);
   if (buf == nullptr) return Status::ResourceExhausted("direct I/O probe buffer");

@@ -17,26 +17,20 @@ Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
   return Status::IoError(msg);
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 }  // namespace
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.Release();
+  }
+  return *this;
+}
 
 Result<uint64_t> FileSize(const std::string& path) {
   struct stat st {};
@@ -46,7 +40,7 @@ Result<uint64_t> FileSize(const std::string& path) {
 }
 
 Status ReadFileExact(const std::string& path, std::span<uint8_t> out) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus("cannot open", path, errno);
   size_t done = 0;
   while (done < out.size()) {
@@ -78,7 +72,7 @@ Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data) {
   // A unique temporary name per call, so concurrent writers of one path never share it.
   std::string tmp = path + ".tmp.XXXXXX";
-  Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus("cannot create", tmp, errno);
   ::fchmod(fd.get(), 0644);
   size_t done = 0;
@@ -112,7 +106,7 @@ Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data) {
   const size_t slash = path.rfind('/');
   const std::string dir =
       slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
   return Status::Ok();
 }

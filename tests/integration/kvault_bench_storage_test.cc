@@ -1,60 +1,38 @@
 // Runs the real `kvault-bench storage` with a tiny configuration (a few seconds): its table, its
 // JSON, its targets, the scratch directory it must remove, and its refusals of bad usage.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string>
+
+#include "binary_run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using kvault::testing::BinaryRun;
+using kvault::testing::Slurp;
 
-struct BenchRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-// The number after the first `"key": ` in a JSON text, or -1.
 double NumberAfter(const std::string& doc, const std::string& key) {
-  const std::string needle = "\"" + key + "\": ";
-  const size_t at = doc.find(needle);
-  if (at == std::string::npos) return -1;
-  return std::strtod(doc.c_str() + at + needle.size(), nullptr);
+  return kvault::testing::JsonNumber(doc, key);
 }
 
 bool HaveFio() { return std::system("command -v fio >/dev/null 2>&1") == 0; }
 
-class KvaultBenchStorageTest : public ::testing::Test {
+class KvaultBenchStorageTest : public kvault::testing::BinaryTest {
  protected:
+  KvaultBenchStorageTest() : BinaryTest("kvault-bench") {}
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kvault_bench_storage_test_" + std::to_string(::getpid()));
+    BinaryTest::SetUp();
     fs::create_directories(dir_ / "scratch");
   }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  BenchRun Run(const std::string& args) {
-    const std::string cmd = std::string(KVAULT_BIN_DIR) + "/kvault-bench " + args + " >" +
-                            (dir_ / "out").string() + " 2>" + (dir_ / "err").string();
-    const int rc = std::system(cmd.c_str());
-    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, Slurp(dir_ / "out"), Slurp(dir_ / "err")};
-  }
-
-  fs::path dir_;
 };
 
 TEST_F(KvaultBenchStorageTest, TinyRunPrintsTableJsonAndTargets) {
   const fs::path json = dir_ / "storage.json";
   // LRU: the bench's output does not depend on the policy, and LRU is always there.
-  BenchRun r =
+  BinaryRun r =
       Run("storage --policy lru --sizes 64K,1M --reps 2 --host-bytes 4M --host-capacity 16M "
           "--nvme-bytes 8M --fio-bytes 8M --fio-seconds 1 --chain-keys 100 --chain-lookups 50 "
           "--dir " +
@@ -116,16 +94,16 @@ TEST_F(KvaultBenchStorageTest, RejectsBadUsageWithExitCode2) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c[0]);
-    BenchRun r = Run(c[0]);
+    BinaryRun r = Run(c[0]);
     EXPECT_EQ(r.exit_code, 2);
     EXPECT_NE(r.err.find(c[1]), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("kvault-bench storage:"), std::string::npos) << r.err;
   }
-  BenchRun help = Run("storage --help");  // positive control
+  BinaryRun help = Run("storage --help");  // positive control
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--nvme-bytes"), std::string::npos);
   EXPECT_NE(help.out.find("--host-capacity"), std::string::npos);
-  BenchRun usage = Run("--help");
+  BinaryRun usage = Run("--help");
   EXPECT_NE(usage.out.find("kvault-bench storage"), std::string::npos) << usage.out;
 }
 

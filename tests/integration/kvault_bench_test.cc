@@ -1,47 +1,25 @@
 // Runs the real `kvault-bench codec` on a small shape: its table, its JSON, and its refusals.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
+
+#include "binary_run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using kvault::testing::BinaryRun;
+using kvault::testing::Slurp;
 
-struct BenchRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-class KvaultBenchTest : public ::testing::Test {
+class KvaultBenchTest : public kvault::testing::BinaryTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kvault_bench_test_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  BenchRun Run(const std::string& args) {
-    const std::string cmd = std::string(KVAULT_BIN_DIR) + "/kvault-bench " + args + " >" +
-                            (dir_ / "out").string() + " 2>" + (dir_ / "err").string();
-    const int rc = std::system(cmd.c_str());
-    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, Slurp(dir_ / "out"), Slurp(dir_ / "err")};
-  }
-
-  fs::path dir_;
+  KvaultBenchTest() : BinaryTest("kvault-bench") {}
 };
 
 TEST_F(KvaultBenchTest, SmallRunPrintsTableAndJson) {
   const fs::path json = dir_ / "codec.json";
-  BenchRun r =
+  BinaryRun r =
       Run("codec --layers 2 --tokens 96 --block-tokens 32 --reps 1 --codecs "
           "'raw/fp8/k=int4,v=int2' --json " +
           json.string());
@@ -67,11 +45,11 @@ TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c[0]);
-    BenchRun r = Run(c[0]);
+    BinaryRun r = Run(c[0]);
     EXPECT_EQ(r.exit_code, 2);
     EXPECT_NE(r.err.find(c[1]), std::string::npos) << r.err;
   }
-  BenchRun help = Run("codec --help");  // positive control
+  BinaryRun help = Run("codec --help");  // positive control
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--device"), std::string::npos);
 }

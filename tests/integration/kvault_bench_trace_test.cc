@@ -2,26 +2,19 @@
 // BlockStore and the Belady simulation must reproduce the independent reference figures of
 // shared/traces/README.md, and bad usage is refused with exit code 2.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "binary_run.h"
+
 namespace {
 
 namespace fs = std::filesystem;
-
-struct BenchRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using kvault::testing::BinaryRun;
+using kvault::testing::JsonNumber;
+using kvault::testing::Slurp;
 
 // The trace lives beside the repository (../shared/traces); skip visibly where it is absent.
 fs::path SyntheticTrace() {
@@ -32,37 +25,17 @@ fs::path SyntheticTrace() {
   return {};
 }
 
-// The value of "name": <number> in a JSON document, or -1.
-double JsonNumber(const std::string& doc, const std::string& name) {
-  const size_t at = doc.find("\"" + name + "\": ");
-  if (at == std::string::npos) return -1;
-  return std::stod(doc.substr(at + name.size() + 4));
-}
-
-class KvaultBenchTraceTest : public ::testing::Test {
+class KvaultBenchTraceTest : public kvault::testing::BinaryTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kvault_bench_trace_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  BenchRun Run(const std::string& args) {
-    const std::string cmd = "cd " + dir_.string() + " && " + std::string(KVAULT_BIN_DIR) +
-                            "/kvault-bench trace " + args + " >" + (dir_ / "out").string() +
-                            " 2>" + (dir_ / "err").string();
-    const int rc = std::system(cmd.c_str());
-    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, Slurp(dir_ / "out"), Slurp(dir_ / "err")};
-  }
-
-  fs::path dir_;
+  KvaultBenchTraceTest() : BinaryTest("kvault-bench") {}
+  BinaryRun Trace(const std::string& args) const { return Run("trace " + args); }
 };
 
 TEST_F(KvaultBenchTraceTest, ReproducesTheReferenceLruAndBeladyFigures) {
   const fs::path trace = SyntheticTrace();
   if (trace.empty()) GTEST_SKIP() << "shared/traces/synthetic_trace.jsonl is not on this machine";
   const fs::path json = dir_ / "trace.json";
-  BenchRun r = Run("--trace " + trace.string() + " --capacity-fraction 0.1 --json " +
+  BinaryRun r = Trace("--trace " + trace.string() + " --capacity-fraction 0.1 --json " +
                    json.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("belady (offline)"), std::string::npos) << r.out;
@@ -81,7 +54,7 @@ TEST_F(KvaultBenchTraceTest, RealPayloadsMoveThroughHostAndNvme) {
   const fs::path trace = SyntheticTrace();
   if (trace.empty()) GTEST_SKIP() << "shared/traces/synthetic_trace.jsonl is not on this machine";
   const fs::path json = dir_ / "tiers.json";
-  BenchRun r = Run("--trace " + trace.string() +
+  BinaryRun r = Trace("--trace " + trace.string() +
                    " --capacity-blocks 200 --tiers host,nvme --block-bytes 16384 --policy lru"
                    " --dir " + (dir_ / "db").string() + " --json " + json.string());
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
@@ -91,25 +64,27 @@ TEST_F(KvaultBenchTraceTest, RealPayloadsMoveThroughHostAndNvme) {
   EXPECT_GT(JsonNumber(doc, "bytes_read"), 0) << doc;
   // With a colder tier behind it, the store hits at least as often as host-only LRU would.
   EXPECT_GE(JsonNumber(doc, "hit_ratio"), 0.0);
-  EXPECT_FALSE(fs::exists(dir_ / "db" / ("lru-" + std::to_string(::getpid())))) << "cleaned up";
+  // Each replay's database directory is removed when the replay ends.
+  ASSERT_TRUE(fs::exists(dir_ / "db"));
+  EXPECT_TRUE(fs::is_empty(dir_ / "db")) << "a replay left its nvme database behind";
 }
 
 TEST_F(KvaultBenchTraceTest, BadUsageIsRefusedClearly) {
-  BenchRun none = Run("--capacity-blocks 10");
+  BinaryRun none = Trace("--capacity-blocks 10");
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_NE(none.err.find("--trace"), std::string::npos) << none.err;
-  BenchRun both = Run("--trace x --capacity-blocks 10 --capacity-fraction 0.1");
+  BinaryRun both = Trace("--trace x --capacity-blocks 10 --capacity-fraction 0.1");
   EXPECT_EQ(both.exit_code, 2);
   EXPECT_NE(both.err.find("exactly one"), std::string::npos) << both.err;
-  BenchRun policy = Run("--trace x --capacity-blocks 10 --policy nope");
+  BinaryRun policy = Trace("--trace x --capacity-blocks 10 --policy nope");
   EXPECT_EQ(policy.exit_code, 2);
   EXPECT_NE(policy.err.find("lru"), std::string::npos) << "lists the accepted policies";
   const fs::path bad = dir_ / "bad.jsonl";
   std::ofstream(bad) << "{\"timestamp\": 1, \"hash_ids\": [1, 2]}\n{\"timestamp\": oops}\n";
-  BenchRun parse = Run("--trace " + bad.string() + " --capacity-blocks 10");
+  BinaryRun parse = Trace("--trace " + bad.string() + " --capacity-blocks 10");
   EXPECT_EQ(parse.exit_code, 2);
   EXPECT_NE(parse.err.find(":2:"), std::string::npos) << "names the line: " << parse.err;
-  BenchRun help = Run("--help");
+  BinaryRun help = Trace("--help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--capacity-fraction"), std::string::npos);
 }

@@ -1,10 +1,12 @@
 #include <string>
 
 #include "cuda/cuda_status.cuh"
+#include "kvault/kernels/cuda_status.h"
 
-namespace kvault::kernels::cuda_detail {
+namespace kvault::kernels {
 
-Status CudaStatus(cudaError_t err, std::string_view what) {
+Status CudaErrorStatus(int cuda_error, std::string_view what) {
+  const auto err = static_cast<cudaError_t>(cuda_error);
   if (err == cudaSuccess) return Status::Ok();
   std::string msg(what);
   msg += ": ";
@@ -19,12 +21,28 @@ Status CudaStatus(cudaError_t err, std::string_view what) {
     case cudaErrorSystemDriverMismatch:
     case cudaErrorCompatNotSupportedOnDevice:
     case cudaErrorNoKernelImageForDevice:
+    case cudaErrorSystemNotReady:
       return Status::Unavailable(msg);
     case cudaErrorMemoryAllocation:
       return Status::ResourceExhausted(msg);
+    case cudaErrorInvalidValue:
+    case cudaErrorInvalidDevicePointer:
+    case cudaErrorInvalidResourceHandle:
+    case cudaErrorMapBufferObjectFailed:
+      return Status::InvalidArgument(msg);
+    case cudaErrorNotSupported:
+    case cudaErrorOperatingSystem:
+      return Status::Unsupported(msg);
     default:
       return Status::Internal(msg);
   }
 }
 
-}  // namespace kvault::kernels::cuda_detail
+namespace cuda_detail {
+
+Status CudaStatus(cudaError_t err, std::string_view what) {
+  return CudaErrorStatus(static_cast<int>(err), what);
+}
+
+}  // namespace cuda_detail
+}  // namespace kvault::kernels

@@ -9,9 +9,7 @@
 
 namespace kvault::kernels::cuda_detail {
 
-// OK for cudaSuccess. No device, no driver or a device that cannot be used -> Unavailable;
-// out of device memory -> ResourceExhausted; anything else (a failed launch, a fault) -> Internal.
-// The message is "<what>: <error name>: <error text>".
+// kernels::CudaErrorStatus (kvault/kernels/cuda_status.h) for a cudaError_t.
 Status CudaStatus(cudaError_t err, std::string_view what);
 
 }  // namespace kvault::kernels::cuda_detail

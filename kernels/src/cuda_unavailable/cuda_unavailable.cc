@@ -1,5 +1,8 @@
 // The CUDA codec entry points of a build without nvcc: every call says so.
+#include <string>
+
 #include "kvault/kernels/cuda_codec.h"
+#include "kvault/kernels/cuda_status.h"
 
 namespace kvault::kernels {
 namespace {
@@ -16,6 +19,15 @@ Status CudaEncodeBlocks(const PagedKvView&, uint64_t, uint32_t, const BlockDescr
 Status CudaDecodeBlocks(const uint8_t*, uint64_t, uint32_t, const BlockDescriptor&,
                         const PagedKvView&, uint64_t, void*) {
   return NoCuda();
+}
+
+}  // namespace kvault::kernels
+
+namespace kvault::kernels {
+
+Status CudaErrorStatus(int cuda_error, std::string_view what) {
+  if (cuda_error == 0) return Status::Ok();
+  return Status::Internal(std::string(what) + ": CUDA error " + std::to_string(cuda_error));
 }
 
 }  // namespace kvault::kernels

@@ -14,13 +14,12 @@
 #include <vector>
 
 #include "gpu/cuda_status.h"
-#include "gpu/range_allocator.h"
+#include "alloc/extent_allocator.h"
 
 namespace kvault::storage {
 namespace {
 
 using gpu_internal::CudaStatus;
-using gpu_internal::RangeAllocator;
 
 constexpr uint64_t kMinAlignment = 256;
 constexpr uint64_t kMaxAlignment = uint64_t{1} << 30;
@@ -96,7 +95,7 @@ class GpuTier::Impl {
         capacity_(capacity),
         pool_(device, pool),
         streams_(device),
-        allocator_(capacity, alignment) {}
+        allocator_(capacity, ExtentAllocator::Rounding{alignment, /*size_classes=*/false}) {}
 
   // Synchronous copy on one of the tier's streams, from any thread. With unified addressing
   // cudaMemcpyDefault lets the driver tell host (pageable or pinned) from device memory.
@@ -137,7 +136,7 @@ class GpuTier::Impl {
   Status ipc_status_;  // why the pool cannot be exported, OK when it can; set once in Create
 
   mutable std::mutex mu_;
-  RangeAllocator allocator_;                    // guarded by mu_; includes Puts in flight
+  ExtentAllocator allocator_;                   // guarded by mu_; includes Puts in flight
   std::unordered_map<TierSlot, Block> blocks_;  // guarded by mu_; committed blocks only
   uint64_t used_bytes_ = 0;                     // guarded by mu_
 
@@ -228,7 +227,7 @@ Result<TierSlot> GpuTier::Put(const ScopedKey& key, std::span<const uint8_t> obj
       return Status::ResourceExhausted(
           "gpu tier: no free range for " + std::to_string(bytes) + " bytes (free " +
           std::to_string(impl_->allocator_.free_bytes()) + ", largest free range " +
-          std::to_string(impl_->allocator_.largest_free()) + ")");
+          std::to_string(impl_->allocator_.largest_free_extent()) + ")");
     }
     offset = *got;
   }
@@ -238,7 +237,7 @@ Result<TierSlot> GpuTier::Put(const ScopedKey& key, std::span<const uint8_t> obj
                                     "gpu tier put: cudaMemcpyAsync");
   std::lock_guard<std::mutex> lock(impl_->mu_);
   if (!copied.ok()) {
-    impl_->allocator_.Free(offset);
+    impl_->allocator_.Free(offset, bytes);
     return copied;
   }
   impl_->blocks_.emplace(offset, Impl::Block{key, bytes});
@@ -271,8 +270,8 @@ void GpuTier::Erase(const ScopedKey& key, TierSlot slot, uint32_t /*object_bytes
   auto it = impl_->blocks_.find(slot);
   if (it == impl_->blocks_.end() || !(it->second.key == key)) return;
   impl_->used_bytes_ -= it->second.bytes;
+  impl_->allocator_.Free(slot, it->second.bytes);
   impl_->blocks_.erase(it);
-  impl_->allocator_.Free(slot);
   impl_->erases_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -283,13 +282,13 @@ void GpuTier::VisitCounters(CounterVisitor& visitor) const {
   {
     // A snapshot, so the visitor runs without the lock (it may call back into the tier).
     std::lock_guard<std::mutex> lock(impl_->mu_);
-    const RangeAllocator& a = impl_->allocator_;
+    const ExtentAllocator& a = impl_->allocator_;
     used = impl_->used_bytes_;
     reserved = a.allocated_bytes();
     blocks = impl_->blocks_.size();
-    free_ranges = a.free_ranges();
-    largest_free = a.largest_free();
-    fragmentation = a.Fragmentation();
+    free_ranges = a.free_extents();
+    largest_free = a.largest_free_extent();
+    fragmentation = a.fragmentation();
   }
   visitor.Gauge(kTier, "capacity_bytes", static_cast<double>(impl_->capacity_));
   visitor.Gauge(kTier, "used_bytes", static_cast<double>(used));

@@ -6,11 +6,18 @@
 #include <cstring>
 #include <string>
 
-#include "host/extent_allocator.h"
+#include "alloc/extent_allocator.h"
 
 namespace kvault::storage {
 
-uint64_t HostTierClassBytes(uint64_t bytes) { return ExtentAllocator::ClassBytes(bytes); }
+namespace {
+// 64-byte granules (cache lines, AVX-512 vectors) and size classes.
+constexpr ExtentAllocator::Rounding kHostRounding{64, true};
+}  // namespace
+
+uint64_t HostTierClassBytes(uint64_t bytes) {
+  return ExtentAllocator::ClassBytes(bytes, kHostRounding);
+}
 
 Result<std::unique_ptr<HostTier>> HostTier::Create(const HostTierOptions& options) {
   if (options.capacity_bytes == 0) {
@@ -33,7 +40,7 @@ Result<std::unique_ptr<HostTier>> HostTier::Create(const HostTierOptions& option
 HostTier::HostTier(uint8_t* base, uint64_t mapped_bytes, uint64_t capacity)
     : base_(base),
       mapped_bytes_(mapped_bytes),
-      allocator_(std::make_unique<ExtentAllocator>(capacity)) {}
+      allocator_(std::make_unique<ExtentAllocator>(capacity, kHostRounding)) {}
 
 HostTier::~HostTier() { munmap(base_, mapped_bytes_); }
 
@@ -63,7 +70,7 @@ std::span<uint8_t> HostTier::Bytes(TierSlot slot, uint32_t bytes) const {
 
 bool HostTier::Fits(uint32_t bytes) const {
   std::lock_guard lock(mu_);
-  return allocator_->largest_free_extent() >= ExtentAllocator::ClassBytes(bytes);
+  return allocator_->largest_free_extent() >= allocator_->ClassBytes(bytes);
 }
 
 TierUsage HostTier::Usage() const {
