@@ -6,10 +6,11 @@
 //   - fp32 -> fp16 with vcvtps2ph round-to-nearest-even, fp32 -> bf16 by the integer RNE of
 //     FloatToBf16; NaN lanes are then replaced by the canonical 0x7FFF;
 //   - quantization divides by the stored fp16 scale with a correctly rounded quotient (vdivps,
-//     or the FMA-corrected reciprocal of Quotient, which gives the same bits where it is used),
-//     rounds to nearest-even (vcvtps2dq with embedded rounding; clamping to the integer bounds
-//     first gives the same result as clamping after), and maps NaN to code 0 (E4M3: the
-//     algorithm of FloatToE4M3);
+//     or the FMA-corrected reciprocal of Quotient, which gives the same bits where it is used;
+//     fp8 fast-path codes start from x * (1 / s) and take the exact quotient wherever that could
+//     change a code, see Codes64), rounds to nearest-even (vcvtps2dq with embedded rounding;
+//     clamping to the integer bounds first gives the same result as clamping after), and maps NaN
+//     to code 0 (E4M3: the algorithm of FloatToE4M3);
 //   - max/min reductions skip NaN the way `if (v > m) m = v` does: vmaxps/vminps return their
 //     second operand when either is NaN, so the running value is always passed second;
 //   - int4/int2 decode uses vfmadd exactly where the reference calls fmaf;
@@ -39,9 +40,8 @@
 namespace kvault::kernels::simd {
 namespace {
 
-#include "simd/section_common.inc"
-
 #include "simd/avx512_primitives.inc"
+#include "simd/section_common.inc"
 
 // Tokens ahead that the kernels prefetch: the paged source is gathered vector by vector, which
 // the hardware prefetchers follow poorly.
@@ -72,12 +72,10 @@ KV_INLINE void QuantizeSymmetric(const float* x, uint32_t dim, float s, float r,
 
 // ---- fp8/int8 fast path ---------------------------------------------------------------------
 //
-// A vector whose elements are all finite, with a finite scale, is encoded 64 elements at a time:
-// four chunks of codes are packed to bytes with vpackus/vpacks (in-lane), then put in element
-// order by one vpermd. E4M3 codes use only the normal-range branch of FloatToE4M3; the smallest
-// |quotient| of the vector is tracked and a vector with a quotient below 2^-6 is recomputed by
-// the general QuantizeSymmetric. NaN never reaches this path (no NaN element, finite scale, so
-// the quotients are finite).
+// A vector whose elements are all finite, with a finite scale, is encoded 64 elements at a time
+// by Codes64 (avx512_primitives.inc). NaN never reaches this path (no NaN element, finite scale,
+// so the quotients are finite). A group of 64 that Codes64 cannot settle (E4M3 quotients near a
+// tie point or below 2^-6) is redone with the exact Quotient and the general FloatToE4M3.
 
 // Chunk c (a whole 16 lanes) of the vector: from the source, or from the rotated scratch.
 template <bool kBf16, bool kRot>
@@ -89,64 +87,27 @@ KV_INLINE __m512 LoadChunk(const uint16_t* src, const float* x, uint32_t c) {
   }
 }
 
-// After two rounds of in-lane packs, 128-bit lane l holds dwords [a_l b_l c_l d_l] of the four
-// packed chunks a..d; this puts them in element order.
-KV_INLINE __m512i OrderPacked(__m512i v) {
-  return _mm512_permutexvar_epi32(
-      _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
-}
-
-// Magnitude code of a finite quotient q with |q| >= 2^-6 (FloatToE4M3's normal branch: RNE at
-// mantissa bit 20, saturating at 0x7E); amin tracks the smallest |q| bits seen.
-KV_INLINE __m512i E4M3NormalMag(__m512 q, __m512i& amin) {
-  const __m512i a = _mm512_and_si512(_mm512_castps_si512(q), Set32(0x7FFFFFFF));
-  amin = _mm512_min_epu32(a, amin);
-  __m512i c = _mm512_add_epi32(a, Set32(0x7FFFF - (960 << 20)));
-  c = _mm512_mask_add_epi32(c, _mm512_test_epi32_mask(a, Set32(1 << 20)), c, Set32(1));
-  return _mm512_min_epu32(_mm512_srli_epi32(c, 20), Set32(0x7E));
-}
-
-// 64 codes of chunks y0..y3 in element order.
-template <bool kFp8>
-KV_INLINE __m512i Codes64(__m512 y0, __m512 y1, __m512 y2, __m512 y3, __m512 s, __m512 r,
-                          __m512i& amin) {
-  const __m512 q0 = Quotient(y0, s, r), q1 = Quotient(y1, s, r);
-  const __m512 q2 = Quotient(y2, s, r), q3 = Quotient(y3, s, r);
-  if constexpr (kFp8) {
-    const __m512i c0 = E4M3NormalMag(q0, amin), c1 = E4M3NormalMag(q1, amin);
-    const __m512i c2 = E4M3NormalMag(q2, amin), c3 = E4M3NormalMag(q3, amin);
-    const __m512i mag =
-        _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
-    // Signed saturation keeps the sign bit of each dividend (the sign E4M3 takes, sign_of).
-    const __m512i sgn =
-        _mm512_packs_epi16(_mm512_packs_epi32(_mm512_castps_si512(y0), _mm512_castps_si512(y1)),
-                           _mm512_packs_epi32(_mm512_castps_si512(y2), _mm512_castps_si512(y3)));
-    return OrderPacked(
-        _mm512_ternarylogic_epi32(mag, sgn, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8));
-  } else {
-    // RNE, then saturation to [-128, 127] by the packs and a max to -127: the same as clamping
-    // to [-127, 127] first (the bounds are integers).
-    const __m512i i0 = _mm512_cvt_roundps_epi32(q0, kRne), i1 = _mm512_cvt_roundps_epi32(q1, kRne);
-    const __m512i i2 = _mm512_cvt_roundps_epi32(q2, kRne), i3 = _mm512_cvt_roundps_epi32(q3, kRne);
-    const __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(i0, i1), _mm512_packs_epi32(i2, i3));
-    return OrderPacked(_mm512_max_epi8(b, _mm512_set1_epi8(-127)));
-  }
-}
-
-// Fast-path codes of one vector; false when an E4M3 quotient fell below 2^-6 (the caller then
-// redoes the vector with QuantizeSymmetric).
+// Codes of one vector whose elements are finite and whose scale s (r = 1 / s) is finite.
 template <bool kFp8, bool kBf16, bool kRot>
-KV_INLINE bool QuantizeFast(const uint16_t* src, const float* x, uint32_t dim, float s, float r,
-                            uint8_t* out) {
+KV_INLINE void QuantizeFast(const uint16_t* src, const float* x, uint32_t dim, float s, float r,
+                            const FastConstants& k, uint8_t* out) {
   const __m512 scale = _mm512_set1_ps(s), rcp = _mm512_set1_ps(r);
-  __m512i amin = Set32(-1);
   uint32_t c = 0;
   for (; c + 64 <= dim; c += 64) {
     const __m512 y0 = LoadChunk<kBf16, kRot>(src, x, c);
     const __m512 y1 = LoadChunk<kBf16, kRot>(src, x, c + 16);
     const __m512 y2 = LoadChunk<kBf16, kRot>(src, x, c + 32);
     const __m512 y3 = LoadChunk<kBf16, kRot>(src, x, c + 48);
-    _mm512_storeu_si512(out + c, Codes64<kFp8>(y0, y1, y2, y3, scale, rcp, amin));
+    __m512i codes;
+    const bool exact = Codes64<kFp8>(y0, y1, y2, y3, scale, rcp, k, codes);
+    _mm512_storeu_si512(out + c, codes);
+    if (!exact) {  // rare: redo the group with the exact quotient
+      for (uint32_t e = c; e < c + 64; e += 16) {
+        const __m512 y = LoadChunk<kBf16, kRot>(src, x, e);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + e),
+                         _mm512_cvtepi32_epi8(FloatToE4M3(Quotient(y, scale, rcp), y)));
+      }
+    }
   }
   for (; c < dim; c += 16) {  // remainder chunks: the general per-chunk code
     const bool tail = dim - c < 16;
@@ -159,91 +120,78 @@ KV_INLINE bool QuantizeFast(const uint16_t* src, const float* x, uint32_t dim, f
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), bytes);
     }
   }
-  if constexpr (kFp8) {
-    return _mm512_cmplt_epu32_mask(amin, Set32(0x3C800000)) == 0;
-  } else {
-    return true;
-  }
-}
-
-// Largest |element| bit pattern (sign cleared) of a source vector of dim fp16/bf16 elements, as
-// an unsigned integer: magnitudes of non-NaN values order like their bit patterns, and any NaN
-// makes the result exceed the Inf pattern.
-KV_INLINE uint32_t MaxMagnitude16(const uint16_t* p, uint32_t dim) {
-  const __m512i abs = _mm512_set1_epi16(0x7FFF);
-  __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
-  uint32_t c = 0;
-  for (; c + 64 <= dim; c += 64) {
-    m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(p + c), abs));
-    m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_loadu_si512(p + c + 32), abs));
-  }
-  if (c + 32 <= dim) {
-    m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(p + c), abs));
-    c += 32;
-  }
-  if (c < dim) {
-    const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (dim - c)) - 1);
-    m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_maskz_loadu_epi16(m, p + c), abs));
-  }
-  m0 = _mm512_max_epu16(m0, m1);
-  const __m256i h = _mm256_max_epu16(_mm512_castsi512_si256(m0), _mm512_extracti64x4_epi64(m0, 1));
-  const __m128i q = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-  // max = ~min(~q): phminposuw finds the minimum.
-  const __m128i inv = _mm_xor_si128(q, _mm_set1_epi32(-1));
-  return 0xFFFFu & ~static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_minpos_epu16(inv)));
 }
 
 // fp8/int8: per (token, head) scale fp16(amax / 448 or 127), 0 -> 1.0. The heads of a token are
 // done in batches: load and reduce every vector, compute the batch's scales in one vector, then
 // quantize, so the reduction -> scale -> quantize latency of one vector overlaps the others.
-// amax is an integer max of magnitude bit patterns (exact for non-NaN values); a vector holding a
-// NaN takes the NaN-skipping fp32 reduction and the general quantizer.
+// Unrotated, amax is an integer max of the 16-bit magnitude patterns (exact for non-NaN values),
+// reduced for the whole batch at once; rotated, of the fp32 patterns. A vector holding a NaN
+// takes the NaN-skipping fp32 reduction and the general quantizer.
 template <bool kFp8, bool kBf16, bool kRot>
 void EncodeSymmetric(const SectionJob& j) {
   const uint32_t dim = j.dim, stride = j.vec_stride;
   const __m512 divisor = _mm512_set1_ps(kFp8 ? 448.0f : 127.0f);
-  bool has_nan[kHeadBatch];
+  const FastConstants k = MakeFastConstants();
+  __m512i m16[kHeadBatch];
   for (uint32_t t = j.sink; t < j.tokens; ++t) {
     const uint64_t v0 = static_cast<uint64_t>(t - j.sink) * j.heads;
     for (uint32_t h0 = 0; h0 < j.heads; h0 += kHeadBatch) {
       const uint32_t nb = j.heads - h0 < kHeadBatch ? j.heads - h0 : kHeadBatch;
-      for (uint32_t b = 0; b < nb; ++b) {
-        float* x = j.vec + b * stride;
-        const uint16_t* src = At(j, t, h0 + b);
-        if (t + kPrefetchTokens < j.tokens) Prefetch(At(j, t + kPrefetchTokens, h0 + b), dim);
-        float amax;
-        if constexpr (kRot) {
-          LoadVector<kBf16, true>(j, src, x);
-          __m512i m = _mm512_setzero_si512();  // lanes past dim hold 0
+      const __mmask16 m = Mask16(nb);
+      __m512 amax;
+      __mmask16 nan;
+      if constexpr (kRot) {
+        for (uint32_t b = 0; b < nb; ++b) {
+          float* x = j.vec + b * stride;
+          if (t + kPrefetchTokens < j.tokens) Prefetch(At(j, t + kPrefetchTokens, h0 + b), dim);
+          LoadVector<kBf16, true>(j, At(j, t, h0 + b), x);
+          __m512i mx = _mm512_setzero_si512();  // lanes past dim hold 0
           for (uint32_t c = 0; c < dim; c += 16) {
-            m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_loadu_si512(x + c), Set32(0x7FFFFFFF)));
+            mx = _mm512_max_epu32(mx,
+                                  _mm512_and_si512(_mm512_loadu_si512(x + c), Set32(0x7FFFFFFF)));
           }
-          const uint32_t bits = _mm512_reduce_max_epu32(m);
-          has_nan[b] = bits > 0x7F800000u;
-          std::memcpy(&amax, &bits, 4);
-        } else {
-          const uint32_t bits = MaxMagnitude16(src, dim);
-          has_nan[b] = bits > (kBf16 ? 0x7F80u : 0x7C00u);
-          amax = kBf16 ? __builtin_bit_cast(float, bits << 16)
-                       : HalfToFloatS(static_cast<uint16_t>(bits));
+          const uint32_t bits = _mm512_reduce_max_epu32(mx);
+          std::memcpy(j.mn + b, &bits, 4);
         }
-        if (has_nan[b]) {  // NaN-skipping fp32 reduction
-          if constexpr (!kRot) LoadVector<kBf16, false>(j, src, x);
+        const __m512i bits = _mm512_maskz_loadu_epi32(m, j.mn);
+        nan = _mm512_cmpgt_epu32_mask(bits, Set32(0x7F800000));
+        amax = _mm512_castsi512_ps(bits);
+      } else {
+        for (uint32_t b = 0; b < nb; ++b) {
+          if (t + kPrefetchTokens < j.tokens) Prefetch(At(j, t + kPrefetchTokens, h0 + b), dim);
+          m16[b] = MaxMagnitude16(At(j, t, h0 + b), dim);
+        }
+        for (uint32_t b = nb; b < (nb + 7) / 8 * 8; ++b) m16[b] = _mm512_setzero_si512();
+        __m256i bits = _mm256_zextsi128_si256(ReduceMax8(m16));
+        if (nb > 8) bits = _mm256_inserti128_si256(bits, ReduceMax8(m16 + 8), 1);
+        nan = _mm256_cmpgt_epu16_mask(bits, _mm256_set1_epi16(kBf16 ? 0x7F80 : 0x7C00));
+        amax = kBf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16))
+                     : _mm512_cvtph_ps(bits);
+      }
+      if (nan != 0) {  // NaN-skipping fp32 reduction of those vectors
+        _mm512_storeu_ps(j.mn, amax);
+        for (uint32_t b = 0; b < nb; ++b) {
+          if (((nan >> b) & 1) == 0) continue;
+          float* x = j.vec + b * stride;
+          if constexpr (!kRot) LoadVector<kBf16, false>(j, At(j, t, h0 + b), x);
           __m512 am = _mm512_setzero_ps();
           for (uint32_t c = 0; c < dim; c += 16) {
             am = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + c)), am);  // NaN keeps amax
           }
-          amax = _mm512_reduce_max_ps(am);
+          j.mn[b] = _mm512_reduce_max_ps(am);
         }
-        j.mn[b] = amax;
+        amax = _mm512_loadu_ps(j.mn);
       }
       // amax is never NaN, so fp16(amax / divisor) needs no NaN fix-up.
-      const __mmask16 m = Mask16(nb);
-      __m256i s16 = _mm512_cvtps_ph(_mm512_div_ps(_mm512_maskz_loadu_ps(m, j.mn), divisor), kRne);
+      __m256i s16 = _mm512_cvtps_ph(_mm512_div_ps(_mm512_maskz_mov_ps(m, amax), divisor), kRne);
       __m512 sf = _mm512_cvtph_ps(s16);
       const __mmask16 zero = _mm512_cmp_ps_mask(sf, _mm512_setzero_ps(), _CMP_EQ_OQ);
       s16 = _mm256_mask_mov_epi16(s16, zero, _mm256_set1_epi16(0x3C00));
       sf = _mm512_mask_mov_ps(sf, zero, _mm512_set1_ps(1.0f));
+      // s is finite unless amax / divisor overflowed fp16; then x may be Inf (Quotient's
+      // precondition fails), so divide. Otherwise |x| <= amax bounds |x / s| by ~2 * divisor.
+      const __mmask16 inf = _mm512_fpclass_ps_mask(sf, 0x18);  // +-Inf
       _mm512_storeu_ps(j.sf, sf);
       _mm512_storeu_ps(j.zf, _mm512_div_ps(_mm512_set1_ps(1.0f), sf));  // reciprocals
       _mm256_mask_storeu_epi16(j.params_out + 2 * (v0 + h0), m, s16);
@@ -251,16 +199,13 @@ void EncodeSymmetric(const SectionJob& j) {
         uint8_t* out = j.codes_out + (v0 + h0 + b) * dim;
         float* x = j.vec + b * stride;
         const uint16_t* src = At(j, t, h0 + b);
-        // s is finite unless amax / divisor overflowed fp16; then x may be Inf (Quotient's
-        // precondition fails), so divide. Otherwise |x| <= amax bounds |x / s| by ~2 * divisor.
-        if (__builtin_isinf(j.sf[b])) {
-          if constexpr (!kRot) LoadVector<kBf16, false>(j, src, x);
+        if (((inf >> b) & 1) != 0) {
+          if (!kRot && ((nan >> b) & 1) == 0) LoadVector<kBf16, false>(j, src, x);
           QuantizeSymmetric<kFp8, true>(x, dim, j.sf[b], 0.0f, out);
-        } else if (has_nan[b] ||
-                   !QuantizeFast<kFp8, kBf16, kRot>(src, x, dim, j.sf[b], j.zf[b], out)) {
-          // has_nan: the scratch is already loaded; otherwise fill it when not rotated.
-          if (!kRot && !has_nan[b]) LoadVector<kBf16, false>(j, src, x);
+        } else if (((nan >> b) & 1) != 0) {  // the scratch is already loaded
           QuantizeSymmetric<kFp8, false>(x, dim, j.sf[b], j.zf[b], out);
+        } else {
+          QuantizeFast<kFp8, kBf16, kRot>(src, x, dim, j.sf[b], j.zf[b], k, out);
         }
       }
     }
