@@ -11,9 +11,6 @@ namespace kvault::storage {
 // "lru": least recently used block first (lru_policy.cc).
 std::unique_ptr<EvictionPolicy> MakeLruPolicy();
 
-// "leaf-lru": LRU that evicts request tails first and chains from their end (leaf_lru_policy.cc).
-std::unique_ptr<EvictionPolicy> MakeLeafLruPolicy();
-
 // "prefix": chain-aware ARC with request tails first and ghost lists (prefix_policy.cc).
 std::unique_ptr<EvictionPolicy> MakePrefixPolicy();
 

@@ -18,7 +18,6 @@ struct PolicyEntry {
 constexpr std::array kPolicies = {
     PolicyEntry{"prefix", &MakePrefixPolicy},
     PolicyEntry{"lru", &MakeLruPolicy},
-    PolicyEntry{"leaf-lru", &MakeLeafLruPolicy},
 };
 
 }  // namespace

@@ -1,4 +1,4 @@
-// The chain-aware policies ("prefix", "leaf-lru"): request tails go first, chains are eaten from
+// The chain-aware policy ("prefix"): request tails go first, chains are eaten from
 // their end (the prefix that stays still hits), the entry touched last is spared while others can
 // go, and (prefix) a block readmitted soon after its eviction is protected like a reused one.
 #include <gtest/gtest.h>
@@ -102,10 +102,9 @@ TEST_P(EvictionChainTest, SkipsPinnedTailsWithoutLosingThem) {
   EXPECT_EQ(p->PickVictim(kAll), 2u);  // still the oldest tail once released
 }
 
-INSTANTIATE_TEST_SUITE_P(ChainAware, EvictionChainTest, ::testing::Values("prefix", "leaf-lru"),
+INSTANTIATE_TEST_SUITE_P(ChainAware, EvictionChainTest, ::testing::Values("prefix"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param == "prefix" ? std::string("prefix")
-                                                         : std::string("leaf_lru");
+                           return info.param;
                          });
 
 TEST(EvictionPrefixTest, ReadmittedBlockOutlivesOnceSeenOnes) {

@@ -37,8 +37,8 @@ TEST(PolicyReplayTest, LruByHand) {
   EXPECT_EQ(s->evictions, 4u);
   EXPECT_EQ(s->bypassed, 0u);
   EXPECT_EQ(s->orphaning_evictions, 2u);
-  // leaf-lru eats the chain from its end instead: no orphans.
-  Result<HitStats> leaf = ReplayPolicy(t, 3, *Make("leaf-lru"));
+  // prefix eats the chain from its end instead: no orphans.
+  Result<HitStats> leaf = ReplayPolicy(t, 3, *Make("prefix"));
   ASSERT_TRUE(leaf.ok());
   EXPECT_EQ(leaf->orphaning_evictions, 0u);
 }
@@ -104,7 +104,7 @@ TEST_P(TraceRegressionTest, ReproducesTheReferenceTable) {
   const HitStats min = SimulateBelady(t, capacity);
   EXPECT_NEAR(100 * lru->hit_ratio(), ref.lru_percent, 0.05);
   EXPECT_NEAR(100 * min.hit_ratio(), ref.min_percent, 0.05);
-  for (const char* name : {"prefix", "leaf-lru"}) {
+  for (const char* name : {"prefix"}) {
     Result<HitStats> s = ReplayPolicy(t, capacity, *Make(name));
     ASSERT_TRUE(s.ok());
     EXPECT_GT(s->hit_ratio(), lru->hit_ratio()) << name;
