@@ -318,42 +318,115 @@ FioBaseline RunFio(const fs::path& base, double seconds) {
   return fio;
 }
 
+constexpr const char* kUsage = R"(nvme_tuning: the measurement behind the nvme tier's RocksDB settings
+
+Usage:
+  nvme_tuning --dir DIR [options]
+
+Drives a real NvmeTier per configuration and block size the way a cache does: fill the capacity,
+churn (put new blocks, erasing the oldest), close, reopen and recover, drop the page cache of the
+database files, then read live blocks in random order from one thread and from four. fio runs in
+the same invocation on the same filesystem (sequential 1 MiB writes and random 1 MiB reads,
+O_DIRECT) as the baseline. docs/storage.md ("Tuning, measured") has the figures and the decision.
+
+Options:
+  --dir DIR           where the databases and fio's file go (required; emptied per configuration)
+  --capacity-mib N    tier capacity and fill size in MiB (default 1024, 16..1048576)
+  --churn-mib N       bytes put during the churn phase in MiB (default 2048)
+  --sizes LIST        block sizes, comma-separated, with a k or m suffix (default 64k,1m,4m)
+  --configs LIST      inline, blob, blob-wal, blob-direct (default: all four)
+  --read-seconds S    time limit of each read phase and of each fio run (default 3)
+  --repeat N          rounds over every size and configuration (default 1)
+  --json FILE         also write every figure as JSON
+  --no-fio            skip the fio baseline
+  --help              this text
+
+Exit status: 0 on success, 2 for bad usage, 1 when a measurement fails.
+)";
+
+struct Options {
+  fs::path base;
+  uint64_t capacity = 0, churn = 0, repeat = 1;
+  double read_seconds = 3;
+  std::vector<uint64_t> sizes;
+  std::vector<TuningConfig> configs;
+};
+
+Result<Options> ParseOptions(const CliArgs& cli) {
+  if (!cli.Has("dir")) return Status::InvalidArgument("--dir DIR is required");
+  if (!cli.positional().empty()) {
+    return Status::InvalidArgument("unexpected argument '" + cli.positional()[0] + "'");
+  }
+  Options o;
+  o.base = *cli.Get("dir");
+  KVAULT_ASSIGN_OR_RETURN(uint64_t capacity_mib, cli.GetUint("capacity-mib", 1024, 16, 1 << 20));
+  KVAULT_ASSIGN_OR_RETURN(uint64_t churn_mib, cli.GetUint("churn-mib", 2048, 0, 1 << 22));
+  KVAULT_ASSIGN_OR_RETURN(uint64_t seconds, cli.GetUint("read-seconds", 3, 1, 600));
+  KVAULT_ASSIGN_OR_RETURN(o.repeat, cli.GetUint("repeat", 1, 1, 100));
+  o.capacity = capacity_mib << 20;
+  o.churn = churn_mib << 20;
+  o.read_seconds = static_cast<double>(seconds);
+  std::stringstream list(cli.GetOr("sizes", "64k,1m,4m"));
+  for (std::string item; std::getline(list, item, ',');) {
+    const char suffix = item.empty() ? '\0' : item.back();
+    if (suffix != 'k' && suffix != 'm') {
+      return Status::InvalidArgument("--sizes: '" + item + "' needs a k or m suffix");
+    }
+    KVAULT_ASSIGN_OR_RETURN(uint64_t n, ParseUintArg("--sizes", item.substr(0, item.size() - 1),
+                                                     1, suffix == 'm' ? 1024 : 1024 * 1024));
+    o.sizes.push_back(n * (suffix == 'm' ? (1u << 20) : (1u << 10)));
+  }
+  std::stringstream names(cli.GetOr("configs", "inline,blob,blob-wal,blob-direct"));
+  for (std::string name; std::getline(names, name, ',');) {
+    bool known = false;
+    for (const TuningConfig& c : AllConfigs()) {
+      if (c.name == name) {
+        o.configs.push_back(c);
+        known = true;
+      }
+    }
+    if (!known) {
+      return Status::InvalidArgument("--configs: unknown configuration '" + name +
+                                     "' (inline, blob, blob-wal, blob-direct)");
+    }
+  }
+  if (o.sizes.empty() || o.configs.empty()) {
+    return Status::InvalidArgument("--sizes and --configs must not be empty");
+  }
+  return o;
+}
+
 int Run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
   Result<CliArgs> cli = CliArgs::Parse(
       args,
       {"dir", "capacity-mib", "churn-mib", "sizes", "configs", "read-seconds", "repeat", "json"},
       {"no-fio"});
-  if (!cli.ok() || !cli->Has("dir")) {
-    std::fprintf(
-        stderr,
-        "%s\nusage: nvme_tuning --dir DIR [--capacity-mib N] [--churn-mib N] "
-        "[--sizes 64k,1m,4m] [--configs a,b] [--read-seconds S] [--repeat N] [--json FILE] "
-        "[--no-fio]\n",
-        cli.ok() ? "" : cli.status().ToString().c_str());
+  Result<Options> parsed = cli.ok() ? ParseOptions(*cli) : Result<Options>(cli.status());
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "nvme_tuning: %s (try --help)\n", parsed.status().message().c_str());
     return 2;
   }
-  const fs::path base = *cli->Get("dir");
-  fs::create_directories(base);
-  const uint64_t capacity = cli->GetUint("capacity-mib", 1024, 16, 1 << 20).value() << 20;
-  const uint64_t churn = cli->GetUint("churn-mib", 2048, 0, 1 << 22).value() << 20;
-  const double read_seconds = static_cast<double>(cli->GetUint("read-seconds", 3, 1, 600).value());
-  const uint64_t repeat = cli->GetUint("repeat", 1, 1, 100).value();
-  std::vector<uint64_t> sizes;
-  {
-    std::stringstream list(cli->GetOr("sizes", "64k,1m,4m"));
-    for (std::string item; std::getline(list, item, ',');) {
-      const uint64_t unit = item.back() == 'm' ? (1 << 20) : (1 << 10);
-      sizes.push_back(std::stoull(item.substr(0, item.size() - 1)) * unit);
-    }
-  }
-  std::vector<TuningConfig> configs;
-  {
-    const std::string wanted =
-        "," + cli->GetOr("configs", "inline,blob,blob-wal,blob-direct") + ",";
-    for (const TuningConfig& c : AllConfigs()) {
-      if (wanted.find("," + c.name + ",") != std::string::npos) configs.push_back(c);
-    }
+  const Options& o = *parsed;
+  const fs::path& base = o.base;
+  const uint64_t capacity = o.capacity;
+  const uint64_t churn = o.churn;
+  const double read_seconds = o.read_seconds;
+  const uint64_t repeat = o.repeat;
+  const std::vector<uint64_t>& sizes = o.sizes;
+  const std::vector<TuningConfig>& configs = o.configs;
+  std::error_code ec;
+  fs::create_directories(base, ec);
+  if (ec) {
+    std::fprintf(stderr, "nvme_tuning: cannot create %s: %s\n", base.c_str(),
+                 ec.message().c_str());
+    return 1;
   }
 
   FioBaseline fio;
