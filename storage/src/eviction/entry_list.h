@@ -43,19 +43,6 @@ class EntryLinks {
     ++list.size;
   }
 
-  void PushTail(EntryList& list, EntryId id) {
-    Link& l = links_[id];
-    l.next = kNoEntry;
-    l.prev = list.tail;
-    if (list.tail != kNoEntry) {
-      links_[list.tail].next = id;
-    } else {
-      list.head = id;
-    }
-    list.tail = id;
-    ++list.size;
-  }
-
   // Puts `id` right behind `anchor` (on the tail side); `anchor` is in `list`.
   void InsertAfter(EntryList& list, EntryId anchor, EntryId id) {
     Link& l = links_[id];

@@ -25,7 +25,7 @@ TEST(EntryListTest, PushInsertMoveUnlink) {
   EntryList a, b;
   links.PushHead(a, 1);
   links.PushHead(a, 2);
-  links.PushTail(a, 3);
+  links.InsertAfter(a, 1, 3);  // after the tail: becomes the tail
   links.InsertAfter(a, 2, 4);
   EXPECT_EQ(HeadToTail(links, a), (std::vector<EntryId>{2, 4, 1, 3}));
   links.InsertAfter(a, 3, 5);  // after the tail: becomes the tail

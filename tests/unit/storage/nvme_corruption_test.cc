@@ -186,10 +186,7 @@ TEST_P(NvmeCorruptionTest, TruncatedValueIsCaught) {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, NvmeCorruptionTest,
                          ::testing::Values(NvmeValueLayout::kBlobFiles, NvmeValueLayout::kInline),
-                         [](const auto& info) {
-                           return info.param == NvmeValueLayout::kBlobFiles ? "BlobFiles"
-                                                                            : "Inline";
-                         });
+                         testing::LayoutName);
 
 // Damage below RocksDB: a byte flipped in a blob file on disk.
 TEST(NvmeBlobFileDamageTest, FlippedByteInABlobFileIsCaught) {

@@ -15,6 +15,7 @@
 
 #include "kvault/common/block_format.h"
 #include "kvault/storage/counters.h"
+#include "kvault/storage/nvme_tier.h"
 #include "kvault/storage/scoped_key.h"
 
 namespace kvault::storage::testing {
@@ -108,6 +109,11 @@ double CounterOf(const TierT& tier, const std::string& name) {
   auto it = map.values.find("nvme/" + name);
   EXPECT_NE(it, map.values.end()) << "no counter " << name;
   return it == map.values.end() ? -1 : it->second;
+}
+
+// Test-name suffix of a value layout, for the suites parameterised over both.
+inline std::string LayoutName(const ::testing::TestParamInfo<NvmeValueLayout>& info) {
+  return info.param == NvmeValueLayout::kBlobFiles ? "BlobFiles" : "Inline";
 }
 
 }  // namespace kvault::storage::testing

@@ -186,10 +186,7 @@ TEST_P(NvmeTierTest, CountersAndGaugesAreReported) {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, NvmeTierTest,
                          ::testing::Values(NvmeValueLayout::kBlobFiles, NvmeValueLayout::kInline),
-                         [](const auto& info) {
-                           return info.param == NvmeValueLayout::kBlobFiles ? "BlobFiles"
-                                                                            : "Inline";
-                         });
+                         testing::LayoutName);
 
 TEST(NvmeTierCapacityTest, PutPastTheCapIsResourceExhaustedAndStoresNothing) {
   TempDir dir;
