@@ -3,7 +3,6 @@
 // (reserve/commit, lookup, leases, pins, delete), tier_moves.cc the tier manager part (making
 // room, demotion, promotion, the mover threads). See block_store.h for the contract and lock order.
 
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -96,9 +95,6 @@ class StoreCore {
   void MoverLoop();
   bool MoverHasWork() const;
   void WakeMovers();
-
-  friend class WriteReservation;
-  friend class BlockPin;
 
   const BlockStoreOptions options_;
   std::unique_ptr<SteadyClock> owned_clock_;
