@@ -5,6 +5,7 @@
 
 #include "codec_bench.h"
 #include "storage_bench.h"
+#include "store_bench.h"
 #include "trace_bench.h"
 
 namespace {
@@ -15,6 +16,7 @@ Usage:
   kvault-bench codec [options]   codec accuracy, size and speed (kvault-bench codec --help)
   kvault-bench storage [options] storage tier put, lookup and read (kvault-bench storage --help)
   kvault-bench trace [options]   eviction hit ratio on a request trace vs LRU and Belady
+  kvault-bench store [options]   kvaultd lookup, store and load vs redis-server and ucx_perftest
   kvault-bench --help
 
 Every throughput figure is printed beside a baseline measured in the same run.
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
   if (args[0] == "codec") return kvault::bench::RunCodecBench(rest);
   if (args[0] == "storage") return kvault::bench::RunStorageBench(rest);
   if (args[0] == "trace") return kvault::bench::RunTraceBench(rest);
+  if (args[0] == "store") return kvault::bench::RunStoreBench(rest);
   std::fprintf(stderr, "kvault-bench: unknown workload '%s' (try --help)\n", args[0].c_str());
   return 2;
 }

@@ -9,6 +9,8 @@ PACKAGES=(
   libssl-dev libxxhash-dev libgtest-dev libgmock-dev
   clang-14 libclang-rt-14-dev
   librocksdb-dev fio
+  libucx-dev ucx-utils libboost-dev libyaml-cpp-dev prometheus-cpp-dev
+  redis-server libhiredis-dev prometheus
 )
 
 missing=()

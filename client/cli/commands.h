@@ -24,5 +24,9 @@ bool WantsHelp(const std::vector<std::string>& args);
 int CodecRoundtrip(const std::vector<std::string>& args);
 // kvault codec inspect [--no-verify] FILE
 int CodecInspect(const std::vector<std::string>& args);
+// kvault status --server HOST:PORT [--tenant T --token-file F] [--timeout-ms N]
+int ServerStatus(const std::vector<std::string>& args);
+// kvault stats --server HOST:PORT [--json] [...]
+int ServerStats(const std::vector<std::string>& args);
 
 }  // namespace kvault::cli

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "demo.h"
 
 namespace {
 
@@ -21,11 +22,24 @@ Usage:
   kvault codec inspect [--no-verify] FILE
       Prints a block object's header in readable form. --no-verify skips the checksum check
       (to look at a damaged object).
-  kvault --help | codec --help
+  kvault status --server HOST:PORT [--tenant T --token-file F] [--timeout-ms N]
+      Prints a daemon's health (ping round trip), its tiers (used and capacity bytes, blocks)
+      and key counters. Exit code 1 with one line on stderr when it is unreachable or refuses.
+  kvault stats --server HOST:PORT [--json] [--tenant T --token-file F] [--timeout-ms N]
+      Prints every counter and gauge of the daemon's Stats reply ('name value', or one JSON
+      object with --json).
+  kvault demo --server HOST:PORT [--codec SPEC] [--conversations N] [--turns N] [--layers N]
+              [--block-tokens N] [--seed N] [--json FILE]
+      Replays multi-turn chat conversations (KV from the realistic generator) through libkvault
+      against a running kvaultd: looks up each prompt's key chain, loads and verifies the cached
+      prefix byte for byte, stores the new blocks; prints the prefix hit ratio, bytes saved by
+      quantization, latency, throughput and codec accuracy (docs/client.md "The demo").
+  kvault --help | codec --help | status --help | stats --help | demo --help
 
 Codec specs (docs/codecs.md): raw, fp8, int8, int4, int2, with options g=N, rot, sink=N, K/V
 splits (k=int4,v=int2) and layer ranges (k=int4,v=int2;layers=0-1:int8).
-Exit codes: 0 success, 2 bad usage or input, 1 I/O or internal failure.
+Exit codes: 0 success, 2 bad usage or input, 1 I/O or internal failure, or (status, stats,
+demo) a daemon that is unreachable or refuses, or (demo) a loaded block that does not verify.
 )";
 
 }  // namespace
@@ -47,6 +61,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvault codec: unknown subcommand '%s' (try kvault --help)\n",
                  args[1].c_str());
     return kvault::cli::kExitUsage;
+  }
+  if (args[0] == "status" || args[0] == "stats") {
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    return args[0] == "status" ? kvault::cli::ServerStatus(rest) : kvault::cli::ServerStats(rest);
+  }
+  if (args[0] == "demo") {
+    return kvault::cli::Demo(std::vector<std::string>(args.begin() + 1, args.end()));
   }
   std::fprintf(stderr, "kvault: unknown command '%s' (try kvault --help)\n", args[0].c_str());
   return kvault::cli::kExitUsage;

@@ -84,6 +84,33 @@ struct Rotation {
   float scale;             // RotationScale(head_dim)
 };
 
+// Unsigned 32-bit division by a run-time constant d >= 1 without a divide: Granlund and
+// Montgomery, "Division by invariant integers using multiplication" (1994), figure 4.1, exact for
+// every n < 2^32. With l = ceil(log2 d): mul = floor(2^32 (2^l - d) / d) + 1 (< 2^32),
+// sh1 = min(l, 1), sh2 = max(l - 1, 0); n / d = (t + ((n - t) >> sh1)) >> sh2, t = mulhi(mul, n).
+struct FastDivU32 {
+  uint32_t mul, sh1, sh2;
+};
+
+inline FastDivU32 MakeFastDivU32(uint32_t d) {  // host; d >= 1
+  uint32_t l = 0;
+  while ((uint64_t{1} << l) < d) ++l;
+  FastDivU32 f;
+  f.mul = static_cast<uint32_t>((((uint64_t{1} << l) - d) << 32) / d + 1);
+  f.sh1 = l < 1 ? l : 1u;
+  f.sh2 = l > 1 ? l - 1 : 0u;
+  return f;
+}
+
+__host__ __device__ __forceinline__ uint32_t FastDiv(uint32_t n, const FastDivU32& f) {
+#ifdef __CUDA_ARCH__
+  const uint32_t t = __umulhi(n, f.mul);
+#else
+  const uint32_t t = static_cast<uint32_t>((uint64_t{n} * f.mul) >> 32);
+#endif
+  return (t + ((n - t) >> f.sh1)) >> f.sh2;
+}
+
 // Kernel A: per (token, head) vector work. Covers raw sections, sinks of every section, fp8/int8
 // sections and int4/int2 V sections.
 struct VectorArgs {
@@ -91,10 +118,16 @@ struct VectorArgs {
   BatchShape shape;
   Rotation rot;
   uint8_t* payloads;          // encode writes, decode reads (cast back to const there)
-  uint32_t ctas_per_section;  // sink_ctas + body_ctas
+  uint32_t ctas_per_section;  // sink_ctas + body_ctas (grid x; grid y = sections, z = blocks)
   uint32_t sink_ctas;         // CTAs for the sink tokens [0, sink)
   uint32_t sink_only;         // 1: the body of these sections belongs to kernel B
   uint32_t num_sections;
+  // Addressing precomputed by the host (VectorPlan in cuda_codec.cu). A team's vectors are
+  // v = v0 + r * teams: from (token, head) of v0, the next is (token + step_tokens, head +
+  // step_heads) with a carry when the head reaches kv_heads (step_* = teams / and % kv_heads).
+  FastDivU32 div_heads;  // v / kv_heads
+  FastDivU32 div_page;   // t / page_tokens
+  uint32_t step_tokens, step_heads;
   SectionEntry sections[kMaxSectionsPerLaunch];
 };
 

@@ -22,10 +22,12 @@ size_t VectorScratchBytes(int chunks_per_thread);
 // Dynamic shared memory of the key encoder for `teams_per_tile`.
 size_t KeyEncodeSmemBytes(int chunks_per_thread, uint32_t teams_per_tile);
 
-cudaError_t LaunchEncodeVectors(const VectorArgs& args, bool bf16, int chunks_per_thread, dim3 grid,
-                                size_t smem_bytes, cudaStream_t stream);
-cudaError_t LaunchDecodeVectors(const VectorArgs& args, bool bf16, int chunks_per_thread, dim3 grid,
+// Kernel A: every section of `args` has codec `codec` (kRaw for a launch of sinks only).
+cudaError_t LaunchEncodeVectors(const VectorArgs& args, bool bf16, uint32_t codec,
+                                int chunks_per_thread, dim3 grid, size_t smem_bytes,
                                 cudaStream_t stream);
+cudaError_t LaunchDecodeVectors(const VectorArgs& args, bool bf16, uint32_t codec,
+                                int chunks_per_thread, dim3 grid, cudaStream_t stream);
 cudaError_t LaunchEncodeKeys(const KeyArgs& args, bool bf16, int chunks_per_thread, int bits,
                              dim3 grid, cudaStream_t stream);
 cudaError_t LaunchDecodeKeys(const KeyArgs& args, bool bf16, int chunks_per_thread, int bits,

@@ -198,6 +198,23 @@ dim3 GridFor(uint64_t ctas_per_section, size_t sections, uint32_t num_blocks) {
               std::min<uint32_t>(num_blocks, kMaxGridY), 1);
 }
 
+// Kernel A's grid: x = CTAs of a section, y = sections (<= kMaxSectionsPerLaunch), z = blocks
+// (strided loop past 65535), so that a CTA finds its section and segment without dividing.
+dim3 VectorGridFor(uint64_t ctas_per_section, size_t sections, uint32_t num_blocks) {
+  return dim3(static_cast<unsigned>(ctas_per_section), static_cast<unsigned>(sections),
+              std::min<uint32_t>(num_blocks, kMaxGridY));
+}
+
+// Kernel A's addressing constants (VectorArgs): division by kv_heads and page_tokens, and the
+// (token, head) step between a team's vectors.
+void PlanVectorAddressing(const BatchShape& s, const DeviceView& view, VectorArgs& args) {
+  const uint32_t teams = static_cast<uint32_t>(kThreads) >> s.log2_team;
+  args.div_heads = cuda_detail::MakeFastDivU32(s.kv_heads);
+  args.div_page = cuda_detail::MakeFastDivU32(view.page_tokens);
+  args.step_tokens = teams / s.kv_heads;
+  args.step_heads = teams % s.kv_heads;
+}
+
 // Runs every kernel of a planned batch on `payloads` (16-byte aligned, stride a multiple of 16).
 Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payload_stride,
                cudaStream_t stream) {
@@ -211,11 +228,18 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
   const uint64_t sink_ctas = CeilDiv(uint64_t{s.sink_tokens} * s.kv_heads, per_cta);
   const uint64_t body_ctas =
       CeilDiv(uint64_t{s.block_tokens - s.sink_tokens} * s.kv_heads, per_cta);
-  for (int pass = 0; pass < 2; ++pass) {
-    const std::vector<SectionEntry>& list = pass == 0 ? plan.full : plan.sink_only;
-    const bool sink_only = pass == 1;
+  // One launch per codec (the kernel is specialized on it) and per kMaxSectionsPerLaunch
+  // sections; sink-only sections are plain copies (kRaw).
+  std::map<uint32_t, std::vector<SectionEntry>> by_codec;
+  for (const SectionEntry& e : plan.full) by_codec[cuda_detail::EntryCodec(e)].push_back(e);
+  std::vector<std::tuple<uint32_t, bool, const std::vector<SectionEntry>*>> lists;
+  for (const auto& [codec, list] : by_codec) lists.emplace_back(codec, false, &list);
+  lists.emplace_back(cuda_detail::kRaw, true, &plan.sink_only);
+  for (const auto& [codec, sink_only, list_ptr] : lists) {
+    const std::vector<SectionEntry>& list = *list_ptr;
     const uint64_t cps = sink_ctas + (sink_only ? 0 : body_ctas);
     if (list.empty() || cps == 0) continue;
+    const bool grouped = codec == cuda_detail::kInt4 || codec == cuda_detail::kInt2;
     for (size_t first = 0; first < list.size(); first += kMaxSectionsPerLaunch) {
       const size_t count = std::min<size_t>(kMaxSectionsPerLaunch, list.size() - first);
       VectorArgs args{};
@@ -228,13 +252,16 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
       args.sink_only = sink_only ? 1u : 0u;
       args.num_sections = static_cast<uint32_t>(count);
       std::copy_n(list.begin() + static_cast<std::ptrdiff_t>(first), count, args.sections);
-      const dim3 grid = GridFor(cps, count, s.num_blocks);
+      PlanVectorAddressing(shape, plan.view, args);
+      const dim3 grid = VectorGridFor(cps, count, s.num_blocks);
       const cudaError_t err =
           encode ? cuda_detail::LaunchEncodeVectors(
-                       args, plan.bf16, K, grid,
-                       plan.general_groups && !sink_only ? cuda_detail::VectorScratchBytes(K) : 0,
+                       args, plan.bf16, codec, K, grid,
+                       plan.general_groups && grouped && !sink_only
+                           ? cuda_detail::VectorScratchBytes(K)
+                           : 0,
                        stream)
-                 : cuda_detail::LaunchDecodeVectors(args, plan.bf16, K, grid, stream);
+                 : cuda_detail::LaunchDecodeVectors(args, plan.bf16, codec, K, grid, stream);
       KVAULT_RETURN_IF_ERROR(
           cuda_detail::CudaStatus(err, encode ? "CUDA codec: encode (vector kernel)"
                                               : "CUDA codec: decode (vector kernel)"));

@@ -1,7 +1,8 @@
 // Kernel A: per (token, head) vector encode/decode.
 //
-// Grid: x = sections of the launch x ctas_per_section, y = blocks (strided loop past 65535).
-// A CTA covers one segment of one section: the sink tokens [0, sink) (copied raw) or the body
+// Grid: x = ctas_per_section, y = sections of the launch, z = blocks (strided loop past 65535);
+// every section of a launch has the codec the kernel is specialized on. A CTA covers one segment
+// of one section: the sink tokens [0, sink) (copied raw) or the body
 // [sink, block_tokens). Its 128 threads form teams of T = min(32, pow2ceil(head_dim / 8)) lanes;
 // a team owns one vector at a time, lane l holding chunks l, l + T, ... (8 elements = 16 bytes
 // each), so a warp reads whole 16-byte-per-lane rows along head_dim. Each team handles R = 4 / K
@@ -29,8 +30,9 @@ struct Segment {
   bool raw;              // copy 16-bit elements as they are
 };
 
-__device__ __forceinline__ Segment SegmentOf(const VectorArgs& a, const SectionEntry& e,
-                                             uint32_t local) {
+// kCodec: the codec of every section of the launch (kRaw also for launches of sinks only).
+template <uint32_t kCodec>
+__device__ __forceinline__ Segment SegmentOf(const VectorArgs& a, uint32_t local) {
   const BatchShape& s = a.shape;
   Segment seg;
   if (local < a.sink_ctas) {
@@ -42,15 +44,76 @@ __device__ __forceinline__ Segment SegmentOf(const VectorArgs& a, const SectionE
     seg.first_token = s.sink_tokens;
     seg.vectors = (s.block_tokens - s.sink_tokens) * s.kv_heads;
     seg.cta = local - a.sink_ctas;
-    seg.raw = EntryCodec(e) == kRaw;
+    seg.raw = kCodec == kRaw;
   }
   return seg;
 }
 
-// Byte offset, inside a section, of the raw 16-bit vector (token, head) (sinks and raw codec).
-__device__ __forceinline__ uint64_t RawOffset(const BatchShape& s, uint32_t token, uint32_t head) {
-  return (uint64_t{token} * s.kv_heads + head) * s.head_dim * 2;
+// Byte offset, inside a section, of the raw 16-bit vector v of a segment (sinks and raw codec):
+// vector (token, head) is at (token * kv_heads + head) * head_dim * 2, and token * kv_heads + head
+// = seg.first_token * kv_heads + v.
+__device__ __forceinline__ uint64_t RawOffset(const BatchShape& s, const Segment& seg, uint32_t v) {
+  return (uint64_t{seg.first_token} * s.kv_heads + v) * s.head_dim * 2;
 }
+
+// A team's vectors in a segment, v = v0 + r * teams (r < R), as (token, head): token relative to
+// the segment, stepped without dividing (VectorArgs::step_tokens / step_heads).
+struct VectorWalk {
+  uint32_t v, token, head;
+  __device__ __forceinline__ VectorWalk(const VectorArgs& a, uint32_t v0) : v(v0) {
+    token = FastDiv(v0, a.div_heads);
+    head = v0 - token * a.shape.kv_heads;
+  }
+  __device__ __forceinline__ void Next(const VectorArgs& a, uint32_t teams) {
+    v += teams;
+    token += a.step_tokens;
+    head += a.step_heads;
+    if (head >= a.shape.kv_heads) {
+      head -= a.shape.kv_heads;
+      ++token;
+    }
+  }
+};
+
+// Where a segment of one block starts in the cache: its first token is slot `slot0` of page
+// index `page0`; the cache vectors of its tokens are found from there without dividing.
+struct SegmentPages {
+  const int32_t* page_ids;  // view.page_ids + page0
+  uint32_t slot0;           // < page_tokens
+  uint32_t room;            // page_tokens - slot0 (>= 1): tokens left in the first page
+
+  __device__ __forceinline__ SegmentPages(const VectorArgs& a, uint64_t first) {
+    const uint32_t pt = a.view.page_tokens;
+    uint64_t page0;
+    if ((first >> 32) == 0) {
+      const uint32_t f = static_cast<uint32_t>(first);
+      const uint32_t q = FastDiv(f, a.div_page);
+      page0 = q;
+      slot0 = f - q * pt;
+    } else {
+      page0 = first / pt;
+      slot0 = static_cast<uint32_t>(first - page0 * pt);
+    }
+    page_ids = a.view.page_ids + page0;
+    room = pt - slot0;
+  }
+
+  // Element (kv, first + t, head, 0), `kv_base` = layer base + kv * kv_stride: the element
+  // CacheVector returns. With t = qa * pt + ra (ra < pt): first + t = (page0 + qa) * pt + slot0 + ra
+  // and slot0 + ra < 2 pt, so the page index is page0 + qa + (ra >= room).
+  __device__ __forceinline__ uint16_t* Vector(const VectorArgs& a, uint16_t* kv_base, uint32_t t,
+                                              uint32_t head) const {
+    const DeviceView& view = a.view;
+    const uint32_t qa = FastDiv(t, a.div_page);
+    const uint32_t ra = t - qa * view.page_tokens;
+    const bool next = ra >= room;
+    const uint32_t q = next ? qa + 1u : qa;
+    const uint32_t slot = next ? ra - room : slot0 + ra;
+    const int64_t page = page_ids[q];
+    return kv_base + page * view.page_stride + static_cast<int64_t>(slot) * view.slot_stride +
+           static_cast<int64_t>(head) * view.head_stride;
+  }
+};
 
 // ---- encode helpers -------------------------------------------------------------------------
 
@@ -208,8 +271,15 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
   __syncwarp();
 }
 
-template <bool kBf16, int K>
-__global__ void __launch_bounds__(kThreads)
+// Resident CTAs per SM the register allocation is bounded for (ptxas -v, CUDA 13, sm_90, no
+// spills): 8 (64 registers) for copies and fp8/int8; int4/int2 would spill there, so 5 (encode,
+// <= 96 registers) and 6 (decode, <= 80).
+constexpr int MinCtasPerSm(uint32_t codec, bool encode) {
+  return codec == kInt4 || codec == kInt2 ? (encode ? 5 : 6) : 8;
+}
+
+template <bool kBf16, int K, uint32_t kCodec>
+__global__ void __launch_bounds__(kThreads, MinCtasPerSm(kCodec, true))
     EncodeVectorsKernel(const __grid_constant__ VectorArgs a) {
   constexpr int R = VectorsPerTeam(K);
   float* const scratch_all = DynamicSmem<float>();
@@ -218,46 +288,46 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t tl = threadIdx.x & (team - 1u);
   const uint32_t team_id = threadIdx.x >> s.log2_team;
   const uint32_t teams = kThreads >> s.log2_team;
-  const uint32_t sec = blockIdx.x / a.ctas_per_section;
-  const uint32_t local = blockIdx.x - sec * a.ctas_per_section;
-  const SectionEntry& e = a.sections[sec];
-  const uint32_t layer = EntryLayer(e), kv = EntryKv(e), codec = EntryCodec(e);
+  const uint32_t local = blockIdx.x;
+  const SectionEntry& e = a.sections[blockIdx.y];
+  const uint32_t layer = EntryLayer(e), kv = EntryKv(e);
+  constexpr uint32_t codec = kCodec;
   const bool rotate = EntryRotate(e);
-  const Segment seg = SegmentOf(a, e, local);
+  const Segment seg = SegmentOf<kCodec>(a, local);
   uint16_t* const base = a.view.layer_bases[layer];
+  uint16_t* const kv_base = base + kv * a.view.kv_stride;
   const bool vec = CacheVec(a.view, base);
   const uint32_t heads = s.kv_heads, dim = s.head_dim, chunks = s.chunks;
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
   const uint32_t groups_v = e.group ? (dim + e.group - 1u) / e.group : 0u;
   float* scratch = scratch_all + team_id * team * 8 * K;
+  const uint32_t v0 = seg.cta * R * teams + team_id;
 
-  for (uint32_t b = blockIdx.y; b < s.num_blocks; b += gridDim.y) {
+  for (uint32_t b = blockIdx.z; b < s.num_blocks; b += gridDim.z) {
     uint8_t* section = a.payloads + b * s.payload_stride + e.offset;
     if (local == 0) ZeroPadding(section, e);
-    const uint64_t block_first = s.first_token + uint64_t{b} * s.block_tokens;
+    const SegmentPages pages(a, s.first_token + uint64_t{b} * s.block_tokens + seg.first_token);
 
     uint4 in[R][K];
-    uint32_t tok[R], head[R];
-    bool valid[R];
+    VectorWalk w(a, v0);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const uint32_t v = (seg.cta * R + r) * teams + team_id;
-      valid[r] = v < seg.vectors;
-      tok[r] = seg.first_token + v / heads;
-      head[r] = v % heads;
-      const uint16_t* src =
-          valid[r] ? CacheVector(a.view, base, kv, block_first + tok[r], head[r]) : nullptr;
+      if (r > 0) w.Next(a, teams);
+      const bool valid = w.v < seg.vectors;
+      const uint16_t* src = valid ? pages.Vector(a, kv_base, w.token, w.head) : nullptr;
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const uint32_t c = k * team + tl;
-        in[r][k] = (valid[r] && c < chunks) ? LoadChunk(src + 8 * c, vec) : make_uint4(0, 0, 0, 0);
+        in[r][k] = (valid && c < chunks) ? LoadChunk(src + 8 * c, vec) : make_uint4(0, 0, 0, 0);
       }
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
+      const uint32_t v = v0 + r * teams;
+      const bool valid = v < seg.vectors;
       if (seg.raw) {
-        if (!valid[r]) continue;
-        uint8_t* dst = section + RawOffset(s, tok[r], head[r]);
+        if (!valid) continue;
+        uint8_t* dst = section + RawOffset(s, seg, v);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const uint32_t c = k * team + tl;
@@ -269,24 +339,24 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int k = 0; k < K; ++k) ChunkToF32<kBf16>(in[r][k], x[k]);
       if (rotate) RotateForward<K>(x, a.rot, team, tl);
-      const uint64_t vq = uint64_t{tok[r] - s.sink_tokens} * heads + head[r];
+      // A quantized vector is in the body, whose segment starts at the first non-sink token: its
+      // index among the section's quantized vectors, (token - sink) * heads + head, is v.
+      const uint64_t vq = v;
       uint8_t* codes = section + sink_bytes;
       uint8_t* params = section + e.params_rel;
       switch (codec) {
         case kFp8:
-          EncodeSymmetric<K, true>(x, team, tl, chunks, valid[r], codes + vq * dim,
-                                   params + 2 * vq);
+          EncodeSymmetric<K, true>(x, team, tl, chunks, valid, codes + vq * dim, params + 2 * vq);
           break;
         case kInt8:
-          EncodeSymmetric<K, false>(x, team, tl, chunks, valid[r], codes + vq * dim,
-                                    params + 2 * vq);
+          EncodeSymmetric<K, false>(x, team, tl, chunks, valid, codes + vq * dim, params + 2 * vq);
           break;
         case kInt4:
-          EncodeValueGroups<K, 4>(x, team, tl, chunks, dim, e.group, valid[r], codes + vq * dim / 2,
+          EncodeValueGroups<K, 4>(x, team, tl, chunks, dim, e.group, valid, codes + vq * dim / 2,
                                   params + 4 * vq * groups_v, scratch);
           break;
         case kInt2:
-          EncodeValueGroups<K, 2>(x, team, tl, chunks, dim, e.group, valid[r], codes + vq * dim / 4,
+          EncodeValueGroups<K, 2>(x, team, tl, chunks, dim, e.group, valid, codes + vq * dim / 4,
                                   params + 4 * vq * groups_v, scratch);
           break;
         default:
@@ -348,8 +418,8 @@ __device__ __forceinline__ void DequantValueGroups(const uint4 (&w)[K], uint32_t
   }
 }
 
-template <bool kBf16, int K>
-__global__ void __launch_bounds__(kThreads)
+template <bool kBf16, int K, uint32_t kCodec>
+__global__ void __launch_bounds__(kThreads, MinCtasPerSm(kCodec, false))
     DecodeVectorsKernel(const __grid_constant__ VectorArgs a) {
   constexpr int R = VectorsPerTeam(K);
   const BatchShape& s = a.shape;
@@ -357,52 +427,52 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t tl = threadIdx.x & (team - 1u);
   const uint32_t team_id = threadIdx.x >> s.log2_team;
   const uint32_t teams = kThreads >> s.log2_team;
-  const uint32_t sec = blockIdx.x / a.ctas_per_section;
-  const uint32_t local = blockIdx.x - sec * a.ctas_per_section;
-  const SectionEntry& e = a.sections[sec];
-  const uint32_t layer = EntryLayer(e), kv = EntryKv(e), codec = EntryCodec(e);
+  const uint32_t local = blockIdx.x;
+  const SectionEntry& e = a.sections[blockIdx.y];
+  const uint32_t layer = EntryLayer(e), kv = EntryKv(e);
+  constexpr uint32_t codec = kCodec;
   const bool rotate = EntryRotate(e);
-  const Segment seg = SegmentOf(a, e, local);
+  const Segment seg = SegmentOf<kCodec>(a, local);
   uint16_t* const base = a.view.layer_bases[layer];
+  uint16_t* const kv_base = base + kv * a.view.kv_stride;
   const bool vec = CacheVec(a.view, base);
   const uint32_t heads = s.kv_heads, dim = s.head_dim, chunks = s.chunks;
   const uint64_t sink_bytes = uint64_t{s.sink_tokens} * heads * dim * 2;
   const uint32_t groups_v = e.group ? (dim + e.group - 1u) / e.group : 0u;
-  const uint32_t bits = codec == kInt4 ? 4 : (codec == kInt2 ? 2 : (codec == kRaw ? 16 : 8));
+  constexpr uint32_t bits = codec == kInt4 ? 4 : (codec == kInt2 ? 2 : (codec == kRaw ? 16 : 8));
 
-  for (uint32_t b = blockIdx.y; b < s.num_blocks; b += gridDim.y) {
+  const uint32_t v0 = seg.cta * R * teams + team_id;
+
+  for (uint32_t b = blockIdx.z; b < s.num_blocks; b += gridDim.z) {
     const uint8_t* section = a.payloads + b * s.payload_stride + e.offset;
-    const uint64_t block_first = s.first_token + uint64_t{b} * s.block_tokens;
+    const SegmentPages pages(a, s.first_token + uint64_t{b} * s.block_tokens + seg.first_token);
     const uint8_t* codes = section + sink_bytes;
     const uint8_t* params = section + e.params_rel;
 
     uint4 in[R][K];
-    uint32_t tok[R], head[R];
     bool valid[R];
     float sf[R];
     uint16_t* dst[R];
+    VectorWalk w(a, v0);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const uint32_t v = (seg.cta * R + r) * teams + team_id;
-      valid[r] = v < seg.vectors;
-      tok[r] = seg.first_token + v / heads;
-      head[r] = v % heads;
+      if (r > 0) w.Next(a, teams);
+      valid[r] = w.v < seg.vectors;
       sf[r] = 1.0f;
-      dst[r] = valid[r] ? CacheVector(a.view, base, kv, block_first + tok[r], head[r]) : nullptr;
-      const uint64_t vq = uint64_t{tok[r] - s.sink_tokens} * heads + head[r];
+      dst[r] = valid[r] ? pages.Vector(a, kv_base, w.token, w.head) : nullptr;
+      const uint64_t vq = w.v;  // body vectors only (see the encoder)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const uint32_t c = k * team + tl;
         in[r][k] = make_uint4(0, 0, 0, 0);
         if (!valid[r] || c >= chunks) continue;
         if (seg.raw) {
-          in[r][k] =
-              *reinterpret_cast<const uint4*>(section + RawOffset(s, tok[r], head[r]) + 16 * c);
-        } else if (bits == 8) {
+          in[r][k] = *reinterpret_cast<const uint4*>(section + RawOffset(s, seg, w.v) + 16 * c);
+        } else if constexpr (bits == 8) {
           const uint2 w = *reinterpret_cast<const uint2*>(codes + vq * dim + 8 * c);
           in[r][k].x = w.x;
           in[r][k].y = w.y;
-        } else if (bits == 4) {
+        } else if constexpr (bits == 4) {
           in[r][k].x = *reinterpret_cast<const uint32_t*>(codes + (vq * dim + 8 * c) / 2);
         } else {
           in[r][k].x = *reinterpret_cast<const uint16_t*>(codes + (vq * dim + 8 * c) / 4);
@@ -424,7 +494,7 @@ __global__ void __launch_bounds__(kThreads)
         continue;
       }
       float x[K][8];
-      const uint64_t vq = uint64_t{tok[r] - s.sink_tokens} * heads + head[r];
+      const uint64_t vq = v0 + r * teams;
       switch (codec) {
         case kFp8:
           DequantSymmetric<K>(in[r], true, sf[r], x);
@@ -452,37 +522,71 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <bool kBf16>
+template <bool kBf16, uint32_t kCodec>
 cudaError_t EncodeVectorsFor(const VectorArgs& args, int k, dim3 grid, size_t smem,
                              cudaStream_t stream) {
   switch (k) {
     case 1:
-      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 1>);
+      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 1, kCodec>);
       break;
     case 2:
-      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 2>);
+      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 2, kCodec>);
       break;
     default:
-      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 4>);
+      KVAULT_LAUNCH(grid, smem, stream, args, EncodeVectorsKernel<kBf16, 4, kCodec>);
+      break;
+  }
+  return cudaGetLastError();
+}
+
+template <bool kBf16, uint32_t kCodec>
+cudaError_t DecodeVectorsFor(const VectorArgs& args, int k, dim3 grid, cudaStream_t stream) {
+  switch (k) {
+    case 1:
+      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 1, kCodec>);
+      break;
+    case 2:
+      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 2, kCodec>);
+      break;
+    default:
+      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 4, kCodec>);
       break;
   }
   return cudaGetLastError();
 }
 
 template <bool kBf16>
-cudaError_t DecodeVectorsFor(const VectorArgs& args, int k, dim3 grid, cudaStream_t stream) {
-  switch (k) {
-    case 1:
-      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 1>);
-      break;
-    case 2:
-      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 2>);
-      break;
+cudaError_t EncodeVectorsFor(const VectorArgs& args, uint32_t codec, int k, dim3 grid,
+                             size_t smem, cudaStream_t stream) {
+  switch (codec) {
+    case kFp8:
+      return EncodeVectorsFor<kBf16, kFp8>(args, k, grid, smem, stream);
+    case kInt8:
+      return EncodeVectorsFor<kBf16, kInt8>(args, k, grid, smem, stream);
+    case kInt4:
+      return EncodeVectorsFor<kBf16, kInt4>(args, k, grid, smem, stream);
+    case kInt2:
+      return EncodeVectorsFor<kBf16, kInt2>(args, k, grid, smem, stream);
     default:
-      KVAULT_LAUNCH(grid, 0, stream, args, DecodeVectorsKernel<kBf16, 4>);
-      break;
+      return EncodeVectorsFor<kBf16, kRaw>(args, k, grid, smem, stream);
   }
-  return cudaGetLastError();
+}
+
+template <bool kBf16>
+cudaError_t DecodeVectorsFor(const VectorArgs& args, uint32_t codec, int k, dim3 grid,
+                             cudaStream_t stream) {
+  switch (codec) {
+    case kFp8:
+      return DecodeVectorsFor<kBf16, kFp8>(args, k, grid, stream);
+    case kInt8:
+      return DecodeVectorsFor<kBf16, kInt8>(args, k, grid, stream);
+    case kInt4:
+      return DecodeVectorsFor<kBf16, kInt4>(args, k, grid, stream);
+    case kInt2:
+      return DecodeVectorsFor<kBf16, kInt2>(args, k, grid, stream);
+    default:
+      return DecodeVectorsFor<kBf16, kRaw>(args, k, grid, stream);
+  }
 }
 
 }  // namespace
@@ -491,16 +595,17 @@ size_t VectorScratchBytes(int chunks_per_thread) {
   return size_t{kThreads} * 8 * static_cast<size_t>(chunks_per_thread) * sizeof(float);
 }
 
-cudaError_t LaunchEncodeVectors(const VectorArgs& args, bool bf16, int chunks_per_thread, dim3 grid,
-                                size_t smem_bytes, cudaStream_t stream) {
-  return bf16 ? EncodeVectorsFor<true>(args, chunks_per_thread, grid, smem_bytes, stream)
-              : EncodeVectorsFor<false>(args, chunks_per_thread, grid, smem_bytes, stream);
+cudaError_t LaunchEncodeVectors(const VectorArgs& args, bool bf16, uint32_t codec,
+                                int chunks_per_thread, dim3 grid, size_t smem_bytes,
+                                cudaStream_t stream) {
+  return bf16 ? EncodeVectorsFor<true>(args, codec, chunks_per_thread, grid, smem_bytes, stream)
+              : EncodeVectorsFor<false>(args, codec, chunks_per_thread, grid, smem_bytes, stream);
 }
 
-cudaError_t LaunchDecodeVectors(const VectorArgs& args, bool bf16, int chunks_per_thread, dim3 grid,
-                                cudaStream_t stream) {
-  return bf16 ? DecodeVectorsFor<true>(args, chunks_per_thread, grid, stream)
-              : DecodeVectorsFor<false>(args, chunks_per_thread, grid, stream);
+cudaError_t LaunchDecodeVectors(const VectorArgs& args, bool bf16, uint32_t codec,
+                                int chunks_per_thread, dim3 grid, cudaStream_t stream) {
+  return bf16 ? DecodeVectorsFor<true>(args, codec, chunks_per_thread, grid, stream)
+              : DecodeVectorsFor<false>(args, codec, chunks_per_thread, grid, stream);
 }
 
 }  // namespace kvault::kernels::cuda_detail

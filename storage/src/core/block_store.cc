@@ -36,9 +36,8 @@ Status StoreCore::Recover() {
     KVAULT_RETURN_IF_ERROR(t->Recover([&](const ScopedKey& key, TierSlot slot, uint32_t bytes) {
       std::lock_guard lock(mu_);
       if (index_.Find(key) != kNoEntry) return;  // a duplicate across tiers: keep the first
-      const EntryId id = index_.Insert(key);
+      const EntryId id = InsertEntry(key, bytes);
       IndexEntry& e = index_.at(id);
-      e.object_bytes = bytes;
       e.slot = slot;
       e.tier = kind;
       PublishIn(id, kind);
@@ -79,7 +78,7 @@ void StoreCore::ForgetLost(EntryId id) {
 
 void StoreCore::EraseIfLostAndUnused(EntryId id) {
   const IndexEntry& e = index_.at(id);
-  if (e.state == EntryState::kLost && e.pins == 0 && e.leases == 0) index_.Erase(id);
+  if (e.state == EntryState::kLost && e.pins == 0 && e.leases == 0) EraseEntry(id);
 }
 
 void StoreCore::ExpireLeases() {
@@ -89,6 +88,10 @@ void StoreCore::ExpireLeases() {
 
 void StoreCore::PublishIn(EntryId id, TierKind kind) {
   IndexEntry& e = index_.at(id);
+  if (e.state == EntryState::kReserved) {
+    --pending_writes_;
+    pending_write_bytes_ -= e.object_bytes;
+  }
   e.tier = kind;
   e.state = EntryState::kResident;
   EntryId parent = e.parent;
@@ -99,11 +102,38 @@ void StoreCore::PublishIn(EntryId id, TierKind kind) {
   policy(kind)->OnInsert(id, parent, KeyHash(e.key));
 }
 
+uint64_t StoreCore::TenantBytes(TenantId tenant) const {
+  std::lock_guard lock(mu_);
+  const auto held = tenant_bytes_.find(tenant);
+  return held == tenant_bytes_.end() ? 0 : held->second;
+}
+
+EntryId StoreCore::InsertEntry(const ScopedKey& key, uint32_t object_bytes) {
+  const EntryId id = index_.Insert(key);
+  index_.at(id).object_bytes = object_bytes;
+  tenant_bytes_[key.tenant] += object_bytes;
+  ++pending_writes_;  // a new entry is reserved until PublishIn
+  pending_write_bytes_ += object_bytes;
+  return id;
+}
+
+void StoreCore::EraseEntry(EntryId id) {
+  const IndexEntry& e = index_.at(id);
+  if (e.state == EntryState::kReserved) {
+    --pending_writes_;
+    pending_write_bytes_ -= e.object_bytes;
+  }
+  auto held = tenant_bytes_.find(e.key.tenant);
+  held->second -= e.object_bytes;
+  if (held->second == 0) tenant_bytes_.erase(held);
+  index_.Erase(id);
+}
+
 void StoreCore::DropEntry(EntryId id) {
   IndexEntry& e = index_.at(id);
   policy(e.tier)->OnRemove(id);
   tier(e.tier)->Erase(e.key, e.slot, e.object_bytes);
-  index_.Erase(id);
+  EraseEntry(id);
 }
 
 Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
@@ -125,6 +155,15 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
       policy(e.tier)->OnAccess(id);
     }
     return std::optional<WriteReservation>();
+  }
+  if (const auto quota = options_.tenant_quota_bytes.find(key.tenant);
+      quota != options_.tenant_quota_bytes.end() && quota->second > 0) {
+    const uint64_t held = tenant_bytes_[key.tenant];
+    if (held + object_bytes > quota->second) {
+      ++counters_.quota_rejects;
+      return Status::ResourceExhausted("tenant quota of " + std::to_string(quota->second) +
+                                       " bytes reached (" + std::to_string(held) + " held)");
+    }
   }
   EntryId parent = kNoEntry;
   if (options.parent) parent = index_.Find(ScopedKey{key.tenant, *options.parent});
@@ -151,9 +190,8 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
     ++counters_.admission_rejects;
     staging.reset(new uint8_t[object_bytes]);
   }
-  const EntryId id = index_.Insert(key);
+  const EntryId id = InsertEntry(key, object_bytes);
   IndexEntry& e = index_.at(id);
-  e.object_bytes = object_bytes;
   e.slot = slot;
   e.tier = TierKind::kHost;
   e.parent = parent;
@@ -184,7 +222,7 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged) {
                                    : Result<TierSlot>(Status::ResourceExhausted("not admitted"));
     std::lock_guard lock(mu_);
     if (!slot.ok()) {
-      index_.Erase(id);
+      EraseEntry(id);
       return Status::Ok();  // a cache may decline a block; the writer is not at fault
     }
     index_.at(id).slot = *slot;
@@ -212,7 +250,7 @@ void StoreCore::Abort(EntryId id, bool staged) {
   std::lock_guard lock(mu_);
   IndexEntry& e = index_.at(id);
   if (!staged) host_->Free(e.slot, e.object_bytes);
-  index_.Erase(id);
+  EraseEntry(id);
   ++counters_.aborted_reservations;
 }
 

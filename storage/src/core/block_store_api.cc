@@ -78,6 +78,8 @@ void BlockStore::VisitCounters(CounterVisitor& visitor) const { core_->VisitCoun
 
 void BlockStore::WaitForMovers() { core_->WaitForMovers(); }
 
+uint64_t BlockStore::TenantBytes(TenantId tenant) const { return core_->TenantBytes(tenant); }
+
 // WriteReservation
 
 WriteReservation::WriteReservation(WriteReservation&& other) noexcept
@@ -153,6 +155,7 @@ void StoreCore::VisitCounters(CounterVisitor& visitor) const {
     visitor.Counter("", "aborted_reservations_total", c.aborted_reservations);
     visitor.Counter("", "rejected_corrupt_writes_total", c.rejected_corrupt);
     visitor.Counter("", "rejected_no_space_total", c.rejected_no_space);
+    visitor.Counter("", "quota_rejects_total", c.quota_rejects);
     visitor.Counter("", "admission_rejects_total", c.admission_rejects);
     visitor.Counter("", "pins_total", c.pins);
     visitor.Counter("", "pinned_bytes_total", c.pinned_bytes);
@@ -165,6 +168,8 @@ void StoreCore::VisitCounters(CounterVisitor& visitor) const {
     visitor.Counter("", "read_failures_total", c.read_failures);
     visitor.Gauge("", "indexed_blocks", static_cast<double>(index_.size()));
     visitor.Gauge("", "active_leases", static_cast<double>(leases_.size()));
+    visitor.Gauge("", "pending_writes", static_cast<double>(pending_writes_));
+    visitor.Gauge("", "pending_write_bytes", static_cast<double>(pending_write_bytes_));
     visitor.Gauge("", "queued_promotions", static_cast<double>(promotions_.size()));
     for (int k = 0; k < kTierCount; ++k) {
       if (tiers_[k] == nullptr) continue;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/block_index.h"
@@ -21,7 +22,7 @@ namespace kvault::storage {
 struct StoreCounters {
   uint64_t lookups = 0, lookup_keys = 0, hit_blocks = 0, miss_blocks = 0;
   uint64_t commits = 0, committed_bytes = 0, aborted_reservations = 0, rejected_corrupt = 0;
-  uint64_t rejected_no_space = 0, admission_rejects = 0;
+  uint64_t rejected_no_space = 0, admission_rejects = 0, quota_rejects = 0;
   uint64_t pins = 0, pinned_bytes = 0, deletes = 0;
   uint64_t leases_granted = 0, leases_expired = 0, leases_released = 0;
   uint64_t evictions[kTierCount] = {}, demotions[kTierCount] = {}, promotions[kTierCount] = {};
@@ -48,6 +49,7 @@ class StoreCore {
   Result<std::optional<BlockPin>> Pin(const ScopedKey& key);
   void Unpin(EntryId id);
   Result<bool> Delete(const ScopedKey& key);
+  uint64_t TenantBytes(TenantId tenant) const;
   void VisitCounters(CounterVisitor& visitor) const;
   void WaitForMovers();
 
@@ -62,6 +64,9 @@ class StoreCore {
   static uint64_t KeyHash(const ScopedKey& key);
   bool Evictable(EntryId id) const;
   void ExpireLeases();
+  // index_.Insert / index_.Erase that keep tenant_bytes_ right. Caller holds mu_.
+  EntryId InsertEntry(const ScopedKey& key, uint32_t object_bytes);
+  void EraseEntry(EntryId id);
   void ReleaseEntryLease(EntryId id);
   // Makes `id` resident in tier `kind` for the policies (tells that tier's policy).
   void PublishIn(EntryId id, TierKind kind);
@@ -106,6 +111,11 @@ class StoreCore {
 
   mutable std::mutex mu_;
   BlockIndex index_;          // guarded by mu_
+  // Bytes per tenant over every index entry, whatever its state; kept by InsertEntry/EraseEntry.
+  std::unordered_map<TenantId, uint64_t> tenant_bytes_;  // guarded by mu_
+  // Entries reserved and not yet committed or aborted, and their bytes.  // guarded by mu_
+  uint64_t pending_writes_ = 0;
+  uint64_t pending_write_bytes_ = 0;
   LeaseTable leases_;         // guarded by mu_
   StoreCounters counters_;    // guarded by mu_
   std::deque<ScopedKey> promotions_;  // guarded by mu_

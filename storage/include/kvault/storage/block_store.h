@@ -29,6 +29,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kvault/common/block_key.h"
@@ -72,6 +73,12 @@ struct BlockStoreOptions {
   uint32_t max_object_bytes = 256u << 20;
   // Lease TTL cap: a longer requested TTL is cut to this. Default 10 minutes.
   std::chrono::nanoseconds max_lease_ttl = std::chrono::minutes(10);
+  // Per-tenant cap on the bytes of block objects a tenant holds in all tiers together (reserved
+  // and being written included); absent or 0 = no cap. A Reserve that would pass it fails with
+  // ResourceExhausted ("tenant quota") and counts in quota_rejects_total; room returns as the
+  // tenant's blocks are deleted or evicted. Concurrent writers of one tenant may overshoot by
+  // the blocks they reserve at the same moment.
+  std::unordered_map<TenantId, uint64_t> tenant_quota_bytes;
   // Time source for leases; nullptr = a SteadyClock owned by the store. Must outlive the store.
   const Clock* clock = nullptr;
 };
@@ -199,6 +206,9 @@ class BlockStore {
 
   // Counters and gauges of the store and of every tier.
   void VisitCounters(CounterVisitor& visitor) const;
+
+  // Bytes of block objects `tenant` holds in all tiers (what its quota is checked against).
+  uint64_t TenantBytes(TenantId tenant) const;
 
   // Blocks the caller until the movers have nothing to do (tests and benchmarks).
   void WaitForMovers();

@@ -1,0 +1,423 @@
+// `kvault-bench store`: flags, timed windows and the order of the phases.
+#include "store_bench.h"
+
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "kvault/common/cli_args.h"
+#include "kvault/common/synthetic_block.h"
+
+namespace kvault::bench {
+namespace store_bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kUsage =
+    R"(kvault-bench store: kvaultd through libkvault vs redis-server and ucx_perftest
+
+Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--concurrency LIST]
+                          [--seconds S | --ops N] [--reps N] [--transports TLS]
+                          [--host-capacity B] [--pool-bytes B] [--chain-keys N] [--lookups N]
+                          [--perftest-bytes B] [--kvaultd PATH] [--redis PATH|none]
+                          [--perftest PATH|none] [--keep]
+
+  --server HOST:PORT   measure this daemon (its memory is then not measured); default: start
+                       kvaultd from this binary's directory with ports 0, a scratch data
+                       directory, no nvme tier and --host-capacity, and stop it at the end.
+  --json FILE          also write every figure as JSON.
+  --sizes LIST         block payload sizes, comma-separated, suffixes K/KiB, M/MiB, G/GiB
+                       (default 64KiB,1MiB,4MiB); objects are a small header larger.
+  --concurrency LIST   worker threads, each with its own Client (and redis connection) and one
+                       request in flight (default 1,4).
+  --seconds S          length of one timed window (default 0.5).
+  --ops N              instead: operations per timed window, all threads together.
+  --reps N             timed windows per figure, medians reported (default 3); kvault and redis
+                       windows alternate.
+  --transports TLS     UCX transports (UCX_TLS syntax) of kvaultd, the clients and ucx_perftest
+                       (default posix,cma; tcp for the network path).
+  --host-capacity B    host tier of the started kvaultd (default 256MiB); the load set is a
+                       quarter of it.
+  --pool-bytes B       distinct objects one store window may write, all threads (default
+                       384MiB): more than the tier holds, so that stores evict.
+  --chain-keys N       length of the looked-up chain (default 1000).
+  --lookups N          timed chain lookups (default 2000).
+  --perftest-bytes B   bytes one ucx_perftest run moves (default 512MiB; 100..100000 messages).
+  --kvaultd PATH       the daemon binary (default: kvaultd next to kvault-bench).
+  --redis PATH         redis-server binary (default from PATH); "none" skips the redis baseline.
+  --perftest PATH      ucx_perftest binary (default from PATH); "none" skips that baseline.
+  --keep               keep the scratch directory (daemon and redis logs).
+
+Store windows write objects not stored before (they are deleted again after each window); load
+windows read a set stored beforehand, round-robin, and check the last objects byte for byte. The
+exit code is 0 whether or not a target is met; targets are printed as PASS/FAIL notes.
+)";
+
+int Fail(int code, const Status& s) {
+  std::fprintf(stderr, "kvault-bench store: %s\n", s.message().c_str());
+  return code;
+}
+
+std::vector<std::string> Split(const std::string& text) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    parts.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+// "64KiB", "64K", "1MiB", "4M", "1GiB", "4096": binary multiples.
+Result<uint64_t> ParseSize(std::string_view what, const std::string& text, uint64_t min,
+                           uint64_t max) {
+  std::string digits = text;
+  uint64_t scale = 1;
+  for (const auto& [suffix, shift] : {std::pair<const char*, int>{"KiB", 10},
+                                      {"MiB", 20},
+                                      {"GiB", 30},
+                                      {"K", 10},
+                                      {"M", 20},
+                                      {"G", 30}}) {
+    const std::string s(suffix);
+    if (digits.size() > s.size() && digits.compare(digits.size() - s.size(), s.size(), s) == 0) {
+      scale = uint64_t{1} << shift;
+      digits.resize(digits.size() - s.size());
+      break;
+    }
+  }
+  Result<uint64_t> n = ParseUintArg(what, digits, 0, max / scale);
+  if (!n.ok() || *n * scale < min) {
+    return Status::InvalidArgument(std::string(what) + " takes byte sizes from " +
+                                   std::to_string(min) + " to " + std::to_string(max) +
+                                   " (suffixes KiB, MiB, GiB), got '" + text + "'");
+  }
+  return *n * scale;
+}
+
+Result<Config> ParseConfig(const std::vector<std::string>& args) {
+  KVAULT_ASSIGN_OR_RETURN(
+      CliArgs a, CliArgs::Parse(args,
+                                {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps",
+                                 "transports", "host-capacity", "pool-bytes", "chain-keys",
+                                 "lookups", "perftest-bytes", "kvaultd", "redis", "perftest"},
+                                {"keep"}));
+  if (!a.positional().empty()) {
+    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
+  }
+  Config c;
+  c.server = a.GetOr("server", "");
+  if (a.Has("server") && c.server.find(':') == std::string::npos) {
+    return Status::InvalidArgument("--server takes HOST:PORT, got '" + c.server + "'");
+  }
+  c.json_path = a.GetOr("json", "");
+  for (const std::string& size : Split(a.GetOr("sizes", "64KiB,1MiB,4MiB"))) {
+    KVAULT_ASSIGN_OR_RETURN(uint64_t bytes, ParseSize("--sizes", size, 1, 64ull << 20));
+    c.sizes.push_back(bytes);
+  }
+  for (const std::string& n : Split(a.GetOr("concurrency", "1,4"))) {
+    KVAULT_ASSIGN_OR_RETURN(uint64_t threads, ParseUintArg("--concurrency", n, 1, 256));
+    c.concurrency.push_back(static_cast<uint32_t>(threads));
+  }
+  if (a.Has("seconds") && a.Has("ops")) {
+    return Status::InvalidArgument("--seconds and --ops exclude each other");
+  }
+  if (a.Has("seconds")) {
+    const std::string s = *a.Get("seconds");
+    char* end = nullptr;
+    c.seconds = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || !(c.seconds >= 0.01) || c.seconds > 3600) {
+      return Status::InvalidArgument("--seconds must be from 0.01 to 3600, got '" + s + "'");
+    }
+  }
+  KVAULT_ASSIGN_OR_RETURN(c.ops, a.GetUint("ops", 0, 1, 100000000));
+  KVAULT_ASSIGN_OR_RETURN(uint64_t reps, a.GetUint("reps", 3, 1, 1000));
+  c.reps = static_cast<uint32_t>(reps);
+  c.transports = a.GetOr("transports", "posix,cma");
+  if (c.transports.empty() || c.transports.find_first_not_of(
+                                  "abcdefghijklmnopqrstuvwxyz0123456789_,^") != std::string::npos) {
+    return Status::InvalidArgument(
+        "--transports takes UCX_TLS names such as posix,cma or tcp, "
+        "got '" +
+        c.transports + "'");
+  }
+  KVAULT_ASSIGN_OR_RETURN(
+      c.host_capacity,
+      ParseSize("--host-capacity", a.GetOr("host-capacity", "256MiB"), 1ull << 20, 1ull << 40));
+  KVAULT_ASSIGN_OR_RETURN(
+      c.pool_bytes, ParseSize("--pool-bytes", a.GetOr("pool-bytes", "384MiB"), 1, 1ull << 40));
+  KVAULT_ASSIGN_OR_RETURN(uint64_t chain, a.GetUint("chain-keys", 1000, 1, 100000));
+  c.chain_keys = static_cast<uint32_t>(chain);
+  KVAULT_ASSIGN_OR_RETURN(uint64_t lookups, a.GetUint("lookups", 2000, 1, 10000000));
+  c.lookups = static_cast<uint32_t>(lookups);
+  KVAULT_ASSIGN_OR_RETURN(
+      c.perftest_bytes,
+      ParseSize("--perftest-bytes", a.GetOr("perftest-bytes", "512MiB"), 1, 1ull << 40));
+  c.kvaultd = a.GetOr("kvaultd", "");
+  c.redis = a.GetOr("redis", "redis-server");
+  c.perftest = a.GetOr("perftest", "ucx_perftest");
+  c.keep = a.Has("keep");
+  // Loads need a set that fits the tier next to an object being stored.
+  for (uint64_t size : c.sizes) {
+    if (c.server.empty() && SyntheticObjectBytes(size) > c.host_capacity / 4) {
+      return Status::InvalidArgument(
+          "--host-capacity must hold at least four of the largest "
+          "objects (" +
+          SizeName(SyntheticObjectBytes(size)) + ")");
+    }
+  }
+  return c;
+}
+
+// The run's scratch directory, removed on every way out unless kept.
+class ScratchDir {
+ public:
+  static Result<ScratchDir> Create() {
+    std::error_code ec;
+    std::string pattern = (fs::temp_directory_path(ec) / "kvault-bench-store.XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      return Status::IoError("cannot create a scratch directory " + pattern);
+    }
+    return ScratchDir(pattern);
+  }
+  ScratchDir(ScratchDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path_.empty() && !keep_) fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  void set_keep(bool keep) { keep_ = keep; }
+
+ private:
+  explicit ScratchDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+  bool keep_ = false;
+};
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Measures one (size, concurrency) row: store windows alternating with redis SET windows, then
+// load windows alternating with redis GET windows.
+Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler* sampler,
+                  uint64_t size, uint32_t threads, Row& row) {
+  KVAULT_RETURN_IF_ERROR(kv.PrepareRow(c, size, threads, row));
+  if (redis != nullptr) KVAULT_RETURN_IF_ERROR(redis->Prepare(threads, row.object_bytes));
+  auto object = [&kv](uint32_t t, uint64_t j) { return kv.Object(t, j); };
+  std::vector<Window> store, load, set, get;
+  for (uint32_t rep = 0; rep < c.reps; ++rep) {
+    if (sampler != nullptr) sampler->Start();
+    store.push_back(kv.StoreWindow(c));
+    if (sampler != nullptr) sampler->Stop();
+    if (redis != nullptr) set.push_back(redis->SetWindow(c, kv.objects_per_thread(), object));
+  }
+  KVAULT_RETURN_IF_ERROR(kv.StoreLoadSet());
+  if (redis != nullptr) KVAULT_RETURN_IF_ERROR(redis->Fill(kv.load_per_thread(), object));
+  for (uint32_t rep = 0; rep < c.reps; ++rep) {
+    KVAULT_ASSIGN_OR_RETURN(Window w, kv.LoadWindow(c));
+    load.push_back(w);
+    if (redis != nullptr) get.push_back(redis->GetWindow(c, kv.load_per_thread(), object));
+  }
+  row.kvault_store = Summarize(store);
+  row.kvault_load = Summarize(load);
+  if (redis != nullptr) {
+    row.redis_set = Summarize(set);
+    row.redis_get = Summarize(get);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Window RunWindow(uint32_t threads, double seconds, uint64_t ops_per_thread, const StepFn& step) {
+  struct PerThread {
+    uint64_t ops = 0, bytes = 0, failures = 0;
+    std::string first_failure;
+    double end = 0;
+  };
+  std::vector<PerThread> per(threads);
+  std::atomic<uint32_t> ready{0};
+  std::atomic<bool> go{false};
+  double start = 0;
+  std::vector<std::thread> workers;
+  for (uint32_t t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      PerThread& me = per[t];
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      const double deadline = seconds > 0 ? start + seconds : 0;
+      for (uint64_t i = 0; ops_per_thread == 0 || i < ops_per_thread; ++i) {
+        if (deadline > 0 && Now() >= deadline) break;
+        uint64_t bytes = 0;
+        std::string why;
+        const Step s = step(t, i, bytes, why);
+        if (s == Step::kDone) break;
+        if (s == Step::kOk) {
+          ++me.ops;
+          me.bytes += bytes;
+        } else {
+          ++me.failures;
+          if (me.first_failure.empty()) me.first_failure = why;
+        }
+      }
+      me.end = Now();
+    });
+  }
+  while (ready.load() < threads) std::this_thread::yield();
+  start = Now();
+  go.store(true, std::memory_order_release);
+  for (std::thread& w : workers) w.join();
+  Window out;
+  double end = start;
+  for (const PerThread& p : per) {
+    out.ops += p.ops;
+    out.bytes += p.bytes;
+    out.failures += p.failures;
+    if (out.first_failure.empty()) out.first_failure = p.first_failure;
+    end = std::max(end, p.end);
+  }
+  out.seconds = end - start;
+  return out;
+}
+
+Throughput Summarize(const std::vector<Window>& windows) {
+  Throughput t;
+  std::vector<double> ops_per_s;
+  for (const Window& w : windows) {
+    t.ops += w.ops;
+    t.failures += w.failures;
+    if (t.first_failure.empty()) t.first_failure = w.first_failure;
+    const double s = std::max(w.seconds, 1e-9);
+    t.window_gbps.push_back(w.bytes / s / 1e9);
+    ops_per_s.push_back(w.ops / s);
+  }
+  if (!windows.empty()) {
+    t.gbps = Median(t.window_gbps);
+    t.ops_per_s = Median(ops_per_s);
+  }
+  return t;
+}
+
+}  // namespace store_bench
+
+int RunStoreBench(const std::vector<std::string>& args) {
+  using namespace store_bench;  // NOLINT(google-build-using-namespace): this module's helpers
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  Result<Config> parsed = ParseConfig(args);
+  if (!parsed.ok()) return Fail(2, parsed.status());
+  const Config& c = *parsed;
+  Result<ScratchDir> scratch = ScratchDir::Create();
+  if (!scratch.ok()) return Fail(1, scratch.status());
+  scratch->set_keep(c.keep);
+
+  Results r;
+  Result<std::unique_ptr<KvaultSide>> kv = KvaultSide::Create(c, scratch->path());
+  if (!kv.ok()) {
+    scratch->set_keep(true);  // the daemon's log explains the failure
+    return Fail(1, kv.status());
+  }
+  r.server = (*kv)->server();
+  r.started_daemon = (*kv)->started();
+  r.daemon_version = (*kv)->ready_line();
+  std::printf("kvault-bench store: kvaultd %s (%s), UCX_TLS=%s, scratch %s\n", r.server.c_str(),
+              r.started_daemon ? "started by the benchmark" : "given with --server",
+              c.transports.c_str(), scratch->path().c_str());
+  std::fflush(stdout);
+
+  std::unique_ptr<RedisSide> redis;
+  if (c.redis == "none") {
+    r.redis_note = "redis baseline skipped (--redis none)";
+  } else if (Result<std::unique_ptr<RedisSide>> made = RedisSide::Create(c, scratch->path());
+             made.ok()) {
+    redis = std::move(*made);
+  } else {
+    r.redis_note = "no redis baseline: " + made.status().message();
+  }
+  bool perftest = c.perftest != "none";
+  if (!perftest) r.perftest_note = "ucx_perftest baseline skipped (--perftest none)";
+
+  Result<Lookup> lookup = (*kv)->MeasureLookup(c);
+  if (!lookup.ok()) return Fail(1, lookup.status().WithContext("lookup"));
+  r.lookup = *lookup;
+  std::fprintf(stderr, "  measured chain lookup\n");
+
+  std::unique_ptr<RssSampler> sampler;
+  if (r.started_daemon) sampler = std::make_unique<RssSampler>((*kv)->daemon_pid());
+  for (uint64_t size : c.sizes) {
+    for (uint32_t threads : c.concurrency) {
+      Row row;
+      Status s = MeasureRow(c, **kv, redis.get(), sampler.get(), size, threads, row);
+      if (!s.ok()) {
+        return Fail(1, s.WithContext(SizeName(size) + " x" + std::to_string(threads)));
+      }
+      r.rows.push_back(row);
+      std::fprintf(stderr, "  measured %s x%u", SizeName(size).c_str(), threads);
+      if (r.started_daemon) {
+        const ProcMemory m = ReadProcMemory((*kv)->daemon_pid());
+        std::fprintf(stderr, " (daemon now: VmRSS %.0f MiB, RssAnon %.0f MiB, RssShmem %.0f MiB)",
+                     m.rss / 1048576.0, m.anon / 1048576.0, m.shmem / 1048576.0);
+      }
+      std::fputc('\n', stderr);
+    }
+    if (perftest) {
+      // The daemon is idle meanwhile (its progress threads sleep when there is no work).
+      Result<PerftestRun> run = RunPerftest(c, size, SyntheticObjectBytes(size));
+      if (run.ok()) {
+        r.perftest.push_back(*run);
+      } else {
+        r.perftest_note = "no ucx_perftest baseline: " + run.status().message();
+        r.perftest.clear();
+        perftest = false;
+      }
+    }
+  }
+  if (sampler) {
+    Memory m;
+    m.pid = (*kv)->daemon_pid();
+    const ProcMemory peak = sampler->peak();
+    m.max_rss_bytes = peak.rss;
+    m.max_anon_bytes = peak.anon;
+    m.max_shmem_bytes = peak.shmem;
+    m.hwm_bytes = ReadProcMemory(m.pid).hwm;
+    m.capacity_bytes = c.host_capacity;
+    m.bound_bytes = c.host_capacity + (128ull << 20);
+    r.memory = m;
+  } else {
+    r.memory_note = "daemon memory not measured (--server: not this benchmark's process)";
+  }
+  if (redis) redis->Stop();
+  (*kv)->Stop();
+
+  PrintReport(c, r);
+  if (!c.json_path.empty()) {
+    Status s = WriteJsonFile(c.json_path, ReportJson(c, r));
+    if (!s.ok()) return Fail(1, s);
+    std::printf("JSON written to %s\n", c.json_path.c_str());
+  }
+  // Figures with failed operations are not measurements of a working store.
+  uint64_t failures = 0;
+  for (const Row& row : r.rows) {
+    failures += row.kvault_store.failures + row.kvault_load.failures;
+    if (row.redis_set) failures += row.redis_set->failures + row.redis_get->failures;
+  }
+  if (failures > 0) {
+    return Fail(1, Status::Internal(std::to_string(failures) +
+                                    " operations failed (the WARNING lines above say why)"));
+  }
+  return 0;
+}
+
+}  // namespace kvault::bench

@@ -1,0 +1,63 @@
+#pragma once
+// ClientConfig: how a libkvault Client reaches its daemon (DESIGN.md §9). Plain value type;
+// thread-compatible.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "kvault/common/result.h"
+
+namespace kvault {
+
+struct ClientConfig {
+  // The daemon's control-plane address, "host:port": "127.0.0.1:7480", "kv-node-3:7480",
+  // "[::1]:7480". Required.
+  std::string server;
+  // The tenant whose token the client proves (DESIGN.md §4, docs/protocol.md §6). Empty = the
+  // daemon's default tenant.
+  std::string tenant;
+  // The tenant's token; it never crosses the wire (only an HMAC proof over the server's nonce
+  // does). Empty for a single-tenant daemon that requires none.
+  std::string token;
+  // Bound on TCP connect plus the Hello/Auth handshake. A dead or unreachable daemon fails
+  // Connect (and a reconnect) within this time. Default 2 s.
+  std::chrono::milliseconds connect_timeout{2000};
+  // Deadline of a request whose options name none: Lookup, Store, Load, Stats, ... A daemon that
+  // does not answer in time turns the request into misses with an Unavailable status. Default 5 s.
+  std::chrono::milliseconds request_timeout{5000};
+  // How long a request may stay unanswered after its deadline passed before the connection is
+  // declared dead and dropped (which fails every pending request and makes the next call
+  // reconnect). Guards against a daemon that accepts bytes but never answers. 0 = never. Must be
+  // 0 or at least 1 ms. Default 30 s.
+  std::chrono::milliseconds stall_timeout{30000};
+  // After the connection is lost, the least time between two reconnect attempts; calls made in
+  // between fail at once with Unavailable (misses) instead of each paying connect_timeout.
+  // Default 1 s.
+  std::chrono::milliseconds reconnect_backoff{1000};
+  // Create a UCX agent and announce its worker address, so the daemon can move block bytes.
+  // False for tools that only look up, delete or read stats: then RegisterMemory, Store and
+  // Load return Unsupported. Default true.
+  bool data_plane = true;
+  // UCX transports of the agent, in UCX_TLS syntax ("tcp", "posix,cma,tcp", "sm"). Empty: UCX's
+  // choice. Must share one transport with the daemon's. Default empty.
+  std::string ucx_transports;
+  // Free text shown in the daemon's logs, at most 256 bytes. Default "libkvault".
+  std::string client_name = "libkvault";
+
+  // OK, or InvalidArgument naming the first bad field: an unparsable `server`, a timeout <= 0
+  // (stall_timeout may be 0), a negative backoff, a tenant or client name over 256 bytes.
+  Status Validate() const;
+};
+
+// "host:port" split; the host may be a name, an IPv4 address or a bracketed IPv6 address.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+// InvalidArgument for an empty host, a missing or non-numeric port, or a port outside 1..65535.
+Result<HostPort> ParseHostPort(std::string_view text);
+
+}  // namespace kvault

@@ -1,0 +1,411 @@
+// Client (client.h): requests built from the caller's arguments, replies turned into results.
+// Connection management and the region table are in client_core.cc.
+
+#include "kvault/client.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <utility>
+
+#include "client_core.h"
+#include "op_state.h"
+
+namespace kvault {
+
+using client_internal::ClientCore;
+using client_internal::Link;
+using client_internal::OpState;
+using client_internal::RegionRecord;
+
+namespace {
+
+Tier FromWire(transport::WireTier t) {
+  switch (t) {
+    case transport::WireTier::kGpu:
+      return Tier::kGpu;
+    case transport::WireTier::kHost:
+      return Tier::kHost;
+    case transport::WireTier::kNvme:
+      return Tier::kNvme;
+    default:
+      return Tier::kNone;
+  }
+}
+
+std::string Where(const void* p, size_t n) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%zu bytes at %p", n, p);
+  return buf;
+}
+
+// The most entries one request may carry under the daemon's limits: its batch limit, and what
+// fits in one body next to the rkey (a small header of counts and ids).
+size_t EntriesPerRequest(const transport::ProtocolLimits& limits, size_t remote_key_bytes,
+                         size_t entry_bytes) {
+  const size_t fixed = 8 + 4 + remote_key_bytes + 4;
+  const size_t by_body =
+      limits.max_body_bytes > fixed ? (limits.max_body_bytes - fixed) / entry_bytes : 0;
+  return std::max<size_t>(1, std::min<size_t>(limits.max_keys_per_batch, by_body));
+}
+
+// Indices of one request: same region, at most `per_request` of them, in key order.
+struct Part {
+  std::shared_ptr<RegionRecord> region;
+  std::vector<size_t> indices;
+};
+
+// Groups keys by the region their memory lies in (first-seen order) and cuts each group to the
+// request size. Returns InvalidArgument naming the first span outside every region.
+template <typename SpanAt>
+Result<std::vector<Part>> PlanParts(ClientCore& core, size_t count, SpanAt span_at,
+                                    const transport::ProtocolLimits& limits, size_t entry_bytes,
+                                    const char* what) {
+  std::vector<Part> groups;
+  std::map<const RegionRecord*, size_t> group_of;
+  for (size_t i = 0; i < count; ++i) {
+    const auto [p, n] = span_at(i);
+    if (p == nullptr || n == 0) {
+      return Status::InvalidArgument(std::string(what) + " " + std::to_string(i) + " is empty");
+    }
+    std::shared_ptr<RegionRecord> region = core.FindRegion(p, n);
+    if (!region) {
+      return Status::InvalidArgument(std::string(what) + " " + std::to_string(i) + " (" +
+                                     Where(p, n) + ") is not inside a registered memory region");
+    }
+    auto [it, fresh] = group_of.emplace(region.get(), groups.size());
+    if (fresh) groups.push_back(Part{region, {}});
+    groups[it->second].indices.push_back(i);
+  }
+  std::vector<Part> parts;
+  for (Part& g : groups) {
+    const size_t per = EntriesPerRequest(limits, g.region->region.remote_key.size(), entry_bytes);
+    for (size_t at = 0; at < g.indices.size(); at += per) {
+      const size_t end = std::min(g.indices.size(), at + per);
+      parts.push_back(Part{g.region, {g.indices.begin() + at, g.indices.begin() + end}});
+    }
+  }
+  return parts;
+}
+
+template <typename Reply>
+Status CheckCount(const Reply&, size_t got, size_t want) {
+  if (got == want) return Status::Ok();
+  return Status::Corruption(std::string(transport::MessageTypeName(Reply::kType)) + " has " +
+                            std::to_string(got) + " results for " + std::to_string(want) + " keys");
+}
+
+}  // namespace
+
+std::string_view TierName(Tier tier) {
+  switch (tier) {
+    case Tier::kNone:
+      return "none";
+    case Tier::kGpu:
+      return "gpu";
+    case Tier::kHost:
+      return "host";
+    case Tier::kNvme:
+      return "nvme";
+  }
+  return "unknown";
+}
+
+double ServerStat::AsDouble() const {
+  return std::holds_alternative<uint64_t>(value) ? static_cast<double>(std::get<uint64_t>(value))
+                                                 : std::get<double>(value);
+}
+
+// --- MemoryRegion ---
+
+MemoryRegion::~MemoryRegion() = default;
+uint8_t* MemoryRegion::data() const {
+  return record_ ? static_cast<uint8_t*>(record_->region.memory.address()) : nullptr;
+}
+size_t MemoryRegion::size() const { return record_ ? record_->region.memory.length() : 0; }
+bool MemoryRegion::Contains(const void* p, size_t n) const {
+  return record_ && record_->Contains(p, n);
+}
+const std::vector<uint8_t>& MemoryRegion::remote_key() const {
+  static const std::vector<uint8_t> kNone;
+  return record_ ? record_->region.remote_key : kNone;
+}
+
+// --- Client ---
+
+Client::Client(std::unique_ptr<ClientCore> core) : core_(std::move(core)) {}
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientConfig& config) {
+  KVAULT_RETURN_IF_ERROR(config.Validate());
+  const Deadline deadline = Clock::now() + config.connect_timeout;
+  KVAULT_ASSIGN_OR_RETURN(HostPort address, ParseHostPort(config.server));
+  std::shared_ptr<transport::UcxAgent> agent;
+  if (config.data_plane) {
+    transport::UcxAgentOptions options;
+    options.context.transports = config.ucx_transports;
+    options.context.name = "kvault-client";
+    Result<std::unique_ptr<transport::UcxAgent>> created = transport::UcxAgent::Create(options);
+    if (!created.ok()) return created.status().WithContext("starting the UCX agent");
+    agent = std::move(*created);
+  }
+  auto core = std::make_unique<ClientCore>(config, std::move(address), std::move(agent));
+  KVAULT_ASSIGN_OR_RETURN(Link link, core->Acquire(deadline));
+  (void)link;
+  return std::unique_ptr<Client>(new Client(std::move(core)));
+}
+
+Result<MemoryRegion> Client::RegisterMemory(void* ptr, size_t len) {
+  if (ptr == nullptr || len == 0) {
+    return Status::InvalidArgument("RegisterMemory: null pointer or zero length");
+  }
+  if (!core_->agent()) return Status::Unsupported("RegisterMemory: client has no data plane");
+  KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region,
+                          core_->agent()->RegisterMemory(ptr, len));
+  auto record =
+      std::make_shared<RegionRecord>(RegionRecord{core_->shared_agent(), std::move(region)});
+  core_->Track(record);
+  return MemoryRegion(std::move(record));
+}
+
+Result<MemoryRegion> Client::AllocateMemory(size_t len) {
+  if (len == 0) return Status::InvalidArgument("AllocateMemory: zero length");
+  if (!core_->agent()) return Status::Unsupported("AllocateMemory: client has no data plane");
+  KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region, core_->agent()->AllocateMemory(len));
+  auto record =
+      std::make_shared<RegionRecord>(RegionRecord{core_->shared_agent(), std::move(region)});
+  core_->Track(record);
+  return MemoryRegion(std::move(record));
+}
+
+LookupResult Client::LookupPrefix(std::span<const BlockKey> keys, const LookupOptions& options) {
+  LookupResult out;
+  const Deadline deadline = core_->DeadlineOr(options.deadline);
+  Result<Link> link = core_->Acquire(deadline);
+  if (!link.ok()) {
+    out.status = link.status();
+    return out;
+  }
+  transport::Lookup request;
+  request.keys.assign(keys.begin(), keys.end());
+  request.want_lease = options.want_lease;
+  request.lease_ttl_ms = static_cast<uint32_t>(
+      std::clamp<int64_t>(options.lease_ttl.count(), 0, std::numeric_limits<uint32_t>::max()));
+  const Deadline sent = Clock::now();
+  Result<transport::Message> reply = link->conn->CallSync(request, deadline);
+  if (!reply.ok()) {
+    out.status = reply.status();
+    return out;
+  }
+  const auto& r = std::get<transport::LookupReply>(*reply);
+  Status counted = CheckCount(r, r.tiers.size(), keys.size());
+  if (!counted.ok() || r.leading_hits > keys.size()) {
+    out.status =
+        counted.ok() ? Status::Corruption("lookup_reply: leading_hits over key count") : counted;
+    return out;
+  }
+  out.leading_hits = r.leading_hits;
+  out.tiers.reserve(r.tiers.size());
+  for (transport::WireTier t : r.tiers) out.tiers.push_back(FromWire(t));
+  if (r.lease_id != 0) {
+    out.lease.id = r.lease_id;
+    out.lease.session = link->session;
+    out.lease.expiry = sent + std::chrono::milliseconds(r.lease_ttl_ms);
+  }
+  return out;
+}
+
+StoreHandle Client::Store(std::span<const BlockKey> keys,
+                          std::span<const std::span<const uint8_t>> sources,
+                          const StoreOptions& options) {
+  const Deadline deadline = core_->DeadlineOr(options.deadline);
+  auto fail = [&](const Status& s) { return StoreHandle(OpState::Failed(keys.size(), s)); };
+  if (keys.size() != sources.size()) {
+    return fail(Status::InvalidArgument("store: " + std::to_string(keys.size()) + " keys but " +
+                                        std::to_string(sources.size()) + " sources"));
+  }
+  if (!core_->agent()) return fail(Status::Unsupported("store: client has no data plane"));
+  Result<Link> link = core_->Acquire(deadline);
+  if (!link.ok()) return fail(link.status());
+  const transport::ProtocolLimits limits = link->conn->limits();
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i].size() > limits.max_block_object_bytes) {
+      return fail(Status::InvalidArgument("store: source " + std::to_string(i) + " of " +
+                                          std::to_string(sources[i].size()) +
+                                          " bytes is over the daemon's object limit of " +
+                                          std::to_string(limits.max_block_object_bytes)));
+    }
+  }
+  Result<std::vector<Part>> parts = PlanParts(
+      *core_, sources.size(),
+      [&](size_t i) {
+        return std::pair<const void*, size_t>(sources[i].data(), sources[i].size());
+      },
+      limits, 48, "store: source");
+  if (!parts.ok()) return fail(parts.status());
+
+  auto state = std::make_shared<OpState>(keys.size());
+  state->ExpectParts(parts->size());
+  for (Part& part : *parts) {
+    transport::Store request;
+    request.remote_key = part.region->region.remote_key;
+    request.entries.reserve(part.indices.size());
+    for (size_t i : part.indices) {
+      request.entries.push_back(
+          {keys[i], reinterpret_cast<uint64_t>(sources[i].data()), sources[i].size()});
+    }
+    auto indices = std::make_shared<std::vector<size_t>>(std::move(part.indices));
+    link->conn->Call(
+        request, deadline,
+        [state, indices](Result<transport::Message> reply) {
+          if (!reply.ok()) return state->PartDone(*indices, reply.status(), {}, {});
+          const auto& r = std::get<transport::StoreReply>(*reply);
+          Status counted = CheckCount(r, r.statuses.size(), indices->size());
+          if (!counted.ok()) return state->PartDone(*indices, counted, {}, {});
+          std::vector<Status> per_key;
+          per_key.reserve(r.statuses.size());
+          for (transport::WireStatus s : r.statuses)
+            per_key.push_back(transport::StatusFromWire(s));
+          state->PartDone(*indices, Status::Ok(), per_key, {});
+        },
+        // The region stays registered until the daemon is done with it.
+        [state, region = part.region] { state->PartSettled(); });
+  }
+  return StoreHandle(std::move(state));
+}
+
+LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
+                        std::span<const LoadDestination> destinations, const LoadOptions& options) {
+  const Deadline deadline = core_->DeadlineOr(options.deadline);
+  auto fail = [&](const Status& s) { return LoadHandle(OpState::Failed(keys.size(), s)); };
+  if (keys.size() != destinations.size()) {
+    return fail(Status::InvalidArgument("load: " + std::to_string(keys.size()) + " keys but " +
+                                        std::to_string(destinations.size()) + " destinations"));
+  }
+  if (!core_->agent()) return fail(Status::Unsupported("load: client has no data plane"));
+  for (size_t i = 0; i < destinations.size(); ++i) {
+    const LoadDestination& d = destinations[i];
+    if (d.length > d.buffer.size()) {
+      return fail(Status::InvalidArgument("load: destination " + std::to_string(i) + " asks for " +
+                                          std::to_string(d.length) + " bytes into a buffer of " +
+                                          std::to_string(d.buffer.size())));
+    }
+  }
+  Result<Link> link = core_->Acquire(deadline);
+  if (!link.ok()) return fail(link.status());
+  const transport::ProtocolLimits limits = link->conn->limits();
+  for (size_t i = 0; i < destinations.size(); ++i) {
+    const LoadDestination& d = destinations[i];
+    if (d.buffer.size() > limits.max_block_object_bytes ||
+        d.offset > limits.max_block_object_bytes) {
+      return fail(Status::InvalidArgument("load: destination " + std::to_string(i) +
+                                          " is over the daemon's object limit of " +
+                                          std::to_string(limits.max_block_object_bytes)));
+    }
+  }
+  Result<std::vector<Part>> parts = PlanParts(
+      *core_, destinations.size(),
+      [&](size_t i) {
+        return std::pair<const void*, size_t>(destinations[i].buffer.data(),
+                                              destinations[i].buffer.size());
+      },
+      limits, 64, "load: destination");
+  if (!parts.ok()) return fail(parts.status());
+  // A lease of an earlier session means nothing to this one: load without it.
+  const uint64_t lease_id = lease.valid() && lease.session == link->session ? lease.id : 0;
+
+  auto state = std::make_shared<OpState>(keys.size());
+  state->ExpectParts(parts->size());
+  for (Part& part : *parts) {
+    transport::Load request;
+    request.lease_id = lease_id;
+    request.remote_key = part.region->region.remote_key;
+    request.entries.reserve(part.indices.size());
+    for (size_t i : part.indices) {
+      const LoadDestination& d = destinations[i];
+      request.entries.push_back({keys[i], reinterpret_cast<uint64_t>(d.buffer.data()),
+                                 d.buffer.size(), d.offset, d.length});
+    }
+    auto indices = std::make_shared<std::vector<size_t>>(std::move(part.indices));
+    link->conn->Call(
+        request, deadline,
+        [state, indices](Result<transport::Message> reply) {
+          if (!reply.ok()) return state->PartDone(*indices, reply.status(), {}, {});
+          const auto& r = std::get<transport::LoadReply>(*reply);
+          Status counted = CheckCount(r, r.outcomes.size(), indices->size());
+          if (!counted.ok()) return state->PartDone(*indices, counted, {}, {});
+          std::vector<Status> per_key;
+          std::vector<uint64_t> sizes;
+          per_key.reserve(r.outcomes.size());
+          sizes.reserve(r.outcomes.size());
+          for (const transport::LoadOutcome& o : r.outcomes) {
+            per_key.push_back(transport::StatusFromWire(o.status));
+            sizes.push_back(o.object_size);
+          }
+          state->PartDone(*indices, Status::Ok(), per_key, sizes);
+        },
+        [state, region = part.region] { state->PartSettled(); });
+  }
+  return LoadHandle(std::move(state));
+}
+
+Status Client::ReleaseLease(const Lease& lease, std::optional<Deadline> deadline) {
+  if (!lease.valid()) return Status::InvalidArgument("release_lease: no lease");
+  const Deadline d = core_->DeadlineOr(deadline);
+  KVAULT_ASSIGN_OR_RETURN(Link link, core_->Acquire(d));
+  if (lease.session != link.session) {
+    return transport::StatusFromWire(transport::WireStatus::kLeaseExpired,
+                                     "the lease belongs to an earlier, lost session");
+  }
+  transport::ReleaseLease request;
+  request.lease_id = lease.id;
+  KVAULT_ASSIGN_OR_RETURN(transport::Message reply, link.conn->CallSync(request, d));
+  return std::get<transport::ReleaseLeaseReply>(reply).ToStatus();
+}
+
+Result<std::vector<Status>> Client::Delete(std::span<const BlockKey> keys,
+                                           std::optional<Deadline> deadline) {
+  const Deadline d = core_->DeadlineOr(deadline);
+  KVAULT_ASSIGN_OR_RETURN(Link link, core_->Acquire(d));
+  transport::Delete request;
+  request.keys.assign(keys.begin(), keys.end());
+  KVAULT_ASSIGN_OR_RETURN(transport::Message reply, link.conn->CallSync(request, d));
+  const auto& r = std::get<transport::DeleteReply>(reply);
+  KVAULT_RETURN_IF_ERROR(CheckCount(r, r.statuses.size(), keys.size()));
+  std::vector<Status> out;
+  out.reserve(r.statuses.size());
+  for (transport::WireStatus s : r.statuses) out.push_back(transport::StatusFromWire(s));
+  return out;
+}
+
+Result<std::vector<ServerStat>> Client::Stats(std::optional<Deadline> deadline) {
+  const Deadline d = core_->DeadlineOr(deadline);
+  KVAULT_ASSIGN_OR_RETURN(Link link, core_->Acquire(d));
+  KVAULT_ASSIGN_OR_RETURN(transport::Message reply, link.conn->CallSync(transport::Stats{}, d));
+  std::vector<ServerStat> out;
+  for (const transport::StatEntry& e : std::get<transport::StatsReply>(reply).entries) {
+    out.push_back(ServerStat{e.name, e.value});
+  }
+  return out;
+}
+
+Result<std::chrono::nanoseconds> Client::Ping(std::optional<Deadline> deadline) {
+  const Deadline d = core_->DeadlineOr(deadline);
+  KVAULT_ASSIGN_OR_RETURN(Link link, core_->Acquire(d));
+  transport::Ping request;
+  request.payload = std::random_device{}();
+  const Deadline t0 = Clock::now();
+  KVAULT_ASSIGN_OR_RETURN(transport::Message reply, link.conn->CallSync(request, d));
+  const auto rtt = Clock::now() - t0;
+  if (std::get<transport::Pong>(reply).payload != request.payload) {
+    return Status::Corruption("pong: payload differs from the ping's");
+  }
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(rtt);
+}
+
+bool Client::connected() const { return core_->connected(); }
+uint64_t Client::session_id() const { return core_->session_id(); }
+const ClientConfig& Client::config() const { return core_->config(); }
+
+}  // namespace kvault

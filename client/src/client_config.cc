@@ -1,0 +1,75 @@
+// ClientConfig::Validate and ParseHostPort (client_config.h).
+
+#include "kvault/client_config.h"
+
+#include <charconv>
+#include <string>
+
+namespace kvault {
+
+Result<HostPort> ParseHostPort(std::string_view text) {
+  HostPort out;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return Status::InvalidArgument("server address '" + std::string(text) +
+                                     "': expected [IPv6]:PORT");
+    }
+    out.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return Status::InvalidArgument("server address '" + std::string(text) +
+                                     "': expected HOST:PORT");
+    }
+    out.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    if (out.host.find(':') != std::string::npos) {
+      return Status::InvalidArgument("server address '" + std::string(text) +
+                                     "': write an IPv6 host in brackets, [::1]:PORT");
+    }
+  }
+  if (out.host.empty()) {
+    return Status::InvalidArgument("server address '" + std::string(text) + "': empty host");
+  }
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 ||
+      value > 65535) {
+    return Status::InvalidArgument("server address '" + std::string(text) +
+                                   "': port must be a number in 1..65535");
+  }
+  out.port = static_cast<uint16_t>(value);
+  return out;
+}
+
+Status ClientConfig::Validate() const {
+  if (server.empty()) return Status::InvalidArgument("client config: server is required");
+  Result<HostPort> address = ParseHostPort(server);
+  if (!address.ok()) return address.status().WithContext("client config");
+  if (connect_timeout.count() <= 0) {
+    return Status::InvalidArgument("client config: connect_timeout must be positive");
+  }
+  if (request_timeout.count() <= 0) {
+    return Status::InvalidArgument("client config: request_timeout must be positive");
+  }
+  if (stall_timeout.count() < 0) {
+    return Status::InvalidArgument("client config: stall_timeout must be 0 (never) or positive");
+  }
+  if (reconnect_backoff.count() < 0) {
+    return Status::InvalidArgument("client config: reconnect_backoff must not be negative");
+  }
+  // The protocol's default string limit, under which Hello is encoded (docs/protocol.md §3).
+  constexpr size_t kMaxName = 256;
+  if (tenant.size() > kMaxName) {
+    return Status::InvalidArgument("client config: tenant is over 256 bytes");
+  }
+  if (client_name.size() > kMaxName) {
+    return Status::InvalidArgument("client config: client_name is over 256 bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace kvault

@@ -1,0 +1,122 @@
+// ClientCore (client_core.h): the handshake, reconnects and the region table.
+
+#include "client_core.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "kvault/common/auth.h"
+
+namespace kvault::client_internal {
+
+ClientCore::ClientCore(ClientConfig config, HostPort address,
+                       std::shared_ptr<transport::UcxAgent> agent)
+    : config_(std::move(config)), address_(std::move(address)), agent_(std::move(agent)) {}
+
+ClientCore::~ClientCore() {
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(conn_mu_);
+    conn = std::move(link_.conn);
+  }
+  if (conn) conn->Fail(Status::Unavailable("client closed"));
+}
+
+Result<Link> ClientCore::Open(Deadline deadline) {
+  KVAULT_ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn,
+                          Connection::Open(address_, deadline, config_.stall_timeout));
+  auto fail = [&](const Status& s, std::string_view step) {
+    const Status reason = s.WithContext(std::string(step) + " with kvaultd at " + conn->peer());
+    conn->Fail(reason);
+    return reason;
+  };
+
+  transport::Hello hello;
+  hello.tenant = config_.tenant;
+  hello.client_name = config_.client_name;
+  if (agent_) hello.worker_address = agent_->worker_address();
+  Result<transport::Message> hello_reply = conn->CallSync(hello, deadline);
+  if (!hello_reply.ok()) return fail(hello_reply.status(), "hello");
+  const auto& hr = std::get<transport::HelloReply>(*hello_reply);
+  if (hr.server_version != transport::kProtocolVersion) {
+    return fail(Status::Unsupported("the daemon speaks protocol version " +
+                                    std::to_string(hr.server_version) + ", this client 1"),
+                "hello");
+  }
+  conn->SetLimits(hr.limits);
+
+  transport::Auth auth;
+  const AuthDigest proof = AuthProof(TokenHash(config_.token), hr.nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  Result<transport::Message> auth_reply = conn->CallSync(auth, deadline);
+  if (!auth_reply.ok()) return fail(auth_reply.status(), "auth");
+  const auto& ar = std::get<transport::AuthReply>(*auth_reply);
+  if (ar.status != transport::WireStatus::kOk) return fail(ar.ToStatus(), "auth");
+  return Link{std::move(conn), ar.session_id};
+}
+
+Result<Link> ClientCore::Acquire(Deadline deadline) {
+  std::shared_ptr<Connection> dead;  // destroyed after the lock is released (joins its thread)
+  {
+    std::lock_guard<std::mutex> lock(conn_mu_);
+    if (link_.conn && link_.conn->alive()) return link_;
+    if (link_.conn) {
+      last_failure_ = link_.conn->failure();
+      dead = std::move(link_.conn);
+      link_ = Link{};
+      next_attempt_ = Clock::now();  // the first reconnect after a loss is immediate
+    }
+    const Deadline now = Clock::now();
+    if (connecting_) {
+      return Status::Unavailable(
+          "reconnecting to kvaultd at " + config_.server +
+          (last_failure_.ok() ? "" : "; last failure: " + last_failure_.message()));
+    }
+    if (now < next_attempt_) {
+      const auto wait =
+          std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now).count();
+      return Status::Unavailable(last_failure_.message() + " (next reconnect attempt in " +
+                                 std::to_string(wait) + " ms)");
+    }
+    connecting_ = true;
+  }
+  dead.reset();
+  Result<Link> opened = Open(std::min(deadline, Clock::now() + config_.connect_timeout));
+  std::lock_guard<std::mutex> lock(conn_mu_);
+  connecting_ = false;
+  if (!opened.ok()) {
+    last_failure_ = opened.status();
+    next_attempt_ = Clock::now() + config_.reconnect_backoff;
+    return opened.status();
+  }
+  link_ = *opened;
+  last_failure_ = Status::Ok();
+  return link_;
+}
+
+bool ClientCore::connected() const {
+  std::lock_guard<std::mutex> lock(conn_mu_);
+  return link_.conn && link_.conn->alive();
+}
+
+uint64_t ClientCore::session_id() const {
+  std::lock_guard<std::mutex> lock(conn_mu_);
+  return link_.conn && link_.conn->alive() ? link_.session : 0;
+}
+
+void ClientCore::Track(const std::shared_ptr<RegionRecord>& record) {
+  std::lock_guard<std::mutex> lock(regions_mu_);
+  std::erase_if(regions_, [](const std::weak_ptr<RegionRecord>& w) { return w.expired(); });
+  regions_.push_back(record);
+}
+
+std::shared_ptr<RegionRecord> ClientCore::FindRegion(const void* p, size_t n) {
+  std::lock_guard<std::mutex> lock(regions_mu_);
+  for (const std::weak_ptr<RegionRecord>& w : regions_) {
+    std::shared_ptr<RegionRecord> r = w.lock();
+    if (r && r->Contains(p, n)) return r;
+  }
+  return nullptr;
+}
+
+}  // namespace kvault::client_internal

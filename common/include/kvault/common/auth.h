@@ -1,0 +1,61 @@
+#pragma once
+// Tenant authentication primitives: the challenge-response of the control plane's hello
+// (DESIGN.md §8). The server keeps only SHA-256(token) per tenant; at hello it sends a fresh random
+// nonce and the client answers with
+//
+//   proof = HMAC-SHA256(key = SHA-256(token), message = "kvault-auth-v1" || nonce)
+//
+// so the token never crosses the wire and a recorded proof is useless for another nonce. The
+// context string is fixed-length, so the concatenation is unambiguous; it also separates these
+// proofs from any other use of the same key.
+//
+// Note: the stored hash is itself enough to compute proofs, so a tenants file is a secret (mode
+// 0600); hashing only keeps the original token, which clients hold, from being recovered from it.
+//
+// Pure functions over OpenSSL; thread-safe.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "kvault/common/result.h"
+
+namespace kvault {
+
+inline constexpr size_t kAuthDigestBytes = 32;
+inline constexpr size_t kAuthNonceBytes = 32;
+// The HMAC context prefix; part of the protocol: changing it is a new protocol version.
+inline constexpr std::string_view kAuthContext = "kvault-auth-v1";
+
+// A SHA-256 token hash or an HMAC-SHA256 proof.
+using AuthDigest = std::array<uint8_t, kAuthDigestBytes>;
+// A server challenge.
+using AuthNonce = std::array<uint8_t, kAuthNonceBytes>;
+
+// A fresh challenge of 32 bytes from OpenSSL's CSPRNG (RAND_bytes). Unavailable when the generator
+// fails (it is not seeded); the caller must then refuse the hello, never fall back.
+Result<AuthNonce> NewAuthChallenge();
+
+// SHA-256 of the token's bytes; equals `printf %s "$TOKEN" | sha256sum`.
+AuthDigest TokenHash(std::string_view token);
+
+// The proof for `nonce` (any length; the server's nonces are kAuthNonceBytes) under a token hash.
+AuthDigest AuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce);
+
+// True when `proof` is exactly AuthProof(token_hash, nonce). The comparison takes the same time
+// wherever the bytes differ (CRYPTO_memcmp). False for a proof of the wrong length and for a nonce
+// that is not kAuthNonceBytes long (a server never issues one).
+bool VerifyAuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
+                     std::span<const uint8_t> proof);
+
+// Lower-case hex of `bytes` (config files, docs). Never pass it a hash to a log.
+std::string HexEncode(std::span<const uint8_t> bytes);
+
+// Parses exactly 64 hex digits (either case) into a digest. InvalidArgument naming the problem
+// (length or the position of the first non-hex character) without echoing the input.
+Result<AuthDigest> ParseDigestHex(std::string_view hex);
+
+}  // namespace kvault

@@ -1,0 +1,30 @@
+#include "config/derived_options.h"
+
+namespace kvault::server {
+
+storage::BlockStoreOptions StoreOptionsFor(const DaemonConfig& config) {
+  const StorageConfig& s = config.storage;
+  storage::BlockStoreOptions out;
+  out.policy = s.policy;
+  out.nvme_policy = s.nvme_policy;
+  out.land_on_gpu = s.land_on_gpu;
+  out.promote_on_hit = s.promote_on_hit;
+  out.high_watermark = s.high_watermark;
+  out.low_watermark = s.low_watermark;
+  out.mover_threads = static_cast<int>(s.mover_threads);
+  // The option table bounds max_block_bytes to what a u32 holds.
+  out.max_object_bytes = static_cast<uint32_t>(config.limits.max_block_bytes);
+  out.max_lease_ttl = config.leases.max_ttl;
+  return out;
+}
+
+transport::ProtocolLimits ProtocolLimitsFor(const DaemonConfig& config) {
+  transport::ProtocolLimits out;
+  // The option table bounds these to the protocol's floors and ceilings.
+  out.max_body_bytes = static_cast<uint32_t>(config.limits.max_frame_bytes);
+  out.max_keys_per_batch = config.limits.max_keys_per_request;
+  out.max_block_object_bytes = config.limits.max_block_bytes;
+  return out;
+}
+
+}  // namespace kvault::server

@@ -1,0 +1,321 @@
+// ControlServer (control_server.h): accept loop, per-connection coroutines, deadlines, drain.
+
+#include <utility>  // first: Boost 1.74 Asio under GCC 12 in C++20 mode (DESIGN.md §15)
+
+#include "control/control_server.h"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/service.h"
+#include "kvault/transport/messages.h"
+#include "metrics/metrics.h"
+
+namespace kvault::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+struct ControlServer::Impl {
+  Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
+      : options(o), service(svc), metrics(m), acceptor(io) {}
+
+  void Reject(RejectReason reason) {
+    if (metrics != nullptr) metrics->CountRejected(reason);
+  }
+
+  ControlServerOptions options;
+  Service& service;
+  Metrics* metrics;
+  asio::io_context io;
+  std::optional<asio::ssl::context> ssl;
+  tcp::acceptor acceptor;
+  uint16_t port = 0;
+  std::vector<std::thread> threads;
+  std::atomic<uint32_t> connections{0};
+  std::atomic<uint32_t> in_flight{0};
+  std::atomic<bool> stopped{false};
+  // Closers of open connections, by connection number.
+  std::mutex mu;
+  std::unordered_map<uint64_t, std::function<void()>> closers;
+  uint64_t next_connection = 0;
+};
+
+namespace {
+
+tcp::socket& Lowest(tcp::socket& s) { return s; }
+tcp::socket& Lowest(asio::ssl::stream<tcp::socket>& s) { return s.next_layer(); }
+
+// One connection: its stream, its watchdog and its session. Everything runs on the
+// connection's strand.
+template <typename Stream>
+class Connection : public std::enable_shared_from_this<Connection<Stream>> {
+ public:
+  Connection(ControlServer::Impl& server, Stream stream)
+      : server_(server),
+        stream_(std::move(stream)),
+        watchdog_(Lowest(stream_).get_executor()),
+        session_(server.service.OpenSession()) {}
+
+  ~Connection() {
+    server_.service.CloseSession(*session_);
+    if (server_.metrics != nullptr) server_.metrics->ConnectionClosed();
+    server_.connections.fetch_sub(1);
+    std::lock_guard lock(server_.mu);
+    server_.closers.erase(number_);
+  }
+
+  void Register() {
+    std::weak_ptr<Connection> weak = this->shared_from_this();
+    auto executor = Lowest(stream_).get_executor();
+    std::lock_guard lock(server_.mu);
+    number_ = server_.next_connection++;
+    server_.closers[number_] = [weak, executor] {
+      asio::post(executor, [weak] {
+        if (auto self = weak.lock()) self->Close();
+      });
+    };
+  }
+
+  asio::awaitable<void> Run() {
+    auto self = this->shared_from_this();
+    try {
+      if constexpr (!std::is_same_v<Stream, tcp::socket>) {
+        Arm(server_.options.io_timeout);
+        co_await stream_.async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
+        watchdog_.cancel();
+      }
+      while (co_await ServeOne()) {
+      }
+    } catch (const boost::system::system_error&) {
+      // Closed by the peer, by a deadline or by Stop(): nothing more to do on this connection.
+    }
+    Close();
+  }
+
+  void Close() {
+    watchdog_.cancel();
+    error_code ec;
+    Lowest(stream_).shutdown(tcp::socket::shutdown_both, ec);
+    Lowest(stream_).close(ec);
+  }
+
+ private:
+  // Closes the connection unless the current step finishes within `d`.
+  void Arm(std::chrono::milliseconds d) {
+    watchdog_.expires_after(d);
+    std::weak_ptr<Connection> weak = this->shared_from_this();
+    watchdog_.async_wait([weak](const error_code& ec) {
+      if (ec) return;  // canceled: the step finished in time
+      if (auto self = weak.lock()) {
+        self->server_.Reject(RejectReason::kTimeout);
+        self->Close();
+      }
+    });
+  }
+
+  // Reads, handles and answers one frame. Returns false when the connection must close.
+  asio::awaitable<bool> ServeOne() {
+    const transport::ProtocolLimits& limits = server_.options.limits;
+    std::array<uint8_t, transport::kFrameHeaderBytes> head{};
+    Arm(server_.options.idle_timeout);
+    co_await asio::async_read(stream_, asio::buffer(head.data(), 1), asio::use_awaitable);
+    Arm(server_.options.io_timeout);  // the rest of the frame must follow promptly
+    co_await asio::async_read(stream_, asio::buffer(head.data() + 1, head.size() - 1),
+                              asio::use_awaitable);
+    Result<transport::FrameHeader> header = transport::DecodeFrameHeader(head, limits);
+    if (!header.ok()) {
+      const bool version = header.status().code() == StatusCode::kUnsupported;
+      server_.Reject(version ? RejectReason::kUnsupported
+                     : header.status().code() == StatusCode::kOutOfRange ? RejectReason::kTooLarge
+                                                                         : RejectReason::kMalformed);
+      co_await SendError(transport::PeekRequestId(head).value_or(0),
+                         version ? transport::WireStatus::kUnsupportedVersion
+                                 : transport::ToWireStatus(header.status().code()),
+                         header.status().message());
+      co_return false;
+    }
+    body_.resize(header->body_length);
+    if (!body_.empty()) {
+      co_await asio::async_read(stream_, asio::buffer(body_), asio::use_awaitable);
+    }
+    watchdog_.cancel();
+    Result<transport::Message> request = transport::DecodeMessage(header->type, body_, limits);
+    if (!request.ok()) {
+      server_.Reject(request.status().code() == StatusCode::kOutOfRange ? RejectReason::kTooLarge
+                                                                         : RejectReason::kMalformed);
+      co_await SendError(header->request_id, transport::ToWireStatus(request.status().code()),
+                         request.status().message());
+      co_return false;
+    }
+    server_.in_flight.fetch_add(1);
+    transport::Message reply = server_.service.Handle(*session_, *request);
+    out_.clear();
+    Status encoded = transport::AppendMessageFrame(reply, header->request_id, limits, &out_);
+    server_.in_flight.fetch_sub(1);
+    if (!encoded.ok()) {
+      co_await SendError(header->request_id, transport::WireStatus::kInternal,
+                         "reply does not fit the protocol limits: " + encoded.message());
+      co_return false;
+    }
+    Arm(server_.options.io_timeout);
+    co_await asio::async_write(stream_, asio::buffer(out_), asio::use_awaitable);
+    watchdog_.cancel();
+    co_return true;
+  }
+
+  asio::awaitable<void> SendError(uint64_t request_id, transport::WireStatus status,
+                                  std::string message) {
+    transport::ErrorReply error;
+    error.status = status == transport::WireStatus::kOk ? transport::WireStatus::kInternal : status;
+    error.message = message.substr(0, server_.options.limits.max_string_bytes);
+    out_.clear();
+    if (!transport::AppendFrame(error, request_id, server_.options.limits, &out_).ok()) co_return;
+    Arm(server_.options.io_timeout);
+    error_code ec;
+    co_await asio::async_write(stream_, asio::buffer(out_),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    watchdog_.cancel();
+  }
+
+  ControlServer::Impl& server_;
+  Stream stream_;
+  asio::steady_timer watchdog_;
+  std::unique_ptr<Session> session_;
+  std::vector<uint8_t> body_;
+  std::vector<uint8_t> out_;
+  uint64_t number_ = 0;
+};
+
+template <typename Stream>
+void Launch(ControlServer::Impl& s, Stream stream) {
+  auto connection = std::make_shared<Connection<Stream>>(s, std::move(stream));
+  connection->Register();
+  auto executor = Lowest(const_cast<Stream&>(stream)).get_executor();
+  (void)executor;
+  asio::co_spawn(
+      s.io.get_executor(),
+      [connection]() -> asio::awaitable<void> { co_await connection->Run(); }, asio::detached);
+}
+
+asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
+  for (;;) {
+    error_code ec;
+    auto strand = asio::make_strand(s.io);
+    tcp::socket socket = co_await s.acceptor.async_accept(
+        strand, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !s.acceptor.is_open()) co_return;
+      continue;  // e.g. EMFILE: keep serving the connections we have
+    }
+    if (s.stopped.load()) co_return;
+    if (s.connections.load() >= s.options.max_connections) {
+      s.Reject(RejectReason::kTooManyConnections);
+      socket.close(ec);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    s.connections.fetch_add(1);
+    if (s.metrics != nullptr) s.metrics->ConnectionOpened();
+    if (s.ssl) {
+      Launch(s, asio::ssl::stream<tcp::socket>(std::move(socket), *s.ssl));
+    } else {
+      Launch(s, std::move(socket));
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ControlServer>> ControlServer::Start(const ControlServerOptions& options,
+                                                            Service& service, Metrics* metrics) {
+  auto impl = std::make_unique<Impl>(options, service, metrics);
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return Status::InvalidArgument("control plane TLS needs both a certificate and a key file");
+  }
+  if (!options.tls_cert_file.empty()) {
+    impl->ssl.emplace(asio::ssl::context::tls_server);
+    error_code ec;
+    impl->ssl->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                               asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                               asio::ssl::context::no_tlsv1_1,
+                           ec);
+    impl->ssl->use_certificate_chain_file(options.tls_cert_file, ec);
+    if (ec) return Status::InvalidArgument("TLS certificate " + options.tls_cert_file + ": " + ec.message());
+    impl->ssl->use_private_key_file(options.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec) return Status::InvalidArgument("TLS key " + options.tls_key_file + ": " + ec.message());
+  }
+  error_code ec;
+  const std::string host = options.host == "localhost" ? "127.0.0.1" : options.host;
+  const asio::ip::address address = asio::ip::make_address(host, ec);
+  if (ec) return Status::InvalidArgument("control host '" + options.host + "' is not an IP address");
+  const tcp::endpoint endpoint(address, options.port);
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Unavailable("control plane cannot listen on " + options.host + ":" +
+                               std::to_string(options.port) + ": " + ec.message());
+  }
+  impl->port = impl->acceptor.local_endpoint().port();
+  Impl& s = *impl;
+  asio::co_spawn(s.io, AcceptLoop(s), asio::detached);
+  const uint32_t threads = std::max<uint32_t>(1, options.threads);
+  for (uint32_t i = 0; i < threads; ++i) {
+    s.threads.emplace_back([&s] { s.io.run(); });
+  }
+  return std::unique_ptr<ControlServer>(new ControlServer(std::move(impl)));
+}
+
+ControlServer::ControlServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ControlServer::~ControlServer() { Stop(); }
+
+uint16_t ControlServer::port() const { return impl_->port; }
+
+bool ControlServer::tls() const { return impl_->ssl.has_value(); }
+
+bool ControlServer::Drain(std::chrono::milliseconds bound) {
+  Impl& s = *impl_;
+  asio::post(s.io, [&s] {
+    error_code ec;
+    s.acceptor.close(ec);
+  });
+  s.service.SetDraining(true);
+  const auto until = std::chrono::steady_clock::now() + bound;
+  while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return s.in_flight.load() == 0;
+}
+
+void ControlServer::Stop() {
+  Impl& s = *impl_;
+  if (s.stopped.exchange(true)) return;
+  asio::post(s.io, [&s] {
+    error_code ec;
+    s.acceptor.close(ec);
+  });
+  {
+    std::lock_guard lock(s.mu);
+    for (auto& [number, close] : s.closers) close();
+  }
+  // Let the connections unwind (their coroutines end once their sockets are closed), then stop.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (s.connections.load() > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  s.io.stop();
+  for (std::thread& t : s.threads) t.join();
+  s.threads.clear();
+}
+
+}  // namespace kvault::server

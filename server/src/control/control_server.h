@@ -1,0 +1,72 @@
+#pragma once
+// ControlServer: kvaultd's control plane (DESIGN.md §8): TCP (optionally TLS) on Boost.Asio, one
+// coroutine per connection, every request decoded with the transport limits and answered by the
+// Service.
+//
+//   - A frame must arrive whole within io_timeout of its first byte, and a reply must be written
+//     within io_timeout; a connection may sit idle between requests for idle_timeout. A peer that
+//     misses a deadline (e.g. sends one byte a second) is disconnected.
+//   - A frame that does not decode (bad magic or version, unknown type, over a limit, malformed
+//     body) gets an ErrorReply and the connection is closed; other connections are unaffected.
+//   - At most max_connections are open; more are accepted and closed at once (counted as
+//     rejected, reason too_many_connections).
+//   - Drain(): stop accepting, refuse new block requests (Service::SetDraining), wait up to a bound
+//     for in-flight requests to finish; Stop() then closes every connection and joins the threads.
+//
+// Thread-safety: Start/Drain/Stop from one controlling thread; everything else is internal.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kvault/common/result.h"
+#include "kvault/transport/protocol_limits.h"
+
+namespace kvault::server {
+
+class Service;
+class Metrics;
+
+struct ControlServerOptions {
+  std::string host = "127.0.0.1";  // IP literal or "localhost"
+  uint16_t port = 0;               // 0: any free port (port() tells which)
+  uint32_t threads = 2;            // io threads; a request runs on one of them until it is answered
+  uint32_t max_connections = 1024;
+  std::chrono::milliseconds io_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{600'000};
+  transport::ProtocolLimits limits;
+  // PEM files for TLS; both empty = plain TCP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+};
+
+class ControlServer {
+ public:
+  // Binds, listens and starts the io threads. InvalidArgument for a bad host or TLS files;
+  // Unavailable when the address cannot be bound. `service` and `metrics` (may be null) must
+  // outlive the server.
+  static Result<std::unique_ptr<ControlServer>> Start(const ControlServerOptions& options,
+                                                      Service& service, Metrics* metrics);
+  ~ControlServer();  // Stop()
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  uint16_t port() const;
+  bool tls() const;
+
+  // Stops accepting and waits until no request is being handled or `bound` has passed. Returns
+  // true when everything in flight finished.
+  bool Drain(std::chrono::milliseconds bound);
+
+  // Closes every connection and joins the threads. Idempotent.
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit ControlServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvault::server

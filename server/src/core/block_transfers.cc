@@ -1,0 +1,185 @@
+// Service::OnStore and Service::OnLoad (service.h): block bytes between the store and client
+// memory, through the DataMover. The server never hands out its own memory: it GETs each stored
+// object into a reservation and PUTs each loaded range from a pin.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/service.h"
+#include "metrics/metrics.h"
+
+namespace kvault::server {
+namespace {
+
+using transport::Message;
+using transport::WireStatus;
+
+WireStatus WireOf(const Status& status) { return transport::ToWireStatus(status.code()); }
+
+transport::TransferBatch NewBatch(std::vector<uint8_t> remote_key,
+                                  std::chrono::milliseconds timeout) {
+  transport::TransferBatch batch;
+  batch.remote_keys.push_back(std::move(remote_key));
+  batch.deadline = std::chrono::steady_clock::now() + timeout;
+  return batch;
+}
+
+// Keeps the in-flight gauge right whatever path a request leaves by.
+class InflightBytes {
+ public:
+  InflightBytes(Metrics* metrics, uint64_t bytes) : metrics_(metrics), bytes_(bytes) {
+    if (metrics_ != nullptr) metrics_->AddInflightBytes(static_cast<int64_t>(bytes_));
+  }
+  ~InflightBytes() {
+    if (metrics_ != nullptr) metrics_->AddInflightBytes(-static_cast<int64_t>(bytes_));
+  }
+  InflightBytes(const InflightBytes&) = delete;
+  InflightBytes& operator=(const InflightBytes&) = delete;
+
+ private:
+  Metrics* metrics_;
+  uint64_t bytes_;
+};
+
+}  // namespace
+
+Message Service::OnStore(Session& session, const transport::Store& request) {
+  uint64_t total = 0;
+  for (const transport::StoreEntry& e : request.entries) total += e.length;
+  if (total > options_.max_request_bytes) {
+    return Refuse(WireStatus::kOutOfRange,
+                  "store of " + std::to_string(total) + " bytes is over the per-request limit of " +
+                      std::to_string(options_.max_request_bytes));
+  }
+  transport::StoreReply reply;
+  reply.statuses.assign(request.entries.size(), WireStatus::kOk);
+  if (!session.peer || data_ == nullptr) {
+    reply.statuses.assign(request.entries.size(), WireStatus::kTransferFailed);
+    return reply;
+  }
+  InflightBytes inflight(metrics_, total);
+  const storage::TenantId tenant = session.tenant->id;
+
+  // Reserve room for new objects (present ones are done already) and pull them in waves: when
+  // the store has no room left for the next object, the wave reserved so far is transferred and
+  // committed first, so its blocks become evictable and a batch larger than the tier still fits.
+  std::vector<std::optional<storage::WriteReservation>> reservations(request.entries.size());
+  std::vector<size_t> wave;  // entry indices reserved and not yet transferred
+  auto run_wave = [&] {
+    if (wave.empty()) return;
+    transport::TransferBatch batch = NewBatch(request.remote_key, options_.transfer_timeout);
+    for (size_t i : wave) {
+      transport::Transfer t;
+      t.op = transport::TransferOp::kGet;
+      t.peer = *session.peer;
+      t.local = reservations[i]->bytes().data();
+      t.remote_address = request.entries[i].address;
+      t.length = request.entries[i].length;
+      batch.transfers.push_back(t);
+    }
+    const std::vector<Status> moved = data_->Run(std::move(batch));
+    for (size_t t = 0; t < wave.size(); ++t) {
+      const size_t i = wave[t];
+      if (!moved[t].ok()) {
+        reservations[i]->Abort();
+        reply.statuses[i] = WireStatus::kTransferFailed;
+      } else {
+        // Commit verifies the object (format, checksum, the key inside) before it is visible.
+        const Status committed = reservations[i]->Commit();
+        if (!committed.ok()) reply.statuses[i] = WireOf(committed);
+      }
+      reservations[i].reset();
+    }
+    wave.clear();
+  };
+  for (size_t i = 0; i < request.entries.size(); ++i) {
+    const transport::StoreEntry& e = request.entries[i];
+    Result<std::optional<storage::WriteReservation>> reserved =
+        store_.Reserve(tenant, e.key, e.length);
+    if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted &&
+        !wave.empty()) {
+      run_wave();  // frees the room the wave held (its blocks become evictable)
+      reserved = store_.Reserve(tenant, e.key, e.length);
+    }
+    if (!reserved.ok()) {
+      reply.statuses[i] = WireOf(reserved.status());
+      if (metrics_ != nullptr && reserved.status().code() == StatusCode::kResourceExhausted) {
+        const bool quota = reserved.status().message().find("tenant quota") != std::string::npos;
+        metrics_->CountRejected(quota ? RejectReason::kQuotaExceeded : RejectReason::kNoSpace);
+      }
+      continue;
+    }
+    if (!reserved->has_value()) continue;  // already stored (or being stored): kOk
+    reservations[i] = std::move(**reserved);
+    wave.push_back(i);
+  }
+  run_wave();
+  return reply;
+}
+
+Message Service::OnLoad(Session& session, const transport::Load& request) {
+  uint64_t asked = 0;
+  for (const transport::LoadEntry& e : request.entries) asked += e.capacity;
+  if (asked > options_.max_request_bytes) {
+    return Refuse(WireStatus::kOutOfRange,
+                  "load into " + std::to_string(asked) + " bytes is over the per-request limit of " +
+                      std::to_string(options_.max_request_bytes));
+  }
+  transport::LoadReply reply;
+  reply.outcomes.resize(request.entries.size());
+  // A lease only keeps blocks from being evicted meanwhile: with an unknown, expired or another
+  // session's lease the entries are served when present (docs/protocol.md §4.3).
+  if (!session.peer || data_ == nullptr) {
+    for (transport::LoadOutcome& o : reply.outcomes) o.status = WireStatus::kTransferFailed;
+    return reply;
+  }
+  InflightBytes inflight(metrics_, asked);
+  const storage::TenantId tenant = session.tenant->id;
+
+  std::vector<std::optional<storage::BlockPin>> pins(request.entries.size());
+  transport::TransferBatch batch = NewBatch(request.remote_key, options_.transfer_timeout);
+  std::vector<size_t> batch_entry;
+  for (size_t i = 0; i < request.entries.size(); ++i) {
+    const transport::LoadEntry& e = request.entries[i];
+    transport::LoadOutcome& outcome = reply.outcomes[i];
+    Result<std::optional<storage::BlockPin>> pinned = store_.Pin(tenant, e.key);
+    if (!pinned.ok()) {
+      outcome.status = WireOf(pinned.status());
+      continue;
+    }
+    if (!pinned->has_value()) {
+      outcome.status = WireStatus::kNotFound;
+      continue;
+    }
+    const std::span<const uint8_t> object = (*pinned)->bytes();
+    outcome.object_size = object.size();
+    const uint64_t length = e.length != 0 ? e.length
+                            : e.offset <= object.size() ? object.size() - e.offset
+                                                        : 0;
+    if (e.offset > object.size() || length > object.size() - e.offset || length > e.capacity ||
+        length == 0) {
+      outcome.status = WireStatus::kOutOfRange;
+      continue;
+    }
+    pins[i] = std::move(**pinned);
+    transport::Transfer t;
+    t.op = transport::TransferOp::kPut;
+    t.peer = *session.peer;
+    // The engine only reads a PUT's local bytes.
+    t.local = const_cast<uint8_t*>(object.data() + e.offset);
+    t.remote_address = e.address;
+    t.length = length;
+    batch.transfers.push_back(t);
+    batch_entry.push_back(i);
+  }
+  if (batch.transfers.empty()) return reply;
+
+  const std::vector<Status> moved = data_->Run(std::move(batch));
+  for (size_t t = 0; t < batch_entry.size(); ++t) {
+    if (!moved[t].ok()) reply.outcomes[batch_entry[t]].status = WireStatus::kTransferFailed;
+  }
+  return reply;
+}
+
+}  // namespace kvault::server

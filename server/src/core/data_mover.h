@@ -1,0 +1,35 @@
+#pragma once
+// DataMover: the service core's view of the data plane (DESIGN.md §8). The core decides which
+// bytes move where; a DataMover moves them between the server's memory and memory a client
+// registered, by one-sided GET (store) and PUT (load). kvaultd uses UcxDataMover (UCX's
+// TransferEngine); unit tests of the core use a fake that copies within one process.
+//
+// Thread-safety: implementations are called from many control-plane threads at once.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kvault/common/result.h"
+#include "kvault/transport/ucx/transfer.h"
+
+namespace kvault::server {
+
+class DataMover {
+ public:
+  virtual ~DataMover() = default;
+
+  // Connects to a client's data-plane worker (the address from its Hello). InvalidArgument or
+  // Corruption for malformed bytes; Unavailable when unreachable.
+  virtual Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address) = 0;
+
+  // Forgets a peer; its transfers still in flight fail. Unknown ids are ignored.
+  virtual void Disconnect(transport::PeerId peer) = 0;
+
+  // Runs every transfer of `batch` and returns one status per transfer, in order, once all have
+  // completed or failed; never later than shortly after batch.deadline (late transfers fail, see
+  // transport::IsDeadlineExceeded). A failed transfer fails only itself.
+  virtual std::vector<Status> Run(transport::TransferBatch batch) = 0;
+};
+
+}  // namespace kvault::server

@@ -1,0 +1,236 @@
+// Service (service.h): dispatch, the handshake, lookups, leases, deletes and stats. Store and Load
+// are in block_transfers.cc.
+
+#include "core/service.h"
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "metrics/metrics.h"
+
+namespace kvault::server {
+namespace {
+
+using transport::Message;
+using transport::MessageType;
+using transport::WireStatus;
+
+std::optional<RequestOp> OpOf(MessageType type) {
+  switch (type) {
+    case MessageType::kLookup: return RequestOp::kLookup;
+    case MessageType::kStore: return RequestOp::kStore;
+    case MessageType::kLoad: return RequestOp::kLoad;
+    case MessageType::kReleaseLease: return RequestOp::kRelease;
+    case MessageType::kDelete: return RequestOp::kDelete;
+    case MessageType::kStats: return RequestOp::kStats;
+    case MessageType::kPing: return RequestOp::kPing;
+    default: return std::nullopt;
+  }
+}
+
+transport::WireTier ToWireTier(const std::optional<storage::TierKind>& tier) {
+  if (!tier) return transport::WireTier::kNone;
+  switch (*tier) {
+    case storage::TierKind::kGpu: return transport::WireTier::kGpu;
+    case storage::TierKind::kHost: return transport::WireTier::kHost;
+    case storage::TierKind::kNvme: return transport::WireTier::kNvme;
+  }
+  return transport::WireTier::kNone;
+}
+
+// Flattens the store's counters into Stats entries named "<tier>.<name>".
+class StatsCollector final : public storage::CounterVisitor {
+ public:
+  void Counter(std::string_view tier, std::string_view name, uint64_t value) override {
+    entries.push_back({Name(tier, name), value});
+  }
+  void Gauge(std::string_view tier, std::string_view name, double value) override {
+    entries.push_back({Name(tier, name), value});
+  }
+  std::vector<transport::StatEntry> entries;
+
+ private:
+  static std::string Name(std::string_view tier, std::string_view name) {
+    std::string out(tier.empty() ? "store" : tier);
+    out += '.';
+    out += name;
+    return out;
+  }
+};
+
+}  // namespace
+
+Service::Service(storage::BlockStore& store, const TenantRegistry& tenants, DataMover* data,
+                 Metrics* metrics, ServiceOptions options)
+    : store_(store), tenants_(tenants), data_(data), metrics_(metrics), options_(options) {}
+
+std::unique_ptr<Session> Service::OpenSession() {
+  auto session = std::make_unique<Session>();
+  session->id = next_session_id_.fetch_add(1);
+  return session;
+}
+
+Message Service::Refuse(WireStatus status, std::string message) {
+  if (metrics_ != nullptr) {
+    switch (status) {
+      case WireStatus::kUnauthenticated: metrics_->CountRejected(RejectReason::kUnauthenticated); break;
+      case WireStatus::kUnavailable: metrics_->CountRejected(RejectReason::kDraining); break;
+      case WireStatus::kOutOfRange: metrics_->CountRejected(RejectReason::kTooLarge); break;
+      case WireStatus::kInvalidArgument: metrics_->CountRejected(RejectReason::kMalformed); break;
+      default: break;
+    }
+  }
+  transport::ErrorReply reply;
+  reply.status = status;
+  reply.message = std::move(message);
+  return reply;
+}
+
+Message Service::Handle(Session& session, const Message& request) {
+  const MessageType type = transport::TypeOf(request);
+  if (!transport::AllowedBeforeAuth(type) && session.state != SessionState::kAuthenticated) {
+    return Refuse(WireStatus::kUnauthenticated, "authenticate first (hello, then auth)");
+  }
+  const bool block_request =
+      type == MessageType::kLookup || type == MessageType::kStore || type == MessageType::kLoad;
+  if (block_request && draining()) {
+    return Refuse(WireStatus::kUnavailable, "the daemon is shutting down");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Message reply = std::visit(
+      [&](const auto& m) -> Message {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, transport::Hello>) return OnHello(session, m);
+        else if constexpr (std::is_same_v<M, transport::Auth>) return OnAuth(session, m);
+        else if constexpr (std::is_same_v<M, transport::Ping>) return transport::Pong{m.payload};
+        else if constexpr (std::is_same_v<M, transport::Lookup>) return OnLookup(session, m);
+        else if constexpr (std::is_same_v<M, transport::Store>) return OnStore(session, m);
+        else if constexpr (std::is_same_v<M, transport::Load>) return OnLoad(session, m);
+        else if constexpr (std::is_same_v<M, transport::ReleaseLease>) return OnReleaseLease(session, m);
+        else if constexpr (std::is_same_v<M, transport::Delete>) return OnDelete(session, m);
+        else if constexpr (std::is_same_v<M, transport::Stats>) return OnStats(session);
+        else {
+          return Refuse(WireStatus::kInvalidArgument,
+                        std::string(transport::MessageTypeName(type)) + " is not a request");
+        }
+      },
+      request);
+  if (metrics_ != nullptr) {
+    if (const std::optional<RequestOp> op = OpOf(type)) {
+      metrics_->ObserveRequest(*op, std::chrono::steady_clock::now() - start);
+    }
+  }
+  return reply;
+}
+
+Message Service::OnHello(Session& session, const transport::Hello& hello) {
+  Result<AuthNonce> nonce = NewAuthChallenge();
+  if (!nonce.ok()) return Refuse(WireStatus::kUnavailable, nonce.status().message());
+  // A new Hello restarts the handshake: whatever the session was bound to is dropped.
+  CloseSession(session);
+  session.state = SessionState::kChallenged;
+  session.tenant = nullptr;
+  session.nonce = *nonce;
+  session.requested_tenant = hello.tenant;
+  session.worker_address = hello.worker_address;
+  transport::HelloReply reply;
+  reply.server_version = std::min(hello.client_version, transport::kProtocolVersion);
+  std::copy(session.nonce.begin(), session.nonce.end(), reply.nonce.begin());
+  reply.limits = options_.limits;
+  return reply;
+}
+
+Message Service::OnAuth(Session& session, const transport::Auth& auth) {
+  if (session.state != SessionState::kChallenged) {
+    return Refuse(WireStatus::kUnauthenticated, "auth without a hello");
+  }
+  // The nonce is single-use: a failed proof needs a new Hello.
+  session.state = SessionState::kNew;
+  const Tenant* tenant = tenants_.Authenticate(session.requested_tenant, session.nonce, auth.proof);
+  if (tenant == nullptr) {
+    return Refuse(WireStatus::kUnauthenticated, "unknown tenant or wrong token");
+  }
+  transport::AuthReply reply;
+  if (!session.worker_address.empty() && data_ != nullptr) {
+    Result<transport::PeerId> peer = data_->Connect(session.worker_address);
+    if (!peer.ok()) {
+      reply.status = transport::ToWireStatus(peer.status().code());
+      reply.message = "data plane: " + peer.status().message();
+      return reply;
+    }
+    session.peer = *peer;
+  }
+  session.tenant = tenant;
+  session.state = SessionState::kAuthenticated;
+  reply.session_id = session.id;
+  return reply;
+}
+
+Message Service::OnLookup(Session& session, const transport::Lookup& lookup) {
+  storage::LookupOptions options;
+  std::chrono::milliseconds ttl{0};
+  if (lookup.want_lease) {
+    ttl = lookup.lease_ttl_ms == 0 ? options_.default_lease_ttl
+                                   : std::chrono::milliseconds(lookup.lease_ttl_ms);
+    ttl = std::min(ttl, options_.max_lease_ttl);
+    options.lease_ttl = ttl;
+  }
+  storage::LookupResult result = store_.Lookup(session.tenant->id, lookup.keys, options);
+  transport::LookupReply reply;
+  reply.leading_hits = result.leading_hits;
+  reply.tiers.reserve(result.tiers.size());
+  for (const auto& tier : result.tiers) reply.tiers.push_back(ToWireTier(tier));
+  if (result.lease != 0) {
+    session.leases.insert(result.lease);
+    reply.lease_id = result.lease;
+    reply.lease_ttl_ms = static_cast<uint32_t>(std::max<int64_t>(1, ttl.count()));
+  }
+  return reply;
+}
+
+Message Service::OnReleaseLease(Session& session, const transport::ReleaseLease& release) {
+  transport::ReleaseLeaseReply reply;
+  if (session.leases.erase(release.lease_id) == 0 || !store_.ReleaseLease(release.lease_id).ok()) {
+    reply.status = WireStatus::kLeaseExpired;
+    reply.message = "no such lease in this session (released or expired)";
+  }
+  return reply;
+}
+
+Message Service::OnDelete(Session& session, const transport::Delete& del) {
+  transport::DeleteReply reply;
+  reply.statuses.reserve(del.keys.size());
+  for (const BlockKey& key : del.keys) {
+    Result<bool> deleted = store_.Delete(session.tenant->id, key);
+    if (!deleted.ok()) {
+      reply.statuses.push_back(transport::ToWireStatus(deleted.status().code()));
+    } else {
+      reply.statuses.push_back(*deleted ? WireStatus::kOk : WireStatus::kNotFound);
+    }
+  }
+  return reply;
+}
+
+Message Service::OnStats(Session& session) {
+  StatsCollector collector;
+  store_.VisitCounters(collector);
+  collector.entries.push_back({"daemon.draining", uint64_t{draining() ? 1u : 0u}});
+  // The asking tenant's own usage (never another tenant's).
+  collector.entries.push_back({"tenant.held_bytes", store_.TenantBytes(session.tenant->id)});
+  collector.entries.push_back({"tenant.quota_bytes", session.tenant->quota_bytes});
+  transport::StatsReply reply;
+  reply.entries = std::move(collector.entries);
+  return reply;
+}
+
+void Service::CloseSession(Session& session) {
+  for (storage::LeaseId lease : session.leases) (void)store_.ReleaseLease(lease);
+  session.leases.clear();
+  if (session.peer && data_ != nullptr) data_->Disconnect(*session.peer);
+  session.peer.reset();
+}
+
+}  // namespace kvault::server

@@ -1,0 +1,101 @@
+#pragma once
+// Service: kvaultd's request handling with no networking types (DESIGN.md §8). The control plane
+// decodes a frame into a transport::Message, calls Handle with the connection's Session, and
+// encodes the Message it returns; the core does the rest: the hello/auth handshake, tenant
+// scoping of every key, leases owned per session, block bytes moved through a DataMover, per-key
+// statuses, request metrics.
+//
+//   Hello      -> HelloReply with a fresh nonce (a new Hello restarts the handshake)
+//   Auth       -> AuthReply; on success the session is bound to its tenant and, when the Hello
+//                 carried a worker address, connected to the client's data-plane worker
+//   Ping       -> Pong (allowed before auth)
+//   Lookup, Store, Load, ReleaseLease, Delete, Stats -> their replies, after auth only; before,
+//                 ErrorReply{kUnauthenticated}
+//   anything else (a reply type sent as a request) -> ErrorReply{kInvalidArgument}
+//   while draining, Lookup/Store/Load -> ErrorReply{kUnavailable}
+//
+// A tenant sees only its own blocks: every key is scoped by the session's tenant id, so another
+// tenant's probe takes exactly the miss path. A session's leases are releasable only by that
+// session, and CloseSession releases them all (a client that dies leaves none behind). A lease
+// only protects blocks from eviction: Load serves present blocks whatever lease it names.
+//
+// Thread-safety: Handle and CloseSession may run concurrently for different sessions; calls for
+// one session must not overlap (a connection handles one request at a time).
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "core/data_mover.h"
+#include "core/session.h"
+#include "kvault/storage/block_store.h"
+#include "kvault/transport/messages.h"
+#include "kvault/transport/protocol_limits.h"
+#include "tenants/tenant_registry.h"
+
+namespace kvault::server {
+
+class Metrics;
+
+struct ServiceOptions {
+  // The limits the daemon decodes with, announced in HelloReply.
+  transport::ProtocolLimits limits;
+  // Lease lifetime when a Lookup asks for one with ttl 0, and the cap on any request.
+  std::chrono::milliseconds default_lease_ttl{30'000};
+  std::chrono::milliseconds max_lease_ttl{600'000};
+  // Deadline of the transfers of one Store or Load.
+  std::chrono::milliseconds transfer_timeout{10'000};
+  // Block bytes one request may move; a bigger Store or Load is refused whole.
+  uint64_t max_request_bytes = uint64_t{1} << 30;
+};
+
+class Service {
+ public:
+  // `store`, `tenants`, `data` (may be null: no data plane, Store and Load then fail per key) and
+  // `metrics` (may be null) must outlive the service.
+  Service(storage::BlockStore& store, const TenantRegistry& tenants, DataMover* data,
+          Metrics* metrics, ServiceOptions options);
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // A new session in state kNew with a fresh id.
+  std::unique_ptr<Session> OpenSession();
+
+  // Handles one decoded request of `session`; returns the reply to send (never fails: errors
+  // are ErrorReply or per-key statuses).
+  transport::Message Handle(Session& session, const transport::Message& request);
+
+  // Releases the session's leases and disconnects its data-plane peer. Idempotent.
+  void CloseSession(Session& session);
+
+  // While draining, new block requests are refused with kUnavailable; handshakes, Stats, Ping,
+  // ReleaseLease and Delete still work.
+  void SetDraining(bool draining) { draining_.store(draining); }
+  bool draining() const { return draining_.load(); }
+
+  const ServiceOptions& options() const { return options_; }
+
+ private:
+  transport::Message OnHello(Session& session, const transport::Hello& hello);
+  transport::Message OnAuth(Session& session, const transport::Auth& auth);
+  transport::Message OnLookup(Session& session, const transport::Lookup& lookup);
+  transport::Message OnStore(Session& session, const transport::Store& store);
+  transport::Message OnLoad(Session& session, const transport::Load& load);
+  transport::Message OnReleaseLease(Session& session, const transport::ReleaseLease& release);
+  transport::Message OnDelete(Session& session, const transport::Delete& del);
+  transport::Message OnStats(Session& session);
+
+  // ErrorReply, counted as a rejected request when `reason` names one.
+  transport::Message Refuse(transport::WireStatus status, std::string message);
+
+  storage::BlockStore& store_;
+  const TenantRegistry& tenants_;
+  DataMover* data_;
+  Metrics* metrics_;
+  ServiceOptions options_;
+  std::atomic<uint64_t> next_session_id_{1};
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace kvault::server

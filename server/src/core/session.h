@@ -1,0 +1,34 @@
+#pragma once
+// Session: the state of one control connection, owned by the connection and handed to every
+// Service call for it (DESIGN.md §8). A connection is new, then challenged (Hello answered with a
+// nonce), then authenticated (Auth proved the tenant's token); only then may it use blocks.
+//
+// Thread-compatible: one connection handles one request at a time.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "kvault/common/auth.h"
+#include "kvault/storage/block_store.h"
+#include "kvault/transport/ucx/transfer.h"
+#include "tenants/tenant_registry.h"
+
+namespace kvault::server {
+
+enum class SessionState : uint8_t { kNew, kChallenged, kAuthenticated };
+
+struct Session {
+  uint64_t id = 0;  // nonzero, unique for the daemon's lifetime
+  SessionState state = SessionState::kNew;
+  AuthNonce nonce{};                  // issued by the last Hello
+  std::string requested_tenant;       // the tenant the Hello named
+  std::vector<uint8_t> worker_address;  // the client's data-plane worker, may be empty
+  const Tenant* tenant = nullptr;     // set by a successful Auth
+  std::optional<transport::PeerId> peer;  // data-plane peer, connected after Auth
+  std::unordered_set<storage::LeaseId> leases;  // leases this session holds
+};
+
+}  // namespace kvault::server

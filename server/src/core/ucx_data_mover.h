@@ -1,0 +1,25 @@
+#pragma once
+// UcxDataMover: the DataMover of kvaultd, over transport::TransferEngine (UCX one-sided GET/PUT
+// from a dedicated progress thread). Thread-safe, as the engine.
+
+#include <memory>
+
+#include "core/data_mover.h"
+#include "kvault/transport/ucx/transfer_engine.h"
+
+namespace kvault::server {
+
+class UcxDataMover final : public DataMover {
+ public:
+  // `engine` must outlive the mover.
+  explicit UcxDataMover(transport::TransferEngine& engine) : engine_(engine) {}
+
+  Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address) override;
+  void Disconnect(transport::PeerId peer) override;
+  std::vector<Status> Run(transport::TransferBatch batch) override;
+
+ private:
+  transport::TransferEngine& engine_;
+};
+
+}  // namespace kvault::server

@@ -1,0 +1,187 @@
+// Daemon (daemon.h): assembly and orderly shutdown of kvaultd's parts.
+
+#include "daemon/daemon.h"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "config/derived_options.h"
+#include "control/control_server.h"
+#include "core/service.h"
+#include "core/ucx_data_mover.h"
+#include "http/http_server.h"
+#include "kvault/storage/block_store.h"
+#include "kvault/storage/gpu_tier.h"
+#include "kvault/storage/host_tier.h"
+#include "kvault/storage/nvme_tier.h"
+#include "kvault/transport/ucx/transfer_engine.h"
+#include "metrics/metrics.h"
+#include "tenants/tenant_registry.h"
+
+namespace kvault::server {
+
+// Declared in the order they are built; destroyed in reverse (listeners before the store).
+struct Daemon::Parts {
+  DaemonConfig config;
+  std::optional<TenantRegistry> tenants;
+  std::unique_ptr<storage::BlockStore> store;
+  std::unique_ptr<transport::TransferEngine> engine;
+  std::unique_ptr<UcxDataMover> mover;
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<Service> service;
+  std::unique_ptr<HttpServer> http;
+  std::unique_ptr<ControlServer> control;
+  std::string tiers;
+  bool shut_down = false;
+};
+
+namespace {
+
+Status WithPart(Status status, const std::string& part) {
+  return status.ok() ? status : status.WithContext(part);
+}
+
+Result<std::unique_ptr<storage::BlockStore>> OpenStore(const DaemonConfig& c,
+                                                       const TenantRegistry& tenants,
+                                                       std::string& names,
+                                                       std::span<uint8_t>& host_arena) {
+  storage::StoreTiers tiers;
+  if (c.storage.gpu_capacity_bytes > 0) {
+    storage::GpuTierOptions gpu;
+    gpu.device = static_cast<int>(c.storage.gpu_device);
+    gpu.capacity_bytes = c.storage.gpu_capacity_bytes;
+    Result<std::unique_ptr<storage::GpuTier>> tier = storage::GpuTier::Create(gpu);
+    if (!tier.ok()) return WithPart(tier.status(), "gpu tier");
+    tiers.gpu = std::move(*tier);
+    names += "gpu,";
+  }
+  storage::HostTierOptions host;
+  host.capacity_bytes = c.storage.host_capacity_bytes;
+  Result<std::unique_ptr<storage::HostTier>> host_tier = storage::HostTier::Create(host);
+  if (!host_tier.ok()) return WithPart(host_tier.status(), "host tier");
+  host_arena = (*host_tier)->arena();
+  tiers.host = std::move(*host_tier);
+  names += "host";
+  if (c.storage.nvme_capacity_bytes > 0) {
+    storage::NvmeTierOptions nvme;
+    nvme.directory = (std::filesystem::path(c.data_dir) / "nvme").string();
+    nvme.capacity_bytes = c.storage.nvme_capacity_bytes;
+    std::error_code ec;
+    std::filesystem::create_directories(nvme.directory, ec);
+    if (ec) return Status::IoError("data_dir " + c.data_dir + ": " + ec.message());
+    Result<std::unique_ptr<storage::NvmeTier>> tier = storage::NvmeTier::Open(nvme);
+    if (!tier.ok()) return WithPart(tier.status(), "nvme tier");
+    tiers.nvme = std::move(*tier);
+    names += ",nvme";
+  }
+  storage::BlockStoreOptions options = StoreOptionsFor(c);
+  for (const Tenant& t : tenants.tenants()) {
+    if (t.quota_bytes > 0) options.tenant_quota_bytes[t.id] = t.quota_bytes;
+  }
+  Result<std::unique_ptr<storage::BlockStore>> store =
+      storage::BlockStore::Create(options, std::move(tiers));
+  if (!store.ok()) return WithPart(store.status(), "block store");
+  return store;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
+  KVAULT_RETURN_IF_ERROR(WithPart(ValidateDaemonConfig(config), "config"));
+  const transport::ProtocolLimits limits = ProtocolLimitsFor(config);
+  KVAULT_RETURN_IF_ERROR(WithPart(limits.Validate(), "limits"));
+  auto p = std::make_unique<Parts>();
+  p->config = config;
+  Result<TenantRegistry> tenants = TenantRegistry::Load(config.auth.tenants_file);
+  if (!tenants.ok()) return WithPart(tenants.status(), "tenants");
+  p->tenants.emplace(std::move(*tenants));
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return Status::IoError("data_dir " + config.data_dir + ": " + ec.message());
+  std::span<uint8_t> host_arena;
+  KVAULT_ASSIGN_OR_RETURN(p->store, OpenStore(config, *p->tenants, p->tiers, host_arena));
+
+  transport::TransferEngineOptions engine;
+  engine.context.transports = config.ucx.transports;
+  engine.context.name = "kvaultd";
+  Result<std::unique_ptr<transport::TransferEngine>> created =
+      transport::TransferEngine::Create(engine);
+  if (!created.ok()) return WithPart(created.status(), "data plane (UCX)");
+  p->engine = std::move(*created);
+  // Blocks in the host tier are the sources of loads and the destinations of stores: registered
+  // once, so transfers skip per-request registration. The arena is never exposed to clients.
+  Result<transport::RegionId> region = p->engine->RegisterMemory(host_arena.data(), host_arena.size());
+  if (!region.ok()) return WithPart(region.status(), "data plane (registering the host tier)");
+  p->mover = std::make_unique<UcxDataMover>(*p->engine);
+
+  p->metrics = std::make_unique<Metrics>();
+  ServiceOptions service;
+  service.limits = limits;
+  service.default_lease_ttl = config.leases.default_ttl;
+  service.max_lease_ttl = config.leases.max_ttl;
+  service.transfer_timeout = config.limits.io_timeout;
+  service.max_request_bytes = config.limits.max_inflight_bytes_per_client;
+  p->service = std::make_unique<Service>(*p->store, *p->tenants, p->mover.get(),
+                                         p->metrics.get(), service);
+
+  HttpServerOptions http;
+  http.host = config.http.host;
+  http.port = config.http.port;
+  Parts* raw = p.get();
+  Result<std::unique_ptr<HttpServer>> http_server = HttpServer::Start(http, [raw] {
+    raw->metrics->RefreshFromStore(*raw->store);
+    return raw->metrics->Serialize();
+  });
+  if (!http_server.ok()) return WithPart(http_server.status(), "http");
+  p->http = std::move(*http_server);
+
+  ControlServerOptions control;
+  control.host = config.control.host;
+  control.port = config.control.port;
+  control.threads = config.worker_threads;
+  control.max_connections = config.limits.max_connections;
+  control.io_timeout = config.limits.io_timeout;
+  control.idle_timeout = config.limits.idle_timeout;
+  control.limits = limits;
+  control.tls_cert_file = config.tls.cert_file;
+  control.tls_key_file = config.tls.key_file;
+  Result<std::unique_ptr<ControlServer>> control_server =
+      ControlServer::Start(control, *p->service, p->metrics.get());
+  if (!control_server.ok()) return WithPart(control_server.status(), "control");
+  p->control = std::move(*control_server);
+  p->http->SetReady(true);
+  return std::unique_ptr<Daemon>(new Daemon(std::move(p)));
+}
+
+Daemon::Daemon(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Daemon::~Daemon() { Shutdown(false); }
+
+std::string Daemon::ReadyLine() const {
+  const Parts& p = *parts_;
+  return "kvaultd ready control=" + p.config.control.host + ":" +
+         std::to_string(p.control->port()) + " http=" + p.config.http.host + ":" +
+         std::to_string(p.http->port()) + " tiers=" + p.tiers +
+         " tenants=" + std::to_string(p.tenants->size()) + " data_dir=" + p.config.data_dir +
+         " tls=" + (p.control->tls() ? "on" : "off");
+}
+
+bool Daemon::Shutdown(bool drain) {
+  Parts& p = *parts_;
+  if (p.shut_down) return true;
+  p.shut_down = true;
+  p.http->SetReady(false);
+  const bool drained = drain ? p.control->Drain(p.config.limits.drain_timeout) : false;
+  p.control->Stop();  // closes connections: their sessions release leases
+  p.control.reset();
+  p.http->Stop();
+  p.service.reset();
+  p.mover.reset();
+  p.engine.reset();
+  p.store.reset();  // movers stop; the nvme tier flushes and closes
+  return drained;
+}
+
+}  // namespace kvault::server

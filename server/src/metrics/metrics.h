@@ -1,0 +1,111 @@
+#pragma once
+// Metrics: kvaultd's Prometheus metrics (DESIGN.md §11) over one prometheus::Registry.
+//
+//   Request-level series are updated by the control plane as things happen:
+//     kvault_request_duration_seconds{op}      histogram, op in RequestOpName()
+//     kvault_rejected_requests_total{reason}   counter, reason in RejectReasonName()
+//     kvault_connections                       gauge, open control connections
+//     kvault_inflight_bytes                    gauge, block bytes in transfer
+//   Every op and reason series exists from construction, at 0.
+//   Storage series (kvault_store_*, kvault_tier_*{tier}, kvault_checksum_failures_total{tier})
+//   are copied from the storage module's counters by RefreshFromStore(), typically right before
+//   each scrape; store_metric_names.h says how names map.
+//
+// No label carries a key, a token, a hash or a tenant name: label values come only from the fixed
+// sets below and the tier names.
+// Thread-safety: thread-safe; every method may be called concurrently.
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "kvault/storage/counters.h"
+
+namespace kvault::storage {
+class BlockStore;
+}
+
+namespace kvault::server {
+
+// The control-plane operations timed per request.
+enum class RequestOp : uint8_t { kLookup, kStore, kLoad, kRelease, kDelete, kStats, kPing };
+inline constexpr size_t kRequestOpCount = 7;
+// "lookup", "store", "load", "release", "delete", "stats", "ping".
+std::string_view RequestOpName(RequestOp op);
+
+// Why a request (or connection) was refused.
+enum class RejectReason : uint8_t {
+  kUnauthenticated,     // failed hello, or a request before hello
+  kMalformed,           // a frame or message that does not decode
+  kTooLarge,            // over a size limit: frame, block, keys per request
+  kTooManyConnections,  // limits.max_connections reached
+  kQuotaExceeded,       // the tenant's quota_bytes reached
+  kNoSpace,             // the store could not make room
+  kTimeout,             // a read or write deadline passed
+  kDraining,            // arrived while the daemon shuts down
+  kUnsupported,         // a protocol version or feature this daemon does not have
+};
+inline constexpr size_t kRejectReasonCount = 9;
+// "unauthenticated", "malformed", "too_large", "too_many_connections", "quota_exceeded",
+// "no_space", "timeout", "draining", "unsupported".
+std::string_view RejectReasonName(RejectReason reason);
+
+class Metrics {
+ public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  void ObserveRequest(RequestOp op, std::chrono::nanoseconds latency);
+  void CountRejected(RejectReason reason);
+  void ConnectionOpened() { connections_->Increment(); }
+  void ConnectionClosed() { connections_->Decrement(); }
+  // `delta` bytes started (> 0) or finished (< 0) moving.
+  void AddInflightBytes(int64_t delta) { inflight_bytes_->Increment(static_cast<double>(delta)); }
+
+  // Copies the store's counters and gauges into the storage series. Counters advance by what the
+  // store's counter advanced since the last refresh (a counter that went back, as a new store
+  // would, counts from its new value).
+  void RefreshFromStore(const storage::BlockStore& store);
+  // The same over any source that reports through a CounterVisitor (tests, other modules).
+  void RefreshFromCounters(const std::function<void(storage::CounterVisitor&)>& visit);
+
+  // Every series in the Prometheus text format 0.0.4.
+  std::string Serialize() const;
+
+  // For components that register metrics of their own (they keep the kvault_ conventions).
+  prometheus::Registry& registry() { return *registry_; }
+
+ private:
+  class Refresher;
+  struct StoreSeries {
+    prometheus::Counter* counter = nullptr;
+    prometheus::Gauge* gauge = nullptr;
+    uint64_t last = 0;  // the storage counter's value at the previous refresh
+  };
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::array<prometheus::Histogram*, kRequestOpCount> request_seconds_{};
+  std::array<prometheus::Counter*, kRejectReasonCount> rejected_{};
+  prometheus::Gauge* connections_ = nullptr;
+  prometheus::Gauge* inflight_bytes_ = nullptr;
+
+  std::mutex refresh_mu_;  // guards the members below
+  // Keyed by "<tier>/<storage name>".
+  std::map<std::string, StoreSeries> store_series_;
+  std::map<std::string, prometheus::Family<prometheus::Counter>*> counter_families_;
+  std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauge_families_;
+};
+
+}  // namespace kvault::server

@@ -1,0 +1,134 @@
+// Runs the real `kvault-bench store` with tiny sizes and operation counts (a few seconds): it
+// starts kvaultd and redis-server, runs ucx_perftest, prints its table and JSON with every figure
+// positive, and leaves neither processes nor its scratch directory behind.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "binary_run.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using kvault::testing::BinaryRun;
+using kvault::testing::Slurp;
+
+bool Have(const char* program) {
+  return std::system((std::string("command -v ") + program + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+// Every number that follows `"key": ` in the JSON text.
+std::vector<double> AllNumbers(const std::string& doc, const std::string& key) {
+  std::vector<double> out;
+  const std::string needle = "\"" + key + "\": ";
+  for (size_t at = doc.find(needle); at != std::string::npos; at = doc.find(needle, at + 1)) {
+    const char* start = doc.c_str() + at + needle.size();
+    char* end = nullptr;
+    const double v = std::strtod(start, &end);
+    out.push_back(end == start ? -1 : v);  // null or text: not a positive figure
+  }
+  return out;
+}
+
+class KvaultBenchStoreTest : public kvault::testing::BinaryTest {
+ protected:
+  KvaultBenchStoreTest() : BinaryTest("kvault-bench") {}
+};
+
+TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  const bool redis = Have("redis-server");
+  const bool perftest = Have("ucx_perftest");
+  const fs::path json = dir_ / "store.json";
+  BinaryRun r =
+      Run("store --sizes 4KiB,64KiB --concurrency 1,2 --ops 16 --reps 2 "
+          "--chain-keys 50 --lookups 20 --host-capacity 16MiB --transports tcp --json " +
+          json.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+  for (const char* text :
+       {"Chain lookup: 50 keys", "p50", "p99", "block", "thr", "kvault GB/s", "kvault op/s",
+        "redis GB/s", "x redis", "ucx_perftest GB/s", "x perftest", "store", "load",
+        "Daemon memory", "VmHWM", "Targets (not asserted):", "lookup p99 (50-key chain) <= 250 us",
+        "daemon VmHWM <= host capacity + 128 MiB"}) {
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  }
+  EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
+
+  const std::string doc = Slurp(json);
+  for (const char* field :
+       {"\"benchmark\": \"store\"", "\"started_daemon\": true", "\"transports\": \"tcp\"",
+        "\"concurrency_model\"", "\"lookup\"", "\"rows\"", "\"kvault_store\"", "\"kvault_load\"",
+        "\"memory\"", "\"targets\""}) {
+    EXPECT_NE(doc.find(field), std::string::npos) << field << "\n" << doc;
+  }
+  std::vector<std::string> positive = {"p50_us",           "p99_us",    "kvault_store_gbps",
+                                       "kvault_load_gbps", "ops_per_s", "gbps",
+                                       "max_rss_bytes",    "hwm_bytes", "bound_bytes"};
+  if (redis) {
+    positive.insert(positive.end(), {"redis_set_gbps", "redis_get_gbps", "store_vs_redis_set",
+                                     "load_vs_redis_get"});
+  } else {
+    EXPECT_NE(r.out.find("no redis baseline"), std::string::npos) << r.out;
+  }
+  if (perftest) {
+    positive.insert(positive.end(), {"perftest_mbps", "perftest_gbps", "load_vs_perftest"});
+  } else {
+    EXPECT_NE(r.out.find("no ucx_perftest baseline"), std::string::npos) << r.out;
+  }
+  for (const std::string& key : positive) {
+    const std::vector<double> values = AllNumbers(doc, key);
+    EXPECT_FALSE(values.empty()) << key << "\n" << doc;
+    for (double v : values) EXPECT_GT(v, 0) << key << "\n" << doc;
+  }
+  // 2 sizes x 2 concurrencies, each with its store and load figures.
+  EXPECT_EQ(AllNumbers(doc, "kvault_store_gbps").size(), 4u) << doc;
+  EXPECT_EQ(AllNumbers(doc, "failures").size(), redis ? 16u : 8u) << doc;
+  for (double f : AllNumbers(doc, "failures")) EXPECT_EQ(f, 0) << doc;
+
+  // The daemon was stopped and reaped, and the scratch directory removed.
+  const std::vector<double> pid = AllNumbers(doc, "daemon_pid");
+  ASSERT_EQ(pid.size(), 1u) << doc;
+  EXPECT_NE(::kill(static_cast<pid_t>(pid[0]), 0), 0);
+  const std::string marker = "scratch ";
+  const size_t at = r.out.find(marker);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string scratch =
+      r.out.substr(at + marker.size(), r.out.find('\n', at) - at - marker.size());
+  EXPECT_FALSE(fs::exists(scratch)) << scratch;
+}
+
+TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
+  const char* cases[][2] = {
+      {"store --sizes 0", "--sizes"},
+      {"store --sizes 64Q", "--sizes"},
+      {"store --concurrency 0", "--concurrency"},
+      {"store --seconds 1 --ops 10", "exclude each other"},
+      {"store --seconds fast", "--seconds"},
+      {"store --transports 'tcp;rm'", "--transports"},
+      {"store --server nohost", "--server"},
+      {"store --sizes 8MiB --host-capacity 16MiB", "--host-capacity"},
+      {"store --frobnicate 1", "unknown option"},
+      {"store extra", "unexpected argument"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c[0]);
+    BinaryRun r = Run(c[0]);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find(c[1]), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("kvault-bench store:"), std::string::npos) << r.err;
+  }
+  BinaryRun help = Run("store --help");  // positive control
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--concurrency"), std::string::npos);
+  EXPECT_NE(help.out.find("--transports"), std::string::npos);
+  BinaryRun usage = Run("--help");
+  EXPECT_NE(usage.out.find("kvault-bench store"), std::string::npos) << usage.out;
+}
+
+}  // namespace

@@ -1,0 +1,248 @@
+// kvaultd as a process, spoken to with raw frames: the ready line, --help and bad usage, the
+// handshake, bad input of every kind closing only its own connection, slow clients, the
+// connection limit, tenants, /metrics through promtool, SIGTERM.
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "binary_run.h"
+#include "daemon_process.h"
+#include "kvault/common/auth.h"
+#include "kvault/transport/messages.h"
+#include "raw_connection.h"
+
+namespace kvault::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using transport::WireStatus;
+
+class KvaultdProtocolTest : public BinaryTest {
+ protected:
+  KvaultdProtocolTest() : BinaryTest("kvaultd") {}
+
+  // The ErrorReply status of the next message, or nullopt when it is something else.
+  static std::optional<WireStatus> ErrorStatus(RawConnection& c) {
+    auto m = c.ReadMessage(5s);
+    if (!m || !std::holds_alternative<transport::ErrorReply>(m->first)) return std::nullopt;
+    return std::get<transport::ErrorReply>(m->first).status;
+  }
+
+  // An HTTP GET against the daemon's http port: the whole response.
+  static std::string HttpGet(uint16_t port, const std::string& path) {
+    RawConnection c(port);
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    c.Send(std::span(reinterpret_cast<const uint8_t*>(req.data()), req.size()));
+    std::string out;
+    while (auto chunk = c.ReadExactly(1, 2s)) out.push_back(static_cast<char>((*chunk)[0]));
+    return out;
+  }
+};
+
+TEST_F(KvaultdProtocolTest, HelpDocumentsOptionsAndBadFlagsExitTwo) {
+  BinaryRun help = Run("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* key : {"control", "http", "data_dir", "host_capacity", "nvme_capacity",
+                          "tenants_file", "io_timeout", "drain_timeout", "max_connections"}) {
+    EXPECT_NE(help.out.find(key), std::string::npos) << key;
+  }
+  BinaryRun bad = Run("--no-such-flag 1");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("no-such-flag"), std::string::npos) << bad.err;
+}
+
+TEST_F(KvaultdProtocolTest, StartsOnLoopbackWithDefaultsAndStopsOnSigterm) {
+  DaemonProcess d(dir_, {});
+  ASSERT_TRUE(d.ok()) << d.ready_line() << d.Stderr();
+  EXPECT_NE(d.ready_line().find("control=127.0.0.1:"), std::string::npos);
+  EXPECT_NE(d.ready_line().find("tiers=host,nvme"), std::string::npos);
+  EXPECT_TRUE(fs::exists(dir_ / "kvault-data" / "nvme"));
+  RawConnection c(d.control_port());
+  EXPECT_TRUE(c.Ping());
+  EXPECT_TRUE(c.Login());
+  EXPECT_EQ(d.Terminate(), 0) << d.Stderr();
+}
+
+TEST_F(KvaultdProtocolTest, DefaultTenantRefusesNonLoopbackBind) {
+  BinaryRun r = Run("--control.host 0.0.0.0 --control.port 0 --http.port 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.err + r.out).find("loopback"), std::string::npos) << r.err;
+}
+
+TEST_F(KvaultdProtocolTest, BlockRequestsBeforeAuthGetUnauthenticated) {
+  DaemonProcess d(dir_, {});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  RawConnection c(d.control_port());
+  transport::Lookup lookup;
+  lookup.keys.push_back(BlockKey{});
+  ASSERT_TRUE(c.SendMessage(lookup, 5));
+  EXPECT_EQ(ErrorStatus(c), WireStatus::kUnauthenticated);
+  // Positive control: after the handshake the same request is answered.
+  ASSERT_TRUE(c.Login());
+  ASSERT_TRUE(c.SendMessage(lookup, 6));
+  auto reply = c.ReadMessage();
+  ASSERT_TRUE(reply);
+  ASSERT_TRUE(std::holds_alternative<transport::LookupReply>(reply->first));
+  EXPECT_EQ(std::get<transport::LookupReply>(reply->first).leading_hits, 0u);
+}
+
+TEST_F(KvaultdProtocolTest, BadInputClosesOnlyItsOwnConnection) {
+  DaemonProcess d(dir_, {});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  RawConnection good(d.control_port());
+  ASSERT_TRUE(good.Login());
+
+  std::vector<uint8_t> valid = *transport::EncodeFrame(transport::Ping{1}, 3);
+  // Random bytes.
+  {
+    RawConnection c(d.control_port());
+    std::mt19937 rng(1);
+    std::vector<uint8_t> junk(200);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    c.Send(junk);
+    EXPECT_TRUE(ErrorStatus(c).has_value());
+    EXPECT_TRUE(c.ClosedWithin(5s));
+  }
+  // Wrong version.
+  {
+    RawConnection c(d.control_port());
+    std::vector<uint8_t> f = valid;
+    f[4] = 9;  // version, little-endian u16 after the magic
+    c.Send(f);
+    EXPECT_EQ(ErrorStatus(c), WireStatus::kUnsupportedVersion);
+    EXPECT_TRUE(c.ClosedWithin(5s));
+  }
+  // Unknown type.
+  {
+    RawConnection c(d.control_port());
+    std::vector<uint8_t> f = valid;
+    f[6] = 0x7E;
+    f[7] = 0x01;
+    c.Send(f);
+    EXPECT_TRUE(ErrorStatus(c).has_value());
+    EXPECT_TRUE(c.ClosedWithin(5s));
+  }
+  // Oversized body length: refused from the header alone, nothing allocated.
+  {
+    RawConnection c(d.control_port());
+    std::vector<uint8_t> f = valid;
+    f[20] = 0xFF;
+    f[21] = 0xFF;
+    f[22] = 0xFF;
+    f[23] = 0x7F;
+    c.Send(std::span(f).first(transport::kFrameHeaderBytes));
+    EXPECT_TRUE(ErrorStatus(c).has_value());
+    EXPECT_TRUE(c.ClosedWithin(5s));
+  }
+  // A lookup whose key count says more than its body holds.
+  {
+    RawConnection c(d.control_port());
+    ASSERT_TRUE(c.Login());
+    transport::Lookup lookup;
+    lookup.keys.assign(2, BlockKey{});
+    std::vector<uint8_t> f = *transport::EncodeFrame(lookup, 8);
+    f.resize(f.size() - 10);
+    const uint32_t body = static_cast<uint32_t>(f.size() - transport::kFrameHeaderBytes);
+    std::memcpy(f.data() + 20, &body, 4);
+    c.Send(f);
+    EXPECT_TRUE(ErrorStatus(c).has_value());
+    EXPECT_TRUE(c.ClosedWithin(5s));
+  }
+  // Truncated frame, then the client goes away.
+  {
+    RawConnection c(d.control_port());
+    c.Send(std::span(valid).first(10));
+  }
+  // The well-behaved client was served throughout.
+  EXPECT_TRUE(good.Ping(1234));
+  RawConnection after(d.control_port());
+  EXPECT_TRUE(after.Login());
+}
+
+TEST_F(KvaultdProtocolTest, ByteASecondClientIsCutOffWhileOthersAreServed) {
+  DaemonProcess d(dir_, {"--limits.io_timeout", "1s"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  RawConnection slow(d.control_port());
+  RawConnection good(d.control_port());
+  ASSERT_TRUE(good.Login());
+  std::vector<uint8_t> frame = *transport::EncodeFrame(transport::Ping{1}, 3);
+  const auto start = std::chrono::steady_clock::now();
+  bool cut = false;
+  for (size_t i = 0; i < frame.size() && !cut; ++i) {
+    slow.Send(std::span(frame).subspan(i, 1));
+    EXPECT_TRUE(good.Ping(i + 10));  // served in between
+    cut = slow.ClosedWithin(1s);
+  }
+  EXPECT_TRUE(cut);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
+}
+
+TEST_F(KvaultdProtocolTest, ConnectionsOverTheLimitAreRefused) {
+  DaemonProcess d(dir_, {"--limits.max_connections", "2"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  auto a = std::make_unique<RawConnection>(d.control_port());
+  RawConnection b(d.control_port());
+  ASSERT_TRUE(a->Ping());
+  ASSERT_TRUE(b.Ping());
+  RawConnection c(d.control_port());
+  EXPECT_TRUE(c.ClosedWithin(5s));
+  // Positive control: once one closes, a new connection is served.
+  a.reset();
+  std::this_thread::sleep_for(300ms);
+  RawConnection e(d.control_port());
+  EXPECT_TRUE(e.Ping());
+}
+
+TEST_F(KvaultdProtocolTest, TenantsNeedTheirTokenAndAreScoped) {
+  const std::string hash_a = HexEncode(TokenHash("secret-a"));
+  const std::string hash_b = HexEncode(TokenHash("secret-b"));
+  {
+    std::ofstream f(dir_ / "tenants.yaml");
+    f << "tenants:\n  - name: team-a\n    token_sha256: " << hash_a
+      << "\n    quota_bytes: 0\n  - name: team-b\n    token_sha256: " << hash_b
+      << "\n    quota_bytes: 0\n";
+  }
+  fs::permissions(dir_ / "tenants.yaml", fs::perms::owner_read | fs::perms::owner_write);
+  DaemonProcess d(dir_, {"--auth.tenants_file", (dir_ / "tenants.yaml").string()});
+  ASSERT_TRUE(d.ok()) << d.ready_line() << d.Stderr();
+  EXPECT_NE(d.ready_line().find("tenants=2"), std::string::npos);
+  RawConnection wrong(d.control_port());
+  EXPECT_FALSE(wrong.Login("team-a", "secret-b"));
+  RawConnection none(d.control_port());
+  EXPECT_FALSE(none.Login("", ""));
+  RawConnection right(d.control_port());
+  EXPECT_TRUE(right.Login("team-a", "secret-a"));
+  // The daemon never prints tokens or hashes.
+  EXPECT_EQ(d.Stderr().find(hash_a), std::string::npos);
+  EXPECT_EQ(d.ready_line().find(hash_a), std::string::npos);
+}
+
+TEST_F(KvaultdProtocolTest, HttpEndpointsAndMetricsPassPromtool) {
+  DaemonProcess d(dir_, {});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  RawConnection c(d.control_port());
+  ASSERT_TRUE(c.Login());
+  ASSERT_TRUE(c.Ping());
+  EXPECT_NE(HttpGet(d.http_port(), "/healthz").find("200"), std::string::npos);
+  EXPECT_NE(HttpGet(d.http_port(), "/readyz").find("200"), std::string::npos);
+  const std::string metrics = HttpGet(d.http_port(), "/metrics");
+  ASSERT_NE(metrics.find("200 OK"), std::string::npos);
+  const std::string body = metrics.substr(metrics.find("\r\n\r\n") + 4);
+  for (const char* name : {"kvault_connections", "kvault_request_duration_seconds",
+                           "kvault_rejected_requests_total", "kvault_tier_capacity_bytes"}) {
+    EXPECT_NE(body.find(name), std::string::npos) << name;
+  }
+  {
+    std::ofstream f(dir_ / "metrics.txt");
+    f << body;
+  }
+  if (std::system("command -v promtool >/dev/null") != 0) GTEST_SKIP() << "promtool not installed";
+  const std::string cmd = "promtool check metrics < '" + (dir_ / "metrics.txt").string() + "' > '" +
+                          (dir_ / "promtool.out").string() + "' 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << Slurp(dir_ / "promtool.out");
+}
+
+}  // namespace
+}  // namespace kvault::testing

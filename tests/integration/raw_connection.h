@@ -1,0 +1,141 @@
+#pragma once
+// A plain TCP connection to kvaultd's control port that speaks frames byte by byte, for tests
+// that must send what no well-behaved client would (garbage, truncated frames, a byte a second).
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvault/common/auth.h"
+#include "kvault/transport/messages.h"
+
+namespace kvault::testing {
+
+class RawConnection {
+ public:
+  explicit RawConnection(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    int one = 1;
+    if (fd_ >= 0) ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool connected() const { return fd_ >= 0; }
+
+  bool Send(std::span<const uint8_t> bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  template <typename M>
+  bool SendMessage(const M& m, uint64_t request_id) {
+    Result<std::vector<uint8_t>> frame = transport::EncodeFrame(m, request_id);
+    return frame.ok() && Send(*frame);
+  }
+
+  // Reads exactly n bytes within `timeout`; nullopt on timeout or close.
+  std::optional<std::vector<uint8_t>> ReadExactly(size_t n, std::chrono::milliseconds timeout) {
+    std::vector<uint8_t> out(n);
+    size_t done = 0;
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (done < n) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
+      const ssize_t r = ::recv(fd_, out.data() + done, n - done, 0);
+      if (r <= 0) return std::nullopt;
+      done += static_cast<size_t>(r);
+    }
+    return out;
+  }
+
+  // The next whole message and its request id, or nullopt (timeout, close, undecodable).
+  std::optional<std::pair<transport::Message, uint64_t>> ReadMessage(
+      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    auto head = ReadExactly(transport::kFrameHeaderBytes, timeout);
+    if (!head) return std::nullopt;
+    Result<transport::FrameHeader> h = transport::DecodeFrameHeader(*head);
+    if (!h.ok()) return std::nullopt;
+    std::vector<uint8_t> body;
+    if (h->body_length > 0) {
+      auto b = ReadExactly(h->body_length, timeout);
+      if (!b) return std::nullopt;
+      body = std::move(*b);
+    }
+    Result<transport::Message> m = transport::DecodeMessage(h->type, body);
+    if (!m.ok()) return std::nullopt;
+    return std::make_pair(std::move(*m), h->request_id);
+  }
+
+  // True when the server closed the connection within `timeout` (EOF or reset), after any bytes
+  // still in flight.
+  bool ClosedWithin(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    uint8_t buf[4096];
+    while (std::chrono::steady_clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      if (::recv(fd_, buf, sizeof buf, 0) <= 0) return true;
+    }
+    return false;
+  }
+
+  // Hello + Auth for `tenant` with `token` (the empty token for the default tenant).
+  bool Login(const std::string& tenant = "", const std::string& token = "") {
+    transport::Hello hello;
+    hello.tenant = tenant;
+    if (!SendMessage(hello, 1)) return false;
+    auto reply = ReadMessage();
+    if (!reply || !std::holds_alternative<transport::HelloReply>(reply->first)) return false;
+    transport::Auth auth;
+    const AuthDigest proof =
+        AuthProof(TokenHash(token), std::get<transport::HelloReply>(reply->first).nonce);
+    std::copy(proof.begin(), proof.end(), auth.proof.begin());
+    if (!SendMessage(auth, 2)) return false;
+    reply = ReadMessage();
+    return reply && std::holds_alternative<transport::AuthReply>(reply->first) &&
+           std::get<transport::AuthReply>(reply->first).status == transport::WireStatus::kOk;
+  }
+
+  // A Ping round trip.
+  bool Ping(uint64_t payload = 7) {
+    if (!SendMessage(transport::Ping{payload}, 99)) return false;
+    auto reply = ReadMessage();
+    return reply && std::holds_alternative<transport::Pong>(reply->first) &&
+           std::get<transport::Pong>(reply->first).payload == payload && reply->second == 99;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace kvault::testing

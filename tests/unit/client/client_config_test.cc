@@ -1,0 +1,77 @@
+// ClientConfig::Validate and ParseHostPort.
+#include "kvault/client_config.h"
+
+#include <gtest/gtest.h>
+
+namespace kvault {
+namespace {
+
+TEST(ClientParseHostPort, AcceptsNamesIpv4AndBracketedIpv6) {
+  Result<HostPort> a = ParseHostPort("127.0.0.1:7480");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 7480);
+  Result<HostPort> b = ParseHostPort("kv-node-3:1");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->host, "kv-node-3");
+  EXPECT_EQ(b->port, 1);
+  Result<HostPort> c = ParseHostPort("[::1]:65535");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->host, "::1");
+  EXPECT_EQ(c->port, 65535);
+}
+
+TEST(ClientParseHostPort, RefusesMalformedAddresses) {
+  for (const char* bad : {"", "host", ":7480", "host:", "host:0", "host:65536", "host:12ab",
+                          "host:-1", "::1:7480", "[::1]", "[::1]7480", "[]:1"}) {
+    Result<HostPort> r = ParseHostPort(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    }
+  }
+}
+
+ClientConfig Valid() {
+  ClientConfig c;
+  c.server = "127.0.0.1:7480";
+  return c;
+}
+
+TEST(ClientConfig, DefaultsWithAServerAreValid) { EXPECT_TRUE(Valid().Validate().ok()); }
+
+TEST(ClientConfig, NamesTheBadField) {
+  struct Case {
+    void (*edit)(ClientConfig&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](ClientConfig& c) { c.server.clear(); }, "server"},
+      {[](ClientConfig& c) { c.server = "nohost"; }, "HOST:PORT"},
+      {[](ClientConfig& c) { c.connect_timeout = std::chrono::milliseconds(0); },
+       "connect_timeout"},
+      {[](ClientConfig& c) { c.request_timeout = std::chrono::milliseconds(-1); },
+       "request_timeout"},
+      {[](ClientConfig& c) { c.stall_timeout = std::chrono::milliseconds(-1); }, "stall_timeout"},
+      {[](ClientConfig& c) { c.reconnect_backoff = std::chrono::milliseconds(-5); },
+       "reconnect_backoff"},
+      {[](ClientConfig& c) { c.tenant = std::string(257, 't'); }, "tenant"},
+      {[](ClientConfig& c) { c.client_name = std::string(300, 'n'); }, "client_name"},
+  };
+  for (const Case& k : cases) {
+    ClientConfig c = Valid();
+    k.edit(c);
+    const Status s = c.Validate();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << k.field;
+    EXPECT_NE(s.message().find(k.field), std::string::npos) << s.ToString();
+  }
+}
+
+TEST(ClientConfig, ZeroStallTimeoutMeansNever) {
+  ClientConfig c = Valid();
+  c.stall_timeout = std::chrono::milliseconds(0);
+  EXPECT_TRUE(c.Validate().ok());
+}
+
+}  // namespace
+}  // namespace kvault

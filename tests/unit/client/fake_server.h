@@ -1,0 +1,248 @@
+#pragma once
+// FakeServer: a tiny in-test kvaultd stand-in on 127.0.0.1:<ephemeral> that speaks the real
+// control-plane protocol (transport/ messages) and misbehaves on request. It accepts connections
+// one after another on its own thread; each connection runs the handshake (unless kSilent) and
+// then answers requests the way its Mode says. No data plane: Store and Load are answered
+// without moving bytes.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvault/common/auth.h"
+#include "kvault/transport/frame_reader.h"
+#include "kvault/transport/messages.h"
+
+namespace kvault::testing {
+
+class FakeServer {
+ public:
+  enum class Mode {
+    kSilent,          // accepts and reads, never answers anything (not even Hello)
+    kServe,           // answers everything with canned replies
+    kIgnoreRequests,  // handshake, then reads requests and never answers
+    kCloseOnRequest,  // handshake, then closes the socket on the first request
+    kGarbage,         // handshake, then answers the first request with non-protocol bytes
+    kWrongId,         // handshake, then answers with a request id nobody sent
+    kCloseAfterOne,   // serves one request after the handshake, then closes
+  };
+
+  explicit FakeServer(Mode mode, std::string token = "",
+                      transport::ProtocolLimits limits = transport::ProtocolLimits{})
+      : mode_(mode), token_(std::move(token)), limits_(limits) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    ::listen(listen_fd_, 16);
+    socklen_t len = sizeof(addr);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~FakeServer() {
+    stop_.store(true);
+    thread_.join();
+    ::close(listen_fd_);
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int connections() const { return connections_.load(); }
+  int requests(transport::MessageType type) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (transport::MessageType t : seen_) n += t == type;
+    return n;
+  }
+  transport::Hello last_hello() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hello_;
+  }
+
+ private:
+  // Waits up to 20 ms for fd to become readable; false when stopping.
+  bool WaitReadable(int fd) {
+    while (!stop_.load()) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 20) > 0) return true;
+    }
+    return false;
+  }
+
+  void Run() {
+    while (WaitReadable(listen_fd_)) {
+      const int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) continue;
+      connections_.fetch_add(1);
+      Serve(fd);
+      ::close(fd);
+    }
+  }
+
+  static void Send(int fd, const std::vector<uint8_t>& bytes) {
+    size_t off = 0;
+    while (off < bytes.size()) {
+      const ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  template <typename M>
+  void Reply(int fd, const M& m, uint64_t id) {
+    Result<std::vector<uint8_t>> frame = transport::EncodeFrame(m, id, limits_);
+    if (frame.ok()) Send(fd, *frame);
+  }
+
+  void Serve(int fd) {
+    transport::FrameReader reader;
+    bool authed = false;
+    int served = 0;
+    uint8_t buf[4096];
+    while (WaitReadable(fd)) {
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) return;
+      std::span<const uint8_t> data(buf, static_cast<size_t>(n));
+      while (!data.empty()) {
+        Result<size_t> used = reader.Feed(data);
+        if (!used.ok()) return;
+        data = data.subspan(*used);
+        if (!reader.frame_ready()) continue;
+        transport::Frame f = reader.TakeFrame();
+        Result<transport::Message> m = transport::DecodeMessage(
+            f.header.type, f.body, authed ? limits_ : transport::ProtocolLimits{});
+        if (!m.ok()) return;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          seen_.push_back(f.header.type);
+        }
+        if (mode_ == Mode::kSilent) continue;
+        const uint64_t id = f.header.request_id;
+        if (auto* hello = std::get_if<transport::Hello>(&*m)) {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            hello_ = *hello;
+          }
+          transport::HelloReply r;
+          r.nonce.fill(0x5A);
+          r.limits = limits_;
+          Reply(fd, r, id);
+          continue;
+        }
+        if (auto* auth = std::get_if<transport::Auth>(&*m)) {
+          AuthNonce nonce;
+          nonce.fill(0x5A);
+          if (!VerifyAuthProof(TokenHash(token_), nonce, auth->proof)) {
+            Reply(fd,
+                  transport::ErrorReply::Make(transport::WireStatus::kUnauthenticated,
+                                              "unknown tenant or wrong token"),
+                  id);
+            continue;
+          }
+          authed = true;
+          transport::AuthReply r;
+          r.session_id = 100 + connections_.load();
+          Reply(fd, r, id);
+          continue;
+        }
+        switch (mode_) {
+          case Mode::kIgnoreRequests:
+            continue;
+          case Mode::kCloseOnRequest:
+            return;
+          case Mode::kGarbage:
+            Send(fd, std::vector<uint8_t>(64, 0xEE));
+            continue;
+          case Mode::kWrongId:
+            Reply(fd, transport::Pong{}, id + 1000);
+            continue;
+          case Mode::kCloseAfterOne:
+            if (served++ == 1) return;
+            break;
+          default:
+            break;
+        }
+        Answer(fd, *m, id);
+      }
+    }
+  }
+
+  void Answer(int fd, const transport::Message& m, uint64_t id) {
+    if (auto* ping = std::get_if<transport::Ping>(&m)) {
+      Reply(fd, transport::Pong{ping->payload}, id);
+    } else if (auto* lookup = std::get_if<transport::Lookup>(&m)) {
+      transport::LookupReply r;
+      const size_t hits = std::min<size_t>(2, lookup->keys.size());
+      r.leading_hits = static_cast<uint32_t>(hits);
+      for (size_t i = 0; i < lookup->keys.size(); ++i) {
+        r.tiers.push_back(i < hits ? transport::WireTier::kHost : transport::WireTier::kNone);
+      }
+      if (lookup->want_lease && hits > 0) {
+        r.lease_id = 99;
+        r.lease_ttl_ms = 1000;
+      }
+      Reply(fd, r, id);
+    } else if (auto* store = std::get_if<transport::Store>(&m)) {
+      transport::StoreReply r;
+      r.statuses.assign(store->entries.size(), transport::WireStatus::kOk);
+      Reply(fd, r, id);
+    } else if (auto* load = std::get_if<transport::Load>(&m)) {
+      transport::LoadReply r;
+      r.outcomes.assign(load->entries.size(), {transport::WireStatus::kNotFound, 0});
+      Reply(fd, r, id);
+    } else if (auto* del = std::get_if<transport::Delete>(&m)) {
+      transport::DeleteReply r;
+      r.statuses.assign(del->keys.size(), transport::WireStatus::kNotFound);
+      Reply(fd, r, id);
+    } else if (std::holds_alternative<transport::ReleaseLease>(m)) {
+      Reply(fd, transport::ReleaseLeaseReply{}, id);
+    } else if (std::holds_alternative<transport::Stats>(m)) {
+      transport::StatsReply r;
+      r.entries = {{"host.used_bytes", uint64_t{1024}},
+                   {"host.capacity_bytes", uint64_t{4096}},
+                   {"store.hit_ratio", 0.5}};
+      Reply(fd, r, id);
+    }
+  }
+
+  const Mode mode_;
+  const std::string token_;
+  const transport::ProtocolLimits limits_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  mutable std::mutex mu_;
+  std::vector<transport::MessageType> seen_;
+  transport::Hello hello_;
+  std::thread thread_;
+};
+
+// A free loopback port (bound, then released): connecting to it is refused.
+inline uint16_t UnusedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace kvault::testing

@@ -1,0 +1,163 @@
+// KvBlockCodec: the client's block <-> object layer over the CPU codecs, whole objects and layer
+// ranges, without a daemon.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "kvault/kernels/kv_view.h"
+#include "kvault/kv_store.h"
+
+namespace kvault {
+namespace {
+
+constexpr uint32_t kLayers = 4, kHeads = 2, kDim = 16, kBlock = 8;
+
+KvBlockFormat Format(const std::string& codec) {
+  KvBlockFormat f;
+  f.num_layers = kLayers;
+  f.kv_heads = kHeads;
+  f.head_dim = kDim;
+  f.dtype = DType::kF16;
+  f.block_tokens = kBlock;
+  f.codec = codec;
+  f.ns_digest.fill(0x42);
+  return f;
+}
+
+// A contiguous [layers][2][tokens][heads][dim] fp16 tensor and its view.
+struct Kv {
+  explicit Kv(uint32_t tokens, bool fill) : data(size_t{kLayers} * 2 * tokens * kHeads * kDim, 0) {
+    if (fill) {
+      for (size_t i = 0; i < data.size(); ++i) {
+        // fp16 values in about [-2, 2]: sign, small exponent, varied mantissa.
+        const uint16_t mant = static_cast<uint16_t>((i * 2654435761u) >> 22) & 0x3FF;
+        data[i] = static_cast<uint16_t>(((i % 3 == 0) ? 0x8000 : 0) | (14 + i % 2) << 10 | mant);
+      }
+    }
+    uint16_t* base = data.data();
+    const int32_t page = 0;
+    const Status s =
+        kernels::MakePagedKvView(kernels::KvLayout::kContiguous, DType::kF16, kLayers, kHeads, kDim,
+                                 tokens, 1, {&base, 1}, {&page, 1}, view, storage);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  // Elements of (layer, token range of block b) for K and V.
+  std::vector<uint16_t> Layer(uint32_t layer, uint32_t tokens) const {
+    const size_t per_layer = size_t{2} * tokens * kHeads * kDim;
+    return {data.begin() + layer * per_layer, data.begin() + (layer + 1) * per_layer};
+  }
+  std::vector<uint16_t> data;
+  kernels::PagedKvView view;
+  kernels::PagedKvViewStorage storage;
+};
+
+BlockKey KeyOf(uint8_t b) {
+  BlockKey k;
+  k.fill(b);
+  return k;
+}
+
+TEST(ClientKvBlockCodec, RefusesBadSpecsAndShapes) {
+  EXPECT_FALSE(KvBlockCodec::Create(Format("int3")).ok());
+  KvBlockFormat f = Format("fp8");
+  f.block_tokens = 0;
+  EXPECT_FALSE(KvBlockCodec::Create(f).ok());
+  f = Format("int4,rot");
+  f.head_dim = 24;  // rotation needs a power of two
+  EXPECT_FALSE(KvBlockCodec::Create(f).ok());
+  f = Format("fp8,sink=9");  // more sink tokens than a block
+  EXPECT_FALSE(KvBlockCodec::Create(f).ok());
+}
+
+TEST(ClientKvBlockCodec, RawRoundTripIsExactAndChecksKeyAndPosition) {
+  Result<KvBlockCodec> codec = KvBlockCodec::Create(Format("raw"));
+  ASSERT_TRUE(codec.ok()) << codec.status().ToString();
+  Kv in(2 * kBlock, true), out(2 * kBlock, false);
+  for (uint64_t b = 0; b < 2; ++b) {
+    std::vector<uint8_t> object(codec->ObjectBytes(b));
+    ASSERT_TRUE(codec->Encode(in.view, b, KeyOf(b + 1), object).ok());
+    EXPECT_EQ(codec->Decode(object, b, KeyOf(9), out.view).code(), StatusCode::kCorruption);
+    ASSERT_TRUE(codec->Decode(object, b, KeyOf(b + 1), out.view).ok());
+  }
+  EXPECT_EQ(in.data, out.data);
+  std::vector<uint8_t> object(codec->ObjectBytes(0));
+  EXPECT_EQ(codec->Encode(in.view, 0, KeyOf(1), std::span<uint8_t>(object).first(10)).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_FALSE(codec->Encode(in.view, 2, KeyOf(1), object).ok());  // past the view's tokens
+}
+
+TEST(ClientKvBlockCodec, LayerRangeDecodesLikeTheWholeObjectAndLeavesOtherLayersAlone) {
+  Result<KvBlockCodec> codec = KvBlockCodec::Create(Format("k=int4,v=int2,g=8;layers=0-0:int8"));
+  ASSERT_TRUE(codec.ok()) << codec.status().ToString();
+  Kv in(kBlock, true), whole(kBlock, false), part(kBlock, false);
+  std::vector<uint8_t> object(codec->ObjectBytes(0));
+  ASSERT_TRUE(codec->Encode(in.view, 0, KeyOf(7), object).ok());
+  ASSERT_TRUE(codec->Decode(object, 0, KeyOf(7), whole.view).ok());
+
+  for (uint32_t first = 0; first < kLayers; ++first) {
+    for (uint32_t count = 1; first + count <= kLayers; ++count) {
+      std::fill(part.data.begin(), part.data.end(), 0xFFFF);
+      Result<ByteRange> range = codec->LayerRange(0, first, count);
+      ASSERT_TRUE(range.ok());
+      ASSERT_LE(range->offset + range->length, object.size());
+      const std::span<const uint8_t> bytes(object);
+      ASSERT_TRUE(codec
+                      ->DecodeLayers(bytes.first(codec->HeaderBytes()),
+                                     bytes.subspan(range->offset, range->length), 0, KeyOf(7),
+                                     first, count, part.view)
+                      .ok())
+          << first << "+" << count;
+      for (uint32_t l = 0; l < kLayers; ++l) {
+        if (l >= first && l < first + count) {
+          EXPECT_EQ(part.Layer(l, kBlock), whole.Layer(l, kBlock)) << "layer " << l;
+        } else {
+          EXPECT_EQ(part.Layer(l, kBlock),
+                    std::vector<uint16_t>(2 * kBlock * kHeads * kDim, 0xFFFF));
+        }
+      }
+    }
+  }
+  EXPECT_FALSE(codec->LayerRange(0, 3, 2).ok());
+  EXPECT_FALSE(codec->LayerRange(0, 0, 0).ok());
+}
+
+TEST(ClientKvBlockCodec, LayerDecodeRefusesAHeaderOfAnotherCodecOrKey) {
+  Result<KvBlockCodec> fp8 = KvBlockCodec::Create(Format("fp8"));
+  Result<KvBlockCodec> int8 = KvBlockCodec::Create(Format("int8"));
+  ASSERT_TRUE(fp8.ok() && int8.ok());
+  Kv in(kBlock, true), out(kBlock, false);
+  std::vector<uint8_t> object(int8->ObjectBytes(0));
+  ASSERT_TRUE(int8->Encode(in.view, 0, KeyOf(3), object).ok());
+  const std::span<const uint8_t> bytes(object);
+  Result<ByteRange> range = fp8->LayerRange(0, 1, 1);
+  ASSERT_TRUE(range.ok());
+  // Same byte sizes (int8 and fp8 have equal layouts), different codec ids in the header.
+  ASSERT_EQ(fp8->ObjectBytes(0), int8->ObjectBytes(0));
+  EXPECT_EQ(
+      fp8->DecodeLayers(bytes.first(fp8->HeaderBytes()),
+                        bytes.subspan(range->offset, range->length), 0, KeyOf(3), 1, 1, out.view)
+          .code(),
+      StatusCode::kCorruption);
+  Result<ByteRange> own = int8->LayerRange(0, 1, 1);
+  EXPECT_EQ(int8->DecodeLayers(bytes.first(int8->HeaderBytes()),
+                               bytes.subspan(own->offset, own->length), 0, KeyOf(4), 1, 1, out.view)
+                .code(),
+            StatusCode::kCorruption);
+  EXPECT_TRUE(int8->DecodeLayers(bytes.first(int8->HeaderBytes()),
+                                 bytes.subspan(own->offset, own->length), 0, KeyOf(3), 1, 1,
+                                 out.view)
+                  .ok());
+}
+
+TEST(ClientKvBlockCodec, ViewOfAnotherShapeIsRefused) {
+  Result<KvBlockCodec> codec = KvBlockCodec::Create(Format("fp8"));
+  ASSERT_TRUE(codec.ok());
+  Kv in(kBlock, true);
+  kernels::PagedKvView wrong = in.view;
+  wrong.kv_heads = 1;
+  std::vector<uint8_t> object(codec->ObjectBytes(0));
+  EXPECT_EQ(codec->Encode(wrong, 0, KeyOf(1), object).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvault

@@ -1,0 +1,465 @@
+// kvaultd's configuration: defaults, YAML, flags, their precedence, every error path, --help and
+// the value syntax (sizes, durations).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <set>
+#include <tuple>
+
+#include "config/config_loader.h"
+#include "config/derived_options.h"
+#include "config/options.h"
+#include "config/value_parsers.h"
+
+namespace kvault::server {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("kvault_config_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  // Loads `yaml` (through --config) plus `flags`; returns the status message on failure.
+  Result<DaemonInvocation> Load(const std::string& yaml, std::vector<std::string> flags = {}) {
+    flags.insert(flags.begin(), {"--config", Write("kvaultd.yaml", yaml)});
+    return LoadDaemonConfig(flags);
+  }
+
+  static std::string ErrorOf(const Result<DaemonInvocation>& r) {
+    return r.ok() ? std::string("(ok)") : r.status().message();
+  }
+
+  fs::path dir_;
+};
+
+// Passes when `r` failed with InvalidArgument and a message containing every one of `parts`.
+template <typename T>
+::testing::AssertionResult FailsMentioning(const Result<T>& r,
+                                           std::initializer_list<std::string_view> parts) {
+  if (r.ok()) return ::testing::AssertionFailure() << "expected an error, got success";
+  if (r.status().code() != StatusCode::kInvalidArgument) {
+    return ::testing::AssertionFailure() << "wrong code: " << r.status().ToString();
+  }
+  for (std::string_view part : parts) {
+    if (r.status().message().find(part) == std::string::npos) {
+      return ::testing::AssertionFailure()
+             << "missing '" << part << "' in: " << r.status().message();
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
+  auto r = LoadDaemonConfig({});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->action, DaemonAction::kRun);
+  const DaemonConfig& c = r->config;
+  EXPECT_EQ(c.control.host, "127.0.0.1");
+  EXPECT_EQ(c.control.port, 7400);
+  EXPECT_EQ(c.http.host, "127.0.0.1");
+  EXPECT_EQ(c.http.port, 7401);
+  EXPECT_EQ(c.data_dir, "./kvault-data");
+  EXPECT_EQ(c.storage.host_capacity_bytes, 1 * kGiB);
+  EXPECT_EQ(c.storage.nvme_capacity_bytes, 8 * kGiB);
+  EXPECT_EQ(c.storage.gpu_capacity_bytes, 0u);
+  EXPECT_EQ(c.storage.policy, "prefix");
+  EXPECT_EQ(c.storage.nvme_policy, "lru");
+  EXPECT_TRUE(c.storage.promote_on_hit);
+  EXPECT_EQ(c.leases.default_ttl, std::chrono::seconds(30));
+  EXPECT_EQ(c.leases.max_ttl, std::chrono::minutes(10));
+  EXPECT_TRUE(c.auth.tenants_file.empty());
+  EXPECT_TRUE(c.tls.cert_file.empty());
+  EXPECT_EQ(c.limits.max_block_bytes, 64 * kMiB);
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_TRUE(ValidateDaemonConfig(c).ok());
+}
+
+TEST_F(ConfigTest, YamlThenFlagsOverrideInOrder) {
+  const std::string yaml = R"(
+control:
+  port: 9000
+  threads: 3
+http:
+  port: 9001
+storage:
+  host_capacity: 512MiB
+  nvme_capacity: 0
+  promote_on_hit: false
+  policy: lru
+leases:
+  default_ttl: 5s
+limits:
+  io_timeout: 250ms
+log_level: debug
+)";
+  auto r = Load(yaml, {"--control-port", "0", "--storage.host_capacity=2GiB",
+                       "--storage-promote-on-hit", "--log-level", "warn"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const DaemonConfig& c = r->config;
+  EXPECT_EQ(c.control.port, 0);                        // flag beats file
+  EXPECT_EQ(c.control_threads, 3u);                    // file beats default
+  EXPECT_EQ(c.http.port, 9001);                        // file
+  EXPECT_EQ(c.storage.host_capacity_bytes, 2 * kGiB);  // dotted flag beats file
+  EXPECT_EQ(c.storage.nvme_capacity_bytes, 0u);
+  EXPECT_TRUE(c.storage.promote_on_hit);  // bare bool flag = true, beats file's false
+  EXPECT_EQ(c.storage.policy, "lru");
+  EXPECT_EQ(c.leases.default_ttl, milliseconds(5000));
+  EXPECT_EQ(c.limits.io_timeout, milliseconds(250));
+  EXPECT_EQ(c.log_level, "warn");
+  EXPECT_EQ(c.data_dir, "./kvault-data");  // untouched: default
+  EXPECT_EQ(r->config_file, (dir_ / "kvaultd.yaml").string());
+}
+
+TEST_F(ConfigTest, BoolFlagTakesAnExplicitValue) {
+  auto r = LoadDaemonConfig({"--storage-promote-on-hit", "false", "--storage-land-on-gpu=false"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->config.storage.promote_on_hit);
+  EXPECT_FALSE(r->config.storage.land_on_gpu);
+}
+
+TEST_F(ConfigTest, EveryOptionIsSettableByYamlAndByFlagWithItsOwnValue) {
+  // Writing each option's default back through YAML and through its flag must round-trip:
+  // proves every row's type, accessor and bounds agree with the struct.
+  const DaemonConfig defaults;
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    const std::string value = OptionValueText(option, defaults);
+    DaemonConfig c;
+    EXPECT_TRUE(SetOption(option, value, c).ok()) << option.key << " = " << value;
+    EXPECT_EQ(OptionValueText(option, c), value) << option.key;
+  }
+  DaemonConfig printed;
+  Status yaml = ApplyConfigYaml(FormatConfigYaml(defaults), "printed", printed);
+  EXPECT_TRUE(yaml.ok()) << yaml.ToString();
+}
+
+TEST_F(ConfigTest, PrintConfigRoundTrips) {
+  DaemonConfig changed;
+  changed.control.host = "::1";
+  changed.http.host = "0.0.0.0";
+  changed.storage.host_capacity_bytes = 3 * kGiB + 5;
+  changed.storage.low_watermark = 0.5;
+  changed.leases.default_ttl = milliseconds(1500);
+  changed.ucx.transports = "shm,tcp";
+  changed.data_dir = "/var/lib/kvault \"quoted\"";
+  DaemonConfig back;
+  ASSERT_TRUE(ApplyConfigYaml(FormatConfigYaml(changed), "printed", back).ok())
+      << FormatConfigYaml(changed);
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    EXPECT_EQ(OptionValueText(option, back), OptionValueText(option, changed)) << option.key;
+  }
+  auto r = LoadDaemonConfig({"--print-config"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->action, DaemonAction::kPrintConfig);
+}
+
+TEST_F(ConfigTest, DerivedModuleOptionsFollowTheConfig) {
+  auto r = LoadDaemonConfig({"--storage-policy", "lru", "--storage-promote-on-hit=false",
+                             "--storage-mover-threads", "3", "--limits-max-block-bytes", "8MiB",
+                             "--leases-max-ttl", "2m", "--limits-max-frame-bytes", "1MiB",
+                             "--limits-max-keys-per-request", "100"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const storage::BlockStoreOptions store = StoreOptionsFor(r->config);
+  EXPECT_EQ(store.policy, "lru");
+  EXPECT_EQ(store.nvme_policy, "lru");
+  EXPECT_FALSE(store.promote_on_hit);
+  EXPECT_EQ(store.mover_threads, 3);
+  EXPECT_EQ(store.max_object_bytes, 8u << 20);
+  EXPECT_EQ(store.max_lease_ttl, std::chrono::minutes(2));
+  EXPECT_DOUBLE_EQ(store.high_watermark, 0.95);
+  const transport::ProtocolLimits limits = ProtocolLimitsFor(r->config);
+  EXPECT_EQ(limits.max_body_bytes, 1u << 20);
+  EXPECT_EQ(limits.max_keys_per_batch, 100u);
+  EXPECT_EQ(limits.max_block_object_bytes, 8u << 20);
+  EXPECT_TRUE(limits.Validate().ok());
+  // The table's bounds are the protocol's: the extremes the loader accepts validate there too.
+  for (const auto& [frame, keys, block] :
+       {std::tuple{"1KiB", "1", "1KiB"}, std::tuple{"64MiB", "1048576", "4294967295"}}) {
+    DaemonConfig c;
+    ASSERT_TRUE(SetOption(*FindOption("limits.max_frame_bytes"), frame, c).ok());
+    ASSERT_TRUE(SetOption(*FindOption("limits.max_keys_per_request"), keys, c).ok());
+    ASSERT_TRUE(SetOption(*FindOption("limits.max_block_bytes"), block, c).ok());
+    EXPECT_TRUE(ProtocolLimitsFor(c).Validate().ok()) << frame << " " << keys << " " << block;
+  }
+  DaemonConfig over;
+  EXPECT_FALSE(SetOption(*FindOption("limits.max_frame_bytes"), "65MiB", over).ok());
+}
+
+TEST_F(ConfigTest, FlagNamesAreUniqueAndFoundBothWays) {
+  std::set<std::string> flags;
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    EXPECT_TRUE(flags.insert(FlagName(option)).second) << FlagName(option);
+    EXPECT_EQ(FindOption(option.key), &option);
+    EXPECT_EQ(FindOption(FlagName(option)), &option);
+  }
+  EXPECT_EQ(FindOption("control-prot"), nullptr);
+}
+
+TEST_F(ConfigTest, HelpDocumentsEveryOptionWithItsDefault) {
+  auto r = LoadDaemonConfig({"--control-port", "bogus", "--help"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();  // --help wins over a bad flag
+  EXPECT_EQ(r->action, DaemonAction::kHelp);
+  EXPECT_EQ(LoadDaemonConfig({"-h"})->action, DaemonAction::kHelp);
+
+  const std::string help = DaemonHelpText("kvaultd");
+  // Descriptions wrap: compare against the text with every run of whitespace made one space.
+  std::string flat;
+  for (char ch : help) {
+    const bool space = ch == ' ' || ch == '\n';
+    if (!space || flat.empty() || flat.back() != ' ') flat += space ? ' ' : ch;
+  }
+  const DaemonConfig defaults;
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    EXPECT_NE(help.find("--" + FlagName(option) + " "), std::string::npos) << option.key;
+    EXPECT_NE(flat.find("[YAML " + std::string(option.key) + ";"), std::string::npos) << option.key;
+    const std::string def = OptionValueText(option, defaults);
+    if (!def.empty()) {
+      EXPECT_NE(flat.find("YAML " + std::string(option.key) + "; default " + def + "]"),
+                std::string::npos)
+          << option.key;
+    }
+  }
+  for (const char* general : {"--config FILE", "--print-config", "--help"}) {
+    EXPECT_NE(help.find(general), std::string::npos) << general;
+  }
+  for (std::string_view line : {std::string_view(help)}) {
+    size_t start = 0;
+    while (start < line.size()) {
+      size_t end = line.find('\n', start);
+      if (end == std::string_view::npos) end = line.size();
+      EXPECT_LE(end - start, 100u) << line.substr(start, end - start);
+      start = end + 1;
+    }
+  }
+}
+
+TEST_F(ConfigTest, YamlErrorsNameTheKeyAndLine) {
+  EXPECT_TRUE(FailsMentioning(Load("control:\n  prot: 1\n"),
+                              {"kvaultd.yaml:2", "control.prot", "unknown key"}));
+  EXPECT_TRUE(FailsMentioning(Load("bogus: 1\n"), {"kvaultd.yaml:1", "bogus", "unknown key"}));
+  EXPECT_TRUE(
+      FailsMentioning(Load("control:\n  port: 70000\n"), {":2", "control.port", "0..65535"}));
+  EXPECT_TRUE(
+      FailsMentioning(Load("control:\n  port: [1, 2]\n"), {":2", "control.port", "got a list"}));
+  EXPECT_TRUE(FailsMentioning(Load("control:\n  port:\n"), {":2", "control.port", "got nothing"}));
+  EXPECT_TRUE(FailsMentioning(Load("control: 7400\n"), {":1", "control", "expected a map"}));
+  EXPECT_TRUE(FailsMentioning(Load("\n\nstorage:\n  host_capacity: lots\n"),
+                              {":4", "storage.host_capacity", "byte size"}));
+  EXPECT_TRUE(FailsMentioning(Load("storage:\n  promote_on_hit: yes\n"),
+                              {"storage.promote_on_hit", "true or false"}));
+  EXPECT_TRUE(
+      FailsMentioning(Load("storage:\n  policy: fifo\n"), {"storage.policy", "fifo", "prefix"}));
+  EXPECT_TRUE(FailsMentioning(Load("storage:\n  high_watermark: 1.5\n"),
+                              {"storage.high_watermark", "(0, 1]"}));
+  EXPECT_TRUE(FailsMentioning(Load("leases:\n  max_ttl: 10\n"), {"leases.max_ttl", "duration"}));
+  EXPECT_TRUE(
+      FailsMentioning(Load("control:\n  host: example.com\n"), {"control.host", "IP address"}));
+  EXPECT_TRUE(FailsMentioning(Load("ucx:\n  transports: \"shm;tcp\"\n"), {"ucx.transports"}));
+  EXPECT_TRUE(FailsMentioning(Load("control:\n  port: 1\n  port: 2\n"),
+                              {":3", "control.port", "given twice"}));
+  EXPECT_TRUE(FailsMentioning(Load("- 1\n- 2\n"), {"top level", "got a list"}));
+  EXPECT_TRUE(FailsMentioning(Load("control: {port: 1\n"), {"kvaultd.yaml", "invalid YAML"}));
+  EXPECT_TRUE(
+      FailsMentioning(Load("limits:\n  max_block_bytes: 8GiB\n"), {"limits.max_block_bytes"}));
+  EXPECT_TRUE(
+      FailsMentioning(Load("limits:\n  max_frame_bytes: 512\n"), {"limits.max_frame_bytes"}));
+  // Paths take an empty value: `cert_file:` means none.
+  auto empty_ok = Load("tls:\n  cert_file:\n  key_file: \"\"\n");
+  EXPECT_TRUE(empty_ok.ok()) << ErrorOf(empty_ok);
+  // An empty file is all defaults.
+  auto empty_file = Load("");
+  EXPECT_TRUE(empty_file.ok()) << ErrorOf(empty_file);
+}
+
+TEST_F(ConfigTest, MissingConfigFileIsNotFound) {
+  auto r = LoadDaemonConfig({"--config", (dir_ / "absent.yaml").string()});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(r.status().message().find("absent.yaml"), std::string::npos);
+  auto dir = LoadDaemonConfig({"--config", dir_.string()});
+  EXPECT_EQ(dir.status().code(), StatusCode::kIoError);
+}
+
+TEST_F(ConfigTest, FlagErrorsNameTheFlag) {
+  EXPECT_TRUE(
+      FailsMentioning(LoadDaemonConfig({"--control-prot", "1"}), {"--control-prot", "unknown"}));
+  EXPECT_TRUE(
+      FailsMentioning(LoadDaemonConfig({"--control-port"}), {"--control-port", "needs a value"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--control-port", "--http-port", "1"}),
+                              {"--control-port", "needs a value"}));
+  EXPECT_TRUE(
+      FailsMentioning(LoadDaemonConfig({"--control-port", "x"}), {"--control-port", "'x'"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--control-port", "1", "--control.port", "2"}),
+                              {"control.port", "given twice"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"stray"}), {"stray", "unexpected argument"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--config"}), {"--config"}));
+  EXPECT_TRUE(
+      FailsMentioning(LoadDaemonConfig({"--config", "a", "--config", "b"}), {"--config", "twice"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--print-config=1"}), {"--print-config"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-nvme-capacity", "-1"}),
+                              {"--storage-nvme-capacity"}));
+}
+
+TEST_F(ConfigTest, ValidationNamesTheKeys) {
+  // The default single-tenant mode refuses a non-loopback control address...
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--control-host", "0.0.0.0"}),
+                              {"control.host", "loopback", "auth.tenants_file"}));
+  // ...but takes one with a tenants file, and any loopback form without.
+  const std::string tenants = Write("tenants.yaml", "tenants: []\n");
+  EXPECT_TRUE(LoadDaemonConfig({"--control-host", "0.0.0.0", "--auth-tenants-file", tenants}).ok());
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "localhost"}) {
+    EXPECT_TRUE(LoadDaemonConfig({"--control-host", host}).ok()) << host;
+  }
+  // The http endpoint serves no tenant data: any address.
+  EXPECT_TRUE(LoadDaemonConfig({"--http-host", "0.0.0.0"}).ok());
+
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--auth-tenants-file", (dir_ / "none").string()}),
+                              {"auth.tenants_file"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--tls-cert-file", tenants}),
+                              {"tls.cert_file", "tls.key_file"}));
+  EXPECT_TRUE(FailsMentioning(
+      LoadDaemonConfig({"--tls-cert-file", tenants, "--tls-key-file", (dir_ / "no").string()}),
+      {"tls.key_file"}));
+  EXPECT_TRUE(LoadDaemonConfig({"--tls-cert-file", tenants, "--tls-key-file", tenants}).ok());
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--control-port", "7000", "--http-port", "7000"}),
+                              {"control.port", "http.port"}));
+  EXPECT_TRUE(LoadDaemonConfig({"--control-port", "0", "--http-port", "0"}).ok());
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-low-watermark", "0.99"}),
+                              {"storage.low_watermark", "storage.high_watermark"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-land-on-gpu"}),
+                              {"storage.land_on_gpu", "storage.gpu_capacity"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--leases-default-ttl", "11m"}),
+                              {"leases.default_ttl", "leases.max_ttl"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-host-capacity", "32MiB"}),
+                              {"limits.max_block_bytes", "storage.host_capacity"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-nvme-capacity", "32MiB"}),
+                              {"limits.max_block_bytes", "storage.nvme_capacity"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--limits-max-inflight-bytes-per-client", "1MiB"}),
+                              {"limits.max_block_bytes", "limits.max_inflight_bytes_per_client"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--limits-max-frame-bytes", "64KiB",
+                                                "--limits-max-keys-per-request", "4096"}),
+                              {"limits.max_keys_per_request", "limits.max_frame_bytes"}));
+  EXPECT_TRUE(FailsMentioning(
+      LoadDaemonConfig({"--data-dir", "", "--storage-nvme-capacity", "1GiB"}), {"data_dir"}));
+  EXPECT_TRUE(LoadDaemonConfig({"--data-dir", "", "--storage-nvme-capacity", "0"}).ok());
+}
+
+// The repository, found from this file's path (CMake compiles it by absolute path).
+fs::path RepoFile(const std::string& relative) {
+  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path() / relative;
+}
+
+TEST(ConfigDocsTest, ExampleConfigLoadsAndShowsTheDefaults) {
+  const fs::path example = RepoFile("deploy/config/kvaultd.yaml");
+  if (!fs::exists(example)) GTEST_SKIP() << example << " not found from __FILE__";
+  auto r = LoadDaemonConfig({"--config", example.string()});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const DaemonConfig defaults;
+  std::ifstream in(example);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    EXPECT_EQ(OptionValueText(option, r->config), OptionValueText(option, defaults))
+        << option.key << " in the example differs from the default";
+    const std::string_view leaf = option.key.substr(option.key.rfind('.') + 1);
+    EXPECT_NE(text.find(std::string(leaf) + ":"), std::string::npos) << option.key;
+  }
+}
+
+TEST(ConfigDocsTest, DocsDescribeEveryOption) {
+  const fs::path doc = RepoFile("docs/config.md");
+  if (!fs::exists(doc)) GTEST_SKIP() << doc << " not found from __FILE__";
+  std::ifstream in(doc);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const DaemonConfig defaults;
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    const std::string row = "| `" + std::string(option.key) + "` | `--" + FlagName(option) + "` |";
+    const size_t at = text.find(row);
+    ASSERT_NE(at, std::string::npos) << option.key << " has no row in docs/config.md";
+    const std::string line = text.substr(at, text.find('\n', at) - at);
+    const std::string def = OptionValueText(option, defaults);
+    EXPECT_NE(line.find(def.empty() ? "empty" : "`" + def + "`"), std::string::npos)
+        << option.key << ": docs/config.md does not show the default " << def;
+  }
+}
+
+TEST(ValueParsersTest, Sizes) {
+  EXPECT_EQ(*ParseSize("0"), 0u);
+  EXPECT_EQ(*ParseSize("1000000"), 1000000u);
+  EXPECT_EQ(*ParseSize("4096B"), 4096u);
+  EXPECT_EQ(*ParseSize("64KiB"), 64u << 10);
+  EXPECT_EQ(*ParseSize("512MiB"), 512u << 20);
+  EXPECT_EQ(*ParseSize("2GiB"), 2ull << 30);
+  EXPECT_EQ(*ParseSize("3TiB"), 3ull << 40);
+  EXPECT_EQ(*ParseSize("500KB"), 500000u);
+  EXPECT_EQ(*ParseSize("500kB"), 500000u);
+  EXPECT_EQ(*ParseSize("10MB"), 10000000u);
+  EXPECT_EQ(*ParseSize("1GB"), 1000000000u);
+  EXPECT_EQ(*ParseSize("1TB"), 1000000000000u);
+  for (const char* bad : {"", "GiB", "1.5GiB", "-1", "+1", "1 GiB", "1gib", "1G", "1Gi", "1GiBs",
+                          "0x10", "18446744073709551616", "16777216TiB"}) {
+    EXPECT_FALSE(ParseSize(bad).ok()) << bad;
+  }
+  EXPECT_EQ(*ParseSize("18446744073709551615"), UINT64_MAX);
+  EXPECT_EQ(FormatSize(0), "0");
+  EXPECT_EQ(FormatSize(1ull << 30), "1GiB");
+  EXPECT_EQ(FormatSize(1536ull << 20), "1536MiB");
+  EXPECT_EQ(FormatSize(1000000), "1000000");
+  EXPECT_EQ(FormatSize(3ull << 40), "3TiB");
+}
+
+TEST(ValueParsersTest, DurationsBoolsRatiosHosts) {
+  EXPECT_EQ(*ParseDuration("250ms"), milliseconds(250));
+  EXPECT_EQ(*ParseDuration("30s"), milliseconds(30000));
+  EXPECT_EQ(*ParseDuration("10m"), milliseconds(600000));
+  EXPECT_EQ(*ParseDuration("2h"), milliseconds(7200000));
+  EXPECT_EQ(*ParseDuration("0"), milliseconds(0));
+  for (const char* bad : {"", "10", "1.5s", "s", "10 s", "10sec", "-1s", "99999999999999999h"}) {
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+  }
+  EXPECT_EQ(FormatDuration(milliseconds(600000)), "10m");
+  EXPECT_EQ(FormatDuration(milliseconds(1500)), "1500ms");
+  EXPECT_EQ(FormatDuration(milliseconds(0)), "0s");
+
+  EXPECT_TRUE(*ParseBool("true"));
+  EXPECT_FALSE(*ParseBool("false"));
+  for (const char* bad : {"yes", "on", "1", "True", ""}) EXPECT_FALSE(ParseBool(bad).ok()) << bad;
+
+  EXPECT_DOUBLE_EQ(*ParseRatio("0.9"), 0.9);
+  EXPECT_DOUBLE_EQ(*ParseRatio("1"), 1.0);
+  for (const char* bad : {"0", "1.01", "", "nan", " 0.5", "0x1p-1", "-0.5"}) {
+    EXPECT_FALSE(ParseRatio(bad).ok()) << bad;
+  }
+
+  for (const char* host : {"127.0.0.1", "0.0.0.0", "::", "::1", "fe80::1", "localhost"}) {
+    EXPECT_TRUE(IsBindHost(host)) << host;
+  }
+  for (const char* host : {"", "example.com", "127.0.0.256", "1.2.3"}) {
+    EXPECT_FALSE(IsBindHost(host)) << host;
+  }
+  for (const char* host : {"127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1", "localhost"}) {
+    EXPECT_TRUE(IsLoopbackHost(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::ffff:10.0.0.1", "x"}) {
+    EXPECT_FALSE(IsLoopbackHost(host)) << host;
+  }
+}
+
+}  // namespace
+}  // namespace kvault::server

@@ -1,0 +1,243 @@
+// kvaultd's HTTP endpoint over a real loopback socket on port 0: /metrics, /healthz, /readyz,
+// 404, 405, 400, keep-alive, the read deadline, the connection cap, bind errors and Stop.
+#include "http/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "metrics/metrics.h"
+
+namespace kvault::server {
+namespace {
+
+// Generous bound on any single wait of the test client: the test fails rather than hangs.
+constexpr int kClientTimeoutSeconds = 10;
+
+// A blocking loopback client socket; -1 when the connection is refused.
+int Connect(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{kClientTimeoutSeconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool SendAll(int fd, const std::string& data) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Everything the server sends until it closes the connection. `closed` says whether it did
+// (false: the client's receive timeout passed first).
+std::string ReadUntilClosed(int fd, bool* closed = nullptr) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (closed != nullptr) *closed = n == 0 || errno == ECONNRESET;
+    return out;
+  }
+}
+
+// Sends `request` on a new connection and returns the whole response (the request should ask the
+// server to close, or be one the server closes after).
+std::string Exchange(uint16_t port, const std::string& request) {
+  const int fd = Connect(port);
+  if (fd < 0) return "(connection refused)";
+  SendAll(fd, request);
+  std::string response = ReadUntilClosed(fd);
+  ::close(fd);
+  return response;
+}
+
+std::string Get(uint16_t port, const std::string& target, const std::string& method = "GET") {
+  return Exchange(
+      port, method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+}
+
+int StatusOf(const std::string& response) {
+  if (response.compare(0, 9, "HTTP/1.1 ") != 0 || response.size() < 12) return -1;
+  return std::stoi(response.substr(9, 3));
+}
+
+std::string BodyOf(const std::string& response) {
+  const size_t end = response.find("\r\n\r\n");
+  return end == std::string::npos ? "" : response.substr(end + 4);
+}
+
+std::unique_ptr<HttpServer> StartOrDie(HttpServerOptions options,
+                                       HttpServer::MetricsSource metrics = nullptr) {
+  auto server = HttpServer::Start(options, std::move(metrics));
+  EXPECT_TRUE(server.ok()) << server.status().ToString();
+  return server.ok() ? std::move(*server) : nullptr;
+}
+
+TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
+  Metrics metrics;
+  metrics.CountRejected(RejectReason::kMalformed);
+  auto server = StartOrDie({}, [&metrics] { return metrics.Serialize(); });
+  ASSERT_NE(server, nullptr);
+  const uint16_t port = server->port();
+  ASSERT_NE(port, 0);
+
+  const std::string m = Get(port, "/metrics");
+  EXPECT_EQ(StatusOf(m), 200) << m;
+  EXPECT_NE(m.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << m;
+  EXPECT_NE(BodyOf(m).find("kvault_request_duration_seconds_bucket{op=\"lookup\""),
+            std::string::npos);
+  EXPECT_NE(BodyOf(m).find("kvault_rejected_requests_total{reason=\"malformed\"} 1"),
+            std::string::npos);
+  EXPECT_EQ(StatusOf(Get(port, "/metrics?name[]=x")), 200);  // a query string is ignored
+
+  const std::string health = Get(port, "/healthz");
+  EXPECT_EQ(StatusOf(health), 200);
+  EXPECT_EQ(BodyOf(health), "ok\n");
+
+  EXPECT_FALSE(server->ready());
+  EXPECT_EQ(StatusOf(Get(port, "/readyz")), 503);
+  server->SetReady(true);
+  EXPECT_EQ(StatusOf(Get(port, "/readyz")), 200);
+  server->SetReady(false);
+  EXPECT_EQ(StatusOf(Get(port, "/readyz")), 503);
+
+  EXPECT_EQ(StatusOf(Get(port, "/")), 404);
+  EXPECT_EQ(StatusOf(Get(port, "/metricsx")), 404);
+  EXPECT_EQ(StatusOf(Get(port, "/nope", "POST")), 404);
+  const std::string post = Get(port, "/metrics", "POST");
+  EXPECT_EQ(StatusOf(post), 405);
+  EXPECT_NE(post.find("Allow: GET, HEAD"), std::string::npos) << post;
+  EXPECT_EQ(StatusOf(Get(port, "/healthz", "DELETE")), 405);
+
+  const std::string head = Get(port, "/healthz", "HEAD");
+  EXPECT_EQ(StatusOf(head), 200);
+  EXPECT_EQ(BodyOf(head), "");
+  EXPECT_NE(head.find("Content-Length: 3"), std::string::npos) << head;
+}
+
+TEST(HttpServerTest, MalformedRequestGets400AndAClose) {
+  auto server = StartOrDie({});
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(StatusOf(Exchange(server->port(), "NOT HTTP AT ALL\r\n\r\n")), 400);
+  const std::string huge_header =
+      "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(16 * 1024, 'a') + "\r\n\r\n";
+  EXPECT_EQ(StatusOf(Exchange(server->port(), huge_header)), 400);
+}
+
+TEST(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  auto server = StartOrDie({});
+  ASSERT_NE(server, nullptr);
+  const std::string response =
+      Exchange(server->port(),
+               "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+               "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+               "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  size_t answers = 0;
+  for (size_t pos = 0; (pos = response.find("HTTP/1.1 ", pos)) != std::string::npos; ++pos) {
+    ++answers;
+  }
+  EXPECT_EQ(answers, 3u) << response;
+  EXPECT_NE(response.find("503 Service Unavailable"), std::string::npos);
+}
+
+TEST(HttpServerTest, SilentClientIsDroppedAfterTheDeadlineWhileOthersAreServed) {
+  auto server = StartOrDie({.io_timeout = std::chrono::milliseconds(300)});
+  ASSERT_NE(server, nullptr);
+  const int idle = Connect(server->port());
+  ASSERT_GE(idle, 0);
+  // Sent nothing, and another client is served meanwhile.
+  EXPECT_EQ(StatusOf(Get(server->port(), "/healthz")), 200);
+  // The server closes the silent connection on its own (well before the client's own timeout).
+  bool closed = false;
+  EXPECT_EQ(ReadUntilClosed(idle, &closed), "");
+  EXPECT_TRUE(closed) << "the silent connection was still open after " << kClientTimeoutSeconds
+                      << " s";
+  ::close(idle);
+  // A client that stops halfway through its headers is dropped the same way.
+  const int partial = Connect(server->port());
+  ASSERT_GE(partial, 0);
+  ASSERT_TRUE(SendAll(partial, "GET /healthz HTTP/1.1\r\nHost:"));
+  EXPECT_EQ(StatusOf(Get(server->port(), "/healthz")), 200);
+  closed = false;
+  ReadUntilClosed(partial, &closed);
+  EXPECT_TRUE(closed);
+  ::close(partial);
+}
+
+TEST(HttpServerTest, ConnectionsOverTheCapAreClosed) {
+  auto server = StartOrDie({.max_connections = 2});
+  ASSERT_NE(server, nullptr);
+  const int a = Connect(server->port());
+  const int b = Connect(server->port());
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  // The third is accepted and closed at once, without an answer.
+  EXPECT_EQ(Get(server->port(), "/healthz"), "");
+  // Freeing a slot lets the next one in.
+  ::close(a);
+  std::string served;
+  for (int attempt = 0; attempt < 100 && StatusOf(served) != 200; ++attempt) {
+    served = Get(server->port(), "/healthz");
+    if (StatusOf(served) != 200) ::usleep(10'000);
+  }
+  EXPECT_EQ(StatusOf(served), 200);
+  ::close(b);
+}
+
+TEST(HttpServerTest, BindErrorsAndStop) {
+  auto bad_host = HttpServer::Start({.host = "example.com"}, nullptr);
+  EXPECT_EQ(bad_host.status().code(), StatusCode::kInvalidArgument);
+
+  auto server = StartOrDie({});
+  ASSERT_NE(server, nullptr);
+  const uint16_t port = server->port();
+  auto clash = HttpServer::Start({.port = port}, nullptr);
+  ASSERT_FALSE(clash.ok());
+  EXPECT_EQ(clash.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(clash.status().message().find(std::to_string(port)), std::string::npos);
+
+  auto local = StartOrDie({.host = "localhost"});
+  ASSERT_NE(local, nullptr);
+  EXPECT_EQ(StatusOf(Get(local->port(), "/healthz")), 200);
+
+  const int open = Connect(port);  // an idle connection must not hold Stop up
+  ASSERT_GE(open, 0);
+  server->Stop();
+  server->Stop();  // idempotent
+  bool closed = false;
+  ReadUntilClosed(open, &closed);
+  EXPECT_TRUE(closed);
+  ::close(open);
+  EXPECT_EQ(Connect(port), -1);
+}
+
+TEST(HttpServerTest, AThrowingMetricsSourceGives500) {
+  auto server = StartOrDie({}, []() -> std::string { throw std::runtime_error("boom"); });
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(StatusOf(Get(server->port(), "/metrics")), 500);
+  EXPECT_EQ(StatusOf(Get(server->port(), "/healthz")), 200);
+}
+
+}  // namespace
+}  // namespace kvault::server

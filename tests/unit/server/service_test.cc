@@ -1,0 +1,382 @@
+// Service (server/src/core/service.h) over a real BlockStore with a host tier, with a DataMover
+// fake that copies within this process (a client "address" is a pointer here): the handshake,
+// tenant isolation, store/lookup/load, leases per session, failure paths.
+
+#include "core/service.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "kvault/common/auth.h"
+#include "kvault/common/synthetic_block.h"
+#include "kvault/storage/block_store.h"
+#include "kvault/storage/host_tier.h"
+
+namespace kvault::server {
+namespace {
+
+using transport::Message;
+using transport::WireStatus;
+
+// Copies between server memory and "client memory" in this process. Can be told to fail.
+class CopyingMover final : public DataMover {
+ public:
+  Result<transport::PeerId> Connect(std::span<const uint8_t> address) override {
+    if (address.empty()) return Status::InvalidArgument("empty address");
+    return ++peers;
+  }
+  void Disconnect(transport::PeerId) override { ++disconnects; }
+  std::vector<Status> Run(transport::TransferBatch batch) override {
+    std::vector<Status> out;
+    for (const transport::Transfer& t : batch.transfers) {
+      if (fail_transfers) {
+        out.push_back(Status::Unavailable("deadline exceeded (test)"));
+        continue;
+      }
+      auto* remote = reinterpret_cast<uint8_t*>(t.remote_address);
+      auto* local = static_cast<uint8_t*>(t.local);
+      if (t.op == transport::TransferOp::kGet) {
+        std::memcpy(local, remote, t.length);
+      } else {
+        std::memcpy(remote, local, t.length);
+      }
+      out.push_back(Status::Ok());
+    }
+    return out;
+  }
+  transport::PeerId peers = 0;
+  int disconnects = 0;
+  bool fail_transfers = false;
+};
+
+// Reads one gauge or counter of the store.
+class Probe final : public storage::CounterVisitor {
+ public:
+  void Counter(std::string_view tier, std::string_view name, uint64_t v) override {
+    values[std::string(tier) + "." + std::string(name)] = static_cast<double>(v);
+  }
+  void Gauge(std::string_view tier, std::string_view name, double v) override {
+    values[std::string(tier) + "." + std::string(name)] = v;
+  }
+  std::map<std::string, double> values;
+};
+
+BlockKey Key(uint8_t i) {
+  BlockKey k{};
+  k.fill(static_cast<uint8_t>(0x40 + i));
+  k[0] = i;
+  return k;
+}
+
+std::vector<TenantSpec> TwoTenants() {
+  TenantSpec a;
+  a.name = "team-a";
+  a.token_sha256 = TokenHash("token-a");
+  TenantSpec b;
+  b.name = "team-b";
+  b.token_sha256 = TokenHash("token-b");
+  return {a, b};
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::HostTierOptions host;
+    host.capacity_bytes = 64ull << 20;
+    host.huge_pages = false;
+    auto host_tier = storage::HostTier::Create(host);
+    ASSERT_TRUE(host_tier.ok()) << host_tier.status().ToString();
+    storage::StoreTiers tiers;
+    tiers.host = std::move(*host_tier);
+    auto store = storage::BlockStore::Create({}, std::move(tiers));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+    auto tenants = TenantRegistry::Create(TwoTenants());
+    ASSERT_TRUE(tenants.ok()) << tenants.status().ToString();
+    tenants_.emplace(std::move(*tenants));
+    service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, ServiceOptions{});
+  }
+
+  // Hello + Auth as `tenant` with `token`; returns the AuthReply or the ErrorReply.
+  Message Login(Session& s, const std::string& tenant, const std::string& token) {
+    transport::Hello hello;
+    hello.tenant = tenant;
+    hello.worker_address = {1, 2, 3};
+    Message m = service_->Handle(s, hello);
+    const auto* reply = std::get_if<transport::HelloReply>(&m);
+    EXPECT_NE(reply, nullptr);
+    transport::Auth auth;
+    const AuthDigest proof = AuthProof(TokenHash(token), reply->nonce);
+    std::copy(proof.begin(), proof.end(), auth.proof.begin());
+    return service_->Handle(s, auth);
+  }
+
+  std::unique_ptr<Session> LoggedIn(const std::string& tenant, const std::string& token) {
+    auto s = service_->OpenSession();
+    Message m = Login(*s, tenant, token);
+    EXPECT_TRUE(std::holds_alternative<transport::AuthReply>(m));
+    EXPECT_EQ(s->state, SessionState::kAuthenticated);
+    return s;
+  }
+
+  // Stores synthetic objects for keys; returns the StoreReply statuses.
+  std::vector<WireStatus> StoreKeys(Session& s, const std::vector<BlockKey>& keys,
+                                    uint64_t payload = 8192) {
+    objects_.clear();
+    transport::Store store;
+    store.remote_key = {9};
+    for (const BlockKey& k : keys) {
+      objects_.push_back(*MakeSyntheticBlock(k, payload));
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      store.entries.push_back(
+          {keys[i], reinterpret_cast<uint64_t>(objects_[i].data()), objects_[i].size()});
+    }
+    Message m = service_->Handle(s, store);
+    const auto* reply = std::get_if<transport::StoreReply>(&m);
+    EXPECT_NE(reply, nullptr);
+    return reply ? reply->statuses : std::vector<WireStatus>{};
+  }
+
+  transport::LookupReply LookupKeys(Session& s, const std::vector<BlockKey>& keys, bool lease) {
+    transport::Lookup lookup;
+    lookup.keys = keys;
+    lookup.want_lease = lease;
+    Message m = service_->Handle(s, lookup);
+    const auto* reply = std::get_if<transport::LookupReply>(&m);
+    EXPECT_NE(reply, nullptr);
+    return reply ? *reply : transport::LookupReply{};
+  }
+
+  transport::LoadReply LoadKey(Session& s, const BlockKey& key, std::vector<uint8_t>& dst,
+                               uint64_t lease = 0, uint64_t offset = 0, uint64_t length = 0) {
+    transport::Load load;
+    load.lease_id = lease;
+    load.remote_key = {9};
+    load.entries.push_back(
+        {key, reinterpret_cast<uint64_t>(dst.data()), dst.size(), offset, length});
+    Message m = service_->Handle(s, load);
+    const auto* reply = std::get_if<transport::LoadReply>(&m);
+    EXPECT_NE(reply, nullptr);
+    return reply ? *reply : transport::LoadReply{};
+  }
+
+  double StoreValue(const std::string& name) {
+    Probe probe;
+    store_->VisitCounters(probe);
+    EXPECT_TRUE(probe.values.contains(name)) << name;
+    return probe.values[name];
+  }
+
+  CopyingMover mover_;
+  std::unique_ptr<storage::BlockStore> store_;
+  std::optional<TenantRegistry> tenants_;
+  std::unique_ptr<Service> service_;
+  std::vector<std::vector<uint8_t>> objects_;
+};
+
+TEST_F(ServiceTest, BlockRequestsBeforeAuthAreRefused) {
+  auto s = service_->OpenSession();
+  Message m = service_->Handle(*s, transport::Lookup{});
+  const auto* error = std::get_if<transport::ErrorReply>(&m);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->status, WireStatus::kUnauthenticated);
+  // Ping works before auth.
+  m = service_->Handle(*s, transport::Ping{42});
+  ASSERT_TRUE(std::holds_alternative<transport::Pong>(m));
+  EXPECT_EQ(std::get<transport::Pong>(m).payload, 42u);
+}
+
+TEST_F(ServiceTest, WrongTokenUnknownTenantAndReplayedNonceFail) {
+  auto s = service_->OpenSession();
+  Message m = Login(*s, "team-a", "token-b");
+  ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
+  EXPECT_EQ(std::get<transport::ErrorReply>(m).status, WireStatus::kUnauthenticated);
+  m = Login(*s, "team-c", "token-a");
+  ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
+  // Auth without a fresh Hello (the nonce is single-use) fails even with the right proof.
+  transport::Auth again;
+  m = service_->Handle(*s, again);
+  ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
+  EXPECT_NE(s->state, SessionState::kAuthenticated);
+  // Positive control: the right token works on the same session.
+  m = Login(*s, "team-a", "token-a");
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(m));
+  EXPECT_EQ(std::get<transport::AuthReply>(m).status, WireStatus::kOk);
+  EXPECT_EQ(s->state, SessionState::kAuthenticated);
+  EXPECT_TRUE(s->peer.has_value());
+}
+
+TEST_F(ServiceTest, StoreLookupLoadRoundTrip) {
+  auto s = LoggedIn("team-a", "token-a");
+  const std::vector<BlockKey> keys = {Key(1), Key(2), Key(3)};
+  EXPECT_EQ(StoreKeys(*s, keys), std::vector<WireStatus>(3, WireStatus::kOk));
+  // Storing again is a no-op success.
+  EXPECT_EQ(StoreKeys(*s, keys), std::vector<WireStatus>(3, WireStatus::kOk));
+
+  const transport::LookupReply hits = LookupKeys(*s, {Key(1), Key(2), Key(9), Key(3)}, true);
+  EXPECT_EQ(hits.leading_hits, 2u);
+  ASSERT_EQ(hits.tiers.size(), 4u);
+  EXPECT_EQ(hits.tiers[0], transport::WireTier::kHost);
+  EXPECT_EQ(hits.tiers[2], transport::WireTier::kNone);
+  EXPECT_NE(hits.lease_id, 0u);
+
+  const std::vector<uint8_t> want = *MakeSyntheticBlock(Key(2), 8192);
+  std::vector<uint8_t> dst(want.size() + 100, 0xEE);
+  const transport::LoadReply loaded = LoadKey(*s, Key(2), dst, hits.lease_id);
+  ASSERT_EQ(loaded.outcomes.size(), 1u);
+  EXPECT_EQ(loaded.outcomes[0].status, WireStatus::kOk);
+  EXPECT_EQ(loaded.outcomes[0].object_size, want.size());
+  EXPECT_TRUE(IsSyntheticBlockFor(Key(2), std::span(dst).first(want.size())));
+  EXPECT_EQ(dst[want.size()], 0xEE);  // nothing past the object
+
+  // A byte range (a layer range) and one that does not fit.
+  std::vector<uint8_t> part(100);
+  EXPECT_EQ(LoadKey(*s, Key(2), part, 0, 64, 100).outcomes[0].status, WireStatus::kOk);
+  EXPECT_EQ(std::memcmp(part.data(), want.data() + 64, 100), 0);
+  const transport::LoadReply too_small = LoadKey(*s, Key(2), part);
+  EXPECT_EQ(too_small.outcomes[0].status, WireStatus::kOutOfRange);
+  EXPECT_EQ(too_small.outcomes[0].object_size, want.size());
+  // A miss.
+  EXPECT_EQ(LoadKey(*s, Key(9), dst).outcomes[0].status, WireStatus::kNotFound);
+}
+
+TEST_F(ServiceTest, AnotherTenantTakesTheMissPath) {
+  auto a = LoggedIn("team-a", "token-a");
+  auto b = LoggedIn("team-b", "token-b");
+  ASSERT_EQ(StoreKeys(*a, {Key(1), Key(2)}), std::vector<WireStatus>(2, WireStatus::kOk));
+  std::vector<uint8_t> dst(64 << 10);
+  // Positive control: the owner hits.
+  EXPECT_EQ(LookupKeys(*a, {Key(1), Key(2)}, false).leading_hits, 2u);
+  EXPECT_EQ(LoadKey(*a, Key(1), dst).outcomes[0].status, WireStatus::kOk);
+  // The other tenant misses exactly as for an absent key.
+  const transport::LookupReply foreign = LookupKeys(*b, {Key(1), Key(2)}, true);
+  EXPECT_EQ(foreign.leading_hits, 0u);
+  EXPECT_EQ(foreign.tiers, std::vector<transport::WireTier>(2, transport::WireTier::kNone));
+  EXPECT_EQ(foreign.lease_id, 0u);
+  std::vector<uint8_t> other(64 << 10, 0);
+  EXPECT_EQ(LoadKey(*b, Key(1), other).outcomes[0].status, WireStatus::kNotFound);
+  EXPECT_EQ(other, std::vector<uint8_t>(64 << 10, 0));
+  // And cannot delete it.
+  transport::Delete del;
+  del.keys = {Key(1)};
+  Message m = service_->Handle(*b, del);
+  EXPECT_EQ(std::get<transport::DeleteReply>(m).statuses[0], WireStatus::kNotFound);
+  EXPECT_EQ(LookupKeys(*a, {Key(1)}, false).leading_hits, 1u);
+}
+
+TEST_F(ServiceTest, CorruptObjectIsRejectedAndNothingIsLeftReserved) {
+  auto s = LoggedIn("team-a", "token-a");
+  const double used_before = StoreValue("host.reserved_bytes");
+  transport::Store store;
+  store.remote_key = {9};
+  std::vector<uint8_t> object = *MakeSyntheticBlock(Key(5), 4096);
+  object[object.size() - 1] ^= 0xFF;  // payload damaged: checksum fails
+  store.entries.push_back({Key(5), reinterpret_cast<uint64_t>(object.data()), object.size()});
+  std::vector<uint8_t> wrong_key = *MakeSyntheticBlock(Key(6), 4096);  // carries key 6
+  store.entries.push_back({Key(7), reinterpret_cast<uint64_t>(wrong_key.data()), wrong_key.size()});
+  Message m = service_->Handle(*s, store);
+  const auto& reply = std::get<transport::StoreReply>(m);
+  EXPECT_EQ(reply.statuses[0], WireStatus::kCorruption);
+  EXPECT_NE(reply.statuses[1], WireStatus::kOk);
+  EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 0u);
+  EXPECT_EQ(LookupKeys(*s, {Key(7)}, false).leading_hits, 0u);
+  EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
+}
+
+TEST_F(ServiceTest, FailedTransfersFailTheirKeysAndFreeTheirRoom) {
+  auto s = LoggedIn("team-a", "token-a");
+  const double used_before = StoreValue("host.reserved_bytes");
+  mover_.fail_transfers = true;
+  EXPECT_EQ(StoreKeys(*s, {Key(1), Key(2)}),
+            std::vector<WireStatus>(2, WireStatus::kTransferFailed));
+  EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
+  EXPECT_EQ(LookupKeys(*s, {Key(1)}, false).leading_hits, 0u);
+  // The same keys store fine once transfers work again.
+  mover_.fail_transfers = false;
+  EXPECT_EQ(StoreKeys(*s, {Key(1), Key(2)}), std::vector<WireStatus>(2, WireStatus::kOk));
+  EXPECT_GT(StoreValue("host.reserved_bytes"), used_before);
+  mover_.fail_transfers = true;
+  std::vector<uint8_t> dst(64 << 10);
+  EXPECT_EQ(LoadKey(*s, Key(1), dst).outcomes[0].status, WireStatus::kTransferFailed);
+}
+
+TEST_F(ServiceTest, LeasesBelongToTheirSessionAndCloseReleasesThem) {
+  auto a = LoggedIn("team-a", "token-a");
+  auto other = LoggedIn("team-a", "token-a");
+  ASSERT_EQ(StoreKeys(*a, {Key(1)}), std::vector<WireStatus>(1, WireStatus::kOk));
+  const uint64_t lease = LookupKeys(*a, {Key(1)}, true).lease_id;
+  ASSERT_NE(lease, 0u);
+  EXPECT_EQ(StoreValue(".active_leases"), 1.0);
+  // Another session of the same tenant cannot release it; naming it in a Load gives no more
+  // than a Load without a lease (the block is served because it is present).
+  std::vector<uint8_t> dst(64 << 10);
+  EXPECT_EQ(LoadKey(*other, Key(1), dst, lease).outcomes[0].status, WireStatus::kOk);
+  Message m = service_->Handle(*other, transport::ReleaseLease{lease});
+  EXPECT_EQ(std::get<transport::ReleaseLeaseReply>(m).status, WireStatus::kLeaseExpired);
+  // A leased block cannot be deleted.
+  transport::Delete del;
+  del.keys = {Key(1)};
+  m = service_->Handle(*a, del);
+  EXPECT_EQ(std::get<transport::DeleteReply>(m).statuses[0], WireStatus::kUnavailable);
+  // Closing the owner's session releases the lease; the block can then go.
+  service_->CloseSession(*a);
+  EXPECT_EQ(StoreValue(".active_leases"), 0.0);
+  EXPECT_EQ(mover_.disconnects, 1);
+  m = service_->Handle(*other, del);
+  EXPECT_EQ(std::get<transport::DeleteReply>(m).statuses[0], WireStatus::kOk);
+}
+
+TEST_F(ServiceTest, ReleaseLeaseWorksOnceForItsOwner) {
+  auto s = LoggedIn("team-a", "token-a");
+  ASSERT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>(1, WireStatus::kOk));
+  const uint64_t lease = LookupKeys(*s, {Key(1)}, true).lease_id;
+  Message m = service_->Handle(*s, transport::ReleaseLease{lease});
+  EXPECT_EQ(std::get<transport::ReleaseLeaseReply>(m).status, WireStatus::kOk);
+  m = service_->Handle(*s, transport::ReleaseLease{lease});
+  EXPECT_EQ(std::get<transport::ReleaseLeaseReply>(m).status, WireStatus::kLeaseExpired);
+}
+
+TEST_F(ServiceTest, DrainingRefusesNewBlockRequestsButServesStats) {
+  auto s = LoggedIn("team-a", "token-a");
+  service_->SetDraining(true);
+  Message m = service_->Handle(*s, transport::Lookup{});
+  ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
+  EXPECT_EQ(std::get<transport::ErrorReply>(m).status, WireStatus::kUnavailable);
+  m = service_->Handle(*s, transport::Stats{});
+  ASSERT_TRUE(std::holds_alternative<transport::StatsReply>(m));
+  bool saw_capacity = false;
+  for (const auto& e : std::get<transport::StatsReply>(m).entries) {
+    if (e.name == "host.capacity_bytes") saw_capacity = true;
+  }
+  EXPECT_TRUE(saw_capacity);
+}
+
+TEST_F(ServiceTest, OversizedRequestIsRefusedWhole) {
+  ServiceOptions options;
+  options.max_request_bytes = 1000;
+  Service small(*store_, *tenants_, &mover_, nullptr, options);
+  auto s = small.OpenSession();
+  transport::Hello hello;
+  hello.tenant = "team-a";
+  Message m = small.Handle(*s, hello);
+  transport::Auth auth;
+  const AuthDigest proof =
+      AuthProof(TokenHash("token-a"), std::get<transport::HelloReply>(m).nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(small.Handle(*s, auth)));
+  transport::Store store;
+  store.remote_key = {9};
+  store.entries.push_back({Key(1), 1, 4096});
+  m = small.Handle(*s, store);
+  ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
+  EXPECT_EQ(std::get<transport::ErrorReply>(m).status, WireStatus::kOutOfRange);
+}
+
+}  // namespace
+}  // namespace kvault::server

@@ -1,0 +1,102 @@
+// The seed corpus of the frame decoder fuzz harness (tests/fuzz/corpus/frame_decoder) holds small
+// valid frames. This test keeps the committed files equal to what the encoder writes today; after
+// a deliberate format change, regenerate them by running the disabled writer below:
+//   build/tests/frame_decoder_corpus_test --gtest_also_run_disabled_tests
+//   --gtest_filter='*WriteSeedCorpus'   (one command line)
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kvault/transport/messages.h"
+
+namespace kvault::transport {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path CorpusDir() {
+  return fs::path(__FILE__).parent_path() / ".." / ".." / "fuzz" / "corpus" / "frame_decoder";
+}
+
+BlockKey Key(uint8_t fill) {
+  BlockKey k;
+  k.fill(fill);
+  return k;
+}
+
+std::vector<uint8_t> Frame(const auto& message, uint64_t request_id) {
+  Result<std::vector<uint8_t>> f = EncodeFrame(message, request_id);
+  EXPECT_TRUE(f.ok()) << f.status().ToString();
+  return f.ok() ? *f : std::vector<uint8_t>{};
+}
+
+// File name -> bytes: one frame of most types, and a stream of several frames.
+std::vector<std::pair<std::string, std::vector<uint8_t>>> SeedFiles() {
+  HelloReply hello_reply;
+  hello_reply.nonce.fill(0xA5);
+  hello_reply.worker_address = {1, 2, 3, 4};
+  Auth auth;
+  auth.proof.fill(0x3C);
+  Store store;
+  store.remote_key = {9, 8, 7};
+  store.entries = {{Key(1), 0x1000, 4096}, {Key(2), 0x2000, 128}};
+  Load load;
+  load.lease_id = 5;
+  load.remote_key = {9, 8, 7};
+  load.entries = {{Key(1), 0x1000, 4096, 0, 0}, {Key(2), 0x2000, 64, 32, 64}};
+  StatsReply stats;
+  stats.entries = {{"tier_host_used_bytes", uint64_t{1} << 30}, {"hit_ratio", 0.5}};
+
+  std::vector<uint8_t> stream = Frame(Hello{1, "acme", "worker", {0xEE}}, 1);
+  for (const auto& f :
+       {Frame(auth, 2), Frame(Lookup{{Key(1), Key(2)}, true, 1000}, 3), Frame(Ping{42}, 4)}) {
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  return {
+      {"hello.bin", Frame(Hello{1, "acme", "worker", {0xEE, 0xFF}}, 1)},
+      {"hello_reply.bin", Frame(hello_reply, 1)},
+      {"auth.bin", Frame(auth, 2)},
+      {"auth_reply.bin", Frame(AuthReply{WireStatus::kOk, 77, ""}, 2)},
+      {"lookup.bin", Frame(Lookup{{Key(1), Key(2), Key(3)}, true, 30000}, 3)},
+      {"lookup_reply.bin",
+       Frame(LookupReply{2, {WireTier::kGpu, WireTier::kNvme, WireTier::kNone}, 9, 30000}, 3)},
+      {"store.bin", Frame(store, 4)},
+      {"store_reply.bin", Frame(StoreReply{{WireStatus::kOk, WireStatus::kTransferFailed}}, 4)},
+      {"load.bin", Frame(load, 5)},
+      {"load_reply.bin",
+       Frame(LoadReply{{{WireStatus::kOk, 4096}, {WireStatus::kNotFound, 0}}}, 5)},
+      {"release_lease.bin", Frame(ReleaseLease{9}, 6)},
+      {"delete_reply.bin", Frame(DeleteReply{{WireStatus::kOk, WireStatus::kNotFound}}, 7)},
+      {"stats_reply.bin", Frame(stats, 8)},
+      {"error.bin", Frame(ErrorReply::Make(WireStatus::kUnauthenticated, "auth first"), 9)},
+      {"stream.bin", stream},
+  };
+}
+
+TEST(FrameDecoderCorpusTest, CommittedSeedsMatchTheEncoder) {
+  for (const auto& [name, bytes] : SeedFiles()) {
+    std::ifstream in(CorpusDir() / name, std::ios::binary);
+    ASSERT_TRUE(in) << "missing " << (CorpusDir() / name) << "; see this file's comment";
+    const std::vector<uint8_t> committed{std::istreambuf_iterator<char>(in), {}};
+    EXPECT_EQ(committed, bytes) << name << " is stale; see this file's comment";
+  }
+}
+
+// Writes the seed files into the source tree. Disabled: run by hand only (see above).
+TEST(FrameDecoderCorpusTest, DISABLED_WriteSeedCorpus) {
+  fs::create_directories(CorpusDir());
+  for (const auto& [name, bytes] : SeedFiles()) {
+    std::ofstream out(CorpusDir() / name, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(out.good()) << name;
+  }
+}
+
+}  // namespace
+}  // namespace kvault::transport

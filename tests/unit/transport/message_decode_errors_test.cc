@@ -1,0 +1,292 @@
+// Every way a received body can be wrong: truncation at every byte, trailing bytes, counts and
+// lengths over the limits (refused before any allocation), bad enum and bool bytes.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "kvault/common/little_endian.h"
+#include "kvault/transport/messages.h"
+#include "message_samples.h"
+
+// Records the largest single allocation while tracking is on, so that a test can prove that a
+// decoder refused a count before reserving memory for it.
+namespace {
+std::atomic<bool> g_tracking{false};
+std::atomic<size_t> g_largest{0};
+}  // namespace
+
+void* operator new(size_t n) {
+  if (g_tracking.load(std::memory_order_relaxed)) {
+    size_t seen = g_largest.load(std::memory_order_relaxed);
+    while (n > seen && !g_largest.compare_exchange_weak(seen, n)) {
+    }
+  }
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+// GCC sees the replaced operator new inlined next to free() and warns of a mismatch; both sides
+// are the replacements above and below, so the pairing is right.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace kvault::transport {
+namespace {
+
+using testing::SampleMessages;
+
+// The largest allocation made while `fn` runs.
+template <typename Fn>
+size_t LargestAllocation(Fn fn) {
+  g_largest = 0;
+  g_tracking = true;
+  fn();
+  g_tracking = false;
+  return g_largest;
+}
+
+std::vector<uint8_t> BodyOf(const Message& m) {
+  std::vector<uint8_t> frame;
+  EXPECT_TRUE(AppendMessageFrame(m, 1, {}, &frame).ok());
+  return {frame.begin() + kFrameHeaderBytes, frame.end()};
+}
+
+std::vector<uint8_t> U32(uint32_t v) {
+  std::vector<uint8_t> b(4);
+  StoreLe32(b.data(), v);
+  return b;
+}
+
+std::vector<uint8_t> Concat(std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+void ExpectRefused(MessageType type, const std::vector<uint8_t>& body, StatusCode code,
+                   const std::string& needle, const ProtocolLimits& limits = {}) {
+  Result<Message> m = DecodeMessage(type, body, limits);
+  ASSERT_FALSE(m.ok()) << MessageTypeName(type);
+  EXPECT_EQ(m.status().code(), code) << MessageTypeName(type) << ": " << m.status().ToString();
+  EXPECT_NE(m.status().message().find(needle), std::string::npos)
+      << MessageTypeName(type) << ": " << m.status().ToString();
+  // The status names the message type.
+  EXPECT_EQ(m.status().message().rfind(std::string(MessageTypeName(type)), 0), 0u)
+      << m.status().ToString();
+}
+
+TEST(MessageDecodeErrorsTest, TruncationAtEveryByteOffset) {
+  for (const Message& m : SampleMessages()) {
+    std::vector<uint8_t> frame;
+    ASSERT_TRUE(AppendMessageFrame(m, 99, {}, &frame).ok());
+    const MessageType type = TypeOf(m);
+    for (size_t n = 0; n < frame.size(); ++n) {
+      const std::span<const uint8_t> prefix = std::span(frame).first(n);
+      Result<FrameView> view = DecodeFrame(prefix);
+      ASSERT_FALSE(view.ok()) << MessageTypeName(type) << " at " << n;
+      EXPECT_EQ(view.status().code(), StatusCode::kCorruption);
+      if (n < kFrameHeaderBytes) continue;
+      // The body alone, cut at the same place.
+      Result<Message> body = DecodeMessage(type, prefix.subspan(kFrameHeaderBytes));
+      ASSERT_FALSE(body.ok()) << MessageTypeName(type) << " body cut at " << n - kFrameHeaderBytes;
+      EXPECT_EQ(body.status().code(), StatusCode::kCorruption) << body.status().ToString();
+    }
+  }
+}
+
+TEST(MessageDecodeErrorsTest, TrailingBytes) {
+  for (const Message& m : SampleMessages()) {
+    std::vector<uint8_t> body = BodyOf(m);
+    body.push_back(0);
+    ExpectRefused(TypeOf(m), body, StatusCode::kCorruption, "1 trailing bytes");
+  }
+}
+
+// Each message with a count, as (type, bytes before the count, bytes per item).
+struct CountedBody {
+  MessageType type;
+  std::vector<uint8_t> before_count;
+  size_t item_bytes;
+};
+
+std::vector<CountedBody> CountedBodies() {
+  const std::vector<uint8_t> rkey = Concat({U32(1), {0xAB}});
+  return {
+      {MessageType::kLookup, {1, 0, 0, 0, 0}, 32},
+      {MessageType::kLookupReply, std::vector<uint8_t>(16, 0), 1},
+      {MessageType::kStore, rkey, 48},
+      {MessageType::kStoreReply, {}, 1},
+      {MessageType::kLoad, Concat({std::vector<uint8_t>(8, 0), rkey}), 64},
+      {MessageType::kLoadReply, {}, 9},
+      {MessageType::kDelete, {}, 32},
+      {MessageType::kDeleteReply, {}, 1},
+      {MessageType::kStatsReply, {}, 11},
+  };
+}
+
+TEST(MessageDecodeErrorsTest, CountsOverTheLimitAreOutOfRange) {
+  ProtocolLimits limits;
+  limits.max_keys_per_batch = 4;
+  for (const CountedBody& c : CountedBodies()) {
+    for (uint32_t count : {5u, 0xFFFFFFFFu}) {
+      // Enough bytes for the count to be otherwise plausible: the limit alone refuses it.
+      std::vector<uint8_t> body = Concat({c.before_count, U32(count)});
+      body.resize(body.size() + 5 * c.item_bytes, 0);
+      ExpectRefused(c.type, body, StatusCode::kOutOfRange, "exceed max_keys_per_batch", limits);
+    }
+  }
+}
+
+TEST(MessageDecodeErrorsTest, CountsBeyondTheBodyAreRefusedBeforeAllocating) {
+  ProtocolLimits limits;
+  limits.max_keys_per_batch = kCeilingKeysPerBatch;
+  for (const CountedBody& c : CountedBodies()) {
+    const std::vector<uint8_t> body =
+        Concat({c.before_count, U32(kCeilingKeysPerBatch), {0, 0, 0, 0, 0, 0, 0, 0}});
+    Status status;
+    const size_t largest = LargestAllocation([&] {
+      Result<Message> m = DecodeMessage(c.type, body, limits);
+      status = m.status();
+    });
+    EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+    EXPECT_NE(status.message().find("truncated"), std::string::npos) << status.ToString();
+    // A million items would need megabytes; only status text and small fields were allocated.
+    EXPECT_LT(largest, 1024u) << MessageTypeName(c.type);
+  }
+}
+
+TEST(MessageDecodeErrorsTest, LengthsOverTheLimitOrBeyondTheBodyAllocateNothing) {
+  ProtocolLimits limits;
+  limits.max_worker_address_bytes = kCeilingWorkerAddressBytes;
+  limits.max_remote_key_bytes = kCeilingRemoteKeyBytes;
+  limits.max_string_bytes = kCeilingStringBytes;
+  struct Case {
+    MessageType type;
+    std::vector<uint8_t> body;
+    StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      // Hello: version, tenant length 0xFFFF with 3 bytes.
+      {MessageType::kHello, {1, 0, 0xFF, 0xFF, 'a', 'b', 'c'}, StatusCode::kCorruption},
+      // Hello: empty strings, worker address length 2^20 (the ceiling) with 1 byte.
+      {MessageType::kHello, Concat({{1, 0, 0, 0, 0, 0}, U32(1u << 20), {7}}),
+       StatusCode::kCorruption},
+      // Hello: worker address length over the ceiling.
+      {MessageType::kHello, Concat({{1, 0, 0, 0, 0, 0}, U32(0xFFFFFFFF)}), StatusCode::kOutOfRange},
+      // Store: remote key of 4 GiB.
+      {MessageType::kStore, Concat({U32(0xFFFFFFFF), U32(0)}), StatusCode::kOutOfRange},
+      // Load: remote key at the ceiling, body of 12 bytes.
+      {MessageType::kLoad, Concat({std::vector<uint8_t>(8, 0), U32(65536)}),
+       StatusCode::kCorruption},
+      // ErrorReply: message of 65535 bytes announced, 0 present.
+      {MessageType::kError, {3, 0xFF, 0xFF}, StatusCode::kCorruption},
+  };
+  for (const Case& c : cases) {
+    Status status;
+    const size_t largest = LargestAllocation([&] {
+      Result<Message> m = DecodeMessage(c.type, c.body, limits);
+      status = m.status();
+    });
+    EXPECT_EQ(status.code(), c.code) << status.ToString();
+    EXPECT_LT(largest, 1024u) << MessageTypeName(c.type);
+  }
+}
+
+TEST(MessageDecodeErrorsTest, StringsAndBytesOverTheirLimits) {
+  ProtocolLimits limits;
+  limits.max_string_bytes = 16;
+  limits.max_remote_key_bytes = 8;
+  limits.max_worker_address_bytes = 8;
+  Hello long_tenant;
+  long_tenant.tenant = std::string(17, 't');
+  ExpectRefused(MessageType::kHello, BodyOf(long_tenant), StatusCode::kOutOfRange, "tenant",
+                limits);
+  Hello long_address;
+  long_address.worker_address.assign(9, 1);
+  ExpectRefused(MessageType::kHello, BodyOf(long_address), StatusCode::kOutOfRange,
+                "worker_address", limits);
+  Store store;
+  store.remote_key.assign(9, 1);
+  ExpectRefused(MessageType::kStore, BodyOf(store), StatusCode::kOutOfRange, "remote_key", limits);
+  ExpectRefused(MessageType::kError,
+                BodyOf(ErrorReply::Make(WireStatus::kInternal, "0123456789abcdefg")),
+                StatusCode::kOutOfRange, "message", limits);
+  StatsReply stats;
+  stats.entries = {{std::string(17, 's'), uint64_t{1}}};
+  ExpectRefused(MessageType::kStatsReply, BodyOf(stats), StatusCode::kOutOfRange, "stat name",
+                limits);
+}
+
+TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
+  // AuthReply: status byte 10 (a gap between 9 and 32), 36 (after the last), 255.
+  for (uint8_t bad : {10, 31, 36, 255}) {
+    std::vector<uint8_t> body = BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, ""});
+    body[0] = bad;
+    ExpectRefused(MessageType::kAuthReply, body, StatusCode::kCorruption, "unknown wire status");
+    std::vector<uint8_t> error = BodyOf(ErrorReply::Make(WireStatus::kInternal, "x"));
+    error[0] = bad;
+    ExpectRefused(MessageType::kError, error, StatusCode::kCorruption, "unknown wire status");
+    std::vector<uint8_t> store = BodyOf(StoreReply{{WireStatus::kOk, WireStatus::kOk}});
+    store[5] = bad;
+    ExpectRefused(MessageType::kStoreReply, store, StatusCode::kCorruption, "status 1");
+    std::vector<uint8_t> del = BodyOf(DeleteReply{{WireStatus::kOk}});
+    del[4] = bad;
+    ExpectRefused(MessageType::kDeleteReply, del, StatusCode::kCorruption, "status 0");
+    std::vector<uint8_t> load = BodyOf(LoadReply{{{WireStatus::kOk, 1}}});
+    load[4] = bad;
+    ExpectRefused(MessageType::kLoadReply, load, StatusCode::kCorruption, "outcome 0");
+  }
+  // LookupReply: tier 4 is unknown.
+  std::vector<uint8_t> lookup_reply = BodyOf(LookupReply{0, {WireTier::kNone}, 0, 0});
+  lookup_reply.back() = 4;
+  ExpectRefused(MessageType::kLookupReply, lookup_reply, StatusCode::kCorruption, "unknown tier");
+  // Lookup: want_lease must be 0 or 1.
+  std::vector<uint8_t> lookup = BodyOf(Lookup{});
+  lookup[0] = 2;
+  ExpectRefused(MessageType::kLookup, lookup, StatusCode::kCorruption, "want_lease");
+  // StatsReply: value kind 2.
+  std::vector<uint8_t> stats = BodyOf(StatsReply{{{"a", uint64_t{1}}}});
+  stats[4 + 2 + 1] = 2;
+  ExpectRefused(MessageType::kStatsReply, stats, StatusCode::kCorruption, "value kind");
+  // ErrorReply: status ok is not an error.
+  std::vector<uint8_t> error = BodyOf(ErrorReply::Make(WireStatus::kInternal, ""));
+  error[0] = 0;
+  ExpectRefused(MessageType::kError, error, StatusCode::kCorruption, "must not be ok");
+}
+
+TEST(MessageDecodeErrorsTest, RandomBytesNeverCrash) {
+  // A cheap in-process complement to the fuzz harness: deterministic garbage of every size.
+  std::vector<MessageType> types;
+  for (const Message& m : SampleMessages()) types.push_back(TypeOf(m));
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<uint8_t> body(static_cast<size_t>(round % 97));
+    for (uint8_t& b : body) {
+      state ^= state << 13;
+      state ^= state >> 7;
+      state ^= state << 17;
+      b = static_cast<uint8_t>(state);
+    }
+    for (MessageType type : types) {
+      Result<Message> r = DecodeMessage(type, body);
+      if (r.ok()) {
+        std::vector<uint8_t> again;
+        EXPECT_TRUE(AppendMessageFrame(*r, 1, {}, &again).ok());
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvault::transport

@@ -1,0 +1,168 @@
+// The rules of each message beyond its byte layout: the encoder refuses to send what breaks them
+// and the decoder refuses to accept it (docs/protocol.md §4).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kvault/transport/messages.h"
+#include "message_samples.h"
+
+namespace kvault::transport {
+namespace {
+
+using testing::PatternKey;
+
+constexpr uint64_t kMax64 = std::numeric_limits<uint64_t>::max();
+
+// `m` breaks a rule: AppendFrame refuses it with `encode_code` and leaves the buffer alone, and
+// its body (written without validation) decodes to `decode_code`. Both statuses mention
+// `needle`.
+template <typename M>
+void ExpectBroken(const M& m, StatusCode encode_code, StatusCode decode_code,
+                  const std::string& needle, const ProtocolLimits& limits = {}) {
+  std::vector<uint8_t> out = {1, 2, 3};
+  Status encoded = AppendFrame(m, 1, limits, &out);
+  EXPECT_EQ(encoded.code(), encode_code) << encoded.ToString();
+  EXPECT_NE(encoded.message().find(needle), std::string::npos) << encoded.ToString();
+  EXPECT_EQ(out, (std::vector<uint8_t>{1, 2, 3}));
+
+  std::vector<uint8_t> body;
+  m.EncodeBody(&body);
+  Result<M> decoded = M::DecodeBody(body, limits);
+  ASSERT_FALSE(decoded.ok()) << needle;
+  EXPECT_EQ(decoded.status().code(), decode_code) << decoded.status().ToString();
+  EXPECT_NE(decoded.status().message().find(needle), std::string::npos)
+      << decoded.status().ToString();
+}
+
+void ExpectInvalid(const auto& m, const std::string& needle) {
+  ExpectBroken(m, StatusCode::kInvalidArgument, StatusCode::kCorruption, needle);
+}
+
+void ExpectOverLimit(const auto& m, const std::string& needle, const ProtocolLimits& limits) {
+  ExpectBroken(m, StatusCode::kOutOfRange, StatusCode::kOutOfRange, needle, limits);
+}
+
+TEST(MessageValidateTest, Hello) {
+  Hello h;
+  h.client_version = 0;
+  ExpectInvalid(h, "client_version");
+}
+
+TEST(MessageValidateTest, HelloReplyCarriesValidLimits) {
+  HelloReply r;
+  r.server_version = 0;
+  ExpectInvalid(r, "server_version");
+  r = {};
+  r.limits.max_keys_per_batch = 0;
+  ExpectInvalid(r, "max_keys_per_batch");
+  r = {};
+  r.limits.max_block_object_bytes = kCeilingBlockObjectBytes + 1;
+  ExpectInvalid(r, "max_block_object_bytes");
+}
+
+TEST(MessageValidateTest, AuthReplySessionIdMatchesStatus) {
+  ExpectInvalid(AuthReply{WireStatus::kOk, 0, ""}, "session_id");
+  ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 5, ""}, "session_id");
+  ExpectInvalid(AuthReply{static_cast<WireStatus>(99), 0, ""}, "unknown wire status");
+}
+
+TEST(MessageValidateTest, LookupReplyIsConsistent) {
+  ExpectInvalid(LookupReply{3, {WireTier::kGpu, WireTier::kGpu}, 0, 0}, "leading_hits 3");
+  ExpectInvalid(LookupReply{2, {WireTier::kGpu, WireTier::kNone}, 0, 0}, "inside the leading");
+  ExpectInvalid(LookupReply{1, {WireTier::kHost}, 5, 0}, "lease_ttl_ms");
+  ExpectInvalid(LookupReply{1, {WireTier::kHost}, 0, 100}, "lease_ttl_ms");
+  ExpectInvalid(LookupReply{0, {static_cast<WireTier>(4)}, 0, 0}, "unknown tier");
+  // Hits after the first miss are allowed (and not leased).
+  EXPECT_TRUE(EncodeFrame(LookupReply{0, {WireTier::kNone, WireTier::kHost}, 0, 0}, 1).ok());
+}
+
+TEST(MessageValidateTest, StoreEntries) {
+  Store s;
+  s.entries = {{PatternKey(1), 0, 1}};
+  ExpectInvalid(s, "remote_key is empty");
+  s.remote_key = {1};
+  s.entries = {{PatternKey(1), 0, 1}, {PatternKey(2), 4096, 0}};
+  ExpectInvalid(s, "entry 1: length is 0");
+  s.entries = {{PatternKey(1), kMax64 - 10, 10}};
+  EXPECT_TRUE(EncodeFrame(s, 1).ok());  // address + length = 2^64 - 1 still fits
+  s.entries = {{PatternKey(1), kMax64 - 9, 10}};
+  ExpectInvalid(s, "wraps");
+  ProtocolLimits limits;
+  limits.max_block_object_bytes = 1 << 20;
+  s.entries = {{PatternKey(1), 0, (1 << 20) + 1}};
+  ExpectOverLimit(s, "max_block_object_bytes", limits);
+}
+
+TEST(MessageValidateTest, LoadEntries) {
+  Load l;
+  l.remote_key = {1, 2};
+  l.entries = {{PatternKey(1), 0, 0, 0, 0}};
+  ExpectInvalid(l, "capacity is 0");
+  l.entries = {{PatternKey(1), 0, 100, 0, 101}};
+  ExpectInvalid(l, "length 101 exceeds capacity 100");
+  l.entries = {{PatternKey(1), kMax64 - 50, 100, 0, 0}};
+  ExpectInvalid(l, "wraps");
+  ProtocolLimits limits;
+  limits.max_block_object_bytes = 1 << 20;
+  l.entries = {{PatternKey(1), 0, (1 << 20) + 1, 0, 0}};
+  ExpectOverLimit(l, "capacity", limits);
+  l.entries = {{PatternKey(1), 0, 1 << 20, (1 << 20) + 1, 0}};
+  ExpectOverLimit(l, "offset", limits);
+  l.entries = {{PatternKey(1), 0, 1 << 20, 1 << 20, 1 << 20}};
+  EXPECT_TRUE(EncodeFrame(l, 1, limits).ok());
+}
+
+TEST(MessageValidateTest, LoadReplyObjectSize) {
+  ProtocolLimits limits;
+  limits.max_block_object_bytes = 4096;
+  ExpectOverLimit(LoadReply{{{WireStatus::kOk, 4097}}}, "object_size", limits);
+}
+
+TEST(MessageValidateTest, ReleaseLeaseNeedsALease) { ExpectInvalid(ReleaseLease{0}, "lease_id"); }
+
+TEST(MessageValidateTest, StatsNamesAreNonEmpty) {
+  ExpectInvalid(StatsReply{{{"", uint64_t{1}}}}, "entry 0 name is empty");
+}
+
+TEST(MessageValidateTest, ErrorReplyIsNeverOk) {
+  ExpectInvalid(ErrorReply{WireStatus::kOk, "fine"}, "must not be ok");
+  ExpectInvalid(ReleaseLeaseReply{static_cast<WireStatus>(12), ""}, "unknown wire status");
+}
+
+TEST(MessageValidateTest, BatchesOverTheLimit) {
+  ProtocolLimits limits;
+  limits.max_keys_per_batch = 2;
+  const BlockKey k = PatternKey(4);
+  ExpectOverLimit(Lookup{{k, k, k}, false, 0}, "keys", limits);
+  ExpectOverLimit(Delete{{k, k, k}}, "keys", limits);
+  ExpectOverLimit(StoreReply{{WireStatus::kOk, WireStatus::kOk, WireStatus::kOk}}, "statuses",
+                  limits);
+  ExpectOverLimit(LookupReply{0, {WireTier::kNone, WireTier::kNone, WireTier::kNone}, 0, 0},
+                  "tiers", limits);
+  Store s;
+  s.remote_key = {1};
+  s.entries.assign(3, StoreEntry{k, 0, 1});
+  ExpectOverLimit(s, "entries", limits);
+  ExpectOverLimit(StatsReply{{{"a", 1.0}, {"b", 2.0}, {"c", 3.0}}}, "entries", limits);
+}
+
+TEST(MessageValidateTest, BodyOverTheLimitIsRefusedWhole) {
+  ProtocolLimits limits;
+  limits.max_body_bytes = kMinBodyBytes;
+  Lookup big;
+  big.keys.assign(32, PatternKey(1));  // 9 + 1024 bytes
+  std::vector<uint8_t> out = {9};
+  Status s = AppendFrame(big, 1, limits, &out);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("max_body_bytes"), std::string::npos);
+  EXPECT_EQ(out, std::vector<uint8_t>{9});
+  big.keys.resize(31);
+  EXPECT_TRUE(AppendFrame(big, 1, limits, &out).ok());
+}
+
+}  // namespace
+}  // namespace kvault::transport

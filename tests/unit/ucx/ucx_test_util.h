@@ -1,0 +1,110 @@
+#pragma once
+// Helpers shared by the UCX tests: deterministic byte patterns, a skip for transports this
+// machine lacks, and length-prefixed messages over a socket (to talk to a forked client).
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "kvault/transport/ucx/transfer_engine.h"
+#include "kvault/transport/ucx/ucx_agent.h"
+
+namespace kvault::transport::testing {
+
+// splitmix64 of the word index: no period that an offset error could hide in.
+inline uint64_t PatternWord(uint64_t seed, uint64_t index) {
+  uint64_t z = seed * 0x9e3779b97f4a7c15ull + index + 1;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Fills `n` bytes with the pattern of `seed` as it runs from byte `offset` (a multiple of 8) of a
+// larger buffer, so that sub-ranges can be checked on their own.
+inline void FillPattern(void* p, size_t n, uint64_t seed, size_t offset = 0) {
+  auto* bytes = static_cast<uint8_t*>(p);
+  for (size_t i = 0; i < n; i += 8) {
+    const uint64_t w = PatternWord(seed, (offset + i) / 8);
+    std::memcpy(bytes + i, &w, std::min<size_t>(8, n - i));
+  }
+}
+
+// Index of the first byte that differs from FillPattern(_, n, seed, offset), or -1.
+inline int64_t FirstMismatch(const void* p, size_t n, uint64_t seed, size_t offset = 0) {
+  const auto* bytes = static_cast<const uint8_t*>(p);
+  for (size_t i = 0; i < n; i += 8) {
+    const uint64_t w = PatternWord(seed, (offset + i) / 8);
+    if (std::memcmp(bytes + i, &w, std::min<size_t>(8, n - i)) != 0) {
+      for (size_t j = i; j < std::min(n, i + 8); ++j) {
+        if (bytes[j] != reinterpret_cast<const uint8_t*>(&w)[j - i]) return static_cast<int64_t>(j);
+      }
+    }
+  }
+  return -1;
+}
+
+// Page-aligned heap buffer (zeroed).
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t n) : size(n) {
+    data = static_cast<uint8_t*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096));
+    std::memset(data, 0, n);
+  }
+  ~AlignedBuffer() { std::free(data); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  uint8_t* data;
+  size_t size;
+};
+
+// Waits for a batch, failing (not hanging) after `limit`.
+inline std::vector<Status> WaitBatch(std::future<std::vector<Status>> f,
+                                     std::chrono::seconds limit = std::chrono::seconds(10)) {
+  if (f.wait_for(limit) != std::future_status::ready) {
+    ADD_FAILURE() << "batch did not complete within " << limit.count() << " s";
+    return {};
+  }
+  return f.get();
+}
+
+inline bool SendAll(int fd, const void* p, size_t n) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  while (n > 0) {
+    const ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+    if (w <= 0) return false;
+    b += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+inline bool RecvAll(int fd, void* p, size_t n) {
+  auto* b = static_cast<uint8_t*>(p);
+  while (n > 0) {
+    const ssize_t r = recv(fd, b, n, 0);
+    if (r <= 0) return false;
+    b += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+inline bool SendMessage(int fd, const std::vector<uint8_t>& m) {
+  const uint32_t n = static_cast<uint32_t>(m.size());
+  return SendAll(fd, &n, sizeof(n)) && SendAll(fd, m.data(), m.size());
+}
+
+inline bool RecvMessage(int fd, std::vector<uint8_t>& m) {
+  uint32_t n = 0;
+  if (!RecvAll(fd, &n, sizeof(n)) || n > (1u << 20)) return false;
+  m.resize(n);
+  return RecvAll(fd, m.data(), n);
+}
+
+}  // namespace kvault::transport::testing

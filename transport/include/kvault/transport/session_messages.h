@@ -1,0 +1,184 @@
+#pragma once
+// Session messages: the handshake (Hello, Auth), Stats, Ping and the ErrorReply a server sends
+// for a request it cannot decode or refuses. docs/protocol.md §4 gives the bytes of each body,
+// §6 the handshake.
+//
+// Every message struct of this file and of block_messages.h has the same four members:
+//   kType        its MessageType.
+//   Validate     OK when the fields obey the protocol's rules and `limits`; otherwise
+//                InvalidArgument naming the field for a bad value (an enum outside its range, a
+//                zero that must not be), or OutOfRange for a string, byte field, count or size
+//                over its limit. The encoder and the decoder both apply it, so whatever encodes
+//                under some limits decodes under the same limits to an equal struct.
+//   EncodeBody   appends the body (no frame header) to *out. Precondition: Validate(limits) is OK
+//                for the limits the peer decodes with; AppendFrame (messages.h) checks it.
+//   DecodeBody   decodes a complete body; never reads outside it and allocates only after a
+//                count or length has been checked against its limit and the bytes left. Returns
+//                Corruption for a truncated body, trailing bytes, a bad bool or enum byte, or a
+//                value Validate refuses as InvalidArgument; OutOfRange for a count, length or
+//                size over `limits`. The message names the message type and the field.
+// Plain value types; thread-compatible. The functions are pure: thread-safe.
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "kvault/common/result.h"
+#include "kvault/transport/frame.h"
+#include "kvault/transport/protocol_limits.h"
+#include "kvault/transport/wire_status.h"
+
+namespace kvault::transport {
+
+// The server's challenge and the client's proof.
+using Bytes32 = std::array<uint8_t, 32>;
+
+// Client -> server, first frame of a connection; a later Hello restarts the handshake.
+struct Hello {
+  static constexpr MessageType kType = MessageType::kHello;
+  // Highest protocol version the client speaks; >= 1.
+  uint16_t client_version = kProtocolVersion;
+  // Tenant whose token the client will prove; empty for the default tenant.
+  std::string tenant;
+  // Free text for the server's logs ("vllm-worker-3").
+  std::string client_name;
+  // The client's UCX worker address, so the server can open an endpoint to it; may be empty
+  // when the client moves no block data (a stats tool).
+  std::vector<uint8_t> worker_address;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<Hello> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const Hello&) const = default;
+};
+
+// Server -> client: the challenge.
+struct HelloReply {
+  static constexpr MessageType kType = MessageType::kHelloReply;
+  // The version the connection uses from the next frame on: min(client_version, the highest the
+  // server speaks); >= 1.
+  uint16_t server_version = kProtocolVersion;
+  // Fresh random bytes for this Hello; the client's Auth proves its token over them.
+  Bytes32 nonce{};
+  // The server's UCX worker address; may be empty when the server has no data plane.
+  std::vector<uint8_t> worker_address;
+  // The limits the server decodes with; must satisfy ProtocolLimits::Validate.
+  ProtocolLimits limits;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<HelloReply> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const HelloReply&) const = default;
+};
+
+// Client -> server: the answer to the challenge.
+struct Auth {
+  static constexpr MessageType kType = MessageType::kAuth;
+  // HMAC-SHA256 over the fixed context string and the nonce, keyed by SHA-256(token); computed
+  // and checked in common/, carried here as opaque bytes.
+  Bytes32 proof{};
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<Auth> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const Auth&) const = default;
+};
+
+// Server -> client: kOk and a session id, or kUnauthenticated (the connection stays
+// unauthenticated; the server may close it).
+struct AuthReply {
+  static constexpr MessageType kType = MessageType::kAuthReply;
+  WireStatus status = WireStatus::kOk;
+  // Identifies the session in the server's logs; nonzero when status is kOk, else 0.
+  uint64_t session_id = 0;
+  // Why authentication failed; empty on success. <= max_string_bytes.
+  std::string message;
+
+  // StatusFromWire(status, message).
+  Status ToStatus() const { return StatusFromWire(status, message); }
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<AuthReply> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const AuthReply&) const = default;
+};
+
+// Client -> server: what `kvault stats` prints. Empty body.
+struct Stats {
+  static constexpr MessageType kType = MessageType::kStats;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<Stats> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const Stats&) const = default;
+};
+
+// One named figure of a StatsReply: a counter or byte count (u64) or a ratio or rate (f64).
+struct StatEntry {
+  // Non-empty, <= max_string_bytes, e.g. "tier_host_used_bytes".
+  std::string name;
+  std::variant<uint64_t, double> value;
+  bool operator==(const StatEntry&) const = default;
+};
+
+// Server -> client.
+struct StatsReply {
+  static constexpr MessageType kType = MessageType::kStatsReply;
+  // In the server's order; at most max_keys_per_batch entries. Names are not checked for
+  // uniqueness.
+  std::vector<StatEntry> entries;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<StatsReply> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const StatsReply&) const = default;
+};
+
+// Client -> server: liveness and round-trip time. Allowed before Auth.
+struct Ping {
+  static constexpr MessageType kType = MessageType::kPing;
+  uint64_t payload = 0;  // echoed unchanged in Pong
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<Ping> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const Ping&) const = default;
+};
+
+// Server -> client: the reply to Ping.
+struct Pong {
+  static constexpr MessageType kType = MessageType::kPong;
+  uint64_t payload = 0;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<Pong> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const Pong&) const = default;
+};
+
+// Server -> client, in place of the reply to a request the server cannot decode or refuses
+// (unknown version, bad body, not authenticated, draining). Carries the request id when the
+// server could read it, else 0.
+struct ErrorReply {
+  static constexpr MessageType kType = MessageType::kError;
+  WireStatus status = WireStatus::kInternal;  // never kOk
+  std::string message;                        // <= max_string_bytes; may be empty
+
+  // An ErrorReply for a non-OK `status`: its wire code and its message cut to
+  // limits.max_string_bytes (so that it always encodes). An OK status gives kInternal.
+  static ErrorReply FromStatus(const Status& status, const ProtocolLimits& limits = {});
+  // The same, with a protocol-specific code (kUnsupportedVersion, kUnauthenticated, ...).
+  static ErrorReply Make(WireStatus code, std::string_view message,
+                         const ProtocolLimits& limits = {});
+  // StatusFromWire(status, message).
+  Status ToStatus() const { return StatusFromWire(status, message); }
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<ErrorReply> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const ErrorReply&) const = default;
+};
+
+}  // namespace kvault::transport

@@ -1,0 +1,69 @@
+#pragma once
+// The vocabulary of the data plane's transfers (DESIGN.md §8): the server moves bytes between
+// its own memory and memory a client registered, by one-sided GET (store: client -> server) and
+// PUT (load: server -> client). Plain value types; thread-compatible.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "kvault/common/status.h"
+
+namespace kvault::transport {
+
+// A connected peer of a TransferEngine (from TransferEngine::Connect). Never reused.
+using PeerId = uint64_t;
+// A memory region registered with a TransferEngine. Never reused.
+using RegionId = uint64_t;
+
+enum class TransferOp : uint8_t {
+  kGet,  // copy remote [remote_address, +length) into local [local, +length)
+  kPut,  // copy local [local, +length) into remote [remote_address, +length)
+};
+
+struct Transfer {
+  TransferOp op = TransferOp::kGet;
+  PeerId peer = 0;
+  // Server-side bytes: the destination of a GET, the source of a PUT. Inside memory registered
+  // with the engine (used without further work; sub-ranges of a region are fine) or anywhere
+  // else (UCX registers it on the fly, which costs time on first use). Must stay valid and
+  // untouched by the caller until the batch completes.
+  void* local = nullptr;
+  // An address inside the client's registered region (as the client sees it).
+  uint64_t remote_address = 0;
+  size_t length = 0;
+  // Index into TransferBatch::remote_keys: the sealed key of the client region that holds
+  // [remote_address, +length).
+  uint32_t remote_key = 0;
+};
+
+struct TransferBatch {
+  // Distinct sealed remote keys (UcxMemory::PackRemoteKey) the transfers refer to by index; a
+  // request usually has one per client region, shared by all its blocks.
+  std::vector<std::vector<uint8_t>> remote_keys;
+  std::vector<Transfer> transfers;
+  // Transfers not finished by then fail with a deadline-exceeded status (see
+  // IsDeadlineExceeded); a batch that arrives after it fails whole without being started. Required:
+  // the default (the clock's epoch) fails every transfer with InvalidArgument.
+  std::chrono::steady_clock::time_point deadline;
+};
+
+// Called exactly once per batch with one status per transfer, in order. Runs on the engine's
+// progress thread: keep it short and never block in it. Calling Submit from it is fine; Connect
+// and Disconnect wait for the progress thread and would deadlock.
+using TransferCallback = std::function<void(std::vector<Status> statuses)>;
+
+// Deadline expiry is reported as kUnavailable with this message prefix until kvault's
+// StatusCode gains a dedicated code; test for it with IsDeadlineExceeded().
+inline constexpr std::string_view kDeadlineExceededPrefix = "deadline exceeded";
+
+inline bool IsDeadlineExceeded(const Status& status) {
+  return status.code() == StatusCode::kUnavailable &&
+         std::string_view(status.message()).substr(0, kDeadlineExceededPrefix.size()) ==
+             kDeadlineExceededPrefix;
+}
+
+}  // namespace kvault::transport

@@ -1,0 +1,113 @@
+#pragma once
+// TransferEngine: the server side of the data plane (DESIGN.md §8). It owns a UCX context and
+// one worker driven by a dedicated progress thread, connects to client workers by address, and
+// initiates one-sided GETs (store) and PUTs (load) against memory the clients registered. The
+// server never exposes its own memory: its buffers are registered locally and no remote key for
+// them ever leaves the process.
+//
+// Completion: each batch completes through its callback with one status per transfer. A GET is
+// OK once the bytes are in local memory; a PUT is OK once the bytes are in the client's memory
+// (the engine flushes the endpoint before reporting), so the server may tell the client "done".
+//
+// Deadlines: a transfer still running at its batch's deadline fails with a deadline-exceeded
+// status (IsDeadlineExceeded). RMA requests cannot be cancelled reliably, so the engine then
+// force-closes the endpoint of every peer the late transfers used: UCX completes everything still
+// outstanding on it as canceled, which guarantees neither side's memory is touched afterwards,
+// and only then does the callback run. Other batches in flight to that peer fail with Unavailable
+// ("canceled"). The peer id stays valid: the next Submit to it re-creates the endpoint from the
+// stored address. A dead peer (endpoint error) is handled the same way. A failed transfer fails
+// its keys, never the engine.
+//
+// One exception to that isolation, forced by UCX 1.13: a GET that UCX emulates with messages
+// (TCP; shared memory into client memory that was registered rather than UCX-allocated) and that
+// is still waiting for the client's reply is not cancelled by the force-close, and a late reply
+// would still land in the server's buffer. If such requests remain `cancel_grace` after the
+// deadline, the engine destroys its worker (UCX then forgets them) and starts a fresh one: every
+// endpoint is reset, every batch in flight fails with Unavailable, and peers reconnect on their
+// next Submit. Stats().worker_restarts counts these events.
+//
+// Thread-safety: every public method is safe from any thread. Submit only queues work and wakes
+// the progress thread; Connect and Disconnect wait for it. Callbacks run on the progress thread.
+// Lock order: registration mutex, then queue mutex (never held together in practice).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kvault/common/result.h"
+#include "kvault/transport/ucx/transfer.h"
+#include "kvault/transport/ucx/ucx_context.h"
+
+namespace kvault::transport {
+
+struct TransferEngineOptions {
+  // Transports, name and keepalive of the engine's UCX context (thread_safe is always on).
+  // Default: UCX's choice of transports.
+  UcxContextOptions context;
+  // How long the progress thread keeps polling after the last event before it sleeps on the
+  // worker's event fd. Longer: lower latency for back-to-back transfers, more CPU burnt while
+  // idle. Default 50 us.
+  std::chrono::microseconds spin_before_sleep{1000};
+  // After a deadline forces an endpoint closed, how long the engine waits for UCX to hand back
+  // the canceled requests. UCX 1.13 never hands back an emulated GET still waiting for the peer's
+  // reply (TCP, or shared memory with registered client memory); when the grace ends with such
+  // requests the engine restarts its worker (see the class comment). Default 250 ms.
+  std::chrono::milliseconds cancel_grace{250};
+};
+
+struct TransferEngineStats {
+  size_t open_endpoints = 0;     // peers with a live endpoint now
+  uint64_t worker_restarts = 0;  // times the worker was restarted to reclaim stuck requests
+};
+
+class TransferEngine {
+ public:
+  // Starts the context, the worker and the progress thread. Errors as UcxContext::Create and
+  // UcxWorker::Create; Internal when the thread or its wakeup fd cannot be created.
+  static Result<std::unique_ptr<TransferEngine>> Create(const TransferEngineOptions& options);
+  // Fails every batch still in flight with Unavailable ("engine shutting down"), force-closes all
+  // endpoints, joins the progress thread. Registered regions are released.
+  ~TransferEngine();
+  TransferEngine(const TransferEngine&) = delete;
+  TransferEngine& operator=(const TransferEngine&) = delete;
+
+  // Registers [address, address + length) once, so transfers whose local bytes fall anywhere
+  // inside it skip on-the-fly registration (the host arena is registered this way). The memory
+  // stays owned by the caller. InvalidArgument for an empty range or one overlapping a region
+  // already registered; UCX's errors otherwise.
+  Result<RegionId> RegisterMemory(void* address, size_t length);
+  // Releases a region. Precondition: no transfer in flight uses it. NotFound for an unknown id.
+  Status UnregisterMemory(RegionId region);
+
+  // Records a client worker's sealed address and creates an endpoint to it (no round trip).
+  // InvalidArgument / Corruption for malformed bytes, Unavailable when unreachable.
+  Result<PeerId> Connect(std::span<const uint8_t> peer_address);
+  // Force-closes the peer's endpoint and forgets it; its in-flight transfers fail with
+  // Unavailable. NotFound for an unknown id. Waits for the close to finish.
+  Status Disconnect(PeerId peer);
+
+  // Queues `batch`; `done` is called exactly once (see TransferCallback), also when the batch is
+  // rejected: every transfer fails with InvalidArgument when the batch has no deadline, with a
+  // deadline-exceeded status when it is already past; per transfer, InvalidArgument for a null
+  // local pointer, a zero length or a bad remote-key index, NotFound for an unknown peer, the
+  // UcxRemoteKey::Unpack error for bad remote-key bytes, OutOfRange for a remote range outside
+  // the region its key covers.
+  void Submit(TransferBatch batch, TransferCallback done);
+  // As above, completing a future instead of calling back.
+  std::future<std::vector<Status>> Submit(TransferBatch batch);
+
+  // Counters for metrics and tests, refreshed by the progress thread after each pass.
+  TransferEngineStats Stats() const;
+
+  class Impl;
+
+ private:
+  explicit TransferEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvault::transport

@@ -1,0 +1,52 @@
+#pragma once
+// UcxRemoteKey: RAII owner of an unpacked remote key (ucp_ep_rkey_unpack / ucp_rkey_destroy),
+// the handle that lets one endpoint GET from and PUT to a peer's registered memory.
+//
+// Destruction order: before the endpoint it was unpacked for, on that endpoint's worker thread.
+//
+// Thread-safety: as the endpoint's. Movable, not copyable; a moved-from key is empty.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "kvault/common/result.h"
+#include "kvault/transport/ucx/ucx_endpoint.h"
+
+struct ucp_rkey;
+
+namespace kvault::transport {
+
+class UcxRemoteKey {
+ public:
+  // Unpacks sealed remote-key bytes (UcxMemory::PackRemoteKey) for `endpoint`. The bytes come
+  // from a peer, so they are checked before UCX sees them: InvalidArgument when the envelope or
+  // the UCX layout inside it is malformed or truncated, Corruption when the checksum fails,
+  // Unavailable when the key's owner process is visibly gone (same pid namespace), and UCX's own
+  // error (e.g. Unavailable) when the key names memory this endpoint cannot reach.
+  static Result<UcxRemoteKey> Unpack(const UcxEndpoint& endpoint, std::span<const uint8_t> packed);
+
+  UcxRemoteKey(UcxRemoteKey&& other) noexcept;
+  UcxRemoteKey& operator=(UcxRemoteKey&& other) noexcept;
+  UcxRemoteKey(const UcxRemoteKey&) = delete;
+  UcxRemoteKey& operator=(const UcxRemoteKey&) = delete;
+  ~UcxRemoteKey();
+
+  // The client region the key covers, as the client sees it (carried in the sealed bytes).
+  uint64_t base() const { return base_; }
+  uint64_t length() const { return length_; }
+  // True when [address, address + length) lies inside the region.
+  bool Covers(uint64_t address, size_t length) const;
+
+  ucp_rkey* get() const { return rkey_; }
+
+ private:
+  UcxRemoteKey(ucp_rkey* rkey, uint64_t base, uint64_t length)
+      : rkey_(rkey), base_(base), length_(length) {}
+
+  ucp_rkey* rkey_ = nullptr;
+  uint64_t base_ = 0;
+  uint64_t length_ = 0;
+};
+
+}  // namespace kvault::transport

@@ -1,0 +1,400 @@
+// Bodies of Lookup, Store, Load, ReleaseLease, Delete and their replies (docs/protocol.md §4.3).
+// Each decoder reads its fields in the order its encoder writes them.
+#include "kvault/transport/block_messages.h"
+
+#include <limits>
+#include <string>
+
+#include "wire_io.h"
+
+namespace kvault::transport {
+namespace {
+
+using wire::CheckBlob;
+using wire::CheckCount;
+using wire::CheckKnownStatus;
+using wire::CheckString;
+using wire::FinishDecode;
+using wire::WireReader;
+using wire::WireWriter;
+
+constexpr size_t kKeyBytes = 32;
+constexpr size_t kStoreEntryBytes = kKeyBytes + 8 + 8;
+constexpr size_t kLoadEntryBytes = kKeyBytes + 8 + 8 + 8 + 8;
+constexpr size_t kLoadOutcomeBytes = 1 + 8;
+
+bool Wraps(uint64_t address, uint64_t size) {
+  return size > std::numeric_limits<uint64_t>::max() - address;
+}
+
+std::string Entry(const char* what, size_t i) {
+  return std::string(what) + " " + std::to_string(i);
+}
+
+Status CheckRemoteKey(const std::vector<uint8_t>& rkey, const ProtocolLimits& limits) {
+  if (rkey.empty()) return Status::InvalidArgument("remote_key is empty");
+  return CheckBlob(rkey.size(), limits.max_remote_key_bytes, "remote_key", "max_remote_key_bytes");
+}
+
+void WriteKeys(WireWriter& w, const std::vector<BlockKey>& keys) {
+  w.Count(keys.size());
+  for (const BlockKey& k : keys) w.Raw(k);
+}
+
+std::vector<BlockKey> ReadKeys(WireReader& r, const ProtocolLimits& limits) {
+  const uint32_t n = r.Count(limits.max_keys_per_batch, kKeyBytes, "keys");
+  std::vector<BlockKey> keys;
+  keys.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) keys.push_back(r.Bytes32());
+  return keys;
+}
+
+void WriteStatuses(WireWriter& w, const std::vector<WireStatus>& statuses) {
+  w.Count(statuses.size());
+  for (WireStatus s : statuses) w.U8(static_cast<uint8_t>(s));
+}
+
+std::vector<WireStatus> ReadStatuses(WireReader& r, const ProtocolLimits& limits) {
+  const uint32_t n = r.Count(limits.max_keys_per_batch, 1, "statuses");
+  std::vector<WireStatus> statuses;
+  statuses.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) statuses.push_back(static_cast<WireStatus>(r.U8()));
+  return statuses;
+}
+
+Status CheckStatuses(const std::vector<WireStatus>& statuses, const ProtocolLimits& limits) {
+  KVAULT_RETURN_IF_ERROR(CheckCount(statuses.size(), limits, "statuses"));
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    KVAULT_RETURN_IF_ERROR(CheckKnownStatus(statuses[i], Entry("status", i)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string_view WireTierName(WireTier tier) {
+  switch (tier) {
+    case WireTier::kNone:
+      return "none";
+    case WireTier::kGpu:
+      return "gpu";
+    case WireTier::kHost:
+      return "host";
+    case WireTier::kNvme:
+      return "nvme";
+  }
+  return "unknown";
+}
+
+// --- Lookup: u8 want_lease, u32 lease_ttl_ms, u32 count, count x 32-byte key.
+
+Status Lookup::Validate(const ProtocolLimits& limits) const {
+  return CheckCount(keys.size(), limits, "keys");
+}
+
+void Lookup::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.Bool(want_lease);
+  w.U32(lease_ttl_ms);
+  WriteKeys(w, keys);
+}
+
+Result<Lookup> Lookup::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Lookup m;
+  m.want_lease = r.Bool("want_lease");
+  m.lease_ttl_ms = r.U32();
+  m.keys = ReadKeys(r, limits);
+  return FinishDecode(r, std::move(m), limits, "lookup");
+}
+
+// --- LookupReply: u32 leading_hits, u64 lease_id, u32 lease_ttl_ms, u32 count, count x u8 tier.
+
+Status LookupReply::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckCount(tiers.size(), limits, "tiers"));
+  if (leading_hits > tiers.size()) {
+    return Status::InvalidArgument("leading_hits " + std::to_string(leading_hits) +
+                                   " exceeds the " + std::to_string(tiers.size()) + " keys");
+  }
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    if (static_cast<uint8_t>(tiers[i]) > static_cast<uint8_t>(WireTier::kNvme)) {
+      return Status::InvalidArgument(Entry("tier", i) + ": unknown tier " +
+                                     std::to_string(static_cast<int>(tiers[i])));
+    }
+    if (i < leading_hits && tiers[i] == WireTier::kNone) {
+      return Status::InvalidArgument(Entry("tier", i) + " is none inside the leading hits");
+    }
+  }
+  if ((lease_id == 0) != (lease_ttl_ms == 0)) {
+    return Status::InvalidArgument("lease_ttl_ms must be nonzero exactly when lease_id is");
+  }
+  return Status::Ok();
+}
+
+void LookupReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U32(leading_hits);
+  w.U64(lease_id);
+  w.U32(lease_ttl_ms);
+  w.Count(tiers.size());
+  for (WireTier t : tiers) w.U8(static_cast<uint8_t>(t));
+}
+
+Result<LookupReply> LookupReply::DecodeBody(std::span<const uint8_t> body,
+                                            const ProtocolLimits& limits) {
+  WireReader r(body);
+  LookupReply m;
+  m.leading_hits = r.U32();
+  m.lease_id = r.U64();
+  m.lease_ttl_ms = r.U32();
+  const uint32_t n = r.Count(limits.max_keys_per_batch, 1, "tiers");
+  m.tiers.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) m.tiers.push_back(static_cast<WireTier>(r.U8()));
+  return FinishDecode(r, std::move(m), limits, "lookup_reply");
+}
+
+// --- Store: blob remote_key, u32 count, count x (32-byte key, u64 address, u64 length).
+
+Status Store::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckRemoteKey(remote_key, limits));
+  KVAULT_RETURN_IF_ERROR(CheckCount(entries.size(), limits, "entries"));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const StoreEntry& e = entries[i];
+    if (e.length == 0) return Status::InvalidArgument(Entry("entry", i) + ": length is 0");
+    if (e.length > limits.max_block_object_bytes) {
+      return Status::OutOfRange(Entry("entry", i) + ": length " + std::to_string(e.length) +
+                                " exceeds max_block_object_bytes " +
+                                std::to_string(limits.max_block_object_bytes));
+    }
+    if (Wraps(e.address, e.length)) {
+      return Status::InvalidArgument(Entry("entry", i) + ": address + length wraps around");
+    }
+  }
+  return Status::Ok();
+}
+
+void Store::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.Blob(remote_key);
+  w.Count(entries.size());
+  for (const StoreEntry& e : entries) {
+    w.Raw(e.key);
+    w.U64(e.address);
+    w.U64(e.length);
+  }
+}
+
+Result<Store> Store::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Store m;
+  m.remote_key = r.Blob(limits.max_remote_key_bytes, "remote_key");
+  const uint32_t n = r.Count(limits.max_keys_per_batch, kStoreEntryBytes, "entries");
+  m.entries.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    StoreEntry e;
+    e.key = r.Bytes32();
+    e.address = r.U64();
+    e.length = r.U64();
+    m.entries.push_back(e);
+  }
+  return FinishDecode(r, std::move(m), limits, "store");
+}
+
+// --- StoreReply: u32 count, count x u8 status.
+
+Status StoreReply::Validate(const ProtocolLimits& limits) const {
+  return CheckStatuses(statuses, limits);
+}
+
+void StoreReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  WriteStatuses(w, statuses);
+}
+
+Result<StoreReply> StoreReply::DecodeBody(std::span<const uint8_t> body,
+                                          const ProtocolLimits& limits) {
+  WireReader r(body);
+  StoreReply m;
+  m.statuses = ReadStatuses(r, limits);
+  return FinishDecode(r, std::move(m), limits, "store_reply");
+}
+
+// --- Load: u64 lease_id, blob remote_key, u32 count,
+// count x (32-byte key, u64 address, u64 capacity, u64 offset, u64 length).
+
+Status Load::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckRemoteKey(remote_key, limits));
+  KVAULT_RETURN_IF_ERROR(CheckCount(entries.size(), limits, "entries"));
+  const uint64_t max = limits.max_block_object_bytes;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const LoadEntry& e = entries[i];
+    // Messages are built only on failure: this runs for every entry of every Load.
+    auto over = [&](const char* field, uint64_t value) {
+      std::string text = Entry("entry", i);
+      text += std::string(": ") + field + " " + std::to_string(value);
+      text += " exceeds max_block_object_bytes " + std::to_string(max);
+      return Status::OutOfRange(text);
+    };
+    if (e.capacity == 0) return Status::InvalidArgument(Entry("entry", i) + ": capacity is 0");
+    if (e.capacity > max) return over("capacity", e.capacity);
+    if (e.offset > max) return over("offset", e.offset);
+    if (e.length > e.capacity) {
+      return Status::InvalidArgument(Entry("entry", i) + ": length " + std::to_string(e.length) +
+                                     " exceeds capacity " + std::to_string(e.capacity));
+    }
+    if (Wraps(e.address, e.capacity)) {
+      return Status::InvalidArgument(Entry("entry", i) + ": address + capacity wraps around");
+    }
+  }
+  return Status::Ok();
+}
+
+void Load::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U64(lease_id);
+  w.Blob(remote_key);
+  w.Count(entries.size());
+  for (const LoadEntry& e : entries) {
+    w.Raw(e.key);
+    w.U64(e.address);
+    w.U64(e.capacity);
+    w.U64(e.offset);
+    w.U64(e.length);
+  }
+}
+
+Result<Load> Load::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Load m;
+  m.lease_id = r.U64();
+  m.remote_key = r.Blob(limits.max_remote_key_bytes, "remote_key");
+  const uint32_t n = r.Count(limits.max_keys_per_batch, kLoadEntryBytes, "entries");
+  m.entries.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    LoadEntry e;
+    e.key = r.Bytes32();
+    e.address = r.U64();
+    e.capacity = r.U64();
+    e.offset = r.U64();
+    e.length = r.U64();
+    m.entries.push_back(e);
+  }
+  return FinishDecode(r, std::move(m), limits, "load");
+}
+
+// --- LoadReply: u32 count, count x (u8 status, u64 object_size).
+
+Status LoadReply::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckCount(outcomes.size(), limits, "outcomes"));
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    KVAULT_RETURN_IF_ERROR(CheckKnownStatus(outcomes[i].status, Entry("outcome", i)));
+    if (outcomes[i].object_size > limits.max_block_object_bytes) {
+      return Status::OutOfRange(
+          Entry("outcome", i) + ": object_size " + std::to_string(outcomes[i].object_size) +
+          " exceeds max_block_object_bytes " + std::to_string(limits.max_block_object_bytes));
+    }
+  }
+  return Status::Ok();
+}
+
+void LoadReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.Count(outcomes.size());
+  for (const LoadOutcome& o : outcomes) {
+    w.U8(static_cast<uint8_t>(o.status));
+    w.U64(o.object_size);
+  }
+}
+
+Result<LoadReply> LoadReply::DecodeBody(std::span<const uint8_t> body,
+                                        const ProtocolLimits& limits) {
+  WireReader r(body);
+  LoadReply m;
+  const uint32_t n = r.Count(limits.max_keys_per_batch, kLoadOutcomeBytes, "outcomes");
+  m.outcomes.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    LoadOutcome o;
+    o.status = static_cast<WireStatus>(r.U8());
+    o.object_size = r.U64();
+    m.outcomes.push_back(o);
+  }
+  return FinishDecode(r, std::move(m), limits, "load_reply");
+}
+
+// --- ReleaseLease: u64 lease_id.
+
+Status ReleaseLease::Validate(const ProtocolLimits&) const {
+  if (lease_id == 0) return Status::InvalidArgument("lease_id must be nonzero");
+  return Status::Ok();
+}
+
+void ReleaseLease::EncodeBody(std::vector<uint8_t>* out) const { WireWriter(out).U64(lease_id); }
+
+Result<ReleaseLease> ReleaseLease::DecodeBody(std::span<const uint8_t> body,
+                                              const ProtocolLimits& limits) {
+  WireReader r(body);
+  ReleaseLease m;
+  m.lease_id = r.U64();
+  return FinishDecode(r, m, limits, "release_lease");
+}
+
+// --- ReleaseLeaseReply: u8 status, string message.
+
+Status ReleaseLeaseReply::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckKnownStatus(status, "status"));
+  return CheckString(message, limits.max_string_bytes, "message");
+}
+
+void ReleaseLeaseReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U8(static_cast<uint8_t>(status));
+  w.String(message);
+}
+
+Result<ReleaseLeaseReply> ReleaseLeaseReply::DecodeBody(std::span<const uint8_t> body,
+                                                        const ProtocolLimits& limits) {
+  WireReader r(body);
+  ReleaseLeaseReply m;
+  m.status = static_cast<WireStatus>(r.U8());
+  m.message = r.String(limits.max_string_bytes, "message");
+  return FinishDecode(r, std::move(m), limits, "release_lease_reply");
+}
+
+// --- Delete: u32 count, count x 32-byte key.
+
+Status Delete::Validate(const ProtocolLimits& limits) const {
+  return CheckCount(keys.size(), limits, "keys");
+}
+
+void Delete::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  WriteKeys(w, keys);
+}
+
+Result<Delete> Delete::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Delete m;
+  m.keys = ReadKeys(r, limits);
+  return FinishDecode(r, std::move(m), limits, "delete");
+}
+
+// --- DeleteReply: u32 count, count x u8 status.
+
+Status DeleteReply::Validate(const ProtocolLimits& limits) const {
+  return CheckStatuses(statuses, limits);
+}
+
+void DeleteReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  WriteStatuses(w, statuses);
+}
+
+Result<DeleteReply> DeleteReply::DecodeBody(std::span<const uint8_t> body,
+                                            const ProtocolLimits& limits) {
+  WireReader r(body);
+  DeleteReply m;
+  m.statuses = ReadStatuses(r, limits);
+  return FinishDecode(r, std::move(m), limits, "delete_reply");
+}
+
+}  // namespace kvault::transport

@@ -1,0 +1,265 @@
+// Bodies of Hello, HelloReply, Auth, AuthReply, Stats, StatsReply, Ping, Pong and ErrorReply
+// (docs/protocol.md §4.2, §4.4, §4.5). Each decoder reads its fields in the order its encoder
+// writes them.
+#include "kvault/transport/session_messages.h"
+
+#include <string>
+
+#include "wire_io.h"
+
+namespace kvault::transport {
+namespace {
+
+using wire::CheckBlob;
+using wire::CheckCount;
+using wire::CheckKnownStatus;
+using wire::CheckString;
+using wire::FinishDecode;
+using wire::WireReader;
+using wire::WireWriter;
+
+// Bytes a StatsReply entry takes at least: empty name length, kind, value.
+constexpr size_t kMinStatEntryBytes = 2 + 1 + 8;
+constexpr uint8_t kStatU64 = 0;
+constexpr uint8_t kStatF64 = 1;
+
+// A status message cut to the limit, so that an error can always be reported.
+std::string Truncated(std::string_view message, const ProtocolLimits& limits) {
+  return std::string(message.substr(0, limits.max_string_bytes));
+}
+
+}  // namespace
+
+// --- Hello: u16 client_version, string tenant, string client_name, blob worker_address.
+
+Status Hello::Validate(const ProtocolLimits& limits) const {
+  if (client_version == 0) return Status::InvalidArgument("client_version must be >= 1");
+  KVAULT_RETURN_IF_ERROR(CheckString(tenant, limits.max_string_bytes, "tenant"));
+  KVAULT_RETURN_IF_ERROR(CheckString(client_name, limits.max_string_bytes, "client_name"));
+  return CheckBlob(worker_address.size(), limits.max_worker_address_bytes, "worker_address",
+                   "max_worker_address_bytes");
+}
+
+void Hello::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U16(client_version);
+  w.String(tenant);
+  w.String(client_name);
+  w.Blob(worker_address);
+}
+
+Result<Hello> Hello::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Hello m;
+  m.client_version = r.U16();
+  m.tenant = r.String(limits.max_string_bytes, "tenant");
+  m.client_name = r.String(limits.max_string_bytes, "client_name");
+  m.worker_address = r.Blob(limits.max_worker_address_bytes, "worker_address");
+  return FinishDecode(r, std::move(m), limits, "hello");
+}
+
+// --- HelloReply: u16 server_version, 32-byte nonce, blob worker_address, then the limits:
+// u32 max_body_bytes, u32 max_keys_per_batch, u64 max_block_object_bytes, u32 max_string_bytes,
+// u32 max_remote_key_bytes, u32 max_worker_address_bytes.
+
+Status HelloReply::Validate(const ProtocolLimits& limits) const {
+  if (server_version == 0) return Status::InvalidArgument("server_version must be >= 1");
+  KVAULT_RETURN_IF_ERROR(CheckBlob(worker_address.size(), limits.max_worker_address_bytes,
+                                   "worker_address", "max_worker_address_bytes"));
+  return this->limits.Validate().WithContext("announced limits");
+}
+
+void HelloReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U16(server_version);
+  w.Raw(nonce);
+  w.Blob(worker_address);
+  w.U32(limits.max_body_bytes);
+  w.U32(limits.max_keys_per_batch);
+  w.U64(limits.max_block_object_bytes);
+  w.U32(limits.max_string_bytes);
+  w.U32(limits.max_remote_key_bytes);
+  w.U32(limits.max_worker_address_bytes);
+}
+
+Result<HelloReply> HelloReply::DecodeBody(std::span<const uint8_t> body,
+                                          const ProtocolLimits& limits) {
+  WireReader r(body);
+  HelloReply m;
+  m.server_version = r.U16();
+  m.nonce = r.Bytes32();
+  m.worker_address = r.Blob(limits.max_worker_address_bytes, "worker_address");
+  m.limits.max_body_bytes = r.U32();
+  m.limits.max_keys_per_batch = r.U32();
+  m.limits.max_block_object_bytes = r.U64();
+  m.limits.max_string_bytes = r.U32();
+  m.limits.max_remote_key_bytes = r.U32();
+  m.limits.max_worker_address_bytes = r.U32();
+  return FinishDecode(r, std::move(m), limits, "hello_reply");
+}
+
+// --- Auth: 32-byte proof.
+
+Status Auth::Validate(const ProtocolLimits&) const { return Status::Ok(); }
+
+void Auth::EncodeBody(std::vector<uint8_t>* out) const { WireWriter(out).Raw(proof); }
+
+Result<Auth> Auth::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Auth m;
+  m.proof = r.Bytes32();
+  return FinishDecode(r, m, limits, "auth");
+}
+
+// --- AuthReply: u8 status, u64 session_id, string message.
+
+Status AuthReply::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckKnownStatus(status, "status"));
+  if ((status == WireStatus::kOk) != (session_id != 0)) {
+    return Status::InvalidArgument("session_id must be nonzero exactly when status is ok");
+  }
+  return CheckString(message, limits.max_string_bytes, "message");
+}
+
+void AuthReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U8(static_cast<uint8_t>(status));
+  w.U64(session_id);
+  w.String(message);
+}
+
+Result<AuthReply> AuthReply::DecodeBody(std::span<const uint8_t> body,
+                                        const ProtocolLimits& limits) {
+  WireReader r(body);
+  AuthReply m;
+  m.status = static_cast<WireStatus>(r.U8());
+  m.session_id = r.U64();
+  m.message = r.String(limits.max_string_bytes, "message");
+  return FinishDecode(r, std::move(m), limits, "auth_reply");
+}
+
+// --- Stats: empty body.
+
+Status Stats::Validate(const ProtocolLimits&) const { return Status::Ok(); }
+
+void Stats::EncodeBody(std::vector<uint8_t>*) const {}
+
+Result<Stats> Stats::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  return FinishDecode(r, Stats{}, limits, "stats");
+}
+
+// --- StatsReply: u32 count, then per entry: string name, u8 kind (0 = u64, 1 = f64), u64 value.
+
+Status StatsReply::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckCount(entries.size(), limits, "entries"));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string& name = entries[i].name;
+    if (!name.empty() && name.size() <= limits.max_string_bytes) continue;
+    const std::string field = "entry " + std::to_string(i) + " name";
+    if (name.empty()) return Status::InvalidArgument(field + " is empty");
+    return CheckString(name, limits.max_string_bytes, field);
+  }
+  return Status::Ok();
+}
+
+void StatsReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.Count(entries.size());
+  for (const StatEntry& e : entries) {
+    w.String(e.name);
+    if (const auto* u = std::get_if<uint64_t>(&e.value)) {
+      w.U8(kStatU64);
+      w.U64(*u);
+    } else {
+      w.U8(kStatF64);
+      w.F64(std::get<double>(e.value));
+    }
+  }
+}
+
+Result<StatsReply> StatsReply::DecodeBody(std::span<const uint8_t> body,
+                                          const ProtocolLimits& limits) {
+  WireReader r(body);
+  StatsReply m;
+  const uint32_t n = r.Count(limits.max_keys_per_batch, kMinStatEntryBytes, "stats entries");
+  m.entries.reserve(n);
+  for (uint32_t i = 0; i < n && r.ok(); ++i) {
+    StatEntry e;
+    e.name = r.String(limits.max_string_bytes, "stat name");
+    const uint8_t kind = r.U8();
+    if (kind == kStatU64) {
+      e.value = r.U64();
+    } else if (kind == kStatF64) {
+      e.value = r.F64();
+    } else if (r.ok()) {
+      return Status::Corruption("stats_reply: entry " + std::to_string(i) +
+                                ": unknown value kind " + std::to_string(kind));
+    }
+    m.entries.push_back(std::move(e));
+  }
+  return FinishDecode(r, std::move(m), limits, "stats_reply");
+}
+
+// --- Ping and Pong: u64 payload.
+
+Status Ping::Validate(const ProtocolLimits&) const { return Status::Ok(); }
+
+void Ping::EncodeBody(std::vector<uint8_t>* out) const { WireWriter(out).U64(payload); }
+
+Result<Ping> Ping::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Ping m;
+  m.payload = r.U64();
+  return FinishDecode(r, m, limits, "ping");
+}
+
+Status Pong::Validate(const ProtocolLimits&) const { return Status::Ok(); }
+
+void Pong::EncodeBody(std::vector<uint8_t>* out) const { WireWriter(out).U64(payload); }
+
+Result<Pong> Pong::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
+  WireReader r(body);
+  Pong m;
+  m.payload = r.U64();
+  return FinishDecode(r, m, limits, "pong");
+}
+
+// --- ErrorReply: u8 status (not ok), string message.
+
+ErrorReply ErrorReply::FromStatus(const Status& status, const ProtocolLimits& limits) {
+  if (status.ok())
+    return Make(WireStatus::kInternal, "error reply built from an OK status", limits);
+  return Make(ToWireStatus(status.code()), status.message(), limits);
+}
+
+ErrorReply ErrorReply::Make(WireStatus code, std::string_view message,
+                            const ProtocolLimits& limits) {
+  ErrorReply e;
+  e.status = code == WireStatus::kOk ? WireStatus::kInternal : code;
+  e.message = Truncated(message, limits);
+  return e;
+}
+
+Status ErrorReply::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckKnownStatus(status, "status"));
+  if (status == WireStatus::kOk) return Status::InvalidArgument("status must not be ok");
+  return CheckString(message, limits.max_string_bytes, "message");
+}
+
+void ErrorReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U8(static_cast<uint8_t>(status));
+  w.String(message);
+}
+
+Result<ErrorReply> ErrorReply::DecodeBody(std::span<const uint8_t> body,
+                                          const ProtocolLimits& limits) {
+  WireReader r(body);
+  ErrorReply m;
+  m.status = static_cast<WireStatus>(r.U8());
+  m.message = r.String(limits.max_string_bytes, "message");
+  return FinishDecode(r, std::move(m), limits, "error");
+}
+
+}  // namespace kvault::transport

@@ -1,0 +1,86 @@
+#include "ucx/progress_loop.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <system_error>
+
+namespace kvault::transport {
+namespace {
+
+constexpr std::chrono::milliseconds kMaxSleep{100};
+
+}  // namespace
+
+Result<std::unique_ptr<ProgressLoop>> ProgressLoop::Start(UcxWorker& worker, Hooks hooks,
+                                                          std::chrono::microseconds spin) {
+  const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return Status::Internal(std::string("eventfd: ") + std::strerror(errno));
+  std::unique_ptr<ProgressLoop> loop(new ProgressLoop(worker, std::move(hooks), spin, fd));
+  try {
+    loop->thread_ = std::thread([raw = loop.get()] { raw->Run(); });
+  } catch (const std::system_error& e) {
+    return Status::Internal(std::string("cannot start the UCX progress thread: ") + e.what());
+  }
+  return loop;
+}
+
+ProgressLoop::ProgressLoop(UcxWorker& worker, Hooks hooks, std::chrono::microseconds spin,
+                           int wake_fd)
+    : worker_(worker), hooks_(std::move(hooks)), spin_(spin), wake_fd_(wake_fd) {}
+
+ProgressLoop::~ProgressLoop() {
+  Stop();
+  close(wake_fd_);
+}
+
+void ProgressLoop::Wake() {
+  const uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: the loop will wake anyway.
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+void ProgressLoop::Stop() {
+  stop_.store(true, std::memory_order_release);
+  Wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ProgressLoop::Run() {
+  auto last_activity = Clock::now();
+  while (!stop_.load(std::memory_order_acquire)) {
+    bool busy = hooks_.work();
+    while (worker_.Progress() != 0) busy = true;
+    if (busy) {
+      last_activity = Clock::now();
+      continue;
+    }
+    if (Clock::now() - last_activity < spin_) continue;
+    Sleep();
+    last_activity = Clock::now();
+  }
+  hooks_.on_stop();
+}
+
+void ProgressLoop::Sleep() {
+  Result<bool> armed = worker_.Arm();
+  if (armed.ok() && !*armed) return;  // events pending: progress instead of sleeping
+  auto timeout = kMaxSleep;
+  const Clock::time_point next = hooks_.next_wakeup();
+  if (next != Clock::time_point::max()) {
+    const auto until = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+    timeout = std::clamp(until, std::chrono::milliseconds(0), kMaxSleep);
+  }
+  pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {worker_.event_fd(), POLLIN, 0}};
+  // If arming failed the worker fd cannot be trusted; the timeout still bounds the sleep.
+  (void)poll(fds, armed.ok() ? 2 : 1, static_cast<int>(timeout.count()));
+  uint64_t drained = 0;
+  (void)!read(wake_fd_, &drained, sizeof(drained));
+}
+
+}  // namespace kvault::transport

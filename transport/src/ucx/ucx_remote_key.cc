@@ -1,0 +1,120 @@
+#include "kvault/transport/ucx/ucx_remote_key.h"
+
+#include <fcntl.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "kvault/common/little_endian.h"
+#include "ucx/envelope.h"
+#include "ucx/ucx_status.h"
+
+namespace kvault::transport {
+namespace {
+
+// ucp_ep_rkey_unpack takes no length, so a key from a peer is walked first. The layout UCX
+// (1.11 and later) packs, in host byte order:
+//   md_map (u64) | memory type (u8) | per set bit of md_map: size (u8) + size bytes |
+//   optional: system device (u8) + 3 bytes per device distance
+Status CheckLayout(std::span<const uint8_t> key) {
+  constexpr size_t kFixed = sizeof(uint64_t) + 1;
+  if (key.size() < kFixed) return Status::InvalidArgument("remote key: truncated UCX header");
+  uint64_t md_map = 0;
+  std::memcpy(&md_map, key.data(), sizeof(md_map));
+  if (key[sizeof(uint64_t)] >= UCS_MEMORY_TYPE_LAST) {
+    return Status::InvalidArgument("remote key: unknown memory type " +
+                                   std::to_string(key[sizeof(uint64_t)]));
+  }
+  size_t offset = kFixed;
+  for (int i = 0; i < std::popcount(md_map); ++i) {
+    if (offset >= key.size() || offset + 1 + key[offset] > key.size()) {
+      return Status::InvalidArgument("remote key: memory-domain entry runs past the end");
+    }
+    offset += 1 + key[offset];
+  }
+  const size_t rest = key.size() - offset;
+  if (rest != 0 && (rest - 1) % 3 != 0) {
+    return Status::InvalidArgument("remote key: " + std::to_string(rest) +
+                                   " trailing bytes do not form a device-distance list");
+  }
+  return Status::Ok();
+}
+
+// UCX 1.13 crashes in its own error path when it cannot attach the shared segment of a key whose
+// process has died (ucp_ep_rkey_unpack destroys a half-built key). Shared-memory attach needs the
+// owner's pid to be visible here, so when it shares our pid namespace, check that it still runs:
+// a process that exited is gone from /proc or a zombie ('Z', 'X') whose descriptors are closed.
+// A death in the microseconds between this check and UCX's attach remains possible.
+Status CheckOwnerAlive(uint32_t pid, uint64_t pid_namespace) {
+  static const uint64_t ours = PidNamespaceId();
+  if (pid == 0 || pid_namespace == 0 || pid_namespace != ours) return Status::Ok();
+  const Status gone =
+      Status::Unavailable("remote key: its owner process " + std::to_string(pid) + " is gone");
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? gone : Status::Ok();
+  char buf[512];
+  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return Status::Ok();
+  buf[n] = '\0';
+  // "pid (comm) S ...": the state follows the last ')' (comm may contain parentheses).
+  const char* paren = std::strrchr(buf, ')');
+  if (paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X')) return gone;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
+                                          std::span<const uint8_t> packed) {
+  if (endpoint.empty()) return Status::InvalidArgument("UcxRemoteKey: empty endpoint");
+  KVAULT_ASSIGN_OR_RETURN(std::span<const uint8_t> payload, Open(EnvelopeKind::kRemoteKey, packed));
+  if (payload.size() < kRemoteKeyHeaderBytes) {
+    return Status::InvalidArgument("remote key: truncated key header");
+  }
+  const uint64_t base = LoadLe64(payload.data());
+  const uint64_t length = LoadLe64(payload.data() + 8);
+  if (length == 0 || base + length < base) {
+    return Status::InvalidArgument("remote key: empty or wrapping region");
+  }
+  std::span<const uint8_t> key = payload.subspan(kRemoteKeyHeaderBytes);
+  KVAULT_RETURN_IF_ERROR(CheckLayout(key));
+  KVAULT_RETURN_IF_ERROR(
+      CheckOwnerAlive(LoadLe32(payload.data() + 16), LoadLe64(payload.data() + 24)));
+  ucp_rkey_h rkey = nullptr;
+  KVAULT_RETURN_IF_ERROR(
+      UcsToStatus(ucp_ep_rkey_unpack(endpoint.get(), key.data(), &rkey), "ucp_ep_rkey_unpack"));
+  return UcxRemoteKey(rkey, base, length);
+}
+
+bool UcxRemoteKey::Covers(uint64_t address, size_t length) const {
+  return rkey_ != nullptr && address >= base_ && length <= length_ &&
+         address - base_ <= length_ - length;
+}
+
+UcxRemoteKey::UcxRemoteKey(UcxRemoteKey&& other) noexcept
+    : rkey_(std::exchange(other.rkey_, nullptr)),
+      base_(std::exchange(other.base_, 0)),
+      length_(std::exchange(other.length_, 0)) {}
+
+UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
+  if (this != &other) {
+    if (rkey_ != nullptr) ucp_rkey_destroy(rkey_);
+    rkey_ = std::exchange(other.rkey_, nullptr);
+    base_ = std::exchange(other.base_, 0);
+    length_ = std::exchange(other.length_, 0);
+  }
+  return *this;
+}
+
+UcxRemoteKey::~UcxRemoteKey() {
+  if (rkey_ != nullptr) ucp_rkey_destroy(rkey_);
+}
+
+}  // namespace kvault::transport
