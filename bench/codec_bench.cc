@@ -276,11 +276,9 @@ std::vector<std::pair<std::string, std::string>> DefaultCodecCases() {
 }
 
 int RunCodecBench(const std::vector<std::string>& args) {
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
+  if (WantsHelp(args)) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   Result<Config> parsed = ParseConfig(args);
   if (!parsed.ok()) return Fail(2, parsed.status());

@@ -258,11 +258,9 @@ Result<BlockPool> MakeBlockPool(uint64_t seed, uint64_t block_bytes, uint64_t co
 
 int RunStorageBench(const std::vector<std::string>& args) {
   using namespace storage_bench;  // NOLINT(google-build-using-namespace): this module's helpers
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
+  if (WantsHelp(args)) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   Result<Config> parsed = ParseConfig(args);
   if (!parsed.ok()) return Fail(2, parsed.status());

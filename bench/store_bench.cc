@@ -310,11 +310,9 @@ Throughput Summarize(const std::vector<Window>& windows) {
 
 int RunStoreBench(const std::vector<std::string>& args) {
   using namespace store_bench;  // NOLINT(google-build-using-namespace): this module's helpers
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
+  if (WantsHelp(args)) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   Result<Config> parsed = ParseConfig(args);
   if (!parsed.ok()) return Fail(2, parsed.status());

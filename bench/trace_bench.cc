@@ -341,17 +341,14 @@ int Run(const Config& c) {
 }  // namespace
 
 int RunTraceBench(const std::vector<std::string>& args) {
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::printf("\nPolicies:");
-      for (const std::string& name : storage::EvictionPolicyNames()) {
-        std::printf(" %s", name.c_str());
-      }
-      std::printf("\n");
-      return 0;
+  if (WantsHelp(args)) {
+    std::fputs(kUsage, stdout);
+    std::printf("\nPolicies:");
+    for (const std::string& name : storage::EvictionPolicyNames()) {
+      std::printf(" %s", name.c_str());
     }
-    if (a == "--") break;
+    std::printf("\n");
+    return 0;
   }
   Result<Config> config = ParseConfig(args);
   if (!config.ok()) {

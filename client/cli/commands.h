@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "kvault/common/cli_args.h"
+
 #include "kvault/common/status.h"
 
 namespace kvault::cli {
@@ -17,8 +19,6 @@ inline constexpr int kExitUsage = 2;
 // OutOfRange, Unsupported) is 2; I/O and internal failures are 1.
 int ExitCodeFor(const Status& status);
 
-// True when args ask for help (--help or -h).
-bool WantsHelp(const std::vector<std::string>& args);
 
 // kvault codec roundtrip --codec SPEC ... IN OUT
 int CodecRoundtrip(const std::vector<std::string>& args);

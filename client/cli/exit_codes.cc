@@ -19,9 +19,4 @@ int ExitCodeFor(const Status& status) {
   }
 }
 
-bool WantsHelp(const std::vector<std::string>& args) {
-  return std::any_of(args.begin(), args.end(),
-                     [](const std::string& a) { return a == "--help" || a == "-h"; });
-}
-
 }  // namespace kvault::cli

@@ -16,15 +16,18 @@ namespace {
 
 constexpr const char* kStatusUsage =
     "Usage: kvault status --server HOST:PORT [--tenant T --token-file F] [--timeout-ms N]\n"
+    "                     [--tls] [--tls-ca-file PEM]\n"
     "Prints the daemon's health (ping round trip), each tier's used and capacity bytes and\n"
     "blocks, and its key counters. --token-file holds the tenant's token (trailing newline\n"
     "ignored); without one the empty token is proved (single-tenant daemons accept it).\n"
     "--timeout-ms bounds connecting and each request (default 2000).\n"
+    "--tls speaks TLS to a daemon with tls.cert_file set and verifies its certificate against\n"
+    "the system's CAs, or those of --tls-ca-file (which implies --tls).\n"
     "Exit codes: 0 healthy, 1 the daemon is unreachable, silent or refuses, 2 bad usage.\n";
 
 constexpr const char* kStatsUsage =
     "Usage: kvault stats --server HOST:PORT [--json] [--tenant T --token-file F]\n"
-    "                    [--timeout-ms N]\n"
+    "                    [--timeout-ms N] [--tls] [--tls-ca-file PEM]\n"
     "Prints every entry of the daemon's Stats reply, in its order: one 'name value' line each,\n"
     "or with --json one JSON object {\"name\": value, ...}. Options as for kvault status.\n"
     "Exit codes: 0 ok, 1 the daemon is unreachable, silent or refuses, 2 bad usage.\n";
@@ -43,7 +46,9 @@ int Unreachable(const char* command, const Status& s) {
 // Parses the common flags into a config. Usage errors only.
 Result<ClientConfig> ParseCommon(const std::vector<std::string>& args, bool* json) {
   KVAULT_ASSIGN_OR_RETURN(
-      CliArgs a, CliArgs::Parse(args, {"server", "tenant", "token-file", "timeout-ms"}, {"json"}));
+      CliArgs a,
+      CliArgs::Parse(args, {"server", "tenant", "token-file", "timeout-ms", "tls-ca-file"},
+                     {"json", "tls"}));
   if (!a.positional().empty()) {
     return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
   }
@@ -58,6 +63,8 @@ Result<ClientConfig> ParseCommon(const std::vector<std::string>& args, bool* jso
   config.tenant = a.GetOr("tenant", "");
   config.client_name = "kvault-cli";
   config.data_plane = false;
+  config.tls_ca_file = a.GetOr("tls-ca-file", "");
+  config.tls = a.Has("tls") || !config.tls_ca_file.empty();
   KVAULT_ASSIGN_OR_RETURN(uint64_t timeout, a.GetUint("timeout-ms", 2000, 1, 3'600'000));
   config.connect_timeout = config.request_timeout = std::chrono::milliseconds(timeout);
   if (std::optional<std::string> path = a.Get("token-file")) {

@@ -69,6 +69,10 @@ Status ClientConfig::Validate() const {
   if (client_name.size() > kMaxName) {
     return Status::InvalidArgument("client config: client_name is over 256 bytes");
   }
+  if (!tls && (!tls_ca_file.empty() || !tls_server_name.empty())) {
+    return Status::InvalidArgument(
+        "client config: tls_ca_file and tls_server_name need tls = true");
+  }
   return Status::Ok();
 }
 

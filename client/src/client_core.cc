@@ -23,8 +23,13 @@ ClientCore::~ClientCore() {
 }
 
 Result<Link> ClientCore::Open(Deadline deadline) {
+  std::optional<TlsOptions> tls;
+  if (config_.tls) {
+    tls = TlsOptions{config_.tls_ca_file,
+                     config_.tls_server_name.empty() ? address_.host : config_.tls_server_name};
+  }
   KVAULT_ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn,
-                          Connection::Open(address_, deadline, config_.stall_timeout));
+                          Connection::Open(address_, deadline, config_.stall_timeout, tls));
   auto fail = [&](const Status& s, std::string_view step) {
     const Status reason = s.WithContext(std::string(step) + " with kvaultd at " + conn->peer());
     conn->Fail(reason);

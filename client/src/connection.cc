@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <deque>
@@ -73,7 +74,7 @@ class Connection::Impl {
     if (thread_.joinable()) thread_.join();
   }
 
-  Status Connect(const HostPort& address, Deadline deadline);
+  Status Connect(const HostPort& address, Deadline deadline, const std::optional<TlsOptions>& tls);
 
   void Submit(uint64_t id, transport::MessageType reply_type, std::vector<uint8_t> frame,
               Deadline deadline, DoneFn done, SettledFn settled) {
@@ -187,32 +188,55 @@ class Connection::Impl {
     });
   }
 
+  // Calls f with the stream the frames travel on: the TLS stream when there is one, else the
+  // socket. io thread only.
+  template <typename F>
+  void WithStream(F&& f) {
+    if (tls_) {
+      f(*tls_);
+    } else {
+      f(socket_);
+    }
+  }
+
+  // Sets up the TLS context and stream before the connect. Caller's thread, before any io.
+  Status SetUpTls(const TlsOptions& tls);
+  // io thread, after the TCP connect: the client handshake, then op->Finish.
+  template <typename Op>
+  void Handshake(const std::shared_ptr<Op>& op, const std::string& peer);
+
   void WriteNext() {
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(writes_.front()), [this](const error_code& ec, size_t) {
-      if (ec) {
-        writing_ = false;
-        writes_.clear();
-        FailNow(Lost("write failed: " + ec.message()));
-        return;
-      }
-      writes_.pop_front();
-      if (writes_.empty()) {
-        writing_ = false;
-      } else {
-        WriteNext();
-      }
+    WithStream([this](auto& stream) {
+      asio::async_write(stream, asio::buffer(writes_.front()),
+                        [this](const error_code& ec, size_t) {
+                          if (ec) {
+                            writing_ = false;
+                            writes_.clear();
+                            FailNow(Lost("write failed: " + ec.message()));
+                            return;
+                          }
+                          writes_.pop_front();
+                          if (writes_.empty()) {
+                            writing_ = false;
+                          } else {
+                            WriteNext();
+                          }
+                        });
     });
   }
 
   void ReadMore() {
-    socket_.async_read_some(asio::buffer(read_buf_), [this](const error_code& ec, size_t n) {
-      if (ec) {
-        FailNow(Lost(ec == asio::error::eof ? "the daemon closed the connection"
-                                            : "read failed: " + ec.message()));
-        return;
-      }
-      if (OnBytes(std::span<const uint8_t>(read_buf_.data(), n))) ReadMore();
+    WithStream([this](auto& stream) {
+      stream.async_read_some(asio::buffer(read_buf_), [this](const error_code& ec, size_t n) {
+        if (ec) {
+          FailNow(Lost(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated
+                           ? "the daemon closed the connection"
+                           : "read failed: " + ec.message()));
+          return;
+        }
+        if (OnBytes(std::span<const uint8_t>(read_buf_.data(), n))) ReadMore();
+      });
     });
   }
 
@@ -287,6 +311,10 @@ class Connection::Impl {
   asio::io_context ioc_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::socket socket_;
+  // With TLS: the context and the stream over socket_ (set up by Connect before any io).
+  std::optional<asio::ssl::context> ssl_ctx_;
+  std::optional<asio::ssl::stream<tcp::socket&>> tls_;
+  std::string verify_failure_;  // io thread: why the verify callback refused the certificate
 
   mutable std::mutex mu_;  // guards pending_, failed_, failure_
   std::unordered_map<uint64_t, Pending> pending_;
@@ -302,7 +330,71 @@ class Connection::Impl {
   std::thread thread_;  // last: started after every member it uses
 };
 
-Status Connection::Impl::Connect(const HostPort& address, Deadline deadline) {
+Status Connection::Impl::SetUpTls(const TlsOptions& tls) {
+  ssl_ctx_.emplace(asio::ssl::context::tls_client);
+  error_code ec;
+  ssl_ctx_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                            asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                            asio::ssl::context::no_tlsv1_1,
+                        ec);
+  if (tls.ca_file.empty()) {
+    ssl_ctx_->set_default_verify_paths(ec);
+    if (ec) {
+      return Status::Unavailable("TLS: cannot load the system's CA certificates: " + ec.message());
+    }
+  } else {
+    ssl_ctx_->load_verify_file(tls.ca_file, ec);
+    if (ec) {
+      return Status::InvalidArgument("TLS CA file " + tls.ca_file + ": " + ec.message());
+    }
+  }
+  tls_.emplace(socket_, *ssl_ctx_);
+  tls_->set_verify_mode(asio::ssl::verify_peer);
+  // The chain check is OpenSSL's; the name check is Asio's. Either failure is remembered so the
+  // handshake error can say which.
+  tls_->set_verify_callback(
+      [this, check = asio::ssl::host_name_verification(tls.server_name), name = tls.server_name](
+          bool preverified, asio::ssl::verify_context& ctx) mutable {
+        X509_STORE_CTX* store = ctx.native_handle();
+        if (!preverified) {
+          verify_failure_ = X509_verify_cert_error_string(X509_STORE_CTX_get_error(store));
+          return false;
+        }
+        if (!check(preverified, ctx)) {
+          verify_failure_ = "the certificate does not match the server name '" + name + "'";
+          return false;
+        }
+        return true;
+      },
+      ec);
+  if (ec) return Status::Internal("TLS: cannot set the verify callback: " + ec.message());
+  // SNI takes DNS names only, never an address literal.
+  error_code not_ip;
+  asio::ip::make_address(tls.server_name, not_ip);
+  if (not_ip) SSL_set_tlsext_host_name(tls_->native_handle(), tls.server_name.c_str());
+  return Status::Ok();
+}
+
+template <typename Op>
+void Connection::Impl::Handshake(const std::shared_ptr<Op>& op, const std::string& peer) {
+  tls_->async_handshake(asio::ssl::stream_base::client, [this, op, peer](const error_code& ec) {
+    op->timer.cancel();
+    if (ec) {
+      std::string why = ec.message();
+      if (!verify_failure_.empty()) why += " (" + verify_failure_ + ")";
+      if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+        why = "the daemon closed the connection (is its control plane TLS?)";
+      }
+      op->Finish(Status::Unavailable("TLS handshake with " + peer + " failed: " + why));
+      return;
+    }
+    op->Finish(Status::Ok());
+  });
+}
+
+Status Connection::Impl::Connect(const HostPort& address, Deadline deadline,
+                                 const std::optional<TlsOptions>& tls) {
+  if (tls) KVAULT_RETURN_IF_ERROR(SetUpTls(*tls));
   struct Op {
     explicit Op(asio::io_context& ioc) : resolver(ioc), timer(ioc) {}
     tcp::resolver resolver;
@@ -342,14 +434,19 @@ Status Connection::Impl::Connect(const HostPort& address, Deadline deadline) {
           }
           asio::async_connect(
               socket_, results, [this, op, peer](const error_code& ec, const tcp::endpoint&) {
-                op->timer.cancel();
                 if (ec) {
+                  op->timer.cancel();
                   op->Finish(
                       Status::Unavailable("cannot connect to " + peer + ": " + ec.message()));
                   return;
                 }
                 error_code ignored;
                 socket_.set_option(tcp::no_delay(true), ignored);
+                if (tls_) {
+                  Handshake(op, peer);  // the timer still bounds it
+                  return;
+                }
+                op->timer.cancel();
                 op->Finish(Status::Ok());
               });
         });
@@ -374,12 +471,13 @@ Connection::Connection(std::string peer, std::chrono::milliseconds stall_timeout
 Connection::~Connection() { impl_.reset(); }
 
 Result<std::shared_ptr<Connection>> Connection::Open(const HostPort& address, Deadline deadline,
-                                                     std::chrono::milliseconds stall_timeout) {
+                                                     std::chrono::milliseconds stall_timeout,
+                                                     const std::optional<TlsOptions>& tls) {
   const std::string peer = address.host.find(':') != std::string::npos
                                ? "[" + address.host + "]:" + std::to_string(address.port)
                                : address.host + ":" + std::to_string(address.port);
   std::shared_ptr<Connection> conn(new Connection(peer, stall_timeout));
-  Status connected = conn->impl_->Connect(address, deadline);
+  Status connected = conn->impl_->Connect(address, deadline, tls);
   if (!connected.ok()) {
     conn->Fail(connected);
     return connected;

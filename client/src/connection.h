@@ -12,6 +12,8 @@
 // Both run on the connection's thread, or on the caller's thread when the request fails before
 // it is sent. They must not block.
 //
+// With TLS the socket is wrapped in an OpenSSL stream after the TCP connect; nothing else changes.
+//
 // Asio stays inside client/src: this header names no Asio type.
 //
 // Thread-safety: every public method is safe from any thread. The locks (the pending table's,
@@ -37,15 +39,25 @@
 
 namespace kvault::client_internal {
 
+// TLS of a connection (ClientConfig::tls): the CA bundle (empty: the system's default verify
+// paths) and the name the daemon's certificate must match.
+struct TlsOptions {
+  std::string ca_file;
+  std::string server_name;
+};
+
 class Connection {
  public:
   using DoneFn = std::function<void(Result<transport::Message>)>;
   using SettledFn = std::function<void()>;
 
-  // Resolves and connects to `address` before `deadline`. Unavailable naming the address and the
-  // reason (refused, unreachable, timed out, name not found).
+  // Resolves and connects to `address` before `deadline`, with `tls` also handshakes and verifies
+  // the daemon's certificate before it. Unavailable naming the address and the reason (refused,
+  // unreachable, timed out, name not found, TLS handshake or certificate verification failed);
+  // InvalidArgument for an unreadable CA file.
   static Result<std::shared_ptr<Connection>> Open(const HostPort& address, Deadline deadline,
-                                                  std::chrono::milliseconds stall_timeout);
+                                                  std::chrono::milliseconds stall_timeout,
+                                                  const std::optional<TlsOptions>& tls = {});
   // Fails pending requests with Unavailable ("client closed") and joins the thread.
   ~Connection();
   Connection(const Connection&) = delete;

@@ -71,4 +71,11 @@ Result<uint64_t> ParseUintArg(std::string_view what, std::string_view text, uint
   return v;
 }
 
+bool WantsHelp(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
 }  // namespace kvault

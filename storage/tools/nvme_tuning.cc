@@ -398,11 +398,9 @@ Result<Options> ParseOptions(const CliArgs& cli) {
 
 int Run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
+  if (WantsHelp(args)) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   Result<CliArgs> cli = CliArgs::Parse(
       args,

@@ -46,8 +46,21 @@ struct ClientConfig {
   // Free text shown in the daemon's logs, at most 256 bytes. Default "libkvault".
   std::string client_name = "libkvault";
 
+  // TLS on the control connection (the daemon's tls.cert_file / tls.key_file). Off: plain TCP.
+  // On: the client handshakes within connect_timeout, verifies the daemon's certificate chain
+  // and that it names tls_server_name, and fails Connect with Unavailable otherwise. A TLS client
+  // cannot talk to a plain daemon nor a plain client to a TLS daemon. Default false.
+  bool tls = false;
+  // PEM bundle of the CAs the daemon's certificate must chain to. Empty: the system's default
+  // verify paths. Only with tls.
+  std::string tls_ca_file;
+  // The name (DNS name or IP address) the daemon's certificate must match; also sent as SNI when
+  // it is a DNS name. Empty: the host part of `server`. Only with tls.
+  std::string tls_server_name;
+
   // OK, or InvalidArgument naming the first bad field: an unparsable `server`, a timeout <= 0
-  // (stall_timeout may be 0), a negative backoff, a tenant or client name over 256 bytes.
+  // (stall_timeout may be 0), a negative backoff, a tenant or client name over 256 bytes,
+  // tls_ca_file or tls_server_name set without tls.
   Status Validate() const;
 };
 

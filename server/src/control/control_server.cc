@@ -100,6 +100,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     Close();
   }
 
+  auto executor() { return Lowest(stream_).get_executor(); }
+
   void Close() {
     watchdog_.cancel();
     error_code ec;
@@ -198,10 +200,10 @@ template <typename Stream>
 void Launch(ControlServer::Impl& s, Stream stream) {
   auto connection = std::make_shared<Connection<Stream>>(s, std::move(stream));
   connection->Register();
-  auto executor = Lowest(const_cast<Stream&>(stream)).get_executor();
-  (void)executor;
+  // The coroutine runs on the connection's strand, as do its watchdog and Stop()'s close: one
+  // connection's steps never run concurrently.
   asio::co_spawn(
-      s.io.get_executor(),
+      connection->executor(),
       [connection]() -> asio::awaitable<void> { co_await connection->Run(); }, asio::detached);
 }
 

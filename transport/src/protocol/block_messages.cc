@@ -13,10 +13,13 @@ namespace {
 using wire::CheckBlob;
 using wire::CheckCount;
 using wire::CheckKnownStatus;
+using wire::CheckStatusBody;
 using wire::CheckString;
 using wire::FinishDecode;
 using wire::WireReader;
+using wire::ReadStatusBody;
 using wire::WireWriter;
+using wire::WriteStatusBody;
 
 constexpr size_t kKeyBytes = 32;
 constexpr size_t kStoreEntryBytes = kKeyBytes + 8 + 8;
@@ -341,22 +344,18 @@ Result<ReleaseLease> ReleaseLease::DecodeBody(std::span<const uint8_t> body,
 // --- ReleaseLeaseReply: u8 status, string message.
 
 Status ReleaseLeaseReply::Validate(const ProtocolLimits& limits) const {
-  KVAULT_RETURN_IF_ERROR(CheckKnownStatus(status, "status"));
-  return CheckString(message, limits.max_string_bytes, "message");
+  return CheckStatusBody(status, message, limits);
 }
 
 void ReleaseLeaseReply::EncodeBody(std::vector<uint8_t>* out) const {
-  WireWriter w(out);
-  w.U8(static_cast<uint8_t>(status));
-  w.String(message);
+  WriteStatusBody(status, message, out);
 }
 
 Result<ReleaseLeaseReply> ReleaseLeaseReply::DecodeBody(std::span<const uint8_t> body,
                                                         const ProtocolLimits& limits) {
   WireReader r(body);
   ReleaseLeaseReply m;
-  m.status = static_cast<WireStatus>(r.U8());
-  m.message = r.String(limits.max_string_bytes, "message");
+  ReadStatusBody(r, limits, m.status, m.message);
   return FinishDecode(r, std::move(m), limits, "release_lease_reply");
 }
 

@@ -13,10 +13,13 @@ namespace {
 using wire::CheckBlob;
 using wire::CheckCount;
 using wire::CheckKnownStatus;
+using wire::CheckStatusBody;
 using wire::CheckString;
 using wire::FinishDecode;
 using wire::WireReader;
+using wire::ReadStatusBody;
 using wire::WireWriter;
+using wire::WriteStatusBody;
 
 // Bytes a StatsReply entry takes at least: empty name length, kind, value.
 constexpr size_t kMinStatEntryBytes = 2 + 1 + 8;
@@ -242,23 +245,20 @@ ErrorReply ErrorReply::Make(WireStatus code, std::string_view message,
 }
 
 Status ErrorReply::Validate(const ProtocolLimits& limits) const {
-  KVAULT_RETURN_IF_ERROR(CheckKnownStatus(status, "status"));
+  KVAULT_RETURN_IF_ERROR(CheckStatusBody(status, message, limits));
   if (status == WireStatus::kOk) return Status::InvalidArgument("status must not be ok");
-  return CheckString(message, limits.max_string_bytes, "message");
+  return Status::Ok();
 }
 
 void ErrorReply::EncodeBody(std::vector<uint8_t>* out) const {
-  WireWriter w(out);
-  w.U8(static_cast<uint8_t>(status));
-  w.String(message);
+  WriteStatusBody(status, message, out);
 }
 
 Result<ErrorReply> ErrorReply::DecodeBody(std::span<const uint8_t> body,
                                           const ProtocolLimits& limits) {
   WireReader r(body);
   ErrorReply m;
-  m.status = static_cast<WireStatus>(r.U8());
-  m.message = r.String(limits.max_string_bytes, "message");
+  ReadStatusBody(r, limits, m.status, m.message);
   return FinishDecode(r, std::move(m), limits, "error");
 }
 

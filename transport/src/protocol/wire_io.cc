@@ -180,4 +180,21 @@ Status CheckKnownStatus(WireStatus s, std::string_view field) {
                                  std::to_string(static_cast<int>(s)));
 }
 
+Status CheckStatusBody(WireStatus status, std::string_view message, const ProtocolLimits& limits) {
+  KVAULT_RETURN_IF_ERROR(CheckKnownStatus(status, "status"));
+  return CheckString(message, limits.max_string_bytes, "message");
+}
+
+void WriteStatusBody(WireStatus status, std::string_view message, std::vector<uint8_t>* out) {
+  WireWriter w(out);
+  w.U8(static_cast<uint8_t>(status));
+  w.String(message);
+}
+
+void ReadStatusBody(WireReader& r, const ProtocolLimits& limits, WireStatus& status,
+                    std::string& message) {
+  status = static_cast<WireStatus>(r.U8());
+  message = r.String(limits.max_string_bytes, "message");
+}
+
 }  // namespace kvault::transport::wire

@@ -41,4 +41,7 @@ class CliArgs {
 Result<uint64_t> ParseUintArg(std::string_view what, std::string_view text, uint64_t min,
                               uint64_t max);
 
+// True when any argument is --help or -h (a subcommand then prints its usage and exits 0).
+bool WantsHelp(const std::vector<std::string>& args);
+
 }  // namespace kvault
