@@ -189,8 +189,8 @@ void PrintReport(const Parsed& p, const DemoFigures& f, const Summary& s) {
       Ms(s.load_p50).c_str(), Ms(s.load_p99).c_str(), f.load_seconds.size(),
       Ms(s.load_ms_per_1k_tokens / 1e3).c_str());
   std::printf(
-      "store        p50 %s  p99 %s per turn (encode + transfer; each turn offers its whole "
-      "chain, the daemon skips the %llu blocks it holds)\n",
+      "store        p50 %s  p99 %s per turn (encode + transfer of the blocks after the prefix "
+      "hits; the daemon skipped %llu it already held)\n",
       Ms(s.store_p50).c_str(), Ms(s.store_p99).c_str(),
       static_cast<unsigned long long>(f.offered_blocks - f.new_blocks));
   std::printf(

@@ -293,19 +293,21 @@ Result<DemoFigures> RunDemo(Client& client, const DemoOptions& o,
         if (r.leading_ok == hits) last_loaded = std::move(loaded);
       }
 
-      // "Prefill": the rest of the prompt and the reply; their KV is the generator's. Offer the
-      // whole chain of full blocks; the daemon moves only the blocks it does not hold.
+      // "Prefill": the rest of the prompt and the reply; their KV is the generator's. Blocks the
+      // lookup found (its leading hits) are neither encoded nor sent again.
       const uint64_t end = prompt + conv.turns[t].reply_tokens;
       KVAULT_ASSIGN_OR_RETURN(std::vector<BlockKey> chain,
                               ChainBlockKeys(ns_digest, all.first(end), o.block_tokens));
       if (!chain.empty()) {
         KvTransferResult w;
-        const double s = Timed([&] { w = kv->StoreBlocks(ref_view.view, chain); });
+        const size_t skip = std::min(hits, chain.size());
+        const double s =
+            Timed([&] { w = kv->StoreBlocks(ref_view.view, chain, std::nullopt, skip); });
         if (!w.status.ok()) return w.status.WithContext("store");
         f.store_seconds.push_back(s);
         f.store_total_seconds += s;
-        f.offered_blocks += chain.size();
-        f.offered_bytes += object_bytes(0, chain.size());
+        f.offered_blocks += chain.size() - skip;
+        f.offered_bytes += object_bytes(skip, chain.size());
         if (w.leading_ok > held) {
           f.new_blocks += w.leading_ok - held;
           f.new_bytes += object_bytes(held, w.leading_ok);

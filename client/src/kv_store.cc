@@ -168,7 +168,7 @@ Result<MemoryRegion*> KvStore::Staging() {
 
 KvTransferResult KvStore::StoreBlocks(const kernels::PagedKvView& view,
                                       std::span<const BlockKey> keys,
-                                      std::optional<Deadline> deadline) {
+                                      std::optional<Deadline> deadline, size_t first_block) {
   std::lock_guard<std::mutex> lock(mu_);
   KvTransferResult out;
   out.key_status.assign(keys.size(), Status::Unavailable("not attempted"));
@@ -176,7 +176,13 @@ KvTransferResult KvStore::StoreBlocks(const kernels::PagedKvView& view,
     for (; i < keys.size(); ++i) out.key_status[i] = s;
     out.status = s;
   };
-  size_t next = 0;
+  if (first_block > keys.size()) {
+    fail_from(0, Status::InvalidArgument("first_block " + std::to_string(first_block) +
+                                         " is past the " + std::to_string(keys.size()) + " keys"));
+    return out;
+  }
+  for (size_t i = 0; i < first_block; ++i) out.key_status[i] = Status::Ok();
+  size_t next = first_block;
   while (next < keys.size()) {
     Result<MemoryRegion*> staging = Staging();
     if (!staging.ok()) {

@@ -95,7 +95,7 @@ TEST_F(KvaultdTlsTest, VerifiedClientServesOthersAreRefused) {
     const auto took = std::chrono::steady_clock::now() - start;
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.status().code(), StatusCode::kUnavailable) << c.status().ToString();
-    EXPECT_LT(took, plain.connect_timeout + 500ms) << c.status().ToString();
+    EXPECT_LT(took, plain.connect_timeout + 2000ms) << c.status().ToString();
     std::printf("plain client: %s (%lld ms)\n", c.status().ToString().c_str(),
                 static_cast<long long>(
                     std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
@@ -114,7 +114,7 @@ TEST_F(KvaultdTlsTest, VerifiedClientServesOthersAreRefused) {
         << c.status().ToString();
     EXPECT_NE(c.status().message().find("certificate verify failed"), std::string::npos)
         << c.status().ToString();
-    EXPECT_LT(took, untrusting.connect_timeout + 500ms);
+    EXPECT_LT(took, untrusting.connect_timeout + 2000ms);
     std::printf("untrusting client: %s\n", c.status().ToString().c_str());
   }
 

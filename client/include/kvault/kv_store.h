@@ -121,10 +121,14 @@ class KvStore {
 
   const KvBlockCodec& codec() const { return codec_; }
 
-  // Encodes blocks [0, keys.size()) of `view` and stores them under `keys`. The deadline bounds
-  // the whole call (default: now + request_timeout per wave).
+  // Encodes blocks [first_block, keys.size()) of `view` and stores them under those keys; blocks
+  // before first_block are taken as stored (typically LookupPrefix's leading hits: the daemon
+  // holds them) and are neither encoded nor sent; their key_status is OK. The deadline bounds
+  // the whole call (default: now + request_timeout per wave). InvalidArgument for every key when
+  // first_block > keys.size().
   KvTransferResult StoreBlocks(const kernels::PagedKvView& view, std::span<const BlockKey> keys,
-                               std::optional<Deadline> deadline = std::nullopt);
+                               std::optional<Deadline> deadline = std::nullopt,
+                               size_t first_block = 0);
 
   // Loads the blocks of `keys` (normally LookupPrefix's leading hits, with its lease) and decodes
   // block i into tokens [i * block_tokens, (i + 1) * block_tokens) of `view`. With `layers`,

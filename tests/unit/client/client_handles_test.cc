@@ -127,7 +127,7 @@ TEST_F(ClientHandles, BatchesOverTheDaemonsLimitAreSplitUnderOneHandle) {
   ASSERT_TRUE(store.Wait().ok()) << store.Wait().ToString();
   EXPECT_EQ(store.ok_count(), 5u);
   EXPECT_EQ(store.leading_ok(), 5u);
-  EXPECT_TRUE(store.WaitSettled(Clock::now() + milliseconds(100)));
+  EXPECT_TRUE(store.WaitSettled(Clock::now() + milliseconds(2000)));
   EXPECT_EQ(server_->requests(transport::MessageType::kStore), 3);
 
   LoadHandle load = client_->Load(Lease{}, keys, dests);
@@ -152,7 +152,7 @@ TEST_F(ClientHandles, WaitWithAnEarlierDeadlineLeavesTheRequestInFlight) {
   EXPECT_EQ(early.code(), StatusCode::kUnavailable);
   EXPECT_NE(early.message().find("still in flight"), std::string::npos) << early.ToString();
   EXPECT_FALSE(h.Poll());
-  EXPECT_LT(Since(t0), milliseconds(200));
+  EXPECT_LT(Since(t0), milliseconds(1000));
 
   // The request's own deadline completes it: every key a clear Unavailable, no hang.
   const Status final_status = h.Wait();
@@ -160,7 +160,7 @@ TEST_F(ClientHandles, WaitWithAnEarlierDeadlineLeavesTheRequestInFlight) {
   EXPECT_NE(final_status.message().find("deadline exceeded"), std::string::npos)
       << final_status.ToString();
   EXPECT_GE(Since(t0), milliseconds(245));
-  EXPECT_LT(Since(t0), milliseconds(600));
+  EXPECT_LT(Since(t0), milliseconds(2000));
   EXPECT_TRUE(h.Poll());
   EXPECT_EQ(h.key_status(1).code(), StatusCode::kUnavailable);
   EXPECT_FALSE(h.cancelled());
@@ -181,7 +181,7 @@ TEST_F(ClientHandles, CancelCompletesAtOnceAndSettlesWhenTheConnectionCloses) {
   EXPECT_TRUE(h.Poll());
   EXPECT_TRUE(h.cancelled());
   const Status s = h.Wait();
-  EXPECT_LT(Since(t0), milliseconds(50));
+  EXPECT_LT(Since(t0), milliseconds(1000));  // at once, not at the 5 s deadline
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_EQ(s.message(), "cancelled");
   EXPECT_EQ(h.key_status(2).message(), "cancelled");
@@ -202,7 +202,8 @@ TEST_F(ClientHandles, ConnectionLossFailsPendingHandlesWithAClearStatus) {
   EXPECT_LT(Since(t0), milliseconds(1000));
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_NE(s.message().find("closed the connection"), std::string::npos) << s.ToString();
-  EXPECT_TRUE(h.Settled());
+  // The handle completes as the connection fails; it settles once the reader has let go.
+  EXPECT_TRUE(h.WaitSettled(Clock::now() + milliseconds(2000)));
 }
 
 TEST_F(ClientHandles, KvStoreMovesBlocksInWavesThroughBoundedStaging) {
@@ -234,6 +235,15 @@ TEST_F(ClientHandles, KvStoreMovesBlocksInWavesThroughBoundedStaging) {
   ASSERT_TRUE(stored.status.ok()) << stored.status.ToString();
   EXPECT_EQ(stored.leading_ok, 5u);
   EXPECT_EQ(server_->requests(transport::MessageType::kStore), 3);  // waves of 2, 2, 1
+
+  // Blocks before first_block (the prefix the daemon holds) are neither encoded nor sent.
+  KvTransferResult tail = (*kv)->StoreBlocks(view, keys, std::nullopt, 3);
+  ASSERT_TRUE(tail.status.ok()) << tail.status.ToString();
+  EXPECT_EQ(tail.leading_ok, 5u);
+  EXPECT_EQ(server_->requests(transport::MessageType::kStore), 4);  // one wave: blocks 3 and 4
+  KvTransferResult past = (*kv)->StoreBlocks(view, keys, std::nullopt, 6);
+  EXPECT_EQ(past.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(past.leading_ok, 0u);
 
   // The fake daemon has nothing: every block is a miss, the view is left alone.
   KvTransferResult loaded = (*kv)->LoadBlocks(Lease{}, keys, view, std::pair{1u, 1u});
