@@ -51,7 +51,7 @@ struct TransferEngineOptions {
   // How long the progress thread keeps polling after the last event before it sleeps on the
   // worker's event fd. Longer: lower latency for back-to-back transfers, more CPU burnt while
   // idle. Default 50 us.
-  std::chrono::microseconds spin_before_sleep{1000};
+  std::chrono::microseconds spin_before_sleep{50};
   // After a deadline forces an endpoint closed, how long the engine waits for UCX to hand back
   // the canceled requests. UCX 1.13 never hands back an emulated GET still waiting for the peer's
   // reply (TCP, or shared memory with registered client memory); when the grace ends with such

@@ -25,7 +25,7 @@ struct UcxAgentOptions {
   // Default: UCX's choice of transports. Must share at least one transport with the server.
   UcxContextOptions context;
   // As TransferEngineOptions::spin_before_sleep. Default 50 us.
-  std::chrono::microseconds spin_before_sleep{1000};
+  std::chrono::microseconds spin_before_sleep{50};
 };
 
 // Client memory the server may read and write.
