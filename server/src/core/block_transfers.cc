@@ -53,11 +53,10 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
                       std::to_string(options_.max_request_bytes));
   }
   transport::StoreReply reply;
-  reply.statuses.assign(request.entries.size(), WireStatus::kOk);
-  if (!session.peer || data_ == nullptr) {
-    reply.statuses.assign(request.entries.size(), WireStatus::kTransferFailed);
-    return reply;
-  }
+  const bool movable = session.peer.has_value() && data_ != nullptr;
+  reply.statuses.assign(request.entries.size(),
+                        movable ? WireStatus::kOk : WireStatus::kTransferFailed);
+  if (!movable) return reply;
   InflightBytes inflight(metrics_, total);
   const storage::TenantId tenant = session.tenant->id;
 
