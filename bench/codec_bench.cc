@@ -234,6 +234,15 @@ Status RunCpu(const Config& c, const kernels::CodecSpec& spec, Dataset& data, bo
   return Status::Ok();
 }
 
+std::string Sci(double v) { return Format("%.2e", v); }
+
+int Fail(int code, const Status& s) {
+  std::fprintf(stderr, "kvault-bench codec: %s\n", s.message().c_str());
+  return code;
+}
+
+}  // namespace
+
 Json AccuracyJson(const kernels::AccuracyReport& a) {
   return Json::Object{{"k_sqnr_db", a.k_sqnr_db},
                       {"v_sqnr_db", a.v_sqnr_db},
@@ -246,15 +255,6 @@ Json AccuracyJson(const kernels::AccuracyReport& a) {
                       {"logit_mae", a.logit_mae},
                       {"nonfinite", a.nonfinite}};
 }
-
-std::string Sci(double v) { return Format("%.2e", v); }
-
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "kvault-bench codec: %s\n", s.message().c_str());
-  return code;
-}
-
-}  // namespace
 
 std::vector<std::pair<std::string, std::string>> DefaultCodecCases() {
   return {

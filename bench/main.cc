@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "codec_bench.h"
+#include "compare_bench.h"
 #include "storage_bench.h"
 #include "store_bench.h"
 #include "trace_bench.h"
@@ -17,6 +18,7 @@ Usage:
   kvault-bench storage [options] storage tier put, lookup and read (kvault-bench storage --help)
   kvault-bench trace [options]   eviction hit ratio on a request trace vs LRU and Belady
   kvault-bench store [options]   kvaultd lookup, store and load vs redis-server and ucx_perftest
+  kvault-bench compare [options] codecs side by side on a trace against kvaultd, beside raw
   kvault-bench --help
 
 Every throughput figure is printed beside a baseline measured in the same run.
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
   if (args[0] == "storage") return kvault::bench::RunStorageBench(rest);
   if (args[0] == "trace") return kvault::bench::RunTraceBench(rest);
   if (args[0] == "store") return kvault::bench::RunStoreBench(rest);
+  if (args[0] == "compare") return kvault::bench::RunCompareBench(rest);
   std::fprintf(stderr, "kvault-bench: unknown workload '%s' (try --help)\n", args[0].c_str());
   return 2;
 }

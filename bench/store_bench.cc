@@ -1,23 +1,20 @@
 // `kvault-bench store`: flags, timed windows and the order of the phases.
 #include "store_bench.h"
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <thread>
 
 #include "kvault/common/cli_args.h"
 #include "kvault/common/synthetic_block.h"
+#include "scratch_dir.h"
+#include "size_arg.h"
 
 namespace kvault::bench {
 namespace store_bench {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
     R"(kvault-bench store: kvaultd through libkvault vs redis-server and ucx_perftest
@@ -75,33 +72,6 @@ std::vector<std::string> Split(const std::string& text) {
   return parts;
 }
 
-// "64KiB", "64K", "1MiB", "4M", "1GiB", "4096": binary multiples.
-Result<uint64_t> ParseSize(std::string_view what, const std::string& text, uint64_t min,
-                           uint64_t max) {
-  std::string digits = text;
-  uint64_t scale = 1;
-  for (const auto& [suffix, shift] : {std::pair<const char*, int>{"KiB", 10},
-                                      {"MiB", 20},
-                                      {"GiB", 30},
-                                      {"K", 10},
-                                      {"M", 20},
-                                      {"G", 30}}) {
-    const std::string s(suffix);
-    if (digits.size() > s.size() && digits.compare(digits.size() - s.size(), s.size(), s) == 0) {
-      scale = uint64_t{1} << shift;
-      digits.resize(digits.size() - s.size());
-      break;
-    }
-  }
-  Result<uint64_t> n = ParseUintArg(what, digits, 0, max / scale);
-  if (!n.ok() || *n * scale < min) {
-    return Status::InvalidArgument(std::string(what) + " takes byte sizes from " +
-                                   std::to_string(min) + " to " + std::to_string(max) +
-                                   " (suffixes KiB, MiB, GiB), got '" + text + "'");
-  }
-  return *n * scale;
-}
-
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a, CliArgs::Parse(args,
@@ -119,7 +89,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   }
   c.json_path = a.GetOr("json", "");
   for (const std::string& size : Split(a.GetOr("sizes", "64KiB,1MiB,4MiB"))) {
-    KVAULT_ASSIGN_OR_RETURN(uint64_t bytes, ParseSize("--sizes", size, 1, 64ull << 20));
+    KVAULT_ASSIGN_OR_RETURN(uint64_t bytes, ParseSizeArg("--sizes", size, 1, 64ull << 20));
     c.sizes.push_back(bytes);
   }
   for (const std::string& n : Split(a.GetOr("concurrency", "1,4"))) {
@@ -150,16 +120,16 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   }
   KVAULT_ASSIGN_OR_RETURN(
       c.host_capacity,
-      ParseSize("--host-capacity", a.GetOr("host-capacity", "256MiB"), 1ull << 20, 1ull << 40));
+      ParseSizeArg("--host-capacity", a.GetOr("host-capacity", "256MiB"), 1ull << 20, 1ull << 40));
   KVAULT_ASSIGN_OR_RETURN(
-      c.pool_bytes, ParseSize("--pool-bytes", a.GetOr("pool-bytes", "384MiB"), 1, 1ull << 40));
+      c.pool_bytes, ParseSizeArg("--pool-bytes", a.GetOr("pool-bytes", "384MiB"), 1, 1ull << 40));
   KVAULT_ASSIGN_OR_RETURN(uint64_t chain, a.GetUint("chain-keys", 1000, 1, 100000));
   c.chain_keys = static_cast<uint32_t>(chain);
   KVAULT_ASSIGN_OR_RETURN(uint64_t lookups, a.GetUint("lookups", 2000, 1, 10000000));
   c.lookups = static_cast<uint32_t>(lookups);
   KVAULT_ASSIGN_OR_RETURN(
       c.perftest_bytes,
-      ParseSize("--perftest-bytes", a.GetOr("perftest-bytes", "512MiB"), 1, 1ull << 40));
+      ParseSizeArg("--perftest-bytes", a.GetOr("perftest-bytes", "512MiB"), 1, 1ull << 40));
   c.kvaultd = a.GetOr("kvaultd", "");
   c.redis = a.GetOr("redis", "redis-server");
   c.perftest = a.GetOr("perftest", "ucx_perftest");
@@ -175,31 +145,6 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   }
   return c;
 }
-
-// The run's scratch directory, removed on every way out unless kept.
-class ScratchDir {
- public:
-  static Result<ScratchDir> Create() {
-    std::error_code ec;
-    std::string pattern = (fs::temp_directory_path(ec) / "kvault-bench-store.XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      return Status::IoError("cannot create a scratch directory " + pattern);
-    }
-    return ScratchDir(pattern);
-  }
-  ScratchDir(ScratchDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty() && !keep_) fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  void set_keep(bool keep) { keep_ = keep; }
-
- private:
-  explicit ScratchDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-  bool keep_ = false;
-};
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -317,7 +262,7 @@ int RunStoreBench(const std::vector<std::string>& args) {
   Result<Config> parsed = ParseConfig(args);
   if (!parsed.ok()) return Fail(2, parsed.status());
   const Config& c = *parsed;
-  Result<ScratchDir> scratch = ScratchDir::Create();
+  Result<ScratchDir> scratch = ScratchDir::Create("kvault-bench-store");
   if (!scratch.ok()) return Fail(1, scratch.status());
   scratch->set_keep(c.keep);
 

@@ -4,20 +4,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
 #include "kvault/client.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/synthetic_block.h"
+#include "kvaultd_process.h"
 #include "store_bench.h"
 
 namespace kvault::bench::store_bench {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Tags that keep the keys of the chain and of every row apart.
 constexpr uint32_t kChainTag = 0x43484e;  // "CHN"
@@ -72,41 +68,16 @@ Result<std::unique_ptr<KvaultSide>> KvaultSide::Create(const Config& c,
   std::unique_ptr<KvaultSide> side(new KvaultSide());
   side->server_ = c.server;
   if (c.server.empty()) {
-    const std::string bin = c.kvaultd.empty() ? ExecutableDir() + "/kvaultd" : c.kvaultd;
-    const uint64_t max_block = std::min<uint64_t>(c.host_capacity, 64ull << 20);
-    ChildProcess::Options o;
-    o.argv = {bin,
-              "--control.port",
-              "0",
-              "--http.port",
-              "0",
-              "--data-dir",
-              (fs::path(scratch) / "kvault-data").string(),
-              "--storage-nvme-capacity",
-              "0",
-              "--storage-host-capacity",
-              std::to_string(c.host_capacity),
-              "--limits-max-block-bytes",
-              std::to_string(max_block),
-              "--log-level",
-              "warn"};
-    if (!c.transports.empty()) o.argv.insert(o.argv.end(), {"--ucx-transports", c.transports});
-    o.dir = scratch;
-    o.stderr_file = (fs::path(scratch) / "kvaultd.err").string();
-    KVAULT_ASSIGN_OR_RETURN(side->daemon_, ChildProcess::Start(o));
-    Result<std::string> ready = side->daemon_->ReadLineWith("kvaultd ready ", 30);
-    if (!ready.ok()) {
-      std::ifstream log(o.stderr_file);
-      std::string text(std::istreambuf_iterator<char>(log), {});
-      if (text.size() > 600) text = "..." + text.substr(text.size() - 600);
-      return Status::Unavailable("kvaultd (" + bin +
-                                 ") did not get ready: " + ready.status().message() + "; its log " +
-                                 o.stderr_file + ":\n" + text);
-    }
-    side->ready_line_ = *ready;
-    const size_t at = ready->find("control=");
-    if (at == std::string::npos) return Status::Corruption("kvaultd ready line: " + *ready);
-    side->server_ = ready->substr(at + 8, ready->find(' ', at) - at - 8);
+    KvaultdLaunch launch;
+    launch.binary = c.kvaultd;
+    launch.scratch = scratch;
+    launch.host_capacity = c.host_capacity;
+    launch.max_block_bytes = std::min<uint64_t>(c.host_capacity, 64ull << 20);
+    launch.transports = c.transports;
+    KVAULT_ASSIGN_OR_RETURN(RunningKvaultd daemon, StartKvaultd(launch));
+    side->daemon_ = std::move(daemon.process);
+    side->ready_line_ = std::move(daemon.ready_line);
+    side->server_ = std::move(daemon.server);
   }
   KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<Client> probe, ConnectClient(c, side->server_));
   KVAULT_RETURN_IF_ERROR(probe->Ping().status().WithContext("ping " + side->server_));

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on a single machine: install, build, start a single-node kvaultd (host RAM + RocksDB
 # under out/kvault-data, embedded defaults, free loopback ports), run the end-to-end demo through
-# the client library against it (`kvault demo`: a multi-turn chat workload, verified), then stop
-# the daemon (also when something fails). Extra arguments go to `kvault demo` (see its --help).
+# the client library against it (`kvault demo`: a multi-turn chat workload, verified), stop the
+# daemon (also when something fails), then compare the codecs on a sample of the Mooncake
+# synthetic trace (`kvault-bench compare`, which starts its own daemons). Extra arguments go to
+# `kvault demo` (see its --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -67,3 +69,13 @@ fi
 json=(--json out/demo.json)
 for a in "$@"; do [[ "$a" == --json* ]] && json=(); done
 build/bin/kvault demo --server "$server" "${json[@]}" "$@"
+stop_daemon
+
+# What quantization buys: the same trace sample replayed once per codec against a fresh daemon
+# with the same RAM, side by side with raw (docs/bench_compare.md). About two minutes here.
+echo
+echo "== kvault-bench compare: codecs side by side on a sample of the Mooncake synthetic trace"
+rm -rf out/compare-plots
+build/bin/kvault-bench compare --trace bench/traces/synthetic_trace.jsonl \
+  --json out/compare.json --plots out/compare-plots
+echo "compare: table above; JSON in out/compare.json; plots (PNG) in out/compare-plots/"

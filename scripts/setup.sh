@@ -11,6 +11,8 @@ PACKAGES=(
   librocksdb-dev fio
   libucx-dev ucx-utils libboost-dev libyaml-cpp-dev prometheus-cpp-dev
   redis-server libhiredis-dev prometheus
+  python3-dev pybind11-dev python3-pybind11 python3-numpy python3-pytest python3-cbor2
+  gnuplot-nox
 )
 
 missing=()

@@ -163,20 +163,14 @@ Result<MemoryRegion> Client::RegisterMemory(void* ptr, size_t len) {
   if (!core_->agent()) return Status::Unsupported("RegisterMemory: client has no data plane");
   KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region,
                           core_->agent()->RegisterMemory(ptr, len));
-  auto record =
-      std::make_shared<RegionRecord>(RegionRecord{core_->shared_agent(), std::move(region)});
-  core_->Track(record);
-  return MemoryRegion(std::move(record));
+  return MemoryRegion(core_->Adopt(std::move(region)));
 }
 
 Result<MemoryRegion> Client::AllocateMemory(size_t len) {
   if (len == 0) return Status::InvalidArgument("AllocateMemory: zero length");
   if (!core_->agent()) return Status::Unsupported("AllocateMemory: client has no data plane");
   KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region, core_->agent()->AllocateMemory(len));
-  auto record =
-      std::make_shared<RegionRecord>(RegionRecord{core_->shared_agent(), std::move(region)});
-  core_->Track(record);
-  return MemoryRegion(std::move(record));
+  return MemoryRegion(core_->Adopt(std::move(region)));
 }
 
 LookupResult Client::LookupPrefix(std::span<const BlockKey> keys, const LookupOptions& options) {
@@ -376,6 +370,51 @@ Result<std::vector<Status>> Client::Delete(std::span<const BlockKey> keys,
   std::vector<Status> out;
   out.reserve(r.statuses.size());
   for (transport::WireStatus s : r.statuses) out.push_back(transport::StatusFromWire(s));
+  return out;
+}
+
+static_assert(std::tuple_size_v<decltype(kernels::GpuIpcExport::pool_handle)> ==
+              transport::kGpuPoolHandleBytes);
+static_assert(std::tuple_size_v<decltype(kernels::GpuIpcExport::device_uuid)> ==
+              transport::kGpuDeviceUuidBytes);
+
+Result<std::vector<GpuBlockExport>> Client::ExportGpuBlocks(const Lease& lease,
+                                                            std::span<const BlockKey> keys,
+                                                            std::optional<Deadline> deadline) {
+  if (!lease.valid()) {
+    return Status::InvalidArgument("export_gpu_blocks: no lease (take one with LookupPrefix)");
+  }
+  const Deadline d = core_->DeadlineOr(deadline);
+  KVAULT_ASSIGN_OR_RETURN(Link link, core_->Acquire(d));
+  const uint32_t most = transport::GpuExportKeysPerRequest(link.conn->limits());
+  if (keys.size() > most) {
+    return Status::InvalidArgument("export_gpu_blocks: " + std::to_string(keys.size()) +
+                                   " keys, at most " + std::to_string(most) +
+                                   " per call under the daemon's limits");
+  }
+  std::vector<GpuBlockExport> out(keys.size());
+  if (lease.session != link.session) {
+    const Status expired = transport::StatusFromWire(
+        transport::WireStatus::kLeaseExpired, "the lease belongs to an earlier, lost session");
+    for (GpuBlockExport& e : out) e.status = expired;
+    return out;
+  }
+  transport::GpuExport request;
+  request.lease_id = lease.id;
+  request.keys.assign(keys.begin(), keys.end());
+  KVAULT_ASSIGN_OR_RETURN(transport::Message reply, link.conn->CallSync(request, d));
+  const auto& r = std::get<transport::GpuExportReply>(reply);
+  KVAULT_RETURN_IF_ERROR(CheckCount(r, r.entries.size(), keys.size()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const transport::GpuExportEntry& e = r.entries[i];
+    if (e.status == transport::WireStatus::kOk) {
+      out[i].block = {e.pool_handle, e.device_uuid, e.pool_bytes, e.offset, e.length};
+    } else if (e.status == transport::WireStatus::kNotFound) {
+      out[i].status = transport::StatusFromWire(e.status, "not in the daemon's gpu tier");
+    } else {
+      out[i].status = transport::StatusFromWire(e.status, r.message);
+    }
+  }
   return out;
 }
 

@@ -9,14 +9,41 @@
 
 namespace kvault::client_internal {
 
+void ReleaseChannel::Attach(Connection* conn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  conn_ = conn;
+}
+
+void ReleaseChannel::Detach() { Attach(nullptr); }
+
+void ReleaseChannel::Send(const std::vector<uint8_t>& remote_key) {
+  transport::ReleaseMemory request;
+  request.remote_key = remote_key;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (conn_ == nullptr || !conn_->alive()) return;
+  // The deadline only bounds how long the connection waits for the reply before it counts the
+  // daemon as stalled; nothing waits for it here.
+  conn_->Call(request, Clock::now() + timeout_, [](Result<transport::Message>) {});
+}
+
+RegionRecord::~RegionRecord() {
+  // Before the memory is deregistered: the daemon must forget the key before a later
+  // registration can pack to the same bytes, and every later request is queued after this one.
+  if (channel && !region.remote_key.empty()) channel->Send(region.remote_key);
+}
+
 ClientCore::ClientCore(ClientConfig config, HostPort address,
                        std::shared_ptr<transport::UcxAgent> agent)
-    : config_(std::move(config)), address_(std::move(address)), agent_(std::move(agent)) {}
+    : config_(std::move(config)),
+      address_(std::move(address)),
+      agent_(std::move(agent)),
+      release_channel_(std::make_shared<ReleaseChannel>(config_.request_timeout)) {}
 
 ClientCore::~ClientCore() {
   std::shared_ptr<Connection> conn;
   {
     std::lock_guard<std::mutex> lock(conn_mu_);
+    release_channel_->Detach();
     conn = std::move(link_.conn);
   }
   if (conn) conn->Fail(Status::Unavailable("client closed"));
@@ -67,6 +94,7 @@ Result<Link> ClientCore::Acquire(Deadline deadline) {
     if (link_.conn && link_.conn->alive()) return link_;
     if (link_.conn) {
       last_failure_ = link_.conn->failure();
+      release_channel_->Detach();
       dead = std::move(link_.conn);
       link_ = Link{};
       next_attempt_ = Clock::now();  // the first reconnect after a loss is immediate
@@ -95,6 +123,7 @@ Result<Link> ClientCore::Acquire(Deadline deadline) {
     return opened.status();
   }
   link_ = *opened;
+  release_channel_->Attach(link_.conn.get());
   last_failure_ = Status::Ok();
   return link_;
 }
@@ -109,17 +138,23 @@ uint64_t ClientCore::session_id() const {
   return link_.conn && link_.conn->alive() ? link_.session : 0;
 }
 
-void ClientCore::Track(const std::shared_ptr<RegionRecord>& record) {
+std::shared_ptr<RegionRecord> ClientCore::Adopt(transport::RegisteredRegion region) {
+  auto record = std::make_shared<RegionRecord>(agent_, std::move(region), release_channel_);
+  const TrackedRegion tracked{reinterpret_cast<uintptr_t>(record->region.memory.address()),
+                              record->region.memory.length(), record};
   std::lock_guard<std::mutex> lock(regions_mu_);
-  std::erase_if(regions_, [](const std::weak_ptr<RegionRecord>& w) { return w.expired(); });
-  regions_.push_back(record);
+  std::erase_if(regions_, [](const TrackedRegion& t) { return t.record.expired(); });
+  regions_.push_back(tracked);
+  return record;
 }
 
 std::shared_ptr<RegionRecord> ClientCore::FindRegion(const void* p, size_t n) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
   std::lock_guard<std::mutex> lock(regions_mu_);
-  for (const std::weak_ptr<RegionRecord>& w : regions_) {
-    std::shared_ptr<RegionRecord> r = w.lock();
-    if (r && r->Contains(p, n)) return r;
+  for (const TrackedRegion& t : regions_) {
+    if (n == 0 || at < t.begin || n > t.size || at - t.begin > t.size - n) continue;
+    // A freed region's range may be registered again: skip the dead record.
+    if (std::shared_ptr<RegionRecord> r = t.record.lock()) return r;
   }
   return nullptr;
 }

@@ -1,10 +1,12 @@
 #pragma once
 // ClientCore: what a Client holds. The current connection (replaced on reconnect), the session it
-// authenticated, the UCX agent and the table of registered regions.
+// authenticated, the UCX agent, the table of registered regions and the channel their releases
+// go on.
 //
-// Thread-safety: thread-safe. Lock order: conn_mu_ and regions_mu_ are never held together;
-// neither is held while waiting on the network.
+// Thread-safety: thread-safe. Lock order: conn_mu_ and regions_mu_ are never held together (no
+// region record dies under regions_mu_); neither is held while waiting on the network.
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,12 +19,52 @@
 
 namespace kvault::client_internal {
 
-// A registration and the agent it belongs to (declared first, so it is released last).
+// Where a dying region's ReleaseMemory goes: the current connection, if one is up. Shared by the
+// ClientCore and every region record, which may outlive the core (a MemoryRegion kept after its
+// Client) and die on any thread, the connection's own reader thread included (a request's
+// settled callback may hold the last reference).
+//
+// Holds no reference to the connection: the core attaches its live connection and detaches it
+// before letting it go, so a region never becomes a connection's last owner (whose destructor
+// would join the very thread that may be running it).
+//
+// Thread-safety: thread-safe. Lock order: ClientCore::conn_mu_, then mu_ (Attach, Detach); mu_
+// is held while a frame is queued on the connection, which never calls back into this class.
+class ReleaseChannel {
+ public:
+  explicit ReleaseChannel(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+
+  // The connection later releases go on; precondition: it stays alive until Detach.
+  void Attach(Connection* conn);
+  void Detach();
+
+  // Queues ReleaseMemory{remote_key} on the attached connection, after every request already
+  // queued there and before any queued later; never waits for the reply (which is ignored). Does
+  // nothing without a live connection: a new session starts with nothing cached by the daemon.
+  void Send(const std::vector<uint8_t>& remote_key);
+
+ private:
+  const std::chrono::milliseconds timeout_;
+  std::mutex mu_;
+  Connection* conn_ = nullptr;  // guarded by mu_
+};
+
+// A registration and the agent it belongs to (declared first, so it is released last). Before
+// the registration goes, the daemon is told to forget its remote key (ReleaseMemory), because a
+// later registration may pack to the same bytes.
 struct RegionRecord {
-  std::shared_ptr<transport::UcxAgent> agent;
-  transport::RegisteredRegion region;
+  RegionRecord(std::shared_ptr<transport::UcxAgent> agent, transport::RegisteredRegion region,
+               std::shared_ptr<ReleaseChannel> channel)
+      : agent(std::move(agent)), region(std::move(region)), channel(std::move(channel)) {}
+  ~RegionRecord();
+  RegionRecord(const RegionRecord&) = delete;
+  RegionRecord& operator=(const RegionRecord&) = delete;
 
   bool Contains(const void* p, size_t n) const { return n > 0 && region.memory.Contains(p, n); }
+
+  std::shared_ptr<transport::UcxAgent> agent;
+  transport::RegisteredRegion region;
+  std::shared_ptr<ReleaseChannel> channel;
 };
 
 // A live connection and the session it authenticated.
@@ -40,14 +82,13 @@ class ClientCore {
   // by one caller at a time, within min(deadline, now + connect_timeout)). Unavailable otherwise.
   Result<Link> Acquire(Deadline deadline);
 
-  // Registers a region in the table that Store and Load search.
-  void Track(const std::shared_ptr<RegionRecord>& record);
+  // A record for a new registration of the agent, in the table that Store and Load search.
+  std::shared_ptr<RegionRecord> Adopt(transport::RegisteredRegion region);
   // The registered region that holds [p, p + n), or null.
   std::shared_ptr<RegionRecord> FindRegion(const void* p, size_t n);
 
   const ClientConfig& config() const { return config_; }
   transport::UcxAgent* agent() const { return agent_.get(); }
-  std::shared_ptr<transport::UcxAgent> shared_agent() const { return agent_; }
   Deadline DeadlineOr(const std::optional<Deadline>& d) const {
     return d ? *d : Clock::now() + config_.request_timeout;
   }
@@ -68,8 +109,18 @@ class ClientCore {
   Deadline next_attempt_{};
   Status last_failure_;
 
+  // Attached to link_.conn while it is set.
+  const std::shared_ptr<ReleaseChannel> release_channel_;
+
+  // A registered range and its record: FindRegion locks only the record whose range matches, so
+  // no other record can become its last owner, and die, under regions_mu_.
+  struct TrackedRegion {
+    uintptr_t begin = 0;
+    size_t size = 0;
+    std::weak_ptr<RegionRecord> record;
+  };
   std::mutex regions_mu_;
-  std::vector<std::weak_ptr<RegionRecord>> regions_;
+  std::vector<TrackedRegion> regions_;
 
   friend class kvault::Client;
 };

@@ -88,8 +88,8 @@ class Connection::Impl {
       }
     }
     if (!failed.ok()) {
-      if (done) done(failed);
       if (settled) settled();
+      if (done) done(failed);
       return;
     }
     asio::post(ioc_, [this, id, frame = std::move(frame), deadline]() mutable {
@@ -125,9 +125,11 @@ class Connection::Impl {
   }
 
  private:
+  // Settled first: once a waiter sees the request done, a reply (or a closed connection) has
+  // already made its memory the caller's again (handles.h: done and settled coincide).
   static void Complete(Pending& p, Result<transport::Message> result) {
-    if (p.done) std::exchange(p.done, nullptr)(std::move(result));
     if (p.settled) std::exchange(p.settled, nullptr)();
+    if (p.done) std::exchange(p.done, nullptr)(std::move(result));
   }
 
   Status Lost(std::string_view what) const {

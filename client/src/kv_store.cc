@@ -82,9 +82,8 @@ Status KvBlockCodec::Encode(const kernels::PagedKvView& view, uint64_t index, co
   return kernels::EncodeBlockCpu(view, index * format_.block_tokens, d, out);
 }
 
-Status KvBlockCodec::Decode(std::span<const uint8_t> object, uint64_t index, const BlockKey& key,
-                            const kernels::PagedKvView& view) const {
-  KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));
+Result<BlockView> KvBlockCodec::VerifyObject(std::span<const uint8_t> object, uint64_t index,
+                                             const BlockKey& key) const {
   ParseOptions parse;
   parse.expected_key = &key;
   KVAULT_ASSIGN_OR_RETURN(BlockView block, ParseBlockObject(object, parse));
@@ -95,6 +94,13 @@ Status KvBlockCodec::Decode(std::span<const uint8_t> object, uint64_t index, con
     return Status::Corruption("block " + std::to_string(index) +
                               ": object does not fit its position and the block format");
   }
+  return block;
+}
+
+Status KvBlockCodec::Decode(std::span<const uint8_t> object, uint64_t index, const BlockKey& key,
+                            const kernels::PagedKvView& view) const {
+  KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));
+  KVAULT_ASSIGN_OR_RETURN(BlockView block, VerifyObject(object, index, key));
   return kernels::DecodeBlockCpu(block, view, index * format_.block_tokens);
 }
 
@@ -112,15 +118,13 @@ Result<ByteRange> KvBlockCodec::LayerRange(uint64_t index, uint32_t first, uint3
   return ByteRange{g.header_bytes + begin, end - begin};
 }
 
-Status KvBlockCodec::DecodeLayers(std::span<const uint8_t> header, std::span<const uint8_t> layers,
-                                  uint64_t index, const BlockKey& key, uint32_t first,
-                                  uint32_t count, const kernels::PagedKvView& view) const {
-  KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));
-  KVAULT_ASSIGN_OR_RETURN(ByteRange range, LayerRange(index, first, count));
+Status KvBlockCodec::VerifyHeader(std::span<const uint8_t> header, uint64_t index,
+                                  const BlockKey& key) const {
   KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, Descriptor(index, key));
   KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, ComputeGeometry(d));
-  if (header.size() != g.header_bytes || layers.size() != range.length) {
-    return Status::InvalidArgument("layer decode: header or range has the wrong size");
+  if (header.size() != g.header_bytes) {
+    return Status::InvalidArgument("header of " + std::to_string(header.size()) +
+                                   " bytes, expected " + std::to_string(g.header_bytes));
   }
   // WriteBlockHeader writes only the header bytes of the object it is given.
   std::vector<uint8_t> expected(g.header_bytes);
@@ -132,10 +136,30 @@ Status KvBlockCodec::DecodeLayers(std::span<const uint8_t> header, std::span<con
     return Status::Corruption("block " + std::to_string(index) +
                               ": stored header differs from this format's (codec, shape or key)");
   }
+  return Status::Ok();
+}
+
+Result<BlockDescriptor> KvBlockCodec::LayerDescriptor(uint64_t index, const BlockKey& key,
+                                                      uint32_t first, uint32_t count) const {
+  KVAULT_RETURN_IF_ERROR(LayerRange(index, first, count).status());
+  KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, Descriptor(index, key));
+  BlockDescriptor part = d;
+  part.layout.num_layers = count;
+  part.layers.assign(d.layers.begin() + first, d.layers.begin() + first + count);
+  return part;
+}
+
+Status KvBlockCodec::DecodeLayers(std::span<const uint8_t> header, std::span<const uint8_t> layers,
+                                  uint64_t index, const BlockKey& key, uint32_t first,
+                                  uint32_t count, const kernels::PagedKvView& view) const {
+  KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));
+  KVAULT_ASSIGN_OR_RETURN(ByteRange range, LayerRange(index, first, count));
+  if (layers.size() != range.length) {
+    return Status::InvalidArgument("layer decode: range has the wrong size");
+  }
+  KVAULT_RETURN_IF_ERROR(VerifyHeader(header, index, key));
   BlockView part;
-  part.descriptor = d;
-  part.descriptor.layout.num_layers = count;
-  part.descriptor.layers.assign(d.layers.begin() + first, d.layers.begin() + first + count);
+  KVAULT_ASSIGN_OR_RETURN(part.descriptor, LayerDescriptor(index, key, first, count));
   KVAULT_ASSIGN_OR_RETURN(part.geometry, ComputeGeometry(part.descriptor));
   part.payload = layers;
   kernels::PagedKvView sub = view;

@@ -1,14 +1,11 @@
 #include "kvault/common/block_key.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "kvault/common/little_endian.h"
+#include "sha256.h"
 
 namespace kvault {
 namespace {
@@ -40,68 +37,18 @@ enum class TypeTag : uint8_t {
 
 constexpr std::string_view kMagic = "KVNS";
 
-// SHA-256 via OpenSSL's EVP interface. The digest is fetched once per process (an implicit fetch
-// on every call costs more than hashing a 16-token block); the context is reused across updates.
-// Failure here means OpenSSL cannot hash at all, which no caller can recover from.
-[[noreturn]] void Sha256Failed(const char* what) {
-  std::fprintf(stderr, "kvault: SHA-256 unavailable: %s failed\n", what);
-  std::abort();
+// Feeds each token as u32 little-endian, written byte by byte so the host's endianness cannot
+// leak into the digest.
+void UpdateTokens(common_internal::Sha256& sha, std::span<const uint32_t> tokens) {
+  constexpr size_t kChunkTokens = 256;
+  uint8_t buf[kChunkTokens * 4];
+  while (!tokens.empty()) {
+    const size_t n = std::min(tokens.size(), kChunkTokens);
+    for (size_t i = 0; i < n; ++i) StoreLe32(buf + 4 * i, tokens[i]);
+    sha.Update(buf, 4 * n);
+    tokens = tokens.subspan(n);
+  }
 }
-
-const EVP_MD* Sha256Md() {
-  static const EVP_MD* const md = [] {
-    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return fetched != nullptr ? fetched : EVP_sha256();
-  }();
-  return md;
-}
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (ctx_ == nullptr) Sha256Failed("EVP_MD_CTX_new");
-    Reset();
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-
-  void Reset() {
-    if (EVP_DigestInit_ex2(ctx_, Sha256Md(), nullptr) != 1) Sha256Failed("EVP_DigestInit_ex2");
-  }
-
-  void Update(const uint8_t* data, size_t size) {
-    if (size != 0 && EVP_DigestUpdate(ctx_, data, size) != 1) Sha256Failed("EVP_DigestUpdate");
-  }
-  void Update(const BlockKey& key) { Update(key.data(), key.size()); }
-
-  // Feeds each token as u32 little-endian, written byte by byte so the host's endianness cannot
-  // leak into the digest.
-  void UpdateTokens(std::span<const uint32_t> tokens) {
-    constexpr size_t kChunkTokens = 256;
-    uint8_t buf[kChunkTokens * 4];
-    while (!tokens.empty()) {
-      const size_t n = std::min(tokens.size(), kChunkTokens);
-      for (size_t i = 0; i < n; ++i) StoreLe32(buf + 4 * i, tokens[i]);
-      Update(buf, 4 * n);
-      tokens = tokens.subspan(n);
-    }
-  }
-
-  // Writes the digest and re-arms the context for the next message.
-  BlockKey Finish() {
-    BlockKey out;
-    unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx_, out.data(), &len) != 1 || len != out.size()) {
-      Sha256Failed("EVP_DigestFinal_ex");
-    }
-    Reset();
-    return out;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 // Hashes consecutive full blocks of `unit` tokens, chaining from `first_parent` (none: the first
 // block hashes its tokens alone). Shared by the kvault chain and the SGLang builder, which differ
@@ -111,14 +58,14 @@ std::vector<BlockKey> HashFullBlocks(std::span<const uint32_t> tokens, uint32_t 
   const size_t blocks = tokens.size() / unit;
   std::vector<BlockKey> keys;
   keys.reserve(blocks);
-  Sha256 sha;
+  common_internal::Sha256 sha;
   for (size_t i = 0; i < blocks; ++i) {
     if (i > 0) {
       sha.Update(keys.back());
     } else if (first_parent.has_value()) {
       sha.Update(*first_parent);
     }
-    sha.UpdateTokens(tokens.subspan(i * unit, unit));
+    UpdateTokens(sha, tokens.subspan(i * unit, unit));
     keys.push_back(sha.Finish());
   }
   return keys;
@@ -267,15 +214,15 @@ Result<std::vector<uint8_t>> CanonicalEncoding(const Namespace& ns) {
 
 Result<BlockKey> NamespaceDigest(const Namespace& ns) {
   KVAULT_ASSIGN_OR_RETURN(std::vector<uint8_t> encoding, CanonicalEncoding(ns));
-  Sha256 sha;
+  common_internal::Sha256 sha;
   sha.Update(encoding.data(), encoding.size());
   return sha.Finish();
 }
 
 BlockKey NextBlockKey(const BlockKey& parent, std::span<const uint32_t> block_tokens) {
-  Sha256 sha;
+  common_internal::Sha256 sha;
   sha.Update(parent);
-  sha.UpdateTokens(block_tokens);
+  UpdateTokens(sha, block_tokens);
   return sha.Finish();
 }
 

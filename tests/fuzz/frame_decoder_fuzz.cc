@@ -119,14 +119,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The input after its first byte as the body of the message type that byte picks, so the
   // fuzzer reaches every body decoder without having to build a header first.
   if (!bytes.empty()) {
-    constexpr MessageType kTypes[] = {
-        MessageType::kHello,      MessageType::kHelloReply,   MessageType::kAuth,
-        MessageType::kAuthReply,  MessageType::kLookup,       MessageType::kLookupReply,
-        MessageType::kStore,      MessageType::kStoreReply,   MessageType::kLoad,
-        MessageType::kLoadReply,  MessageType::kReleaseLease, MessageType::kReleaseLeaseReply,
-        MessageType::kDelete,     MessageType::kDeleteReply,  MessageType::kStats,
-        MessageType::kStatsReply, MessageType::kPing,         MessageType::kPong,
-        MessageType::kError};
+    constexpr MessageType kTypes[] = {MessageType::kHello,
+                                      MessageType::kHelloReply,
+                                      MessageType::kAuth,
+                                      MessageType::kAuthReply,
+                                      MessageType::kLookup,
+                                      MessageType::kLookupReply,
+                                      MessageType::kStore,
+                                      MessageType::kStoreReply,
+                                      MessageType::kLoad,
+                                      MessageType::kLoadReply,
+                                      MessageType::kReleaseLease,
+                                      MessageType::kReleaseLeaseReply,
+                                      MessageType::kDelete,
+                                      MessageType::kDeleteReply,
+                                      MessageType::kStats,
+                                      MessageType::kStatsReply,
+                                      MessageType::kPing,
+                                      MessageType::kPong,
+                                      MessageType::kError,
+                                      MessageType::kGpuExport,
+                                      MessageType::kGpuExportReply,
+                                      MessageType::kReleaseMemory,
+                                      MessageType::kReleaseMemoryReply};
     constexpr size_t kCount = sizeof(kTypes) / sizeof(kTypes[0]);
     FrameHeader header;
     header.type = kTypes[bytes[0] % kCount];

@@ -9,10 +9,13 @@
 #include <vector>
 
 #include "gpu_tier_test_util.h"
-#include "kvault/storage/gpu_ipc.h"
+#include "kvault/kernels/gpu_ipc.h"
 
 namespace kvault::storage::gpu_test {
 namespace {
+
+using kernels::GpuIpcExport;
+using kernels::GpuIpcImporter;
 
 int Run(int argc, char** argv) {
   if (argc < 7 || (argc - 4) % 3 != 0) {

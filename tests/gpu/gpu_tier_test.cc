@@ -21,12 +21,14 @@
 #include <vector>
 
 #include "gpu_tier_test_util.h"
-#include "kvault/storage/gpu_ipc.h"
+#include "kvault/kernels/gpu_ipc.h"
 
 namespace kvault::storage {
 namespace {
 
 using gpu_test::FillPayload;
+using kernels::GpuIpcExport;
+using kernels::GpuIpcImporter;
 using gpu_test::FirstMismatch;
 using gpu_test::HasCudaDevice;
 

@@ -13,9 +13,11 @@
 #include <string>
 #include <string_view>
 
-#include "kvault/storage/gpu_ipc.h"
+#include "kvault/kernels/gpu_ipc.h"
 
 namespace kvault::storage::gpu_test {
+
+using kernels::GpuIpcExport;
 
 // True when the CUDA runtime reports at least one device.
 inline bool HasCudaDevice() {

@@ -33,6 +33,7 @@
 #include "kvault/common/block_key.h"
 #include "kvault/common/result.h"
 #include "kvault/handles.h"
+#include "kvault/kernels/gpu_ipc.h"
 
 namespace kvault {
 
@@ -57,7 +58,10 @@ struct Lease {
 // Host memory registered with the client's UCX agent: Store sources and Load destinations must lie
 // inside one. Move-only. Deregistered when the last of this handle and the unsettled requests
 // that use it is gone; the memory itself stays the caller's (RegisterMemory) or is freed then
-// (AllocateMemory).
+// (AllocateMemory). Just before, the client queues a ReleaseMemory with remote_key() on the
+// current connection, so that the daemon forgets the key before any later request (a region
+// registered later may pack to the same key bytes); it never waits for the reply, so the last
+// reference may go on any thread, and it sends nothing while disconnected.
 class MemoryRegion {
  public:
   MemoryRegion() = default;
@@ -121,6 +125,17 @@ struct LoadOptions {
   std::optional<Deadline> deadline;
 };
 
+// One block of Client::ExportGpuBlocks.
+struct GpuBlockExport {
+  // OK: `block` describes the block. NotFound: not in the daemon's gpu tier (absent, or in host
+  // or nvme: Load it instead). NotFound "lease_expired: ...": the lease is no longer live on the
+  // current session. Unsupported: the daemon does not export (storage.gpu_ipc_export is off, or
+  // its GPU cannot); the message says which. InvalidArgument: the lease does not cover the key.
+  Status status;
+  // Set when status is OK: what kernels::GpuIpcImporter maps or copies from.
+  kernels::GpuIpcExport block;
+};
+
 // One entry of the daemon's Stats reply.
 struct ServerStat {
   std::string name;                      // e.g. "host.used_bytes", "store.lookups_total"
@@ -176,6 +191,20 @@ class Client {
   // Ends a lease before its expiry. NotFound ("lease_expired") when the daemon does not know it
   // (expired, released, or from a lost session); Unavailable when the daemon cannot be reached.
   Status ReleaseLease(const Lease& lease, std::optional<Deadline> deadline = std::nullopt);
+
+  // CUDA IPC descriptions of leased blocks that sit in the daemon's gpu tier, for a process on
+  // the daemon's host that copies them device to device with kernels::GpuIpcImporter instead of
+  // loading them through host memory (docs/client.md, "CUDA IPC export"). `lease` (from
+  // LookupPrefix on this connection's session) must cover every key; the described bytes stay
+  // in place only while it lives, so copy before releasing it or letting it expire, and verify
+  // the copied object (its checksum and key) as any block. Each description maps the daemon's
+  // whole gpu pool: only daemons that enable storage.gpu_ipc_export hand them out.
+  // Errors: InvalidArgument for no lease or more keys than one request carries under the
+  // daemon's limits (its max_keys_per_batch, or fewer when a reply would not fit in a frame);
+  // Unavailable when the daemon cannot be reached. Otherwise one GpuBlockExport per key.
+  Result<std::vector<GpuBlockExport>> ExportGpuBlocks(
+      const Lease& lease, std::span<const BlockKey> keys,
+      std::optional<Deadline> deadline = std::nullopt);
 
   // Drops keys from every tier. One status per key: OK (deleted) or NotFound (was not there).
   Result<std::vector<Status>> Delete(std::span<const BlockKey> keys,

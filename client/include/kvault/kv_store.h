@@ -86,10 +86,23 @@ class KvBlockCodec {
                       uint64_t index, const BlockKey& key, uint32_t first, uint32_t count,
                       const kernels::PagedKvView& view) const;
 
+  // The pieces of Decode and DecodeLayers, for decoders that run elsewhere (the GPU):
+  // The descriptor of block `index` under `key`.
+  Result<BlockDescriptor> Descriptor(uint64_t index, const BlockKey& key) const;
+  // Parses and verifies a whole object (checksum, key, shape and position), as Decode does.
+  Result<BlockView> VerifyObject(std::span<const uint8_t> object, uint64_t index,
+                                 const BlockKey& key) const;
+  // Checks a stored header against the one this codec writes for (index, key), checksum aside,
+  // as DecodeLayers does: Corruption when it differs, InvalidArgument for a wrong size.
+  Status VerifyHeader(std::span<const uint8_t> header, uint64_t index, const BlockKey& key) const;
+  // The descriptor of the payload bytes LayerRange(index, first, count) returns: block `index`
+  // reduced to those layers (decode it into a view whose layer_bases start at layer `first`).
+  Result<BlockDescriptor> LayerDescriptor(uint64_t index, const BlockKey& key, uint32_t first,
+                                          uint32_t count) const;
+
  private:
   KvBlockCodec(KvBlockFormat format, kernels::CodecSpec spec)
       : format_(std::move(format)), spec_(std::move(spec)) {}
-  Result<BlockDescriptor> Descriptor(uint64_t index, const BlockKey& key) const;
 
   KvBlockFormat format_;
   kernels::CodecSpec spec_;

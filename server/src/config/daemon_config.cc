@@ -67,6 +67,10 @@ Status ValidateDaemonConfig(const DaemonConfig& c) {
     return Status::InvalidArgument(
         "storage.land_on_gpu needs a gpu tier (storage.gpu_capacity > 0)");
   }
+  if (c.storage.gpu_ipc_export && c.storage.gpu_capacity_bytes == 0) {
+    return Status::InvalidArgument(
+        "storage.gpu_ipc_export needs a gpu tier to export (storage.gpu_capacity > 0)");
+  }
   if (c.leases.default_ttl > c.leases.max_ttl) {
     return Status::InvalidArgument("leases.default_ttl (" + FormatDuration(c.leases.default_ttl) +
                                    ") is longer than leases.max_ttl (" +

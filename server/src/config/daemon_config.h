@@ -36,6 +36,12 @@ struct StorageConfig {
   // [storage.land_on_gpu] new blocks land in the gpu tier instead of host. Default off; needs
   // gpu_capacity > 0.
   bool land_on_gpu = false;
+  // [storage.gpu_ipc_export] authenticated clients on this host may ask for CUDA IPC handles of
+  // leased blocks in the gpu tier and copy them device to device (docs/protocol.md, GpuExport).
+  // A handle maps the whole gpu pool, every tenant's blocks included, into the client's process,
+  // so enable it only when every tenant on the node trusts the others. Default off; needs
+  // gpu_capacity > 0.
+  bool gpu_ipc_export = false;
   // [storage.policy] eviction policy of the gpu and host tiers. Default "prefix".
   std::string policy = "prefix";
   // [storage.nvme_policy] eviction policy of the nvme tier. Default "lru".
@@ -130,7 +136,8 @@ struct DaemonConfig {
 // Cross-field and file checks that single values cannot express: TLS files both or neither and
 // readable, the tenants file readable, a non-loopback control bind only with a tenants file,
 // control and http on different ports, watermark and TTL order, block size within the tier and
-// in-flight limits, land_on_gpu only with a gpu tier. InvalidArgument naming the key(s) otherwise.
+// in-flight limits, land_on_gpu and gpu_ipc_export only with a gpu tier. InvalidArgument naming
+// the key(s) otherwise.
 Status ValidateDaemonConfig(const DaemonConfig& config);
 
 }  // namespace kvault::server

@@ -84,6 +84,13 @@ std::vector<OptionDescriptor> BuildOptions() {
           +[](DaemonConfig& c) -> bool& { return c.storage.land_on_gpu; },
           "New blocks land in the gpu tier instead of host. Needs storage.gpu_capacity > 0."),
       Option(
+          "storage.gpu_ipc_export", OptionType::kBool,
+          +[](DaemonConfig& c) -> bool& { return c.storage.gpu_ipc_export; },
+          "Authenticated clients on this host may get CUDA IPC handles of leased gpu-tier blocks "
+          "and copy them device to device. A handle exposes the whole gpu pool, every tenant's "
+          "blocks, to the client's process: enable only when every tenant on the node trusts the "
+          "others. Needs storage.gpu_capacity > 0."),
+      Option(
           "storage.policy", OptionType::kChoice,
           +[](DaemonConfig& c) -> std::string& { return c.storage.policy; },
           "Eviction policy of the gpu and host tiers (docs/eviction.md).", 0, 0, policies),

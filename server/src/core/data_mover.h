@@ -30,6 +30,13 @@ class DataMover {
   // completed or failed; never later than shortly after batch.deadline (late transfers fail, see
   // transport::IsDeadlineExceeded). A failed transfer fails only itself.
   virtual std::vector<Status> Run(transport::TransferBatch batch) = 0;
+
+  // Forgets what the mover derived from the sealed `remote_key` of `peer` (an unpacked key, and
+  // with shared memory its mapping of the client's region): the client is about to deregister
+  // that memory, and a later registration may pack to the same bytes. Transfers already running
+  // keep their key until they finish; every Run that starts after this call unpacks the bytes
+  // afresh. Unknown peers and keys are ignored. Returns without waiting for transfers.
+  virtual void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) = 0;
 };
 
 }  // namespace kvault::server

@@ -1,5 +1,5 @@
 // Service (service.h): dispatch, the handshake, lookups, leases, deletes and stats. Store and Load
-// are in block_transfers.cc.
+// are in block_transfers.cc, GpuExport in gpu_export.cc.
 
 #include "core/service.h"
 
@@ -25,6 +25,8 @@ std::optional<RequestOp> OpOf(MessageType type) {
     case MessageType::kLoad: return RequestOp::kLoad;
     case MessageType::kReleaseLease: return RequestOp::kRelease;
     case MessageType::kDelete: return RequestOp::kDelete;
+    case MessageType::kGpuExport: return RequestOp::kGpuExport;
+    case MessageType::kReleaseMemory: return RequestOp::kReleaseMemory;
     case MessageType::kStats: return RequestOp::kStats;
     case MessageType::kPing: return RequestOp::kPing;
     default: return std::nullopt;
@@ -94,8 +96,8 @@ Message Service::Handle(Session& session, const Message& request) {
   if (!transport::AllowedBeforeAuth(type) && session.state != SessionState::kAuthenticated) {
     return Refuse(WireStatus::kUnauthenticated, "authenticate first (hello, then auth)");
   }
-  const bool block_request =
-      type == MessageType::kLookup || type == MessageType::kStore || type == MessageType::kLoad;
+  const bool block_request = type == MessageType::kLookup || type == MessageType::kStore ||
+                             type == MessageType::kLoad || type == MessageType::kGpuExport;
   if (block_request && draining()) {
     return Refuse(WireStatus::kUnavailable, "the daemon is shutting down");
   }
@@ -111,6 +113,8 @@ Message Service::Handle(Session& session, const Message& request) {
         else if constexpr (std::is_same_v<M, transport::Load>) return OnLoad(session, m);
         else if constexpr (std::is_same_v<M, transport::ReleaseLease>) return OnReleaseLease(session, m);
         else if constexpr (std::is_same_v<M, transport::Delete>) return OnDelete(session, m);
+        else if constexpr (std::is_same_v<M, transport::GpuExport>) return OnGpuExport(session, m);
+        else if constexpr (std::is_same_v<M, transport::ReleaseMemory>) return OnReleaseMemory(session, m);
         else if constexpr (std::is_same_v<M, transport::Stats>) return OnStats(session);
         else {
           return Refuse(WireStatus::kInvalidArgument,
@@ -198,6 +202,14 @@ Message Service::OnReleaseLease(Session& session, const transport::ReleaseLease&
     reply.message = "no such lease in this session (released or expired)";
   }
   return reply;
+}
+
+Message Service::OnReleaseMemory(Session& session, const transport::ReleaseMemory& release) {
+  // The mover forgets the key after the transfers it already runs; the next request of this
+  // session comes after this one, so it never meets the old key. Without a data-plane peer
+  // nothing was derived from the key.
+  if (session.peer && data_ != nullptr) data_->ForgetRemoteKey(*session.peer, release.remote_key);
+  return transport::ReleaseMemoryReply{};
 }
 
 Message Service::OnDelete(Session& session, const transport::Delete& del) {

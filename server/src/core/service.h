@@ -9,15 +9,20 @@
 //   Auth       -> AuthReply; on success the session is bound to its tenant and, when the Hello
 //                 carried a worker address, connected to the client's data-plane worker
 //   Ping       -> Pong (allowed before auth)
-//   Lookup, Store, Load, ReleaseLease, Delete, Stats -> their replies, after auth only; before,
-//                 ErrorReply{kUnauthenticated}
+//   Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory, Stats -> their replies,
+//                 after auth only; before, ErrorReply{kUnauthenticated}
 //   anything else (a reply type sent as a request) -> ErrorReply{kInvalidArgument}
-//   while draining, Lookup/Store/Load -> ErrorReply{kUnavailable}
+//   while draining, Lookup/Store/Load/GpuExport -> ErrorReply{kUnavailable}
 //
 // A tenant sees only its own blocks: every key is scoped by the session's tenant id, so another
 // tenant's probe takes exactly the miss path. A session's leases are releasable only by that
 // session, and CloseSession releases them all (a client that dies leaves none behind). A lease
 // only protects blocks from eviction: Load serves present blocks whatever lease it names.
+// GpuExport is the exception: it describes only blocks a live lease of the session covers,
+// because the lease is what keeps the exported bytes in place while the client copies them.
+// ReleaseMemory makes the session's data mover forget a remote key the client is about to
+// deregister (the mover caches unpacked keys by their bytes, which a later registration may
+// repeat); it is answered OK whether or not the key was known.
 //
 // Thread-safety: Handle and CloseSession may run concurrently for different sessions; calls for
 // one session must not overlap (a connection handles one request at a time).
@@ -48,6 +53,9 @@ struct ServiceOptions {
   std::chrono::milliseconds transfer_timeout{10'000};
   // Block bytes one request may move; a bigger Store or Load is refused whole.
   uint64_t max_request_bytes = uint64_t{1} << 30;
+  // Answer GpuExport with CUDA IPC handles of leased gpu-tier blocks ([storage.gpu_ipc_export]).
+  // A handle exposes the whole gpu pool to the client's process. Off: every key is kUnsupported.
+  bool gpu_ipc_export = false;
 };
 
 class Service {
@@ -70,7 +78,7 @@ class Service {
   void CloseSession(Session& session);
 
   // While draining, new block requests are refused with kUnavailable; handshakes, Stats, Ping,
-  // ReleaseLease and Delete still work.
+  // ReleaseLease, ReleaseMemory and Delete still work.
   void SetDraining(bool draining) { draining_.store(draining); }
   bool draining() const { return draining_.load(); }
 
@@ -84,6 +92,8 @@ class Service {
   transport::Message OnLoad(Session& session, const transport::Load& load);
   transport::Message OnReleaseLease(Session& session, const transport::ReleaseLease& release);
   transport::Message OnDelete(Session& session, const transport::Delete& del);
+  transport::Message OnGpuExport(Session& session, const transport::GpuExport& request);
+  transport::Message OnReleaseMemory(Session& session, const transport::ReleaseMemory& release);
   transport::Message OnStats(Session& session);
 
   // ErrorReply, counted as a rejected request when `reason` names one.

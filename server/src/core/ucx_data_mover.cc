@@ -17,4 +17,8 @@ std::vector<Status> UcxDataMover::Run(transport::TransferBatch batch) {
   return engine_.Submit(std::move(batch)).get();
 }
 
+void UcxDataMover::ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) {
+  engine_.ForgetRemoteKey(peer, remote_key);
+}
+
 }  // namespace kvault::server

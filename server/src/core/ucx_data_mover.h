@@ -17,6 +17,7 @@ class UcxDataMover final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
+  void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override;
 
  private:
   transport::TransferEngine& engine_;

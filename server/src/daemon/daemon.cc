@@ -123,6 +123,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   service.max_lease_ttl = config.leases.max_ttl;
   service.transfer_timeout = config.limits.io_timeout;
   service.max_request_bytes = config.limits.max_inflight_bytes_per_client;
+  service.gpu_ipc_export = config.storage.gpu_ipc_export;
   p->service = std::make_unique<Service>(*p->store, *p->tenants, p->mover.get(),
                                          p->metrics.get(), service);
 

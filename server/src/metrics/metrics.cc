@@ -20,7 +20,8 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
 }
 
 constexpr std::array<std::string_view, kRequestOpCount> kOpNames = {
-    "lookup", "store", "load", "release", "delete", "stats", "ping"};
+    "lookup", "store", "load",       "release",       "delete",
+    "stats",  "ping",  "gpu_export", "release_memory"};
 constexpr std::array<std::string_view, kRejectReasonCount> kReasonNames = {
     "unauthenticated", "malformed", "too_large", "too_many_connections", "quota_exceeded",
     "no_space",        "timeout",   "draining",  "unsupported"};

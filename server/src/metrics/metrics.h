@@ -39,9 +39,20 @@ class BlockStore;
 namespace kvault::server {
 
 // The control-plane operations timed per request.
-enum class RequestOp : uint8_t { kLookup, kStore, kLoad, kRelease, kDelete, kStats, kPing };
-inline constexpr size_t kRequestOpCount = 7;
-// "lookup", "store", "load", "release", "delete", "stats", "ping".
+enum class RequestOp : uint8_t {
+  kLookup,
+  kStore,
+  kLoad,
+  kRelease,
+  kDelete,
+  kStats,
+  kPing,
+  kGpuExport,
+  kReleaseMemory
+};
+inline constexpr size_t kRequestOpCount = 9;
+// "lookup", "store", "load", "release", "delete", "stats", "ping", "gpu_export",
+// "release_memory".
 std::string_view RequestOpName(RequestOp op);
 
 // Why a request (or connection) was refused.

@@ -18,6 +18,8 @@ StoreCore::StoreCore(const BlockStoreOptions& options, StoreTiers tiers,
   tiers_[static_cast<int>(TierKind::kGpu)] = owned_tiers_.gpu.get();
   tiers_[static_cast<int>(TierKind::kHost)] = owned_tiers_.host.get();
   tiers_[static_cast<int>(TierKind::kNvme)] = owned_tiers_.nvme.get();
+  // GpuTier is final and ExportIpc is not part of the Tier seam: only the real tier exports.
+  gpu_ipc_ = dynamic_cast<const GpuTier*>(owned_tiers_.gpu.get());
 }
 
 StoreCore::~StoreCore() {
@@ -324,6 +326,41 @@ Status StoreCore::ReleaseLease(LeaseId lease) {
   demotion_stalled_ = false;
   mover_cv_.notify_one();
   return Status::Ok();
+}
+
+Result<std::optional<kernels::GpuIpcExport>> StoreCore::ExportGpu(const ScopedKey& key,
+                                                                  LeaseId lease) {
+  using Export = std::optional<kernels::GpuIpcExport>;
+  std::lock_guard lock(mu_);
+  ExpireLeases();
+  if (!leases_.Contains(lease)) {
+    return Status::NotFound("lease_expired: lease " + std::to_string(lease) +
+                            " is unknown or expired");
+  }
+  const EntryId id = index_.Find(key);
+  if (id == kNoEntry) return Export();
+  const IndexEntry& e = index_.at(id);
+  if (e.state != EntryState::kResident && e.state != EntryState::kMoving) return Export();
+  if (!leases_.Covers(lease, id)) {
+    return Status::InvalidArgument("lease " + std::to_string(lease) +
+                                   " does not cover this block; export only what a lookup leased");
+  }
+  if (e.tier != TierKind::kGpu) return Export();
+  if (gpu_ipc_ == nullptr) {
+    return Status::Unsupported("the gpu tier of this store cannot export CUDA IPC handles");
+  }
+  // A leased block stays in place (a mover that started before the lease keeps it where it is),
+  // so the slot read here stays valid while the lease lives.
+  Result<kernels::GpuIpcExport> exported = gpu_ipc_->ExportIpc(e.key, e.slot, e.object_bytes);
+  if (!exported.ok()) {
+    const StatusCode code = exported.status().code();
+    if (code == StatusCode::kNotFound || code == StatusCode::kInvalidArgument) {
+      return Status::Internal("gpu tier and index disagree: " + exported.status().message());
+    }
+    return exported.status();
+  }
+  policy(TierKind::kGpu)->OnAccess(id);
+  return Export(*exported);
 }
 
 Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {

@@ -66,6 +66,12 @@ LookupResult BlockStore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
 
 Status BlockStore::ReleaseLease(LeaseId lease) { return core_->ReleaseLease(lease); }
 
+Result<std::optional<kernels::GpuIpcExport>> BlockStore::ExportGpu(TenantId tenant,
+                                                                   const BlockKey& key,
+                                                                   LeaseId lease) {
+  return core_->ExportGpu(ScopedKey{tenant, key}, lease);
+}
+
 Result<std::optional<BlockPin>> BlockStore::Pin(TenantId tenant, const BlockKey& key) {
   return core_->Pin(ScopedKey{tenant, key});
 }

@@ -1,5 +1,7 @@
 #include "core/lease_table.h"
 
+#include <algorithm>
+
 namespace kvault::storage {
 
 uint64_t LeaseTable::Add(std::vector<EntryId> entries, int64_t expiry_nanos) {
@@ -15,6 +17,13 @@ bool LeaseTable::Remove(uint64_t lease, const std::function<void(EntryId)>& rele
   for (EntryId id : it->second.entries) release(id);
   leases_.erase(it);
   return true;
+}
+
+bool LeaseTable::Covers(uint64_t lease, EntryId entry) const {
+  const auto it = leases_.find(lease);
+  if (it == leases_.end()) return false;
+  const std::vector<EntryId>& entries = it->second.entries;
+  return std::find(entries.begin(), entries.end(), entry) != entries.end();
 }
 
 size_t LeaseTable::ExpireDue(int64_t now_nanos, const std::function<void(EntryId)>& release) {

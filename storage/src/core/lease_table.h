@@ -24,6 +24,11 @@ class LeaseTable {
   bool Remove(uint64_t lease, const std::function<void(EntryId)>& release);
   // Removes every lease whose expiry is <= now, calling `release` per entry; returns how many.
   size_t ExpireDue(int64_t now_nanos, const std::function<void(EntryId)>& release);
+  // True when `lease` is live: added, and neither removed nor expired by ExpireDue.
+  bool Contains(uint64_t lease) const { return leases_.contains(lease); }
+  // True when `lease` is live and covers `entry`. Linear in the lease's entries (a lease covers
+  // one Lookup's leading hits, at most max_keys_per_batch of them).
+  bool Covers(uint64_t lease, EntryId entry) const;
   size_t size() const { return leases_.size(); }
 
  private:

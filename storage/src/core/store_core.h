@@ -15,6 +15,7 @@
 #include "core/lease_table.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/eviction_policy.h"
+#include "kvault/storage/gpu_tier.h"
 
 namespace kvault::storage {
 
@@ -46,6 +47,7 @@ class StoreCore {
   LookupResult Lookup(TenantId tenant, std::span<const BlockKey> keys,
                       const LookupOptions& options);
   Status ReleaseLease(LeaseId lease);
+  Result<std::optional<kernels::GpuIpcExport>> ExportGpu(const ScopedKey& key, LeaseId lease);
   Result<std::optional<BlockPin>> Pin(const ScopedKey& key);
   void Unpin(EntryId id);
   Result<bool> Delete(const ScopedKey& key);
@@ -107,6 +109,9 @@ class StoreCore {
   StoreTiers owned_tiers_;
   Tier* tiers_[kTierCount] = {};
   HostTier* host_;
+  // The gpu tier when it is a GpuTier (the only kind that can export CUDA IPC handles); null
+  // without a gpu tier or with another Tier in its place (a test double).
+  const GpuTier* gpu_ipc_ = nullptr;
   std::vector<std::unique_ptr<EvictionPolicy>> policies_;  // by TierKind; null for absent tiers
 
   mutable std::mutex mu_;

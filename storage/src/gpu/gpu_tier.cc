@@ -131,8 +131,8 @@ class GpuTier::Impl {
   DevicePool pool_;
   StreamSet streams_;
   std::atomic<uint32_t> next_stream_{0};
-  std::array<uint8_t, kGpuIpcHandleBytes> ipc_handle_{};
-  std::array<uint8_t, kGpuUuidBytes> uuid_{};
+  std::array<uint8_t, kernels::kGpuIpcHandleBytes> ipc_handle_{};
+  std::array<uint8_t, kernels::kGpuUuidBytes> uuid_{};
   Status ipc_status_;  // why the pool cannot be exported, OK when it can; set once in Create
 
   mutable std::mutex mu_;
@@ -179,15 +179,15 @@ Result<std::unique_ptr<GpuTier>> GpuTier::Create(const GpuTierOptions& options) 
   cudaDeviceProp prop{};
   KVAULT_RETURN_IF_ERROR(CudaStatus(cudaGetDeviceProperties(&prop, options.device),
                                     "gpu tier: cudaGetDeviceProperties"));
-  static_assert(sizeof(prop.uuid) == kGpuUuidBytes);
-  std::memcpy(impl->uuid_.data(), &prop.uuid, kGpuUuidBytes);
+  static_assert(sizeof(prop.uuid) == kernels::kGpuUuidBytes);
+  std::memcpy(impl->uuid_.data(), &prop.uuid, kernels::kGpuUuidBytes);
 
   // A platform without CUDA IPC still gets a working tier; only ExportIpc reports why not.
   cudaIpcMemHandle_t handle{};
-  static_assert(sizeof(handle) == kGpuIpcHandleBytes);
+  static_assert(sizeof(handle) == kernels::kGpuIpcHandleBytes);
   const cudaError_t ipc_err = cudaIpcGetMemHandle(&handle, base);
   if (ipc_err == cudaSuccess) {
-    std::memcpy(impl->ipc_handle_.data(), &handle, kGpuIpcHandleBytes);
+    std::memcpy(impl->ipc_handle_.data(), &handle, kernels::kGpuIpcHandleBytes);
   } else {
     cudaGetLastError();
     impl->ipc_status_ =
@@ -307,14 +307,14 @@ void GpuTier::VisitCounters(CounterVisitor& visitor) const {
   visitor.Counter(kTier, "ipc_exports_total", load(impl_->ipc_exports_));
 }
 
-Result<GpuIpcExport> GpuTier::ExportIpc(const ScopedKey& key, TierSlot slot,
+Result<kernels::GpuIpcExport> GpuTier::ExportIpc(const ScopedKey& key, TierSlot slot,
                                         uint32_t object_bytes) const {
   if (!impl_->ipc_status_.ok()) return impl_->ipc_status_;
   {
     std::lock_guard<std::mutex> lock(impl_->mu_);
     KVAULT_RETURN_IF_ERROR(impl_->FindLocked(key, slot, object_bytes).status());
   }
-  GpuIpcExport e;
+  kernels::GpuIpcExport e;
   e.pool_handle = impl_->ipc_handle_;
   e.device_uuid = impl_->uuid_;
   e.pool_bytes = impl_->capacity_;

@@ -1,9 +1,8 @@
-// The gpu tier in a build without CUDA: every entry point reports Unsupported. No GpuTier or
-// GpuIpcImporter is ever constructed here; the members exist so that code using them links.
+// The gpu tier in a build without CUDA: every entry point reports Unsupported. No GpuTier is ever
+// constructed here; the members exist so that code using them links.
 
 #include <utility>
 
-#include "kvault/storage/gpu_ipc.h"
 #include "kvault/storage/gpu_tier.h"
 
 namespace kvault::storage {
@@ -39,24 +38,9 @@ void GpuTier::Erase(const ScopedKey& /*key*/, TierSlot /*slot*/, uint32_t /*obje
 
 void GpuTier::VisitCounters(CounterVisitor& /*visitor*/) const {}
 
-Result<GpuIpcExport> GpuTier::ExportIpc(const ScopedKey& /*key*/, TierSlot /*slot*/,
+Result<kernels::GpuIpcExport> GpuTier::ExportIpc(const ScopedKey& /*key*/, TierSlot /*slot*/,
                                         uint32_t /*object_bytes*/) const {
   return NoCuda();
 }
-
-class GpuIpcImporter::Impl {};
-
-Result<std::unique_ptr<GpuIpcImporter>> GpuIpcImporter::Create() { return NoCuda(); }
-
-GpuIpcImporter::GpuIpcImporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-GpuIpcImporter::~GpuIpcImporter() = default;
-
-Result<const void*> GpuIpcImporter::Map(const GpuIpcExport& /*block*/) { return NoCuda(); }
-
-Status GpuIpcImporter::CopyToHost(const GpuIpcExport& /*block*/, std::span<uint8_t> /*out*/) {
-  return NoCuda();
-}
-
-size_t GpuIpcImporter::open_pools() const { return 0; }
 
 }  // namespace kvault::storage

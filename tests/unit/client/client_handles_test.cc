@@ -1,7 +1,10 @@
 // Store/Load handles: region checks, batch splitting and the handle state machine (Wait with a
-// deadline, Poll, Cancel, settlement) against a fake daemon. The client has a real UCX agent (for
-// registered memory); the fake daemon moves no bytes.
+// deadline, Poll, Cancel, settlement) against a fake daemon, and the ReleaseMemory a region sends
+// when it goes. The client has a real UCX agent (for registered memory); the fake daemon moves no
+// bytes.
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "fake_server.h"
 #include "kvault/client.h"
@@ -204,6 +207,83 @@ TEST_F(ClientHandles, ConnectionLossFailsPendingHandlesWithAClearStatus) {
   EXPECT_NE(s.message().find("closed the connection"), std::string::npos) << s.ToString();
   // The handle completes as the connection fails; it settles once the reader has let go.
   EXPECT_TRUE(h.WaitSettled(Clock::now() + milliseconds(2000)));
+}
+
+// Index of the first `type` in `seen` at or after `from`, or seen.size().
+size_t IndexOf(const std::vector<transport::MessageType>& seen, transport::MessageType type,
+               size_t from = 0) {
+  for (size_t i = from; i < seen.size(); ++i) {
+    if (seen[i] == type) return i;
+  }
+  return seen.size();
+}
+
+// Waits (bounded) until the fake daemon received `n` ReleaseMemory requests.
+bool WaitForReleases(const FakeServer& server, size_t n) {
+  const Deadline until = Clock::now() + milliseconds(5000);
+  while (server.released_keys().size() < n) {
+    if (Clock::now() >= until) return false;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return true;
+}
+
+TEST_F(ClientHandles, ReleasedRegionIsForgottenByTheDaemonBeforeLaterRequests) {
+  CONNECT(FakeServer::Mode::kServe);
+  Result<MemoryRegion> allocated = client_->AllocateMemory(64 * 1024);
+  ASSERT_TRUE(allocated.ok()) << allocated.status().ToString();
+  const std::vector<uint8_t> key = allocated->remote_key();
+  const std::vector<std::span<const uint8_t>> sources = {allocated->bytes().first(256)};
+  StoreHandle h = client_->Store(Keys(1), sources);
+  {
+    MemoryRegion dropped = std::move(*allocated);  // the unsettled store still holds it
+  }
+  ASSERT_TRUE(h.Wait(Clock::now() + milliseconds(2000)).ok());
+  // Settled before done: the release is queued by the time Wait returns.
+  ASSERT_TRUE(client_->Ping().ok());
+  EXPECT_EQ(server_->released_keys(), std::vector<std::vector<uint8_t>>{key});
+  const std::vector<transport::MessageType> seen = server_->seen();
+  const size_t store = IndexOf(seen, transport::MessageType::kStore);
+  const size_t release = IndexOf(seen, transport::MessageType::kReleaseMemory);
+  const size_t ping = IndexOf(seen, transport::MessageType::kPing, release);
+  EXPECT_LT(store, release);
+  EXPECT_LT(release, ping);  // a later request never overtakes the release
+  EXPECT_TRUE(client_->connected());
+}
+
+TEST_F(ClientHandles, RegionReleasedByItsLastRequestNeverBlocksTheReader) {
+  CONNECT(FakeServer::Mode::kServe);
+  for (int i = 0; i < 20; ++i) {
+    Result<MemoryRegion> allocated = client_->AllocateMemory(16 * 1024);
+    ASSERT_TRUE(allocated.ok()) << allocated.status().ToString();
+    const std::vector<std::span<const uint8_t>> sources = {allocated->bytes().first(128)};
+    // Region and handle go at once: usually the reply's settlement, on the connection's reader
+    // thread, drops the last reference and sends the release from there.
+    (void)client_->Store(Keys(1), sources);
+  }
+  ASSERT_TRUE(WaitForReleases(*server_, 20));
+  EXPECT_TRUE(client_->Ping().ok());
+  EXPECT_TRUE(client_->connected());
+}
+
+TEST_F(ClientHandles, RegionReleasedWithoutAConnectionSendsNothing) {
+  CONNECT(FakeServer::Mode::kCloseOnRequest);
+  Result<MemoryRegion> allocated = client_->AllocateMemory(16 * 1024);
+  ASSERT_TRUE(allocated.ok()) << allocated.status().ToString();
+  EXPECT_FALSE(client_->Ping().ok());  // the fake daemon closes the connection on it
+  const Deadline until = Clock::now() + milliseconds(2000);
+  while (client_->connected() && Clock::now() < until) std::this_thread::sleep_for(milliseconds(1));
+  ASSERT_FALSE(client_->connected());
+  { MemoryRegion dropped = std::move(*allocated); }
+  // A region that outlives its client is released without one.
+  Result<MemoryRegion> orphan = client_->AllocateMemory(16 * 1024);
+  ASSERT_TRUE(orphan.ok()) << orphan.status().ToString();
+  client_.reset();
+  { MemoryRegion dropped = std::move(*orphan); }
+  // Neither release reconnected, and nothing reached the daemon after the loss.
+  EXPECT_EQ(server_->connections(), 1);
+  const std::vector<transport::MessageType> seen = server_->seen();
+  EXPECT_EQ(IndexOf(seen, transport::MessageType::kReleaseMemory), seen.size());
 }
 
 TEST_F(ClientHandles, KvStoreMovesBlocksInWavesThroughBoundedStaging) {

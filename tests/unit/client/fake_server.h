@@ -68,6 +68,16 @@ class FakeServer {
     for (transport::MessageType t : seen_) n += t == type;
     return n;
   }
+  // Every request type received, in arrival order.
+  std::vector<transport::MessageType> seen() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_;
+  }
+  // The remote keys of the ReleaseMemory requests received, in order.
+  std::vector<std::vector<uint8_t>> released_keys() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return released_;
+  }
   transport::Hello last_hello() const {
     std::lock_guard<std::mutex> lock(mu_);
     return hello_;
@@ -210,6 +220,12 @@ class FakeServer {
       Reply(fd, r, id);
     } else if (std::holds_alternative<transport::ReleaseLease>(m)) {
       Reply(fd, transport::ReleaseLeaseReply{}, id);
+    } else if (auto* release = std::get_if<transport::ReleaseMemory>(&m)) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        released_.push_back(release->remote_key);
+      }
+      Reply(fd, transport::ReleaseMemoryReply{}, id);
     } else if (std::holds_alternative<transport::Stats>(m)) {
       transport::StatsReply r;
       r.entries = {{"host.used_bytes", uint64_t{1024}},
@@ -228,6 +244,7 @@ class FakeServer {
   std::atomic<int> connections_{0};
   mutable std::mutex mu_;
   std::vector<transport::MessageType> seen_;
+  std::vector<std::vector<uint8_t>> released_;
   transport::Hello hello_;
   std::thread thread_;
 };

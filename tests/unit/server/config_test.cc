@@ -345,6 +345,10 @@ TEST_F(ConfigTest, ValidationNamesTheKeys) {
                               {"storage.low_watermark", "storage.high_watermark"}));
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-land-on-gpu"}),
                               {"storage.land_on_gpu", "storage.gpu_capacity"}));
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-gpu-ipc-export"}),
+                              {"storage.gpu_ipc_export", "storage.gpu_capacity"}));
+  EXPECT_TRUE(
+      LoadDaemonConfig({"--storage-gpu-ipc-export", "--storage-gpu-capacity", "64MiB"}).ok());
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--leases-default-ttl", "11m"}),
                               {"leases.default_ttl", "leases.max_ttl"}));
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-host-capacity", "32MiB"}),

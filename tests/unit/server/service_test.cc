@@ -1,6 +1,6 @@
 // Service (server/src/core/service.h) over a real BlockStore with a host tier, with a DataMover
 // fake that copies within this process (a client "address" is a pointer here): the handshake,
-// tenant isolation, store/lookup/load, leases per session, failure paths.
+// tenant isolation, store/lookup/load, leases per session, failure paths, ReleaseMemory.
 
 #include "core/service.h"
 
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "kvault/common/synthetic_block.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/host_tier.h"
+#include "metrics/metrics.h"
 
 namespace kvault::server {
 namespace {
@@ -49,9 +51,13 @@ class CopyingMover final : public DataMover {
     }
     return out;
   }
+  void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override {
+    forgotten.emplace_back(peer, std::vector<uint8_t>(remote_key.begin(), remote_key.end()));
+  }
   transport::PeerId peers = 0;
   int disconnects = 0;
   bool fail_transfers = false;
+  std::vector<std::pair<transport::PeerId, std::vector<uint8_t>>> forgotten;
 };
 
 // Reads one gauge or counter of the store.
@@ -376,6 +382,64 @@ TEST_F(ServiceTest, OversizedRequestIsRefusedWhole) {
   m = small.Handle(*s, store);
   ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
   EXPECT_EQ(std::get<transport::ErrorReply>(m).status, WireStatus::kOutOfRange);
+}
+
+TEST_F(ServiceTest, ReleaseMemoryMakesTheSessionsMoverForgetTheKey) {
+  Metrics metrics;
+  Service service(*store_, *tenants_, &mover_, &metrics, ServiceOptions{});
+  const transport::ReleaseMemory release{{0x4B, 0x56, 0x52, 0x4B, 9}};
+  // Before auth: refused, and nothing is forgotten.
+  auto fresh = service.OpenSession();
+  Message m = service.Handle(*fresh, release);
+  ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
+  EXPECT_EQ(std::get<transport::ErrorReply>(m).status, WireStatus::kUnauthenticated);
+  EXPECT_TRUE(mover_.forgotten.empty());
+
+  auto s = service.OpenSession();
+  transport::Hello hello;
+  hello.tenant = "team-a";
+  hello.worker_address = {1, 2, 3};
+  m = service.Handle(*s, hello);
+  transport::Auth auth;
+  const AuthDigest proof =
+      AuthProof(TokenHash("token-a"), std::get<transport::HelloReply>(m).nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service.Handle(*s, auth)));
+  ASSERT_TRUE(s->peer.has_value());
+  m = service.Handle(*s, release);
+  ASSERT_TRUE(std::holds_alternative<transport::ReleaseMemoryReply>(m));
+  EXPECT_EQ(std::get<transport::ReleaseMemoryReply>(m), transport::ReleaseMemoryReply{});
+  ASSERT_EQ(mover_.forgotten.size(), 1u);
+  EXPECT_EQ(mover_.forgotten[0].first, *s->peer);
+  EXPECT_EQ(mover_.forgotten[0].second, release.remote_key);
+
+  // A key the session never used is OK too (the mover ignores it), also while draining.
+  service.SetDraining(true);
+  m = service.Handle(*s, transport::ReleaseMemory{{7}});
+  ASSERT_TRUE(std::holds_alternative<transport::ReleaseMemoryReply>(m));
+  EXPECT_EQ(std::get<transport::ReleaseMemoryReply>(m).status, WireStatus::kOk);
+  ASSERT_EQ(mover_.forgotten.size(), 2u);
+  EXPECT_EQ(mover_.forgotten[1].second, std::vector<uint8_t>{7});
+  EXPECT_NE(
+      metrics.Serialize().find("kvault_request_duration_seconds_count{op=\"release_memory\"} 2"),
+      std::string::npos);
+}
+
+TEST_F(ServiceTest, ReleaseMemoryWithoutADataPlaneIsOk) {
+  auto s = service_->OpenSession();
+  transport::Hello hello;  // no worker address: the session never connects a data-plane peer
+  hello.tenant = "team-b";
+  Message m = service_->Handle(*s, hello);
+  transport::Auth auth;
+  const AuthDigest proof =
+      AuthProof(TokenHash("token-b"), std::get<transport::HelloReply>(m).nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service_->Handle(*s, auth)));
+  EXPECT_FALSE(s->peer.has_value());
+  m = service_->Handle(*s, transport::ReleaseMemory{{1, 2}});
+  ASSERT_TRUE(std::holds_alternative<transport::ReleaseMemoryReply>(m));
+  EXPECT_TRUE(std::get<transport::ReleaseMemoryReply>(m).ToStatus().ok());
+  EXPECT_TRUE(mover_.forgotten.empty());
 }
 
 }  // namespace

@@ -49,6 +49,15 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> SeedFiles() {
   load.lease_id = 5;
   load.remote_key = {9, 8, 7};
   load.entries = {{Key(1), 0x1000, 4096, 0, 0}, {Key(2), 0x2000, 64, 32, 64}};
+  GpuExportReply gpu_export_reply;
+  GpuExportEntry exported;
+  exported.pool_handle.fill(0x6B);
+  exported.device_uuid.fill(0x1D);
+  exported.pool_bytes = 64 << 20;
+  exported.offset = 8192;
+  exported.length = 4096;
+  gpu_export_reply.entries = {exported, {WireStatus::kNotFound}, {WireStatus::kLeaseExpired}};
+  gpu_export_reply.message = "not this session's lease";
   StatsReply stats;
   stats.entries = {{"tier_host_used_bytes", uint64_t{1} << 30}, {"hit_ratio", 0.5}};
 
@@ -72,6 +81,9 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> SeedFiles() {
        Frame(LoadReply{{{WireStatus::kOk, 4096}, {WireStatus::kNotFound, 0}}}, 5)},
       {"release_lease.bin", Frame(ReleaseLease{9}, 6)},
       {"delete_reply.bin", Frame(DeleteReply{{WireStatus::kOk, WireStatus::kNotFound}}, 7)},
+      {"gpu_export.bin", Frame(GpuExport{5, {Key(1), Key(2), Key(3)}}, 10)},
+      {"gpu_export_reply.bin", Frame(gpu_export_reply, 10)},
+      {"release_memory.bin", Frame(ReleaseMemory{{9, 8, 7}}, 11)},
       {"stats_reply.bin", Frame(stats, 8)},
       {"error.bin", Frame(ErrorReply::Make(WireStatus::kUnauthenticated, "auth first"), 9)},
       {"stream.bin", stream},

@@ -143,7 +143,7 @@ TEST(FrameHeaderTest, RefusesEveryUnknownTypeAndAcceptsEveryKnownOne) {
       EXPECT_NE(h.status().message().find("unknown message type"), std::string::npos);
     }
   }
-  EXPECT_EQ(known, 19);
+  EXPECT_EQ(known, 23);  // the types of docs/protocol.md §4.1
 }
 
 TEST(FrameHeaderTest, BodyLengthLimit) {
@@ -210,6 +210,14 @@ TEST(FinishFrameTest, RefusesAnOversizedBodyAndRestoresTheBuffer) {
 TEST(MessageTypeTest, NamesAndReplyNumbers) {
   EXPECT_EQ(MessageTypeName(MessageType::kHello), "hello");
   EXPECT_EQ(MessageTypeName(MessageType::kReleaseLeaseReply), "release_lease_reply");
+  EXPECT_EQ(MessageTypeName(MessageType::kGpuExport), "gpu_export");
+  EXPECT_EQ(MessageTypeName(MessageType::kGpuExportReply), "gpu_export_reply");
+  EXPECT_EQ(static_cast<uint16_t>(MessageType::kGpuExport), 0x0015);
+  EXPECT_EQ(ReplyTypeFor(MessageType::kGpuExport), MessageType::kGpuExportReply);
+  EXPECT_EQ(MessageTypeName(MessageType::kReleaseMemory), "release_memory");
+  EXPECT_EQ(MessageTypeName(MessageType::kReleaseMemoryReply), "release_memory_reply");
+  EXPECT_EQ(static_cast<uint16_t>(MessageType::kReleaseMemory), 0x0016);
+  EXPECT_EQ(ReplyTypeFor(MessageType::kReleaseMemory), MessageType::kReleaseMemoryReply);
   EXPECT_EQ(MessageTypeName(MessageType::kError), "error");
   EXPECT_EQ(MessageTypeName(static_cast<MessageType>(0x1234)), "unknown");
   EXPECT_EQ(ReplyTypeFor(MessageType::kLookup), MessageType::kLookupReply);

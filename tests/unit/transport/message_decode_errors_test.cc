@@ -131,6 +131,8 @@ std::vector<CountedBody> CountedBodies() {
       {MessageType::kLoadReply, {}, 9},
       {MessageType::kDelete, {}, 32},
       {MessageType::kDeleteReply, {}, 1},
+      {MessageType::kGpuExport, {1, 0, 0, 0, 0, 0, 0, 0}, 32},
+      {MessageType::kGpuExportReply, {}, 1},
       {MessageType::kStatsReply, {}, 11},
   };
 }
@@ -189,6 +191,10 @@ TEST(MessageDecodeErrorsTest, LengthsOverTheLimitOrBeyondTheBodyAllocateNothing)
       // Load: remote key at the ceiling, body of 12 bytes.
       {MessageType::kLoad, Concat({std::vector<uint8_t>(8, 0), U32(65536)}),
        StatusCode::kCorruption},
+      // ReleaseMemory: remote key at the ceiling, none of it present.
+      {MessageType::kReleaseMemory, U32(65536), StatusCode::kCorruption},
+      // ReleaseMemory: remote key of 4 GiB.
+      {MessageType::kReleaseMemory, U32(0xFFFFFFFF), StatusCode::kOutOfRange},
       // ErrorReply: message of 65535 bytes announced, 0 present.
       {MessageType::kError, {3, 0xFF, 0xFF}, StatusCode::kCorruption},
   };
@@ -219,6 +225,11 @@ TEST(MessageDecodeErrorsTest, StringsAndBytesOverTheirLimits) {
   Store store;
   store.remote_key.assign(9, 1);
   ExpectRefused(MessageType::kStore, BodyOf(store), StatusCode::kOutOfRange, "remote_key", limits);
+  ExpectRefused(MessageType::kReleaseMemory, BodyOf(ReleaseMemory{store.remote_key}),
+                StatusCode::kOutOfRange, "remote_key", limits);
+  ExpectRefused(MessageType::kReleaseMemoryReply,
+                BodyOf(ReleaseMemoryReply{WireStatus::kInternal, std::string(17, 'm')}),
+                StatusCode::kOutOfRange, "message", limits);
   ExpectRefused(MessageType::kError,
                 BodyOf(ErrorReply::Make(WireStatus::kInternal, "0123456789abcdefg")),
                 StatusCode::kOutOfRange, "message", limits);
@@ -246,6 +257,13 @@ TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
     std::vector<uint8_t> load = BodyOf(LoadReply{{{WireStatus::kOk, 1}}});
     load[4] = bad;
     ExpectRefused(MessageType::kLoadReply, load, StatusCode::kCorruption, "outcome 0");
+    std::vector<uint8_t> gpu = BodyOf(GpuExportReply{{{WireStatus::kNotFound}}, ""});
+    gpu[4] = bad;
+    ExpectRefused(MessageType::kGpuExportReply, gpu, StatusCode::kCorruption, "entry 0");
+    std::vector<uint8_t> release = BodyOf(ReleaseMemoryReply{});
+    release[0] = bad;
+    ExpectRefused(MessageType::kReleaseMemoryReply, release, StatusCode::kCorruption,
+                  "unknown wire status");
   }
   // LookupReply: tier 4 is unknown.
   std::vector<uint8_t> lookup_reply = BodyOf(LookupReply{0, {WireTier::kNone}, 0, 0});
@@ -263,6 +281,35 @@ TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
   std::vector<uint8_t> error = BodyOf(ErrorReply::Make(WireStatus::kInternal, ""));
   error[0] = 0;
   ExpectRefused(MessageType::kError, error, StatusCode::kCorruption, "must not be ok");
+}
+
+TEST(MessageDecodeErrorsTest, GpuExportReplyEntriesAreReadByTheirStatus) {
+  // Only an ok entry carries the 100 export bytes: a not_found followed by them is misread as
+  // a not_found and a message, and then refused, never taken for an export.
+  GpuExportEntry ok;
+  ok.pool_bytes = 4096;
+  ok.length = 4096;
+  std::vector<uint8_t> body = BodyOf(GpuExportReply{{ok}, ""});
+  ASSERT_EQ(body.size(), 4 + kGpuExportOkEntryBytes + 2);
+  body[4] = static_cast<uint8_t>(WireStatus::kNotFound);
+  ExpectRefused(MessageType::kGpuExportReply, body, StatusCode::kCorruption, "");
+  // An ok entry cut inside its export bytes is truncated.
+  std::vector<uint8_t> cut = BodyOf(GpuExportReply{{ok}, ""});
+  cut.resize(4 + 1 + 70);
+  ExpectRefused(MessageType::kGpuExportReply, cut, StatusCode::kCorruption, "truncated");
+  // A request without a lease.
+  std::vector<uint8_t> no_lease = BodyOf(GpuExport{1, {BlockKey{}}});
+  no_lease[0] = 0;
+  ExpectRefused(MessageType::kGpuExport, no_lease, StatusCode::kCorruption, "lease_id");
+}
+
+TEST(MessageDecodeErrorsTest, ReleaseMemoryNeedsAKey) {
+  // An empty remote key is a bad value, not a truncation.
+  ExpectRefused(MessageType::kReleaseMemory, U32(0), StatusCode::kCorruption,
+                "remote_key is empty");
+  // A key shorter than its length.
+  ExpectRefused(MessageType::kReleaseMemory, Concat({U32(4), {1, 2, 3}}), StatusCode::kCorruption,
+                "truncated");
 }
 
 TEST(MessageDecodeErrorsTest, RandomBytesNeverCrash) {

@@ -177,6 +177,69 @@ TEST(MessageRoundTripTest, ErrorGoldenBytesMatchTheDocument) {
   EXPECT_EQ(*frame, expected);
 }
 
+// docs/protocol.md §4.3, "Example" of GpuExportReply: one exported block and one miss.
+TEST(MessageRoundTripTest, GpuExportReplyGoldenBytesMatchTheDocument) {
+  GpuExportEntry exported;
+  for (size_t i = 0; i < exported.pool_handle.size(); ++i) {
+    exported.pool_handle[i] = static_cast<uint8_t>(i);
+  }
+  for (size_t i = 0; i < exported.device_uuid.size(); ++i) {
+    exported.device_uuid[i] = static_cast<uint8_t>(0xA0 + i);
+  }
+  exported.pool_bytes = 64 << 20;
+  exported.offset = 0x10000;
+  exported.length = 0x4000;
+  const GpuExportReply reply{{exported, {WireStatus::kNotFound}}, ""};
+
+  std::vector<uint8_t> expected = {
+      0x4B, 0x56, 0x4C, 0x54, 0x01, 0x00, 0x15, 0x80,  // "KVLT", version 1, type 0x8015
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 9
+      0x6C, 0x00, 0x00, 0x00,                          // body length 108
+      0x02, 0x00, 0x00, 0x00,                          // 2 entries
+      0x00,                                            // entry 0: ok
+  };
+  for (uint8_t b = 0; b < 64; ++b) expected.push_back(b);  // pool_handle 00 .. 3F
+  for (uint8_t b = 0; b < 16; ++b) expected.push_back(static_cast<uint8_t>(0xA0 + b));
+  for (uint8_t b : {0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,  // pool_bytes 64 MiB
+                    0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,  // offset 0x10000
+                    0x00, 0x40, 0x00, 0x00,                          // length 0x4000
+                    0x02,                                            // entry 1: not_found
+                    0x00, 0x00}) {                                   // message ""
+    expected.push_back(b);
+  }
+  Result<std::vector<uint8_t>> frame = EncodeFrame(reply, 9);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, expected);
+}
+
+// docs/protocol.md §4.3, "Example" of ReleaseMemory and its reply.
+TEST(MessageRoundTripTest, ReleaseMemoryGoldenBytesMatchTheDocument) {
+  const std::vector<uint8_t> request = {
+      0x4B, 0x56, 0x4C, 0x54, 0x01, 0x00, 0x16, 0x00,  // "KVLT", version 1, type 0x0016
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x0B, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 11
+      0x09, 0x00, 0x00, 0x00,                          // body length 9
+      0x05, 0x00, 0x00, 0x00,                          // remote_key: 5 bytes
+      0x4B, 0x56, 0x52, 0x4B, 0x01,                    //   4B 56 52 4B 01
+  };
+  Result<std::vector<uint8_t>> frame = EncodeFrame(ReleaseMemory{{0x4B, 0x56, 0x52, 0x4B, 1}}, 11);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, request);
+
+  const std::vector<uint8_t> reply = {
+      0x4B, 0x56, 0x4C, 0x54, 0x01, 0x00, 0x16, 0x80,  // "KVLT", version 1, type 0x8016
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x0B, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 11
+      0x03, 0x00, 0x00, 0x00,                          // body length 3
+      0x00,                                            // status ok
+      0x00, 0x00,                                      // message ""
+  };
+  frame = EncodeFrame(ReleaseMemoryReply{}, 11);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, reply);
+}
+
 TEST(ErrorReplyTest, FromStatusMapsTheCodeAndCutsTheMessage) {
   ProtocolLimits limits;
   limits.max_string_bytes = 16;

@@ -118,6 +118,38 @@ inline std::vector<Message> SampleMessages() {
   out.emplace_back(Delete{{BlockKey{}}});
   out.emplace_back(DeleteReply{{WireStatus::kOk, WireStatus::kNotFound}});
 
+  out.emplace_back(GpuExport{kMax64, {PatternKey(12), BlockKey{}, PatternKey(13)}});
+  out.emplace_back(GpuExport{1, {}});
+
+  GpuExportReply ger;
+  for (WireStatus s : AllWireStatuses()) {
+    if (s != WireStatus::kOk) ger.entries.push_back({s});
+  }
+  GpuExportEntry exported;
+  for (size_t i = 0; i < exported.pool_handle.size(); ++i) {
+    exported.pool_handle[i] = static_cast<uint8_t>(0xC3 ^ (i * 29));
+  }
+  for (size_t i = 0; i < exported.device_uuid.size(); ++i) {
+    exported.device_uuid[i] = static_cast<uint8_t>(0x5E + i);
+  }
+  exported.pool_bytes = kMax64;
+  exported.length = static_cast<uint32_t>(defaults.max_block_object_bytes);
+  exported.offset = kMax64 - exported.length;
+  ger.entries.push_back(exported);
+  GpuExportEntry smallest;  // at the pool's start, one byte, the rest zero
+  smallest.pool_bytes = 1;
+  smallest.length = 1;
+  ger.entries.insert(ger.entries.begin() + 2, smallest);
+  ger.message = "gpu export is disabled on this daemon";
+  out.emplace_back(ger);
+  out.emplace_back(GpuExportReply{});
+
+  out.emplace_back(ReleaseMemory{{0x00}});
+  out.emplace_back(ReleaseMemory{PatternBytes(defaults.max_remote_key_bytes, 0x6D)});
+  out.emplace_back(ReleaseMemoryReply{WireStatus::kOk, ""});
+  out.emplace_back(
+      ReleaseMemoryReply{WireStatus::kInternal, std::string(defaults.max_string_bytes, 'r')});
+
   out.emplace_back(Stats{});
   StatsReply sr;
   sr.entries = {{"tier_host_used_bytes", uint64_t{0}},

@@ -124,6 +124,68 @@ TEST(MessageValidateTest, LoadReplyObjectSize) {
 
 TEST(MessageValidateTest, ReleaseLeaseNeedsALease) { ExpectInvalid(ReleaseLease{0}, "lease_id"); }
 
+TEST(MessageValidateTest, GpuExportNeedsALeaseAndAReplyThatFits) {
+  const BlockKey k = PatternKey(5);
+  ExpectInvalid(GpuExport{0, {k}}, "lease_id");
+  EXPECT_EQ(GpuExportKeysPerRequest({}), ProtocolLimits{}.max_keys_per_batch);
+  // A 1 KiB body holds a reply of 7 ok entries next to a message of 256 bytes: 4 + 7 x 101 + 258.
+  ProtocolLimits tight;
+  tight.max_body_bytes = kMinBodyBytes;
+  ASSERT_EQ(GpuExportKeysPerRequest(tight), 7u);
+  ExpectOverLimit(GpuExport{1, std::vector<BlockKey>(8, k)}, "gpu_export_reply fits", tight);
+  EXPECT_TRUE(EncodeFrame(GpuExport{1, std::vector<BlockKey>(7, k)}, 1, tight).ok());
+  GpuExportEntry full;
+  full.pool_bytes = 1;
+  full.length = 1;
+  GpuExportReply reply;
+  reply.entries.assign(7, full);
+  reply.message.assign(tight.max_string_bytes, 'm');
+  EXPECT_TRUE(EncodeFrame(reply, 1, tight).ok()) << "the bound is the reply's worst case";
+  tight.max_string_bytes = kCeilingStringBytes;
+  EXPECT_EQ(GpuExportKeysPerRequest(tight), 0u);
+}
+
+TEST(MessageValidateTest, GpuExportReplyEntries) {
+  GpuExportEntry e;
+  e.pool_bytes = 1 << 20;
+  e.offset = 4096;
+  e.length = 0;
+  ExpectInvalid(GpuExportReply{{e}, ""}, "entry 0: length is 0");
+  e.length = (1 << 20) - 4096 + 1;
+  ExpectInvalid(GpuExportReply{{e}, ""}, "exceeds pool_bytes");
+  e.offset = kMax64;
+  e.length = 1;
+  e.pool_bytes = kMax64;
+  ExpectInvalid(GpuExportReply{{e}, ""}, "exceeds pool_bytes");
+  ProtocolLimits limits;
+  limits.max_block_object_bytes = 4096;
+  e.offset = 0;
+  e.length = 4097;
+  ExpectOverLimit(GpuExportReply{{e}, ""}, "max_block_object_bytes", limits);
+  limits.max_string_bytes = 16;
+  ExpectOverLimit(GpuExportReply{{}, std::string(17, 'm')}, "message", limits);
+  // An entry that is not ok has nothing but its status: its other fields would not be sent.
+  GpuExportEntry miss{WireStatus::kNotFound};
+  miss.length = 1;
+  std::vector<uint8_t> out;
+  const Status s = AppendFrame(GpuExportReply{{miss}, ""}, 1, {}, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("not ok"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(MessageValidateTest, ReleaseMemoryCarriesAKeyWithinTheLimit) {
+  ExpectInvalid(ReleaseMemory{}, "remote_key is empty");
+  ProtocolLimits limits;
+  limits.max_remote_key_bytes = 8;
+  ExpectOverLimit(ReleaseMemory{std::vector<uint8_t>(9, 1)}, "remote_key", limits);
+  EXPECT_TRUE(EncodeFrame(ReleaseMemory{std::vector<uint8_t>(8, 1)}, 1, limits).ok());
+  ExpectInvalid(ReleaseMemoryReply{static_cast<WireStatus>(40), ""}, "unknown wire status");
+  limits.max_string_bytes = 16;
+  ExpectOverLimit(ReleaseMemoryReply{WireStatus::kInternal, std::string(17, 'm')}, "message",
+                  limits);
+}
+
 TEST(MessageValidateTest, StatsNamesAreNonEmpty) {
   ExpectInvalid(StatsReply{{{"", uint64_t{1}}}}, "entry 0 name is empty");
 }
@@ -148,6 +210,9 @@ TEST(MessageValidateTest, BatchesOverTheLimit) {
   s.entries.assign(3, StoreEntry{k, 0, 1});
   ExpectOverLimit(s, "entries", limits);
   ExpectOverLimit(StatsReply{{{"a", 1.0}, {"b", 2.0}, {"c", 3.0}}}, "entries", limits);
+  ExpectOverLimit(GpuExport{1, {k, k, k}}, "keys", limits);
+  ExpectOverLimit(GpuExportReply{std::vector<GpuExportEntry>(3, {WireStatus::kNotFound}), ""},
+                  "entries", limits);
 }
 
 TEST(MessageValidateTest, BodyOverTheLimitIsRefusedWhole) {

@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -251,6 +253,87 @@ TEST_P(TransferEngineTest, PeerLifecycleAndRegistrationErrors) {
   TransferBatch empty;
   empty.deadline = In(std::chrono::milliseconds(1000));
   EXPECT_TRUE(WaitBatch(engine_->Submit(std::move(empty))).empty());
+}
+
+// Waits (bounded) until the progress thread reports `n` unpacked keys held.
+bool WaitForCachedKeys(const TransferEngine& engine, size_t n) {
+  const auto until = Clock::now() + std::chrono::seconds(5);
+  while (engine.Stats().cached_remote_keys != n) {
+    if (Clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+TEST_P(TransferEngineTest, ForgottenKeysAreUnpackedAfreshForTheSameBytes) {
+  // UCX-allocated regions freed and allocated again: with shared memory the remote key of the
+  // new one often repeats the old one's bytes while naming other memory. Once the key is
+  // forgotten, the same bytes reach the new memory.
+  constexpr size_t kSize = 64 * kKiB;
+  AlignedBuffer server(kSize);
+  std::vector<std::vector<uint8_t>> seen;
+  int repeats = 0;
+  for (uint64_t round = 0; round < 8; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    Result<RegisteredRegion> region = agent_->AllocateMemory(kSize);
+    ASSERT_TRUE(region.ok()) << region.status().ToString();
+    repeats += std::find(seen.begin(), seen.end(), region->remote_key) != seen.end();
+    seen.push_back(region->remote_key);
+    FillPattern(region->memory.address(), kSize, 100 + round);
+    std::vector<Status> got = RunOne(TransferOp::kGet, server.data, *region, 0, kSize);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(got[0].ok()) << got[0].ToString();
+    EXPECT_EQ(FirstMismatch(server.data, kSize, 100 + round), -1);
+    ASSERT_TRUE(WaitForCachedKeys(*engine_, 1));
+    engine_->ForgetRemoteKey(peer_, region->remote_key);
+    ASSERT_TRUE(WaitForCachedKeys(*engine_, 0));
+  }
+  std::printf("[ forget ] %s: %d of 8 regions repeated an earlier remote key\n", GetParam(),
+              repeats);
+  // Unknown keys and peers are ignored.
+  engine_->ForgetRemoteKey(peer_, std::vector<uint8_t>{1, 2, 3});
+  engine_->ForgetRemoteKey(peer_ + 100, seen.front());
+  AlignedBuffer client(4 * kKiB);
+  Result<RegisteredRegion> registered = agent_->RegisterMemory(client.data, client.size);
+  ASSERT_TRUE(registered.ok());
+  std::vector<Status> got = RunOne(TransferOp::kGet, server.data, *registered, 0, client.size);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].ok()) << got[0].ToString();
+}
+
+TEST_P(TransferEngineTest, KeyForgottenUnderARunningBatchLivesUntilItFinishes) {
+  constexpr size_t kSize = 4 * kMiB;
+  AlignedBuffer client(kSize);
+  AlignedBuffer first(kSize);
+  AlignedBuffer second(kSize);
+  FillPattern(client.data, kSize, 21);
+  Result<RegisteredRegion> region = agent_->RegisterMemory(client.data, kSize);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  auto batch = [&](uint8_t* local) {
+    TransferBatch b;
+    b.remote_keys.push_back(region->remote_key);
+    b.transfers.push_back(
+        Transfer{TransferOp::kGet, peer_, local, region->remote_address(), kSize, 0});
+    b.deadline = In(std::chrono::milliseconds(4000));
+    return b;
+  };
+  // Queued back to back: the forget lands while the first batch holds the key (which is then
+  // retired, not destroyed), and the second batch unpacks the bytes again.
+  std::future<std::vector<Status>> a = engine_->Submit(batch(first.data));
+  engine_->ForgetRemoteKey(peer_, region->remote_key);
+  std::future<std::vector<Status>> b = engine_->Submit(batch(second.data));
+  std::vector<Status> got_a = WaitBatch(std::move(a));
+  std::vector<Status> got_b = WaitBatch(std::move(b));
+  ASSERT_EQ(got_a.size(), 1u);
+  ASSERT_EQ(got_b.size(), 1u);
+  EXPECT_TRUE(got_a[0].ok()) << got_a[0].ToString();
+  EXPECT_TRUE(got_b[0].ok()) << got_b[0].ToString();
+  EXPECT_EQ(FirstMismatch(first.data, kSize, 21), -1);
+  EXPECT_EQ(FirstMismatch(second.data, kSize, 21), -1);
+  // Only the second batch's key stays cached; the retired one went with its last user.
+  EXPECT_TRUE(WaitForCachedKeys(*engine_, 1));
+  engine_->ForgetRemoteKey(peer_, region->remote_key);
+  EXPECT_TRUE(WaitForCachedKeys(*engine_, 0));
 }
 
 INSTANTIATE_TEST_SUITE_P(ucx, TransferEngineTest, ::testing::Values("tcp", "posix,cma"),

@@ -1,10 +1,13 @@
-// Bodies of Lookup, Store, Load, ReleaseLease, Delete and their replies (docs/protocol.md §4.3).
+// Bodies of Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory and their replies
+// (docs/protocol.md §4.3).
 // Each decoder reads its fields in the order its encoder writes them.
 #include "kvault/transport/block_messages.h"
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
+#include "kvault/common/little_endian.h"
 #include "wire_io.h"
 
 namespace kvault::transport {
@@ -42,6 +45,13 @@ Status CheckRemoteKey(const std::vector<uint8_t>& rkey, const ProtocolLimits& li
 void WriteKeys(WireWriter& w, const std::vector<BlockKey>& keys) {
   w.Count(keys.size());
   for (const BlockKey& k : keys) w.Raw(k);
+}
+
+// Fixed-size opaque bytes through the reader's checked u64 reads (8 bytes each, in order).
+template <size_t N>
+void ReadRaw(WireReader& r, std::array<uint8_t, N>& out) {
+  static_assert(N % 8 == 0);
+  for (size_t i = 0; i < N; i += 8) StoreLe64(out.data() + i, r.U64());
 }
 
 std::vector<BlockKey> ReadKeys(WireReader& r, const ProtocolLimits& limits) {
@@ -394,6 +404,148 @@ Result<DeleteReply> DeleteReply::DecodeBody(std::span<const uint8_t> body,
   DeleteReply m;
   m.statuses = ReadStatuses(r, limits);
   return FinishDecode(r, std::move(m), limits, "delete_reply");
+}
+
+// --- GpuExport: u64 lease_id, u32 count, count x 32-byte key.
+
+uint32_t GpuExportKeysPerRequest(const ProtocolLimits& limits) {
+  const uint64_t fixed = 4 + 2 + uint64_t{limits.max_string_bytes};  // count, message
+  if (limits.max_body_bytes <= fixed) return 0;
+  const uint64_t fit = (limits.max_body_bytes - fixed) / kGpuExportOkEntryBytes;
+  return static_cast<uint32_t>(std::min<uint64_t>(limits.max_keys_per_batch, fit));
+}
+
+Status GpuExport::Validate(const ProtocolLimits& limits) const {
+  if (lease_id == 0) return Status::InvalidArgument("lease_id must be nonzero");
+  KVAULT_RETURN_IF_ERROR(CheckCount(keys.size(), limits, "keys"));
+  const uint32_t most = GpuExportKeysPerRequest(limits);
+  if (keys.size() > most) {
+    return Status::OutOfRange(std::to_string(keys.size()) + " keys exceed the " +
+                              std::to_string(most) +
+                              " whose gpu_export_reply fits in max_body_bytes");
+  }
+  return Status::Ok();
+}
+
+void GpuExport::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.U64(lease_id);
+  WriteKeys(w, keys);
+}
+
+Result<GpuExport> GpuExport::DecodeBody(std::span<const uint8_t> body,
+                                        const ProtocolLimits& limits) {
+  WireReader r(body);
+  GpuExport m;
+  m.lease_id = r.U64();
+  m.keys = ReadKeys(r, limits);
+  return FinishDecode(r, std::move(m), limits, "gpu_export");
+}
+
+// --- GpuExportReply: u32 count, count x (u8 status, and when it is ok: 64-byte pool handle,
+// 16-byte device uuid, u64 pool_bytes, u64 offset, u32 length), string message.
+
+Status GpuExportReply::Validate(const ProtocolLimits& limits) const {
+  KVAULT_RETURN_IF_ERROR(CheckCount(entries.size(), limits, "entries"));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const GpuExportEntry& e = entries[i];
+    KVAULT_RETURN_IF_ERROR(CheckKnownStatus(e.status, Entry("entry", i)));
+    if (e.status != WireStatus::kOk) {
+      // The encoding drops these fields, so they must hold nothing to drop.
+      if (!(e == GpuExportEntry{e.status})) {
+        return Status::InvalidArgument(Entry("entry", i) +
+                                       ": export fields set on an entry that is not ok");
+      }
+      continue;
+    }
+    if (e.length == 0) return Status::InvalidArgument(Entry("entry", i) + ": length is 0");
+    if (e.length > limits.max_block_object_bytes) {
+      return Status::OutOfRange(Entry("entry", i) + ": length " + std::to_string(e.length) +
+                                " exceeds max_block_object_bytes " +
+                                std::to_string(limits.max_block_object_bytes));
+    }
+    if (e.offset > e.pool_bytes || e.length > e.pool_bytes - e.offset) {
+      return Status::InvalidArgument(Entry("entry", i) + ": offset " + std::to_string(e.offset) +
+                                     " + length " + std::to_string(e.length) +
+                                     " exceeds pool_bytes " + std::to_string(e.pool_bytes));
+    }
+  }
+  return CheckString(message, limits.max_string_bytes, "message");
+}
+
+void GpuExportReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter w(out);
+  w.Count(entries.size());
+  for (const GpuExportEntry& e : entries) {
+    w.U8(static_cast<uint8_t>(e.status));
+    if (e.status != WireStatus::kOk) continue;
+    w.Raw(e.pool_handle);
+    w.Raw(e.device_uuid);
+    w.U64(e.pool_bytes);
+    w.U64(e.offset);
+    w.U32(e.length);
+  }
+  w.String(message);
+}
+
+Result<GpuExportReply> GpuExportReply::DecodeBody(std::span<const uint8_t> body,
+                                                  const ProtocolLimits& limits) {
+  WireReader r(body);
+  GpuExportReply m;
+  // Each entry takes at least its status byte; the count is checked against that before the
+  // vector is sized, and every ok entry's further bytes are checked as they are read.
+  const uint32_t n = r.Count(limits.max_keys_per_batch, 1, "entries");
+  m.entries.reserve(n);
+  for (uint32_t i = 0; i < n && r.ok(); ++i) {
+    GpuExportEntry e;
+    e.status = static_cast<WireStatus>(r.U8());
+    if (e.status == WireStatus::kOk) {
+      ReadRaw(r, e.pool_handle);
+      ReadRaw(r, e.device_uuid);
+      e.pool_bytes = r.U64();
+      e.offset = r.U64();
+      e.length = r.U32();
+    }
+    m.entries.push_back(e);
+  }
+  m.message = r.String(limits.max_string_bytes, "message");
+  return FinishDecode(r, std::move(m), limits, "gpu_export_reply");
+}
+
+// --- ReleaseMemory: blob remote_key.
+
+Status ReleaseMemory::Validate(const ProtocolLimits& limits) const {
+  return CheckRemoteKey(remote_key, limits);
+}
+
+void ReleaseMemory::EncodeBody(std::vector<uint8_t>* out) const {
+  WireWriter(out).Blob(remote_key);
+}
+
+Result<ReleaseMemory> ReleaseMemory::DecodeBody(std::span<const uint8_t> body,
+                                                const ProtocolLimits& limits) {
+  WireReader r(body);
+  ReleaseMemory m;
+  m.remote_key = r.Blob(limits.max_remote_key_bytes, "remote_key");
+  return FinishDecode(r, std::move(m), limits, "release_memory");
+}
+
+// --- ReleaseMemoryReply: u8 status, string message.
+
+Status ReleaseMemoryReply::Validate(const ProtocolLimits& limits) const {
+  return CheckStatusBody(status, message, limits);
+}
+
+void ReleaseMemoryReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WriteStatusBody(status, message, out);
+}
+
+Result<ReleaseMemoryReply> ReleaseMemoryReply::DecodeBody(std::span<const uint8_t> body,
+                                                          const ProtocolLimits& limits) {
+  WireReader r(body);
+  ReleaseMemoryReply m;
+  ReadStatusBody(r, limits, m.status, m.message);
+  return FinishDecode(r, std::move(m), limits, "release_memory_reply");
 }
 
 }  // namespace kvault::transport

@@ -42,6 +42,10 @@ std::string_view MessageTypeName(MessageType type) {
       return "release_lease";
     case MessageType::kDelete:
       return "delete";
+    case MessageType::kGpuExport:
+      return "gpu_export";
+    case MessageType::kReleaseMemory:
+      return "release_memory";
     case MessageType::kStats:
       return "stats";
     case MessageType::kPing:
@@ -62,6 +66,10 @@ std::string_view MessageTypeName(MessageType type) {
       return "release_lease_reply";
     case MessageType::kDeleteReply:
       return "delete_reply";
+    case MessageType::kGpuExportReply:
+      return "gpu_export_reply";
+    case MessageType::kReleaseMemoryReply:
+      return "release_memory_reply";
     case MessageType::kStatsReply:
       return "stats_reply";
     case MessageType::kPong:

@@ -59,6 +59,14 @@ Result<Message> DecodeMessage(MessageType type, std::span<const uint8_t> body,
       return DecodeAs<Delete>(body, limits);
     case MessageType::kDeleteReply:
       return DecodeAs<DeleteReply>(body, limits);
+    case MessageType::kGpuExport:
+      return DecodeAs<GpuExport>(body, limits);
+    case MessageType::kGpuExportReply:
+      return DecodeAs<GpuExportReply>(body, limits);
+    case MessageType::kReleaseMemory:
+      return DecodeAs<ReleaseMemory>(body, limits);
+    case MessageType::kReleaseMemoryReply:
+      return DecodeAs<ReleaseMemoryReply>(body, limits);
     case MessageType::kStats:
       return DecodeAs<Stats>(body, limits);
     case MessageType::kStatsReply:

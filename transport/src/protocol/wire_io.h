@@ -94,7 +94,7 @@ Status CheckCount(size_t n, const ProtocolLimits& limits, std::string_view field
 // InvalidArgument when `s` is not a known WireStatus value.
 Status CheckKnownStatus(WireStatus s, std::string_view field);
 
-// The body ReleaseLeaseReply and ErrorReply share: u8 status, string message.
+// The body ReleaseLeaseReply, ReleaseMemoryReply and ErrorReply share: u8 status, string message.
 Status CheckStatusBody(WireStatus status, std::string_view message, const ProtocolLimits& limits);
 void WriteStatusBody(WireStatus status, std::string_view message, std::vector<uint8_t>* out);
 void ReadStatusBody(WireReader& r, const ProtocolLimits& limits, WireStatus& status,

@@ -149,6 +149,12 @@ size_t EngineCore::open_endpoints() const {
       peers_.begin(), peers_.end(), [](const auto& kv) { return kv.second->ep.has_value(); }));
 }
 
+size_t EngineCore::cached_keys() const {
+  size_t n = retired_keys_.size();
+  for (const auto& [id, peer] : peers_) n += peer->keys.size();
+  return n;
+}
+
 void EngineCore::MarkReady(BatchState* batch) {
   if (batch->ready) return;
   batch->ready = true;
@@ -224,6 +230,19 @@ CachedKey* EngineCore::AcquireKey(Peer& peer, const std::vector<uint8_t>& bytes,
   }
   peer.keys.push_front(std::make_unique<CachedKey>(CachedKey{bytes, std::move(key).value(), 1}));
   return peer.keys.front().get();
+}
+
+bool EngineCore::ForgetKey(PeerId id, const std::vector<uint8_t>& bytes) {
+  auto pit = peers_.find(id);
+  if (pit == peers_.end()) return false;
+  std::list<std::unique_ptr<CachedKey>>& keys = pit->second->keys;
+  // AcquireKey never caches the same bytes twice on one peer.
+  auto it =
+      std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k->bytes == bytes; });
+  if (it == keys.end()) return false;
+  if ((*it)->users > 0) retired_keys_.push_back(std::move(*it));
+  keys.erase(it);
+  return true;
 }
 
 void EngineCore::ReleaseKeys(BatchState& b) {

@@ -59,6 +59,10 @@ class EngineCore {
   void RemovePeer(PeerId peer, std::function<void(Status)> done);
   // Validates and posts every transfer of `queued`.
   void StartBatch(QueuedBatch queued);
+  // Forgets the key unpacked from `bytes` on `peer`: dropped at once when no batch uses it, else
+  // retired (no later batch finds it; destroyed when its last user is erased). Later batches
+  // unpack the bytes afresh. Returns false when the peer or the key is unknown.
+  bool ForgetKey(PeerId peer, const std::vector<uint8_t>& bytes);
   // One pass of bookkeeping: reap failed endpoints, expire deadlines, advance batches whose
   // requests all completed, finish closes. Returns true when it changed anything.
   bool Poll();
@@ -69,13 +73,16 @@ class EngineCore {
   void Shutdown();
 
   size_t open_endpoints() const;
+  // Unpacked remote keys held: cached per peer, plus retired ones a batch still uses.
+  size_t cached_keys() const;
   uint64_t worker_restarts() const { return worker_restarts_; }
 
   // For the UCX request callbacks of engine_core.cc.
   void MarkReady(BatchState* batch);
 
-  // Unpacked remote keys kept per peer (clients send the same key with every request). Only keys
-  // no batch in flight uses are evicted.
+  // Unpacked remote keys kept per peer (clients send the same key with every request), found by
+  // their sealed bytes. Only keys no batch in flight uses are evicted. The same bytes may name
+  // other memory once the client deregistered the first: ForgetKey runs before that.
   static constexpr size_t kMaxCachedKeysPerPeer = 64;
 
  private:

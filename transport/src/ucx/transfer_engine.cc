@@ -23,7 +23,11 @@ struct DisconnectCommand {
   PeerId peer = 0;
   std::promise<Status> result;
 };
-using Command = std::variant<ConnectCommand, DisconnectCommand, QueuedBatch>;
+struct ForgetKeyCommand {
+  PeerId peer = 0;
+  std::vector<uint8_t> remote_key;
+};
+using Command = std::variant<ConnectCommand, DisconnectCommand, ForgetKeyCommand, QueuedBatch>;
 
 std::vector<Status> AllFailed(size_t n, const Status& status) {
   return std::vector<Status>(n, status);
@@ -54,6 +58,7 @@ class TransferEngine::Impl {
       FailQueued();
       core_.Shutdown();
       open_endpoints_.store(0);
+      cached_keys_.store(0);
     };
     KVAULT_ASSIGN_OR_RETURN(loop_, ProgressLoop::Start(worker_, std::move(hooks), spin));
     return Status::Ok();
@@ -74,6 +79,7 @@ class TransferEngine::Impl {
   std::unique_ptr<ProgressLoop> loop_;
   std::atomic<size_t> open_endpoints_{0};
   std::atomic<uint64_t> worker_restarts_{0};
+  std::atomic<size_t> cached_keys_{0};
 
  private:
   // Swaps the queue into `out` (empty vectors do not allocate, so idle passes stay cheap).
@@ -91,6 +97,8 @@ class TransferEngine::Impl {
       } else if (auto* d = std::get_if<DisconnectCommand>(&command)) {
         auto promise = std::make_shared<std::promise<Status>>(std::move(d->result));
         core_.RemovePeer(d->peer, [promise](Status s) { promise->set_value(std::move(s)); });
+      } else if (auto* f = std::get_if<ForgetKeyCommand>(&command)) {
+        (void)core_.ForgetKey(f->peer, f->remote_key);
       } else {
         core_.StartBatch(std::move(std::get<QueuedBatch>(command)));
       }
@@ -99,6 +107,7 @@ class TransferEngine::Impl {
     if (did) {
       open_endpoints_.store(core_.open_endpoints(), std::memory_order_relaxed);
       worker_restarts_.store(core_.worker_restarts(), std::memory_order_relaxed);
+      cached_keys_.store(core_.cached_keys(), std::memory_order_relaxed);
     }
     return did;
   }
@@ -112,6 +121,8 @@ class TransferEngine::Impl {
         c->result.set_value(stopping);
       } else if (auto* d = std::get_if<DisconnectCommand>(&command)) {
         d->result.set_value(stopping);
+      } else if (std::holds_alternative<ForgetKeyCommand>(command)) {
+        // Shutdown drops every key anyway.
       } else {
         auto& q = std::get<QueuedBatch>(command);
         if (q.done) q.done(AllFailed(q.batch.transfers.size(), stopping));
@@ -179,9 +190,14 @@ std::future<std::vector<Status>> TransferEngine::Submit(TransferBatch batch) {
   return result;
 }
 
+void TransferEngine::ForgetRemoteKey(PeerId peer, std::span<const uint8_t> remote_key) {
+  impl_->Push(ForgetKeyCommand{peer, {remote_key.begin(), remote_key.end()}});
+}
+
 TransferEngineStats TransferEngine::Stats() const {
   return TransferEngineStats{impl_->open_endpoints_.load(std::memory_order_relaxed),
-                             impl_->worker_restarts_.load(std::memory_order_relaxed)};
+                             impl_->worker_restarts_.load(std::memory_order_relaxed),
+                             impl_->cached_keys_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace kvault::transport

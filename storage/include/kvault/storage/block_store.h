@@ -34,6 +34,7 @@
 
 #include "kvault/common/block_key.h"
 #include "kvault/common/result.h"
+#include "kvault/kernels/gpu_ipc.h"
 #include "kvault/storage/clock.h"
 #include "kvault/storage/counters.h"
 #include "kvault/storage/host_tier.h"
@@ -199,6 +200,27 @@ class BlockStore {
   // Read access to one block: nullopt on a miss (including a block that failed verification in a
   // colder tier, which is then deleted and counted). IoError for a tier that failed to read.
   Result<std::optional<BlockPin>> Pin(TenantId tenant, const BlockKey& key);
+
+  // Describes a block of `tenant` that sits in the gpu tier for a co-located process, which maps
+  // it with kernels::GpuIpcImporter and copies it device to device (DESIGN.md §7).
+  //   - NotFound ("lease_expired: ...") when `lease` is not live (0, unknown, released or
+  //     expired); checked first, whatever the key.
+  //   - nullopt when the block is absent (or still being written) or lives in another tier: a
+  //     miss, the caller loads it the ordinary way.
+  //   - InvalidArgument when the block is present but `lease` does not cover it.
+  //   - Unsupported when the gpu tier cannot export (no CUDA IPC on this platform, or a gpu tier
+  //     that is not a GpuTier); Internal when the tier does not find a block the index holds.
+  // The lease is what keeps the bytes in place while the other process copies them: a leased
+  // block is never evicted, demoted or deleted, and nothing moves a block out of the gpu tier
+  // but demotion. Once the lease is released or expires, the described range may be reused for
+  // another block at any time; a reader that verifies the object it copied (checksum and key in
+  // its header) never accepts those bytes as this block's.
+  // Security: the description carries the IPC handle of the whole gpu pool, so the importing
+  // process can read (and write) every tenant's blocks in it, not only this one. Only hand it to
+  // co-located processes that every tenant on the node trusts.
+  // Counts as a use of the block for eviction.
+  Result<std::optional<kernels::GpuIpcExport>> ExportGpu(TenantId tenant, const BlockKey& key,
+                                                         LeaseId lease);
 
   // Removes a block. Returns false when it was absent. Unavailable while the block is pinned,
   // leased or being written or moved (nothing is removed).

@@ -1,7 +1,7 @@
 #pragma once
 // GpuTier: the `gpu` tier (DESIGN.md §7), a pool of device memory on one GPU for the hottest
 // blocks. Blocks are filled from and drained to host memory with CUDA copies, and co-located
-// processes read them directly through CUDA IPC (gpu_ipc.h). Host-only header: no CUDA types.
+// processes read them directly through CUDA IPC (kernels/gpu_ipc.h). Host-only header: no CUDA types.
 //
 // The pool is one cudaMalloc allocation of `capacity_bytes`, made at Create and never grown, so
 // the cap is exact and one IPC handle covers every block. Blocks are carved from it by a best-fit
@@ -17,7 +17,7 @@
 
 #include "kvault/common/result.h"
 #include "kvault/storage/counters.h"
-#include "kvault/storage/gpu_ipc.h"
+#include "kvault/kernels/gpu_ipc.h"
 #include "kvault/storage/scoped_key.h"
 #include "kvault/storage/tier.h"
 
@@ -87,12 +87,12 @@ class GpuTier final : public Tier {
   // "copied_in_bytes_total", "copied_out_bytes_total", "ipc_exports_total". All labelled "gpu".
   void VisitCounters(CounterVisitor& visitor) const override;
 
-  // Describes the block for a co-located process (gpu_ipc.h): the pool's IPC handle plus the
+  // Describes the block for a co-located process (kernels/gpu_ipc.h): the pool's IPC handle plus the
   // block's offset and length. The block must stay stored until that process is done with it.
   // NotFound: no block of `key` at `slot`. InvalidArgument: object_bytes is not the stored size.
   // Unsupported: the driver could not export the pool (cudaIpcGetMemHandle failed at Create; the
   // message says why), or this build has no CUDA.
-  Result<GpuIpcExport> ExportIpc(const ScopedKey& key, TierSlot slot, uint32_t object_bytes) const;
+  Result<kernels::GpuIpcExport> ExportIpc(const ScopedKey& key, TierSlot slot, uint32_t object_bytes) const;
 
   // The device ordinal and the pool size after rounding.
   int device() const;

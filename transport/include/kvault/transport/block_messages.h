@@ -1,13 +1,15 @@
 #pragma once
-// Block messages: Lookup, Store, Load, ReleaseLease, Delete and their replies
-// (docs/protocol.md §4). Each struct has the members kType, Validate, EncodeBody and DecodeBody
-// whose contract session_messages.h states once.
+// Block messages: Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory and their
+// replies (docs/protocol.md §4). Each struct has the members kType, Validate, EncodeBody and
+// DecodeBody whose contract session_messages.h states once.
 //
 // Keys are 32-byte block keys (common/block_key.h), scoped by the server to the authenticated
 // tenant. A batch reply lists one result per request key, in request order; the decoder of a
 // reply cannot know the request, so the caller checks that the counts match.
 // Plain value types; thread-compatible. The functions are pure: thread-safe.
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -198,6 +200,97 @@ struct DeleteReply {
   static Result<DeleteReply> DecodeBody(std::span<const uint8_t> body,
                                         const ProtocolLimits& limits);
   bool operator==(const DeleteReply&) const = default;
+};
+
+inline constexpr size_t kGpuPoolHandleBytes = 64;  // a cudaIpcMemHandle_t, opaque here
+inline constexpr size_t kGpuDeviceUuidBytes = 16;  // a cudaUUID_t, opaque here
+// Wire bytes of one GpuExportReply entry: the status byte, then, only when it is kOk, the handle,
+// the UUID, pool_bytes, offset and length.
+inline constexpr size_t kGpuExportOkEntryBytes =
+    1 + kGpuPoolHandleBytes + kGpuDeviceUuidBytes + 8 + 8 + 4;
+
+// Client -> server: CUDA IPC descriptions of blocks that sit in the server's gpu tier, for a
+// process on the server's host that copies them device to device. Only for leased blocks: the
+// lease keeps each block where the description says until it is released or expires.
+struct GpuExport {
+  static constexpr MessageType kType = MessageType::kGpuExport;
+  // The lease from LookupReply that covers every key; nonzero.
+  uint64_t lease_id = 0;
+  // At most GpuExportKeysPerRequest(limits).
+  std::vector<BlockKey> keys;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<GpuExport> DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits);
+  bool operator==(const GpuExport&) const = default;
+};
+
+// Most keys one GpuExport may carry under `limits`: max_keys_per_batch, or fewer when a reply of
+// that many kOk entries and a message of max_string_bytes would not fit in max_body_bytes (a
+// reply entry is about three times a request key). 0 when not even one would.
+uint32_t GpuExportKeysPerRequest(const ProtocolLimits& limits);
+
+// The result of one GpuExport key. The fields after `status` are set exactly when it is kOk;
+// they describe the block to kernels::GpuIpcImporter (kernels/gpu_ipc.h), which this module
+// does not depend on.
+struct GpuExportEntry {
+  // kOk (exported), kNotFound (absent, another tenant's, or not in the gpu tier: load it the
+  // ordinary way), kLeaseExpired (the lease is not this session's live lease), kUnsupported
+  // (the server does not export, see the reply's message), kInvalidArgument (the lease does not
+  // cover the key), kUnavailable, kInternal, ...
+  WireStatus status = WireStatus::kOk;
+  std::array<uint8_t, kGpuPoolHandleBytes> pool_handle{};  // the pool's cudaIpcMemHandle_t
+  std::array<uint8_t, kGpuDeviceUuidBytes> device_uuid{};  // the GPU that holds the pool
+  uint64_t pool_bytes = 0;  // size of the pool allocation; offset + length <= pool_bytes
+  uint64_t offset = 0;      // the block object's first byte in the pool
+  uint32_t length = 0;      // the block object's bytes, 1..max_block_object_bytes
+  bool operator==(const GpuExportEntry&) const = default;
+};
+
+struct GpuExportReply {
+  static constexpr MessageType kType = MessageType::kGpuExportReply;
+  std::vector<GpuExportEntry> entries;  // one per request key; at most max_keys_per_batch
+  // Why the entries that are neither kOk nor kNotFound failed, when the server has words for it
+  // (export disabled, a lease of another session); empty otherwise. <= max_string_bytes.
+  std::string message;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<GpuExportReply> DecodeBody(std::span<const uint8_t> body,
+                                           const ProtocolLimits& limits);
+  bool operator==(const GpuExportReply&) const = default;
+};
+
+// Client -> server: the client is about to deregister the memory behind `remote_key`. The server
+// forgets what it derived from those bytes (an unpacked key, its mapping of the memory) once the
+// requests it already received are done, so that a later registration that packs to the same
+// bytes is never taken for this one (docs/protocol.md §7).
+struct ReleaseMemory {
+  static constexpr MessageType kType = MessageType::kReleaseMemory;
+  // The packed UCX rkey the client sent in Store and Load; 1..max_remote_key_bytes bytes.
+  std::vector<uint8_t> remote_key;
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<ReleaseMemory> DecodeBody(std::span<const uint8_t> body,
+                                          const ProtocolLimits& limits);
+  bool operator==(const ReleaseMemory&) const = default;
+};
+
+// kOk, also when the server held nothing for the key (it never saw it, or the session has no data
+// plane).
+struct ReleaseMemoryReply {
+  static constexpr MessageType kType = MessageType::kReleaseMemoryReply;
+  WireStatus status = WireStatus::kOk;
+  std::string message;  // <= max_string_bytes; empty on success
+
+  // StatusFromWire(status, message).
+  Status ToStatus() const { return StatusFromWire(status, message); }
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<ReleaseMemoryReply> DecodeBody(std::span<const uint8_t> body,
+                                               const ProtocolLimits& limits);
+  bool operator==(const ReleaseMemoryReply&) const = default;
 };
 
 }  // namespace kvault::transport

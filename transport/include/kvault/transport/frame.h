@@ -43,6 +43,8 @@ enum class MessageType : uint16_t {
   kLoad = 0x0012,
   kReleaseLease = 0x0013,
   kDelete = 0x0014,
+  kGpuExport = 0x0015,
+  kReleaseMemory = 0x0016,
   kStats = 0x0020,
   kPing = 0x0030,
   kError = 0x8000,
@@ -53,6 +55,8 @@ enum class MessageType : uint16_t {
   kLoadReply = 0x8012,
   kReleaseLeaseReply = 0x8013,
   kDeleteReply = 0x8014,
+  kGpuExportReply = 0x8015,
+  kReleaseMemoryReply = 0x8016,
   kStatsReply = 0x8020,
   kPong = 0x8030,
 };

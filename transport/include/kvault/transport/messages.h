@@ -20,7 +20,8 @@ namespace kvault::transport {
 // Any message, for dispatch on a received frame.
 using Message = std::variant<Hello, HelloReply, Auth, AuthReply, Lookup, LookupReply, Store,
                              StoreReply, Load, LoadReply, ReleaseLease, ReleaseLeaseReply, Delete,
-                             DeleteReply, Stats, StatsReply, Ping, Pong, ErrorReply>;
+                             DeleteReply, GpuExport, GpuExportReply, ReleaseMemory,
+                             ReleaseMemoryReply, Stats, StatsReply, Ping, Pong, ErrorReply>;
 
 // The type of the alternative `message` holds.
 MessageType TypeOf(const Message& message);

@@ -26,7 +26,8 @@ enum class WireStatus : uint8_t {
   kInternal = 9,
   kUnsupportedVersion = 32,  // the frame's protocol version is not one the server speaks
   kUnauthenticated = 33,     // request before a successful Auth, or a wrong proof
-  kLeaseExpired = 34,        // Load or ReleaseLease named a lease that is unknown or expired
+  kLeaseExpired = 34,        // ReleaseLease or GpuExport named a lease that is unknown, expired
+                             // or another session's
   kTransferFailed = 35,      // per key: the UCX get or put of that key's bytes failed
 };
 

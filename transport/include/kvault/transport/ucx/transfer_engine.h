@@ -26,9 +26,10 @@
 // endpoint is reset, every batch in flight fails with Unavailable, and peers reconnect on their
 // next Submit. Stats().worker_restarts counts these events.
 //
-// Thread-safety: every public method is safe from any thread. Submit only queues work and wakes
-// the progress thread; Connect and Disconnect wait for it. Callbacks run on the progress thread.
-// Lock order: registration mutex, then queue mutex (never held together in practice).
+// Thread-safety: every public method is safe from any thread. Submit and ForgetRemoteKey only
+// queue work and wake the progress thread; Connect and Disconnect wait for it. Callbacks run on
+// the progress thread. Lock order: registration mutex, then queue mutex (never held together in
+// practice).
 
 #include <chrono>
 #include <cstddef>
@@ -60,8 +61,9 @@ struct TransferEngineOptions {
 };
 
 struct TransferEngineStats {
-  size_t open_endpoints = 0;     // peers with a live endpoint now
-  uint64_t worker_restarts = 0;  // times the worker was restarted to reclaim stuck requests
+  size_t open_endpoints = 0;      // peers with a live endpoint now
+  uint64_t worker_restarts = 0;   // times the worker was restarted to reclaim stuck requests
+  size_t cached_remote_keys = 0;  // unpacked remote keys held (see ForgetRemoteKey)
 };
 
 class TransferEngine {
@@ -99,6 +101,17 @@ class TransferEngine {
   void Submit(TransferBatch batch, TransferCallback done);
   // As above, completing a future instead of calling back.
   std::future<std::vector<Status>> Submit(TransferBatch batch);
+
+  // Remote keys are unpacked once per peer and kept, by their sealed bytes, for later batches
+  // (up to 64 per peer). With shared-memory transports an unpacked key maps the client's memory,
+  // and a client that frees a region and registers another may get the same bytes for it. So a
+  // client tells the server before it deregisters (ReleaseMemory, docs/protocol.md §7), and the
+  // server calls this: the key `remote_key` unpacked to on `peer` is forgotten on the progress
+  // thread, in order with what was submitted before. Batches submitted earlier keep using it
+  // until they finish (it is destroyed, and the memory unmapped, after the last); every batch
+  // submitted after this call unpacks the bytes afresh. Unknown peers and keys are ignored.
+  // Returns at once.
+  void ForgetRemoteKey(PeerId peer, std::span<const uint8_t> remote_key);
 
   // Counters for metrics and tests, refreshed by the progress thread after each pass.
   TransferEngineStats Stats() const;

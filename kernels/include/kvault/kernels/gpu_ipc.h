@@ -24,7 +24,7 @@
 
 #include "kvault/common/result.h"
 
-namespace kvault::storage {
+namespace kvault::kernels {
 
 inline constexpr size_t kGpuIpcHandleBytes = 64;  // sizeof(cudaIpcMemHandle_t)
 inline constexpr size_t kGpuUuidBytes = 16;       // sizeof(cudaUUID_t)
@@ -55,7 +55,8 @@ class GpuIpcImporter {
   GpuIpcImporter(const GpuIpcImporter&) = delete;
   GpuIpcImporter& operator=(const GpuIpcImporter&) = delete;
 
-  // Device pointer to the block's first byte, opening the pool on first use.
+  // Device pointer to the block's first byte, opening the pool on first use (which makes the
+  // pool's device the calling thread's current device).
   // InvalidArgument: zero length, or [offset, offset + length) not inside the pool.
   // Unavailable: no visible GPU has the exporter's UUID. Otherwise the CUDA error of
   // cudaIpcOpenMemHandle (a stale or foreign handle is usually InvalidArgument).
@@ -64,6 +65,10 @@ class GpuIpcImporter {
   // Copies the block into `out` (exactly block.length bytes, else InvalidArgument) with a
   // synchronous device-to-host copy. Errors as Map, plus the copy's CUDA error.
   Status CopyToHost(const GpuIpcExport& block, std::span<uint8_t> out);
+
+  // The local device ordinal of the GPU that holds `block`'s pool. Unavailable when no visible
+  // GPU has the exporter's UUID. Never fails otherwise; opens nothing.
+  Result<int> LocalDevice(const GpuIpcExport& block) const;
 
   // Pools opened so far (each distinct pool handle counts once).
   size_t open_pools() const;
@@ -74,4 +79,4 @@ class GpuIpcImporter {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace kvault::storage
+}  // namespace kvault::kernels

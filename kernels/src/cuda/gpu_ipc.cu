@@ -1,4 +1,4 @@
-#include "kvault/storage/gpu_ipc.h"
+#include "kvault/kernels/gpu_ipc.h"
 
 #include <cuda_runtime.h>
 
@@ -10,11 +10,11 @@
 #include <utility>
 #include <vector>
 
-#include "gpu/cuda_status.h"
+#include "cuda/cuda_status.cuh"
 
-namespace kvault::storage {
+namespace kvault::kernels {
 
-using gpu_internal::CudaStatus;
+using cuda_detail::CudaStatus;
 
 class GpuIpcImporter::Impl {
  public:
@@ -63,16 +63,17 @@ class GpuIpcImporter::Impl {
     return pools_.size();
   }
 
+  Result<int> LocalDevice(const GpuIpcExport& block) const {
+    for (size_t i = 0; i < uuids_.size(); ++i) {
+      if (uuids_[i] == block.device_uuid) return static_cast<int>(i);
+    }
+    return Status::Unavailable("gpu ipc: the exporting GPU is not visible to this process");
+  }
+
  private:
   // Opens the pool on the local device with the exporter's UUID. Requires mu_.
   Result<Pool> Open(const GpuIpcExport& block) {
-    int device = -1;
-    for (size_t i = 0; i < uuids_.size(); ++i) {
-      if (uuids_[i] == block.device_uuid) device = static_cast<int>(i);
-    }
-    if (device < 0) {
-      return Status::Unavailable("gpu ipc: the exporting GPU is not visible to this process");
-    }
+    KVAULT_ASSIGN_OR_RETURN(const int device, LocalDevice(block));
     KVAULT_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device), "gpu ipc: cudaSetDevice"));
     cudaIpcMemHandle_t handle;
     static_assert(sizeof(handle) == kGpuIpcHandleBytes);
@@ -131,6 +132,10 @@ Status GpuIpcImporter::CopyToHost(const GpuIpcExport& block, std::span<uint8_t> 
                     "gpu ipc: cudaMemcpy D2H");
 }
 
+Result<int> GpuIpcImporter::LocalDevice(const GpuIpcExport& block) const {
+  return impl_->LocalDevice(block);
+}
+
 size_t GpuIpcImporter::open_pools() const { return impl_->open_pools(); }
 
-}  // namespace kvault::storage
+}  // namespace kvault::kernels

@@ -1,0 +1,77 @@
+// Starting the kvaultd under test (kvaultd_process.h).
+#include "kvaultd_process.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+namespace kvault::bench {
+
+Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
+  namespace fs = std::filesystem;
+  const std::string bin =
+      launch.binary.empty() ? store_bench::ExecutableDir() + "/kvaultd" : launch.binary;
+  store_bench::ChildProcess::Options o;
+  o.argv = {bin,
+            "--control.port",
+            "0",
+            "--http.port",
+            "0",
+            "--data-dir",
+            (fs::path(launch.scratch) / "kvault-data").string(),
+            "--storage-nvme-capacity",
+            "0",
+            "--storage-host-capacity",
+            std::to_string(launch.host_capacity),
+            "--limits-max-block-bytes",
+            std::to_string(launch.max_block_bytes),
+            "--log-level",
+            "warn"};
+  if (!launch.transports.empty()) {
+    o.argv.insert(o.argv.end(), {"--ucx-transports", launch.transports});
+  }
+  o.dir = launch.scratch;
+  o.stderr_file = (fs::path(launch.scratch) / "kvaultd.err").string();
+  RunningKvaultd d;
+  d.log_path = o.stderr_file;
+  KVAULT_ASSIGN_OR_RETURN(d.process, store_bench::ChildProcess::Start(o));
+  Result<std::string> ready = d.process->ReadLineWith("kvaultd ready ", 30);
+  if (!ready.ok()) {
+    std::ifstream log(o.stderr_file);
+    std::string text(std::istreambuf_iterator<char>(log), {});
+    if (text.size() > 600) text = "..." + text.substr(text.size() - 600);
+    return Status::Unavailable("kvaultd (" + bin +
+                               ") did not get ready: " + ready.status().message() + "; its log " +
+                               o.stderr_file + ":\n" + text);
+  }
+  d.ready_line = *ready;
+  const size_t at = ready->find("control=");
+  if (at == std::string::npos) return Status::Corruption("kvaultd ready line: " + *ready);
+  d.server = ready->substr(at + 8, ready->find(' ', at) - at - 8);
+  return d;
+}
+
+std::optional<double> ReadProcCpuSeconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  // The command name (field 2) is in parentheses and may hold spaces: fields count from the last
+  // ')'. utime and stime are fields 14 and 15, in clock ticks.
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream rest(text.substr(close + 1));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  if (!rest) return std::nullopt;
+  const long ticks = ::sysconf(_SC_CLK_TCK);
+  return static_cast<double>(utime + stime) / static_cast<double>(ticks > 0 ? ticks : 100);
+}
+
+}  // namespace kvault::bench

@@ -1,0 +1,48 @@
+#pragma once
+// The kvaultd under test, started by a benchmark (`kvault-bench store`, `kvault-bench compare`):
+// a child process on loopback with ports 0, no nvme tier and a given host tier, and its CPU time
+// read from /proc. Not thread-safe (the benchmark's main thread starts and stops it).
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "kvault/common/result.h"
+#include "store_bench.h"
+
+namespace kvault::bench {
+
+struct KvaultdLaunch {
+  // The daemon binary; empty (default): kvaultd next to this executable.
+  std::string binary;
+  // Working directory of the daemon (must exist): its data directory is scratch/kvault-data and
+  // its stderr goes to scratch/kvaultd.err.
+  std::string scratch;
+  // --storage-host-capacity in bytes. Default 256 MiB.
+  uint64_t host_capacity = uint64_t{256} << 20;
+  // --limits-max-block-bytes. Default 64 MiB.
+  uint64_t max_block_bytes = uint64_t{64} << 20;
+  // --ucx-transports (UCX_TLS syntax); empty (default): UCX's default.
+  std::string transports;
+};
+
+struct RunningKvaultd {
+  std::unique_ptr<store_bench::ChildProcess> process;  // stopped and reaped when destroyed
+  std::string server;                                  // control plane, HOST:PORT
+  std::string ready_line;                              // "kvaultd ready control=... ..."
+  std::string log_path;                                // its stderr
+};
+
+// Starts kvaultd (nvme tier off, log level warn) and waits up to 30 s for its ready line.
+// Unavailable, with the tail of its log, when it does not get ready; Corruption for a ready line
+// without control=.
+Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch);
+
+// utime + stime of /proc/<pid>/stat in seconds (the process's CPU time so far, all threads);
+// nullopt when unreadable.
+std::optional<double> ReadProcCpuSeconds(pid_t pid);
+
+}  // namespace kvault::bench

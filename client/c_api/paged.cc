@@ -1,0 +1,287 @@
+// The C ABI of kvault::PagedKvStore and its handles (kvault.h "Paged KV").
+
+#include <span>
+
+#include "internal.h"
+#include "kvault/paged_kv.h"
+
+struct kvault_paged_store {
+  std::unique_ptr<kvault::PagedKvStore> store;
+};
+
+// A paged store or load: one of the two handles is set (shared references to the transfer).
+struct kvault_paged_transfer {
+  kvault::PagedStoreHandle store;
+  kvault::PagedLoadHandle load;
+  bool is_load = false;
+  kvault::PagedHandle& Handle() {
+    return is_load ? static_cast<kvault::PagedHandle&>(load) : store;
+  }
+  const kvault::PagedHandle& Handle() const {
+    return is_load ? static_cast<const kvault::PagedHandle&>(load) : store;
+  }
+};
+
+namespace kvault::c_api {
+namespace {
+
+static_assert(KVAULT_LAYOUT_CONTIGUOUS == static_cast<int>(kernels::KvLayout::kContiguous));
+static_assert(KVAULT_LAYOUT_VLLM_NHD == static_cast<int>(kernels::KvLayout::kVllmNhd));
+static_assert(KVAULT_LAYOUT_VLLM_HND == static_cast<int>(kernels::KvLayout::kVllmHnd));
+static_assert(KVAULT_LAYOUT_FLASHINFER_NHD == static_cast<int>(kernels::KvLayout::kFlashInferNhd));
+static_assert(KVAULT_LAYOUT_FLASHINFER_HND == static_cast<int>(kernels::KvLayout::kFlashInferHnd));
+static_assert(KVAULT_MEMORY_HOST == static_cast<int>(MemoryKind::kHost));
+static_assert(KVAULT_MEMORY_CUDA == static_cast<int>(MemoryKind::kCuda));
+
+Result<PagedKvOptions> ToPagedOptions(const char* fn, const kvault_paged_options& o) {
+  KVAULT_RETURN_IF_ERROR(
+      CheckStructSize(fn, "options", o.struct_size, sizeof(kvault_paged_options)));
+  const kvault_paged_cache& c = o.cache;
+  const int64_t memory = RawEnum(c.memory);
+  const int64_t layout = RawEnum(c.layout);
+  if (memory != KVAULT_MEMORY_HOST && memory != KVAULT_MEMORY_CUDA) {
+    return Status::InvalidArgument(std::string(fn) + ": unknown cache.memory " +
+                                   std::to_string(memory));
+  }
+  if (layout < KVAULT_LAYOUT_CONTIGUOUS || layout > KVAULT_LAYOUT_FLASHINFER_HND) {
+    return Status::InvalidArgument(std::string(fn) + ": unknown cache.layout " +
+                                   std::to_string(layout));
+  }
+  if (c.tensors == nullptr || c.num_tensors == 0) return Null(fn, "options->cache.tensors");
+  if (o.codec == nullptr) return Null(fn, "options->codec");
+  PagedKvOptions out;
+  out.cache.memory = static_cast<MemoryKind>(memory);
+  out.cache.layout = static_cast<kernels::KvLayout>(layout);
+  KVAULT_ASSIGN_OR_RETURN(out.cache.dtype, DTypeFromC(fn, c.dtype));
+  out.cache.num_layers = c.num_layers;
+  out.cache.kv_heads = c.kv_heads;
+  out.cache.head_dim = c.head_dim;
+  out.cache.engine_block_tokens = c.engine_block_tokens;
+  out.cache.engine_num_blocks = c.engine_num_blocks;
+  out.cache.tensors.assign(c.tensors, c.tensors + c.num_tensors);
+  for (size_t i = 0; i < c.num_tensors; ++i) {
+    if (c.tensors[i] == nullptr) {
+      return Status::InvalidArgument(std::string(fn) + ": options->cache.tensors[" +
+                                     std::to_string(i) + "] is null");
+    }
+  }
+  out.block_tokens = o.block_tokens;
+  out.codec = o.codec;
+  out.ns_digest = GetKey(o.ns_digest);
+  out.staging_bytes = o.staging_bytes;
+  out.pipeline_depth = o.pipeline_depth;
+  return out;
+}
+
+// The PagedSequence a C sequence describes; `keys` holds its keys (the pipeline copies both
+// arrays before StorePaged / LoadPaged return).
+Result<PagedSequence> ToSequence(const char* fn, const kvault_paged_sequence* s,
+                                 std::vector<BlockKey>& keys) {
+  if (s == nullptr) return Null(fn, "sequence");
+  if (s->block_ids == nullptr && s->num_block_ids > 0) return Null(fn, "sequence->block_ids");
+  if (s->keys == nullptr && s->num_keys > 0) return Null(fn, "sequence->keys");
+  keys = CopyKeys(s->keys, s->num_keys);
+  PagedSequence out;
+  if (s->num_block_ids > 0) out.block_ids = std::span(s->block_ids, s->num_block_ids);
+  out.num_tokens = s->num_tokens;
+  out.keys = keys;
+  return out;
+}
+
+// As kvault_store: input refused before anything started is the call's status.
+Status Refused(const PagedHandle& handle) {
+  if (!handle.Poll()) return Status::Ok();
+  Status status = handle.Wait(Deadline::min());
+  if (status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kUnsupported) {
+    return status;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace kvault::c_api
+
+using kvault::Status;
+using namespace kvault::c_api;  // NOLINT(google-build-using-namespace): this file's own helpers
+
+extern "C" {
+
+void kvault_paged_options_init(kvault_paged_options* options) noexcept {
+  if (options == nullptr) return;
+  const kvault::PagedKvOptions defaults;
+  *options = kvault_paged_options{};
+  options->struct_size = sizeof(kvault_paged_options);
+  options->cache.memory = KVAULT_MEMORY_HOST;
+  options->cache.layout = KVAULT_LAYOUT_VLLM_NHD;
+  options->cache.dtype = KVAULT_DTYPE_F16;
+  options->cache.engine_block_tokens = defaults.cache.engine_block_tokens;
+  options->block_tokens = defaults.block_tokens;
+  options->codec = "fp8";
+  options->staging_bytes = defaults.staging_bytes;
+  options->pipeline_depth = defaults.pipeline_depth;
+}
+
+kvault_status kvault_paged_store_create(kvault_client* client, const kvault_paged_options* options,
+                                        kvault_paged_store** store) noexcept {
+  return Guard("kvault_paged_store_create", [&]() -> Status {
+    constexpr const char* kFn = "kvault_paged_store_create";
+    if (store == nullptr) return Null(kFn, "store");
+    *store = nullptr;
+    if (client == nullptr) return Null(kFn, "client");
+    if (options == nullptr) return Null(kFn, "options");
+    KVAULT_ASSIGN_OR_RETURN(kvault::PagedKvOptions cpp, ToPagedOptions(kFn, *options));
+    KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<kvault::PagedKvStore> made,
+                            kvault::PagedKvStore::Create(*client->client, cpp));
+    *store = NewHandle<kvault_paged_store>(std::move(made));
+    return Status::Ok();
+  });
+}
+
+void kvault_paged_store_free(kvault_paged_store* store) noexcept {
+  try {
+    delete store;
+  } catch (...) {
+  }
+}
+
+uint64_t kvault_paged_store_object_bytes(const kvault_paged_store* store, uint64_t index) noexcept {
+  return GuardValue<uint64_t>(
+      0, [&]() -> uint64_t { return store != nullptr ? store->store->ObjectBytes(index) : 0; });
+}
+
+kvault_status kvault_store_paged(kvault_paged_store* store, const kvault_paged_sequence* sequence,
+                                 int skip_stored, void* stream, int64_t timeout_ms,
+                                 kvault_paged_transfer** transfer) noexcept {
+  return Guard("kvault_store_paged", [&]() -> Status {
+    constexpr const char* kFn = "kvault_store_paged";
+    if (transfer == nullptr) return Null(kFn, "transfer");
+    *transfer = nullptr;
+    if (store == nullptr) return Null(kFn, "store");
+    std::vector<kvault::BlockKey> keys;
+    KVAULT_ASSIGN_OR_RETURN(kvault::PagedSequence cpp_sequence, ToSequence(kFn, sequence, keys));
+    KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
+                            RequestDeadline(kFn, timeout_ms));
+    kvault::PagedStoreOptions options;
+    options.deadline = deadline;
+    options.skip_stored = skip_stored != 0;
+    options.stream = stream;
+    auto made = std::make_unique<kvault_paged_transfer>();
+    made->store = store->store->StorePaged(cpp_sequence, options);
+    KVAULT_RETURN_IF_ERROR(Refused(made->store));
+    *transfer = made.release();
+    return Status::Ok();
+  });
+}
+
+kvault_status kvault_load_paged(kvault_paged_store* store, const kvault_lease* lease,
+                                const kvault_paged_sequence* sequence, size_t blocks, void* stream,
+                                uint32_t layers_per_wave, int64_t timeout_ms,
+                                kvault_paged_transfer** transfer) noexcept {
+  return Guard("kvault_load_paged", [&]() -> Status {
+    constexpr const char* kFn = "kvault_load_paged";
+    if (transfer == nullptr) return Null(kFn, "transfer");
+    *transfer = nullptr;
+    if (store == nullptr) return Null(kFn, "store");
+    std::vector<kvault::BlockKey> keys;
+    KVAULT_ASSIGN_OR_RETURN(kvault::PagedSequence cpp_sequence, ToSequence(kFn, sequence, keys));
+    KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
+                            RequestDeadline(kFn, timeout_ms));
+    kvault::PagedLoadOptions options;
+    options.deadline = deadline;
+    options.stream = stream;
+    options.layers_per_wave = layers_per_wave;
+    auto made = std::make_unique<kvault_paged_transfer>();
+    made->is_load = true;
+    made->load = store->store->LoadPaged(lease != nullptr ? FromC(*lease) : kvault::Lease{},
+                                         cpp_sequence, blocks, options);
+    KVAULT_RETURN_IF_ERROR(Refused(made->load));
+    *transfer = made.release();
+    return Status::Ok();
+  });
+}
+
+kvault_status kvault_paged_transfer_wait(const kvault_paged_transfer* transfer,
+                                         int64_t timeout_ms) noexcept {
+  return Guard("kvault_paged_transfer_wait", [&]() -> Status {
+    if (transfer == nullptr) return Null("kvault_paged_transfer_wait", "transfer");
+    return transfer->Handle().Wait(WaitDeadline(timeout_ms));
+  });
+}
+
+int kvault_paged_transfer_poll(const kvault_paged_transfer* transfer) noexcept {
+  return GuardValue(1, [&] { return transfer == nullptr || transfer->Handle().Poll() ? 1 : 0; });
+}
+
+void kvault_paged_transfer_cancel(kvault_paged_transfer* transfer) noexcept {
+  GuardValue(0, [&] {
+    if (transfer != nullptr) transfer->Handle().Cancel();
+    return 0;
+  });
+}
+
+size_t kvault_paged_transfer_size(const kvault_paged_transfer* transfer) noexcept {
+  return GuardValue<size_t>(0, [&] { return transfer ? transfer->Handle().size() : 0; });
+}
+
+kvault_status kvault_paged_transfer_key_status(const kvault_paged_transfer* transfer, size_t i,
+                                               char* message, size_t message_capacity) noexcept {
+  return Guard("kvault_paged_transfer_key_status", [&]() -> Status {
+    Status status;
+    if (transfer == nullptr) {
+      status = Null("kvault_paged_transfer_key_status", "transfer");
+    } else if (i >= transfer->Handle().size()) {
+      status = Status::OutOfRange("kvault_paged_transfer_key_status: block " + std::to_string(i) +
+                                  " of " + std::to_string(transfer->Handle().size()));
+    } else {
+      status = transfer->Handle().key_status(i);
+    }
+    CopyMessage(status, message, message_capacity);
+    return status;
+  });
+}
+
+size_t kvault_paged_transfer_leading_ok(const kvault_paged_transfer* transfer) noexcept {
+  return GuardValue<size_t>(0, [&] { return transfer ? transfer->Handle().leading_ok() : 0; });
+}
+
+size_t kvault_paged_transfer_skipped(const kvault_paged_transfer* transfer) noexcept {
+  return GuardValue<size_t>(0, [&]() -> size_t {
+    return transfer != nullptr && !transfer->is_load ? transfer->store.skipped() : 0;
+  });
+}
+
+int kvault_paged_transfer_wait_source_released(const kvault_paged_transfer* transfer,
+                                               int64_t timeout_ms) noexcept {
+  return GuardValue(0, [&] {
+    if (transfer == nullptr || transfer->is_load) return 1;
+    return transfer->store.WaitSourceReleased(WaitDeadline(timeout_ms)) ? 1 : 0;
+  });
+}
+
+kvault_status kvault_paged_transfer_wait_layer(const kvault_paged_transfer* transfer,
+                                               uint32_t layer, int64_t timeout_ms) noexcept {
+  return Guard("kvault_paged_transfer_wait_layer", [&]() -> Status {
+    constexpr const char* kFn = "kvault_paged_transfer_wait_layer";
+    if (transfer == nullptr) return Null(kFn, "transfer");
+    if (!transfer->is_load) {
+      return Status::InvalidArgument("kvault_paged_transfer_wait_layer: a store has no layers");
+    }
+    return transfer->load.WaitLayer(layer, WaitDeadline(timeout_ms));
+  });
+}
+
+void* kvault_paged_transfer_layer_event(const kvault_paged_transfer* transfer,
+                                        uint32_t layer) noexcept {
+  return GuardValue<void*>(nullptr, [&]() -> void* {
+    return transfer != nullptr && transfer->is_load ? transfer->load.layer_event(layer) : nullptr;
+  });
+}
+
+void kvault_paged_transfer_free(kvault_paged_transfer* transfer) noexcept {
+  try {
+    delete transfer;
+  } catch (...) {
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,66 @@
+#pragma once
+// PagedOpState: the shared state behind a PagedStoreHandle or PagedLoadHandle (paged_kv.h). The
+// pipeline thread fills it wave by wave; handles read and wait on it.
+//
+// Thread-safety: every method is safe from any thread (one mutex, never held while calling out).
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "kvault/common/status.h"
+#include "kvault/handles.h"
+#include "kvault/kernels/cuda_runtime.h"
+
+namespace kvault::client_internal {
+
+class PagedOpState {
+ public:
+  // `blocks` block statuses, `layers` per-layer readiness flags (0 for a store).
+  PagedOpState(size_t blocks, uint32_t layers);
+
+  // --- the pipeline's side ---
+  void SetBlockStatus(size_t i, const Status& status);
+  void SetSkipped(size_t skipped);
+  void SourceReleased();
+  // Layers [first, first + count) are ready; `events` (GPU) holds one recorded event per layer of
+  // the range, kept alive with this state; null on the host path.
+  using LayerEvents = std::shared_ptr<const std::vector<kernels::CudaEvent>>;
+  void LayersReady(uint32_t first, uint32_t count, LayerEvents events);
+  // Ends the transfer: blocks without a status get `status` (when not OK) or keep theirs.
+  void Finish(const Status& status);
+
+  // --- the handles' side ---
+  void Cancel();
+  bool cancelled() const;
+  Status Wait(Deadline deadline);
+  bool done() const;
+  bool WaitSourceReleased(Deadline deadline);
+  Status WaitLayer(uint32_t layer, Deadline deadline);
+  void* layer_event(uint32_t layer) const;
+  size_t size() const { return blocks_; }
+  uint32_t layers() const { return layers_; }
+  Status key_status(size_t i) const;
+  size_t leading_ok() const;
+  size_t skipped() const;
+
+ private:
+  const size_t blocks_;
+  const uint32_t layers_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool cancelled_ = false;
+  bool source_released_ = false;
+  size_t skipped_ = 0;
+  Status status_;
+  std::vector<Status> block_status_;
+  std::vector<uint8_t> block_set_;
+  std::vector<uint8_t> layer_ready_;
+  std::vector<void*> layer_events_;
+  std::vector<LayerEvents> event_owners_;
+};
+
+}  // namespace kvault::client_internal

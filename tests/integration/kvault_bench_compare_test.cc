@@ -1,0 +1,219 @@
+// Runs the real `kvault-bench compare` on a small trace written by the test (40 requests over 8
+// shared prefixes, a few seconds): raw and int4 each against their own kvaultd at a capacity
+// that holds fewer raw blocks than the trace's working set. int4 must hold more blocks and so
+// hit more, every figure must be in the JSON, the plots must be PNGs when gnuplot is there, and
+// bad input must be refused with exit code 2 and a clear message.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "binary_run.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using kvault::testing::BinaryRun;
+using kvault::testing::Slurp;
+
+bool Have(const char* program) {
+  return std::system((std::string("command -v ") + program + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+// Every number that follows `"key": ` in the JSON text, in document order (the codecs array
+// lists raw first).
+std::vector<double> AllNumbers(const std::string& doc, const std::string& key) {
+  std::vector<double> out;
+  const std::string needle = "\"" + key + "\": ";
+  for (size_t at = doc.find(needle); at != std::string::npos; at = doc.find(needle, at + 1)) {
+    const char* start = doc.c_str() + at + needle.size();
+    char* end = nullptr;
+    const double v = std::strtod(start, &end);
+    out.push_back(end == start ? -1 : v);  // null or text: not a figure
+  }
+  return out;
+}
+
+bool IsPng(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  char head[8] = {};
+  f.read(head, sizeof head);
+  return f.gcount() == 8 && std::string(head, 8) == std::string("\x89PNG\r\n\x1a\n", 8);
+}
+
+class KvaultBenchCompareTest : public kvault::testing::BinaryTest {
+ protected:
+  KvaultBenchCompareTest() : BinaryTest("kvault-bench") {}
+
+  // 8 documents of 9 blocks each, read in turn, each twice in a row: request r reads 7..9
+  // blocks of document (r / 2) % 8 and adds one block of its own. The second read of a pair
+  // hits at any capacity that holds one document; a later turn of the same document hits only
+  // when the 72 shared blocks fit.
+  fs::path WriteTrace() const {
+    const fs::path path = dir_ / "trace.jsonl";
+    std::ofstream f(path);
+    for (int r = 0; r < 40; ++r) {
+      const int doc = (r / 2) % 8, shared = 7 + r % 3;
+      std::string ids;
+      for (int i = 0; i < shared; ++i) ids += std::to_string(doc * 100 + i) + ", ";
+      ids += std::to_string(10000 + r);
+      f << "{\"timestamp\": " << r * 1000 << ", \"input_length\": " << (shared + 1) * 512
+        << ", \"output_length\": 16, \"hash_ids\": [" << ids << "]}\n";
+    }
+    return path;
+  }
+};
+
+TEST_F(KvaultBenchCompareTest, Int4HoldsMoreBlocksThanRawAndHitsMoreAtTheSameCapacity) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  const fs::path trace = WriteTrace();
+  const fs::path json = dir_ / "compare.json", plots = dir_ / "plots";
+  // One layer of 64 tokens: raw objects of 256 KiB + header, so 6 MiB holds 23 raw blocks
+  // (fewer than the 72 shared ones) and about 85 int4 blocks.
+  BinaryRun r = Run("compare --trace " + trace.string() +
+                    " --codecs raw,int4 --sample 1 --layers 1 --block-tokens 64 --capacity 6MiB "
+                    "--json " +
+                    json.string() + " --plots " + plots.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+  for (const char* text :
+       {"sample       40 of 40 requests", "one kvault block of 64 tokens x 1 layers",
+        "capacity     6.0 MiB", "hit ratio", "restore p50", "p99 ms/1k tok", "store tok/s",
+        "load tok/s", "daemon CPU s", "VmHWM MiB", "Beside raw", "K SQNR dB", "verified",
+        "int4:g=64"}) {
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  }
+  EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
+
+  const std::string doc = Slurp(json);
+  for (const char* field :
+       {"\"benchmark\": \"compare\"", "\"baseline\": \"raw\"", "\"label\": \"raw\"",
+        "\"label\": \"int4\"", "\"latency\"", "\"throughput\"", "\"resources\"", "\"accuracy\"",
+        "\"vs_raw\"", "\"tier\": \"host\""}) {
+    EXPECT_NE(doc.find(field), std::string::npos) << field << "\n" << doc;
+  }
+  // Every figure, once per codec.
+  for (const char* key : {"hit_ratio",
+                          "restore_p50_ms_per_1k_tokens",
+                          "restore_p99_ms_per_1k_tokens",
+                          "restore_p50_ms",
+                          "store_tokens_per_s",
+                          "load_tokens_per_s",
+                          "store_gbps",
+                          "load_gbps",
+                          "replay_tokens_per_s",
+                          "daemon_cpu_seconds",
+                          "client_cpu_seconds",
+                          "daemon_vmhwm_bytes",
+                          "host_used_bytes",
+                          "host_blocks",
+                          "bits_per_element",
+                          "compression_ratio",
+                          "object_bytes",
+                          "k_sqnr_db",
+                          "v_sqnr_db",
+                          "attn_kl_mean",
+                          "out_rel_err_mean",
+                          "top1_agreement",
+                          "hit_ratio_gain",
+                          "restore_p50_ratio",
+                          "bytes_per_block_ratio",
+                          "verified_blocks"}) {
+    const std::vector<double> v = AllNumbers(doc, key);
+    ASSERT_EQ(v.size(), 2u) << key << "\n" << doc;
+    for (double x : v) EXPECT_GE(x, 0) << key << "\n" << doc;
+  }
+  // Figures that must be positive for both codecs: both restored prefixes and stored blocks.
+  for (const char* key : {"restore_p50_ms_per_1k_tokens", "store_tokens_per_s", "load_tokens_per_s",
+                          "daemon_cpu_seconds", "daemon_vmhwm_bytes", "host_used_bytes",
+                          "verified_blocks", "bits_per_element"}) {
+    for (double x : AllNumbers(doc, key)) EXPECT_GT(x, 0) << key << "\n" << doc;
+  }
+  const std::vector<double> hit = AllNumbers(doc, "hit_ratio");
+  const std::vector<double> bytes = AllNumbers(doc, "object_bytes");
+  const std::vector<double> held = AllNumbers(doc, "host_blocks");
+  EXPECT_LT(bytes[1], bytes[0] / 3) << doc;  // int4: 4.5 bits per element
+  EXPECT_GT(held[1], held[0]) << doc;
+  EXPECT_LE(held[0], 23) << doc;  // the capacity holds fewer raw blocks than the working set
+  EXPECT_GT(hit[1], hit[0]) << doc;
+  EXPECT_GT(AllNumbers(doc, "hit_ratio_gain")[1], 1) << doc;
+  EXPECT_EQ(AllNumbers(doc, "k_sqnr_db")[0], 999) << doc;  // raw is exact
+  for (double x : AllNumbers(doc, "mismatched_blocks")) EXPECT_EQ(x, 0) << doc;
+  for (double x : AllNumbers(doc, "failed_load_blocks")) EXPECT_EQ(x, 0) << doc;
+
+  if (Have("gnuplot")) {
+    for (const char* png :
+         {"compare_latency_cdf.png", "compare_hit_ratio.png", "compare_throughput.png"}) {
+      EXPECT_TRUE(IsPng(plots / png)) << png << "\n" << r.out;
+      EXPECT_NE(r.out.find(png), std::string::npos) << r.out;
+    }
+  } else {
+    EXPECT_NE(r.out.find("gnuplot is not installed"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(plots / "compare_hit_ratio.png"));
+  }
+}
+
+TEST_F(KvaultBenchCompareTest, KeepsAKAndVPairOneCodecAndAddsTheRawBaseline) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  const fs::path trace = WriteTrace();
+  const fs::path json = dir_ / "pair.json";
+  BinaryRun r = Run("compare --trace " + trace.string() +
+                    " --codecs int4,k=int4,v=int2 --sample 1 --requests 3 --layers 1 --json " +
+                    json.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("sample       3 of 40 requests"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("codecs       raw / int4 / k=int4,v=int2 (raw is the baseline)"),
+            std::string::npos)
+      << r.out;
+  const std::string doc = Slurp(json);
+  EXPECT_EQ(AllNumbers(doc, "hit_ratio").size(), 3u) << doc;
+  EXPECT_NE(doc.find("\"label\": \"k=int4,v=int2\""), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"spec\": \"k=int4:g=64,v=int2:g=64\""), std::string::npos) << doc;
+}
+
+TEST_F(KvaultBenchCompareTest, RejectsBadInputWithExitCode2AndAClearMessage) {
+  const fs::path trace = WriteTrace();
+  const std::string t = " --trace " + trace.string();
+  const std::pair<std::string, const char*> cases[] = {
+      {"compare", "--trace FILE is required"},
+      {"compare --trace " + (dir_ / "missing.jsonl").string(), "missing.jsonl"},
+      {"compare" + t + " --codecs raw,int5", "unknown or invalid codec 'int5'"},
+      {"compare" + t + " --codecs raw,,int4", "empty codec"},
+      {"compare" + t + " --codecs int4,int4", "listed twice"},
+      {"compare" + t + " --capacity 0", "--capacity"},
+      {"compare" + t + " --capacity 1KiB", "must hold at least one raw block"},
+      {"compare" + t + " --layers 8 --capacity 1MiB", "must hold at least one raw block"},
+      {"compare" + t + " --capacity 1GiB --capacity-fraction 0.5", "exclude each other"},
+      {"compare" + t + " --block-tokens 40", "multiple of 16"},
+      {"compare" + t + " --layers 0", "--layers"},
+      {"compare" + t + " --sample 1000000", "sample is empty"},
+      {"compare" + t + " --frobnicate 1", "unknown"},
+  };
+  for (const auto& [args, message] : cases) {
+    SCOPED_TRACE(args);
+    BinaryRun r = Run(args);
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("kvault-bench compare:"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  // A malformed trace line is named by its position.
+  {
+    std::ofstream bad(dir_ / "bad.jsonl");
+    bad << "{\"timestamp\": 0, \"hash_ids\": [1, 2]}\n{\"timestamp\": oops}\n";
+  }
+  BinaryRun bad = Run("compare --trace " + (dir_ / "bad.jsonl").string());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("bad.jsonl:2"), std::string::npos) << bad.err;
+
+  BinaryRun help = Run("compare --help");  // positive control
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--capacity BYTES"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("Default raw,fp8,int8,int4,"), std::string::npos) << help.out;
+  BinaryRun usage = Run("--help");
+  EXPECT_NE(usage.out.find("kvault-bench compare"), std::string::npos) << usage.out;
+}
+
+}  // namespace

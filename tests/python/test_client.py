@@ -1,0 +1,229 @@
+"""kvault.Client against a real kvaultd: connecting, errors, sealed objects through store,
+lookup and load, handles, leases, delete, stats."""
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+import kvault
+
+LAYERS, HEADS, DIM, BLOCK = 2, 2, 8, 4
+
+
+def make_kv(tokens, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((LAYERS, 2, tokens, HEADS, DIM)).astype(np.float16)
+
+
+def sealed_objects(ns, kv, keys, region, codec="raw"):
+    """Encodes block i of kv under keys[i] into consecutive slices of region; returns them."""
+    c = kvault.KvBlockCodec(LAYERS, HEADS, DIM, block_tokens=BLOCK, codec=codec, ns_digest=ns)
+    out, at = [], 0
+    for i, key in enumerate(keys):
+        n = c.object_bytes(i)
+        out.append(c.encode(kv, i, key, out=region.array[at:at + n]))
+        at += n
+    return c, out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connect_ping_stats(daemon):
+    with kvault.Client(daemon.server, request_timeout_ms=2000) as c:
+        assert c.connected and not c.closed
+        assert c.session_id > 0
+        assert c.server == daemon.server
+        rtt = c.ping()
+        assert 0 < rtt < 5
+        stats = c.stats()
+        assert isinstance(stats, dict) and stats
+        assert all(isinstance(v, (int, float)) for v in stats.values())
+    assert c.closed
+    with pytest.raises(kvault.InvalidArgumentError, match="closed"):
+        c.ping()
+
+
+def test_connect_to_dead_port_raises_unavailable_quickly():
+    port = free_port()
+    t0 = time.monotonic()
+    with pytest.raises(kvault.UnavailableError) as e:
+        kvault.Client(f"127.0.0.1:{port}", connect_timeout_ms=2000)
+    assert time.monotonic() - t0 < 2.5
+    assert isinstance(e.value, kvault.Error)
+    assert e.value.code == "unavailable"
+    assert str(e.value)  # the status text, e.g. "cannot connect to ...: Connection refused"
+    assert str(port) in str(e.value)
+
+
+def test_bad_config_raises_value_error():
+    with pytest.raises(kvault.InvalidArgumentError) as e:
+        kvault.Client("no-port-here")
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(ValueError):
+        kvault.Client("127.0.0.1:1", connect_timeout_ms=0)
+
+
+def test_sealed_objects_round_trip(client, ns):
+    kv = make_kv(12, seed=1)
+    keys = kvault.chain_keys(ns, list(range(12)), BLOCK)
+    src = client.allocate(1 << 16)
+    codec, objects = sealed_objects(ns, kv, keys, src)
+
+    put = client.store(keys, objects)
+    assert put.wait(timeout_s=10) is True
+    assert put.poll() and put.status.ok
+    assert put.wait_settled(timeout_s=5) and put.settled
+    assert len(put) == 3 and put.leading_ok == 3 and put.ok_count == 3
+    assert all(s.ok and s.code == "ok" for s in put.statuses)
+
+    hit = client.lookup(keys, lease=True)
+    assert hit.ok and hit.leading_hits == 3
+    assert hit.tiers == ["host"] * 3
+    assert hit.lease and hit.lease.valid and hit.lease.remaining_s > 0
+
+    dst_array = np.zeros(1 << 16, dtype=np.uint8)
+    dst = client.register(dst_array)
+    n = [len(o) for o in objects]
+    views = [dst_array[sum(n[:i]):sum(n[:i]) + n[i]] for i in range(3)]
+    get = client.load(hit.lease, keys, views)
+    assert get.wait(timeout_s=10)
+    assert get.leading_ok == 3
+    for i in range(3):
+        assert get.object_size(i) == n[i]
+        assert bytes(views[i]) == bytes(objects[i])
+    # The loaded objects decode to the original KV (raw codec: byte-exact).
+    out = np.zeros_like(kv)
+    for i in range(3):
+        codec.decode(views[i], i, keys[i], out)
+    assert np.array_equal(out, kv)
+    client.release_lease(hit.lease)
+    with pytest.raises(kvault.NotFoundError):
+        client.release_lease(hit.lease)
+    del dst
+
+
+def test_load_byte_range_and_too_small(client, ns):
+    kv = make_kv(4, seed=2)
+    keys = kvault.chain_keys(ns, [7, 7, 7, 7], BLOCK)
+    region = client.allocate(1 << 14)
+    codec, objects = sealed_objects(ns, kv, keys, region)
+    assert client.store(keys, objects).wait(timeout_s=10)
+    size = len(objects[0])
+    offset, length = codec.layer_range(0, 1, 1)  # layer 1 only
+    dst = region.array[size:size + length]
+    get = client.load(None, keys, [(dst, offset, length)])
+    assert get.wait(timeout_s=10) and get.key_status(0).ok
+    assert bytes(dst) == bytes(objects[0][offset:offset + length])
+    # A destination too small for the whole object: OutOfRange, with the size to retry with.
+    small = region.array[2 * size:2 * size + 16]
+    get = client.load(None, keys, [small])
+    assert get.wait(timeout_s=10)
+    assert get.key_status(0).code == "out_of_range"
+    assert get.object_size(0) == size
+    assert get.leading_ok == 0
+
+
+def test_miss_on_unknown_chain_with_positive_control(client, ns):
+    kv = make_kv(8, seed=3)
+    stored = kvault.chain_keys(ns, list(range(100, 108)), BLOCK)
+    region = client.allocate(1 << 14)
+    _, objects = sealed_objects(ns, kv, stored, region)
+    assert client.store(stored, objects).wait(timeout_s=10)
+
+    unknown = kvault.chain_keys(ns, list(range(200, 208)), BLOCK)
+    miss = client.lookup(unknown)
+    assert miss.ok and miss.leading_hits == 0
+    assert miss.tiers == ["none", "none"]
+    assert not miss.lease
+
+    hit = client.lookup(stored)  # positive control: same client, same daemon
+    assert hit.leading_hits == 2
+
+    # A chain whose first block is stored but not its second: one leading hit.
+    mixed = client.lookup([stored[0], unknown[1]])
+    assert mixed.leading_hits == 1 and mixed.tiers == ["host", "none"]
+
+    get = client.load(None, unknown[:1], [region.array[8192:8192 + len(objects[0])]])
+    assert get.wait(timeout_s=10)
+    assert get.key_status(0).code == "not_found"
+    assert get.object_size(0) == 0
+
+
+def test_delete(client, ns):
+    kv = make_kv(4, seed=4)
+    keys = kvault.chain_keys(ns, [1, 2, 3, 4], BLOCK)
+    region = client.allocate(1 << 12)
+    _, objects = sealed_objects(ns, kv, keys, region)
+    assert client.store(keys, objects).wait(timeout_s=10)
+    assert client.lookup(keys).leading_hits == 1
+    assert client.delete(keys) == [True]
+    assert client.delete(keys) == [False]
+    assert client.lookup(keys).leading_hits == 0
+
+
+def test_store_input_errors(client, ns):
+    keys = kvault.chain_keys(ns, [1, 2, 3, 4], BLOCK)
+    outside = np.zeros(256, dtype=np.uint8)  # never registered
+    put = client.store(keys, [outside])
+    assert put.wait(timeout_s=10, check=False)
+    assert put.status.code == "invalid_argument"
+    assert put.key_status(0).code == "invalid_argument"
+    with pytest.raises(kvault.InvalidArgumentError, match="registered"):
+        put.wait()
+    with pytest.raises(ValueError, match="32 bytes"):
+        client.store([b"short"], [outside])
+    with pytest.raises(ValueError, match="contiguous"):
+        client.register(np.zeros((8, 8), dtype=np.uint8)[:, ::2])
+    with pytest.raises(IndexError):
+        put.key_status(5)
+
+
+def test_handles_poll_cancel_and_wait_timeouts(client, ns):
+    kv = make_kv(4, seed=5)
+    keys = kvault.chain_keys(ns, [9, 9, 9, 9], BLOCK)
+    region = client.allocate(1 << 12)
+    _, objects = sealed_objects(ns, kv, keys, region)
+    put = client.store(keys, objects)
+    deadline = time.monotonic() + 10
+    while not put.poll():  # poll never blocks
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert put.wait(timeout_s=0) is True  # done: a zero timeout is enough
+    put.cancel()  # no effect once done
+    assert not put.cancelled and put.status.ok
+    assert put.wait_settled(timeout_s=5)
+
+
+def test_region_views(client):
+    region = client.allocate(4096)
+    assert region.nbytes == len(region) == 4096 and region.address != 0
+    a = region.array
+    assert a.dtype == np.uint8 and a.shape == (4096,) and a.flags.writeable
+    a[:4] = [1, 2, 3, 4]
+    assert bytes(memoryview(region)[:4]) == b"\x01\x02\x03\x04"
+    arr = np.arange(64, dtype=np.uint8)
+    reg = client.register(arr)
+    assert reg.nbytes == 64
+    assert reg.address == arr.ctypes.data
+    ro = client.register(b"read-only bytes")
+    assert not ro.array.flags.writeable
+
+
+def test_lookup_failure_is_a_miss(own_daemon, ns):
+    c = kvault.Client(own_daemon.server, request_timeout_ms=1000, reconnect_backoff_ms=100)
+    keys = kvault.chain_keys(ns, [1, 2, 3, 4], BLOCK)
+    own_daemon.stop()
+    miss = c.lookup(keys)
+    assert miss.leading_hits == 0 and not miss.ok
+    assert miss.status.code == "unavailable" and miss.status.message
+    with pytest.raises(kvault.UnavailableError):
+        c.lookup(keys, check=True)
+    with pytest.raises(kvault.UnavailableError):
+        c.ping()
+    c.close()

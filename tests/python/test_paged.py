@@ -1,0 +1,192 @@
+"""kvault.PagedKvStore on host memory: an engine's paged KV cache (numpy arrays) stored and loaded
+by block ids. The expected KV is gathered here with numpy indexing per layout, independently of
+kvault's view arithmetic."""
+
+import numpy as np
+import pytest
+
+import kvault
+
+if not hasattr(kvault, "PagedKvStore"):
+    pytest.skip("kvault was built without PagedKvStore", allow_module_level=True)
+
+LAYERS, HEADS, DIM = 2, 3, 8
+ENGINE_BLOCK, ENGINE_BLOCKS = 4, 16
+BLOCK = 8  # kvault block = 2 engine blocks
+
+# Per-layer tensor shape of each paged layout (kv_view.h).
+SHAPES = {
+    "vllm-nhd": (2, ENGINE_BLOCKS, ENGINE_BLOCK, HEADS, DIM),
+    "vllm-hnd": (2, ENGINE_BLOCKS, HEADS, ENGINE_BLOCK, DIM),
+    "flashinfer-nhd": (ENGINE_BLOCKS, 2, ENGINE_BLOCK, HEADS, DIM),
+    "flashinfer-hnd": (ENGINE_BLOCKS, 2, HEADS, ENGINE_BLOCK, DIM),
+}
+
+
+def gather(layout, layer_tensor, block_ids, tokens):
+    """The sequence's KV of one layer as [2, tokens, heads, dim]."""
+    out = np.empty((2, tokens, HEADS, DIM), dtype=layer_tensor.dtype)
+    for t in range(tokens):
+        b, slot = block_ids[t // ENGINE_BLOCK], t % ENGINE_BLOCK
+        for kv in range(2):
+            if layout == "vllm-nhd":
+                out[kv, t] = layer_tensor[kv, b, slot]
+            elif layout == "vllm-hnd":
+                out[kv, t] = layer_tensor[kv, b, :, slot]
+            elif layout == "flashinfer-nhd":
+                out[kv, t] = layer_tensor[b, kv, slot]
+            else:
+                out[kv, t] = layer_tensor[b, kv, :, slot]
+    return out
+
+
+def cache(layout, tensors):
+    return kvault.PagedKvCache(memory="host", layout=layout, dtype="float16", num_layers=LAYERS,
+                               kv_heads=HEADS, head_dim=DIM, engine_block_tokens=ENGINE_BLOCK,
+                               engine_num_blocks=ENGINE_BLOCKS, tensors=tensors)
+
+
+def paged_store(client, c, ns, codec="raw"):
+    return kvault.PagedKvStore(client, cache=c, block_tokens=BLOCK, codec=codec, ns_digest=ns,
+                               staging_bytes=1 << 20, pipeline_depth=2)
+
+
+def random_layers(layout, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(SHAPES[layout]).astype(np.float16) for _ in range(LAYERS)]
+
+
+SRC_IDS = [3, 7, 1, 9, 12, 0]  # 24 token slots
+DST_IDS = [5, 2, 11, 4, 15, 8]
+TOKENS = 22  # 2 full kvault blocks of 8 and a tail
+
+
+@pytest.mark.parametrize("layout", list(SHAPES))
+def test_host_round_trip_raw_is_byte_exact(client, ns, layout):
+    src = random_layers(layout, seed=1)
+    token_ids = list(range(1000, 1000 + TOKENS))
+    keys = kvault.chain_keys(ns, token_ids, BLOCK)
+    assert len(keys) == 2
+    with paged_store(client, cache(layout, src), ns) as store:
+        put = store.store_paged(SRC_IDS, TOKENS, keys)
+        assert put.wait_source_released(timeout_s=30)
+        assert put.wait(timeout_s=30)
+        assert len(put) == 2 and put.leading_ok == 2 and put.skipped == 0
+        assert all(s.ok for s in put.statuses)
+
+        # A second store of the same chain finds both blocks stored and skips them.
+        again = store.store_paged(SRC_IDS, TOKENS, keys)
+        assert again.wait(timeout_s=30)
+        assert again.skipped == 2 and again.leading_ok == 2
+
+    hit = client.lookup(keys, lease=True)
+    assert hit.leading_hits == 2
+    dst = [np.zeros(SHAPES[layout], dtype=np.float16) for _ in range(LAYERS)]
+    with paged_store(client, cache(layout, dst), ns) as store:
+        get = store.load_paged(hit.lease, DST_IDS, TOKENS, keys, hit.leading_hits,
+                               layers_per_wave=1)
+        for layer in range(LAYERS):
+            assert get.wait_layer(layer, timeout_s=30)
+            assert get.layer_event(layer) == 0  # host path: no CUDA event
+        assert get.wait(timeout_s=30)
+        assert get.leading_ok == 2
+    client.release_lease(hit.lease)
+
+    full = 2 * BLOCK
+    for layer in range(LAYERS):
+        want = gather(layout, src[layer], SRC_IDS, full)
+        got = gather(layout, dst[layer], DST_IDS, full)
+        assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+    # Engine blocks outside the loaded prefix are untouched.
+    untouched = [b for b in range(ENGINE_BLOCKS) if b not in DST_IDS[:full // ENGINE_BLOCK]]
+    for layer in range(LAYERS):
+        for b in untouched:
+            blk = dst[layer][:, b] if layout.startswith("vllm") else dst[layer][b]
+            assert not blk.any()
+
+
+def test_stacked_tensor_and_fp8_match_local_codec(client, ns):
+    layout = "vllm-nhd"
+    src = np.random.default_rng(2).standard_normal((LAYERS, *SHAPES[layout])).astype(np.float16)
+    keys = kvault.chain_keys(ns, list(range(TOKENS)), BLOCK)
+    with paged_store(client, cache(layout, src), ns, codec="fp8") as store:
+        assert store.store_paged(SRC_IDS, TOKENS, keys, skip_stored=False).wait(timeout_s=30)
+    dst = np.zeros_like(src)
+    with paged_store(client, cache(layout, dst), ns, codec="fp8") as store:
+        get = store.load_paged(None, DST_IDS, TOKENS, keys, 2)
+        assert get.wait(timeout_s=30) and get.leading_ok == 2
+
+    # The same blocks through the CPU codec over the contiguous layout.
+    full = 2 * BLOCK
+    contiguous = np.stack([gather(layout, src[i], SRC_IDS, full) for i in range(LAYERS)])
+    codec = kvault.KvBlockCodec(LAYERS, HEADS, DIM, block_tokens=BLOCK, codec="fp8",
+                                ns_digest=ns)
+    local = np.zeros_like(contiguous)
+    for i, key in enumerate(keys):
+        codec.decode(codec.encode(contiguous, i, key), i, key, local)
+    got = np.stack([gather(layout, dst[i], DST_IDS, full) for i in range(LAYERS)])
+    assert np.array_equal(got.view(np.uint16), local.view(np.uint16))
+
+
+def test_contiguous_layout(client, ns):
+    tokens = 16
+    src = np.random.default_rng(3).standard_normal((LAYERS, 2, tokens, HEADS, DIM)).astype(
+        np.float16)
+    keys = kvault.chain_keys(ns, list(range(tokens)), BLOCK)
+
+    def contiguous_cache(t):
+        return kvault.PagedKvCache(memory="host", layout="contiguous", num_layers=LAYERS,
+                                   kv_heads=HEADS, head_dim=DIM, engine_block_tokens=tokens,
+                                   engine_num_blocks=1, tensors=t)
+
+    with kvault.PagedKvStore(client, cache=contiguous_cache(src), block_tokens=BLOCK,
+                             codec="raw", ns_digest=ns) as store:
+        assert store.store_paged([0], tokens, keys).wait(timeout_s=30)
+    dst = np.zeros_like(src)
+    with kvault.PagedKvStore(client, cache=contiguous_cache(dst), block_tokens=BLOCK,
+                             codec="raw", ns_digest=ns) as store:
+        assert store.load_paged(None, [0], tokens, keys, 2).wait(timeout_s=30)
+    assert np.array_equal(dst, src)
+
+
+def test_load_of_a_miss(client, ns):
+    keys = kvault.chain_keys(ns, list(range(5000, 5000 + TOKENS)), BLOCK)
+    dst = [np.zeros(SHAPES["vllm-nhd"], dtype=np.float16) for _ in range(LAYERS)]
+    with paged_store(client, cache("vllm-nhd", dst), ns) as store:
+        get = store.load_paged(None, DST_IDS, TOKENS, keys, 2)
+        assert get.wait(timeout_s=30)
+        assert get.leading_ok == 0 and get.key_status(0).code == "not_found"
+    assert not any(d.any() for d in dst)
+
+
+def test_bad_cache_and_sequence(client, ns):
+    good = [np.zeros(SHAPES["vllm-nhd"], dtype=np.float16) for _ in range(LAYERS)]
+    with pytest.raises(ValueError, match="layout"):
+        cache("vllm", good)
+    with pytest.raises(ValueError, match="elements"):
+        cache("vllm-nhd", [np.zeros((2, 8, ENGINE_BLOCK, HEADS, DIM), dtype=np.float16)] * 2)
+    with pytest.raises(ValueError, match="dtype"):
+        cache("vllm-nhd", [g.astype(np.float32) for g in good])
+    with pytest.raises(ValueError, match="tensors"):
+        cache("vllm-nhd", good[:1] * 3)
+    with pytest.raises(ValueError, match="contiguous"):
+        cache("vllm-nhd", [np.zeros((2, ENGINE_BLOCKS, ENGINE_BLOCK, HEADS, 2 * DIM),
+                                    dtype=np.float16)[..., ::2] for _ in range(LAYERS)])
+    with pytest.raises(ValueError, match="memory"):
+        kvault.PagedKvCache(memory="tpu", num_layers=1, kv_heads=1, head_dim=8,
+                            engine_block_tokens=4, engine_num_blocks=1, tensors=[1])
+    keys = kvault.chain_keys(ns, list(range(TOKENS)), BLOCK)
+    with paged_store(client, cache("vllm-nhd", good), ns) as store:
+        with pytest.raises(ValueError, match="block_ids"):
+            store.store_paged([-1, 2], TOKENS, keys)
+        bad = store.store_paged([ENGINE_BLOCKS, 1, 2, 3, 4, 5], TOKENS, keys)
+        with pytest.raises(kvault.InvalidArgumentError, match="outside the cache"):
+            bad.wait(timeout_s=30)
+        short = store.load_paged(None, [1], TOKENS, keys, 2)  # 1 block cannot hold 22 tokens
+        assert short.wait(timeout_s=30, check=False)
+        assert short.status.code == "invalid_argument"
+    with pytest.raises(kvault.InvalidArgumentError):
+        kvault.PagedKvStore(client, cache=cache("vllm-nhd", good), block_tokens=6)  # not 4k
+    store.close()
+    with pytest.raises(ValueError, match="closed"):
+        store.store_paged(SRC_IDS, TOKENS, keys)
