@@ -14,6 +14,7 @@
 #include "kvault/kernels/cuda_codec.h"
 #include "kvault/kernels/kv_generator.h"
 #include "kvault/kernels/sequence_codec.h"
+#include "mode_args.h"
 #include "report.h"
 
 namespace kvault::bench {
@@ -72,9 +73,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                                 {"device", "json", "tokens", "layers", "block-tokens", "reps",
                                  "codecs", "accuracy-layers", "seed", "cuda-blocks"},
                                 {}));
-  if (!a.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   const std::string device = a.GetOr("device", "cpu");
   if (device != "cpu" && device != "cuda") {
@@ -236,10 +235,7 @@ Status RunCpu(const Config& c, const kernels::CodecSpec& spec, Dataset& data, bo
 
 std::string Sci(double v) { return Format("%.2e", v); }
 
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "kvault-bench codec: %s\n", s.message().c_str());
-  return code;
-}
+int Fail(int code, const Status& s) { return FailMode("codec", code, s); }
 
 }  // namespace
 
@@ -276,12 +272,8 @@ std::vector<std::pair<std::string, std::string>> DefaultCodecCases() {
 }
 
 int RunCodecBench(const std::vector<std::string>& args) {
-  if (WantsHelp(args)) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  Result<Config> parsed = ParseConfig(args);
-  if (!parsed.ok()) return Fail(2, parsed.status());
+  std::optional<Config> parsed;
+  if (std::optional<int> done = StartMode("codec", kUsage, args, ParseConfig, parsed)) return *done;
   const Config& c = *parsed;
   if (c.cuda && !kernels::CudaAvailable()) {
     return Fail(2, Status::Unavailable("--device cuda: no usable CUDA device in this build or "

@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "kvault/common/cli_args.h"
 #include "kvault/kernels/codec_spec.h"
 #include "kvault/kv_store.h"
+#include "mode_args.h"
 #include "scratch_dir.h"
 #include "size_arg.h"
 
@@ -95,10 +97,7 @@ start or dies, a load or store fails, or a loaded block differs from what was st
 docs/bench_compare.md explains the method and every figure.
 )";
 
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "kvault-bench compare: %s\n", s.message().c_str());
-  return code;
-}
+int Fail(int code, const Status& s) { return FailMode("compare", code, s); }
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -133,9 +132,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                                  "requests", "max-seconds", "layers", "block-tokens", "reps",
                                  "seed", "json", "plots", "transports", "kvaultd"},
                                 {"keep"}));
-  if (!a.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.trace_path = a.GetOr("trace", "");
   if (c.trace_path.empty()) return Status::InvalidArgument("--trace FILE is required");
@@ -249,12 +246,9 @@ Result<std::vector<std::string>> ParseCodecList(const std::string& text) {
 int RunCompareBench(const std::vector<std::string>& args) {
   using namespace compare;  // NOLINT(google-build-using-namespace): this module's helpers
   const double t_start = Now();
-  if (WantsHelp(args)) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  Result<Config> parsed = ParseConfig(args);
-  if (!parsed.ok()) return Fail(2, parsed.status());
+  std::optional<Config> parsed;
+  if (std::optional<int> done = StartMode("compare", kUsage, args, ParseConfig, parsed))
+    return *done;
   const Config& c = *parsed;
   Result<std::vector<TraceRequest>> trace = ReadMooncakeTrace(c.trace_path);
   if (!trace.ok()) return Fail(2, trace.status().WithContext("--trace " + c.trace_path));

@@ -37,17 +37,6 @@ double ThreadCpu() {
   return Seconds(u.ru_utime) + Seconds(u.ru_stime);
 }
 
-Result<std::unique_ptr<Client>> Connect(const Config& c, const std::string& server) {
-  ClientConfig config;
-  config.server = server;
-  config.ucx_transports = c.transports;
-  config.client_name = "kvault-bench compare";
-  // A busy two-core machine can stall a large transfer for a while; a stall is still an error.
-  config.request_timeout = std::chrono::seconds(30);
-  config.connect_timeout = std::chrono::seconds(10);
-  return Client::Connect(config);
-}
-
 // "<tier>.used_bytes", ".capacity_bytes", ".blocks", ".evictions_total" of the Stats reply.
 std::vector<TierUse> Tiers(const std::vector<ServerStat>& stats) {
   std::map<std::string, TierUse> tiers;
@@ -211,7 +200,8 @@ Result<RunFigures> RunCodec(const RunInput& in) {
   launch.transports = c.transports;
   KVAULT_ASSIGN_OR_RETURN(RunningKvaultd daemon, StartKvaultd(launch));
   const pid_t pid = daemon.process->pid();
-  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Connect(c, daemon.server));
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<Client> client,
+                          ConnectToKvaultd(daemon.server, c.transports, "kvault-bench compare"));
   KVAULT_ASSIGN_OR_RETURN(EngineCache engine, EngineCache::Create(in.shape, in.sample->max_blocks));
   KVAULT_ASSIGN_OR_RETURN(BlockKey ns, CompareNamespace(in.shape));
   PagedKvOptions options;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -53,6 +54,18 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
   if (at == std::string::npos) return Status::Corruption("kvaultd ready line: " + *ready);
   d.server = ready->substr(at + 8, ready->find(' ', at) - at - 8);
   return d;
+}
+
+Result<std::unique_ptr<Client>> ConnectToKvaultd(const std::string& server,
+                                                 const std::string& transports,
+                                                 const std::string& client_name) {
+  ClientConfig config;
+  config.server = server;
+  config.ucx_transports = transports;
+  config.client_name = client_name;
+  config.request_timeout = std::chrono::seconds(30);
+  config.connect_timeout = std::chrono::seconds(10);
+  return Client::Connect(config);
 }
 
 std::optional<double> ReadProcCpuSeconds(pid_t pid) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "kvault/client.h"
 #include "kvault/common/result.h"
 #include "store_bench.h"
 
@@ -40,6 +41,13 @@ struct RunningKvaultd {
 // Unavailable, with the tail of its log, when it does not get ready; Corruption for a ready line
 // without control=.
 Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch);
+
+// A client of the kvaultd under test at `server` (HOST:PORT), over `transports` (UCX_TLS syntax;
+// empty: UCX's default). Requests time out after 30 s (a busy two-core machine can stall a large
+// transfer for a while; a stall is still an error), connecting after 10 s.
+Result<std::unique_ptr<Client>> ConnectToKvaultd(const std::string& server,
+                                                 const std::string& transports,
+                                                 const std::string& client_name);
 
 // utime + stime of /proc/<pid>/stat in seconds (the process's CPU time so far, all threads);
 // nullopt when unreadable.

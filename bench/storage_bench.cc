@@ -16,6 +16,7 @@
 #include "kvault/common/synthetic_block.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/eviction_policy.h"
+#include "mode_args.h"
 #include "report.h"
 
 namespace kvault::bench {
@@ -67,10 +68,7 @@ job, queue depth 1, O_DIRECT, before every nvme block size and once after) for t
 The exit code is 0 whether or not a target is met; targets are printed as PASS/FAIL notes.
 )";
 
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "kvault-bench storage: %s\n", s.message().c_str());
-  return code;
-}
+int Fail(int code, const Status& s) { return FailMode("storage", code, s); }
 
 // "64K" -> 65536; K, M, G are binary multiples.
 Result<uint64_t> ParseBytes(std::string_view what, std::string_view text, uint64_t min,
@@ -114,9 +112,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                       "nvme-bytes", "nvme-layout", "nvme-write-buffer", "nvme-gc-age-cutoff", "fio",
                       "fio-bytes", "fio-seconds", "chain-keys", "chain-lookups", "policy", "seed"},
                      {"nvme-buffered-reads", "keep", "memory-child"}));
-  if (!a.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.json_path = a.GetOr("json", "");
   c.parent_dir = a.GetOr("dir", ".");
@@ -258,12 +254,9 @@ Result<BlockPool> MakeBlockPool(uint64_t seed, uint64_t block_bytes, uint64_t co
 
 int RunStorageBench(const std::vector<std::string>& args) {
   using namespace storage_bench;  // NOLINT(google-build-using-namespace): this module's helpers
-  if (WantsHelp(args)) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  Result<Config> parsed = ParseConfig(args);
-  if (!parsed.ok()) return Fail(2, parsed.status());
+  std::optional<Config> parsed;
+  if (std::optional<int> done = StartMode("storage", kUsage, args, ParseConfig, parsed))
+    return *done;
   const Config& c = *parsed;
   if (c.memory_child) return RunMemoryChild(c);
 

@@ -5,10 +5,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "kvault/common/cli_args.h"
 #include "kvault/common/synthetic_block.h"
+#include "mode_args.h"
 #include "scratch_dir.h"
 #include "size_arg.h"
 
@@ -56,10 +58,7 @@ windows read a set stored beforehand, round-robin, and check the last objects by
 exit code is 0 whether or not a target is met; targets are printed as PASS/FAIL notes.
 )";
 
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "kvault-bench store: %s\n", s.message().c_str());
-  return code;
-}
+int Fail(int code, const Status& s) { return FailMode("store", code, s); }
 
 std::vector<std::string> Split(const std::string& text) {
   std::vector<std::string> parts;
@@ -79,9 +78,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                                  "transports", "host-capacity", "pool-bytes", "chain-keys",
                                  "lookups", "perftest-bytes", "kvaultd", "redis", "perftest"},
                                 {"keep"}));
-  if (!a.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.server = a.GetOr("server", "");
   if (a.Has("server") && c.server.find(':') == std::string::npos) {
@@ -255,12 +252,8 @@ Throughput Summarize(const std::vector<Window>& windows) {
 
 int RunStoreBench(const std::vector<std::string>& args) {
   using namespace store_bench;  // NOLINT(google-build-using-namespace): this module's helpers
-  if (WantsHelp(args)) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  Result<Config> parsed = ParseConfig(args);
-  if (!parsed.ok()) return Fail(2, parsed.status());
+  std::optional<Config> parsed;
+  if (std::optional<int> done = StartMode("store", kUsage, args, ParseConfig, parsed)) return *done;
   const Config& c = *parsed;
   Result<ScratchDir> scratch = ScratchDir::Create("kvault-bench-store");
   if (!scratch.ok()) return Fail(1, scratch.status());

@@ -21,14 +21,7 @@ constexpr uint32_t kRowTag = 0x524f57;    // "ROW"
 constexpr size_t kDeleteBatch = 1024;
 
 Result<std::unique_ptr<Client>> ConnectClient(const Config& c, const std::string& server) {
-  ClientConfig config;
-  config.server = server;
-  config.ucx_transports = c.transports;
-  config.client_name = "kvault-bench store";
-  // Large loads on a busy two-core machine can take a while; a stall is still an error.
-  config.request_timeout = std::chrono::seconds(30);
-  config.connect_timeout = std::chrono::seconds(10);
-  return Client::Connect(config);
+  return ConnectToKvaultd(server, c.transports, "kvault-bench store");
 }
 
 Status DeleteAll(Client& client, const std::vector<BlockKey>& keys) {

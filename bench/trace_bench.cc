@@ -20,7 +20,8 @@
 namespace kvault::bench {
 namespace {
 
-constexpr const char* kUsage = R"(kvault-bench trace: prefix hit ratio of an eviction policy on a request trace
+constexpr const char* kUsage =
+    R"(kvault-bench trace: prefix hit ratio of an eviction policy on a request trace
 
 Usage:
   kvault-bench trace --trace FILE (--capacity-blocks N | --capacity-fraction F) [options]
@@ -66,12 +67,10 @@ struct Config {
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a, CliArgs::Parse(args,
-                                {"trace", "capacity-blocks", "capacity-fraction", "policy",
-                                 "tiers", "block-bytes", "nvme-capacity-blocks", "dir", "json"},
+                                {"trace", "capacity-blocks", "capacity-fraction", "policy", "tiers",
+                                 "block-bytes", "nvme-capacity-blocks", "dir", "json"},
                                 {}));
-  if (!a.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.trace_path = a.GetOr("trace", "");
   if (c.trace_path.empty()) return Status::InvalidArgument("--trace FILE is required");
@@ -84,8 +83,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     c.capacity_fraction = std::strtod(f->c_str(), &end);
     if (end == f->c_str() || *end != '\0' || !(c.capacity_fraction > 0) ||
         c.capacity_fraction > 1) {
-      return Status::InvalidArgument("--capacity-fraction must be a number in (0, 1], got '" +
-                                     *f + "'");
+      return Status::InvalidArgument("--capacity-fraction must be a number in (0, 1], got '" + *f +
+                                     "'");
     }
   }
   c.policy = a.GetOr("policy", "prefix");
@@ -121,8 +120,8 @@ BlockKey KeyForHashId(uint64_t hash_id) {
 struct ReplayResult {
   HitStats stats;
   double seconds = 0;
-  uint64_t bytes_written = 0;   // block objects committed
-  uint64_t bytes_read = 0;      // block objects read back (host,nvme: every hit is pinned)
+  uint64_t bytes_written = 0;  // block objects committed
+  uint64_t bytes_read = 0;     // block objects read back (host,nvme: every hit is pinned)
   uint64_t host_hits = 0, nvme_hits = 0;
   uint64_t demotions = 0, promotions = 0, evictions = 0;
 };
@@ -151,9 +150,9 @@ Result<ReplayResult> ReplayThroughStore(const Config& c, const std::string& poli
   // The host tier holds exactly capacity_blocks objects: all objects have one size, so the
   // arena is capacity_blocks extents of that size class with no fragmentation.
   KVAULT_ASSIGN_OR_RETURN(
-      tiers.host, storage::HostTier::Create(
-                      {.capacity_bytes = capacity_blocks *
-                                         storage::HostTierClassBytes(object_bytes)}));
+      tiers.host,
+      storage::HostTier::Create(
+          {.capacity_bytes = capacity_blocks * storage::HostTierClassBytes(object_bytes)}));
   std::filesystem::path dir;
   if (c.with_nvme) {
     dir = std::filesystem::path(c.dir) / (policy + "-" + std::to_string(getpid()));
@@ -163,15 +162,15 @@ Result<ReplayResult> ReplayThroughStore(const Config& c, const std::string& poli
     if (ec) return Status::IoError("cannot create " + dir.string() + ": " + ec.message());
     const uint64_t nvme_blocks =
         c.nvme_capacity_blocks ? c.nvme_capacity_blocks : 4 * capacity_blocks;
-    KVAULT_ASSIGN_OR_RETURN(tiers.nvme, storage::NvmeTier::Open(
-                                            {.directory = dir.string(),
-                                             .capacity_bytes = nvme_blocks * object_bytes}));
+    KVAULT_ASSIGN_OR_RETURN(
+        tiers.nvme, storage::NvmeTier::Open(
+                        {.directory = dir.string(), .capacity_bytes = nvme_blocks * object_bytes}));
   }
   // Movers off: room is made in the writer, so the host tier holds exactly its capacity.
-  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<storage::BlockStore> store,
-                          storage::BlockStore::Create(
-                              {.policy = policy, .promote_on_hit = true, .mover_threads = 0},
-                              std::move(tiers)));
+  KVAULT_ASSIGN_OR_RETURN(
+      std::unique_ptr<storage::BlockStore> store,
+      storage::BlockStore::Create({.policy = policy, .promote_on_hit = true, .mover_threads = 0},
+                                  std::move(tiers)));
   ReplayResult result;
   result.stats.requests = trace.num_requests();
   result.stats.block_refs = trace.blocks.size();
@@ -235,8 +234,8 @@ int Run(const Config& c) {
     return 2;
   }
   std::printf("trace %s: %zu requests, %zu block references, %u unique blocks%s\n",
-              c.trace_path.c_str(), trace.num_requests(), trace.blocks.size(),
-              trace.unique_blocks, trace.prefix_consistent ? "" : " (NOT prefix-consistent)");
+              c.trace_path.c_str(), trace.num_requests(), trace.blocks.size(), trace.unique_blocks,
+              trace.prefix_consistent ? "" : " (NOT prefix-consistent)");
   std::printf("capacity %llu blocks (%.2f%% of unique), tiers %s, object %llu bytes\n\n",
               static_cast<unsigned long long>(capacity),
               100.0 * static_cast<double>(capacity) / trace.unique_blocks,
@@ -244,7 +243,8 @@ int Run(const Config& c) {
               static_cast<unsigned long long>(SyntheticObjectBytes(c.block_bytes)));
 
   Result<ReplayResult> chosen = ReplayThroughStore(c, c.policy, trace, capacity);
-  Result<ReplayResult> lru = c.policy == "lru" ? chosen : ReplayThroughStore(c, "lru", trace, capacity);
+  Result<ReplayResult> lru =
+      c.policy == "lru" ? chosen : ReplayThroughStore(c, "lru", trace, capacity);
   for (const Result<ReplayResult>* r : {&chosen, &lru}) {
     if (!r->ok()) {
       std::fprintf(stderr, "kvault-bench trace: replay failed: %s\n",
@@ -271,8 +271,9 @@ int Run(const Config& c) {
   };
   add(c.policy + " (store)", *chosen);
   if (c.policy != "lru") add("lru (store)", *lru);
-  table.AddRow({c.with_nvme ? "belady (offline, host+nvme capacity)" : "belady (offline)", Pct(belady.hit_ratio()), std::to_string(belady.hits), "-",
-                "-", std::to_string(belady.inserts), "-", "-", "-"});
+  table.AddRow({c.with_nvme ? "belady (offline, host+nvme capacity)" : "belady (offline)",
+                Pct(belady.hit_ratio()), std::to_string(belady.hits), "-", "-",
+                std::to_string(belady.inserts), "-", "-", "-"});
   std::fputs(table.Render().c_str(), stdout);
   if (c.with_nvme) {
     // Every object has one size, so bytes per tier follow from the moves the store counted.

@@ -3,7 +3,8 @@
 #   1. builds what it needs (or reuses a build/ carried from a CPU machine: its binaries link the
 #      CUDA runtime statically; non-system shared libraries sit in build/lib),
 #   2. runs the `gpu` tests (CUDA kernels byte-exact against the CPU reference; the gpu storage
-#      tier, with CUDA IPC between two processes),
+#      tier, with CUDA IPC between two processes; StorePaged/LoadPaged on device memory and the
+#      gpu tier's CUDA IPC export against a real kvaultd),
 #   3. runs `kvault-bench codec --device cuda` (gather+encode and decode+scatter vs D2D copy),
 #   4. prints a summary. Results also go to $OUT (or out/) as JSON and logs. Budget: ~3 minutes.
 set -uo pipefail
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 out="${OUT:-out}"
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The paged and gpu-export tests start build/bin/kvaultd (also from a carried build).
+export KVAULT_BIN_DIR="$PWD/build/bin"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
@@ -19,7 +22,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 need_build=1
 if [[ -f build/CMakeCache.txt ]] && grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$PWD" build/CMakeCache.txt; then
   need_build=1
-elif [[ -x build/bin/kvault-bench ]] && compgen -G "build/tests/cuda_*_test" >/dev/null &&
+elif [[ -x build/bin/kvault-bench && -x build/bin/kvaultd ]] && compgen -G "build/tests/cuda_*_test" >/dev/null &&
      [[ -x build/tests/gpu_ipc_reader ]] &&
      build/tests/gpu_tier_test --gtest_list_tests >/dev/null 2>&1 &&
      build/bin/kvault --help >/dev/null 2>&1; then

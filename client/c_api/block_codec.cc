@@ -36,6 +36,16 @@ Status ContiguousView(const char* function, const KvBlockCodec& codec, const uin
                                   std::span(&page, 1), view, storage);
 }
 
+// The checks and the view shared by encode and decode: `kv` holds kv_tokens tokens.
+Status CodecCall(const char* fn, const kvault_block_codec* codec, const kvault_key* key,
+                 const void* object, const uint16_t* kv, uint32_t kv_tokens,
+                 kernels::PagedKvView& view, kernels::PagedKvViewStorage& storage) {
+  if (codec == nullptr) return Null(fn, "codec");
+  if (key == nullptr) return Null(fn, "key");
+  if (object == nullptr) return Null(fn, "object");
+  return ContiguousView(fn, codec->codec, kv, kv_tokens, view, storage);
+}
+
 }  // namespace
 }  // namespace kvault::c_api
 
@@ -78,12 +88,7 @@ kvault_status kvault_block_codec_create(const kvault_block_format* format,
   });
 }
 
-void kvault_block_codec_free(kvault_block_codec* codec) noexcept {
-  try {
-    delete codec;
-  } catch (...) {
-  }
-}
+void kvault_block_codec_free(kvault_block_codec* codec) noexcept { DeleteHandle(codec); }
 
 uint64_t kvault_block_codec_object_bytes(const kvault_block_codec* codec, uint64_t index) noexcept {
   return GuardValue<uint64_t>(
@@ -94,13 +99,10 @@ kvault_status kvault_block_codec_encode(const kvault_block_codec* codec, const u
                                         uint32_t kv_tokens, uint64_t index, const kvault_key* key,
                                         void* object, size_t object_bytes) noexcept {
   return Guard("kvault_block_codec_encode", [&]() -> Status {
-    constexpr const char* kFn = "kvault_block_codec_encode";
-    if (codec == nullptr) return Null(kFn, "codec");
-    if (key == nullptr) return Null(kFn, "key");
-    if (object == nullptr) return Null(kFn, "object");
     kvault::kernels::PagedKvView view;
     kvault::kernels::PagedKvViewStorage storage;
-    KVAULT_RETURN_IF_ERROR(ContiguousView(kFn, codec->codec, kv, kv_tokens, view, storage));
+    KVAULT_RETURN_IF_ERROR(
+        CodecCall("kvault_block_codec_encode", codec, key, object, kv, kv_tokens, view, storage));
     return codec->codec.Encode(view, index, GetKey(*key),
                                std::span(static_cast<uint8_t*>(object), object_bytes));
   });
@@ -110,13 +112,10 @@ kvault_status kvault_block_codec_decode(const kvault_block_codec* codec, const v
                                         size_t object_bytes, uint64_t index, const kvault_key* key,
                                         uint16_t* kv, uint32_t kv_tokens) noexcept {
   return Guard("kvault_block_codec_decode", [&]() -> Status {
-    constexpr const char* kFn = "kvault_block_codec_decode";
-    if (codec == nullptr) return Null(kFn, "codec");
-    if (key == nullptr) return Null(kFn, "key");
-    if (object == nullptr) return Null(kFn, "object");
     kvault::kernels::PagedKvView view;
     kvault::kernels::PagedKvViewStorage storage;
-    KVAULT_RETURN_IF_ERROR(ContiguousView(kFn, codec->codec, kv, kv_tokens, view, storage));
+    KVAULT_RETURN_IF_ERROR(
+        CodecCall("kvault_block_codec_decode", codec, key, object, kv, kv_tokens, view, storage));
     return codec->codec.Decode(std::span(static_cast<const uint8_t*>(object), object_bytes), index,
                                GetKey(*key), view);
   });

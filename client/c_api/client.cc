@@ -87,13 +87,7 @@ kvault_status kvault_connect(const kvault_config* config, kvault_client** client
   });
 }
 
-void kvault_close(kvault_client* client) noexcept {
-  try {
-    delete client;
-  } catch (...) {
-    // A destructor that throws would terminate anyway; nothing to report to.
-  }
-}
+void kvault_close(kvault_client* client) noexcept { DeleteHandle(client); }
 
 int kvault_connected(const kvault_client* client) noexcept {
   return GuardValue(0, [&] { return client != nullptr && client->client->connected() ? 1 : 0; });
@@ -134,12 +128,7 @@ size_t kvault_region_size(const kvault_region* region) noexcept {
   return region != nullptr ? region->region.size() : 0;
 }
 
-void kvault_region_free(kvault_region* region) noexcept {
-  try {
-    delete region;
-  } catch (...) {
-  }
-}
+void kvault_region_free(kvault_region* region) noexcept { DeleteHandle(region); }
 
 kvault_status kvault_lookup_prefix(kvault_client* client, const kvault_key* keys, size_t num_keys,
                                    int64_t lease_ttl_ms, int64_t timeout_ms, uint32_t* leading_hits,

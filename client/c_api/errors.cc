@@ -58,6 +58,13 @@ Status Null(const char* function, const char* what) {
   return Status::InvalidArgument(std::string(function) + ": " + what + " is null");
 }
 
+Status RefusedInput(const Status& status) {
+  if (status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kUnsupported) {
+    return status;
+  }
+  return Status::Ok();
+}
+
 Result<std::optional<Deadline>> RequestDeadline(const char* function, int64_t timeout_ms) {
   if (timeout_ms < 0 || timeout_ms > kMaxTimeoutMs) {
     return Status::InvalidArgument(std::string(function) + ": timeout_ms " +

@@ -93,6 +93,16 @@ T* NewHandle(Args&&... args) {
   return new T{std::forward<Args>(args)...};  // NOLINT(bugprone-unhandled-exception-at-new)
 }
 
+// `delete handle` for kvault_close and the kvault_*_free functions, which never throw (a
+// destructor that throws would terminate anyway; there is nobody to report to).
+template <typename T>
+void DeleteHandle(T* handle) noexcept {
+  try {
+    delete handle;
+  } catch (...) {
+  }
+}
+
 // InvalidArgument "<function>: <what> is null".
 Status Null(const char* function, const char* what);
 
@@ -101,6 +111,11 @@ Status Null(const char* function, const char* what);
 Result<std::optional<Deadline>> RequestDeadline(const char* function, int64_t timeout_ms);
 // A wait's deadline: < 0 = Deadline::max(), else now + timeout (clamped).
 Deadline WaitDeadline(int64_t timeout_ms);
+
+// The C contract returns input refused before anything started as the call's status, with no
+// transfer: `status` (the settled status of a finished handle) when it is InvalidArgument or
+// Unsupported (no data plane), else OK (anything else is the transfer's status, as in C++).
+Status RefusedInput(const Status& status);
 
 // Keys copied out of the C array (kvault_key and BlockKey are both 32 plain bytes, but distinct
 // types: copying avoids aliasing one as the other).

@@ -4,6 +4,7 @@
 
 #include "internal.h"
 #include "kvault/paged_kv.h"
+#include "transfer_calls.h"
 
 struct kvault_paged_store {
   std::unique_ptr<kvault::PagedKvStore> store;
@@ -91,10 +92,31 @@ Result<PagedSequence> ToSequence(const char* fn, const kvault_paged_sequence* s,
 // As kvault_store: input refused before anything started is the call's status.
 Status Refused(const PagedHandle& handle) {
   if (!handle.Poll()) return Status::Ok();
-  Status status = handle.Wait(Deadline::min());
-  if (status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kUnsupported) {
-    return status;
-  }
+  return RefusedInput(handle.Wait(Deadline::min()));
+}
+
+// What kvault_store_paged and kvault_load_paged check and convert before they start.
+struct PagedCall {
+  std::vector<BlockKey> keys;  // backs sequence.keys
+  PagedSequence sequence;
+  std::optional<Deadline> deadline;
+};
+
+Status PreparePagedCall(const char* fn, const kvault_paged_store* store,
+                        const kvault_paged_sequence* sequence, int64_t timeout_ms,
+                        kvault_paged_transfer** transfer, PagedCall& call) {
+  if (transfer == nullptr) return Null(fn, "transfer");
+  *transfer = nullptr;
+  if (store == nullptr) return Null(fn, "store");
+  KVAULT_ASSIGN_OR_RETURN(call.sequence, ToSequence(fn, sequence, call.keys));
+  KVAULT_ASSIGN_OR_RETURN(call.deadline, RequestDeadline(fn, timeout_ms));
+  return Status::Ok();
+}
+
+// Hands `made` to the caller as `*transfer`, unless it refused its input.
+Status Publish(std::unique_ptr<kvault_paged_transfer> made, kvault_paged_transfer** transfer) {
+  KVAULT_RETURN_IF_ERROR(Refused(made->Handle()));
+  *transfer = made.release();
   return Status::Ok();
 }
 
@@ -137,12 +159,7 @@ kvault_status kvault_paged_store_create(kvault_client* client, const kvault_page
   });
 }
 
-void kvault_paged_store_free(kvault_paged_store* store) noexcept {
-  try {
-    delete store;
-  } catch (...) {
-  }
-}
+void kvault_paged_store_free(kvault_paged_store* store) noexcept { DeleteHandle(store); }
 
 uint64_t kvault_paged_store_object_bytes(const kvault_paged_store* store, uint64_t index) noexcept {
   return GuardValue<uint64_t>(
@@ -154,22 +171,15 @@ kvault_status kvault_store_paged(kvault_paged_store* store, const kvault_paged_s
                                  kvault_paged_transfer** transfer) noexcept {
   return Guard("kvault_store_paged", [&]() -> Status {
     constexpr const char* kFn = "kvault_store_paged";
-    if (transfer == nullptr) return Null(kFn, "transfer");
-    *transfer = nullptr;
-    if (store == nullptr) return Null(kFn, "store");
-    std::vector<kvault::BlockKey> keys;
-    KVAULT_ASSIGN_OR_RETURN(kvault::PagedSequence cpp_sequence, ToSequence(kFn, sequence, keys));
-    KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
-                            RequestDeadline(kFn, timeout_ms));
+    PagedCall call;
+    KVAULT_RETURN_IF_ERROR(PreparePagedCall(kFn, store, sequence, timeout_ms, transfer, call));
     kvault::PagedStoreOptions options;
-    options.deadline = deadline;
+    options.deadline = call.deadline;
     options.skip_stored = skip_stored != 0;
     options.stream = stream;
     auto made = std::make_unique<kvault_paged_transfer>();
-    made->store = store->store->StorePaged(cpp_sequence, options);
-    KVAULT_RETURN_IF_ERROR(Refused(made->store));
-    *transfer = made.release();
-    return Status::Ok();
+    made->store = store->store->StorePaged(call.sequence, options);
+    return Publish(std::move(made), transfer);
   });
 }
 
@@ -179,44 +189,31 @@ kvault_status kvault_load_paged(kvault_paged_store* store, const kvault_lease* l
                                 kvault_paged_transfer** transfer) noexcept {
   return Guard("kvault_load_paged", [&]() -> Status {
     constexpr const char* kFn = "kvault_load_paged";
-    if (transfer == nullptr) return Null(kFn, "transfer");
-    *transfer = nullptr;
-    if (store == nullptr) return Null(kFn, "store");
-    std::vector<kvault::BlockKey> keys;
-    KVAULT_ASSIGN_OR_RETURN(kvault::PagedSequence cpp_sequence, ToSequence(kFn, sequence, keys));
-    KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
-                            RequestDeadline(kFn, timeout_ms));
+    PagedCall call;
+    KVAULT_RETURN_IF_ERROR(PreparePagedCall(kFn, store, sequence, timeout_ms, transfer, call));
     kvault::PagedLoadOptions options;
-    options.deadline = deadline;
+    options.deadline = call.deadline;
     options.stream = stream;
     options.layers_per_wave = layers_per_wave;
     auto made = std::make_unique<kvault_paged_transfer>();
     made->is_load = true;
     made->load = store->store->LoadPaged(lease != nullptr ? FromC(*lease) : kvault::Lease{},
-                                         cpp_sequence, blocks, options);
-    KVAULT_RETURN_IF_ERROR(Refused(made->load));
-    *transfer = made.release();
-    return Status::Ok();
+                                         call.sequence, blocks, options);
+    return Publish(std::move(made), transfer);
   });
 }
 
 kvault_status kvault_paged_transfer_wait(const kvault_paged_transfer* transfer,
                                          int64_t timeout_ms) noexcept {
-  return Guard("kvault_paged_transfer_wait", [&]() -> Status {
-    if (transfer == nullptr) return Null("kvault_paged_transfer_wait", "transfer");
-    return transfer->Handle().Wait(WaitDeadline(timeout_ms));
-  });
+  return WaitTransfer("kvault_paged_transfer_wait", transfer, timeout_ms);
 }
 
 int kvault_paged_transfer_poll(const kvault_paged_transfer* transfer) noexcept {
-  return GuardValue(1, [&] { return transfer == nullptr || transfer->Handle().Poll() ? 1 : 0; });
+  return PollTransfer(transfer);
 }
 
 void kvault_paged_transfer_cancel(kvault_paged_transfer* transfer) noexcept {
-  GuardValue(0, [&] {
-    if (transfer != nullptr) transfer->Handle().Cancel();
-    return 0;
-  });
+  CancelTransfer(transfer);
 }
 
 size_t kvault_paged_transfer_size(const kvault_paged_transfer* transfer) noexcept {
@@ -241,7 +238,7 @@ kvault_status kvault_paged_transfer_key_status(const kvault_paged_transfer* tran
 }
 
 size_t kvault_paged_transfer_leading_ok(const kvault_paged_transfer* transfer) noexcept {
-  return GuardValue<size_t>(0, [&] { return transfer ? transfer->Handle().leading_ok() : 0; });
+  return TransferLeadingOk(transfer);
 }
 
 size_t kvault_paged_transfer_skipped(const kvault_paged_transfer* transfer) noexcept {
@@ -278,10 +275,7 @@ void* kvault_paged_transfer_layer_event(const kvault_paged_transfer* transfer,
 }
 
 void kvault_paged_transfer_free(kvault_paged_transfer* transfer) noexcept {
-  try {
-    delete transfer;
-  } catch (...) {
-  }
+  DeleteHandle(transfer);
 }
 
 }  // extern "C"

@@ -3,6 +3,7 @@
 #include <span>
 
 #include "internal.h"
+#include "transfer_calls.h"
 
 namespace kvault::c_api {
 namespace {
@@ -13,11 +14,7 @@ namespace {
 // transfer's status, as in C++.
 Status Refused(const TransferHandle& handle) {
   if (!handle.Poll() || !handle.Settled()) return Status::Ok();
-  Status status = handle.Wait(Deadline::min());
-  if (status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kUnsupported) {
-    return status;
-  }
-  return Status::Ok();
+  return RefusedInput(handle.Wait(Deadline::min()));
 }
 
 }  // namespace
@@ -94,22 +91,14 @@ kvault_status kvault_load(kvault_client* client, const kvault_lease* lease, cons
 }
 
 kvault_status kvault_transfer_wait(const kvault_transfer* transfer, int64_t timeout_ms) noexcept {
-  return Guard("kvault_transfer_wait", [&]() -> Status {
-    if (transfer == nullptr) return Null("kvault_transfer_wait", "transfer");
-    return transfer->Handle().Wait(WaitDeadline(timeout_ms));
-  });
+  return WaitTransfer("kvault_transfer_wait", transfer, timeout_ms);
 }
 
 int kvault_transfer_poll(const kvault_transfer* transfer) noexcept {
-  return GuardValue(1, [&] { return transfer == nullptr || transfer->Handle().Poll() ? 1 : 0; });
+  return PollTransfer(transfer);
 }
 
-void kvault_transfer_cancel(kvault_transfer* transfer) noexcept {
-  GuardValue(0, [&] {
-    if (transfer != nullptr) transfer->Handle().Cancel();
-    return 0;
-  });
-}
+void kvault_transfer_cancel(kvault_transfer* transfer) noexcept { CancelTransfer(transfer); }
 
 int kvault_transfer_cancelled(const kvault_transfer* transfer) noexcept {
   return GuardValue(0,
@@ -141,7 +130,7 @@ kvault_status kvault_transfer_key_status(const kvault_transfer* transfer, size_t
 }
 
 size_t kvault_transfer_leading_ok(const kvault_transfer* transfer) noexcept {
-  return GuardValue<size_t>(0, [&] { return transfer ? transfer->Handle().leading_ok() : 0; });
+  return TransferLeadingOk(transfer);
 }
 
 size_t kvault_transfer_ok_count(const kvault_transfer* transfer) noexcept {
@@ -154,11 +143,6 @@ uint64_t kvault_transfer_object_size(const kvault_transfer* transfer, size_t i) 
   });
 }
 
-void kvault_transfer_free(kvault_transfer* transfer) noexcept {
-  try {
-    delete transfer;
-  } catch (...) {
-  }
-}
+void kvault_transfer_free(kvault_transfer* transfer) noexcept { DeleteHandle(transfer); }
 
 }  // extern "C"

@@ -58,9 +58,7 @@ Result<Parsed> Parse(const std::vector<std::string>& args) {
                                                     {"server", "codec", "conversations", "turns",
                                                      "layers", "block-tokens", "seed", "json"},
                                                     {}));
-  if (!a.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   if (!a.Has("server")) return Status::InvalidArgument("--server HOST:PORT is required");
   Parsed p;
   p.config.server = *a.Get("server");

@@ -49,9 +49,7 @@ Result<ClientConfig> ParseCommon(const std::vector<std::string>& args, bool* jso
       CliArgs a,
       CliArgs::Parse(args, {"server", "tenant", "token-file", "timeout-ms", "tls-ca-file"},
                      {"json", "tls"}));
-  if (!a.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + a.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   if (!a.Has("server")) return Status::InvalidArgument("--server HOST:PORT is required");
   if (json != nullptr) {
     *json = a.Has("json");

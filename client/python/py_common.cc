@@ -59,10 +59,6 @@ void RaiseStatus(const Status& status) {
   PyErr_SetObject(cls, exc.ptr());
 }
 
-[[noreturn]] void Invalid(const std::string& message) {
-  throw StatusError(Status::InvalidArgument(message));
-}
-
 }  // namespace
 
 void BindErrors(py::module_& m) {
@@ -143,15 +139,20 @@ py::list KeyList(const std::vector<BlockKey>& keys) {
   return out;
 }
 
-std::vector<uint32_t> ToTokens(py::handle obj) {
-  constexpr const char* kWhat = "tokens must be a 1-D sequence of integers in [0, 2**32)";
+py::array AsVector(py::handle obj, const char* what) {
   py::array arr;
   try {
     arr = py::module_::import("numpy").attr("asarray")(obj);
   } catch (const py::error_already_set&) {
-    Invalid(kWhat);
+    Invalid(what);
   }
-  if (arr.ndim() != 1) Invalid(kWhat);
+  if (arr.ndim() != 1) Invalid(what);
+  return arr;
+}
+
+std::vector<uint32_t> ToTokens(py::handle obj) {
+  constexpr const char* kWhat = "tokens must be a 1-D sequence of integers in [0, 2**32)";
+  const py::array arr = AsVector(obj, kWhat);
   std::vector<uint32_t> tokens(static_cast<size_t>(arr.size()));
   if (tokens.empty()) return tokens;
   const char kind = arr.dtype().kind();

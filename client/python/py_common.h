@@ -50,6 +50,11 @@ inline void ThrowIfError(const Status& status) {
   if (!status.ok()) throw StatusError(status);
 }
 
+// Throws StatusError(InvalidArgument(message)): kvault.InvalidArgumentError, a ValueError.
+[[noreturn]] inline void Invalid(const std::string& message) {
+  throw StatusError(Status::InvalidArgument(message));
+}
+
 // Creates kvault.Error and its subclasses in `m` and registers the translator.
 void BindErrors(py::module_& m);
 
@@ -61,6 +66,8 @@ BlockKey ToKey(py::handle obj, const char* what = "key");
 std::vector<BlockKey> ToKeys(py::handle obj);
 py::bytes KeyBytes(const BlockKey& key);
 py::list KeyList(const std::vector<BlockKey>& keys);
+// `obj` as a 1-D numpy array (numpy.asarray); ValueError `what` when it is not one.
+py::array AsVector(py::handle obj, const char* what);
 // Token ids: a sequence of ints or an integer numpy array, each in [0, 2^32). ValueError else.
 std::vector<uint32_t> ToTokens(py::handle obj);
 

@@ -15,10 +15,6 @@
 namespace kvault::python {
 namespace {
 
-[[noreturn]] void Invalid(const std::string& message) {
-  throw StatusError(Status::InvalidArgument(message));
-}
-
 // A str or bytes value as the bytes the namespace encoding hashes (str as UTF-8).
 std::string ToText(py::handle obj, const std::string& what) {
   if (py::isinstance<py::str>(obj)) return obj.cast<std::string>();
@@ -110,6 +106,19 @@ std::optional<VllmExtraKeys> ToExtraKeys(py::handle obj) {
   return keys;
 }
 
+// A binding that takes MakeNamespace's arguments (ns_args in BindKeys) and returns
+// body(the Namespace they describe).
+template <typename Body>
+auto NamespaceFunction(Body body) {
+  return [body](const std::string& model_id, uint32_t num_layers, uint32_t kv_heads,
+                uint32_t head_dim, const std::string& dtype, uint32_t block_tokens,
+                const std::string& tenant, const std::string& model_revision, uint32_t tp_rank,
+                uint32_t tp_size, uint32_t pp_rank, uint32_t pp_size, py::handle extra_keys) {
+    return body(MakeNamespace(model_id, num_layers, kv_heads, head_dim, dtype, block_tokens, tenant,
+                              model_revision, tp_rank, tp_size, pp_rank, pp_size, extra_keys));
+  };
+}
+
 py::list Keys(Result<std::vector<BlockKey>> r) {
   ThrowIfError(r.status());
   return KeyList(*r);
@@ -127,35 +136,21 @@ void BindKeys(py::module_& m) {
   };
   std::apply(
       [&](auto... args) {
-        m.def(
-            "namespace_digest",
-            [](const std::string& model_id, uint32_t num_layers, uint32_t kv_heads,
-               uint32_t head_dim, const std::string& dtype, uint32_t block_tokens,
-               const std::string& tenant, const std::string& model_revision, uint32_t tp_rank,
-               uint32_t tp_size, uint32_t pp_rank, uint32_t pp_size, py::handle extra_keys) {
-              Result<BlockKey> d = NamespaceDigest(MakeNamespace(
-                  model_id, num_layers, kv_heads, head_dim, dtype, block_tokens, tenant,
-                  model_revision, tp_rank, tp_size, pp_rank, pp_size, extra_keys));
-              ThrowIfError(d.status());
-              return KeyBytes(*d);
-            },
-            args...,
-            "SHA-256 of the namespace's canonical encoding (docs/keys.md): the digest that seeds "
-            "chain_keys. dtype 'float16'/'f16' or 'bfloat16'/'bf16'; extra_keys a dict or "
-            "(name, value) pairs (LoRA id, cache salt, ...).");
-        m.def(
-            "namespace_encoding",
-            [](const std::string& model_id, uint32_t num_layers, uint32_t kv_heads,
-               uint32_t head_dim, const std::string& dtype, uint32_t block_tokens,
-               const std::string& tenant, const std::string& model_revision, uint32_t tp_rank,
-               uint32_t tp_size, uint32_t pp_rank, uint32_t pp_size, py::handle extra_keys) {
-              Result<std::vector<uint8_t>> e = CanonicalEncoding(MakeNamespace(
-                  model_id, num_layers, kv_heads, head_dim, dtype, block_tokens, tenant,
-                  model_revision, tp_rank, tp_size, pp_rank, pp_size, extra_keys));
-              ThrowIfError(e.status());
-              return py::bytes(reinterpret_cast<const char*>(e->data()), e->size());
-            },
-            args..., "The canonical, versioned bytes namespace_digest hashes.");
+        m.def("namespace_digest", NamespaceFunction([](const Namespace& ns) {
+                Result<BlockKey> d = NamespaceDigest(ns);
+                ThrowIfError(d.status());
+                return KeyBytes(*d);
+              }),
+              args...,
+              "SHA-256 of the namespace's canonical encoding (docs/keys.md): the digest that seeds "
+              "chain_keys. dtype 'float16'/'f16' or 'bfloat16'/'bf16'; extra_keys a dict or "
+              "(name, value) pairs (LoRA id, cache salt, ...).");
+        m.def("namespace_encoding", NamespaceFunction([](const Namespace& ns) {
+                Result<std::vector<uint8_t>> e = CanonicalEncoding(ns);
+                ThrowIfError(e.status());
+                return py::bytes(reinterpret_cast<const char*>(e->data()), e->size());
+              }),
+              args..., "The canonical, versioned bytes namespace_digest hashes.");
       },
       ns_args());
 

@@ -13,10 +13,6 @@
 namespace kvault::python {
 namespace {
 
-[[noreturn]] void Invalid(const std::string& message) {
-  throw StatusError(Status::InvalidArgument(message));
-}
-
 KvBlockFormat MakeFormat(uint32_t num_layers, uint32_t kv_heads, uint32_t head_dim,
                          const std::string& dtype, uint32_t block_tokens, std::string codec,
                          py::handle ns_digest) {

@@ -16,10 +16,6 @@
 namespace kvault::python {
 namespace {
 
-[[noreturn]] void Invalid(const std::string& message) {
-  throw StatusError(Status::InvalidArgument(message));
-}
-
 MemoryKind ParseMemory(const std::string& name) {
   if (name == "host" || name == "cpu") return MemoryKind::kHost;
   if (name == "cuda" || name == "gpu") return MemoryKind::kCuda;
@@ -69,13 +65,7 @@ void* ToStream(py::handle obj) {
 
 std::vector<int32_t> ToBlockIds(py::handle obj) {
   constexpr const char* kWhat = "block_ids must be a 1-D sequence of integers in [0, 2**31)";
-  py::array arr;
-  try {
-    arr = py::module_::import("numpy").attr("asarray")(obj);
-  } catch (const py::error_already_set&) {
-    Invalid(kWhat);
-  }
-  if (arr.ndim() != 1) Invalid(kWhat);
+  const py::array arr = AsVector(obj, kWhat);
   std::vector<int32_t> ids(static_cast<size_t>(arr.size()));
   if (ids.empty()) return ids;
   if (arr.dtype().kind() != 'i' && arr.dtype().kind() != 'u') Invalid(kWhat);

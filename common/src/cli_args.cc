@@ -71,6 +71,11 @@ Result<uint64_t> ParseUintArg(std::string_view what, std::string_view text, uint
   return v;
 }
 
+Status CliArgs::RejectPositional() const {
+  if (positional_.empty()) return Status::Ok();
+  return Status::InvalidArgument("unexpected argument '" + positional_[0] + "'");
+}
+
 bool WantsHelp(const std::vector<std::string>& args) {
   for (const std::string& a : args) {
     if (a == "--help" || a == "-h") return true;

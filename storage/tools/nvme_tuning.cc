@@ -318,7 +318,8 @@ FioBaseline RunFio(const fs::path& base, double seconds) {
   return fio;
 }
 
-constexpr const char* kUsage = R"(nvme_tuning: the measurement behind the nvme tier's RocksDB settings
+constexpr const char* kUsage =
+    R"(nvme_tuning: the measurement behind the nvme tier's RocksDB settings
 
 Usage:
   nvme_tuning --dir DIR [options]
@@ -354,9 +355,7 @@ struct Options {
 
 Result<Options> ParseOptions(const CliArgs& cli) {
   if (!cli.Has("dir")) return Status::InvalidArgument("--dir DIR is required");
-  if (!cli.positional().empty()) {
-    return Status::InvalidArgument("unexpected argument '" + cli.positional()[0] + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(cli.RejectPositional());
   Options o;
   o.base = *cli.Get("dir");
   KVAULT_ASSIGN_OR_RETURN(uint64_t capacity_mib, cli.GetUint("capacity-mib", 1024, 16, 1 << 20));
@@ -372,8 +371,8 @@ Result<Options> ParseOptions(const CliArgs& cli) {
     if (suffix != 'k' && suffix != 'm') {
       return Status::InvalidArgument("--sizes: '" + item + "' needs a k or m suffix");
     }
-    KVAULT_ASSIGN_OR_RETURN(uint64_t n, ParseUintArg("--sizes", item.substr(0, item.size() - 1),
-                                                     1, suffix == 'm' ? 1024 : 1024 * 1024));
+    KVAULT_ASSIGN_OR_RETURN(uint64_t n, ParseUintArg("--sizes", item.substr(0, item.size() - 1), 1,
+                                                     suffix == 'm' ? 1024 : 1024 * 1024));
     o.sizes.push_back(n * (suffix == 'm' ? (1u << 20) : (1u << 10)));
   }
   std::stringstream names(cli.GetOr("configs", "inline,blob,blob-wal,blob-direct"));
@@ -422,8 +421,7 @@ int Run(int argc, char** argv) {
   std::error_code ec;
   fs::create_directories(base, ec);
   if (ec) {
-    std::fprintf(stderr, "nvme_tuning: cannot create %s: %s\n", base.c_str(),
-                 ec.message().c_str());
+    std::fprintf(stderr, "nvme_tuning: cannot create %s: %s\n", base.c_str(), ec.message().c_str());
     return 1;
   }
 

@@ -57,6 +57,16 @@ int c_test_finish(void);
 kvault_key c_test_namespace(const char* model_id, uint32_t layers, uint32_t kv_heads,
                             uint32_t head_dim, uint32_t block_tokens);
 
+/* A kvault_block_format of f16 KV with the given shape, codec and namespace digest. */
+kvault_block_format c_test_block_format(uint32_t layers, uint32_t kv_heads, uint32_t head_dim,
+                                        uint32_t block_tokens, const char* codec,
+                                        kvault_key ns_digest);
+
+/* destinations[i] = the `object` bytes at base + i * object (whole object, offset 0), for i <
+ * count. */
+void c_test_destinations(kvault_load_destination* destinations, size_t count, uint8_t* base,
+                         size_t object);
+
 /* Paged KV through kvault_store_paged / kvault_load_paged on host memory (kvault_c_paged.c). */
 void c_test_paged(kvault_client* client);
 

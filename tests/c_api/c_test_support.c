@@ -91,6 +91,30 @@ kvault_key c_test_namespace(const char* model_id, uint32_t layers, uint32_t kv_h
   return digest;
 }
 
+kvault_block_format c_test_block_format(uint32_t layers, uint32_t kv_heads, uint32_t head_dim,
+                                        uint32_t block_tokens, const char* codec,
+                                        kvault_key ns_digest) {
+  kvault_block_format format;
+  kvault_block_format_init(&format);
+  format.num_layers = layers;
+  format.kv_heads = kv_heads;
+  format.head_dim = head_dim;
+  format.block_tokens = block_tokens;
+  format.codec = codec;
+  format.ns_digest = ns_digest;
+  return format;
+}
+
+void c_test_destinations(kvault_load_destination* destinations, size_t count, uint8_t* base,
+                         size_t object) {
+  for (size_t i = 0; i < count; ++i) {
+    destinations[i].buffer = base + i * object;
+    destinations[i].capacity = object;
+    destinations[i].offset = 0;
+    destinations[i].length = 0;
+  }
+}
+
 kvault_key c_test_key_from_hex(const char* hex) {
   kvault_key key;
   for (int i = 0; i < KVAULT_KEY_BYTES; ++i) {

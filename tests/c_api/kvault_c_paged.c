@@ -201,14 +201,7 @@ void c_test_paged(kvault_client* client) {
   CHECK(memcmp(got, got_again, CONTIGUOUS_ELEMENTS * sizeof(uint16_t)) == 0);
   CHECK(memcmp(got, want, CONTIGUOUS_ELEMENTS * sizeof(uint16_t)) != 0); /* fp8 is lossy */
 
-  kvault_block_format f;
-  kvault_block_format_init(&f);
-  f.num_layers = kLayers;
-  f.kv_heads = kHeads;
-  f.head_dim = kDim;
-  f.block_tokens = kBlockTokens;
-  f.codec = "fp8";
-  f.ns_digest = ns;
+  kvault_block_format f = c_test_block_format(kLayers, kHeads, kDim, kBlockTokens, "fp8", ns);
   kvault_block_codec* codec = NULL;
   REQUIRE_STATUS(kvault_block_codec_create(&f, &codec), KVAULT_OK);
   const size_t object = (size_t)kvault_block_codec_object_bytes(codec, 0);
@@ -218,12 +211,7 @@ void c_test_paged(kvault_client* client) {
   uint8_t* stored = kvault_region_data(region);
   uint8_t* local = stored + kBlocks * object;
   kvault_load_destination d[kBlocks];
-  for (size_t i = 0; i < kBlocks; ++i) {
-    d[i].buffer = stored + i * object;
-    d[i].capacity = object;
-    d[i].offset = 0;
-    d[i].length = 0;
-  }
+  c_test_destinations(d, kBlocks, stored, object);
   kvault_transfer* get = NULL;
   REQUIRE_STATUS(kvault_load(client, NULL, keys, d, kBlocks, 0, &get), KVAULT_OK);
   CHECK_STATUS(kvault_transfer_wait(get, 10000), KVAULT_OK);

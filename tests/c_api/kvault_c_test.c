@@ -175,14 +175,7 @@ static void test_store_lookup_load(kvault_client* client) {
   REQUIRE(num_keys == kBlocks);
 
   /* Sealed objects of host KV, raw, so that a decode gives the KV back byte for byte. */
-  kvault_block_format format;
-  kvault_block_format_init(&format);
-  format.num_layers = kLayers;
-  format.kv_heads = kHeads;
-  format.head_dim = kDim;
-  format.block_tokens = kBlockTokens;
-  format.codec = "raw";
-  format.ns_digest = ns;
+  kvault_block_format format = c_test_block_format(kLayers, kHeads, kDim, kBlockTokens, "raw", ns);
   kvault_block_codec* codec = NULL;
   REQUIRE_STATUS(kvault_block_codec_create(&format, &codec), KVAULT_OK);
   const size_t object = (size_t)kvault_block_codec_object_bytes(codec, 0);
@@ -268,12 +261,7 @@ static void test_store_lookup_load(kvault_client* client) {
                  KVAULT_OK);
   CHECK(kvault_region_data(registered) == landing);
   kvault_load_destination destinations[kBlocks];
-  for (size_t i = 0; i < kBlocks; ++i) {
-    destinations[i].buffer = landing + i * object;
-    destinations[i].capacity = object;
-    destinations[i].offset = 0;
-    destinations[i].length = 0;
-  }
+  c_test_destinations(destinations, kBlocks, landing, object);
   kvault_transfer* get = NULL;
   REQUIRE_STATUS(kvault_load(client, &lease, keys, destinations, kBlocks, 0, &get), KVAULT_OK);
   CHECK_STATUS(kvault_transfer_wait(get, -1), KVAULT_OK);

@@ -13,6 +13,7 @@
 #include "binary_run.h"
 #include "cuda_test_util.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/synthetic_block.h"
@@ -27,16 +28,9 @@ constexpr uint64_t kPayload = 256 << 10;
 constexpr size_t kBlocks = 4;
 
 std::vector<BlockKey> Keys(size_t n) {
-  Namespace ns;
-  ns.model_id = "gpu-export";
-  ns.num_layers = 2;
-  ns.kv_heads = 1;
-  ns.head_dim = 128;
-  ns.dtype = "f16";
-  ns.block_tokens = 16;
   std::vector<uint32_t> tokens(16 * n);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i * 104729 % 32000);
-  return *ChainBlockKeys(*NamespaceDigest(ns), tokens, 16);
+  return *ChainBlockKeys(TestNamespaceDigest("gpu-export", 2, 1, 128, 16), tokens, 16);
 }
 
 class GpuExportTest : public BinaryTest {
@@ -53,28 +47,8 @@ class GpuExportTest : public BinaryTest {
     ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
     EXPECT_NE(daemon_->ready_line().find("tiers=gpu,host"), std::string::npos)
         << daemon_->ready_line();
-    ClientConfig config;
-    config.server = daemon_->server();
-    Result<std::unique_ptr<Client>> c = Client::Connect(config);
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(*c);
-  }
-
-  // Stores synthetic objects under `keys` from one registered region, which keeps the bytes.
-  void StoreAll(const std::vector<BlockKey>& keys) {
-    const uint64_t object = SyntheticObjectBytes(kPayload);
-    Result<MemoryRegion> region = client_->AllocateMemory(object * keys.size());
-    ASSERT_TRUE(region.ok()) << region.status().ToString();
-    stored_ = std::move(*region);
-    std::vector<std::span<const uint8_t>> sources;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      std::span<uint8_t> bytes = stored_.bytes().subspan(i * object, object);
-      ASSERT_TRUE(WriteSyntheticBlock(keys[i], kPayload, bytes).ok());
-      sources.push_back(bytes);
-    }
-    StoreHandle h = client_->Store(keys, sources);
-    ASSERT_TRUE(h.Wait(Clock::now() + 30s).ok());
-    ASSERT_EQ(h.ok_count(), keys.size());
+    client_ = ConnectOrFail(daemon_->server());
+    ASSERT_NE(client_, nullptr);
   }
 
   // Blocks land in host and a mover moves them to the gpu tier: waits until every key is there.
@@ -102,7 +76,7 @@ class GpuExportTest : public BinaryTest {
 
 TEST_F(GpuExportTest, ExportedBlocksCopiedThroughIpcEqualTheStoredObjects) {
   const std::vector<BlockKey> keys = Keys(kBlocks);
-  StoreAll(keys);
+  StoreSyntheticObjects(*client_, keys, kPayload, stored_);
   ASSERT_TRUE(WaitUntilInGpu(keys)) << "the blocks never reached the gpu tier";
   const LookupResult hits =
       client_->LookupPrefix(keys, {.want_lease = true, .deadline = std::nullopt});

@@ -10,6 +10,7 @@
 #include "binary_run.h"
 #include "cuda_test_util.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/block_key.h"
 #include "kvault/kv_store.h"
@@ -60,16 +61,10 @@ struct DeviceCache {
 };
 
 std::vector<BlockKey> Keys(const std::string& model, uint32_t blocks) {
-  Namespace ns;
-  ns.model_id = model;
-  ns.num_layers = kLayers;
-  ns.kv_heads = kHeads;
-  ns.head_dim = kDim;
-  ns.dtype = "f16";
-  ns.block_tokens = kBlockTokens;
   std::vector<uint32_t> tokens(size_t{blocks} * kBlockTokens);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i * 31 % 128000);
-  return *ChainBlockKeys(*NamespaceDigest(ns), tokens, kBlockTokens);
+  const BlockKey ns = TestNamespaceDigest(model, kLayers, kHeads, kDim, kBlockTokens);
+  return *ChainBlockKeys(ns, tokens, kBlockTokens);
 }
 
 class GpuPagedTest : public BinaryTest {
@@ -80,11 +75,8 @@ class GpuPagedTest : public BinaryTest {
     BinaryTest::SetUp();
     daemon_ = std::make_unique<DaemonProcess>(dir_, std::vector<std::string>{});
     ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
-    ClientConfig config;
-    config.server = daemon_->server();
-    Result<std::unique_ptr<Client>> c = Client::Connect(config);
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(*c);
+    client_ = ConnectOrFail(daemon_->server());
+    ASSERT_NE(client_, nullptr);
   }
   std::unique_ptr<PagedKvStore> Paged(const PagedKvCache& cache, const std::string& codec) {
     PagedKvOptions options;

@@ -27,10 +27,10 @@ namespace kvault::storage {
 namespace {
 
 using gpu_test::FillPayload;
-using kernels::GpuIpcExport;
-using kernels::GpuIpcImporter;
 using gpu_test::FirstMismatch;
 using gpu_test::HasCudaDevice;
+using kernels::GpuIpcExport;
+using kernels::GpuIpcImporter;
 
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * kKiB;

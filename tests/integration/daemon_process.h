@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "binary_run.h"
+
 namespace kvault::testing {
 
 class DaemonProcess {
@@ -78,7 +80,7 @@ class DaemonProcess {
       ::dup2(err, STDERR_FILENO);
       ::close(out[0]);
       if (::chdir(dir_.c_str()) != 0) ::_exit(127);
-      const std::string bin = std::string(KVAULT_BIN_DIR) + "/kvaultd";
+      const std::string bin = BinDir() + "/kvaultd";
       std::vector<char*> argv = {const_cast<char*>(bin.c_str())};
       for (std::string& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);

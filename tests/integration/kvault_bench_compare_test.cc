@@ -16,26 +16,11 @@
 namespace {
 
 namespace fs = std::filesystem;
+using kvault::testing::AllNumbers;
 using kvault::testing::BinaryRun;
+using kvault::testing::ExpectContainsAll;
+using kvault::testing::Have;
 using kvault::testing::Slurp;
-
-bool Have(const char* program) {
-  return std::system((std::string("command -v ") + program + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-// Every number that follows `"key": ` in the JSON text, in document order (the codecs array
-// lists raw first).
-std::vector<double> AllNumbers(const std::string& doc, const std::string& key) {
-  std::vector<double> out;
-  const std::string needle = "\"" + key + "\": ";
-  for (size_t at = doc.find(needle); at != std::string::npos; at = doc.find(needle, at + 1)) {
-    const char* start = doc.c_str() + at + needle.size();
-    char* end = nullptr;
-    const double v = std::strtod(start, &end);
-    out.push_back(end == start ? -1 : v);  // null or text: not a figure
-  }
-  return out;
-}
 
 bool IsPng(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -79,22 +64,18 @@ TEST_F(KvaultBenchCompareTest, Int4HoldsMoreBlocksThanRawAndHitsMoreAtTheSameCap
                     json.string() + " --plots " + plots.string());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
 
-  for (const char* text :
-       {"sample       40 of 40 requests", "one kvault block of 64 tokens x 1 layers",
-        "capacity     6.0 MiB", "hit ratio", "restore p50", "p99 ms/1k tok", "store tok/s",
-        "load tok/s", "daemon CPU s", "VmHWM MiB", "Beside raw", "K SQNR dB", "verified",
-        "int4:g=64"}) {
-    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
-  }
+  ExpectContainsAll(
+      r.out, {"sample       40 of 40 requests", "one kvault block of 64 tokens x 1 layers",
+              "capacity     6.0 MiB", "hit ratio", "restore p50", "p99 ms/1k tok", "store tok/s",
+              "load tok/s", "daemon CPU s", "VmHWM MiB", "Beside raw", "K SQNR dB", "verified",
+              "int4:g=64"});
   EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
 
   const std::string doc = Slurp(json);
-  for (const char* field :
-       {"\"benchmark\": \"compare\"", "\"baseline\": \"raw\"", "\"label\": \"raw\"",
-        "\"label\": \"int4\"", "\"latency\"", "\"throughput\"", "\"resources\"", "\"accuracy\"",
-        "\"vs_raw\"", "\"tier\": \"host\""}) {
-    EXPECT_NE(doc.find(field), std::string::npos) << field << "\n" << doc;
-  }
+  ExpectContainsAll(
+      doc, {"\"benchmark\": \"compare\"", "\"baseline\": \"raw\"", "\"label\": \"raw\"",
+            "\"label\": \"int4\"", "\"latency\"", "\"throughput\"", "\"resources\"", "\"accuracy\"",
+            "\"vs_raw\"", "\"tier\": \"host\""});
   // Every figure, once per codec.
   for (const char* key : {"hit_ratio",
                           "restore_p50_ms_per_1k_tokens",

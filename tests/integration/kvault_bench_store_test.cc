@@ -15,25 +15,11 @@
 namespace {
 
 namespace fs = std::filesystem;
+using kvault::testing::AllNumbers;
 using kvault::testing::BinaryRun;
+using kvault::testing::ExpectContainsAll;
+using kvault::testing::Have;
 using kvault::testing::Slurp;
-
-bool Have(const char* program) {
-  return std::system((std::string("command -v ") + program + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-// Every number that follows `"key": ` in the JSON text.
-std::vector<double> AllNumbers(const std::string& doc, const std::string& key) {
-  std::vector<double> out;
-  const std::string needle = "\"" + key + "\": ";
-  for (size_t at = doc.find(needle); at != std::string::npos; at = doc.find(needle, at + 1)) {
-    const char* start = doc.c_str() + at + needle.size();
-    char* end = nullptr;
-    const double v = std::strtod(start, &end);
-    out.push_back(end == start ? -1 : v);  // null or text: not a positive figure
-  }
-  return out;
-}
 
 class KvaultBenchStoreTest : public kvault::testing::BinaryTest {
  protected:
@@ -51,22 +37,18 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
           json.string());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
 
-  for (const char* text :
-       {"Chain lookup: 50 keys", "p50", "p99", "block", "thr", "kvault GB/s", "kvault op/s",
-        "redis GB/s", "x redis", "ucx_perftest GB/s", "x perftest", "store", "load",
-        "Daemon memory", "VmHWM", "Targets (not asserted):", "lookup p99 (50-key chain) <= 250 us",
-        "daemon VmHWM <= host capacity + 128 MiB"}) {
-    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
-  }
+  ExpectContainsAll(r.out, {"Chain lookup: 50 keys", "p50", "p99", "block", "thr", "kvault GB/s",
+                            "kvault op/s", "redis GB/s", "x redis", "ucx_perftest GB/s",
+                            "x perftest", "store", "load", "Daemon memory", "VmHWM",
+                            "Targets (not asserted):", "lookup p99 (50-key chain) <= 250 us",
+                            "daemon VmHWM <= host capacity + 128 MiB"});
   EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
 
   const std::string doc = Slurp(json);
-  for (const char* field :
-       {"\"benchmark\": \"store\"", "\"started_daemon\": true", "\"transports\": \"tcp\"",
-        "\"concurrency_model\"", "\"lookup\"", "\"rows\"", "\"kvault_store\"", "\"kvault_load\"",
-        "\"memory\"", "\"targets\""}) {
-    EXPECT_NE(doc.find(field), std::string::npos) << field << "\n" << doc;
-  }
+  ExpectContainsAll(
+      doc, {"\"benchmark\": \"store\"", "\"started_daemon\": true", "\"transports\": \"tcp\"",
+            "\"concurrency_model\"", "\"lookup\"", "\"rows\"", "\"kvault_store\"",
+            "\"kvault_load\"", "\"memory\"", "\"targets\""});
   std::vector<std::string> positive = {"p50_us",           "p99_us",    "kvault_store_gbps",
                                        "kvault_load_gbps", "ops_per_s", "gbps",
                                        "max_rss_bytes",    "hwm_bytes", "bound_bytes"};

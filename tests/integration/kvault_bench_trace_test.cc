@@ -18,8 +18,8 @@ using kvault::testing::Slurp;
 
 // The trace lives beside the repository (../shared/traces); skip visibly where it is absent.
 fs::path SyntheticTrace() {
-  for (fs::path p : {fs::path(KVAULT_SOURCE_DIR) / ".." / "shared" / "traces",
-                     fs::path("/work/shared/traces")}) {
+  for (fs::path p : {fs::path(KVAULT_SOURCE_DIR) / "bench" / "traces",
+                     fs::path(KVAULT_SOURCE_DIR) / ".." / "shared" / "traces"}) {
     if (fs::exists(p / "synthetic_trace.jsonl")) return p / "synthetic_trace.jsonl";
   }
   return {};
@@ -33,10 +33,10 @@ class KvaultBenchTraceTest : public kvault::testing::BinaryTest {
 
 TEST_F(KvaultBenchTraceTest, ReproducesTheReferenceLruAndBeladyFigures) {
   const fs::path trace = SyntheticTrace();
-  if (trace.empty()) GTEST_SKIP() << "shared/traces/synthetic_trace.jsonl is not on this machine";
+  if (trace.empty()) GTEST_SKIP() << "bench/traces/synthetic_trace.jsonl is missing";
   const fs::path json = dir_ / "trace.json";
-  BinaryRun r = Trace("--trace " + trace.string() + " --capacity-fraction 0.1 --json " +
-                   json.string());
+  BinaryRun r =
+      Trace("--trace " + trace.string() + " --capacity-fraction 0.1 --json " + json.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("belady (offline)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("lru (store)"), std::string::npos) << r.out;
@@ -52,11 +52,12 @@ TEST_F(KvaultBenchTraceTest, ReproducesTheReferenceLruAndBeladyFigures) {
 
 TEST_F(KvaultBenchTraceTest, RealPayloadsMoveThroughHostAndNvme) {
   const fs::path trace = SyntheticTrace();
-  if (trace.empty()) GTEST_SKIP() << "shared/traces/synthetic_trace.jsonl is not on this machine";
+  if (trace.empty()) GTEST_SKIP() << "bench/traces/synthetic_trace.jsonl is missing";
   const fs::path json = dir_ / "tiers.json";
   BinaryRun r = Trace("--trace " + trace.string() +
-                   " --capacity-blocks 200 --tiers host,nvme --block-bytes 16384 --policy lru"
-                   " --dir " + (dir_ / "db").string() + " --json " + json.string());
+                      " --capacity-blocks 200 --tiers host,nvme --block-bytes 16384 --policy lru"
+                      " --dir " +
+                      (dir_ / "db").string() + " --json " + json.string());
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const std::string doc = Slurp(json);
   EXPECT_GT(JsonNumber(doc, "nvme_hits"), 0) << doc;

@@ -18,6 +18,7 @@
 
 #include "binary_run.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/auth.h"
 #include "kvault/common/block_key.h"
@@ -89,16 +90,7 @@ std::vector<uint32_t> TokenIds(uint32_t n, uint32_t seed) {
 }
 
 BlockKey NamespaceFor(const std::string& model) {
-  Namespace ns;
-  ns.model_id = model;
-  ns.num_layers = kLayers;
-  ns.kv_heads = kHeads;
-  ns.head_dim = kDim;
-  ns.dtype = "f16";
-  ns.block_tokens = kBlockTokens;
-  Result<BlockKey> digest = NamespaceDigest(ns);
-  EXPECT_TRUE(digest.ok()) << digest.status().ToString();
-  return digest.ok() ? *digest : BlockKey{};
+  return TestNamespaceDigest(model, kLayers, kHeads, kDim, kBlockTokens);
 }
 
 class KvaultdClientTest : public BinaryTest {
@@ -113,8 +105,8 @@ TEST_F(KvaultdClientTest, EveryCodecRoundTripsByteExactAfterDecode) {
   ASSERT_NE(client, nullptr);
   const uint32_t blocks = 6;
   HostKv source(blocks * kBlockTokens, 7);
-  for (const std::string codec : {"raw", "fp8", "int8", "int4", "int2", "k=int4,v=int2",
-                                  "int4,rot", "int2,g=32,sink=4", "k=int8,v=int4;layers=1-1:fp8"}) {
+  for (const std::string codec : {"raw", "fp8", "int8", "int4", "int2", "k=int4,v=int2", "int4,rot",
+                                  "int2,g=32,sink=4", "k=int8,v=int4;layers=1-1:fp8"}) {
     SCOPED_TRACE(codec);
     const BlockKey ns = NamespaceFor("e2e-" + codec);
     const std::vector<BlockKey> keys =
@@ -224,7 +216,8 @@ TEST(KvaultdClientChild, StoreUntilKilled) {
   const size_t n = 48;
   auto region = (*c)->AllocateMemory(object * n);
   ASSERT_TRUE(region.ok());
-  const std::vector<BlockKey> keys = *ChainBlockKeys(NamespaceFor("kill-big"), TokenIds(16 * n, 2), 16);
+  const std::vector<BlockKey> keys =
+      *ChainBlockKeys(NamespaceFor("kill-big"), TokenIds(16 * n, 2), 16);
   std::vector<std::span<const uint8_t>> sources;
   for (size_t i = 0; i < n; ++i) {
     auto bytes = region->bytes().subspan(i * object, object);
@@ -247,7 +240,8 @@ TEST_F(KvaultdClientTest, ClientKilledMidTransferLeavesNothingBehind) {
   {
     auto region = observer->AllocateMemory(64 << 10);
     const std::vector<BlockKey> k = *ChainBlockKeys(NamespaceFor("kill"), TokenIds(16, 1), 16);
-    ASSERT_TRUE(WriteSyntheticBlock(k[0], 4096, region->bytes().first(SyntheticObjectBytes(4096))).ok());
+    ASSERT_TRUE(
+        WriteSyntheticBlock(k[0], 4096, region->bytes().first(SyntheticObjectBytes(4096))).ok());
     std::vector<std::span<const uint8_t>> src = {region->bytes().first(SyntheticObjectBytes(4096))};
     StoreHandle h = observer->Store(k, src);
     ASSERT_TRUE(h.Wait(Clock::now() + 10s).ok());
@@ -300,8 +294,10 @@ TEST_F(KvaultdClientTest, ClientKilledMidTransferLeavesNothingBehind) {
   EXPECT_TRUE(observer->Ping().ok());
 }
 
-// Stores `n` synthetic 256 KiB blocks under a chain; returns the keys.
-std::vector<BlockKey> StoreSynthetic(Client& c, const std::string& name, size_t n) {
+// Stores `n` synthetic 256 KiB blocks under a chain; returns the keys. With `expect_stored`
+// false (a daemon killed meanwhile) the outcome is not checked.
+std::vector<BlockKey> StoreSynthetic(Client& c, const std::string& name, size_t n,
+                                     bool expect_stored = true) {
   const uint64_t object = SyntheticObjectBytes(256 << 10);
   auto region = c.AllocateMemory(object * n);
   EXPECT_TRUE(region.ok());
@@ -313,8 +309,10 @@ std::vector<BlockKey> StoreSynthetic(Client& c, const std::string& name, size_t 
     sources.push_back(bytes);
   }
   StoreHandle h = c.Store(keys, sources);
-  EXPECT_TRUE(h.Wait(Clock::now() + 30s).ok());
-  EXPECT_EQ(h.ok_count(), n);  // a batch larger than the host tier is stored in waves
+  const Status waited = h.Wait(Clock::now() + 30s);
+  if (!expect_stored) return keys;
+  EXPECT_TRUE(waited.ok()) << waited.ToString();
+  EXPECT_EQ(h.ok_count(), n) << h.key_status(0).ToString();  // stored in waves if need be
   return keys;
 }
 
@@ -337,8 +335,8 @@ size_t LoadAndVerifyHits(Client& c, const std::vector<BlockKey>& keys) {
 }
 
 TEST_F(KvaultdClientTest, SigtermKeepsNvmeBlocksAndSigkillNeverServesWrongBytes) {
-  const std::vector<std::string> args = {"--storage.host_capacity", "4MiB",
-                                         "--storage.nvme_capacity", "1GiB",
+  const std::vector<std::string> args = {"--storage.host_capacity",  "4MiB",
+                                         "--storage.nvme_capacity",  "1GiB",
                                          "--limits.max_block_bytes", "1MiB"};
   std::vector<BlockKey> keys;
   {
@@ -360,7 +358,7 @@ TEST_F(KvaultdClientTest, SigtermKeepsNvmeBlocksAndSigkillNeverServesWrongBytes)
     auto c = Connect(d);
     EXPECT_GT(LoadAndVerifyHits(*c, keys), 20u);
     // Now write more and kill it mid-way.
-    std::thread writer([&] { StoreSynthetic(*c, "killed", 40); });
+    std::thread writer([&] { StoreSynthetic(*c, "killed", 40, /*expect_stored=*/false); });
     std::this_thread::sleep_for(100ms);
     d.Kill();
     writer.join();

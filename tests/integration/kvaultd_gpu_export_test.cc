@@ -12,6 +12,7 @@
 
 #include "binary_run.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/synthetic_block.h"
@@ -23,42 +24,12 @@ using namespace std::chrono_literals;
 
 constexpr uint64_t kPayload = 64 << 10;
 
-std::unique_ptr<Client> Connect(const DaemonProcess& d) {
-  ClientConfig config;
-  config.server = d.server();
-  Result<std::unique_ptr<Client>> c = Client::Connect(config);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  return c.ok() ? std::move(*c) : nullptr;
-}
+std::unique_ptr<Client> Connect(const DaemonProcess& d) { return ConnectOrFail(d.server()); }
 
 std::vector<BlockKey> Keys(size_t n) {
-  Namespace ns;
-  ns.model_id = "gpu-export-test";
-  ns.num_layers = 1;
-  ns.kv_heads = 1;
-  ns.head_dim = 128;
-  ns.dtype = "f16";
-  ns.block_tokens = 16;
   std::vector<uint32_t> tokens(16 * n);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i * 7919 % 32000);
-  return *ChainBlockKeys(*NamespaceDigest(ns), tokens, 16);
-}
-
-// Stores synthetic objects under `keys`; `region` holds them.
-void StoreAll(Client& c, const std::vector<BlockKey>& keys, MemoryRegion& region) {
-  const uint64_t object = SyntheticObjectBytes(kPayload);
-  Result<MemoryRegion> allocated = c.AllocateMemory(object * keys.size());
-  ASSERT_TRUE(allocated.ok()) << allocated.status().ToString();
-  region = std::move(*allocated);
-  std::vector<std::span<const uint8_t>> sources;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    std::span<uint8_t> bytes = region.bytes().subspan(i * object, object);
-    ASSERT_TRUE(WriteSyntheticBlock(keys[i], kPayload, bytes).ok());
-    sources.push_back(bytes);
-  }
-  StoreHandle h = c.Store(keys, sources);
-  ASSERT_TRUE(h.Wait(Clock::now() + 30s).ok());
-  ASSERT_EQ(h.ok_count(), keys.size());
+  return *ChainBlockKeys(TestNamespaceDigest("gpu-export-test", 1, 1, 128, 16), tokens, 16);
 }
 
 class KvaultdGpuExportTest : public BinaryTest {
@@ -73,7 +44,7 @@ TEST_F(KvaultdGpuExportTest, DefaultDaemonAnswersUnsupportedAndTheLeaseStillLoad
   ASSERT_NE(c, nullptr);
   const std::vector<BlockKey> keys = Keys(3);
   MemoryRegion stored;
-  StoreAll(*c, keys, stored);
+  StoreSyntheticObjects(*c, keys, kPayload, stored);
   const LookupResult hits = c->LookupPrefix(keys, {.want_lease = true, .deadline = std::nullopt});
   ASSERT_TRUE(hits.status.ok()) << hits.status.ToString();
   ASSERT_EQ(hits.leading_hits, keys.size());
@@ -135,7 +106,7 @@ TEST_F(KvaultdGpuExportTest, OnlyALiveLeaseOfTheAskingSessionCounts) {
   ASSERT_NE(b, nullptr);
   const std::vector<BlockKey> keys = Keys(2);
   MemoryRegion stored;
-  StoreAll(*a, keys, stored);
+  StoreSyntheticObjects(*a, keys, kPayload, stored);
   const LookupResult hits = a->LookupPrefix(keys, {.want_lease = true, .deadline = std::nullopt});
   ASSERT_TRUE(hits.lease.valid());
 

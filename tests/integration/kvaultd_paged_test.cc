@@ -8,6 +8,7 @@
 
 #include "binary_run.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/block_key.h"
 #include "kvault/kv_store.h"
@@ -93,17 +94,11 @@ struct EngineCache {
 };
 
 std::vector<BlockKey> Keys(const std::string& model, uint32_t blocks, uint32_t seed) {
-  Namespace ns;
-  ns.model_id = model;
-  ns.num_layers = kLayers;
-  ns.kv_heads = kHeads;
-  ns.head_dim = kDim;
-  ns.dtype = "f16";
-  ns.block_tokens = kBlockTokens;
   std::vector<uint32_t> tokens(size_t{blocks} * kBlockTokens);
   std::mt19937 rng(seed);
   for (uint32_t& t : tokens) t = rng() % 128000;
-  return *ChainBlockKeys(*NamespaceDigest(ns), tokens, kBlockTokens);
+  const BlockKey ns = TestNamespaceDigest(model, kLayers, kHeads, kDim, kBlockTokens);
+  return *ChainBlockKeys(ns, tokens, kBlockTokens);
 }
 
 // Engine block ids in a scrambled order, `count` of them, starting at `offset` of the ring.
@@ -126,11 +121,8 @@ class KvaultdPagedTest : public BinaryTest {
     BinaryTest::SetUp();
     daemon_ = std::make_unique<DaemonProcess>(dir_, std::vector<std::string>{});
     ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
-    ClientConfig config;
-    config.server = daemon_->server();
-    Result<std::unique_ptr<Client>> c = Client::Connect(config);
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(*c);
+    client_ = ConnectOrFail(daemon_->server());
+    ASSERT_NE(client_, nullptr);
   }
   std::unique_ptr<PagedKvStore> Store(const PagedKvCache& cache, const std::string& codec,
                                       size_t staging = 1 << 20, uint32_t depth = 2) {

@@ -8,8 +8,13 @@
 #include <utility>
 #include <vector>
 
+#include "key_test_util.h"
+
 namespace kvault {
 namespace {
+
+using testing::Hexes;
+using testing::Iota;
 
 // Expected digests below were computed once with /usr/bin/python3 and hashlib, independently of
 // this C++ code. Shorthands used in the comments:
@@ -32,18 +37,6 @@ BlockKey FromHex(const std::string& hex) {
     key[i] = static_cast<uint8_t>(std::stoul(hex.substr(2 * i, 2), nullptr, 16));
   }
   return key;
-}
-
-std::vector<std::string> Hexes(const std::vector<BlockKey>& keys) {
-  std::vector<std::string> out;
-  for (const BlockKey& key : keys) out.push_back(ToHex(key));
-  return out;
-}
-
-std::vector<uint32_t> Iota(uint32_t first, uint32_t last) {  // [first, last]
-  std::vector<uint32_t> out;
-  for (uint32_t t = first; t <= last; ++t) out.push_back(t);
-  return out;
 }
 
 // The smallest valid namespace: every field at its minimum, one extra key.

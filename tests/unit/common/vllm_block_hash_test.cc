@@ -10,8 +10,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "key_test_util.h"
+
 namespace kvault {
 namespace {
+
+using testing::Hexes;
+using testing::Iota;
 
 // Expected bytes and digests below were computed once with Debian's /usr/bin/python3 (3.11) and
 // its cbor2 and hashlib modules, independently of this C++ code, following vLLM's definition
@@ -34,18 +39,6 @@ std::string Hex(const std::vector<uint8_t>& bytes) {
     out.push_back(kDigits[b >> 4]);
     out.push_back(kDigits[b & 0x0f]);
   }
-  return out;
-}
-
-std::vector<std::string> Hexes(const std::vector<BlockKey>& keys) {
-  std::vector<std::string> out;
-  for (const BlockKey& key : keys) out.push_back(ToHex(key));
-  return out;
-}
-
-std::vector<uint32_t> Iota(uint32_t first, uint32_t last) {  // [first, last]
-  std::vector<uint32_t> out;
-  for (uint32_t t = first; t <= last; ++t) out.push_back(t);
   return out;
 }
 

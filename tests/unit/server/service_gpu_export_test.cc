@@ -16,9 +16,12 @@
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/host_tier.h"
 #include "metrics/metrics.h"
+#include "tenants_test_util.h"
 
 namespace kvault::server {
 namespace {
+
+using testing::TwoTenants;
 
 using storage::testing::FakeTier;
 using storage::testing::KeyOf;
@@ -28,16 +31,6 @@ using transport::Message;
 using transport::WireStatus;
 
 constexpr uint64_t kPayload = 8192;  // ~8.3 KB objects
-
-std::vector<TenantSpec> TwoTenants() {
-  TenantSpec a;
-  a.name = "team-a";
-  a.token_sha256 = TokenHash("token-a");
-  TenantSpec b;
-  b.name = "team-b";
-  b.token_sha256 = TokenHash("token-b");
-  return {a, b};
-}
 
 class ServiceGpuExportTest : public ::testing::Test {
  protected:

@@ -18,9 +18,12 @@
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/host_tier.h"
 #include "metrics/metrics.h"
+#include "tenants_test_util.h"
 
 namespace kvault::server {
 namespace {
+
+using testing::TwoTenants;
 
 using transport::Message;
 using transport::WireStatus;
@@ -77,16 +80,6 @@ BlockKey Key(uint8_t i) {
   k.fill(static_cast<uint8_t>(0x40 + i));
   k[0] = i;
   return k;
-}
-
-std::vector<TenantSpec> TwoTenants() {
-  TenantSpec a;
-  a.name = "team-a";
-  a.token_sha256 = TokenHash("token-a");
-  TenantSpec b;
-  b.name = "team-b";
-  b.token_sha256 = TokenHash("token-b");
-  return {a, b};
 }
 
 class ServiceTest : public ::testing::Test {

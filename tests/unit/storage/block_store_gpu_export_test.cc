@@ -58,9 +58,27 @@ LeaseId LeaseOn(BlockStore& store, std::span<const BlockKey> keys) {
   return r.lease;
 }
 
-void ExpectLeaseExpired(const Result<std::optional<kernels::GpuIpcExport>>& r) {
+// Puts `key` for tenant 0 and waits for the mover (which takes it to the gpu tier, if any).
+void PutAndMove(GpuStore& s, const BlockKey& key) {
+  Put(*s.store, 0, key);
+  s.store->WaitForMovers();
+}
+
+using ExportResult = Result<std::optional<kernels::GpuIpcExport>>;
+
+void ExpectMiss(const ExportResult& r) {
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->has_value());
+}
+
+void ExpectError(const ExportResult& r, StatusCode code) {
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kNotFound) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), code) << r.status().ToString();
+}
+
+void ExpectLeaseExpired(const ExportResult& r) {
+  ExpectError(r, StatusCode::kNotFound);
+  if (r.ok()) return;
   EXPECT_NE(r.status().message().find("lease_expired"), std::string::npos) << r.status().ToString();
 }
 
@@ -69,8 +87,7 @@ TEST(BlockStoreGpuExport, BlocksLandInTheFakeGpuTier) {
   ManualClock clock;
   GpuStore s = MakeStore(&clock);
   const BlockKey key = KeyOf(1);
-  Put(*s.store, 0, key);
-  s.store->WaitForMovers();
+  PutAndMove(s, key);
   EXPECT_EQ(s.store->Lookup(0, std::span(&key, 1)).tiers[0], TierKind::kGpu);
   EXPECT_EQ(s.gpu->blocks(), 1u);
 }
@@ -79,8 +96,7 @@ TEST(BlockStoreGpuExport, ALeaseThatIsNotLiveIsLeaseExpiredWhateverTheKey) {
   ManualClock clock;
   GpuStore s = MakeStore(&clock);
   const BlockKey key = KeyOf(1);
-  Put(*s.store, 0, key);
-  s.store->WaitForMovers();
+  PutAndMove(s, key);
   ExpectLeaseExpired(s.store->ExportGpu(0, key, 0));
   ExpectLeaseExpired(s.store->ExportGpu(0, key, 12345));
   ExpectLeaseExpired(s.store->ExportGpu(0, KeyOf(99), 12345));  // before the key is looked at
@@ -98,17 +114,12 @@ TEST(BlockStoreGpuExport, AbsentAndForeignKeysAreMisses) {
   ManualClock clock;
   GpuStore s = MakeStore(&clock);
   const BlockKey key = KeyOf(1);
-  Put(*s.store, 0, key);
-  s.store->WaitForMovers();
+  PutAndMove(s, key);
   const LeaseId lease = LeaseOn(*s.store, std::span(&key, 1));
-  Result<std::optional<kernels::GpuIpcExport>> absent = s.store->ExportGpu(0, KeyOf(2), lease);
-  ASSERT_TRUE(absent.ok()) << absent.status().ToString();
-  EXPECT_FALSE(absent->has_value());
+  ExpectMiss(s.store->ExportGpu(0, KeyOf(2), lease));
   // The same key bytes under another tenant are another (absent) block, even with the owner's
   // lease.
-  Result<std::optional<kernels::GpuIpcExport>> foreign = s.store->ExportGpu(7, key, lease);
-  ASSERT_TRUE(foreign.ok()) << foreign.status().ToString();
-  EXPECT_FALSE(foreign->has_value());
+  ExpectMiss(s.store->ExportGpu(7, key, lease));
 }
 
 TEST(BlockStoreGpuExport, ABlockInAnotherTierIsAMiss) {
@@ -117,9 +128,7 @@ TEST(BlockStoreGpuExport, ABlockInAnotherTierIsAMiss) {
   const BlockKey key = KeyOf(1);
   Put(*s.store, 0, key);
   const LeaseId lease = LeaseOn(*s.store, std::span(&key, 1));
-  Result<std::optional<kernels::GpuIpcExport>> host = s.store->ExportGpu(0, key, lease);
-  ASSERT_TRUE(host.ok()) << host.status().ToString();
-  EXPECT_FALSE(host->has_value());
+  ExpectMiss(s.store->ExportGpu(0, key, lease));
 }
 
 TEST(BlockStoreGpuExport, ALeaseThatDoesNotCoverTheBlockIsInvalidArgument) {
@@ -127,24 +136,18 @@ TEST(BlockStoreGpuExport, ALeaseThatDoesNotCoverTheBlockIsInvalidArgument) {
   GpuStore s = MakeStore(&clock);
   const BlockKey covered = KeyOf(1), other = KeyOf(2);
   Put(*s.store, 0, covered);
-  Put(*s.store, 0, other);
-  s.store->WaitForMovers();
+  PutAndMove(s, other);
   const LeaseId lease = LeaseOn(*s.store, std::span(&covered, 1));
-  Result<std::optional<kernels::GpuIpcExport>> r = s.store->ExportGpu(0, other, lease);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
+  ExpectError(s.store->ExportGpu(0, other, lease), StatusCode::kInvalidArgument);
 }
 
 TEST(BlockStoreGpuExport, ACoveredGpuBlockReachesTheTierWhichMustBeAGpuTier) {
   ManualClock clock;
   GpuStore s = MakeStore(&clock);
   const BlockKey key = KeyOf(1);
-  Put(*s.store, 0, key);
-  s.store->WaitForMovers();
+  PutAndMove(s, key);
   const LeaseId lease = LeaseOn(*s.store, std::span(&key, 1));
-  Result<std::optional<kernels::GpuIpcExport>> r = s.store->ExportGpu(0, key, lease);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kUnsupported) << r.status().ToString();
+  ExpectError(s.store->ExportGpu(0, key, lease), StatusCode::kUnsupported);
 }
 
 TEST(BlockStoreGpuExport, ALeasedGpuBlockStaysInTheGpuTierWhileItOverflows) {
@@ -152,13 +155,9 @@ TEST(BlockStoreGpuExport, ALeasedGpuBlockStaysInTheGpuTierWhileItOverflows) {
   ManualClock clock;
   GpuStore s = MakeStore(&clock, /*with_gpu=*/true, /*gpu_capacity=*/512 << 10);  // ~5 blocks
   const BlockKey leased = KeyOf(0);
-  Put(*s.store, 0, leased);
-  s.store->WaitForMovers();
+  PutAndMove(s, leased);
   const LeaseId lease = LeaseOn(*s.store, std::span(&leased, 1));
-  for (int i = 1; i < 20; ++i) {
-    Put(*s.store, 0, KeyOf(i));
-    s.store->WaitForMovers();
-  }
+  for (int i = 1; i < 20; ++i) PutAndMove(s, KeyOf(i));
   EXPECT_EQ(s.store->Lookup(0, std::span(&leased, 1), {.touch = false}).tiers[0], TierKind::kGpu);
   EXPECT_GT(testing::CounterOf(*s.store, "gpu.demotions_total"), 0) << "the tier did overflow";
   // Still exportable as far as the store is concerned (the fake then refuses).

@@ -20,7 +20,6 @@ using wire::CheckStatusBody;
 using wire::CheckString;
 using wire::FinishDecode;
 using wire::WireReader;
-using wire::ReadStatusBody;
 using wire::WireWriter;
 using wire::WriteStatusBody;
 
@@ -363,10 +362,7 @@ void ReleaseLeaseReply::EncodeBody(std::vector<uint8_t>* out) const {
 
 Result<ReleaseLeaseReply> ReleaseLeaseReply::DecodeBody(std::span<const uint8_t> body,
                                                         const ProtocolLimits& limits) {
-  WireReader r(body);
-  ReleaseLeaseReply m;
-  ReadStatusBody(r, limits, m.status, m.message);
-  return FinishDecode(r, std::move(m), limits, "release_lease_reply");
+  return wire::DecodeStatusBody<ReleaseLeaseReply>(body, limits, "release_lease_reply");
 }
 
 // --- Delete: u32 count, count x 32-byte key.
@@ -542,10 +538,7 @@ void ReleaseMemoryReply::EncodeBody(std::vector<uint8_t>* out) const {
 
 Result<ReleaseMemoryReply> ReleaseMemoryReply::DecodeBody(std::span<const uint8_t> body,
                                                           const ProtocolLimits& limits) {
-  WireReader r(body);
-  ReleaseMemoryReply m;
-  ReadStatusBody(r, limits, m.status, m.message);
-  return FinishDecode(r, std::move(m), limits, "release_memory_reply");
+  return wire::DecodeStatusBody<ReleaseMemoryReply>(body, limits, "release_memory_reply");
 }
 
 }  // namespace kvault::transport

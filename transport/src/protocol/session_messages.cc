@@ -17,7 +17,6 @@ using wire::CheckStatusBody;
 using wire::CheckString;
 using wire::FinishDecode;
 using wire::WireReader;
-using wire::ReadStatusBody;
 using wire::WireWriter;
 using wire::WriteStatusBody;
 
@@ -256,10 +255,7 @@ void ErrorReply::EncodeBody(std::vector<uint8_t>* out) const {
 
 Result<ErrorReply> ErrorReply::DecodeBody(std::span<const uint8_t> body,
                                           const ProtocolLimits& limits) {
-  WireReader r(body);
-  ErrorReply m;
-  ReadStatusBody(r, limits, m.status, m.message);
-  return FinishDecode(r, std::move(m), limits, "error");
+  return wire::DecodeStatusBody<ErrorReply>(body, limits, "error");
 }
 
 }  // namespace kvault::transport

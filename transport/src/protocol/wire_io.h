@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kvault/common/block_key.h"
@@ -111,6 +112,17 @@ Result<M> FinishDecode(const WireReader& reader, M m, const ProtocolLimits& limi
   if (s.ok()) return m;
   if (s.code() == StatusCode::kInvalidArgument) s = Status::Corruption(s.message());
   return s.WithContext(name);
+}
+
+// The DecodeBody of a message whose body is the status body alone (the three above): reads
+// m.status and m.message, then FinishDecode.
+template <typename M>
+Result<M> DecodeStatusBody(std::span<const uint8_t> body, const ProtocolLimits& limits,
+                           std::string_view name) {
+  WireReader r(body);
+  M m;
+  ReadStatusBody(r, limits, m.status, m.message);
+  return FinishDecode(r, std::move(m), limits, name);
 }
 
 }  // namespace kvault::transport::wire

@@ -31,6 +31,9 @@ class CliArgs {
   Result<uint64_t> GetUint(std::string_view name, uint64_t fallback, uint64_t min,
                            uint64_t max) const;
   const std::vector<std::string>& positional() const { return positional_; }
+  // For commands that take flags only: InvalidArgument "unexpected argument '<first>'" when
+  // there is a positional argument, else OK.
+  Status RejectPositional() const;
 
  private:
   std::map<std::string, std::string> values_;

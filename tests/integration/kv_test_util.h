@@ -1,0 +1,68 @@
+#pragma once
+// For the tests that store KV in a real kvaultd (tests/integration, tests/gpu): a client of it,
+// the digest of an f16 namespace of a test model, and synthetic objects stored under keys.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kvault/client.h"
+#include "kvault/common/block_key.h"
+#include "kvault/common/result.h"
+#include "kvault/common/synthetic_block.h"
+
+namespace kvault::testing {
+
+// NamespaceDigest of the f16 namespace of `model` with the given shape. A digest that fails
+// fails the test and gives the zero key.
+inline BlockKey TestNamespaceDigest(const std::string& model, uint32_t num_layers,
+                                    uint32_t kv_heads, uint32_t head_dim, uint32_t block_tokens) {
+  Namespace ns;
+  ns.model_id = model;
+  ns.num_layers = num_layers;
+  ns.kv_heads = kv_heads;
+  ns.head_dim = head_dim;
+  ns.dtype = "f16";
+  ns.block_tokens = block_tokens;
+  Result<BlockKey> digest = NamespaceDigest(ns);
+  EXPECT_TRUE(digest.ok()) << digest.status().ToString();
+  return digest.ok() ? *digest : BlockKey{};
+}
+
+// A client of the kvaultd at `server` (HOST:PORT) with the default config; null, with the test
+// failed, when it cannot connect.
+inline std::unique_ptr<Client> ConnectOrFail(const std::string& server) {
+  ClientConfig config;
+  config.server = server;
+  Result<std::unique_ptr<Client>> c = Client::Connect(config);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+// Stores a synthetic object with `payload` bytes of payload under each of `keys`, all written into
+// one region allocated from `client` and left in `region` (which keeps the bytes for the test to
+// compare with). Waits up to 30 s; any failure fails the test.
+inline void StoreSyntheticObjects(Client& client, const std::vector<BlockKey>& keys,
+                                  uint64_t payload, MemoryRegion& region) {
+  const uint64_t object = SyntheticObjectBytes(payload);
+  Result<MemoryRegion> allocated = client.AllocateMemory(object * keys.size());
+  ASSERT_TRUE(allocated.ok()) << allocated.status().ToString();
+  region = std::move(*allocated);
+  std::vector<std::span<const uint8_t>> sources;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    std::span<uint8_t> bytes = region.bytes().subspan(i * object, object);
+    ASSERT_TRUE(WriteSyntheticBlock(keys[i], payload, bytes).ok());
+    sources.push_back(bytes);
+  }
+  StoreHandle h = client.Store(keys, sources);
+  ASSERT_TRUE(h.Wait(Clock::now() + std::chrono::seconds(30)).ok());
+  ASSERT_EQ(h.ok_count(), keys.size());
+}
+
+}  // namespace kvault::testing
