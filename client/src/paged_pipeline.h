@@ -23,6 +23,10 @@
 
 namespace kvault::client_internal {
 
+struct LoadWave;
+struct IssuedLoadWave;
+struct LoadProgress;
+
 class PagedPipeline {
  public:
   static Result<std::unique_ptr<PagedPipeline>> Create(Client& client,
@@ -50,6 +54,13 @@ class PagedPipeline {
   // GPU path: decodes the leading blocks the daemon's gpu tier exports (CUDA IPC) and returns
   // how many it handled (their statuses in `result`); the load goes on from there.
   size_t ImportFromGpuTier(const Job& job, std::vector<Status>& result);
+  // The waves of blocks [start, end of job) in layer-major order, each fitting one slice.
+  std::vector<LoadWave> PlanLoadWaves(const Job& job, size_t start) const;
+  // Lays `wave` out in staging buffer `buffer` and sends its Load.
+  Status IssueLoadWave(const Job& job, const LoadWave& wave, uint32_t buffer, IssuedLoadWave& out);
+  // Waits for an issued wave and decodes the blocks of it that are still worth it.
+  Status FinishLoadWave(const Job& job, const LoadWave& wave, uint32_t buffer,
+                        IssuedLoadWave& issued, LoadProgress& progress);
   // Slice `buffer` of the staging region, (re)allocating the region when it was dropped.
   Result<uint8_t*> StagingSlice(uint32_t buffer);
   // Drops the staging region: a transfer that may still touch it was abandoned.
