@@ -187,13 +187,12 @@ Result<uint8_t*> PagedPipeline::StagingSlice(uint32_t buffer) {
   if (!staging_.valid()) {
     KVAULT_ASSIGN_OR_RETURN(staging_, client_.AllocateMemory(options_.staging_bytes));
     if (options_.cache.memory == MemoryKind::kCuda) {
+      // Page-locked staging makes the copies asynchronous. A mapping CUDA cannot lock (some
+      // shared-memory segments) still works: copies from and to pageable memory complete before
+      // cudaMemcpyAsync returns, so every reuse rule below holds; they are only slower.
       Result<kernels::HostPinning> pinned =
           kernels::HostPinning::Pin(staging_.data(), staging_.size());
-      if (!pinned.ok()) {
-        staging_ = MemoryRegion();
-        return pinned.status();
-      }
-      pinning_ = std::move(*pinned);
+      if (pinned.ok()) pinning_ = std::move(*pinned);
     }
   }
   return staging_.data() + uint64_t{buffer} * slice_bytes_;

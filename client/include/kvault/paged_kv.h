@@ -198,9 +198,9 @@ class PagedLoadHandle : public PagedHandle {
 class PagedKvStore {
  public:
   // Validates the cache description and the codec against it (InvalidArgument), allocates and
-  // registers the staging memory (the Client's AllocateMemory; page-locked for CUDA), and on the
-  // GPU path the device staging (Unsupported in a build without CUDA, Unavailable without a
-  // device).
+  // registers the staging memory (the Client's AllocateMemory; page-locked for CUDA where the
+  // driver can), and on the GPU path the device staging (Unsupported in a build without CUDA,
+  // Unavailable without a device).
   static Result<std::unique_ptr<PagedKvStore>> Create(Client& client,
                                                       const PagedKvOptions& options);
   ~PagedKvStore();
