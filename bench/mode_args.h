@@ -2,6 +2,7 @@
 // The opening every `kvault-bench <mode>` shares: --help, then the mode's flags parsed into its
 // Config, failures printed as "kvault-bench <mode>: <message>". Used from the main thread.
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -35,6 +36,19 @@ std::optional<int> StartMode(const char* mode, const char* usage,
   if (!parsed.ok()) return FailMode(mode, 2, parsed.status());
   config.emplace(std::move(*parsed));
   return std::nullopt;
+}
+
+// The items of a comma-separated flag value ("64K,1M" -> {"64K", "1M"}); empty items are kept
+// so that the caller's parser refuses them with its own message.
+inline std::vector<std::string> SplitCommaList(const std::string& text) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    parts.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
 }
 
 }  // namespace kvault::bench

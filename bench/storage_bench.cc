@@ -93,17 +93,6 @@ Result<uint64_t> ParseBytes(std::string_view what, std::string_view text, uint64
   return *n * scale;
 }
 
-std::vector<std::string> Split(const std::string& text) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    parts.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return parts;
-}
-
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a,
@@ -116,13 +105,13 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   Config c;
   c.json_path = a.GetOr("json", "");
   c.parent_dir = a.GetOr("dir", ".");
-  for (const std::string& size : Split(a.GetOr("sizes", "64K,1M,4M"))) {
+  for (const std::string& size : SplitCommaList(a.GetOr("sizes", "64K,1M,4M"))) {
     KVAULT_ASSIGN_OR_RETURN(uint64_t bytes, ParseBytes("--sizes", size, 1, 256ull << 20));
     c.block_sizes.push_back(bytes);
   }
   const std::string tiers = a.GetOr("tiers", "host,nvme");
   c.host = c.nvme = false;
-  for (const std::string& tier : Split(tiers)) {
+  for (const std::string& tier : SplitCommaList(tiers)) {
     if (tier == "host") {
       c.host = true;
     } else if (tier == "nvme") {

@@ -60,17 +60,6 @@ exit code is 0 whether or not a target is met; targets are printed as PASS/FAIL 
 
 int Fail(int code, const Status& s) { return FailMode("store", code, s); }
 
-std::vector<std::string> Split(const std::string& text) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    parts.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return parts;
-}
-
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a, CliArgs::Parse(args,
@@ -85,11 +74,11 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     return Status::InvalidArgument("--server takes HOST:PORT, got '" + c.server + "'");
   }
   c.json_path = a.GetOr("json", "");
-  for (const std::string& size : Split(a.GetOr("sizes", "64KiB,1MiB,4MiB"))) {
+  for (const std::string& size : SplitCommaList(a.GetOr("sizes", "64KiB,1MiB,4MiB"))) {
     KVAULT_ASSIGN_OR_RETURN(uint64_t bytes, ParseSizeArg("--sizes", size, 1, 64ull << 20));
     c.sizes.push_back(bytes);
   }
-  for (const std::string& n : Split(a.GetOr("concurrency", "1,4"))) {
+  for (const std::string& n : SplitCommaList(a.GetOr("concurrency", "1,4"))) {
     KVAULT_ASSIGN_OR_RETURN(uint64_t threads, ParseUintArg("--concurrency", n, 1, 256));
     c.concurrency.push_back(static_cast<uint32_t>(threads));
   }
