@@ -174,7 +174,9 @@ int CodecRoundtrip(const std::vector<std::string>& args) {
   for (size_t b = 0; b < objects.size(); ++b) {
     const std::vector<uint8_t>& obj = objects[b];
     encoded_bytes += obj.size();
-    payload_bytes += ParseBlockObject(obj, {.verify_checksum = false})->geometry.payload_bytes;
+    ParseOptions inspect;
+    inspect.verify_checksum = false;
+    payload_bytes += ParseBlockObject(obj, inspect)->geometry.payload_bytes;
     if (!c.emit_dir.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(c.emit_dir, ec);

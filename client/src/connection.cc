@@ -16,10 +16,17 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
 #include <deque>
+#include <map>
+#include <optional>
 #include <span>
 #include <thread>
 #include <unordered_map>
+#include <vector>
+
+#include <sys/socket.h>
 
 #include "kvault/transport/frame_reader.h"
 
@@ -56,7 +63,9 @@ class Connection::Impl {
     transport::MessageType reply_type{};
     DoneFn done;  // emptied once called
     SettledFn settled;
-    std::shared_ptr<asio::steady_timer> timer;  // touched on the io thread only
+    // Its entry in deadlines_ (none once its deadline and stall bound have both passed).
+    std::optional<std::multimap<Deadline, uint64_t>::iterator> due;
+    bool overdue = false;  // its deadline passed: done has run, the reply is still awaited
   };
 
   Impl(Connection* owner, std::chrono::milliseconds stall_timeout)
@@ -64,6 +73,7 @@ class Connection::Impl {
         stall_timeout_(stall_timeout),
         work_(asio::make_work_guard(ioc_)),
         socket_(ioc_),
+        deadline_timer_(ioc_),
         reader_(FrameLimits()),
         thread_([this] { ioc_.run(); }) {}
 
@@ -78,13 +88,20 @@ class Connection::Impl {
 
   void Submit(uint64_t id, transport::MessageType reply_type, std::vector<uint8_t> frame,
               Deadline deadline, DoneFn done, SettledFn settled) {
+    deadline = Clamp(deadline);
     Status failed;
+    bool arm = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (failed_) {
         failed = failure_;
       } else {
-        pending_.emplace(id, Pending{reply_type, std::move(done), std::move(settled), nullptr});
+        auto due = deadlines_.emplace(deadline, id);
+        pending_.emplace(id, Pending{reply_type, std::move(done), std::move(settled), due});
+        if (deadline < timer_at_) {
+          timer_at_ = deadline;
+          arm = true;
+        }
       }
     }
     if (!failed.ok()) {
@@ -92,9 +109,8 @@ class Connection::Impl {
       if (done) done(failed);
       return;
     }
-    asio::post(ioc_, [this, id, frame = std::move(frame), deadline]() mutable {
-      Start(id, std::move(frame), Clamp(deadline));
-    });
+    if (arm) asio::post(ioc_, [this] { ArmTimer(); });
+    Write(std::move(frame));
   }
 
   // Any thread. Completes every pending request with `reason` and closes the socket.
@@ -106,9 +122,13 @@ class Connection::Impl {
       failed_ = true;
       failure_ = reason;
       taken.swap(pending_);
+      deadlines_.clear();
+      timer_at_ = Deadline::max();
     }
     owner_->alive_.store(false);
     asio::post(ioc_, [this] {
+      std::lock_guard<std::mutex> lock(write_mu_);  // no caller is sending on the descriptor
+      closed_ = true;
       error_code ec;
       socket_.close(ec);
     });
@@ -137,57 +157,98 @@ class Connection::Impl {
                                " lost: " + std::string(what));
   }
 
-  // io thread: arms the deadline and queues the frame.
-  void Start(uint64_t id, std::vector<uint8_t> frame, Deadline deadline) {
-    auto timer = std::make_shared<asio::steady_timer>(ioc_);
-    timer->expires_at(deadline);
-    transport::MessageType reply_type{};
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = pending_.find(id);
-      if (it == pending_.end()) return;  // the connection failed meanwhile
-      it->second.timer = timer;
-      reply_type = it->second.reply_type;
-    }
-    timer->async_wait([this, id, timer, reply_type](const error_code& ec) {
-      if (!ec) OnDeadline(id, reply_type, timer);
-    });
-    writes_.push_back(std::move(frame));
-    if (!writing_) WriteNext();
+  static std::string RequestName(transport::MessageType reply_type) {
+    return std::string(transport::MessageTypeName(
+        static_cast<transport::MessageType>(static_cast<uint16_t>(reply_type) & 0x7FFF)));
   }
 
-  void OnDeadline(uint64_t id, transport::MessageType reply_type,
-                  const std::shared_ptr<asio::steady_timer>& timer) {
-    DoneFn done;
+  // io thread: one timer serves every request. It is set to the earliest deadline when a request
+  // brings an earlier one, and otherwise left alone: when it fires it completes the requests that
+  // are due and re-arms at the next deadline, so a request costs no timer system call.
+  void ArmTimer() {
+    Deadline at;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = pending_.find(id);
-      if (it == pending_.end()) return;
-      done = std::move(it->second.done);
-      it->second.done = nullptr;
+      at = timer_at_;
     }
-    const std::string request(transport::MessageTypeName(
-        static_cast<transport::MessageType>(static_cast<uint16_t>(reply_type) & 0x7FFF)));
-    if (done) {
-      done(Status::Unavailable(request + ": deadline exceeded: no reply from kvaultd at " +
-                               owner_->peer_ + " in time"));
-    }
-    // The reply is still expected (it settles the request). A daemon that never sends it is
-    // stuck: drop the connection so later calls reconnect instead of queueing behind it.
-    if (stall_timeout_.count() <= 0) return;
-    timer->expires_after(stall_timeout_);
-    timer->async_wait([this, id, request, timer](const error_code& ec) {
-      if (ec) return;
-      bool still_pending;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        still_pending = pending_.count(id) != 0;
-      }
-      if (still_pending) {
-        FailNow(Lost("no reply to a " + request + " request " +
-                     std::to_string(stall_timeout_.count()) + " ms after its deadline"));
-      }
+    if (at == Deadline::max() || (timer_set_ && timer_set_at_ == at)) return;
+    timer_set_ = true;
+    timer_set_at_ = at;
+    deadline_timer_.expires_at(at);  // a pending wait completes with operation_aborted
+    deadline_timer_.async_wait([this](const error_code& ec) {
+      if (!ec) OnTimer();
     });
+  }
+
+  // io thread. A request past its deadline completes with Unavailable; its reply is still expected
+  // (it settles the request). One still unanswered stall_timeout later means a stuck daemon: the
+  // connection is dropped so later calls reconnect instead of queueing behind it.
+  void OnTimer() {
+    timer_set_ = false;
+    const Deadline now = Clock::now();
+    std::vector<std::pair<DoneFn, std::string>> expired;
+    std::string stalled;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        const uint64_t id = deadlines_.begin()->second;
+        deadlines_.erase(deadlines_.begin());
+        Pending& p = pending_.at(id);
+        p.due.reset();
+        if (p.overdue) {
+          stalled = RequestName(p.reply_type);
+          break;
+        }
+        p.overdue = true;
+        expired.emplace_back(std::exchange(p.done, nullptr), RequestName(p.reply_type));
+        if (stall_timeout_.count() > 0) p.due = deadlines_.emplace(now + stall_timeout_, id);
+      }
+      timer_at_ = deadlines_.empty() ? Deadline::max() : deadlines_.begin()->first;
+    }
+    for (auto& [done, request] : expired) {
+      if (done) {
+        done(Status::Unavailable(request + ": deadline exceeded: no reply from kvaultd at " +
+                                 owner_->peer_ + " in time"));
+      }
+    }
+    if (!stalled.empty()) {
+      FailNow(Lost("no reply to a " + stalled + " request " +
+                   std::to_string(stall_timeout_.count()) + " ms after its deadline"));
+      return;
+    }
+    ArmTimer();
+  }
+
+  // Any thread. Frames go out in call order. Without TLS and with nothing queued the caller sends
+  // the frame itself (no hop to the io thread); what the socket does not take at once, and every
+  // frame while the io thread is writing, is queued for the io thread.
+  void Write(std::vector<uint8_t> frame) {
+    bool kick = false;
+    Status failed;
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      if (closed_) return;  // FailNow has completed (or will complete) the request
+      if (!tls_ && !writing_ && writes_.empty()) {
+        const ssize_t n = ::send(socket_.native_handle(), frame.data(), frame.size(),
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n == static_cast<ssize_t>(frame.size())) return;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          failed = Lost(std::string("write failed: ") + std::strerror(errno));
+        } else if (n > 0) {
+          frame.erase(frame.begin(), frame.begin() + n);
+        }
+      }
+      if (failed.ok()) {
+        writes_.push_back(std::move(frame));
+        kick = !writing_;
+        writing_ = true;
+      }
+    }
+    if (!failed.ok()) {
+      FailNow(failed);
+      return;
+    }
+    if (kick) asio::post(ioc_, [this] { WriteNext(); });
   }
 
   // Calls f with the stream the frames travel on: the TLS stream when there is one, else the
@@ -207,24 +268,34 @@ class Connection::Impl {
   template <typename Op>
   void Handshake(const std::shared_ptr<Op>& op, const std::string& peer);
 
+  // io thread: writes the queued frames, oldest first, until the queue is empty.
   void WriteNext() {
-    writing_ = true;
-    WithStream([this](auto& stream) {
-      asio::async_write(stream, asio::buffer(writes_.front()),
-                        [this](const error_code& ec, size_t) {
-                          if (ec) {
-                            writing_ = false;
-                            writes_.clear();
-                            FailNow(Lost("write failed: " + ec.message()));
-                            return;
-                          }
-                          writes_.pop_front();
-                          if (writes_.empty()) {
-                            writing_ = false;
-                          } else {
-                            WriteNext();
-                          }
-                        });
+    const std::vector<uint8_t>* front = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      if (closed_ || writes_.empty()) {
+        writing_ = false;
+        return;
+      }
+      front = &writes_.front();  // deque elements stay put while others are pushed
+    }
+    WithStream([this, front](auto& stream) {
+      asio::async_write(stream, asio::buffer(*front), [this](const error_code& ec, size_t) {
+        if (ec) {
+          {
+            std::lock_guard<std::mutex> lock(write_mu_);
+            writing_ = false;
+            writes_.clear();
+          }
+          FailNow(Lost("write failed: " + ec.message()));
+          return;
+        }
+        {
+          std::lock_guard<std::mutex> lock(write_mu_);
+          writes_.pop_front();
+        }
+        WriteNext();
+      });
     });
   }
 
@@ -270,6 +341,7 @@ class Connection::Impl {
       if (it != pending_.end()) {
         p = std::move(it->second);
         pending_.erase(it);
+        if (p->due) deadlines_.erase(*p->due);
       }
     }
     const transport::ProtocolLimits limits = owner_->limits();
@@ -285,7 +357,6 @@ class Connection::Impl {
       }
       return false;
     }
-    if (p->timer) p->timer->cancel();
     if (!decoded.ok()) {
       const Status reason = Lost("undecodable " + type_name + ": " + decoded.status().ToString());
       FailNow(reason);
@@ -318,14 +389,23 @@ class Connection::Impl {
   std::optional<asio::ssl::stream<tcp::socket&>> tls_;
   std::string verify_failure_;  // io thread: why the verify callback refused the certificate
 
-  mutable std::mutex mu_;  // guards pending_, failed_, failure_
+  asio::steady_timer deadline_timer_;
+
+  mutable std::mutex mu_;  // guards pending_, deadlines_, timer_at_, failed_, failure_
   std::unordered_map<uint64_t, Pending> pending_;
+  std::multimap<Deadline, uint64_t> deadlines_;  // when each pending request is next due
+  Deadline timer_at_ = Deadline::max();  // when the timer fires (max: not armed)
   bool failed_ = false;
   Status failure_;
 
-  // io thread only.
+  std::mutex write_mu_;  // guards writes_, writing_, closed_ and sends on the socket
   std::deque<std::vector<uint8_t>> writes_;
-  bool writing_ = false;
+  bool writing_ = false;  // the io thread owns the writes until the queue is empty
+  bool closed_ = false;   // the socket is closed: nothing more is sent
+
+  // io thread only.
+  bool timer_set_ = false;
+  Deadline timer_set_at_{};
   std::array<uint8_t, 64 * 1024> read_buf_{};
   transport::FrameReader reader_;
 

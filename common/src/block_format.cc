@@ -222,6 +222,19 @@ void BlockSealer::Update(std::span<const uint8_t> payload_part) { stream_.Update
 
 uint64_t BlockSealer::Digest() const { return stream_.Digest(); }
 
+void BlockChecksumStream::Update(std::span<const uint8_t> part) {
+  constexpr uint64_t kFieldEnd = kOffChecksum + 8;
+  const uint64_t begin = offset_;
+  const uint64_t end = begin + part.size();
+  offset_ = end;
+  if (end <= kOffChecksum || begin >= kFieldEnd) {
+    stream_.Update(part);
+    return;
+  }
+  if (begin < kOffChecksum) stream_.Update(part.first(kOffChecksum - begin));
+  if (end > kFieldEnd) stream_.Update(part.subspan(kFieldEnd - begin));
+}
+
 void BlockSealer::Seal(std::span<uint8_t> object) const {
   StoreLe64(object.data() + kOffChecksum, Digest());
 }
@@ -301,8 +314,10 @@ Result<BlockView> ParseBlockObject(std::span<const uint8_t> bytes, const ParseOp
                    std::to_string(view.geometry.total_bytes()));
   }
   view.checksum = LoadLe64(h + kOffChecksum);
-  if (options.verify_checksum && ChecksumOf(bytes, header_bytes) != view.checksum) {
-    return corrupt("checksum mismatch");
+  if (options.verify_checksum) {
+    const uint64_t actual = options.computed_checksum ? *options.computed_checksum
+                                                      : ChecksumOf(bytes, header_bytes);
+    if (actual != view.checksum) return corrupt("checksum mismatch");
   }
   if (options.expected_key != nullptr && *options.expected_key != d.key) {
     return corrupt("stored under another key");

@@ -4,11 +4,14 @@
 
 #include "control/control_server.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <cstring>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -22,6 +25,7 @@ namespace kvault::server {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
 
 struct ControlServer::Impl {
   Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
@@ -90,7 +94,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
       if constexpr (!std::is_same_v<Stream, tcp::socket>) {
         Arm(server_.options.io_timeout);
         co_await stream_.async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
-        watchdog_.cancel();
+        Disarm();
       }
       while (co_await ServeOne()) {
       }
@@ -110,28 +114,79 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   }
 
  private:
-  // Closes the connection unless the current step finishes within `d`.
+  // Closes the connection unless the current step finishes within `d`. The timer is only re-armed
+  // when the new deadline is earlier than the pending expiry: when it fires early it re-arms at
+  // the deadline then in force, so a busy connection costs no timer system call per request.
   void Arm(std::chrono::milliseconds d) {
-    watchdog_.expires_after(d);
+    deadline_ = Clock::now() + d;
+    if (timer_armed_ && timer_expiry_ <= deadline_) return;
+    StartTimer(deadline_);
+  }
+
+  // The current step has no deadline.
+  void Disarm() { deadline_ = Clock::time_point::max(); }
+
+  void StartTimer(Clock::time_point at) {
+    timer_armed_ = true;
+    timer_expiry_ = at;
+    watchdog_.expires_at(at);  // a pending wait completes with operation_aborted
     std::weak_ptr<Connection> weak = this->shared_from_this();
     watchdog_.async_wait([weak](const error_code& ec) {
-      if (ec) return;  // canceled: the step finished in time
-      if (auto self = weak.lock()) {
-        self->server_.Reject(RejectReason::kTimeout);
-        self->Close();
-      }
+      if (ec) return;  // re-armed (a newer wait is pending) or closed
+      if (auto self = weak.lock()) self->OnTimer();
     });
+  }
+
+  void OnTimer() {
+    timer_armed_ = false;
+    if (deadline_ == Clock::time_point::max()) return;
+    if (Clock::now() < deadline_) {
+      StartTimer(deadline_);
+      return;
+    }
+    server_.Reject(RejectReason::kTimeout);
+    Close();
+  }
+
+  // Fills `out` from the bytes read ahead, then from the stream. Small reads go through the
+  // read-ahead buffer, so a frame that arrived in one segment costs one receive.
+  asio::awaitable<void> ReadExactly(std::span<uint8_t> out) {
+    size_t got = TakeReadAhead(out);
+    while (got < out.size()) {
+      const size_t rest = out.size() - got;
+      if (rest >= read_ahead_.size()) {
+        co_await asio::async_read(stream_, asio::buffer(out.data() + got, rest),
+                                  asio::use_awaitable);
+        co_return;
+      }
+      co_await FillReadAhead();
+      got += TakeReadAhead(out.subspan(got));
+    }
+  }
+
+  // One receive into the empty read-ahead buffer (at least one byte).
+  asio::awaitable<void> FillReadAhead() {
+    ahead_begin_ = 0;
+    ahead_end_ = co_await stream_.async_read_some(asio::buffer(read_ahead_), asio::use_awaitable);
+  }
+
+  size_t TakeReadAhead(std::span<uint8_t> out) {
+    const size_t n = std::min(out.size(), ahead_end_ - ahead_begin_);
+    if (n > 0) std::memcpy(out.data(), read_ahead_.data() + ahead_begin_, n);
+    ahead_begin_ += n;
+    return n;
   }
 
   // Reads, handles and answers one frame. Returns false when the connection must close.
   asio::awaitable<bool> ServeOne() {
     const transport::ProtocolLimits& limits = server_.options.limits;
     std::array<uint8_t, transport::kFrameHeaderBytes> head{};
-    Arm(server_.options.idle_timeout);
-    co_await asio::async_read(stream_, asio::buffer(head.data(), 1), asio::use_awaitable);
+    if (ahead_begin_ == ahead_end_) {
+      Arm(server_.options.idle_timeout);
+      co_await FillReadAhead();
+    }
     Arm(server_.options.io_timeout);  // the rest of the frame must follow promptly
-    co_await asio::async_read(stream_, asio::buffer(head.data() + 1, head.size() - 1),
-                              asio::use_awaitable);
+    co_await ReadExactly(head);
     Result<transport::FrameHeader> header = transport::DecodeFrameHeader(head, limits);
     if (!header.ok()) {
       const bool version = header.status().code() == StatusCode::kUnsupported;
@@ -145,10 +200,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
       co_return false;
     }
     body_.resize(header->body_length);
-    if (!body_.empty()) {
-      co_await asio::async_read(stream_, asio::buffer(body_), asio::use_awaitable);
-    }
-    watchdog_.cancel();
+    if (!body_.empty()) co_await ReadExactly(body_);
+    Disarm();
     Result<transport::Message> request = transport::DecodeMessage(header->type, body_, limits);
     if (!request.ok()) {
       server_.Reject(request.status().code() == StatusCode::kOutOfRange ? RejectReason::kTooLarge
@@ -169,7 +222,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     }
     Arm(server_.options.io_timeout);
     co_await asio::async_write(stream_, asio::buffer(out_), asio::use_awaitable);
-    watchdog_.cancel();
+    Disarm();
     co_return true;
   }
 
@@ -184,12 +237,18 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     error_code ec;
     co_await asio::async_write(stream_, asio::buffer(out_),
                                asio::redirect_error(asio::use_awaitable, ec));
-    watchdog_.cancel();
+    Disarm();
   }
 
   ControlServer::Impl& server_;
   Stream stream_;
   asio::steady_timer watchdog_;
+  Clock::time_point deadline_ = Clock::time_point::max();  // of the current step
+  bool timer_armed_ = false;
+  Clock::time_point timer_expiry_{};
+  std::array<uint8_t, 16 * 1024> read_ahead_{};
+  size_t ahead_begin_ = 0;
+  size_t ahead_end_ = 0;
   std::unique_ptr<Session> session_;
   std::vector<uint8_t> body_;
   std::vector<uint8_t> out_;

@@ -2,11 +2,14 @@
 // memory, through the DataMover. The server never hands out its own memory: it GETs each stored
 // object into a reservation and PUTs each loaded range from a pin.
 
+#include <algorithm>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "core/service.h"
+#include "kvault/common/block_format.h"
 #include "metrics/metrics.h"
 
 namespace kvault::server {
@@ -16,6 +19,9 @@ using transport::Message;
 using transport::WireStatus;
 
 WireStatus WireOf(const Status& status) { return transport::ToWireStatus(status.code()); }
+
+// A stored object moves in chunks of this size, each hashed as soon as it lands.
+constexpr uint64_t kVerifyChunkBytes = 256 << 10;
 
 transport::TransferBatch NewBatch(std::vector<uint8_t> remote_key,
                                   std::chrono::milliseconds timeout) {
@@ -68,24 +74,52 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
   auto run_wave = [&] {
     if (wave.empty()) return;
     transport::TransferBatch batch = NewBatch(request.remote_key, options_.transfer_timeout);
-    for (size_t i : wave) {
-      transport::Transfer t;
-      t.op = transport::TransferOp::kGet;
-      t.peer = *session.peer;
-      t.local = reservations[i]->bytes().data();
-      t.remote_address = request.entries[i].address;
-      t.length = request.entries[i].length;
-      batch.transfers.push_back(t);
+    // Each object moves in chunks; the chunks that have landed are hashed here while later ones
+    // are still moving, so Commit only compares checksums instead of reading the object again.
+    std::vector<size_t> chunk_owner;  // wave position of each transfer
+    std::vector<BlockChecksumStream> hashes(wave.size());
+    for (size_t w = 0; w < wave.size(); ++w) {
+      const size_t i = wave[w];
+      uint8_t* local = reservations[i]->bytes().data();
+      const uint64_t length = request.entries[i].length;
+      for (uint64_t at = 0; at < length; at += kVerifyChunkBytes) {
+        transport::Transfer t;
+        t.op = transport::TransferOp::kGet;
+        t.peer = *session.peer;
+        t.local = local + at;
+        t.remote_address = request.entries[i].address + at;
+        t.length = std::min(kVerifyChunkBytes, length - at);
+        batch.transfers.push_back(t);
+        chunk_owner.push_back(w);
+      }
     }
-    const std::vector<Status> moved = data_->Run(std::move(batch));
-    for (size_t t = 0; t < wave.size(); ++t) {
-      const size_t i = wave[t];
-      if (!moved[t].ok()) {
+    std::vector<uint64_t> chunk_lengths;
+    chunk_lengths.reserve(batch.transfers.size());
+    std::vector<const uint8_t*> chunk_bytes;
+    chunk_bytes.reserve(batch.transfers.size());
+    for (const transport::Transfer& t : batch.transfers) {
+      chunk_lengths.push_back(t.length);
+      chunk_bytes.push_back(static_cast<const uint8_t*>(t.local));
+    }
+    const std::vector<Status> moved = data_->RunInOrder(std::move(batch), [&](size_t c) {
+      hashes[chunk_owner[c]].Update(std::span(chunk_bytes[c], chunk_lengths[c]));
+    });
+    std::vector<Status> entry_moved(wave.size());
+    for (size_t c = 0; c < moved.size(); ++c) {
+      Status& s = entry_moved[chunk_owner[c]];
+      if (s.ok() && !moved[c].ok()) s = moved[c];
+    }
+    for (size_t w = 0; w < wave.size(); ++w) {
+      const size_t i = wave[w];
+      if (!entry_moved[w].ok()) {
         reservations[i]->Abort();
         reply.statuses[i] = WireStatus::kTransferFailed;
       } else {
-        // Commit verifies the object (format, checksum, the key inside) before it is visible.
-        const Status committed = reservations[i]->Commit();
+        // Commit verifies the object (format, checksum, the key inside) before it is visible;
+        // every chunk landed and was hashed in order, so the stream covers the whole object.
+        const Status committed = hashes[w].bytes() == request.entries[i].length
+                                     ? reservations[i]->Commit(hashes[w].Digest())
+                                     : reservations[i]->Commit();
         if (!committed.ok()) reply.statuses[i] = WireOf(committed);
       }
       reservations[i].reset();

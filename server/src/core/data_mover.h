@@ -7,6 +7,7 @@
 // Thread-safety: implementations are called from many control-plane threads at once.
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -30,6 +31,12 @@ class DataMover {
   // completed or failed; never later than shortly after batch.deadline (late transfers fail, see
   // transport::IsDeadlineExceeded). A failed transfer fails only itself.
   virtual std::vector<Status> Run(transport::TransferBatch batch) = 0;
+  // As Run, and calls `arrived(i)` on the calling thread for each GET i whose bytes are in
+  // place, in index order, skipping failed transfers. An implementation that can calls it while
+  // later transfers still move, so work on the bytes overlaps the transfer; this default calls
+  // it after Run. `batch.on_arrival` is the mover's own and is replaced.
+  virtual std::vector<Status> RunInOrder(transport::TransferBatch batch,
+                                         const std::function<void(size_t)>& arrived);
 
   // Forgets what the mover derived from the sealed `remote_key` of `peer` (an unpacked key, and
   // with shared memory its mapping of the client's region): the client is about to deregister

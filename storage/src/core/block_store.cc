@@ -202,7 +202,8 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
   return std::optional<WriteReservation>(WriteReservation(this, id, bytes, std::move(staging)));
 }
 
-Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged) {
+Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
+                         std::optional<uint64_t> computed_checksum) {
   ScopedKey key;
   {
     std::lock_guard lock(mu_);
@@ -210,6 +211,7 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged) {
   }
   ParseOptions parse;
   parse.expected_key = &key.key;
+  parse.computed_checksum = computed_checksum;
   Result<BlockView> view = ParseBlockObject(bytes, parse);
   if (!view.ok()) {
     Abort(id, staged);

@@ -107,10 +107,14 @@ WriteReservation& WriteReservation::operator=(WriteReservation&& other) noexcept
 
 WriteReservation::~WriteReservation() { Abort(); }
 
-Status WriteReservation::Commit() {
+Status WriteReservation::Commit() { return CommitWith(std::nullopt); }
+
+Status WriteReservation::Commit(uint64_t computed_checksum) { return CommitWith(computed_checksum); }
+
+Status WriteReservation::CommitWith(std::optional<uint64_t> computed_checksum) {
   if (core_ == nullptr) return Status::InvalidArgument("reservation already committed or aborted");
   StoreCore* core = std::exchange(core_, nullptr);
-  return core->Commit(entry_, bytes_, owned_ != nullptr);
+  return core->Commit(entry_, bytes_, owned_ != nullptr, computed_checksum);
 }
 
 void WriteReservation::Abort() {

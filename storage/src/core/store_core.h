@@ -42,7 +42,8 @@ class StoreCore {
   Result<std::optional<WriteReservation>> Reserve(const ScopedKey& key, uint32_t object_bytes,
                                                   const WriteOptions& options);
   // `staged`: the bytes are in the reservation's own buffer (the host policy did not admit it).
-  Status Commit(EntryId id, std::span<uint8_t> bytes, bool staged);
+  Status Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
+                std::optional<uint64_t> computed_checksum);
   void Abort(EntryId id, bool staged);
   LookupResult Lookup(TenantId tenant, std::span<const BlockKey> keys,
                       const LookupOptions& options);

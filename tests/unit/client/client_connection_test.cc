@@ -160,6 +160,34 @@ TEST(ClientConnection, SilentDaemonTurnsALookupIntoAMissWithinItsDeadline) {
   EXPECT_TRUE((*client)->connected());
 }
 
+// Requests share one deadline timer: a short deadline sent after a long one must still end on
+// time, and the long one must not end early.
+TEST(ClientConnection, EachPendingRequestEndsAtItsOwnDeadline) {
+  FakeServer server(FakeServer::Mode::kIgnoreRequests);
+  ClientConfig c = ConfigFor(server.address());
+  c.stall_timeout = milliseconds(10'000);
+  Result<std::unique_ptr<Client>> client = Client::Connect(c);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  const Deadline t0 = Clock::now();
+  milliseconds long_took{};
+  std::thread long_call([&] {
+    LookupResult r = (*client)->LookupPrefix(Keys(1), {.deadline = t0 + milliseconds(900)});
+    long_took = Since(t0);
+    EXPECT_TRUE(Contains(r.status, "deadline exceeded")) << r.status.ToString();
+  });
+  std::this_thread::sleep_for(milliseconds(30));
+  const Deadline t1 = Clock::now();
+  LookupResult r = (*client)->LookupPrefix(Keys(2), {.deadline = t1 + milliseconds(100)});
+  const milliseconds short_took = Since(t1);
+  long_call.join();
+  EXPECT_TRUE(Contains(r.status, "deadline exceeded")) << r.status.ToString();
+  EXPECT_GE(short_took, milliseconds(95));
+  EXPECT_LT(short_took, milliseconds(600));  // its own deadline, not the earlier call's
+  EXPECT_GE(long_took, milliseconds(895));
+  EXPECT_LT(long_took, milliseconds(3000));
+  EXPECT_TRUE((*client)->connected());
+}
+
 TEST(ClientConnection, DaemonClosingMidRequestFailsItAtOnce) {
   auto server = std::make_unique<FakeServer>(FakeServer::Mode::kCloseOnRequest);
   ClientConfig c = ConfigFor(server->address());

@@ -269,6 +269,45 @@ TEST(BlockFormat, ChecksumIsXxh3OverHeaderWithoutChecksumThenPayload) {
   EXPECT_EQ(header_len, 144u);
 }
 
+// Parts split anywhere (inside the checksum field, at its edges, one byte at a time) hash to the
+// stored checksum, as bytes that arrive in pieces are checked.
+TEST(BlockFormat, ChecksumStreamOverArbitraryPartsMatchesTheStoredChecksum) {
+  const std::vector<uint8_t> o = Build(MixedDescriptor());
+  ASSERT_GT(o.size(), 64u);
+  const uint64_t stored = LoadLe64(&o[kChecksumAt]);
+  for (size_t first : {size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{23}, size_t{24},
+                       size_t{25}, size_t{40}, o.size()}) {
+    BlockChecksumStream stream;
+    const std::span<const uint8_t> all(o);
+    stream.Update(all.first(first));
+    for (size_t at = first; at < o.size(); at += 7) {
+      stream.Update(all.subspan(at, std::min<size_t>(7, o.size() - at)));
+    }
+    EXPECT_EQ(stream.bytes(), o.size());
+    EXPECT_EQ(stream.Digest(), stored) << "first part " << first;
+  }
+  BlockChecksumStream bytewise;
+  for (uint8_t b : o) bytewise.Update(std::span(&b, 1));
+  EXPECT_EQ(bytewise.Digest(), stored);
+}
+
+TEST(BlockFormat, ComputedChecksumReplacesHashingAndAWrongOneIsCorruption) {
+  std::vector<uint8_t> o = Build(MixedDescriptor());
+  BlockChecksumStream stream;
+  stream.Update(o);
+  ParseOptions options;
+  options.computed_checksum = stream.Digest();
+  EXPECT_TRUE(Parse(o, options).ok());  // positive control
+  options.computed_checksum = stream.Digest() ^ 1;
+  ExpectCorruption(o, "checksum mismatch", options);
+  // A damaged payload whose stream saw the damage is refused too.
+  o[o.size() - 20] ^= 0x10;
+  BlockChecksumStream damaged;
+  damaged.Update(o);
+  options.computed_checksum = damaged.Digest();
+  ExpectCorruption(o, "checksum mismatch", options);
+}
+
 // The annotated example of docs/block_format.md §9, byte for byte.
 TEST(BlockFormat, DocumentedExampleParses) {
   const std::vector<uint8_t> o = {

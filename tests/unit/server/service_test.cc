@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -38,8 +39,9 @@ class CopyingMover final : public DataMover {
   void Disconnect(transport::PeerId) override { ++disconnects; }
   std::vector<Status> Run(transport::TransferBatch batch) override {
     std::vector<Status> out;
+    last_batch_transfers = batch.transfers.size();
     for (const transport::Transfer& t : batch.transfers) {
-      if (fail_transfers) {
+      if (fail_transfers || (fail_transfer_at && *fail_transfer_at == out.size())) {
         out.push_back(Status::Unavailable("deadline exceeded (test)"));
         continue;
       }
@@ -60,6 +62,8 @@ class CopyingMover final : public DataMover {
   transport::PeerId peers = 0;
   int disconnects = 0;
   bool fail_transfers = false;
+  std::optional<size_t> fail_transfer_at;  // fail only the transfer with this index in a batch
+  size_t last_batch_transfers = 0;
   std::vector<std::pair<transport::PeerId, std::vector<uint8_t>>> forgotten;
 };
 
@@ -303,6 +307,41 @@ TEST_F(ServiceTest, FailedTransfersFailTheirKeysAndFreeTheirRoom) {
   mover_.fail_transfers = true;
   std::vector<uint8_t> dst(64 << 10);
   EXPECT_EQ(LoadKey(*s, Key(1), dst).outcomes[0].status, WireStatus::kTransferFailed);
+}
+
+// Objects larger than a transfer chunk move in several GETs, each hashed as it lands: a damaged
+// byte in a later chunk is still caught, and a failed chunk fails only its own object.
+TEST_F(ServiceTest, LargeObjectsMoveInChunksVerifiedAsTheyLand) {
+  auto s = LoggedIn("team-a", "token-a");
+  const uint64_t payload = 700 << 10;
+  const double used_before = StoreValue("host.reserved_bytes");
+  // Positive control: two multi-chunk objects store and load back byte for byte.
+  EXPECT_EQ(StoreKeys(*s, {Key(1), Key(2)}, payload), std::vector<WireStatus>(2, WireStatus::kOk));
+  EXPECT_GE(mover_.last_batch_transfers, 4u);  // chunked, not one GET per object
+  std::vector<uint8_t> dst(objects_[1].size());
+  EXPECT_EQ(LoadKey(*s, Key(2), dst).outcomes[0].status, WireStatus::kOk);
+  EXPECT_EQ(dst, objects_[1]);
+
+  // Damage past the first chunk.
+  transport::Store store;
+  store.remote_key = {9};
+  std::vector<uint8_t> damaged = *MakeSyntheticBlock(Key(3), payload);
+  damaged[damaged.size() - 5] ^= 0x01;
+  store.entries.push_back({Key(3), reinterpret_cast<uint64_t>(damaged.data()), damaged.size()});
+  Message m = service_->Handle(*s, store);
+  EXPECT_EQ(std::get<transport::StoreReply>(m).statuses[0], WireStatus::kCorruption);
+  EXPECT_EQ(LookupKeys(*s, {Key(3)}, false).leading_hits, 0u);
+
+  // The second chunk of the first object fails: that object fails, the next one is stored.
+  const double used_after_two = StoreValue("host.reserved_bytes");
+  mover_.fail_transfer_at = 1;
+  EXPECT_EQ(StoreKeys(*s, {Key(4), Key(5)}, payload),
+            (std::vector<WireStatus>{WireStatus::kTransferFailed, WireStatus::kOk}));
+  mover_.fail_transfer_at.reset();
+  EXPECT_EQ(LookupKeys(*s, {Key(4)}, false).leading_hits, 0u);
+  EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 1u);
+  EXPECT_GT(used_after_two, used_before);
+  EXPECT_EQ(StoreValue("host.reserved_bytes"), used_after_two + (used_after_two - used_before) / 2);
 }
 
 TEST_F(ServiceTest, LeasesBelongToTheirSessionAndCloseReleasesThem) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -183,7 +184,19 @@ TEST_P(TransferEngineTest, BadInputFailsOnlyItsOwnTransfers) {
       Transfer{TransferOp::kGet, peer_, server.data + 12 * kKiB, base + 4 * kKiB, 4 * kKiB, 0},
   };
   batch.deadline = In(std::chrono::milliseconds(4000));
+  // Arrivals name exactly the GETs that landed, before the batch completes.
+  std::mutex arrivals_mu;
+  std::vector<size_t> arrivals;
+  batch.on_arrival = [&](size_t i) {
+    std::lock_guard<std::mutex> lock(arrivals_mu);
+    arrivals.push_back(i);
+  };
   std::vector<Status> s = WaitBatch(engine_->Submit(std::move(batch)));
+  {
+    std::lock_guard<std::mutex> lock(arrivals_mu);
+    std::sort(arrivals.begin(), arrivals.end());
+    EXPECT_EQ(arrivals, (std::vector<size_t>{0, 8}));  // not the refused GETs, not the PUT
+  }
   ASSERT_EQ(s.size(), 9u);
   EXPECT_TRUE(s[0].ok()) << s[0].ToString();
   EXPECT_EQ(s[1].code(), StatusCode::kInvalidArgument) << s[1].ToString();

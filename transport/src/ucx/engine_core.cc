@@ -79,6 +79,14 @@ void FailPuts(BatchState& b, PeerId peer, const Status& status) {
   }
 }
 
+// A GET whose bytes are in place, while its batch still stands: tell the caller at once.
+void NoteArrival(BatchState& b, size_t index) {
+  if (b.request.on_arrival && b.phase == Phase::kTransfers && !b.expired &&
+      b.request.transfers[index].op == TransferOp::kGet && b.statuses[index].ok()) {
+    b.request.on_arrival(index);
+  }
+}
+
 void OnTransferDone(void* request, ucs_status_t status, void* user_data) {
   auto* op = static_cast<OpContext*>(user_data);
   BatchState& b = *op->batch;
@@ -86,6 +94,7 @@ void OnTransferDone(void* request, ucs_status_t status, void* user_data) {
   if (status != UCS_OK && b.phase != Phase::kDelivered) {
     SetIfOk(b, op->index, UcsToStatus(status, OpName(b.request.transfers[op->index].op)));
   }
+  if (status == UCS_OK) NoteArrival(b, op->index);
   ucp_request_free(request);
   --b.outstanding;
   b.core->MarkReady(&b);
@@ -354,7 +363,11 @@ void EngineCore::PostTransfers(BatchState& b) {
     if (!UCS_PTR_IS_PTR(r)) {  // finished at once: no callback will come
       b.in_flight[i] = 0;
       --b.outstanding;
-      if (UCS_PTR_IS_ERR(r)) b.statuses[i] = UcsToStatus(UCS_PTR_STATUS(r), OpName(t.op));
+      if (UCS_PTR_IS_ERR(r)) {
+        b.statuses[i] = UcsToStatus(UCS_PTR_STATUS(r), OpName(t.op));
+      } else {
+        NoteArrival(b, i);
+      }
     }
   }
 }

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -140,6 +141,22 @@ class BlockSealer {
   Checksum64Stream stream_;
 };
 
+// The checksum of an object (§6) over consecutive parts of it from its first byte, header
+// included: for checking an object while it arrives, each part hashed while still in cache.
+// After the whole object, Digest() equals the checksum ParseBlockObject computes (the stored
+// checksum field is skipped wherever the parts split). Not thread-safe (one writer).
+class BlockChecksumStream {
+ public:
+  void Update(std::span<const uint8_t> part);
+  uint64_t Digest() const { return stream_.Digest(); }
+  // Bytes passed to Update so far.
+  uint64_t bytes() const { return offset_; }
+
+ private:
+  Checksum64Stream stream_;
+  uint64_t offset_ = 0;
+};
+
 // A parsed, verified object. Spans point into the caller's buffer.
 struct BlockView {
   BlockDescriptor descriptor;
@@ -153,6 +170,10 @@ struct BlockView {
 struct ParseOptions {
   bool verify_checksum = true;             // false only for inspection of damaged objects
   const Digest32* expected_key = nullptr;  // when set, a different key is Corruption
+  // When set: the checksum of exactly these bytes as the caller computed it while they arrived
+  // (BlockChecksumStream over the whole object). It is compared with the stored checksum instead
+  // of hashing the object again. Only for bytes nobody can have changed since they were hashed.
+  std::optional<uint64_t> computed_checksum;
 };
 
 // Parses and verifies an object. Never reads outside `bytes`. Returns Corruption for a bad magic,

@@ -126,11 +126,16 @@ class WriteReservation {
   // and makes it visible. Corruption on a bad object: the reservation is aborted and nothing is
   // stored. The handle is spent afterwards either way.
   Status Commit();
+  // As Commit(), with the checksum of bytes() that the writer computed as they arrived
+  // (BlockChecksumStream over the whole object, after the last byte was written): it is compared
+  // with the header's instead of hashing the object again.
+  Status Commit(uint64_t computed_checksum);
   // Frees the reservation. Idempotent.
   void Abort();
 
  private:
   friend class StoreCore;
+  Status CommitWith(std::optional<uint64_t> computed_checksum);
   WriteReservation(StoreCore* core, uint32_t entry, std::span<uint8_t> bytes,
                    std::unique_ptr<uint8_t[]> owned)
       : core_(core), entry_(entry), bytes_(bytes), owned_(std::move(owned)) {}

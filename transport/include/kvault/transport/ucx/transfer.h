@@ -49,6 +49,11 @@ struct TransferBatch {
   // IsDeadlineExceeded); a batch that arrives after it fails whole without being started. Required:
   // the default (the clock's epoch) fails every transfer with InvalidArgument.
   std::chrono::steady_clock::time_point deadline;
+  // Optional: called on the engine's progress thread with the index of each GET as soon as its
+  // bytes are in local memory (before the batch's callback, never for a transfer that fails).
+  // Lets the caller work on the first blocks while later ones still move. Keep it short and
+  // never block in it.
+  std::function<void(size_t index)> on_arrival;
 };
 
 // Called exactly once per batch with one status per transfer, in order. Runs on the engine's
