@@ -143,7 +143,7 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
   KVAULT_RETURN_IF_ERROR(kv.PrepareRow(c, size, threads, row));
   if (redis != nullptr) KVAULT_RETURN_IF_ERROR(redis->Prepare(threads, row.object_bytes));
   auto object = [&kv](uint32_t t, uint64_t j) { return kv.Object(t, j); };
-  std::vector<Window> store, load, set, get;
+  std::vector<Window> store, load, load_hot, set, get;
   for (uint32_t rep = 0; rep < c.reps; ++rep) {
     if (sampler != nullptr) sampler->Start();
     store.push_back(kv.StoreWindow(c));
@@ -156,9 +156,12 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
     KVAULT_ASSIGN_OR_RETURN(Window w, kv.LoadWindow(c));
     load.push_back(w);
     if (redis != nullptr) get.push_back(redis->GetWindow(c, kv.load_per_thread(), object));
+    KVAULT_ASSIGN_OR_RETURN(Window hot, kv.LoadWindow(c, /*hot=*/true));
+    load_hot.push_back(hot);
   }
   row.kvault_store = Summarize(store);
   row.kvault_load = Summarize(load);
+  row.kvault_load_hot = Summarize(load_hot);
   if (redis != nullptr) {
     row.redis_set = Summarize(set);
     row.redis_get = Summarize(get);
@@ -335,7 +338,8 @@ int RunStoreBench(const std::vector<std::string>& args) {
   // Figures with failed operations are not measurements of a working store.
   uint64_t failures = 0;
   for (const Row& row : r.rows) {
-    failures += row.kvault_store.failures + row.kvault_load.failures;
+    failures +=
+        row.kvault_store.failures + row.kvault_load.failures + row.kvault_load_hot.failures;
     if (row.redis_set) failures += row.redis_set->failures + row.redis_get->failures;
   }
   if (failures > 0) {

@@ -82,6 +82,9 @@ struct Row {
   uint32_t concurrency = 0;
   uint64_t store_objects = 0, load_objects = 0;  // distinct objects per store window / load set
   Throughput kvault_store, kvault_load;
+  // Loads of one object per thread, again and again: the source stays in cache as the one
+  // buffer ucx_perftest resends does, so this is the figure comparable with ucx_perftest.
+  Throughput kvault_load_hot;
   std::optional<Throughput> redis_set, redis_get;  // absent without a redis baseline
 };
 
@@ -220,10 +223,10 @@ class KvaultSide {
   Window StoreWindow(const Config& c);
   // Untimed: stores the load set.
   Status StoreLoadSet();
-  // One timed load window: each thread loads load-set objects round-robin into two alternating
-  // destinations. Afterwards the last object in each destination is verified byte for byte;
-  // Corruption when one is wrong.
-  Result<Window> LoadWindow(const Config& c);
+  // One timed load window: each thread loads load-set objects round-robin (with `hot`, its first
+  // one every time) into two alternating destinations. Afterwards the last object in each
+  // destination is verified byte for byte; Corruption when one is wrong.
+  Result<Window> LoadWindow(const Config& c, bool hot = false);
   // Object j of thread t's share (valid until the next PrepareRow): the redis side's values.
   const uint8_t* Object(uint32_t thread, uint64_t j) const;
   uint64_t objects_per_thread() const { return objects_per_thread_; }

@@ -236,13 +236,13 @@ Status KvaultSide::StoreLoadSet() {
   return Status::Ok();
 }
 
-Result<Window> KvaultSide::LoadWindow(const Config& c) {
+Result<Window> KvaultSide::LoadWindow(const Config& c, bool hot) {
   const uint32_t threads = static_cast<uint32_t>(workers_.size());
   Window window = RunWindow(
       threads, c.ops > 0 ? 0 : c.seconds, c.ops > 0 ? (c.ops + threads - 1) / threads : 0,
       [&](uint32_t t, uint64_t i, uint64_t& bytes, std::string& why) {
         Worker& w = *workers_[t];
-        const uint64_t j = i % load_per_thread_;
+        const uint64_t j = hot ? 0 : i % load_per_thread_;
         const int slot = static_cast<int>(i % 2);
         const LoadDestination dest[1] = {
             {std::span(w.destination.data() + slot * object_bytes_, object_bytes_), 0, 0}};

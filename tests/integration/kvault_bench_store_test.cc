@@ -39,7 +39,7 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
 
   ExpectContainsAll(r.out, {"Chain lookup: 50 keys", "p50", "p99", "block", "thr", "kvault GB/s",
                             "kvault op/s", "redis GB/s", "x redis", "ucx_perftest GB/s",
-                            "x perftest", "store", "load", "Daemon memory", "VmHWM",
+                            "x perftest", "store", "load", "load-hot", "Daemon memory", "VmHWM",
                             "Targets (not asserted):", "lookup p99 (50-key chain) <= 250 us",
                             "daemon VmHWM <= host capacity + 128 MiB"});
   EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
@@ -49,9 +49,11 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
       doc, {"\"benchmark\": \"store\"", "\"started_daemon\": true", "\"transports\": \"tcp\"",
             "\"concurrency_model\"", "\"lookup\"", "\"rows\"", "\"kvault_store\"",
             "\"kvault_load\"", "\"memory\"", "\"targets\""});
-  std::vector<std::string> positive = {"p50_us",           "p99_us",    "kvault_store_gbps",
-                                       "kvault_load_gbps", "ops_per_s", "gbps",
-                                       "max_rss_bytes",    "hwm_bytes", "bound_bytes"};
+  std::vector<std::string> positive = {"p50_us",           "p99_us",
+                                       "kvault_store_gbps", "kvault_load_gbps",
+                                       "kvault_load_hot_gbps", "ops_per_s",
+                                       "gbps",             "max_rss_bytes",
+                                       "hwm_bytes",        "bound_bytes"};
   if (redis) {
     positive.insert(positive.end(), {"redis_set_gbps", "redis_get_gbps", "store_vs_redis_set",
                                      "load_vs_redis_get"});
@@ -59,7 +61,8 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
     EXPECT_NE(r.out.find("no redis baseline"), std::string::npos) << r.out;
   }
   if (perftest) {
-    positive.insert(positive.end(), {"perftest_mbps", "perftest_gbps", "load_vs_perftest"});
+    positive.insert(positive.end(), {"perftest_mbps", "perftest_gbps", "load_vs_perftest",
+                                     "load_hot_vs_perftest"});
   } else {
     EXPECT_NE(r.out.find("no ucx_perftest baseline"), std::string::npos) << r.out;
   }
@@ -68,9 +71,10 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
     EXPECT_FALSE(values.empty()) << key << "\n" << doc;
     for (double v : values) EXPECT_GT(v, 0) << key << "\n" << doc;
   }
-  // 2 sizes x 2 concurrencies, each with its store and load figures.
+  // 2 sizes x 2 concurrencies, each with its store, load and load-hot figures.
   EXPECT_EQ(AllNumbers(doc, "kvault_store_gbps").size(), 4u) << doc;
-  EXPECT_EQ(AllNumbers(doc, "failures").size(), redis ? 16u : 8u) << doc;
+  EXPECT_EQ(AllNumbers(doc, "kvault_load_hot_gbps").size(), 4u) << doc;
+  EXPECT_EQ(AllNumbers(doc, "failures").size(), redis ? 20u : 12u) << doc;
   for (double f : AllNumbers(doc, "failures")) EXPECT_EQ(f, 0) << doc;
 
   // The daemon was stopped and reaped, and the scratch directory removed.
