@@ -113,15 +113,15 @@ struct UcxConfig {
 struct DaemonConfig {
   // [control.host] / [control.port] the control plane (binary protocol). Default 127.0.0.1:7400.
   ListenAddress control{"127.0.0.1", 7400};
-  // [control.threads] Asio threads of the control plane. Default 2.
-  uint32_t control_threads = 2;
+  // [control.threads] io threads of the control plane. A request runs on the thread that read it,
+  // its storage work and its wait for the data plane included, so more threads than cores keep
+  // other connections served while a request waits on the disk or a slow client. Default 4.
+  uint32_t control_threads = 4;
   // [http.host] / [http.port] /metrics, /healthz, /readyz. Default 127.0.0.1:7401.
   ListenAddress http{"127.0.0.1", 7401};
   // [data_dir] where the nvme tier keeps its RocksDB. Relative paths are relative to the working
   // directory. Default ./kvault-data.
   std::string data_dir = "./kvault-data";
-  // [worker_threads] threads that run storage operations off the network threads. Default 4.
-  uint32_t worker_threads = 4;
   // [log_level] trace, debug, info, warn, error or off. Default info.
   std::string log_level = "info";
 

@@ -37,7 +37,10 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option(
           "control.threads", OptionType::kCount,
           +[](DaemonConfig& c) -> uint32_t& { return c.control_threads; },
-          "Asio threads serving control connections.", 1, 256),
+          "io threads of the control plane. A request runs on the thread that read it, its "
+          "storage work and its wait for the data plane included, so threads beyond the cores "
+          "keep other connections served while one request waits on the disk.",
+          1, 256),
       Option(
           "http.host", OptionType::kHost,
           +[](DaemonConfig& c) -> std::string& { return c.http.host; },
@@ -51,10 +54,6 @@ std::vector<OptionDescriptor> BuildOptions() {
           +[](DaemonConfig& c) -> std::string& { return c.data_dir; },
           "Directory of the nvme tier's RocksDB, created if missing. Relative to the "
           "working directory."),
-      Option(
-          "worker_threads", OptionType::kCount,
-          +[](DaemonConfig& c) -> uint32_t& { return c.worker_threads; },
-          "Threads that run storage operations, so network threads never block on disk.", 1, 1024),
       Option(
           "log_level", OptionType::kChoice,
           +[](DaemonConfig& c) -> std::string& { return c.log_level; },

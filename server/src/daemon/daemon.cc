@@ -141,7 +141,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   ControlServerOptions control;
   control.host = config.control.host;
   control.port = config.control.port;
-  control.threads = config.worker_threads;
+  control.threads = config.control_threads;
   control.max_connections = config.limits.max_connections;
   control.io_timeout = config.limits.io_timeout;
   control.idle_timeout = config.limits.idle_timeout;
