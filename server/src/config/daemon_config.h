@@ -106,8 +106,9 @@ struct UcxConfig {
   // [ucx.transports] UCX transports of the data plane (the UCX_TLS syntax: "shm,tcp", "rc,sm");
   // empty = UCX's own choice. Default empty.
   std::string transports;
-  // [ucx.workers] UCX workers, each driven by its own progress thread. Default 1.
-  uint32_t workers = 1;
+  // [ucx.workers] UCX workers, each driven by its own progress thread; clients are spread over
+  // them as they connect. Default 2.
+  uint32_t workers = 2;
 };
 
 struct DaemonConfig {

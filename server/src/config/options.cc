@@ -187,7 +187,10 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option(
           "ucx.workers", OptionType::kCount,
           +[](DaemonConfig& c) -> uint32_t& { return c.ucx.workers; },
-          "UCX workers of the data plane, each with its own progress thread.", 1, 64),
+          "UCX workers of the data plane, each with its own progress thread; clients are "
+          "spread over them as they connect, so transfers of different clients copy in "
+          "parallel.",
+          1, 64),
   };
 }
 

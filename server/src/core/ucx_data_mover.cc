@@ -10,14 +10,41 @@
 
 namespace kvault::server {
 
-Result<transport::PeerId> UcxDataMover::Connect(std::span<const uint8_t> worker_address) {
-  return engine_.Connect(worker_address);
+UcxDataMover::UcxDataMover(std::vector<transport::TransferEngine*> engines)
+    : engines_(std::move(engines)) {}
+
+transport::TransferEngine& UcxDataMover::EngineOf(transport::PeerId peer) const {
+  return *engines_[peer % engines_.size()];
 }
 
-void UcxDataMover::Disconnect(transport::PeerId peer) { (void)engine_.Disconnect(peer); }
+Result<transport::TransferEngine*> UcxDataMover::Route(transport::TransferBatch& batch) const {
+  const size_t n = engines_.size();
+  if (batch.transfers.empty()) return engines_[0];
+  const size_t index = batch.transfers[0].peer % n;
+  for (transport::Transfer& t : batch.transfers) {
+    if (t.peer % n != index) {
+      return Status::InvalidArgument("a transfer batch names peers of different UCX workers");
+    }
+    t.peer /= n;
+  }
+  return engines_[index];
+}
+
+Result<transport::PeerId> UcxDataMover::Connect(std::span<const uint8_t> worker_address) {
+  const size_t n = engines_.size();
+  const size_t index = next_engine_.fetch_add(1) % n;
+  KVAULT_ASSIGN_OR_RETURN(transport::PeerId local, engines_[index]->Connect(worker_address));
+  return local * n + index;
+}
+
+void UcxDataMover::Disconnect(transport::PeerId peer) {
+  (void)EngineOf(peer).Disconnect(peer / engines_.size());
+}
 
 std::vector<Status> UcxDataMover::Run(transport::TransferBatch batch) {
-  return engine_.Submit(std::move(batch)).get();
+  Result<transport::TransferEngine*> engine = Route(batch);
+  if (!engine.ok()) return std::vector<Status>(batch.transfers.size(), engine.status());
+  return (*engine)->Submit(std::move(batch)).get();
 }
 
 namespace {
@@ -37,6 +64,8 @@ struct Arrivals {
 std::vector<Status> UcxDataMover::RunInOrder(transport::TransferBatch batch,
                                              const std::function<void(size_t)>& arrived) {
   const size_t n = batch.transfers.size();
+  Result<transport::TransferEngine*> engine = Route(batch);
+  if (!engine.ok()) return std::vector<Status>(n, engine.status());
   auto state = std::make_shared<Arrivals>(n);
   batch.on_arrival = [state](size_t i) {
     {
@@ -45,7 +74,7 @@ std::vector<Status> UcxDataMover::RunInOrder(transport::TransferBatch batch,
     }
     state->cv.notify_one();
   };
-  engine_.Submit(std::move(batch), [state](std::vector<Status> statuses) {
+  (*engine)->Submit(std::move(batch), [state](std::vector<Status> statuses) {
     {
       std::lock_guard<std::mutex> lock(state->mu);
       state->statuses = std::move(statuses);
@@ -66,7 +95,7 @@ std::vector<Status> UcxDataMover::RunInOrder(transport::TransferBatch batch,
 }
 
 void UcxDataMover::ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) {
-  engine_.ForgetRemoteKey(peer, remote_key);
+  EngineOf(peer).ForgetRemoteKey(peer / engines_.size(), remote_key);
 }
 
 }  // namespace kvault::server

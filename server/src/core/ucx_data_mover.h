@@ -1,8 +1,12 @@
 #pragma once
-// UcxDataMover: the DataMover of kvaultd, over transport::TransferEngine (UCX one-sided GET/PUT
-// from a dedicated progress thread). Thread-safe, as the engine.
+// UcxDataMover: the DataMover of kvaultd, over transport::TransferEngines (UCX one-sided GET/PUT,
+// each engine a UCX worker with its own progress thread). Clients are spread over the engines
+// round-robin as they connect; a peer id names its engine (id = engine's id * engines + index),
+// and every request of a client runs on its engine. Thread-safe, as the engines.
 
+#include <atomic>
 #include <memory>
+#include <vector>
 
 #include "core/data_mover.h"
 #include "kvault/transport/ucx/transfer_engine.h"
@@ -11,8 +15,8 @@ namespace kvault::server {
 
 class UcxDataMover final : public DataMover {
  public:
-  // `engine` must outlive the mover.
-  explicit UcxDataMover(transport::TransferEngine& engine) : engine_(engine) {}
+  // The engines (at least one) must outlive the mover.
+  explicit UcxDataMover(std::vector<transport::TransferEngine*> engines);
 
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address) override;
   void Disconnect(transport::PeerId peer) override;
@@ -24,7 +28,13 @@ class UcxDataMover final : public DataMover {
   void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override;
 
  private:
-  transport::TransferEngine& engine_;
+  // The engine of the batch's peer, with the transfers' peers rewritten to that engine's ids;
+  // InvalidArgument when the transfers name peers of different engines.
+  Result<transport::TransferEngine*> Route(transport::TransferBatch& batch) const;
+  transport::TransferEngine& EngineOf(transport::PeerId peer) const;
+
+  const std::vector<transport::TransferEngine*> engines_;
+  std::atomic<size_t> next_engine_{0};
 };
 
 }  // namespace kvault::server

@@ -2,6 +2,7 @@
 
 #include "daemon/daemon.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -26,7 +27,7 @@ struct Daemon::Parts {
   DaemonConfig config;
   std::optional<TenantRegistry> tenants;
   std::unique_ptr<storage::BlockStore> store;
-  std::unique_ptr<transport::TransferEngine> engine;
+  std::vector<std::unique_ptr<transport::TransferEngine>> engines;
   std::unique_ptr<UcxDataMover> mover;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Service> service;
@@ -106,15 +107,20 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   transport::TransferEngineOptions engine;
   engine.context.transports = config.ucx.transports;
   engine.context.name = "kvaultd";
-  Result<std::unique_ptr<transport::TransferEngine>> created =
-      transport::TransferEngine::Create(engine);
-  if (!created.ok()) return WithPart(created.status(), "data plane (UCX)");
-  p->engine = std::move(*created);
-  // Blocks in the host tier are the sources of loads and the destinations of stores: registered
-  // once, so transfers skip per-request registration. The arena is never exposed to clients.
-  Result<transport::RegionId> region = p->engine->RegisterMemory(host_arena.data(), host_arena.size());
-  if (!region.ok()) return WithPart(region.status(), "data plane (registering the host tier)");
-  p->mover = std::make_unique<UcxDataMover>(*p->engine);
+  std::vector<transport::TransferEngine*> engines;
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, config.ucx.workers); ++i) {
+    Result<std::unique_ptr<transport::TransferEngine>> created =
+        transport::TransferEngine::Create(engine);
+    if (!created.ok()) return WithPart(created.status(), "data plane (UCX)");
+    // Blocks in the host tier are the sources of loads and the destinations of stores:
+    // registered once, so transfers skip per-request registration. Never exposed to clients.
+    Result<transport::RegionId> region =
+        (*created)->RegisterMemory(host_arena.data(), host_arena.size());
+    if (!region.ok()) return WithPart(region.status(), "data plane (registering the host tier)");
+    engines.push_back(created->get());
+    p->engines.push_back(std::move(*created));
+  }
+  p->mover = std::make_unique<UcxDataMover>(std::move(engines));
 
   p->metrics = std::make_unique<Metrics>();
   ServiceOptions service;
@@ -180,7 +186,7 @@ bool Daemon::Shutdown(bool drain) {
   p.http->Stop();
   p.service.reset();
   p.mover.reset();
-  p.engine.reset();
+  p.engines.clear();
   p.store.reset();  // movers stop; the nvme tier flushes and closes
   return drained;
 }
