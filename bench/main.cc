@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "kvault/common/log.h"
 #include "codec_bench.h"
 #include "compare_bench.h"
 #include "storage_bench.h"
@@ -33,6 +34,8 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
+  // The in-process store logs only what needs attention (warnings, errors) over the tables.
+  kvault::SetLogLevel(kvault::LogLevel::kWarn);
   if (args[0] == "codec") return kvault::bench::RunCodecBench(rest);
   if (args[0] == "storage") return kvault::bench::RunStorageBench(rest);
   if (args[0] == "trace") return kvault::bench::RunTraceBench(rest);

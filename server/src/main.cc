@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config_loader.h"
+#include "kvault/common/log.h"
 #include "daemon/daemon.h"
 
 int main(int argc, char** argv) {
@@ -41,6 +42,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // The options accept only the level names, so this parses.
+  const kvault::Result<kvault::LogLevel> level = kvault::ParseLogLevel(invocation->config.log_level);
+  kvault::SetLogLevel(level.ok() ? *level : kvault::LogLevel::kInfo);
   kvault::Result<std::unique_ptr<Daemon>> daemon = Daemon::Start(invocation->config);
   if (!daemon.ok()) {
     std::fprintf(stderr, "kvaultd: cannot start: %s\n", daemon.status().ToString().c_str());
@@ -51,10 +55,11 @@ int main(int argc, char** argv) {
 
   int signal_number = 0;
   sigwait(&stop, &signal_number);
-  std::fprintf(stderr, "kvaultd: %s received, draining\n",
-               signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  KVAULT_LOG(kvault::LogLevel::kInfo, "kvaultd",
+             std::string(signal_number == SIGTERM ? "SIGTERM" : "SIGINT") + " received, draining");
   const bool drained = (*daemon)->Shutdown(true);
   daemon->reset();
-  std::fprintf(stderr, "kvaultd: stopped%s\n", drained ? "" : " (drain bound reached)");
+  KVAULT_LOG(kvault::LogLevel::kInfo, "kvaultd",
+             drained ? "stopped" : "stopped (drain bound reached: requests still in flight were cut)");
   return 0;
 }

@@ -219,6 +219,55 @@ TEST_F(KvaultdProtocolTest, TenantsNeedTheirTokenAndAreScoped) {
   EXPECT_EQ(d.ready_line().find(hash_a), std::string::npos);
 }
 
+// log_level decides what reaches stderr: refusals, failed logins and connections are logged at
+// debug (and warn), none of it at error; tokens and their hashes never appear at any level.
+TEST_F(KvaultdProtocolTest, LogLinesFollowTheLevelAndNeverCarrySecrets) {
+  const std::string hash_a = HexEncode(TokenHash("secret-a"));
+  {
+    std::ofstream f(dir_ / "tenants.yaml");
+    f << "tenants:\n  - name: team-a\n    token_sha256: " << hash_a << "\n    quota_bytes: 0\n";
+  }
+  fs::permissions(dir_ / "tenants.yaml", fs::perms::owner_read | fs::perms::owner_write);
+  for (const std::string level : {"debug", "error"}) {
+    SCOPED_TRACE("log level " + level);
+    std::string log;
+    {
+      DaemonProcess d(dir_, {"--auth.tenants_file", (dir_ / "tenants.yaml").string(),
+                             "--log-level", level, "--storage.nvme_capacity", "0"});
+      ASSERT_TRUE(d.ok()) << d.Stderr();
+      RawConnection wrong(d.control_port());
+      EXPECT_FALSE(wrong.Login("team-a", "secret-b"));
+      {
+        RawConnection junk(d.control_port());
+        junk.Send(std::vector<uint8_t>(64, 0x5a));
+        EXPECT_TRUE(junk.ClosedWithin(5s));
+      }
+      RawConnection right(d.control_port());
+      EXPECT_TRUE(right.Login("team-a", "secret-a"));
+      EXPECT_EQ(d.Terminate(), 0);
+      log = d.Stderr();
+    }
+    if (level == "debug") {
+      for (const char* line :
+           {" info kvaultd: serving: tiers host", " debug control: 127.0.0.1:",
+            "connected (session ", " warn auth: session ",
+            "authentication failed for tenant 'team-a'", " warn control: 127.0.0.1:",
+            "refused (malformed): frame header: ", " debug auth: session ",
+            "authenticated as tenant 'team-a'", " info kvaultd: SIGTERM received, draining",
+            " info kvaultd: stopped"}) {
+        EXPECT_NE(log.find(line), std::string::npos) << line << "\n" << log;
+      }
+    } else {
+      for (const char* absent : {" debug ", " info ", " warn "}) {
+        EXPECT_EQ(log.find(absent), std::string::npos) << absent << "\n" << log;
+      }
+    }
+    for (const std::string& secret : {std::string("secret-a"), std::string("secret-b"), hash_a}) {
+      EXPECT_EQ(log.find(secret), std::string::npos) << secret;
+    }
+  }
+}
+
 TEST_F(KvaultdProtocolTest, HttpEndpointsAndMetricsPassPromtool) {
   DaemonProcess d(dir_, {});
   ASSERT_TRUE(d.ok()) << d.Stderr();

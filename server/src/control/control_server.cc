@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/service.h"
+#include "kvault/common/log.h"
 #include "kvault/transport/messages.h"
 #include "metrics/metrics.h"
 
@@ -31,8 +32,12 @@ struct ControlServer::Impl {
   Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
       : options(o), service(svc), metrics(m), acceptor(io) {}
 
-  void Reject(RejectReason reason) {
+  // Counts the refusal and logs it (warn) with the peer and what was wrong.
+  void Reject(RejectReason reason, std::string_view peer, std::string_view detail) {
     if (metrics != nullptr) metrics->CountRejected(reason);
+    KVAULT_LOG(LogLevel::kWarn, "control",
+               std::string(peer) + ": refused (" + std::string(RejectReasonName(reason)) +
+                   "): " + std::string(detail));
   }
 
   ControlServerOptions options;
@@ -57,6 +62,15 @@ namespace {
 tcp::socket& Lowest(tcp::socket& s) { return s; }
 tcp::socket& Lowest(asio::ssl::stream<tcp::socket>& s) { return s.next_layer(); }
 
+// "HOST:PORT" of the socket's peer, for log lines; "unknown peer" once it is gone.
+std::string PeerName(const tcp::socket& socket) {
+  error_code ec;
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  if (ec) return "unknown peer";
+  const std::string host = peer.address().to_string();
+  return (peer.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(peer.port());
+}
+
 // One connection: its stream, its watchdog and its session. Everything runs on the
 // connection's strand.
 template <typename Stream>
@@ -66,9 +80,14 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
       : server_(server),
         stream_(std::move(stream)),
         watchdog_(Lowest(stream_).get_executor()),
-        session_(server.service.OpenSession()) {}
+        session_(server.service.OpenSession()),
+        peer_(PeerName(Lowest(stream_))) {
+    KVAULT_LOG(LogLevel::kDebug, "control",
+               peer_ + ": connected (session " + std::to_string(session_->id) + ")");
+  }
 
   ~Connection() {
+    KVAULT_LOG(LogLevel::kDebug, "control", peer_ + ": disconnected");
     server_.service.CloseSession(*session_);
     if (server_.metrics != nullptr) server_.metrics->ConnectionClosed();
     server_.connections.fetch_sub(1);
@@ -93,8 +112,16 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     try {
       if constexpr (!std::is_same_v<Stream, tcp::socket>) {
         Arm(server_.options.io_timeout);
-        co_await stream_.async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
+        error_code ec;
+        co_await stream_.async_handshake(asio::ssl::stream_base::server,
+                                         asio::redirect_error(asio::use_awaitable, ec));
         Disarm();
+        if (ec) {
+          KVAULT_LOG(LogLevel::kWarn, "control",
+                     peer_ + ": TLS handshake failed: " + ec.message() + "; connection closed");
+          Close();
+          co_return;
+        }
       }
       while (co_await ServeOne()) {
       }
@@ -144,7 +171,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
       StartTimer(deadline_);
       return;
     }
-    server_.Reject(RejectReason::kTimeout);
+    server_.Reject(RejectReason::kTimeout, peer_,
+                   "no complete request or reply within its deadline; connection closed");
     Close();
   }
 
@@ -190,9 +218,10 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     Result<transport::FrameHeader> header = transport::DecodeFrameHeader(head, limits);
     if (!header.ok()) {
       const bool version = header.status().code() == StatusCode::kUnsupported;
-      server_.Reject(version ? RejectReason::kUnsupported
+      server_.Reject(version                                           ? RejectReason::kUnsupported
                      : header.status().code() == StatusCode::kOutOfRange ? RejectReason::kTooLarge
-                                                                         : RejectReason::kMalformed);
+                                                                         : RejectReason::kMalformed,
+                     peer_, "frame header: " + header.status().message() + "; connection closed");
       co_await SendError(transport::PeekRequestId(head).value_or(0),
                          version ? transport::WireStatus::kUnsupportedVersion
                                  : transport::ToWireStatus(header.status().code()),
@@ -205,7 +234,10 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     Result<transport::Message> request = transport::DecodeMessage(header->type, body_, limits);
     if (!request.ok()) {
       server_.Reject(request.status().code() == StatusCode::kOutOfRange ? RejectReason::kTooLarge
-                                                                         : RejectReason::kMalformed);
+                                                                         : RejectReason::kMalformed,
+                     peer_,
+                     std::string(transport::MessageTypeName(header->type)) + ": " +
+                         request.status().message() + "; connection closed");
       co_await SendError(header->request_id, transport::ToWireStatus(request.status().code()),
                          request.status().message());
       co_return false;
@@ -250,6 +282,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   size_t ahead_begin_ = 0;
   size_t ahead_end_ = 0;
   std::unique_ptr<Session> session_;
+  const std::string peer_;  // HOST:PORT, for log lines
   std::vector<uint8_t> body_;
   std::vector<uint8_t> out_;
   uint64_t number_ = 0;
@@ -278,7 +311,9 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
     }
     if (s.stopped.load()) co_return;
     if (s.connections.load() >= s.options.max_connections) {
-      s.Reject(RejectReason::kTooManyConnections);
+      s.Reject(RejectReason::kTooManyConnections, PeerName(socket),
+               "limits.max_connections (" + std::to_string(s.options.max_connections) +
+                   ") reached; connection closed");
       socket.close(ec);
       continue;
     }

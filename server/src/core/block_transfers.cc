@@ -10,6 +10,7 @@
 
 #include "core/service.h"
 #include "kvault/common/block_format.h"
+#include "kvault/common/log.h"
 #include "metrics/metrics.h"
 
 namespace kvault::server {
@@ -47,6 +48,23 @@ class InflightBytes {
   Metrics* metrics_;
   uint64_t bytes_;
 };
+
+// One warn line per request whose transfers failed: how many, and the first reason.
+void LogFailedTransfers(const Session& session, std::string_view what,
+                        const std::vector<Status>& statuses) {
+  if (!LogEnabled(LogLevel::kWarn)) return;
+  size_t failed = 0;
+  const Status* first = nullptr;
+  for (const Status& s : statuses) {
+    if (s.ok()) continue;
+    ++failed;
+    if (first == nullptr) first = &s;
+  }
+  if (failed == 0) return;
+  Log(LogLevel::kWarn, "transfer",
+      SessionName(session) + ": " + std::string(what) + ": " + std::to_string(failed) + " of " +
+          std::to_string(statuses.size()) + " transfers failed, first: " + first->ToString());
+}
 
 }  // namespace
 
@@ -109,6 +127,7 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
       Status& s = entry_moved[chunk_owner[c]];
       if (s.ok() && !moved[c].ok()) s = moved[c];
     }
+    LogFailedTransfers(session, "store", entry_moved);
     for (size_t w = 0; w < wave.size(); ++w) {
       const size_t i = wave[w];
       if (!entry_moved[w].ok()) {
@@ -120,7 +139,11 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
         const Status committed = hashes[w].bytes() == request.entries[i].length
                                      ? reservations[i]->Commit(hashes[w].Digest())
                                      : reservations[i]->Commit();
-        if (!committed.ok()) reply.statuses[i] = WireOf(committed);
+        if (!committed.ok()) {
+          reply.statuses[i] = WireOf(committed);
+          KVAULT_LOG(LogLevel::kWarn, "store",
+                     SessionName(session) + ": object refused: " + committed.ToString());
+        }
       }
       reservations[i].reset();
     }
@@ -212,6 +235,7 @@ Message Service::OnLoad(Session& session, const transport::Load& request) {
   for (size_t t = 0; t < batch_entry.size(); ++t) {
     if (!moved[t].ok()) reply.outcomes[batch_entry[t]].status = WireStatus::kTransferFailed;
   }
+  LogFailedTransfers(session, "load", moved);
   return reply;
 }
 

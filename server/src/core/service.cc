@@ -9,6 +9,7 @@
 #include <utility>
 #include <variant>
 
+#include "kvault/common/log.h"
 #include "metrics/metrics.h"
 
 namespace kvault::server {
@@ -68,6 +69,12 @@ class StatsCollector final : public storage::CounterVisitor {
 Service::Service(storage::BlockStore& store, const TenantRegistry& tenants, DataMover* data,
                  Metrics* metrics, ServiceOptions options)
     : store_(store), tenants_(tenants), data_(data), metrics_(metrics), options_(options) {}
+
+std::string SessionName(const Session& session) {
+  std::string name = "session " + std::to_string(session.id);
+  if (session.tenant != nullptr) name += " (tenant '" + LogSafe(session.tenant->name) + "')";
+  return name;
+}
 
 std::unique_ptr<Session> Service::OpenSession() {
   auto session = std::make_unique<Session>();
@@ -155,12 +162,18 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
   session.state = SessionState::kNew;
   const Tenant* tenant = tenants_.Authenticate(session.requested_tenant, session.nonce, auth.proof);
   if (tenant == nullptr) {
+    KVAULT_LOG(LogLevel::kWarn, "auth",
+               SessionName(session) + ": authentication failed for tenant '" +
+                   LogSafe(session.requested_tenant) + "' (unknown tenant or wrong token)");
     return Refuse(WireStatus::kUnauthenticated, "unknown tenant or wrong token");
   }
   transport::AuthReply reply;
   if (!session.worker_address.empty() && data_ != nullptr) {
     Result<transport::PeerId> peer = data_->Connect(session.worker_address);
     if (!peer.ok()) {
+      KVAULT_LOG(LogLevel::kWarn, "auth",
+                 SessionName(session) + ": cannot reach the client's UCX worker: " +
+                     peer.status().ToString());
       reply.status = transport::ToWireStatus(peer.status().code());
       reply.message = "data plane: " + peer.status().message();
       return reply;
@@ -169,6 +182,8 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
   }
   session.tenant = tenant;
   session.state = SessionState::kAuthenticated;
+  KVAULT_LOG(LogLevel::kDebug, "auth",
+             SessionName(session) + ": authenticated as tenant '" + LogSafe(tenant->name) + "'");
   reply.session_id = session.id;
   return reply;
 }

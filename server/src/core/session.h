@@ -31,4 +31,7 @@ struct Session {
   std::unordered_set<storage::LeaseId> leases;  // leases this session holds
 };
 
+// "session 12" or, once authenticated, "session 12 (tenant 'team-a')": how log lines name it.
+std::string SessionName(const Session& session);
+
 }  // namespace kvault::server

@@ -12,6 +12,7 @@
 #include "core/service.h"
 #include "core/ucx_data_mover.h"
 #include "http/http_server.h"
+#include "kvault/common/log.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/gpu_tier.h"
 #include "kvault/storage/host_tier.h"
@@ -159,6 +160,15 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   if (!control_server.ok()) return WithPart(control_server.status(), "control");
   p->control = std::move(*control_server);
   p->http->SetReady(true);
+  KVAULT_LOG(LogLevel::kInfo, "kvaultd",
+             "serving: tiers " + p->tiers + " (host " +
+                 std::to_string(config.storage.host_capacity_bytes >> 20) + " MiB, nvme " +
+                 std::to_string(config.storage.nvme_capacity_bytes >> 20) + " MiB, gpu " +
+                 std::to_string(config.storage.gpu_capacity_bytes >> 20) + " MiB), " +
+                 std::to_string(p->tenants->size()) + " tenant(s), " +
+                 std::to_string(config.control_threads) + " control threads, " +
+                 std::to_string(p->engines.size()) + " UCX worker(s), transports '" +
+                 config.ucx.transports + "'");
   return std::unique_ptr<Daemon>(new Daemon(std::move(p)));
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "kvault/common/log.h"
 #include "nvme/nvme_tier_impl.h"
 #include "nvme/rocksdb_status.h"
 
@@ -27,6 +28,8 @@ void NvmeTier::Impl::EnterDiskFull(const std::string& reason, bool rocksdb_out_o
   full_reason_ = reason;
   if (!full_.exchange(true, std::memory_order_acq_rel)) {
     disk_full_events_.fetch_add(1, std::memory_order_relaxed);
+    KVAULT_LOG(LogLevel::kWarn, "nvme",
+               "disk full: writes to the nvme tier stop, reads go on (" + reason + ")");
     last_attempt_ = std::chrono::steady_clock::now();
     erased_at_attempt_ = erased_bytes_.load(std::memory_order_acquire);
   }
@@ -92,6 +95,7 @@ bool NvmeTier::Impl::TryLeaveDiskFull() {
   }
   full_.store(false, std::memory_order_release);
   disk_full_recoveries_.fetch_add(1, std::memory_order_relaxed);
+  KVAULT_LOG(LogLevel::kInfo, "nvme", "space is back: writes to the nvme tier resume");
   return true;
 }
 

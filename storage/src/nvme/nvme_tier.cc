@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "kvault/common/block_format.h"
+#include "kvault/common/log.h"
 #include "nvme/crc32c_override.h"
 #include "nvme/nvme_tier_impl.h"
 #include "nvme/reserve_file.h"
@@ -251,6 +252,9 @@ Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::sp
   if (verdict.ok()) verdict = VerifyObject(key, value);
   if (!verdict.ok()) {
     checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+    KVAULT_LOG(LogLevel::kError, "nvme",
+               "a stored block failed verification and was deleted (served as a miss): " +
+                   verdict.message());
     value.Reset();
     DropCorrupt(key);
     return Status::Corruption("nvme tier: stored block failed verification, deleted: " +
@@ -341,6 +345,14 @@ Status NvmeTier::Impl::ScanSizes(const RecoverFn* found) {
     }
     db_->Write(WriteOptions(), &batch).PermitUncheckedError();
     checksum_failures_.fetch_add(malformed.size(), std::memory_order_relaxed);
+    KVAULT_LOG(LogLevel::kError, "nvme",
+               std::to_string(malformed.size()) +
+                   " damaged size entries found on start; their blocks were deleted");
+  }
+  if (found != nullptr) {
+    KVAULT_LOG(LogLevel::kInfo, "nvme",
+               "recovered " + std::to_string(blocks) + " blocks (" + std::to_string(used >> 20) +
+                   " MiB) from " + options_.directory);
   }
   used_bytes_.store(used, std::memory_order_relaxed);
   blocks_.store(blocks, std::memory_order_relaxed);
