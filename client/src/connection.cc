@@ -126,9 +126,16 @@ class Connection::Impl {
       timer_at_ = Deadline::max();
     }
     owner_->alive_.store(false);
-    asio::post(ioc_, [this] {
-      std::lock_guard<std::mutex> lock(write_mu_);  // no caller is sending on the descriptor
+    {
+      // Before any request is settled: no caller may send a frame after this point (a request
+      // registered just before the failure must not reach the daemon once reported settled).
+      // shutdown() stops the socket without freeing its descriptor; the io thread closes it.
+      std::lock_guard<std::mutex> lock(write_mu_);
       closed_ = true;
+      if (connected_ && socket_.is_open()) ::shutdown(socket_.native_handle(), SHUT_RDWR);
+    }
+    asio::post(ioc_, [this] {
+      std::lock_guard<std::mutex> lock(write_mu_);
       error_code ec;
       socket_.close(ec);
     });
@@ -140,7 +147,12 @@ class Connection::Impl {
     return failure_;
   }
 
+  // After a successful Connect: reads start, and the socket may be shut down from any thread.
   void StartReading() {
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      connected_ = true;
+    }
     asio::post(ioc_, [this] { ReadMore(); });
   }
 
@@ -402,6 +414,7 @@ class Connection::Impl {
   std::deque<std::vector<uint8_t>> writes_;
   bool writing_ = false;  // the io thread owns the writes until the queue is empty
   bool closed_ = false;   // the socket is closed: nothing more is sent
+  bool connected_ = false;  // Connect succeeded: the io thread no longer opens the socket
 
   // io thread only.
   bool timer_set_ = false;
@@ -485,12 +498,14 @@ Status Connection::Impl::Connect(const HostPort& address, Deadline deadline,
     std::condition_variable cv;
     bool done = false;
     Status status;
-    void Finish(Status s) {
+    // False when the connect had already finished (the first outcome wins).
+    bool Finish(Status s) {
       std::lock_guard<std::mutex> lock(mu);
-      if (done) return;
+      if (done) return false;
       done = true;
       status = std::move(s);
       cv.notify_all();
+      return true;
     }
   };
   auto op = std::make_shared<Op>(ioc_);
@@ -500,9 +515,13 @@ Status Connection::Impl::Connect(const HostPort& address, Deadline deadline,
     op->timer.expires_at(Clamp(deadline));
     op->timer.async_wait([this, op, peer, budget](const error_code& ec) {
       if (ec) return;
-      op->Finish(Status::Unavailable("connect to " + peer + " timed out after " +
-                                     std::to_string(budget) + " ms"));
+      // A connect that finished just before the timer fired keeps its socket.
+      if (!op->Finish(Status::Unavailable("connect to " + peer + " timed out after " +
+                                          std::to_string(budget) + " ms"))) {
+        return;
+      }
       op->resolver.cancel();
+      std::lock_guard<std::mutex> lock(write_mu_);
       error_code ignored;
       socket_.close(ignored);
     });
