@@ -161,6 +161,48 @@ TEST_F(KvaultdProtocolTest, BadInputClosesOnlyItsOwnConnection) {
   EXPECT_TRUE(after.Login());
 }
 
+// Frames back to back in one segment, a body larger than the daemon's read-ahead buffer among
+// them, and a frame split across two sends: every request is answered, in order, with its id.
+TEST_F(KvaultdProtocolTest, PipelinedAndSplitFramesAreAnsweredInOrder) {
+  DaemonProcess d(dir_, {"--storage.nvme_capacity", "0"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  RawConnection c(d.control_port());
+  ASSERT_TRUE(c.Login());
+  transport::Lookup lookup;
+  lookup.keys.resize(1000);  // 32 KB of keys: past the 16 KiB read-ahead
+  for (size_t i = 0; i < lookup.keys.size(); ++i) lookup.keys[i].fill(static_cast<uint8_t>(i));
+  std::vector<uint8_t> burst;
+  auto append = [&burst](const std::vector<uint8_t>& frame) {
+    burst.insert(burst.end(), frame.begin(), frame.end());
+  };
+  for (uint64_t id = 100; id < 120; ++id) append(*transport::EncodeFrame(transport::Ping{id}, id));
+  append(*transport::EncodeFrame(lookup, 120));
+  for (uint64_t id = 121; id < 124; ++id) append(*transport::EncodeFrame(transport::Ping{id}, id));
+  ASSERT_TRUE(c.Send(burst));
+  for (uint64_t id = 100; id < 124; ++id) {
+    auto reply = c.ReadMessage();
+    ASSERT_TRUE(reply.has_value()) << "no reply for request " << id;
+    EXPECT_EQ(reply->second, id);
+    if (id == 120) {
+      ASSERT_TRUE(std::holds_alternative<transport::LookupReply>(reply->first));
+      EXPECT_EQ(std::get<transport::LookupReply>(reply->first).leading_hits, 0u);
+      EXPECT_EQ(std::get<transport::LookupReply>(reply->first).tiers.size(), 1000u);
+    } else {
+      ASSERT_TRUE(std::holds_alternative<transport::Pong>(reply->first));
+      EXPECT_EQ(std::get<transport::Pong>(reply->first).payload, id);
+    }
+  }
+  // One frame in two parts, the second 100 ms later (well within limits.io_timeout).
+  const std::vector<uint8_t> ping = *transport::EncodeFrame(transport::Ping{7}, 200);
+  ASSERT_TRUE(c.Send(std::span(ping).first(10)));
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(c.Send(std::span(ping).subspan(10)));
+  auto reply = c.ReadMessage();
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->second, 200u);
+  EXPECT_TRUE(std::holds_alternative<transport::Pong>(reply->first));
+}
+
 TEST_F(KvaultdProtocolTest, ByteASecondClientIsCutOffWhileOthersAreServed) {
   DaemonProcess d(dir_, {"--limits.io_timeout", "1s"});
   ASSERT_TRUE(d.ok()) << d.Stderr();
