@@ -49,7 +49,7 @@ class InflightBytes {
   uint64_t bytes_;
 };
 
-// One warn line per request whose transfers failed: how many, and the first reason.
+// One warn line per request whose blocks failed to move: how many, and the first reason.
 void LogFailedTransfers(const Session& session, std::string_view what,
                         const std::vector<Status>& statuses) {
   if (!LogEnabled(LogLevel::kWarn)) return;
@@ -63,7 +63,7 @@ void LogFailedTransfers(const Session& session, std::string_view what,
   if (failed == 0) return;
   Log(LogLevel::kWarn, "transfer",
       SessionName(session) + ": " + std::string(what) + ": " + std::to_string(failed) + " of " +
-          std::to_string(statuses.size()) + " transfers failed, first: " + first->ToString());
+          std::to_string(statuses.size()) + " blocks failed to move, first: " + first->ToString());
 }
 
 }  // namespace
@@ -94,7 +94,11 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
     transport::TransferBatch batch = NewBatch(request.remote_key, options_.transfer_timeout);
     // Each object moves in chunks; the chunks that have landed are hashed here while later ones
     // are still moving, so Commit only compares checksums instead of reading the object again.
-    std::vector<size_t> chunk_owner;  // wave position of each transfer
+    struct Chunk {
+      size_t owner;  // position in the wave
+      std::span<const uint8_t> bytes;
+    };
+    std::vector<Chunk> chunks;  // one per transfer
     std::vector<BlockChecksumStream> hashes(wave.size());
     for (size_t w = 0; w < wave.size(); ++w) {
       const size_t i = wave[w];
@@ -108,23 +112,14 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
         t.remote_address = request.entries[i].address + at;
         t.length = std::min(kVerifyChunkBytes, length - at);
         batch.transfers.push_back(t);
-        chunk_owner.push_back(w);
+        chunks.push_back({w, std::span<const uint8_t>(local + at, t.length)});
       }
     }
-    std::vector<uint64_t> chunk_lengths;
-    chunk_lengths.reserve(batch.transfers.size());
-    std::vector<const uint8_t*> chunk_bytes;
-    chunk_bytes.reserve(batch.transfers.size());
-    for (const transport::Transfer& t : batch.transfers) {
-      chunk_lengths.push_back(t.length);
-      chunk_bytes.push_back(static_cast<const uint8_t*>(t.local));
-    }
-    const std::vector<Status> moved = data_->RunInOrder(std::move(batch), [&](size_t c) {
-      hashes[chunk_owner[c]].Update(std::span(chunk_bytes[c], chunk_lengths[c]));
-    });
+    const std::vector<Status> moved = data_->RunInOrder(
+        std::move(batch), [&](size_t c) { hashes[chunks[c].owner].Update(chunks[c].bytes); });
     std::vector<Status> entry_moved(wave.size());
     for (size_t c = 0; c < moved.size(); ++c) {
-      Status& s = entry_moved[chunk_owner[c]];
+      Status& s = entry_moved[chunks[c].owner];
       if (s.ok() && !moved[c].ok()) s = moved[c];
     }
     LogFailedTransfers(session, "store", entry_moved);
