@@ -54,8 +54,10 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --keep               keep the scratch directory (daemon and redis logs).
 
 Store windows write objects not stored before (they are deleted again after each window); load
-windows read a set stored beforehand, round-robin, and check the last objects byte for byte. The
-exit code is 0 whether or not a target is met; targets are printed as PASS/FAIL notes.
+windows read a set stored beforehand, round-robin, and check the last objects byte for byte;
+load-hot windows reload one object per thread, cached like the one buffer ucx_perftest resends
+(the ucx_perftest target is judged on them). The exit code is 0 whether or not a target is met;
+targets are printed as PASS/FAIL notes.
 )";
 
 int Fail(int code, const Status& s) { return FailMode("store", code, s); }
