@@ -57,7 +57,9 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option(
           "log_level", OptionType::kChoice,
           +[](DaemonConfig& c) -> std::string& { return c.log_level; },
-          "Least severe log message written.", 0, 0, log_levels),
+          "Least severe log line written to stderr (one line per event: start, refusals, failed "
+          "logins and transfers, nvme damage and disk full, stop). Never tokens or keys.",
+          0, 0, log_levels),
 
       Option(
           "storage.host_capacity", OptionType::kSize,
