@@ -254,6 +254,10 @@ TEST_F(ConfigTest, YamlErrorsNameTheKeyAndLine) {
   EXPECT_TRUE(FailsMentioning(Load("control:\n  prot: 1\n"),
                               {"kvaultd.yaml:2", "control.prot", "unknown key"}));
   EXPECT_TRUE(FailsMentioning(Load("bogus: 1\n"), {"kvaultd.yaml:1", "bogus", "unknown key"}));
+  // worker_threads was removed (control.threads is the io thread count): refused, not ignored.
+  EXPECT_TRUE(FailsMentioning(Load("worker_threads: 4\n"),
+                              {"kvaultd.yaml:1", "worker_threads", "unknown key"}));
+  EXPECT_TRUE(Load("control:\n  threads: 4\n").ok());  // positive control
   EXPECT_TRUE(
       FailsMentioning(Load("control:\n  port: 70000\n"), {":2", "control.port", "0..65535"}));
   EXPECT_TRUE(
