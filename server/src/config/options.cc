@@ -37,9 +37,10 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option(
           "control.threads", OptionType::kCount,
           +[](DaemonConfig& c) -> uint32_t& { return c.control_threads; },
-          "io threads of the control plane. A request runs on the thread that read it, its "
-          "storage work and its wait for the data plane included, so threads beyond the cores "
-          "keep other connections served while one request waits on the disk.",
+          "io threads of the control plane, each with its own event loop; connections are "
+          "spread over them as they are accepted and stay there. A request runs on the thread "
+          "that read it, its storage work and its data-plane transfer included, so threads "
+          "beyond the cores keep other connections served while one request waits on the disk.",
           1, 256),
       Option(
           "http.host", OptionType::kHost,

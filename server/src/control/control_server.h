@@ -31,7 +31,9 @@ class Metrics;
 struct ControlServerOptions {
   std::string host = "127.0.0.1";  // IP literal or "localhost"
   uint16_t port = 0;               // 0: any free port (port() tells which)
-  uint32_t threads = 2;            // io threads; a request runs on one of them until it is answered
+  // io threads, each with its own event loop; a connection stays on the thread it was accepted
+  // onto (round-robin) and its requests run there until answered.
+  uint32_t threads = 2;
   uint32_t max_connections = 1024;
   std::chrono::milliseconds io_timeout{30'000};
   std::chrono::milliseconds idle_timeout{600'000};

@@ -21,8 +21,8 @@ class UcxDataMover final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
-  // Overlaps: the engine reports each GET as it lands and `arrived` runs on the caller's thread
-  // while later transfers still move.
+  // Overlaps: `arrived` runs on the caller's thread for each GET as it lands, while later
+  // transfers still move (TransferEngine::Run).
   std::vector<Status> RunInOrder(transport::TransferBatch batch,
                                  const std::function<void(size_t)>& arrived) override;
   void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override;

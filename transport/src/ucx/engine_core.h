@@ -72,6 +72,8 @@ class EngineCore {
   // UCX to hand everything back, delivers every callback.
   void Shutdown();
 
+  // Nothing in flight: no batch, no close pending, nothing to advance.
+  bool Idle() const { return batches_.empty() && ready_.empty() && closes_.empty(); }
   size_t open_endpoints() const;
   // Unpacked remote keys held: cached per peer, plus retired ones a batch still uses.
   size_t cached_keys() const;

@@ -45,38 +45,74 @@ void ProgressLoop::Wake() {
   (void)!write(wake_fd_, &one, sizeof(one));
 }
 
+ProgressLoop::Driving::Driving(std::mutex& mu, std::atomic<int>& takers) : takers_(&takers) {
+  takers.fetch_add(1, std::memory_order_relaxed);
+  lock_ = std::unique_lock<std::mutex>(mu);
+}
+
+ProgressLoop::Driving::~Driving() {
+  if (!lock_.owns_lock()) return;  // moved from
+  lock_.unlock();
+  takers_->fetch_sub(1, std::memory_order_relaxed);
+}
+
+ProgressLoop::Driving ProgressLoop::TakeOver() { return Driving(worker_mu_, takers_); }
+
 void ProgressLoop::Stop() {
   stop_.store(true, std::memory_order_release);
   Wake();
   if (thread_.joinable()) thread_.join();
 }
 
+bool ProgressLoop::Pass() {
+  std::lock_guard<std::mutex> lock(worker_mu_);
+  bool busy = hooks_.work();
+  while (worker_.Progress() != 0) busy = true;
+  return busy;
+}
+
 void ProgressLoop::Run() {
   auto last_activity = Clock::now();
   while (!stop_.load(std::memory_order_acquire)) {
-    bool busy = hooks_.work();
-    while (worker_.Progress() != 0) busy = true;
-    if (busy) {
+    // While a thread drives the worker itself, a pass would only contend for the lock (and, on
+    // few cores, for the CPU it needs): sleep; it wakes the loop if it leaves work behind.
+    if (!Taken() && Pass()) {
       last_activity = Clock::now();
       continue;
     }
-    if (Clock::now() - last_activity < spin_) continue;
+    if (!Taken() && Clock::now() - last_activity < spin_) continue;
     Sleep();
     last_activity = Clock::now();
   }
+  std::lock_guard<std::mutex> lock(worker_mu_);
   hooks_.on_stop();
 }
 
 void ProgressLoop::Sleep() {
-  Result<bool> armed = worker_.Arm();
-  if (armed.ok() && !*armed) return;  // events pending: progress instead of sleeping
+  Result<bool> armed = Status::Unavailable("the worker is driven by another thread");
+  Clock::time_point next = Clock::time_point::max();
+  int worker_fd = -1;  // read under the lock: a restart replaces the worker and its fd
+  {
+    // Not waiting for a thread that drives the worker: it wakes the loop if it leaves work.
+    std::unique_lock<std::mutex> lock(worker_mu_, std::defer_lock);
+    if (Taken()) {
+      (void)lock.try_lock();
+    } else {
+      lock.lock();
+    }
+    if (lock.owns_lock()) {
+      armed = worker_.Arm();
+      if (armed.ok() && !*armed) return;  // events pending: progress instead of sleeping
+      next = hooks_.next_wakeup();
+      worker_fd = worker_.event_fd();
+    }
+  }
   auto timeout = kMaxSleep;
-  const Clock::time_point next = hooks_.next_wakeup();
   if (next != Clock::time_point::max()) {
     const auto until = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
     timeout = std::clamp(until, std::chrono::milliseconds(0), kMaxSleep);
   }
-  pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {worker_.event_fd(), POLLIN, 0}};
+  pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {worker_fd, POLLIN, 0}};
   // If arming failed the worker fd cannot be trusted; the timeout still bounds the sleep.
   (void)poll(fds, armed.ok() ? 2 : 1, static_cast<int>(timeout.count()));
   uint64_t drained = 0;

@@ -5,13 +5,20 @@
 // private wakeup eventfd (Wake) and a timeout (the owner's next deadline, capped at 100 ms so a
 // lost event costs latency, never a hang).
 //
-// Thread-safety: Wake() and Stop() are safe from any thread; the hooks and everything touching
-// the worker run on the loop's thread only.
+// Taking over: a thread that would otherwise only wait for the loop may drive the worker itself
+// (TakeOver), which spares two thread hand-offs per request. The loop runs no pass while such a
+// thread holds the worker, stops spinning when one asks for it, and sleeps until Wake(): whoever
+// gives the worker back with work still on it calls Wake().
+//
+// Thread-safety: Wake(), Stop() and TakeOver() are safe from any thread; the hooks and everything
+// touching the worker run on the loop's thread, or on a thread holding TakeOver's lock. The worker
+// must then be kSerialized.
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "kvault/common/result.h"
@@ -46,6 +53,24 @@ class ProgressLoop {
 
   // Makes the loop run a pass soon (after new work was queued).
   void Wake();
+  // Holding the worker (see TakeOver). Releases it when destroyed.
+  class Driving {
+   public:
+    Driving(Driving&&) = default;
+    ~Driving();
+
+   private:
+    friend class ProgressLoop;
+    Driving(std::mutex& mu, std::atomic<int>& takers);
+    std::unique_lock<std::mutex> lock_;
+    std::atomic<int>* takers_;
+  };
+  // Blocks until the loop is between passes and returns a guard under which the caller may drive
+  // the worker (post requests, progress it, call what the hooks call). While any thread waits
+  // for or holds one, the loop runs no pass and sleeps; so whoever releases it with requests
+  // still outstanding or work queued must Wake() the loop afterwards. Never call it from the
+  // loop's thread or a hook.
+  Driving TakeOver();
   // Requests a stop, waits for on_stop and the thread to finish. Idempotent. Must not be called
   // from the loop's thread.
   void Stop();
@@ -53,12 +78,17 @@ class ProgressLoop {
  private:
   ProgressLoop(UcxWorker& worker, Hooks hooks, std::chrono::microseconds spin, int wake_fd);
   void Run();
+  // One pass under the worker lock: the work hook, then UCX progress until it finds nothing.
+  bool Pass();
   void Sleep();
+  bool Taken() const { return takers_.load(std::memory_order_relaxed) > 0; }
 
   UcxWorker& worker_;
   Hooks hooks_;
   const std::chrono::microseconds spin_;
   const int wake_fd_;
+  std::mutex worker_mu_;         // held for every pass, every arm, and by TakeOver's callers
+  std::atomic<int> takers_{0};  // threads waiting for or holding a Driving guard
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -1,6 +1,8 @@
 #include "kvault/transport/ucx/transfer_engine.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -29,6 +31,39 @@ struct ForgetKeyCommand {
 };
 using Command = std::variant<ConnectCommand, DisconnectCommand, ForgetKeyCommand, QueuedBatch>;
 
+// What a batch run by TransferEngine::Run reports to the thread waiting for it: the GETs that
+// landed, which of them it has handed to the caller, and the final statuses.
+struct RunState {
+  explicit RunState(size_t n) : landed(n, 0) {}
+
+  // Under `lock`: hands the caller, in index order, each GET that landed; skips those that will
+  // never land (the batch is done without them); stops at the first still moving. `arrived`
+  // runs with the lock released.
+  void DeliverLanded(std::unique_lock<std::mutex>& lock,
+                     const std::function<void(size_t)>& arrived) {
+    while (next < landed.size()) {
+      if (landed[next] != 0) {
+        const size_t i = next++;
+        lock.unlock();
+        arrived(i);
+        lock.lock();
+      } else if (done) {
+        ++next;  // failed
+      } else {
+        return;
+      }
+    }
+  }
+  bool AllDelivered() const { return next >= landed.size(); }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<uint8_t> landed;  // per transfer: its bytes are in place
+  size_t next = 0;              // first transfer not yet handed to the caller
+  bool done = false;
+  std::vector<Status> statuses;
+};
+
 std::vector<Status> AllFailed(size_t n, const Status& status) {
   return std::vector<Status>(n, status);
 }
@@ -41,8 +76,9 @@ class TransferEngine::Impl {
       : context_(std::move(context)),
         worker_(std::move(worker)),
         core_(
-            worker_, [this] { return UcxWorker::Create(context_, UcxThreadMode::kSingle); },
-            options.cancel_grace) {}
+            worker_, [this] { return UcxWorker::Create(context_, UcxThreadMode::kSerialized); },
+            options.cancel_grace),
+        spin_(options.spin_before_sleep) {}
 
   ~Impl() {
     if (loop_) loop_->Stop();
@@ -50,18 +86,95 @@ class TransferEngine::Impl {
     regions_.Clear();
   }
 
-  Status Start(std::chrono::microseconds spin) {
+  Status Start() {
     ProgressLoop::Hooks hooks;
     hooks.work = [this] { return Work(); };
     hooks.next_wakeup = [this] { return core_.NextWakeup(); };
     hooks.on_stop = [this] {
+      stopped_ = true;
       FailQueued();
       core_.Shutdown();
       open_endpoints_.store(0);
       cached_keys_.store(0);
     };
-    KVAULT_ASSIGN_OR_RETURN(loop_, ProgressLoop::Start(worker_, std::move(hooks), spin));
+    KVAULT_ASSIGN_OR_RETURN(loop_, ProgressLoop::Start(worker_, std::move(hooks), spin_));
     return Status::Ok();
+  }
+
+  // TransferEngine::Run: drives the worker on this thread until `queued` is done or stalls,
+  // running `arrived` (if set) for landed GETs in index order, outside the worker lock.
+  std::vector<Status> Drive(QueuedBatch queued, const std::function<void(size_t)>& arrived) {
+    const size_t n = queued.batch.transfers.size();
+    auto run = std::make_shared<RunState>(n);
+    if (arrived) {
+      queued.batch.on_arrival = [run](size_t i) {
+        {
+          std::lock_guard<std::mutex> lock(run->mu);
+          run->landed[i] = 1;
+        }
+        run->cv.notify_one();
+      };
+    }
+    queued.done = [run](std::vector<Status> statuses) {
+      {
+        std::lock_guard<std::mutex> lock(run->mu);
+        run->statuses = std::move(statuses);
+        run->done = true;
+      }
+      run->cv.notify_one();
+    };
+    bool started = false;
+    bool leftover = false;
+    // Several GETs for a caller with work to do on each: the progress thread moves the next ones
+    // while this thread works on those that landed (with shared memory a driving thread would
+    // copy them all before its first `arrived`).
+    const bool overlap = arrived && n > 1;
+    if (overlap) Push(std::move(queued));
+    auto last_event = ProgressLoop::Clock::now();
+    while (!overlap) {
+      bool done = false;
+      {
+        ProgressLoop::Driving driving = loop_->TakeOver();
+        if (!started) {
+          if (stopped_) {
+            return std::vector<Status>(n, Status::Unavailable("transfer engine shutting down"));
+          }
+          (void)Work();  // what was queued before this batch goes first (ForgetRemoteKey)
+          core_.StartBatch(std::move(queued));
+          started = true;
+        }
+        bool busy = core_.Poll();
+        while (worker_.Progress() != 0) busy = true;
+        if (busy) (void)core_.Poll();  // deliver what that progress completed
+        {
+          std::lock_guard<std::mutex> lock(run->mu);
+          done = run->done;
+        }
+        const auto now = ProgressLoop::Clock::now();
+        if (busy) last_event = now;
+        const bool stalled = !busy && now - last_event >= spin_;
+        if (done || stalled) {
+          PublishStats();
+          leftover = !core_.Idle() || QueueNonEmpty();
+        }
+        if (stalled) break;  // leave it to the progress thread
+      }
+      if (arrived) {
+        std::unique_lock<std::mutex> lock(run->mu);
+        run->DeliverLanded(lock, arrived);
+      }
+      if (done) break;
+    }
+    if (leftover) loop_->Wake();
+    std::unique_lock<std::mutex> lock(run->mu);
+    if (arrived) {
+      while (!run->AllDelivered()) {
+        run->cv.wait(lock, [&] { return run->done || run->landed[run->next] != 0; });
+        run->DeliverLanded(lock, arrived);
+      }
+    }
+    run->cv.wait(lock, [&] { return run->done; });
+    return std::move(run->statuses);
   }
 
   void Push(Command command) {
@@ -82,6 +195,17 @@ class TransferEngine::Impl {
   std::atomic<size_t> cached_keys_{0};
 
  private:
+  bool QueueNonEmpty() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return !queue_.empty();
+  }
+
+  void PublishStats() {
+    open_endpoints_.store(core_.open_endpoints(), std::memory_order_relaxed);
+    worker_restarts_.store(core_.worker_restarts(), std::memory_order_relaxed);
+    cached_keys_.store(core_.cached_keys(), std::memory_order_relaxed);
+  }
+
   // Swaps the queue into `out` (empty vectors do not allocate, so idle passes stay cheap).
   void TakeQueue(std::vector<Command>& out) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -104,11 +228,7 @@ class TransferEngine::Impl {
       }
     }
     const bool did = core_.Poll() || !commands.empty();
-    if (did) {
-      open_endpoints_.store(core_.open_endpoints(), std::memory_order_relaxed);
-      worker_restarts_.store(core_.worker_restarts(), std::memory_order_relaxed);
-      cached_keys_.store(core_.cached_keys(), std::memory_order_relaxed);
-    }
+    if (did) PublishStats();
     return did;
   }
 
@@ -130,6 +250,8 @@ class TransferEngine::Impl {
     }
   }
 
+  const std::chrono::microseconds spin_;
+  bool stopped_ = false;  // under the worker lock: on_stop ran, nothing drives the worker any more
   std::mutex mu_;
   std::vector<Command> queue_;  // guarded by mu_
 };
@@ -139,9 +261,11 @@ Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(
   UcxContextOptions context_options = options.context;
   context_options.thread_safe = true;  // memory is registered from callers' threads
   KVAULT_ASSIGN_OR_RETURN(UcxContext context, UcxContext::Create(context_options));
-  KVAULT_ASSIGN_OR_RETURN(UcxWorker worker, UcxWorker::Create(context, UcxThreadMode::kSingle));
+  // Serialized: the progress thread and callers of Run take turns (ProgressLoop::TakeOver).
+  KVAULT_ASSIGN_OR_RETURN(UcxWorker worker,
+                          UcxWorker::Create(context, UcxThreadMode::kSerialized));
   auto impl = std::make_unique<Impl>(std::move(context), std::move(worker), options);
-  KVAULT_RETURN_IF_ERROR(impl->Start(options.spin_before_sleep));
+  KVAULT_RETURN_IF_ERROR(impl->Start());
   return std::unique_ptr<TransferEngine>(new TransferEngine(std::move(impl)));
 }
 
@@ -171,15 +295,28 @@ Status TransferEngine::Disconnect(PeerId peer) {
   return result.get();
 }
 
-void TransferEngine::Submit(TransferBatch batch, TransferCallback done) {
+namespace {
+
+QueuedBatch Queue(const RegionTable& regions, TransferBatch batch, TransferCallback done) {
   QueuedBatch queued;
   queued.local_memh.reserve(batch.transfers.size());
   for (const Transfer& t : batch.transfers) {
-    queued.local_memh.push_back(impl_->regions_.Find(t.local, t.length));
+    queued.local_memh.push_back(regions.Find(t.local, t.length));
   }
   queued.batch = std::move(batch);
   queued.done = std::move(done);
-  impl_->Push(std::move(queued));
+  return queued;
+}
+
+}  // namespace
+
+void TransferEngine::Submit(TransferBatch batch, TransferCallback done) {
+  impl_->Push(Queue(impl_->regions_, std::move(batch), std::move(done)));
+}
+
+std::vector<Status> TransferEngine::Run(TransferBatch batch,
+                                        const std::function<void(size_t)>& arrived) {
+  return impl_->Drive(Queue(impl_->regions_, std::move(batch), {}), arrived);
 }
 
 std::future<std::vector<Status>> TransferEngine::Submit(TransferBatch batch) {

@@ -49,16 +49,17 @@ struct TransferBatch {
   // IsDeadlineExceeded); a batch that arrives after it fails whole without being started. Required:
   // the default (the clock's epoch) fails every transfer with InvalidArgument.
   std::chrono::steady_clock::time_point deadline;
-  // Optional: called on the engine's progress thread with the index of each GET as soon as its
+  // Optional: called on the thread driving the engine with the index of each GET as soon as its
   // bytes are in local memory (before the batch's callback, never for a transfer that fails).
   // Lets the caller work on the first blocks while later ones still move. Keep it short and
   // never block in it.
   std::function<void(size_t index)> on_arrival;
 };
 
-// Called exactly once per batch with one status per transfer, in order. Runs on the engine's
-// progress thread: keep it short and never block in it. Calling Submit from it is fine; Connect
-// and Disconnect wait for the progress thread and would deadlock.
+// Called exactly once per batch with one status per transfer, in order. Runs on the thread driving
+// the engine (its progress thread, or a caller inside TransferEngine::Run): keep it short and
+// never block in it. Calling Submit from it is fine; Run, Connect and Disconnect wait for the
+// worker and would deadlock.
 using TransferCallback = std::function<void(std::vector<Status> statuses)>;
 
 // Deadline expiry is reported as kUnavailable with this message prefix until kvault's

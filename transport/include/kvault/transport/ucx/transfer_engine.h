@@ -1,6 +1,6 @@
 #pragma once
 // TransferEngine: the server side of the data plane (DESIGN.md §8). It owns a UCX context and
-// one worker driven by a dedicated progress thread, connects to client workers by address, and
+// one worker driven by a dedicated progress thread (or by callers of Run), connects to client workers by address, and
 // initiates one-sided GETs (store) and PUTs (load) against memory the clients registered. The
 // server never exposes its own memory: its buffers are registered locally and no remote key for
 // them ever leaves the process.
@@ -27,13 +27,15 @@
 // next Submit. Stats().worker_restarts counts these events.
 //
 // Thread-safety: every public method is safe from any thread. Submit and ForgetRemoteKey only
-// queue work and wake the progress thread; Connect and Disconnect wait for it. Callbacks run on
-// the progress thread. Lock order: registration mutex, then queue mutex (never held together in
-// practice).
+// queue work and wake the progress thread; Connect and Disconnect wait for it. Run drives the
+// worker on the calling thread when it can (see Run). Callbacks run on whichever thread drives
+// the worker: the progress thread or a thread inside Run. Lock order: worker lock (held while
+// driving), then queue mutex; the registration mutex is never held with either.
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <span>
@@ -101,6 +103,18 @@ class TransferEngine {
   void Submit(TransferBatch batch, TransferCallback done);
   // As above, completing a future instead of calling back.
   std::future<std::vector<Status>> Submit(TransferBatch batch);
+  // As Submit, and waits for the statuses; the calling thread drives the worker itself: it takes
+  // the worker from the progress thread (waiting while another thread drives it), runs what was
+  // queued before, posts the batch and progresses until the batch is done. If the batch stalls
+  // (no UCX event for spin_before_sleep, e.g. a slow network peer) the progress thread takes it
+  // over and the caller sleeps. With shared memory a whole load or store then completes without
+  // a thread hand-off. `arrived`, if set, is called on the calling thread for each GET whose
+  // bytes are in place, in index order, skipping failed transfers, without the worker held
+  // (batch.on_arrival is replaced); for a batch of several transfers the progress thread then
+  // moves them, so that the caller's work on the first overlaps the later ones. Never call Run
+  // from a callback.
+  std::vector<Status> Run(TransferBatch batch,
+                          const std::function<void(size_t)>& arrived = nullptr);
 
   // Remote keys are unpacked once per peer and kept, by their sealed bytes, for later batches
   // (up to 64 per peer). With shared-memory transports an unpacked key maps the client's memory,

@@ -1,0 +1,301 @@
+// TransferEngine::Run: the caller drives the worker itself (ProgressLoop::TakeOver) and hands a
+// stalled batch to the progress thread. Real transports, client and server in one process, as
+// transfer_engine_test.cc.
+
+#include <gtest/gtest.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvault/transport/ucx/transfer_engine.h"
+#include "kvault/transport/ucx/ucx_agent.h"
+#include "kvault/transport/ucx/ucx_memory.h"
+#include "kvault/transport/ucx/ucx_worker.h"
+#include "ucx_test_util.h"
+
+namespace kvault::transport {
+namespace {
+
+using testing::AlignedBuffer;
+using testing::FillPattern;
+using testing::FirstMismatch;
+using testing::WaitBatch;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kKiB = 1024;
+
+Clock::time_point In(std::chrono::milliseconds ms) { return Clock::now() + ms; }
+
+class TransferEngineRunTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    TransferEngineOptions engine_options;
+    engine_options.context.transports = GetParam();
+    Result<std::unique_ptr<TransferEngine>> engine = TransferEngine::Create(engine_options);
+    if (!engine.ok() && engine.status().code() == StatusCode::kUnavailable) {
+      GTEST_SKIP() << "transports \"" << GetParam()
+                   << "\" unavailable: " << engine.status().ToString();
+    }
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    engine_ = std::move(engine).value();
+    UcxAgentOptions agent_options;
+    agent_options.context.transports = GetParam();
+    Result<std::unique_ptr<UcxAgent>> agent = UcxAgent::Create(agent_options);
+    ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+    agent_ = std::move(agent).value();
+    Result<PeerId> peer = engine_->Connect(agent_->worker_address());
+    ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+    peer_ = *peer;
+  }
+
+  void TearDown() override {
+    engine_.reset();  // before the agent: the engine's endpoints point at the agent's worker
+    agent_.reset();
+  }
+
+  // `count` transfers of `size` bytes each between consecutive slices of `local` and of the
+  // client's `region`.
+  TransferBatch Slices(TransferOp op, uint8_t* local, const RegisteredRegion& region, size_t count,
+                       size_t size) const {
+    TransferBatch batch;
+    batch.remote_keys.push_back(region.remote_key);
+    for (size_t i = 0; i < count; ++i) {
+      batch.transfers.push_back(
+          Transfer{op, peer_, local + i * size, region.remote_address() + i * size, size, 0});
+    }
+    batch.deadline = In(std::chrono::milliseconds(5000));
+    return batch;
+  }
+
+  std::unique_ptr<TransferEngine> engine_;
+  std::unique_ptr<UcxAgent> agent_;
+  PeerId peer_ = 0;
+};
+
+TEST_P(TransferEngineRunTest, PutsAndGetsByteForByteOnTheCallersThread) {
+  for (size_t size : {4 * kKiB, 1024 * kKiB}) {
+    SCOPED_TRACE("size " + std::to_string(size));
+    AlignedBuffer client(size);
+    AlignedBuffer server(size);
+    Result<RegisteredRegion> region = agent_->RegisterMemory(client.data, size);
+    ASSERT_TRUE(region.ok()) << region.status().ToString();
+
+    FillPattern(server.data, size, 7);
+    std::vector<Status> put = engine_->Run(Slices(TransferOp::kPut, server.data, *region, 1, size));
+    ASSERT_EQ(put.size(), 1u);
+    ASSERT_TRUE(put[0].ok()) << put[0].ToString();
+    EXPECT_EQ(FirstMismatch(client.data, size, 7), -1);  // in the client's memory on return
+
+    FillPattern(client.data, size, 8);
+    std::vector<Status> got = engine_->Run(Slices(TransferOp::kGet, server.data, *region, 1, size));
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(got[0].ok()) << got[0].ToString();
+    EXPECT_EQ(FirstMismatch(server.data, size, 8), -1);
+  }
+}
+
+// `arrived` sees each GET's bytes already in place, in index order, once each, and never a
+// transfer that failed; a batch of one GET (driven by the caller) and of several (moved by the
+// progress thread) alike.
+TEST_P(TransferEngineRunTest, ArrivedRunsInOrderWithTheBytesInPlaceAndSkipsFailures) {
+  constexpr size_t kSlice = 64 * kKiB;
+  constexpr size_t kSlices = 6;
+  AlignedBuffer client(kSlices * kSlice);
+  AlignedBuffer server(kSlices * kSlice);
+  Result<RegisteredRegion> region = agent_->RegisterMemory(client.data, client.size);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  for (size_t i = 0; i < kSlices; ++i) FillPattern(client.data + i * kSlice, kSlice, 100 + i);
+
+  for (size_t count : {size_t{1}, kSlices}) {
+    SCOPED_TRACE("transfers " + std::to_string(count));
+    std::memset(server.data, 0, server.size);
+    TransferBatch batch = Slices(TransferOp::kGet, server.data, *region, count, kSlice);
+    const size_t broken = count / 2;  // a remote key index that does not exist fails only it
+    if (count > 1) batch.transfers[broken].remote_key = 5;
+    std::vector<size_t> seen;
+    std::vector<int64_t> mismatch;
+    std::vector<Status> s = engine_->Run(std::move(batch), [&](size_t i) {
+      seen.push_back(i);
+      mismatch.push_back(FirstMismatch(server.data + i * kSlice, kSlice, 100 + i));
+    });
+    ASSERT_EQ(s.size(), count);
+    std::vector<size_t> expected;
+    for (size_t i = 0; i < count; ++i) {
+      if (count > 1 && i == broken) {
+        EXPECT_EQ(s[i].code(), StatusCode::kInvalidArgument) << s[i].ToString();
+        continue;
+      }
+      EXPECT_TRUE(s[i].ok()) << i << ": " << s[i].ToString();
+      expected.push_back(i);
+    }
+    EXPECT_EQ(seen, expected);
+    EXPECT_EQ(mismatch, std::vector<int64_t>(expected.size(), -1));
+  }
+}
+
+// Callers of Run, the progress thread (batches from Submit) and each other take turns on one
+// worker: every thread moves its own bytes, each checked, and nothing is lost or mixed up.
+TEST_P(TransferEngineRunTest, ManyThreadsDrivingAndSubmittingAtOnceMoveExactlyTheirBytes) {
+  constexpr size_t kThreads = 4;
+  constexpr size_t kSlice = 32 * kKiB;
+  constexpr int kRounds = 150;
+  AlignedBuffer client(kThreads * kSlice);
+  AlignedBuffer server(kThreads * kSlice);
+  Result<RegisteredRegion> region = agent_->RegisterMemory(client.data, client.size);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  Result<RegionId> arena = engine_->RegisterMemory(server.data, server.size);
+  ASSERT_TRUE(arena.ok()) << arena.status().ToString();
+
+  std::atomic<int> failures{0};
+  std::vector<std::string> first_failure(kThreads);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      uint8_t* mine = server.data + t * kSlice;
+      auto one = [&](TransferOp op) {
+        TransferBatch batch;
+        batch.remote_keys.push_back(region->remote_key);
+        batch.transfers.push_back(
+            Transfer{op, peer_, mine, region->remote_address() + t * kSlice, kSlice, 0});
+        batch.deadline = In(std::chrono::milliseconds(5000));
+        // Odd threads go through the progress thread, even ones drive the worker themselves.
+        std::vector<Status> s = t % 2 == 0 ? engine_->Run(std::move(batch))
+                                           : WaitBatch(engine_->Submit(std::move(batch)));
+        return s.size() == 1 ? s[0] : Status::Internal("no status");
+      };
+      for (int round = 0; round < kRounds; ++round) {
+        const uint64_t seed = t * 1000 + round;
+        FillPattern(mine, kSlice, seed);
+        Status s = one(TransferOp::kPut);
+        std::memset(mine, 0, kSlice);
+        if (s.ok()) s = one(TransferOp::kGet);  // the client's copy comes back
+        if (s.ok() && FirstMismatch(mine, kSlice, seed) != -1) {
+          s = Status::Corruption("round " + std::to_string(round) + ": bytes differ");
+        }
+        if (!s.ok()) {
+          if (failures.fetch_add(1) == 0) first_failure[t] = s.ToString();
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (const std::string& f : first_failure) EXPECT_EQ(f, "");
+  EXPECT_TRUE(engine_->UnregisterMemory(*arena).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(ucx, TransferEngineRunTest, ::testing::Values("tcp", "posix,cma"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.param) == "tcp" ? "Tcp" : "PosixCma";
+                         });
+
+// CPU time the calling thread has used.
+Clock::duration ThreadCpuTime() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+// A peer whose worker nobody progresses never answers a GET (UCX emulates it with messages). The
+// caller of Run must neither hold the worker nor spin while it waits: it hands the batch to the
+// progress thread, which fails it at its deadline, and sleeps; meanwhile another caller's batch
+// to a healthy peer completes at once.
+TEST(TransferEngineRunStallTest, StalledBatchLeavesTheWorkerToOthersAndMeetsItsDeadline) {
+  TransferEngineOptions options;
+  options.context.transports = "posix,cma";
+  Result<std::unique_ptr<TransferEngine>> engine = TransferEngine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+
+  UcxContextOptions stuck_options;
+  stuck_options.transports = "posix,cma";
+  Result<UcxContext> stuck_context = UcxContext::Create(stuck_options);
+  ASSERT_TRUE(stuck_context.ok());
+  std::optional<UcxWorker> stuck_worker;
+  {
+    Result<UcxWorker> w = UcxWorker::Create(*stuck_context);
+    ASSERT_TRUE(w.ok());
+    stuck_worker.emplace(std::move(w).value());
+  }
+  AlignedBuffer stuck_buffer(64 * kKiB);
+  Result<UcxMemory> stuck_memory = UcxMemory::Map(*stuck_context, stuck_buffer.data, 64 * kKiB);
+  ASSERT_TRUE(stuck_memory.ok());
+  Result<std::vector<uint8_t>> stuck_key = stuck_memory->PackRemoteKey();
+  ASSERT_TRUE(stuck_key.ok());
+  Result<PeerId> stuck_peer = (*engine)->Connect(stuck_worker->address());
+  ASSERT_TRUE(stuck_peer.ok()) << stuck_peer.status().ToString();
+
+  UcxAgentOptions agent_options;
+  agent_options.context.transports = "posix,cma";
+  Result<std::unique_ptr<UcxAgent>> agent = UcxAgent::Create(agent_options);
+  ASSERT_TRUE(agent.ok());
+  AlignedBuffer client(64 * kKiB);
+  FillPattern(client.data, client.size, 9);
+  Result<RegisteredRegion> region = (*agent)->RegisterMemory(client.data, client.size);
+  ASSERT_TRUE(region.ok());
+  Result<PeerId> healthy = (*engine)->Connect((*agent)->worker_address());
+  ASSERT_TRUE(healthy.ok());
+
+  constexpr auto kDeadline = std::chrono::milliseconds(1500);
+  AlignedBuffer stuck_server(64 * kKiB);
+  std::vector<Status> stuck_result;
+  Clock::duration stuck_took{};
+  Clock::duration stuck_cpu{};
+  std::thread stuck([&] {
+    TransferBatch batch;
+    batch.remote_keys.push_back(*stuck_key);
+    batch.transfers.push_back(Transfer{TransferOp::kGet, *stuck_peer, stuck_server.data,
+                                       reinterpret_cast<uint64_t>(stuck_buffer.data), 64 * kKiB,
+                                       0});
+    const auto start = Clock::now();
+    const auto cpu_start = ThreadCpuTime();
+    batch.deadline = start + kDeadline;
+    stuck_result = (*engine)->Run(std::move(batch));
+    stuck_took = Clock::now() - start;
+    stuck_cpu = ThreadCpuTime() - cpu_start;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the stuck GET is posted
+
+  // Positive control, while the stuck batch waits: a healthy GET through Run completes long
+  // before the stuck batch's deadline.
+  AlignedBuffer server(64 * kKiB);
+  TransferBatch ok_batch;
+  ok_batch.remote_keys.push_back(region->remote_key);
+  ok_batch.transfers.push_back(
+      Transfer{TransferOp::kGet, *healthy, server.data, region->remote_address(), 64 * kKiB, 0});
+  ok_batch.deadline = In(std::chrono::milliseconds(5000));
+  const auto ok_start = Clock::now();
+  std::vector<Status> ok = (*engine)->Run(std::move(ok_batch));
+  const auto ok_took = Clock::now() - ok_start;
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_TRUE(ok[0].ok()) << ok[0].ToString();
+  EXPECT_EQ(FirstMismatch(server.data, server.size, 9), -1);
+  EXPECT_LT(ok_took, std::chrono::milliseconds(1000))
+      << "the healthy batch waited for the stuck one: "
+      << std::chrono::duration<double>(ok_took).count() << " s";
+
+  stuck.join();
+  ASSERT_EQ(stuck_result.size(), 1u);
+  EXPECT_TRUE(IsDeadlineExceeded(stuck_result[0])) << stuck_result[0].ToString();
+  EXPECT_GE(stuck_took, kDeadline);
+  EXPECT_LT(stuck_took, kDeadline + std::chrono::milliseconds(2500))
+      << std::chrono::duration<double>(stuck_took).count() << " s";
+  // Spinning until the deadline would cost about kDeadline of CPU.
+  EXPECT_LT(stuck_cpu, kDeadline / 5)
+      << "the waiting caller used " << std::chrono::duration<double>(stuck_cpu).count()
+      << " s of CPU";
+
+  engine->reset();
+  region = Status::Unavailable("released before its agent");
+  agent->reset();
+}
+
+}  // namespace
+}  // namespace kvault::transport
