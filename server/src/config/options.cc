@@ -39,8 +39,8 @@ std::vector<OptionDescriptor> BuildOptions() {
           +[](DaemonConfig& c) -> uint32_t& { return c.control_threads; },
           "io threads of the control plane, each with its own event loop; connections are "
           "spread over them as they are accepted and stay there. A request runs on the thread "
-          "that read it, its storage work and its data-plane transfer included, so threads "
-          "beyond the cores keep other connections served while one request waits on the disk.",
+          "that read it, its storage work and its data-plane transfer included: while it waits "
+          "on the disk, that thread's other connections wait too, other threads' go on.",
           1, 256),
       Option(
           "http.host", OptionType::kHost,

@@ -30,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 struct ControlServer::Impl {
   Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
-      : options(o), service(svc), metrics(m), loops(MakeLoops(o.threads)), acceptor(*loops[0]) {}
+      : options(o), service(svc), metrics(m), loops(MakeLoops(o.threads)), acceptor(accept_loop) {}
 
   // One single-threaded io_context per io thread: an event wakes the thread that owns the socket
   // and its handler runs there. A context shared by all threads handed completions from the
@@ -47,6 +47,7 @@ struct ControlServer::Impl {
   asio::io_context& NextLoop() { return *loops[next_loop.fetch_add(1) % loops.size()]; }
 
   void StopLoops() {
+    accept_loop.stop();
     for (auto& loop : loops) loop->stop();
   }
 
@@ -61,7 +62,10 @@ struct ControlServer::Impl {
   ControlServerOptions options;
   Service& service;
   Metrics* metrics;
-  std::vector<std::unique_ptr<asio::io_context>> loops;  // loops[0] also runs the acceptor
+  std::vector<std::unique_ptr<asio::io_context>> loops;  // one per io thread: connections
+  // The acceptor's own loop and thread: never blocked by a request that waits on the disk or the
+  // data plane, so new connections are accepted while every io thread is busy.
+  asio::io_context accept_loop{1};
   std::atomic<size_t> next_loop{0};
   std::optional<asio::ssl::context> ssl;
   tcp::acceptor acceptor;
@@ -381,8 +385,10 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(const ControlServerO
   }
   impl->port = impl->acceptor.local_endpoint().port();
   Impl& s = *impl;
-  asio::co_spawn(*s.loops[0], AcceptLoop(s), asio::detached);
-  for (auto& loop : s.loops) {
+  asio::co_spawn(s.accept_loop, AcceptLoop(s), asio::detached);
+  std::vector<asio::io_context*> all{&s.accept_loop};
+  for (auto& loop : s.loops) all.push_back(loop.get());
+  for (asio::io_context* loop : all) {
     s.threads.emplace_back([&io = *loop] {
       auto idle = asio::make_work_guard(io);  // a loop without connections yet keeps running
       io.run();
@@ -401,7 +407,7 @@ bool ControlServer::tls() const { return impl_->ssl.has_value(); }
 
 bool ControlServer::Drain(std::chrono::milliseconds bound) {
   Impl& s = *impl_;
-  asio::post(*s.loops[0], [&s] {
+  asio::post(s.accept_loop, [&s] {
     error_code ec;
     s.acceptor.close(ec);
   });
@@ -416,7 +422,7 @@ bool ControlServer::Drain(std::chrono::milliseconds bound) {
 void ControlServer::Stop() {
   Impl& s = *impl_;
   if (s.stopped.exchange(true)) return;
-  asio::post(*s.loops[0], [&s] {
+  asio::post(s.accept_loop, [&s] {
     error_code ec;
     s.acceptor.close(ec);
   });

@@ -45,18 +45,20 @@ void ProgressLoop::Wake() {
   (void)!write(wake_fd_, &one, sizeof(one));
 }
 
-ProgressLoop::Driving::Driving(std::mutex& mu, std::atomic<int>& takers) : takers_(&takers) {
-  takers.fetch_add(1, std::memory_order_relaxed);
-  lock_ = std::unique_lock<std::mutex>(mu);
+ProgressLoop::Driving::Driving(ProgressLoop& loop) : loop_(&loop) {
+  loop.takers_.fetch_add(1);
+  lock_ = std::unique_lock<std::mutex>(loop.worker_mu_);
 }
 
 ProgressLoop::Driving::~Driving() {
   if (!lock_.owns_lock()) return;  // moved from
   lock_.unlock();
-  takers_->fetch_sub(1, std::memory_order_relaxed);
+  // Sequentially consistent with the loop's "missed_wake_ = true, then check takers_": either
+  // the loop sees no taker and runs a pass, or the last taker sees the flag and wakes it.
+  if (loop_->takers_.fetch_sub(1) == 1 && loop_->missed_wake_.exchange(false)) loop_->Wake();
 }
 
-ProgressLoop::Driving ProgressLoop::TakeOver() { return Driving(worker_mu_, takers_); }
+ProgressLoop::Driving ProgressLoop::TakeOver() { return Driving(*this); }
 
 void ProgressLoop::Stop() {
   stop_.store(true, std::memory_order_release);
@@ -92,20 +94,14 @@ void ProgressLoop::Sleep() {
   Result<bool> armed = Status::Unavailable("the worker is driven by another thread");
   Clock::time_point next = Clock::time_point::max();
   int worker_fd = -1;  // read under the lock: a restart replaces the worker and its fd
-  {
-    // Not waiting for a thread that drives the worker: it wakes the loop if it leaves work.
-    std::unique_lock<std::mutex> lock(worker_mu_, std::defer_lock);
-    if (Taken()) {
-      (void)lock.try_lock();
-    } else {
-      lock.lock();
-    }
-    if (lock.owns_lock()) {
-      armed = worker_.Arm();
-      if (armed.ok() && !*armed) return;  // events pending: progress instead of sleeping
-      next = hooks_.next_wakeup();
-      worker_fd = worker_.event_fd();
-    }
+  // While the worker is taken its events are the taker's to progress: sleep on the wakeup fd
+  // only (arming now could find events pending and return at once, again and again).
+  if (!Taken()) {
+    std::lock_guard<std::mutex> lock(worker_mu_);
+    armed = worker_.Arm();
+    if (armed.ok() && !*armed) return;  // events pending: progress instead of sleeping
+    next = hooks_.next_wakeup();
+    worker_fd = worker_.event_fd();
   }
   auto timeout = kMaxSleep;
   if (next != Clock::time_point::max()) {
@@ -116,7 +112,9 @@ void ProgressLoop::Sleep() {
   // If arming failed the worker fd cannot be trusted; the timeout still bounds the sleep.
   (void)poll(fds, armed.ok() ? 2 : 1, static_cast<int>(timeout.count()));
   uint64_t drained = 0;
-  (void)!read(wake_fd_, &drained, sizeof(drained));
+  if (read(wake_fd_, &drained, sizeof(drained)) == sizeof(drained) && Taken()) {
+    missed_wake_.store(true);  // the next pass may not come before the taker lets go
+  }
 }
 
 }  // namespace kvault::transport

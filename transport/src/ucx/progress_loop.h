@@ -61,15 +61,16 @@ class ProgressLoop {
 
    private:
     friend class ProgressLoop;
-    Driving(std::mutex& mu, std::atomic<int>& takers);
+    explicit Driving(ProgressLoop& loop);
     std::unique_lock<std::mutex> lock_;
-    std::atomic<int>* takers_;
+    ProgressLoop* loop_;
   };
   // Blocks until the loop is between passes and returns a guard under which the caller may drive
   // the worker (post requests, progress it, call what the hooks call). While any thread waits
   // for or holds one, the loop runs no pass and sleeps; so whoever releases it with requests
-  // still outstanding or work queued must Wake() the loop afterwards. Never call it from the
-  // loop's thread or a hook.
+  // still outstanding must Wake() the loop afterwards. (Work queued meanwhile is not lost: a
+  // Wake() the loop received while the worker was taken is repeated when the last taker lets
+  // go.) Never call it from the loop's thread or a hook.
   Driving TakeOver();
   // Requests a stop, waits for on_stop and the thread to finish. Idempotent. Must not be called
   // from the loop's thread.
@@ -81,7 +82,7 @@ class ProgressLoop {
   // One pass under the worker lock: the work hook, then UCX progress until it finds nothing.
   bool Pass();
   void Sleep();
-  bool Taken() const { return takers_.load(std::memory_order_relaxed) > 0; }
+  bool Taken() const { return takers_.load() > 0; }  // seq_cst: see ~Driving
 
   UcxWorker& worker_;
   Hooks hooks_;
@@ -89,6 +90,8 @@ class ProgressLoop {
   const int wake_fd_;
   std::mutex worker_mu_;         // held for every pass, every arm, and by TakeOver's callers
   std::atomic<int> takers_{0};  // threads waiting for or holding a Driving guard
+  // A Wake() reached the loop while the worker was taken: the last taker to let go repeats it.
+  std::atomic<bool> missed_wake_{false};
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -101,8 +101,9 @@ class TransferEngine::Impl {
     return Status::Ok();
   }
 
-  // TransferEngine::Run: drives the worker on this thread until `queued` is done or stalls,
-  // running `arrived` (if set) for landed GETs in index order, outside the worker lock.
+  // TransferEngine::Run: drives the worker on this thread until `queued` is done or stalls (or
+  // leaves a batch of several GETs with `arrived` to the progress thread), then waits, running
+  // `arrived` (if set) for landed GETs in index order, outside the worker lock.
   std::vector<Status> Drive(QueuedBatch queued, const std::function<void(size_t)>& arrived) {
     const size_t n = queued.batch.transfers.size();
     auto run = std::make_shared<RunState>(n);
@@ -123,49 +124,14 @@ class TransferEngine::Impl {
       }
       run->cv.notify_one();
     };
-    bool started = false;
-    bool leftover = false;
-    // Several GETs for a caller with work to do on each: the progress thread moves the next ones
-    // while this thread works on those that landed (with shared memory a driving thread would
-    // copy them all before its first `arrived`).
-    const bool overlap = arrived && n > 1;
-    if (overlap) Push(std::move(queued));
-    auto last_event = ProgressLoop::Clock::now();
-    while (!overlap) {
-      bool done = false;
-      {
-        ProgressLoop::Driving driving = loop_->TakeOver();
-        if (!started) {
-          if (stopped_) {
-            return std::vector<Status>(n, Status::Unavailable("transfer engine shutting down"));
-          }
-          (void)Work();  // what was queued before this batch goes first (ForgetRemoteKey)
-          core_.StartBatch(std::move(queued));
-          started = true;
-        }
-        bool busy = core_.Poll();
-        while (worker_.Progress() != 0) busy = true;
-        if (busy) (void)core_.Poll();  // deliver what that progress completed
-        {
-          std::lock_guard<std::mutex> lock(run->mu);
-          done = run->done;
-        }
-        const auto now = ProgressLoop::Clock::now();
-        if (busy) last_event = now;
-        const bool stalled = !busy && now - last_event >= spin_;
-        if (done || stalled) {
-          PublishStats();
-          leftover = !core_.Idle() || QueueNonEmpty();
-        }
-        if (stalled) break;  // leave it to the progress thread
-      }
-      if (arrived) {
-        std::unique_lock<std::mutex> lock(run->mu);
-        run->DeliverLanded(lock, arrived);
-      }
-      if (done) break;
+    if (arrived && n > 1) {
+      // Several GETs for a caller with work to do on each: the progress thread moves the next
+      // ones while this thread works on those that landed (with shared memory a driving thread
+      // would copy them all before its first `arrived`).
+      Push(std::move(queued));
+    } else if (!DriveUntilDoneOrStalled(std::move(queued), *run)) {
+      return std::vector<Status>(n, Status::Unavailable("transfer engine shutting down"));
     }
-    if (leftover) loop_->Wake();
     std::unique_lock<std::mutex> lock(run->mu);
     if (arrived) {
       while (!run->AllDelivered()) {
@@ -175,6 +141,40 @@ class TransferEngine::Impl {
     }
     run->cv.wait(lock, [&] { return run->done; });
     return std::move(run->statuses);
+  }
+
+  // Takes the worker, runs what was queued before (a ForgetRemoteKey goes first), posts `queued`
+  // and progresses until it is done or no event came for spin_ (then the progress thread goes
+  // on with it). The worker stays taken throughout: a batch here has at most one arrival, which
+  // needs no delivery before the end. False when the engine has stopped (nothing was posted).
+  bool DriveUntilDoneOrStalled(QueuedBatch queued, RunState& run) {
+    bool leftover = false;
+    {
+      ProgressLoop::Driving driving = loop_->TakeOver();
+      if (stopped_) return false;  // on_stop takes the worker too: it cannot run meanwhile
+      (void)Work();
+      core_.StartBatch(std::move(queued));
+      auto last_event = ProgressLoop::Clock::now();
+      for (;;) {
+        bool busy = core_.Poll();
+        while (worker_.Progress() != 0) busy = true;
+        if (busy) (void)core_.Poll();  // deliver what that progress completed
+        {
+          std::lock_guard<std::mutex> lock(run.mu);
+          if (run.done) break;
+        }
+        const auto now = ProgressLoop::Clock::now();
+        if (busy) {
+          last_event = now;
+        } else if (now - last_event >= spin_) {
+          break;  // stalled: leave it to the progress thread
+        }
+      }
+      PublishStats();
+      leftover = !core_.Idle() || QueueNonEmpty();
+    }
+    if (leftover) loop_->Wake();
+    return true;
   }
 
   void Push(Command command) {
