@@ -27,6 +27,8 @@ namespace {
 using testing::AlignedBuffer;
 using testing::FillPattern;
 using testing::FirstMismatch;
+using testing::MakeStuckClient;
+using testing::StuckClient;
 using testing::WaitBatch;
 using Clock = std::chrono::steady_clock;
 
@@ -34,33 +36,8 @@ constexpr size_t kKiB = 1024;
 
 Clock::time_point In(std::chrono::milliseconds ms) { return Clock::now() + ms; }
 
-class TransferEngineRunTest : public ::testing::TestWithParam<const char*> {
+class TransferEngineRunTest : public testing::EngineAndAgentTest {
  protected:
-  void SetUp() override {
-    TransferEngineOptions engine_options;
-    engine_options.context.transports = GetParam();
-    Result<std::unique_ptr<TransferEngine>> engine = TransferEngine::Create(engine_options);
-    if (!engine.ok() && engine.status().code() == StatusCode::kUnavailable) {
-      GTEST_SKIP() << "transports \"" << GetParam()
-                   << "\" unavailable: " << engine.status().ToString();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-    engine_ = std::move(engine).value();
-    UcxAgentOptions agent_options;
-    agent_options.context.transports = GetParam();
-    Result<std::unique_ptr<UcxAgent>> agent = UcxAgent::Create(agent_options);
-    ASSERT_TRUE(agent.ok()) << agent.status().ToString();
-    agent_ = std::move(agent).value();
-    Result<PeerId> peer = engine_->Connect(agent_->worker_address());
-    ASSERT_TRUE(peer.ok()) << peer.status().ToString();
-    peer_ = *peer;
-  }
-
-  void TearDown() override {
-    engine_.reset();  // before the agent: the engine's endpoints point at the agent's worker
-    agent_.reset();
-  }
-
   // `count` transfers of `size` bytes each between consecutive slices of `local` and of the
   // client's `region`.
   TransferBatch Slices(TransferOp op, uint8_t* local, const RegisteredRegion& region, size_t count,
@@ -75,9 +52,6 @@ class TransferEngineRunTest : public ::testing::TestWithParam<const char*> {
     return batch;
   }
 
-  std::unique_ptr<TransferEngine> engine_;
-  std::unique_ptr<UcxAgent> agent_;
-  PeerId peer_ = 0;
 };
 
 TEST_P(TransferEngineRunTest, PutsAndGetsByteForByteOnTheCallersThread) {
@@ -263,22 +237,10 @@ TEST(TransferEngineRunStallTest, StalledBatchLeavesTheWorkerToOthersAndMeetsItsD
   Result<std::unique_ptr<TransferEngine>> engine = TransferEngine::Create(options);
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
 
-  UcxContextOptions stuck_options;
-  stuck_options.transports = "posix,cma";
-  Result<UcxContext> stuck_context = UcxContext::Create(stuck_options);
-  ASSERT_TRUE(stuck_context.ok());
-  std::optional<UcxWorker> stuck_worker;
-  {
-    Result<UcxWorker> w = UcxWorker::Create(*stuck_context);
-    ASSERT_TRUE(w.ok());
-    stuck_worker.emplace(std::move(w).value());
-  }
-  AlignedBuffer stuck_buffer(64 * kKiB);
-  Result<UcxMemory> stuck_memory = UcxMemory::Map(*stuck_context, stuck_buffer.data, 64 * kKiB);
-  ASSERT_TRUE(stuck_memory.ok());
-  Result<std::vector<uint8_t>> stuck_key = stuck_memory->PackRemoteKey();
-  ASSERT_TRUE(stuck_key.ok());
-  Result<PeerId> stuck_peer = (*engine)->Connect(stuck_worker->address());
+  StuckClient stuck_client;
+  MakeStuckClient("posix,cma", 64 * kKiB, stuck_client);
+  ASSERT_FALSE(HasFatalFailure());
+  Result<PeerId> stuck_peer = (*engine)->Connect(stuck_client.worker->address());
   ASSERT_TRUE(stuck_peer.ok()) << stuck_peer.status().ToString();
 
   UcxAgentOptions agent_options;
@@ -299,10 +261,9 @@ TEST(TransferEngineRunStallTest, StalledBatchLeavesTheWorkerToOthersAndMeetsItsD
   Clock::duration stuck_cpu{};
   std::thread stuck([&] {
     TransferBatch batch;
-    batch.remote_keys.push_back(*stuck_key);
+    batch.remote_keys.push_back(stuck_client.remote_key);
     batch.transfers.push_back(Transfer{TransferOp::kGet, *stuck_peer, stuck_server.data,
-                                       reinterpret_cast<uint64_t>(stuck_buffer.data), 64 * kKiB,
-                                       0});
+                                       stuck_client.address(), 64 * kKiB, 0});
     const auto start = Clock::now();
     const auto cpu_start = ThreadCpuTime();
     batch.deadline = start + kDeadline;

@@ -28,6 +28,8 @@ namespace {
 using testing::AlignedBuffer;
 using testing::FillPattern;
 using testing::FirstMismatch;
+using testing::MakeStuckClient;
+using testing::StuckClient;
 using testing::WaitBatch;
 using Clock = std::chrono::steady_clock;
 
@@ -36,37 +38,8 @@ constexpr size_t kMiB = 1024 * 1024;
 
 std::chrono::steady_clock::time_point In(std::chrono::milliseconds ms) { return Clock::now() + ms; }
 
-class TransferEngineTest : public ::testing::TestWithParam<const char*> {
+class TransferEngineTest : public testing::EngineAndAgentTest {
  protected:
-  void SetUp() override {
-    TransferEngineOptions engine_options;
-    engine_options.context.transports = GetParam();
-    engine_options.context.name = "test-server";
-    Result<std::unique_ptr<TransferEngine>> engine = TransferEngine::Create(engine_options);
-    if (!engine.ok() && engine.status().code() == StatusCode::kUnavailable) {
-      GTEST_SKIP() << "transports \"" << GetParam()
-                   << "\" unavailable: " << engine.status().ToString();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-    engine_ = std::move(engine).value();
-
-    UcxAgentOptions agent_options;
-    agent_options.context.transports = GetParam();
-    agent_options.context.name = "test-client";
-    Result<std::unique_ptr<UcxAgent>> agent = UcxAgent::Create(agent_options);
-    ASSERT_TRUE(agent.ok()) << agent.status().ToString();
-    agent_ = std::move(agent).value();
-
-    Result<PeerId> peer = engine_->Connect(agent_->worker_address());
-    ASSERT_TRUE(peer.ok()) << peer.status().ToString();
-    peer_ = *peer;
-  }
-
-  void TearDown() override {
-    engine_.reset();  // before the agent: the engine's endpoints point at the agent's worker
-    agent_.reset();
-  }
-
   // One transfer of `n` bytes between server `local` and the client's registered `region`.
   std::vector<Status> RunOne(TransferOp op, void* local, const RegisteredRegion& region,
                              size_t offset, size_t n) {
@@ -77,9 +50,6 @@ class TransferEngineTest : public ::testing::TestWithParam<const char*> {
     return WaitBatch(engine_->Submit(std::move(batch)));
   }
 
-  std::unique_ptr<TransferEngine> engine_;
-  std::unique_ptr<UcxAgent> agent_;
-  PeerId peer_ = 0;
 };
 
 TEST_P(TransferEngineTest, GetAndPutRoundTripsByteForByte) {
@@ -369,30 +339,17 @@ TEST_P(TransferEngineDeadlineTest, PeerThatNeverProgressesFailsWithDeadlineExcee
   }
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
 
-  // The stuck client: a bare context and worker that nobody ever progresses.
-  UcxContextOptions stuck_options;
-  stuck_options.transports = GetParam();
-  Result<UcxContext> stuck_context = UcxContext::Create(stuck_options);
-  ASSERT_TRUE(stuck_context.ok());
-  std::optional<UcxWorker> stuck_worker;
-  {
-    Result<UcxWorker> w = UcxWorker::Create(*stuck_context);
-    ASSERT_TRUE(w.ok());
-    stuck_worker.emplace(std::move(w).value());
-  }
-  AlignedBuffer stuck_buffer(64 * kKiB);
-  Result<UcxMemory> stuck_memory = UcxMemory::Map(*stuck_context, stuck_buffer.data, 64 * kKiB);
-  ASSERT_TRUE(stuck_memory.ok());
-  Result<std::vector<uint8_t>> stuck_key = stuck_memory->PackRemoteKey();
-  ASSERT_TRUE(stuck_key.ok());
+  StuckClient stuck;
+  MakeStuckClient(GetParam(), 64 * kKiB, stuck);
+  ASSERT_FALSE(HasFatalFailure());
 
-  Result<PeerId> stuck_peer = (*engine)->Connect(stuck_worker->address());
+  Result<PeerId> stuck_peer = (*engine)->Connect(stuck.worker->address());
   ASSERT_TRUE(stuck_peer.ok()) << stuck_peer.status().ToString();
   AlignedBuffer server(64 * kKiB);
   TransferBatch batch;
-  batch.remote_keys.push_back(*stuck_key);
-  batch.transfers.push_back(Transfer{TransferOp::kGet, *stuck_peer, server.data,
-                                     reinterpret_cast<uint64_t>(stuck_buffer.data), 64 * kKiB, 0});
+  batch.remote_keys.push_back(stuck.remote_key);
+  batch.transfers.push_back(
+      Transfer{TransferOp::kGet, *stuck_peer, server.data, stuck.address(), 64 * kKiB, 0});
   constexpr auto kDeadline = std::chrono::milliseconds(300);
   const auto start = Clock::now();
   batch.deadline = start + kDeadline;

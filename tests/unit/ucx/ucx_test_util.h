@@ -10,11 +10,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kvault/transport/ucx/transfer_engine.h"
 #include "kvault/transport/ucx/ucx_agent.h"
+#include "kvault/transport/ucx/ucx_memory.h"
+#include "kvault/transport/ucx/ucx_worker.h"
 
 namespace kvault::transport::testing {
 
@@ -71,6 +75,76 @@ inline std::vector<Status> WaitBatch(std::future<std::vector<Status>> f,
     return {};
   }
   return f.get();
+}
+
+// A TransferEngine (server side) and a UcxAgent (client side) in this process, both pinned to
+// the transports of the test's parameter and connected (peer_). Skips when this machine lacks
+// the transports.
+class EngineAndAgentTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    TransferEngineOptions engine_options;
+    engine_options.context.transports = GetParam();
+    engine_options.context.name = "test-server";
+    Result<std::unique_ptr<TransferEngine>> engine = TransferEngine::Create(engine_options);
+    if (!engine.ok() && engine.status().code() == StatusCode::kUnavailable) {
+      GTEST_SKIP() << "transports \"" << GetParam()
+                   << "\" unavailable: " << engine.status().ToString();
+    }
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    engine_ = std::move(engine).value();
+
+    UcxAgentOptions agent_options;
+    agent_options.context.transports = GetParam();
+    agent_options.context.name = "test-client";
+    Result<std::unique_ptr<UcxAgent>> agent = UcxAgent::Create(agent_options);
+    ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+    agent_ = std::move(agent).value();
+
+    Result<PeerId> peer = engine_->Connect(agent_->worker_address());
+    ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+    peer_ = *peer;
+  }
+
+  void TearDown() override {
+    engine_.reset();  // before the agent: the engine's endpoints point at the agent's worker
+    agent_.reset();
+  }
+
+  std::unique_ptr<TransferEngine> engine_;
+  std::unique_ptr<UcxAgent> agent_;
+  PeerId peer_ = 0;
+};
+
+// A client whose worker nobody ever progresses: a bare context and worker, and `bytes` of
+// registered memory. UCX emulates a GET from that memory with messages it never answers, so such
+// a GET only ends at its deadline. Members are destroyed memory first, context last.
+struct StuckClient {
+  std::optional<UcxContext> context;
+  std::optional<UcxWorker> worker;
+  std::unique_ptr<AlignedBuffer> buffer;
+  std::optional<UcxMemory> memory;
+  std::vector<uint8_t> remote_key;
+  uint64_t address() const { return reinterpret_cast<uint64_t>(buffer->data); }
+};
+
+// Fills `out` (gtest assertions: check HasFatalFailure() after it).
+inline void MakeStuckClient(const std::string& transports, size_t bytes, StuckClient& out) {
+  UcxContextOptions options;
+  options.transports = transports;
+  Result<UcxContext> context = UcxContext::Create(options);
+  ASSERT_TRUE(context.ok()) << context.status().ToString();
+  out.context.emplace(std::move(context).value());
+  Result<UcxWorker> worker = UcxWorker::Create(*out.context);
+  ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+  out.worker.emplace(std::move(worker).value());
+  out.buffer = std::make_unique<AlignedBuffer>(bytes);
+  Result<UcxMemory> memory = UcxMemory::Map(*out.context, out.buffer->data, bytes);
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  out.memory.emplace(std::move(memory).value());
+  Result<std::vector<uint8_t>> key = out.memory->PackRemoteKey();
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  out.remote_key = std::move(key).value();
 }
 
 inline bool SendAll(int fd, const void* p, size_t n) {
