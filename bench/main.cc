@@ -6,6 +6,7 @@
 #include "kvault/common/log.h"
 #include "codec_bench.h"
 #include "compare_bench.h"
+#include "paged_bench.h"
 #include "storage_bench.h"
 #include "store_bench.h"
 #include "trace_bench.h"
@@ -20,6 +21,7 @@ Usage:
   kvault-bench trace [options]   eviction hit ratio on a request trace vs LRU and Belady
   kvault-bench store [options]   kvaultd lookup, store and load vs redis-server and ucx_perftest
   kvault-bench compare [options] codecs side by side on a trace against kvaultd, beside raw
+  kvault-bench paged [options]   StorePaged / LoadPaged end to end vs their stages alone
   kvault-bench --help
 
 Every throughput figure is printed beside a baseline measured in the same run.
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   if (args[0] == "trace") return kvault::bench::RunTraceBench(rest);
   if (args[0] == "store") return kvault::bench::RunStoreBench(rest);
   if (args[0] == "compare") return kvault::bench::RunCompareBench(rest);
+  if (args[0] == "paged") return kvault::bench::RunPagedBench(rest);
   std::fprintf(stderr, "kvault-bench: unknown workload '%s' (try --help)\n", args[0].c_str());
   return 2;
 }

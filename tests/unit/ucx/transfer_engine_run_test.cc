@@ -51,7 +51,6 @@ class TransferEngineRunTest : public testing::EngineAndAgentTest {
     batch.deadline = In(std::chrono::milliseconds(5000));
     return batch;
   }
-
 };
 
 TEST_P(TransferEngineRunTest, PutsAndGetsByteForByteOnTheCallersThread) {

@@ -49,7 +49,6 @@ class TransferEngineTest : public testing::EngineAndAgentTest {
     batch.deadline = In(std::chrono::milliseconds(4000));
     return WaitBatch(engine_->Submit(std::move(batch)));
   }
-
 };
 
 TEST_P(TransferEngineTest, GetAndPutRoundTripsByteForByte) {

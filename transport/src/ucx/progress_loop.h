@@ -88,7 +88,7 @@ class ProgressLoop {
   Hooks hooks_;
   const std::chrono::microseconds spin_;
   const int wake_fd_;
-  std::mutex worker_mu_;         // held for every pass, every arm, and by TakeOver's callers
+  std::mutex worker_mu_;        // held for every pass, every arm, and by TakeOver's callers
   std::atomic<int> takers_{0};  // threads waiting for or holding a Driving guard
   // A Wake() reached the loop while the worker was taken: the last taker to let go repeats it.
   std::atomic<bool> missed_wake_{false};

@@ -262,8 +262,7 @@ Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(
   context_options.thread_safe = true;  // memory is registered from callers' threads
   KVAULT_ASSIGN_OR_RETURN(UcxContext context, UcxContext::Create(context_options));
   // Serialized: the progress thread and callers of Run take turns (ProgressLoop::TakeOver).
-  KVAULT_ASSIGN_OR_RETURN(UcxWorker worker,
-                          UcxWorker::Create(context, UcxThreadMode::kSerialized));
+  KVAULT_ASSIGN_OR_RETURN(UcxWorker worker, UcxWorker::Create(context, UcxThreadMode::kSerialized));
   auto impl = std::make_unique<Impl>(std::move(context), std::move(worker), options);
   KVAULT_RETURN_IF_ERROR(impl->Start());
   return std::unique_ptr<TransferEngine>(new TransferEngine(std::move(impl)));

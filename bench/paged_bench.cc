@@ -1,0 +1,238 @@
+// `kvault-bench paged` (paged_bench.h): flags, the daemon, the report.
+#include "paged_bench.h"
+
+#include <cstdio>
+#include <optional>
+
+#include "compare_bench.h"
+#include "kvault/common/cli_args.h"
+#include "kvaultd_process.h"
+#include "mode_args.h"
+#include "report.h"
+#include "scratch_dir.h"
+#include "size_arg.h"
+#include "store_bench.h"
+
+namespace kvault::bench {
+namespace {
+
+using paged::CodecFigures;
+using paged::Config;
+
+constexpr double kTarget = 0.7;  // end to end >= 0.7x the slowest stage alone
+
+constexpr const char* kUsage =
+    R"(kvault-bench paged: StorePaged / LoadPaged end to end vs their stages alone
+
+Usage: kvault-bench paged [--server HOST:PORT] [--codecs LIST] [--layers N] [--block-tokens N]
+                          [--blocks N] [--staging-bytes B] [--depth N] [--reps N]
+                          [--transports TLS] [--kvaultd PATH] [--json FILE] [--keep]
+
+  --server HOST:PORT   use this daemon; default: start kvaultd from this binary's directory
+                       (ports 0, scratch data directory, no nvme tier, a host tier that holds
+                       the run) and stop it at the end.
+  --codecs LIST        codec specs as for kvault-bench compare: separated by commas (a term
+                       that continues a spec, such as v=int2, joins it) or '/' (default
+                       raw,fp8,int4; raw always runs, first).
+  --layers N           layers of the Llama-3-8B-shaped KV (8 KV heads, head dim 128, fp16;
+                       default 8 of its 32, to fit the machine; stated in the output).
+  --block-tokens N     tokens per kvault block (default 256; a multiple of 16, the engine's
+                       vLLM block size).
+  --blocks N           kvault blocks in the sequence (default 32: 8192 tokens).
+  --staging-bytes B    PagedKvOptions::staging_bytes (default 64MiB).
+  --depth N            PagedKvOptions::pipeline_depth (default 2).
+  --reps N             repetitions, medians reported (default 5), after one untimed warm-up.
+  --transports TLS     UCX transports of the daemon and the client (default posix,cma).
+  --kvaultd PATH       the daemon binary (default: kvaultd next to kvault-bench).
+  --json FILE          also write every figure as JSON.
+  --keep               keep the scratch directory (the daemon's log).
+
+The engine cache is host memory in vLLM's flash NHD layout, filled with the realistic KV
+generator's data. For each codec and repetition, on the same blocks:
+  store stages alone   encode = KvBlockCodec::Encode of every block from the cache (what
+                       StorePaged's gather + encode does on the CPU); transfer = Client::Store of
+                       the sealed objects from registered memory, in the pipeline's waves
+                       (staging-bytes / depth per wave), one wave at a time
+  load stages alone    transfer = Client::Load of the objects into registered memory, same
+                       waves; decode = KvBlockCodec::Decode (verify, decode, scatter) into a cache
+  end to end           StorePaged of the sequence under new keys; LoadPaged of it into a cleared
+                       cache, compared byte for byte with the stage-alone decode
+A pipelined transfer should run at the pace of its slowest stage: the targets are end to end
+>= 0.7x the slowest stage alone, for store and for load (printed as PASS/FAIL, not asserted; the
+exit code is 0 whether or not a target is met, 1 when a run fails or a loaded byte differs).
+The GPU path (device memory, CUDA kernels, copies to and from the device) is not measured here.
+)";
+
+int Fail(int code, const Status& s) { return FailMode("paged", code, s); }
+
+Result<Config> ParseConfig(const std::vector<std::string>& args) {
+  KVAULT_ASSIGN_OR_RETURN(
+      CliArgs a, CliArgs::Parse(args,
+                                {"server", "codecs", "layers", "block-tokens", "blocks",
+                                 "staging-bytes", "depth", "reps", "transports", "kvaultd", "json"},
+                                {"keep"}));
+  KVAULT_RETURN_IF_ERROR(a.RejectPositional());
+  Config c;
+  c.server = a.GetOr("server", "");
+  if (a.Has("server") && c.server.find(':') == std::string::npos) {
+    return Status::InvalidArgument("--server takes HOST:PORT, got '" + c.server + "'");
+  }
+  KVAULT_ASSIGN_OR_RETURN(c.codecs, compare::ParseCodecList(a.GetOr("codecs", "raw,fp8,int4")));
+  KVAULT_ASSIGN_OR_RETURN(uint64_t layers, a.GetUint("layers", 8, 1, 128));
+  c.layers = static_cast<uint32_t>(layers);
+  KVAULT_ASSIGN_OR_RETURN(uint64_t block_tokens, a.GetUint("block-tokens", 256, 16, 4096));
+  if (block_tokens % c.engine_block_tokens != 0) {
+    return Status::InvalidArgument("--block-tokens must be a multiple of 16, got " +
+                                   std::to_string(block_tokens));
+  }
+  c.block_tokens = static_cast<uint32_t>(block_tokens);
+  KVAULT_ASSIGN_OR_RETURN(uint64_t blocks, a.GetUint("blocks", 32, 1, 4096));
+  c.blocks = static_cast<uint32_t>(blocks);
+  KVAULT_ASSIGN_OR_RETURN(
+      c.staging_bytes,
+      ParseSizeArg("--staging-bytes", a.GetOr("staging-bytes", "64MiB"), 1 << 20, 1ull << 36));
+  KVAULT_ASSIGN_OR_RETURN(uint64_t depth, a.GetUint("depth", 2, 1, 16));
+  c.pipeline_depth = static_cast<uint32_t>(depth);
+  KVAULT_ASSIGN_OR_RETURN(uint64_t reps, a.GetUint("reps", 5, 1, 1000));
+  c.reps = static_cast<uint32_t>(reps);
+  c.transports = a.GetOr("transports", "posix,cma");
+  c.kvaultd = a.GetOr("kvaultd", "");
+  c.json_path = a.GetOr("json", "");
+  c.keep = a.Has("keep");
+  return c;
+}
+
+// Raw (fp16) bytes of one block's KV.
+uint64_t RawBlockBytes(const Config& c) {
+  return uint64_t{c.layers} * 2 * c.block_tokens * c.kv_heads * c.head_dim * 2;
+}
+
+std::string Tps(const paged::Rate& r) { return Format("%.0f", r.tokens_per_s); }
+
+Json RateJson(const paged::Rate& r) {
+  return Json::Object{{"tokens_per_s", r.tokens_per_s}, {"gbps", r.gbps}};
+}
+
+void Report(const Config& c, const std::vector<CodecFigures>& all, const std::string& server) {
+  std::printf(
+      "\nBlocks: %u x %u tokens, Llama-3-8B-shaped with %u of 32 layers (8 KV heads, head dim "
+      "128, fp16: %.1f MiB raw per block); engine cache: host memory, vLLM NHD, %u-token engine "
+      "blocks; staging %.0f MiB in %u buffers; medians of %u reps; tokens per second.\n",
+      c.blocks, c.block_tokens, c.layers, RawBlockBytes(c) / 1048576.0, c.engine_block_tokens,
+      c.staging_bytes / 1048576.0, c.pipeline_depth, c.reps);
+  Table t({"codec", "object KiB", "wave", "encode", "store xfer", "StorePaged", "x slowest",
+           "load xfer", "decode", "LoadPaged", "x slowest", "verified"});
+  for (const CodecFigures& f : all) {
+    t.AddRow({f.codec, Format("%.0f", f.object_bytes / 1024.0), std::to_string(f.wave_blocks),
+              Tps(f.encode), Tps(f.store_transfer), Tps(f.store_e2e),
+              Format("%.2fx", f.store_ratio()), Tps(f.load_transfer), Tps(f.decode),
+              Tps(f.load_e2e), Format("%.2fx", f.load_ratio()), f.verified ? "yes" : "NO"});
+  }
+  std::printf("%s", t.Render().c_str());
+  std::printf("GB/s of object bytes (transfers):");
+  for (const CodecFigures& f : all) {
+    std::printf("  %s store %.2f / StorePaged %.2f, load %.2f / LoadPaged %.2f;", f.codec.c_str(),
+                f.store_transfer.gbps, f.store_e2e.gbps, f.load_transfer.gbps, f.load_e2e.gbps);
+  }
+  std::printf("\n\nTargets (not asserted), daemon %s:\n", server.c_str());
+  for (const CodecFigures& f : all) {
+    std::printf("  %-10s StorePaged >= %.1fx its slowest stage   %.2fx   %s\n", f.codec.c_str(),
+                kTarget, f.store_ratio(), f.store_ratio() >= kTarget ? "PASS" : "FAIL");
+    std::printf("  %-10s LoadPaged  >= %.1fx its slowest stage   %.2fx   %s\n", f.codec.c_str(),
+                kTarget, f.load_ratio(), f.load_ratio() >= kTarget ? "PASS" : "FAIL");
+    if (!f.verified) std::printf("  %-10s %s\n", f.codec.c_str(), f.mismatch.c_str());
+  }
+}
+
+Json ToJson(const Config& c, const std::vector<CodecFigures>& all, const std::string& server) {
+  Json::Array rows;
+  for (const CodecFigures& f : all) {
+    rows.push_back(Json::Object{{"codec", f.codec},
+                                {"object_bytes", f.object_bytes},
+                                {"wave_blocks", f.wave_blocks},
+                                {"encode", RateJson(f.encode)},
+                                {"store_transfer", RateJson(f.store_transfer)},
+                                {"store_paged", RateJson(f.store_e2e)},
+                                {"store_vs_slowest_stage", f.store_ratio()},
+                                {"load_transfer", RateJson(f.load_transfer)},
+                                {"decode", RateJson(f.decode)},
+                                {"load_paged", RateJson(f.load_e2e)},
+                                {"load_vs_slowest_stage", f.load_ratio()},
+                                {"verified", f.verified}});
+  }
+  return Json::Object{{"benchmark", "kvault-bench paged"},
+                      {"server", server},
+                      {"config", Json::Object{{"layers", c.layers},
+                                              {"kv_heads", c.kv_heads},
+                                              {"head_dim", c.head_dim},
+                                              {"block_tokens", c.block_tokens},
+                                              {"engine_block_tokens", c.engine_block_tokens},
+                                              {"blocks", c.blocks},
+                                              {"raw_block_bytes", RawBlockBytes(c)},
+                                              {"staging_bytes", c.staging_bytes},
+                                              {"pipeline_depth", c.pipeline_depth},
+                                              {"reps", c.reps},
+                                              {"transports", c.transports},
+                                              {"memory", "host"}}},
+                      {"target_vs_slowest_stage", kTarget},
+                      {"codecs", rows}};
+}
+
+}  // namespace
+
+int RunPagedBench(const std::vector<std::string>& args) {
+  std::optional<Config> parsed;
+  if (std::optional<int> done = StartMode("paged", kUsage, args, ParseConfig, parsed)) return *done;
+  const Config& c = *parsed;
+  Result<ScratchDir> scratch = ScratchDir::Create("kvault-bench-paged");
+  if (!scratch.ok()) return Fail(1, scratch.status());
+  scratch->set_keep(c.keep);
+
+  std::optional<RunningKvaultd> daemon;
+  std::string server = c.server;
+  if (server.empty()) {
+    KvaultdLaunch launch;
+    launch.binary = c.kvaultd;
+    launch.scratch = scratch->path();
+    // Stage-alone and end-to-end objects of one codec at once, at raw size, with room to spare.
+    launch.host_capacity = std::max<uint64_t>(256ull << 20, 3 * c.blocks * RawBlockBytes(c));
+    launch.max_block_bytes = std::max<uint64_t>(64ull << 20, 2 * RawBlockBytes(c));
+    launch.transports = c.transports;
+    Result<RunningKvaultd> started = StartKvaultd(launch);
+    if (!started.ok()) {
+      scratch->set_keep(true);
+      return Fail(1, started.status());
+    }
+    daemon.emplace(std::move(*started));
+    server = daemon->server;
+  }
+  Result<std::unique_ptr<Client>> client =
+      ConnectToKvaultd(server, c.transports, "kvault-bench paged");
+  if (!client.ok()) return Fail(1, client.status());
+  std::printf("kvault-bench paged: kvaultd %s (%s), UCX_TLS=%s\n", server.c_str(),
+              daemon ? "started by the benchmark" : "given with --server", c.transports.c_str());
+  std::fflush(stdout);
+
+  std::vector<CodecFigures> all;
+  bool verified = true;
+  for (const std::string& codec : c.codecs) {
+    Result<CodecFigures> f = paged::MeasureCodec(c, **client, codec);
+    if (!f.ok()) {
+      scratch->set_keep(true);
+      return Fail(f.status().code() == StatusCode::kInvalidArgument ? 2 : 1,
+                  f.status().WithContext(codec));
+    }
+    std::fprintf(stderr, "  measured %s\n", codec.c_str());
+    verified = verified && f->verified;
+    all.push_back(std::move(*f));
+  }
+  Report(c, all, server);
+  if (!c.json_path.empty()) {
+    const Status s = WriteJsonFile(c.json_path, ToJson(c, all, server));
+    if (!s.ok()) return Fail(1, s);
+    std::printf("JSON written to %s\n", c.json_path.c_str());
+  }
+  return verified ? 0 : 1;
+}
+
+}  // namespace kvault::bench

@@ -1,0 +1,91 @@
+// Runs the real `kvault-bench paged` (a kvaultd of its own, a few small blocks): every stage and
+// the pipeline end to end measured for each codec, the loaded cache byte-exact with the reference
+// decode, every figure in the JSON; bad input refused with exit code 2 and a clear message.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "binary_run.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using kvault::testing::AllNumbers;
+using kvault::testing::BinaryRun;
+using kvault::testing::ExpectContainsAll;
+using kvault::testing::Slurp;
+
+class KvaultBenchPagedTest : public kvault::testing::BinaryTest {
+ protected:
+  KvaultBenchPagedTest() : BinaryTest("kvault-bench") {}
+};
+
+TEST_F(KvaultBenchPagedTest, MeasuresEveryStageAndThePipelineAndLoadsExactBytes) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  const fs::path json = dir_ / "paged.json";
+  // 2 layers of 64-token blocks: 512 KiB raw per block; 2 MiB of staging in two buffers take one
+  // raw block per wave and more quantized ones, so waves differ by codec.
+  BinaryRun r =
+      Run("paged --codecs fp8,k=int4,v=int2 --layers 2 --block-tokens 64 --blocks 6 "
+          "--staging-bytes 2MiB --reps 2 --json " +
+          json.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ExpectContainsAll(
+      r.out,
+      {"6 x 64 tokens", "2 of 32 layers", "0.5 MiB raw per block", "vLLM NHD", "encode",
+       "store xfer", "StorePaged", "load xfer", "decode", "LoadPaged", "x slowest", "verified",
+       "StorePaged >= 0.7x its slowest stage", "LoadPaged  >= 0.7x its slowest stage"});
+  EXPECT_EQ(r.out.find(" NO\n"), std::string::npos) << r.out;
+
+  const std::string doc = Slurp(json);
+  ExpectContainsAll(
+      doc, {"\"benchmark\": \"kvault-bench paged\"", "\"codec\": \"raw\"", "\"codec\": \"fp8\"",
+            "\"codec\": \"k=int4,v=int2\"", "\"memory\": \"host\""});
+  // raw is added first (the baseline), then the two codecs asked for.
+  for (const char* key : {"tokens_per_s", "gbps"}) {
+    const std::vector<double> v = AllNumbers(doc, key);
+    ASSERT_EQ(v.size(), 3u * 6) << key << "\n" << doc;  // six rates per codec
+    for (double x : v) EXPECT_GT(x, 0) << key << "\n" << doc;
+  }
+  for (const char* key : {"store_vs_slowest_stage", "load_vs_slowest_stage"}) {
+    const std::vector<double> v = AllNumbers(doc, key);
+    ASSERT_EQ(v.size(), 3u) << key;
+    for (double x : v) EXPECT_GT(x, 0) << key << "\n" << doc;
+  }
+  const std::vector<double> bytes = AllNumbers(doc, "object_bytes");
+  const std::vector<double> wave = AllNumbers(doc, "wave_blocks");
+  ASSERT_EQ(bytes.size(), 3u);
+  ASSERT_EQ(wave.size(), 3u);
+  EXPECT_GT(bytes[0], 512.0 * 1024);    // raw: the fp16 payload and a header
+  EXPECT_LT(bytes[1], bytes[0] * 0.6);  // fp8: about half
+  EXPECT_LT(bytes[2], bytes[1]);        // 3 bits per element
+  EXPECT_EQ(wave[0], 1);                // 1 MiB per staging buffer
+  EXPECT_GT(wave[2], wave[1]);
+  EXPECT_EQ(doc.find("\"verified\": false"), std::string::npos) << doc;
+}
+
+TEST_F(KvaultBenchPagedTest, RefusesBadInputWithExitCodeTwo) {
+  struct Case {
+    const char* args;
+    const char* message;
+  };
+  for (const Case& c : {Case{"paged --block-tokens 20", "--block-tokens must be a multiple of 16"},
+                        Case{"paged --codecs int5", "unknown or invalid codec 'int5'"},
+                        Case{"paged --layers 0", "layers"}, Case{"paged --bogus 1", "bogus"},
+                        Case{"paged --server nowhere", "--server takes HOST:PORT"}}) {
+    BinaryRun r = Run(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
+  }
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  // A staging buffer smaller than one object is refused before anything is stored.
+  BinaryRun r =
+      Run("paged --codecs raw --layers 2 --block-tokens 64 --blocks 2 "
+          "--staging-bytes 1MiB --depth 8");
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("cannot hold one raw object"), std::string::npos) << r.err;
+}
+
+}  // namespace
