@@ -21,6 +21,7 @@
 
 #include "kvault/client.h"
 #include "kvault/common/result.h"
+#include "kvault/paged_kv.h"
 
 namespace kvault::bench {
 
@@ -30,21 +31,22 @@ int RunPagedBench(const std::vector<std::string>& args);
 namespace paged {
 
 struct Config {
-  std::string server;                    // --server HOST:PORT; empty: start kvaultd
-  std::vector<std::string> codecs;       // --codecs (default raw,fp8,int4)
-  uint32_t layers = 8;                   // --layers (Llama-3-8B has 32)
-  uint32_t kv_heads = 8;                 // Llama-3-8B
-  uint32_t head_dim = 128;               // Llama-3-8B
-  uint32_t block_tokens = 256;           // --block-tokens: tokens per kvault block
-  uint32_t engine_block_tokens = 16;     // vLLM block_size
-  uint32_t blocks = 32;                  // --blocks: kvault blocks in the sequence
-  uint64_t staging_bytes = 64ull << 20;  // --staging-bytes (PagedKvOptions::staging_bytes)
-  uint32_t pipeline_depth = 2;           // --depth (PagedKvOptions::pipeline_depth)
-  uint32_t reps = 5;                     // --reps: medians reported
-  std::string transports = "posix,cma";  // --transports (UCX_TLS)
-  std::string kvaultd;                   // --kvaultd PATH
-  std::string json_path;                 // --json FILE
-  bool keep = false;                     // --keep: keep the scratch directory
+  std::string server;                     // --server HOST:PORT; empty: start kvaultd
+  MemoryKind memory = MemoryKind::kHost;  // --memory host|cuda: where the engine cache lives
+  std::vector<std::string> codecs;        // --codecs (default raw,fp8,int4)
+  uint32_t layers = 8;                    // --layers (Llama-3-8B has 32)
+  uint32_t kv_heads = 8;                  // Llama-3-8B
+  uint32_t head_dim = 128;                // Llama-3-8B
+  uint32_t block_tokens = 256;            // --block-tokens: tokens per kvault block
+  uint32_t engine_block_tokens = 16;      // vLLM block_size
+  uint32_t blocks = 32;                   // --blocks: kvault blocks in the sequence
+  uint64_t staging_bytes = 64ull << 20;   // --staging-bytes (PagedKvOptions::staging_bytes)
+  uint32_t pipeline_depth = 2;            // --depth (PagedKvOptions::pipeline_depth)
+  uint32_t reps = 5;                      // --reps: medians reported
+  std::string transports = "posix,cma";   // --transports (UCX_TLS)
+  std::string kvaultd;                    // --kvaultd PATH
+  std::string json_path;                  // --json FILE
+  bool keep = false;                      // --keep: keep the scratch directory
 };
 
 // Tokens per second of one thing, medians over the reps.
@@ -58,15 +60,23 @@ struct CodecFigures {
   std::string codec;
   uint64_t object_bytes = 0;  // of block 1 (block 0 may differ: sink tokens)
   uint32_t wave_blocks = 0;   // blocks per wave (per staging buffer)
-  Rate encode, store_transfer, store_e2e;
-  Rate load_transfer, decode, load_e2e;
-  bool verified = false;       // the loaded cache equals the stage-alone decode, every rep
-  std::string mismatch;        // why not
-  double store_ratio() const;  // store_e2e / min(encode, store_transfer)
-  double load_ratio() const;   // load_e2e / min(load_transfer, decode)
+  // Stages alone and end to end. to_host / to_device: the copies of the GPU path (zero on host
+  // memory, where there are none).
+  Rate encode, to_host, store_transfer, store_e2e;
+  Rate load_transfer, to_device, decode, load_e2e;
+  bool verified = false;  // the loaded cache equals the stage-alone decode, every rep
+  std::string mismatch;   // why not
+  // GPU: one large page-locked host-to-device copy, bytes/s / 1e9, the baseline of LoadPaged's
+  // fp16-equivalent rate (tokens/s x fp16 bytes per token); 0 on host memory.
+  double pinned_h2d_gbps = 0;
+  double load_fp16_gbps = 0;
+  double store_ratio() const;  // store_e2e / the slowest of encode, to_host, store_transfer
+  double load_ratio() const;   // load_e2e / the slowest of load_transfer, to_device, decode
+  double load_vs_h2d() const;  // load_fp16_gbps / pinned_h2d_gbps (0 on host memory)
 };
 
-// Measures one codec against the daemon `client` is connected to.
+// Measures one codec against the daemon `client` is connected to. Unavailable for --memory cuda
+// without a CUDA device.
 Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::string& codec);
 
 }  // namespace paged

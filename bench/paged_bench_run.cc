@@ -1,16 +1,15 @@
 // One codec of `kvault-bench paged` (paged_bench.h): the stages alone and the pipeline end to
-// end, on the same blocks, against the daemon the client is connected to.
+// end, on the same blocks, against the daemon the client is connected to. The engine cache and
+// the stages that touch it are the PagedMemory's (paged_bench_memory.h).
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <functional>
-#include <limits>
 
 #include "kvault/common/block_key.h"
-#include "kvault/kernels/kv_generator.h"
 #include "kvault/kv_store.h"
 #include "kvault/paged_kv.h"
 #include "paged_bench.h"
+#include "paged_bench_memory.h"
 #include "report.h"
 
 namespace kvault::bench::paged {
@@ -18,90 +17,6 @@ namespace {
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// An engine's paged KV cache in host memory: vLLM flash NHD, fp16, one tensor per layer, the
-// sequence on engine blocks 0, 1, 2, ... (so each layer's K and V halves hold it in token order).
-class HostCache {
- public:
-  HostCache(const Config& c)  // NOLINT(google-explicit-constructor)
-      : layers_(c.layers) {
-    cache_.memory = MemoryKind::kHost;
-    cache_.layout = kernels::KvLayout::kVllmNhd;
-    cache_.dtype = DType::kF16;
-    cache_.num_layers = c.layers;
-    cache_.kv_heads = c.kv_heads;
-    cache_.head_dim = c.head_dim;
-    cache_.engine_block_tokens = c.engine_block_tokens;
-    cache_.engine_num_blocks = c.blocks * (c.block_tokens / c.engine_block_tokens);
-    for (auto& layer : layers_) {
-      layer.assign(cache_.LayerElements(), 0);
-      cache_.tensors.push_back(layer.data());
-    }
-    ids_.resize(cache_.engine_num_blocks);
-    for (size_t i = 0; i < ids_.size(); ++i) ids_[i] = static_cast<int32_t>(i);
-  }
-
-  const PagedKvCache& cache() const { return cache_; }
-  std::span<const int32_t> ids() const { return ids_; }
-  uint64_t tokens() const { return uint64_t{ids_.size()} * cache_.engine_block_tokens; }
-
-  Result<kernels::PagedKvView> View() {
-    kernels::PagedKvView view;
-    std::vector<uint16_t*> bases;
-    for (auto& layer : layers_) bases.push_back(layer.data());
-    KVAULT_RETURN_IF_ERROR(kernels::MakePagedKvView(
-        cache_.layout, cache_.dtype, cache_.num_layers, cache_.kv_heads, cache_.head_dim,
-        cache_.engine_block_tokens, cache_.engine_num_blocks, bases, ids_, view, storage_));
-    return view;
-  }
-
-  // Token t's K (kv 0) or V (kv 1) vectors of `layer`: kv_heads * head_dim elements.
-  uint16_t* Token(uint32_t layer, uint32_t kv, uint64_t t) {
-    const uint64_t per_token = uint64_t{cache_.kv_heads} * cache_.head_dim;
-    return layers_[layer].data() + (kv * tokens() + t) * per_token;
-  }
-
-  void Clear() {
-    for (auto& layer : layers_) std::fill(layer.begin(), layer.end(), 0);
-  }
-
-  // The first byte offset (in layer, element) where the two caches differ, or empty.
-  std::string FirstDifference(const HostCache& other) const {
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      const auto& a = layers_[l];
-      const auto& b = other.layers_[l];
-      const auto at = std::mismatch(a.begin(), a.end(), b.begin());
-      if (at.first != a.end()) {
-        return "layer " + std::to_string(l) + ", element " + std::to_string(at.first - a.begin());
-      }
-    }
-    return "";
-  }
-
- private:
-  std::vector<std::vector<uint16_t>> layers_;
-  PagedKvCache cache_;
-  std::vector<int32_t> ids_;
-  kernels::PagedKvViewStorage storage_;
-};
-
-// Fills every block of `cache` with one block of realistic Llama-shaped KV (the generator's),
-// so encoding works on the data the codecs were tuned for.
-Status FillRealistic(const Config& c, HostCache& cache) {
-  kernels::KvGeneratorOptions g;
-  g.shape = {c.layers, c.kv_heads, c.head_dim, c.block_tokens, DType::kF16};
-  KVAULT_ASSIGN_OR_RETURN(kernels::KvTensor kv, kernels::GenerateKv(g));
-  const size_t run = size_t{c.block_tokens} * c.kv_heads * c.head_dim;
-  for (uint32_t b = 0; b < c.blocks; ++b) {
-    for (uint32_t l = 0; l < c.layers; ++l) {
-      for (uint32_t k = 0; k < 2; ++k) {
-        std::memcpy(cache.Token(l, k, uint64_t{b} * c.block_tokens), kv.Vector(l, k, 0, 0),
-                    run * sizeof(uint16_t));
-      }
-    }
-  }
-  return Status::Ok();
 }
 
 // A chain of `n` keys no other codec, rep or stage shares.
@@ -122,10 +37,10 @@ uint32_t CodecTag(const std::string& codec) {
   return h;
 }
 
-Status AllOk(const std::vector<Status>& statuses, const char* what) {
+Status AllOk(const std::vector<Status>& statuses, const char* what, uint32_t first) {
   for (size_t i = 0; i < statuses.size(); ++i) {
     if (!statuses[i].ok()) {
-      return statuses[i].WithContext(std::string(what) + " of block " + std::to_string(i));
+      return statuses[i].WithContext(std::string(what) + " of block " + std::to_string(first + i));
     }
   }
   return Status::Ok();
@@ -139,37 +54,49 @@ Status InWaves(uint32_t n, uint32_t wave, const std::function<Status(uint32_t, u
   return Status::Ok();
 }
 
-// Samples of one figure, in tokens per second, and the object bytes behind each token.
-struct Samples {
-  std::vector<double> seconds;
-  Rate Summarize(uint64_t tokens, uint64_t bytes) const {
-    std::vector<double> rates;
-    for (double s : seconds) rates.push_back(tokens / std::max(s, 1e-9));
-    Rate r;
-    r.tokens_per_s = Median(rates);
-    r.gbps = r.tokens_per_s * (static_cast<double>(bytes) / tokens) / 1e9;
-    return r;
-  }
-};
-
-// Times `work`, appending the seconds to `into`.
-Status Timed(Samples& into, const std::function<Status()>& work) {
+// Times `work`, appending its seconds to `into`.
+Status Timed(std::vector<double>& into, const std::function<Status()>& work) {
   const double start = Now();
   KVAULT_RETURN_IF_ERROR(work());
-  into.seconds.push_back(Now() - start);
+  into.push_back(Now() - start);
   return Status::Ok();
+}
+
+// The median rate of `seconds` for `tokens` tokens carried in `bytes` object bytes; zero when
+// the stage does not exist (no samples).
+Rate Summarize(const std::vector<double>& seconds, uint64_t tokens, uint64_t bytes) {
+  if (seconds.empty()) return Rate{};
+  std::vector<double> rates;
+  for (double s : seconds) rates.push_back(tokens / std::max(s, 1e-9));
+  Rate r;
+  r.tokens_per_s = Median(rates);
+  r.gbps = r.tokens_per_s * (static_cast<double>(bytes) / tokens) / 1e9;
+  return r;
+}
+
+// The slowest of the stages that exist (rate > 0).
+double Slowest(std::initializer_list<Rate> stages) {
+  double slowest = 0;
+  for (const Rate& r : stages) {
+    if (r.tokens_per_s > 0 && (slowest == 0 || r.tokens_per_s < slowest)) slowest = r.tokens_per_s;
+  }
+  return slowest;
 }
 
 }  // namespace
 
 double CodecFigures::store_ratio() const {
-  const double slowest = std::min(encode.tokens_per_s, store_transfer.tokens_per_s);
+  const double slowest = Slowest({encode, to_host, store_transfer});
   return slowest > 0 ? store_e2e.tokens_per_s / slowest : 0;
 }
 
 double CodecFigures::load_ratio() const {
-  const double slowest = std::min(load_transfer.tokens_per_s, decode.tokens_per_s);
+  const double slowest = Slowest({load_transfer, to_device, decode});
   return slowest > 0 ? load_e2e.tokens_per_s / slowest : 0;
+}
+
+double CodecFigures::load_vs_h2d() const {
+  return pinned_h2d_gbps > 0 ? load_fp16_gbps / pinned_h2d_gbps : 0;
 }
 
 Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::string& codec) {
@@ -193,83 +120,79 @@ Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::st
                                    std::to_string(largest) + " bytes");
   }
   f.wave_blocks = static_cast<uint32_t>(std::min<uint64_t>(per_buffer / largest, c.blocks));
-  auto object = [&](MemoryRegion& r, uint32_t i) {
-    return std::span<uint8_t>(r.data() + offsets[i], block_codec.ObjectBytes(i));
-  };
 
-  HostCache source(c), loaded(c), reference(c);
-  KVAULT_RETURN_IF_ERROR(FillRealistic(c, source));
-  KVAULT_ASSIGN_OR_RETURN(kernels::PagedKvView source_view, source.View());
-  KVAULT_ASSIGN_OR_RETURN(kernels::PagedKvView reference_view, reference.View());
+  // The registered regions go after the memory (declared first), which may page-lock them.
   KVAULT_ASSIGN_OR_RETURN(MemoryRegion sealed, client.AllocateMemory(total));
   KVAULT_ASSIGN_OR_RETURN(MemoryRegion fetched, client.AllocateMemory(total));
+  std::vector<std::span<uint8_t>> sealed_objects;
+  std::vector<std::span<const uint8_t>> fetched_objects;
+  for (uint32_t i = 0; i < c.blocks; ++i) {
+    sealed_objects.emplace_back(sealed.data() + offsets[i], block_codec.ObjectBytes(i));
+    fetched_objects.emplace_back(fetched.data() + offsets[i], block_codec.ObjectBytes(i));
+  }
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<PagedMemory> memory,
+                          c.memory == MemoryKind::kCuda ? MakeCudaMemory(c, block_codec)
+                                                        : MakeHostMemory(c, block_codec));
   PagedKvOptions options;
   options.block_tokens = c.block_tokens;
   options.codec = codec;
   options.ns_digest = ns;
   options.staging_bytes = c.staging_bytes;
   options.pipeline_depth = c.pipeline_depth;
-  options.cache = source.cache();
+  options.gpu_ipc = false;  // the staged path: the stages measured alone are its stages
+  options.cache = memory->source();
   KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<PagedKvStore> storer,
                           PagedKvStore::Create(client, options));
-  options.cache = loaded.cache();
+  options.cache = memory->loaded();
   KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<PagedKvStore> loader,
                           PagedKvStore::Create(client, options));
 
-  Samples encode, store_transfer, store_e2e, load_transfer, decode, load_e2e;
+  StageSeconds stages;
+  std::vector<double> store_transfer, store_e2e, load_transfer, load_e2e;
   const uint32_t tag = CodecTag(codec);
   f.verified = true;
   // Repetition 0 is an untimed warm-up: first touches of staging and registered memory, the
-  // daemon's first arena pages, the UCX keys.
+  // daemon's first arena pages, the UCX keys, the CUDA context.
   for (uint32_t rep = 0; rep <= c.reps; ++rep) {
     if (rep == 1) {
-      for (Samples* s :
-           {&encode, &store_transfer, &store_e2e, &load_transfer, &decode, &load_e2e}) {
-        s->seconds.clear();
-      }
+      stages = StageSeconds{};
+      for (auto* s : {&store_transfer, &store_e2e, &load_transfer, &load_e2e}) s->clear();
     }
     const std::vector<BlockKey> stage_keys = Chain(c.blocks, tag, rep, 1);
     const std::vector<BlockKey> e2e_keys = Chain(c.blocks, tag, rep, 2);
     // Stages alone, each to completion before the next.
-    KVAULT_RETURN_IF_ERROR(Timed(encode, [&] {
-      for (uint32_t i = 0; i < c.blocks; ++i) {
-        KVAULT_RETURN_IF_ERROR(
-            block_codec.Encode(source_view, i, stage_keys[i], object(sealed, i)));
-      }
-      return Status::Ok();
-    }));
+    KVAULT_RETURN_IF_ERROR(memory->EncodeStages(stage_keys, sealed_objects, stages));
     KVAULT_RETURN_IF_ERROR(Timed(store_transfer, [&] {
       return InWaves(c.blocks, f.wave_blocks, [&](uint32_t first, uint32_t n) {
-        std::vector<std::span<const uint8_t>> sources;
-        for (uint32_t i = first; i < first + n; ++i) sources.push_back(object(sealed, i));
+        const std::vector<std::span<const uint8_t>> sources(sealed_objects.begin() + first,
+                                                            sealed_objects.begin() + first + n);
         StoreHandle h = client.Store(std::span(stage_keys).subspan(first, n), sources);
         KVAULT_RETURN_IF_ERROR(h.Wait());
-        return AllOk(h.key_statuses(), "store");
+        return AllOk(h.key_statuses(), "store", first);
       });
     }));
     KVAULT_RETURN_IF_ERROR(Timed(load_transfer, [&] {
       return InWaves(c.blocks, f.wave_blocks, [&](uint32_t first, uint32_t n) {
         std::vector<LoadDestination> dests;
-        for (uint32_t i = first; i < first + n; ++i) dests.push_back({object(fetched, i), 0, 0});
+        for (uint32_t i = first; i < first + n; ++i) {
+          dests.push_back(
+              {std::span(fetched.data() + offsets[i], fetched_objects[i].size()), 0, 0});
+        }
         LoadHandle h = client.Load(Lease{}, std::span(stage_keys).subspan(first, n), dests);
         KVAULT_RETURN_IF_ERROR(h.Wait());
-        return AllOk(h.key_statuses(), "load");
+        return AllOk(h.key_statuses(), "load", first);
       });
     }));
-    KVAULT_RETURN_IF_ERROR(Timed(decode, [&] {
-      for (uint32_t i = 0; i < c.blocks; ++i) {
-        KVAULT_RETURN_IF_ERROR(
-            block_codec.Decode(object(fetched, i), i, stage_keys[i], reference_view));
-      }
-      return Status::Ok();
-    }));
+    KVAULT_RETURN_IF_ERROR(memory->DecodeStages(stage_keys, fetched_objects, stages));
     KVAULT_RETURN_IF_ERROR(client.Delete(stage_keys).status());
 
     // The pipeline end to end, on other keys.
-    const PagedSequence sequence{source.ids(), source.tokens(), e2e_keys};
+    std::vector<int32_t> ids(memory->source().engine_num_blocks);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+    const PagedSequence whole{ids, uint64_t{c.blocks} * c.block_tokens, e2e_keys};
     KVAULT_RETURN_IF_ERROR(Timed(store_e2e, [&] {
-      PagedStoreHandle h =
-          storer->StorePaged(sequence, {.deadline = std::nullopt, .skip_stored = false});
+      PagedStoreHandle h = storer->StorePaged(
+          whole, {.deadline = std::nullopt, .skip_stored = false, .stream = memory->stream()});
       KVAULT_RETURN_IF_ERROR(h.Wait());
       if (h.leading_ok() != c.blocks) {
         return Status::Internal("StorePaged stored " + std::to_string(h.leading_ok()) + " of " +
@@ -277,17 +200,19 @@ Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::st
       }
       return Status::Ok();
     }));
-    loaded.Clear();
+    KVAULT_RETURN_IF_ERROR(memory->ClearLoaded());
     KVAULT_RETURN_IF_ERROR(Timed(load_e2e, [&] {
-      PagedLoadHandle h = loader->LoadPaged(Lease{}, sequence, c.blocks);
+      PagedLoadHandle h = loader->LoadPaged(Lease{}, whole, c.blocks,
+                                            {.deadline = std::nullopt, .stream = memory->stream()});
       KVAULT_RETURN_IF_ERROR(h.Wait());
+      KVAULT_RETURN_IF_ERROR(memory->Synchronize());  // GPU: the decodes queued on the stream
       if (h.leading_ok() != c.blocks) {
         return Status::Internal("LoadPaged loaded " + std::to_string(h.leading_ok()) + " of " +
                                 std::to_string(c.blocks) + " blocks");
       }
       return Status::Ok();
     }));
-    const std::string differs = loaded.FirstDifference(reference);
+    KVAULT_ASSIGN_OR_RETURN(std::string differs, memory->LoadedVsReference());
     if (!differs.empty() && f.verified) {
       f.verified = false;
       f.mismatch = "rep " + std::to_string(rep) + ": LoadPaged wrote other bytes than the " +
@@ -296,12 +221,18 @@ Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::st
     KVAULT_RETURN_IF_ERROR(client.Delete(e2e_keys).status());
   }
   const uint64_t tokens = uint64_t{c.blocks} * c.block_tokens;
-  f.encode = encode.Summarize(tokens, total);
-  f.store_transfer = store_transfer.Summarize(tokens, total);
-  f.store_e2e = store_e2e.Summarize(tokens, total);
-  f.load_transfer = load_transfer.Summarize(tokens, total);
-  f.decode = decode.Summarize(tokens, total);
-  f.load_e2e = load_e2e.Summarize(tokens, total);
+  f.encode = Summarize(stages.encode, tokens, total);
+  f.to_host = Summarize(stages.to_host, tokens, total);
+  f.store_transfer = Summarize(store_transfer, tokens, total);
+  f.store_e2e = Summarize(store_e2e, tokens, total);
+  f.load_transfer = Summarize(load_transfer, tokens, total);
+  f.to_device = Summarize(stages.to_device, tokens, total);
+  f.decode = Summarize(stages.decode, tokens, total);
+  f.load_e2e = Summarize(load_e2e, tokens, total);
+  KVAULT_ASSIGN_OR_RETURN(const double h2d, memory->PinnedHostToDeviceBytesPerSecond());
+  f.pinned_h2d_gbps = h2d / 1e9;
+  const double fp16_bytes_per_token = 2.0 * c.layers * c.kv_heads * c.head_dim * 2;
+  f.load_fp16_gbps = f.load_e2e.tokens_per_s * fp16_bytes_per_token / 1e9;
   return f;
 }
 
