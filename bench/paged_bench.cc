@@ -64,7 +64,9 @@ For each codec and repetition, on the same blocks:
                        cache (cuda: until its stream is done), compared byte for byte with the
                        stage-alone decode
 A pipelined transfer should run at the pace of its slowest stage: the targets are end to end
->= 0.7x the slowest stage alone, for store and for load; with cuda also LoadPaged with fp8 >=
+>= 0.7x the slowest stage alone, for store and for load (with cuda a kernel and its copy run one
+after the other on one stream, so encode + to host and to device + decode each count as one
+stage, their times added); with cuda also LoadPaged with fp8 >=
 1.4x a page-locked host-to-device copy, counted in fp16-equivalent bytes. Targets are printed as
 PASS/FAIL, not asserted: the exit code is 0 whether or not one is met, 1 when a run fails or a
 loaded byte differs.

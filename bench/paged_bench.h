@@ -70,8 +70,11 @@ struct CodecFigures {
   // fp16-equivalent rate (tokens/s x fp16 bytes per token); 0 on host memory.
   double pinned_h2d_gbps = 0;
   double load_fp16_gbps = 0;
-  double store_ratio() const;  // store_e2e / the slowest of encode, to_host, store_transfer
-  double load_ratio() const;   // load_e2e / the slowest of load_transfer, to_device, decode
+  // End to end / the slowest stage alone. On the GPU path the kernel and its copy run one after
+  // the other on one stream (encode then to_host; to_device then decode): each pair counts as
+  // one stage whose time is the sum.
+  double store_ratio() const;  // store_e2e / min(encode + to_host, store_transfer)
+  double load_ratio() const;   // load_e2e / min(load_transfer, to_device + decode)
   double load_vs_h2d() const;  // load_fp16_gbps / pinned_h2d_gbps (0 on host memory)
 };
 

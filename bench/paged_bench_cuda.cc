@@ -3,6 +3,7 @@
 // CUDA (kernels/cuda_runtime.h then answers Unsupported, and MakeCudaMemory Unavailable).
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -86,17 +87,17 @@ class CudaMemory final : public PagedMemory {
   void* stream() const override { return stream_.handle(); }
 
   Status EncodeStages(std::span<const BlockKey> keys, std::span<const std::span<uint8_t>> objects,
-                      StageSeconds& t) override {
-    KVAULT_RETURN_IF_ERROR(
-        PinOnce(objects.front().data(), objects.back().data() + objects.back().size()));
+                      uint32_t wave, StageSeconds& t) override {
+    PinOnce(objects.front().data(), objects.back().data() + objects.back().size());
     const uint32_t header = codec_.HeaderBytes();
     double start = Now();
-    for (size_t i = 0; i < keys.size(); ++i) {
-      KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, codec_.Descriptor(i, keys[i]));
-      KVAULT_RETURN_IF_ERROR(
-          kernels::CudaEncodeBlocks(source_device_.view, i * config_.block_tokens, 1, d,
-                                    payloads_.data() + i * stride_, stride_, stream_.handle()));
-    }
+    KVAULT_RETURN_IF_ERROR(ForEachLaunch(keys.size(), wave, [&](size_t begin, size_t end) {
+      Result<BlockDescriptor> d = codec_.Descriptor(begin, keys[begin]);
+      if (!d.ok()) return d.status();
+      return kernels::CudaEncodeBlocks(
+          source_device_.view, begin * config_.block_tokens, static_cast<uint32_t>(end - begin), *d,
+          payloads_.data() + begin * stride_, stride_, stream_.handle());
+    }));
     KVAULT_RETURN_IF_ERROR(stream_.Synchronize());
     t.encode.push_back(Now() - start);
     start = Now();
@@ -117,9 +118,9 @@ class CudaMemory final : public PagedMemory {
   }
 
   Status DecodeStages(std::span<const BlockKey> keys,
-                      std::span<const std::span<const uint8_t>> objects, StageSeconds& t) override {
-    KVAULT_RETURN_IF_ERROR(
-        PinOnce(objects.front().data(), objects.back().data() + objects.back().size()));
+                      std::span<const std::span<const uint8_t>> objects, uint32_t wave,
+                      StageSeconds& t) override {
+    PinOnce(objects.front().data(), objects.back().data() + objects.back().size());
     const uint32_t header = codec_.HeaderBytes();
     double start = Now();
     for (size_t i = 0; i < keys.size(); ++i) {  // verified on the host, as the pipeline does
@@ -131,12 +132,13 @@ class CudaMemory final : public PagedMemory {
     KVAULT_RETURN_IF_ERROR(stream_.Synchronize());
     t.to_device.push_back(Now() - start);
     start = Now();
-    for (size_t i = 0; i < keys.size(); ++i) {
-      KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, codec_.Descriptor(i, keys[i]));
-      KVAULT_RETURN_IF_ERROR(kernels::CudaDecodeBlocks(payloads_.data() + i * stride_, stride_, 1,
-                                                       d, reference_device_.view,
-                                                       i * config_.block_tokens, stream_.handle()));
-    }
+    KVAULT_RETURN_IF_ERROR(ForEachLaunch(keys.size(), wave, [&](size_t begin, size_t end) {
+      Result<BlockDescriptor> d = codec_.Descriptor(begin, keys[begin]);
+      if (!d.ok()) return d.status();
+      return kernels::CudaDecodeBlocks(
+          payloads_.data() + begin * stride_, stride_, static_cast<uint32_t>(end - begin), *d,
+          reference_device_.view, begin * config_.block_tokens, stream_.handle());
+    }));
     KVAULT_RETURN_IF_ERROR(stream_.Synchronize());
     t.decode.push_back(Now() - start);
     return Status::Ok();
@@ -144,12 +146,14 @@ class CudaMemory final : public PagedMemory {
 
   Status Synchronize() override { return stream_.Synchronize(); }
 
+  // Zeroes on the stream LoadPaged runs on, so the zeroing is ordered before its decodes.
   Status ClearLoaded() override {
     const std::vector<uint8_t> zeros(loaded_.LayerElements() * sizeof(uint16_t), 0);
     for (auto& layer : loaded_device_.layers) {
-      KVAULT_RETURN_IF_ERROR(kernels::CopySync(layer.data(), zeros.data(), zeros.size()));
+      KVAULT_RETURN_IF_ERROR(
+          kernels::CopyAsync(layer.data(), zeros.data(), zeros.size(), stream_.handle()));
     }
-    return Status::Ok();
+    return stream_.Synchronize();
   }
 
   Result<std::string> LoadedVsReference() override {
@@ -186,12 +190,35 @@ class CudaMemory final : public PagedMemory {
   }
 
  private:
-  // Page-locks [begin, end) the first time it is seen (the registered regions of a codec's run).
-  Status PinOnce(const uint8_t* begin, const uint8_t* end) {
-    if (pinned_.count(begin) != 0) return Status::Ok();
-    KVAULT_ASSIGN_OR_RETURN(kernels::HostPinning pin,
-                            kernels::HostPinning::Pin(const_cast<uint8_t*>(begin), end - begin));
-    pinned_.emplace(begin, std::move(pin));
+  // Page-locks [begin, end) the first time it is seen (the registered regions of a codec's run),
+  // as the pipeline does its staging: best effort, copies from memory that cannot be locked
+  // (already registered, a limit) are slower but correct, and the run says so.
+  void PinOnce(const uint8_t* begin, const uint8_t* end) {
+    if (pinned_.count(begin) != 0) return;
+    Result<kernels::HostPinning> pin =
+        kernels::HostPinning::Pin(const_cast<uint8_t*>(begin), end - begin);
+    if (!pin.ok()) {
+      std::fprintf(stderr, "  note: registered memory not page-locked (%s); copies are slower\n",
+                   pin.status().ToString().c_str());
+      pinned_.emplace(begin, kernels::HostPinning());
+      return;
+    }
+    pinned_.emplace(begin, std::move(*pin));
+  }
+
+  // Calls launch(begin, end) for the kernel launches the pipeline makes: per wave of `wave`
+  // blocks, block 0 alone (its descriptor may differ: sink tokens), the rest of a wave at once.
+  template <typename Launch>
+  static Status ForEachLaunch(size_t blocks, uint32_t wave, Launch&& launch) {
+    for (size_t first = 0; first < blocks; first += wave) {
+      const size_t end = std::min<size_t>(first + wave, blocks);
+      size_t begin = first;
+      if (begin == 0) {
+        KVAULT_RETURN_IF_ERROR(launch(size_t{0}, size_t{1}));
+        begin = 1;
+      }
+      if (begin < end) KVAULT_RETURN_IF_ERROR(launch(begin, end));
+    }
     return Status::Ok();
   }
 

@@ -54,7 +54,7 @@ class HostMemory final : public PagedMemory {
   void* stream() const override { return nullptr; }
 
   Status EncodeStages(std::span<const BlockKey> keys, std::span<const std::span<uint8_t>> objects,
-                      StageSeconds& t) override {
+                      uint32_t, StageSeconds& t) override {
     const double start = Now();
     for (size_t i = 0; i < keys.size(); ++i) {
       KVAULT_RETURN_IF_ERROR(codec_.Encode(source_tensors_.view, i, keys[i], objects[i]));
@@ -64,7 +64,8 @@ class HostMemory final : public PagedMemory {
   }
 
   Status DecodeStages(std::span<const BlockKey> keys,
-                      std::span<const std::span<const uint8_t>> objects, StageSeconds& t) override {
+                      std::span<const std::span<const uint8_t>> objects, uint32_t,
+                      StageSeconds& t) override {
     const double start = Now();
     for (size_t i = 0; i < keys.size(); ++i) {
       KVAULT_RETURN_IF_ERROR(codec_.Decode(objects[i], i, keys[i], reference_tensors_.view));

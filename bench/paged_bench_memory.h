@@ -37,13 +37,15 @@ class PagedMemory {
   // Store stages before the transfer: blocks 0.. of the source cache into the sealed objects
   // `objects` (registered memory) under `keys`. Host: encode. GPU: gather + encode on the device
   // (encode), then copy to host staging and seal (to_host).
+  // `wave`: blocks per wave, as the pipeline cuts them (the GPU launches its kernels per wave).
   virtual Status EncodeStages(std::span<const BlockKey> keys,
-                              std::span<const std::span<uint8_t>> objects, StageSeconds& t) = 0;
+                              std::span<const std::span<uint8_t>> objects, uint32_t wave,
+                              StageSeconds& t) = 0;
   // Load stages after the transfer: the fetched objects into the reference cache. Host: verify
   // and decode (decode). GPU: verify and copy to the device (to_device), then decode and scatter
   // on the device (decode).
   virtual Status DecodeStages(std::span<const BlockKey> keys,
-                              std::span<const std::span<const uint8_t>> objects,
+                              std::span<const std::span<const uint8_t>> objects, uint32_t wave,
                               StageSeconds& t) = 0;
   // Waits for what was queued on stream() (GPU: LoadPaged's decodes); host: nothing to wait for.
   virtual Status Synchronize() { return Status::Ok(); }
