@@ -88,9 +88,10 @@ double Slowest(std::initializer_list<Rate> stages) {
 namespace {
 
 // Two stages that run one after the other as one (the GPU path's kernel and copy share a thread
-// and a stream): their times add up. `b` absent (rate 0): just `a`.
+// and a stream): their times add up. One of them absent (rate 0, host memory): the other.
 Rate Serial(const Rate& a, const Rate& b) {
-  if (b.tokens_per_s <= 0 || a.tokens_per_s <= 0) return a;
+  if (a.tokens_per_s <= 0) return b;
+  if (b.tokens_per_s <= 0) return a;
   Rate r;
   r.tokens_per_s = 1 / (1 / a.tokens_per_s + 1 / b.tokens_per_s);
   r.gbps = r.tokens_per_s * (a.gbps / a.tokens_per_s);
