@@ -1,7 +1,8 @@
 #pragma once
-// EngineCore: the state of a TransferEngine that lives on its progress thread: peers and their
-// endpoints, batches in flight, deadlines. Nothing here is locked; every method runs on the
-// progress thread (TransferEngine queues work to it).
+// EngineCore: the state of a TransferEngine that its worker drives: peers and their
+// endpoints, batches in flight, deadlines. Nothing here is locked: every method runs on the
+// thread holding the worker (ProgressLoop::TakeOver's lock): the progress thread, or a caller of
+// TransferEngine::Run (TransferEngine queues other work to the progress thread).
 //
 // A batch moves through: posted (one UCX request per transfer) -> flushing (when it holds PUTs
 // that completed locally: one endpoint flush per peer, so that "OK" means the bytes reached the

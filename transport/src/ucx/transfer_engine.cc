@@ -188,7 +188,7 @@ class TransferEngine::Impl {
   UcxContext context_;
   UcxWorker worker_;
   RegionTable regions_;
-  EngineCore core_;  // progress thread only
+  EngineCore core_;  // under the worker lock (ProgressLoop::TakeOver)
   std::unique_ptr<ProgressLoop> loop_;
   std::atomic<size_t> open_endpoints_{0};
   std::atomic<uint64_t> worker_restarts_{0};
