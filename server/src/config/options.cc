@@ -40,7 +40,8 @@ std::vector<OptionDescriptor> BuildOptions() {
           "io threads of the control plane, each with its own event loop; connections are "
           "spread over them as they are accepted and stay there. A request runs on the thread "
           "that read it, its storage work and its data-plane transfer included: while it waits "
-          "on the disk, that thread's other connections wait too, other threads' go on.",
+          "(on the disk, or up to limits.io_timeout on a transfer whose client stopped "
+          "answering), that thread's other connections wait too, other threads' go on.",
           1, 256),
       Option(
           "http.host", OptionType::kHost,
