@@ -30,7 +30,6 @@ Usage: kvault-bench paged [--memory host|cuda] [--server HOST:PORT] [--codecs LI
 
   --memory KIND        where the engine cache lives: host (default; the CPU codecs) or cuda
                        (device memory of GPU 0: the CUDA kernels, page-locked staging).
-
   --server HOST:PORT   use this daemon; default: start kvaultd from this binary's directory
                        (ports 0, scratch data directory, no nvme tier, a host tier that holds
                        the run) and stop it at the end.
@@ -66,10 +65,10 @@ For each codec and repetition, on the same blocks:
 A pipelined transfer should run at the pace of its slowest stage: the targets are end to end
 >= 0.7x the slowest stage alone, for store and for load (with cuda a kernel and its copy run one
 after the other on one stream, so encode + to host and to device + decode each count as one
-stage, their times added); with cuda also LoadPaged with fp8 >=
-1.4x a page-locked host-to-device copy, counted in fp16-equivalent bytes. Targets are printed as
-PASS/FAIL, not asserted: the exit code is 0 whether or not one is met, 1 when a run fails or a
-loaded byte differs.
+stage, their times added); with cuda also LoadPaged with fp8 >= 1.4x a page-locked
+host-to-device copy, counted in fp16-equivalent bytes. Targets are printed as PASS/FAIL, not
+asserted: the exit code is 0 whether or not one is met, 1 when a run fails or a loaded byte
+differs.
 )";
 
 int Fail(int code, const Status& s) { return FailMode("paged", code, s); }
