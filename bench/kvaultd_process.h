@@ -49,8 +49,10 @@ Result<std::unique_ptr<Client>> ConnectToKvaultd(const std::string& server,
                                                  const std::string& transports,
                                                  const std::string& client_name);
 
-// utime + stime of /proc/<pid>/stat in seconds (the process's CPU time so far, all threads);
-// nullopt when unreadable.
+// The process's CPU time so far, all threads, in seconds: the sum of its live threads'
+// /proc/<pid>/task/*/schedstat (nanoseconds on a CPU), or, where the kernel has no schedstat,
+// utime + stime of /proc/<pid>/stat (10 ms clock ticks: a short run may read 0). A long-lived
+// daemon keeps its threads, so the sum misses nothing. nullopt when unreadable.
 std::optional<double> ReadProcCpuSeconds(pid_t pid);
 
 }  // namespace kvault::bench
