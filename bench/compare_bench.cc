@@ -53,8 +53,9 @@ Reported per codec, raw (fp16) being the baseline that every codec is set beside
   latency     restore time (lookup + load of the cached prefix) per 1,000 restored tokens,
               p50 and p99 over the requests with hits
   throughput  tokens/s and GB/s stored (StorePaged of new blocks) and loaded (the restores)
-  resources   daemon CPU seconds (utime + stime) and peak resident memory (VmHWM, RssAnon),
-              bytes and blocks held in each tier (the daemon's Stats), libkvault's CPU seconds
+  resources   daemon CPU seconds (its threads' time on a CPU) and peak resident memory
+              (VmHWM, RssAnon), bytes and blocks held in each tier (the daemon's Stats),
+              libkvault's CPU seconds
   hit ratio   looked-up blocks found as a cached prefix
   accuracy    `kvault-bench codec`'s figures on the payload KV: bits per element, compression,
               K/V SQNR, attention KL, attention output error, top-1 agreement

@@ -184,7 +184,7 @@ void PrintReport(const RunContext& ctx, const std::vector<CodecResult>& results)
   std::fputs(acc.Render().c_str(), stdout);
 
   std::printf(
-      "\nResources: daemon CPU = utime + stime of kvaultd during the replay; client CPU "
+      "\nResources: daemon CPU = kvaultd's threads' time on a CPU during the replay; client CPU "
       "= this process's libkvault threads (encode/decode, transfers):\n");
   Table res({"codec", "daemon CPU s", "client CPU s", "VmHWM MiB", "RssAnon peak MiB",
              "host used MiB", "host blocks", "evictions", "lookup p50 us", "restore p50 ms",
