@@ -162,6 +162,9 @@ Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::st
   KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<PagedKvStore> loader,
                           PagedKvStore::Create(client, options));
 
+  // The sequence sits on engine blocks 0, 1, 2, ... of both caches.
+  std::vector<int32_t> ids(memory->source().engine_num_blocks);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
   StageSeconds stages;
   std::vector<double> store_transfer, store_e2e, load_transfer, load_e2e;
   const uint32_t tag = CodecTag(codec);
@@ -203,8 +206,6 @@ Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::st
     KVAULT_RETURN_IF_ERROR(client.Delete(stage_keys).status());
 
     // The pipeline end to end, on other keys.
-    std::vector<int32_t> ids(memory->source().engine_num_blocks);
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
     const PagedSequence whole{ids, uint64_t{c.blocks} * c.block_tokens, e2e_keys};
     KVAULT_RETURN_IF_ERROR(Timed(store_e2e, [&] {
       PagedStoreHandle h = storer->StorePaged(
