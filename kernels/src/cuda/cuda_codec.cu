@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <tuple>
@@ -59,7 +60,6 @@ struct Plan {
   BatchShape shape{};
   DeviceView view{};
   Rotation rot{};
-  int chunks_per_thread = 1;  // K
   bool bf16 = false;
   bool general_groups = false;          // some V section needs kernel A's shared scratch
   std::vector<SectionEntry> full;       // kernel A: whole sections
@@ -71,6 +71,54 @@ uint32_t Log2Ceil(uint32_t v) {
   uint32_t l = 0;
   while ((1u << l) < v) ++l;
   return l;
+}
+
+// How one kernel launch splits a head vector of `chunks` 8-element chunks: a team of
+// 2^log2_team lanes (at most 32), each with K = 1, 2 or 4 chunks.
+struct Team {
+  uint32_t log2_team = 0;
+  int chunks_per_lane = 1;  // K
+};
+
+// Chunks per lane each kernel runs fastest with, measured on an H200 at head dim 128
+// (kernels/src/cuda/PERF_NOTES.md, 2026-11-27; every choice writes the same bytes): fp8 and int8
+// amortize a vector's scale, shuffles and addressing over 4 chunks per lane (encode 0.52x ->
+// 0.77x, decode 0.73x -> 0.86x of a device copy for fp8); copies lose with fewer lanes; the
+// int4/int2 key kernel (B) loses with fewer lanes when encoding and gains with 2 chunks when
+// decoding, as do the int4/int2 value sections decoded by kernel A.
+int PreferredChunksPerLane(uint32_t codec, bool encode, bool key_kernel) {
+  if (key_kernel) return encode ? 1 : 2;
+  switch (codec) {
+    case cuda_detail::kFp8:
+    case cuda_detail::kInt8:
+      return 4;
+    case cuda_detail::kInt4:
+    case cuda_detail::kInt2:
+      return encode ? 1 : 2;
+    default:
+      return 1;
+  }
+}
+
+// The team for `preferred` chunks per lane, within 32 lanes and K <= 4. The environment variable
+// KVAULT_CUDA_VECTOR_LANES (a power of two, 1..32; read once) overrides the choice for every
+// kernel, within the same limits: a tuning knob for kvault-bench codec on other GPUs.
+Team TeamFor(uint32_t chunks, int preferred) {
+  static const uint32_t forced = [] {
+    const char* env = std::getenv("KVAULT_CUDA_VECTOR_LANES");
+    const long v = env != nullptr ? std::strtol(env, nullptr, 10) : 0;
+    return v >= 1 && v <= 32 && (v & (v - 1)) == 0 ? Log2Ceil(static_cast<uint32_t>(v)) : 99u;
+  }();
+  const uint32_t log2_chunks = Log2Ceil(chunks);
+  const uint32_t most = std::min<uint32_t>(5, log2_chunks);
+  const uint32_t fewest = std::min(most, log2_chunks >= 2 ? log2_chunks - 2 : 0u);  // K <= 4
+  const uint32_t wanted =
+      forced != 99u ? forced : Log2Ceil(static_cast<uint32_t>(CeilDiv(chunks, preferred)));
+  Team t;
+  t.log2_team = std::clamp(wanted, fewest, most);
+  const uint64_t per_lane = CeilDiv(chunks, 1u << t.log2_team);
+  t.chunks_per_lane = per_lane <= 1 ? 1 : (per_lane <= 2 ? 2 : 4);
+  return t;
 }
 
 SectionEntry MakeEntry(uint64_t offset, const SectionLayout& sl, const SectionCodec& c,
@@ -131,9 +179,6 @@ Status ValidateAndPlan(const PagedKvView& view, uint64_t first_token, uint32_t n
 
   // Plan.
   const uint32_t chunks = l.head_dim / 8;
-  const uint32_t log2_team = std::min<uint32_t>(5, Log2Ceil(chunks));
-  const uint32_t per_thread = static_cast<uint32_t>(CeilDiv(chunks, 1u << log2_team));
-  plan.chunks_per_thread = per_thread <= 1 ? 1 : (per_thread <= 2 ? 2 : 4);
   plan.bf16 = l.dtype == DType::kBF16;
   plan.shape.first_token = first_token;
   plan.shape.payload_stride = payload_stride;
@@ -143,7 +188,7 @@ Status ValidateAndPlan(const PagedKvView& view, uint64_t first_token, uint32_t n
   plan.shape.head_dim = l.head_dim;
   plan.shape.sink_tokens = l.sink_tokens;
   plan.shape.chunks = chunks;
-  plan.shape.log2_team = log2_team;
+  plan.shape.log2_team = 0;  // per launch (TeamFor)
 
   plan.view.layer_bases = view.layer_bases;
   plan.view.page_ids = view.page_ids;
@@ -219,15 +264,8 @@ void PlanVectorAddressing(const BatchShape& s, const DeviceView& view, VectorArg
 Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payload_stride,
                cudaStream_t stream) {
   const BatchShape& s = plan.shape;
-  const int K = plan.chunks_per_thread;
-  BatchShape shape = s;
-  shape.payload_stride = payload_stride;
 
-  // Kernel A.
-  const uint32_t per_cta = cuda_detail::VectorsPerCta(s.log2_team, K);
-  const uint64_t sink_ctas = CeilDiv(uint64_t{s.sink_tokens} * s.kv_heads, per_cta);
-  const uint64_t body_ctas =
-      CeilDiv(uint64_t{s.block_tokens - s.sink_tokens} * s.kv_heads, per_cta);
+  // Kernel A: one team per codec (TeamFor).
   // One launch per codec (the kernel is specialized on it) and per kMaxSectionsPerLaunch
   // sections; sink-only sections are plain copies (kRaw).
   std::map<uint32_t, std::vector<SectionEntry>> by_codec;
@@ -237,6 +275,15 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
   lists.emplace_back(cuda_detail::kRaw, true, &plan.sink_only);
   for (const auto& [codec, sink_only, list_ptr] : lists) {
     const std::vector<SectionEntry>& list = *list_ptr;
+    const Team team = TeamFor(s.chunks, PreferredChunksPerLane(codec, encode, false));
+    const int K = team.chunks_per_lane;
+    BatchShape shape = s;
+    shape.payload_stride = payload_stride;
+    shape.log2_team = team.log2_team;
+    const uint32_t per_cta = cuda_detail::VectorsPerCta(team.log2_team, K);
+    const uint64_t sink_ctas = CeilDiv(uint64_t{s.sink_tokens} * s.kv_heads, per_cta);
+    const uint64_t body_ctas =
+        CeilDiv(uint64_t{s.block_tokens - s.sink_tokens} * s.kv_heads, per_cta);
     const uint64_t cps = sink_ctas + (sink_only ? 0 : body_ctas);
     if (list.empty() || cps == 0) continue;
     const bool grouped = codec == cuda_detail::kInt4 || codec == cuda_detail::kInt2;
@@ -268,9 +315,14 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
     }
   }
 
-  // Kernel B, one class at a time.
+  // Kernel B, one class at a time, with its own team.
   const uint32_t quantized = s.block_tokens - s.sink_tokens;
-  const uint32_t teams = static_cast<uint32_t>(kThreads) >> s.log2_team;
+  const Team team = TeamFor(s.chunks, PreferredChunksPerLane(cuda_detail::kInt4, encode, true));
+  const int K = team.chunks_per_lane;
+  BatchShape shape = s;
+  shape.payload_stride = payload_stride;
+  shape.log2_team = team.log2_team;
+  const uint32_t teams = static_cast<uint32_t>(kThreads) >> team.log2_team;
   for (const auto& [cls, list] : plan.keys) {
     const uint32_t groups = static_cast<uint32_t>(CeilDiv(quantized, cls.group));
     const uint32_t n_max = std::min<uint32_t>(cls.group, quantized);

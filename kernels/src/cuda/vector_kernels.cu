@@ -11,8 +11,8 @@
 //
 //  raw / sinks : 16-byte copies.
 //  fp8 / int8  : fp32, optional rotation (shuffle butterflies), amax by a shuffle max over the
-//  team,
-//                fp16 scale, x / s per element, 8 codes stored as one 8-byte word per chunk.
+//                team, fp16 scale, x / s per element (ExactQuotient: one reciprocal per
+//                vector, two FMAs per element), 8 codes stored as one 8-byte word per chunk.
 //  int4 / int2 V (groups of g channels): a chunk lies in one group when g % 8 == 0 and g / 8 is a
 //                power of two (or g >= head_dim): min/max per chunk, then across the k chunks of a
 //                lane and across lanes with xor shuffles limited to the group; otherwise the
@@ -132,13 +132,22 @@ __device__ __forceinline__ void EncodeSymmetric(const float (&x)[K][8], uint32_t
   if (HalfBitsToF32(sbits) == 0.0f) sbits = kHalfOne;
   const float sf = HalfBitsToF32(sbits);
   if (!valid) return;
+  // The divider only for an infinite scale (an infinite amax); ExactQuotient otherwise. The
+  // choice is the team's (one vector), so lanes of a team never diverge on it.
+  const bool divide = sbits == kHalfInf;
+  const float rf = __frcp_rn(sf);
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const uint32_t c = k * team + tl;
     if (c >= chunks) continue;
     float q[8];
+    if (divide) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) q[i] = __fdiv_rn(x[k][i], sf);
+      for (int i = 0; i < 8; ++i) q[i] = __fdiv_rn(x[k][i], sf);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) q[i] = ExactQuotient(x[k][i], sf, rf);
+    }
     uint2 word;
     if constexpr (kFp8) {
       word.x = F32x2ToE4M3(q[0], q[1]) | (F32x2ToE4M3(q[2], q[3]) << 16);
