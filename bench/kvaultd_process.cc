@@ -35,6 +35,11 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
   if (!launch.transports.empty()) {
     o.argv.insert(o.argv.end(), {"--ucx-transports", launch.transports});
   }
+  if (launch.gpu_capacity > 0) {
+    o.argv.insert(o.argv.end(),
+                  {"--storage.gpu_capacity", std::to_string(launch.gpu_capacity),
+                   "--storage.land_on_gpu", "true", "--storage.gpu_ipc_export", "true"});
+  }
   o.dir = launch.scratch;
   o.stderr_file = (fs::path(launch.scratch) / "kvaultd.err").string();
   RunningKvaultd d;

@@ -2,7 +2,9 @@
 #include "paged_bench.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <optional>
+#include <system_error>
 
 #include "compare_bench.h"
 #include "kvault/common/cli_args.h"
@@ -24,15 +26,21 @@ constexpr double kTarget = 0.7;  // end to end >= 0.7x the slowest stage alone
 constexpr const char* kUsage =
     R"(kvault-bench paged: StorePaged / LoadPaged end to end vs their stages alone
 
-Usage: kvault-bench paged [--memory host|cuda] [--server HOST:PORT] [--codecs LIST] [--layers N]
-                          [--block-tokens N] [--blocks N] [--staging-bytes B] [--depth N]
-                          [--reps N] [--transports TLS] [--kvaultd PATH] [--json FILE] [--keep]
+Usage: kvault-bench paged [--memory host|cuda] [--server HOST:PORT] [--gpu-tier-server HOST:PORT]
+                          [--codecs LIST] [--layers N] [--block-tokens N] [--blocks N]
+                          [--staging-bytes B] [--depth N] [--reps N] [--transports TLS]
+                          [--kvaultd PATH] [--json FILE] [--keep]
 
   --memory KIND        where the engine cache lives: host (default; the CPU codecs) or cuda
                        (device memory of GPU 0: the CUDA kernels, page-locked staging).
   --server HOST:PORT   use this daemon; default: start kvaultd from this binary's directory
                        (ports 0, scratch data directory, no nvme tier, a host tier that holds
                        the run) and stop it at the end.
+  --gpu-tier-server HOST:PORT
+                       with --memory cuda: a daemon on this host whose gpu tier exports CUDA
+                       IPC handles (storage.gpu_ipc_export); default: with --server, none (that
+                       measurement is skipped), else a second kvaultd started beside the first
+                       with a gpu tier on GPU 0 where blocks land.
   --codecs LIST        codec specs as for kvault-bench compare: separated by commas (a term
                        that continues a spec, such as v=int2, joins it) or '/' (default
                        raw,fp8,int4; raw always runs, first).
@@ -62,11 +70,17 @@ For each codec and repetition, on the same blocks:
   end to end           StorePaged of the sequence under new keys; LoadPaged of it into a cleared
                        cache (cuda: until its stream is done), compared byte for byte with the
                        stage-alone decode
+  gpu tier (cuda only) StorePaged to the gpu-tier daemon, wait until the blocks sit in its gpu
+                       tier, then LookupPrefix with a lease + LoadPaged (PagedKvOptions::gpu_ipc):
+                       the blocks are decoded straight from the daemon's device memory through
+                       CUDA IPC, no host staging; timed from the lookup to the stream's end, the
+                       same byte-for-byte check
 A pipelined transfer should run at the pace of its slowest stage: the targets are end to end
 >= 0.7x the slowest stage alone, for store and for load (with cuda a kernel and its copy run one
 after the other on one stream, so encode + to host and to device + decode each count as one
 stage, their times added); with cuda also LoadPaged with fp8 >= 1.4x a page-locked
-host-to-device copy, counted in fp16-equivalent bytes. Targets are printed as PASS/FAIL, not
+host-to-device copy, counted in fp16-equivalent bytes, once from the host tier (the staged path)
+and once from the gpu tier (CUDA IPC). Targets are printed as PASS/FAIL, not
 asserted: the exit code is 0 whether or not one is met, 1 when a run fails or a loaded byte
 differs.
 )";
@@ -75,10 +89,11 @@ int Fail(int code, const Status& s) { return FailMode("paged", code, s); }
 
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
-      CliArgs a, CliArgs::Parse(args,
-                                {"memory", "server", "codecs", "layers", "block-tokens", "blocks",
-                                 "staging-bytes", "depth", "reps", "transports", "kvaultd", "json"},
-                                {"keep"}));
+      CliArgs a,
+      CliArgs::Parse(args,
+                     {"memory", "server", "gpu-tier-server", "codecs", "layers", "block-tokens",
+                      "blocks", "staging-bytes", "depth", "reps", "transports", "kvaultd", "json"},
+                     {"keep"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   const std::string memory = a.GetOr("memory", "host");
@@ -89,6 +104,14 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.server = a.GetOr("server", "");
   if (a.Has("server") && c.server.find(':') == std::string::npos) {
     return Status::InvalidArgument("--server takes HOST:PORT, got '" + c.server + "'");
+  }
+  c.gpu_tier_server = a.GetOr("gpu-tier-server", "");
+  if (a.Has("gpu-tier-server") && c.gpu_tier_server.find(':') == std::string::npos) {
+    return Status::InvalidArgument("--gpu-tier-server takes HOST:PORT, got '" + c.gpu_tier_server +
+                                   "'");
+  }
+  if (a.Has("gpu-tier-server") && c.memory != MemoryKind::kCuda) {
+    return Status::InvalidArgument("--gpu-tier-server needs --memory cuda");
   }
   KVAULT_ASSIGN_OR_RETURN(c.codecs, compare::ParseCodecList(a.GetOr("codecs", "raw,fp8,int4")));
   KVAULT_ASSIGN_OR_RETURN(uint64_t layers, a.GetUint("layers", 8, 1, 128));
@@ -128,7 +151,28 @@ Json RateJson(const paged::Rate& r) {
   return Json::Object{{"tokens_per_s", r.tokens_per_s}, {"gbps", r.gbps}};
 }
 
-void Report(const Config& c, const std::vector<CodecFigures>& all, const std::string& server) {
+// The gpu-tier rows (CUDA IPC), when measured.
+void ReportGpuTier(const std::vector<CodecFigures>& all, const std::string& gpu_server) {
+  Table t({"codec", "via IPC", "LoadPaged", "GB/s objects", "GB/s fp16-eq", "x pinned H2D",
+           "x staged LoadPaged", "verified"});
+  for (const CodecFigures& f : all) {
+    if (!f.ipc_measured) continue;
+    t.AddRow({f.codec, Format("%zu", f.ipc_blocks), Tps(f.ipc_load),
+              Format("%.2f", f.ipc_load.gbps), Format("%.2f", f.ipc_fp16_gbps),
+              Format("%.2fx", f.ipc_vs_h2d()),
+              Format("%.2fx", f.load_e2e.tokens_per_s > 0
+                                  ? f.ipc_load.tokens_per_s / f.load_e2e.tokens_per_s
+                                  : 0.0),
+              f.ipc_verified ? "yes" : "NO"});
+  }
+  std::printf(
+      "\nLoadPaged from the gpu tier of kvaultd %s (CUDA IPC, leased; 'via IPC' = fewest blocks "
+      "any rep decoded straight from the daemon's device memory), tokens per second:\n%s",
+      gpu_server.c_str(), t.Render().c_str());
+}
+
+void Report(const Config& c, const std::vector<CodecFigures>& all, const std::string& server,
+            const std::string& gpu_server) {
   std::printf(
       "\nBlocks: %u x %u tokens, Llama-3-8B-shaped with %u of 32 layers (8 KV heads, head dim "
       "128, fp16: %.1f MiB raw per block); engine cache: %s memory, vLLM NHD, %u-token engine "
@@ -151,7 +195,9 @@ void Report(const Config& c, const std::vector<CodecFigures>& all, const std::st
     std::printf("  %s store %.2f / StorePaged %.2f, load %.2f / LoadPaged %.2f;", f.codec.c_str(),
                 f.store_transfer.gbps, f.store_e2e.gbps, f.load_transfer.gbps, f.load_e2e.gbps);
   }
-  std::printf("\n\nTargets (not asserted), daemon %s:\n", server.c_str());
+  std::printf("\n");
+  if (!gpu_server.empty()) ReportGpuTier(all, gpu_server);
+  std::printf("\nTargets (not asserted), daemon %s:\n", server.c_str());
   for (const CodecFigures& f : all) {
     std::printf("  %-10s StorePaged >= %.1fx its slowest stage   %.2fx   %s\n", f.codec.c_str(),
                 kTarget, f.store_ratio(), f.store_ratio() >= kTarget ? "PASS" : "FAIL");
@@ -164,30 +210,48 @@ void Report(const Config& c, const std::vector<CodecFigures>& all, const std::st
           f.codec.c_str(), f.load_fp16_gbps, f.pinned_h2d_gbps, f.load_vs_h2d(),
           f.load_vs_h2d() >= 1.4 ? "PASS" : "FAIL");
     }
+    if (f.ipc_measured && f.codec == "fp8") {
+      std::printf(
+          "  %-10s LoadPaged from the gpu tier (CUDA IPC) >= 1.4x pinned host-to-device copy "
+          "(fp16-equivalent: %.2f vs %.2f GB/s)   %.2fx   %s\n",
+          f.codec.c_str(), f.ipc_fp16_gbps, f.pinned_h2d_gbps, f.ipc_vs_h2d(),
+          f.ipc_vs_h2d() >= 1.4 ? "PASS" : "FAIL");
+    }
     if (!f.verified) std::printf("  %-10s %s\n", f.codec.c_str(), f.mismatch.c_str());
+    if (f.ipc_measured && !f.ipc_verified) {
+      std::printf("  %-10s %s\n", f.codec.c_str(), f.ipc_mismatch.c_str());
+    }
   }
 }
 
 Json ToJson(const Config& c, const std::vector<CodecFigures>& all, const std::string& server) {
   Json::Array rows;
   for (const CodecFigures& f : all) {
-    rows.push_back(Json::Object{{"codec", f.codec},
-                                {"object_bytes", f.object_bytes},
-                                {"wave_blocks", f.wave_blocks},
-                                {"encode", RateJson(f.encode)},
-                                {"to_host", RateJson(f.to_host)},
-                                {"store_transfer", RateJson(f.store_transfer)},
-                                {"store_paged", RateJson(f.store_e2e)},
-                                {"store_vs_slowest_stage", f.store_ratio()},
-                                {"load_transfer", RateJson(f.load_transfer)},
-                                {"to_device", RateJson(f.to_device)},
-                                {"decode", RateJson(f.decode)},
-                                {"load_paged", RateJson(f.load_e2e)},
-                                {"load_vs_slowest_stage", f.load_ratio()},
-                                {"load_paged_fp16_gbps", f.load_fp16_gbps},
-                                {"pinned_h2d_gbps", f.pinned_h2d_gbps},
-                                {"load_vs_pinned_h2d", f.load_vs_h2d()},
-                                {"verified", f.verified}});
+    Json::Object row{{"codec", f.codec},
+                     {"object_bytes", f.object_bytes},
+                     {"wave_blocks", f.wave_blocks},
+                     {"encode", RateJson(f.encode)},
+                     {"to_host", RateJson(f.to_host)},
+                     {"store_transfer", RateJson(f.store_transfer)},
+                     {"store_paged", RateJson(f.store_e2e)},
+                     {"store_vs_slowest_stage", f.store_ratio()},
+                     {"load_transfer", RateJson(f.load_transfer)},
+                     {"to_device", RateJson(f.to_device)},
+                     {"decode", RateJson(f.decode)},
+                     {"load_paged", RateJson(f.load_e2e)},
+                     {"load_vs_slowest_stage", f.load_ratio()},
+                     {"load_paged_fp16_gbps", f.load_fp16_gbps},
+                     {"pinned_h2d_gbps", f.pinned_h2d_gbps},
+                     {"load_vs_pinned_h2d", f.load_vs_h2d()},
+                     {"verified", f.verified}};
+    if (f.ipc_measured) {  // LoadPaged from the gpu tier (CUDA IPC): device memory only
+      row.insert(row.end(), {{"gpu_tier_load_paged", RateJson(f.ipc_load)},
+                             {"gpu_tier_blocks_via_ipc", f.ipc_blocks},
+                             {"gpu_tier_fp16_gbps", f.ipc_fp16_gbps},
+                             {"gpu_tier_vs_pinned_h2d", f.ipc_vs_h2d()},
+                             {"gpu_tier_verified", f.ipc_verified}});
+    }
+    rows.push_back(std::move(row));
   }
   return Json::Object{{"benchmark", "kvault-bench paged"},
                       {"server", server},
@@ -217,16 +281,16 @@ int RunPagedBench(const std::vector<std::string>& args) {
   if (!scratch.ok()) return Fail(1, scratch.status());
   scratch->set_keep(c.keep);
 
-  std::optional<RunningKvaultd> daemon;
-  std::string server = c.server;
+  // Stage-alone and end-to-end objects of one codec at once, at raw size, with room to spare.
+  KvaultdLaunch launch;
+  launch.binary = c.kvaultd;
+  launch.scratch = scratch->path();
+  launch.host_capacity = std::max<uint64_t>(256ull << 20, 3 * c.blocks * RawBlockBytes(c));
+  launch.max_block_bytes = std::max<uint64_t>(64ull << 20, 2 * RawBlockBytes(c));
+  launch.transports = c.transports;
+  std::optional<RunningKvaultd> daemon, gpu_daemon;
+  std::string server = c.server, gpu_server = c.gpu_tier_server;
   if (server.empty()) {
-    KvaultdLaunch launch;
-    launch.binary = c.kvaultd;
-    launch.scratch = scratch->path();
-    // Stage-alone and end-to-end objects of one codec at once, at raw size, with room to spare.
-    launch.host_capacity = std::max<uint64_t>(256ull << 20, 3 * c.blocks * RawBlockBytes(c));
-    launch.max_block_bytes = std::max<uint64_t>(64ull << 20, 2 * RawBlockBytes(c));
-    launch.transports = c.transports;
     Result<RunningKvaultd> started = StartKvaultd(launch);
     if (!started.ok()) {
       scratch->set_keep(true);
@@ -235,27 +299,53 @@ int RunPagedBench(const std::vector<std::string>& args) {
     daemon.emplace(std::move(*started));
     server = daemon->server;
   }
+  if (c.memory == MemoryKind::kCuda && c.server.empty() && gpu_server.empty()) {
+    // A second daemon, in its own directory, whose blocks land in an exporting gpu tier.
+    std::error_code ec;
+    launch.scratch = scratch->path() + "/gpu-tier";
+    std::filesystem::create_directories(launch.scratch, ec);
+    launch.gpu_capacity = launch.host_capacity;
+    Result<RunningKvaultd> started = StartKvaultd(launch);
+    if (!started.ok()) {
+      scratch->set_keep(true);
+      return Fail(1, started.status().WithContext("the gpu-tier kvaultd"));
+    }
+    gpu_daemon.emplace(std::move(*started));
+    gpu_server = gpu_daemon->server;
+  }
   Result<std::unique_ptr<Client>> client =
       ConnectToKvaultd(server, c.transports, "kvault-bench paged");
   if (!client.ok()) return Fail(1, client.status());
+  std::unique_ptr<Client> gpu_client;
+  if (!gpu_server.empty()) {
+    Result<std::unique_ptr<Client>> connected =
+        ConnectToKvaultd(gpu_server, c.transports, "kvault-bench paged (gpu tier)");
+    if (!connected.ok()) return Fail(1, connected.status().WithContext("the gpu-tier kvaultd"));
+    gpu_client = std::move(*connected);
+  }
   std::printf("kvault-bench paged: kvaultd %s (%s), UCX_TLS=%s\n", server.c_str(),
               daemon ? "started by the benchmark" : "given with --server", c.transports.c_str());
+  if (gpu_client) {
+    std::printf("kvault-bench paged: gpu-tier kvaultd %s (%s)\n", gpu_server.c_str(),
+                gpu_daemon ? "started by the benchmark: gpu tier on GPU 0, CUDA IPC export on"
+                           : "given with --gpu-tier-server");
+  }
   std::fflush(stdout);
 
   std::vector<CodecFigures> all;
   bool verified = true;
   for (const std::string& codec : c.codecs) {
-    Result<CodecFigures> f = paged::MeasureCodec(c, **client, codec);
+    Result<CodecFigures> f = paged::MeasureCodec(c, **client, gpu_client.get(), codec);
     if (!f.ok()) {
       scratch->set_keep(true);
       return Fail(f.status().code() == StatusCode::kInvalidArgument ? 2 : 1,
                   f.status().WithContext(codec));
     }
     std::fprintf(stderr, "  measured %s\n", codec.c_str());
-    verified = verified && f->verified;
+    verified = verified && f->verified && (!f->ipc_measured || f->ipc_verified);
     all.push_back(std::move(*f));
   }
-  Report(c, all, server);
+  Report(c, all, server, gpu_client ? gpu_server : std::string());
   if (!c.json_path.empty()) {
     const Status s = WriteJsonFile(c.json_path, ToJson(c, all, server));
     if (!s.ok()) return Fail(1, s);

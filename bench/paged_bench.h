@@ -12,6 +12,10 @@
 // the slowest stage alone. The loaded cache is compared byte for byte with the stage-alone
 // decode (the CPU reference's bytes).
 //
+// On device memory it also measures LoadPaged from a second daemon whose blocks sit in a gpu tier
+// that exports CUDA IPC handles: a leased LoadPaged then decodes straight from the daemon's device
+// memory (PagedKvOptions::gpu_ipc), no host staging; the same byte-for-byte check applies.
+//
 // Files: paged_bench.cc (flags, the daemon, the report), paged_bench_run.cc (one codec's
 // measurements). Not thread-safe: the benchmark's main thread drives everything.
 
@@ -31,7 +35,10 @@ int RunPagedBench(const std::vector<std::string>& args);
 namespace paged {
 
 struct Config {
-  std::string server;                     // --server HOST:PORT; empty: start kvaultd
+  std::string server;  // --server HOST:PORT; empty: start kvaultd
+  // --gpu-tier-server HOST:PORT (cuda only): a daemon with an exporting gpu tier; empty: started
+  // beside the other when the benchmark starts its own, else that measurement is skipped.
+  std::string gpu_tier_server;
   MemoryKind memory = MemoryKind::kHost;  // --memory host|cuda: where the engine cache lives
   std::vector<std::string> codecs;        // --codecs (default raw,fp8,int4)
   uint32_t layers = 8;                    // --layers (Llama-3-8B has 32)
@@ -76,11 +83,22 @@ struct CodecFigures {
   double store_ratio() const;  // store_e2e / min(encode + to_host, store_transfer)
   double load_ratio() const;   // load_e2e / min(load_transfer, to_device + decode)
   double load_vs_h2d() const;  // load_fp16_gbps / pinned_h2d_gbps (0 on host memory)
+
+  // LoadPaged from the gpu tier through CUDA IPC (device memory with a gpu-tier daemon only).
+  bool ipc_measured = false;
+  Rate ipc_load;              // leased LoadPaged end to end, lookup and export included
+  size_t ipc_blocks = 0;      // fewest blocks any rep decoded from the gpu tier (of `blocks`)
+  bool ipc_verified = false;  // its cache equals the stage-alone decode, every rep
+  std::string ipc_mismatch;   // why not
+  double ipc_fp16_gbps = 0;   // ipc_load in fp16-equivalent bytes per second / 1e9
+  double ipc_vs_h2d() const;  // ipc_fp16_gbps / pinned_h2d_gbps
 };
 
-// Measures one codec against the daemon `client` is connected to. Unavailable for --memory cuda
-// without a CUDA device.
-Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::string& codec);
+// Measures one codec against the daemon `client` is connected to, and LoadPaged from the gpu tier
+// of the daemon `gpu_tier_client` is connected to when it is not null (device memory only).
+// Unavailable for --memory cuda without a CUDA device.
+Result<CodecFigures> MeasureCodec(const Config& c, Client& client, Client* gpu_tier_client,
+                                  const std::string& codec);
 
 }  // namespace paged
 }  // namespace kvault::bench

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <thread>
 
 #include "kvault/common/block_key.h"
 #include "kvault/kv_store.h"
@@ -114,7 +115,102 @@ double CodecFigures::load_vs_h2d() const {
   return pinned_h2d_gbps > 0 ? load_fp16_gbps / pinned_h2d_gbps : 0;
 }
 
-Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::string& codec) {
+double CodecFigures::ipc_vs_h2d() const {
+  return pinned_h2d_gbps > 0 ? ipc_fp16_gbps / pinned_h2d_gbps : 0;
+}
+
+namespace {
+
+// Until LookupPrefix finds every key in the gpu tier (where blocks land, possibly after a mover
+// took them there), at most 30 s.
+Status WaitUntilInGpuTier(Client& client, std::span<const BlockKey> keys) {
+  const double until = Now() + 30;
+  LookupResult r;
+  while (Now() < until) {
+    r = client.LookupPrefix(keys);
+    KVAULT_RETURN_IF_ERROR(r.status);
+    bool all = r.leading_hits == keys.size();
+    for (Tier t : r.tiers) all = all && t == Tier::kGpu;
+    if (all) return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return Status::Unavailable("after 30 s only some of the " + std::to_string(keys.size()) +
+                             " blocks are in the daemon's gpu tier (" +
+                             std::to_string(r.leading_hits) + " leading hits)");
+}
+
+// LoadPaged from the gpu tier of `client`'s daemon through CUDA IPC: per rep, StorePaged the
+// sequence there, wait until it sits in the gpu tier, then time a leased LoadPaged (lookup with
+// lease, the export request and the device-to-device decodes) and check its bytes.
+Status MeasureGpuTierLoad(const Config& c, Client& client, PagedKvOptions options,
+                          PagedMemory& memory, std::span<const int32_t> ids, uint32_t tag,
+                          uint64_t object_bytes, CodecFigures& f) {
+  options.gpu_ipc = true;
+  options.cache = memory.source();
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<PagedKvStore> storer,
+                          PagedKvStore::Create(client, options));
+  options.cache = memory.loaded();
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<PagedKvStore> loader,
+                          PagedKvStore::Create(client, options));
+  std::vector<double> seconds;
+  f.ipc_verified = true;
+  f.ipc_blocks = c.blocks;
+  for (uint32_t rep = 0; rep <= c.reps; ++rep) {  // rep 0: warm-up (opens the IPC pool)
+    const std::vector<BlockKey> keys = Chain(c.blocks, tag, rep, 3);
+    const PagedSequence whole{ids, uint64_t{c.blocks} * c.block_tokens, keys};
+    PagedStoreHandle stored = storer->StorePaged(
+        whole, {.deadline = std::nullopt, .skip_stored = false, .stream = memory.stream()});
+    KVAULT_RETURN_IF_ERROR(stored.Wait());
+    if (stored.leading_ok() != c.blocks) {
+      return Status::Internal("StorePaged to the gpu-tier daemon stored " +
+                              std::to_string(stored.leading_ok()) + " of " +
+                              std::to_string(c.blocks) + " blocks");
+    }
+    KVAULT_RETURN_IF_ERROR(WaitUntilInGpuTier(client, keys));
+    KVAULT_RETURN_IF_ERROR(memory.ClearLoaded());
+    Lease lease;
+    size_t from_gpu = 0;
+    std::vector<double> one;
+    KVAULT_RETURN_IF_ERROR(Timed(one, [&] {
+      LookupResult hit = client.LookupPrefix(
+          keys, {.want_lease = true, .lease_ttl = {}, .deadline = std::nullopt});
+      KVAULT_RETURN_IF_ERROR(hit.status);
+      lease = hit.lease;
+      PagedLoadHandle h = loader->LoadPaged(lease, whole, hit.leading_hits,
+                                            {.deadline = std::nullopt, .stream = memory.stream()});
+      KVAULT_RETURN_IF_ERROR(h.Wait());
+      KVAULT_RETURN_IF_ERROR(memory.Synchronize());
+      from_gpu = h.gpu_tier_blocks();
+      if (h.leading_ok() != c.blocks) {
+        return Status::Internal("LoadPaged from the gpu tier loaded " +
+                                std::to_string(h.leading_ok()) + " of " + std::to_string(c.blocks) +
+                                " blocks");
+      }
+      return Status::Ok();
+    }));
+    if (rep > 0) seconds.push_back(one.front());
+    f.ipc_blocks = std::min(f.ipc_blocks, from_gpu);
+    KVAULT_ASSIGN_OR_RETURN(std::string differs, memory.LoadedVsReference());
+    if (!differs.empty() && f.ipc_verified) {
+      f.ipc_verified = false;
+      f.ipc_mismatch = "rep " + std::to_string(rep) + ": LoadPaged from the gpu tier wrote " +
+                       "other bytes than the reference decode at " + differs;
+    }
+    KVAULT_RETURN_IF_ERROR(client.ReleaseLease(lease));
+    KVAULT_RETURN_IF_ERROR(client.Delete(keys).status());
+  }
+  const uint64_t tokens = uint64_t{c.blocks} * c.block_tokens;
+  const double fp16_bytes_per_token = 2.0 * c.layers * c.kv_heads * c.head_dim * 2;
+  f.ipc_measured = true;
+  f.ipc_load = Summarize(seconds, tokens, object_bytes);
+  f.ipc_fp16_gbps = f.ipc_load.tokens_per_s * fp16_bytes_per_token / 1e9;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<CodecFigures> MeasureCodec(const Config& c, Client& client, Client* gpu_tier_client,
+                                  const std::string& codec) {
   CodecFigures f;
   f.codec = codec;
   const BlockKey ns = NextBlockKey(BlockKey{}, std::vector<uint32_t>{0x4E53u, CodecTag(codec)});
@@ -250,6 +346,10 @@ Result<CodecFigures> MeasureCodec(const Config& c, Client& client, const std::st
   f.pinned_h2d_gbps = h2d / 1e9;
   const double fp16_bytes_per_token = 2.0 * c.layers * c.kv_heads * c.head_dim * 2;
   f.load_fp16_gbps = f.load_e2e.tokens_per_s * fp16_bytes_per_token / 1e9;
+  if (gpu_tier_client != nullptr && c.memory == MemoryKind::kCuda) {
+    KVAULT_RETURN_IF_ERROR(
+        MeasureGpuTierLoad(c, *gpu_tier_client, options, *memory, ids, tag, total, f));
+  }
   return f;
 }
 

@@ -43,8 +43,9 @@ fi
 status=0
 for t in build/tests/cuda_*_test build/tests/gpu_*_test; do
   if [[ ! -x $t ]]; then echo "gpu-check: $t is missing"; status=1; continue; fi
-  echo "== $t"
-  "$t" --gtest_brief=1 2>&1 | tee "$out/$(basename "$t").log" | tail -15
+  echo "== $t" | tee -a "$out/gpu-tests.log"
+  # A hang must not eat the device lease: each test binary gets at most 100 s.
+  timeout 100 "$t" --gtest_brief=1 2>&1 | tee -a "$out/gpu-tests.log" | tail -15
   [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 done
 

@@ -46,6 +46,7 @@ Status PagedHandle::key_status(size_t i) const {
 size_t PagedHandle::leading_ok() const { return state_ ? state_->leading_ok() : 0; }
 
 size_t PagedStoreHandle::skipped() const { return state_ ? state_->skipped() : 0; }
+size_t PagedLoadHandle::gpu_tier_blocks() const { return state_ ? state_->from_gpu_tier() : 0; }
 bool PagedStoreHandle::WaitSourceReleased(Deadline deadline) const {
   return !state_ || state_->WaitSourceReleased(deadline);
 }

@@ -170,6 +170,9 @@ void PagedPipeline::RunLoad(Job& job) {
   LoadProgress progress;
   progress.result.assign(n, Status::Ok());
   const size_t start = ImportFromGpuTier(job, progress.result);
+  size_t imported_ok = 0;
+  while (imported_ok < start && progress.result[imported_ok].ok()) ++imported_ok;
+  state.SetFromGpuTier(imported_ok);
   while (progress.active < n && progress.result[progress.active].ok()) ++progress.active;
 
   const std::vector<LoadWave> waves = PlanLoadWaves(job, start);

@@ -30,6 +30,11 @@ void PagedOpState::SetSkipped(size_t skipped) {
   skipped_ = skipped;
 }
 
+void PagedOpState::SetFromGpuTier(size_t blocks) {
+  std::lock_guard<std::mutex> lock(mu_);
+  from_gpu_tier_ = blocks;
+}
+
 void PagedOpState::SourceReleased() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -133,6 +138,11 @@ size_t PagedOpState::leading_ok() const {
 size_t PagedOpState::skipped() const {
   std::lock_guard<std::mutex> lock(mu_);
   return skipped_;
+}
+
+size_t PagedOpState::from_gpu_tier() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return from_gpu_tier_;
 }
 
 }  // namespace kvault::client_internal

@@ -24,6 +24,8 @@ class PagedOpState {
   // --- the pipeline's side ---
   void SetBlockStatus(size_t i, const Status& status);
   void SetSkipped(size_t skipped);
+  // Load: the leading `blocks` were decoded straight from the daemon's gpu tier (CUDA IPC).
+  void SetFromGpuTier(size_t blocks);
   void SourceReleased();
   // Layers [first, first + count) are ready; `events` (GPU) holds one recorded event per layer of
   // the range, kept alive with this state; null on the host path.
@@ -45,6 +47,7 @@ class PagedOpState {
   Status key_status(size_t i) const;
   size_t leading_ok() const;
   size_t skipped() const;
+  size_t from_gpu_tier() const;
 
  private:
   const size_t blocks_;
@@ -55,6 +58,7 @@ class PagedOpState {
   bool cancelled_ = false;
   bool source_released_ = false;
   size_t skipped_ = 0;
+  size_t from_gpu_tier_ = 0;
   Status status_;
   std::vector<Status> block_status_;
   std::vector<uint8_t> block_set_;

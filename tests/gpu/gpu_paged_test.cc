@@ -1,11 +1,15 @@
 // StorePaged / LoadPaged with the engine's cache in device memory, against a real kvaultd: the
 // objects the GPU pipeline stores are byte for byte those the CPU codec writes for the same KV,
 // and what it loads and scatters into device blocks equals the CPU codec's decode, with one CUDA
-// event per layer. Skips visibly without a CUDA device.
+// event per layer. With a daemon whose gpu tier exports CUDA IPC handles, a leased LoadPaged
+// decodes straight from the daemon's device memory, and writes the same bytes as the staged path.
+// Skips visibly without a CUDA device.
 
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "binary_run.h"
 #include "cuda_test_util.h"
@@ -67,30 +71,85 @@ std::vector<BlockKey> Keys(const std::string& model, uint32_t blocks) {
   return *ChainBlockKeys(ns, tokens, kBlockTokens);
 }
 
+// The source cache filled with random finite fp16 values; `host` receives the same values.
+void FillRandom(DeviceCache& cache, std::vector<uint16_t>& host, uint32_t seed) {
+  host.assign(cache.elements, 0);
+  std::mt19937 rng(seed);
+  for (uint16_t& x : host) {
+    x = static_cast<uint16_t>(((rng() & 1) << 15) | ((12 + rng() % 4) << 10) | (rng() & 0x3FF));
+  }
+  cache.Upload(host);
+}
+
 class GpuPagedTest : public BinaryTest {
  protected:
   GpuPagedTest() : BinaryTest("kvaultd") {}
+  virtual std::vector<std::string> DaemonArgs() const { return {}; }
   void SetUp() override {
     SKIP_WITHOUT_CUDA();
     BinaryTest::SetUp();
-    daemon_ = std::make_unique<DaemonProcess>(dir_, std::vector<std::string>{});
+    daemon_ = std::make_unique<DaemonProcess>(dir_, DaemonArgs());
     ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
     client_ = ConnectOrFail(daemon_->server());
     ASSERT_NE(client_, nullptr);
   }
-  std::unique_ptr<PagedKvStore> Paged(const PagedKvCache& cache, const std::string& codec) {
+  std::unique_ptr<PagedKvStore> Paged(const PagedKvCache& cache, const std::string& codec,
+                                      bool gpu_ipc = true) {
     PagedKvOptions options;
     options.cache = cache;
     options.block_tokens = kBlockTokens;
     options.codec = codec;
     options.staging_bytes = 4 << 20;
+    options.gpu_ipc = gpu_ipc;
     Result<std::unique_ptr<PagedKvStore>> s = PagedKvStore::Create(*client_, options);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(*s) : nullptr;
   }
+  // The stored objects of `keys`, fetched through the plain Load.
+  std::vector<std::vector<uint8_t>> StoredObjects(const std::vector<BlockKey>& keys,
+                                                  const KvBlockCodec& cpu) {
+    uint64_t total = 0;
+    for (size_t b = 0; b < keys.size(); ++b) total += cpu.ObjectBytes(b);
+    Result<MemoryRegion> region = client_->AllocateMemory(total);
+    EXPECT_TRUE(region.ok()) << region.status().ToString();
+    if (!region.ok()) return {};
+    std::vector<LoadDestination> dests;
+    uint64_t used = 0;
+    for (size_t b = 0; b < keys.size(); ++b) {
+      dests.push_back({{region->data() + used, cpu.ObjectBytes(b)}, 0, 0});
+      used += cpu.ObjectBytes(b);
+    }
+    const Status loaded = client_->Load(Lease{}, keys, dests).Wait();
+    EXPECT_TRUE(loaded.ok()) << loaded.ToString();
+    std::vector<std::vector<uint8_t>> objects;
+    for (const LoadDestination& d : dests) objects.emplace_back(d.buffer.begin(), d.buffer.end());
+    return objects;
+  }
+
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<Client> client_;
 };
+
+// What a cache of `layout` poisoned with 0x7E7E holds after the CPU codec decodes `objects` into
+// engine blocks `ids`.
+std::vector<uint16_t> CpuDecode(const DeviceCache& shape, const KvBlockCodec& cpu,
+                                const std::vector<std::vector<uint8_t>>& objects,
+                                const std::vector<BlockKey>& keys,
+                                const std::vector<int32_t>& ids) {
+  std::vector<uint16_t> want(shape.elements, 0x7E7E);
+  std::vector<uint16_t*> bases;
+  for (uint32_t l = 0; l < kLayers; ++l)
+    bases.push_back(want.data() + l * shape.cache.LayerElements());
+  kernels::PagedKvView view;
+  kernels::PagedKvViewStorage storage;
+  EXPECT_TRUE(kernels::MakePagedKvView(shape.cache.layout, DType::kF16, kLayers, kHeads, kDim,
+                                       kEngineBlockTokens, kEngineBlocks, bases, ids, view, storage)
+                  .ok());
+  for (size_t b = 0; b < objects.size(); ++b) {
+    EXPECT_TRUE(cpu.Decode(objects[b], b, keys[b], view).ok()) << "block " << b;
+  }
+  return want;
+}
 
 TEST_F(GpuPagedTest, GpuPipelinesWriteAndReadTheCpuCodecsBytes) {
   const uint32_t blocks = 6;
@@ -105,13 +164,12 @@ TEST_F(GpuPagedTest, GpuPipelinesWriteAndReadTheCpuCodecsBytes) {
          {"raw", "fp8", "int8", "k=int4,v=int2", "int2,g=32,rot,sink=4"}) {
       SCOPED_TRACE(std::string(kernels::KvLayoutName(layout)) + " " + codec);
       DeviceCache source(layout);
-      std::vector<uint16_t> host(source.elements);
-      std::mt19937 rng(3);
-      for (uint16_t& x : host) {
-        x = static_cast<uint16_t>(((rng() & 1) << 15) | ((12 + rng() % 4) << 10) | (rng() & 0x3FF));
-      }
-      source.Upload(host);
-      const std::vector<BlockKey> keys = Keys("gpu-paged-" + codec, blocks);
+      std::vector<uint16_t> host;
+      FillRandom(source, host, 3);
+      // Keys of their own per layout and codec: StorePaged skips blocks the daemon already
+      // holds, so a shared key would leave the previous layout's object in place.
+      const std::vector<BlockKey> keys =
+          Keys(std::string("gpu-paged-") + kernels::KvLayoutName(layout) + "-" + codec, blocks);
 
       // Store from the GPU, with the engine's work queued on its own stream.
       cudaStream_t stream = nullptr;
@@ -137,20 +195,12 @@ TEST_F(GpuPagedTest, GpuPipelinesWriteAndReadTheCpuCodecsBytes) {
                                            kEngineBlockTokens, kEngineBlocks, bases, ids, view,
                                            storage)
                       .ok());
-      Result<MemoryRegion> region = client_->AllocateMemory(size_t{blocks} * cpu.ObjectBytes(0));
-      ASSERT_TRUE(region.ok());
-      std::vector<LoadDestination> dests;
-      uint64_t used = 0;
-      for (uint32_t b = 0; b < blocks; ++b) {
-        dests.push_back({{region->data() + used, cpu.ObjectBytes(b)}, 0, 0});
-        used += cpu.ObjectBytes(b);
-      }
-      ASSERT_TRUE(client_->Load(Lease{}, keys, dests).Wait().ok());
+      const std::vector<std::vector<uint8_t>> objects = StoredObjects(keys, cpu);
+      ASSERT_EQ(objects.size(), blocks);
       for (uint32_t b = 0; b < blocks; ++b) {
         std::vector<uint8_t> want(cpu.ObjectBytes(b));
         ASSERT_TRUE(cpu.Encode(view, b, keys[b], want).ok());
-        ASSERT_TRUE(std::equal(want.begin(), want.end(), dests[b].buffer.begin()))
-            << "block " << b << " differs from the CPU codec's object";
+        ASSERT_EQ(want, objects[b]) << "block " << b << " differs from the CPU codec's object";
       }
 
       // Load into other device blocks, layer by layer, and compare with the CPU decode.
@@ -168,24 +218,103 @@ TEST_F(GpuPagedTest, GpuPipelinesWriteAndReadTheCpuCodecsBytes) {
       }
       ASSERT_TRUE(loaded.Wait().ok());
       ASSERT_EQ(loaded.leading_ok(), blocks);
+      EXPECT_EQ(loaded.gpu_tier_blocks(), 0u) << "this daemon has no gpu tier";
       ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
-      std::vector<uint16_t> want(target.elements, 0x7E7E);
-      std::vector<uint16_t*> want_bases;
-      for (uint32_t l = 0; l < kLayers; ++l) {
-        want_bases.push_back(want.data() + l * twin.LayerElements());
-      }
-      kernels::PagedKvView want_view;
-      kernels::PagedKvViewStorage want_storage;
-      ASSERT_TRUE(kernels::MakePagedKvView(layout, DType::kF16, kLayers, kHeads, kDim,
-                                           kEngineBlockTokens, kEngineBlocks, want_bases, load_ids,
-                                           want_view, want_storage)
-                      .ok());
-      for (uint32_t b = 0; b < blocks; ++b) {
-        ASSERT_TRUE(cpu.Decode(dests[b].buffer, b, keys[b], want_view).ok());
-      }
-      EXPECT_EQ(target.Download(), want) << "device cache differs from the CPU decode";
+      EXPECT_EQ(target.Download(), CpuDecode(target, cpu, objects, keys, load_ids))
+          << "device cache differs from the CPU decode";
       cudaStreamDestroy(stream);
     }
+  }
+}
+
+// A daemon whose blocks land in a gpu tier that exports CUDA IPC handles.
+class GpuTierPagedTest : public GpuPagedTest {
+ protected:
+  std::vector<std::string> DaemonArgs() const override {
+    return {"--storage.gpu_capacity",   "256MiB", "--storage.land_on_gpu",   "true",
+            "--storage.gpu_ipc_export", "true",   "--storage.nvme_capacity", "0"};
+  }
+  // Until every key is in the gpu tier (a mover may take it there after the store).
+  bool WaitUntilInGpu(const std::vector<BlockKey>& keys) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < until) {
+      const LookupResult r = client_->LookupPrefix(keys);
+      bool all = r.status.ok() && r.leading_hits == keys.size();
+      for (Tier t : r.tiers) all = all && t == Tier::kGpu;
+      if (all) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+};
+
+TEST_F(GpuTierPagedTest, LeasedLoadDecodesStraightFromTheDaemonsGpuTier) {
+  const uint32_t blocks = 5;
+  const uint64_t tokens = blocks * kBlockTokens;
+  std::vector<int32_t> ids, load_ids;
+  for (uint32_t i = 0; i < tokens / kEngineBlockTokens; ++i) {
+    ids.push_back(static_cast<int32_t>((i * 3 + 4) % kEngineBlocks));
+    load_ids.push_back(static_cast<int32_t>((i * 11 + 1) % kEngineBlocks));
+  }
+  for (const std::string codec : {"fp8", "k=int4,v=int2,sink=4"}) {
+    SCOPED_TRACE(codec);
+    DeviceCache source(KvLayout::kVllmNhd);
+    std::vector<uint16_t> host;
+    FillRandom(source, host, 7);
+    const std::vector<BlockKey> keys = Keys("gpu-tier-" + codec, blocks);
+    cudaStream_t stream = nullptr;
+    ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+    auto storer = Paged(source.cache, codec);
+    ASSERT_NE(storer, nullptr);
+    PagedStoreOptions store_options;
+    store_options.stream = stream;
+    PagedStoreHandle stored = storer->StorePaged({ids, tokens, keys}, store_options);
+    ASSERT_TRUE(stored.Wait().ok());
+    ASSERT_EQ(stored.leading_ok(), blocks);
+    ASSERT_TRUE(WaitUntilInGpu(keys)) << "the blocks never reached the gpu tier";
+    KvBlockCodec cpu =
+        *KvBlockCodec::Create({kLayers, kHeads, kDim, DType::kF16, kBlockTokens, codec, {}});
+    const std::vector<std::vector<uint8_t>> objects = StoredObjects(keys, cpu);
+    ASSERT_EQ(objects.size(), blocks);
+
+    // Three loads into fresh caches: leased with IPC on (from the gpu tier), and the two staged
+    // controls: no lease (export needs one), and IPC switched off.
+    struct Way {
+      const char* name;
+      bool lease, gpu_ipc;
+      size_t want_from_gpu;
+    };
+    for (const Way way : {Way{"leased, gpu_ipc", true, true, blocks},
+                          Way{"no lease", false, true, 0}, Way{"gpu_ipc off", true, false, 0}}) {
+      SCOPED_TRACE(way.name);
+      LookupOptions lookup;
+      lookup.want_lease = way.lease;
+      const LookupResult hit = client_->LookupPrefix(keys, lookup);
+      ASSERT_TRUE(hit.status.ok()) << hit.status.ToString();
+      ASSERT_EQ(hit.leading_hits, blocks);
+      ASSERT_EQ(hit.lease.valid(), way.lease);
+      DeviceCache target(KvLayout::kVllmNhd);
+      auto loader = Paged(target.cache, codec, way.gpu_ipc);
+      ASSERT_NE(loader, nullptr);
+      PagedLoadOptions load_options;
+      load_options.stream = stream;
+      PagedLoadHandle loaded =
+          loader->LoadPaged(hit.lease, {load_ids, tokens, keys}, blocks, load_options);
+      for (uint32_t l = 0; l < kLayers; ++l) {
+        ASSERT_TRUE(loaded.WaitLayer(l).ok());
+        ASSERT_NE(loaded.layer_event(l), nullptr);
+      }
+      ASSERT_TRUE(loaded.Wait().ok());
+      ASSERT_EQ(loaded.leading_ok(), blocks);
+      EXPECT_EQ(loaded.gpu_tier_blocks(), way.want_from_gpu);
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+      EXPECT_EQ(target.Download(), CpuDecode(target, cpu, objects, keys, load_ids))
+          << "device cache differs from the CPU decode";
+      if (way.lease) {
+        EXPECT_TRUE(client_->ReleaseLease(hit.lease).ok());
+      }
+    }
+    cudaStreamDestroy(stream);
   }
 }
 

@@ -87,11 +87,15 @@ TEST_F(KvaultBenchPagedTest, RefusesBadInputWithExitCodeTwo) {
     const char* args;
     const char* message;
   };
-  for (const Case& c : {Case{"paged --block-tokens 20", "--block-tokens must be a multiple of 16"},
-                        Case{"paged --codecs int5", "unknown or invalid codec 'int5'"},
-                        Case{"paged --layers 0", "layers"}, Case{"paged --bogus 1", "bogus"},
-                        Case{"paged --server nowhere", "--server takes HOST:PORT"},
-                        Case{"paged --memory gpu", "--memory takes host or cuda"}}) {
+  for (const Case& c :
+       {Case{"paged --block-tokens 20", "--block-tokens must be a multiple of 16"},
+        Case{"paged --codecs int5", "unknown or invalid codec 'int5'"},
+        Case{"paged --layers 0", "layers"}, Case{"paged --bogus 1", "bogus"},
+        Case{"paged --server nowhere", "--server takes HOST:PORT"},
+        Case{"paged --memory gpu", "--memory takes host or cuda"},
+        Case{"paged --gpu-tier-server 127.0.0.1:1", "--gpu-tier-server needs --memory cuda"},
+        Case{"paged --memory cuda --gpu-tier-server nowhere",
+             "--gpu-tier-server takes HOST:PORT"}}) {
     BinaryRun r = Run(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.out << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;

@@ -196,6 +196,7 @@ TEST_F(KvaultdPagedTest, EveryLayoutAndCodecRoundTripsLikeTheCpuCodec) {
       }
       ASSERT_TRUE(loaded.Wait().ok());
       EXPECT_EQ(loaded.leading_ok(), blocks);
+      EXPECT_EQ(loaded.gpu_tier_blocks(), 0u) << "host memory never reads the gpu tier";
       const std::vector<uint16_t> got = target.Gather(load_ids, blocks * kBlockTokens);
       EXPECT_EQ(got, Expected(source, ids, keys, blocks, codec));
       if (codec == "raw") {

@@ -189,6 +189,10 @@ class PagedLoadHandle : public PagedHandle {
   // after WaitLayer(layer) returned OK and while the handle lives. nullptr on the host path and
   // for a layer nothing was queued for (no block loaded).
   void* layer_event(uint32_t layer) const;
+  // GPU path: leading blocks decoded straight from the daemon's gpu tier through CUDA IPC
+  // (PagedKvOptions::gpu_ipc), without host staging; the others came through the staged path.
+  // Set before the transfer reports its first layer; 0 on the host path.
+  size_t gpu_tier_blocks() const;
 
  private:
   using PagedHandle::PagedHandle;
