@@ -247,6 +247,12 @@ size_t kvault_paged_transfer_skipped(const kvault_paged_transfer* transfer) noex
   });
 }
 
+size_t kvault_paged_transfer_gpu_tier_blocks(const kvault_paged_transfer* transfer) noexcept {
+  return GuardValue<size_t>(0, [&]() -> size_t {
+    return transfer != nullptr && transfer->is_load ? transfer->load.gpu_tier_blocks() : 0;
+  });
+}
+
 int kvault_paged_transfer_wait_source_released(const kvault_paged_transfer* transfer,
                                                int64_t timeout_ms) noexcept {
   return GuardValue(0, [&] {

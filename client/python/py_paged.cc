@@ -272,7 +272,12 @@ void BindPaged(py::module_& m) {
             return reinterpret_cast<uintptr_t>(self.handle.layer_event(layer));
           },
           py::arg("layer"),
-          "The cudaEvent_t recorded after layer's decode, as an integer (0 on the host path).");
+          "The cudaEvent_t recorded after layer's decode, as an integer (0 on the host path).")
+      .def_property_readonly(
+          "gpu_tier_blocks",
+          [](const PyPagedHandle<PagedLoadHandle>& self) { return self.handle.gpu_tier_blocks(); },
+          "Leading blocks decoded straight from the daemon's gpu tier through CUDA IPC (cuda "
+          "memory, with a lease, from a daemon that exports its gpu tier); 0 on the host path.");
 
   py::class_<PyPagedStore>(m, "PagedKvStore",
                            "Stores and loads an engine's paged KV cache by block ids, quantizing "

@@ -100,6 +100,7 @@ static void store_all(kvault_paged_store* store, const int32_t* ids, const kvaul
   CHECK(kvault_paged_transfer_size(put) == kBlocks);
   CHECK(kvault_paged_transfer_leading_ok(put) == kBlocks);
   CHECK(kvault_paged_transfer_skipped(put) == want_skipped);
+  CHECK(kvault_paged_transfer_gpu_tier_blocks(put) == 0); /* a store */
   for (size_t i = 0; i < kBlocks; ++i) {
     CHECK_STATUS(kvault_paged_transfer_key_status(put, i, NULL, 0), KVAULT_OK);
   }
@@ -125,6 +126,7 @@ static void load_all(kvault_client* client, kvault_paged_store* store, const int
   CHECK_STATUS(kvault_paged_transfer_wait(get, 10000), KVAULT_OK);
   CHECK(kvault_paged_transfer_leading_ok(get) == kBlocks);
   CHECK(kvault_paged_transfer_skipped(get) == 0);
+  CHECK(kvault_paged_transfer_gpu_tier_blocks(get) == 0); /* host path */
   CHECK(kvault_paged_transfer_wait_source_released(get, 0));
   char message[64];
   CHECK_STATUS(kvault_paged_transfer_key_status(get, kBlocks, message, sizeof(message)),

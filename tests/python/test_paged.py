@@ -90,6 +90,7 @@ def test_host_round_trip_raw_is_byte_exact(client, ns, layout):
             assert get.layer_event(layer) == 0  # host path: no CUDA event
         assert get.wait(timeout_s=30)
         assert get.leading_ok == 2
+        assert get.gpu_tier_blocks == 0  # host memory never reads the gpu tier
     client.release_lease(hit.lease)
 
     full = 2 * BLOCK

@@ -569,6 +569,10 @@ KVAULT_API size_t kvault_paged_transfer_leading_ok(const kvault_paged_transfer* 
 /* Store: leading blocks found already stored (skip_stored) and not sent again; 0 for a load. */
 KVAULT_API size_t kvault_paged_transfer_skipped(const kvault_paged_transfer* transfer)
     KVAULT_NOEXCEPT;
+/* Load, CUDA path: leading blocks decoded straight from the daemon's gpu tier through CUDA IPC
+ * (with a lease, from a daemon that exports its gpu tier); 0 on the host path and for a store. */
+KVAULT_API size_t kvault_paged_transfer_gpu_tier_blocks(const kvault_paged_transfer* transfer)
+    KVAULT_NOEXCEPT;
 /* Store: blocks until the engine's KV is no longer read or `timeout_ms`; non-zero when released
  * (from then on the engine may reuse its blocks). A load returns non-zero at once. */
 KVAULT_API int kvault_paged_transfer_wait_source_released(const kvault_paged_transfer* transfer,
