@@ -151,14 +151,20 @@ std::vector<uint16_t> CpuDecode(const DeviceCache& shape, const KvBlockCodec& cp
   return want;
 }
 
+// Engine block ids of a sequence of `blocks` kvault blocks: (i * stride + first) % the cache's
+// blocks, scattered so that neighbouring tokens sit in distant engine blocks.
+std::vector<int32_t> EngineIds(uint32_t blocks, uint32_t stride, uint32_t first) {
+  std::vector<int32_t> ids;
+  for (uint32_t i = 0; i < blocks * kBlockTokens / kEngineBlockTokens; ++i) {
+    ids.push_back(static_cast<int32_t>((i * stride + first) % kEngineBlocks));
+  }
+  return ids;
+}
+
 TEST_F(GpuPagedTest, GpuPipelinesWriteAndReadTheCpuCodecsBytes) {
   const uint32_t blocks = 6;
   const uint64_t tokens = blocks * kBlockTokens;
-  std::vector<int32_t> ids, load_ids;
-  for (uint32_t i = 0; i < tokens / kEngineBlockTokens; ++i) {
-    ids.push_back(static_cast<int32_t>((i * 5 + 1) % kEngineBlocks));
-    load_ids.push_back(static_cast<int32_t>((i * 7 + 2) % kEngineBlocks));
-  }
+  const std::vector<int32_t> ids = EngineIds(blocks, 5, 1), load_ids = EngineIds(blocks, 7, 2);
   for (KvLayout layout : {KvLayout::kVllmNhd, KvLayout::kVllmHnd, KvLayout::kFlashInferNhd}) {
     for (const std::string codec :
          {"raw", "fp8", "int8", "k=int4,v=int2", "int2,g=32,rot,sink=4"}) {
@@ -251,11 +257,7 @@ class GpuTierPagedTest : public GpuPagedTest {
 TEST_F(GpuTierPagedTest, LeasedLoadDecodesStraightFromTheDaemonsGpuTier) {
   const uint32_t blocks = 5;
   const uint64_t tokens = blocks * kBlockTokens;
-  std::vector<int32_t> ids, load_ids;
-  for (uint32_t i = 0; i < tokens / kEngineBlockTokens; ++i) {
-    ids.push_back(static_cast<int32_t>((i * 3 + 4) % kEngineBlocks));
-    load_ids.push_back(static_cast<int32_t>((i * 11 + 1) % kEngineBlocks));
-  }
+  const std::vector<int32_t> ids = EngineIds(blocks, 3, 4), load_ids = EngineIds(blocks, 11, 1);
   for (const std::string codec : {"fp8", "k=int4,v=int2,sink=4"}) {
     SCOPED_TRACE(codec);
     DeviceCache source(KvLayout::kVllmNhd);
