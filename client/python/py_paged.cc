@@ -277,7 +277,8 @@ void BindPaged(py::module_& m) {
           "gpu_tier_blocks",
           [](const PyPagedHandle<PagedLoadHandle>& self) { return self.handle.gpu_tier_blocks(); },
           "Leading blocks decoded straight from the daemon's gpu tier through CUDA IPC (cuda "
-          "memory, with a lease, from a daemon that exports its gpu tier); 0 on the host path.");
+          "memory, with a lease, from a daemon that exports its gpu tier); final once the "
+          "transfer is done, and then at most leading_ok. 0 on the host path.");
 
   py::class_<PyPagedStore>(m, "PagedKvStore",
                            "Stores and loads an engine's paged KV cache by block ids, quantizing "

@@ -2,6 +2,8 @@
 
 #include "paged_op_state.h"
 
+#include <algorithm>
+
 namespace kvault::client_internal {
 namespace {
 const Status& InFlight() {
@@ -129,6 +131,10 @@ Status PagedOpState::key_status(size_t i) const {
 
 size_t PagedOpState::leading_ok() const {
   std::lock_guard<std::mutex> lock(mu_);
+  return LeadingOkLocked();
+}
+
+size_t PagedOpState::LeadingOkLocked() const {
   if (!done_) return 0;
   size_t n = 0;
   while (n < blocks_ && block_status_[n].ok()) ++n;
@@ -142,7 +148,8 @@ size_t PagedOpState::skipped() const {
 
 size_t PagedOpState::from_gpu_tier() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return from_gpu_tier_;
+  // A transfer that stopped later loaded nothing: no more than its usable prefix counts.
+  return done_ ? std::min(from_gpu_tier_, LeadingOkLocked()) : from_gpu_tier_;
 }
 
 }  // namespace kvault::client_internal

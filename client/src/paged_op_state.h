@@ -47,9 +47,12 @@ class PagedOpState {
   Status key_status(size_t i) const;
   size_t leading_ok() const;
   size_t skipped() const;
+  // Before done: the blocks imported so far; once done, at most leading_ok().
   size_t from_gpu_tier() const;
 
  private:
+  size_t LeadingOkLocked() const;  // leading_ok() with mu_ held
+
   const size_t blocks_;
   const uint32_t layers_;
   mutable std::mutex mu_;

@@ -570,7 +570,8 @@ KVAULT_API size_t kvault_paged_transfer_leading_ok(const kvault_paged_transfer* 
 KVAULT_API size_t kvault_paged_transfer_skipped(const kvault_paged_transfer* transfer)
     KVAULT_NOEXCEPT;
 /* Load, CUDA path: leading blocks decoded straight from the daemon's gpu tier through CUDA IPC
- * (with a lease, from a daemon that exports its gpu tier); 0 on the host path and for a store. */
+ * (with a lease, from a daemon that exports its gpu tier); final once the transfer is done, and
+ * then at most its leading_ok. 0 on the host path and for a store. */
 KVAULT_API size_t kvault_paged_transfer_gpu_tier_blocks(const kvault_paged_transfer* transfer)
     KVAULT_NOEXCEPT;
 /* Store: blocks until the engine's KV is no longer read or `timeout_ms`; non-zero when released

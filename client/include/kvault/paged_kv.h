@@ -191,7 +191,8 @@ class PagedLoadHandle : public PagedHandle {
   void* layer_event(uint32_t layer) const;
   // GPU path: leading blocks decoded straight from the daemon's gpu tier through CUDA IPC
   // (PagedKvOptions::gpu_ipc), without host staging; the others came through the staged path.
-  // Set before the transfer reports its first layer; 0 on the host path.
+  // Final once the transfer is done (after Wait), and then at most leading_ok(); set before the
+  // first layer is reported. 0 on the host path.
   size_t gpu_tier_blocks() const;
 
  private:

@@ -17,12 +17,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "cuda/codec_kernels.cuh"
 #include "cuda/cuda_status.cuh"
+#include "cuda/team_plan.h"
 #include "kvault/kernels/cuda_codec.h"
 #include "kvault/kernels/rotation.h"
 
@@ -38,6 +40,7 @@ using cuda_detail::kMaxSectionsPerLaunch;
 using cuda_detail::kThreads;
 using cuda_detail::Rotation;
 using cuda_detail::SectionEntry;
+using cuda_detail::Team;
 using cuda_detail::VectorArgs;
 
 constexpr uint32_t kMaxGridY = 65535;
@@ -67,58 +70,23 @@ struct Plan {
   std::map<KeyClass, std::vector<SectionEntry>> keys;  // kernel B
 };
 
-uint32_t Log2Ceil(uint32_t v) {
-  uint32_t l = 0;
-  while ((1u << l) < v) ++l;
-  return l;
-}
-
-// How one kernel launch splits a head vector of `chunks` 8-element chunks: a team of
-// 2^log2_team lanes (at most 32), each with K = 1, 2 or 4 chunks.
-struct Team {
-  uint32_t log2_team = 0;
-  int chunks_per_lane = 1;  // K
-};
-
-// Chunks per lane each kernel runs fastest with, measured on an H200 at head dim 128
-// (kernels/src/cuda/PERF_NOTES.md, 2026-11-27; every choice writes the same bytes): fp8 and int8
-// amortize a vector's scale, shuffles and addressing over 4 chunks per lane (encode 0.52x ->
-// 0.77x, decode 0.73x -> 0.86x of a device copy for fp8); copies lose with fewer lanes; the
-// int4/int2 key kernel (B) loses with fewer lanes when encoding and gains with 2 chunks when
-// decoding, as do the int4/int2 value sections decoded by kernel A.
-int PreferredChunksPerLane(uint32_t codec, bool encode, bool key_kernel) {
-  if (key_kernel) return encode ? 1 : 2;
-  switch (codec) {
-    case cuda_detail::kFp8:
-    case cuda_detail::kInt8:
-      return 4;
-    case cuda_detail::kInt4:
-    case cuda_detail::kInt2:
-      return encode ? 1 : 2;
-    default:
-      return 1;
-  }
-}
-
-// The team for `preferred` chunks per lane, within 32 lanes and K <= 4. The environment variable
-// KVAULT_CUDA_VECTOR_LANES (a power of two, 1..32; read once) overrides the choice for every
-// kernel, within the same limits: a tuning knob for kvault-bench codec on other GPUs.
-Team TeamFor(uint32_t chunks, int preferred) {
-  static const uint32_t forced = [] {
+// KVAULT_CUDA_VECTOR_LANES (a power of two, 1..32; read once) forces the lanes per vector of every
+// kernel, within TeamFor's limits: a tuning knob for kvault-bench codec on other GPUs.
+std::optional<uint32_t> ForcedLanes() {
+  static const std::optional<uint32_t> forced = []() -> std::optional<uint32_t> {
     const char* env = std::getenv("KVAULT_CUDA_VECTOR_LANES");
     const long v = env != nullptr ? std::strtol(env, nullptr, 10) : 0;
-    return v >= 1 && v <= 32 && (v & (v - 1)) == 0 ? Log2Ceil(static_cast<uint32_t>(v)) : 99u;
+    if (v >= 1 && v <= 32 && (v & (v - 1)) == 0) return static_cast<uint32_t>(v);
+    return std::nullopt;
   }();
-  const uint32_t log2_chunks = Log2Ceil(chunks);
-  const uint32_t most = std::min<uint32_t>(5, log2_chunks);
-  const uint32_t fewest = std::min(most, log2_chunks >= 2 ? log2_chunks - 2 : 0u);  // K <= 4
-  const uint32_t wanted =
-      forced != 99u ? forced : Log2Ceil(static_cast<uint32_t>(CeilDiv(chunks, preferred)));
-  Team t;
-  t.log2_team = std::clamp(wanted, fewest, most);
-  const uint64_t per_lane = CeilDiv(chunks, 1u << t.log2_team);
-  t.chunks_per_lane = per_lane <= 1 ? 1 : (per_lane <= 2 ? 2 : 4);
-  return t;
+  return forced;
+}
+
+// The team of one launch of kernel A (codec) or B (key_kernel).
+Team LaunchTeam(uint32_t chunks, uint32_t codec, bool encode, bool key_kernel) {
+  return cuda_detail::TeamFor(
+      chunks, cuda_detail::PreferredChunksPerLane(static_cast<CodecId>(codec), encode, key_kernel),
+      ForcedLanes());
 }
 
 SectionEntry MakeEntry(uint64_t offset, const SectionLayout& sl, const SectionCodec& c,
@@ -275,7 +243,7 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
   lists.emplace_back(cuda_detail::kRaw, true, &plan.sink_only);
   for (const auto& [codec, sink_only, list_ptr] : lists) {
     const std::vector<SectionEntry>& list = *list_ptr;
-    const Team team = TeamFor(s.chunks, PreferredChunksPerLane(codec, encode, false));
+    const Team team = LaunchTeam(s.chunks, codec, encode, false);
     const int K = team.chunks_per_lane;
     BatchShape shape = s;
     shape.payload_stride = payload_stride;
@@ -302,12 +270,11 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
       PlanVectorAddressing(shape, plan.view, args);
       const dim3 grid = VectorGridFor(cps, count, s.num_blocks);
       const cudaError_t err =
-          encode ? cuda_detail::LaunchEncodeVectors(
-                       args, plan.bf16, codec, K, grid,
-                       plan.general_groups && grouped && !sink_only
-                           ? cuda_detail::VectorScratchBytes(K)
-                           : 0,
-                       stream)
+          encode ? cuda_detail::LaunchEncodeVectors(args, plan.bf16, codec, K, grid,
+                                                    plan.general_groups && grouped && !sink_only
+                                                        ? cuda_detail::VectorScratchBytes(K)
+                                                        : 0,
+                                                    stream)
                  : cuda_detail::LaunchDecodeVectors(args, plan.bf16, codec, K, grid, stream);
       KVAULT_RETURN_IF_ERROR(
           cuda_detail::CudaStatus(err, encode ? "CUDA codec: encode (vector kernel)"
@@ -317,7 +284,7 @@ Status RunPlan(const Plan& plan, bool encode, uint8_t* payloads, uint64_t payloa
 
   // Kernel B, one class at a time, with its own team.
   const uint32_t quantized = s.block_tokens - s.sink_tokens;
-  const Team team = TeamFor(s.chunks, PreferredChunksPerLane(cuda_detail::kInt4, encode, true));
+  const Team team = LaunchTeam(s.chunks, cuda_detail::kInt4, encode, true);
   const int K = team.chunks_per_lane;
   BatchShape shape = s;
   shape.payload_stride = payload_stride;

@@ -3,9 +3,10 @@
 // Grid: x = ctas_per_section, y = sections of the launch, z = blocks (strided loop past 65535);
 // every section of a launch has the codec the kernel is specialized on. A CTA covers one segment
 // of one section: the sink tokens [0, sink) (copied raw) or the body
-// [sink, block_tokens). Its 128 threads form teams of T = min(32, pow2ceil(head_dim / 8)) lanes;
-// a team owns one vector at a time, lane l holding chunks l, l + T, ... (8 elements = 16 bytes
-// each), so a warp reads whole 16-byte-per-lane rows along head_dim. Each team handles R = 4 / K
+// [sink, block_tokens). Its 128 threads form teams of T lanes (a power of two, at most 32, chosen
+// per launch by cuda_codec.cu TeamFor so that each lane has K = 1, 2 or 4 chunks: fp8 and int8
+// use 4); a team owns one vector at a time, lane l holding chunks l, l + T, ... (8 elements = 16
+// bytes each), so a warp reads whole 16-byte-per-lane rows along head_dim. Each team handles R = 4 / K
 // vectors (K = chunks per lane), all loaded (encode) or addressed and loaded (decode) before any
 // is processed.
 //
