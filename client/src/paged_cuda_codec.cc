@@ -82,10 +82,13 @@ class CudaWaveCodec final : public PagedWaveCodec {
     if (tables_.size() < base_bytes + id_bytes) {
       KVAULT_ASSIGN_OR_RETURN(tables_, DeviceBuffer::Allocate(base_bytes + id_bytes));
     }
-    KVAULT_RETURN_IF_ERROR(
-        kernels::CopySync(tables_.data(), storage.layer_bases.data(), base_bytes));
-    KVAULT_RETURN_IF_ERROR(
-        kernels::CopySync(tables_.data() + base_bytes, storage.page_ids.data(), id_bytes));
+    KVAULT_RETURN_IF_ERROR(kernels::CopyAsync(tables_.data(), storage.layer_bases.data(),
+                                              base_bytes, stream_.handle()));
+    KVAULT_RETURN_IF_ERROR(kernels::CopyAsync(tables_.data() + base_bytes, storage.page_ids.data(),
+                                              id_bytes, stream_.handle()));
+    // On the codec's own (non-blocking) stream, not cudaMemcpy's legacy default stream, which
+    // would first wait for everything the engine queued on its blocking streams.
+    KVAULT_RETURN_IF_ERROR(stream_.Synchronize());
     view_.layer_bases = reinterpret_cast<uint16_t* const*>(tables_.data());
     view_.page_ids = reinterpret_cast<const int32_t*>(tables_.data() + base_bytes);
     return Status::Ok();
@@ -250,7 +253,9 @@ class CudaWaveCodec final : public PagedWaveCodec {
     KVAULT_RETURN_IF_ERROR(kernels::SetDevice(device_));
     KVAULT_RETURN_IF_ERROR(mapped.status());
     const auto* object = static_cast<const uint8_t*>(*mapped);
-    KVAULT_RETURN_IF_ERROR(kernels::CopySync(head.data(), object, head.size()));
+    // The codec's own stream (see Bind): the engine's queued work does not hold the read up.
+    KVAULT_RETURN_IF_ERROR(kernels::CopyAsync(head.data(), object, head.size(), stream_.handle()));
+    KVAULT_RETURN_IF_ERROR(stream_.Synchronize());
     KVAULT_RETURN_IF_ERROR(codec_.VerifyHeader(head, index, key));
     KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, codec_.Descriptor(index, key));
     KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, ComputeGeometry(d));

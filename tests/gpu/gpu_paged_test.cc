@@ -233,6 +233,64 @@ TEST_F(GpuPagedTest, GpuPipelinesWriteAndReadTheCpuCodecsBytes) {
   }
 }
 
+// The engine's other work does not hold a load up: with the legacy default stream blocked (a
+// host function that sleeps on it, as a long forward pass queued there would), LoadPaged on the
+// engine's own non-blocking stream still completes, and writes the right bytes, long before the
+// legacy stream is free again. Positive control: the legacy stream really stays blocked.
+constexpr std::chrono::milliseconds kLegacyBlocked{1500};
+
+TEST_F(GpuPagedTest, ALoadDoesNotWaitForWorkQueuedOnTheLegacyDefaultStream) {
+  using Clock = std::chrono::steady_clock;
+  const uint32_t blocks = 4;
+  const uint64_t tokens = blocks * kBlockTokens;
+  const std::vector<int32_t> ids = EngineIds(blocks, 5, 3), load_ids = EngineIds(blocks, 9, 2);
+  const std::string codec = "fp8";
+  DeviceCache source(KvLayout::kVllmNhd), target(KvLayout::kVllmNhd);
+  std::vector<uint16_t> host;
+  FillRandom(source, host, 11);
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  const std::vector<BlockKey> keys = Keys("gpu-legacy-" + codec, blocks);
+  auto storer = Paged(source.cache, codec);
+  auto loader = Paged(target.cache, codec);
+  ASSERT_NE(storer, nullptr);
+  ASSERT_NE(loader, nullptr);
+  PagedStoreOptions store_options;
+  store_options.stream = stream;
+  ASSERT_TRUE(storer->StorePaged({ids, tokens, keys}, store_options).Wait().ok());
+  PagedLoadOptions load_options;
+  load_options.stream = stream;
+  // Warm-up: staging and device tables exist before the legacy stream is blocked.
+  ASSERT_TRUE(
+      loader->LoadPaged(Lease{}, {load_ids, tokens, keys}, blocks, load_options).Wait().ok());
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  ASSERT_EQ(cudaMemset(target.device, 0x7E, target.elements * 2), cudaSuccess);
+
+  const Clock::time_point start = Clock::now();
+  ASSERT_EQ(
+      cudaLaunchHostFunc(
+          cudaStreamLegacy, [](void*) { std::this_thread::sleep_for(kLegacyBlocked); }, nullptr),
+      cudaSuccess);
+  PagedLoadHandle loaded =
+      loader->LoadPaged(Lease{}, {load_ids, tokens, keys}, blocks, load_options);
+  ASSERT_TRUE(loaded.Wait().ok());
+  ASSERT_EQ(loaded.leading_ok(), blocks);
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  const Clock::duration load_took = Clock::now() - start;
+  ASSERT_EQ(cudaStreamSynchronize(cudaStreamLegacy), cudaSuccess);
+  const Clock::duration legacy_took = Clock::now() - start;
+  EXPECT_GE(legacy_took, kLegacyBlocked - std::chrono::milliseconds(50))
+      << "the control did not block";
+  EXPECT_LT(load_took, kLegacyBlocked / 2)
+      << "LoadPaged waited for the legacy default stream: "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(load_took).count() << " ms";
+  KvBlockCodec cpu =
+      *KvBlockCodec::Create({kLayers, kHeads, kDim, DType::kF16, kBlockTokens, codec, {}});
+  EXPECT_EQ(target.Download(), CpuDecode(target, cpu, StoredObjects(keys, cpu), keys, load_ids))
+      << "device cache differs from the CPU decode";
+  cudaStreamDestroy(stream);
+}
+
 // A daemon whose blocks land in a gpu tier that exports CUDA IPC handles.
 class GpuTierPagedTest : public GpuPagedTest {
  protected:
