@@ -75,6 +75,9 @@ Rate Summarize(const std::vector<double>& seconds, uint64_t tokens, uint64_t byt
   return r;
 }
 
+// Bytes of one token's KV in fp16 (K and V of every layer): the unit of "fp16-equivalent" rates.
+double Fp16BytesPerToken(const Config& c) { return 2.0 * c.layers * c.kv_heads * c.head_dim * 2; }
+
 // The slowest of the stages that exist (rate > 0).
 double Slowest(std::initializer_list<Rate> stages) {
   double slowest = 0;
@@ -232,10 +235,9 @@ Status MeasureGpuTierLoad(const Config& c, Client& client, PagedKvOptions option
     KVAULT_RETURN_IF_ERROR(on_daemon.Finish());
   }
   const uint64_t tokens = uint64_t{c.blocks} * c.block_tokens;
-  const double fp16_bytes_per_token = 2.0 * c.layers * c.kv_heads * c.head_dim * 2;
   f.ipc_measured = true;
   f.ipc_load = Summarize(seconds, tokens, object_bytes);
-  f.ipc_fp16_gbps = f.ipc_load.tokens_per_s * fp16_bytes_per_token / 1e9;
+  f.ipc_fp16_gbps = f.ipc_load.tokens_per_s * Fp16BytesPerToken(c) / 1e9;
   return Status::Ok();
 }
 
@@ -376,8 +378,7 @@ Result<CodecFigures> MeasureCodec(const Config& c, Client& client, Client* gpu_t
   f.load_e2e = Summarize(load_e2e, tokens, total);
   KVAULT_ASSIGN_OR_RETURN(const double h2d, memory->PinnedHostToDeviceBytesPerSecond());
   f.pinned_h2d_gbps = h2d / 1e9;
-  const double fp16_bytes_per_token = 2.0 * c.layers * c.kv_heads * c.head_dim * 2;
-  f.load_fp16_gbps = f.load_e2e.tokens_per_s * fp16_bytes_per_token / 1e9;
+  f.load_fp16_gbps = f.load_e2e.tokens_per_s * Fp16BytesPerToken(c) / 1e9;
   if (gpu_tier_client != nullptr && c.memory == MemoryKind::kCuda) {
     KVAULT_RETURN_IF_ERROR(
         MeasureGpuTierLoad(c, *gpu_tier_client, options, *memory, ids, tag, total, f));

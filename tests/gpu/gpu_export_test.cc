@@ -51,19 +51,6 @@ class GpuExportTest : public BinaryTest {
     ASSERT_NE(client_, nullptr);
   }
 
-  // Blocks land in host and a mover moves them to the gpu tier: waits until every key is there.
-  bool WaitUntilInGpu(const std::vector<BlockKey>& keys) {
-    const auto until = Clock::now() + 20s;
-    while (Clock::now() < until) {
-      const LookupResult r = client_->LookupPrefix(keys);
-      bool all = r.status.ok() && r.leading_hits == keys.size();
-      for (Tier t : r.tiers) all = all && t == Tier::kGpu;
-      if (all) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-
   std::span<const uint8_t> StoredObject(size_t i) const {
     const uint64_t object = SyntheticObjectBytes(kPayload);
     return stored_.bytes().subspan(i * object, object);
@@ -77,7 +64,8 @@ class GpuExportTest : public BinaryTest {
 TEST_F(GpuExportTest, ExportedBlocksCopiedThroughIpcEqualTheStoredObjects) {
   const std::vector<BlockKey> keys = Keys(kBlocks);
   StoreSyntheticObjects(*client_, keys, kPayload, stored_);
-  ASSERT_TRUE(WaitUntilInGpu(keys)) << "the blocks never reached the gpu tier";
+  ASSERT_TRUE(WaitUntilAllInTier(*client_, keys, Tier::kGpu))
+      << "the blocks never reached the gpu tier";
   const LookupResult hits =
       client_->LookupPrefix(keys, {.want_lease = true, .deadline = std::nullopt});
   ASSERT_EQ(hits.leading_hits, keys.size());

@@ -298,18 +298,6 @@ class GpuTierPagedTest : public GpuPagedTest {
     return {"--storage.gpu_capacity",   "256MiB", "--storage.land_on_gpu",   "true",
             "--storage.gpu_ipc_export", "true",   "--storage.nvme_capacity", "0"};
   }
-  // Until every key is in the gpu tier (a mover may take it there after the store).
-  bool WaitUntilInGpu(const std::vector<BlockKey>& keys) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < until) {
-      const LookupResult r = client_->LookupPrefix(keys);
-      bool all = r.status.ok() && r.leading_hits == keys.size();
-      for (Tier t : r.tiers) all = all && t == Tier::kGpu;
-      if (all) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
 };
 
 TEST_F(GpuTierPagedTest, LeasedLoadDecodesStraightFromTheDaemonsGpuTier) {
@@ -331,7 +319,8 @@ TEST_F(GpuTierPagedTest, LeasedLoadDecodesStraightFromTheDaemonsGpuTier) {
     PagedStoreHandle stored = storer->StorePaged({ids, tokens, keys}, store_options);
     ASSERT_TRUE(stored.Wait().ok());
     ASSERT_EQ(stored.leading_ok(), blocks);
-    ASSERT_TRUE(WaitUntilInGpu(keys)) << "the blocks never reached the gpu tier";
+    ASSERT_TRUE(WaitUntilAllInTier(*client_, keys, Tier::kGpu))
+        << "the blocks never reached the gpu tier";
     KvBlockCodec cpu =
         *KvBlockCodec::Create({kLayers, kHeads, kDim, DType::kF16, kBlockTokens, codec, {}});
     const std::vector<std::vector<uint8_t>> objects = StoredObjects(keys, cpu);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -63,6 +64,21 @@ inline void StoreSyntheticObjects(Client& client, const std::vector<BlockKey>& k
   StoreHandle h = client.Store(keys, sources);
   ASSERT_TRUE(h.Wait(Clock::now() + std::chrono::seconds(30)).ok());
   ASSERT_EQ(h.ok_count(), keys.size());
+}
+
+// Polls LookupPrefix until every key is a hit in `tier` (a mover may take blocks there after the
+// store); false when that does not happen within `timeout`.
+inline bool WaitUntilAllInTier(Client& client, const std::vector<BlockKey>& keys, Tier tier,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    const LookupResult r = client.LookupPrefix(keys);
+    bool all = r.status.ok() && r.leading_hits == keys.size();
+    for (Tier t : r.tiers) all = all && t == tier;
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 }  // namespace kvault::testing
