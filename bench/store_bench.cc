@@ -46,7 +46,7 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --pool-bytes B       distinct objects one store window may write, all threads (default
                        384MiB): more than the tier holds, so that stores evict.
   --chain-keys N       length of the looked-up chain (default 1000).
-  --lookups N          timed chain lookups (default 2000).
+  --lookups N          timed chain lookups per round, --reps rounds (default 2000).
   --perftest-bytes B   bytes one ucx_perftest run moves (default 512MiB; 100..100000 messages).
   --kvaultd PATH       the daemon binary (default: kvaultd next to kvault-bench).
   --redis PATH         redis-server binary (default from PATH); "none" skips the redis baseline.

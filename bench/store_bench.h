@@ -98,8 +98,9 @@ struct PerftestRun {
 };
 
 struct Lookup {
-  uint32_t keys = 0, lookups = 0;
-  double p50_us = 0, p99_us = 0, mean_us = 0;
+  uint32_t keys = 0, lookups = 0;           // lookups: timed calls per round
+  double p50_us = 0, p99_us = 0, mean_us = 0;  // medians over the rounds (--reps)
+  std::vector<double> round_p99_us;           // each round's p99
 };
 
 struct Memory {

@@ -108,8 +108,10 @@ Result<Lookup> KvaultSide::MeasureLookup(const Config& c) {
     return Status::Internal("the daemon stored " + std::to_string(stored.ok_count()) + " of " +
                             std::to_string(keys.size()) + " chain blocks");
   }
-  std::vector<double> seconds;
-  for (uint32_t i = 0; i < c.lookups + 20; ++i) {  // 20 untimed warm-up lookups first
+  // --reps rounds of --lookups timed calls each (20 untimed warm-up calls first); each figure is
+  // the median over the rounds, so one burst of the machine's noise moves one round's p99, not
+  // the reported one.
+  auto lookup_once = [&]() -> Result<double> {
     const auto start = std::chrono::steady_clock::now();
     LookupResult hit = client->LookupPrefix(keys);
     const double took =
@@ -119,21 +121,34 @@ Result<Lookup> KvaultSide::MeasureLookup(const Config& c) {
       return Status::Internal("chain lookup found " + std::to_string(hit.leading_hits) + " of " +
                               std::to_string(keys.size()) + " keys");
     }
-    if (i >= 20) seconds.push_back(took);
-  }
+    return took;
+  };
+  for (int i = 0; i < 20; ++i) KVAULT_RETURN_IF_ERROR(lookup_once().status());
   Lookup out;
   out.keys = c.chain_keys;
   out.lookups = c.lookups;
-  std::sort(seconds.begin(), seconds.end());
-  auto rank = [&](double p) {
-    const size_t r = static_cast<size_t>(std::ceil(p / 100.0 * seconds.size()));
-    return seconds[std::clamp<size_t>(r, 1, seconds.size()) - 1] * 1e6;
-  };
-  out.p50_us = rank(50);
-  out.p99_us = rank(99);
-  double total = 0;
-  for (double s : seconds) total += s;
-  out.mean_us = total / seconds.size() * 1e6;
+  std::vector<double> p50s, p99s, means;
+  for (uint32_t round = 0; round < c.reps; ++round) {
+    std::vector<double> seconds;
+    for (uint32_t i = 0; i < c.lookups; ++i) {
+      KVAULT_ASSIGN_OR_RETURN(double took, lookup_once());
+      seconds.push_back(took);
+    }
+    std::sort(seconds.begin(), seconds.end());
+    auto rank = [&](double p) {
+      const size_t r = static_cast<size_t>(std::ceil(p / 100.0 * seconds.size()));
+      return seconds[std::clamp<size_t>(r, 1, seconds.size()) - 1] * 1e6;
+    };
+    double total = 0;
+    for (double s : seconds) total += s;
+    p50s.push_back(rank(50));
+    p99s.push_back(rank(99));
+    means.push_back(total / seconds.size() * 1e6);
+  }
+  out.round_p99_us = p99s;
+  out.p50_us = Median(p50s);
+  out.p99_us = Median(p99s);
+  out.mean_us = Median(means);
   return out;
 }
 
