@@ -114,10 +114,11 @@ struct UcxConfig {
 struct DaemonConfig {
   // [control.host] / [control.port] the control plane (binary protocol). Default 127.0.0.1:7400.
   ListenAddress control{"127.0.0.1", 7400};
-  // [control.threads] io threads of the control plane. A request runs on the thread that read it,
-  // its storage work and its wait for the data plane included, so more threads than cores keep
-  // other connections served while a request waits on the disk or a slow client. Default 4.
-  uint32_t control_threads = 4;
+  // [control.threads] the most io threads of the control plane, started as connections arrive,
+  // one per connection until there are this many (ControlServerOptions::threads). A request runs
+  // on the thread that read it, its storage work and its wait for the data plane included, so a
+  // connection with a thread of its own is never held up by another's request. Default 64.
+  uint32_t control_threads = 64;
   // [http.host] / [http.port] /metrics, /healthz, /readyz. Default 127.0.0.1:7401.
   ListenAddress http{"127.0.0.1", 7401};
   // [data_dir] where the nvme tier keeps its RocksDB. Relative paths are relative to the working

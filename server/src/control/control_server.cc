@@ -28,27 +28,53 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
+// An io thread and its event loop: one single-threaded io_context, so an event wakes the thread
+// that owns the socket and its handler runs there. (A context shared by all threads handed
+// completions from the thread in epoll_wait to idle ones: about 12 futex calls per ping.)
+struct IoLoop {
+  // Open connections on this loop, and one being accepted onto it. Declared before `io`, whose
+  // destruction may still destroy a connection that decrements it.
+  std::atomic<uint32_t> connections{0};
+  asio::io_context io{1};
+  std::thread thread;
+};
+
 struct ControlServer::Impl {
   Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
-      : options(o), service(svc), metrics(m), loops(MakeLoops(o.threads)), acceptor(accept_loop) {}
+      : options(o), service(svc), metrics(m), acceptor(accept_loop) {}
 
-  // One single-threaded io_context per io thread: an event wakes the thread that owns the socket
-  // and its handler runs there. A context shared by all threads handed completions from the
-  // thread in epoll_wait to idle ones: about 12 futex calls per ping.
-  static std::vector<std::unique_ptr<asio::io_context>> MakeLoops(uint32_t threads) {
-    std::vector<std::unique_ptr<asio::io_context>> loops;
-    for (uint32_t i = 0; i < std::max<uint32_t>(1, threads); ++i) {
-      loops.push_back(std::make_unique<asio::io_context>(1));
+  // The loop of the next connection (the accept thread's call): a loop without connections if
+  // there is one, else a new loop and thread while there are fewer than options.threads, else
+  // the loop with the fewest connections. A request runs on its connection's thread until it is
+  // answered, storage work and data-plane transfer included, so a connection with a thread of
+  // its own never waits behind another's request. Counts the connection on the loop.
+  IoLoop& PickLoop() {
+    std::lock_guard lock(loops_mu);
+    IoLoop* best = nullptr;
+    for (const auto& loop : loops) {
+      if (best == nullptr || loop->connections.load() < best->connections.load()) best = loop.get();
     }
-    return loops;
+    if ((best == nullptr || best->connections.load() > 0) &&
+        loops.size() < std::max<uint32_t>(1, options.threads)) {
+      best = loops.emplace_back(std::make_unique<IoLoop>()).get();
+      best->thread = std::thread([&io = best->io] {
+        auto idle = asio::make_work_guard(io);  // a loop without connections keeps running
+        io.run();
+      });
+    }
+    best->connections.fetch_add(1);
+    return *best;
   }
 
-  // The loop of the next connection: round-robin, so connections spread over the threads.
-  asio::io_context& NextLoop() { return *loops[next_loop.fetch_add(1) % loops.size()]; }
-
+  // Stops the accept thread (so no loop is added any more), then every loop; joins them all.
   void StopLoops() {
     accept_loop.stop();
-    for (auto& loop : loops) loop->stop();
+    if (accept_thread.joinable()) accept_thread.join();
+    std::lock_guard lock(loops_mu);
+    for (auto& loop : loops) loop->io.stop();
+    for (auto& loop : loops) {
+      if (loop->thread.joinable()) loop->thread.join();
+    }
   }
 
   // Counts the refusal and logs it (warn) with the peer and what was wrong.
@@ -62,15 +88,16 @@ struct ControlServer::Impl {
   ControlServerOptions options;
   Service& service;
   Metrics* metrics;
-  std::vector<std::unique_ptr<asio::io_context>> loops;  // one per io thread: connections
+  // The io loops, added by PickLoop up to options.threads and never removed before StopLoops.
+  std::mutex loops_mu;
+  std::vector<std::unique_ptr<IoLoop>> loops;
   // The acceptor's own loop and thread: never blocked by a request that waits on the disk or the
   // data plane, so new connections are accepted while every io thread is busy.
   asio::io_context accept_loop{1};
-  std::atomic<size_t> next_loop{0};
+  std::thread accept_thread;
   std::optional<asio::ssl::context> ssl;
   tcp::acceptor acceptor;
   uint16_t port = 0;
-  std::vector<std::thread> threads;
   std::atomic<uint32_t> connections{0};
   std::atomic<uint32_t> in_flight{0};
   std::atomic<bool> stopped{false};
@@ -99,8 +126,9 @@ std::string PeerName(const tcp::socket& socket) {
 template <typename Stream>
 class Connection : public std::enable_shared_from_this<Connection<Stream>> {
  public:
-  Connection(ControlServer::Impl& server, Stream stream)
+  Connection(ControlServer::Impl& server, IoLoop& loop, Stream stream)
       : server_(server),
+        loop_(loop),
         stream_(std::move(stream)),
         watchdog_(Lowest(stream_).get_executor()),
         session_(server.service.OpenSession()),
@@ -114,6 +142,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     server_.service.CloseSession(*session_);
     if (server_.metrics != nullptr) server_.metrics->ConnectionClosed();
     server_.connections.fetch_sub(1);
+    loop_.connections.fetch_sub(1);
     std::lock_guard lock(server_.mu);
     server_.closers.erase(number_);
   }
@@ -296,6 +325,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   }
 
   ControlServer::Impl& server_;
+  IoLoop& loop_;  // the loop the connection runs on (its stream's executor)
   Stream stream_;
   asio::steady_timer watchdog_;
   Clock::time_point deadline_ = Clock::time_point::max();  // of the current step
@@ -312,8 +342,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
 };
 
 template <typename Stream>
-void Launch(ControlServer::Impl& s, Stream stream) {
-  auto connection = std::make_shared<Connection<Stream>>(s, std::move(stream));
+void Launch(ControlServer::Impl& s, IoLoop& loop, Stream stream) {
+  auto connection = std::make_shared<Connection<Stream>>(s, loop, std::move(stream));
   connection->Register();
   // The coroutine runs on the connection's io_context, as do its watchdog and Stop()'s close;
   // that context has one thread, so one connection's steps never run concurrently.
@@ -325,14 +355,18 @@ void Launch(ControlServer::Impl& s, Stream stream) {
 asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
   for (;;) {
     error_code ec;
+    IoLoop& loop = s.PickLoop();
     tcp::socket socket = co_await s.acceptor.async_accept(
-        s.NextLoop(), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !s.acceptor.is_open()) co_return;
+        loop.io, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || s.stopped.load()) {
+      loop.connections.fetch_sub(1);
+      if (ec == asio::error::operation_aborted || !s.acceptor.is_open() || s.stopped.load()) {
+        co_return;
+      }
       continue;  // e.g. EMFILE: keep serving the connections we have
     }
-    if (s.stopped.load()) co_return;
     if (s.connections.load() >= s.options.max_connections) {
+      loop.connections.fetch_sub(1);
       s.Reject(RejectReason::kTooManyConnections, PeerName(socket),
                "limits.max_connections (" + std::to_string(s.options.max_connections) +
                    ") reached; connection closed");
@@ -343,9 +377,9 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
     s.connections.fetch_add(1);
     if (s.metrics != nullptr) s.metrics->ConnectionOpened();
     if (s.ssl) {
-      Launch(s, asio::ssl::stream<tcp::socket>(std::move(socket), *s.ssl));
+      Launch(s, loop, asio::ssl::stream<tcp::socket>(std::move(socket), *s.ssl));
     } else {
-      Launch(s, std::move(socket));
+      Launch(s, loop, std::move(socket));
     }
   }
 }
@@ -386,14 +420,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(const ControlServerO
   impl->port = impl->acceptor.local_endpoint().port();
   Impl& s = *impl;
   asio::co_spawn(s.accept_loop, AcceptLoop(s), asio::detached);
-  std::vector<asio::io_context*> all{&s.accept_loop};
-  for (auto& loop : s.loops) all.push_back(loop.get());
-  for (asio::io_context* loop : all) {
-    s.threads.emplace_back([&io = *loop] {
-      auto idle = asio::make_work_guard(io);  // a loop without connections yet keeps running
-      io.run();
-    });
-  }
+  s.accept_thread = std::thread([&io = s.accept_loop] { io.run(); });
   return std::unique_ptr<ControlServer>(new ControlServer(std::move(impl)));
 }
 
@@ -436,8 +463,6 @@ void ControlServer::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   s.StopLoops();
-  for (std::thread& t : s.threads) t.join();
-  s.threads.clear();
 }
 
 }  // namespace kvault::server

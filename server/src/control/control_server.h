@@ -10,6 +10,9 @@
 //     body) gets an ErrorReply and the connection is closed; other connections are unaffected.
 //   - At most max_connections are open; more are accepted and closed at once (counted as
 //     rejected, reason too_many_connections).
+//   - Each connection gets an io thread of its own while there are fewer than `threads` (see
+//     ControlServerOptions::threads): a request that waits on the disk or on a stalled
+//     data-plane transfer holds up no other connection.
 //   - Drain(): stop accepting, refuse new block requests (Service::SetDraining), wait up to a bound
 //     for in-flight requests to finish; Stop() then closes every connection and joins the threads.
 //
@@ -31,9 +34,11 @@ class Metrics;
 struct ControlServerOptions {
   std::string host = "127.0.0.1";  // IP literal or "localhost"
   uint16_t port = 0;               // 0: any free port (port() tells which)
-  // io threads, each with its own event loop; a connection stays on the thread it was accepted
-  // onto (round-robin) and its requests run there until answered.
-  uint32_t threads = 2;
+  // The most io threads, each with its own event loop, started as connections arrive: each
+  // connection gets a thread of its own while there are fewer than this many, then shares the
+  // one with the fewest connections. A connection stays on its thread and its requests run there
+  // until answered, so only connections sharing a thread ever wait on each other.
+  uint32_t threads = 64;
   uint32_t max_connections = 1024;
   std::chrono::milliseconds io_timeout{30'000};
   std::chrono::milliseconds idle_timeout{600'000};

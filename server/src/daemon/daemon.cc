@@ -166,7 +166,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                  std::to_string(config.storage.nvme_capacity_bytes >> 20) + " MiB, gpu " +
                  std::to_string(config.storage.gpu_capacity_bytes >> 20) + " MiB), " +
                  std::to_string(p->tenants->size()) + " tenant(s), " +
-                 std::to_string(config.control_threads) + " control threads, " +
+                 "up to " + std::to_string(config.control_threads) + " control threads, " +
                  std::to_string(p->engines.size()) + " UCX worker(s), transports '" +
                  config.ucx.transports + "'");
   return std::unique_ptr<Daemon>(new Daemon(std::move(p)));

@@ -1,0 +1,139 @@
+// kvaultd with a client whose data plane stops answering: its Load stalls in the daemon until the
+// transfer deadline (limits.io_timeout), and every other client is served meanwhile, whichever
+// io thread it was accepted onto.
+//
+// The stalled client is a raw control connection whose Hello names a real UCX worker (TCP) of
+// this process that is never progressed: the daemon's PUT into its memory can neither finish nor
+// fail before the deadline.
+
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "binary_run.h"
+#include "daemon_process.h"
+#include "kvault/client.h"
+#include "kvault/common/synthetic_block.h"
+#include "kvault/transport/ucx/ucx_context.h"
+#include "kvault/transport/ucx/ucx_memory.h"
+#include "kvault/transport/ucx/ucx_worker.h"
+#include "raw_connection.h"
+
+namespace kvault::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using transport::WireStatus;
+
+constexpr uint64_t kPayload = 1 << 20;
+
+class KvaultdStalledClientTest : public BinaryTest {
+ protected:
+  KvaultdStalledClientTest() : BinaryTest("kvaultd") {}
+};
+
+std::unique_ptr<Client> Connect(const DaemonProcess& d) {
+  ClientConfig config;
+  config.server = d.server();
+  config.ucx_transports = "tcp";
+  Result<std::unique_ptr<Client>> c = Client::Connect(config);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+TEST_F(KvaultdStalledClientTest, OtherClientsAreServedWhileOnesTransferStalls) {
+  DaemonProcess d(dir_, {"--ucx.transports", "tcp", "--limits.io_timeout", "4s",
+                         "--storage.nvme_capacity", "0"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+
+  // One block for everyone to load.
+  auto owner = Connect(d);
+  ASSERT_NE(owner, nullptr);
+  const uint32_t tokens[1] = {7};
+  const BlockKey key = NextBlockKey(BlockKey{}, tokens);
+  const uint64_t object = SyntheticObjectBytes(kPayload);
+  {
+    Result<MemoryRegion> region = owner->AllocateMemory(object);
+    ASSERT_TRUE(region.ok()) << region.status().ToString();
+    ASSERT_TRUE(WriteSyntheticBlock(key, kPayload, region->bytes()).ok());
+    std::vector<std::span<const uint8_t>> sources = {region->bytes()};
+    StoreHandle stored = owner->Store(std::span(&key, 1), sources);
+    ASSERT_TRUE(stored.Wait(Clock::now() + 10s).ok());
+    ASSERT_EQ(stored.ok_count(), 1u) << stored.key_status(0).ToString();
+  }
+
+  // The stalled client: a TCP worker that nobody progresses, and memory registered on it.
+  transport::UcxContextOptions ucx;
+  ucx.transports = "tcp";
+  Result<transport::UcxContext> context = transport::UcxContext::Create(ucx);
+  ASSERT_TRUE(context.ok()) << context.status().ToString();
+  Result<transport::UcxWorker> worker = transport::UcxWorker::Create(*context);
+  ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+  Result<transport::UcxMemory> memory = transport::UcxMemory::Allocate(*context, object);
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  Result<std::vector<uint8_t>> rkey = memory->PackRemoteKey();
+  ASSERT_TRUE(rkey.ok()) << rkey.status().ToString();
+
+  RawConnection stalled(d.control_port());
+  ASSERT_TRUE(stalled.connected());
+  transport::Hello hello;
+  hello.client_name = "stalled";
+  hello.worker_address = worker->address();
+  ASSERT_TRUE(stalled.SendMessage(hello, 1));
+  auto hello_reply = stalled.ReadMessage();
+  ASSERT_TRUE(hello_reply && std::holds_alternative<transport::HelloReply>(hello_reply->first));
+  transport::Auth auth;
+  const AuthDigest proof =
+      AuthProof(TokenHash(""), std::get<transport::HelloReply>(hello_reply->first).nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  ASSERT_TRUE(stalled.SendMessage(auth, 2));
+  auto auth_reply = stalled.ReadMessage();
+  ASSERT_TRUE(auth_reply && std::holds_alternative<transport::AuthReply>(auth_reply->first));
+  ASSERT_EQ(std::get<transport::AuthReply>(auth_reply->first).status, WireStatus::kOk);
+
+  transport::Load load;
+  load.remote_key = *rkey;
+  load.entries.push_back({key, reinterpret_cast<uint64_t>(memory->address()), object, 0, 0});
+  const auto load_sent = Clock::now();
+  ASSERT_TRUE(stalled.SendMessage(load, 3));
+
+  // Meanwhile: more clients than kvaultd's default io threads used to be, each connecting,
+  // looking up and loading the block, all within a small part of the stalled transfer's
+  // deadline, while the stalled Load is still unanswered.
+  std::this_thread::sleep_for(100ms);  // the stalled Load is in the daemon's hands
+  for (int i = 0; i < 8; ++i) {
+    const auto start = Clock::now();
+    auto c = Connect(d);
+    ASSERT_NE(c, nullptr) << "client " << i << "\n" << d.Stderr();
+    LookupResult hit = c->LookupPrefix(std::span(&key, 1));
+    ASSERT_TRUE(hit.status.ok()) << hit.status.ToString();
+    EXPECT_EQ(hit.leading_hits, 1u);
+    Result<MemoryRegion> region = c->AllocateMemory(object);
+    ASSERT_TRUE(region.ok());
+    std::vector<LoadDestination> dst = {{region->bytes()}};
+    LoadHandle loaded = c->Load(Lease{}, std::span(&key, 1), dst);
+    ASSERT_TRUE(loaded.Wait(Clock::now() + 10s).ok());
+    ASSERT_TRUE(loaded.key_status(0).ok()) << loaded.key_status(0).ToString();
+    EXPECT_TRUE(IsSyntheticBlockFor(key, region->bytes().first(loaded.object_size(0))));
+    EXPECT_LT(Clock::now() - start, 1500ms) << "client " << i << " waited on the stalled one";
+  }
+  EXPECT_FALSE(stalled.Readable())
+      << "the stalled client's Load was answered before the other clients were done";
+  EXPECT_LT(Clock::now() - load_sent, 4s) << "too slow to tell a stall from service";
+
+  // The positive control: the stalled Load does end, at its deadline, as a failed transfer of
+  // its key, and the daemon goes on serving.
+  auto reply = stalled.ReadMessage(15s);
+  ASSERT_TRUE(reply.has_value()) << d.Stderr();
+  ASSERT_TRUE(std::holds_alternative<transport::LoadReply>(reply->first));
+  const auto& outcomes = std::get<transport::LoadReply>(reply->first).outcomes;
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].status, WireStatus::kTransferFailed);
+  EXPECT_GE(Clock::now() - load_sent, 3500ms);
+  EXPECT_TRUE(owner->Ping().ok());
+}
+
+}  // namespace
+}  // namespace kvault::testing
