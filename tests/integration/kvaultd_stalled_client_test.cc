@@ -1,13 +1,16 @@
 // kvaultd with a client whose data plane stops answering: its Load stalls in the daemon until the
-// transfer deadline (limits.io_timeout), and every other client is served meanwhile, whichever
-// io thread it was accepted onto.
+// transfer deadline (limits.io_timeout), every other client is served meanwhile, whichever io
+// thread it was accepted onto, and no other client's transfer fails when the deadline passes and
+// the daemon closes the stalled endpoint, on the one UCX worker they all share.
 //
 // The stalled client is a raw control connection whose Hello names a real UCX worker (TCP) of
 // this process that is never progressed: the daemon's PUT into its memory can neither finish nor
 // fail before the deadline.
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <string>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -44,7 +47,8 @@ std::unique_ptr<Client> Connect(const DaemonProcess& d) {
 }
 
 TEST_F(KvaultdStalledClientTest, OtherClientsAreServedWhileOnesTransferStalls) {
-  DaemonProcess d(dir_, {"--ucx.transports", "tcp", "--limits.io_timeout", "4s",
+  // One UCX worker: the stalled client shares it with everyone else.
+  DaemonProcess d(dir_, {"--ucx.transports", "tcp", "--ucx.workers", "1", "--limits.io_timeout", "4s",
                          "--storage.nvme_capacity", "0"});
   ASSERT_TRUE(d.ok()) << d.Stderr();
 
@@ -123,9 +127,37 @@ TEST_F(KvaultdStalledClientTest, OtherClientsAreServedWhileOnesTransferStalls) {
       << "the stalled client's Load was answered before the other clients were done";
   EXPECT_LT(Clock::now() - load_sent, 4s) << "too slow to tell a stall from service";
 
+  // While the deadline passes (the daemon then closes the stalled endpoint), another client
+  // keeps loading: none of its transfers may fail for it.
+  std::atomic<bool> done{false};
+  std::atomic<int> loads{0}, failures{0};
+  std::string first_failure;
+  std::thread bystander([&] {
+    auto c = Connect(d);
+    if (c == nullptr) return;
+    Result<MemoryRegion> region = c->AllocateMemory(object);
+    if (!region.ok()) return;
+    while (!done.load()) {
+      std::vector<LoadDestination> dst = {{region->bytes()}};
+      LoadHandle loaded = c->Load(Lease{}, std::span(&key, 1), dst);
+      const Status waited = loaded.Wait(Clock::now() + 10s);
+      loads.fetch_add(1);
+      if (!waited.ok() || !loaded.key_status(0).ok()) {
+        if (failures.fetch_add(1) == 0) {
+          first_failure = waited.ok() ? loaded.key_status(0).ToString() : waited.ToString();
+        }
+      }
+    }
+  });
+
   // The positive control: the stalled Load does end, at its deadline, as a failed transfer of
   // its key, and the daemon goes on serving.
   auto reply = stalled.ReadMessage(15s);
+  std::this_thread::sleep_for(1s);  // the endpoint's close and any worker restart are over
+  done.store(true);
+  bystander.join();
+  EXPECT_GT(loads.load(), 10);
+  EXPECT_EQ(failures.load(), 0) << first_failure << "\n" << d.Stderr();
   ASSERT_TRUE(reply.has_value()) << d.Stderr();
   ASSERT_TRUE(std::holds_alternative<transport::LoadReply>(reply->first));
   const auto& outcomes = std::get<transport::LoadReply>(reply->first).outcomes;
