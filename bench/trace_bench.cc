@@ -167,10 +167,12 @@ Result<ReplayResult> ReplayThroughStore(const Config& c, const std::string& poli
                         {.directory = dir.string(), .capacity_bytes = nvme_blocks * object_bytes}));
   }
   // Movers off: room is made in the writer, so the host tier holds exactly its capacity.
-  KVAULT_ASSIGN_OR_RETURN(
-      std::unique_ptr<storage::BlockStore> store,
-      storage::BlockStore::Create({.policy = policy, .promote_on_hit = true, .mover_threads = 0},
-                                  std::move(tiers)));
+  storage::BlockStoreOptions options;
+  options.policy = policy;
+  options.promote_on_hit = true;
+  options.mover_threads = 0;
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<storage::BlockStore> store,
+                          storage::BlockStore::Create(options, std::move(tiers)));
   ReplayResult result;
   result.stats.requests = trace.num_requests();
   result.stats.block_refs = trace.blocks.size();

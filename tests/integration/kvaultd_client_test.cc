@@ -120,7 +120,7 @@ TEST_F(KvaultdClientTest, EveryCodecRoundTripsByteExactAfterDecode) {
     ASSERT_TRUE(stored.status.ok()) << stored.status.ToString();
     ASSERT_EQ(stored.leading_ok, blocks);
 
-    const LookupResult hits = client->LookupPrefix(keys, {.want_lease = true});
+    const LookupResult hits = client->LookupPrefix(keys, {.want_lease = true, .lease_ttl = {}, .deadline = std::nullopt});
     ASSERT_TRUE(hits.status.ok()) << hits.status.ToString();
     EXPECT_EQ(hits.leading_hits, blocks);
     EXPECT_TRUE(hits.lease.valid());
@@ -141,7 +141,9 @@ TEST_F(KvaultdClientTest, EveryCodecRoundTripsByteExactAfterDecode) {
       ASSERT_TRUE(local.Decode(object, b, keys[b], want.view).ok());
     }
     EXPECT_EQ(loaded.data, want.data) << "decoded KV differs from the local decode";
-    if (codec == "raw") EXPECT_EQ(loaded.data, source.data);
+    if (codec == "raw") {
+      EXPECT_EQ(loaded.data, source.data);
+    }
   }
 }
 
@@ -179,18 +181,18 @@ TEST_F(KvaultdClientTest, LeasesExpireAndTenantsAreIsolated) {
 
   // Positive control: the owner hits all; the other tenant misses all, lease or not.
   EXPECT_EQ(a->LookupPrefix(keys).leading_hits, keys.size());
-  const LookupResult foreign = b->LookupPrefix(keys, {.want_lease = true});
+  const LookupResult foreign = b->LookupPrefix(keys, {.want_lease = true, .lease_ttl = {}, .deadline = std::nullopt});
   EXPECT_EQ(foreign.leading_hits, 0u);
   EXPECT_FALSE(foreign.lease.valid());
   Result<MemoryRegion> b_region = b->AllocateMemory(64 << 10);
   ASSERT_TRUE(b_region.ok());
   std::vector<LoadDestination> dst = {{b_region->bytes()}};
   LoadHandle foreign_load = b->Load(Lease{}, std::span(keys).first(1), dst);
-  foreign_load.Wait(Clock::now() + 10s);
-  EXPECT_FALSE(foreign_load.key_status(0).ok());
+  EXPECT_TRUE(foreign_load.Wait(Clock::now() + 10s).ok());  // the request completes...
+  EXPECT_FALSE(foreign_load.key_status(0).ok());             // ...with the key missed
 
   // A short lease expires by itself.
-  const LookupResult leased = a->LookupPrefix(keys, {.want_lease = true, .lease_ttl = 300ms});
+  const LookupResult leased = a->LookupPrefix(keys, {.want_lease = true, .lease_ttl = 300ms, .deadline = std::nullopt});
   ASSERT_TRUE(leased.lease.valid());
   EXPECT_EQ(StatsOf(*a)["store.active_leases"], 1.0);
   std::this_thread::sleep_for(700ms);
@@ -210,7 +212,7 @@ TEST(KvaultdClientChild, StoreUntilKilled) {
   auto c = Client::Connect(config);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   const std::vector<BlockKey> present = *ChainBlockKeys(NamespaceFor("kill"), TokenIds(16, 1), 16);
-  const LookupResult leased = (*c)->LookupPrefix(present, {.want_lease = true});
+  const LookupResult leased = (*c)->LookupPrefix(present, {.want_lease = true, .lease_ttl = {}, .deadline = std::nullopt});
   ASSERT_TRUE(leased.lease.valid());
   const uint64_t object = SyntheticObjectBytes(1 << 20);
   const size_t n = 48;
@@ -227,7 +229,7 @@ TEST(KvaultdClientChild, StoreUntilKilled) {
   StoreHandle h = (*c)->Store(keys, sources);
   std::printf("STORING\n");
   std::fflush(stdout);
-  h.Wait(Clock::now() + 60s);
+  (void)h.Wait(Clock::now() + 60s);  // killed meanwhile, whatever the outcome
   std::this_thread::sleep_for(60s);
 }
 
@@ -330,8 +332,7 @@ size_t LoadAndVerifyHits(Client& c, const std::vector<BlockKey>& keys) {
   for (const BlockKey& k : keys) {
     std::vector<LoadDestination> dst = {{region->bytes()}};
     LoadHandle h = c.Load(Lease{}, std::span(&k, 1), dst);
-    h.Wait(Clock::now() + 10s);
-    if (!h.key_status(0).ok()) continue;
+    if (!h.Wait(Clock::now() + 10s).ok() || !h.key_status(0).ok()) continue;
     ++hits;
     EXPECT_TRUE(IsSyntheticBlockFor(k, region->bytes().first(h.object_size(0))))
         << "a loaded block does not carry its own bytes";

@@ -25,6 +25,7 @@
 #include "cuda/codec_kernels.cuh"
 #include "cuda/cuda_status.cuh"
 #include "cuda/team_plan.h"
+#include "kvault/common/log.h"
 #include "kvault/kernels/cuda_codec.h"
 #include "kvault/kernels/rotation.h"
 
@@ -71,12 +72,14 @@ struct Plan {
 };
 
 // KVAULT_CUDA_VECTOR_LANES (a power of two, 1..32; read once) forces the lanes per vector of every
-// kernel, within TeamFor's limits: a tuning knob for kvault-bench codec on other GPUs.
+// kernel, within TeamFor's limits: a tuning knob for kvault-bench codec on other GPUs. Any other
+// value is reported once (warn) and the measured splits stay.
 std::optional<uint32_t> ForcedLanes() {
   static const std::optional<uint32_t> forced = []() -> std::optional<uint32_t> {
-    const char* env = std::getenv("KVAULT_CUDA_VECTOR_LANES");
-    const long v = env != nullptr ? std::strtol(env, nullptr, 10) : 0;
-    if (v >= 1 && v <= 32 && (v & (v - 1)) == 0) return static_cast<uint32_t>(v);
+    Result<std::optional<uint32_t>> parsed =
+        cuda_detail::ParseForcedLanes(std::getenv("KVAULT_CUDA_VECTOR_LANES"));
+    if (parsed.ok()) return *parsed;
+    KVAULT_LOG(LogLevel::kWarn, "cuda", parsed.status().message() + "; ignored");
     return std::nullopt;
   }();
   return forced;

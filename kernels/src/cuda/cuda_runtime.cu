@@ -39,7 +39,7 @@ Result<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
   KVAULT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&p, bytes == 0 ? 1 : bytes), "cudaMalloc"));
   buffer.data_ = static_cast<uint8_t*>(p);
   buffer.size_ = bytes;
-  return std::move(buffer);  // nvcc does not move into Result implicitly
+  return Result<DeviceBuffer>(std::move(buffer));  // explicit: nvcc does not move into Result
 }
 
 // --- HostPinning ---
@@ -64,7 +64,7 @@ Result<HostPinning> HostPinning::Pin(void* ptr, size_t bytes) {
       CudaStatus(cudaHostRegister(ptr, bytes, cudaHostRegisterPortable), "cudaHostRegister"));
   HostPinning pinning;
   pinning.ptr_ = ptr;
-  return std::move(pinning);
+  return Result<HostPinning>(std::move(pinning));  // explicit: nvcc does not move into Result
 }
 
 // --- CudaStream ---
@@ -90,7 +90,7 @@ Result<CudaStream> CudaStream::Create() {
       CudaStatus(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate"));
   CudaStream stream;
   stream.stream_ = s;
-  return std::move(stream);
+  return Result<CudaStream>(std::move(stream));  // explicit: nvcc does not move into Result
 }
 
 Status CudaStream::Synchronize() const {
@@ -119,7 +119,7 @@ Result<CudaEvent> CudaEvent::Create() {
       CudaStatus(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"));
   CudaEvent event;
   event.event_ = e;
-  return std::move(event);
+  return Result<CudaEvent>(std::move(event));  // explicit: nvcc does not move into Result
 }
 
 Status CudaEvent::Record(void* stream) const {

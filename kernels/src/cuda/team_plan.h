@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "kvault/common/block_format.h"
+#include "kvault/common/result.h"
 
 namespace kvault::kernels::cuda_detail {
 
@@ -61,6 +63,21 @@ inline Team TeamFor(uint32_t chunks, int preferred, std::optional<uint32_t> forc
   const uint64_t per_lane = (chunks + lanes - 1) / lanes;
   t.chunks_per_lane = per_lane <= 1 ? 1 : (per_lane <= 2 ? 2 : 4);
   return t;
+}
+
+// The value of KVAULT_CUDA_VECTOR_LANES (`text`, null when unset): the lanes to force, a power of
+// two from 1 to 32, or nullopt when unset or empty. Anything else is InvalidArgument with the
+// reason (the caller then keeps the measured splits).
+inline Result<std::optional<uint32_t>> ParseForcedLanes(const char* text) {
+  if (text == nullptr || *text == '\0') return std::optional<uint32_t>();
+  uint32_t v = 0;
+  const char* p = text;
+  for (; *p >= '0' && *p <= '9' && v <= 32; ++p) v = v * 10 + static_cast<uint32_t>(*p - '0');
+  if (*p != '\0' || v < 1 || v > 32 || (v & (v - 1)) != 0) {
+    return Status::InvalidArgument("KVAULT_CUDA_VECTOR_LANES='" + std::string(text) +
+                                   "' is not a power of two from 1 to 32");
+  }
+  return std::optional<uint32_t>(v);
 }
 
 }  // namespace kvault::kernels::cuda_detail

@@ -77,5 +77,22 @@ TEST(CudaTeamPlanTest, AForcedSplitIsHonouredOnlyWithinTheLimits) {
   EXPECT_EQ(TeamFor(1, 4, std::nullopt).chunks_per_lane, 1);
 }
 
+TEST(CudaTeamPlanTest, TheLanesOverrideTakesPowersOfTwoUpTo32AndRefusesTheRest) {
+  for (uint32_t lanes : {1u, 2u, 4u, 8u, 16u, 32u}) {
+    Result<std::optional<uint32_t>> parsed = ParseForcedLanes(std::to_string(lanes).c_str());
+    ASSERT_TRUE(parsed.ok()) << lanes << ": " << parsed.status().ToString();
+    EXPECT_EQ(*parsed, std::optional<uint32_t>(lanes));
+  }
+  // Unset or empty: no override.
+  EXPECT_EQ(*ParseForcedLanes(nullptr), std::nullopt);
+  EXPECT_EQ(*ParseForcedLanes(""), std::nullopt);
+  for (const char* bad : {"0", "3", "12", "64", "-4", "8x", " 8", "abc", "4294967304"}) {
+    Result<std::optional<uint32_t>> parsed = ParseForcedLanes(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(parsed.status().message().find(bad), std::string::npos) << parsed.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace kvault::kernels::cuda_detail

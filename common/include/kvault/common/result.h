@@ -13,9 +13,9 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
-  Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    if (status_.ok()) status_ = Status::Internal("Result constructed from an OK status");
-  }
+  Result(Status status)  // NOLINT(google-explicit-constructor)
+      : status_(status.ok() ? Status::Internal("Result constructed from an OK status")
+                            : std::move(status)) {}
 
   bool ok() const noexcept { return value_.has_value(); }
   // OK when a value is held.
