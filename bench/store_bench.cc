@@ -140,8 +140,12 @@ double Now() {
 
 // Measures one (size, concurrency) row: store windows alternating with redis SET windows, then
 // load windows alternating with redis GET windows.
+// Measures one row. With `perftest` set (prepared for this size), one ucx_perftest run follows
+// each load-hot window into row.perftest; a run that fails ends that baseline: `perftest` is
+// reset and `perftest_note` says why.
 Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler* sampler,
-                  uint64_t size, uint32_t threads, Row& row) {
+                  std::optional<PerftestRun> perftest, std::string& perftest_note, uint64_t size,
+                  uint32_t threads, Row& row) {
   KVAULT_RETURN_IF_ERROR(kv.PrepareRow(c, size, threads, row));
   if (redis != nullptr) KVAULT_RETURN_IF_ERROR(redis->Prepare(threads, row.object_bytes));
   auto object = [&kv](uint32_t t, uint64_t j) { return kv.Object(t, j); };
@@ -160,7 +164,14 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
     if (redis != nullptr) get.push_back(redis->GetWindow(c, kv.load_per_thread(), object));
     KVAULT_ASSIGN_OR_RETURN(Window hot, kv.LoadWindow(c, /*hot=*/true));
     load_hot.push_back(hot);
+    if (perftest) {  // the daemon is idle meanwhile (its progress threads sleep without work)
+      if (Status s = RunPerftestOnce(c, *perftest); !s.ok()) {
+        perftest_note = "no ucx_perftest baseline: " + s.message();
+        perftest.reset();
+      }
+    }
   }
+  row.perftest = std::move(perftest);
   row.kvault_store = Summarize(store);
   row.kvault_load = Summarize(load);
   row.kvault_load_hot = Summarize(load_hot);
@@ -288,8 +299,20 @@ int RunStoreBench(const std::vector<std::string>& args) {
   if (r.started_daemon) sampler = std::make_unique<RssSampler>((*kv)->daemon_pid());
   for (uint64_t size : c.sizes) {
     for (uint32_t threads : c.concurrency) {
+      std::optional<PerftestRun> paired;
+      if (perftest) {
+        Result<PerftestRun> prepared = PreparePerftest(c, size, SyntheticObjectBytes(size));
+        if (prepared.ok()) {
+          paired = *prepared;
+        } else {
+          r.perftest_note = "no ucx_perftest baseline: " + prepared.status().message();
+          perftest = false;
+        }
+      }
       Row row;
-      Status s = MeasureRow(c, **kv, redis.get(), sampler.get(), size, threads, row);
+      Status s = MeasureRow(c, **kv, redis.get(), sampler.get(), std::move(paired),
+                            r.perftest_note, size, threads, row);
+      if (perftest && !row.perftest) perftest = false;  // a run failed: no more tries
       if (!s.ok()) {
         return Fail(1, s.WithContext(SizeName(size) + " x" + std::to_string(threads)));
       }
@@ -301,17 +324,6 @@ int RunStoreBench(const std::vector<std::string>& args) {
                      m.rss / 1048576.0, m.anon / 1048576.0, m.shmem / 1048576.0);
       }
       std::fputc('\n', stderr);
-    }
-    if (perftest) {
-      // The daemon is idle meanwhile (its progress threads sleep when there is no work).
-      Result<PerftestRun> run = RunPerftest(c, size, SyntheticObjectBytes(size));
-      if (run.ok()) {
-        r.perftest.push_back(*run);
-      } else {
-        r.perftest_note = "no ucx_perftest baseline: " + run.status().message();
-        r.perftest.clear();
-        perftest = false;
-      }
     }
   }
   if (sampler) {

@@ -77,6 +77,15 @@ struct Throughput {
 Throughput Summarize(const std::vector<Window>& windows);
 
 // One (block size, concurrency) measurement.
+struct PerftestRun {
+  uint64_t block_bytes = 0;    // the row's block payload size
+  uint64_t message_bytes = 0;  // = its object size
+  uint64_t iterations = 0;
+  double mbps = 0;  // MB/s as ucx_perftest prints them (MB = 2^20 bytes): median of the runs
+  double gbps = 0;  // the same in 1e9 bytes per second
+  std::vector<double> run_mbps;  // in order: run i follows the row's load-hot window i
+};
+
 struct Row {
   uint64_t block_bytes = 0, object_bytes = 0;
   uint32_t concurrency = 0;
@@ -86,15 +95,9 @@ struct Row {
   // buffer ucx_perftest resends does, so this is the figure comparable with ucx_perftest.
   Throughput kvault_load_hot;
   std::optional<Throughput> redis_set, redis_get;  // absent without a redis baseline
-};
-
-struct PerftestRun {
-  uint64_t block_bytes = 0;    // the row's block payload size
-  uint64_t message_bytes = 0;  // = its object size
-  uint64_t iterations = 0;
-  double mbps = 0;  // MB/s as ucx_perftest prints them (MB = 2^20 bytes): median of the runs
-  double gbps = 0;  // the same in 1e9 bytes per second
-  std::vector<double> run_mbps;
+  // ucx_perftest at the row's object size, one run right after each load-hot window (absent
+  // without that baseline), so that each run sees the machine its kvault windows saw.
+  std::optional<PerftestRun> perftest;
 };
 
 struct Lookup {
@@ -118,7 +121,6 @@ struct Results {
   std::string daemon_version;  // the ready line
   Lookup lookup;
   std::vector<Row> rows;
-  std::vector<PerftestRun> perftest;  // one per size, matching rows' object sizes
   std::optional<Memory> memory;
   std::string redis_note, perftest_note, memory_note;  // why a baseline is missing
 };
@@ -277,9 +279,13 @@ class RedisSide {
 
 // ---- store_bench_perftest.cc ----
 
-// c.reps runs of `ucx_perftest -t tag_bw -s <message_bytes>` (server and client processes on
-// loopback, UCX_TLS=c.transports). Unavailable when ucx_perftest cannot run.
-Result<PerftestRun> RunPerftest(const Config& c, uint64_t block_bytes, uint64_t message_bytes);
+// The ucx_perftest baseline of one row, before its runs: `ucx_perftest -t tag_bw -s
+// <message_bytes>` with the iteration count each run will use. Unavailable when ucx_perftest
+// cannot run.
+Result<PerftestRun> PreparePerftest(const Config& c, uint64_t block_bytes, uint64_t message_bytes);
+// One run (a server and a client process on loopback, UCX_TLS=c.transports): appends its MB/s
+// to run.run_mbps and updates the medians. Unavailable / IoError when it fails.
+Status RunPerftestOnce(const Config& c, PerftestRun& run);
 // The overall bandwidth (MB/s) of ucx_perftest's "Final:" line; Corruption when absent.
 Result<double> ParsePerftestBandwidth(const std::string& output);
 

@@ -90,7 +90,8 @@ Result<double> RunOnce(const Config& c, uint64_t message_bytes, uint64_t iterati
 
 }  // namespace
 
-Result<PerftestRun> RunPerftest(const Config& c, uint64_t block_bytes, uint64_t message_bytes) {
+Result<PerftestRun> PreparePerftest(const Config& c, uint64_t block_bytes,
+                                    uint64_t message_bytes) {
   if (!CanExecute(c.perftest)) {
     return Status::Unavailable("cannot run " + c.perftest + " (Debian package ucx-utils)");
   }
@@ -101,13 +102,15 @@ Result<PerftestRun> RunPerftest(const Config& c, uint64_t block_bytes, uint64_t 
   // (short test runs) the count follows the window instead.
   const uint64_t target = c.ops > 0 ? c.ops : c.perftest_bytes / message_bytes;
   run.iterations = std::clamp<uint64_t>(target, c.ops > 0 ? 10 : 100, 100000);
-  for (uint32_t rep = 0; rep < c.reps; ++rep) {
-    KVAULT_ASSIGN_OR_RETURN(double mbps, RunOnce(c, message_bytes, run.iterations));
-    run.run_mbps.push_back(mbps);
-  }
+  return run;
+}
+
+Status RunPerftestOnce(const Config& c, PerftestRun& run) {
+  KVAULT_ASSIGN_OR_RETURN(double mbps, RunOnce(c, run.message_bytes, run.iterations));
+  run.run_mbps.push_back(mbps);
   run.mbps = Median(run.run_mbps);
   run.gbps = run.mbps * 1048576.0 / 1e9;
-  return run;
+  return Status::Ok();
 }
 
 }  // namespace kvault::bench::store_bench

@@ -16,11 +16,15 @@ constexpr double kLookupP99TargetUs = 250;
 
 double Ratio(double a, double b) { return b > 0 ? a / b : 0; }
 
-const PerftestRun* PerftestFor(const Results& r, uint64_t object_bytes) {
-  for (const PerftestRun& p : r.perftest) {
-    if (p.message_bytes == object_bytes) return &p;
+// kvault against ucx_perftest on the same machine moments: the median over the repetitions of
+// kvault window i / ucx_perftest run i (each run follows the row's load-hot window i).
+double PairedRatio(const Throughput& kvault, const PerftestRun& p) {
+  std::vector<double> ratios;
+  for (size_t i = 0; i < kvault.window_gbps.size() && i < p.run_mbps.size(); ++i) {
+    const double base = p.run_mbps[i] * 1048576.0 / 1e9;
+    if (base > 0) ratios.push_back(kvault.window_gbps[i] / base);
   }
-  return nullptr;
+  return ratios.empty() ? 0 : Median(ratios);
 }
 
 struct Target {
@@ -45,9 +49,7 @@ std::vector<Target> Targets(const Results& r) {
     if (row.redis_get) load.value = Ratio(row.kvault_load.gbps, row.redis_get->gbps);
     Target perftest{"kvault load-hot " + at + " >= 0.7x ucx_perftest tag_bw", std::nullopt,
                     kLoadVsPerftestTarget, false, "x"};
-    if (const PerftestRun* p = PerftestFor(r, row.object_bytes)) {
-      perftest.value = Ratio(row.kvault_load_hot.gbps, p->gbps);
-    }
+    if (row.perftest) perftest.value = PairedRatio(row.kvault_load_hot, *row.perftest);
     out.insert(out.end(), {store, load, perftest});
   }
   if (out.empty()) {
@@ -119,14 +121,14 @@ void PrintReport(const Config& c, const Results& r) {
     t.AddRow({block, thr, "store", Gbps(row.kvault_store.gbps), Ops(row.kvault_store.ops_per_s),
               "SET", set ? Gbps(set->gbps) : "-", set ? Ops(set->ops_per_s) : "-",
               set ? Times(Ratio(row.kvault_store.gbps, set->gbps)) : "-", "", ""});
-    const PerftestRun* p = PerftestFor(r, row.object_bytes);
+    const PerftestRun* p = row.perftest ? &*row.perftest : nullptr;
     t.AddRow({block, thr, "load", Gbps(row.kvault_load.gbps), Ops(row.kvault_load.ops_per_s), "GET",
               get ? Gbps(get->gbps) : "-", get ? Ops(get->ops_per_s) : "-",
               get ? Times(Ratio(row.kvault_load.gbps, get->gbps)) : "-", p ? Gbps(p->gbps) : "-",
-              p ? Times(Ratio(row.kvault_load.gbps, p->gbps)) : "-"});
+              p ? Times(PairedRatio(row.kvault_load, *p)) : "-"});
     t.AddRow({block, thr, "load-hot", Gbps(row.kvault_load_hot.gbps),
               Ops(row.kvault_load_hot.ops_per_s), "", "", "", "", p ? Gbps(p->gbps) : "-",
-              p ? Times(Ratio(row.kvault_load_hot.gbps, p->gbps)) : "-"});
+              p ? Times(PairedRatio(row.kvault_load_hot, *p)) : "-"});
   }
   std::fputs(t.Render().c_str(), stdout);
   for (const Row& row : r.rows) {
@@ -143,18 +145,27 @@ void PrintReport(const Config& c, const Results& r) {
       }
     }
   }
-  if (!r.perftest.empty()) {
-    std::printf(
-        "ucx_perftest tag_bw, UCX_TLS=%s, one client and one server process on loopback, "
-        "message = the object size, median of %u runs:\n",
-        c.transports.c_str(), c.reps);
-    for (const PerftestRun& p : r.perftest) {
+  bool perftest_header = false;
+  for (const Row& row : r.rows) {
+    if (!row.perftest) continue;
+    const PerftestRun& p = *row.perftest;
+    if (!perftest_header) {
       std::printf(
-          "  %s block (%llu-byte messages): %.1f MB/s (MB = 2^20 B) = %.3f GB/s, %llu "
-          "messages per run\n",
-          SizeName(p.block_bytes).c_str(), static_cast<unsigned long long>(p.message_bytes), p.mbps,
-          p.gbps, static_cast<unsigned long long>(p.iterations));
+          "ucx_perftest tag_bw, UCX_TLS=%s, one client and one server process on loopback, "
+          "message = the object size; one run right after each load-hot window of the row, "
+          "'x perftest' = median over the repetitions of window / run:\n",
+          c.transports.c_str());
+      perftest_header = true;
     }
+    std::printf("  %s x%u (%llu-byte messages, %llu per run): median %.1f MB/s (MB = 2^20 B) = "
+                "%.3f GB/s; runs",
+                SizeName(p.block_bytes).c_str(), row.concurrency,
+                static_cast<unsigned long long>(p.message_bytes),
+                static_cast<unsigned long long>(p.iterations), p.mbps, p.gbps);
+    for (double m : p.run_mbps) std::printf(" %.0f", m);
+    std::printf(" MB/s\n");
+  }
+  if (perftest_header) {
     std::printf(
         "  ucx_perftest resends one buffer that stays in cache; `load` reads a load set larger\n"
         "  than the caches, `load-hot` reloads one object per thread: the like-for-like figure.\n");
@@ -211,18 +222,21 @@ Json ReportJson(const Config& c, const Results& r) {
       o.emplace_back("store_vs_redis_set", Ratio(row.kvault_store.gbps, row.redis_set->gbps));
       o.emplace_back("load_vs_redis_get", Ratio(row.kvault_load.gbps, row.redis_get->gbps));
     }
-    if (const PerftestRun* p = PerftestFor(r, row.object_bytes)) {
+    if (const PerftestRun* p = row.perftest ? &*row.perftest : nullptr) {
       o.emplace_back("perftest_gbps", p->gbps);
-      o.emplace_back("load_vs_perftest", Ratio(row.kvault_load.gbps, p->gbps));
-      o.emplace_back("load_hot_vs_perftest", Ratio(row.kvault_load_hot.gbps, p->gbps));
+      o.emplace_back("load_vs_perftest", PairedRatio(row.kvault_load, *p));
+      o.emplace_back("load_hot_vs_perftest", PairedRatio(row.kvault_load_hot, *p));
     }
     rows.emplace_back(std::move(o));
   }
   Json::Array perftest;
-  for (const PerftestRun& p : r.perftest) {
+  for (const Row& row : r.rows) {
+    if (!row.perftest) continue;
+    const PerftestRun& p = *row.perftest;
     Json::Array runs;
     for (double m : p.run_mbps) runs.emplace_back(m);
     perftest.emplace_back(Json::Object{{"block_bytes", p.block_bytes},
+                                       {"concurrency", row.concurrency},
                                        {"message_bytes", p.message_bytes},
                                        {"iterations", p.iterations},
                                        {"perftest_mbps", p.mbps},
