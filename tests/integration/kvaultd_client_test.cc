@@ -120,7 +120,7 @@ TEST_F(KvaultdClientTest, EveryCodecRoundTripsByteExactAfterDecode) {
     ASSERT_TRUE(stored.status.ok()) << stored.status.ToString();
     ASSERT_EQ(stored.leading_ok, blocks);
 
-    const LookupResult hits = client->LookupPrefix(keys, {.want_lease = true, .lease_ttl = {}, .deadline = std::nullopt});
+    const LookupResult hits = client->LookupPrefix(keys, {.want_lease = true});
     ASSERT_TRUE(hits.status.ok()) << hits.status.ToString();
     EXPECT_EQ(hits.leading_hits, blocks);
     EXPECT_TRUE(hits.lease.valid());
@@ -181,7 +181,7 @@ TEST_F(KvaultdClientTest, LeasesExpireAndTenantsAreIsolated) {
 
   // Positive control: the owner hits all; the other tenant misses all, lease or not.
   EXPECT_EQ(a->LookupPrefix(keys).leading_hits, keys.size());
-  const LookupResult foreign = b->LookupPrefix(keys, {.want_lease = true, .lease_ttl = {}, .deadline = std::nullopt});
+  const LookupResult foreign = b->LookupPrefix(keys, {.want_lease = true});
   EXPECT_EQ(foreign.leading_hits, 0u);
   EXPECT_FALSE(foreign.lease.valid());
   Result<MemoryRegion> b_region = b->AllocateMemory(64 << 10);
@@ -192,7 +192,7 @@ TEST_F(KvaultdClientTest, LeasesExpireAndTenantsAreIsolated) {
   EXPECT_FALSE(foreign_load.key_status(0).ok());             // ...with the key missed
 
   // A short lease expires by itself.
-  const LookupResult leased = a->LookupPrefix(keys, {.want_lease = true, .lease_ttl = 300ms, .deadline = std::nullopt});
+  const LookupResult leased = a->LookupPrefix(keys, {.want_lease = true, .lease_ttl = 300ms});
   ASSERT_TRUE(leased.lease.valid());
   EXPECT_EQ(StatsOf(*a)["store.active_leases"], 1.0);
   std::this_thread::sleep_for(700ms);
@@ -212,7 +212,7 @@ TEST(KvaultdClientChild, StoreUntilKilled) {
   auto c = Client::Connect(config);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   const std::vector<BlockKey> present = *ChainBlockKeys(NamespaceFor("kill"), TokenIds(16, 1), 16);
-  const LookupResult leased = (*c)->LookupPrefix(present, {.want_lease = true, .lease_ttl = {}, .deadline = std::nullopt});
+  const LookupResult leased = (*c)->LookupPrefix(present, {.want_lease = true});
   ASSERT_TRUE(leased.lease.valid());
   const uint64_t object = SyntheticObjectBytes(1 << 20);
   const size_t n = 48;

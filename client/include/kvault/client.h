@@ -91,7 +91,7 @@ struct LookupOptions {
   // Requested lease lifetime; 0 = the daemon's default (it may shorten any). Default 0.
   std::chrono::milliseconds lease_ttl{0};
   // Default: now + ClientConfig::request_timeout.
-  std::optional<Deadline> deadline;
+  std::optional<Deadline> deadline{};
 };
 
 struct LookupResult {
@@ -108,7 +108,7 @@ struct LookupResult {
 
 struct StoreOptions {
   // Default: now + ClientConfig::request_timeout.
-  std::optional<Deadline> deadline;
+  std::optional<Deadline> deadline{};
 };
 
 // Where one loaded block goes: `buffer` inside a registered region receives object bytes
@@ -122,7 +122,7 @@ struct LoadDestination {
 
 struct LoadOptions {
   // Default: now + ClientConfig::request_timeout.
-  std::optional<Deadline> deadline;
+  std::optional<Deadline> deadline{};
 };
 
 // One block of Client::ExportGpuBlocks.

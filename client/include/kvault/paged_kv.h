@@ -70,7 +70,7 @@ struct PagedKvCache {
   uint32_t engine_num_blocks = 0;
   // num_layers pointers (one tensor per layer), or one pointer to all layers stacked with layer
   // i at i * LayerElements() 16-bit elements.
-  std::vector<void*> tensors;
+  std::vector<void*> tensors{};
 
   // 16-bit elements of one layer: 2 * engine_num_blocks * engine_block_tokens * kv_heads *
   // head_dim.
@@ -111,7 +111,7 @@ struct PagedSequence {
 
 struct PagedStoreOptions {
   // Bounds the whole transfer. Default: now + ClientConfig::request_timeout per wave.
-  std::optional<Deadline> deadline;
+  std::optional<Deadline> deadline{};
   // Look the chain up first and store only the blocks after its leading hits. Default true.
   bool skip_stored = true;
   // GPU path: the cudaStream_t on which the engine produced the KV; encoding waits for the work
@@ -121,7 +121,7 @@ struct PagedStoreOptions {
 
 struct PagedLoadOptions {
   // Bounds the whole transfer. Default: now + ClientConfig::request_timeout per wave.
-  std::optional<Deadline> deadline;
+  std::optional<Deadline> deadline{};
   // GPU path: the cudaStream_t on which copies to the device, decoding and scattering are
   // queued. Ignored for host memory.
   void* stream = nullptr;

@@ -79,7 +79,7 @@ struct BlockStoreOptions {
   // ResourceExhausted ("tenant quota") and counts in quota_rejects_total; room returns as the
   // tenant's blocks are deleted or evicted. Concurrent writers of one tenant may overshoot by
   // the blocks they reserve at the same moment.
-  std::unordered_map<TenantId, uint64_t> tenant_quota_bytes;
+  std::unordered_map<TenantId, uint64_t> tenant_quota_bytes{};
   // Time source for leases; nullptr = a SteadyClock owned by the store. Must outlive the store.
   const Clock* clock = nullptr;
 };
@@ -94,7 +94,7 @@ struct StoreTiers {
 struct WriteOptions {
   // The previous block of the chain, when the writer knows it: lets a prefix-aware policy keep
   // chains whole.
-  std::optional<BlockKey> parent;
+  std::optional<BlockKey> parent{};
 };
 
 struct LookupOptions {
