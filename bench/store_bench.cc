@@ -139,10 +139,9 @@ double Now() {
 }
 
 // Measures one (size, concurrency) row: store windows alternating with redis SET windows, then
-// load windows alternating with redis GET windows.
-// Measures one row. With `perftest` set (prepared for this size), one ucx_perftest run follows
-// each load-hot window into row.perftest; a run that fails ends that baseline: `perftest` is
-// reset and `perftest_note` says why.
+// load windows alternating with redis GET windows, each followed by a load-hot window. With
+// `perftest` set (prepared for this size), one ucx_perftest run follows each load-hot window into
+// row.perftest; a run that fails leaves row.perftest empty and `perftest_note` says why.
 Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler* sampler,
                   std::optional<PerftestRun> perftest, std::string& perftest_note, uint64_t size,
                   uint32_t threads, Row& row) {
@@ -312,7 +311,10 @@ int RunStoreBench(const std::vector<std::string>& args) {
       Row row;
       Status s = MeasureRow(c, **kv, redis.get(), sampler.get(), std::move(paired),
                             r.perftest_note, size, threads, row);
-      if (perftest && !row.perftest) perftest = false;  // a run failed: no more tries
+      if (perftest && !row.perftest) {  // a run failed: no baseline for any row, no more tries
+        perftest = false;
+        for (Row& earlier : r.rows) earlier.perftest.reset();
+      }
       if (!s.ok()) {
         return Fail(1, s.WithContext(SizeName(size) + " x" + std::to_string(threads)));
       }

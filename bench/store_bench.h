@@ -76,7 +76,7 @@ struct Throughput {
 };
 Throughput Summarize(const std::vector<Window>& windows);
 
-// One (block size, concurrency) measurement.
+// The ucx_perftest baseline of one row.
 struct PerftestRun {
   uint64_t block_bytes = 0;    // the row's block payload size
   uint64_t message_bytes = 0;  // = its object size
@@ -86,6 +86,7 @@ struct PerftestRun {
   std::vector<double> run_mbps;  // in order: run i follows the row's load-hot window i
 };
 
+// One (block size, concurrency) measurement.
 struct Row {
   uint64_t block_bytes = 0, object_bytes = 0;
   uint32_t concurrency = 0;

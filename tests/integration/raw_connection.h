@@ -96,10 +96,11 @@ class RawConnection {
     return std::make_pair(std::move(*m), h->request_id);
   }
 
-  // True when bytes (or the end of the stream) are waiting to be read right now.
+  // True when bytes (or the end of the stream) are waiting to be read right now. A failed poll
+  // also counts as readable, so a check that nothing has arrived cannot pass on an error.
   bool Readable() const {
     pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
+    return ::poll(&p, 1, 0) != 0;
   }
 
   // True when the server closed the connection within `timeout` (EOF or reset), after any bytes

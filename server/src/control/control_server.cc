@@ -4,14 +4,18 @@
 
 #include "control/control_server.h"
 
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -32,8 +36,8 @@ using Clock = std::chrono::steady_clock;
 // that owns the socket and its handler runs there. (A context shared by all threads handed
 // completions from the thread in epoll_wait to idle ones: about 12 futex calls per ping.)
 struct IoLoop {
-  // Open connections on this loop, and one being accepted onto it. Declared before `io`, whose
-  // destruction may still destroy a connection that decrements it.
+  // Open connections on this loop. Declared before `io`, whose destruction may still destroy a
+  // connection that decrements it.
   std::atomic<uint32_t> connections{0};
   asio::io_context io{1};
   std::thread thread;
@@ -43,12 +47,14 @@ struct ControlServer::Impl {
   Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
       : options(o), service(svc), metrics(m), acceptor(accept_loop) {}
 
-  // The loop of the next connection (the accept thread's call): a loop without connections if
-  // there is one, else a new loop and thread while there are fewer than options.threads, else
-  // the loop with the fewest connections. A request runs on its connection's thread until it is
-  // answered, storage work and data-plane transfer included, so a connection with a thread of
-  // its own never waits behind another's request. Counts the connection on the loop.
-  IoLoop& PickLoop() {
+  // The loop of a connection just accepted (the accept thread's call): a loop without
+  // connections if there is one, else a new loop and thread while there are fewer than
+  // options.threads, else the loop with the fewest connections. A request runs on its
+  // connection's thread until it is answered, storage work and data-plane transfer included, so
+  // a connection with a thread of its own never waits behind another's request. Counts the
+  // connection on the loop. When no thread can be started, an existing loop is shared (warn);
+  // nullptr when there is none at all.
+  IoLoop* PickLoop() {
     std::lock_guard lock(loops_mu);
     IoLoop* best = nullptr;
     for (const auto& loop : loops) {
@@ -56,17 +62,27 @@ struct ControlServer::Impl {
     }
     if ((best == nullptr || best->connections.load() > 0) &&
         loops.size() < std::max<uint32_t>(1, options.threads)) {
-      best = loops.emplace_back(std::make_unique<IoLoop>()).get();
-      best->thread = std::thread([&io = best->io] {
-        auto idle = asio::make_work_guard(io);  // a loop without connections keeps running
-        io.run();
-      });
+      try {  // an io_context needs an epoll and an eventfd, a thread needs memory: may fail
+        auto fresh = std::make_unique<IoLoop>();
+        fresh->thread = std::thread([&io = fresh->io] {
+          auto idle = asio::make_work_guard(io);  // a loop without connections keeps running
+          io.run();
+        });
+        best = loops.emplace_back(std::move(fresh)).get();
+      } catch (const std::exception& e) {
+        KVAULT_LOG(LogLevel::kWarn, "control",
+                   std::string("cannot start an io thread (") + e.what() + "); " +
+                       (best != nullptr ? "sharing one of the " + std::to_string(loops.size())
+                                        : std::string("no io thread to serve the connection")));
+      }
     }
-    best->connections.fetch_add(1);
-    return *best;
+    if (best != nullptr) best->connections.fetch_add(1);
+    return best;
   }
 
-  // Stops the accept thread (so no loop is added any more), then every loop; joins them all.
+  // Stops the accept thread (so no loop is added any more), then every loop; joins them all and
+  // destroys the loops, and with them any connection still held by a handler, while the rest of
+  // the server (the closers' map, its mutex) is still alive.
   void StopLoops() {
     accept_loop.stop();
     if (accept_thread.joinable()) accept_thread.join();
@@ -75,6 +91,7 @@ struct ControlServer::Impl {
     for (auto& loop : loops) {
       if (loop->thread.joinable()) loop->thread.join();
     }
+    loops.clear();
   }
 
   // Counts the refusal and logs it (warn) with the peer and what was wrong.
@@ -355,31 +372,49 @@ void Launch(ControlServer::Impl& s, IoLoop& loop, Stream stream) {
 asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
   for (;;) {
     error_code ec;
-    IoLoop& loop = s.PickLoop();
-    tcp::socket socket = co_await s.acceptor.async_accept(
-        loop.io, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec || s.stopped.load()) {
-      loop.connections.fetch_sub(1);
-      if (ec == asio::error::operation_aborted || !s.acceptor.is_open() || s.stopped.load()) {
-        co_return;
-      }
+    // Accepted onto the accept loop, then handed to the loop PickLoop chooses at that moment.
+    tcp::socket accepted =
+        co_await s.acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !s.acceptor.is_open()) co_return;
       continue;  // e.g. EMFILE: keep serving the connections we have
     }
+    if (s.stopped.load()) co_return;
     if (s.connections.load() >= s.options.max_connections) {
-      loop.connections.fetch_sub(1);
-      s.Reject(RejectReason::kTooManyConnections, PeerName(socket),
+      s.Reject(RejectReason::kTooManyConnections, PeerName(accepted),
                "limits.max_connections (" + std::to_string(s.options.max_connections) +
                    ") reached; connection closed");
-      socket.close(ec);
+      accepted.close(ec);
       continue;
     }
-    socket.set_option(tcp::no_delay(true), ec);
+    accepted.set_option(tcp::no_delay(true), ec);
+    IoLoop* loop = s.PickLoop();
+    if (loop == nullptr) {
+      accepted.close(ec);
+      continue;
+    }
+    const tcp::endpoint local = accepted.local_endpoint(ec);
+    tcp::socket socket(loop->io);
+    if (!ec) {
+      const tcp::socket::native_handle_type fd = accepted.release(ec);
+      if (!ec) {
+        socket.assign(local.protocol(), fd, ec);
+        if (ec) ::close(fd);
+      }
+    }
+    if (ec) {
+      loop->connections.fetch_sub(1);
+      KVAULT_LOG(LogLevel::kWarn, "control",
+                 "cannot hand an accepted connection to its io thread: " + ec.message());
+      accepted.close(ec);
+      continue;
+    }
     s.connections.fetch_add(1);
     if (s.metrics != nullptr) s.metrics->ConnectionOpened();
     if (s.ssl) {
-      Launch(s, loop, asio::ssl::stream<tcp::socket>(std::move(socket), *s.ssl));
+      Launch(s, *loop, asio::ssl::stream<tcp::socket>(std::move(socket), *s.ssl));
     } else {
-      Launch(s, loop, std::move(socket));
+      Launch(s, *loop, std::move(socket));
     }
   }
 }

@@ -50,7 +50,8 @@ struct ControlServerOptions {
 
 class ControlServer {
  public:
-  // Binds, listens and starts the io threads. InvalidArgument for a bad host or TLS files;
+  // Binds, listens and starts the accept thread (io threads start as connections arrive).
+  // InvalidArgument for a bad host or TLS files;
   // Unavailable when the address cannot be bound. `service` and `metrics` (may be null) must
   // outlive the server.
   static Result<std::unique_ptr<ControlServer>> Start(const ControlServerOptions& options,
