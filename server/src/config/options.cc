@@ -37,9 +37,9 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option(
           "control.threads", OptionType::kCount,
           +[](DaemonConfig& c) -> uint32_t& { return c.control_threads; },
-          "Most io threads of the control plane, each with its own event loop, started as "
-          "connections arrive: a connection gets a thread of its own while fewer than this "
-          "many exist, then shares the one with the fewest connections, and stays there. A "
+          "At most this many io threads serve the control plane, each with its own event "
+          "loop, started as connections arrive: a connection gets a thread of its own while "
+          "fewer than this many exist, then shares the one with the fewest connections. A "
           "request runs on the thread that read it, its storage work and its data-plane "
           "transfer included: while it waits (on the disk, or up to limits.io_timeout on a "
           "transfer whose client stopped answering), only connections sharing that thread "
