@@ -30,6 +30,7 @@ constexpr const char* kUsage = R"(kvault-bench storage: put, lookup and read of 
 Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers host,nvme]
                             [--reps N] [--host-bytes B] [--host-capacity B] [--nvme-bytes B]
                             [--nvme-layout blob|inline] [--nvme-buffered-reads]
+                            [--nvme-buffered-writes]
                             [--nvme-write-buffer B] [--nvme-gc-age-cutoff F]
                             [--fio PATH|none] [--fio-bytes B]
                             [--fio-seconds S] [--chain-keys N] [--chain-lookups N]
@@ -50,6 +51,8 @@ Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers ho
   --nvme-layout L      nvme tier value layout: blob (default) or inline.
   --nvme-buffered-reads  nvme tier reads through the page cache (default: O_DIRECT, the tier's
                        default; it falls back to buffered where O_DIRECT is refused).
+  --nvme-buffered-writes  nvme tier flushes and compactions write through the page cache
+                       (default: O_DIRECT, the tier's default, with the same fallback).
   --nvme-write-buffer B  nvme tier memtable size (default 64M, the tier's default).
   --nvme-gc-age-cutoff F  nvme tier blob GC age cutoff, 0..1 (default 0.25, the tier's
                        default); 0 turns blob relocation during compaction off.
@@ -100,7 +103,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                      {"json", "dir", "sizes", "tiers", "reps", "host-bytes", "host-capacity",
                       "nvme-bytes", "nvme-layout", "nvme-write-buffer", "nvme-gc-age-cutoff", "fio",
                       "fio-bytes", "fio-seconds", "chain-keys", "chain-lookups", "policy", "seed"},
-                     {"nvme-buffered-reads", "keep", "memory-child"}));
+                     {"nvme-buffered-reads", "nvme-buffered-writes", "keep", "memory-child"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.json_path = a.GetOr("json", "");
@@ -137,6 +140,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.nvme_options.value_layout =
       layout == "blob" ? storage::NvmeValueLayout::kBlobFiles : storage::NvmeValueLayout::kInline;
   if (a.Has("nvme-buffered-reads")) c.nvme_options.use_direct_reads = false;
+  if (a.Has("nvme-buffered-writes")) c.nvme_options.use_direct_writes = false;
   KVAULT_ASSIGN_OR_RETURN(
       c.nvme_options.write_buffer_bytes,
       ParseBytes("--nvme-write-buffer", a.GetOr("nvme-write-buffer", "64M"), 1 << 20, 16ull << 30));

@@ -190,12 +190,15 @@ void PrintReport(const Config& c, const Results& r) {
                 Format("%.2f", n.put.gbps), Format("%.2f", n.flush_sync_s),
                 Format("%.0f", n.recover_ms)});
     }
-    std::printf("\nnvme tier (layout %s, %s reads, write buffer %s, blob GC age cutoff %.2f):\n%s",
-                c.nvme_options.value_layout == storage::NvmeValueLayout::kBlobFiles ? "blob files"
-                                                                                    : "inline",
-                c.nvme_options.use_direct_reads ? "O_DIRECT" : "buffered",
-                MiB(c.nvme_options.write_buffer_bytes).c_str(), c.nvme_options.blob_gc_age_cutoff,
-                d.Render().c_str());
+    std::printf(
+        "\nnvme tier (layout %s, %s reads, %s writes, write buffer %s, blob GC age cutoff "
+        "%.2f):\n%s",
+        c.nvme_options.value_layout == storage::NvmeValueLayout::kBlobFiles ? "blob files"
+                                                                            : "inline",
+        c.nvme_options.use_direct_reads ? "O_DIRECT" : "buffered",
+        c.nvme_options.use_direct_writes ? "O_DIRECT" : "buffered",
+        MiB(c.nvme_options.write_buffer_bytes).c_str(), c.nvme_options.blob_gc_age_cutoff,
+        d.Render().c_str());
   }
   if (!r.nvme_note.empty()) std::printf("\nnvme tier not measured: %s\n", r.nvme_note.c_str());
   if (fio) {
@@ -292,6 +295,7 @@ Json ReportJson(const Config& c, const Results& r) {
                                    ? "blob"
                                    : "inline"},
                               {"nvme_direct_reads", c.nvme_options.use_direct_reads},
+                              {"nvme_direct_writes", c.nvme_options.use_direct_writes},
                               {"nvme_write_buffer_bytes", c.nvme_options.write_buffer_bytes},
                               {"nvme_blob_gc_age_cutoff", c.nvme_options.blob_gc_age_cutoff},
                               {"fio_bytes", c.fio_bytes},

@@ -24,6 +24,7 @@ DbOptions MakeDbOptions(const NvmeTierOptions& options,
   db.create_if_missing = true;
   db.max_background_jobs = std::max(2, options.background_jobs);
   db.use_direct_reads = options.use_direct_reads;
+  db.use_direct_io_for_flush_and_compaction = options.use_direct_writes;
   // Preallocation makes a file claim space it never fills: on a nearly full disk that becomes
   // an early ENOSPC.
   db.allow_fallocate = false;

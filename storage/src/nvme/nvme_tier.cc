@@ -82,10 +82,12 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
   // Before RocksDB computes its first checksum: its CRC32C on this CPU's instruction.
   nvme::EnableHardwareCrc32c();
   NvmeTierOptions effective = options;
-  // tmpfs (before Linux 6.6) and some overlay filesystems refuse O_DIRECT: read through the page
-  // cache there rather than fail every read.
-  if (effective.use_direct_reads && !nvme::SupportsDirectIo(options.directory)) {
+  // tmpfs (before Linux 6.6) and some overlay filesystems refuse O_DIRECT: read and write
+  // through the page cache there rather than fail every read and flush.
+  if ((effective.use_direct_reads || effective.use_direct_writes) &&
+      !nvme::SupportsDirectIo(options.directory)) {
     effective.use_direct_reads = false;
+    effective.use_direct_writes = false;
   }
   std::unique_ptr<Impl> impl(new Impl(effective));
   impl->listener_->Attach(impl.get());

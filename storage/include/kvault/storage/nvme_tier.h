@@ -79,6 +79,14 @@ struct NvmeTierOptions {
   // (tmpfs before Linux 6.6), the tier reads through the page cache whatever this says.
   bool use_direct_reads = true;
 
+  // O_DIRECT for the files flushes and compactions write (table and blob files). Default true:
+  // buffered, every flushed block is first copied into the page cache and written back later,
+  // and that copy took a third of the CPU time of sustained 1 MiB puts (docs/storage.md); the
+  // written blocks are not read back soon (the host tier holds what is hot), so caching them
+  // only displaces other pages. Where the filesystem refuses O_DIRECT the tier writes through the
+  // page cache whatever this says.
+  bool use_direct_writes = true;
+
   // RocksDB block cache for the LSM's index, filter and data blocks (not for block values).
   // Default 32 MiB.
   uint64_t block_cache_bytes = 32ull << 20;
