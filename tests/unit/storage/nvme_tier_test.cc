@@ -232,6 +232,37 @@ TEST(NvmeTierOpenTest, RejectsMissingDirectoryAndZeroCapacity) {
   EXPECT_TRUE(NvmeTier::Open(options).ok());  // positive control
 }
 
+// Direct and buffered I/O, for reads and for the files flushes write, in every combination: the
+// blocks written (several memtables' worth, so flushes run) read back after a reopen.
+TEST(NvmeTierIoModeTest, EveryCombinationOfDirectAndBufferedIoReadsBackAfterReopen) {
+  for (const bool direct_reads : {true, false}) {
+    for (const bool direct_writes : {true, false}) {
+      SCOPED_TRACE(std::string("reads ") + (direct_reads ? "direct" : "buffered") + ", writes " +
+                   (direct_writes ? "direct" : "buffered"));
+      TempDir dir;
+      NvmeTierOptions options = SmallOptions(dir.path(), NvmeValueLayout::kBlobFiles);
+      options.use_direct_reads = direct_reads;
+      options.use_direct_writes = direct_writes;
+      std::unique_ptr<NvmeTier> tier = OpenOrDie(options);
+      if (tier == nullptr) GTEST_SKIP() << "this build has no RocksDB";
+      std::vector<ScopedKey> keys;
+      for (int i = 0; i < 24; ++i) {  // 24 x ~192 KiB: several 1 MiB memtables flushed
+        keys.push_back(TestKey(1, 9, i));
+        ASSERT_TRUE(tier->Put(keys.back(), ObjectFor(keys.back(), 3, 3)).ok());
+      }
+      tier.reset();
+      tier = OpenOrDie(options);
+      ASSERT_NE(tier, nullptr);
+      std::vector<uint8_t> out;
+      for (const ScopedKey& key : keys) {
+        const std::vector<uint8_t> want = ObjectFor(key, 3, 3);
+        ASSERT_TRUE(ReadBack(*tier, key, static_cast<uint32_t>(want.size()), out).ok());
+        EXPECT_EQ(out, want);
+      }
+    }
+  }
+}
+
 TEST(NvmeTierOpenTest, SecondOpenOfTheSameDirectoryFails) {
   TempDir dir;
   std::unique_ptr<NvmeTier> first = OpenOrDie(SmallOptions(dir.path(), NvmeValueLayout::kInline));
