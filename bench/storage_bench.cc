@@ -60,7 +60,7 @@ Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers ho
   --fio-bytes B        fio's file, written sequentially once per fio run (default 1G).
   --fio-seconds S      fio random-read runtime per fio run (default 3).
   --chain-keys N       length of the chain for the chain lookup (default 1000).
-  --chain-lookups N    timed chain lookups (default 2000).
+  --chain-lookups N    timed chain lookups per round, --reps rounds (default 2000).
   --policy NAME        eviction policy of the block stores (default: the store's default).
   --seed N             seed of keys and read order (default 1).
   --keep               keep the scratch directory.
@@ -215,6 +215,24 @@ OpStats Summarize(std::vector<double> seconds, uint64_t bytes_per_op) {
   s.p50_us = Percentile(seconds, 50) * 1e6;
   s.p99_us = Percentile(seconds, 99) * 1e6;
   return s;
+}
+
+OpStats MedianOverRounds(const std::vector<OpStats>& rounds) {
+  OpStats out;
+  if (rounds.empty()) return out;
+  std::vector<double> gbps, ops_per_s, p50, p99;
+  for (const OpStats& r : rounds) {
+    out.ops += r.ops;
+    gbps.push_back(r.gbps);
+    ops_per_s.push_back(r.ops_per_s);
+    p50.push_back(r.p50_us);
+    p99.push_back(r.p99_us);
+  }
+  out.gbps = Median(gbps);
+  out.ops_per_s = Median(ops_per_s);
+  out.p50_us = Median(p50);
+  out.p99_us = Median(p99);
+  return out;
 }
 
 std::string SizeLabel(uint64_t bytes) {

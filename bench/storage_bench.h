@@ -60,6 +60,8 @@ struct OpStats {
 
 // Per-call latencies in seconds -> OpStats; `bytes_per_op` 0 for operations that move no bytes.
 OpStats Summarize(std::vector<double> seconds, uint64_t bytes_per_op);
+// Rounds of one operation -> their medians (gbps, ops_per_s, p50_us, p99_us), ops summed.
+OpStats MedianOverRounds(const std::vector<OpStats>& rounds);
 
 // Nearest-rank percentile (0 < p <= 100) of a non-empty sample; sorts it.
 double Percentile(std::vector<double>& samples, double p);
@@ -113,8 +115,10 @@ struct Filesystem {
 
 struct ChainLookup {
   uint32_t keys = 0;
+  // Medians over --reps rounds of --chain-lookups calls each (ops: all rounds together).
   OpStats plain;   // Lookup with touch, no lease
   OpStats leased;  // Lookup with touch and a lease (released outside the timing)
+  std::vector<double> round_p99_us;  // each round's p99 of the plain lookups
 };
 
 struct MemoryCheck {

@@ -199,27 +199,39 @@ Result<ChainLookup> MeasureChainLookup(const Config& c) {
   }
   LookupOptions leased;
   leased.lease_ttl = std::chrono::minutes(1);
-  std::vector<double> plain_lat, leased_lat;
-  constexpr uint32_t kWarmup = 50;
-  // Plain and leased lookups alternate so that both see the same machine noise.
-  for (uint32_t i = 0; i < kWarmup + c.chain_lookups; ++i) {
+  // One plain and one leased lookup, timed (they alternate, so both see the same machine noise).
+  auto lookup_pair = [&](double& plain_s, double& lease_s) -> Status {
     double t0 = NowSeconds();
     LookupResult plain = store->Lookup(0, chain);
-    const double plain_s = NowSeconds() - t0;
+    plain_s = NowSeconds() - t0;
     t0 = NowSeconds();
     LookupResult lease = store->Lookup(0, chain, leased);
-    const double lease_s = NowSeconds() - t0;
+    lease_s = NowSeconds() - t0;
     if (plain.leading_hits != c.chain_keys || lease.leading_hits != c.chain_keys) {
       return Status::Internal("chain lookup: a stored block missed");
     }
     if (lease.lease == 0) return Status::Internal("chain lookup: no lease granted");
-    KVAULT_RETURN_IF_ERROR(store->ReleaseLease(lease.lease));
-    if (i < kWarmup) continue;
-    plain_lat.push_back(plain_s);
-    leased_lat.push_back(lease_s);
+    return store->ReleaseLease(lease.lease);
+  };
+  constexpr uint32_t kWarmup = 50;
+  double plain_s = 0, lease_s = 0;
+  for (uint32_t i = 0; i < kWarmup; ++i) KVAULT_RETURN_IF_ERROR(lookup_pair(plain_s, lease_s));
+  // --reps rounds of --chain-lookups pairs; each figure is the median over the rounds, so that one
+  // burst of the machine's noise moves one round's p99, not the reported one.
+  std::vector<OpStats> plain_rounds, leased_rounds;
+  for (uint32_t round = 0; round < c.reps; ++round) {
+    std::vector<double> plain_lat, leased_lat;
+    for (uint32_t i = 0; i < c.chain_lookups; ++i) {
+      KVAULT_RETURN_IF_ERROR(lookup_pair(plain_s, lease_s));
+      plain_lat.push_back(plain_s);
+      leased_lat.push_back(lease_s);
+    }
+    plain_rounds.push_back(Summarize(std::move(plain_lat), 0));
+    leased_rounds.push_back(Summarize(std::move(leased_lat), 0));
+    out.round_p99_us.push_back(plain_rounds.back().p99_us);
   }
-  out.plain = Summarize(std::move(plain_lat), 0);
-  out.leased = Summarize(std::move(leased_lat), 0);
+  out.plain = MedianOverRounds(plain_rounds);
+  out.leased = MedianOverRounds(leased_rounds);
   return out;
 }
 

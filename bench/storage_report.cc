@@ -10,6 +10,12 @@
 namespace kvault::bench::storage_bench {
 namespace {
 
+Json RoundP99s(const ChainLookup& chain) {
+  Json::Array out;
+  for (double p99 : chain.round_p99_us) out.push_back(p99);
+  return out;
+}
+
 constexpr uint64_t kMiB = 1ull << 20;
 constexpr double kChainP99LimitUs = 50;
 constexpr double kHostVsMemcpy = 0.5;
@@ -221,10 +227,14 @@ void PrintReport(const Config& c, const Results& r) {
   if (!r.fio_note.empty()) std::printf("note: %s\n", r.fio_note.c_str());
   if (r.chain) {
     std::printf(
-        "\nchain lookup, %u keys all in host, %llu lookups: p50 %.1f us, p99 %.1f us "
-        "(with a lease: p50 %.1f us, p99 %.1f us)\n",
-        r.chain->keys, static_cast<unsigned long long>(r.chain->plain.ops), r.chain->plain.p50_us,
-        r.chain->plain.p99_us, r.chain->leased.p50_us, r.chain->leased.p99_us);
+        "\nchain lookup, %u keys all in host, %llu lookups in %zu rounds, medians over the "
+        "rounds: p50 %.1f us, p99 %.1f us (with a lease: p50 %.1f us, p99 %.1f us); p99 of each "
+        "round:",
+        r.chain->keys, static_cast<unsigned long long>(r.chain->plain.ops),
+        r.chain->round_p99_us.size(), r.chain->plain.p50_us, r.chain->plain.p99_us,
+        r.chain->leased.p50_us, r.chain->leased.p99_us);
+    for (double p99 : r.chain->round_p99_us) std::printf(" %.1f", p99);
+    std::printf(" us\n");
   }
   if (r.memory) {
     const MemoryCheck& m = *r.memory;
@@ -311,7 +321,8 @@ Json ReportJson(const Config& c, const Results& r) {
                            {"median", r.fio_runs.empty() ? Json() : FioJson(r.fio)}}},
       {"chain_lookup", r.chain ? Json(Json::Object{{"keys", r.chain->keys},
                                                    {"plain", OpJson(r.chain->plain)},
-                                                   {"leased", OpJson(r.chain->leased)}})
+                                                   {"leased", OpJson(r.chain->leased)},
+                                                   {"round_p99_us", RoundP99s(*r.chain)}})
                                : Json()},
       {"memory", r.memory ? Json(Json::Object{{"capacity_bytes", r.memory->capacity_bytes},
                                               {"object_bytes", r.memory->block_bytes},

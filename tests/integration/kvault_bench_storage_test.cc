@@ -2,6 +2,7 @@
 // JSON, its targets, the scratch directory it must remove, and its refusals of bad usage.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -40,7 +41,7 @@ TEST_F(KvaultBenchStorageTest, TinyRunPrintsTableJsonAndTargets) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   for (const char* text :
        {"tier", "block", "op/s", "p50 us", "p99 us", "baseline", "x base", "memcpy", "lookup",
-        "chain lookup, 100 keys all in host", "VmRSS",
+        "chain lookup, 100 keys all in host, 100 lookups in 2 rounds", "VmRSS",
         "Targets (issue 3):", "host put 1M >= 0.5x memcpy", "host read 1M >= 0.5x memcpy",
         "nvme sustained write 1M >= 0.6x fio seq write",
         "nvme random read 1M >= 0.6x fio random read", "chain lookup (100 keys) p99 <= 50 us",
@@ -55,6 +56,11 @@ TEST_F(KvaultBenchStorageTest, TinyRunPrintsTableJsonAndTargets) {
         "\"indexed_blocks\"", "\"targets\"", "\"pass\""}) {
     EXPECT_NE(doc.find(field), std::string::npos) << field << "\n" << doc;
   }
+  // The chain lookup's figures are medians over --reps rounds, each round's p99 listed.
+  const size_t rounds = doc.find("\"round_p99_us\": [");
+  ASSERT_NE(rounds, std::string::npos) << doc;
+  const std::string list = doc.substr(rounds, doc.find(']', rounds) - rounds);
+  EXPECT_EQ(std::count(list.begin(), list.end(), ','), 1) << list;
   EXPECT_GT(NumberAfter(doc, "memcpy_gbps"), 0) << doc;
   EXPECT_GT(NumberAfter(doc, "put_gbps"), 0) << doc;
   EXPECT_GT(NumberAfter(doc, "rss_bytes"), 0) << doc;
