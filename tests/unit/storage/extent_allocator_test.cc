@@ -150,7 +150,9 @@ TEST(ExtentAllocator, GranularityChurnKeepsExtentsDisjointAlignedAndAccounted) {
       live[*at] = bytes;
       held += ExtentAllocator::ClassBytes(bytes, kGpu);
     }
-    if (op % 1000 == 0) ASSERT_TRUE(a.CheckInvariants()) << "after op " << op;
+    if (op % 1000 == 0) {
+      ASSERT_TRUE(a.CheckInvariants()) << "after op " << op;
+    }
   }
   EXPECT_EQ(a.allocated_bytes(), held);
   EXPECT_TRUE(a.CheckInvariants());
