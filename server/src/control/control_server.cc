@@ -62,22 +62,34 @@ struct ControlServer::Impl {
     }
     if ((best == nullptr || best->connections.load() > 0) &&
         loops.size() < std::max<uint32_t>(1, options.threads)) {
-      try {  // an io_context needs an epoll and an eventfd, a thread needs memory: may fail
-        auto fresh = std::make_unique<IoLoop>();
-        fresh->thread = std::thread([&io = fresh->io] {
-          auto idle = asio::make_work_guard(io);  // a loop without connections keeps running
-          io.run();
-        });
-        best = loops.emplace_back(std::move(fresh)).get();
-      } catch (const std::exception& e) {
-        KVAULT_LOG(LogLevel::kWarn, "control",
-                   std::string("cannot start an io thread (") + e.what() + "); " +
-                       (best != nullptr ? "sharing one of the " + std::to_string(loops.size())
-                                        : std::string("no io thread to serve the connection")));
-      }
+      if (IoLoop* fresh = StartLoop()) best = fresh;
     }
     if (best != nullptr) best->connections.fetch_add(1);
     return best;
+  }
+
+  // Adds a loop and starts its thread; nullptr (warn) when either fails: an io_context needs an
+  // epoll and an eventfd, a thread needs memory and a task slot. Caller holds loops_mu.
+  IoLoop* StartLoop() {
+    try {
+      IoLoop* loop = loops.emplace_back(std::make_unique<IoLoop>()).get();
+      try {
+        loop->thread = std::thread([&io = loop->io] {
+          auto idle = asio::make_work_guard(io);  // a loop without connections keeps running
+          io.run();
+        });
+      } catch (...) {
+        loops.pop_back();
+        throw;
+      }
+      return loop;
+    } catch (const std::exception& e) {
+      KVAULT_LOG(LogLevel::kWarn, "control",
+                 std::string("cannot start an io thread (") + e.what() + "); " +
+                     (loops.empty() ? std::string("no io thread to serve the connection")
+                                    : "sharing one of the " + std::to_string(loops.size())));
+      return nullptr;
+    }
   }
 
   // Stops the accept thread (so no loop is added any more), then every loop; joins them all and
