@@ -22,7 +22,7 @@ double MedianOf(const std::vector<RunFigures>& runs, F figure) {
 }
 
 double Pct(std::vector<double> samples, double p) {
-  return samples.empty() ? 0 : storage_bench::Percentile(samples, p);
+  return samples.empty() ? 0 : Percentile(samples, p);
 }
 
 const TierUse* Host(const RunFigures& r) {

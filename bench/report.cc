@@ -135,4 +135,10 @@ double Median(std::vector<double> samples) {
   return n % 2 ? samples[n / 2] : 0.5 * (samples[n / 2 - 1] + samples[n / 2]);
 }
 
+double Percentile(std::vector<double>& samples, double p) {
+  std::sort(samples.begin(), samples.end());
+  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * samples.size()));
+  return samples[std::clamp<size_t>(rank, 1, samples.size()) - 1];
+}
+
 }  // namespace kvault::bench

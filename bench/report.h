@@ -55,4 +55,7 @@ std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Median of a non-empty sample.
 double Median(std::vector<double> samples);
 
+// Nearest-rank percentile (0 < p <= 100) of a non-empty sample; sorts it.
+double Percentile(std::vector<double>& samples, double p);
+
 }  // namespace kvault::bench

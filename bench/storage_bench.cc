@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -196,12 +195,6 @@ class ScratchDir {
 
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double Percentile(std::vector<double>& samples, double p) {
-  std::sort(samples.begin(), samples.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * samples.size()));
-  return samples[std::clamp<size_t>(rank, 1, samples.size()) - 1];
 }
 
 OpStats Summarize(std::vector<double> seconds, uint64_t bytes_per_op) {

@@ -63,9 +63,6 @@ OpStats Summarize(std::vector<double> seconds, uint64_t bytes_per_op);
 // Rounds of one operation -> their medians (gbps, ops_per_s, p50_us, p99_us), ops summed.
 OpStats MedianOverRounds(const std::vector<OpStats>& rounds);
 
-// Nearest-rank percentile (0 < p <= 100) of a non-empty sample; sorts it.
-double Percentile(std::vector<double>& samples, double p);
-
 // Seconds since an arbitrary fixed point (steady clock).
 double NowSeconds();
 

@@ -3,7 +3,6 @@
 // Client per worker thread and one request in flight per Client.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <thread>
 
 #include "kvault/client.h"
@@ -134,15 +133,10 @@ Result<Lookup> KvaultSide::MeasureLookup(const Config& c) {
       KVAULT_ASSIGN_OR_RETURN(double took, lookup_once());
       seconds.push_back(took);
     }
-    std::sort(seconds.begin(), seconds.end());
-    auto rank = [&](double p) {
-      const size_t r = static_cast<size_t>(std::ceil(p / 100.0 * seconds.size()));
-      return seconds[std::clamp<size_t>(r, 1, seconds.size()) - 1] * 1e6;
-    };
     double total = 0;
     for (double s : seconds) total += s;
-    p50s.push_back(rank(50));
-    p99s.push_back(rank(99));
+    p50s.push_back(Percentile(seconds, 50) * 1e6);
+    p99s.push_back(Percentile(seconds, 99) * 1e6);
     means.push_back(total / seconds.size() * 1e6);
   }
   out.round_p99_us = p99s;
