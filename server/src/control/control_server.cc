@@ -381,6 +381,19 @@ void Launch(ControlServer::Impl& s, IoLoop& loop, Stream stream) {
       [connection]() -> asio::awaitable<void> { co_await connection->Run(); }, asio::detached);
 }
 
+// Moves the open descriptor of `from` into `to` (a socket of another io_context). On failure the
+// descriptor stays with `from` or is closed; `to` stays closed.
+error_code HandOver(tcp::socket& from, tcp::socket& to) {
+  error_code ec;
+  const tcp::endpoint local = from.local_endpoint(ec);
+  if (ec) return ec;
+  const tcp::socket::native_handle_type fd = from.release(ec);
+  if (ec) return ec;
+  to.assign(local.protocol(), fd, ec);
+  if (ec) ::close(fd);
+  return ec;
+}
+
 asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
   for (;;) {
     error_code ec;
@@ -405,15 +418,8 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
       accepted.close(ec);
       continue;
     }
-    const tcp::endpoint local = accepted.local_endpoint(ec);
     tcp::socket socket(loop->io);
-    if (!ec) {
-      const tcp::socket::native_handle_type fd = accepted.release(ec);
-      if (!ec) {
-        socket.assign(local.protocol(), fd, ec);
-        if (ec) ::close(fd);
-      }
-    }
+    ec = HandOver(accepted, socket);
     if (ec) {
       loop->connections.fetch_sub(1);
       KVAULT_LOG(LogLevel::kWarn, "control",
