@@ -7,11 +7,13 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "kvault/common/little_endian.h"
 #include "ucx/envelope.h"
+#include "ucx/shared_segment_hold.h"
 #include "ucx/ucx_status.h"
 
 namespace kvault::transport {
@@ -45,14 +47,17 @@ Status CheckLayout(std::span<const uint8_t> key) {
   return Status::Ok();
 }
 
-// UCX 1.13 crashes in its own error path when it cannot attach the shared segment of a key whose
-// process has died (ucp_ep_rkey_unpack destroys a half-built key). Shared-memory attach needs the
-// owner's pid to be visible here, so when it shares our pid namespace, check that it still runs:
-// a process that exited is gone from /proc or a zombie ('Z', 'X') whose descriptors are closed.
-// A death in the microseconds between this check and UCX's attach remains possible.
-Status CheckOwnerAlive(uint32_t pid, uint64_t pid_namespace) {
+// True when the key's owner shares our pid namespace (its pid means the same process here).
+bool SamePidNamespace(uint32_t pid, uint64_t pid_namespace) {
   static const uint64_t ours = PidNamespaceId();
-  if (pid == 0 || pid_namespace == 0 || pid_namespace != ours) return Status::Ok();
+  return pid != 0 && pid_namespace != 0 && pid_namespace == ours;
+}
+
+// UCX 1.13 crashes in its own error path when it cannot attach the shared segment of a key whose
+// process has died (ucp_ep_rkey_unpack destroys a half-built key). A process that exited is gone
+// from /proc or a zombie ('Z', 'X') whose descriptors are closed: refused here at once. One that
+// dies after this check is caught by SharedSegmentHold, which attaches the segments first.
+Status CheckOwnerAlive(uint32_t pid) {
   const Status gone =
       Status::Unavailable("remote key: its owner process " + std::to_string(pid) + " is gone");
   const std::string path = "/proc/" + std::to_string(pid) + "/stat";
@@ -85,8 +90,13 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
   }
   std::span<const uint8_t> key = payload.subspan(kRemoteKeyHeaderBytes);
   KVAULT_RETURN_IF_ERROR(CheckLayout(key));
-  KVAULT_RETURN_IF_ERROR(
-      CheckOwnerAlive(LoadLe32(payload.data() + 16), LoadLe64(payload.data() + 24)));
+  const uint32_t owner = LoadLe32(payload.data() + 16);
+  std::optional<SharedSegmentHold> hold;  // released after the unpack: UCX attaches its own
+  if (SamePidNamespace(owner, LoadLe64(payload.data() + 24))) {
+    KVAULT_RETURN_IF_ERROR(CheckOwnerAlive(owner));
+    KVAULT_ASSIGN_OR_RETURN(hold, SharedSegmentHold::Take(key, owner, base, length));
+    key = hold->key();
+  }
   ucp_rkey_h rkey = nullptr;
   KVAULT_RETURN_IF_ERROR(
       UcsToStatus(ucp_ep_rkey_unpack(endpoint.get(), key.data(), &rkey), "ucp_ep_rkey_unpack"));

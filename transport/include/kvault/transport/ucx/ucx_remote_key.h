@@ -22,7 +22,9 @@ class UcxRemoteKey {
   // Unpacks sealed remote-key bytes (UcxMemory::PackRemoteKey) for `endpoint`. The bytes come
   // from a peer, so they are checked before UCX sees them: InvalidArgument when the envelope or
   // the UCX layout inside it is malformed or truncated, Corruption when the checksum fails,
-  // Unavailable when the key's owner process is visibly gone (same pid namespace), and UCX's own
+  // Unavailable when the key's owner process is gone (same pid namespace: its shared segments are
+  // attached and held before UCX sees the key, so a death at any moment gives this status, never
+  // a crash in UCX; see transport/README.md), and UCX's own
   // error (e.g. Unavailable) when the key names memory this endpoint cannot reach.
   static Result<UcxRemoteKey> Unpack(const UcxEndpoint& endpoint, std::span<const uint8_t> packed);
 

@@ -1,0 +1,128 @@
+#include "ucx/shared_segment_hold.h"
+
+#include <fcntl.h>
+#include <sys/shm.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+
+namespace kvault::transport {
+namespace {
+
+// UCX 1.13's posix key (uct_posix_packed_rkey_t) and sysv key (uct_sysv_packed_rkey_t).
+constexpr size_t kPosixKeyBytes = 24;
+constexpr size_t kPosixKeyBytesWithNamespace = kPosixKeyBytes + 8;
+constexpr size_t kSysvKeyBytes = 12;
+constexpr uint64_t kPosixProcfsFlag = uint64_t{1} << 63;
+constexpr uint64_t kPosixFlagsMask = uint64_t{0xF} << 60;
+constexpr int kPosixMmidBits = 30;  // pid in bits 0..29, fd in bits 30..59
+constexpr uint64_t kPosixMmidMask = (uint64_t{1} << kPosixMmidBits) - 1;
+
+uint64_t Load64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+bool Inside(uint64_t base, uint64_t length, uint64_t segment, uint64_t segment_length) {
+  return base >= segment && length <= segment_length && base - segment <= segment_length - length;
+}
+
+bool IsUcx113() {
+  static const bool is = [] {
+    unsigned major = 0, minor = 0, release = 0;
+    ucp_get_version(&major, &minor, &release);
+    return major == 1 && minor == 13;
+  }();
+  return is;
+}
+
+Status Gone(const std::string& what) {
+  return Status::Unavailable("remote key: " + what + " (its owner process is gone?)");
+}
+
+}  // namespace
+
+Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key,
+                                                  uint32_t owner_pid, uint64_t base,
+                                                  uint64_t length) {
+  SharedSegmentHold hold;
+  hold.key_.assign(key.begin(), key.end());
+  if (!IsUcx113() || owner_pid == 0) return hold;
+  const uint64_t self = static_cast<uint64_t>(getpid());
+  uint64_t md_map = Load64(key.data());
+  size_t offset = sizeof(uint64_t) + 1;  // md_map, memory type
+  for (int i = 0; i < std::popcount(md_map); ++i) {
+    const size_t size = key[offset];
+    uint8_t* entry = hold.key_.data() + offset + 1;
+    offset += 1 + size;
+    if (size == kPosixKeyBytes || size == kPosixKeyBytesWithNamespace) {
+      const uint64_t seg_id = Load64(entry);
+      const uint64_t mmid = seg_id & ~kPosixFlagsMask;
+      const uint64_t pid = mmid & kPosixMmidMask;
+      const uint64_t fd = mmid >> kPosixMmidBits;
+      if ((seg_id & kPosixProcfsFlag) == 0 || pid != owner_pid ||
+          !Inside(base, length, Load64(entry + 8), Load64(entry + 16))) {
+        continue;  // not a posix segment of this owner (or not in procfs mode): left to UCX
+      }
+      const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+      const int held = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (held < 0) return Gone("cannot open its shared segment " + path + ": " + std::strerror(errno));
+      hold.files_.push_back(held);
+      if (static_cast<uint64_t>(held) > kPosixMmidMask || self > kPosixMmidMask) {
+        return Status::Internal("remote key: descriptor or pid too large for a posix key");
+      }
+      const uint64_t rewritten = (seg_id & kPosixFlagsMask) | self |
+                                 (static_cast<uint64_t>(held) << kPosixMmidBits);
+      std::memcpy(entry, &rewritten, sizeof(rewritten));
+    } else if (size == kSysvKeyBytes) {
+      uint32_t shmid;
+      std::memcpy(&shmid, entry, sizeof(shmid));
+      shmid_ds info{};
+      if (shmctl(static_cast<int>(shmid), IPC_STAT, &info) != 0) {
+        // No such segment (any more): its owner is gone. (Of the transports Debian's UCX 1.13
+        // builds, only sysv packs 12-byte entries.)
+        return Gone("sysv segment " + std::to_string(shmid) + ": " + std::strerror(errno));
+      }
+      if (!Inside(base, length, Load64(entry + 4), info.shm_segsz)) continue;
+      void* at = shmat(static_cast<int>(shmid), nullptr, SHM_RDONLY);
+      if (at == reinterpret_cast<void*>(-1)) {
+        return Gone("cannot attach sysv segment " + std::to_string(shmid) + ": " +
+                    std::strerror(errno));
+      }
+      hold.attachments_.push_back(at);
+    }
+  }
+  return hold;
+}
+
+SharedSegmentHold::SharedSegmentHold(SharedSegmentHold&& other) noexcept
+    : key_(std::move(other.key_)),
+      files_(std::exchange(other.files_, {})),
+      attachments_(std::exchange(other.attachments_, {})) {}
+
+SharedSegmentHold& SharedSegmentHold::operator=(SharedSegmentHold&& other) noexcept {
+  if (this != &other) {
+    Release();
+    key_ = std::move(other.key_);
+    files_ = std::exchange(other.files_, {});
+    attachments_ = std::exchange(other.attachments_, {});
+  }
+  return *this;
+}
+
+SharedSegmentHold::~SharedSegmentHold() { Release(); }
+
+void SharedSegmentHold::Release() {
+  for (int fd : files_) close(fd);
+  for (void* at : attachments_) shmdt(at);
+  files_.clear();
+  attachments_.clear();
+}
+
+}  // namespace kvault::transport

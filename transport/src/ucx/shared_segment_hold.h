@@ -1,0 +1,68 @@
+#pragma once
+// SharedSegmentHold: keeps the shared-memory segments named by a peer's UCX remote key attachable
+// while UCX unpacks the key, whatever happens meanwhile to the process that owns them.
+//
+// Why: UCX 1.13 attaches a peer's posix segment by opening /proc/<owner pid>/fd/<fd>, and a sysv
+// segment with shmat(shmid). Both fail once the owner has died (its descriptors are closed; the
+// last sysv attachment is gone), and when an attach fails, ucp_ep_rkey_unpack destroys its
+// half-built key and crashes the process (it releases entries it never unpacked). A client killed
+// between sending a request and the daemon's first use of its key would take the daemon down.
+//
+// What: Take() attaches each such segment itself first (an open file of the posix segment, a
+// read-only sysv attachment); if the owner is gone that fails here, with a status, and UCX is
+// never called. It then gives a copy of the key whose posix entries name the held file through
+// this process's own /proc/<pid>/fd/<fd>, which stays valid for as long as the hold lives.
+// sysv entries keep their shmid: the hold's attachment keeps the segment alive. The peer cannot
+// tell: the segment UCX maps is the same one. Only UCX 1.13's layouts are recognized (checked
+// with ucp_get_version); other versions get the key unchanged.
+//
+// Recognized entries of the packed key (CheckLayout's walk), each checked against the region the
+// key claims (base, length) and, for posix, the owner's pid, so that no other transport's entry
+// is mistaken for one:
+//   posix (24 bytes, 32 in a non-default pid namespace): seg_id (u64: flag bits 60..63, procfs
+//     mode = bit 63, mmid = pid in bits 0..29 and fd in bits 30..59), segment address (u64),
+//     segment length (u64); the region must lie inside the segment.
+//   sysv (12 bytes): shmid (u32), segment address (u64); the region must start inside a segment
+//     of the size shmctl reports.
+//
+// Thread-safety: thread-compatible. Movable; releases its attachments when destroyed (after the
+// unpack: UCX has its own by then).
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kvault/common/result.h"
+
+namespace kvault::transport {
+
+class SharedSegmentHold {
+ public:
+  // `key`: a UCX packed remote key whose layout was checked (CheckLayout); `owner_pid`: the pid
+  // of the process that packed it, in this process's pid namespace; [base, base + length): the
+  // region the key covers. Unavailable when a segment cannot be attached (its owner is gone, or
+  // the segment was freed); the key is then not to be unpacked.
+  static Result<SharedSegmentHold> Take(std::span<const uint8_t> key, uint32_t owner_pid,
+                                        uint64_t base, uint64_t length);
+
+  SharedSegmentHold(SharedSegmentHold&& other) noexcept;
+  SharedSegmentHold& operator=(SharedSegmentHold&& other) noexcept;
+  SharedSegmentHold(const SharedSegmentHold&) = delete;
+  SharedSegmentHold& operator=(const SharedSegmentHold&) = delete;
+  ~SharedSegmentHold();
+
+  // The key to give UCX while this hold lives.
+  std::span<const uint8_t> key() const { return key_; }
+  // How many segments are held (posix files + sysv attachments).
+  size_t held() const { return files_.size() + attachments_.size(); }
+
+ private:
+  SharedSegmentHold() = default;
+  void Release();
+
+  std::vector<uint8_t> key_;
+  std::vector<int> files_;            // open descriptors of posix segments
+  std::vector<void*> attachments_;    // sysv attachments
+};
+
+}  // namespace kvault::transport
