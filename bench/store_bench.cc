@@ -25,7 +25,7 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
                           [--seconds S | --ops N] [--reps N] [--transports TLS]
                           [--host-capacity B] [--pool-bytes B] [--chain-keys N] [--lookups N]
                           [--perftest-bytes B] [--kvaultd PATH] [--redis PATH|none]
-                          [--perftest PATH|none] [--keep]
+                          [--perftest PATH|none] [--client-memory allocate|register] [--keep]
 
   --server HOST:PORT   measure this daemon (its memory is then not measured); default: start
                        kvaultd from this binary's directory with ports 0, a scratch data
@@ -51,6 +51,10 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --kvaultd PATH       the daemon binary (default: kvaultd next to kvault-bench).
   --redis PATH         redis-server binary (default from PATH); "none" skips the redis baseline.
   --perftest PATH      ucx_perftest binary (default from PATH); "none" skips that baseline.
+  --client-memory M    where the clients' objects and load destinations live: allocate
+                       (default; Client::AllocateMemory, shared memory the daemon copies to and
+                       from) or register (page-aligned memory of this process registered with
+                       Client::RegisterMemory, as an engine's own buffers would be).
   --keep               keep the scratch directory (daemon and redis logs).
 
 Store windows write objects not stored before (they are deleted again after each window); load
@@ -67,7 +71,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
       CliArgs a, CliArgs::Parse(args,
                                 {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps",
                                  "transports", "host-capacity", "pool-bytes", "chain-keys",
-                                 "lookups", "perftest-bytes", "kvaultd", "redis", "perftest"},
+                                 "lookups", "perftest-bytes", "kvaultd", "redis", "perftest",
+                                 "client-memory"},
                                 {"keep"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
@@ -122,6 +127,12 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.redis = a.GetOr("redis", "redis-server");
   c.perftest = a.GetOr("perftest", "ucx_perftest");
   c.keep = a.Has("keep");
+  const std::string memory = a.GetOr("client-memory", "allocate");
+  if (memory != "allocate" && memory != "register") {
+    return Status::InvalidArgument("--client-memory takes allocate or register, got '" + memory +
+                                   "'");
+  }
+  c.register_memory = memory == "register";
   // Loads need a set that fits the tier next to an object being stored.
   for (uint64_t size : c.sizes) {
     if (c.server.empty() && SyntheticObjectBytes(size) > c.host_capacity / 4) {
@@ -272,9 +283,9 @@ int RunStoreBench(const std::vector<std::string>& args) {
   r.server = (*kv)->server();
   r.started_daemon = (*kv)->started();
   r.daemon_version = (*kv)->ready_line();
-  std::printf("kvault-bench store: kvaultd %s (%s), UCX_TLS=%s, scratch %s\n", r.server.c_str(),
-              r.started_daemon ? "started by the benchmark" : "given with --server",
-              c.transports.c_str(), scratch->path().c_str());
+  std::printf("kvault-bench store: kvaultd %s (%s), UCX_TLS=%s, client memory %s, scratch %s\n",
+              r.server.c_str(), r.started_daemon ? "started by the benchmark" : "given with --server",
+              c.transports.c_str(), ClientMemoryName(c), scratch->path().c_str());
   std::fflush(stdout);
 
   std::unique_ptr<RedisSide> redis;

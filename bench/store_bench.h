@@ -48,7 +48,17 @@ struct Config {
   std::string redis = "redis-server";      // "none" skips the redis baseline
   std::string perftest = "ucx_perftest";   // "none" skips the perftest baseline
   bool keep = false;                       // keep the scratch directory (daemon and redis logs)
+  // Where the workers' objects and destinations live: false (default), memory the client
+  // allocates through UCX (AllocateMemory, shared memory the daemon copies to and from);
+  // true, memory the bench allocates itself and registers (RegisterMemory), as an engine's own
+  // buffers would be.
+  bool register_memory = false;
 };
+
+// "allocate" or "register" (--client-memory).
+inline const char* ClientMemoryName(const Config& c) {
+  return c.register_memory ? "register" : "allocate";
+}
 
 // One timed window: all threads start together; it ends when every thread has stopped.
 struct Window {

@@ -3,6 +3,8 @@
 // Client per worker thread and one request in flight per Client.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "kvault/client.h"
@@ -45,12 +47,34 @@ Step StoreOne(Client& client, const BlockKey& key, std::span<const uint8_t> obje
   return Step::kFailed;
 }
 
+struct FreeBytes {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using OwnedBytes = std::unique_ptr<uint8_t, FreeBytes>;
+
 }  // namespace
 
 struct KvaultSide::Worker {
   std::unique_ptr<Client> client;
+  // --client-memory register: the bench's own memory behind `objects` and `destination`
+  // (declared first, so that it outlives their registrations).
+  std::vector<OwnedBytes> owned;
   MemoryRegion objects;      // objects_per_thread_ objects back to back
   MemoryRegion destination;  // two objects: loads alternate between them
+
+  // `bytes` of registered memory: allocated by the client through UCX, or (register) allocated
+  // here, page-aligned and faulted in, and registered.
+  Result<MemoryRegion> Memory(bool register_memory, size_t bytes) {
+    if (!register_memory) return client->AllocateMemory(bytes);
+    constexpr size_t kPage = 4096;
+    const size_t rounded = (bytes + kPage - 1) / kPage * kPage;
+    OwnedBytes memory(static_cast<uint8_t*>(std::aligned_alloc(kPage, rounded)));
+    if (memory == nullptr) return Status::ResourceExhausted("cannot allocate the client memory");
+    std::memset(memory.get(), 0, rounded);
+    Result<MemoryRegion> region = client->RegisterMemory(memory.get(), bytes);
+    if (region.ok()) owned.push_back(std::move(memory));
+    return region;
+  }
   std::vector<BlockKey> keys;
   int64_t last_loaded[2] = {-1, -1};  // index of the object last loaded into each destination
 };
@@ -178,10 +202,15 @@ Status KvaultSide::PrepareRow(const Config& c, uint64_t block_bytes, uint32_t th
   std::vector<std::thread> builders;
   for (uint32_t t = 0; t < threads; ++t) {
     Worker& w = *workers_[t];
-    Result<MemoryRegion> objects = w.client->AllocateMemory(objects_per_thread_ * object_bytes_);
+    // Registrations of an earlier row are gone before their memory is.
+    w.objects = MemoryRegion();
+    w.destination = MemoryRegion();
+    w.owned.clear();
+    Result<MemoryRegion> objects =
+        w.Memory(c.register_memory, objects_per_thread_ * object_bytes_);
     if (!objects.ok()) return objects.status().WithContext("allocate objects");
     w.objects = std::move(*objects);
-    Result<MemoryRegion> dest = w.client->AllocateMemory(2 * object_bytes_);
+    Result<MemoryRegion> dest = w.Memory(c.register_memory, 2 * object_bytes_);
     if (!dest.ok()) return dest.status().WithContext("allocate destinations");
     w.destination = std::move(*dest);
     w.last_loaded[0] = w.last_loaded[1] = -1;

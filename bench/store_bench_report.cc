@@ -268,6 +268,7 @@ Json ReportJson(const Config& c, const Results& r) {
       {"server", r.server},
       {"started_daemon", r.started_daemon},
       {"transports", c.transports},
+      {"client_memory", ClientMemoryName(c)},
       {"concurrency_model",
        "one thread per unit of concurrency, each with its own Client (and "
        "redis connection), one request in flight per thread"},
