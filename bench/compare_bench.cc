@@ -30,8 +30,8 @@ constexpr const char* kUsage =
 Usage: kvault-bench compare --trace FILE [--codecs LIST]
                             [--capacity BYTES | --capacity-fraction F] [--sample K]
                             [--requests N] [--max-seconds S] [--layers N] [--block-tokens N]
-                            [--reps N] [--seed N] [--json FILE] [--plots DIR]
-                            [--transports TLS] [--kvaultd PATH] [--keep]
+                            [--raw-capacity-multiple N] [--reps N] [--seed N] [--json FILE]
+                            [--plots DIR] [--transports TLS] [--kvaultd PATH] [--keep]
 
 Replays a Mooncake-format trace (JSONL with timestamp, input_length, output_length, hash_ids;
 shared/traces/README.md) once per codec, each time against a fresh kvaultd started by the
@@ -83,6 +83,10 @@ Options:
   --layers N            layers per block, 1..32 (default 4: 1 MiB raw blocks).
   --block-tokens N      tokens per kvault block, a multiple of 16 (the engine's block size),
                         16..512 (default 64; int4/int2 group keys over 64 tokens).
+  --raw-capacity-multiple N
+                        also replay raw with N x the capacity, reported as raw@Nx, and judge
+                        the capacity target: int4 (if listed) at 1x hits at least as often as
+                        raw at N x (default 3; 0 or 1: no such run, 2..16).
   --reps N              replays per codec, codecs taking turns; medians over them (default 1).
   --seed N              KV generator seed (default 1).
   --json FILE           also write every figure as JSON.
@@ -131,7 +135,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
       CliArgs a, CliArgs::Parse(args,
                                 {"trace", "codecs", "capacity", "capacity-fraction", "sample",
                                  "requests", "max-seconds", "layers", "block-tokens", "reps",
-                                 "seed", "json", "plots", "transports", "kvaultd"},
+                                 "seed", "json", "plots", "transports", "kvaultd",
+                                 "raw-capacity-multiple"},
                                 {"keep"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
@@ -167,6 +172,9 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                                    std::to_string(block));
   }
   c.block_tokens = static_cast<uint32_t>(block);
+  KVAULT_ASSIGN_OR_RETURN(uint64_t multiple,
+                          a.GetUint("raw-capacity-multiple", c.raw_capacity_multiple, 0, 16));
+  c.raw_capacity_multiple = static_cast<uint32_t>(multiple);
   KVAULT_ASSIGN_OR_RETURN(uint64_t reps, a.GetUint("reps", c.reps, 1, 100));
   c.reps = static_cast<uint32_t>(reps);
   KVAULT_ASSIGN_OR_RETURN(c.seed, a.GetUint("seed", c.seed, 0, ~uint64_t{0}));
@@ -317,8 +325,14 @@ int RunCompareBench(const std::vector<std::string>& args) {
       static_cast<double>(BlockShape::model_block_bytes()) / ctx.shape.raw_bytes());
   std::printf("capacity     %.1f MiB host tier for every codec (%s), nvme tier off\n",
               ctx.capacity / 1048576.0, ctx.capacity_note.c_str());
+  if (c.raw_capacity_multiple > 1) {
+    std::printf("             and raw@%ux: raw again with %u x that, %.1f MiB\n",
+                c.raw_capacity_multiple, c.raw_capacity_multiple,
+                ctx.capacity * static_cast<double>(c.raw_capacity_multiple) / 1048576.0);
+  }
   std::string list;
   for (const std::string& codec : c.codecs) list += (list.empty() ? "" : " / ") + codec;
+  if (c.raw_capacity_multiple > 1) list += Format(" / raw@%ux", c.raw_capacity_multiple);
   std::printf("codecs       %s (raw is the baseline)\n", list.c_str());
   std::fflush(stdout);
 
@@ -330,6 +344,12 @@ int RunCompareBench(const std::vector<std::string>& args) {
     Result<CodecAccuracy> acc = MeasureCodecAccuracy(ctx.shape, codec, *library);
     if (!acc.ok()) return Fail(1, acc.status().WithContext("accuracy of " + codec));
     results.push_back({codec, std::move(*acc), {}, {}});
+  }
+  if (c.raw_capacity_multiple > 1) {  // raw again, with the RAM the codecs' compression saves
+    CodecResult more{Format("raw@%ux", c.raw_capacity_multiple), results.front().accuracy, {},
+                     {}};
+    more.capacity_multiple = c.raw_capacity_multiple;
+    results.push_back(std::move(more));
   }
   std::fprintf(stderr, "  measured codec accuracy on %llu tokens of generated KV\n",
                static_cast<unsigned long long>(ctx.library_tokens));
@@ -344,11 +364,11 @@ int RunCompareBench(const std::vector<std::string>& args) {
       RunInput in;
       in.config = &c;
       in.shape = ctx.shape;
-      in.capacity = ctx.capacity;
+      in.capacity = ctx.capacity * r.capacity_multiple;
       in.sample = &ctx.sample;
       in.library = &*library;
       in.accuracy = &r.accuracy;
-      in.codec = r.label;
+      in.codec = r.capacity_multiple > 1 ? std::string("raw") : r.label;
       in.max_seconds = max_seconds;
       in.scratch = (fs::path(scratch->path()) / Format("run-%u-%zu", rep, i)).string();
       std::error_code ec;

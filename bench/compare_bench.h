@@ -54,6 +54,9 @@ struct Config {
   uint32_t block_tokens = 64;            // --block-tokens N: tokens per kvault block (default 64)
   uint32_t engine_block_tokens = 16;     // vLLM block_size of the engine cache
   uint32_t library_blocks = 64;          // distinct generated blocks payloads are drawn from
+  // --raw-capacity-multiple N: raw also runs with N x the capacity (the capacity a codec's
+  // compression stands in for), reported as "raw@Nx"; 0 or 1: not run.
+  uint32_t raw_capacity_multiple = 3;
   uint32_t reps = 1;                     // --reps N: replays per codec (medians reported)
   uint64_t seed = 1;                     // --seed N: KV generator seed
   std::string json_path;                 // --json FILE
@@ -251,11 +254,25 @@ struct CodecSummary {
 };
 
 struct CodecResult {
-  std::string label;  // the spec as given
+  std::string label;  // the spec as given, or "raw@Nx" for the raw run at N x the capacity
   CodecAccuracy accuracy;
   std::vector<RunFigures> runs;
   CodecSummary summary;
+  uint32_t capacity_multiple = 1;  // this codec's host tier = the run's capacity x this
 };
+
+// The capacity target: a codec at 1x the capacity hits at least as often as raw at N x.
+struct CapacityCheck {
+  std::string codec;  // the label of the quantized codec judged ("int4")
+  double codec_hit_ratio = 0;
+  uint32_t multiple = 0;  // raw's capacity multiple
+  double raw_hit_ratio = 0;
+  bool met = false;
+};
+
+// The check for int4 (the spec "int4" with its defaults) against the raw@Nx run; nullopt when
+// either of them was not run.
+std::optional<CapacityCheck> CheckCapacity(const std::vector<CodecResult>& results);
 
 CodecSummary Summarize(const std::vector<RunFigures>& runs, const BlockShape& shape);
 

@@ -68,6 +68,12 @@ PlotOutcome WritePlots(const std::string& dir, const std::vector<CodecResult>& r
   // pngcairo draws antialiased text; plain png (libgd) is the fallback.
   const char* terminal = Gnuplot(dir, {"-e", "set terminal pngcairo"}) == 0 ? "pngcairo" : "png";
 
+  std::string more_ram;  // the raw@Nx run has N x the RAM: the title says so
+  for (const CodecResult& r : results) {
+    if (r.capacity_multiple > 1) {
+      more_ram = " (" + r.label + ": " + std::to_string(r.capacity_multiple) + " x the RAM)";
+    }
+  }
   std::ostringstream cdf, bars, gp;
   std::vector<std::pair<size_t, std::string>> cdf_series;  // data index, title
   for (const CodecResult& r : results) {
@@ -98,7 +104,7 @@ PlotOutcome WritePlots(const std::string& dir, const std::vector<CodecResult>& r
      << "set style fill solid 0.8 border -1\nset boxwidth 0.9\nset xlabel 'codec'\n"
      << "set yrange [0:*]\n"
      << "set output '" << kPlots[1] << "'\n"
-     << "set title 'Prefix hit ratio at the same RAM capacity'\n"
+     << "set title 'Prefix hit ratio at the same RAM capacity" << more_ram << "'\n"
      << "set ylabel 'hit ratio (% of looked-up blocks)'\n"
      << "plot '" << kBarData << "' using 2:xtic(1) title 'hit ratio'\n"
      << "set output '" << kPlots[2] << "'\n"

@@ -1,9 +1,11 @@
 // Medians, ratios to raw, the tables and the JSON of `kvault-bench compare` (compare_bench.h).
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "codec_bench.h"
 #include "compare_bench.h"
+#include "kvault/kernels/codec_spec.h"
 #include "storage_bench.h"
 
 namespace kvault::bench::compare {
@@ -63,6 +65,19 @@ VsRaw Compare(const CodecResult& r, const CodecResult& raw) {
 }
 
 }  // namespace
+
+std::optional<CapacityCheck> CheckCapacity(const std::vector<CodecResult>& results) {
+  const CodecResult *codec = nullptr, *raw = nullptr;
+  Result<kernels::CodecSpec> int4 = kernels::ParseCodecSpec("int4");
+  for (const CodecResult& r : results) {
+    if (r.capacity_multiple > 1) raw = &r;
+    if (r.capacity_multiple == 1 && int4.ok() && r.accuracy.spec == int4->ToString()) codec = &r;
+  }
+  if (codec == nullptr || raw == nullptr) return std::nullopt;
+  return CapacityCheck{codec->label, codec->summary.hit_ratio, raw->capacity_multiple,
+                       raw->summary.hit_ratio,
+                       codec->summary.hit_ratio >= raw->summary.hit_ratio};
+}
 
 CodecSummary Summarize(const std::vector<RunFigures>& runs, const BlockShape& shape) {
   CodecSummary s;
@@ -148,6 +163,18 @@ void PrintReport(const RunContext& ctx, const std::vector<CodecResult>& results)
                  Fixed(s.host_blocks, 0), Fixed(r.accuracy.object_bytes / 1024.0, 1)});
   }
   std::fputs(main.Render().c_str(), stdout);
+  for (const CodecResult& r : results) {
+    if (r.capacity_multiple > 1) {
+      std::printf("%s = raw with %u x the host tier (%.1f MiB)\n", r.label.c_str(),
+                  r.capacity_multiple, ctx.capacity * static_cast<double>(r.capacity_multiple) / kMiB);
+    }
+  }
+  if (const std::optional<CapacityCheck> check = CheckCapacity(results)) {
+    std::printf("capacity target: %s at 1x hits %s, raw at %ux %s: %s (%s at 1x >= raw at %ux)\n",
+                check->codec.c_str(), Percent(check->codec_hit_ratio).c_str(), check->multiple,
+                Percent(check->raw_hit_ratio).c_str(), check->met ? "PASS" : "FAIL",
+                check->codec.c_str(), check->multiple);
+  }
   std::printf(
       "restore = LookupPrefix + LoadPaged (transfer + decode into the engine cache) of a "
       "request's cached prefix, per 1,000 restored tokens (%u-token blocks, %u layers); "
@@ -251,6 +278,8 @@ Json ReportJson(const RunContext& ctx, const std::vector<CodecResult>& results) 
     codecs.push_back(Json::Object{
         {"label", r.label},
         {"spec", r.accuracy.spec},
+        {"capacity_multiple", r.capacity_multiple},
+        {"run_capacity_bytes", ctx.capacity * r.capacity_multiple},
         {"hit_ratio", s.hit_ratio},
         {"latency", Json::Object{{"restores", s.restores},
                                  {"restore_p50_ms_per_1k_tokens", s.restore_p50_ms_per_1k},
@@ -300,6 +329,14 @@ Json ReportJson(const RunContext& ctx, const std::vector<CodecResult>& results) 
   }
   Json::Array plots;
   for (const std::string& f : ctx.plot_files) plots.push_back(f);
+  Json capacity_target;  // null when int4 or the raw@Nx run is missing
+  if (const std::optional<CapacityCheck> check = CheckCapacity(results)) {
+    capacity_target = Json::Object{{"codec", check->codec},
+                                   {"codec_hit_ratio", check->codec_hit_ratio},
+                                   {"raw_capacity_multiple", check->multiple},
+                                   {"raw_hit_ratio", check->raw_hit_ratio},
+                                   {"met", check->met}};
+  }
   return Json::Object{
       {"benchmark", "compare"},
       {"baseline", "raw"},
@@ -329,6 +366,7 @@ Json ReportJson(const RunContext& ctx, const std::vector<CodecResult>& results) 
                              {"payload_library_tokens", ctx.library_tokens}}},
       {"capacity_bytes", ctx.capacity},
       {"capacity_rule", ctx.capacity_note},
+      {"capacity_target", capacity_target},
       {"reps", c.reps},
       {"wall_seconds", ctx.wall_s},
       {"codecs", codecs},

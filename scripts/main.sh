@@ -72,7 +72,8 @@ build/bin/kvault demo --server "$server" "${json[@]}" "$@"
 stop_daemon
 
 # What quantization buys: the same trace sample replayed once per codec against a fresh daemon
-# with the same RAM, side by side with raw (docs/bench_compare.md). About two minutes here.
+# with the same RAM, side by side with raw, and raw again with 3x the RAM (docs/bench_compare.md).
+# About two minutes here.
 echo
 echo "== kvault-bench compare: codecs side by side on a sample of the Mooncake synthetic trace"
 rm -rf out/compare-plots

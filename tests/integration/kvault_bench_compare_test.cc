@@ -1,8 +1,9 @@
 // Runs the real `kvault-bench compare` on a small trace written by the test (40 requests over 8
 // shared prefixes, a few seconds): raw and int4 each against their own kvaultd at a capacity
-// that holds fewer raw blocks than the trace's working set. int4 must hold more blocks and so
-// hit more, every figure must be in the JSON, the plots must be PNGs when gnuplot is there, and
-// bad input must be refused with exit code 2 and a clear message.
+// that holds fewer raw blocks than the trace's working set, and raw again at 3x that capacity.
+// int4 must hold more blocks and so hit more, raw at 3x must hold more than raw at 1x, the
+// capacity target must be judged, every figure must be in the JSON, the plots must be PNGs when
+// gnuplot is there, and bad input must be refused with exit code 2 and a clear message.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -66,7 +67,9 @@ TEST_F(KvaultBenchCompareTest, Int4HoldsMoreBlocksThanRawAndHitsMoreAtTheSameCap
 
   ExpectContainsAll(
       r.out, {"sample       40 of 40 requests", "one kvault block of 64 tokens x 1 layers",
-              "capacity     6.0 MiB", "hit ratio", "restore p50", "p99 ms/1k tok", "store tok/s",
+              "capacity     6.0 MiB", "and raw@3x: raw again with 3 x that, 18.0 MiB",
+              "raw@3x = raw with 3 x the host tier (18.0 MiB)",
+              "capacity target: int4 at 1x hits", "hit ratio", "restore p50", "p99 ms/1k tok", "store tok/s",
               "load tok/s", "daemon CPU s", "VmHWM MiB", "Beside raw", "K SQNR dB", "verified",
               "int4:g=64"});
   EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
@@ -74,9 +77,10 @@ TEST_F(KvaultBenchCompareTest, Int4HoldsMoreBlocksThanRawAndHitsMoreAtTheSameCap
   const std::string doc = Slurp(json);
   ExpectContainsAll(
       doc, {"\"benchmark\": \"compare\"", "\"baseline\": \"raw\"", "\"label\": \"raw\"",
-            "\"label\": \"int4\"", "\"latency\"", "\"throughput\"", "\"resources\"", "\"accuracy\"",
-            "\"vs_raw\"", "\"tier\": \"host\""});
-  // Every figure, once per codec.
+            "\"label\": \"int4\"", "\"label\": \"raw@3x\"", "\"latency\"", "\"throughput\"",
+            "\"resources\"", "\"accuracy\"", "\"vs_raw\"", "\"tier\": \"host\"",
+            "\"capacity_target\": {", "\"codec\": \"int4\""});
+  // Every figure, once per run: raw, int4, raw@3x.
   for (const char* key : {"hit_ratio",
                           "restore_p50_ms_per_1k_tokens",
                           "restore_p99_ms_per_1k_tokens",
@@ -104,7 +108,7 @@ TEST_F(KvaultBenchCompareTest, Int4HoldsMoreBlocksThanRawAndHitsMoreAtTheSameCap
                           "bytes_per_block_ratio",
                           "verified_blocks"}) {
     const std::vector<double> v = AllNumbers(doc, key);
-    ASSERT_EQ(v.size(), 2u) << key << "\n" << doc;
+    ASSERT_EQ(v.size(), 3u) << key << "\n" << doc;
     for (double x : v) EXPECT_GE(x, 0) << key << "\n" << doc;
   }
   // Figures that must be positive for both codecs: both restored prefixes and stored blocks.
@@ -121,6 +125,19 @@ TEST_F(KvaultBenchCompareTest, Int4HoldsMoreBlocksThanRawAndHitsMoreAtTheSameCap
   EXPECT_LE(held[0], 23) << doc;  // the capacity holds fewer raw blocks than the working set
   EXPECT_GT(hit[1], hit[0]) << doc;
   EXPECT_GT(AllNumbers(doc, "hit_ratio_gain")[1], 1) << doc;
+  // raw@3x: three times the host tier, so more raw blocks held and at least raw's hits.
+  EXPECT_EQ(AllNumbers(doc, "capacity_multiple"), (std::vector<double>{1, 1, 3})) << doc;
+  const std::vector<double> capacity = AllNumbers(doc, "run_capacity_bytes");
+  ASSERT_EQ(capacity.size(), 3u) << doc;
+  EXPECT_EQ(capacity[0], 6 << 20) << doc;
+  EXPECT_EQ(capacity[2], 3 * capacity[0]) << doc;
+  EXPECT_GT(held[2], held[0]) << doc;
+  EXPECT_GE(hit[2], hit[0]) << doc;
+  // The target's figures are those of int4 and raw@3x, and its verdict follows from them.
+  EXPECT_EQ(AllNumbers(doc, "codec_hit_ratio"), (std::vector<double>{hit[1]})) << doc;
+  EXPECT_EQ(AllNumbers(doc, "raw_hit_ratio"), (std::vector<double>{hit[2]})) << doc;
+  EXPECT_NE(doc.find(hit[1] >= hit[2] ? "\"met\": true" : "\"met\": false"), std::string::npos)
+      << doc;
   EXPECT_EQ(AllNumbers(doc, "k_sqnr_db")[0], 999) << doc;  // raw is exact
   for (double x : AllNumbers(doc, "mismatched_blocks")) EXPECT_EQ(x, 0) << doc;
   for (double x : AllNumbers(doc, "failed_load_blocks")) EXPECT_EQ(x, 0) << doc;
@@ -142,7 +159,8 @@ TEST_F(KvaultBenchCompareTest, KeepsAKAndVPairOneCodecAndAddsTheRawBaseline) {
   const fs::path trace = WriteTrace();
   const fs::path json = dir_ / "pair.json";
   BinaryRun r = Run("compare --trace " + trace.string() +
-                    " --codecs int4,k=int4,v=int2 --sample 1 --requests 3 --layers 1 --json " +
+                    " --codecs int4,k=int4,v=int2 --sample 1 --requests 3 --layers 1 "
+                    "--raw-capacity-multiple 0 --json " +
                     json.string());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("sample       3 of 40 requests"), std::string::npos) << r.out;
@@ -150,7 +168,9 @@ TEST_F(KvaultBenchCompareTest, KeepsAKAndVPairOneCodecAndAddsTheRawBaseline) {
             std::string::npos)
       << r.out;
   const std::string doc = Slurp(json);
-  EXPECT_EQ(AllNumbers(doc, "hit_ratio").size(), 3u) << doc;
+  EXPECT_EQ(AllNumbers(doc, "hit_ratio").size(), 3u) << doc;  // no raw@Nx run
+  EXPECT_EQ(r.out.find("raw@"), std::string::npos) << r.out;
+  EXPECT_NE(doc.find("\"capacity_target\": null"), std::string::npos) << doc;
   EXPECT_NE(doc.find("\"label\": \"k=int4,v=int2\""), std::string::npos) << doc;
   EXPECT_NE(doc.find("\"spec\": \"k=int4:g=64,v=int2:g=64\""), std::string::npos) << doc;
 }
@@ -165,6 +185,7 @@ TEST_F(KvaultBenchCompareTest, RejectsBadInputWithExitCode2AndAClearMessage) {
       {"compare" + t + " --codecs raw,,int4", "empty codec"},
       {"compare" + t + " --codecs int4,int4", "listed twice"},
       {"compare" + t + " --capacity 0", "--capacity"},
+      {"compare" + t + " --raw-capacity-multiple 17", "raw-capacity-multiple"},
       {"compare" + t + " --capacity 1KiB", "must hold at least one raw block"},
       {"compare" + t + " --layers 8 --capacity 1MiB", "must hold at least one raw block"},
       {"compare" + t + " --capacity 1GiB --capacity-fraction 0.5", "exclude each other"},
