@@ -132,12 +132,12 @@ Result<double> ParseDouble(const std::string& flag, const std::string& text, dou
 
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
-      CliArgs a, CliArgs::Parse(args,
-                                {"trace", "codecs", "capacity", "capacity-fraction", "sample",
-                                 "requests", "max-seconds", "layers", "block-tokens", "reps",
-                                 "seed", "json", "plots", "transports", "kvaultd",
-                                 "raw-capacity-multiple"},
-                                {"keep"}));
+      CliArgs a,
+      CliArgs::Parse(args,
+                     {"trace", "codecs", "capacity", "capacity-fraction", "sample", "requests",
+                      "max-seconds", "layers", "block-tokens", "reps", "seed", "json", "plots",
+                      "transports", "kvaultd", "raw-capacity-multiple"},
+                     {"keep"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.trace_path = a.GetOr("trace", "");
@@ -346,8 +346,7 @@ int RunCompareBench(const std::vector<std::string>& args) {
     results.push_back({codec, std::move(*acc), {}, {}});
   }
   if (c.raw_capacity_multiple > 1) {  // raw again, with the RAM the codecs' compression saves
-    CodecResult more{Format("raw@%ux", c.raw_capacity_multiple), results.front().accuracy, {},
-                     {}};
+    CodecResult more{Format("raw@%ux", c.raw_capacity_multiple), results.front().accuracy, {}, {}};
     more.capacity_multiple = c.raw_capacity_multiple;
     results.push_back(std::move(more));
   }

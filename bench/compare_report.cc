@@ -75,8 +75,7 @@ std::optional<CapacityCheck> CheckCapacity(const std::vector<CodecResult>& resul
   }
   if (codec == nullptr || raw == nullptr) return std::nullopt;
   return CapacityCheck{codec->label, codec->summary.hit_ratio, raw->capacity_multiple,
-                       raw->summary.hit_ratio,
-                       codec->summary.hit_ratio >= raw->summary.hit_ratio};
+                       raw->summary.hit_ratio, codec->summary.hit_ratio >= raw->summary.hit_ratio};
 }
 
 CodecSummary Summarize(const std::vector<RunFigures>& runs, const BlockShape& shape) {
@@ -166,7 +165,8 @@ void PrintReport(const RunContext& ctx, const std::vector<CodecResult>& results)
   for (const CodecResult& r : results) {
     if (r.capacity_multiple > 1) {
       std::printf("%s = raw with %u x the host tier (%.1f MiB)\n", r.label.c_str(),
-                  r.capacity_multiple, ctx.capacity * static_cast<double>(r.capacity_multiple) / kMiB);
+                  r.capacity_multiple,
+                  ctx.capacity * static_cast<double>(r.capacity_multiple) / kMiB);
     }
   }
   if (const std::optional<CapacityCheck> check = CheckCapacity(results)) {

@@ -68,12 +68,12 @@ int Fail(int code, const Status& s) { return FailMode("store", code, s); }
 
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
-      CliArgs a, CliArgs::Parse(args,
-                                {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps",
-                                 "transports", "host-capacity", "pool-bytes", "chain-keys",
-                                 "lookups", "perftest-bytes", "kvaultd", "redis", "perftest",
-                                 "client-memory"},
-                                {"keep"}));
+      CliArgs a,
+      CliArgs::Parse(args,
+                     {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps",
+                      "transports", "host-capacity", "pool-bytes", "chain-keys", "lookups",
+                      "perftest-bytes", "kvaultd", "redis", "perftest", "client-memory"},
+                     {"keep"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.server = a.GetOr("server", "");
@@ -284,7 +284,8 @@ int RunStoreBench(const std::vector<std::string>& args) {
   r.started_daemon = (*kv)->started();
   r.daemon_version = (*kv)->ready_line();
   std::printf("kvault-bench store: kvaultd %s (%s), UCX_TLS=%s, client memory %s, scratch %s\n",
-              r.server.c_str(), r.started_daemon ? "started by the benchmark" : "given with --server",
+              r.server.c_str(),
+              r.started_daemon ? "started by the benchmark" : "given with --server",
               c.transports.c_str(), ClientMemoryName(c), scratch->path().c_str());
   std::fflush(stdout);
 

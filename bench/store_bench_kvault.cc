@@ -206,8 +206,7 @@ Status KvaultSide::PrepareRow(const Config& c, uint64_t block_bytes, uint32_t th
     w.objects = MemoryRegion();
     w.destination = MemoryRegion();
     w.owned.clear();
-    Result<MemoryRegion> objects =
-        w.Memory(c.register_memory, objects_per_thread_ * object_bytes_);
+    Result<MemoryRegion> objects = w.Memory(c.register_memory, objects_per_thread_ * object_bytes_);
     if (!objects.ok()) return objects.status().WithContext("allocate objects");
     w.objects = std::move(*objects);
     Result<MemoryRegion> dest = w.Memory(c.register_memory, 2 * object_bytes_);

@@ -342,8 +342,8 @@ TEST_P(ForkedClientTest, KeyOfAClientKilledBeforeItsFirstUseFailsOnlyItsTransfer
   ASSERT_NO_FATAL_FAILURE(StartChild(kBytes));
   AlignedBuffer server(kBytes);
   child_->Kill();
-  std::vector<Status> s = WaitBatch(engine_->Submit(Batch(
-      TransferOp::kGet, server.data, 64 * 1024, 4, 0, std::chrono::milliseconds(1500))));
+  std::vector<Status> s = WaitBatch(engine_->Submit(
+      Batch(TransferOp::kGet, server.data, 64 * 1024, 4, 0, std::chrono::milliseconds(1500))));
   ASSERT_EQ(s.size(), 4u);
   for (const Status& status : s) {
     EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();

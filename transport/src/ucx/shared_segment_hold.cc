@@ -48,9 +48,8 @@ Status Gone(const std::string& what) {
 
 }  // namespace
 
-Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key,
-                                                  uint32_t owner_pid, uint64_t base,
-                                                  uint64_t length) {
+Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, uint32_t owner_pid,
+                                                  uint64_t base, uint64_t length) {
   SharedSegmentHold hold;
   hold.key_.assign(key.begin(), key.end());
   if (!IsUcx113() || owner_pid == 0) return hold;
@@ -72,13 +71,14 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key,
       }
       const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
       const int held = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (held < 0) return Gone("cannot open its shared segment " + path + ": " + std::strerror(errno));
+      if (held < 0)
+        return Gone("cannot open its shared segment " + path + ": " + std::strerror(errno));
       hold.files_.push_back(held);
       if (static_cast<uint64_t>(held) > kPosixMmidMask || self > kPosixMmidMask) {
         return Status::Internal("remote key: descriptor or pid too large for a posix key");
       }
-      const uint64_t rewritten = (seg_id & kPosixFlagsMask) | self |
-                                 (static_cast<uint64_t>(held) << kPosixMmidBits);
+      const uint64_t rewritten =
+          (seg_id & kPosixFlagsMask) | self | (static_cast<uint64_t>(held) << kPosixMmidBits);
       std::memcpy(entry, &rewritten, sizeof(rewritten));
     } else if (size == kSysvKeyBytes) {
       uint32_t shmid;

@@ -61,8 +61,8 @@ class SharedSegmentHold {
   void Release();
 
   std::vector<uint8_t> key_;
-  std::vector<int> files_;            // open descriptors of posix segments
-  std::vector<void*> attachments_;    // sysv attachments
+  std::vector<int> files_;          // open descriptors of posix segments
+  std::vector<void*> attachments_;  // sysv attachments
 };
 
 }  // namespace kvault::transport
