@@ -1,0 +1,185 @@
+// SharedSegmentHold on keys built by the test in UCX 1.13's layout, with real segments of this
+// process (a memfd for posix, a sysv segment): which entries it holds and rewrites, which it
+// leaves to UCX, and that a segment whose owner is gone is refused. The fork test
+// (transfer_engine_fork_test) covers keys packed by UCX itself and a real dead owner.
+
+#include "ucx/shared_segment_hold.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace kvault::transport {
+namespace {
+
+constexpr uint64_t kProcfs = uint64_t{1} << 63;
+constexpr uint64_t kShmOpen = uint64_t{1} << 62;
+constexpr size_t kSegment = 1 << 20;
+
+bool IsUcx113() {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  return major == 1 && minor == 13;
+}
+
+void Put64(std::vector<uint8_t>& out, uint64_t v) {
+  const size_t at = out.size();
+  out.resize(at + 8);
+  std::memcpy(out.data() + at, &v, 8);
+}
+
+uint64_t Get64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// A packed key: md_map with one bit per entry, memory type host, then each entry (size + bytes).
+std::vector<uint8_t> Key(const std::vector<std::vector<uint8_t>>& entries) {
+  std::vector<uint8_t> key;
+  Put64(key, (uint64_t{1} << entries.size()) - 1);
+  key.push_back(0);  // UCS_MEMORY_TYPE_HOST
+  for (const std::vector<uint8_t>& e : entries) {
+    key.push_back(static_cast<uint8_t>(e.size()));
+    key.insert(key.end(), e.begin(), e.end());
+  }
+  return key;
+}
+
+// posix entry in procfs mode: seg_id (flags | fd << 30 | pid), segment address and length.
+std::vector<uint8_t> PosixEntry(uint64_t pid, uint64_t fd, uint64_t address, uint64_t length) {
+  std::vector<uint8_t> e;
+  Put64(e, kProcfs | kShmOpen | (fd << 30) | pid);
+  Put64(e, address);
+  Put64(e, length);
+  return e;
+}
+
+std::vector<uint8_t> SysvEntry(uint32_t shmid, uint64_t address) {
+  std::vector<uint8_t> e(4);
+  std::memcpy(e.data(), &shmid, 4);
+  Put64(e, address);
+  return e;
+}
+
+// The offset of entry `i`'s bytes in a key built by Key().
+size_t EntryAt(const std::vector<std::vector<uint8_t>>& entries, size_t i) {
+  size_t at = 9;
+  for (size_t j = 0; j < i; ++j) at += 1 + entries[j].size();
+  return at + 1;
+}
+
+class SharedSegmentHoldTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!IsUcx113()) GTEST_SKIP() << "the hold recognizes UCX 1.13's key layouts only";
+  }
+};
+
+TEST_F(SharedSegmentHoldTest, HoldsTheOwnersPosixSegmentAndNamesItsOwnDescriptor) {
+  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
+  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
+  const uint64_t base = 0x7f0000100000;  // the owner's address of the segment
+  const std::vector<std::vector<uint8_t>> entries = {PosixEntry(getpid(), memfd, base, kSegment),
+                                                     {} /* cma: no bytes */};
+  const std::vector<uint8_t> key = Key(entries);
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base + 4096, 8192);
+  ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+  EXPECT_EQ(hold->held(), 1u);
+  ASSERT_EQ(hold->key().size(), key.size());
+  // Only the seg_id changed: same flags, this process's pid, another descriptor.
+  const size_t at = EntryAt(entries, 0);
+  const uint64_t seg_id = Get64(hold->key().data() + at);
+  EXPECT_EQ(seg_id >> 60, kProcfs >> 60 | kShmOpen >> 60);
+  EXPECT_EQ(seg_id & ((uint64_t{1} << 30) - 1), static_cast<uint64_t>(getpid()));
+  const int held_fd = static_cast<int>((seg_id & ~(uint64_t{0xF} << 60)) >> 30);
+  EXPECT_NE(held_fd, memfd);
+  EXPECT_TRUE(std::equal(key.begin(), key.begin() + at, hold->key().begin()));
+  EXPECT_TRUE(std::equal(key.begin() + at + 8, key.end(), hold->key().begin() + at + 8));
+  // The held descriptor is the same file, and outlives the owner's descriptor.
+  struct stat a {
+  }, b{};
+  ASSERT_EQ(fstat(memfd, &a), 0);
+  close(memfd);
+  const std::string path = "/proc/self/fd/" + std::to_string(held_fd);
+  ASSERT_EQ(stat(path.c_str(), &b), 0) << path;
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  // Destroying the hold closes it.
+  { SharedSegmentHold gone = std::move(*hold); }
+  EXPECT_EQ(fcntl(held_fd, F_GETFD), -1);
+}
+
+TEST_F(SharedSegmentHoldTest, APosixSegmentWhoseDescriptorIsGoneIsRefused) {
+  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
+  const uint64_t base = 0x7f0000100000;
+  const std::vector<uint8_t> key = Key({PosixEntry(getpid(), memfd, base, kSegment)});
+  // Positive control: while the owner's descriptor is open, the hold succeeds.
+  ASSERT_TRUE(SharedSegmentHold::Take(key, getpid(), base, kSegment).ok());
+  close(memfd);  // as a dead owner's descriptors are
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base, kSegment);
+  ASSERT_FALSE(hold.ok());
+  EXPECT_EQ(hold.status().code(), StatusCode::kUnavailable) << hold.status().ToString();
+}
+
+TEST_F(SharedSegmentHoldTest, EntriesOfAnotherProcessOrRegionAreLeftToUcx) {
+  const uint64_t base = 0x7f0000100000;
+  // Another pid than the key's owner, a region outside the segment, a procfs flag missing:
+  // none is this owner's segment, so none is touched (UCX gets the key as it came).
+  for (const std::vector<uint8_t>& entry :
+       {PosixEntry(getpid() + 1, 3, base, kSegment), PosixEntry(getpid(), 3, base + kSegment, 64),
+        [&] {
+          std::vector<uint8_t> e = PosixEntry(getpid(), 3, base, kSegment);
+          e[7] &= 0x7F;  // clear the procfs bit (bit 63 of the little-endian seg_id)
+          return e;
+        }()}) {
+    const std::vector<uint8_t> key = Key({entry, {}});
+    Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base, 4096);
+    ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+    EXPECT_EQ(hold->held(), 0u);
+    EXPECT_TRUE(std::equal(key.begin(), key.end(), hold->key().begin(), hold->key().end()));
+  }
+}
+
+TEST_F(SharedSegmentHoldTest, HoldsASysvSegmentUntilReleasedAndRefusesAFreedOne) {
+  const int shmid = shmget(IPC_PRIVATE, kSegment, IPC_CREAT | 0600);
+  ASSERT_GE(shmid, 0);
+  void* owner = shmat(shmid, nullptr, 0);
+  ASSERT_NE(owner, reinterpret_cast<void*>(-1));
+  ASSERT_EQ(shmctl(shmid, IPC_RMID, nullptr), 0);  // as UCX does: gone with the last detach
+  const uint64_t base = reinterpret_cast<uint64_t>(owner);
+  const std::vector<uint8_t> key = Key({{}, SysvEntry(static_cast<uint32_t>(shmid), base)});
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base, 4096);
+  ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+  EXPECT_EQ(hold->held(), 1u);
+  EXPECT_TRUE(std::equal(key.begin(), key.end(), hold->key().begin(), hold->key().end()));
+  // The owner detaches (dies): the hold keeps the segment.
+  ASSERT_EQ(shmdt(owner), 0);
+  shmid_ds info{};
+  EXPECT_EQ(shmctl(shmid, IPC_STAT, &info), 0);
+  // Released: the segment is freed, and a new hold is refused.
+  { SharedSegmentHold gone = std::move(*hold); }
+  Result<SharedSegmentHold> late = SharedSegmentHold::Take(key, getpid(), base, 4096);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), StatusCode::kUnavailable) << late.status().ToString();
+}
+
+TEST_F(SharedSegmentHoldTest, WithoutAnOwnerPidTheKeyIsPassedAsItIs) {
+  const std::vector<uint8_t> key = Key({PosixEntry(1, 3, 0x1000, kSegment), SysvEntry(7, 0x1000)});
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, 0, 0x1000, 4096);
+  ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+  EXPECT_EQ(hold->held(), 0u);
+  EXPECT_TRUE(std::equal(key.begin(), key.end(), hold->key().begin(), hold->key().end()));
+}
+
+}  // namespace
+}  // namespace kvault::transport
