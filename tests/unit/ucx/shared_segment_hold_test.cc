@@ -131,6 +131,25 @@ TEST_F(SharedSegmentHoldTest, APosixSegmentWhoseDescriptorIsGoneIsRefused) {
   EXPECT_EQ(hold.status().code(), StatusCode::kUnavailable) << hold.status().ToString();
 }
 
+TEST_F(SharedSegmentHoldTest, ADescriptorThatIsNoSegmentIsRefusedWithoutBlocking) {
+  // A FIFO without a writer: a plain (blocking) open of it through /proc waits for a writer
+  // forever, so the hold must open without blocking, then refuse what is not a regular file.
+  char dir[] = "/tmp/kvault-hold-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string fifo = std::string(dir) + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const uint64_t base = 0x7f0000100000;
+  const std::vector<uint8_t> key = Key({PosixEntry(getpid(), fd, base, kSegment)});
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base, 4096);
+  ASSERT_FALSE(hold.ok());
+  EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
+  close(fd);
+  unlink(fifo.c_str());
+  rmdir(dir);
+}
+
 TEST_F(SharedSegmentHoldTest, EntriesOfAnotherProcessOrRegionAreLeftToUcx) {
   const uint64_t base = 0x7f0000100000;
   // Another pid than the key's owner, a region outside the segment, a procfs flag missing:

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/shm.h>
+#include <sys/stat.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
@@ -70,10 +71,17 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
         continue;  // not a posix segment of this owner (or not in procfs mode): left to UCX
       }
       const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-      const int held = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      // Non-blocking: the peer names the descriptor, and opening a FIFO would otherwise wait
+      // for a writer. Only a regular file (a shared-memory segment) is held and given to UCX;
+      // anything else is refused before UCX would open it.
+      const int held = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
       if (held < 0)
         return Gone("cannot open its shared segment " + path + ": " + std::strerror(errno));
       hold.files_.push_back(held);
+      struct stat st {};
+      if (fstat(held, &st) != 0 || !S_ISREG(st.st_mode)) {
+        return Status::InvalidArgument("remote key: " + path + " is not a shared-memory segment");
+      }
       if (static_cast<uint64_t>(held) > kPosixMmidMask || self > kPosixMmidMask) {
         return Status::Internal("remote key: descriptor or pid too large for a posix key");
       }

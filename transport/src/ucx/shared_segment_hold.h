@@ -41,7 +41,8 @@ class SharedSegmentHold {
   // `key`: a UCX packed remote key whose layout was checked (CheckLayout); `owner_pid`: the pid
   // of the process that packed it, in this process's pid namespace; [base, base + length): the
   // region the key covers. Unavailable when a segment cannot be attached (its owner is gone, or
-  // the segment was freed); the key is then not to be unpacked.
+  // the segment was freed); InvalidArgument when a posix entry names a descriptor that is not a
+  // regular file (a shared-memory segment is one). The key is then not to be unpacked.
   static Result<SharedSegmentHold> Take(std::span<const uint8_t> key, uint32_t owner_pid,
                                         uint64_t base, uint64_t length);
 
