@@ -150,23 +150,35 @@ TEST_F(SharedSegmentHoldTest, ADescriptorThatIsNoSegmentIsRefusedWithoutBlocking
   rmdir(dir);
 }
 
-TEST_F(SharedSegmentHoldTest, EntriesOfAnotherProcessOrRegionAreLeftToUcx) {
+TEST_F(SharedSegmentHoldTest, APosixEntryOfAnotherProcessOrRegionIsRefused) {
+  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
   const uint64_t base = 0x7f0000100000;
-  // Another pid than the key's owner, a region outside the segment, a procfs flag missing:
-  // none is this owner's segment, so none is touched (UCX gets the key as it came).
-  for (const std::vector<uint8_t>& entry :
-       {PosixEntry(getpid() + 1, 3, base, kSegment), PosixEntry(getpid(), 3, base + kSegment, 64),
-        [&] {
-          std::vector<uint8_t> e = PosixEntry(getpid(), 3, base, kSegment);
-          e[7] &= 0x7F;  // clear the procfs bit (bit 63 of the little-endian seg_id)
-          return e;
-        }()}) {
-    const std::vector<uint8_t> key = Key({entry, {}});
-    Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base, 4096);
-    ASSERT_TRUE(hold.ok()) << hold.status().ToString();
-    EXPECT_EQ(hold->held(), 0u);
-    EXPECT_TRUE(std::equal(key.begin(), key.end(), hold->key().begin(), hold->key().end()));
+  // Positive control: the owner's own segment holding the region.
+  EXPECT_TRUE(SharedSegmentHold::Take(Key({PosixEntry(getpid(), memfd, base, kSegment)}), getpid(),
+                                      base, 4096)
+                  .ok());
+  // Another pid than the key's owner (the segment of someone else), a region outside the segment.
+  for (const std::vector<uint8_t>& entry : {PosixEntry(getpid() + 1, memfd, base, kSegment),
+                                            PosixEntry(getpid(), memfd, base + kSegment, 64)}) {
+    Result<SharedSegmentHold> hold =
+        SharedSegmentHold::Take(Key({entry, {}}), getpid(), base, 4096);
+    ASSERT_FALSE(hold.ok());
+    EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
   }
+  close(memfd);
+}
+
+TEST_F(SharedSegmentHoldTest, APosixEntryNamedByFileIsLeftToUcx) {
+  // Without the procfs flag the segment is a named file that outlives its owner (UCX's
+  // USE_PROC_LINK=n): nothing to hold, the key goes to UCX as it came.
+  std::vector<uint8_t> entry = PosixEntry(getpid(), 3, 0x7f0000100000, kSegment);
+  entry[7] &= 0x7F;  // clear the procfs bit (bit 63 of the little-endian seg_id)
+  const std::vector<uint8_t> key = Key({entry, {}});
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), 0x7f0000100000, 4096);
+  ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+  EXPECT_EQ(hold->held(), 0u);
+  EXPECT_TRUE(std::equal(key.begin(), key.end(), hold->key().begin(), hold->key().end()));
 }
 
 TEST_F(SharedSegmentHoldTest, HoldsASysvSegmentUntilReleasedAndRefusesAFreedOne) {

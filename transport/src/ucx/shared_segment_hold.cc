@@ -55,7 +55,7 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
   hold.key_.assign(key.begin(), key.end());
   if (!IsUcx113() || owner_pid == 0) return hold;
   const uint64_t self = static_cast<uint64_t>(getpid());
-  uint64_t md_map = Load64(key.data());
+  const uint64_t md_map = Load64(key.data());
   size_t offset = sizeof(uint64_t) + 1;  // md_map, memory type
   for (int i = 0; i < std::popcount(md_map); ++i) {
     const size_t size = key[offset];
@@ -66,9 +66,13 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
       const uint64_t mmid = seg_id & ~kPosixFlagsMask;
       const uint64_t pid = mmid & kPosixMmidMask;
       const uint64_t fd = mmid >> kPosixMmidBits;
-      if ((seg_id & kPosixProcfsFlag) == 0 || pid != owner_pid ||
-          !Inside(base, length, Load64(entry + 8), Load64(entry + 16))) {
-        continue;  // not a posix segment of this owner (or not in procfs mode): left to UCX
+      if ((seg_id & kPosixProcfsFlag) == 0) continue;  // named by file (no /proc link): to UCX
+      // UCX packs the allocating process's own pid and the segment the region lies in: a key
+      // naming another process, or a region outside its segment, is not a client's own memory.
+      if (pid != owner_pid || !Inside(base, length, Load64(entry + 8), Load64(entry + 16))) {
+        return Status::InvalidArgument(
+            "remote key: its shared segment belongs to another process or does not hold the "
+            "key's region");
       }
       const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
       // Non-blocking: the peer names the descriptor, and opening a FIFO would otherwise wait
