@@ -181,7 +181,7 @@ TEST_F(SharedSegmentHoldTest, APosixEntryNamedByFileIsLeftToUcx) {
   EXPECT_TRUE(std::equal(key.begin(), key.end(), hold->key().begin(), hold->key().end()));
 }
 
-TEST_F(SharedSegmentHoldTest, HoldsASysvSegmentUntilReleasedAndRefusesAFreedOne) {
+TEST_F(SharedSegmentHoldTest, HoldsTheOwnersSysvSegmentUntilReleasedAndRefusesOthers) {
   const int shmid = shmget(IPC_PRIVATE, kSegment, IPC_CREAT | 0600);
   ASSERT_GE(shmid, 0);
   void* owner = shmat(shmid, nullptr, 0);
@@ -189,6 +189,13 @@ TEST_F(SharedSegmentHoldTest, HoldsASysvSegmentUntilReleasedAndRefusesAFreedOne)
   ASSERT_EQ(shmctl(shmid, IPC_RMID, nullptr), 0);  // as UCX does: gone with the last detach
   const uint64_t base = reinterpret_cast<uint64_t>(owner);
   const std::vector<uint8_t> key = Key({{}, SysvEntry(static_cast<uint32_t>(shmid), base)});
+  // Expected misses first: a segment another process created, a region outside the segment.
+  for (const auto& [owner, region] : {std::pair<pid_t, uint64_t>{getpid() + 1, base},
+                                      std::pair<pid_t, uint64_t>{getpid(), base + kSegment}}) {
+    Result<SharedSegmentHold> refused = SharedSegmentHold::Take(key, owner, region, 4096);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << refused.status().ToString();
+  }
   Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base, 4096);
   ASSERT_TRUE(hold.ok()) << hold.status().ToString();
   EXPECT_EQ(hold->held(), 1u);

@@ -101,7 +101,13 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
         // builds, only sysv packs 12-byte entries.)
         return Gone("sysv segment " + std::to_string(shmid) + ": " + std::strerror(errno));
       }
-      if (!Inside(base, length, Load64(entry + 4), info.shm_segsz)) continue;
+      // UCX creates the segment in the allocating process: its creator is the key's owner.
+      if (info.shm_cpid != static_cast<pid_t>(owner_pid) ||
+          !Inside(base, length, Load64(entry + 4), info.shm_segsz)) {
+        return Status::InvalidArgument(
+            "remote key: its sysv segment belongs to another process or does not hold the key's "
+            "region");
+      }
       void* at = shmat(static_cast<int>(shmid), nullptr, SHM_RDONLY);
       if (at == reinterpret_cast<void*>(-1)) {
         return Gone("cannot attach sysv segment " + std::to_string(shmid) + ": " +

@@ -17,14 +17,15 @@
 // with ucp_get_version); other versions get the key unchanged.
 //
 // Recognized entries of the packed key (CheckLayout's walk), each checked against the region the
-// key claims (base, length) and, for posix, the owner's pid: a posix entry naming another
-// process or a segment that does not hold the region is refused (a client's key names its own
-// segment; UCX would otherwise attach whatever it names, and crash if that fails):
+// key claims (base, length) and the owner's pid: an entry naming another process's segment (the
+// pid in a posix key, the creator of a sysv segment) or a segment that does not hold the region
+// is refused (a client's key names its own segment; UCX would otherwise attach whatever it names,
+// and crash if that fails):
 //   posix (24 bytes, 32 in a non-default pid namespace): seg_id (u64: flag bits 60..63, procfs
 //     mode = bit 63, mmid = pid in bits 0..29 and fd in bits 30..59), segment address (u64),
 //     segment length (u64); the region must lie inside the segment.
-//   sysv (12 bytes): shmid (u32), segment address (u64); the region must start inside a segment
-//     of the size shmctl reports.
+//   sysv (12 bytes): shmid (u32), segment address (u64); the segment's creator (shmctl) must be
+//     the owner, and the region must lie inside the segment of the size shmctl reports.
 //
 // Thread-safety: thread-compatible. Movable; releases its attachments when destroyed (after the
 // unpack: UCX has its own by then).
@@ -42,9 +43,9 @@ class SharedSegmentHold {
   // `key`: a UCX packed remote key whose layout was checked (CheckLayout); `owner_pid`: the pid
   // of the process that packed it, in this process's pid namespace; [base, base + length): the
   // region the key covers. Unavailable when a segment cannot be attached (its owner is gone, or
-  // the segment was freed); InvalidArgument when a posix entry names another process, a segment
-  // that does not hold the region, or a descriptor that is not a regular file (a shared-memory
-  // segment is one). The key is then not to be unpacked.
+  // the segment was freed); InvalidArgument when an entry names another process's segment, a
+  // segment that does not hold the region, or (posix) a descriptor that is not a regular file (a
+  // shared-memory segment is one). The key is then not to be unpacked.
   static Result<SharedSegmentHold> Take(std::span<const uint8_t> key, uint32_t owner_pid,
                                         uint64_t base, uint64_t length);
 
