@@ -2,9 +2,12 @@
 // workers progressed by hand.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +19,7 @@
 #include "kvault/transport/ucx/ucx_memory.h"
 #include "kvault/transport/ucx/ucx_remote_key.h"
 #include "kvault/transport/ucx/ucx_worker.h"
+#include "ucx/envelope.h"
 #include "ucx_test_util.h"
 
 namespace kvault::transport {
@@ -211,6 +215,54 @@ TEST_P(UcxPairTest, BadRemoteKeyBytesGiveClearErrors) {
   // A worker address is not a remote key.
   r = UcxRemoteKey::Unpack(*ep, b_->address());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+}
+
+// The owner fields of a key: a key from this host whose owner is gone is refused before UCX
+// sees it; the same key from another host (another boot id, even in the same initial pid
+// namespace, whose inode is the same on every Linux host) names no local process and is unpacked.
+TEST_P(UcxPairTest, OnlyAKeyFromThisHostIsCheckedAgainstLocalProcesses) {
+  AlignedBuffer buffer(8192);
+  Result<UcxMemory> memory = UcxMemory::Map(*context_, buffer.data, buffer.size);
+  ASSERT_TRUE(memory.ok());
+  const std::vector<uint8_t> good = memory->PackRemoteKey().value();
+  Result<std::span<const uint8_t>> opened = Open(EnvelopeKind::kRemoteKey, good);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::vector<uint8_t> payload(opened->begin(), opened->end());
+  ASSERT_EQ(LoadLe32(payload.data() + 16), static_cast<uint32_t>(getpid()));
+  ASSERT_EQ(LoadLe64(payload.data() + 24), PidNamespaceId());
+  ASSERT_NE(PidNamespaceId(), 0u);
+  Result<UcxEndpoint> ep = UcxEndpoint::Connect(*a_, b_->address());
+  ASSERT_TRUE(ep.ok());
+
+  StoreLe32(payload.data() + 16, 0x3FFFFFFF);  // above any pid_max: no such process here
+  Result<UcxRemoteKey> local = UcxRemoteKey::Unpack(*ep, ForgeRemoteKey(payload));
+  EXPECT_EQ(local.status().code(), StatusCode::kUnavailable) << local.status().ToString();
+  EXPECT_NE(local.status().message().find("gone"), std::string::npos) << local.status().ToString();
+
+  struct stat ns {};
+  ASSERT_EQ(stat("/proc/self/ns/pid", &ns), 0);
+  StoreLe64(payload.data() + 24, HostPidNamespace("another host's boot id", ns.st_ino));
+  Result<UcxRemoteKey> remote = UcxRemoteKey::Unpack(*ep, ForgeRemoteKey(payload));
+  EXPECT_TRUE(remote.ok()) << remote.status().ToString();
+}
+
+TEST(PidNamespaceIdTest, MixesTheBootIdWithTheNamespaceInode) {
+  constexpr uint64_t kInitialNamespace = 4026531836;  // the same on every Linux host
+  const uint64_t here = HostPidNamespace("0f5c1b2e-a", kInitialNamespace);
+  EXPECT_NE(here, 0u);
+  EXPECT_EQ(here, HostPidNamespace("0f5c1b2e-a", kInitialNamespace));
+  EXPECT_NE(here, HostPidNamespace("0f5c1b2e-b", kInitialNamespace));      // another host
+  EXPECT_NE(here, HostPidNamespace("0f5c1b2e-a", kInitialNamespace + 1));  // another namespace
+  EXPECT_EQ(HostPidNamespace("", kInitialNamespace), 0u);                  // unknown
+  EXPECT_EQ(HostPidNamespace("0f5c1b2e-a", 0), 0u);
+  // This process: the kernel's boot id and its own namespace.
+  struct stat ns {};
+  ASSERT_EQ(stat("/proc/self/ns/pid", &ns), 0);
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string boot_id;
+  ASSERT_TRUE(std::getline(in, boot_id));
+  EXPECT_EQ(PidNamespaceId(), HostPidNamespace(boot_id, ns.st_ino));
+  EXPECT_NE(PidNamespaceId(), static_cast<uint64_t>(ns.st_ino));
 }
 
 TEST_P(UcxPairTest, BadPeerAddressIsRejected) {

@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "kvault/common/checksum.h"
 #include "kvault/common/little_endian.h"
@@ -19,10 +21,22 @@ const char* KindName(EnvelopeKind kind) {
 
 }  // namespace
 
+uint64_t HostPidNamespace(std::string_view boot_id, uint64_t namespace_inode) {
+  if (boot_id.empty() || namespace_inode == 0) return 0;
+  std::vector<uint8_t> bytes(boot_id.begin(), boot_id.end());
+  bytes.resize(bytes.size() + 8);
+  StoreLe64(bytes.data() + boot_id.size(), namespace_inode);
+  const uint64_t id = Checksum64(bytes);
+  return id == 0 ? 1 : id;  // 0 means "unknown"
+}
+
 uint64_t PidNamespaceId() {
   struct stat st {};
   if (stat("/proc/self/ns/pid", &st) != 0) return 0;
-  return static_cast<uint64_t>(st.st_ino);
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string boot_id;
+  if (!std::getline(in, boot_id)) return 0;
+  return HostPidNamespace(boot_id, static_cast<uint64_t>(st.st_ino));
 }
 
 Result<std::vector<uint8_t>> Seal(EnvelopeKind kind, std::span<const uint8_t> payload) {

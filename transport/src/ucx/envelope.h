@@ -13,14 +13,16 @@
 //                32-byte key header (below), then the bytes UCX produced
 //
 // Remote-key header: region base address (u64 LE), region length (u64 LE), owner's pid (u32 LE),
-// reserved 0 (u32), owner's pid-namespace id (u64 LE: the inode of /proc/self/ns/pid, 0 if
-// unknown). The bounds let the initiator refuse ranges outside the region; the owner lets it
-// refuse a key whose process is gone before UCX tries to attach its shared memory.
+// reserved 0 (u32), owner's pid-namespace id (u64 LE: PidNamespaceId(), host and pid namespace,
+// 0 if unknown). The bounds let the initiator refuse ranges outside the region; the owner lets it
+// refuse a key whose process is gone before UCX tries to attach its shared memory, and check
+// that the key's shared segments are the owner's own (SharedSegmentHold).
 //
 // Thread-safe: pure functions.
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "kvault/common/result.h"
@@ -37,9 +39,15 @@ inline constexpr uint32_t kMaxEnvelopePayload = 64 * 1024;
 // Bytes of the remote-key header in front of the UCX bytes of a remote key.
 inline constexpr size_t kRemoteKeyHeaderBytes = 32;
 
-// The inode of this process's pid namespace (0 when /proc is not readable): processes with the
-// same value see the same pids.
+// Which pids a process sees, as a number: HostPidNamespace of this kernel's boot id
+// (/proc/sys/kernel/random/boot_id) and the inode of this process's pid namespace; 0 when either
+// cannot be read. Processes with the same non-zero value run on the same host (booted kernel)
+// and see the same pids. The inode alone would not do: the initial pid namespace has the same
+// inode on every Linux host, so a client on another host would look local.
 uint64_t PidNamespaceId();
+// The pure part of PidNamespaceId: a 64-bit mix of the boot id's text and the namespace inode;
+// 0 when the boot id is empty or the inode is 0.
+uint64_t HostPidNamespace(std::string_view boot_id, uint64_t namespace_inode);
 
 // Wraps `payload` (1..kMaxEnvelopePayload bytes, else InvalidArgument).
 Result<std::vector<uint8_t>> Seal(EnvelopeKind kind, std::span<const uint8_t> payload);
