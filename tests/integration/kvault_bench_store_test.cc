@@ -38,10 +38,25 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
           json.string());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
 
-  ExpectContainsAll(r.out, {"Chain lookup: 50 keys", "2 rounds of 20 timed", "p50", "p99", "block", "thr", "kvault GB/s",
-                            "kvault op/s", "redis GB/s", "x redis", "ucx_perftest GB/s",
-                            "x perftest", "store", "load", "load-hot", "Daemon memory", "VmHWM",
-                            "Targets (not asserted):", "lookup p99 (50-key chain) <= 250 us",
+  ExpectContainsAll(r.out, {"Chain lookup: 50 keys",
+                            "2 rounds of 20 timed",
+                            "p50",
+                            "p99",
+                            "block",
+                            "thr",
+                            "kvault GB/s",
+                            "kvault op/s",
+                            "redis GB/s",
+                            "x redis",
+                            "ucx_perftest GB/s",
+                            "x perftest",
+                            "store",
+                            "load",
+                            "load-hot",
+                            "Daemon memory",
+                            "VmHWM",
+                            "Targets (not asserted):",
+                            "lookup p99 (50-key chain) <= 250 us",
                             "daemon VmHWM <= host capacity + 128 MiB"});
   EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
 
@@ -55,11 +70,9 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
   ASSERT_NE(rounds, std::string::npos) << doc;
   const std::string list = doc.substr(rounds, doc.find(']', rounds) - rounds);
   EXPECT_EQ(std::count(list.begin(), list.end(), ','), 1) << list;
-  std::vector<std::string> positive = {"p50_us",           "p99_us",
-                                       "kvault_store_gbps", "kvault_load_gbps",
-                                       "kvault_load_hot_gbps", "ops_per_s",
-                                       "gbps",             "max_rss_bytes",
-                                       "hwm_bytes",        "bound_bytes"};
+  std::vector<std::string> positive = {
+      "p50_us",    "p99_us", "kvault_store_gbps", "kvault_load_gbps", "kvault_load_hot_gbps",
+      "ops_per_s", "gbps",   "max_rss_bytes",     "hwm_bytes",        "bound_bytes"};
   if (redis) {
     positive.insert(positive.end(), {"redis_set_gbps", "redis_get_gbps", "store_vs_redis_set",
                                      "load_vs_redis_get"});
@@ -67,8 +80,8 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
     EXPECT_NE(r.out.find("no redis baseline"), std::string::npos) << r.out;
   }
   if (perftest) {
-    positive.insert(positive.end(), {"perftest_mbps", "perftest_gbps", "load_vs_perftest",
-                                     "load_hot_vs_perftest"});
+    positive.insert(positive.end(),
+                    {"perftest_mbps", "perftest_gbps", "load_vs_perftest", "load_hot_vs_perftest"});
   } else {
     EXPECT_NE(r.out.find("no ucx_perftest baseline"), std::string::npos) << r.out;
   }
@@ -99,6 +112,28 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
   EXPECT_FALSE(fs::exists(scratch)) << scratch;
 }
 
+// --client-memory register: the same windows from memory the benchmark registers itself; every
+// store and load succeeds (loads are checked byte for byte), and the run says which memory it used.
+TEST_F(KvaultBenchStoreTest, RegisteredClientMemoryStoresAndLoads) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  const fs::path json = dir_ / "register.json";
+  for (const char* transports : {"tcp", "posix,cma"}) {
+    SCOPED_TRACE(transports);
+    BinaryRun r = Run(std::string("store --client-memory register --sizes 64KiB --concurrency 1,2 "
+                                  "--ops 16 --reps 1 --chain-keys 10 --lookups 10 "
+                                  "--host-capacity 16MiB --redis none --perftest none "
+                                  "--transports ") +
+                      transports + " --json " + json.string());
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("client memory register"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
+    const std::string doc = Slurp(json);
+    EXPECT_NE(doc.find("\"client_memory\": \"register\""), std::string::npos) << doc;
+    for (double f : AllNumbers(doc, "failures")) EXPECT_EQ(f, 0) << doc;
+    for (double g : AllNumbers(doc, "kvault_load_gbps")) EXPECT_GT(g, 0) << doc;
+  }
+}
+
 TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
   const char* cases[][2] = {
       {"store --sizes 0", "--sizes"},
@@ -108,6 +143,7 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
       {"store --seconds fast", "--seconds"},
       {"store --transports 'tcp;rm'", "--transports"},
       {"store --server nohost", "--server"},
+      {"store --client-memory shared", "--client-memory"},
       {"store --sizes 8MiB --host-capacity 16MiB", "--host-capacity"},
       {"store --frobnicate 1", "unknown option"},
       {"store extra", "unexpected argument"},
@@ -123,6 +159,7 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--concurrency"), std::string::npos);
   EXPECT_NE(help.out.find("--transports"), std::string::npos);
+  EXPECT_NE(help.out.find("--client-memory"), std::string::npos);
   BinaryRun usage = Run("--help");
   EXPECT_NE(usage.out.find("kvault-bench store"), std::string::npos) << usage.out;
 }
