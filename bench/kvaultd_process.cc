@@ -63,8 +63,10 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
 
 Result<std::unique_ptr<Client>> ConnectToKvaultd(const std::string& server,
                                                  const std::string& transports,
-                                                 const std::string& client_name) {
+                                                 const std::string& client_name,
+                                                 uint64_t registered_staging_bytes) {
   ClientConfig config;
+  config.registered_staging_bytes = registered_staging_bytes;
   config.server = server;
   config.ucx_transports = transports;
   config.client_name = client_name;

@@ -47,10 +47,11 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch);
 
 // A client of the kvaultd under test at `server` (HOST:PORT), over `transports` (UCX_TLS syntax;
 // empty: UCX's default). Requests time out after 30 s (a busy two-core machine can stall a large
-// transfer for a while; a stall is still an error), connecting after 10 s.
-Result<std::unique_ptr<Client>> ConnectToKvaultd(const std::string& server,
-                                                 const std::string& transports,
-                                                 const std::string& client_name);
+// transfer for a while; a stall is still an error), connecting after 10 s. Requests on memory
+// registered with RegisterMemory are staged through `registered_staging_bytes` (0: not staged).
+Result<std::unique_ptr<Client>> ConnectToKvaultd(
+    const std::string& server, const std::string& transports, const std::string& client_name,
+    uint64_t registered_staging_bytes = ClientConfig{}.registered_staging_bytes);
 
 // The process's CPU time so far, all threads, in seconds: the sum of its live threads'
 // /proc/<pid>/task/*/schedstat (nanoseconds on a CPU), or, where the kernel has no schedstat,

@@ -25,7 +25,8 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
                           [--seconds S | --ops N] [--reps N] [--transports TLS]
                           [--host-capacity B] [--pool-bytes B] [--chain-keys N] [--lookups N]
                           [--perftest-bytes B] [--kvaultd PATH] [--redis PATH|none]
-                          [--perftest PATH|none] [--client-memory allocate|register] [--keep]
+                          [--perftest PATH|none] [--client-memory allocate|register|register-direct]
+                          [--keep]
 
   --server HOST:PORT   measure this daemon (its memory is then not measured); default: start
                        kvaultd from this binary's directory with ports 0, a scratch data
@@ -53,8 +54,10 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --perftest PATH      ucx_perftest binary (default from PATH); "none" skips that baseline.
   --client-memory M    where the clients' objects and load destinations live: allocate
                        (default; Client::AllocateMemory, shared memory the daemon copies to and
-                       from) or register (page-aligned memory of this process registered with
-                       Client::RegisterMemory, as an engine's own buffers would be).
+                       from), register (page-aligned memory of this process registered with
+                       Client::RegisterMemory, as an engine's own buffers would be; the client
+                       stages its requests through its own shared memory), or register-direct
+                       (the same with the client's staging off: UCX moves registered memory).
   --keep               keep the scratch directory (daemon and redis logs).
 
 Store windows write objects not stored before (they are deleted again after each window); load
@@ -128,11 +131,16 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.perftest = a.GetOr("perftest", "ucx_perftest");
   c.keep = a.Has("keep");
   const std::string memory = a.GetOr("client-memory", "allocate");
-  if (memory != "allocate" && memory != "register") {
-    return Status::InvalidArgument("--client-memory takes allocate or register, got '" + memory +
-                                   "'");
+  if (memory == "allocate") {
+    c.memory = ClientMemory::kAllocate;
+  } else if (memory == "register") {
+    c.memory = ClientMemory::kRegister;
+  } else if (memory == "register-direct") {
+    c.memory = ClientMemory::kRegisterDirect;
+  } else {
+    return Status::InvalidArgument(
+        "--client-memory takes allocate, register or register-direct, got '" + memory + "'");
   }
-  c.register_memory = memory == "register";
   // Loads need a set that fits the tier next to an object being stored.
   for (uint64_t size : c.sizes) {
     if (c.server.empty() && SyntheticObjectBytes(size) > c.host_capacity / 4) {
@@ -354,6 +362,7 @@ int RunStoreBench(const std::vector<std::string>& args) {
   } else {
     r.memory_note = "daemon memory not measured (--server: not this benchmark's process)";
   }
+  r.staging = (*kv)->staging();
   if (redis) redis->Stop();
   (*kv)->Stop();
 

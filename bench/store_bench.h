@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "kvault/client.h"
 #include "kvault/common/result.h"
 #include "report.h"
 
@@ -29,6 +30,13 @@ namespace kvault::bench {
 int RunStoreBench(const std::vector<std::string>& args);
 
 namespace store_bench {
+
+// kAllocate: memory the client allocates through UCX (AllocateMemory, shared memory the daemon
+// copies to and from). kRegister: memory the bench allocates itself and registers
+// (RegisterMemory), as an engine's own buffers would be; the client stages requests on it through
+// its own shared memory (ClientConfig::registered_staging_bytes). kRegisterDirect: the same memory
+// with staging off, so that UCX moves it.
+enum class ClientMemory { kAllocate, kRegister, kRegisterDirect };
 
 struct Config {
   std::string server;                 // --server HOST:PORT; empty: start kvaultd
@@ -48,16 +56,20 @@ struct Config {
   std::string redis = "redis-server";      // "none" skips the redis baseline
   std::string perftest = "ucx_perftest";   // "none" skips the perftest baseline
   bool keep = false;                       // keep the scratch directory (daemon and redis logs)
-  // Where the workers' objects and destinations live: false (default), memory the client
-  // allocates through UCX (AllocateMemory, shared memory the daemon copies to and from);
-  // true, memory the bench allocates itself and registers (RegisterMemory), as an engine's own
-  // buffers would be.
-  bool register_memory = false;
+  // Where the workers' objects and destinations live (--client-memory).
+  ClientMemory memory = ClientMemory::kAllocate;
 };
 
-// "allocate" or "register" (--client-memory).
+// "allocate", "register" or "register-direct" (--client-memory).
 inline const char* ClientMemoryName(const Config& c) {
-  return c.register_memory ? "register" : "allocate";
+  switch (c.memory) {
+    case ClientMemory::kRegister:
+      return "register";
+    case ClientMemory::kRegisterDirect:
+      return "register-direct";
+    default:
+      return "allocate";
+  }
 }
 
 // One timed window: all threads start together; it ends when every thread has stopped.
@@ -133,6 +145,7 @@ struct Results {
   Lookup lookup;
   std::vector<Row> rows;
   std::optional<Memory> memory;
+  RegisteredStagingStats staging;  // the clients' requests on registered memory, all rows
   std::string redis_note, perftest_note, memory_note;  // why a baseline is missing
 };
 
@@ -247,10 +260,13 @@ class KvaultSide {
   uint64_t load_per_thread() const { return load_per_thread_; }
   // Stops the daemon (SIGTERM, then SIGKILL).
   void Stop();
+  // How the workers' requests on registered memory were staged, all rows so far.
+  RegisteredStagingStats staging() const;
 
  private:
   struct Worker;
   KvaultSide() = default;
+  RegisteredStagingStats closed_staging_;  // of the workers of earlier rows
   std::string server_, ready_line_;
   std::unique_ptr<ChildProcess> daemon_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -22,7 +22,9 @@ constexpr uint32_t kRowTag = 0x524f57;    // "ROW"
 constexpr size_t kDeleteBatch = 1024;
 
 Result<std::unique_ptr<Client>> ConnectClient(const Config& c, const std::string& server) {
-  return ConnectToKvaultd(server, c.transports, "kvault-bench store");
+  return c.memory == ClientMemory::kRegisterDirect
+             ? ConnectToKvaultd(server, c.transports, "kvault-bench store", 0)
+             : ConnectToKvaultd(server, c.transports, "kvault-bench store");
 }
 
 Status DeleteAll(Client& client, const std::vector<BlockKey>& keys) {
@@ -56,7 +58,7 @@ using OwnedBytes = std::unique_ptr<uint8_t, FreeBytes>;
 
 struct KvaultSide::Worker {
   std::unique_ptr<Client> client;
-  // --client-memory register: the bench's own memory behind `objects` and `destination`
+  // --client-memory register(-direct): the bench's own memory behind `objects` and `destination`
   // (declared first, so that it outlives their registrations).
   std::vector<OwnedBytes> owned;
   MemoryRegion objects;      // objects_per_thread_ objects back to back
@@ -64,8 +66,8 @@ struct KvaultSide::Worker {
 
   // `bytes` of registered memory: allocated by the client through UCX, or (register) allocated
   // here, page-aligned and faulted in, and registered.
-  Result<MemoryRegion> Memory(bool register_memory, size_t bytes) {
-    if (!register_memory) return client->AllocateMemory(bytes);
+  Result<MemoryRegion> Memory(ClientMemory kind, size_t bytes) {
+    if (kind == ClientMemory::kAllocate) return client->AllocateMemory(bytes);
     constexpr size_t kPage = 4096;
     const size_t rounded = (bytes + kPage - 1) / kPage * kPage;
     OwnedBytes memory(static_cast<uint8_t*>(std::aligned_alloc(kPage, rounded)));
@@ -170,6 +172,17 @@ Result<Lookup> KvaultSide::MeasureLookup(const Config& c) {
   return out;
 }
 
+RegisteredStagingStats KvaultSide::staging() const {
+  RegisteredStagingStats sum = closed_staging_;
+  for (const auto& w : workers_) {
+    const RegisteredStagingStats s = w->client->registered_staging();
+    sum.pool_bytes = s.pool_bytes;
+    sum.staged_requests += s.staged_requests;
+    sum.direct_requests += s.direct_requests;
+  }
+  return sum;
+}
+
 Status KvaultSide::PrepareRow(const Config& c, uint64_t block_bytes, uint32_t threads, Row& row) {
   // The previous row's load set is still stored; the new row starts from an empty tier. Its
   // clients are closed too: the daemon may keep a client's buffers mapped (cached remote keys)
@@ -177,6 +190,7 @@ Status KvaultSide::PrepareRow(const Config& c, uint64_t block_bytes, uint32_t th
   for (auto& w : workers_) {
     KVAULT_RETURN_IF_ERROR(DeleteAll(*w->client, w->keys).WithContext("delete the last row"));
   }
+  closed_staging_ = staging();
   workers_.clear();
   object_bytes_ = SyntheticObjectBytes(block_bytes);
   if (object_bytes_ == 0) return Status::OutOfRange("block size too large");
@@ -206,10 +220,10 @@ Status KvaultSide::PrepareRow(const Config& c, uint64_t block_bytes, uint32_t th
     w.objects = MemoryRegion();
     w.destination = MemoryRegion();
     w.owned.clear();
-    Result<MemoryRegion> objects = w.Memory(c.register_memory, objects_per_thread_ * object_bytes_);
+    Result<MemoryRegion> objects = w.Memory(c.memory, objects_per_thread_ * object_bytes_);
     if (!objects.ok()) return objects.status().WithContext("allocate objects");
     w.objects = std::move(*objects);
-    Result<MemoryRegion> dest = w.Memory(c.register_memory, 2 * object_bytes_);
+    Result<MemoryRegion> dest = w.Memory(c.memory, 2 * object_bytes_);
     if (!dest.ok()) return dest.status().WithContext("allocate destinations");
     w.destination = std::move(*dest);
     w.last_loaded[0] = w.last_loaded[1] = -1;

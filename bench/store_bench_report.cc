@@ -170,6 +170,14 @@ void PrintReport(const Config& c, const Results& r) {
         "  ucx_perftest resends one buffer that stays in cache; `load` reads a load set larger\n"
         "  than the caches, `load-hot` reloads one object per thread: the like-for-like figure.\n");
   }
+  if (c.memory != ClientMemory::kAllocate) {
+    std::printf(
+        "  client staging of registered memory (%.0f MiB pool per client): %llu requests "
+        "staged, %llu direct\n",
+        r.staging.pool_bytes / 1048576.0,
+        static_cast<unsigned long long>(r.staging.staged_requests),
+        static_cast<unsigned long long>(r.staging.direct_requests));
+  }
   for (const std::string& note : {r.redis_note, r.perftest_note, r.memory_note}) {
     if (!note.empty()) std::printf("  note: %s\n", note.c_str());
   }
@@ -269,6 +277,9 @@ Json ReportJson(const Config& c, const Results& r) {
       {"started_daemon", r.started_daemon},
       {"transports", c.transports},
       {"client_memory", ClientMemoryName(c)},
+      {"registered_staging", Json::Object{{"pool_bytes", r.staging.pool_bytes},
+                                          {"staged_requests", r.staging.staged_requests},
+                                          {"direct_requests", r.staging.direct_requests}}},
       {"concurrency_model",
        "one thread per unit of concurrency, each with its own Client (and "
        "redis connection), one request in flight per thread"},

@@ -39,6 +39,7 @@ Result<ClientConfig> ToClientConfig(const kvault_config& c) {
   config.tls = c.tls != 0;
   config.tls_ca_file = Str(c.tls_ca_file);
   config.tls_server_name = Str(c.tls_server_name);
+  config.registered_staging_bytes = c.registered_staging_bytes;
   return config;
 }
 
@@ -72,6 +73,7 @@ void kvault_config_init(kvault_config* config) noexcept {
   config->data_plane = defaults.data_plane ? 1 : 0;
   config->client_name = "libkvault";
   config->tls = defaults.tls ? 1 : 0;
+  config->registered_staging_bytes = defaults.registered_staging_bytes;
 }
 
 kvault_status kvault_connect(const kvault_config* config, kvault_client** client) noexcept {

@@ -146,7 +146,8 @@ std::unique_ptr<PyClient> NewClient(std::string server, std::string tenant, std:
                                     int64_t stall_timeout_ms, int64_t reconnect_backoff_ms,
                                     bool data_plane, std::string ucx_transports,
                                     std::string client_name, bool tls, std::string tls_ca_file,
-                                    std::string tls_server_name) {
+                                    std::string tls_server_name,
+                                    uint64_t registered_staging_bytes) {
   ClientConfig c;
   c.server = std::move(server);
   c.tenant = std::move(tenant);
@@ -161,6 +162,7 @@ std::unique_ptr<PyClient> NewClient(std::string server, std::string tenant, std:
   c.tls = tls;
   c.tls_ca_file = std::move(tls_ca_file);
   c.tls_server_name = std::move(tls_server_name);
+  c.registered_staging_bytes = registered_staging_bytes;
   return Connect(c);
 }
 
@@ -387,7 +389,8 @@ void BindClient(py::module_& m) {
            py::arg("stall_timeout_ms") = 30000, py::arg("reconnect_backoff_ms") = 1000,
            py::arg("data_plane") = true, py::arg("ucx_transports") = "",
            py::arg("client_name") = "kvault-python", py::arg("tls") = false,
-           py::arg("tls_ca_file") = "", py::arg("tls_server_name") = "")
+           py::arg("tls_ca_file") = "", py::arg("tls_server_name") = "",
+           py::arg("registered_staging_bytes") = ClientConfig{}.registered_staging_bytes)
       .def("close",
            [](PyClient& self) {
              std::shared_ptr<Client> c = std::move(self.client);
@@ -409,11 +412,24 @@ void BindClient(py::module_& m) {
                              [](const PyClient& self) { return self.Get()->session_id(); })
       .def_property_readonly("server",
                              [](const PyClient& self) { return self.Get()->config().server; })
+      .def_property_readonly(
+          "registered_staging",
+          [](const PyClient& self) {
+            const RegisteredStagingStats s = self.Get()->registered_staging();
+            py::dict d;
+            d["pool_bytes"] = s.pool_bytes;
+            d["staged_requests"] = s.staged_requests;
+            d["direct_requests"] = s.direct_requests;
+            return d;
+          },
+          "How requests on register()ed memory went: {'pool_bytes', 'staged_requests', "
+          "'direct_requests'} (Client::registered_staging).")
       .def("allocate", &Allocate, py::arg("nbytes"),
            "Allocates and registers nbytes of host memory (the preferred staging buffer).")
       .def("register", &Register, py::arg("buffer"),
            "Registers the memory of a C-contiguous buffer (e.g. a numpy array); the Region keeps "
-           "it alive.")
+           "it alive. Requests on it are staged through the client's own shared memory "
+           "(registered_staging_bytes).")
       .def("lookup", &Lookup, py::arg("keys"), py::arg("lease") = false,
            py::arg("lease_ttl_ms") = 0, py::arg("timeout_ms") = py::none(),
            py::arg("check") = false,

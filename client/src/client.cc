@@ -11,6 +11,7 @@
 
 #include "client_core.h"
 #include "op_state.h"
+#include "staged_transfer.h"
 
 namespace kvault {
 
@@ -18,6 +19,10 @@ using client_internal::ClientCore;
 using client_internal::Link;
 using client_internal::OpState;
 using client_internal::RegionRecord;
+using client_internal::StagedLoad;
+using client_internal::StagedSources;
+using client_internal::StagingAlignUp;
+using client_internal::StagingPool;
 
 namespace {
 
@@ -57,9 +62,11 @@ struct Part {
 };
 
 // Groups keys by the region their memory lies in (first-seen order) and cuts each group to the
-// request size. Returns InvalidArgument naming the first span outside every region.
-template <typename SpanAt>
+// request size; a staged region's parts also to the bytes one request may stage (staged_bytes(i)
+// each). Returns InvalidArgument naming the first span outside every region.
+template <typename SpanAt, typename StagedBytes>
 Result<std::vector<Part>> PlanParts(ClientCore& core, size_t count, SpanAt span_at,
+                                    StagedBytes staged_bytes,
                                     const transport::ProtocolLimits& limits, size_t entry_bytes,
                                     const char* what) {
   std::vector<Part> groups;
@@ -80,11 +87,23 @@ Result<std::vector<Part>> PlanParts(ClientCore& core, size_t count, SpanAt span_
   }
   std::vector<Part> parts;
   for (Part& g : groups) {
-    const size_t per = EntriesPerRequest(limits, g.region->region.remote_key.size(), entry_bytes);
-    for (size_t at = 0; at < g.indices.size(); at += per) {
-      const size_t end = std::min(g.indices.size(), at + per);
-      parts.push_back(Part{g.region, {g.indices.begin() + at, g.indices.begin() + end}});
+    // A staged request names the pool's key instead, which may be longer than the region's.
+    const size_t key_bytes = g.region->region.remote_key.size() + (g.region->staged ? 256 : 0);
+    const size_t per = EntriesPerRequest(limits, key_bytes, entry_bytes);
+    const uint64_t budget = g.region->staged ? core.staging().part_bytes() : UINT64_MAX;
+    Part part{g.region, {}};
+    uint64_t bytes = 0;
+    for (size_t i : g.indices) {
+      const uint64_t b = StagingAlignUp(staged_bytes(i));
+      if (!part.indices.empty() && (part.indices.size() == per || bytes + b > budget)) {
+        parts.push_back(std::move(part));
+        part = Part{g.region, {}};
+        bytes = 0;
+      }
+      part.indices.push_back(i);
+      bytes += b;
     }
+    if (!part.indices.empty()) parts.push_back(std::move(part));
   }
   return parts;
 }
@@ -163,7 +182,7 @@ Result<MemoryRegion> Client::RegisterMemory(void* ptr, size_t len) {
   if (!core_->agent()) return Status::Unsupported("RegisterMemory: client has no data plane");
   KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region,
                           core_->agent()->RegisterMemory(ptr, len));
-  return MemoryRegion(core_->Adopt(std::move(region)));
+  return MemoryRegion(core_->Adopt(std::move(region), core_->staging().capacity() > 0));
 }
 
 Result<MemoryRegion> Client::AllocateMemory(size_t len) {
@@ -236,19 +255,28 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
       [&](size_t i) {
         return std::pair<const void*, size_t>(sources[i].data(), sources[i].size());
       },
-      limits, 48, "store: source");
+      [&](size_t i) { return uint64_t{sources[i].size()}; }, limits, 48, "store: source");
   if (!parts.ok()) return fail(parts.status());
 
   auto state = std::make_shared<OpState>(keys.size());
   state->ExpectParts(parts->size());
   for (Part& part : *parts) {
-    transport::Store request;
-    request.remote_key = part.region->region.remote_key;
-    request.entries.reserve(part.indices.size());
-    for (size_t i : part.indices) {
-      request.entries.push_back(
-          {keys[i], reinterpret_cast<uint64_t>(sources[i].data()), sources[i].size()});
+    std::optional<StagedSources> staged;
+    if (part.region->staged) {
+      staged = StageSources(core_->staging(), sources, part.indices);
+      core_->staging().CountRequest(staged.has_value());
     }
+    transport::Store request;
+    request.remote_key =
+        staged ? staged->chunk->region().region.remote_key : part.region->region.remote_key;
+    request.entries.reserve(part.indices.size());
+    for (size_t k = 0; k < part.indices.size(); ++k) {
+      const size_t i = part.indices[k];
+      const std::span<const uint8_t> source = staged ? staged->staged[k] : sources[i];
+      request.entries.push_back(
+          {keys[i], reinterpret_cast<uint64_t>(source.data()), source.size()});
+    }
+    std::shared_ptr<StagingPool::Chunk> chunk = staged ? staged->chunk : nullptr;
     auto indices = std::make_shared<std::vector<size_t>>(std::move(part.indices));
     link->conn->Call(
         request, deadline,
@@ -263,8 +291,8 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
             per_key.push_back(transport::StatusFromWire(s));
           state->PartDone(*indices, Status::Ok(), per_key, {});
         },
-        // The region stays registered until the daemon is done with it.
-        [state, region = part.region] { state->PartSettled(); });
+        // The region (or the chunk) stays registered until the daemon is done with it.
+        [state, region = part.region, chunk] { state->PartSettled(); });
   }
   return StoreHandle(std::move(state));
 }
@@ -304,6 +332,10 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
         return std::pair<const void*, size_t>(destinations[i].buffer.data(),
                                               destinations[i].buffer.size());
       },
+      [&](size_t i) {
+        const LoadDestination& d = destinations[i];
+        return d.length != 0 ? d.length : uint64_t{d.buffer.size()};
+      },
       limits, 64, "load: destination");
   if (!parts.ok()) return fail(parts.status());
   // A lease of an earlier session means nothing to this one: load without it.
@@ -312,19 +344,29 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
   auto state = std::make_shared<OpState>(keys.size());
   state->ExpectParts(parts->size());
   for (Part& part : *parts) {
+    std::shared_ptr<const StagedLoad> staged;
+    if (part.region->staged) {
+      std::optional<StagedLoad> made =
+          StagedLoad::Make(core_->staging(), destinations, part.indices);
+      core_->staging().CountRequest(made.has_value());
+      if (made) staged = std::make_shared<const StagedLoad>(std::move(*made));
+    }
     transport::Load request;
     request.lease_id = lease_id;
-    request.remote_key = part.region->region.remote_key;
+    request.remote_key =
+        staged ? staged->region().region.remote_key : part.region->region.remote_key;
     request.entries.reserve(part.indices.size());
-    for (size_t i : part.indices) {
-      const LoadDestination& d = destinations[i];
+    for (size_t k = 0; k < part.indices.size(); ++k) {
+      const size_t i = part.indices[k];
+      const LoadDestination& d = staged ? staged->staged(k) : destinations[i];
       request.entries.push_back({keys[i], reinterpret_cast<uint64_t>(d.buffer.data()),
                                  d.buffer.size(), d.offset, d.length});
     }
     auto indices = std::make_shared<std::vector<size_t>>(std::move(part.indices));
     link->conn->Call(
         request, deadline,
-        [state, indices](Result<transport::Message> reply) {
+        // A staged part's bytes reach the caller's buffers before its keys are done.
+        [state, indices, staged](Result<transport::Message> reply) {
           if (!reply.ok()) return state->PartDone(*indices, reply.status(), {}, {});
           const auto& r = std::get<transport::LoadReply>(*reply);
           Status counted = CheckCount(r, r.outcomes.size(), indices->size());
@@ -337,9 +379,10 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
             per_key.push_back(transport::StatusFromWire(o.status));
             sizes.push_back(o.object_size);
           }
+          if (staged) staged->CopyOut(per_key, sizes);
           state->PartDone(*indices, Status::Ok(), per_key, sizes);
         },
-        [state, region = part.region] { state->PartSettled(); });
+        [state, region = part.region, staged] { state->PartSettled(); });
   }
   return LoadHandle(std::move(state));
 }
@@ -441,6 +484,11 @@ Result<std::chrono::nanoseconds> Client::Ping(std::optional<Deadline> deadline) 
     return Status::Corruption("pong: payload differs from the ping's");
   }
   return std::chrono::duration_cast<std::chrono::nanoseconds>(rtt);
+}
+
+RegisteredStagingStats Client::registered_staging() const {
+  StagingPool& pool = core_->staging();
+  return {pool.capacity(), pool.staged_requests(), pool.direct_requests()};
 }
 
 bool Client::connected() const { return core_->connected(); }

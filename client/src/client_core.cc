@@ -37,7 +37,14 @@ ClientCore::ClientCore(ClientConfig config, HostPort address,
     : config_(std::move(config)),
       address_(std::move(address)),
       agent_(std::move(agent)),
-      release_channel_(std::make_shared<ReleaseChannel>(config_.request_timeout)) {}
+      release_channel_(std::make_shared<ReleaseChannel>(config_.request_timeout)),
+      staging_(agent_ ? config_.registered_staging_bytes : 0,
+               [this](uint64_t bytes) -> Result<std::shared_ptr<RegionRecord>> {
+                 KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region,
+                                         agent_->AllocateMemory(bytes));
+                 // Not in the region table: no caller's pointer lies in it.
+                 return std::make_shared<RegionRecord>(agent_, std::move(region), release_channel_);
+               }) {}
 
 ClientCore::~ClientCore() {
   std::shared_ptr<Connection> conn;
@@ -138,8 +145,9 @@ uint64_t ClientCore::session_id() const {
   return link_.conn && link_.conn->alive() ? link_.session : 0;
 }
 
-std::shared_ptr<RegionRecord> ClientCore::Adopt(transport::RegisteredRegion region) {
+std::shared_ptr<RegionRecord> ClientCore::Adopt(transport::RegisteredRegion region, bool staged) {
   auto record = std::make_shared<RegionRecord>(agent_, std::move(region), release_channel_);
+  record->staged = staged;
   const TrackedRegion tracked{reinterpret_cast<uintptr_t>(record->region.memory.address()),
                               record->region.memory.length(), record};
   std::lock_guard<std::mutex> lock(regions_mu_);

@@ -16,6 +16,7 @@
 #include "connection.h"
 #include "kvault/client.h"
 #include "kvault/transport/ucx/ucx_agent.h"
+#include "staging_pool.h"
 
 namespace kvault::client_internal {
 
@@ -65,6 +66,8 @@ struct RegionRecord {
   std::shared_ptr<transport::UcxAgent> agent;
   transport::RegisteredRegion region;
   std::shared_ptr<ReleaseChannel> channel;
+  // Requests on this region go through the staging pool (caller-registered memory).
+  bool staged = false;
 };
 
 // A live connection and the session it authenticated.
@@ -83,12 +86,15 @@ class ClientCore {
   Result<Link> Acquire(Deadline deadline);
 
   // A record for a new registration of the agent, in the table that Store and Load search.
-  std::shared_ptr<RegionRecord> Adopt(transport::RegisteredRegion region);
+  // `staged`: requests on it go through staging() (memory the caller registered).
+  std::shared_ptr<RegionRecord> Adopt(transport::RegisteredRegion region, bool staged = false);
   // The registered region that holds [p, p + n), or null.
   std::shared_ptr<RegionRecord> FindRegion(const void* p, size_t n);
 
   const ClientConfig& config() const { return config_; }
   transport::UcxAgent* agent() const { return agent_.get(); }
+  // Staging for requests on staged regions (config().registered_staging_bytes).
+  StagingPool& staging() { return staging_; }
   Deadline DeadlineOr(const std::optional<Deadline>& d) const {
     return d ? *d : Clock::now() + config_.request_timeout;
   }
@@ -121,6 +127,8 @@ class ClientCore {
   };
   std::mutex regions_mu_;
   std::vector<TrackedRegion> regions_;
+
+  StagingPool staging_;
 
   friend class kvault::Client;
 };

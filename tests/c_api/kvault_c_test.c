@@ -31,6 +31,7 @@ static void test_errors_and_config(void) {
   CHECK(config.struct_size == sizeof(kvault_config));
   CHECK(config.connect_timeout_ms == 2000 && config.request_timeout_ms == 5000);
   CHECK(config.data_plane == 1 && config.tls == 0);
+  CHECK(config.registered_staging_bytes == (uint64_t)64 << 20);
   CHECK_STATUS(kvault_connect(&config, NULL), KVAULT_INVALID_ARGUMENT);
   CHECK_STATUS(kvault_connect(&config, &client), KVAULT_INVALID_ARGUMENT); /* no server */
   CHECK(strstr(kvault_last_error(), "server") != NULL);

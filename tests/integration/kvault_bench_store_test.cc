@@ -112,25 +112,41 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
   EXPECT_FALSE(fs::exists(scratch)) << scratch;
 }
 
-// --client-memory register: the same windows from memory the benchmark registers itself; every
-// store and load succeeds (loads are checked byte for byte), and the run says which memory it used.
+// --client-memory register and register-direct: the same windows from memory the benchmark
+// registers itself, staged through the clients' pools or moved by UCX; every store and load
+// succeeds (loads are checked byte for byte), and the run says which memory it used and how many
+// requests were staged (all of them with register, none with register-direct).
 TEST_F(KvaultBenchStoreTest, RegisteredClientMemoryStoresAndLoads) {
   if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
   const fs::path json = dir_ / "register.json";
-  for (const char* transports : {"tcp", "posix,cma"}) {
-    SCOPED_TRACE(transports);
-    BinaryRun r = Run(std::string("store --client-memory register --sizes 64KiB --concurrency 1,2 "
-                                  "--ops 16 --reps 1 --chain-keys 10 --lookups 10 "
-                                  "--host-capacity 16MiB --redis none --perftest none "
-                                  "--transports ") +
-                      transports + " --json " + json.string());
-    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-    EXPECT_NE(r.out.find("client memory register"), std::string::npos) << r.out;
-    EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
-    const std::string doc = Slurp(json);
-    EXPECT_NE(doc.find("\"client_memory\": \"register\""), std::string::npos) << doc;
-    for (double f : AllNumbers(doc, "failures")) EXPECT_EQ(f, 0) << doc;
-    for (double g : AllNumbers(doc, "kvault_load_gbps")) EXPECT_GT(g, 0) << doc;
+  for (const std::string memory : {"register", "register-direct"}) {
+    for (const char* transports : {"tcp", "posix,cma"}) {
+      SCOPED_TRACE(memory + " over " + transports);
+      BinaryRun r = Run("store --client-memory " + memory +
+                        " --sizes 64KiB --concurrency 1,2 --ops 16 --reps 1 --chain-keys 10 "
+                        "--lookups 10 --host-capacity 16MiB --redis none --perftest none "
+                        "--transports " +
+                        transports + " --json " + json.string());
+      ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+      EXPECT_NE(r.out.find("client memory " + memory + ","), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("client staging of registered memory"), std::string::npos) << r.out;
+      EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
+      const std::string doc = Slurp(json);
+      EXPECT_NE(doc.find("\"client_memory\": \"" + memory + "\""), std::string::npos) << doc;
+      for (double f : AllNumbers(doc, "failures")) EXPECT_EQ(f, 0) << doc;
+      for (double g : AllNumbers(doc, "kvault_load_gbps")) EXPECT_GT(g, 0) << doc;
+      const std::vector<double> staged = AllNumbers(doc, "staged_requests");
+      const std::vector<double> direct = AllNumbers(doc, "direct_requests");
+      ASSERT_EQ(staged.size(), 1u) << doc;
+      ASSERT_EQ(direct.size(), 1u) << doc;
+      if (memory == "register") {
+        EXPECT_GT(staged[0], 0) << doc;
+        EXPECT_EQ(direct[0], 0) << "64 KiB requests always fit a client's pool\n" << doc;
+      } else {
+        EXPECT_EQ(staged[0], 0) << doc;
+        EXPECT_EQ(direct[0], 0) << "staging off: nothing is counted\n" << doc;
+      }
+    }
   }
 }
 

@@ -227,3 +227,39 @@ def test_lookup_failure_is_a_miss(own_daemon, ns):
     with pytest.raises(kvault.UnavailableError):
         c.ping()
     c.close()
+
+
+@pytest.mark.parametrize("staging", [64 << 20, 0])
+def test_registered_numpy_memory_is_staged_unless_turned_off(daemon, ns, staging):
+    """store and load on register()ed numpy arrays: staged through the client's pool by default
+    (the source may change once store() returns), moved by UCX directly with staging off; both
+    byte-exact."""
+    with kvault.Client(daemon.server, request_timeout_ms=10000,
+                       registered_staging_bytes=staging) as c:
+        kv = make_kv(12, seed=5 + staging % 7)
+        keys = kvault.chain_keys(ns, [7, staging % 1000] + list(range(10)), BLOCK)
+        src_array = np.zeros(1 << 16, dtype=np.uint8)
+        src = c.register(src_array)
+        _, objects = sealed_objects(ns, kv, keys, src)
+        expected = [bytes(o) for o in objects]
+        put = c.store(keys, objects)
+        if staging:
+            src_array[:] = 0x5A  # the sources were copied before store() returned
+        assert put.wait(timeout_s=10) and put.leading_ok == 3
+
+        dst_array = np.full(1 << 16, 0xEE, dtype=np.uint8)
+        dst = c.register(dst_array)
+        views = [dst_array[i * 8192:i * 8192 + 8192] for i in range(3)]
+        get = c.load(None, keys, views)
+        assert get.wait(timeout_s=10) and get.leading_ok == 3
+        for i in range(3):
+            n = get.object_size(i)
+            assert bytes(views[i][:n]) == expected[i]
+            assert (views[i][n:] == 0xEE).all()
+        stats = c.registered_staging
+        assert stats["pool_bytes"] == staging
+        if staging:
+            assert stats["staged_requests"] >= 2 and stats["direct_requests"] == 0
+        else:
+            assert stats["staged_requests"] == 0 and stats["direct_requests"] == 0
+        del src, dst

@@ -136,6 +136,14 @@ struct GpuBlockExport {
   kernels::GpuIpcExport block;
 };
 
+// How the client's requests on memory the caller registered went (ClientConfig::
+// registered_staging_bytes). Counts requests (a Store or Load is one or more requests).
+struct RegisteredStagingStats {
+  uint64_t pool_bytes = 0;       // the staging pool's size; 0: staging is off
+  uint64_t staged_requests = 0;  // copied through the pool
+  uint64_t direct_requests = 0;  // sent on the registered memory itself: no room in the pool
+};
+
 // One entry of the daemon's Stats reply.
 struct ServerStat {
   std::string name;                      // e.g. "host.used_bytes", "store.lookups_total"
@@ -157,8 +165,11 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Registers caller-owned host memory [ptr, ptr + len) for the daemon's transfers. The memory
-  // must outlive the region. InvalidArgument for a null pointer or zero length; Unsupported
-  // without a data plane; UCX's status when it refuses (ResourceExhausted for pinning limits).
+  // must outlive the region. Requests on it are staged through the client's own shared memory
+  // (ClientConfig::registered_staging_bytes): a Store copies its sources before it returns, a Load
+  // copies the bytes of each OK key out when its reply comes. InvalidArgument for a null pointer
+  // or zero length; Unsupported without a data plane; UCX's status when it refuses
+  // (ResourceExhausted for pinning limits).
   Result<MemoryRegion> RegisterMemory(void* ptr, size_t len);
   // Allocates `len` bytes through UCX and registers them; with a shared-memory transport a daemon
   // on the same host reaches them with single copies (the preferred staging buffer).
@@ -215,6 +226,9 @@ class Client {
 
   // Round trip of a Ping: measures liveness and latency of the control plane.
   Result<std::chrono::nanoseconds> Ping(std::optional<Deadline> deadline = std::nullopt);
+
+  // The staging of requests on RegisterMemory regions so far.
+  RegisteredStagingStats registered_staging() const;
 
   // True while the current connection is up (false after a loss, until a call reconnects).
   bool connected() const;

@@ -43,6 +43,14 @@ struct ClientConfig {
   // UCX transports of the agent, in UCX_TLS syntax ("tcp", "posix,cma,tcp", "sm"). Empty: UCX's
   // choice. Must share one transport with the daemon's. Default empty.
   std::string ucx_transports;
+  // Staging for memory the caller registered (Client::RegisterMemory): requests on such regions
+  // are copied through an internal Client::AllocateMemory pool of this many bytes (allocated on
+  // first use), because UCX moves registered memory only through software emulation that the
+  // client's progress thread serves fragment by fragment (several times slower, and far slower
+  // when cores are scarce; docs/client.md "Registered or allocated memory"). A request that does
+  // not fit the pool's free space goes to the registered memory directly. A request stages at most
+  // a quarter of the pool. 0 = off. Default 64 MiB.
+  uint64_t registered_staging_bytes = uint64_t{64} << 20;
   // Free text shown in the daemon's logs, at most 256 bytes. Default "libkvault".
   std::string client_name = "libkvault";
 

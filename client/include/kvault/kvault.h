@@ -276,6 +276,8 @@ typedef struct kvault_config {
   int tls;                      /* non-zero: TLS on the control connection; default 0 */
   const char* tls_ca_file;      /* PEM CA bundle; default "": the system's. Only with tls */
   const char* tls_server_name;  /* name the certificate must match; default: host of server */
+  uint64_t registered_staging_bytes; /* staging pool for kvault_register_memory regions;
+                                      * 0 off; default 64 MiB */
 } kvault_config;
 
 /* Fills `config` with the defaults above (server NULL). */
