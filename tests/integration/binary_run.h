@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -74,9 +75,11 @@ class BinaryTest : public ::testing::Test {
  protected:
   explicit BinaryTest(std::string binary) : binary_(std::move(binary)) {}
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           (binary_ + "_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    // A parameterized test's name holds a '/' ("Test/Param"): flatten it, so that TearDown
+    // removes the whole directory rather than its last component.
+    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(test.begin(), test.end(), '/', '_');
+    dir_ = fs::temp_directory_path() / (binary_ + "_" + std::to_string(::getpid()) + "_" + test);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }

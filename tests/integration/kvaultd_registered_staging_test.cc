@@ -64,6 +64,10 @@ class RegisteredStagingTest : public BinaryTest, public ::testing::WithParamInte
                                  "--ucx.transports", GetParam()});
     ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
   }
+  void TearDown() override {
+    daemon_.reset();  // stopped before its directory goes
+    BinaryTest::TearDown();
+  }
 
   std::unique_ptr<Client> Connect(uint64_t staging_bytes) {
     ClientConfig config;
