@@ -150,6 +150,21 @@ std::string PeerName(const tcp::socket& socket) {
   return (peer.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(peer.port());
 }
 
+transport::TcpEnd EndOf(const tcp::endpoint& e) {
+  if (e.address().is_v4()) return transport::TcpEnd::V4(e.address().to_v4().to_bytes(), e.port());
+  return transport::TcpEnd::V6(e.address().to_v6().to_bytes(), e.port());
+}
+
+// Both ends of the socket, which the session's remote keys are checked against; nullopt once the
+// socket is gone.
+std::optional<transport::ControlConnection> ConnectionOf(const tcp::socket& socket) {
+  error_code local_ec, remote_ec;
+  const tcp::endpoint local = socket.local_endpoint(local_ec);
+  const tcp::endpoint remote = socket.remote_endpoint(remote_ec);
+  if (local_ec || remote_ec) return std::nullopt;
+  return transport::ControlConnection{EndOf(local), EndOf(remote)};
+}
+
 // One connection: its stream, its watchdog and its session. Everything runs on the
 // connection's io thread (the one thread of its io_context).
 template <typename Stream>
@@ -162,6 +177,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
         watchdog_(Lowest(stream_).get_executor()),
         session_(server.service.OpenSession()),
         peer_(PeerName(Lowest(stream_))) {
+    session_->connection = ConnectionOf(Lowest(stream_));
     KVAULT_LOG(LogLevel::kDebug, "control",
                peer_ + ": connected (session " + std::to_string(session_->id) + ")");
   }

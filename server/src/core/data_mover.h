@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "kvault/common/result.h"
+#include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
 
 namespace kvault::server {
@@ -20,9 +22,12 @@ class DataMover {
  public:
   virtual ~DataMover() = default;
 
-  // Connects to a client's data-plane worker (the address from its Hello). InvalidArgument or
-  // Corruption for malformed bytes; Unavailable when unreachable.
-  virtual Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address) = 0;
+  // Connects to a client's data-plane worker (the address from its Hello); `connection` is its
+  // control connection when known, against which the remote keys it sends are checked.
+  // InvalidArgument or Corruption for malformed bytes; Unavailable when unreachable.
+  virtual Result<transport::PeerId> Connect(
+      std::span<const uint8_t> worker_address,
+      const std::optional<transport::ControlConnection>& connection) = 0;
 
   // Forgets a peer; its transfers still in flight fail. Unknown ids are ignored.
   virtual void Disconnect(transport::PeerId peer) = 0;

@@ -169,7 +169,7 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
   }
   transport::AuthReply reply;
   if (!session.worker_address.empty() && data_ != nullptr) {
-    Result<transport::PeerId> peer = data_->Connect(session.worker_address);
+    Result<transport::PeerId> peer = data_->Connect(session.worker_address, session.connection);
     if (!peer.ok()) {
       KVAULT_LOG(LogLevel::kWarn, "auth",
                  SessionName(session) + ": cannot reach the client's UCX worker: " +

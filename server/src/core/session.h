@@ -13,6 +13,7 @@
 
 #include "kvault/common/auth.h"
 #include "kvault/storage/block_store.h"
+#include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
 #include "tenants/tenant_registry.h"
 
@@ -28,6 +29,9 @@ struct Session {
   std::vector<uint8_t> worker_address;  // the client's data-plane worker, may be empty
   const Tenant* tenant = nullptr;     // set by a successful Auth
   std::optional<transport::PeerId> peer;  // data-plane peer, connected after Auth
+  // The control connection's ends, set by the control server; the peer's remote keys are
+  // checked against it (UcxRemoteKey::Unpack). Empty in-process (tests).
+  std::optional<transport::ControlConnection> connection;
   std::unordered_set<storage::LeaseId> leases;  // leases this session holds
 };
 

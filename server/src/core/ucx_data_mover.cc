@@ -26,10 +26,13 @@ Result<transport::TransferEngine*> UcxDataMover::Route(transport::TransferBatch&
   return engines_[index];
 }
 
-Result<transport::PeerId> UcxDataMover::Connect(std::span<const uint8_t> worker_address) {
+Result<transport::PeerId> UcxDataMover::Connect(
+    std::span<const uint8_t> worker_address,
+    const std::optional<transport::ControlConnection>& connection) {
   const size_t n = engines_.size();
   const size_t index = next_engine_.fetch_add(1) % n;
-  KVAULT_ASSIGN_OR_RETURN(transport::PeerId local, engines_[index]->Connect(worker_address));
+  KVAULT_ASSIGN_OR_RETURN(transport::PeerId local,
+                          engines_[index]->Connect(worker_address, connection));
   return local * n + index;
 }
 

@@ -32,7 +32,9 @@ using transport::WireStatus;
 // Copies between server memory and "client memory" in this process. Can be told to fail.
 class CopyingMover final : public DataMover {
  public:
-  Result<transport::PeerId> Connect(std::span<const uint8_t> address) override {
+  Result<transport::PeerId> Connect(
+      std::span<const uint8_t> address,
+      const std::optional<transport::ControlConnection>& /*connection*/) override {
     if (address.empty()) return Status::InvalidArgument("empty address");
     return ++peers;
   }

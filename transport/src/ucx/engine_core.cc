@@ -19,6 +19,7 @@ struct CachedKey {
 
 struct EngineCore::Peer {
   std::vector<uint8_t> address;   // sealed; kept to re-create the endpoint after a reset
+  std::optional<ControlConnection> connection;  // what its keys are checked against
   std::optional<UcxEndpoint> ep;  // empty after a failure or a deadline reset
   bool failed = false;            // the error handler ran for the current endpoint
   std::list<std::unique_ptr<CachedKey>> keys;  // unpacked on ep; most recently used first
@@ -170,9 +171,11 @@ void EngineCore::MarkReady(BatchState* batch) {
   ready_.push_back(batch);
 }
 
-Result<PeerId> EngineCore::AddPeer(std::vector<uint8_t> address) {
+Result<PeerId> EngineCore::AddPeer(std::vector<uint8_t> address,
+                                   std::optional<ControlConnection> connection) {
   auto peer = std::make_unique<Peer>();
   peer->address = std::move(address);
+  peer->connection = connection;
   const PeerId id = next_peer_++;
   KVAULT_RETURN_IF_ERROR(EnsureEndpoint(id, *peer));
   peers_.emplace(id, std::move(peer));
@@ -226,7 +229,8 @@ CachedKey* EngineCore::AcquireKey(Peer& peer, const std::vector<uint8_t>& bytes,
       return peer.keys.front().get();
     }
   }
-  Result<UcxRemoteKey> key = UcxRemoteKey::Unpack(*peer.ep, bytes);
+  Result<UcxRemoteKey> key =
+      UcxRemoteKey::Unpack(*peer.ep, bytes, peer.connection ? &*peer.connection : nullptr);
   if (!key.ok()) {
     error = key.status();
     return nullptr;

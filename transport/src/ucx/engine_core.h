@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kvault/common/result.h"
+#include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
 #include "kvault/transport/ucx/ucx_endpoint.h"
 #include "kvault/transport/ucx/ucx_worker.h"
@@ -54,8 +55,10 @@ class EngineCore {
   EngineCore(const EngineCore&) = delete;
   EngineCore& operator=(const EngineCore&) = delete;
 
-  // Creates an endpoint to the sealed `address` and returns the new peer's id.
-  Result<PeerId> AddPeer(std::vector<uint8_t> address);
+  // Creates an endpoint to the sealed `address` and returns the new peer's id. Its remote keys
+  // are checked against `connection` when given (UcxRemoteKey::Unpack).
+  Result<PeerId> AddPeer(std::vector<uint8_t> address,
+                         std::optional<ControlConnection> connection = std::nullopt);
   // Force-closes the peer's endpoint and forgets it; `done` runs once the close finished.
   void RemovePeer(PeerId peer, std::function<void(Status)> done);
   // Validates and posts every transfer of `queued`.

@@ -49,6 +49,32 @@ Status Gone(const std::string& what) {
 
 }  // namespace
 
+std::vector<uint8_t> WithoutSharedSegments(std::span<const uint8_t> key) {
+  std::vector<uint8_t> out(key.begin(), key.end());
+  if (!IsUcx113()) return out;
+  const uint64_t md_map = Load64(key.data());
+  constexpr size_t kFixed = sizeof(uint64_t) + 1;  // md_map, memory type
+  out.resize(kFixed);
+  uint64_t kept_map = 0;
+  size_t offset = kFixed;
+  uint64_t bits = md_map;
+  while (bits != 0) {
+    const uint64_t bit = bits & (~bits + 1);  // lowest set bit: entries follow md_map's order
+    bits &= bits - 1;
+    const size_t size = key[offset];
+    const bool shared =
+        size == kPosixKeyBytes || size == kPosixKeyBytesWithNamespace || size == kSysvKeyBytes;
+    if (!shared) {
+      kept_map |= bit;
+      out.insert(out.end(), key.begin() + offset, key.begin() + offset + 1 + size);
+    }
+    offset += 1 + size;
+  }
+  out.insert(out.end(), key.begin() + offset, key.end());  // the device-distance trailer
+  std::memcpy(out.data(), &kept_map, sizeof(kept_map));
+  return out;
+}
+
 Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, uint32_t owner_pid,
                                                   uint64_t base, uint64_t length) {
   SharedSegmentHold hold;

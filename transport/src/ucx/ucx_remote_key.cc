@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kvault/common/little_endian.h"
 #include "ucx/envelope.h"
@@ -77,7 +78,8 @@ Status CheckOwnerAlive(uint32_t pid) {
 }  // namespace
 
 Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
-                                          std::span<const uint8_t> packed) {
+                                          std::span<const uint8_t> packed,
+                                          const ControlConnection* connection) {
   if (endpoint.empty()) return Status::InvalidArgument("UcxRemoteKey: empty endpoint");
   KVAULT_ASSIGN_OR_RETURN(std::span<const uint8_t> payload, Open(EnvelopeKind::kRemoteKey, packed));
   if (payload.size() < kRemoteKeyHeaderBytes) {
@@ -92,10 +94,25 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
   KVAULT_RETURN_IF_ERROR(CheckLayout(key));
   const uint32_t owner = LoadLe32(payload.data() + 16);
   std::optional<SharedSegmentHold> hold;  // released after the unpack: UCX attaches its own
-  if (SamePidNamespace(owner, LoadLe64(payload.data() + 24))) {
-    KVAULT_RETURN_IF_ERROR(CheckOwnerAlive(owner));
+  std::vector<uint8_t> stripped;
+  bool attach = SamePidNamespace(owner, LoadLe64(payload.data() + 24));
+  if (attach) KVAULT_RETURN_IF_ERROR(CheckOwnerAlive(owner));
+  if (attach && connection != nullptr) {
+    const Holder holder = HoldsConnection(owner, *connection);
+    if (holder == Holder::kNo) {
+      return Status::InvalidArgument(
+          "remote key: it names process " + std::to_string(owner) +
+          ", which does not hold the connection the key came on (a client may only name its "
+          "own memory)");
+    }
+    attach = holder == Holder::kYes;
+  }
+  if (attach) {
     KVAULT_ASSIGN_OR_RETURN(hold, SharedSegmentHold::Take(key, owner, base, length));
     key = hold->key();
+  } else if (connection != nullptr) {
+    stripped = WithoutSharedSegments(key);
+    key = stripped;
   }
   ucp_rkey_h rkey = nullptr;
   KVAULT_RETURN_IF_ERROR(

@@ -38,10 +38,12 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "kvault/common/result.h"
+#include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
 #include "kvault/transport/ucx/ucx_context.h"
 
@@ -88,8 +90,11 @@ class TransferEngine {
   Status UnregisterMemory(RegionId region);
 
   // Records a client worker's sealed address and creates an endpoint to it (no round trip).
-  // InvalidArgument / Corruption for malformed bytes, Unavailable when unreachable.
-  Result<PeerId> Connect(std::span<const uint8_t> peer_address);
+  // `connection`: the client's control connection, when known; the remote keys it sends are then
+  // checked against it (UcxRemoteKey::Unpack). InvalidArgument / Corruption for malformed bytes,
+  // Unavailable when unreachable.
+  Result<PeerId> Connect(std::span<const uint8_t> peer_address,
+                         std::optional<ControlConnection> connection = std::nullopt);
   // Force-closes the peer's endpoint and forgets it; its in-flight transfers fail with
   // Unavailable. NotFound for an unknown id. Waits for the close to finish.
   Status Disconnect(PeerId peer);

@@ -11,6 +11,7 @@
 #include <span>
 
 #include "kvault/common/result.h"
+#include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/ucx_endpoint.h"
 
 struct ucp_rkey;
@@ -26,7 +27,15 @@ class UcxRemoteKey {
   // attached and held before UCX sees the key, so a death at any moment gives this status, never
   // a crash in UCX; see transport/README.md), and UCX's own
   // error (e.g. Unavailable) when the key names memory this endpoint cannot reach.
-  static Result<UcxRemoteKey> Unpack(const UcxEndpoint& endpoint, std::span<const uint8_t> packed);
+  //
+  // `connection`: the control connection the key came on, when known. A key that names a process
+  // of this pid namespace must then name the one holding the client end of that connection
+  // (HoldsConnection), else InvalidArgument: a client cannot hand over another process's key.
+  // When that cannot be told (the key claims another pid namespace, /proc is not readable, the
+  // connection is translated), the key loses its shared-memory entries (WithoutSharedSegments)
+  // and reaches only what the sender's own endpoint reaches.
+  static Result<UcxRemoteKey> Unpack(const UcxEndpoint& endpoint, std::span<const uint8_t> packed,
+                                     const ControlConnection* connection = nullptr);
 
   UcxRemoteKey(UcxRemoteKey&& other) noexcept;
   UcxRemoteKey& operator=(UcxRemoteKey&& other) noexcept;

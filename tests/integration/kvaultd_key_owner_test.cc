@@ -1,0 +1,266 @@
+// A client may only name its own memory. The remote key a client sends carries its owner's pid
+// (the envelope, transport/src/ucx/envelope.h), and with shared memory the daemon attaches that
+// process's segments. An authenticated client that sends another process's key (seen on the wire,
+// guessed, or from a process it controls) must not make the daemon read or write the other
+// process's memory: on one host the daemon learns which process is at the other end of each
+// control connection and refuses keys of any other process.
+//
+// The victim is this test binary re-executed (KVAULT_KEY_OWNER_CHILD set): a real libkvault
+// client that allocates memory, writes a secret object into it without storing it, stores a
+// control object from the same region itself, and prints its remote key. The attacker is this
+// process, speaking the protocol over a raw connection with a UCX worker of its own.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "binary_run.h"
+#include "daemon_process.h"
+#include "kvault/client.h"
+#include "kvault/common/checksum.h"
+#include "kvault/common/synthetic_block.h"
+#include "kvault/transport/ucx/ucx_context.h"
+#include "kvault/transport/ucx/ucx_memory.h"
+#include "kvault/transport/ucx/ucx_worker.h"
+#include "raw_connection.h"
+
+namespace kvault::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using transport::WireStatus;
+
+constexpr uint64_t kPayload = 64 << 10;
+constexpr const char* kTransports = "posix,cma";
+
+BlockKey KeyOf(uint8_t tag) {
+  BlockKey k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(tag + i * 3);
+  return k;
+}
+const BlockKey kSecret = KeyOf(0x51);   // the victim writes it, never stores it
+const BlockKey kControl = KeyOf(0x71);  // the victim stores it itself
+const BlockKey kOwn = KeyOf(0x91);      // the attacker's own object
+
+std::string Hex(std::span<const uint8_t> bytes) {
+  std::string out;
+  char b[3];
+  for (uint8_t v : bytes) {
+    std::snprintf(b, sizeof b, "%02x", v);
+    out += b;
+  }
+  return out;
+}
+
+// `key` (a sealed remote key, transport/src/ucx/envelope.h) claiming pid namespace `ns` instead:
+// the remote-key header's field at payload offset 24, and the envelope's XXH3-64 at offset 12.
+std::vector<uint8_t> WithNamespace(std::vector<uint8_t> key, uint64_t ns) {
+  constexpr size_t kPayload = 20;
+  if (key.size() < kPayload + 32) return key;
+  std::memcpy(key.data() + kPayload + 24, &ns, sizeof(ns));
+  const uint64_t sum = Checksum64(std::span(key).subspan(kPayload));
+  std::memcpy(key.data() + 12, &sum, sizeof(sum));
+  return key;
+}
+
+std::vector<uint8_t> Unhex(const std::string& hex) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+// The victim: prints "KEY <hex> ADDR <address> CONTROL <ok|why>", then waits for stdin to close.
+TEST(KvaultdKeyOwnerChild, HoldsASecret) {
+  const char* server = std::getenv("KVAULT_KEY_OWNER_CHILD");
+  if (server == nullptr) GTEST_SKIP() << "runs only as the child of kvaultd_key_owner_test";
+  ClientConfig config;
+  config.server = server;
+  config.ucx_transports = kTransports;
+  auto c = Client::Connect(config);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const uint64_t object = SyntheticObjectBytes(kPayload);
+  Result<MemoryRegion> region = (*c)->AllocateMemory(2 * object);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  ASSERT_TRUE(WriteSyntheticBlock(kSecret, kPayload, region->bytes().first(object)).ok());
+  const std::span<uint8_t> control = region->bytes().subspan(object, object);
+  ASSERT_TRUE(WriteSyntheticBlock(kControl, kPayload, control).ok());
+  const std::span<const uint8_t> sources[] = {control};
+  StoreHandle stored = (*c)->Store(std::span(&kControl, 1), sources);
+  const Status s =
+      stored.Wait(Clock::now() + 20s).ok() ? stored.key_status(0) : Status::Unavailable("no reply");
+  std::printf("KEY %s ADDR %llu CONTROL %s\n", Hex(region->remote_key()).c_str(),
+              static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(region->data())),
+              s.ok() ? "ok" : "failed");
+  std::fflush(stdout);
+  char byte;
+  while (::read(STDIN_FILENO, &byte, 1) > 0) {
+  }
+}
+
+class KvaultdKeyOwnerTest : public BinaryTest {
+ protected:
+  KvaultdKeyOwnerTest() : BinaryTest("kvaultd") {}
+};
+
+// The attacker's side of the control plane: Hello with its own worker, Auth, then requests.
+class Attacker {
+ public:
+  explicit Attacker(uint16_t port) : conn_(port) {}
+
+  void Start() {
+    transport::UcxContextOptions ucx;
+    ucx.transports = kTransports;
+    Result<transport::UcxContext> context = transport::UcxContext::Create(ucx);
+    ASSERT_TRUE(context.ok()) << context.status().ToString();
+    context_.emplace(std::move(*context));
+    Result<transport::UcxWorker> worker = transport::UcxWorker::Create(*context_);
+    ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+    worker_.emplace(std::move(*worker));
+    ASSERT_TRUE(conn_.connected());
+    transport::Hello hello;
+    hello.client_name = "attacker";
+    hello.worker_address = worker_->address();
+    ASSERT_TRUE(conn_.SendMessage(hello, next_id_++));
+    auto hello_reply = conn_.ReadMessage();
+    ASSERT_TRUE(hello_reply && std::holds_alternative<transport::HelloReply>(hello_reply->first));
+    transport::Auth auth;
+    const AuthDigest proof =
+        AuthProof(TokenHash(""), std::get<transport::HelloReply>(hello_reply->first).nonce);
+    std::copy(proof.begin(), proof.end(), auth.proof.begin());
+    ASSERT_TRUE(conn_.SendMessage(auth, next_id_++));
+    auto auth_reply = conn_.ReadMessage();
+    ASSERT_TRUE(auth_reply && std::holds_alternative<transport::AuthReply>(auth_reply->first));
+    ASSERT_EQ(std::get<transport::AuthReply>(auth_reply->first).status, WireStatus::kOk);
+  }
+
+  // Stores `key` from [address, address + length) of the memory `remote_key` names.
+  WireStatus Store(const std::vector<uint8_t>& remote_key, const BlockKey& key, uint64_t address,
+                   uint64_t length) {
+    transport::Store store;
+    store.remote_key = remote_key;
+    store.entries.push_back({key, address, length});
+    if (!conn_.SendMessage(store, next_id_++)) return WireStatus::kInternal;
+    auto reply = conn_.ReadMessage(20s);
+    if (!reply || !std::holds_alternative<transport::StoreReply>(reply->first)) {
+      return WireStatus::kInternal;
+    }
+    const auto& statuses = std::get<transport::StoreReply>(reply->first).statuses;
+    return statuses.size() == 1 ? statuses[0] : WireStatus::kInternal;
+  }
+
+  transport::UcxContext& context() { return *context_; }
+
+ private:
+  RawConnection conn_;
+  std::optional<transport::UcxContext> context_;
+  std::optional<transport::UcxWorker> worker_;
+  uint64_t next_id_ = 1;
+};
+
+TEST_F(KvaultdKeyOwnerTest, AnotherProcesssKeyIsRefusedAndItsMemoryNeverRead) {
+  // A short transfer deadline: the forged key below can only be served by the attacker's own
+  // worker, which nobody progresses.
+  DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0",
+                         "--ucx.transports", kTransports, "--limits.io_timeout", "2s"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+
+  // The victim, its key and where its secret lies.
+  int out[2], in[2];
+  ASSERT_EQ(::pipe(out), 0);
+  ASSERT_EQ(::pipe(in), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(in[0], STDIN_FILENO);
+    ::close(out[0]);
+    ::close(in[1]);
+    ::setenv("KVAULT_KEY_OWNER_CHILD", d.server().c_str(), 1);
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    ::execl(self.c_str(), self.c_str(), "--gtest_filter=KvaultdKeyOwnerChild.HoldsASecret",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(in[0]);
+  struct EndChild {
+    pid_t pid;
+    int stdin_fd;
+    ~EndChild() {
+      ::close(stdin_fd);
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } end_child{child, in[1]};
+  std::string seen;
+  char buf[4096];
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (seen.find("CONTROL") == std::string::npos || seen.back() != '\n') {
+    if (std::chrono::steady_clock::now() > until) break;
+    const ssize_t r = ::read(out[0], buf, sizeof buf);
+    if (r <= 0) break;
+    seen.append(buf, static_cast<size_t>(r));
+  }
+  ::close(out[0]);
+  const size_t at = seen.find("KEY ");
+  ASSERT_NE(at, std::string::npos) << seen;
+  std::istringstream line(seen.substr(at));
+  std::string word, key_hex, control;
+  unsigned long long address = 0;
+  line >> word >> key_hex >> word >> address >> word >> control;
+  // Positive control: the key works for its owner.
+  ASSERT_EQ(control, "ok") << seen;
+  const std::vector<uint8_t> victim_key = Unhex(key_hex);
+  const uint64_t object = SyntheticObjectBytes(kPayload);
+
+  Attacker attacker(d.control_port());
+  ASSERT_NO_FATAL_FAILURE(attacker.Start());
+  // Positive control: the attacker's own memory and key are served.
+  Result<transport::UcxMemory> own = transport::UcxMemory::Allocate(attacker.context(), object);
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  ASSERT_TRUE(WriteSyntheticBlock(
+                  kOwn, kPayload,
+                  std::span(static_cast<uint8_t*>(own->address()), static_cast<size_t>(object)))
+                  .ok());
+  Result<std::vector<uint8_t>> own_key = own->PackRemoteKey();
+  ASSERT_TRUE(own_key.ok()) << own_key.status().ToString();
+  EXPECT_EQ(attacker.Store(*own_key, kOwn, reinterpret_cast<uint64_t>(own->address()), object),
+            WireStatus::kOk)
+      << d.Stderr();
+
+  // The victim's key from the attacker's connection: refused, the secret never read.
+  EXPECT_EQ(attacker.Store(victim_key, kSecret, address, object), WireStatus::kTransferFailed)
+      << d.Stderr();
+  // The same key claiming another pid namespace, where the pid cannot be checked: it loses its
+  // shared-memory entries, so only the attacker's own endpoint could serve it (and does not).
+  const std::vector<uint8_t> forged = WithNamespace(victim_key, 0x1234567890abcdefull);
+  ASSERT_NE(forged, victim_key);
+  EXPECT_EQ(attacker.Store(forged, kSecret, address, object), WireStatus::kTransferFailed)
+      << d.Stderr();
+  ClientConfig config;
+  config.server = d.server();
+  config.data_plane = false;
+  auto observer = Client::Connect(config);
+  ASSERT_TRUE(observer.ok()) << observer.status().ToString();
+  const BlockKey looked_up[] = {kSecret, kControl, kOwn};
+  const LookupResult hits = (*observer)->LookupPrefix(std::span(&looked_up[0], 1));
+  ASSERT_TRUE(hits.status.ok()) << hits.status.ToString();
+  EXPECT_EQ(hits.leading_hits, 0u) << "the daemon read the victim's secret";
+  for (size_t i = 1; i < 3; ++i) {
+    const LookupResult control_hit = (*observer)->LookupPrefix(std::span(&looked_up[i], 1));
+    EXPECT_EQ(control_hit.leading_hits, 1u) << "object " << i << " was not stored";
+  }
+  EXPECT_NE(d.Stderr().find("remote key"), std::string::npos) << d.Stderr();
+}
+
+}  // namespace
+}  // namespace kvault::testing

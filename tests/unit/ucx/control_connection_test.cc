@@ -1,0 +1,152 @@
+// Whose memory a key names: HoldsConnection on real loopback sockets (this process holds its
+// end, a child that closed its copies does not, a missing process does not, a connection no table
+// has is unknown), TcpEnd's IPv4-mapped addresses, and WithoutSharedSegments on keys built in UCX
+// 1.13's layout (posix and sysv entries dropped with their md_map bits, the rest kept in order).
+#include "kvault/transport/ucx/control_connection.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "ucx/shared_segment_hold.h"
+
+namespace kvault::transport {
+namespace {
+
+TcpEnd EndOf(const sockaddr_in& a) {
+  std::array<uint8_t, 4> bytes;
+  std::memcpy(bytes.data(), &a.sin_addr.s_addr, 4);
+  return TcpEnd::V4(bytes, ntohs(a.sin_port));
+}
+
+// A loopback connection made in this process: the listener's accepted end (the "server") and
+// the connecting end (the "client").
+struct Loopback {
+  Loopback() {
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    EXPECT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(listener, 1), 0);
+    EXPECT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &n), 0);
+    client = socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    server = accept(listener, nullptr, nullptr);
+    sockaddr_in local{}, remote{};
+    n = sizeof local;
+    EXPECT_EQ(getsockname(server, reinterpret_cast<sockaddr*>(&local), &n), 0);
+    n = sizeof remote;
+    EXPECT_EQ(getpeername(server, reinterpret_cast<sockaddr*>(&remote), &n), 0);
+    connection = {EndOf(local), EndOf(remote)};
+  }
+  ~Loopback() {
+    close(server);
+    close(client);
+    close(listener);
+  }
+  int listener = -1, client = -1, server = -1;
+  ControlConnection connection;
+};
+
+TEST(HoldsConnectionTest, OnlyTheProcessHoldingTheClientEndHoldsIt) {
+  Loopback loop;
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), loop.connection), Holder::kYes);
+
+  // A child that closed its copies of the sockets shares the network namespace (so the socket is
+  // in its table) but holds no descriptor of it.
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(loop.client);
+    close(loop.server);
+    close(loop.listener);
+    char go = 1;
+    (void)!write(ready[1], &go, 1);
+    pause();
+    _exit(0);
+  }
+  char go = 0;
+  ASSERT_EQ(read(ready[0], &go, 1), 1);
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(child), loop.connection), Holder::kNo);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  close(ready[0]);
+  close(ready[1]);
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(child), loop.connection), Holder::kNo)
+      << "a process that is gone holds nothing";
+  EXPECT_EQ(HoldsConnection(0, loop.connection), Holder::kNo);
+}
+
+TEST(HoldsConnectionTest, AConnectionNoTableHasCannotBeTold) {
+  Loopback loop;
+  // Positive control: swapped ends describe the server's socket, which this process holds too.
+  const ControlConnection swapped{loop.connection.client, loop.connection.server};
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), swapped), Holder::kYes);
+  // A connection no table has (a port nobody uses on either end): cannot be told.
+  ControlConnection nowhere = loop.connection;
+  nowhere.client.port = static_cast<uint16_t>(loop.connection.client.port ^ 0x5555);
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), nowhere), Holder::kUnknown);
+}
+
+TEST(TcpEndTest, IPv4MappedAddressesAreIPv4) {
+  const std::array<uint8_t, 16> mapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+  EXPECT_EQ(TcpEnd::V6(mapped, 80), TcpEnd::V4({127, 0, 0, 1}, 80));
+  std::array<uint8_t, 16> loopback6{};
+  loopback6[15] = 1;
+  const TcpEnd v6 = TcpEnd::V6(loopback6, 80);
+  EXPECT_TRUE(v6.ipv6);
+  EXPECT_NE(v6, TcpEnd::V4({0, 0, 0, 1}, 80));
+}
+
+std::vector<uint8_t> Entry(size_t size, uint8_t fill) {
+  std::vector<uint8_t> e(1 + size, fill);
+  e[0] = static_cast<uint8_t>(size);
+  return e;
+}
+
+TEST(WithoutSharedSegmentsTest, DropsPosixAndSysvEntriesAndTheirBits) {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  // md 0: posix (24 bytes), md 2: an empty entry (e.g. cma), md 5: sysv (12 bytes),
+  // md 7: posix in a pid namespace (32 bytes), md 9: another transport's 8 bytes; then a
+  // device-distance trailer.
+  const uint64_t md_map = (1u << 0) | (1u << 2) | (1u << 5) | (1u << 7) | (1u << 9);
+  std::vector<uint8_t> key(sizeof md_map);
+  std::memcpy(key.data(), &md_map, sizeof md_map);
+  key.push_back(0);  // host memory
+  for (const auto& e :
+       {Entry(24, 0xA1), Entry(0, 0), Entry(12, 0xB2), Entry(32, 0xC3), Entry(8, 0xD4)}) {
+    key.insert(key.end(), e.begin(), e.end());
+  }
+  const std::vector<uint8_t> trailer = {1, 7, 8, 9};
+  key.insert(key.end(), trailer.begin(), trailer.end());
+
+  const std::vector<uint8_t> out = WithoutSharedSegments(key);
+  if (!(major == 1 && minor == 13)) {
+    EXPECT_EQ(out, key) << "other UCX versions keep the key";
+    return;
+  }
+  uint64_t kept = 0;
+  std::memcpy(&kept, out.data(), sizeof kept);
+  EXPECT_EQ(kept, (uint64_t{1} << 2) | (uint64_t{1} << 9));
+  std::vector<uint8_t> want(out.begin(), out.begin() + 9);
+  for (const auto& e : {Entry(0, 0), Entry(8, 0xD4)}) want.insert(want.end(), e.begin(), e.end());
+  want.insert(want.end(), trailer.begin(), trailer.end());
+  EXPECT_EQ(out, want);
+  // Positive control: a key without shared segments comes back unchanged.
+  EXPECT_EQ(WithoutSharedSegments(out), out);
+}
+
+}  // namespace
+}  // namespace kvault::transport
