@@ -99,6 +99,42 @@ TEST(HoldsConnectionTest, AConnectionNoTableHasCannotBeTold) {
   EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), nowhere), Holder::kUnknown);
 }
 
+TEST(HoldsConnectionTest, IPv6LoopbackConnectionsAreFoundInTcp6) {
+  const int listener = socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  socklen_t n = sizeof a;
+  if (listener < 0 || bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (listener >= 0) close(listener);
+    GTEST_SKIP() << "no IPv6 loopback here";
+  }
+  ASSERT_EQ(listen(listener, 1), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &n), 0);
+  const int client = socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const int server = accept(listener, nullptr, nullptr);
+  sockaddr_in6 local{}, remote{};
+  n = sizeof local;
+  ASSERT_EQ(getsockname(server, reinterpret_cast<sockaddr*>(&local), &n), 0);
+  n = sizeof remote;
+  ASSERT_EQ(getpeername(server, reinterpret_cast<sockaddr*>(&remote), &n), 0);
+  auto end = [](const sockaddr_in6& s) {
+    std::array<uint8_t, 16> bytes;
+    std::memcpy(bytes.data(), &s.sin6_addr, 16);
+    return TcpEnd::V6(bytes, ntohs(s.sin6_port));
+  };
+  const ControlConnection connection{end(local), end(remote)};
+  EXPECT_TRUE(connection.client.ipv6);
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), connection), Holder::kYes);
+  ControlConnection other = connection;
+  other.client.port = static_cast<uint16_t>(other.client.port ^ 0x5555);
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), other), Holder::kUnknown);
+  close(server);
+  close(client);
+  close(listener);
+}
+
 TEST(TcpEndTest, IPv4MappedAddressesAreIPv4) {
   const std::array<uint8_t, 16> mapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
   EXPECT_EQ(TcpEnd::V6(mapped, 80), TcpEnd::V4({127, 0, 0, 1}, 80));
