@@ -1,12 +1,14 @@
 // Whose memory a key names: HoldsConnection on real loopback sockets (this process holds its
-// end, a child that closed its copies does not, a missing process does not, a connection no table
-// has is unknown), TcpEnd's IPv4-mapped addresses, and WithoutSharedSegments on keys built in UCX
-// 1.13's layout (posix and sysv entries dropped with their md_map bits, the rest kept in order).
+// end, a child that closed its copies does not, a missing process does not, nor does anyone a
+// connection this network namespace does not have), TcpEnd's IPv4-mapped addresses, and
+// WithoutSharedSegments on keys built in UCX 1.13's layout (posix and sysv entries dropped with
+// their md_map bits, the rest kept in order).
 #include "kvault/transport/ucx/control_connection.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -88,15 +90,42 @@ TEST(HoldsConnectionTest, OnlyTheProcessHoldingTheClientEndHoldsIt) {
   EXPECT_EQ(HoldsConnection(0, loop.connection), Holder::kNo);
 }
 
-TEST(HoldsConnectionTest, AConnectionNoTableHasCannotBeTold) {
+TEST(HoldsConnectionTest, AConnectionTheNamespaceDoesNotHaveIsHeldByNoOne) {
   Loopback loop;
   // Positive control: swapped ends describe the server's socket, which this process holds too.
   const ControlConnection swapped{loop.connection.client, loop.connection.server};
   EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), swapped), Holder::kYes);
-  // A connection no table has (a port nobody uses on either end): cannot be told.
+  // A connection this network namespace does not have (a port nobody uses): closed, so no.
   ControlConnection nowhere = loop.connection;
   nowhere.client.port = static_cast<uint16_t>(loop.connection.client.port ^ 0x5555);
-  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), nowhere), Holder::kUnknown);
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), nowhere), Holder::kNo);
+}
+
+TEST(HoldsConnectionTest, AProcessOfAnotherNetworkNamespaceCannotBeTold) {
+  Loopback loop;
+  // A child in a network namespace of its own (root only): its TCP table cannot have the
+  // connection, which may reach it translated, so the answer is "unknown", not "no".
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(loop.client);
+    close(loop.server);
+    close(loop.listener);
+    char ok = unshare(CLONE_NEWNET) == 0 ? 1 : 0;
+    (void)!write(ready[1], &ok, 1);
+    pause();
+    _exit(0);
+  }
+  char ok = 0;
+  ASSERT_EQ(read(ready[0], &ok, 1), 1);
+  const Holder holder = HoldsConnection(static_cast<uint32_t>(child), loop.connection);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  close(ready[0]);
+  close(ready[1]);
+  if (!ok) GTEST_SKIP() << "cannot create a network namespace here (needs root)";
+  EXPECT_EQ(holder, Holder::kUnknown);
 }
 
 TEST(HoldsConnectionTest, IPv6LoopbackConnectionsAreFoundInTcp6) {
@@ -129,7 +158,7 @@ TEST(HoldsConnectionTest, IPv6LoopbackConnectionsAreFoundInTcp6) {
   EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), connection), Holder::kYes);
   ControlConnection other = connection;
   other.client.port = static_cast<uint16_t>(other.client.port ^ 0x5555);
-  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), other), Holder::kUnknown);
+  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), other), Holder::kNo);
   close(server);
   close(client);
   close(listener);

@@ -62,6 +62,21 @@ std::optional<uint64_t> FindSocket(const std::string& table, bool ipv6, const Tc
   return std::nullopt;
 }
 
+// Where the socket of a live connection must be: in the TCP table of a process of the same
+// network namespace. kNo when `proc` (/proc/<pid>) shares ours or is exiting (its namespaces are
+// gone), kUnknown when it is in another one (the connection may be translated on its way) or that
+// cannot be read.
+Holder AbsentFromTable(const std::string& proc) {
+  char theirs[64], ours[64];
+  const ssize_t n = readlink((proc + "/ns/net").c_str(), theirs, sizeof(theirs) - 1);
+  if (n < 0) return errno == ENOENT ? Holder::kNo : Holder::kUnknown;
+  const ssize_t m = readlink("/proc/self/ns/net", ours, sizeof(ours) - 1);
+  if (m < 0) return Holder::kUnknown;
+  return std::string(theirs, static_cast<size_t>(n)) == std::string(ours, static_cast<size_t>(m))
+             ? Holder::kNo
+             : Holder::kUnknown;
+}
+
 }  // namespace
 
 TcpEnd TcpEnd::V4(std::array<uint8_t, 4> bytes, uint16_t port) {
@@ -91,7 +106,7 @@ Holder HoldsConnection(uint32_t pid, const ControlConnection& connection) {
   std::optional<uint64_t> inode =
       FindSocket(proc + "/net/tcp", false, connection.client, connection.server);
   if (!inode) inode = FindSocket(proc + "/net/tcp6", true, connection.client, connection.server);
-  if (!inode) return Holder::kUnknown;
+  if (!inode) return AbsentFromTable(proc);
   const std::string wanted = "socket:[" + std::to_string(*inode) + "]";
   const std::string fd_dir = proc + "/fd";
   DIR* dir = opendir(fd_dir.c_str());

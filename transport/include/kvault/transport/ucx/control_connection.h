@@ -37,9 +37,11 @@ enum class Holder { kYes, kNo, kUnknown };
 // Whether process `pid` (of this process's pid namespace) holds the client end of `connection`:
 // its network namespace's TCP table (/proc/<pid>/net/tcp and tcp6) has a socket whose local end
 // is connection.client and whose remote end is connection.server, and one of the process's
-// descriptors is that socket. kNo when the process does not exist or holds no such socket;
-// kUnknown when its descriptors or table cannot be read (permissions) or the connection is not in
-// its table (another network namespace behind address translation).
+// descriptors is that socket. kNo when the process does not exist, is exiting, holds no such
+// socket, or shares this process's network namespace and its table has no such connection (the
+// connection is closed: a client that is going away); kUnknown when its descriptors or namespace
+// cannot be read (permissions) or the connection is missing from the table of another network
+// namespace (address translation on the way).
 Holder HoldsConnection(uint32_t pid, const ControlConnection& connection);
 
 }  // namespace kvault::transport
