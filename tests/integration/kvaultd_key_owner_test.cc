@@ -20,7 +20,6 @@
 #include <filesystem>
 #include <sstream>
 #include <string>
-#include <thread>
 
 #include "binary_run.h"
 #include "daemon_process.h"
@@ -127,20 +126,7 @@ class Attacker {
     ASSERT_TRUE(worker.ok()) << worker.status().ToString();
     worker_.emplace(std::move(*worker));
     ASSERT_TRUE(conn_.connected());
-    transport::Hello hello;
-    hello.client_name = "attacker";
-    hello.worker_address = worker_->address();
-    ASSERT_TRUE(conn_.SendMessage(hello, next_id_++));
-    auto hello_reply = conn_.ReadMessage();
-    ASSERT_TRUE(hello_reply && std::holds_alternative<transport::HelloReply>(hello_reply->first));
-    transport::Auth auth;
-    const AuthDigest proof =
-        AuthProof(TokenHash(""), std::get<transport::HelloReply>(hello_reply->first).nonce);
-    std::copy(proof.begin(), proof.end(), auth.proof.begin());
-    ASSERT_TRUE(conn_.SendMessage(auth, next_id_++));
-    auto auth_reply = conn_.ReadMessage();
-    ASSERT_TRUE(auth_reply && std::holds_alternative<transport::AuthReply>(auth_reply->first));
-    ASSERT_EQ(std::get<transport::AuthReply>(auth_reply->first).status, WireStatus::kOk);
+    ASSERT_TRUE(conn_.Login("", "", worker_->address()));
   }
 
   // Stores `key` from [address, address + length) of the memory `remote_key` names.
@@ -164,10 +150,10 @@ class Attacker {
   RawConnection conn_;
   std::optional<transport::UcxContext> context_;
   std::optional<transport::UcxWorker> worker_;
-  uint64_t next_id_ = 1;
+  uint64_t next_id_ = 3;  // after Login's
 };
 
-TEST_F(KvaultdKeyOwnerTest, AnotherProcesssKeyIsRefusedAndItsMemoryNeverRead) {
+TEST_F(KvaultdKeyOwnerTest, AnotherProcessesKeyIsRefusedAndItsMemoryNeverRead) {
   // A short transfer deadline: the forged key below can only be served by the attacker's own
   // worker, which nobody progresses.
   DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0",

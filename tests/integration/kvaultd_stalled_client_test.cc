@@ -85,20 +85,7 @@ TEST_F(KvaultdStalledClientTest, OtherClientsAreServedWhileOnesTransferStalls) {
 
   RawConnection stalled(d.control_port());
   ASSERT_TRUE(stalled.connected());
-  transport::Hello hello;
-  hello.client_name = "stalled";
-  hello.worker_address = worker->address();
-  ASSERT_TRUE(stalled.SendMessage(hello, 1));
-  auto hello_reply = stalled.ReadMessage();
-  ASSERT_TRUE(hello_reply && std::holds_alternative<transport::HelloReply>(hello_reply->first));
-  transport::Auth auth;
-  const AuthDigest proof =
-      AuthProof(TokenHash(""), std::get<transport::HelloReply>(hello_reply->first).nonce);
-  std::copy(proof.begin(), proof.end(), auth.proof.begin());
-  ASSERT_TRUE(stalled.SendMessage(auth, 2));
-  auto auth_reply = stalled.ReadMessage();
-  ASSERT_TRUE(auth_reply && std::holds_alternative<transport::AuthReply>(auth_reply->first));
-  ASSERT_EQ(std::get<transport::AuthReply>(auth_reply->first).status, WireStatus::kOk);
+  ASSERT_TRUE(stalled.Login("", "", worker->address()));
 
   // A bystander loads the block again and again from before the stall until after its
   // deadline has passed (the daemon then closes the stalled endpoint): none of its transfers may

@@ -116,10 +116,13 @@ class RawConnection {
     return false;
   }
 
-  // Hello + Auth for `tenant` with `token` (the empty token for the default tenant).
-  bool Login(const std::string& tenant = "", const std::string& token = "") {
+  // Hello + Auth for `tenant` with `token` (the empty token for the default tenant), announcing
+  // `worker_address` (a sealed UCX worker address; empty: no data plane). Request ids 1 and 2.
+  bool Login(const std::string& tenant = "", const std::string& token = "",
+             const std::vector<uint8_t>& worker_address = {}) {
     transport::Hello hello;
     hello.tenant = tenant;
+    hello.worker_address = worker_address;
     if (!SendMessage(hello, 1)) return false;
     auto reply = ReadMessage();
     if (!reply || !std::holds_alternative<transport::HelloReply>(reply->first)) return false;

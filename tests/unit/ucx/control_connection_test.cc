@@ -60,32 +60,53 @@ struct Loopback {
   ControlConnection connection;
 };
 
+// A child process that closed its copies of the loopback's sockets (with `own_network`, in a
+// network namespace of its own, root only) and waits to be killed. ok(): the namespace was made.
+class IdleChild {
+ public:
+  IdleChild(const Loopback& loop, bool own_network) {
+    int ready[2];
+    if (pipe(ready) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(loop.client);
+      close(loop.server);
+      close(loop.listener);
+      char ok = !own_network || unshare(CLONE_NEWNET) == 0 ? 1 : 0;
+      (void)!write(ready[1], &ok, 1);
+      pause();
+      _exit(0);
+    }
+    char ok = 0;
+    ok_ = read(ready[0], &ok, 1) == 1 && ok == 1;
+    close(ready[0]);
+    close(ready[1]);
+  }
+  ~IdleChild() { Reap(); }
+  void Reap() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -pid_;  // remembered, for asking about a process that is gone
+  }
+  uint32_t pid() const { return static_cast<uint32_t>(pid_ < 0 ? -pid_ : pid_); }
+  bool ok() const { return ok_; }
+
+ private:
+  pid_t pid_ = 0;
+  bool ok_ = false;
+};
+
 TEST(HoldsConnectionTest, OnlyTheProcessHoldingTheClientEndHoldsIt) {
   Loopback loop;
   EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(getpid()), loop.connection), Holder::kYes);
-
-  // A child that closed its copies of the sockets shares the network namespace (so the socket is
-  // in its table) but holds no descriptor of it.
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = fork();
-  if (child == 0) {
-    close(loop.client);
-    close(loop.server);
-    close(loop.listener);
-    char go = 1;
-    (void)!write(ready[1], &go, 1);
-    pause();
-    _exit(0);
-  }
-  char go = 0;
-  ASSERT_EQ(read(ready[0], &go, 1), 1);
-  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(child), loop.connection), Holder::kNo);
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  close(ready[0]);
-  close(ready[1]);
-  EXPECT_EQ(HoldsConnection(static_cast<uint32_t>(child), loop.connection), Holder::kNo)
+  // A child that closed its copies shares the network namespace (the socket is in its table)
+  // but holds no descriptor of it.
+  IdleChild child(loop, /*own_network=*/false);
+  ASSERT_TRUE(child.ok());
+  EXPECT_EQ(HoldsConnection(child.pid(), loop.connection), Holder::kNo);
+  child.Reap();
+  EXPECT_EQ(HoldsConnection(child.pid(), loop.connection), Holder::kNo)
       << "a process that is gone holds nothing";
   EXPECT_EQ(HoldsConnection(0, loop.connection), Holder::kNo);
 }
@@ -103,29 +124,11 @@ TEST(HoldsConnectionTest, AConnectionTheNamespaceDoesNotHaveIsHeldByNoOne) {
 
 TEST(HoldsConnectionTest, AProcessOfAnotherNetworkNamespaceCannotBeTold) {
   Loopback loop;
-  // A child in a network namespace of its own (root only): its TCP table cannot have the
-  // connection, which may reach it translated, so the answer is "unknown", not "no".
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = fork();
-  if (child == 0) {
-    close(loop.client);
-    close(loop.server);
-    close(loop.listener);
-    char ok = unshare(CLONE_NEWNET) == 0 ? 1 : 0;
-    (void)!write(ready[1], &ok, 1);
-    pause();
-    _exit(0);
-  }
-  char ok = 0;
-  ASSERT_EQ(read(ready[0], &ok, 1), 1);
-  const Holder holder = HoldsConnection(static_cast<uint32_t>(child), loop.connection);
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  close(ready[0]);
-  close(ready[1]);
-  if (!ok) GTEST_SKIP() << "cannot create a network namespace here (needs root)";
-  EXPECT_EQ(holder, Holder::kUnknown);
+  // A child in a network namespace of its own: its TCP table cannot have the connection, which
+  // may reach it translated, so the answer is "unknown", not "no".
+  IdleChild child(loop, /*own_network=*/true);
+  if (!child.ok()) GTEST_SKIP() << "cannot create a network namespace here (needs root)";
+  EXPECT_EQ(HoldsConnection(child.pid(), loop.connection), Holder::kUnknown);
 }
 
 TEST(HoldsConnectionTest, IPv6LoopbackConnectionsAreFoundInTcp6) {
