@@ -47,7 +47,7 @@ struct ClientConfig {
   // are copied through an internal Client::AllocateMemory pool of this many bytes (allocated on
   // first use), because UCX moves registered memory only through software emulation that the
   // client's progress thread serves fragment by fragment (several times slower, and far slower
-  // when cores are scarce; docs/client.md "Registered or allocated memory"). A request that does
+  // when cores are scarce; docs/client.md "Memory"). A request that does
   // not fit the pool's free space goes to the registered memory directly. A request stages at most
   // a quarter of the pool. 0 = off. Default 64 MiB.
   uint64_t registered_staging_bytes = uint64_t{64} << 20;
