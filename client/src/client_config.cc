@@ -69,6 +69,13 @@ Status ClientConfig::Validate() const {
   if (client_name.size() > kMaxName) {
     return Status::InvalidArgument("client config: client_name is over 256 bytes");
   }
+  // A pool no machine could allocate would only turn staging off, silently, on first use.
+  constexpr uint64_t kMaxStagingBytes = uint64_t{1} << 40;
+  if (registered_staging_bytes > kMaxStagingBytes) {
+    return Status::InvalidArgument("client config: registered_staging_bytes " +
+                                   std::to_string(registered_staging_bytes) +
+                                   " is over 1 TiB (0 turns staging off)");
+  }
   if (!tls && (!tls_ca_file.empty() || !tls_server_name.empty())) {
     return Status::InvalidArgument(
         "client config: tls_ca_file and tls_server_name need tls = true");

@@ -49,7 +49,7 @@ struct ClientConfig {
   // client's progress thread serves fragment by fragment (several times slower, and far slower
   // when cores are scarce; docs/client.md "Memory"). A request that does
   // not fit the pool's free space goes to the registered memory directly. A request stages at most
-  // a quarter of the pool. 0 = off. Default 64 MiB.
+  // a quarter of the pool. 0 = off; at most 1 TiB. Default 64 MiB.
   uint64_t registered_staging_bytes = uint64_t{64} << 20;
   // Free text shown in the daemon's logs, at most 256 bytes. Default "libkvault".
   std::string client_name = "libkvault";
@@ -68,7 +68,7 @@ struct ClientConfig {
 
   // OK, or InvalidArgument naming the first bad field: an unparsable `server`, a timeout <= 0
   // (stall_timeout may be 0), a negative backoff, a tenant or client name over 256 bytes,
-  // tls_ca_file or tls_server_name set without tls.
+  // registered_staging_bytes over 1 TiB, tls_ca_file or tls_server_name set without tls.
   Status Validate() const;
 };
 

@@ -57,6 +57,8 @@ TEST(ClientConfig, NamesTheBadField) {
        "reconnect_backoff"},
       {[](ClientConfig& c) { c.tenant = std::string(257, 't'); }, "tenant"},
       {[](ClientConfig& c) { c.client_name = std::string(300, 'n'); }, "client_name"},
+      {[](ClientConfig& c) { c.registered_staging_bytes = (uint64_t{1} << 40) + 1; },
+       "registered_staging_bytes"},
   };
   for (const Case& k : cases) {
     ClientConfig c = Valid();
@@ -65,6 +67,14 @@ TEST(ClientConfig, NamesTheBadField) {
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << k.field;
     EXPECT_NE(s.message().find(k.field), std::string::npos) << s.ToString();
   }
+}
+
+TEST(ClientConfig, StagingMayBeOffOrUpToATebibyte) {
+  ClientConfig c = Valid();
+  c.registered_staging_bytes = 0;
+  EXPECT_TRUE(c.Validate().ok());
+  c.registered_staging_bytes = uint64_t{1} << 40;
+  EXPECT_TRUE(c.Validate().ok());
 }
 
 TEST(ClientConfig, ZeroStallTimeoutMeansNever) {
