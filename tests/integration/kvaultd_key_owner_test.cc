@@ -11,15 +11,18 @@
 // process, speaking the protocol over a raw connection with a UCX worker of its own.
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "binary_run.h"
 #include "daemon_process.h"
@@ -106,6 +109,76 @@ TEST(KvaultdKeyOwnerChild, HoldsASecret) {
   }
 }
 
+// The victim child (KvaultdKeyOwnerChild.HoldsASecret) of a test: started by Start(), killed and
+// reaped on destruction.
+class Victim {
+ public:
+  explicit Victim(std::string server) : server_(std::move(server)) {}
+  Victim(const Victim&) = delete;
+  Victim& operator=(const Victim&) = delete;
+  ~Victim() {
+    if (stdin_fd_ >= 0) ::close(stdin_fd_);
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // Forks and runs the child, then reads its key and secret's address; the child's own store
+  // (the positive control) must have succeeded.
+  void Start() {
+    int out[2], in[2];
+    ASSERT_EQ(::pipe(out), 0);
+    ASSERT_EQ(::pipe(in), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(in[0], STDIN_FILENO);
+      ::close(out[0]);
+      ::close(in[1]);
+      ::setenv("KVAULT_KEY_OWNER_CHILD", server_.c_str(), 1);
+      const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+      ::execl(self.c_str(), self.c_str(), "--gtest_filter=KvaultdKeyOwnerChild.HoldsASecret",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(in[0]);
+    stdin_fd_ = in[1];
+    std::string seen;
+    char buf[4096];
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (seen.find("CONTROL") == std::string::npos || seen.back() != '\n') {
+      if (std::chrono::steady_clock::now() > until) break;
+      const ssize_t r = ::read(out[0], buf, sizeof buf);
+      if (r <= 0) break;
+      seen.append(buf, static_cast<size_t>(r));
+    }
+    ::close(out[0]);
+    const size_t at = seen.find("KEY ");
+    ASSERT_NE(at, std::string::npos) << seen;
+    std::istringstream line(seen.substr(at));
+    std::string word, key_hex, control;
+    unsigned long long address = 0;
+    line >> word >> key_hex >> word >> address >> word >> control;
+    // Positive control: the key works for its owner.
+    ASSERT_EQ(control, "ok") << seen;
+    key_ = Unhex(key_hex);
+    address_ = address;
+  }
+
+  pid_t pid() const { return pid_; }
+  const std::vector<uint8_t>& key() const { return key_; }
+  uint64_t address() const { return address_; }
+
+ private:
+  std::string server_;
+  pid_t pid_ = -1;
+  int stdin_fd_ = -1;
+  std::vector<uint8_t> key_;
+  uint64_t address_ = 0;
+};
+
 class KvaultdKeyOwnerTest : public BinaryTest {
  protected:
   KvaultdKeyOwnerTest() : BinaryTest("kvaultd") {}
@@ -116,17 +189,24 @@ class Attacker {
  public:
   explicit Attacker(uint16_t port) : conn_(port) {}
 
-  void Start() {
+  // Logs in with a UCX worker of its own over `transports`. With `claim_pid`, the worker address
+  // it announces names that process instead of this one wherever it holds this one's pid (UCX
+  // 1.13: the cma entry), resealed so that the envelope still holds. With `serve`, the worker is
+  // progressed while a request waits (emulated transfers are then served by this process).
+  void Start(const std::string& transports = kTransports, pid_t claim_pid = 0, bool serve = false) {
+    serve_ = serve;
     transport::UcxContextOptions ucx;
-    ucx.transports = kTransports;
+    ucx.transports = transports;
     Result<transport::UcxContext> context = transport::UcxContext::Create(ucx);
     ASSERT_TRUE(context.ok()) << context.status().ToString();
     context_.emplace(std::move(*context));
     Result<transport::UcxWorker> worker = transport::UcxWorker::Create(*context_);
     ASSERT_TRUE(worker.ok()) << worker.status().ToString();
     worker_.emplace(std::move(*worker));
+    std::vector<uint8_t> address = worker_->address();
+    if (claim_pid > 0) ASSERT_GT(ClaimPid(address, claim_pid), 0u) << "no pid in the address";
     ASSERT_TRUE(conn_.connected());
-    ASSERT_TRUE(conn_.Login("", "", worker_->address()));
+    ASSERT_TRUE(conn_.Login("", "", address));
   }
 
   // Stores `key` from [address, address + length) of the memory `remote_key` names.
@@ -136,7 +216,16 @@ class Attacker {
     store.remote_key = remote_key;
     store.entries.push_back({key, address, length});
     if (!conn_.SendMessage(store, next_id_++)) return WireStatus::kInternal;
+    std::atomic<bool> replied{false};
+    std::thread progress;
+    if (serve_) {
+      progress = std::thread([&] {
+        while (!replied.load()) worker_->Progress();
+      });
+    }
     auto reply = conn_.ReadMessage(20s);
+    replied = true;
+    if (progress.joinable()) progress.join();
     if (!reply || !std::holds_alternative<transport::StoreReply>(reply->first)) {
       return WireStatus::kInternal;
     }
@@ -151,6 +240,25 @@ class Attacker {
   std::optional<transport::UcxContext> context_;
   std::optional<transport::UcxWorker> worker_;
   uint64_t next_id_ = 3;  // after Login's
+  bool serve_ = false;
+
+  // Rewrites each little-endian copy of this process's pid in the sealed worker `address` to
+  // `pid` and reseals it (the envelope's XXH3-64 at offset 12 over the payload at offset 20);
+  // returns how many were rewritten.
+  static size_t ClaimPid(std::vector<uint8_t>& address, pid_t pid) {
+    constexpr size_t kPayload = 20;
+    const pid_t self = ::getpid();
+    size_t n = 0;
+    for (size_t i = kPayload; i + sizeof(pid_t) <= address.size(); ++i) {
+      if (std::memcmp(address.data() + i, &self, sizeof(pid_t)) == 0) {
+        std::memcpy(address.data() + i, &pid, sizeof(pid_t));
+        ++n;
+      }
+    }
+    const uint64_t sum = Checksum64(std::span(address).subspan(kPayload));
+    std::memcpy(address.data() + 12, &sum, sizeof(sum));
+    return n;
+  }
 };
 
 TEST_F(KvaultdKeyOwnerTest, AnotherProcessesKeyIsRefusedAndItsMemoryNeverRead) {
@@ -160,52 +268,10 @@ TEST_F(KvaultdKeyOwnerTest, AnotherProcessesKeyIsRefusedAndItsMemoryNeverRead) {
                          "--ucx.transports", kTransports, "--limits.io_timeout", "2s"});
   ASSERT_TRUE(d.ok()) << d.Stderr();
 
-  // The victim, its key and where its secret lies.
-  int out[2], in[2];
-  ASSERT_EQ(::pipe(out), 0);
-  ASSERT_EQ(::pipe(in), 0);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(in[0], STDIN_FILENO);
-    ::close(out[0]);
-    ::close(in[1]);
-    ::setenv("KVAULT_KEY_OWNER_CHILD", d.server().c_str(), 1);
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-    ::execl(self.c_str(), self.c_str(), "--gtest_filter=KvaultdKeyOwnerChild.HoldsASecret",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  ::close(in[0]);
-  struct EndChild {
-    pid_t pid;
-    int stdin_fd;
-    ~EndChild() {
-      ::close(stdin_fd);
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  } end_child{child, in[1]};
-  std::string seen;
-  char buf[4096];
-  const auto until = std::chrono::steady_clock::now() + 30s;
-  while (seen.find("CONTROL") == std::string::npos || seen.back() != '\n') {
-    if (std::chrono::steady_clock::now() > until) break;
-    const ssize_t r = ::read(out[0], buf, sizeof buf);
-    if (r <= 0) break;
-    seen.append(buf, static_cast<size_t>(r));
-  }
-  ::close(out[0]);
-  const size_t at = seen.find("KEY ");
-  ASSERT_NE(at, std::string::npos) << seen;
-  std::istringstream line(seen.substr(at));
-  std::string word, key_hex, control;
-  unsigned long long address = 0;
-  line >> word >> key_hex >> word >> address >> word >> control;
-  // Positive control: the key works for its owner.
-  ASSERT_EQ(control, "ok") << seen;
-  const std::vector<uint8_t> victim_key = Unhex(key_hex);
+  Victim victim(d.server());
+  ASSERT_NO_FATAL_FAILURE(victim.Start());
+  const std::vector<uint8_t>& victim_key = victim.key();
+  const uint64_t address = victim.address();
   const uint64_t object = SyntheticObjectBytes(kPayload);
 
   Attacker attacker(d.control_port());
@@ -246,6 +312,59 @@ TEST_F(KvaultdKeyOwnerTest, AnotherProcessesKeyIsRefusedAndItsMemoryNeverRead) {
     EXPECT_EQ(control_hit.leading_hits, 1u) << "object " << i << " was not stored";
   }
   EXPECT_NE(d.Stderr().find("remote key"), std::string::npos) << d.Stderr();
+}
+
+// The worker address in Hello is the client's word too. UCX 1.13's cma transport reaches a peer's
+// memory through the pid in the address's cma entry, so an address naming another process's pid,
+// with a key whose region sits at the same virtual address as that process's secret, would have
+// the daemon read the secret with process_vm_readv. It must not: the daemon's reads are served by
+// the announcing process's own memory (UCX 1.13 moves RMA over checked shared-memory keys or
+// through the peer's worker, never over cma), so the attacker only ever stores its own bytes.
+TEST_F(KvaultdKeyOwnerTest, AWorkerAddressNamingAnotherProcessReadsOnlyTheSendersMemory) {
+  // Default transports: what a daemon runs with unless told otherwise.
+  DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0",
+                         "--limits.io_timeout", "5s"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  Victim victim(d.server());
+  ASSERT_NO_FATAL_FAILURE(victim.Start());
+  const uint64_t object = SyntheticObjectBytes(kPayload);
+
+  // The attacker's own memory at the victim's secret's virtual address, holding its own object.
+  const uintptr_t page_size = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = victim.address() & ~(page_size - 1);
+  const size_t span = static_cast<size_t>(victim.address() + object - first);
+  void* mapped = ::mmap(reinterpret_cast<void*>(first), span, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ASSERT_EQ(mapped, reinterpret_cast<void*>(first)) << "the victim's address is taken here";
+  struct Unmap {
+    void* at;
+    size_t n;
+    ~Unmap() { ::munmap(at, n); }
+  } unmap{mapped, span};
+  uint8_t* const same_address = reinterpret_cast<uint8_t*>(victim.address());
+  ASSERT_TRUE(WriteSyntheticBlock(kOwn, kPayload, std::span(same_address, object)).ok());
+
+  Attacker attacker(d.control_port());
+  ASSERT_NO_FATAL_FAILURE(attacker.Start("cma,tcp", victim.pid(), /*serve=*/true));
+  Result<transport::UcxMemory> region =
+      transport::UcxMemory::Map(attacker.context(), same_address, object);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  Result<std::vector<uint8_t>> key = region->PackRemoteKey();
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+
+  // Positive control: the forged endpoint works, and what it reads is the attacker's object.
+  EXPECT_EQ(attacker.Store(*key, kOwn, victim.address(), object), WireStatus::kOk) << d.Stderr();
+  // The same range under the secret's key: the bytes read are still the attacker's (another
+  // key's object), so the store is refused and the secret never lands.
+  EXPECT_NE(attacker.Store(*key, kSecret, victim.address(), object), WireStatus::kOk) << d.Stderr();
+  ClientConfig config;
+  config.server = d.server();
+  config.data_plane = false;
+  auto observer = Client::Connect(config);
+  ASSERT_TRUE(observer.ok()) << observer.status().ToString();
+  EXPECT_EQ((*observer)->LookupPrefix(std::span(&kSecret, 1)).leading_hits, 0u)
+      << "the daemon read the victim's secret";
+  EXPECT_EQ((*observer)->LookupPrefix(std::span(&kOwn, 1)).leading_hits, 1u);
 }
 
 }  // namespace
