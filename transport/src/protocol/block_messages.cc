@@ -4,6 +4,7 @@
 #include "kvault/transport/block_messages.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -41,9 +42,29 @@ Status CheckRemoteKey(const std::vector<uint8_t>& rkey, const ProtocolLimits& li
   return CheckBlob(rkey.size(), limits.max_remote_key_bytes, "remote_key", "max_remote_key_bytes");
 }
 
+static_assert(sizeof(BlockKey) == kKeyBytes, "keys are stored back to back");
+
 void WriteKeys(WireWriter& w, const std::vector<BlockKey>& keys) {
   w.Count(keys.size());
-  for (const BlockKey& k : keys) w.Raw(k);
+  w.Raw(std::span(reinterpret_cast<const uint8_t*>(keys.data()), keys.size() * kKeyBytes));
+}
+
+// count x u8 enum values, each cast from its byte (the caller's Validate checks the range).
+template <typename Enum>
+void WriteBytesOf(WireWriter& w, const std::vector<Enum>& values) {
+  static_assert(sizeof(Enum) == 1);
+  w.Count(values.size());
+  w.Raw(std::span(reinterpret_cast<const uint8_t*>(values.data()), values.size()));
+}
+
+template <typename Enum>
+std::vector<Enum> ReadBytesOf(WireReader& r, const ProtocolLimits& limits, std::string_view what) {
+  static_assert(sizeof(Enum) == 1);
+  const uint32_t n = r.Count(limits.max_keys_per_batch, 1, what);
+  const std::span<const uint8_t> bytes = r.Take(n);
+  std::vector<Enum> values(bytes.size());
+  if (!bytes.empty()) std::memcpy(values.data(), bytes.data(), bytes.size());
+  return values;
 }
 
 // Fixed-size opaque bytes through the reader's checked u64 reads (8 bytes each, in order).
@@ -55,23 +76,18 @@ void ReadRaw(WireReader& r, std::array<uint8_t, N>& out) {
 
 std::vector<BlockKey> ReadKeys(WireReader& r, const ProtocolLimits& limits) {
   const uint32_t n = r.Count(limits.max_keys_per_batch, kKeyBytes, "keys");
-  std::vector<BlockKey> keys;
-  keys.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) keys.push_back(r.Bytes32());
+  const std::span<const uint8_t> bytes = r.Take(size_t{n} * kKeyBytes);
+  std::vector<BlockKey> keys(bytes.size() / kKeyBytes);
+  if (!bytes.empty()) std::memcpy(keys.data(), bytes.data(), bytes.size());
   return keys;
 }
 
 void WriteStatuses(WireWriter& w, const std::vector<WireStatus>& statuses) {
-  w.Count(statuses.size());
-  for (WireStatus s : statuses) w.U8(static_cast<uint8_t>(s));
+  WriteBytesOf(w, statuses);
 }
 
 std::vector<WireStatus> ReadStatuses(WireReader& r, const ProtocolLimits& limits) {
-  const uint32_t n = r.Count(limits.max_keys_per_batch, 1, "statuses");
-  std::vector<WireStatus> statuses;
-  statuses.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) statuses.push_back(static_cast<WireStatus>(r.U8()));
-  return statuses;
+  return ReadBytesOf<WireStatus>(r, limits, "statuses");
 }
 
 Status CheckStatuses(const std::vector<WireStatus>& statuses, const ProtocolLimits& limits) {
@@ -148,8 +164,7 @@ void LookupReply::EncodeBody(std::vector<uint8_t>* out) const {
   w.U32(leading_hits);
   w.U64(lease_id);
   w.U32(lease_ttl_ms);
-  w.Count(tiers.size());
-  for (WireTier t : tiers) w.U8(static_cast<uint8_t>(t));
+  WriteBytesOf(w, tiers);
 }
 
 Result<LookupReply> LookupReply::DecodeBody(std::span<const uint8_t> body,
@@ -159,9 +174,7 @@ Result<LookupReply> LookupReply::DecodeBody(std::span<const uint8_t> body,
   m.leading_hits = r.U32();
   m.lease_id = r.U64();
   m.lease_ttl_ms = r.U32();
-  const uint32_t n = r.Count(limits.max_keys_per_batch, 1, "tiers");
-  m.tiers.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) m.tiers.push_back(static_cast<WireTier>(r.U8()));
+  m.tiers = ReadBytesOf<WireTier>(r, limits, "tiers");
   return FinishDecode(r, std::move(m), limits, "lookup_reply");
 }
 

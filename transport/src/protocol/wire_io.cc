@@ -100,6 +100,13 @@ BlockKey WireReader::Bytes32() {
   return key;
 }
 
+std::span<const uint8_t> WireReader::Take(size_t n) {
+  if (!Need(n)) return {};
+  const std::span<const uint8_t> bytes = body_.subspan(pos_, n);
+  pos_ += n;
+  return bytes;
+}
+
 std::string WireReader::String(uint32_t max_bytes, std::string_view what) {
   const uint16_t n = U16();
   if (n > max_bytes) {

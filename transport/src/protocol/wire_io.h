@@ -60,6 +60,8 @@ class WireReader {
   bool Bool(std::string_view what);
   // 32 raw bytes.
   BlockKey Bytes32();
+  // The next n bytes, as a view into the body; an empty span on truncation (recorded).
+  std::span<const uint8_t> Take(size_t n);
   // u16 length (<= max_bytes, else OutOfRange naming `what`), then that many bytes.
   std::string String(uint32_t max_bytes, std::string_view what);
   // u32 length (<= max_bytes, else OutOfRange naming `what`), then that many bytes.
