@@ -91,6 +91,16 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   if (!auth_reply.ok()) return fail(auth_reply.status(), "auth");
   const auto& ar = std::get<transport::AuthReply>(*auth_reply);
   if (ar.status != transport::WireStatus::kOk) return fail(ar.ToStatus(), "auth");
+  if (agent_) {
+    // The daemon sent a token to the worker this Hello announced; returning it shows the worker
+    // is this client's (transport/ucx/worker_proof.h). No block data moves before.
+    Result<std::array<uint8_t, 32>> token = agent_->AwaitWorkerProof(ar.session_id, deadline);
+    if (!token.ok()) return fail(token.status(), "worker proof");
+    Result<transport::Message> proven = conn->CallSync(transport::ProveWorker{*token}, deadline);
+    if (!proven.ok()) return fail(proven.status(), "worker proof");
+    const auto& pr = std::get<transport::ProveWorkerReply>(*proven);
+    if (pr.status != transport::WireStatus::kOk) return fail(pr.ToStatus(), "worker proof");
+  }
   return Link{std::move(conn), ar.session_id};
 }
 

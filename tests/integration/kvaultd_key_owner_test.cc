@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -204,9 +205,11 @@ class Attacker {
     ASSERT_TRUE(worker.ok()) << worker.status().ToString();
     worker_.emplace(std::move(*worker));
     std::vector<uint8_t> address = worker_->address();
-    if (claim_pid > 0) ASSERT_GT(ClaimPid(address, claim_pid), 0u) << "no pid in the address";
+    if (claim_pid > 0) {
+      ASSERT_GT(ClaimPid(address, claim_pid), 0u) << "no pid in the address";
+    }
     ASSERT_TRUE(conn_.connected());
-    ASSERT_TRUE(conn_.Login("", "", address));
+    ASSERT_TRUE(conn_.Login("", "", address, &*worker_));
   }
 
   // Stores `key` from [address, address + length) of the memory `remote_key` names.
@@ -365,6 +368,91 @@ TEST_F(KvaultdKeyOwnerTest, AWorkerAddressNamingAnotherProcessReadsOnlyTheSender
   EXPECT_EQ((*observer)->LookupPrefix(std::span(&kSecret, 1)).leading_hits, 0u)
       << "the daemon read the victim's secret";
   EXPECT_EQ((*observer)->LookupPrefix(std::span(&kOwn, 1)).leading_hits, 1u);
+}
+
+// Another process's worker address. Whatever worker the announced address names serves the
+// GETs and PUTs UCX emulates with messages, from and into its own memory, and an address can be
+// rebuilt from public facts (pid, descriptor numbers, ports). So the daemon sends a token to the
+// announced worker and moves no block data until the client returns it, which only the worker's
+// owner can. Here the other worker lives in this process with its own context, progressed by a
+// thread as a client's would be, holding a secret in memory it registered.
+TEST_F(KvaultdKeyOwnerTest, AnotherWorkersAddressCannotBeProvenSoNothingMoves) {
+  DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0",
+                         "--limits.io_timeout", "3s"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  Result<transport::UcxContext> context = transport::UcxContext::Create({});
+  ASSERT_TRUE(context.ok()) << context.status().ToString();
+  Result<transport::UcxWorker> worker = transport::UcxWorker::Create(*context);
+  ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+  Result<std::unique_ptr<transport::WorkerProofMailbox>> mailbox =
+      transport::WorkerProofMailbox::Attach(*worker);
+  ASSERT_TRUE(mailbox.ok()) << mailbox.status().ToString();
+  const uint64_t object = SyntheticObjectBytes(kPayload);
+  std::vector<uint8_t> secret(object);
+  ASSERT_TRUE(WriteSyntheticBlock(kSecret, kPayload, secret).ok());
+  Result<transport::UcxMemory> region =
+      transport::UcxMemory::Map(*context, secret.data(), secret.size());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  Result<std::vector<uint8_t>> packed = region->PackRemoteKey();
+  ASSERT_TRUE(packed.ok()) << packed.status().ToString();
+  // A namespace nobody can check: the key reaches the memory only through the worker it names.
+  const std::vector<uint8_t> key = WithNamespace(*packed, 0x1234567890abcdefull);
+  std::atomic<bool> stop{false};
+  std::thread progress([&] {
+    while (!stop.load()) worker->Progress();
+  });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Join() {
+      stop = true;
+      thread.join();
+    }
+  } join{stop, progress};
+  auto store = [&](RawConnection& conn) {
+    transport::Store request;
+    request.remote_key = key;
+    request.entries.push_back({kSecret, reinterpret_cast<uint64_t>(secret.data()), object});
+    if (!conn.SendMessage(request, 7)) return WireStatus::kInternal;
+    auto reply = conn.ReadMessage(20s);
+    if (!reply || !std::holds_alternative<transport::StoreReply>(reply->first)) {
+      return WireStatus::kInternal;
+    }
+    return std::get<transport::StoreReply>(reply->first).statuses.at(0);
+  };
+  auto token_for = [&](uint64_t session) {
+    std::optional<std::array<uint8_t, 32>> token;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!(token = (*mailbox)->Take(session)) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return token;
+  };
+  ClientConfig config;
+  config.server = d.server();
+  config.data_plane = false;
+  auto observer = Client::Connect(config);
+  ASSERT_TRUE(observer.ok()) << observer.status().ToString();
+
+  // The attacker announces the other worker and authenticates: its token goes to that worker.
+  // Unproven, the store moves nothing; a guess is refused, and the store still moves nothing.
+  RawConnection attacker(d.control_port());
+  ASSERT_TRUE(attacker.Login("", "", worker->address()));
+  EXPECT_TRUE(token_for(attacker.session_id()).has_value()) << "the token reached the worker";
+  EXPECT_EQ(store(attacker), WireStatus::kTransferFailed);
+  EXPECT_EQ(attacker.ProveWorker({}), WireStatus::kUnauthenticated);
+  EXPECT_EQ(store(attacker), WireStatus::kTransferFailed);
+  EXPECT_EQ((*observer)->LookupPrefix(std::span(&kSecret, 1)).leading_hits, 0u)
+      << "the daemon read the other worker's memory";
+
+  // Positive control: the worker's owner returns its token, and the same store is served.
+  RawConnection owner(d.control_port());
+  ASSERT_TRUE(owner.Login("", "", worker->address()));
+  const std::optional<std::array<uint8_t, 32>> token = token_for(owner.session_id());
+  ASSERT_TRUE(token.has_value());
+  EXPECT_EQ(owner.ProveWorker(*token), WireStatus::kOk);
+  EXPECT_EQ(store(owner), WireStatus::kOk) << d.Stderr();
+  EXPECT_EQ((*observer)->LookupPrefix(std::span(&kSecret, 1)).leading_hits, 1u);
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ TEST_F(KvaultdStalledClientTest, OtherClientsAreServedWhileOnesTransferStalls) {
 
   RawConnection stalled(d.control_port());
   ASSERT_TRUE(stalled.connected());
-  ASSERT_TRUE(stalled.Login("", "", worker->address()));
+  ASSERT_TRUE(stalled.Login("", "", worker->address(), &*worker));
 
   // A bystander loads the block again and again from before the stall until after its
   // deadline has passed (the daemon then closes the stalled endpoint): none of its transfers may

@@ -9,8 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,6 +20,7 @@
 
 #include "kvault/common/auth.h"
 #include "kvault/transport/messages.h"
+#include "kvault/transport/ucx/worker_proof.h"
 
 namespace kvault::testing {
 
@@ -118,8 +121,19 @@ class RawConnection {
 
   // Hello + Auth for `tenant` with `token` (the empty token for the default tenant), announcing
   // `worker_address` (a sealed UCX worker address; empty: no data plane). Request ids 1 and 2.
+  // With `worker` (whose address was announced, and which no other thread progresses), then
+  // proves it: progresses it until the daemon's token arrives and returns it in ProveWorker
+  // (request id 2). Without, the data plane stays unproven (ProveWorker below).
   bool Login(const std::string& tenant = "", const std::string& token = "",
-             const std::vector<uint8_t>& worker_address = {}) {
+             const std::vector<uint8_t>& worker_address = {},
+             transport::UcxWorker* worker = nullptr) {
+    std::unique_ptr<transport::WorkerProofMailbox> mailbox;
+    if (worker != nullptr) {
+      Result<std::unique_ptr<transport::WorkerProofMailbox>> attached =
+          transport::WorkerProofMailbox::Attach(*worker);
+      if (!attached.ok()) return false;
+      mailbox = std::move(*attached);
+    }
     transport::Hello hello;
     hello.tenant = tenant;
     hello.worker_address = worker_address;
@@ -132,8 +146,30 @@ class RawConnection {
     std::copy(proof.begin(), proof.end(), auth.proof.begin());
     if (!SendMessage(auth, 2)) return false;
     reply = ReadMessage();
-    return reply && std::holds_alternative<transport::AuthReply>(reply->first) &&
-           std::get<transport::AuthReply>(reply->first).status == transport::WireStatus::kOk;
+    if (!reply || !std::holds_alternative<transport::AuthReply>(reply->first)) return false;
+    const transport::AuthReply& ok = std::get<transport::AuthReply>(reply->first);
+    if (ok.status != transport::WireStatus::kOk) return false;
+    session_id_ = ok.session_id;
+    if (worker == nullptr) return true;
+    std::optional<std::array<uint8_t, 32>> sent;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!(sent = mailbox->Take(ok.session_id)) && std::chrono::steady_clock::now() < until) {
+      worker->Progress();
+    }
+    return sent && ProveWorker(*sent) == transport::WireStatus::kOk;
+  }
+
+  // The session id of the last successful Auth; 0 before.
+  uint64_t session_id() const { return session_id_; }
+
+  // Sends ProveWorker with `token` (request id 2); the reply's status, kInternal when none came.
+  transport::WireStatus ProveWorker(const std::array<uint8_t, 32>& token) {
+    if (!SendMessage(transport::ProveWorker{token}, 2)) return transport::WireStatus::kInternal;
+    auto reply = ReadMessage();
+    if (!reply || !std::holds_alternative<transport::ProveWorkerReply>(reply->first)) {
+      return transport::WireStatus::kInternal;
+    }
+    return std::get<transport::ProveWorkerReply>(reply->first).status;
   }
 
   // A Ping round trip.
@@ -146,6 +182,7 @@ class RawConnection {
 
  private:
   int fd_ = -1;
+  uint64_t session_id_ = 0;
 };
 
 }  // namespace kvault::testing

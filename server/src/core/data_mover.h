@@ -15,6 +15,7 @@
 #include "kvault/common/result.h"
 #include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
+#include "kvault/transport/ucx/worker_proof.h"
 
 namespace kvault::server {
 
@@ -22,12 +23,15 @@ class DataMover {
  public:
   virtual ~DataMover() = default;
 
-  // Connects to a client's data-plane worker (the address from its Hello); `connection` is its
-  // control connection when known, against which the remote keys it sends are checked.
-  // InvalidArgument or Corruption for malformed bytes; Unavailable when unreachable.
+  // Connects to a client's data-plane worker (the address from its Hello) and sends it `proof`
+  // (transport/ucx/worker_proof.h), which the client returns on its control connection to show
+  // the worker is its own; `connection` is its control connection when known, against which the
+  // remote keys it sends are checked. InvalidArgument or Corruption for malformed bytes;
+  // Unavailable when unreachable.
   virtual Result<transport::PeerId> Connect(
       std::span<const uint8_t> worker_address,
-      const std::optional<transport::ControlConnection>& connection) = 0;
+      const std::optional<transport::ControlConnection>& connection,
+      const transport::WorkerProof& proof) = 0;
 
   // Forgets a peer; its transfers still in flight fail. Unknown ids are ignored.
   virtual void Disconnect(transport::PeerId peer) = 0;

@@ -114,6 +114,8 @@ Message Service::Handle(Session& session, const Message& request) {
         using M = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<M, transport::Hello>) return OnHello(session, m);
         else if constexpr (std::is_same_v<M, transport::Auth>) return OnAuth(session, m);
+        else if constexpr (std::is_same_v<M, transport::ProveWorker>)
+          return OnProveWorker(session, m);
         else if constexpr (std::is_same_v<M, transport::Ping>) return transport::Pong{m.payload};
         else if constexpr (std::is_same_v<M, transport::Lookup>) return OnLookup(session, m);
         else if constexpr (std::is_same_v<M, transport::Store>) return OnStore(session, m);
@@ -169,7 +171,13 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
   }
   transport::AuthReply reply;
   if (!session.worker_address.empty() && data_ != nullptr) {
-    Result<transport::PeerId> peer = data_->Connect(session.worker_address, session.connection);
+    Result<AuthNonce> token = NewAuthChallenge();
+    if (!token.ok()) return Refuse(WireStatus::kUnavailable, token.status().message());
+    transport::WorkerProof proof;
+    proof.session_id = session.id;
+    std::copy(token->begin(), token->end(), proof.token.begin());
+    Result<transport::PeerId> peer =
+        data_->Connect(session.worker_address, session.connection, proof);
     if (!peer.ok()) {
       KVAULT_LOG(LogLevel::kWarn, "auth",
                  SessionName(session) + ": cannot reach the client's UCX worker: " +
@@ -178,13 +186,43 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
       reply.message = "data plane: " + peer.status().message();
       return reply;
     }
-    session.peer = *peer;
+    // Unusable until the client returns the token (OnProveWorker).
+    session.unproven_peer = *peer;
+    session.worker_token = *token;
   }
   session.tenant = tenant;
   session.state = SessionState::kAuthenticated;
   KVAULT_LOG(LogLevel::kDebug, "auth",
              SessionName(session) + ": authenticated as tenant '" + LogSafe(tenant->name) + "'");
   reply.session_id = session.id;
+  return reply;
+}
+
+Message Service::OnProveWorker(Session& session, const transport::ProveWorker& prove) {
+  transport::ProveWorkerReply reply;
+  if (!session.unproven_peer) {
+    reply.status = WireStatus::kInvalidArgument;
+    reply.message =
+        session.peer ? "the worker is proven already" : "the hello announced no worker to prove";
+    return reply;
+  }
+  const transport::PeerId peer = *session.unproven_peer;
+  session.unproven_peer.reset();
+  // Constant time: the comparison must not tell a guesser how many bytes were right.
+  uint8_t diff = 0;
+  for (size_t i = 0; i < prove.token.size(); ++i) diff |= prove.token[i] ^ session.worker_token[i];
+  session.worker_token.fill(0);  // single use
+  if (diff != 0) {
+    if (data_ != nullptr) data_->Disconnect(peer);
+    KVAULT_LOG(LogLevel::kWarn, "auth",
+               SessionName(session) +
+                   ": worker proof does not match: the announced UCX worker is not this "
+                   "client's; no data plane for this session");
+    reply.status = WireStatus::kUnauthenticated;
+    reply.message = "the token does not match the one sent to the announced worker";
+    return reply;
+  }
+  session.peer = peer;
   return reply;
 }
 
@@ -256,8 +294,13 @@ Message Service::OnStats(Session& session) {
 void Service::CloseSession(Session& session) {
   for (storage::LeaseId lease : session.leases) (void)store_.ReleaseLease(lease);
   session.leases.clear();
-  if (session.peer && data_ != nullptr) data_->Disconnect(*session.peer);
+  if (data_ != nullptr) {
+    if (session.peer) data_->Disconnect(*session.peer);
+    if (session.unproven_peer) data_->Disconnect(*session.unproven_peer);
+  }
   session.peer.reset();
+  session.unproven_peer.reset();
+  session.worker_token.fill(0);
 }
 
 }  // namespace kvault::server

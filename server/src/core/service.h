@@ -7,7 +7,11 @@
 //
 //   Hello      -> HelloReply with a fresh nonce (a new Hello restarts the handshake)
 //   Auth       -> AuthReply; on success the session is bound to its tenant and, when the Hello
-//                 carried a worker address, connected to the client's data-plane worker
+//                 carried a worker address, connected to that worker, which is sent a token
+//                 (transport/ucx/worker_proof.h)
+//   ProveWorker -> ProveWorkerReply; the token back: from then on block data moves for the
+//                 session (before, Store and Load fail every key with kTransferFailed); a wrong
+//                 token disconnects the worker until a new Hello
 //   Ping       -> Pong (allowed before auth)
 //   Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory, Stats -> their replies,
 //                 after auth only; before, ErrorReply{kUnauthenticated}
@@ -87,6 +91,7 @@ class Service {
  private:
   transport::Message OnHello(Session& session, const transport::Hello& hello);
   transport::Message OnAuth(Session& session, const transport::Auth& auth);
+  transport::Message OnProveWorker(Session& session, const transport::ProveWorker& prove);
   transport::Message OnLookup(Session& session, const transport::Lookup& lookup);
   transport::Message OnStore(Session& session, const transport::Store& store);
   transport::Message OnLoad(Session& session, const transport::Load& load);

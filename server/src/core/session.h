@@ -28,7 +28,11 @@ struct Session {
   std::string requested_tenant;       // the tenant the Hello named
   std::vector<uint8_t> worker_address;  // the client's data-plane worker, may be empty
   const Tenant* tenant = nullptr;     // set by a successful Auth
-  std::optional<transport::PeerId> peer;  // data-plane peer, connected after Auth
+  // Data-plane peer: connected after Auth (unproven_peer), usable once ProveWorker returned
+  // worker_token, the token sent to it (transport/ucx/worker_proof.h).
+  std::optional<transport::PeerId> peer;
+  std::optional<transport::PeerId> unproven_peer;
+  AuthNonce worker_token{};
   // The control connection's ends, set by the control server; the peer's remote keys are
   // checked against it (UcxRemoteKey::Unpack). Empty in-process (tests).
   std::optional<transport::ControlConnection> connection;

@@ -28,11 +28,12 @@ Result<transport::TransferEngine*> UcxDataMover::Route(transport::TransferBatch&
 
 Result<transport::PeerId> UcxDataMover::Connect(
     std::span<const uint8_t> worker_address,
-    const std::optional<transport::ControlConnection>& connection) {
+    const std::optional<transport::ControlConnection>& connection,
+    const transport::WorkerProof& proof) {
   const size_t n = engines_.size();
   const size_t index = next_engine_.fetch_add(1) % n;
   KVAULT_ASSIGN_OR_RETURN(transport::PeerId local,
-                          engines_[index]->Connect(worker_address, connection));
+                          engines_[index]->Connect(worker_address, connection, proof));
   return local * n + index;
 }
 

@@ -18,9 +18,9 @@ class UcxDataMover final : public DataMover {
   // The engines (at least one) must outlive the mover.
   explicit UcxDataMover(std::vector<transport::TransferEngine*> engines);
 
-  Result<transport::PeerId> Connect(
-      std::span<const uint8_t> worker_address,
-      const std::optional<transport::ControlConnection>& connection) override;
+  Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
+                                    const std::optional<transport::ControlConnection>& connection,
+                                    const transport::WorkerProof& proof) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
   // Overlaps: `arrived` runs on the caller's thread for each GET as it lands, while later

@@ -34,8 +34,10 @@ class CopyingMover final : public DataMover {
  public:
   Result<transport::PeerId> Connect(
       std::span<const uint8_t> address,
-      const std::optional<transport::ControlConnection>& /*connection*/) override {
+      const std::optional<transport::ControlConnection>& /*connection*/,
+      const transport::WorkerProof& proof) override {
     if (address.empty()) return Status::InvalidArgument("empty address");
+    proofs.push_back(proof);
     return ++peers;
   }
   void Disconnect(transport::PeerId) override { ++disconnects; }
@@ -67,6 +69,7 @@ class CopyingMover final : public DataMover {
   std::optional<size_t> fail_transfer_at;  // fail only the transfer with this index in a batch
   size_t last_batch_transfers = 0;
   std::vector<std::pair<transport::PeerId, std::vector<uint8_t>>> forgotten;
+  std::vector<transport::WorkerProof> proofs;  // sent by Connect, in order
 };
 
 // Reads one gauge or counter of the store.
@@ -107,8 +110,10 @@ class ServiceTest : public ::testing::Test {
     service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, ServiceOptions{});
   }
 
-  // Hello + Auth as `tenant` with `token`; returns the AuthReply or the ErrorReply.
-  Message Login(Session& s, const std::string& tenant, const std::string& token) {
+  // Hello + Auth as `tenant` with `token`, then (with `prove`, after a successful Auth) the
+  // worker proof the mover was given; returns the AuthReply or the ErrorReply.
+  Message Login(Session& s, const std::string& tenant, const std::string& token,
+                bool prove = true) {
     transport::Hello hello;
     hello.tenant = tenant;
     hello.worker_address = {1, 2, 3};
@@ -118,7 +123,18 @@ class ServiceTest : public ::testing::Test {
     transport::Auth auth;
     const AuthDigest proof = AuthProof(TokenHash(token), reply->nonce);
     std::copy(proof.begin(), proof.end(), auth.proof.begin());
-    return service_->Handle(s, auth);
+    Message auth_reply = service_->Handle(s, auth);
+    const auto* ok = std::get_if<transport::AuthReply>(&auth_reply);
+    if (prove && ok != nullptr && ok->status == WireStatus::kOk) {
+      EXPECT_FALSE(mover_.proofs.empty());
+      if (!mover_.proofs.empty()) {
+        EXPECT_EQ(mover_.proofs.back().session_id, ok->session_id);
+        const Message proven =
+            service_->Handle(s, transport::ProveWorker{mover_.proofs.back().token});
+        EXPECT_EQ(std::get<transport::ProveWorkerReply>(proven).status, WireStatus::kOk);
+      }
+    }
+    return auth_reply;
   }
 
   std::unique_ptr<Session> LoggedIn(const std::string& tenant, const std::string& token) {
@@ -439,6 +455,9 @@ TEST_F(ServiceTest, ReleaseMemoryMakesTheSessionsMoverForgetTheKey) {
       AuthProof(TokenHash("token-a"), std::get<transport::HelloReply>(m).nonce);
   std::copy(proof.begin(), proof.end(), auth.proof.begin());
   ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service.Handle(*s, auth)));
+  ASSERT_FALSE(mover_.proofs.empty());
+  ASSERT_TRUE(std::holds_alternative<transport::ProveWorkerReply>(
+      service.Handle(*s, transport::ProveWorker{mover_.proofs.back().token})));
   ASSERT_TRUE(s->peer.has_value());
   m = service.Handle(*s, release);
   ASSERT_TRUE(std::holds_alternative<transport::ReleaseMemoryReply>(m));
@@ -474,6 +493,65 @@ TEST_F(ServiceTest, ReleaseMemoryWithoutADataPlaneIsOk) {
   ASSERT_TRUE(std::holds_alternative<transport::ReleaseMemoryReply>(m));
   EXPECT_TRUE(std::get<transport::ReleaseMemoryReply>(m).ToStatus().ok());
   EXPECT_TRUE(mover_.forgotten.empty());
+}
+
+// The worker a Hello announces is only the client's word: until the client returns the token
+// sent to that worker, no block data moves for the session.
+TEST_F(ServiceTest, NoDataMovesUntilTheWorkerIsProven) {
+  auto s = service_->OpenSession();
+  const Message auth = Login(*s, "team-a", "token-a", /*prove=*/false);
+  ASSERT_EQ(std::get<transport::AuthReply>(auth).status, WireStatus::kOk);
+  ASSERT_EQ(mover_.proofs.size(), 1u);
+  const transport::WorkerProof sent = mover_.proofs[0];
+  EXPECT_EQ(sent.session_id, s->id);
+  EXPECT_NE(sent.token, decltype(sent.token){});  // random bytes, not zeros
+  EXPECT_FALSE(s->peer.has_value());
+  // Unproven: every key fails, nothing is stored.
+  EXPECT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>{WireStatus::kTransferFailed});
+  EXPECT_EQ(LookupKeys(*s, {Key(1)}, false).leading_hits, 0u);
+
+  // A wrong token: refused, the worker is dropped, and the right one no longer helps.
+  transport::ProveWorker wrong{sent.token};
+  wrong.token[31] ^= 1;
+  Message m = service_->Handle(*s, wrong);
+  EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kUnauthenticated);
+  EXPECT_EQ(mover_.disconnects, 1);
+  m = service_->Handle(*s, transport::ProveWorker{sent.token});
+  EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kInvalidArgument);
+  EXPECT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>{WireStatus::kTransferFailed});
+
+  // Positive control: a new handshake with the right token moves data.
+  ASSERT_EQ(std::get<transport::AuthReply>(Login(*s, "team-a", "token-a")).status, WireStatus::kOk);
+  EXPECT_EQ(mover_.proofs.size(), 2u);
+  EXPECT_NE(mover_.proofs[1].token, sent.token);  // fresh per handshake
+  EXPECT_TRUE(s->peer.has_value());
+  EXPECT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>{WireStatus::kOk});
+  EXPECT_EQ(LookupKeys(*s, {Key(1)}, false).leading_hits, 1u);
+  // Proving twice is refused and changes nothing.
+  m = service_->Handle(*s, transport::ProveWorker{mover_.proofs[1].token});
+  EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kInvalidArgument);
+  EXPECT_EQ(StoreKeys(*s, {Key(2)}), std::vector<WireStatus>{WireStatus::kOk});
+}
+
+TEST_F(ServiceTest, ProveWorkerNeedsAuthAndAnAnnouncedWorker) {
+  auto fresh = service_->OpenSession();
+  Message m = service_->Handle(*fresh, transport::ProveWorker{});
+  ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
+  EXPECT_EQ(std::get<transport::ErrorReply>(m).status, WireStatus::kUnauthenticated);
+
+  auto s = service_->OpenSession();
+  transport::Hello hello;  // no worker address
+  hello.tenant = "team-b";
+  m = service_->Handle(*s, hello);
+  transport::Auth auth;
+  const AuthDigest proof =
+      AuthProof(TokenHash("token-b"), std::get<transport::HelloReply>(m).nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service_->Handle(*s, auth)));
+  EXPECT_TRUE(mover_.proofs.empty());
+  m = service_->Handle(*s, transport::ProveWorker{});
+  EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kInvalidArgument);
+  EXPECT_NE(std::get<transport::ProveWorkerReply>(m).message.find("no worker"), std::string::npos);
 }
 
 }  // namespace

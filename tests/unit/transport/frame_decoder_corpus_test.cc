@@ -71,6 +71,8 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> SeedFiles() {
       {"hello_reply.bin", Frame(hello_reply, 1)},
       {"auth.bin", Frame(auth, 2)},
       {"auth_reply.bin", Frame(AuthReply{WireStatus::kOk, 77, ""}, 2)},
+      {"prove_worker.bin", Frame(ProveWorker{auth.proof}, 3)},
+      {"prove_worker_reply.bin", Frame(ProveWorkerReply{WireStatus::kOk, ""}, 3)},
       {"lookup.bin", Frame(Lookup{{Key(1), Key(2), Key(3)}, true, 30000}, 3)},
       {"lookup_reply.bin",
        Frame(LookupReply{2, {WireTier::kGpu, WireTier::kNvme, WireTier::kNone}, 9, 30000}, 3)},

@@ -143,7 +143,7 @@ TEST(FrameHeaderTest, RefusesEveryUnknownTypeAndAcceptsEveryKnownOne) {
       EXPECT_NE(h.status().message().find("unknown message type"), std::string::npos);
     }
   }
-  EXPECT_EQ(known, 23);  // the types of docs/protocol.md §4.1
+  EXPECT_EQ(known, 25);  // the types of docs/protocol.md §4.1
 }
 
 TEST(FrameHeaderTest, BodyLengthLimit) {

@@ -68,6 +68,12 @@ inline std::vector<Message> SampleMessages() {
   out.emplace_back(auth);
   out.emplace_back(AuthReply{WireStatus::kOk, kMax64, ""});
   out.emplace_back(AuthReply{WireStatus::kUnauthenticated, 0, "proof does not match"});
+  ProveWorker prove;
+  for (size_t i = 0; i < prove.token.size(); ++i) prove.token[i] = static_cast<uint8_t>(3 * i);
+  out.emplace_back(prove);
+  out.emplace_back(ProveWorker{});
+  out.emplace_back(ProveWorkerReply{});
+  out.emplace_back(ProveWorkerReply{WireStatus::kUnauthenticated, "token does not match"});
 
   Lookup lookup;
   lookup.keys = {PatternKey(1), BlockKey{}, PatternKey(255)};

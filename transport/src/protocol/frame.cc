@@ -32,6 +32,8 @@ std::string_view MessageTypeName(MessageType type) {
       return "hello";
     case MessageType::kAuth:
       return "auth";
+    case MessageType::kProveWorker:
+      return "prove_worker";
     case MessageType::kLookup:
       return "lookup";
     case MessageType::kStore:
@@ -56,6 +58,8 @@ std::string_view MessageTypeName(MessageType type) {
       return "hello_reply";
     case MessageType::kAuthReply:
       return "auth_reply";
+    case MessageType::kProveWorkerReply:
+      return "prove_worker_reply";
     case MessageType::kLookupReply:
       return "lookup_reply";
     case MessageType::kStoreReply:

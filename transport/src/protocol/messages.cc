@@ -39,6 +39,10 @@ Result<Message> DecodeMessage(MessageType type, std::span<const uint8_t> body,
       return DecodeAs<Auth>(body, limits);
     case MessageType::kAuthReply:
       return DecodeAs<AuthReply>(body, limits);
+    case MessageType::kProveWorker:
+      return DecodeAs<ProveWorker>(body, limits);
+    case MessageType::kProveWorkerReply:
+      return DecodeAs<ProveWorkerReply>(body, limits);
     case MessageType::kLookup:
       return DecodeAs<Lookup>(body, limits);
     case MessageType::kLookupReply:

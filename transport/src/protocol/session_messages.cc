@@ -113,6 +113,35 @@ Result<Auth> Auth::DecodeBody(std::span<const uint8_t> body, const ProtocolLimit
   return FinishDecode(r, m, limits, "auth");
 }
 
+// --- ProveWorker: 32-byte token.
+
+Status ProveWorker::Validate(const ProtocolLimits&) const { return Status::Ok(); }
+
+void ProveWorker::EncodeBody(std::vector<uint8_t>* out) const { WireWriter(out).Raw(token); }
+
+Result<ProveWorker> ProveWorker::DecodeBody(std::span<const uint8_t> body,
+                                            const ProtocolLimits& limits) {
+  WireReader r(body);
+  ProveWorker m;
+  m.token = r.Bytes32();
+  return FinishDecode(r, m, limits, "prove_worker");
+}
+
+// --- ProveWorkerReply: u8 status, string message.
+
+Status ProveWorkerReply::Validate(const ProtocolLimits& limits) const {
+  return CheckStatusBody(status, message, limits);
+}
+
+void ProveWorkerReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WriteStatusBody(status, message, out);
+}
+
+Result<ProveWorkerReply> ProveWorkerReply::DecodeBody(std::span<const uint8_t> body,
+                                                      const ProtocolLimits& limits) {
+  return wire::DecodeStatusBody<ProveWorkerReply>(body, limits, "prove_worker_reply");
+}
+
 // --- AuthReply: u8 status, u64 session_id, string message.
 
 Status AuthReply::Validate(const ProtocolLimits& limits) const {

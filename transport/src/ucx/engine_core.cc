@@ -172,12 +172,20 @@ void EngineCore::MarkReady(BatchState* batch) {
 }
 
 Result<PeerId> EngineCore::AddPeer(std::vector<uint8_t> address,
-                                   std::optional<ControlConnection> connection) {
+                                   std::optional<ControlConnection> connection,
+                                   std::optional<WorkerProof> proof) {
   auto peer = std::make_unique<Peer>();
   peer->address = std::move(address);
   peer->connection = connection;
   const PeerId id = next_peer_++;
   KVAULT_RETURN_IF_ERROR(EnsureEndpoint(id, *peer));
+  if (proof) {
+    const Status sent = SendWorkerProof(*peer->ep, *proof);
+    if (!sent.ok()) {
+      ResetEndpoint(*peer, {});
+      return sent;
+    }
+  }
   peers_.emplace(id, std::move(peer));
   return id;
 }

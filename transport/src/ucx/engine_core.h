@@ -26,6 +26,7 @@
 #include "kvault/transport/ucx/transfer.h"
 #include "kvault/transport/ucx/ucx_endpoint.h"
 #include "kvault/transport/ucx/ucx_worker.h"
+#include "kvault/transport/ucx/worker_proof.h"
 
 struct ucp_mem;
 
@@ -56,9 +57,11 @@ class EngineCore {
   EngineCore& operator=(const EngineCore&) = delete;
 
   // Creates an endpoint to the sealed `address` and returns the new peer's id. Its remote keys
-  // are checked against `connection` when given (UcxRemoteKey::Unpack).
+  // are checked against `connection` when given (UcxRemoteKey::Unpack). With `proof`, sends it
+  // through the new endpoint (SendWorkerProof); the peer is not added when that fails.
   Result<PeerId> AddPeer(std::vector<uint8_t> address,
-                         std::optional<ControlConnection> connection = std::nullopt);
+                         std::optional<ControlConnection> connection = std::nullopt,
+                         std::optional<WorkerProof> proof = std::nullopt);
   // Force-closes the peer's endpoint and forgets it; `done` runs once the close finished.
   void RemovePeer(PeerId peer, std::function<void(Status)> done);
   // Validates and posts every transfer of `queued`.

@@ -20,6 +20,7 @@ namespace {
 struct ConnectCommand {
   std::vector<uint8_t> address;
   std::optional<ControlConnection> connection;
+  std::optional<WorkerProof> proof;
   std::promise<Result<PeerId>> result;
 };
 struct DisconnectCommand {
@@ -218,7 +219,7 @@ class TransferEngine::Impl {
     TakeQueue(commands);
     for (Command& command : commands) {
       if (auto* c = std::get_if<ConnectCommand>(&command)) {
-        c->result.set_value(core_.AddPeer(std::move(c->address), c->connection));
+        c->result.set_value(core_.AddPeer(std::move(c->address), c->connection, c->proof));
       } else if (auto* d = std::get_if<DisconnectCommand>(&command)) {
         auto promise = std::make_shared<std::promise<Status>>(std::move(d->result));
         core_.RemovePeer(d->peer, [promise](Status s) { promise->set_value(std::move(s)); });
@@ -280,10 +281,12 @@ Result<RegionId> TransferEngine::RegisterMemory(void* address, size_t length) {
 Status TransferEngine::UnregisterMemory(RegionId region) { return impl_->regions_.Remove(region); }
 
 Result<PeerId> TransferEngine::Connect(std::span<const uint8_t> peer_address,
-                                       std::optional<ControlConnection> connection) {
+                                       std::optional<ControlConnection> connection,
+                                       std::optional<WorkerProof> proof) {
   ConnectCommand command;
   command.address.assign(peer_address.begin(), peer_address.end());
   command.connection = connection;
+  command.proof = proof;
   std::future<Result<PeerId>> result = command.result.get_future();
   impl_->Push(std::move(command));
   return result.get();

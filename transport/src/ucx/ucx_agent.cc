@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "kvault/transport/ucx/ucx_worker.h"
+#include "kvault/transport/ucx/worker_proof.h"
 #include "ucx/progress_loop.h"
 
 namespace kvault::transport {
@@ -13,11 +14,14 @@ class UcxAgent::Impl {
       : context_(std::move(context)), worker_(std::move(worker)) {}
   ~Impl() {
     if (loop_) loop_->Stop();
+    loop_.reset();
+    proofs_.reset();  // no thread progresses the worker any more
   }
 
   UcxContext context_;
   UcxWorker worker_;
-  std::unique_ptr<ProgressLoop> loop_;  // the only user of worker_ once started
+  std::unique_ptr<WorkerProofMailbox> proofs_;  // attached before loop_ starts
+  std::unique_ptr<ProgressLoop> loop_;          // the only user of worker_ once started
 };
 
 Result<std::unique_ptr<UcxAgent>> UcxAgent::Create(const UcxAgentOptions& options) {
@@ -26,6 +30,7 @@ Result<std::unique_ptr<UcxAgent>> UcxAgent::Create(const UcxAgentOptions& option
   KVAULT_ASSIGN_OR_RETURN(UcxContext context, UcxContext::Create(context_options));
   KVAULT_ASSIGN_OR_RETURN(UcxWorker worker, UcxWorker::Create(context, UcxThreadMode::kSingle));
   auto impl = std::make_unique<Impl>(std::move(context), std::move(worker));
+  KVAULT_ASSIGN_OR_RETURN(impl->proofs_, WorkerProofMailbox::Attach(impl->worker_));
   // A target has no work of its own: the loop only progresses (and sleeps when idle).
   ProgressLoop::Hooks hooks;
   hooks.work = [] { return false; };
@@ -41,6 +46,11 @@ UcxAgent::UcxAgent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 UcxAgent::~UcxAgent() = default;
 
 const std::vector<uint8_t>& UcxAgent::worker_address() const { return impl_->worker_.address(); }
+
+Result<std::array<uint8_t, 32>> UcxAgent::AwaitWorkerProof(
+    uint64_t session_id, std::chrono::steady_clock::time_point deadline) {
+  return impl_->proofs_->Wait(session_id, deadline);
+}
 
 Result<RegisteredRegion> UcxAgent::RegisterMemory(void* address, size_t length) {
   KVAULT_ASSIGN_OR_RETURN(UcxMemory memory, UcxMemory::Map(impl_->context_, address, length));

@@ -66,7 +66,8 @@ Result<UcxContext> UcxContext::Create(const UcxContextOptions& options) {
   ucp_params_t params{};
   params.field_mask =
       UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+  // AM: the worker proofs a server sends to a client's worker (worker_proof.h).
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
   params.mt_workers_shared = options.thread_safe ? 1 : 0;
   params.name = options.name.c_str();
 

@@ -38,6 +38,7 @@ inline constexpr uint16_t kKnownFrameFlags = 0;
 enum class MessageType : uint16_t {
   kHello = 0x0001,
   kAuth = 0x0002,
+  kProveWorker = 0x0003,
   kLookup = 0x0010,
   kStore = 0x0011,
   kLoad = 0x0012,
@@ -50,6 +51,7 @@ enum class MessageType : uint16_t {
   kError = 0x8000,
   kHelloReply = 0x8001,
   kAuthReply = 0x8002,
+  kProveWorkerReply = 0x8003,
   kLookupReply = 0x8010,
   kStoreReply = 0x8011,
   kLoadReply = 0x8012,

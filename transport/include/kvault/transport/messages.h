@@ -18,10 +18,11 @@
 namespace kvault::transport {
 
 // Any message, for dispatch on a received frame.
-using Message = std::variant<Hello, HelloReply, Auth, AuthReply, Lookup, LookupReply, Store,
-                             StoreReply, Load, LoadReply, ReleaseLease, ReleaseLeaseReply, Delete,
-                             DeleteReply, GpuExport, GpuExportReply, ReleaseMemory,
-                             ReleaseMemoryReply, Stats, StatsReply, Ping, Pong, ErrorReply>;
+using Message =
+    std::variant<Hello, HelloReply, Auth, AuthReply, ProveWorker, ProveWorkerReply, Lookup,
+                 LookupReply, Store, StoreReply, Load, LoadReply, ReleaseLease, ReleaseLeaseReply,
+                 Delete, DeleteReply, GpuExport, GpuExportReply, ReleaseMemory, ReleaseMemoryReply,
+                 Stats, StatsReply, Ping, Pong, ErrorReply>;
 
 // The type of the alternative `message` holds.
 MessageType TypeOf(const Message& message);

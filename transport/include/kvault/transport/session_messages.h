@@ -105,6 +105,39 @@ struct AuthReply {
   bool operator==(const AuthReply&) const = default;
 };
 
+// Client -> server, after a successful Auth whose Hello carried a worker address: the token the
+// server sent through its UCX endpoint to that address (transport/ucx/worker_proof.h). It shows
+// that the worker the address names belongs to this client; until it arrives, the server moves
+// no block data for the session.
+struct ProveWorker {
+  static constexpr MessageType kType = MessageType::kProveWorker;
+  Bytes32 token{};
+
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<ProveWorker> DecodeBody(std::span<const uint8_t> body,
+                                        const ProtocolLimits& limits);
+  bool operator==(const ProveWorker&) const = default;
+};
+
+// Server -> client: kOk when the token matches; kUnauthenticated when it does not (the session
+// then has no data plane until a new Hello); kInvalidArgument when the session announced no
+// worker or proved it already.
+struct ProveWorkerReply {
+  static constexpr MessageType kType = MessageType::kProveWorkerReply;
+  WireStatus status = WireStatus::kOk;
+  // Why the proof failed; empty on success. <= max_string_bytes.
+  std::string message;
+
+  // StatusFromWire(status, message).
+  Status ToStatus() const { return StatusFromWire(status, message); }
+  Status Validate(const ProtocolLimits& limits) const;
+  void EncodeBody(std::vector<uint8_t>* out) const;
+  static Result<ProveWorkerReply> DecodeBody(std::span<const uint8_t> body,
+                                             const ProtocolLimits& limits);
+  bool operator==(const ProveWorkerReply&) const = default;
+};
+
 // Client -> server: what `kvault stats` prints. Empty body.
 struct Stats {
   static constexpr MessageType kType = MessageType::kStats;

@@ -46,6 +46,7 @@
 #include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
 #include "kvault/transport/ucx/ucx_context.h"
+#include "kvault/transport/ucx/worker_proof.h"
 
 namespace kvault::transport {
 
@@ -91,10 +92,13 @@ class TransferEngine {
 
   // Records a client worker's sealed address and creates an endpoint to it (no round trip).
   // `connection`: the client's control connection, when known; the remote keys it sends are then
-  // checked against it (UcxRemoteKey::Unpack). InvalidArgument / Corruption for malformed bytes,
-  // Unavailable when unreachable.
+  // checked against it (UcxRemoteKey::Unpack). `proof`: sent to the worker through the new
+  // endpoint (worker_proof.h), for the client to return on its control connection.
+  // InvalidArgument / Corruption for malformed bytes, Unavailable when unreachable or when the
+  // proof cannot be sent.
   Result<PeerId> Connect(std::span<const uint8_t> peer_address,
-                         std::optional<ControlConnection> connection = std::nullopt);
+                         std::optional<ControlConnection> connection = std::nullopt,
+                         std::optional<WorkerProof> proof = std::nullopt);
   // Force-closes the peer's endpoint and forgets it; its in-flight transfers fail with
   // Unavailable. NotFound for an unknown id. Waits for the close to finish.
   Status Disconnect(PeerId peer);

@@ -8,6 +8,7 @@
 //
 // Thread-safety: all methods are safe from any thread.
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +48,11 @@ class UcxAgent {
 
   // The worker's sealed address, sent to the server once per connection.
   const std::vector<uint8_t>& worker_address() const;
+  // The token a server sent this worker for session `session_id` after its Auth
+  // (worker_proof.h), for the client to return in ProveWorker; waits until `deadline`.
+  // Unavailable with a deadline-exceeded message when none arrived.
+  Result<std::array<uint8_t, 32>> AwaitWorkerProof(uint64_t session_id,
+                                                   std::chrono::steady_clock::time_point deadline);
 
   // Registers caller-owned [address, address + length) for remote read and write and packs its
   // remote key. Works over every transport, but with UCX 1.13 one-sided GET/PUT into such memory
