@@ -61,8 +61,11 @@ AuthDigest AuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonc
 bool VerifyAuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
                      std::span<const uint8_t> proof) {
   if (nonce.size() != kAuthNonceBytes || proof.size() != kAuthDigestBytes) return false;
-  const AuthDigest expected = AuthProof(token_hash, nonce);
-  return CRYPTO_memcmp(expected.data(), proof.data(), expected.size()) == 0;
+  return ConstantTimeEqual(AuthProof(token_hash, nonce), proof);
+}
+
+bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 std::string HexEncode(std::span<const uint8_t> bytes) {

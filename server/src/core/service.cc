@@ -209,10 +209,9 @@ Message Service::OnProveWorker(Session& session, const transport::ProveWorker& p
   const transport::PeerId peer = *session.unproven_peer;
   session.unproven_peer.reset();
   // Constant time: the comparison must not tell a guesser how many bytes were right.
-  uint8_t diff = 0;
-  for (size_t i = 0; i < prove.token.size(); ++i) diff |= prove.token[i] ^ session.worker_token[i];
+  const bool match = ConstantTimeEqual(prove.token, session.worker_token);
   session.worker_token.fill(0);  // single use
-  if (diff != 0) {
+  if (!match) {
     if (data_ != nullptr) data_->Disconnect(peer);
     KVAULT_LOG(LogLevel::kWarn, "auth",
                SessionName(session) +

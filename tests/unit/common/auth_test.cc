@@ -55,6 +55,18 @@ TEST(AuthTest, WrongProofNonceOrHashIsRejected) {
   EXPECT_FALSE(VerifyAuthProof(hash, nonce, {}));
 }
 
+TEST(AuthTest, ConstantTimeEqualComparesEveryByteAndTheLength) {
+  const std::vector<uint8_t> a = {1, 2, 3, 4};
+  EXPECT_TRUE(ConstantTimeEqual(a, std::vector<uint8_t>{1, 2, 3, 4}));  // positive control
+  for (size_t i = 0; i < a.size(); ++i) {
+    std::vector<uint8_t> b = a;
+    b[i] ^= 0x80;
+    EXPECT_FALSE(ConstantTimeEqual(a, b)) << "byte " << i;
+  }
+  EXPECT_FALSE(ConstantTimeEqual(a, std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_TRUE(ConstantTimeEqual({}, {}));
+}
+
 TEST(AuthTest, ProofIsBoundToTheContextString) {
   // A plain HMAC of the nonce under the same key (openssl dgst as above, without the prefix) is a
   // different value: a proof cannot be confused with another use of the same key.

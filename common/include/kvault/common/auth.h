@@ -51,6 +51,10 @@ AuthDigest AuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonc
 bool VerifyAuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
                      std::span<const uint8_t> proof);
 
+// True when `a` and `b` hold the same bytes, in a time that does not depend on where they differ
+// (CRYPTO_memcmp): for comparing secrets. False when the lengths differ.
+bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b);
+
 // Lower-case hex of `bytes` (config files, docs). Never pass it a hash to a log.
 std::string HexEncode(std::span<const uint8_t> bytes);
 
