@@ -213,6 +213,7 @@ Message Service::OnProveWorker(Session& session, const transport::ProveWorker& p
   session.worker_token.fill(0);  // single use
   if (!match) {
     if (data_ != nullptr) data_->Disconnect(peer);
+    if (metrics_ != nullptr) metrics_->CountRejected(RejectReason::kUnauthenticated);
     KVAULT_LOG(LogLevel::kWarn, "auth",
                SessionName(session) +
                    ": worker proof does not match: the announced UCX worker is not this "

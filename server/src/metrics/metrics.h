@@ -57,7 +57,7 @@ std::string_view RequestOpName(RequestOp op);
 
 // Why a request (or connection) was refused.
 enum class RejectReason : uint8_t {
-  kUnauthenticated,     // failed hello, or a request before hello
+  kUnauthenticated,     // failed hello, a request before hello, or a wrong worker proof
   kMalformed,           // a frame or message that does not decode
   kTooLarge,            // over a size limit: frame, block, keys per request
   kTooManyConnections,  // limits.max_connections reached

@@ -554,5 +554,25 @@ TEST_F(ServiceTest, ProveWorkerNeedsAuthAndAnAnnouncedWorker) {
   EXPECT_NE(std::get<transport::ProveWorkerReply>(m).message.find("no worker"), std::string::npos);
 }
 
+TEST_F(ServiceTest, AWrongWorkerProofCountsAsUnauthenticated) {
+  Metrics metrics;
+  Service service(*store_, *tenants_, &mover_, &metrics, ServiceOptions{});
+  const std::string series = "kvault_rejected_requests_total{reason=\"unauthenticated\"} 1";
+  auto s = service.OpenSession();
+  transport::Hello hello;
+  hello.tenant = "team-a";
+  hello.worker_address = {1, 2, 3};
+  Message m = service.Handle(*s, hello);
+  transport::Auth auth;
+  const AuthDigest proof =
+      AuthProof(TokenHash("token-a"), std::get<transport::HelloReply>(m).nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service.Handle(*s, auth)));
+  EXPECT_EQ(metrics.Serialize().find(series), std::string::npos);  // nothing counted yet
+  m = service.Handle(*s, transport::ProveWorker{});
+  EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kUnauthenticated);
+  EXPECT_NE(metrics.Serialize().find(series), std::string::npos) << metrics.Serialize();
+}
+
 }  // namespace
 }  // namespace kvault::server
