@@ -72,6 +72,23 @@ class CopyingMover final : public DataMover {
   std::vector<transport::WorkerProof> proofs;  // sent by Connect, in order
 };
 
+// Hello (announcing `worker`, empty for none) and Auth as `tenant` with `token` on `service`;
+// returns Auth's answer (an AuthReply, or an ErrorReply). No worker proof.
+Message HelloAuth(Service& service, Session& s, const std::string& tenant, const std::string& token,
+                  std::vector<uint8_t> worker = {}) {
+  transport::Hello hello;
+  hello.tenant = tenant;
+  hello.worker_address = std::move(worker);
+  const Message m = service.Handle(s, hello);
+  const auto* reply = std::get_if<transport::HelloReply>(&m);
+  EXPECT_NE(reply, nullptr);
+  if (reply == nullptr) return m;
+  transport::Auth auth;
+  const AuthDigest proof = AuthProof(TokenHash(token), reply->nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  return service.Handle(s, auth);
+}
+
 // Reads one gauge or counter of the store.
 class Probe final : public storage::CounterVisitor {
  public:
@@ -114,16 +131,7 @@ class ServiceTest : public ::testing::Test {
   // worker proof the mover was given; returns the AuthReply or the ErrorReply.
   Message Login(Session& s, const std::string& tenant, const std::string& token,
                 bool prove = true) {
-    transport::Hello hello;
-    hello.tenant = tenant;
-    hello.worker_address = {1, 2, 3};
-    Message m = service_->Handle(s, hello);
-    const auto* reply = std::get_if<transport::HelloReply>(&m);
-    EXPECT_NE(reply, nullptr);
-    transport::Auth auth;
-    const AuthDigest proof = AuthProof(TokenHash(token), reply->nonce);
-    std::copy(proof.begin(), proof.end(), auth.proof.begin());
-    Message auth_reply = service_->Handle(s, auth);
+    Message auth_reply = HelloAuth(*service_, s, tenant, token, {1, 2, 3});
     const auto* ok = std::get_if<transport::AuthReply>(&auth_reply);
     if (prove && ok != nullptr && ok->status == WireStatus::kOk) {
       EXPECT_FALSE(mover_.proofs.empty());
@@ -418,14 +426,9 @@ TEST_F(ServiceTest, OversizedRequestIsRefusedWhole) {
   options.max_request_bytes = 1000;
   Service small(*store_, *tenants_, &mover_, nullptr, options);
   auto s = small.OpenSession();
-  transport::Hello hello;
-  hello.tenant = "team-a";
-  Message m = small.Handle(*s, hello);
-  transport::Auth auth;
-  const AuthDigest proof =
-      AuthProof(TokenHash("token-a"), std::get<transport::HelloReply>(m).nonce);
-  std::copy(proof.begin(), proof.end(), auth.proof.begin());
-  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(small.Handle(*s, auth)));
+  ASSERT_TRUE(
+      std::holds_alternative<transport::AuthReply>(HelloAuth(small, *s, "team-a", "token-a")));
+  Message m;
   transport::Store store;
   store.remote_key = {9};
   store.entries.push_back({Key(1), 1, 4096});
@@ -446,15 +449,8 @@ TEST_F(ServiceTest, ReleaseMemoryMakesTheSessionsMoverForgetTheKey) {
   EXPECT_TRUE(mover_.forgotten.empty());
 
   auto s = service.OpenSession();
-  transport::Hello hello;
-  hello.tenant = "team-a";
-  hello.worker_address = {1, 2, 3};
-  m = service.Handle(*s, hello);
-  transport::Auth auth;
-  const AuthDigest proof =
-      AuthProof(TokenHash("token-a"), std::get<transport::HelloReply>(m).nonce);
-  std::copy(proof.begin(), proof.end(), auth.proof.begin());
-  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service.Handle(*s, auth)));
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(
+      HelloAuth(service, *s, "team-a", "token-a", {1, 2, 3})));
   ASSERT_FALSE(mover_.proofs.empty());
   ASSERT_TRUE(std::holds_alternative<transport::ProveWorkerReply>(
       service.Handle(*s, transport::ProveWorker{mover_.proofs.back().token})));
@@ -480,16 +476,11 @@ TEST_F(ServiceTest, ReleaseMemoryMakesTheSessionsMoverForgetTheKey) {
 
 TEST_F(ServiceTest, ReleaseMemoryWithoutADataPlaneIsOk) {
   auto s = service_->OpenSession();
-  transport::Hello hello;  // no worker address: the session never connects a data-plane peer
-  hello.tenant = "team-b";
-  Message m = service_->Handle(*s, hello);
-  transport::Auth auth;
-  const AuthDigest proof =
-      AuthProof(TokenHash("token-b"), std::get<transport::HelloReply>(m).nonce);
-  std::copy(proof.begin(), proof.end(), auth.proof.begin());
-  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service_->Handle(*s, auth)));
+  // No worker address: the session never connects a data-plane peer.
+  ASSERT_TRUE(
+      std::holds_alternative<transport::AuthReply>(HelloAuth(*service_, *s, "team-b", "token-b")));
   EXPECT_FALSE(s->peer.has_value());
-  m = service_->Handle(*s, transport::ReleaseMemory{{1, 2}});
+  Message m = service_->Handle(*s, transport::ReleaseMemory{{1, 2}});
   ASSERT_TRUE(std::holds_alternative<transport::ReleaseMemoryReply>(m));
   EXPECT_TRUE(std::get<transport::ReleaseMemoryReply>(m).ToStatus().ok());
   EXPECT_TRUE(mover_.forgotten.empty());
@@ -539,15 +530,9 @@ TEST_F(ServiceTest, ProveWorkerNeedsAuthAndAnAnnouncedWorker) {
   ASSERT_TRUE(std::holds_alternative<transport::ErrorReply>(m));
   EXPECT_EQ(std::get<transport::ErrorReply>(m).status, WireStatus::kUnauthenticated);
 
-  auto s = service_->OpenSession();
-  transport::Hello hello;  // no worker address
-  hello.tenant = "team-b";
-  m = service_->Handle(*s, hello);
-  transport::Auth auth;
-  const AuthDigest proof =
-      AuthProof(TokenHash("token-b"), std::get<transport::HelloReply>(m).nonce);
-  std::copy(proof.begin(), proof.end(), auth.proof.begin());
-  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service_->Handle(*s, auth)));
+  auto s = service_->OpenSession();  // no worker address
+  ASSERT_TRUE(
+      std::holds_alternative<transport::AuthReply>(HelloAuth(*service_, *s, "team-b", "token-b")));
   EXPECT_TRUE(mover_.proofs.empty());
   m = service_->Handle(*s, transport::ProveWorker{});
   EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kInvalidArgument);
@@ -559,17 +544,10 @@ TEST_F(ServiceTest, AWrongWorkerProofCountsAsUnauthenticated) {
   Service service(*store_, *tenants_, &mover_, &metrics, ServiceOptions{});
   const std::string series = "kvault_rejected_requests_total{reason=\"unauthenticated\"} 1";
   auto s = service.OpenSession();
-  transport::Hello hello;
-  hello.tenant = "team-a";
-  hello.worker_address = {1, 2, 3};
-  Message m = service.Handle(*s, hello);
-  transport::Auth auth;
-  const AuthDigest proof =
-      AuthProof(TokenHash("token-a"), std::get<transport::HelloReply>(m).nonce);
-  std::copy(proof.begin(), proof.end(), auth.proof.begin());
-  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(service.Handle(*s, auth)));
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(
+      HelloAuth(service, *s, "team-a", "token-a", {1, 2, 3})));
   EXPECT_EQ(metrics.Serialize().find(series), std::string::npos);  // nothing counted yet
-  m = service.Handle(*s, transport::ProveWorker{});
+  Message m = service.Handle(*s, transport::ProveWorker{});
   EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kUnauthenticated);
   EXPECT_NE(metrics.Serialize().find(series), std::string::npos) << metrics.Serialize();
 }
