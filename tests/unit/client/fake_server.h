@@ -3,7 +3,9 @@
 // control-plane protocol (transport/ messages) and misbehaves on request. It accepts connections
 // one after another on its own thread; each connection runs the handshake (unless kSilent) and
 // then answers requests the way its Mode says. No data plane: Store and Load are answered
-// without moving bytes.
+// without moving bytes. A Hello that announces a UCX worker gets the worker proof a daemon sends
+// (a TransferEngine of the fake's own sends the token after Auth; ProveWorker checks it), so a
+// client with a data plane connects as it would to kvaultd.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,8 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -21,6 +25,7 @@
 #include "kvault/common/auth.h"
 #include "kvault/transport/frame_reader.h"
 #include "kvault/transport/messages.h"
+#include "kvault/transport/ucx/transfer_engine.h"
 
 namespace kvault::testing {
 
@@ -167,6 +172,16 @@ class FakeServer {
           transport::AuthReply r;
           r.session_id = 100 + connections_.load();
           Reply(fd, r, id);
+          SendWorkerProof(r.session_id);
+          continue;
+        }
+        if (auto* prove = std::get_if<transport::ProveWorker>(&*m)) {
+          transport::ProveWorkerReply r;
+          if (!ConstantTimeEqual(prove->token, worker_token_)) {
+            r.status = transport::WireStatus::kUnauthenticated;
+            r.message = "the token does not match";
+          }
+          Reply(fd, r, id);
           continue;
         }
         switch (mode_) {
@@ -189,6 +204,25 @@ class FakeServer {
         Answer(fd, *m, id);
       }
     }
+  }
+
+  // Sends a fresh token to the worker the last Hello announced, as kvaultd does after Auth.
+  void SendWorkerProof(uint64_t session_id) {
+    const std::vector<uint8_t> address = last_hello().worker_address;
+    if (address.empty()) return;
+    if (!engine_) {
+      Result<std::unique_ptr<transport::TransferEngine>> engine =
+          transport::TransferEngine::Create({});
+      if (!engine.ok()) return;  // the client's wait for the token then fails the connect
+      engine_ = std::move(*engine);
+    }
+    transport::WorkerProof proof;
+    proof.session_id = session_id;
+    for (size_t i = 0; i < proof.token.size(); ++i) {
+      proof.token[i] = static_cast<uint8_t>(session_id * 31 + i);
+    }
+    worker_token_ = proof.token;
+    (void)engine_->Connect(address, std::nullopt, proof);
   }
 
   void Answer(int fd, const transport::Message& m, uint64_t id) {
@@ -246,6 +280,9 @@ class FakeServer {
   std::vector<transport::MessageType> seen_;
   std::vector<std::vector<uint8_t>> released_;
   transport::Hello hello_;
+  // Used by the server thread only; the engine goes after the thread is joined.
+  std::unique_ptr<transport::TransferEngine> engine_;
+  std::array<uint8_t, 32> worker_token_{};
   std::thread thread_;
 };
 
