@@ -415,9 +415,9 @@ TEST_F(KvaultdKeyOwnerTest, AnotherWorkersAddressCannotBeProvenSoNothingMoves) {
     request.entries.push_back({kSecret, reinterpret_cast<uint64_t>(secret.data()), object});
     if (!conn.SendMessage(request, 7)) return WireStatus::kInternal;
     auto reply = conn.ReadMessage(20s);
-    if (!reply || !std::holds_alternative<transport::StoreReply>(reply->first)) {
-      return WireStatus::kInternal;
-    }
+    if (!reply) return WireStatus::kInternal;
+    if (const auto* error = std::get_if<transport::ErrorReply>(&reply->first)) return error->status;
+    if (!std::holds_alternative<transport::StoreReply>(reply->first)) return WireStatus::kInternal;
     return std::get<transport::StoreReply>(reply->first).statuses.at(0);
   };
   auto token_for = [&](uint64_t session) {
@@ -435,13 +435,13 @@ TEST_F(KvaultdKeyOwnerTest, AnotherWorkersAddressCannotBeProvenSoNothingMoves) {
   ASSERT_TRUE(observer.ok()) << observer.status().ToString();
 
   // The attacker announces the other worker and authenticates: its token goes to that worker.
-  // Unproven, the store moves nothing; a guess is refused, and the store still moves nothing.
+  // Unproven, the store is refused; a guess is refused, and the store still is.
   RawConnection attacker(d.control_port());
   ASSERT_TRUE(attacker.Login("", "", worker->address()));
   EXPECT_TRUE(token_for(attacker.session_id()).has_value()) << "the token reached the worker";
-  EXPECT_EQ(store(attacker), WireStatus::kTransferFailed);
+  EXPECT_EQ(store(attacker), WireStatus::kUnauthenticated);
   EXPECT_EQ(attacker.ProveWorker({}), WireStatus::kUnauthenticated);
-  EXPECT_EQ(store(attacker), WireStatus::kTransferFailed);
+  EXPECT_EQ(store(attacker), WireStatus::kUnauthenticated);
   EXPECT_EQ((*observer)->LookupPrefix(std::span(&kSecret, 1)).leading_hits, 0u)
       << "the daemon read the other worker's memory";
 

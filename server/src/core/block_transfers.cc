@@ -69,6 +69,7 @@ void LogFailedTransfers(const Session& session, std::string_view what,
 }  // namespace
 
 Message Service::OnStore(Session& session, const transport::Store& request) {
+  if (std::optional<Message> refused = RefuseUnprovenWorker(session)) return *refused;
   uint64_t total = 0;
   for (const transport::StoreEntry& e : request.entries) total += e.length;
   if (total > options_.max_request_bytes) {
@@ -170,6 +171,7 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
 }
 
 Message Service::OnLoad(Session& session, const transport::Load& request) {
+  if (std::optional<Message> refused = RefuseUnprovenWorker(session)) return *refused;
   uint64_t asked = 0;
   for (const transport::LoadEntry& e : request.entries) asked += e.capacity;
   if (asked > options_.max_request_bytes) {

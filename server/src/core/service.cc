@@ -212,6 +212,7 @@ Message Service::OnProveWorker(Session& session, const transport::ProveWorker& p
   const bool match = ConstantTimeEqual(prove.token, session.worker_token);
   session.worker_token.fill(0);  // single use
   if (!match) {
+    session.worker_refused = true;
     if (data_ != nullptr) data_->Disconnect(peer);
     if (metrics_ != nullptr) metrics_->CountRejected(RejectReason::kUnauthenticated);
     KVAULT_LOG(LogLevel::kWarn, "auth",
@@ -301,6 +302,20 @@ void Service::CloseSession(Session& session) {
   session.peer.reset();
   session.unproven_peer.reset();
   session.worker_token.fill(0);
+  session.worker_refused = false;
+}
+
+std::optional<Message> Service::RefuseUnprovenWorker(const Session& session) {
+  if (session.unproven_peer) {
+    return Refuse(WireStatus::kUnauthenticated,
+                  "the announced UCX worker is not proven yet: return the token the daemon sent "
+                  "it in ProveWorker first (docs/protocol.md section 6)");
+  }
+  if (session.worker_refused) {
+    return Refuse(WireStatus::kUnauthenticated,
+                  "the announced UCX worker's proof failed: no data plane until a new Hello");
+  }
+  return std::nullopt;
 }
 
 }  // namespace kvault::server

@@ -10,8 +10,8 @@
 //                 carried a worker address, connected to that worker, which is sent a token
 //                 (transport/ucx/worker_proof.h)
 //   ProveWorker -> ProveWorkerReply; the token back: from then on block data moves for the
-//                 session (before, Store and Load fail every key with kTransferFailed); a wrong
-//                 token disconnects the worker until a new Hello
+//                 session. Before, and after a wrong token (which also disconnects the worker
+//                 until a new Hello), Store and Load get ErrorReply{kUnauthenticated}
 //   Ping       -> Pong (allowed before auth)
 //   Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory, Stats -> their replies,
 //                 after auth only; before, ErrorReply{kUnauthenticated}
@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "core/data_mover.h"
 #include "core/session.h"
@@ -103,6 +104,9 @@ class Service {
 
   // ErrorReply, counted as a rejected request when `reason` names one.
   transport::Message Refuse(transport::WireStatus status, std::string message);
+  // ErrorReply{kUnauthenticated} for a Store or Load while the session's announced worker is
+  // unproven (no ProveWorker yet, or a wrong token); nullopt otherwise.
+  std::optional<transport::Message> RefuseUnprovenWorker(const Session& session);
 
   storage::BlockStore& store_;
   const TenantRegistry& tenants_;

@@ -33,6 +33,7 @@ struct Session {
   std::optional<transport::PeerId> peer;
   std::optional<transport::PeerId> unproven_peer;
   AuthNonce worker_token{};
+  bool worker_refused = false;  // a ProveWorker had the wrong token
   // The control connection's ends, set by the control server; the peer's remote keys are
   // checked against it (UcxRemoteKey::Unpack). Empty in-process (tests).
   std::optional<transport::ControlConnection> connection;

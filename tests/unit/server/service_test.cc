@@ -497,8 +497,24 @@ TEST_F(ServiceTest, NoDataMovesUntilTheWorkerIsProven) {
   EXPECT_EQ(sent.session_id, s->id);
   EXPECT_NE(sent.token, decltype(sent.token){});  // random bytes, not zeros
   EXPECT_FALSE(s->peer.has_value());
-  // Unproven: every key fails, nothing is stored.
-  EXPECT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>{WireStatus::kTransferFailed});
+  // Unproven: stores and loads are refused with a clear status, nothing is stored.
+  const auto refusal = [&](const Message& request) {
+    const Message m = service_->Handle(*s, request);
+    const auto* error = std::get_if<transport::ErrorReply>(&m);
+    return error == nullptr
+               ? std::string("not refused")
+               : std::string(transport::WireStatusName(error->status)) + ": " + error->message;
+  };
+  transport::Store store;
+  store.remote_key = {9};
+  store.entries.push_back({Key(1), 4096, 4096});
+  transport::Load load;
+  load.remote_key = {9};
+  load.entries.push_back({Key(1), 4096, 4096, 0, 0});
+  EXPECT_NE(refusal(store).find("unauthenticated: the announced UCX worker is not proven"),
+            std::string::npos)
+      << refusal(store);
+  EXPECT_NE(refusal(load).find("not proven"), std::string::npos) << refusal(load);
   EXPECT_EQ(LookupKeys(*s, {Key(1)}, false).leading_hits, 0u);
 
   // A wrong token: refused, the worker is dropped, and the right one no longer helps.
@@ -509,7 +525,7 @@ TEST_F(ServiceTest, NoDataMovesUntilTheWorkerIsProven) {
   EXPECT_EQ(mover_.disconnects, 1);
   m = service_->Handle(*s, transport::ProveWorker{sent.token});
   EXPECT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kInvalidArgument);
-  EXPECT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>{WireStatus::kTransferFailed});
+  EXPECT_NE(refusal(store).find("proof failed"), std::string::npos) << refusal(store);
 
   // Positive control: a new handshake with the right token moves data.
   ASSERT_EQ(std::get<transport::AuthReply>(Login(*s, "team-a", "token-a")).status, WireStatus::kOk);
