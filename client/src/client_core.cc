@@ -73,7 +73,10 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   transport::Hello hello;
   hello.tenant = config_.tenant;
   hello.client_name = config_.client_name;
-  if (agent_) hello.worker_address = agent_->worker_address();
+  if (agent_) {
+    hello.worker_address = agent_->worker_address();
+    agent_->ForgetWorkerProofs();  // one that came too late for an earlier handshake is stale
+  }
   Result<transport::Message> hello_reply = conn->CallSync(hello, deadline);
   if (!hello_reply.ok()) return fail(hello_reply.status(), "hello");
   const auto& hr = std::get<transport::HelloReply>(*hello_reply);

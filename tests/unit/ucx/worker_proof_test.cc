@@ -66,6 +66,14 @@ TEST_F(WorkerProofMailboxTest, KeepsProofsBySessionOnceAndDropsGarbage) {
   EXPECT_EQ(mailbox_->Take(5), Proof(5, 1).token);
 }
 
+TEST_F(WorkerProofMailboxTest, ClearDropsEveryProofAndLaterOnesAreKept) {
+  mailbox_->Deliver(EncodeWorkerProof(Proof(5, 1)));
+  mailbox_->Clear();
+  EXPECT_FALSE(mailbox_->Take(5).has_value());
+  mailbox_->Deliver(EncodeWorkerProof(Proof(5, 2)));  // the same session id, a new handshake
+  EXPECT_EQ(mailbox_->Take(5), Proof(5, 2).token);
+}
+
 TEST_F(WorkerProofMailboxTest, KeepsOnlyTheLatestProofs) {
   for (uint64_t s = 1; s <= WorkerProofMailbox::kKeptProofs + 1; ++s) {
     mailbox_->Deliver(EncodeWorkerProof(Proof(s, static_cast<uint8_t>(s))));

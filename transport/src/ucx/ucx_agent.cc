@@ -47,6 +47,8 @@ UcxAgent::~UcxAgent() = default;
 
 const std::vector<uint8_t>& UcxAgent::worker_address() const { return impl_->worker_.address(); }
 
+void UcxAgent::ForgetWorkerProofs() { impl_->proofs_->Clear(); }
+
 Result<std::array<uint8_t, 32>> UcxAgent::AwaitWorkerProof(
     uint64_t session_id, std::chrono::steady_clock::time_point deadline) {
   return impl_->proofs_->Wait(session_id, deadline);

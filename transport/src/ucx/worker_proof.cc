@@ -98,6 +98,11 @@ void WorkerProofMailbox::Deliver(std::span<const uint8_t> data) {
   arrived_.notify_all();
 }
 
+void WorkerProofMailbox::Clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  proofs_.clear();
+}
+
 std::optional<Token> WorkerProofMailbox::Take(uint64_t session_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(proofs_.begin(), proofs_.end(),

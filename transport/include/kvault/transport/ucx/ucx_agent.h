@@ -53,6 +53,8 @@ class UcxAgent {
   // Unavailable with a deadline-exceeded message when none arrived.
   Result<std::array<uint8_t, 32>> AwaitWorkerProof(uint64_t session_id,
                                                    std::chrono::steady_clock::time_point deadline);
+  // Forgets every proof received so far (WorkerProofMailbox::Clear); call before a handshake.
+  void ForgetWorkerProofs();
 
   // Registers caller-owned [address, address + length) for remote read and write and packs its
   // remote key. Works over every transport, but with UCX 1.13 one-sided GET/PUT into such memory

@@ -72,6 +72,11 @@ class WorkerProofMailbox {
   // arrived by then.
   Result<std::array<uint8_t, 32>> Wait(uint64_t session_id, Clock::time_point deadline);
 
+  // Drops every proof kept: a client calls it before a new handshake, so that a proof that came
+  // too late for an earlier one (a daemon that restarted numbers its sessions anew) is never
+  // returned for the new session.
+  void Clear();
+
   // What the handler does with a message's data: keeps it when it decodes. Exposed for tests.
   void Deliver(std::span<const uint8_t> data);
 
