@@ -421,12 +421,7 @@ TEST_F(KvaultdKeyOwnerTest, AnotherWorkersAddressCannotBeProvenSoNothingMoves) {
     return std::get<transport::StoreReply>(reply->first).statuses.at(0);
   };
   auto token_for = [&](uint64_t session) {
-    std::optional<std::array<uint8_t, 32>> token;
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (!(token = (*mailbox)->Take(session)) && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(1ms);
-    }
-    return token;
+    return (*mailbox)->Wait(session, std::chrono::steady_clock::now() + 10s);
   };
   ClientConfig config;
   config.server = d.server();
@@ -438,7 +433,7 @@ TEST_F(KvaultdKeyOwnerTest, AnotherWorkersAddressCannotBeProvenSoNothingMoves) {
   // Unproven, the store is refused; a guess is refused, and the store still is.
   RawConnection attacker(d.control_port());
   ASSERT_TRUE(attacker.Login("", "", worker->address()));
-  EXPECT_TRUE(token_for(attacker.session_id()).has_value()) << "the token reached the worker";
+  EXPECT_TRUE(token_for(attacker.session_id()).ok()) << "the token reached the worker";
   EXPECT_EQ(store(attacker), WireStatus::kUnauthenticated);
   EXPECT_EQ(attacker.ProveWorker({}), WireStatus::kUnauthenticated);
   EXPECT_EQ(store(attacker), WireStatus::kUnauthenticated);
@@ -448,8 +443,8 @@ TEST_F(KvaultdKeyOwnerTest, AnotherWorkersAddressCannotBeProvenSoNothingMoves) {
   // Positive control: the worker's owner returns its token, and the same store is served.
   RawConnection owner(d.control_port());
   ASSERT_TRUE(owner.Login("", "", worker->address()));
-  const std::optional<std::array<uint8_t, 32>> token = token_for(owner.session_id());
-  ASSERT_TRUE(token.has_value());
+  const Result<std::array<uint8_t, 32>> token = token_for(owner.session_id());
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
   EXPECT_EQ(owner.ProveWorker(*token), WireStatus::kOk);
   EXPECT_EQ(store(owner), WireStatus::kOk) << d.Stderr();
   EXPECT_EQ((*observer)->LookupPrefix(std::span(&kSecret, 1)).leading_hits, 1u);

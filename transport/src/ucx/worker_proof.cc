@@ -103,8 +103,7 @@ void WorkerProofMailbox::Clear() {
   proofs_.clear();
 }
 
-std::optional<Token> WorkerProofMailbox::Take(uint64_t session_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+std::optional<Token> WorkerProofMailbox::TakeLocked(uint64_t session_id) {
   auto it = std::find_if(proofs_.begin(), proofs_.end(),
                          [&](const WorkerProof& p) { return p.session_id == session_id; });
   if (it == proofs_.end()) return std::nullopt;
@@ -113,16 +112,15 @@ std::optional<Token> WorkerProofMailbox::Take(uint64_t session_id) {
   return token;
 }
 
+std::optional<Token> WorkerProofMailbox::Take(uint64_t session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return TakeLocked(session_id);
+}
+
 Result<Token> WorkerProofMailbox::Wait(uint64_t session_id, Clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    auto it = std::find_if(proofs_.begin(), proofs_.end(),
-                           [&](const WorkerProof& p) { return p.session_id == session_id; });
-    if (it != proofs_.end()) {
-      const Token token = it->token;
-      proofs_.erase(it);
-      return token;
-    }
+    if (std::optional<Token> token = TakeLocked(session_id)) return *token;
     if (arrived_.wait_until(lock, deadline) == std::cv_status::timeout &&
         Clock::now() >= deadline) {
       return Status::Unavailable(

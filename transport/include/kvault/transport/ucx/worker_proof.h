@@ -82,6 +82,8 @@ class WorkerProofMailbox {
 
  private:
   explicit WorkerProofMailbox(UcxWorker& worker) : worker_(worker) {}
+  // Take's work. Precondition: mu_ held.
+  std::optional<std::array<uint8_t, 32>> TakeLocked(uint64_t session_id);
 
   UcxWorker& worker_;
   std::mutex mu_;
