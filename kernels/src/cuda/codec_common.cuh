@@ -6,7 +6,9 @@
 //  - all arithmetic in fp32 through the _rn intrinsics (__fadd_rn, __fsub_rn, __fmul_rn,
 //    __fdiv_rn = IEEE x / s, __fmaf_rn only where the reference calls fmaf), which are never
 //    contracted or reassociated whatever the compiler flags;
-//  - fp32 -> fp16/bf16 with the round-to-nearest-even conversions, NaN forced to 0x7FFF;
+//  - fp32 -> fp16/bf16 with the round-to-nearest-even conversions, NaN forced to 0x7FFF (the
+//    paired conversion FromF32x2 produces 0x7FFF for a NaN by itself: checked byte-exact by
+//    cuda_codec_test on sm_90);
 //  - fp32 -> E4M3 with cvt.rn.satfinite (__nv_cvt_float2_to_fp8x2), NaN -> 0x7F; E4M3 -> fp32
 //    exactly through fp16;
 //  - amax / min / max with NaN-ignoring fmaxf/fminf (NaN never wins, as `if (a > amax)` in the
@@ -211,6 +213,20 @@ __device__ __forceinline__ uint32_t FromF32(float x) {
   return isnan(x) ? uint32_t{kNan16} : b;
 }
 
+// Two fp32 -> one word of two fp16/bf16 (lo in the low half), round to nearest even, subnormals
+// kept, NaN -> 0x7FFF (the canonical NaN the conversion produces, which FromF32 forces): one
+// cvt.rn.f16x2.f32 / cvt.rn.bf16x2.f32 for both.
+template <bool kBf16>
+__device__ __forceinline__ uint32_t FromF32x2(float lo, float hi) {
+  if constexpr (kBf16) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
+}
+
 // E4M3 byte pair -> two fp32, exactly (via fp16, which holds every E4M3 value; NaN -> NaN).
 __device__ __forceinline__ float2 E4M3x2ToF32(uint32_t pair) {
   const __half2_raw h =
@@ -350,29 +366,49 @@ template <bool kBf16>
 __device__ __forceinline__ uint4 F32ToChunk(const float (&x)[8]) {
   uint32_t w[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
-    w[i] = FromF32<kBf16>(x[2 * i]) | (FromF32<kBf16>(x[2 * i + 1]) << 16);
+  for (int i = 0; i < 4; ++i) w[i] = FromF32x2<kBf16>(x[2 * i], x[2 * i + 1]);
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // ---- cache addressing -----------------------------------------------------------------------
 
+// The cache vectors of one head at consecutive tokens: one division where the walk starts, then a
+// slot step per token.
+struct TokenCursor {
+  uint64_t page_index;
+  uint32_t slot;
+
+  __device__ __forceinline__ TokenCursor(const DeviceView& v, uint64_t token) {
+    if ((token >> 32) == 0) {
+      const uint32_t t32 = static_cast<uint32_t>(token);
+      const uint32_t p = t32 / v.page_tokens;
+      page_index = p;
+      slot = t32 - p * v.page_tokens;
+    } else {
+      page_index = token / v.page_tokens;
+      slot = static_cast<uint32_t>(token - page_index * v.page_tokens);
+    }
+  }
+  // Element (kv, token, head, 0) in the layer whose tensor starts at `base`.
+  __device__ __forceinline__ uint16_t* Vector(const DeviceView& v, uint16_t* base, uint32_t kv,
+                                              uint32_t head) const {
+    const int64_t page = v.page_ids[page_index];
+    return base + kv * v.kv_stride + page * v.page_stride +
+           static_cast<int64_t>(slot) * v.slot_stride + static_cast<int64_t>(head) * v.head_stride;
+  }
+  __device__ __forceinline__ void Next(const DeviceView& v) {
+    if (++slot == v.page_tokens) {
+      slot = 0;
+      ++page_index;
+    }
+  }
+};
+
 // Element (kv, token, head, 0) of the sequence in the layer whose tensor starts at `base`
 // (v.layer_bases[layer], loaded once per CTA by the caller).
 __device__ __forceinline__ uint16_t* CacheVector(const DeviceView& v, uint16_t* base, uint32_t kv,
                                                  uint64_t token, uint32_t head) {
-  uint64_t page_index, slot;
-  if ((token >> 32) == 0) {
-    const uint32_t t32 = static_cast<uint32_t>(token);
-    page_index = t32 / v.page_tokens;
-    slot = t32 - static_cast<uint32_t>(page_index) * v.page_tokens;
-  } else {
-    page_index = token / v.page_tokens;
-    slot = token - page_index * v.page_tokens;
-  }
-  const int64_t page = v.page_ids[page_index];
-  return base + kv * v.kv_stride + page * v.page_stride +
-         static_cast<int64_t>(slot) * v.slot_stride + static_cast<int64_t>(head) * v.head_stride;
+  return TokenCursor(v, token).Vector(v, base, kv, head);
 }
 
 // 16-byte accesses are legal for a layer when the strides and its base are aligned.
@@ -498,10 +534,31 @@ __device__ __forceinline__ GroupParams MakeGroupParams(float mn, float mx, float
   return p;
 }
 
-// RoundClamp((x - zf) / sf, 0, levels), or 0 when sf == 0; the code is in the low bits.
-__device__ __forceinline__ uint32_t QuantizeAsym(float x, float sf, float zf, float levels) {
-  const uint32_t t = RoundClampBits(__fdiv_rn(__fsub_rn(x, zf), sf), 0.0f, levels);
-  return sf == 0.0f ? 0x4B400000u : t;  // 0x4B400000: the rounded word of code 0
+// The quantizer of one group, made once per group so that no element needs a division.
+struct AsymQuantizer {
+  float zero, scale, recip;
+};
+
+// From the stored (sf, zf). The reference codes every element of a group 0 when sf is 0 (its
+// rule), +Inf or NaN (the quotient is then 0 or NaN); a zero of +Inf does the same below, since
+// x - Inf is -Inf or NaN, both clamped to 0.
+__device__ __forceinline__ AsymQuantizer MakeAsymQuantizer(const GroupParams& p) {
+  if (p.sf > 0.0f && p.sf < __int_as_float(0x7F800000)) return {p.zf, p.sf, __frcp_rn(p.sf)};
+  return {__int_as_float(0x7F800000), 1.0f, 1.0f};
+}
+
+// RoundClamp((x - zf) / sf, 0, levels), or 0 when sf == 0 (EncodeGroup); the code is in the low
+// bits. The quotient d / sf is ExactQuotient's (one reciprocal per group, two FMAs per element),
+// which equals IEEE division for a positive finite fp16 sf and a finite d (the CPU kernels'
+// GroupCodes, kernels/src/simd/avx512_primitives.inc, rely on the same); within a group |d / sf|
+// stays below about 2^29, so the intermediates stay normal. Where it differs from IEEE the code
+// does not: a zero or NaN quotient takes d itself, which for a tiny d codes 0 either way and for
+// d = +-Inf (zf = fp16(mn) overflowed) is IEEE's Inf / sf.
+__device__ __forceinline__ uint32_t QuantizeAsym(float x, const AsymQuantizer& q, float levels) {
+  const float d = __fsub_rn(x, q.zero);
+  const float q0 = __fmul_rn(d, q.recip);
+  const float v = __fmaf_rn(__fmaf_rn(-q.scale, q0, d), q.recip, q0);
+  return RoundClampBits(fabsf(v) > 0.0f ? v : d, 0.0f, levels);
 }
 
 // ---- small unaligned-tolerant stores/loads of params ----------------------------------------

@@ -15,7 +15,8 @@
 // counts so every lane reaches every shuffle and barrier.
 //
 // Decode: one team per (tile, run of kKeyDecodeTokens tokens); each lane loads the (scale, zero)
-// of its channels once, then dequantizes its tokens four at a time, rotates back and stores.
+// of its channels once, then dequantizes its tokens four at a time, rotates back and stores,
+// walking the run's tokens with a TokenCursor (no division per token).
 
 #include "cuda/codec_kernels.cuh"
 
@@ -151,7 +152,7 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
       __syncthreads();
     }
     // Scales and zero-points of this lane's channels.
-    float sf[K][8], zf[K][8];
+    AsymQuantizer quant[K][8];
     uint8_t* params = section + e.params_rel;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -160,8 +161,7 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const GroupParams p = MakeGroupParams(mn[k][i], mx[k][i], levels);
-        sf[k][i] = p.sf;
-        zf[k][i] = p.zf;
+        quant[k][i] = MakeAsymQuantizer(p);
         w[i] = p.scale_bits | (p.zero_bits << 16);
       }
       if (tile_valid && m == 0 && c < chunks) {
@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
           if (c >= chunks) continue;
           uint32_t t[8];
 #pragma unroll
-          for (int q = 0; q < 8; ++q) t[q] = QuantizeAsym(x[k][q], sf[k][q], zf[k][q], levels);
+          for (int q = 0; q < 8; ++q) t[q] = QuantizeAsym(x[k][q], quant[k][q], levels);
           uint32_t hi;
           const uint32_t word = PackCodes<kBits>(t, hi);
           if constexpr (kBits == 4) {
@@ -254,6 +254,7 @@ __global__ void __launch_bounds__(kThreads) DecodeKeysKernel(const __grid_consta
         zf[k][i] = HalfBitsToF32(w[i] >> 16);
       }
     }
+    TokenCursor cursor(a.view, tile_first + i0);
     for (uint32_t run = i0; run < i0 + a.tokens_per_team; run += kBatch) {
       uint32_t cw[kBatch][K];
 #pragma unroll
@@ -284,8 +285,9 @@ __global__ void __launch_bounds__(kThreads) DecodeKeysKernel(const __grid_consta
           }
         }
         if (rotate) RotateInverse<K>(x, a.rot, team, tl);
-        if (i >= i1) continue;
-        uint16_t* dst = CacheVector(a.view, base, kv, tile_first + i, h);
+        if (i >= i1) continue;  // and so is every later token of the run
+        uint16_t* dst = cursor.Vector(a.view, base, kv, h);
+        cursor.Next(a.view);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const uint32_t c = k * team + tl;

@@ -17,7 +17,10 @@
 //  int4 / int2 V (groups of g channels): a chunk lies in one group when g % 8 == 0 and g / 8 is a
 //                power of two (or g >= head_dim): min/max per chunk, then across the k chunks of a
 //                lane and across lanes with xor shuffles limited to the group; otherwise the
-//                general path stages the vector in shared memory and scans each group.
+//                general path stages the vector in shared memory and scans each group; each
+//                group's codes come from an AsymQuantizer (one reciprocal per group, no division
+//                per element).
+//  decode      : fp32 results to fp16/bf16 two at a time (FromF32x2).
 
 #include "cuda/codec_kernels.cuh"
 
@@ -233,9 +236,10 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
       const uint32_t c = k * team + tl;
       if (c >= chunks) continue;
       const GroupParams p = MakeGroupParams(mn[k], mx[k], levels);
+      const AsymQuantizer quant = MakeAsymQuantizer(p);
       uint32_t t[8];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) t[i] = QuantizeAsym(x[k][i], p.sf, p.zf, levels);
+      for (int i = 0; i < 8; ++i) t[i] = QuantizeAsym(x[k][i], quant, levels);
       StoreChunkCodes<kBits>(codes, c, t);
       const uint32_t first = 8 * c;
       if (first % g == 0) StoreU32(params + 4 * (first / g), p.scale_bits | (p.zero_bits << 16));
@@ -269,10 +273,11 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
           mx = FMax(mx, v);
         }
         const GroupParams p = MakeGroupParams(mn, mx, levels);
+        const AsymQuantizer quant = MakeAsymQuantizer(p);
         if (lo >= c0) StoreU32(params + 4 * j, p.scale_bits | (p.zero_bits << 16));
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-          if (c0 + i >= lo && c0 + i < hi) t[i] = QuantizeAsym(x[k][i], p.sf, p.zf, levels);
+          if (c0 + i >= lo && c0 + i < hi) t[i] = QuantizeAsym(x[k][i], quant, levels);
         }
       }
       StoreChunkCodes<kBits>(codes, c, t);
