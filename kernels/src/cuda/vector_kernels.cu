@@ -6,9 +6,9 @@
 // [sink, block_tokens). Its 128 threads form teams of T lanes (a power of two, at most 32, chosen
 // per launch by cuda_codec.cu TeamFor so that each lane has K = 1, 2 or 4 chunks: fp8 and int8
 // use 4); a team owns one vector at a time, lane l holding chunks l, l + T, ... (8 elements = 16
-// bytes each), so a warp reads whole 16-byte-per-lane rows along head_dim. Each team handles R = 4 / K
-// vectors (K = chunks per lane), all loaded (encode) or addressed and loaded (decode) before any
-// is processed.
+// bytes each), so a warp reads whole 16-byte-per-lane rows along head_dim. Each team handles
+// R = 4 / K vectors (K = chunks per lane), all loaded (encode) or addressed and loaded (decode)
+// before any is processed.
 //
 //  raw / sinks : 16-byte copies.
 //  fp8 / int8  : fp32, optional rotation (shuffle butterflies), amax by a shuffle max over the
