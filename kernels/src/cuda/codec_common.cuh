@@ -26,6 +26,8 @@
 
 #include <cstdint>
 
+#include "cuda/quotient.h"
+
 #ifdef __CUDACC__
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -257,26 +259,6 @@ __device__ __forceinline__ uint32_t MinU32(uint32_t a, uint32_t b) { return a < 
 
 __device__ __forceinline__ uint32_t F32ToHalfBits(float x) { return FromF32<false>(x); }
 __device__ __forceinline__ float HalfBitsToF32(uint32_t h) { return ToF32<false>(h); }
-
-// x / s for the symmetric codecs (fp8, int8) without the IEEE divider: r = __frcp_rn(s), then
-//   q0 = RN(x * r);  e = x - q0 * s (exact, one FMA);  q = RN(q0 + e * r) (one FMA),
-// the CPU kernels' Quotient (kernels/src/simd/avx512_primitives.inc). A q of zero becomes x,
-// which keeps the sign of a -0 input (the FMAs turn -0 into +0; E4M3 has a -0 code).
-// Preconditions: s a positive finite fp16 value, x finite or NaN, |x| <= the vector's amax
-// (EncodeSymmetric's s = fp16(amax / 448 or 127), +Inf excluded by the caller, keeps |x / s| below
-// about 900). Why it is exact for any fp32 x (after `rot`, x is no longer an fp16 or bf16
-// value): the steps scale exactly with the exponents while the intermediates stay normal, and
-// for every 11-bit significand of s and every 24-bit significand of x the result was checked
-// equal to IEEE division (avx512_primitives.inc, Quotient). Also checked on a CPU, with this
-// function's zero rule, for every positive finite fp16 s against IEEE x / s: every fp16 x
-// (1.95e9 pairs, every result bit-identical) and every bf16 x (1.21e9 pairs, 0 differences
-// except 2.8e6 quotients below 2^-100 that differ in low bits but have the same sign, which fp8
-// and int8 both encode as a zero code of that sign).
-__device__ __forceinline__ float ExactQuotient(float x, float s, float r) {
-  const float q0 = __fmul_rn(x, r);
-  const float q = __fmaf_rn(__fmaf_rn(-s, q0, x), r, q0);
-  return q == 0.0f ? x : q;
-}
 
 // Small unsigned integer (< 2^23) to fp32, exactly: mantissa trick, no conversion unit.
 __device__ __forceinline__ float SmallUintToF32(uint32_t v) {
@@ -521,44 +503,31 @@ struct GroupParams {
 };
 
 // From the NaN-ignoring min and max of a group (+inf / -inf when every element was NaN), exactly
-// as EncodeGroup: every-NaN -> (0, 0); -0 -> +0; scale = fp16((mx - mn) / levels), zero = fp16(mn).
-__device__ __forceinline__ GroupParams MakeGroupParams(float mn, float mx, float levels) {
+// as EncodeGroup: every-NaN -> (0, 0); -0 -> +0; scale = fp16((mx - mn) / levels), zero = fp16(mn),
+// levels = 2^kBits - 1.
+template <int kBits>
+__device__ __forceinline__ GroupParams MakeGroupParams(float mn, float mx) {
   if (mn > mx) mn = mx = 0.0f;
   mn = __fadd_rn(mn, 0.0f);
   mx = __fadd_rn(mx, 0.0f);
+  const uint32_t word = FromF32x2<false>(DivideForScale<(1 << kBits) - 1>(__fsub_rn(mx, mn)), mn);
   GroupParams p;
-  p.scale_bits = F32ToHalfBits(__fdiv_rn(__fsub_rn(mx, mn), levels));
-  p.zero_bits = F32ToHalfBits(mn);
+  p.scale_bits = word & 0xFFFFu;
+  p.zero_bits = word >> 16;
   p.sf = HalfBitsToF32(p.scale_bits);
   p.zf = HalfBitsToF32(p.zero_bits);
   return p;
 }
 
-// The quantizer of one group, made once per group so that no element needs a division.
-struct AsymQuantizer {
-  float zero, scale, recip;
-};
-
-// From the stored (sf, zf). The reference codes every element of a group 0 when sf is 0 (its
-// rule), +Inf or NaN (the quotient is then 0 or NaN); a zero of +Inf does the same below, since
-// x - Inf is -Inf or NaN, both clamped to 0.
+// The group's quantizer (quotient.h), from its stored parameters.
 __device__ __forceinline__ AsymQuantizer MakeAsymQuantizer(const GroupParams& p) {
-  if (p.sf > 0.0f && p.sf < __int_as_float(0x7F800000)) return {p.zf, p.sf, __frcp_rn(p.sf)};
-  return {__int_as_float(0x7F800000), 1.0f, 1.0f};
+  return MakeAsymQuantizer(p.sf, p.zf);
 }
 
 // RoundClamp((x - zf) / sf, 0, levels), or 0 when sf == 0 (EncodeGroup); the code is in the low
-// bits. The quotient d / sf is ExactQuotient's (one reciprocal per group, two FMAs per element),
-// which equals IEEE division for a positive finite fp16 sf and a finite d (the CPU kernels'
-// GroupCodes, kernels/src/simd/avx512_primitives.inc, rely on the same); within a group |d / sf|
-// stays below about 2^29, so the intermediates stay normal. Where it differs from IEEE the code
-// does not: a zero or NaN quotient takes d itself, which for a tiny d codes 0 either way and for
-// d = +-Inf (zf = fp16(mn) overflowed) is IEEE's Inf / sf.
+// bits. No division per element (AsymQuotient).
 __device__ __forceinline__ uint32_t QuantizeAsym(float x, const AsymQuantizer& q, float levels) {
-  const float d = __fsub_rn(x, q.zero);
-  const float q0 = __fmul_rn(d, q.recip);
-  const float v = __fmaf_rn(__fmaf_rn(-q.scale, q0, d), q.recip, q0);
-  return RoundClampBits(fabsf(v) > 0.0f ? v : d, 0.0f, levels);
+  return RoundClampBits(AsymQuotient(x, q), 0.0f, levels);
 }
 
 // ---- small unaligned-tolerant stores/loads of params ----------------------------------------

@@ -160,7 +160,7 @@ __global__ void __launch_bounds__(kThreads) EncodeKeysKernel(const __grid_consta
       uint32_t w[8];
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        const GroupParams p = MakeGroupParams(mn[k][i], mx[k][i], levels);
+        const GroupParams p = MakeGroupParams<kBits>(mn[k][i], mx[k][i]);
         quant[k][i] = MakeAsymQuantizer(p);
         w[i] = p.scale_bits | (p.zero_bits << 16);
       }

@@ -132,7 +132,8 @@ __device__ __forceinline__ void EncodeSymmetric(const float (&x)[K][8], uint32_t
     for (int i = 0; i < 8; ++i) amax = FMax(amax, fabsf(x[k][i]));
   }
   amax = TeamMax(amax, team);
-  uint32_t sbits = F32ToHalfBits(__fdiv_rn(amax, kFp8 ? 448.0f : 127.0f));
+  constexpr int kMaxCode = kFp8 ? 448 : 127;
+  uint32_t sbits = F32ToHalfBits(DivideForScale<kMaxCode>(amax));
   if (HalfBitsToF32(sbits) == 0.0f) sbits = kHalfOne;
   const float sf = HalfBitsToF32(sbits);
   if (!valid) return;
@@ -235,7 +236,7 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
     for (int k = 0; k < K; ++k) {
       const uint32_t c = k * team + tl;
       if (c >= chunks) continue;
-      const GroupParams p = MakeGroupParams(mn[k], mx[k], levels);
+      const GroupParams p = MakeGroupParams<kBits>(mn[k], mx[k]);
       const AsymQuantizer quant = MakeAsymQuantizer(p);
       uint32_t t[8];
 #pragma unroll
@@ -272,7 +273,7 @@ __device__ __forceinline__ void EncodeValueGroups(const float (&x)[K][8], uint32
           mn = FMin(mn, v);
           mx = FMax(mx, v);
         }
-        const GroupParams p = MakeGroupParams(mn, mx, levels);
+        const GroupParams p = MakeGroupParams<kBits>(mn, mx);
         const AsymQuantizer quant = MakeAsymQuantizer(p);
         if (lo >= c0) StoreU32(params + 4 * j, p.scale_bits | (p.zero_bits << 16));
 #pragma unroll
