@@ -114,6 +114,7 @@ Status NvmeTier::Impl::RecoverFromDiskFull(uint64_t erased) {
     compaction.exclusive_manual_compaction = false;
     rs = db_->CompactRange(compaction, nullptr, nullptr);
     if (!rs.ok()) return nvme::FromRocksDb(rs, "compact");
+    WaitForBackgroundJobs();  // their obsolete files deleted, so that statvfs sees the space
     erased_at_compaction_ = erased;
   }
   {

@@ -119,19 +119,29 @@ NvmeTier::Impl::~Impl() {
   listener_->Attach(nullptr);
 }
 
+void NvmeTier::Impl::WaitUntilZero(std::initializer_list<const std::string*> properties) {
+  for (int i = 0; i < 5000; ++i) {
+    bool idle = true;
+    for (const std::string* name : properties) {
+      uint64_t value = 0;
+      if (!db_->GetIntProperty(*name, &value)) return;
+      idle = idle && value == 0;
+    }
+    if (idle) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 void NvmeTier::Impl::WaitForFlushes() {
   // RocksDB 7.8 can return from a waiting Flush() before the flush is installed once it has
   // recovered from ENOSPC; closing then would drop the flush. Wait for it, boundedly.
-  for (int i = 0; i < 5000; ++i) {
-    uint64_t pending = 0, running = 0, immutable = 0;
-    if (!db_->GetIntProperty(rocksdb::DB::Properties::kMemTableFlushPending, &pending) ||
-        !db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningFlushes, &running) ||
-        !db_->GetIntProperty(rocksdb::DB::Properties::kNumImmutableMemTable, &immutable)) {
-      return;
-    }
-    if (pending == 0 && running == 0 && immutable == 0) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  using P = rocksdb::DB::Properties;
+  WaitUntilZero({&P::kMemTableFlushPending, &P::kNumRunningFlushes, &P::kNumImmutableMemTable});
+}
+
+void NvmeTier::Impl::WaitForBackgroundJobs() {
+  using P = rocksdb::DB::Properties;
+  WaitUntilZero({&P::kNumRunningFlushes, &P::kNumRunningCompactions});
 }
 
 std::mutex& NvmeTier::Impl::StripeFor(const ScopedKey& key) {

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -55,8 +56,14 @@ class NvmeTier::Impl {
   explicit Impl(const NvmeTierOptions& options);
 
   std::mutex& StripeFor(const ScopedKey& key);
+  // Waits (at most ~5 s) until each of the integer properties reads 0.
+  void WaitUntilZero(std::initializer_list<const std::string*> properties);
   // Waits (at most ~5 s) until no flush is pending or running.
   void WaitForFlushes();
+  // Waits (at most ~5 s) until no flush or compaction runs. A job deletes the files it made
+  // obsolete before it stops counting as running, while a waiting CompactRange() can return
+  // before that: free space is measured after this.
+  void WaitForBackgroundJobs();
   rocksdb::WriteOptions WriteOptions() const { return db_options_.write; }
 
   // The stored object size of `key` from its size entry: nullopt when absent.
