@@ -22,7 +22,7 @@ constexpr const char* kUsage =
     R"(kvault-bench store: kvaultd through libkvault vs redis-server and ucx_perftest
 
 Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--concurrency LIST]
-                          [--seconds S | --ops N] [--reps N] [--transports TLS]
+                          [--seconds S | --ops N] [--reps N] [--warmup N] [--transports TLS]
                           [--host-capacity B] [--pool-bytes B] [--chain-keys N] [--lookups N]
                           [--perftest-bytes B] [--kvaultd PATH] [--redis PATH|none]
                           [--perftest PATH|none] [--client-memory allocate|register|register-direct]
@@ -40,6 +40,10 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --ops N              instead: operations per timed window, all threads together.
   --reps N             timed windows per figure, medians reported (default 3); kvault and redis
                        windows alternate.
+  --warmup N           untimed windows before the timed ones, for store, SET, load and GET alike
+                       (default 1; 0..100): the first pass over new objects pays one-time costs
+                       (the daemon maps the clients' new buffers, redis grows its heap). Failed
+                       operations in them still count.
   --transports TLS     UCX transports (UCX_TLS syntax) of kvaultd, the clients and ucx_perftest
                        (default posix,cma; tcp for the network path).
   --host-capacity B    host tier of the started kvaultd (default 256MiB); the load set is a
@@ -73,7 +77,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a,
       CliArgs::Parse(args,
-                     {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps",
+                     {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps", "warmup",
                       "transports", "host-capacity", "pool-bytes", "chain-keys", "lookups",
                       "perftest-bytes", "kvaultd", "redis", "perftest", "client-memory"},
                      {"keep"}));
@@ -106,6 +110,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(c.ops, a.GetUint("ops", 0, 1, 100000000));
   KVAULT_ASSIGN_OR_RETURN(uint64_t reps, a.GetUint("reps", 3, 1, 1000));
   c.reps = static_cast<uint32_t>(reps);
+  KVAULT_ASSIGN_OR_RETURN(uint64_t warmup, a.GetUint("warmup", 1, 0, 100));
+  c.warmup = static_cast<uint32_t>(warmup);
   c.transports = a.GetOr("transports", "posix,cma");
   if (c.transports.empty() || c.transports.find_first_not_of(
                                   "abcdefghijklmnopqrstuvwxyz0123456789_,^") != std::string::npos) {
@@ -168,6 +174,13 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
   if (redis != nullptr) KVAULT_RETURN_IF_ERROR(redis->Prepare(threads, row.object_bytes));
   auto object = [&kv](uint32_t t, uint64_t j) { return kv.Object(t, j); };
   std::vector<Window> store, load, load_hot, set, get;
+  // Warm-up: the first pass over a row's objects pays one-time costs on both sides (the daemon
+  // maps the clients' new buffers page by page, redis grows its heap), about 5x slower here.
+  std::vector<Window> warm_store, warm_load, warm_set, warm_get;
+  for (uint32_t rep = 0; rep < c.warmup; ++rep) {
+    warm_store.push_back(kv.StoreWindow(c));
+    if (redis != nullptr) warm_set.push_back(redis->SetWindow(c, kv.objects_per_thread(), object));
+  }
   for (uint32_t rep = 0; rep < c.reps; ++rep) {
     if (sampler != nullptr) sampler->Start();
     store.push_back(kv.StoreWindow(c));
@@ -176,6 +189,11 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
   }
   KVAULT_RETURN_IF_ERROR(kv.StoreLoadSet());
   if (redis != nullptr) KVAULT_RETURN_IF_ERROR(redis->Fill(kv.load_per_thread(), object));
+  for (uint32_t rep = 0; rep < c.warmup; ++rep) {
+    KVAULT_ASSIGN_OR_RETURN(Window w, kv.LoadWindow(c));
+    warm_load.push_back(w);
+    if (redis != nullptr) warm_get.push_back(redis->GetWindow(c, kv.load_per_thread(), object));
+  }
   for (uint32_t rep = 0; rep < c.reps; ++rep) {
     KVAULT_ASSIGN_OR_RETURN(Window w, kv.LoadWindow(c));
     load.push_back(w);
@@ -190,12 +208,12 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
     }
   }
   row.perftest = std::move(perftest);
-  row.kvault_store = Summarize(store);
-  row.kvault_load = Summarize(load);
+  row.kvault_store = Summarize(store, warm_store);
+  row.kvault_load = Summarize(load, warm_load);
   row.kvault_load_hot = Summarize(load_hot);
   if (redis != nullptr) {
-    row.redis_set = Summarize(set);
-    row.redis_get = Summarize(get);
+    row.redis_set = Summarize(set, warm_set);
+    row.redis_get = Summarize(get, warm_get);
   }
   return Status::Ok();
 }
@@ -253,8 +271,12 @@ Window RunWindow(uint32_t threads, double seconds, uint64_t ops_per_thread, cons
   return out;
 }
 
-Throughput Summarize(const std::vector<Window>& windows) {
+Throughput Summarize(const std::vector<Window>& windows, const std::vector<Window>& untimed) {
   Throughput t;
+  for (const Window& w : untimed) {
+    t.failures += w.failures;
+    if (t.first_failure.empty()) t.first_failure = w.first_failure;
+  }
   std::vector<double> ops_per_s;
   for (const Window& w : windows) {
     t.ops += w.ops;

@@ -46,6 +46,7 @@ struct Config {
   double seconds = 0.5;               // length of one timed window (when ops == 0)
   uint64_t ops = 0;                   // operations per timed window, all threads together; 0: time
   uint32_t reps = 3;                  // timed windows per figure (medians reported)
+  uint32_t warmup = 1;                // untimed windows before them, for kvault and redis alike
   std::string transports = "posix,cma";   // UCX_TLS of kvaultd, the clients and ucx_perftest
   uint64_t host_capacity = 256ull << 20;  // host tier of the started kvaultd
   uint64_t pool_bytes = 384ull << 20;  // objects a store window may write (time mode), all threads
@@ -96,7 +97,9 @@ struct Throughput {
   std::string first_failure;
   std::vector<double> window_gbps;
 };
-Throughput Summarize(const std::vector<Window>& windows);
+// Medians over `windows`; the failures of `untimed` (warm-up windows) are counted too, since a
+// failed operation anywhere means the figures do not measure a working store.
+Throughput Summarize(const std::vector<Window>& windows, const std::vector<Window>& untimed = {});
 
 // The ucx_perftest baseline of one row.
 struct PerftestRun {

@@ -106,11 +106,13 @@ void PrintReport(const Config& c, const Results& r) {
   std::printf(")\n");
 
   std::printf(
-      "\nThroughput: medians of %u timed windows (%s); every thread has its own Client "
-      "and redis connection, one request in flight each. GB/s = 1e9 object bytes/s.\n",
+      "\nThroughput: medians of %u timed windows (%s) after %u untimed warm-up window(s); "
+      "every thread has its own Client and redis connection, one request in flight each. "
+      "GB/s = 1e9 object bytes/s.\n",
       c.reps,
       c.ops > 0 ? Format("%llu ops each", static_cast<unsigned long long>(c.ops)).c_str()
-                : Format("%.2f s each", c.seconds).c_str());
+                : Format("%.2f s each", c.seconds).c_str(),
+      c.warmup);
   Table t({"block", "thr", "op", "kvault GB/s", "kvault op/s", "redis", "redis GB/s", "redis op/s",
            "x redis", "ucx_perftest GB/s", "x perftest"});
   for (const Row& row : r.rows) {
@@ -288,6 +290,7 @@ Json ReportJson(const Config& c, const Results& r) {
                               {"window_seconds", c.ops > 0 ? Json() : Json(c.seconds)},
                               {"window_ops", c.ops > 0 ? Json(c.ops) : Json()},
                               {"reps", c.reps},
+                              {"warmup_windows", c.warmup},
                               {"host_capacity_bytes", c.host_capacity},
                               {"pool_bytes", c.pool_bytes}}},
       {"lookup", Json::Object{{"keys", r.lookup.keys},

@@ -1,5 +1,6 @@
 #include "kvault/common/block_format.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -233,6 +234,17 @@ void BlockChecksumStream::Update(std::span<const uint8_t> part) {
   }
   if (begin < kOffChecksum) stream_.Update(part.first(kOffChecksum - begin));
   if (end > kFieldEnd) stream_.Update(part.subspan(kFieldEnd - begin));
+}
+
+void BlockChecksumStream::CopyAndUpdate(std::span<const uint8_t> from, std::span<uint8_t> to) {
+  // Measured on this project's 2-vCPU EPYC host, 1 MiB from a cold source: 8 KiB pieces 182 us,
+  // 64 KiB 211 us, the copy then the hash 240 us (docs/perf notes: store path).
+  constexpr size_t kPiece = 8 << 10;
+  for (size_t at = 0; at < from.size(); at += kPiece) {
+    const size_t n = std::min(kPiece, from.size() - at);
+    std::memcpy(to.data() + at, from.data() + at, n);
+    Update(to.subspan(at, n));
+  }
 }
 
 void BlockSealer::Seal(std::span<uint8_t> object) const {

@@ -40,6 +40,7 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
 
   ExpectContainsAll(r.out, {"Chain lookup: 50 keys",
                             "2 rounds of 20 timed",
+                            "medians of 2 timed windows (16 ops each) after 1 untimed warm-up",
                             "p50",
                             "p99",
                             "block",
@@ -64,7 +65,7 @@ TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
   ExpectContainsAll(
       doc, {"\"benchmark\": \"store\"", "\"started_daemon\": true", "\"transports\": \"tcp\"",
             "\"concurrency_model\"", "\"lookup\"", "\"rows\"", "\"kvault_store\"",
-            "\"kvault_load\"", "\"memory\"", "\"targets\""});
+            "\"kvault_load\"", "\"memory\"", "\"targets\"", "\"warmup_windows\": 1"});
   // The lookup figures are medians over --reps rounds, each round's p99 listed.
   const size_t rounds = doc.find("\"round_p99_us\": [");
   ASSERT_NE(rounds, std::string::npos) << doc;
@@ -160,6 +161,8 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
       {"store --transports 'tcp;rm'", "--transports"},
       {"store --server nohost", "--server"},
       {"store --client-memory shared", "--client-memory"},
+      {"store --warmup x", "--warmup"},
+      {"store --warmup 101", "--warmup"},
       {"store --sizes 8MiB --host-capacity 16MiB", "--host-capacity"},
       {"store --frobnicate 1", "unknown option"},
       {"store extra", "unexpected argument"},
@@ -176,6 +179,7 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
   EXPECT_NE(help.out.find("--concurrency"), std::string::npos);
   EXPECT_NE(help.out.find("--transports"), std::string::npos);
   EXPECT_NE(help.out.find("--client-memory"), std::string::npos);
+  EXPECT_NE(help.out.find("--warmup"), std::string::npos);
   BinaryRun usage = Run("--help");
   EXPECT_NE(usage.out.find("kvault-bench store"), std::string::npos) << usage.out;
 }

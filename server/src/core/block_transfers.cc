@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/arriving_objects.h"
 #include "core/service.h"
 #include "kvault/common/block_format.h"
 #include "kvault/common/log.h"
@@ -21,8 +22,10 @@ using transport::WireStatus;
 
 WireStatus WireOf(const Status& status) { return transport::ToWireStatus(status.code()); }
 
-// A stored object moves in chunks of this size, each hashed as soon as it lands.
-constexpr uint64_t kVerifyChunkBytes = 256 << 10;
+// A stored object moves in chunks of this size, each hashed as soon as it arrives. Larger chunks
+// mean fewer hand-offs (to the progress thread, to the copy helper): with 256 KiB, 1 MiB stores
+// from mapped client memory ran 15-30% slower on the CI host, and no faster over CMA or TCP.
+constexpr uint64_t kVerifyChunkBytes = 1 << 20;
 
 transport::TransferBatch NewBatch(std::vector<uint8_t> remote_key,
                                   std::chrono::milliseconds timeout) {
@@ -93,14 +96,9 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
   auto run_wave = [&] {
     if (wave.empty()) return;
     transport::TransferBatch batch = NewBatch(request.remote_key, options_.transfer_timeout);
-    // Each object moves in chunks; the chunks that have landed are hashed here while later ones
-    // are still moving, so Commit only compares checksums instead of reading the object again.
-    struct Chunk {
-      size_t owner;  // position in the wave
-      std::span<const uint8_t> bytes;
-    };
-    std::vector<Chunk> chunks;  // one per transfer
-    std::vector<BlockChecksumStream> hashes(wave.size());
+    // Each object moves in chunks, hashed as they arrive (while later ones still move, or on the
+    // way where the client's memory is mapped here), so Commit only compares checksums.
+    ArrivingObjects arriving(wave.size());
     for (size_t w = 0; w < wave.size(); ++w) {
       const size_t i = wave[w];
       uint8_t* local = reservations[i]->bytes().data();
@@ -113,14 +111,17 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
         t.remote_address = request.entries[i].address + at;
         t.length = std::min(kVerifyChunkBytes, length - at);
         batch.transfers.push_back(t);
-        chunks.push_back({w, std::span<const uint8_t>(local + at, t.length)});
+        arriving.Add(w, at, std::span<uint8_t>(local + at, t.length));
       }
     }
-    const std::vector<Status> moved = data_->RunInOrder(
-        std::move(batch), [&](size_t c) { hashes[chunks[c].owner].Update(chunks[c].bytes); });
+    batch.copy_mapped = [&](size_t c, std::span<const uint8_t> remote) {
+      arriving.CopyMapped(c, remote, copy_helper_);
+    };
+    const std::vector<Status> moved =
+        data_->RunInOrder(std::move(batch), [&](size_t c) { arriving.Landed(c); });
     std::vector<Status> entry_moved(wave.size());
     for (size_t c = 0; c < moved.size(); ++c) {
-      Status& s = entry_moved[chunks[c].owner];
+      Status& s = entry_moved[arriving.owner(c)];
       if (s.ok() && !moved[c].ok()) s = moved[c];
     }
     LogFailedTransfers(session, "store", entry_moved);
@@ -131,9 +132,9 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
         reply.statuses[i] = WireStatus::kTransferFailed;
       } else {
         // Commit verifies the object (format, checksum, the key inside) before it is visible;
-        // every chunk landed and was hashed in order, so the stream covers the whole object.
-        const Status committed = hashes[w].bytes() == request.entries[i].length
-                                     ? reservations[i]->Commit(hashes[w].Digest())
+        // with every chunk hashed in order it only compares checksums, else it reads the object.
+        const Status committed = arriving.complete(w, request.entries[i].length)
+                                     ? reservations[i]->Commit(arriving.digest(w))
                                      : reservations[i]->Commit();
         if (!committed.ok()) {
           reply.statuses[i] = WireOf(committed);

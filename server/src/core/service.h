@@ -37,6 +37,7 @@
 #include <memory>
 #include <optional>
 
+#include "core/copy_helper.h"
 #include "core/data_mover.h"
 #include "core/session.h"
 #include "kvault/storage/block_store.h"
@@ -113,6 +114,7 @@ class Service {
   DataMover* data_;
   Metrics* metrics_;
   ServiceOptions options_;
+  CopyHelper copy_helper_;  // the second core of a store's copy out of mapped client memory
   std::atomic<uint64_t> next_session_id_{1};
   std::atomic<bool> draining_{false};
 };

@@ -291,6 +291,37 @@ TEST(BlockFormat, ChecksumStreamOverArbitraryPartsMatchesTheStoredChecksum) {
   EXPECT_EQ(bytewise.Digest(), stored);
 }
 
+// CopyAndUpdate copies and hashes as memcpy then Update would, whatever the part sizes (around its
+// internal piece size, splitting the checksum field), so an object copied in parts verifies.
+TEST(BlockFormat, CopyAndUpdateCopiesAndHashesLikeUpdateAfterACopy) {
+  const std::vector<uint8_t> o = Build(MixedDescriptor());
+  ASSERT_GT(o.size(), 64u);
+  const uint64_t stored = LoadLe64(&o[kChecksumAt]);
+  std::vector<uint8_t> large(3 * 8192 + 4097);
+  for (size_t i = 0; i < large.size(); ++i) large[i] = static_cast<uint8_t>(i * 31 + 5);
+  for (size_t first : {size_t{0}, size_t{1}, size_t{20}, size_t{24}, size_t{40}, o.size()}) {
+    SCOPED_TRACE("first part " + std::to_string(first));
+    std::vector<uint8_t> copy(o.size(), 0);
+    const std::span<const uint8_t> all(o);
+    BlockChecksumStream stream;
+    stream.CopyAndUpdate(all.first(first), std::span(copy).first(first));
+    stream.CopyAndUpdate(all.subspan(first), std::span(copy).subspan(first));
+    EXPECT_EQ(copy, o);
+    EXPECT_EQ(stream.bytes(), o.size());
+    EXPECT_EQ(stream.Digest(), stored);
+  }
+  for (size_t n : {size_t{0}, size_t{8191}, size_t{8192}, size_t{8193}, large.size()}) {
+    SCOPED_TRACE("size " + std::to_string(n));
+    std::vector<uint8_t> copy(n, 0);
+    BlockChecksumStream fused, plain;
+    fused.CopyAndUpdate(std::span(large).first(n), copy);
+    plain.Update(std::span(large).first(n));
+    EXPECT_TRUE(std::equal(copy.begin(), copy.end(), large.begin()));
+    EXPECT_EQ(fused.bytes(), n);
+    EXPECT_EQ(fused.Digest(), plain.Digest());
+  }
+}
+
 TEST(BlockFormat, ComputedChecksumReplacesHashingAndAWrongOneIsCorruption) {
   std::vector<uint8_t> o = Build(MixedDescriptor());
   BlockChecksumStream stream;

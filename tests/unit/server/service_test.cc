@@ -51,7 +51,10 @@ class CopyingMover final : public DataMover {
       }
       auto* remote = reinterpret_cast<uint8_t*>(t.remote_address);
       auto* local = static_cast<uint8_t*>(t.local);
-      if (t.op == transport::TransferOp::kGet) {
+      if (t.op == transport::TransferOp::kGet && mapped && batch.copy_mapped) {
+        batch.copy_mapped(out.size(), std::span<const uint8_t>(remote, t.length));
+        ++mapped_copies;
+      } else if (t.op == transport::TransferOp::kGet) {
         std::memcpy(local, remote, t.length);
       } else {
         std::memcpy(remote, local, t.length);
@@ -63,6 +66,10 @@ class CopyingMover final : public DataMover {
   void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override {
     forgotten.emplace_back(peer, std::vector<uint8_t>(remote_key.begin(), remote_key.end()));
   }
+  // As a shared-memory transport does with UCX-allocated client memory: GETs go to the batch's
+  // copier (TransferBatch::copy_mapped) instead of being copied here.
+  bool mapped = false;
+  size_t mapped_copies = 0;
   transport::PeerId peers = 0;
   int disconnects = 0;
   bool fail_transfers = false;
@@ -339,11 +346,11 @@ TEST_F(ServiceTest, FailedTransfersFailTheirKeysAndFreeTheirRoom) {
 // byte in a later chunk is still caught, and a failed chunk fails only its own object.
 TEST_F(ServiceTest, LargeObjectsMoveInChunksVerifiedAsTheyLand) {
   auto s = LoggedIn("team-a", "token-a");
-  const uint64_t payload = 700 << 10;
+  const uint64_t payload = 2500 << 10;  // three chunks of at most 1 MiB
   const double used_before = StoreValue("host.reserved_bytes");
   // Positive control: two multi-chunk objects store and load back byte for byte.
   EXPECT_EQ(StoreKeys(*s, {Key(1), Key(2)}, payload), std::vector<WireStatus>(2, WireStatus::kOk));
-  EXPECT_GE(mover_.last_batch_transfers, 4u);  // chunked, not one GET per object
+  EXPECT_EQ(mover_.last_batch_transfers, 6u);  // chunked, not one GET per object
   std::vector<uint8_t> dst(objects_[1].size());
   EXPECT_EQ(LoadKey(*s, Key(2), dst).outcomes[0].status, WireStatus::kOk);
   EXPECT_EQ(dst, objects_[1]);
@@ -368,6 +375,41 @@ TEST_F(ServiceTest, LargeObjectsMoveInChunksVerifiedAsTheyLand) {
   EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 1u);
   EXPECT_GT(used_after_two, used_before);
   EXPECT_EQ(StoreValue("host.reserved_bytes"), used_after_two + (used_after_two - used_before) / 2);
+}
+
+// Client memory mapped into the daemon: the service copies each chunk itself, with the copy
+// helper taking half of the large ones, and hashes on the way; damage anywhere is still caught.
+TEST_F(ServiceTest, MappedClientMemoryIsCopiedAndVerifiedOnTheWay) {
+  mover_.mapped = true;
+  auto s = LoggedIn("team-a", "token-a");
+  const uint64_t payload = 2500 << 10;  // three chunks of at most 1 MiB
+  // Positive control: multi-chunk and small objects store through the copier and load back.
+  EXPECT_EQ(StoreKeys(*s, {Key(1), Key(2), Key(3)}, payload),
+            std::vector<WireStatus>(3, WireStatus::kOk));
+  EXPECT_EQ(mover_.mapped_copies, 9u);
+  std::vector<uint8_t> dst(objects_[1].size());
+  EXPECT_EQ(LoadKey(*s, Key(2), dst).outcomes[0].status, WireStatus::kOk);
+  EXPECT_EQ(dst, objects_[1]);
+  EXPECT_EQ(StoreKeys(*s, {Key(4)}, 1000), std::vector<WireStatus>(1, WireStatus::kOk));
+
+  // One flipped byte in the first half of a chunk (copied by this thread), in the second half
+  // (the helper's), and in the last chunk: each object is refused, nothing is left reserved.
+  const double used_before = StoreValue("host.reserved_bytes");
+  for (uint64_t at : {uint64_t{1000}, uint64_t{(1 << 20) + (700 << 10)}, payload - 3}) {
+    SCOPED_TRACE("damaged at " + std::to_string(at));
+    transport::Store store;
+    store.remote_key = {9};
+    std::vector<uint8_t> damaged = *MakeSyntheticBlock(Key(5), payload);
+    damaged[at] ^= 0x40;
+    store.entries.push_back({Key(5), reinterpret_cast<uint64_t>(damaged.data()), damaged.size()});
+    Message m = service_->Handle(*s, store);
+    EXPECT_EQ(std::get<transport::StoreReply>(m).statuses[0], WireStatus::kCorruption);
+    EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 0u);
+    EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
+  }
+  // And the undamaged object stores (the key was not poisoned by the refusals).
+  EXPECT_EQ(StoreKeys(*s, {Key(5)}, payload), std::vector<WireStatus>(1, WireStatus::kOk));
+  EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 1u);
 }
 
 TEST_F(ServiceTest, LeasesBelongToTheirSessionAndCloseReleasesThem) {

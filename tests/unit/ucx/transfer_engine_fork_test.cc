@@ -406,6 +406,42 @@ TEST_P(ForkedClientTest, HeldSegmentsOfAKilledClientStillUnpack) {
   EXPECT_EQ(late.status().code(), StatusCode::kUnavailable) << late.status().ToString();
 }
 
+// A batch with a copier: where UCX maps the client's memory into this process (memory the client
+// allocated through UCX, under posix or sysv) the copier gets the client's bytes and no UCX request
+// is posted; elsewhere (tcp, registered memory) the GETs move through UCX and the copier is never
+// called. Either way every GET's bytes land and Run's arrivals name exactly the UCX ones.
+TEST_P(ForkedClientTest, MappedGetsGoToTheCopierOtherGetsThroughUcx) {
+  constexpr size_t kChunk = kMiB / 4;
+  constexpr size_t kChunks = 4;
+  ASSERT_NO_FATAL_FAILURE(StartChild(kChunk * kChunks));
+  AlignedBuffer server(kChunk * kChunks);
+  ASSERT_TRUE(engine_->RegisterMemory(server.data, server.size).ok());
+  ASSERT_TRUE(child_->Fill(77, 0, kChunk * kChunks));
+  TransferBatch batch =
+      Batch(TransferOp::kGet, server.data, kChunk, kChunks, 0, std::chrono::milliseconds(4000));
+  std::vector<size_t> copied;
+  std::vector<size_t> arrived;
+  batch.copy_mapped = [&](size_t i, std::span<const uint8_t> remote) {
+    ASSERT_EQ(remote.size(), kChunk);
+    // The client's own bytes, mapped here.
+    EXPECT_EQ(FirstMismatch(remote.data(), kChunk, 77, i * kChunk), -1);
+    std::memcpy(server.data + i * kChunk, remote.data(), kChunk);
+    copied.push_back(i);
+  };
+  std::vector<Status> s = engine_->Run(std::move(batch), [&](size_t i) { arrived.push_back(i); });
+  ASSERT_EQ(s.size(), kChunks);
+  for (const Status& st : s) EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(FirstMismatch(server.data, kChunk * kChunks, 77), -1);
+  const std::vector<size_t> all = {0, 1, 2, 3};
+  if (GetParam().allocate) {
+    EXPECT_EQ(copied, all);
+    EXPECT_TRUE(arrived.empty());
+  } else {
+    EXPECT_TRUE(copied.empty());
+    EXPECT_EQ(arrived, all);
+  }
+}
+
 // Not a pass/fail timing test: prints what one engine and one client achieve here, beside an
 // in-run memcpy of the same bytes.
 TEST_P(ForkedClientTest, PrintsOneMiBThroughput) {

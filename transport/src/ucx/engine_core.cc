@@ -355,6 +355,14 @@ void EngineCore::PostTransfers(BatchState& b) {
       continue;
     }
 
+    ucp_rkey_h rkey = kit->key->key.get();
+    if (t.op == TransferOp::kGet && b.request.copy_mapped) {
+      void* mapped = nullptr;
+      if (ucp_rkey_ptr(rkey, t.remote_address, &mapped) == UCS_OK) {
+        b.request.copy_mapped(i, std::span(static_cast<const uint8_t*>(mapped), t.length));
+        continue;  // complete: no request, no arrival (the copier saw the bytes)
+      }
+    }
     b.ops[i] = OpContext{&b, static_cast<uint32_t>(i)};
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -367,7 +375,6 @@ void EngineCore::PostTransfers(BatchState& b) {
     b.in_flight[i] = 1;
     ++b.outstanding;
     ucp_ep_h ep = peer.ep->get();
-    ucp_rkey_h rkey = kit->key->key.get();
     const ucs_status_ptr_t r =
         t.op == TransferOp::kGet
             ? ucp_get_nbx(ep, t.local, t.length, t.remote_address, rkey, &param)

@@ -126,7 +126,7 @@ class TransferEngine::Impl {
       }
       run->cv.notify_one();
     };
-    if (arrived && n > 1) {
+    if (arrived && n > 1 && !queued.batch.copy_mapped) {
       // Several GETs for a caller with work to do on each: the progress thread moves the next
       // ones while this thread works on those that landed (with shared memory a driving thread
       // would copy them all before its first `arrived`).

@@ -148,6 +148,11 @@ class BlockSealer {
 class BlockChecksumStream {
  public:
   void Update(std::span<const uint8_t> part);
+  // Copies `from` into `to` and hashes what was written, as Update(to) after the copy would, in
+  // pieces small enough that each is hashed while it is still in the L1 cache: one pass over
+  // memory instead of two. Only bytes of `to` are hashed, so a writer changing `from` meanwhile
+  // cannot make the digest disagree with the copy. Precondition: equal sizes, no overlap.
+  void CopyAndUpdate(std::span<const uint8_t> from, std::span<uint8_t> to);
   uint64_t Digest() const { return stream_.Digest(); }
   // Bytes passed to Update so far.
   uint64_t bytes() const { return offset_; }

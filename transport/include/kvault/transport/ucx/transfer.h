@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -54,6 +55,15 @@ struct TransferBatch {
   // Lets the caller work on the first blocks while later ones still move. Keep it short and
   // never block in it.
   std::function<void(size_t index)> on_arrival;
+  // Optional, for GETs: when a GET's remote bytes are mapped into this process (the client's
+  // UCX-allocated memory under the posix or sysv shared-memory transport; UCX's rkey_ptr), the
+  // engine posts no UCX request for it and calls this instead, at once, on the thread driving
+  // the engine, with the GET's index and the client's bytes [remote_address, +length) as they
+  // are mapped here. It must copy them into the GET's local bytes, and may work on them on the
+  // way (hash each piece while it is in cache). The GET is then complete and on_arrival is not
+  // called for it. GETs over other transports move through UCX as usual. The client may write
+  // its bytes meanwhile, as during any GET: work on the copy, never on `remote` twice.
+  std::function<void(size_t index, std::span<const uint8_t> remote)> copy_mapped;
 };
 
 // Called exactly once per batch with one status per transfer, in order. Runs on the thread driving

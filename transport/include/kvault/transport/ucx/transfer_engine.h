@@ -120,8 +120,9 @@ class TransferEngine {
   // a thread hand-off. `arrived`, if set, is called on the calling thread for each GET whose
   // bytes are in place, in index order, skipping failed transfers, without the worker held
   // (batch.on_arrival is replaced); for a batch of several transfers the progress thread then
-  // moves them, so that the caller's work on the first overlaps the later ones. Never call Run
-  // from a callback.
+  // moves them, so that the caller's work on the first overlaps the later ones, except when the
+  // batch has a copier (batch.copy_mapped): the calling thread then drives it, copying the mapped
+  // GETs itself. Never call Run from a callback.
   std::vector<Status> Run(TransferBatch batch,
                           const std::function<void(size_t)>& arrived = nullptr);
 

@@ -1,0 +1,61 @@
+#pragma once
+// ArrivingObjects: the stored objects of one Store wave as they arrive in chunks (one GET each),
+// and the checksum stream of each object, fed in chunk order so that Commit only compares
+// checksums instead of reading the object again (docs/daemon.md, "The data plane").
+//
+// A chunk arrives one of two ways. UCX lands it (Landed: hashed while it is still in cache), or,
+// where the client's memory is mapped into the daemon (shared memory: TransferBatch::copy_mapped),
+// this thread copies it (CopyMapped: hashed on the way, with a CopyHelper copying the second half
+// of a large chunk meanwhile). A chunk that arrives out of order is not hashed; its object's
+// stream then stays short (complete() is false) and Commit reads the object again.
+//
+// Thread-safety: thread-compatible (one io thread serves a request).
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/copy_helper.h"
+#include "kvault/common/block_format.h"
+
+namespace kvault::server {
+
+class ArrivingObjects {
+ public:
+  // `objects`: how many objects the wave holds.
+  explicit ArrivingObjects(size_t objects) : hashes_(objects) {}
+
+  // Appends a chunk: bytes [offset, offset + bytes.size()) of object `owner`, to be written at
+  // `bytes` (the object's reservation). Chunks are numbered in the order they are added.
+  void Add(size_t owner, uint64_t offset, std::span<uint8_t> bytes);
+  size_t owner(size_t chunk) const { return chunks_[chunk].owner; }
+
+  // Chunk `chunk` has landed: hashes it if it is the next of its object.
+  void Landed(size_t chunk);
+  // Copies `remote` (the client's bytes of chunk `chunk`, mapped here; its size) into the chunk,
+  // hashing what is written if it is the next of its object. `helper`, when idle, copies the
+  // second half of a chunk of at least kHelpedBytes meanwhile.
+  void CopyMapped(size_t chunk, std::span<const uint8_t> remote, CopyHelper& helper);
+
+  // True when every byte of object `owner` (of `length` bytes) was hashed, in order.
+  bool complete(size_t owner, uint64_t length) const { return hashes_[owner].bytes() == length; }
+  uint64_t digest(size_t owner) const { return hashes_[owner].Digest(); }
+
+  // Smaller chunks are copied by the calling thread alone: handing over costs more than it saves.
+  static constexpr size_t kHelpedBytes = 64 << 10;
+
+ private:
+  struct Chunk {
+    size_t owner;
+    uint64_t offset;  // in its object
+    std::span<uint8_t> bytes;
+  };
+  // The stream of the chunk's object when the chunk is the next to hash, else null.
+  BlockChecksumStream* NextStream(const Chunk& c);
+
+  std::vector<Chunk> chunks_;
+  std::vector<BlockChecksumStream> hashes_;
+};
+
+}  // namespace kvault::server
