@@ -41,9 +41,9 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --reps N             timed windows per figure, medians reported (default 3); kvault and redis
                        windows alternate.
   --warmup N           untimed windows before the timed ones, for store, SET, load and GET alike
-                       (default 1; 0..100): the first pass over new objects pays one-time costs
-                       (the daemon maps the clients' new buffers, redis grows its heap). Failed
-                       operations in them still count.
+                       (default 1; 0..100), each one whole pass over the row's objects: the first
+                       pass pays one-time costs (the daemon maps the clients' new buffers, redis
+                       grows its heap). Failed operations in them still count.
   --transports TLS     UCX transports (UCX_TLS syntax) of kvaultd, the clients and ucx_perftest
                        (default posix,cma; tcp for the network path).
   --host-capacity B    host tier of the started kvaultd (default 256MiB); the load set is a
@@ -175,11 +175,17 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
   auto object = [&kv](uint32_t t, uint64_t j) { return kv.Object(t, j); };
   std::vector<Window> store, load, load_hot, set, get;
   // Warm-up: the first pass over a row's objects pays one-time costs on both sides (the daemon
-  // maps the clients' new buffers page by page, redis grows its heap), about 5x slower here.
+  // maps the clients' new buffers page by page, redis grows its heap), about 5x slower here. So a
+  // warm-up window is one whole pass over the objects, however long it takes.
+  Config pass = c;
+  pass.seconds = 0;
+  pass.ops = 0;  // store and SET windows end after one pass
   std::vector<Window> warm_store, warm_load, warm_set, warm_get;
   for (uint32_t rep = 0; rep < c.warmup; ++rep) {
-    warm_store.push_back(kv.StoreWindow(c));
-    if (redis != nullptr) warm_set.push_back(redis->SetWindow(c, kv.objects_per_thread(), object));
+    warm_store.push_back(kv.StoreWindow(pass));
+    if (redis != nullptr) {
+      warm_set.push_back(redis->SetWindow(pass, kv.objects_per_thread(), object));
+    }
   }
   for (uint32_t rep = 0; rep < c.reps; ++rep) {
     if (sampler != nullptr) sampler->Start();
@@ -189,10 +195,11 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
   }
   KVAULT_RETURN_IF_ERROR(kv.StoreLoadSet());
   if (redis != nullptr) KVAULT_RETURN_IF_ERROR(redis->Fill(kv.load_per_thread(), object));
+  pass.ops = kv.load_per_thread() * threads;  // load and GET windows: each object once
   for (uint32_t rep = 0; rep < c.warmup; ++rep) {
-    KVAULT_ASSIGN_OR_RETURN(Window w, kv.LoadWindow(c));
+    KVAULT_ASSIGN_OR_RETURN(Window w, kv.LoadWindow(pass));
     warm_load.push_back(w);
-    if (redis != nullptr) warm_get.push_back(redis->GetWindow(c, kv.load_per_thread(), object));
+    if (redis != nullptr) warm_get.push_back(redis->GetWindow(pass, kv.load_per_thread(), object));
   }
   for (uint32_t rep = 0; rep < c.reps; ++rep) {
     KVAULT_ASSIGN_OR_RETURN(Window w, kv.LoadWindow(c));

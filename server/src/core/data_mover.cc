@@ -12,9 +12,17 @@ std::vector<Status> DataMover::RunInOrder(transport::TransferBatch batch,
   std::vector<transport::TransferOp> ops;
   ops.reserve(batch.transfers.size());
   for (const transport::Transfer& t : batch.transfers) ops.push_back(t.op);
+  std::vector<uint8_t> copied(ops.size(), 0);  // handed to the copier: not an arrival
+  if (batch.copy_mapped) {
+    batch.copy_mapped = [copy = std::move(batch.copy_mapped), &copied](
+                            size_t i, std::span<const uint8_t> remote) {
+      copied[i] = 1;
+      copy(i, remote);
+    };
+  }
   std::vector<Status> statuses = Run(std::move(batch));
   for (size_t i = 0; i < statuses.size(); ++i) {
-    if (statuses[i].ok() && ops[i] == transport::TransferOp::kGet) arrived(i);
+    if (statuses[i].ok() && ops[i] == transport::TransferOp::kGet && copied[i] == 0) arrived(i);
   }
   return statuses;
 }

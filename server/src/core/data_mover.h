@@ -41,9 +41,11 @@ class DataMover {
   // transport::IsDeadlineExceeded). A failed transfer fails only itself.
   virtual std::vector<Status> Run(transport::TransferBatch batch) = 0;
   // As Run, and calls `arrived(i)` on the calling thread for each GET i whose bytes are in
-  // place, in index order, skipping failed transfers. An implementation that can calls it while
-  // later transfers still move, so work on the bytes overlaps the transfer; this default calls
-  // it after Run. `batch.on_arrival` is the mover's own and is replaced.
+  // place, in index order, skipping failed transfers and GETs it handed to batch.copy_mapped
+  // (whose copier saw the bytes; copy_mapped, if set, also runs on the calling thread). An
+  // implementation that can calls it while later transfers still move, so work on the bytes
+  // overlaps the transfer; this default calls it after Run. `batch.on_arrival` is the mover's
+  // own and is replaced.
   virtual std::vector<Status> RunInOrder(transport::TransferBatch batch,
                                          const std::function<void(size_t)>& arrived);
 

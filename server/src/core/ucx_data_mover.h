@@ -24,7 +24,8 @@ class UcxDataMover final : public DataMover {
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
   // Overlaps: `arrived` runs on the caller's thread for each GET as it lands, while later
-  // transfers still move (TransferEngine::Run).
+  // transfers still move; GETs of mapped client memory go to batch.copy_mapped on the caller's
+  // thread instead (TransferEngine::Run).
   std::vector<Status> RunInOrder(transport::TransferBatch batch,
                                  const std::function<void(size_t)>& arrived) override;
   void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override;

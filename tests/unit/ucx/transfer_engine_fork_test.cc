@@ -442,6 +442,36 @@ TEST_P(ForkedClientTest, MappedGetsGoToTheCopierOtherGetsThroughUcx) {
   }
 }
 
+// Mapped GETs are copied one after another on the calling thread: one not started by the
+// batch's deadline fails with deadline-exceeded instead of running late; those before it stand.
+// Where nothing is mapped the copier never runs and every GET moves through UCX in time.
+TEST_P(ForkedClientTest, MappedGetsPastTheDeadlineFailInsteadOfRunningLate) {
+  constexpr size_t kChunk = kMiB / 4;
+  ASSERT_NO_FATAL_FAILURE(StartChild(kChunk * 3));
+  AlignedBuffer server(kChunk * 3);
+  ASSERT_TRUE(child_->Fill(91, 0, kChunk * 3));
+  TransferBatch batch =
+      Batch(TransferOp::kGet, server.data, kChunk, 3, 0, std::chrono::milliseconds(300));
+  std::vector<size_t> copied;
+  batch.copy_mapped = [&](size_t i, std::span<const uint8_t> remote) {
+    std::memcpy(server.data + i * kChunk, remote.data(), remote.size());
+    copied.push_back(i);
+    if (i == 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a slow copy
+  };
+  std::vector<Status> s = engine_->Run(std::move(batch), [](size_t) {});
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_TRUE(s[0].ok()) << s[0].ToString();  // positive control: copied in time
+  EXPECT_EQ(FirstMismatch(server.data, kChunk, 91), -1);
+  if (!GetParam().allocate) {
+    EXPECT_TRUE(copied.empty());
+    for (const Status& st : s) EXPECT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(FirstMismatch(server.data, kChunk * 3, 91), -1);
+    return;
+  }
+  for (size_t i : {size_t{1}, size_t{2}}) EXPECT_TRUE(IsDeadlineExceeded(s[i])) << s[i].ToString();
+  EXPECT_EQ(copied, std::vector<size_t>{0});
+}
+
 // Not a pass/fail timing test: prints what one engine and one client achieve here, beside an
 // in-run memcpy of the same bytes.
 TEST_P(ForkedClientTest, PrintsOneMiBThroughput) {

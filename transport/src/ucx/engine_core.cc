@@ -266,15 +266,33 @@ bool EngineCore::ForgetKey(PeerId id, const std::vector<uint8_t>& bytes) {
   return true;
 }
 
+void EngineCore::ReleaseKey(CachedKey* key) {
+  --key->users;
+  if (key->users == 0) retired_keys_.remove_if([&](const auto& k) { return k.get() == key; });
+}
+
 void EngineCore::ReleaseKeys(BatchState& b) {
   for (KeyUse& use : b.keys) {
     if (use.key == nullptr) continue;
-    --use.key->users;
-    if (use.key->users == 0) {
-      retired_keys_.remove_if([&](const auto& k) { return k.get() == use.key; });
-    }
+    ReleaseKey(use.key);
     use.key = nullptr;
   }
+}
+
+bool EngineCore::MapsFirstGet(const TransferBatch& batch) {
+  auto t = std::find_if(batch.transfers.begin(), batch.transfers.end(),
+                        [](const Transfer& x) { return x.op == TransferOp::kGet; });
+  if (t == batch.transfers.end() || t->remote_key >= batch.remote_keys.size()) return false;
+  auto pit = peers_.find(t->peer);
+  if (pit == peers_.end() || !EnsureEndpoint(t->peer, *pit->second).ok()) return false;
+  Status error;
+  CachedKey* key = AcquireKey(*pit->second, batch.remote_keys[t->remote_key], error);
+  if (key == nullptr) return false;
+  void* mapped = nullptr;
+  const bool yes = key->key.Covers(t->remote_address, t->length) &&
+                   ucp_rkey_ptr(key->key.get(), t->remote_address, &mapped) == UCS_OK;
+  ReleaseKey(key);
+  return yes;
 }
 
 void EngineCore::EraseBatch(BatchState& b) {
@@ -359,6 +377,11 @@ void EngineCore::PostTransfers(BatchState& b) {
     if (t.op == TransferOp::kGet && b.request.copy_mapped) {
       void* mapped = nullptr;
       if (ucp_rkey_ptr(rkey, t.remote_address, &mapped) == UCS_OK) {
+        // Copies run here, one after another: a large batch must not run past its deadline.
+        if (Clock::now() >= b.request.deadline) {
+          b.statuses[i] = DeadlineExceededStatus("mapped GET not started before the deadline");
+          continue;
+        }
         b.request.copy_mapped(i, std::span(static_cast<const uint8_t*>(mapped), t.length));
         continue;  // complete: no request, no arrival (the copier saw the bytes)
       }

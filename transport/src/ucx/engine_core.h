@@ -66,6 +66,11 @@ class EngineCore {
   void RemovePeer(PeerId peer, std::function<void(Status)> done);
   // Validates and posts every transfer of `queued`.
   void StartBatch(QueuedBatch queued);
+  // Whether the first GET of `batch` reads client memory that is mapped into this process (its
+  // key unpacks, and ucp_rkey_ptr finds the address): PostTransfers would then hand it to
+  // batch.copy_mapped. False when there is no GET or anything about it is wrong (StartBatch then
+  // reports what). The key stays cached for the batch.
+  bool MapsFirstGet(const TransferBatch& batch);
   // Forgets the key unpacked from `bytes` on `peer`: dropped at once when no batch uses it, else
   // retired (no later batch finds it; destroyed when its last user is erased). Later batches
   // unpack the bytes afresh. Returns false when the peer or the key is unknown.
@@ -106,6 +111,7 @@ class EngineCore {
   // The cached key for `bytes` on `peer`, unpacking it on a miss (null with `error` set when the
   // bytes are bad; failures are not cached). The caller holds a use until ReleaseKeys.
   CachedKey* AcquireKey(Peer& peer, const std::vector<uint8_t>& bytes, Status& error);
+  void ReleaseKey(CachedKey* key);
   void ReleaseKeys(BatchState& b);
   void EraseBatch(BatchState& b);
   void PostTransfers(BatchState& b);

@@ -126,6 +126,13 @@ class TransferEngine::Impl {
       }
       run->cv.notify_one();
     };
+    if (arrived && n > 1 && queued.batch.copy_mapped) {
+      // A copier only pays where the GETs are mapped here; elsewhere UCX moves them, on the
+      // progress thread (below), and the copier is never called.
+      Result<bool> mapped = MapsFirstGet(queued.batch);
+      if (!mapped.ok()) return std::vector<Status>(n, mapped.status());
+      if (!*mapped) queued.batch.copy_mapped = nullptr;
+    }
     if (arrived && n > 1 && !queued.batch.copy_mapped) {
       // Several GETs for a caller with work to do on each: the progress thread moves the next
       // ones while this thread works on those that landed (with shared memory a driving thread
@@ -145,10 +152,20 @@ class TransferEngine::Impl {
     return std::move(run->statuses);
   }
 
+  // Whether the first GET of `batch` is mapped here (EngineCore::MapsFirstGet), asked with the
+  // worker taken. Unavailable when the engine has stopped.
+  Result<bool> MapsFirstGet(const TransferBatch& batch) {
+    ProgressLoop::Driving driving = loop_->TakeOver();
+    if (stopped_) return Status::Unavailable("transfer engine shutting down");
+    (void)Work();  // a ForgetRemoteKey queued before counts
+    return core_.MapsFirstGet(batch);
+  }
+
   // Takes the worker, runs what was queued before (a ForgetRemoteKey goes first), posts `queued`
   // and progresses until it is done or no event came for spin_ (then the progress thread goes
-  // on with it). The worker stays taken throughout: a batch here has at most one arrival, which
-  // needs no delivery before the end. False when the engine has stopped (nothing was posted).
+  // on with it). The worker stays taken throughout: a batch here has at most one arrival, or
+  // GETs that the copier moved (they have none), so no delivery is needed before the end. False
+  // when the engine has stopped (nothing was posted).
   bool DriveUntilDoneOrStalled(QueuedBatch queued, RunState& run) {
     bool leftover = false;
     {

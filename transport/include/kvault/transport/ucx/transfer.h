@@ -62,7 +62,10 @@ struct TransferBatch {
   // are mapped here. It must copy them into the GET's local bytes, and may work on them on the
   // way (hash each piece while it is in cache). The GET is then complete and on_arrival is not
   // called for it. GETs over other transports move through UCX as usual. The client may write
-  // its bytes meanwhile, as during any GET: work on the copy, never on `remote` twice.
+  // its bytes meanwhile, as during any GET: work on the copy, never on `remote` twice. A copy
+  // not started by the batch's deadline fails with a deadline-exceeded status instead. With
+  // TransferEngine::Submit it may run on any thread that drives the engine (its progress thread
+  // or a caller of Run): touch nothing it uses until the batch's callback.
   std::function<void(size_t index, std::span<const uint8_t> remote)> copy_mapped;
 };
 
