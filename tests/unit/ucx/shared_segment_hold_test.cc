@@ -121,6 +121,7 @@ TEST_F(SharedSegmentHoldTest, HoldsTheOwnersPosixSegmentAndNamesItsOwnDescriptor
 TEST_F(SharedSegmentHoldTest, APosixSegmentWhoseDescriptorIsGoneIsRefused) {
   const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
   ASSERT_GE(memfd, 0);
+  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
   const uint64_t base = 0x7f0000100000;
   const std::vector<uint8_t> key = Key({PosixEntry(getpid(), memfd, base, kSegment)});
   // Positive control: while the owner's descriptor is open, the hold succeeds.
@@ -153,6 +154,7 @@ TEST_F(SharedSegmentHoldTest, ADescriptorThatIsNoSegmentIsRefusedWithoutBlocking
 TEST_F(SharedSegmentHoldTest, APosixEntryOfAnotherProcessOrRegionIsRefused) {
   const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
   ASSERT_GE(memfd, 0);
+  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
   const uint64_t base = 0x7f0000100000;
   // Positive control: the owner's own segment holding the region.
   EXPECT_TRUE(SharedSegmentHold::Take(Key({PosixEntry(getpid(), memfd, base, kSegment)}), getpid(),
@@ -166,6 +168,26 @@ TEST_F(SharedSegmentHoldTest, APosixEntryOfAnotherProcessOrRegionIsRefused) {
     ASSERT_FALSE(hold.ok());
     EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
   }
+  close(memfd);
+}
+
+// A key whose region runs past the end of its segment's file would make the daemon read pages
+// past the end of the file, which raises SIGBUS: refused before UCX sees it.
+TEST_F(SharedSegmentHoldTest, APosixRegionPastTheEndOfItsFileIsRefused) {
+  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
+  ASSERT_EQ(ftruncate(memfd, kSegment / 2), 0);
+  const uint64_t base = 0x7f0000100000;
+  const std::vector<uint8_t> key = Key({PosixEntry(getpid(), memfd, base, kSegment), {}});
+  // Positive control: a region inside the file (the claimed segment may be longer: UCX rounds).
+  EXPECT_TRUE(SharedSegmentHold::Take(key, getpid(), base + kSegment / 2 - 4096, 4096).ok());
+  // One page further: past the end of the file.
+  Result<SharedSegmentHold> hold =
+      SharedSegmentHold::Take(key, getpid(), base + kSegment / 2, 4096);
+  ASSERT_FALSE(hold.ok());
+  EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
+  EXPECT_NE(hold.status().message().find("less than"), std::string::npos)
+      << hold.status().ToString();
   close(memfd);
 }
 

@@ -112,6 +112,15 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
       if (fstat(held, &st) != 0 || !S_ISREG(st.st_mode)) {
         return Status::InvalidArgument("remote key: " + path + " is not a shared-memory segment");
       }
+      // A read of the mapping past the end of the file raises SIGBUS in this process, so the
+      // file must hold the key's region (UCX may claim a segment rounded up past the file's end;
+      // transfers stay inside the region).
+      const uint64_t region_end = base - Load64(entry + 8) + length;  // Inside() held
+      if (static_cast<uint64_t>(st.st_size) < region_end) {
+        return Status::InvalidArgument("remote key: its shared segment " + path + " holds " +
+                                       std::to_string(st.st_size) + " bytes, less than the " +
+                                       std::to_string(region_end) + " its region needs");
+      }
       if (static_cast<uint64_t>(held) > kPosixMmidMask || self > kPosixMmidMask) {
         return Status::Internal("remote key: descriptor or pid too large for a posix key");
       }

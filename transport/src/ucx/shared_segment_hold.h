@@ -23,7 +23,9 @@
 // and crash if that fails):
 //   posix (24 bytes, 32 in a non-default pid namespace): seg_id (u64: flag bits 60..63, procfs
 //     mode = bit 63, mmid = pid in bits 0..29 and fd in bits 30..59), segment address (u64),
-//     segment length (u64); the region must lie inside the segment.
+//     segment length (u64); the region must lie inside the segment, and inside the segment's
+//     file as fstat sizes it (UCX may claim a segment rounded up past the file's end; a read
+//     past the end of the file would raise SIGBUS in this process).
 //   sysv (12 bytes): shmid (u32), segment address (u64); the segment's creator (shmctl) must be
 //     the owner, and the region must lie inside the segment of the size shmctl reports.
 //
