@@ -6,64 +6,10 @@
 #include <string>
 #include <utility>
 
-#include "kvault/transport/ucx/ucx_remote_key.h"
+#include "ucx/engine_state.h"
 #include "ucx/ucx_status.h"
 
 namespace kvault::transport {
-
-struct CachedKey {
-  std::vector<uint8_t> bytes;  // as the client sealed them
-  UcxRemoteKey key;
-  uint32_t users = 0;  // batches in flight that posted requests with it
-};
-
-struct EngineCore::Peer {
-  std::vector<uint8_t> address;   // sealed; kept to re-create the endpoint after a reset
-  std::optional<ControlConnection> connection;  // what its keys are checked against
-  std::optional<UcxEndpoint> ep;  // empty after a failure or a deadline reset
-  bool failed = false;            // the error handler ran for the current endpoint
-  std::list<std::unique_ptr<CachedKey>> keys;  // unpacked on ep; most recently used first
-};
-
-// UCX callbacks get a pointer to one of these; the batch outlives every request that has one.
-struct OpContext {
-  BatchState* batch = nullptr;
-  uint32_t index = 0;
-};
-struct FlushContext {
-  BatchState* batch = nullptr;
-  PeerId peer = 0;
-  bool in_flight = false;
-  bool confirmed = false;  // flush completed OK: this peer's PUTs reached the client
-};
-
-// The key a batch uses for one (peer, remote key index) pair.
-struct KeyUse {
-  PeerId peer = 0;
-  uint32_t index = 0;
-  CachedKey* key = nullptr;  // null when unpacking failed
-  Status status;             // why it failed
-};
-
-enum class Phase { kTransfers, kFlushing, kDelivered };
-
-struct BatchState {
-  EngineCore* core = nullptr;
-  TransferBatch request;
-  std::vector<ucp_mem*> local_memh;
-  TransferCallback done;
-  std::vector<Status> statuses;
-  std::vector<uint8_t> in_flight;  // per transfer: its UCX request has not completed
-  std::vector<OpContext> ops;      // sized once: UCX holds pointers into it
-  std::vector<FlushContext> flushes;
-  std::vector<KeyUse> keys;
-  size_t outstanding = 0;  // UCX requests (transfers and flushes) not yet completed
-  Phase phase = Phase::kTransfers;
-  bool expired = false;
-  bool ready = false;  // queued in EngineCore::ready_
-  EngineCore::Clock::time_point grace_until;
-  std::list<std::unique_ptr<BatchState>>::iterator self;
-};
 
 namespace {
 
@@ -229,72 +175,6 @@ void EngineCore::ResetEndpoint(Peer& peer, std::function<void(Status)> done) {
   closes_.push_back(PendingClose{std::move(close), std::move(done)});
 }
 
-CachedKey* EngineCore::AcquireKey(Peer& peer, const std::vector<uint8_t>& bytes, Status& error) {
-  for (auto it = peer.keys.begin(); it != peer.keys.end(); ++it) {
-    if ((*it)->bytes == bytes) {
-      peer.keys.splice(peer.keys.begin(), peer.keys, it);
-      ++peer.keys.front()->users;
-      return peer.keys.front().get();
-    }
-  }
-  Result<UcxRemoteKey> key =
-      UcxRemoteKey::Unpack(*peer.ep, bytes, peer.connection ? &*peer.connection : nullptr);
-  if (!key.ok()) {
-    error = key.status();
-    return nullptr;
-  }
-  // Make room: drop the least recently used keys that no batch holds.
-  for (auto it = peer.keys.end();
-       peer.keys.size() >= kMaxCachedKeysPerPeer && it != peer.keys.begin();) {
-    --it;
-    if ((*it)->users == 0) it = peer.keys.erase(it);
-  }
-  peer.keys.push_front(std::make_unique<CachedKey>(CachedKey{bytes, std::move(key).value(), 1}));
-  return peer.keys.front().get();
-}
-
-bool EngineCore::ForgetKey(PeerId id, const std::vector<uint8_t>& bytes) {
-  auto pit = peers_.find(id);
-  if (pit == peers_.end()) return false;
-  std::list<std::unique_ptr<CachedKey>>& keys = pit->second->keys;
-  // AcquireKey never caches the same bytes twice on one peer.
-  auto it =
-      std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k->bytes == bytes; });
-  if (it == keys.end()) return false;
-  if ((*it)->users > 0) retired_keys_.push_back(std::move(*it));
-  keys.erase(it);
-  return true;
-}
-
-void EngineCore::ReleaseKey(CachedKey* key) {
-  --key->users;
-  if (key->users == 0) retired_keys_.remove_if([&](const auto& k) { return k.get() == key; });
-}
-
-void EngineCore::ReleaseKeys(BatchState& b) {
-  for (KeyUse& use : b.keys) {
-    if (use.key == nullptr) continue;
-    ReleaseKey(use.key);
-    use.key = nullptr;
-  }
-}
-
-bool EngineCore::MapsFirstGet(const TransferBatch& batch) {
-  auto t = std::find_if(batch.transfers.begin(), batch.transfers.end(),
-                        [](const Transfer& x) { return x.op == TransferOp::kGet; });
-  if (t == batch.transfers.end() || t->remote_key >= batch.remote_keys.size()) return false;
-  auto pit = peers_.find(t->peer);
-  if (pit == peers_.end() || !EnsureEndpoint(t->peer, *pit->second).ok()) return false;
-  Status error;
-  CachedKey* key = AcquireKey(*pit->second, batch.remote_keys[t->remote_key], error);
-  if (key == nullptr) return false;
-  void* mapped = nullptr;
-  const bool yes = key->key.Covers(t->remote_address, t->length) &&
-                   ucp_rkey_ptr(key->key.get(), t->remote_address, &mapped) == UCS_OK;
-  ReleaseKey(key);
-  return yes;
-}
-
 void EngineCore::EraseBatch(BatchState& b) {
   ReleaseKeys(b);
   batches_.erase(b.self);
@@ -373,16 +253,14 @@ void EngineCore::PostTransfers(BatchState& b) {
       continue;
     }
 
-    ucp_rkey_h rkey = kit->key->key.get();
     if (t.op == TransferOp::kGet && b.request.copy_mapped) {
-      void* mapped = nullptr;
-      if (ucp_rkey_ptr(rkey, t.remote_address, &mapped) == UCS_OK) {
+      if (const uint8_t* mapped = MappedHere(*kit->key, t.remote_address)) {
         // Copies run here, one after another: a large batch must not run past its deadline.
         if (Clock::now() >= b.request.deadline) {
           b.statuses[i] = DeadlineExceededStatus("mapped GET not started before the deadline");
           continue;
         }
-        b.request.copy_mapped(i, std::span(static_cast<const uint8_t*>(mapped), t.length));
+        b.request.copy_mapped(i, std::span(mapped, t.length));
         continue;  // complete: no request, no arrival (the copier saw the bytes)
       }
     }
@@ -398,6 +276,7 @@ void EngineCore::PostTransfers(BatchState& b) {
     b.in_flight[i] = 1;
     ++b.outstanding;
     ucp_ep_h ep = peer.ep->get();
+    ucp_rkey_h rkey = kit->key->key.get();
     const ucs_status_ptr_t r =
         t.op == TransferOp::kGet
             ? ucp_get_nbx(ep, t.local, t.length, t.remote_address, rkey, &param)

@@ -121,8 +121,9 @@ class TransferEngine {
   // bytes are in place, in index order, skipping failed transfers, without the worker held
   // (batch.on_arrival is replaced); for a batch of several transfers the progress thread then
   // moves them, so that the caller's work on the first overlaps the later ones, except when the
-  // batch has a copier (batch.copy_mapped): the calling thread then drives it, copying the mapped
-  // GETs itself. Never call Run from a callback.
+  // batch has a copier (batch.copy_mapped) and its first GET is mapped here: the calling thread
+  // then drives it, copying the mapped GETs itself (otherwise the copier is dropped). Never call
+  // Run from a callback.
   std::vector<Status> Run(TransferBatch batch,
                           const std::function<void(size_t)>& arrived = nullptr);
 
