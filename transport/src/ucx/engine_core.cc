@@ -19,6 +19,13 @@ void SetIfOk(BatchState& b, size_t i, const Status& status) {
   if (b.statuses[i].ok()) b.statuses[i] = status;
 }
 
+// A transfer through a key whose mapped memory the peer cut short (UcxRemoteKey::cut_short).
+Status CutShortStatus() {
+  return Status::Unavailable(
+      "the peer's shared memory was cut short while in use (its segment shrank): the transfer "
+      "read zeros or wrote nowhere; the memory must be registered again");
+}
+
 void FailPuts(BatchState& b, PeerId peer, const Status& status) {
   for (size_t i = 0; i < b.request.transfers.size(); ++i) {
     const Transfer& t = b.request.transfers[i];
@@ -252,6 +259,10 @@ void EngineCore::PostTransfers(BatchState& b) {
           Status::OutOfRange("transfer: remote range lies outside the region of its key");
       continue;
     }
+    if (kit->key->key.cut_short()) {
+      b.statuses[i] = CutShortStatus();
+      continue;
+    }
 
     if (t.op == TransferOp::kGet && b.request.copy_mapped) {
       if (const uint8_t* mapped = MappedHere(*kit->key, t.remote_address)) {
@@ -261,6 +272,7 @@ void EngineCore::PostTransfers(BatchState& b) {
           continue;
         }
         b.request.copy_mapped(i, std::span(mapped, t.length));
+        if (kit->key->key.cut_short()) b.statuses[i] = CutShortStatus();
         continue;  // complete: no request, no arrival (the copier saw the bytes)
       }
     }
@@ -348,6 +360,16 @@ void EngineCore::Advance(BatchState& b) {
 
 void EngineCore::Deliver(BatchState& b) {
   b.phase = Phase::kDelivered;
+  // Transfers through a key cut short meanwhile (UCX's own copies included) fail, and the key
+  // leaves the cache: the peer's next key for that memory is unpacked and checked afresh.
+  for (const KeyUse& use : b.keys) {
+    if (use.key == nullptr || !use.key->key.cut_short()) continue;
+    for (size_t i = 0; i < b.request.transfers.size(); ++i) {
+      const Transfer& t = b.request.transfers[i];
+      if (t.peer == use.peer && t.remote_key == use.index) SetIfOk(b, i, CutShortStatus());
+    }
+    ForgetKey(use.peer, use.key->bytes);
+  }
   TransferCallback done = std::move(b.done);
   std::vector<Status> statuses = std::move(b.statuses);
   b.statuses.clear();

@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -117,7 +118,19 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
   ucp_rkey_h rkey = nullptr;
   KVAULT_RETURN_IF_ERROR(
       UcsToStatus(ucp_ep_rkey_unpack(endpoint.get(), key.data(), &rkey), "ucp_ep_rkey_unpack"));
-  return UcxRemoteKey(rkey, base, length);
+  UcxRemoteKey unpacked(rkey, base, length);
+  // A shared segment is mapped whole; the region's first and last bytes show where it lies here.
+  void* first = nullptr;
+  void* last = nullptr;
+  if (ucp_rkey_ptr(rkey, base, &first) == UCS_OK) {
+    if (ucp_rkey_ptr(rkey, base + length - 1, &last) != UCS_OK ||
+        static_cast<uint8_t*>(last) - static_cast<uint8_t*>(first) !=
+            static_cast<ptrdiff_t>(length - 1)) {
+      return Status::InvalidArgument("remote key: its region is not mapped here in one piece");
+    }
+    KVAULT_ASSIGN_OR_RETURN(unpacked.guard_, PeerMemoryGuard::Watch(first, length));
+  }
+  return unpacked;
 }
 
 bool UcxRemoteKey::Covers(uint64_t address, size_t length) const {
@@ -128,19 +141,23 @@ bool UcxRemoteKey::Covers(uint64_t address, size_t length) const {
 UcxRemoteKey::UcxRemoteKey(UcxRemoteKey&& other) noexcept
     : rkey_(std::exchange(other.rkey_, nullptr)),
       base_(std::exchange(other.base_, 0)),
-      length_(std::exchange(other.length_, 0)) {}
+      length_(std::exchange(other.length_, 0)),
+      guard_(std::move(other.guard_)) {}
 
 UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
   if (this != &other) {
+    guard_ = PeerMemoryGuard();  // unwatched before UCX may unmap the segment
     if (rkey_ != nullptr) ucp_rkey_destroy(rkey_);
     rkey_ = std::exchange(other.rkey_, nullptr);
     base_ = std::exchange(other.base_, 0);
     length_ = std::exchange(other.length_, 0);
+    guard_ = std::move(other.guard_);
   }
   return *this;
 }
 
 UcxRemoteKey::~UcxRemoteKey() {
+  guard_ = PeerMemoryGuard();  // unwatched before UCX may unmap the segment
   if (rkey_ != nullptr) ucp_rkey_destroy(rkey_);
 }
 

@@ -12,6 +12,7 @@
 
 #include "kvault/common/result.h"
 #include "kvault/transport/ucx/control_connection.h"
+#include "kvault/transport/ucx/peer_memory_guard.h"
 #include "kvault/transport/ucx/ucx_endpoint.h"
 
 struct ucp_rkey;
@@ -27,6 +28,11 @@ class UcxRemoteKey {
   // attached and held before UCX sees the key, so a death at any moment gives this status, never
   // a crash in UCX; see transport/README.md), and UCX's own
   // error (e.g. Unavailable) when the key names memory this endpoint cannot reach.
+  //
+  // When the key maps the peer's memory into this process (posix or sysv shared memory), the
+  // mapping is watched (PeerMemoryGuard) for as long as the key lives: a peer that cuts its memory
+  // short makes cut_short() true instead of crashing this process; ResourceExhausted when too
+  // many regions are watched already.
   //
   // `connection`: the control connection the key came on, when known. A key that names a process
   // of this pid namespace must then name the one holding the client end of that connection
@@ -49,6 +55,11 @@ class UcxRemoteKey {
   // True when [address, address + length) lies inside the region.
   bool Covers(uint64_t address, size_t length) const;
 
+  // True once a read or write of the peer's memory mapped here found it cut short (the peer
+  // shrank its shared segment): what such transfers read are zeros and what they wrote went
+  // nowhere, so they must fail. Always false for memory that is not mapped here.
+  bool cut_short() const { return guard_.cut_short(); }
+
   ucp_rkey* get() const { return rkey_; }
 
  private:
@@ -58,6 +69,7 @@ class UcxRemoteKey {
   ucp_rkey* rkey_ = nullptr;
   uint64_t base_ = 0;
   uint64_t length_ = 0;
+  PeerMemoryGuard guard_;  // released before the key is destroyed
 };
 
 }  // namespace kvault::transport

@@ -1,0 +1,183 @@
+// A client that shrinks its shared memory under a real kvaultd (UCX posix transport).
+//
+// Memory from Client::AllocateMemory is a posix shared segment, a file the daemon maps. Once the
+// daemon has unpacked (and cached) the region's key, the client can still ftruncate that file;
+// the daemon's next read (store) or write (load) of the lost pages raised SIGBUS and killed
+// kvaultd, and every tenant's cache with it. Now the transfer fails with a status and the daemon
+// goes on serving, this client and others (transport/README.md, PeerMemoryGuard).
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "binary_run.h"
+#include "daemon_process.h"
+#include "kvault/client.h"
+#include "kvault/common/synthetic_block.h"
+
+namespace kvault::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kRegionBytes = 1 << 20;
+constexpr uint64_t kPayloadBytes = 512 << 10;  // the object spans more than half the region
+
+BlockKey TestKey(uint8_t n) {
+  BlockKey k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(n * 17 + i * 3 + 5);
+  return k;
+}
+
+// True while `pid` runs (not gone, not a zombie waiting to be reaped).
+bool Running(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), {});
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' &&
+         stat[paren + 2] != 'X';
+}
+
+// This process's descriptors and what they name.
+std::set<std::pair<int, std::string>> OpenFiles() {
+  std::set<std::pair<int, std::string>> out;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return out;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    char target[512] = {};
+    const std::string path = std::string("/proc/self/fd/") + e->d_name;
+    const ssize_t n = readlink(path.c_str(), target, sizeof(target) - 1);
+    if (n > 0) out.insert({std::stoi(e->d_name), std::string(target, n)});
+  }
+  closedir(dir);
+  return out;
+}
+
+// A region from AllocateMemory and the descriptor of the posix segment behind it (-1 if none).
+struct SharedRegion {
+  MemoryRegion region;
+  int segment_fd = -1;
+  std::string segment_name;
+};
+
+Result<SharedRegion> AllocateShared(Client& client) {
+  const auto before = OpenFiles();
+  KVAULT_ASSIGN_OR_RETURN(MemoryRegion region, client.AllocateMemory(kRegionBytes));
+  SharedRegion out{std::move(region), -1, ""};
+  for (const auto& [fd, name] : OpenFiles()) {
+    if (before.count({fd, name}) == 0 && name.find("/dev/shm/") == 0) {
+      out.segment_fd = fd;
+      out.segment_name = name;
+    }
+  }
+  if (out.segment_fd < 0) return Status::NotFound("no new posix segment behind the region");
+  return out;
+}
+
+class KvaultdShrunkMemoryTest : public BinaryTest {
+ protected:
+  KvaultdShrunkMemoryTest() : BinaryTest("kvaultd") {}
+};
+
+TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAndTheDaemonLives) {
+  DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0",
+                         "--ucx.transports", "posix,cma"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  ClientConfig config;
+  config.server = d.server();
+  config.ucx_transports = "posix,cma";
+  config.request_timeout = 10s;
+  Result<std::unique_ptr<Client>> connected = Client::Connect(config);
+  ASSERT_TRUE(connected.ok()) << connected.status().ToString();
+  Client& client = **connected;
+  const uint64_t object = SyntheticObjectBytes(kPayloadBytes);
+  ASSERT_LE(object, kRegionBytes);
+
+  auto store = [&](const BlockKey& key, std::span<uint8_t> from) {
+    const std::vector<std::span<const uint8_t>> sources = {from};
+    StoreHandle stored = client.Store(std::span(&key, 1), sources);
+    const Status waited = stored.Wait(Clock::now() + 20s);
+    return waited.ok() ? stored.key_status(0) : waited;
+  };
+  auto load = [&](const BlockKey& key, std::span<uint8_t> into) {
+    const std::vector<LoadDestination> destinations = {{into}};
+    LoadHandle loaded = client.Load(Lease{}, std::span(&key, 1), destinations);
+    const Status waited = loaded.Wait(Clock::now() + 20s);
+    return waited.ok() ? loaded.key_status(0) : waited;
+  };
+
+  // The store source: one store through it (its key is now mapped and cached by the daemon),
+  // then the next object is written into it and the segment cut to nothing.
+  Result<SharedRegion> source = AllocateShared(client);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  const std::span<uint8_t> source_object = source->region.bytes().first(object);
+  const BlockKey first = TestKey(1);
+  ASSERT_TRUE(WriteSyntheticBlock(first, kPayloadBytes, source_object).ok());
+  const std::vector<uint8_t> first_bytes(source_object.begin(), source_object.end());
+  ASSERT_TRUE(store(first, source_object).ok());  // positive control
+  const BlockKey second = TestKey(2);
+  ASSERT_TRUE(WriteSyntheticBlock(second, kPayloadBytes, source_object).ok());
+  ASSERT_EQ(ftruncate(source->segment_fd, 0), 0) << source->segment_name;
+
+  const Status shrunk_store = store(second, source_object);
+  EXPECT_FALSE(shrunk_store.ok()) << "a store from memory cut to nothing was accepted";
+  ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
+  ASSERT_TRUE(client.Ping().ok());
+  // The key left the daemon's cache; unpacked again it is refused (its region lies past the end
+  // of the file), and once the client grows the file back the same memory serves again.
+  EXPECT_FALSE(store(second, source_object).ok());
+  ASSERT_EQ(ftruncate(source->segment_fd, kRegionBytes), 0);
+  ASSERT_TRUE(WriteSyntheticBlock(second, kPayloadBytes, source_object).ok());
+  EXPECT_TRUE(store(second, source_object).ok()) << "after the segment grew back";
+  // Cut short again, under the key unpacked afresh: refused the same way.
+  ASSERT_TRUE(WriteSyntheticBlock(TestKey(3), kPayloadBytes, source_object).ok());
+  ASSERT_EQ(ftruncate(source->segment_fd, 0), 0);
+  EXPECT_FALSE(store(TestKey(3), source_object).ok());
+  ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
+
+  // The load target: one load into it (positive control, key cached), then cut short.
+  Result<SharedRegion> target = AllocateShared(client);
+  ASSERT_TRUE(target.ok()) << target.status().ToString();
+  const std::span<uint8_t> target_object = target->region.bytes().first(object);
+  ASSERT_TRUE(load(first, target_object).ok());
+  EXPECT_EQ(std::memcmp(target_object.data(), first_bytes.data(), object), 0);
+  ASSERT_EQ(ftruncate(target->segment_fd, 4096), 0) << target->segment_name;
+  const Status shrunk_load = load(first, target_object);
+  EXPECT_FALSE(shrunk_load.ok()) << "a load into memory cut short was reported delivered";
+  ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
+
+  // The daemon serves on: the objects stored are intact, the refused third one was never stored,
+  // and fresh memory stores and loads as before.
+  Result<SharedRegion> fresh = AllocateShared(client);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  const std::span<uint8_t> fresh_object = fresh->region.bytes().first(object);
+  EXPECT_TRUE(load(first, fresh_object).ok());
+  EXPECT_EQ(std::memcmp(fresh_object.data(), first_bytes.data(), object), 0);
+  std::memset(fresh_object.data(), 0, object);
+  EXPECT_TRUE(load(second, fresh_object).ok());
+  EXPECT_TRUE(IsSyntheticBlockFor(second, fresh_object));
+  const BlockKey third = TestKey(3);
+  EXPECT_FALSE(load(third, fresh_object).ok()) << "nothing was stored under the third key";
+  ASSERT_TRUE(WriteSyntheticBlock(third, kPayloadBytes, fresh_object).ok());
+  EXPECT_TRUE(store(third, fresh_object).ok());
+  std::memset(fresh_object.data(), 0, object);
+  EXPECT_TRUE(load(third, fresh_object).ok());
+  EXPECT_TRUE(IsSyntheticBlockFor(third, fresh_object));
+  EXPECT_TRUE(Running(d.pid()));
+  const std::string log = d.Stderr();
+  EXPECT_NE(log.find("cut short"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace kvault::testing

@@ -1,0 +1,66 @@
+#pragma once
+// PeerMemoryGuard: keeps a peer that cuts its shared memory short from crashing this process.
+//
+// Why: with the posix transport, the memory a client allocated through UCX is a file (a shared
+// segment) that the server maps. The client can shrink that file at any moment (ftruncate); a
+// read or write of the server's mapping past the new end then raises SIGBUS, and by default
+// SIGBUS kills the process: one client would take kvaultd and every tenant's requests down.
+// SharedSegmentHold refuses a key whose region lies past the end of its file, but only when the
+// key is unpacked; the file can shrink at any time after that.
+//
+// What: while a guard watches a region, a SIGBUS raised by an access inside it is absorbed: the
+// pages from the faulting one to the end of the region are replaced by private zero pages (reads
+// give zeros, writes go nowhere and never reach the client), the access goes on, and the guard
+// reports cut_short(), so the transfers that used the region fail with a status. A SIGBUS
+// anywhere else keeps the handling it had before the first guard (by default: the process dies
+// with a core dump). The first Watch installs the handler, once per process, taking SIGBUS from
+// UCX's own error-signal handling (ucs_debug_disable_signal), which would print a backtrace and
+// end the process.
+//
+// Thread-safety: Watch, destruction and cut_short() may run on any thread, concurrently; the
+// signal handler takes no lock and allocates nothing. A region must stay mapped while watched:
+// destroy the guard before the mapping goes away.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kvault/common/result.h"
+
+namespace kvault::transport {
+
+class PeerMemoryGuard {
+ public:
+  // How many regions can be watched at once in a process (one per unpacked remote key of mapped
+  // memory: 64 cached keys per peer, 1,024 connections by default).
+  static constexpr size_t kMaxWatched = 65536;
+
+  // Watches nothing.
+  PeerMemoryGuard() = default;
+
+  // Watches [begin, begin + length), memory of a peer mapped here. InvalidArgument for an empty or
+  // wrapping region, ResourceExhausted when kMaxWatched regions are already watched, Internal when
+  // the handler cannot be installed.
+  static Result<PeerMemoryGuard> Watch(const void* begin, size_t length);
+
+  PeerMemoryGuard(PeerMemoryGuard&& other) noexcept;
+  PeerMemoryGuard& operator=(PeerMemoryGuard&& other) noexcept;
+  PeerMemoryGuard(const PeerMemoryGuard&) = delete;
+  PeerMemoryGuard& operator=(const PeerMemoryGuard&) = delete;
+  ~PeerMemoryGuard();  // stops watching
+
+  bool watching() const { return slot_ >= 0; }
+  // True once an access to the region faulted (the peer cut its memory short) since Watch: the
+  // region from the first faulting page on now reads as zeros here.
+  bool cut_short() const;
+
+  // Faults absorbed in this process, by every guard, since it started.
+  static uint64_t absorbed_total();
+
+ private:
+  explicit PeerMemoryGuard(int slot) : slot_(slot) {}
+  void Release();
+
+  int slot_ = -1;
+};
+
+}  // namespace kvault::transport
