@@ -110,6 +110,16 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
     const Status waited = stored.Wait(Clock::now() + 20s);
     return waited.ok() ? stored.key_status(0) : waited;
   };
+  // Requests the daemon failed because the client's memory was cut short under it, as logged.
+  auto cut_short_failures = [&] {
+    const std::string log = d.Stderr();
+    size_t n = 0;
+    for (size_t at = log.find("cut short"); at != std::string::npos;
+         at = log.find("cut short", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
   auto load = [&](const BlockKey& key, std::span<uint8_t> into) {
     const std::vector<LoadDestination> destinations = {{into}};
     LoadHandle loaded = client.Load(Lease{}, std::span(&key, 1), destinations);
@@ -134,9 +144,11 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   EXPECT_FALSE(shrunk_store.ok()) << "a store from memory cut to nothing was accepted";
   ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
   ASSERT_TRUE(client.Ping().ok());
+  EXPECT_EQ(cut_short_failures(), 1u) << d.Stderr();
   // The key left the daemon's cache; unpacked again it is refused (its region lies past the end
   // of the file), and once the client grows the file back the same memory serves again.
   EXPECT_FALSE(store(second, source_object).ok());
+  EXPECT_EQ(cut_short_failures(), 1u) << "refused when unpacked, before any transfer";
   ASSERT_EQ(ftruncate(source->segment_fd, kRegionBytes), 0);
   ASSERT_TRUE(WriteSyntheticBlock(second, kPayloadBytes, source_object).ok());
   EXPECT_TRUE(store(second, source_object).ok()) << "after the segment grew back";
@@ -145,6 +157,7 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   ASSERT_EQ(ftruncate(source->segment_fd, 0), 0);
   EXPECT_FALSE(store(TestKey(3), source_object).ok());
   ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
+  EXPECT_EQ(cut_short_failures(), 2u) << d.Stderr();
 
   // The load target: one load into it (positive control, key cached), then cut short.
   Result<SharedRegion> target = AllocateShared(client);
@@ -156,6 +169,7 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   const Status shrunk_load = load(first, target_object);
   EXPECT_FALSE(shrunk_load.ok()) << "a load into memory cut short was reported delivered";
   ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
+  EXPECT_EQ(cut_short_failures(), 3u) << d.Stderr();
 
   // The daemon serves on: the objects stored are intact, the refused third one was never stored,
   // and fresh memory stores and loads as before.
@@ -175,8 +189,7 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   EXPECT_TRUE(load(third, fresh_object).ok());
   EXPECT_TRUE(IsSyntheticBlockFor(third, fresh_object));
   EXPECT_TRUE(Running(d.pid()));
-  const std::string log = d.Stderr();
-  EXPECT_NE(log.find("cut short"), std::string::npos) << log;
+  EXPECT_EQ(cut_short_failures(), 3u) << d.Stderr();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -59,8 +60,10 @@ TEST(PeerMemoryGuardTest, AReadPastTheShrunkEndOfAWatchedRegionGivesZerosAndIsRe
   EXPECT_EQ(file.data()[kBytes / 2], 0);  // past the end: a zero page, not SIGBUS
   EXPECT_TRUE(guard->cut_short());
   EXPECT_EQ(PeerMemoryGuard::absorbed_total(), before + 1);
-  // What the file still holds reads as before; writes past the end go nowhere, without a fault.
-  EXPECT_EQ(file.data()[kBytes / 4 - 1], 0x5A);
+  // The whole region was replaced at once: the rest reads zeros, writes go nowhere, and no
+  // further fault is taken, from either end.
+  EXPECT_EQ(file.data()[kBytes - 1], 0);
+  EXPECT_EQ(file.data()[0], 0);
   file.data()[kBytes - 1] = 7;
   EXPECT_EQ(PeerMemoryGuard::absorbed_total(), before + 1);
 }
@@ -70,10 +73,15 @@ TEST(PeerMemoryGuardTest, AWriteIntoAWatchedRegionCutToNothingIsAbsorbedToo) {
   ASSERT_TRUE(file.ok());
   Result<PeerMemoryGuard> guard = PeerMemoryGuard::Watch(Address(file.data()), kBytes);
   ASSERT_TRUE(guard.ok());
+  const uint64_t before = PeerMemoryGuard::absorbed_total();
   file.ShrinkTo(0);
+  // Backwards, as memmove copies an overlapping range: still one fault for the region.
   std::vector<uint8_t> bytes(kBytes, 3);
-  std::memcpy(const_cast<uint8_t*>(file.data()), bytes.data(), bytes.size());
+  for (size_t at = kBytes; at > 0; at -= 4096) {
+    std::memcpy(const_cast<uint8_t*>(file.data()) + at - 4096, bytes.data(), 4096);
+  }
   EXPECT_TRUE(guard->cut_short());
+  EXPECT_EQ(PeerMemoryGuard::absorbed_total(), before + 1);
 }
 
 TEST(PeerMemoryGuardTest, OnlyTheGuardWhoseRegionFaultedIsCutShort) {
@@ -90,22 +98,24 @@ TEST(PeerMemoryGuardTest, OnlyTheGuardWhoseRegionFaultedIsCutShort) {
   EXPECT_EQ(intact.data()[0], 0x5A);
 }
 
-TEST(PeerMemoryGuardTest, EveryRegionSharingAPatchedPageIsCutShort) {
+TEST(PeerMemoryGuardTest, EveryRegionSharingAReplacedPageIsCutShort) {
   SharedFile file;
   ASSERT_TRUE(file.ok());
   const auto* base = const_cast<const uint8_t*>(file.data());
-  // Three keys of one mapping: the whole, the second half (overlapping the fault), the first
-  // quarter (before the file's new end, untouched by the patch).
-  Result<PeerMemoryGuard> whole = PeerMemoryGuard::Watch(base, kBytes);
+  // Three keys of one mapping: the second half (where the fault is), the whole (sharing its
+  // pages), the first quarter (inside the file's new end, sharing no page with the second half).
   Result<PeerMemoryGuard> tail = PeerMemoryGuard::Watch(base + kBytes / 2, kBytes / 2);
+  Result<PeerMemoryGuard> whole = PeerMemoryGuard::Watch(base, kBytes);
   Result<PeerMemoryGuard> head = PeerMemoryGuard::Watch(base, kBytes / 4);
   ASSERT_TRUE(whole.ok() && tail.ok() && head.ok());
   file.ShrinkTo(kBytes / 4);
-  EXPECT_EQ(file.data()[kBytes / 4 + 10], 0);  // faults in `whole` only
-  EXPECT_TRUE(whole->cut_short());
-  EXPECT_TRUE(tail->cut_short()) << "its pages read zeros now";
+  // The first slot that holds the address wins: `tail`, watched first.
+  EXPECT_EQ(file.data()[kBytes / 2 + 10], 0);
+  EXPECT_TRUE(tail->cut_short());
+  EXPECT_TRUE(whole->cut_short()) << "part of it reads zeros now";
   EXPECT_FALSE(head->cut_short());
   EXPECT_EQ(file.data()[0], 0x5A);
+  EXPECT_EQ(file.data()[kBytes / 4 - 1], 0x5A);
 }
 
 TEST(PeerMemoryGuardTest, AMovedGuardKeepsWatchingAndADestroyedOneStops) {
@@ -122,20 +132,40 @@ TEST(PeerMemoryGuardTest, AMovedGuardKeepsWatchingAndADestroyedOneStops) {
   EXPECT_FALSE(watched->cut_short());
 }
 
-TEST(PeerMemoryGuardTest, BadRegionsAreRefused) {
-  EXPECT_EQ(PeerMemoryGuard::Watch(nullptr, 10).status().code(), StatusCode::kInvalidArgument);
-  int x = 0;
-  EXPECT_EQ(PeerMemoryGuard::Watch(&x, 0).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PeerMemoryGuard::Watch(reinterpret_cast<void*>(~uintptr_t{0} - 4), 10).status().code(),
+TEST(PeerMemoryGuardTest, RegionsOutsideOneSharedMappingAndBadPageSizesAreRefused) {
+  SharedFile file;
+  ASSERT_TRUE(file.ok());
+  const auto* base = const_cast<const uint8_t*>(file.data());
+  // Positive controls: the mapping itself, and any part of it.
+  EXPECT_TRUE(PeerMemoryGuard::Watch(base, kBytes).ok());
+  EXPECT_TRUE(PeerMemoryGuard::Watch(base + 100, 5000).ok());
+  auto code = [](Result<PeerMemoryGuard> r) { return r.status().code(); };
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(nullptr, 10)), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(base, 0)), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(reinterpret_cast<void*>(~uintptr_t{0} - 4), 10)),
             StatusCode::kInvalidArgument);
+  // Past the end of the mapping: a replacement would reach whatever lies behind it.
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes + 1)), StatusCode::kInvalidArgument);
+  // Private memory (the stack, the heap) is no peer's mapping.
+  int on_stack = 0;
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(&on_stack, sizeof(on_stack))),
+            StatusCode::kInvalidArgument);
+  std::vector<uint8_t> heap(1 << 20);
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(heap.data(), heap.size())), StatusCode::kInvalidArgument);
+  // Page sizes: a power of two, at least the system's.
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes, 3000)), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes, 1024)), StatusCode::kInvalidArgument);
+  // Whole pages of 2 MiB around a 64 KiB mapping are not all inside it.
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes, 2 << 20)), StatusCode::kInvalidArgument);
 }
 
 TEST(PeerMemoryGuardTest, WatchingIsBoundedAndSlotsComeBack) {
-  int x = 0;
+  SharedFile file;
+  ASSERT_TRUE(file.ok());
   std::vector<PeerMemoryGuard> guards;
   Status refused;
   for (size_t i = 0; i <= PeerMemoryGuard::kMaxWatched; ++i) {
-    Result<PeerMemoryGuard> g = PeerMemoryGuard::Watch(&x, sizeof(x));
+    Result<PeerMemoryGuard> g = PeerMemoryGuard::Watch(Address(file.data()), 4096);
     if (!g.ok()) {
       refused = g.status();
       break;
@@ -146,7 +176,35 @@ TEST(PeerMemoryGuardTest, WatchingIsBoundedAndSlotsComeBack) {
   EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused.ToString();
   EXPECT_GT(guards.size(), PeerMemoryGuard::kMaxWatched - 16);
   guards.pop_back();
-  EXPECT_TRUE(PeerMemoryGuard::Watch(&x, sizeof(x)).ok());
+  EXPECT_TRUE(PeerMemoryGuard::Watch(Address(file.data()), 4096).ok());
+}
+
+TEST(PeerMemoryGuardTest, ASegmentInHugePagesIsReplacedInWholeHugePages) {
+  constexpr size_t kHuge = 2 << 20;
+  const int fd = memfd_create("peer-memory-guard-huge", MFD_CLOEXEC | MFD_HUGETLB);
+  void* p = fd >= 0 && ftruncate(fd, 2 * kHuge) == 0
+                ? mmap(nullptr, 2 * kHuge, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                : MAP_FAILED;
+  if (p == MAP_FAILED) {
+    if (fd >= 0) close(fd);
+    GTEST_SKIP() << "no 2 MiB huge pages on this machine (vm.nr_hugepages is 0)";
+  }
+  auto* bytes = static_cast<volatile uint8_t*>(p);
+  bytes[0] = 1;
+  bytes[kHuge] = 2;
+  {
+    // A region inside the second huge page, watched with the mapping's page size (what
+    // SharedSegmentHold reports for a file on hugetlbfs).
+    Result<PeerMemoryGuard> guard =
+        PeerMemoryGuard::Watch(const_cast<uint8_t*>(bytes) + kHuge + 4096, 8192, kHuge);
+    ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+    ASSERT_EQ(ftruncate(fd, kHuge), 0);
+    EXPECT_EQ(bytes[kHuge + 5000], 0);
+    EXPECT_TRUE(guard->cut_short());
+    EXPECT_EQ(bytes[0], 1) << "the first huge page is still the file's";
+  }
+  munmap(p, 2 * kHuge);
+  close(fd);
 }
 
 // Positive control for the death tests below: the same access inside a watched region lives.
@@ -184,14 +242,20 @@ TEST(PeerMemoryGuardDeathTest, AFaultAfterTheGuardIsGoneEndsTheProcess) {
       ::testing::KilledBySignal(SIGBUS), "");
 }
 
-TEST(PeerMemoryGuardDeathTest, ASigbusSentByKillIsNotAbsorbed) {
+// A SIGBUS a process sends (here sigqueue-like, with an address inside the watched region made
+// up by the sender) is not a fault: it takes its old course, the default here.
+TEST(PeerMemoryGuardDeathTest, ASigbusSentByAProcessIsNotAbsorbedWhateverAddressItNames) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         SharedFile file;
         Result<PeerMemoryGuard> guard = PeerMemoryGuard::Watch(Address(file.data()), kBytes);
         if (!guard.ok()) _exit(3);
-        kill(getpid(), SIGBUS);
+        siginfo_t info{};
+        info.si_signo = SIGBUS;
+        info.si_code = SI_QUEUE;
+        info.si_addr = const_cast<uint8_t*>(file.data()) + 100;
+        syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), SIGBUS, &info);
         _exit(5);
       },
       ::testing::KilledBySignal(SIGBUS), "");

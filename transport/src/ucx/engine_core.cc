@@ -33,6 +33,18 @@ void FailPuts(BatchState& b, PeerId peer, const Status& status) {
   }
 }
 
+// Before a batch is delivered: its transfers through a key cut short meanwhile (UCX's own copies
+// included) fail.
+void FailCutShortTransfers(BatchState& b) {
+  for (const KeyUse& use : b.keys) {
+    if (use.key == nullptr || !use.key->key.cut_short()) continue;
+    for (size_t i = 0; i < b.request.transfers.size(); ++i) {
+      const Transfer& t = b.request.transfers[i];
+      if (t.peer == use.peer && t.remote_key == use.index) SetIfOk(b, i, CutShortStatus());
+    }
+  }
+}
+
 // A GET whose bytes are in place, while its batch still stands: tell the caller at once.
 void NoteArrival(BatchState& b, size_t index) {
   if (b.request.on_arrival && b.phase == Phase::kTransfers && !b.expired &&
@@ -360,15 +372,11 @@ void EngineCore::Advance(BatchState& b) {
 
 void EngineCore::Deliver(BatchState& b) {
   b.phase = Phase::kDelivered;
-  // Transfers through a key cut short meanwhile (UCX's own copies included) fail, and the key
-  // leaves the cache: the peer's next key for that memory is unpacked and checked afresh.
+  // A key cut short leaves the cache: the peer's next key for that memory is unpacked and
+  // checked afresh.
+  FailCutShortTransfers(b);
   for (const KeyUse& use : b.keys) {
-    if (use.key == nullptr || !use.key->key.cut_short()) continue;
-    for (size_t i = 0; i < b.request.transfers.size(); ++i) {
-      const Transfer& t = b.request.transfers[i];
-      if (t.peer == use.peer && t.remote_key == use.index) SetIfOk(b, i, CutShortStatus());
-    }
-    ForgetKey(use.peer, use.key->bytes);
+    if (use.key != nullptr && use.key->key.cut_short()) ForgetKey(use.peer, use.key->bytes);
   }
   TransferCallback done = std::move(b.done);
   std::vector<Status> statuses = std::move(b.statuses);
@@ -437,6 +445,7 @@ bool EngineCore::TearDownInFlight(const Status& reason, bool wait_for_cancels) {
         if (use.key != nullptr) held.push_back(use.key);
       }
     }
+    if (b->phase != Phase::kDelivered) FailCutShortTransfers(*b);  // while it knows its keys
     for (KeyUse& use : b->keys) use.key = nullptr;
     if (b->phase != Phase::kDelivered && !b->expired) (void)MarkUnconfirmed(*b, reason);
   }

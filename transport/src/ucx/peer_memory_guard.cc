@@ -1,5 +1,6 @@
 #include "kvault/transport/ucx/peer_memory_guard.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <ucs/debug/debug.h>
@@ -7,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -17,13 +19,45 @@
 namespace kvault::transport {
 namespace {
 
-// One watched region. `end` == 0: free. Writers (under Registry::mu) publish `begin` before `end`
-// and clear `end` first; the handler reads `end`, then `begin`.
+// One watched region, read by the handler as a seqlock: `generation` is odd while Watch or
+// Release (under Registry::mu) rewrites the slot, and a reader that sees it change meanwhile
+// skips the slot. `end` == 0: free.
 struct Slot {
+  std::atomic<uint64_t> generation{0};
   std::atomic<uintptr_t> begin{0};
   std::atomic<uintptr_t> end{0};
+  std::atomic<uintptr_t> page{0};
   std::atomic<uint64_t> faults{0};
 };
+
+struct Region {
+  uintptr_t begin = 0;
+  uintptr_t end = 0;  // 0: no region (free, or rewritten while read)
+  uintptr_t page = 0;
+};
+
+// Async-signal-safe.
+Region Read(const Slot& s) {
+  const uint64_t before = s.generation.load(std::memory_order_acquire);
+  if ((before & 1) != 0) return {};
+  Region r{s.begin.load(std::memory_order_relaxed), s.end.load(std::memory_order_relaxed),
+           s.page.load(std::memory_order_relaxed)};
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (s.generation.load(std::memory_order_relaxed) != before || r.page == 0) return {};
+  return r;
+}
+
+// Under Registry::mu.
+void Write(Slot& s, Region r) {
+  const uint64_t g = s.generation.load(std::memory_order_relaxed);
+  s.generation.store(g + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  s.begin.store(r.begin, std::memory_order_relaxed);
+  s.end.store(r.end, std::memory_order_relaxed);
+  s.page.store(r.page, std::memory_order_relaxed);
+  s.faults.store(0, std::memory_order_relaxed);
+  s.generation.store(g + 2, std::memory_order_release);
+}
 
 // Never freed: the handler may run until the process is gone.
 struct Registry {
@@ -32,57 +66,57 @@ struct Registry {
   std::mutex mu;                       // Watch and Release
   std::vector<int> free_slots;         // under mu
   struct sigaction previous {};        // what SIGBUS did before the first guard
-  uintptr_t page = 4096;
+  uintptr_t system_page = 4096;
 };
 
 std::atomic<Registry*> g_registry{nullptr};
 std::atomic<uint64_t> g_absorbed{0};
 
-// What SIGBUS would have done without the guards.
+// What SIGBUS would have done without the guards. Async-signal-safe.
 void PassOn(int signo, siginfo_t* info, void* context, const struct sigaction& previous) {
-  if ((previous.sa_flags & SA_SIGINFO) != 0 && previous.sa_sigaction != nullptr) {
-    previous.sa_sigaction(signo, info, context);
+  const bool from_an_access = info->si_code > 0;  // else sent by a process: kill, sigqueue
+  if (previous.sa_handler == SIG_IGN) {
+    if (!from_an_access) return;
+  } else if (previous.sa_handler != SIG_DFL) {
+    if ((previous.sa_flags & SA_SIGINFO) != 0) {
+      previous.sa_sigaction(signo, info, context);
+    } else {
+      previous.sa_handler(signo);
+    }
     return;
   }
-  if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
-    previous.sa_handler(signo);
-    return;
-  }
+  // The default action (also for a faulting access while ignored, as the kernel would): the
+  // signal is raised again with it, and arrives once this handler returns.
   struct sigaction fallback {};
   fallback.sa_handler = SIG_DFL;
   sigemptyset(&fallback.sa_mask);
   sigaction(SIGBUS, &fallback, nullptr);
-  // A fault re-runs the access on return and dies of it now; a signal sent by kill() is sent
-  // again (blocked until this handler returns).
-  if (info->si_code <= 0) raise(SIGBUS);
+  raise(SIGBUS);
 }
 
 // Async-signal-safe: atomics, mmap, sigaction, raise.
 void OnBusError(int signo, siginfo_t* info, void* context) {
   Registry* r = g_registry.load(std::memory_order_acquire);
-  const uintptr_t at = reinterpret_cast<uintptr_t>(info->si_addr);
-  if (info->si_code > 0) {  // raised by the kernel for an access, so si_addr is meaningful
+  const auto at = reinterpret_cast<uintptr_t>(info->si_addr);
+  if (info->si_code > 0) {  // raised by the kernel for an access: si_addr is where
     const size_t n = r->constructed.load(std::memory_order_acquire);
     for (size_t i = 0; i < n; ++i) {
-      Slot& s = r->slots[i];
-      const uintptr_t end = s.end.load(std::memory_order_acquire);
-      if (end == 0 || at >= end || at < s.begin.load(std::memory_order_relaxed)) continue;
-      // The peer's file ends before `at`; it is contiguous, so nothing of the region past the
-      // faulting page is left either. Private zero pages take their place.
-      const uintptr_t from = at & ~(r->page - 1);
-      const uintptr_t to = (end + r->page - 1) & ~(r->page - 1);
+      const Region hit = Read(r->slots[i]);
+      if (hit.end == 0 || at < hit.begin || at >= hit.end) continue;
+      // The whole region, in whole pages of its mapping (Watch checked that they lie inside it).
+      const uintptr_t from = hit.begin & ~(hit.page - 1);
+      const uintptr_t to = (hit.end + hit.page - 1) & ~(hit.page - 1);
       const int saved_errno = errno;
       void* patched = mmap(reinterpret_cast<void*>(from), to - from, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
       errno = saved_errno;
       if (patched == MAP_FAILED) break;
-      // Every region that shares a patched page reads zeros there now (two keys may name one
+      // Every region that shares a replaced page reads zeros there now (two keys may name one
       // mapping), so each is cut short, not only the one that faulted.
       for (size_t j = 0; j < n; ++j) {
-        Slot& other = r->slots[j];
-        const uintptr_t other_end = other.end.load(std::memory_order_acquire);
-        if (other_end > from && other.begin.load(std::memory_order_relaxed) < to) {
-          other.faults.fetch_add(1, std::memory_order_relaxed);
+        const Region other = Read(r->slots[j]);
+        if (other.end > from && other.begin < to) {
+          r->slots[j].faults.fetch_add(1, std::memory_order_relaxed);
         }
       }
       g_absorbed.fetch_add(1, std::memory_order_relaxed);
@@ -100,7 +134,7 @@ bool HandlerInstalled() {
 
 Result<Registry*> Install() {
   auto* r = new Registry();
-  r->page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  r->system_page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   void* slots = mmap(nullptr, sizeof(Slot) * PeerMemoryGuard::kMaxWatched, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (slots == MAP_FAILED) {
@@ -112,16 +146,16 @@ Result<Registry*> Install() {
   act.sa_sigaction = &OnBusError;
   act.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&act.sa_mask);
-  // `previous` is read before the handler can run: it is in place before the registry is
-  // published, and the registry before the handler.
+  // What runs now (UCX's error handler, installed when libucs loads, unless UCX_HANDLE_ERRORS
+  // says otherwise) is what other SIGBUS go to. It is read before the registry is published, and
+  // the registry before the handler can run.
   sigaction(SIGBUS, nullptr, &r->previous);
   g_registry.store(r, std::memory_order_release);
   sigaction(SIGBUS, &act, nullptr);
   if (!HandlerInstalled()) {
-    // Later UCX versions keep the error signals they handle (a sigaction for them is ignored)
-    // until told to give one back, which restores what they replaced.
+    // UCX after 1.13 ignores a sigaction for an error signal it handles until told to give the
+    // signal back; other SIGBUS still go to its handler, read above.
     ucs_debug_disable_signal(SIGBUS);
-    sigaction(SIGBUS, nullptr, &r->previous);
     sigaction(SIGBUS, &act, nullptr);
     if (!HandlerInstalled()) {
       return Status::Internal("PeerMemoryGuard: the SIGBUS handler could not be installed");
@@ -135,14 +169,57 @@ Result<Registry*> TheRegistry() {
   return registry;
 }
 
+// OK when [begin, end) lies inside one shared mapping of this process (/proc/self/maps).
+Status InsideOneSharedMapping(uintptr_t begin, uintptr_t end) {
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::Internal(std::string("PeerMemoryGuard: /proc/self/maps: ") +
+                            std::strerror(errno));
+  }
+  std::string maps;
+  char buf[1 << 16];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) maps.append(buf, static_cast<size_t>(n));
+  close(fd);
+  // Lines: "start-end perms offset dev inode [path]", addresses in hex, sorted.
+  for (size_t at = 0; at < maps.size();) {
+    size_t eol = maps.find('\n', at);
+    if (eol == std::string::npos) eol = maps.size();
+    const char* line = maps.c_str() + at;
+    char* rest = nullptr;
+    const uintptr_t start = std::strtoull(line, &rest, 16);
+    const uintptr_t stop = *rest == '-' ? std::strtoull(rest + 1, &rest, 16) : 0;
+    if (start > begin) break;
+    if (begin < stop) {
+      const bool shared = rest[0] == ' ' && std::strlen(rest) > 4 && rest[4] == 's';
+      if (shared && end <= stop) return Status::Ok();
+      break;
+    }
+    at = eol + 1;
+  }
+  return Status::InvalidArgument(
+      "PeerMemoryGuard: the region does not lie inside one shared mapping of this process");
+}
+
 }  // namespace
 
-Result<PeerMemoryGuard> PeerMemoryGuard::Watch(const void* begin, size_t length) {
+Result<PeerMemoryGuard> PeerMemoryGuard::Watch(const void* begin, size_t length,
+                                               size_t page_bytes) {
   const auto first = reinterpret_cast<uintptr_t>(begin);
   if (begin == nullptr || length == 0 || first + length < first) {
     return Status::InvalidArgument("PeerMemoryGuard: empty or wrapping region");
   }
   KVAULT_ASSIGN_OR_RETURN(Registry * r, TheRegistry());
+  const uintptr_t page = page_bytes == 0 ? r->system_page : page_bytes;
+  if ((page & (page - 1)) != 0 || page < r->system_page) {
+    return Status::InvalidArgument("PeerMemoryGuard: page size " + std::to_string(page_bytes) +
+                                   " is not a power of two of at least the system's");
+  }
+  // The replacement covers the region's whole pages: they must all belong to the mapping.
+  const uintptr_t from = first & ~(page - 1);
+  const uintptr_t to =
+      first + length + page - 1 < first + length ? 0 : (first + length + page - 1) & ~(page - 1);
+  if (to == 0) return Status::InvalidArgument("PeerMemoryGuard: region wraps at its last page");
+  KVAULT_RETURN_IF_ERROR(InsideOneSharedMapping(from, to));
   std::lock_guard<std::mutex> lock(r->mu);
   int slot = -1;
   if (!r->free_slots.empty()) {
@@ -158,10 +235,7 @@ Result<PeerMemoryGuard> PeerMemoryGuard::Watch(const void* begin, size_t length)
     r->constructed.store(n + 1, std::memory_order_release);
     slot = static_cast<int>(n);
   }
-  Slot& s = r->slots[slot];
-  s.faults.store(0, std::memory_order_relaxed);
-  s.begin.store(first, std::memory_order_relaxed);
-  s.end.store(first + length, std::memory_order_release);
+  Write(r->slots[slot], Region{first, first + length, page});
   return PeerMemoryGuard(slot);
 }
 
@@ -182,9 +256,7 @@ void PeerMemoryGuard::Release() {
   if (slot_ < 0) return;
   Registry* r = g_registry.load(std::memory_order_acquire);
   std::lock_guard<std::mutex> lock(r->mu);
-  Slot& s = r->slots[slot_];
-  s.end.store(0, std::memory_order_release);
-  s.begin.store(0, std::memory_order_relaxed);
+  Write(r->slots[slot_], Region{});
   r->free_slots.push_back(slot_);
   slot_ = -1;
 }

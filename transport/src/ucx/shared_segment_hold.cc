@@ -1,11 +1,14 @@
 #include "ucx/shared_segment_hold.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -112,6 +115,12 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
       if (fstat(held, &st) != 0 || !S_ISREG(st.st_mode)) {
         return Status::InvalidArgument("remote key: " + path + " is not a shared-memory segment");
       }
+      // A segment on hugetlbfs is mapped in huge pages: what PeerMemoryGuard replaces, if the
+      // client cuts it short, must be whole ones.
+      struct statfs fs {};
+      if (fstatfs(held, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC && fs.f_bsize > 0) {
+        hold.page_bytes_ = std::max<size_t>(hold.page_bytes_, static_cast<size_t>(fs.f_bsize));
+      }
       // A read of the mapping past the end of the file raises SIGBUS in this process, so the
       // file must hold the key's region (UCX may claim a segment rounded up past the file's end;
       // transfers stay inside the region).
@@ -156,6 +165,7 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
 
 SharedSegmentHold::SharedSegmentHold(SharedSegmentHold&& other) noexcept
     : key_(std::move(other.key_)),
+      page_bytes_(other.page_bytes_),
       files_(std::exchange(other.files_, {})),
       attachments_(std::exchange(other.attachments_, {})) {}
 
@@ -163,6 +173,7 @@ SharedSegmentHold& SharedSegmentHold::operator=(SharedSegmentHold&& other) noexc
   if (this != &other) {
     Release();
     key_ = std::move(other.key_);
+    page_bytes_ = other.page_bytes_;
     files_ = std::exchange(other.files_, {});
     attachments_ = std::exchange(other.attachments_, {});
   }

@@ -61,12 +61,16 @@ class SharedSegmentHold {
   std::span<const uint8_t> key() const { return key_; }
   // How many segments are held (posix files + sysv attachments).
   size_t held() const { return files_.size() + attachments_.size(); }
+  // The largest page size of a held posix segment's file system when it is hugetlbfs (its huge
+  // page size), else 0 (the system's page size).
+  size_t page_bytes() const { return page_bytes_; }
 
  private:
   SharedSegmentHold() = default;
   void Release();
 
   std::vector<uint8_t> key_;
+  size_t page_bytes_ = 0;
   std::vector<int> files_;          // open descriptors of posix segments
   std::vector<void*> attachments_;  // sysv attachments
 };

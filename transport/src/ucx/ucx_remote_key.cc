@@ -6,7 +6,6 @@
 
 #include <bit>
 #include <cerrno>
-#include <cstddef>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -119,16 +118,19 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
   KVAULT_RETURN_IF_ERROR(
       UcsToStatus(ucp_ep_rkey_unpack(endpoint.get(), key.data(), &rkey), "ucp_ep_rkey_unpack"));
   UcxRemoteKey unpacked(rkey, base, length);
-  // A shared segment is mapped whole; the region's first and last bytes show where it lies here.
+  // Where the region lies here when UCX mapped its segment. ucp_rkey_ptr only adds the offset
+  // into the segment: Watch checks that the whole region lies in one shared mapping.
   void* first = nullptr;
-  void* last = nullptr;
   if (ucp_rkey_ptr(rkey, base, &first) == UCS_OK) {
-    if (ucp_rkey_ptr(rkey, base + length - 1, &last) != UCS_OK ||
-        static_cast<uint8_t*>(last) - static_cast<uint8_t*>(first) !=
-            static_cast<ptrdiff_t>(length - 1)) {
-      return Status::InvalidArgument("remote key: its region is not mapped here in one piece");
+    Result<PeerMemoryGuard> guard =
+        PeerMemoryGuard::Watch(first, length, hold ? hold->page_bytes() : 0);
+    if (!guard.ok()) {
+      return guard.status().code() == StatusCode::kInvalidArgument
+                 ? Status::InvalidArgument(
+                       "remote key: its region is larger than the shared memory mapped for it")
+                 : guard.status();
     }
-    KVAULT_ASSIGN_OR_RETURN(unpacked.guard_, PeerMemoryGuard::Watch(first, length));
+    unpacked.guard_ = std::move(*guard);
   }
   return unpacked;
 }

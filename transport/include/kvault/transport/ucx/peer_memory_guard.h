@@ -9,13 +9,13 @@
 // key is unpacked; the file can shrink at any time after that.
 //
 // What: while a guard watches a region, a SIGBUS raised by an access inside it is absorbed: the
-// pages from the faulting one to the end of the region are replaced by private zero pages (reads
-// give zeros, writes go nowhere and never reach the client), the access goes on, and the guard
-// reports cut_short(), so the transfers that used the region fail with a status. A SIGBUS
-// anywhere else keeps the handling it had before the first guard (by default: the process dies
-// with a core dump). The first Watch installs the handler, once per process, taking SIGBUS from
-// UCX's own error-signal handling (ucs_debug_disable_signal), which would print a backtrace and
-// end the process.
+// whole region is replaced by private zero pages (reads give zeros, writes go nowhere and never
+// reach the client), the access goes on, and every guard whose region shares a replaced page
+// reports cut_short(), so the transfers that used the region fail with a status. One fault per
+// region, whichever way the copy runs. A SIGBUS anywhere else, or one sent by a process (kill,
+// sigqueue), goes to the handler that was there before the first guard (UCX's backtrace printer
+// by default; a process with none dies with a core dump, as it would have). The first Watch
+// installs the handler, once per process.
 //
 // Thread-safety: Watch, destruction and cut_short() may run on any thread, concurrently; the
 // signal handler takes no lock and allocates nothing. A region must stay mapped while watched:
@@ -37,10 +37,13 @@ class PeerMemoryGuard {
   // Watches nothing.
   PeerMemoryGuard() = default;
 
-  // Watches [begin, begin + length), memory of a peer mapped here. InvalidArgument for an empty or
-  // wrapping region, ResourceExhausted when kMaxWatched regions are already watched, Internal when
-  // the handler cannot be installed.
-  static Result<PeerMemoryGuard> Watch(const void* begin, size_t length);
+  // Watches [begin, begin + length), memory of a peer mapped here. `page_bytes`: the page size of
+  // the mapping (a power of two, at least the system's; larger for a file on hugetlbfs), the
+  // unit in which it can be replaced. InvalidArgument for an empty or wrapping region, a bad
+  // page size, or a region that does not lie inside one shared mapping of this process (so a
+  // replacement can never reach memory outside the peer's mapping); ResourceExhausted when
+  // kMaxWatched regions are already watched; Internal when the handler cannot be installed.
+  static Result<PeerMemoryGuard> Watch(const void* begin, size_t length, size_t page_bytes = 0);
 
   PeerMemoryGuard(PeerMemoryGuard&& other) noexcept;
   PeerMemoryGuard& operator=(PeerMemoryGuard&& other) noexcept;
@@ -49,8 +52,8 @@ class PeerMemoryGuard {
   ~PeerMemoryGuard();  // stops watching
 
   bool watching() const { return slot_ >= 0; }
-  // True once an access to the region faulted (the peer cut its memory short) since Watch: the
-  // region from the first faulting page on now reads as zeros here.
+  // True once an access to the region, or to a region sharing one of its pages, faulted (the peer
+  // cut its memory short) since Watch: the region now reads as zeros here.
   bool cut_short() const;
 
   // Faults absorbed in this process, by every guard, since it started.
