@@ -191,6 +191,32 @@ TEST_F(SharedSegmentHoldTest, APosixRegionPastTheEndOfItsFileIsRefused) {
   close(memfd);
 }
 
+// What PeerMemoryGuard replaces when a client cuts its segment short must be whole pages of the
+// mapping: the hold reports the huge page size of a segment on hugetlbfs, 0 for any other.
+TEST_F(SharedSegmentHoldTest, ThePageSizeOfAPosixSegmentOnHugetlbfsIsReported) {
+  const uint64_t base = 0x7f0000100000;
+  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
+  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
+  Result<SharedSegmentHold> plain = SharedSegmentHold::Take(
+      Key({PosixEntry(getpid(), memfd, base, kSegment), {}}), getpid(), base, 4096);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->page_bytes(), 0u);
+  close(memfd);
+
+  constexpr size_t kHuge = 2 << 20;
+  const int huge = memfd_create("hold-test-huge", MFD_CLOEXEC | MFD_HUGETLB);
+  if (huge < 0 || ftruncate(huge, kHuge) != 0) {
+    if (huge >= 0) close(huge);
+    GTEST_SKIP() << "no 2 MiB huge pages on this machine (vm.nr_hugepages is 0)";
+  }
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(
+      Key({PosixEntry(getpid(), huge, base, kHuge), {}}), getpid(), base, 4096);
+  ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+  EXPECT_EQ(hold->page_bytes(), kHuge);
+  close(huge);
+}
+
 TEST_F(SharedSegmentHoldTest, APosixEntryNamedByFileIsLeftToUcx) {
   // Without the procfs flag the segment is a named file that outlives its owner (UCX's
   // USE_PROC_LINK=n): nothing to hold, the key goes to UCX as it came.

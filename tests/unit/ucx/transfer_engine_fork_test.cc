@@ -28,6 +28,7 @@
 #include "kvault/transport/ucx/transfer_engine.h"
 #include "kvault/transport/ucx/ucx_agent.h"
 #include "kvault/transport/ucx/ucx_endpoint.h"
+#include "kvault/transport/ucx/ucx_remote_key.h"
 #include "ucx/envelope.h"
 #include "ucx/shared_segment_hold.h"
 #include "ucx_test_util.h"
@@ -522,6 +523,43 @@ INSTANTIATE_TEST_SUITE_P(ucx, ForkedClientTest,
                          [](const ::testing::TestParamInfo<ForkCase>& info) {
                            return std::string(info.param.name);
                          });
+
+// Memory UCX maps here from a segment the hold cannot check (a posix segment named by its path:
+// UCX_POSIX_USE_PROC_LINK=n in the client) is refused when unpacked: a fault in it could not be
+// absorbed safely (PeerMemoryGuard). The same memory named through /proc unpacks.
+TEST(ForkedClientKeyTest, MappedMemoryTheHoldCannotCheckIsRefused) {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  if (major != 1 || minor != 13) GTEST_SKIP() << "the hold recognizes UCX 1.13's keys only";
+  for (const bool proc_link : {true, false}) {
+    SCOPED_TRACE(proc_link ? "named through /proc" : "named by path");
+    if (!proc_link) setenv("UCX_POSIX_USE_PROC_LINK", "n", 1);
+    std::unique_ptr<ChildClient> child = ChildClient::Spawn("posix,cma", true, kMiB);
+    unsetenv("UCX_POSIX_USE_PROC_LINK");
+    ASSERT_TRUE(child);
+    UcxContextOptions options;
+    options.transports = "posix,cma";
+    options.name = "unchecked-key-test";
+    Result<UcxContext> context = UcxContext::Create(options);
+    ASSERT_TRUE(context.ok()) << context.status().ToString();
+    Result<UcxWorker> worker = UcxWorker::Create(*context);
+    ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+    Result<UcxEndpoint> ep = UcxEndpoint::Connect(*worker, child->address);
+    ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+    Result<UcxRemoteKey> key = UcxRemoteKey::Unpack(*ep, child->remote_key);
+    if (proc_link) {
+      ASSERT_TRUE(key.ok()) << key.status().ToString();
+      EXPECT_FALSE(key->cut_short());
+      void* mapped = nullptr;
+      EXPECT_EQ(ucp_rkey_ptr(key->get(), child->base, &mapped), UCS_OK) << "not mapped here";
+    } else {
+      ASSERT_FALSE(key.ok());
+      EXPECT_EQ(key.status().code(), StatusCode::kInvalidArgument) << key.status().ToString();
+      EXPECT_NE(key.status().message().find("could not be checked"), std::string::npos)
+          << key.status().ToString();
+    }
+  }
+}
 
 }  // namespace
 }  // namespace kvault::transport

@@ -154,8 +154,11 @@ Result<Registry*> Install() {
   sigaction(SIGBUS, &act, nullptr);
   if (!HandlerInstalled()) {
     // UCX after 1.13 ignores a sigaction for an error signal it handles until told to give the
-    // signal back; other SIGBUS still go to its handler, read above.
+    // signal back.
     ucs_debug_disable_signal(SIGBUS);
+    // Its handler, called for another SIGBUS, would re-raise it past a handler it no longer
+    // restores; what it gave back (the action before it) is what other SIGBUS go to.
+    sigaction(SIGBUS, nullptr, &r->previous);
     sigaction(SIGBUS, &act, nullptr);
     if (!HandlerInstalled()) {
       return Status::Internal("PeerMemoryGuard: the SIGBUS handler could not be installed");

@@ -122,6 +122,14 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
   // into the segment: Watch checks that the whole region lies in one shared mapping.
   void* first = nullptr;
   if (ucp_rkey_ptr(rkey, base, &first) == UCS_OK) {
+    // Only a segment the hold checked (the owner's, holding the region, its file's page size)
+    // may be mapped here: a fault in any other could not be absorbed safely.
+    if (!hold || hold->held() == 0) {
+      return Status::InvalidArgument(
+          "remote key: it maps shared memory here that could not be checked (accepted: posix "
+          "segments named through /proc, UCX_POSIX_USE_PROC_LINK=y, the default, and sysv "
+          "segments, with UCX 1.13)");
+    }
     Result<PeerMemoryGuard> guard =
         PeerMemoryGuard::Watch(first, length, hold ? hold->page_bytes() : 0);
     if (!guard.ok()) {

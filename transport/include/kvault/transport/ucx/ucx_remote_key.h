@@ -31,8 +31,10 @@ class UcxRemoteKey {
   //
   // When the key maps the peer's memory into this process (posix or sysv shared memory), the
   // mapping is watched (PeerMemoryGuard) for as long as the key lives: a peer that cuts its memory
-  // short makes cut_short() true instead of crashing this process; ResourceExhausted when too
-  // many regions are watched already.
+  // short makes cut_short() true instead of crashing this process. InvalidArgument when the
+  // mapped segment is not one SharedSegmentHold checked (a posix segment named by path, any
+  // segment with a UCX other than 1.13) or the region is larger than what was mapped for it;
+  // ResourceExhausted when too many regions are watched already.
   //
   // `connection`: the control connection the key came on, when known. A key that names a process
   // of this pid namespace must then name the one holding the client end of that connection
