@@ -29,16 +29,6 @@ class KvaultdProtocolTest : public BinaryTest {
     if (!m || !std::holds_alternative<transport::ErrorReply>(m->first)) return std::nullopt;
     return std::get<transport::ErrorReply>(m->first).status;
   }
-
-  // An HTTP GET against the daemon's http port: the whole response.
-  static std::string HttpGet(uint16_t port, const std::string& path) {
-    RawConnection c(port);
-    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    c.Send(std::span(reinterpret_cast<const uint8_t*>(req.data()), req.size()));
-    std::string out;
-    while (auto chunk = c.ReadExactly(1, 2s)) out.push_back(static_cast<char>((*chunk)[0]));
-    return out;
-  }
 };
 
 TEST_F(KvaultdProtocolTest, HelpDocumentsOptionsAndBadFlagsExitTwo) {
@@ -321,8 +311,9 @@ TEST_F(KvaultdProtocolTest, HttpEndpointsAndMetricsPassPromtool) {
   const std::string metrics = HttpGet(d.http_port(), "/metrics");
   ASSERT_NE(metrics.find("200 OK"), std::string::npos);
   const std::string body = metrics.substr(metrics.find("\r\n\r\n") + 4);
-  for (const char* name : {"kvault_connections", "kvault_request_duration_seconds",
-                           "kvault_rejected_requests_total", "kvault_tier_capacity_bytes"}) {
+  for (const char* name :
+       {"kvault_connections", "kvault_request_duration_seconds", "kvault_rejected_requests_total",
+        "kvault_tier_capacity_bytes", "kvault_client_memory_faults_total"}) {
     EXPECT_NE(body.find(name), std::string::npos) << name;
   }
   {

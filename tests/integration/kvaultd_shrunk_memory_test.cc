@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -27,6 +28,7 @@
 #include "daemon_process.h"
 #include "kvault/client.h"
 #include "kvault/common/synthetic_block.h"
+#include "raw_connection.h"
 
 namespace kvault::testing {
 namespace {
@@ -49,6 +51,17 @@ bool Running(pid_t pid) {
   const size_t paren = stat.rfind(')');
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' &&
          stat[paren + 2] != 'X';
+}
+
+// Requests the daemon failed because the client's memory was cut short under it, as logged.
+size_t CutShortFailures(const DaemonProcess& d) {
+  const std::string log = d.Stderr();
+  size_t n = 0;
+  for (size_t at = log.find("cut short"); at != std::string::npos;
+       at = log.find("cut short", at + 1)) {
+    ++n;
+  }
+  return n;
 }
 
 // This process's descriptors and what they name.
@@ -113,16 +126,6 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
     const Status waited = stored.Wait(Clock::now() + 20s);
     return waited.ok() ? stored.key_status(0) : waited;
   };
-  // Requests the daemon failed because the client's memory was cut short under it, as logged.
-  auto cut_short_failures = [&] {
-    const std::string log = d.Stderr();
-    size_t n = 0;
-    for (size_t at = log.find("cut short"); at != std::string::npos;
-         at = log.find("cut short", at + 1)) {
-      ++n;
-    }
-    return n;
-  };
   auto load = [&](const BlockKey& key, std::span<uint8_t> into) {
     const std::vector<LoadDestination> destinations = {{into}};
     LoadHandle loaded = client.Load(Lease{}, std::span(&key, 1), destinations);
@@ -147,11 +150,11 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   EXPECT_FALSE(shrunk_store.ok()) << "a store from memory cut to nothing was accepted";
   ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
   ASSERT_TRUE(client.Ping().ok());
-  EXPECT_EQ(cut_short_failures(), 1u) << d.Stderr();
+  EXPECT_EQ(CutShortFailures(d), 1u) << d.Stderr();
   // The key left the daemon's cache; unpacked again it is refused (its region lies past the end
   // of the file), and once the client grows the file back the same memory serves again.
   EXPECT_FALSE(store(second, source_object).ok());
-  EXPECT_EQ(cut_short_failures(), 1u) << "refused when unpacked, before any transfer";
+  EXPECT_EQ(CutShortFailures(d), 1u) << "refused when unpacked, before any transfer";
   ASSERT_EQ(ftruncate(source->segment_fd, kRegionBytes), 0);
   ASSERT_TRUE(WriteSyntheticBlock(second, kPayloadBytes, source_object).ok());
   EXPECT_TRUE(store(second, source_object).ok()) << "after the segment grew back";
@@ -160,7 +163,7 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   ASSERT_EQ(ftruncate(source->segment_fd, 0), 0);
   EXPECT_FALSE(store(TestKey(3), source_object).ok());
   ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
-  EXPECT_EQ(cut_short_failures(), 2u) << d.Stderr();
+  EXPECT_EQ(CutShortFailures(d), 2u) << d.Stderr();
 
   // The load target: one load into it (positive control, key cached), then cut short.
   Result<SharedRegion> target = AllocateShared(client);
@@ -172,7 +175,7 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   const Status shrunk_load = load(first, target_object);
   EXPECT_FALSE(shrunk_load.ok()) << "a load into memory cut short was reported delivered";
   ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
-  EXPECT_EQ(cut_short_failures(), 3u) << d.Stderr();
+  EXPECT_EQ(CutShortFailures(d), 3u) << d.Stderr();
 
   // The daemon serves on: the objects stored are intact, the refused third one was never stored,
   // and fresh memory stores and loads as before.
@@ -192,7 +195,16 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   EXPECT_TRUE(load(third, fresh_object).ok());
   EXPECT_TRUE(IsSyntheticBlockFor(third, fresh_object));
   EXPECT_TRUE(Running(d.pid()));
-  EXPECT_EQ(cut_short_failures(), 3u) << d.Stderr();
+  EXPECT_EQ(CutShortFailures(d), 3u) << d.Stderr();
+  // Each request cut short cost one absorbed fault per thread that touched the region before it
+  // was replaced (the io thread, and for a store the copy helper too): 3 to 6 here.
+  const std::string metrics = HttpGet(d.http_port(), "/metrics");
+  const std::string series = "\nkvault_client_memory_faults_total ";
+  const size_t at = metrics.find(series);
+  ASSERT_NE(at, std::string::npos) << metrics;
+  const double faults = std::strtod(metrics.c_str() + at + series.size(), nullptr);
+  EXPECT_GE(faults, 3);
+  EXPECT_LE(faults, 6);
 }
 
 // The same, racing: a thread stores object after object from one region while the test cuts the
@@ -275,15 +287,7 @@ TEST_F(KvaultdShrunkMemoryTest, CuttingMemoryShortWhileStoresRunNeverKillsTheDae
   std::printf(
       "[ shrunk memory ] %d rounds of %zu stores cut short at random: %zu stored, %zu "
       "refused, %zu requests failed as cut short (daemon log)\n",
-      kRounds, kObjects, stored, refused, [&] {
-        const std::string log = d.Stderr();
-        size_t n = 0;
-        for (size_t at = log.find("cut short"); at != std::string::npos;
-             at = log.find("cut short", at + 1)) {
-          ++n;
-        }
-        return n;
-      }());
+      kRounds, kObjects, stored, refused, CutShortFailures(d));
   // Both outcomes happened, so the cut fell inside the stores' run, not only before or after it.
   EXPECT_GT(stored, 0u);
   EXPECT_GT(refused, 0u);

@@ -185,4 +185,15 @@ class RawConnection {
   uint64_t session_id_ = 0;
 };
 
+// An HTTP GET against the daemon's http port: the whole response (status line, headers, body).
+inline std::string HttpGet(uint16_t port, const std::string& path) {
+  using namespace std::chrono_literals;
+  RawConnection c(port);
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  c.Send(std::span(reinterpret_cast<const uint8_t*>(req.data()), req.size()));
+  std::string out;
+  while (auto chunk = c.ReadExactly(1, 2s)) out.push_back(static_cast<char>((*chunk)[0]));
+  return out;
+}
+
 }  // namespace kvault::testing

@@ -17,6 +17,7 @@
 #include "kvault/storage/gpu_tier.h"
 #include "kvault/storage/host_tier.h"
 #include "kvault/storage/nvme_tier.h"
+#include "kvault/transport/ucx/peer_memory_guard.h"
 #include "kvault/transport/ucx/transfer_engine.h"
 #include "metrics/metrics.h"
 #include "tenants/tenant_registry.h"
@@ -140,6 +141,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   Parts* raw = p.get();
   Result<std::unique_ptr<HttpServer>> http_server = HttpServer::Start(http, [raw] {
     raw->metrics->RefreshFromStore(*raw->store);
+    raw->metrics->RefreshClientMemoryFaults(transport::PeerMemoryGuard::absorbed_total());
     return raw->metrics->Serialize();
   });
   if (!http_server.ok()) return WithPart(http_server.status(), "http");

@@ -115,6 +115,15 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                          .Help("Block bytes being transferred for stores and loads.")
                          .Register(*registry_)
                          .Add({});
+  client_memory_faults_ =
+      &prometheus::BuildCounter()
+           .Name("kvault_client_memory_faults_total")
+           .Help(
+               "Faults in a client's shared memory that the client had cut short (shrunk its "
+               "segment) while kvaultd read or wrote it; absorbed, and the transfers through "
+               "that memory failed.")
+           .Register(*registry_)
+           .Add({});
 }
 
 void Metrics::ObserveRequest(RequestOp op, std::chrono::nanoseconds latency) {
@@ -134,6 +143,14 @@ void Metrics::RefreshFromCounters(const std::function<void(storage::CounterVisit
   std::lock_guard lock(refresh_mu_);
   Refresher refresher(*this);
   visit(refresher);
+}
+
+void Metrics::RefreshClientMemoryFaults(uint64_t total) {
+  std::lock_guard lock(refresh_mu_);
+  if (total > client_memory_faults_last_) {
+    client_memory_faults_->Increment(static_cast<double>(total - client_memory_faults_last_));
+    client_memory_faults_last_ = total;
+  }
 }
 
 std::string Metrics::Serialize() const {

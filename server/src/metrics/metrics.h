@@ -6,6 +6,9 @@
 //     kvault_rejected_requests_total{reason}   counter, reason in RejectReasonName()
 //     kvault_connections                       gauge, open control connections
 //     kvault_inflight_bytes                    gauge, block bytes in transfer
+//     kvault_client_memory_faults_total        counter, faults in client shared memory that its
+//                                              client had cut short (absorbed; the transfers
+//                                              through it failed), set by RefreshClientMemoryFaults
 //   Every op and reason series exists from construction, at 0.
 //   Storage series (kvault_store_*, kvault_tier_*{tier}, kvault_checksum_failures_total{tier})
 //   are copied from the storage module's counters by RefreshFromStore(), typically right before
@@ -92,6 +95,10 @@ class Metrics {
   // The same over any source that reports through a CounterVisitor (tests, other modules).
   void RefreshFromCounters(const std::function<void(storage::CounterVisitor&)>& visit);
 
+  // Advances kvault_client_memory_faults_total to `total`, a process-wide count that only grows
+  // (transport::PeerMemoryGuard::absorbed_total()), typically right before each scrape.
+  void RefreshClientMemoryFaults(uint64_t total);
+
   // Every series in the Prometheus text format 0.0.4.
   std::string Serialize() const;
 
@@ -111,8 +118,10 @@ class Metrics {
   std::array<prometheus::Counter*, kRejectReasonCount> rejected_{};
   prometheus::Gauge* connections_ = nullptr;
   prometheus::Gauge* inflight_bytes_ = nullptr;
+  prometheus::Counter* client_memory_faults_ = nullptr;
 
   std::mutex refresh_mu_;  // guards the members below
+  uint64_t client_memory_faults_last_ = 0;
   // Keyed by "<tier>/<storage name>".
   std::map<std::string, StoreSeries> store_series_;
   std::map<std::string, prometheus::Family<prometheus::Counter>*> counter_families_;

@@ -179,6 +179,18 @@ TEST(MetricsTest, CountersAdvanceByDeltasAndSurviveASourceRestart) {
   EXPECT_EQ(ValueOf(m.Serialize(), "kvault_tier_future_things_total{tier=\"host\"}"), 4);
 }
 
+TEST(MetricsTest, ClientMemoryFaultsFollowTheProcessCountAndNeverGoBack) {
+  Metrics m;
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_client_memory_faults_total"), 0);
+  m.RefreshClientMemoryFaults(2);
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_client_memory_faults_total"), 2);
+  m.RefreshClientMemoryFaults(5);
+  m.RefreshClientMemoryFaults(5);
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_client_memory_faults_total"), 5);
+  m.RefreshClientMemoryFaults(1);  // a smaller figure is not a reset: the counter stays
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_client_memory_faults_total"), 5);
+}
+
 TEST(MetricsTest, LabelsComeOnlyFromFixedSets) {
   auto store = HostStore();
   ASSERT_NE(store, nullptr);

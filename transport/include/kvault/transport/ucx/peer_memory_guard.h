@@ -12,9 +12,9 @@
 // whole region is replaced by private zero pages (reads give zeros, writes go nowhere and never
 // reach the client), the access goes on, and every guard whose region shares a replaced page
 // reports cut_short(), so the transfers that used the region fail with a status. One fault per
-// region, whichever way the copy runs. A SIGBUS anywhere else, or one sent by a process (kill,
-// sigqueue), goes to the handler that was there before the first guard (UCX's backtrace printer
-// by default; a process with none dies with a core dump, as it would have). The first Watch
+// region and thread, whichever way the copy runs. A SIGBUS anywhere else, or one sent by a process
+// (kill, sigqueue), goes to the handler that was there before the first guard (UCX's backtrace
+// printer by default; a process with none dies with a core dump, as it would have). The first Watch
 // installs the handler, once per process.
 //
 // Thread-safety: Watch, destruction and cut_short() may run on any thread, concurrently; the
