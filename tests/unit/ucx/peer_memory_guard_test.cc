@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -35,6 +37,7 @@ class SharedFile {
     if (fd_ >= 0) close(fd_);
   }
   bool ok() const { return data_ != nullptr; }
+  int fd() const { return fd_; }
   volatile uint8_t* data() const { return data_; }
   void ShrinkTo(size_t bytes) const { ASSERT_EQ(ftruncate(fd_, static_cast<off_t>(bytes)), 0); }
 
@@ -152,6 +155,22 @@ TEST(PeerMemoryGuardTest, RegionsOutsideOneSharedMappingAndBadPageSizesAreRefuse
             StatusCode::kInvalidArgument);
   std::vector<uint8_t> heap(1 << 20);
   EXPECT_EQ(code(PeerMemoryGuard::Watch(heap.data(), heap.size())), StatusCode::kInvalidArgument);
+  // Told which file the peer's segment is, the mapping must be that file.
+  struct stat st {};
+  ASSERT_EQ(fstat(file.fd(), &st), 0);
+  const PeerMemoryGuard::MappedFile same{major(st.st_dev), minor(st.st_dev),
+                                         static_cast<uint64_t>(st.st_ino), false};
+  PeerMemoryGuard::MappedFile other = same;
+  other.inode += 1;
+  EXPECT_TRUE(PeerMemoryGuard::Watch(base, kBytes, 0, std::span(&same, 1)).ok());
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes, 0, std::span(&other, 1))),
+            StatusCode::kInvalidArgument);
+  other = same;
+  other.minor += 1;
+  EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes, 0, std::span(&other, 1))),
+            StatusCode::kInvalidArgument);
+  other.any_device = true;  // the inode alone (how a sysv segment is told)
+  EXPECT_TRUE(PeerMemoryGuard::Watch(base, kBytes, 0, std::span(&other, 1)).ok());
   // Page sizes: a power of two, at least the system's.
   EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes, 3000)), StatusCode::kInvalidArgument);
   EXPECT_EQ(code(PeerMemoryGuard::Watch(base, kBytes, 1024)), StatusCode::kInvalidArgument);

@@ -217,16 +217,37 @@ TEST_F(SharedSegmentHoldTest, ThePageSizeOfAPosixSegmentOnHugetlbfsIsReported) {
   close(huge);
 }
 
-TEST_F(SharedSegmentHoldTest, APosixEntryNamedByFileIsLeftToUcx) {
-  // Without the procfs flag the segment is a named file that outlives its owner (UCX's
-  // USE_PROC_LINK=n): nothing to hold, the key goes to UCX as it came.
-  std::vector<uint8_t> entry = PosixEntry(getpid(), 3, 0x7f0000100000, kSegment);
-  entry[7] &= 0x7F;  // clear the procfs bit (bit 63 of the little-endian seg_id)
-  const std::vector<uint8_t> key = Key({entry, {}});
-  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), 0x7f0000100000, 4096);
-  ASSERT_TRUE(hold.ok()) << hold.status().ToString();
-  EXPECT_EQ(hold->held(), 0u);
-  EXPECT_TRUE(std::equal(key.begin(), key.end(), hold->key().begin(), hold->key().end()));
+// Without the procfs flag the segment is a file named by its path (UCX's USE_PROC_LINK=n), which
+// anyone may have named and UCX would open whatever the key says: refused before UCX sees it, in
+// the fixed layout and with the directory UCX appends; the same entry with the flag is held.
+TEST_F(SharedSegmentHoldTest, APosixEntryNamedByPathIsRefused) {
+  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
+  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
+  const uint64_t base = 0x7f0000100000;
+  const std::vector<uint8_t> linked = PosixEntry(getpid(), memfd, base, kSegment);
+  Result<SharedSegmentHold> held = SharedSegmentHold::Take(Key({linked, {}}), getpid(), base, 4096);
+  ASSERT_TRUE(held.ok()) << held.status().ToString();  // positive control
+  EXPECT_EQ(held->held(), 1u);
+  ASSERT_EQ(held->segments().size(), 1u);
+  struct stat st {};
+  ASSERT_EQ(fstat(memfd, &st), 0);
+  EXPECT_EQ(held->segments()[0].inode, static_cast<uint64_t>(st.st_ino));
+
+  std::vector<uint8_t> named = linked;
+  named[7] &= 0x7F;  // clear the procfs bit (bit 63 of the little-endian seg_id)
+  std::vector<uint8_t> with_dir = named;
+  for (char c : std::string("/dev/shm")) with_dir.push_back(static_cast<uint8_t>(c));
+  with_dir.push_back(0);
+  for (const std::vector<uint8_t>& entry : {named, with_dir}) {
+    Result<SharedSegmentHold> hold =
+        SharedSegmentHold::Take(Key({entry, {}}), getpid(), base, 4096);
+    ASSERT_FALSE(hold.ok()) << entry.size() << "-byte entry";
+    EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(hold.status().message().find("named by its path"), std::string::npos)
+        << hold.status().ToString();
+  }
+  close(memfd);
 }
 
 TEST_F(SharedSegmentHoldTest, HoldsTheOwnersSysvSegmentUntilReleasedAndRefusesOthers) {

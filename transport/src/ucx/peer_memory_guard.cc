@@ -172,8 +172,10 @@ Result<Registry*> TheRegistry() {
   return registry;
 }
 
-// OK when [begin, end) lies inside one shared mapping of this process (/proc/self/maps).
-Status InsideOneSharedMapping(uintptr_t begin, uintptr_t end) {
+// OK when [begin, end) lies inside one shared mapping of this process (/proc/self/maps) and, when
+// `files` is not empty, that mapping shows one of them.
+Status InsideOneSharedMapping(uintptr_t begin, uintptr_t end,
+                              std::span<const PeerMemoryGuard::MappedFile> files) {
   const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return Status::Internal(std::string("PeerMemoryGuard: /proc/self/maps: ") +
@@ -183,7 +185,8 @@ Status InsideOneSharedMapping(uintptr_t begin, uintptr_t end) {
   char buf[1 << 16];
   for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) maps.append(buf, static_cast<size_t>(n));
   close(fd);
-  // Lines: "start-end perms offset dev inode [path]", addresses in hex, sorted.
+  // Lines: "start-end perms offset major:minor inode [path]", numbers in hex but the inode
+  // (decimal), sorted by address.
   for (size_t at = 0; at < maps.size();) {
     size_t eol = maps.find('\n', at);
     if (eol == std::string::npos) eol = maps.size();
@@ -193,9 +196,22 @@ Status InsideOneSharedMapping(uintptr_t begin, uintptr_t end) {
     const uintptr_t stop = *rest == '-' ? std::strtoull(rest + 1, &rest, 16) : 0;
     if (start > begin) break;
     if (begin < stop) {
-      const bool shared = rest[0] == ' ' && std::strlen(rest) > 4 && rest[4] == 's';
-      if (shared && end <= stop) return Status::Ok();
-      break;
+      const bool shared = rest[0] == ' ' && std::strlen(rest) > 5 && rest[4] == 's';
+      if (!shared || end > stop) break;
+      if (files.empty()) return Status::Ok();
+      char* field = rest + 5;
+      (void)std::strtoull(field, &field, 16);  // offset
+      const auto major = static_cast<uint32_t>(std::strtoul(field, &field, 16));
+      const auto minor =
+          static_cast<uint32_t>(*field == ':' ? std::strtoul(field + 1, &field, 16) : 0);
+      const uint64_t inode = std::strtoull(field, &field, 10);
+      for (const PeerMemoryGuard::MappedFile& f : files) {
+        if (f.inode == inode && (f.any_device || (f.major == major && f.minor == minor))) {
+          return Status::Ok();
+        }
+      }
+      return Status::InvalidArgument(
+          "PeerMemoryGuard: the region lies in a mapping of another file than the peer's");
     }
     at = eol + 1;
   }
@@ -205,8 +221,8 @@ Status InsideOneSharedMapping(uintptr_t begin, uintptr_t end) {
 
 }  // namespace
 
-Result<PeerMemoryGuard> PeerMemoryGuard::Watch(const void* begin, size_t length,
-                                               size_t page_bytes) {
+Result<PeerMemoryGuard> PeerMemoryGuard::Watch(const void* begin, size_t length, size_t page_bytes,
+                                               std::span<const MappedFile> files) {
   const auto first = reinterpret_cast<uintptr_t>(begin);
   if (begin == nullptr || length == 0 || first + length < first) {
     return Status::InvalidArgument("PeerMemoryGuard: empty or wrapping region");
@@ -222,7 +238,7 @@ Result<PeerMemoryGuard> PeerMemoryGuard::Watch(const void* begin, size_t length,
   const uintptr_t to =
       first + length + page - 1 < first + length ? 0 : (first + length + page - 1) & ~(page - 1);
   if (to == 0) return Status::InvalidArgument("PeerMemoryGuard: region wraps at its last page");
-  KVAULT_RETURN_IF_ERROR(InsideOneSharedMapping(from, to));
+  KVAULT_RETURN_IF_ERROR(InsideOneSharedMapping(from, to, files));
   std::lock_guard<std::mutex> lock(r->mu);
   int slot = -1;
   if (!r->free_slots.empty()) {

@@ -4,6 +4,7 @@
 #include <linux/magic.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
@@ -44,6 +45,23 @@ bool IsUcx113() {
     return major == 1 && minor == 13;
   }();
   return is;
+}
+
+// A posix entry of a segment named by its path (UCX_POSIX_USE_PROC_LINK=n) carries the segment's
+// directory after the fixed fields (and the pid namespace): a NUL-terminated absolute path.
+bool NamesADirectory(const uint8_t* entry, size_t size) {
+  for (size_t fixed : {kPosixKeyBytes, kPosixKeyBytesWithNamespace}) {
+    if (size > fixed + 1 && entry[fixed] == '/' && entry[size - 1] == 0) return true;
+  }
+  return false;
+}
+
+// Such a segment is a file anyone may have named: UCX would open whatever the key says (and crash
+// if that fails), and nothing ties it to the key's owner.
+Status NamedByPath() {
+  return Status::InvalidArgument(
+      "remote key: a posix segment named by its path is not accepted, only one named through "
+      "/proc (UCX_POSIX_USE_PROC_LINK=y, the default)");
 }
 
 Status Gone(const std::string& what) {
@@ -90,12 +108,13 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
     const size_t size = key[offset];
     uint8_t* entry = hold.key_.data() + offset + 1;
     offset += 1 + size;
+    if (NamesADirectory(entry, size)) return NamedByPath();
     if (size == kPosixKeyBytes || size == kPosixKeyBytesWithNamespace) {
       const uint64_t seg_id = Load64(entry);
       const uint64_t mmid = seg_id & ~kPosixFlagsMask;
       const uint64_t pid = mmid & kPosixMmidMask;
       const uint64_t fd = mmid >> kPosixMmidBits;
-      if ((seg_id & kPosixProcfsFlag) == 0) continue;  // named by file (no /proc link): to UCX
+      if ((seg_id & kPosixProcfsFlag) == 0) return NamedByPath();
       // UCX packs the allocating process's own pid and the segment the region lies in: a key
       // naming another process, or a region outside its segment, is not a client's own memory.
       if (pid != owner_pid || !Inside(base, length, Load64(entry + 8), Load64(entry + 16))) {
@@ -115,6 +134,8 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
       if (fstat(held, &st) != 0 || !S_ISREG(st.st_mode)) {
         return Status::InvalidArgument("remote key: " + path + " is not a shared-memory segment");
       }
+      hold.files_seen_.push_back(
+          {major(st.st_dev), minor(st.st_dev), static_cast<uint64_t>(st.st_ino), false});
       // A segment on hugetlbfs is mapped in huge pages: what PeerMemoryGuard replaces, if the
       // client cuts it short, must be whole ones.
       struct statfs fs {};
@@ -158,6 +179,8 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
                     std::strerror(errno));
       }
       hold.attachments_.push_back(at);
+      // A sysv segment's mapping shows its shmid as the inode.
+      hold.files_seen_.push_back({0, 0, shmid, true});
     }
   }
   return hold;
@@ -166,6 +189,7 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
 SharedSegmentHold::SharedSegmentHold(SharedSegmentHold&& other) noexcept
     : key_(std::move(other.key_)),
       page_bytes_(other.page_bytes_),
+      files_seen_(std::move(other.files_seen_)),
       files_(std::exchange(other.files_, {})),
       attachments_(std::exchange(other.attachments_, {})) {}
 
@@ -174,6 +198,7 @@ SharedSegmentHold& SharedSegmentHold::operator=(SharedSegmentHold&& other) noexc
     Release();
     key_ = std::move(other.key_);
     page_bytes_ = other.page_bytes_;
+    files_seen_ = std::move(other.files_seen_);
     files_ = std::exchange(other.files_, {});
     attachments_ = std::exchange(other.attachments_, {});
   }

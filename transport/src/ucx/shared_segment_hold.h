@@ -25,7 +25,10 @@
 //     mode = bit 63, mmid = pid in bits 0..29 and fd in bits 30..59), segment address (u64),
 //     segment length (u64); the region must lie inside the segment, and inside the segment's
 //     file as fstat sizes it (UCX may claim a segment rounded up past the file's end; a read
-//     past the end of the file would raise SIGBUS in this process).
+//     past the end of the file would raise SIGBUS in this process). Only procfs mode is
+//     accepted: an entry without it, or one carrying the segment's directory after the fixed
+//     fields (a segment named by its path, UCX_POSIX_USE_PROC_LINK=n), is refused before UCX
+//     would open whatever file it names.
 //   sysv (12 bytes): shmid (u32), segment address (u64); the segment's creator (shmctl) must be
 //     the owner, and the region must lie inside the segment of the size shmctl reports.
 //
@@ -37,6 +40,7 @@
 #include <vector>
 
 #include "kvault/common/result.h"
+#include "kvault/transport/ucx/peer_memory_guard.h"
 
 namespace kvault::transport {
 
@@ -64,6 +68,9 @@ class SharedSegmentHold {
   // The largest page size of a held posix segment's file system when it is hugetlbfs (its huge
   // page size), else 0 (the system's page size).
   size_t page_bytes() const { return page_bytes_; }
+  // The segments checked, as /proc/self/maps shows their mappings: where UCX maps the key's
+  // memory must be one of them (PeerMemoryGuard::Watch).
+  const std::vector<PeerMemoryGuard::MappedFile>& segments() const { return files_seen_; }
 
  private:
   SharedSegmentHold() = default;
@@ -71,6 +78,7 @@ class SharedSegmentHold {
 
   std::vector<uint8_t> key_;
   size_t page_bytes_ = 0;
+  std::vector<PeerMemoryGuard::MappedFile> files_seen_;
   std::vector<int> files_;          // open descriptors of posix segments
   std::vector<void*> attachments_;  // sysv attachments
 };

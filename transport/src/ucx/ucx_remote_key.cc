@@ -131,11 +131,11 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
           "segments, with UCX 1.13)");
     }
     Result<PeerMemoryGuard> guard =
-        PeerMemoryGuard::Watch(first, length, hold ? hold->page_bytes() : 0);
+        PeerMemoryGuard::Watch(first, length, hold->page_bytes(), hold->segments());
     if (!guard.ok()) {
       return guard.status().code() == StatusCode::kInvalidArgument
                  ? Status::InvalidArgument(
-                       "remote key: its region is larger than the shared memory mapped for it")
+                       "remote key: its region is not inside the checked segment mapped for it")
                  : guard.status();
     }
     unpacked.guard_ = std::move(*guard);

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "kvault/common/result.h"
 
@@ -34,16 +35,28 @@ class PeerMemoryGuard {
   // memory: 64 cached keys per peer, 1,024 connections by default).
   static constexpr size_t kMaxWatched = 65536;
 
+  // A file as /proc/self/maps shows its mappings: device (major, minor of st_dev) and inode.
+  // `any_device`: match the inode on any device (a sysv segment shows its shmid as the inode).
+  struct MappedFile {
+    uint32_t major = 0;
+    uint32_t minor = 0;
+    uint64_t inode = 0;
+    bool any_device = false;
+  };
+
   // Watches nothing.
   PeerMemoryGuard() = default;
 
   // Watches [begin, begin + length), memory of a peer mapped here. `page_bytes`: the page size of
   // the mapping (a power of two, at least the system's; larger for a file on hugetlbfs), the
-  // unit in which it can be replaced. InvalidArgument for an empty or wrapping region, a bad
-  // page size, or a region that does not lie inside one shared mapping of this process (so a
-  // replacement can never reach memory outside the peer's mapping); ResourceExhausted when
-  // kMaxWatched regions are already watched; Internal when the handler cannot be installed.
-  static Result<PeerMemoryGuard> Watch(const void* begin, size_t length, size_t page_bytes = 0);
+  // unit in which it can be replaced. `files`: when not empty, the mapping must be one of these
+  // files (the segments the peer's key was checked against), not merely some shared mapping.
+  // InvalidArgument for an empty or wrapping region, a bad page size, or a region that does not
+  // lie inside one shared mapping of this process (of one of `files`), so a replacement can never
+  // reach memory outside the peer's mapping; ResourceExhausted when kMaxWatched regions are
+  // already watched; Internal when the handler cannot be installed.
+  static Result<PeerMemoryGuard> Watch(const void* begin, size_t length, size_t page_bytes = 0,
+                                       std::span<const MappedFile> files = {});
 
   PeerMemoryGuard(PeerMemoryGuard&& other) noexcept;
   PeerMemoryGuard& operator=(PeerMemoryGuard&& other) noexcept;
