@@ -247,6 +247,16 @@ TEST_F(SharedSegmentHoldTest, APosixEntryNamedByPathIsRefused) {
     EXPECT_NE(hold.status().message().find("named by its path"), std::string::npos)
         << hold.status().ToString();
   }
+  // Another transport's binary entry that happens to hold a '/' there and end in 0 is no path:
+  // left to UCX as before.
+  std::vector<uint8_t> binary(64, 0x01);
+  binary[24] = '/';
+  binary[40] = 0x9C;
+  binary.back() = 0;
+  Result<SharedSegmentHold> other =
+      SharedSegmentHold::Take(Key({binary, {}}), getpid(), base, 4096);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(other->held(), 0u);
   close(memfd);
 }
 

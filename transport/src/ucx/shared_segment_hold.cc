@@ -47,11 +47,18 @@ bool IsUcx113() {
   return is;
 }
 
-// A posix entry of a segment named by its path (UCX_POSIX_USE_PROC_LINK=n) carries the segment's
-// directory after the fixed fields (and the pid namespace): a NUL-terminated absolute path.
+// A posix entry of a segment named by its path (UCX_POSIX_USE_PROC_LINK=n) has no procfs flag and
+// carries the segment's directory after the fixed fields (and the pid namespace): an absolute
+// path of printable characters, NUL-terminated. (Other transports' entries, e.g. a CUDA IPC
+// handle, are binary.)
 bool NamesADirectory(const uint8_t* entry, size_t size) {
+  if (size < kPosixKeyBytes || (Load64(entry) & kPosixProcfsFlag) != 0) return false;
   for (size_t fixed : {kPosixKeyBytes, kPosixKeyBytesWithNamespace}) {
-    if (size > fixed + 1 && entry[fixed] == '/' && entry[size - 1] == 0) return true;
+    if (size <= fixed + 1 || entry[fixed] != '/' || entry[size - 1] != 0) continue;
+    if (std::all_of(entry + fixed, entry + size - 1,
+                    [](uint8_t c) { return c >= 0x20 && c < 0x7F; })) {
+      return true;
+    }
   }
   return false;
 }

@@ -119,7 +119,8 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
       UcsToStatus(ucp_ep_rkey_unpack(endpoint.get(), key.data(), &rkey), "ucp_ep_rkey_unpack"));
   UcxRemoteKey unpacked(rkey, base, length);
   // Where the region lies here when UCX mapped its segment. ucp_rkey_ptr only adds the offset
-  // into the segment: Watch checks that the whole region lies in one shared mapping.
+  // into the segment: Watch checks that the whole region lies in one shared mapping, of one of
+  // the segments the hold checked.
   void* first = nullptr;
   if (ucp_rkey_ptr(rkey, base, &first) == UCS_OK) {
     // Only a segment the hold checked (the owner's, holding the region, its file's page size)
