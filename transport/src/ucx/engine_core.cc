@@ -283,8 +283,8 @@ void EngineCore::PostTransfers(BatchState& b) {
           b.statuses[i] = DeadlineExceededStatus("mapped GET not started before the deadline");
           continue;
         }
+        // A cut met during the copy fails this transfer in Deliver (FailCutShortTransfers).
         b.request.copy_mapped(i, std::span(mapped, t.length));
-        if (kit->key->key.cut_short()) b.statuses[i] = CutShortStatus();
         continue;  // complete: no request, no arrival (the copier saw the bytes)
       }
     }
