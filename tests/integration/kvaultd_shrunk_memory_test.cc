@@ -104,17 +104,27 @@ Result<SharedRegion> AllocateShared(Client& client, size_t bytes = kRegionBytes)
 class KvaultdShrunkMemoryTest : public BinaryTest {
  protected:
   KvaultdShrunkMemoryTest() : BinaryTest("kvaultd") {}
+
+  // A daemon with a host tier of `host_capacity`, no nvme tier, on posix shared memory and CMA.
+  static std::vector<std::string> DaemonArgs(const std::string& host_capacity) {
+    return {"--storage.host_capacity", host_capacity, "--storage.nvme_capacity", "0",
+            "--ucx.transports",        "posix,cma"};
+  }
+
+  // A client of `d` whose AllocateMemory regions are posix segments the daemon maps.
+  static Result<std::unique_ptr<Client>> ConnectOverSharedMemory(const DaemonProcess& d) {
+    ClientConfig config;
+    config.server = d.server();
+    config.ucx_transports = "posix,cma";
+    config.request_timeout = 10s;
+    return Client::Connect(config);
+  }
 };
 
 TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAndTheDaemonLives) {
-  DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0",
-                         "--ucx.transports", "posix,cma"});
+  DaemonProcess d(dir_, DaemonArgs("64MiB"));
   ASSERT_TRUE(d.ok()) << d.Stderr();
-  ClientConfig config;
-  config.server = d.server();
-  config.ucx_transports = "posix,cma";
-  config.request_timeout = 10s;
-  Result<std::unique_ptr<Client>> connected = Client::Connect(config);
+  Result<std::unique_ptr<Client>> connected = ConnectOverSharedMemory(d);
   ASSERT_TRUE(connected.ok()) << connected.status().ToString();
   Client& client = **connected;
   const uint64_t object = SyntheticObjectBytes(kPayloadBytes);
@@ -212,14 +222,9 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
 // daemon's copies (its helper thread's half included). The daemon lives through every round, and
 // every store it reported OK loads back byte for byte: none holds the zeros of a cut region.
 TEST_F(KvaultdShrunkMemoryTest, CuttingMemoryShortWhileStoresRunNeverKillsTheDaemon) {
-  DaemonProcess d(dir_, {"--storage.host_capacity", "256MiB", "--storage.nvme_capacity", "0",
-                         "--ucx.transports", "posix,cma"});
+  DaemonProcess d(dir_, DaemonArgs("256MiB"));
   ASSERT_TRUE(d.ok()) << d.Stderr();
-  ClientConfig config;
-  config.server = d.server();
-  config.ucx_transports = "posix,cma";
-  config.request_timeout = 10s;
-  Result<std::unique_ptr<Client>> connected = Client::Connect(config);
+  Result<std::unique_ptr<Client>> connected = ConnectOverSharedMemory(d);
   ASSERT_TRUE(connected.ok()) << connected.status().ToString();
   Client& client = **connected;
   constexpr int kRounds = 20;
