@@ -2,10 +2,23 @@
 
 #include "core/copy_helper.h"
 
+#include <algorithm>
 #include <cstring>
 #include <system_error>
 
 namespace kvault::server {
+namespace {
+
+// A spin-wait hint: lets the sibling hyperthread (or the hypervisor) have the core meanwhile.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace
 
 CopyHelper::~CopyHelper() {
   {
@@ -31,9 +44,24 @@ bool CopyHelper::TryStart(std::span<const uint8_t> from, std::span<uint8_t> to) 
     pending_ = true;
     from_ = from;
     to_ = to;
+    landed_.store(0, std::memory_order_relaxed);
   }
   cv_.notify_all();
   return true;
+}
+
+size_t CopyHelper::AwaitLanded(size_t landed) {
+  auto last_progress = std::chrono::steady_clock::now();
+  for (;;) {
+    const size_t now_landed = landed_.load(std::memory_order_acquire);
+    if (now_landed > landed) return now_landed;
+    CpuRelax();
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_progress >= kSpinWithoutProgress) break;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !pending_; });
+  return landed_.load(std::memory_order_relaxed);  // all of it: set before pending_ was cleared
 }
 
 void CopyHelper::Wait() {
@@ -50,7 +78,11 @@ void CopyHelper::Run() {
       const std::span<const uint8_t> from = from_;
       const std::span<uint8_t> to = to_;
       lock.unlock();
-      std::memcpy(to.data(), from.data(), from.size());
+      for (size_t at = 0; at < from.size(); at += kPieceBytes) {
+        const size_t n = std::min(kPieceBytes, from.size() - at);
+        std::memcpy(to.data() + at, from.data() + at, n);
+        landed_.store(at + n, std::memory_order_release);
+      }
       lock.lock();
       pending_ = false;
       cv_.notify_all();

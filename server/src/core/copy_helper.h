@@ -5,14 +5,22 @@
 // hashes the first half of a chunk, the helper copies the second; the io thread then hashes that
 // half too (ArrivingObjects::CopyMapped; docs/daemon.md, "The data plane").
 //
+// The helper copies in pieces of kPieceBytes and publishes each one as it lands (AwaitLanded), so
+// the io thread can hash the helper's half while the rest of it is still being copied instead of
+// waiting for the last byte and then hashing it all.
+//
 // One copy at a time: TryStart gives the helper a copy only when it is idle, and the thread that
 // got it must call Wait before anything else touches the helper. A busy helper is not waited for:
 // the caller copies everything itself, as it would with no helper.
 //
-// Thread-safety: TryStart may be called from any thread; Wait only by the thread whose TryStart
-// returned true. The thread starts on the first TryStart and is joined by the destructor.
+// Thread-safety: TryStart may be called from any thread; AwaitLanded and Wait only by the thread
+// whose TryStart returned true. The thread starts on the first TryStart and is joined by the
+// destructor.
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <span>
@@ -31,8 +39,17 @@ class CopyHelper {
   // true, or returns false at once when the helper is busy with another caller's copy or its
   // thread cannot be started. Both ranges must stay valid until Wait returns.
   bool TryStart(std::span<const uint8_t> from, std::span<uint8_t> to);
+  // Returns how many leading bytes of `to` have landed, once that is more than `landed` (which
+  // must be below the copy's size): at least the next piece, all of it once the copy is done.
+  // Those bytes are visible to this thread. It spins while the helper makes progress (the caller
+  // has nothing else to do, and a sleep would cost a wake-up per piece), and sleeps until the
+  // whole copy is done when none came for kSpinWithoutProgress (the helper is not running).
+  size_t AwaitLanded(size_t landed);
   // Returns once the copy TryStart started is complete (its bytes are visible to this thread).
   void Wait();
+
+  static constexpr size_t kPieceBytes = 64 << 10;
+  static constexpr std::chrono::microseconds kSpinWithoutProgress{50};
 
  private:
   void Run();
@@ -44,6 +61,7 @@ class CopyHelper {
   bool stop_ = false;
   std::span<const uint8_t> from_;
   std::span<uint8_t> to_;
+  std::atomic<size_t> landed_{0};  // leading bytes of to_ copied (release by the helper)
   std::thread thread_;
 };
 

@@ -235,6 +235,7 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
     counters_.committed_bytes += bytes.size();
     return Status::Ok();
   }
+  bool mover_work = false;
   {
     std::lock_guard lock(mu_);
     PublishIn(id, TierKind::kHost);
@@ -245,8 +246,11 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
         !movers_.empty()) {
       promotions_.push_back(key);
     }
+    // A mover woken with nothing to do goes back to sleep at once, but the wake-up costs this
+    // thread a system call and the mover a core: on a full tier, every commit would pay it.
+    mover_work = MoverHasWork();
   }
-  WakeMovers();
+  if (mover_work) WakeMovers();
   return Status::Ok();
 }
 

@@ -43,18 +43,20 @@ void ExpectArrivedAndHashed(const ArrivingObjects& a, size_t owner, const std::v
 }
 
 TEST(ArrivingObjects, MappedChunksAreCopiedAndHashedWithAndWithoutTheHelper) {
-  const std::vector<uint8_t> big = *MakeSyntheticBlock(Key(1), 700 << 10);
+  // 1 MiB chunks (as kvaultd moves them), the last one under kHelpedBytes; the helper takes half
+  // of the others and hands it over in several pieces, the last one partial.
+  constexpr size_t kChunk = 1 << 20;
+  const std::vector<uint8_t> big = *MakeSyntheticBlock(Key(1), (2 << 20) + (100 << 10));
   const std::vector<uint8_t> small = *MakeSyntheticBlock(Key(2), 1000);
   CopyHelper helper;
   std::vector<uint8_t> big_to(big.size()), small_to(small.size());
   ArrivingObjects a(2);
-  AddChunks(a, 0, big_to, 256 << 10);  // chunks above kHelpedBytes: the helper takes half
-  AddChunks(a, 1, small_to, 256 << 10);
-  const size_t big_chunks = (big.size() + (256 << 10) - 1) / (256 << 10);
+  AddChunks(a, 0, big_to, kChunk);
+  AddChunks(a, 1, small_to, kChunk);
+  const size_t big_chunks = (big.size() + kChunk - 1) / kChunk;
   for (size_t c = 0; c < big_chunks; ++c) {
-    const size_t at = c * (256 << 10);
-    a.CopyMapped(c, std::span(big).subspan(at, std::min<size_t>(256 << 10, big.size() - at)),
-                 helper);
+    const size_t at = c * kChunk;
+    a.CopyMapped(c, std::span(big).subspan(at, std::min(kChunk, big.size() - at)), helper);
   }
   a.CopyMapped(big_chunks, small, helper);
   ExpectArrivedAndHashed(a, 0, big_to, big);

@@ -1,9 +1,11 @@
-// CopyHelper: copies for one caller at a time, refuses a second caller while busy, and many
-// threads sharing one helper each get exactly their own bytes.
+// CopyHelper: copies for one caller at a time, refuses a second caller while busy, publishes a
+// growing prefix of landed bytes, and many threads sharing one helper each get exactly their own
+// bytes.
 #include "core/copy_helper.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <thread>
@@ -60,6 +62,31 @@ TEST(CopyHelper, ThreadsSharingOneHelperEachGetTheirOwnBytes) {
   for (std::thread& th : threads) th.join();
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_GT(helped.load(), 0);  // positive control: the helper did copy
+}
+
+TEST(CopyHelper, LandedBytesGrowPieceByPieceAndAreTheSourceBytes) {
+  CopyHelper helper;
+  const std::vector<uint8_t> from = Pattern((8 << 20) + 1000, 5);  // a partial last piece
+  for (int round = 0; round < 5; ++round) {
+    std::vector<uint8_t> to(from.size(), 0);
+    ASSERT_TRUE(helper.TryStart(from, to));
+    size_t landed = 0;
+    int calls = 0;
+    while (landed < from.size()) {
+      const size_t now = helper.AwaitLanded(landed);
+      ASSERT_GT(now, landed);
+      ASSERT_LE(now, from.size());
+      // Whole pieces, or all of it.
+      EXPECT_TRUE(now == from.size() || now % CopyHelper::kPieceBytes == 0) << now;
+      // What it reports as landed is already the source's bytes, here and now.
+      EXPECT_TRUE(std::equal(to.begin() + landed, to.begin() + now, from.begin() + landed));
+      landed = now;
+      ++calls;
+    }
+    helper.Wait();
+    EXPECT_EQ(to, from);
+    EXPECT_GE(calls, 1);
+  }
 }
 
 TEST(CopyHelper, AHelperNeverUsedStartsNoThreadAndDestroysCleanly) {
