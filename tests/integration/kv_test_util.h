@@ -36,11 +36,13 @@ inline BlockKey TestNamespaceDigest(const std::string& model, uint32_t num_layer
   return digest.ok() ? *digest : BlockKey{};
 }
 
-// A client of the kvaultd at `server` (HOST:PORT) with the default config; null, with the test
-// failed, when it cannot connect.
-inline std::unique_ptr<Client> ConnectOrFail(const std::string& server) {
+// A client of the kvaultd at `server` (HOST:PORT) with the default config, or with these UCX
+// transports (UCX_TLS syntax); null, with the test failed, when it cannot connect.
+inline std::unique_ptr<Client> ConnectOrFail(const std::string& server,
+                                             const std::string& ucx_transports = "") {
   ClientConfig config;
   config.server = server;
+  if (!ucx_transports.empty()) config.ucx_transports = ucx_transports;
   Result<std::unique_ptr<Client>> c = Client::Connect(config);
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   return c.ok() ? std::move(*c) : nullptr;

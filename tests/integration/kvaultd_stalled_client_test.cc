@@ -17,6 +17,7 @@
 
 #include "binary_run.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/synthetic_block.h"
 #include "kvault/transport/ucx/ucx_context.h"
@@ -40,14 +41,8 @@ class KvaultdStalledClientTest : public BinaryTest {
   KvaultdStalledClientTest() : BinaryTest("kvaultd") {}
 };
 
-std::unique_ptr<Client> Connect(const DaemonProcess& d) {
-  ClientConfig config;
-  config.server = d.server();
-  config.ucx_transports = "tcp";
-  Result<std::unique_ptr<Client>> c = Client::Connect(config);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  return c.ok() ? std::move(*c) : nullptr;
-}
+// Over TCP, where a transfer can stall.
+std::unique_ptr<Client> Connect(const DaemonProcess& d) { return ConnectOrFail(d.server(), "tcp"); }
 
 TEST_F(KvaultdStalledClientTest, OtherClientsAreServedWhileOnesTransferStalls) {
   // One UCX worker: the stalled client shares it with everyone else.

@@ -46,6 +46,15 @@ std::vector<OptionDescriptor> BuildOptions() {
           "wait too.",
           1, 256),
       Option(
+          "control.busy_poll_us", OptionType::kCount,
+          +[](DaemonConfig& c) -> uint32_t& { return c.control_busy_poll_us; },
+          "After it has served something, an io thread keeps polling its connections for this "
+          "many microseconds before it sleeps, so that a client's next request finds it awake "
+          "(a wake-up costs both sides a system call and the request about 10-20 us). Only "
+          "while the daemon has at most one open control connection per two usable cores: with "
+          "more, a polling thread would take a core that a client needs. 0 = never poll.",
+          0, 100000),
+      Option(
           "http.host", OptionType::kHost,
           +[](DaemonConfig& c) -> std::string& { return c.http.host; },
           "Address of the HTTP endpoint (/metrics, /healthz, /readyz). It serves no tenant "

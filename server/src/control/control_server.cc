@@ -1,11 +1,11 @@
 // ControlServer (control_server.h): accept loop, per-connection coroutines, deadlines, drain.
 
-#include <utility>  // first: Boost 1.74 Asio under GCC 12 in C++20 mode (DESIGN.md §15)
-
 #include "control/control_server.h"
 
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>  // first: Boost 1.74 Asio under GCC 12 in C++20 mode (DESIGN.md §15)
 #include <vector>
 
 #include "core/service.h"
@@ -31,6 +32,18 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Cores this process may run on (its affinity mask), at least 1.
+uint32_t UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
 
 // An io thread and its event loop: one single-threaded io_context, so an event wakes the thread
 // that owns the socket and its handler runs there. (A context shared by all threads handed
@@ -74,9 +87,9 @@ struct ControlServer::Impl {
     try {
       IoLoop* loop = loops.emplace_back(std::make_unique<IoLoop>()).get();
       try {
-        loop->thread = std::thread([&io = loop->io] {
+        loop->thread = std::thread([this, &io = loop->io] {
           auto idle = asio::make_work_guard(io);  // a loop without connections keeps running
-          io.run();
+          RunLoop(io);
         });
       } catch (...) {
         loops.pop_back();
@@ -89,6 +102,31 @@ struct ControlServer::Impl {
                      (loops.empty() ? std::string("no io thread to serve the connection")
                                     : "sharing one of the " + std::to_string(loops.size())));
       return nullptr;
+    }
+  }
+
+  // Runs `io` until it is stopped. Without busy polling that is io.run(): the thread sleeps in
+  // epoll_wait whenever nothing is ready. With it, after each handler the thread keeps polling
+  // (epoll_wait with a zero timeout, then the handlers that became ready) for up to
+  // options.busy_poll, while polling pays (BusyPollPays, on the open connections of the whole
+  // server).
+  void RunLoop(asio::io_context& io) {
+    if (options.busy_poll.count() == 0) {
+      io.run();
+      return;
+    }
+    Clock::time_point last_work = Clock::now();
+    while (!io.stopped()) {
+      if (io.poll() > 0) {
+        last_work = Clock::now();
+        continue;
+      }
+      if (Clock::now() - last_work < options.busy_poll &&
+          BusyPollPays(connections.load(std::memory_order_relaxed), usable_cores)) {
+        continue;
+      }
+      io.run_one();  // sleeps until something is ready (or the loop is stopped)
+      last_work = Clock::now();
     }
   }
 
@@ -128,6 +166,7 @@ struct ControlServer::Impl {
   tcp::acceptor acceptor;
   uint16_t port = 0;
   std::atomic<uint32_t> connections{0};
+  const uint32_t usable_cores = UsableCores();
   std::atomic<uint32_t> in_flight{0};
   std::atomic<bool> stopped{false};
   // Closers of open connections, by connection number.
@@ -135,6 +174,10 @@ struct ControlServer::Impl {
   std::unordered_map<uint64_t, std::function<void()>> closers;
   uint64_t next_connection = 0;
 };
+
+bool BusyPollPays(uint32_t open_connections, uint32_t usable_cores) {
+  return uint64_t{open_connections} * 2 <= usable_cores;
+}
 
 namespace {
 

@@ -39,6 +39,10 @@ struct ControlServerOptions {
   // one with the fewest connections. A connection stays on its thread and its requests run there
   // until answered, so only connections sharing a thread ever wait on each other.
   uint32_t threads = 64;
+  // After handling something, an io thread polls its event loop without sleeping for this long,
+  // while the server has at most one open connection per two usable cores (BusyPollPays); 0 =
+  // it always sleeps in epoll_wait when idle.
+  std::chrono::microseconds busy_poll{0};
   uint32_t max_connections = 1024;
   std::chrono::milliseconds io_timeout{30'000};
   std::chrono::milliseconds idle_timeout{600'000};
@@ -47,6 +51,11 @@ struct ControlServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
 };
+
+// Whether io threads may busy-poll with `open_connections` control connections on a machine
+// with `usable_cores` cores this process may run on: each connection's client and the io thread
+// serving it are taken to need a core each, so polling only pays while they all have one.
+bool BusyPollPays(uint32_t open_connections, uint32_t usable_cores);
 
 class ControlServer {
  public:

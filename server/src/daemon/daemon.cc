@@ -151,6 +151,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   control.host = config.control.host;
   control.port = config.control.port;
   control.threads = config.control_threads;
+  control.busy_poll = std::chrono::microseconds(config.control_busy_poll_us);
   control.max_connections = config.limits.max_connections;
   control.io_timeout = config.limits.io_timeout;
   control.idle_timeout = config.limits.idle_timeout;

@@ -1,0 +1,146 @@
+// kvaultd's busy polling (control.busy_poll_us): with one client on a machine with cores to
+// spare, the io thread stays awake between that client's requests instead of sleeping in
+// epoll_wait after each (counted as the daemon's voluntary context switches, against the same
+// pings with polling off); with more connections than half the cores it sleeps again; and an
+// idle daemon does not poll.
+
+#include <sched.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "binary_run.h"
+#include "daemon_process.h"
+#include "kv_test_util.h"
+#include "kvault/client.h"
+
+namespace kvault::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+constexpr int kPings = 2000;
+
+uint32_t UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
+// Voluntary context switches of every thread of `pid`: each time one slept.
+uint64_t VoluntarySwitches(pid_t pid) {
+  uint64_t total = 0;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) total += std::stoull(line.substr(24));
+    }
+  }
+  return total;
+}
+
+// User plus system CPU time of `pid` so far, all threads.
+std::chrono::milliseconds CpuTime(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream fields(text.substr(text.rfind(')') + 2));  // after "pid (comm) "
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) {
+      stime = std::stoull(field);
+      break;
+    }
+  }
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return std::chrono::milliseconds(static_cast<int64_t>((utime + stime) * 1000.0 / ticks));
+}
+
+// The daemon's voluntary context switches per ping over kPings pings from `client`.
+double SwitchesPerPing(const DaemonProcess& d, Client& client) {
+  for (int i = 0; i < 50; ++i) EXPECT_TRUE(client.Ping().ok());  // warm
+  const uint64_t before = VoluntarySwitches(d.pid());
+  for (int i = 0; i < kPings; ++i) {
+    Result<std::chrono::nanoseconds> rtt = client.Ping();
+    if (!rtt.ok()) {
+      ADD_FAILURE() << "ping " << i << ": " << rtt.status().ToString();
+      break;
+    }
+  }
+  return static_cast<double>(VoluntarySwitches(d.pid()) - before) / kPings;
+}
+
+class KvaultdBusyPollTest : public BinaryTest {
+ protected:
+  KvaultdBusyPollTest() : BinaryTest("kvaultd") {}
+
+  std::unique_ptr<DaemonProcess> Start(const std::string& name, std::vector<std::string> extra) {
+    fs::create_directories(dir_ / name);
+    std::vector<std::string> args = {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity",
+                                     "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto d = std::make_unique<DaemonProcess>(dir_ / name, args);
+    EXPECT_TRUE(d->ok()) << d->Stderr();
+    return d;
+  }
+};
+
+TEST_F(KvaultdBusyPollTest, OneClientFindsTheIoThreadAwakeAndAnIdleDaemonDoesNotPoll) {
+  const uint32_t cores = UsableCores();
+  if (cores < 2) GTEST_SKIP() << "one usable core: kvaultd never polls there";
+  // Control: polling off, the io thread sleeps after every ping (and wakes for the next).
+  std::unique_ptr<DaemonProcess> off = Start("off", {"--control.busy_poll_us", "0"});
+  ASSERT_TRUE(off->ok());
+  std::unique_ptr<Client> off_client = ConnectOrFail(off->server());
+  ASSERT_NE(off_client, nullptr);
+  const double off_switches = SwitchesPerPing(*off, *off_client);
+  EXPECT_GE(off_switches, 0.8) << "without polling every ping should wake the io thread";
+  off_client.reset();
+  off.reset();
+
+  // The default: the io thread polls between one client's pings.
+  std::unique_ptr<DaemonProcess> on = Start("on", {});
+  ASSERT_TRUE(on->ok());
+  std::unique_ptr<Client> client = ConnectOrFail(on->server());
+  ASSERT_NE(client, nullptr);
+  const double on_switches = SwitchesPerPing(*on, *client);
+  EXPECT_LT(on_switches, 0.5) << "against " << off_switches << " per ping with polling off";
+
+  // Idle, with the client still connected: after the last request the thread polls for 200 us,
+  // then sleeps; over a second the whole daemon uses next to no CPU.
+  std::this_thread::sleep_for(200ms);
+  const std::chrono::milliseconds cpu_before = CpuTime(on->pid());
+  std::this_thread::sleep_for(1s);
+  const std::chrono::milliseconds idle_cpu = CpuTime(on->pid()) - cpu_before;
+  EXPECT_LT(idle_cpu, 150ms) << "an idle daemon must not spin";
+
+  // Connections past one per two cores: polling would take a core a client needs, so the io
+  // thread sleeps between pings again.
+  std::vector<std::unique_ptr<Client>> others;
+  for (uint32_t i = 0; i < cores / 2; ++i) {  // cores / 2 + 1 connections in all
+    others.push_back(ConnectOrFail(on->server()));
+    ASSERT_NE(others.back(), nullptr);
+  }
+  const double crowded_switches = SwitchesPerPing(*on, *client);
+  EXPECT_GE(crowded_switches, 0.8)
+      << "with " << others.size() + 1 << " connections on " << cores << " cores";
+  std::printf(
+      "daemon sleeps per ping: %.3f polling off, %.3f polling, %.3f with %zu connections "
+      "on %u cores; idle CPU %lld ms over 1 s\n",
+      off_switches, on_switches, crowded_switches, others.size() + 1, cores,
+      static_cast<long long>(idle_cpu.count()));
+}
+
+}  // namespace
+}  // namespace kvault::testing
