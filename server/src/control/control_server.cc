@@ -1,8 +1,11 @@
 // ControlServer (control_server.h): accept loop, per-connection coroutines, deadlines, drain.
 
+// clang-format off
+#include <utility>  // first: Boost 1.74 Asio under GCC 12 in C++20 mode (DESIGN.md §15)
+// clang-format on
+
 #include "control/control_server.h"
 
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,9 +21,9 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <utility>  // first: Boost 1.74 Asio under GCC 12 in C++20 mode (DESIGN.md §15)
 #include <vector>
 
+#include "control/usable_cores.h"
 #include "core/service.h"
 #include "kvault/common/log.h"
 #include "kvault/transport/messages.h"
@@ -32,18 +35,6 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-
-// Cores this process may run on (its affinity mask), at least 1.
-uint32_t UsableCores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
-}  // namespace
 
 // An io thread and its event loop: one single-threaded io_context, so an event wakes the thread
 // that owns the socket and its handler runs there. (A context shared by all threads handed
@@ -106,10 +97,10 @@ struct ControlServer::Impl {
   }
 
   // Runs `io` until it is stopped. Without busy polling that is io.run(): the thread sleeps in
-  // epoll_wait whenever nothing is ready. With it, after each handler the thread keeps polling
-  // (epoll_wait with a zero timeout, then the handlers that became ready) for up to
-  // options.busy_poll, while polling pays (BusyPollPays, on the open connections of the whole
-  // server).
+  // epoll_wait whenever nothing is ready. With it, for up to options.busy_poll after its last
+  // handler, and while polling pays (BusyPollPays, on the open connections of the whole server),
+  // the thread polls instead (epoll_wait with a zero timeout, then the handlers that became
+  // ready); otherwise it runs one handler at a time as io.run() would, sleeping when idle.
   void RunLoop(asio::io_context& io) {
     if (options.busy_poll.count() == 0) {
       io.run();
@@ -117,16 +108,9 @@ struct ControlServer::Impl {
     }
     Clock::time_point last_work = Clock::now();
     while (!io.stopped()) {
-      if (io.poll() > 0) {
-        last_work = Clock::now();
-        continue;
-      }
-      if (Clock::now() - last_work < options.busy_poll &&
-          BusyPollPays(connections.load(std::memory_order_relaxed), usable_cores)) {
-        continue;
-      }
-      io.run_one();  // sleeps until something is ready (or the loop is stopped)
-      last_work = Clock::now();
+      const bool polling = Clock::now() - last_work < options.busy_poll &&
+                           BusyPollPays(connections.load(std::memory_order_relaxed), usable_cores);
+      if (polling ? io.poll() > 0 : io.run_one() > 0) last_work = Clock::now();
     }
   }
 

@@ -55,6 +55,9 @@ size_t CopyHelper::AwaitLanded(size_t landed) {
   for (;;) {
     const size_t now_landed = landed_.load(std::memory_order_acquire);
     if (now_landed > landed) return now_landed;
+    // Nothing landed yet: the helper has not run (its core is taken); spinning here could keep
+    // it from the core it waits for.
+    if (now_landed == 0) break;
     CpuRelax();
     const auto now = std::chrono::steady_clock::now();
     if (now - last_progress >= kSpinWithoutProgress) break;

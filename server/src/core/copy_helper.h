@@ -2,8 +2,8 @@
 // CopyHelper: a second thread for the copy of a stored object out of client memory that is
 // mapped into the daemon (shared memory). One core copies at about 6 GB/s from memory that is not
 // in cache; two copy about 9 (measured on the 2-vCPU CI host). So while the io thread copies and
-// hashes the first half of a chunk, the helper copies the second; the io thread then hashes that
-// half too (ArrivingObjects::CopyMapped; docs/daemon.md, "The data plane").
+// hashes the first half of a chunk, the helper copies the second, which the io thread then
+// hashes as it lands (ArrivingObjects::CopyMapped; docs/daemon.md, "The data plane").
 //
 // The helper copies in pieces of kPieceBytes and publishes each one as it lands (AwaitLanded), so
 // the io thread can hash the helper's half while the rest of it is still being copied instead of
@@ -43,7 +43,8 @@ class CopyHelper {
   // must be below the copy's size): at least the next piece, all of it once the copy is done.
   // Those bytes are visible to this thread. It spins while the helper makes progress (the caller
   // has nothing else to do, and a sleep would cost a wake-up per piece), and sleeps until the
-  // whole copy is done when none came for kSpinWithoutProgress (the helper is not running).
+  // whole copy is done when the helper has landed nothing yet or nothing more for
+  // kSpinWithoutProgress (it is not running: spinning could keep it from a core).
   size_t AwaitLanded(size_t landed);
   // Returns once the copy TryStart started is complete (its bytes are visible to this thread).
   void Wait();

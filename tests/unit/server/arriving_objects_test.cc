@@ -43,9 +43,11 @@ void ExpectArrivedAndHashed(const ArrivingObjects& a, size_t owner, const std::v
 }
 
 TEST(ArrivingObjects, MappedChunksAreCopiedAndHashedWithAndWithoutTheHelper) {
-  // 1 MiB chunks (as kvaultd moves them), the last one under kHelpedBytes; the helper takes half
-  // of the others and hands it over in several pieces, the last one partial.
-  constexpr size_t kChunk = 1 << 20;
+  // Chunks over kHelpedBytes, the last one under it; the helper takes half of the others and
+  // hands it over in several pieces, the last one partial (its half is not a multiple of them).
+  constexpr size_t kChunk = (300 << 10) + 40;
+  static_assert(kChunk >= ArrivingObjects::kHelpedBytes);
+  static_assert((kChunk - (kChunk / 2 & ~size_t{63})) % CopyHelper::kPieceBytes != 0);
   const std::vector<uint8_t> big = *MakeSyntheticBlock(Key(1), (2 << 20) + (100 << 10));
   const std::vector<uint8_t> small = *MakeSyntheticBlock(Key(2), 1000);
   CopyHelper helper;
