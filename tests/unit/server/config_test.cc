@@ -150,6 +150,34 @@ TEST_F(ConfigTest, EveryOptionIsSettableByYamlAndByFlagWithItsOwnValue) {
   EXPECT_TRUE(yaml.ok()) << yaml.ToString();
 }
 
+TEST_F(ConfigTest, EveryCountOptionRefusesGarbageAndValuesOutsideItsBounds) {
+  // Positive control first: the bounds themselves are accepted.
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    if (option.type != OptionType::kCount) continue;
+    DaemonConfig c;
+    EXPECT_TRUE(SetOption(option, std::to_string(option.min), c).ok()) << option.key;
+    EXPECT_TRUE(SetOption(option, std::to_string(option.max), c).ok()) << option.key;
+    for (const std::string bad : {std::string("abc"), std::string(""), std::string("1.5"),
+                                  std::string("-1"), std::to_string(option.max + 1)}) {
+      DaemonConfig untouched;
+      const Status s = SetOption(option, bad, untouched);
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << option.key << " = '" << bad << "'";
+      EXPECT_NE(s.message().find("integer"), std::string::npos) << s.ToString();
+      EXPECT_EQ(OptionValueText(option, untouched), OptionValueText(option, DaemonConfig{}))
+          << option.key << ": a refused value must not be stored";
+    }
+    if (option.min > 0) {
+      DaemonConfig c2;
+      EXPECT_FALSE(SetOption(option, std::to_string(option.min - 1), c2).ok()) << option.key;
+    }
+  }
+  // The error names the flag as it was given.
+  auto r = LoadDaemonConfig({"--control-busy-poll-us", "100001"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--control-busy-poll-us"), std::string::npos)
+      << r.status().ToString();
+}
+
 TEST_F(ConfigTest, PrintConfigRoundTrips) {
   DaemonConfig changed;
   changed.control.host = "::1";
