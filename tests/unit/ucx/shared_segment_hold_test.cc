@@ -77,6 +77,16 @@ size_t EntryAt(const std::vector<std::vector<uint8_t>>& entries, size_t i) {
   return at + 1;
 }
 
+// A memfd of `bytes`, standing in for a client's posix segment; -1 when it cannot be made.
+int SegmentMemfd(off_t bytes) {
+  const int fd = memfd_create("hold-test", MFD_CLOEXEC);
+  if (fd >= 0 && ftruncate(fd, bytes) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 class SharedSegmentHoldTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -85,9 +95,8 @@ class SharedSegmentHoldTest : public ::testing::Test {
 };
 
 TEST_F(SharedSegmentHoldTest, HoldsTheOwnersPosixSegmentAndNamesItsOwnDescriptor) {
-  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  const int memfd = SegmentMemfd(kSegment);
   ASSERT_GE(memfd, 0);
-  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
   const uint64_t base = 0x7f0000100000;  // the owner's address of the segment
   const std::vector<std::vector<uint8_t>> entries = {PosixEntry(getpid(), memfd, base, kSegment),
                                                      {} /* cma: no bytes */};
@@ -119,9 +128,8 @@ TEST_F(SharedSegmentHoldTest, HoldsTheOwnersPosixSegmentAndNamesItsOwnDescriptor
 }
 
 TEST_F(SharedSegmentHoldTest, APosixSegmentWhoseDescriptorIsGoneIsRefused) {
-  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  const int memfd = SegmentMemfd(kSegment);
   ASSERT_GE(memfd, 0);
-  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
   const uint64_t base = 0x7f0000100000;
   const std::vector<uint8_t> key = Key({PosixEntry(getpid(), memfd, base, kSegment)});
   // Positive control: while the owner's descriptor is open, the hold succeeds.
@@ -152,9 +160,8 @@ TEST_F(SharedSegmentHoldTest, ADescriptorThatIsNoSegmentIsRefusedWithoutBlocking
 }
 
 TEST_F(SharedSegmentHoldTest, APosixEntryOfAnotherProcessOrRegionIsRefused) {
-  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  const int memfd = SegmentMemfd(kSegment);
   ASSERT_GE(memfd, 0);
-  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
   const uint64_t base = 0x7f0000100000;
   // Positive control: the owner's own segment holding the region.
   EXPECT_TRUE(SharedSegmentHold::Take(Key({PosixEntry(getpid(), memfd, base, kSegment)}), getpid(),
@@ -174,9 +181,8 @@ TEST_F(SharedSegmentHoldTest, APosixEntryOfAnotherProcessOrRegionIsRefused) {
 // A key whose region runs past the end of its segment's file would make the daemon read pages
 // past the end of the file, which raises SIGBUS: refused before UCX sees it.
 TEST_F(SharedSegmentHoldTest, APosixRegionPastTheEndOfItsFileIsRefused) {
-  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  const int memfd = SegmentMemfd(kSegment / 2);
   ASSERT_GE(memfd, 0);
-  ASSERT_EQ(ftruncate(memfd, kSegment / 2), 0);
   const uint64_t base = 0x7f0000100000;
   const std::vector<uint8_t> key = Key({PosixEntry(getpid(), memfd, base, kSegment), {}});
   // Positive control: a region inside the file (the claimed segment may be longer: UCX rounds).
@@ -195,9 +201,8 @@ TEST_F(SharedSegmentHoldTest, APosixRegionPastTheEndOfItsFileIsRefused) {
 // mapping: the hold reports the huge page size of a segment on hugetlbfs, 0 for any other.
 TEST_F(SharedSegmentHoldTest, ThePageSizeOfAPosixSegmentOnHugetlbfsIsReported) {
   const uint64_t base = 0x7f0000100000;
-  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  const int memfd = SegmentMemfd(kSegment);
   ASSERT_GE(memfd, 0);
-  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
   Result<SharedSegmentHold> plain = SharedSegmentHold::Take(
       Key({PosixEntry(getpid(), memfd, base, kSegment), {}}), getpid(), base, 4096);
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
@@ -221,9 +226,8 @@ TEST_F(SharedSegmentHoldTest, ThePageSizeOfAPosixSegmentOnHugetlbfsIsReported) {
 // anyone may have named and UCX would open whatever the key says: refused before UCX sees it, in
 // the fixed layout and with the directory UCX appends; the same entry with the flag is held.
 TEST_F(SharedSegmentHoldTest, APosixEntryNamedByPathIsRefused) {
-  const int memfd = memfd_create("hold-test", MFD_CLOEXEC);
+  const int memfd = SegmentMemfd(kSegment);
   ASSERT_GE(memfd, 0);
-  ASSERT_EQ(ftruncate(memfd, kSegment), 0);
   const uint64_t base = 0x7f0000100000;
   const std::vector<uint8_t> linked = PosixEntry(getpid(), memfd, base, kSegment);
   Result<SharedSegmentHold> held = SharedSegmentHold::Take(Key({linked, {}}), getpid(), base, 4096);
