@@ -4,8 +4,6 @@
 // pings with polling off); with more connections than half the cores it sleeps again; and an
 // idle daemon does not poll.
 
-#include <sched.h>
-
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +16,7 @@
 #include <vector>
 
 #include "binary_run.h"
+#include "control/usable_cores.h"
 #include "daemon_process.h"
 #include "kv_test_util.h"
 #include "kvault/client.h"
@@ -29,12 +28,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 constexpr int kPings = 2000;
-
-uint32_t UsableCores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
-}
 
 // Voluntary context switches of every thread of `pid`: each time one slept.
 uint64_t VoluntarySwitches(pid_t pid) {
@@ -98,7 +91,7 @@ class KvaultdBusyPollTest : public BinaryTest {
 };
 
 TEST_F(KvaultdBusyPollTest, OneClientFindsTheIoThreadAwakeAndAnIdleDaemonDoesNotPoll) {
-  const uint32_t cores = UsableCores();
+  const uint32_t cores = server::UsableCores();  // as the daemon counts them
   if (cores < 2) GTEST_SKIP() << "one usable core: kvaultd never polls there";
   // Control: polling off, the io thread sleeps after every ping (and wakes for the next).
   std::unique_ptr<DaemonProcess> off = Start("off", {"--control.busy_poll_us", "0"});
