@@ -157,8 +157,8 @@ TEST_F(ConfigTest, EveryCountOptionRefusesGarbageAndValuesOutsideItsBounds) {
     DaemonConfig c;
     EXPECT_TRUE(SetOption(option, std::to_string(option.min), c).ok()) << option.key;
     EXPECT_TRUE(SetOption(option, std::to_string(option.max), c).ok()) << option.key;
-    for (const std::string bad : {std::string("abc"), std::string(""), std::string("1.5"),
-                                  std::string("-1"), std::to_string(option.max + 1)}) {
+    for (const std::string& bad : {std::string("abc"), std::string(""), std::string("1.5"),
+                                   std::string("-1"), std::to_string(option.max + 1)}) {
       DaemonConfig untouched;
       const Status s = SetOption(option, bad, untouched);
       EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << option.key << " = '" << bad << "'";
