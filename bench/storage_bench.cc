@@ -32,7 +32,8 @@ Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers ho
                             [--nvme-buffered-writes]
                             [--nvme-write-buffer B] [--nvme-gc-age-cutoff F]
                             [--fio PATH|none] [--fio-bytes B]
-                            [--fio-seconds S] [--chain-keys N] [--chain-lookups N]
+                            [--fio-seconds S] [--read-slices N] [--chain-keys N]
+                            [--chain-lookups N]
                             [--policy NAME] [--seed N] [--keep]
 
   --json FILE          also write every figure as JSON.
@@ -58,6 +59,10 @@ Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers ho
   --fio PATH           fio binary (default "fio" from PATH); "none" skips the fio baseline.
   --fio-bytes B        fio's file, written sequentially once per fio run (default 1G).
   --fio-seconds S      fio random-read runtime per fio run (default 3).
+  --read-slices N      the nvme reads of each block size run in N slices, with a 1 s fio random
+                       read on fio's file before the first and after each (default 4, 0..64);
+                       the read ratio is the median of the slices' ratios, each over the mean of
+                       its two fio runs. 0: the reads run alone, the ratio uses the fio medians.
   --chain-keys N       length of the chain for the chain lookup (default 1000).
   --chain-lookups N    timed chain lookups per round, --reps rounds (default 2000).
   --policy NAME        eviction policy of the block stores (default: the store's default).
@@ -66,7 +71,8 @@ Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers ho
 
 Baselines, measured in the same run: single-thread memcpy of the same blocks for the host tier
 (interleaved with every repetition) and fio (1 MiB sequential writes, 1 MiB random reads, one
-job, queue depth 1, O_DIRECT, before every nvme block size and once after) for the nvme tier.
+job, queue depth 1, O_DIRECT, before every nvme block size and once after, and the random reads
+again between the slices of the nvme reads) for the nvme tier.
 The exit code is 0 whether or not a target is met; targets are printed as PASS/FAIL notes.
 )";
 
@@ -98,11 +104,12 @@ Result<uint64_t> ParseBytes(std::string_view what, std::string_view text, uint64
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a,
-      CliArgs::Parse(args,
-                     {"json", "dir", "sizes", "tiers", "reps", "host-bytes", "host-capacity",
-                      "nvme-bytes", "nvme-layout", "nvme-write-buffer", "nvme-gc-age-cutoff", "fio",
-                      "fio-bytes", "fio-seconds", "chain-keys", "chain-lookups", "policy", "seed"},
-                     {"nvme-buffered-reads", "nvme-buffered-writes", "keep", "memory-child"}));
+      CliArgs::Parse(
+          args,
+          {"json", "dir", "sizes", "tiers", "reps", "host-bytes", "host-capacity", "nvme-bytes",
+           "nvme-layout", "nvme-write-buffer", "nvme-gc-age-cutoff", "fio", "fio-bytes",
+           "fio-seconds", "read-slices", "chain-keys", "chain-lookups", "policy", "seed"},
+          {"nvme-buffered-reads", "nvme-buffered-writes", "keep", "memory-child"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.json_path = a.GetOr("json", "");
@@ -155,6 +162,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                           ParseBytes("--fio-bytes", a.GetOr("fio-bytes", "1G"), 1 << 20, kTiB));
   KVAULT_ASSIGN_OR_RETURN(uint64_t fio_seconds, a.GetUint("fio-seconds", 3, 1, 3600));
   c.fio_seconds = static_cast<uint32_t>(fio_seconds);
+  KVAULT_ASSIGN_OR_RETURN(uint64_t read_slices, a.GetUint("read-slices", 4, 0, 64));
+  c.read_slices = static_cast<uint32_t>(read_slices);
   KVAULT_ASSIGN_OR_RETURN(uint64_t chain_keys, a.GetUint("chain-keys", 1000, 1, 1000000));
   c.chain_keys = static_cast<uint32_t>(chain_keys);
   KVAULT_ASSIGN_OR_RETURN(uint64_t lookups, a.GetUint("chain-lookups", 2000, 1, 10000000));
@@ -327,9 +336,9 @@ int RunStorageBench(const std::vector<std::string>& args) {
           "memory, not a device";
     }
     // fio runs before every block size and once after, so both see the same machine.
-    auto run_fio = [&]() -> Status {
+    auto run_fio = [&](bool keep_file) -> Status {
       if (!fio) return Status::Ok();
-      Result<FioRun> run = RunFio(c, scratch.path(), r.fio_direct);
+      Result<FioRun> run = RunFio(c, scratch.path(), r.fio_direct, keep_file);
       if (run.ok()) {
         r.fio_runs.push_back(*run);
       } else if (run.status().code() == StatusCode::kUnavailable) {
@@ -340,9 +349,19 @@ int RunStorageBench(const std::vector<std::string>& args) {
       }
       return Status::Ok();
     };
+    // The run before each block size keeps fio's file for the random reads paired with the
+    // tier's (--read-slices).
+    std::function<Result<double>()> paired_fio;
     for (uint64_t size : c.block_sizes) {
-      if (Status s = run_fio(); !s.ok()) return Fail(1, s);
-      Result<NvmeRow> row = MeasureNvme(c, scratch.path(), size);
+      if (Status s = run_fio(c.read_slices > 0); !s.ok()) return Fail(1, s);
+      paired_fio = nullptr;
+      if (fio && c.read_slices > 0) {
+        paired_fio = [&]() {
+          return RunFioRandRead(c, scratch.path(), r.fio_direct, kPairedFioSeconds);
+        };
+      }
+      Result<NvmeRow> row = MeasureNvme(c, scratch.path(), size, paired_fio);
+      RemoveFioFile(scratch.path());
       if (!row.ok() && row.status().code() == StatusCode::kUnsupported) {
         r.nvme_note = row.status().message();
         break;
@@ -352,7 +371,7 @@ int RunStorageBench(const std::vector<std::string>& args) {
       std::fprintf(stderr, "  measured nvme %s\n", SizeLabel(size).c_str());
     }
     if (r.nvme_note.empty()) {
-      if (Status s = run_fio(); !s.ok()) return Fail(1, s);
+      if (Status s = run_fio(false); !s.ok()) return Fail(1, s);
     }
     FinishFio(r);
   }

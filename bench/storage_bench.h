@@ -12,6 +12,7 @@
 // Not thread-safe: the benchmark's main thread drives every phase.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -42,6 +43,9 @@ struct Config {
   std::string fio = "fio";                  // "none" skips the fio baseline
   uint64_t fio_bytes = 1ull << 30;          // fio's file, written sequentially
   uint32_t fio_seconds = 3;                 // fio random-read runtime
+  // The nvme reads run in this many slices, each between two fio random-read runs of
+  // kPairedFioSeconds on fio's file (0: no pairing; the ratio then uses the fio medians).
+  uint32_t read_slices = 4;
   uint32_t chain_keys = 1000;
   uint32_t chain_lookups = 2000;
   std::string policy;  // eviction policy of every store; empty: the store's default
@@ -89,6 +93,18 @@ struct HostRow {
   double put_vs_memcpy = 0, read_vs_memcpy = 0;  // medians of per-repetition ratios
 };
 
+// Runtime of each fio random-read run paired with a slice of the nvme reads.
+inline constexpr uint32_t kPairedFioSeconds = 1;
+
+// One slice of the nvme reads and the fio random reads right before and after it.
+struct ReadSlice {
+  uint64_t blocks = 0;
+  double tier_gbps = 0;  // object bytes / time in the slice's Read calls
+  double fio_before_gbps = 0, fio_after_gbps = 0;
+  double fio_gbps() const { return (fio_before_gbps + fio_after_gbps) / 2; }
+  double ratio() const { return fio_gbps() > 0 ? tier_gbps / fio_gbps() : 0; }
+};
+
 struct NvmeRow {
   uint64_t block_bytes = 0, object_bytes = 0, blocks = 0;
   OpStats put;                    // the Put calls alone (memtable inserts, stalls included)
@@ -97,7 +113,12 @@ struct NvmeRow {
   double recover_ms = 0;          // reopen + Recover (index rebuilt from RocksDB)
   OpStats read;                   // every block once, random order, page cache dropped first
   OpStats lookup;                 // BlockStore::Lookup of one key held in the nvme tier
+  // Empty without fio or with --read-slices 0.
+  std::vector<ReadSlice> read_slices;
   double write_vs_fio = 0, read_vs_fio = 0;
+  // The fio random-read rate read_vs_fio divides by: the median of the slices' fio rates when
+  // the reads were paired, the median of the standalone fio runs otherwise.
+  double read_base_gbps = 0;
 };
 
 struct FioRun {
@@ -158,7 +179,10 @@ int RunMemoryChild(const Config& c);
 
 // storage_nvme.cc
 Result<Filesystem> ProbeFilesystem(const std::string& dir);
-Result<NvmeRow> MeasureNvme(const Config& c, const std::string& dir, uint64_t block_bytes);
+// `paired_fio` (may be empty) runs fio's random reads once and returns GB/s: called before the
+// first slice of the reads and after every slice.
+Result<NvmeRow> MeasureNvme(const Config& c, const std::string& dir, uint64_t block_bytes,
+                            const std::function<Result<double>()>& paired_fio);
 
 // storage_fio.cc
 struct ProcessResult {
@@ -168,8 +192,15 @@ struct ProcessResult {
 // Runs argv[0] (searched in PATH) with stdout captured; stderr is inherited.
 // Unavailable when it cannot be started.
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv);
-// Sequential 1 MiB writes then random 1 MiB reads on one file in `dir` (removed afterwards).
-Result<FioRun> RunFio(const Config& c, const std::string& dir, bool direct);
+// Sequential 1 MiB writes then random 1 MiB reads on one file in `dir`, FioFilePath(dir); the
+// file is removed afterwards unless `keep_file` (and the run succeeded).
+Result<FioRun> RunFio(const Config& c, const std::string& dir, bool direct, bool keep_file);
+// Random 1 MiB reads for `seconds` of the file a RunFio(keep_file = true) left in `dir`; GB/s.
+Result<double> RunFioRandRead(const Config& c, const std::string& dir, bool direct,
+                              uint32_t seconds);
+std::string FioFilePath(const std::string& dir);
+// Removes fio's file from `dir`; a missing file is fine.
+void RemoveFioFile(const std::string& dir);
 
 }  // namespace storage_bench
 }  // namespace kvault::bench

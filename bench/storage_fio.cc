@@ -221,23 +221,45 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv) {
   return out;
 }
 
-Result<FioRun> RunFio(const Config& c, const std::string& dir, bool direct) {
-  const std::string file = (std::filesystem::path(dir) / "fio-baseline.dat").string();
-  const std::vector<std::string> common = {"--filename=" + file,
-                                           "--bs=1M",
-                                           "--size=" + std::to_string(c.fio_bytes),
-                                           "--ioengine=psync",
-                                           "--iodepth=1",
-                                           "--numjobs=1",
-                                           direct ? "--direct=1" : "--direct=0"};
-  std::vector<std::string> write = common, read = common;
-  write.insert(write.end(), {"--name=seqwrite", "--rw=write", "--end_fsync=1"});
-  read.insert(read.end(), {"--name=randread", "--rw=randread", "--time_based",
-                           "--runtime=" + std::to_string(c.fio_seconds)});
-  Result<FioFigures> w = RunFioJob(c, write, "write");
-  Result<FioFigures> r = w.ok() ? RunFioJob(c, read, "read") : w.status();
+std::string FioFilePath(const std::string& dir) {
+  return (std::filesystem::path(dir) / "fio-baseline.dat").string();
+}
+
+void RemoveFioFile(const std::string& dir) {
   std::error_code ec;
-  std::filesystem::remove(file, ec);
+  std::filesystem::remove(FioFilePath(dir), ec);
+}
+
+namespace {
+
+// What every fio job of the baseline shares: 1 MiB blocks at queue depth 1 on fio's file.
+std::vector<std::string> FioCommonArgs(const Config& c, const std::string& dir, bool direct) {
+  return {"--filename=" + FioFilePath(dir),
+          "--bs=1M",
+          "--size=" + std::to_string(c.fio_bytes),
+          "--ioengine=psync",
+          "--iodepth=1",
+          "--numjobs=1",
+          direct ? "--direct=1" : "--direct=0"};
+}
+
+std::vector<std::string> RandReadArgs(const Config& c, const std::string& dir, bool direct,
+                                      uint32_t seconds) {
+  std::vector<std::string> read = FioCommonArgs(c, dir, direct);
+  read.insert(read.end(), {"--name=randread", "--rw=randread", "--time_based",
+                           "--runtime=" + std::to_string(seconds)});
+  return read;
+}
+
+}  // namespace
+
+Result<FioRun> RunFio(const Config& c, const std::string& dir, bool direct, bool keep_file) {
+  std::vector<std::string> write = FioCommonArgs(c, dir, direct);
+  write.insert(write.end(), {"--name=seqwrite", "--rw=write", "--end_fsync=1"});
+  Result<FioFigures> w = RunFioJob(c, write, "write");
+  Result<FioFigures> r =
+      w.ok() ? RunFioJob(c, RandReadArgs(c, dir, direct, c.fio_seconds), "read") : w.status();
+  if (!r.ok() || !keep_file) RemoveFioFile(dir);
   if (!r.ok()) return r.status();
   FioRun out;
   out.write_gbps = w->gbps;
@@ -247,6 +269,13 @@ Result<FioRun> RunFio(const Config& c, const std::string& dir, bool direct) {
   out.read_p50_us = r->p50_us;
   out.read_p99_us = r->p99_us;
   return out;
+}
+
+Result<double> RunFioRandRead(const Config& c, const std::string& dir, bool direct,
+                              uint32_t seconds) {
+  KVAULT_ASSIGN_OR_RETURN(FioFigures r,
+                          RunFioJob(c, RandReadArgs(c, dir, direct, seconds), "read"));
+  return r.gbps;
 }
 
 }  // namespace kvault::bench::storage_bench

@@ -118,7 +118,8 @@ Result<Filesystem> ProbeFilesystem(const std::string& dir) {
   return out;
 }
 
-Result<NvmeRow> MeasureNvme(const Config& c, const std::string& dir, uint64_t block_bytes) {
+Result<NvmeRow> MeasureNvme(const Config& c, const std::string& dir, uint64_t block_bytes,
+                            const std::function<Result<double>()>& paired_fio) {
   NvmeRow row;
   row.block_bytes = block_bytes;
   const uint64_t obj = SyntheticObjectBytes(block_bytes);
@@ -176,14 +177,36 @@ Result<NvmeRow> MeasureNvme(const Config& c, const std::string& dir, uint64_t bl
     }
     std::vector<uint8_t> buf(obj, 1);
     lat.clear();
-    for (uint64_t i : order) {
-      const double t0 = NowSeconds();
-      Status s = tier->Read(key_of(i), 0, static_cast<uint32_t>(obj), buf);
-      lat.push_back(NowSeconds() - t0);
-      if (!s.ok()) return s.WithContext("nvme read");
-      if (std::memcmp(buf.data(), pool.At(i % pool_n).data(), obj) != 0) {
-        return Status::Corruption("nvme read: bytes differ from what was put");
+    // With fio paired, the reads run in slices with fio's random reads before, between and after
+    // them: each slice's ratio compares two measurements of the same minute of a shared disk.
+    const uint64_t slices = paired_fio ? std::clamp<uint64_t>(c.read_slices, 1, n) : 1;
+    double fio_before = 0;
+    if (paired_fio) {
+      KVAULT_ASSIGN_OR_RETURN(fio_before, paired_fio());
+    }
+    uint64_t next = 0;
+    for (uint64_t slice = 0; slice < slices; ++slice) {
+      const uint64_t end = n * (slice + 1) / slices;
+      ReadSlice timed;
+      double seconds = 0;
+      for (; next < end; ++next) {
+        const uint64_t i = order[next];
+        const double t0 = NowSeconds();
+        Status s = tier->Read(key_of(i), 0, static_cast<uint32_t>(obj), buf);
+        lat.push_back(NowSeconds() - t0);
+        seconds += lat.back();
+        if (!s.ok()) return s.WithContext("nvme read");
+        if (std::memcmp(buf.data(), pool.At(i % pool_n).data(), obj) != 0) {
+          return Status::Corruption("nvme read: bytes differ from what was put");
+        }
+        ++timed.blocks;
       }
+      if (!paired_fio) break;
+      timed.tier_gbps = seconds > 0 ? static_cast<double>(timed.blocks * obj) / seconds / 1e9 : 0;
+      timed.fio_before_gbps = fio_before;
+      KVAULT_ASSIGN_OR_RETURN(timed.fio_after_gbps, paired_fio());
+      fio_before = timed.fio_after_gbps;
+      row.read_slices.push_back(timed);
     }
     row.read = Summarize(std::move(lat), obj);
   }

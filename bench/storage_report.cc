@@ -3,6 +3,7 @@
 // the same figures as JSON.
 #include <cstdio>
 #include <optional>
+#include <vector>
 
 #include "report.h"
 #include "storage_bench.h"
@@ -141,6 +142,38 @@ Json FioJson(const FioRun& f) {
                       {"rand_read_p50_us", f.read_p50_us},  {"rand_read_p99_us", f.read_p99_us}};
 }
 
+Json ReadSlicesJson(const NvmeRow& n) {
+  Json::Array out;
+  for (const ReadSlice& s : n.read_slices) {
+    out.push_back(Json::Object{{"blocks", s.blocks},
+                               {"gbps", s.tier_gbps},
+                               {"fio_before_gbps", s.fio_before_gbps},
+                               {"fio_after_gbps", s.fio_after_gbps},
+                               {"ratio", s.ratio()}});
+  }
+  return out;
+}
+
+// The nvme reads slice by slice, each beside the fio random reads around it.
+void PrintReadSlices(const Results& r) {
+  Table t({"nvme block", "slice", "blocks", "read GB/s", "fio before", "fio after", "x fio"});
+  bool any = false;
+  for (const NvmeRow& n : r.nvme) {
+    for (size_t i = 0; i < n.read_slices.size(); ++i) {
+      const ReadSlice& s = n.read_slices[i];
+      t.AddRow({SizeLabel(n.block_bytes), std::to_string(i + 1), std::to_string(s.blocks),
+                Format("%.2f", s.tier_gbps), Format("%.2f", s.fio_before_gbps),
+                Format("%.2f", s.fio_after_gbps), Format("%.2fx", s.ratio())});
+      any = true;
+    }
+  }
+  if (!any) return;
+  std::printf(
+      "\nnvme reads paired with fio random reads (%u s each, on fio's file, before and after "
+      "each slice;\n'x fio' = slice GB/s / mean of the two; the read ratio is their median):\n%s",
+      kPairedFioSeconds, t.Render().c_str());
+}
+
 }  // namespace
 
 void FinishFio(Results& r) {
@@ -157,7 +190,18 @@ void FinishFio(Results& r) {
   r.fio = {Median(w), Median(rd), Median(w50), Median(w99), Median(r50), Median(r99)};
   for (NvmeRow& row : r.nvme) {
     row.write_vs_fio = row.sustained_put_gbps / r.fio.write_gbps;
-    row.read_vs_fio = row.read.gbps / r.fio.read_gbps;
+    if (row.read_slices.empty()) {
+      row.read_base_gbps = r.fio.read_gbps;
+      row.read_vs_fio = row.read.gbps / r.fio.read_gbps;
+      continue;
+    }
+    std::vector<double> base, ratios;
+    for (const ReadSlice& slice : row.read_slices) {
+      base.push_back(slice.fio_gbps());
+      ratios.push_back(slice.ratio());
+    }
+    row.read_base_gbps = Median(base);
+    row.read_vs_fio = Median(ratios);
   }
 }
 
@@ -178,7 +222,7 @@ void PrintReport(const Config& c, const Results& r) {
     AddOpRow(t, "nvme", n.block_bytes, "put calls", n.put, n.put.gbps, "", 0, 0);
     AddOpRow(t, "nvme", n.block_bytes, "lookup", n.lookup, 0, "", 0, 0);
     AddOpRow(t, "nvme", n.block_bytes, "read", n.read, n.read.gbps, fio ? "fio rand read 1M" : "",
-             r.fio.read_gbps, n.read_vs_fio);
+             n.read_base_gbps, n.read_vs_fio);
   }
   std::printf("\n%s", t.Render().c_str());
   std::printf(
@@ -187,7 +231,8 @@ void PrintReport(const Config& c, const Results& r) {
       "over the repetitions.\nhost read = Pin + copy out + unpin. lookup = Lookup() of one key. "
       "nvme put GB/s = bytes / (Put calls\n+ close (memtable flush) + fsync of every file); 'put "
       "calls' = the calls alone. nvme read: every\nblock once in random order after the page "
-      "cache was dropped.\n",
+      "cache was dropped; its 'x base' is the median of the\nratios of its slices to fio random "
+      "reads run between them (table below; --read-slices 0: to the\nfio medians).\n",
       c.reps);
   if (!r.nvme.empty()) {
     Table d({"nvme block", "blocks", "written", "put calls GB/s", "flush+fsync s", "reopen ms"});
@@ -225,6 +270,7 @@ void PrintReport(const Config& c, const Results& r) {
                 f.Render().c_str());
   }
   if (!r.fio_note.empty()) std::printf("note: %s\n", r.fio_note.c_str());
+  PrintReadSlices(r);
   if (r.chain) {
     std::printf(
         "\nchain lookup, %u keys all in host, %llu lookups in %zu rounds, medians over the "
@@ -279,6 +325,8 @@ Json ReportJson(const Config& c, const Results& r) {
                                 {"recover_ms", n.recover_ms},
                                 {"lookup", OpJson(n.lookup)},
                                 {"read", OpJson(n.read)},
+                                {"read_slices", ReadSlicesJson(n)},
+                                {"read_base_gbps", n.read_base_gbps},
                                 {"write_vs_fio", n.write_vs_fio},
                                 {"read_vs_fio", n.read_vs_fio}});
   }
@@ -310,6 +358,7 @@ Json ReportJson(const Config& c, const Results& r) {
                               {"nvme_blob_gc_age_cutoff", c.nvme_options.blob_gc_age_cutoff},
                               {"fio_bytes", c.fio_bytes},
                               {"fio_seconds", c.fio_seconds},
+                              {"read_slices", c.read_slices},
                               {"policy", c.policy},
                               {"seed", c.seed}}},
       {"host", host},

@@ -19,6 +19,12 @@ double NumberAfter(const std::string& doc, const std::string& key) {
   return kvault::testing::JsonNumber(doc, key);
 }
 
+int Count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 bool HaveFio() { return std::system("command -v fio >/dev/null 2>&1") == 0; }
 
 class KvaultBenchStorageTest : public kvault::testing::BinaryTest {
@@ -35,7 +41,8 @@ TEST_F(KvaultBenchStorageTest, TinyRunPrintsTableJsonAndTargets) {
   // LRU: the bench's output does not depend on the policy, and LRU is always there.
   BinaryRun r =
       Run("storage --policy lru --sizes 64K,1M --reps 2 --host-bytes 4M --host-capacity 16M "
-          "--nvme-bytes 8M --fio-bytes 8M --fio-seconds 1 --chain-keys 100 --chain-lookups 50 "
+          "--nvme-bytes 8M --fio-bytes 8M --fio-seconds 1 --read-slices 2 --chain-keys 100 "
+          "--chain-lookups 50 "
           "--dir " +
           (dir_ / "scratch").string() + " --json " + json.string());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -75,6 +82,14 @@ TEST_F(KvaultBenchStorageTest, TinyRunPrintsTableJsonAndTargets) {
     EXPECT_NE(r.out.find("fio seq write 1M"), std::string::npos) << r.out;
     EXPECT_GT(NumberAfter(doc, "seq_write_gbps"), 0) << doc;
     EXPECT_GT(NumberAfter(doc, "rand_read_gbps"), 0) << doc;
+    // The reads ran in 2 slices, each between two fio random reads.
+    EXPECT_NE(r.out.find("nvme reads paired with fio random reads"), std::string::npos) << r.out;
+    const size_t slices = doc.find("\"read_slices\": [");
+    ASSERT_NE(slices, std::string::npos) << doc;
+    const std::string first = doc.substr(slices, doc.find(']', slices) - slices);
+    EXPECT_EQ(Count(first, "\"fio_after_gbps\""), 2) << first;
+    EXPECT_GT(NumberAfter(first, "fio_before_gbps"), 0) << first;
+    EXPECT_GT(NumberAfter(doc, "read_base_gbps"), 0) << doc;
   } else {
     EXPECT_NE(r.out.find("no fio baseline"), std::string::npos) << r.out;
   }
@@ -94,6 +109,8 @@ TEST_F(KvaultBenchStorageTest, RejectsBadUsageWithExitCode2) {
       {"storage --nvme-gc-age-cutoff 2", "--nvme-gc-age-cutoff"},
       {"storage --policy nosuch", "--policy"},
       {"storage --reps 0", "--reps"},
+      {"storage --read-slices 65", "--read-slices"},
+      {"storage --read-slices -1", "--read-slices"},
       {"storage --host-bytes 64M --host-capacity 32M", "--host-capacity"},
       {"storage --frobnicate 1", "unknown option"},
       {"storage extra", "unexpected argument"},

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "nvme/info_log.h"
+#include "nvme/page_aligned_file_system.h"
 
 namespace kvault::storage::nvme {
 namespace {
@@ -21,6 +22,8 @@ DbOptions MakeDbOptions(const NvmeTierOptions& options,
                         std::shared_ptr<rocksdb::EventListener> listener) {
   DbOptions out;
   rocksdb::Options& db = out.db;
+  out.env = NewPageAlignedWritesEnv();
+  db.env = out.env.get();
   db.create_if_missing = true;
   db.max_background_jobs = std::max(2, options.background_jobs);
   db.use_direct_reads = options.use_direct_reads;

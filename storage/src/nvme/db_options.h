@@ -11,6 +11,7 @@
 namespace kvault::storage::nvme {
 
 struct DbOptions {
+  std::shared_ptr<rocksdb::Env> env;  // db.env points here: page-aligned direct writes
   rocksdb::Options db;
   rocksdb::WriteOptions write;
   rocksdb::ReadOptions read_objects;  // block object reads: bypass the block cache
