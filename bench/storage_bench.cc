@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include "kvault/common/cli_args.h"
 #include "kvault/common/synthetic_block.h"
@@ -31,6 +32,7 @@ Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers ho
                             [--nvme-layout blob|inline] [--nvme-buffered-reads]
                             [--nvme-buffered-writes]
                             [--nvme-write-buffer B] [--nvme-gc-age-cutoff F]
+                            [--nvme-gc-min-garbage F]
                             [--fio PATH|none] [--fio-bytes B]
                             [--fio-seconds S] [--read-slices N] [--chain-keys N]
                             [--chain-lookups N]
@@ -56,6 +58,9 @@ Usage: kvault-bench storage [--json FILE] [--dir DIR] [--sizes LIST] [--tiers ho
   --nvme-write-buffer B  nvme tier memtable size (default 64M, the tier's default).
   --nvme-gc-age-cutoff F  nvme tier blob GC age cutoff, 0..1 (default 0.25, the tier's
                        default); 0 turns blob relocation during compaction off.
+  --nvme-gc-min-garbage F  blob GC runs only while the files it would relocate hold this
+                       fraction of garbage, 0..1 (default 0.05, the tier's default); 0: GC
+                       always runs (RocksDB's behaviour).
   --fio PATH           fio binary (default "fio" from PATH); "none" skips the fio baseline.
   --fio-bytes B        fio's file, written sequentially once per fio run (default 1G).
   --fio-seconds S      fio random-read runtime per fio run (default 3).
@@ -102,14 +107,29 @@ Result<uint64_t> ParseBytes(std::string_view what, std::string_view text, uint64
 }
 
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
-  KVAULT_ASSIGN_OR_RETURN(
-      CliArgs a,
-      CliArgs::Parse(
-          args,
-          {"json", "dir", "sizes", "tiers", "reps", "host-bytes", "host-capacity", "nvme-bytes",
-           "nvme-layout", "nvme-write-buffer", "nvme-gc-age-cutoff", "fio", "fio-bytes",
-           "fio-seconds", "read-slices", "chain-keys", "chain-lookups", "policy", "seed"},
-          {"nvme-buffered-reads", "nvme-buffered-writes", "keep", "memory-child"}));
+  const std::set<std::string> value_flags = {"json",
+                                             "dir",
+                                             "sizes",
+                                             "tiers",
+                                             "reps",
+                                             "host-bytes",
+                                             "host-capacity",
+                                             "nvme-bytes",
+                                             "nvme-layout",
+                                             "nvme-write-buffer",
+                                             "nvme-gc-age-cutoff",
+                                             "nvme-gc-min-garbage",
+                                             "fio",
+                                             "fio-bytes",
+                                             "fio-seconds",
+                                             "read-slices",
+                                             "chain-keys",
+                                             "chain-lookups",
+                                             "policy",
+                                             "seed"};
+  KVAULT_ASSIGN_OR_RETURN(CliArgs a, CliArgs::Parse(args, value_flags,
+                                                    {"nvme-buffered-reads", "nvme-buffered-writes",
+                                                     "keep", "memory-child"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.json_path = a.GetOr("json", "");
@@ -156,6 +176,14 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   if (cutoff.empty() || *end != '\0' || !(c.nvme_options.blob_gc_age_cutoff >= 0) ||
       c.nvme_options.blob_gc_age_cutoff > 1) {
     return Status::InvalidArgument("--nvme-gc-age-cutoff must be in [0, 1], got '" + cutoff + "'");
+  }
+  const std::string min_garbage = a.GetOr("nvme-gc-min-garbage", "0.05");
+  end = nullptr;
+  c.nvme_options.blob_gc_min_garbage = std::strtod(min_garbage.c_str(), &end);
+  if (min_garbage.empty() || *end != '\0' || !(c.nvme_options.blob_gc_min_garbage >= 0) ||
+      c.nvme_options.blob_gc_min_garbage > 1) {
+    return Status::InvalidArgument("--nvme-gc-min-garbage must be in [0, 1], got '" + min_garbage +
+                                   "'");
   }
   c.fio = a.GetOr("fio", "fio");
   KVAULT_ASSIGN_OR_RETURN(c.fio_bytes,

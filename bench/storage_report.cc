@@ -243,13 +243,13 @@ void PrintReport(const Config& c, const Results& r) {
     }
     std::printf(
         "\nnvme tier (layout %s, %s reads, %s writes, write buffer %s, blob GC age cutoff "
-        "%.2f):\n%s",
+        "%.2f, min garbage %.2f):\n%s",
         c.nvme_options.value_layout == storage::NvmeValueLayout::kBlobFiles ? "blob files"
                                                                             : "inline",
         c.nvme_options.use_direct_reads ? "O_DIRECT" : "buffered",
         c.nvme_options.use_direct_writes ? "O_DIRECT" : "buffered",
         MiB(c.nvme_options.write_buffer_bytes).c_str(), c.nvme_options.blob_gc_age_cutoff,
-        d.Render().c_str());
+        c.nvme_options.blob_gc_min_garbage, d.Render().c_str());
   }
   if (!r.nvme_note.empty()) std::printf("\nnvme tier not measured: %s\n", r.nvme_note.c_str());
   if (fio) {
@@ -356,6 +356,7 @@ Json ReportJson(const Config& c, const Results& r) {
                               {"nvme_direct_writes", c.nvme_options.use_direct_writes},
                               {"nvme_write_buffer_bytes", c.nvme_options.write_buffer_bytes},
                               {"nvme_blob_gc_age_cutoff", c.nvme_options.blob_gc_age_cutoff},
+                              {"nvme_blob_gc_min_garbage", c.nvme_options.blob_gc_min_garbage},
                               {"fio_bytes", c.fio_bytes},
                               {"fio_seconds", c.fio_seconds},
                               {"read_slices", c.read_slices},

@@ -107,6 +107,8 @@ TEST_F(KvaultBenchStorageTest, RejectsBadUsageWithExitCode2) {
       {"storage --tiers disk", "--tiers"},
       {"storage --nvme-layout tree", "--nvme-layout"},
       {"storage --nvme-gc-age-cutoff 2", "--nvme-gc-age-cutoff"},
+      {"storage --nvme-gc-min-garbage 1.5", "--nvme-gc-min-garbage"},
+      {"storage --nvme-gc-min-garbage x", "--nvme-gc-min-garbage"},
       {"storage --policy nosuch", "--policy"},
       {"storage --reps 0", "--reps"},
       {"storage --read-slices 65", "--read-slices"},

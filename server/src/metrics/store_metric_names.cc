@@ -82,6 +82,8 @@ constexpr Help kHelp[] = {
     {"read_errors_total", "Tier reads that failed with an I/O error."},
     {"disk_full_recoveries_total", "Times the tier resumed writes after its disk was full."},
     {"hardware_crc32c", "1 when the tier's CRC32C runs on the CPU's instruction, else 0."},
+    {"blob_gc_active", "1 while the tier lets RocksDB relocate blobs to collect garbage, else 0."},
+    {"blob_gc_switches_total", "Times the tier turned its blob garbage collection on or off."},
     {"free_ranges", "Separate free ranges in the tier's memory."},
     {"largest_free_bytes", "Largest contiguous free range of the tier."},
     {"copied_in_bytes_total", "Bytes copied into the tier's device memory."},

@@ -53,8 +53,14 @@ DbOptions MakeDbOptions(const NvmeTierOptions& options,
     db.min_blob_size = 64;
     db.blob_file_size = options.blob_file_bytes;
     db.blob_compression_type = rocksdb::kNoCompression;
-    db.enable_blob_garbage_collection = true;
+    // With a garbage threshold the tier turns GC on only while the oldest files hold garbage
+    // (NvmeTier::Impl::UpdateBlobGc); while it is on, RocksDB also compacts those files on its
+    // own once their garbage passes the same threshold.
+    db.enable_blob_garbage_collection = options.blob_gc_min_garbage <= 0;
     db.blob_garbage_collection_age_cutoff = options.blob_gc_age_cutoff;
+    if (options.blob_gc_min_garbage > 0) {
+      db.blob_garbage_collection_force_threshold = options.blob_gc_min_garbage;
+    }
   }
 
   out.write.disableWAL = !options.use_wal;

@@ -107,11 +107,14 @@ Status NvmeTier::Impl::RecoverFromDiskFull(uint64_t erased) {
   if (erased != erased_at_compaction_) {
     // Erasures free disk space only when compaction drops what they cover: with blob files
     // this rewrites the small tables of references and deletes blob files that hold no live
-    // block (blob GC relocates the live blocks of the oldest files, as configured).
+    // block (blob GC, forced below, relocates the live blocks of the oldest files).
     rs = db_->Flush(rocksdb::FlushOptions());
     if (!rs.ok()) return nvme::FromRocksDb(rs, "flush");
     rocksdb::CompactRangeOptions compaction;
     compaction.exclusive_manual_compaction = false;
+    // Space is what recovery needs: relocate from the oldest files whether or not the tier's
+    // garbage threshold has turned GC on.
+    compaction.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
     rs = db_->CompactRange(compaction, nullptr, nullptr);
     if (!rs.ok()) return nvme::FromRocksDb(rs, "compact");
     WaitForBackgroundJobs();  // their obsolete files deleted, so that statvfs sees the space

@@ -2,6 +2,7 @@
 
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "kvault/common/block_format.h"
 #include "kvault/common/log.h"
+#include "nvme/blob_gc.h"
 #include "nvme/crc32c_override.h"
 #include "nvme/nvme_tier_impl.h"
 #include "nvme/reserve_file.h"
@@ -42,12 +44,26 @@ class NvmeTier::Impl::Listener final : public rocksdb::EventListener {
  public:
   void Attach(Impl* impl) { impl_.store(impl, std::memory_order_release); }
 
+  void MarkBlobGcCheckDue() {
+    Impl* impl = impl_.load(std::memory_order_acquire);
+    if (impl != nullptr) impl->blob_gc_check_due_.store(true, std::memory_order_release);
+  }
+
   void OnBackgroundError(rocksdb::BackgroundErrorReason /*reason*/,
                          rocksdb::Status* bg_error) override {
     Impl* impl = impl_.load(std::memory_order_acquire);
     if (impl != nullptr && bg_error != nullptr && nvme::IsDiskFull(*bg_error)) {
       impl->EnterDiskFull(bg_error->ToString(), /*rocksdb_out_of_space=*/true);
     }
+  }
+
+  // The garbage in the blob files changes only when a flush or compaction finishes.
+  void OnFlushCompleted(rocksdb::DB* /*db*/, const rocksdb::FlushJobInfo& /*info*/) override {
+    MarkBlobGcCheckDue();
+  }
+  void OnCompactionCompleted(rocksdb::DB* /*db*/,
+                             const rocksdb::CompactionJobInfo& /*info*/) override {
+    MarkBlobGcCheckDue();
   }
 
   void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status /*bg_error*/,
@@ -73,6 +89,9 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
   if (!(options.blob_gc_age_cutoff >= 0.0 && options.blob_gc_age_cutoff <= 1.0)) {
     return Status::InvalidArgument("nvme tier: blob_gc_age_cutoff must be in [0, 1]");
   }
+  if (!(options.blob_gc_min_garbage >= 0.0 && options.blob_gc_min_garbage <= 1.0)) {
+    return Status::InvalidArgument("nvme tier: blob_gc_min_garbage must be in [0, 1]");
+  }
   std::error_code ec;
   std::filesystem::create_directories(options.directory, ec);
   if (ec) {
@@ -90,12 +109,15 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
     effective.use_direct_writes = false;
   }
   std::unique_ptr<Impl> impl(new Impl(effective));
+  impl->blob_gc_active_.store(effective.value_layout == NvmeValueLayout::kBlobFiles &&
+                              effective.blob_gc_min_garbage <= 0);
   impl->listener_->Attach(impl.get());
   rocksdb::DB* db = nullptr;
   rocksdb::Status rs = rocksdb::DB::Open(impl->db_options_.db, options.directory, &db);
   if (!rs.ok()) return nvme::FromRocksDb(rs, "nvme tier: open " + options.directory);
   impl->db_.reset(db);
   KVAULT_RETURN_IF_ERROR(impl->ScanSizes(nullptr));
+  impl->UpdateBlobGc();  // a directory reopened with garbage in its oldest files collects it
   Status held;
   {
     std::lock_guard<std::mutex> lock(impl->full_mu_);
@@ -139,6 +161,38 @@ void NvmeTier::Impl::WaitForFlushes() {
   WaitUntilZero({&P::kMemTableFlushPending, &P::kNumRunningFlushes, &P::kNumImmutableMemTable});
 }
 
+void NvmeTier::Impl::UpdateBlobGc() {
+  if (options_.value_layout != NvmeValueLayout::kBlobFiles || options_.blob_gc_min_garbage <= 0 ||
+      !blob_gc_check_due_.load(std::memory_order_acquire)) {
+    return;
+  }
+  std::unique_lock<std::mutex> lock(blob_gc_mu_, std::try_to_lock);
+  if (!lock.owns_lock() || !blob_gc_check_due_.exchange(false, std::memory_order_acq_rel)) return;
+  rocksdb::ColumnFamilyMetaData meta;
+  db_->GetColumnFamilyMetaData(&meta);
+  std::sort(meta.blob_files.begin(), meta.blob_files.end(),
+            [](const rocksdb::BlobMetaData& a, const rocksdb::BlobMetaData& b) {
+              return a.blob_file_number < b.blob_file_number;
+            });
+  std::vector<nvme::BlobFileGarbage> files;
+  files.reserve(meta.blob_files.size());
+  for (const rocksdb::BlobMetaData& blob : meta.blob_files) {
+    files.push_back({blob.total_blob_bytes, blob.garbage_blob_bytes});
+  }
+  const bool active = blob_gc_active_.load(std::memory_order_relaxed);
+  const bool pays =
+      nvme::BlobGcPays(files, options_.blob_gc_age_cutoff, options_.blob_gc_min_garbage, active);
+  if (pays == active) return;
+  rocksdb::Status rs =
+      db_->SetOptions({{"enable_blob_garbage_collection", pays ? "true" : "false"}});
+  if (!rs.ok()) {  // the OPTIONS file could not be written (a full disk): decide again later
+    blob_gc_check_due_.store(true, std::memory_order_release);
+    return;
+  }
+  blob_gc_active_.store(pays, std::memory_order_relaxed);
+  blob_gc_switches_.fetch_add(1, std::memory_order_relaxed);
+}
+
 void NvmeTier::Impl::WaitForBackgroundJobs() {
   using P = rocksdb::DB::Properties;
   WaitUntilZero({&P::kNumRunningFlushes, &P::kNumRunningCompactions});
@@ -175,6 +229,7 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
   if (key.tenant == nvme::kReservedTenant) {
     return Status::InvalidArgument("nvme tier: tenant 4294967295 is reserved");
   }
+  UpdateBlobGc();
   if (disk_full() && !TryLeaveDiskFull()) {
     rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
     return DiskFullStatus();
@@ -293,6 +348,7 @@ void NvmeTier::Impl::DropCorrupt(const ScopedKey& key) {
 }
 
 void NvmeTier::Impl::Erase(const ScopedKey& key) {
+  UpdateBlobGc();
   std::lock_guard<std::mutex> stripe(StripeFor(key));
   EraseLocked(key);
 }
@@ -388,12 +444,14 @@ void NvmeTier::Impl::VisitCounters(CounterVisitor& visitor) const {
   counter("disk_full_recoveries_total", disk_full_recoveries_);
   counter("write_errors_total", write_errors_);
   counter("read_errors_total", read_errors_);
+  counter("blob_gc_switches_total", blob_gc_switches_);
   const TierUsage usage = Usage();
   visitor.Gauge(kTier, "used_bytes", static_cast<double>(usage.used_bytes));
   visitor.Gauge(kTier, "capacity_bytes", static_cast<double>(usage.capacity_bytes));
   visitor.Gauge(kTier, "blocks", static_cast<double>(usage.blocks));
   visitor.Gauge(kTier, "disk_full", disk_full() ? 1.0 : 0.0);
   visitor.Gauge(kTier, "hardware_crc32c", nvme::HardwareCrc32cActive() ? 1.0 : 0.0);
+  visitor.Gauge(kTier, "blob_gc_active", blob_gc_active_.load(std::memory_order_relaxed) ? 1 : 0);
 }
 
 // The public class forwards to Impl.

@@ -3,8 +3,9 @@
 // nvme_disk_full.cc the disk-full state machine (docs/storage.md, "Disk full").
 //
 // Thread-safe. Lock order: recovery_mu_, then stripes_ (ascending index when several), then
-// full_mu_. No lock but recovery_mu_ and stripes_ is held across a RocksDB call, so RocksDB's
-// background threads (which call the listener, which takes full_mu_) never wait on us.
+// full_mu_; blob_gc_mu_ is taken alone, with no other lock held. No lock but recovery_mu_,
+// stripes_ and blob_gc_mu_ is held across a RocksDB call, so RocksDB's background threads (which
+// call the listener, which takes full_mu_) never wait on us.
 
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
@@ -65,6 +66,10 @@ class NvmeTier::Impl {
   // before that: free space is measured after this.
   void WaitForBackgroundJobs();
   rocksdb::WriteOptions WriteOptions() const { return db_options_.write; }
+  // Turns RocksDB's blob GC on or off (nvme::BlobGcPays) when a flush or compaction has finished
+  // since the last decision. Called at the start of Put and Erase with no lock held; a caller
+  // that finds another deciding goes on without waiting.
+  void UpdateBlobGc();
 
   // The stored object size of `key` from its size entry: nullopt when absent.
   Result<std::optional<uint32_t>> StoredSize(const ScopedKey& key);
@@ -105,6 +110,12 @@ class NvmeTier::Impl {
   std::atomic<uint64_t> rejected_capacity_{0}, rejected_disk_full_{0};
   std::atomic<uint64_t> disk_full_events_{0}, disk_full_recoveries_{0};
   std::atomic<uint64_t> write_errors_{0}, read_errors_{0};
+
+  // Blob GC switch (UpdateBlobGc). The listener sets check_due after every flush and compaction.
+  std::mutex blob_gc_mu_;
+  std::atomic<bool> blob_gc_check_due_{true};
+  std::atomic<bool> blob_gc_active_{false};
+  std::atomic<uint64_t> blob_gc_switches_{0};
 
   // Disk-full state. full_ is read without the lock on every Put.
   std::atomic<bool> full_{false};

@@ -225,15 +225,15 @@ TEST(MetricsTest, PromtoolAcceptsTheOutput) {
   m.CountRejected(RejectReason::kUnauthenticated);
   // The nvme and gpu tiers' figures (as their VisitCounters report them) without RocksDB or CUDA.
   FakeCounters others;
-  for (const char* name :
-       {"puts_total", "reads_total", "erases_total", "checksum_failures_total",
-        "writes_rejected_capacity_total", "writes_rejected_disk_full_total",
-        "disk_full_events_total", "disk_full_recoveries_total", "write_errors_total",
-        "read_errors_total", "evictions_total", "demotions_total", "promotions_total"}) {
+  for (const char* name : {"puts_total", "reads_total", "erases_total", "checksum_failures_total",
+                           "writes_rejected_capacity_total", "writes_rejected_disk_full_total",
+                           "disk_full_events_total", "disk_full_recoveries_total",
+                           "write_errors_total", "read_errors_total", "blob_gc_switches_total",
+                           "evictions_total", "demotions_total", "promotions_total"}) {
     others.counters[{"nvme", name}] = 1;
   }
-  for (const char* name :
-       {"used_bytes", "capacity_bytes", "blocks", "disk_full", "hardware_crc32c"}) {
+  for (const char* name : {"used_bytes", "capacity_bytes", "blocks", "disk_full", "hardware_crc32c",
+                           "blob_gc_active"}) {
     others.gauges[{"nvme", name}] = 1;
   }
   for (const char* name :

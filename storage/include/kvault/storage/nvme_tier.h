@@ -55,6 +55,15 @@ struct NvmeTierOptions {
   // bounds space amplification tighter, at the cost of rewriting more live bytes.
   double blob_gc_age_cutoff = 0.25;
 
+  // GC runs only while the blob files it would relocate (the oldest blob_gc_age_cutoff of them)
+  // hold at least this fraction of garbage, erased or replaced blocks that compactions have
+  // found, and stops again below half of it (kBlobFiles). Default 0.05. Without such garbage a
+  // relocation frees nothing: it only rewrites live blocks (a bulk load followed by a reopen
+  // rewrote 192 MiB of 1 GiB). The switch lags the garbage by about one compaction, which a
+  // tier only a few blob files large sees as more space (docs/storage.md, "Blob GC"). 0: GC
+  // always runs, RocksDB's own behaviour.
+  double blob_gc_min_garbage = 0.05;
+
   // Size of one memtable. Default 64 MiB. Writes land here first; with the WAL off, what sits in
   // memtables when the process dies is lost (the tier is a cache: lost blocks are misses).
   // Larger batches writes into bigger files; smaller bounds the loss and the memory held.
