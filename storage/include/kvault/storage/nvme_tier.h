@@ -38,9 +38,9 @@ struct NvmeTierOptions {
 
   // Cap on the bytes of block objects held (the sum of object sizes, not the files on disk). A Put
   // that would pass it is refused with ResourceExhausted. The directory needs headroom beyond it:
-  // file overhead, space not yet reclaimed from erased blocks (up to about 1 /
-  // (1 - blob_gc_age_cutoff) times the live bytes with blob files), min_free_bytes and
-  // reserve_bytes. Required, > 0.
+  // file overhead, space not yet reclaimed from erased blocks (with blob files, 1.1-1.6x the
+  // live bytes measured under churn, the upper end on tiers only a few blob files large:
+  // docs/storage.md, "Blob GC"), min_free_bytes and reserve_bytes. Required, > 0.
   uint64_t capacity_bytes = 0;
 
   // Default kBlobFiles: see NvmeValueLayout.
