@@ -348,7 +348,6 @@ void NvmeTier::Impl::DropCorrupt(const ScopedKey& key) {
 }
 
 void NvmeTier::Impl::Erase(const ScopedKey& key) {
-  UpdateBlobGc();
   std::lock_guard<std::mutex> stripe(StripeFor(key));
   EraseLocked(key);
 }

@@ -67,8 +67,9 @@ class NvmeTier::Impl {
   void WaitForBackgroundJobs();
   rocksdb::WriteOptions WriteOptions() const { return db_options_.write; }
   // Turns RocksDB's blob GC on or off (nvme::BlobGcPays) when a flush or compaction has finished
-  // since the last decision. Called at the start of Put and Erase with no lock held; a caller
-  // that finds another deciding goes on without waiting.
+  // since the last decision. Called at open and at the start of Put, with no lock held; not from
+  // Erase, which the BlockStore calls under its own mutex (the decision reads RocksDB's metadata
+  // and may write an OPTIONS file). A caller that finds another deciding goes on without waiting.
   void UpdateBlobGc();
 
   // The stored object size of `key` from its size entry: nullopt when absent.
