@@ -12,6 +12,7 @@
 #include "kvault/kernels/codec_spec.h"
 #include "kvault/kv_store.h"
 #include "mode_args.h"
+#include "number_arg.h"
 #include "scratch_dir.h"
 #include "size_arg.h"
 
@@ -119,17 +120,6 @@ bool ContinuesSpec(const std::string& term) {
   return term == "rot" || StartsWith(term, "rot;");
 }
 
-Result<double> ParseDouble(const std::string& flag, const std::string& text, double min,
-                           double max) {
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || !(v >= min) || v > max) {
-    return Status::InvalidArgument("--" + flag + " takes a number from " + Format("%g", min) +
-                                   " to " + Format("%g", max) + ", got '" + text + "'");
-  }
-  return v;
-}
-
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a,
@@ -152,15 +142,16 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                             ParseSizeArg("--capacity", *a.Get("capacity"), 1, uint64_t{1} << 40));
   }
   if (a.Has("capacity-fraction")) {
-    KVAULT_ASSIGN_OR_RETURN(c.capacity_fraction,
-                            ParseDouble("capacity-fraction", *a.Get("capacity-fraction"), 1e-6, 1));
+    KVAULT_ASSIGN_OR_RETURN(
+        c.capacity_fraction,
+        ParseNumberArg("--capacity-fraction", *a.Get("capacity-fraction"), 1e-6, 1));
   }
   KVAULT_ASSIGN_OR_RETURN(uint64_t sample, a.GetUint("sample", c.sample, 1, 1000000));
   c.sample = static_cast<uint32_t>(sample);
   KVAULT_ASSIGN_OR_RETURN(c.requests, a.GetUint("requests", 0, 1, 100000000));
   if (a.Has("max-seconds")) {
     KVAULT_ASSIGN_OR_RETURN(c.max_seconds,
-                            ParseDouble("max-seconds", *a.Get("max-seconds"), 0.01, 86400));
+                            ParseNumberArg("--max-seconds", *a.Get("max-seconds"), 0.01, 86400));
   }
   KVAULT_ASSIGN_OR_RETURN(uint64_t layers, a.GetUint("layers", c.layers, 1, kModelLayers));
   c.layers = static_cast<uint32_t>(layers);

@@ -17,6 +17,7 @@
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/eviction_policy.h"
 #include "mode_args.h"
+#include "number_arg.h"
 #include "report.h"
 
 namespace kvault::bench {
@@ -170,21 +171,12 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       c.nvme_options.write_buffer_bytes,
       ParseBytes("--nvme-write-buffer", a.GetOr("nvme-write-buffer", "64M"), 1 << 20, 16ull << 30));
-  const std::string cutoff = a.GetOr("nvme-gc-age-cutoff", "0.25");
-  char* end = nullptr;
-  c.nvme_options.blob_gc_age_cutoff = std::strtod(cutoff.c_str(), &end);
-  if (cutoff.empty() || *end != '\0' || !(c.nvme_options.blob_gc_age_cutoff >= 0) ||
-      c.nvme_options.blob_gc_age_cutoff > 1) {
-    return Status::InvalidArgument("--nvme-gc-age-cutoff must be in [0, 1], got '" + cutoff + "'");
-  }
-  const std::string min_garbage = a.GetOr("nvme-gc-min-garbage", "0.05");
-  end = nullptr;
-  c.nvme_options.blob_gc_min_garbage = std::strtod(min_garbage.c_str(), &end);
-  if (min_garbage.empty() || *end != '\0' || !(c.nvme_options.blob_gc_min_garbage >= 0) ||
-      c.nvme_options.blob_gc_min_garbage > 1) {
-    return Status::InvalidArgument("--nvme-gc-min-garbage must be in [0, 1], got '" + min_garbage +
-                                   "'");
-  }
+  KVAULT_ASSIGN_OR_RETURN(
+      c.nvme_options.blob_gc_age_cutoff,
+      ParseNumberArg("--nvme-gc-age-cutoff", a.GetOr("nvme-gc-age-cutoff", "0.25"), 0, 1));
+  KVAULT_ASSIGN_OR_RETURN(
+      c.nvme_options.blob_gc_min_garbage,
+      ParseNumberArg("--nvme-gc-min-garbage", a.GetOr("nvme-gc-min-garbage", "0.05"), 0, 1));
   c.fio = a.GetOr("fio", "fio");
   KVAULT_ASSIGN_OR_RETURN(c.fio_bytes,
                           ParseBytes("--fio-bytes", a.GetOr("fio-bytes", "1G"), 1 << 20, kTiB));
