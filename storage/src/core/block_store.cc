@@ -84,8 +84,16 @@ void StoreCore::EraseIfLostAndUnused(EntryId id) {
 }
 
 void StoreCore::ExpireLeases() {
-  counters_.leases_expired +=
+  const size_t expired =
       leases_.ExpireDue(clock_->NowNanos(), [this](EntryId id) { ReleaseEntryLease(id); });
+  counters_.leases_expired += expired;
+  if (expired > 0) ResumeStalledDemotion();
+}
+
+void StoreCore::ResumeStalledDemotion() {
+  if (!demotion_stalled_) return;
+  demotion_stalled_ = false;
+  WakeMovers();
 }
 
 void StoreCore::PublishIn(EntryId id, TierKind kind) {
@@ -329,8 +337,7 @@ Status StoreCore::ReleaseLease(LeaseId lease) {
     return Status::NotFound("lease " + std::to_string(lease) + " is unknown or expired");
   }
   ++counters_.leases_released;
-  demotion_stalled_ = false;
-  mover_cv_.notify_one();
+  ResumeStalledDemotion();
   return Status::Ok();
 }
 
@@ -430,10 +437,7 @@ void StoreCore::Unpin(EntryId id) {
   std::lock_guard lock(mu_);
   --index_.at(id).pins;
   EraseIfLostAndUnused(id);
-  if (demotion_stalled_) {
-    demotion_stalled_ = false;
-    mover_cv_.notify_one();
-  }
+  ResumeStalledDemotion();
 }
 
 Result<bool> StoreCore::Delete(const ScopedKey& key) {

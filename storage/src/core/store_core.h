@@ -103,6 +103,10 @@ class StoreCore {
   void MoverLoop();
   bool MoverHasWork() const;
   void WakeMovers();
+  // A pin or lease went away, so a demotion that found nothing evictable may find a victim now:
+  // clears demotion_stalled_ and wakes a mover. Nothing when no demotion had stalled (a mover
+  // woken without work costs the caller a system call and takes mu_ from it). Caller holds mu_.
+  void ResumeStalledDemotion();
 
   const BlockStoreOptions options_;
   std::unique_ptr<SteadyClock> owned_clock_;

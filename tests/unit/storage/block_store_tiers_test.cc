@@ -196,6 +196,38 @@ TEST(BlockStoreTiers, MoversKeepTheHostTierUnderItsWatermarks) {
   EXPECT_EQ(s.store->Lookup(0, keys, {.touch = false}).leading_hits, 9u);
 }
 
+// A mover that found every block leased stops trying until a pin or lease goes away. An expired
+// lease is such a going-away, with no write after it to wake the mover.
+TEST(BlockStoreTiers, AnExpiredLeaseLetsAStalledMoverDemoteWithoutAnotherWrite) {
+  ManualClock clock;
+  TwoTierStore s =
+      MakeStore(&clock, {.high_watermark = 0.6, .low_watermark = 0.4, .mover_threads = 1});
+  PutRange(*s.store, 0, 6);  // 0.57 of the host tier: under the high watermark
+  std::vector<BlockKey> leased;
+  for (int i = 0; i < 6; ++i) leased.push_back(KeyOf(i));
+  ASSERT_NE(s.store->Lookup(0, leased, {.lease_ttl = std::chrono::seconds(5)}).lease, 0u);
+  // Two more blocks go over it: the mover demotes the committed one and then stalls, since the
+  // rest is leased or still being written.
+  auto held =
+      s.store->Reserve(0, KeyOf(7), static_cast<uint32_t>(ObjectFor(KeyOf(7), kPayload).size()));
+  ASSERT_TRUE(held.ok() && held->has_value());
+  PutRange(*s.store, 6, 7);
+  s.store->WaitForMovers();
+  const double high = 0.6 * (1 << 20), low = 0.4 * (1 << 20);
+  ASSERT_GT(CounterOf(*s.store, "host.reserved_bytes"), high) << "the mover stalled above it";
+  EXPECT_EQ(s.store->Lookup(0, leased, {.touch = false}).tiers[0], TierKind::kHost);
+
+  clock.Advance(std::chrono::seconds(6));
+  const BlockKey probe = KeyOf(100);
+  EXPECT_EQ(s.store->Lookup(0, std::span(&probe, 1)).leading_hits, 0u);  // expires the lease
+  s.store->WaitForMovers();
+  EXPECT_EQ(CounterOf(*s.store, "leases_expired_total"), 1);
+  EXPECT_LE(CounterOf(*s.store, "host.reserved_bytes"), low) << "demoted down to the low mark";
+  LookupResult after = s.store->Lookup(0, leased, {.touch = false});
+  EXPECT_EQ(after.leading_hits, 6u) << "demoted, not dropped";
+  EXPECT_EQ(after.tiers[0], TierKind::kNvme);
+}
+
 TEST(BlockStoreTiers, LookupHitsInTheColdTierArePromotedInTheBackground) {
   ManualClock clock;
   TwoTierStore s = MakeStore(&clock, {.mover_threads = 1});
