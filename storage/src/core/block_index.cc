@@ -1,7 +1,5 @@
 #include "core/block_index.h"
 
-#include <cstring>
-
 namespace kvault::storage {
 namespace {
 constexpr size_t kInitialSlots = 1024;
@@ -10,42 +8,6 @@ constexpr uint64_t kMaxLoadPercent = 70;
 }  // namespace
 
 BlockIndex::BlockIndex() : table_(kInitialSlots, 0), mask_(kInitialSlots - 1) {}
-
-uint64_t BlockIndex::Hash(const ScopedKey& key) {
-  // Keys are SHA-256 digests: their bytes are already uniform. Mix in the tenant so the same key
-  // under two tenants lands in unrelated places.
-  uint64_t a, b;
-  std::memcpy(&a, key.key.data(), 8);
-  std::memcpy(&b, key.key.data() + 8, 8);
-  uint64_t h = a ^ (uint64_t{key.tenant} * 0x9E3779B97F4A7C15ull);
-  h ^= h >> 29;
-  return h ^ (b & 0xFFFFFFFF00000000ull);
-}
-
-EntryId BlockIndex::Find(const ScopedKey& key) const {
-  const uint64_t hash = Hash(key);
-  const uint32_t fingerprint = Fingerprint(hash);
-  for (uint64_t i = hash & mask_;; i = (i + 1) & mask_) {
-    const uint64_t value = table_[i];
-    if (value == 0) return kNoEntry;
-    if (static_cast<uint32_t>(value >> 32) == fingerprint) {
-      const EntryId id = static_cast<EntryId>(value & 0xFFFFFFFF) - 1;
-      if (entries_[id].key == key) return id;
-    }
-  }
-}
-
-void BlockIndex::Prefetch(const ScopedKey& key) const {
-  __builtin_prefetch(&table_[Hash(key) & mask_]);
-}
-
-void BlockIndex::PrefetchEntry(const ScopedKey& key) const {
-  const uint64_t hash = Hash(key);
-  const uint64_t value = table_[hash & mask_];
-  if (value != 0 && static_cast<uint32_t>(value >> 32) == Fingerprint(hash)) {
-    __builtin_prefetch(&entries_[static_cast<EntryId>(value & 0xFFFFFFFF) - 1]);
-  }
-}
 
 EntryId BlockIndex::Insert(const ScopedKey& key) {
   if ((size_ + 1) * 100 > table_.size() * kMaxLoadPercent) Grow();

@@ -8,6 +8,7 @@
 // Thread-compatible: the BlockStore guards it with its index mutex.
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kvault/storage/eviction_policy.h"
@@ -40,13 +41,43 @@ class BlockIndex {
  public:
   BlockIndex();
 
-  // The entry of `key`, or kNoEntry.
-  EntryId Find(const ScopedKey& key) const;
-  // Hints the CPU to fetch the table slot of `key` (batched lookups overlap their cache misses).
-  void Prefetch(const ScopedKey& key) const;
-  // Hints the CPU to fetch the entry the table slot of `key` points to, when its fingerprint
-  // matches. Best issued a few keys after Prefetch(key), once the slot is likely in cache.
-  void PrefetchEntry(const ScopedKey& key) const;
+  // Where `key` hashes in the table; the batched calls below take it so that a batch hashes each
+  // key once.
+  static uint64_t Hash(const ScopedKey& key) {
+    // Keys are SHA-256 digests: their bytes are already uniform. Mix in the tenant so the same key
+    // under two tenants lands in unrelated places.
+    uint64_t a, b;
+    std::memcpy(&a, key.key.data(), 8);
+    std::memcpy(&b, key.key.data() + 8, 8);
+    uint64_t h = a ^ (uint64_t{key.tenant} * 0x9E3779B97F4A7C15ull);
+    h ^= h >> 29;
+    return h ^ (b & 0xFFFFFFFF00000000ull);
+  }
+
+  // The entry of `key`, or kNoEntry. `hash` is Hash(key).
+  EntryId Find(const ScopedKey& key) const { return Find(key, Hash(key)); }
+  EntryId Find(const ScopedKey& key, uint64_t hash) const {
+    const uint32_t fingerprint = Fingerprint(hash);
+    for (uint64_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const uint64_t value = table_[i];
+      if (value == 0) return kNoEntry;
+      if (static_cast<uint32_t>(value >> 32) == fingerprint) {
+        const EntryId id = static_cast<EntryId>(value & 0xFFFFFFFF) - 1;
+        if (SameKey(entries_[id].key, key)) return id;
+      }
+    }
+  }
+  // Hints the CPU to fetch the table slot of the key with Hash `hash` (batched lookups overlap
+  // their cache misses).
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&table_[hash & mask_]); }
+  // Hints the CPU to fetch the entry the table slot of Hash `hash` points to, when its fingerprint
+  // matches. Best issued a few keys after Prefetch(hash), once the slot is likely in cache.
+  void PrefetchEntry(uint64_t hash) const {
+    const uint64_t value = table_[hash & mask_];
+    if (value != 0 && static_cast<uint32_t>(value >> 32) == Fingerprint(hash)) {
+      __builtin_prefetch(&entries_[static_cast<EntryId>(value & 0xFFFFFFFF) - 1]);
+    }
+  }
   // Adds `key` (precondition: absent) with a default entry in state kReserved.
   EntryId Insert(const ScopedKey& key);
   // Removes the entry; its id may be handed out again.
@@ -59,7 +90,14 @@ class BlockIndex {
   size_t id_limit() const { return entries_.size(); }
 
  private:
-  static uint64_t Hash(const ScopedKey& key);
+  // ScopedKey's operator== without a call to memcmp (the probe loop's hottest compare).
+  static bool SameKey(const ScopedKey& a, const ScopedKey& b) {
+    uint64_t x[4], y[4];
+    std::memcpy(x, a.key.data(), sizeof x);
+    std::memcpy(y, b.key.data(), sizeof y);
+    return a.tenant == b.tenant &&
+           ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+  }
   static uint32_t Fingerprint(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
   void Grow();
   void Place(uint64_t slot_value, uint64_t hash);

@@ -280,19 +280,21 @@ LookupResult StoreCore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
     Lock lock(mu_);
     ExpireLeases();
     // Overlap cache misses: fetch the table slot kSlotAhead keys ahead and the entry it points
-    // to kEntryAhead keys ahead of the key being probed.
+    // to kEntryAhead keys ahead of the key being probed. Each key is hashed once, into a ring.
     constexpr size_t kSlotAhead = 16, kEntryAhead = 8;
-    for (size_t i = 0; i < std::min(keys.size(), kSlotAhead); ++i) {
-      index_.Prefetch(ScopedKey{tenant, keys[i]});
-    }
+    uint64_t hashes[kSlotAhead];
+    auto hash_ahead = [&](size_t i) {
+      hashes[i % kSlotAhead] = BlockIndex::Hash(ScopedKey{tenant, keys[i]});
+      index_.Prefetch(hashes[i % kSlotAhead]);
+    };
+    for (size_t i = 0; i < std::min(keys.size(), kSlotAhead); ++i) hash_ahead(i);
     bool leading = true;
     for (size_t i = 0; i < keys.size(); ++i) {
-      if (i + kSlotAhead < keys.size()) index_.Prefetch(ScopedKey{tenant, keys[i + kSlotAhead]});
-      if (i + kEntryAhead < keys.size()) {
-        index_.PrefetchEntry(ScopedKey{tenant, keys[i + kEntryAhead]});
-      }
+      if (i + kEntryAhead < keys.size())
+        index_.PrefetchEntry(hashes[(i + kEntryAhead) % kSlotAhead]);
       const ScopedKey key{tenant, keys[i]};
-      const EntryId id = index_.Find(key);
+      const EntryId id = index_.Find(key, hashes[i % kSlotAhead]);
+      if (i + kSlotAhead < keys.size()) hash_ahead(i + kSlotAhead);
       const bool present = id != kNoEntry && (index_.at(id).state == EntryState::kResident ||
                                               index_.at(id).state == EntryState::kMoving);
       if (!present) {

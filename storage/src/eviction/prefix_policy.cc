@@ -79,8 +79,13 @@ class PrefixPolicy final : public EvictionPolicy {
   }
 
   void OnAccess(EntryId id) override {
-    links_.Unlink(lists_[state_[id]], id);
-    Place(id, kFrequent, /*walked=*/chains_.Parent(id) == last_touched_);
+    const bool walked = chains_.Parent(id) == last_touched_;
+    // A chain looked up again is usually in place already (each block in `frequent` right
+    // behind its parent, the first at the head): then the move would change nothing.
+    if (!AlreadyPlaced(id, walked)) {
+      links_.Unlink(lists_[state_[id]], id);
+      Place(id, kFrequent, walked);
+    }
     last_touched_ = id;
   }
 
@@ -136,6 +141,16 @@ class PrefixPolicy final : public EvictionPolicy {
     } else {
       links_.PushHead(lists_[s], id);
     }
+  }
+
+  // True when Place(id, kFrequent, walked) after an Unlink would leave `frequent` as it is.
+  bool AlreadyPlaced(EntryId id, bool walked) const {
+    if (state_[id] != kFrequent) return false;
+    const EntryId parent = chains_.Parent(id);
+    if (walked && parent != kNoEntry && state_[parent] == kFrequent) {
+      return links_.Prev(id) == parent;
+    }
+    return lists_[kFrequent].head == id;
   }
 
   // The coldest evictable entry of `s` other than the spared one, preferring one without resident

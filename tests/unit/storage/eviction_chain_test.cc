@@ -119,6 +119,31 @@ TEST(EvictionPrefixTest, ReadmittedBlockOutlivesOnceSeenOnes) {
   EXPECT_EQ(Drain(*p, 4), (std::vector<EntryId>{1, 2, 3, 8}));
 }
 
+// A chain looked up again where it already stands (OnAccess leaves it in place), and one that
+// moves back to the hot end past another chain: the cold end holds the chain touched longest ago,
+// from its end.
+TEST(EvictionPrefixTest, RelookedChainsMoveAsAWhole) {
+  for (const bool moved_back : {false, true}) {
+    SCOPED_TRACE(moved_back ? "a, b, a again" : "a twice, then b");
+    auto p = Make("prefix");
+    InsertChain(*p, 0, 5);   // a = 0..4
+    InsertChain(*p, 10, 5);  // b = 10..14
+    auto touch = [&](EntryId first) {
+      for (EntryId id = first; id < first + 5; ++id) p->OnAccess(id);
+    };
+    touch(0);
+    if (moved_back) {
+      touch(10);
+      touch(0);
+      EXPECT_EQ(Drain(*p, 5), (std::vector<EntryId>{14, 13, 12, 11, 10}));
+    } else {
+      touch(0);
+      touch(10);
+      EXPECT_EQ(Drain(*p, 5), (std::vector<EntryId>{4, 3, 2, 1, 0}));
+    }
+  }
+}
+
 TEST(EvictionPrefixTest, NewBlockWithoutGhostStaysATail) {
   auto p = Make("prefix");
   for (EntryId id = 0; id < 4; ++id) p->OnInsert(id, kNoEntry, Key(id));
