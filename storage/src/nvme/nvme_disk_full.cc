@@ -42,11 +42,6 @@ Status NvmeTier::Impl::DiskFullStatus() {
   return Status::Unavailable("nvme tier full: " + full_reason_);
 }
 
-bool NvmeTier::Impl::IsPendingErase(const ScopedKey& key) {
-  std::lock_guard<std::mutex> lock(full_mu_);
-  return pending_erases_.count(key) > 0;
-}
-
 Result<uint64_t> NvmeTier::Impl::RoomForWrites() {
   struct statvfs fs;
   if (::statvfs(options_.directory.c_str(), &fs) != 0) {
@@ -132,35 +127,6 @@ Status NvmeTier::Impl::RecoverFromDiskFull(uint64_t erased) {
     return Status::Unavailable("free space (less memtables) " + std::to_string(room) +
                                " bytes, writes resume at " + std::to_string(needed));
   }
-  return Status::Ok();
-}
-
-Status NvmeTier::Impl::ApplyPendingErases() {
-  if (pending_count_.load(std::memory_order_acquire) == 0) return Status::Ok();
-  // All stripes, so that no Erase or Read of these keys interleaves (lock order: stripes in
-  // ascending index, then full_mu_).
-  std::vector<std::unique_lock<std::mutex>> stripes;
-  stripes.reserve(kStripes);
-  for (std::mutex& stripe : stripes_) stripes.emplace_back(stripe);
-  std::vector<ScopedKey> keys;
-  {
-    std::lock_guard<std::mutex> lock(full_mu_);
-    keys.reserve(pending_erases_.size());
-    for (const auto& [key, size] : pending_erases_) keys.push_back(key);
-  }
-  rocksdb::WriteBatch batch;
-  for (const ScopedKey& key : keys) {
-    const nvme::BlockDbKey block_key = nvme::EncodeBlockKey(key);
-    const nvme::SizeDbKey size_key = nvme::EncodeSizeKey(key);
-    rocksdb::Status rs = batch.Delete(rocksdb::Slice(block_key.data(), block_key.size()));
-    if (rs.ok()) rs = batch.Delete(rocksdb::Slice(size_key.data(), size_key.size()));
-    if (!rs.ok()) return nvme::FromRocksDb(rs, "erase");
-  }
-  rocksdb::Status rs = db_->Write(WriteOptions(), &batch);
-  if (!rs.ok()) return nvme::FromRocksDb(rs, "apply erasures");
-  std::lock_guard<std::mutex> lock(full_mu_);
-  for (const ScopedKey& key : keys) pending_erases_.erase(key);
-  pending_count_.store(pending_erases_.size(), std::memory_order_release);
   return Status::Ok();
 }
 

@@ -133,8 +133,12 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
 
 NvmeTier::Impl::~Impl() {
   if (db_ != nullptr) {
-    // With the WAL off, what the memtables hold survives only through this flush.
-    if (!disk_full() && db_->Flush(rocksdb::FlushOptions()).ok()) WaitForFlushes();
+    // With the WAL off, what the memtables hold survives only through this flush; erasures
+    // still pending go in first.
+    if (!disk_full()) {
+      (void)ApplyPendingErases().ok();  // when it fails, the erased blocks come back on reopen
+      if (db_->Flush(rocksdb::FlushOptions()).ok()) WaitForFlushes();
+    }
     db_->Close().PermitUncheckedError();
     db_.reset();
   }
@@ -234,6 +238,11 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
     rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
     return DiskFullStatus();
   }
+  if (pending_count_.load(std::memory_order_acquire) > 0) {
+    // Erasures that could not be written when they were made (EraseLocked): a writer may wait
+    // for them. When they fail they stay pending, and the write below meets the same trouble.
+    (void)ApplyPendingErases().ok();
+  }
   const uint32_t size = static_cast<uint32_t>(object.size());
   if (Status room = CheckFreeSpace(size); !room.ok()) {
     rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
@@ -242,10 +251,10 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
   std::lock_guard<std::mutex> stripe(StripeFor(key));
 
   // What this key already holds is replaced, so only the difference counts against the cap. A
-  // pending erasure already gave its bytes back; a malformed size entry is overwritten.
+  // counted pending erasure already gave its bytes back; a malformed size entry is overwritten.
   uint32_t old_size = 0;
   bool replaces = false;
-  if (!IsPendingErase(key)) {
+  if (!IsCountedPendingErase(key)) {
     Result<std::optional<uint32_t>> stored = StoredSize(key);
     if (!stored.ok() && stored.status().code() != StatusCode::kCorruption) {
       write_errors_.fetch_add(1, std::memory_order_relaxed);
@@ -287,10 +296,7 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
     write_errors_.fetch_add(1, std::memory_order_relaxed);
     return nvme::FromRocksDb(rs, "nvme tier: put");
   }
-  if (pending_count_.load(std::memory_order_acquire) > 0) {
-    std::lock_guard<std::mutex> lock(full_mu_);
-    if (pending_erases_.erase(key) > 0) pending_count_.fetch_sub(1, std::memory_order_release);
-  }
+  DropPendingErase(key);
   if (!replaces) blocks_.fetch_add(1, std::memory_order_relaxed);
   puts_.fetch_add(1, std::memory_order_relaxed);
   return TierSlot{0};
@@ -348,35 +354,38 @@ void NvmeTier::Impl::DropCorrupt(const ScopedKey& key) {
 }
 
 void NvmeTier::Impl::Erase(const ScopedKey& key) {
-  std::lock_guard<std::mutex> stripe(StripeFor(key));
+  // Never waits for the stripe: a Put holds it through RocksDB's write stalls.
+  std::unique_lock<std::mutex> stripe(StripeFor(key), std::try_to_lock);
+  if (!stripe.owns_lock()) {
+    DeferErase(key, PendingErase{});
+    return;
+  }
   EraseLocked(key);
 }
 
 void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
   if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) return;
   Result<std::optional<uint32_t>> stored = StoredSize(key);
-  // Both entries change in one batch, so a block without a size entry has no object either. When
-  // the size entry cannot be read, delete without touching the accounting.
+  // Both entries change in one batch, so a block without a size entry has no object either.
   if (stored.ok() && !stored->has_value()) return;
-  const bool counted = stored.ok();
-  const uint32_t size = counted ? **stored : 0;
+  if (!stored.ok()) {
+    DeferErase(key, PendingErase{});  // its size is read again when the erasure is written
+    return;
+  }
+  const uint32_t size = **stored;
   rocksdb::WriteBatch batch;
   rocksdb::Status rs = batch.Delete(AsSlice(nvme::EncodeBlockKey(key)));
   if (rs.ok()) rs = batch.Delete(AsSlice(nvme::EncodeSizeKey(key)));
-  if (rs.ok()) rs = db_->Write(WriteOptions(), &batch);
+  // A write that would wait for a flush (RocksDB's write stall) fails at once instead.
+  rocksdb::WriteOptions no_wait = WriteOptions();
+  no_wait.no_slowdown = true;
+  if (rs.ok()) rs = db_->Write(no_wait, &batch);
   if (!rs.ok()) {
-    // RocksDB refuses writes (after a failed flush): the block is gone for callers now and
-    // deleted when the tier recovers.
     if (nvme::IsDiskFull(rs)) EnterDiskFull(rs.ToString(), /*rocksdb_out_of_space=*/true);
-    std::lock_guard<std::mutex> lock(full_mu_);
-    if (pending_erases_.emplace(key, size).second) {
-      pending_count_.fetch_add(1, std::memory_order_release);
-    }
+    DeferErase(key, PendingErase{.size = size, .counted = true});
   }
-  if (counted) {
-    used_bytes_.fetch_sub(size, std::memory_order_relaxed);
-    blocks_.fetch_sub(1, std::memory_order_relaxed);
-  }
+  used_bytes_.fetch_sub(size, std::memory_order_relaxed);
+  blocks_.fetch_sub(1, std::memory_order_relaxed);
   erases_.fetch_add(1, std::memory_order_relaxed);
   erased_bytes_.fetch_add(size, std::memory_order_release);
 }

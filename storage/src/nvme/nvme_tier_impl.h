@@ -44,6 +44,10 @@ class NvmeTier::Impl {
   Status Recover(const RecoverFn& found);
   void VisitCounters(CounterVisitor& visitor) const;
   bool disk_full() const { return full_.load(std::memory_order_acquire); }
+  // For tests: holds the lock stripe of `key` as a Put does through a stalled write.
+  std::unique_lock<std::mutex> HoldStripeForTesting(const ScopedKey& key) {
+    return std::unique_lock<std::mutex>(StripeFor(key));
+  }
 
   // Enters the disk-full state (idempotent): writes stop. `rocksdb_out_of_space`: RocksDB itself
   // hit ENOSPC (and refuses writes until DB::Resume), so the reserve file is released to give the
@@ -83,8 +87,21 @@ class NvmeTier::Impl {
   // when it is still bad.
   void DropCorrupt(const ScopedKey& key);
 
-  // Disk-full state machine (nvme_disk_full.cc).
+  // Erasures not yet written to RocksDB (nvme_pending_erases.cc). The block is gone for callers
+  // from the moment Erase returns: reads miss it, a Put replaces it.
+  struct PendingErase {
+    uint32_t size = 0;     // the object's bytes, when counted
+    bool counted = false;  // its bytes and block were already taken off used_bytes_ and blocks_
+  };
   bool IsPendingErase(const ScopedKey& key);
+  // True when `key` has a pending erasure whose bytes were already returned to the capacity.
+  bool IsCountedPendingErase(const ScopedKey& key);
+  // Records an erasure of `key` to be written later; a no-op when one is pending already.
+  void DeferErase(const ScopedKey& key, PendingErase pending);
+  // Forgets the pending erasure of `key` (a Put replaced the block). Caller holds its stripe.
+  void DropPendingErase(const ScopedKey& key);
+
+  // Disk-full state machine (nvme_disk_full.cc).
   // Free space on the filesystem less the bytes memtables hold (they will need it when flushed).
   Result<uint64_t> RoomForWrites();
   // Refuses a write of `bytes` (entering the full state) when it would leave less than
@@ -95,6 +112,8 @@ class NvmeTier::Impl {
   // One recovery attempt; compacts when erasures happened since the last compaction (`erased`
   // is erased_bytes_ now). Caller holds recovery_mu_.
   Status RecoverFromDiskFull(uint64_t erased);
+  // Writes the pending erasures (nvme_pending_erases.cc): from disk-full recovery, and from Put,
+  // a writer that may wait. Takes every stripe.
   Status ApplyPendingErases();
   Status DiskFullStatus();
 
@@ -128,8 +147,9 @@ class NvmeTier::Impl {
   std::string full_reason_;
   std::chrono::steady_clock::time_point last_attempt_;
   uint64_t erased_at_attempt_ = 0;  // erased_bytes_ at the last recovery attempt
-  // Blocks erased while RocksDB refused writes: gone for callers, deleted on recovery.
-  std::unordered_map<ScopedKey, uint32_t, ScopedKeyHash> pending_erases_;
+  // Blocks erased while their stripe was busy, or while RocksDB refused or would have stalled
+  // the write: gone for callers, deleted by the next Put or on recovery.
+  std::unordered_map<ScopedKey, PendingErase, ScopedKeyHash> pending_erases_;
   nvme::ReserveFile reserve_;
 };
 

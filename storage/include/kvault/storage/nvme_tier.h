@@ -156,8 +156,11 @@ class NvmeTier final : public Tier {
   Status Read(const ScopedKey& key, TierSlot slot, uint32_t object_bytes,
               std::span<uint8_t> out) override;
 
-  // Deletes the block and returns its bytes to the capacity at once. Works while the disk is
-  // full: if RocksDB refuses the deletion then, it is applied when the tier recovers.
+  // Deletes the block: from then on reads miss it. Never waits (the BlockStore calls it under its
+  // index mutex): when another call holds the key's lock stripe, or RocksDB would stall the write
+  // behind a flush or refuses it (a full disk), the deletion is recorded and written by the next
+  // Put or when the tier recovers from a full disk. Its bytes return to the capacity at once,
+  // or, when the erasure was recorded before its size could be read, when it is written.
   void Erase(const ScopedKey& key, TierSlot slot, uint32_t object_bytes) override;
 
   // Reports every block in the database (slot 0 and its object size) from the size entries,
@@ -176,7 +179,8 @@ class NvmeTier final : public Tier {
   bool disk_full() const;
 
  private:
-  class Impl;  // storage/src/nvme/nvme_tier_impl.h
+  friend struct NvmeTierTestAccess;  // tests/unit/storage: reaches into Impl
+  class Impl;                        // storage/src/nvme/nvme_tier_impl.h
   explicit NvmeTier(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,81 @@
+// Erasures the nvme tier records instead of writing at once. Erase never waits: the BlockStore
+// calls it under its index mutex, and a RocksDB write can stall behind a flush for hundreds of
+// milliseconds (a Put holds its key's stripe through that stall). So Erase defers when its stripe
+// is busy or RocksDB would stall or refuses the write (a full disk); the block is gone for
+// callers at once (reads miss it), and the next Put, or disk-full recovery, writes the deletes.
+#include <rocksdb/write_batch.h>
+
+#include <optional>
+#include <vector>
+
+#include "nvme/nvme_tier_impl.h"
+#include "nvme/rocksdb_status.h"
+
+namespace kvault::storage {
+
+bool NvmeTier::Impl::IsPendingErase(const ScopedKey& key) {
+  std::lock_guard<std::mutex> lock(full_mu_);
+  return pending_erases_.contains(key);
+}
+
+bool NvmeTier::Impl::IsCountedPendingErase(const ScopedKey& key) {
+  std::lock_guard<std::mutex> lock(full_mu_);
+  const auto it = pending_erases_.find(key);
+  return it != pending_erases_.end() && it->second.counted;
+}
+
+void NvmeTier::Impl::DeferErase(const ScopedKey& key, PendingErase pending) {
+  std::lock_guard<std::mutex> lock(full_mu_);
+  if (pending_erases_.emplace(key, pending).second) {
+    pending_count_.fetch_add(1, std::memory_order_release);
+  }
+}
+
+void NvmeTier::Impl::DropPendingErase(const ScopedKey& key) {
+  if (pending_count_.load(std::memory_order_acquire) == 0) return;
+  std::lock_guard<std::mutex> lock(full_mu_);
+  if (pending_erases_.erase(key) > 0) pending_count_.fetch_sub(1, std::memory_order_release);
+}
+
+Status NvmeTier::Impl::ApplyPendingErases() {
+  if (pending_count_.load(std::memory_order_acquire) == 0) return Status::Ok();
+  // All stripes, so that no Put, Erase or Read of these keys interleaves (lock order: stripes in
+  // ascending index, then full_mu_).
+  std::vector<std::unique_lock<std::mutex>> stripes;
+  stripes.reserve(kStripes);
+  for (std::mutex& stripe : stripes_) stripes.emplace_back(stripe);
+  std::vector<std::pair<ScopedKey, PendingErase>> pending;
+  {
+    std::lock_guard<std::mutex> lock(full_mu_);
+    pending.assign(pending_erases_.begin(), pending_erases_.end());
+  }
+  // An erasure deferred before its size was read gives its bytes back now.
+  uint64_t uncounted_bytes = 0, uncounted_blocks = 0;
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, erase] : pending) {
+    if (!erase.counted) {
+      Result<std::optional<uint32_t>> stored = StoredSize(key);
+      if (stored.ok() && stored->has_value()) {
+        uncounted_bytes += **stored;
+        ++uncounted_blocks;
+      }
+    }
+    const nvme::BlockDbKey block_key = nvme::EncodeBlockKey(key);
+    const nvme::SizeDbKey size_key = nvme::EncodeSizeKey(key);
+    rocksdb::Status rs = batch.Delete(rocksdb::Slice(block_key.data(), block_key.size()));
+    if (rs.ok()) rs = batch.Delete(rocksdb::Slice(size_key.data(), size_key.size()));
+    if (!rs.ok()) return nvme::FromRocksDb(rs, "erase");
+  }
+  rocksdb::Status rs = db_->Write(WriteOptions(), &batch);
+  if (!rs.ok()) return nvme::FromRocksDb(rs, "apply erasures");
+  used_bytes_.fetch_sub(uncounted_bytes, std::memory_order_relaxed);
+  blocks_.fetch_sub(uncounted_blocks, std::memory_order_relaxed);
+  erases_.fetch_add(uncounted_blocks, std::memory_order_relaxed);
+  erased_bytes_.fetch_add(uncounted_bytes, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(full_mu_);
+  for (const auto& [key, erase] : pending) pending_erases_.erase(key);
+  pending_count_.store(pending_erases_.size(), std::memory_order_release);
+  return Status::Ok();
+}
+
+}  // namespace kvault::storage
