@@ -30,12 +30,16 @@ struct IndexEntry {
   ScopedKey key;
   uint32_t object_bytes = 0;
   TierSlot slot = 0;
-  uint32_t pins = 0;         // readers (and a mover) using the bytes at (tier, slot)
+  uint32_t pins = 0;          // readers (and a mover) using the bytes at (tier, slot)
   EntryId parent = kNoEntry;  // the chain's previous block when known (may be stale: a hint)
-  uint16_t leases = 0;       // live leases covering the block
+  uint32_t leases = 0;        // live leases covering the block (one per leased Lookup: a hot
+                              // prefix block collects tens of thousands within a TTL)
   TierKind tier = TierKind::kHost;
   EntryState state = EntryState::kFree;
 };
+
+// 64 bytes: the memory target of a full tier counts 128 bytes per indexed block, index and policy.
+static_assert(sizeof(IndexEntry) <= 64);
 
 class BlockIndex {
  public:

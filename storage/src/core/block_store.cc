@@ -178,10 +178,19 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
   EntryId parent = kNoEntry;
   if (options.parent) parent = index_.Find(ScopedKey{key.tenant, *options.parent});
 
+  // A block the host arena can never hold would empty it before failing: it goes to the colder
+  // tier, or is refused when there is none.
+  const uint64_t host_capacity = host_->Usage().capacity_bytes;
+  const bool host_can_hold = HostTierClassBytes(object_bytes) <= host_capacity;
+  if (!host_can_hold && !ColderTier(TierKind::kHost)) {
+    return Status::InvalidArgument(
+        "block object of " + std::to_string(object_bytes) + " bytes: larger than the host tier (" +
+        std::to_string(host_capacity) + " bytes) can hold, and there is no colder tier");
+  }
   // A full host tier asks its policy whether the block is worth a victim; a block it turns away
   // is staged privately and goes to the next colder tier at Commit (or is not cached).
-  const bool admitted = host_->Fits(object_bytes) ||
-                        policy(TierKind::kHost)->Admit(KeyHash(key), parent);
+  const bool admitted = host_can_hold && (host_->Fits(object_bytes) ||
+                                          policy(TierKind::kHost)->Admit(KeyHash(key), parent));
   std::unique_ptr<uint8_t[]> staging;
   TierSlot slot = 0;
   if (admitted) {
@@ -197,7 +206,7 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
       return std::optional<WriteReservation>();
     }
   } else {
-    ++counters_.admission_rejects;
+    if (host_can_hold) ++counters_.admission_rejects;
     staging.reset(new uint8_t[object_bytes]);
   }
   const EntryId id = InsertEntry(key, object_bytes);
@@ -250,9 +259,13 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
     demotion_stalled_ = false;
     ++counters_.commits;
     counters_.committed_bytes += bytes.size();
-    if (landing_tier() == TierKind::kGpu && promotions_.size() < options_.mover_queue_limit &&
-        !movers_.empty()) {
-      promotions_.push_back(key);
+    if (landing_tier() == TierKind::kGpu) {
+      // Writes land in host; a mover carries them to the gpu tier.
+      if (promotions_.size() < options_.mover_queue_limit) {
+        promotions_.push_back(key);
+      } else {
+        ++counters_.promotions_dropped;
+      }
     }
     // A mover woken with nothing to do goes back to sleep at once, but the wake-up costs this
     // thread a system call and the mover a core: on a full tier, every commit would pay it.
@@ -307,7 +320,7 @@ LookupResult StoreCore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
       ids[i] = id;
       ++result.leading_hits;
       if (options.touch) policy(e.tier)->OnAccess(id);
-      if (options_.promote_on_hit && e.tier > landing_tier() && !movers_.empty()) {
+      if (options.touch && options_.promote_on_hit && e.tier > landing_tier() && !movers_.empty()) {
         if (promotions_.size() < options_.mover_queue_limit) {
           promotions_.push_back(key);
           queued_promotion = true;
@@ -395,13 +408,12 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
     return std::optional<BlockPin>(
         BlockPin(this, id, host_->Bytes(e.slot, e.object_bytes), TierKind::kHost, nullptr));
   }
-  if (options_.promote_on_hit && e.state == EntryState::kResident &&
-      e.tier > TierKind::kHost) {
+  if (options_.promote_on_hit && e.state == EntryState::kResident && e.tier > TierKind::kHost) {
     Status promoted = Promote(id, TierKind::kHost, /*pin_after=*/true, lock);
     if (promoted.ok()) {
       const IndexEntry& now = index_.at(id);
-      return std::optional<BlockPin>(BlockPin(
-          this, id, host_->Bytes(now.slot, now.object_bytes), TierKind::kHost, nullptr));
+      return std::optional<BlockPin>(
+          BlockPin(this, id, host_->Bytes(now.slot, now.object_bytes), TierKind::kHost, nullptr));
     }
     if (promoted.code() == StatusCode::kCorruption || promoted.code() == StatusCode::kNotFound) {
       return std::optional<BlockPin>();
@@ -422,6 +434,7 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
   Status read = tier(where)->Read(key, slot, bytes, {copy.get(), bytes});
   lock.lock();
   --index_.at(id).pins;
+  EraseIfLostAndUnused(id);  // another reader may have found it damaged meanwhile
   if (!read.ok()) {
     ++counters_.read_failures;
     if (read.code() == StatusCode::kCorruption || read.code() == StatusCode::kNotFound) {

@@ -21,6 +21,11 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreOptions& 
   if (options.land_on_gpu && !tiers.gpu) {
     return Status::InvalidArgument("block store: land_on_gpu needs a gpu tier");
   }
+  if (options.land_on_gpu && options.mover_threads == 0) {
+    return Status::InvalidArgument(
+        "block store: land_on_gpu needs mover_threads > 0 (a mover carries new blocks to the gpu "
+        "tier)");
+  }
   std::vector<std::unique_ptr<EvictionPolicy>> policies(kTierCount);
   const Tier* present[kTierCount] = {tiers.gpu.get(), tiers.host.get(), tiers.nvme.get()};
   for (int k = 0; k < kTierCount; ++k) {
@@ -46,8 +51,8 @@ Result<std::optional<WriteReservation>> BlockStore::Reserve(TenantId tenant, con
   return core_->Reserve(ScopedKey{tenant, key}, object_bytes, options);
 }
 
-Result<bool> BlockStore::Put(TenantId tenant, const BlockKey& key,
-                             std::span<const uint8_t> object, const WriteOptions& options) {
+Result<bool> BlockStore::Put(TenantId tenant, const BlockKey& key, std::span<const uint8_t> object,
+                             const WriteOptions& options) {
   if (object.size() > UINT32_MAX) return Status::InvalidArgument("block object too large");
   Result<std::optional<WriteReservation>> reserved =
       Reserve(tenant, key, static_cast<uint32_t>(object.size()), options);
@@ -109,7 +114,9 @@ WriteReservation::~WriteReservation() { Abort(); }
 
 Status WriteReservation::Commit() { return CommitWith(std::nullopt); }
 
-Status WriteReservation::Commit(uint64_t computed_checksum) { return CommitWith(computed_checksum); }
+Status WriteReservation::Commit(uint64_t computed_checksum) {
+  return CommitWith(computed_checksum);
+}
 
 Status WriteReservation::CommitWith(std::optional<uint64_t> computed_checksum) {
   if (core_ == nullptr) return Status::InvalidArgument("reservation already committed or aborted");

@@ -28,6 +28,12 @@ Result<TierSlot> StoreCore::AllocateHost(uint32_t bytes, Lock& lock) {
 
 Result<TierSlot> StoreCore::PutWithRoom(TierKind kind, const ScopedKey& key,
                                         std::span<const uint8_t> object) {
+  // Evicting cannot make room for more than the whole tier: refuse before emptying it.
+  if (object.size() > tier(kind)->Usage().capacity_bytes) {
+    return Status::ResourceExhausted(std::string(TierName(kind)) + " tier: a block of " +
+                                     std::to_string(object.size()) +
+                                     " bytes is larger than the tier");
+  }
   for (int attempt = 0; attempt < kMaxEvictionAttempts; ++attempt) {
     Result<TierSlot> slot = tier(kind)->Put(key, object);
     if (slot.ok() || slot.status().code() != StatusCode::kResourceExhausted) return slot;

@@ -38,6 +38,9 @@ TwoTierStore MakeStore(const ManualClock* clock, BlockStoreOptions options = {},
   return {std::move(*store), raw};
 }
 
+// True when `r` holds true (an error or false is not).
+bool IsTrue(const Result<bool>& r) { return r.ok() && *r; }
+
 void PutRange(BlockStore& store, int from, int to) {
   for (int i = from; i < to; ++i) {
     const BlockKey key = KeyOf(i);
@@ -130,8 +133,8 @@ TEST(BlockStoreTiers, LeasedBlocksStayUntilTheLeaseEndsOrExpires) {
   // No colder tier would hide eviction; use a host-only store.
   StoreTiers tiers;
   tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
-  auto store = std::move(*BlockStore::Create(
-      {.policy = "lru", .mover_threads = 0, .clock = &clock}, std::move(tiers)));
+  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
+                                             std::move(tiers)));
   PutRange(*store, 0, 4);
   std::vector<BlockKey> leased = {KeyOf(0), KeyOf(1), KeyOf(2), KeyOf(3)};
   LookupResult r = store->Lookup(0, leased, {.lease_ttl = std::chrono::seconds(5)});
@@ -153,8 +156,8 @@ TEST(BlockStoreTiers, ReleasingALeaseMakesItsBlocksEvictable) {
   ManualClock clock;
   StoreTiers tiers;
   tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
-  auto store = std::move(*BlockStore::Create(
-      {.policy = "lru", .mover_threads = 0, .clock = &clock}, std::move(tiers)));
+  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
+                                             std::move(tiers)));
   PutRange(*store, 0, 8);
   std::vector<BlockKey> all;
   for (int i = 0; i < 8; ++i) all.push_back(KeyOf(i));
@@ -167,6 +170,109 @@ TEST(BlockStoreTiers, ReleasingALeaseMakesItsBlocksEvictable) {
   ASSERT_TRUE(store->ReleaseLease(r.lease).ok());
   EXPECT_TRUE(store->Put(0, extra, ObjectFor(extra, 4 * kPayload)).ok());
   EXPECT_EQ(store->Lookup(0, std::span(&extra, 1)).leading_hits, 1u);
+}
+
+TEST(BlockStoreTiers, ABlockLeased65536TimesStaysLeasedUntilTheLastRelease) {
+  ManualClock clock;
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
+                                             std::move(tiers)));
+  PutRange(*store, 0, 2);
+  const BlockKey hot = KeyOf(0), other = KeyOf(1);
+  // A hot prefix block is leased by every lookup that hits it within the TTL.
+  constexpr int kLeases = 65536;  // one past what 16 bits count
+  std::vector<LeaseId> leases;
+  for (int i = 0; i < kLeases; ++i) {
+    LookupResult r = store->Lookup(0, std::span(&hot, 1), {.lease_ttl = std::chrono::minutes(1)});
+    ASSERT_NE(r.lease, 0u);
+    leases.push_back(r.lease);
+  }
+  EXPECT_EQ(store->Delete(0, hot).status().code(), StatusCode::kUnavailable) << "still leased";
+  for (int i = 0; i + 1 < kLeases; ++i) ASSERT_TRUE(store->ReleaseLease(leases[i]).ok());
+  EXPECT_EQ(store->Delete(0, hot).status().code(), StatusCode::kUnavailable) << "one lease left";
+  ASSERT_TRUE(store->ReleaseLease(leases.back()).ok());
+  EXPECT_TRUE(IsTrue(store->Delete(0, hot))) << "deletable after the last release";
+  EXPECT_TRUE(IsTrue(store->Delete(0, other))) << "positive control";
+}
+
+TEST(BlockStoreTiers, ABlockLargerThanTheHostTierDoesNotEmptyIt) {
+  ManualClock clock;
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
+                                             std::move(tiers)));
+  PutRange(*store, 0, 8);
+  const BlockKey huge = KeyOf(50);
+  Result<std::optional<WriteReservation>> refused = store->Reserve(0, huge, 2 << 20);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  std::vector<BlockKey> held;
+  for (int i = 0; i < 8; ++i) held.push_back(KeyOf(i));
+  EXPECT_EQ(store->Lookup(0, held, {.touch = false}).leading_hits, 8u) << "nothing was evicted";
+  EXPECT_EQ(CounterOf(*store, "host.evictions_total"), 0);
+  const BlockKey fits = KeyOf(51);  // positive control: a block that fits still evicts for room
+  EXPECT_TRUE(IsTrue(store->Put(0, fits, ObjectFor(fits, 4 * kPayload))));
+  EXPECT_GT(CounterOf(*store, "host.evictions_total"), 0);
+}
+
+TEST(BlockStoreTiers, ABlockLargerThanTheHostTierGoesToTheColderTier) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0});
+  PutRange(*s.store, 0, 8);
+  const BlockKey huge = KeyOf(50);
+  ASSERT_TRUE(IsTrue(s.store->Put(0, huge, ObjectFor(huge, 2 << 20))));
+  const LookupResult r = s.store->Lookup(0, std::span(&huge, 1), {.touch = false});
+  ASSERT_EQ(r.leading_hits, 1u);
+  EXPECT_EQ(r.tiers[0], TierKind::kNvme);
+  std::vector<BlockKey> held;
+  for (int i = 0; i < 8; ++i) held.push_back(KeyOf(i));
+  const LookupResult kept = s.store->Lookup(0, held, {.touch = false});
+  EXPECT_EQ(kept.leading_hits, 8u);
+  EXPECT_EQ(kept.tiers[0], TierKind::kHost) << "the host tier was not emptied for it";
+  EXPECT_EQ(CounterOf(*s.store, "host.demotions_total"), 0);
+}
+
+TEST(BlockStoreTiers, ABlockLargerThanTheColderTierDoesNotEmptyItEither) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0}, /*nvme_capacity=*/1 << 20);
+  PutRange(*s.store, 0, 16);  // the oldest are demoted into the colder tier
+  const uint64_t colder_blocks = s.nvme->blocks();
+  ASSERT_GT(colder_blocks, 0u);
+  const BlockKey huge = KeyOf(50);
+  // A cache may decline a block: the write succeeds and the block is not cached.
+  ASSERT_TRUE(s.store->Put(0, huge, ObjectFor(huge, 2 << 20)).ok());
+  EXPECT_EQ(s.store->Lookup(0, std::span(&huge, 1)).leading_hits, 0u);
+  EXPECT_EQ(s.nvme->blocks(), colder_blocks) << "nothing evicted from the colder tier for it";
+}
+
+TEST(BlockStoreTiers, AProbeWithoutTouchDoesNotPromote) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 1});
+  PutRange(*s.store, 0, 30);
+  s.store->WaitForMovers();
+  const BlockKey cold = KeyOf(0);
+  ASSERT_EQ(s.store->Lookup(0, std::span(&cold, 1), {.touch = false}).tiers[0], TierKind::kNvme);
+  s.store->WaitForMovers();
+  EXPECT_EQ(s.store->Lookup(0, std::span(&cold, 1), {.touch = false}).tiers[0], TierKind::kNvme);
+  EXPECT_EQ(CounterOf(*s.store, "host.promotions_total"), 0);
+  s.store->Lookup(0, std::span(&cold, 1));  // positive control: a use promotes
+  s.store->WaitForMovers();
+  EXPECT_EQ(s.store->Lookup(0, std::span(&cold, 1), {.touch = false}).tiers[0], TierKind::kHost);
+}
+
+TEST(BlockStoreTiers, LandingOnGpuWithoutMoversIsRefused) {
+  for (const int movers : {0, 1}) {
+    StoreTiers tiers;
+    tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+    tiers.gpu = std::make_unique<FakeTier>(TierKind::kGpu, 1 << 20);
+    Result<std::unique_ptr<BlockStore>> store =
+        BlockStore::Create({.land_on_gpu = true, .mover_threads = movers}, std::move(tiers));
+    if (movers == 0) {
+      EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+    } else {
+      EXPECT_TRUE(store.ok()) << store.status().ToString();
+    }
+  }
 }
 
 TEST(BlockStoreTiers, RecoveryRebuildsTheIndexFromThePersistentTier) {

@@ -55,7 +55,8 @@ struct BlockStoreOptions {
   // Eviction policy of the nvme tier, which is filled by demotion in the host policy's order.
   // Default "lru": measured better there than "prefix" (docs/storage.md, tier manager).
   std::string nvme_policy = "lru";
-  // New blocks land in the gpu tier instead of host when one is configured. Default off.
+  // New blocks land in the gpu tier instead of host when one is configured (written to host, then
+  // carried by a mover: needs mover_threads > 0). Default off.
   bool land_on_gpu = false;
   // A read (Pin) of a block in a colder tier moves it to the landing tier; with Lookup, a hit in a
   // colder tier queues a background promotion. Off: colder blocks are read where they are.
@@ -184,8 +185,10 @@ class BlockStore {
 
   // Reserves room for an object of `object_bytes` under (tenant, key). Returns nullopt when the
   // block is already stored or being written (that counts as a use). InvalidArgument for a size of
-  // 0 or over max_object_bytes; ResourceExhausted when no room can be made because everything
-  // evictable is pinned, leased or moving. May demote or evict other blocks to make room.
+  // 0 or over max_object_bytes, or one the host tier can never hold when there is no colder tier
+  // (with one, such a block is staged privately and goes there at Commit); ResourceExhausted when
+  // no room can be made because everything evictable is pinned, leased or moving. May demote or
+  // evict other blocks to make room.
   Result<std::optional<WriteReservation>> Reserve(TenantId tenant, const BlockKey& key,
                                                   uint32_t object_bytes,
                                                   const WriteOptions& options = {});
