@@ -3,19 +3,13 @@
 #include <string>
 
 #include "commands.h"
+#include "kvault/common/block_key.h"
 #include "kvault/common/cli_args.h"
 #include "kvault/common/file_io.h"
 #include "kvault/kernels/codec_spec.h"
 
 namespace kvault::cli {
 namespace {
-
-// Keys are identifiers of user content: show a short fingerprint, never the whole digest.
-std::string Fingerprint(const Digest32& d) {
-  char buf[20];
-  std::snprintf(buf, sizeof(buf), "%02x%02x%02x%02x...", d[0], d[1], d[2], d[3]);
-  return buf;
-}
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "kvault codec inspect: %s\n", s.message().c_str());
@@ -30,7 +24,7 @@ int CodecInspect(const std::vector<std::string>& args) {
         "Usage: kvault codec inspect [--no-verify] FILE\n"
         "Prints a block object's header (docs/block_format.md). --no-verify skips the\n"
         "checksum check, to look at a damaged object. Exit codes: 0 ok, 2 bad input\n"
-        "(including a corrupt object), 1 I/O failure.");
+        "(a missing, corrupt or oversized FILE), 1 I/O failure (a FILE that cannot be read).");
     return kExitOk;
   }
   Result<CliArgs> a = CliArgs::Parse(args, {}, {"no-verify"});
@@ -56,8 +50,10 @@ int CodecInspect(const std::vector<std::string>& args) {
   std::printf("checksum:        xxh3-64 %016llx (%s)\n",
               static_cast<unsigned long long>(view->checksum),
               options.verify_checksum ? "verified" : "not verified");
-  std::printf("namespace:       %s\n", Fingerprint(d.ns_digest).c_str());
-  std::printf("key:             %s\n", Fingerprint(d.key).c_str());
+  // Whole digests, to compare with a namespace or key chain (ToHex, docs/keys.md): the object
+  // carries them already, and a tool's output is not a log (logs never hold keys).
+  std::printf("namespace:       %s\n", ToHex(d.ns_digest).c_str());
+  std::printf("key:             %s\n", ToHex(d.key).c_str());
   std::printf("layout:          %u layers x %u kv heads x %u head dim, %u tokens, %s\n",
               l.num_layers, l.kv_heads, l.head_dim, l.block_tokens,
               std::string(DTypeName(l.dtype)).c_str());

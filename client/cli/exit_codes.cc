@@ -19,4 +19,9 @@ int ExitCodeFor(const Status& status) {
   }
 }
 
+Status OutputError(const Status& status) {
+  if (status.ok() || ExitCodeFor(status) == kExitFailure) return status;
+  return Status::IoError(status.message());
+}
+
 }  // namespace kvault::cli

@@ -1,5 +1,7 @@
 // kvault: the command-line tool. `kvault --help` lists the commands.
 #include <cstdio>
+#include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -13,12 +15,14 @@ constexpr const char* kUsage = R"(kvault: tools for the kvault KV-cache store
 Usage:
   kvault codec roundtrip --codec SPEC --layers L --kv-heads H --head-dim D --tokens T
                          --block-tokens B [--dtype f16|bf16] [--threads N]
-                         [--emit-blocks DIR] IN OUT
+                         [--window-blocks N] [--emit-blocks DIR] IN OUT
       Reads a little-endian tensor [L][2][T][H][D] (per layer K then V) from IN, cuts it into
       blocks of B tokens (block 0 starts the sequence; a partial last block is encoded too),
       encodes each block into a block object with SPEC, decodes it, writes the same shape and
-      dtype to OUT, and prints one JSON line (input_bytes, encoded_bytes, bits_per_element, ...).
-      --emit-blocks DIR also writes each block object to DIR/block-NNNNN.kvb.
+      dtype to OUT, and prints one JSON line (input_bytes, encoded_bytes, bits_per_element,
+      nonfinite_inputs, ...; docs/client.md). The file streams through N blocks at a time
+      (default: 16 MiB of input, at least one block per thread). --emit-blocks DIR also writes
+      each block object to DIR/block-NNNNN.kvb.
   kvault codec inspect [--no-verify] FILE
       Prints a block object's header in readable form. --no-verify skips the checksum check
       (to look at a damaged object).
@@ -38,14 +42,14 @@ Usage:
 
 Codec specs (docs/codecs.md): raw, fp8, int8, int4, int2, with options g=N, rot, sink=N, K/V
 splits (k=int4,v=int2) and layer ranges (k=int4,v=int2;layers=0-1:int8).
-Exit codes: 0 success, 2 bad usage or input, 1 I/O or internal failure, or (status, stats,
-demo) a daemon that is unreachable or refuses, or (demo) a loaded block that does not verify.
+Exit codes: 0 success; 2 bad usage or bad input, including an input file that does not exist;
+1 an I/O failure (an input that cannot be read, an output that cannot be written, a full disk),
+too little memory, an internal failure, or (status, stats, demo) a daemon that is unreachable or
+refuses, or (demo) a loaded block that does not verify.
 )";
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
+// Runs the command in `args` (argv without the program name); returns the exit code.
+int Run(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);
     return args.empty() ? kvault::cli::kExitUsage : kvault::cli::kExitOk;
@@ -71,4 +75,19 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "kvault: unknown command '%s' (try kvault --help)\n", args[0].c_str());
   return kvault::cli::kExitUsage;
+}
+
+}  // namespace
+
+// Commands report failures as Status; an exception that still escapes one (an allocation the
+// memory limit refuses, a thread that cannot start) ends the run with one line, not an abort.
+int main(int argc, char** argv) {
+  try {
+    return Run(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const std::bad_alloc&) {
+    std::fputs("kvault: out of memory (a smaller input, or more memory, is needed)\n", stderr);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvault: internal error: %s\n", e.what());
+  }
+  return kvault::cli::kExitFailure;
 }

@@ -67,12 +67,9 @@ KvArray ViewKv(py::handle kv, const KvBlockFormat& f, bool writable) {
   return out;
 }
 
-// InvalidArgument unless `kv` holds `blocks` full blocks.
-void CheckBlocks(const KvArray& kv, const KvBlockFormat& f, uint64_t blocks) {
-  if (blocks * f.block_tokens > kv.tokens) {
-    Invalid("kv holds " + std::to_string(kv.tokens) + " tokens, fewer than " +
-            std::to_string(blocks) + " blocks of " + std::to_string(f.block_tokens) + " tokens");
-  }
+// InvalidArgument unless `kv` holds blocks [0, blocks) in full (KvBlockCodec::FirstToken).
+void CheckBlocks(const KvArray& kv, const KvBlockCodec& codec, uint64_t blocks) {
+  if (blocks > 0) ThrowIfError(codec.FirstToken(blocks - 1, kv.tokens).status());
 }
 
 // The Python KvStore: the C++ store and the client it references.
@@ -127,7 +124,7 @@ void BindKvStore(py::module_& m) {
           [](const KvBlockCodec& c, py::handle kv, uint64_t index, py::handle key,
              py::handle out) -> py::object {
             KvArray v = ViewKv(kv, c.format(), /*writable=*/false);
-            CheckBlocks(v, c.format(), index + 1);
+            ThrowIfError(c.FirstToken(index, v.tokens).status());
             const BlockKey k = ToKey(key);
             py::object result = py::reinterpret_borrow<py::object>(out);
             if (out.is_none()) {
@@ -150,7 +147,7 @@ void BindKvStore(py::module_& m) {
           [](const KvBlockCodec& c, py::handle object, uint64_t index, py::handle key,
              py::handle kv) {
             KvArray v = ViewKv(kv, c.format(), /*writable=*/true);
-            CheckBlocks(v, c.format(), index + 1);
+            ThrowIfError(c.FirstToken(index, v.tokens).status());
             const BlockKey k = ToKey(key);
             BufferRef src(object, /*writable=*/false, "object");
             Status s;
@@ -209,7 +206,7 @@ void BindKvStore(py::module_& m) {
             const KvBlockFormat& f = self.store->codec().format();
             KvArray v = ViewKv(kv, f, /*writable=*/false);
             const std::vector<BlockKey> keys = ToKeys(keys_obj);
-            CheckBlocks(v, f, keys.size());
+            CheckBlocks(v, self.store->codec(), keys.size());
             const std::optional<Deadline> deadline = RequestDeadline(timeout_ms);
             KvTransferResult r;
             {
@@ -232,7 +229,7 @@ void BindKvStore(py::module_& m) {
             const Lease lease = ToLease(lease_obj);
             const std::vector<BlockKey> keys = ToKeys(keys_obj);
             KvArray v = ViewKv(kv, f, /*writable=*/true);
-            CheckBlocks(v, f, keys.size());
+            CheckBlocks(v, self.store->codec(), keys.size());
             const std::optional<Deadline> deadline = RequestDeadline(timeout_ms);
             KvTransferResult r;
             {

@@ -35,8 +35,9 @@ kernels::KvLayout ParseLayout(const std::string& name) {
 }
 
 // A raw pointer from an int, an object with data_ptr() (a torch tensor) or one with
-// __cuda_array_interface__.
-void* ToPointer(py::handle obj, const std::string& what) {
+// __cuda_array_interface__. Host numpy arrays are taken before this, so the error names what
+// `memory` accepts: a numpy array only for host memory.
+void* ToPointer(py::handle obj, MemoryKind memory, const std::string& what) {
   py::object value = py::reinterpret_borrow<py::object>(obj);
   if (py::hasattr(obj, "data_ptr")) {
     value = obj.attr("data_ptr")();
@@ -44,7 +45,13 @@ void* ToPointer(py::handle obj, const std::string& what) {
     value = obj.attr("__cuda_array_interface__")["data"].cast<py::tuple>()[0];
   }
   if (!py::isinstance<py::int_>(value) || py::isinstance<py::bool_>(value)) {
-    Invalid(what + " must be an integer pointer, a tensor with data_ptr() or a numpy array");
+    if (memory == MemoryKind::kHost) {
+      Invalid(what + " must be a numpy array, an integer pointer or a tensor with data_ptr()");
+    }
+    Invalid(
+        what + " must be device memory with memory='cuda': an integer device pointer, a " +
+        "tensor with data_ptr() or an object with __cuda_array_interface__" +
+        (py::isinstance<py::array>(obj) ? " (a numpy array is host memory: memory='host')" : ""));
   }
   const auto address = value.cast<uintptr_t>();
   if (address == 0) Invalid(what + " is a null pointer");
@@ -130,7 +137,7 @@ PyPagedCache MakeCache(const std::string& memory, const std::string& layout,
       c.tensors.push_back(const_cast<void*>(a.data()));
       out.arrays.push_back(a);
     } else {
-      c.tensors.push_back(ToPointer(items[i], what));
+      c.tensors.push_back(ToPointer(items[i], c.memory, what));
     }
   }
   return out;

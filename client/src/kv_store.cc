@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "kvault/kernels/cpu_codec.h"
@@ -58,8 +59,21 @@ Result<KvBlockCodec> KvBlockCodec::Create(const KvBlockFormat& format) {
   return codec;
 }
 
+Result<uint64_t> KvBlockCodec::FirstToken(uint64_t index, uint64_t tokens) const {
+  const uint64_t block = format_.block_tokens;
+  // Block `index` ends at (index + 1) * block, which fits in uint64 when index < max / block.
+  const bool fits = index < std::numeric_limits<uint64_t>::max() / block;
+  if (fits && (index + 1) * block <= tokens) return index * block;
+  const std::string what = "block " + std::to_string(index) + " of " + std::to_string(block);
+  if (!fits) return Status::InvalidArgument(what + " tokens: its token range overflows uint64");
+  return Status::InvalidArgument(what + " tokens lies past the " + std::to_string(tokens) +
+                                 " tokens of the KV");
+}
+
 Result<BlockDescriptor> KvBlockCodec::Descriptor(uint64_t index, const BlockKey& key) const {
-  const uint64_t tokens = (index + 1) * format_.block_tokens;
+  KVAULT_ASSIGN_OR_RETURN(const uint64_t first,
+                          FirstToken(index, std::numeric_limits<uint64_t>::max()));
+  const uint64_t tokens = first + format_.block_tokens;
   return kernels::SequenceBlockDescriptor(ShapeView(format_), tokens, spec_, format_.block_tokens,
                                           index, format_.ns_digest, key);
 }
@@ -78,8 +92,9 @@ uint32_t KvBlockCodec::HeaderBytes() const {
 Status KvBlockCodec::Encode(const kernels::PagedKvView& view, uint64_t index, const BlockKey& key,
                             std::span<uint8_t> out) const {
   KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));
+  KVAULT_ASSIGN_OR_RETURN(const uint64_t first, FirstToken(index, view.tokens()));
   KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, Descriptor(index, key));
-  return kernels::EncodeBlockCpu(view, index * format_.block_tokens, d, out);
+  return kernels::EncodeBlockCpu(view, first, d, out);
 }
 
 Result<BlockView> KvBlockCodec::VerifyObject(std::span<const uint8_t> object, uint64_t index,
@@ -100,8 +115,9 @@ Result<BlockView> KvBlockCodec::VerifyObject(std::span<const uint8_t> object, ui
 Status KvBlockCodec::Decode(std::span<const uint8_t> object, uint64_t index, const BlockKey& key,
                             const kernels::PagedKvView& view) const {
   KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));
+  KVAULT_ASSIGN_OR_RETURN(const uint64_t first, FirstToken(index, view.tokens()));
   KVAULT_ASSIGN_OR_RETURN(BlockView block, VerifyObject(object, index, key));
-  return kernels::DecodeBlockCpu(block, view, index * format_.block_tokens);
+  return kernels::DecodeBlockCpu(block, view, first);
 }
 
 Result<ByteRange> KvBlockCodec::LayerRange(uint64_t index, uint32_t first, uint32_t count) const {
@@ -153,6 +169,7 @@ Status KvBlockCodec::DecodeLayers(std::span<const uint8_t> header, std::span<con
                                   uint64_t index, const BlockKey& key, uint32_t first,
                                   uint32_t count, const kernels::PagedKvView& view) const {
   KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));
+  KVAULT_ASSIGN_OR_RETURN(const uint64_t first_token, FirstToken(index, view.tokens()));
   KVAULT_ASSIGN_OR_RETURN(ByteRange range, LayerRange(index, first, count));
   if (layers.size() != range.length) {
     return Status::InvalidArgument("layer decode: range has the wrong size");
@@ -165,7 +182,7 @@ Status KvBlockCodec::DecodeLayers(std::span<const uint8_t> header, std::span<con
   kernels::PagedKvView sub = view;
   sub.num_layers = count;
   sub.layer_bases = view.layer_bases + first;
-  return kernels::DecodeBlockCpu(part, sub, index * format_.block_tokens);
+  return kernels::DecodeBlockCpu(part, sub, first_token);
 }
 
 // --- KvStore ---

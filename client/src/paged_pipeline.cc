@@ -20,6 +20,15 @@ Result<std::unique_ptr<PagedPipeline>> PagedPipeline::Create(Client& client,
       cache.engine_block_tokens == 0 || cache.engine_num_blocks == 0) {
     return Status::InvalidArgument("paged cache: every dimension must be nonzero");
   }
+  // A contiguous cache is one sequence's tensor: one engine block of engine_block_tokens tokens
+  // (kv_view.h), which every store and load would otherwise refuse.
+  if (cache.layout == kernels::KvLayout::kContiguous && cache.engine_num_blocks != 1) {
+    return Status::InvalidArgument(
+        "paged cache: a contiguous cache is one engine block (ids {0}) "
+        "of engine_block_tokens tokens, so engine_num_blocks must be "
+        "1, got " +
+        std::to_string(cache.engine_num_blocks));
+  }
   if (cache.layout != kernels::KvLayout::kContiguous &&
       options.block_tokens % cache.engine_block_tokens != 0) {
     return Status::InvalidArgument("block_tokens " + std::to_string(options.block_tokens) +

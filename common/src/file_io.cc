@@ -17,7 +17,6 @@ Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
   return Status::IoError(msg);
 }
 
-
 }  // namespace
 
 UniqueFd::~UniqueFd() {
@@ -39,23 +38,33 @@ Result<uint64_t> FileSize(const std::string& path) {
   return static_cast<uint64_t>(st.st_size);
 }
 
-Status ReadFileExact(const std::string& path, std::span<uint8_t> out) {
+Result<std::unique_ptr<FileReader>> FileReader::Open(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus("cannot open", path, errno);
+  return std::unique_ptr<FileReader>(new FileReader(std::move(fd), path));
+}
+
+Status FileReader::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
   size_t done = 0;
   while (done < out.size()) {
-    const ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
+    const ssize_t n =
+        ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus("cannot read", path, errno);
+      return ErrnoStatus("cannot read", path_, errno);
     }
     if (n == 0) {
-      return Status::Corruption("'" + path + "' ended after " + std::to_string(done) +
-                                " bytes, expected " + std::to_string(out.size()));
+      return Status::Corruption("'" + path_ + "' ended after " + std::to_string(offset + done) +
+                                " bytes, expected " + std::to_string(offset + out.size()));
     }
     done += static_cast<size_t>(n);
   }
   return Status::Ok();
+}
+
+Status ReadFileExact(const std::string& path, std::span<uint8_t> out) {
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> file, FileReader::Open(path));
+  return file->ReadAt(0, out);
 }
 
 Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max_bytes) {
@@ -69,46 +78,63 @@ Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max
   return data;
 }
 
-Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data) {
-  // A unique temporary name per call, so concurrent writers of one path never share it.
+Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {
+  // A unique temporary name per writer, so concurrent writers of one path never share it.
   std::string tmp = path + ".tmp.XXXXXX";
   UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus("cannot create", tmp, errno);
   ::fchmod(fd.get(), 0644);
+  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(std::move(fd), path, tmp));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+Status AtomicFileWriter::Abandon(Status error) {
+  fd_ = UniqueFd();
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+  tmp_.clear();
+  return error;
+}
+
+Status AtomicFileWriter::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
+  if (tmp_.empty()) return Status::Internal("write to '" + path_ + "' after commit or failure");
   size_t done = 0;
   while (done < data.size()) {
-    const ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
+    const ssize_t n = ::pwrite(fd_.get(), data.data() + done, data.size() - done,
+                               static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      const int err = errno;
-      ::unlink(tmp.c_str());
-      return ErrnoStatus("cannot write", tmp, err);
+      return Abandon(ErrnoStatus("cannot write", tmp_, errno));
     }
     done += static_cast<size_t>(n);
   }
+  return Status::Ok();
+}
+
+Status AtomicFileWriter::Commit() {
+  if (tmp_.empty()) return Status::Internal("commit of '" + path_ + "' after commit or failure");
   // The data must be durable before the rename makes it visible under the final name.
-  if (::fsync(fd.get()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoStatus("cannot sync", tmp, err);
+  if (::fsync(fd_.get()) != 0) return Abandon(ErrnoStatus("cannot sync", tmp_, errno));
+  if (::close(fd_.Release()) != 0) return Abandon(ErrnoStatus("cannot close", tmp_, errno));
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    return Abandon(ErrnoStatus("cannot rename into", path_, errno));
   }
-  if (::close(fd.Release()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoStatus("cannot close", tmp, err);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoStatus("cannot rename into", path, err);
-  }
+  tmp_.clear();
   // Make the rename itself durable.
-  const size_t slash = path.rfind('/');
+  const size_t slash = path_.rfind('/');
   const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash));
   UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
   return Status::Ok();
+}
+
+Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data) {
+  KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> file, AtomicFileWriter::Create(path));
+  KVAULT_RETURN_IF_ERROR(file->WriteAt(0, data));
+  return file->Commit();
 }
 
 }  // namespace kvault

@@ -73,7 +73,6 @@ void LoadSlice(const KvTensor& t, uint32_t layer, uint32_t kv, uint32_t head, ui
   const uint32_t d = t.shape.head_dim;
   const bool f16 = t.shape.dtype == DType::kF16;
   const float* table = HalfTable();
-  const uint16_t inf_mask = f16 ? 0x7C00 : 0x7F80;  // all-ones exponent: Inf or NaN
   // Rows are kv_heads * D elements apart: prefetch ahead, the hardware does not follow them well.
   constexpr uint32_t kAhead = 8;
   const size_t row_bytes = static_cast<size_t>(d) * sizeof(uint16_t);
@@ -86,7 +85,7 @@ void LoadSlice(const KvTensor& t, uint32_t layer, uint32_t kv, uint32_t head, ui
     float* dst = out + static_cast<size_t>(tok) * stride;
     for (uint32_t c = 0; c < d; ++c) {
       const uint16_t bits = src[c];
-      if ((bits & inf_mask) == inf_mask) {
+      if (IsNonFinite16(bits, t.shape.dtype)) {
         dst[c] = 0.0f;
         ++*nonfinite;
       } else {

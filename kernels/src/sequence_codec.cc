@@ -55,6 +55,26 @@ uint64_t BlockCount(uint64_t tokens, uint32_t block_tokens) {
   return block_tokens == 0 ? 0 : (tokens + block_tokens - 1) / block_tokens;
 }
 
+uint64_t WindowBlockCount(uint64_t tokens, const SequenceCodecOptions& options) {
+  const uint64_t blocks = BlockCount(tokens, options.block_tokens);
+  return options.first_block >= blocks ? 0
+                                       : std::min(options.max_blocks, blocks - options.first_block);
+}
+
+namespace {
+
+// InvalidArgument for a window that starts past the sequence's last block.
+Status CheckWindow(uint64_t tokens, const SequenceCodecOptions& options) {
+  const uint64_t blocks = BlockCount(tokens, options.block_tokens);
+  if (options.first_block > 0 && options.first_block >= blocks) {
+    return Status::InvalidArgument("window starts at block " + std::to_string(options.first_block) +
+                                   " of a sequence of " + std::to_string(blocks) + " blocks");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<BlockDescriptor> SequenceBlockDescriptor(const PagedKvView& view, uint64_t tokens,
                                                 const CodecSpec& spec, uint32_t block_tokens,
                                                 uint64_t index, const Digest32& ns_digest,
@@ -85,19 +105,21 @@ Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSp
                          const Digest32& ns_digest, std::span<const Digest32> keys,
                          const SequenceCodecOptions& options,
                          std::vector<std::vector<uint8_t>>& objects) {
-  const uint64_t blocks = BlockCount(tokens, options.block_tokens);
+  KVAULT_RETURN_IF_ERROR(CheckWindow(tokens, options));
+  const uint64_t blocks = WindowBlockCount(tokens, options);
   if (keys.size() != blocks) {
     return Status::InvalidArgument("expected " + std::to_string(blocks) + " block keys, got " +
                                    std::to_string(keys.size()));
   }
   objects.resize(blocks);
-  return ParallelFor(blocks, options.threads, [&](uint64_t b) -> Status {
+  return ParallelFor(blocks, options.threads, [&](uint64_t i) -> Status {
+    const uint64_t b = options.first_block + i;
     KVAULT_ASSIGN_OR_RETURN(
         BlockDescriptor d,
-        SequenceBlockDescriptor(view, tokens, spec, options.block_tokens, b, ns_digest, keys[b]));
+        SequenceBlockDescriptor(view, tokens, spec, options.block_tokens, b, ns_digest, keys[i]));
     KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, ComputeGeometry(d));
-    objects[b].resize(g.total_bytes());
-    return EncodeBlockCpu(view, b * options.block_tokens, d, objects[b], options.isa)
+    objects[i].resize(g.total_bytes());
+    return EncodeBlockCpu(view, i * options.block_tokens, d, objects[i], options.isa)
         .WithContext("block " + std::to_string(b));
   });
 }
@@ -105,18 +127,20 @@ Status EncodeSequenceCpu(const PagedKvView& view, uint64_t tokens, const CodecSp
 Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects,
                          std::span<const Digest32> keys, const PagedKvView& view, uint64_t tokens,
                          const SequenceCodecOptions& options) {
-  const uint64_t blocks = BlockCount(tokens, options.block_tokens);
+  KVAULT_RETURN_IF_ERROR(CheckWindow(tokens, options));
+  const uint64_t blocks = WindowBlockCount(tokens, options);
   if (objects.size() != blocks || keys.size() != blocks) {
     return Status::Corruption("sequence of " + std::to_string(tokens) + " tokens needs " +
                               std::to_string(blocks) + " blocks and keys, got " +
                               std::to_string(objects.size()) + " objects and " +
                               std::to_string(keys.size()) + " keys");
   }
-  return ParallelFor(blocks, options.threads, [&](uint64_t b) -> Status {
+  return ParallelFor(blocks, options.threads, [&](uint64_t i) -> Status {
+    const uint64_t b = options.first_block + i;
     const std::string where = "block " + std::to_string(b);
     ParseOptions parse;
-    parse.expected_key = &keys[b];
-    KVAULT_ASSIGN_OR_RETURN(BlockView block, ParseBlockObject(objects[b], parse));
+    parse.expected_key = &keys[i];
+    KVAULT_ASSIGN_OR_RETURN(BlockView block, ParseBlockObject(objects[i], parse));
     const BlockLayout& l = block.descriptor.layout;
     const uint64_t first = b * options.block_tokens;
     const uint64_t want_tokens = std::min<uint64_t>(options.block_tokens, tokens - first);
@@ -125,7 +149,7 @@ Status DecodeSequenceCpu(std::span<const std::vector<uint8_t>> objects,
         l.head_dim != view.head_dim || l.dtype != view.dtype) {
       return Status::Corruption(where + ": object does not fit its position in the sequence");
     }
-    return DecodeBlockCpu(block, view, first, options.isa).WithContext(where);
+    return DecodeBlockCpu(block, view, i * options.block_tokens, options.isa).WithContext(where);
   });
 }
 

@@ -164,6 +164,51 @@ enum { kLayers = 2, kHeads = 2, kDim = 64, kBlockTokens = 16, kBlocks = 3 };
 enum { kTokens = kBlocks * kBlockTokens + 5 }; /* a partial tail block gets no key */
 #define KV_ELEMENTS(tokens) ((size_t)kLayers * 2 * (tokens)*kHeads * kDim)
 
+/* A block index whose tokens overflow uint64 (2^63 * 16 wraps to 0: unchecked, it aliased block
+ * 0) or lie past kv_tokens is INVALID_ARGUMENT for encode and decode; the last block is fine. */
+static void test_block_codec_indexes(void) {
+  const kvault_key ns = c_test_namespace("c-abi-indexes", kLayers, kHeads, kDim, kBlockTokens);
+  const kvault_block_format format =
+      c_test_block_format(kLayers, kHeads, kDim, kBlockTokens, "raw", ns);
+  kvault_block_codec* codec = NULL;
+  REQUIRE_STATUS(kvault_block_codec_create(&format, &codec), KVAULT_OK);
+  const size_t object = (size_t)kvault_block_codec_object_bytes(codec, 1);
+  const uint32_t kv_tokens = 2 * kBlockTokens;
+  uint16_t* kv = malloc(KV_ELEMENTS(kv_tokens) * 2);
+  uint16_t* decoded = calloc(KV_ELEMENTS(kv_tokens), 2);
+  uint8_t* bytes = malloc(object);
+  REQUIRE(kv != NULL && decoded != NULL && bytes != NULL);
+  c_test_fill_f16(kv, KV_ELEMENTS(kv_tokens), 3);
+  kvault_key key;
+  memset(&key, 7, sizeof(key));
+
+  const uint64_t bad[] = {(uint64_t)1 << 63, (uint64_t)1 << 60, UINT64_MAX, 2};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+    CHECK(kvault_block_codec_object_bytes(codec, bad[i]) == 0 || bad[i] == 2);
+    CHECK_STATUS(kvault_block_codec_encode(codec, kv, kv_tokens, bad[i], &key, bytes, object),
+                 KVAULT_INVALID_ARGUMENT);
+  }
+  REQUIRE_STATUS(kvault_block_codec_encode(codec, kv, kv_tokens, 1, &key, bytes, object),
+                 KVAULT_OK);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+    CHECK_STATUS(kvault_block_codec_decode(codec, bytes, object, bad[i], &key, decoded, kv_tokens),
+                 KVAULT_INVALID_ARGUMENT);
+  }
+  CHECK(strstr(kvault_last_error(), "past") != NULL);
+  CHECK_STATUS(kvault_block_codec_decode(codec, bytes, object, 1, &key, decoded, kv_tokens),
+               KVAULT_OK);
+  /* Layer 0's K: block 1 decoded, block 0 untouched. */
+  const size_t per_block = (size_t)kBlockTokens * kHeads * kDim;
+  CHECK(memcmp(decoded + per_block, kv + per_block, per_block * 2) == 0);
+  int block0_zero = 1;
+  for (size_t i = 0; i < per_block; ++i) block0_zero &= decoded[i] == 0;
+  CHECK(block0_zero);
+  free(bytes);
+  free(decoded);
+  free(kv);
+  kvault_block_codec_free(codec);
+}
+
 static void test_store_lookup_load(kvault_client* client) {
   uint32_t tokens[kTokens];
   c_test_fill_tokens(tokens, kTokens, 1);
@@ -378,6 +423,7 @@ int main(int argc, char** argv) {
   test_errors_and_config();
   test_keys();
   test_dead_daemon();
+  test_block_codec_indexes();
 
   char server[128];
   c_test_start_daemon(argv[1], server, sizeof(server));

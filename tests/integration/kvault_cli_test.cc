@@ -2,12 +2,14 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "kvault/common/block_format.h"
+#include "kvault/common/block_key.h"
 #include "kvault/common/file_io.h"
 #include "kvault/kernels/kv_generator.h"
 #include "kvault/kernels/reference_codec.h"
@@ -22,10 +24,13 @@ struct CliRun {
   std::string out, err;
 };
 
-CliRun RunKvault(const std::string& args, const fs::path& dir) {
+// Runs `kvault args` in a shell; with `memory_limit_kib`, under that address-space limit.
+CliRun RunKvault(const std::string& args, const fs::path& dir, uint64_t memory_limit_kib = 0) {
   const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd =
-      std::string(KVAULT_BIN_DIR) + "/kvault " + args + " >" + out.string() + " 2>" + err.string();
+  const std::string limit =
+      memory_limit_kib > 0 ? "ulimit -v " + std::to_string(memory_limit_kib) + " && exec " : "";
+  const std::string cmd = limit + std::string(KVAULT_BIN_DIR) + "/kvault " + args + " >" +
+                          out.string() + " 2>" + err.string();
   const int rc = std::system(cmd.c_str());
   CliRun r;
   r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -78,16 +83,24 @@ std::vector<uint16_t> ReadTensor(const fs::path& path) {
 TEST_F(KvaultCliTest, RawRoundtripIsByteIdentical) {
   const auto in = dir_ / "in.bin", out = dir_ / "out.bin";
   WriteInput(in, DType::kF16);
-  CliRun r = RunKvault(
-      "codec roundtrip --codec raw " + ShapeArgs() + in.string() + " " + out.string(), dir_);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(ReadTensor(in), ReadTensor(out));
-  const uint64_t input_bytes = 2ull * kLayers * 2 * kTokens * kHeads * kDim;
-  EXPECT_NE(r.out.find("\"input_bytes\":" + std::to_string(input_bytes)), std::string::npos)
-      << r.out;
-  EXPECT_NE(r.out.find("\"blocks\":3"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("\"bits_per_element\":"), std::string::npos);
-  EXPECT_NE(r.out.find("\"encoded_bytes\":"), std::string::npos);
+  // The whole file at once, and windows of 1 and 2 of its 3 blocks (the last one partial).
+  for (const std::string window : {"", "--window-blocks 1 ", "--window-blocks 2 "}) {
+    SCOPED_TRACE(window);
+    fs::remove(out);
+    CliRun r = RunKvault(
+        "codec roundtrip --codec raw " + ShapeArgs(window) + in.string() + " " + out.string(),
+        dir_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ReadTensor(in), ReadTensor(out));
+    const uint64_t input_bytes = 2ull * kLayers * 2 * kTokens * kHeads * kDim;
+    EXPECT_NE(r.out.find("\"input_bytes\":" + std::to_string(input_bytes)), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("\"blocks\":3"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\"bits_per_element\":"), std::string::npos);
+    EXPECT_NE(r.out.find("\"encoded_bytes\":"), std::string::npos);
+    EXPECT_NE(r.out.find("\"nonfinite_inputs\":0,"), std::string::npos) << r.out;
+    EXPECT_EQ(r.err, "");
+  }
 }
 
 // The CLI's output must equal the reference decode of each block, block 0 with the sink tokens
@@ -142,11 +155,14 @@ TEST_F(KvaultCliTest, LossyRoundtripsEqualTheReferenceDecode) {
     const auto in = dir_ / "in.bin", out = dir_ / "out.bin";
     const kernels::KvTensor input = WriteInput(in, dtype);
     const std::string dt = dtype == DType::kF16 ? "f16" : "bf16";
-    CliRun r = RunKvault("codec roundtrip --codec '" + spec + "' --dtype " + dt + " " +
-                             ShapeArgs() + in.string() + " " + out.string(),
-                         dir_);
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    ExpectMatchesReference(input, ReadTensor(out), spec, sink);
+    for (const std::string window : {"", "--window-blocks 2 "}) {
+      SCOPED_TRACE(window);
+      CliRun r = RunKvault("codec roundtrip --codec '" + spec + "' --dtype " + dt + " " +
+                               ShapeArgs(window) + in.string() + " " + out.string(),
+                           dir_);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      ExpectMatchesReference(input, ReadTensor(out), spec, sink);
+    }
   }
 }
 
@@ -197,12 +213,102 @@ TEST_F(KvaultCliTest, RejectsBadInputWithExitCode2AndOneLine) {
   EXPECT_TRUE(fs::exists(out));
 }
 
+// A missing input is bad input (2); an output that cannot be written is an I/O failure (1), also
+// when the file system says "No such file or directory" for it. --help says the same.
+TEST_F(KvaultCliTest, MissingInputExits2AndUnwritableOutputExits1) {
+  const auto in = dir_ / "in.bin", out = dir_ / "out.bin";
+  WriteInput(in, DType::kF16);
+  CliRun missing = RunKvault("codec roundtrip --codec raw " + ShapeArgs() +
+                                 (dir_ / "missing.bin").string() + " " + out.string(),
+                             dir_);
+  EXPECT_EQ(missing.exit_code, 2) << missing.err;
+  const fs::path file = dir_ / "a-file";
+  ASSERT_TRUE(WriteFileAtomic(file.string(), std::vector<uint8_t>(1)).ok());
+  const std::string unwritable[] = {
+      in.string() + " " + (dir_ / "no-such-dir" / "out.bin").string(),  // ENOENT
+      in.string() + " " + (file / "out.bin").string(),                  // ENOTDIR
+      "--emit-blocks " + (file / "blocks").string() + " " + in.string() + " " + out.string(),
+  };
+  for (const std::string& io : unwritable) {
+    SCOPED_TRACE(io);
+    CliRun r = RunKvault("codec roundtrip --codec raw " + ShapeArgs() + io, dir_);
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("cannot"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  // Positive control for the same input and output directory.
+  CliRun ok = RunKvault(
+      "codec roundtrip --codec raw " + ShapeArgs() + in.string() + " " + (dir_ / "ok.bin").string(),
+      dir_);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  CliRun help = RunKvault("--help", dir_);
+  EXPECT_NE(help.out.find("2 bad usage or bad input, including an input file that does not exist"),
+            std::string::npos)
+      << help.out;
+  EXPECT_NE(help.out.find("an output that cannot be written"), std::string::npos) << help.out;
+}
+
+// The file streams through a window of blocks: a 128 MiB input (sparse: zeros) round-trips under
+// a 112 MiB address-space limit, which its input and output buffers alone (256 MiB) would exceed.
+// A window too large for the limit ends with one line and exit code 1, not an abort.
+TEST_F(KvaultCliTest, LargeInputStreamsUnderAMemoryLimitAndOutOfMemoryIsOneLine) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizers reserve more address space than the limit";
+#endif
+  const auto in = dir_ / "in.bin", out = dir_ / "out.bin";
+  constexpr uint64_t kBytes = uint64_t{128} << 20, kLimitKib = 112 << 10;
+  { std::ofstream(in.string()).flush(); }
+  fs::resize_file(in, kBytes);
+  const std::string args =
+      "codec roundtrip --codec fp8 --layers 1 --kv-heads 8 --head-dim 128 "
+      "--tokens 32768 --block-tokens 16 --threads 1 ";
+  CliRun ok = RunKvault(args + in.string() + " " + out.string(), dir_, kLimitKib);
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("\"window_blocks\":256,"), std::string::npos) << ok.out;  // 16 MiB
+  ASSERT_EQ(fs::file_size(out), kBytes);
+  std::ifstream f(out, std::ios::binary);
+  std::vector<char> chunk(1 << 20);
+  uint64_t nonzero = 0;
+  while (f.read(chunk.data(), chunk.size()) || f.gcount() > 0) {
+    nonzero += std::count_if(chunk.begin(), chunk.begin() + f.gcount(), [](char c) { return c; });
+  }
+  EXPECT_EQ(nonzero, 0u);  // fp8 of zeros is zeros
+
+  fs::remove(out);
+  CliRun oom =
+      RunKvault(args + "--window-blocks 4096 " + in.string() + " " + out.string(), dir_, kLimitKib);
+  EXPECT_EQ(oom.exit_code, 1) << oom.err;
+  EXPECT_NE(oom.err.find("out of memory"), std::string::npos) << oom.err;
+  EXPECT_EQ(std::count(oom.err.begin(), oom.err.end(), '\n'), 1) << oom.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// NaN and Inf inputs propagate (docs/codecs.md 3.5): the JSON counts them and stderr warns once.
+TEST_F(KvaultCliTest, NonFiniteInputsAreCountedAndWarned) {
+  const auto in = dir_ / "in.bin", out = dir_ / "out.bin";
+  kernels::KvTensor kv = WriteInput(in, DType::kF16);
+  kv.data[0] = 0x7C00;                   // +Inf
+  kv.data[kv.data.size() / 2] = 0xFC00;  // -Inf
+  kv.data.back() = 0x7E01;               // NaN
+  kv.data[1] = 0x7BFF;                   // 65504, finite
+  const auto* bytes = reinterpret_cast<const uint8_t*>(kv.data.data());
+  ASSERT_TRUE(WriteFileAtomic(in.string(), {bytes, kv.data.size() * 2}).ok());
+  CliRun r = RunKvault("codec roundtrip --codec fp8 " + ShapeArgs("--window-blocks 1 ") +
+                           in.string() + " " + out.string(),
+                       dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"nonfinite_inputs\":3,"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("warning: 3 input elements are NaN or Inf"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
 TEST_F(KvaultCliTest, InspectPrintsHeaderAndCatchesCorruption) {
   const auto in = dir_ / "in.bin", out = dir_ / "out.bin", blocks = dir_ / "blocks";
   WriteInput(in, DType::kF16);
   CliRun r = RunKvault("codec roundtrip --codec 'k=int4,v=int2,sink=2' " +
-                           ShapeArgs("--emit-blocks " + blocks.string() + " ") + in.string() + " " +
-                           out.string(),
+                           ShapeArgs("--window-blocks 2 --emit-blocks " + blocks.string() + " ") +
+                           in.string() + " " + out.string(),
                        dir_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const fs::path block0 = blocks / "block-00000.kvb";
@@ -216,6 +322,18 @@ TEST_F(KvaultCliTest, InspectPrintsHeaderAndCatchesCorruption) {
   EXPECT_NE(ok.out.find("int4:g=64"), std::string::npos);
   EXPECT_NE(ok.out.find("int2:g=64"), std::string::npos);
   EXPECT_NE(ok.out.find("verified"), std::string::npos);
+  // The whole namespace digest and key, as in the object.
+  auto object = ReadWholeFile(block0.string());
+  ASSERT_TRUE(object.ok());
+  auto parsed = ParseBlockObject(*object);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_NE(ok.out.find("namespace:       " + ToHex(parsed->descriptor.ns_digest) + "\n"),
+            std::string::npos)
+      << ok.out;
+  EXPECT_NE(ok.out.find("key:             " + ToHex(parsed->descriptor.key) + "\n"),
+            std::string::npos)
+      << ok.out;
+  EXPECT_EQ(ToHex(parsed->descriptor.key).size(), 64u);
 
   auto bytes = ReadWholeFile(block0.string());
   ASSERT_TRUE(bytes.ok());

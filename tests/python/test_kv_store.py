@@ -132,3 +132,24 @@ def test_codec_rejects_another_key(ns):
     obj[-1] ^= 1
     with pytest.raises(kvault.CorruptionError):
         codec.decode(obj, 0, keys[0], np.zeros_like(kv))
+
+
+def test_codec_rejects_block_indexes_past_the_kv_or_overflowing(ns):
+    # Block 2**63 of 4 tokens ends at 2**65 + 4, which wraps to token 4 in uint64: unchecked, it
+    # encoded and decoded block 0.
+    kv = make_kv(2 * BLOCK, seed=5)
+    codec = kvault.KvBlockCodec(LAYERS, HEADS, DIM, block_tokens=BLOCK, codec="raw", ns_digest=ns)
+    key = kvault.chain_keys(ns, list(range(BLOCK)), BLOCK)[0]
+    last = codec.encode(kv, 1, key)  # the last block of kv: fine
+    for index in (2**63, 2**62, 2**64 - 1, 2):
+        with pytest.raises(kvault.InvalidArgumentError, match="block"):
+            codec.encode(kv, index, key)
+        with pytest.raises(kvault.InvalidArgumentError, match="block"):
+            codec.decode(last, index, key, np.zeros_like(kv))
+        if index != 2:  # a layer range has no KV to lie past
+            with pytest.raises(kvault.InvalidArgumentError, match="overflows"):
+                codec.layer_range(index, 0, 1)
+    out = np.zeros_like(kv)
+    codec.decode(last, 1, key, out)
+    assert np.array_equal(out[:, :, BLOCK:], kv[:, :, BLOCK:])
+    assert not out[:, :, :BLOCK].any()

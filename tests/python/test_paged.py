@@ -150,6 +150,41 @@ def test_contiguous_layout(client, ns):
     assert np.array_equal(dst, src)
 
 
+def test_contiguous_cache_of_more_than_one_engine_block_is_refused_at_creation(client, ns):
+    # [LAYERS, 2, 16, HEADS, DIM] described as 2 engine blocks of 8 tokens: the element count
+    # fits, but a contiguous cache is one block; unchecked, every store and load failed later.
+    src = np.zeros((LAYERS, 2, 16, HEADS, DIM), dtype=np.float16)
+
+    def contiguous_cache(block_tokens, num_blocks):
+        return kvault.PagedKvCache(memory="host", layout="contiguous", num_layers=LAYERS,
+                                   kv_heads=HEADS, head_dim=DIM, engine_block_tokens=block_tokens,
+                                   engine_num_blocks=num_blocks, tensors=src)
+
+    with pytest.raises(kvault.InvalidArgumentError, match="engine_num_blocks must be 1, got 2"):
+        kvault.PagedKvStore(client, cache=contiguous_cache(8, 2), block_tokens=BLOCK, codec="raw",
+                            ns_digest=ns)
+    with kvault.PagedKvStore(client, cache=contiguous_cache(16, 1), block_tokens=BLOCK,
+                             codec="raw", ns_digest=ns) as store:  # the same tensor as 1 block
+        keys = kvault.chain_keys(ns, list(range(7000, 7016)), BLOCK)
+        assert store.store_paged([0], 16, keys).wait(timeout_s=30)
+
+
+def test_pointer_errors_name_what_the_memory_kind_accepts():
+    def make(memory, tensors):
+        return kvault.PagedKvCache(memory=memory, layout="vllm-nhd", num_layers=LAYERS,
+                                   kv_heads=HEADS, head_dim=DIM, engine_block_tokens=ENGINE_BLOCK,
+                                   engine_num_blocks=ENGINE_BLOCKS, tensors=tensors)
+
+    host = [np.zeros(SHAPES["vllm-nhd"], dtype=np.float16) for _ in range(LAYERS)]
+    with pytest.raises(ValueError, match="device memory") as cuda_error:
+        make("cuda", host)
+    assert "numpy array is host memory" in str(cuda_error.value)
+    assert "must be a numpy array" not in str(cuda_error.value)
+    with pytest.raises(ValueError, match="must be a numpy array, an integer pointer"):
+        make("host", ["not a tensor"] * LAYERS)
+    assert make("host", host) is not None  # positive control
+
+
 def test_load_of_a_miss(client, ns):
     keys = kvault.chain_keys(ns, list(range(5000, 5000 + TOKENS)), BLOCK)
     dst = [np.zeros(SHAPES["vllm-nhd"], dtype=np.float16) for _ in range(LAYERS)]

@@ -58,10 +58,17 @@ class KvBlockCodec {
   static Result<KvBlockCodec> Create(const KvBlockFormat& format);
 
   const KvBlockFormat& format() const { return format_; }
-  // Bytes of block `index`'s object (block 0 may differ: sink tokens).
+  // Bytes of block `index`'s object (block 0 may differ: sink tokens); 0 for an index whose
+  // tokens do not fit in uint64 (FirstToken).
   uint64_t ObjectBytes(uint64_t index) const;
   // Bytes of every object's header (fixed part plus one entry per layer).
   uint32_t HeaderBytes() const;
+
+  // The first token of block `index` (index * block_tokens), after checking that the block's
+  // tokens [first, first + block_tokens) end within `tokens`, the tokens a view or tensor holds:
+  // InvalidArgument when they lie past them or their end does not fit in uint64. Every call
+  // that takes a block index checks it here.
+  Result<uint64_t> FirstToken(uint64_t index, uint64_t tokens) const;
 
   // Encodes block `index` of `view` under `key` into `out` (exactly ObjectBytes(index) bytes),
   // sealed. InvalidArgument for a view of another shape, a block past the view's tokens, or a
@@ -87,7 +94,8 @@ class KvBlockCodec {
                       const kernels::PagedKvView& view) const;
 
   // The pieces of Decode and DecodeLayers, for decoders that run elsewhere (the GPU):
-  // The descriptor of block `index` under `key`.
+  // The descriptor of block `index` under `key`; InvalidArgument when the block's token range
+  // does not fit in uint64.
   Result<BlockDescriptor> Descriptor(uint64_t index, const BlockKey& key) const;
   // Parses and verifies a whole object (checksum, key, shape and position), as Decode does.
   Result<BlockView> VerifyObject(std::span<const uint8_t> object, uint64_t index,

@@ -229,7 +229,8 @@ KVAULT_API kvault_status kvault_block_codec_create(const kvault_block_format* fo
                                                    kvault_block_codec** codec) KVAULT_NOEXCEPT;
 KVAULT_API void kvault_block_codec_free(kvault_block_codec* codec) KVAULT_NOEXCEPT;
 
-/* Bytes of block `index`'s object (block 0 may differ: sink tokens); 0 for a NULL codec. */
+/* Bytes of block `index`'s object (block 0 may differ: sink tokens); 0 for a NULL codec or an
+ * index whose tokens do not fit in uint64. */
 KVAULT_API uint64_t kvault_block_codec_object_bytes(const kvault_block_codec* codec,
                                                     uint64_t index) KVAULT_NOEXCEPT;
 
@@ -237,7 +238,7 @@ KVAULT_API uint64_t kvault_block_codec_object_bytes(const kvault_block_codec* co
  * KV `kv`, laid out contiguously as [num_layers][2 (K, V)][kv_tokens][kv_heads][head_dim] 16-bit
  * elements of the format's dtype, into the sealed object of `key` at `object` (exactly
  * object_bytes(index) bytes). INVALID_ARGUMENT for a null pointer, kv_tokens == 0, a block past
- * kv_tokens or a wrong object size. */
+ * kv_tokens (or whose token range overflows uint64) or a wrong object size. */
 KVAULT_API kvault_status kvault_block_codec_encode(const kvault_block_codec* codec,
                                                    const uint16_t* kv, uint32_t kv_tokens,
                                                    uint64_t index, const kvault_key* key,

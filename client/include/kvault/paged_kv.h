@@ -64,7 +64,7 @@ struct PagedKvCache {
   uint32_t kv_heads = 0;
   uint32_t head_dim = 0;
   // Tokens per engine block (vLLM block_size, FlashInfer page_size). For kContiguous: the
-  // tensor's token capacity, with engine_num_blocks = 1 and block ids {0}.
+  // tensor's token capacity, with engine_num_blocks = 1 (else Create fails) and block ids {0}.
   uint32_t engine_block_tokens = 16;
   // Blocks in the cache: every block id must be below it.
   uint32_t engine_num_blocks = 0;

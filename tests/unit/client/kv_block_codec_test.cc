@@ -2,7 +2,9 @@
 // ranges, without a daemon.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "kvault/kernels/kv_view.h"
 #include "kvault/kv_store.h"
@@ -84,6 +86,50 @@ TEST(ClientKvBlockCodec, RawRoundTripIsExactAndChecksKeyAndPosition) {
   EXPECT_EQ(codec->Encode(in.view, 0, KeyOf(1), std::span<uint8_t>(object).first(10)).code(),
             StatusCode::kInvalidArgument);
   EXPECT_FALSE(codec->Encode(in.view, 2, KeyOf(1), object).ok());  // past the view's tokens
+}
+
+// Block 2^63 of 8 tokens ends at 2^66 + 8, which wraps to token 8 in uint64: unchecked, it would
+// alias block 0. Such indexes, and those past the view, are InvalidArgument everywhere.
+TEST(ClientKvBlockCodec, IndexesWhoseTokensOverflowOrLiePastTheViewAreRefused) {
+  Result<KvBlockCodec> codec = KvBlockCodec::Create(Format("raw"));
+  ASSERT_TRUE(codec.ok()) << codec.status().ToString();
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  Kv in(2 * kBlock, true), out(2 * kBlock, false);
+  const std::span<const uint8_t> none;
+  std::vector<uint8_t> object(codec->ObjectBytes(0));
+  ASSERT_TRUE(codec->Encode(in.view, 0, KeyOf(1), object).ok());
+
+  for (uint64_t index : {uint64_t{1} << 63, uint64_t{1} << 61, kMax / kBlock, kMax}) {
+    SCOPED_TRACE(index);
+    EXPECT_EQ(codec->FirstToken(index, kMax).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec->Descriptor(index, KeyOf(1)).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec->LayerRange(index, 0, 1).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec->ObjectBytes(index), 0u);
+    std::vector<uint8_t> scratch(object.size());
+    EXPECT_EQ(codec->Encode(in.view, index, KeyOf(1), scratch).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec->Decode(object, index, KeyOf(1), out.view).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec->DecodeLayers(none, none, index, KeyOf(1), 0, 1, out.view).code(),
+              StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(out.data, std::vector<uint16_t>(out.data.size(), 0));  // nothing was written
+
+  // Past the view but without overflow: block 2 of a 2-block view.
+  EXPECT_EQ(codec->FirstToken(2, 2 * kBlock).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(codec->Decode(object, 2, KeyOf(1), out.view).code(), StatusCode::kInvalidArgument);
+  // The last block that fits in uint64, and the last block of the view.
+  EXPECT_EQ(codec->FirstToken(kMax / kBlock - 1, kMax).value(), (kMax / kBlock - 1) * kBlock);
+  EXPECT_EQ(codec->FirstToken(1, 2 * kBlock).value(), kBlock);
+  std::vector<uint8_t> last(codec->ObjectBytes(1));
+  ASSERT_TRUE(codec->Encode(in.view, 1, KeyOf(2), last).ok());
+  ASSERT_TRUE(codec->Decode(last, 1, KeyOf(2), out.view).ok());
+  // Layer 0's K: block 1 decoded, block 0 untouched.
+  const size_t per_block = size_t{kBlock} * kHeads * kDim;
+  EXPECT_TRUE(std::equal(out.data.begin() + per_block, out.data.begin() + 2 * per_block,
+                         in.data.begin() + per_block));
+  EXPECT_TRUE(std::all_of(out.data.begin(), out.data.begin() + per_block,
+                          [](uint16_t x) { return x == 0; }));
 }
 
 TEST(ClientKvBlockCodec, LayerRangeDecodesLikeTheWholeObjectAndLeavesOtherLayersAlone) {

@@ -163,6 +163,14 @@ TEST(NumericOracleTest, AgreesWithHandConstants) {
 // ---------------------------------------------------------------------------------------------
 // binary16
 
+TEST(NumericTest, IsNonFinite16MatchesTheFloatValueOnEveryPattern) {
+  for (uint32_t b = 0; b <= 0xFFFF; ++b) {
+    const uint16_t bits = static_cast<uint16_t>(b);
+    ASSERT_EQ(IsNonFinite16(bits, DType::kF16), !std::isfinite(HalfToFloat(bits))) << b;
+    ASSERT_EQ(IsNonFinite16(bits, DType::kBF16), !std::isfinite(Bf16ToFloat(bits))) << b;
+  }
+}
+
 TEST(HalfTest, HalfToFloatAllPatterns) {
   for (uint32_t h = 0; h < 65536; ++h) {
     const float f = HalfToFloat(static_cast<uint16_t>(h));

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kvault/kernels/kv_generator.h"
 
 namespace kvault::kernels {
@@ -94,6 +96,71 @@ TEST(SequenceCodecTest, DecodeRejectsSwappedMissingOrForeignObjects) {
   other.block_tokens = 32;
   st = DecodeSequenceCpu({objects.data(), 1}, {s.keys.data(), 1}, s.out_view, 32, other);
   EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+}
+
+// A window of blocks [1, 3) of a 37-token sequence (the partial last block included), with the
+// view holding only those tokens, gives the whole sequence's objects and decode for them.
+TEST(SequenceCodecTest, WindowMatchesTheWholeSequence) {
+  Sequence whole;
+  Make(whole, 37, 16);
+  SequenceCodecOptions opt;
+  opt.block_tokens = 16;
+  opt.threads = 2;
+  const CodecSpec spec = *ParseCodecSpec("int4,sink=4");
+  std::vector<std::vector<uint8_t>> all;
+  ASSERT_TRUE(EncodeSequenceCpu(whole.in_view, 37, spec, Digest32{}, whole.keys, opt, all).ok());
+  ASSERT_TRUE(DecodeSequenceCpu(all, whole.keys, whole.out_view, 37, opt).ok());
+
+  // The window's tokens [16, 37) as their own [2][2][21][3][64] tensor.
+  const uint32_t window_tokens = 21;
+  const size_t row = 3 * 64;
+  std::vector<uint16_t> in(size_t{2} * 2 * window_tokens * row), out(in.size(), 0);
+  for (size_t lk = 0; lk < 4; ++lk) {
+    std::copy_n(whole.kv.data.begin() + (lk * 37 + 16) * row, window_tokens * row,
+                in.begin() + lk * window_tokens * row);
+  }
+  uint16_t* in_ptr = in.data();
+  uint16_t* out_ptr = out.data();
+  const int32_t page0 = 0;
+  PagedKvView in_view, out_view;
+  PagedKvViewStorage in_storage, out_storage;
+  ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, window_tokens, 1,
+                              {&in_ptr, 1}, {&page0, 1}, in_view, in_storage)
+                  .ok());
+  ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, DType::kF16, 2, 3, 64, window_tokens, 1,
+                              {&out_ptr, 1}, {&page0, 1}, out_view, out_storage)
+                  .ok());
+  opt.first_block = 1;
+  EXPECT_EQ(WindowBlockCount(37, opt), 2u);
+  const std::span<const Digest32> keys(whole.keys.data() + 1, 2);
+  std::vector<std::vector<uint8_t>> part;
+  ASSERT_TRUE(EncodeSequenceCpu(in_view, 37, spec, Digest32{}, keys, opt, part).ok());
+  ASSERT_EQ(part.size(), 2u);
+  EXPECT_EQ(part[0], all[1]);
+  EXPECT_EQ(part[1], all[2]);
+  ASSERT_TRUE(DecodeSequenceCpu(part, keys, out_view, 37, opt).ok());
+  for (size_t lk = 0; lk < 4; ++lk) {
+    EXPECT_TRUE(std::equal(out.begin() + lk * window_tokens * row,
+                           out.begin() + (lk + 1) * window_tokens * row,
+                           whole.out.data.begin() + (lk * 37 + 16) * row))
+        << "layer " << lk / 2 << " kv " << lk % 2;
+  }
+  // A window of one block, and windows that start past the sequence.
+  opt.max_blocks = 1;
+  EXPECT_EQ(WindowBlockCount(37, opt), 1u);
+  ASSERT_TRUE(EncodeSequenceCpu(in_view, 37, spec, Digest32{}, keys.first(1), opt, part).ok());
+  EXPECT_EQ(part.size(), 1u);
+  EXPECT_EQ(part[0], all[1]);
+  opt.first_block = 3;
+  EXPECT_EQ(WindowBlockCount(37, opt), 0u);
+  EXPECT_EQ(EncodeSequenceCpu(in_view, 37, spec, Digest32{}, {}, opt, part).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeSequenceCpu({}, {}, out_view, 37, opt).code(), StatusCode::kInvalidArgument);
+  // The window's objects decode only at their own positions.
+  opt.first_block = 0;
+  opt.max_blocks = 2;
+  EXPECT_EQ(DecodeSequenceCpu(std::span(all).subspan(1, 2), keys, out_view, 37, opt).code(),
+            StatusCode::kCorruption);
 }
 
 TEST(SequenceCodecTest, SinkLargerThanTheBlockIsRejected) {

@@ -85,6 +85,11 @@ inline float ToFloat(uint16_t bits, DType dtype) {
 inline uint16_t FromFloat(float f, DType dtype) {
   return dtype == DType::kF16 ? FloatToHalf(f) : FloatToBf16(f);
 }
+// True for Inf and NaN in either 16-bit dtype: the exponent field is all ones.
+inline bool IsNonFinite16(uint16_t bits, DType dtype) {
+  const uint16_t exponent = dtype == DType::kF16 ? 0x7C00 : 0x7F80;
+  return (bits & exponent) == exponent;
+}
 
 // fp32 -> E4M3fn with saturation to +-448 and NaN -> 0x7F (sign dropped): the semantics of
 // __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3). Round to nearest even, subnormals kept.
