@@ -39,6 +39,8 @@ class DaemonProcess {
   const std::string& ready_line() const { return ready_line_; }
   pid_t pid() const { return pid_; }
   std::string server() const { return "127.0.0.1:" + std::to_string(control_port_); }
+  // HOST:PORT of the control plane as the ready line gives it ("[::1]:7400" for IPv6).
+  std::string control_address() const { return AddressAfter("control="); }
 
   // SIGTERM, then waits up to `bound` for the exit. Returns the exit code, 128 + the signal when
   // it died of one, or -1 when it did not exit in time (it is then killed).
@@ -105,12 +107,21 @@ class DaemonProcess {
     http_port_ = PortAfter("http=");
   }
 
-  uint16_t PortAfter(const std::string& key) const {
-    if (ready_line_.rfind("kvaultd ready ", 0) != 0) return 0;
+  // The HOST:PORT after `key` in the ready line; empty when there is none.
+  std::string AddressAfter(const std::string& key) const {
+    if (ready_line_.rfind("kvaultd ready ", 0) != 0) return "";
     const size_t at = ready_line_.find(key);
-    if (at == std::string::npos) return 0;
-    const size_t colon = ready_line_.find(':', at);
-    return static_cast<uint16_t>(std::atoi(ready_line_.c_str() + colon + 1));
+    if (at == std::string::npos) return "";
+    const size_t begin = at + key.size();
+    return ready_line_.substr(begin, ready_line_.find(' ', begin) - begin);
+  }
+
+  // The port of AddressAfter(key): after its last colon, so an IPv6 host's colons do not count.
+  uint16_t PortAfter(const std::string& key) const {
+    const std::string address = AddressAfter(key);
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos) return 0;
+    return static_cast<uint16_t>(std::atoi(address.c_str() + colon + 1));
   }
 
   int Reap(std::chrono::milliseconds bound) {

@@ -29,6 +29,16 @@ TEST_F(KvaultdCliTest, StatusAndStatsDescribeARunningDaemon) {
   EXPECT_EQ(std::strtod(stats.out.c_str() + at + key.size(), nullptr), 64.0 * 1024 * 1024);
 }
 
+// The ready line's control=HOST:PORT is what --server takes, an IPv6 host included.
+TEST_F(KvaultdCliTest, StatusReachesAnIpv6DaemonAtTheReadyLinesAddress) {
+  DaemonProcess d(dir_, {"--control.host", "::1", "--storage.host_capacity", "64MiB"});
+  ASSERT_TRUE(d.ok()) << d.ready_line() << "\n" << d.Stderr();
+  EXPECT_EQ(d.control_address(), "[::1]:" + std::to_string(d.control_port())) << d.ready_line();
+  const BinaryRun status = Run("status --server " + d.control_address());
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("host"), std::string::npos) << status.out;
+}
+
 TEST_F(KvaultdCliTest, NoDaemonIsOneClearLineAndExitOne) {
   const BinaryRun status = Run("status --server 127.0.0.1:1 --timeout-ms 500");
   EXPECT_EQ(status.exit_code, 1);

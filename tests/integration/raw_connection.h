@@ -26,8 +26,20 @@ namespace kvault::testing {
 
 class RawConnection {
  public:
-  explicit RawConnection(uint16_t port) {
+  // Connects to 127.0.0.1:`port`, from `source` (an IPv4 literal; another loopback address such as
+  // 127.0.0.2 looks like another host to the daemon) when given.
+  explicit RawConnection(uint16_t port, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (source != nullptr) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      if (::inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        return;
+      }
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);

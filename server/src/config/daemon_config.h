@@ -80,8 +80,18 @@ struct TlsConfig {
 struct LimitsConfig {
   // [limits.max_connections] concurrent control connections; more are refused. Default 1024.
   uint32_t max_connections = 1024;
+  // [limits.max_unauthenticated_per_peer] control connections from one IP address that have not
+  // authenticated yet; more from that address are refused, so one host cannot take every slot of
+  // max_connections. Default 64: room for the clients of one host connecting at the same moment.
+  uint32_t max_unauthenticated_per_peer = 64;
+  // [limits.handshake_timeout] time from accepting a control connection to its successful Auth
+  // (TLS handshake, Hello, Auth); a connection that has not authenticated by then is closed.
+  // Default 5 s.
+  std::chrono::milliseconds handshake_timeout = std::chrono::seconds(5);
   // [limits.max_inflight_bytes_per_client] block bytes one connection may have in transfer at
-  // once; further requests wait (backpressure). Default 1 GiB. At least max_block_bytes.
+  // once, i.e. in one Store or Load (a connection handles one request at a time); a bigger
+  // request is refused whole with out_of_range, the connection kept. Default 1 GiB. At least
+  // max_block_bytes.
   uint64_t max_inflight_bytes_per_client = 1 * kGiB;
   // [limits.max_frame_bytes] largest control frame body accepted, checked before allocation
   // (ProtocolLimits::max_body_bytes). Default 4 MiB: a full batch of 4096 stores is about 200 KiB.
@@ -97,8 +107,9 @@ struct LimitsConfig {
   std::chrono::milliseconds io_timeout = std::chrono::seconds(30);
   // [limits.idle_timeout] how long a connection may sit idle between requests. Default 10 min.
   std::chrono::milliseconds idle_timeout = std::chrono::minutes(10);
-  // [limits.drain_timeout] on SIGTERM, how long in-flight requests may finish before the daemon
-  // closes what is left. Default 30 s; 0 = stop at once.
+  // [limits.drain_timeout] on SIGTERM, how long in-flight requests may finish; then the daemon
+  // cuts the data-plane transfers still running (a client that stopped answering would otherwise
+  // hold it until io_timeout) and closes the connections. Default 30 s; 0 = cut at once.
   std::chrono::milliseconds drain_timeout = std::chrono::seconds(30);
 };
 

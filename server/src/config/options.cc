@@ -158,10 +158,24 @@ std::vector<OptionDescriptor> BuildOptions() {
           +[](DaemonConfig& c) -> uint32_t& { return c.limits.max_connections; },
           "Concurrent control connections; further connections are refused.", 1, 1'000'000),
       Option(
+          "limits.max_unauthenticated_per_peer", OptionType::kCount,
+          +[](DaemonConfig& c) -> uint32_t& { return c.limits.max_unauthenticated_per_peer; },
+          "Control connections from one IP address that have not authenticated yet; further "
+          "connections from that address are refused, so one host cannot take every slot of "
+          "limits.max_connections.",
+          1, 1'000'000),
+      Option(
+          "limits.handshake_timeout", OptionType::kDuration,
+          +[](DaemonConfig& c) -> milliseconds& { return c.limits.handshake_timeout; },
+          "Time from accepting a control connection to its successful auth (TLS handshake, "
+          "hello, auth); a connection that has not authenticated by then is closed.",
+          1, kHourMs),
+      Option(
           "limits.max_inflight_bytes_per_client", OptionType::kSize,
           +[](DaemonConfig& c) -> uint64_t& { return c.limits.max_inflight_bytes_per_client; },
-          "Block bytes one connection may have in transfer at once; further requests wait. "
-          "At least limits.max_block_bytes.",
+          "Block bytes one connection may have in transfer at once, i.e. in one store or load "
+          "(a connection runs one request at a time); a bigger request is refused whole with "
+          "out_of_range and the connection is kept. At least limits.max_block_bytes.",
           4 * kKiB, uint64_t{1} << 48),
       Option(
           "limits.max_frame_bytes", OptionType::kSize,
@@ -190,8 +204,9 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option(
           "limits.drain_timeout", OptionType::kDuration,
           +[](DaemonConfig& c) -> milliseconds& { return c.limits.drain_timeout; },
-          "On SIGTERM, how long in-flight requests may finish before the rest are cut; "
-          "0 = stop at once.",
+          "On SIGTERM, how long in-flight requests may finish; then the data-plane transfers "
+          "still running are cut (their keys fail) and the connections closed. 0 = cut at once. "
+          "A request waiting on the disk is not cut.",
           0, kHourMs),
 
       Option(

@@ -128,6 +128,24 @@ struct ControlServer::Impl {
     loops.clear();
   }
 
+  // Counts a connection from `address` that has not authenticated yet; false (nothing counted)
+  // when that address has options.max_unauthenticated_per_peer such connections already.
+  bool AddUnauthenticated(const std::string& address) {
+    std::lock_guard lock(unauthenticated_mu);
+    uint32_t& count = unauthenticated[address];
+    if (count >= options.max_unauthenticated_per_peer) return false;
+    ++count;
+    return true;
+  }
+
+  // Undoes one AddUnauthenticated: the connection authenticated or closed.
+  void RemoveUnauthenticated(const std::string& address) {
+    std::lock_guard lock(unauthenticated_mu);
+    auto it = unauthenticated.find(address);
+    if (it == unauthenticated.end()) return;
+    if (--it->second == 0) unauthenticated.erase(it);
+  }
+
   // Counts the refusal and logs it (warn) with the peer and what was wrong.
   void Reject(RejectReason reason, std::string_view peer, std::string_view detail) {
     if (metrics != nullptr) metrics->CountRejected(reason);
@@ -153,6 +171,10 @@ struct ControlServer::Impl {
   const uint32_t usable_cores = UsableCores();
   std::atomic<uint32_t> in_flight{0};
   std::atomic<bool> stopped{false};
+  // Open connections not authenticated yet, by peer IP address (AddUnauthenticated); the accept
+  // thread adds, io threads remove.
+  std::mutex unauthenticated_mu;
+  std::unordered_map<std::string, uint32_t> unauthenticated;
   // Closers of open connections, by connection number.
   std::mutex mu;
   std::unordered_map<uint64_t, std::function<void()>> closers;
@@ -182,6 +204,14 @@ transport::TcpEnd EndOf(const tcp::endpoint& e) {
   return transport::TcpEnd::V6(e.address().to_v6().to_bytes(), e.port());
 }
 
+// The peer's IP address, the key of the per-address count of unauthenticated connections; empty
+// once the socket is gone.
+std::string PeerAddress(const tcp::socket& socket) {
+  error_code ec;
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  return ec ? std::string() : peer.address().to_string();
+}
+
 // Both ends of the socket, which the session's remote keys are checked against; nullopt once the
 // socket is gone.
 std::optional<transport::ControlConnection> ConnectionOf(const tcp::socket& socket) {
@@ -193,15 +223,19 @@ std::optional<transport::ControlConnection> ConnectionOf(const tcp::socket& sock
 }
 
 // One connection: its stream, its watchdog and its session. Everything runs on the
-// connection's io thread (the one thread of its io_context).
+// connection's io thread (the one thread of its io_context). Until its session first
+// authenticates it counts as unauthenticated for `address` (Impl::AddUnauthenticated, done by the
+// accept loop) and every deadline is capped at the handshake deadline.
 template <typename Stream>
 class Connection : public std::enable_shared_from_this<Connection<Stream>> {
  public:
-  Connection(ControlServer::Impl& server, IoLoop& loop, Stream stream)
+  Connection(ControlServer::Impl& server, IoLoop& loop, Stream stream, std::string address)
       : server_(server),
         loop_(loop),
         stream_(std::move(stream)),
         watchdog_(Lowest(stream_).get_executor()),
+        handshake_deadline_(Clock::now() + server.options.handshake_timeout),
+        address_(std::move(address)),
         session_(server.service.OpenSession()),
         peer_(PeerName(Lowest(stream_))) {
     session_->connection = ConnectionOf(Lowest(stream_));
@@ -212,6 +246,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   ~Connection() {
     KVAULT_LOG(LogLevel::kDebug, "control", peer_ + ": disconnected");
     server_.service.CloseSession(*session_);
+    if (!authenticated_) server_.RemoveUnauthenticated(address_);
     if (server_.metrics != nullptr) server_.metrics->ConnectionClosed();
     server_.connections.fetch_sub(1);
     loop_.connections.fetch_sub(1);
@@ -265,11 +300,13 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   }
 
  private:
-  // Closes the connection unless the current step finishes within `d`. The timer is only re-armed
+  // Closes the connection unless the current step finishes within `d`, and, before the session
+  // has authenticated, by the handshake deadline. The timer is only re-armed
   // when the new deadline is earlier than the pending expiry: when it fires early it re-arms at
   // the deadline then in force, so a busy connection costs no timer system call per request.
   void Arm(std::chrono::milliseconds d) {
     deadline_ = Clock::now() + d;
+    if (!authenticated_) deadline_ = std::min(deadline_, handshake_deadline_);
     if (timer_armed_ && timer_expiry_ <= deadline_) return;
     StartTimer(deadline_);
   }
@@ -296,8 +333,21 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
       return;
     }
     server_.Reject(RejectReason::kTimeout, peer_,
-                   "no complete request or reply within its deadline; connection closed");
+                   !authenticated_ && deadline_ == handshake_deadline_
+                       ? "not authenticated within limits.handshake_timeout (" +
+                             std::to_string(server_.options.handshake_timeout.count()) +
+                             " ms); connection closed"
+                       : "no complete request or reply within its deadline; connection closed");
     Close();
+  }
+
+  // The session authenticated for the first time: from now on the connection has the ordinary
+  // deadlines and no longer counts against its address. (A later Hello restarts the session's
+  // handshake, but the connection has proved a token once.)
+  void NoteAuthenticated() {
+    if (authenticated_ || session_->state != SessionState::kAuthenticated) return;
+    authenticated_ = true;
+    server_.RemoveUnauthenticated(address_);
   }
 
   // Fills `out` from the bytes read ahead, then from the stream. Small reads go through the
@@ -366,11 +416,16 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
                          request.status().message());
       co_return false;
     }
+    // In flight until its reply is written (or the write fails): Drain waits for that.
     server_.in_flight.fetch_add(1);
+    struct InFlight {
+      std::atomic<uint32_t>& count;
+      ~InFlight() { count.fetch_sub(1); }
+    } in_flight{server_.in_flight};
     transport::Message reply = server_.service.Handle(*session_, *request);
+    NoteAuthenticated();
     out_.clear();
     Status encoded = transport::AppendMessageFrame(reply, header->request_id, limits, &out_);
-    server_.in_flight.fetch_sub(1);
     if (!encoded.ok()) {
       co_await SendError(header->request_id, transport::WireStatus::kInternal,
                          "reply does not fit the protocol limits: " + encoded.message());
@@ -401,6 +456,9 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   Stream stream_;
   asio::steady_timer watchdog_;
   Clock::time_point deadline_ = Clock::time_point::max();  // of the current step
+  const Clock::time_point handshake_deadline_;             // accept + handshake_timeout
+  bool authenticated_ = false;                             // the session has authenticated once
+  const std::string address_;                              // the peer's IP address
   bool timer_armed_ = false;
   Clock::time_point timer_expiry_{};
   std::array<uint8_t, 16 * 1024> read_ahead_{};
@@ -414,8 +472,9 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
 };
 
 template <typename Stream>
-void Launch(ControlServer::Impl& s, IoLoop& loop, Stream stream) {
-  auto connection = std::make_shared<Connection<Stream>>(s, loop, std::move(stream));
+void Launch(ControlServer::Impl& s, IoLoop& loop, Stream stream, std::string address) {
+  auto connection =
+      std::make_shared<Connection<Stream>>(s, loop, std::move(stream), std::move(address));
   connection->Register();
   // The coroutine runs on the connection's io_context, as do its watchdog and Stop()'s close;
   // that context has one thread, so one connection's steps never run concurrently.
@@ -455,9 +514,21 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
       accepted.close(ec);
       continue;
     }
+    // Until it authenticates, the connection counts against its address (the Connection takes
+    // the count over once launched).
+    std::string address = PeerAddress(accepted);
+    if (!s.AddUnauthenticated(address)) {
+      s.Reject(RejectReason::kTooManyConnections, PeerName(accepted),
+               "limits.max_unauthenticated_per_peer (" +
+                   std::to_string(s.options.max_unauthenticated_per_peer) +
+                   ") connections from this address have not authenticated yet; connection closed");
+      accepted.close(ec);
+      continue;
+    }
     accepted.set_option(tcp::no_delay(true), ec);
     IoLoop* loop = s.PickLoop();
     if (loop == nullptr) {
+      s.RemoveUnauthenticated(address);
       accepted.close(ec);
       continue;
     }
@@ -465,6 +536,7 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
     ec = HandOver(accepted, socket);
     if (ec) {
       loop->connections.fetch_sub(1);
+      s.RemoveUnauthenticated(address);
       KVAULT_LOG(LogLevel::kWarn, "control",
                  "cannot hand an accepted connection to its io thread: " + ec.message());
       accepted.close(ec);
@@ -473,10 +545,22 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
     s.connections.fetch_add(1);
     if (s.metrics != nullptr) s.metrics->ConnectionOpened();
     if (s.ssl) {
-      Launch(s, *loop, asio::ssl::stream<tcp::socket>(std::move(socket), *s.ssl));
+      Launch(s, *loop, asio::ssl::stream<tcp::socket>(std::move(socket), *s.ssl),
+             std::move(address));
     } else {
-      Launch(s, *loop, std::move(socket));
+      Launch(s, *loop, std::move(socket), std::move(address));
     }
+  }
+}
+
+// Cuts the data-plane transfers of the requests still in flight (Service::AbortTransfers), so that
+// those waiting on a stalled client end now instead of at their transfer deadline, and waits a
+// moment for them to be answered. A request waiting on something else (the disk) is not cut.
+void AbortInFlight(ControlServer::Impl& s) {
+  s.service.AbortTransfers();
+  const auto until = Clock::now() + std::chrono::seconds(1);
+  while (s.in_flight.load() > 0 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
 
@@ -539,12 +623,17 @@ bool ControlServer::Drain(std::chrono::milliseconds bound) {
   while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  return s.in_flight.load() == 0;
+  if (s.in_flight.load() == 0) return true;
+  AbortInFlight(s);
+  return false;
 }
 
 void ControlServer::Stop() {
   Impl& s = *impl_;
   if (s.stopped.exchange(true)) return;
+  // A request still running (no Drain, or one past its bound) would hold its io thread, and so
+  // the join below, until its transfer deadline.
+  if (s.in_flight.load() > 0) AbortInFlight(s);
   asio::post(s.accept_loop, [&s] {
     error_code ec;
     s.acceptor.close(ec);

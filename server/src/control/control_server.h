@@ -8,13 +8,22 @@
 //     misses a deadline (e.g. sends one byte a second) is disconnected.
 //   - A frame that does not decode (bad magic or version, unknown type, over a limit, malformed
 //     body) gets an ErrorReply and the connection is closed; other connections are unaffected.
-//   - At most max_connections are open; more are accepted and closed at once (counted as
-//     rejected, reason too_many_connections).
+//   - A connection must authenticate (TLS handshake, Hello, a successful Auth) within
+//     handshake_timeout of being accepted, whatever io_timeout and idle_timeout allow, or it is
+//     closed (counted as rejected, reason timeout).
+//   - At most max_connections are open, and at most max_unauthenticated_per_peer of those from one
+//     IP address have not authenticated yet; more are accepted and closed at once (counted as
+//     rejected, reason too_many_connections). So peers that connect and say nothing hold slots
+//     for handshake_timeout at most, and one host cannot fill the table with them.
 //   - Each connection gets an io thread of its own while there are fewer than `threads` (see
 //     ControlServerOptions::threads): a request that waits on the disk or on a stalled
 //     data-plane transfer holds up no other connection.
 //   - Drain(): stop accepting, refuse new block requests (Service::SetDraining), wait up to a bound
-//     for in-flight requests to finish; Stop() then closes every connection and joins the threads.
+//     for in-flight requests to finish (their replies written); past the bound, fail the
+//     data-plane transfers still running (Service::AbortTransfers), so a request stalled on a
+//     client that stopped answering ends at once rather than at its transfer deadline. Stop()
+//     does the same for requests still running, then closes every connection and joins the
+//     threads.
 //
 // Thread-safety: Start/Drain/Stop from one controlling thread; everything else is internal.
 
@@ -46,6 +55,13 @@ struct ControlServerOptions {
   uint32_t max_connections = 1024;
   std::chrono::milliseconds io_timeout{30'000};
   std::chrono::milliseconds idle_timeout{600'000};
+  // From accept to a successful Auth. Short, because an unauthenticated connection holds a slot
+  // of max_connections; long enough for a client's Hello and Auth round trips, and for the
+  // TLS handshake when there is one.
+  std::chrono::milliseconds handshake_timeout{5'000};
+  // Connections from one IP address not authenticated yet. High enough for the clients of one
+  // host that connect at the same moment; low enough that one host cannot take every slot.
+  uint32_t max_unauthenticated_per_peer = 64;
   transport::ProtocolLimits limits;
   // PEM files for TLS; both empty = plain TCP.
   std::string tls_cert_file;
@@ -72,8 +88,9 @@ class ControlServer {
   uint16_t port() const;
   bool tls() const;
 
-  // Stops accepting and waits until no request is being handled or `bound` has passed. Returns
-  // true when everything in flight finished.
+  // Stops accepting and waits until no request is being handled or `bound` has passed; then fails
+  // the data-plane transfers of the requests still running and waits up to a second for them to
+  // end. Returns true when everything in flight finished within `bound`.
   bool Drain(std::chrono::milliseconds bound);
 
   // Closes every connection and joins the threads. Idempotent.

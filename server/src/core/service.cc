@@ -68,7 +68,12 @@ class StatsCollector final : public storage::CounterVisitor {
 
 Service::Service(storage::BlockStore& store, const TenantRegistry& tenants, DataMover* data,
                  Metrics* metrics, ServiceOptions options)
-    : store_(store), tenants_(tenants), data_(data), metrics_(metrics), options_(options) {}
+    : store_(store),
+      tenants_(tenants),
+      data_(data),
+      metrics_(metrics),
+      options_(options),
+      clock_(options.clock != nullptr ? *options.clock : steady_clock_) {}
 
 std::string SessionName(const Session& session) {
   std::string name = "session " + std::to_string(session.id);
@@ -187,6 +192,10 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
       return reply;
     }
     // Unusable until the client returns the token (OnProveWorker).
+    {
+      std::lock_guard lock(peers_mu_);
+      peers_.insert(*peer);
+    }
     session.unproven_peer = *peer;
     session.worker_token = *token;
   }
@@ -213,7 +222,7 @@ Message Service::OnProveWorker(Session& session, const transport::ProveWorker& p
   session.worker_token.fill(0);  // single use
   if (!match) {
     session.worker_refused = true;
-    if (data_ != nullptr) data_->Disconnect(peer);
+    DisconnectPeer(peer);
     if (metrics_ != nullptr) metrics_->CountRejected(RejectReason::kUnauthenticated);
     KVAULT_LOG(LogLevel::kWarn, "auth",
                SessionName(session) +
@@ -242,11 +251,26 @@ Message Service::OnLookup(Session& session, const transport::Lookup& lookup) {
   reply.tiers.reserve(result.tiers.size());
   for (const auto& tier : result.tiers) reply.tiers.push_back(ToWireTier(tier));
   if (result.lease != 0) {
-    session.leases.insert(result.lease);
+    RememberLease(session, result.lease, ttl);
     reply.lease_id = result.lease;
     reply.lease_ttl_ms = static_cast<uint32_t>(std::max<int64_t>(1, ttl.count()));
   }
   return reply;
+}
+
+void Service::RememberLease(Session& session, storage::LeaseId lease,
+                            std::chrono::milliseconds ttl) {
+  // Leases a session keeps at the least before it looks for expired ones.
+  constexpr size_t kMinLeaseSweep = 16;
+  // Read after the store granted the lease: the store's expiry (its own now + at most ttl) is no
+  // later than now + ttl, so a lease dropped here has expired in the store too.
+  const int64_t now = clock_.NowNanos();
+  if (session.leases.size() >= session.lease_sweep_at) {
+    std::erase_if(session.leases, [now](const auto& entry) { return entry.second < now; });
+    // Doubling: the next sweep comes after at least as many grants as the leases left now.
+    session.lease_sweep_at = std::max(kMinLeaseSweep, 2 * session.leases.size());
+  }
+  session.leases.emplace(lease, now + std::chrono::nanoseconds(ttl).count());
 }
 
 Message Service::OnReleaseLease(Session& session, const transport::ReleaseLease& release) {
@@ -293,16 +317,41 @@ Message Service::OnStats(Session& session) {
 }
 
 void Service::CloseSession(Session& session) {
-  for (storage::LeaseId lease : session.leases) (void)store_.ReleaseLease(lease);
+  for (const auto& [lease, expiry] : session.leases) (void)store_.ReleaseLease(lease);
   session.leases.clear();
-  if (data_ != nullptr) {
-    if (session.peer) data_->Disconnect(*session.peer);
-    if (session.unproven_peer) data_->Disconnect(*session.unproven_peer);
-  }
+  session.lease_sweep_at = 0;
+  if (session.peer) DisconnectPeer(*session.peer);
+  if (session.unproven_peer) DisconnectPeer(*session.unproven_peer);
   session.peer.reset();
   session.unproven_peer.reset();
   session.worker_token.fill(0);
   session.worker_refused = false;
+}
+
+void Service::DisconnectPeer(transport::PeerId peer) {
+  if (data_ == nullptr) return;
+  {
+    std::lock_guard lock(peers_mu_);
+    peers_.erase(peer);
+  }
+  data_->Disconnect(peer);
+}
+
+void Service::AbortTransfers() {
+  if (data_ == nullptr) return;
+  std::unordered_set<transport::PeerId> peers;
+  {
+    std::lock_guard lock(peers_mu_);
+    peers.swap(peers_);
+  }
+  // Outside the lock: a disconnect waits for the data plane. A session that closes meanwhile
+  // disconnects its peer again, which the mover ignores.
+  for (transport::PeerId peer : peers) data_->Disconnect(peer);
+  if (!peers.empty()) {
+    KVAULT_LOG(LogLevel::kWarn, "kvaultd",
+               "stopping with requests in flight: disconnected the data plane of " +
+                   std::to_string(peers.size()) + " client(s), failing their transfers");
+  }
 }
 
 std::optional<Message> Service::RefuseUnprovenWorker(const Session& session) {

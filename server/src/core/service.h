@@ -29,18 +29,22 @@
 // repeat); it is answered OK whether or not the key was known.
 //
 // Thread-safety: Handle and CloseSession may run concurrently for different sessions; calls for
-// one session must not overlap (a connection handles one request at a time).
+// one session must not overlap (a connection handles one request at a time). SetDraining and
+// AbortTransfers may run concurrently with anything.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_set>
 
 #include "core/copy_helper.h"
 #include "core/data_mover.h"
 #include "core/session.h"
 #include "kvault/storage/block_store.h"
+#include "kvault/storage/clock.h"
 #include "kvault/transport/messages.h"
 #include "kvault/transport/protocol_limits.h"
 #include "tenants/tenant_registry.h"
@@ -62,6 +66,10 @@ struct ServiceOptions {
   // Answer GpuExport with CUDA IPC handles of leased gpu-tier blocks ([storage.gpu_ipc_export]).
   // A handle exposes the whole gpu pool to the client's process. Off: every key is kUnsupported.
   bool gpu_ipc_export = false;
+  // The store's lease clock (BlockStoreOptions::clock), read to tell when a session's leases have
+  // expired; nullptr = a SteadyClock, which matches a store that also has none. Must outlive the
+  // service.
+  const storage::Clock* clock = nullptr;
 };
 
 class Service {
@@ -88,6 +96,12 @@ class Service {
   void SetDraining(bool draining) { draining_.store(draining); }
   bool draining() const { return draining_.load(); }
 
+  // Fails every data-plane transfer now running, for a shutdown whose drain bound has passed:
+  // disconnects the data-plane peers of all sessions (DataMover::Disconnect), so a request that
+  // waits on a stalled client ends now rather than at its transfer deadline. Those sessions have
+  // no data plane afterwards: their Stores and Loads fail per key.
+  void AbortTransfers();
+
   const ServiceOptions& options() const { return options_; }
 
  private:
@@ -108,15 +122,25 @@ class Service {
   // ErrorReply{kUnauthenticated} for a Store or Load while the session's announced worker is
   // unproven (no ProveWorker yet, or a wrong token); nullopt otherwise.
   std::optional<transport::Message> RefuseUnprovenWorker(const Session& session);
+  // Disconnects a data-plane peer of a session and stops tracking it for AbortTransfers.
+  void DisconnectPeer(transport::PeerId peer);
+  // Records a lease the store granted `session` for `ttl`, first dropping the session's expired
+  // leases when it has collected enough of them (amortised O(1) per lease).
+  void RememberLease(Session& session, storage::LeaseId lease, std::chrono::milliseconds ttl);
 
   storage::BlockStore& store_;
   const TenantRegistry& tenants_;
   DataMover* data_;
   Metrics* metrics_;
   ServiceOptions options_;
-  CopyHelper copy_helper_;  // the second core of a store's copy out of mapped client memory
+  storage::SteadyClock steady_clock_;
+  const storage::Clock& clock_;  // options_.clock or steady_clock_
+  CopyHelper copy_helper_;       // the second core of a store's copy out of mapped client memory
   std::atomic<uint64_t> next_session_id_{1};
   std::atomic<bool> draining_{false};
+  // The connected data-plane peers of all sessions, for AbortTransfers.
+  std::mutex peers_mu_;
+  std::unordered_set<transport::PeerId> peers_;
 };
 
 }  // namespace kvault::server

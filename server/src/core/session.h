@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "kvault/common/auth.h"
@@ -37,7 +37,12 @@ struct Session {
   // The control connection's ends, set by the control server; the peer's remote keys are
   // checked against it (UcxRemoteKey::Unpack). Empty in-process (tests).
   std::optional<transport::ControlConnection> connection;
-  std::unordered_set<storage::LeaseId> leases;  // leases this session holds
+  // Leases this session was granted, each with a time (nanoseconds on the store's Clock) by which
+  // it has surely expired in the store. Expired ones are dropped as new ones are granted
+  // (Service::OnLookup), so a client that lets its leases run out does not grow the session:
+  // the map holds at most about twice the live leases (and never fewer than a small minimum).
+  std::unordered_map<storage::LeaseId, int64_t> leases;
+  size_t lease_sweep_at = 0;  // OnLookup drops expired leases once leases.size() reaches this
 };
 
 // "session 12" or, once authenticated, "session 12 (tenant 'team-a')": how log lines name it.

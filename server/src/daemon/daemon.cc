@@ -41,6 +41,12 @@ struct Daemon::Parts {
 
 namespace {
 
+// "HOST:PORT", with an IPv6 literal in brackets ("[::1]:7400") as clients parse it.
+std::string HostPort(const std::string& host, uint16_t port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
 Status WithPart(Status status, const std::string& part) {
   return status.ok() ? status : status.WithContext(part);
 }
@@ -153,6 +159,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   control.threads = config.control_threads;
   control.busy_poll = std::chrono::microseconds(config.control_busy_poll_us);
   control.max_connections = config.limits.max_connections;
+  control.max_unauthenticated_per_peer = config.limits.max_unauthenticated_per_peer;
+  control.handshake_timeout = config.limits.handshake_timeout;
   control.io_timeout = config.limits.io_timeout;
   control.idle_timeout = config.limits.idle_timeout;
   control.limits = limits;
@@ -181,9 +189,8 @@ Daemon::~Daemon() { Shutdown(false); }
 
 std::string Daemon::ReadyLine() const {
   const Parts& p = *parts_;
-  return "kvaultd ready control=" + p.config.control.host + ":" +
-         std::to_string(p.control->port()) + " http=" + p.config.http.host + ":" +
-         std::to_string(p.http->port()) + " tiers=" + p.tiers +
+  return "kvaultd ready control=" + HostPort(p.config.control.host, p.control->port()) +
+         " http=" + HostPort(p.config.http.host, p.http->port()) + " tiers=" + p.tiers +
          " tenants=" + std::to_string(p.tenants->size()) + " data_dir=" + p.config.data_dir +
          " tls=" + (p.control->tls() ? "on" : "off");
 }

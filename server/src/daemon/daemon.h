@@ -24,6 +24,8 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   // "kvaultd ready control=HOST:PORT http=HOST:PORT tiers=host,nvme tenants=N data_dir=DIR tls=off"
+  // An IPv6 HOST is bracketed ("control=[::1]:7400"), so HOST:PORT is what `kvault --server` and
+  // ClientConfig::server take.
   std::string ReadyLine() const;
 
   // SIGTERM's path: not ready, stop accepting, let in-flight requests finish within

@@ -63,10 +63,10 @@ enum class RejectReason : uint8_t {
   kUnauthenticated,     // failed hello, a request before hello, or a wrong worker proof
   kMalformed,           // a frame or message that does not decode
   kTooLarge,            // over a size limit: frame, block, keys per request
-  kTooManyConnections,  // limits.max_connections reached
+  kTooManyConnections,  // limits.max_connections or limits.max_unauthenticated_per_peer reached
   kQuotaExceeded,       // the tenant's quota_bytes reached
   kNoSpace,             // the store could not make room
-  kTimeout,             // a read or write deadline passed
+  kTimeout,             // a read, write or handshake deadline passed
   kDraining,            // arrived while the daemon shuts down
   kUnsupported,         // a protocol version or feature this daemon does not have
 };

@@ -1,9 +1,13 @@
 #include "tenants/tenants_file.h"
 
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <set>
 
 #include "config/value_parsers.h"
 #include "config/yaml_file.h"
+#include "kvault/common/log.h"
 
 namespace kvault::server {
 namespace {
@@ -126,6 +130,21 @@ Result<std::vector<TenantSpec>> ParseTenants(const YAML::Node& root, std::string
   return specs;
 }
 
+// Warns when group or others may read or write the file: its hashes are enough to log in as its
+// tenants (docs/config.md, "treat the tenants file as a secret"). Names the file and its mode,
+// nothing of its contents.
+void WarnIfShared(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;  // ReadYamlFile reports the error
+  if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) == 0) return;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  KVAULT_LOG(LogLevel::kWarn, "auth",
+             "auth.tenants_file " + LogSafe(path, 256) + " has mode " + mode +
+                 ": other users may read or change it, and its token hashes are enough to log in "
+                 "as its tenants; make it mode 0600, owned by the daemon's user");
+}
+
 }  // namespace
 
 Result<std::vector<TenantSpec>> ParseTenantsYaml(const std::string& text, std::string_view source) {
@@ -142,6 +161,7 @@ Result<std::vector<TenantSpec>> ParseTenantsYaml(const std::string& text, std::s
 Result<std::vector<TenantSpec>> LoadTenantsFile(const std::string& path) {
   Result<std::string> text = ReadYamlFile(path);
   if (!text.ok()) return text.status().WithContext("auth.tenants_file");
+  WarnIfShared(path);
   return ParseTenantsYaml(*text, path);
 }
 

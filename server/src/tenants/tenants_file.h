@@ -37,7 +37,8 @@ struct TenantSpec {
 // tenant). `source` names the document in errors.
 Result<std::vector<TenantSpec>> ParseTenantsYaml(const std::string& text, std::string_view source);
 
-// ReadYamlFile + ParseTenantsYaml.
+// ReadYamlFile + ParseTenantsYaml. Logs one warning (naming the file and its mode only) when
+// group or others may read or write the file, which should be mode 0600.
 Result<std::vector<TenantSpec>> LoadTenantsFile(const std::string& path);
 
 // The storage id of a tenant without an explicit id: the first 4 bytes (little-endian) of

@@ -181,6 +181,43 @@ TEST_F(ServiceTest, ReleaseLeaseWorksOnceForItsOwner) {
   EXPECT_EQ(std::get<transport::ReleaseLeaseReply>(m).status, WireStatus::kLeaseExpired);
 }
 
+// A client that lets its leases run out instead of releasing them must not grow its session: the
+// expired ones are dropped as new ones are granted, and the live ones stay releasable.
+TEST_F(ServiceTest, ExpiredLeasesLeaveTheSessionAndLiveOnesStay) {
+  auto s = LoggedIn("team-a", "token-a");
+  ASSERT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>(1, WireStatus::kOk));
+  const uint64_t live = LookupKeys(*s, {Key(1)}, true).lease_id;  // default ttl, 30 s
+  ASSERT_NE(live, 0u);
+  transport::Lookup short_lease;
+  short_lease.keys = {Key(1)};
+  short_lease.want_lease = true;
+  short_lease.lease_ttl_ms = 1;
+  for (int i = 0; i < 1000; ++i) {
+    const Message m = service_->Handle(*s, short_lease);
+    ASSERT_NE(std::get<transport::LookupReply>(m).lease_id, 0u);
+    clock_.Advance(std::chrono::milliseconds(2));
+  }
+  // Without pruning the session would hold all 1001.
+  EXPECT_LE(s->leases.size(), 32u);
+  EXPECT_TRUE(s->leases.contains(live));
+  Message m = service_->Handle(*s, transport::ReleaseLease{live});
+  EXPECT_EQ(std::get<transport::ReleaseLeaseReply>(m).status, WireStatus::kOk);
+}
+
+// Past the drain bound the daemon cuts the transfers still running by disconnecting every
+// session's data-plane peer, each once (a session closed earlier has none left to cut).
+TEST_F(ServiceTest, AbortTransfersDisconnectsEveryOpenSessionsPeer) {
+  auto a = LoggedIn("team-a", "token-a");
+  auto b = LoggedIn("team-b", "token-b");
+  auto closed = LoggedIn("team-a", "token-a");
+  service_->CloseSession(*closed);
+  ASSERT_EQ(mover_.disconnects, 1);
+  service_->AbortTransfers();
+  EXPECT_EQ(mover_.disconnects, 3);
+  service_->AbortTransfers();
+  EXPECT_EQ(mover_.disconnects, 3);
+}
+
 TEST_F(ServiceTest, DrainingRefusesNewBlockRequestsButServesStats) {
   auto s = LoggedIn("team-a", "token-a");
   service_->SetDraining(true);

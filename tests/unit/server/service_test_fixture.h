@@ -2,7 +2,8 @@
 // The fixture of the Service tests (service_test.cc: handshake, tenants, store/lookup/load,
 // leases, failure paths; service_data_plane_test.cc: chunked and mapped stores, ReleaseMemory,
 // worker proofs): Service over a real BlockStore with a host tier and a DataMover fake that
-// copies within this process (a client "address" is a pointer here).
+// copies within this process (a client "address" is a pointer here). Store and service share a
+// manual clock, so leases expire only when a test advances it.
 
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "../storage/store_test_util.h"
 #include "core/service.h"
 #include "kvault/common/auth.h"
 #include "kvault/common/synthetic_block.h"
@@ -124,13 +126,17 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(host_tier.ok()) << host_tier.status().ToString();
     storage::StoreTiers tiers;
     tiers.host = std::move(*host_tier);
-    auto store = storage::BlockStore::Create({}, std::move(tiers));
+    storage::BlockStoreOptions store_options;
+    store_options.clock = &clock_;
+    auto store = storage::BlockStore::Create(store_options, std::move(tiers));
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
     auto tenants = TenantRegistry::Create(TwoTenants());
     ASSERT_TRUE(tenants.ok()) << tenants.status().ToString();
     tenants_.emplace(std::move(*tenants));
-    service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, ServiceOptions{});
+    ServiceOptions service_options;
+    service_options.clock = &clock_;
+    service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, service_options);
   }
 
   // Hello + Auth as `tenant` with `token`, then (with `prove`, after a successful Auth) the
@@ -208,6 +214,7 @@ class ServiceTest : public ::testing::Test {
     return probe.values[name];
   }
 
+  storage::testing::ManualClock clock_;
   CopyingMover mover_;
   std::unique_ptr<storage::BlockStore> store_;
   std::optional<TenantRegistry> tenants_;

@@ -1,11 +1,15 @@
 // The tenants file and the TenantRegistry: a good file, every error, stable ids, authentication.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
 
+#include "kvault/common/log.h"
 #include "tenants/tenant_registry.h"
 #include "tenants/tenants_file.h"
 
@@ -173,6 +177,42 @@ TEST(TenantsFileTest, LoadReadsTheFileOrFallsBackToSingleTenant) {
   EXPECT_EQ(single->tenants()[0].name, "default");
   EXPECT_EQ(single->tenants()[0].id, 0u);
   EXPECT_FALSE(single->tenants()[0].token_hash.has_value());
+}
+
+// The file's hashes act as credentials: a file others may read loads, with one warning that names
+// the file and its mode and nothing of its contents; a 0600 file loads without one.
+TEST(TenantsFileTest, AFileOthersMayReadIsLoadedWithAWarning) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("kvault_tenants_mode_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "tenants.yaml").string();
+  std::ofstream(path) << "tenants:\n" << Entry("a", kAlphaHash, "1GiB");
+  const std::string log_path = (dir / "log").string();
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_GE(log_fd, 0);
+  SetLogFd(log_fd);
+  const auto log_text = [&] {
+    std::ifstream in(log_path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  auto shared = TenantRegistry::Load(path);
+  const std::string warned = log_text();
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  auto private_file = TenantRegistry::Load(path);
+  const std::string after = log_text();
+  SetLogFd(2);
+  ::close(log_fd);
+  fs::remove_all(dir);
+
+  ASSERT_TRUE(shared.ok()) << shared.status().ToString();
+  EXPECT_NE(warned.find("has mode 0644"), std::string::npos) << warned;
+  EXPECT_NE(warned.find(path), std::string::npos) << warned;
+  EXPECT_EQ(warned.find(kAlphaHash.substr(0, 16)), std::string::npos) << warned;
+  EXPECT_EQ(std::count(warned.begin(), warned.end(), '\n'), 1) << warned;
+  ASSERT_TRUE(private_file.ok()) << private_file.status().ToString();
+  EXPECT_EQ(after, warned) << "a 0600 file was warned about";
 }
 
 TEST(TenantsFileTest, ExampleFileLoads) {
