@@ -184,8 +184,10 @@ class Client {
   // sources in different regions are split into several requests under one handle. Input errors
   // complete the handle at once with InvalidArgument: mismatched counts, an empty source, a
   // source outside every registered region, an object over the daemon's size limit. Per key:
-  // OK (stored or already present), IoError (transfer failed), Corruption (the object failed
-  // verification or holds another key), ResourceExhausted (no room or not admitted).
+  // OK (stored or already present; also when another request was storing the same block at that
+  // moment, whose failure leaves it absent: a later lookup misses), IoError (transfer failed),
+  // Corruption (the object failed verification or holds another key), ResourceExhausted (no room
+  // or not admitted).
   StoreHandle Store(std::span<const BlockKey> keys,
                     std::span<const std::span<const uint8_t>> sources,
                     const StoreOptions& options = {});

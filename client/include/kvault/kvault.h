@@ -399,8 +399,9 @@ typedef struct kvault_load_destination {
 
 /* Stores sealed block objects (kvault_block_codec_encode): sources[i] is keys[i]'s object.
  * On KVAULT_OK `*transfer` is the operation (free with kvault_transfer_free); its per-key
- * statuses are OK (stored or already present), IO_ERROR, CORRUPTION (the object failed
- * verification or holds another key), RESOURCE_EXHAUSTED (no room), or the request's failure
+ * statuses are OK (stored or already present, or being stored by another request then: if
+ * that write fails the block is absent and a later lookup misses), IO_ERROR, CORRUPTION (the object
+ * failed verification or holds another key), RESOURCE_EXHAUSTED (no room), or the request's failure
  * (UNAVAILABLE when the daemon cannot be reached or the timeout passes). Input refused before
  * anything is sent returns its status and no transfer: INVALID_ARGUMENT for null pointers, an
  * empty source, a source outside every registered region or over the daemon's object size
