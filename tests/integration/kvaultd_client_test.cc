@@ -151,8 +151,8 @@ TEST_F(KvaultdClientTest, LeasesExpireAndTenantsAreIsolated) {
   {
     std::ofstream f(dir_ / "tenants.yaml");
     f << "tenants:\n  - name: a\n    token_sha256: " << HexEncode(TokenHash("ta"))
-      << "\n    quota_bytes: 0\n  - name: b\n    token_sha256: " << HexEncode(TokenHash("tb"))
-      << "\n    quota_bytes: 0\n";
+      << "\n    quota_bytes: 0\n    store_stats: true\n  - name: b\n    token_sha256: "
+      << HexEncode(TokenHash("tb")) << "\n    quota_bytes: 0\n";
   }
   DaemonProcess d(dir_, {"--auth.tenants_file", (dir_ / "tenants.yaml").string()});
   ASSERT_TRUE(d.ok()) << d.Stderr();
@@ -195,6 +195,7 @@ TEST_F(KvaultdClientTest, LeasesExpireAndTenantsAreIsolated) {
   const LookupResult leased = a->LookupPrefix(keys, {.want_lease = true, .lease_ttl = 300ms});
   ASSERT_TRUE(leased.lease.valid());
   EXPECT_EQ(StatsOf(*a)["store.active_leases"], 1.0);
+  EXPECT_EQ(StatsOf(*b).count("store.active_leases"), 0u) << "b sees no store-wide figures";
   std::this_thread::sleep_for(700ms);
   a->LookupPrefix(keys);  // expiry is lazy: any store operation collects due leases
   EXPECT_EQ(StatsOf(*a)["store.active_leases"], 0.0);

@@ -306,7 +306,9 @@ Message Service::OnDelete(Session& session, const transport::Delete& del) {
 
 Message Service::OnStats(Session& session) {
   StatsCollector collector;
-  store_.VisitCounters(collector);
+  // The store's counters and tier usage reflect every tenant's activity: only for a tenant
+  // allowed to see them (an operator's, or the single tenant).
+  if (session.tenant->store_stats) store_.VisitCounters(collector);
   collector.entries.push_back({"daemon.draining", uint64_t{draining() ? 1u : 0u}});
   // The asking tenant's own usage (never another tenant's).
   collector.entries.push_back({"tenant.held_bytes", store_.TenantBytes(session.tenant->id)});

@@ -7,7 +7,8 @@ namespace kvault::server {
 TenantRegistry TenantRegistry::SingleTenant() {
   TenantRegistry r;
   r.single_tenant_ = true;
-  r.tenants_.push_back(Tenant{std::string(kDefaultTenantName), kDefaultTenantId, std::nullopt, 0});
+  r.tenants_.push_back(Tenant{std::string(kDefaultTenantName), kDefaultTenantId, std::nullopt, 0,
+                              /*store_stats=*/true});
   return r;
 }
 
@@ -43,7 +44,8 @@ Result<TenantRegistry> TenantRegistry::Create(std::vector<TenantSpec> specs) {
   r.tenants_.reserve(specs.size());
   for (TenantSpec& spec : specs) {
     const storage::TenantId id = spec.id ? *spec.id : DerivedTenantId(spec.name);
-    r.tenants_.push_back(Tenant{std::move(spec.name), id, spec.token_sha256, spec.quota_bytes});
+    r.tenants_.push_back(
+        Tenant{std::move(spec.name), id, spec.token_sha256, spec.quota_bytes, spec.store_stats});
   }
   return r;
 }

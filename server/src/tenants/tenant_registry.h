@@ -32,6 +32,9 @@ struct Tenant {
   // SHA-256 of the token; nullopt only for the default tenant of single-tenant mode.
   std::optional<AuthDigest> token_hash;
   uint64_t quota_bytes = 0;  // 0 = no quota
+  // Stats shows it the store-wide counters and tier usage (TenantSpec::store_stats); always for
+  // the default tenant of single-tenant mode.
+  bool store_stats = false;
 };
 
 class TenantRegistry {

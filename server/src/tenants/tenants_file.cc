@@ -58,8 +58,10 @@ Result<TenantSpec> ParseEntry(const YAML::Node& entry, size_t index, std::string
     const std::string key = field.first.Scalar();
     if (!seen.insert(key).second) return fail(where, key + " given twice");
     const YAML::Node& value = field.second;
-    if (key != "name" && key != "token_sha256" && key != "quota_bytes" && key != "id") {
-      return fail(where, "unknown key " + key + " (expected name, token_sha256, quota_bytes, id)");
+    if (key != "name" && key != "token_sha256" && key != "quota_bytes" && key != "id" &&
+        key != "store_stats") {
+      return fail(where, "unknown key " + key +
+                             " (expected name, token_sha256, quota_bytes, id, store_stats)");
     }
     if (!value.IsScalar()) {
       return fail(where, key + ": expected a value, got " + std::string(YamlKindName(value)));
@@ -84,6 +86,10 @@ Result<TenantSpec> ParseEntry(const YAML::Node& entry, size_t index, std::string
         return fail(where, "id: " + id.status().message() + " (0 is the default tenant's)");
       }
       spec.id = static_cast<storage::TenantId>(*id);
+    } else if (key == "store_stats") {
+      Result<bool> on = ParseBool(text);
+      if (!on.ok()) return fail(where, "store_stats: " + on.status().message());
+      spec.store_stats = *on;
     }
   }
   if (spec.name.empty()) {

@@ -7,6 +7,7 @@
 //       token_sha256: 9f86...   # 64 hex digits: printf %s "$TOKEN" | sha256sum
 //       quota_bytes: 100GiB     # 0 = no quota
 //       id: 17                  # optional; default derived from the name (DerivedTenantId)
+//       store_stats: true       # optional, default false: Stats shows the store-wide counters
 //
 // Parsing checks each entry on its own; TenantRegistry::Create checks the entries against each
 // other (duplicate names, ids, tokens). Errors name the file, line, tenant and field, never a hash
@@ -28,7 +29,10 @@ struct TenantSpec {
   std::optional<storage::TenantId> id;  // nullopt: DerivedTenantId(name)
   AuthDigest token_sha256{};
   uint64_t quota_bytes = 0;  // 0 = no quota
-  std::string where;         // "<file>:<line>" of the entry, for errors
+  // Stats shows it the store-wide counters and tier usage, which reflect every tenant's activity
+  // (an operator's tenant); otherwise only its own usage and the daemon's state.
+  bool store_stats = false;
+  std::string where;  // "<file>:<line>" of the entry, for errors
 };
 
 // Parses a tenants document. InvalidArgument for bad YAML, a missing or empty `tenants` list, an

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -231,6 +232,31 @@ TEST_F(ServiceTest, DrainingRefusesNewBlockRequestsButServesStats) {
     if (e.name == "host.capacity_bytes") saw_capacity = true;
   }
   EXPECT_TRUE(saw_capacity);
+}
+
+// The store's counters and tier usage show every tenant's activity: a tenant without store_stats
+// sees only its own usage and the daemon's state.
+TEST_F(ServiceTest, StatsShowStoreWideFiguresOnlyToATenantAllowedThem) {
+  auto names_of = [&](Session& s) {
+    std::set<std::string> names;
+    Message m = service_->Handle(s, transport::Stats{});
+    EXPECT_TRUE(std::holds_alternative<transport::StatsReply>(m));
+    if (!std::holds_alternative<transport::StatsReply>(m)) return names;
+    for (const auto& e : std::get<transport::StatsReply>(m).entries) names.insert(e.name);
+    return names;
+  };
+  auto b = LoggedIn("team-b", "token-b");
+  const std::set<std::string> own = names_of(*b);
+  EXPECT_TRUE(own.contains("tenant.held_bytes"));
+  EXPECT_TRUE(own.contains("daemon.draining"));
+  for (const std::string& name : own) {
+    EXPECT_TRUE(name.starts_with("tenant.") || name.starts_with("daemon.")) << name;
+  }
+  auto a = LoggedIn("team-a", "token-a");  // positive control: store_stats
+  const std::set<std::string> all = names_of(*a);
+  EXPECT_TRUE(all.contains("store.lookups_total"));
+  EXPECT_TRUE(all.contains("host.used_bytes"));
+  EXPECT_TRUE(all.contains("tenant.held_bytes"));
 }
 
 TEST_F(ServiceTest, OversizedRequestIsRefusedWhole) {

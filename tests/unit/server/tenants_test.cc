@@ -60,7 +60,7 @@ Status CreateStatus(const std::string& yaml) {
 
 TEST(TenantsFileTest, LoadsAGoodFile) {
   const std::string yaml = "# two teams\ntenants:\n" + Entry("team-a", kAlphaHash, "100GiB") +
-                           Entry("team.b_2", kBetaHash, "0", "    id: 42\n");
+                           Entry("team.b_2", kBetaHash, "0", "    id: 42\n    store_stats: true\n");
   auto specs = ParseTenantsYaml(yaml, "tenants.yaml");
   ASSERT_TRUE(specs.ok()) << specs.status().ToString();
   ASSERT_EQ(specs->size(), 2u);
@@ -71,6 +71,8 @@ TEST(TenantsFileTest, LoadsAGoodFile) {
   EXPECT_EQ((*specs)[0].where, "tenants.yaml:3");
   EXPECT_EQ((*specs)[1].id, 42u);
   EXPECT_EQ((*specs)[1].quota_bytes, 0u);
+  EXPECT_FALSE((*specs)[0].store_stats) << "off unless asked for";
+  EXPECT_TRUE((*specs)[1].store_stats);
 
   auto registry = TenantRegistry::Create(std::move(*specs));
   ASSERT_TRUE(registry.ok()) << registry.status().ToString();
@@ -82,6 +84,8 @@ TEST(TenantsFileTest, LoadsAGoodFile) {
   EXPECT_EQ(a->quota_bytes, 100ull << 30);
   ASSERT_TRUE(a->token_hash.has_value());
   EXPECT_EQ(registry->FindById(42)->name, "team.b_2");
+  EXPECT_TRUE(registry->FindById(42)->store_stats);
+  EXPECT_FALSE(a->store_stats);
   EXPECT_EQ(registry->Find("team-c"), nullptr);
   EXPECT_EQ(registry->FindById(0), nullptr);
 }
@@ -130,6 +134,9 @@ TEST(TenantsFileTest, EveryErrorIsNamed) {
                               {"tenant 'a'", "id", "default tenant"}));
   EXPECT_TRUE(FailsMentioning(ParseStatus(head + Entry("a", kAlphaHash, "0", "    id: x\n")),
                               {"tenant 'a'", "id"}));
+  EXPECT_TRUE(
+      FailsMentioning(ParseStatus(head + Entry("a", kAlphaHash, "0", "    store_stats: maybe\n")),
+                      {"tenants.yaml:5", "tenant 'a'", "store_stats"}));
   EXPECT_TRUE(FailsMentioning(ParseStatus(head + Entry("a", kAlphaHash, "0", "    role: x\n")),
                               {"tenants.yaml:5", "tenant 'a'", "unknown key role"}));
   EXPECT_TRUE(FailsMentioning(ParseStatus(head + Entry("a", kAlphaHash, "0", "    name: b\n")),
@@ -223,8 +230,10 @@ TEST(TenantsFileTest, ExampleFileLoads) {
   if (!fs::exists(example)) GTEST_SKIP() << example << " not found from __FILE__";
   auto registry = TenantRegistry::Load(example.string());
   ASSERT_TRUE(registry.ok()) << registry.status().ToString();
-  EXPECT_EQ(registry->size(), 2u);
+  EXPECT_EQ(registry->size(), 3u);
   EXPECT_EQ(registry->Find("batch-jobs")->id, 17u);
+  EXPECT_TRUE(registry->Find("ops")->store_stats);
+  EXPECT_FALSE(registry->Find("team-a")->store_stats);
 }
 
 TEST(TenantRegistryTest, AuthenticatesOnlyTheRightProof) {

@@ -13,6 +13,7 @@ inline std::vector<TenantSpec> TwoTenants() {
   TenantSpec a;
   a.name = "team-a";
   a.token_sha256 = TokenHash("token-a");
+  a.store_stats = true;  // the operator's tenant
   TenantSpec b;
   b.name = "team-b";
   b.token_sha256 = TokenHash("token-b");
