@@ -434,13 +434,14 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
   Status read = tier(where)->Read(key, slot, bytes, {copy.get(), bytes});
   lock.lock();
   --index_.at(id).pins;
+  if (read.code() == StatusCode::kCorruption || read.code() == StatusCode::kNotFound) {
+    ++counters_.read_failures;
+    ForgetLost(id);  // the tier already deleted what it could not verify; erased once unused
+    return std::optional<BlockPin>();
+  }
   EraseIfLostAndUnused(id);  // another reader may have found it damaged meanwhile
   if (!read.ok()) {
     ++counters_.read_failures;
-    if (read.code() == StatusCode::kCorruption || read.code() == StatusCode::kNotFound) {
-      ForgetLost(id);  // the tier already deleted what it could not verify
-      return std::optional<BlockPin>();
-    }
     return read;
   }
   std::span<const uint8_t> view(copy.get(), bytes);

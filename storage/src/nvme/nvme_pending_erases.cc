@@ -49,29 +49,21 @@ Status NvmeTier::Impl::ApplyPendingErases() {
     std::lock_guard<std::mutex> lock(full_mu_);
     pending.assign(pending_erases_.begin(), pending_erases_.end());
   }
-  // An erasure deferred before its size was read gives its bytes back now.
-  uint64_t uncounted_bytes = 0, uncounted_blocks = 0;
+  // An erasure recorded before its size could be read gives its bytes back now.
+  std::vector<uint32_t> uncounted;
   rocksdb::WriteBatch batch;
   for (const auto& [key, erase] : pending) {
     if (!erase.counted) {
       Result<std::optional<uint32_t>> stored = StoredSize(key);
-      if (stored.ok() && stored->has_value()) {
-        uncounted_bytes += **stored;
-        ++uncounted_blocks;
-      }
+      if (stored.ok() && stored->has_value()) uncounted.push_back(**stored);
     }
-    const nvme::BlockDbKey block_key = nvme::EncodeBlockKey(key);
-    const nvme::SizeDbKey size_key = nvme::EncodeSizeKey(key);
-    rocksdb::Status rs = batch.Delete(rocksdb::Slice(block_key.data(), block_key.size()));
-    if (rs.ok()) rs = batch.Delete(rocksdb::Slice(size_key.data(), size_key.size()));
-    if (!rs.ok()) return nvme::FromRocksDb(rs, "erase");
+    if (rocksdb::Status rs = AddErasure(key, batch); !rs.ok()) {
+      return nvme::FromRocksDb(rs, "erase");
+    }
   }
   rocksdb::Status rs = db_->Write(WriteOptions(), &batch);
   if (!rs.ok()) return nvme::FromRocksDb(rs, "apply erasures");
-  used_bytes_.fetch_sub(uncounted_bytes, std::memory_order_relaxed);
-  blocks_.fetch_sub(uncounted_blocks, std::memory_order_relaxed);
-  erases_.fetch_add(uncounted_blocks, std::memory_order_relaxed);
-  erased_bytes_.fetch_add(uncounted_bytes, std::memory_order_release);
+  for (uint32_t size : uncounted) CountErased(size);
   std::lock_guard<std::mutex> lock(full_mu_);
   for (const auto& [key, erase] : pending) pending_erases_.erase(key);
   pending_count_.store(pending_erases_.size(), std::memory_order_release);

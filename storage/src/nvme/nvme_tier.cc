@@ -354,13 +354,24 @@ void NvmeTier::Impl::DropCorrupt(const ScopedKey& key) {
 }
 
 void NvmeTier::Impl::Erase(const ScopedKey& key) {
-  // Never waits for the stripe: a Put holds it through RocksDB's write stalls.
   std::unique_lock<std::mutex> stripe(StripeFor(key), std::try_to_lock);
-  if (!stripe.owns_lock()) {
-    DeferErase(key, PendingErase{});
+  if (stripe.owns_lock()) {
+    EraseLocked(key);
     return;
   }
-  EraseLocked(key);
+  // Never waits for the stripe: a Put holds it through RocksDB's write stalls. The erasure is
+  // recorded, and its size read and given back now (a Get needs no stripe), as EraseLocked does:
+  // a caller that evicts until the tier is under a mark must see the room. (The BlockStore never
+  // erases a key while it puts the same key.)
+  if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) return;
+  Result<std::optional<uint32_t>> stored = StoredSize(key);
+  if (stored.ok() && !stored->has_value()) return;
+  if (!stored.ok()) {
+    DeferErase(key, PendingErase{});  // its size is read again when the erasure is written
+    return;
+  }
+  DeferErase(key, PendingErase{.size = **stored, .counted = true});
+  CountErased(**stored);
 }
 
 void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
@@ -374,8 +385,7 @@ void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
   }
   const uint32_t size = **stored;
   rocksdb::WriteBatch batch;
-  rocksdb::Status rs = batch.Delete(AsSlice(nvme::EncodeBlockKey(key)));
-  if (rs.ok()) rs = batch.Delete(AsSlice(nvme::EncodeSizeKey(key)));
+  rocksdb::Status rs = AddErasure(key, batch);
   // A write that would wait for a flush (RocksDB's write stall) fails at once instead.
   rocksdb::WriteOptions no_wait = WriteOptions();
   no_wait.no_slowdown = true;
@@ -384,6 +394,16 @@ void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
     if (nvme::IsDiskFull(rs)) EnterDiskFull(rs.ToString(), /*rocksdb_out_of_space=*/true);
     DeferErase(key, PendingErase{.size = size, .counted = true});
   }
+  CountErased(size);
+}
+
+rocksdb::Status NvmeTier::Impl::AddErasure(const ScopedKey& key, rocksdb::WriteBatch& batch) {
+  rocksdb::Status rs = batch.Delete(AsSlice(nvme::EncodeBlockKey(key)));
+  if (rs.ok()) rs = batch.Delete(AsSlice(nvme::EncodeSizeKey(key)));
+  return rs;
+}
+
+void NvmeTier::Impl::CountErased(uint32_t size) {
   used_bytes_.fetch_sub(size, std::memory_order_relaxed);
   blocks_.fetch_sub(1, std::memory_order_relaxed);
   erases_.fetch_add(1, std::memory_order_relaxed);

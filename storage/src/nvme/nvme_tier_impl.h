@@ -83,6 +83,10 @@ class NvmeTier::Impl {
   Status ScanSizes(const RecoverFn* found);
   // Deletes `key` and returns its bytes to the capacity. Caller holds the key's stripe.
   void EraseLocked(const ScopedKey& key);
+  // Adds the deletes of `key`'s block and size entries to `batch`.
+  static rocksdb::Status AddErasure(const ScopedKey& key, rocksdb::WriteBatch& batch);
+  // Takes an erased block of `size` bytes off used_bytes_ and blocks_ and counts the erasure.
+  void CountErased(uint32_t size);
   // Called when a read failed verification: re-checks under the stripe and deletes the block
   // when it is still bad.
   void DropCorrupt(const ScopedKey& key);

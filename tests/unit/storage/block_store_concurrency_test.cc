@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -91,6 +93,54 @@ TEST(BlockStoreConcurrency, TwoTiersWithDemotionAndPromotion) {
   store->VisitCounters(v);
   EXPECT_GT(v.Get("host.demotions_total"), 0);
   EXPECT_GT(v.Get("nvme.promotions_total") + v.Get("host.promotions_total"), 0);
+}
+
+// Two readers take private copies of the same damaged block in a colder tier (no promotion): the
+// first to finish finds it damaged and marks it lost while the other still reads; the other then
+// finds it gone. The entry is erased exactly once and the store keeps working.
+TEST(BlockStoreConcurrency, TwoReadersOfADamagedColdBlock) {
+  StoreTiers tiers;
+  tiers.host = *HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false});
+  auto nvme = std::make_unique<FakeTier>(TierKind::kNvme, 64 << 20);
+  FakeTier* cold_tier = nvme.get();
+  tiers.nvme = std::move(nvme);
+  auto store = *BlockStore::Create({.policy = "lru", .promote_on_hit = false, .mover_threads = 0},
+                                   std::move(tiers));
+  for (int i = 0; i < 16; ++i) {
+    const BlockKey key = KeyOf(i);
+    ASSERT_TRUE(store->Put(0, key, ObjectFor(key, 100000)).ok());
+  }
+  const BlockKey cold = KeyOf(0);
+  ASSERT_EQ(store->Lookup(0, std::span(&cold, 1), {.touch = false}).tiers[0], TierKind::kNvme);
+
+  std::mutex mu;
+  std::condition_variable both_in;
+  int readers = 0;
+  cold_tier->before_read = [&] {  // both reads are under way before either fails
+    std::unique_lock lock(mu);
+    ++readers;
+    both_in.notify_all();
+    both_in.wait_for(lock, std::chrono::seconds(5), [&] { return readers >= 2; });
+  };
+  cold_tier->corrupt_reads = true;
+  std::atomic<int> misses{0};
+  auto read = [&] {
+    Result<std::optional<BlockPin>> pin = store->Pin(0, cold);
+    if (pin.ok() && !pin->has_value()) ++misses;
+  };
+  std::thread a(read), b(read);
+  a.join();
+  b.join();
+  EXPECT_EQ(misses.load(), 2) << "both readers see a miss, not an error";
+  EXPECT_EQ(store->Lookup(0, std::span(&cold, 1)).leading_hits, 0u) << "the damaged block is gone";
+
+  cold_tier->before_read = nullptr;
+  cold_tier->corrupt_reads = false;
+  const BlockKey other = KeyOf(15), fresh = KeyOf(99);  // the store still works
+  EXPECT_EQ(store->Lookup(0, std::span(&other, 1)).leading_hits, 1u);
+  EXPECT_TRUE(store->Put(0, fresh, ObjectFor(fresh, 100000)).ok());
+  EXPECT_EQ(store->Lookup(0, std::span(&fresh, 1)).leading_hits, 1u);
+  EXPECT_TRUE(store->Put(0, cold, ObjectFor(cold, 100000)).ok()) << "its key can be stored again";
 }
 
 }  // namespace

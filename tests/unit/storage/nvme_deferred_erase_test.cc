@@ -1,6 +1,7 @@
 // The nvme tier's Erase never waits (the BlockStore calls it under its index mutex): when the key's
 // lock stripe is busy (a Put holds it through RocksDB's write stalls) the erasure is recorded, the
-// block misses at once, and the next Put writes the deletion and gives the bytes back.
+// block misses and its bytes are back at once, and the next Put (or closing) writes the deletion.
+// Drives the tier's Impl, which lets a test hold a stripe.
 #include <gtest/gtest.h>
 
 #if defined(KVAULT_HAVE_ROCKSDB)
@@ -16,13 +17,9 @@
 
 namespace kvault::storage {
 
-struct NvmeTierTestAccess {
-  static std::unique_lock<std::mutex> HoldStripe(NvmeTier& tier, const ScopedKey& key) {
-    return tier.impl_->HoldStripeForTesting(key);
-  }
-};
-
 namespace {
+
+using Impl = NvmeTier::Impl;
 
 using testing::ObjectFor;
 using testing::TempDir;
@@ -38,22 +35,22 @@ NvmeTierOptions Options(const std::string& dir) {
   return options;
 }
 
-std::unique_ptr<NvmeTier> OpenOrDie(const std::string& dir) {
-  Result<std::unique_ptr<NvmeTier>> tier = NvmeTier::Open(Options(dir));
+std::unique_ptr<Impl> OpenOrDie(const std::string& dir) {
+  Result<std::unique_ptr<Impl>> tier = Impl::Open(Options(dir));
   EXPECT_TRUE(tier.ok()) << tier.status().ToString();
   return tier.ok() ? std::move(tier).value() : nullptr;
 }
 
-Status ReadOf(NvmeTier& tier, const ScopedKey& key) {
+Status ReadOf(Impl& tier, const ScopedKey& key) {
   std::vector<uint8_t> out(ObjectFor(key).size());
-  return tier.Read(key, 0, static_cast<uint32_t>(out.size()), out);
+  return tier.Read(key, static_cast<uint32_t>(out.size()), out);
 }
 
 // Runs Erase(key) on another thread while this one holds the key's stripe; true when Erase
 // returned without waiting for it.
-bool EraseWhileStripeHeld(NvmeTier& tier, const ScopedKey& key) {
-  std::unique_lock<std::mutex> held = NvmeTierTestAccess::HoldStripe(tier, key);
-  std::future<void> erased = std::async(std::launch::async, [&] { tier.Erase(key, 0, 0); });
+bool EraseWhileStripeHeld(Impl& tier, const ScopedKey& key) {
+  std::unique_lock<std::mutex> held = tier.HoldStripeForTesting(key);
+  std::future<void> erased = std::async(std::launch::async, [&] { tier.Erase(key); });
   const bool returned = erased.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
   held.unlock();
   erased.wait();
@@ -62,7 +59,7 @@ bool EraseWhileStripeHeld(NvmeTier& tier, const ScopedKey& key) {
 
 using KeySet = std::map<BlockKey, uint32_t>;
 
-KeySet Recovered(NvmeTier& tier) {
+KeySet Recovered(Impl& tier) {
   KeySet found;
   EXPECT_TRUE(
       tier.Recover([&](const ScopedKey& key, TierSlot, uint32_t bytes) { found[key.key] = bytes; })
@@ -72,7 +69,7 @@ KeySet Recovered(NvmeTier& tier) {
 
 TEST(NvmeDeferredEraseTest, AnEraseBehindABusyStripeMissesAtOnceAndIsWrittenByTheNextPut) {
   TempDir dir;
-  std::unique_ptr<NvmeTier> tier = OpenOrDie(dir.path());
+  std::unique_ptr<Impl> tier = OpenOrDie(dir.path());
   ASSERT_NE(tier, nullptr);
   const ScopedKey erased = TestKey(1, 1, 0), kept = TestKey(1, 1, 1), later = TestKey(1, 1, 2);
   const std::vector<uint8_t> erased_object = ObjectFor(erased), kept_object = ObjectFor(kept);
@@ -84,8 +81,11 @@ TEST(NvmeDeferredEraseTest, AnEraseBehindABusyStripeMissesAtOnceAndIsWrittenByTh
   ASSERT_TRUE(EraseWhileStripeHeld(*tier, erased)) << "Erase waited for the stripe";
   EXPECT_EQ(ReadOf(*tier, erased).code(), StatusCode::kNotFound) << "gone for callers at once";
   EXPECT_TRUE(ReadOf(*tier, kept).ok()) << "positive control";
+  // A caller evicting until the tier is under a mark sees the room at once.
+  EXPECT_EQ(tier->Usage().used_bytes, kept_object.size());
+  EXPECT_EQ(tier->Usage().blocks, 1u);
 
-  // The next Put writes the deletion and returns the erased block's bytes.
+  // The next Put writes the deletion; the bytes are not given back twice.
   const std::vector<uint8_t> later_object = ObjectFor(later);
   ASSERT_TRUE(tier->Put(later, later_object).ok());
   EXPECT_EQ(tier->Usage().used_bytes, kept_object.size() + later_object.size());
@@ -102,7 +102,7 @@ TEST(NvmeDeferredEraseTest, AnEraseBehindABusyStripeMissesAtOnceAndIsWrittenByTh
 
 TEST(NvmeDeferredEraseTest, APutOfTheSameKeyReplacesAPendingErasureAndCountsOnce) {
   TempDir dir;
-  std::unique_ptr<NvmeTier> tier = OpenOrDie(dir.path());
+  std::unique_ptr<Impl> tier = OpenOrDie(dir.path());
   ASSERT_NE(tier, nullptr);
   const ScopedKey key = TestKey(2, 1, 0);
   const std::vector<uint8_t> object = ObjectFor(key);
@@ -122,7 +122,7 @@ TEST(NvmeDeferredEraseTest, APutOfTheSameKeyReplacesAPendingErasureAndCountsOnce
 
 TEST(NvmeDeferredEraseTest, ClosingWritesPendingErasures) {
   TempDir dir;
-  std::unique_ptr<NvmeTier> tier = OpenOrDie(dir.path());
+  std::unique_ptr<Impl> tier = OpenOrDie(dir.path());
   ASSERT_NE(tier, nullptr);
   const ScopedKey erased = TestKey(3, 1, 0), kept = TestKey(3, 1, 1);
   ASSERT_TRUE(tier->Put(erased, ObjectFor(erased)).ok());

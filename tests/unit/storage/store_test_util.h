@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -90,6 +91,7 @@ class FakeTier final : public Tier {
   }
   Status Read(const ScopedKey& key, TierSlot slot, uint32_t bytes,
               std::span<uint8_t> out) override {
+    if (before_read) before_read();
     std::lock_guard lock(mu_);
     auto it = blocks_.find(slot);
     if (it == blocks_.end() || !(it->second.first == key)) return Status::NotFound("fake: absent");
@@ -126,6 +128,8 @@ class FakeTier final : public Tier {
   std::atomic<bool> refuse_writes{false};
   std::atomic<bool> corrupt_reads{false};
   std::atomic<int> puts{0};
+  // Called at the start of every Read, outside the tier's lock (lets a test line readers up).
+  std::function<void()> before_read;
   // Reported by Recover: slot -> (key, bytes).
   std::map<TierSlot, std::pair<ScopedKey, uint32_t>> preloaded;
 

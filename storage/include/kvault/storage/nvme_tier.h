@@ -178,9 +178,11 @@ class NvmeTier final : public Tier {
   // True while writes are refused because the disk is full.
   bool disk_full() const;
 
+  // The implementation (storage/src/nvme/nvme_tier_impl.h), opaque here; the tier's own tests
+  // drive it directly.
+  class Impl;
+
  private:
-  friend struct NvmeTierTestAccess;  // tests/unit/storage: reaches into Impl
-  class Impl;                        // storage/src/nvme/nvme_tier_impl.h
   explicit NvmeTier(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
