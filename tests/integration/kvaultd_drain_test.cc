@@ -76,7 +76,16 @@ class KvaultdDrainTest : public BinaryTest {
     load.remote_key = *rkey;
     load.entries.push_back({key, reinterpret_cast<uint64_t>(memory_->address()), object, 0, 0});
     ASSERT_TRUE(stalled_->SendMessage(load, 3));
-    std::this_thread::sleep_for(300ms);  // the Load is in the daemon's hands
+    // The Load is in the daemon's hands once its bytes count as in transfer (the owner's Store
+    // was answered, so its bytes no longer do): from then on it is a request in flight.
+    const bool in_transfer = Eventually(
+        [&] {
+          return MetricValue(daemon_->http_port(), "kvault_inflight_bytes").value_or(0) >= object;
+        },
+        20s);
+    ASSERT_TRUE(in_transfer) << "the Load never reached its transfer (answered at once: "
+                             << stalled_->Readable() << ")\n"
+                             << daemon_->Stderr();
     ASSERT_FALSE(stalled_->Readable()) << "the Load was answered: it did not stall";
   }
 
@@ -92,7 +101,9 @@ class KvaultdDrainTest : public BinaryTest {
 // SIGTERM waits for the request in flight: the stalled Load is answered (its transfer failed at
 // its deadline) before the connection closes, and the daemon then exits 0.
 TEST_F(KvaultdDrainTest, SigtermWaitsForTheRequestInFlight) {
-  StartWithStalledLoad({"--limits.io_timeout", "3s", "--limits.drain_timeout", "30s"});
+  // The transfer deadline (5 s from the Load's start) is well past the 2 s checked below, however
+  // late the Load was seen in flight on a loaded machine.
+  StartWithStalledLoad({"--limits.io_timeout", "5s", "--limits.drain_timeout", "30s"});
   if (HasFatalFailure()) return;
   const auto start = Clock::now();
   int exit_code = -2;

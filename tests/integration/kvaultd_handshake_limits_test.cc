@@ -3,10 +3,9 @@
 // clients are served, and the per-address cap refuses one host's extra unauthenticated socket
 // while authenticated clients and other hosts still get in. Both with a real kvaultd process.
 
-#include <cstdlib>
+#include <chrono>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "binary_run.h"
@@ -25,10 +24,22 @@ class KvaultdHandshakeLimitsTest : public BinaryTest {
 
   // kvault_rejected_requests_total{reason="<reason>"} from /metrics; -1 when absent.
   static double Rejected(const DaemonProcess& d, const std::string& reason) {
-    const std::string text = HttpGet(d.http_port(), "/metrics");
-    const std::string series = "kvault_rejected_requests_total{reason=\"" + reason + "\"} ";
-    const size_t at = text.find(series);
-    return at == std::string::npos ? -1 : std::atof(text.c_str() + at + series.size());
+    return MetricValue(d.http_port(), "kvault_rejected_requests_total{reason=\"" + reason + "\"}")
+        .value_or(-1);
+  }
+
+  // A connection to `port` that logged in within 10 s, reconnecting while the daemon refuses it:
+  // a connection the daemon closed (or saw closed) leaves its counts a moment later, on its io
+  // thread. Null when none got in.
+  static std::unique_ptr<RawConnection> LoginWithin10s(uint16_t port) {
+    std::unique_ptr<RawConnection> c;
+    const bool in = Eventually(
+        [&] {
+          c = std::make_unique<RawConnection>(port);
+          return c->Login();
+        },
+        10s);
+    return in ? std::move(c) : nullptr;
   }
 };
 
@@ -39,13 +50,14 @@ TEST_F(KvaultdHandshakeLimitsTest, SilentSocketsAreClosedAtTheHandshakeDeadline)
   ASSERT_TRUE(d.ok()) << d.Stderr();
   RawConnection good(d.control_port());
   ASSERT_TRUE(good.Login());
-  // Three more fill the table: two say nothing, one says hello and stops there.
+  // Three more fill the table: two say nothing, one says hello and stops there. Their deadlines
+  // run from their accept, which is after `opened`.
+  const auto opened = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<RawConnection>> idle;
   for (int i = 0; i < 3; ++i) idle.push_back(std::make_unique<RawConnection>(d.control_port()));
   ASSERT_TRUE(idle[0]->SendMessage(transport::Hello{}, 1));
   auto hello = idle[0]->ReadMessage(5s);
   ASSERT_TRUE(hello && std::holds_alternative<transport::HelloReply>(hello->first));
-  const auto opened = std::chrono::steady_clock::now();
   // The table is full: a fifth is refused at once (long before the deadline).
   RawConnection extra(d.control_port());
   EXPECT_TRUE(extra.ClosedWithin(1s));
@@ -53,10 +65,9 @@ TEST_F(KvaultdHandshakeLimitsTest, SilentSocketsAreClosedAtTheHandshakeDeadline)
   EXPECT_GE(std::chrono::steady_clock::now() - opened, 1500ms) << "closed before the deadline";
   // The authenticated connection stays, and a new client gets in now that the slots are free.
   EXPECT_TRUE(good.Ping());
-  std::this_thread::sleep_for(200ms);  // the closed connections leave the count
-  RawConnection late(d.control_port());
-  EXPECT_TRUE(late.Login());
-  EXPECT_TRUE(late.Ping());
+  std::unique_ptr<RawConnection> late = LoginWithin10s(d.control_port());
+  ASSERT_NE(late, nullptr) << "the closed connections never left the count\n" << d.Stderr();
+  EXPECT_TRUE(late->Ping());
   EXPECT_NE(d.Stderr().find("not authenticated within limits.handshake_timeout"), std::string::npos)
       << d.Stderr();
   EXPECT_GE(Rejected(d, "timeout"), 3);
@@ -86,10 +97,9 @@ TEST_F(KvaultdHandshakeLimitsTest, OneAddressCannotHoldMoreUnauthenticatedSocket
   EXPECT_TRUE(other_host.Login());
   EXPECT_TRUE(other_host.Ping());
   silent.reset();
-  std::this_thread::sleep_for(300ms);
-  RawConnection again(d.control_port());
-  EXPECT_TRUE(again.Login());
-  EXPECT_TRUE(again.Ping());
+  std::unique_ptr<RawConnection> again = LoginWithin10s(d.control_port());
+  ASSERT_NE(again, nullptr) << "the closed socket never left its address's count\n" << d.Stderr();
+  EXPECT_TRUE(again->Ping());
 }
 
 }  // namespace

@@ -12,10 +12,12 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kvault/common/auth.h"
@@ -206,6 +208,30 @@ inline std::string HttpGet(uint16_t port, const std::string& path) {
   std::string out;
   while (auto chunk = c.ReadExactly(1, 2s)) out.push_back(static_cast<char>((*chunk)[0]));
   return out;
+}
+
+// The value of `series` in the daemon's /metrics on http port `port`: a metric name with its
+// labels as /metrics prints them (`kvault_connections`,
+// `kvault_rejected_requests_total{reason="timeout"}`). nullopt when the scrape fails or lacks it.
+inline std::optional<double> MetricValue(uint16_t port, const std::string& series) {
+  const std::string text = HttpGet(port, "/metrics");
+  const std::string needle = "\n" + series + " ";
+  const size_t at = text.find(needle);
+  if (at == std::string::npos) return std::nullopt;
+  return std::strtod(text.c_str() + at + needle.size(), nullptr);
+}
+
+// Asks `done` every 20 ms until it answers true or `timeout` has passed; its last answer. For
+// waiting on the daemon's state (a metric, a slot coming free) instead of sleeping a fixed time,
+// which a loaded machine can outlast.
+template <typename Predicate>
+bool Eventually(Predicate done, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 }  // namespace kvault::testing
