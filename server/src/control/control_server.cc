@@ -556,12 +556,18 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
 // Cuts the data-plane transfers of the requests still in flight (Service::AbortTransfers), so that
 // those waiting on a stalled client end now instead of at their transfer deadline, and waits a
 // moment for them to be answered. A request waiting on something else (the disk) is not cut.
-void AbortInFlight(ControlServer::Impl& s) {
-  s.service.AbortTransfers();
-  const auto until = Clock::now() + std::chrono::seconds(1);
+// Waits until no request is in flight or `bound` has passed; true when none is.
+bool WaitForInFlight(ControlServer::Impl& s, std::chrono::milliseconds bound) {
+  const auto until = Clock::now() + bound;
   while (s.in_flight.load() > 0 && Clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  return s.in_flight.load() == 0;
+}
+
+void AbortInFlight(ControlServer::Impl& s) {
+  s.service.AbortTransfers();
+  (void)WaitForInFlight(s, std::chrono::seconds(1));
 }
 
 }  // namespace
@@ -619,11 +625,7 @@ bool ControlServer::Drain(std::chrono::milliseconds bound) {
     s.acceptor.close(ec);
   });
   s.service.SetDraining(true);
-  const auto until = std::chrono::steady_clock::now() + bound;
-  while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (s.in_flight.load() == 0) return true;
+  if (WaitForInFlight(s, bound)) return true;
   AbortInFlight(s);
   return false;
 }
