@@ -7,9 +7,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
@@ -292,6 +295,160 @@ TEST_F(SharedSegmentHoldTest, HoldsTheOwnersSysvSegmentUntilReleasedAndRefusesOt
   Result<SharedSegmentHold> late = SharedSegmentHold::Take(key, getpid(), base, 4096);
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.status().code(), StatusCode::kUnavailable) << late.status().ToString();
+}
+
+// UCX maps a held posix file read-write with the server's credentials, so a descriptor the owner
+// opened read-only must be refused: otherwise a client could have the server write a file the
+// client may only read. Refused for a memfd reopened read-only and a /dev/shm file opened
+// read-only; the same files through their read-write descriptors are held.
+TEST_F(SharedSegmentHoldTest, APosixSegmentOpenedReadOnlyIsRefused) {
+  const uint64_t base = 0x7f0000100000;
+  const int memfd = SegmentMemfd(kSegment);
+  ASSERT_GE(memfd, 0);
+  const std::string shm = "/dev/shm/kvault-hold-test-" + std::to_string(getpid());
+  const int shm_rw = open(shm.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(shm_rw, 0) << shm << ": " << std::strerror(errno);
+  ASSERT_EQ(ftruncate(shm_rw, kSegment), 0);
+  const int memfd_ro =
+      open(("/proc/self/fd/" + std::to_string(memfd)).c_str(), O_RDONLY | O_CLOEXEC);
+  const int shm_ro = open(shm.c_str(), O_RDONLY | O_CLOEXEC);
+  unlink(shm.c_str());
+  ASSERT_GE(memfd_ro, 0);
+  ASSERT_GE(shm_ro, 0);
+  for (const int rw : {memfd, shm_rw}) {  // positive control
+    Result<SharedSegmentHold> hold = SharedSegmentHold::Take(
+        Key({PosixEntry(getpid(), rw, base, kSegment), {}}), getpid(), base, 4096);
+    ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+    EXPECT_EQ(hold->held(), 1u);
+  }
+  for (const int ro : {memfd_ro, shm_ro}) {
+    Result<SharedSegmentHold> hold = SharedSegmentHold::Take(
+        Key({PosixEntry(getpid(), ro, base, kSegment), {}}), getpid(), base, 4096);
+    ASSERT_FALSE(hold.ok()) << "descriptor " << ro;
+    EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
+    EXPECT_NE(hold.status().message().find("not open for reading and writing"), std::string::npos)
+        << hold.status().ToString();
+  }
+  for (const int fd : {memfd, shm_rw, memfd_ro, shm_ro}) close(fd);
+}
+
+// A regular file on a disk file system is no shared-memory segment, even opened read-write by its
+// owner: refused (UCX's posix transport makes its segments on tmpfs or hugetlbfs).
+TEST_F(SharedSegmentHoldTest, APosixSegmentOnADiskFileSystemIsRefused) {
+  char path[] = "/var/tmp/kvault-hold-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  unlink(path);
+  struct statfs fs {};
+  ASSERT_EQ(fstatfs(fd, &fs), 0);
+  if (fs.f_type == TMPFS_MAGIC || fs.f_type == HUGETLBFS_MAGIC) {
+    close(fd);
+    GTEST_SKIP() << "/var/tmp is on tmpfs here: no disk file system to try";
+  }
+  ASSERT_EQ(ftruncate(fd, kSegment), 0);
+  const uint64_t base = 0x7f0000100000;
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(
+      Key({PosixEntry(getpid(), fd, base, kSegment), {}}), getpid(), base, 4096);
+  ASSERT_FALSE(hold.ok());
+  EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
+  EXPECT_NE(hold.status().message().find("not on tmpfs or hugetlbfs"), std::string::npos)
+      << hold.status().ToString();
+  close(fd);
+}
+
+// A segment file that belongs to a user the owner does not act as is refused even when the owner
+// holds it read-write (a descriptor it got from someone else). Needs root to give a file away.
+TEST_F(SharedSegmentHoldTest, APosixSegmentOfAnotherUserIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make a file of another user";
+  const uint64_t base = 0x7f0000100000;
+  const int memfd = SegmentMemfd(kSegment);
+  ASSERT_GE(memfd, 0);
+  const std::vector<uint8_t> key = Key({PosixEntry(getpid(), memfd, base, kSegment), {}});
+  ASSERT_TRUE(SharedSegmentHold::Take(key, getpid(), base, 4096).ok());  // positive control
+  ASSERT_EQ(fchown(memfd, 65534, 65534), 0) << std::strerror(errno);
+  Result<SharedSegmentHold> hold = SharedSegmentHold::Take(key, getpid(), base, 4096);
+  ASSERT_FALSE(hold.ok());
+  EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
+  EXPECT_NE(hold.status().message().find("does not act as"), std::string::npos)
+      << hold.status().ToString();
+  close(memfd);
+}
+
+// The creator pid of a sysv segment can be a reused one: the owner must also have the segment
+// attached now. A segment this process created but detached is refused; attached, it is held.
+TEST_F(SharedSegmentHoldTest, ASysvSegmentNotAttachedInItsOwnerIsRefused) {
+  const int shmid = shmget(IPC_PRIVATE, kSegment, IPC_CREAT | 0600);
+  ASSERT_GE(shmid, 0);
+  const uint64_t base = 0x7f0000100000;
+  const std::vector<uint8_t> key = Key({{}, SysvEntry(static_cast<uint32_t>(shmid), base)});
+  Result<SharedSegmentHold> detached = SharedSegmentHold::Take(key, getpid(), base, 4096);
+  ASSERT_FALSE(detached.ok());
+  EXPECT_EQ(detached.status().code(), StatusCode::kInvalidArgument) << detached.status().ToString();
+  EXPECT_NE(detached.status().message().find("not attached in its owner"), std::string::npos)
+      << detached.status().ToString();
+  void* owner = shmat(shmid, nullptr, 0);
+  ASSERT_NE(owner, reinterpret_cast<void*>(-1));
+  ASSERT_EQ(shmctl(shmid, IPC_RMID, nullptr), 0);  // maps now say "/SYSV00000000 (deleted)"
+  const uint64_t at = reinterpret_cast<uint64_t>(owner);
+  Result<SharedSegmentHold> attached = SharedSegmentHold::Take(
+      Key({{}, SysvEntry(static_cast<uint32_t>(shmid), at)}), getpid(), at, 4096);
+  ASSERT_TRUE(attached.ok()) << attached.status().ToString();
+  EXPECT_EQ(attached->held(), 1u);
+  { SharedSegmentHold gone = std::move(*attached); }
+  shmdt(owner);
+}
+
+// A sysv segment whose creator pid is the owner's but which belongs to a user the owner does not
+// act as (as when the creator died and its pid went to another user's process) is refused. The
+// owner is a child that creates and attaches a segment as root, then drops to nobody for good;
+// the positive control is a child that keeps its uid. Needs root.
+TEST_F(SharedSegmentHoldTest, ASysvSegmentOfAnotherUserIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to start an owner of another user";
+  for (const bool drop : {false, true}) {
+    SCOPED_TRACE(drop ? "owner dropped to nobody" : "owner kept its uid");
+    int to_parent[2], to_child[2];
+    ASSERT_EQ(pipe2(to_parent, O_CLOEXEC), 0);
+    ASSERT_EQ(pipe2(to_child, O_CLOEXEC), 0);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {  // async-signal-safe calls only
+      close(to_parent[0]);
+      close(to_child[1]);  // so that the parent's close ends the read below
+      int shmid = shmget(IPC_PRIVATE, kSegment, IPC_CREAT | 0600);
+      void* at = shmid >= 0 ? shmat(shmid, nullptr, 0) : reinterpret_cast<void*>(-1);
+      if (at != reinterpret_cast<void*>(-1)) shmctl(shmid, IPC_RMID, nullptr);
+      if (drop && (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)) {
+        shmid = -1;
+      }
+      uint64_t message[2] = {static_cast<uint64_t>(shmid), reinterpret_cast<uint64_t>(at)};
+      if (write(to_parent[1], message, sizeof(message)) != sizeof(message)) _exit(1);
+      char c;
+      (void)!read(to_child[0], &c, 1);
+      _exit(0);
+    }
+    close(to_parent[1]);
+    close(to_child[0]);
+    uint64_t message[2] = {};
+    const bool got = read(to_parent[0], message, sizeof(message)) == sizeof(message);
+    Result<SharedSegmentHold> hold = Status::Internal("not taken");
+    if (got && static_cast<int64_t>(message[0]) >= 0) {
+      hold = SharedSegmentHold::Take(
+          Key({{}, SysvEntry(static_cast<uint32_t>(message[0]), message[1])}),
+          static_cast<uint32_t>(child), message[1], 4096);
+    }
+    close(to_child[1]);  // the child exits
+    close(to_parent[0]);
+    waitpid(child, nullptr, 0);
+    ASSERT_TRUE(got && static_cast<int64_t>(message[0]) >= 0) << "the child made no segment";
+    if (!drop) {
+      EXPECT_TRUE(hold.ok()) << hold.status().ToString();
+      continue;
+    }
+    ASSERT_FALSE(hold.ok());
+    EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
+    EXPECT_NE(hold.status().message().find("does not act as"), std::string::npos)
+        << hold.status().ToString();
+  }
 }
 
 TEST_F(SharedSegmentHoldTest, WithoutAnOwnerPidTheKeyIsPassedAsItIs) {

@@ -10,11 +10,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
+
+#include "ucx/proc_files.h"
 
 namespace kvault::transport {
 namespace {
@@ -73,6 +79,51 @@ Status NamedByPath() {
 
 Status Gone(const std::string& what) {
   return Status::Unavailable("remote key: " + what + " (its owner process is gone?)");
+}
+
+// UCX maps the held file read-write with this process's credentials, whatever the owner could do
+// with it. So the file must be what UCX's posix transport makes, a shared-memory segment (on
+// tmpfs: /dev/shm or a memfd; or on hugetlbfs), that the owner itself may write: its descriptor
+// is open for reading and writing, and the file belongs to a uid the owner acts as. (Without
+// this, a read-only descriptor of any file this process can write, e.g. a root-owned 0644 file,
+// was written by a PUT.) `held`: this process's descriptor of /proc/<pid>/fd/<fd>, `st` its fstat.
+Status CheckPosixSegmentFile(uint64_t pid, uint64_t fd, int held, const struct stat& st,
+                             const struct statfs& fs, const std::string& path) {
+  if (fs.f_type != TMPFS_MAGIC && fs.f_type != HUGETLBFS_MAGIC) {
+    return Status::InvalidArgument("remote key: " + path +
+                                   " is not on tmpfs or hugetlbfs, so not a shared-memory "
+                                   "segment");
+  }
+  const std::string fdinfo_path = "/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd);
+  const std::optional<std::string> fdinfo = ReadProcFile(fdinfo_path);
+  if (!fdinfo) return Gone("cannot read " + fdinfo_path + ": " + std::strerror(errno));
+  const std::vector<uint64_t> flags = ProcField(*fdinfo, "flags", 8);
+  if (flags.size() != 1 || (flags[0] & O_ACCMODE) != O_RDWR) {
+    return Status::InvalidArgument("remote key: its owner's descriptor " + path +
+                                   " is not open for reading and writing");
+  }
+  // The flags must be those of the file held: the owner may have put another file at that
+  // descriptor since it was opened here. fdinfo names the file (mount and inode; Linux 5.14 and
+  // later); on older kernels the owner check below is what ties the file to the owner.
+  const std::vector<uint64_t> ino = ProcField(*fdinfo, "ino", 10);
+  const std::vector<uint64_t> mnt = ProcField(*fdinfo, "mnt_id", 10);
+  if (!ino.empty() && !mnt.empty()) {
+    const std::optional<std::string> own =
+        ReadProcFile("/proc/self/fdinfo/" + std::to_string(held));
+    const std::vector<uint64_t> own_mnt =
+        own ? ProcField(*own, "mnt_id", 10) : std::vector<uint64_t>{};
+    if (ino[0] != static_cast<uint64_t>(st.st_ino) || own_mnt != mnt) {
+      return Status::InvalidArgument("remote key: its owner replaced the file at " + path +
+                                     " while it was checked");
+    }
+  }
+  const std::optional<std::array<uint64_t, 4>> uids = ProcessUids(pid);
+  if (!uids) return Gone("cannot read the owner's uids");
+  if (!IsOneOf(st.st_uid, *uids)) {
+    return Status::InvalidArgument("remote key: its shared segment " + path +
+                                   " belongs to a user its owner does not act as");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -141,12 +192,17 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
       if (fstat(held, &st) != 0 || !S_ISREG(st.st_mode)) {
         return Status::InvalidArgument("remote key: " + path + " is not a shared-memory segment");
       }
+      struct statfs fs {};
+      if (fstatfs(held, &fs) != 0) {
+        return Status::Internal("remote key: fstatfs of its shared segment " + path + ": " +
+                                std::strerror(errno));
+      }
+      KVAULT_RETURN_IF_ERROR(CheckPosixSegmentFile(pid, fd, held, st, fs, path));
       hold.files_seen_.push_back(
           {major(st.st_dev), minor(st.st_dev), static_cast<uint64_t>(st.st_ino), false});
       // A segment on hugetlbfs is mapped in huge pages: what PeerMemoryGuard replaces, if the
       // client cuts it short, must be whole ones.
-      struct statfs fs {};
-      if (fstatfs(held, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC && fs.f_bsize > 0) {
+      if (fs.f_type == HUGETLBFS_MAGIC && fs.f_bsize > 0) {
         hold.page_bytes_ = std::max<size_t>(hold.page_bytes_, static_cast<size_t>(fs.f_bsize));
       }
       // A read of the mapping past the end of the file raises SIGBUS in this process, so the
@@ -179,6 +235,20 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
         return Status::InvalidArgument(
             "remote key: its sysv segment belongs to another process or does not hold the key's "
             "region");
+      }
+      // A creator pid alone can be a reused one: the segment must also belong to (or have been
+      // created by) a uid the owner acts as, and be attached in the owner now.
+      const std::optional<std::array<uint64_t, 4>> uids = ProcessUids(owner_pid);
+      if (!uids) return Gone("cannot read the owner's uids");
+      if (!IsOneOf(info.shm_perm.uid, *uids) && !IsOneOf(info.shm_perm.cuid, *uids)) {
+        return Status::InvalidArgument("remote key: sysv segment " + std::to_string(shmid) +
+                                       " belongs to a user its owner does not act as");
+      }
+      const std::optional<bool> attached = HasSysvAttached(owner_pid, shmid);
+      if (!attached) return Gone("cannot read the owner's memory map");
+      if (!*attached) {
+        return Status::InvalidArgument("remote key: sysv segment " + std::to_string(shmid) +
+                                       " is not attached in its owner");
       }
       void* at = shmat(static_cast<int>(shmid), nullptr, SHM_RDONLY);
       if (at == reinterpret_cast<void*>(-1)) {

@@ -28,9 +28,20 @@
 //     past the end of the file would raise SIGBUS in this process). Only procfs mode is
 //     accepted: an entry without it, or one carrying the segment's directory after the fixed
 //     fields (a segment named by its path, UCX_POSIX_USE_PROC_LINK=n), is refused before UCX
-//     would open whatever file it names.
+//     would open whatever file it names. UCX opens the held file read-write with this process's
+//     credentials and maps it writable, so the file must be a shared-memory segment the owner
+//     may write itself (else a client could name a read-only descriptor of any file this process
+//     can write, and a PUT would write it): a regular file on tmpfs (/dev/shm, memfd) or
+//     hugetlbfs (fstatfs); the owner's descriptor open for reading and writing
+//     (/proc/<pid>/fdinfo/<fd> "flags:" & O_ACCMODE == O_RDWR), and naming the held file (its
+//     "mnt_id:" and "ino:", Linux 5.14+: the owner cannot swap the file while it is checked);
+//     the file's owner one of the owner process's uids (real, effective, saved, fs:
+//     /proc/<pid>/status "Uid:").
 //   sysv (12 bytes): shmid (u32), segment address (u64); the segment's creator (shmctl) must be
-//     the owner, and the region must lie inside the segment of the size shmctl reports.
+//     the owner, and the region must lie inside the segment of the size shmctl reports. A
+//     creator pid can be a reused one, so the segment's owner or creator uid must also be one of
+//     the owner process's uids, and the owner must have it attached now (/proc/<pid>/maps shows
+//     a "/SYSV..." mapping whose inode is the shmid).
 //
 // Thread-safety: thread-compatible. Movable; releases its attachments when destroyed (after the
 // unpack: UCX has its own by then).
@@ -50,8 +61,10 @@ class SharedSegmentHold {
   // of the process that packed it, in this process's pid namespace; [base, base + length): the
   // region the key covers. Unavailable when a segment cannot be attached (its owner is gone, or
   // the segment was freed); InvalidArgument when an entry names another process's segment, a
-  // segment that does not hold the region, or (posix) a descriptor that is not a regular file (a
-  // shared-memory segment is one). The key is then not to be unpacked.
+  // segment that does not hold the region, a segment of a user the owner does not act as, a sysv
+  // segment the owner has not attached, or (posix) a descriptor that is not a regular file on
+  // tmpfs or hugetlbfs (a shared-memory segment is one) or that the owner opened without write
+  // access. The key is then not to be unpacked.
   static Result<SharedSegmentHold> Take(std::span<const uint8_t> key, uint32_t owner_pid,
                                         uint64_t base, uint64_t length);
 

@@ -1,0 +1,33 @@
+#pragma once
+// What /proc says about another process (a client that names its own memory in a remote key):
+// small /proc files read whole, fields of its status and fdinfo, its uids, its sysv attachments.
+// Pure functions over /proc; thread-safe.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kvault::transport {
+
+// The text of a small /proc file, or nullopt (errno set) when it cannot be read.
+std::optional<std::string> ReadProcFile(const std::string& path);
+
+// The numbers after "<name>:" at the start of a line of `text` (fdinfo, status), in `base`; empty
+// when there is no such line.
+std::vector<uint64_t> ProcField(std::string_view text, std::string_view name, int base);
+
+// The real, effective, saved and file-system uids of process `pid` (/proc/<pid>/status "Uid:"):
+// the uids it can act as. nullopt when the process cannot be read (gone).
+std::optional<std::array<uint64_t, 4>> ProcessUids(uint64_t pid);
+
+// True when `uid` is one of `uids`.
+bool IsOneOf(uint64_t uid, const std::array<uint64_t, 4>& uids);
+
+// Whether process `pid` has sysv segment `shmid` attached: its /proc/<pid>/maps shows a shared
+// mapping named "/SYSV<key>" whose inode is the shmid. nullopt when the map cannot be read.
+std::optional<bool> HasSysvAttached(uint64_t pid, uint32_t shmid);
+
+}  // namespace kvault::transport
