@@ -48,13 +48,9 @@ class KvaultdDrainTest : public BinaryTest {
     const uint32_t tokens[1] = {7};
     const BlockKey key = NextBlockKey(BlockKey{}, tokens);
     const uint64_t object = SyntheticObjectBytes(kPayload);
-    Result<MemoryRegion> region = owner->AllocateMemory(object);
-    ASSERT_TRUE(region.ok()) << region.status().ToString();
-    ASSERT_TRUE(WriteSyntheticBlock(key, kPayload, region->bytes()).ok());
-    std::vector<std::span<const uint8_t>> sources = {region->bytes()};
-    StoreHandle stored = owner->Store(std::span(&key, 1), sources);
-    ASSERT_TRUE(stored.Wait(Clock::now() + 10s).ok());
-    ASSERT_EQ(stored.ok_count(), 1u) << stored.key_status(0).ToString();
+    MemoryRegion stored;
+    StoreSyntheticObjects(*owner, {key}, kPayload, stored);
+    if (::testing::Test::HasFatalFailure()) return;
 
     transport::UcxContextOptions ucx;
     ucx.transports = "tcp";

@@ -363,27 +363,27 @@ void NvmeTier::Impl::Erase(const ScopedKey& key) {
   // recorded, and its size read and given back now (a Get needs no stripe), as EraseLocked does:
   // a caller that evicts until the tier is under a mark must see the room. (The BlockStore never
   // erases a key while it puts the same key.)
-  if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) return;
-  Result<std::optional<uint32_t>> stored = StoredSize(key);
-  if (stored.ok() && !stored->has_value()) return;
-  if (!stored.ok()) {
-    DeferErase(key, PendingErase{});  // its size is read again when the erasure is written
-    return;
+  if (const std::optional<uint32_t> size = SizeToErase(key)) {
+    DeferErase(key, PendingErase{.size = *size, .counted = true});
+    CountErased(*size);
   }
-  DeferErase(key, PendingErase{.size = **stored, .counted = true});
-  CountErased(**stored);
+}
+
+std::optional<uint32_t> NvmeTier::Impl::SizeToErase(const ScopedKey& key) {
+  if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) {
+    return std::nullopt;
+  }
+  Result<std::optional<uint32_t>> stored = StoredSize(key);
+  // Both entries change in one batch, so a block without a size entry has no object either.
+  if (stored.ok()) return *stored;
+  DeferErase(key, PendingErase{});  // its size is read again when the erasure is written
+  return std::nullopt;
 }
 
 void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
-  if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) return;
-  Result<std::optional<uint32_t>> stored = StoredSize(key);
-  // Both entries change in one batch, so a block without a size entry has no object either.
-  if (stored.ok() && !stored->has_value()) return;
-  if (!stored.ok()) {
-    DeferErase(key, PendingErase{});  // its size is read again when the erasure is written
-    return;
-  }
-  const uint32_t size = **stored;
+  const std::optional<uint32_t> erased = SizeToErase(key);
+  if (!erased) return;
+  const uint32_t size = *erased;
   rocksdb::WriteBatch batch;
   rocksdb::Status rs = AddErasure(key, batch);
   // A write that would wait for a flush (RocksDB's write stall) fails at once instead.

@@ -83,6 +83,10 @@ class NvmeTier::Impl {
   Status ScanSizes(const RecoverFn* found);
   // Deletes `key` and returns its bytes to the capacity. Caller holds the key's stripe.
   void EraseLocked(const ScopedKey& key);
+  // The stored size of `key`, which an erasure is to give back; nullopt when there is nothing to
+  // do now: no such block, one already pending erasure, or a size that cannot be read (then the
+  // erasure is recorded uncounted, and counted when written).
+  std::optional<uint32_t> SizeToErase(const ScopedKey& key);
   // Adds the deletes of `key`'s block and size entries to `batch`.
   static rocksdb::Status AddErasure(const ScopedKey& key, rocksdb::WriteBatch& batch);
   // Takes an erased block of `size` bytes off used_bytes_ and blocks_ and counts the erasure.

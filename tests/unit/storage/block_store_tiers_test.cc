@@ -41,6 +41,16 @@ TwoTierStore MakeStore(const ManualClock* clock, BlockStoreOptions options = {},
 // True when `r` holds true (an error or false is not).
 bool IsTrue(const Result<bool>& r) { return r.ok() && *r; }
 
+// A store with only a 1 MiB host tier (nothing hides an eviction), LRU, no movers.
+std::unique_ptr<BlockStore> MakeHostOnlyStore(const ManualClock* clock) {
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto store =
+      BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = clock}, std::move(tiers));
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(*store) : nullptr;
+}
+
 void PutRange(BlockStore& store, int from, int to) {
   for (int i = from; i < to; ++i) {
     const BlockKey key = KeyOf(i);
@@ -130,11 +140,7 @@ TEST(BlockStoreTiers, ColdTierEvictsWhenItIsFullToo) {
 
 TEST(BlockStoreTiers, LeasedBlocksStayUntilTheLeaseEndsOrExpires) {
   ManualClock clock;
-  // No colder tier would hide eviction; use a host-only store.
-  StoreTiers tiers;
-  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
-  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
-                                             std::move(tiers)));
+  auto store = MakeHostOnlyStore(&clock);
   PutRange(*store, 0, 4);
   std::vector<BlockKey> leased = {KeyOf(0), KeyOf(1), KeyOf(2), KeyOf(3)};
   LookupResult r = store->Lookup(0, leased, {.lease_ttl = std::chrono::seconds(5)});
@@ -154,10 +160,7 @@ TEST(BlockStoreTiers, LeasedBlocksStayUntilTheLeaseEndsOrExpires) {
 
 TEST(BlockStoreTiers, ReleasingALeaseMakesItsBlocksEvictable) {
   ManualClock clock;
-  StoreTiers tiers;
-  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
-  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
-                                             std::move(tiers)));
+  auto store = MakeHostOnlyStore(&clock);
   PutRange(*store, 0, 8);
   std::vector<BlockKey> all;
   for (int i = 0; i < 8; ++i) all.push_back(KeyOf(i));
@@ -174,10 +177,7 @@ TEST(BlockStoreTiers, ReleasingALeaseMakesItsBlocksEvictable) {
 
 TEST(BlockStoreTiers, ABlockLeased65536TimesStaysLeasedUntilTheLastRelease) {
   ManualClock clock;
-  StoreTiers tiers;
-  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
-  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
-                                             std::move(tiers)));
+  auto store = MakeHostOnlyStore(&clock);
   PutRange(*store, 0, 2);
   const BlockKey hot = KeyOf(0), other = KeyOf(1);
   // A hot prefix block is leased by every lookup that hits it within the TTL.
@@ -198,10 +198,7 @@ TEST(BlockStoreTiers, ABlockLeased65536TimesStaysLeasedUntilTheLastRelease) {
 
 TEST(BlockStoreTiers, ABlockLargerThanTheHostTierDoesNotEmptyIt) {
   ManualClock clock;
-  StoreTiers tiers;
-  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
-  auto store = std::move(*BlockStore::Create({.policy = "lru", .mover_threads = 0, .clock = &clock},
-                                             std::move(tiers)));
+  auto store = MakeHostOnlyStore(&clock);
   PutRange(*store, 0, 8);
   const BlockKey huge = KeyOf(50);
   Result<std::optional<WriteReservation>> refused = store->Reserve(0, huge, 2 << 20);
