@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "config/value_parsers.h"
+#include "kvault/storage/host_tier.h"
 
 namespace kvault::server {
 namespace {
@@ -77,9 +78,11 @@ Status ValidateDaemonConfig(const DaemonConfig& c) {
                                    FormatDuration(c.leases.max_ttl) + ")");
   }
   const uint64_t block = c.limits.max_block_bytes;
-  if (block > c.storage.host_capacity_bytes) {
-    return Status::InvalidArgument("limits.max_block_bytes (" + FormatSize(block) +
-                                   ") is larger than storage.host_capacity (" +
+  // The host arena holds an object in its size class, up to 12.5% larger.
+  if (storage::HostTierClassBytes(block) > c.storage.host_capacity_bytes) {
+    return Status::InvalidArgument("limits.max_block_bytes (" + FormatSize(block) + ", held in " +
+                                   FormatSize(storage::HostTierClassBytes(block)) +
+                                   " of the host arena) is larger than storage.host_capacity (" +
                                    FormatSize(c.storage.host_capacity_bytes) + ")");
   }
   if (c.storage.nvme_capacity_bytes != 0 && block > c.storage.nvme_capacity_bytes) {

@@ -11,6 +11,12 @@ constexpr int kMaxEvictionAttempts = 4096;
 }  // namespace
 
 Result<TierSlot> StoreCore::AllocateHost(uint32_t bytes, Lock& lock) {
+  // Evicting cannot make room for more than the whole arena: refuse before emptying it (a
+  // promotion of a block that went to a colder tier for its size).
+  if (HostTierClassBytes(bytes) > host_->Usage().capacity_bytes) {
+    return Status::ResourceExhausted("host tier: a block of " + std::to_string(bytes) +
+                                     " bytes is larger than the tier can hold");
+  }
   for (int attempt = 0; attempt < kMaxEvictionAttempts; ++attempt) {
     Result<TierSlot> slot = host_->Allocate(bytes);
     if (slot.ok()) {

@@ -385,6 +385,14 @@ TEST_F(ConfigTest, ValidationNamesTheKeys) {
                               {"leases.default_ttl", "leases.max_ttl"}));
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-host-capacity", "32MiB"}),
                               {"limits.max_block_bytes", "storage.host_capacity"}));
+  // The host arena holds a block in its size class: 1,100,000 bytes take 1,179,648.
+  EXPECT_TRUE(FailsMentioning(
+      LoadDaemonConfig({"--storage-host-capacity", "1100000", "--limits-max-block-bytes", "1100000",
+                        "--storage-nvme-capacity", "0"}),
+      {"limits.max_block_bytes", "storage.host_capacity"}));
+  EXPECT_TRUE(LoadDaemonConfig({"--storage-host-capacity", "1179648", "--limits-max-block-bytes",
+                                "1100000", "--storage-nvme-capacity", "0"})
+                  .ok());
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-nvme-capacity", "32MiB"}),
                               {"limits.max_block_bytes", "storage.nvme_capacity"}));
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--limits-max-inflight-bytes-per-client", "1MiB"}),

@@ -229,6 +229,24 @@ TEST(BlockStoreTiers, ABlockLargerThanTheHostTierGoesToTheColderTier) {
   EXPECT_EQ(CounterOf(*s.store, "host.demotions_total"), 0);
 }
 
+TEST(BlockStoreTiers, ReadingABlockLargerThanTheHostTierDoesNotEmptyIt) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0});  // promote_on_hit: a read promotes
+  PutRange(*s.store, 0, 8);
+  const BlockKey huge = KeyOf(50);
+  const std::vector<uint8_t> object = ObjectFor(huge, 2 << 20);
+  ASSERT_TRUE(IsTrue(s.store->Put(0, huge, object)));
+  Result<std::optional<BlockPin>> pin = s.store->Pin(0, huge);
+  ASSERT_TRUE(pin.ok() && pin->has_value()) << "read where it is";
+  EXPECT_TRUE(
+      std::equal(object.begin(), object.end(), (*pin)->bytes().begin(), (*pin)->bytes().end()));
+  pin->reset();
+  EXPECT_EQ(CounterOf(*s.store, "host.demotions_total"), 0) << "the host tier was not emptied";
+  std::vector<BlockKey> held;
+  for (int i = 0; i < 8; ++i) held.push_back(KeyOf(i));
+  EXPECT_EQ(s.store->Lookup(0, held, {.touch = false}).tiers[0], TierKind::kHost);
+}
+
 TEST(BlockStoreTiers, ABlockLargerThanTheColderTierDoesNotEmptyItEither) {
   ManualClock clock;
   TwoTierStore s = MakeStore(&clock, {.mover_threads = 0}, /*nvme_capacity=*/1 << 20);
