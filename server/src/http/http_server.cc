@@ -14,8 +14,10 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <exception>
+#include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 namespace kvault::server {
@@ -59,13 +61,16 @@ struct HttpServer::Impl {
   uint16_t port = 0;
   std::atomic<bool> ready{false};
   uint32_t connections = 0;  // touched only on the server thread
+  // Open connections by peer IP address (server thread only): one host cannot take every slot
+  // and starve the probes of others.
+  std::unordered_map<std::string, uint32_t> per_peer;
   std::thread thread;
   // Last member: destroyed first, so coroutine frames it still holds never outlive the rest.
   std::unique_ptr<asio::io_context> ioc = std::make_unique<asio::io_context>(1);
 
   Response Handle(const Request& req) const;
   asio::awaitable<void> AcceptLoop(tcp::acceptor acceptor);
-  asio::awaitable<void> Session(tcp::socket socket);
+  asio::awaitable<void> Session(tcp::socket socket, std::string peer);
 };
 
 Response HttpServer::Impl::Handle(const Request& req) const {
@@ -105,20 +110,31 @@ asio::awaitable<void> HttpServer::Impl::AcceptLoop(tcp::acceptor acceptor) {
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    if (connections >= options.max_connections) {
+    const tcp::endpoint remote = socket.remote_endpoint(ec);
+    std::string peer = ec ? std::string() : remote.address().to_string();
+    if (connections >= options.max_connections ||
+        per_peer[peer] >= options.max_connections_per_peer) {
+      if (per_peer[peer] == 0) per_peer.erase(peer);
       socket.close(ec);  // refused: scrapers retry, and a flood cannot exhaust descriptors
       continue;
     }
     ++connections;  // here, not in Session, so the next accept already sees it
-    asio::co_spawn(acceptor.get_executor(), Session(std::move(socket)), asio::detached);
+    ++per_peer[peer];
+    asio::co_spawn(acceptor.get_executor(), Session(std::move(socket), std::move(peer)),
+                   asio::detached);
   }
 }
 
-asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
-  struct Release {  // the count AcceptLoop took for this connection
-    uint32_t& n;
-    ~Release() { --n; }
-  } release{connections};
+asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket, std::string peer) {
+  struct Release {  // the counts AcceptLoop took for this connection
+    Impl& server;
+    const std::string peer;
+    ~Release() {
+      --server.connections;
+      auto it = server.per_peer.find(peer);
+      if (it != server.per_peer.end() && --it->second == 0) server.per_peer.erase(it);
+    }
+  } release{*this, std::move(peer)};
 
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(kMaxHeaderBytes + kMaxBodyBytes);

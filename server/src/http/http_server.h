@@ -11,7 +11,8 @@
 //
 // Every read and write has a deadline (io_timeout; also the idle limit between keep-alive
 // requests), request headers are capped at 8 KiB and bodies at 64 KiB, and at most
-// max_connections are open at once (more are closed on accept). It serves no tenant data.
+// max_connections are open at once, max_connections_per_peer of them from one IP address (more
+// are closed on accept). It serves no tenant data.
 //
 // Thread-safety: thread-safe. The MetricsSource runs on the server's thread, one call at a time.
 
@@ -34,6 +35,9 @@ struct HttpServerOptions {
   std::chrono::milliseconds io_timeout = std::chrono::seconds(10);
   // Open connections at most. Default 64 (scrapers and probes need a handful).
   uint32_t max_connections = 64;
+  // Open connections from one IP address at most, so that one host holding idle connections
+  // cannot take every slot and fail the probes of the others. Default 8.
+  uint32_t max_connections_per_peer = 8;
 };
 
 class HttpServer {

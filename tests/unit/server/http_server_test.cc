@@ -19,11 +19,19 @@ namespace {
 // Generous bound on any single wait of the test client: the test fails rather than hangs.
 constexpr int kClientTimeoutSeconds = 10;
 
-// A blocking loopback client socket; -1 when the connection is refused.
-int Connect(uint16_t port) {
+// A blocking loopback client socket, from `source` (a 127.0.0.0/8 address, host byte order);
+// -1 when the connection is refused.
+int Connect(uint16_t port, uint32_t source = INADDR_LOOPBACK) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   timeval tv{kClientTimeoutSeconds, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  from.sin_addr.s_addr = htonl(source);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+    ::close(fd);
+    return -1;
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -195,6 +203,37 @@ TEST(HttpServerTest, ConnectionsOverTheCapAreClosed) {
   // The third is accepted and closed at once, without an answer.
   EXPECT_EQ(Get(server->port(), "/healthz"), "");
   // Freeing a slot lets the next one in.
+  ::close(a);
+  std::string served;
+  for (int attempt = 0; attempt < 100 && StatusOf(served) != 200; ++attempt) {
+    served = Get(server->port(), "/healthz");
+    if (StatusOf(served) != 200) ::usleep(10'000);
+  }
+  EXPECT_EQ(StatusOf(served), 200);
+  ::close(b);
+}
+
+TEST(HttpServerTest, OneHostCannotTakeEverySlot) {
+  auto server = StartOrDie({.max_connections = 8, .max_connections_per_peer = 2});
+  ASSERT_NE(server, nullptr);
+  const int a = Connect(server->port());
+  const int b = Connect(server->port());
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  // A third idle connection from the same address is closed at once, without an answer...
+  const int third = Connect(server->port());
+  ASSERT_GE(third, 0);
+  bool closed = false;
+  EXPECT_EQ(ReadUntilClosed(third, &closed), "");
+  EXPECT_TRUE(closed);
+  ::close(third);
+  // ...while a probe from another address is served (positive control).
+  const int probe = Connect(server->port(), INADDR_LOOPBACK + 1);  // 127.0.0.2
+  ASSERT_GE(probe, 0);
+  ASSERT_TRUE(SendAll(probe, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_EQ(StatusOf(ReadUntilClosed(probe)), 200);
+  ::close(probe);
+  // Closing one of the first address's connections lets it in again.
   ::close(a);
   std::string served;
   for (int attempt = 0; attempt < 100 && StatusOf(served) != 200; ++attempt) {
