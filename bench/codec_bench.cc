@@ -7,6 +7,7 @@
 #include <optional>
 #include <thread>
 
+#include "flag_checks.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/cli_args.h"
 #include "kvault/kernels/accuracy.h"
@@ -94,6 +95,20 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.block_tokens = static_cast<uint32_t>(block);
   c.reps = static_cast<uint32_t>(reps);
   c.accuracy_layers = static_cast<uint32_t>(acc_layers);
+  // Fewer tokens than one block leave no whole block to encode: the figures would be
+  // placeholders.
+  if (c.tokens < c.block_tokens) {
+    return Status::InvalidArgument("--tokens (" + std::to_string(c.tokens) +
+                                   ") must be at least --block-tokens (" +
+                                   std::to_string(c.block_tokens) + ")");
+  }
+  // Two generated datasets (realistic, gaussian) of fp16 KV, 8 heads x 128 dims, and per codec a
+  // decoded copy, the memcpy baseline's copy and the encoded objects: about five datasets.
+  const double dataset_bytes = static_cast<double>(c.tokens) * c.layers * 2 * 8 * 128 * 2;
+  KVAULT_RETURN_IF_ERROR(CheckFitsInMemory(
+      "--tokens " + std::to_string(c.tokens) + " x --layers " + std::to_string(c.layers) +
+          " (two KV datasets, their decoded and copied images and the encoded objects)",
+      5 * dataset_bytes));
   if (auto list = a.Get("codecs")) {
     size_t start = 0;
     while (start <= list->size()) {

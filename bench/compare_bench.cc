@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "flag_checks.h"
 #include "kvault/common/cli_args.h"
 #include "kvault/kernels/codec_spec.h"
 #include "kvault/kv_store.h"
@@ -172,12 +173,9 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.json_path = a.GetOr("json", "");
   c.plots_dir = a.GetOr("plots", "");
   c.transports = a.GetOr("transports", c.transports);
-  if (c.transports.empty() || c.transports.find_first_not_of(
-                                  "abcdefghijklmnopqrstuvwxyz0123456789_,^") != std::string::npos) {
-    return Status::InvalidArgument(
-        "--transports takes UCX_TLS names such as posix,cma or tcp, got '" + c.transports + "'");
-  }
+  KVAULT_RETURN_IF_ERROR(CheckTransports("--transports", c.transports));
   c.kvaultd = a.GetOr("kvaultd", "");
+  if (!c.kvaultd.empty()) KVAULT_RETURN_IF_ERROR(CheckExecutableFile("--kvaultd", c.kvaultd));
   c.keep = a.Has("keep");
   // Every codec must fit the block shape (group sizes, sink tokens).
   for (const std::string& spec : c.codecs) {

@@ -50,9 +50,10 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
     std::ifstream log(o.stderr_file);
     std::string text(std::istreambuf_iterator<char>(log), {});
     if (text.size() > 600) text = "..." + text.substr(text.size() - 600);
+    // The tail of the log travels in the message: the caller may remove the scratch directory.
     return Status::Unavailable("kvaultd (" + bin +
-                               ") did not get ready: " + ready.status().message() + "; its log " +
-                               o.stderr_file + ":\n" + text);
+                               ") did not get ready: " + ready.status().message() +
+                               "; the end of its log " + o.stderr_file + ":\n" + text);
   }
   d.ready_line = *ready;
   const size_t at = ready->find("control=");

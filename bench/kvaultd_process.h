@@ -41,8 +41,9 @@ struct RunningKvaultd {
 };
 
 // Starts kvaultd (nvme tier off, log level warn) and waits up to 30 s for its ready line.
-// Unavailable, with the tail of its log, when it does not get ready; Corruption for a ready line
-// without control=.
+// Unavailable, with the tail of its log in the message (the log itself lives in the scratch
+// directory, which the caller removes unless --keep), when it does not get ready; Corruption for a
+// ready line without control=.
 Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch);
 
 // A client of the kvaultd under test at `server` (HOST:PORT), over `transports` (UCX_TLS syntax;

@@ -3,10 +3,11 @@
 #include <string>
 #include <vector>
 
-#include "kvault/common/log.h"
 #include "codec_bench.h"
 #include "compare_bench.h"
+#include "kvault/common/log.h"
 #include "paged_bench.h"
+#include "signal_cleanup.h"
 #include "storage_bench.h"
 #include "store_bench.h"
 #include "trace_bench.h"
@@ -30,6 +31,9 @@ Every throughput figure is printed beside a baseline measured in the same run.
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First, before any thread starts: a run stopped by SIGTERM/SIGINT/SIGHUP kills its children and
+  // removes its scratch directories.
+  kvault::bench::InstallSignalCleanup();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);

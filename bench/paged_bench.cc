@@ -1,13 +1,16 @@
 // `kvault-bench paged` (paged_bench.h): flags, the daemon, the report.
 #include "paged_bench.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <system_error>
 
 #include "compare_bench.h"
+#include "flag_checks.h"
 #include "kvault/common/cli_args.h"
+#include "kvault/kv_store.h"
 #include "kvaultd_process.h"
 #include "mode_args.h"
 #include "report.h"
@@ -89,6 +92,23 @@ differs.
 
 int Fail(int code, const Status& s) { return FailMode("paged", code, s); }
 
+// Raw (fp16) bytes of one block's KV.
+uint64_t RawBlockBytes(const Config& c) {
+  return uint64_t{c.layers} * 2 * c.block_tokens * c.kv_heads * c.head_dim * 2;
+}
+
+// The largest --limits-max-block-bytes kvaultd accepts (its flag is a 32-bit size).
+constexpr uint64_t kKvaultdMaxBlockBytes = 4294967295;
+
+// The started kvaultd's limits: stage-alone and end-to-end objects of one codec at once, at raw
+// size, with room to spare.
+uint64_t DaemonHostCapacity(const Config& c) {
+  return std::max<uint64_t>(256ull << 20, 3 * uint64_t{c.blocks} * RawBlockBytes(c));
+}
+uint64_t DaemonMaxBlockBytes(const Config& c) {
+  return std::max<uint64_t>(64ull << 20, 2 * RawBlockBytes(c));
+}
+
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a,
@@ -134,15 +154,48 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(uint64_t reps, a.GetUint("reps", 5, 1, 1000));
   c.reps = static_cast<uint32_t>(reps);
   c.transports = a.GetOr("transports", "posix,cma");
+  KVAULT_RETURN_IF_ERROR(CheckTransports("--transports", c.transports));
   c.kvaultd = a.GetOr("kvaultd", "");
+  if (!c.kvaultd.empty() && c.server.empty()) {
+    KVAULT_RETURN_IF_ERROR(CheckExecutableFile("--kvaultd", c.kvaultd));
+  }
   c.json_path = a.GetOr("json", "");
   c.keep = a.Has("keep");
+  if (c.server.empty()) {
+    if (DaemonMaxBlockBytes(c) > kKvaultdMaxBlockBytes) {
+      return Status::InvalidArgument(
+          "--layers " + std::to_string(c.layers) + " x --block-tokens " +
+          std::to_string(c.block_tokens) + " make " + std::to_string(RawBlockBytes(c) >> 20) +
+          " MiB raw blocks; the kvaultd this run starts takes objects up to twice that, which "
+          "must stay under 4 GiB (kvaultd's limit): use fewer layers or tokens per block");
+    }
+    KVAULT_RETURN_IF_ERROR(CheckFitsInMemory(
+        "the kvaultd this run starts, with a host tier of 3 x --blocks x the raw block,",
+        static_cast<double>(DaemonHostCapacity(c))));
+  }
+  if (c.memory == MemoryKind::kHost) {
+    KVAULT_RETURN_IF_ERROR(
+        CheckFitsInMemory("the engine cache (--blocks x the raw block)",
+                          static_cast<double>(c.blocks) * static_cast<double>(RawBlockBytes(c))));
+  }
+  // Each staging buffer must hold the largest object of every codec: checked here, before a
+  // daemon starts (MeasureCodec checks it again).
+  const uint64_t per_buffer = c.staging_bytes / c.pipeline_depth;
+  for (const std::string& codec : c.codecs) {
+    KVAULT_ASSIGN_OR_RETURN(KvBlockCodec block_codec,
+                            KvBlockCodec::Create({c.layers, c.kv_heads, c.head_dim, DType::kF16,
+                                                  c.block_tokens, codec, BlockKey{}}));
+    uint64_t largest = 0;
+    for (uint32_t i = 0; i < c.blocks; ++i) {
+      largest = std::max(largest, block_codec.ObjectBytes(i));
+    }
+    if (per_buffer < largest) {
+      return Status::InvalidArgument("--staging-bytes / --depth (" + std::to_string(per_buffer) +
+                                     " bytes) cannot hold one " + codec + " object of " +
+                                     std::to_string(largest) + " bytes");
+    }
+  }
   return c;
-}
-
-// Raw (fp16) bytes of one block's KV.
-uint64_t RawBlockBytes(const Config& c) {
-  return uint64_t{c.layers} * 2 * c.block_tokens * c.kv_heads * c.head_dim * 2;
 }
 
 std::string Tps(const paged::Rate& r) {
@@ -287,21 +340,17 @@ int RunPagedBench(const std::vector<std::string>& args) {
   if (!scratch.ok()) return Fail(1, scratch.status());
   scratch->set_keep(c.keep);
 
-  // Stage-alone and end-to-end objects of one codec at once, at raw size, with room to spare.
   KvaultdLaunch launch;
   launch.binary = c.kvaultd;
   launch.scratch = scratch->path();
-  launch.host_capacity = std::max<uint64_t>(256ull << 20, 3 * c.blocks * RawBlockBytes(c));
-  launch.max_block_bytes = std::max<uint64_t>(64ull << 20, 2 * RawBlockBytes(c));
+  launch.host_capacity = DaemonHostCapacity(c);
+  launch.max_block_bytes = DaemonMaxBlockBytes(c);
   launch.transports = c.transports;
   std::optional<RunningKvaultd> daemon, gpu_daemon;
   std::string server = c.server, gpu_server = c.gpu_tier_server;
   if (server.empty()) {
     Result<RunningKvaultd> started = StartKvaultd(launch);
-    if (!started.ok()) {
-      scratch->set_keep(true);
-      return Fail(1, started.status());
-    }
+    if (!started.ok()) return Fail(1, started.status());  // it ends with the tail of its log
     daemon.emplace(std::move(*started));
     server = daemon->server;
   }
@@ -317,7 +366,6 @@ int RunPagedBench(const std::vector<std::string>& args) {
       gpu_server = gpu_daemon->server;
     } else {
       // No gpu tier here (no CUDA IPC, too little device memory): the rest still runs.
-      scratch->set_keep(true);
       std::fprintf(stderr,
                    "kvault-bench paged: warning: no gpu-tier kvaultd, its measurement is skipped: "
                    "%s\n",
@@ -348,7 +396,8 @@ int RunPagedBench(const std::vector<std::string>& args) {
   for (const std::string& codec : c.codecs) {
     Result<CodecFigures> f = paged::MeasureCodec(c, **client, gpu_client.get(), codec);
     if (!f.ok()) {
-      scratch->set_keep(true);
+      // The daemon's log may explain a failed measurement; bad usage needs no log.
+      if (f.status().code() != StatusCode::kInvalidArgument) scratch->set_keep(true);
       return Fail(f.status().code() == StatusCode::kInvalidArgument ? 2 : 1,
                   f.status().WithContext(codec));
     }

@@ -19,6 +19,7 @@
 #include "mode_args.h"
 #include "number_arg.h"
 #include "report.h"
+#include "signal_cleanup.h"
 
 namespace kvault::bench {
 namespace storage_bench {
@@ -142,6 +143,9 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   const std::string tiers = a.GetOr("tiers", "host,nvme");
   c.host = c.nvme = false;
   for (const std::string& tier : SplitCommaList(tiers)) {
+    if ((tier == "host" && c.host) || (tier == "nvme" && c.nvme)) {
+      return Status::InvalidArgument("--tiers names " + tier + " twice, got '" + tiers + "'");
+    }
     if (tier == "host") {
       c.host = true;
     } else if (tier == "nvme") {
@@ -205,13 +209,17 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   return c;
 }
 
-// Removes the scratch directory on every way out unless asked to keep it.
+// Removes the scratch directory on every way out unless asked to keep it, a stop by a signal
+// included (signal_cleanup.h).
 class ScratchDir {
  public:
-  ScratchDir(std::string path, bool keep) : path_(std::move(path)), keep_(keep) {}
+  ScratchDir(std::string path, bool keep) : path_(std::move(path)), keep_(keep) {
+    if (!keep_) RegisterScratchDir(path_);
+  }
   ~ScratchDir() {
     std::error_code ec;
     if (!keep_) fs::remove_all(path_, ec);
+    UnregisterScratchDir(path_);
   }
   const std::string& path() const { return path_; }
 

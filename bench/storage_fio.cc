@@ -1,6 +1,7 @@
 // The fio baseline of `kvault-bench storage` and the child-process helper it shares with the
 // memory check. fio reports JSON (--output-format=json); a small reader turns it into bench::Json.
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "report.h"
+#include "signal_cleanup.h"
 #include "storage_bench.h"
 
 extern char** environ;
@@ -194,9 +196,19 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv) {
   args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The child starts with the signals kvault-bench blocks for its cleanup thread unblocked.
+  // (fio's job processes, in sessions of their own, exit when fio is killed.)
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
-  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  const int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc == 0) RegisterChild(pid);
   ::close(fds[1]);
   if (rc != 0) {
     ::close(fds[0]);
@@ -215,8 +227,12 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv) {
   ::close(fds[0]);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return Status::IoError("waitpid: " + std::string(strerror(errno)));
+    if (errno != EINTR) {
+      UnregisterChild(pid);
+      return Status::IoError("waitpid: " + std::string(strerror(errno)));
+    }
   }
+  UnregisterChild(pid);
   out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
 }

@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "signal_cleanup.h"
 #include "store_bench.h"
 
 extern char** environ;
@@ -116,12 +117,14 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(const Options& options
     // Dies with the benchmark, even when the benchmark is killed.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
+    UnblockCleanupSignals();
     ::dup2(out_file >= 0 ? out_file : out[1], STDOUT_FILENO);
     ::dup2(err_file, STDERR_FILENO);
     if (!options.dir.empty() && ::chdir(options.dir.c_str()) != 0) ::_exit(127);
     ::execve(path.c_str(), argv_ptrs.data(), env_ptrs.data());
     ::_exit(127);
   }
+  RegisterChild(pid);
   ::close(err_file);
   if (out_file >= 0) ::close(out_file);
   if (out[1] >= 0) ::close(out[1]);
@@ -143,10 +146,12 @@ std::optional<int> ChildProcess::Wait(double timeout_s) {
     if (r == pid_) {
       reaped_ = true;
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      UnregisterChild(pid_);
       break;
     }
     if (r < 0 && errno != EINTR) {
       reaped_ = true;  // not our child any more
+      UnregisterChild(pid_);
       break;
     }
     if (Now() >= until) return std::nullopt;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "flag_checks.h"
 #include "kvault/common/cli_args.h"
 #include "kvault/common/synthetic_block.h"
 #include "kvault/storage/block_store.h"
@@ -64,6 +65,16 @@ struct Config {
   std::string json_path;
 };
 
+// Whether a host tier of `capacity_blocks` objects of --block-bytes fits this machine's memory.
+Status CheckHostTierFits(const Config& c, uint64_t capacity_blocks) {
+  const double bytes =
+      static_cast<double>(capacity_blocks) *
+      static_cast<double>(storage::HostTierClassBytes(SyntheticObjectBytes(c.block_bytes)));
+  return CheckFitsInMemory("a host tier of " + std::to_string(capacity_blocks) +
+                               " blocks of --block-bytes " + std::to_string(c.block_bytes),
+                           bytes);
+}
+
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
       CliArgs a, CliArgs::Parse(args,
@@ -99,6 +110,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                           a.GetUint("nvme-capacity-blocks", 0, 1, 1u << 30));
   c.dir = a.GetOr("dir", c.dir);
   c.json_path = a.GetOr("json", "");
+  if (c.capacity_blocks > 0) KVAULT_RETURN_IF_ERROR(CheckHostTierFits(c, c.capacity_blocks));
   return c;
 }
 
@@ -233,6 +245,10 @@ int Run(const Config& c) {
       c.capacity_fraction > 0 ? CapacityForFraction(trace, c.capacity_fraction) : c.capacity_blocks;
   if (capacity == 0) {
     std::fprintf(stderr, "kvault-bench trace: the capacity comes to 0 blocks\n");
+    return 2;
+  }
+  if (Status fits = CheckHostTierFits(c, capacity); !fits.ok()) {
+    std::fprintf(stderr, "kvault-bench trace: %s\n", fits.message().c_str());
     return 2;
   }
   std::printf("trace %s: %zu requests, %zu block references, %u unique blocks%s\n",

@@ -192,6 +192,15 @@ TEST_F(KvaultBenchCompareTest, RejectsBadInputWithExitCode2AndAClearMessage) {
       {"compare" + t + " --layers 0", "--layers"},
       {"compare" + t + " --sample 1000000", "sample is empty"},
       {"compare" + t + " --frobnicate 1", "unknown"},
+      {"compare" + t + " --transports ,,", "--transports takes UCX_TLS transport names"},
+      {"compare" + t + " --transports 'tcp;rm'", "--transports takes UCX_TLS transport names"},
+      {"compare" + t + " --transports tcp,^cma", "--transports takes UCX_TLS transport names"},
+      {"compare" + t + " --kvaultd " + (dir_ / "no-kvaultd").string(),
+       "no-kvaultd: not an executable file"},
+      {"compare" + t + " --kvaultd " + dir_.string(), "not an executable file"},
+      // Positive control: a negated list and an executable file pass (a later check refuses).
+      {"compare" + t + " --transports ^tcp,cma --kvaultd /bin/true --sample 1000000",
+       "sample is empty"},
   };
   for (const auto& [args, message] : cases) {
     SCOPED_TRACE(args);

@@ -94,19 +94,43 @@ TEST_F(KvaultBenchPagedTest, RefusesBadInputWithExitCodeTwo) {
         Case{"paged --server nowhere", "--server takes HOST:PORT"},
         Case{"paged --memory gpu", "--memory takes host or cuda"},
         Case{"paged --gpu-tier-server 127.0.0.1:1", "--gpu-tier-server needs --memory cuda"},
-        Case{"paged --memory cuda --gpu-tier-server nowhere",
-             "--gpu-tier-server takes HOST:PORT"}}) {
+        Case{"paged --memory cuda --gpu-tier-server nowhere", "--gpu-tier-server takes HOST:PORT"},
+        Case{"paged --kvaultd nan", "--kvaultd nan: not an executable file"},
+        Case{"paged --kvaultd /tmp", "--kvaultd /tmp: not an executable file"},
+        Case{"paged --transports ,,", "--transports takes UCX_TLS transport names"},
+        Case{"paged --transports ''", "--transports takes UCX_TLS transport names"},
+        Case{"paged --transports '-1'", "--transports takes UCX_TLS transport names"},
+        Case{"paged --transports shm^", "--transports takes UCX_TLS transport names"},
+        // 2 GiB raw blocks: kvaultd would be asked for 4 GiB objects, over its limit.
+        Case{"paged --layers 128 --block-tokens 4096 --blocks 1", "must stay under 4 GiB"},
+        // 1 GiB raw blocks fit kvaultd, but 4096 x 3 of them (12 TiB) fit no machine.
+        Case{"paged --layers 64 --block-tokens 4096 --blocks 4096",
+             "GiB of memory; this machine has"}}) {
     BinaryRun r = Run(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.out << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
   }
-  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
-  // A staging buffer smaller than one object is refused before anything is stored.
+  // Positive control: a negated transport list and an executable --kvaultd pass; 1 GiB raw
+  // blocks pass the object-size check (the memory check then refuses 4096 of them). With
+  // --server no kvaultd is started, so --kvaultd is not looked at.
+  for (const char* args :
+       {"paged --transports ^tcp,cma --kvaultd /bin/true --layers 64 "
+        "--block-tokens 4096 --blocks 4096",
+        "paged --server 127.0.0.1:1 --kvaultd nan --layers 64 --block-tokens 4096 "
+        "--blocks 4096"}) {
+    BinaryRun r = Run(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.find("not an executable file"), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.find("--transports"), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.find("4 GiB"), std::string::npos) << args << "\n" << r.err;
+  }
+  // A staging buffer smaller than one object is refused while parsing, before a daemon starts.
   BinaryRun r =
       Run("paged --codecs raw --layers 2 --block-tokens 64 --blocks 2 "
           "--staging-bytes 1MiB --depth 8");
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
   EXPECT_NE(r.err.find("cannot hold one raw object"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("kvaultd"), std::string::npos) << "a daemon was started: " << r.out;
 }
 
 }  // namespace

@@ -105,6 +105,8 @@ TEST_F(KvaultBenchStorageTest, RejectsBadUsageWithExitCode2) {
       {"storage --sizes 0", "--sizes"},
       {"storage --sizes 64Q", "--sizes"},
       {"storage --tiers disk", "--tiers"},
+      {"storage --tiers host,host", "--tiers names host twice"},
+      {"storage --tiers nvme,host,nvme", "--tiers names nvme twice"},
       {"storage --nvme-layout tree", "--nvme-layout"},
       {"storage --nvme-gc-age-cutoff 2", "--nvme-gc-age-cutoff"},
       {"storage --nvme-gc-min-garbage 1.5", "--nvme-gc-min-garbage"},
@@ -124,6 +126,11 @@ TEST_F(KvaultBenchStorageTest, RejectsBadUsageWithExitCode2) {
     EXPECT_NE(r.err.find(c[1]), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("kvault-bench storage:"), std::string::npos) << r.err;
   }
+  // Positive control: both tiers, in either order, pass the --tiers check (the run is then
+  // refused by a later one).
+  BinaryRun tiers = Run("storage --tiers nvme,host --host-bytes 64M --host-capacity 32M");
+  EXPECT_EQ(tiers.exit_code, 2);
+  EXPECT_NE(tiers.err.find("--host-capacity must be at least"), std::string::npos) << tiers.err;
   BinaryRun help = Run("storage --help");  // positive control
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--nvme-bytes"), std::string::npos);

@@ -25,6 +25,17 @@ using kvault::testing::Slurp;
 class KvaultBenchStoreTest : public kvault::testing::BinaryTest {
  protected:
   KvaultBenchStoreTest() : BinaryTest("kvault-bench") {}
+
+  // Runs `prefix kvault-bench args` with TMPDIR=<dir_>/tmp (where the scratch directory goes);
+  // the exit status of the shell command line (124: `timeout` stopped it).
+  BinaryRun RunInTmp(const std::string& prefix, const std::string& args) const {
+    fs::create_directories(dir_ / "tmp");
+    const std::string cmd = "cd '" + dir_.string() + "' && TMPDIR='" + (dir_ / "tmp").string() +
+                            "' " + prefix + " " + kvault::testing::BinDir() + "/kvault-bench " +
+                            args + " >" + (dir_ / "out").string() + " 2>" + (dir_ / "err").string();
+    const int rc = std::system(cmd.c_str());
+    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, Slurp(dir_ / "out"), Slurp(dir_ / "err")};
+  }
 };
 
 TEST_F(KvaultBenchStoreTest, TinyRunPrintsEveryFigureBesideItsBaseline) {
@@ -159,6 +170,13 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
       {"store --seconds 1 --ops 10", "exclude each other"},
       {"store --seconds fast", "--seconds"},
       {"store --transports 'tcp;rm'", "--transports"},
+      {"store --transports ,,", "--transports takes UCX_TLS transport names"},
+      {"store --transports ''", "--transports takes UCX_TLS transport names"},
+      {"store --transports tcp:aux", "--transports takes UCX_TLS transport names"},
+      {"store --kvaultd nan", "--kvaultd nan: not an executable file"},
+      {"store --kvaultd /tmp", "--kvaultd /tmp: not an executable file"},
+      {"store --redis -1", "--redis -1: not an executable file"},
+      {"store --perftest /nonexistent", "--perftest /nonexistent: not an executable file"},
       {"store --server nohost", "--server"},
       {"store --client-memory shared", "--client-memory"},
       {"store --warmup x", "--warmup"},
@@ -174,6 +192,20 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
     EXPECT_NE(r.err.find(c[1]), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("kvault-bench store:"), std::string::npos) << r.err;
   }
+  // Positive control: a negated transport list and executable programs pass (a later check
+  // refuses the run); the programs are not looked at with --redis none / --perftest none or, for
+  // --kvaultd, with --server.
+  for (const char* args :
+       {"store --transports ^tcp,cma --kvaultd /bin/true --redis /bin/true --perftest /bin/true "
+        "--sizes 8MiB --host-capacity 16MiB",
+        "store --redis none --perftest none --sizes 8MiB --host-capacity 16MiB",
+        "store --server 127.0.0.1:1 --kvaultd nan --client-memory shared"}) {
+    SCOPED_TRACE(args);
+    BinaryRun r = Run(args);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.err.find("not an executable file"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("--transports"), std::string::npos) << r.err;
+  }
   BinaryRun help = Run("store --help");  // positive control
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--concurrency"), std::string::npos);
@@ -182,6 +214,31 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
   EXPECT_NE(help.out.find("--warmup"), std::string::npos);
   BinaryRun usage = Run("--help");
   EXPECT_NE(usage.out.find("kvault-bench store"), std::string::npos) << usage.out;
+}
+
+// SIGTERM in the middle of a run: the daemon it started is killed and the scratch directory
+// removed before the benchmark dies of the signal.
+TEST_F(KvaultBenchStoreTest, SigtermKillsTheDaemonAndRemovesTheScratchDirectory) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  BinaryRun r = RunInTmp("timeout -s TERM 4",
+                         "store --redis none --perftest none --sizes 64KiB --concurrency 1 "
+                         "--seconds 60 --chain-keys 50 --lookups 20 --host-capacity 16MiB");
+  EXPECT_EQ(r.exit_code, 124) << r.out << r.err;  // timeout's code: the signal stopped it
+  EXPECT_NE(r.err.find("stopped by signal 15"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp")) << "a scratch directory was left behind";
+  // kvaultd's --data-dir lies in the scratch directory: no process names it any more. ("tm[p]"
+  // keeps the shell running pgrep, whose command line holds the pattern, from matching.)
+  const std::string pgrep = "pgrep -f '" + dir_.string() + "/tm[p]/' >/dev/null";
+  EXPECT_NE(std::system(pgrep.c_str()), 0) << "a kvaultd outlived the benchmark";
+}
+
+// A kvaultd that never gets ready: exit code 1 with the end of its log, and no scratch directory
+// left behind.
+TEST_F(KvaultBenchStoreTest, ADaemonThatDoesNotGetReadyLeavesNoScratchDirectory) {
+  BinaryRun r = RunInTmp("", "store --kvaultd /bin/true --redis none --perftest none");
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("did not get ready"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp")) << "a scratch directory was left behind";
 }
 
 }  // namespace

@@ -39,9 +39,17 @@ TEST_F(KvaultBenchTest, SmallRunPrintsTableAndJson) {
 
 TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
   const char* cases[][2] = {
-      {"codec --device tpu", "--device"},     {"codec --codecs int5", "int5"},
-      {"codec --tokens 0", "--tokens"},       {"codec --frobnicate 1", "unknown option"},
-      {"codec extra", "unexpected argument"}, {"nosuchworkload", "unknown workload"},
+      {"codec --device tpu", "--device"},
+      {"codec --codecs int5", "int5"},
+      {"codec --tokens 0", "--tokens"},
+      {"codec --frobnicate 1", "unknown option"},
+      {"codec extra", "unexpected argument"},
+      {"nosuchworkload", "unknown workload"},
+      // Fewer tokens than a block: no whole block, placeholder figures.
+      {"codec --tokens 1 --block-tokens 256", "must be at least --block-tokens"},
+      {"codec --block-tokens 8192 --tokens 16", "must be at least --block-tokens"},
+      // About 5 TiB of KV: more than any machine the tests run on.
+      {"codec --tokens 1048576 --layers 128", "GiB of memory; this machine has"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c[0]);
@@ -52,6 +60,9 @@ TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
   BinaryRun help = Run("codec --help");  // positive control
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--device"), std::string::npos);
+  // Positive control: exactly one block of tokens is enough.
+  BinaryRun one = Run("codec --layers 1 --tokens 32 --block-tokens 32 --reps 1 --codecs raw");
+  EXPECT_EQ(one.exit_code, 0) << one.err;
 }
 
 }  // namespace

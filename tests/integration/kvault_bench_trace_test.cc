@@ -85,6 +85,16 @@ TEST_F(KvaultBenchTraceTest, BadUsageIsRefusedClearly) {
   BinaryRun parse = Trace("--trace " + bad.string() + " --capacity-blocks 10");
   EXPECT_EQ(parse.exit_code, 2);
   EXPECT_NE(parse.err.find(":2:"), std::string::npos) << "names the line: " << parse.err;
+  // A host tier of 2^30 blocks of 64 MiB (64 PiB) is refused before anything is mapped; one of
+  // 10 MiB passes that check (and fails on the missing trace).
+  BinaryRun huge = Trace("--trace x --capacity-blocks 1073741824 --block-bytes 67108864");
+  EXPECT_EQ(huge.exit_code, 2);
+  EXPECT_NE(huge.err.find("GiB of memory; this machine has"), std::string::npos) << huge.err;
+  BinaryRun small = Trace("--trace " + (dir_ / "missing.jsonl").string() +
+                          " --capacity-blocks 10 --block-bytes 1048576");
+  EXPECT_EQ(small.exit_code, 2);
+  EXPECT_EQ(small.err.find("of memory"), std::string::npos) << small.err;
+  EXPECT_NE(small.err.find("missing.jsonl"), std::string::npos) << small.err;
   BinaryRun help = Trace("--help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--capacity-fraction"), std::string::npos);
