@@ -420,10 +420,11 @@ void BindClient(py::module_& m) {
             d["pool_bytes"] = s.pool_bytes;
             d["staged_requests"] = s.staged_requests;
             d["direct_requests"] = s.direct_requests;
+            d["retired_bytes"] = s.retired_bytes;
             return d;
           },
           "How requests on register()ed memory went: {'pool_bytes', 'staged_requests', "
-          "'direct_requests'} (Client::registered_staging).")
+          "'direct_requests', 'retired_bytes'} (Client::registered_staging).")
       .def("allocate", &Allocate, py::arg("nbytes"),
            "Allocates and registers nbytes of host memory (the preferred staging buffer).")
       .def("register", &Register, py::arg("buffer"),

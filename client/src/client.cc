@@ -292,7 +292,7 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
           state->PartDone(*indices, Status::Ok(), per_key, {});
         },
         // The region (or the chunk) stays registered until the daemon is done with it.
-        [state, region = part.region, chunk] { state->PartSettled(); });
+        [state, region = part.region, chunk](bool) { state->PartSettled(); });
   }
   return StoreHandle(std::move(state));
 }
@@ -365,7 +365,10 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
     auto indices = std::make_shared<std::vector<size_t>>(std::move(part.indices));
     link->conn->Call(
         request, deadline,
-        // A staged part's bytes reach the caller's buffers before its keys are done.
+        // A staged part's bytes reach the caller's buffers before its keys are done, and never
+        // once the operation is done without them (cancelled, past its deadline): the buffers
+        // are the caller's again as soon as it settles, which the settled callback below may
+        // already have reported.
         [state, indices, staged](Result<transport::Message> reply) {
           if (!reply.ok()) return state->PartDone(*indices, reply.status(), {}, {});
           const auto& r = std::get<transport::LoadReply>(*reply);
@@ -379,10 +382,15 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
             per_key.push_back(transport::StatusFromWire(o.status));
             sizes.push_back(o.object_size);
           }
-          if (staged) staged->CopyOut(per_key, sizes);
-          state->PartDone(*indices, Status::Ok(), per_key, sizes);
+          if (!staged) return state->PartDone(*indices, Status::Ok(), per_key, sizes);
+          state->PartCopiedOut(*indices, per_key, sizes, [&] { staged->CopyOut(per_key, sizes); });
         },
-        [state, region = part.region, staged] { state->PartSettled(); });
+        // Unanswered, the daemon may still write the chunk: it never goes back to the pool. (The
+        // caller's own buffers of a direct part are the caller's again: handles.h.)
+        [state, region = part.region, staged](bool daemon_done) {
+          if (staged && !daemon_done) staged->RetireChunk();
+          state->PartSettled();
+        });
   }
   return LoadHandle(std::move(state));
 }
@@ -488,7 +496,7 @@ Result<std::chrono::nanoseconds> Client::Ping(std::optional<Deadline> deadline) 
 
 RegisteredStagingStats Client::registered_staging() const {
   StagingPool& pool = core_->staging();
-  return {pool.capacity(), pool.staged_requests(), pool.direct_requests()};
+  return {pool.capacity(), pool.staged_requests(), pool.direct_requests(), pool.retired_bytes()};
 }
 
 bool Client::connected() const { return core_->connected(); }

@@ -10,7 +10,8 @@
 namespace kvault::client_internal {
 
 void ReleaseChannel::Attach(Connection* conn) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_.wait(lock, [&] { return sending_ == 0; });
   conn_ = conn;
 }
 
@@ -19,11 +20,19 @@ void ReleaseChannel::Detach() { Attach(nullptr); }
 void ReleaseChannel::Send(const std::vector<uint8_t>& remote_key) {
   transport::ReleaseMemory request;
   request.remote_key = remote_key;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (conn_ == nullptr || !conn_->alive()) return;
+  Connection* conn = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (conn_ == nullptr || !conn_->alive()) return;
+    conn = conn_;
+    ++sending_;  // keeps conn attached, and so alive, until the call returns
+  }
   // The deadline only bounds how long the connection waits for the reply before it counts the
-  // daemon as stalled; nothing waits for it here.
-  conn_->Call(request, Clock::now() + timeout_, [](Result<transport::Message>) {});
+  // daemon as stalled; nothing waits for it here. A failed send completes other requests here,
+  // whose settled callbacks may release regions and so re-enter Send.
+  conn->Call(request, Clock::now() + timeout_, [](Result<transport::Message>) {});
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--sending_ == 0) idle_.notify_all();
 }
 
 RegionRecord::~RegionRecord() {

@@ -7,6 +7,7 @@
 // region record dies under regions_mu_); neither is held while waiting on the network.
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,13 +30,21 @@ namespace kvault::client_internal {
 // before letting it go, so a region never becomes a connection's last owner (whose destructor
 // would join the very thread that may be running it).
 //
-// Thread-safety: thread-safe. Lock order: ClientCore::conn_mu_, then mu_ (Attach, Detach); mu_
-// is held while a frame is queued on the connection, which never calls back into this class.
+// Send calls into the connection without mu_: a send that fails there fails the connection,
+// which completes its pending requests on the calling thread, and a settled callback among them
+// may drop the last reference to another region, whose record calls Send again (re-entrantly,
+// on the same thread). Instead a count of Sends in progress keeps the attached connection alive:
+// Attach and Detach wait until no Send uses the connection they replace.
+//
+// Thread-safety: thread-safe. Lock order: ClientCore::conn_mu_, then mu_ (Attach, Detach). No
+// lock of this class is held while calling the connection; Attach and Detach must not be called
+// from a connection callback (they may wait for a Send that runs it).
 class ReleaseChannel {
  public:
   explicit ReleaseChannel(std::chrono::milliseconds timeout) : timeout_(timeout) {}
 
-  // The connection later releases go on; precondition: it stays alive until Detach.
+  // The connection later releases go on; precondition: it stays alive until Detach returns.
+  // Both wait until no Send is using the connection attached before.
   void Attach(Connection* conn);
   void Detach();
 
@@ -47,7 +56,9 @@ class ReleaseChannel {
  private:
   const std::chrono::milliseconds timeout_;
   std::mutex mu_;
-  Connection* conn_ = nullptr;  // guarded by mu_
+  std::condition_variable idle_;  // signalled when sending_ drops to 0
+  Connection* conn_ = nullptr;    // guarded by mu_
+  size_t sending_ = 0;            // guarded by mu_: Sends calling conn_ now
 };
 
 // A registration and the agent it belongs to (declared first, so it is released last). Before

@@ -8,7 +8,10 @@
 //
 // Each request has two callbacks: `done` runs exactly once with the reply or the reason there is
 // none (deadline, connection failure); `settled` runs exactly once, later or at the same time,
-// when the daemon can no longer act on the request (its reply arrived or the connection is gone).
+// when the connection stops tracking the request: its reply arrived, it was never sent, or the
+// connection failed. Its argument says whether the daemon is known to be done with the request's
+// memory: true for a reply or a request never sent; false when the connection failed with the
+// request unanswered, since the daemon may still be moving its bytes over the data plane.
 // Both run on the connection's thread, or on the caller's thread when the request fails before
 // it is sent. They must not block.
 //
@@ -49,7 +52,7 @@ struct TlsOptions {
 class Connection {
  public:
   using DoneFn = std::function<void(Result<transport::Message>)>;
-  using SettledFn = std::function<void()>;
+  using SettledFn = std::function<void(bool daemon_done)>;
 
   // Resolves and connects to `address` before `deadline`, with `tls` also handshakes and verifies
   // the daemon's certificate before it. Unavailable naming the address and the reason (refused,
@@ -72,7 +75,7 @@ class Connection {
     Status encoded = transport::AppendFrame(request, id, limits(), &frame);
     if (!encoded.ok()) {
       done(encoded);
-      if (settled) settled();
+      if (settled) settled(true);
       return;
     }
     Submit(id, transport::ReplyTypeFor(M::kType), std::move(frame), deadline, std::move(done),

@@ -106,7 +106,7 @@ class Connection::Impl {
       }
     }
     if (!failed.ok()) {
-      if (settled) settled();
+      if (settled) settled(true);  // never sent
       if (done) done(failed);
       return;
     }
@@ -140,7 +140,8 @@ class Connection::Impl {
       error_code ec;
       socket_.close(ec);
     });
-    for (auto& [id, p] : taken) Complete(p, reason);
+    // Unanswered: the daemon may still be working on them (SettledFn's argument).
+    for (auto& [id, p] : taken) Complete(p, reason, false);
   }
 
   Status failure() const {
@@ -158,10 +159,12 @@ class Connection::Impl {
   }
 
  private:
-  // Settled first: once a waiter sees the request done, a reply (or a closed connection) has
-  // already made its memory the caller's again (handles.h: done and settled coincide).
-  static void Complete(Pending& p, Result<transport::Message> result) {
-    if (p.settled) std::exchange(p.settled, nullptr)();
+  // Settled first: once a waiter sees the request done, a reply has already made its memory the
+  // caller's again (handles.h: done and settled coincide; a lost connection settles it too, with
+  // `daemon_done` false: SettledFn). A done callback that still writes the caller's memory (a
+  // staged load's copy-out) must keep its operation unsettled itself (OpState::PartCopiedOut).
+  static void Complete(Pending& p, Result<transport::Message> result, bool daemon_done) {
+    if (p.settled) std::exchange(p.settled, nullptr)(daemon_done);
     if (p.done) std::exchange(p.done, nullptr)(std::move(result));
   }
 
@@ -373,11 +376,11 @@ class Connection::Impl {
     if (!decoded.ok()) {
       const Status reason = Lost("undecodable " + type_name + ": " + decoded.status().ToString());
       FailNow(reason);
-      Complete(*p, reason);
+      Complete(*p, reason, true);
       return false;
     }
     if (h.type == transport::MessageType::kError) {
-      Complete(*p, std::get<transport::ErrorReply>(*decoded).ToStatus());
+      Complete(*p, std::get<transport::ErrorReply>(*decoded).ToStatus(), true);
       return true;
     }
     if (h.type != p->reply_type) {
@@ -385,10 +388,10 @@ class Connection::Impl {
           Lost("expected " + std::string(transport::MessageTypeName(p->reply_type)) + ", got " +
                type_name);
       FailNow(reason);
-      Complete(*p, reason);
+      Complete(*p, reason, true);
       return false;
     }
-    Complete(*p, std::move(decoded));
+    Complete(*p, std::move(decoded), true);
     return true;
   }
 

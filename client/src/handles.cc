@@ -49,6 +49,27 @@ void OpState::PartDone(std::span<const size_t> indices, const Status& request,
                        std::span<const Status> key_statuses,
                        std::span<const uint64_t> object_sizes) {
   std::lock_guard<std::mutex> lock(mu_);
+  PartDoneLocked(indices, request, key_statuses, object_sizes);
+}
+
+void OpState::PartCopiedOut(std::span<const size_t> indices, std::span<const Status> key_statuses,
+                            std::span<const uint64_t> object_sizes,
+                            const std::function<void()>& copy_out) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;  // cancelled or past its deadline: the buffers are the caller's again
+    ++copying_;
+  }
+  copy_out();
+  std::lock_guard<std::mutex> lock(mu_);
+  --copying_;
+  PartDoneLocked(indices, Status::Ok(), key_statuses, object_sizes);
+  cv_.notify_all();  // a Cancel() during the copy waits in WaitSettled for its end
+}
+
+void OpState::PartDoneLocked(std::span<const size_t> indices, const Status& request,
+                             std::span<const Status> key_statuses,
+                             std::span<const uint64_t> object_sizes) {
   if (done_) return;  // cancelled: results that arrive late are not reported
   for (size_t j = 0; j < indices.size(); ++j) {
     const size_t i = indices[j];
@@ -100,12 +121,12 @@ bool OpState::cancelled() const {
 
 bool OpState::settled() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return done_ && unsettled_ == 0;
+  return SettledLocked();
 }
 
 bool OpState::WaitSettled(Deadline deadline) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto pred = [&] { return done_ && unsettled_ == 0; };
+  auto pred = [&] { return SettledLocked(); };
   if (deadline == Deadline::max()) {
     cv_.wait(lock, pred);
     return true;

@@ -322,7 +322,9 @@ KvTransferResult KvStore::LoadBlocks(const Lease& lease, std::span<const BlockKe
     LoadHandle handle = client_.Load(lease, wave_keys, dests, LoadOptions{deadline});
     const Status waited = handle.Wait();
     if (!waited.ok()) {
-      if (!handle.Settled()) staging_ = MemoryRegion();  // the daemon may still write it
+      // The daemon may still write it: the load is unsettled, or it settled because the
+      // connection was lost (handles.h), which a failed wait cannot tell apart from a reply.
+      staging_ = MemoryRegion();
       fail_from(first, waited);
       break;
     }

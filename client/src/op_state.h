@@ -1,12 +1,14 @@
 #pragma once
 // OpState: the shared state behind a StoreHandle or LoadHandle (handles.h). An operation is sent
 // as one or more parts (requests); each part owns a set of key indices. The operation is done
-// when every part is done (or it was cancelled or refused), settled when every part settled.
+// when every part is done (or it was cancelled or refused), settled when it is done, every part
+// settled and no staged part is still copying into the caller's buffers.
 //
 // Thread-safety: every method is safe from any thread (one mutex, never held while calling out).
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <span>
 #include <vector>
@@ -30,6 +32,13 @@ class OpState {
   // then hold one entry per index), otherwise the reason (every index gets it).
   void PartDone(std::span<const size_t> indices, const Status& request,
                 std::span<const Status> key_statuses, std::span<const uint64_t> object_sizes);
+  // A staged load part's reply (the daemon answered): runs `copy_out`, which copies the part from
+  // staging into the caller's buffers, then reports the part done like PartDone. Once the
+  // operation is done (cancelled, or its deadline passed) the buffers are the caller's again:
+  // then `copy_out` does not run. The operation is not settled while `copy_out` runs, so a
+  // Cancel() meanwhile does not hand the buffers back before the copy ends.
+  void PartCopiedOut(std::span<const size_t> indices, std::span<const Status> key_statuses,
+                     std::span<const uint64_t> object_sizes, const std::function<void()>& copy_out);
   void PartSettled();
 
   void Cancel();
@@ -48,12 +57,16 @@ class OpState {
 
  private:
   void FinishLocked(const Status& status);
+  void PartDoneLocked(std::span<const size_t> indices, const Status& request,
+                      std::span<const Status> key_statuses, std::span<const uint64_t> object_sizes);
+  bool SettledLocked() const { return done_ && unsettled_ == 0 && copying_ == 0; }
 
   const size_t keys_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   size_t parts_left_ = 0;
   size_t unsettled_ = 0;
+  size_t copying_ = 0;  // staged parts copying out (PartCopiedOut), outside mu_
   bool done_ = false;
   bool cancelled_ = false;
   Status status_;                   // request-level, once done

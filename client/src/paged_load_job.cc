@@ -132,7 +132,9 @@ Status PagedPipeline::FinishLoadWave(const Job& job, const LoadWave& w, uint32_t
                                      IssuedLoadWave& in, LoadProgress& progress) {
   if (!in.sent) return Status::Ok();
   const Status waited = in.handle.Wait();
-  if (!in.handle.Settled()) progress.abandoned = true;
+  // Unsettled, or settled by a lost connection (a failed wait may be either): the daemon may
+  // still write the staging (handles.h).
+  if (!waited.ok() || !in.handle.Settled()) progress.abandoned = true;
   KVAULT_RETURN_IF_ERROR(waited);
   const size_t per_key = in.two_parts ? 2 : 1;
   size_t fetched = 0;  // leading blocks of the wave that arrived
@@ -206,8 +208,8 @@ void PagedPipeline::RunLoad(Job& job) {
   // Waves still in flight after a stop: wait for their replies before the staging is reused.
   for (IssuedLoadWave& in : issued) {
     if (!in.sent) continue;
-    (void)in.handle.Wait();
-    if (!in.handle.Settled()) progress.abandoned = true;
+    const Status waited = in.handle.Wait();
+    if (!waited.ok() || !in.handle.Settled()) progress.abandoned = true;
   }
   if (progress.abandoned) DropStaging();
   for (size_t i = 0; i < n; ++i) {

@@ -48,6 +48,11 @@ class StagedLoad {
   // the caller's buffer. Entries that failed leave the caller's buffer untouched.
   void CopyOut(std::span<const Status> statuses, std::span<const uint64_t> object_sizes) const;
 
+  // The request settled unanswered (its connection failed): the daemon may still write the
+  // chunk, so it is retired rather than returned to the pool (StagingPool::Chunk::Retire). Call
+  // only from the request's settled callback, after which nothing reads the chunk.
+  void RetireChunk() const { chunk_->Retire(); }
+
  private:
   StagedLoad(std::shared_ptr<StagingPool::Chunk> chunk, std::vector<LoadDestination> wanted,
              std::vector<LoadDestination> staged)

@@ -27,6 +27,7 @@ struct StagingPool::State {
   bool failed = false;
   std::shared_ptr<RegionRecord> region;
   std::map<uint64_t, uint64_t> free;
+  uint64_t retired = 0;
 
   void Release(uint64_t offset, uint64_t size) {
     std::lock_guard<std::mutex> lock(mu);
@@ -102,5 +103,19 @@ void StagingPool::Chunk::Return() {
 }
 
 const RegionRecord& StagingPool::Chunk::region() const { return *state_->region; }
+
+void StagingPool::Chunk::Retire() {
+  if (!state_) return;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->retired += size_;
+  }
+  state_.reset();
+}
+
+uint64_t StagingPool::retired_bytes() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->retired;
+}
 
 }  // namespace kvault::client_internal

@@ -10,9 +10,11 @@
 //
 // The pool is one AllocateMemory region of `capacity` bytes, allocated on first use and kept for
 // the client's lifetime; chunks are first-fit ranges of it, returned when their StagingChunk goes
-// (after the request settled: the daemon can no longer touch them). Acquire never waits: a busy or
-// too small pool gives no chunk and the request goes to the registered memory directly (slower,
-// equally correct).
+// (after the request settled: the daemon can no longer touch them). A load chunk whose request was
+// cut off by a lost connection before the daemon answered is retired instead (Chunk::Retire): the
+// daemon may still write it, so it never serves another request while the pool lives. Acquire
+// never waits: a busy or too small pool (retired chunks included) gives no chunk and the request
+// goes to the registered memory directly (slower, equally correct).
 //
 // Thread-safety: thread-safe; a StagingChunk may be destroyed on any thread, and keeps the pool's
 // memory alive until then.
@@ -63,6 +65,8 @@ class StagingPool {
   void CountRequest(bool staged) { (staged ? staged_ : direct_).fetch_add(1); }
   uint64_t staged_requests() const { return staged_.load(); }
   uint64_t direct_requests() const { return direct_.load(); }
+  // Bytes of retired chunks (Chunk::Retire): kept out of the pool for its lifetime.
+  uint64_t retired_bytes() const;
 
  private:
   struct State;
@@ -86,6 +90,10 @@ class StagingPool::Chunk {
   uint64_t size() const { return size_; }
   // The pool's registration: its remote key goes in the request.
   const RegionRecord& region() const;
+  // Keeps the range out of the pool for good instead of returning it: for a chunk the daemon may
+  // still write after its request settled unanswered (the connection failed). The memory stays
+  // registered and mapped as long as the pool lives; data() stays valid as long as the pool does.
+  void Retire();
 
  private:
   friend class StagingPool;

@@ -142,6 +142,9 @@ struct RegisteredStagingStats {
   uint64_t pool_bytes = 0;       // the staging pool's size; 0: staging is off
   uint64_t staged_requests = 0;  // copied through the pool
   uint64_t direct_requests = 0;  // sent on the registered memory itself: no room in the pool
+  // Pool bytes kept out of use for the client's lifetime: chunks of loads whose connection failed
+  // before the daemon answered, which the daemon may still write (docs/client.md, "Handles").
+  uint64_t retired_bytes = 0;
 };
 
 // One entry of the daemon's Stats reply.

@@ -8,8 +8,12 @@
 //                          passed (Unavailable "deadline exceeded"), the connection was lost
 //                          (Unavailable), the input was refused (InvalidArgument), or Cancel()
 //                          was called (Unavailable "cancelled"; cancelled() is true).
-//   done      -> settled   the daemon can no longer touch the request's memory: every request it
-//                          was sent in got its reply, or its connection was closed.
+//   done      -> settled   every request it was sent in got its reply (the daemon is done with
+//                          the request's memory), or its connection was lost. A lost connection
+//                          settles the request without the daemon's word: a transfer it had
+//                          started may still reach memory the request named directly (an
+//                          AllocateMemory region, or registered memory that got no staging);
+//                          staged memory is safe (docs/client.md, "Handles").
 // Done and settled coincide when the daemon answers. After a deadline or Cancel() they do not:
 // the daemon may still be working on the request. So:
 //   - Load: the destination buffers may still be written until Settled() is true. Do not reuse

@@ -377,9 +377,13 @@ KVAULT_API kvault_status kvault_delete(kvault_client* client, const kvault_key* 
  * operation). Thread-safe, except kvault_transfer_free.
  *   done:    every key has its status (the daemon replied, the deadline passed, the connection
  *            was lost, or it was cancelled).
- *   settled: the daemon can no longer touch the transfer's memory. Done and settled coincide
- *            when the daemon answers; after a timeout or cancel they do not: keep a load's
- *            destinations unused and a store's sources unchanged until settled. */
+ *   settled: every request got its reply (the daemon is done with the transfer's memory) or
+ *            its connection was lost. Done and settled coincide when the daemon answers; after
+ *            a timeout or cancel they do not: keep a load's destinations unused and a store's
+ *            sources unchanged until settled. After a lost connection a transfer the daemon had
+ *            started may still reach memory the request named directly (kvault_allocate_memory,
+ *            or registered memory that got no staging); staged memory is safe (docs/client.md,
+ *            "Handles"). */
 typedef struct kvault_transfer kvault_transfer;
 
 /* A store source: the whole sealed object of one key, inside a registered region. */

@@ -4,6 +4,7 @@
 // bytes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "fake_server.h"
@@ -196,6 +197,54 @@ TEST_F(ClientHandles, CancelCompletesAtOnceAndSettlesWhenTheConnectionCloses) {
   // Closing the client closes the connection, which settles the request.
   client_.reset();
   EXPECT_TRUE(h.Settled());
+}
+
+// A load on caller-registered memory goes through staging and is copied out when its reply
+// arrives. Cancelled before the reply, it must not copy once it reports settled: the caller owns
+// the destination again (and Python may have freed it).
+TEST_F(ClientHandles, CancelledStagedLoadNeverWritesTheDestinationAfterSettling) {
+  CONNECT(FakeServer::Mode::kServeHits);
+  constexpr size_t kBlock = 4096;
+  const std::vector<BlockKey> keys = Keys(4);
+  std::vector<LoadDestination> dests;
+  for (size_t k = 0; k < keys.size(); ++k) dests.push_back({Dst(k * kBlock, kBlock)});
+  auto untouched = [&] {
+    return std::all_of(buffer_.begin(), buffer_.begin() + keys.size() * kBlock,
+                       [](uint8_t b) { return b == 0xEE; });
+  };
+  // A load that is not cancelled copies its staging into the destinations.
+  std::fill(buffer_.begin(), buffer_.end(), 0xEE);
+  LoadHandle served = client_->Load(Lease{}, keys, dests);
+  ASSERT_TRUE(served.Wait(Clock::now() + milliseconds(2000)).ok());
+  ASSERT_TRUE(served.Settled());
+  ASSERT_FALSE(untouched()) << "the staged copy-out did not run: the test proves nothing";
+  ASSERT_GT(client_->registered_staging().staged_requests, 0u);
+
+  for (int i = 0; i < 5; ++i) {
+    std::fill(buffer_.begin(), buffer_.end(), 0xEE);
+    LoadHandle h = client_->Load(Lease{}, keys, dests);
+    h.Cancel();  // the fake answers kLoadDelay later
+    ASSERT_TRUE(h.WaitSettled(Clock::now() + milliseconds(2000)));
+    // The reply was handled on the connection's thread before the Pong: a copy-out of the
+    // cancelled load would have landed by now.
+    ASSERT_TRUE(client_->Ping().ok());
+    EXPECT_TRUE(untouched()) << "round " << i << ": destination written after Settled()";
+  }
+  EXPECT_EQ(client_->registered_staging().retired_bytes, 0u) << "answered loads return chunks";
+}
+
+// The daemon may still write a staged load's chunk when the connection is lost before its reply:
+// the chunk never serves another request.
+TEST_F(ClientHandles, AStagedLoadCutOffByALostConnectionRetiresItsChunk) {
+  CONNECT(FakeServer::Mode::kCloseOnRequest);
+  std::vector<LoadDestination> dests = {{Dst(0, 4096)}};
+  LoadHandle h =
+      client_->Load(Lease{}, Keys(1), dests, {.deadline = Clock::now() + milliseconds(5000)});
+  EXPECT_EQ(h.Wait().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(h.WaitSettled(Clock::now() + milliseconds(2000)));
+  const RegisteredStagingStats stats = client_->registered_staging();
+  EXPECT_EQ(stats.staged_requests, 1u);
+  EXPECT_EQ(stats.retired_bytes, 4096u);
 }
 
 TEST_F(ClientHandles, ConnectionLossFailsPendingHandlesWithAClearStatus) {

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -39,7 +40,12 @@ class FakeServer {
     kGarbage,         // handshake, then answers the first request with non-protocol bytes
     kWrongId,         // handshake, then answers with a request id nobody sent
     kCloseAfterOne,   // serves one request after the handshake, then closes
+    kServeHits,       // like kServe, but every Load entry is a hit of `capacity` bytes, answered
+                      // kLoadDelay late (no bytes move: the client copies out whatever its
+                      // staging holds)
   };
+
+  static constexpr std::chrono::milliseconds kLoadDelay{20};
 
   explicit FakeServer(Mode mode, std::string token = "",
                       transport::ProtocolLimits limits = transport::ProtocolLimits{})
@@ -246,7 +252,12 @@ class FakeServer {
       Reply(fd, r, id);
     } else if (auto* load = std::get_if<transport::Load>(&m)) {
       transport::LoadReply r;
-      r.outcomes.assign(load->entries.size(), {transport::WireStatus::kNotFound, 0});
+      if (mode_ == Mode::kServeHits) std::this_thread::sleep_for(kLoadDelay);
+      for (const transport::LoadEntry& e : load->entries) {
+        r.outcomes.push_back(mode_ == Mode::kServeHits
+                                 ? transport::LoadOutcome{transport::WireStatus::kOk, e.capacity}
+                                 : transport::LoadOutcome{transport::WireStatus::kNotFound, 0});
+      }
       Reply(fd, r, id);
     } else if (auto* del = std::get_if<transport::Delete>(&m)) {
       transport::DeleteReply r;

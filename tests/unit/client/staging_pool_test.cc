@@ -1,7 +1,7 @@
 // StagingPool (client/src/staging_pool.h): the lazily allocated region, first-fit chunks that
 // never overlap, freed ranges merging back, the refusals (disabled, too large, full, failed
-// allocation, which is not retried) and chunks that outlive the pool. The region comes from a
-// real UCX agent, as in the client.
+// allocation, which is not retried), retired chunks that never come back and chunks that outlive
+// the pool. The region comes from a real UCX agent, as in the client.
 #include "staging_pool.h"
 
 #include <gtest/gtest.h>
@@ -111,6 +111,25 @@ TEST_F(StagingPoolTest, AFullPoolRefusesUntilChunksReturnAndFreedRangesMerge) {
   half.reset();
   chunks.clear();
   EXPECT_TRUE(pool.Acquire(4 * kQuarter).has_value()) << "the whole pool is free again";
+}
+
+TEST_F(StagingPoolTest, ARetiredChunkNeverServesAnotherRequest) {
+  constexpr uint64_t kQuarter = 64 << 10;
+  StagingPool pool(4 * kQuarter, Allocator());
+  std::optional<StagingPool::Chunk> retired = pool.Acquire(kQuarter);
+  std::optional<StagingPool::Chunk> returned = pool.Acquire(kQuarter);
+  ASSERT_TRUE(retired.has_value() && returned.has_value());
+  uint8_t* const retired_at = retired->data();
+  retired->Retire();
+  retired.reset();
+  returned.reset();
+  EXPECT_EQ(pool.retired_bytes(), kQuarter);
+  EXPECT_FALSE(pool.Acquire(4 * kQuarter).has_value()) << "the retired quarter came back";
+  std::vector<StagingPool::Chunk> rest;
+  while (std::optional<StagingPool::Chunk> c = pool.Acquire(kQuarter))
+    rest.push_back(std::move(*c));
+  ASSERT_EQ(rest.size(), 3u);
+  for (const StagingPool::Chunk& c : rest) EXPECT_NE(c.data(), retired_at);
 }
 
 TEST_F(StagingPoolTest, ChunksOutliveThePool) {

@@ -1,0 +1,176 @@
+// When a staged Load (memory the caller registered, ClientConfig::registered_staging_bytes) is
+// reported settled, against a real kvaultd: a load cancelled mid-flight never writes the caller's
+// buffers after WaitSettled returned; a load cut off by a stalled daemon (SIGSTOP, then the
+// client's stall timeout) retires its staging chunk, leaves the caller's buffers alone when the
+// daemon wakes and writes the chunk after all, and the client then loads byte-exact again.
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "binary_run.h"
+#include "daemon_process.h"
+#include "kvault/client.h"
+#include "kvault/common/synthetic_block.h"
+
+namespace kvault::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint64_t kPayload = 1 << 20;
+constexpr size_t kKeys = 8;
+
+BlockKey KeyOf(uint32_t n) {
+  BlockKey k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(n * 7 + i * 3 + 1);
+  k[0] = static_cast<uint8_t>(n);
+  k[2] = 0x5D;
+  return k;
+}
+
+// Page-aligned memory of the test, as an engine's own buffer would be.
+struct OwnMemory {
+  explicit OwnMemory(size_t bytes) : size(bytes) {
+    data = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
+    std::memset(data, 0xEE, bytes);
+  }
+  ~OwnMemory() { std::free(data); }
+  std::span<uint8_t> at(size_t offset, size_t n) const { return {data + offset, n}; }
+  bool All(uint8_t value) const {
+    return std::all_of(data, data + size, [&](uint8_t b) { return b == value; });
+  }
+  uint8_t* data;
+  size_t size;
+};
+
+class KvaultdStagedSettleTest : public BinaryTest {
+ protected:
+  KvaultdStagedSettleTest() : BinaryTest("kvaultd") {}
+
+  void SetUp() override {
+    BinaryTest::SetUp();
+    daemon_ = std::make_unique<DaemonProcess>(
+        dir_,
+        std::vector<std::string>{"--storage.host_capacity", "128MiB", "--storage.nvme_capacity",
+                                 "0", "--ucx.transports", "posix,cma"});
+    ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
+  }
+  void TearDown() override {
+    if (daemon_) ::kill(daemon_->pid(), SIGCONT);  // never leave it stopped
+    daemon_.reset();
+    BinaryTest::TearDown();
+  }
+
+  std::unique_ptr<Client> Connect(std::chrono::milliseconds stall_timeout = 30s) {
+    ClientConfig config;
+    config.server = daemon_->server();
+    config.ucx_transports = "posix,cma";
+    config.request_timeout = 20s;
+    config.stall_timeout = stall_timeout;
+    config.reconnect_backoff = 0ms;
+    Result<std::unique_ptr<Client>> c = Client::Connect(config);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  // Stores kKeys synthetic objects through `client` and returns their keys and bytes.
+  void StoreKeys(Client& client, std::vector<BlockKey>* keys,
+                 std::vector<std::vector<uint8_t>>* objects) {
+    const uint64_t object = SyntheticObjectBytes(kPayload);
+    std::vector<std::span<const uint8_t>> sources;
+    for (uint32_t i = 0; i < kKeys; ++i) {
+      keys->push_back(KeyOf(i));
+      objects->emplace_back(object);
+      ASSERT_TRUE(WriteSyntheticBlock(keys->back(), kPayload, objects->back()).ok());
+    }
+    for (const auto& o : *objects) sources.emplace_back(o);
+    Result<MemoryRegion> region = client.AllocateMemory(kKeys * object);
+    ASSERT_TRUE(region.ok()) << region.status().ToString();
+    std::vector<std::span<const uint8_t>> staged;
+    for (size_t i = 0; i < kKeys; ++i) {
+      std::span<uint8_t> at = region->bytes().subspan(i * object, object);
+      std::memcpy(at.data(), sources[i].data(), object);
+      staged.push_back(at);
+    }
+    StoreHandle stored = client.Store(*keys, staged);
+    ASSERT_TRUE(stored.Wait(Clock::now() + 30s).ok());
+    ASSERT_EQ(stored.ok_count(), kKeys);
+  }
+
+  std::unique_ptr<DaemonProcess> daemon_;
+};
+
+TEST_F(KvaultdStagedSettleTest, ACancelledLoadNeverWritesTheDestinationAfterSettling) {
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  std::vector<BlockKey> keys;
+  std::vector<std::vector<uint8_t>> objects;
+  ASSERT_NO_FATAL_FAILURE(StoreKeys(*client, &keys, &objects));
+  const size_t stride = (objects[0].size() + 4095) / 4096 * 4096;
+  OwnMemory memory(kKeys * stride);
+  Result<MemoryRegion> region = client->RegisterMemory(memory.data, memory.size);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  std::vector<LoadDestination> dests;
+  for (size_t i = 0; i < kKeys; ++i) dests.push_back({memory.at(i * stride, objects[i].size())});
+
+  int written_after = 0;
+  for (int round = 0; round < 100; ++round) {
+    LoadHandle h = client->Load(Lease{}, keys, dests);
+    std::this_thread::sleep_for(std::chrono::microseconds(round % 25 * 40));  // any moment
+    h.Cancel();
+    ASSERT_TRUE(h.WaitSettled(Clock::now() + 30s));
+    std::memset(memory.data, 0xEE, memory.size);  // the caller owns the buffers again
+    // Every reply was handled on the connection's thread before the Pong.
+    ASSERT_TRUE(client->Ping().ok());
+    if (!memory.All(0xEE)) ++written_after;
+  }
+  EXPECT_EQ(written_after, 0) << "rounds whose buffers were written after WaitSettled";
+  EXPECT_GT(client->registered_staging().staged_requests, 0u);
+}
+
+TEST_F(KvaultdStagedSettleTest,
+       ALoadCutOffByAStalledDaemonRetiresItsChunkAndLeavesTheBuffersAlone) {
+  auto client = Connect(200ms);
+  ASSERT_NE(client, nullptr);
+  std::vector<BlockKey> keys;
+  std::vector<std::vector<uint8_t>> objects;
+  ASSERT_NO_FATAL_FAILURE(StoreKeys(*client, &keys, &objects));
+  const size_t stride = (objects[0].size() + 4095) / 4096 * 4096;
+  OwnMemory memory(kKeys * stride);
+  Result<MemoryRegion> region = client->RegisterMemory(memory.data, memory.size);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  std::vector<LoadDestination> dests;
+  for (size_t i = 0; i < kKeys; ++i) dests.push_back({memory.at(i * stride, objects[i].size())});
+
+  ASSERT_EQ(::kill(daemon_->pid(), SIGSTOP), 0);
+  LoadHandle cut = client->Load(Lease{}, keys, dests, {.deadline = Clock::now() + 100ms});
+  // The deadline passes, then the stall timeout drops the connection: done and settled.
+  EXPECT_FALSE(cut.Wait(Clock::now() + 10s).ok());
+  ASSERT_TRUE(cut.WaitSettled(Clock::now() + 10s));
+  EXPECT_FALSE(client->connected());
+  EXPECT_GT(client->registered_staging().retired_bytes, 0u);
+  ASSERT_EQ(::kill(daemon_->pid(), SIGCONT), 0);
+  // The woken daemon may still serve the load into its staging chunk; give it time to.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(memory.All(0xEE)) << "the caller's buffers were written after the load settled";
+
+  // The client reconnects, and staged loads are byte-exact in chunks the late writes miss.
+  LoadHandle again = client->Load(Lease{}, keys, dests);
+  ASSERT_TRUE(again.Wait(Clock::now() + 30s).ok());
+  for (size_t i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(again.key_status(i).ok()) << i << ": " << again.key_status(i).ToString();
+    EXPECT_EQ(std::memcmp(memory.data + i * stride, objects[i].data(), objects[i].size()), 0)
+        << "key " << i;
+  }
+}
+
+}  // namespace
+}  // namespace kvault::testing
