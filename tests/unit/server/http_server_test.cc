@@ -95,6 +95,17 @@ std::string BodyOf(const std::string& response) {
   return end == std::string::npos ? "" : response.substr(end + 4);
 }
 
+// GET /healthz until it is served (a freed slot is seen once the server has closed the
+// connection), for up to a second; the last status (0: none).
+int HealthzWithin1s(uint16_t port) {
+  int status = 0;
+  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
+    status = StatusOf(Get(port, "/healthz"));
+    if (status != 200) ::usleep(10'000);
+  }
+  return status;
+}
+
 std::unique_ptr<HttpServer> StartOrDie(HttpServerOptions options,
                                        HttpServer::MetricsSource metrics = nullptr) {
   auto server = HttpServer::Start(options, std::move(metrics));
@@ -204,12 +215,7 @@ TEST(HttpServerTest, ConnectionsOverTheCapAreClosed) {
   EXPECT_EQ(Get(server->port(), "/healthz"), "");
   // Freeing a slot lets the next one in.
   ::close(a);
-  std::string served;
-  for (int attempt = 0; attempt < 100 && StatusOf(served) != 200; ++attempt) {
-    served = Get(server->port(), "/healthz");
-    if (StatusOf(served) != 200) ::usleep(10'000);
-  }
-  EXPECT_EQ(StatusOf(served), 200);
+  EXPECT_EQ(HealthzWithin1s(server->port()), 200);
   ::close(b);
 }
 
@@ -235,12 +241,7 @@ TEST(HttpServerTest, OneHostCannotTakeEverySlot) {
   ::close(probe);
   // Closing one of the first address's connections lets it in again.
   ::close(a);
-  std::string served;
-  for (int attempt = 0; attempt < 100 && StatusOf(served) != 200; ++attempt) {
-    served = Get(server->port(), "/healthz");
-    if (StatusOf(served) != 200) ::usleep(10'000);
-  }
-  EXPECT_EQ(StatusOf(served), 200);
+  EXPECT_EQ(HealthzWithin1s(server->port()), 200);
   ::close(b);
 }
 
