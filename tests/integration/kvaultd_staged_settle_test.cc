@@ -17,6 +17,7 @@
 
 #include "binary_run.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/synthetic_block.h"
 
@@ -81,49 +82,45 @@ class KvaultdStagedSettleTest : public BinaryTest {
     return c.ok() ? std::move(*c) : nullptr;
   }
 
-  // Stores kKeys synthetic objects through `client` and returns their keys and bytes.
-  void StoreKeys(Client& client, std::vector<BlockKey>* keys,
-                 std::vector<std::vector<uint8_t>>* objects) {
-    const uint64_t object = SyntheticObjectBytes(kPayload);
-    std::vector<std::span<const uint8_t>> sources;
-    for (uint32_t i = 0; i < kKeys; ++i) {
-      keys->push_back(KeyOf(i));
-      objects->emplace_back(object);
-      ASSERT_TRUE(WriteSyntheticBlock(keys->back(), kPayload, objects->back()).ok());
-    }
-    for (const auto& o : *objects) sources.emplace_back(o);
-    Result<MemoryRegion> region = client.AllocateMemory(kKeys * object);
+  // Connects (client_), stores kKeys synthetic objects (keys_, their bytes in stored_), and
+  // registers page-aligned destinations for them in the test's own memory (dests_, stride_ apart).
+  void ConnectStoreAndRegister(std::chrono::milliseconds stall_timeout = 30s) {
+    client_ = Connect(stall_timeout);
+    ASSERT_NE(client_, nullptr);
+    for (uint32_t i = 0; i < kKeys; ++i) keys_.push_back(KeyOf(i));
+    ASSERT_NO_FATAL_FAILURE(StoreSyntheticObjects(*client_, keys_, kPayload, stored_));
+    stride_ = (object_ + 4095) / 4096 * 4096;
+    memory_ = std::make_unique<OwnMemory>(kKeys * stride_);
+    Result<MemoryRegion> region = client_->RegisterMemory(memory_->data, memory_->size);
     ASSERT_TRUE(region.ok()) << region.status().ToString();
-    std::vector<std::span<const uint8_t>> staged;
-    for (size_t i = 0; i < kKeys; ++i) {
-      std::span<uint8_t> at = region->bytes().subspan(i * object, object);
-      std::memcpy(at.data(), sources[i].data(), object);
-      staged.push_back(at);
-    }
-    StoreHandle stored = client.Store(*keys, staged);
-    ASSERT_TRUE(stored.Wait(Clock::now() + 30s).ok());
-    ASSERT_EQ(stored.ok_count(), kKeys);
+    registered_ = std::move(*region);
+    for (size_t i = 0; i < kKeys; ++i) dests_.push_back({memory_->at(i * stride_, object_)});
+  }
+
+  std::span<const uint8_t> Stored(size_t i) const {
+    return stored_.bytes().subspan(i * object_, object_);
   }
 
   std::unique_ptr<DaemonProcess> daemon_;
+  // Declared before the regions, so that they are released while the client is still open.
+  std::unique_ptr<Client> client_;
+  const uint64_t object_ = SyntheticObjectBytes(kPayload);
+  std::vector<BlockKey> keys_;
+  MemoryRegion stored_;
+  size_t stride_ = 0;
+  std::unique_ptr<OwnMemory> memory_;
+  MemoryRegion registered_;
+  std::vector<LoadDestination> dests_;
 };
 
 TEST_F(KvaultdStagedSettleTest, ACancelledLoadNeverWritesTheDestinationAfterSettling) {
-  auto client = Connect();
-  ASSERT_NE(client, nullptr);
-  std::vector<BlockKey> keys;
-  std::vector<std::vector<uint8_t>> objects;
-  ASSERT_NO_FATAL_FAILURE(StoreKeys(*client, &keys, &objects));
-  const size_t stride = (objects[0].size() + 4095) / 4096 * 4096;
-  OwnMemory memory(kKeys * stride);
-  Result<MemoryRegion> region = client->RegisterMemory(memory.data, memory.size);
-  ASSERT_TRUE(region.ok()) << region.status().ToString();
-  std::vector<LoadDestination> dests;
-  for (size_t i = 0; i < kKeys; ++i) dests.push_back({memory.at(i * stride, objects[i].size())});
+  ASSERT_NO_FATAL_FAILURE(ConnectStoreAndRegister());
+  Client* client = client_.get();
+  OwnMemory& memory = *memory_;
 
   int written_after = 0;
   for (int round = 0; round < 100; ++round) {
-    LoadHandle h = client->Load(Lease{}, keys, dests);
+    LoadHandle h = client->Load(Lease{}, keys_, dests_);
     std::this_thread::sleep_for(std::chrono::microseconds(round % 25 * 40));  // any moment
     h.Cancel();
     ASSERT_TRUE(h.WaitSettled(Clock::now() + 30s));
@@ -138,20 +135,12 @@ TEST_F(KvaultdStagedSettleTest, ACancelledLoadNeverWritesTheDestinationAfterSett
 
 TEST_F(KvaultdStagedSettleTest,
        ALoadCutOffByAStalledDaemonRetiresItsChunkAndLeavesTheBuffersAlone) {
-  auto client = Connect(200ms);
-  ASSERT_NE(client, nullptr);
-  std::vector<BlockKey> keys;
-  std::vector<std::vector<uint8_t>> objects;
-  ASSERT_NO_FATAL_FAILURE(StoreKeys(*client, &keys, &objects));
-  const size_t stride = (objects[0].size() + 4095) / 4096 * 4096;
-  OwnMemory memory(kKeys * stride);
-  Result<MemoryRegion> region = client->RegisterMemory(memory.data, memory.size);
-  ASSERT_TRUE(region.ok()) << region.status().ToString();
-  std::vector<LoadDestination> dests;
-  for (size_t i = 0; i < kKeys; ++i) dests.push_back({memory.at(i * stride, objects[i].size())});
+  ASSERT_NO_FATAL_FAILURE(ConnectStoreAndRegister(200ms));
+  Client* client = client_.get();
+  OwnMemory& memory = *memory_;
 
   ASSERT_EQ(::kill(daemon_->pid(), SIGSTOP), 0);
-  LoadHandle cut = client->Load(Lease{}, keys, dests, {.deadline = Clock::now() + 100ms});
+  LoadHandle cut = client->Load(Lease{}, keys_, dests_, {.deadline = Clock::now() + 100ms});
   // The deadline passes, then the stall timeout drops the connection: done and settled.
   EXPECT_FALSE(cut.Wait(Clock::now() + 10s).ok());
   ASSERT_TRUE(cut.WaitSettled(Clock::now() + 10s));
@@ -163,12 +152,11 @@ TEST_F(KvaultdStagedSettleTest,
   EXPECT_TRUE(memory.All(0xEE)) << "the caller's buffers were written after the load settled";
 
   // The client reconnects, and staged loads are byte-exact in chunks the late writes miss.
-  LoadHandle again = client->Load(Lease{}, keys, dests);
+  LoadHandle again = client->Load(Lease{}, keys_, dests_);
   ASSERT_TRUE(again.Wait(Clock::now() + 30s).ok());
   for (size_t i = 0; i < kKeys; ++i) {
     ASSERT_TRUE(again.key_status(i).ok()) << i << ": " << again.key_status(i).ToString();
-    EXPECT_EQ(std::memcmp(memory.data + i * stride, objects[i].data(), objects[i].size()), 0)
-        << "key " << i;
+    EXPECT_EQ(std::memcmp(memory.data + i * stride_, Stored(i).data(), object_), 0) << "key " << i;
   }
 }
 
