@@ -180,12 +180,11 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
 
   // A block the host arena can never hold would empty it before failing: it goes to the colder
   // tier, or is refused when there is none.
-  const uint64_t host_capacity = host_->Usage().capacity_bytes;
-  const bool host_can_hold = HostTierClassBytes(object_bytes) <= host_capacity;
+  const bool host_can_hold = host_->CanEverHold(object_bytes);
   if (!host_can_hold && !ColderTier(TierKind::kHost)) {
     return Status::InvalidArgument(
         "block object of " + std::to_string(object_bytes) + " bytes: larger than the host tier (" +
-        std::to_string(host_capacity) + " bytes) can hold, and there is no colder tier");
+        std::to_string(host_->capacity_bytes()) + " bytes) can hold, and there is no colder tier");
   }
   // A full host tier asks its policy whether the block is worth a victim; a block it turns away
   // is staged privately and goes to the next colder tier at Commit (or is not cached).

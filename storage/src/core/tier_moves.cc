@@ -13,7 +13,7 @@ constexpr int kMaxEvictionAttempts = 4096;
 Result<TierSlot> StoreCore::AllocateHost(uint32_t bytes, Lock& lock) {
   // Evicting cannot make room for more than the whole arena: refuse before emptying it (a
   // promotion of a block that went to a colder tier for its size).
-  if (HostTierClassBytes(bytes) > host_->Usage().capacity_bytes) {
+  if (!host_->CanEverHold(bytes)) {
     return Status::ResourceExhausted("host tier: a block of " + std::to_string(bytes) +
                                      " bytes is larger than the tier can hold");
   }

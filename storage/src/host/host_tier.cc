@@ -40,6 +40,7 @@ Result<std::unique_ptr<HostTier>> HostTier::Create(const HostTierOptions& option
 HostTier::HostTier(uint8_t* base, uint64_t mapped_bytes, uint64_t capacity)
     : base_(base),
       mapped_bytes_(mapped_bytes),
+      capacity_bytes_(capacity),
       allocator_(std::make_unique<ExtentAllocator>(capacity, kHostRounding)) {}
 
 HostTier::~HostTier() { munmap(base_, mapped_bytes_); }

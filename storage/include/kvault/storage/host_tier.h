@@ -58,6 +58,10 @@ class HostTier final : public Tier {
   std::span<uint8_t> arena() const { return {base_, mapped_bytes_}; }
   // True when an object of `bytes` would fit now without evicting anything.
   bool Fits(uint32_t bytes) const;
+  // True when an object of `bytes` fits the empty arena (its size class is at most the
+  // capacity): evicting can make room for it. No lock.
+  bool CanEverHold(uint32_t bytes) const { return HostTierClassBytes(bytes) <= capacity_bytes_; }
+  uint64_t capacity_bytes() const { return capacity_bytes_; }
 
   // Tier
   TierKind kind() const override { return TierKind::kHost; }
@@ -73,6 +77,7 @@ class HostTier final : public Tier {
 
   uint8_t* const base_;
   const uint64_t mapped_bytes_;
+  const uint64_t capacity_bytes_;
   mutable std::mutex mu_;
   std::unique_ptr<ExtentAllocator> allocator_;  // guarded by mu_
   uint64_t used_bytes_ = 0;                     // guarded by mu_
