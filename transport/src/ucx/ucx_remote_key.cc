@@ -14,6 +14,7 @@
 
 #include "kvault/common/little_endian.h"
 #include "ucx/envelope.h"
+#include "ucx/proc_files.h"
 #include "ucx/shared_segment_hold.h"
 #include "ucx/ucx_status.h"
 
@@ -61,16 +62,10 @@ bool SamePidNamespace(uint32_t pid, uint64_t pid_namespace) {
 Status CheckOwnerAlive(uint32_t pid) {
   const Status gone =
       Status::Unavailable("remote key: its owner process " + std::to_string(pid) + " is gone");
-  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? gone : Status::Ok();
-  char buf[512];
-  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return Status::Ok();
-  buf[n] = '\0';
+  const std::optional<std::string> stat = ReadProcFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return errno == ENOENT ? gone : Status::Ok();
   // "pid (comm) S ...": the state follows the last ')' (comm may contain parentheses).
-  const char* paren = std::strrchr(buf, ')');
+  const char* paren = std::strrchr(stat->c_str(), ')');
   if (paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X')) return gone;
   return Status::Ok();
 }
