@@ -1,7 +1,8 @@
 // SharedSegmentHold on keys built by the test in UCX 1.13's layout, with real segments of this
 // process (a memfd for posix, a sysv segment): which entries it holds and rewrites, which it
 // leaves to UCX, and that a segment whose owner is gone is refused. The fork test
-// (transfer_engine_fork_test) covers keys packed by UCX itself and a real dead owner.
+// (transfer_engine_fork_test) covers keys packed by UCX itself and a real dead owner;
+// forged_key_test, keys a real client forged and UCX would have mapped.
 
 #include "ucx/shared_segment_hold.h"
 
@@ -16,6 +17,7 @@
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -214,7 +216,11 @@ TEST_F(SharedSegmentHoldTest, ThePageSizeOfAPosixSegmentOnHugetlbfsIsReported) {
 
   constexpr size_t kHuge = 2 << 20;
   const int huge = memfd_create("hold-test-huge", MFD_CLOEXEC | MFD_HUGETLB);
-  if (huge < 0 || ftruncate(huge, kHuge) != 0) {
+  // The owner maps its segment, as UCX does when it allocates one; that takes a huge page.
+  void* owner = huge >= 0 && ftruncate(huge, kHuge) == 0
+                    ? mmap(nullptr, kHuge, PROT_READ | PROT_WRITE, MAP_SHARED, huge, 0)
+                    : MAP_FAILED;
+  if (owner == MAP_FAILED) {
     if (huge >= 0) close(huge);
     GTEST_SKIP() << "no 2 MiB huge pages on this machine (vm.nr_hugepages is 0)";
   }
@@ -222,6 +228,7 @@ TEST_F(SharedSegmentHoldTest, ThePageSizeOfAPosixSegmentOnHugetlbfsIsReported) {
       Key({PosixEntry(getpid(), huge, base, kHuge), {}}), getpid(), base, 4096);
   ASSERT_TRUE(hold.ok()) << hold.status().ToString();
   EXPECT_EQ(hold->page_bytes(), kHuge);
+  munmap(owner, kHuge);
   close(huge);
 }
 
@@ -449,6 +456,97 @@ TEST_F(SharedSegmentHoldTest, ASysvSegmentOfAnotherUserIsRefused) {
     EXPECT_NE(hold.status().message().find("does not act as"), std::string::npos)
         << hold.status().ToString();
   }
+}
+
+// UCX maps a held segment writable and crashes when it cannot: a segment no process may map
+// writable is refused here instead, and so is one its owner could still seal after this check
+// (a memfd made with MFD_ALLOW_SEALING and no F_SEAL_SEAL). Positive control: such a memfd once
+// sealed with F_SEAL_SEAL alone is held.
+TEST_F(SharedSegmentHoldTest, APosixSegmentSealedOrSealableIsRefused) {
+  const uint64_t base = 0x7f0000100000;
+  struct Case {
+    const char* name;
+    int seals;  // added with F_ADD_SEALS
+    const char* why;  // expected in the refusal, or null: held
+  };
+  for (const Case& c : {Case{"sealed against sealing", F_SEAL_SEAL, nullptr},
+                        Case{"sealable", 0, "it can still be sealed"},
+                        Case{"write", F_SEAL_WRITE | F_SEAL_SEAL, "it is sealed against writes"},
+                        Case{"future write", F_SEAL_FUTURE_WRITE | F_SEAL_SEAL,
+                             "it is sealed against writes"}}) {
+    SCOPED_TRACE(c.name);
+    const int memfd = memfd_create("hold-test-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    ASSERT_GE(memfd, 0) << std::strerror(errno);
+    ASSERT_EQ(ftruncate(memfd, kSegment), 0);
+    if (c.seals != 0) {
+      ASSERT_EQ(fcntl(memfd, F_ADD_SEALS, c.seals), 0) << std::strerror(errno);
+    }
+    Result<SharedSegmentHold> hold = SharedSegmentHold::Take(
+        Key({PosixEntry(getpid(), memfd, base, kSegment), {}}), getpid(), base, 4096);
+    close(memfd);
+    if (c.why == nullptr) {
+      ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+      EXPECT_EQ(hold->held(), 1u);
+      continue;
+    }
+    ASSERT_FALSE(hold.ok());
+    EXPECT_EQ(hold.status().code(), StatusCode::kInvalidArgument) << hold.status().ToString();
+    EXPECT_NE(hold.status().message().find(std::string("cannot be mapped for writing here: ") +
+                                           c.why),
+              std::string::npos)
+        << hold.status().ToString();
+  }
+}
+
+// In a child (as nobody when the test runs as root, so that file modes apply), the owner of its
+// own segments: a posix memfd and a sysv segment are held while their mode lets this process
+// write them, and refused once the owner made them read-only (0400), since UCX would fail to map
+// them writable. Exit status 0 when all held and refused as expected.
+int HoldsWritableRefusesReadOnlySegments() {
+  if (geteuid() == 0 && (setresgid(65534, 65534, 65534) != 0 ||
+                         setresuid(65534, 65534, 65534) != 0)) {
+    return 10;
+  }
+  const uint64_t base = 0x7f0000100000;
+  const auto refused = [](const Result<SharedSegmentHold>& hold) {
+    if (hold.ok()) return false;
+    std::fprintf(stderr, "refused: %s\n", hold.status().ToString().c_str());
+    return hold.status().code() == StatusCode::kInvalidArgument &&
+           hold.status().message().find("cannot be mapped for writing") != std::string::npos;
+  };
+  const int memfd = SegmentMemfd(kSegment);
+  if (memfd < 0) return 11;
+  const std::vector<uint8_t> posix = Key({PosixEntry(getpid(), memfd, base, kSegment), {}});
+  if (!SharedSegmentHold::Take(posix, getpid(), base, 4096).ok()) return 12;
+  if (fchmod(memfd, 0400) != 0) return 13;
+  if (!refused(SharedSegmentHold::Take(posix, getpid(), base, 4096))) return 14;
+  const int shmid = shmget(IPC_PRIVATE, kSegment, IPC_CREAT | 0600);
+  void* owner = shmid >= 0 ? shmat(shmid, nullptr, 0) : reinterpret_cast<void*>(-1);
+  if (owner == reinterpret_cast<void*>(-1)) return 15;
+  const uint64_t at = reinterpret_cast<uint64_t>(owner);
+  const std::vector<uint8_t> sysv = Key({{}, SysvEntry(static_cast<uint32_t>(shmid), at)});
+  int rc = SharedSegmentHold::Take(sysv, getpid(), at, 4096).ok() ? 0 : 16;
+  shmid_ds info{};
+  if (rc == 0 && shmctl(shmid, IPC_STAT, &info) == 0) {
+    info.shm_perm.mode = 0400;
+    if (shmctl(shmid, IPC_SET, &info) != 0) rc = 17;
+  }
+  if (rc == 0 && !refused(SharedSegmentHold::Take(sysv, getpid(), at, 4096))) rc = 18;
+  shmdt(owner);
+  shmctl(shmid, IPC_RMID, nullptr);
+  return rc;
+}
+
+TEST_F(SharedSegmentHoldTest, ASegmentThisProcessMayNotWriteIsRefused) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(HoldsWritableRefusesReadOnlySegments());
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died: status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "failed at step " << WEXITSTATUS(status)
+                                    << " (12, 16: not held while writable; 14, 18: not refused "
+                                       "once read-only)";
 }
 
 TEST_F(SharedSegmentHoldTest, WithoutAnOwnerPidTheKeyIsPassedAsItIs) {

@@ -8,11 +8,9 @@
 // pattern range) and 'Q' (quit).
 
 #include <fcntl.h>
-#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
@@ -24,7 +22,6 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "kvault/common/little_endian.h"
@@ -49,7 +46,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMiB = 1024 * 1024;
 constexpr const char* kChildFlag = "--ucx-child=";
-constexpr const char* kReadOnlyFileChildFlag = "--ucx-rofile-child=";
 
 // ---- the child (client) side ------------------------------------------------------------------
 
@@ -104,74 +100,6 @@ int RunChild(const std::string& spec) {
         reply[0] = 1;
       }
       if (!SendMessage(fd, reply)) break;
-    }
-  }
-  agent->reset();
-  return rc;
-}
-
-// A client that names a file it may only read as its posix segment (the audit's proof of
-// concept): it allocates a genuine segment, then sends two keys, the genuine one and a copy whose
-// posix entry names its read-only descriptor of `path` instead, claiming a 64 KiB region at
-// kReadOnlyFileBase. spec: "<fd>:<drop to nobody 0|1>:<path>". Sends its worker address, both keys
-// and the genuine region's address and length, then waits for any message.
-constexpr uint64_t kReadOnlyFileBase = 0x100000000;
-constexpr size_t kReadOnlyFileBytes = 64 * 1024;
-
-int RunReadOnlyFileChild(const std::string& spec) {
-  const size_t a = spec.find(':');
-  const int fd = std::stoi(spec.substr(0, a));
-  const bool drop = spec.substr(a + 1, 1) == "1";
-  const std::string path = spec.substr(a + 3);
-  if (drop && (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
-               setresuid(65534, 65534, 65534) != 0)) {
-    std::perror("child: drop to nobody");
-    return 2;
-  }
-  const int read_only = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (read_only < 0) {
-    std::perror("child: open the file read-only");
-    return 3;
-  }
-  UcxAgentOptions options;
-  options.context.transports = "posix,cma";
-  options.context.name = "rofile-client";
-  Result<std::unique_ptr<UcxAgent>> agent = UcxAgent::Create(options);
-  if (!agent.ok()) return 4;
-  int rc = 0;
-  {
-    Result<RegisteredRegion> region = (*agent)->AllocateMemory(kReadOnlyFileBytes);
-    if (!region.ok()) return 5;
-    Result<std::span<const uint8_t>> payload = Open(EnvelopeKind::kRemoteKey, region->remote_key);
-    if (!payload.ok()) return 6;
-    std::vector<uint8_t> forged(payload->begin(), payload->end());
-    StoreLe64(forged.data(), kReadOnlyFileBase);
-    StoreLe64(forged.data() + 8, kReadOnlyFileBytes);
-    const uint64_t md_map = LoadLe64(forged.data() + kRemoteKeyHeaderBytes);
-    size_t at = kRemoteKeyHeaderBytes + 9;  // md_map, memory type
-    bool forged_posix = false;
-    for (int i = 0; i < __builtin_popcountll(md_map); ++i) {
-      const size_t size = forged[at];
-      uint8_t* entry = forged.data() + at + 1;
-      if (size == 24 || size == 32) {  // posix: seg_id (flags | fd << 30 | pid), address, length
-        const uint64_t flags = LoadLe64(entry) & (uint64_t{0xF} << 60);
-        StoreLe64(entry, flags | (static_cast<uint64_t>(read_only) << 30) |
-                             static_cast<uint64_t>(getpid()));
-        StoreLe64(entry + 8, kReadOnlyFileBase);
-        StoreLe64(entry + 16, kReadOnlyFileBytes);
-        forged_posix = true;
-      }
-      at += 1 + size;
-    }
-    Result<std::vector<uint8_t>> sealed = Seal(EnvelopeKind::kRemoteKey, forged);
-    if (!forged_posix || !sealed.ok()) return 7;
-    std::vector<uint8_t> where(16);
-    StoreLe64(where.data(), region->remote_address());
-    StoreLe64(where.data() + 8, kReadOnlyFileBytes);
-    std::vector<uint8_t> done;
-    if (!SendMessage(fd, (*agent)->worker_address()) || !SendMessage(fd, region->remote_key) ||
-        !SendMessage(fd, *sealed) || !SendMessage(fd, where) || !RecvMessage(fd, done)) {
-      rc = 8;
     }
   }
   agent->reset();
@@ -639,112 +567,6 @@ TEST(ForkedClientKeyTest, MappedMemoryTheHoldCannotCheckIsRefused) {
   }
 }
 
-// The audit's proof of concept: a client names, as its posix segment, a descriptor it opened
-// read-only of a file it may not write (a root-owned 0644 file when the test runs as root; the
-// client then runs as nobody). UCX would map that file read-write with the server's credentials,
-// and a PUT (a Load) wrote into it. Now the server refuses the key: the PUT fails with
-// InvalidArgument and the file is unchanged, on tmpfs (refused because the descriptor is
-// read-only) and on a disk file system (also no shared-memory segment). Positive control: the
-// same client's genuine segment (AllocateMemory) takes a PUT and gives it back with a GET.
-TEST(ForkedClientKeyTest, AFileTheClientMayOnlyReadIsNeverWritten) {
-  unsigned major = 0, minor = 0, release = 0;
-  ucp_get_version(&major, &minor, &release);
-  if (major != 1 || minor != 13) GTEST_SKIP() << "the hold recognizes UCX 1.13's keys only";
-  const bool drop = geteuid() == 0;
-  if (!drop) std::printf("[ note ] not root: the client keeps this test's uid\n");
-  TransferEngineOptions engine_options;
-  engine_options.context.transports = "posix,cma";
-  engine_options.context.name = "rofile-server";
-  Result<std::unique_ptr<TransferEngine>> engine = TransferEngine::Create(engine_options);
-  if (!engine.ok() && engine.status().code() == StatusCode::kUnavailable) {
-    GTEST_SKIP() << "posix,cma unavailable: " << engine.status().ToString();
-  }
-  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-  for (const char* parent : {"/dev/shm", "/var/tmp"}) {
-    SCOPED_TRACE(parent);
-    std::string dir = std::string(parent) + "/kvault-rofile-XXXXXX";
-    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    ASSERT_EQ(chmod(dir.c_str(), 0755), 0);  // the client (nobody) may look inside
-    const std::string victim = dir + "/victim.bin";
-    const std::vector<uint8_t> original(kReadOnlyFileBytes, 'A');
-    {
-      const int fd = open(victim.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-      ASSERT_GE(fd, 0) << std::strerror(errno);
-      ASSERT_EQ(write(fd, original.data(), original.size()), static_cast<ssize_t>(original.size()));
-      close(fd);
-    }
-    int fds[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    const std::string arg = std::string(kReadOnlyFileChildFlag) + std::to_string(fds[1]) + ":" +
-                            (drop ? "1:" : "0:") + victim;
-    const pid_t child = fork();
-    if (child == 0) {  // only async-signal-safe calls until exec
-      fcntl(fds[1], F_SETFD, 0);
-      execl("/proc/self/exe", "transfer_engine_fork_test", arg.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    ASSERT_GT(child, 0);
-    close(fds[1]);
-    timeval tv{10, 0};
-    setsockopt(fds[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    std::vector<uint8_t> address, genuine, forged, where;
-    const bool started = RecvMessage(fds[0], address) && RecvMessage(fds[0], genuine) &&
-                         RecvMessage(fds[0], forged) && RecvMessage(fds[0], where) &&
-                         where.size() == 16;
-    std::vector<Status> refused, put, get;
-    std::vector<uint8_t> sent(kReadOnlyFileBytes), back(kReadOnlyFileBytes);
-    if (started) {
-      Result<PeerId> peer = (*engine)->Connect(address);
-      ASSERT_TRUE(peer.ok()) << peer.status().ToString();
-      char message[] = "PWNED-BY-A-READ-ONLY-DESCRIPTOR";
-      TransferBatch attack;
-      attack.remote_keys.push_back(forged);
-      attack.transfers.push_back(
-          Transfer{TransferOp::kPut, *peer, message, kReadOnlyFileBase, sizeof(message) - 1, 0});
-      attack.deadline = Clock::now() + std::chrono::seconds(3);
-      refused = WaitBatch((*engine)->Submit(std::move(attack)));
-      // Positive control: the genuine segment.
-      FillPattern(sent.data(), sent.size(), 5);
-      for (auto [op, buffer, out] :
-           {std::tuple{TransferOp::kPut, &sent, &put}, std::tuple{TransferOp::kGet, &back, &get}}) {
-        TransferBatch batch;
-        batch.remote_keys.push_back(genuine);
-        batch.transfers.push_back(
-            Transfer{op, *peer, buffer->data(), LoadLe64(where.data()), buffer->size(), 0});
-        batch.deadline = Clock::now() + std::chrono::seconds(3);
-        *out = WaitBatch((*engine)->Submit(std::move(batch)));
-      }
-      (void)(*engine)->Disconnect(*peer);
-    }
-    (void)SendMessage(fds[0], std::vector<uint8_t>{'Q'});
-    close(fds[0]);
-    int wstatus = 0;
-    waitpid(child, &wstatus, 0);
-    std::vector<uint8_t> now(kReadOnlyFileBytes + 1);
-    const int fd = open(victim.c_str(), O_RDONLY | O_CLOEXEC);
-    const ssize_t got = fd >= 0 ? read(fd, now.data(), now.size()) : -1;
-    if (fd >= 0) close(fd);
-    unlink(victim.c_str());
-    rmdir(dir.c_str());
-    ASSERT_TRUE(started) << "the client did not start (exit status " << wstatus << ")";
-    ASSERT_EQ(refused.size(), 1u);
-    EXPECT_EQ(refused[0].code(), StatusCode::kInvalidArgument) << refused[0].ToString();
-    const char* why = std::string(parent) == "/dev/shm" ? "not open for reading and writing"
-                                                        : "not on tmpfs or hugetlbfs";
-    EXPECT_NE(refused[0].message().find(why), std::string::npos) << refused[0].ToString();
-    ASSERT_EQ(got, static_cast<ssize_t>(kReadOnlyFileBytes));
-    now.resize(kReadOnlyFileBytes);
-    EXPECT_TRUE(now == original) << "the file the client could only read was written: "
-                                 << std::string(now.begin(), now.begin() + 32);
-    ASSERT_EQ(put.size(), 1u);
-    EXPECT_TRUE(put[0].ok()) << put[0].ToString();
-    ASSERT_EQ(get.size(), 1u);
-    EXPECT_TRUE(get[0].ok()) << get[0].ToString();
-    EXPECT_EQ(FirstMismatch(back.data(), back.size(), 5), -1);
-  }
-}
-
 }  // namespace
 }  // namespace kvault::transport
 
@@ -753,11 +575,6 @@ int main(int argc, char** argv) {
     if (std::strncmp(argv[i], kvault::transport::kChildFlag,
                      std::strlen(kvault::transport::kChildFlag)) == 0) {
       return kvault::transport::RunChild(argv[i] + std::strlen(kvault::transport::kChildFlag));
-    }
-    if (std::strncmp(argv[i], kvault::transport::kReadOnlyFileChildFlag,
-                     std::strlen(kvault::transport::kReadOnlyFileChildFlag)) == 0) {
-      return kvault::transport::RunReadOnlyFileChild(
-          argv[i] + std::strlen(kvault::transport::kReadOnlyFileChildFlag));
     }
   }
   ::testing::InitGoogleTest(&argc, argv);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -126,6 +127,36 @@ Status CheckPosixSegmentFile(uint64_t pid, uint64_t fd, int held, const struct s
   return Status::Ok();
 }
 
+// A read-write descriptor of the file `held` names (reopened through /proc/self/fd, as UCX
+// does), after a trial shared writable mapping of `map_bytes` of it, as UCX maps the segment:
+// InvalidArgument when this process may not open the file for writing or map it writable (a
+// seal, no huge pages left), or when the file can still be sealed (a memfd created with
+// MFD_ALLOW_SEALING: its owner could seal it between this check and UCX's mapping; UCX's own
+// segments, and memfds without that flag, carry F_SEAL_SEAL).
+Result<int> OpenWritable(int held, size_t map_bytes, const std::string& path) {
+  const auto refuse = [&](const std::string& why) {
+    return Status::InvalidArgument("remote key: its shared segment " + path +
+                                   " cannot be mapped for writing here: " + why);
+  };
+  const int seals = fcntl(held, F_GET_SEALS);
+  if (seals >= 0 && (seals & F_SEAL_SEAL) == 0) return refuse("it can still be sealed");
+  if (seals >= 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0) {
+    return refuse("it is sealed against writes");
+  }
+  const std::string self_path = "/proc/self/fd/" + std::to_string(held);
+  const int writable = open(self_path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  void* trial = writable < 0 ? MAP_FAILED
+                             : mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                                    writable, 0);
+  if (trial == MAP_FAILED) {
+    const int error = errno;
+    if (writable >= 0) close(writable);
+    return refuse(std::strerror(error));
+  }
+  munmap(trial, map_bytes);
+  return writable;
+}
+
 }  // namespace
 
 std::vector<uint8_t> WithoutSharedSegments(std::span<const uint8_t> key) {
@@ -184,7 +215,7 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
       // Non-blocking: the peer names the descriptor, and opening a FIFO would otherwise wait
       // for a writer. Only a regular file (a shared-memory segment) is held and given to UCX;
       // anything else is refused before UCX would open it.
-      const int held = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      int held = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
       if (held < 0)
         return Gone("cannot open its shared segment " + path + ": " + std::strerror(errno));
       hold.files_.push_back(held);
@@ -214,6 +245,22 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
                                        std::to_string(st.st_size) + " bytes, less than the " +
                                        std::to_string(region_end) + " its region needs");
       }
+      // UCX reopens the held file read-write and maps it shared and writable, and crashes when
+      // that fails (EACCES for a server that may not write the file, EPERM for a memfd sealed
+      // against writes): the same is tried here first, and the writable descriptor is held.
+      const uint64_t file_page = fs.f_type == HUGETLBFS_MAGIC && fs.f_bsize > 0
+                                     ? static_cast<uint64_t>(fs.f_bsize)
+                                     : static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+      const uint64_t segment_bytes = Load64(entry + 16);
+      if (segment_bytes == 0 || segment_bytes > UINT64_MAX - file_page) {
+        return Status::InvalidArgument("remote key: its posix segment has no usable length");
+      }
+      KVAULT_ASSIGN_OR_RETURN(
+          const int writable,
+          OpenWritable(held, (segment_bytes + file_page - 1) / file_page * file_page, path));
+      close(held);
+      held = writable;
+      hold.files_.back() = held;
       if (static_cast<uint64_t>(held) > kPosixMmidMask || self > kPosixMmidMask) {
         return Status::Internal("remote key: descriptor or pid too large for a posix key");
       }
@@ -250,8 +297,14 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
         return Status::InvalidArgument("remote key: sysv segment " + std::to_string(shmid) +
                                        " is not attached in its owner");
       }
-      void* at = shmat(static_cast<int>(shmid), nullptr, SHM_RDONLY);
+      // Read-write, as UCX attaches it (and crashes when that fails).
+      void* at = shmat(static_cast<int>(shmid), nullptr, 0);
       if (at == reinterpret_cast<void*>(-1)) {
+        if (errno == EACCES || errno == EPERM) {
+          return Status::InvalidArgument("remote key: sysv segment " + std::to_string(shmid) +
+                                         " cannot be mapped for writing here: " +
+                                         std::strerror(errno));
+        }
         return Gone("cannot attach sysv segment " + std::to_string(shmid) + ": " +
                     std::strerror(errno));
       }

@@ -9,8 +9,11 @@
 // between sending a request and the daemon's first use of its key would take the daemon down.
 //
 // What: Take() attaches each such segment itself first (an open file of the posix segment, a
-// read-only sysv attachment); if the owner is gone that fails here, with a status, and UCX is
-// never called. It then gives a copy of the key whose posix entries name the held file through
+// sysv attachment); if the owner is gone that fails here, with a status, and UCX is never called.
+// UCX maps each segment read-write and crashes the same way when it may not (this process lacks
+// write permission, a memfd is sealed against writes, no huge page is left to map): Take()
+// reopens each posix file read-write and maps a page of it writable, and attaches sysv segments
+// read-write, so that those fail here too, with InvalidArgument. It then gives a copy of the key whose posix entries name the held file through
 // this process's own /proc/<pid>/fd/<fd>, which stays valid for as long as the hold lives.
 // sysv entries keep their shmid: the hold's attachment keeps the segment alive. The peer cannot
 // tell: the segment UCX maps is the same one. Only UCX 1.13's layouts are recognized (checked
@@ -64,7 +67,8 @@ class SharedSegmentHold {
   // segment that does not hold the region, a segment of a user the owner does not act as, a sysv
   // segment the owner has not attached, or (posix) a descriptor that is not a regular file on
   // tmpfs or hugetlbfs (a shared-memory segment is one) or that the owner opened without write
-  // access. The key is then not to be unpacked.
+  // access, or a segment this process cannot map writable ("cannot be mapped for writing here").
+  // The key is then not to be unpacked.
   static Result<SharedSegmentHold> Take(std::span<const uint8_t> key, uint32_t owner_pid,
                                         uint64_t base, uint64_t length);
 
