@@ -297,12 +297,6 @@ TEST_F(ForgedKeyTest, ASegmentNoOneMayMapWritableIsRefusedNotACrash) {
 }  // namespace kvault::transport
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], kvault::transport::kChildFlag,
-                     std::strlen(kvault::transport::kChildFlag)) == 0) {
-      return kvault::transport::RunChild(argv[i] + std::strlen(kvault::transport::kChildFlag));
-    }
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return kvault::transport::testing::RunTestsOrChild(argc, argv, kvault::transport::kChildFlag,
+                                                     kvault::transport::RunChild);
 }

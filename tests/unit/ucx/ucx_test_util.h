@@ -181,4 +181,16 @@ inline bool RecvMessage(int fd, std::vector<uint8_t>& m) {
   return RecvAll(fd, m.data(), n);
 }
 
+// main() of a test binary that re-executes itself as a child (fork + exec): with an argument
+// `flag`<spec> it runs `child`(spec) and returns its exit code, else the tests.
+inline int RunTestsOrChild(int argc, char** argv, const char* flag,
+                           int (*child)(const std::string& spec)) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], flag, std::strlen(flag)) == 0)
+      return child(argv[i] + std::strlen(flag));
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
+
 }  // namespace kvault::transport::testing
