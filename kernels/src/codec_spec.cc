@@ -179,6 +179,11 @@ std::string CodecSpec::ToString() const {
 }
 
 Result<std::vector<LayerCodec>> CodecSpec::ResolveLayers(uint32_t num_layers) const {
+  // Checked before the vector is sized: a caller's num_layers may be anything.
+  if (num_layers == 0 || num_layers > kMaxLayers) {
+    return Status::OutOfRange("num_layers must be in 1.." + std::to_string(kMaxLayers) + ", got " +
+                              std::to_string(num_layers));
+  }
   std::vector<LayerCodec> out(num_layers, default_codec);
   for (const LayerRangeOverride& o : overrides) {
     if (o.last >= num_layers) {

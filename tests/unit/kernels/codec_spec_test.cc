@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,23 @@ TEST(CodecSpecTest, ResolveLayersWithoutOverrides) {
   Result<std::vector<LayerCodec>> r = Parse("k=int4,v=int2").ResolveLayers(3);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, std::vector<LayerCodec>(3, LayerCodec{Int4(), Int2()}));
+}
+
+// A layer count from a caller is checked before anything is sized by it: 500 million layers took
+// 3.9 GB and 6 s before the descriptor check refused them, 2^32 - 1 ran out of memory.
+TEST(CodecSpecTest, ResolveLayersRefusesALayerCountOutsideTheFormatAtOnce) {
+  const CodecSpec spec = Parse("int4");
+  ASSERT_TRUE(spec.ResolveLayers(kMaxLayers).ok());  // positive control: the largest allowed
+  for (const uint32_t n : {0u, kMaxLayers + 1, 500'000'000u, UINT32_MAX}) {
+    const auto start = std::chrono::steady_clock::now();
+    Result<std::vector<LayerCodec>> r = spec.ResolveLayers(n);
+    ASSERT_FALSE(r.ok()) << n;
+    EXPECT_EQ(r.status().code(), StatusCode::kOutOfRange) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("num_layers must be in 1..1024, got " + std::to_string(n)),
+              std::string::npos)
+        << r.status().ToString();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  }
 }
 
 TEST(CodecSpecTest, ResolveLayersAppliesOverridesInOrderLaterWins) {

@@ -3,9 +3,12 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -20,6 +23,7 @@
 #include "kvault/transport/ucx/ucx_remote_key.h"
 #include "kvault/transport/ucx/ucx_worker.h"
 #include "ucx/envelope.h"
+#include "ucx/memory_headroom.h"
 #include "ucx_test_util.h"
 
 namespace kvault::transport {
@@ -124,6 +128,48 @@ TEST_P(UcxWrappersTest, MemoryRejectsEmptyRangesAndAllocates) {
   ASSERT_TRUE(allocated.ok()) << allocated.status().ToString();
   std::memset(allocated->address(), 0x5a, 1 << 20);  // writable
   EXPECT_TRUE(allocated->PackRemoteKey().ok());
+}
+
+// UCX fills a shared segment as it allocates it, so a length beyond what this process may still
+// take ended with the OOM killer (and a segment file left in /dev/shm): refused at once instead,
+// without /dev/shm growing. Positive control: 1 MiB allocates.
+TEST_P(UcxWrappersTest, AnAllocationLargerThanTheMemoryLeftIsRefusedAtOnce) {
+  UcxContext& context = *context_;
+  const std::optional<uint64_t> headroom = MemoryHeadroomBytes();
+  ASSERT_TRUE(headroom.has_value()) << "neither /proc/meminfo nor a cgroup limit could be read";
+  struct statvfs before {};
+  ASSERT_EQ(statvfs("/dev/shm", &before), 0);
+  const auto start = std::chrono::steady_clock::now();
+  for (const size_t length :
+       {SIZE_MAX, size_t{1} << 45, static_cast<size_t>(*headroom) + (1 << 30)}) {
+    Result<UcxMemory> refused = UcxMemory::Allocate(context, length);
+    ASSERT_FALSE(refused.ok()) << length;
+    EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted)
+        << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find("bytes of memory are available to this process"),
+              std::string::npos)
+        << refused.status().ToString();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  struct statvfs after {};
+  ASSERT_EQ(statvfs("/dev/shm", &after), 0);
+  EXPECT_LT((before.f_bfree - std::min(before.f_bfree, after.f_bfree)) * before.f_frsize,
+            uint64_t{64} << 20)
+      << "/dev/shm filled up";
+  EXPECT_TRUE(UcxMemory::Allocate(context, 1 << 20).ok());
+}
+
+TEST(MemoryHeadroomTest, ReadsMemAvailableAndCgroupLimits) {
+  EXPECT_EQ(MemAvailableBytes("MemTotal:       24000000 kB\nMemAvailable:   18561504 kB\n"),
+            uint64_t{18561504} * 1024);
+  EXPECT_EQ(MemAvailableBytes("MemTotal:       24000000 kB\n"), std::nullopt);
+  EXPECT_EQ(CgroupHeadroomBytes("4294967296\n", "1073741824\n"), uint64_t{3} << 30);
+  EXPECT_EQ(CgroupHeadroomBytes("1073741824\n", "2147483648\n"), 0u);     // over the limit
+  EXPECT_EQ(CgroupHeadroomBytes("max\n", "1073741824\n"), std::nullopt);  // v2: no limit
+  EXPECT_EQ(CgroupHeadroomBytes("", "1\n"), std::nullopt);
+  const std::optional<uint64_t> here = MemoryHeadroomBytes();
+  ASSERT_TRUE(here.has_value());
+  EXPECT_GT(*here, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(ucx, UcxWrappersTest, ::testing::Values("tcp", "posix,cma"), ParamName);

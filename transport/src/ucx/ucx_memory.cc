@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "kvault/common/little_endian.h"
 #include "ucx/envelope.h"
+#include "ucx/memory_headroom.h"
 #include "ucx/ucx_status.h"
 
 namespace kvault::transport {
@@ -44,6 +47,14 @@ Result<UcxMemory> UcxMemory::Map(const UcxContext& context, void* address, size_
 Result<UcxMemory> UcxMemory::Allocate(const UcxContext& context, size_t length) {
   if (context.get() == nullptr) return Status::InvalidArgument("UcxMemory: empty context");
   if (length == 0) return Status::InvalidArgument("UcxMemory::Allocate: zero length");
+  // UCX fills a shared segment as it allocates it: past what this process may still take it
+  // would be killed on the way (leaving the segment's file behind), so that is refused here.
+  if (const std::optional<uint64_t> headroom = MemoryHeadroomBytes();
+      headroom && length > *headroom) {
+    return Status::ResourceExhausted(
+        "cannot allocate " + std::to_string(length) + " bytes: only " + std::to_string(*headroom) +
+        " bytes of memory are available to this process (MemAvailable, cgroup limit)");
+  }
   KVAULT_ASSIGN_OR_RETURN(ucp_mem_h memh,
                           MemMap(context.get(), nullptr, length, UCP_MEM_MAP_ALLOCATE));
   ucp_mem_attr_t attr{};

@@ -41,7 +41,8 @@ struct CodecSpec {
 
   // Canonical text form; parsing it gives an equal spec.
   std::string ToString() const;
-  // Codec of every layer. InvalidArgument if an override names a layer >= num_layers.
+  // Codec of every layer. OutOfRange unless num_layers is in 1..kMaxLayers (checked before
+  // anything is allocated); InvalidArgument if an override names a layer >= num_layers.
   Result<std::vector<LayerCodec>> ResolveLayers(uint32_t num_layers) const;
   bool operator==(const CodecSpec&) const = default;
 };

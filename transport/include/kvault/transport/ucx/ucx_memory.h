@@ -28,7 +28,10 @@ class UcxMemory {
   // zero length; ResourceExhausted / Unavailable when UCX refuses (e.g. pinning limits).
   static Result<UcxMemory> Map(const UcxContext& context, void* address, size_t length);
   // Allocates `length` bytes through UCX (which may place them in shared memory so that peers on
-  // the host can reach them directly) and registers them; freed on destruction.
+  // the host can reach them directly) and registers them; freed on destruction. InvalidArgument
+  // for zero length; ResourceExhausted, before UCX is asked, when `length` is more than this
+  // process can still take (MemoryHeadroomBytes: MemAvailable, its cgroup's memory limit), since
+  // UCX fills the segment as it allocates and the process would be killed on the way.
   static Result<UcxMemory> Allocate(const UcxContext& context, size_t length);
 
   UcxMemory(UcxMemory&& other) noexcept;
