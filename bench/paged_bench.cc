@@ -59,7 +59,9 @@ Usage: kvault-bench paged [--memory host|cuda] [--server HOST:PORT] [--gpu-tier-
   --transports TLS     UCX transports of the daemon and the client (default posix,cma).
   --kvaultd PATH       the daemon binary (default: kvaultd next to kvault-bench).
   --json FILE          also write every figure as JSON.
-  --keep               keep the scratch directory (the daemon's log).
+  --keep               keep the scratch directory (the daemon's log); it is also kept, and
+                       named on stderr, when a measurement fails for another reason than bad
+                       input.
 
 The engine cache is in vLLM's flash NHD layout, filled with the realistic KV generator's data.
 For each codec and repetition, on the same blocks:
@@ -397,7 +399,11 @@ int RunPagedBench(const std::vector<std::string>& args) {
     Result<CodecFigures> f = paged::MeasureCodec(c, **client, gpu_client.get(), codec);
     if (!f.ok()) {
       // The daemon's log may explain a failed measurement; bad usage needs no log.
-      if (f.status().code() != StatusCode::kInvalidArgument) scratch->set_keep(true);
+      if (f.status().code() != StatusCode::kInvalidArgument) {
+        scratch->set_keep(true);
+        std::fprintf(stderr, "kvault-bench paged: kept %s (the daemon's log)\n",
+                     scratch->path().c_str());
+      }
       return Fail(f.status().code() == StatusCode::kInvalidArgument ? 2 : 1,
                   f.status().WithContext(codec));
     }
