@@ -12,6 +12,7 @@
 #include "kvault/common/cli_args.h"
 #include "kvault/kernels/codec_spec.h"
 #include "kvault/kv_store.h"
+#include "kvault/storage/host_tier.h"
 #include "mode_args.h"
 #include "number_arg.h"
 #include "scratch_dir.h"
@@ -267,6 +268,7 @@ int RunCompareBench(const std::vector<std::string>& args) {
                                                          .ns_digest = {}});
   if (!raw_codec.ok()) return Fail(2, raw_codec.status());
   const uint64_t raw_object = raw_codec->ObjectBytes(1);
+  ctx.raw_object = raw_object;
   if (c.capacity) {
     ctx.capacity = *c.capacity;
     ctx.capacity_note = "--capacity";
@@ -284,13 +286,16 @@ int RunCompareBench(const std::vector<std::string>& args) {
     ctx.capacity = kMinCapacity;
     ctx.capacity_note += ", raised to kvaultd's smallest host tier (1 MiB)";
   }
-  if (ctx.capacity < raw_object || ctx.capacity < kMinCapacity) {
+  // kvaultd holds a block in its host-arena size class, up to 12.5% larger than the block.
+  const uint64_t raw_held = storage::HostTierClassBytes(raw_object);
+  if (ctx.capacity < raw_held || ctx.capacity < kMinCapacity) {
     return Fail(2, Status::InvalidArgument(Format(
-                       "the capacity (%llu bytes) must hold at least one raw block (%llu bytes) "
-                       "and 1 MiB (kvaultd's smallest host tier); raise --capacity or "
-                       "--capacity-fraction",
+                       "the capacity (%llu bytes) must hold at least one raw block (%llu bytes, "
+                       "held in %llu of kvaultd's host tier) and 1 MiB (kvaultd's smallest host "
+                       "tier); raise --capacity or --capacity-fraction",
                        static_cast<unsigned long long>(ctx.capacity),
-                       static_cast<unsigned long long>(raw_object))));
+                       static_cast<unsigned long long>(raw_object),
+                       static_cast<unsigned long long>(raw_held))));
   }
 
   const TraceSample& t = ctx.sample;
@@ -353,6 +358,7 @@ int RunCompareBench(const std::vector<std::string>& args) {
       in.config = &c;
       in.shape = ctx.shape;
       in.capacity = ctx.capacity * r.capacity_multiple;
+      in.raw_object = ctx.raw_object;
       in.sample = &ctx.sample;
       in.library = &*library;
       in.accuracy = &r.accuracy;

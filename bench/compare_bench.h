@@ -46,14 +46,14 @@ struct Config {
   // --capacity BYTES: host tier of every run; absent: capacity_fraction of the sample's unique
   // blocks at raw size.
   std::optional<uint64_t> capacity;
-  double capacity_fraction = 0.1;        // --capacity-fraction F (default 0.1)
-  uint32_t sample = 4;                   // --sample K: keep 1 in K prefix trees (default 4)
-  uint64_t requests = 0;                 // --requests N: first N sampled requests; 0 = all
-  double max_seconds = 0;                // --max-seconds S: bounds the first raw replay; 0 = none
-  uint32_t layers = 4;                   // --layers N (default 4 of Llama-3-8B's 32)
-  uint32_t block_tokens = 64;            // --block-tokens N: tokens per kvault block (default 64)
-  uint32_t engine_block_tokens = 16;     // vLLM block_size of the engine cache
-  uint32_t library_blocks = 64;          // distinct generated blocks payloads are drawn from
+  double capacity_fraction = 0.1;     // --capacity-fraction F (default 0.1)
+  uint32_t sample = 4;                // --sample K: keep 1 in K prefix trees (default 4)
+  uint64_t requests = 0;              // --requests N: first N sampled requests; 0 = all
+  double max_seconds = 0;             // --max-seconds S: bounds the first raw replay; 0 = none
+  uint32_t layers = 4;                // --layers N (default 4 of Llama-3-8B's 32)
+  uint32_t block_tokens = 64;         // --block-tokens N: tokens per kvault block (default 64)
+  uint32_t engine_block_tokens = 16;  // vLLM block_size of the engine cache
+  uint32_t library_blocks = 64;       // distinct generated blocks payloads are drawn from
   // --raw-capacity-multiple N: raw also runs with N x the capacity (the capacity a codec's
   // compression stands in for), reported as "raw@Nx"; 0 or 1: not run.
   uint32_t raw_capacity_multiple = 3;
@@ -217,6 +217,7 @@ struct RunInput {
   const Config* config = nullptr;
   BlockShape shape;
   uint64_t capacity = 0;
+  uint64_t raw_object = 0;  // bytes of one raw block's object, the largest any codec stores
   const TraceSample* sample = nullptr;
   const PayloadLibrary* library = nullptr;
   const CodecAccuracy* accuracy = nullptr;
@@ -281,6 +282,7 @@ struct RunContext {
   const Config* config = nullptr;
   BlockShape shape;
   uint64_t capacity = 0;
+  uint64_t raw_object = 0;    // bytes of one raw block's object
   std::string capacity_note;  // how the capacity was chosen
   TraceSample sample;         // as replayed
   uint64_t library_tokens = 0;

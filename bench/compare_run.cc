@@ -196,7 +196,11 @@ Result<RunFigures> RunCodec(const RunInput& in) {
   launch.binary = c.kvaultd;
   launch.scratch = in.scratch;
   launch.host_capacity = in.capacity;
-  launch.max_block_bytes = std::min<uint64_t>(in.capacity, uint64_t{64} << 20);
+  // 64 MiB (or one raw block, when larger), lowered to the largest block whose size class fits the
+  // host tier: kvaultd refuses a larger limit, and the capacity check (RunCompareBench) keeps a
+  // raw block within it.
+  launch.max_block_bytes =
+      MaxBlockBytesFitting(in.capacity, std::max<uint64_t>(in.raw_object, uint64_t{64} << 20));
   launch.transports = c.transports;
   KVAULT_ASSIGN_OR_RETURN(RunningKvaultd daemon, StartKvaultd(launch));
   const pid_t pid = daemon.process->pid();

@@ -10,7 +10,21 @@
 #include <iterator>
 #include <sstream>
 
+#include "kvault/storage/host_tier.h"
+
 namespace kvault::bench {
+
+uint64_t MaxBlockBytesFitting(uint64_t host_capacity, uint64_t limit) {
+  // The class grows with the size (never shrinks): the largest fitting size, by bisection over
+  // [0, limit]; class(0) = 0 always fits.
+  if (storage::HostTierClassBytes(limit) <= host_capacity) return limit;
+  uint64_t fits = 0, too_big = limit;
+  while (too_big - fits > 1) {
+    const uint64_t mid = fits + (too_big - fits) / 2;
+    (storage::HostTierClassBytes(mid) <= host_capacity ? fits : too_big) = mid;
+  }
+  return fits;
+}
 
 Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
   namespace fs = std::filesystem;

@@ -40,6 +40,12 @@ struct RunningKvaultd {
   std::string log_path;                                // its stderr
 };
 
+// The largest --limits-max-block-bytes, at most `limit`, that kvaultd accepts next to a host tier
+// of `host_capacity` bytes: kvaultd holds a block in its host-arena size class
+// (storage::HostTierClassBytes, up to 12.5% larger) and refuses a limit whose class is larger
+// than the tier. Equal to `limit` when its class fits; 0 when no block does.
+uint64_t MaxBlockBytesFitting(uint64_t host_capacity, uint64_t limit);
+
 // Starts kvaultd (nvme tier off, log level warn) and waits up to 30 s for its ready line.
 // Unavailable, with the tail of its log in the message (the log itself lives in the scratch
 // directory, which the caller removes unless --keep), when it does not get ready; Corruption for a

@@ -90,7 +90,12 @@ Result<std::unique_ptr<KvaultSide>> KvaultSide::Create(const Config& c,
     launch.binary = c.kvaultd;
     launch.scratch = scratch;
     launch.host_capacity = c.host_capacity;
-    launch.max_block_bytes = std::min<uint64_t>(c.host_capacity, 64ull << 20);
+    // 64 MiB (or the largest object, when larger), lowered to the largest block whose size class
+    // fits the host tier: kvaultd refuses a larger limit. ParseConfig keeps every object within
+    // a quarter of the tier, so each one stays under the limit.
+    uint64_t largest = 64ull << 20;
+    for (uint64_t size : c.sizes) largest = std::max(largest, SyntheticObjectBytes(size));
+    launch.max_block_bytes = MaxBlockBytesFitting(c.host_capacity, largest);
     launch.transports = c.transports;
     KVAULT_ASSIGN_OR_RETURN(RunningKvaultd daemon, StartKvaultd(launch));
     side->daemon_ = std::move(daemon.process);

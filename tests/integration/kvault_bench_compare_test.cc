@@ -174,6 +174,20 @@ TEST_F(KvaultBenchCompareTest, KeepsAKAndVPairOneCodecAndAddsTheRawBaseline) {
   EXPECT_NE(doc.find("\"spec\": \"k=int4:g=64,v=int2:g=64\""), std::string::npos) << doc;
 }
 
+// A capacity that is not one of kvaultd's host-arena size classes (1,100,000 bytes lies between
+// the 1 MiB and 1.125 MiB classes): the daemon gets the largest block limit whose class fits,
+// rather than min(capacity, 64 MiB), which it would refuse, and the run completes.
+TEST_F(KvaultBenchCompareTest, ACapacityBetweenSizeClassesStartsTheDaemon) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  const fs::path trace = WriteTrace();
+  BinaryRun r = Run("compare --trace " + trace.string() +
+                    " --codecs raw --raw-capacity-multiple 0 --sample 1 --requests 3 --layers 1 "
+                    "--block-tokens 16 --capacity 1100000");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("sample       3 of 40 requests"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("raw: 3 requests"), std::string::npos) << r.err;
+}
+
 TEST_F(KvaultBenchCompareTest, RejectsBadInputWithExitCode2AndAClearMessage) {
   const fs::path trace = WriteTrace();
   const std::string t = " --trace " + trace.string();
@@ -187,6 +201,9 @@ TEST_F(KvaultBenchCompareTest, RejectsBadInputWithExitCode2AndAClearMessage) {
       {"compare" + t + " --raw-capacity-multiple 17", "raw-capacity-multiple"},
       {"compare" + t + " --capacity 1KiB", "must hold at least one raw block"},
       {"compare" + t + " --layers 8 --capacity 1MiB", "must hold at least one raw block"},
+      // A raw block (1 MiB + its header at the default 4 layers) fits 1,100,000 bytes, but kvaultd
+      // holds it in its 1.125 MiB size class.
+      {"compare" + t + " --capacity 1100000", "held in 1179648"},
       {"compare" + t + " --capacity 1GiB --capacity-fraction 0.5", "exclude each other"},
       {"compare" + t + " --block-tokens 40", "multiple of 16"},
       {"compare" + t + " --layers 0", "--layers"},

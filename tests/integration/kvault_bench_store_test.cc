@@ -162,6 +162,24 @@ TEST_F(KvaultBenchStoreTest, RegisteredClientMemoryStoresAndLoads) {
   }
 }
 
+// A host capacity that is not one of the host arena's size classes (50 MiB lies between the 48
+// and 56 MiB classes): the started kvaultd gets the largest block limit whose class fits, rather
+// than min(capacity, 64 MiB), which it would refuse, and the run completes.
+TEST_F(KvaultBenchStoreTest, AHostCapacityBetweenSizeClassesStartsTheDaemon) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  const fs::path json = dir_ / "odd.json";
+  BinaryRun r =
+      Run("store --sizes 64KiB --concurrency 1 --ops 16 --reps 1 --warmup 0 --chain-keys 10 "
+          "--lookups 10 --host-capacity 50MiB --pool-bytes 64MiB --redis none --perftest none "
+          "--json " +
+          json.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("WARNING"), std::string::npos) << r.out;
+  const std::string doc = Slurp(json);
+  for (double f : AllNumbers(doc, "failures")) EXPECT_EQ(f, 0) << doc;
+  for (double g : AllNumbers(doc, "kvault_load_gbps")) EXPECT_GT(g, 0) << doc;
+}
+
 TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
   const char* cases[][2] = {
       {"store --sizes 0", "--sizes"},
