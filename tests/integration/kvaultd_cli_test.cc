@@ -1,4 +1,9 @@
-// `kvault status` and `kvault stats` against a real kvaultd, and against no daemon at all.
+// `kvault status` and `kvault stats` against a real kvaultd, and against no daemon at all; what
+// kvaultd itself prints on stdout.
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "binary_run.h"
 #include "daemon_process.h"
@@ -37,6 +42,38 @@ TEST_F(KvaultdCliTest, StatusReachesAnIpv6DaemonAtTheReadyLinesAddress) {
   const BinaryRun status = Run("status --server " + d.control_address());
   EXPECT_EQ(status.exit_code, 0) << status.err;
   EXPECT_NE(status.out.find("host"), std::string::npos) << status.out;
+}
+
+// stdout holds the ready line and nothing else, also when a library prints: UCX logs its warnings
+// to stdout, and a transport it does not have ("bogus_tl", next to shm, which serves) makes it
+// warn. Those lines land on stderr. --help and --print-config still print to stdout.
+TEST_F(KvaultdCliTest, StdoutIsOnlyTheReadyLineWhenUcxWarns) {
+  const std::string out = (dir_ / "kvaultd.out").string(), err = (dir_ / "kvaultd.err").string();
+  const std::string kvaultd = BinDir() + "/kvaultd";
+  // Start, wait up to 30 s for the ready line, SIGTERM, and exit with the daemon's exit code.
+  const std::string cmd = "cd '" + dir_.string() + "' && UCX_LOG_LEVEL=warn timeout 90 " + kvaultd +
+                          " --control.port 0 --http.port 0 --storage.nvme_capacity 0 "
+                          "--ucx.transports shm,bogus_tl >'" +
+                          out + "' 2>'" + err +
+                          "' & pid=$!; i=0; while [ $i -lt 300 ] && ! grep -q '^kvaultd ready ' '" +
+                          out + "'; do sleep 0.1; i=$((i+1)); done; kill -TERM $pid; wait $pid";
+  const int rc = std::system(cmd.c_str());
+  const std::string stdout_text = Slurp(out), stderr_text = Slurp(err);
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << rc << "\n" << stderr_text;
+  EXPECT_EQ(stdout_text.rfind("kvaultd ready control=", 0), 0u) << stdout_text;
+  EXPECT_EQ(std::count(stdout_text.begin(), stdout_text.end(), '\n'), 1) << stdout_text;
+  EXPECT_TRUE(!stdout_text.empty() && stdout_text.back() == '\n') << stdout_text;
+  EXPECT_EQ(stdout_text.find("UCX"), std::string::npos) << stdout_text;
+  // The warning was provoked, and went to stderr.
+  EXPECT_NE(stderr_text.find("bogus_tl"), std::string::npos) << stderr_text;
+
+  for (const char* flag : {"--help", "--print-config"}) {
+    const std::string run = kvaultd + " " + flag + " >'" + out + "' 2>'" + err + "'";
+    const int code = std::system(run.c_str());
+    EXPECT_TRUE(WIFEXITED(code) && WEXITSTATUS(code) == 0) << flag;
+    EXPECT_NE(Slurp(out).find("ucx"), std::string::npos) << flag << ": " << Slurp(out);
+    EXPECT_EQ(Slurp(err), "") << flag;
+  }
 }
 
 TEST_F(KvaultdCliTest, NoDaemonIsOneClearLineAndExitOne) {

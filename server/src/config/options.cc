@@ -212,8 +212,8 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option(
           "ucx.transports", OptionType::kString,
           +[](DaemonConfig& c) -> std::string& { return c.ucx.transports; },
-          "UCX transports of the data plane in UCX_TLS syntax (e.g. \"shm,tcp\"); "
-          "empty = UCX's default."),
+          "UCX transports of the data plane in UCX_TLS syntax (e.g. \"shm,tcp\"; the whole "
+          "list optionally negated by one leading ^, e.g. \"^tcp\"); empty = UCX's default."),
       Option(
           "ucx.workers", OptionType::kCount,
           +[](DaemonConfig& c) -> uint32_t& { return c.ucx.workers; },
@@ -236,23 +236,31 @@ Status TableBug(const OptionDescriptor& option) {
 }
 
 Status CheckUcxTransports(std::string_view text) {
-  // Comma-separated names such as "shm", "rc_mlx5", "^cuda" (UCX's negation); nothing else, so a
-  // typo cannot smuggle other syntax through to UCX.
+  // UCX_TLS syntax: comma-separated names such as "shm", "rc_mlx5", the whole list optionally
+  // negated by one leading '^' ("^cuda,tcp": every transport but these; UCX reads '^' only
+  // there). Nothing else, so a typo cannot smuggle other syntax through to UCX. Empty: UCX's
+  // default.
   if (text.empty()) return Status::Ok();
+  const std::string_view list = text.front() == '^' ? text.substr(1) : text;
+  if (list.find('^') != std::string_view::npos) {
+    return Status::InvalidArgument(
+        "'^' negates the whole list and goes only before its first name (UCX_TLS syntax, e.g. "
+        "\"^tcp,cma\": every transport but these), got '" +
+        std::string(text) + "'");
+  }
   size_t start = 0;
   while (true) {
-    size_t end = text.find(',', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view name = text.substr(start, end - start);
-    if (!name.empty() && name.front() == '^') name.remove_prefix(1);
+    size_t end = list.find(',', start);
+    if (end == std::string_view::npos) end = list.size();
+    const std::string_view name = list.substr(start, end - start);
     if (name.empty() ||
         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string_view::npos) {
       return Status::InvalidArgument(
-          "expected comma-separated UCX transport names such as "
-          "\"shm,tcp\", got '" +
+          "expected comma-separated UCX transport names of [a-z0-9_] such as \"shm,tcp\", the "
+          "whole list optionally negated by one leading '^' (\"^tcp\"), got '" +
           std::string(text) + "'");
     }
-    if (end == text.size()) break;
+    if (end == list.size()) break;
     start = end + 1;
   }
   return Status::Ok();

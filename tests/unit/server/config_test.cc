@@ -320,6 +320,32 @@ TEST_F(ConfigTest, YamlErrorsNameTheKeyAndLine) {
   EXPECT_TRUE(empty_file.ok()) << ErrorOf(empty_file);
 }
 
+// ucx.transports is UCX_TLS syntax: one '^' may negate the whole list, before its first name only
+// (UCX reads it nowhere else).
+TEST_F(ConfigTest, UcxTransportsTakeOneLeadingCaretForTheWholeList) {
+  for (const char* good : {"", "shm", "shm,tcp", "rc_mlx5,sm", "^tcp", "^tcp,cma"}) {
+    auto r = LoadDaemonConfig({"--ucx-transports", good});
+    ASSERT_TRUE(r.ok()) << good << ": " << r.status().ToString();
+    EXPECT_EQ(r->config.ucx.transports, good);
+  }
+  for (const char* caret : {"shm,^tcp", "^tcp,^cma", "^^tcp", "tcp^", "sh^m"}) {
+    EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--ucx-transports", caret}),
+                                {"--ucx-transports", "'^'", "whole list", caret}))
+        << caret;
+  }
+  for (const char* bad : {"^", "^,tcp", "tcp,", ",tcp", "shm;tcp", "SHM", "tcp:aux"}) {
+    EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--ucx-transports", bad}),
+                                {"--ucx-transports", "transport names", bad}))
+        << bad;
+  }
+  // The same check in a config file.
+  EXPECT_TRUE(FailsMentioning(Load("ucx:\n  transports: \"shm,^tcp\"\n"),
+                              {"kvaultd.yaml:2", "ucx.transports", "'^'"}));
+  auto negated = Load("ucx:\n  transports: \"^tcp,cma\"\n");
+  ASSERT_TRUE(negated.ok()) << ErrorOf(negated);
+  EXPECT_EQ(negated->config.ucx.transports, "^tcp,cma");
+}
+
 TEST_F(ConfigTest, MissingConfigFileIsNotFound) {
   auto r = LoadDaemonConfig({"--config", (dir_ / "absent.yaml").string()});
   ASSERT_FALSE(r.ok());
