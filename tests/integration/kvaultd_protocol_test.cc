@@ -251,6 +251,38 @@ TEST_F(KvaultdProtocolTest, TenantsNeedTheirTokenAndAreScoped) {
   EXPECT_EQ(d.ready_line().find(hash_a), std::string::npos);
 }
 
+// UCX trusts peers it reaches through shared memory or CMA, so a daemon serving tenants warns when
+// its transports allow those; with tcp only it does not (and still serves a tenant).
+TEST_F(KvaultdProtocolTest, ServingTenantsOverSharedMemoryIsWarnedAbout) {
+  const std::string hash_a = HexEncode(TokenHash("secret-a"));
+  {
+    std::ofstream f(dir_ / "tenants.yaml");
+    f << "tenants:\n  - name: team-a\n    token_sha256: " << hash_a << "\n    quota_bytes: 0\n";
+  }
+  fs::permissions(dir_ / "tenants.yaml", fs::perms::owner_read | fs::perms::owner_write);
+  const std::string warning =
+      "lets clients on this host reach the data plane through shared memory";
+  for (const char* transports : {"", "posix,cma", "tcp"}) {
+    SCOPED_TRACE(std::string("transports '") + transports + "'");
+    std::string log;
+    {
+      DaemonProcess d(dir_, {"--auth.tenants_file", (dir_ / "tenants.yaml").string(),
+                             "--ucx.transports", transports, "--storage.nvme_capacity", "0"});
+      ASSERT_TRUE(d.ok()) << d.Stderr();
+      RawConnection right(d.control_port());
+      EXPECT_TRUE(right.Login("team-a", "secret-a"));
+      EXPECT_EQ(d.Terminate(), 0);
+      log = d.Stderr();
+    }
+    EXPECT_EQ(log.find(warning) != std::string::npos, std::string(transports) != "tcp") << log;
+  }
+  // Without a tenants file (one trusted tenant) there is nothing to warn about.
+  DaemonProcess single(dir_, {"--storage.nvme_capacity", "0"});
+  ASSERT_TRUE(single.ok()) << single.Stderr();
+  EXPECT_EQ(single.Terminate(), 0);
+  EXPECT_EQ(single.Stderr().find(warning), std::string::npos) << single.Stderr();
+}
+
 // log_level decides what reaches stderr: refusals, failed logins and connections are logged at
 // debug (and warn), none of it at error; tokens and their hashes never appear at any level.
 TEST_F(KvaultdProtocolTest, LogLinesFollowTheLevelAndNeverCarrySecrets) {
@@ -264,8 +296,8 @@ TEST_F(KvaultdProtocolTest, LogLinesFollowTheLevelAndNeverCarrySecrets) {
     SCOPED_TRACE("log level " + level);
     std::string log;
     {
-      DaemonProcess d(dir_, {"--auth.tenants_file", (dir_ / "tenants.yaml").string(),
-                             "--log-level", level, "--storage.nvme_capacity", "0"});
+      DaemonProcess d(dir_, {"--auth.tenants_file", (dir_ / "tenants.yaml").string(), "--log-level",
+                             level, "--storage.nvme_capacity", "0"});
       ASSERT_TRUE(d.ok()) << d.Stderr();
       RawConnection wrong(d.control_port());
       EXPECT_FALSE(wrong.Login("team-a", "secret-b"));
@@ -281,8 +313,8 @@ TEST_F(KvaultdProtocolTest, LogLinesFollowTheLevelAndNeverCarrySecrets) {
     }
     if (level == "debug") {
       for (const char* line :
-           {" info kvaultd: serving: tiers host", " debug control: 127.0.0.1:",
-            "connected (session ", " warn auth: session ",
+           {" info kvaultd: serving: tiers host",
+            " debug control: 127.0.0.1:", "connected (session ", " warn auth: session ",
             "authentication failed for tenant 'team-a'", " warn control: 127.0.0.1:",
             "refused (malformed): frame header: ", " debug auth: session ",
             "authenticated as tenant 'team-a'", " info kvaultd: SIGTERM received, draining",

@@ -18,6 +18,7 @@
 #include "kvault/storage/host_tier.h"
 #include "kvault/storage/nvme_tier.h"
 #include "kvault/transport/ucx/peer_memory_guard.h"
+#include "kvault/transport/ucx/peer_trust.h"
 #include "kvault/transport/ucx/transfer_engine.h"
 #include "metrics/metrics.h"
 #include "tenants/tenant_registry.h"
@@ -112,6 +113,16 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   std::span<uint8_t> host_arena;
   KVAULT_ASSIGN_OR_RETURN(p->store, OpenStore(config, *p->tenants, p->tiers, host_arena));
 
+  if (!config.auth.tenants_file.empty() &&
+      transport::ReachesLocalPeersThroughSharedMemory(config.ucx.transports)) {
+    KVAULT_LOG(LogLevel::kWarn, "kvaultd",
+               "ucx.transports '" + config.ucx.transports +
+                   "' lets clients on this host reach the data plane through shared memory or "
+                   "CMA, where UCX trusts the peer: a tenant's process on this host can crash "
+                   "kvaultd and steer what it maps and writes (transport/README.md, \"Peers UCX "
+                   "trusts\"). For tenants you do not trust, set ucx.transports to tcp and run "
+                   "kvaultd as a user of its own");
+  }
   transport::TransferEngineOptions engine;
   engine.context.transports = config.ucx.transports;
   engine.context.name = "kvaultd";
@@ -138,8 +149,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   service.transfer_timeout = config.limits.io_timeout;
   service.max_request_bytes = config.limits.max_inflight_bytes_per_client;
   service.gpu_ipc_export = config.storage.gpu_ipc_export;
-  p->service = std::make_unique<Service>(*p->store, *p->tenants, p->mover.get(),
-                                         p->metrics.get(), service);
+  p->service =
+      std::make_unique<Service>(*p->store, *p->tenants, p->mover.get(), p->metrics.get(), service);
 
   HttpServerOptions http;
   http.host = config.http.host;
@@ -176,8 +187,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                  std::to_string(config.storage.host_capacity_bytes >> 20) + " MiB, nvme " +
                  std::to_string(config.storage.nvme_capacity_bytes >> 20) + " MiB, gpu " +
                  std::to_string(config.storage.gpu_capacity_bytes >> 20) + " MiB), " +
-                 std::to_string(p->tenants->size()) + " tenant(s), " +
-                 "up to " + std::to_string(config.control_threads) + " control threads, " +
+                 std::to_string(p->tenants->size()) + " tenant(s), " + "up to " +
+                 std::to_string(config.control_threads) + " control threads, " +
                  std::to_string(p->engines.size()) + " UCX worker(s), transports '" +
                  config.ucx.transports + "'");
   return std::unique_ptr<Daemon>(new Daemon(std::move(p)));
