@@ -9,22 +9,12 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "kvault/common/cli_args.h"
+
 namespace kvault::bench {
 
 Status CheckTransports(std::string_view flag, const std::string& text) {
-  std::string_view list = text;
-  if (!list.empty() && list.front() == '^') list.remove_prefix(1);
-  bool ok = !list.empty();
-  size_t start = 0;
-  while (ok) {
-    const size_t end = std::min(list.find(',', start), list.size());
-    const std::string_view name = list.substr(start, end - start);
-    ok = !name.empty() &&
-         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string_view::npos;
-    if (end == list.size()) break;
-    start = end + 1;
-  }
-  if (ok) return Status::Ok();
+  if (IsUcxTransportList(text, /*allow_empty=*/false)) return Status::Ok();
   return Status::InvalidArgument(
       std::string(flag) +
       " takes UCX_TLS transport names of [a-z0-9_], comma-separated, the whole list optionally "

@@ -1,5 +1,6 @@
 #include "kvault/common/cli_args.h"
 
+#include <algorithm>
 #include <charconv>
 
 namespace kvault {
@@ -81,6 +82,21 @@ bool WantsHelp(const std::vector<std::string>& args) {
     if (a == "--help" || a == "-h") return true;
   }
   return false;
+}
+
+bool IsUcxTransportList(std::string_view text, bool allow_empty) {
+  if (text.empty()) return allow_empty;
+  if (text.front() == '^') text.remove_prefix(1);
+  while (true) {
+    const size_t end = std::min(text.find(','), text.size());
+    const std::string_view name = text.substr(0, end);
+    if (name.empty() ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string_view::npos) {
+      return false;
+    }
+    if (end == text.size()) return true;
+    text.remove_prefix(end + 1);
+  }
 }
 
 }  // namespace kvault

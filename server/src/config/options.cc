@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "config/value_parsers.h"
+#include "kvault/common/cli_args.h"
 #include "kvault/storage/eviction_policy.h"
 #include "kvault/transport/protocol_limits.h"
 
@@ -236,34 +237,19 @@ Status TableBug(const OptionDescriptor& option) {
 }
 
 Status CheckUcxTransports(std::string_view text) {
-  // UCX_TLS syntax: comma-separated names such as "shm", "rc_mlx5", the whole list optionally
-  // negated by one leading '^' ("^cuda,tcp": every transport but these; UCX reads '^' only
-  // there). Nothing else, so a typo cannot smuggle other syntax through to UCX. Empty: UCX's
-  // default.
-  if (text.empty()) return Status::Ok();
-  const std::string_view list = text.front() == '^' ? text.substr(1) : text;
-  if (list.find('^') != std::string_view::npos) {
+  // UCX_TLS syntax (IsUcxTransportList), nothing else, so a typo cannot smuggle other syntax
+  // through to UCX. Empty: UCX's default.
+  if (IsUcxTransportList(text, /*allow_empty=*/true)) return Status::Ok();
+  if (text.find('^', 1) != std::string_view::npos) {
     return Status::InvalidArgument(
         "'^' negates the whole list and goes only before its first name (UCX_TLS syntax, e.g. "
         "\"^tcp,cma\": every transport but these), got '" +
         std::string(text) + "'");
   }
-  size_t start = 0;
-  while (true) {
-    size_t end = list.find(',', start);
-    if (end == std::string_view::npos) end = list.size();
-    const std::string_view name = list.substr(start, end - start);
-    if (name.empty() ||
-        name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string_view::npos) {
-      return Status::InvalidArgument(
-          "expected comma-separated UCX transport names of [a-z0-9_] such as \"shm,tcp\", the "
-          "whole list optionally negated by one leading '^' (\"^tcp\"), got '" +
-          std::string(text) + "'");
-    }
-    if (end == list.size()) break;
-    start = end + 1;
-  }
-  return Status::Ok();
+  return Status::InvalidArgument(
+      "expected comma-separated UCX transport names of [a-z0-9_] such as \"shm,tcp\", the "
+      "whole list optionally negated by one leading '^' (\"^tcp\"), got '" +
+      std::string(text) + "'");
 }
 
 }  // namespace

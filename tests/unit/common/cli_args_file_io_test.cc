@@ -67,6 +67,19 @@ TEST_F(FileIoTest, WriteAtomicReplacesAndLeavesNoTemporary) {
   EXPECT_EQ(files, 1u);
 }
 
+// The one UCX_TLS syntax check kvaultd's ucx.transports and kvault-bench's --transports share.
+TEST(UcxTransportListTest, TakesNamesAndOneLeadingCaretOnly) {
+  for (const char* ok : {"tcp", "posix,cma", "rc_mlx5,sm", "^tcp", "^tcp,cma", "all"}) {
+    EXPECT_TRUE(IsUcxTransportList(ok, false)) << ok;
+  }
+  for (const char* bad : {"shm,^tcp", "^^tcp", "^", ",", "tcp,", ",tcp", "tcp,,cma", "TCP",
+                          "tcp:aux", "shm tcp", "-1"}) {
+    EXPECT_FALSE(IsUcxTransportList(bad, true)) << bad;
+  }
+  EXPECT_TRUE(IsUcxTransportList("", true));  // UCX's default, where the caller allows it
+  EXPECT_FALSE(IsUcxTransportList("", false));
+}
+
 TEST_F(FileIoTest, ErrorsAreClassified) {
   EXPECT_EQ(ReadWholeFile((dir_ / "missing").string()).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(WriteFileAtomic((dir_ / "no" / "such" / "dir").string(), {}).code(),

@@ -47,4 +47,10 @@ Result<uint64_t> ParseUintArg(std::string_view what, std::string_view text, uint
 // True when any argument is --help or -h (a subcommand then prints its usage and exits 0).
 bool WantsHelp(const std::vector<std::string>& args);
 
+// Whether `text` is a UCX transport list in UCX_TLS syntax as kvault accepts it: comma-separated,
+// non-empty names of [a-z0-9_] ("posix,cma", "tcp", "all"), the whole list optionally negated by
+// one leading '^' ("^tcp,cma": every transport but these; UCX reads '^' only there). No ":aux"
+// suffixes. The empty list (UCX's default) passes only with `allow_empty`.
+bool IsUcxTransportList(std::string_view text, bool allow_empty);
+
 }  // namespace kvault
