@@ -9,22 +9,12 @@ namespace kvault::c_api {
 namespace {
 
 // The ClientConfig a kvault_config describes. InvalidArgument for what ClientConfig::Validate
-// cannot see: a wrong struct_size, a null server, a timeout past kMaxTimeoutMs.
+// cannot see: a wrong struct_size, a null server. (Validate refuses the rest, timeouts over a
+// year included.)
 Result<ClientConfig> ToClientConfig(const kvault_config& c) {
   KVAULT_RETURN_IF_ERROR(
       CheckStructSize("kvault_connect", "config", c.struct_size, sizeof(kvault_config)));
   if (c.server == nullptr) return Null("kvault_connect", "config->server");
-  const std::pair<const char*, int64_t> timeouts[] = {
-      {"connect_timeout_ms", c.connect_timeout_ms},
-      {"request_timeout_ms", c.request_timeout_ms},
-      {"stall_timeout_ms", c.stall_timeout_ms},
-      {"reconnect_backoff_ms", c.reconnect_backoff_ms}};
-  for (const auto& [name, ms] : timeouts) {
-    if (ms > kMaxTimeoutMs) {
-      return Status::InvalidArgument(std::string("kvault_connect: config->") + name +
-                                     " is over a year");
-    }
-  }
   ClientConfig config;
   config.server = c.server;
   config.tenant = Str(c.tenant);
@@ -136,14 +126,18 @@ kvault_status kvault_lookup_prefix(kvault_client* client, const kvault_key* keys
                                    int64_t lease_ttl_ms, int64_t timeout_ms, uint32_t* leading_hits,
                                    uint8_t* tiers, kvault_lease* lease) noexcept {
   // A failure is a full miss: the outputs say so before anything can fail.
+  // (A count past kMaxRequestKeys is refused before `tiers` is touched.)
   if (leading_hits != nullptr) *leading_hits = 0;
-  if (tiers != nullptr && num_keys > 0) std::memset(tiers, KVAULT_TIER_NONE, num_keys);
+  if (tiers != nullptr && num_keys > 0 && num_keys <= kMaxRequestKeys) {
+    std::memset(tiers, KVAULT_TIER_NONE, num_keys);
+  }
   if (lease != nullptr) *lease = kvault_lease{};
   return Guard("kvault_lookup_prefix", [&]() -> Status {
     constexpr const char* kFn = "kvault_lookup_prefix";
     if (client == nullptr) return Null(kFn, "client");
     if (keys == nullptr && num_keys > 0) return Null(kFn, "keys");
     if (leading_hits == nullptr) return Null(kFn, "leading_hits");
+    KVAULT_RETURN_IF_ERROR(CheckCount(kFn, "num_keys", num_keys, kMaxRequestKeys));
     if (lease_ttl_ms < 0 || lease_ttl_ms > kMaxTimeoutMs) {
       return Status::InvalidArgument("kvault_lookup_prefix: lease_ttl_ms " +
                                      std::to_string(lease_ttl_ms) + " is negative or over a year");
@@ -184,6 +178,7 @@ kvault_status kvault_delete(kvault_client* client, const kvault_key* keys, size_
   return Guard("kvault_delete", [&]() -> Status {
     if (client == nullptr) return Null("kvault_delete", "client");
     if (keys == nullptr && num_keys > 0) return Null("kvault_delete", "keys");
+    KVAULT_RETURN_IF_ERROR(CheckCount("kvault_delete", "num_keys", num_keys, kMaxRequestKeys));
     KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
                             RequestDeadline("kvault_delete", timeout_ms));
     KVAULT_ASSIGN_OR_RETURN(std::vector<Status> statuses,

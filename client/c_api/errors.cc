@@ -58,6 +58,12 @@ Status Null(const char* function, const char* what) {
   return Status::InvalidArgument(std::string(function) + ": " + what + " is null");
 }
 
+Status CheckCount(const char* function, const char* what, size_t count, size_t most) {
+  if (count <= most) return Status::Ok();
+  return Status::InvalidArgument(std::string(function) + ": " + what + " " + std::to_string(count) +
+                                 " is over " + std::to_string(most));
+}
+
 Status RefusedInput(const Status& status) {
   if (status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kUnsupported) {
     return status;

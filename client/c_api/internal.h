@@ -10,18 +10,21 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "kvault/client.h"
+#include "kvault/client_config.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/dtype.h"
 #include "kvault/common/result.h"
 #include "kvault/common/status.h"
 #include "kvault/handles.h"
 #include "kvault/kvault.h"
+#include "kvault/transport/protocol_limits.h"
 
 struct kvault_client {
   std::unique_ptr<kvault::Client> client;
@@ -47,9 +50,21 @@ struct kvault_transfer {
 
 namespace kvault::c_api {
 
-// Longest timeout a caller may give: keeps every deadline (and the client's arithmetic on it)
-// far from the clock's overflow.
-inline constexpr int64_t kMaxTimeoutMs = int64_t{365} * 24 * 3600 * 1000;
+// Longest timeout a caller may give (a year, as ClientConfig's): keeps every deadline (and the
+// client's arithmetic on it) far from the clock's overflow.
+inline constexpr int64_t kMaxTimeoutMs = kMaxClientTimeout.count();
+
+// Most keys of one lookup or delete: each is one request, and no daemon's max_keys_per_batch
+// may exceed the protocol's ceiling. (The client refuses counts over the daemon's own limit.)
+inline constexpr size_t kMaxRequestKeys = transport::kCeilingKeysPerBatch;
+// Most keys of one store, load or paged sequence (16 Mi, far past any real transfer; the client
+// splits a transfer into requests of the daemon's batch size).
+inline constexpr size_t kMaxTransferKeys = size_t{1} << 24;
+
+// InvalidArgument "<function>: <what> <count> is over <most>" when count > most. Every count a
+// C caller gives is checked so before anything is allocated for it: an absurd count is the
+// caller's error, not an out-of-memory (or a read past the caller's arrays).
+Status CheckCount(const char* function, const char* what, size_t count, size_t most);
 
 // Records `status` as the calling thread's last error ("" for OK) and returns its code.
 // Never throws: when the message cannot be stored a fixed text stands in.
@@ -57,14 +72,22 @@ kvault_status Report(const Status& status) noexcept;
 kvault_status ReportCode(kvault_status code, const char* message) noexcept;
 
 // The exception barrier of every function that returns kvault_status: runs `body` (which
-// returns a Status) and reports its result; std::bad_alloc becomes RESOURCE_EXHAUSTED, any other
-// exception INTERNAL.
+// returns a Status) and reports its result; std::bad_alloc becomes RESOURCE_EXHAUSTED,
+// std::length_error (a container asked for more than it can ever hold: a size from the caller)
+// INVALID_ARGUMENT, any other exception INTERNAL.
 template <typename Body>
 kvault_status Guard(const char* function, Body&& body) noexcept {
   try {
     return Report(body());
   } catch (const std::bad_alloc&) {
     return ReportCode(KVAULT_RESOURCE_EXHAUSTED, "out of memory");
+  } catch (const std::length_error& e) {
+    try {
+      return Report(
+          Status::InvalidArgument(std::string(function) + ": size too large: " + e.what()));
+    } catch (...) {
+      return ReportCode(KVAULT_INVALID_ARGUMENT, "size too large");
+    }
   } catch (const std::exception& e) {
     try {
       return Report(
@@ -118,7 +141,8 @@ Deadline WaitDeadline(int64_t timeout_ms);
 Status RefusedInput(const Status& status);
 
 // Keys copied out of the C array (kvault_key and BlockKey are both 32 plain bytes, but distinct
-// types: copying avoids aliasing one as the other).
+// types: copying avoids aliasing one as the other). `count` is checked by the caller
+// (CheckCount).
 std::vector<BlockKey> CopyKeys(const kvault_key* keys, size_t count);
 inline void PutKey(const BlockKey& from, kvault_key& to) {
   std::memcpy(to.bytes, from.data(), sizeof(to.bytes));

@@ -35,6 +35,7 @@ kvault_status kvault_store(kvault_client* client, const kvault_key* keys,
     if (client == nullptr) return Null(kFn, "client");
     if (keys == nullptr && num_keys > 0) return Null(kFn, "keys");
     if (sources == nullptr && num_keys > 0) return Null(kFn, "sources");
+    KVAULT_RETURN_IF_ERROR(CheckCount(kFn, "num_keys", num_keys, kMaxTransferKeys));
     KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
                             RequestDeadline(kFn, timeout_ms));
     std::vector<std::span<const uint8_t>> spans(num_keys);
@@ -65,6 +66,7 @@ kvault_status kvault_load(kvault_client* client, const kvault_lease* lease, cons
     if (client == nullptr) return Null(kFn, "client");
     if (keys == nullptr && num_keys > 0) return Null(kFn, "keys");
     if (destinations == nullptr && num_keys > 0) return Null(kFn, "destinations");
+    KVAULT_RETURN_IF_ERROR(CheckCount(kFn, "num_keys", num_keys, kMaxTransferKeys));
     KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
                             RequestDeadline(kFn, timeout_ms));
     std::vector<kvault::LoadDestination> cpp(num_keys);

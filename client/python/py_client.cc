@@ -202,10 +202,9 @@ LookupResult Lookup(const PyClient& self, py::handle keys_obj, bool lease, doubl
                     std::optional<double> timeout_ms, bool check) {
   std::shared_ptr<Client> c = self.Get();
   const std::vector<BlockKey> keys = ToKeys(keys_obj);
-  if (lease_ttl_ms < 0) throw StatusError(Status::InvalidArgument("lease_ttl_ms must be >= 0"));
   LookupOptions options;
   options.want_lease = lease;
-  options.lease_ttl = std::chrono::milliseconds(static_cast<int64_t>(lease_ttl_ms));
+  options.lease_ttl = ToMilliseconds(lease_ttl_ms, "lease_ttl_ms");
   options.deadline = RequestDeadline(timeout_ms);
   LookupResult result;
   {
@@ -257,8 +256,8 @@ PyHandle<LoadHandle> Load(const PyClient& self, py::handle lease_obj, py::handle
             what + " must be a buffer or a tuple (buffer, offset[, length])"));
       }
       buffer = t[0];
-      if (t.size() > 1) dst.offset = t[1].cast<uint64_t>();
-      if (t.size() > 2) dst.length = t[2].cast<uint64_t>();
+      if (t.size() > 1) dst.offset = ToUint64(t[1], what + " offset");
+      if (t.size() > 2) dst.length = ToUint64(t[2], what + " length");
     }
     buffers.push_back(std::make_unique<BufferRef>(buffer, /*writable=*/true, what.c_str()));
     dst.buffer = buffers.back()->bytes();

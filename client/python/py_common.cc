@@ -204,6 +204,30 @@ Deadline WaitDeadline(const std::optional<double>& timeout_s) {
   return FromNow(std::max(0.0, *timeout_s));
 }
 
+std::chrono::milliseconds ToMilliseconds(double ms, const char* what) {
+  // Written so that NaN fails the test too.
+  if (!(ms >= 0 && ms <= static_cast<double>(kMaxClientTimeout.count()))) {
+    Invalid(std::string(what) + " must be a number of milliseconds in [0, " +
+            std::to_string(kMaxClientTimeout.count()) + "] (a year), got " +
+            std::string(py::str(py::float_(ms))));
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+// --- integers ---
+
+uint64_t ToUint64(py::handle obj, const std::string& what) {
+  // pybind11 takes ints and integer-like objects (numpy integers, __index__), never floats.
+  if (!py::isinstance<py::bool_>(obj)) {
+    try {
+      return obj.cast<uint64_t>();
+    } catch (const py::cast_error&) {
+      // Refused below, with the argument's name.
+    }
+  }
+  Invalid(what + " must be an int in [0, 2**64), got " + std::string(py::repr(obj)));
+}
+
 // --- dtypes and buffers ---
 
 DType ParseDTypeArg(const std::string& name) {

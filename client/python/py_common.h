@@ -14,6 +14,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "kvault/client.h"
+#include "kvault/client_config.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/dtype.h"
 #include "kvault/common/status.h"
@@ -78,6 +80,17 @@ std::vector<uint32_t> ToTokens(py::handle obj);
 std::optional<Deadline> RequestDeadline(const std::optional<double>& timeout_ms);
 // Wait deadline from a timeout in seconds; Deadline::max() for None.
 Deadline WaitDeadline(const std::optional<double>& timeout_s);
+// A duration in milliseconds the caller asks for (lease_ttl_ms): a number in [0, a year]
+// (kMaxClientTimeout, the C ABI's bound too), truncated to whole milliseconds. ValueError naming
+// `what` for NaN, an infinity, a negative value or one over a year.
+std::chrono::milliseconds ToMilliseconds(double ms, const char* what);
+
+// --- integers ---
+
+// An int (or integer-like object, e.g. a numpy integer) in [0, 2**64): an offset, a length, an
+// address. ValueError naming `what` for a negative or larger int, a bool or a non-integer,
+// instead of pybind11's RuntimeError "Unable to cast".
+uint64_t ToUint64(py::handle obj, const std::string& what);
 
 // --- dtypes and buffers ---
 

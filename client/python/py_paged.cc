@@ -53,7 +53,7 @@ void* ToPointer(py::handle obj, MemoryKind memory, const std::string& what) {
         "tensor with data_ptr() or an object with __cuda_array_interface__" +
         (py::isinstance<py::array>(obj) ? " (a numpy array is host memory: memory='host')" : ""));
   }
-  const auto address = value.cast<uintptr_t>();
+  const auto address = static_cast<uintptr_t>(ToUint64(value, what));
   if (address == 0) Invalid(what + " is a null pointer");
   return reinterpret_cast<void*>(address);
 }
@@ -67,7 +67,7 @@ void* ToStream(py::handle obj) {
   if (!py::isinstance<py::int_>(value)) {
     Invalid("stream must be an integer cudaStream_t or an object with .cuda_stream");
   }
-  return reinterpret_cast<void*>(value.cast<uintptr_t>());
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(ToUint64(value, "stream")));
 }
 
 std::vector<int32_t> ToBlockIds(py::handle obj) {

@@ -55,6 +55,17 @@ size_t EntriesPerRequest(const transport::ProtocolLimits& limits, size_t remote_
   return std::max<size_t>(1, std::min<size_t>(limits.max_keys_per_batch, by_body));
 }
 
+// InvalidArgument when `keys` are more than one Lookup or Delete may carry under the daemon's
+// limits (each is one request: its max_keys_per_batch, or fewer when the keys would not fit in
+// a frame body). Checked before encoding, which would refuse them with OutOfRange.
+Status CheckOneRequest(const char* what, size_t keys, const transport::ProtocolLimits& limits) {
+  const size_t most = EntriesPerRequest(limits, 0, sizeof(BlockKey));
+  if (keys <= most) return Status::Ok();
+  return Status::InvalidArgument(std::string(what) + ": " + std::to_string(keys) +
+                                 " keys, at most " + std::to_string(most) +
+                                 " per call under the daemon's limits (max_keys_per_batch)");
+}
+
 // Indices of one request: same region, at most `per_request` of them, in key order.
 struct Part {
   std::shared_ptr<RegionRecord> region;
@@ -200,6 +211,8 @@ LookupResult Client::LookupPrefix(std::span<const BlockKey> keys, const LookupOp
     out.status = link.status();
     return out;
   }
+  out.status = CheckOneRequest("lookup", keys.size(), link->conn->limits());
+  if (!out.status.ok()) return out;
   transport::Lookup request;
   request.keys.assign(keys.begin(), keys.end());
   request.want_lease = options.want_lease;
@@ -413,6 +426,7 @@ Result<std::vector<Status>> Client::Delete(std::span<const BlockKey> keys,
                                            std::optional<Deadline> deadline) {
   const Deadline d = core_->DeadlineOr(deadline);
   KVAULT_ASSIGN_OR_RETURN(Link link, core_->Acquire(d));
+  KVAULT_RETURN_IF_ERROR(CheckOneRequest("delete", keys.size(), link.conn->limits()));
   transport::Delete request;
   request.keys.assign(keys.begin(), keys.end());
   KVAULT_ASSIGN_OR_RETURN(transport::Message reply, link.conn->CallSync(request, d));

@@ -6,6 +6,17 @@
 #include <string>
 
 namespace kvault {
+namespace {
+
+// InvalidArgument naming `field` when `value` is over kMaxClientTimeout.
+Status CheckAtMostAYear(std::string_view field, std::chrono::milliseconds value) {
+  if (value <= kMaxClientTimeout) return Status::Ok();
+  return Status::InvalidArgument("client config: " + std::string(field) + " of " +
+                                 std::to_string(value.count()) + " ms is over a year (" +
+                                 std::to_string(kMaxClientTimeout.count()) + " ms)");
+}
+
+}  // namespace
 
 Result<HostPort> ParseHostPort(std::string_view text) {
   HostPort out;
@@ -61,6 +72,10 @@ Status ClientConfig::Validate() const {
   if (reconnect_backoff.count() < 0) {
     return Status::InvalidArgument("client config: reconnect_backoff must not be negative");
   }
+  KVAULT_RETURN_IF_ERROR(CheckAtMostAYear("connect_timeout", connect_timeout));
+  KVAULT_RETURN_IF_ERROR(CheckAtMostAYear("request_timeout", request_timeout));
+  KVAULT_RETURN_IF_ERROR(CheckAtMostAYear("stall_timeout", stall_timeout));
+  KVAULT_RETURN_IF_ERROR(CheckAtMostAYear("reconnect_backoff", reconnect_backoff));
   // The protocol's default string limit, under which Hello is encoded (docs/protocol.md §3).
   constexpr size_t kMaxName = 256;
   if (tenant.size() > kMaxName) {

@@ -51,10 +51,13 @@ Result<KvBlockCodec> KvBlockCodec::Create(const KvBlockFormat& format) {
                                    ") exceed block_tokens");
   }
   KvBlockCodec codec(format, std::move(spec));
-  // Blocks 0 (with sink tokens) and 1 (without) cover every descriptor this format makes.
+  // Blocks 0 (with sink tokens) and 1 (without) cover every descriptor this format makes. The
+  // block format reports some shapes it cannot hold as OutOfRange (num_layers, kv_heads,
+  // block_tokens past its limits, an object over 4 GiB); here each is a bad argument.
   for (uint64_t index : {0, 1}) {
-    KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, codec.Descriptor(index, BlockKey{}));
-    KVAULT_RETURN_IF_ERROR(ComputeGeometry(d).status());
+    Result<BlockDescriptor> d = codec.Descriptor(index, BlockKey{});
+    const Status shape = d.ok() ? ComputeGeometry(*d).status() : d.status();
+    if (!shape.ok()) return Status::InvalidArgument(shape.message());
   }
   return codec;
 }

@@ -155,7 +155,8 @@ std::shared_ptr<PagedOpState> PagedPipeline::Load(const Lease& lease, const Page
                                     " full blocks with keys");
   }
   if (!input.ok()) {
-    auto state = std::make_shared<PagedOpState>(blocks, layers);
+    // Sized by what the caller gave, never by `blocks` alone: any count may come refused here.
+    auto state = std::make_shared<PagedOpState>(std::min(blocks, sequence.keys.size()), layers);
     state->Finish(input);
     return state;
   }

@@ -178,6 +178,19 @@ void c_test_paged(kvault_client* client) {
   bad = sequence_of(source_ids, keys);
   CHECK_STATUS(kvault_load_paged(store, NULL, &bad, kBlocks + 1, NULL, 0, 0, &refused),
                KVAULT_INVALID_ARGUMENT);
+  /* An absurd block or key count is refused too, before anything is allocated for it. */
+  CHECK_STATUS(kvault_load_paged(store, NULL, &bad, SIZE_MAX, NULL, 0, 0, &refused),
+               KVAULT_INVALID_ARGUMENT);
+  CHECK(refused == NULL);
+  CHECK(strstr(kvault_last_error(), "blocks asked") != NULL);
+  bad.num_keys = SIZE_MAX;
+  CHECK_STATUS(kvault_store_paged(store, &bad, 1, NULL, 0, &refused), KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "sequence->num_keys") != NULL);
+  bad.num_keys = ((size_t)1 << 24) + 1;
+  CHECK_STATUS(kvault_load_paged(store, NULL, &bad, kBlocks, NULL, 0, 0, &refused),
+               KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "sequence->num_keys") != NULL);
+  CHECK(refused == NULL);
   CHECK_STATUS(kvault_store_paged(store, NULL, 1, NULL, 0, &refused), KVAULT_INVALID_ARGUMENT);
   CHECK(strstr(kvault_last_error(), "sequence is null") != NULL);
   kvault_paged_options o;

@@ -72,6 +72,26 @@ static void test_dead_daemon(void) {
   CHECK(c_test_monotonic_ms() - t0 < 3000);
   CHECK(client == NULL);
   CHECK(strlen(kvault_last_error()) > 0);
+
+  /* Timeouts up to a year pass the config checks (the port is still refused at once); longer
+   * ones are INVALID_ARGUMENT naming the field, not a deadline that overflows. */
+  const int64_t year_ms = (int64_t)365 * 24 * 3600 * 1000;
+  config.connect_timeout_ms = year_ms;
+  config.request_timeout_ms = year_ms;
+  CHECK_STATUS(kvault_connect(&config, &client), KVAULT_UNAVAILABLE);
+  config.connect_timeout_ms = year_ms + 1;
+  CHECK_STATUS(kvault_connect(&config, &client), KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "connect_timeout") != NULL);
+  CHECK(strstr(kvault_last_error(), "over a year") != NULL);
+  config.connect_timeout_ms = 1000;
+  config.request_timeout_ms = (int64_t)1 << 60;
+  CHECK_STATUS(kvault_connect(&config, &client), KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "request_timeout") != NULL);
+  config.request_timeout_ms = 5000;
+  config.stall_timeout_ms = INT64_MAX;
+  CHECK_STATUS(kvault_connect(&config, &client), KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "stall_timeout") != NULL);
+  CHECK(client == NULL);
 }
 
 /* Against the worked examples of docs/keys.md. */
@@ -207,6 +227,93 @@ static void test_block_codec_indexes(void) {
   free(decoded);
   free(kv);
   kvault_block_codec_free(codec);
+}
+
+/* A shape the block format cannot hold is INVALID_ARGUMENT whichever field is bad (the format's
+ * own checks report some as out of range); the largest shape it holds is fine. */
+static void test_block_codec_shapes(void) {
+  kvault_key ns;
+  memset(&ns, 0, sizeof(ns));
+  struct {
+    uint32_t layers, heads, dim, block_tokens;
+    const char* field;
+  } const bad[] = {{0, 2, 64, 16, "num_layers"},  {1025, 2, 64, 16, "num_layers"},
+                   {2, 0, 64, 16, "kv_heads"},    {2, 1025, 64, 16, "kv_heads"},
+                   {2, 2, 0, 16, "head_dim"},     {2, 2, 12, 16, "head_dim"},
+                   {2, 2, 64, 0, "block_tokens"}, {2, 2, 64, 65537, "block_tokens"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+    const kvault_block_format f = c_test_block_format(bad[i].layers, bad[i].heads, bad[i].dim,
+                                                      bad[i].block_tokens, "raw", ns);
+    kvault_block_codec* codec = (kvault_block_codec*)&g_sentinel;
+    CHECK_STATUS(kvault_block_codec_create(&f, &codec), KVAULT_INVALID_ARGUMENT);
+    CHECK(codec == NULL);
+    CHECK(strstr(kvault_last_error(), bad[i].field) != NULL);
+  }
+  const kvault_block_format edge = c_test_block_format(1024, 1024, 8, 1, "raw", ns);
+  kvault_block_codec* codec = NULL;
+  CHECK_STATUS(kvault_block_codec_create(&edge, &codec), KVAULT_OK);
+  kvault_block_codec_free(codec);
+}
+
+/* Key counts. Lookup and delete are one request each: more keys than the daemon's
+ * max_keys_per_batch (4096 by default) are INVALID_ARGUMENT, as the C++ client documents; 4096
+ * pass. A count no caller's array can have (over 2^20 for lookup and delete, 2^24 for store and
+ * load) is INVALID_ARGUMENT before anything is allocated for it, not out of memory or INTERNAL. */
+static void test_key_counts(kvault_client* client) {
+  enum { kBatch = 4096 };
+  kvault_key* keys = calloc(kBatch + 1, sizeof(kvault_key));
+  kvault_status* statuses = calloc(kBatch + 1, sizeof(kvault_status));
+  REQUIRE(keys != NULL && statuses != NULL);
+  for (size_t i = 0; i <= kBatch; ++i) memcpy(keys[i].bytes, &i, sizeof(i));
+  uint32_t hits = 99;
+  CHECK_STATUS(kvault_lookup_prefix(client, keys, kBatch, 0, 0, &hits, NULL, NULL), KVAULT_OK);
+  CHECK(hits == 0);
+  CHECK_STATUS(kvault_lookup_prefix(client, keys, kBatch + 1, 0, 0, &hits, NULL, NULL),
+               KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "max_keys_per_batch") != NULL);
+  CHECK_STATUS(kvault_delete(client, keys, kBatch, 0, statuses), KVAULT_OK);
+  CHECK_STATUS(statuses[kBatch - 1], KVAULT_NOT_FOUND);
+  CHECK_STATUS(kvault_delete(client, keys, kBatch + 1, 0, statuses), KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "max_keys_per_batch") != NULL);
+
+  const size_t absurd[] = {SIZE_MAX, SIZE_MAX / sizeof(kvault_key) + 1, (size_t)1 << 44,
+                           ((size_t)1 << 20) + 1};
+  for (size_t i = 0; i < sizeof(absurd) / sizeof(absurd[0]); ++i) {
+    CHECK_STATUS(kvault_lookup_prefix(client, keys, absurd[i], 0, 0, &hits, NULL, NULL),
+                 KVAULT_INVALID_ARGUMENT);
+    CHECK(strstr(kvault_last_error(), "num_keys") != NULL);
+    CHECK(hits == 0);
+    CHECK_STATUS(kvault_delete(client, keys, absurd[i], 0, NULL), KVAULT_INVALID_ARGUMENT);
+    CHECK(strstr(kvault_last_error(), "num_keys") != NULL);
+  }
+
+  kvault_region* region = NULL;
+  REQUIRE_STATUS(kvault_allocate_memory(client, 4096, &region), KVAULT_OK);
+  const kvault_store_source source = {kvault_region_data(region), 64};
+  const kvault_load_destination destination = {kvault_region_data(region), 4096, 0, 0};
+  const size_t too_many[] = {SIZE_MAX, (size_t)1 << 40, ((size_t)1 << 24) + 1};
+  for (size_t i = 0; i < sizeof(too_many) / sizeof(too_many[0]); ++i) {
+    kvault_transfer* refused = (kvault_transfer*)&g_sentinel;
+    CHECK_STATUS(kvault_store(client, keys, &source, too_many[i], 0, &refused),
+                 KVAULT_INVALID_ARGUMENT);
+    CHECK(refused == NULL);
+    CHECK(strstr(kvault_last_error(), "num_keys") != NULL);
+    refused = (kvault_transfer*)&g_sentinel;
+    CHECK_STATUS(kvault_load(client, NULL, keys, &destination, too_many[i], 0, &refused),
+                 KVAULT_INVALID_ARGUMENT);
+    CHECK(refused == NULL);
+    CHECK(strstr(kvault_last_error(), "num_keys") != NULL);
+  }
+  /* Positive control: one key of the same arrays loads (a miss). */
+  kvault_transfer* get = NULL;
+  REQUIRE_STATUS(kvault_load(client, NULL, keys, &destination, 1, 0, &get), KVAULT_OK);
+  CHECK_STATUS(kvault_transfer_wait(get, 10000), KVAULT_OK);
+  CHECK_STATUS(kvault_transfer_key_status(get, 0, NULL, 0), KVAULT_NOT_FOUND);
+  CHECK(kvault_transfer_wait_settled(get, 10000));
+  kvault_transfer_free(get);
+  kvault_region_free(region);
+  free(statuses);
+  free(keys);
 }
 
 static void test_store_lookup_load(kvault_client* client) {
@@ -424,6 +531,7 @@ int main(int argc, char** argv) {
   test_keys();
   test_dead_daemon();
   test_block_codec_indexes();
+  test_block_codec_shapes();
 
   char server[128];
   c_test_start_daemon(argv[1], server, sizeof(server));
@@ -440,6 +548,7 @@ int main(int argc, char** argv) {
   CHECK_STATUS(kvault_ping(NULL, 0, &rtt_ns), KVAULT_INVALID_ARGUMENT);
 
   test_store_lookup_load(client);
+  test_key_counts(client);
   c_test_paged(client);
   kvault_close(client);
   test_close_with_live_objects(server);

@@ -263,3 +263,71 @@ def test_registered_numpy_memory_is_staged_unless_turned_off(daemon, ns, staging
         else:
             assert stats["staged_requests"] == 0 and stats["direct_requests"] == 0
         del src, dst
+
+
+YEAR_MS = 365 * 24 * 3600 * 1000
+
+
+def test_config_timeouts_over_a_year_are_refused(daemon):
+    """ClientConfig bounds every timeout by a year (as the C ABI does): past it a deadline used to
+    overflow into an instant failure."""
+    for field, value in [("connect_timeout", 2**62), ("request_timeout", 2**60),
+                         ("stall_timeout", YEAR_MS + 1), ("reconnect_backoff", 2**63 - 1)]:
+        with pytest.raises(kvault.InvalidArgumentError, match=f"{field} .*over a year"):
+            kvault.Client(daemon.server, **{f"{field}_ms": value})
+    # Positive control: a year each is accepted, and the client works.
+    with kvault.Client(daemon.server, connect_timeout_ms=YEAR_MS, request_timeout_ms=YEAR_MS,
+                       stall_timeout_ms=YEAR_MS, reconnect_backoff_ms=YEAR_MS) as c:
+        assert c.ping() > 0
+
+
+def test_lease_ttl_must_be_a_number_of_milliseconds_up_to_a_year(client):
+    """lease_ttl_ms: NaN, infinities, negatives and values over a year are InvalidArgumentError
+    (a float cast to int past its range is undefined); [0, a year] is fine."""
+    key = b"\x05" * 32
+    for ttl in [float("nan"), float("inf"), -float("inf"), -1, 1e300, 2.0**63, YEAR_MS + 1]:
+        with pytest.raises(kvault.InvalidArgumentError, match="lease_ttl_ms"):
+            client.lookup([key], lease=True, lease_ttl_ms=ttl)
+    for ttl in [0, 1000, 1500.5, YEAR_MS]:
+        assert client.lookup([key], lease=True, lease_ttl_ms=ttl, check=True).ok
+
+
+def test_load_destination_offset_and_length_must_fit_uint64(client):
+    """A (buffer, offset[, length]) destination whose numbers are not ints in [0, 2**64) is an
+    InvalidArgumentError naming it, not pybind11's RuntimeError."""
+    region = client.allocate(4096)
+    mv = memoryview(region)
+    key = b"\x06" * 32
+    bad = [((mv[:64], -1), "destination 0 offset"), ((mv[:64], 2**64), "destination 0 offset"),
+           ((mv[:64], 1.5), "destination 0 offset"), ((mv[:64], 0, -1), "destination 0 length"),
+           ((mv[:64], "0"), "destination 0 offset"), ((mv[:64], True), "destination 0 offset")]
+    for destination, what in bad:
+        with pytest.raises(kvault.InvalidArgumentError, match=what):
+            client.load(None, [key], [destination])
+    # Positive controls, ints and numpy integers: a miss.
+    for destination in [(mv[:64], 0, 16), (mv[:64], np.uint64(8), np.int64(16))]:
+        get = client.load(None, [key], [destination])
+        assert get.wait(timeout_s=10) and get.key_status(0).code == "not_found"
+
+
+def test_lookup_and_delete_of_more_keys_than_one_request_carries(client):
+    """Lookup and delete are one request each: more keys than the daemon's max_keys_per_batch
+    (4096 by default) are InvalidArgument, as client.h documents; 4096 pass."""
+    keys = [i.to_bytes(32, "little") for i in range(4097)]
+    assert client.lookup(keys[:4096], check=True).leading_hits == 0
+    result = client.lookup(keys)
+    assert result.status.code == "invalid_argument"
+    assert "max_keys_per_batch" in result.status.message
+    with pytest.raises(kvault.InvalidArgumentError, match="max_keys_per_batch"):
+        client.lookup(keys, check=True)
+    assert client.delete(keys[:4096]) == [False] * 4096
+    with pytest.raises(kvault.InvalidArgumentError, match="max_keys_per_batch"):
+        client.delete(keys)
+
+
+def test_codec_shapes_the_block_format_cannot_hold_are_invalid_argument(ns):
+    for layers, heads, what in [(0, HEADS, "num_layers"), (1025, HEADS, "num_layers"),
+                                (LAYERS, 0, "kv_heads")]:
+        with pytest.raises(kvault.InvalidArgumentError, match=what):
+            kvault.KvBlockCodec(layers, heads, DIM, block_tokens=BLOCK, codec="raw", ns_digest=ns)
+    assert kvault.KvBlockCodec(1024, HEADS, DIM, block_tokens=BLOCK, codec="raw", ns_digest=ns)

@@ -182,6 +182,10 @@ def test_pointer_errors_name_what_the_memory_kind_accepts():
     assert "must be a numpy array" not in str(cuda_error.value)
     with pytest.raises(ValueError, match="must be a numpy array, an integer pointer"):
         make("host", ["not a tensor"] * LAYERS)
+    # An int that is no address: InvalidArgumentError naming the tensor, not a RuntimeError.
+    for address in [-1, 2**64]:
+        with pytest.raises(kvault.InvalidArgumentError, match=r"tensors\[0\] must be an int in"):
+            make("cuda", [address] * LAYERS)
     assert make("host", host) is not None  # positive control
 
 
@@ -221,6 +225,13 @@ def test_bad_cache_and_sequence(client, ns):
         short = store.load_paged(None, [1], TOKENS, keys, 2)  # 1 block cannot hold 22 tokens
         assert short.wait(timeout_s=30, check=False)
         assert short.status.code == "invalid_argument"
+        # More blocks than keys, however many: refused without allocating for them.
+        for blocks in [len(keys) + 1, 2**63]:
+            over = store.load_paged(None, DST_IDS, TOKENS, keys, blocks)
+            with pytest.raises(kvault.InvalidArgumentError, match="blocks asked"):
+                over.wait(timeout_s=30)
+        with pytest.raises(kvault.InvalidArgumentError, match="stream"):
+            store.store_paged(SRC_IDS, TOKENS, keys, stream=-1)
     with pytest.raises(kvault.InvalidArgumentError):
         kvault.PagedKvStore(client, cache=cache("vllm-nhd", good), block_tokens=6)  # not 4k
     store.close()

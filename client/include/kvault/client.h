@@ -102,7 +102,9 @@ struct LookupResult {
   // Valid when a lease was asked for and granted.
   Lease lease;
   // OK, or why the lookup could not be answered (Unavailable for a dead, slow or unreachable
-  // daemon; InvalidArgument for too many keys ...). A failed lookup is a full miss.
+  // daemon; InvalidArgument for more keys than one request carries under the daemon's limits:
+  // its max_keys_per_batch, or fewer when they would not fit in a frame). A failed lookup is a
+  // full miss.
   Status status;
 };
 
@@ -223,6 +225,8 @@ class Client {
       std::optional<Deadline> deadline = std::nullopt);
 
   // Drops keys from every tier. One status per key: OK (deleted) or NotFound (was not there).
+  // InvalidArgument for more keys than one request carries (as LookupPrefix); Unavailable when
+  // the daemon cannot be reached.
   Result<std::vector<Status>> Delete(std::span<const BlockKey> keys,
                                      std::optional<Deadline> deadline = std::nullopt);
 

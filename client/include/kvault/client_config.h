@@ -11,6 +11,11 @@
 
 namespace kvault {
 
+// The longest timeout ClientConfig (and every front end: the C ABI, Python) accepts: one year.
+// Keeps each deadline the client computes, and its arithmetic on it, far from the clock's
+// overflow.
+inline constexpr std::chrono::milliseconds kMaxClientTimeout{int64_t{365} * 24 * 3600 * 1000};
+
 struct ClientConfig {
   // The daemon's control-plane address, "host:port": "127.0.0.1:7480", "kv-node-3:7480",
   // "[::1]:7480". Required.
@@ -67,7 +72,8 @@ struct ClientConfig {
   std::string tls_server_name;
 
   // OK, or InvalidArgument naming the first bad field: an unparsable `server`, a timeout <= 0
-  // (stall_timeout may be 0), a negative backoff, a tenant or client name over 256 bytes,
+  // (stall_timeout may be 0), a negative backoff, a timeout or backoff over kMaxClientTimeout
+  // (a year), a tenant or client name over 256 bytes,
   // registered_staging_bytes over 1 TiB, tls_ca_file or tls_server_name set without tls.
   Status Validate() const;
 };

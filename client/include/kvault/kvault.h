@@ -29,9 +29,14 @@
  * each call names.
  *
  * Time. Request timeouts (`timeout_ms` of kvault_lookup_prefix, kvault_store, ...): 0 = the
- * client's request_timeout_ms, > 0 = milliseconds from the call, < 0 = KVAULT_INVALID_ARGUMENT.
+ * client's request_timeout_ms, > 0 = milliseconds from the call, < 0 or over a year =
+ * KVAULT_INVALID_ARGUMENT (as are the config's timeouts over a year).
  * Waits (kvault_transfer_wait, ...): < 0 = no bound, 0 = do not block, > 0 = at most that long.
  * A slow or dead daemon becomes misses and KVAULT_UNAVAILABLE, never a hang.
+ *
+ * Counts. A key count is checked before anything is allocated for it: over 2^20 (1048576, the
+ * protocol's ceiling of one request) for kvault_lookup_prefix and kvault_delete, over 2^24
+ * (16777216) for kvault_store, kvault_load and a paged sequence, it is KVAULT_INVALID_ARGUMENT.
  *
  * Thread-safety. A kvault_client, transfers and paged stores are thread-safe: any function on
  * them may be called from several threads at once, except their kvault_*_free (kvault_close),
@@ -224,7 +229,9 @@ KVAULT_API void kvault_block_format_init(kvault_block_format* format) KVAULT_NOE
 /* Encodes and decodes blocks of a fixed format with the CPU codecs. Immutable: thread-safe. */
 typedef struct kvault_block_codec kvault_block_codec;
 
-/* INVALID_ARGUMENT for a bad shape, a bad codec spec or one that does not fit the shape. */
+/* INVALID_ARGUMENT for a bad shape (num_layers, kv_heads or head_dim 0 or over 1024, head_dim not
+ * a multiple of 8, block_tokens 0 or over 65536, an object over 4 GiB), a bad codec spec or one
+ * that does not fit the shape. */
 KVAULT_API kvault_status kvault_block_codec_create(const kvault_block_format* format,
                                                    kvault_block_codec** codec) KVAULT_NOEXCEPT;
 KVAULT_API void kvault_block_codec_free(kvault_block_codec* codec) KVAULT_NOEXCEPT;
@@ -351,9 +358,10 @@ typedef struct kvault_lease {
  * `*leading_hits`, one kvault_tier value per key to `tiers` (num_keys bytes; may be NULL), and,
  * when `lease` is not NULL, asks for a lease on the leading hits (lease_ttl_ms, 0 = the daemon's
  * default) and writes it (id 0 when none was granted). A failed lookup is a full miss: it
- * returns why (UNAVAILABLE: daemon unreachable or slow; INVALID_ARGUMENT: too many keys, null
- * pointers, negative ttl or timeout) with 0 hits, every tier NONE and no lease. `keys` may be
- * NULL when num_keys is 0. */
+ * returns why (UNAVAILABLE: daemon unreachable or slow; INVALID_ARGUMENT: more keys than one
+ * request carries under the daemon's limits (its max_keys_per_batch, default 4096), null
+ * pointers, a ttl or timeout negative or over a year) with 0 hits, every tier NONE and no lease.
+ * `keys` may be NULL when num_keys is 0. */
 KVAULT_API kvault_status kvault_lookup_prefix(kvault_client* client, const kvault_key* keys,
                                               size_t num_keys, int64_t lease_ttl_ms,
                                               int64_t timeout_ms, uint32_t* leading_hits,
@@ -366,7 +374,9 @@ KVAULT_API kvault_status kvault_release_lease(kvault_client* client, const kvaul
                                               int64_t timeout_ms) KVAULT_NOEXCEPT;
 
 /* Drops keys from every tier. Writes one status per key to `key_status` (num_keys entries; may
- * be NULL): OK (deleted) or NOT_FOUND (was not there). Returns the request's status. */
+ * be NULL): OK (deleted) or NOT_FOUND (was not there). Returns the request's status:
+ * INVALID_ARGUMENT for more keys than one request carries (as kvault_lookup_prefix) or null
+ * pointers; UNAVAILABLE when the daemon cannot be reached. */
 KVAULT_API kvault_status kvault_delete(kvault_client* client, const kvault_key* keys,
                                        size_t num_keys, int64_t timeout_ms,
                                        kvault_status* key_status) KVAULT_NOEXCEPT;
@@ -407,9 +417,10 @@ typedef struct kvault_load_destination {
  * that write fails the block is absent and a later lookup misses), IO_ERROR, CORRUPTION (the object
  * failed verification or holds another key), RESOURCE_EXHAUSTED (no room), or the request's failure
  * (UNAVAILABLE when the daemon cannot be reached or the timeout passes). Input refused before
- * anything is sent returns its status and no transfer: INVALID_ARGUMENT for null pointers, an
- * empty source, a source outside every registered region or over the daemon's object size
- * limit; UNSUPPORTED without a data plane. The sources are read until the transfer settles. */
+ * anything is sent returns its status and no transfer: INVALID_ARGUMENT for null pointers, a
+ * num_keys over 2^24, an empty source, a source outside every registered region or over the
+ * daemon's object size limit; UNSUPPORTED without a data plane. The sources are read until the
+ * transfer settles. */
 KVAULT_API kvault_status kvault_store(kvault_client* client, const kvault_key* keys,
                                       const kvault_store_source* sources, size_t num_keys,
                                       int64_t timeout_ms,
@@ -545,8 +556,8 @@ typedef struct kvault_paged_sequence {
  * CUDA path only; may be NULL) is where the engine produced the KV. The engine's KV must stay
  * unchanged until kvault_paged_transfer_wait_source_released. On KVAULT_OK `*transfer` is the
  * operation (free with kvault_paged_transfer_free). Input refused before anything starts returns
- * its status and no transfer: INVALID_ARGUMENT for null pointers, no keys, block ids outside the
- * cache or too few for num_tokens. */
+ * its status and no transfer: INVALID_ARGUMENT for null pointers, no keys (or num_keys over
+ * 2^24), block ids outside the cache or too few for num_tokens. */
 KVAULT_API kvault_status kvault_store_paged(kvault_paged_store* store,
                                             const kvault_paged_sequence* sequence, int skip_stored,
                                             void* stream, int64_t timeout_ms,

@@ -220,7 +220,9 @@ class PagedKvStore {
 
   // Loads blocks [0, blocks) of `sequence` (normally LookupPrefix's leading hits, with its lease)
   // into the engine's blocks, layer wave by layer wave. A block that fails is not written, and
-  // neither is any block after it (only a prefix is useful). Input errors as StorePaged.
+  // neither is any block after it (only a prefix is useful). Input errors as StorePaged, and
+  // InvalidArgument for more blocks than the sequence has full blocks with keys (that handle
+  // holds at most keys.size() blocks, whatever `blocks` asked).
   PagedLoadHandle LoadPaged(const Lease& lease, const PagedSequence& sequence, size_t blocks,
                             const PagedLoadOptions& options = {});
 

@@ -77,6 +77,31 @@ TEST(ClientConfig, StagingMayBeOffOrUpToATebibyte) {
   EXPECT_TRUE(c.Validate().ok());
 }
 
+// Every timeout (and the backoff) may be up to a year, kMaxClientTimeout, and no longer: past it
+// the client's deadlines would near the clock's overflow (a huge connect_timeout used to wrap
+// into an instant failure).
+TEST(ClientConfig, TimeoutsMayBeUpToAYearAndNoLonger) {
+  using std::chrono::milliseconds;
+  milliseconds ClientConfig::*const fields[] = {
+      &ClientConfig::connect_timeout, &ClientConfig::request_timeout, &ClientConfig::stall_timeout,
+      &ClientConfig::reconnect_backoff};
+  const char* const names[] = {"connect_timeout", "request_timeout", "stall_timeout",
+                               "reconnect_backoff"};
+  for (size_t i = 0; i < std::size(fields); ++i) {
+    ClientConfig c = Valid();
+    c.*fields[i] = kMaxClientTimeout;
+    EXPECT_TRUE(c.Validate().ok()) << names[i] << ": " << c.Validate().ToString();
+    for (milliseconds over : {kMaxClientTimeout + milliseconds(1), milliseconds(int64_t{1} << 62),
+                              milliseconds::max()}) {
+      c.*fields[i] = over;
+      const Status s = c.Validate();
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << names[i] << " " << over.count();
+      EXPECT_NE(s.message().find(names[i]), std::string::npos) << s.ToString();
+      EXPECT_NE(s.message().find("over a year"), std::string::npos) << s.ToString();
+    }
+  }
+}
+
 TEST(ClientConfig, ZeroStallTimeoutMeansNever) {
   ClientConfig c = Valid();
   c.stall_timeout = std::chrono::milliseconds(0);

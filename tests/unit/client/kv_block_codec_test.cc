@@ -71,6 +71,37 @@ TEST(ClientKvBlockCodec, RefusesBadSpecsAndShapes) {
   EXPECT_FALSE(KvBlockCodec::Create(f).ok());
 }
 
+// Every shape the block format cannot hold is InvalidArgument, as Create documents, also where
+// the format's own checks say OutOfRange (counts past its limits); the largest shape it holds is
+// fine.
+TEST(ClientKvBlockCodec, BadShapesAreInvalidArgumentNamingTheField) {
+  struct Case {
+    void (*edit)(KvBlockFormat&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](KvBlockFormat& f) { f.num_layers = 0; }, "num_layers"},
+      {[](KvBlockFormat& f) { f.num_layers = 1025; }, "num_layers"},
+      {[](KvBlockFormat& f) { f.kv_heads = 0; }, "kv_heads"},
+      {[](KvBlockFormat& f) { f.kv_heads = 1025; }, "kv_heads"},
+      {[](KvBlockFormat& f) { f.head_dim = 12; }, "head_dim"},
+      {[](KvBlockFormat& f) { f.block_tokens = 65537; }, "block_tokens"},
+  };
+  for (const Case& c : cases) {
+    KvBlockFormat f = Format("raw");
+    c.edit(f);
+    const Status s = KvBlockCodec::Create(f).status();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << c.field << ": " << s.ToString();
+    EXPECT_NE(s.message().find(c.field), std::string::npos) << s.ToString();
+  }
+  KvBlockFormat edge = Format("raw");
+  edge.num_layers = 1024;
+  edge.kv_heads = 1024;
+  edge.head_dim = 8;
+  edge.block_tokens = 1;
+  EXPECT_TRUE(KvBlockCodec::Create(edge).ok());
+}
+
 TEST(ClientKvBlockCodec, RawRoundTripIsExactAndChecksKeyAndPosition) {
   Result<KvBlockCodec> codec = KvBlockCodec::Create(Format("raw"));
   ASSERT_TRUE(codec.ok()) << codec.status().ToString();
