@@ -63,6 +63,10 @@ Result<ClientConfig> ParseCommon(const std::vector<std::string>& args, bool* jso
   config.data_plane = false;
   config.tls_ca_file = a.GetOr("tls-ca-file", "");
   config.tls = a.Has("tls") || !config.tls_ca_file.empty();
+  // A CA file that cannot be read is bad input (exit 2), found before connecting.
+  if (!config.tls_ca_file.empty()) {
+    KVAULT_RETURN_IF_ERROR(ReadWholeFile(config.tls_ca_file, 16 << 20).status());
+  }
   KVAULT_ASSIGN_OR_RETURN(uint64_t timeout, a.GetUint("timeout-ms", 2000, 1, 3'600'000));
   config.connect_timeout = config.request_timeout = std::chrono::milliseconds(timeout);
   if (std::optional<std::string> path = a.Get("token-file")) {

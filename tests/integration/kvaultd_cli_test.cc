@@ -86,5 +86,24 @@ TEST_F(KvaultdCliTest, NoDaemonIsOneClearLineAndExitOne) {
   EXPECT_EQ(usage.exit_code, 2);
 }
 
+// A TLS CA file or token file that does not exist is bad input (exit 2), found before connecting;
+// with readable files the same command fails only to reach the daemon (exit 1).
+TEST_F(KvaultdCliTest, AMissingCaOrTokenFileIsBadInput) {
+  const std::string missing = "/nonexistent/kvault-cli-test.pem";
+  for (const char* command : {"status", "stats"}) {
+    SCOPED_TRACE(command);
+    for (const std::string& flag : {std::string("--tls-ca-file"), std::string("--token-file")}) {
+      const BinaryRun bad = Run(std::string(command) + " --server 127.0.0.1:1 --timeout-ms 300 " +
+                                flag + " " + missing);
+      EXPECT_EQ(bad.exit_code, 2) << flag << "\n" << bad.err;
+      EXPECT_NE(bad.err.find(missing), std::string::npos) << flag << "\n" << bad.err;
+      const BinaryRun readable =
+          Run(std::string(command) + " --server 127.0.0.1:1 --timeout-ms 300 " + flag +
+              " /etc/hostname");
+      EXPECT_EQ(readable.exit_code, 1) << flag << "\n" << readable.err;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvault::testing
