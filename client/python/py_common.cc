@@ -192,7 +192,9 @@ Deadline FromNow(double seconds) {
 
 std::optional<Deadline> RequestDeadline(const std::optional<double>& timeout_ms) {
   if (!timeout_ms) return std::nullopt;
-  if (std::isnan(*timeout_ms) || *timeout_ms < 0) Invalid("timeout_ms must be >= 0");
+  // As the C ABI and ClientConfig: a number of milliseconds up to a year (NaN, inf refused);
+  // fractions of a millisecond are kept.
+  (void)ToMilliseconds(*timeout_ms, "timeout_ms");
   return FromNow(*timeout_ms / 1000.0);
 }
 

@@ -292,6 +292,17 @@ def test_lease_ttl_must_be_a_number_of_milliseconds_up_to_a_year(client):
         assert client.lookup([key], lease=True, lease_ttl_ms=ttl, check=True).ok
 
 
+def test_request_timeout_ms_must_be_a_number_of_milliseconds_up_to_a_year(client):
+    """A call's timeout_ms: NaN, infinities, negatives and values over a year are
+    InvalidArgumentError, as in the C ABI (infinity was capped at ten years before); None, fractions
+    and a year are fine."""
+    for timeout in [float("nan"), float("inf"), -1, YEAR_MS + 1, 1e300]:
+        with pytest.raises(kvault.InvalidArgumentError, match="timeout_ms"):
+            client.ping(timeout_ms=timeout)
+    for timeout in [None, 2000.5, YEAR_MS]:
+        assert client.ping(timeout_ms=timeout) > 0
+
+
 def test_load_destination_offset_and_length_must_fit_uint64(client):
     """A (buffer, offset[, length]) destination whose numbers are not ints in [0, 2**64) is an
     InvalidArgumentError naming it, not pybind11's RuntimeError."""
