@@ -142,27 +142,27 @@ std::unique_ptr<PyClient> Connect(const ClientConfig& config) {
 
 // Client(...): builds the ClientConfig and connects.
 std::unique_ptr<PyClient> NewClient(std::string server, std::string tenant, std::string token,
-                                    int64_t connect_timeout_ms, int64_t request_timeout_ms,
-                                    int64_t stall_timeout_ms, int64_t reconnect_backoff_ms,
+                                    py::handle connect_timeout_ms, py::handle request_timeout_ms,
+                                    py::handle stall_timeout_ms, py::handle reconnect_backoff_ms,
                                     bool data_plane, std::string ucx_transports,
                                     std::string client_name, bool tls, std::string tls_ca_file,
                                     std::string tls_server_name,
-                                    uint64_t registered_staging_bytes) {
+                                    py::handle registered_staging_bytes) {
   ClientConfig c;
   c.server = std::move(server);
   c.tenant = std::move(tenant);
   c.token = std::move(token);
-  c.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
-  c.request_timeout = std::chrono::milliseconds(request_timeout_ms);
-  c.stall_timeout = std::chrono::milliseconds(stall_timeout_ms);
-  c.reconnect_backoff = std::chrono::milliseconds(reconnect_backoff_ms);
+  c.connect_timeout = MillisecondsArg(connect_timeout_ms, "connect_timeout_ms");
+  c.request_timeout = MillisecondsArg(request_timeout_ms, "request_timeout_ms");
+  c.stall_timeout = MillisecondsArg(stall_timeout_ms, "stall_timeout_ms");
+  c.reconnect_backoff = MillisecondsArg(reconnect_backoff_ms, "reconnect_backoff_ms");
   c.data_plane = data_plane;
   c.ucx_transports = std::move(ucx_transports);
   c.client_name = std::move(client_name);
   c.tls = tls;
   c.tls_ca_file = std::move(tls_ca_file);
   c.tls_server_name = std::move(tls_server_name);
-  c.registered_staging_bytes = registered_staging_bytes;
+  c.registered_staging_bytes = ToUint64(registered_staging_bytes, "registered_staging_bytes");
   return Connect(c);
 }
 
@@ -185,7 +185,8 @@ PyRegion Register(const PyClient& self, py::handle obj) {
   return r;
 }
 
-PyRegion Allocate(const PyClient& self, size_t nbytes) {
+PyRegion Allocate(const PyClient& self, py::handle nbytes_obj) {
+  const uint64_t nbytes = ToUint64(nbytes_obj, "nbytes");
   std::shared_ptr<Client> c = self.Get();
   std::optional<Result<MemoryRegion>> region;
   {
@@ -384,12 +385,13 @@ void BindClient(py::module_& m) {
                        "refused token. A context manager; close() ends the connection once no "
                        "KvStore or PagedKvStore made from it is left.")
       .def(py::init(&NewClient), py::arg("server"), py::arg("tenant") = "", py::arg("token") = "",
-           py::arg("connect_timeout_ms") = 2000, py::arg("request_timeout_ms") = 5000,
-           py::arg("stall_timeout_ms") = 30000, py::arg("reconnect_backoff_ms") = 1000,
-           py::arg("data_plane") = true, py::arg("ucx_transports") = "",
-           py::arg("client_name") = "kvault-python", py::arg("tls") = false,
-           py::arg("tls_ca_file") = "", py::arg("tls_server_name") = "",
-           py::arg("registered_staging_bytes") = ClientConfig{}.registered_staging_bytes)
+           py::arg("connect_timeout_ms") = py::int_(2000),
+           py::arg("request_timeout_ms") = py::int_(5000),
+           py::arg("stall_timeout_ms") = py::int_(30000),
+           py::arg("reconnect_backoff_ms") = py::int_(1000), py::arg("data_plane") = true,
+           py::arg("ucx_transports") = "", py::arg("client_name") = "kvault-python",
+           py::arg("tls") = false, py::arg("tls_ca_file") = "", py::arg("tls_server_name") = "",
+           py::arg("registered_staging_bytes") = py::int_(ClientConfig{}.registered_staging_bytes))
       .def("close",
            [](PyClient& self) {
              std::shared_ptr<Client> c = std::move(self.client);

@@ -216,6 +216,19 @@ std::chrono::milliseconds ToMilliseconds(double ms, const char* what) {
   return std::chrono::milliseconds(static_cast<int64_t>(ms));
 }
 
+std::chrono::milliseconds MillisecondsArg(py::handle obj, const char* what) {
+  if (!py::isinstance<py::bool_>(obj) &&
+      (py::isinstance<py::int_>(obj) || py::isinstance<py::float_>(obj))) {
+    try {
+      return ToMilliseconds(obj.cast<double>(), what);
+    } catch (const py::cast_error&) {
+      // Refused below, with the argument's name.
+    }
+  }
+  Invalid(std::string(what) + " must be a number of milliseconds, got " +
+          std::string(py::repr(obj)));
+}
+
 // --- integers ---
 
 uint64_t ToUint64(py::handle obj, const std::string& what) {

@@ -84,6 +84,9 @@ Deadline WaitDeadline(const std::optional<double>& timeout_s);
 // (kMaxClientTimeout, the C ABI's bound too), truncated to whole milliseconds. ValueError naming
 // `what` for NaN, an infinity, a negative value or one over a year.
 std::chrono::milliseconds ToMilliseconds(double ms, const char* what);
+// As ToMilliseconds, for an argument that may be any Python object: an int or a float. ValueError
+// naming `what` for anything else (a bool, a string, an int too large for a float).
+std::chrono::milliseconds MillisecondsArg(py::handle obj, const char* what);
 
 // --- integers ---
 

@@ -272,9 +272,14 @@ def test_config_timeouts_over_a_year_are_refused(daemon):
     """ClientConfig bounds every timeout by a year (as the C ABI does): past it a deadline used to
     overflow into an instant failure."""
     for field, value in [("connect_timeout", 2**62), ("request_timeout", 2**60),
-                         ("stall_timeout", YEAR_MS + 1), ("reconnect_backoff", 2**63 - 1)]:
-        with pytest.raises(kvault.InvalidArgumentError, match=f"{field} .*over a year"):
+                         ("stall_timeout", YEAR_MS + 1), ("reconnect_backoff", 2**63 - 1),
+                         ("connect_timeout", float("nan")), ("request_timeout", -1),
+                         ("stall_timeout", 2**64), ("reconnect_backoff", float("inf"))]:
+        with pytest.raises(kvault.InvalidArgumentError, match=f"{field}_ms must be a number"):
             kvault.Client(daemon.server, **{f"{field}_ms": value})
+    for value in [True, "1000", None]:
+        with pytest.raises(kvault.InvalidArgumentError, match="connect_timeout_ms must be a number"):
+            kvault.Client(daemon.server, connect_timeout_ms=value)
     # Positive control: a year each is accepted, and the client works.
     with kvault.Client(daemon.server, connect_timeout_ms=YEAR_MS, request_timeout_ms=YEAR_MS,
                        stall_timeout_ms=YEAR_MS, reconnect_backoff_ms=YEAR_MS) as c:
@@ -290,6 +295,18 @@ def test_lease_ttl_must_be_a_number_of_milliseconds_up_to_a_year(client):
             client.lookup([key], lease=True, lease_ttl_ms=ttl)
     for ttl in [0, 1000, 1500.5, YEAR_MS]:
         assert client.lookup([key], lease=True, lease_ttl_ms=ttl, check=True).ok
+
+
+def test_sizes_must_be_ints_in_range(daemon, client):
+    """allocate(nbytes) and registered_staging_bytes take ints in [0, 2**64): anything else is an
+    InvalidArgumentError naming the argument, not pybind11's TypeError."""
+    for nbytes in [-1, 2**64, 1.5, "4096", True]:
+        with pytest.raises(kvault.InvalidArgumentError, match="nbytes must be an int"):
+            client.allocate(nbytes)
+    assert client.allocate(4096).nbytes == 4096  # positive control
+    for staging in [-1, 2**64, 0.5]:
+        with pytest.raises(kvault.InvalidArgumentError, match="registered_staging_bytes must be"):
+            kvault.Client(daemon.server, registered_staging_bytes=staging)
 
 
 def test_request_timeout_ms_must_be_a_number_of_milliseconds_up_to_a_year(client):
