@@ -371,8 +371,9 @@ int RunTraceBench(const std::vector<std::string>& args) {
   }
   Result<Config> config = ParseConfig(args);
   if (!config.ok()) {
-    std::fprintf(stderr, "kvault-bench trace: %s (try --help)\n",
-                 config.status().message().c_str());
+    const std::string& message = config.status().message();
+    std::fprintf(stderr, "kvault-bench trace: %s%s\n", message.c_str(),
+                 message.find("--help") == std::string::npos ? " (try --help)" : "");
     return 2;
   }
   return Run(*config);

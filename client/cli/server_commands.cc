@@ -33,8 +33,13 @@ constexpr const char* kStatsUsage =
     "Exit codes: 0 ok, 1 the daemon is unreachable, silent or refuses, 2 bad usage.\n";
 
 int Usage(const char* command, const Status& s) {
-  std::fprintf(stderr, "kvault %s: %s (try kvault %s --help)\n", command, s.message().c_str(),
-               command);
+  // One pointer to --help, unless the message carries its own.
+  if (s.message().find("--help") != std::string::npos) {
+    std::fprintf(stderr, "kvault %s: %s\n", command, s.message().c_str());
+  } else {
+    std::fprintf(stderr, "kvault %s: %s (try kvault %s --help)\n", command, s.message().c_str(),
+                 command);
+  }
   return kExitUsage;
 }
 

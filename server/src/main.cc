@@ -40,8 +40,11 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   kvault::Result<DaemonInvocation> invocation = LoadDaemonConfig(args);
   if (!invocation.ok()) {
-    std::fprintf(stderr, "kvaultd: %s\n(kvaultd --help lists every option)\n",
-                 invocation.status().ToString().c_str());
+    // One pointer to --help, unless the message carries its own.
+    const std::string message = invocation.status().ToString();
+    std::fprintf(
+        stderr, "kvaultd: %s\n%s", message.c_str(),
+        message.find("--help") == std::string::npos ? "(kvaultd --help lists every option)\n" : "");
     return 2;
   }
   if (invocation->action == DaemonAction::kHelp) {

@@ -407,7 +407,9 @@ int Run(int argc, char** argv) {
       {"no-fio"});
   Result<Options> parsed = cli.ok() ? ParseOptions(*cli) : Result<Options>(cli.status());
   if (!parsed.ok()) {
-    std::fprintf(stderr, "nvme_tuning: %s (try --help)\n", parsed.status().message().c_str());
+    const std::string& message = parsed.status().message();
+    std::fprintf(stderr, "nvme_tuning: %s%s\n", message.c_str(),
+                 message.find("--help") == std::string::npos ? " (try --help)" : "");
     return 2;
   }
   const Options& o = *parsed;
