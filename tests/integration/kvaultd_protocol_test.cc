@@ -41,6 +41,14 @@ TEST_F(KvaultdProtocolTest, HelpDocumentsOptionsAndBadFlagsExitTwo) {
   BinaryRun bad = Run("--no-such-flag 1");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("no-such-flag"), std::string::npos) << bad.err;
+  // One pointer to --help, whether the message carries it or not.
+  for (const char* args : {"--no-such-flag 1", "--control-port 99999"}) {
+    const BinaryRun r = Run(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    const size_t first = r.err.find("--help");
+    EXPECT_NE(first, std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.err.find("--help", first + 1), std::string::npos) << args << ": " << r.err;
+  }
 }
 
 TEST_F(KvaultdProtocolTest, StartsOnLoopbackWithDefaultsAndStopsOnSigterm) {
