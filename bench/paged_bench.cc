@@ -10,6 +10,7 @@
 #include "compare_bench.h"
 #include "flag_checks.h"
 #include "kvault/common/cli_args.h"
+#include "kvault/kernels/cuda_codec.h"
 #include "kvault/kv_store.h"
 #include "kvaultd_process.h"
 #include "mode_args.h"
@@ -35,7 +36,8 @@ Usage: kvault-bench paged [--memory host|cuda] [--server HOST:PORT] [--gpu-tier-
                           [--kvaultd PATH] [--json FILE] [--keep]
 
   --memory KIND        where the engine cache lives: host (default; the CPU codecs) or cuda
-                       (device memory of GPU 0: the CUDA kernels, page-locked staging).
+                       (device memory of GPU 0: the CUDA kernels, page-locked staging;
+                       exit 2 at once when no CUDA device is usable).
   --server HOST:PORT   use this daemon; default: start kvaultd from this binary's directory
                        (ports 0, scratch data directory, no nvme tier, a host tier that holds
                        the run) and stop it at the end.
@@ -338,6 +340,11 @@ int RunPagedBench(const std::vector<std::string>& args) {
   std::optional<Config> parsed;
   if (std::optional<int> done = StartMode("paged", kUsage, args, ParseConfig, parsed)) return *done;
   const Config& c = *parsed;
+  // As `codec --device cuda`: refused before any daemon starts.
+  if (c.memory == MemoryKind::kCuda && !kernels::CudaAvailable()) {
+    return Fail(2, Status::Unavailable("--memory cuda: no usable CUDA device in this build or "
+                                       "machine"));
+  }
   Result<ScratchDir> scratch = ScratchDir::Create("kvault-bench-paged");
   if (!scratch.ok()) return Fail(1, scratch.status());
   scratch->set_keep(c.keep);

@@ -124,6 +124,14 @@ TEST_F(KvaultBenchPagedTest, RefusesBadInputWithExitCodeTwo) {
     EXPECT_EQ(r.err.find("--transports"), std::string::npos) << args << "\n" << r.err;
     EXPECT_EQ(r.err.find("4 GiB"), std::string::npos) << args << "\n" << r.err;
   }
+  // Without a GPU, --memory cuda is refused before any daemon starts (as codec --device cuda).
+  if (!fs::exists("/dev/nvidiactl")) {
+    BinaryRun cuda =
+        Run("paged --memory cuda --codecs raw --layers 2 --block-tokens 64 --blocks 2");
+    EXPECT_EQ(cuda.exit_code, 2) << cuda.out << cuda.err;
+    EXPECT_NE(cuda.err.find("--memory cuda: no usable CUDA device"), std::string::npos) << cuda.err;
+    EXPECT_EQ(cuda.out.find("kvaultd"), std::string::npos) << "a daemon was started: " << cuda.out;
+  }
   // A staging buffer smaller than one object is refused while parsing, before a daemon starts.
   BinaryRun r =
       Run("paged --codecs raw --layers 2 --block-tokens 64 --blocks 2 "
