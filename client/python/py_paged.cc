@@ -42,7 +42,12 @@ void* ToPointer(py::handle obj, MemoryKind memory, const std::string& what) {
   if (py::hasattr(obj, "data_ptr")) {
     value = obj.attr("data_ptr")();
   } else if (py::hasattr(obj, "__cuda_array_interface__")) {
-    value = obj.attr("__cuda_array_interface__")["data"].cast<py::tuple>()[0];
+    // {"data": (pointer, read_only), ...}; anything else falls through to the refusal below.
+    const py::object interface = obj.attr("__cuda_array_interface__");
+    if (py::isinstance<py::dict>(interface) && interface.contains("data")) {
+      const py::object data = interface["data"];
+      if (py::isinstance<py::tuple>(data) && py::len(data) >= 1) value = data[py::int_(0)];
+    }
   }
   if (!py::isinstance<py::int_>(value) || py::isinstance<py::bool_>(value)) {
     if (memory == MemoryKind::kHost) {

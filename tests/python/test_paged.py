@@ -188,6 +188,17 @@ def test_pointer_errors_name_what_the_memory_kind_accepts():
             make("cuda", [address] * LAYERS)
     assert make("host", host) is not None  # positive control
 
+    # A malformed __cuda_array_interface__ is refused with the same error, not pybind11's
+    # RuntimeError; a well-formed one gives its pointer (the cache is only described here).
+    class Interface:
+        def __init__(self, interface):
+            self.__cuda_array_interface__ = interface
+
+    for bad in [None, [], {}, {"data": None}, {"data": ()}, {"data": [1]}, {"data": ("x", False)}]:
+        with pytest.raises(kvault.InvalidArgumentError, match="must be device memory"):
+            make("cuda", [Interface(bad)] * LAYERS)
+    assert make("cuda", [Interface({"data": (4096, False)})] * LAYERS) is not None
+
 
 def test_load_of_a_miss(client, ns):
     keys = kvault.chain_keys(ns, list(range(5000, 5000 + TOKENS)), BLOCK)
