@@ -3,6 +3,7 @@
 #include <span>
 
 #include "internal.h"
+#include "kvault/common/block_format.h"
 #include "kvault/paged_kv.h"
 #include "transfer_calls.h"
 
@@ -49,6 +50,8 @@ Result<PagedKvOptions> ToPagedOptions(const char* fn, const kvault_paged_options
                                    std::to_string(layout));
   }
   if (c.tensors == nullptr || c.num_tensors == 0) return Null(fn, "options->cache.tensors");
+  // One tensor, or one per layer: never more than the block format's layers.
+  KVAULT_RETURN_IF_ERROR(CheckCount(fn, "options->cache.num_tensors", c.num_tensors, kMaxLayers));
   if (o.codec == nullptr) return Null(fn, "options->codec");
   PagedKvOptions out;
   out.cache.memory = static_cast<MemoryKind>(memory);

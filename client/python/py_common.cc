@@ -188,6 +188,16 @@ Deadline FromNow(double seconds) {
                             std::chrono::duration<double>(std::min(seconds, kLongestSeconds)));
 }
 
+// `obj` as an int through __index__ (ints, numpy integers); nullopt for anything else.
+std::optional<py::int_> AsIndex(py::handle obj) {
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (index == nullptr) {
+    PyErr_Clear();
+    return std::nullopt;
+  }
+  return py::reinterpret_steal<py::int_>(index);
+}
+
 }  // namespace
 
 std::optional<Deadline> RequestDeadline(const std::optional<double>& timeout_ms) {
@@ -217,12 +227,12 @@ std::chrono::milliseconds ToMilliseconds(double ms, const char* what) {
 }
 
 std::chrono::milliseconds MillisecondsArg(py::handle obj, const char* what) {
-  if (!py::isinstance<py::bool_>(obj) &&
-      (py::isinstance<py::int_>(obj) || py::isinstance<py::float_>(obj))) {
+  if (!py::isinstance<py::bool_>(obj)) {
     try {
-      return ToMilliseconds(obj.cast<double>(), what);
+      if (py::isinstance<py::float_>(obj)) return ToMilliseconds(obj.cast<double>(), what);
+      if (std::optional<py::int_> i = AsIndex(obj)) return ToMilliseconds(i->cast<double>(), what);
     } catch (const py::cast_error&) {
-      // Refused below, with the argument's name.
+      // An int too large for a double: refused below, with the argument's name.
     }
   }
   Invalid(std::string(what) + " must be a number of milliseconds, got " +
@@ -232,12 +242,13 @@ std::chrono::milliseconds MillisecondsArg(py::handle obj, const char* what) {
 // --- integers ---
 
 uint64_t ToUint64(py::handle obj, const std::string& what) {
-  // pybind11 takes ints and integer-like objects (numpy integers, __index__), never floats.
+  // Ints and integer-like objects (numpy integers: __index__), never floats, Decimals or bools
+  // (whose __int__ would truncate or pass them).
   if (!py::isinstance<py::bool_>(obj)) {
     try {
-      return obj.cast<uint64_t>();
+      if (std::optional<py::int_> i = AsIndex(obj)) return i->cast<uint64_t>();
     } catch (const py::cast_error&) {
-      // Refused below, with the argument's name.
+      // Negative or too large: refused below, with the argument's name.
     }
   }
   Invalid(what + " must be an int in [0, 2**64), got " + std::string(py::repr(obj)));

@@ -58,8 +58,9 @@ static void gather(const cache* c, const int32_t* block_ids, uint16_t* out) {
   }
 }
 
-static kvault_paged_store* make_store(kvault_client* client, cache* c, const char* codec,
-                                      const kvault_key* ns) {
+/* Options for a store of `c` with `codec`; `tensors` (kLayers entries) receives the layers. */
+static kvault_paged_options options_of(cache* c, const char* codec, const kvault_key* ns,
+                                       void** tensors) {
   kvault_paged_options o;
   kvault_paged_options_init(&o);
   o.cache.memory = KVAULT_MEMORY_HOST;
@@ -70,7 +71,6 @@ static kvault_paged_store* make_store(kvault_client* client, cache* c, const cha
   o.cache.head_dim = kDim;
   o.cache.engine_block_tokens = kEngineBlockTokens;
   o.cache.engine_num_blocks = kEngineBlocks;
-  void* tensors[kLayers];
   for (int l = 0; l < kLayers; ++l) tensors[l] = c->layers[l];
   o.cache.tensors = tensors;
   o.cache.num_tensors = kLayers;
@@ -78,6 +78,13 @@ static kvault_paged_store* make_store(kvault_client* client, cache* c, const cha
   o.codec = codec;
   o.ns_digest = *ns;
   o.staging_bytes = 1u << 20;
+  return o;
+}
+
+static kvault_paged_store* make_store(kvault_client* client, cache* c, const char* codec,
+                                      const kvault_key* ns) {
+  void* tensors[kLayers];
+  const kvault_paged_options o = options_of(c, codec, ns, tensors);
   kvault_paged_store* store = NULL;
   REQUIRE_STATUS(kvault_paged_store_create(client, &o, &store), KVAULT_OK);
   return store;
@@ -198,6 +205,16 @@ void c_test_paged(kvault_client* client) {
   kvault_paged_store* none = NULL;
   CHECK_STATUS(kvault_paged_store_create(client, &o, &none), KVAULT_INVALID_ARGUMENT);
   CHECK(none == NULL);
+  /* More tensors than a cache can have layers: refused before the array is read past its end. */
+  void* tensors[kLayers];
+  o = options_of(&source, "raw", &ns, tensors);
+  o.cache.num_tensors = (size_t)1 << 20;
+  CHECK_STATUS(kvault_paged_store_create(client, &o, &none), KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "options->cache.num_tensors") != NULL);
+  CHECK(none == NULL);
+  o.cache.num_tensors = kLayers; /* positive control */
+  CHECK_STATUS(kvault_paged_store_create(client, &o, &none), KVAULT_OK);
+  kvault_paged_store_free(none);
   kvault_paged_store_free(store);
   kvault_paged_store_free(loader);
 

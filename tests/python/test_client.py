@@ -1,6 +1,7 @@
 """kvault.Client against a real kvaultd: connecting, errors, sealed objects through store,
 lookup and load, handles, leases, delete, stats."""
 
+import decimal
 import socket
 import time
 
@@ -304,9 +305,14 @@ def test_sizes_must_be_ints_in_range(daemon, client):
         with pytest.raises(kvault.InvalidArgumentError, match="nbytes must be an int"):
             client.allocate(nbytes)
     assert client.allocate(4096).nbytes == 4096  # positive control
-    for staging in [-1, 2**64, 0.5]:
+    for staging in [-1, 2**64, 0.5, decimal.Decimal("1.5"), np.float32(2.0)]:
         with pytest.raises(kvault.InvalidArgumentError, match="registered_staging_bytes must be"):
             kvault.Client(daemon.server, registered_staging_bytes=staging)
+    # Integer-like objects (numpy integers) pass where ints do.
+    assert client.allocate(np.uint32(4096)).nbytes == 4096
+    with kvault.Client(daemon.server, connect_timeout_ms=np.int64(2000),
+                       registered_staging_bytes=np.int64(1 << 20)) as c:
+        assert c.ping() > 0
 
 
 def test_request_timeout_ms_must_be_a_number_of_milliseconds_up_to_a_year(client):

@@ -360,8 +360,9 @@ typedef struct kvault_lease {
  * default) and writes it (id 0 when none was granted). A failed lookup is a full miss: it
  * returns why (UNAVAILABLE: daemon unreachable or slow; INVALID_ARGUMENT: more keys than one
  * request carries under the daemon's limits (its max_keys_per_batch, default 4096), null
- * pointers, a ttl or timeout negative or over a year) with 0 hits, every tier NONE and no lease.
- * `keys` may be NULL when num_keys is 0. */
+ * pointers, a ttl or timeout negative or over a year) with 0 hits, every tier NONE and no lease,
+ * except that `tiers` is left untouched when num_keys is over 2^20 (the protocol's ceiling for one
+ * request: no such array is trusted). `keys` may be NULL when num_keys is 0. */
 KVAULT_API kvault_status kvault_lookup_prefix(kvault_client* client, const kvault_key* keys,
                                               size_t num_keys, int64_t lease_ttl_ms,
                                               int64_t timeout_ms, uint32_t* leading_hits,

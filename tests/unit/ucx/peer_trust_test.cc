@@ -10,14 +10,14 @@ namespace {
 
 TEST(PeerTrustTest, ListsWithASharedMemoryOrCmaTransportReachLocalPeers) {
   for (const char* tls : {"", "all", "sm", "shm", "mm", "posix", "sysv", "cma", "tcp,cma",
-                          "posix,cma", "tcp,shm", "^tcp", "^shm", "^posix,sysv"}) {
+                          "posix,cma", "tcp,shm", "^tcp", "^mm", "^posix,sysv"}) {
     EXPECT_TRUE(ReachesLocalPeersThroughSharedMemory(tls)) << "'" << tls << "'";
   }
 }
 
 TEST(PeerTrustTest, ListsWithoutThemDoNot) {
-  for (const char* tls : {"tcp", "tcp,self", "rc,ud", "^sm", "^all", "^posix,sysv,cma,xpmem,knem",
-                          "^shm,cma,knem"}) {
+  for (const char* tls : {"tcp", "tcp,self", "rc,ud", "^sm", "^shm", "^all",
+                          "^posix,sysv,cma,xpmem,knem", "^mm,cma,knem"}) {
     EXPECT_FALSE(ReachesLocalPeersThroughSharedMemory(tls)) << "'" << tls << "'";
   }
 }

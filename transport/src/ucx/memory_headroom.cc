@@ -71,12 +71,21 @@ std::optional<uint64_t> MemoryHeadroomBytes() {
   if (const std::optional<std::string> meminfo = ReadProcFile("/proc/meminfo")) {
     take(MemAvailableBytes(*meminfo));
   }
+  // A limit on any cgroup above this one (a systemd slice, a pod) binds too.
+  const auto up_from = [&](std::string path, const std::string& root, const char* max_file,
+                           const char* current_file) {
+    while (true) {
+      take(CgroupHeadroomAt(root + path, max_file, current_file));
+      const size_t slash = path.rfind('/');
+      if (slash == std::string::npos || path.size() <= 1) break;
+      path.resize(slash == 0 ? 1 : slash);
+    }
+  };
   if (const std::optional<std::string> v2 = CgroupPath("")) {
-    take(CgroupHeadroomAt("/sys/fs/cgroup" + *v2, "memory.max", "memory.current"));
+    up_from(*v2, "/sys/fs/cgroup", "memory.max", "memory.current");
   }
   if (const std::optional<std::string> v1 = CgroupPath("memory")) {
-    take(CgroupHeadroomAt("/sys/fs/cgroup/memory" + *v1, "memory.limit_in_bytes",
-                          "memory.usage_in_bytes"));
+    up_from(*v1, "/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes");
   }
   return headroom;
 }

@@ -1,8 +1,9 @@
 #pragma once
 // How much memory this process can still take without being killed for it: the machine's
-// MemAvailable, and, under a cgroup memory limit (v2 memory.max, or v1 memory.limit_in_bytes),
-// what the limit leaves. UCX fills a shared
-// segment as it allocates it, so an allocation beyond this ends with the OOM killer (and a
+// MemAvailable, and, under cgroup memory limits (v2 memory.max, or v1 memory.limit_in_bytes) of
+// its cgroup or any above it, what the tightest leaves. (A v1 hierarchy mounted elsewhere than
+// /sys/fs/cgroup/memory, or a container without a cgroup namespace, is not read.) UCX fills a
+// shared segment as it allocates it, so an allocation beyond this ends with the OOM killer (and a
 // segment file left behind in /dev/shm), not with an error: UcxMemory::Allocate checks first.
 // Pure functions over /proc and /sys; thread-safe.
 

@@ -12,8 +12,10 @@ namespace {
 constexpr std::array<std::string_view, 5> kLocal = {"posix", "sysv", "xpmem", "knem", "cma"};
 
 std::vector<std::string_view> Expand(std::string_view name) {
-  if (name == "all" || name == "sm") return {kLocal.begin(), kLocal.end()};
-  if (name == "shm" || name == "mm") return {"posix", "sysv", "xpmem"};
+  // UCX's aliases: sm and shm are every shared-memory transport (cma and knem included), mm the
+  // memory-mapping ones.
+  if (name == "all" || name == "sm" || name == "shm") return {kLocal.begin(), kLocal.end()};
+  if (name == "mm") return {"posix", "sysv", "xpmem"};
   if (std::find(kLocal.begin(), kLocal.end(), name) != kLocal.end()) return {name};
   return {};
 }
