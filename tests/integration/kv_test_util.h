@@ -1,11 +1,15 @@
 #pragma once
 // For the tests that store KV in a real kvaultd (tests/integration, tests/gpu): a client of it,
-// the digest of an f16 namespace of a test model, and synthetic objects stored under keys.
+// the digest of an f16 namespace of a test model, synthetic objects stored under keys, and
+// memory of the test's own to register.
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,6 +23,25 @@
 #include "kvault/common/synthetic_block.h"
 
 namespace kvault::testing {
+
+// Page-aligned memory of the test, as an engine's own buffer would be (for RegisterMemory),
+// filled with 0xEE. Owns it; not copyable.
+struct OwnMemory {
+  explicit OwnMemory(size_t bytes) : size(bytes) {
+    data = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
+    std::memset(data, 0xEE, bytes);
+  }
+  ~OwnMemory() { std::free(data); }
+  OwnMemory(const OwnMemory&) = delete;
+  OwnMemory& operator=(const OwnMemory&) = delete;
+  std::span<uint8_t> at(size_t offset, size_t n) const { return {data + offset, n}; }
+  // True when every byte is `value`.
+  bool All(uint8_t value) const {
+    return std::all_of(data, data + size, [&](uint8_t b) { return b == value; });
+  }
+  uint8_t* data;
+  size_t size;
+};
 
 // NamespaceDigest of the f16 namespace of `model` with the given shape. A digest that fails
 // fails the test and gives the zero key.

@@ -16,6 +16,7 @@
 
 #include "binary_run.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
 #include "kvault/client.h"
 #include "kvault/common/synthetic_block.h"
 
@@ -32,18 +33,6 @@ BlockKey KeyOf(uint32_t n) {
   k[2] = 0x5E;
   return k;
 }
-
-// Page-aligned memory of the test, as an engine's own buffer would be.
-struct OwnMemory {
-  explicit OwnMemory(size_t bytes) : size(bytes) {
-    data = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
-    std::memset(data, 0xEE, bytes);
-  }
-  ~OwnMemory() { std::free(data); }
-  std::span<uint8_t> at(size_t offset, size_t n) const { return {data + offset, n}; }
-  uint8_t* data;
-  size_t size;
-};
 
 bool AllBytesAre(std::span<const uint8_t> bytes, uint8_t value) {
   for (uint8_t b : bytes) {

@@ -37,21 +37,6 @@ BlockKey KeyOf(uint32_t n) {
   return k;
 }
 
-// Page-aligned memory of the test, as an engine's own buffer would be.
-struct OwnMemory {
-  explicit OwnMemory(size_t bytes) : size(bytes) {
-    data = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
-    std::memset(data, 0xEE, bytes);
-  }
-  ~OwnMemory() { std::free(data); }
-  std::span<uint8_t> at(size_t offset, size_t n) const { return {data + offset, n}; }
-  bool All(uint8_t value) const {
-    return std::all_of(data, data + size, [&](uint8_t b) { return b == value; });
-  }
-  uint8_t* data;
-  size_t size;
-};
-
 class KvaultdStagedSettleTest : public BinaryTest {
  protected:
   KvaultdStagedSettleTest() : BinaryTest("kvaultd") {}
