@@ -275,7 +275,7 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
   state->ExpectParts(parts->size());
   for (Part& part : *parts) {
     std::optional<StagedSources> staged;
-    if (part.region->staged) {
+    if (part.region->staged && link->data_plane != transport::DataPlane::kProcessMemory) {
       staged = StageSources(core_->staging(), sources, part.indices);
       core_->staging().CountRequest(staged.has_value());
     }
@@ -358,7 +358,7 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
   state->ExpectParts(parts->size());
   for (Part& part : *parts) {
     std::shared_ptr<const StagedLoad> staged;
-    if (part.region->staged) {
+    if (part.region->staged && link->data_plane != transport::DataPlane::kProcessMemory) {
       std::optional<StagedLoad> made =
           StagedLoad::Make(core_->staging(), destinations, part.indices);
       core_->staging().CountRequest(made.has_value());

@@ -2,6 +2,8 @@
 
 #include "client_core.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -85,13 +87,17 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   if (agent_) {
     hello.worker_address = agent_->worker_address();
     agent_->ForgetWorkerProofs();  // one that came too late for an earlier handshake is stale
+    // A daemon on this host may copy block bytes straight from and to this process
+    // (docs/protocol.md, handshake); it checks that this process holds the connection.
+    hello.client_pid = static_cast<uint32_t>(getpid());
   }
   Result<transport::Message> hello_reply = conn->CallSync(hello, deadline);
   if (!hello_reply.ok()) return fail(hello_reply.status(), "hello");
   const auto& hr = std::get<transport::HelloReply>(*hello_reply);
   if (hr.server_version != transport::kProtocolVersion) {
     return fail(Status::Unsupported("the daemon speaks protocol version " +
-                                    std::to_string(hr.server_version) + ", this client 1"),
+                                    std::to_string(hr.server_version) + ", this client " +
+                                    std::to_string(transport::kProtocolVersion)),
                 "hello");
   }
   conn->SetLimits(hr.limits);
@@ -103,7 +109,7 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   if (!auth_reply.ok()) return fail(auth_reply.status(), "auth");
   const auto& ar = std::get<transport::AuthReply>(*auth_reply);
   if (ar.status != transport::WireStatus::kOk) return fail(ar.ToStatus(), "auth");
-  if (agent_) {
+  if (agent_ && ar.data_plane == transport::DataPlane::kUcx) {
     // The daemon sent a token to the worker this Hello announced; returning it shows the worker
     // is this client's (transport/ucx/worker_proof.h). No block data moves before.
     Result<std::array<uint8_t, 32>> token = agent_->AwaitWorkerProof(ar.session_id, deadline);
@@ -113,7 +119,7 @@ Result<Link> ClientCore::Open(Deadline deadline) {
     const auto& pr = std::get<transport::ProveWorkerReply>(*proven);
     if (pr.status != transport::WireStatus::kOk) return fail(pr.ToStatus(), "worker proof");
   }
-  return Link{std::move(conn), ar.session_id};
+  return Link{std::move(conn), ar.session_id, ar.data_plane};
 }
 
 Result<Link> ClientCore::Acquire(Deadline deadline) {

@@ -85,6 +85,9 @@ struct RegionRecord {
 struct Link {
   std::shared_ptr<Connection> conn;
   uint64_t session = 0;
+  // How the daemon moves this session's block bytes: kProcessMemory copies straight from and to
+  // any memory of this process (staging is then useless), kUcx through registered memory.
+  transport::DataPlane data_plane = transport::DataPlane::kNone;
 };
 
 class ClientCore {

@@ -138,9 +138,11 @@ class RawConnection {
   // With `worker` (whose address was announced, and which no other thread progresses), then
   // proves it: progresses it until the daemon's token arrives and returns it in ProveWorker
   // (request id 2). Without, the data plane stays unproven (ProveWorker below).
+  // `client_pid` goes into the Hello (0: no process-memory data plane offered); the AuthReply's
+  // data_plane is kept (data_plane()).
   bool Login(const std::string& tenant = "", const std::string& token = "",
              const std::vector<uint8_t>& worker_address = {},
-             transport::UcxWorker* worker = nullptr) {
+             transport::UcxWorker* worker = nullptr, uint32_t client_pid = 0) {
     std::unique_ptr<transport::WorkerProofMailbox> mailbox;
     if (worker != nullptr) {
       Result<std::unique_ptr<transport::WorkerProofMailbox>> attached =
@@ -151,6 +153,7 @@ class RawConnection {
     transport::Hello hello;
     hello.tenant = tenant;
     hello.worker_address = worker_address;
+    hello.client_pid = client_pid;
     if (!SendMessage(hello, 1)) return false;
     auto reply = ReadMessage();
     if (!reply || !std::holds_alternative<transport::HelloReply>(reply->first)) return false;
@@ -164,6 +167,7 @@ class RawConnection {
     const transport::AuthReply& ok = std::get<transport::AuthReply>(reply->first);
     if (ok.status != transport::WireStatus::kOk) return false;
     session_id_ = ok.session_id;
+    data_plane_ = ok.data_plane;
     if (worker == nullptr) return true;
     std::optional<std::array<uint8_t, 32>> sent;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -175,6 +179,8 @@ class RawConnection {
 
   // The session id of the last successful Auth; 0 before.
   uint64_t session_id() const { return session_id_; }
+  // The data plane the last successful Auth gave the session.
+  transport::DataPlane data_plane() const { return data_plane_; }
 
   // Sends ProveWorker with `token` (request id 2); the reply's status, kInternal when none came.
   transport::WireStatus ProveWorker(const std::array<uint8_t, 32>& token) {
@@ -197,6 +203,7 @@ class RawConnection {
  private:
   int fd_ = -1;
   uint64_t session_id_ = 0;
+  transport::DataPlane data_plane_ = transport::DataPlane::kNone;
 };
 
 // An HTTP GET against the daemon's http port: the whole response (status line, headers, body).

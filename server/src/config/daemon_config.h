@@ -115,11 +115,22 @@ struct LimitsConfig {
 
 struct UcxConfig {
   // [ucx.transports] UCX transports of the data plane (the UCX_TLS syntax: "shm,tcp", "rc,sm");
-  // empty = UCX's own choice. Default empty.
+  // empty = UCX's own choice, or "^shm" with a tenants file and data_plane.process_memory auto
+  // (ChooseDataPlanes). Default empty.
   std::string transports;
   // [ucx.workers] UCX workers, each driven by its own progress thread; clients are spread over
   // them as they connect. Default 2.
   uint32_t workers = 2;
+};
+
+struct DataPlaneConfig {
+  // [data_plane.process_memory] auto, on or off. On: copy the block bytes of clients on this
+  // host straight from and to their own memory (process_vm_readv/writev with the client user's
+  // rights) once the client process is shown to hold its control connection; other clients use
+  // UCX. Auto: on when auth.tenants_file is set, and UCX then leaves out its shared-memory
+  // transports unless ucx.transports names them (transport/README.md, "Process memory").
+  // Default auto.
+  std::string process_memory = "auto";
 };
 
 struct DaemonConfig {
@@ -150,6 +161,7 @@ struct DaemonConfig {
   TlsConfig tls;
   LimitsConfig limits;
   UcxConfig ucx;
+  DataPlaneConfig data_plane;
 };
 
 // Cross-field and file checks that single values cannot express: TLS files both or neither and

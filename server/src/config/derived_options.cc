@@ -27,4 +27,14 @@ transport::ProtocolLimits ProtocolLimitsFor(const DaemonConfig& config) {
   return out;
 }
 
+DataPlaneChoice ChooseDataPlanes(const DaemonConfig& config) {
+  DataPlaneChoice choice;
+  const std::string& mode = config.data_plane.process_memory;
+  const bool automatic = mode == "auto" && !config.auth.tenants_file.empty();
+  choice.process_memory = mode == "on" || automatic;
+  choice.ucx_transports = config.ucx.transports;
+  if (automatic && choice.ucx_transports.empty()) choice.ucx_transports = "^shm";
+  return choice;
+}
+
 }  // namespace kvault::server

@@ -2,6 +2,8 @@
 // The options of other modules, derived from DaemonConfig in one place so that the daemon's
 // wiring never re-types a mapping. Pure functions; thread-safe.
 
+#include <string>
+
 #include "config/daemon_config.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/transport/protocol_limits.h"
@@ -16,5 +18,16 @@ storage::BlockStoreOptions StoreOptionsFor(const DaemonConfig& config);
 // protocol limits keep their defaults. Valid (ProtocolLimits::Validate) for every config that
 // passes the option table's bounds.
 transport::ProtocolLimits ProtocolLimitsFor(const DaemonConfig& config);
+
+// Which data planes the daemon runs (data_plane.process_memory, ucx.transports, auth).
+struct DataPlaneChoice {
+  bool process_memory = false;  // a ProcessDataMover for clients on this host
+  std::string ucx_transports;   // what the UCX context is given (UCX_TLS syntax)
+};
+// process_memory: "on", or "auto" with a tenants file. ucx_transports: ucx.transports as set;
+// when it is empty and "auto" turned process memory on, "^shm" (every transport but shared
+// memory and CMA: with tenants, clients on this host move data through process memory, and no
+// one reaches UCX's trusting shared-memory lanes).
+DataPlaneChoice ChooseDataPlanes(const DaemonConfig& config);
 
 }  // namespace kvault::server

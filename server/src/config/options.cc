@@ -214,7 +214,8 @@ std::vector<OptionDescriptor> BuildOptions() {
           "ucx.transports", OptionType::kString,
           +[](DaemonConfig& c) -> std::string& { return c.ucx.transports; },
           "UCX transports of the data plane in UCX_TLS syntax (e.g. \"shm,tcp\"; the whole "
-          "list optionally negated by one leading ^, e.g. \"^tcp\"); empty = UCX's default."),
+          "list optionally negated by one leading ^, e.g. \"^tcp\"); empty = UCX's default, "
+          "or ^shm with a tenants file and data_plane.process_memory auto."),
       Option(
           "ucx.workers", OptionType::kCount,
           +[](DaemonConfig& c) -> uint32_t& { return c.ucx.workers; },
@@ -222,6 +223,14 @@ std::vector<OptionDescriptor> BuildOptions() {
           "spread over them as they connect, so transfers of different clients copy in "
           "parallel.",
           1, 64),
+      Option("data_plane.process_memory", OptionType::kChoice,
+             +[](DaemonConfig& c) -> std::string& { return c.data_plane.process_memory; },
+             "on: copy the block bytes of clients on this host straight from and to their memory "
+             "(process_vm_readv/writev with the client user's rights, once its process is shown "
+             "to hold its control connection); other clients use UCX. off: UCX for all. auto: on "
+             "with a tenants file, where UCX then also leaves out its shared-memory transports "
+             "unless ucx.transports is set; off without one.",
+             0, 0, {"auto", "on", "off"}),
   };
 }
 

@@ -1,4 +1,5 @@
-// DataMover::RunInOrder's default (data_mover.h): the whole batch first, then the arrivals.
+// DataMover's defaults (data_mover.h): RunInOrder runs the whole batch first, then the arrivals;
+// ConnectProcess is unsupported.
 
 #include "core/data_mover.h"
 
@@ -25,6 +26,10 @@ std::vector<Status> DataMover::RunInOrder(transport::TransferBatch batch,
     if (statuses[i].ok() && ops[i] == transport::TransferOp::kGet && copied[i] == 0) arrived(i);
   }
   return statuses;
+}
+
+Result<transport::PeerId> DataMover::ConnectProcess(uint32_t, const transport::ControlConnection&) {
+  return Status::Unsupported("this data plane cannot copy client process memory");
 }
 
 }  // namespace kvault::server

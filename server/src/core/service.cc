@@ -154,6 +154,7 @@ Message Service::OnHello(Session& session, const transport::Hello& hello) {
   session.nonce = *nonce;
   session.requested_tenant = hello.tenant;
   session.worker_address = hello.worker_address;
+  session.client_pid = hello.client_pid;
   transport::HelloReply reply;
   reply.server_version = std::min(hello.client_version, transport::kProtocolVersion);
   std::copy(session.nonce.begin(), session.nonce.end(), reply.nonce.begin());
@@ -175,7 +176,10 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
     return Refuse(WireStatus::kUnauthenticated, "unknown tenant or wrong token");
   }
   transport::AuthReply reply;
-  if (!session.worker_address.empty() && data_ != nullptr) {
+  if (std::optional<transport::PeerId> peer = ConnectProcess(session)) {
+    session.peer = *peer;
+    reply.data_plane = transport::DataPlane::kProcessMemory;
+  } else if (!session.worker_address.empty() && data_ != nullptr) {
     Result<AuthNonce> token = NewAuthChallenge();
     if (!token.ok()) return Refuse(WireStatus::kUnavailable, token.status().message());
     transport::WorkerProof proof;
@@ -198,13 +202,34 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
     }
     session.unproven_peer = *peer;
     session.worker_token = *token;
+    reply.data_plane = transport::DataPlane::kUcx;
   }
   session.tenant = tenant;
   session.state = SessionState::kAuthenticated;
   KVAULT_LOG(LogLevel::kDebug, "auth",
-             SessionName(session) + ": authenticated as tenant '" + LogSafe(tenant->name) + "'");
+             SessionName(session) + ": authenticated as tenant '" + LogSafe(tenant->name) +
+                 "', data plane " + std::string(transport::DataPlaneName(reply.data_plane)));
   reply.session_id = session.id;
   return reply;
+}
+
+std::optional<transport::PeerId> Service::ConnectProcess(Session& session) {
+  if (session.client_pid == 0 || !session.connection || data_ == nullptr) return std::nullopt;
+  Result<transport::PeerId> peer = data_->ConnectProcess(session.client_pid, *session.connection);
+  if (!peer.ok()) {
+    // The UCX worker of the Hello, if any, is the way left. Unsupported is the usual answer of
+    // a daemon without the plane, or for a client on another host: not worth more than debug.
+    KVAULT_LOG(
+        peer.status().code() == StatusCode::kUnsupported ? LogLevel::kDebug : LogLevel::kInfo,
+        "auth",
+        SessionName(session) + ": no process-memory data plane for the client (" +
+            peer.status().ToString() + ")" +
+            (session.worker_address.empty() ? "" : "; using its UCX worker"));
+    return std::nullopt;
+  }
+  std::lock_guard lock(peers_mu_);
+  peers_.insert(*peer);
+  return *peer;
 }
 
 Message Service::OnProveWorker(Session& session, const transport::ProveWorker& prove) {

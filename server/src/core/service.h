@@ -122,6 +122,9 @@ class Service {
   // ErrorReply{kUnauthenticated} for a Store or Load while the session's announced worker is
   // unproven (no ProveWorker yet, or a wrong token); nullopt otherwise.
   std::optional<transport::Message> RefuseUnprovenWorker(const Session& session);
+  // The process-memory peer of the client process the session's Hello named, connected now; or
+  // nullopt (no pid offered, no connection known, or the data mover refused: logged).
+  std::optional<transport::PeerId> ConnectProcess(Session& session);
   // Disconnects a data-plane peer of a session and stops tracking it for AbortTransfers.
   void DisconnectPeer(transport::PeerId peer);
   // Records a lease the store granted `session` for `ttl`, first dropping the session's expired

@@ -24,12 +24,14 @@ enum class SessionState : uint8_t { kNew, kChallenged, kAuthenticated };
 struct Session {
   uint64_t id = 0;  // nonzero, unique for the daemon's lifetime
   SessionState state = SessionState::kNew;
-  AuthNonce nonce{};                  // issued by the last Hello
-  std::string requested_tenant;       // the tenant the Hello named
+  AuthNonce nonce{};                    // issued by the last Hello
+  std::string requested_tenant;         // the tenant the Hello named
   std::vector<uint8_t> worker_address;  // the client's data-plane worker, may be empty
-  const Tenant* tenant = nullptr;     // set by a successful Auth
-  // Data-plane peer: connected after Auth (unproven_peer), usable once ProveWorker returned
-  // worker_token, the token sent to it (transport/ucx/worker_proof.h).
+  uint32_t client_pid = 0;              // the Hello's process id, 0 when not offered
+  const Tenant* tenant = nullptr;       // set by a successful Auth
+  // Data-plane peer: a process-memory peer is usable once Auth connected it; a UCX one is
+  // connected after Auth (unproven_peer) and usable once ProveWorker returned worker_token, the
+  // token sent to it (transport/ucx/worker_proof.h).
   std::optional<transport::PeerId> peer;
   std::optional<transport::PeerId> unproven_peer;
   AuthNonce worker_token{};

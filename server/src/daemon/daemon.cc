@@ -9,6 +9,8 @@
 
 #include "config/derived_options.h"
 #include "control/control_server.h"
+#include "core/data_planes.h"
+#include "core/process_data_mover.h"
 #include "core/service.h"
 #include "core/ucx_data_mover.h"
 #include "http/http_server.h"
@@ -32,6 +34,8 @@ struct Daemon::Parts {
   std::unique_ptr<storage::BlockStore> store;
   std::vector<std::unique_ptr<transport::TransferEngine>> engines;
   std::unique_ptr<UcxDataMover> mover;
+  std::unique_ptr<ProcessDataMover> process_mover;  // null with data_plane.process_memory off
+  std::unique_ptr<DataPlanes> data_planes;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Service> service;
   std::unique_ptr<HttpServer> http;
@@ -113,18 +117,20 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   std::span<uint8_t> host_arena;
   KVAULT_ASSIGN_OR_RETURN(p->store, OpenStore(config, *p->tenants, p->tiers, host_arena));
 
+  const DataPlaneChoice planes = ChooseDataPlanes(config);
   if (!config.auth.tenants_file.empty() &&
-      transport::ReachesLocalPeersThroughSharedMemory(config.ucx.transports)) {
+      transport::ReachesLocalPeersThroughSharedMemory(planes.ucx_transports)) {
     KVAULT_LOG(LogLevel::kWarn, "kvaultd",
-               "ucx.transports '" + config.ucx.transports +
+               "ucx.transports '" + planes.ucx_transports +
                    "' lets clients on this host reach the data plane through shared memory or "
                    "CMA, where UCX trusts the peer: a tenant's process on this host can crash "
                    "kvaultd and steer what it maps and writes (transport/README.md, \"Peers UCX "
-                   "trusts\"). For tenants you do not trust, set ucx.transports to tcp and run "
-                   "kvaultd as a user of its own");
+                   "trusts\"). For tenants you do not trust, leave ucx.transports unset (local "
+                   "clients then move data through process memory, others without shared "
+                   "memory) or set it to tcp, and run kvaultd as a user of its own");
   }
   transport::TransferEngineOptions engine;
-  engine.context.transports = config.ucx.transports;
+  engine.context.transports = planes.ucx_transports;
   engine.context.name = "kvaultd";
   std::vector<transport::TransferEngine*> engines;
   for (uint32_t i = 0; i < std::max<uint32_t>(1, config.ucx.workers); ++i) {
@@ -140,6 +146,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     p->engines.push_back(std::move(*created));
   }
   p->mover = std::make_unique<UcxDataMover>(std::move(engines));
+  if (planes.process_memory) p->process_mover = std::make_unique<ProcessDataMover>();
+  p->data_planes = std::make_unique<DataPlanes>(p->mover.get(), p->process_mover.get());
 
   p->metrics = std::make_unique<Metrics>();
   ServiceOptions service;
@@ -149,8 +157,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   service.transfer_timeout = config.limits.io_timeout;
   service.max_request_bytes = config.limits.max_inflight_bytes_per_client;
   service.gpu_ipc_export = config.storage.gpu_ipc_export;
-  p->service =
-      std::make_unique<Service>(*p->store, *p->tenants, p->mover.get(), p->metrics.get(), service);
+  p->service = std::make_unique<Service>(*p->store, *p->tenants, p->data_planes.get(),
+                                         p->metrics.get(), service);
 
   HttpServerOptions http;
   http.host = config.http.host;
@@ -190,7 +198,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                  std::to_string(p->tenants->size()) + " tenant(s), " + "up to " +
                  std::to_string(config.control_threads) + " control threads, " +
                  std::to_string(p->engines.size()) + " UCX worker(s), transports '" +
-                 config.ucx.transports + "'");
+                 planes.ucx_transports + "', process memory for local clients " +
+                 (planes.process_memory ? "on" : "off"));
   return std::unique_ptr<Daemon>(new Daemon(std::move(p)));
 }
 
@@ -216,6 +225,8 @@ bool Daemon::Shutdown(bool drain) {
   p.control.reset();
   p.http->Stop();
   p.service.reset();
+  p.data_planes.reset();
+  p.process_mover.reset();
   p.mover.reset();
   p.engines.clear();
   p.store.reset();  // movers stop; the nvme tier flushes and closes

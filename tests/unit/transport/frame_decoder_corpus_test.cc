@@ -61,16 +61,18 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> SeedFiles() {
   StatsReply stats;
   stats.entries = {{"tier_host_used_bytes", uint64_t{1} << 30}, {"hit_ratio", 0.5}};
 
-  std::vector<uint8_t> stream = Frame(Hello{1, "acme", "worker", {0xEE}}, 1);
+  std::vector<uint8_t> stream = Frame(Hello{kProtocolVersion, "acme", "worker", {0xEE}, 4242}, 1);
   for (const auto& f :
        {Frame(auth, 2), Frame(Lookup{{Key(1), Key(2)}, true, 1000}, 3), Frame(Ping{42}, 4)}) {
     stream.insert(stream.end(), f.begin(), f.end());
   }
   return {
-      {"hello.bin", Frame(Hello{1, "acme", "worker", {0xEE, 0xFF}}, 1)},
+      {"hello.bin", Frame(Hello{kProtocolVersion, "acme", "worker", {0xEE, 0xFF}, 4242}, 1)},
       {"hello_reply.bin", Frame(hello_reply, 1)},
       {"auth.bin", Frame(auth, 2)},
-      {"auth_reply.bin", Frame(AuthReply{WireStatus::kOk, 77, ""}, 2)},
+      {"auth_reply.bin", Frame(AuthReply{WireStatus::kOk, 77, DataPlane::kUcx, ""}, 2)},
+      {"auth_reply_process_memory.bin",
+       Frame(AuthReply{WireStatus::kOk, 78, DataPlane::kProcessMemory, ""}, 2)},
       {"prove_worker.bin", Frame(ProveWorker{auth.proof}, 3)},
       {"prove_worker_reply.bin", Frame(ProveWorkerReply{WireStatus::kOk, ""}, 3)},
       {"lookup.bin", Frame(Lookup{{Key(1), Key(2), Key(3)}, true, 30000}, 3)},

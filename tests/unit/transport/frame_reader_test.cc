@@ -112,7 +112,7 @@ TEST(FrameReaderTest, ConsumesNothingWhileAFrameWaits) {
 TEST(FrameReaderTest, HeaderFailureIsStickyAndNamesTheRequest) {
   std::vector<uint8_t> bytes;
   ASSERT_TRUE(AppendFrame(Ping{1}, 77, {}, &bytes).ok());
-  bytes[4] = 2;  // version 2
+  bytes[4] = 1;  // version 1
   FrameReader reader;
   Result<size_t> used = reader.Feed(std::span(bytes).first(10));
   ASSERT_TRUE(used.ok());

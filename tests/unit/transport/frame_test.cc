@@ -32,7 +32,7 @@ TEST(FrameHeaderTest, GoldenBytesMatchTheDocument) {
   // docs/protocol.md §2.1, "Example".
   const std::vector<uint8_t> expected = {
       0x4B, 0x56, 0x4C, 0x54,                          // "KVLT"
-      0x01, 0x00,                                      // version 1
+      0x02, 0x00,                                      // version 2
       0x12, 0x00,                                      // type 0x0012 = load
       0x00, 0x00,                                      // flags
       0x00, 0x00,                                      // reserved
@@ -42,7 +42,7 @@ TEST(FrameHeaderTest, GoldenBytesMatchTheDocument) {
   EXPECT_EQ(Header(MessageType::kLoad, 0x0102030405060708ull, 320), expected);
   ASSERT_EQ(expected.size(), kFrameHeaderBytes);
   EXPECT_EQ(expected[kMagicAt], 'K');
-  EXPECT_EQ(expected[kVersionAt], 1);
+  EXPECT_EQ(expected[kVersionAt], 2);
   EXPECT_EQ(expected[kTypeAt], 0x12);
   EXPECT_EQ(expected[kFlagsAt], 0);
   EXPECT_EQ(expected[kReservedAt], 0);
@@ -92,7 +92,7 @@ TEST(FrameHeaderTest, RefusesBadMagic) {
 }
 
 TEST(FrameHeaderTest, OtherVersionsAreUnsupportedAndOnlyThey) {
-  for (uint16_t version : {0, 2, 0x100, 0xFFFF}) {
+  for (uint16_t version : {0, 1, 3, 0x100, 0x200, 0xFFFF}) {
     std::vector<uint8_t> bytes = Header(MessageType::kHello, 7, 8);
     bytes[kVersionAt] = static_cast<uint8_t>(version);
     bytes[kVersionAt + 1] = static_cast<uint8_t>(version >> 8);

@@ -242,7 +242,8 @@ TEST(MessageDecodeErrorsTest, StringsAndBytesOverTheirLimits) {
 TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
   // AuthReply: status byte 10 (a gap between 9 and 32), 36 (after the last), 255.
   for (uint8_t bad : {10, 31, 36, 255}) {
-    std::vector<uint8_t> body = BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, ""});
+    std::vector<uint8_t> body =
+        BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, ""});
     body[0] = bad;
     ExpectRefused(MessageType::kAuthReply, body, StatusCode::kCorruption, "unknown wire status");
     std::vector<uint8_t> error = BodyOf(ErrorReply::Make(WireStatus::kInternal, "x"));
@@ -281,6 +282,46 @@ TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
   std::vector<uint8_t> error = BodyOf(ErrorReply::Make(WireStatus::kInternal, ""));
   error[0] = 0;
   ExpectRefused(MessageType::kError, error, StatusCode::kCorruption, "must not be ok");
+}
+
+TEST(MessageDecodeErrorsTest, AuthReplyDataPlaneByte) {
+  // Offset 9, after the status and the session id.
+  constexpr size_t kDataPlaneAt = 1 + 8;
+  const std::vector<uint8_t> ok = BodyOf(AuthReply{WireStatus::kOk, 5, DataPlane::kUcx, ""});
+  ASSERT_EQ(ok.size(), 1 + 8 + 1 + 2u);
+  ASSERT_EQ(ok[kDataPlaneAt], 1);
+  for (uint8_t bad : {3, 7, 255}) {
+    std::vector<uint8_t> body = ok;
+    body[kDataPlaneAt] = bad;
+    ExpectRefused(MessageType::kAuthReply, body, StatusCode::kCorruption,
+                  "unknown data plane " + std::to_string(bad));
+  }
+  // A failed Auth that names a data plane.
+  std::vector<uint8_t> failed =
+      BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, ""});
+  failed[kDataPlaneAt] = static_cast<uint8_t>(DataPlane::kProcessMemory);
+  ExpectRefused(MessageType::kAuthReply, failed, StatusCode::kCorruption, "data_plane");
+  // A version-1 body (no data plane byte) is misread, never accepted: here the message length's
+  // low byte is taken for the data plane and the rest is short.
+  const std::vector<uint8_t> v1 = {0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  ExpectRefused(MessageType::kAuthReply, v1, StatusCode::kCorruption, "truncated");
+}
+
+TEST(MessageDecodeErrorsTest, HelloWithoutClientPidIsTruncated) {
+  Hello hello;
+  hello.tenant = "acme";
+  hello.client_name = "w";
+  hello.worker_address = {0xEE};
+  hello.client_pid = 4242;
+  const std::vector<uint8_t> body = BodyOf(hello);
+  // The pid is the last 4 bytes, little-endian.
+  ASSERT_EQ(body.size(), 2 + 6 + 3 + 5 + 4u);
+  EXPECT_EQ(std::vector<uint8_t>(body.end() - 4, body.end()), U32(4242));
+  // A version-1 Hello (no pid) and every shorter cut inside the pid: truncated.
+  for (size_t missing = 1; missing <= 4; ++missing) {
+    const std::vector<uint8_t> cut(body.begin(), body.end() - static_cast<ptrdiff_t>(missing));
+    ExpectRefused(MessageType::kHello, cut, StatusCode::kCorruption, "truncated");
+  }
 }
 
 TEST(MessageDecodeErrorsTest, GpuExportReplyEntriesAreReadByTheirStatus) {

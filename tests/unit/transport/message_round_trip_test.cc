@@ -50,6 +50,81 @@ TEST(MessageRoundTripTest, EverySampleRoundTripsCanonically) {
   }
 }
 
+TEST(MessageRoundTripTest, HelloCarriesClientPid) {
+  for (uint32_t pid : {0u, 1u, 4242u, 0x7FFFFFFFu, 0xFFFFFFFFu}) {
+    Hello hello;
+    hello.tenant = "acme";
+    hello.client_name = "vllm-worker-3";
+    hello.worker_address = {1, 2, 3};
+    hello.client_pid = pid;
+    const std::vector<uint8_t> frame = Encode(hello, 1);
+    Result<FrameView> view = DecodeFrame(frame);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    Result<Message> decoded = DecodeMessage(view->header.type, view->body);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    ASSERT_TRUE(std::holds_alternative<Hello>(*decoded));
+    EXPECT_EQ(std::get<Hello>(*decoded).client_pid, pid);
+    EXPECT_EQ(std::get<Hello>(*decoded), hello);
+  }
+}
+
+TEST(MessageRoundTripTest, AuthReplyCarriesEveryDataPlane) {
+  for (DataPlane plane : {DataPlane::kNone, DataPlane::kUcx, DataPlane::kProcessMemory}) {
+    const AuthReply reply{WireStatus::kOk, 0x1122334455667788ull, plane, ""};
+    const std::vector<uint8_t> frame = Encode(reply, 2);
+    Result<FrameView> view = DecodeFrame(frame);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    // u8 status, u64 session_id, u8 data_plane, string message.
+    ASSERT_EQ(view->body.size(), 1 + 8 + 1 + 2u);
+    EXPECT_EQ(view->body[9], static_cast<uint8_t>(plane));
+    Result<Message> decoded = DecodeMessage(view->header.type, view->body);
+    ASSERT_TRUE(decoded.ok()) << DataPlaneName(plane) << ": " << decoded.status().ToString();
+    ASSERT_TRUE(std::holds_alternative<AuthReply>(*decoded));
+    EXPECT_EQ(std::get<AuthReply>(*decoded).data_plane, plane);
+    EXPECT_EQ(std::get<AuthReply>(*decoded), reply);
+  }
+}
+
+// docs/protocol.md §4.2, "Example" of Hello: a local client that offers only its pid.
+TEST(MessageRoundTripTest, HelloGoldenBytesMatchTheDocument) {
+  Hello hello;
+  hello.tenant = "acme";
+  hello.client_name = "w1";
+  hello.client_pid = 4242;
+  const std::vector<uint8_t> expected = {
+      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x01, 0x00,  // "KVLT", version 2, type 0x0001
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 1
+      0x14, 0x00, 0x00, 0x00,                          // body length 20
+      0x02, 0x00,                                      // client_version 2
+      0x04, 0x00, 'a',  'c',  'm',  'e',               // tenant "acme"
+      0x02, 0x00, 'w',  '1',                           // client_name "w1"
+      0x00, 0x00, 0x00, 0x00,                          // worker_address: 0 bytes
+      0x92, 0x10, 0x00, 0x00,                          // client_pid 4242
+  };
+  Result<std::vector<uint8_t>> frame = EncodeFrame(hello, 1);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, expected);
+}
+
+// docs/protocol.md §4.2, "Example" of AuthReply: session 77 gets the process_memory data plane.
+TEST(MessageRoundTripTest, AuthReplyGoldenBytesMatchTheDocument) {
+  const std::vector<uint8_t> expected = {
+      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x02, 0x80,  // "KVLT", version 2, type 0x8002
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 2
+      0x0C, 0x00, 0x00, 0x00,                          // body length 12
+      0x00,                                            // status ok
+      0x4D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // session_id 77
+      0x02,                                            // data_plane process_memory
+      0x00, 0x00,                                      // message ""
+  };
+  Result<std::vector<uint8_t>> frame =
+      EncodeFrame(AuthReply{WireStatus::kOk, 77, DataPlane::kProcessMemory, ""}, 2);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, expected);
+}
+
 TEST(MessageRoundTripTest, AppendFrameConcatenatesFrames) {
   std::vector<uint8_t> stream = {0xAA};
   ASSERT_TRUE(AppendFrame(Ping{1}, 10, {}, &stream).ok());
@@ -144,7 +219,7 @@ TEST(MessageRoundTripTest, LookupGoldenBytesMatchTheDocument) {
 
   std::vector<uint8_t> expected = {
       0x4B, 0x56, 0x4C, 0x54,                          // magic "KVLT"
-      0x01, 0x00,                                      // version 1
+      0x02, 0x00,                                      // version 2
       0x10, 0x00,                                      // type 0x0010 lookup
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x2A, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 42
@@ -161,10 +236,10 @@ TEST(MessageRoundTripTest, LookupGoldenBytesMatchTheDocument) {
   EXPECT_EQ(*frame, expected);
 }
 
-// docs/protocol.md §4.5, "Example": the ErrorReply to a frame of version 2.
+// docs/protocol.md §4.5, "Example": the ErrorReply to a frame of version 1.
 TEST(MessageRoundTripTest, ErrorGoldenBytesMatchTheDocument) {
   const std::vector<uint8_t> expected = {
-      0x4B, 0x56, 0x4C, 0x54, 0x01, 0x00, 0x00, 0x80,  // "KVLT", version 1, type 0x8000
+      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x00, 0x80,  // "KVLT", version 2, type 0x8000
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 7
       0x06, 0x00, 0x00, 0x00,                          // body length 6
@@ -192,7 +267,7 @@ TEST(MessageRoundTripTest, GpuExportReplyGoldenBytesMatchTheDocument) {
   const GpuExportReply reply{{exported, {WireStatus::kNotFound}}, ""};
 
   std::vector<uint8_t> expected = {
-      0x4B, 0x56, 0x4C, 0x54, 0x01, 0x00, 0x15, 0x80,  // "KVLT", version 1, type 0x8015
+      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x15, 0x80,  // "KVLT", version 2, type 0x8015
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 9
       0x6C, 0x00, 0x00, 0x00,                          // body length 108
@@ -216,7 +291,7 @@ TEST(MessageRoundTripTest, GpuExportReplyGoldenBytesMatchTheDocument) {
 // docs/protocol.md §4.3, "Example" of ReleaseMemory and its reply.
 TEST(MessageRoundTripTest, ReleaseMemoryGoldenBytesMatchTheDocument) {
   const std::vector<uint8_t> request = {
-      0x4B, 0x56, 0x4C, 0x54, 0x01, 0x00, 0x16, 0x00,  // "KVLT", version 1, type 0x0016
+      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x16, 0x00,  // "KVLT", version 2, type 0x0016
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x0B, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 11
       0x09, 0x00, 0x00, 0x00,                          // body length 9
@@ -228,7 +303,7 @@ TEST(MessageRoundTripTest, ReleaseMemoryGoldenBytesMatchTheDocument) {
   EXPECT_EQ(*frame, request);
 
   const std::vector<uint8_t> reply = {
-      0x4B, 0x56, 0x4C, 0x54, 0x01, 0x00, 0x16, 0x80,  // "KVLT", version 1, type 0x8016
+      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x16, 0x80,  // "KVLT", version 2, type 0x8016
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x0B, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 11
       0x03, 0x00, 0x00, 0x00,                          // body length 3

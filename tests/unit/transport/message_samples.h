@@ -44,11 +44,15 @@ inline std::vector<Message> SampleMessages() {
   for (size_t i = 0; i < full.tenant.size(); ++i) full.tenant[i] = static_cast<char>(255 - i);
   full.client_name = "";
   full.worker_address = PatternBytes(defaults.max_worker_address_bytes, 0x5A);
+  full.client_pid = 0xFFFFFFFF;
   out.emplace_back(full);
   Hello plain;
   plain.tenant = "acme";
   plain.client_name = "vllm-worker-3";
   out.emplace_back(plain);
+  Hello local;  // a client on the server's host: a pid and no UCX worker
+  local.client_pid = 0x01020304;
+  out.emplace_back(local);
 
   HelloReply hr;
   hr.server_version = 1;
@@ -66,8 +70,11 @@ inline std::vector<Message> SampleMessages() {
   Auth auth;
   auth.proof.fill(0xFF);
   out.emplace_back(auth);
-  out.emplace_back(AuthReply{WireStatus::kOk, kMax64, ""});
-  out.emplace_back(AuthReply{WireStatus::kUnauthenticated, 0, "proof does not match"});
+  out.emplace_back(AuthReply{WireStatus::kOk, kMax64, DataPlane::kUcx, ""});
+  out.emplace_back(AuthReply{WireStatus::kOk, 1, DataPlane::kProcessMemory, ""});
+  out.emplace_back(AuthReply{WireStatus::kOk, 2, DataPlane::kNone, ""});
+  out.emplace_back(
+      AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, "proof does not match"});
   ProveWorker prove;
   for (size_t i = 0; i < prove.token.size(); ++i) prove.token[i] = static_cast<uint8_t>(3 * i);
   out.emplace_back(prove);
@@ -169,7 +176,7 @@ inline std::vector<Message> SampleMessages() {
 
   out.emplace_back(Ping{0});
   out.emplace_back(Pong{kMax64});
-  out.emplace_back(ErrorReply{WireStatus::kUnsupportedVersion, "this server speaks version 1"});
+  out.emplace_back(ErrorReply{WireStatus::kUnsupportedVersion, "this server speaks version 2"});
   out.emplace_back(ErrorReply{WireStatus::kUnauthenticated, ""});
   return out;
 }

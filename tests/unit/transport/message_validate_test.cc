@@ -65,9 +65,37 @@ TEST(MessageValidateTest, HelloReplyCarriesValidLimits) {
 }
 
 TEST(MessageValidateTest, AuthReplySessionIdMatchesStatus) {
-  ExpectInvalid(AuthReply{WireStatus::kOk, 0, ""}, "session_id");
-  ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 5, ""}, "session_id");
-  ExpectInvalid(AuthReply{static_cast<WireStatus>(99), 0, ""}, "unknown wire status");
+  ExpectInvalid(AuthReply{WireStatus::kOk, 0, DataPlane::kNone, ""}, "session_id");
+  ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 5, DataPlane::kNone, ""}, "session_id");
+  ExpectInvalid(AuthReply{static_cast<WireStatus>(99), 0, DataPlane::kNone, ""},
+                "unknown wire status");
+}
+
+TEST(MessageValidateTest, AuthReplyDataPlaneIsKnown) {
+  for (uint8_t bad : {3, 7, 255}) {
+    ExpectInvalid(AuthReply{WireStatus::kOk, 1, static_cast<DataPlane>(bad), ""}, "data_plane");
+  }
+  for (DataPlane plane : {DataPlane::kNone, DataPlane::kUcx, DataPlane::kProcessMemory}) {
+    EXPECT_TRUE(EncodeFrame(AuthReply{WireStatus::kOk, 1, plane, ""}, 1).ok())
+        << DataPlaneName(plane);
+  }
+}
+
+TEST(MessageValidateTest, AuthReplyFailureHasNoDataPlane) {
+  for (DataPlane plane : {DataPlane::kUcx, DataPlane::kProcessMemory}) {
+    ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 0, plane, ""}, "data_plane");
+    ExpectInvalid(AuthReply{WireStatus::kInvalidArgument, 0, plane, "data plane: x"}, "data_plane");
+  }
+  EXPECT_TRUE(
+      EncodeFrame(AuthReply{WireStatus::kInvalidArgument, 0, DataPlane::kNone, "data plane: x"}, 1)
+          .ok());
+}
+
+TEST(MessageValidateTest, DataPlaneNames) {
+  EXPECT_EQ(DataPlaneName(DataPlane::kNone), "none");
+  EXPECT_EQ(DataPlaneName(DataPlane::kUcx), "ucx");
+  EXPECT_EQ(DataPlaneName(DataPlane::kProcessMemory), "process_memory");
+  EXPECT_EQ(DataPlaneName(static_cast<DataPlane>(7)), "unknown");
 }
 
 TEST(MessageValidateTest, LookupReplyIsConsistent) {

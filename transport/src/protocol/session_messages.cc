@@ -4,6 +4,7 @@
 #include "kvault/transport/session_messages.h"
 
 #include <string>
+#include <string_view>
 
 #include "wire_io.h"
 
@@ -32,7 +33,8 @@ std::string Truncated(std::string_view message, const ProtocolLimits& limits) {
 
 }  // namespace
 
-// --- Hello: u16 client_version, string tenant, string client_name, blob worker_address.
+// --- Hello: u16 client_version, string tenant, string client_name, blob worker_address,
+// u32 client_pid (any value).
 
 Status Hello::Validate(const ProtocolLimits& limits) const {
   if (client_version == 0) return Status::InvalidArgument("client_version must be >= 1");
@@ -48,6 +50,7 @@ void Hello::EncodeBody(std::vector<uint8_t>* out) const {
   w.String(tenant);
   w.String(client_name);
   w.Blob(worker_address);
+  w.U32(client_pid);
 }
 
 Result<Hello> Hello::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
@@ -57,6 +60,7 @@ Result<Hello> Hello::DecodeBody(std::span<const uint8_t> body, const ProtocolLim
   m.tenant = r.String(limits.max_string_bytes, "tenant");
   m.client_name = r.String(limits.max_string_bytes, "client_name");
   m.worker_address = r.Blob(limits.max_worker_address_bytes, "worker_address");
+  m.client_pid = r.U32();
   return FinishDecode(r, std::move(m), limits, "hello");
 }
 
@@ -142,12 +146,32 @@ Result<ProveWorkerReply> ProveWorkerReply::DecodeBody(std::span<const uint8_t> b
   return wire::DecodeStatusBody<ProveWorkerReply>(body, limits, "prove_worker_reply");
 }
 
-// --- AuthReply: u8 status, u64 session_id, string message.
+// --- AuthReply: u8 status, u64 session_id, u8 data_plane, string message.
+
+std::string_view DataPlaneName(DataPlane plane) {
+  switch (plane) {
+    case DataPlane::kNone:
+      return "none";
+    case DataPlane::kUcx:
+      return "ucx";
+    case DataPlane::kProcessMemory:
+      return "process_memory";
+  }
+  return "unknown";
+}
 
 Status AuthReply::Validate(const ProtocolLimits& limits) const {
   KVAULT_RETURN_IF_ERROR(CheckKnownStatus(status, "status"));
   if ((status == WireStatus::kOk) != (session_id != 0)) {
     return Status::InvalidArgument("session_id must be nonzero exactly when status is ok");
+  }
+  if (DataPlaneName(data_plane) == "unknown") {
+    return Status::InvalidArgument("data_plane: unknown data plane " +
+                                   std::to_string(static_cast<int>(data_plane)));
+  }
+  if (status != WireStatus::kOk && data_plane != DataPlane::kNone) {
+    return Status::InvalidArgument("data_plane must be none when status is not ok, not " +
+                                   std::string(DataPlaneName(data_plane)));
   }
   return CheckString(message, limits.max_string_bytes, "message");
 }
@@ -156,6 +180,7 @@ void AuthReply::EncodeBody(std::vector<uint8_t>* out) const {
   WireWriter w(out);
   w.U8(static_cast<uint8_t>(status));
   w.U64(session_id);
+  w.U8(static_cast<uint8_t>(data_plane));
   w.String(message);
 }
 
@@ -165,6 +190,7 @@ Result<AuthReply> AuthReply::DecodeBody(std::span<const uint8_t> body,
   AuthReply m;
   m.status = static_cast<WireStatus>(r.U8());
   m.session_id = r.U64();
+  m.data_plane = static_cast<DataPlane>(r.U8());
   m.message = r.String(limits.max_string_bytes, "message");
   return FinishDecode(r, std::move(m), limits, "auth_reply");
 }

@@ -28,9 +28,11 @@
 namespace kvault::transport {
 
 inline constexpr uint32_t kFrameMagic = 0x544C564B;  // bytes 4B 56 4C 54 = "KVLT"
-inline constexpr uint16_t kProtocolVersion = 1;
+// Version 2: Hello carries client_pid and AuthReply data_plane (docs/protocol.md §8). A peer
+// speaks only this version; a frame of any other version, 1 included, is refused.
+inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 24;
-// Flag bits a version-1 peer understands: none. Any other bit is refused.
+// Flag bits this version understands: none. Any other bit is refused.
 inline constexpr uint16_t kKnownFrameFlags = 0;
 
 // Message type numbers. A reply is its request's number with bit 15 set; Error (0x8000) answers
@@ -93,7 +95,7 @@ void EncodeFrameHeader(const FrameHeader& header, uint8_t* out);
 //   - fewer than kFrameHeaderBytes bytes: Corruption ("truncated frame header");
 //   - a magic other than "KVLT": Corruption ("bad magic");
 //   - a version other than kProtocolVersion: Unsupported, and only in this case; the server
-//     answers it with ErrorReply{kUnsupportedVersion} in version 1 and closes;
+//     answers it with ErrorReply{kUnsupportedVersion} (framed as kProtocolVersion) and closes;
 //   - a flag bit outside kKnownFrameFlags, or a nonzero reserved field: Corruption;
 //   - a type that is not a MessageType: Corruption ("unknown message type");
 //   - body_length > limits.max_body_bytes: OutOfRange.

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -36,7 +37,10 @@ namespace kvault::transport {
 // The server's challenge and the client's proof.
 using Bytes32 = std::array<uint8_t, 32>;
 
-// Client -> server, first frame of a connection; a later Hello restarts the handshake.
+// Client -> server, first frame of a connection; a later Hello restarts the handshake. It offers
+// the server two ways to move the session's block bytes (DataPlane): the UCX worker at
+// `worker_address`, and the client process's own memory (`client_pid`). AuthReply says which one
+// the server took.
 struct Hello {
   static constexpr MessageType kType = MessageType::kHello;
   // Highest protocol version the client speaks; >= 1.
@@ -46,8 +50,12 @@ struct Hello {
   // Free text for the server's logs ("vllm-worker-3").
   std::string client_name;
   // The client's UCX worker address, so the server can open an endpoint to it; may be empty
-  // when the client moves no block data (a stats tool).
+  // when the client moves no block data (a stats tool) or offers only `client_pid`.
   std::vector<uint8_t> worker_address;
+  // The client's process id in its own pid namespace, or 0. A server on the same host may then
+  // copy block bytes straight between its memory and the client's (process_vm_readv/writev)
+  // once it has checked that this process holds the control connection; 0 = do not offer.
+  uint32_t client_pid = 0;
 
   Status Validate(const ProtocolLimits& limits) const;
   void EncodeBody(std::vector<uint8_t>* out) const;
@@ -87,13 +95,30 @@ struct Auth {
   bool operator==(const Auth&) const = default;
 };
 
-// Server -> client: kOk and a session id, or kUnauthenticated (the connection stays
-// unauthenticated; the server may close it).
+// How a session's block bytes move (AuthReply::data_plane).
+enum class DataPlane : uint8_t {
+  kNone = 0,           // no data plane: the Hello offered none, or the server has none
+  kUcx = 1,            // the server opened a UCX endpoint to the Hello's worker; the client must
+                       // answer with ProveWorker before block requests move data
+  kProcessMemory = 2,  // the server copies directly to and from the client process's memory
+                       // (Hello::client_pid); no ProveWorker is needed
+};
+
+// Stable name of a data plane for logs: "none", "ucx", "process_memory"; "unknown" for a value
+// outside the enum.
+std::string_view DataPlaneName(DataPlane plane);
+
+// Server -> client: kOk, a session id and the session's data plane; or, when the proof matched
+// but the offered data plane is unusable, that failure's code with session id 0 and data plane
+// kNone (the connection stays unauthenticated; the server may close it). A wrong proof is
+// answered with an ErrorReply instead.
 struct AuthReply {
   static constexpr MessageType kType = MessageType::kAuthReply;
   WireStatus status = WireStatus::kOk;
   // Identifies the session in the server's logs; nonzero when status is kOk, else 0.
   uint64_t session_id = 0;
+  // How the session's block bytes move; kNone unless status is kOk.
+  DataPlane data_plane = DataPlane::kNone;
   // Why authentication failed; empty on success. <= max_string_bytes.
   std::string message;
 
@@ -105,10 +130,10 @@ struct AuthReply {
   bool operator==(const AuthReply&) const = default;
 };
 
-// Client -> server, after a successful Auth whose Hello carried a worker address: the token the
-// server sent through its UCX endpoint to that address (transport/ucx/worker_proof.h). It shows
+// Client -> server, only after an AuthReply with data_plane kUcx: the token the server sent
+// through its UCX endpoint to the Hello's worker address (transport/ucx/worker_proof.h). It shows
 // that the worker the address names belongs to this client; until it arrives, the server moves
-// no block data for the session.
+// no block data for the session. A kProcessMemory or kNone session has no worker to prove.
 struct ProveWorker {
   static constexpr MessageType kType = MessageType::kProveWorker;
   Bytes32 token{};
@@ -121,8 +146,8 @@ struct ProveWorker {
 };
 
 // Server -> client: kOk when the token matches; kUnauthenticated when it does not (the session
-// then has no data plane until a new Hello); kInvalidArgument when the session announced no
-// worker or proved it already.
+// then has no data plane until a new Hello); kInvalidArgument when the session has no worker to
+// prove (its data plane is not kUcx) or proved it already.
 struct ProveWorkerReply {
   static constexpr MessageType kType = MessageType::kProveWorkerReply;
   WireStatus status = WireStatus::kOk;

@@ -1,0 +1,47 @@
+#pragma once
+// ProcessDataMover: the DataMover for clients on this host whose memory the server copies
+// directly (transport::ProcessMemory: process_vm_readv and process_vm_writev with the client's
+// own rights). A peer is a client process that holds its control connection; transfers run on
+// the calling thread, one after another, with the thread in the client's ids for the batch.
+// Remote keys play no part: the address is the client's own. Connect (UCX worker addresses) is
+// Unsupported. Peer ids have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
+//
+// Thread-safety: all members may be called from many threads at once.
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/data_mover.h"
+#include "kvault/transport/local/process_memory.h"
+
+namespace kvault::server {
+
+class ProcessDataMover final : public DataMover {
+ public:
+  static constexpr transport::PeerId kPeerBit = transport::PeerId{1} << 63;
+
+  Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
+                                    const std::optional<transport::ControlConnection>& connection,
+                                    const transport::WorkerProof& proof) override;
+  // Checks HoldsConnection (kYes only), opens the process and probes that a copy is allowed.
+  Result<transport::PeerId> ConnectProcess(uint32_t pid,
+                                           const transport::ControlConnection& connection) override;
+  void Disconnect(transport::PeerId peer) override;
+  std::vector<Status> Run(transport::TransferBatch batch) override;
+  // Calls `arrived(i)` right after GET i is copied, while its bytes are in cache. copy_mapped is
+  // not used: every GET is copied by the kernel into its local bytes.
+  std::vector<Status> RunInOrder(transport::TransferBatch batch,
+                                 const std::function<void(size_t)>& arrived) override;
+  void ForgetRemoteKey(transport::PeerId, std::span<const uint8_t>) override {}
+
+ private:
+  std::shared_ptr<const transport::ProcessMemory> Find(transport::PeerId peer) const;
+
+  mutable std::mutex mu_;
+  std::unordered_map<transport::PeerId, std::shared_ptr<const transport::ProcessMemory>> peers_;
+  std::atomic<transport::PeerId> next_{1};
+};
+
+}  // namespace kvault::server

@@ -1,0 +1,211 @@
+// ProcessMemory: copies into and out of a child process's memory, and the refusals that keep a
+// client from making the server touch memory that is not the client's to share: an exited
+// process (its pid never reaches another), an unmapped range, a set-user-id process, and (as
+// root) a process of the client's user that the user itself may not trace, beside a positive
+// control that is copied.
+#include "kvault/transport/local/process_memory.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+namespace kvault::transport {
+namespace {
+
+constexpr uint32_t kNobody = 65534;
+
+// A child process, forked from this one, that shares the address of `bytes` (its own copy after
+// the fork). `setup` runs in the child before it reports ready; the child then waits for SIGKILL.
+class Child {
+ public:
+  template <typename Setup>
+  explicit Child(Setup setup) {
+    int fds[2];
+    EXPECT_EQ(pipe(fds), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(fds[0]);
+      const char ok = setup() ? 'y' : 'n';
+      (void)!write(fds[1], &ok, 1);
+      for (;;) pause();
+    }
+    close(fds[1]);
+    char ok = 'n';
+    EXPECT_EQ(read(fds[0], &ok, 1), 1);
+    close(fds[0]);
+    ready_ = ok == 'y';
+  }
+  ~Child() { Kill(); }
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  uint32_t pid() const { return static_cast<uint32_t>(pid_); }
+  bool ready() const { return ready_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool ready_ = false;
+};
+
+// Drops every user and group id of the calling process to `id` (all of real, effective, saved),
+// and makes it dumpable again, as a process that user started would be (the switch cleared it).
+bool BecomeUser(uint32_t id) {
+  return syscall(SYS_setresgid, id, id, id) == 0 && syscall(SYS_setresuid, id, id, id) == 0 &&
+         prctl(PR_SET_DUMPABLE, 1) == 0;
+}
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(i * 31 + seed);
+  return v;
+}
+
+TEST(ProcessMemoryTest, ReadsAndWritesTheChildsBytesAtTheSameAddress) {
+  std::vector<uint8_t> bytes = Pattern(3 << 20, 7);  // 3 MiB, several pages
+  const std::vector<uint8_t> original = bytes;
+  Child child([] { return true; });
+  ASSERT_TRUE(child.ready());
+  // This process's copy changes; the child's stays the original.
+  std::fill(bytes.begin(), bytes.end(), uint8_t{0});
+  Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  EXPECT_EQ(memory->pid(), child.pid());
+  EXPECT_EQ(memory->uid(), getuid());
+
+  const uint64_t address = reinterpret_cast<uintptr_t>(bytes.data());
+  std::vector<uint8_t> read(bytes.size());
+  ASSERT_TRUE(memory->Read(address, read).ok());
+  EXPECT_EQ(read, original);
+
+  const std::vector<uint8_t> fresh = Pattern(bytes.size() - 100, 99);
+  ASSERT_TRUE(memory->Write(address + 50, fresh).ok());
+  ASSERT_TRUE(memory->Read(address, read).ok());
+  EXPECT_TRUE(std::equal(read.begin(), read.begin() + 50, original.begin()));
+  EXPECT_TRUE(std::equal(fresh.begin(), fresh.end(), read.begin() + 50));
+  EXPECT_TRUE(std::equal(read.end() - 50, read.end(), original.end() - 50));
+  // A zero-length copy is a no-op.
+  EXPECT_TRUE(memory->Read(address, std::span<uint8_t>()).ok());
+  EXPECT_FALSE(memory->Exited());
+  EXPECT_TRUE(memory->CheckAccess().ok());
+}
+
+TEST(ProcessMemoryTest, ARangeNotMappedInTheChildIsInvalidArgumentAfterAValidOne) {
+  // A mapping of two pages whose second page the child unmaps.
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  auto* region = static_cast<uint8_t*>(
+      mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(region, MAP_FAILED);
+  std::memset(region, 0x5a, 2 * page);
+  Child child([&] { return munmap(region + page, page) == 0; });
+  ASSERT_TRUE(child.ready());
+  Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  const uint64_t address = reinterpret_cast<uintptr_t>(region);
+  std::vector<uint8_t> buffer(page);
+  ASSERT_TRUE(memory->Read(address, buffer).ok());  // positive control: the mapped page
+  EXPECT_EQ(buffer[0], 0x5a);
+
+  std::vector<uint8_t> two_pages(2 * page);
+  const Status read = memory->Read(address, two_pages);
+  EXPECT_EQ(read.code(), StatusCode::kInvalidArgument) << read.ToString();
+  EXPECT_NE(read.message().find("not mapped"), std::string::npos) << read.ToString();
+  const Status write = memory->Write(address + page, buffer);
+  EXPECT_EQ(write.code(), StatusCode::kInvalidArgument) << write.ToString();
+  const Status wraps = memory->Read(~uint64_t{0} - 10, buffer);
+  EXPECT_EQ(wraps.code(), StatusCode::kInvalidArgument) << wraps.ToString();
+  munmap(region, 2 * page);
+}
+
+TEST(ProcessMemoryTest, AnExitedProcessIsNeverCopiedAndCannotBeOpened) {
+  std::vector<uint8_t> bytes = Pattern(4096, 1);
+  Child child([] { return true; });
+  ASSERT_TRUE(child.ready());
+  Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  const uint64_t address = reinterpret_cast<uintptr_t>(bytes.data());
+  ASSERT_TRUE(memory->Read(address, bytes).ok());  // positive control while it lives
+  const uint32_t pid = child.pid();
+  child.Kill();
+  EXPECT_TRUE(memory->Exited());
+  EXPECT_EQ(memory->Read(address, bytes).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(memory->Write(address, bytes).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(ProcessMemory::Open(pid).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ProcessMemory::Open(0).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ProcessMemoryTest, AProcessWithMixedUserIdsIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a child mixed user ids";
+  // Like a set-user-id program: real and effective nobody, saved root.
+  Child mixed([] {
+    return syscall(SYS_setresgid, kNobody, kNobody, kNobody) == 0 &&
+           syscall(SYS_setresuid, kNobody, kNobody, 0) == 0;
+  });
+  ASSERT_TRUE(mixed.ready());
+  const Status refused = ProcessMemory::Open(mixed.pid()).status();
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  // Positive control: a child with nobody's ids throughout is opened.
+  Child uniform([] { return BecomeUser(kNobody); });
+  ASSERT_TRUE(uniform.ready());
+  Result<ProcessMemory> memory = ProcessMemory::Open(uniform.pid());
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  EXPECT_EQ(memory->uid(), kNobody);
+  EXPECT_EQ(memory->gid(), kNobody);
+}
+
+// As root, the copy runs with the client's ids and no capabilities: a process the client's
+// user may not trace (here: it made itself not dumpable, as a set-user-id program is) is
+// refused although root could read it, and a plain process of that user is copied.
+TEST(ProcessMemoryTest, AsRootTheKernelChecksTheClientsOwnRights) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run children as another user";
+  std::vector<uint8_t> bytes = Pattern(8192, 3);
+  const std::vector<uint8_t> original = bytes;
+  const uint64_t address = reinterpret_cast<uintptr_t>(bytes.data());
+
+  Child plain([] { return BecomeUser(kNobody); });
+  Child hidden([] { return BecomeUser(kNobody) && prctl(PR_SET_DUMPABLE, 0) == 0; });
+  ASSERT_TRUE(plain.ready());
+  ASSERT_TRUE(hidden.ready());
+  std::fill(bytes.begin(), bytes.end(), uint8_t{0});
+
+  Result<ProcessMemory> plain_memory = ProcessMemory::Open(plain.pid());
+  ASSERT_TRUE(plain_memory.ok()) << plain_memory.status().ToString();
+  std::vector<uint8_t> read(bytes.size());
+  const Status plain_read = plain_memory->Read(address, read);
+  ASSERT_TRUE(plain_read.ok()) << plain_read.ToString();
+  EXPECT_EQ(read, original);
+
+  Result<ProcessMemory> hidden_memory = ProcessMemory::Open(hidden.pid());
+  ASSERT_TRUE(hidden_memory.ok()) << hidden_memory.status().ToString();
+  const Status refused = hidden_memory->Read(address, read);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  EXPECT_NE(refused.message().find("refused by the kernel"), std::string::npos);
+  EXPECT_EQ(hidden_memory->Write(address, read).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(hidden_memory->CheckAccess().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(plain_memory->CheckAccess().ok());
+  // Root itself could have read it: the refusal comes from running as the client.
+  iovec here{read.data(), read.size()};
+  iovec there{bytes.data(), read.size()};
+  EXPECT_EQ(process_vm_readv(static_cast<pid_t>(hidden.pid()), &here, 1, &there, 1, 0),
+            static_cast<ssize_t>(read.size()));
+
+  // This thread is root again, with its capabilities: it can still do what root does.
+  uid_t r, e, s;
+  ASSERT_EQ(getresuid(&r, &e, &s), 0);
+  EXPECT_EQ(r, 0u);
+  EXPECT_EQ(e, 0u);
+  EXPECT_EQ(prctl(PR_GET_DUMPABLE), 1);
+}
+
+}  // namespace
+}  // namespace kvault::transport
