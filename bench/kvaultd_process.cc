@@ -49,6 +49,9 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
   if (!launch.transports.empty()) {
     o.argv.insert(o.argv.end(), {"--ucx-transports", launch.transports});
   }
+  if (!launch.process_memory.empty()) {
+    o.argv.insert(o.argv.end(), {"--data-plane-process-memory", launch.process_memory});
+  }
   if (launch.gpu_capacity > 0) {
     o.argv.insert(o.argv.end(),
                   {"--storage.gpu_capacity", std::to_string(launch.gpu_capacity),

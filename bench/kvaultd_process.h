@@ -28,6 +28,8 @@ struct KvaultdLaunch {
   uint64_t max_block_bytes = uint64_t{64} << 20;
   // --ucx-transports (UCX_TLS syntax); empty (default): UCX's default.
   std::string transports;
+  // --data-plane-process-memory (auto, on, off); empty (default): kvaultd's default.
+  std::string process_memory;
   // > 0: a gpu tier of this many bytes (--storage.gpu_capacity) where new blocks land and whose
   // blocks are exported through CUDA IPC (storage.land_on_gpu, storage.gpu_ipc_export). Default 0.
   uint64_t gpu_capacity = 0;

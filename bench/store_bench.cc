@@ -24,6 +24,7 @@ constexpr const char* kUsage =
 
 Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--concurrency LIST]
                           [--seconds S | --ops N] [--reps N] [--warmup N] [--transports TLS]
+                          [--data-plane ucx|process-memory]
                           [--host-capacity B] [--pool-bytes B] [--chain-keys N] [--lookups N]
                           [--perftest-bytes B] [--kvaultd PATH] [--redis PATH|none]
                           [--perftest PATH|none] [--client-memory allocate|register|register-direct]
@@ -47,6 +48,9 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
                        grows its heap). Failed operations in them still count.
   --transports TLS     UCX transports (UCX_TLS syntax) of kvaultd, the clients and ucx_perftest
                        (default posix,cma; tcp for the network path).
+  --data-plane P       ucx (default) or process-memory: the started kvaultd copies the clients'
+                       bytes straight from and to their memory (data_plane.process_memory on,
+                       the plane a daemon with tenants gives local clients).
   --host-capacity B    host tier of the started kvaultd (default 256MiB); the load set is a
                        quarter of it.
   --pool-bytes B       distinct objects one store window may write, all threads (default
@@ -76,12 +80,12 @@ int Fail(int code, const Status& s) { return FailMode("store", code, s); }
 
 Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_ASSIGN_OR_RETURN(
-      CliArgs a,
-      CliArgs::Parse(args,
-                     {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps", "warmup",
-                      "transports", "host-capacity", "pool-bytes", "chain-keys", "lookups",
-                      "perftest-bytes", "kvaultd", "redis", "perftest", "client-memory"},
-                     {"keep"}));
+      CliArgs a, CliArgs::Parse(args,
+                                {"server", "json", "sizes", "concurrency", "seconds", "ops", "reps",
+                                 "warmup", "transports", "host-capacity", "pool-bytes",
+                                 "chain-keys", "lookups", "perftest-bytes", "kvaultd", "redis",
+                                 "perftest", "client-memory", "data-plane"},
+                                {"keep"}));
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.server = a.GetOr("server", "");
@@ -115,6 +119,16 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.warmup = static_cast<uint32_t>(warmup);
   c.transports = a.GetOr("transports", "posix,cma");
   KVAULT_RETURN_IF_ERROR(CheckTransports("--transports", c.transports));
+  const std::string plane = a.GetOr("data-plane", "ucx");
+  if (plane != "ucx" && plane != "process-memory") {
+    return Status::InvalidArgument("--data-plane takes ucx or process-memory, got '" + plane + "'");
+  }
+  c.process_memory = plane == "process-memory";
+  if (c.process_memory && a.Has("server")) {
+    return Status::InvalidArgument(
+        "--data-plane is for the kvaultd the benchmark starts; the "
+        "daemon of --server chooses its own");
+  }
   KVAULT_ASSIGN_OR_RETURN(
       c.host_capacity,
       ParseSizeArg("--host-capacity", a.GetOr("host-capacity", "256MiB"), 1ull << 20, 1ull << 40));
@@ -323,10 +337,12 @@ int RunStoreBench(const std::vector<std::string>& args) {
   r.server = (*kv)->server();
   r.started_daemon = (*kv)->started();
   r.daemon_version = (*kv)->ready_line();
-  std::printf("kvault-bench store: kvaultd %s (%s), UCX_TLS=%s, client memory %s, scratch %s\n",
-              r.server.c_str(),
-              r.started_daemon ? "started by the benchmark" : "given with --server",
-              c.transports.c_str(), ClientMemoryName(c), scratch->path().c_str());
+  std::printf(
+      "kvault-bench store: kvaultd %s (%s), UCX_TLS=%s, data plane %s, client memory %s, scratch "
+      "%s\n",
+      r.server.c_str(), r.started_daemon ? "started by the benchmark" : "given with --server",
+      c.transports.c_str(), c.process_memory ? "process-memory" : "ucx", ClientMemoryName(c),
+      scratch->path().c_str());
   std::fflush(stdout);
 
   std::unique_ptr<RedisSide> redis;

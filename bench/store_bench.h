@@ -47,7 +47,8 @@ struct Config {
   uint64_t ops = 0;                   // operations per timed window, all threads together; 0: time
   uint32_t reps = 3;                  // timed windows per figure (medians reported)
   uint32_t warmup = 1;                // untimed windows before them, for kvault and redis alike
-  std::string transports = "posix,cma";   // UCX_TLS of kvaultd, the clients and ucx_perftest
+  std::string transports = "posix,cma";  // UCX_TLS of kvaultd, the clients and ucx_perftest
+  bool process_memory = false;  // --data-plane process-memory: the started kvaultd copies directly
   uint64_t host_capacity = 256ull << 20;  // host tier of the started kvaultd
   uint64_t pool_bytes = 384ull << 20;  // objects a store window may write (time mode), all threads
   uint32_t chain_keys = 1000;
@@ -127,9 +128,9 @@ struct Row {
 };
 
 struct Lookup {
-  uint32_t keys = 0, lookups = 0;           // lookups: timed calls per round
+  uint32_t keys = 0, lookups = 0;              // lookups: timed calls per round
   double p50_us = 0, p99_us = 0, mean_us = 0;  // medians over the rounds (--reps)
-  std::vector<double> round_p99_us;           // each round's p99
+  std::vector<double> round_p99_us;            // each round's p99
 };
 
 struct Memory {

@@ -97,6 +97,7 @@ Result<std::unique_ptr<KvaultSide>> KvaultSide::Create(const Config& c,
     for (uint64_t size : c.sizes) largest = std::max(largest, SyntheticObjectBytes(size));
     launch.max_block_bytes = MaxBlockBytesFitting(c.host_capacity, largest);
     launch.transports = c.transports;
+    if (c.process_memory) launch.process_memory = "on";
     KVAULT_ASSIGN_OR_RETURN(RunningKvaultd daemon, StartKvaultd(launch));
     side->daemon_ = std::move(daemon.process);
     side->ready_line_ = std::move(daemon.ready_line);

@@ -5,6 +5,8 @@
 // the daemon's UCX leaves out shared memory, so it maps none of the client's buffers.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -186,6 +188,74 @@ TEST_F(KvaultdProcessMemoryTest, AStoreNamingUnmappedMemoryFailsThatKeyOnly) {
   EXPECT_EQ(outcomes[0].status, transport::WireStatus::kOk);
   EXPECT_EQ(back, object);
   EXPECT_TRUE(c.Ping());
+}
+
+// A client running as another user (nobody) against a root kvaultd: its memory is opened with
+// nobody's rights. A plain process of that user is served through process memory, byte for byte;
+// one that made itself not dumpable (as a set-user-id program is) gets no such plane.
+TEST_F(KvaultdProcessMemoryTest, AClientOfAnotherUserIsServedWithItsOwnRightsOnly) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the client as nobody";
+  // The clients are forked before the daemon starts, while this process has one thread; each
+  // reads the control port from a pipe and exits 0 when all its checks held.
+  auto client = [](bool dumpable, int port_pipe) {
+    uint16_t port = 0;
+    if (read(port_pipe, &port, sizeof port) != sizeof port) _exit(10);
+    if (syscall(SYS_setresgid, 65534, 65534, 65534) != 0 ||
+        syscall(SYS_setresuid, 65534, 65534, 65534) != 0 ||
+        prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0) != 0) {
+      _exit(11);
+    }
+    RawConnection c(port);
+    if (!c.Login("team-a", "secret-a", {}, nullptr, static_cast<uint32_t>(getpid()))) _exit(12);
+    if (!dumpable) _exit(c.data_plane() == transport::DataPlane::kNone ? 0 : 13);
+    if (c.data_plane() != transport::DataPlane::kProcessMemory) _exit(14);
+    BlockKey key;
+    key.fill(0x43);
+    std::vector<uint8_t> object(SyntheticObjectBytes(8192));
+    if (!WriteSyntheticBlock(key, 8192, object).ok()) _exit(15);
+    transport::Store store;
+    store.remote_key = {1};
+    store.entries.push_back({key, reinterpret_cast<uint64_t>(object.data()), object.size()});
+    if (!c.SendMessage(store, 10)) _exit(16);
+    auto reply = c.ReadMessage();
+    if (!reply || !std::holds_alternative<transport::StoreReply>(reply->first) ||
+        std::get<transport::StoreReply>(reply->first).statuses !=
+            std::vector<transport::WireStatus>{transport::WireStatus::kOk}) {
+      _exit(17);
+    }
+    std::vector<uint8_t> back(object.size(), 0);
+    transport::Load load;
+    load.remote_key = {1};
+    transport::LoadEntry entry;
+    entry.key = key;
+    entry.address = reinterpret_cast<uint64_t>(back.data());
+    entry.capacity = back.size();
+    load.entries.push_back(entry);
+    if (!c.SendMessage(load, 11)) _exit(18);
+    reply = c.ReadMessage();
+    if (!reply || !std::holds_alternative<transport::LoadReply>(reply->first)) _exit(19);
+    _exit(back == object ? 0 : 20);
+  };
+  int pipes[2][2];
+  pid_t pids[2];
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(pipe(pipes[i]), 0);
+    pids[i] = fork();
+    if (pids[i] == 0) client(/*dumpable=*/i == 0, pipes[i][0]);
+    ASSERT_GT(pids[i], 0);
+  }
+  DaemonProcess d(dir_, TenantArgs());
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  for (int i = 0; i < 2; ++i) {
+    const uint16_t port = d.control_port();
+    ASSERT_EQ(write(pipes[i][1], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+    int status = 0;
+    ASSERT_EQ(waitpid(pids[i], &status, 0), pids[i]);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << (i == 0 ? "dumpable client" : "undumpable client") << "\n"
+                                      << d.Stderr();
+  }
+  EXPECT_EQ(d.Terminate(), 0);
 }
 
 }  // namespace

@@ -19,6 +19,10 @@ Result<transport::PeerId> ProcessDataMover::Connect(
 Result<transport::PeerId> ProcessDataMover::ConnectProcess(
     uint32_t pid, const transport::ControlConnection& connection) {
   const std::string who = "process " + std::to_string(pid);
+  // Opened first: the pidfd and the memory then name one process, and the connection is checked
+  // against it. Alive after the check, the pid named that process throughout (a pid is reused
+  // only once its process has exited and been reaped).
+  KVAULT_ASSIGN_OR_RETURN(transport::ProcessMemory memory, transport::ProcessMemory::Open(pid));
   switch (transport::HoldsConnection(pid, connection)) {
     case transport::Holder::kYes:
       break;
@@ -29,7 +33,7 @@ Result<transport::PeerId> ProcessDataMover::ConnectProcess(
                                  " holds this control connection (another network namespace, "
                                  "or its descriptors are not readable here)");
   }
-  KVAULT_ASSIGN_OR_RETURN(transport::ProcessMemory memory, transport::ProcessMemory::Open(pid));
+  if (memory.Exited()) return Status::NotFound(who + " has exited");
   KVAULT_RETURN_IF_ERROR(memory.CheckAccess());
   const transport::PeerId peer = kPeerBit | next_.fetch_add(1);
   std::lock_guard lock(mu_);
@@ -68,7 +72,6 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
         n, Status::Unavailable("peer " + std::to_string(peer) + " is not connected"));
   }
   std::vector<Status> statuses(n);
-  transport::ProcessMemory::Scope as_client(*memory);
   for (size_t i = 0; i < n; ++i) {
     const transport::Transfer& t = batch.transfers[i];
     if (t.peer != peer) {

@@ -1,8 +1,8 @@
 #pragma once
 // ProcessDataMover: the DataMover for clients on this host whose memory the server copies
-// directly (transport::ProcessMemory: process_vm_readv and process_vm_writev with the client's
-// own rights). A peer is a client process that holds its control connection; transfers run on
-// the calling thread, one after another, with the thread in the client's ids for the batch.
+// directly (transport::ProcessMemory: the client's /proc/<pid>/mem, opened with its user's
+// rights). A peer is a client process that holds its control connection; transfers run on the
+// calling thread, one after another.
 // Remote keys play no part: the address is the client's own. Connect (UCX worker addresses) is
 // Unsupported. Peer ids have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
 //

@@ -1,20 +1,26 @@
 // ProcessMemory: copies into and out of a child process's memory, and the refusals that keep a
 // client from making the server touch memory that is not the client's to share: an exited
-// process (its pid never reaches another), an unmapped range, a set-user-id process, and (as
-// root) a process of the client's user that the user itself may not trace, beside a positive
-// control that is copied.
+// process, one that runs another program since Open, an unmapped range, a set-user-id process,
+// and (as root) a process of the client's user that the user itself may not trace, each beside a
+// positive control that is copied.
 #include "kvault/transport/local/process_memory.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
 #include <vector>
 
 namespace kvault::transport {
@@ -123,6 +129,7 @@ TEST(ProcessMemoryTest, ARangeNotMappedInTheChildIsInvalidArgumentAfterAValidOne
   const Status write = memory->Write(address + page, buffer);
   EXPECT_EQ(write.code(), StatusCode::kInvalidArgument) << write.ToString();
   const Status wraps = memory->Read(~uint64_t{0} - 10, buffer);
+  EXPECT_EQ(memory->Read(uint64_t{1} << 63, buffer).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(wraps.code(), StatusCode::kInvalidArgument) << wraps.ToString();
   munmap(region, 2 * page);
 }
@@ -163,9 +170,10 @@ TEST(ProcessMemoryTest, AProcessWithMixedUserIdsIsRefused) {
   EXPECT_EQ(memory->gid(), kNobody);
 }
 
-// As root, the copy runs with the client's ids and no capabilities: a process the client's
-// user may not trace (here: it made itself not dumpable, as a set-user-id program is) is
-// refused although root could read it, and a plain process of that user is copied.
+// As root, /proc/<pid>/mem is opened with the client's ids and without CAP_SYS_PTRACE: a
+// process the client's user may not trace (here: it made itself not dumpable, as a
+// set-user-id program is) is refused although root could read it, and a plain process of that
+// user is copied. The opening thread stays root throughout (the user can never signal it).
 TEST(ProcessMemoryTest, AsRootTheKernelChecksTheClientsOwnRights) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run children as another user";
   std::vector<uint8_t> bytes = Pattern(8192, 3);
@@ -184,27 +192,113 @@ TEST(ProcessMemoryTest, AsRootTheKernelChecksTheClientsOwnRights) {
   const Status plain_read = plain_memory->Read(address, read);
   ASSERT_TRUE(plain_read.ok()) << plain_read.ToString();
   EXPECT_EQ(read, original);
-
-  Result<ProcessMemory> hidden_memory = ProcessMemory::Open(hidden.pid());
-  ASSERT_TRUE(hidden_memory.ok()) << hidden_memory.status().ToString();
-  const Status refused = hidden_memory->Read(address, read);
-  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
-  EXPECT_NE(refused.message().find("refused by the kernel"), std::string::npos);
-  EXPECT_EQ(hidden_memory->Write(address, read).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(hidden_memory->CheckAccess().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(plain_memory->CheckAccess().ok());
-  // Root itself could have read it: the refusal comes from running as the client.
+
+  const Status refused = ProcessMemory::Open(hidden.pid()).status();
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  EXPECT_NE(refused.message().find("not open to its own user"), std::string::npos)
+      << refused.ToString();
+  // Root itself could have read it: the refusal comes from opening as the client.
   iovec here{read.data(), read.size()};
   iovec there{bytes.data(), read.size()};
   EXPECT_EQ(process_vm_readv(static_cast<pid_t>(hidden.pid()), &here, 1, &there, 1, 0),
             static_cast<ssize_t>(read.size()));
 
-  // This thread is root again, with its capabilities: it can still do what root does.
+  // This thread is root, with its capabilities and file-system ids, and the process dumpable.
   uid_t r, e, s;
   ASSERT_EQ(getresuid(&r, &e, &s), 0);
   EXPECT_EQ(r, 0u);
   EXPECT_EQ(e, 0u);
+  EXPECT_EQ(syscall(SYS_setfsuid, -1), 0);
   EXPECT_EQ(prctl(PR_GET_DUMPABLE), 1);
+  EXPECT_EQ(prctl(PR_CAPBSET_READ, 19 /* CAP_SYS_PTRACE */), 1);
+}
+
+// The audit's case for UCX (transport/README.md): a client of another user maps a root-owned
+// file it may only read, shared, and names that mapping; the write is refused and the file is
+// unchanged, while a write to the client's own memory goes through.
+TEST(ProcessMemoryTest, AFileTheClientMayOnlyReadIsNeverWritten) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to own the file and run the client as nobody";
+  const std::string path = "/tmp/kvault_process_memory_" + std::to_string(getpid());
+  {
+    std::ofstream f(path);
+    f << std::string(4096, 'r');
+  }
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  std::vector<uint8_t> own = Pattern(4096, 9);
+  uint8_t* mapped = nullptr;
+  Child child([&] {
+    if (!BecomeUser(kNobody)) return false;
+    const int fd = open(path.c_str(), O_RDONLY);
+    if (fd < 0) return false;
+    void* p = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return false;
+    mapped = static_cast<uint8_t*>(p);
+    // Tell the parent where: the same address in its memory is not mapped, so write it down.
+    std::ofstream(path + ".address") << reinterpret_cast<uintptr_t>(mapped);
+    return true;
+  });
+  ASSERT_TRUE(child.ready());
+  uint64_t address = 0;
+  std::ifstream(path + ".address") >> address;
+  ASSERT_NE(address, 0u);
+  Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  const std::vector<uint8_t> evil(64, 'X');
+  const Status refused = memory->Write(address, evil);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  std::vector<uint8_t> through_mapping(64);
+  EXPECT_TRUE(memory->Read(address, through_mapping).ok());  // reading it is the client's right
+  EXPECT_EQ(through_mapping, std::vector<uint8_t>(64, 'r'));
+  std::string content;
+  std::getline(std::ifstream(path), content);
+  EXPECT_EQ(content, std::string(4096, 'r'));
+  // Positive control: the client's own memory takes the write.
+  EXPECT_TRUE(memory->Write(reinterpret_cast<uintptr_t>(own.data()), evil).ok());
+  std::vector<uint8_t> back(64);
+  ASSERT_TRUE(memory->Read(reinterpret_cast<uintptr_t>(own.data()), back).ok());
+  EXPECT_EQ(back, evil);
+  unlink(path.c_str());
+  unlink((path + ".address").c_str());
+}
+
+// The memory opened is the one the process had at Open: once it runs another program (a
+// set-user-id one would get root's rights), nothing is copied.
+TEST(ProcessMemoryTest, AProcessThatRunsAnotherProgramIsNoLongerCopied) {
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  std::vector<uint8_t> bytes = Pattern(4096, 5);
+  Child child([&] {
+    close(go[1]);
+    std::thread([fd = go[0]] {
+      char c;
+      if (read(fd, &c, 1) == 1) execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+    }).detach();
+    return true;
+  });
+  close(go[0]);
+  ASSERT_TRUE(child.ready());
+  Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  const uint64_t address = reinterpret_cast<uintptr_t>(bytes.data());
+  std::vector<uint8_t> read(bytes.size());
+  ASSERT_TRUE(memory->Read(address, read).ok());  // positive control before the exec
+  EXPECT_EQ(read, bytes);
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  close(go[1]);
+  // Wait for the exec: the command line becomes sleep's.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string cmdline;
+  while (cmdline.rfind("sleep", 0) != 0 && std::chrono::steady_clock::now() < until) {
+    std::ifstream in("/proc/" + std::to_string(child.pid()) + "/cmdline");
+    std::getline(in, cmdline, '\0');
+    if (cmdline.rfind("sleep", 0) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(cmdline, "sleep");
+  EXPECT_FALSE(memory->Exited());
+  EXPECT_EQ(memory->Read(address, read).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(memory->Write(address, read).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(memory->CheckAccess().code(), StatusCode::kUnavailable);
 }
 
 }  // namespace

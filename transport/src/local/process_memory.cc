@@ -1,11 +1,13 @@
-// ProcessMemory (local/process_memory.h): cross-memory attach with the client's own rights.
+// ProcessMemory (local/process_memory.h): a client process's /proc/<pid>/mem, opened with its
+// user's rights.
 
 #include "kvault/transport/local/process_memory.h"
 
+#include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,24 +46,62 @@ std::optional<ProcIds> ReadIds(std::istream& status, const std::string& line_nam
   return std::nullopt;
 }
 
-// A thread left with another user's ids must not go on serving: stop the process.
+// A thread left with another user's ids or without its capabilities must not go on serving.
 [[noreturn]] void DieSwitchingIds(const char* call) {
-  std::fprintf(stderr,
-               "kvault: fatal: %s failed while switching ids for a process-memory copy: %s\n", call,
+  std::fprintf(stderr, "kvault: fatal: %s failed while opening a client's memory: %s\n", call,
                std::strerror(errno));
   std::abort();
 }
 
 // The dumpable flag of this process before any thread switched ids. Changing a thread's
-// effective user id clears the flag (no core dumps, /proc files owned by root); it is put back
+// file-system user id clears the flag (no core dumps, /proc files owned by root); it is put back
 // after each switch.
 int DumpableAtStart() {
   static const int dumpable = prctl(PR_GET_DUMPABLE);
   return dumpable < 0 ? 1 : dumpable;
 }
 
-// The ProcessMemory whose ids the calling thread holds (ProcessMemory::Scope), or null.
-thread_local const ProcessMemory* running_as = nullptr;
+// For its lifetime, the calling thread (of a root process) has `uid` and `gid` as its
+// file-system ids and no CAP_SYS_PTRACE in its effective set, so that the kernel checks what it
+// opens as that user's. Its real and effective ids do not change: the user cannot signal it.
+// Raw system calls: the glibc wrappers would change every thread of the process.
+class FileAccessAs {
+ public:
+  FileAccessAs(uid_t uid, gid_t gid) {
+    header_.version = _LINUX_CAPABILITY_VERSION_3;
+    header_.pid = 0;
+    if (syscall(SYS_capget, &header_, saved_) != 0) DieSwitchingIds("capget");
+    __user_cap_data_struct without[2] = {saved_[0], saved_[1]};
+    without[CAP_TO_INDEX(CAP_SYS_PTRACE)].effective &= ~CAP_TO_MASK(CAP_SYS_PTRACE);
+    if (syscall(SYS_capset, &header_, without) != 0) DieSwitchingIds("capset");
+    fsgid_ = static_cast<gid_t>(syscall(SYS_setfsgid, gid));
+    fsuid_ = static_cast<uid_t>(syscall(SYS_setfsuid, uid));
+    // setfsuid reports the previous id, never an error: ask again to see that it took.
+    if (static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1))) != uid ||
+        static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1))) != gid) {
+      errno = EPERM;
+      DieSwitchingIds("setfsuid");
+    }
+  }
+  ~FileAccessAs() {
+    syscall(SYS_setfsuid, fsuid_);
+    syscall(SYS_setfsgid, fsgid_);
+    if (static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1))) != fsuid_) {
+      errno = EPERM;
+      DieSwitchingIds("setfsuid back");
+    }
+    if (syscall(SYS_capset, &header_, saved_) != 0) DieSwitchingIds("capset back");
+    prctl(PR_SET_DUMPABLE, DumpableAtStart());
+  }
+  FileAccessAs(const FileAccessAs&) = delete;
+  FileAccessAs& operator=(const FileAccessAs&) = delete;
+
+ private:
+  __user_cap_header_struct header_{};
+  __user_cap_data_struct saved_[2] = {};
+  uid_t fsuid_ = 0;
+  gid_t fsgid_ = 0;
+};
 
 std::string RangeText(uint64_t remote, size_t length) {
   char text[64];
@@ -75,88 +115,81 @@ std::string RangeText(uint64_t remote, size_t length) {
 Result<ProcessMemory> ProcessMemory::Open(uint32_t pid) {
   if (pid == 0) return Status::InvalidArgument("process id 0 names no process");
   DumpableAtStart();
+  const std::string who = "process " + std::to_string(pid);
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
   if (pidfd < 0) {
-    if (errno == ESRCH)
-      return Status::NotFound("process " + std::to_string(pid) + " does not exist");
+    if (errno == ESRCH) return Status::NotFound(who + " does not exist");
     return Status::Unavailable(std::string("pidfd_open: ") + std::strerror(errno));
   }
-  ProcessMemory memory(pid, 0, 0, pidfd);  // closes the pidfd on every early return
+  ProcessMemory memory(pid, pidfd);  // closes what it holds on every early return
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   const std::optional<ProcIds> uids = ReadIds(status, "Uid:");
   const std::optional<ProcIds> gids = ReadIds(status, "Gid:");
-  if (!uids || !gids || memory.Exited()) {
-    return Status::NotFound("process " + std::to_string(pid) + " has exited");
-  }
+  if (!uids || !gids || memory.Exited()) return Status::NotFound(who + " has exited");
   if (!uids->Uniform() || !gids->Uniform()) {
-    return Status::InvalidArgument("process " + std::to_string(pid) +
+    return Status::InvalidArgument(who +
                                    " runs with mixed user or group ids (set-user-id); its memory "
                                    "is not copied directly");
   }
   memory.uid_ = uids->ids[0];
   memory.gid_ = gids->ids[0];
-  if (geteuid() != 0 && (memory.uid_ != getuid() || memory.gid_ != getgid())) {
-    return Status::Unsupported("process " + std::to_string(pid) +
-                               " belongs to another user or group, and this process is not root");
+  const bool root = geteuid() == 0;
+  if (!root && (memory.uid_ != getuid() || memory.gid_ != getgid())) {
+    return Status::Unsupported(who +
+                               " belongs to another user or group, and this process is "
+                               "not root");
+  }
+  const std::string path = "/proc/" + std::to_string(pid) + "/mem";
+  int error = 0;
+  {
+    // A client of user 0 is root already: nothing to narrow (and the kernel would refuse a
+    // caller whose effective capabilities are fewer than the target's).
+    std::optional<FileAccessAs> as_client;
+    if (root && memory.uid_ != 0) as_client.emplace(memory.uid_, memory.gid_);
+    memory.mem_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
+    error = errno;
+  }
+  if (memory.mem_ < 0) {
+    if (error == ENOENT || error == ESRCH) return Status::NotFound(who + " has exited");
+    if (error == EACCES || error == EPERM) {
+      return Status::InvalidArgument(who +
+                                     "'s memory is not open to its own user (not dumpable, "
+                                     "or Yama's ptrace_scope without PR_SET_PTRACER)");
+    }
+    return Status::Unavailable("opening " + path + ": " + std::strerror(error));
   }
   return memory;
 }
 
 ProcessMemory::ProcessMemory(ProcessMemory&& other) noexcept
-    : pid_(other.pid_), uid_(other.uid_), gid_(other.gid_), pidfd_(other.pidfd_) {
+    : pid_(other.pid_), uid_(other.uid_), gid_(other.gid_), pidfd_(other.pidfd_), mem_(other.mem_) {
   other.pidfd_ = -1;
+  other.mem_ = -1;
 }
 
 ProcessMemory& ProcessMemory::operator=(ProcessMemory&& other) noexcept {
   if (this != &other) {
     if (pidfd_ >= 0) close(pidfd_);
+    if (mem_ >= 0) close(mem_);
     pid_ = other.pid_;
     uid_ = other.uid_;
     gid_ = other.gid_;
     pidfd_ = other.pidfd_;
+    mem_ = other.mem_;
     other.pidfd_ = -1;
+    other.mem_ = -1;
   }
   return *this;
 }
 
 ProcessMemory::~ProcessMemory() {
   if (pidfd_ >= 0) close(pidfd_);
+  if (mem_ >= 0) close(mem_);
 }
 
 bool ProcessMemory::Exited() const {
   pollfd p{pidfd_, POLLIN, 0};
-  const int ready = poll(&p, 1, 0);
-  return ready != 0;  // readable once the process has exited; an error counts as gone
-}
-
-// Raw system calls: glibc's setresuid would change the ids of every thread of the process. The
-// saved user id stays what it was (0), which is what allows the way back; with an effective user
-// id other than 0 the thread has no effective capabilities, so the kernel's checks are the
-// client's.
-ProcessMemory::Scope::Scope(const ProcessMemory& memory) : previous_(running_as) {
-  if (previous_ != nullptr) {
-    std::fprintf(stderr, "kvault: fatal: ProcessMemory::Scope inside another on one thread\n");
-    std::abort();
-  }
-  running_as = &memory;
-  if (geteuid() != 0) return;
-  uid_t r, e, s;
-  gid_t gr, ge, gs;
-  if (getresuid(&r, &e, &s) != 0 || getresgid(&gr, &ge, &gs) != 0) DieSwitchingIds("getresuid");
-  saved_[0] = r, saved_[1] = e, saved_[2] = s, saved_[3] = gr, saved_[4] = ge, saved_[5] = gs;
-  const uid_t keep = static_cast<uid_t>(-1);
-  if (syscall(SYS_setresgid, memory.gid(), memory.gid(), keep) != 0) DieSwitchingIds("setresgid");
-  if (syscall(SYS_setresuid, memory.uid(), memory.uid(), keep) != 0) DieSwitchingIds("setresuid");
-  switched_ = true;
-}
-
-ProcessMemory::Scope::~Scope() {
-  running_as = previous_;
-  if (!switched_) return;
-  const uid_t keep = static_cast<uid_t>(-1);
-  if (syscall(SYS_setresuid, saved_[0], saved_[1], keep) != 0) DieSwitchingIds("setresuid back");
-  if (syscall(SYS_setresgid, saved_[3], saved_[4], keep) != 0) DieSwitchingIds("setresgid back");
-  prctl(PR_SET_DUMPABLE, DumpableAtStart());
+  return poll(&p, 1, 0) != 0;  // readable once the process has exited; an error counts as gone
 }
 
 Status ProcessMemory::CheckAccess() const {
@@ -183,50 +216,36 @@ Status ProcessMemory::Read(uint64_t remote, std::span<uint8_t> local) const {
 }
 
 Status ProcessMemory::Write(uint64_t remote, std::span<const uint8_t> local) const {
+  // pwrite only reads `local`.
   return Copy(true, remote, const_cast<uint8_t*>(local.data()), local.size());
 }
 
-Status ProcessMemory::Copy(bool write, uint64_t remote, void* local, size_t length) const {
+Status ProcessMemory::Copy(bool write, uint64_t remote, uint8_t* local, size_t length) const {
   if (length == 0) return Status::Ok();
-  if (remote + length < remote) {
-    return Status::InvalidArgument("range " + RangeText(remote, length) + " wraps around");
-  }
-  if (running_as != nullptr && running_as != this) {
-    return Status::Internal("a copy for process " + std::to_string(pid_) +
-                            " inside the Scope of process " + std::to_string(running_as->pid_));
-  }
-  std::optional<Scope> as_owner;
-  if (running_as == nullptr) as_owner.emplace(*this);
-  // Checked with the ids switched, just before the copies: the pid is still this process's.
-  if (Exited()) {
-    return Status::Unavailable("process " + std::to_string(pid_) + " has exited");
+  // File offsets are signed: user addresses lie far below 2^63.
+  constexpr uint64_t kEnd = uint64_t{1} << 63;
+  if (remote >= kEnd || length > kEnd - remote) {
+    return Status::InvalidArgument("range " + RangeText(remote, length) +
+                                   " lies outside user addresses");
   }
   size_t done = 0;
   while (done < length) {
-    constexpr size_t kMaxPerCall = size_t{1} << 30;
-    const size_t n = std::min(length - done, kMaxPerCall);
-    iovec here{static_cast<uint8_t*>(local) + done, n};
-    iovec there{reinterpret_cast<void*>(static_cast<uintptr_t>(remote + done)), n};
-    const ssize_t moved = write
-                              ? process_vm_writev(static_cast<pid_t>(pid_), &here, 1, &there, 1, 0)
-                              : process_vm_readv(static_cast<pid_t>(pid_), &here, 1, &there, 1, 0);
+    const off_t at = static_cast<off_t>(remote + done);
+    const ssize_t moved = write ? pwrite(mem_, local + done, length - done, at)
+                                : pread(mem_, local + done, length - done, at);
     if (moved > 0) {
       done += static_cast<size_t>(moved);
       continue;
     }
-    const int error = moved == 0 ? EFAULT : errno;
+    const int error = moved == 0 ? 0 : errno;
+    if (error == EINTR) continue;
     const std::string what = std::string(write ? "writing " : "reading ") +
                              RangeText(remote + done, length - done) + " of process " +
                              std::to_string(pid_);
     switch (error) {
-      case EINTR:
-        continue;
-      case ESRCH:
-        return Status::Unavailable(what + ": the process has exited");
-      case EPERM:
-        return Status::InvalidArgument(what +
-                                       ": refused by the kernel (the process's user may "
-                                       "not trace it: set-user-id, not dumpable, or ptrace scope)");
+      case 0:  // the memory opened is gone
+        return Status::Unavailable(what + ": the process has exited or runs another program");
+      case EIO:
       case EFAULT:
         return Status::InvalidArgument(what + ": not mapped " + (write ? "writable" : "readable") +
                                        " in that process");
