@@ -341,8 +341,11 @@ int RunStoreBench(const std::vector<std::string>& args) {
       "kvault-bench store: kvaultd %s (%s), UCX_TLS=%s, data plane %s, client memory %s, scratch "
       "%s\n",
       r.server.c_str(), r.started_daemon ? "started by the benchmark" : "given with --server",
-      c.transports.c_str(), c.process_memory ? "process-memory" : "ucx", ClientMemoryName(c),
-      scratch->path().c_str());
+      c.transports.c_str(),
+      !r.started_daemon  ? "the daemon's own"
+      : c.process_memory ? "process-memory"
+                         : "ucx",
+      ClientMemoryName(c), scratch->path().c_str());
   std::fflush(stdout);
 
   std::unique_ptr<RedisSide> redis;

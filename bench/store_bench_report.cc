@@ -278,7 +278,9 @@ Json ReportJson(const Config& c, const Results& r) {
       {"server", r.server},
       {"started_daemon", r.started_daemon},
       {"transports", c.transports},
-      {"data_plane", c.process_memory ? "process-memory" : "ucx"},
+      {"data_plane", !r.started_daemon  ? "the daemon's own"
+                     : c.process_memory ? "process-memory"
+                                        : "ucx"},
       {"client_memory", ClientMemoryName(c)},
       {"registered_staging", Json::Object{{"pool_bytes", r.staging.pool_bytes},
                                           {"staged_requests", r.staging.staged_requests},

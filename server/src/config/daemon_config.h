@@ -125,8 +125,8 @@ struct UcxConfig {
 
 struct DataPlaneConfig {
   // [data_plane.process_memory] auto, on or off. On: copy the block bytes of clients on this
-  // host straight from and to their own memory (process_vm_readv/writev with the client user's
-  // rights) once the client process is shown to hold its control connection; other clients use
+  // host straight from and to their own memory (the client's /proc/<pid>/mem, opened with its
+  // user's rights) once the client process is shown to hold its control connection; others use
   // UCX. Auto: on when auth.tenants_file is set, and UCX then leaves out its shared-memory
   // transports unless ucx.transports names them (transport/README.md, "Process memory").
   // Default auto.

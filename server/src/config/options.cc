@@ -226,10 +226,10 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option("data_plane.process_memory", OptionType::kChoice,
              +[](DaemonConfig& c) -> std::string& { return c.data_plane.process_memory; },
              "on: copy the block bytes of clients on this host straight from and to their memory "
-             "(process_vm_readv/writev with the client user's rights, once its process is shown "
-             "to hold its control connection); other clients use UCX. off: UCX for all. auto: on "
-             "with a tenants file, where UCX then also leaves out its shared-memory transports "
-             "unless ucx.transports is set; off without one.",
+             "(the client's /proc/PID/mem, opened with its user's rights, once its process is "
+             "shown to hold its control connection); other clients use UCX. off: UCX for all. "
+             "auto: on with a tenants file, where UCX then also leaves out its shared-memory "
+             "transports unless ucx.transports is set; off without one.",
              0, 0, {"auto", "on", "off"}),
   };
 }

@@ -25,7 +25,8 @@ class ProcessDataMover final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
                                     const std::optional<transport::ControlConnection>& connection,
                                     const transport::WorkerProof& proof) override;
-  // Checks HoldsConnection (kYes only), opens the process and probes that a copy is allowed.
+  // Opens the process's memory, then checks HoldsConnection (kYes only) and that the process
+  // still lives (the pid named it throughout), then probes that a copy works.
   Result<transport::PeerId> ConnectProcess(uint32_t pid,
                                            const transport::ControlConnection& connection) override;
   void Disconnect(transport::PeerId peer) override;

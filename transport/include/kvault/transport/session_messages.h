@@ -53,7 +53,7 @@ struct Hello {
   // when the client moves no block data (a stats tool) or offers only `client_pid`.
   std::vector<uint8_t> worker_address;
   // The client's process id in its own pid namespace, or 0. A server on the same host may then
-  // copy block bytes straight between its memory and the client's (process_vm_readv/writev)
+  // copy block bytes straight between its memory and the client's (its /proc/<pid>/mem)
   // once it has checked that this process holds the control connection; 0 = do not offer.
   uint32_t client_pid = 0;
 

@@ -48,8 +48,9 @@ class ProcessMemory {
 
   // Copies the process's bytes [remote, +local.size()) into `local`. OK only when every byte was
   // copied. Unavailable when the process has exited or runs another program since Open;
-  // InvalidArgument when part of the range is not mapped readable in the process or lies
-  // outside user addresses (nothing is promised about `local` then).
+  // InvalidArgument when part of the range is not mapped in the process or lies outside user
+  // addresses (nothing is promised about `local` then). As for a debugger, a mapping without
+  // read permission is read all the same.
   Status Read(uint64_t remote, std::span<uint8_t> local) const;
   // Copies `local` into the process's bytes [remote, +local.size()); the same statuses as Read
   // (a range not mapped, or mapped shared and read-only, is InvalidArgument; a private
