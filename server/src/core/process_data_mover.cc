@@ -16,38 +16,59 @@ Result<transport::PeerId> ProcessDataMover::Connect(
       "worker address");
 }
 
-Result<transport::PeerId> ProcessDataMover::ConnectProcess(
-    uint32_t pid, const transport::ControlConnection& connection) {
+namespace {
+
+// OK when `pid` holds the client end of `connection`.
+Status CheckHolds(uint32_t pid, const transport::ControlConnection& connection) {
   const std::string who = "process " + std::to_string(pid);
-  // Opened first: the pidfd and the memory then name one process, and the connection is checked
-  // against it. Alive after the check, the pid named that process throughout (a pid is reused
-  // only once its process has exited and been reaped).
-  KVAULT_ASSIGN_OR_RETURN(transport::ProcessMemory memory, transport::ProcessMemory::Open(pid));
   switch (transport::HoldsConnection(pid, connection)) {
     case transport::Holder::kYes:
-      break;
+      return Status::Ok();
     case transport::Holder::kNo:
-      return Status::InvalidArgument(who + " does not hold this control connection");
+      return Status::Unsupported(who +
+                                 " does not hold this control connection (a client on another "
+                                 "host names a process of its own)");
     case transport::Holder::kUnknown:
-      return Status::Unsupported("cannot tell whether " + who +
-                                 " holds this control connection (another network namespace, "
-                                 "or its descriptors are not readable here)");
+      break;
   }
-  if (memory.Exited()) return Status::NotFound(who + " has exited");
+  return Status::Unsupported("cannot tell whether " + who +
+                             " holds this control connection (another network namespace, or "
+                             "its descriptors are not readable here)");
+}
+
+}  // namespace
+
+Result<transport::PeerId> ProcessDataMover::ConnectProcess(
+    uint32_t pid, const transport::ControlConnection& connection) {
+  // Checked before anything is opened, so a pid that is not the client's is never touched; and
+  // again once the pidfd and the memory are open, so that they are the holder's: alive after
+  // that check, the pid named that process throughout (a pid is reused only once its process
+  // has exited and been reaped).
+  KVAULT_RETURN_IF_ERROR(CheckHolds(pid, connection));
+  KVAULT_ASSIGN_OR_RETURN(transport::ProcessMemory memory, transport::ProcessMemory::Open(pid));
+  KVAULT_RETURN_IF_ERROR(CheckHolds(pid, connection));
+  if (memory.Exited()) return Status::NotFound("process " + std::to_string(pid) + " has exited");
   KVAULT_RETURN_IF_ERROR(memory.CheckAccess());
   const transport::PeerId peer = kPeerBit | next_.fetch_add(1);
+  auto entry = std::make_shared<Peer>(std::move(memory));
   std::lock_guard lock(mu_);
-  peers_.emplace(peer, std::make_shared<const transport::ProcessMemory>(std::move(memory)));
+  peers_.emplace(peer, std::move(entry));
   return peer;
 }
 
 void ProcessDataMover::Disconnect(transport::PeerId peer) {
-  std::lock_guard lock(mu_);
-  peers_.erase(peer);
+  std::shared_ptr<Peer> gone;
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(peer);
+    if (it == peers_.end()) return;
+    gone = std::move(it->second);
+    peers_.erase(it);
+  }
+  gone->disconnected.store(true);  // a batch still running fails its remaining transfers
 }
 
-std::shared_ptr<const transport::ProcessMemory> ProcessDataMover::Find(
-    transport::PeerId peer) const {
+std::shared_ptr<ProcessDataMover::Peer> ProcessDataMover::Find(transport::PeerId peer) const {
   std::lock_guard lock(mu_);
   auto it = peers_.find(peer);
   return it == peers_.end() ? nullptr : it->second;
@@ -66,8 +87,8 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
   }
   // Every transfer of a batch names one client (a request's); others fail alone.
   const transport::PeerId peer = batch.transfers[0].peer;
-  std::shared_ptr<const transport::ProcessMemory> memory = Find(peer);
-  if (memory == nullptr) {
+  std::shared_ptr<Peer> client = Find(peer);
+  if (client == nullptr) {
     return std::vector<Status>(
         n, Status::Unavailable("peer " + std::to_string(peer) + " is not connected"));
   }
@@ -78,19 +99,23 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
       statuses[i] = Status::InvalidArgument("a transfer batch names more than one peer");
       continue;
     }
+    if (client->disconnected.load()) {
+      statuses[i] = Status::Unavailable("peer " + std::to_string(peer) + " was disconnected");
+      continue;
+    }
     if (std::chrono::steady_clock::now() >= batch.deadline) {
       statuses[i] = Status::Unavailable(std::string(transport::kDeadlineExceededPrefix) +
                                         ": transfer not started before the batch's deadline");
       continue;
     }
     if (t.op == transport::TransferOp::kGet) {
-      statuses[i] = memory->Read(t.remote_address,
-                                 std::span<uint8_t>(static_cast<uint8_t*>(t.local), t.length));
+      statuses[i] = client->memory.Read(
+          t.remote_address, std::span<uint8_t>(static_cast<uint8_t*>(t.local), t.length));
       if (statuses[i].ok()) arrived(i);
     } else {
-      statuses[i] =
-          memory->Write(t.remote_address,
-                        std::span<const uint8_t>(static_cast<const uint8_t*>(t.local), t.length));
+      statuses[i] = client->memory.Write(
+          t.remote_address,
+          std::span<const uint8_t>(static_cast<const uint8_t*>(t.local), t.length));
     }
   }
   return statuses;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 #include "core/data_mover.h"
 #include "kvault/transport/local/process_memory.h"
@@ -25,8 +26,9 @@ class ProcessDataMover final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
                                     const std::optional<transport::ControlConnection>& connection,
                                     const transport::WorkerProof& proof) override;
-  // Opens the process's memory, then checks HoldsConnection (kYes only) and that the process
-  // still lives (the pid named it throughout), then probes that a copy works.
+  // Checks HoldsConnection (kYes only; Unsupported otherwise, the usual answer for a client on
+  // another host), opens the process's memory, checks HoldsConnection again and that the
+  // process still lives (the pid named it throughout), then probes that a copy works.
   Result<transport::PeerId> ConnectProcess(uint32_t pid,
                                            const transport::ControlConnection& connection) override;
   void Disconnect(transport::PeerId peer) override;
@@ -38,10 +40,15 @@ class ProcessDataMover final : public DataMover {
   void ForgetRemoteKey(transport::PeerId, std::span<const uint8_t>) override {}
 
  private:
-  std::shared_ptr<const transport::ProcessMemory> Find(transport::PeerId peer) const;
+  struct Peer {
+    explicit Peer(transport::ProcessMemory m) : memory(std::move(m)) {}
+    const transport::ProcessMemory memory;
+    std::atomic<bool> disconnected{false};  // set by Disconnect: running batches stop copying
+  };
+  std::shared_ptr<Peer> Find(transport::PeerId peer) const;
 
   mutable std::mutex mu_;
-  std::unordered_map<transport::PeerId, std::shared_ptr<const transport::ProcessMemory>> peers_;
+  std::unordered_map<transport::PeerId, std::shared_ptr<Peer>> peers_;
   std::atomic<transport::PeerId> next_{1};
 };
 

@@ -72,6 +72,11 @@ bool BecomeUser(uint32_t id) {
          prctl(PR_SET_DUMPABLE, 1) == 0;
 }
 
+// What a client is in these tests: this process's user, or nobody when the test runs as root
+// (a process of user 0 is never copied directly).
+bool BecomeClient() { return geteuid() != 0 || BecomeUser(kNobody); }
+uint32_t ClientUid() { return geteuid() == 0 ? kNobody : getuid(); }
+
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(i * 31 + seed);
@@ -81,14 +86,14 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
 TEST(ProcessMemoryTest, ReadsAndWritesTheChildsBytesAtTheSameAddress) {
   std::vector<uint8_t> bytes = Pattern(3 << 20, 7);  // 3 MiB, several pages
   const std::vector<uint8_t> original = bytes;
-  Child child([] { return true; });
+  Child child([] { return BecomeClient(); });
   ASSERT_TRUE(child.ready());
   // This process's copy changes; the child's stays the original.
   std::fill(bytes.begin(), bytes.end(), uint8_t{0});
   Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
   ASSERT_TRUE(memory.ok()) << memory.status().ToString();
   EXPECT_EQ(memory->pid(), child.pid());
-  EXPECT_EQ(memory->uid(), getuid());
+  EXPECT_EQ(memory->uid(), ClientUid());
 
   const uint64_t address = reinterpret_cast<uintptr_t>(bytes.data());
   std::vector<uint8_t> read(bytes.size());
@@ -114,7 +119,7 @@ TEST(ProcessMemoryTest, ARangeNotMappedInTheChildIsInvalidArgumentAfterAValidOne
       mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(region, MAP_FAILED);
   std::memset(region, 0x5a, 2 * page);
-  Child child([&] { return munmap(region + page, page) == 0; });
+  Child child([&] { return BecomeClient() && munmap(region + page, page) == 0; });
   ASSERT_TRUE(child.ready());
   Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
   ASSERT_TRUE(memory.ok()) << memory.status().ToString();
@@ -137,7 +142,7 @@ TEST(ProcessMemoryTest, ARangeNotMappedInTheChildIsInvalidArgumentAfterAValidOne
 
 TEST(ProcessMemoryTest, AnExitedProcessIsNeverCopiedAndCannotBeOpened) {
   std::vector<uint8_t> bytes = Pattern(4096, 1);
-  Child child([] { return true; });
+  Child child([] { return BecomeClient(); });
   ASSERT_TRUE(child.ready());
   Result<ProcessMemory> memory = ProcessMemory::Open(child.pid());
   ASSERT_TRUE(memory.ok()) << memory.status().ToString();
@@ -219,6 +224,48 @@ TEST(ProcessMemoryTest, AsRootTheKernelChecksTheClientsOwnRights) {
   EXPECT_NE(caps[CAP_TO_INDEX(CAP_DAC_OVERRIDE)].effective & CAP_TO_MASK(CAP_DAC_OVERRIDE), 0u);
 }
 
+// A process of user 0 is never copied directly: nothing would narrow a root server's rights
+// (a root process that relays a client's connection could be named). A positive control of
+// another user is opened.
+TEST(ProcessMemoryTest, AProcessOfUserZeroIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for a child of user 0 and one of nobody";
+  Child root_child([] { return true; });
+  ASSERT_TRUE(root_child.ready());
+  const Status refused = ProcessMemory::Open(root_child.pid()).status();
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  EXPECT_NE(refused.message().find("runs as root"), std::string::npos) << refused.ToString();
+  Child client([] { return BecomeUser(kNobody); });
+  ASSERT_TRUE(client.ready());
+  EXPECT_TRUE(ProcessMemory::Open(client.pid()).ok());
+}
+
+// A root server without CAP_SETUID and CAP_SETGID (a container that dropped them) cannot take a
+// client's file-system ids: Open says so and the thread is as before, with what it had.
+TEST(ProcessMemoryTest, WithoutTheCapabilitiesToSwitchIdsOpenFailsAndNothingChanges) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  Child client([] { return BecomeUser(kNobody); });
+  ASSERT_TRUE(client.ready());
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct saved[2] = {};
+  ASSERT_EQ(syscall(SYS_capget, &header, saved), 0);
+  __user_cap_data_struct without[2] = {saved[0], saved[1]};
+  without[CAP_TO_INDEX(CAP_SETUID)].effective &= ~CAP_TO_MASK(CAP_SETUID);
+  without[CAP_TO_INDEX(CAP_SETGID)].effective &= ~CAP_TO_MASK(CAP_SETGID);
+  ASSERT_EQ(syscall(SYS_capset, &header, without), 0);
+  const Status refused = ProcessMemory::Open(client.pid()).status();
+  __user_cap_data_struct after[2] = {};
+  ASSERT_EQ(syscall(SYS_capget, &header, after), 0);
+  ASSERT_EQ(syscall(SYS_capset, &header, saved), 0);  // this thread's own, back
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable) << refused.ToString();
+  EXPECT_NE(refused.message().find("CAP_SETUID"), std::string::npos) << refused.ToString();
+  EXPECT_EQ(after[0].effective, without[0].effective);
+  EXPECT_EQ(after[1].effective, without[1].effective);
+  EXPECT_EQ(syscall(SYS_setfsuid, -1), 0);
+  EXPECT_EQ(syscall(SYS_setfsgid, -1), 0);
+  // Positive control: with them, it opens.
+  EXPECT_TRUE(ProcessMemory::Open(client.pid()).ok());
+}
+
 // The audit's case for UCX (transport/README.md): a client of another user maps a root-owned
 // file it may only read, shared, and names that mapping; the write is refused and the file is
 // unchanged, while a write to the client's own memory goes through.
@@ -275,6 +322,7 @@ TEST(ProcessMemoryTest, AProcessThatRunsAnotherProgramIsNoLongerCopied) {
   std::vector<uint8_t> bytes = Pattern(4096, 5);
   Child child([&] {
     close(go[1]);
+    if (!BecomeClient()) return false;
     std::thread([fd = go[0]] {
       char c;
       if (read(fd, &c, 1) == 1) execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));

@@ -61,47 +61,53 @@ int DumpableAtStart() {
   return dumpable < 0 ? 1 : dumpable;
 }
 
-// For its lifetime, the calling thread (of a root process) has `uid` and `gid` as its
-// file-system ids and no CAP_SYS_PTRACE in its effective set, so that the kernel checks what it
-// opens as that user's. Its real and effective ids do not change: the user cannot signal it.
-// Raw system calls: the glibc wrappers would change every thread of the process.
-class FileAccessAs {
- public:
-  FileAccessAs(uid_t uid, gid_t gid) {
-    header_.version = _LINUX_CAPABILITY_VERSION_3;
-    header_.pid = 0;
-    if (syscall(SYS_capget, &header_, saved_) != 0) DieSwitchingIds("capget");
-    __user_cap_data_struct without[2] = {saved_[0], saved_[1]};
-    without[CAP_TO_INDEX(CAP_SYS_PTRACE)].effective &= ~CAP_TO_MASK(CAP_SYS_PTRACE);
-    if (syscall(SYS_capset, &header_, without) != 0) DieSwitchingIds("capset");
-    fsgid_ = static_cast<gid_t>(syscall(SYS_setfsgid, gid));
-    fsuid_ = static_cast<uid_t>(syscall(SYS_setfsuid, uid));
-    // setfsuid reports the previous id, never an error: ask again to see that it took.
-    if (static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1))) != uid ||
-        static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1))) != gid) {
-      errno = EPERM;
-      DieSwitchingIds("setfsuid");
-    }
-  }
-  ~FileAccessAs() {
-    syscall(SYS_setfsuid, fsuid_);
-    syscall(SYS_setfsgid, fsgid_);
-    if (static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1))) != fsuid_) {
-      errno = EPERM;
-      DieSwitchingIds("setfsuid back");
-    }
-    if (syscall(SYS_capset, &header_, saved_) != 0) DieSwitchingIds("capset back");
-    prctl(PR_SET_DUMPABLE, DumpableAtStart());
-  }
-  FileAccessAs(const FileAccessAs&) = delete;
-  FileAccessAs& operator=(const FileAccessAs&) = delete;
+// The calling thread's file-system ids, read without changing them (setfs*id(-1) changes
+// nothing and returns the current id).
+uid_t CurrentFsUid() { return static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1))); }
+gid_t CurrentFsGid() { return static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1))); }
 
- private:
-  __user_cap_header_struct header_{};
-  __user_cap_data_struct saved_[2] = {};
-  uid_t fsuid_ = 0;
-  gid_t fsgid_ = 0;
-};
+// Opens `path` read-write as `uid` and `gid` would: the calling thread (of a root process) takes
+// them as its file-system ids and leaves CAP_SYS_PTRACE out of its effective set for the open,
+// then switches back. Its real and effective ids never change, so that user cannot signal it.
+// Raw system calls: the glibc wrappers would change every thread of the process. Unavailable
+// when the switch is not allowed (no CAP_SETUID or CAP_SETGID: the thread is then as before);
+// otherwise the descriptor, or the open's errno in *open_errno and -1.
+Result<int> OpenAsUser(const std::string& path, uid_t uid, gid_t gid, int* open_errno) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct saved[2] = {};
+  if (syscall(SYS_capget, &header, saved) != 0) {
+    return Status::Unavailable(std::string("capget: ") + std::strerror(errno));
+  }
+  __user_cap_data_struct without[2] = {saved[0], saved[1]};
+  without[CAP_TO_INDEX(CAP_SYS_PTRACE)].effective &= ~CAP_TO_MASK(CAP_SYS_PTRACE);
+  if (syscall(SYS_capset, &header, without) != 0) {
+    return Status::Unavailable(std::string("capset: ") + std::strerror(errno));
+  }
+  const uid_t old_uid = CurrentFsUid();
+  const gid_t old_gid = CurrentFsGid();
+  auto restore = [&] {
+    syscall(SYS_setfsuid, old_uid);
+    syscall(SYS_setfsgid, old_gid);
+    // A thread left with another user's ids or without its capabilities must not go on.
+    if (CurrentFsUid() != old_uid || CurrentFsGid() != old_gid) DieSwitchingIds("setfsuid back");
+    if (syscall(SYS_capset, &header, saved) != 0) DieSwitchingIds("capset back");
+    // Changing the file-system user id cleared the process's dumpable flag: put it back.
+    prctl(PR_SET_DUMPABLE, DumpableAtStart());
+  };
+  // setfs*id report the previous id, never an error: read them back to see that they took.
+  syscall(SYS_setfsgid, gid);
+  syscall(SYS_setfsuid, uid);
+  if (CurrentFsUid() != uid || CurrentFsGid() != gid) {
+    restore();
+    return Status::Unavailable(
+        "cannot take a client's file-system ids (kvaultd lacks "
+        "CAP_SETUID or CAP_SETGID)");
+  }
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  *open_errno = errno;
+  restore();
+  return fd;
+}
 
 std::string RangeText(uint64_t remote, size_t length) {
   char text[64];
@@ -133,6 +139,11 @@ Result<ProcessMemory> ProcessMemory::Open(uint32_t pid) {
   }
   memory.uid_ = uids->ids[0];
   memory.gid_ = gids->ids[0];
+  // For a process of user 0 nothing would narrow a root server's rights (and a process that
+  // relays a client's connection may be one): never copied directly.
+  if (memory.uid_ == 0) {
+    return Status::InvalidArgument(who + " runs as root; its memory is not copied directly");
+  }
   const bool root = geteuid() == 0;
   if (!root && (memory.uid_ != getuid() || memory.gid_ != getgid())) {
     return Status::Unsupported(who +
@@ -141,11 +152,9 @@ Result<ProcessMemory> ProcessMemory::Open(uint32_t pid) {
   }
   const std::string path = "/proc/" + std::to_string(pid) + "/mem";
   int error = 0;
-  {
-    // A client of user 0 is root already: nothing to narrow (and the kernel would refuse a
-    // caller whose effective capabilities are fewer than the target's).
-    std::optional<FileAccessAs> as_client;
-    if (root && memory.uid_ != 0) as_client.emplace(memory.uid_, memory.gid_);
+  if (root) {
+    KVAULT_ASSIGN_OR_RETURN(memory.mem_, OpenAsUser(path, memory.uid_, memory.gid_, &error));
+  } else {
     memory.mem_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
     error = errno;
   }
