@@ -202,8 +202,12 @@ bool ProcessMemory::Exited() const {
 }
 
 Status ProcessMemory::CheckAccess() const {
+  // The probe reads the last byte of the main thread's stack: anonymous memory the process has
+  // touched, so the read never waits on a file system (a page of a file the client serves itself,
+  // FUSE, could hold it). Without a [stack] line, the first readable mapping.
   std::ifstream maps("/proc/" + std::to_string(pid_) + "/maps");
   std::string line;
+  std::optional<uint64_t> stack_last, first_readable;
   while (std::getline(maps, line)) {
     // "start-end perms offset dev inode [path]"; [vvar] and [vsyscall] cannot be copied.
     std::istringstream fields(line);
@@ -212,8 +216,18 @@ Status ProcessMemory::CheckAccess() const {
     if (line.find("[vvar]") != std::string::npos || line.find("[vsyscall]") != std::string::npos) {
       continue;
     }
+    const size_t dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    const uint64_t begin = std::strtoull(range.c_str(), nullptr, 16);
+    const uint64_t end = std::strtoull(range.c_str() + dash + 1, nullptr, 16);
+    if (end <= begin) continue;
+    if (!first_readable) first_readable = begin;
+    if (line.size() >= 7 && line.compare(line.size() - 7, 7, "[stack]") == 0) stack_last = end - 1;
+  }
+  const std::optional<uint64_t> probe = stack_last ? stack_last : first_readable;
+  if (probe) {
     uint8_t byte = 0;
-    return Read(std::strtoull(range.c_str(), nullptr, 16), std::span<uint8_t>(&byte, 1));
+    return Read(*probe, std::span<uint8_t>(&byte, 1));
   }
   if (Exited()) return Status::Unavailable("process " + std::to_string(pid_) + " has exited");
   return Status::InvalidArgument("process " + std::to_string(pid_) +

@@ -58,8 +58,10 @@ class ProcessMemory {
   // part of the range may have been written.
   Status Write(uint64_t remote, std::span<const uint8_t> local) const;
 
-  // Whether a copy works now: reads one byte of the process's first readable mapping
-  // (/proc/<pid>/maps) as Read would. OK, or Read's statuses.
+  // Whether a copy works now: reads one byte as Read would, the last of the process's stack
+  // (anonymous memory it has touched, so the probe never waits on a file system; without a
+  // [stack] in /proc/<pid>/maps, the start of its first readable mapping). OK, or Read's
+  // statuses.
   Status CheckAccess() const;
 
   // Whether the process has exited.
