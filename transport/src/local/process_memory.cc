@@ -18,32 +18,18 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <vector>
+
+#include "ucx/proc_files.h"
 
 namespace kvault::transport {
 namespace {
 
-// The four ids of a "Uid:" or "Gid:" line of /proc/<pid>/status: real, effective, saved, fs.
-struct ProcIds {
-  uint32_t ids[4] = {0, 0, 0, 0};
-  bool Uniform() const {
-    return std::all_of(ids, ids + 4, [&](uint32_t id) { return id == ids[0]; });
-  }
-};
-
-std::optional<ProcIds> ReadIds(std::istream& status, const std::string& line_name) {
-  status.clear();
-  status.seekg(0);
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind(line_name, 0) != 0) continue;
-    std::istringstream fields(line.substr(line_name.size()));
-    ProcIds result;
-    for (uint32_t& id : result.ids) {
-      if (!(fields >> id)) return std::nullopt;
-    }
-    return result;
-  }
-  return std::nullopt;
+// True when `ids` (a "Uid:" or "Gid:" line of /proc/<pid>/status: real, effective, saved,
+// file-system) holds four ids, all the same.
+bool Uniform(const std::vector<uint64_t>& ids) {
+  return ids.size() == 4 &&
+         std::all_of(ids.begin(), ids.end(), [&](uint64_t id) { return id == ids[0]; });
 }
 
 // A thread left with another user's ids or without its capabilities must not go on serving.
@@ -128,17 +114,20 @@ Result<ProcessMemory> ProcessMemory::Open(uint32_t pid) {
     return Status::Unavailable(std::string("pidfd_open: ") + std::strerror(errno));
   }
   ProcessMemory memory(pid, pidfd);  // closes what it holds on every early return
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  const std::optional<ProcIds> uids = ReadIds(status, "Uid:");
-  const std::optional<ProcIds> gids = ReadIds(status, "Gid:");
-  if (!uids || !gids || memory.Exited()) return Status::NotFound(who + " has exited");
-  if (!uids->Uniform() || !gids->Uniform()) {
+  const std::optional<std::string> status =
+      ReadProcFile("/proc/" + std::to_string(pid) + "/status");
+  const std::vector<uint64_t> uids =
+      status ? ProcField(*status, "Uid", 10) : std::vector<uint64_t>();
+  const std::vector<uint64_t> gids =
+      status ? ProcField(*status, "Gid", 10) : std::vector<uint64_t>();
+  if (uids.empty() || gids.empty() || memory.Exited()) return Status::NotFound(who + " has exited");
+  if (!Uniform(uids) || !Uniform(gids)) {
     return Status::InvalidArgument(who +
                                    " runs with mixed user or group ids (set-user-id); its memory "
                                    "is not copied directly");
   }
-  memory.uid_ = uids->ids[0];
-  memory.gid_ = gids->ids[0];
+  memory.uid_ = static_cast<uint32_t>(uids[0]);
+  memory.gid_ = static_cast<uint32_t>(gids[0]);
   // For a process of user 0 nothing would narrow a root server's rights (and a process that
   // relays a client's connection may be one): never copied directly.
   if (memory.uid_ == 0) {
