@@ -197,6 +197,8 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
       {"store --perftest /nonexistent", "--perftest /nonexistent: not an executable file"},
       {"store --server nohost", "--server"},
       {"store --client-memory shared", "--client-memory"},
+      {"store --data-plane shm", "--data-plane takes ucx or process-memory"},
+      {"store --server 127.0.0.1:1 --data-plane process-memory", "--data-plane is for"},
       {"store --warmup x", "--warmup"},
       {"store --warmup 101", "--warmup"},
       {"store --sizes 8MiB --host-capacity 16MiB", "--host-capacity"},
@@ -229,6 +231,7 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
   EXPECT_NE(help.out.find("--concurrency"), std::string::npos);
   EXPECT_NE(help.out.find("--transports"), std::string::npos);
   EXPECT_NE(help.out.find("--client-memory"), std::string::npos);
+  EXPECT_NE(help.out.find("--data-plane"), std::string::npos);
   EXPECT_NE(help.out.find("--warmup"), std::string::npos);
   BinaryRun usage = Run("--help");
   EXPECT_NE(usage.out.find("kvault-bench store"), std::string::npos) << usage.out;

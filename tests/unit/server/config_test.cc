@@ -128,6 +128,44 @@ log_level: debug
   EXPECT_EQ(r->config_file, (dir_ / "kvaultd.yaml").string());
 }
 
+// data_plane.process_memory takes auto, on or off and refuses anything else, naming the choices;
+// ChooseDataPlanes turns auto into process memory with a tenants file, where an unset
+// ucx.transports becomes ^shm, and leaves a set list alone.
+TEST_F(ConfigTest, ProcessMemoryChoiceAndWhatItPicks) {
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--data-plane-process-memory", "yes"}),
+                              {"--data-plane-process-memory", "auto", "off"}));
+  EXPECT_TRUE(FailsMentioning(Load("data_plane:\n  process_memory: 1\n"),
+                              {"data_plane.process_memory", "auto"}));
+  auto choose = [](const std::string& mode, const std::string& tenants,
+                   const std::string& transports) {
+    DaemonConfig c;
+    c.data_plane.process_memory = mode;
+    c.auth.tenants_file = tenants;
+    c.ucx.transports = transports;
+    return ChooseDataPlanes(c);
+  };
+  for (const char* mode : {"auto", "on", "off"}) {
+    auto r = LoadDaemonConfig({"--data-plane-process-memory", mode});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->config.data_plane.process_memory, mode);
+  }
+  DataPlaneChoice c = choose("auto", "t.yaml", "");
+  EXPECT_TRUE(c.process_memory);
+  EXPECT_EQ(c.ucx_transports, "^shm");
+  c = choose("auto", "t.yaml", "posix,cma");
+  EXPECT_TRUE(c.process_memory);
+  EXPECT_EQ(c.ucx_transports, "posix,cma");
+  c = choose("auto", "", "");  // no tenants: UCX as configured, no process memory
+  EXPECT_FALSE(c.process_memory);
+  EXPECT_EQ(c.ucx_transports, "");
+  c = choose("on", "", "");
+  EXPECT_TRUE(c.process_memory);
+  EXPECT_EQ(c.ucx_transports, "");
+  c = choose("off", "t.yaml", "");
+  EXPECT_FALSE(c.process_memory);
+  EXPECT_EQ(c.ucx_transports, "");
+}
+
 TEST_F(ConfigTest, BoolFlagTakesAnExplicitValue) {
   auto r = LoadDaemonConfig({"--storage-promote-on-hit", "false", "--storage-land-on-gpu=false"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
