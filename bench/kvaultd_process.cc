@@ -10,6 +10,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "kvault/common/auth.h"
 #include "kvault/storage/host_tier.h"
 
 namespace kvault::bench {
@@ -52,6 +53,17 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
   if (!launch.process_memory.empty()) {
     o.argv.insert(o.argv.end(), {"--data-plane-process-memory", launch.process_memory});
   }
+  if (!launch.token.empty()) {
+    const fs::path tenants = fs::path(launch.scratch) / "tenants.yaml";
+    std::ofstream f(tenants);
+    f << "tenants:\n  - name: " << kBenchTenant
+      << "\n    token_sha256: " << HexEncode(TokenHash(launch.token))
+      << "\n    quota_bytes: 0\n    store_stats: true\n";
+    f.close();
+    if (!f) return Status::IoError("cannot write " + tenants.string());
+    fs::permissions(tenants, fs::perms::owner_read | fs::perms::owner_write);
+    o.argv.insert(o.argv.end(), {"--auth-tenants-file", tenants.string()});
+  }
   if (launch.gpu_capacity > 0) {
     o.argv.insert(o.argv.end(),
                   {"--storage.gpu_capacity", std::to_string(launch.gpu_capacity),
@@ -82,8 +94,13 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch) {
 Result<std::unique_ptr<Client>> ConnectToKvaultd(const std::string& server,
                                                  const std::string& transports,
                                                  const std::string& client_name,
-                                                 uint64_t registered_staging_bytes) {
+                                                 uint64_t registered_staging_bytes,
+                                                 const std::string& token) {
   ClientConfig config;
+  if (!token.empty()) {
+    config.tenant = kBenchTenant;
+    config.token = token;
+  }
   config.registered_staging_bytes = registered_staging_bytes;
   config.server = server;
   config.ucx_transports = transports;

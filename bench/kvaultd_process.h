@@ -16,6 +16,8 @@
 
 namespace kvault::bench {
 
+inline constexpr const char* kBenchTenant = "bench";
+
 struct KvaultdLaunch {
   // The daemon binary; empty (default): kvaultd next to this executable.
   std::string binary;
@@ -30,6 +32,11 @@ struct KvaultdLaunch {
   std::string transports;
   // --data-plane-process-memory (auto, on, off); empty (default): kvaultd's default.
   std::string process_memory;
+  // Non-empty: the daemon serves one tenant, kBenchTenant, with this token (a tenants file in
+  // scratch; store_stats on), as a daemon with tenants does; clients must present it. A client
+  // attaches its memory (process_memory) only to a daemon that proved it knows a real token.
+  // Default empty: the default tenant without a token.
+  std::string token;
   // > 0: a gpu tier of this many bytes (--storage.gpu_capacity) where new blocks land and whose
   // blocks are exported through CUDA IPC (storage.land_on_gpu, storage.gpu_ipc_export). Default 0.
   uint64_t gpu_capacity = 0;
@@ -58,9 +65,11 @@ Result<RunningKvaultd> StartKvaultd(const KvaultdLaunch& launch);
 // empty: UCX's default). Requests time out after 30 s (a busy two-core machine can stall a large
 // transfer for a while; a stall is still an error), connecting after 10 s. Requests on memory
 // registered with RegisterMemory are staged through `registered_staging_bytes` (0: not staged).
+// A non-empty `token` logs in as kBenchTenant (KvaultdLaunch::token).
 Result<std::unique_ptr<Client>> ConnectToKvaultd(
     const std::string& server, const std::string& transports, const std::string& client_name,
-    uint64_t registered_staging_bytes = ClientConfig{}.registered_staging_bytes);
+    uint64_t registered_staging_bytes = ClientConfig{}.registered_staging_bytes,
+    const std::string& token = {});
 
 // The process's CPU time so far, all threads, in seconds: the sum of its live threads'
 // /proc/<pid>/task/*/schedstat (nanoseconds on a CPU), or, where the kernel has no schedstat,

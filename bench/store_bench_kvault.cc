@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "kvault/client.h"
+#include "kvault/common/auth.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/synthetic_block.h"
 #include "kvaultd_process.h"
@@ -21,10 +22,23 @@ constexpr uint32_t kChainTag = 0x43484e;  // "CHN"
 constexpr uint32_t kRowTag = 0x524f57;    // "ROW"
 constexpr size_t kDeleteBatch = 1024;
 
+// The token of the started daemon's tenant with --data-plane process-memory (a client attaches
+// its memory only to a daemon that proved it knows a real token); empty otherwise, or when no
+// random bytes could be had. Fresh random bytes for each run.
+const std::string& BenchToken(const Config& c) {
+  static const std::string token = [] {
+    Result<AuthNonce> random = NewAuthChallenge();
+    return random.ok() ? HexEncode(*random) : std::string();  // empty: the run is refused
+  }();
+  static const std::string none;
+  return c.process_memory && c.server.empty() ? token : none;
+}
+
 Result<std::unique_ptr<Client>> ConnectClient(const Config& c, const std::string& server) {
-  return c.memory == ClientMemory::kRegisterDirect
-             ? ConnectToKvaultd(server, c.transports, "kvault-bench store", 0)
-             : ConnectToKvaultd(server, c.transports, "kvault-bench store");
+  return ConnectToKvaultd(
+      server, c.transports, "kvault-bench store",
+      c.memory == ClientMemory::kRegisterDirect ? 0 : ClientConfig{}.registered_staging_bytes,
+      BenchToken(c));
 }
 
 Status DeleteAll(Client& client, const std::vector<BlockKey>& keys) {
@@ -98,6 +112,10 @@ Result<std::unique_ptr<KvaultSide>> KvaultSide::Create(const Config& c,
     launch.max_block_bytes = MaxBlockBytesFitting(c.host_capacity, largest);
     launch.transports = c.transports;
     if (c.process_memory) launch.process_memory = "on";
+    launch.token = BenchToken(c);
+    if (c.process_memory && launch.token.empty()) {
+      return Status::Unavailable("no random bytes for the token of the benchmark's tenant");
+    }
     KVAULT_ASSIGN_OR_RETURN(RunningKvaultd daemon, StartKvaultd(launch));
     side->daemon_ = std::move(daemon.process);
     side->ready_line_ = std::move(daemon.ready_line);

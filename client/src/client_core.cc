@@ -2,12 +2,12 @@
 
 #include "client_core.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <utility>
 
 #include "kvault/common/auth.h"
+#include "kvault/common/log.h"
+#include "kvault/transport/local/memory_handover.h"
 
 namespace kvault::client_internal {
 
@@ -67,6 +67,39 @@ ClientCore::~ClientCore() {
   if (conn) conn->Fail(Status::Unavailable("client closed"));
 }
 
+Result<bool> ClientCore::AttachOwnMemory(Connection& conn, const transport::HelloReply& hr,
+                                         const transport::Auth& auth,
+                                         const transport::AuthReply& ar, Deadline deadline) {
+  // docs/protocol.md §6 and "The memory hand-over". The empty token of the default tenant
+  // proves nothing, so no daemon gets this process's memory without having shown it knows a
+  // real token; nor one on another host.
+  if (hr.memory_socket.empty() || config_.token.empty() || !conn.on_this_host() || !conn.ends()) {
+    return false;
+  }
+  auto skip = [](const std::string& why) {
+    KVAULT_LOG(LogLevel::kDebug, "client", "no process-memory data plane, using UCX: " + why);
+    return false;
+  };
+  if (!VerifyServerProof(TokenHash(config_.token), hr.nonce, auth.proof, hr.server_pid,
+                         hr.server_uid, hr.memory_socket, ar.server_proof)) {
+    return skip("kvaultd did not prove that it knows the token");
+  }
+  // The daemon reads the probe back when it redeems the handle: it stays here until the reply.
+  transport::HandOverProbe probe{};
+  const transport::HandOverTarget target{hr.memory_socket, hr.server_pid, hr.server_uid,
+                                         *conn.ends()};
+  Result<transport::Bytes32> handle = transport::HandOverOwnMemory(
+      target, &probe, std::min(deadline, Clock::now() + kHandOverTimeout));
+  if (!handle.ok()) return skip(handle.status().ToString());
+  // Only an AttachMemoryReply settles it: after anything else the daemon may still act on the
+  // request (and read the probe, gone once this returns), so the connection is given up.
+  Result<transport::Message> reply = conn.CallSync(transport::AttachMemory{*handle}, deadline);
+  if (!reply.ok()) return reply.status();
+  const auto& attached = std::get<transport::AttachMemoryReply>(*reply);
+  if (attached.status != transport::WireStatus::kOk) return skip(attached.ToStatus().ToString());
+  return true;
+}
+
 Result<Link> ClientCore::Open(Deadline deadline) {
   std::optional<TlsOptions> tls;
   if (config_.tls) {
@@ -87,9 +120,6 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   if (agent_) {
     hello.worker_address = agent_->worker_address();
     agent_->ForgetWorkerProofs();  // one that came too late for an earlier handshake is stale
-    // A daemon on this host may copy block bytes straight from and to this process
-    // (docs/protocol.md, handshake); it checks that this process holds the connection.
-    hello.client_pid = static_cast<uint32_t>(getpid());
   }
   Result<transport::Message> hello_reply = conn->CallSync(hello, deadline);
   if (!hello_reply.ok()) return fail(hello_reply.status(), "hello");
@@ -109,6 +139,12 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   if (!auth_reply.ok()) return fail(auth_reply.status(), "auth");
   const auto& ar = std::get<transport::AuthReply>(*auth_reply);
   if (ar.status != transport::WireStatus::kOk) return fail(ar.ToStatus(), "auth");
+  if (agent_) {
+    Result<bool> attached = AttachOwnMemory(*conn, hr, auth, ar, deadline);
+    if (!attached.ok()) return fail(attached.status(), "attach memory");
+    if (*attached)
+      return Link{std::move(conn), ar.session_id, transport::DataPlane::kProcessMemory};
+  }
   if (agent_ && ar.data_plane == transport::DataPlane::kUcx) {
     // The daemon sent a token to the worker this Hello announced; returning it shows the worker
     // is this client's (transport/ucx/worker_proof.h). No block data moves before.

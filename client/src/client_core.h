@@ -118,6 +118,16 @@ class ClientCore {
  private:
   // TCP connect plus Hello/Auth.
   Result<Link> Open(Deadline deadline);
+  // After a successful Auth: attaches this process's memory to the session (the process-memory
+  // data plane) when the daemon proved it knows the token (AuthReply::server_proof), the token
+  // is not empty, the daemon is on this host and names a memory socket: hands the memory over
+  // there (transport/local/memory_handover.h, within kHandOverTimeout) and sends AttachMemory.
+  // False when any of that does not hold or is refused (the reason logged at debug level; the
+  // session keeps the plane its AuthReply named); the status when the connection failed.
+  Result<bool> AttachOwnMemory(Connection& conn, const transport::HelloReply& hr,
+                               const transport::Auth& auth, const transport::AuthReply& ar,
+                               Deadline deadline);
+  static constexpr std::chrono::milliseconds kHandOverTimeout{2'000};
 
   const ClientConfig config_;
   const HostPort address_;

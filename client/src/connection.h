@@ -39,6 +39,7 @@
 #include "kvault/handles.h"
 #include "kvault/transport/messages.h"
 #include "kvault/transport/protocol_limits.h"
+#include "kvault/transport/ucx/control_connection.h"
 
 namespace kvault::client_internal {
 
@@ -102,6 +103,12 @@ class Connection {
   void Fail(const Status& reason);
 
   const std::string& peer() const { return peer_; }
+  // Whether the daemon is on this host: the connection's peer address is a loopback address or
+  // the connection's own local address (set by Open).
+  bool on_this_host() const { return on_this_host_; }
+  // The TCP connection's ends as this side sees them (client = its local end, server = its
+  // peer), set by Open; nullopt when the system would not say.
+  const std::optional<transport::ControlConnection>& ends() const { return ends_; }
 
  private:
   class Impl;
@@ -118,6 +125,8 @@ class Connection {
               Deadline deadline, DoneFn done, SettledFn settled);
 
   const std::string peer_;
+  bool on_this_host_ = false;
+  std::optional<transport::ControlConnection> ends_;
   std::unique_ptr<Impl> impl_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<bool> alive_{true};

@@ -86,6 +86,8 @@ class Connection::Impl {
   }
 
   Status Connect(const HostPort& address, Deadline deadline, const std::optional<TlsOptions>& tls);
+  // The socket's descriptor, for address queries after Connect.
+  int native_handle() { return socket_.native_handle(); }
 
   void Submit(uint64_t id, transport::MessageType reply_type, std::vector<uint8_t> frame,
               Deadline deadline, DoneFn done, SettledFn settled) {

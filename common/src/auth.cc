@@ -45,17 +45,51 @@ AuthDigest TokenHash(std::string_view token) {
   return out;
 }
 
-AuthDigest AuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce) {
-  std::vector<uint8_t> message(kAuthContext.begin(), kAuthContext.end());
-  message.insert(message.end(), nonce.begin(), nonce.end());
+namespace {
+
+AuthDigest HmacSha256(const AuthDigest& key, const std::vector<uint8_t>& message) {
   AuthDigest out;
   unsigned int len = 0;
-  if (HMAC(EVP_sha256(), token_hash.data(), static_cast<int>(token_hash.size()), message.data(),
-           message.size(), out.data(), &len) == nullptr ||
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), message.data(), message.size(),
+           out.data(), &len) == nullptr ||
       len != out.size()) {
     CryptoFailed("HMAC-SHA256");
   }
   return out;
+}
+
+}  // namespace
+
+AuthDigest AuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce) {
+  std::vector<uint8_t> message(kAuthContext.begin(), kAuthContext.end());
+  message.insert(message.end(), nonce.begin(), nonce.end());
+  return HmacSha256(token_hash, message);
+}
+
+AuthDigest ServerProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
+                       std::span<const uint8_t> client_proof, uint32_t server_pid,
+                       uint32_t server_uid, std::string_view memory_socket) {
+  std::vector<uint8_t> message(kServerProofContext.begin(), kServerProofContext.end());
+  message.insert(message.end(), nonce.begin(), nonce.end());
+  message.insert(message.end(), client_proof.begin(), client_proof.end());
+  for (const uint32_t v : {server_pid, server_uid}) {
+    for (int i = 0; i < 4; ++i) message.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  message.insert(message.end(), memory_socket.begin(), memory_socket.end());
+  return HmacSha256(token_hash, message);
+}
+
+bool VerifyServerProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
+                       std::span<const uint8_t> client_proof, uint32_t server_pid,
+                       uint32_t server_uid, std::string_view memory_socket,
+                       std::span<const uint8_t> server_proof) {
+  if (nonce.size() != kAuthNonceBytes || client_proof.size() != kAuthDigestBytes ||
+      server_proof.size() != kAuthDigestBytes) {
+    return false;
+  }
+  return ConstantTimeEqual(
+      ServerProof(token_hash, nonce, client_proof, server_pid, server_uid, memory_socket),
+      server_proof);
 }
 
 bool VerifyAuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,

@@ -1,7 +1,8 @@
 // libFuzzer harness for the control-plane decoder (DESIGN.md §14, docs/protocol.md): any byte
 // string fed to a FrameReader, or decoded as one frame, or as the body of any message type, must
 // decode or fail with a clear status without reading outside the input or allocating past the
-// limits, and whatever decodes must re-encode to exactly the bytes it came from.
+// limits, and whatever decodes must re-encode to exactly the bytes it came from. The same input
+// is also decoded as a memory hand-over request and reply (docs/protocol.md §7.2).
 // Built with -fsanitize=fuzzer,address,undefined by tests/fuzz/CMakeLists.txt.
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "kvault/transport/frame_reader.h"
+#include "kvault/transport/local/memory_handover_wire.h"
 #include "kvault/transport/messages.h"
 
 namespace {
@@ -95,12 +97,44 @@ void FeedStream(std::span<const uint8_t> data, const ProtocolLimits& limits) {
   }
 }
 
+// The input as a memory hand-over request and as a whole reply: refused with the documented
+// codes, or accepted and re-encoded to exactly the same bytes. The header function agrees with
+// the whole-reply decoder.
+void CheckHandOver(std::span<const uint8_t> bytes) {
+  Result<HandOverRequest> request = DecodeHandOverRequest(bytes);
+  if (request.ok()) {
+    const auto again = EncodeHandOverRequest(*request);
+    Require(bytes.size() == again.size() &&
+            std::memcmp(again.data(), bytes.data(), again.size()) == 0);
+  } else {
+    const StatusCode c = request.status().code();
+    Require(c == StatusCode::kCorruption || c == StatusCode::kUnsupported ||
+            c == StatusCode::kInvalidArgument);
+  }
+  Result<size_t> message_bytes = HandOverReplyMessageBytes(bytes);
+  Result<HandOverReply> reply = DecodeHandOverReply(bytes);
+  if (reply.ok()) {
+    Require(message_bytes.ok() && *message_bytes == reply->message.size());
+    Require(ValidateHandOverReply(*reply).ok());
+    const std::vector<uint8_t> again = EncodeHandOverReply(*reply);
+    Require(bytes.size() == again.size() &&
+            std::memcmp(again.data(), bytes.data(), again.size()) == 0);
+  } else {
+    const StatusCode c = reply.status().code();
+    Require(c == StatusCode::kCorruption || c == StatusCode::kUnsupported ||
+            c == StatusCode::kOutOfRange);
+    if (!message_bytes.ok()) Require(message_bytes.status().code() == c);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const uint8_t> bytes(data, size);
   const ProtocolLimits defaults;
   const ProtocolLimits tight = TightLimits();
+
+  CheckHandOver(bytes);
 
   // The input as a stream of frames.
   FeedStream(bytes, defaults);
@@ -123,6 +157,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                       MessageType::kHelloReply,
                                       MessageType::kAuth,
                                       MessageType::kAuthReply,
+                                      MessageType::kProveWorker,
+                                      MessageType::kProveWorkerReply,
+                                      MessageType::kAttachMemory,
+                                      MessageType::kAttachMemoryReply,
                                       MessageType::kLookup,
                                       MessageType::kLookupReply,
                                       MessageType::kStore,

@@ -60,6 +60,7 @@ class RawConnection {
   RawConnection& operator=(const RawConnection&) = delete;
 
   bool connected() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
 
   bool Send(std::span<const uint8_t> bytes) {
     size_t done = 0;
@@ -138,11 +139,12 @@ class RawConnection {
   // With `worker` (whose address was announced, and which no other thread progresses), then
   // proves it: progresses it until the daemon's token arrives and returns it in ProveWorker
   // (request id 2). Without, the data plane stays unproven (ProveWorker below).
-  // `client_pid` goes into the Hello (0: no process-memory data plane offered); the AuthReply's
-  // data_plane is kept (data_plane()).
+  // The HelloReply (hello_reply()), the Auth's proof (auth_proof()) and the last AuthReply
+  // (auth_reply(), data_plane()) are kept, so that a test can check the server's proof and then
+  // hand its memory over and send AttachMemory (below).
   bool Login(const std::string& tenant = "", const std::string& token = "",
              const std::vector<uint8_t>& worker_address = {},
-             transport::UcxWorker* worker = nullptr, uint32_t client_pid = 0) {
+             transport::UcxWorker* worker = nullptr) {
     std::unique_ptr<transport::WorkerProofMailbox> mailbox;
     if (worker != nullptr) {
       Result<std::unique_ptr<transport::WorkerProofMailbox>> attached =
@@ -153,18 +155,19 @@ class RawConnection {
     transport::Hello hello;
     hello.tenant = tenant;
     hello.worker_address = worker_address;
-    hello.client_pid = client_pid;
     if (!SendMessage(hello, 1)) return false;
     auto reply = ReadMessage();
     if (!reply || !std::holds_alternative<transport::HelloReply>(reply->first)) return false;
+    hello_reply_ = std::get<transport::HelloReply>(reply->first);
     transport::Auth auth;
-    const AuthDigest proof =
-        AuthProof(TokenHash(token), std::get<transport::HelloReply>(reply->first).nonce);
+    const AuthDigest proof = AuthProof(TokenHash(token), hello_reply_.nonce);
     std::copy(proof.begin(), proof.end(), auth.proof.begin());
+    auth_proof_ = auth.proof;
     if (!SendMessage(auth, 2)) return false;
     reply = ReadMessage();
     if (!reply || !std::holds_alternative<transport::AuthReply>(reply->first)) return false;
-    const transport::AuthReply& ok = std::get<transport::AuthReply>(reply->first);
+    auth_reply_ = std::get<transport::AuthReply>(reply->first);
+    const transport::AuthReply& ok = auth_reply_;
     if (ok.status != transport::WireStatus::kOk) return false;
     session_id_ = ok.session_id;
     data_plane_ = ok.data_plane;
@@ -181,6 +184,29 @@ class RawConnection {
   uint64_t session_id() const { return session_id_; }
   // The data plane the last successful Auth gave the session.
   transport::DataPlane data_plane() const { return data_plane_; }
+  // The HelloReply the last Login received (its memory_socket, nonce, limits); default before.
+  const transport::HelloReply& hello_reply() const { return hello_reply_; }
+  // The proof the last Login's Auth carried; all zero before.
+  const transport::Bytes32& auth_proof() const { return auth_proof_; }
+  // The AuthReply the last Login received, ok or not (its server_proof); default before.
+  const transport::AuthReply& auth_reply() const { return auth_reply_; }
+
+  // Sends AttachMemory with `handle` (request id 3); the AttachMemoryReply, or nullopt when none
+  // came: an ErrorReply (kept in last_error()), another message, a timeout or a close.
+  std::optional<transport::AttachMemoryReply> AttachMemory(const transport::Bytes32& handle) {
+    last_error_.reset();
+    if (!SendMessage(transport::AttachMemory{handle}, 3)) return std::nullopt;
+    auto reply = ReadMessage();
+    if (!reply) return std::nullopt;
+    if (const auto* error = std::get_if<transport::ErrorReply>(&reply->first)) {
+      last_error_ = *error;
+      return std::nullopt;
+    }
+    if (!std::holds_alternative<transport::AttachMemoryReply>(reply->first)) return std::nullopt;
+    return std::get<transport::AttachMemoryReply>(reply->first);
+  }
+  // The ErrorReply that answered the last AttachMemory, if one did.
+  const std::optional<transport::ErrorReply>& last_error() const { return last_error_; }
 
   // Sends ProveWorker with `token` (request id 2); the reply's status, kInternal when none came.
   transport::WireStatus ProveWorker(const std::array<uint8_t, 32>& token) {
@@ -204,6 +230,10 @@ class RawConnection {
   int fd_ = -1;
   uint64_t session_id_ = 0;
   transport::DataPlane data_plane_ = transport::DataPlane::kNone;
+  transport::HelloReply hello_reply_;
+  transport::Bytes32 auth_proof_{};
+  transport::AuthReply auth_reply_;
+  std::optional<transport::ErrorReply> last_error_;
 };
 
 // An HTTP GET against the daemon's http port: the whole response (status line, headers, body).

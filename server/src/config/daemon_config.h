@@ -125,12 +125,15 @@ struct UcxConfig {
 
 struct DataPlaneConfig {
   // [data_plane.process_memory] auto, on or off. On: copy the block bytes of clients on this
-  // host straight from and to their own memory (the client's /proc/<pid>/mem, opened with its
-  // user's rights) once the client process is shown to hold its control connection; others use
-  // UCX. Auto: on when auth.tenants_file is set, and UCX then leaves out its shared-memory
-  // transports unless ucx.transports names them (transport/README.md, "Process memory").
-  // Default auto.
+  // host straight from and to their own memory (the /proc/self/mem each hands over at
+  // memory_socket); others use UCX. Auto: on when auth.tenants_file is set, and UCX then leaves
+  // out its shared-memory transports unless ucx.transports names them (transport/README.md,
+  // "Process memory"). Default auto.
   std::string process_memory = "auto";
+  // [data_plane.memory_socket] the Unix socket where local clients hand their memory over; at
+  // most 107 bytes once made absolute. Empty = memory.sock in a fresh directory of the daemon's
+  // own under /tmp (/tmp/kvaultd-XXXXXX, as ssh-agent does), removed on exit. Default empty.
+  std::string memory_socket;
 };
 
 struct DaemonConfig {

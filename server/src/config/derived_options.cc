@@ -1,5 +1,7 @@
 #include "config/derived_options.h"
 
+#include <filesystem>
+
 namespace kvault::server {
 
 storage::BlockStoreOptions StoreOptionsFor(const DaemonConfig& config) {
@@ -34,6 +36,12 @@ DataPlaneChoice ChooseDataPlanes(const DaemonConfig& config) {
   choice.process_memory = mode == "on" || automatic;
   choice.ucx_transports = config.ucx.transports;
   if (automatic && choice.ucx_transports.empty()) choice.ucx_transports = "^shm";
+  if (choice.process_memory && !config.data_plane.memory_socket.empty()) {
+    const std::filesystem::path socket(config.data_plane.memory_socket);
+    std::error_code ec;
+    const std::filesystem::path absolute = std::filesystem::absolute(socket, ec);
+    choice.memory_socket = (ec ? socket : absolute).lexically_normal().string();
+  }
   return choice;
 }
 

@@ -23,11 +23,13 @@ transport::ProtocolLimits ProtocolLimitsFor(const DaemonConfig& config);
 struct DataPlaneChoice {
   bool process_memory = false;  // a ProcessDataMover for clients on this host
   std::string ucx_transports;   // what the UCX context is given (UCX_TLS syntax)
+  std::string memory_socket;    // the hand-over socket's absolute path; empty = a fresh one
 };
 // process_memory: "on", or "auto" with a tenants file. ucx_transports: ucx.transports as set;
 // when it is empty and "auto" turned process memory on, "^shm" (every transport but shared
 // memory and CMA: with tenants, clients on this host move data through process memory, and no
-// one reaches UCX's trusting shared-memory lanes).
+// one reaches UCX's trusting shared-memory lanes). memory_socket: data_plane.memory_socket made
+// absolute (against the working directory), when process_memory and it is set.
 DataPlaneChoice ChooseDataPlanes(const DaemonConfig& config);
 
 }  // namespace kvault::server

@@ -226,11 +226,19 @@ std::vector<OptionDescriptor> BuildOptions() {
       Option("data_plane.process_memory", OptionType::kChoice,
              +[](DaemonConfig& c) -> std::string& { return c.data_plane.process_memory; },
              "on: copy the block bytes of clients on this host straight from and to their memory "
-             "(the client's /proc/PID/mem, opened with its user's rights, once its process is "
-             "shown to hold its control connection); other clients use UCX. off: UCX for all. "
-             "auto: on with a tenants file, where UCX then also leaves out its shared-memory "
-             "transports unless ucx.transports is set; off without one.",
+             "(the /proc/self/mem each client hands over at data_plane.memory_socket); other "
+             "clients use UCX. off: UCX for all. auto: on with a tenants file, where UCX then "
+             "also leaves out its shared-memory transports unless ucx.transports is set; off "
+             "without one.",
              0, 0, {"auto", "on", "off"}),
+      Option(
+          "data_plane.memory_socket", OptionType::kPath,
+          +[](DaemonConfig& c) -> std::string& { return c.data_plane.memory_socket; },
+          "Unix socket where clients on this host hand over their memory for the "
+          "process-memory data plane (mode 0666; a client still needs a valid Auth). Empty = "
+          "memory.sock in a fresh directory /tmp/kvaultd-XXXXXX of the daemon's own, removed "
+          "on exit. At most 107 bytes once made absolute; a socket file left by a killed "
+          "daemon is replaced."),
   };
 }
 

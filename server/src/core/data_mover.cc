@@ -1,5 +1,5 @@
 // DataMover's defaults (data_mover.h): RunInOrder runs the whole batch first, then the arrivals;
-// ConnectProcess is unsupported.
+// AttachProcess is unsupported.
 
 #include "core/data_mover.h"
 
@@ -28,7 +28,7 @@ std::vector<Status> DataMover::RunInOrder(transport::TransferBatch batch,
   return statuses;
 }
 
-Result<transport::PeerId> DataMover::ConnectProcess(uint32_t, const transport::ControlConnection&) {
+Result<transport::PeerId> DataMover::AttachProcess(transport::ProcessMemory) {
   return Status::Unsupported("this data plane cannot copy client process memory");
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kvault/common/result.h"
+#include "kvault/transport/local/process_memory.h"
 #include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
 #include "kvault/transport/ucx/worker_proof.h"
@@ -33,14 +34,11 @@ class DataMover {
       const std::optional<transport::ControlConnection>& connection,
       const transport::WorkerProof& proof) = 0;
 
-  // Connects to client process `pid` on this host for the process-memory data plane
-  // (transport/local/process_memory.h): the server then copies straight to and from that
-  // process's memory with its user's rights, and no worker proof is needed. The process must
-  // hold the client end of `connection` (transport::HoldsConnection) and be copyable now.
-  // Unsupported when this mover has no such data plane (the default); InvalidArgument, NotFound
-  // or Unsupported when the process is not the client's or may not be copied.
-  virtual Result<transport::PeerId> ConnectProcess(uint32_t pid,
-                                                   const transport::ControlConnection& connection);
+  // Connects a client process on this host by the memory it handed over, for the
+  // process-memory data plane (transport/local/process_memory.h): the server then copies
+  // straight to and from that memory, and no worker proof is needed. Unsupported when this mover
+  // has no such data plane (the default).
+  virtual Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory);
 
   // Forgets a peer; its transfers still in flight fail. Unknown ids are ignored.
   virtual void Disconnect(transport::PeerId peer) = 0;

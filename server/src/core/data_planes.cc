@@ -20,10 +20,9 @@ Result<transport::PeerId> DataPlanes::Connect(
   return ucx_->Connect(worker_address, connection, proof);
 }
 
-Result<transport::PeerId> DataPlanes::ConnectProcess(
-    uint32_t pid, const transport::ControlConnection& connection) {
+Result<transport::PeerId> DataPlanes::AttachProcess(transport::ProcessMemory memory) {
   if (process_ == nullptr) return Status::Unsupported("the process-memory data plane is off");
-  return process_->ConnectProcess(pid, connection);
+  return process_->AttachProcess(std::move(memory));
 }
 
 void DataPlanes::Disconnect(transport::PeerId peer) {

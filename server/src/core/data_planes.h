@@ -1,7 +1,7 @@
 #pragma once
 // DataPlanes: the DataMover kvaultd hands its Service, over UCX (UcxDataMover: clients that
 // announced a worker) and over process memory (ProcessDataMover: clients on this host that
-// announced their pid). Each call goes to the mover that made the peer (by
+// handed their memory over). Each call goes to the mover that made the peer (by
 // ProcessDataMover::kPeerBit). Either mover may be absent: its connects are Unsupported.
 //
 // Thread-safety: as the movers (all members may be called from many threads at once).
@@ -18,8 +18,7 @@ class DataPlanes final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
                                     const std::optional<transport::ControlConnection>& connection,
                                     const transport::WorkerProof& proof) override;
-  Result<transport::PeerId> ConnectProcess(uint32_t pid,
-                                           const transport::ControlConnection& connection) override;
+  Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
   std::vector<Status> RunInOrder(transport::TransferBatch batch,

@@ -12,43 +12,11 @@ Result<transport::PeerId> ProcessDataMover::Connect(
     std::span<const uint8_t>, const std::optional<transport::ControlConnection>&,
     const transport::WorkerProof&) {
   return Status::Unsupported(
-      "the process-memory data plane connects by process id, not by UCX "
+      "the process-memory data plane connects by handed-over memory, not by UCX "
       "worker address");
 }
 
-namespace {
-
-// OK when `pid` holds the client end of `connection`.
-Status CheckHolds(uint32_t pid, const transport::ControlConnection& connection) {
-  const std::string who = "process " + std::to_string(pid);
-  switch (transport::HoldsConnection(pid, connection)) {
-    case transport::Holder::kYes:
-      return Status::Ok();
-    case transport::Holder::kNo:
-      return Status::Unsupported(who +
-                                 " does not hold this control connection (a client on another "
-                                 "host names a process of its own)");
-    case transport::Holder::kUnknown:
-      break;
-  }
-  return Status::Unsupported("cannot tell whether " + who +
-                             " holds this control connection (another network namespace, or "
-                             "its descriptors are not readable here)");
-}
-
-}  // namespace
-
-Result<transport::PeerId> ProcessDataMover::ConnectProcess(
-    uint32_t pid, const transport::ControlConnection& connection) {
-  // Checked before anything is opened, so a pid that is not the client's is never touched; and
-  // again once the pidfd and the memory are open, so that they are the holder's: alive after
-  // that check, the pid named that process throughout (a pid is reused only once its process
-  // has exited and been reaped).
-  KVAULT_RETURN_IF_ERROR(CheckHolds(pid, connection));
-  KVAULT_ASSIGN_OR_RETURN(transport::ProcessMemory memory, transport::ProcessMemory::Open(pid));
-  KVAULT_RETURN_IF_ERROR(CheckHolds(pid, connection));
-  if (memory.Exited()) return Status::NotFound("process " + std::to_string(pid) + " has exited");
-  KVAULT_RETURN_IF_ERROR(memory.CheckAccess());
+Result<transport::PeerId> ProcessDataMover::AttachProcess(transport::ProcessMemory memory) {
   const transport::PeerId peer = kPeerBit | next_.fetch_add(1);
   auto entry = std::make_shared<Peer>(std::move(memory));
   std::lock_guard lock(mu_);

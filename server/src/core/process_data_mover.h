@@ -1,8 +1,7 @@
 #pragma once
 // ProcessDataMover: the DataMover for clients on this host whose memory the server copies
-// directly (transport::ProcessMemory: the client's /proc/<pid>/mem, opened with its user's
-// rights). A peer is a client process that holds its control connection; transfers run on the
-// calling thread, one after another.
+// directly (transport::ProcessMemory: the client's /proc/<pid>/mem, which it handed over). A
+// peer is one such memory; transfers run on the calling thread, one after another.
 // Remote keys play no part: the address is the client's own. Connect (UCX worker addresses) is
 // Unsupported. Peer ids have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
 //
@@ -26,11 +25,8 @@ class ProcessDataMover final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
                                     const std::optional<transport::ControlConnection>& connection,
                                     const transport::WorkerProof& proof) override;
-  // Checks HoldsConnection (kYes only; Unsupported otherwise, the usual answer for a client on
-  // another host), opens the process's memory, checks HoldsConnection again and that the
-  // process still lives (the pid named it throughout), then probes that a copy works.
-  Result<transport::PeerId> ConnectProcess(uint32_t pid,
-                                           const transport::ControlConnection& connection) override;
+  // A new peer for `memory` (checked and probed when it was handed over).
+  Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
   // Calls `arrived(i)` right after GET i is copied, while its bytes are in cache. copy_mapped is

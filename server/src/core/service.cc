@@ -3,7 +3,10 @@
 
 #include "core/service.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -121,6 +124,8 @@ Message Service::Handle(Session& session, const Message& request) {
         else if constexpr (std::is_same_v<M, transport::Auth>) return OnAuth(session, m);
         else if constexpr (std::is_same_v<M, transport::ProveWorker>)
           return OnProveWorker(session, m);
+        else if constexpr (std::is_same_v<M, transport::AttachMemory>)
+          return OnAttachMemory(session, m);
         else if constexpr (std::is_same_v<M, transport::Ping>) return transport::Pong{m.payload};
         else if constexpr (std::is_same_v<M, transport::Lookup>) return OnLookup(session, m);
         else if constexpr (std::is_same_v<M, transport::Store>) return OnStore(session, m);
@@ -154,11 +159,15 @@ Message Service::OnHello(Session& session, const transport::Hello& hello) {
   session.nonce = *nonce;
   session.requested_tenant = hello.tenant;
   session.worker_address = hello.worker_address;
-  session.client_pid = hello.client_pid;
   transport::HelloReply reply;
   reply.server_version = std::min(hello.client_version, transport::kProtocolVersion);
   std::copy(session.nonce.begin(), session.nonce.end(), reply.nonce.begin());
   reply.limits = options_.limits;
+  reply.memory_socket = AnnouncedMemorySocket();
+  if (!reply.memory_socket.empty()) {
+    reply.server_pid = static_cast<uint32_t>(getpid());
+    reply.server_uid = static_cast<uint32_t>(geteuid());
+  }
   return reply;
 }
 
@@ -176,10 +185,7 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
     return Refuse(WireStatus::kUnauthenticated, "unknown tenant or wrong token");
   }
   transport::AuthReply reply;
-  if (std::optional<transport::PeerId> peer = ConnectProcess(session)) {
-    session.peer = *peer;
-    reply.data_plane = transport::DataPlane::kProcessMemory;
-  } else if (!session.worker_address.empty() && data_ != nullptr) {
+  if (!session.worker_address.empty() && data_ != nullptr) {
     Result<AuthNonce> token = NewAuthChallenge();
     if (!token.ok()) return Refuse(WireStatus::kUnavailable, token.status().message());
     transport::WorkerProof proof;
@@ -210,26 +216,86 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
              SessionName(session) + ": authenticated as tenant '" + LogSafe(tenant->name) +
                  "', data plane " + std::string(transport::DataPlaneName(reply.data_plane)));
   reply.session_id = session.id;
+  if (tenant->token_hash) {
+    // Shows the client this server knows its token too, and vouches for what the HelloReply
+    // said of the memory socket: the client hands its memory over only then (OnAttachMemory).
+    const std::string socket = AnnouncedMemorySocket();
+    const AuthDigest proof =
+        ServerProof(*tenant->token_hash, session.nonce, auth.proof,
+                    socket.empty() ? 0 : static_cast<uint32_t>(getpid()),
+                    socket.empty() ? 0 : static_cast<uint32_t>(geteuid()), socket);
+    std::copy(proof.begin(), proof.end(), reply.server_proof.begin());
+  }
   return reply;
 }
 
-std::optional<transport::PeerId> Service::ConnectProcess(Session& session) {
-  if (session.client_pid == 0 || !session.connection || data_ == nullptr) return std::nullopt;
-  Result<transport::PeerId> peer = data_->ConnectProcess(session.client_pid, *session.connection);
-  if (!peer.ok()) {
-    // The UCX worker of the Hello, if any, is the way left. Unsupported is the usual answer of
-    // a daemon without the plane, or for a client on another host: not worth more than debug.
+std::string Service::AnnouncedMemorySocket() const {
+  return options_.memory_handles != nullptr && data_ != nullptr ? options_.memory_socket
+                                                                : std::string();
+}
+
+bool Service::IsThisProcesssMemory(const transport::ProcessMemory& memory) {
+  // Fresh random bytes, so that no process forked from this one before holds them too.
+  Result<AuthNonce> canary = NewAuthChallenge();
+  if (!canary.ok()) return false;  // Adopt's check by pid stands alone then
+  return memory.Probe(reinterpret_cast<uintptr_t>(canary->data()), *canary).ok();
+}
+
+Message Service::OnAttachMemory(Session& session, const transport::AttachMemory& attach) {
+  transport::AttachMemoryReply reply;
+  auto refuse = [&](const Status& why) {
     KVAULT_LOG(
-        peer.status().code() == StatusCode::kUnsupported ? LogLevel::kDebug : LogLevel::kInfo,
-        "auth",
-        SessionName(session) + ": no process-memory data plane for the client (" +
-            peer.status().ToString() + ")" +
-            (session.worker_address.empty() ? "" : "; using its UCX worker"));
-    return std::nullopt;
+        LogLevel::kInfo, "auth",
+        SessionName(session) + ": no process-memory data plane (" + why.ToString() + ")" +
+            (session.unproven_peer || session.peer ? "; the session keeps its UCX worker" : ""));
+    reply.status = transport::ToWireStatus(why.code());
+    reply.message = why.message();
+    return reply;
+  };
+  if (options_.memory_handles == nullptr || data_ == nullptr) {
+    return refuse(Status::Unsupported("this daemon has no process-memory data plane"));
   }
-  std::lock_guard lock(peers_mu_);
-  peers_.insert(*peer);
-  return *peer;
+  if (session.memory_attached) {
+    return refuse(Status::InvalidArgument("this session's memory is attached already"));
+  }
+  if (session.worker_refused) {
+    return refuse(
+        Status::InvalidArgument("this session's worker proof failed; a new hello starts over"));
+  }
+  std::optional<HandedOverMemory> handed = options_.memory_handles->Redeem(attach.handle);
+  if (!handed) {
+    return refuse(Status::InvalidArgument("the memory handle is unknown, expired or used already"));
+  }
+  // The client named the control connection it handed its memory over for, on a path no relay
+  // between it and this server can see: this session's must be that one.
+  if (!session.connection || session.connection->client != handed->connection.client ||
+      session.connection->server != handed->connection.server) {
+    return refuse(Status::InvalidArgument(
+        "the memory was handed over for another control connection (a relay between the client "
+        "and kvaultd?)"));
+  }
+  // Read here, on this authenticated session's thread, never on the memory socket's: memory that
+  // makes a read wait (a file the client serves itself) holds up only this client.
+  const Status probed = handed->memory.Probe(handed->probe_address, handed->probe);
+  if (!probed.ok()) return refuse(probed);
+  if (IsThisProcesssMemory(handed->memory)) {
+    return refuse(Status::InvalidArgument("the handed-over memory is kvaultd's own"));
+  }
+  Result<transport::PeerId> peer = data_->AttachProcess(std::move(handed->memory));
+  if (!peer.ok()) return refuse(peer.status());
+  // The UCX endpoint the Auth opened, proven or not, is no longer needed.
+  if (session.unproven_peer) DisconnectPeer(*session.unproven_peer);
+  if (session.peer) DisconnectPeer(*session.peer);
+  session.unproven_peer.reset();
+  session.worker_token.fill(0);
+  {
+    std::lock_guard lock(peers_mu_);
+    peers_.insert(*peer);
+  }
+  session.peer = *peer;
+  session.memory_attached = true;
+  KVAULT_LOG(LogLevel::kDebug, "auth", SessionName(session) + ": data plane process_memory");
+  return reply;
 }
 
 Message Service::OnProveWorker(Session& session, const transport::ProveWorker& prove) {
@@ -353,6 +419,7 @@ void Service::CloseSession(Session& session) {
   session.unproven_peer.reset();
   session.worker_token.fill(0);
   session.worker_refused = false;
+  session.memory_attached = false;
 }
 
 void Service::DisconnectPeer(transport::PeerId peer) {

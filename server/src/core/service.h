@@ -8,10 +8,15 @@
 //   Hello      -> HelloReply with a fresh nonce (a new Hello restarts the handshake)
 //   Auth       -> AuthReply; on success the session is bound to its tenant and, when the Hello
 //                 carried a worker address, connected to that worker, which is sent a token
-//                 (transport/ucx/worker_proof.h)
+//                 (transport/ucx/worker_proof.h); the reply carries the server's proof that it
+//                 knows the tenant's token (ServerProof, none for a tenant without one)
 //   ProveWorker -> ProveWorkerReply; the token back: from then on block data moves for the
 //                 session. Before, and after a wrong token (which also disconnects the worker
 //                 until a new Hello), Store and Load get ErrorReply{kUnauthenticated}
+//   AttachMemory -> AttachMemoryReply, after auth only: redeems the handle of memory the client
+//                 handed over (options.memory_handles), reads its probe back, and from then on
+//                 block data moves through that memory; the UCX endpoint the Auth opened is
+//                 dropped. A refusal leaves the session's data plane as it was
 //   Ping       -> Pong (allowed before auth)
 //   Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory, Stats -> their replies,
 //                 after auth only; before, ErrorReply{kUnauthenticated}
@@ -42,6 +47,7 @@
 
 #include "core/copy_helper.h"
 #include "core/data_mover.h"
+#include "core/memory_handles.h"
 #include "core/session.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/clock.h"
@@ -70,6 +76,12 @@ struct ServiceOptions {
   // expired; nullptr = a SteadyClock, which matches a store that also has none. Must outlive the
   // service.
   const storage::Clock* clock = nullptr;
+  // The memory clients on this host handed over (process-memory data plane), which an
+  // AttachMemory redeems; nullptr = no such plane. Must outlive the service.
+  MemoryHandles* memory_handles = nullptr;
+  // The path of the socket they hand it over at (MemorySocket), announced in HelloReply when
+  // memory_handles is set.
+  std::string memory_socket;
 };
 
 class Service {
@@ -108,6 +120,7 @@ class Service {
   transport::Message OnHello(Session& session, const transport::Hello& hello);
   transport::Message OnAuth(Session& session, const transport::Auth& auth);
   transport::Message OnProveWorker(Session& session, const transport::ProveWorker& prove);
+  transport::Message OnAttachMemory(Session& session, const transport::AttachMemory& attach);
   transport::Message OnLookup(Session& session, const transport::Lookup& lookup);
   transport::Message OnStore(Session& session, const transport::Store& store);
   transport::Message OnLoad(Session& session, const transport::Load& load);
@@ -122,9 +135,11 @@ class Service {
   // ErrorReply{kUnauthenticated} for a Store or Load while the session's announced worker is
   // unproven (no ProveWorker yet, or a wrong token); nullopt otherwise.
   std::optional<transport::Message> RefuseUnprovenWorker(const Session& session);
-  // The process-memory peer of the client process the session's Hello named, connected now; or
-  // nullopt (no pid offered, no connection known, or the data mover refused: logged).
-  std::optional<transport::PeerId> ConnectProcess(Session& session);
+  // Whether `memory` is this process's own (fresh random bytes of ours read back through it).
+  static bool IsThisProcesssMemory(const transport::ProcessMemory& memory);
+  // The memory socket HelloReply names: options_.memory_socket when there is a process-memory
+  // plane (memory handles and a data mover), else empty.
+  std::string AnnouncedMemorySocket() const;
   // Disconnects a data-plane peer of a session and stops tracking it for AbortTransfers.
   void DisconnectPeer(transport::PeerId peer);
   // Records a lease the store granted `session` for `ttl`, first dropping the session's expired

@@ -27,15 +27,15 @@ struct Session {
   AuthNonce nonce{};                    // issued by the last Hello
   std::string requested_tenant;         // the tenant the Hello named
   std::vector<uint8_t> worker_address;  // the client's data-plane worker, may be empty
-  uint32_t client_pid = 0;              // the Hello's process id, 0 when not offered
   const Tenant* tenant = nullptr;       // set by a successful Auth
-  // Data-plane peer: a process-memory peer is usable once Auth connected it; a UCX one is
-  // connected after Auth (unproven_peer) and usable once ProveWorker returned worker_token, the
+  // Data-plane peer: a process-memory peer is usable once AttachMemory connected it; a UCX one
+  // is connected by Auth (unproven_peer) and usable once ProveWorker returned worker_token, the
   // token sent to it (transport/ucx/worker_proof.h).
   std::optional<transport::PeerId> peer;
   std::optional<transport::PeerId> unproven_peer;
   AuthNonce worker_token{};
   bool worker_refused = false;  // a ProveWorker had the wrong token
+  bool memory_attached = false;  // AttachMemory made `peer` a process-memory peer
   // The control connection's ends, set by the control server; the peer's remote keys are
   // checked against it (UcxRemoteKey::Unpack). Empty in-process (tests).
   std::optional<transport::ControlConnection> connection;

@@ -9,6 +9,7 @@
 
 #include "config/derived_options.h"
 #include "control/control_server.h"
+#include "control/memory_socket.h"
 #include "core/data_planes.h"
 #include "core/process_data_mover.h"
 #include "core/service.h"
@@ -35,6 +36,8 @@ struct Daemon::Parts {
   std::vector<std::unique_ptr<transport::TransferEngine>> engines;
   std::unique_ptr<UcxDataMover> mover;
   std::unique_ptr<ProcessDataMover> process_mover;  // null with data_plane.process_memory off
+  std::unique_ptr<MemoryHandles> memory_handles;    // null with process_mover
+  std::unique_ptr<MemorySocket> memory_socket;      // null with process_mover
   std::unique_ptr<DataPlanes> data_planes;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Service> service;
@@ -146,7 +149,22 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     p->engines.push_back(std::move(*created));
   }
   p->mover = std::make_unique<UcxDataMover>(std::move(engines));
-  if (planes.process_memory) p->process_mover = std::make_unique<ProcessDataMover>();
+  if (planes.process_memory) {
+    p->memory_handles = std::make_unique<MemoryHandles>();
+    Result<std::unique_ptr<MemorySocket>> socket =
+        MemorySocket::Start(planes.memory_socket, p->memory_handles.get());
+    if (socket.ok()) {
+      p->memory_socket = std::move(*socket);
+      p->process_mover = std::make_unique<ProcessDataMover>();
+    } else if (config.data_plane.process_memory == "on") {
+      return WithPart(socket.status(), "data_plane.memory_socket");
+    } else {
+      KVAULT_LOG(LogLevel::kWarn, "kvaultd",
+                 "no process-memory data plane (data_plane.memory_socket: " +
+                     socket.status().ToString() + "); clients on this host use UCX");
+      p->memory_handles.reset();
+    }
+  }
   p->data_planes = std::make_unique<DataPlanes>(p->mover.get(), p->process_mover.get());
 
   p->metrics = std::make_unique<Metrics>();
@@ -157,6 +175,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   service.transfer_timeout = config.limits.io_timeout;
   service.max_request_bytes = config.limits.max_inflight_bytes_per_client;
   service.gpu_ipc_export = config.storage.gpu_ipc_export;
+  service.memory_handles = p->memory_handles.get();
+  if (p->memory_socket) service.memory_socket = p->memory_socket->path();
   p->service = std::make_unique<Service>(*p->store, *p->tenants, p->data_planes.get(),
                                          p->metrics.get(), service);
 
@@ -199,7 +219,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                  std::to_string(config.control_threads) + " control threads, " +
                  std::to_string(p->engines.size()) + " UCX worker(s), transports '" +
                  planes.ucx_transports + "', process memory for local clients " +
-                 (planes.process_memory ? "on" : "off"));
+                 (p->memory_socket ? "on (" + p->memory_socket->path() + ")" : "off"));
   return std::unique_ptr<Daemon>(new Daemon(std::move(p)));
 }
 
@@ -212,7 +232,8 @@ std::string Daemon::ReadyLine() const {
   return "kvaultd ready control=" + HostPort(p.config.control.host, p.control->port()) +
          " http=" + HostPort(p.config.http.host, p.http->port()) + " tiers=" + p.tiers +
          " tenants=" + std::to_string(p.tenants->size()) + " data_dir=" + p.config.data_dir +
-         " tls=" + (p.control->tls() ? "on" : "off");
+         " tls=" + (p.control->tls() ? "on" : "off") +
+         (p.memory_socket ? " memory_socket=" + p.memory_socket->path() : "");
 }
 
 bool Daemon::Shutdown(bool drain) {
@@ -223,10 +244,12 @@ bool Daemon::Shutdown(bool drain) {
   const bool drained = drain ? p.control->Drain(p.config.limits.drain_timeout) : false;
   p.control->Stop();  // closes connections: their sessions release leases
   p.control.reset();
+  p.memory_socket.reset();  // no more hand-overs; the socket file is removed
   p.http->Stop();
   p.service.reset();
   p.data_planes.reset();
   p.process_mover.reset();
+  p.memory_handles.reset();
   p.mover.reset();
   p.engines.clear();
   p.store.reset();  // movers stop; the nvme tier flushes and closes

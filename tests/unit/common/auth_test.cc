@@ -1,10 +1,14 @@
-// Tenant auth primitives: token hash, challenge, proof and its constant-time check, hex.
+// Tenant auth primitives: token hash, challenge, the client's and the server's proofs and their
+// constant-time checks, hex.
 #include "kvault/common/auth.h"
 
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdint>
 #include <set>
+#include <span>
+#include <string>
 #include <vector>
 
 namespace kvault {
@@ -53,6 +57,103 @@ TEST(AuthTest, WrongProofNonceOrHashIsRejected) {
   EXPECT_FALSE(VerifyAuthProof(hash, nonce, std::span<const uint8_t>(proof).first(31)));
   EXPECT_FALSE(VerifyAuthProof(hash, std::span<const uint8_t>(nonce).first(16), proof));
   EXPECT_FALSE(VerifyAuthProof(hash, nonce, {}));
+}
+
+// The server's proof (AuthReply::server_proof), a worked example computed independently:
+//   python3 -c 'import hmac, hashlib, struct; k = hashlib.sha256(b"secret").digest();
+//     m = b"kvault-server-proof-v1" + bytes(range(32)) + bytes(range(32, 64))
+//       + struct.pack("<II", 4242, 998) + b"/tmp/kvaultd-abc/memory.sock";
+//     print(hmac.new(k, m, hashlib.sha256).hexdigest())'
+constexpr std::string_view kServerProofToken = "secret";
+constexpr uint32_t kServerProofPid = 4242;
+constexpr uint32_t kServerProofUid = 998;
+constexpr std::string_view kServerProofSocket = "/tmp/kvaultd-abc/memory.sock";
+constexpr std::string_view kServerProofHex =
+    "1a5f255d9eacc2faea1d687aa5014b94b10b38a7fcb83111854a1ef7d9476ca7";
+
+AuthDigest CountingClientProof() {
+  AuthDigest p;
+  for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<uint8_t>(0x20 + i);
+  return p;
+}
+
+TEST(AuthTest, ServerProofWorkedExampleMatchesPythonHmac) {
+  EXPECT_EQ(kServerProofContext, "kvault-server-proof-v1");
+  const AuthDigest hash = TokenHash(kServerProofToken);
+  const AuthDigest proof = ServerProof(hash, CountingNonce(), CountingClientProof(),
+                                       kServerProofPid, kServerProofUid, kServerProofSocket);
+  EXPECT_EQ(HexEncode(proof), kServerProofHex);
+  EXPECT_TRUE(VerifyServerProof(hash, CountingNonce(), CountingClientProof(), kServerProofPid,
+                                kServerProofUid, kServerProofSocket, proof));
+}
+
+TEST(AuthTest, ServerProofIsBoundToEveryInput) {
+  const AuthDigest hash = TokenHash(kServerProofToken);
+  const AuthNonce nonce = CountingNonce();
+  const AuthDigest client = CountingClientProof();
+  const uint32_t pid = kServerProofPid;
+  const uint32_t uid = kServerProofUid;
+  const std::string path(kServerProofSocket);
+  const AuthDigest proof = ServerProof(hash, nonce, client, pid, uid, path);
+  ASSERT_TRUE(VerifyServerProof(hash, nonce, client, pid, uid, path, proof));  // positive control
+
+  for (size_t byte : {size_t{0}, size_t{17}, size_t{31}}) {
+    AuthNonce n = nonce;
+    n[byte] ^= 0x01;
+    EXPECT_FALSE(VerifyServerProof(hash, n, client, pid, uid, path, proof))
+        << "nonce byte " << byte;
+    AuthDigest c = client;
+    c[byte] ^= 0x01;
+    EXPECT_FALSE(VerifyServerProof(hash, nonce, c, pid, uid, path, proof))
+        << "client proof byte " << byte;
+    AuthDigest p = proof;
+    p[byte] ^= 0x01;
+    EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid, uid, path, p))
+        << "proof byte " << byte;
+  }
+  // Another pid or uid: each bit position of each byte, 0, and the two swapped.
+  for (int bit = 0; bit < 32; bit += 7) {
+    const uint32_t flip = uint32_t{1} << bit;
+    EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid ^ flip, uid, path, proof))
+        << "pid bit " << bit;
+    EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid, uid ^ flip, path, proof))
+        << "uid bit " << bit;
+  }
+  EXPECT_FALSE(VerifyServerProof(hash, nonce, client, 0, uid, path, proof));
+  EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid, 0, path, proof));
+  EXPECT_FALSE(VerifyServerProof(hash, nonce, client, uid, pid, path, proof));
+  for (size_t at : {size_t{0}, size_t{5}, path.size() - 1}) {
+    std::string other = path;
+    other[at] = static_cast<char>(other[at] ^ 0x01);
+    EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid, uid, other, proof))
+        << "path byte " << at;
+  }
+  // A path cut short, lengthened, or empty (a server without a memory socket) is another path.
+  EXPECT_FALSE(
+      VerifyServerProof(hash, nonce, client, pid, uid, path.substr(0, path.size() - 1), proof));
+  EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid, uid, path + "x", proof));
+  EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid, uid, "", proof));
+  EXPECT_FALSE(VerifyServerProof(hash, nonce, client, 0, 0, "", proof));
+  // Another token.
+  EXPECT_FALSE(VerifyServerProof(TokenHash("secreT"), nonce, client, pid, uid, path, proof));
+  // The client's own proof is never a server proof, nor the reverse.
+  EXPECT_FALSE(VerifyServerProof(hash, nonce, client, pid, uid, path, AuthProof(hash, nonce)));
+  EXPECT_FALSE(VerifyAuthProof(hash, nonce, proof));
+  // Wrong lengths: never true, and never a crash.
+  const std::span<const uint8_t> n(nonce);
+  const std::span<const uint8_t> c(client);
+  const std::span<const uint8_t> p(proof);
+  EXPECT_FALSE(VerifyServerProof(hash, n.first(31), c, pid, uid, path, p));
+  EXPECT_FALSE(VerifyServerProof(hash, n, c.first(31), pid, uid, path, p));
+  EXPECT_FALSE(VerifyServerProof(hash, n, c, pid, uid, path, p.first(31)));
+  EXPECT_FALSE(VerifyServerProof(hash, {}, c, pid, uid, path, p));
+  EXPECT_FALSE(VerifyServerProof(hash, n, {}, pid, uid, path, p));
+  EXPECT_FALSE(VerifyServerProof(hash, n, c, pid, uid, path, {}));
+  const std::vector<uint8_t> longer_nonce(33, 0);
+  EXPECT_FALSE(VerifyServerProof(hash, longer_nonce, c, pid, uid, path, p));
+  std::vector<uint8_t> longer_proof(proof.begin(), proof.end());
+  longer_proof.push_back(0);
+  EXPECT_FALSE(VerifyServerProof(hash, n, c, pid, uid, path, longer_proof));
 }
 
 TEST(AuthTest, ConstantTimeEqualComparesEveryByteAndTheLength) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kvault/common/little_endian.h"
@@ -110,9 +111,19 @@ TEST(FrameReaderTest, ConsumesNothingWhileAFrameWaits) {
 }
 
 TEST(FrameReaderTest, HeaderFailureIsStickyAndNamesTheRequest) {
+  for (uint8_t version : {1, 2}) {  // the earlier versions
+    std::vector<uint8_t> bytes;
+    ASSERT_TRUE(AppendFrame(Ping{1}, 77, {}, &bytes).ok());
+    bytes[4] = version;
+    FrameReader reader;
+    EXPECT_EQ(reader.Feed(bytes).status().code(), StatusCode::kUnsupported) << int{version};
+    EXPECT_NE(reader.status().message().find("version " + std::to_string(version)),
+              std::string::npos);
+    EXPECT_EQ(reader.failed_request_id(), 77u);
+  }
   std::vector<uint8_t> bytes;
   ASSERT_TRUE(AppendFrame(Ping{1}, 77, {}, &bytes).ok());
-  bytes[4] = 1;  // version 1
+  bytes[4] = 2;  // version 2
   FrameReader reader;
   Result<size_t> used = reader.Feed(std::span(bytes).first(10));
   ASSERT_TRUE(used.ok());

@@ -32,7 +32,7 @@ TEST(FrameHeaderTest, GoldenBytesMatchTheDocument) {
   // docs/protocol.md §2.1, "Example".
   const std::vector<uint8_t> expected = {
       0x4B, 0x56, 0x4C, 0x54,                          // "KVLT"
-      0x02, 0x00,                                      // version 2
+      0x03, 0x00,                                      // version 3
       0x12, 0x00,                                      // type 0x0012 = load
       0x00, 0x00,                                      // flags
       0x00, 0x00,                                      // reserved
@@ -42,7 +42,7 @@ TEST(FrameHeaderTest, GoldenBytesMatchTheDocument) {
   EXPECT_EQ(Header(MessageType::kLoad, 0x0102030405060708ull, 320), expected);
   ASSERT_EQ(expected.size(), kFrameHeaderBytes);
   EXPECT_EQ(expected[kMagicAt], 'K');
-  EXPECT_EQ(expected[kVersionAt], 2);
+  EXPECT_EQ(expected[kVersionAt], 3);
   EXPECT_EQ(expected[kTypeAt], 0x12);
   EXPECT_EQ(expected[kFlagsAt], 0);
   EXPECT_EQ(expected[kReservedAt], 0);
@@ -92,7 +92,8 @@ TEST(FrameHeaderTest, RefusesBadMagic) {
 }
 
 TEST(FrameHeaderTest, OtherVersionsAreUnsupportedAndOnlyThey) {
-  for (uint16_t version : {0, 1, 3, 0x100, 0x200, 0xFFFF}) {
+  // 1 and 2 are the earlier versions (docs/protocol.md §8): refused like any other.
+  for (uint16_t version : {0, 1, 2, 4, 0x100, 0x200, 0x300, 0xFFFF}) {
     std::vector<uint8_t> bytes = Header(MessageType::kHello, 7, 8);
     bytes[kVersionAt] = static_cast<uint8_t>(version);
     bytes[kVersionAt + 1] = static_cast<uint8_t>(version >> 8);
@@ -143,7 +144,7 @@ TEST(FrameHeaderTest, RefusesEveryUnknownTypeAndAcceptsEveryKnownOne) {
       EXPECT_NE(h.status().message().find("unknown message type"), std::string::npos);
     }
   }
-  EXPECT_EQ(known, 25);  // the types of docs/protocol.md §4.1
+  EXPECT_EQ(known, 27);  // the types of docs/protocol.md §4.1
 }
 
 TEST(FrameHeaderTest, BodyLengthLimit) {
@@ -218,6 +219,14 @@ TEST(MessageTypeTest, NamesAndReplyNumbers) {
   EXPECT_EQ(MessageTypeName(MessageType::kReleaseMemoryReply), "release_memory_reply");
   EXPECT_EQ(static_cast<uint16_t>(MessageType::kReleaseMemory), 0x0016);
   EXPECT_EQ(ReplyTypeFor(MessageType::kReleaseMemory), MessageType::kReleaseMemoryReply);
+  EXPECT_EQ(MessageTypeName(MessageType::kAttachMemory), "attach_memory");
+  EXPECT_EQ(MessageTypeName(MessageType::kAttachMemoryReply), "attach_memory_reply");
+  EXPECT_EQ(static_cast<uint16_t>(MessageType::kAttachMemory), 0x0004);
+  EXPECT_EQ(static_cast<uint16_t>(MessageType::kAttachMemoryReply), 0x8004);
+  EXPECT_EQ(ReplyTypeFor(MessageType::kAttachMemory), MessageType::kAttachMemoryReply);
+  EXPECT_TRUE(IsKnownMessageType(0x0004));
+  EXPECT_TRUE(IsKnownMessageType(0x8004));
+  EXPECT_FALSE(IsKnownMessageType(0x0005));
   EXPECT_EQ(MessageTypeName(MessageType::kError), "error");
   EXPECT_EQ(MessageTypeName(static_cast<MessageType>(0x1234)), "unknown");
   EXPECT_EQ(ReplyTypeFor(MessageType::kLookup), MessageType::kLookupReply);

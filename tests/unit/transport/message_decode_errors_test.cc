@@ -230,6 +230,13 @@ TEST(MessageDecodeErrorsTest, StringsAndBytesOverTheirLimits) {
   ExpectRefused(MessageType::kReleaseMemoryReply,
                 BodyOf(ReleaseMemoryReply{WireStatus::kInternal, std::string(17, 'm')}),
                 StatusCode::kOutOfRange, "message", limits);
+  ExpectRefused(MessageType::kAttachMemoryReply,
+                BodyOf(AttachMemoryReply{WireStatus::kInvalidArgument, std::string(17, 'm')}),
+                StatusCode::kOutOfRange, "message", limits);
+  ExpectRefused(MessageType::kAuthReply,
+                BodyOf(AuthReply{
+                    WireStatus::kInvalidArgument, 0, DataPlane::kNone, {}, std::string(17, 'm')}),
+                StatusCode::kOutOfRange, "message", limits);
   ExpectRefused(MessageType::kError,
                 BodyOf(ErrorReply::Make(WireStatus::kInternal, "0123456789abcdefg")),
                 StatusCode::kOutOfRange, "message", limits);
@@ -243,7 +250,7 @@ TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
   // AuthReply: status byte 10 (a gap between 9 and 32), 36 (after the last), 255.
   for (uint8_t bad : {10, 31, 36, 255}) {
     std::vector<uint8_t> body =
-        BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, ""});
+        BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, {}, ""});
     body[0] = bad;
     ExpectRefused(MessageType::kAuthReply, body, StatusCode::kCorruption, "unknown wire status");
     std::vector<uint8_t> error = BodyOf(ErrorReply::Make(WireStatus::kInternal, "x"));
@@ -264,6 +271,10 @@ TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
     std::vector<uint8_t> release = BodyOf(ReleaseMemoryReply{});
     release[0] = bad;
     ExpectRefused(MessageType::kReleaseMemoryReply, release, StatusCode::kCorruption,
+                  "unknown wire status");
+    std::vector<uint8_t> attach = BodyOf(AttachMemoryReply{});
+    attach[0] = bad;
+    ExpectRefused(MessageType::kAttachMemoryReply, attach, StatusCode::kCorruption,
                   "unknown wire status");
   }
   // LookupReply: tier 4 is unknown.
@@ -287,8 +298,8 @@ TEST(MessageDecodeErrorsTest, BadEnumAndBoolBytes) {
 TEST(MessageDecodeErrorsTest, AuthReplyDataPlaneByte) {
   // Offset 9, after the status and the session id.
   constexpr size_t kDataPlaneAt = 1 + 8;
-  const std::vector<uint8_t> ok = BodyOf(AuthReply{WireStatus::kOk, 5, DataPlane::kUcx, ""});
-  ASSERT_EQ(ok.size(), 1 + 8 + 1 + 2u);
+  const std::vector<uint8_t> ok = BodyOf(AuthReply{WireStatus::kOk, 5, DataPlane::kUcx, {}, ""});
+  ASSERT_EQ(ok.size(), 1 + 8 + 1 + 32 + 2u);
   ASSERT_EQ(ok[kDataPlaneAt], 1);
   for (uint8_t bad : {3, 7, 255}) {
     std::vector<uint8_t> body = ok;
@@ -298,7 +309,7 @@ TEST(MessageDecodeErrorsTest, AuthReplyDataPlaneByte) {
   }
   // A failed Auth that names a data plane.
   std::vector<uint8_t> failed =
-      BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, ""});
+      BodyOf(AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, {}, ""});
   failed[kDataPlaneAt] = static_cast<uint8_t>(DataPlane::kProcessMemory);
   ExpectRefused(MessageType::kAuthReply, failed, StatusCode::kCorruption, "data_plane");
   // A version-1 body (no data plane byte) is misread, never accepted: here the message length's
@@ -307,21 +318,162 @@ TEST(MessageDecodeErrorsTest, AuthReplyDataPlaneByte) {
   ExpectRefused(MessageType::kAuthReply, v1, StatusCode::kCorruption, "truncated");
 }
 
-TEST(MessageDecodeErrorsTest, HelloWithoutClientPidIsTruncated) {
+TEST(MessageDecodeErrorsTest, AuthReplyServerProof) {
+  // Offset 10, after the data plane; 32 bytes.
+  constexpr size_t kProofAt = 1 + 8 + 1;
+  const std::vector<uint8_t> failed =
+      BodyOf(AuthReply{WireStatus::kUnavailable, 0, DataPlane::kNone, {}, "busy"});
+  ASSERT_EQ(failed.size(), kProofAt + 32 + 2 + 4);
+  for (size_t byte : {size_t{0}, size_t{31}}) {
+    std::vector<uint8_t> body = failed;
+    body[kProofAt + byte] = 0x01;
+    ExpectRefused(MessageType::kAuthReply, body, StatusCode::kCorruption, "server_proof");
+  }
+  // With ok, any proof decodes, and to exactly those bytes.
+  std::vector<uint8_t> ok = BodyOf(AuthReply{WireStatus::kOk, 5, DataPlane::kUcx, {}, ""});
+  for (size_t i = 0; i < 32; ++i) ok[kProofAt + i] = static_cast<uint8_t>(0xC0 + i);
+  Result<Message> m = DecodeMessage(MessageType::kAuthReply, ok);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  const Bytes32& proof = std::get<AuthReply>(*m).server_proof;
+  EXPECT_EQ(std::vector<uint8_t>(proof.begin(), proof.end()),
+            std::vector<uint8_t>(ok.begin() + kProofAt, ok.begin() + kProofAt + 32));
+}
+
+TEST(MessageDecodeErrorsTest, AttachMemoryIsExactly32Bytes) {
+  const std::vector<uint8_t> body = BodyOf(AttachMemory{});
+  ASSERT_EQ(body.size(), 32u);
+  for (size_t n : {size_t{0}, size_t{16}, size_t{31}}) {
+    ExpectRefused(MessageType::kAttachMemory, std::vector<uint8_t>(n, 0x11),
+                  StatusCode::kCorruption, "truncated");
+  }
+  ExpectRefused(MessageType::kAttachMemory, std::vector<uint8_t>(33, 0x11), StatusCode::kCorruption,
+                "1 trailing bytes");
+  // An empty message is still a string: a status byte alone is truncated.
+  ExpectRefused(MessageType::kAttachMemoryReply, {0}, StatusCode::kCorruption, "truncated");
+}
+
+TEST(MessageDecodeErrorsTest, EarlierHandshakeBodiesAreRefused) {
+  // A version-2 Hello ends with a u32 client_pid: four trailing bytes now.
   Hello hello;
   hello.tenant = "acme";
   hello.client_name = "w";
   hello.worker_address = {0xEE};
-  hello.client_pid = 4242;
-  const std::vector<uint8_t> body = BodyOf(hello);
-  // The pid is the last 4 bytes, little-endian.
-  ASSERT_EQ(body.size(), 2 + 6 + 3 + 5 + 4u);
-  EXPECT_EQ(std::vector<uint8_t>(body.end() - 4, body.end()), U32(4242));
-  // A version-1 Hello (no pid) and every shorter cut inside the pid: truncated.
-  for (size_t missing = 1; missing <= 4; ++missing) {
-    const std::vector<uint8_t> cut(body.begin(), body.end() - static_cast<ptrdiff_t>(missing));
-    ExpectRefused(MessageType::kHello, cut, StatusCode::kCorruption, "truncated");
+  const std::vector<uint8_t> v3 = BodyOf(hello);
+  ASSERT_EQ(v3.size(), 2 + 6 + 3 + 5u);
+  ExpectRefused(MessageType::kHello, Concat({v3, U32(4242)}), StatusCode::kCorruption,
+                "4 trailing bytes");
+  // An Auth of the withdrawn draft of version 3 carried a 32-byte memory_handle after the proof:
+  // 32 trailing bytes now.
+  Auth auth;
+  auth.proof.fill(0x3C);
+  const std::vector<uint8_t> auth_body = BodyOf(auth);
+  ASSERT_EQ(auth_body.size(), 32u);
+  ExpectRefused(MessageType::kAuth, Concat({auth_body, std::vector<uint8_t>(32, 0xA0)}),
+                StatusCode::kCorruption, "32 trailing bytes");
+  // A version-2 AuthReply has no server_proof: whatever is misread, it is never accepted.
+  const std::vector<uint8_t> v2_reply = {0, 5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0};
+  ExpectRefused(MessageType::kAuthReply, v2_reply, StatusCode::kCorruption, "truncated");
+  // A version-2 HelloReply has no memory_socket, server_pid or server_uid: ten bytes short,
+  // whatever is misread on the way.
+  const std::vector<uint8_t> reply = BodyOf(HelloReply{});
+  const std::vector<uint8_t> v2(reply.begin(), reply.end() - 10);
+  Result<Message> m = DecodeMessage(MessageType::kHelloReply, v2);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kCorruption) << m.status().ToString();
+  // A HelloReply of an earlier draft of version 3 had no server_pid and server_uid: eight bytes
+  // short, with or without a memory socket.
+  HelloReply local;
+  local.memory_socket = "/run/k.sock";
+  local.server_pid = 4242;
+  local.server_uid = 998;
+  for (const std::vector<uint8_t>& body : {reply, BodyOf(local)}) {
+    const std::vector<uint8_t> draft(body.begin(), body.end() - 8);
+    ExpectRefused(MessageType::kHelloReply, draft, StatusCode::kCorruption, "truncated");
   }
+}
+
+TEST(MessageDecodeErrorsTest, HelloReplyMemorySocket) {
+  // u16 server_version, nonce, empty worker_address, then the memory_socket string.
+  constexpr size_t kSocketAt = 2 + 32 + 4;
+  HelloReply reply;
+  reply.memory_socket = "/run/k.sock";
+  reply.server_pid = 4242;
+  reply.server_uid = 998;
+  const std::vector<uint8_t> ok = BodyOf(reply);
+  ASSERT_EQ(ok[kSocketAt], reply.memory_socket.size());
+  ASSERT_EQ(ok[kSocketAt + 2], '/');
+
+  std::vector<uint8_t> relative = ok;
+  relative[kSocketAt + 2] = 'r';
+  ExpectRefused(MessageType::kHelloReply, relative, StatusCode::kCorruption, "absolute path");
+  std::vector<uint8_t> nul = ok;
+  nul[kSocketAt + 4] = 0;
+  ExpectRefused(MessageType::kHelloReply, nul, StatusCode::kCorruption, "NUL");
+
+  // A length over kMaxMemorySocketPathBytes is out of range, even under a larger
+  // max_string_bytes, and before anything is allocated.
+  ProtocolLimits limits;
+  limits.max_string_bytes = kCeilingStringBytes;
+  for (uint16_t n : {uint16_t{kMaxMemorySocketPathBytes + 1}, uint16_t{0xFFFF}}) {
+    std::vector<uint8_t> body(ok.begin(), ok.begin() + kSocketAt);
+    body.push_back(static_cast<uint8_t>(n));
+    body.push_back(static_cast<uint8_t>(n >> 8));
+    body.push_back('/');
+    body.resize(body.size() + n - 1, 's');
+    body.insert(body.end(), ok.end() - 36, ok.end());  // server_pid, server_uid, the limits
+    Status status;
+    const size_t largest = LargestAllocation(
+        [&] { status = DecodeMessage(MessageType::kHelloReply, body, limits).status(); });
+    EXPECT_EQ(status.code(), StatusCode::kOutOfRange) << status.ToString();
+    EXPECT_NE(status.message().find("memory_socket"), std::string::npos) << status.ToString();
+    EXPECT_EQ(status.message().rfind("hello_reply", 0), 0u) << status.ToString();
+    EXPECT_LT(largest, 1024u);
+  }
+  // The longest path decodes.
+  reply.memory_socket = "/" + std::string(kMaxMemorySocketPathBytes - 1, 's');
+  EXPECT_TRUE(DecodeMessage(MessageType::kHelloReply, BodyOf(reply)).ok());
+}
+
+TEST(MessageDecodeErrorsTest, HelloReplyServerPidAndUid) {
+  // u16 server_version, nonce, empty worker_address, memory_socket, then u32 server_pid and
+  // u32 server_uid.
+  constexpr size_t kSocketAt = 2 + 32 + 4;
+  const auto set_u32 = [](std::vector<uint8_t>* body, size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) (*body)[at + i] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  // No memory socket: a nonzero pid or uid is refused.
+  const std::vector<uint8_t> none = BodyOf(HelloReply{});
+  constexpr size_t kNonePidAt = kSocketAt + 2;
+  ASSERT_TRUE(DecodeMessage(MessageType::kHelloReply, none).ok());
+  for (uint32_t v : {uint32_t{1}, uint32_t{4242}, uint32_t{0xFFFFFFFF}}) {
+    std::vector<uint8_t> pid = none;
+    set_u32(&pid, kNonePidAt, v);
+    ExpectRefused(MessageType::kHelloReply, pid, StatusCode::kCorruption, "server_pid");
+    std::vector<uint8_t> uid = none;
+    set_u32(&uid, kNonePidAt + 4, v);
+    ExpectRefused(MessageType::kHelloReply, uid, StatusCode::kCorruption, "server_uid");
+  }
+  // With a memory socket: pid 0 is refused, whatever the uid; uid 0 is fine.
+  HelloReply local;
+  local.memory_socket = "/run/k.sock";
+  local.server_pid = 4242;
+  local.server_uid = 998;
+  const std::vector<uint8_t> ok = BodyOf(local);
+  const size_t pid_at = kSocketAt + 2 + local.memory_socket.size();
+  ASSERT_EQ(LoadLe32(ok.data() + pid_at), 4242u);
+  ASSERT_EQ(LoadLe32(ok.data() + pid_at + 4), 998u);
+  for (uint32_t uid : {uint32_t{0}, uint32_t{998}}) {
+    std::vector<uint8_t> zero_pid = ok;
+    set_u32(&zero_pid, pid_at, 0);
+    set_u32(&zero_pid, pid_at + 4, uid);
+    ExpectRefused(MessageType::kHelloReply, zero_pid, StatusCode::kCorruption, "server_pid");
+  }
+  std::vector<uint8_t> root = ok;
+  set_u32(&root, pid_at + 4, 0);
+  Result<Message> m = DecodeMessage(MessageType::kHelloReply, root);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(std::get<HelloReply>(*m).server_pid, 4242u);
+  EXPECT_EQ(std::get<HelloReply>(*m).server_uid, 0u);
 }
 
 TEST(MessageDecodeErrorsTest, GpuExportReplyEntriesAreReadByTheirStatus) {

@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <limits>
 #include <set>
+#include <string>
 #include <vector>
 
+#include "kvault/common/little_endian.h"
 #include "kvault/transport/messages.h"
 #include "message_samples.h"
 
@@ -50,79 +52,260 @@ TEST(MessageRoundTripTest, EverySampleRoundTripsCanonically) {
   }
 }
 
-TEST(MessageRoundTripTest, HelloCarriesClientPid) {
-  for (uint32_t pid : {0u, 1u, 4242u, 0x7FFFFFFFu, 0xFFFFFFFFu}) {
-    Hello hello;
-    hello.tenant = "acme";
-    hello.client_name = "vllm-worker-3";
-    hello.worker_address = {1, 2, 3};
-    hello.client_pid = pid;
-    const std::vector<uint8_t> frame = Encode(hello, 1);
+TEST(MessageRoundTripTest, HelloReplyCarriesMemorySocketPidAndUid) {
+  struct Case {
+    std::string path;
+    uint32_t pid;
+    uint32_t uid;
+  };
+  constexpr uint32_t kMax32 = std::numeric_limits<uint32_t>::max();
+  for (const Case& c :
+       {Case{"", 0, 0}, Case{"/", 1, 0}, Case{"/run/kvault/memory.sock", 4242, 998},
+        Case{"/" + std::string(kMaxMemorySocketPathBytes - 1, 'p'), kMax32, kMax32}}) {
+    HelloReply reply;
+    reply.nonce.fill(0x5A);
+    reply.worker_address = {1, 2, 3};
+    reply.memory_socket = c.path;
+    reply.server_pid = c.pid;
+    reply.server_uid = c.uid;
+    const std::vector<uint8_t> frame = Encode(reply, 1);
     Result<FrameView> view = DecodeFrame(frame);
     ASSERT_TRUE(view.ok()) << view.status().ToString();
+    // u16 server_version, nonce, blob worker_address (4 + 3), then the path as a string, then
+    // u32 server_pid and u32 server_uid.
+    constexpr size_t kSocketAt = 2 + 32 + 4 + 3;
+    const size_t pid_at = kSocketAt + 2 + c.path.size();
+    ASSERT_GE(view->body.size(), pid_at + 8);
+    EXPECT_EQ(view->body[kSocketAt], c.path.size());
+    EXPECT_EQ(LoadLe32(view->body.data() + pid_at), c.pid);
+    EXPECT_EQ(LoadLe32(view->body.data() + pid_at + 4), c.uid);
+    Result<Message> decoded = DecodeMessage(view->header.type, view->body);
+    ASSERT_TRUE(decoded.ok()) << c.path << ": " << decoded.status().ToString();
+    ASSERT_TRUE(std::holds_alternative<HelloReply>(*decoded));
+    EXPECT_EQ(std::get<HelloReply>(*decoded).memory_socket, c.path);
+    EXPECT_EQ(std::get<HelloReply>(*decoded).server_pid, c.pid);
+    EXPECT_EQ(std::get<HelloReply>(*decoded).server_uid, c.uid);
+    EXPECT_EQ(std::get<HelloReply>(*decoded), reply);
+  }
+}
+
+TEST(MessageRoundTripTest, AuthIsTheProofAlone) {
+  Auth auth;
+  for (size_t i = 0; i < auth.proof.size(); ++i) auth.proof[i] = static_cast<uint8_t>(0x40 + i);
+  const std::vector<uint8_t> frame = Encode(auth, 2);
+  Result<FrameView> view = DecodeFrame(frame);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  EXPECT_EQ(std::vector<uint8_t>(view->body.begin(), view->body.end()),
+            std::vector<uint8_t>(auth.proof.begin(), auth.proof.end()));
+  Result<Message> decoded = DecodeMessage(view->header.type, view->body);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(std::get<Auth>(*decoded), auth);
+}
+
+TEST(MessageRoundTripTest, AttachMemoryCarriesTheHandle) {
+  Bytes32 pattern;
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<uint8_t>(0xE1 ^ (i * 7));
+  Bytes32 ones;
+  ones.fill(0xFF);
+  for (const Bytes32& handle : {Bytes32{}, pattern, ones}) {
+    const AttachMemory attach{handle};
+    const std::vector<uint8_t> frame = Encode(attach, 3);
+    Result<FrameView> view = DecodeFrame(frame);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    EXPECT_EQ(view->header.type, MessageType::kAttachMemory);
+    // The handle is the whole body.
+    EXPECT_EQ(std::vector<uint8_t>(view->body.begin(), view->body.end()),
+              std::vector<uint8_t>(handle.begin(), handle.end()));
     Result<Message> decoded = DecodeMessage(view->header.type, view->body);
     ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
-    ASSERT_TRUE(std::holds_alternative<Hello>(*decoded));
-    EXPECT_EQ(std::get<Hello>(*decoded).client_pid, pid);
-    EXPECT_EQ(std::get<Hello>(*decoded), hello);
+    ASSERT_TRUE(std::holds_alternative<AttachMemory>(*decoded));
+    EXPECT_EQ(std::get<AttachMemory>(*decoded).handle, handle);
+  }
+}
+
+TEST(MessageRoundTripTest, AttachMemoryReplyCarriesEveryStatus) {
+  for (WireStatus status : testing::AllWireStatuses()) {
+    const AttachMemoryReply reply{status, status == WireStatus::kOk ? "" : "why not"};
+    const std::vector<uint8_t> frame = Encode(reply, 3);
+    Result<FrameView> view = DecodeFrame(frame);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    EXPECT_EQ(view->header.type, MessageType::kAttachMemoryReply);
+    EXPECT_EQ(view->body[0], static_cast<uint8_t>(status));
+    Result<Message> decoded = DecodeMessage(view->header.type, view->body);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    ASSERT_TRUE(std::holds_alternative<AttachMemoryReply>(*decoded));
+    EXPECT_EQ(std::get<AttachMemoryReply>(*decoded), reply);
+    EXPECT_EQ(std::get<AttachMemoryReply>(*decoded).ToStatus().ok(), status == WireStatus::kOk);
   }
 }
 
 TEST(MessageRoundTripTest, AuthReplyCarriesEveryDataPlane) {
+  Bytes32 proof;
+  for (size_t i = 0; i < proof.size(); ++i) proof[i] = static_cast<uint8_t>(0x60 + i);
   for (DataPlane plane : {DataPlane::kNone, DataPlane::kUcx, DataPlane::kProcessMemory}) {
-    const AuthReply reply{WireStatus::kOk, 0x1122334455667788ull, plane, ""};
+    const AuthReply reply{WireStatus::kOk, 0x1122334455667788ull, plane, proof, ""};
     const std::vector<uint8_t> frame = Encode(reply, 2);
     Result<FrameView> view = DecodeFrame(frame);
     ASSERT_TRUE(view.ok()) << view.status().ToString();
-    // u8 status, u64 session_id, u8 data_plane, string message.
-    ASSERT_EQ(view->body.size(), 1 + 8 + 1 + 2u);
+    // u8 status, u64 session_id, u8 data_plane, 32-byte server_proof, string message.
+    ASSERT_EQ(view->body.size(), 1 + 8 + 1 + 32 + 2u);
     EXPECT_EQ(view->body[9], static_cast<uint8_t>(plane));
+    EXPECT_EQ(std::vector<uint8_t>(view->body.begin() + 10, view->body.begin() + 42),
+              std::vector<uint8_t>(proof.begin(), proof.end()));
     Result<Message> decoded = DecodeMessage(view->header.type, view->body);
     ASSERT_TRUE(decoded.ok()) << DataPlaneName(plane) << ": " << decoded.status().ToString();
     ASSERT_TRUE(std::holds_alternative<AuthReply>(*decoded));
     EXPECT_EQ(std::get<AuthReply>(*decoded).data_plane, plane);
+    EXPECT_EQ(std::get<AuthReply>(*decoded).server_proof, proof);
     EXPECT_EQ(std::get<AuthReply>(*decoded), reply);
   }
 }
 
-// docs/protocol.md §4.2, "Example" of Hello: a local client that offers only its pid.
+// docs/protocol.md §4.2, "Example" of Hello: a client without a UCX worker.
 TEST(MessageRoundTripTest, HelloGoldenBytesMatchTheDocument) {
   Hello hello;
   hello.tenant = "acme";
   hello.client_name = "w1";
-  hello.client_pid = 4242;
   const std::vector<uint8_t> expected = {
-      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x01, 0x00,  // "KVLT", version 2, type 0x0001
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x01, 0x00,  // "KVLT", version 3, type 0x0001
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 1
-      0x14, 0x00, 0x00, 0x00,                          // body length 20
-      0x02, 0x00,                                      // client_version 2
+      0x10, 0x00, 0x00, 0x00,                          // body length 16
+      0x03, 0x00,                                      // client_version 3
       0x04, 0x00, 'a',  'c',  'm',  'e',               // tenant "acme"
       0x02, 0x00, 'w',  '1',                           // client_name "w1"
       0x00, 0x00, 0x00, 0x00,                          // worker_address: 0 bytes
-      0x92, 0x10, 0x00, 0x00,                          // client_pid 4242
   };
   Result<std::vector<uint8_t>> frame = EncodeFrame(hello, 1);
   ASSERT_TRUE(frame.ok()) << frame.status().ToString();
   EXPECT_EQ(*frame, expected);
 }
 
-// docs/protocol.md §4.2, "Example" of AuthReply: session 77 gets the process_memory data plane.
-TEST(MessageRoundTripTest, AuthReplyGoldenBytesMatchTheDocument) {
+// docs/protocol.md §4.2, "Example" of HelloReply: a server that names its memory socket, its pid
+// and its uid.
+TEST(MessageRoundTripTest, HelloReplyGoldenBytesMatchTheDocument) {
+  HelloReply reply;
+  for (size_t i = 0; i < reply.nonce.size(); ++i) reply.nonce[i] = static_cast<uint8_t>(i);
+  reply.memory_socket = "/run/kvault/mem.sock";
+  reply.server_pid = 4242;
+  reply.server_uid = 998;
   const std::vector<uint8_t> expected = {
-      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x02, 0x80,  // "KVLT", version 2, type 0x8002
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x01, 0x80,  // "KVLT", version 3, type 0x8001
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
-      0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 2
-      0x0C, 0x00, 0x00, 0x00,                          // body length 12
-      0x00,                                            // status ok
-      0x4D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // session_id 77
-      0x02,                                            // data_plane process_memory
-      0x00, 0x00,                                      // message ""
+      0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 1
+      0x60, 0x00, 0x00, 0x00,                          // body length 96
+      0x03, 0x00,                                      // server_version 3
+      0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,  // nonce 00..1F
+      0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F,  //
+      0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,  //
+      0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F,  //
+      0x00, 0x00, 0x00, 0x00,                          // worker_address: 0 bytes
+      0x14, 0x00, '/',  'r',  'u',  'n',  '/',  'k',   // memory_socket "/run/kvault/mem.sock"
+      'v',  'a',  'u',  'l',  't',  '/',  'm',  'e',   //
+      'm',  '.',  's',  'o',  'c',  'k',               //
+      0x92, 0x10, 0x00, 0x00,                          // server_pid 4242
+      0xE6, 0x03, 0x00, 0x00,                          // server_uid 998
+      0x00, 0x00, 0x40, 0x00,                          // max_body_bytes 4 MiB
+      0x00, 0x10, 0x00, 0x00,                          // max_keys_per_batch 4096
+      0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,  // max_block_object_bytes 64 MiB
+      0x00, 0x01, 0x00, 0x00,                          // max_string_bytes 256
+      0x00, 0x04, 0x00, 0x00,                          // max_remote_key_bytes 1024
+      0x00, 0x20, 0x00, 0x00,                          // max_worker_address_bytes 8192
   };
-  Result<std::vector<uint8_t>> frame =
-      EncodeFrame(AuthReply{WireStatus::kOk, 77, DataPlane::kProcessMemory, ""}, 2);
+  Result<std::vector<uint8_t>> frame = EncodeFrame(reply, 1);
   ASSERT_TRUE(frame.ok()) << frame.status().ToString();
   EXPECT_EQ(*frame, expected);
+}
+
+// docs/protocol.md §4.2, "Example" of Auth: the proof alone.
+TEST(MessageRoundTripTest, AuthGoldenBytesMatchTheDocument) {
+  Auth auth;
+  auth.proof.fill(0x3C);
+  const std::vector<uint8_t> expected = {
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x02, 0x00,  // "KVLT", version 3, type 0x0002
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 2
+      0x20, 0x00, 0x00, 0x00,                          // body length 32
+      0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C,  // proof 3C x 32
+      0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C,  //
+      0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C,  //
+      0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C,  //
+  };
+  Result<std::vector<uint8_t>> frame = EncodeFrame(auth, 2);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, expected);
+}
+
+// docs/protocol.md §4.2, "Example" of AuthReply: session 77 gets the ucx data plane, with the
+// server's proof.
+TEST(MessageRoundTripTest, AuthReplyGoldenBytesMatchTheDocument) {
+  AuthReply reply{WireStatus::kOk, 77, DataPlane::kUcx, {}, ""};
+  for (size_t i = 0; i < reply.server_proof.size(); ++i) {
+    reply.server_proof[i] = static_cast<uint8_t>(0x60 + i);
+  }
+  const std::vector<uint8_t> expected = {
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x02, 0x80,  // "KVLT", version 3, type 0x8002
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 2
+      0x2C, 0x00, 0x00, 0x00,                          // body length 44
+      0x00,                                            // status ok
+      0x4D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // session_id 77
+      0x01,                                            // data_plane ucx
+      0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67,  // server_proof 60..7F
+      0x68, 0x69, 0x6A, 0x6B, 0x6C, 0x6D, 0x6E, 0x6F,  //
+      0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,  //
+      0x78, 0x79, 0x7A, 0x7B, 0x7C, 0x7D, 0x7E, 0x7F,  //
+      0x00, 0x00,                                      // message ""
+  };
+  Result<std::vector<uint8_t>> frame = EncodeFrame(reply, 2);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, expected);
+}
+
+// docs/protocol.md §4.2, "Example" of AttachMemory and its replies.
+TEST(MessageRoundTripTest, AttachMemoryGoldenBytesMatchTheDocument) {
+  AttachMemory attach;
+  for (size_t i = 0; i < attach.handle.size(); ++i) {
+    attach.handle[i] = static_cast<uint8_t>(0xA0 + i);
+  }
+  const std::vector<uint8_t> request = {
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x04, 0x00,  // "KVLT", version 3, type 0x0004
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 3
+      0x20, 0x00, 0x00, 0x00,                          // body length 32
+      0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7,  // handle A0..BF
+      0xA8, 0xA9, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF,  //
+      0xB0, 0xB1, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7,  //
+      0xB8, 0xB9, 0xBA, 0xBB, 0xBC, 0xBD, 0xBE, 0xBF,  //
+  };
+  Result<std::vector<uint8_t>> frame = EncodeFrame(attach, 3);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, request);
+
+  const std::vector<uint8_t> ok = {
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x04, 0x80,  // "KVLT", version 3, type 0x8004
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 3
+      0x03, 0x00, 0x00, 0x00,                          // body length 3
+      0x00,                                            // status ok
+      0x00, 0x00,                                      // message ""
+  };
+  frame = EncodeFrame(AttachMemoryReply{}, 3);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, ok);
+
+  const std::vector<uint8_t> refused = {
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x04, 0x80,  // "KVLT", version 3, type 0x8004
+      0x00, 0x00, 0x00, 0x00,                          // flags, reserved
+      0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 3
+      0x11, 0x00, 0x00, 0x00,                          // body length 17
+      0x01,                                            // status invalid_argument
+      0x0E, 0x00, 'u',  'n',  'k',  'n',  'o',  'w',   // message "unknown handle"
+      'n',  ' ',  'h',  'a',  'n',  'd',  'l',  'e',   //
+  };
+  frame = EncodeFrame(AttachMemoryReply{WireStatus::kInvalidArgument, "unknown handle"}, 3);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  EXPECT_EQ(*frame, refused);
 }
 
 TEST(MessageRoundTripTest, AppendFrameConcatenatesFrames) {
@@ -219,7 +402,7 @@ TEST(MessageRoundTripTest, LookupGoldenBytesMatchTheDocument) {
 
   std::vector<uint8_t> expected = {
       0x4B, 0x56, 0x4C, 0x54,                          // magic "KVLT"
-      0x02, 0x00,                                      // version 2
+      0x03, 0x00,                                      // version 3
       0x10, 0x00,                                      // type 0x0010 lookup
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x2A, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 42
@@ -239,7 +422,7 @@ TEST(MessageRoundTripTest, LookupGoldenBytesMatchTheDocument) {
 // docs/protocol.md §4.5, "Example": the ErrorReply to a frame of version 1.
 TEST(MessageRoundTripTest, ErrorGoldenBytesMatchTheDocument) {
   const std::vector<uint8_t> expected = {
-      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x00, 0x80,  // "KVLT", version 2, type 0x8000
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x00, 0x80,  // "KVLT", version 3, type 0x8000
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 7
       0x06, 0x00, 0x00, 0x00,                          // body length 6
@@ -267,7 +450,7 @@ TEST(MessageRoundTripTest, GpuExportReplyGoldenBytesMatchTheDocument) {
   const GpuExportReply reply{{exported, {WireStatus::kNotFound}}, ""};
 
   std::vector<uint8_t> expected = {
-      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x15, 0x80,  // "KVLT", version 2, type 0x8015
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x15, 0x80,  // "KVLT", version 3, type 0x8015
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 9
       0x6C, 0x00, 0x00, 0x00,                          // body length 108
@@ -291,7 +474,7 @@ TEST(MessageRoundTripTest, GpuExportReplyGoldenBytesMatchTheDocument) {
 // docs/protocol.md §4.3, "Example" of ReleaseMemory and its reply.
 TEST(MessageRoundTripTest, ReleaseMemoryGoldenBytesMatchTheDocument) {
   const std::vector<uint8_t> request = {
-      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x16, 0x00,  // "KVLT", version 2, type 0x0016
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x16, 0x00,  // "KVLT", version 3, type 0x0016
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x0B, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 11
       0x09, 0x00, 0x00, 0x00,                          // body length 9
@@ -303,7 +486,7 @@ TEST(MessageRoundTripTest, ReleaseMemoryGoldenBytesMatchTheDocument) {
   EXPECT_EQ(*frame, request);
 
   const std::vector<uint8_t> reply = {
-      0x4B, 0x56, 0x4C, 0x54, 0x02, 0x00, 0x16, 0x80,  // "KVLT", version 2, type 0x8016
+      0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x16, 0x80,  // "KVLT", version 3, type 0x8016
       0x00, 0x00, 0x00, 0x00,                          // flags, reserved
       0x0B, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // request id 11
       0x03, 0x00, 0x00, 0x00,                          // body length 3

@@ -44,20 +44,19 @@ inline std::vector<Message> SampleMessages() {
   for (size_t i = 0; i < full.tenant.size(); ++i) full.tenant[i] = static_cast<char>(255 - i);
   full.client_name = "";
   full.worker_address = PatternBytes(defaults.max_worker_address_bytes, 0x5A);
-  full.client_pid = 0xFFFFFFFF;
   out.emplace_back(full);
   Hello plain;
   plain.tenant = "acme";
   plain.client_name = "vllm-worker-3";
   out.emplace_back(plain);
-  Hello local;  // a client on the server's host: a pid and no UCX worker
-  local.client_pid = 0x01020304;
-  out.emplace_back(local);
 
   HelloReply hr;
   hr.server_version = 1;
   for (size_t i = 0; i < hr.nonce.size(); ++i) hr.nonce[i] = static_cast<uint8_t>(0xF0 ^ i);
   hr.worker_address = PatternBytes(301, 0x11);
+  hr.memory_socket = "/" + std::string(kMaxMemorySocketPathBytes - 1, 's');
+  hr.server_pid = std::numeric_limits<uint32_t>::max();
+  hr.server_uid = std::numeric_limits<uint32_t>::max();
   hr.limits.max_body_bytes = kCeilingBodyBytes;
   hr.limits.max_keys_per_batch = 1;
   hr.limits.max_block_object_bytes = kCeilingBlockObjectBytes;
@@ -66,21 +65,48 @@ inline std::vector<Message> SampleMessages() {
   hr.limits.max_worker_address_bytes = 1;
   out.emplace_back(hr);
   out.emplace_back(HelloReply{});
+  HelloReply local;  // a server that offers the memory hand-over and no worker
+  local.memory_socket = "/run/kvault/memory.sock";
+  local.server_pid = 1;  // a daemon that is its pid namespace's init, running as root
+  local.server_uid = 0;
+  out.emplace_back(local);
 
   Auth auth;
   auth.proof.fill(0xFF);
   out.emplace_back(auth);
-  out.emplace_back(AuthReply{WireStatus::kOk, kMax64, DataPlane::kUcx, ""});
-  out.emplace_back(AuthReply{WireStatus::kOk, 1, DataPlane::kProcessMemory, ""});
-  out.emplace_back(AuthReply{WireStatus::kOk, 2, DataPlane::kNone, ""});
-  out.emplace_back(
-      AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, "proof does not match"});
+  Auth counting;
+  for (size_t i = 0; i < counting.proof.size(); ++i)
+    counting.proof[i] = static_cast<uint8_t>(7 * i);
+  out.emplace_back(counting);
+  out.emplace_back(Auth{});
+  Bytes32 ones;
+  ones.fill(0xFF);
+  Bytes32 server_proof;
+  for (size_t i = 0; i < server_proof.size(); ++i) {
+    server_proof[i] = static_cast<uint8_t>(0x80 ^ (i * 11));
+  }
+  out.emplace_back(AuthReply{WireStatus::kOk, kMax64, DataPlane::kUcx, server_proof, ""});
+  out.emplace_back(AuthReply{WireStatus::kOk, 1, DataPlane::kProcessMemory, ones, ""});
+  out.emplace_back(AuthReply{WireStatus::kOk, 2, DataPlane::kNone, Bytes32{}, ""});
+  out.emplace_back(AuthReply{WireStatus::kUnauthenticated, 0, DataPlane::kNone, Bytes32{},
+                             "proof does not match"});
   ProveWorker prove;
   for (size_t i = 0; i < prove.token.size(); ++i) prove.token[i] = static_cast<uint8_t>(3 * i);
   out.emplace_back(prove);
   out.emplace_back(ProveWorker{});
   out.emplace_back(ProveWorkerReply{});
   out.emplace_back(ProveWorkerReply{WireStatus::kUnauthenticated, "token does not match"});
+  AttachMemory attach;
+  for (size_t i = 0; i < attach.handle.size(); ++i) {
+    attach.handle[i] = static_cast<uint8_t>(0xE1 ^ (i * 7));
+  }
+  out.emplace_back(attach);
+  out.emplace_back(AttachMemory{});
+  out.emplace_back(AttachMemory{ones});
+  out.emplace_back(AttachMemoryReply{});
+  out.emplace_back(AttachMemoryReply{WireStatus::kInvalidArgument, "unknown memory handle"});
+  out.emplace_back(
+      AttachMemoryReply{WireStatus::kUnavailable, std::string(defaults.max_string_bytes, 'u')});
 
   Lookup lookup;
   lookup.keys = {PatternKey(1), BlockKey{}, PatternKey(255)};
@@ -176,7 +202,7 @@ inline std::vector<Message> SampleMessages() {
 
   out.emplace_back(Ping{0});
   out.emplace_back(Pong{kMax64});
-  out.emplace_back(ErrorReply{WireStatus::kUnsupportedVersion, "this server speaks version 2"});
+  out.emplace_back(ErrorReply{WireStatus::kUnsupportedVersion, "this server speaks version 3"});
   out.emplace_back(ErrorReply{WireStatus::kUnauthenticated, ""});
   return out;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kvault/transport/messages.h"
@@ -64,31 +65,157 @@ TEST(MessageValidateTest, HelloReplyCarriesValidLimits) {
   ExpectInvalid(r, "max_block_object_bytes");
 }
 
+TEST(MessageValidateTest, HelloReplyMemorySocket) {
+  HelloReply r;
+  for (const std::string& bad : {std::string("run/kvault.sock"), std::string("./kvault.sock"),
+                                 std::string("~/kvault.sock"), std::string(" /kvault.sock")}) {
+    r.memory_socket = bad;
+    ExpectInvalid(r, "absolute path");
+  }
+  r.memory_socket = std::string("/run/kv\0ault.sock", 17);
+  ExpectInvalid(r, "NUL");
+  r.memory_socket = std::string("/run/kvault.sock\0", 17);
+  ExpectInvalid(r, "NUL");
+  // 108 bytes is over the limit, whatever max_string_bytes says.
+  r.memory_socket = "/" + std::string(kMaxMemorySocketPathBytes, 's');
+  ASSERT_EQ(r.memory_socket.size(), 108u);
+  ProtocolLimits wide;
+  wide.max_string_bytes = kCeilingStringBytes;
+  ExpectOverLimit(r, "memory_socket", wide);
+  ExpectOverLimit(r, "memory_socket", {});
+  // Empty, "/" and 107 bytes are fine, even under a max_string_bytes below 107.
+  ProtocolLimits narrow;
+  narrow.max_string_bytes = kMinStringBytes;
+  for (const std::string& good :
+       {std::string(), std::string("/"), "/" + std::string(kMaxMemorySocketPathBytes - 1, 's')}) {
+    r.memory_socket = good;
+    r.server_pid = good.empty() ? 0 : 1;
+    EXPECT_TRUE(r.Validate({}).ok()) << good;
+    EXPECT_TRUE(r.Validate(narrow).ok()) << good;
+    Result<std::vector<uint8_t>> frame = EncodeFrame(r, 1);
+    ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+    Result<HelloReply> back =
+        HelloReply::DecodeBody(std::span(*frame).subspan(kFrameHeaderBytes), narrow);
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->memory_socket, good);
+  }
+}
+
+TEST(MessageValidateTest, HelloReplyServerPidAndUid) {
+  constexpr uint32_t kMax32 = std::numeric_limits<uint32_t>::max();
+  HelloReply r;
+  // Without a memory socket both are 0.
+  r.server_pid = 4242;
+  ExpectInvalid(r, "server_pid");
+  r.server_pid = 0;
+  r.server_uid = 998;
+  ExpectInvalid(r, "server_uid");
+  r.server_pid = kMax32;
+  r.server_uid = kMax32;
+  ExpectInvalid(r, "server_pid");
+  // With one, the pid is nonzero; any uid goes, root's 0 included.
+  r.memory_socket = "/run/kvault/memory.sock";
+  r.server_pid = 0;
+  r.server_uid = 0;
+  ExpectInvalid(r, "server_pid");
+  r.server_uid = 998;
+  ExpectInvalid(r, "server_pid");
+  for (const auto& [pid, uid] :
+       {std::pair<uint32_t, uint32_t>{1, 0}, {4242, 998}, {kMax32, kMax32}, {1, kMax32}}) {
+    r.server_pid = pid;
+    r.server_uid = uid;
+    EXPECT_TRUE(r.Validate({}).ok()) << pid << " " << uid;
+    Result<std::vector<uint8_t>> frame = EncodeFrame(r, 1);
+    ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+    Result<HelloReply> back =
+        HelloReply::DecodeBody(std::span(*frame).subspan(kFrameHeaderBytes), {});
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(*back, r);
+  }
+}
+
+TEST(MessageValidateTest, AuthAcceptsAnyProof) {
+  Auth auth;
+  for (int fill : {0x00, 0x01, 0x80, 0xFF}) {
+    auth.proof.fill(static_cast<uint8_t>(fill));
+    EXPECT_TRUE(auth.Validate({}).ok());
+    EXPECT_TRUE(EncodeFrame(auth, 1).ok());
+  }
+}
+
 TEST(MessageValidateTest, AuthReplySessionIdMatchesStatus) {
-  ExpectInvalid(AuthReply{WireStatus::kOk, 0, DataPlane::kNone, ""}, "session_id");
-  ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 5, DataPlane::kNone, ""}, "session_id");
-  ExpectInvalid(AuthReply{static_cast<WireStatus>(99), 0, DataPlane::kNone, ""},
+  ExpectInvalid(AuthReply{WireStatus::kOk, 0, DataPlane::kNone, {}, ""}, "session_id");
+  ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 5, DataPlane::kNone, {}, ""}, "session_id");
+  ExpectInvalid(AuthReply{static_cast<WireStatus>(99), 0, DataPlane::kNone, {}, ""},
                 "unknown wire status");
 }
 
 TEST(MessageValidateTest, AuthReplyDataPlaneIsKnown) {
   for (uint8_t bad : {3, 7, 255}) {
-    ExpectInvalid(AuthReply{WireStatus::kOk, 1, static_cast<DataPlane>(bad), ""}, "data_plane");
+    ExpectInvalid(AuthReply{WireStatus::kOk, 1, static_cast<DataPlane>(bad), {}, ""}, "data_plane");
   }
+  // process_memory stays decodable in an AuthReply, though a version-3 server never names it.
   for (DataPlane plane : {DataPlane::kNone, DataPlane::kUcx, DataPlane::kProcessMemory}) {
-    EXPECT_TRUE(EncodeFrame(AuthReply{WireStatus::kOk, 1, plane, ""}, 1).ok())
+    EXPECT_TRUE(EncodeFrame(AuthReply{WireStatus::kOk, 1, plane, {}, ""}, 1).ok())
         << DataPlaneName(plane);
   }
 }
 
 TEST(MessageValidateTest, AuthReplyFailureHasNoDataPlane) {
   for (DataPlane plane : {DataPlane::kUcx, DataPlane::kProcessMemory}) {
-    ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 0, plane, ""}, "data_plane");
-    ExpectInvalid(AuthReply{WireStatus::kInvalidArgument, 0, plane, "data plane: x"}, "data_plane");
+    ExpectInvalid(AuthReply{WireStatus::kUnauthenticated, 0, plane, {}, ""}, "data_plane");
+    ExpectInvalid(AuthReply{WireStatus::kInvalidArgument, 0, plane, {}, "data plane: x"},
+                  "data_plane");
   }
   EXPECT_TRUE(
-      EncodeFrame(AuthReply{WireStatus::kInvalidArgument, 0, DataPlane::kNone, "data plane: x"}, 1)
+      EncodeFrame(AuthReply{WireStatus::kInvalidArgument, 0, DataPlane::kNone, {}, "data plane: x"},
+                  1)
           .ok());
+}
+
+TEST(MessageValidateTest, AuthReplyServerProofOnlyWithOk) {
+  // Any value with ok, all zero included.
+  for (int fill : {0x00, 0x01, 0xFF}) {
+    Bytes32 proof;
+    proof.fill(static_cast<uint8_t>(fill));
+    EXPECT_TRUE(EncodeFrame(AuthReply{WireStatus::kOk, 1, DataPlane::kUcx, proof, ""}, 1).ok())
+        << fill;
+  }
+  // A non-ok reply with a nonzero proof, one bit anywhere, is refused both ways.
+  for (size_t byte : {size_t{0}, size_t{13}, size_t{31}}) {
+    Bytes32 proof{};
+    proof[byte] = 0x80;
+    ExpectInvalid(
+        AuthReply{WireStatus::kInvalidArgument, 0, DataPlane::kNone, proof, "data plane: x"},
+        "server_proof");
+    ExpectInvalid(AuthReply{WireStatus::kUnavailable, 0, DataPlane::kNone, proof, ""},
+                  "server_proof");
+  }
+  EXPECT_TRUE(
+      EncodeFrame(AuthReply{WireStatus::kUnavailable, 0, DataPlane::kNone, {}, ""}, 1).ok());
+}
+
+TEST(MessageValidateTest, AttachMemory) {
+  // Any handle is valid on the wire.
+  for (int fill : {0x00, 0x5A, 0xFF}) {
+    AttachMemory attach;
+    attach.handle.fill(static_cast<uint8_t>(fill));
+    EXPECT_TRUE(attach.Validate({}).ok());
+    EXPECT_TRUE(EncodeFrame(attach, 3).ok());
+  }
+  // The reply: a known status, a message within max_string_bytes.
+  ExpectInvalid(AttachMemoryReply{static_cast<WireStatus>(10), ""}, "unknown wire status");
+  ExpectInvalid(AttachMemoryReply{static_cast<WireStatus>(255), "x"}, "unknown wire status");
+  ProtocolLimits limits;
+  limits.max_string_bytes = 16;
+  ExpectOverLimit(AttachMemoryReply{WireStatus::kInvalidArgument, std::string(17, 'm')}, "message",
+                  limits);
+  EXPECT_TRUE(
+      EncodeFrame(AttachMemoryReply{WireStatus::kInvalidArgument, std::string(16, 'm')}, 3, limits)
+          .ok());
+  for (WireStatus status : testing::AllWireStatuses()) {
+    EXPECT_TRUE(EncodeFrame(AttachMemoryReply{status, ""}, 3).ok()) << static_cast<int>(status);
+  }
 }
 
 TEST(MessageValidateTest, DataPlaneNames) {

@@ -34,6 +34,8 @@ std::string_view MessageTypeName(MessageType type) {
       return "auth";
     case MessageType::kProveWorker:
       return "prove_worker";
+    case MessageType::kAttachMemory:
+      return "attach_memory";
     case MessageType::kLookup:
       return "lookup";
     case MessageType::kStore:
@@ -60,6 +62,8 @@ std::string_view MessageTypeName(MessageType type) {
       return "auth_reply";
     case MessageType::kProveWorkerReply:
       return "prove_worker_reply";
+    case MessageType::kAttachMemoryReply:
+      return "attach_memory_reply";
     case MessageType::kLookupReply:
       return "lookup_reply";
     case MessageType::kStoreReply:

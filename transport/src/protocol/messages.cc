@@ -43,6 +43,10 @@ Result<Message> DecodeMessage(MessageType type, std::span<const uint8_t> body,
       return DecodeAs<ProveWorker>(body, limits);
     case MessageType::kProveWorkerReply:
       return DecodeAs<ProveWorkerReply>(body, limits);
+    case MessageType::kAttachMemory:
+      return DecodeAs<AttachMemory>(body, limits);
+    case MessageType::kAttachMemoryReply:
+      return DecodeAs<AttachMemoryReply>(body, limits);
     case MessageType::kLookup:
       return DecodeAs<Lookup>(body, limits);
     case MessageType::kLookupReply:

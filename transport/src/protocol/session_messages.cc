@@ -1,5 +1,6 @@
-// Bodies of Hello, HelloReply, Auth, AuthReply, Stats, StatsReply, Ping, Pong and ErrorReply
-// (docs/protocol.md §4.2, §4.4, §4.5). Each decoder reads its fields in the order its encoder
+// Bodies of Hello, HelloReply, Auth, AuthReply, ProveWorker, ProveWorkerReply, AttachMemory,
+// AttachMemoryReply, Stats, StatsReply, Ping, Pong and ErrorReply (docs/protocol.md §4.2, §4.4,
+// §4.5). Each decoder reads its fields in the order its encoder
 // writes them.
 #include "kvault/transport/session_messages.h"
 
@@ -31,10 +32,15 @@ std::string Truncated(std::string_view message, const ProtocolLimits& limits) {
   return std::string(message.substr(0, limits.max_string_bytes));
 }
 
+Status MemorySocketTooLong(size_t bytes) {
+  return Status::OutOfRange("memory_socket of " + std::to_string(bytes) +
+                            " bytes exceeds kMaxMemorySocketPathBytes " +
+                            std::to_string(kMaxMemorySocketPathBytes));
+}
+
 }  // namespace
 
-// --- Hello: u16 client_version, string tenant, string client_name, blob worker_address,
-// u32 client_pid (any value).
+// --- Hello: u16 client_version, string tenant, string client_name, blob worker_address.
 
 Status Hello::Validate(const ProtocolLimits& limits) const {
   if (client_version == 0) return Status::InvalidArgument("client_version must be >= 1");
@@ -50,7 +56,6 @@ void Hello::EncodeBody(std::vector<uint8_t>* out) const {
   w.String(tenant);
   w.String(client_name);
   w.Blob(worker_address);
-  w.U32(client_pid);
 }
 
 Result<Hello> Hello::DecodeBody(std::span<const uint8_t> body, const ProtocolLimits& limits) {
@@ -60,11 +65,12 @@ Result<Hello> Hello::DecodeBody(std::span<const uint8_t> body, const ProtocolLim
   m.tenant = r.String(limits.max_string_bytes, "tenant");
   m.client_name = r.String(limits.max_string_bytes, "client_name");
   m.worker_address = r.Blob(limits.max_worker_address_bytes, "worker_address");
-  m.client_pid = r.U32();
   return FinishDecode(r, std::move(m), limits, "hello");
 }
 
-// --- HelloReply: u16 server_version, 32-byte nonce, blob worker_address, then the limits:
+// --- HelloReply: u16 server_version, 32-byte nonce, blob worker_address, string memory_socket
+// (<= kMaxMemorySocketPathBytes whatever max_string_bytes says), u32 server_pid,
+// u32 server_uid, then the limits:
 // u32 max_body_bytes, u32 max_keys_per_batch, u64 max_block_object_bytes, u32 max_string_bytes,
 // u32 max_remote_key_bytes, u32 max_worker_address_bytes.
 
@@ -72,6 +78,25 @@ Status HelloReply::Validate(const ProtocolLimits& limits) const {
   if (server_version == 0) return Status::InvalidArgument("server_version must be >= 1");
   KVAULT_RETURN_IF_ERROR(CheckBlob(worker_address.size(), limits.max_worker_address_bytes,
                                    "worker_address", "max_worker_address_bytes"));
+  if (memory_socket.size() > kMaxMemorySocketPathBytes) {
+    return MemorySocketTooLong(memory_socket.size());
+  }
+  if (!memory_socket.empty() && memory_socket.front() != '/') {
+    return Status::InvalidArgument("memory_socket must be an absolute path");
+  }
+  if (memory_socket.find('\0') != std::string::npos) {
+    return Status::InvalidArgument("memory_socket holds a NUL byte");
+  }
+  if (memory_socket.empty()) {
+    if (server_pid != 0) {
+      return Status::InvalidArgument("server_pid must be 0 when memory_socket is empty");
+    }
+    if (server_uid != 0) {
+      return Status::InvalidArgument("server_uid must be 0 when memory_socket is empty");
+    }
+  } else if (server_pid == 0) {
+    return Status::InvalidArgument("server_pid must be nonzero when memory_socket is set");
+  }
   return this->limits.Validate().WithContext("announced limits");
 }
 
@@ -80,6 +105,9 @@ void HelloReply::EncodeBody(std::vector<uint8_t>* out) const {
   w.U16(server_version);
   w.Raw(nonce);
   w.Blob(worker_address);
+  w.String(memory_socket);
+  w.U32(server_pid);
+  w.U32(server_uid);
   w.U32(limits.max_body_bytes);
   w.U32(limits.max_keys_per_batch);
   w.U64(limits.max_block_object_bytes);
@@ -95,6 +123,14 @@ Result<HelloReply> HelloReply::DecodeBody(std::span<const uint8_t> body,
   m.server_version = r.U16();
   m.nonce = r.Bytes32();
   m.worker_address = r.Blob(limits.max_worker_address_bytes, "worker_address");
+  const uint16_t socket_bytes = r.U16();
+  if (r.ok() && socket_bytes > kMaxMemorySocketPathBytes) {
+    return MemorySocketTooLong(socket_bytes).WithContext("hello_reply");
+  }
+  const std::span<const uint8_t> socket = r.Take(socket_bytes);
+  m.memory_socket.assign(socket.begin(), socket.end());
+  m.server_pid = r.U32();
+  m.server_uid = r.U32();
   m.limits.max_body_bytes = r.U32();
   m.limits.max_keys_per_batch = r.U32();
   m.limits.max_block_object_bytes = r.U64();
@@ -146,7 +182,37 @@ Result<ProveWorkerReply> ProveWorkerReply::DecodeBody(std::span<const uint8_t> b
   return wire::DecodeStatusBody<ProveWorkerReply>(body, limits, "prove_worker_reply");
 }
 
-// --- AuthReply: u8 status, u64 session_id, u8 data_plane, string message.
+// --- AttachMemory: 32-byte handle (any value).
+
+Status AttachMemory::Validate(const ProtocolLimits&) const { return Status::Ok(); }
+
+void AttachMemory::EncodeBody(std::vector<uint8_t>* out) const { WireWriter(out).Raw(handle); }
+
+Result<AttachMemory> AttachMemory::DecodeBody(std::span<const uint8_t> body,
+                                              const ProtocolLimits& limits) {
+  WireReader r(body);
+  AttachMemory m;
+  m.handle = r.Bytes32();
+  return FinishDecode(r, m, limits, "attach_memory");
+}
+
+// --- AttachMemoryReply: u8 status, string message.
+
+Status AttachMemoryReply::Validate(const ProtocolLimits& limits) const {
+  return CheckStatusBody(status, message, limits);
+}
+
+void AttachMemoryReply::EncodeBody(std::vector<uint8_t>* out) const {
+  WriteStatusBody(status, message, out);
+}
+
+Result<AttachMemoryReply> AttachMemoryReply::DecodeBody(std::span<const uint8_t> body,
+                                                        const ProtocolLimits& limits) {
+  return wire::DecodeStatusBody<AttachMemoryReply>(body, limits, "attach_memory_reply");
+}
+
+// --- AuthReply: u8 status, u64 session_id, u8 data_plane, 32-byte server_proof (all zero unless
+// status is ok), string message.
 
 std::string_view DataPlaneName(DataPlane plane) {
   switch (plane) {
@@ -173,6 +239,9 @@ Status AuthReply::Validate(const ProtocolLimits& limits) const {
     return Status::InvalidArgument("data_plane must be none when status is not ok, not " +
                                    std::string(DataPlaneName(data_plane)));
   }
+  if (status != WireStatus::kOk && server_proof != Bytes32{}) {
+    return Status::InvalidArgument("server_proof must be all zero when status is not ok");
+  }
   return CheckString(message, limits.max_string_bytes, "message");
 }
 
@@ -181,6 +250,7 @@ void AuthReply::EncodeBody(std::vector<uint8_t>* out) const {
   w.U8(static_cast<uint8_t>(status));
   w.U64(session_id);
   w.U8(static_cast<uint8_t>(data_plane));
+  w.Raw(server_proof);
   w.String(message);
 }
 
@@ -191,6 +261,7 @@ Result<AuthReply> AuthReply::DecodeBody(std::span<const uint8_t> body,
   m.status = static_cast<WireStatus>(r.U8());
   m.session_id = r.U64();
   m.data_plane = static_cast<DataPlane>(r.U8());
+  m.server_proof = r.Bytes32();
   m.message = r.String(limits.max_string_bytes, "message");
   return FinishDecode(r, std::move(m), limits, "auth_reply");
 }

@@ -55,6 +55,25 @@ std::vector<uint64_t> ProcField(std::string_view text, std::string_view name, in
   return out;
 }
 
+std::optional<std::string> MountType(uint64_t mount_id) {
+  const std::optional<std::string> info = ReadProcFile("/proc/self/mountinfo");
+  if (!info) return std::nullopt;
+  // "ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER_OPTIONS"
+  const std::string id = std::to_string(mount_id) + " ";
+  for (size_t at = 0; at < info->size();) {
+    size_t eol = info->find('\n', at);
+    if (eol == std::string::npos) eol = info->size();
+    const std::string_view line(info->data() + at, eol - at);
+    at = eol + 1;
+    if (line.substr(0, id.size()) != id) continue;
+    const size_t dash = line.find(" - ");
+    if (dash == std::string_view::npos) return std::nullopt;
+    const std::string_view rest = line.substr(dash + 3);
+    return std::string(rest.substr(0, rest.find(' ')));
+  }
+  return std::nullopt;
+}
+
 std::optional<std::array<uint64_t, 4>> ProcessUids(uint64_t pid) {
   const std::optional<std::string> status =
       ReadProcFile("/proc/" + std::to_string(pid) + "/status");

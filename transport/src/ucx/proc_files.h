@@ -23,6 +23,11 @@ std::vector<uint64_t> ProcField(std::string_view text, std::string_view name, in
 // the uids it can act as. nullopt when the process cannot be read (gone).
 std::optional<std::array<uint64_t, 4>> ProcessUids(uint64_t pid);
 
+// The file-system type ("proc", "ext4", ...) of mount `mount_id` of this process's mount
+// namespace (/proc/self/mountinfo; the mnt_id of an fdinfo), or nullopt when it is not one of
+// them. Reads no file system but procfs.
+std::optional<std::string> MountType(uint64_t mount_id);
+
 // True when `uid` is one of `uids`.
 bool IsOneOf(uint64_t uid, const std::array<uint64_t, 4>& uids);
 

@@ -27,8 +27,9 @@ namespace kvault {
 
 inline constexpr size_t kAuthDigestBytes = 32;
 inline constexpr size_t kAuthNonceBytes = 32;
-// The HMAC context prefix; part of the protocol: changing it is a new protocol version.
+// The HMAC context prefixes; part of the protocol: changing one is a new protocol version.
 inline constexpr std::string_view kAuthContext = "kvault-auth-v1";
+inline constexpr std::string_view kServerProofContext = "kvault-server-proof-v1";
 
 // A SHA-256 token hash or an HMAC-SHA256 proof.
 using AuthDigest = std::array<uint8_t, kAuthDigestBytes>;
@@ -50,6 +51,22 @@ AuthDigest AuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonc
 // that is not kAuthNonceBytes long (a server never issues one).
 bool VerifyAuthProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
                      std::span<const uint8_t> proof);
+
+// The server's proof, answering a client's `client_proof` for `nonce`: shows that the server
+// knows the token hash too (so a process that took the server's port cannot make one), and
+// vouches for what it announced about its memory socket: its process id and user id (as it
+// sees them) and the path. HMAC-SHA256 keyed by the token hash over kServerProofContext, the
+// nonce, the client's proof, the pid and the uid (u32 little-endian each), then the path's bytes.
+AuthDigest ServerProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
+                       std::span<const uint8_t> client_proof, uint32_t server_pid,
+                       uint32_t server_uid, std::string_view memory_socket);
+
+// True when `server_proof` is exactly ServerProof(...) of the same arguments, compared as
+// VerifyAuthProof does.
+bool VerifyServerProof(const AuthDigest& token_hash, std::span<const uint8_t> nonce,
+                       std::span<const uint8_t> client_proof, uint32_t server_pid,
+                       uint32_t server_uid, std::string_view memory_socket,
+                       std::span<const uint8_t> server_proof);
 
 // True when `a` and `b` hold the same bytes, in a time that does not depend on where they differ
 // (CRYPTO_memcmp): for comparing secrets. False when the lengths differ.

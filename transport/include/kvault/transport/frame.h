@@ -28,9 +28,10 @@
 namespace kvault::transport {
 
 inline constexpr uint32_t kFrameMagic = 0x544C564B;  // bytes 4B 56 4C 54 = "KVLT"
-// Version 2: Hello carries client_pid and AuthReply data_plane (docs/protocol.md §8). A peer
-// speaks only this version; a frame of any other version, 1 included, is refused.
-inline constexpr uint16_t kProtocolVersion = 2;
+// Version 3: HelloReply names the memory socket, AuthReply carries the server's proof, and
+// AttachMemory redeems a memory handle; Hello has no client_pid any more (docs/protocol.md §8).
+// A peer speaks only this version; a frame of any other version, 1 and 2 included, is refused.
+inline constexpr uint16_t kProtocolVersion = 3;
 inline constexpr size_t kFrameHeaderBytes = 24;
 // Flag bits this version understands: none. Any other bit is refused.
 inline constexpr uint16_t kKnownFrameFlags = 0;
@@ -41,6 +42,7 @@ enum class MessageType : uint16_t {
   kHello = 0x0001,
   kAuth = 0x0002,
   kProveWorker = 0x0003,
+  kAttachMemory = 0x0004,
   kLookup = 0x0010,
   kStore = 0x0011,
   kLoad = 0x0012,
@@ -54,6 +56,7 @@ enum class MessageType : uint16_t {
   kHelloReply = 0x8001,
   kAuthReply = 0x8002,
   kProveWorkerReply = 0x8003,
+  kAttachMemoryReply = 0x8004,
   kLookupReply = 0x8010,
   kStoreReply = 0x8011,
   kLoadReply = 0x8012,

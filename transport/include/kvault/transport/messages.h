@@ -19,10 +19,10 @@ namespace kvault::transport {
 
 // Any message, for dispatch on a received frame.
 using Message =
-    std::variant<Hello, HelloReply, Auth, AuthReply, ProveWorker, ProveWorkerReply, Lookup,
-                 LookupReply, Store, StoreReply, Load, LoadReply, ReleaseLease, ReleaseLeaseReply,
-                 Delete, DeleteReply, GpuExport, GpuExportReply, ReleaseMemory, ReleaseMemoryReply,
-                 Stats, StatsReply, Ping, Pong, ErrorReply>;
+    std::variant<Hello, HelloReply, Auth, AuthReply, ProveWorker, ProveWorkerReply, AttachMemory,
+                 AttachMemoryReply, Lookup, LookupReply, Store, StoreReply, Load, LoadReply,
+                 ReleaseLease, ReleaseLeaseReply, Delete, DeleteReply, GpuExport, GpuExportReply,
+                 ReleaseMemory, ReleaseMemoryReply, Stats, StatsReply, Ping, Pong, ErrorReply>;
 
 // The type of the alternative `message` holds.
 MessageType TypeOf(const Message& message);

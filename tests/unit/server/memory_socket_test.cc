@@ -1,0 +1,356 @@
+// MemorySocket: a client on this host hands its memory over through the real Unix socket and the
+// handle it gets redeems exactly that memory, with the probe it sent; a request with anything
+// but a process's memory file, or no descriptor, or bytes that are not a request, is refused
+// with a reason and issues nothing; silent clients delay no one, and one user's cannot fill the
+// socket; the socket file is replaced when stale, refused when live or not a socket, and removed
+// on shutdown. Each refusal beside a positive control.
+#include "control/memory_socket.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvault/transport/local/memory_handover.h"
+#include "kvault/transport/local/process_memory.h"
+#include "sleeping_child.h"
+
+namespace kvault::server {
+namespace {
+
+using transport::Bytes32;
+
+const uint64_t kValue = 0x0102030405060708;
+
+std::string SocketPath(const std::string& name) {
+  return "/tmp/kvault_msock_" + std::to_string(getpid()) + "_" + name;
+}
+
+sockaddr_un AddressOf(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  return addr;
+}
+
+// The control connection the children of these tests name: any ends will do here (the service
+// compares them, not the socket).
+transport::ControlConnection SomeConnection() {
+  return {transport::TcpEnd::V4({127, 0, 0, 1}, 7400), transport::TcpEnd::V4({127, 0, 0, 1}, 5555)};
+}
+
+// A child process that hands its memory over at `path`, to a listener it expects to be this
+// process (or `server_pid`), and reports the handle (or its failure) through a pipe; it then
+// waits to be killed, so the memory stays live.
+class HandingChild {
+ public:
+  explicit HandingChild(const std::string& path, pid_t server_pid = getpid()) {
+    int fds[2];
+    EXPECT_EQ(pipe(fds), 0);
+    const auto start = std::chrono::steady_clock::now();
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(fds[0]);
+      // Read back by whoever redeems the handle: it stays, as the child does.
+      static transport::HandOverProbe probe{};
+      const transport::HandOverTarget target{path, static_cast<uint32_t>(server_pid),
+                                             static_cast<uint32_t>(geteuid()), SomeConnection()};
+      Result<Bytes32> handle = transport::HandOverOwnMemory(
+          target, &probe, std::chrono::steady_clock::now() + std::chrono::seconds(10));
+      std::array<uint8_t, 33> out{};
+      out[0] = handle.ok() ? 1 : 0;
+      if (handle.ok()) std::copy(handle->begin(), handle->end(), out.begin() + 1);
+      (void)!write(fds[1], out.data(), out.size());
+      for (;;) pause();
+    }
+    close(fds[1]);
+    std::array<uint8_t, 33> in{};
+    EXPECT_EQ(read(fds[0], in.data(), in.size()), 33);
+    close(fds[0]);
+    ok_ = in[0] == 1;
+    std::copy(in.begin() + 1, in.end(), handle_.begin());
+    took_ = std::chrono::steady_clock::now() - start;
+  }
+  ~HandingChild() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  bool ok() const { return ok_; }
+  const Bytes32& handle() const { return handle_; }
+  // From fork to the child's report.
+  std::chrono::steady_clock::duration took() const { return took_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool ok_ = false;
+  Bytes32 handle_{};
+  std::chrono::steady_clock::duration took_{};
+};
+
+// Sends `bytes` with `fd` attached (when >= 0) as a raw client and returns the decoded reply.
+Result<transport::HandOverReply> RawHandOver(const std::string& path,
+                                             std::span<const uint8_t> bytes, int fd) {
+  UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  const sockaddr_un addr = AddressOf(path);
+  if (connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::Unavailable("connect");
+  }
+  if (transport::SendWithDescriptor(sock.get(), bytes, fd) != static_cast<ssize_t>(bytes.size())) {
+    return Status::Unavailable("sendmsg");
+  }
+  std::vector<uint8_t> reply(1024);
+  const ssize_t n = recv(sock.get(), reply.data(), reply.size(), 0);
+  reply.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return transport::DecodeHandOverReply(reply);
+}
+
+class MemorySocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = SocketPath(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    unlink(path_.c_str());
+  }
+  void TearDown() override { unlink(path_.c_str()); }
+
+  std::string path_;
+  MemoryHandles handles_;
+};
+
+TEST_F(MemorySocketTest, AClientsHandleRedeemsExactlyItsMemory) {
+  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  struct stat st {};
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0666u);
+
+  HandingChild child(path_);
+  ASSERT_TRUE(child.ok());
+  std::optional<HandedOverMemory> handed = handles_.Redeem(child.handle());
+  ASSERT_TRUE(handed.has_value());
+  EXPECT_TRUE(handed->memory.Probe(handed->probe_address, handed->probe).ok());
+  EXPECT_EQ(handed->connection.client, SomeConnection().client);
+  EXPECT_EQ(handed->connection.server, SomeConnection().server);
+  transport::ProcessMemory* memory = &handed->memory;
+  uint64_t seen = 0;
+  ASSERT_TRUE(memory
+                  ->Read(reinterpret_cast<uintptr_t>(&kValue),
+                         std::span<uint8_t>(reinterpret_cast<uint8_t*>(&seen), 8))
+                  .ok());
+  EXPECT_EQ(seen, kValue);
+  // Written through the handle, read back: the child's memory, not a copy.
+  const uint64_t fresh = 0xfeedface;
+  uint64_t slot = 0;
+  const uint64_t at = reinterpret_cast<uintptr_t>(&slot);
+  ASSERT_TRUE(
+      memory->Write(at, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&fresh), 8))
+          .ok());
+  uint64_t back = 0;
+  ASSERT_TRUE(memory->Read(at, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&back), 8)).ok());
+  EXPECT_EQ(back, fresh);
+  EXPECT_EQ(slot, 0u);  // this process's slot is untouched
+
+  socket->reset();
+  EXPECT_NE(access(path_.c_str(), F_OK), 0) << "the socket file is removed on shutdown";
+}
+
+// Without a path the socket gets a fresh directory of its own under /tmp, which other users may
+// enter but not write, and which goes away with the socket.
+TEST_F(MemorySocketTest, WithoutAPathItLivesInAFreshDirectoryRemovedOnShutdown) {
+  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start("", &handles_);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  const std::string path = (*socket)->path();
+  const std::string directory = path.substr(0, path.rfind('/'));
+  EXPECT_EQ(directory.rfind("/tmp/kvaultd-", 0), 0u) << path;
+  EXPECT_EQ(path.substr(directory.size()), "/memory.sock");
+  struct stat st {};
+  ASSERT_EQ(stat(directory.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0755u);
+  EXPECT_EQ(st.st_uid, geteuid());
+  HandingChild child(path);
+  EXPECT_TRUE(child.ok());
+  Result<std::unique_ptr<MemorySocket>> second = MemorySocket::Start("", &handles_);
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE((*second)->path(), path);  // each its own
+  socket->reset();
+  EXPECT_NE(access(path.c_str(), F_OK), 0);
+  EXPECT_NE(access(directory.c_str(), F_OK), 0);
+}
+
+TEST_F(MemorySocketTest, ARequestWithoutAProcesssMemoryFileIsRefusedAndIssuesNothing) {
+  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  uint8_t probe_bytes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  transport::HandOverRequest request;
+  request.probe_address = reinterpret_cast<uintptr_t>(probe_bytes);
+  std::copy(std::begin(probe_bytes), std::end(probe_bytes), request.probe.begin());
+  request.client_end = SomeConnection().client;
+  request.server_end = SomeConnection().server;
+  const auto bytes = transport::EncodeHandOverRequest(request);
+
+  auto expect_refused = [&](std::span<const uint8_t> sent, int fd, std::string_view needle) {
+    Result<transport::HandOverReply> reply = RawHandOver(path_, sent, fd);
+    ASSERT_TRUE(reply.ok()) << needle << ": " << reply.status().ToString();
+    EXPECT_NE(reply->status, transport::WireStatus::kOk) << needle;
+    EXPECT_EQ(reply->handle, Bytes32{});
+    EXPECT_NE(reply->message.find(needle), std::string::npos) << reply->message;
+  };
+  const std::string file = path_ + ".file";
+  std::ofstream(file) << "not memory";
+  UniqueFd regular(open(file.c_str(), O_RDWR | O_CLOEXEC));
+  expect_refused(bytes, regular.get(), "not a process's memory file");
+  expect_refused(bytes, -1, "exactly one descriptor");
+  // This process's own memory, handed to a server in this same process: refused as its own.
+  UniqueFd own(open("/proc/self/mem", O_RDWR | O_CLOEXEC));
+  expect_refused(bytes, own.get(), "own");
+  std::array<uint8_t, transport::kHandOverRequestBytes> garbage{};
+  expect_refused(garbage, regular.get(), "magic");
+  unlink(file.c_str());
+  EXPECT_EQ(handles_.pending(), 0u);
+
+  // A child's memory file is taken whatever probe comes with it; the probe is read back by
+  // whoever redeems the handle, and a wrong one shows then.
+  SleepingChild child;
+  UniqueFd child_mem(open(child.MemoryFile().c_str(), O_RDWR));
+  transport::HandOverRequest wrong = request;
+  wrong.probe[0] ^= 0xff;
+  for (const transport::HandOverRequest& sent : {wrong, request}) {
+    Result<transport::HandOverReply> reply =
+        RawHandOver(path_, transport::EncodeHandOverRequest(sent), child_mem.get());
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    ASSERT_EQ(reply->status, transport::WireStatus::kOk) << reply->message;
+    std::optional<HandedOverMemory> handed = handles_.Redeem(reply->handle);
+    ASSERT_TRUE(handed.has_value());
+    const Status probed = handed->memory.Probe(handed->probe_address, handed->probe);
+    if (sent == wrong) {
+      EXPECT_EQ(probed.code(), StatusCode::kInvalidArgument) << probed.ToString();
+    } else {
+      EXPECT_TRUE(probed.ok()) << probed.ToString();  // positive control
+    }
+  }
+}
+
+// The client hands over only to the listener the daemon announced: at the right path, a
+// listener with another pid gets nothing (and issues nothing), while the same child expecting
+// this process is served.
+TEST_F(MemorySocketTest, AListenerThatIsNotTheAnnouncedDaemonGetsNothing) {
+  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  {
+    HandingChild wrong(path_, /*server_pid=*/1);
+    EXPECT_FALSE(wrong.ok());
+  }
+  EXPECT_EQ(handles_.pending(), 0u);
+  HandingChild right(path_);  // positive control
+  EXPECT_TRUE(right.ok());
+  EXPECT_EQ(handles_.pending(), 1u);
+}
+
+// A packet with no bytes can still carry descriptors: they are taken and closed like any other
+// (no descriptor of the daemon leaks), and a reply says why.
+TEST_F(MemorySocketTest, AnEmptyPacketsDescriptorsAreClosedNotLeaked) {
+  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  auto open_descriptors = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                         std::filesystem::directory_iterator{});
+  };
+  const auto before = open_descriptors();
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  for (int i = 0; i < 20; ++i) {
+    Result<transport::HandOverReply> reply = RawHandOver(path_, {}, fds[0]);
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    EXPECT_EQ(reply->status, transport::WireStatus::kInvalidArgument) << reply->message;
+  }
+  close(fds[0]);
+  close(fds[1]);
+  bool back = false;
+  for (int i = 0; i < 500 && !back; ++i) {
+    back = open_descriptors() == before;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(back) << open_descriptors() << " descriptors open, " << before << " before";
+  HandingChild child(path_);  // positive control: still serving
+  EXPECT_TRUE(child.ok());
+}
+
+// Connections that say nothing hold up no one: a client's hand-over goes through while they
+// wait (the io timeout is far beyond the client's deadline). One user cannot hold more than
+// kMaxPendingPerUser of them: the next of that user is refused at once, and once they are gone
+// that user is served again.
+TEST_F(MemorySocketTest, SilentClientsDelayNoOneAndOneUserCannotFillTheSocket) {
+  Result<std::unique_ptr<MemorySocket>> server =
+      MemorySocket::Start(path_, &handles_, std::chrono::seconds(60));
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  const sockaddr_un addr = AddressOf(path_);
+  std::vector<UniqueFd> silent;
+  for (int i = 0; i < 7; ++i) {
+    silent.emplace_back(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(connect(silent.back().get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr),
+              0);
+  }
+  {
+    HandingChild child(path_);  // the eighth of this user
+    EXPECT_TRUE(child.ok());
+  }
+  silent.emplace_back(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(connect(silent.back().get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  {
+    HandingChild refused(path_);  // a ninth: refused at once, not after 60 s (nor its 10 s)
+    EXPECT_FALSE(refused.ok());
+    EXPECT_LT(refused.took(), std::chrono::seconds(5));
+  }
+  silent.clear();
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    HandingChild child(path_);
+    served = child.ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST_F(MemorySocketTest, AStaleSocketFileIsReplacedALiveOneOrAFileIsNot) {
+  {  // A socket file nobody listens at any more, as a killed daemon leaves it.
+    UniqueFd stale(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const sockaddr_un addr = AddressOf(path_);
+    ASSERT_EQ(bind(stale.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  }
+  Result<std::unique_ptr<MemorySocket>> first = MemorySocket::Start(path_, &handles_);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const Status live = MemorySocket::Start(path_, &handles_).status();
+  EXPECT_EQ(live.code(), StatusCode::kUnavailable) << live.ToString();
+  EXPECT_NE(live.message().find("another server"), std::string::npos) << live.ToString();
+  HandingChild child(path_);  // the first still serves
+  EXPECT_TRUE(child.ok());
+  first->reset();
+
+  std::ofstream(path_) << "a file";
+  const Status not_socket = MemorySocket::Start(path_, &handles_).status();
+  EXPECT_EQ(not_socket.code(), StatusCode::kInvalidArgument) << not_socket.ToString();
+  std::string content;
+  std::getline(std::ifstream(path_), content);
+  EXPECT_EQ(content, "a file");  // left alone
+  unlink(path_.c_str());
+  EXPECT_EQ(MemorySocket::Start("relative.sock", &handles_).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(MemorySocket::Start("/tmp/" + std::string(120, 'x'), &handles_).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvault::server

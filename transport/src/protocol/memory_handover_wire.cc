@@ -1,0 +1,220 @@
+// The bytes of the memory hand-over (docs/protocol.md §7.2). Part of kvault_transport, like the
+// other pure encoders, so that its users and its test need no UCX.
+#include "kvault/transport/local/memory_handover_wire.h"
+
+#include <algorithm>
+#include <string>
+#include <tuple>
+
+#include "kvault/common/little_endian.h"
+
+namespace kvault::transport {
+namespace {
+
+// "KVMH" as bytes 4B 56 4D 48.
+constexpr std::array<uint8_t, 4> kMagic = {0x4B, 0x56, 0x4D, 0x48};
+
+// Request offsets.
+constexpr size_t kReqVersion = 4;
+constexpr size_t kReqReserved = 6;
+constexpr size_t kReqProbeAddress = 8;
+constexpr size_t kReqProbe = 16;
+constexpr size_t kReqClientEnd = 32;
+constexpr size_t kReqServerEnd = 51;
+static_assert(kReqProbe + sizeof(HandOverProbe) == kReqClientEnd);
+static_assert(kReqClientEnd + kHandOverEndBytes == kReqServerEnd);
+static_assert(kReqServerEnd + kHandOverEndBytes == kHandOverRequestBytes);
+
+// Offsets inside an end.
+constexpr size_t kEndFamily = 0;
+constexpr size_t kEndAddress = 1;
+constexpr size_t kEndPort = 17;
+static_assert(kEndPort + 2 == kHandOverEndBytes);
+constexpr uint8_t kFamily4 = 4;
+constexpr uint8_t kFamily6 = 6;
+
+// ::ffff:0:0/96, the prefix of an IPv4-mapped IPv6 address.
+constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+
+bool IsV4Mapped(std::span<const uint8_t> address16) {
+  return std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), address16.begin());
+}
+
+// Writes `end` in its canonical form at `out` (kHandOverEndBytes).
+void StoreEnd(uint8_t* out, const TcpEnd& end) {
+  std::fill_n(out, kHandOverEndBytes, uint8_t{0});
+  if (end.ipv6 && !IsV4Mapped(end.address)) {
+    out[kEndFamily] = kFamily6;
+    std::copy(end.address.begin(), end.address.end(), out + kEndAddress);
+  } else {
+    out[kEndFamily] = kFamily4;
+    const auto* v4 = end.ipv6 ? end.address.data() + kV4MappedPrefix.size() : end.address.data();
+    std::copy_n(v4, 4, out + kEndAddress);
+  }
+  StoreLe16(out + kEndPort, end.port);
+}
+
+Result<TcpEnd> LoadEnd(std::span<const uint8_t> bytes, const char* field) {
+  const std::span<const uint8_t> address = bytes.subspan(kEndAddress, 16);
+  TcpEnd end;
+  switch (bytes[kEndFamily]) {
+    case kFamily4:
+      if (!std::all_of(address.begin() + 4, address.end(), [](uint8_t b) { return b == 0; })) {
+        return Status::Corruption(std::string(field) +
+                                  ": family 4 with nonzero bytes after the IPv4 address");
+      }
+      break;
+    case kFamily6:
+      if (IsV4Mapped(address)) {
+        return Status::Corruption(std::string(field) +
+                                  ": family 6 with an IPv4-mapped address (send family 4)");
+      }
+      end.ipv6 = true;
+      break;
+    default:
+      return Status::Corruption(std::string(field) + ": family " +
+                                std::to_string(bytes[kEndFamily]) + " is neither 4 nor 6");
+  }
+  std::copy(address.begin(), address.end(), end.address.begin());
+  end.port = LoadLe16(bytes.data() + kEndPort);
+  if (end.port == 0) return Status::InvalidArgument(std::string(field) + ": port is 0");
+  return end;
+}
+
+// Reply offsets.
+constexpr size_t kRepVersion = 4;
+constexpr size_t kRepStatus = 6;
+constexpr size_t kRepReserved = 7;
+constexpr size_t kRepHandle = 8;
+constexpr size_t kRepMessageBytes = 40;
+static_assert(kRepMessageBytes + 2 == kHandOverReplyHeaderBytes);
+
+bool HasMagic(std::span<const uint8_t> bytes) {
+  return std::equal(kMagic.begin(), kMagic.end(), bytes.begin());
+}
+
+bool AllZero(const Bytes32& bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; });
+}
+
+Status Unsupported(const char* what, uint16_t version) {
+  return Status::Unsupported(std::string(what) + ": unsupported version " +
+                             std::to_string(version) + " (this peer speaks " +
+                             std::to_string(kHandOverVersion) + ")");
+}
+
+}  // namespace
+
+std::array<uint8_t, kHandOverRequestBytes> EncodeHandOverRequest(const HandOverRequest& request) {
+  std::array<uint8_t, kHandOverRequestBytes> out{};
+  std::copy(kMagic.begin(), kMagic.end(), out.begin());
+  StoreLe16(out.data() + kReqVersion, kHandOverVersion);
+  StoreLe16(out.data() + kReqReserved, 0);
+  StoreLe64(out.data() + kReqProbeAddress, request.probe_address);
+  std::copy(request.probe.begin(), request.probe.end(), out.begin() + kReqProbe);
+  StoreEnd(out.data() + kReqClientEnd, request.client_end);
+  StoreEnd(out.data() + kReqServerEnd, request.server_end);
+  return out;
+}
+
+Result<HandOverRequest> DecodeHandOverRequest(std::span<const uint8_t> bytes) {
+  constexpr const char* kWhat = "memory hand-over request";
+  if (bytes.size() != kHandOverRequestBytes) {
+    return Status::Corruption(std::string(kWhat) + ": " + std::to_string(bytes.size()) +
+                              " bytes, not " + std::to_string(kHandOverRequestBytes));
+  }
+  if (!HasMagic(bytes)) return Status::Corruption(std::string(kWhat) + ": bad magic");
+  const uint16_t version = LoadLe16(bytes.data() + kReqVersion);
+  if (version != kHandOverVersion) return Unsupported(kWhat, version);
+  if (LoadLe16(bytes.data() + kReqReserved) != 0) {
+    return Status::Corruption(std::string(kWhat) + ": nonzero reserved field");
+  }
+  HandOverRequest request;
+  request.probe_address = LoadLe64(bytes.data() + kReqProbeAddress);
+  if (request.probe_address == 0) {
+    return Status::InvalidArgument(std::string(kWhat) + ": probe_address is 0");
+  }
+  std::copy_n(bytes.begin() + kReqProbe, request.probe.size(), request.probe.begin());
+  for (auto [at, field, end] : {std::tuple(kReqClientEnd, "client_end", &request.client_end),
+                                std::tuple(kReqServerEnd, "server_end", &request.server_end)}) {
+    Result<TcpEnd> loaded = LoadEnd(bytes.subspan(at, kHandOverEndBytes), field);
+    if (!loaded.ok()) return loaded.status().WithContext(kWhat);
+    *end = *loaded;
+  }
+  return request;
+}
+
+Status ValidateHandOverReply(const HandOverReply& reply) {
+  if (!IsKnownWireStatus(static_cast<uint8_t>(reply.status))) {
+    return Status::InvalidArgument("status: unknown wire status " +
+                                   std::to_string(static_cast<int>(reply.status)));
+  }
+  if ((reply.status == WireStatus::kOk) == AllZero(reply.handle)) {
+    return Status::InvalidArgument("handle must be nonzero exactly when status is ok");
+  }
+  if (reply.message.size() > kMaxHandOverMessageBytes) {
+    return Status::OutOfRange("message of " + std::to_string(reply.message.size()) +
+                              " bytes exceeds kMaxHandOverMessageBytes " +
+                              std::to_string(kMaxHandOverMessageBytes));
+  }
+  return Status::Ok();
+}
+
+std::vector<uint8_t> EncodeHandOverReply(const HandOverReply& reply) {
+  std::vector<uint8_t> out(kHandOverReplyHeaderBytes + reply.message.size());
+  std::copy(kMagic.begin(), kMagic.end(), out.begin());
+  StoreLe16(out.data() + kRepVersion, kHandOverVersion);
+  out[kRepStatus] = static_cast<uint8_t>(reply.status);
+  out[kRepReserved] = 0;
+  std::copy(reply.handle.begin(), reply.handle.end(), out.begin() + kRepHandle);
+  StoreLe16(out.data() + kRepMessageBytes, static_cast<uint16_t>(reply.message.size()));
+  std::copy(reply.message.begin(), reply.message.end(), out.begin() + kHandOverReplyHeaderBytes);
+  return out;
+}
+
+Result<size_t> HandOverReplyMessageBytes(std::span<const uint8_t> header) {
+  constexpr const char* kWhat = "memory hand-over reply";
+  if (header.size() < kHandOverReplyHeaderBytes) {
+    return Status::Corruption(std::string(kWhat) +
+                              ": truncated header: " + std::to_string(header.size()) + " of " +
+                              std::to_string(kHandOverReplyHeaderBytes) + " bytes");
+  }
+  if (!HasMagic(header)) return Status::Corruption(std::string(kWhat) + ": bad magic");
+  const uint16_t version = LoadLe16(header.data() + kRepVersion);
+  if (version != kHandOverVersion) return Unsupported(kWhat, version);
+  if (header[kRepReserved] != 0) {
+    return Status::Corruption(std::string(kWhat) + ": nonzero reserved byte");
+  }
+  HandOverReply fields;
+  fields.status = static_cast<WireStatus>(header[kRepStatus]);
+  std::copy_n(header.begin() + kRepHandle, fields.handle.size(), fields.handle.begin());
+  if (Status s = ValidateHandOverReply(fields); !s.ok()) {
+    return Status::Corruption(s.message()).WithContext(kWhat);
+  }
+  const size_t n = LoadLe16(header.data() + kRepMessageBytes);
+  if (n > kMaxHandOverMessageBytes) {
+    return Status::OutOfRange(std::string(kWhat) + ": message of " + std::to_string(n) +
+                              " bytes exceeds kMaxHandOverMessageBytes " +
+                              std::to_string(kMaxHandOverMessageBytes));
+  }
+  return n;
+}
+
+Result<HandOverReply> DecodeHandOverReply(std::span<const uint8_t> bytes) {
+  KVAULT_ASSIGN_OR_RETURN(size_t n, HandOverReplyMessageBytes(bytes));
+  const size_t total = kHandOverReplyHeaderBytes + n;
+  if (bytes.size() != total) {
+    const std::string how = bytes.size() < total
+                                ? std::to_string(total - bytes.size()) + " bytes missing"
+                                : std::to_string(bytes.size() - total) + " trailing bytes";
+    return Status::Corruption("memory hand-over reply: " + how + " (the header announces a " +
+                              std::to_string(n) + "-byte message)");
+  }
+  HandOverReply reply;
+  reply.status = static_cast<WireStatus>(bytes[kRepStatus]);
+  std::copy_n(bytes.begin() + kRepHandle, reply.handle.size(), reply.handle.begin());
+  reply.message.assign(bytes.begin() + kHandOverReplyHeaderBytes, bytes.end());
+  return reply;
+}
+
+}  // namespace kvault::transport
