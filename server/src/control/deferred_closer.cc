@@ -22,11 +22,18 @@ DeferredCloser::~DeferredCloser() {
   }
 }
 
-void DeferredCloser::Close(UniqueFd fd) {
+void DeferredCloser::Close(UniqueFd fd, uint32_t owner) {
   if (fd.get() < 0) return;
   std::lock_guard lock(state_->mu);
-  state_->queue.push_back(std::move(fd));
+  state_->queue.emplace_back(std::move(fd), owner);
+  ++state_->of_owner[owner];
   state_->cv.notify_all();
+}
+
+size_t DeferredCloser::pending_of(uint32_t owner) const {
+  std::lock_guard lock(state_->mu);
+  auto it = state_->of_owner.find(owner);
+  return it == state_->of_owner.end() ? 0 : it->second;
 }
 
 size_t DeferredCloser::pending() const {
@@ -39,13 +46,14 @@ void DeferredCloser::Run(const std::shared_ptr<State>& state) {
   for (;;) {
     state->cv.wait(lock, [&] { return state->stop || !state->queue.empty(); });
     if (state->queue.empty()) break;  // stopping, nothing left
-    UniqueFd fd = std::move(state->queue.front());
+    auto [fd, owner] = std::move(state->queue.front());
     state->queue.pop_front();
     state->closing = 1;
     lock.unlock();
     fd = UniqueFd();  // the close, which may wait on the descriptor's file system
     lock.lock();
     state->closing = 0;
+    if (--state->of_owner[owner] == 0) state->of_owner.erase(owner);
   }
   state->done = true;
   state->cv.notify_all();

@@ -8,10 +8,13 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 
 #include "kvault/common/file_io.h"
 
@@ -26,17 +29,19 @@ class DeferredCloser {
   DeferredCloser(const DeferredCloser&) = delete;
   DeferredCloser& operator=(const DeferredCloser&) = delete;
 
-  // Queues `fd` to be closed (nothing for -1).
-  void Close(UniqueFd fd);
-  // Descriptors queued or being closed.
+  // Queues `fd`, which came from user `owner`, to be closed (nothing for -1).
+  void Close(UniqueFd fd, uint32_t owner);
+  // Descriptors queued or being closed: in all, and of one user.
   size_t pending() const;
+  size_t pending_of(uint32_t owner) const;
 
  private:
   struct State {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<UniqueFd> queue;
-    size_t closing = 0;  // 1 while the thread closes one
+    std::deque<std::pair<UniqueFd, uint32_t>> queue;  // with the user it came from
+    std::unordered_map<uint32_t, size_t> of_owner;    // queued or being closed, per user
+    size_t closing = 0;                               // 1 while the thread closes one
     bool stop = false;
     bool done = false;  // the thread has finished
   };

@@ -147,21 +147,29 @@ void MemorySocket::Serve() {
       timeout_ms = std::min(timeout_ms, static_cast<int>(std::max<int64_t>(left, 0)));
     }
     if (poll(polled.data(), polled.size(), timeout_ms) < 0) {
-      if (errno == EINTR) continue;
-      KVAULT_LOG(LogLevel::kError, "memory", Errno("memory socket: poll"));
-      return;
+      if (errno != EINTR) {  // ENOMEM: try again a little later
+        KVAULT_LOG(LogLevel::kWarn, "memory", Errno("memory socket: poll"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      continue;
     }
     if (polled[0].revents != 0) return;
-    // Every connection whose request arrived (or that hung up) is answered and closed, while
-    // the closer keeps up (poll reports a hang-up even where nothing was asked for).
+    // Every connection whose request arrived is answered and closed, unless its user's
+    // descriptors already wait for the closer (then, or when the closer is full, it is closed
+    // unread: the kernel drops the descriptors of an unread packet without a close). One that
+    // hung up is closed. poll reports a hang-up even where nothing was asked for.
     size_t kept = 0;
     for (size_t i = 0; i < waiting.size(); ++i) {
-      if (polled[i + 2].revents != 0 && closer_.pending() < kMaxUnclosed) {
-        HandOver(waiting[i].connection.get());
-      } else {
+      const short events = polled[i + 2].revents;
+      const bool hung_up = (events & (POLLHUP | POLLERR)) != 0 && (events & POLLIN) == 0;
+      const bool may_read = closer_.pending() < kMaxUnclosed &&
+                            closer_.pending_of(waiting[i].uid) < kMaxUnclosedPerUser;
+      if (events == 0) {
         if (kept != i) waiting[kept] = std::move(waiting[i]);
         ++kept;
-      }
+      } else if (may_read && !hung_up) {
+        HandOver(waiting[i].connection.get(), waiting[i].uid);
+      }  // else: closed unread as it leaves `waiting`
     }
     waiting.resize(kept);
     if (accepting && polled[1].revents != 0 && !Accept(&waiting)) {
@@ -196,7 +204,7 @@ bool MemorySocket::Accept(std::vector<Waiting>* waiting) {
   return true;
 }
 
-void MemorySocket::HandOver(int connection) {
+void MemorySocket::HandOver(int connection, uint32_t uid) {
   std::vector<UniqueFd> descriptors;
   Result<transport::HandedOver> received = transport::ReceiveHandOver(connection, &descriptors);
   transport::HandOverReply reply;
@@ -235,7 +243,7 @@ void MemorySocket::HandOver(int connection) {
   // The client may be gone already; nothing else to do then.
   (void)transport::SendHandOverReply(connection, reply);
   // Whatever was not adopted may be a file the sender serves: closed off this thread.
-  for (UniqueFd& fd : descriptors) closer_.Close(std::move(fd));
+  for (UniqueFd& fd : descriptors) closer_.Close(std::move(fd), uid);
 }
 
 }  // namespace kvault::server

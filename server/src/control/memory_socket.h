@@ -70,13 +70,15 @@ class MemorySocket {
   static constexpr size_t kMaxPending = 128;
   static constexpr size_t kMaxPendingPerUser = 8;
   static constexpr size_t kMaxUnclosed = 64;
+  static constexpr size_t kMaxUnclosedPerUser = 8;
 
   void Serve();
   // Accepts what the listener has, while there is room. False when the descriptor table (or
   // memory) is full: the caller stops polling the listener for a while.
   bool Accept(std::vector<Waiting>* waiting);
-  // Reads the request that has arrived on `connection`, issues a handle or refuses, replies.
-  void HandOver(int connection);
+  // Reads the request that has arrived on `connection` (of user `uid`), issues a handle or
+  // refuses, replies.
+  void HandOver(int connection, uint32_t uid);
 
   const std::string path_;
   const std::string fresh_directory_;  // made by Start for an empty path; else empty

@@ -237,7 +237,7 @@ std::string Service::AnnouncedMemorySocket() const {
 bool Service::IsThisProcesssMemory(const transport::ProcessMemory& memory) {
   // Fresh random bytes, so that no process forked from this one before holds them too.
   Result<AuthNonce> canary = NewAuthChallenge();
-  if (!canary.ok()) return false;  // Adopt's check by pid stands alone then
+  if (!canary.ok()) return true;  // cannot tell: taken for ours, and refused
   return memory.Probe(reinterpret_cast<uintptr_t>(canary->data()), *canary).ok();
 }
 
@@ -274,8 +274,9 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
         "the memory was handed over for another control connection (a relay between the client "
         "and kvaultd?)"));
   }
-  // Read here, on this authenticated session's thread, never on the memory socket's: memory that
-  // makes a read wait (a file the client serves itself) holds up only this client.
+  // Read here, on this authenticated session's io thread, never on the memory socket's: memory
+  // that makes a read wait (a file the client serves itself) holds up that thread (and the
+  // connections sharing it), as the session's copies would.
   const Status probed = handed->memory.Probe(handed->probe_address, handed->probe);
   if (!probed.ok()) return refuse(probed);
   if (IsThisProcesssMemory(handed->memory)) {

@@ -135,7 +135,8 @@ class Service {
   // ErrorReply{kUnauthenticated} for a Store or Load while the session's announced worker is
   // unproven (no ProveWorker yet, or a wrong token); nullopt otherwise.
   std::optional<transport::Message> RefuseUnprovenWorker(const Session& session);
-  // Whether `memory` is this process's own (fresh random bytes of ours read back through it).
+  // Whether `memory` is this process's own (fresh random bytes of ours read back through it);
+  // true when no random bytes can be had.
   static bool IsThisProcesssMemory(const transport::ProcessMemory& memory);
   // The memory socket HelloReply names: options_.memory_socket when there is a process-memory
   // plane (memory handles and a data mover), else empty.

@@ -62,9 +62,10 @@ TEST(DeferredCloserTest, ClosesWhatItIsGiven) {
   int fds[2];
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
   UniqueFd write_end(fds[1]);
-  closer.Close(UniqueFd(fds[0]));
-  closer.Close(UniqueFd());  // nothing to close
+  closer.Close(UniqueFd(fds[0]), 7);
+  closer.Close(UniqueFd(), 7);  // nothing to close
   EXPECT_TRUE(Eventually([&] { return closer.pending() == 0 && !IsOpen(fds[0]); }));
+  EXPECT_EQ(closer.pending_of(7), 0u);
   EXPECT_TRUE(IsOpen(fds[1]));  // positive control: what it was not given stays open
 }
 
@@ -73,15 +74,17 @@ TEST(DeferredCloserTest, AStuckCloseHoldsUpOnlyItsOwnThread) {
   UniqueFd lingering = LingeringSocket(30, &listener, &peer);
   auto closer = std::make_unique<DeferredCloser>();
   const auto start = std::chrono::steady_clock::now();
-  closer->Close(std::move(lingering));
+  closer->Close(std::move(lingering), 1);
   int fds[2];
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
-  closer->Close(UniqueFd(fds[0]));
-  closer->Close(UniqueFd(fds[1]));
+  closer->Close(UniqueFd(fds[0]), 2);
+  closer->Close(UniqueFd(fds[1]), 2);
   // The caller went on at once; the lingering close holds the thread, the pipe waits behind it.
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(closer->pending(), 3u);
+  EXPECT_EQ(closer->pending_of(1), 1u);  // counted per user, the one being closed included
+  EXPECT_EQ(closer->pending_of(2), 2u);
   closer.reset();  // gives up on the stuck thread after its bound
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }

@@ -134,8 +134,8 @@ Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descri
   // One byte more than a request, to tell a longer packet (it would be cut: MSG_TRUNC).
   std::array<uint8_t, kHandOverRequestBytes + 1> buffer{};
   iovec io{buffer.data(), buffer.size()};
-  // Room for the one descriptor a request carries: more are cut (MSG_CTRUNC), and the kernel
-  // drops them without a close.
+  // Room for the one descriptor a request carries (the kernel may fill the padding with a
+  // second; both reach the caller): more are cut (MSG_CTRUNC) and dropped without a close.
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &io;
@@ -170,7 +170,7 @@ Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descri
   if (received != 1 || cut) {
     return Status::InvalidArgument(
         "memory hand-over: the request must come with exactly one descriptor, not " +
-        std::string(cut ? "more than " : "") + std::to_string(received));
+        (cut ? std::string("more (or the descriptor table is full)") : std::to_string(received)));
   }
   KVAULT_ASSIGN_OR_RETURN(out.request, DecodeHandOverRequest(std::span<const uint8_t>(
                                            buffer.data(), kHandOverRequestBytes)));
