@@ -163,11 +163,10 @@ Message Service::OnHello(Session& session, const transport::Hello& hello) {
   reply.server_version = std::min(hello.client_version, transport::kProtocolVersion);
   std::copy(session.nonce.begin(), session.nonce.end(), reply.nonce.begin());
   reply.limits = options_.limits;
-  reply.memory_socket = AnnouncedMemorySocket();
-  if (!reply.memory_socket.empty()) {
-    reply.server_pid = static_cast<uint32_t>(getpid());
-    reply.server_uid = static_cast<uint32_t>(geteuid());
-  }
+  const MemorySocketAnnouncement announced = AnnouncedMemorySocket();
+  reply.memory_socket = announced.path;
+  reply.server_pid = announced.pid;
+  reply.server_uid = announced.uid;
   return reply;
 }
 
@@ -219,19 +218,18 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
   if (tenant->token_hash) {
     // Shows the client this server knows its token too, and vouches for what the HelloReply
     // said of the memory socket: the client hands its memory over only then (OnAttachMemory).
-    const std::string socket = AnnouncedMemorySocket();
-    const AuthDigest proof =
-        ServerProof(*tenant->token_hash, session.nonce, auth.proof,
-                    socket.empty() ? 0 : static_cast<uint32_t>(getpid()),
-                    socket.empty() ? 0 : static_cast<uint32_t>(geteuid()), socket);
+    const MemorySocketAnnouncement announced = AnnouncedMemorySocket();
+    const AuthDigest proof = ServerProof(*tenant->token_hash, session.nonce, auth.proof,
+                                         announced.pid, announced.uid, announced.path);
     std::copy(proof.begin(), proof.end(), reply.server_proof.begin());
   }
   return reply;
 }
 
-std::string Service::AnnouncedMemorySocket() const {
-  return options_.memory_handles != nullptr && data_ != nullptr ? options_.memory_socket
-                                                                : std::string();
+Service::MemorySocketAnnouncement Service::AnnouncedMemorySocket() const {
+  if (options_.memory_handles == nullptr || data_ == nullptr) return {};
+  return {options_.memory_socket, static_cast<uint32_t>(getpid()),
+          static_cast<uint32_t>(geteuid())};
 }
 
 bool Service::IsThisProcesssMemory(const transport::ProcessMemory& memory) {

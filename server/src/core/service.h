@@ -138,9 +138,15 @@ class Service {
   // Whether `memory` is this process's own (fresh random bytes of ours read back through it);
   // true when no random bytes can be had.
   static bool IsThisProcesssMemory(const transport::ProcessMemory& memory);
-  // The memory socket HelloReply names: options_.memory_socket when there is a process-memory
-  // plane (memory handles and a data mover), else empty.
-  std::string AnnouncedMemorySocket() const;
+  // What HelloReply says of the memory socket, and the server proof vouches for: its path and
+  // this process's pid and effective uid when there is a process-memory plane (memory handles
+  // and a data mover); all empty and zero otherwise.
+  struct MemorySocketAnnouncement {
+    std::string path;
+    uint32_t pid = 0;
+    uint32_t uid = 0;
+  };
+  MemorySocketAnnouncement AnnouncedMemorySocket() const;
   // Disconnects a data-plane peer of a session and stops tracking it for AbortTransfers.
   void DisconnectPeer(transport::PeerId peer);
   // Records a lease the store granted `session` for `ttl`, first dropping the session's expired
