@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -71,21 +72,18 @@ class Child {
     const uint8_t byte = fd >= 0 ? 'y' : 'n';
     (void)SendWithDescriptor(socket, std::span<const uint8_t>(&byte, 1), fd);
   }
+  // The descriptor SendFd attached, once the child's byte has arrived (-1 for none).
   static int ReceiveFd(int socket) {
-    char byte = 0;
-    iovec io{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &io;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    if (recvmsg(socket, &msg, MSG_CMSG_CLOEXEC) != 1 || byte != 'y') return -1;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return -1;
-    int fd = -1;
-    std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
-    return fd;
+    pollfd ready{socket, POLLIN, 0};
+    if (poll(&ready, 1, 10'000) != 1) return -1;
+    uint8_t byte = 0;
+    std::vector<UniqueFd> received;
+    int flags = 0;
+    if (ReceiveWithDescriptors(socket, std::span<uint8_t>(&byte, 1), &received, &flags) != 1 ||
+        byte != 'y' || received.size() != 1) {
+      return -1;
+    }
+    return received[0].Release();
   }
 
  private:

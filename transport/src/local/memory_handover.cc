@@ -129,13 +129,11 @@ ssize_t SendWithDescriptor(int socket, std::span<const uint8_t> bytes, int descr
   return n;
 }
 
-Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descriptors) {
-  HandedOver out;
-  // One byte more than a request, to tell a longer packet (it would be cut: MSG_TRUNC).
-  std::array<uint8_t, kHandOverRequestBytes + 1> buffer{};
+ssize_t ReceiveWithDescriptors(int socket, std::span<uint8_t> buffer,
+                               std::vector<UniqueFd>* descriptors, int* flags) {
   iovec io{buffer.data(), buffer.size()};
-  // Room for the one descriptor a request carries (the kernel may fill the padding with a
-  // second; both reach the caller): more are cut (MSG_CTRUNC) and dropped without a close.
+  // Room for one descriptor (the kernel may fill the padding with a second): more are cut
+  // (MSG_CTRUNC) and dropped without a close.
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &io;
@@ -144,11 +142,10 @@ Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descri
   msg.msg_controllen = sizeof control;
   ssize_t n;
   do {
-    n = recvmsg(connection, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    n = recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return Failed("recvmsg");
-  // Descriptors first: even an empty packet may carry some, and they must reach the caller.
-  const size_t before = descriptors->size();
+  if (n < 0) return n;
+  // Even an empty message may carry descriptors: they all reach the caller.
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -158,12 +155,24 @@ Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descri
       descriptors->emplace_back(fd);
     }
   }
+  *flags = msg.msg_flags;
+  return n;
+}
+
+Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descriptors) {
+  HandedOver out;
+  // One byte more than a request, to tell a longer packet (it would be cut: MSG_TRUNC).
+  std::array<uint8_t, kHandOverRequestBytes + 1> buffer{};
+  const size_t before = descriptors->size();
+  int flags = 0;
+  const ssize_t n = ReceiveWithDescriptors(connection, buffer, descriptors, &flags);
+  if (n < 0) return Failed("recvmsg");
   const size_t received = descriptors->size() - before;
   if (n == 0 && received == 0) {
     return Status::Unavailable("memory hand-over: the peer closed before the request");
   }
-  const bool cut = (msg.msg_flags & MSG_CTRUNC) != 0;
-  if (static_cast<size_t>(n) != kHandOverRequestBytes || (msg.msg_flags & MSG_TRUNC) != 0) {
+  const bool cut = (flags & MSG_CTRUNC) != 0;
+  if (static_cast<size_t>(n) != kHandOverRequestBytes || (flags & MSG_TRUNC) != 0) {
     return Status::InvalidArgument("memory hand-over: a request is one packet of " +
                                    std::to_string(kHandOverRequestBytes) + " bytes");
   }
