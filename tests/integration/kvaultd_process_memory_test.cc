@@ -504,5 +504,40 @@ TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {
   EXPECT_NE(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
 }
 
+// data_plane.memory_socket: a path that cannot be bound (longer than a Unix socket path may
+// be) stops a daemon with process_memory on, naming the key, and leaves a daemon with auto
+// running without the plane (a warning, no memory_socket in the ready line); a good explicit
+// path is used as given (positive control).
+TEST_F(KvaultdProcessMemoryTest, MemorySocketKey) {
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = TenantArgs();
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  const std::string too_long = "/tmp/" + std::string(120, 'x') + ".sock";
+  for (const char* sub : {"on", "auto", "good"}) fs::create_directories(dir_ / sub);
+  {
+    DaemonProcess on(dir_ / "on", with({"--data-plane-memory-socket", too_long,
+                                        "--data-plane-process-memory", "on"}));
+    EXPECT_FALSE(on.ok());
+    EXPECT_NE(on.Stderr().find("data_plane.memory_socket"), std::string::npos) << on.Stderr();
+    EXPECT_NE(on.Stderr().find("at most 107 bytes"), std::string::npos) << on.Stderr();
+  }
+  {
+    DaemonProcess automatic(dir_ / "auto", with({"--data-plane-memory-socket", too_long}));
+    ASSERT_TRUE(automatic.ok()) << automatic.Stderr();
+    EXPECT_EQ(automatic.ready_line().find("memory_socket="), std::string::npos);
+    EXPECT_NE(automatic.Stderr().find("no process-memory data plane (data_plane.memory_socket"),
+              std::string::npos)
+        << automatic.Stderr();
+  }
+  const std::string good = (dir_ / "good" / "m.sock").string();
+  ASSERT_LE(good.size(), 107u);
+  DaemonProcess explicit_path(dir_ / "good", with({"--data-plane-memory-socket", good}));
+  ASSERT_TRUE(explicit_path.ok()) << explicit_path.Stderr();
+  EXPECT_NE(explicit_path.ready_line().find(" memory_socket=" + good), std::string::npos)
+      << explicit_path.ready_line();
+}
+
 }  // namespace
 }  // namespace kvault::testing
