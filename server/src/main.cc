@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "config/config_loader.h"
+#include "control/memory_gate.h"
 #include "daemon/daemon.h"
 #include "kvault/common/log.h"
 
@@ -37,6 +38,8 @@ void WriteAll(int fd, const std::string& text) {
 
 int main(int argc, char** argv) {
   using namespace kvault::server;
+  // The memory gate: a process kvaultd starts from its own program (control/memory_gate.h).
+  if (argc > 1 && std::string(argv[1]) == kMemoryGateFlag) return MemoryGateMain(argc, argv);
   const std::vector<std::string> args(argv + 1, argv + argc);
   kvault::Result<DaemonInvocation> invocation = LoadDaemonConfig(args);
   if (!invocation.ok()) {

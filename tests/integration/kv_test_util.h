@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <span>
 #include <string>
@@ -18,11 +20,24 @@
 #include <vector>
 
 #include "kvault/client.h"
+#include "kvault/common/auth.h"
 #include "kvault/common/block_key.h"
 #include "kvault/common/result.h"
 #include "kvault/common/synthetic_block.h"
 
 namespace kvault::testing {
+
+// Writes a tenants file (mode 0600, as kvaultd wants it) with one tenant, `name`, whose token is
+// `token`, without a quota.
+inline void WriteOneTenantFile(const std::filesystem::path& file, const std::string& name,
+                               const std::string& token) {
+  std::ofstream f(file);
+  f << "tenants:\n  - name: " << name << "\n    token_sha256: " << HexEncode(TokenHash(token))
+    << "\n    quota_bytes: 0\n";
+  f.close();
+  std::filesystem::permissions(
+      file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
 
 // Page-aligned memory of the test, as an engine's own buffer would be (for RegisterMemory),
 // filled with 0xEE. Owns it; not copyable.

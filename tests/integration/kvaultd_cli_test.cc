@@ -76,6 +76,28 @@ TEST_F(KvaultdCliTest, StdoutIsOnlyTheReadyLineWhenUcxWarns) {
   }
 }
 
+// `kvaultd --memory-gate` is how kvaultd starts its memory gate; by hand, without the numbers and
+// descriptors kvaultd gives it, it is bad usage: exit 2, one line saying so, nothing served.
+TEST_F(KvaultdCliTest, TheMemoryGateByHandIsBadUsage) {
+  const std::string kvaultd = BinDir() + "/kvaultd";
+  // Each: the arguments, then what descriptors 3 and 4 are (closed, or not sockets).
+  for (const std::string args :
+       {"--memory-gate 3<&- 4<&-", "--memory-gate 2000 1 3<&- 4<&-",
+        "--memory-gate x 1 info 3<&- 4<&-", "--memory-gate 2000 0 info 3<&- 4<&-",
+        "--memory-gate 2000 1 loud 3<&- 4<&-", "--memory-gate 2000 1 info 3<&- 4<&-",
+        "--memory-gate 2000 1 info 3</dev/null 4</dev/null"}) {
+    const int rc = std::system(
+        ("cd '" + dir_.string() + "' && " + kvaultd + " " + args + " >out 2>err").c_str());
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 2) << args << ": " << rc;
+    EXPECT_NE(Slurp(dir_ / "err").find("started by kvaultd itself"), std::string::npos) << args;
+  }
+  // Positive control: the same program with its ordinary flags runs (and prints its help).
+  const int rc =
+      std::system(("'" + kvaultd + "' --help >'" + (dir_ / "out").string() + "'").c_str());
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+  EXPECT_NE(Slurp(dir_ / "out").find("--memory-gate"), std::string::npos);
+}
+
 TEST_F(KvaultdCliTest, NoDaemonIsOneClearLineAndExitOne) {
   const BinaryRun status = Run("status --server 127.0.0.1:1 --timeout-ms 500");
   EXPECT_EQ(status.exit_code, 1);

@@ -45,11 +45,7 @@ class KvaultdProcessMemoryTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    std::ofstream f(dir_ / "tenants.yaml");
-    f << "tenants:\n  - name: team-a\n    token_sha256: " << HexEncode(TokenHash("secret-a"))
-      << "\n    quota_bytes: 0\n";
-    f.close();
-    fs::permissions(dir_ / "tenants.yaml", fs::perms::owner_read | fs::perms::owner_write);
+    WriteOneTenantFile(dir_ / "tenants.yaml", "team-a", "secret-a");
   }
   void TearDown() override { fs::remove_all(dir_); }
 

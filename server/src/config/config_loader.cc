@@ -253,6 +253,12 @@ std::string DaemonHelpText(std::string_view program) {
   AppendWrapped(out, "Print the effective configuration as YAML and exit.", 6);
   out += "  --help, -h\n";
   AppendWrapped(out, "Print this help and exit.", 6);
+  out += "  --memory-gate ...\n";
+  AppendWrapped(out,
+                "Internal: how kvaultd starts its memory gate, the process that receives the "
+                "memory hand-overs of local clients (docs/daemon.md). Not for use by hand; it "
+                "exits 2 without the descriptors kvaultd gives it.",
+                6);
 
   std::string section;
   for (const OptionDescriptor& option : DaemonOptions()) {

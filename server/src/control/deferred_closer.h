@@ -1,10 +1,13 @@
 #pragma once
-// DeferredCloser: closes descriptors on a thread of its own. For descriptors a peer handed over
+// DeferredCloser: closes descriptors off the caller's thread. For descriptors a peer handed over
 // that were never checked to be harmless: closing a file of a FUSE file system calls into that
-// file system, which the peer may serve and never answer. Such a close holds up only this
-// thread; the caller watches pending() and stops taking more descriptors while it is high.
+// file system, which the peer may serve and never answer, and so may closing a socket that still
+// holds descriptors in flight. Each descriptor is queued with the user it came from; at most one
+// close per user runs at a time, each on a thread of its own (up to kMaxThreads, started as
+// needed), so a close that never returns holds up only later closes of the same user. The
+// caller watches pending() and pending_of() and stops taking more while they are high.
 //
-// Thread-safety: Close and pending from any thread; the destructor from the owner's.
+// Thread-safety: Close, pending and pending_of from any thread; the destructor from the owner's.
 
 #include <condition_variable>
 #include <cstddef>
@@ -14,7 +17,8 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
-#include <utility>
+#include <unordered_set>
+#include <vector>
 
 #include "kvault/common/file_io.h"
 
@@ -22,9 +26,12 @@ namespace kvault::server {
 
 class DeferredCloser {
  public:
-  DeferredCloser();
-  // Closes what is queued, unless a close does not return within a second: the thread is then
-  // left to finish on its own (it owns what it still needs) and the destructor returns.
+  static constexpr size_t kMaxThreads = 16;
+
+  DeferredCloser() = default;
+  // Closes what is queued, unless a close does not return within a second: the threads still
+  // closing are then left to finish on their own (they own what they still need) and the
+  // destructor returns.
   ~DeferredCloser();
   DeferredCloser(const DeferredCloser&) = delete;
   DeferredCloser& operator=(const DeferredCloser&) = delete;
@@ -39,16 +46,18 @@ class DeferredCloser {
   struct State {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<std::pair<UniqueFd, uint32_t>> queue;  // with the user it came from
-    std::unordered_map<uint32_t, size_t> of_owner;    // queued or being closed, per user
-    size_t closing = 0;                               // 1 while the thread closes one
+    std::unordered_map<uint32_t, std::deque<UniqueFd>> queued;  // per user, oldest first
+    std::unordered_set<uint32_t> closing;                       // users with a close running
+    size_t queued_count = 0;
+    size_t idle = 0;     // threads waiting for work
+    size_t woken = 0;    // of those, ones notified for work they have not taken yet
+    size_t running = 0;  // threads not finished
     bool stop = false;
-    bool done = false;  // the thread has finished
   };
   static void Run(const std::shared_ptr<State>& state);
 
   const std::shared_ptr<State> state_ = std::make_shared<State>();
-  std::thread thread_;
+  std::vector<std::thread> threads_;  // touched by Close (under state_->mu) and the destructor
 };
 
 }  // namespace kvault::server

@@ -4,15 +4,19 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "kvault/common/log.h"
@@ -23,6 +27,13 @@ namespace kvault::server {
 namespace {
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+sockaddr_un AddressOf(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), std::min(path.size(), sizeof addr.sun_path - 1));
+  return addr;
+}
 
 // Makes room for a socket at `path`: nothing there, or a socket file nobody listens at (removed).
 Status ClearStaleSocket(const std::string& path, const sockaddr_un& addr) {
@@ -47,10 +58,52 @@ Status ClearStaleSocket(const std::string& path, const sockaddr_un& addr) {
   return Status::Ok();
 }
 
+// Starts `program` as the memory gate (memory_gate.h) with `listener` and `link` as its
+// descriptors 3 and 4 and this process's environment. SIGINT, SIGTERM and SIGHUP stay blocked
+// there: a Ctrl-C in a terminal or a service manager's SIGTERM to every process of the service
+// must not stop the gate while kvaultd drains; kvaultd kills it itself.
+Result<pid_t> SpawnGate(const std::string& program, int listener, int link,
+                        std::chrono::milliseconds io_timeout) {
+  // Copies above the gate's numbers, so that dup2 onto them always makes a fresh descriptor
+  // (one without close-on-exec).
+  UniqueFd listener_copy(fcntl(listener, F_DUPFD_CLOEXEC, kMemoryGateLinkFd + 1));
+  UniqueFd link_copy(fcntl(link, F_DUPFD_CLOEXEC, kMemoryGateLinkFd + 1));
+  if (listener_copy.get() < 0 || link_copy.get() < 0) {
+    return Status::Unavailable(Errno("memory gate: fcntl"));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attributes;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawnattr_init(&attributes);
+  posix_spawn_file_actions_adddup2(&actions, listener_copy.get(), kMemoryGateListenerFd);
+  posix_spawn_file_actions_adddup2(&actions, link_copy.get(), kMemoryGateLinkFd);
+  sigset_t stops;
+  sigemptyset(&stops);
+  for (int stop : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, stop);
+  posix_spawnattr_setsigmask(&attributes, &stops);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  const std::string timeout_ms = std::to_string(std::max<int64_t>(io_timeout.count(), 1));
+  const std::string parent = std::to_string(getpid());
+  const std::string level(LogLevelName(GetLogLevel()));
+  const char* argv[] = {program.c_str(), kMemoryGateFlag, timeout_ms.c_str(),
+                        parent.c_str(),  level.c_str(),   nullptr};
+  pid_t pid = -1;
+  const int failed = posix_spawn(&pid, program.c_str(), &actions, &attributes,
+                                 const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (failed != 0) {
+    return Status::Unavailable("starting the memory gate " + program + ": " +
+                               std::strerror(failed));
+  }
+  return pid;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MemorySocket>> MemorySocket::Start(const std::string& given,
                                                           MemoryHandles* handles,
+                                                          const std::string& gate_program,
                                                           std::chrono::milliseconds io_timeout) {
   std::string path = given;
   std::string fresh_directory;
@@ -72,39 +125,17 @@ Result<std::unique_ptr<MemorySocket>> MemorySocket::Start(const std::string& giv
       if (!directory.empty()) rmdir(directory.c_str());
     }
   } guard{fresh_directory};
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path[0] != '/' || path.size() >= sizeof addr.sun_path) {
+  constexpr size_t kMostPathBytes = sizeof(sockaddr_un::sun_path) - 1;
+  if (path.empty() || path[0] != '/' || path.size() > kMostPathBytes) {
     return Status::InvalidArgument("memory socket path '" + path +
                                    "' must be absolute and at most " +
-                                   std::to_string(sizeof addr.sun_path - 1) + " bytes");
+                                   std::to_string(kMostPathBytes) + " bytes");
   }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  KVAULT_RETURN_IF_ERROR(ClearStaleSocket(path, addr));
-  std::unique_ptr<MemorySocket> self(new MemorySocket(path, fresh_directory, handles, io_timeout));
-  self->listener_ = UniqueFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  std::unique_ptr<MemorySocket> self(
+      new MemorySocket(path, fresh_directory, handles, gate_program, io_timeout));
   self->stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (self->listener_.get() < 0 || self->stop_.get() < 0) {
-    return Status::Unavailable(Errno("memory socket"));
-  }
-  if (bind(self->listener_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::Unavailable(Errno("binding memory socket " + path));
-  }
-  // The mode is set through a descriptor of what bind made, never through the path (which
-  // someone could have turned into a link since).
-  UniqueFd made(open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  struct stat st {};
-  if (made.get() >= 0 && fstat(made.get(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-    self->inode_ = st.st_ino;
-    self->device_ = st.st_dev;
-  }
-  const std::string by_descriptor = "/proc/self/fd/" + std::to_string(made.get());
-  if (self->inode_ == 0 || chmod(by_descriptor.c_str(), 0666) != 0 ||
-      listen(self->listener_.get(), 64) != 0) {
-    const Status failed = Status::Unavailable(Errno("memory socket " + path));
-    unlink(path.c_str());
-    return failed;
-  }
+  if (self->stop_.get() < 0) return Status::Unavailable(Errno("memory socket: eventfd"));
+  KVAULT_RETURN_IF_ERROR(self->StartGate());
   self->thread_ = std::thread([s = self.get()] { s->Serve(); });
   guard.directory.clear();  // the socket owns it now
   return self;
@@ -116,37 +147,175 @@ MemorySocket::~MemorySocket() {
     (void)!write(stop_.get(), &one, sizeof one);
     thread_.join();
   }
-  struct stat st {};
-  if (inode_ != 0 && lstat(path_.c_str(), &st) == 0 && st.st_ino == inode_ &&
-      st.st_dev == device_) {
-    unlink(path_.c_str());
-  }
+  StopGate(std::chrono::seconds(1));
+  for (pid_t gate : left_behind_) Reaped(gate);  // killed already
+  RemoveSocketFile();
   if (!fresh_directory_.empty()) rmdir(fresh_directory_.c_str());
 }
 
-void MemorySocket::Serve() {
-  std::vector<Waiting> waiting;
-  std::vector<pollfd> polled;
-  auto accept_again = std::chrono::steady_clock::time_point{};  // after a full descriptor table
-  for (;;) {
-    const auto now = std::chrono::steady_clock::now();
-    handles_->DropExpired();  // at least once a second (the poll's longest wait)
-    std::erase_if(waiting, [&](const Waiting& w) { return w.deadline <= now; });
-    // While descriptors pile up unclosed (a file system that does not answer a close), no
-    // request is read and no connection accepted: they wait, and time out.
-    const bool stalled = closer_.pending() >= kMaxUnclosed;
-    const bool accepting = !stalled && waiting.size() < kMaxPending && now >= accept_again;
-    int timeout_ms = 1000;
-    polled.assign({{stop_.get(), POLLIN, 0},
-                   {listener_.get(), static_cast<short>(accepting ? POLLIN : 0), 0}});
-    if (!accepting) timeout_ms = 100;
-    for (const Waiting& w : waiting) {
-      polled.push_back({w.connection.get(), static_cast<short>(stalled ? 0 : POLLIN), 0});
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(w.deadline - now).count() + 1;
-      timeout_ms = std::min(timeout_ms, static_cast<int>(std::max<int64_t>(left, 0)));
+Result<UniqueFd> MemorySocket::BindListener() {
+  const sockaddr_un addr = AddressOf(path_);
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (listener.get() < 0) return Status::Unavailable(Errno("memory socket"));
+  if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::Unavailable(Errno("binding memory socket " + path_));
+  }
+  // The file bind made, held open so that it is known for sure later (RemoveSocketFile), and
+  // its mode set through it, never through the path (which someone could have turned into a
+  // link since): 0600 until the gate serves (until then only this user may connect), then
+  // 0666 (OpenSocketToAll).
+  socket_file_ = UniqueFd(open(path_.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (socket_file_.get() < 0 || fstat(socket_file_.get(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    socket_file_ = UniqueFd();
+    return Status::Unavailable("memory socket " + path_ + ": not the socket just bound");
+  }
+  // listen() here: SO_PEERCRED gives clients this process's pid and uid, whoever accepts.
+  if (chmod(("/proc/self/fd/" + std::to_string(socket_file_.get())).c_str(), 0600) != 0 ||
+      listen(listener.get(), 64) != 0) {
+    const Status failed = Status::Unavailable(Errno("memory socket " + path_));
+    RemoveSocketFile();
+    return failed;
+  }
+  return listener;
+}
+
+Status MemorySocket::OpenSocketToAll() {
+  if (chmod(("/proc/self/fd/" + std::to_string(socket_file_.get())).c_str(), 0666) != 0) {
+    return Status::Unavailable(Errno("memory socket " + path_ + ": chmod"));
+  }
+  return Status::Ok();
+}
+
+void MemorySocket::RemoveSocketFile() {
+  struct stat bound {
+  }, there{};
+  if (socket_file_.get() >= 0 && fstat(socket_file_.get(), &bound) == 0 &&
+      lstat(path_.c_str(), &there) == 0 && there.st_ino == bound.st_ino &&
+      there.st_dev == bound.st_dev) {
+    unlink(path_.c_str());
+  }
+  socket_file_ = UniqueFd();
+}
+
+Status MemorySocket::StartGate() {
+  // The socket file of a gate that died goes (no one listens there now), and a fresh one is
+  // bound: this process keeps no copy of a listener, whose connections, and what clients queued
+  // on them, the last close would release here.
+  RemoveSocketFile();
+  KVAULT_RETURN_IF_ERROR(ClearStaleSocket(path_, AddressOf(path_)));
+  KVAULT_ASSIGN_OR_RETURN(UniqueFd listener, BindListener());
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
+    RemoveSocketFile();
+    return Status::Unavailable(Errno("memory gate: socketpair"));
+  }
+  UniqueFd own_end(pair[0]);
+  UniqueFd gate_end(pair[1]);  // the gate's copy is its own; this one closes here
+  Result<pid_t> gate = SpawnGate(gate_program_, listener.get(), gate_end.get(), io_timeout_);
+  if (!gate.ok()) {
+    RemoveSocketFile();
+    return gate.status();
+  }
+  gate_ = *gate;
+  started_at_ = last_heard_ = std::chrono::steady_clock::now();
+  gate_end = UniqueFd();
+  listener = UniqueFd();  // the gate's copy is the only one now
+  Status ready = WaitForGateReady(own_end.get(), started_at_ + std::chrono::seconds(5));
+  if (ready.ok()) ready = OpenSocketToAll();
+  if (!ready.ok()) {
+    StopGate(std::chrono::seconds(1));
+    RemoveSocketFile();
+    return ready;
+  }
+  link_ = std::move(own_end);
+  return Status::Ok();
+}
+
+void MemorySocket::StopGate(std::chrono::milliseconds bound) {
+  const pid_t gate = gate_.exchange(-1);
+  if (gate > 0) kill(gate, SIGKILL);  // before the link closes, which would end it too
+  link_ = UniqueFd();
+  if (gate <= 0) return;
+  const auto until = std::chrono::steady_clock::now() + bound;
+  while (!Reaped(gate)) {
+    if (std::chrono::steady_clock::now() >= until) {
+      KVAULT_LOG(LogLevel::kWarn, "memory",
+                 "the memory gate (pid " + std::to_string(gate) +
+                     ") does not exit: it waits in the release of a descriptor a client sent, "
+                     "which only that client's file system can end; left behind");
+      left_behind_.push_back(gate);
+      return;
     }
-    if (poll(polled.data(), polled.size(), timeout_ms) < 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+bool MemorySocket::Reaped(pid_t gate) {
+  int status = 0;
+  pid_t reaped;
+  do {
+    reaped = waitpid(gate, &status, WNOHANG);
+  } while (reaped < 0 && errno == EINTR);
+  if (reaped == 0) return false;
+  if (reaped == gate && (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)) {
+    KVAULT_LOG(LogLevel::kWarn, "memory",
+               "the memory gate (pid " + std::to_string(gate) + ") had exited with " +
+                   (WIFEXITED(status) ? "code " + std::to_string(WEXITSTATUS(status))
+                                      : "signal " + std::to_string(WTERMSIG(status))));
+  }
+  return true;  // reaped, or not a child of this process any more
+}
+
+void MemorySocket::Serve() {
+  auto restart_at = std::chrono::steady_clock::time_point::max();  // once the gate is gone
+  auto backoff = std::chrono::seconds(1);
+  // Stops the gate, which is started again `after` from now, unless too many are stuck.
+  auto replace = [&](std::chrono::seconds after) {
+    StopGate(std::chrono::seconds(1));
+    if (left_behind_.size() >= kMaxLeftBehind) {
+      KVAULT_LOG(LogLevel::kError, "memory",
+                 std::to_string(left_behind_.size()) +
+                     " memory gates are stuck releasing what clients sent; no more are started "
+                     "(clients on this host use UCX until kvaultd restarts)");
+      RemoveSocketFile();
+      restart_at = std::chrono::steady_clock::time_point::max();
+      return;
+    }
+    restart_at = std::chrono::steady_clock::now() + after;
+  };
+  for (;;) {
+    handles_->DropExpired();  // at least once a second (the poll's longest wait)
+    std::erase_if(left_behind_, [&](pid_t gate) { return Reaped(gate); });
+    const auto now = std::chrono::steady_clock::now();
+    const bool gate_up = link_.get() >= 0;
+    // Given up while too many gates were stuck: once one of them is reaped, try again.
+    if (!gate_up && restart_at == std::chrono::steady_clock::time_point::max() &&
+        left_behind_.size() < kMaxLeftBehind) {
+      restart_at = now + backoff;
+    }
+    if (!gate_up && now >= restart_at) {
+      if (Status started = StartGate(); started.ok()) {
+        restart_at = std::chrono::steady_clock::time_point::max();
+      } else {
+        backoff = std::min<std::chrono::seconds>(backoff * 2, std::chrono::seconds(30));
+        KVAULT_LOG(LogLevel::kWarn, "memory",
+                   started.ToString() + "; trying again in " + std::to_string(backoff.count()) +
+                       " s (until then clients on this host use UCX)");
+        restart_at = now + backoff;
+      }
+      continue;
+    }
+    if (gate_up && now - last_heard_ > kGateSilence) {
+      KVAULT_LOG(LogLevel::kWarn, "memory",
+                 "the memory gate has not been heard from for " +
+                     std::to_string(kGateSilence.count()) +
+                     " s (stuck releasing what a client sent?); replacing it");
+      replace(std::chrono::seconds(0));
+      continue;
+    }
+    pollfd polled[2] = {{stop_.get(), POLLIN, 0}, {link_.get(), POLLIN, 0}};
+    if (poll(polled, gate_up ? 2 : 1, 1000) < 0) {
       if (errno != EINTR) {  // ENOMEM: try again a little later
         KVAULT_LOG(LogLevel::kWarn, "memory", Errno("memory socket: poll"));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -154,96 +323,65 @@ void MemorySocket::Serve() {
       continue;
     }
     if (polled[0].revents != 0) return;
-    // Every connection whose request arrived is answered and closed, unless its user's
-    // descriptors already wait for the closer (then, or when the closer is full, it is closed
-    // unread: the kernel drops the descriptors of an unread packet without a close). One that
-    // hung up is closed. poll reports a hang-up even where nothing was asked for.
-    size_t kept = 0;
-    for (size_t i = 0; i < waiting.size(); ++i) {
-      const short events = polled[i + 2].revents;
-      const bool hung_up = (events & (POLLHUP | POLLERR)) != 0 && (events & POLLIN) == 0;
-      const bool may_read = closer_.pending() < kMaxUnclosed &&
-                            closer_.pending_of(waiting[i].uid) < kMaxUnclosedPerUser;
-      if (events == 0) {
-        if (kept != i) waiting[kept] = std::move(waiting[i]);
-        ++kept;
-      } else if (may_read && !hung_up) {
-        HandOver(waiting[i].connection.get(), waiting[i].uid);
-      }  // else: closed unread as it leaves `waiting`
-    }
-    waiting.resize(kept);
-    if (accepting && polled[1].revents != 0 && !Accept(&waiting)) {
-      accept_again = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    if (!gate_up || polled[1].revents == 0) continue;
+    // Everything that arrived, then whether the gate is still there.
+    for (;;) {
+      Result<std::optional<GateMessage>> message = ReceiveFromGate(link_.get());
+      if (message.ok() && !message->has_value()) break;
+      if (message.ok()) {
+        last_heard_ = std::chrono::steady_clock::now();
+        if (!(*message)->heartbeat) Issue(std::move((*message)->hand_over));
+        continue;
+      }
+      if (message.status().code() != StatusCode::kUnavailable) {  // a packet, but not one
+        KVAULT_LOG(LogLevel::kError, "memory", message.status().ToString());
+        continue;
+      }
+      // A gate that served a minute or more is started again a second later; one that keeps
+      // dying at once waits longer each time (up to 30 s).
+      backoff = std::chrono::steady_clock::now() - started_at_ > std::chrono::minutes(1)
+                    ? std::chrono::seconds(1)
+                    : std::min<std::chrono::seconds>(backoff * 2, std::chrono::seconds(30));
+      KVAULT_LOG(LogLevel::kWarn, "memory",
+                 "the memory gate stopped (" + message.status().ToString() +
+                     "); starting it again in " + std::to_string(backoff.count()) + " s");
+      replace(backoff);
+      break;
     }
   }
 }
 
-bool MemorySocket::Accept(std::vector<Waiting>* waiting) {
-  while (waiting->size() < kMaxPending) {
-    UniqueFd connection(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (connection.get() < 0) {
-      // EMFILE, ENFILE, ENOMEM: the listener stays readable; the caller waits a little.
-      return errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM;
-    }
-    ucred cred{};
-    socklen_t length = sizeof cred;
-    if (getsockopt(connection.get(), SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) continue;
-    const size_t of_user = static_cast<size_t>(std::count_if(
-        waiting->begin(), waiting->end(), [&](const Waiting& w) { return w.uid == cred.uid; }));
-    if (of_user >= kMaxPendingPerUser) {
-      transport::HandOverReply busy;
-      busy.status = transport::WireStatus::kUnavailable;
-      busy.message = "this user has " + std::to_string(of_user) +
-                     " memory hand-over connections waiting for their request";
-      (void)transport::SendHandOverReply(connection.get(), busy);
-      continue;  // closed
-    }
-    waiting->push_back(
-        {std::move(connection), std::chrono::steady_clock::now() + io_timeout_, cred.uid});
-  }
-  return true;
-}
-
-void MemorySocket::HandOver(int connection, uint32_t uid) {
-  std::vector<UniqueFd> descriptors;
-  Result<transport::HandedOver> received = transport::ReceiveHandOver(connection, &descriptors);
+void MemorySocket::Issue(ForwardedHandOver forwarded) {
+  const transport::HandedOver& handed = forwarded.handed;
+  const std::string who =
+      "uid " + std::to_string(handed.peer_uid) + " pid " + std::to_string(handed.peer_pid);
   transport::HandOverReply reply;
-  Status outcome = received.status();
-  std::string who = "a client";
-  if (received.ok()) {
-    who =
-        "uid " + std::to_string(received->peer_uid) + " pid " + std::to_string(received->peer_pid);
-    Result<transport::ProcessMemory> memory = transport::ProcessMemory::Adopt(&descriptors[0]);
-    outcome = memory.status();
-    if (memory.ok()) {
-      Result<transport::Bytes32> handle = handles_->Issue(
-          HandedOverMemory{std::move(*memory), received->request.probe_address,
-                           received->request.probe,
-                           transport::ControlConnection{received->request.server_end,
-                                                        received->request.client_end}},
-          received->peer_uid);
-      outcome = handle.status();
-      if (handle.ok()) reply.handle = *handle;
-    }
+  // Checked again here: the gate's check cannot tell this process's own memory file.
+  Result<transport::ProcessMemory> memory = transport::ProcessMemory::Adopt(&forwarded.memory);
+  Status outcome = memory.status();
+  if (memory.ok()) {
+    Result<transport::Bytes32> handle = handles_->Issue(
+        HandedOverMemory{
+            std::move(*memory), handed.request.probe_address, handed.request.probe,
+            transport::ControlConnection{handed.request.server_end, handed.request.client_end}},
+        handed.peer_uid);
+    outcome = handle.status();
+    if (handle.ok()) reply.handle = *handle;
   }
-  if (outcome.ok() || outcome.code() == StatusCode::kUnavailable) {
-    // Unavailable: the peer closed or sent nothing; not worth more than debug (nor a flood).
-    KVAULT_LOG(LogLevel::kDebug, "memory",
-               outcome.ok() ? "memory handed over by " + who
-                            : "memory hand-over by " + who + " ended: " + outcome.ToString());
-  }
-  if (!outcome.ok()) {
-    if (outcome.code() != StatusCode::kUnavailable) {
-      KVAULT_LOG(LogLevel::kInfo, "memory",
-                 "memory hand-over by " + who + " refused: " + outcome.ToString());
-    }
+  if (outcome.ok()) {
+    KVAULT_LOG(LogLevel::kDebug, "memory", "memory handed over by " + who);
+  } else {
+    KVAULT_LOG(LogLevel::kInfo, "memory",
+               "memory hand-over by " + who + " refused: " + outcome.ToString());
     reply.status = transport::ToWireStatus(outcome.code());
     reply.message = outcome.message().substr(0, transport::kMaxHandOverMessageBytes);
   }
-  // The client may be gone already; nothing else to do then.
-  (void)transport::SendHandOverReply(connection, reply);
-  // Whatever was not adopted may be a file the sender serves: closed off this thread.
-  for (UniqueFd& fd : descriptors) closer_.Close(std::move(fd), uid);
+  // The gate sends it to the client; if it cannot take it now, it refuses the client when its
+  // time is up. A memory file not adopted (a process's, as the gate checked) closes here without
+  // waiting.
+  if (Status sent = SendGateReply(link_.get(), forwarded.id, reply); !sent.ok()) {
+    KVAULT_LOG(LogLevel::kDebug, "memory", sent.ToString());
+  }
 }
 
 }  // namespace kvault::server

@@ -152,7 +152,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   if (planes.process_memory) {
     p->memory_handles = std::make_unique<MemoryHandles>();
     Result<std::unique_ptr<MemorySocket>> socket =
-        MemorySocket::Start(planes.memory_socket, p->memory_handles.get());
+        MemorySocket::Start(planes.memory_socket, p->memory_handles.get(), "/proc/self/exe");
     if (socket.ok()) {
       p->memory_socket = std::move(*socket);
       p->process_mover = std::make_unique<ProcessDataMover>();

@@ -1,7 +1,7 @@
 // DeferredCloser: what it is given gets closed, off the caller's thread; a close that does not
 // return (here a TCP socket lingering over unsent data, as a file system that never answers a
-// close would) holds up only its thread, shows in pending(), and does not hold up the
-// destructor past its bound.
+// close would) holds up only the later closes of the same user, shows in pending(), and does
+// not hold up the destructor past its bound.
 #include "control/deferred_closer.h"
 
 #include <arpa/inet.h>
@@ -69,7 +69,7 @@ TEST(DeferredCloserTest, ClosesWhatItIsGiven) {
   EXPECT_TRUE(IsOpen(fds[1]));  // positive control: what it was not given stays open
 }
 
-TEST(DeferredCloserTest, AStuckCloseHoldsUpOnlyItsOwnThread) {
+TEST(DeferredCloserTest, AStuckCloseHoldsUpOnlyThatUsersLaterCloses) {
   UniqueFd listener, peer;
   UniqueFd lingering = LingeringSocket(30, &listener, &peer);
   auto closer = std::make_unique<DeferredCloser>();
@@ -77,14 +77,21 @@ TEST(DeferredCloserTest, AStuckCloseHoldsUpOnlyItsOwnThread) {
   closer->Close(std::move(lingering), 1);
   int fds[2];
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  int more[2];
+  ASSERT_EQ(pipe2(more, O_CLOEXEC), 0);
+  UniqueFd more_write(more[1]);
+  closer->Close(UniqueFd(more[0]), 1);  // behind user 1's stuck close
   closer->Close(UniqueFd(fds[0]), 2);
   closer->Close(UniqueFd(fds[1]), 2);
-  // The caller went on at once; the lingering close holds the thread, the pipe waits behind it.
+  // The caller went on at once; another user's descriptors are closed meanwhile (positive
+  // control), while user 1's second one waits behind its first.
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_TRUE(Eventually([&] { return !IsOpen(fds[0]) && !IsOpen(fds[1]); }));
+  EXPECT_TRUE(Eventually([&] { return closer->pending_of(2) == 0; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(closer->pending(), 3u);
-  EXPECT_EQ(closer->pending_of(1), 1u);  // counted per user, the one being closed included
-  EXPECT_EQ(closer->pending_of(2), 2u);
+  EXPECT_TRUE(IsOpen(more[0]));
+  EXPECT_EQ(closer->pending(), 2u);
+  EXPECT_EQ(closer->pending_of(1), 2u);  // counted per user, the one being closed included
   closer.reset();  // gives up on the stuck thread after its bound
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,9 +28,13 @@
 #include "kvault/transport/local/memory_handover.h"
 #include "kvault/transport/local/process_memory.h"
 #include "sleeping_child.h"
+#include "stalling_fuse.h"
 
 namespace kvault::server {
 namespace {
+
+// The memory gate is kvaultd itself (`kvaultd --memory-gate`), built beside this test.
+const std::string kGateProgram = std::string(KVAULT_BIN_DIR) + "/kvaultd";
 
 using transport::Bytes32;
 
@@ -130,7 +135,8 @@ class MemorySocketTest : public ::testing::Test {
 };
 
 TEST_F(MemorySocketTest, AClientsHandleRedeemsExactlyItsMemory) {
-  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
   ASSERT_TRUE(socket.ok()) << socket.status().ToString();
   struct stat st {};
   ASSERT_EQ(stat(path_.c_str(), &st), 0);
@@ -170,7 +176,7 @@ TEST_F(MemorySocketTest, AClientsHandleRedeemsExactlyItsMemory) {
 // Without a path the socket gets a fresh directory of its own under /tmp, which other users may
 // enter but not write, and which goes away with the socket.
 TEST_F(MemorySocketTest, WithoutAPathItLivesInAFreshDirectoryRemovedOnShutdown) {
-  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start("", &handles_);
+  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start("", &handles_, kGateProgram);
   ASSERT_TRUE(socket.ok()) << socket.status().ToString();
   const std::string path = (*socket)->path();
   const std::string directory = path.substr(0, path.rfind('/'));
@@ -182,7 +188,7 @@ TEST_F(MemorySocketTest, WithoutAPathItLivesInAFreshDirectoryRemovedOnShutdown) 
   EXPECT_EQ(st.st_uid, geteuid());
   HandingChild child(path);
   EXPECT_TRUE(child.ok());
-  Result<std::unique_ptr<MemorySocket>> second = MemorySocket::Start("", &handles_);
+  Result<std::unique_ptr<MemorySocket>> second = MemorySocket::Start("", &handles_, kGateProgram);
   ASSERT_TRUE(second.ok());
   EXPECT_NE((*second)->path(), path);  // each its own
   socket->reset();
@@ -191,7 +197,8 @@ TEST_F(MemorySocketTest, WithoutAPathItLivesInAFreshDirectoryRemovedOnShutdown) 
 }
 
 TEST_F(MemorySocketTest, ARequestWithoutAProcesssMemoryFileIsRefusedAndIssuesNothing) {
-  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
   ASSERT_TRUE(socket.ok()) << socket.status().ToString();
   uint8_t probe_bytes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   transport::HandOverRequest request;
@@ -216,6 +223,10 @@ TEST_F(MemorySocketTest, ARequestWithoutAProcesssMemoryFileIsRefusedAndIssuesNot
   // This process's own memory, handed to a server in this same process: refused as its own.
   UniqueFd own(open("/proc/self/mem", O_RDWR | O_CLOEXEC));
   expect_refused(bytes, own.get(), "own");
+  // An epoll descriptor: refused by its name, before its fdinfo is read (reading that takes a
+  // lock the sender could hold).
+  UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));
+  expect_refused(bytes, epoll.get(), "not a process's memory file");
   std::array<uint8_t, transport::kHandOverRequestBytes> garbage{};
   expect_refused(garbage, regular.get(), "magic");
   unlink(file.c_str());
@@ -247,7 +258,8 @@ TEST_F(MemorySocketTest, ARequestWithoutAProcesssMemoryFileIsRefusedAndIssuesNot
 // listener with another pid gets nothing (and issues nothing), while the same child expecting
 // this process is served.
 TEST_F(MemorySocketTest, AListenerThatIsNotTheAnnouncedDaemonGetsNothing) {
-  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
   ASSERT_TRUE(socket.ok()) << socket.status().ToString();
   {
     HandingChild wrong(path_, /*server_pid=*/1);
@@ -262,30 +274,124 @@ TEST_F(MemorySocketTest, AListenerThatIsNotTheAnnouncedDaemonGetsNothing) {
 // A packet with no bytes can still carry descriptors: they are taken and closed like any other
 // (no descriptor of the daemon leaks), and a reply says why.
 TEST_F(MemorySocketTest, AnEmptyPacketsDescriptorsAreClosedNotLeaked) {
-  Result<std::unique_ptr<MemorySocket>> socket = MemorySocket::Start(path_, &handles_);
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
   ASSERT_TRUE(socket.ok()) << socket.status().ToString();
-  auto open_descriptors = [] {
-    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
-                         std::filesystem::directory_iterator{});
-  };
-  const auto before = open_descriptors();
   int fds[2];
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  std::error_code ec;
+  const std::filesystem::path sent =
+      std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fds[0]), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // Descriptors of the pipe open here and in the gate (where the descriptors clients send go).
+  const std::string gate_fds = "/proc/" + std::to_string((*socket)->gate_pid()) + "/fd";
+  auto copies_open = [&] {
+    size_t copies = 0;
+    for (const char* dir : {"/proc/self/fd", gate_fds.c_str()}) {
+      for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        std::error_code unreadable;
+        copies += std::filesystem::read_symlink(entry.path(), unreadable) == sent ? 1 : 0;
+      }
+    }
+    return copies;
+  };
   for (int i = 0; i < 20; ++i) {
     Result<transport::HandOverReply> reply = RawHandOver(path_, {}, fds[0]);
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
     EXPECT_EQ(reply->status, transport::WireStatus::kInvalidArgument) << reply->message;
   }
+  EXPECT_GE(copies_open(), 2u);  // both ends here, at least
   close(fds[0]);
   close(fds[1]);
-  bool back = false;
-  for (int i = 0; i < 500 && !back; ++i) {
-    back = open_descriptors() == before;
-    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  size_t left = copies_open();
+  for (int i = 0; i < 500 && left != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    left = copies_open();
   }
-  EXPECT_TRUE(back) << open_descriptors() << " descriptors open, " << before << " before";
+  EXPECT_EQ(left, 0u) << "descriptors of the pipe still open";
   HandingChild child(path_);  // positive control: still serving
   EXPECT_TRUE(child.ok());
+}
+
+// A descriptor whose close never returns (a file of a FUSE file system its sender serves and
+// never answers) is refused, and its close waits in the gate: this process never holds it, the
+// next client's memory is handed over all the same (positive control), and stopping the socket
+// takes about a second (the gate is killed and not waited for), not forever.
+TEST_F(MemorySocketTest, ADescriptorWhoseCloseNeverReturnsStallsOnlyTheGate) {
+  StallingFuse fuse;
+  if (const std::string why = fuse.Start(); !why.empty()) GTEST_SKIP() << why;
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  UniqueFd file(fuse.OpenFile());
+  ASSERT_GE(file.get(), 0) << std::strerror(errno);
+  transport::HandOverRequest request;
+  request.probe_address = 0x1000;
+  request.client_end = SomeConnection().client;
+  request.server_end = SomeConnection().server;
+  Result<transport::HandOverReply> reply =
+      RawHandOver(path_, transport::EncodeHandOverRequest(request), file.get());
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(reply->status, transport::WireStatus::kInvalidArgument) << reply->message;
+  EXPECT_NE(reply->message.find("not a process's memory file"), std::string::npos);
+  for (int i = 0; i < 500 && fuse.stalled() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(fuse.stalled(), 1);  // the gate's close waits for an answer
+  HandingChild child(path_);
+  EXPECT_TRUE(child.ok());
+  EXPECT_EQ(handles_.pending(), 1u);
+  const pid_t gate = (*socket)->gate_pid();
+  const auto start = std::chrono::steady_clock::now();
+  socket->reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  // The gate, killed, finishes dying once the file system is gone: reaped here.
+  fuse.Abort();
+  for (int i = 0; i < 500 && waitpid(gate, nullptr, WNOHANG) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// A gate that dies is started again: a second later hand-overs go through once more.
+TEST_F(MemorySocketTest, AGateThatDiesIsStartedAgain) {
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  const pid_t first = (*socket)->gate_pid();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  bool served = false;
+  for (int attempt = 0; attempt < 100 && !served; ++attempt) {
+    HandingChild child(path_);
+    served = child.ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(served);
+  EXPECT_GT((*socket)->gate_pid(), 0);
+  EXPECT_NE((*socket)->gate_pid(), first);
+}
+
+// A gate that falls silent (here stopped with SIGSTOP; in earnest, stuck releasing what a client
+// sent) is killed and replaced after kGateSilence: hand-overs go through again, to a new gate.
+TEST_F(MemorySocketTest, AGateThatFallsSilentIsReplaced) {
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  const pid_t first = (*socket)->gate_pid();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(kill(first, SIGSTOP), 0);
+  const auto until = std::chrono::steady_clock::now() + kGateSilence + std::chrono::seconds(10);
+  while ((*socket)->gate_pid() == first && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE((*socket)->gate_pid(), first);
+  bool served = false;
+  for (int attempt = 0; attempt < 100 && !served; ++attempt) {
+    HandingChild child(path_);
+    served = child.ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(served);
 }
 
 // Connections that say nothing hold up no one: a client's hand-over goes through while they
@@ -294,7 +400,7 @@ TEST_F(MemorySocketTest, AnEmptyPacketsDescriptorsAreClosedNotLeaked) {
 // that user is served again.
 TEST_F(MemorySocketTest, SilentClientsDelayNoOneAndOneUserCannotFillTheSocket) {
   Result<std::unique_ptr<MemorySocket>> server =
-      MemorySocket::Start(path_, &handles_, std::chrono::seconds(60));
+      MemorySocket::Start(path_, &handles_, kGateProgram, std::chrono::seconds(60));
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   const sockaddr_un addr = AddressOf(path_);
   std::vector<UniqueFd> silent;
@@ -330,9 +436,9 @@ TEST_F(MemorySocketTest, AStaleSocketFileIsReplacedALiveOneOrAFileIsNot) {
     const sockaddr_un addr = AddressOf(path_);
     ASSERT_EQ(bind(stale.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
   }
-  Result<std::unique_ptr<MemorySocket>> first = MemorySocket::Start(path_, &handles_);
+  Result<std::unique_ptr<MemorySocket>> first = MemorySocket::Start(path_, &handles_, kGateProgram);
   ASSERT_TRUE(first.ok()) << first.status().ToString();
-  const Status live = MemorySocket::Start(path_, &handles_).status();
+  const Status live = MemorySocket::Start(path_, &handles_, kGateProgram).status();
   EXPECT_EQ(live.code(), StatusCode::kUnavailable) << live.ToString();
   EXPECT_NE(live.message().find("another server"), std::string::npos) << live.ToString();
   HandingChild child(path_);  // the first still serves
@@ -340,16 +446,17 @@ TEST_F(MemorySocketTest, AStaleSocketFileIsReplacedALiveOneOrAFileIsNot) {
   first->reset();
 
   std::ofstream(path_) << "a file";
-  const Status not_socket = MemorySocket::Start(path_, &handles_).status();
+  const Status not_socket = MemorySocket::Start(path_, &handles_, kGateProgram).status();
   EXPECT_EQ(not_socket.code(), StatusCode::kInvalidArgument) << not_socket.ToString();
   std::string content;
   std::getline(std::ifstream(path_), content);
   EXPECT_EQ(content, "a file");  // left alone
   unlink(path_.c_str());
-  EXPECT_EQ(MemorySocket::Start("relative.sock", &handles_).status().code(),
+  EXPECT_EQ(MemorySocket::Start("relative.sock", &handles_, kGateProgram).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(MemorySocket::Start("/tmp/" + std::string(120, 'x'), &handles_).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      MemorySocket::Start("/tmp/" + std::string(120, 'x'), &handles_, kGateProgram).status().code(),
+      StatusCode::kInvalidArgument);
 }
 
 }  // namespace

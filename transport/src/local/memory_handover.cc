@@ -132,9 +132,12 @@ ssize_t SendWithDescriptor(int socket, std::span<const uint8_t> bytes, int descr
 ssize_t ReceiveWithDescriptors(int socket, std::span<uint8_t> buffer,
                                std::vector<UniqueFd>* descriptors, int* flags) {
   iovec io{buffer.data(), buffer.size()};
-  // Room for one descriptor (the kernel may fill the padding with a second): more are cut
-  // (MSG_CTRUNC) and dropped without a close.
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  // Room for as many descriptors as one message may carry (SCM_MAX_FD, 253): all of them reach
+  // the caller, who decides where they are released. (Ones cut for want of room would be
+  // released by the kernel in this call, on this thread, and releasing a file can wait on the
+  // file system the sender serves.)
+  constexpr size_t kMostDescriptors = 253;
+  alignas(cmsghdr) char control[CMSG_SPACE(kMostDescriptors * sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &io;
   msg.msg_iovlen = 1;

@@ -48,7 +48,18 @@ uint64_t PidOf(const std::string& link) {
 
 Result<ProcessMemory> ProcessMemory::Adopt(UniqueFd* fd) {
   if (fd->get() < 0) return Status::InvalidArgument("no descriptor was handed over");
-  // Only procfs is read here: fdinfo has the open flags and the mount, mountinfo its type.
+  const Status not_memory = Status::InvalidArgument(
+      "the handed-over descriptor is not a process's memory file (/proc/<pid>/mem on a procfs "
+      "mount of this server's mount namespace)");
+  // Only procfs is read here. The fd's link first: reading the fdinfo of some descriptors (an
+  // epoll one) takes a lock whose holder may wait on the sender, so only one named like a memory
+  // file gets that far. fdinfo has the open flags and the mount, mountinfo its type.
+  const std::string link = LinkOf(fd->get());
+  constexpr std::string_view kMem = "/mem";
+  if (link.size() <= kMem.size() ||
+      link.compare(link.size() - kMem.size(), kMem.size(), kMem) != 0) {
+    return not_memory;
+  }
   const std::optional<std::string> info =
       ReadProcFile("/proc/self/fdinfo/" + std::to_string(fd->get()));
   const std::vector<uint64_t> flags = info ? ProcField(*info, "flags", 8) : std::vector<uint64_t>();
@@ -57,16 +68,7 @@ Result<ProcessMemory> ProcessMemory::Adopt(UniqueFd* fd) {
   if (flags.size() != 1 || mount.size() != 1) {
     return Status::Unavailable("cannot read the fdinfo of the handed-over descriptor");
   }
-  const std::optional<std::string> type = MountType(mount[0]);
-  const std::string link = LinkOf(fd->get());
-  constexpr std::string_view kMem = "/mem";
-  const bool named_mem =
-      link.size() > kMem.size() && link.compare(link.size() - kMem.size(), kMem.size(), kMem) == 0;
-  if (type != "proc" || !named_mem) {
-    return Status::InvalidArgument(
-        "the handed-over descriptor is not a process's memory file (/proc/<pid>/mem on a procfs "
-        "mount of this server's mount namespace)");
-  }
+  if (MountType(mount[0]) != "proc") return not_memory;
   if ((flags[0] & O_ACCMODE) != O_RDWR) {
     return Status::InvalidArgument(
         "the handed-over memory file is not open for reading and writing");

@@ -68,8 +68,8 @@ Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descri
 ssize_t SendWithDescriptor(int socket, std::span<const uint8_t> bytes, int descriptor);
 
 // Receives one message from the Unix socket `socket` into `buffer` without waiting, appending
-// every descriptor that came with it to *descriptors (room for one or two; more are dropped by
-// the kernel without a close) and its msg_flags (MSG_TRUNC, MSG_CTRUNC) to *flags. The bytes
+// every descriptor that came with it to *descriptors (up to 253, as many as a message carries)
+// and its msg_flags (MSG_TRUNC, MSG_CTRUNC) to *flags. The bytes
 // received (0: the peer closed, or sent an empty message), or -1 with errno set.
 ssize_t ReceiveWithDescriptors(int socket, std::span<uint8_t> buffer,
                                std::vector<UniqueFd>* descriptors, int* flags);

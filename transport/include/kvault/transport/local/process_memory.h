@@ -59,6 +59,8 @@ class ProcessMemory {
   // differ; Read's statuses otherwise.
   Status Probe(uint64_t remote, std::span<const uint8_t> expected) const;
 
+  // The memory file's descriptor (owned here), e.g. to pass it on to another process.
+  int descriptor() const { return mem_.get(); }
   // "process <pid>" as procfs named it to this process, for messages.
   const std::string& name() const { return name_; }
 
