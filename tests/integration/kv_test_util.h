@@ -27,6 +27,16 @@
 
 namespace kvault::testing {
 
+// A client's configuration for `server` (HOST:PORT) logging in as `tenant` with `token`.
+inline ClientConfig TenantClientConfig(const std::string& server, const std::string& tenant,
+                                       const std::string& token) {
+  ClientConfig config;
+  config.server = server;
+  config.tenant = tenant;
+  config.token = token;
+  return config;
+}
+
 // Writes a tenants file (mode 0600, as kvaultd wants it) with one tenant, `name`, whose token is
 // `token`, without a quota.
 inline void WriteOneTenantFile(const std::filesystem::path& file, const std::string& name,

@@ -486,10 +486,7 @@ TEST_F(KvaultdProcessMemoryTest, AClientOfAnotherUserIsServedANotDumpableOneIsNo
 TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {
   DaemonProcess d(dir_, TenantArgs());
   ASSERT_TRUE(d.ok()) << d.Stderr();
-  ClientConfig config;
-  config.server = d.server();
-  config.tenant = "team-a";
-  config.token = "secret-a";
+  ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
   Result<std::unique_ptr<Client>> client = Client::Connect(config);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   const std::vector<BlockKey> keys = Keys(2, 0x45);
@@ -498,6 +495,25 @@ TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {
   EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, keys.size());
   EXPECT_EQ(d.Terminate(), 0);
   EXPECT_NE(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
+}
+
+// Clients destroyed right after their first store, while the daemon runs: each goes without
+// aborting the process (UCX 1.13 aborts in ucp_worker_destroy when its answer to the daemon's
+// connection request is still queued; the agent flushes the worker first), and the daemon
+// serves the next (positive control: every store and lookup succeeds).
+TEST_F(KvaultdProcessMemoryTest, ClientsDestroyedRightAfterConnectingDoNotAbort) {
+  DaemonProcess d(dir_, TenantArgs());
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
+  for (uint8_t round = 0; round < 8; ++round) {
+    Result<std::unique_ptr<Client>> client = Client::Connect(config);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    const std::vector<BlockKey> keys = Keys(1, static_cast<uint8_t>(0x60 + round));
+    MemoryRegion sources;
+    StoreSyntheticObjects(**client, keys, 4096, sources);
+    EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, 1u);
+  }  // destroyed here, at once
+  EXPECT_EQ(d.Terminate(), 0);
 }
 
 // data_plane.memory_socket: a path that cannot be bound (longer than a Unix socket path may

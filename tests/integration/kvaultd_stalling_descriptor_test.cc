@@ -104,18 +104,15 @@ TEST_F(KvaultdStallingDescriptorTest,
   ASSERT_EQ(fuse.stalled(), 1);
 
   // Positive control: a tenant's client still hands its memory over and attaches it.
-  ClientConfig config;
-  config.server = d.server();
-  config.tenant = "team-a";
-  config.token = "secret-a";
-  // (The client outlives the daemon: destroyed within milliseconds of its connect, while the
-  // daemon runs, UCX 1.13 may abort it; transport/README.md, "What stays open".)
-  Result<std::unique_ptr<Client>> client = Client::Connect(config);
-  ASSERT_TRUE(client.ok()) << client.status().ToString();
-  const std::vector<BlockKey> keys = {BlockKey{}};
-  MemoryRegion sources;
-  StoreSyntheticObjects(**client, keys, 4096, sources);
-  EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, 1u);
+  ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
+  {
+    Result<std::unique_ptr<Client>> client = Client::Connect(config);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    const std::vector<BlockKey> keys = {BlockKey{}};
+    MemoryRegion sources;
+    StoreSyntheticObjects(**client, keys, 4096, sources);
+    EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, 1u);
+  }
   EXPECT_NE(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
 
   // SIGTERM: drained (2 s bound), exit 0, without waiting for that close. Should the daemon

@@ -122,6 +122,16 @@ Result<transport::HandOverReply> RawHandOver(const std::string& path,
   return transport::DecodeHandOverReply(reply);
 }
 
+// Whether a child's hand-over at `path` goes through within about 5 s (a gate may be starting).
+bool EventuallyHandedOver(const std::string& path) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    HandingChild child(path);
+    if (child.ok()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 class MemorySocketTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -360,13 +370,7 @@ TEST_F(MemorySocketTest, AGateThatDiesIsStartedAgain) {
   const pid_t first = (*socket)->gate_pid();
   ASSERT_GT(first, 0);
   ASSERT_EQ(kill(first, SIGKILL), 0);
-  bool served = false;
-  for (int attempt = 0; attempt < 100 && !served; ++attempt) {
-    HandingChild child(path_);
-    served = child.ok();
-    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(served);
+  EXPECT_TRUE(EventuallyHandedOver(path_));
   EXPECT_GT((*socket)->gate_pid(), 0);
   EXPECT_NE((*socket)->gate_pid(), first);
 }
@@ -385,13 +389,7 @@ TEST_F(MemorySocketTest, AGateThatFallsSilentIsReplaced) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_NE((*socket)->gate_pid(), first);
-  bool served = false;
-  for (int attempt = 0; attempt < 100 && !served; ++attempt) {
-    HandingChild child(path_);
-    served = child.ok();
-    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(served);
+  EXPECT_TRUE(EventuallyHandedOver(path_));
 }
 
 // Connections that say nothing hold up no one: a client's hand-over goes through while they
@@ -421,13 +419,7 @@ TEST_F(MemorySocketTest, SilentClientsDelayNoOneAndOneUserCannotFillTheSocket) {
     EXPECT_LT(refused.took(), std::chrono::seconds(5));
   }
   silent.clear();
-  bool served = false;
-  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
-    HandingChild child(path_);
-    served = child.ok();
-    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_TRUE(served);
+  EXPECT_TRUE(EventuallyHandedOver(path_));
 }
 
 TEST_F(MemorySocketTest, AStaleSocketFileIsReplacedALiveOneOrAFileIsNot) {

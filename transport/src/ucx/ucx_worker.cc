@@ -80,6 +80,33 @@ UcxWorker::~UcxWorker() {
 
 unsigned UcxWorker::Progress() { return ucp_worker_progress(worker_); }
 
+Status UcxWorker::Flush(std::chrono::milliseconds timeout) {
+  struct Outcome {
+    bool done = false;
+    ucs_status_t status = UCS_OK;
+  } outcome;
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.user_data = &outcome;
+  param.cb.send = [](void*, ucs_status_t status, void* user_data) {
+    auto* o = static_cast<Outcome*>(user_data);
+    o->status = status;
+    o->done = true;
+  };
+  const ucs_status_ptr_t request = ucp_worker_flush_nbx(worker_, &param);
+  if (request == nullptr) return Status::Ok();  // nothing was outstanding
+  if (UCS_PTR_IS_ERR(request)) {
+    return UcsToStatus(UCS_PTR_STATUS(request), "ucp_worker_flush_nbx");
+  }
+  if (!ProgressUntil([&] { return outcome.done; }, timeout)) {
+    ucp_request_cancel(worker_, request);
+    ProgressUntil([&] { return outcome.done; }, std::chrono::milliseconds(100));
+  }
+  ucp_request_free(request);
+  if (!outcome.done) return Status::Unavailable("worker flush did not finish in time");
+  return UcsToStatus(outcome.status, "ucp_worker_flush_nbx");
+}
+
 Result<bool> UcxWorker::Arm() {
   const ucs_status_t s = ucp_worker_arm(worker_);
   if (s == UCS_OK) return true;

@@ -59,6 +59,13 @@ class UcxWorker {
     return true;
   }
 
+  // Waits, progressing, until everything started on the worker's endpoints (UCX's own
+  // connection set-up included) has gone out, or `timeout` passes (the flush is then
+  // cancelled). Before destroying a worker: UCX 1.13 aborts the process when ucp_worker_destroy
+  // finds its answer to a peer's connection request still queued. OK when flushed; the flush's
+  // status (a peer that is gone) or Unavailable (time is up) otherwise.
+  Status Flush(std::chrono::milliseconds timeout);
+
   // The fd that becomes readable when the worker has events (requires the context's wakeup
   // feature, always on in UcxContext). Owned by the worker; do not close it.
   int event_fd() const { return event_fd_; }
