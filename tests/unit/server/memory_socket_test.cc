@@ -281,8 +281,8 @@ TEST_F(MemorySocketTest, AListenerThatIsNotTheAnnouncedDaemonGetsNothing) {
   EXPECT_EQ(handles_.pending(), 1u);
 }
 
-// A packet with no bytes can still carry descriptors: they are taken and closed like any other
-// (no descriptor of the daemon leaks), and a reply says why.
+// A packet with no bytes can still carry descriptors, and a request may carry many: they are
+// all taken and closed (in the gate, none leaks), and a reply says why.
 TEST_F(MemorySocketTest, AnEmptyPacketsDescriptorsAreClosedNotLeaked) {
   Result<std::unique_ptr<MemorySocket>> socket =
       MemorySocket::Start(path_, &handles_, kGateProgram);
@@ -309,6 +309,38 @@ TEST_F(MemorySocketTest, AnEmptyPacketsDescriptorsAreClosedNotLeaked) {
     Result<transport::HandOverReply> reply = RawHandOver(path_, {}, fds[0]);
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
     EXPECT_EQ(reply->status, transport::WireStatus::kInvalidArgument) << reply->message;
+  }
+  {  // A well-formed request carrying 40 copies: refused, every copy taken (none cut).
+    transport::HandOverRequest request;
+    request.probe_address = 0x1000;
+    request.client_end = SomeConnection().client;
+    request.server_end = SomeConnection().server;
+    const auto bytes = transport::EncodeHandOverRequest(request);
+    UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    const sockaddr_un addr = AddressOf(path_);
+    ASSERT_EQ(connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+    constexpr size_t kCopies = 40;
+    const std::vector<int> copies(kCopies, fds[0]);
+    alignas(cmsghdr) char control[CMSG_SPACE(kCopies * sizeof(int))] = {};
+    iovec io{const_cast<uint8_t*>(bytes.data()), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &io;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(kCopies * sizeof(int));
+    std::memcpy(CMSG_DATA(c), copies.data(), kCopies * sizeof(int));
+    ASSERT_EQ(sendmsg(sock.get(), &msg, 0), static_cast<ssize_t>(bytes.size()));
+    std::vector<uint8_t> reply(1024);
+    const ssize_t n = recv(sock.get(), reply.data(), reply.size(), 0);
+    reply.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    Result<transport::HandOverReply> decoded = transport::DecodeHandOverReply(reply);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    EXPECT_NE(decoded->message.find("exactly one descriptor, not 40"), std::string::npos)
+        << decoded->message;
   }
   EXPECT_GE(copies_open(), 2u);  // both ends here, at least
   close(fds[0]);
