@@ -21,6 +21,7 @@
 #include <thread>
 #include <utility>
 
+#include "kvault/common/little_endian.h"
 #include "kvault/common/log.h"
 #include "kvault/transport/local/process_memory.h"
 
@@ -31,18 +32,6 @@ constexpr uint8_t kReadyByte = 'R';
 constexpr uint8_t kHeartbeatByte = 'H';
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-template <size_t N>
-void PutLe(uint8_t* out, uint64_t v) {
-  for (size_t i = 0; i < N; ++i) out[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-template <size_t N>
-uint64_t GetLe(const uint8_t* in) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < N; ++i) v |= uint64_t{in[i]} << (8 * i);
-  return v;
-}
 
 template <typename T>
 bool ParseNumber(std::string_view text, T* out) {
@@ -75,11 +64,11 @@ Status SendGateHeartbeat(int link) {
 
 Status ForwardHandOver(int link, uint64_t id, const transport::HandedOver& handed, int memory) {
   std::array<uint8_t, kForwardedHandOverBytes> bytes{};
-  PutLe<8>(bytes.data(), id);
+  StoreLe64(bytes.data(), id);
   const auto request = transport::EncodeHandOverRequest(handed.request);
   std::copy(request.begin(), request.end(), bytes.begin() + 8);
-  PutLe<4>(bytes.data() + 8 + request.size(), handed.peer_uid);
-  PutLe<4>(bytes.data() + 8 + request.size() + 4, handed.peer_pid);
+  StoreLe32(bytes.data() + 8 + request.size(), handed.peer_uid);
+  StoreLe32(bytes.data() + 8 + request.size() + 4, handed.peer_pid);
   return Sent(transport::SendWithDescriptor(link, bytes, memory), bytes.size(),
               "the memory hand-over cannot reach kvaultd");
 }
@@ -98,7 +87,7 @@ Result<std::optional<GateReply>> ReceiveGateReply(int link) {
                                    " bytes)");
   }
   GateReply reply;
-  reply.id = GetLe<8>(bytes.data());
+  reply.id = LoadLe64(bytes.data());
   reply.reply.assign(bytes.begin() + 8, bytes.begin() + n);
   return std::optional<GateReply>(std::move(reply));
 }
@@ -144,20 +133,20 @@ Result<std::optional<GateMessage>> ReceiveFromGate(int link) {
                                    " descriptors)");
   }
   ForwardedHandOver& forwarded = message.hand_over;
-  forwarded.id = GetLe<8>(bytes.data());
+  forwarded.id = LoadLe64(bytes.data());
   KVAULT_ASSIGN_OR_RETURN(forwarded.handed.request,
                           transport::DecodeHandOverRequest(std::span<const uint8_t>(
                               bytes.data() + 8, transport::kHandOverRequestBytes)));
   const uint8_t* credentials = bytes.data() + 8 + transport::kHandOverRequestBytes;
-  forwarded.handed.peer_uid = static_cast<uint32_t>(GetLe<4>(credentials));
-  forwarded.handed.peer_pid = static_cast<uint32_t>(GetLe<4>(credentials + 4));
+  forwarded.handed.peer_uid = LoadLe32(credentials);
+  forwarded.handed.peer_pid = LoadLe32(credentials + 4);
   forwarded.memory = std::move(descriptors[0]);
   return std::optional<GateMessage>(std::move(message));
 }
 
 Status SendGateReply(int link, uint64_t id, const transport::HandOverReply& reply) {
   std::vector<uint8_t> bytes(8);
-  PutLe<8>(bytes.data(), id);
+  StoreLe64(bytes.data(), id);
   const std::vector<uint8_t> encoded = transport::EncodeHandOverReply(reply);
   bytes.insert(bytes.end(), encoded.begin(), encoded.end());
   return Sent(transport::SendWithDescriptor(link, bytes, -1), bytes.size(),
