@@ -51,15 +51,22 @@ std::vector<std::string> ChildEnvironment(const std::vector<std::string>& overri
   return env;
 }
 
-// `program` as run: itself when it holds a '/', else the first executable match in PATH.
+// `program` as run: itself when it holds a '/', else the first executable match in PATH; made
+// absolute (the child may run in another working directory), or empty.
+std::string Absolute(const std::string& path) {
+  if (path[0] == '/') return path;
+  char cwd[4096];
+  return ::getcwd(cwd, sizeof cwd) != nullptr ? std::string(cwd) + "/" + path : "";
+}
+
 std::string Resolve(const std::string& program) {
-  if (program.find('/') != std::string::npos) return program;
+  if (program.find('/') != std::string::npos) return Absolute(program);
   const char* path = std::getenv("PATH");
   std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
   std::string dir;
   while (std::getline(dirs, dir, ':')) {
     const std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (::access(candidate.c_str(), X_OK) == 0) return Absolute(candidate);
   }
   return "";
 }

@@ -253,6 +253,20 @@ TEST_F(KvaultBenchStoreTest, SigtermKillsTheDaemonAndRemovesTheScratchDirectory)
   EXPECT_NE(std::system(pgrep.c_str()), 0) << "a kvaultd outlived the benchmark";
 }
 
+// A relative --kvaultd names a file from the directory the benchmark runs in, although the
+// daemon runs in the scratch directory.
+TEST_F(KvaultBenchStoreTest, ARelativeKvaultdPathIsRunFromTheBenchmarksDirectory) {
+  if (!fs::exists(fs::path(KVAULT_BIN_DIR) / "kvaultd")) GTEST_SKIP() << "kvaultd was not built";
+  fs::create_directories(dir_ / "daemon");
+  fs::create_symlink(fs::path(KVAULT_BIN_DIR) / "kvaultd", dir_ / "daemon" / "kvaultd");
+  BinaryRun r = RunInTmp("",
+                         "store --kvaultd daemon/kvaultd --redis none --perftest none "
+                         "--sizes 64KiB --concurrency 1 --reps 1 --seconds 0.1 "
+                         "--chain-keys 50 --lookups 20 --host-capacity 16MiB");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("64KiB    1     store"), std::string::npos) << r.out;
+}
+
 // A kvaultd that never gets ready: exit code 1 with the end of its log, and no scratch directory
 // left behind.
 TEST_F(KvaultBenchStoreTest, ADaemonThatDoesNotGetReadyLeavesNoScratchDirectory) {

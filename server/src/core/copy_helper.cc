@@ -30,6 +30,15 @@ CopyHelper::~CopyHelper() {
 }
 
 bool CopyHelper::TryStart(std::span<const uint8_t> from, std::span<uint8_t> to) {
+  return TryHandOver(from, to, nullptr);
+}
+
+bool CopyHelper::TryStartTask(std::function<void()> task) {
+  return TryHandOver({}, {}, std::move(task));
+}
+
+bool CopyHelper::TryHandOver(std::span<const uint8_t> from, std::span<uint8_t> to,
+                             std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (busy_ || stop_) return false;
@@ -44,6 +53,7 @@ bool CopyHelper::TryStart(std::span<const uint8_t> from, std::span<uint8_t> to) 
     pending_ = true;
     from_ = from;
     to_ = to;
+    task_ = std::move(task);
     landed_.store(0, std::memory_order_relaxed);
   }
   cv_.notify_all();
@@ -80,7 +90,10 @@ void CopyHelper::Run() {
     if (pending_) {
       const std::span<const uint8_t> from = from_;
       const std::span<uint8_t> to = to_;
+      std::function<void()> task = std::move(task_);
+      task_ = nullptr;
       lock.unlock();
+      if (task) task();
       for (size_t at = 0; at < from.size(); at += kPieceBytes) {
         const size_t n = std::min(kPieceBytes, from.size() - at);
         std::memcpy(to.data() + at, from.data() + at, n);

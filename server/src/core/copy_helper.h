@@ -9,19 +9,23 @@
 // the io thread can hash the helper's half while the rest of it is still being copied instead of
 // waiting for the last byte and then hashing it all.
 //
+// It also runs a task instead (TryStartTask): ProcessDataMover's read or write of the second half
+// of a client's memory range through its memory file, which the kernel copies.
+//
 // One copy at a time: TryStart gives the helper a copy only when it is idle, and the thread that
 // got it must call Wait before anything else touches the helper. A busy helper is not waited for:
 // the caller copies everything itself, as it would with no helper.
 //
-// Thread-safety: TryStart may be called from any thread; AwaitLanded and Wait only by the thread
-// whose TryStart returned true. The thread starts on the first TryStart and is joined by the
-// destructor.
+// Thread-safety: TryStart and TryStartTask may be called from any thread; AwaitLanded and Wait
+// only by the thread whose TryStart (or TryStartTask) returned true. The thread starts on the
+// first of them and is joined by the destructor.
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <span>
 #include <thread>
@@ -39,6 +43,11 @@ class CopyHelper {
   // true, or returns false at once when the helper is busy with another caller's copy or its
   // thread cannot be started. Both ranges must stay valid until Wait returns.
   bool TryStart(std::span<const uint8_t> from, std::span<uint8_t> to);
+  // Starts `task` on the helper thread and returns true, or returns false at once (and `task` is
+  // not run) when the helper is busy or cannot be started. For a copy the kernel does (pread of
+  // another process's memory): nothing lands piece by piece, so only Wait may follow, never
+  // AwaitLanded. What `task` touches must stay valid until Wait returns.
+  bool TryStartTask(std::function<void()> task);
   // Returns how many leading bytes of `to` have landed, once that is more than `landed` (which
   // must be below the copy's size): at least the next piece, all of it once the copy is done.
   // Those bytes are visible to this thread. It spins while the helper makes progress (the caller
@@ -53,6 +62,8 @@ class CopyHelper {
   static constexpr std::chrono::microseconds kSpinWithoutProgress{50};
 
  private:
+  bool TryHandOver(std::span<const uint8_t> from, std::span<uint8_t> to,
+                   std::function<void()> task);
   void Run();
 
   std::mutex mu_;
@@ -62,6 +73,7 @@ class CopyHelper {
   bool stop_ = false;
   std::span<const uint8_t> from_;
   std::span<uint8_t> to_;
+  std::function<void()> task_;     // set by TryStartTask instead of from_ and to_
   std::atomic<size_t> landed_{0};  // leading bytes of to_ copied (release by the helper)
   std::thread thread_;
 };

@@ -76,17 +76,39 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
                                         ": transfer not started before the batch's deadline");
       continue;
     }
-    if (t.op == transport::TransferOp::kGet) {
-      statuses[i] = client->memory.Read(
-          t.remote_address, std::span<uint8_t>(static_cast<uint8_t*>(t.local), t.length));
-      if (statuses[i].ok()) arrived(i);
-    } else {
-      statuses[i] = client->memory.Write(
-          t.remote_address,
-          std::span<const uint8_t>(static_cast<const uint8_t*>(t.local), t.length));
-    }
+    statuses[i] = Copy(client->memory, t);
+    if (statuses[i].ok() && t.op == transport::TransferOp::kGet) arrived(i);
   }
   return statuses;
+}
+
+Status ProcessDataMover::Copy(const transport::ProcessMemory& memory,
+                              const transport::Transfer& t) {
+  auto part = [&](uint64_t at, uint64_t length) {
+    uint8_t* local = static_cast<uint8_t*>(t.local) + at;
+    return t.op == transport::TransferOp::kGet
+               ? memory.Read(t.remote_address + at, std::span<uint8_t>(local, length))
+               : memory.Write(t.remote_address + at, std::span<const uint8_t>(local, length));
+  };
+  // Counts this copy while it runs; a helper is only worth waking while no other copy runs.
+  struct Copying {
+    explicit Copying(std::atomic<int>& n) : n(n), others(n.fetch_add(1)) {}
+    ~Copying() { n.fetch_sub(1); }
+    std::atomic<int>& n;
+    const int others;
+  } copying(copying_);
+  if (t.length < kSplitBytes || copying.others != 0) return part(0, t.length);
+  // The kernel copies page by page through a bounce page, taking the client's mmap lock for
+  // each: two threads move about 1.4x what one does here (a scratch program: 1 MiB reads 2.5 ->
+  // 3.5 GB/s, writes 2.6 -> 3.6). Under kSplitBytes waking the helper costs more than it saves.
+  const uint64_t first = (t.length / 2) & ~uint64_t{4095};
+  Status second;
+  if (!helper_.TryStartTask([&] { second = part(first, t.length - first); })) {
+    return part(0, t.length);
+  }
+  Status status = part(0, first);
+  helper_.Wait();
+  return status.ok() ? second : status;
 }
 
 }  // namespace kvault::server

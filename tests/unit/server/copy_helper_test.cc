@@ -1,6 +1,6 @@
-// CopyHelper: copies for one caller at a time, refuses a second caller while busy, publishes a
-// growing prefix of landed bytes, and many threads sharing one helper each get exactly their own
-// bytes.
+// CopyHelper: copies (or runs a task) for one caller at a time, refuses a second caller while
+// busy, publishes a growing prefix of landed bytes, and many threads sharing one helper each get
+// exactly their own bytes.
 #include "core/copy_helper.h"
 
 #include <gtest/gtest.h>
@@ -35,6 +35,37 @@ TEST(CopyHelper, CopiesForItsCallerAndRefusesAnotherWhileBusy) {
   ASSERT_TRUE(helper.TryStart(std::span(from).first(16), other));
   helper.Wait();
   EXPECT_TRUE(std::equal(other.begin(), other.end(), from.begin()));
+}
+
+// A task runs on the helper's thread, not the caller's; while it runs neither a copy nor another
+// task is taken (and the refused task never runs); after Wait the helper takes the next one.
+TEST(CopyHelper, RunsATaskOnItsOwnThreadAndRefusesOthersUntilWait) {
+  CopyHelper helper;
+  std::atomic<bool> release{false};
+  std::thread::id ran_on;
+  ASSERT_TRUE(helper.TryStartTask([&] {
+    ran_on = std::this_thread::get_id();
+    while (!release.load()) std::this_thread::yield();
+  }));
+  bool refused_ran = false;
+  EXPECT_FALSE(helper.TryStartTask([&] { refused_ran = true; }));
+  const std::vector<uint8_t> from = Pattern(64, 1);
+  std::vector<uint8_t> to(64, 0);
+  EXPECT_FALSE(helper.TryStart(from, to));
+  release.store(true);
+  helper.Wait();
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  EXPECT_NE(ran_on, std::thread::id());
+  EXPECT_FALSE(refused_ran);
+  EXPECT_EQ(to, std::vector<uint8_t>(64, 0));
+  // Free again, for a task and for a copy.
+  bool second_ran = false;
+  ASSERT_TRUE(helper.TryStartTask([&] { second_ran = true; }));
+  helper.Wait();
+  EXPECT_TRUE(second_ran);
+  ASSERT_TRUE(helper.TryStart(from, to));
+  helper.Wait();
+  EXPECT_EQ(to, from);
 }
 
 TEST(CopyHelper, ThreadsSharingOneHelperEachGetTheirOwnBytes) {
