@@ -2,7 +2,7 @@
 // string fed to a FrameReader, or decoded as one frame, or as the body of any message type, must
 // decode or fail with a clear status without reading outside the input or allocating past the
 // limits, and whatever decodes must re-encode to exactly the bytes it came from. The same input
-// is also decoded as a memory hand-over request and reply (docs/protocol.md §7.2).
+// is also decoded as a memory hand-over request and reply (docs/memory_handover.md).
 // Built with -fsanitize=fuzzer,address,undefined by tests/fuzz/CMakeLists.txt.
 
 #include <cstdint>

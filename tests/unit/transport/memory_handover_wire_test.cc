@@ -1,4 +1,4 @@
-// The bytes of the memory hand-over (docs/protocol.md §7.2): round trips, the canonical form of
+// The bytes of the memory hand-over (docs/memory_handover.md): round trips, the canonical form of
 // the request's connection ends, the document's worked example byte for byte, and every refusal
 // of the decoders and of ValidateHandOverReply.
 #include "kvault/transport/local/memory_handover_wire.h"
@@ -157,7 +157,7 @@ TEST(MemoryHandOverWireTest, ReplyRoundTrips) {
   }
 }
 
-// docs/protocol.md §7.2, "Example": a request, the ok reply and a refusal.
+// docs/memory_handover.md, "Example": a request, the ok reply and a refusal.
 TEST(MemoryHandOverWireTest, GoldenBytesMatchTheDocument) {
   const std::vector<uint8_t> request = {
       0x4B, 0x56, 0x4D, 0x48,                          // "KVMH"

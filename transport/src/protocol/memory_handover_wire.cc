@@ -1,4 +1,4 @@
-// The bytes of the memory hand-over (docs/protocol.md §7.2). Part of kvault_transport, like the
+// The bytes of the memory hand-over (docs/memory_handover.md). Part of kvault_transport, like the
 // other pure encoders, so that its users and its test need no UCX.
 #include "kvault/transport/local/memory_handover_wire.h"
 

@@ -44,7 +44,7 @@ using Bytes32 = std::array<uint8_t, 32>;
 // server's proof, and that the memory socket's listener has the announced pid and uid, may a
 // client on the same host hand over its memory on the memory socket (memory_handover_wire.h) and
 // redeem the handle it got with AttachMemory, which moves the session to the process_memory data
-// plane (docs/protocol.md §6, §7.2).
+// plane (docs/protocol.md §6, docs/memory_handover.md).
 struct Hello {
   static constexpr MessageType kType = MessageType::kHello;
   // Highest protocol version the client speaks; >= 1.
@@ -79,7 +79,7 @@ struct HelloReply {
   // The server's UCX worker address; may be empty when the server has no data plane.
   std::vector<uint8_t> worker_address;
   // Absolute path of the server's Unix socket where a client on the same host may hand over its
-  // memory after a successful Auth (docs/protocol.md §7.2); empty = the server offers no
+  // memory after a successful Auth (docs/memory_handover.md); empty = the server offers no
   // process_memory plane. The AuthReply's server_proof covers it.
   // Empty, or starts with '/' and holds no NUL byte (else InvalidArgument); at most
   // kMaxMemorySocketPathBytes (else OutOfRange).
@@ -194,7 +194,7 @@ struct ProveWorkerReply {
 };
 
 // Client -> server, after a successful Auth: the handle the server's memory socket issued for
-// this client's memory (HandOverReply::handle, docs/protocol.md §7.2). Redeeming it spends the
+// this client's memory (HandOverReply::handle, docs/memory_handover.md). Redeeming it spends the
 // handle, whatever the reply. Any value is valid on the wire.
 struct AttachMemory {
   static constexpr MessageType kType = MessageType::kAttachMemory;

@@ -1,5 +1,5 @@
 #pragma once
-// The bytes of the memory hand-over (docs/protocol.md §7.2): on the server's memory socket
+// The bytes of the memory hand-over (docs/memory_handover.md): on the server's memory socket
 // (HelloReply::memory_socket, a Unix SOCK_SEQPACKET socket), a client on the same host hands
 // over its own /proc/self/mem descriptor and gets back a 32-byte memory handle, which its
 // AttachMemory carries. Only the encoding lives here; no sockets. All integers little-endian.
