@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "kvault/common/errno_text.h"
 #include "signal_cleanup.h"
 #include "store_bench.h"
 
@@ -34,8 +35,6 @@ namespace {
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-
-std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
 // The environment for the child: ours, with `overrides` ("NAME=value") replacing or adding.
 std::vector<std::string> ChildEnvironment(const std::vector<std::string>& overrides) {
@@ -100,21 +99,21 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(const Options& options
   int out[2] = {-1, -1};
   int out_file = -1;
   if (options.stdout_file.empty()) {
-    if (::pipe2(out, O_CLOEXEC) != 0) return Status::IoError(Errno("pipe"));
+    if (::pipe2(out, O_CLOEXEC) != 0) return Status::IoError(ErrnoText("pipe"));
   } else {
     out_file = ::open(options.stdout_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out_file < 0) return Status::IoError(Errno(("open " + options.stdout_file).c_str()));
+    if (out_file < 0) return Status::IoError(ErrnoText(("open " + options.stdout_file).c_str()));
   }
   const int err_file = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (err_file < 0) {
     if (out[0] >= 0) ::close(out[0]), ::close(out[1]);
     if (out_file >= 0) ::close(out_file);
-    return Status::IoError(Errno(("open " + err_path).c_str()));
+    return Status::IoError(ErrnoText(("open " + err_path).c_str()));
   }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
-    const Status s = Status::IoError(Errno("fork"));
+    const Status s = Status::IoError(ErrnoText("fork"));
     if (out[0] >= 0) ::close(out[0]), ::close(out[1]);
     if (out_file >= 0) ::close(out_file);
     ::close(err_file);
@@ -191,12 +190,12 @@ Result<std::string> ChildProcess::ReadLineWith(const std::string& needle, double
     if (left <= 0) return Status::Unavailable("no line with '" + needle + "' in time");
     pollfd p{out_fd_, POLLIN, 0};
     const int ready = ::poll(&p, 1, static_cast<int>(left * 1000) + 1);
-    if (ready < 0 && errno != EINTR) return Status::IoError(Errno("poll"));
+    if (ready < 0 && errno != EINTR) return Status::IoError(ErrnoText("poll"));
     if (ready <= 0) continue;
     char buf[4096];
     const ssize_t n = ::read(out_fd_, buf, sizeof buf);
     if (n == 0) return Status::Unavailable("output ended before a line with '" + needle + "'");
-    if (n < 0 && errno != EINTR) return Status::IoError(Errno("read"));
+    if (n < 0 && errno != EINTR) return Status::IoError(ErrnoText("read"));
     if (n > 0) buffered_.append(buf, static_cast<size_t>(n));
   }
 }
@@ -209,19 +208,19 @@ Result<std::string> ChildProcess::ReadAll(double timeout_s) {
     if (left <= 0) return Status::Unavailable("output did not end in time");
     pollfd p{out_fd_, POLLIN, 0};
     const int ready = ::poll(&p, 1, static_cast<int>(left * 1000) + 1);
-    if (ready < 0 && errno != EINTR) return Status::IoError(Errno("poll"));
+    if (ready < 0 && errno != EINTR) return Status::IoError(ErrnoText("poll"));
     if (ready <= 0) continue;
     char buf[4096];
     const ssize_t n = ::read(out_fd_, buf, sizeof buf);
     if (n == 0) return std::move(buffered_);
-    if (n < 0 && errno != EINTR) return Status::IoError(Errno("read"));
+    if (n < 0 && errno != EINTR) return Status::IoError(ErrnoText("read"));
     if (n > 0) buffered_.append(buf, static_cast<size_t>(n));
   }
 }
 
 Result<uint16_t> FreeLoopbackPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::IoError(Errno("socket"));
+  if (fd < 0) return Status::IoError(ErrnoText("socket"));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -229,7 +228,7 @@ Result<uint16_t> FreeLoopbackPort() {
   socklen_t len = sizeof addr;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const Status s = Status::IoError(Errno("bind 127.0.0.1:0"));
+    const Status s = Status::IoError(ErrnoText("bind 127.0.0.1:0"));
     ::close(fd);
     return s;
   }

@@ -21,6 +21,7 @@
 #include <thread>
 #include <utility>
 
+#include "kvault/common/errno_text.h"
 #include "kvault/common/little_endian.h"
 #include "kvault/common/log.h"
 #include "kvault/transport/local/process_memory.h"
@@ -30,8 +31,6 @@ namespace {
 
 constexpr uint8_t kReadyByte = 'R';
 constexpr uint8_t kHeartbeatByte = 'H';
-
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 template <typename T>
 bool ParseNumber(std::string_view text, T* out) {
@@ -47,7 +46,7 @@ bool SocketOption(int fd, int option, int expected) {
 
 Status Sent(ssize_t sent, size_t bytes, const char* what) {
   if (sent == static_cast<ssize_t>(bytes)) return Status::Ok();
-  return Status::Unavailable(Errno(what));
+  return Status::Unavailable(ErrnoText(what));
 }
 
 }  // namespace
@@ -80,7 +79,7 @@ Result<std::optional<GateReply>> ReceiveGateReply(int link) {
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
     return std::optional<GateReply>();
   }
-  if (n <= 0) return Status::Unavailable(n < 0 ? Errno("memory gate link") : "kvaultd is gone");
+  if (n <= 0) return Status::Unavailable(n < 0 ? ErrnoText("memory gate link") : "kvaultd is gone");
   if (static_cast<size_t>(n) < 8 + transport::kHandOverReplyHeaderBytes ||
       static_cast<size_t>(n) == bytes.size()) {
     return Status::InvalidArgument("malformed reply from kvaultd (" + std::to_string(n) +
@@ -118,7 +117,7 @@ Result<std::optional<GateMessage>> ReceiveFromGate(int link) {
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
     return std::optional<GateMessage>();
   }
-  if (n < 0) return Status::Unavailable(Errno("memory gate"));
+  if (n < 0) return Status::Unavailable(ErrnoText("memory gate"));
   if (n == 0 && descriptors.empty()) return Status::Unavailable("the memory gate closed");
   GateMessage message;
   if (n == 1 && bytes[0] == kHeartbeatByte && descriptors.empty()) {
@@ -233,7 +232,7 @@ void MemoryGate::Run() {
     }
     if (poll(polled.data(), polled.size(), timeout_ms) < 0) {
       if (errno != EINTR) {  // ENOMEM: try again a little later
-        KVAULT_LOG(LogLevel::kWarn, "memory-gate", Errno("poll"));
+        KVAULT_LOG(LogLevel::kWarn, "memory-gate", ErrnoText("poll"));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       continue;

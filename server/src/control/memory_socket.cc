@@ -19,14 +19,13 @@
 #include <thread>
 #include <utility>
 
+#include "kvault/common/errno_text.h"
 #include "kvault/common/log.h"
 #include "kvault/transport/local/memory_handover.h"
 #include "kvault/transport/local/process_memory.h"
 
 namespace kvault::server {
 namespace {
-
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 sockaddr_un AddressOf(const std::string& path) {
   sockaddr_un addr{};
@@ -40,20 +39,20 @@ Status ClearStaleSocket(const std::string& path, const sockaddr_un& addr) {
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return Status::Ok();
-    return Status::Unavailable(Errno("memory socket " + path));
+    return Status::Unavailable(ErrnoText("memory socket " + path));
   }
   if (!S_ISSOCK(st.st_mode)) {
     return Status::InvalidArgument("memory socket " + path + " exists and is not a socket");
   }
   UniqueFd probe(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (probe.get() < 0) return Status::Unavailable(Errno("socket"));
+  if (probe.get() < 0) return Status::Unavailable(ErrnoText("socket"));
   if (connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 ||
       errno == EAGAIN) {
     return Status::Unavailable("another server listens at memory socket " + path);
   }
-  if (errno != ECONNREFUSED) return Status::Unavailable(Errno("memory socket " + path));
+  if (errno != ECONNREFUSED) return Status::Unavailable(ErrnoText("memory socket " + path));
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::Unavailable(Errno("removing the stale memory socket " + path));
+    return Status::Unavailable(ErrnoText("removing the stale memory socket " + path));
   }
   return Status::Ok();
 }
@@ -69,7 +68,7 @@ Result<pid_t> SpawnGate(const std::string& program, int listener, int link,
   UniqueFd listener_copy(fcntl(listener, F_DUPFD_CLOEXEC, kMemoryGateLinkFd + 1));
   UniqueFd link_copy(fcntl(link, F_DUPFD_CLOEXEC, kMemoryGateLinkFd + 1));
   if (listener_copy.get() < 0 || link_copy.get() < 0) {
-    return Status::Unavailable(Errno("memory gate: fcntl"));
+    return Status::Unavailable(ErrnoText("memory gate: fcntl"));
   }
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
@@ -109,11 +108,12 @@ Result<std::unique_ptr<MemorySocket>> MemorySocket::Start(const std::string& giv
   std::string fresh_directory;
   if (given.empty()) {
     char name[] = "/tmp/kvaultd-XXXXXX";
-    if (mkdtemp(name) == nullptr) return Status::Unavailable(Errno("mkdtemp /tmp/kvaultd-XXXXXX"));
+    if (mkdtemp(name) == nullptr)
+      return Status::Unavailable(ErrnoText("mkdtemp /tmp/kvaultd-XXXXXX"));
     fresh_directory = name;
     path = fresh_directory + "/memory.sock";
     if (chmod(name, 0755) != 0) {
-      const Status failed = Status::Unavailable(Errno("chmod " + fresh_directory));
+      const Status failed = Status::Unavailable(ErrnoText("chmod " + fresh_directory));
       rmdir(name);
       return failed;
     }
@@ -134,7 +134,7 @@ Result<std::unique_ptr<MemorySocket>> MemorySocket::Start(const std::string& giv
   std::unique_ptr<MemorySocket> self(
       new MemorySocket(path, fresh_directory, handles, gate_program, io_timeout));
   self->stop_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (self->stop_.get() < 0) return Status::Unavailable(Errno("memory socket: eventfd"));
+  if (self->stop_.get() < 0) return Status::Unavailable(ErrnoText("memory socket: eventfd"));
   KVAULT_RETURN_IF_ERROR(self->StartGate());
   self->thread_ = std::thread([s = self.get()] { s->Serve(); });
   guard.directory.clear();  // the socket owns it now
@@ -156,9 +156,9 @@ MemorySocket::~MemorySocket() {
 Result<UniqueFd> MemorySocket::BindListener() {
   const sockaddr_un addr = AddressOf(path_);
   UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (listener.get() < 0) return Status::Unavailable(Errno("memory socket"));
+  if (listener.get() < 0) return Status::Unavailable(ErrnoText("memory socket"));
   if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::Unavailable(Errno("binding memory socket " + path_));
+    return Status::Unavailable(ErrnoText("binding memory socket " + path_));
   }
   // The file bind made, held open so that it is known for sure later (RemoveSocketFile), and
   // its mode set through it, never through the path (which someone could have turned into a
@@ -173,7 +173,7 @@ Result<UniqueFd> MemorySocket::BindListener() {
   // listen() here: SO_PEERCRED gives clients this process's pid and uid, whoever accepts.
   if (chmod(("/proc/self/fd/" + std::to_string(socket_file_.get())).c_str(), 0600) != 0 ||
       listen(listener.get(), 64) != 0) {
-    const Status failed = Status::Unavailable(Errno("memory socket " + path_));
+    const Status failed = Status::Unavailable(ErrnoText("memory socket " + path_));
     RemoveSocketFile();
     return failed;
   }
@@ -182,7 +182,7 @@ Result<UniqueFd> MemorySocket::BindListener() {
 
 Status MemorySocket::OpenSocketToAll() {
   if (chmod(("/proc/self/fd/" + std::to_string(socket_file_.get())).c_str(), 0666) != 0) {
-    return Status::Unavailable(Errno("memory socket " + path_ + ": chmod"));
+    return Status::Unavailable(ErrnoText("memory socket " + path_ + ": chmod"));
   }
   return Status::Ok();
 }
@@ -208,7 +208,7 @@ Status MemorySocket::StartGate() {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
     RemoveSocketFile();
-    return Status::Unavailable(Errno("memory gate: socketpair"));
+    return Status::Unavailable(ErrnoText("memory gate: socketpair"));
   }
   UniqueFd own_end(pair[0]);
   UniqueFd gate_end(pair[1]);  // the gate's copy is its own; this one closes here
@@ -317,7 +317,7 @@ void MemorySocket::Serve() {
     pollfd polled[2] = {{stop_.get(), POLLIN, 0}, {link_.get(), POLLIN, 0}};
     if (poll(polled, gate_up ? 2 : 1, 1000) < 0) {
       if (errno != EINTR) {  // ENOMEM: try again a little later
-        KVAULT_LOG(LogLevel::kWarn, "memory", Errno("memory socket: poll"));
+        KVAULT_LOG(LogLevel::kWarn, "memory", ErrnoText("memory socket: poll"));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       continue;

@@ -26,10 +26,7 @@ std::string RangeText(uint64_t remote, size_t length) {
 // The path procfs gives the descriptor ("/proc/<pid>/mem", "/proc/<pid>/task/<tid>/mem"), or
 // empty.
 std::string LinkOf(int fd) {
-  char path[256];
-  const std::string link = "/proc/self/fd/" + std::to_string(fd);
-  const ssize_t n = readlink(link.c_str(), path, sizeof path - 1);
-  return n > 0 ? std::string(path, static_cast<size_t>(n)) : std::string();
+  return ReadProcLink("/proc/self/fd/" + std::to_string(fd)).value_or(std::string());
 }
 
 // The pid of "/proc/<pid>/..." or 0.

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+#include "ucx/proc_files.h"
+
 namespace kvault::transport {
 namespace {
 
@@ -67,14 +69,11 @@ std::optional<uint64_t> FindSocket(const std::string& table, bool ipv6, const Tc
 // gone), kUnknown when it is in another one (the connection may be translated on its way) or that
 // cannot be read.
 Holder AbsentFromTable(const std::string& proc) {
-  char theirs[64], ours[64];
-  const ssize_t n = readlink((proc + "/ns/net").c_str(), theirs, sizeof(theirs) - 1);
-  if (n < 0) return errno == ENOENT ? Holder::kNo : Holder::kUnknown;
-  const ssize_t m = readlink("/proc/self/ns/net", ours, sizeof(ours) - 1);
-  if (m < 0) return Holder::kUnknown;
-  return std::string(theirs, static_cast<size_t>(n)) == std::string(ours, static_cast<size_t>(m))
-             ? Holder::kNo
-             : Holder::kUnknown;
+  const std::optional<std::string> theirs = ReadProcLink(proc + "/ns/net");
+  if (!theirs) return errno == ENOENT ? Holder::kNo : Holder::kUnknown;
+  const std::optional<std::string> ours = ReadProcLink("/proc/self/ns/net");
+  if (!ours) return Holder::kUnknown;
+  return *theirs == *ours ? Holder::kNo : Holder::kUnknown;
 }
 
 }  // namespace
@@ -112,16 +111,14 @@ Holder HoldsConnection(uint32_t pid, const ControlConnection& connection) {
   DIR* dir = opendir(fd_dir.c_str());
   if (dir == nullptr) return errno == ENOENT ? Holder::kNo : Holder::kUnknown;
   Holder found = Holder::kNo;
-  char target[64];
   while (dirent* entry = readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
-    const std::string link = fd_dir + "/" + entry->d_name;
-    const ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
-    if (n < 0) {
+    const std::optional<std::string> target = ReadProcLink(fd_dir + "/" + entry->d_name);
+    if (!target) {
       if (errno == EACCES || errno == EPERM) found = Holder::kUnknown;
       continue;
     }
-    if (std::string(target, static_cast<size_t>(n)) == wanted) {
+    if (*target == wanted) {
       found = Holder::kYes;
       break;
     }

@@ -9,6 +9,13 @@
 
 namespace kvault::transport {
 
+std::optional<std::string> ReadProcLink(const std::string& path) {
+  char target[256];
+  const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+  if (n < 0) return std::nullopt;
+  return std::string(target, static_cast<size_t>(n));
+}
+
 std::optional<std::string> ReadProcFile(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;

@@ -15,6 +15,11 @@ namespace kvault::transport {
 // The text of a small /proc file, or nullopt (errno set) when it cannot be read.
 std::optional<std::string> ReadProcFile(const std::string& path);
 
+// Where a /proc link points ("/proc/self/fd/3" -> "/proc/42/mem", "socket:[123]",
+// "net:[4026531840]"), or nullopt (errno set) when it cannot be read. Targets longer than 255
+// bytes are cut there.
+std::optional<std::string> ReadProcLink(const std::string& path);
+
 // The numbers after "<name>:" at the start of a line of `text` (fdinfo, status), in `base`; empty
 // when there is no such line.
 std::vector<uint64_t> ProcField(std::string_view text, std::string_view name, int base);
