@@ -114,37 +114,61 @@ Result<Link> ClientCore::Open(Deadline deadline) {
     return reason;
   };
 
-  transport::Hello hello;
-  hello.tenant = config_.tenant;
-  hello.client_name = config_.client_name;
-  if (agent_) {
-    hello.worker_address = agent_->worker_address();
-    agent_->ForgetWorkerProofs();  // one that came too late for an earlier handshake is stale
-  }
-  Result<transport::Message> hello_reply = conn->CallSync(hello, deadline);
-  if (!hello_reply.ok()) return fail(hello_reply.status(), "hello");
-  const auto& hr = std::get<transport::HelloReply>(*hello_reply);
-  if (hr.server_version != transport::kProtocolVersion) {
-    return fail(Status::Unsupported("the daemon speaks protocol version " +
-                                    std::to_string(hr.server_version) + ", this client " +
-                                    std::to_string(transport::kProtocolVersion)),
-                "hello");
-  }
-  conn->SetLimits(hr.limits);
+  // Hello and Auth; the Hello announces this client's UCX worker when `announce_worker`.
+  struct Handshake {
+    transport::HelloReply hello;
+    transport::Auth auth;
+    transport::AuthReply auth_reply;
+  };
+  auto handshake = [&](bool announce_worker) -> Result<Handshake> {
+    transport::Hello hello;
+    hello.tenant = config_.tenant;
+    hello.client_name = config_.client_name;
+    if (announce_worker) {
+      hello.worker_address = agent_->worker_address();
+      agent_->ForgetWorkerProofs();  // one that came too late for an earlier handshake is stale
+    }
+    Result<transport::Message> hello_reply = conn->CallSync(hello, deadline);
+    if (!hello_reply.ok()) return fail(hello_reply.status(), "hello");
+    Handshake h;
+    h.hello = std::get<transport::HelloReply>(*hello_reply);
+    if (h.hello.server_version != transport::kProtocolVersion) {
+      return fail(Status::Unsupported("the daemon speaks protocol version " +
+                                      std::to_string(h.hello.server_version) + ", this client " +
+                                      std::to_string(transport::kProtocolVersion)),
+                  "hello");
+    }
+    conn->SetLimits(h.hello.limits);
+    const AuthDigest proof = AuthProof(TokenHash(config_.token), h.hello.nonce);
+    std::copy(proof.begin(), proof.end(), h.auth.proof.begin());
+    Result<transport::Message> auth_reply = conn->CallSync(h.auth, deadline);
+    if (!auth_reply.ok()) return fail(auth_reply.status(), "auth");
+    h.auth_reply = std::get<transport::AuthReply>(*auth_reply);
+    if (h.auth_reply.status != transport::WireStatus::kOk) {
+      return fail(h.auth_reply.ToStatus(), "auth");
+    }
+    return h;
+  };
 
-  transport::Auth auth;
-  const AuthDigest proof = AuthProof(TokenHash(config_.token), hr.nonce);
-  std::copy(proof.begin(), proof.end(), auth.proof.begin());
-  Result<transport::Message> auth_reply = conn->CallSync(auth, deadline);
-  if (!auth_reply.ok()) return fail(auth_reply.status(), "auth");
-  const auto& ar = std::get<transport::AuthReply>(*auth_reply);
-  if (ar.status != transport::WireStatus::kOk) return fail(ar.ToStatus(), "auth");
+  // A client that may hand its memory over (a token, the daemon on this host) first announces
+  // no UCX worker, so that the daemon opens no UCX endpoint to it: UCX 1.13 aborts a process
+  // whose worker still has its answer to a peer's connection request queued when that peer goes
+  // away (transport/README.md, "What UCX 1.13 does"). Only when the hand-over does not happen
+  // does a new Hello announce the worker (one more round trip).
+  const bool hand_over_first =
+      agent_ && !config_.token.empty() && conn->on_this_host() && conn->ends().has_value();
+  KVAULT_ASSIGN_OR_RETURN(Handshake h, handshake(agent_ != nullptr && !hand_over_first));
   if (agent_) {
-    Result<bool> attached = AttachOwnMemory(*conn, hr, auth, ar, deadline);
+    Result<bool> attached = AttachOwnMemory(*conn, h.hello, h.auth, h.auth_reply, deadline);
     if (!attached.ok()) return fail(attached.status(), "attach memory");
-    if (*attached)
-      return Link{std::move(conn), ar.session_id, transport::DataPlane::kProcessMemory};
+    if (*attached) {
+      return Link{std::move(conn), h.auth_reply.session_id, transport::DataPlane::kProcessMemory};
+    }
+    if (hand_over_first) {
+      KVAULT_ASSIGN_OR_RETURN(h, handshake(true));
+    }
   }
+  const transport::AuthReply& ar = h.auth_reply;
   if (agent_ && ar.data_plane == transport::DataPlane::kUcx) {
     // The daemon sent a token to the worker this Hello announced; returning it shows the worker
     // is this client's (transport/ucx/worker_proof.h). No block data moves before.

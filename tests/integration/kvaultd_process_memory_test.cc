@@ -4,7 +4,9 @@
 // byte; a handle attaches one authenticated session once (beside the positive control that
 // does); a request naming memory the client has not mapped fails its keys only; clients of
 // another user than the daemon and root's are served alike, not dumpable ones cannot hand over;
-// and the daemon's UCX leaves out shared memory, so it maps none of the client's buffers.
+// the daemon's UCX leaves out shared memory, so it maps none of the client's buffers; and a
+// libkvault client announces its UCX worker only when it cannot hand its memory over, so clients
+// that did outlive a daemon killed right after they connected.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -495,6 +497,59 @@ TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {
   EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, keys.size());
   EXPECT_EQ(d.Terminate(), 0);
   EXPECT_NE(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
+  // The client announced no UCX worker before handing its memory over, so the daemon opened no
+  // UCX endpoint to it.
+  EXPECT_NE(d.Stderr().find("authenticated as tenant 'team-a', data plane none"), std::string::npos)
+      << d.Stderr();
+  EXPECT_EQ(d.Stderr().find("data plane ucx"), std::string::npos) << d.Stderr();
+}
+
+// Positive control of the above: with the plane off (no memory socket announced) the same client
+// says hello again, announcing its worker, and is served over UCX after the worker proof.
+TEST_F(KvaultdProcessMemoryTest, WithoutThePlaneTheClientAnnouncesItsWorkerAndUsesUcx) {
+  std::vector<std::string> args = TenantArgs();
+  args.insert(args.end(), {"--data_plane.process_memory", "off"});
+  DaemonProcess d(dir_, args);
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
+  Result<std::unique_ptr<Client>> client = Client::Connect(config);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  const std::vector<BlockKey> keys = Keys(2, 0x46);
+  MemoryRegion sources;
+  StoreSyntheticObjects(**client, keys, 4096, sources);
+  EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, keys.size());
+  client->reset();
+  EXPECT_EQ(d.Terminate(), 0);
+  EXPECT_NE(d.Stderr().find("authenticated as tenant 'team-a', data plane ucx"), std::string::npos)
+      << d.Stderr();
+  EXPECT_EQ(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
+}
+
+// Clients of the process-memory plane outlive a daemon killed right after they connected and
+// stored: none of them had a UCX endpoint of the daemon's, so none has an answer to the daemon's
+// UCX connection request queued when it goes (UCX 1.13 aborts the process then). Positive
+// control: every store and lookup before the kill succeeds.
+TEST_F(KvaultdProcessMemoryTest, ClientsOutliveADaemonKilledRightAfterTheyConnected) {
+  for (int round = 0; round < 3; ++round) {
+    DaemonProcess d(dir_, TenantArgs());
+    ASSERT_TRUE(d.ok()) << d.Stderr();
+    ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
+    std::vector<std::unique_ptr<Client>> clients;
+    std::vector<MemoryRegion> sources(4);
+    for (size_t i = 0; i < sources.size(); ++i) {
+      Result<std::unique_ptr<Client>> client = Client::Connect(config);
+      ASSERT_TRUE(client.ok()) << client.status().ToString();
+      const std::vector<BlockKey> keys =
+          Keys(1, static_cast<uint8_t>(0x70 + round * sources.size() + i));
+      StoreSyntheticObjects(**client, keys, 4096, sources[i]);
+      EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, 1u);
+      clients.push_back(std::move(*client));
+    }
+    d.Kill();
+    // A lookup now is a miss with a clear status, not an abort.
+    EXPECT_EQ(clients[0]->LookupPrefix(Keys(1, 0x70)).leading_hits, 0u);
+    clients.clear();
+  }
 }
 
 // Clients destroyed right after their first store, while the daemon runs: each goes without
