@@ -70,7 +70,7 @@ ClientCore::~ClientCore() {
 Result<bool> ClientCore::AttachOwnMemory(Connection& conn, const transport::HelloReply& hr,
                                          const transport::Auth& auth,
                                          const transport::AuthReply& ar, Deadline deadline) {
-  // docs/protocol.md §6 and "The memory hand-over". The empty token of the default tenant
+  // docs/protocol.md §6 and docs/memory_handover.md. The empty token of the default tenant
   // proves nothing, so no daemon gets this process's memory without having shown it knows a
   // real token; nor one on another host.
   if (hr.memory_socket.empty() || config_.token.empty() || !conn.on_this_host() || !conn.ends()) {
@@ -88,8 +88,12 @@ Result<bool> ClientCore::AttachOwnMemory(Connection& conn, const transport::Hell
   transport::HandOverProbe probe{};
   const transport::HandOverTarget target{hr.memory_socket, hr.server_pid, hr.server_uid,
                                          *conn.ends()};
+  // At most half of what is left of the connect: a client that falls back to UCX still needs
+  // another handshake and the worker proof.
+  const auto now = Clock::now();
+  const auto left = deadline > now ? deadline - now : Clock::duration::zero();
   Result<transport::Bytes32> handle = transport::HandOverOwnMemory(
-      target, &probe, std::min(deadline, Clock::now() + kHandOverTimeout));
+      target, &probe, now + std::min<Clock::duration>(kHandOverTimeout, left / 2));
   if (!handle.ok()) return skip(handle.status().ToString());
   // Only an AttachMemoryReply settles it: after anything else the daemon may still act on the
   // request (and read the probe, gone once this returns), so the connection is given up.
@@ -114,13 +118,8 @@ Result<Link> ClientCore::Open(Deadline deadline) {
     return reason;
   };
 
-  // Hello and Auth; the Hello announces this client's UCX worker when `announce_worker`.
-  struct Handshake {
-    transport::HelloReply hello;
-    transport::Auth auth;
-    transport::AuthReply auth_reply;
-  };
-  auto handshake = [&](bool announce_worker) -> Result<Handshake> {
+  // Hello, announcing this client's UCX worker when `announce_worker`.
+  auto say_hello = [&](bool announce_worker) -> Result<transport::HelloReply> {
     transport::Hello hello;
     hello.tenant = config_.tenant;
     hello.client_name = config_.client_name;
@@ -128,47 +127,55 @@ Result<Link> ClientCore::Open(Deadline deadline) {
       hello.worker_address = agent_->worker_address();
       agent_->ForgetWorkerProofs();  // one that came too late for an earlier handshake is stale
     }
-    Result<transport::Message> hello_reply = conn->CallSync(hello, deadline);
-    if (!hello_reply.ok()) return fail(hello_reply.status(), "hello");
-    Handshake h;
-    h.hello = std::get<transport::HelloReply>(*hello_reply);
-    if (h.hello.server_version != transport::kProtocolVersion) {
+    Result<transport::Message> reply = conn->CallSync(hello, deadline);
+    if (!reply.ok()) return fail(reply.status(), "hello");
+    transport::HelloReply hr = std::get<transport::HelloReply>(*reply);
+    if (hr.server_version != transport::kProtocolVersion) {
       return fail(Status::Unsupported("the daemon speaks protocol version " +
-                                      std::to_string(h.hello.server_version) + ", this client " +
+                                      std::to_string(hr.server_version) + ", this client " +
                                       std::to_string(transport::kProtocolVersion)),
                   "hello");
     }
-    conn->SetLimits(h.hello.limits);
-    const AuthDigest proof = AuthProof(TokenHash(config_.token), h.hello.nonce);
-    std::copy(proof.begin(), proof.end(), h.auth.proof.begin());
-    Result<transport::Message> auth_reply = conn->CallSync(h.auth, deadline);
-    if (!auth_reply.ok()) return fail(auth_reply.status(), "auth");
-    h.auth_reply = std::get<transport::AuthReply>(*auth_reply);
-    if (h.auth_reply.status != transport::WireStatus::kOk) {
-      return fail(h.auth_reply.ToStatus(), "auth");
-    }
-    return h;
+    conn->SetLimits(hr.limits);
+    return hr;
+  };
+  // Auth over the nonce of `hr`; fills `auth` (the proof sent) and returns an ok AuthReply.
+  auto authenticate = [&](const transport::HelloReply& hr,
+                          transport::Auth& auth) -> Result<transport::AuthReply> {
+    const AuthDigest proof = AuthProof(TokenHash(config_.token), hr.nonce);
+    std::copy(proof.begin(), proof.end(), auth.proof.begin());
+    Result<transport::Message> reply = conn->CallSync(auth, deadline);
+    if (!reply.ok()) return fail(reply.status(), "auth");
+    transport::AuthReply ar = std::get<transport::AuthReply>(*reply);
+    if (ar.status != transport::WireStatus::kOk) return fail(ar.ToStatus(), "auth");
+    return ar;
   };
 
   // A client that may hand its memory over (a token, the daemon on this host) first announces
   // no UCX worker, so that the daemon opens no UCX endpoint to it: UCX 1.13 aborts a process
   // whose worker still has its answer to a peer's connection request queued when that peer goes
-  // away (transport/README.md, "What UCX 1.13 does"). Only when the hand-over does not happen
-  // does a new Hello announce the worker (one more round trip).
-  const bool hand_over_first =
-      agent_ && !config_.token.empty() && conn->on_this_host() && conn->ends().has_value();
-  KVAULT_ASSIGN_OR_RETURN(Handshake h, handshake(agent_ != nullptr && !hand_over_first));
+  // away (transport/README.md, "What UCX 1.13 does"). When the daemon names no memory socket it
+  // says Hello again at once, announcing the worker; when the hand-over fails after Auth, it
+  // says Hello and Auth again.
+  bool announced = agent_ != nullptr &&
+                   (config_.token.empty() || !conn->on_this_host() || !conn->ends().has_value());
+  KVAULT_ASSIGN_OR_RETURN(transport::HelloReply hr, say_hello(announced));
+  if (agent_ && !announced && hr.memory_socket.empty()) {
+    announced = true;
+    KVAULT_ASSIGN_OR_RETURN(hr, say_hello(true));
+  }
+  transport::Auth auth;
+  KVAULT_ASSIGN_OR_RETURN(transport::AuthReply ar, authenticate(hr, auth));
   if (agent_) {
-    Result<bool> attached = AttachOwnMemory(*conn, h.hello, h.auth, h.auth_reply, deadline);
+    Result<bool> attached = AttachOwnMemory(*conn, hr, auth, ar, deadline);
     if (!attached.ok()) return fail(attached.status(), "attach memory");
-    if (*attached) {
-      return Link{std::move(conn), h.auth_reply.session_id, transport::DataPlane::kProcessMemory};
-    }
-    if (hand_over_first) {
-      KVAULT_ASSIGN_OR_RETURN(h, handshake(true));
+    if (*attached)
+      return Link{std::move(conn), ar.session_id, transport::DataPlane::kProcessMemory};
+    if (!announced) {
+      KVAULT_ASSIGN_OR_RETURN(hr, say_hello(true));
+      KVAULT_ASSIGN_OR_RETURN(ar, authenticate(hr, auth));
     }
   }
-  const transport::AuthReply& ar = h.auth_reply;
   if (agent_ && ar.data_plane == transport::DataPlane::kUcx) {
     // The daemon sent a token to the worker this Hello announced; returning it shows the worker
     // is this client's (transport/ucx/worker_proof.h). No block data moves before.

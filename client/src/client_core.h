@@ -121,7 +121,8 @@ class ClientCore {
   // After a successful Auth: attaches this process's memory to the session (the process-memory
   // data plane) when the daemon proved it knows the token (AuthReply::server_proof), the token
   // is not empty, the daemon is on this host and names a memory socket: hands the memory over
-  // there (transport/local/memory_handover.h, within kHandOverTimeout) and sends AttachMemory.
+  // there (transport/local/memory_handover.h, within kHandOverTimeout and half of what is left
+  // until `deadline`) and sends AttachMemory.
   // False when any of that does not hold or is refused (the reason logged at debug level; the
   // session keeps the plane its AuthReply named); the status when the connection failed.
   Result<bool> AttachOwnMemory(Connection& conn, const transport::HelloReply& hr,

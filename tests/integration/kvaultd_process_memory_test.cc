@@ -483,6 +483,40 @@ TEST_F(KvaultdProcessMemoryTest, AClientOfAnotherUserIsServedANotDumpableOneIsNo
   EXPECT_EQ(d.Terminate(), 0);
 }
 
+// A libkvault client that cannot hand its memory over (not dumpable, of another user than root)
+// first says Hello without its UCX worker, fails the hand-over after Auth, says Hello and Auth
+// again announcing its worker, and is served over UCX: its store goes through and looks up.
+TEST_F(KvaultdProcessMemoryTest, ALibkvaultClientThatCannotHandOverFallsBackToUcx) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the client as nobody";
+  ForkedClient hidden([](uint16_t port) {
+    if (prctl(PR_SET_DUMPABLE, 0) != 0) return 1;
+    ClientConfig config =
+        TenantClientConfig("127.0.0.1:" + std::to_string(port), "team-a", "secret-a");
+    Result<std::unique_ptr<Client>> client = Client::Connect(config);
+    if (!client.ok()) return 2;
+    const std::vector<BlockKey> keys = Keys(1, 0x47);
+    const uint64_t object = SyntheticObjectBytes(4096);
+    Result<MemoryRegion> region = (*client)->AllocateMemory(object);
+    if (!region.ok() || !WriteSyntheticBlock(keys[0], 4096, region->bytes()).ok()) return 3;
+    const std::span<const uint8_t> sources[1] = {region->bytes()};
+    StoreHandle h = (*client)->Store(keys, sources);
+    if (!h.Wait(Clock::now() + std::chrono::seconds(30)).ok() || h.ok_count() != 1) return 4;
+    if ((*client)->LookupPrefix(keys).leading_hits != 1) return 5;
+    return 0;
+  });
+  DaemonProcess d(dir_, TenantArgs());
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  EXPECT_EQ(hidden.Run(d.control_port()), 0) << d.Stderr();
+  EXPECT_EQ(d.Terminate(), 0);
+  const std::string log = d.Stderr();
+  const size_t none = log.find("authenticated as tenant 'team-a', data plane none");
+  const size_t ucx = log.find("authenticated as tenant 'team-a', data plane ucx");
+  EXPECT_NE(none, std::string::npos) << log;
+  EXPECT_NE(ucx, std::string::npos) << log;
+  EXPECT_LT(none, ucx) << log;
+  EXPECT_EQ(log.find("data plane process_memory"), std::string::npos) << log;
+}
+
 // libkvault in this very process (root when the suite runs as root) hands its memory over too
 // and moves its blocks through it.
 TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {

@@ -1,6 +1,6 @@
 #pragma once
-// MemorySocket: kvaultd's Unix socket for the memory hand-over (docs/protocol.md, "The memory
-// hand-over"; transport/local/memory_handover.h). A client on this host that sees the socket's
+// MemorySocket: kvaultd's Unix socket for the memory hand-over (docs/memory_handover.md;
+// transport/local/memory_handover.h). A client on this host that sees the socket's
 // path in its HelloReply connects, sends one request with a descriptor of its own memory, and
 // gets a handle that its Auth redeems (MemoryHandles).
 //

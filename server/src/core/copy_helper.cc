@@ -94,6 +94,7 @@ void CopyHelper::Run() {
       task_ = nullptr;
       lock.unlock();
       if (task) task();
+      task = nullptr;  // what it holds goes before the caller hears it is done
       for (size_t at = 0; at < from.size(); at += kPieceBytes) {
         const size_t n = std::min(kPieceBytes, from.size() - at);
         std::memcpy(to.data() + at, from.data() + at, n);

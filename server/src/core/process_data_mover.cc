@@ -2,6 +2,8 @@
 
 #include "core/process_data_mover.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <string>
 #include <utility>
@@ -101,13 +103,24 @@ Status ProcessDataMover::Copy(const transport::ProcessMemory& memory,
   // The kernel copies page by page through a bounce page, taking the client's mmap lock for
   // each: two threads move about 1.4x what one does here (a scratch program: 1 MiB reads 2.5 ->
   // 3.5 GB/s, writes 2.6 -> 3.6). Under kSplitBytes waking the helper costs more than it saves.
-  const uint64_t first = (t.length / 2) & ~uint64_t{4095};
+  // Split at a page boundary of the client's addresses, so that no page is the two threads'.
+  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t first = ((t.remote_address + t.length / 2) & ~(page - 1)) - t.remote_address;
   Status second;
   if (!helper_.TryStartTask([&] { second = part(first, t.length - first); })) {
     return part(0, t.length);
   }
-  Status status = part(0, first);
-  helper_.Wait();
+  split_copies_.fetch_add(1, std::memory_order_relaxed);
+  // The helper writes `second` and reads `t` and `part` until Wait returns, whatever happens here.
+  struct AwaitHelper {
+    CopyHelper& helper;
+    ~AwaitHelper() { helper.Wait(); }
+  };
+  Status status;
+  {
+    AwaitHelper await{helper_};
+    status = part(0, first);
+  }
   return status.ok() ? second : status;
 }
 

@@ -3,8 +3,11 @@
 // directly (transport::ProcessMemory: the client's /proc/<pid>/mem, which it handed over). A
 // peer is one such memory; transfers run on the calling thread, one after another, and one of
 // kSplitBytes or more is split in two halves, the second copied meanwhile by a helper thread
-// when that is idle (the kernel copies these page by page through a bounce page: 1 MiB loads ran
-// about 1.6x faster, stores 1.3x, on the 2-vCPU CI host; docs/daemon.md, "Store benchmark").
+// when that is idle and no other copy of this mover runs (the kernel copies these page by page
+// through a bounce page: with one client, 1 MiB loads ran about 1.4x faster, stores 1.2x, on the
+// 2-vCPU CI host; docs/daemon.md, "Store benchmark"). The UCX plane's copy helper
+// (Service::copy_helper_) is not counted: with clients on both planes at once, up to four
+// threads copy.
 // Remote keys play no part: the address is the client's own. Connect (UCX worker addresses) is
 // Unsupported. Peer ids have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
 //
@@ -39,6 +42,9 @@ class ProcessDataMover final : public DataMover {
                                  const std::function<void(size_t)>& arrived) override;
   void ForgetRemoteKey(transport::PeerId, std::span<const uint8_t>) override {}
 
+  // How many transfers were split with the helper so far (for tests).
+  uint64_t split_copies() const { return split_copies_.load(std::memory_order_relaxed); }
+
  private:
   struct Peer {
     explicit Peer(transport::ProcessMemory m) : memory(std::move(m)) {}
@@ -53,6 +59,7 @@ class ProcessDataMover final : public DataMover {
   static constexpr uint64_t kSplitBytes = 256 << 10;
   CopyHelper helper_;            // shared by every peer; a caller that finds it busy copies alone
   std::atomic<int> copying_{0};  // Copy calls running
+  std::atomic<uint64_t> split_copies_{0};
 
   mutable std::mutex mu_;
   std::unordered_map<transport::PeerId, std::shared_ptr<Peer>> peers_;

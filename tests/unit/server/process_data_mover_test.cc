@@ -84,6 +84,7 @@ TEST(ProcessDataMoverTest, LargeAndSmallTransfersMoveEveryByteBothWays) {
   EXPECT_EQ(got_big, big_original);
   EXPECT_EQ(got_small, small_original);
   EXPECT_EQ(arrived, (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(a.mover.split_copies(), 1u);  // the large GET only: the helper took its second half
 
   // PUTs, then GETs back: the child's bytes are the new ones, both halves.
   std::vector<uint8_t> fresh_big = Pattern(big.size(), 77);
@@ -101,6 +102,7 @@ TEST(ProcessDataMoverTest, LargeAndSmallTransfersMoveEveryByteBothWays) {
   EXPECT_TRUE(statuses[0].ok() && statuses[1].ok());
   EXPECT_EQ(got_big, fresh_big);
   EXPECT_EQ(got_small, fresh_small);
+  EXPECT_EQ(a.mover.split_copies(), 3u);
 }
 
 // A page the child unmapped, in the first or in the second half of a split transfer, fails the
@@ -139,6 +141,7 @@ TEST(ProcessDataMoverTest, AnUnmappedPageInEitherHalfFailsTheTransfer) {
   const Status in_first = run(base + kSplit / 2, kSplit);
   EXPECT_EQ(in_first.code(), StatusCode::kInvalidArgument) << in_first.ToString();
   EXPECT_TRUE(arrived.empty());
+  EXPECT_EQ(a.mover.split_copies(), 2u);  // both were split, so each half's failure counted
   // Positive control: the 1 MiB less a page between the holes is mapped and moves whole.
   const Status between = run(hole_first + kPage, hole_second - hole_first - kPage);
   EXPECT_TRUE(between.ok()) << between.ToString();

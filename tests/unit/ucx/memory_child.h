@@ -3,6 +3,7 @@
 // test as a client of the process-memory plane does; and the helpers the tests around it share.
 // Header-only, for tests only.
 
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>

@@ -10,9 +10,13 @@
 namespace kvault::transport {
 
 std::optional<std::string> ReadProcLink(const std::string& path) {
-  char target[256];
-  const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+  char target[4096];
+  const ssize_t n = readlink(path.c_str(), target, sizeof target);
   if (n < 0) return std::nullopt;
+  if (static_cast<size_t>(n) == sizeof target) {  // perhaps cut: never taken for the whole
+    errno = ENAMETOOLONG;
+    return std::nullopt;
+  }
   return std::string(target, static_cast<size_t>(n));
 }
 

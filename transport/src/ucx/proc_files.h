@@ -16,8 +16,8 @@ namespace kvault::transport {
 std::optional<std::string> ReadProcFile(const std::string& path);
 
 // Where a /proc link points ("/proc/self/fd/3" -> "/proc/42/mem", "socket:[123]",
-// "net:[4026531840]"), or nullopt (errno set) when it cannot be read. Targets longer than 255
-// bytes are cut there.
+// "net:[4026531840]"), or nullopt (errno set) when it cannot be read; a target of 4096 bytes or
+// more is nullopt too (errno ENAMETOOLONG), never cut.
 std::optional<std::string> ReadProcLink(const std::string& path);
 
 // The numbers after "<name>:" at the start of a line of `text` (fdinfo, status), in `base`; empty

@@ -1,6 +1,8 @@
 #pragma once
-// ErrnoText: "<what>: <strerror(errno)>", the message of a failed system call, read at once
-// (before anything else can change errno). Thread-safe (strerror of glibc is, for known codes).
+// ErrnoText: "<what>: <strerror(errno)>", the message of a failed system call. Call it right
+// after that call: errno is read when ErrnoText runs, after its argument was built (building it
+// allocates, which glibc does without touching errno when it succeeds). Thread-safe (glibc's
+// strerror is, for known codes).
 
 #include <cerrno>
 #include <cstring>

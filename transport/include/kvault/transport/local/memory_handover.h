@@ -1,5 +1,5 @@
 #pragma once
-// The memory hand-over (docs/protocol.md, "The memory hand-over"): how a client on the server's
+// The memory hand-over (docs/memory_handover.md): how a client on the server's
 // host gives the server its memory for the process-memory data plane. The client connects to
 // the server's Unix socket (SOCK_SEQPACKET; HelloReply::memory_socket), sends one request
 // together with a descriptor of its own /proc/self/mem (SCM_RIGHTS) and gets back a handle,
