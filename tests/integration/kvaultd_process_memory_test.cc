@@ -72,6 +72,18 @@ std::vector<BlockKey> Keys(size_t n, uint8_t seed) {
   return keys;
 }
 
+// A libkvault client of tenant team-a in this process: connects to `d`, stores two objects,
+// looks them up, and is gone on return.
+void StoreAndLookUpThroughLibkvault(const DaemonProcess& d, uint8_t seed) {
+  Result<std::unique_ptr<Client>> client =
+      Client::Connect(TenantClientConfig(d.server(), "team-a", "secret-a"));
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  const std::vector<BlockKey> keys = Keys(2, seed);
+  MemoryRegion sources;
+  StoreSyntheticObjects(**client, keys, 4096, sources);
+  EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, keys.size());
+}
+
 // A client process forked now (while this process has one thread, before the daemon starts):
 // as root it becomes nobody, a user other than the daemon's, and dumpable, as a process that
 // user started would be; it then waits for the daemon's control port and exits with body(port)
@@ -522,13 +534,7 @@ TEST_F(KvaultdProcessMemoryTest, ALibkvaultClientThatCannotHandOverFallsBackToUc
 TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {
   DaemonProcess d(dir_, TenantArgs());
   ASSERT_TRUE(d.ok()) << d.Stderr();
-  ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
-  Result<std::unique_ptr<Client>> client = Client::Connect(config);
-  ASSERT_TRUE(client.ok()) << client.status().ToString();
-  const std::vector<BlockKey> keys = Keys(2, 0x45);
-  MemoryRegion sources;
-  StoreSyntheticObjects(**client, keys, 4096, sources);
-  EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, keys.size());
+  ASSERT_NO_FATAL_FAILURE(StoreAndLookUpThroughLibkvault(d, 0x45));
   EXPECT_EQ(d.Terminate(), 0);
   EXPECT_NE(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
   // The client announced no UCX worker before handing its memory over, so the daemon opened no
@@ -545,14 +551,7 @@ TEST_F(KvaultdProcessMemoryTest, WithoutThePlaneTheClientAnnouncesItsWorkerAndUs
   args.insert(args.end(), {"--data_plane.process_memory", "off"});
   DaemonProcess d(dir_, args);
   ASSERT_TRUE(d.ok()) << d.Stderr();
-  ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
-  Result<std::unique_ptr<Client>> client = Client::Connect(config);
-  ASSERT_TRUE(client.ok()) << client.status().ToString();
-  const std::vector<BlockKey> keys = Keys(2, 0x46);
-  MemoryRegion sources;
-  StoreSyntheticObjects(**client, keys, 4096, sources);
-  EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, keys.size());
-  client->reset();
+  ASSERT_NO_FATAL_FAILURE(StoreAndLookUpThroughLibkvault(d, 0x46));
   EXPECT_EQ(d.Terminate(), 0);
   EXPECT_NE(d.Stderr().find("authenticated as tenant 'team-a', data plane ucx"), std::string::npos)
       << d.Stderr();
