@@ -92,6 +92,7 @@ Result<bool> ClientCore::AttachOwnMemory(Connection& conn, const transport::Hell
   // another handshake and the worker proof.
   const auto now = Clock::now();
   const auto left = deadline > now ? deadline - now : Clock::duration::zero();
+  if (left / 2 < std::chrono::milliseconds(1)) return skip("no time left for the hand-over");
   Result<transport::Bytes32> handle = transport::HandOverOwnMemory(
       target, &probe, now + std::min<Clock::duration>(kHandOverTimeout, left / 2));
   if (!handle.ok()) return skip(handle.status().ToString());
