@@ -61,7 +61,7 @@ size_t DeferredCloser::pending() const {
 void DeferredCloser::Run(const std::shared_ptr<State>& state) {
   std::unique_lock lock(state->mu);
   for (;;) {
-    // The oldest descriptor of a user none of whose closes is running.
+    // The oldest queued descriptor of the first user (by uid) none of whose closes is running.
     auto next = state->queued.end();
     for (auto it = state->queued.begin(); it != state->queued.end(); ++it) {
       if (state->closing.count(it->first) == 0) {

@@ -44,21 +44,26 @@ bool SocketOption(int fd, int option, int expected) {
   return getsockopt(fd, SOL_SOCKET, option, &value, &length) == 0 && value == expected;
 }
 
+// OK when all `bytes` went out; else why not (errno only when the send itself failed).
 Status Sent(ssize_t sent, size_t bytes, const char* what) {
   if (sent == static_cast<ssize_t>(bytes)) return Status::Ok();
-  return Status::Unavailable(ErrnoText(what));
+  if (sent < 0) return Status::Unavailable(ErrnoText(what));
+  return Status::Unavailable(std::string(what) + ": " + std::to_string(sent) + " of " +
+                             std::to_string(bytes) + " bytes sent");
+}
+
+Status SendByte(int link, uint8_t byte, const char* what) {
+  return Sent(transport::SendWithDescriptor(link, std::span<const uint8_t>(&byte, 1), -1), 1, what);
 }
 
 }  // namespace
 
 Status SendGateReady(int link) {
-  return Sent(transport::SendWithDescriptor(link, std::span<const uint8_t>(&kReadyByte, 1), -1), 1,
-              "memory gate: telling kvaultd it is ready");
+  return SendByte(link, kReadyByte, "memory gate: telling kvaultd it is ready");
 }
 
 Status SendGateHeartbeat(int link) {
-  return Sent(transport::SendWithDescriptor(link, std::span<const uint8_t>(&kHeartbeatByte, 1), -1),
-              1, "memory gate: heartbeat");
+  return SendByte(link, kHeartbeatByte, "memory gate: heartbeat");
 }
 
 Status ForwardHandOver(int link, uint64_t id, const transport::HandedOver& handed, int memory) {
