@@ -4,9 +4,8 @@
 // byte; a handle attaches one authenticated session once (beside the positive control that
 // does); a request naming memory the client has not mapped fails its keys only; clients of
 // another user than the daemon and root's are served alike, not dumpable ones cannot hand over;
-// the daemon's UCX leaves out shared memory, so it maps none of the client's buffers; and a
-// libkvault client announces its UCX worker only when it cannot hand its memory over, so clients
-// that did outlive a daemon killed right after they connected.
+// and the daemon's UCX leaves out shared memory, so it maps none of the client's buffers.
+// libkvault's side: kvaultd_process_memory_client_test.cc.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -32,110 +31,11 @@
 #include "kvault/common/auth.h"
 #include "kvault/transport/local/memory_handover.h"
 #include "kvault/transport/messages.h"
+#include "process_memory_fixture.h"
 #include "raw_connection.h"
 
 namespace kvault::testing {
 namespace {
-
-namespace fs = std::filesystem;
-
-class KvaultdProcessMemoryTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("kvaultd_process_memory_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    WriteOneTenantFile(dir_ / "tenants.yaml", "team-a", "secret-a");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::vector<std::string> TenantArgs() const {
-    return {"--auth.tenants_file",
-            (dir_ / "tenants.yaml").string(),
-            "--storage.nvme_capacity",
-            "0",
-            "--log_level",
-            "debug"};
-  }
-
-  fs::path dir_;
-};
-
-std::vector<BlockKey> Keys(size_t n, uint8_t seed) {
-  std::vector<BlockKey> keys(n);
-  for (size_t i = 0; i < n; ++i) {
-    keys[i].fill(seed);
-    keys[i][0] = static_cast<uint8_t>(i);
-  }
-  return keys;
-}
-
-// A libkvault client of tenant team-a in this process: connects to `d`, stores two objects,
-// looks them up, and is gone on return.
-void StoreAndLookUpThroughLibkvault(const DaemonProcess& d, uint8_t seed) {
-  Result<std::unique_ptr<Client>> client =
-      Client::Connect(TenantClientConfig(d.server(), "team-a", "secret-a"));
-  ASSERT_TRUE(client.ok()) << client.status().ToString();
-  const std::vector<BlockKey> keys = Keys(2, seed);
-  MemoryRegion sources;
-  StoreSyntheticObjects(**client, keys, 4096, sources);
-  EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, keys.size());
-}
-
-// A client process forked now (while this process has one thread, before the daemon starts):
-// as root it becomes nobody, a user other than the daemon's, and dumpable, as a process that
-// user started would be; it then waits for the daemon's control port and exits with body(port)
-// (0 when every check held, another code naming the one that failed).
-class ForkedClient {
- public:
-  explicit ForkedClient(const std::function<int(uint16_t)>& body) {
-    int fds[2];
-    EXPECT_EQ(pipe(fds), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      close(fds[1]);
-      uint16_t port = 0;
-      if (read(fds[0], &port, sizeof port) != sizeof port) _exit(100);
-      if (geteuid() == 0 &&
-          (syscall(SYS_setresgid, 65534, 65534, 65534) != 0 ||
-           syscall(SYS_setresuid, 65534, 65534, 65534) != 0 || prctl(PR_SET_DUMPABLE, 1) != 0)) {
-        _exit(101);
-      }
-      _exit(body(port));
-    }
-    close(fds[0]);
-    port_pipe_ = fds[1];
-  }
-  ~ForkedClient() {
-    if (port_pipe_ >= 0) close(port_pipe_);
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  // Hands the client `port` and waits for it (up to 60 s); its exit code, or -1.
-  int Run(uint16_t port) {
-    if (write(port_pipe_, &port, sizeof port) != static_cast<ssize_t>(sizeof port)) return -1;
-    close(port_pipe_);
-    port_pipe_ = -1;
-    for (int i = 0; i < 6000; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return -1;
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  int port_pipe_ = -1;
-};
 
 // Stores one synthetic object from memory of this process over `c` and loads it back into
 // other memory; 0 when both went through byte for byte, else a code from `first` up.
@@ -492,117 +392,6 @@ TEST_F(KvaultdProcessMemoryTest, AClientOfAnotherUserIsServedANotDumpableOneIsNo
   ASSERT_TRUE(d.ok()) << d.Stderr();
   EXPECT_EQ(plain.Run(d.control_port()), 0) << d.Stderr();
   EXPECT_EQ(hidden.Run(d.control_port()), 0) << d.Stderr();
-  EXPECT_EQ(d.Terminate(), 0);
-}
-
-// A libkvault client that cannot hand its memory over (not dumpable, and not root: nobody when
-// the suite runs as root)
-// first says Hello without its UCX worker, fails the hand-over after Auth, says Hello and Auth
-// again announcing its worker, and is served over UCX: its store goes through and looks up.
-TEST_F(KvaultdProcessMemoryTest, ALibkvaultClientThatCannotHandOverFallsBackToUcx) {
-  ForkedClient hidden([](uint16_t port) {
-    if (prctl(PR_SET_DUMPABLE, 0) != 0) return 1;
-    ClientConfig config =
-        TenantClientConfig("127.0.0.1:" + std::to_string(port), "team-a", "secret-a");
-    Result<std::unique_ptr<Client>> client = Client::Connect(config);
-    if (!client.ok()) return 2;
-    const std::vector<BlockKey> keys = Keys(1, 0x47);
-    const uint64_t object = SyntheticObjectBytes(4096);
-    Result<MemoryRegion> region = (*client)->AllocateMemory(object);
-    if (!region.ok() || !WriteSyntheticBlock(keys[0], 4096, region->bytes()).ok()) return 3;
-    const std::span<const uint8_t> sources[1] = {region->bytes()};
-    StoreHandle h = (*client)->Store(keys, sources);
-    if (!h.Wait(Clock::now() + std::chrono::seconds(30)).ok() || h.ok_count() != 1) return 4;
-    if ((*client)->LookupPrefix(keys).leading_hits != 1) return 5;
-    return 0;
-  });
-  DaemonProcess d(dir_, TenantArgs());
-  ASSERT_TRUE(d.ok()) << d.Stderr();
-  EXPECT_EQ(hidden.Run(d.control_port()), 0) << d.Stderr();
-  EXPECT_EQ(d.Terminate(), 0);
-  const std::string log = d.Stderr();
-  const size_t none = log.find("authenticated as tenant 'team-a', data plane none");
-  const size_t ucx = log.find("authenticated as tenant 'team-a', data plane ucx");
-  EXPECT_NE(none, std::string::npos) << log;
-  EXPECT_NE(ucx, std::string::npos) << log;
-  EXPECT_LT(none, ucx) << log;
-  EXPECT_EQ(log.find("data plane process_memory"), std::string::npos) << log;
-}
-
-// libkvault in this very process (root when the suite runs as root) hands its memory over too
-// and moves its blocks through it.
-TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {
-  DaemonProcess d(dir_, TenantArgs());
-  ASSERT_TRUE(d.ok()) << d.Stderr();
-  ASSERT_NO_FATAL_FAILURE(StoreAndLookUpThroughLibkvault(d, 0x45));
-  EXPECT_EQ(d.Terminate(), 0);
-  EXPECT_NE(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
-  // The client announced no UCX worker before handing its memory over, so the daemon opened no
-  // UCX endpoint to it.
-  EXPECT_NE(d.Stderr().find("authenticated as tenant 'team-a', data plane none"), std::string::npos)
-      << d.Stderr();
-  EXPECT_EQ(d.Stderr().find("data plane ucx"), std::string::npos) << d.Stderr();
-}
-
-// Positive control of the above: with the plane off (no memory socket announced) the same client
-// says hello again, announcing its worker, and is served over UCX after the worker proof.
-TEST_F(KvaultdProcessMemoryTest, WithoutThePlaneTheClientAnnouncesItsWorkerAndUsesUcx) {
-  std::vector<std::string> args = TenantArgs();
-  args.insert(args.end(), {"--data_plane.process_memory", "off"});
-  DaemonProcess d(dir_, args);
-  ASSERT_TRUE(d.ok()) << d.Stderr();
-  ASSERT_NO_FATAL_FAILURE(StoreAndLookUpThroughLibkvault(d, 0x46));
-  EXPECT_EQ(d.Terminate(), 0);
-  // No memory socket named: the second Hello came before any Auth.
-  EXPECT_EQ(d.Stderr().find("data plane none"), std::string::npos) << d.Stderr();
-  EXPECT_NE(d.Stderr().find("authenticated as tenant 'team-a', data plane ucx"), std::string::npos)
-      << d.Stderr();
-  EXPECT_EQ(d.Stderr().find("data plane process_memory"), std::string::npos) << d.Stderr();
-}
-
-// Clients of the process-memory plane outlive a daemon killed right after they connected and
-// stored: none of them had a UCX endpoint of the daemon's, so none has an answer to the daemon's
-// UCX connection request queued when it goes (UCX 1.13 aborts the process then). Positive
-// control: every store and lookup before the kill succeeds.
-TEST_F(KvaultdProcessMemoryTest, ClientsOutliveADaemonKilledRightAfterTheyConnected) {
-  for (int round = 0; round < 3; ++round) {
-    DaemonProcess d(dir_, TenantArgs());
-    ASSERT_TRUE(d.ok()) << d.Stderr();
-    ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
-    std::vector<std::unique_ptr<Client>> clients;
-    std::vector<MemoryRegion> sources(4);
-    for (size_t i = 0; i < sources.size(); ++i) {
-      Result<std::unique_ptr<Client>> client = Client::Connect(config);
-      ASSERT_TRUE(client.ok()) << client.status().ToString();
-      const std::vector<BlockKey> keys =
-          Keys(1, static_cast<uint8_t>(0x70 + round * sources.size() + i));
-      StoreSyntheticObjects(**client, keys, 4096, sources[i]);
-      EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, 1u);
-      clients.push_back(std::move(*client));
-    }
-    d.Kill();
-    // A lookup now is a miss with a clear status, not an abort.
-    EXPECT_EQ(clients[0]->LookupPrefix(Keys(1, 0x70)).leading_hits, 0u);
-    clients.clear();
-  }
-}
-
-// Clients destroyed right after their first store, while the daemon runs: each goes without
-// aborting the process (UCX 1.13 aborts in ucp_worker_destroy when its answer to the daemon's
-// connection request is still queued; the agent flushes the worker first), and the daemon
-// serves the next (positive control: every store and lookup succeeds).
-TEST_F(KvaultdProcessMemoryTest, ClientsDestroyedRightAfterConnectingDoNotAbort) {
-  DaemonProcess d(dir_, TenantArgs());
-  ASSERT_TRUE(d.ok()) << d.Stderr();
-  ClientConfig config = TenantClientConfig(d.server(), "team-a", "secret-a");
-  for (uint8_t round = 0; round < 8; ++round) {
-    Result<std::unique_ptr<Client>> client = Client::Connect(config);
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    const std::vector<BlockKey> keys = Keys(1, static_cast<uint8_t>(0x60 + round));
-    MemoryRegion sources;
-    StoreSyntheticObjects(**client, keys, 4096, sources);
-    EXPECT_EQ((*client)->LookupPrefix(keys).leading_hits, 1u);
-  }  // destroyed here, at once
   EXPECT_EQ(d.Terminate(), 0);
 }
 
