@@ -199,6 +199,9 @@ Result<MemoryRegion> Client::RegisterMemory(void* ptr, size_t len) {
 Result<MemoryRegion> Client::AllocateMemory(size_t len) {
   if (len == 0) return Status::InvalidArgument("AllocateMemory: zero length");
   if (!core_->agent()) return Status::Unsupported("AllocateMemory: client has no data plane");
+  KVAULT_ASSIGN_OR_RETURN(std::shared_ptr<client_internal::RegionRecord> shared,
+                          core_->AllocateShared(len));
+  if (shared != nullptr) return MemoryRegion(std::move(shared));
   KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region, core_->agent()->AllocateMemory(len));
   return MemoryRegion(core_->Adopt(std::move(region)));
 }

@@ -69,7 +69,8 @@ ClientCore::~ClientCore() {
 
 Result<bool> ClientCore::AttachOwnMemory(Connection& conn, const transport::HelloReply& hr,
                                          const transport::Auth& auth,
-                                         const transport::AuthReply& ar, Deadline deadline) {
+                                         const transport::AuthReply& ar, Deadline deadline,
+                                         std::optional<transport::HandOverTarget>* target_out) {
   // docs/protocol.md §6 and docs/memory_handover.md. The empty token of the default tenant
   // proves nothing, so no daemon gets this process's memory without having shown it knows a
   // real token; nor one on another host.
@@ -102,7 +103,59 @@ Result<bool> ClientCore::AttachOwnMemory(Connection& conn, const transport::Hell
   if (!reply.ok()) return reply.status();
   const auto& attached = std::get<transport::AttachMemoryReply>(*reply);
   if (attached.status != transport::WireStatus::kOk) return skip(attached.ToStatus().ToString());
+  *target_out = target;
   return true;
+}
+
+Status ClientCore::HandOverRegion(Connection& conn, const transport::HandOverTarget& target,
+                                  const RegionRecord& record, Deadline deadline) {
+  const auto now = Clock::now();
+  Result<transport::Bytes32> handle = transport::HandOverRegion(
+      target, reinterpret_cast<uintptr_t>(record.file->address()), record.file->length(),
+      record.file->descriptor(), std::min<Deadline>(deadline, now + kHandOverTimeout));
+  if (!handle.ok()) return handle.status();
+  Result<transport::Message> reply = conn.CallSync(transport::AttachMemory{*handle}, deadline);
+  if (!reply.ok()) return reply.status();
+  return std::get<transport::AttachMemoryReply>(*reply).ToStatus();
+}
+
+std::vector<std::shared_ptr<RegionRecord>> ClientCore::SharedRegions() {
+  std::vector<std::shared_ptr<RegionRecord>> out;
+  {
+    std::lock_guard<std::mutex> lock(regions_mu_);
+    for (const TrackedRegion& t : regions_) {
+      if (std::shared_ptr<RegionRecord> r = t.record.lock(); r && r->file) out.push_back(r);
+    }
+  }
+  return out;  // the records may die here, outside regions_mu_
+}
+
+Result<std::shared_ptr<RegionRecord>> ClientCore::AllocateShared(size_t len) {
+  Link link;
+  {
+    std::lock_guard<std::mutex> lock(conn_mu_);
+    if (!link_.conn || !link_.conn->alive() || link_.memory_target == nullptr) {
+      return std::shared_ptr<RegionRecord>();
+    }
+    link = link_;
+  }
+  KVAULT_ASSIGN_OR_RETURN(transport::SharedMemoryFile file,
+                          transport::SharedMemoryFile::Create(len));
+  KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region,
+                          agent_->RegisterMemory(file.address(), file.length()));
+  auto record = std::make_shared<RegionRecord>(
+      agent_, std::move(region), release_channel_,
+      std::make_unique<transport::SharedMemoryFile>(std::move(file)));
+  Track(record);
+  if (Status s = HandOverRegion(*link.conn, *link.memory_target, *record,
+                                Clock::now() + config_.request_timeout);
+      !s.ok()) {
+    KVAULT_LOG(LogLevel::kDebug, "client",
+               "memory region not handed over (the daemon copies it through the process's "
+               "memory file): " +
+                   s.ToString());
+  }
+  return record;
 }
 
 Result<Link> ClientCore::Open(Deadline deadline) {
@@ -168,10 +221,20 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   transport::Auth auth;
   KVAULT_ASSIGN_OR_RETURN(transport::AuthReply ar, authenticate(hr, auth));
   if (agent_) {
-    Result<bool> attached = AttachOwnMemory(*conn, hr, auth, ar, deadline);
+    std::optional<transport::HandOverTarget> target;
+    Result<bool> attached = AttachOwnMemory(*conn, hr, auth, ar, deadline, &target);
     if (!attached.ok()) return fail(attached.status(), "attach memory");
-    if (*attached)
-      return Link{std::move(conn), ar.session_id, transport::DataPlane::kProcessMemory};
+    if (*attached) {
+      // The regions of the session before, for this one.
+      for (const std::shared_ptr<RegionRecord>& record : SharedRegions()) {
+        if (Status s = HandOverRegion(*conn, *target, *record, deadline); !s.ok()) {
+          if (!conn->alive()) return fail(s, "attach memory region");
+          KVAULT_LOG(LogLevel::kDebug, "client", "memory region not handed over: " + s.ToString());
+        }
+      }
+      return Link{std::move(conn), ar.session_id, transport::DataPlane::kProcessMemory,
+                  std::make_shared<const transport::HandOverTarget>(*target)};
+    }
     if (!announced) {
       KVAULT_ASSIGN_OR_RETURN(hr, say_hello(true));
       KVAULT_ASSIGN_OR_RETURN(ar, authenticate(hr, auth));
@@ -187,7 +250,7 @@ Result<Link> ClientCore::Open(Deadline deadline) {
     const auto& pr = std::get<transport::ProveWorkerReply>(*proven);
     if (pr.status != transport::WireStatus::kOk) return fail(pr.ToStatus(), "worker proof");
   }
-  return Link{std::move(conn), ar.session_id, ar.data_plane};
+  return Link{std::move(conn), ar.session_id, ar.data_plane, nullptr};
 }
 
 Result<Link> ClientCore::Acquire(Deadline deadline) {
@@ -244,12 +307,16 @@ uint64_t ClientCore::session_id() const {
 std::shared_ptr<RegionRecord> ClientCore::Adopt(transport::RegisteredRegion region, bool staged) {
   auto record = std::make_shared<RegionRecord>(agent_, std::move(region), release_channel_);
   record->staged = staged;
+  Track(record);
+  return record;
+}
+
+void ClientCore::Track(const std::shared_ptr<RegionRecord>& record) {
   const TrackedRegion tracked{reinterpret_cast<uintptr_t>(record->region.memory.address()),
                               record->region.memory.length(), record};
   std::lock_guard<std::mutex> lock(regions_mu_);
   std::erase_if(regions_, [](const TrackedRegion& t) { return t.record.expired(); });
   regions_.push_back(tracked);
-  return record;
 }
 
 std::shared_ptr<RegionRecord> ClientCore::FindRegion(const void* p, size_t n) {

@@ -16,6 +16,8 @@
 
 #include "connection.h"
 #include "kvault/client.h"
+#include "kvault/transport/local/memory_handover.h"
+#include "kvault/transport/local/shared_memory_file.h"
 #include "kvault/transport/ucx/ucx_agent.h"
 #include "staging_pool.h"
 
@@ -66,8 +68,12 @@ class ReleaseChannel {
 // later registration may pack to the same bytes.
 struct RegionRecord {
   RegionRecord(std::shared_ptr<transport::UcxAgent> agent, transport::RegisteredRegion region,
-               std::shared_ptr<ReleaseChannel> channel)
-      : agent(std::move(agent)), region(std::move(region)), channel(std::move(channel)) {}
+               std::shared_ptr<ReleaseChannel> channel,
+               std::unique_ptr<transport::SharedMemoryFile> file = nullptr)
+      : agent(std::move(agent)),
+        file(std::move(file)),
+        region(std::move(region)),
+        channel(std::move(channel)) {}
   ~RegionRecord();
   RegionRecord(const RegionRecord&) = delete;
   RegionRecord& operator=(const RegionRecord&) = delete;
@@ -75,6 +81,9 @@ struct RegionRecord {
   bool Contains(const void* p, size_t n) const { return n > 0 && region.memory.Contains(p, n); }
 
   std::shared_ptr<transport::UcxAgent> agent;
+  // The memory of an AllocateMemory region of a process-memory session, which the daemon copies
+  // through (unmapped after the registration goes); null otherwise.
+  std::unique_ptr<transport::SharedMemoryFile> file;
   transport::RegisteredRegion region;
   std::shared_ptr<ReleaseChannel> channel;
   // Requests on this region go through the staging pool (caller-registered memory).
@@ -88,6 +97,9 @@ struct Link {
   // How the daemon moves this session's block bytes: kProcessMemory copies straight from and to
   // any memory of this process (staging is then useless), kUcx through registered memory.
   transport::DataPlane data_plane = transport::DataPlane::kNone;
+  // With kProcessMemory: where regions of this process's memory are handed over for this
+  // connection (HandOverRegion).
+  std::shared_ptr<const transport::HandOverTarget> memory_target;
 };
 
 class ClientCore {
@@ -104,6 +116,13 @@ class ClientCore {
   std::shared_ptr<RegionRecord> Adopt(transport::RegisteredRegion region, bool staged = false);
   // The registered region that holds [p, p + n), or null.
   std::shared_ptr<RegionRecord> FindRegion(const void* p, size_t n);
+
+  // For AllocateMemory while the session copies through process memory: `len` bytes of a fresh
+  // SharedMemoryFile, registered, adopted, and handed to the daemon as a region (a refused
+  // hand-over is logged at debug level: the daemon then copies through the memory file). Null
+  // when the current session uses another plane (or none is up): the caller allocates through
+  // UCX.
+  Result<std::shared_ptr<RegionRecord>> AllocateShared(size_t len);
 
   const ClientConfig& config() const { return config_; }
   transport::UcxAgent* agent() const { return agent_.get(); }
@@ -125,9 +144,18 @@ class ClientCore {
   // until `deadline`) and sends AttachMemory.
   // False when any of that does not hold or is refused (the reason logged at debug level; the
   // session keeps the plane its AuthReply named); the status when the connection failed.
+  // On true, *target says where regions go.
   Result<bool> AttachOwnMemory(Connection& conn, const transport::HelloReply& hr,
                                const transport::Auth& auth, const transport::AuthReply& ar,
-                               Deadline deadline);
+                               Deadline deadline, std::optional<transport::HandOverTarget>* target);
+  // Hands `record`'s file over as a region and redeems the handle on `conn` (AttachMemory). OK
+  // or why not; the session goes on either way unless the connection failed.
+  Status HandOverRegion(Connection& conn, const transport::HandOverTarget& target,
+                        const RegionRecord& record, Deadline deadline);
+  // Puts `record` in the region table.
+  void Track(const std::shared_ptr<RegionRecord>& record);
+  // Every live region with a file, for a fresh session.
+  std::vector<std::shared_ptr<RegionRecord>> SharedRegions();
   static constexpr std::chrono::milliseconds kHandOverTimeout{2'000};
 
   const ClientConfig config_;

@@ -3,13 +3,16 @@
 // it; with the plane off, or when it cannot hand over (not dumpable), it says Hello again with its
 // worker and is served over UCX; and clients destroyed right after connecting, or outliving a
 // daemon killed right after they connected, do not abort (UCX 1.13 would, with its answer to
-// the daemon's connection request still queued).
+// the daemon's connection request still queued). Memory the client allocates is handed over as
+// files the daemon copies through, again after a restart.
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "daemon_process.h"
@@ -78,6 +81,84 @@ TEST_F(KvaultdProcessMemoryTest, LibkvaultInThisProcessUsesProcessMemory) {
   EXPECT_NE(d.Stderr().find("authenticated as tenant 'team-a', data plane none"), std::string::npos)
       << d.Stderr();
   EXPECT_EQ(d.Stderr().find("data plane ucx"), std::string::npos) << d.Stderr();
+}
+
+// How often kvaultd's log says a session attached a memory region.
+size_t RegionsAttached(const std::string& log) {
+  size_t n = 0;
+  for (size_t at = log.find("memory region attached"); at != std::string::npos;
+       at = log.find("memory region attached", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// Stores `keys` from `sources` (one object each, back to back), loads them into `into` and
+// checks every byte.
+void StoreAndLoadBack(Client& client, const std::vector<BlockKey>& keys, MemoryRegion& sources,
+                      MemoryRegion& into) {
+  const uint64_t object = sources.bytes().size() / keys.size();
+  std::vector<std::span<const uint8_t>> from;
+  std::vector<LoadDestination> to;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    from.push_back(sources.bytes().subspan(i * object, object));
+    to.push_back(LoadDestination{into.bytes().subspan(i * object, object), 0, object});
+  }
+  std::fill(into.bytes().begin(), into.bytes().end(), uint8_t{0});
+  StoreHandle stored = client.Store(keys, from);
+  ASSERT_TRUE(stored.Wait(Clock::now() + std::chrono::seconds(30)).ok());
+  ASSERT_EQ(stored.ok_count(), keys.size());
+  LoadHandle loaded = client.Load(Lease{}, keys, to);
+  ASSERT_TRUE(loaded.Wait(Clock::now() + std::chrono::seconds(30)).ok());
+  ASSERT_EQ(loaded.ok_count(), keys.size());
+  EXPECT_TRUE(std::equal(sources.bytes().begin(), sources.bytes().end(), into.bytes().begin()));
+}
+
+// AllocateMemory of a client on the process-memory plane hands each region to the daemon as a
+// file, which its copies go through: blocks stored from one region and loaded into another come
+// back byte for byte (large enough to be split between two threads). A daemon restarted on the
+// same port gets both regions again on the client's new session. A client on the UCX plane
+// (positive control of the log line) attaches none.
+TEST_F(KvaultdProcessMemoryTest, AllocatedMemoryIsCopiedThroughItsFileAcrossARestart) {
+  auto d = std::make_unique<DaemonProcess>(dir_, TenantArgs());
+  ASSERT_TRUE(d->ok()) << d->Stderr();
+  const std::string server = d->server();
+  Result<std::unique_ptr<Client>> client =
+      Client::Connect(TenantClientConfig(server, "team-a", "secret-a"));
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  const std::vector<BlockKey> keys = Keys(3, 0x48);
+  MemoryRegion sources;
+  ASSERT_NO_FATAL_FAILURE(StoreSyntheticObjects(**client, keys, 600 << 10, sources));
+  Result<MemoryRegion> into = (*client)->AllocateMemory(sources.bytes().size());
+  ASSERT_TRUE(into.ok()) << into.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(StoreAndLoadBack(**client, keys, sources, *into));
+  EXPECT_EQ(RegionsAttached(d->Stderr()), 2u) << d->Stderr();
+
+  const uint16_t port = d->control_port();
+  d->Kill();
+  std::vector<std::string> args = TenantArgs();
+  args.insert(args.end(), {"--control.port", std::to_string(port)});
+  d = std::make_unique<DaemonProcess>(dir_, args);
+  ASSERT_TRUE(d->ok()) << d->Stderr();
+  // The first call after the loss reconnects (the blocks died with the daemon: no nvme tier).
+  const auto until = Clock::now() + std::chrono::seconds(20);
+  while ((*client)->LookupPrefix(keys).status.code() == StatusCode::kUnavailable &&
+         Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_NO_FATAL_FAILURE(StoreAndLoadBack(**client, keys, sources, *into));
+  EXPECT_EQ(RegionsAttached(d->Stderr()), 2u) << d->Stderr();
+  EXPECT_EQ(d->Terminate(), 0);
+
+  std::vector<std::string> off = TenantArgs();
+  off.insert(off.end(), {"--data_plane.process_memory", "off"});
+  fs::create_directories(dir_ / "off");
+  DaemonProcess ucx(dir_ / "off", off);
+  ASSERT_TRUE(ucx.ok()) << ucx.Stderr();
+  ASSERT_NO_FATAL_FAILURE(StoreAndLookUpThroughLibkvault(ucx, 0x49));
+  EXPECT_EQ(ucx.Terminate(), 0);
+  EXPECT_EQ(RegionsAttached(ucx.Stderr()), 0u) << ucx.Stderr();
+  EXPECT_NE(ucx.Stderr().find("data plane ucx"), std::string::npos) << ucx.Stderr();
 }
 
 // Positive control of the above: with the plane off (no memory socket announced) the same client

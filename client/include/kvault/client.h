@@ -177,7 +177,9 @@ class Client {
   // (ResourceExhausted for pinning limits).
   Result<MemoryRegion> RegisterMemory(void* ptr, size_t len);
   // Allocates `len` bytes through UCX and registers them; with a shared-memory transport a daemon
-  // on the same host reaches them with single copies (the preferred staging buffer).
+  // on the same host reaches them with single copies (the preferred staging buffer). While the
+  // session is on the process-memory plane they are a sealed memfd instead, handed to the daemon
+  // as a region it copies through (docs/memory_handover.md, "Regions").
   Result<MemoryRegion> AllocateMemory(size_t len);
 
   // How many leading keys of a chain (prefix order) the daemon holds; optionally leases them.

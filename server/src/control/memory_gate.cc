@@ -16,15 +16,19 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <variant>
+#include <vector>
 
 #include "kvault/common/errno_text.h"
 #include "kvault/common/little_endian.h"
 #include "kvault/common/log.h"
 #include "kvault/transport/local/process_memory.h"
+#include "kvault/transport/local/region_file.h"
 
 namespace kvault::server {
 namespace {
@@ -56,6 +60,26 @@ Status SendByte(int link, uint8_t byte, const char* what) {
   return Sent(transport::SendWithDescriptor(link, std::span<const uint8_t>(&byte, 1), -1), 1, what);
 }
 
+// The descriptor a request came with, once checked (and owned): a process's memory file for a
+// hand-over, a sealed memfd for a region.
+struct CheckedFile {
+  std::optional<transport::ProcessMemory> memory;
+  std::optional<transport::RegionFile> region;
+  int descriptor() const { return memory ? memory->descriptor() : region->descriptor(); }
+};
+
+Result<CheckedFile> CheckFile(
+    const std::variant<transport::HandOverRequest, transport::RegionRequest>& request,
+    UniqueFd* fd) {
+  CheckedFile out;
+  if (const auto* region = std::get_if<transport::RegionRequest>(&request)) {
+    KVAULT_ASSIGN_OR_RETURN(out.region, transport::RegionFile::Adopt(fd, region->length));
+  } else {
+    KVAULT_ASSIGN_OR_RETURN(out.memory, transport::ProcessMemory::Adopt(fd));
+  }
+  return out;
+}
+
 }  // namespace
 
 Status SendGateReady(int link) {
@@ -67,12 +91,23 @@ Status SendGateHeartbeat(int link) {
 }
 
 Status ForwardHandOver(int link, uint64_t id, const transport::HandedOver& handed, int memory) {
-  std::array<uint8_t, kForwardedHandOverBytes> bytes{};
+  std::vector<uint8_t> bytes(8);
   StoreLe64(bytes.data(), id);
-  const auto request = transport::EncodeHandOverRequest(handed.request);
-  std::copy(request.begin(), request.end(), bytes.begin() + 8);
-  StoreLe32(bytes.data() + 8 + request.size(), handed.peer_uid);
-  StoreLe32(bytes.data() + 8 + request.size() + 4, handed.peer_pid);
+  std::visit(
+      [&](const auto& request) {
+        using R = std::decay_t<decltype(request)>;
+        if constexpr (std::is_same_v<R, transport::HandOverRequest>) {
+          const auto encoded = transport::EncodeHandOverRequest(request);
+          bytes.insert(bytes.end(), encoded.begin(), encoded.end());
+        } else {
+          const auto encoded = transport::EncodeRegionRequest(request);
+          bytes.insert(bytes.end(), encoded.begin(), encoded.end());
+        }
+      },
+      handed.request);
+  bytes.resize(bytes.size() + 8);
+  StoreLe32(bytes.data() + bytes.size() - 8, handed.peer_uid);
+  StoreLe32(bytes.data() + bytes.size() - 4, handed.peer_pid);
   return Sent(transport::SendWithDescriptor(link, bytes, memory), bytes.size(),
               "the memory hand-over cannot reach kvaultd");
 }
@@ -130,18 +165,22 @@ Result<std::optional<GateMessage>> ReceiveFromGate(int link) {
     return std::optional<GateMessage>(std::move(message));
   }
   // The gate is this program: anything else is a bug, refused rather than trusted.
-  if (static_cast<size_t>(n) != kForwardedHandOverBytes || descriptors.size() != 1 ||
-      (flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+  const size_t size = static_cast<size_t>(n);
+  if ((size != kForwardedHandOverBytes && size != kForwardedRegionBytes) ||
+      descriptors.size() != 1 || (flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
     return Status::InvalidArgument("malformed packet from the memory gate (" + std::to_string(n) +
                                    " bytes, " + std::to_string(descriptors.size()) +
                                    " descriptors)");
   }
   ForwardedHandOver& forwarded = message.hand_over;
   forwarded.id = LoadLe64(bytes.data());
-  KVAULT_ASSIGN_OR_RETURN(forwarded.handed.request,
-                          transport::DecodeHandOverRequest(std::span<const uint8_t>(
-                              bytes.data() + 8, transport::kHandOverRequestBytes)));
-  const uint8_t* credentials = bytes.data() + 8 + transport::kHandOverRequestBytes;
+  const std::span<const uint8_t> request(bytes.data() + 8, size - 16);
+  if (size == kForwardedHandOverBytes) {
+    KVAULT_ASSIGN_OR_RETURN(forwarded.handed.request, transport::DecodeHandOverRequest(request));
+  } else {
+    KVAULT_ASSIGN_OR_RETURN(forwarded.handed.request, transport::DecodeRegionRequest(request));
+  }
+  const uint8_t* credentials = bytes.data() + size - 8;
   forwarded.handed.peer_uid = LoadLe32(credentials);
   forwarded.handed.peer_pid = LoadLe32(credentials + 4);
   forwarded.memory = std::move(descriptors[0]);
@@ -334,12 +373,13 @@ void MemoryGate::HandOver(Waiting waiting) {
   if (received.ok()) {
     who =
         "uid " + std::to_string(received->peer_uid) + " pid " + std::to_string(received->peer_pid);
-    // Only a process's memory file, which has no flush a close could wait on, leaves the gate.
-    Result<transport::ProcessMemory> memory = transport::ProcessMemory::Adopt(&descriptors[0]);
-    outcome = memory.status();
-    if (memory.ok()) {
+    // Only a process's memory file or a sealed memfd, which have no flush a close could wait on,
+    // leave the gate.
+    Result<CheckedFile> checked = CheckFile(received->request, &descriptors[0]);
+    outcome = checked.status();
+    if (checked.ok()) {
       const uint64_t id = next_id_++;
-      outcome = ForwardHandOver(link_, id, *received, memory->descriptor());
+      outcome = ForwardHandOver(link_, id, *received, checked->descriptor());
       if (outcome.ok()) {
         waiting.deadline = std::chrono::steady_clock::now() + io_timeout_;
         answering_.emplace(id, std::move(waiting));  // kvaultd answers

@@ -8,10 +8,11 @@
 // sends enters kvaultd unchecked: MemorySocket (memory_socket.h) binds and listens, starts this
 // process (`kvaultd --memory-gate`, the same program) with the listener, and keeps no copy of
 // it. The gate accepts the connections, reads each request, and checks its descriptor through
-// procfs alone (transport::ProcessMemory::Adopt). Only a process's memory file (which has no
-// flush or write-back to wait on) goes on to kvaultd, over a socket pair, with the request and
-// the sender's credentials under an id; kvaultd answers with the reply for that id, which the
-// gate sends to the client. Every descriptor a client sent, its connections included, is
+// procfs alone (transport::ProcessMemory::Adopt), or, for a region, by its memfd seals, open
+// flags and size (transport::RegionFile::Adopt). Only a process's memory file or such a memfd
+// (neither has a flush or write-back to wait on) goes on to kvaultd, over a socket pair, with the
+// request and the sender's credentials under an id; kvaultd answers with the reply for that id,
+// which the gate sends to the client. Every descriptor a client sent, its connections included, is
 // released here, on a DeferredCloser (one close at a time per user, so a close that never
 // returns holds up only that user's). kvaultd kills the gate when it stops and waits for it at
 // most a second.
@@ -55,8 +56,9 @@ inline constexpr int kMemoryGateLinkFd = 4;
 //              full): the byte 'H'. kvaultd replaces a gate it has not heard from for
 //              kGateSilence.
 //   hand-over  gate -> kvaultd: id (u64 little-endian), the client's request
-//              (kHandOverRequestBytes), the sender's uid and pid (u32 little-endian each), with
-//              the client's memory file attached (SCM_RIGHTS)
+//              (kHandOverRequestBytes, or kRegionRequestBytes for a region), the sender's uid and
+//              pid (u32 little-endian each), with the client's memory file (or region file)
+//              attached (SCM_RIGHTS)
 //   reply      kvaultd -> gate: id, then the encoded HandOverReply for the client
 struct ForwardedHandOver {
   uint64_t id = 0;
@@ -73,6 +75,7 @@ struct GateReply {
   std::vector<uint8_t> reply;  // EncodeHandOverReply's bytes
 };
 inline constexpr size_t kForwardedHandOverBytes = 8 + transport::kHandOverRequestBytes + 8;
+inline constexpr size_t kForwardedRegionBytes = 8 + transport::kRegionRequestBytes + 8;
 
 // Gate side. Each sends without waiting; Unavailable when kvaultd's end is gone or full.
 Status SendGateReady(int link);

@@ -356,15 +356,31 @@ void MemorySocket::Issue(ForwardedHandOver forwarded) {
   const std::string who =
       "uid " + std::to_string(handed.peer_uid) + " pid " + std::to_string(handed.peer_pid);
   transport::HandOverReply reply;
-  // Checked again here: the gate's check cannot tell this process's own memory file.
-  Result<transport::ProcessMemory> memory = transport::ProcessMemory::Adopt(&forwarded.memory);
-  Status outcome = memory.status();
-  if (memory.ok()) {
-    Result<transport::Bytes32> handle = handles_->Issue(
-        HandedOverMemory{
-            std::move(*memory), handed.request.probe_address, handed.request.probe,
-            transport::ControlConnection{handed.request.server_end, handed.request.client_end}},
-        handed.peer_uid);
+  HandedOverMemory kept;
+  Status outcome;
+  if (const auto* region = std::get_if<transport::RegionRequest>(&handed.request)) {
+    // Checked again here: kvaultd trusts nothing the gate passes on.
+    Result<transport::RegionFile> file =
+        transport::RegionFile::Adopt(&forwarded.memory, region->length);
+    outcome = file.status();
+    if (file.ok()) {
+      kept.region = HandedOverRegion{std::move(*file), region->base, handed.peer_pid};
+      kept.connection = transport::ControlConnection{region->server_end, region->client_end};
+    }
+  } else {
+    const auto& request = std::get<transport::HandOverRequest>(handed.request);
+    // Checked again here: the gate's check cannot tell this process's own memory file.
+    Result<transport::ProcessMemory> memory = transport::ProcessMemory::Adopt(&forwarded.memory);
+    outcome = memory.status();
+    if (memory.ok()) {
+      kept.memory = std::move(*memory);
+      kept.probe_address = request.probe_address;
+      kept.probe = request.probe;
+      kept.connection = transport::ControlConnection{request.server_end, request.client_end};
+    }
+  }
+  if (outcome.ok()) {
+    Result<transport::Bytes32> handle = handles_->Issue(std::move(kept), handed.peer_uid);
     outcome = handle.status();
     if (handle.ok()) reply.handle = *handle;
   }

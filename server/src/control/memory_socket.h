@@ -7,15 +7,15 @@
 // This side binds and listens (so a client's SO_PEERCRED check of the listener sees this
 // process), and starts the memory gate (memory_gate.h) with the listener, keeping no copy of
 // it: the gate accepts the connections and receives everything clients send, and only a
-// process's memory file, with its request, comes on to kvaultd. A thread here receives those,
-// issues the handle and sends the reply back to the gate for the client; it also drops expired
-// handles, at least once a second. A gate that dies is started again, with a fresh listener at
-// the same path, a second later (longer, up to 30 s, while it keeps dying at once); one not
-// heard from for kGateSilence (stuck releasing what a client sent) is killed, left behind and
-// replaced at once, up to kMaxLeftBehind stuck ones (then the plane stays off). When the
-// socket stops, the gate is killed and waited for at most a second (it may be stuck releasing a
-// descriptor a client sent, which only that client's file system ends). A refusal names its
-// reason to the client and, with the sender's uid and pid (no handle, no bytes), in the log.
+// process's memory file (or a region's sealed memfd), with its request, comes on to kvaultd. A
+// thread here receives those, issues the handle and sends the reply back to the gate for the
+// client; it also drops expired handles, at least once a second. A gate that dies is started again,
+// with a fresh listener at the same path, a second later (longer, up to 30 s, while it keeps dying
+// at once); one not heard from for kGateSilence (stuck releasing what a client sent) is killed,
+// left behind and replaced at once, up to kMaxLeftBehind stuck ones (then the plane stays off).
+// When the socket stops, the gate is killed and waited for at most a second (it may be stuck
+// releasing a descriptor a client sent, which only that client's file system ends). A refusal names
+// its reason to the client and, with the sender's uid and pid (no handle, no bytes), in the log.
 //
 // Thread-safety: Start and the destructor from one controlling thread.
 

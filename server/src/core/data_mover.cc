@@ -1,5 +1,5 @@
 // DataMover's defaults (data_mover.h): RunInOrder runs the whole batch first, then the arrivals;
-// AttachProcess is unsupported.
+// AttachProcess and AttachRegion are unsupported.
 
 #include "core/data_mover.h"
 
@@ -29,6 +29,10 @@ std::vector<Status> DataMover::RunInOrder(transport::TransferBatch batch,
 }
 
 Result<transport::PeerId> DataMover::AttachProcess(transport::ProcessMemory) {
+  return Status::Unsupported("this data plane cannot copy client process memory");
+}
+
+Status DataMover::AttachRegion(transport::PeerId, uint64_t, transport::RegionFile) {
   return Status::Unsupported("this data plane cannot copy client process memory");
 }
 

@@ -14,6 +14,7 @@
 
 #include "kvault/common/result.h"
 #include "kvault/transport/local/process_memory.h"
+#include "kvault/transport/local/region_file.h"
 #include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/transfer.h"
 #include "kvault/transport/ucx/worker_proof.h"
@@ -40,6 +41,12 @@ class DataMover {
   // has no such data plane (the default).
   virtual Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory);
 
+  // Adds one region of an attached process's memory (AttachProcess): the file whose bytes
+  // [0, file.length()) the process maps at `base`; transfers that lie wholly inside the region
+  // then copy through the file (transport/local/region_file.h). NotFound for a peer that is not
+  // an attached process; Unsupported when this mover has no such data plane (the default).
+  virtual Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file);
+
   // Forgets a peer; its transfers still in flight fail. Unknown ids are ignored.
   virtual void Disconnect(transport::PeerId peer) = 0;
 
@@ -57,7 +64,8 @@ class DataMover {
                                          const std::function<void(size_t)>& arrived);
 
   // Forgets what the mover derived from the sealed `remote_key` of `peer` (an unpacked key, and
-  // with shared memory its mapping of the client's region): the client is about to deregister
+  // with shared memory its mapping of the client's region; for a process, a region attached
+  // with the key's base and length): the client is about to deregister
   // that memory, and a later registration may pack to the same bytes. Transfers already running
   // keep their key until they finish; every Run that starts after this call unpacks the bytes
   // afresh. Unknown peers and keys are ignored. Returns without waiting for transfers.

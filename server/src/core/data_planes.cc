@@ -25,6 +25,12 @@ Result<transport::PeerId> DataPlanes::AttachProcess(transport::ProcessMemory mem
   return process_->AttachProcess(std::move(memory));
 }
 
+Status DataPlanes::AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) {
+  DataMover* mover = MoverOf(peer);
+  if (mover == nullptr) return Status::Unsupported("the process-memory data plane is off");
+  return mover->AttachRegion(peer, base, std::move(file));
+}
+
 void DataPlanes::Disconnect(transport::PeerId peer) {
   if (DataMover* mover = MoverOf(peer)) mover->Disconnect(peer);
 }

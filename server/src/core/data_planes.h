@@ -19,6 +19,7 @@ class DataPlanes final : public DataMover {
                                     const std::optional<transport::ControlConnection>& connection,
                                     const transport::WorkerProof& proof) override;
   Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory) override;
+  Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
   std::vector<Status> RunInOrder(transport::TransferBatch batch,

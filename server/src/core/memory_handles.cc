@@ -63,12 +63,16 @@ Result<transport::Bytes32> MemoryHandles::Issue(HandedOverMemory handed, uint32_
   return handle;
 }
 
-std::optional<HandedOverMemory> MemoryHandles::Redeem(const transport::Bytes32& handle) {
+std::optional<HandedOverMemory> MemoryHandles::Redeem(const transport::Bytes32& handle,
+                                                      HandedOverKind kind) {
   const auto now = Now();
   std::lock_guard lock(mu_);
   DropExpiredLocked(now);
   auto it = entries_.find(KeyOf(handle));
-  if (it == entries_.end()) return std::nullopt;
+  if (it == entries_.end() ||
+      it->second.handed.region.has_value() != (kind == HandedOverKind::kRegion)) {
+    return std::nullopt;
+  }
   HandedOverMemory handed = std::move(it->second.handed);
   EraseLocked(it);
   return handed;

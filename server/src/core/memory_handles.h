@@ -20,21 +20,34 @@
 #include "kvault/common/result.h"
 #include "kvault/transport/local/memory_handover_wire.h"
 #include "kvault/transport/local/process_memory.h"
+#include "kvault/transport/local/region_file.h"
 #include "kvault/transport/session_messages.h"
 #include "kvault/transport/ucx/control_connection.h"
 
 namespace kvault::server {
 
-// Memory a client handed over, with what it vouched for: the probe bytes it says lie at
-// probe_address in that memory, and the control connection it handed the memory over for (as
-// the client sees its ends). Whoever redeems the handle checks both (Service::OnAttachMemory)
-// before using the memory.
+// One region of a client's memory, handed over once its memory was attached: the file whose
+// bytes [0, file.length()) the client maps at `base`, sent by process `sender_pid` (0: unknown).
+struct HandedOverRegion {
+  transport::RegionFile file;
+  uint64_t base = 0;
+  uint32_t sender_pid = 0;
+};
+
+// Memory a client handed over, with what it vouched for: its memory file, with the probe bytes
+// it says lie at probe_address in that memory, or one region of that memory (exactly one of
+// `memory` and `region`), and the control connection it handed them over for (as the client
+// sees its ends). Whoever redeems the handle checks them (Service::OnAttachMemory) before using
+// the memory.
 struct HandedOverMemory {
-  transport::ProcessMemory memory;
+  std::optional<transport::ProcessMemory> memory;
   uint64_t probe_address = 0;
   transport::HandOverProbe probe{};
+  std::optional<HandedOverRegion> region;
   transport::ControlConnection connection;
 };
+
+enum class HandedOverKind { kProcess, kRegion };
 
 struct MemoryHandleLimits {
   size_t per_user = 16;  // unredeemed handles of one sending user
@@ -55,8 +68,9 @@ class MemoryHandles {
   Result<transport::Bytes32> Issue(HandedOverMemory handed, uint32_t uid);
 
   // What was kept under `handle`, which is forgotten; nullopt for a handle that is unknown,
-  // expired or redeemed already.
-  std::optional<HandedOverMemory> Redeem(const transport::Bytes32& handle);
+  // expired, redeemed already, or of the other kind (which stays).
+  std::optional<HandedOverMemory> Redeem(const transport::Bytes32& handle,
+                                         HandedOverKind kind = HandedOverKind::kProcess);
 
   // Forgets the handles that have expired, closing their memory (Issue and Redeem do too).
   void DropExpired();

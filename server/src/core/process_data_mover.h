@@ -8,8 +8,13 @@
 // 2-vCPU CI host; docs/daemon.md, "Store benchmark"). The UCX plane's copy helper
 // (Service::copy_helper_) is not counted: with clients on both planes at once, up to four
 // threads copy.
-// Remote keys play no part: the address is the client's own. Connect (UCX worker addresses) is
-// Unsupported. Peer ids have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
+// A region of the client's memory that it handed over as a file (AttachRegion, up to kMaxRegions
+// per peer) is copied through that file instead, with pread and pwrite: one copy, without the
+// bounce page and the client's mmap lock (a scratch program here: 1 MiB reads 2.7 -> 3.7 GB/s on
+// one thread, 4.3 -> 7.2 GB/s on two). A transfer must lie wholly inside one region for that.
+// Remote keys play no part, except that ForgetRemoteKey drops the region with the key's base and
+// length (the client deregisters it). Connect (UCX worker addresses) is Unsupported. Peer ids
+// have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
 //
 // Thread-safety: all members may be called from many threads at once.
 
@@ -18,6 +23,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "core/copy_helper.h"
 #include "core/data_mover.h"
@@ -34,32 +40,48 @@ class ProcessDataMover final : public DataMover {
                                     const transport::WorkerProof& proof) override;
   // A new peer for `memory` (checked and probed when it was handed over).
   Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory) override;
+  // InvalidArgument for a region that overlaps one the peer has; ResourceExhausted when it has
+  // kMaxRegions; NotFound for an unknown peer.
+  Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
   // Calls `arrived(i)` right after GET i is copied, while its bytes are in cache. copy_mapped is
   // not used: every GET is copied by the kernel into its local bytes.
   std::vector<Status> RunInOrder(transport::TransferBatch batch,
                                  const std::function<void(size_t)>& arrived) override;
-  void ForgetRemoteKey(transport::PeerId, std::span<const uint8_t>) override {}
+  void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override;
 
-  // How many transfers were split with the helper so far (for tests).
+  static constexpr size_t kMaxRegions = 64;
+
+  // How many transfers were split with the helper so far, and how many went through a region's
+  // file (for tests).
   uint64_t split_copies() const { return split_copies_.load(std::memory_order_relaxed); }
+  uint64_t region_copies() const { return region_copies_.load(std::memory_order_relaxed); }
 
  private:
+  struct Region {
+    uint64_t base;
+    transport::RegionFile file;
+  };
   struct Peer {
     explicit Peer(transport::ProcessMemory m) : memory(std::move(m)) {}
     const transport::ProcessMemory memory;
     std::atomic<bool> disconnected{false};  // set by Disconnect: running batches stop copying
+    std::mutex regions_mu;                  // after mu_ when both are held
+    std::vector<std::shared_ptr<const Region>> regions;  // guarded by regions_mu
   };
   std::shared_ptr<Peer> Find(transport::PeerId peer) const;
+  // The region of `peer` that holds [address, +length), or null.
+  static std::shared_ptr<const Region> RegionOf(Peer& peer, uint64_t address, uint64_t length);
   // Moves one transfer: OK once every byte moved, else the first failing half's status.
-  Status Copy(const transport::ProcessMemory& memory, const transport::Transfer& t);
+  Status Copy(Peer& peer, const transport::Transfer& t);
 
   // Transfers at least this long are split between the calling thread and helper_.
   static constexpr uint64_t kSplitBytes = 256 << 10;
   CopyHelper helper_;            // shared by every peer; a caller that finds it busy copies alone
   std::atomic<int> copying_{0};  // Copy calls running
   std::atomic<uint64_t> split_copies_{0};
+  std::atomic<uint64_t> region_copies_{0};
 
   mutable std::mutex mu_;
   std::unordered_map<transport::PeerId, std::shared_ptr<Peer>> peers_;

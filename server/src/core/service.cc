@@ -253,6 +253,10 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   if (options_.memory_handles == nullptr || data_ == nullptr) {
     return refuse(Status::Unsupported("this daemon has no process-memory data plane"));
   }
+  if (std::optional<HandedOverMemory> region =
+          options_.memory_handles->Redeem(attach.handle, HandedOverKind::kRegion)) {
+    return AttachRegion(session, std::move(*region), std::move(reply));
+  }
   if (session.memory_attached) {
     return refuse(Status::InvalidArgument("this session's memory is attached already"));
   }
@@ -275,12 +279,13 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   // Read here, on this authenticated session's io thread, never on the memory socket's: memory
   // that makes a read wait (a file the client serves itself) holds up that thread (and the
   // connections sharing it), as the session's copies would.
-  const Status probed = handed->memory.Probe(handed->probe_address, handed->probe);
+  const Status probed = handed->memory->Probe(handed->probe_address, handed->probe);
   if (!probed.ok()) return refuse(probed);
-  if (IsThisProcesssMemory(handed->memory)) {
+  if (IsThisProcesssMemory(*handed->memory)) {
     return refuse(Status::InvalidArgument("the handed-over memory is kvaultd's own"));
   }
-  Result<transport::PeerId> peer = data_->AttachProcess(std::move(handed->memory));
+  const uint64_t pid = handed->memory->pid();
+  Result<transport::PeerId> peer = data_->AttachProcess(std::move(*handed->memory));
   if (!peer.ok()) return refuse(peer.status());
   // The UCX endpoint the Auth opened, proven or not, is no longer needed.
   if (session.unproven_peer) DisconnectPeer(*session.unproven_peer);
@@ -293,7 +298,40 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   }
   session.peer = *peer;
   session.memory_attached = true;
+  session.memory_pid = pid;
   KVAULT_LOG(LogLevel::kDebug, "auth", SessionName(session) + ": data plane process_memory");
+  return reply;
+}
+
+Message Service::AttachRegion(Session& session, HandedOverMemory handed,
+                              transport::AttachMemoryReply reply) {
+  auto refuse = [&](const Status& why) {
+    KVAULT_LOG(LogLevel::kInfo, "auth",
+               SessionName(session) + ": memory region not attached (" + why.ToString() + ")");
+    reply.status = transport::ToWireStatus(why.code());
+    reply.message = why.message();
+    return reply;
+  };
+  // The region is a file any local process could send: it joins this session only when the
+  // process whose memory the session attached sent it, for this very connection.
+  if (!session.memory_attached || !session.peer) {
+    return refuse(Status::InvalidArgument(
+        "a memory region is attached after the process's memory, on the same session"));
+  }
+  if (!session.connection || session.connection->client != handed.connection.client ||
+      session.connection->server != handed.connection.server) {
+    return refuse(Status::InvalidArgument(
+        "the memory region was handed over for another control connection"));
+  }
+  if (session.memory_pid == 0 || handed.region->sender_pid != session.memory_pid) {
+    return refuse(Status::InvalidArgument(
+        "the memory region was handed over by another process than the one whose memory the "
+        "session attached"));
+  }
+  const Status attached =
+      data_->AttachRegion(*session.peer, handed.region->base, std::move(handed.region->file));
+  if (!attached.ok()) return refuse(attached);
+  KVAULT_LOG(LogLevel::kDebug, "auth", SessionName(session) + ": memory region attached");
   return reply;
 }
 
@@ -419,6 +457,7 @@ void Service::CloseSession(Session& session) {
   session.worker_token.fill(0);
   session.worker_refused = false;
   session.memory_attached = false;
+  session.memory_pid = 0;
 }
 
 void Service::DisconnectPeer(transport::PeerId peer) {

@@ -16,7 +16,11 @@
 //   AttachMemory -> AttachMemoryReply, after auth only: redeems the handle of memory the client
 //                 handed over (options.memory_handles), reads its probe back, and from then on
 //                 block data moves through that memory; the UCX endpoint the Auth opened is
-//                 dropped. A refusal leaves the session's data plane as it was
+//                 dropped. A refusal leaves the session's data plane as it was. A handle of a
+//                 memory region (docs/memory_handover.md, "Regions") redeemed on a session
+//                 whose memory is attached, handed over for its connection by the process whose
+//                 memory that is, adds the region (DataMover::AttachRegion); a refused region
+//                 leaves the session as it was
 //   Ping       -> Pong (allowed before auth)
 //   Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory, Stats -> their replies,
 //                 after auth only; before, ErrorReply{kUnauthenticated}
@@ -121,6 +125,9 @@ class Service {
   transport::Message OnAuth(Session& session, const transport::Auth& auth);
   transport::Message OnProveWorker(Session& session, const transport::ProveWorker& prove);
   transport::Message OnAttachMemory(Session& session, const transport::AttachMemory& attach);
+  // OnAttachMemory for a handle of a region (HandedOverMemory::region).
+  transport::Message AttachRegion(Session& session, HandedOverMemory handed,
+                                  transport::AttachMemoryReply reply);
   transport::Message OnLookup(Session& session, const transport::Lookup& lookup);
   transport::Message OnStore(Session& session, const transport::Store& store);
   transport::Message OnLoad(Session& session, const transport::Load& load);

@@ -34,7 +34,11 @@ class Sleeper : public SleepingChild {
     EXPECT_TRUE(memory.ok()) << memory.status().ToString();
     transport::HandOverProbe probe{};
     std::memcpy(probe.data(), &kValue, sizeof kValue);
-    return HandedOverMemory{std::move(*memory), reinterpret_cast<uintptr_t>(&kValue), probe, {}};
+    return HandedOverMemory{.memory = std::move(*memory),
+                            .probe_address = reinterpret_cast<uintptr_t>(&kValue),
+                            .probe = probe,
+                            .region = std::nullopt,
+                            .connection = {}};
   }
 };
 
@@ -58,8 +62,8 @@ TEST(MemoryHandlesTest, AHandleRedeemsItsMemoryOnce) {
   EXPECT_FALSE(handles.Redeem(Bytes32{}).has_value());
   std::optional<HandedOverMemory> handed = handles.Redeem(*handle);  // positive control
   ASSERT_TRUE(handed.has_value());
-  EXPECT_TRUE(ReadsTheChild(handed->memory));
-  EXPECT_TRUE(handed->memory.Probe(handed->probe_address, handed->probe).ok());
+  EXPECT_TRUE(ReadsTheChild(*handed->memory));
+  EXPECT_TRUE(handed->memory->Probe(handed->probe_address, handed->probe).ok());
   EXPECT_FALSE(handles.Redeem(*handle).has_value());  // used
   EXPECT_EQ(handles.pending(), 0u);
   // Two hand-overs get two different handles.

@@ -10,12 +10,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstring>
@@ -27,6 +29,7 @@
 
 #include "kvault/transport/local/memory_handover.h"
 #include "kvault/transport/local/process_memory.h"
+#include "kvault/transport/local/shared_memory_file.h"
 #include "sleeping_child.h"
 #include "stalling_fuse.h"
 
@@ -132,6 +135,18 @@ bool EventuallyHandedOver(const std::string& path) {
   return false;
 }
 
+// This process, handing over at `path` to a listener in this same process.
+transport::HandOverTarget ThisProcessAt(const std::string& path) {
+  return {.socket_path = path,
+          .server_pid = static_cast<uint32_t>(getpid()),
+          .server_uid = static_cast<uint32_t>(geteuid()),
+          .connection = SomeConnection()};
+}
+
+transport::HandOverDeadline InTenSeconds() {
+  return std::chrono::steady_clock::now() + std::chrono::seconds(10);
+}
+
 class MemorySocketTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -157,10 +172,10 @@ TEST_F(MemorySocketTest, AClientsHandleRedeemsExactlyItsMemory) {
   ASSERT_TRUE(child.ok());
   std::optional<HandedOverMemory> handed = handles_.Redeem(child.handle());
   ASSERT_TRUE(handed.has_value());
-  EXPECT_TRUE(handed->memory.Probe(handed->probe_address, handed->probe).ok());
+  EXPECT_TRUE(handed->memory->Probe(handed->probe_address, handed->probe).ok());
   EXPECT_EQ(handed->connection.client, SomeConnection().client);
   EXPECT_EQ(handed->connection.server, SomeConnection().server);
-  transport::ProcessMemory* memory = &handed->memory;
+  transport::ProcessMemory* memory = &*handed->memory;
   uint64_t seen = 0;
   ASSERT_TRUE(memory
                   ->Read(reinterpret_cast<uintptr_t>(&kValue),
@@ -255,13 +270,87 @@ TEST_F(MemorySocketTest, ARequestWithoutAProcesssMemoryFileIsRefusedAndIssuesNot
     ASSERT_EQ(reply->status, transport::WireStatus::kOk) << reply->message;
     std::optional<HandedOverMemory> handed = handles_.Redeem(reply->handle);
     ASSERT_TRUE(handed.has_value());
-    const Status probed = handed->memory.Probe(handed->probe_address, handed->probe);
+    const Status probed = handed->memory->Probe(handed->probe_address, handed->probe);
     if (sent == wrong) {
       EXPECT_EQ(probed.code(), StatusCode::kInvalidArgument) << probed.ToString();
     } else {
       EXPECT_TRUE(probed.ok()) << probed.ToString();  // positive control
     }
   }
+}
+
+// A region of this process's memory (a sealed memfd mapped here) handed over through the socket:
+// its handle redeems that very file, with the base, length and connection sent and this process
+// as the sender, only as a region; redeemed as a process's memory it is not taken, and stays.
+TEST_F(MemorySocketTest, ARegionsHandleRedeemsItsFileOnlyAsARegion) {
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  constexpr size_t kBytes = 3 * 4096 + 100;
+  Result<transport::SharedMemoryFile> file = transport::SharedMemoryFile::Create(kBytes);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto* mapped = static_cast<uint8_t*>(file->address());
+  for (size_t i = 0; i < kBytes; ++i) mapped[i] = static_cast<uint8_t>(i * 7 + 1);
+  const uint64_t base = reinterpret_cast<uintptr_t>(mapped);
+  Result<Bytes32> handle = transport::HandOverRegion(ThisProcessAt(path_), base, kBytes,
+                                                     file->descriptor(), InTenSeconds());
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+  EXPECT_FALSE(handles_.Redeem(*handle).has_value());  // not a process's memory
+  EXPECT_EQ(handles_.pending(), 1u);                   // and not spent
+  std::optional<HandedOverMemory> handed = handles_.Redeem(*handle, HandedOverKind::kRegion);
+  ASSERT_TRUE(handed.has_value());  // positive control
+  EXPECT_EQ(handles_.pending(), 0u);
+  EXPECT_FALSE(handed->memory.has_value());
+  ASSERT_TRUE(handed->region.has_value());
+  EXPECT_EQ(handed->region->base, base);
+  EXPECT_EQ(handed->region->file.length(), kBytes);
+  EXPECT_EQ(handed->region->sender_pid, static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(handed->connection.client, SomeConnection().client);
+  EXPECT_EQ(handed->connection.server, SomeConnection().server);
+  std::vector<uint8_t> seen(kBytes);
+  ASSERT_TRUE(handed->region->file.Read(0, seen).ok());
+  EXPECT_TRUE(std::equal(seen.begin(), seen.end(), mapped));
+  // Written through the file, seen here: this process's memory, not a copy.
+  const std::array<uint8_t, 3> fresh = {0xab, 0xcd, 0xef};
+  ASSERT_TRUE(handed->region->file.Write(kBytes - 3, fresh).ok());
+  EXPECT_TRUE(std::equal(fresh.begin(), fresh.end(), mapped + kBytes - 3));
+}
+
+// A region file that could shrink or grow (a memfd never sealed), or that is shorter than the
+// region, is refused with the reason and issues nothing; a sealed one of the region's length is
+// taken (positive control).
+TEST_F(MemorySocketTest, AnUnsealedOrShortRegionFileIsRefusedAndIssuesNothing) {
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  constexpr size_t kBytes = 2 * 4096;
+  UniqueFd unsealed(memfd_create("kvault-unsealed", MFD_CLOEXEC));
+  ASSERT_GE(unsealed.get(), 0) << std::strerror(errno);
+  ASSERT_EQ(ftruncate(unsealed.get(), kBytes), 0);
+  void* at = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED, unsealed.get(), 0);
+  ASSERT_NE(at, MAP_FAILED) << std::strerror(errno);
+  const Status refused =
+      transport::HandOverRegion(ThisProcessAt(path_), reinterpret_cast<uintptr_t>(at), kBytes,
+                                unsealed.get(), InTenSeconds())
+          .status();
+  munmap(at, kBytes);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  EXPECT_NE(refused.message().find("sealed"), std::string::npos) << refused.ToString();
+  EXPECT_EQ(handles_.pending(), 0u);
+
+  Result<transport::SharedMemoryFile> sealed = transport::SharedMemoryFile::Create(kBytes);
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  const uint64_t base = reinterpret_cast<uintptr_t>(sealed->address());
+  const Status too_short = transport::HandOverRegion(ThisProcessAt(path_), base, kBytes + 1,
+                                                     sealed->descriptor(), InTenSeconds())
+                               .status();
+  EXPECT_EQ(too_short.code(), StatusCode::kInvalidArgument) << too_short.ToString();
+  EXPECT_NE(too_short.message().find("fewer than"), std::string::npos) << too_short.ToString();
+  EXPECT_EQ(handles_.pending(), 0u);
+  Result<Bytes32> handle = transport::HandOverRegion(ThisProcessAt(path_), base, kBytes,
+                                                     sealed->descriptor(), InTenSeconds());
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+  EXPECT_TRUE(handles_.Redeem(*handle, HandedOverKind::kRegion).has_value());
 }
 
 // The client hands over only to the listener the daemon announced: at the right path, a

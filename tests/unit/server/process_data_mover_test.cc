@@ -2,8 +2,12 @@
 // between the calling thread and the helper thread. Every byte of both halves lands, a range
 // unmapped in either half fails the transfer (beside a mapped positive control), and batches
 // running at once on several threads (the helper busy with one of them) still move every byte.
+// Regions the child handed over as files: copies inside one go through the file (both ways,
+// split too), others through the memory file; overlaps, a full table and unknown peers are
+// refused; ForgetRemoteKey drops the region its key names.
 #include "core/process_data_mover.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -14,6 +18,10 @@
 #include <vector>
 
 #include "../ucx/memory_child.h"
+#include "kvault/transport/local/region_file.h"
+#include "kvault/transport/local/shared_memory_file.h"
+#include "kvault/transport/ucx/ucx_context.h"
+#include "kvault/transport/ucx/ucx_memory.h"
 
 namespace kvault::server {
 namespace {
@@ -177,6 +185,146 @@ TEST(ProcessDataMoverTest, BatchesOnSeveralThreadsAtOnceAllMoveEveryByte) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
+}
+
+// The server's side of `file`: a RegionFile over a duplicate of its descriptor.
+transport::RegionFile RegionOf(const transport::SharedMemoryFile& file) {
+  UniqueFd dup(fcntl(file.descriptor(), F_DUPFD_CLOEXEC, 0));
+  Result<transport::RegionFile> region = transport::RegionFile::Adopt(&dup, file.length());
+  EXPECT_TRUE(region.ok()) << region.status().ToString();
+  return std::move(*region);
+}
+
+Result<transport::SharedMemoryFile> FileWith(size_t n, uint8_t seed) {
+  Result<transport::SharedMemoryFile> file = transport::SharedMemoryFile::Create(n);
+  if (file.ok()) {
+    const std::vector<uint8_t> bytes = Pattern(n, seed);
+    std::memcpy(file->address(), bytes.data(), n);
+  }
+  return file;
+}
+
+TEST(ProcessDataMoverTest, ARegionIsCopiedThroughItsFileBothWays) {
+  constexpr size_t kBytes = 2 << 20;
+  Result<transport::SharedMemoryFile> file = FileWith(kBytes, 9);  // mapped shared: the child too
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  std::vector<uint8_t> outside = Pattern(300'001, 4);  // the child's own copy after the fork
+  const std::vector<uint8_t> outside_original = outside;
+  MemoryChild child([] { return BecomeClient(); });
+  std::fill(outside.begin(), outside.end(), uint8_t{0});
+  Attached a;
+  ASSERT_NO_FATAL_FAILURE(Attach(child, &a));
+  const auto base = reinterpret_cast<uintptr_t>(file->address());
+  ASSERT_TRUE(a.mover.AttachRegion(a.peer, base, RegionOf(*file)).ok());
+
+  // A large GET inside the region (split), and one outside it (the memory file).
+  constexpr size_t kAt = 8191;
+  constexpr size_t kLength = (1 << 20) + 4099;
+  std::vector<uint8_t> got(kLength);
+  std::vector<uint8_t> got_outside(outside.size());
+  const auto* in_region = static_cast<uint8_t*>(file->address()) + kAt;
+  std::vector<Status> statuses = a.mover.Run(
+      BatchOf({TransferOf(a.peer, transport::TransferOp::kGet, got.data(), in_region, kLength),
+               TransferOf(a.peer, transport::TransferOp::kGet, got_outside.data(), outside.data(),
+                          outside.size())}));
+  ASSERT_EQ(statuses.size(), 2u);
+  EXPECT_TRUE(statuses[0].ok() && statuses[1].ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), Pattern(kBytes, 9).begin() + kAt));
+  EXPECT_EQ(got_outside, outside_original);
+  EXPECT_EQ(a.mover.region_copies(), 1u);  // the GET outside went through the memory file
+  EXPECT_EQ(a.mover.split_copies(), 2u);
+
+  // A PUT into the region lands in the memory the child maps (shared with this process).
+  const std::vector<uint8_t> fresh = Pattern(kLength, 33);
+  statuses =
+      a.mover.Run(BatchOf({TransferOf(a.peer, transport::TransferOp::kPut,
+                                      const_cast<uint8_t*>(fresh.data()), in_region, kLength)}));
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_TRUE(statuses[0].ok()) << statuses[0].ToString();
+  EXPECT_EQ(std::memcmp(in_region, fresh.data(), kLength), 0);
+  EXPECT_EQ(a.mover.region_copies(), 2u);
+}
+
+// The copies see the file the client handed over, whatever it maps at the region's addresses:
+// a client that hands over another file than the one it maps fools only itself.
+TEST(ProcessDataMoverTest, ARegionsCopiesSeeItsFileNotWhatTheClientMapsThere) {
+  Result<transport::SharedMemoryFile> mapped = FileWith(1 << 16, 1);
+  Result<transport::SharedMemoryFile> other = FileWith(1 << 16, 2);
+  ASSERT_TRUE(mapped.ok() && other.ok());
+  MemoryChild child([] { return BecomeClient(); });
+  Attached a;
+  ASSERT_NO_FATAL_FAILURE(Attach(child, &a));
+  std::vector<uint8_t> got(4096);
+  auto get = [&] {
+    return a.mover.Run(BatchOf({TransferOf(a.peer, transport::TransferOp::kGet, got.data(),
+                                           mapped->address(), got.size())}))[0];
+  };
+  ASSERT_TRUE(get().ok());  // positive control: without a region, the child's mapped bytes
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), Pattern(1 << 16, 1).begin()));
+  ASSERT_TRUE(
+      a.mover.AttachRegion(a.peer, reinterpret_cast<uintptr_t>(mapped->address()), RegionOf(*other))
+          .ok());
+  ASSERT_TRUE(get().ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), Pattern(1 << 16, 2).begin()));
+}
+
+TEST(ProcessDataMoverTest, OverlapsAFullTableAndUnknownPeersAreRefused) {
+  Result<transport::SharedMemoryFile> file = FileWith(4 * 4096, 1);
+  ASSERT_TRUE(file.ok());
+  MemoryChild child([] { return BecomeClient(); });
+  Attached a;
+  ASSERT_NO_FATAL_FAILURE(Attach(child, &a));
+  EXPECT_EQ(a.mover.AttachRegion(a.peer + 1, 4096, RegionOf(*file)).code(), StatusCode::kNotFound);
+  constexpr uint64_t kBase = uint64_t{1} << 40;  // the regions need not be mapped to be attached
+  ASSERT_TRUE(a.mover.AttachRegion(a.peer, kBase, RegionOf(*file)).ok());
+  EXPECT_EQ(a.mover.AttachRegion(a.peer, kBase + 3 * 4096, RegionOf(*file)).code(),
+            StatusCode::kInvalidArgument);  // overlaps its last page
+  EXPECT_EQ(a.mover.AttachRegion(a.peer, kBase - 4096, RegionOf(*file)).code(),
+            StatusCode::kInvalidArgument);  // overlaps its first pages
+  // Adjacent ones fit, up to kMaxRegions.
+  for (size_t i = 1; i < ProcessDataMover::kMaxRegions; ++i) {
+    ASSERT_TRUE(a.mover.AttachRegion(a.peer, kBase + i * file->length(), RegionOf(*file)).ok())
+        << i;
+  }
+  const uint64_t next = kBase + ProcessDataMover::kMaxRegions * file->length();
+  EXPECT_EQ(a.mover.AttachRegion(a.peer, next, RegionOf(*file)).code(),
+            StatusCode::kResourceExhausted);
+}
+
+TEST(ProcessDataMoverTest, ForgetRemoteKeyDropsTheRegionItsKeyNames) {
+  Result<transport::SharedMemoryFile> file = FileWith(1 << 16, 5);
+  ASSERT_TRUE(file.ok());
+  transport::UcxContextOptions options;
+  options.transports = "tcp";
+  Result<transport::UcxContext> context = transport::UcxContext::Create(options);
+  ASSERT_TRUE(context.ok()) << context.status().ToString();
+  Result<transport::UcxMemory> registered =
+      transport::UcxMemory::Map(*context, file->address(), file->length());
+  ASSERT_TRUE(registered.ok()) << registered.status().ToString();
+  Result<std::vector<uint8_t>> key = registered->PackRemoteKey();
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  MemoryChild child([] { return BecomeClient(); });
+  Attached a;
+  ASSERT_NO_FATAL_FAILURE(Attach(child, &a));
+  ASSERT_TRUE(
+      a.mover.AttachRegion(a.peer, reinterpret_cast<uintptr_t>(file->address()), RegionOf(*file))
+          .ok());
+  std::vector<uint8_t> got(4096);
+  auto get = [&] {
+    return a.mover.Run(BatchOf({TransferOf(a.peer, transport::TransferOp::kGet, got.data(),
+                                           file->address(), got.size())}))[0];
+  };
+  // Malformed bytes and another peer's key leave the region in place.
+  std::vector<uint8_t> flipped = *key;
+  flipped.back() ^= 1;
+  a.mover.ForgetRemoteKey(a.peer, flipped);
+  a.mover.ForgetRemoteKey(a.peer + 1, *key);
+  ASSERT_TRUE(get().ok());
+  EXPECT_EQ(a.mover.region_copies(), 1u);
+  a.mover.ForgetRemoteKey(a.peer, *key);
+  ASSERT_TRUE(get().ok());  // now through the memory file: the same bytes
+  EXPECT_EQ(a.mover.region_copies(), 1u);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), Pattern(1 << 16, 5).begin()));
 }
 
 }  // namespace

@@ -20,6 +20,9 @@
 #include "core/data_planes.h"
 #include "core/memory_handles.h"
 #include "core/process_data_mover.h"
+#include "kvault/common/synthetic_block.h"
+#include "kvault/transport/local/region_file.h"
+#include "kvault/transport/local/shared_memory_file.h"
 #include "service_test_fixture.h"
 #include "sleeping_child.h"
 
@@ -55,11 +58,54 @@ class ServiceAttachMemoryTest : public ServiceTest {
     EXPECT_TRUE(memory.ok()) << memory.status().ToString();
     if (!memory.ok()) return {};
     Result<transport::Bytes32> handle = handles_.Issue(
-        HandedOverMemory{std::move(*memory), reinterpret_cast<uintptr_t>(kProbeBytes.data()),
-                         kProbeBytes, connection},
+        HandedOverMemory{.memory = std::move(*memory),
+                         .probe_address = reinterpret_cast<uintptr_t>(kProbeBytes.data()),
+                         .probe = kProbeBytes,
+                         .region = std::nullopt,
+                         .connection = connection},
         1000);
     EXPECT_TRUE(handle.ok());
     return handle.ok() ? *handle : transport::Bytes32{};
+  }
+
+  // A region: `file` (mapped at the same address here and in a child forked after it was made),
+  // handed over by process `sender` for `connection`.
+  transport::Bytes32 HandOverRegion(
+      const transport::SharedMemoryFile& file, pid_t sender,
+      const transport::ControlConnection& connection = TheConnection()) {
+    UniqueFd fd(fcntl(file.descriptor(), F_DUPFD_CLOEXEC, 0));
+    Result<transport::RegionFile> region = transport::RegionFile::Adopt(&fd, file.length());
+    EXPECT_TRUE(region.ok()) << region.status().ToString();
+    if (!region.ok()) return {};
+    Result<transport::Bytes32> handle = handles_.Issue(
+        HandedOverMemory{
+            .memory = std::nullopt,
+            .probe_address = 0,
+            .probe = {},
+            .region = HandedOverRegion{.file = std::move(*region),
+                                       .base = reinterpret_cast<uintptr_t>(file.address()),
+                                       .sender_pid = static_cast<uint32_t>(sender)},
+            .connection = connection},
+        1000);
+    EXPECT_TRUE(handle.ok());
+    return handle.ok() ? *handle : transport::Bytes32{};
+  }
+
+  // Stores the synthetic block of `key`, written at the start of `file`; its StoreReply status.
+  WireStatus StoreFrom(Session& s, const transport::SharedMemoryFile& file, const BlockKey& key) {
+    const uint64_t bytes = SyntheticObjectBytes(8192);
+    EXPECT_LE(bytes, file.length());
+    EXPECT_TRUE(WriteSyntheticBlock(
+                    key, 8192, std::span<uint8_t>(static_cast<uint8_t*>(file.address()), bytes))
+                    .ok());
+    transport::Store store;
+    store.remote_key = {9};
+    store.entries.push_back({key, reinterpret_cast<uintptr_t>(file.address()), bytes});
+    const Message m = service_->Handle(s, store);
+    const auto* reply = std::get_if<transport::StoreReply>(&m);
+    EXPECT_NE(reply, nullptr);
+    return reply != nullptr && reply->statuses.size() == 1 ? reply->statuses[0]
+                                                           : WireStatus::kInternal;
   }
 
   // An authenticated session of team-a on TheConnection(), its UCX worker not proven.
@@ -166,6 +212,44 @@ TEST_F(ServiceAttachMemoryTest, NoMemoryAttachesAfterAFailedWorkerProof) {
   ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(
       Login(*s, "team-a", "token-a", /*prove=*/false)));
   EXPECT_EQ(Attach(*s, handle, &message), WireStatus::kOk) << message;
+}
+
+// A region joins a session only after the memory of the process that handed it over, for the
+// session's connection: before, from another process (this one maps the same file at the same
+// address) or for another connection it is refused, the session unchanged and its transfers
+// still through the memory file; then it attaches, and a store from inside it moves through it.
+TEST_F(ServiceAttachMemoryTest, ARegionAttachesOnlyAfterItsSendersMemoryOnItsConnection) {
+  Result<transport::SharedMemoryFile> file = transport::SharedMemoryFile::Create(64 << 10);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  SleepingChild child;  // maps the file where this process does
+  auto s = Authenticated();
+  std::string message;
+  EXPECT_EQ(Attach(*s, HandOverRegion(*file, child.pid()), &message), WireStatus::kInvalidArgument);
+  EXPECT_NE(message.find("after the process's memory"), std::string::npos) << message;
+  EXPECT_FALSE(s->memory_attached);
+  EXPECT_FALSE(s->peer.has_value());
+  ASSERT_EQ(Attach(*s, HandOver(child.MemoryFile()), &message), WireStatus::kOk) << message;
+  const transport::PeerId peer = s->peer.value_or(0);
+
+  EXPECT_EQ(Attach(*s, HandOverRegion(*file, getpid()), &message), WireStatus::kInvalidArgument);
+  EXPECT_NE(message.find("another process"), std::string::npos) << message;
+  transport::ControlConnection other = TheConnection();
+  other.client.port = 9999;
+  EXPECT_EQ(Attach(*s, HandOverRegion(*file, child.pid(), other), &message),
+            WireStatus::kInvalidArgument);
+  EXPECT_NE(message.find("another control connection"), std::string::npos) << message;
+  EXPECT_EQ(handles_.pending(), 0u);  // refused regions are spent
+  EXPECT_TRUE(s->memory_attached);
+  EXPECT_EQ(s->peer, peer);
+  EXPECT_EQ(StoreFrom(*s, *file, Key(1)), WireStatus::kOk);
+  EXPECT_EQ(process_.region_copies(), 0u);  // through the child's memory file
+
+  // Positive control: from the child, for this connection.
+  EXPECT_EQ(Attach(*s, HandOverRegion(*file, child.pid()), &message), WireStatus::kOk) << message;
+  EXPECT_EQ(s->peer, peer);
+  EXPECT_EQ(StoreFrom(*s, *file, Key(2)), WireStatus::kOk);
+  EXPECT_EQ(process_.region_copies(), 1u);
+  EXPECT_EQ(LookupKeys(*s, {Key(1), Key(2)}, /*lease=*/false).leading_hits, 2u);
 }
 
 }  // namespace

@@ -54,10 +54,10 @@ Result<UniqueFd> ConnectTo(const std::string& path) {
   return sock;
 }
 
-}  // namespace
-
-Result<Bytes32> HandOverOwnMemory(const HandOverTarget& target, HandOverProbe* probe,
-                                  HandOverDeadline deadline) {
+// Connects to the target's socket, checks the listener, sends `bytes` with `descriptor` and
+// returns the handle of an ok reply.
+Result<Bytes32> Exchange(const HandOverTarget& target, std::span<const uint8_t> bytes,
+                         int descriptor, HandOverDeadline deadline) {
   KVAULT_ASSIGN_OR_RETURN(UniqueFd sock, ConnectTo(target.socket_path));
   ucred listener{};
   socklen_t length = sizeof listener;
@@ -73,22 +73,10 @@ Result<Bytes32> HandOverOwnMemory(const HandOverTarget& target, HandOverProbe* p
         " and uid " + std::to_string(target.server_uid) + " (another namespace, or another " +
         "process at that path)");
   }
-  KVAULT_ASSIGN_OR_RETURN(UniqueFd memory, ProcessMemory::OpenOwn());
-  if (getrandom(probe->data(), probe->size(), 0) != static_cast<ssize_t>(probe->size())) {
-    return Failed("getrandom");
-  }
-  HandOverRequest request;
-  request.probe_address = reinterpret_cast<uintptr_t>(probe->data());
-  request.probe = *probe;
-  request.client_end = target.connection.client;
-  request.server_end = target.connection.server;
-  const std::array<uint8_t, kHandOverRequestBytes> bytes = EncodeHandOverRequest(request);
-  while (SendWithDescriptor(sock.get(), bytes, memory.get()) !=
-         static_cast<ssize_t>(bytes.size())) {
+  while (SendWithDescriptor(sock.get(), bytes, descriptor) != static_cast<ssize_t>(bytes.size())) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) return Failed("sendmsg");
     KVAULT_RETURN_IF_ERROR(Await(sock.get(), POLLOUT, deadline, "sending"));
   }
-  memory = UniqueFd();  // the server holds its own copy now
   std::vector<uint8_t> reply(kHandOverReplyHeaderBytes + kMaxHandOverMessageBytes + 1);
   ssize_t n;
   for (;;) {
@@ -105,6 +93,32 @@ Result<Bytes32> HandOverOwnMemory(const HandOverTarget& target, HandOverProbe* p
   }
   if (decoded->status != WireStatus::kOk) return StatusFromWire(decoded->status, decoded->message);
   return decoded->handle;
+}
+
+}  // namespace
+
+Result<Bytes32> HandOverOwnMemory(const HandOverTarget& target, HandOverProbe* probe,
+                                  HandOverDeadline deadline) {
+  KVAULT_ASSIGN_OR_RETURN(UniqueFd memory, ProcessMemory::OpenOwn());
+  if (getrandom(probe->data(), probe->size(), 0) != static_cast<ssize_t>(probe->size())) {
+    return Failed("getrandom");
+  }
+  HandOverRequest request;
+  request.probe_address = reinterpret_cast<uintptr_t>(probe->data());
+  request.probe = *probe;
+  request.client_end = target.connection.client;
+  request.server_end = target.connection.server;
+  return Exchange(target, EncodeHandOverRequest(request), memory.get(), deadline);
+}
+
+Result<Bytes32> HandOverRegion(const HandOverTarget& target, uint64_t base, uint64_t length,
+                               int file, HandOverDeadline deadline) {
+  RegionRequest request;
+  request.base = base;
+  request.length = length;
+  request.client_end = target.connection.client;
+  request.server_end = target.connection.server;
+  return Exchange(target, EncodeRegionRequest(request), file, deadline);
 }
 
 ssize_t SendWithDescriptor(int socket, std::span<const uint8_t> bytes, int descriptor) {
@@ -164,7 +178,8 @@ ssize_t ReceiveWithDescriptors(int socket, std::span<uint8_t> buffer,
 
 Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descriptors) {
   HandedOver out;
-  // One byte more than a request, to tell a longer packet (it would be cut: MSG_TRUNC).
+  // One byte more than the longer request, to tell a longer packet (it would be cut: MSG_TRUNC).
+  static_assert(kRegionRequestBytes < kHandOverRequestBytes);
   std::array<uint8_t, kHandOverRequestBytes + 1> buffer{};
   const size_t before = descriptors->size();
   int flags = 0;
@@ -175,17 +190,23 @@ Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descri
     return Status::Unavailable("memory hand-over: the peer closed before the request");
   }
   const bool cut = (flags & MSG_CTRUNC) != 0;
-  if (static_cast<size_t>(n) != kHandOverRequestBytes || (flags & MSG_TRUNC) != 0) {
+  const size_t size = static_cast<size_t>(n);
+  if ((size != kHandOverRequestBytes && size != kRegionRequestBytes) || (flags & MSG_TRUNC) != 0) {
     return Status::InvalidArgument("memory hand-over: a request is one packet of " +
-                                   std::to_string(kHandOverRequestBytes) + " bytes");
+                                   std::to_string(kHandOverRequestBytes) + " bytes (" +
+                                   std::to_string(kRegionRequestBytes) + " for a region)");
   }
   if (received != 1 || cut) {
     return Status::InvalidArgument(
         "memory hand-over: the request must come with exactly one descriptor, not " +
         (cut ? std::string("more (or the descriptor table is full)") : std::to_string(received)));
   }
-  KVAULT_ASSIGN_OR_RETURN(out.request, DecodeHandOverRequest(std::span<const uint8_t>(
-                                           buffer.data(), kHandOverRequestBytes)));
+  const std::span<const uint8_t> packet(buffer.data(), size);
+  if (size == kHandOverRequestBytes) {
+    KVAULT_ASSIGN_OR_RETURN(out.request, DecodeHandOverRequest(packet));
+  } else {
+    KVAULT_ASSIGN_OR_RETURN(out.request, DecodeRegionRequest(packet));
+  }
   ucred cred{};
   socklen_t length = sizeof cred;
   if (getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {

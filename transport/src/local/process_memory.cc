@@ -74,8 +74,10 @@ Result<ProcessMemory> ProcessMemory::Adopt(UniqueFd* fd) {
   if (pid != 0 && pid == static_cast<uint64_t>(getpid())) {
     return Status::InvalidArgument("the handed-over memory file is this server's own");
   }
-  return ProcessMemory(std::move(*fd), pid != 0 ? "process " + std::to_string(pid)
-                                                : std::string("the process that handed it over"));
+  return ProcessMemory(
+      std::move(*fd),
+      pid != 0 ? "process " + std::to_string(pid) : std::string("the process that handed it over"),
+      pid);
 }
 
 Result<UniqueFd> ProcessMemory::OpenOwn() {

@@ -11,8 +11,9 @@
 namespace kvault::transport {
 namespace {
 
-// "KVMH" as bytes 4B 56 4D 48.
+// "KVMH" as bytes 4B 56 4D 48; a region request's "KVMR".
 constexpr std::array<uint8_t, 4> kMagic = {0x4B, 0x56, 0x4D, 0x48};
+constexpr std::array<uint8_t, 4> kRegionMagic = {0x4B, 0x56, 0x4D, 0x52};
 
 // Request offsets.
 constexpr size_t kReqVersion = 4;
@@ -24,6 +25,13 @@ constexpr size_t kReqServerEnd = 51;
 static_assert(kReqProbe + sizeof(HandOverProbe) == kReqClientEnd);
 static_assert(kReqClientEnd + kHandOverEndBytes == kReqServerEnd);
 static_assert(kReqServerEnd + kHandOverEndBytes == kHandOverRequestBytes);
+
+// Region request offsets (magic, version and reserved as above).
+constexpr size_t kRegBase = 8;
+constexpr size_t kRegLength = 16;
+constexpr size_t kRegClientEnd = 24;
+constexpr size_t kRegServerEnd = 43;
+static_assert(kRegServerEnd + kHandOverEndBytes == kRegionRequestBytes);
 
 // Offsets inside an end.
 constexpr size_t kEndFamily = 0;
@@ -103,13 +111,47 @@ Status Unsupported(const char* what, uint16_t version) {
                              std::to_string(kHandOverVersion) + ")");
 }
 
+// The first 8 bytes of a request (magic, version, reserved) and its length.
+void StoreRequestHeader(uint8_t* out, const std::array<uint8_t, 4>& magic) {
+  std::copy(magic.begin(), magic.end(), out);
+  StoreLe16(out + kReqVersion, kHandOverVersion);
+  StoreLe16(out + kReqReserved, 0);
+}
+
+Status CheckRequestHeader(std::span<const uint8_t> bytes, size_t expected,
+                          const std::array<uint8_t, 4>& magic, const char* what) {
+  if (bytes.size() != expected) {
+    return Status::Corruption(std::string(what) + ": " + std::to_string(bytes.size()) +
+                              " bytes, not " + std::to_string(expected));
+  }
+  if (!std::equal(magic.begin(), magic.end(), bytes.begin())) {
+    return Status::Corruption(std::string(what) + ": bad magic");
+  }
+  const uint16_t version = LoadLe16(bytes.data() + kReqVersion);
+  if (version != kHandOverVersion) return Unsupported(what, version);
+  if (LoadLe16(bytes.data() + kReqReserved) != 0) {
+    return Status::Corruption(std::string(what) + ": nonzero reserved field");
+  }
+  return Status::Ok();
+}
+
+// Both ends of a request, checked in field order.
+Status LoadEnds(std::span<const uint8_t> bytes, size_t client_at, size_t server_at,
+                TcpEnd* client_end, TcpEnd* server_end, const char* what) {
+  for (auto [at, field, end] : {std::tuple(client_at, "client_end", client_end),
+                                std::tuple(server_at, "server_end", server_end)}) {
+    Result<TcpEnd> loaded = LoadEnd(bytes.subspan(at, kHandOverEndBytes), field);
+    if (!loaded.ok()) return loaded.status().WithContext(what);
+    *end = *loaded;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::array<uint8_t, kHandOverRequestBytes> EncodeHandOverRequest(const HandOverRequest& request) {
   std::array<uint8_t, kHandOverRequestBytes> out{};
-  std::copy(kMagic.begin(), kMagic.end(), out.begin());
-  StoreLe16(out.data() + kReqVersion, kHandOverVersion);
-  StoreLe16(out.data() + kReqReserved, 0);
+  StoreRequestHeader(out.data(), kMagic);
   StoreLe64(out.data() + kReqProbeAddress, request.probe_address);
   std::copy(request.probe.begin(), request.probe.end(), out.begin() + kReqProbe);
   StoreEnd(out.data() + kReqClientEnd, request.client_end);
@@ -119,28 +161,43 @@ std::array<uint8_t, kHandOverRequestBytes> EncodeHandOverRequest(const HandOverR
 
 Result<HandOverRequest> DecodeHandOverRequest(std::span<const uint8_t> bytes) {
   constexpr const char* kWhat = "memory hand-over request";
-  if (bytes.size() != kHandOverRequestBytes) {
-    return Status::Corruption(std::string(kWhat) + ": " + std::to_string(bytes.size()) +
-                              " bytes, not " + std::to_string(kHandOverRequestBytes));
-  }
-  if (!HasMagic(bytes)) return Status::Corruption(std::string(kWhat) + ": bad magic");
-  const uint16_t version = LoadLe16(bytes.data() + kReqVersion);
-  if (version != kHandOverVersion) return Unsupported(kWhat, version);
-  if (LoadLe16(bytes.data() + kReqReserved) != 0) {
-    return Status::Corruption(std::string(kWhat) + ": nonzero reserved field");
-  }
+  KVAULT_RETURN_IF_ERROR(CheckRequestHeader(bytes, kHandOverRequestBytes, kMagic, kWhat));
   HandOverRequest request;
   request.probe_address = LoadLe64(bytes.data() + kReqProbeAddress);
   if (request.probe_address == 0) {
     return Status::InvalidArgument(std::string(kWhat) + ": probe_address is 0");
   }
   std::copy_n(bytes.begin() + kReqProbe, request.probe.size(), request.probe.begin());
-  for (auto [at, field, end] : {std::tuple(kReqClientEnd, "client_end", &request.client_end),
-                                std::tuple(kReqServerEnd, "server_end", &request.server_end)}) {
-    Result<TcpEnd> loaded = LoadEnd(bytes.subspan(at, kHandOverEndBytes), field);
-    if (!loaded.ok()) return loaded.status().WithContext(kWhat);
-    *end = *loaded;
+  KVAULT_RETURN_IF_ERROR(LoadEnds(bytes, kReqClientEnd, kReqServerEnd, &request.client_end,
+                                  &request.server_end, kWhat));
+  return request;
+}
+
+std::array<uint8_t, kRegionRequestBytes> EncodeRegionRequest(const RegionRequest& request) {
+  std::array<uint8_t, kRegionRequestBytes> out{};
+  StoreRequestHeader(out.data(), kRegionMagic);
+  StoreLe64(out.data() + kRegBase, request.base);
+  StoreLe64(out.data() + kRegLength, request.length);
+  StoreEnd(out.data() + kRegClientEnd, request.client_end);
+  StoreEnd(out.data() + kRegServerEnd, request.server_end);
+  return out;
+}
+
+Result<RegionRequest> DecodeRegionRequest(std::span<const uint8_t> bytes) {
+  constexpr const char* kWhat = "memory region request";
+  KVAULT_RETURN_IF_ERROR(CheckRequestHeader(bytes, kRegionRequestBytes, kRegionMagic, kWhat));
+  RegionRequest request;
+  request.base = LoadLe64(bytes.data() + kRegBase);
+  request.length = LoadLe64(bytes.data() + kRegLength);
+  constexpr uint64_t kUserEnd = uint64_t{1} << 63;
+  if (request.base == 0 || request.length == 0 || request.base >= kUserEnd ||
+      request.length > kUserEnd - request.base) {
+    return Status::InvalidArgument(std::string(kWhat) + ": base " + std::to_string(request.base) +
+                                   " and length " + std::to_string(request.length) +
+                                   " are not a nonempty range of user addresses");
   }
+  KVAULT_RETURN_IF_ERROR(LoadEnds(bytes, kRegClientEnd, kRegServerEnd, &request.client_end,
+                                  &request.server_end, kWhat));
   return request;
 }
 

@@ -72,19 +72,27 @@ Status CheckOwnerAlive(uint32_t pid) {
 
 }  // namespace
 
-Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
-                                          std::span<const uint8_t> packed,
-                                          const ControlConnection* connection) {
-  if (endpoint.empty()) return Status::InvalidArgument("UcxRemoteKey: empty endpoint");
+Result<RemoteKeyRange> RemoteKeyRegion(std::span<const uint8_t> packed) {
   KVAULT_ASSIGN_OR_RETURN(std::span<const uint8_t> payload, Open(EnvelopeKind::kRemoteKey, packed));
   if (payload.size() < kRemoteKeyHeaderBytes) {
     return Status::InvalidArgument("remote key: truncated key header");
   }
-  const uint64_t base = LoadLe64(payload.data());
-  const uint64_t length = LoadLe64(payload.data() + 8);
-  if (length == 0 || base + length < base) {
+  const RemoteKeyRange range{LoadLe64(payload.data()), LoadLe64(payload.data() + 8)};
+  if (range.length == 0 || range.base + range.length < range.base) {
     return Status::InvalidArgument("remote key: empty or wrapping region");
   }
+  return range;
+}
+
+Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
+                                          std::span<const uint8_t> packed,
+                                          const ControlConnection* connection) {
+  if (endpoint.empty()) return Status::InvalidArgument("UcxRemoteKey: empty endpoint");
+  KVAULT_ASSIGN_OR_RETURN(const RemoteKeyRange range, RemoteKeyRegion(packed));
+  const uint64_t base = range.base;
+  const uint64_t length = range.length;
+  // Checked whole by RemoteKeyRegion.
+  const std::span<const uint8_t> payload = *Open(EnvelopeKind::kRemoteKey, packed);
   std::span<const uint8_t> key = payload.subspan(kRemoteKeyHeaderBytes);
   KVAULT_RETURN_IF_ERROR(CheckLayout(key));
   const uint32_t owner = LoadLe32(payload.data() + 16);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "kvault/common/file_io.h"
@@ -47,20 +48,30 @@ struct HandOverTarget {
 Result<Bytes32> HandOverOwnMemory(const HandOverTarget& target, HandOverProbe* probe,
                                   HandOverDeadline deadline);
 
-// What a server received on one connection of its memory socket.
+// Client side: hands the server one region of this process's memory, the file `file` (a
+// SharedMemoryFile's) whose bytes [0, length) are mapped at `base`, for the control connection of
+// `target`, and returns the handle it issued: AttachMemory redeems it on the session that already
+// attached this process's memory (docs/memory_handover.md, "Regions"). The listener is checked as
+// for HandOverOwnMemory; the same statuses.
+Result<Bytes32> HandOverRegion(const HandOverTarget& target, uint64_t base, uint64_t length,
+                               int file, HandOverDeadline deadline);
+
+// What a server received on one connection of its memory socket: a process's memory, or a region
+// of it.
 struct HandedOver {
-  HandOverRequest request;
+  std::variant<HandOverRequest, RegionRequest> request;
   uint32_t peer_uid = 0;  // the sender's user (SO_PEERCRED)
   uint32_t peer_pid = 0;  // the sender's process, in this process's pid namespace (0: unknown)
 };
 
-// Server side: reads the one request packet from the accepted socket `connection` without
-// waiting (call it once poll says the connection is readable). Every descriptor that came with
-// it is appended to *descriptors, whatever the outcome: the caller decides where to close them
-// (closing one may call into a file system the sender serves). OK only with exactly one.
-// InvalidArgument or Corruption (memory_handover_wire.h) for a malformed request, one that came
-// without exactly one descriptor, or a packet of another size; Unavailable when nothing has
-// arrived or the peer closed.
+// Server side: reads the one request packet (a hand-over or a region request, told apart by its
+// size) from the accepted socket `connection` without waiting (call it once poll says the
+// connection is readable). Every descriptor that came with it is appended to *descriptors,
+// whatever the outcome: the caller decides where to close them (closing one may call into a
+// file system the sender serves). OK only with exactly one. InvalidArgument or Corruption
+// (memory_handover_wire.h) for a malformed request, one that came without exactly one
+// descriptor, or a packet of another size; Unavailable when nothing has arrived or the peer
+// closed.
 Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descriptors);
 
 // Sends `bytes` as one message on the Unix socket `socket` without waiting, with `descriptor`

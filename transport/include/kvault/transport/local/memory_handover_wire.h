@@ -28,6 +28,17 @@
 //     40  2   message_bytes  <= kMaxHandOverMessageBytes
 //     42  n   message        UTF-8, why the hand-over was refused; may be empty
 //
+//   region request (client -> server, exactly kRegionRequestBytes, in one sendmsg together with
+//   one SCM_RIGHTS descriptor: a sealed memfd the client maps at `base`; answered by a reply as
+//   above, whose handle AttachMemory redeems for the session that attached the client's memory)
+//     0   4   magic          "KVMR"
+//     4   2   version        kHandOverVersion
+//     6   2   reserved       0
+//     8   8   base           where the client maps the file's first byte; nonzero
+//     16  8   length         bytes of the file mapped there; nonzero, base + length <= 2^63
+//     24  19  client_end     as in the request above
+//     43  19  server_end
+//
 // The request goes straight to the daemon over its Unix socket, never through whatever sits on
 // the control connection, so its two ends are what a relay there can neither see nor change: the
 // daemon's AttachMemory redeems the handle only on a session whose connection ends, as the
@@ -51,6 +62,7 @@ namespace kvault::transport {
 
 inline constexpr uint16_t kHandOverVersion = 1;
 inline constexpr size_t kHandOverRequestBytes = 70;
+inline constexpr size_t kRegionRequestBytes = 62;
 // The bytes of one TcpEnd in a request: family, address, port.
 inline constexpr size_t kHandOverEndBytes = 19;
 inline constexpr size_t kHandOverReplyHeaderBytes = 42;
@@ -73,6 +85,18 @@ struct HandOverRequest {
   TcpEnd client_end;
   TcpEnd server_end;
   bool operator==(const HandOverRequest&) const = default;
+};
+
+// Client -> server, sent in ONE sendmsg together with one SCM_RIGHTS descriptor: a memfd sealed
+// against shrinking and growing (shared_memory_file.h), whose bytes [0, length) the client maps
+// at [base, base + length). The server then copies the client's bytes in that range through the
+// file instead of through its memory file (docs/memory_handover.md, "Regions").
+struct RegionRequest {
+  uint64_t base = 0;
+  uint64_t length = 0;
+  TcpEnd client_end;  // as in HandOverRequest
+  TcpEnd server_end;
+  bool operator==(const RegionRequest&) const = default;
 };
 
 // Server -> client.
@@ -98,6 +122,14 @@ std::array<uint8_t, kHandOverRequestBytes> EncodeHandOverRequest(const HandOverR
 // InvalidArgument for probe_address 0 or an end with port 0. Checked in field order; the message
 // names the field (client_end, server_end).
 Result<HandOverRequest> DecodeHandOverRequest(std::span<const uint8_t> bytes);
+
+// Writes ends as EncodeHandOverRequest does.
+std::array<uint8_t, kRegionRequestBytes> EncodeRegionRequest(const RegionRequest& request);
+
+// Exactly kRegionRequestBytes: the statuses of DecodeHandOverRequest (magic "KVMR"), and
+// InvalidArgument for base or length 0 or a range that ends past 2^63 (no user address lies
+// there).
+Result<RegionRequest> DecodeRegionRequest(std::span<const uint8_t> bytes);
 
 // Precondition: ValidateHandOverReply(reply) is OK.
 std::vector<uint8_t> EncodeHandOverReply(const HandOverReply& reply);

@@ -19,6 +19,15 @@ struct ucp_rkey;
 
 namespace kvault::transport {
 
+// The client region a sealed remote key (UcxMemory::PackRemoteKey) covers, as the client sees
+// it, read without UCX: InvalidArgument or Corruption as Unpack for a malformed envelope or key
+// header, InvalidArgument for an empty or wrapping region.
+struct RemoteKeyRange {
+  uint64_t base = 0;
+  uint64_t length = 0;
+};
+Result<RemoteKeyRange> RemoteKeyRegion(std::span<const uint8_t> packed);
+
 class UcxRemoteKey {
  public:
   // Unpacks sealed remote-key bytes (UcxMemory::PackRemoteKey) for `endpoint`. The bytes come

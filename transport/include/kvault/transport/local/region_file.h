@@ -1,0 +1,54 @@
+#pragma once
+// RegionFile: the server's side of a SharedMemoryFile (shared_memory_file.h): the file a client
+// process handed over for one region of its memory, through which the process-memory data plane
+// copies that region's bytes with pread and pwrite (one copy, no bounce page, no lock of the
+// client's address space). Only a file that cannot shrink or grow is taken: a memfd (shmem or
+// hugetlbfs) sealed with F_SEAL_SHRINK and F_SEAL_GROW. Such a file has no flush or write-back
+// a close could wait on, and the checks ask only the memfd seals, the open flags and the size,
+// none of which calls into a file system the sender serves.
+//
+// What a client maps where is its own business: the server copies through the file the bytes the
+// client said it maps at the region's addresses, so a client that maps something else there
+// only stores the file's bytes (which still pass the block checks) and loads into the file.
+//
+// Thread-safety: Read and Write may run on many threads at once; Adopt and the moves are
+// thread-compatible.
+
+#include <cstdint>
+#include <span>
+
+#include "kvault/common/file_io.h"
+#include "kvault/common/result.h"
+
+namespace kvault::transport {
+
+class RegionFile {
+ public:
+  // Takes *fd when it is a memfd sealed against shrinking and growing, open for reading and
+  // writing, of at least `length` (> 0) bytes. InvalidArgument otherwise (naming what is
+  // missing), Unavailable when its size cannot be read; *fd is then left to the caller (closing
+  // another kind of file may call into its file system).
+  static Result<RegionFile> Adopt(UniqueFd* fd, uint64_t length);
+
+  RegionFile(RegionFile&&) noexcept = default;
+  RegionFile& operator=(RegionFile&&) noexcept = default;
+
+  uint64_t length() const { return length_; }
+  int descriptor() const { return file_.get(); }
+
+  // Copies the file's bytes [offset, +local.size()) into `local`, or `local` into them. OK only
+  // when every byte moved; OutOfRange for a range past length(); Unavailable when the system
+  // refuses (a client that seals the file against writes, or sets O_APPEND on the open file it
+  // shares with the server, makes every Write fail so).
+  Status Read(uint64_t offset, std::span<uint8_t> local) const;
+  Status Write(uint64_t offset, std::span<const uint8_t> local) const;
+
+ private:
+  RegionFile(UniqueFd file, uint64_t length) : file_(std::move(file)), length_(length) {}
+  Status Copy(bool write, uint64_t offset, uint8_t* local, size_t n) const;
+
+  UniqueFd file_;
+  uint64_t length_ = 0;
+};
+
+}  // namespace kvault::transport

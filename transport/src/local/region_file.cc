@@ -1,0 +1,74 @@
+// RegionFile (local/region_file.h).
+
+#include "kvault/transport/local/region_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "kvault/common/errno_text.h"
+
+namespace kvault::transport {
+
+Result<RegionFile> RegionFile::Adopt(UniqueFd* fd, uint64_t length) {
+  if (fd->get() < 0) return Status::InvalidArgument("no region file was handed over");
+  if (length == 0) return Status::InvalidArgument("a region file of 0 bytes");
+  // F_GET_SEALS answers only for a memfd (shmem or hugetlbfs) and asks no file system; after it,
+  // fstat of such a file does not either.
+  const int seals = fcntl(fd->get(), F_GET_SEALS);
+  if (seals < 0) {
+    return Status::InvalidArgument("the region file is not a memfd (" + ErrnoText("F_GET_SEALS") +
+                                   ")");
+  }
+  if ((seals & F_SEAL_SHRINK) == 0 || (seals & F_SEAL_GROW) == 0) {
+    return Status::InvalidArgument("the region file is not sealed against shrinking and growing");
+  }
+  const int flags = fcntl(fd->get(), F_GETFL);
+  if (flags < 0 || (flags & O_ACCMODE) != O_RDWR) {
+    return Status::InvalidArgument("the region file is not open for reading and writing");
+  }
+  struct stat st {};
+  if (fstat(fd->get(), &st) != 0) return Status::Unavailable(ErrnoText("region file: fstat"));
+  if (st.st_size < 0 || static_cast<uint64_t>(st.st_size) < length) {
+    return Status::InvalidArgument("the region file holds " + std::to_string(st.st_size) +
+                                   " bytes, fewer than the region's " + std::to_string(length));
+  }
+  return RegionFile(std::move(*fd), length);
+}
+
+Status RegionFile::Read(uint64_t offset, std::span<uint8_t> local) const {
+  return Copy(false, offset, local.data(), local.size());
+}
+
+Status RegionFile::Write(uint64_t offset, std::span<const uint8_t> local) const {
+  // pwrite only reads `local`.
+  return Copy(true, offset, const_cast<uint8_t*>(local.data()), local.size());
+}
+
+Status RegionFile::Copy(bool write, uint64_t offset, uint8_t* local, size_t n) const {
+  if (offset > length_ || n > length_ - offset) {
+    return Status::OutOfRange("bytes [" + std::to_string(offset) + ", +" + std::to_string(n) +
+                              ") lie outside the region file's " + std::to_string(length_));
+  }
+  size_t done = 0;
+  while (done < n) {
+    const off_t at = static_cast<off_t>(offset + done);
+    const ssize_t moved = write ? pwrite(file_.get(), local + done, n - done, at)
+                                : pread(file_.get(), local + done, n - done, at);
+    if (moved > 0) {
+      done += static_cast<size_t>(moved);
+      continue;
+    }
+    if (moved < 0 && errno == EINTR) continue;
+    // The seals keep the file at least length_ long, so 0 means the system refused.
+    return Status::Unavailable(
+        moved == 0 ? std::string("region file: nothing moved")
+                   : ErrnoText(write ? "region file: pwrite" : "region file: pread"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace kvault::transport
