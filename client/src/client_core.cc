@@ -12,20 +12,32 @@
 namespace kvault::client_internal {
 
 void ReleaseChannel::Attach(Connection* conn) {
-  std::unique_lock<std::mutex> lock(mu_);
-  idle_.wait(lock, [&] { return sending_ == 0; });
-  conn_ = conn;
+  std::deque<std::vector<uint8_t>> kept;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_.wait(lock, [&] { return sending_ == 0; });
+    conn_ = conn;
+    if (conn != nullptr) kept.swap(kept_);
+  }
+  // Regions released while the new session connected may have been handed to it.
+  for (const std::vector<uint8_t>& key : kept) Send(key, /*keep=*/true);
 }
 
 void ReleaseChannel::Detach() { Attach(nullptr); }
 
-void ReleaseChannel::Send(const std::vector<uint8_t>& remote_key) {
+void ReleaseChannel::Send(const std::vector<uint8_t>& remote_key, bool keep) {
   transport::ReleaseMemory request;
   request.remote_key = remote_key;
   Connection* conn = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (conn_ == nullptr || !conn_->alive()) return;
+    if (conn_ == nullptr || !conn_->alive()) {
+      if (keep) {
+        if (kept_.size() == kMaxKept) kept_.pop_front();
+        kept_.push_back(remote_key);
+      }
+      return;
+    }
     conn = conn_;
     ++sending_;  // keeps conn attached, and so alive, until the call returns
   }
@@ -40,7 +52,7 @@ void ReleaseChannel::Send(const std::vector<uint8_t>& remote_key) {
 RegionRecord::~RegionRecord() {
   // Before the memory is deregistered: the daemon must forget the key before a later
   // registration can pack to the same bytes, and every later request is queued after this one.
-  if (channel && !region.remote_key.empty()) channel->Send(region.remote_key);
+  if (channel && !region.remote_key.empty()) channel->Send(region.remote_key, file != nullptr);
 }
 
 ClientCore::ClientCore(ClientConfig config, HostPort address,
@@ -139,13 +151,20 @@ Result<std::shared_ptr<RegionRecord>> ClientCore::AllocateShared(size_t len) {
     }
     link = link_;
   }
-  KVAULT_ASSIGN_OR_RETURN(transport::SharedMemoryFile file,
-                          transport::SharedMemoryFile::Create(len));
-  KVAULT_ASSIGN_OR_RETURN(transport::RegisteredRegion region,
-                          agent_->RegisterMemory(file.address(), file.length()));
+  Result<transport::SharedMemoryFile> file = transport::SharedMemoryFile::Create(len);
+  Result<transport::RegisteredRegion> region =
+      file.ok() ? agent_->RegisterMemory(file->address(), file->length())
+                : Result<transport::RegisteredRegion>(file.status());
+  if (!region.ok()) {
+    if (region.status().code() == StatusCode::kResourceExhausted) return region.status();
+    // No memfd here (a seccomp filter, no descriptors left): UCX's allocation will do.
+    KVAULT_LOG(LogLevel::kDebug, "client",
+               "no shared memory file, allocating through UCX: " + region.status().ToString());
+    return std::shared_ptr<RegionRecord>();
+  }
   auto record = std::make_shared<RegionRecord>(
-      agent_, std::move(region), release_channel_,
-      std::make_unique<transport::SharedMemoryFile>(std::move(file)));
+      agent_, std::move(*region), release_channel_,
+      std::make_unique<transport::SharedMemoryFile>(std::move(*file)));
   Track(record);
   if (Status s = HandOverRegion(*link.conn, *link.memory_target, *record,
                                 Clock::now() + config_.request_timeout);
@@ -225,9 +244,15 @@ Result<Link> ClientCore::Open(Deadline deadline) {
     Result<bool> attached = AttachOwnMemory(*conn, hr, auth, ar, deadline, &target);
     if (!attached.ok()) return fail(attached.status(), "attach memory");
     if (*attached) {
-      // The regions of the session before, for this one.
+      // The regions of the session before, for this one, within half of what is left of the
+      // connect (the rest is copied through the memory file).
+      const Deadline regions_until = Clock::now() + (deadline - Clock::now()) / 2;
       for (const std::shared_ptr<RegionRecord>& record : SharedRegions()) {
-        if (Status s = HandOverRegion(*conn, *target, *record, deadline); !s.ok()) {
+        if (Clock::now() + std::chrono::milliseconds(1) >= regions_until) {
+          KVAULT_LOG(LogLevel::kDebug, "client", "no time left to hand memory regions over");
+          break;
+        }
+        if (Status s = HandOverRegion(*conn, *target, *record, regions_until); !s.ok()) {
           if (!conn->alive()) return fail(s, "attach memory region");
           KVAULT_LOG(LogLevel::kDebug, "client", "memory region not handed over: " + s.ToString());
         }

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,14 +47,19 @@ class ReleaseChannel {
   explicit ReleaseChannel(std::chrono::milliseconds timeout) : timeout_(timeout) {}
 
   // The connection later releases go on; precondition: it stays alive until Detach returns.
-  // Both wait until no Send is using the connection attached before.
+  // Both wait until no Send is using the connection attached before. Attach first sends the
+  // releases kept while none was attached (Send's `keep`).
   void Attach(Connection* conn);
   void Detach();
 
   // Queues ReleaseMemory{remote_key} on the attached connection, after every request already
-  // queued there and before any queued later; never waits for the reply (which is ignored). Does
-  // nothing without a live connection: a new session starts with nothing cached by the daemon.
-  void Send(const std::vector<uint8_t>& remote_key);
+  // queued there and before any queued later; never waits for the reply (which is ignored).
+  // Without a live connection it does nothing, since a new session starts with nothing cached by
+  // the daemon; except with `keep` (a region handed over as a file, which a new session gets
+  // again while it connects): then the next Attach sends it (the last kMaxKept such).
+  void Send(const std::vector<uint8_t>& remote_key, bool keep = false);
+
+  static constexpr size_t kMaxKept = 256;
 
  private:
   const std::chrono::milliseconds timeout_;
@@ -61,6 +67,7 @@ class ReleaseChannel {
   std::condition_variable idle_;  // signalled when sending_ drops to 0
   Connection* conn_ = nullptr;    // guarded by mu_
   size_t sending_ = 0;            // guarded by mu_: Sends calling conn_ now
+  std::deque<std::vector<uint8_t>> kept_;  // guarded by mu_: Send's `keep` while detached
 };
 
 // A registration and the agent it belongs to (declared first, so it is released last). Before
@@ -121,7 +128,8 @@ class ClientCore {
   // SharedMemoryFile, registered, adopted, and handed to the daemon as a region (a refused
   // hand-over is logged at debug level: the daemon then copies through the memory file). Null
   // when the current session uses another plane (or none is up): the caller allocates through
-  // UCX.
+  // UCX; also when no such file can be made or registered, unless for want of memory
+  // (ResourceExhausted).
   Result<std::shared_ptr<RegionRecord>> AllocateShared(size_t len);
 
   const ClientConfig& config() const { return config_; }

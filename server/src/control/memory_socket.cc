@@ -364,7 +364,7 @@ void MemorySocket::Issue(ForwardedHandOver forwarded) {
         transport::RegionFile::Adopt(&forwarded.memory, region->length);
     outcome = file.status();
     if (file.ok()) {
-      kept.region = HandedOverRegion{std::move(*file), region->base, handed.peer_pid};
+      kept.region = HandedOverRegion{std::move(*file), region->base};
       kept.connection = transport::ControlConnection{region->server_end, region->client_end};
     }
   } else {
@@ -380,6 +380,7 @@ void MemorySocket::Issue(ForwardedHandOver forwarded) {
     }
   }
   if (outcome.ok()) {
+    kept.sender_pid = handed.peer_pid;
     Result<transport::Bytes32> handle = handles_->Issue(std::move(kept), handed.peer_uid);
     outcome = handle.status();
     if (handle.ok()) reply.handle = *handle;

@@ -43,8 +43,9 @@ class DataMover {
 
   // Adds one region of an attached process's memory (AttachProcess): the file whose bytes
   // [0, file.length()) the process maps at `base`; transfers that lie wholly inside the region
-  // then copy through the file (transport/local/region_file.h). NotFound for a peer that is not
-  // an attached process; Unsupported when this mover has no such data plane (the default).
+  // then copy through the file (transport/local/region_file.h). NotFound for a peer this mover
+  // does not know; Unsupported when the peer's mover has no such data plane (the default, and a
+  // UCX peer's); the mover's own refusals (ProcessDataMover::AttachRegion).
   virtual Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file);
 
   // Forgets a peer; its transfers still in flight fail. Unknown ids are ignored.

@@ -27,11 +27,10 @@
 namespace kvault::server {
 
 // One region of a client's memory, handed over once its memory was attached: the file whose
-// bytes [0, file.length()) the client maps at `base`, sent by process `sender_pid` (0: unknown).
+// bytes [0, file.length()) the client maps at `base`. Its sender is HandedOverMemory::sender_pid.
 struct HandedOverRegion {
   transport::RegionFile file;
   uint64_t base = 0;
-  uint32_t sender_pid = 0;
 };
 
 // Memory a client handed over, with what it vouched for: its memory file, with the probe bytes
@@ -45,6 +44,7 @@ struct HandedOverMemory {
   transport::HandOverProbe probe{};
   std::optional<HandedOverRegion> region;
   transport::ControlConnection connection;
+  uint32_t sender_pid = 0;  // of the memory's hand-over (SO_PEERCRED; 0: unknown)
 };
 
 enum class HandedOverKind { kProcess, kRegion };

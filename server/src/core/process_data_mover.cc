@@ -22,7 +22,7 @@ Result<transport::PeerId> ProcessDataMover::Connect(
 
 Result<transport::PeerId> ProcessDataMover::AttachProcess(transport::ProcessMemory memory) {
   const transport::PeerId peer = kPeerBit | next_.fetch_add(1);
-  auto entry = std::make_shared<Peer>(std::move(memory));
+  auto entry = std::make_shared<Peer>(std::move(memory), &regions_);
   std::lock_guard lock(mu_);
   peers_.emplace(peer, std::move(entry));
   return peer;
@@ -48,6 +48,11 @@ Status ProcessDataMover::AttachRegion(transport::PeerId peer, uint64_t base,
     return Status::ResourceExhausted("the session has " + std::to_string(kMaxRegions) +
                                      " regions attached already");
   }
+  if (regions_.fetch_add(1) >= kMaxRegionsInAll) {
+    regions_.fetch_sub(1);
+    return Status::ResourceExhausted("kvaultd holds " + std::to_string(kMaxRegionsInAll) +
+                                     " regions of its sessions already");
+  }
   client->regions.push_back(std::make_shared<const Region>(Region{base, std::move(file)}));
   return Status::Ok();
 }
@@ -58,9 +63,9 @@ void ProcessDataMover::ForgetRemoteKey(transport::PeerId peer,
   std::shared_ptr<Peer> client = range.ok() ? Find(peer) : nullptr;
   if (client == nullptr) return;
   std::lock_guard lock(client->regions_mu);
-  std::erase_if(client->regions, [&](const std::shared_ptr<const Region>& r) {
+  regions_.fetch_sub(std::erase_if(client->regions, [&](const std::shared_ptr<const Region>& r) {
     return r->base == range->base && r->file.length() == range->length;
-  });
+  }));
 }
 
 std::shared_ptr<const ProcessDataMover::Region> ProcessDataMover::RegionOf(Peer& peer,

@@ -40,8 +40,9 @@ class ProcessDataMover final : public DataMover {
                                     const transport::WorkerProof& proof) override;
   // A new peer for `memory` (checked and probed when it was handed over).
   Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory) override;
-  // InvalidArgument for a region that overlaps one the peer has; ResourceExhausted when it has
-  // kMaxRegions; NotFound for an unknown peer.
+  // InvalidArgument for a region that is not a range of addresses or overlaps one the peer has;
+  // ResourceExhausted when the peer has kMaxRegions, or all peers together kMaxRegionsInAll (each
+  // holds a descriptor); NotFound for an unknown peer.
   Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
@@ -52,6 +53,7 @@ class ProcessDataMover final : public DataMover {
   void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override;
 
   static constexpr size_t kMaxRegions = 64;
+  static constexpr size_t kMaxRegionsInAll = 256;
 
   // How many transfers were split with the helper so far, and how many went through a region's
   // file (for tests).
@@ -64,11 +66,14 @@ class ProcessDataMover final : public DataMover {
     transport::RegionFile file;
   };
   struct Peer {
-    explicit Peer(transport::ProcessMemory m) : memory(std::move(m)) {}
+    Peer(transport::ProcessMemory m, std::atomic<size_t>* all_regions)
+        : memory(std::move(m)), all_regions(all_regions) {}
+    ~Peer() { all_regions->fetch_sub(regions.size()); }
     const transport::ProcessMemory memory;
     std::atomic<bool> disconnected{false};  // set by Disconnect: running batches stop copying
     std::mutex regions_mu;                  // after mu_ when both are held
     std::vector<std::shared_ptr<const Region>> regions;  // guarded by regions_mu
+    std::atomic<size_t>* const all_regions;  // the mover's regions_, which outlives its peers
   };
   std::shared_ptr<Peer> Find(transport::PeerId peer) const;
   // The region of `peer` that holds [address, +length), or null.
@@ -82,6 +87,7 @@ class ProcessDataMover final : public DataMover {
   std::atomic<int> copying_{0};  // Copy calls running
   std::atomic<uint64_t> split_copies_{0};
   std::atomic<uint64_t> region_copies_{0};
+  std::atomic<size_t> regions_{0};  // attached regions of all peers
 
   mutable std::mutex mu_;
   std::unordered_map<transport::PeerId, std::shared_ptr<Peer>> peers_;

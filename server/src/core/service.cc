@@ -284,7 +284,6 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   if (IsThisProcesssMemory(*handed->memory)) {
     return refuse(Status::InvalidArgument("the handed-over memory is kvaultd's own"));
   }
-  const uint64_t pid = handed->memory->pid();
   Result<transport::PeerId> peer = data_->AttachProcess(std::move(*handed->memory));
   if (!peer.ok()) return refuse(peer.status());
   // The UCX endpoint the Auth opened, proven or not, is no longer needed.
@@ -298,7 +297,7 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   }
   session.peer = *peer;
   session.memory_attached = true;
-  session.memory_pid = pid;
+  session.memory_pid = handed->sender_pid;
   KVAULT_LOG(LogLevel::kDebug, "auth", SessionName(session) + ": data plane process_memory");
   return reply;
 }
@@ -323,10 +322,10 @@ Message Service::AttachRegion(Session& session, HandedOverMemory handed,
     return refuse(Status::InvalidArgument(
         "the memory region was handed over for another control connection"));
   }
-  if (session.memory_pid == 0 || handed.region->sender_pid != session.memory_pid) {
+  if (session.memory_pid == 0 || handed.sender_pid != session.memory_pid) {
     return refuse(Status::InvalidArgument(
-        "the memory region was handed over by another process than the one whose memory the "
-        "session attached"));
+        "the memory region was handed over by another process than the one that handed over the "
+        "session's memory"));
   }
   const Status attached =
       data_->AttachRegion(*session.peer, handed.region->base, std::move(handed.region->file));

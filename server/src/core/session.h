@@ -36,7 +36,7 @@ struct Session {
   AuthNonce worker_token{};
   bool worker_refused = false;  // a ProveWorker had the wrong token
   bool memory_attached = false;  // AttachMemory made `peer` a process-memory peer
-  uint64_t memory_pid = 0;       // then: that process's pid (ProcessMemory::pid), 0 if unknown
+  uint32_t memory_pid = 0;       // then: the pid that handed it over (SO_PEERCRED), 0 if unknown
   // The control connection's ends, set by the control server; the peer's remote keys are
   // checked against it (UcxRemoteKey::Unpack). Empty in-process (tests).
   std::optional<transport::ControlConnection> connection;

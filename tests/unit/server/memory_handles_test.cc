@@ -38,7 +38,8 @@ class Sleeper : public SleepingChild {
                             .probe_address = reinterpret_cast<uintptr_t>(&kValue),
                             .probe = probe,
                             .region = std::nullopt,
-                            .connection = {}};
+                            .connection = {},
+                            .sender_pid = 0};
   }
 };
 

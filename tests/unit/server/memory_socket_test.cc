@@ -304,7 +304,7 @@ TEST_F(MemorySocketTest, ARegionsHandleRedeemsItsFileOnlyAsARegion) {
   ASSERT_TRUE(handed->region.has_value());
   EXPECT_EQ(handed->region->base, base);
   EXPECT_EQ(handed->region->file.length(), kBytes);
-  EXPECT_EQ(handed->region->sender_pid, static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(handed->sender_pid, static_cast<uint32_t>(getpid()));
   EXPECT_EQ(handed->connection.client, SomeConnection().client);
   EXPECT_EQ(handed->connection.server, SomeConnection().server);
   std::vector<uint8_t> seen(kBytes);
@@ -476,6 +476,49 @@ TEST_F(MemorySocketTest, ADescriptorWhoseCloseNeverReturnsStallsOnlyTheGate) {
   const auto start = std::chrono::steady_clock::now();
   socket->reset();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  // The gate, killed, finishes dying once the file system is gone: reaped here.
+  fuse.Abort();
+  for (int i = 0; i < 500 && waitpid(gate, nullptr, WNOHANG) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// A region whose file is one of a FUSE file system that never answers is refused as not a memfd
+// (F_GET_SEALS asks no file system), its close waits in the gate, and a sealed region handed
+// over right after gets its handle within seconds (positive control).
+TEST_F(MemorySocketTest, ARegionFileOfAStallingFileSystemIsRefusedWithoutHangingTheGate) {
+  StallingFuse fuse;
+  if (const std::string why = fuse.Start(); !why.empty()) GTEST_SKIP() << why;
+  Result<std::unique_ptr<MemorySocket>> socket =
+      MemorySocket::Start(path_, &handles_, kGateProgram);
+  ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+  constexpr size_t kBytes = 4096;
+  Result<transport::SharedMemoryFile> sealed = transport::SharedMemoryFile::Create(kBytes);
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  const uint64_t base = reinterpret_cast<uintptr_t>(sealed->address());
+  UniqueFd file(fuse.OpenFile());
+  ASSERT_GE(file.get(), 0) << std::strerror(errno);
+  const auto start = std::chrono::steady_clock::now();
+  const Status refused =
+      transport::HandOverRegion(ThisProcessAt(path_), base, kBytes, file.get(), InTenSeconds())
+          .status();
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  EXPECT_NE(refused.message().find("not a memfd"), std::string::npos) << refused.ToString();
+  EXPECT_EQ(handles_.pending(), 0u);
+  for (int i = 0; i < 500 && fuse.stalled() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(fuse.stalled(), 1);  // the gate's close waits for an answer
+  Result<Bytes32> handle = transport::HandOverRegion(ThisProcessAt(path_), base, kBytes,
+                                                     sealed->descriptor(), InTenSeconds());
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  std::optional<HandedOverMemory> handed = handles_.Redeem(*handle, HandedOverKind::kRegion);
+  ASSERT_TRUE(handed.has_value());
+  ASSERT_TRUE(handed->region.has_value());
+  EXPECT_EQ(handed->region->base, base);
+  const pid_t gate = (*socket)->gate_pid();
+  socket->reset();
   // The gate, killed, finishes dying once the file system is gone: reaped here.
   fuse.Abort();
   for (int i = 0; i < 500 && waitpid(gate, nullptr, WNOHANG) == 0; ++i) {

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -289,6 +290,36 @@ TEST(ProcessDataMoverTest, OverlapsAFullTableAndUnknownPeersAreRefused) {
   const uint64_t next = kBase + ProcessDataMover::kMaxRegions * file->length();
   EXPECT_EQ(a.mover.AttachRegion(a.peer, next, RegionOf(*file)).code(),
             StatusCode::kResourceExhausted);
+}
+
+// Each region holds a descriptor: kMaxRegionsInAll bounds them over every peer, and a peer that
+// goes takes its regions off the count.
+TEST(ProcessDataMoverTest, RegionsOfAllPeersTogetherAreBounded) {
+  Result<transport::SharedMemoryFile> file = FileWith(4096, 1);
+  ASSERT_TRUE(file.ok());
+  constexpr size_t kPeers = ProcessDataMover::kMaxRegionsInAll / ProcessDataMover::kMaxRegions;
+  std::vector<std::unique_ptr<MemoryChild>> children;
+  ProcessDataMover mover;
+  std::vector<transport::PeerId> peers;
+  for (size_t p = 0; p <= kPeers; ++p) {
+    children.push_back(std::make_unique<MemoryChild>([] { return BecomeClient(); }));
+    Result<transport::ProcessMemory> memory = children.back()->Adopt();
+    ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+    Result<transport::PeerId> peer = mover.AttachProcess(std::move(*memory));
+    ASSERT_TRUE(peer.ok());
+    peers.push_back(*peer);
+  }
+  constexpr uint64_t kBase = uint64_t{1} << 40;
+  for (size_t p = 0; p < kPeers; ++p) {
+    for (size_t i = 0; i < ProcessDataMover::kMaxRegions; ++i) {
+      ASSERT_TRUE(mover.AttachRegion(peers[p], kBase + i * 4096, RegionOf(*file)).ok()) << p;
+    }
+  }
+  // The last peer has none, yet the daemon holds as many as it may.
+  EXPECT_EQ(mover.AttachRegion(peers[kPeers], kBase, RegionOf(*file)).code(),
+            StatusCode::kResourceExhausted);
+  mover.Disconnect(peers[0]);
+  EXPECT_TRUE(mover.AttachRegion(peers[kPeers], kBase, RegionOf(*file)).ok());
 }
 
 TEST(ProcessDataMoverTest, ForgetRemoteKeyDropsTheRegionItsKeyNames) {

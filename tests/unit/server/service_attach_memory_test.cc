@@ -50,9 +50,11 @@ class ServiceAttachMemoryTest : public ServiceTest {
     service_ = std::make_unique<Service>(*store_, *tenants_, &planes_, nullptr, options);
   }
 
-  // The memory file at `path`, handed over with the probe of kProbeBytes, for `connection`.
+  // The memory file at `path`, handed over with the probe of kProbeBytes, for `connection`, by
+  // process `sender` (0: unknown).
   transport::Bytes32 HandOver(const std::string& path,
-                              const transport::ControlConnection& connection = TheConnection()) {
+                              const transport::ControlConnection& connection = TheConnection(),
+                              pid_t sender = 0) {
     UniqueFd fd(open(path.c_str(), O_RDWR | O_CLOEXEC));
     Result<transport::ProcessMemory> memory = transport::ProcessMemory::Adopt(&fd);
     EXPECT_TRUE(memory.ok()) << memory.status().ToString();
@@ -62,30 +64,31 @@ class ServiceAttachMemoryTest : public ServiceTest {
                          .probe_address = reinterpret_cast<uintptr_t>(kProbeBytes.data()),
                          .probe = kProbeBytes,
                          .region = std::nullopt,
-                         .connection = connection},
+                         .connection = connection,
+                         .sender_pid = static_cast<uint32_t>(sender)},
         1000);
     EXPECT_TRUE(handle.ok());
     return handle.ok() ? *handle : transport::Bytes32{};
   }
 
   // A region: `file` (mapped at the same address here and in a child forked after it was made),
-  // handed over by process `sender` for `connection`.
+  // handed over by process `sender` for `connection`, at `base` (0: where the file is mapped).
   transport::Bytes32 HandOverRegion(
       const transport::SharedMemoryFile& file, pid_t sender,
-      const transport::ControlConnection& connection = TheConnection()) {
+      const transport::ControlConnection& connection = TheConnection(), uint64_t base = 0) {
     UniqueFd fd(fcntl(file.descriptor(), F_DUPFD_CLOEXEC, 0));
     Result<transport::RegionFile> region = transport::RegionFile::Adopt(&fd, file.length());
     EXPECT_TRUE(region.ok()) << region.status().ToString();
     if (!region.ok()) return {};
+    const uint64_t mapped = reinterpret_cast<uintptr_t>(file.address());
     Result<transport::Bytes32> handle = handles_.Issue(
-        HandedOverMemory{
-            .memory = std::nullopt,
-            .probe_address = 0,
-            .probe = {},
-            .region = HandedOverRegion{.file = std::move(*region),
-                                       .base = reinterpret_cast<uintptr_t>(file.address()),
-                                       .sender_pid = static_cast<uint32_t>(sender)},
-            .connection = connection},
+        HandedOverMemory{.memory = std::nullopt,
+                         .probe_address = 0,
+                         .probe = {},
+                         .region = HandedOverRegion{.file = std::move(*region),
+                                                    .base = base != 0 ? base : mapped},
+                         .connection = connection,
+                         .sender_pid = static_cast<uint32_t>(sender)},
         1000);
     EXPECT_TRUE(handle.ok());
     return handle.ok() ? *handle : transport::Bytes32{};
@@ -228,7 +231,9 @@ TEST_F(ServiceAttachMemoryTest, ARegionAttachesOnlyAfterItsSendersMemoryOnItsCon
   EXPECT_NE(message.find("after the process's memory"), std::string::npos) << message;
   EXPECT_FALSE(s->memory_attached);
   EXPECT_FALSE(s->peer.has_value());
-  ASSERT_EQ(Attach(*s, HandOver(child.MemoryFile()), &message), WireStatus::kOk) << message;
+  ASSERT_EQ(Attach(*s, HandOver(child.MemoryFile(), TheConnection(), child.pid()), &message),
+            WireStatus::kOk)
+      << message;
   const transport::PeerId peer = s->peer.value_or(0);
 
   EXPECT_EQ(Attach(*s, HandOverRegion(*file, getpid()), &message), WireStatus::kInvalidArgument);
@@ -250,6 +255,48 @@ TEST_F(ServiceAttachMemoryTest, ARegionAttachesOnlyAfterItsSendersMemoryOnItsCon
   EXPECT_EQ(StoreFrom(*s, *file, Key(2)), WireStatus::kOk);
   EXPECT_EQ(process_.region_copies(), 1u);
   EXPECT_EQ(LookupKeys(*s, {Key(1), Key(2)}, /*lease=*/false).leading_hits, 2u);
+}
+
+// A region that overlaps one the session has (at the same base, or a page on) is refused, and so
+// is the session's 65th (kMaxRegions) beside the 63 that attach after the first (positive
+// control); the session keeps its memory and its first region, through which a store still goes.
+TEST_F(ServiceAttachMemoryTest, AnOverlappingRegionOrOneTooManyIsRefused) {
+  Result<transport::SharedMemoryFile> file = transport::SharedMemoryFile::Create(64 << 10);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  Result<transport::SharedMemoryFile> page = transport::SharedMemoryFile::Create(4096);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  SleepingChild child;  // maps both files where this process does
+  auto s = Authenticated();
+  std::string message;
+  ASSERT_EQ(Attach(*s, HandOver(child.MemoryFile(), TheConnection(), child.pid()), &message),
+            WireStatus::kOk)
+      << message;
+  const transport::PeerId peer = s->peer.value_or(0);
+  ASSERT_EQ(Attach(*s, HandOverRegion(*file, child.pid()), &message), WireStatus::kOk) << message;
+  const uint64_t first = reinterpret_cast<uintptr_t>(file->address());
+  for (const uint64_t base : {first, first + 4096}) {
+    EXPECT_EQ(Attach(*s, HandOverRegion(*file, child.pid(), TheConnection(), base), &message),
+              WireStatus::kInvalidArgument);
+    EXPECT_NE(message.find("overlaps"), std::string::npos) << message;
+  }
+  // Far from the first and from each other; the bases need not be mapped.
+  const uint64_t far = uint64_t{1} << 40;
+  for (uint64_t i = 1; i < ProcessDataMover::kMaxRegions; ++i) {
+    ASSERT_EQ(
+        Attach(*s, HandOverRegion(*page, child.pid(), TheConnection(), far + i * 8192), &message),
+        WireStatus::kOk)
+        << i << ": " << message;
+  }
+  EXPECT_EQ(Attach(*s, HandOverRegion(*page, child.pid(), TheConnection(), far), &message),
+            WireStatus::kResourceExhausted);
+  EXPECT_NE(message.find("64 regions"), std::string::npos) << message;
+  EXPECT_EQ(handles_.pending(), 0u);
+  EXPECT_TRUE(s->memory_attached);
+  EXPECT_EQ(s->peer, peer);
+  const uint64_t copies = process_.region_copies();
+  EXPECT_EQ(StoreFrom(*s, *file, Key(1)), WireStatus::kOk);
+  EXPECT_EQ(process_.region_copies(), copies + 1);  // through the first region
+  EXPECT_EQ(LookupKeys(*s, {Key(1)}, /*lease=*/false).leading_hits, 1u);
 }
 
 }  // namespace

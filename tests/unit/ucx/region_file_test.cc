@@ -34,12 +34,15 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   return out;
 }
 
-// A memfd of `bytes` bytes with `seals` added (none when 0); `sealable` false makes one created
-// without MFD_ALLOW_SEALING.
-UniqueFd Memfd(size_t bytes, int seals, bool sealable = true) {
+// A memfd of `bytes` bytes, all allocated unless `sparse`, with `seals` added (none when 0);
+// `sealable` false makes one created without MFD_ALLOW_SEALING.
+UniqueFd Memfd(size_t bytes, int seals, bool sealable = true, bool sparse = false) {
   UniqueFd fd(memfd_create("region-file-test", MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0)));
   EXPECT_GE(fd.get(), 0) << std::strerror(errno);
   EXPECT_EQ(ftruncate(fd.get(), static_cast<off_t>(bytes)), 0) << std::strerror(errno);
+  if (!sparse) {
+    EXPECT_EQ(posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)), 0);
+  }
   if (seals != 0) {
     EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, seals), 0) << std::strerror(errno);
   }
@@ -235,6 +238,15 @@ TEST(RegionFileTest, WriteSealedFileIsReadOnly) {
   ASSERT_TRUE(region->Read(100, bytes).ok());
   EXPECT_EQ(bytes, std::vector<uint8_t>(16, 0));
   EXPECT_EQ(region->Write(100, bytes).code(), StatusCode::kUnavailable);
+}
+
+// A sparse file would have the server's writes allocate its pages (charged to the server): only
+// one whose pages the client allocated is taken.
+TEST(RegionFileTest, AdoptRefusesASparseFile) {
+  UniqueFd sparse = Memfd(64 << 10, kSizeSeals, true, /*sparse=*/true);
+  ExpectRefused(&sparse, 64 << 10, "sparse");
+  UniqueFd allocated = Memfd(64 << 10, kSizeSeals);
+  ExpectAdopted(&allocated, 64 << 10);
 }
 
 }  // namespace

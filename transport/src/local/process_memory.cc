@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "local/positional_copy.h"
 #include "ucx/proc_files.h"
 
 namespace kvault::transport {
@@ -74,10 +75,8 @@ Result<ProcessMemory> ProcessMemory::Adopt(UniqueFd* fd) {
   if (pid != 0 && pid == static_cast<uint64_t>(getpid())) {
     return Status::InvalidArgument("the handed-over memory file is this server's own");
   }
-  return ProcessMemory(
-      std::move(*fd),
-      pid != 0 ? "process " + std::to_string(pid) : std::string("the process that handed it over"),
-      pid);
+  return ProcessMemory(std::move(*fd), pid != 0 ? "process " + std::to_string(pid)
+                                                : std::string("the process that handed it over"));
 }
 
 Result<UniqueFd> ProcessMemory::OpenOwn() {
@@ -116,20 +115,12 @@ Status ProcessMemory::Copy(bool write, uint64_t remote, uint8_t* local, size_t l
                                    " lies outside user addresses");
   }
   size_t done = 0;
-  while (done < length) {
-    const off_t at = static_cast<off_t>(remote + done);
-    const ssize_t moved = write ? pwrite(mem_.get(), local + done, length - done, at)
-                                : pread(mem_.get(), local + done, length - done, at);
-    if (moved > 0) {
-      done += static_cast<size_t>(moved);
-      continue;
-    }
-    const int error = moved == 0 ? 0 : errno;
-    if (error == EINTR) continue;
+  const int error = PositionalCopy(mem_.get(), write, remote, local, length, &done);
+  if (error != 0) {
     const std::string what = std::string(write ? "writing " : "reading ") +
                              RangeText(remote + done, length - done) + " of " + name_;
     switch (error) {
-      case 0:  // the memory opened is gone
+      case -1:  // nothing moved: the memory opened is gone
         return Status::Unavailable(what + ": the process has exited or runs another program");
       case EIO:
       case EFAULT:

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kvault/common/errno_text.h"
+#include "local/positional_copy.h"
 
 namespace kvault::transport {
 
@@ -36,6 +37,13 @@ Result<RegionFile> RegionFile::Adopt(UniqueFd* fd, uint64_t length) {
     return Status::InvalidArgument("the region file holds " + std::to_string(st.st_size) +
                                    " bytes, fewer than the region's " + std::to_string(length));
   }
+  // Every page of the region allocated already (by the client, charged to it): a sparse file
+  // would have the server's writes allocate its pages, charged to the server.
+  if (st.st_blocks < 0 || static_cast<uint64_t>(st.st_blocks) < (length + 511) / 512) {
+    return Status::InvalidArgument(
+        "the region file is sparse: " + std::to_string(uint64_t(st.st_blocks) * 512) + " of " +
+        std::to_string(length) + " bytes allocated");
+  }
   return RegionFile(std::move(*fd), length);
 }
 
@@ -54,21 +62,13 @@ Status RegionFile::Copy(bool write, uint64_t offset, uint8_t* local, size_t n) c
                               ") lie outside the region file's " + std::to_string(length_));
   }
   size_t done = 0;
-  while (done < n) {
-    const off_t at = static_cast<off_t>(offset + done);
-    const ssize_t moved = write ? pwrite(file_.get(), local + done, n - done, at)
-                                : pread(file_.get(), local + done, n - done, at);
-    if (moved > 0) {
-      done += static_cast<size_t>(moved);
-      continue;
-    }
-    if (moved < 0 && errno == EINTR) continue;
-    // The seals keep the file at least length_ long, so 0 means the system refused.
-    return Status::Unavailable(
-        moved == 0 ? std::string("region file: nothing moved")
-                   : ErrnoText(write ? "region file: pwrite" : "region file: pread"));
-  }
-  return Status::Ok();
+  const int error = PositionalCopy(file_.get(), write, offset, local, n, &done);
+  if (error == 0) return Status::Ok();
+  // The seals keep the file at least length_ long, so nothing moved means the system refused.
+  if (error > 0) errno = error;
+  return Status::Unavailable(error < 0
+                                 ? std::string("region file: nothing moved")
+                                 : ErrnoText(write ? "region file: pwrite" : "region file: pread"));
 }
 
 }  // namespace kvault::transport

@@ -9,10 +9,12 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "kvault/common/errno_text.h"
+#include "ucx/memory_headroom.h"
 
 namespace kvault::transport {
 
@@ -21,6 +23,16 @@ Result<SharedMemoryFile> SharedMemoryFile::Create(size_t bytes) {
   if (bytes > static_cast<size_t>(std::numeric_limits<off_t>::max())) {
     return Status::InvalidArgument("shared memory file: " + std::to_string(bytes) +
                                    " bytes are more than a file holds");
+  }
+  // Allocated whole below: past what this process may still take, the memory cgroup's OOM killer
+  // would end it on the way instead of an error.
+  if (const std::optional<uint64_t> headroom = MemoryHeadroomBytes();
+      headroom && bytes > *headroom) {
+    return Status::ResourceExhausted("shared memory file: cannot allocate " +
+                                     std::to_string(bytes) + " bytes: only " +
+                                     std::to_string(*headroom) +
+                                     " bytes of memory are available to this process "
+                                     "(MemAvailable, cgroup limit)");
   }
   UniqueFd file(memfd_create("kvault-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (file.get() < 0) return Status::Unavailable(ErrnoText("shared memory file: memfd_create"));

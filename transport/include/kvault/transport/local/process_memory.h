@@ -63,17 +63,13 @@ class ProcessMemory {
   int descriptor() const { return mem_.get(); }
   // "process <pid>" as procfs named it to this process, for messages.
   const std::string& name() const { return name_; }
-  // That pid (in this process's pid namespace), or 0 when procfs named none.
-  uint64_t pid() const { return pid_; }
 
  private:
-  ProcessMemory(UniqueFd fd, std::string name, uint64_t pid)
-      : mem_(std::move(fd)), name_(std::move(name)), pid_(pid) {}
+  ProcessMemory(UniqueFd fd, std::string name) : mem_(std::move(fd)), name_(std::move(name)) {}
   Status Copy(bool write, uint64_t remote, uint8_t* local, size_t length) const;
 
   UniqueFd mem_;
   std::string name_;
-  uint64_t pid_ = 0;
 };
 
 }  // namespace kvault::transport

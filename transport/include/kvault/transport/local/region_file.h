@@ -25,9 +25,10 @@ namespace kvault::transport {
 class RegionFile {
  public:
   // Takes *fd when it is a memfd sealed against shrinking and growing, open for reading and
-  // writing, of at least `length` (> 0) bytes. InvalidArgument otherwise (naming what is
-  // missing), Unavailable when its size cannot be read; *fd is then left to the caller (closing
-  // another kind of file may call into its file system).
+  // writing, of at least `length` (> 0) bytes, all of them allocated (not sparse: the server's
+  // writes then allocate nothing, unless the client punches holes later). InvalidArgument otherwise
+  // (naming what is missing), Unavailable when its size cannot be read; *fd is then left to the
+  // caller (closing another kind of file may call into its file system).
   static Result<RegionFile> Adopt(UniqueFd* fd, uint64_t length);
 
   RegionFile(RegionFile&&) noexcept = default;

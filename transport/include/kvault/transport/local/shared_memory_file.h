@@ -19,7 +19,8 @@ namespace kvault::transport {
 class SharedMemoryFile {
  public:
   // A fresh file of `bytes` bytes, mapped read-write, every page allocated. InvalidArgument for 0
-  // or more than a file holds; ResourceExhausted when the system has not the memory; Unavailable
+  // or more than a file holds; ResourceExhausted when the system has not the memory (checked
+  // first against MemAvailable and the cgroup's limit, as UcxMemory::Allocate does); Unavailable
   // when the system refuses otherwise (no memfd).
   static Result<SharedMemoryFile> Create(size_t bytes);
 
