@@ -25,6 +25,11 @@ void ReleaseChannel::Attach(Connection* conn) {
 
 void ReleaseChannel::Detach() { Attach(nullptr); }
 
+void ReleaseChannel::DropKept() {
+  std::lock_guard<std::mutex> lock(mu_);
+  kept_.clear();
+}
+
 void ReleaseChannel::Send(const std::vector<uint8_t>& remote_key, bool keep) {
   transport::ReleaseMemory request;
   request.remote_key = remote_key;
@@ -33,7 +38,6 @@ void ReleaseChannel::Send(const std::vector<uint8_t>& remote_key, bool keep) {
     std::lock_guard<std::mutex> lock(mu_);
     if (conn_ == nullptr || !conn_->alive()) {
       if (keep) {
-        if (kept_.size() == kMaxKept) kept_.pop_front();
         kept_.push_back(remote_key);
       }
       return;
@@ -247,6 +251,9 @@ Result<Link> ClientCore::Open(Deadline deadline) {
       // The regions of the session before, for this one, within half of what is left of the
       // connect (the rest is copied through the memory file).
       const Deadline regions_until = Clock::now() + (deadline - Clock::now()) / 2;
+      // Regions freed before now never reach this session; ones freed from now on may have, and
+      // are released on it once it is attached.
+      release_channel_->DropKept();
       for (const std::shared_ptr<RegionRecord>& record : SharedRegions()) {
         if (Clock::now() + std::chrono::milliseconds(1) >= regions_until) {
           KVAULT_LOG(LogLevel::kDebug, "client", "no time left to hand memory regions over");
@@ -255,6 +262,7 @@ Result<Link> ClientCore::Open(Deadline deadline) {
         if (Status s = HandOverRegion(*conn, *target, *record, regions_until); !s.ok()) {
           if (!conn->alive()) return fail(s, "attach memory region");
           KVAULT_LOG(LogLevel::kDebug, "client", "memory region not handed over: " + s.ToString());
+          if (s.code() == StatusCode::kResourceExhausted) break;  // the daemon takes no more
         }
       }
       return Link{std::move(conn), ar.session_id, transport::DataPlane::kProcessMemory,

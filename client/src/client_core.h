@@ -48,18 +48,21 @@ class ReleaseChannel {
 
   // The connection later releases go on; precondition: it stays alive until Detach returns.
   // Both wait until no Send is using the connection attached before. Attach first sends the
-  // releases kept while none was attached (Send's `keep`).
+  // releases kept while none was attached (Send's `keep`). Its sends may fail `conn` and complete
+  // its pending requests on this thread: only call it before anyone else uses `conn`.
   void Attach(Connection* conn);
   void Detach();
+  // Forgets the releases kept so far: a new session, before it gets the live regions, holds none
+  // of the freed ones.
+  void DropKept();
 
   // Queues ReleaseMemory{remote_key} on the attached connection, after every request already
   // queued there and before any queued later; never waits for the reply (which is ignored).
   // Without a live connection it does nothing, since a new session starts with nothing cached by
   // the daemon; except with `keep` (a region handed over as a file, which a new session gets
-  // again while it connects): then the next Attach sends it (the last kMaxKept such).
+  // again while it connects): then the next Attach sends it. Kept ones are as many as such
+  // regions die while disconnected (each held a descriptor and its memory until then).
   void Send(const std::vector<uint8_t>& remote_key, bool keep = false);
-
-  static constexpr size_t kMaxKept = 256;
 
  private:
   const std::chrono::milliseconds timeout_;

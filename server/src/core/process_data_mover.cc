@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "kvault/common/log.h"
 #include "kvault/transport/ucx/ucx_remote_key.h"
 
 namespace kvault::server {
@@ -139,9 +140,25 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
   return statuses;
 }
 
+void ProcessDataMover::DropRegion(Peer& peer, const Region* region) {
+  std::lock_guard lock(peer.regions_mu);
+  regions_.fetch_sub(std::erase_if(
+      peer.regions, [&](const std::shared_ptr<const Region>& r) { return r.get() == region; }));
+}
+
 Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
   // Held until the copy ends, so that a ForgetRemoteKey meanwhile does not close the file.
-  const std::shared_ptr<const Region> region = RegionOf(peer, t.remote_address, t.length);
+  std::shared_ptr<const Region> region = RegionOf(peer, t.remote_address, t.length);
+  if (region != nullptr && t.op == transport::TransferOp::kPut && !region->file.Allocated()) {
+    // The client punched holes into it: writes there would allocate pages charged to kvaultd.
+    // From now on the process's memory file (its page faults are the client's) moves them.
+    KVAULT_LOG(LogLevel::kInfo, "memory",
+               peer.memory.name() +
+                   ": a memory region with holes is copied through the "
+                   "process's memory file from now on");
+    DropRegion(peer, region.get());
+    region = nullptr;
+  }
   if (region != nullptr) region_copies_.fetch_add(1, std::memory_order_relaxed);
   auto part = [&](uint64_t at, uint64_t length) {
     uint8_t* local = static_cast<uint8_t*>(t.local) + at;

@@ -76,6 +76,8 @@ class ProcessDataMover final : public DataMover {
     std::atomic<size_t>* const all_regions;  // the mover's regions_, which outlives its peers
   };
   std::shared_ptr<Peer> Find(transport::PeerId peer) const;
+  // Forgets `region` of `peer` (a client that punched holes into its file).
+  void DropRegion(Peer& peer, const Region* region);
   // The region of `peer` that holds [address, +length), or null.
   static std::shared_ptr<const Region> RegionOf(Peer& peer, uint64_t address, uint64_t length);
   // Moves one transfer: OK once every byte moved, else the first failing half's status.

@@ -292,6 +292,35 @@ TEST(ProcessDataMoverTest, OverlapsAFullTableAndUnknownPeersAreRefused) {
             StatusCode::kResourceExhausted);
 }
 
+// A client that punches a hole into its region's file would have writes there allocate pages
+// charged to the server: the region is dropped, and the write goes through the memory file (a
+// page fault of the client's). Positive control: a write before the hole goes through the file.
+TEST(ProcessDataMoverTest, ARegionWithAHoleIsWrittenThroughTheMemoryFile) {
+  Result<transport::SharedMemoryFile> file = FileWith(1 << 16, 3);
+  ASSERT_TRUE(file.ok());
+  MemoryChild child([] { return BecomeClient(); });
+  Attached a;
+  ASSERT_NO_FATAL_FAILURE(Attach(child, &a));
+  auto* mapped = static_cast<uint8_t*>(file->address());
+  ASSERT_TRUE(
+      a.mover.AttachRegion(a.peer, reinterpret_cast<uintptr_t>(mapped), RegionOf(*file)).ok());
+  std::vector<uint8_t> fresh = Pattern(4096, 44);
+  auto put = [&](uint8_t* at) {
+    return a.mover.Run(BatchOf(
+        {TransferOf(a.peer, transport::TransferOp::kPut, fresh.data(), at, fresh.size())}))[0];
+  };
+  ASSERT_TRUE(put(mapped).ok());
+  EXPECT_EQ(a.mover.region_copies(), 1u);
+  ASSERT_EQ(fallocate(file->descriptor(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 4096),
+            0);
+  fresh = Pattern(4096, 45);
+  ASSERT_TRUE(put(mapped + 8192).ok());
+  EXPECT_EQ(std::memcmp(mapped + 8192, fresh.data(), fresh.size()), 0);
+  EXPECT_EQ(a.mover.region_copies(), 1u);  // through the memory file, and from now on
+  ASSERT_TRUE(put(mapped).ok());
+  EXPECT_EQ(a.mover.region_copies(), 1u);
+}
+
 // Each region holds a descriptor: kMaxRegionsInAll bounds them over every peer, and a peer that
 // goes takes its regions off the count.
 TEST(ProcessDataMoverTest, RegionsOfAllPeersTogetherAreBounded) {

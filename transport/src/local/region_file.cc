@@ -13,6 +13,13 @@
 #include "local/positional_copy.h"
 
 namespace kvault::transport {
+namespace {
+
+bool FullyAllocated(const struct stat& st, uint64_t length) {
+  return st.st_blocks >= 0 && static_cast<uint64_t>(st.st_blocks) >= (length + 511) / 512;
+}
+
+}  // namespace
 
 Result<RegionFile> RegionFile::Adopt(UniqueFd* fd, uint64_t length) {
   if (fd->get() < 0) return Status::InvalidArgument("no region file was handed over");
@@ -33,18 +40,25 @@ Result<RegionFile> RegionFile::Adopt(UniqueFd* fd, uint64_t length) {
   }
   struct stat st {};
   if (fstat(fd->get(), &st) != 0) return Status::Unavailable(ErrnoText("region file: fstat"));
-  if (st.st_size < 0 || static_cast<uint64_t>(st.st_size) < length) {
+  if (st.st_size < 0 || static_cast<uint64_t>(st.st_size) != length) {
     return Status::InvalidArgument("the region file holds " + std::to_string(st.st_size) +
-                                   " bytes, fewer than the region's " + std::to_string(length));
+                                   " bytes, " +
+                                   (static_cast<uint64_t>(st.st_size) < length ? "fewer" : "more") +
+                                   " than the region's " + std::to_string(length));
   }
-  // Every page of the region allocated already (by the client, charged to it): a sparse file
-  // would have the server's writes allocate its pages, charged to the server.
-  if (st.st_blocks < 0 || static_cast<uint64_t>(st.st_blocks) < (length + 511) / 512) {
+  // Every page allocated already (by the client, charged to it): a sparse file would have the
+  // server's writes allocate its pages, charged to the server.
+  if (!FullyAllocated(st, length)) {
     return Status::InvalidArgument(
         "the region file is sparse: " + std::to_string(uint64_t(st.st_blocks) * 512) + " of " +
         std::to_string(length) + " bytes allocated");
   }
   return RegionFile(std::move(*fd), length);
+}
+
+bool RegionFile::Allocated() const {
+  struct stat st {};
+  return fstat(file_.get(), &st) == 0 && FullyAllocated(st, length_);
 }
 
 Status RegionFile::Read(uint64_t offset, std::span<uint8_t> local) const {

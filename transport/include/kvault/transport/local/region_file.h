@@ -25,16 +25,20 @@ namespace kvault::transport {
 class RegionFile {
  public:
   // Takes *fd when it is a memfd sealed against shrinking and growing, open for reading and
-  // writing, of at least `length` (> 0) bytes, all of them allocated (not sparse: the server's
-  // writes then allocate nothing, unless the client punches holes later). InvalidArgument otherwise
-  // (naming what is missing), Unavailable when its size cannot be read; *fd is then left to the
-  // caller (closing another kind of file may call into its file system).
+  // writing, of exactly `length` (> 0) bytes, all of them allocated (not sparse: the server's
+  // writes then allocate nothing, unless the client punches holes later: see Allocated).
+  // InvalidArgument otherwise (naming what is missing), Unavailable when its size cannot be read;
+  // *fd is then left to the caller (closing another kind of file may call into its file system).
   static Result<RegionFile> Adopt(UniqueFd* fd, uint64_t length);
 
   RegionFile(RegionFile&&) noexcept = default;
   RegionFile& operator=(RegionFile&&) noexcept = default;
 
   uint64_t length() const { return length_; }
+  // Whether every page of the file is still allocated (one fstat): a client that punched holes
+  // into it would have the server's writes there allocate pages charged to the server, so the
+  // server writes such a region through the process's memory file instead.
+  bool Allocated() const;
   int descriptor() const { return file_.get(); }
 
   // Copies the file's bytes [offset, +local.size()) into `local`, or `local` into them. OK only
