@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kvault/common/auth.h"
 
@@ -26,16 +27,19 @@ std::chrono::steady_clock::time_point MemoryHandles::Now() const {
   return clock_ ? clock_() : std::chrono::steady_clock::now();
 }
 
-void MemoryHandles::EraseLocked(std::map<AuthDigest, Entry>::iterator it) {
+HandedOverMemory MemoryHandles::EraseLocked(std::map<AuthDigest, Entry>::iterator it) {
   auto user = per_user_.find(it->second.uid);
   if (user != per_user_.end() && --user->second == 0) per_user_.erase(user);
+  HandedOverMemory handed = std::move(it->second.handed);
   entries_.erase(it);
+  return handed;
 }
 
-void MemoryHandles::DropExpiredLocked(std::chrono::steady_clock::time_point now) {
+void MemoryHandles::DropExpiredLocked(std::chrono::steady_clock::time_point now,
+                                      std::vector<HandedOverMemory>* gone) {
   for (auto it = entries_.begin(); it != entries_.end();) {
     auto next = std::next(it);
-    if (it->second.expires <= now) EraseLocked(it);
+    if (it->second.expires <= now) gone->push_back(EraseLocked(it));
     it = next;
   }
 }
@@ -47,8 +51,9 @@ Result<transport::Bytes32> MemoryHandles::Issue(HandedOverMemory handed, uint32_
   std::copy(random->begin(), random->end(), handle.begin());
   if (handle == transport::Bytes32{}) handle[0] = 1;  // all zeros means "none" in an Auth
   const auto now = Now();
+  std::vector<HandedOverMemory> gone;  // closed after the lock is released
   std::lock_guard lock(mu_);
-  DropExpiredLocked(now);
+  DropExpiredLocked(now, &gone);
   auto user = per_user_.find(uid);
   if (user != per_user_.end() && user->second >= limits_.per_user) {
     return Status::Unavailable("this user has " + std::to_string(user->second) +
@@ -66,22 +71,22 @@ Result<transport::Bytes32> MemoryHandles::Issue(HandedOverMemory handed, uint32_
 std::optional<HandedOverMemory> MemoryHandles::Redeem(const transport::Bytes32& handle,
                                                       HandedOverKind kind) {
   const auto now = Now();
+  std::vector<HandedOverMemory> gone;  // closed after the lock is released
   std::lock_guard lock(mu_);
-  DropExpiredLocked(now);
+  DropExpiredLocked(now, &gone);
   auto it = entries_.find(KeyOf(handle));
   if (it == entries_.end() ||
       it->second.handed.region.has_value() != (kind == HandedOverKind::kRegion)) {
     return std::nullopt;
   }
-  HandedOverMemory handed = std::move(it->second.handed);
-  EraseLocked(it);
-  return handed;
+  return EraseLocked(it);
 }
 
 void MemoryHandles::DropExpired() {
   const auto now = Now();
+  std::vector<HandedOverMemory> gone;  // closed after the lock is released
   std::lock_guard lock(mu_);
-  DropExpiredLocked(now);
+  DropExpiredLocked(now, &gone);
 }
 
 size_t MemoryHandles::pending() const {

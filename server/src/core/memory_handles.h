@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "kvault/common/auth.h"
 #include "kvault/common/result.h"
@@ -85,8 +86,11 @@ class MemoryHandles {
     std::chrono::steady_clock::time_point expires;
   };
   std::chrono::steady_clock::time_point Now() const;
-  void DropExpiredLocked(std::chrono::steady_clock::time_point now);
-  void EraseLocked(std::map<AuthDigest, Entry>::iterator it);
+  // Both hand what they take out to the caller, who releases it after unlocking mu_: the last
+  // close of a large memfd frees its pages there and then.
+  void DropExpiredLocked(std::chrono::steady_clock::time_point now,
+                         std::vector<HandedOverMemory>* gone);
+  HandedOverMemory EraseLocked(std::map<AuthDigest, Entry>::iterator it);
 
   const MemoryHandleLimits limits_;
   const Clock clock_;

@@ -63,10 +63,9 @@ void ProcessDataMover::ForgetRemoteKey(transport::PeerId peer,
   const Result<transport::RemoteKeyRange> range = transport::RemoteKeyRegion(remote_key);
   std::shared_ptr<Peer> client = range.ok() ? Find(peer) : nullptr;
   if (client == nullptr) return;
-  std::lock_guard lock(client->regions_mu);
-  regions_.fetch_sub(std::erase_if(client->regions, [&](const std::shared_ptr<const Region>& r) {
-    return r->base == range->base && r->file.length() == range->length;
-  }));
+  TakeRegions(*client, [&](const Region& r) {
+    return r.base == range->base && r.file.length() == range->length;
+  });
 }
 
 std::shared_ptr<const ProcessDataMover::Region> ProcessDataMover::RegionOf(Peer& peer,
@@ -140,10 +139,18 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
   return statuses;
 }
 
-void ProcessDataMover::DropRegion(Peer& peer, const Region* region) {
+void ProcessDataMover::TakeRegions(Peer& peer, const std::function<bool(const Region&)>& which) {
+  std::vector<std::shared_ptr<const Region>> gone;  // closed after the lock is released
   std::lock_guard lock(peer.regions_mu);
-  regions_.fetch_sub(std::erase_if(
-      peer.regions, [&](const std::shared_ptr<const Region>& r) { return r.get() == region; }));
+  for (auto it = peer.regions.begin(); it != peer.regions.end();) {
+    if (which(**it)) {
+      gone.push_back(std::move(*it));
+      it = peer.regions.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  regions_.fetch_sub(gone.size());
 }
 
 Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
@@ -156,7 +163,7 @@ Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
                peer.memory.name() +
                    ": a memory region with holes is copied through the "
                    "process's memory file from now on");
-    DropRegion(peer, region.get());
+    TakeRegions(peer, [&](const Region& r) { return &r == region.get(); });
     region = nullptr;
   }
   if (region != nullptr) region_copies_.fetch_add(1, std::memory_order_relaxed);

@@ -19,6 +19,7 @@
 // Thread-safety: all members may be called from many threads at once.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -76,8 +77,9 @@ class ProcessDataMover final : public DataMover {
     std::atomic<size_t>* const all_regions;  // the mover's regions_, which outlives its peers
   };
   std::shared_ptr<Peer> Find(transport::PeerId peer) const;
-  // Forgets `region` of `peer` (a client that punched holes into its file).
-  void DropRegion(Peer& peer, const Region* region);
+  // Forgets the regions of `peer` that `which` picks (their files are closed outside the lock:
+  // the last close of a large memfd frees its pages there and then).
+  void TakeRegions(Peer& peer, const std::function<bool(const Region&)>& which);
   // The region of `peer` that holds [address, +length), or null.
   static std::shared_ptr<const Region> RegionOf(Peer& peer, uint64_t address, uint64_t length);
   // Moves one transfer: OK once every byte moved, else the first failing half's status.
