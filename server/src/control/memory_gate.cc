@@ -21,7 +21,6 @@
 #include <string_view>
 #include <thread>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "kvault/common/errno_text.h"
@@ -68,9 +67,7 @@ struct CheckedFile {
   int descriptor() const { return memory ? memory->descriptor() : region->descriptor(); }
 };
 
-Result<CheckedFile> CheckFile(
-    const std::variant<transport::HandOverRequest, transport::RegionRequest>& request,
-    UniqueFd* fd) {
+Result<CheckedFile> CheckFile(const transport::MemoryRequest& request, UniqueFd* fd) {
   CheckedFile out;
   if (const auto* region = std::get_if<transport::RegionRequest>(&request)) {
     KVAULT_ASSIGN_OR_RETURN(out.region, transport::RegionFile::Adopt(fd, region->length));
@@ -93,18 +90,8 @@ Status SendGateHeartbeat(int link) {
 Status ForwardHandOver(int link, uint64_t id, const transport::HandedOver& handed, int memory) {
   std::vector<uint8_t> bytes(8);
   StoreLe64(bytes.data(), id);
-  std::visit(
-      [&](const auto& request) {
-        using R = std::decay_t<decltype(request)>;
-        if constexpr (std::is_same_v<R, transport::HandOverRequest>) {
-          const auto encoded = transport::EncodeHandOverRequest(request);
-          bytes.insert(bytes.end(), encoded.begin(), encoded.end());
-        } else {
-          const auto encoded = transport::EncodeRegionRequest(request);
-          bytes.insert(bytes.end(), encoded.begin(), encoded.end());
-        }
-      },
-      handed.request);
+  const std::vector<uint8_t> request = transport::EncodeMemoryRequest(handed.request);
+  bytes.insert(bytes.end(), request.begin(), request.end());
   bytes.resize(bytes.size() + 8);
   StoreLe32(bytes.data() + bytes.size() - 8, handed.peer_uid);
   StoreLe32(bytes.data() + bytes.size() - 4, handed.peer_pid);
@@ -174,12 +161,9 @@ Result<std::optional<GateMessage>> ReceiveFromGate(int link) {
   }
   ForwardedHandOver& forwarded = message.hand_over;
   forwarded.id = LoadLe64(bytes.data());
-  const std::span<const uint8_t> request(bytes.data() + 8, size - 16);
-  if (size == kForwardedHandOverBytes) {
-    KVAULT_ASSIGN_OR_RETURN(forwarded.handed.request, transport::DecodeHandOverRequest(request));
-  } else {
-    KVAULT_ASSIGN_OR_RETURN(forwarded.handed.request, transport::DecodeRegionRequest(request));
-  }
+  KVAULT_ASSIGN_OR_RETURN(
+      forwarded.handed.request,
+      transport::DecodeMemoryRequest(std::span<const uint8_t>(bytes.data() + 8, size - 16)));
   const uint8_t* credentials = bytes.data() + size - 8;
   forwarded.handed.peer_uid = LoadLe32(credentials);
   forwarded.handed.peer_pid = LoadLe32(credentials + 4);

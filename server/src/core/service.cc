@@ -255,7 +255,7 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   }
   if (std::optional<HandedOverMemory> region =
           options_.memory_handles->Redeem(attach.handle, HandedOverKind::kRegion)) {
-    return AttachRegion(session, std::move(*region), std::move(reply));
+    return AttachRegion(session, std::move(*region));
   }
   if (session.memory_attached) {
     return refuse(Status::InvalidArgument("this session's memory is attached already"));
@@ -302,8 +302,8 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   return reply;
 }
 
-Message Service::AttachRegion(Session& session, HandedOverMemory handed,
-                              transport::AttachMemoryReply reply) {
+Message Service::AttachRegion(Session& session, HandedOverMemory handed) {
+  transport::AttachMemoryReply reply;
   auto refuse = [&](const Status& why) {
     KVAULT_LOG(LogLevel::kInfo, "auth",
                SessionName(session) + ": memory region not attached (" + why.ToString() + ")");

@@ -126,8 +126,7 @@ class Service {
   transport::Message OnProveWorker(Session& session, const transport::ProveWorker& prove);
   transport::Message OnAttachMemory(Session& session, const transport::AttachMemory& attach);
   // OnAttachMemory for a handle of a region (HandedOverMemory::region).
-  transport::Message AttachRegion(Session& session, HandedOverMemory handed,
-                                  transport::AttachMemoryReply reply);
+  transport::Message AttachRegion(Session& session, HandedOverMemory handed);
   transport::Message OnLookup(Session& session, const transport::Lookup& lookup);
   transport::Message OnStore(Session& session, const transport::Store& store);
   transport::Message OnLoad(Session& session, const transport::Load& load);

@@ -458,6 +458,25 @@ void ExpectRegionRefused(const std::vector<uint8_t>& bytes, StatusCode code,
   EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().ToString();
 }
 
+// The memory socket's two requests, told apart by their length; another length is Corruption.
+TEST(MemoryHandOverWireTest, MemoryRequestsAreToldApartByTheirLength) {
+  const std::vector<uint8_t> region = EncodeMemoryRequest(MemoryRequest(SampleRegion()));
+  const std::vector<uint8_t> hand_over = EncodeMemoryRequest(MemoryRequest(SampleRequest()));
+  ASSERT_EQ(region.size(), kRegionRequestBytes);
+  ASSERT_EQ(hand_over.size(), kHandOverRequestBytes);
+  Result<MemoryRequest> decoded = DecodeMemoryRequest(region);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(std::get<RegionRequest>(*decoded), SampleRegion());
+  decoded = DecodeMemoryRequest(hand_over);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(std::get<HandOverRequest>(*decoded), SampleRequest());
+  for (size_t n : {size_t{0}, kRegionRequestBytes + 1, kHandOverRequestBytes + 1}) {
+    std::vector<uint8_t> other = hand_over;
+    other.resize(n);
+    EXPECT_EQ(DecodeMemoryRequest(other).status().code(), StatusCode::kCorruption) << n;
+  }
+}
+
 TEST(MemoryHandOverWireTest, RegionRequestRoundTrips) {
   const std::vector<TcpEnd> ends = {V4End({127, 0, 0, 1}, 7400), V4End({10, 0, 0, 2}, 0xFFFF),
                                     V6End(kLoopback6, 1), V6End(kDoc6, 51234)};

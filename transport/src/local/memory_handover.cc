@@ -201,12 +201,8 @@ Result<HandedOver> ReceiveHandOver(int connection, std::vector<UniqueFd>* descri
         "memory hand-over: the request must come with exactly one descriptor, not " +
         (cut ? std::string("more (or the descriptor table is full)") : std::to_string(received)));
   }
-  const std::span<const uint8_t> packet(buffer.data(), size);
-  if (size == kHandOverRequestBytes) {
-    KVAULT_ASSIGN_OR_RETURN(out.request, DecodeHandOverRequest(packet));
-  } else {
-    KVAULT_ASSIGN_OR_RETURN(out.request, DecodeRegionRequest(packet));
-  }
+  KVAULT_ASSIGN_OR_RETURN(out.request,
+                          DecodeMemoryRequest(std::span<const uint8_t>(buffer.data(), size)));
   ucred cred{};
   socklen_t length = sizeof cred;
   if (getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {

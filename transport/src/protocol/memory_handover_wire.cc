@@ -201,6 +201,24 @@ Result<RegionRequest> DecodeRegionRequest(std::span<const uint8_t> bytes) {
   return request;
 }
 
+std::vector<uint8_t> EncodeMemoryRequest(const MemoryRequest& request) {
+  if (const auto* region = std::get_if<RegionRequest>(&request)) {
+    const auto bytes = EncodeRegionRequest(*region);
+    return std::vector<uint8_t>(bytes.begin(), bytes.end());
+  }
+  const auto bytes = EncodeHandOverRequest(std::get<HandOverRequest>(request));
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+Result<MemoryRequest> DecodeMemoryRequest(std::span<const uint8_t> bytes) {
+  if (bytes.size() == kRegionRequestBytes) {
+    KVAULT_ASSIGN_OR_RETURN(RegionRequest region, DecodeRegionRequest(bytes));
+    return MemoryRequest(region);
+  }
+  KVAULT_ASSIGN_OR_RETURN(HandOverRequest hand_over, DecodeHandOverRequest(bytes));
+  return MemoryRequest(hand_over);
+}
+
 Status ValidateHandOverReply(const HandOverReply& reply) {
   if (!IsKnownWireStatus(static_cast<uint8_t>(reply.status))) {
     return Status::InvalidArgument("status: unknown wire status " +

@@ -59,7 +59,7 @@ Result<Bytes32> HandOverRegion(const HandOverTarget& target, uint64_t base, uint
 // What a server received on one connection of its memory socket: a process's memory, or a region
 // of it.
 struct HandedOver {
-  std::variant<HandOverRequest, RegionRequest> request;
+  MemoryRequest request;
   uint32_t peer_uid = 0;  // the sender's user (SO_PEERCRED)
   uint32_t peer_pid = 0;  // the sender's process, in this process's pid namespace (0: unknown)
 };

@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "kvault/common/result.h"
@@ -130,6 +131,13 @@ std::array<uint8_t, kRegionRequestBytes> EncodeRegionRequest(const RegionRequest
 // InvalidArgument for base or length 0 or a range that ends past 2^63 (no user address lies
 // there).
 Result<RegionRequest> DecodeRegionRequest(std::span<const uint8_t> bytes);
+
+// Either request, as the memory socket carries them: told apart by their length.
+using MemoryRequest = std::variant<HandOverRequest, RegionRequest>;
+std::vector<uint8_t> EncodeMemoryRequest(const MemoryRequest& request);
+// kHandOverRequestBytes decode as a hand-over, kRegionRequestBytes as a region (with the
+// statuses above); Corruption for another length.
+Result<MemoryRequest> DecodeMemoryRequest(std::span<const uint8_t> bytes);
 
 // Precondition: ValidateHandOverReply(reply) is OK.
 std::vector<uint8_t> EncodeHandOverReply(const HandOverReply& reply);
