@@ -44,8 +44,8 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
                        windows alternate.
   --warmup N           untimed windows before the timed ones, for store, SET, load and GET alike
                        (default 1; 0..100), each one whole pass over the row's objects: the first
-                       pass pays one-time costs (the daemon maps the clients' new buffers, redis
-                       grows its heap). Failed operations in them still count.
+                       pass pays one-time costs (the daemon faults in its host tier, redis grows
+                       its heap). Failed operations in them still count.
   --transports TLS     UCX transports (UCX_TLS syntax) of kvaultd, the clients and ucx_perftest
                        (default posix,cma; tcp for the network path).
   --data-plane P       ucx (default) or process-memory: the started kvaultd copies the clients'
@@ -195,7 +195,7 @@ Status MeasureRow(const Config& c, KvaultSide& kv, RedisSide* redis, RssSampler*
   auto object = [&kv](uint32_t t, uint64_t j) { return kv.Object(t, j); };
   std::vector<Window> store, load, load_hot, set, get;
   // Warm-up: the first pass over a row's objects pays one-time costs on both sides (the daemon
-  // maps the clients' new buffers page by page, redis grows its heap), about 5x slower here. So a
+  // faults in its host tier's pages, redis grows its heap), several times slower here. So a
   // warm-up window is one whole pass over the objects, however long it takes.
   Config pass = c;
   pass.seconds = 0;

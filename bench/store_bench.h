@@ -204,7 +204,7 @@ struct ProcMemory {
   uint64_t rss = 0;    // VmRSS: resident now
   uint64_t hwm = 0;    // VmHWM: the largest VmRSS so far
   uint64_t anon = 0;   // RssAnon: private memory (heap, the host tier's arena)
-  uint64_t shmem = 0;  // RssShmem: shared memory, e.g. clients' buffers mapped by UCX posix
+  uint64_t shmem = 0;  // RssShmem: shared memory, e.g. clients' memory mapped (UCX posix, regions)
 };
 ProcMemory ReadProcMemory(pid_t pid);
 // The directory of this executable.

@@ -187,7 +187,7 @@ void PrintReport(const Config& c, const Results& r) {
     const Memory& m = *r.memory;
     std::printf(
         "\nDaemon memory (pid %d), largest during the store windows: VmRSS %.1f MiB = "
-        "RssAnon %.1f MiB (its own) + RssShmem %.1f MiB (clients' buffers mapped by UCX) "
+        "RssAnon %.1f MiB (its own) + RssShmem %.1f MiB (clients' memory it maps) "
         "+ files; VmHWM %.1f MiB. Host tier %.0f MiB, bound %.0f MiB (capacity + 128 "
         "MiB)\n",
         static_cast<int>(m.pid), m.max_rss_bytes / double(kMiB), m.max_anon_bytes / double(kMiB),

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "kvault/common/positional_copy.h"
+
 namespace kvault {
 namespace {
 
@@ -46,19 +48,12 @@ Result<std::unique_ptr<FileReader>> FileReader::Open(const std::string& path) {
 
 Status FileReader::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
   size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("cannot read", path_, errno);
-    }
-    if (n == 0) {
-      return Status::Corruption("'" + path_ + "' ended after " + std::to_string(offset + done) +
-                                " bytes, expected " + std::to_string(offset + out.size()));
-    }
-    done += static_cast<size_t>(n);
+  const int error = PositionalCopy(fd_.get(), false, offset, out.data(), out.size(), &done);
+  if (error == -1) {
+    return Status::Corruption("'" + path_ + "' ended after " + std::to_string(offset + done) +
+                              " bytes, expected " + std::to_string(offset + out.size()));
   }
+  if (error != 0) return ErrnoStatus("cannot read", path_, error);
   return Status::Ok();
 }
 

@@ -134,6 +134,14 @@ struct DataPlaneConfig {
   // most 107 bytes once made absolute. Empty = memory.sock in a fresh directory of the daemon's
   // own under /tmp (/tmp/kvaultd-XXXXXX, as ssh-agent does), removed on exit. Default empty.
   std::string memory_socket;
+  // [data_plane.mapped_client_bytes] most bytes of clients' memory kept mapped in the daemon's
+  // page tables (transport::MappedResidency): UCX's shared-memory transports map a local
+  // client's buffers, and the process-memory plane maps the regions clients hand over; every
+  // page a transfer touched there counts in the daemon's resident memory. Bytes a client uses
+  // again go through those mappings, within this bound (the pages touched least recently are
+  // dropped beyond it); bytes used once are read from the segment's or region's file instead.
+  // Default 64 MiB.
+  uint64_t mapped_client_bytes = 64 * kMiB;
 };
 
 struct DaemonConfig {

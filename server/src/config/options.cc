@@ -239,6 +239,16 @@ std::vector<OptionDescriptor> BuildOptions() {
           "memory.sock in a fresh directory /tmp/kvaultd-XXXXXX of the daemon's own, removed "
           "on exit. At most 107 bytes once made absolute; a socket file left by a killed "
           "daemon is replaced."),
+      Option(
+          "data_plane.mapped_client_bytes", OptionType::kSize,
+          +[](DaemonConfig& c) -> uint64_t& { return c.data_plane.mapped_client_bytes; },
+          "Most bytes of clients' memory the daemon keeps mapped (UCX's shared-memory "
+          "transports map a local client's buffers, the process-memory plane the regions "
+          "clients hand over; each page touched counts in the daemon's resident memory). Bytes "
+          "a client uses again are copied through those mappings, within this bound (beyond "
+          "it the pages touched least recently are unmapped; the client keeps them); bytes "
+          "used once are read from the segment's or region's file instead.",
+          2 * kMiB, 1024 * kGiB),
   };
 }
 

@@ -3,6 +3,9 @@
 #include "core/arriving_objects.h"
 
 #include <cstring>
+#include <string>
+
+#include "kvault/common/positional_copy.h"
 
 namespace kvault::server {
 
@@ -20,8 +23,10 @@ void ArrivingObjects::Landed(size_t chunk) {
   if (BlockChecksumStream* stream = NextStream(c)) stream->Update(c.bytes);
 }
 
-void ArrivingObjects::CopyMapped(size_t chunk, std::span<const uint8_t> remote,
-                                 CopyHelper& helper) {
+Status ArrivingObjects::CopyMapped(size_t chunk, const transport::MappedRemote& from,
+                                   CopyHelper& helper) {
+  if (from.file >= 0) return ReadFile(chunk, from, helper);
+  const std::span<const uint8_t> remote = from.bytes;
   const std::span<uint8_t> local = chunks_[chunk].bytes.first(remote.size());
   // One core copies about 6 GB/s from memory not in cache, two about 9 (the CI host): the helper
   // takes the second half while this thread copies and hashes the first, then hashes the second
@@ -35,7 +40,7 @@ void ArrivingObjects::CopyMapped(size_t chunk, std::span<const uint8_t> remote,
   } else {
     std::memcpy(local.data(), remote.data(), mine);
   }
-  if (!helped) return;
+  if (!helped) return Status::Ok();
   if (stream != nullptr) {
     // The helper's half, piece by piece as it lands: only the last piece is hashed after the
     // helper is done.
@@ -47,6 +52,36 @@ void ArrivingObjects::CopyMapped(size_t chunk, std::span<const uint8_t> remote,
     }
   }
   helper.Wait();
+  return Status::Ok();
+}
+
+Status ArrivingObjects::ReadFile(size_t chunk, const transport::MappedRemote& from,
+                                 CopyHelper& helper) {
+  const std::span<uint8_t> local = chunks_[chunk].bytes.first(from.bytes.size());
+  // The kernel copies page by page: two threads read about 1.9x what one does (a scratch
+  // program: 1 MiB reads of a memfd 3.7 -> 7.2 GB/s). Split at a page of the file.
+  const size_t half = local.size() >= kHelpedBytes ? local.size() / 2 & ~size_t{4095} : 0;
+  auto read = [&](size_t at, size_t n) {
+    size_t done = 0;
+    const int error =
+        PositionalCopy(from.file, false, from.file_offset + at, local.data() + at, n, &done);
+    if (error == 0) return Status::Ok();
+    return Status::Unavailable(error < 0 ? std::string("the client's shared memory was cut short")
+                                         : std::string("reading the client's shared memory: ") +
+                                               std::strerror(error));
+  };
+  Status second;
+  const bool helped =
+      half > 0 && helper.TryStartTask([&] { second = read(half, local.size() - half); });
+  const size_t mine = helped ? half : local.size();
+  Status status = read(0, mine);
+  BlockChecksumStream* stream = NextStream(chunks_[chunk]);
+  if (status.ok() && stream != nullptr) stream->Update(local.first(mine));
+  if (!helped) return status;
+  helper.Wait();
+  if (status.ok()) status = second;
+  if (status.ok() && stream != nullptr) stream->Update(local.subspan(half));
+  return status;
 }
 
 }  // namespace kvault::server

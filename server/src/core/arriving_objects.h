@@ -6,8 +6,10 @@
 // A chunk arrives one of two ways. UCX lands it (Landed: hashed while it is still in cache), or,
 // where the client's memory is mapped into the daemon (shared memory: TransferBatch::copy_mapped),
 // this thread copies it (CopyMapped: hashed on the way, with a CopyHelper copying the second half
-// of a large chunk meanwhile). A chunk that arrives out of order is not hashed; its object's
-// stream then stays short (complete() is false) and Commit reads the object again.
+// of a large chunk meanwhile; bytes the client does not use again are read from its segment's
+// file instead, so that they are not mapped here: transport::MappedResidency). A chunk that arrives
+// out of order is not hashed; its object's stream then stays short (complete() is false) and Commit
+// reads the object again.
 //
 // Thread-safety: thread-compatible (one io thread serves a request).
 
@@ -18,6 +20,8 @@
 
 #include "core/copy_helper.h"
 #include "kvault/common/block_format.h"
+#include "kvault/common/status.h"
+#include "kvault/transport/ucx/transfer.h"
 
 namespace kvault::server {
 
@@ -33,10 +37,12 @@ class ArrivingObjects {
 
   // Chunk `chunk` has landed: hashes it if it is the next of its object.
   void Landed(size_t chunk);
-  // Copies `remote` (the client's bytes of chunk `chunk`, mapped here; its size) into the chunk,
-  // hashing what is written if it is the next of its object. `helper`, when idle, copies the
-  // second half of a chunk of at least kHelpedBytes meanwhile.
-  void CopyMapped(size_t chunk, std::span<const uint8_t> remote, CopyHelper& helper);
+  // Copies the client's bytes of chunk `chunk` (mapped here, `from.bytes`, of its size; or, when
+  // `from` names a file, read from that file instead) into the chunk, hashing what is written if
+  // it is the next of its object. `helper`, when idle, copies the second half of a chunk of at
+  // least kHelpedBytes meanwhile. Unavailable when the file read fails or comes up short (the
+  // client cut its memory short); a copy from the mapping always succeeds.
+  Status CopyMapped(size_t chunk, const transport::MappedRemote& from, CopyHelper& helper);
 
   // True when every byte of object `owner` (of `length` bytes) was hashed, in order.
   bool complete(size_t owner, uint64_t length) const { return hashes_[owner].bytes() == length; }
@@ -53,6 +59,8 @@ class ArrivingObjects {
     uint64_t offset;  // in its object
     std::span<uint8_t> bytes;
   };
+  // CopyMapped from a file: pread, halves split with `helper`, each hashed once it is read.
+  Status ReadFile(size_t chunk, const transport::MappedRemote& from, CopyHelper& helper);
   // The stream of the chunk's object when the chunk is the next to hash, else null.
   BlockChecksumStream* NextStream(const Chunk& c);
 

@@ -114,8 +114,8 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
         arriving.Add(w, at, std::span<uint8_t>(local + at, t.length));
       }
     }
-    batch.copy_mapped = [&](size_t c, std::span<const uint8_t> remote) {
-      arriving.CopyMapped(c, remote, copy_helper_);
+    batch.copy_mapped = [&](size_t c, const transport::MappedRemote& remote) {
+      return arriving.CopyMapped(c, remote, copy_helper_);
     };
     const std::vector<Status> moved =
         data_->RunInOrder(std::move(batch), [&](size_t c) { arriving.Landed(c); });

@@ -16,9 +16,9 @@ std::vector<Status> DataMover::RunInOrder(transport::TransferBatch batch,
   std::vector<uint8_t> copied(ops.size(), 0);  // handed to the copier: not an arrival
   if (batch.copy_mapped) {
     batch.copy_mapped = [copy = std::move(batch.copy_mapped), &copied](
-                            size_t i, std::span<const uint8_t> remote) {
+                            size_t i, const transport::MappedRemote& remote) {
       copied[i] = 1;
-      copy(i, remote);
+      return copy(i, remote);
     };
   }
   std::vector<Status> statuses = Run(std::move(batch));

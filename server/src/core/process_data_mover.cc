@@ -54,6 +54,8 @@ Status ProcessDataMover::AttachRegion(transport::PeerId peer, uint64_t base,
     return Status::ResourceExhausted("kvaultd holds " + std::to_string(kMaxRegionsInAll) +
                                      " regions of its sessions already");
   }
+  // Unmapped (hugetlbfs, a file sealed against writes), the region is still copied with pread.
+  if (residency_ != nullptr) (void)file.MapShared(residency_);
   client->regions.push_back(std::make_shared<const Region>(Region{base, std::move(file)}));
   return Status::Ok();
 }
@@ -156,9 +158,11 @@ void ProcessDataMover::TakeRegions(Peer& peer, const std::function<bool(const Re
 Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
   // Held until the copy ends, so that a ForgetRemoteKey meanwhile does not close the file.
   std::shared_ptr<const Region> region = RegionOf(peer, t.remote_address, t.length);
-  if (region != nullptr && t.op == transport::TransferOp::kPut && !region->file.Allocated()) {
-    // The client punched holes into it: writes there would allocate pages charged to kvaultd.
-    // From now on the process's memory file (its page faults are the client's) moves them.
+  if (region != nullptr && (t.op == transport::TransferOp::kPut || region->file.mapped()) &&
+      !region->file.Allocated()) {
+    // The client punched holes into it: writes there, and reads through the mapping, would
+    // allocate pages charged to kvaultd. From now on the process's memory file (its page faults
+    // are the client's) moves them.
     KVAULT_LOG(LogLevel::kInfo, "memory",
                peer.memory.name() +
                    ": a memory region with holes is copied through the "

@@ -12,6 +12,9 @@
 // per peer) is copied through that file instead, with pread and pwrite: one copy, without the
 // bounce page and the client's mmap lock (a scratch program here: 1 MiB reads 2.7 -> 3.7 GB/s on
 // one thread, 4.3 -> 7.2 GB/s on two). A transfer must lie wholly inside one region for that.
+// With a MappedResidency, the region's file is also mapped here, and bytes the client uses again
+// (its load destinations, a staging buffer) are copied through that mapping, within the
+// residency's budget (transport::RegionFile::MapShared).
 // Remote keys play no part, except that ForgetRemoteKey drops the region with the key's base and
 // length (the client deregisters it). Connect (UCX worker addresses) is Unsupported. Peer ids
 // have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
@@ -28,6 +31,7 @@
 
 #include "core/copy_helper.h"
 #include "core/data_mover.h"
+#include "kvault/transport/local/mapped_residency.h"
 #include "kvault/transport/local/process_memory.h"
 
 namespace kvault::server {
@@ -35,6 +39,10 @@ namespace kvault::server {
 class ProcessDataMover final : public DataMover {
  public:
   static constexpr transport::PeerId kPeerBit = transport::PeerId{1} << 63;
+
+  // `residency` (may be null: regions are never mapped) outlives the mover.
+  explicit ProcessDataMover(transport::MappedResidency* residency = nullptr)
+      : residency_(residency) {}
 
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
                                     const std::optional<transport::ControlConnection>& connection,
@@ -87,6 +95,7 @@ class ProcessDataMover final : public DataMover {
 
   // Transfers at least this long are split between the calling thread and helper_.
   static constexpr uint64_t kSplitBytes = 256 << 10;
+  transport::MappedResidency* const residency_;  // may be null
   CopyHelper helper_;            // shared by every peer; a caller that finds it busy copies alone
   std::atomic<int> copying_{0};  // Copy calls running
   std::atomic<uint64_t> split_copies_{0};

@@ -20,6 +20,7 @@
 #include "kvault/storage/gpu_tier.h"
 #include "kvault/storage/host_tier.h"
 #include "kvault/storage/nvme_tier.h"
+#include "kvault/transport/local/mapped_residency.h"
 #include "kvault/transport/ucx/peer_memory_guard.h"
 #include "kvault/transport/ucx/peer_trust.h"
 #include "kvault/transport/ucx/transfer_engine.h"
@@ -33,6 +34,8 @@ struct Daemon::Parts {
   DaemonConfig config;
   std::optional<TenantRegistry> tenants;
   std::unique_ptr<storage::BlockStore> store;
+  // Counts the client pages the engines map; outlives them.
+  std::unique_ptr<transport::MappedResidency> mapped_residency;
   std::vector<std::unique_ptr<transport::TransferEngine>> engines;
   std::unique_ptr<UcxDataMover> mover;
   std::unique_ptr<ProcessDataMover> process_mover;  // null with data_plane.process_memory off
@@ -132,9 +135,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                    "clients then move data through process memory, others without shared "
                    "memory) or set it to tcp, and run kvaultd as a user of its own");
   }
+  p->mapped_residency =
+      std::make_unique<transport::MappedResidency>(config.data_plane.mapped_client_bytes);
   transport::TransferEngineOptions engine;
   engine.context.transports = planes.ucx_transports;
   engine.context.name = "kvaultd";
+  engine.mapped_residency = p->mapped_residency.get();
   std::vector<transport::TransferEngine*> engines;
   for (uint32_t i = 0; i < std::max<uint32_t>(1, config.ucx.workers); ++i) {
     Result<std::unique_ptr<transport::TransferEngine>> created =
@@ -155,7 +161,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
         MemorySocket::Start(planes.memory_socket, p->memory_handles.get(), "/proc/self/exe");
     if (socket.ok()) {
       p->memory_socket = std::move(*socket);
-      p->process_mover = std::make_unique<ProcessDataMover>();
+      p->process_mover = std::make_unique<ProcessDataMover>(p->mapped_residency.get());
     } else if (config.data_plane.process_memory == "on") {
       return WithPart(socket.status(), "data_plane.memory_socket");
     } else {

@@ -1,15 +1,19 @@
-// ArrivingObjects: chunks copied from mapped memory (with and without the helper) or landed by
-// UCX are hashed in order, so a whole object's digest equals its stored checksum and Commit can
-// skip the second pass; a chunk out of order leaves the stream short instead of wrong.
+// ArrivingObjects: chunks copied from mapped memory or read from a file (with and without the
+// helper) or landed by UCX are hashed in order, so a whole object's digest equals its stored
+// checksum and Commit can skip the second pass; a chunk out of order leaves the stream short
+// instead of wrong.
 #include "core/arriving_objects.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <vector>
 
 #include "kvault/common/block_format.h"
 #include "kvault/common/block_key.h"
+#include "kvault/common/file_io.h"
 #include "kvault/common/synthetic_block.h"
 
 namespace kvault::server {
@@ -32,6 +36,11 @@ void AddChunks(ArrivingObjects& a, size_t owner, std::vector<uint8_t>& to, size_
   for (size_t at = 0; at < to.size(); at += chunk) {
     a.Add(owner, at, std::span(to).subspan(at, std::min(chunk, to.size() - at)));
   }
+}
+
+// Copies chunk `c` from `remote`, as mapped here (MappedRemote without a file): always OK.
+void CopyMapped(ArrivingObjects& a, size_t c, std::span<const uint8_t> remote, CopyHelper& helper) {
+  EXPECT_TRUE(a.CopyMapped(c, transport::MappedRemote{remote}, helper).ok());
 }
 
 // Object `owner` arrived whole into `to`, and its stream covers it: the digest is its checksum.
@@ -58,9 +67,9 @@ TEST(ArrivingObjects, MappedChunksAreCopiedAndHashedWithAndWithoutTheHelper) {
   const size_t big_chunks = (big.size() + kChunk - 1) / kChunk;
   for (size_t c = 0; c < big_chunks; ++c) {
     const size_t at = c * kChunk;
-    a.CopyMapped(c, std::span(big).subspan(at, std::min(kChunk, big.size() - at)), helper);
+    CopyMapped(a, c, std::span(big).subspan(at, std::min(kChunk, big.size() - at)), helper);
   }
-  a.CopyMapped(big_chunks, small, helper);
+  CopyMapped(a, big_chunks, small, helper);
   ExpectArrivedAndHashed(a, 0, big_to, big);
   ExpectArrivedAndHashed(a, 1, small_to, small);
   EXPECT_EQ(a.owner(big_chunks), 1u);
@@ -74,7 +83,7 @@ TEST(ArrivingObjects, ABusyHelperLeavesTheWholeCopyToTheCaller) {
   std::vector<uint8_t> to(big.size());
   ArrivingObjects a(1);
   a.Add(0, 0, to);
-  a.CopyMapped(0, big, helper);
+  CopyMapped(a, 0, big, helper);
   helper.Wait();
   ExpectArrivedAndHashed(a, 0, to, big);
 }
@@ -100,10 +109,37 @@ struct ThreeChunks {
   CopyHelper helper;
 };
 
+// Chunks read from a file holding the client's bytes (at an offset), split with the helper or
+// not, are hashed in order like copied ones; a file cut short fails that chunk with Unavailable.
+TEST(ArrivingObjects, ChunksReadFromAFileAreHashedAndAShortFileFails) {
+  ThreeChunks t(6);
+  constexpr uint64_t kOffset = 8192 + 5;
+  UniqueFd file(memfd_create("arriving-objects-test", MFD_CLOEXEC));
+  ASSERT_EQ(pwrite(file.get(), t.object.data(), t.object.size(), kOffset),
+            static_cast<ssize_t>(t.object.size()));
+  for (size_t c = 0; c < 3; ++c) {
+    const transport::MappedRemote from{t.Source(c), file.get(), kOffset + c * ThreeChunks::kChunk};
+    EXPECT_TRUE(t.arriving.CopyMapped(c, from, t.helper).ok()) << c;
+  }
+  ExpectArrivedAndHashed(t.arriving, 0, t.to, t.object);
+
+  ThreeChunks cut(6);
+  ASSERT_EQ(ftruncate(file.get(), static_cast<off_t>(kOffset + t.object.size() - 1)), 0);
+  CopyMapped(cut.arriving, 0, cut.Source(0), cut.helper);  // from the mapping: fine
+  const Status read = cut.arriving.CopyMapped(
+      2, transport::MappedRemote{cut.Source(2), file.get(), kOffset + 2 * ThreeChunks::kChunk},
+      cut.helper);
+  EXPECT_EQ(read.code(), StatusCode::kUnavailable) << read.ToString();
+  const Status whole = cut.arriving.CopyMapped(
+      1, transport::MappedRemote{cut.Source(1), file.get(), kOffset + ThreeChunks::kChunk},
+      cut.helper);
+  EXPECT_TRUE(whole.ok()) << whole.ToString();  // positive control: a chunk the file still holds
+}
+
 TEST(ArrivingObjects, LandedAndMappedChunksMixInOrder) {
   ThreeChunks t(4);
   t.Land(0);
-  t.arriving.CopyMapped(1, t.Source(1), t.helper);
+  CopyMapped(t.arriving, 1, t.Source(1), t.helper);
   t.Land(2);
   ExpectArrivedAndHashed(t.arriving, 0, t.to, t.object);
 }
@@ -111,15 +147,15 @@ TEST(ArrivingObjects, LandedAndMappedChunksMixInOrder) {
 TEST(ArrivingObjects, AChunkOutOfOrderLeavesTheStreamShort) {
   ThreeChunks t(5);
   // Chunk 1 before chunk 0: copied, not hashed.
-  t.arriving.CopyMapped(1, t.Source(1), t.helper);
-  t.arriving.CopyMapped(0, t.Source(0), t.helper);
+  CopyMapped(t.arriving, 1, t.Source(1), t.helper);
+  CopyMapped(t.arriving, 0, t.Source(0), t.helper);
   t.Land(2);
   EXPECT_EQ(t.to, t.object);  // every byte still arrives
   EXPECT_FALSE(t.arriving.complete(0, t.object.size()));
   // Positive control: the same chunks in order complete the stream.
   ThreeChunks in_order(5);
   for (size_t c = 0; c < 3; ++c)
-    in_order.arriving.CopyMapped(c, in_order.Source(c), in_order.helper);
+    CopyMapped(in_order.arriving, c, in_order.Source(c), in_order.helper);
   ExpectArrivedAndHashed(in_order.arriving, 0, in_order.to, in_order.object);
 }
 

@@ -4,7 +4,8 @@
 // running at once on several threads (the helper busy with one of them) still move every byte.
 // Regions the child handed over as files: copies inside one go through the file (both ways,
 // split too), others through the memory file; overlaps, a full table and unknown peers are
-// refused; ForgetRemoteKey drops the region its key names.
+// refused; ForgetRemoteKey drops the region its key names. With a residency, reused bytes of a
+// region go through its mapping, and a hole drops a mapped region for GETs too.
 #include "core/process_data_mover.h"
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "../ucx/memory_child.h"
+#include "kvault/transport/local/mapped_residency.h"
 #include "kvault/transport/local/region_file.h"
 #include "kvault/transport/local/shared_memory_file.h"
 #include "kvault/transport/ucx/ucx_context.h"
@@ -51,8 +53,9 @@ transport::TransferBatch BatchOf(std::vector<transport::Transfer> transfers) {
   return batch;
 }
 
-// A mover with the child's memory attached.
+// A mover with the child's memory attached (regions mapped with `residency`, when given).
 struct Attached {
+  explicit Attached(transport::MappedResidency* residency = nullptr) : mover(residency) {}
   ProcessDataMover mover;
   transport::PeerId peer = 0;
 };
@@ -319,6 +322,54 @@ TEST(ProcessDataMoverTest, ARegionWithAHoleIsWrittenThroughTheMemoryFile) {
   EXPECT_EQ(a.mover.region_copies(), 1u);  // through the memory file, and from now on
   ASSERT_TRUE(put(mapped).ok());
   EXPECT_EQ(a.mover.region_copies(), 1u);
+}
+
+// With a residency, a region's file is also mapped: a range used again is copied through the
+// mapping (the residency counts it), its first use through the file (it does not); every byte
+// lands either way. A hole punched later drops the region for GETs too, whose reads through the
+// mapping would allocate the hole's pages here.
+TEST(ProcessDataMoverTest, AMappedRegionCopiesReusedBytesThroughTheMapping) {
+  transport::MappedResidency residency(8 << 20);
+  constexpr size_t kBytes = 4 << 20;
+  Result<transport::SharedMemoryFile> file = FileWith(kBytes, 6);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  MemoryChild child([] { return BecomeClient(); });
+  Attached a(&residency);
+  ASSERT_NO_FATAL_FAILURE(Attach(child, &a));
+  auto* mapped = static_cast<uint8_t*>(file->address());
+  ASSERT_TRUE(
+      a.mover.AttachRegion(a.peer, reinterpret_cast<uintptr_t>(mapped), RegionOf(*file)).ok());
+  std::vector<uint8_t> got(1 << 20);
+  auto get = [&](size_t at) {
+    return a.mover.Run(BatchOf(
+        {TransferOf(a.peer, transport::TransferOp::kGet, got.data(), mapped + at, got.size())}))[0];
+  };
+  const std::vector<uint8_t> pattern = Pattern(kBytes, 6);
+  ASSERT_TRUE(get(0).ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), pattern.begin()));
+  EXPECT_EQ(residency.resident_bytes(), 0u) << "bytes used once were mapped";
+  std::fill(got.begin(), got.end(), uint8_t{0});
+  ASSERT_TRUE(get(0).ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), pattern.begin()));
+  EXPECT_GT(residency.resident_bytes(), 0u) << "bytes used again were not mapped";
+  EXPECT_EQ(a.mover.region_copies(), 2u);
+
+  // A PUT into the reused range lands in the client's memory.
+  const std::vector<uint8_t> fresh = Pattern(got.size(), 77);
+  ASSERT_TRUE(
+      a.mover
+          .Run(BatchOf({TransferOf(a.peer, transport::TransferOp::kPut,
+                                   const_cast<uint8_t*>(fresh.data()), mapped, fresh.size())}))[0]
+          .ok());
+  EXPECT_EQ(std::memcmp(mapped, fresh.data(), fresh.size()), 0);
+  EXPECT_EQ(a.mover.region_copies(), 3u);
+
+  ASSERT_EQ(fallocate(file->descriptor(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (3 << 20) + 8192, 4096),
+            0);
+  ASSERT_TRUE(get(2 << 20).ok());
+  EXPECT_EQ(a.mover.region_copies(), 3u) << "a GET of a holed mapped region went through it";
+  EXPECT_TRUE(std::equal(got.begin(), got.begin() + 8192, pattern.begin() + (2 << 20)));
 }
 
 // Each region holds a descriptor: kMaxRegionsInAll bounds them over every peer, and a peer that

@@ -6,6 +6,8 @@
 // manual clock, so leases expire only when a test advances it.
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <map>
@@ -18,6 +20,7 @@
 #include "../storage/store_test_util.h"
 #include "core/service.h"
 #include "kvault/common/auth.h"
+#include "kvault/common/file_io.h"
 #include "kvault/common/synthetic_block.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/host_tier.h"
@@ -53,8 +56,16 @@ class CopyingMover final : public DataMover {
       auto* remote = reinterpret_cast<uint8_t*>(t.remote_address);
       auto* local = static_cast<uint8_t*>(t.local);
       if (t.op == transport::TransferOp::kGet && mapped && batch.copy_mapped) {
-        batch.copy_mapped(out.size(), std::span<const uint8_t>(remote, t.length));
+        transport::MappedRemote from{std::span<const uint8_t>(remote, t.length)};
+        UniqueFd file;
+        if (mapped_file) {
+          file = FileHolding(from.bytes);
+          from.file = file.get();
+          from.file_offset = kFileOffset;
+        }
         ++mapped_copies;
+        out.push_back(batch.copy_mapped(out.size(), from));
+        continue;
       } else if (t.op == transport::TransferOp::kGet) {
         std::memcpy(local, remote, t.length);
       } else {
@@ -70,6 +81,18 @@ class CopyingMover final : public DataMover {
   // As a shared-memory transport does with UCX-allocated client memory: GETs go to the batch's
   // copier (TransferBatch::copy_mapped) instead of being copied here.
   bool mapped = false;
+  // With `mapped`: each GET also names a file holding its bytes (at kFileOffset), which the
+  // copier reads instead, as for bytes the client does not use again; `cut_files` leaves each
+  // file a byte short, as a client that cut its segment short would.
+  bool mapped_file = false;
+  bool cut_files = false;
+  static constexpr uint64_t kFileOffset = 4096 + 7;
+  UniqueFd FileHolding(std::span<const uint8_t> bytes) const {
+    UniqueFd fd(memfd_create("copying-mover", MFD_CLOEXEC));
+    const size_t kept = cut_files ? bytes.size() - 1 : bytes.size();
+    EXPECT_EQ(pwrite(fd.get(), bytes.data(), kept, kFileOffset), static_cast<ssize_t>(kept));
+    return fd;
+  }
   size_t mapped_copies = 0;
   transport::PeerId peers = 0;
   int disconnects = 0;

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "local/positional_copy.h"
+#include "kvault/common/positional_copy.h"
 #include "ucx/proc_files.h"
 
 namespace kvault::transport {

@@ -3,14 +3,18 @@
 #include "kvault/transport/local/region_file.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "kvault/common/errno_text.h"
-#include "local/positional_copy.h"
+#include "kvault/common/positional_copy.h"
 
 namespace kvault::transport {
 namespace {
@@ -56,6 +60,33 @@ Result<RegionFile> RegionFile::Adopt(UniqueFd* fd, uint64_t length) {
   return RegionFile(std::move(*fd), length);
 }
 
+RegionFile& RegionFile::operator=(RegionFile&& other) noexcept {
+  if (this != &other) {
+    resident_ = ResidentMapping();  // forgotten before the old mapping goes
+    mapping_ = std::move(other.mapping_);
+    resident_ = std::move(other.resident_);
+    file_ = std::move(other.file_);
+    length_ = other.length_;
+  }
+  return *this;
+}
+
+void RegionFile::Unmap::operator()(uint8_t* mapped) const { munmap(mapped, length); }
+
+Status RegionFile::MapShared(MappedResidency* residency) {
+  struct statfs fs {};
+  if (fstatfs(file_.get(), &fs) != 0) return Status::Unavailable(ErrnoText("region file: fstatfs"));
+  if (fs.f_type != TMPFS_MAGIC) {
+    return Status::Unsupported("the region file is not on tmpfs: copied with pread and pwrite");
+  }
+  void* mapped = mmap(nullptr, length_, PROT_READ | PROT_WRITE, MAP_SHARED, file_.get(), 0);
+  if (mapped == MAP_FAILED) return Status::Unavailable(ErrnoText("region file: mmap"));
+  resident_ = ResidentMapping();
+  mapping_ = std::unique_ptr<uint8_t, Unmap>(static_cast<uint8_t*>(mapped), Unmap{length_});
+  resident_ = ResidentMapping(residency, mapped, length_);
+  return Status::Ok();
+}
+
 bool RegionFile::Allocated() const {
   struct stat st {};
   return fstat(file_.get(), &st) == 0 && FullyAllocated(st, length_);
@@ -74,6 +105,15 @@ Status RegionFile::Copy(bool write, uint64_t offset, uint8_t* local, size_t n) c
   if (offset > length_ || n > length_ - offset) {
     return Status::OutOfRange("bytes [" + std::to_string(offset) + ", +" + std::to_string(n) +
                               ") lie outside the region file's " + std::to_string(length_));
+  }
+  if (mapping_ != nullptr && resident_.Admit(mapping_.get() + offset, n)) {
+    // The seals keep every mapped page inside the file: no access here can fault past its end.
+    if (write) {
+      std::memcpy(mapping_.get() + offset, local, n);
+    } else {
+      std::memcpy(local, mapping_.get() + offset, n);
+    }
+    return Status::Ok();
   }
   size_t done = 0;
   const int error = PositionalCopy(file_.get(), write, offset, local, n, &done);

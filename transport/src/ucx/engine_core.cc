@@ -108,8 +108,11 @@ std::vector<PeerId> MarkUnconfirmed(BatchState& b, const Status& status) {
 }  // namespace
 
 EngineCore::EngineCore(UcxWorker& worker, std::function<Result<UcxWorker>()> make_worker,
-                       std::chrono::milliseconds cancel_grace)
-    : worker_(worker), make_worker_(std::move(make_worker)), cancel_grace_(cancel_grace) {}
+                       std::chrono::milliseconds cancel_grace, MappedResidency* residency)
+    : worker_(worker),
+      make_worker_(std::move(make_worker)),
+      cancel_grace_(cancel_grace),
+      residency_(residency) {}
 
 EngineCore::~EngineCore() {
   // Shutdown() left nothing in flight; should a batch remain (a worker that could not be
@@ -284,7 +287,15 @@ void EngineCore::PostTransfers(BatchState& b) {
           continue;
         }
         // A cut met during the copy fails this transfer in Deliver (FailCutShortTransfers).
-        b.request.copy_mapped(i, std::span(mapped, t.length));
+        CachedKey& key = *kit->key;
+        MappedRemote remote{std::span(mapped, t.length)};
+        const bool has_file = key.key.segment_file() >= 0;
+        if (has_file && !key.resident.Admit(mapped, t.length)) {
+          remote.file = key.key.segment_file();
+          remote.file_offset = key.key.SegmentFileOffset(t.remote_address);
+        }
+        b.statuses[i] = b.request.copy_mapped(i, remote);
+        if (!has_file) key.resident.Touched(mapped, t.length);
         continue;  // complete: no request, no arrival (the copier saw the bytes)
       }
     }
@@ -305,6 +316,10 @@ void EngineCore::PostTransfers(BatchState& b) {
         t.op == TransferOp::kGet
             ? ucp_get_nbx(ep, t.local, t.length, t.remote_address, rkey, &param)
             : ucp_put_nbx(ep, t.local, t.length, t.remote_address, rkey, &param);
+    // UCX copies into a mapped key's memory here (now or while progressing): its pages count.
+    if (t.op == TransferOp::kPut && kit->key->resident.counts()) {
+      kit->key->resident.Touched(MappedHere(*kit->key, t.remote_address), t.length);
+    }
     if (!UCS_PTR_IS_PTR(r)) {  // finished at once: no callback will come
       b.in_flight[i] = 0;
       --b.outstanding;

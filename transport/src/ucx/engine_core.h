@@ -34,6 +34,7 @@ namespace kvault::transport {
 
 struct BatchState;
 struct CachedKey;
+class MappedResidency;
 
 // A batch as queued by Submit: the request, the registration found for each transfer's local
 // bytes (null: UCX registers on the fly) and the callback.
@@ -48,9 +49,10 @@ class EngineCore {
   using Clock = std::chrono::steady_clock;
 
   // `worker` is the engine's worker object; `make_worker` makes a fresh one for it when the old
-  // one must go (see RestartWorker).
+  // one must go (see RestartWorker). `residency` (may be null; outlives this) counts the pages of
+  // mapped client memory that transfers touch (TransferEngineOptions::mapped_residency).
   EngineCore(UcxWorker& worker, std::function<Result<UcxWorker>()> make_worker,
-             std::chrono::milliseconds cancel_grace);
+             std::chrono::milliseconds cancel_grace, MappedResidency* residency);
   // Precondition: Shutdown() ran.
   ~EngineCore();
   EngineCore(const EngineCore&) = delete;
@@ -137,6 +139,7 @@ class EngineCore {
   UcxWorker& worker_;
   std::function<Result<UcxWorker>()> make_worker_;
   const std::chrono::milliseconds cancel_grace_;
+  MappedResidency* const residency_;  // may be null
   uint64_t worker_restarts_ = 0;
   PeerId next_peer_ = 1;
   std::unordered_map<PeerId, std::unique_ptr<Peer>> peers_;

@@ -29,7 +29,13 @@ CachedKey* EngineCore::AcquireKey(Peer& peer, const std::vector<uint8_t>& bytes,
     --it;
     if ((*it)->users == 0) it = peer.keys.erase(it);
   }
-  peer.keys.push_front(std::make_unique<CachedKey>(CachedKey{bytes, std::move(key).value(), 1}));
+  auto cached = std::make_unique<CachedKey>(CachedKey{bytes, std::move(key).value(), 1, {}});
+  if (residency_ != nullptr) {
+    if (const uint8_t* mapped = MappedHere(*cached, cached->key.base())) {
+      cached->resident = ResidentMapping(residency_, mapped, cached->key.length());
+    }
+  }
+  peer.keys.push_front(std::move(cached));
   return peer.keys.front().get();
 }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "kvault/transport/local/mapped_residency.h"
 #include "kvault/transport/ucx/ucx_remote_key.h"
 #include "ucx/engine_core.h"
 
@@ -20,6 +21,9 @@ struct CachedKey {
   std::vector<uint8_t> bytes;  // as the client sealed them
   UcxRemoteKey key;
   uint32_t users = 0;  // batches in flight that posted requests with it
+  // The key's region where UCX mapped it here (empty when it is not, or without a residency):
+  // destroyed before `key`, whose destruction may unmap it.
+  ResidentMapping resident;
 };
 
 struct EngineCore::Peer {

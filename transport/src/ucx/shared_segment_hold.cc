@@ -219,6 +219,7 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
       if (held < 0)
         return Gone("cannot open its shared segment " + path + ": " + std::strerror(errno));
       hold.files_.push_back(held);
+      hold.file_addresses_.push_back(Load64(entry + 8));
       struct stat st {};
       if (fstat(held, &st) != 0 || !S_ISREG(st.st_mode)) {
         return Status::InvalidArgument("remote key: " + path + " is not a shared-memory segment");
@@ -321,6 +322,7 @@ SharedSegmentHold::SharedSegmentHold(SharedSegmentHold&& other) noexcept
       page_bytes_(other.page_bytes_),
       files_seen_(std::move(other.files_seen_)),
       files_(std::exchange(other.files_, {})),
+      file_addresses_(std::exchange(other.file_addresses_, {})),
       attachments_(std::exchange(other.attachments_, {})) {}
 
 SharedSegmentHold& SharedSegmentHold::operator=(SharedSegmentHold&& other) noexcept {
@@ -330,9 +332,17 @@ SharedSegmentHold& SharedSegmentHold::operator=(SharedSegmentHold&& other) noexc
     page_bytes_ = other.page_bytes_;
     files_seen_ = std::move(other.files_seen_);
     files_ = std::exchange(other.files_, {});
+    file_addresses_ = std::exchange(other.file_addresses_, {});
     attachments_ = std::exchange(other.attachments_, {});
   }
   return *this;
+}
+
+std::optional<SharedSegmentHold::SegmentFile> SharedSegmentHold::DupSegmentFile() const {
+  if (files_.size() != 1 || !attachments_.empty()) return std::nullopt;
+  UniqueFd copy(fcntl(files_[0], F_DUPFD_CLOEXEC, 0));
+  if (copy.get() < 0) return std::nullopt;
+  return SegmentFile{std::move(copy), file_addresses_[0]};
 }
 
 SharedSegmentHold::~SharedSegmentHold() { Release(); }
@@ -341,6 +351,7 @@ void SharedSegmentHold::Release() {
   for (int fd : files_) close(fd);
   for (void* at : attachments_) shmdt(at);
   files_.clear();
+  file_addresses_.clear();
   attachments_.clear();
 }
 

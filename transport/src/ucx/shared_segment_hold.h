@@ -50,9 +50,11 @@
 // unpack: UCX has its own by then).
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
+#include "kvault/common/file_io.h"
 #include "kvault/common/result.h"
 #include "kvault/transport/ucx/peer_memory_guard.h"
 
@@ -89,6 +91,16 @@ class SharedSegmentHold {
   // memory must be one of them (PeerMemoryGuard::Watch).
   const std::vector<PeerMemoryGuard::MappedFile>& segments() const { return files_seen_; }
 
+  // For a key whose only shared segment is one posix segment: a new descriptor of its held file
+  // (open for reading and writing), and the address the segment starts at in its owner, which
+  // is the file's offset 0 (UCX maps a posix segment's file from its start). Empty for other
+  // keys, or when the descriptor cannot be duplicated.
+  struct SegmentFile {
+    UniqueFd file;
+    uint64_t segment_address = 0;
+  };
+  std::optional<SegmentFile> DupSegmentFile() const;
+
  private:
   SharedSegmentHold() = default;
   void Release();
@@ -96,7 +108,8 @@ class SharedSegmentHold {
   std::vector<uint8_t> key_;
   size_t page_bytes_ = 0;
   std::vector<PeerMemoryGuard::MappedFile> files_seen_;
-  std::vector<int> files_;          // open descriptors of posix segments
+  std::vector<int> files_;                // open descriptors of posix segments
+  std::vector<uint64_t> file_addresses_;  // per entry of files_: its segment's address
   std::vector<void*> attachments_;  // sysv attachments
 };
 

@@ -79,7 +79,7 @@ class TransferEngine::Impl {
         worker_(std::move(worker)),
         core_(
             worker_, [this] { return UcxWorker::Create(context_, UcxThreadMode::kSerialized); },
-            options.cancel_grace),
+            options.cancel_grace, options.mapped_residency),
         spin_(options.spin_before_sleep) {}
 
   ~Impl() {

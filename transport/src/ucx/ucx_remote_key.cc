@@ -143,6 +143,10 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
                  : guard.status();
     }
     unpacked.guard_ = std::move(*guard);
+    if (std::optional<SharedSegmentHold::SegmentFile> file = hold->DupSegmentFile()) {
+      unpacked.segment_file_ = std::move(file->file);
+      unpacked.base_file_offset_ = base - file->segment_address;  // the hold checked base inside
+    }
   }
   return unpacked;
 }
@@ -156,7 +160,9 @@ UcxRemoteKey::UcxRemoteKey(UcxRemoteKey&& other) noexcept
     : rkey_(std::exchange(other.rkey_, nullptr)),
       base_(std::exchange(other.base_, 0)),
       length_(std::exchange(other.length_, 0)),
-      guard_(std::move(other.guard_)) {}
+      guard_(std::move(other.guard_)),
+      segment_file_(std::move(other.segment_file_)),
+      base_file_offset_(std::exchange(other.base_file_offset_, 0)) {}
 
 UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
   if (this != &other) {
@@ -166,6 +172,8 @@ UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
     base_ = std::exchange(other.base_, 0);
     length_ = std::exchange(other.length_, 0);
     guard_ = std::move(other.guard_);
+    segment_file_ = std::move(other.segment_file_);
+    base_file_offset_ = std::exchange(other.base_file_offset_, 0);
   }
   return *this;
 }

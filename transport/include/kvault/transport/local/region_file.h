@@ -11,14 +11,20 @@
 // client said it maps at the region's addresses, so a client that maps something else there
 // only stores the file's bytes (which still pass the block checks) and loads into the file.
 //
-// Thread-safety: Read and Write may run on many threads at once; Adopt and the moves are
-// thread-compatible.
+// The server may also map the file (MapShared): copies of bytes it uses again then run through
+// the mapping, one memcpy at about twice pread's speed, while MappedResidency bounds the pages
+// that stay mapped (mapped_residency.h).
+//
+// Thread-safety: Read and Write may run on many threads at once; Adopt, MapShared and the moves
+// are thread-compatible.
 
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "kvault/common/file_io.h"
 #include "kvault/common/result.h"
+#include "kvault/transport/local/mapped_residency.h"
 
 namespace kvault::transport {
 
@@ -32,7 +38,16 @@ class RegionFile {
   static Result<RegionFile> Adopt(UniqueFd* fd, uint64_t length);
 
   RegionFile(RegionFile&&) noexcept = default;
-  RegionFile& operator=(RegionFile&&) noexcept = default;
+  RegionFile& operator=(RegionFile&& other) noexcept;
+  ~RegionFile() = default;
+
+  // Maps the file shared, read and write, so that Read and Write go through the mapping where
+  // `residency` (not null; outlives this) admits (ResidentMapping::Admit), and through the file
+  // otherwise. Unsupported for a file not on tmpfs (a hugetlbfs page the client punched out
+  // would raise SIGBUS in the server where a tmpfs one is allocated); Unavailable when mmap
+  // refuses (a file sealed against writes). Either way the file still works unmapped.
+  Status MapShared(MappedResidency* residency);
+  bool mapped() const { return mapping_ != nullptr; }
 
   uint64_t length() const { return length_; }
   // Whether every page of the file is still allocated (one fstat): a client that punched holes
@@ -49,11 +64,19 @@ class RegionFile {
   Status Write(uint64_t offset, std::span<const uint8_t> local) const;
 
  private:
+  struct Unmap {
+    uint64_t length;
+    void operator()(uint8_t* mapped) const;
+  };
+
   RegionFile(UniqueFd file, uint64_t length) : file_(std::move(file)), length_(length) {}
   Status Copy(bool write, uint64_t offset, uint8_t* local, size_t n) const;
 
   UniqueFd file_;
   uint64_t length_ = 0;
+  std::unique_ptr<uint8_t, Unmap> mapping_{nullptr, Unmap{0}};  // null until MapShared
+  // Declared after mapping_, so destroyed first: its chunks are forgotten before the unmap.
+  mutable ResidentMapping resident_;
 };
 
 }  // namespace kvault::transport

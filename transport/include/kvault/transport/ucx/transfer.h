@@ -41,6 +41,18 @@ struct Transfer {
   uint32_t remote_key = 0;
 };
 
+// Where the client's bytes of a GET lie when they are mapped into this process
+// (TransferBatch::copy_mapped). Valid during the call only.
+struct MappedRemote {
+  std::span<const uint8_t> bytes;  // as they are mapped here
+  // When >= 0, a file that holds the same bytes at `file_offset`, which the copier reads instead
+  // of `bytes` (pread): the bytes are not in use again, and reading them through the mapping
+  // would map them into this process for nothing (MappedResidency::Admit). A short read means
+  // the client cut its memory short.
+  int file = -1;
+  uint64_t file_offset = 0;
+};
+
 struct TransferBatch {
   // Distinct sealed remote keys (UcxMemory::PackRemoteKey) the transfers refer to by index; a
   // request usually has one per client region, shared by all its blocks.
@@ -58,15 +70,16 @@ struct TransferBatch {
   // Optional, for GETs: when a GET's remote bytes are mapped into this process (the client's
   // UCX-allocated memory under the posix or sysv shared-memory transport; UCX's rkey_ptr), the
   // engine posts no UCX request for it and calls this instead, at once, on the thread driving
-  // the engine, with the GET's index and the client's bytes [remote_address, +length) as they
-  // are mapped here. It must copy them into the GET's local bytes, and may work on them on the
-  // way (hash each piece while it is in cache). The GET is then complete and on_arrival is not
-  // called for it. GETs over other transports move through UCX as usual. The client may write
-  // its bytes meanwhile, as during any GET: work on the copy, never on `remote` twice. A copy
-  // not started by the batch's deadline fails with a deadline-exceeded status instead. With
-  // TransferEngine::Submit it may run on any thread that drives the engine (its progress thread
-  // or a caller of Run): touch nothing it uses until the batch's callback.
-  std::function<void(size_t index, std::span<const uint8_t> remote)> copy_mapped;
+  // the engine, with the GET's index and where the client's bytes [remote_address, +length) lie
+  // (MappedRemote). It must copy them into the GET's local bytes, and may work on them on the
+  // way (hash each piece while it is in cache); what it returns is the GET's status. The GET is
+  // then complete and on_arrival is not called for it. GETs over other transports move through
+  // UCX as usual. The client may write its bytes meanwhile, as during any GET: work on the copy,
+  // never on the client's bytes twice. A copy not started by the batch's deadline fails with a
+  // deadline-exceeded status instead. With TransferEngine::Submit it may run on any thread that
+  // drives the engine (its progress thread or a caller of Run): touch nothing it uses until the
+  // batch's callback.
+  std::function<Status(size_t index, const MappedRemote& remote)> copy_mapped;
 };
 
 // Called exactly once per batch with one status per transfer, in order. Runs on the thread driving

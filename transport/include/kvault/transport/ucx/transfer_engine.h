@@ -50,6 +50,8 @@
 
 namespace kvault::transport {
 
+class MappedResidency;
+
 struct TransferEngineOptions {
   // Transports, name and keepalive of the engine's UCX context (thread_safe is always on).
   // Default: UCX's choice of transports.
@@ -63,6 +65,11 @@ struct TransferEngineOptions {
   // reply (TCP, or shared memory with registered client memory); when the grace ends with such
   // requests the engine restarts its worker (see the class comment). Default 250 ms.
   std::chrono::milliseconds cancel_grace{250};
+  // Where the pages of client memory mapped here (a posix or sysv segment UCX attached for a
+  // remote key: GETs handed to copy_mapped, PUTs UCX writes into the mapping) are counted and
+  // dropped beyond its budget (local/mapped_residency.h). Null: they stay mapped while the key is
+  // cached. Must outlive the engine. Default null.
+  MappedResidency* mapped_residency = nullptr;
 };
 
 struct TransferEngineStats {

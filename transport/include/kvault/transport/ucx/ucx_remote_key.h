@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 
+#include "kvault/common/file_io.h"
 #include "kvault/common/result.h"
 #include "kvault/transport/ucx/control_connection.h"
 #include "kvault/transport/ucx/peer_memory_guard.h"
@@ -73,6 +74,13 @@ class UcxRemoteKey {
 
   ucp_rkey* get() const { return rkey_; }
 
+  // Where the bytes of memory mapped here can also be read and written without touching the
+  // mapping: a descriptor of the one posix segment file UCX mapped for the key, or -1 (memory not
+  // mapped here, a sysv segment, a key of several segments); and the file offset of `address`
+  // (inside the region). A segment the peer cut short makes reads there come up short.
+  int segment_file() const { return segment_file_.get(); }
+  uint64_t SegmentFileOffset(uint64_t address) const { return address - base_ + base_file_offset_; }
+
  private:
   UcxRemoteKey(ucp_rkey* rkey, uint64_t base, uint64_t length)
       : rkey_(rkey), base_(base), length_(length) {}
@@ -81,6 +89,8 @@ class UcxRemoteKey {
   uint64_t base_ = 0;
   uint64_t length_ = 0;
   PeerMemoryGuard guard_;  // released before the key is destroyed
+  UniqueFd segment_file_;
+  uint64_t base_file_offset_ = 0;  // of base_ in segment_file_
 };
 
 }  // namespace kvault::transport

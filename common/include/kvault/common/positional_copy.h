@@ -1,7 +1,8 @@
 #pragma once
-// PositionalCopy: the pread/pwrite loop ProcessMemory and RegionFile share. Moves `n` bytes
-// between `local` and the file `fd` at `offset` (pwrite when `write`), going on after short
-// moves and EINTR. Returns 0 when all moved; else the errno of the failed call (0 is never
+// PositionalCopy: the pread/pwrite loop of every copy at a file offset (FileReader, the
+// transport's ProcessMemory and RegionFile, the daemon's reads of clients' segment files). Moves
+// `n` bytes between `local` and the file `fd` at `offset` (pwrite when `write`), going on after
+// short moves and EINTR. Returns 0 when all moved; else the errno of the failed call (0 is never
 // returned for a failure: a call that moved nothing gives -1), with *done the bytes moved before.
 // Thread-safe (positional calls only).
 
@@ -12,7 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace kvault::transport {
+namespace kvault {
 
 inline int PositionalCopy(int fd, bool write, uint64_t offset, uint8_t* local, size_t n,
                           size_t* done) {
@@ -31,4 +32,4 @@ inline int PositionalCopy(int fd, bool write, uint64_t offset, uint8_t* local, s
   return 0;
 }
 
-}  // namespace kvault::transport
+}  // namespace kvault

@@ -1,0 +1,123 @@
+// RegionFile::MapShared: a mapped region file reads and writes the client's bytes exactly,
+// through the file the first time a range is seen and through the mapping once it is reused
+// (the residency counts it then, and not before); writes through either way show in the
+// client's mapping. A file sealed against writes cannot be mapped and still reads through the
+// file; a region whose mapping is destroyed stops counting in the residency.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kvault/common/file_io.h"
+#include "kvault/common/status.h"
+#include "kvault/transport/local/mapped_residency.h"
+#include "kvault/transport/local/region_file.h"
+#include "kvault/transport/local/shared_memory_file.h"
+
+namespace kvault::transport {
+namespace {
+
+constexpr size_t kChunk = MappedResidency::kChunkBytes;
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(seed + 13 * i + (i >> 9));
+  return out;
+}
+
+// The server's side of `file`: a RegionFile over a duplicate of its descriptor.
+RegionFile ServerSide(const SharedMemoryFile& file) {
+  UniqueFd dup_fd(dup(file.descriptor()));
+  Result<RegionFile> region = RegionFile::Adopt(&dup_fd, file.length());
+  EXPECT_TRUE(region.ok()) << region.status().ToString();
+  return std::move(region).value();
+}
+
+TEST(RegionFileMappingTest, CopiesThroughTheFileFirstAndTheMappingOnceReused) {
+  MappedResidency residency(4 * kChunk);
+  Result<SharedMemoryFile> file = SharedMemoryFile::Create(4 * kChunk);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto* client = static_cast<uint8_t*>(file->address());
+  const std::vector<uint8_t> pattern = Pattern(4 * kChunk, 3);
+  std::memcpy(client, pattern.data(), pattern.size());
+
+  RegionFile region = ServerSide(*file);
+  ASSERT_TRUE(region.MapShared(&residency).ok());
+  EXPECT_TRUE(region.mapped());
+
+  constexpr size_t kAt = 12345;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<uint8_t> read(300000);
+    ASSERT_TRUE(region.Read(kAt, read).ok());
+    EXPECT_EQ(read,
+              std::vector<uint8_t>(pattern.begin() + kAt, pattern.begin() + kAt + read.size()))
+        << "round " << round;
+    // Seen once: through the file, nothing counted; from the second time on, mapped and counted.
+    if (round == 0) {
+      EXPECT_EQ(residency.resident_bytes(), 0u);
+    } else {
+      EXPECT_GT(residency.resident_bytes(), 0u) << "round " << round;
+    }
+  }
+
+  // Writes land in the client's memory whichever way they go: a fresh range (through the file)
+  // and the reused one (through the mapping).
+  const std::vector<uint8_t> fresh = Pattern(5000, 90);
+  const size_t far = 3 * kChunk + 100;
+  ASSERT_TRUE(region.Write(far, fresh).ok());
+  EXPECT_EQ(std::memcmp(client + far, fresh.data(), fresh.size()), 0);
+  const std::vector<uint8_t> again = Pattern(7000, 150);
+  ASSERT_TRUE(region.Write(kAt, again).ok());
+  EXPECT_EQ(std::memcmp(client + kAt, again.data(), again.size()), 0);
+  EXPECT_EQ(client[kAt + again.size()], pattern[kAt + again.size()]);
+  // The client's later writes are what the next read sees.
+  client[kAt] ^= 0xFF;
+  uint8_t first = 0;
+  ASSERT_TRUE(region.Read(kAt, std::span(&first, 1)).ok());
+  EXPECT_EQ(first, client[kAt]);
+}
+
+TEST(RegionFileMappingTest, AWriteSealedFileIsNotMappedAndStillReads) {
+  UniqueFd fd(memfd_create("region-mapping-test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_GE(fd.get(), 0);
+  ASSERT_EQ(ftruncate(fd.get(), 8192), 0);
+  ASSERT_EQ(posix_fallocate(fd.get(), 0, 8192), 0);
+  ASSERT_EQ(pwrite(fd.get(), "abc", 3, 100), 3);
+  ASSERT_EQ(fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE), 0);
+  Result<RegionFile> region = RegionFile::Adopt(&fd, 8192);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  MappedResidency residency(kChunk);
+  EXPECT_EQ(region->MapShared(&residency).code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(region->mapped());
+  for (int round = 0; round < 2; ++round) {
+    char read[3] = {};
+    ASSERT_TRUE(region->Read(100, std::span(reinterpret_cast<uint8_t*>(read), 3)).ok());
+    EXPECT_EQ(std::memcmp(read, "abc", 3), 0);
+  }
+  EXPECT_EQ(residency.resident_bytes(), 0u);
+}
+
+TEST(RegionFileMappingTest, AForgottenRegionStopsCounting) {
+  MappedResidency residency(4 * kChunk);
+  Result<SharedMemoryFile> file = SharedMemoryFile::Create(kChunk);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  {
+    RegionFile region = ServerSide(*file);
+    ASSERT_TRUE(region.MapShared(&residency).ok());
+    std::vector<uint8_t> read(4096);
+    ASSERT_TRUE(region.Read(0, read).ok());
+    ASSERT_TRUE(region.Read(0, read).ok());
+    EXPECT_GT(residency.resident_bytes(), 0u);
+    RegionFile moved = std::move(region);
+    ASSERT_TRUE(moved.Read(0, read).ok());
+    EXPECT_GT(residency.resident_bytes(), 0u);
+  }
+  EXPECT_EQ(residency.resident_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace kvault::transport
