@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include "kvault/common/errno_text.h"
+#include "kvault/common/file_io.h"
 #include "kvault/common/little_endian.h"
 #include "kvault/common/log.h"
 #include "kvault/transport/local/process_memory.h"
@@ -198,10 +198,7 @@ int MemoryGateMain(int argc, char** argv) {
   // Nothing else kvaultd had open stays open here; as many descriptors as allowed may be
   // received (the kernel releases, on the receiving thread, those it has no room for).
   close_range(kMemoryGateLinkFd + 1, ~0U, 0);
-  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &files);
-  }
+  RaiseOpenFileLimit();
   // Dies with the kvaultd thread that started it (kvaultd kills it anyway when it stops); if
   // kvaultd is already gone, so is the gate.
   prctl(PR_SET_PDEATHSIG, SIGKILL);

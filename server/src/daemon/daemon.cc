@@ -15,6 +15,7 @@
 #include "core/service.h"
 #include "core/ucx_data_mover.h"
 #include "http/http_server.h"
+#include "kvault/common/file_io.h"
 #include "kvault/common/log.h"
 #include "kvault/storage/block_store.h"
 #include "kvault/storage/gpu_tier.h"
@@ -113,6 +114,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   KVAULT_RETURN_IF_ERROR(WithPart(limits.Validate(), "limits"));
   auto p = std::make_unique<Parts>();
   p->config = config;
+  // Connections, nvme files and the remote keys of local clients (each keeps its segment's file:
+  // transport::UcxRemoteKey::segment_file) each hold a descriptor.
+  RaiseOpenFileLimit();
   Result<TenantRegistry> tenants = TenantRegistry::Load(config.auth.tenants_file);
   if (!tenants.ok()) return WithPart(tenants.status(), "tenants");
   p->tenants.emplace(std::move(*tenants));
@@ -193,6 +197,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   Result<std::unique_ptr<HttpServer>> http_server = HttpServer::Start(http, [raw] {
     raw->metrics->RefreshFromStore(*raw->store);
     raw->metrics->RefreshClientMemoryFaults(transport::PeerMemoryGuard::absorbed_total());
+    raw->metrics->RefreshMappedClientMemory(raw->mapped_residency->resident_bytes(),
+                                            raw->mapped_residency->dropped_bytes());
     return raw->metrics->Serialize();
   });
   if (!http_server.ok()) return WithPart(http_server.status(), "http");

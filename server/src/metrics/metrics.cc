@@ -124,6 +124,22 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                "that memory failed.")
            .Register(*registry_)
            .Add({});
+  mapped_client_bytes_ =
+      &prometheus::BuildGauge()
+           .Name("kvault_mapped_client_bytes")
+           .Help(
+               "Bytes of clients' memory counted as mapped into kvaultd (shared-memory segments "
+               "and regions it copies through), within data_plane.mapped_client_bytes.")
+           .Register(*registry_)
+           .Add({});
+  mapped_client_dropped_ =
+      &prometheus::BuildCounter()
+           .Name("kvault_mapped_client_dropped_bytes_total")
+           .Help(
+               "Bytes of clients' memory kvaultd unmapped again to stay within "
+               "data_plane.mapped_client_bytes (the clients keep them).")
+           .Register(*registry_)
+           .Add({});
 }
 
 void Metrics::ObserveRequest(RequestOp op, std::chrono::nanoseconds latency) {
@@ -150,6 +166,16 @@ void Metrics::RefreshClientMemoryFaults(uint64_t total) {
   if (total > client_memory_faults_last_) {
     client_memory_faults_->Increment(static_cast<double>(total - client_memory_faults_last_));
     client_memory_faults_last_ = total;
+  }
+}
+
+void Metrics::RefreshMappedClientMemory(uint64_t mapped, uint64_t dropped_total) {
+  std::lock_guard lock(refresh_mu_);
+  mapped_client_bytes_->Set(static_cast<double>(mapped));
+  if (dropped_total > mapped_client_dropped_last_) {
+    mapped_client_dropped_->Increment(
+        static_cast<double>(dropped_total - mapped_client_dropped_last_));
+    mapped_client_dropped_last_ = dropped_total;
   }
 }
 

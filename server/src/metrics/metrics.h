@@ -9,6 +9,10 @@
 //     kvault_client_memory_faults_total        counter, faults in client shared memory that its
 //                                              client had cut short (absorbed; the transfers
 //                                              through it failed), set by RefreshClientMemoryFaults
+//     kvault_mapped_client_bytes               gauge, client memory counted as mapped into
+//                                              kvaultd (data_plane.mapped_client_bytes bounds it)
+//     kvault_mapped_client_dropped_bytes_total counter, client memory unmapped again beyond that
+//                                              bound; both set by RefreshMappedClientMemory
 //   Every op and reason series exists from construction, at 0.
 //   Storage series (kvault_store_*, kvault_tier_*{tier}, kvault_checksum_failures_total{tier})
 //   are copied from the storage module's counters by RefreshFromStore(), typically right before
@@ -98,6 +102,10 @@ class Metrics {
   // Advances kvault_client_memory_faults_total to `total`, a process-wide count that only grows
   // (transport::PeerMemoryGuard::absorbed_total()), typically right before each scrape.
   void RefreshClientMemoryFaults(uint64_t total);
+  // Sets kvault_mapped_client_bytes to `mapped` and advances
+  // kvault_mapped_client_dropped_bytes_total to `dropped_total` (transport::MappedResidency's
+  // resident_bytes() and dropped_bytes(); the counter never goes back).
+  void RefreshMappedClientMemory(uint64_t mapped, uint64_t dropped_total);
 
   // Every series in the Prometheus text format 0.0.4.
   std::string Serialize() const;
@@ -119,9 +127,12 @@ class Metrics {
   prometheus::Gauge* connections_ = nullptr;
   prometheus::Gauge* inflight_bytes_ = nullptr;
   prometheus::Counter* client_memory_faults_ = nullptr;
+  prometheus::Gauge* mapped_client_bytes_ = nullptr;
+  prometheus::Counter* mapped_client_dropped_ = nullptr;
 
   std::mutex refresh_mu_;  // guards the members below
   uint64_t client_memory_faults_last_ = 0;
+  uint64_t mapped_client_dropped_last_ = 0;
   // Keyed by "<tier>/<storage name>".
   std::map<std::string, StoreSeries> store_series_;
   std::map<std::string, prometheus::Family<prometheus::Counter>*> counter_families_;

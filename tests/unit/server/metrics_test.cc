@@ -191,6 +191,20 @@ TEST(MetricsTest, ClientMemoryFaultsFollowTheProcessCountAndNeverGoBack) {
   EXPECT_EQ(ValueOf(m.Serialize(), "kvault_client_memory_faults_total"), 5);
 }
 
+TEST(MetricsTest, MappedClientMemoryIsAGaugeAndItsDropsACounterThatNeverGoesBack) {
+  Metrics m;
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_mapped_client_bytes"), 0);
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_mapped_client_dropped_bytes_total"), 0);
+  m.RefreshMappedClientMemory(4 << 20, 2 << 20);
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_mapped_client_bytes"), 4 << 20);
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_mapped_client_dropped_bytes_total"), 2 << 20);
+  m.RefreshMappedClientMemory(1 << 20, 1 << 20);  // the gauge follows; the counter stays
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_mapped_client_bytes"), 1 << 20);
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_mapped_client_dropped_bytes_total"), 2 << 20);
+  m.RefreshMappedClientMemory(0, 6 << 20);
+  EXPECT_EQ(ValueOf(m.Serialize(), "kvault_mapped_client_dropped_bytes_total"), 6 << 20);
+}
+
 TEST(MetricsTest, LabelsComeOnlyFromFixedSets) {
   auto store = HostStore();
   ASSERT_NE(store, nullptr);

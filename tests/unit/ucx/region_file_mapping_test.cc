@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "kvault/common/file_io.h"
@@ -37,48 +39,74 @@ RegionFile ServerSide(const SharedMemoryFile& file) {
   return std::move(region).value();
 }
 
+// Shared memory mapped in this process now (RssShmem of /proc/self/status), in bytes.
+uint64_t MappedSharedBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("RssShmem:", 0) == 0) return std::stoull(line.substr(9)) << 10;
+  }
+  ADD_FAILURE() << "no RssShmem in /proc/self/status";
+  return 0;
+}
+
 TEST(RegionFileMappingTest, CopiesThroughTheFileFirstAndTheMappingOnceReused) {
   MappedResidency residency(4 * kChunk);
-  Result<SharedMemoryFile> file = SharedMemoryFile::Create(4 * kChunk);
-  ASSERT_TRUE(file.ok()) << file.status().ToString();
-  auto* client = static_cast<uint8_t*>(file->address());
+  // The client's bytes written through the file: the region's mapping is this process's only one.
+  UniqueFd fd(memfd_create("region-mapping-test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_GE(fd.get(), 0);
   const std::vector<uint8_t> pattern = Pattern(4 * kChunk, 3);
-  std::memcpy(client, pattern.data(), pattern.size());
-
-  RegionFile region = ServerSide(*file);
+  ASSERT_EQ(pwrite(fd.get(), pattern.data(), pattern.size(), 0),
+            static_cast<ssize_t>(pattern.size()));
+  ASSERT_EQ(fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+  UniqueFd client(dup(fd.get()));
+  Result<RegionFile> adopted = RegionFile::Adopt(&fd, pattern.size());
+  ASSERT_TRUE(adopted.ok()) << adopted.status().ToString();
+  RegionFile region = std::move(*adopted);
   ASSERT_TRUE(region.MapShared(&residency).ok());
   EXPECT_TRUE(region.mapped());
 
   constexpr size_t kAt = 12345;
+  constexpr size_t kBytes = 300000;
   for (int round = 0; round < 3; ++round) {
-    std::vector<uint8_t> read(300000);
+    SCOPED_TRACE("round " + std::to_string(round));
+    const uint64_t mapped_before = MappedSharedBytes();
+    std::vector<uint8_t> read(kBytes);
     ASSERT_TRUE(region.Read(kAt, read).ok());
-    EXPECT_EQ(read,
-              std::vector<uint8_t>(pattern.begin() + kAt, pattern.begin() + kAt + read.size()))
-        << "round " << round;
-    // Seen once: through the file, nothing counted; from the second time on, mapped and counted.
+    EXPECT_EQ(read, std::vector<uint8_t>(pattern.begin() + kAt, pattern.begin() + kAt + kBytes));
+    // Seen once: through the file, nothing mapped or counted; from the second time on, through
+    // the mapping, counted.
     if (round == 0) {
       EXPECT_EQ(residency.resident_bytes(), 0u);
+      EXPECT_LT(MappedSharedBytes(), mapped_before + kBytes / 2) << "bytes used once were mapped";
     } else {
-      EXPECT_GT(residency.resident_bytes(), 0u) << "round " << round;
+      EXPECT_GT(residency.resident_bytes(), 0u);
+    }
+    if (round == 1) {
+      EXPECT_GE(MappedSharedBytes(), mapped_before + kBytes - 8192) << "reused bytes not mapped";
     }
   }
 
   // Writes land in the client's memory whichever way they go: a fresh range (through the file)
   // and the reused one (through the mapping).
+  auto client_bytes = [&](size_t at, size_t n) {
+    std::vector<uint8_t> out(n);
+    EXPECT_EQ(pread(client.get(), out.data(), n, static_cast<off_t>(at)), static_cast<ssize_t>(n));
+    return out;
+  };
   const std::vector<uint8_t> fresh = Pattern(5000, 90);
   const size_t far = 3 * kChunk + 100;
   ASSERT_TRUE(region.Write(far, fresh).ok());
-  EXPECT_EQ(std::memcmp(client + far, fresh.data(), fresh.size()), 0);
+  EXPECT_EQ(client_bytes(far, fresh.size()), fresh);
   const std::vector<uint8_t> again = Pattern(7000, 150);
   ASSERT_TRUE(region.Write(kAt, again).ok());
-  EXPECT_EQ(std::memcmp(client + kAt, again.data(), again.size()), 0);
-  EXPECT_EQ(client[kAt + again.size()], pattern[kAt + again.size()]);
-  // The client's later writes are what the next read sees.
-  client[kAt] ^= 0xFF;
+  EXPECT_EQ(client_bytes(kAt, again.size()), again);
+  EXPECT_EQ(client_bytes(kAt + again.size(), 1)[0], pattern[kAt + again.size()]);
+  // The client's later writes are what the next read through the mapping sees.
+  const uint8_t flipped = static_cast<uint8_t>(~again[0]);
+  ASSERT_EQ(pwrite(client.get(), &flipped, 1, kAt), 1);
   uint8_t first = 0;
   ASSERT_TRUE(region.Read(kAt, std::span(&first, 1)).ok());
-  EXPECT_EQ(first, client[kAt]);
+  EXPECT_EQ(first, flipped);
 }
 
 TEST(RegionFileMappingTest, AWriteSealedFileIsNotMappedAndStillReads) {

@@ -31,6 +31,11 @@ uint64_t MappedResidency::dropped_bytes() const {
   return dropped_;
 }
 
+uint64_t MappedResidency::failed_drops() const {
+  std::lock_guard lock(mu_);
+  return failed_drops_;
+}
+
 uint64_t MappedResidency::Register() {
   std::lock_guard lock(mu_);
   return next_mapping_++;
@@ -74,13 +79,11 @@ bool MappedResidency::Admit(uint64_t mapping, uintptr_t begin, uintptr_t end, ui
     ghosts_.erase(ghost->second);
     ghost_index_.erase(ghost);
   }
-  if (resident || seen) {
-    TouchLocked(mapping, begin, end, from, to);
-    return true;
-  }
-  if (ghost != ghost_index_.end()) {  // seen shorter: remembered as this long now
+  if (resident || seen) return true;  // counted by the caller's Touched, after its copy
+  if (ghost != ghost_index_.end()) {  // seen shorter: remembered as this long now, and anew
     ghost_bytes_ += (to - from) - ghost->second->bytes;
     ghost->second->bytes = to - from;
+    ghosts_.splice(ghosts_.end(), ghosts_, ghost->second);
   } else {
     ghost_index_.emplace(id, ghosts_.insert(ghosts_.end(), Ghost{id, to - from}));
     ghost_bytes_ += to - from;
@@ -108,11 +111,14 @@ void MappedResidency::TouchLocked(uint64_t mapping, uintptr_t begin, uintptr_t e
   });
   while (resident_ > budget_ && !chunks_.empty()) {
     const Chunk& old = chunks_.back();
-    // Cannot fail for a shared mapping that is still there (which the contract promises); a
-    // failure would leave the pages counted by the kernel, not here.
-    madvise(reinterpret_cast<void*>(old.start), old.bytes, MADV_DONTNEED);
+    // Cannot fail for a shared mapping of small pages that is still there (which the contract
+    // promises); a failure leaves the pages mapped, uncounted here but not unseen.
+    if (madvise(reinterpret_cast<void*>(old.start), old.bytes, MADV_DONTNEED) == 0) {
+      dropped_ += old.bytes;
+    } else {
+      ++failed_drops_;
+    }
     resident_ -= old.bytes;
-    dropped_ += old.bytes;
     index_.erase(ChunkId{old.mapping, old.start});
     chunks_.pop_back();
   }

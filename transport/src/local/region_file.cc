@@ -113,6 +113,7 @@ Status RegionFile::Copy(bool write, uint64_t offset, uint8_t* local, size_t n) c
     } else {
       std::memcpy(local, mapping_.get() + offset, n);
     }
+    resident_.Touched(mapping_.get() + offset, n);
     return Status::Ok();
   }
   size_t done = 0;

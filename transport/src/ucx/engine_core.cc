@@ -289,13 +289,12 @@ void EngineCore::PostTransfers(BatchState& b) {
         // A cut met during the copy fails this transfer in Deliver (FailCutShortTransfers).
         CachedKey& key = *kit->key;
         MappedRemote remote{std::span(mapped, t.length)};
-        const bool has_file = key.key.segment_file() >= 0;
-        if (has_file && !key.resident.Admit(mapped, t.length)) {
+        if (key.key.segment_file() >= 0 && !key.resident.Admit(mapped, t.length)) {
           remote.file = key.key.segment_file();
           remote.file_offset = key.key.SegmentFileOffset(t.remote_address);
         }
         b.statuses[i] = b.request.copy_mapped(i, remote);
-        if (!has_file) key.resident.Touched(mapped, t.length);
+        if (remote.file < 0) key.resident.Touched(mapped, t.length);  // counted once copied
         continue;  // complete: no request, no arrival (the copier saw the bytes)
       }
     }

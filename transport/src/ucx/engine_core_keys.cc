@@ -18,7 +18,8 @@ CachedKey* EngineCore::AcquireKey(Peer& peer, const std::vector<uint8_t>& bytes,
     }
   }
   Result<UcxRemoteKey> key =
-      UcxRemoteKey::Unpack(*peer.ep, bytes, peer.connection ? &*peer.connection : nullptr);
+      UcxRemoteKey::Unpack(*peer.ep, bytes, peer.connection ? &*peer.connection : nullptr,
+                           /*keep_segment_file=*/residency_ != nullptr);
   if (!key.ok()) {
     error = key.status();
     return nullptr;
@@ -30,7 +31,7 @@ CachedKey* EngineCore::AcquireKey(Peer& peer, const std::vector<uint8_t>& bytes,
     if ((*it)->users == 0) it = peer.keys.erase(it);
   }
   auto cached = std::make_unique<CachedKey>(CachedKey{bytes, std::move(key).value(), 1, {}});
-  if (residency_ != nullptr) {
+  if (residency_ != nullptr && cached->key.mapped_in_small_pages()) {
     if (const uint8_t* mapped = MappedHere(*cached, cached->key.base())) {
       cached->resident = ResidentMapping(residency_, mapped, cached->key.length());
     }

@@ -86,7 +86,8 @@ Result<RemoteKeyRange> RemoteKeyRegion(std::span<const uint8_t> packed) {
 
 Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
                                           std::span<const uint8_t> packed,
-                                          const ControlConnection* connection) {
+                                          const ControlConnection* connection,
+                                          bool keep_segment_file) {
   if (endpoint.empty()) return Status::InvalidArgument("UcxRemoteKey: empty endpoint");
   KVAULT_ASSIGN_OR_RETURN(const RemoteKeyRange range, RemoteKeyRegion(packed));
   const uint64_t base = range.base;
@@ -143,9 +144,12 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
                  : guard.status();
     }
     unpacked.guard_ = std::move(*guard);
-    if (std::optional<SharedSegmentHold::SegmentFile> file = hold->DupSegmentFile()) {
-      unpacked.segment_file_ = std::move(file->file);
-      unpacked.base_file_offset_ = base - file->segment_address;  // the hold checked base inside
+    unpacked.small_pages_ = hold->page_bytes() == 0;
+    if (keep_segment_file && unpacked.small_pages_) {
+      if (std::optional<SharedSegmentHold::SegmentFile> file = hold->DupSegmentFile()) {
+        unpacked.segment_file_ = std::move(file->file);
+        unpacked.base_file_offset_ = base - file->segment_address;  // the hold checked base inside
+      }
     }
   }
   return unpacked;
@@ -161,6 +165,7 @@ UcxRemoteKey::UcxRemoteKey(UcxRemoteKey&& other) noexcept
       base_(std::exchange(other.base_, 0)),
       length_(std::exchange(other.length_, 0)),
       guard_(std::move(other.guard_)),
+      small_pages_(std::exchange(other.small_pages_, false)),
       segment_file_(std::move(other.segment_file_)),
       base_file_offset_(std::exchange(other.base_file_offset_, 0)) {}
 
@@ -172,6 +177,7 @@ UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
     base_ = std::exchange(other.base_, 0);
     length_ = std::exchange(other.length_, 0);
     guard_ = std::move(other.guard_);
+    small_pages_ = std::exchange(other.small_pages_, false);
     segment_file_ = std::move(other.segment_file_);
     base_file_offset_ = std::exchange(other.base_file_offset_, 0);
   }

@@ -37,6 +37,10 @@ class UniqueFd {
 // NotFound if the path does not exist, IoError for other failures.
 Result<uint64_t> FileSize(const std::string& path);
 
+// Raises this process's soft limit of open files (RLIMIT_NOFILE) to its hard limit, as daemons
+// holding a descriptor per client resource do; nothing happens when that is refused.
+void RaiseOpenFileLimit();
+
 // A file opened for reads at any offset, to stream a large file through a bounded buffer.
 // Thread-safe: ReadAt may be called concurrently.
 class FileReader {

@@ -23,10 +23,11 @@
 // destination is. Through the file otherwise, so that bytes streamed once (stores of fresh
 // buffers) never enter the page tables.
 //
-// Only for MAP_SHARED mappings (on a private mapping MADV_DONTNEED would discard data). A copy
-// that runs while another thread drops its chunk maps the pages again and is correct; those
-// pages count once the copy reports them. So the server's resident memory holds at most the
-// budget plus the bytes of the copies running at once (and of UCX PUTs still being written).
+// Only for MAP_SHARED mappings of small pages (on a private mapping MADV_DONTNEED would discard
+// data; on hugetlbfs it may be refused). Callers report a copy's range once the copy is done
+// (Touched): a copy that runs while another thread drops its chunk maps the pages again and is
+// correct, and they count again when it reports them. So the server's resident memory holds at
+// most the budget plus the bytes of the copies running at once (and of UCX PUTs being written).
 //
 // Thread-safety: all members may be called from many threads at once. A ResidentMapping must be
 // destroyed before its pages are unmapped (its destructor waits for a drop in progress).
@@ -57,6 +58,9 @@ class MappedResidency {
   uint64_t resident_bytes() const;
   // Bytes dropped from the page tables so far.
   uint64_t dropped_bytes() const;
+  // Chunks whose drop the kernel refused (left mapped, no longer counted): none for the shared
+  // mappings of small pages the contract asks for.
+  uint64_t failed_drops() const;
 
  private:
   friend class ResidentMapping;
@@ -100,6 +104,7 @@ class MappedResidency {
   std::unordered_map<ChunkId, std::list<Ghost>::iterator, ChunkIdHash> ghost_index_;
   uint64_t ghost_bytes_ = 0;  // guarded by mu_
   uint64_t dropped_ = 0;      // guarded by mu_
+  uint64_t failed_drops_ = 0;  // guarded by mu_
 };
 
 // One mapping of a client's memory whose touched pages MappedResidency bounds: the bytes
@@ -108,7 +113,8 @@ class MappedResidency {
 class ResidentMapping {
  public:
   ResidentMapping() = default;
-  // Counts touches of [base, +length), widened to whole pages, against `residency`'s budget.
+  // Counts touches of [base, +length), widened to whole pages, against `residency`'s budget
+  // (null: an empty one).
   ResidentMapping(MappedResidency* residency, const void* base, size_t length);
   ~ResidentMapping();
   ResidentMapping(ResidentMapping&& other) noexcept;
@@ -119,9 +125,9 @@ class ResidentMapping {
   void Touched(const void* address, size_t length);
   // For a copy of [address, +length) (clipped to the mapping) that could go through a file
   // instead: true when it should go through the mapping (every chunk counted as touched, or
-  // passed over recently: see the file comment), and then it counts as Touched; false when it
-  // should go through the file, and the chunks are remembered as passed over. Always true for an
-  // empty ResidentMapping.
+  // passed over recently: see the file comment; the caller then reports it with Touched once
+  // the copy is done); false when it should go through the file, and the range is remembered as
+  // passed over. Always true for an empty ResidentMapping.
   bool Admit(const void* address, size_t length);
   // Whether touches count (not empty).
   bool counts() const { return residency_ != nullptr; }

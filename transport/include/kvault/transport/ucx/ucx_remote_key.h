@@ -52,8 +52,12 @@ class UcxRemoteKey {
   // When that cannot be told (the key claims another pid namespace, /proc is not readable, the
   // connection is translated), the key loses its shared-memory entries (WithoutSharedSegments)
   // and reaches only what the sender's own endpoint reaches.
+  //
+  // `keep_segment_file`: keep a descriptor of the key's posix segment file (segment_file()),
+  // when the key maps exactly one such segment, in small pages; one more open file per key.
   static Result<UcxRemoteKey> Unpack(const UcxEndpoint& endpoint, std::span<const uint8_t> packed,
-                                     const ControlConnection* connection = nullptr);
+                                     const ControlConnection* connection = nullptr,
+                                     bool keep_segment_file = false);
 
   UcxRemoteKey(UcxRemoteKey&& other) noexcept;
   UcxRemoteKey& operator=(UcxRemoteKey&& other) noexcept;
@@ -74,10 +78,14 @@ class UcxRemoteKey {
 
   ucp_rkey* get() const { return rkey_; }
 
+  // Whether the key's memory is mapped here in pages of the system's size (not hugetlbfs): only
+  // then may MappedResidency drop them. False for memory not mapped here.
+  bool mapped_in_small_pages() const { return small_pages_; }
   // Where the bytes of memory mapped here can also be read and written without touching the
-  // mapping: a descriptor of the one posix segment file UCX mapped for the key, or -1 (memory not
-  // mapped here, a sysv segment, a key of several segments); and the file offset of `address`
-  // (inside the region). A segment the peer cut short makes reads there come up short.
+  // mapping: a descriptor of the one posix segment file UCX mapped for the key, or -1 (not kept:
+  // see Unpack; memory not mapped here, a sysv segment, a key of several segments, huge pages);
+  // and the file offset of `address` (inside the region). A segment the peer cut short makes
+  // reads there come up short.
   int segment_file() const { return segment_file_.get(); }
   uint64_t SegmentFileOffset(uint64_t address) const { return address - base_ + base_file_offset_; }
 
@@ -89,6 +97,7 @@ class UcxRemoteKey {
   uint64_t base_ = 0;
   uint64_t length_ = 0;
   PeerMemoryGuard guard_;  // released before the key is destroyed
+  bool small_pages_ = false;
   UniqueFd segment_file_;
   uint64_t base_file_offset_ = 0;  // of base_ in segment_file_
 };
