@@ -51,8 +51,15 @@ TEST_F(ServiceTest, LargeObjectsMoveInChunksVerifiedAsTheyLand) {
 
 // Client memory mapped into the daemon: the service copies each chunk itself, with the copy
 // helper taking half of the large ones, and hashes on the way; damage anywhere is still caught.
-TEST_F(ServiceTest, MappedClientMemoryIsCopiedAndVerifiedOnTheWay) {
+// With files (the parameter): bytes the client does not use again come with their segment's file,
+// which the service reads instead of the mapping (halves split with the helper) and hashes the
+// same way; a file cut short fails the transfer (not the object's verification) and leaves
+// nothing reserved.
+class MappedStoreTest : public ServiceTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(MappedStoreTest, MappedClientMemoryIsCopiedAndVerifiedOnTheWay) {
   mover_.mapped = true;
+  mover_.mapped_file = GetParam();
   auto s = LoggedIn("team-a", "token-a");
   const uint64_t payload = 2500 << 10;  // three chunks of at most 1 MiB
   // Positive control: multi-chunk and small objects store through the copier and load back.
@@ -79,47 +86,24 @@ TEST_F(ServiceTest, MappedClientMemoryIsCopiedAndVerifiedOnTheWay) {
     EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 0u);
     EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
   }
+  if (GetParam()) {
+    mover_.cut_files = true;
+    EXPECT_EQ(StoreKeys(*s, {Key(5)}, payload),
+              std::vector<WireStatus>(1, WireStatus::kTransferFailed));
+    EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 0u);
+    EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
+    mover_.cut_files = false;
+  }
   // And the undamaged object stores (the key was not poisoned by the refusals).
   EXPECT_EQ(StoreKeys(*s, {Key(5)}, payload), std::vector<WireStatus>(1, WireStatus::kOk));
   EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 1u);
 }
 
-// Bytes of mapped client memory that the client does not use again come with their segment's
-// file, which the service reads instead of the mapping (halves split with the copy helper) and
-// hashes the same way: objects store and load back byte for byte, damage is caught, and a file
-// cut short fails the transfer (not the object's verification) and leaves nothing reserved.
-TEST_F(ServiceTest, MappedClientMemoryReadThroughItsFileIsVerifiedTheSameWay) {
-  mover_.mapped = true;
-  mover_.mapped_file = true;
-  auto s = LoggedIn("team-a", "token-a");
-  const uint64_t payload = 2500 << 10;  // three chunks of at most 1 MiB
-  EXPECT_EQ(StoreKeys(*s, {Key(1), Key(2)}, payload), std::vector<WireStatus>(2, WireStatus::kOk));
-  EXPECT_EQ(mover_.mapped_copies, 6u);
-  std::vector<uint8_t> dst(objects_[1].size());
-  EXPECT_EQ(LoadKey(*s, Key(2), dst).outcomes[0].status, WireStatus::kOk);
-  EXPECT_EQ(dst, objects_[1]);
-  EXPECT_EQ(StoreKeys(*s, {Key(3)}, 1000), std::vector<WireStatus>(1, WireStatus::kOk));
-
-  const double used_before = StoreValue("host.reserved_bytes");
-  for (uint64_t at : {uint64_t{1000}, uint64_t{(1 << 20) + (700 << 10)}}) {
-    SCOPED_TRACE("damaged at " + std::to_string(at));
-    transport::Store store;
-    store.remote_key = {9};
-    std::vector<uint8_t> damaged = *MakeSyntheticBlock(Key(5), payload);
-    damaged[at] ^= 0x40;
-    store.entries.push_back({Key(5), reinterpret_cast<uint64_t>(damaged.data()), damaged.size()});
-    Message m = service_->Handle(*s, store);
-    EXPECT_EQ(std::get<transport::StoreReply>(m).statuses[0], WireStatus::kCorruption);
-    EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
-  }
-  mover_.cut_files = true;
-  EXPECT_EQ(StoreKeys(*s, {Key(6)}, payload),
-            std::vector<WireStatus>(1, WireStatus::kTransferFailed));
-  EXPECT_EQ(LookupKeys(*s, {Key(6)}, false).leading_hits, 0u);
-  EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
-  mover_.cut_files = false;  // positive control: the same object, whole
-  EXPECT_EQ(StoreKeys(*s, {Key(6)}, payload), std::vector<WireStatus>(1, WireStatus::kOk));
-}
+INSTANTIATE_TEST_SUITE_P(CopiedOrRead, MappedStoreTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("ReadFromFiles")
+                                             : std::string("CopiedFromTheMapping");
+                         });
 
 TEST_F(ServiceTest, ReleaseMemoryMakesTheSessionsMoverForgetTheKey) {
   Metrics metrics;
