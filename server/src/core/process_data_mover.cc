@@ -170,14 +170,19 @@ Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
     TakeRegions(peer, [&](const Region& r) { return &r == region.get(); });
     region = nullptr;
   }
-  if (region != nullptr) region_copies_.fetch_add(1, std::memory_order_relaxed);
+  // Whole transfers through the region's mapping or its file, however they are split.
+  transport::RegionFile::Via via = transport::RegionFile::Via::kFile;
+  if (region != nullptr) {
+    region_copies_.fetch_add(1, std::memory_order_relaxed);
+    via = region->file.Route(t.remote_address - region->base, t.length);
+  }
   auto part = [&](uint64_t at, uint64_t length) {
     uint8_t* local = static_cast<uint8_t*>(t.local) + at;
     const bool get = t.op == transport::TransferOp::kGet;
     if (region != nullptr) {
       const uint64_t offset = t.remote_address - region->base + at;
-      return get ? region->file.Read(offset, std::span<uint8_t>(local, length))
-                 : region->file.Write(offset, std::span<const uint8_t>(local, length));
+      return get ? region->file.Read(offset, std::span<uint8_t>(local, length), via)
+                 : region->file.Write(offset, std::span<const uint8_t>(local, length), via);
     }
     return get ? peer.memory.Read(t.remote_address + at, std::span<uint8_t>(local, length))
                : peer.memory.Write(t.remote_address + at, std::span<const uint8_t>(local, length));

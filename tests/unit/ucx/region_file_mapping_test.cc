@@ -129,6 +129,28 @@ TEST(RegionFileMappingTest, AWriteSealedFileIsNotMappedAndStillReads) {
   EXPECT_EQ(residency.resident_bytes(), 0u);
 }
 
+// A mapped region assigned over another: the old one's counted chunks are forgotten before its
+// mapping goes, and the new one reads its own bytes.
+TEST(RegionFileMappingTest, AssigningARegionForgetsTheOldOnesChunks) {
+  MappedResidency residency(4 * kChunk);
+  Result<SharedMemoryFile> first = SharedMemoryFile::Create(kChunk);
+  Result<SharedMemoryFile> second = SharedMemoryFile::Create(kChunk);
+  ASSERT_TRUE(first.ok() && second.ok());
+  std::memset(second->address(), 0x5C, kChunk);
+  RegionFile region = ServerSide(*first);
+  ASSERT_TRUE(region.MapShared(&residency).ok());
+  std::vector<uint8_t> read(4096);
+  ASSERT_TRUE(region.Read(0, read, RegionFile::Via::kMapping).ok());
+  EXPECT_GT(residency.resident_bytes(), 0u);
+  RegionFile other = ServerSide(*second);
+  ASSERT_TRUE(other.MapShared(&residency).ok());
+  region = std::move(other);
+  EXPECT_EQ(residency.resident_bytes(), 0u);
+  ASSERT_TRUE(region.Read(0, read, RegionFile::Via::kMapping).ok());
+  EXPECT_EQ(read, std::vector<uint8_t>(4096, 0x5C));
+  EXPECT_GT(residency.resident_bytes(), 0u);
+}
+
 TEST(RegionFileMappingTest, AForgottenRegionStopsCounting) {
   MappedResidency residency(4 * kChunk);
   Result<SharedMemoryFile> file = SharedMemoryFile::Create(kChunk);

@@ -92,21 +92,36 @@ bool RegionFile::Allocated() const {
   return fstat(file_.get(), &st) == 0 && FullyAllocated(st, length_);
 }
 
+RegionFile::Via RegionFile::Route(uint64_t offset, uint64_t n) const {
+  if (mapping_ == nullptr || offset > length_ || n > length_ - offset) return Via::kFile;
+  return resident_.Admit(mapping_.get() + offset, n) ? Via::kMapping : Via::kFile;
+}
+
 Status RegionFile::Read(uint64_t offset, std::span<uint8_t> local) const {
-  return Copy(false, offset, local.data(), local.size());
+  return Copy(false, offset, local.data(), local.size(), std::nullopt);
 }
 
 Status RegionFile::Write(uint64_t offset, std::span<const uint8_t> local) const {
   // pwrite only reads `local`.
-  return Copy(true, offset, const_cast<uint8_t*>(local.data()), local.size());
+  return Copy(true, offset, const_cast<uint8_t*>(local.data()), local.size(), std::nullopt);
 }
 
-Status RegionFile::Copy(bool write, uint64_t offset, uint8_t* local, size_t n) const {
+Status RegionFile::Read(uint64_t offset, std::span<uint8_t> local, Via via) const {
+  return Copy(false, offset, local.data(), local.size(), via);
+}
+
+Status RegionFile::Write(uint64_t offset, std::span<const uint8_t> local, Via via) const {
+  return Copy(true, offset, const_cast<uint8_t*>(local.data()), local.size(), via);
+}
+
+Status RegionFile::Copy(bool write, uint64_t offset, uint8_t* local, size_t n,
+                        std::optional<Via> via) const {
   if (offset > length_ || n > length_ - offset) {
     return Status::OutOfRange("bytes [" + std::to_string(offset) + ", +" + std::to_string(n) +
                               ") lie outside the region file's " + std::to_string(length_));
   }
-  if (mapping_ != nullptr && resident_.Admit(mapping_.get() + offset, n)) {
+  if (!via) via = Route(offset, n);
+  if (*via == Via::kMapping && mapping_ != nullptr) {
     // The seals keep every mapped page inside the file: no access here can fault past its end.
     if (write) {
       std::memcpy(mapping_.get() + offset, local, n);

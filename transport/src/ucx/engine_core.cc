@@ -464,7 +464,10 @@ bool EngineCore::TearDownInFlight(const Status& reason, bool wait_for_cancels) {
     if (b->phase != Phase::kDelivered && !b->expired) (void)MarkUnconfirmed(*b, reason);
   }
   for (auto& key : retired_keys_) {
-    if (std::find(held.begin(), held.end(), key.get()) != held.end()) (void)key.release();
+    if (std::find(held.begin(), held.end(), key.get()) != held.end()) {
+      key->resident = ResidentMapping();  // counts nothing more, though UCX keeps it mapped
+      (void)key.release();
+    }
   }
   retired_keys_.clear();
   return stuck;

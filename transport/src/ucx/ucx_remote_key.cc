@@ -1,9 +1,11 @@
 #include "kvault/transport/ucx/ucx_remote_key.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -68,6 +70,24 @@ Status CheckOwnerAlive(uint32_t pid) {
   const char* paren = std::strrchr(stat->c_str(), ')');
   if (paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X')) return gone;
   return Status::Ok();
+}
+
+// Segment files kept open by live keys (Unpack's keep_segment_file), in this process.
+std::atomic<uint64_t> kept_segment_files{0};
+
+// Takes a place for one more kept segment file: only while they hold under half of the
+// open-file limit, so that connections, nvme files and hand-overs always find descriptors.
+bool TakeKeptFilePlace() {
+  rlimit files{};
+  uint64_t most = 512;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+    most = files.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : files.rlim_cur / 2;
+  }
+  uint64_t kept = kept_segment_files.load();
+  while (kept < most) {
+    if (kept_segment_files.compare_exchange_weak(kept, kept + 1)) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -145,10 +165,12 @@ Result<UcxRemoteKey> UcxRemoteKey::Unpack(const UcxEndpoint& endpoint,
     }
     unpacked.guard_ = std::move(*guard);
     unpacked.small_pages_ = hold->page_bytes() == 0;
-    if (keep_segment_file && unpacked.small_pages_) {
+    if (keep_segment_file && unpacked.small_pages_ && TakeKeptFilePlace()) {
       if (std::optional<SharedSegmentHold::SegmentFile> file = hold->DupSegmentFile()) {
         unpacked.segment_file_ = std::move(file->file);
         unpacked.base_file_offset_ = base - file->segment_address;  // the hold checked base inside
+      } else {
+        kept_segment_files.fetch_sub(1);
       }
     }
   }
@@ -178,6 +200,7 @@ UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
     length_ = std::exchange(other.length_, 0);
     guard_ = std::move(other.guard_);
     small_pages_ = std::exchange(other.small_pages_, false);
+    if (segment_file_.get() >= 0) kept_segment_files.fetch_sub(1);
     segment_file_ = std::move(other.segment_file_);
     base_file_offset_ = std::exchange(other.base_file_offset_, 0);
   }
@@ -185,6 +208,7 @@ UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
 }
 
 UcxRemoteKey::~UcxRemoteKey() {
+  if (segment_file_.get() >= 0) kept_segment_files.fetch_sub(1);
   guard_ = PeerMemoryGuard();  // unwatched before UCX may unmap the segment
   if (rkey_ != nullptr) ucp_rkey_destroy(rkey_);
 }

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "kvault/common/file_io.h"
@@ -56,12 +57,22 @@ class RegionFile {
   bool Allocated() const;
   int descriptor() const { return file_.get(); }
 
-  // Copies the file's bytes [offset, +local.size()) into `local`, or `local` into them. OK only
-  // when every byte moved; OutOfRange for a range past length(); Unavailable when the system
-  // refuses (a client that seals the file against writes, or sets O_APPEND on the open file it
-  // shares with the server, makes every Write fail so).
+  // Which way a copy goes: through the file, or through the mapping (MapShared).
+  enum class Via { kFile, kMapping };
+  // The way for a copy of [offset, +n) (ResidentMapping::Admit; kFile when not mapped). A
+  // transfer copied in pieces asks once, for the whole, and copies each piece that way, so that
+  // its reuse is told the same however it is split.
+  Via Route(uint64_t offset, uint64_t n) const;
+
+  // Copies the file's bytes [offset, +local.size()) into `local`, or `local` into them, the way
+  // Route gives (or `via`; kMapping needs a mapping). OK only when every byte moved; OutOfRange
+  // for a range past length(); Unavailable when the system refuses (a client that seals the file
+  // against writes, or sets O_APPEND on the open file it shares with the server, makes every
+  // Write through the file fail so).
   Status Read(uint64_t offset, std::span<uint8_t> local) const;
   Status Write(uint64_t offset, std::span<const uint8_t> local) const;
+  Status Read(uint64_t offset, std::span<uint8_t> local, Via via) const;
+  Status Write(uint64_t offset, std::span<const uint8_t> local, Via via) const;
 
  private:
   struct Unmap {
@@ -70,7 +81,7 @@ class RegionFile {
   };
 
   RegionFile(UniqueFd file, uint64_t length) : file_(std::move(file)), length_(length) {}
-  Status Copy(bool write, uint64_t offset, uint8_t* local, size_t n) const;
+  Status Copy(bool write, uint64_t offset, uint8_t* local, size_t n, std::optional<Via> via) const;
 
   UniqueFd file_;
   uint64_t length_ = 0;

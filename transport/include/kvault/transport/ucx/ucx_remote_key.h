@@ -54,7 +54,8 @@ class UcxRemoteKey {
   // and reaches only what the sender's own endpoint reaches.
   //
   // `keep_segment_file`: keep a descriptor of the key's posix segment file (segment_file()),
-  // when the key maps exactly one such segment, in small pages; one more open file per key.
+  // when the key maps exactly one such segment, in small pages; one more open file per key,
+  // while the keys of this process keep fewer than half of its open-file limit.
   static Result<UcxRemoteKey> Unpack(const UcxEndpoint& endpoint, std::span<const uint8_t> packed,
                                      const ControlConnection* connection = nullptr,
                                      bool keep_segment_file = false);
