@@ -158,7 +158,12 @@ void ProcessDataMover::TakeRegions(Peer& peer, const std::function<bool(const Re
 Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
   // Held until the copy ends, so that a ForgetRemoteKey meanwhile does not close the file.
   std::shared_ptr<const Region> region = RegionOf(peer, t.remote_address, t.length);
-  if (region != nullptr && (t.op == transport::TransferOp::kPut || region->file.mapped()) &&
+  // Whole transfers through the region's mapping or its file, however they are split.
+  transport::RegionFile::Via via = transport::RegionFile::Via::kFile;
+  if (region != nullptr) via = region->file.Route(t.remote_address - region->base, t.length);
+  // Only a read through the file allocates nothing where the client punched a hole.
+  if (region != nullptr &&
+      (t.op == transport::TransferOp::kPut || via == transport::RegionFile::Via::kMapping) &&
       !region->file.Allocated()) {
     // The client punched holes into it: writes there, and reads through the mapping, would
     // allocate pages charged to kvaultd. From now on the process's memory file (its page faults
@@ -170,12 +175,7 @@ Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
     TakeRegions(peer, [&](const Region& r) { return &r == region.get(); });
     region = nullptr;
   }
-  // Whole transfers through the region's mapping or its file, however they are split.
-  transport::RegionFile::Via via = transport::RegionFile::Via::kFile;
-  if (region != nullptr) {
-    region_copies_.fetch_add(1, std::memory_order_relaxed);
-    via = region->file.Route(t.remote_address - region->base, t.length);
-  }
+  if (region != nullptr) region_copies_.fetch_add(1, std::memory_order_relaxed);
   auto part = [&](uint64_t at, uint64_t length) {
     uint8_t* local = static_cast<uint8_t*>(t.local) + at;
     const bool get = t.op == transport::TransferOp::kGet;

@@ -23,7 +23,7 @@ MappedResidency::MappedResidency(uint64_t budget_bytes)
 
 uint64_t MappedResidency::resident_bytes() const {
   std::lock_guard lock(mu_);
-  return resident_;
+  return chunks_.bytes;
 }
 
 uint64_t MappedResidency::dropped_bytes() const {
@@ -69,30 +69,21 @@ bool MappedResidency::Admit(uint64_t mapping, uintptr_t begin, uintptr_t end, ui
   std::lock_guard lock(mu_);
   bool resident = true;
   ForEachChunk(begin, end, from, to, [&](uintptr_t start, uint64_t) {
-    if (!index_.contains(ChunkId{mapping, start})) resident = false;
+    if (!chunks_.index.contains(ChunkId{mapping, start})) resident = false;
   });
   const ChunkId id{mapping, from};
-  auto ghost = ghost_index_.find(id);
-  const bool seen = ghost != ghost_index_.end() && ghost->second->bytes >= to - from;
-  if (ghost != ghost_index_.end() && (resident || seen)) {
-    ghost_bytes_ -= ghost->second->bytes;
-    ghosts_.erase(ghost->second);
-    ghost_index_.erase(ghost);
+  const RangeList::Iterator ghost = ghosts_.Find(id);
+  const bool passed_over = ghost != ghosts_.order.end();
+  if (resident || (passed_over && ghost->bytes >= to - from)) {
+    if (passed_over) ghosts_.Erase(ghost);
+    return true;  // counted by the caller's Touched, after its copy
   }
-  if (resident || seen) return true;  // counted by the caller's Touched, after its copy
-  if (ghost != ghost_index_.end()) {  // seen shorter: remembered as this long now, and anew
-    ghost_bytes_ += (to - from) - ghost->second->bytes;
-    ghost->second->bytes = to - from;
-    ghosts_.splice(ghosts_.end(), ghosts_, ghost->second);
-  } else {
-    ghost_index_.emplace(id, ghosts_.insert(ghosts_.end(), Ghost{id, to - from}));
-    ghost_bytes_ += to - from;
-  }
-  while (ghosts_.size() > 1 &&
-         (ghost_bytes_ > kGhostRounds * budget_ || ghosts_.size() > kMaxGhosts)) {
-    ghost_bytes_ -= ghosts_.front().bytes;
-    ghost_index_.erase(ghosts_.front().id);
-    ghosts_.pop_front();
+  // Remembered anew, and as long as it is now.
+  if (passed_over) ghosts_.Erase(ghost);
+  ghosts_.Insert(ghosts_.order.end(), Range{id, to - from});
+  while (ghosts_.order.size() > 1 &&
+         (ghosts_.bytes > kGhostRounds * budget_ || ghosts_.order.size() > kMaxGhosts)) {
+    ghosts_.Erase(ghosts_.order.begin());
   }
   return false;
 }
@@ -100,50 +91,30 @@ bool MappedResidency::Admit(uint64_t mapping, uintptr_t begin, uintptr_t end, ui
 void MappedResidency::TouchLocked(uint64_t mapping, uintptr_t begin, uintptr_t end, uintptr_t from,
                                   uintptr_t to) {
   ForEachChunk(begin, end, from, to, [&](uintptr_t start, uint64_t bytes) {
-    auto it = index_.find(ChunkId{mapping, start});
-    if (it != index_.end()) {
-      chunks_.splice(chunks_.begin(), chunks_, it->second);
-      return;
+    const RangeList::Iterator it = chunks_.Find(ChunkId{mapping, start});
+    if (it != chunks_.order.end()) {
+      chunks_.order.splice(chunks_.order.begin(), chunks_.order, it);
+    } else {
+      chunks_.Insert(chunks_.order.begin(), Range{ChunkId{mapping, start}, bytes});
     }
-    chunks_.push_front(Chunk{mapping, start, bytes});
-    index_.emplace(ChunkId{mapping, start}, chunks_.begin());
-    resident_ += bytes;
   });
-  while (resident_ > budget_ && !chunks_.empty()) {
-    const Chunk& old = chunks_.back();
+  while (chunks_.bytes > budget_ && !chunks_.order.empty()) {
+    const RangeList::Iterator old = std::prev(chunks_.order.end());
     // Cannot fail for a shared mapping of small pages that is still there (which the contract
     // promises); a failure leaves the pages mapped, uncounted here but not unseen.
-    if (madvise(reinterpret_cast<void*>(old.start), old.bytes, MADV_DONTNEED) == 0) {
-      dropped_ += old.bytes;
+    if (madvise(reinterpret_cast<void*>(old->id.start), old->bytes, MADV_DONTNEED) == 0) {
+      dropped_ += old->bytes;
     } else {
       ++failed_drops_;
     }
-    resident_ -= old.bytes;
-    index_.erase(ChunkId{old.mapping, old.start});
-    chunks_.pop_back();
+    chunks_.Erase(old);
   }
 }
 
 void MappedResidency::Forget(uint64_t mapping) {
   std::lock_guard lock(mu_);
-  for (auto it = chunks_.begin(); it != chunks_.end();) {
-    if (it->mapping == mapping) {
-      resident_ -= it->bytes;
-      index_.erase(ChunkId{it->mapping, it->start});
-      it = chunks_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto it = ghosts_.begin(); it != ghosts_.end();) {
-    if (it->id.mapping == mapping) {
-      ghost_bytes_ -= it->bytes;
-      ghost_index_.erase(it->id);
-      it = ghosts_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  chunks_.EraseMapping(mapping);
+  ghosts_.EraseMapping(mapping);
 }
 
 ResidentMapping::ResidentMapping(MappedResidency* residency, const void* base, size_t length)

@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -64,11 +65,6 @@ class MappedResidency {
 
  private:
   friend class ResidentMapping;
-  struct Chunk {
-    uint64_t mapping;
-    uintptr_t start;  // page-aligned
-    uint64_t bytes;
-  };
   struct ChunkId {
     uint64_t mapping;
     uintptr_t start;
@@ -78,6 +74,38 @@ class MappedResidency {
     size_t operator()(const ChunkId& c) const {
       return (c.mapping * 0x9E3779B97F4A7C15ull) ^ c.start;
     }
+  };
+  // A counted chunk (its start, page-aligned) or a range passed over (its first byte).
+  struct Range {
+    ChunkId id;
+    uint64_t bytes;
+  };
+  // Ranges in an order of their use, found by id, their bytes summed.
+  struct RangeList {
+    using Iterator = std::list<Range>::iterator;
+    Iterator Find(const ChunkId& id) {
+      auto it = index.find(id);
+      return it == index.end() ? order.end() : it->second;
+    }
+    void Insert(Iterator where, Range r) {
+      index.emplace(r.id, order.insert(where, r));
+      bytes += r.bytes;
+    }
+    void Erase(Iterator it) {
+      bytes -= it->bytes;
+      index.erase(it->id);
+      order.erase(it);
+    }
+    void EraseMapping(uint64_t mapping) {
+      for (auto it = order.begin(); it != order.end();) {
+        const auto next = std::next(it);
+        if (it->id.mapping == mapping) Erase(it);
+        it = next;
+      }
+    }
+    std::list<Range> order;
+    std::unordered_map<ChunkId, Iterator, ChunkIdHash> index;
+    uint64_t bytes = 0;
   };
 
   uint64_t Register();
@@ -92,19 +120,12 @@ class MappedResidency {
 
   const uint64_t budget_;
   mutable std::mutex mu_;
-  uint64_t next_mapping_ = 1;                                                   // guarded by mu_
-  std::list<Chunk> chunks_;                                                     // most recent first
-  std::unordered_map<ChunkId, std::list<Chunk>::iterator, ChunkIdHash> index_;  // into chunks_
-  uint64_t resident_ = 0;                                                       // guarded by mu_
-  struct Ghost {
-    ChunkId id;  // the mapping and the range's first byte
-    uint64_t bytes;
-  };
-  std::list<Ghost> ghosts_;  // ranges passed over, oldest first; guarded by mu_
-  std::unordered_map<ChunkId, std::list<Ghost>::iterator, ChunkIdHash> ghost_index_;
-  uint64_t ghost_bytes_ = 0;  // guarded by mu_
-  uint64_t dropped_ = 0;      // guarded by mu_
-  uint64_t failed_drops_ = 0;  // guarded by mu_
+  // All guarded by mu_.
+  uint64_t next_mapping_ = 1;
+  RangeList chunks_;  // counted chunks, most recently touched first; bytes: the resident bytes
+  RangeList ghosts_;  // ranges passed over, oldest first
+  uint64_t dropped_ = 0;
+  uint64_t failed_drops_ = 0;
 };
 
 // One mapping of a client's memory whose touched pages MappedResidency bounds: the bytes
