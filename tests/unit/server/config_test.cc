@@ -216,6 +216,25 @@ TEST_F(ConfigTest, EveryCountOptionRefusesGarbageAndValuesOutsideItsBounds) {
       << r.status().ToString();
 }
 
+TEST_F(ConfigTest, EverySizeOptionRefusesGarbageAndValuesOutsideItsBounds) {
+  for (const OptionDescriptor& option : DaemonOptions()) {
+    if (option.type != OptionType::kSize) continue;
+    DaemonConfig c;  // positive control: the bounds themselves are accepted
+    EXPECT_TRUE(SetOption(option, std::to_string(option.min), c).ok()) << option.key;
+    EXPECT_TRUE(SetOption(option, std::to_string(option.max), c).ok()) << option.key;
+    std::vector<std::string> bad = {"lots", "", "-1", "12XB", std::to_string(option.max + 1)};
+    if (option.min > 0) bad.push_back(std::to_string(option.min - 1));
+    for (const std::string& value : bad) {
+      DaemonConfig untouched;
+      const Status s = SetOption(option, value, untouched);
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << option.key << " = '" << value << "'";
+      EXPECT_NE(s.message().find("size"), std::string::npos) << s.ToString();
+      EXPECT_EQ(OptionValueText(option, untouched), OptionValueText(option, DaemonConfig{}))
+          << option.key << ": a refused value must not be stored";
+    }
+  }
+}
+
 TEST_F(ConfigTest, PrintConfigRoundTrips) {
   DaemonConfig changed;
   changed.control.host = "::1";
