@@ -6,6 +6,8 @@
 #include <cstring>
 #include <system_error>
 
+#include "kvault/common/positional_copy.h"
+
 namespace kvault::server {
 namespace {
 
@@ -30,15 +32,28 @@ CopyHelper::~CopyHelper() {
 }
 
 bool CopyHelper::TryStart(std::span<const uint8_t> from, std::span<uint8_t> to) {
-  return TryHandOver(from, to, nullptr);
+  Job job;
+  job.from = from;
+  job.to = to;
+  return TryHandOver(std::move(job));
+}
+
+bool CopyHelper::TryStartRead(int fd, uint64_t offset, std::span<uint8_t> to) {
+  Job job;
+  job.to = to;
+  job.read = true;
+  job.read_fd = fd;
+  job.read_offset = offset;
+  return TryHandOver(std::move(job));
 }
 
 bool CopyHelper::TryStartTask(std::function<void()> task) {
-  return TryHandOver({}, {}, std::move(task));
+  Job job;
+  job.task = std::move(task);
+  return TryHandOver(std::move(job));
 }
 
-bool CopyHelper::TryHandOver(std::span<const uint8_t> from, std::span<uint8_t> to,
-                             std::function<void()> task) {
+bool CopyHelper::TryHandOver(Job job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (busy_ || stop_) return false;
@@ -51,9 +66,7 @@ bool CopyHelper::TryHandOver(std::span<const uint8_t> from, std::span<uint8_t> t
     }
     busy_ = true;
     pending_ = true;
-    from_ = from;
-    to_ = to;
-    task_ = std::move(task);
+    job_ = std::move(job);
     landed_.store(0, std::memory_order_relaxed);
   }
   cv_.notify_all();
@@ -74,7 +87,7 @@ size_t CopyHelper::AwaitLanded(size_t landed) {
   }
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !pending_; });
-  return landed_.load(std::memory_order_relaxed);  // all of it: set before pending_ was cleared
+  return landed_.load(std::memory_order_relaxed);  // all that landed: set before pending_ cleared
 }
 
 void CopyHelper::Wait() {
@@ -83,29 +96,41 @@ void CopyHelper::Wait() {
   busy_ = false;
 }
 
+int CopyHelper::MovePieces(const Job& job) {
+  for (size_t at = 0; at < job.to.size(); at += kPieceBytes) {
+    const size_t n = std::min(kPieceBytes, job.to.size() - at);
+    if (job.read) {
+      size_t done = 0;
+      const int error =
+          PositionalCopy(job.read_fd, false, job.read_offset + at, job.to.data() + at, n, &done);
+      if (error != 0) return error;
+    } else {
+      std::memcpy(job.to.data() + at, job.from.data() + at, n);
+    }
+    landed_.store(at + n, std::memory_order_release);
+  }
+  return 0;
+}
+
 void CopyHelper::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return pending_ || stop_; });
-    if (pending_) {
-      const std::span<const uint8_t> from = from_;
-      const std::span<uint8_t> to = to_;
-      std::function<void()> task = std::move(task_);
-      task_ = nullptr;
-      lock.unlock();
-      if (task) task();
-      task = nullptr;  // what it holds goes before the caller hears it is done
-      for (size_t at = 0; at < from.size(); at += kPieceBytes) {
-        const size_t n = std::min(kPieceBytes, from.size() - at);
-        std::memcpy(to.data() + at, from.data() + at, n);
-        landed_.store(at + n, std::memory_order_release);
-      }
-      lock.lock();
-      pending_ = false;
-      cv_.notify_all();
+    if (!pending_) return;  // stop_ with nothing pending
+    Job job = std::move(job_);
+    job_ = Job{};
+    lock.unlock();
+    int error = 0;
+    if (job.task) {
+      job.task();
     } else {
-      return;  // stop_ with nothing pending
+      error = MovePieces(job);
     }
+    job = Job{};  // what a task holds goes before the caller hears it is done
+    lock.lock();
+    read_error_ = error;
+    pending_ = false;
+    cv_.notify_all();
   }
 }
 

@@ -9,8 +9,11 @@
 // the io thread can hash the helper's half while the rest of it is still being copied instead of
 // waiting for the last byte and then hashing it all.
 //
-// It also runs a task instead (TryStartTask): ProcessDataMover's read or write of the second half
-// of a client's memory range through its memory file, which the kernel copies.
+// It also reads a file instead (TryStartRead), piece by piece with pread, publishing each piece
+// the same way: ArrivingObjects' read of the tail of a chunk from a client's segment file, which
+// the io thread hashes as it lands. Or it runs a task (TryStartTask): ProcessDataMover's read or
+// write of the second half of a client's memory range through its memory file, which the kernel
+// copies.
 //
 // One copy at a time: TryStart gives the helper a copy only when it is idle, and the thread that
 // got it must call Wait before anything else touches the helper. A busy helper is not waited for:
@@ -48,11 +51,21 @@ class CopyHelper {
   // another process's memory): nothing lands piece by piece, so only Wait may follow, never
   // AwaitLanded. What `task` touches must stay valid until Wait returns.
   bool TryStartTask(std::function<void()> task);
+  // Starts reading `to.size()` bytes of file `fd` at `offset` into `to` on the helper thread, in
+  // pieces of kPieceBytes, each published as it lands (AwaitLanded), and returns true; or returns
+  // false at once when the helper is busy or cannot be started. `fd` and `to` must stay valid
+  // until Wait returns; read_error() then tells how the read ended.
+  bool TryStartRead(int fd, uint64_t offset, std::span<uint8_t> to);
+  // After Wait, for the last TryStartRead: 0 when every byte was read, else what PositionalCopy
+  // returned for the piece that failed (an errno; -1 for a file that ended first). Nothing past
+  // that piece was read.
+  int read_error() const { return read_error_; }
   // Returns how many leading bytes of `to` have landed, once that is more than `landed` (which
   // must be below the copy's size): at least the next piece, all of it once the copy is done.
-  // Those bytes are visible to this thread. It spins while the helper makes progress (the caller
-  // has nothing else to do, and a sleep would cost a wake-up per piece), and sleeps until the
-  // whole copy is done when the helper has landed nothing yet or nothing more for
+  // Those bytes are visible to this thread. A read that fails ends short: then it returns
+  // `landed` itself once nothing more will land. It spins while the helper makes progress (the
+  // caller has nothing else to do, and a sleep would cost a wake-up per piece), and sleeps until
+  // the whole copy is done when the helper has landed nothing yet or nothing more for
   // kSpinWithoutProgress (it is not running: spinning could keep it from a core).
   size_t AwaitLanded(size_t landed);
   // Returns once the copy TryStart started is complete (its bytes are visible to this thread).
@@ -62,8 +75,18 @@ class CopyHelper {
   static constexpr std::chrono::microseconds kSpinWithoutProgress{50};
 
  private:
-  bool TryHandOver(std::span<const uint8_t> from, std::span<uint8_t> to,
-                   std::function<void()> task);
+  // What the helper is given: a copy (from into to), a read (read_fd into to) or a task.
+  struct Job {
+    std::span<const uint8_t> from;
+    std::span<uint8_t> to;
+    bool read = false;
+    int read_fd = -1;
+    uint64_t read_offset = 0;
+    std::function<void()> task;
+  };
+  bool TryHandOver(Job job);
+  // Moves job.to's bytes piece by piece, publishing each in landed_; returns the read's error.
+  int MovePieces(const Job& job);
   void Run();
 
   std::mutex mu_;
@@ -71,10 +94,9 @@ class CopyHelper {
   bool busy_ = false;     // a caller owns the helper (TryStart returned true, Wait not yet done)
   bool pending_ = false;  // a copy is waiting for the thread or running
   bool stop_ = false;
-  std::span<const uint8_t> from_;
-  std::span<uint8_t> to_;
-  std::function<void()> task_;     // set by TryStartTask instead of from_ and to_
-  std::atomic<size_t> landed_{0};  // leading bytes of to_ copied (release by the helper)
+  Job job_;                        // the pending one
+  int read_error_ = 0;             // of the last read (written before pending_ is cleared)
+  std::atomic<size_t> landed_{0};  // leading bytes of job_.to moved (release by the helper)
   std::thread thread_;
 };
 

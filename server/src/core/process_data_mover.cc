@@ -135,8 +135,10 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
                                         ": transfer not started before the batch's deadline");
       continue;
     }
-    statuses[i] = Copy(*client, t);
-    if (statuses[i].ok() && t.op == transport::TransferOp::kGet) arrived(i);
+    bool handed_over = false;
+    statuses[i] = Copy(*client, t, batch.copy_mapped, i, &handed_over);
+    // What copy_mapped moved, its copier saw.
+    if (statuses[i].ok() && t.op == transport::TransferOp::kGet && !handed_over) arrived(i);
   }
   return statuses;
 }
@@ -155,7 +157,8 @@ void ProcessDataMover::TakeRegions(Peer& peer, const std::function<bool(const Re
   regions_.fetch_sub(gone.size());
 }
 
-Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
+Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t,
+                              const CopyMappedFn& copy_mapped, size_t index, bool* handed_over) {
   // Held until the copy ends, so that a ForgetRemoteKey meanwhile does not close the file.
   std::shared_ptr<const Region> region = RegionOf(peer, t.remote_address, t.length);
   // Whole transfers through the region's mapping or its file, however they are split.
@@ -176,6 +179,22 @@ Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t) {
     region = nullptr;
   }
   if (region != nullptr) region_copies_.fetch_add(1, std::memory_order_relaxed);
+  if (region != nullptr && t.op == transport::TransferOp::kGet && copy_mapped) {
+    const uint64_t offset = t.remote_address - region->base;
+    const std::span<const uint8_t> mapped = region->file.MappedBytes(offset, t.length);
+    if (!mapped.empty()) {
+      // The batch's copier moves it (a Store's hashes each piece as it lands), the way Route gave.
+      transport::MappedRemote remote{mapped};
+      if (via == transport::RegionFile::Via::kFile) {
+        remote.file = region->file.descriptor();
+        remote.file_offset = offset;
+      }
+      *handed_over = true;
+      const Status copied = copy_mapped(index, remote);
+      if (remote.file < 0) region->file.Touched(offset, t.length);  // counted once copied
+      return copied;
+    }
+  }
   auto part = [&](uint64_t at, uint64_t length) {
     uint8_t* local = static_cast<uint8_t*>(t.local) + at;
     const bool get = t.op == transport::TransferOp::kGet;

@@ -5,16 +5,18 @@
 // kSplitBytes or more is split in two halves, the second copied meanwhile by a helper thread
 // when that is idle and no other copy of this mover runs (the kernel copies these page by page
 // through a bounce page: with one client, 1 MiB loads ran about 1.4x faster, stores 1.2x, on the
-// 2-vCPU CI host; docs/daemon.md, "Store benchmark"). The UCX plane's copy helper
-// (Service::copy_helper_) is not counted: with clients on both planes at once, up to four
-// threads copy.
+// 2-vCPU CI host; docs/daemon.md, "Store benchmark"). The Service's copy helper
+// (Service::copy_helper_: the UCX plane's mapped GETs, and a Store's GETs from mapped regions,
+// below) is not counted: up to four threads copy at once.
 // A region of the client's memory that it handed over as a file (AttachRegion, up to kMaxRegions
 // per peer) is copied through that file instead, with pread and pwrite: one copy, without the
 // bounce page and the client's mmap lock (a scratch program here: 1 MiB reads 2.7 -> 3.7 GB/s on
 // one thread, 4.3 -> 7.2 GB/s on two). A transfer must lie wholly inside one region for that.
 // With a MappedResidency, the region's file is also mapped here, and bytes the client uses again
 // (its load destinations, a staging buffer) are copied through that mapping, within the
-// residency's budget (transport::RegionFile::MapShared).
+// residency's budget (transport::RegionFile::MapShared). A Store's GETs from such a region go to
+// its batch's copy_mapped (ArrivingObjects), which hashes them piece by piece as they land, as
+// for the UCX plane's mapped keys.
 // Remote keys play no part, except that ForgetRemoteKey drops the region with the key's base and
 // length (the client deregisters it). Connect (UCX worker addresses) is Unsupported. Peer ids
 // have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
@@ -55,8 +57,9 @@ class ProcessDataMover final : public DataMover {
   Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
-  // Calls `arrived(i)` right after GET i is copied, while its bytes are in cache. copy_mapped is
-  // not used: every GET is copied by the kernel into its local bytes.
+  // Calls `arrived(i)` right after GET i is copied, while its bytes are in cache; a GET wholly
+  // inside a mapped region goes to batch.copy_mapped instead, when set (the region's mapped bytes,
+  // with its file where Route picks the file), and is not reported as arrived.
   std::vector<Status> RunInOrder(transport::TransferBatch batch,
                                  const std::function<void(size_t)>& arrived) override;
   void ForgetRemoteKey(transport::PeerId peer, std::span<const uint8_t> remote_key) override;
@@ -90,8 +93,12 @@ class ProcessDataMover final : public DataMover {
   void TakeRegions(Peer& peer, const std::function<bool(const Region&)>& which);
   // The region of `peer` that holds [address, +length), or null.
   static std::shared_ptr<const Region> RegionOf(Peer& peer, uint64_t address, uint64_t length);
-  // Moves one transfer: OK once every byte moved, else the first failing half's status.
-  Status Copy(Peer& peer, const transport::Transfer& t);
+  using CopyMappedFn = std::function<Status(size_t, const transport::MappedRemote&)>;
+  // Moves one transfer (number `index` of its batch): OK once every byte moved, else the first
+  // failing half's status. A GET from a mapped region goes to `copy_mapped` when that is set
+  // (*handed_over then says so).
+  Status Copy(Peer& peer, const transport::Transfer& t, const CopyMappedFn& copy_mapped,
+              size_t index, bool* handed_over);
 
   // Transfers at least this long are split between the calling thread and helper_.
   static constexpr uint64_t kSplitBytes = 256 << 10;

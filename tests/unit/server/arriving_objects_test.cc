@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "kvault/common/block_format.h"
@@ -134,6 +135,42 @@ TEST(ArrivingObjects, ChunksReadFromAFileAreHashedAndAShortFileFails) {
       1, transport::MappedRemote{cut.Source(1), file.get(), kOffset + ThreeChunks::kChunk},
       cut.helper);
   EXPECT_TRUE(whole.ok()) << whole.ToString();  // positive control: a chunk the file still holds
+}
+
+// A chunk large enough for the helper, read from a file: the helper reads the tail while this
+// thread reads and hashes the head, then hashes the tail as it lands. The file cut short inside
+// the helper's tail fails the chunk (and leaves the stream short); the whole file is read and
+// hashed in order.
+TEST(ArrivingObjects, AChunkReadWithTheHelperIsHashedInOrderAndFailsWhenItsTailIsCut) {
+  const std::vector<uint8_t> object = *MakeSyntheticBlock(Key(7), (1 << 20) + 333);
+  ASSERT_GE(object.size(), ArrivingObjects::kHelpedBytes);
+  constexpr uint64_t kOffset = 3 * 4096 + 17;
+  UniqueFd file(memfd_create("arriving-objects-test", MFD_CLOEXEC));
+  ASSERT_EQ(pwrite(file.get(), object.data(), object.size(), kOffset),
+            static_cast<ssize_t>(object.size()));
+  CopyHelper helper;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<uint8_t> to(object.size());
+    ArrivingObjects a(1);
+    a.Add(0, 0, to);
+    const Status read =
+        a.CopyMapped(0, transport::MappedRemote{object, file.get(), kOffset}, helper);
+    ASSERT_TRUE(read.ok()) << read.ToString();
+    ExpectArrivedAndHashed(a, 0, to, object);
+  }
+  // Cut 100 bytes before the end: inside the tail (the helper's share is the larger one).
+  ASSERT_EQ(ftruncate(file.get(), static_cast<off_t>(kOffset + object.size() - 100)), 0);
+  std::vector<uint8_t> to(object.size());
+  ArrivingObjects a(1);
+  a.Add(0, 0, to);
+  const Status cut = a.CopyMapped(0, transport::MappedRemote{object, file.get(), kOffset}, helper);
+  EXPECT_EQ(cut.code(), StatusCode::kUnavailable) << cut.ToString();
+  EXPECT_NE(cut.message().find("cut short"), std::string::npos) << cut.ToString();
+  EXPECT_FALSE(a.complete(0, object.size()));
+  // The helper is free again for the next chunk.
+  std::vector<uint8_t> scratch(16);
+  EXPECT_TRUE(helper.TryStart(std::span(object).first(16), scratch));
+  helper.Wait();
 }
 
 TEST(ArrivingObjects, LandedAndMappedChunksMixInOrder) {

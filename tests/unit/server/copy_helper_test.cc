@@ -1,15 +1,20 @@
 // CopyHelper: copies (or runs a task) for one caller at a time, refuses a second caller while
 // busy, publishes a growing prefix of landed bytes, and many threads sharing one helper each get
-// exactly their own bytes.
+// exactly their own bytes; it reads a file piece by piece the same way and reports a short one.
 #include "core/copy_helper.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <thread>
 #include <vector>
+
+#include "kvault/common/file_io.h"
 
 namespace kvault::server {
 namespace {
@@ -118,6 +123,58 @@ TEST(CopyHelper, LandedBytesGrowPieceByPieceAndAreTheSourceBytes) {
     EXPECT_EQ(to, from);
     EXPECT_GE(calls, 1);
   }
+}
+
+// A read lands piece by piece like a copy; one that meets the end of the file (or a descriptor
+// that cannot be read) stops there, AwaitLanded then returns what it was given, and read_error()
+// says why; the helper then takes the next job.
+TEST(CopyHelper, ReadsAFilePieceByPieceAndReportsAShortOne) {
+  constexpr uint64_t kOffset = 4096 + 3;
+  const std::vector<uint8_t> bytes = Pattern((1 << 20) + 1000, 9);
+  UniqueFd file(memfd_create("copy-helper-test", MFD_CLOEXEC));
+  ASSERT_GE(file.get(), 0);
+  ASSERT_EQ(pwrite(file.get(), bytes.data(), bytes.size(), kOffset),
+            static_cast<ssize_t>(bytes.size()));
+  CopyHelper helper;
+  std::vector<uint8_t> to(bytes.size(), 0);
+  ASSERT_TRUE(helper.TryStartRead(file.get(), kOffset, to));
+  EXPECT_FALSE(helper.TryStart(std::span(bytes).first(16), std::span(to).first(16)));  // busy
+  size_t landed = 0;
+  while (landed < to.size()) {
+    const size_t now = helper.AwaitLanded(landed);
+    ASSERT_GT(now, landed);
+    EXPECT_TRUE(now == to.size() || now % CopyHelper::kPieceBytes == 0) << now;
+    EXPECT_TRUE(std::equal(to.begin() + landed, to.begin() + now, bytes.begin() + landed));
+    landed = now;
+  }
+  helper.Wait();
+  EXPECT_EQ(helper.read_error(), 0);
+  EXPECT_EQ(to, bytes);
+
+  // The file ends inside the third piece: two pieces land, then nothing more.
+  const size_t cut = 2 * CopyHelper::kPieceBytes + 100;
+  ASSERT_EQ(ftruncate(file.get(), static_cast<off_t>(kOffset + cut)), 0);
+  std::vector<uint8_t> short_to(bytes.size(), 0);
+  ASSERT_TRUE(helper.TryStartRead(file.get(), kOffset, short_to));
+  landed = 0;
+  for (;;) {
+    const size_t now = helper.AwaitLanded(landed);
+    if (now == landed) break;
+    landed = now;
+  }
+  helper.Wait();
+  EXPECT_EQ(landed, 2 * CopyHelper::kPieceBytes);
+  EXPECT_EQ(helper.read_error(), -1);
+  EXPECT_TRUE(std::equal(short_to.begin(), short_to.begin() + landed, bytes.begin()));
+
+  ASSERT_TRUE(helper.TryStartRead(-1, 0, std::span(short_to).first(10)));
+  EXPECT_EQ(helper.AwaitLanded(0), 0u);
+  helper.Wait();
+  EXPECT_EQ(helper.read_error(), EBADF);
+  // Free again, and a later read reports its own outcome.
+  ASSERT_TRUE(helper.TryStartRead(file.get(), kOffset, std::span(short_to).first(100)));
+  helper.Wait();
+  EXPECT_EQ(helper.read_error(), 0);
 }
 
 TEST(CopyHelper, AHelperNeverUsedStartsNoThreadAndDestroysCleanly) {

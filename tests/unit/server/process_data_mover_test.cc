@@ -5,7 +5,8 @@
 // Regions the child handed over as files: copies inside one go through the file (both ways,
 // split too), others through the memory file; overlaps, a full table and unknown peers are
 // refused; ForgetRemoteKey drops the region its key names. With a residency, reused bytes of a
-// region go through its mapping, and a hole drops a mapped region before a GET through it.
+// region go through its mapping, and a hole drops a mapped region before a GET through it; a
+// Store's GETs from a mapped region go to its batch's copier.
 #include "core/process_data_mover.h"
 
 #include <fcntl.h>
@@ -375,6 +376,101 @@ TEST(ProcessDataMoverTest, AMappedRegionCopiesReusedBytesThroughTheMapping) {
   ASSERT_TRUE(get(0).ok());
   EXPECT_EQ(a.mover.region_copies(), 4u) << "a GET of a holed mapped region went through it";
   EXPECT_TRUE(std::equal(got.begin(), got.end(), fresh.begin()));
+}
+
+// A batch with copy_mapped (a Store's): its GETs from a mapped region go to that copier instead
+// of being copied and reported as arrived: bytes used once with the region's file and offset,
+// bytes used again as mapped (the residency counts them once copied); the copier's failure is the
+// transfer's. Positive controls in the same batches: a GET outside the region is copied and
+// arrives, a PUT into the region is never handed over.
+TEST(ProcessDataMoverTest, GetsFromAMappedRegionGoToTheBatchsCopier) {
+  transport::MappedResidency residency(8 << 20);
+  constexpr size_t kBytes = 2 << 20;
+  Result<transport::SharedMemoryFile> file = FileWith(kBytes, 8);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  std::vector<uint8_t> outside = Pattern(70'001, 2);
+  const std::vector<uint8_t> outside_original = outside;
+  MemoryChild child([] { return BecomeClient(); });
+  std::fill(outside.begin(), outside.end(), uint8_t{0});
+  Attached a(&residency);
+  ASSERT_NO_FATAL_FAILURE(Attach(child, &a));
+  auto* mapped = static_cast<uint8_t*>(file->address());
+  ASSERT_TRUE(
+      a.mover.AttachRegion(a.peer, reinterpret_cast<uintptr_t>(mapped), RegionOf(*file)).ok());
+  const std::vector<uint8_t> pattern = Pattern(kBytes, 8);
+
+  constexpr size_t kAt = 4096 + 100;
+  constexpr size_t kLength = (1 << 20) + 7;
+  std::vector<uint8_t> got(kLength), got_outside(outside.size());
+  struct Handed {
+    size_t index;
+    bool through_file;
+    uint64_t file_offset;
+  };
+  std::vector<Handed> handed;
+  std::vector<size_t> arrived;
+  Status copier_says = Status::Ok();
+  auto run = [&](std::vector<transport::Transfer> transfers) {
+    transport::TransferBatch batch = BatchOf(transfers);
+    batch.copy_mapped = [&, transfers](size_t i, const transport::MappedRemote& remote) {
+      handed.push_back({i, remote.file >= 0, remote.file_offset});
+      // The server's own mapping of the region's bytes.
+      EXPECT_EQ(remote.bytes.size(), kLength);
+      EXPECT_EQ(std::memcmp(remote.bytes.data(), mapped + kAt, kLength), 0);
+      auto* local = static_cast<uint8_t*>(transfers[i].local);
+      if (remote.file >= 0) {
+        EXPECT_EQ(pread(remote.file, local, remote.bytes.size(), remote.file_offset),
+                  static_cast<ssize_t>(remote.bytes.size()));
+      } else {
+        std::memcpy(local, remote.bytes.data(), remote.bytes.size());
+      }
+      return copier_says;
+    };
+    return a.mover.RunInOrder(std::move(batch), [&](size_t i) { arrived.push_back(i); });
+  };
+  auto get_both = [&] {
+    return run(
+        {TransferOf(a.peer, transport::TransferOp::kGet, got_outside.data(), outside.data(),
+                    outside.size()),
+         TransferOf(a.peer, transport::TransferOp::kGet, got.data(), mapped + kAt, kLength)});
+  };
+  std::vector<Status> s = get_both();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_TRUE(s[0].ok() && s[1].ok());
+  ASSERT_EQ(handed.size(), 1u);
+  EXPECT_EQ(handed[0].index, 1u);
+  EXPECT_TRUE(handed[0].through_file) << "bytes used once were handed over as mapped";
+  EXPECT_EQ(handed[0].file_offset, kAt);
+  EXPECT_EQ(arrived, std::vector<size_t>{0});
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), pattern.begin() + kAt));
+  EXPECT_EQ(got_outside, outside_original);
+  EXPECT_EQ(residency.resident_bytes(), 0u);
+
+  // The same range again: handed over as mapped, and counted.
+  std::fill(got.begin(), got.end(), uint8_t{0});
+  s = get_both();
+  EXPECT_TRUE(s[0].ok() && s[1].ok());
+  ASSERT_EQ(handed.size(), 2u);
+  EXPECT_FALSE(handed[1].through_file) << "bytes used again were handed over with the file";
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), pattern.begin() + kAt));
+  EXPECT_GT(residency.resident_bytes(), 0u);
+  EXPECT_EQ(arrived, (std::vector<size_t>{0, 0}));
+
+  // A PUT into the region is the mover's own (it lands in the client's memory).
+  const std::vector<uint8_t> fresh = Pattern(kLength, 90);
+  s = run({TransferOf(a.peer, transport::TransferOp::kPut, const_cast<uint8_t*>(fresh.data()),
+                      mapped + kAt, kLength)});
+  EXPECT_TRUE(s.at(0).ok()) << s[0].ToString();
+  EXPECT_EQ(handed.size(), 2u);
+  EXPECT_EQ(std::memcmp(mapped + kAt, fresh.data(), kLength), 0);
+
+  // The copier's failure fails that transfer alone.
+  copier_says = Status::Unavailable("the copier refused");
+  s = get_both();
+  EXPECT_TRUE(s[0].ok());
+  EXPECT_EQ(s[1].code(), StatusCode::kUnavailable);
+  EXPECT_EQ(handed.size(), 3u);
+  EXPECT_EQ(arrived, (std::vector<size_t>{0, 0, 0}));
 }
 
 // Each region holds a descriptor: kMaxRegionsInAll bounds them over every peer, and a peer that

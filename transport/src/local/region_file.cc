@@ -97,6 +97,15 @@ RegionFile::Via RegionFile::Route(uint64_t offset, uint64_t n) const {
   return resident_.Admit(mapping_.get() + offset, n) ? Via::kMapping : Via::kFile;
 }
 
+std::span<const uint8_t> RegionFile::MappedBytes(uint64_t offset, uint64_t n) const {
+  if (mapping_ == nullptr || n == 0 || offset > length_ || n > length_ - offset) return {};
+  return std::span<const uint8_t>(mapping_.get() + offset, n);
+}
+
+void RegionFile::Touched(uint64_t offset, uint64_t n) const {
+  if (!MappedBytes(offset, n).empty()) resident_.Touched(mapping_.get() + offset, n);
+}
+
 Status RegionFile::Read(uint64_t offset, std::span<uint8_t> local) const {
   return Copy(false, offset, local.data(), local.size(), std::nullopt);
 }

@@ -15,8 +15,8 @@
 // the mapping, one memcpy at about twice pread's speed, while MappedResidency bounds the pages
 // that stay mapped (mapped_residency.h).
 //
-// Thread-safety: Read and Write may run on many threads at once; Adopt, MapShared and the moves
-// are thread-compatible.
+// Thread-safety: Read, Write, MappedBytes and Touched may run on many threads at once; Adopt,
+// MapShared and the moves are thread-compatible.
 
 #include <cstdint>
 #include <memory>
@@ -63,6 +63,14 @@ class RegionFile {
   // transfer copied in pieces asks once, for the whole, and copies each piece that way, so that
   // its reuse is told the same however it is split.
   Via Route(uint64_t offset, uint64_t n) const;
+
+  // The mapping's bytes [offset, +n), for a copy the caller makes itself (ArrivingObjects, which
+  // hashes them as they land): through them when Route gave kMapping, and then counted with
+  // Touched once copied; else through the file at `offset` (descriptor()). Empty when the file is
+  // not mapped or the range is empty or lies outside it.
+  std::span<const uint8_t> MappedBytes(uint64_t offset, uint64_t n) const;
+  // Counts a copy of [offset, +n) that the caller made through the mapping.
+  void Touched(uint64_t offset, uint64_t n) const;
 
   // Copies the file's bytes [offset, +local.size()) into `local`, or `local` into them, the way
   // Route gives (or `via`; kMapping needs a mapping). OK only when every byte moved; OutOfRange
