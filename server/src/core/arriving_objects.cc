@@ -2,6 +2,8 @@
 
 #include "core/arriving_objects.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -65,10 +67,11 @@ Status ArrivingObjects::ReadFile(size_t chunk, const transport::MappedRemote& fr
   // this thread reads the head, hashing each piece while it is in cache, then hashes the
   // helper's pieces as they land. Hashing is this thread's alone, so its share of the reading is
   // the smaller one. Split at a page of the file.
+  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t head = local.size() * kReadShareHashing / 100;
   const size_t split =
       local.size() >= kHelpedBytes
-          ? static_cast<size_t>(((from.file_offset + head) & ~uint64_t{4095}) - from.file_offset)
+          ? static_cast<size_t>(((from.file_offset + head) & ~(page - 1)) - from.file_offset)
           : 0;
   const bool helped =
       split > 0 && helper.TryStartRead(from.file, from.file_offset + split, local.subspan(split));
@@ -84,12 +87,12 @@ Status ArrivingObjects::ReadFile(size_t chunk, const transport::MappedRemote& fr
     const std::span<const uint8_t> theirs = local.subspan(split);
     for (size_t hashed = 0; error == 0 && stream != nullptr && hashed < theirs.size();) {
       const size_t landed = helper.AwaitLanded(hashed);
-      if (landed == hashed) break;  // the read failed: read_error() below says why
+      if (landed == hashed) break;  // the read failed: Wait says why
       stream->Update(theirs.subspan(hashed, landed - hashed));
       hashed = landed;
     }
-    helper.Wait();
-    if (error == 0) error = helper.read_error();
+    const int theirs_error = helper.Wait();
+    if (error == 0) error = theirs_error;
   }
   if (error == 0) return Status::Ok();
   return Status::Unavailable(error < 0 ? std::string("the client's shared memory was cut short")

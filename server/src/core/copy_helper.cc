@@ -44,7 +44,9 @@ bool CopyHelper::TryStartRead(int fd, uint64_t offset, std::span<uint8_t> to) {
   job.read = true;
   job.read_fd = fd;
   job.read_offset = offset;
-  return TryHandOver(std::move(job));
+  if (!TryHandOver(std::move(job))) return false;
+  reads_started_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 bool CopyHelper::TryStartTask(std::function<void()> task) {
@@ -90,10 +92,11 @@ size_t CopyHelper::AwaitLanded(size_t landed) {
   return landed_.load(std::memory_order_relaxed);  // all that landed: set before pending_ cleared
 }
 
-void CopyHelper::Wait() {
+int CopyHelper::Wait() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !pending_; });
-  busy_ = false;
+  busy_ = false;  // the next caller's job may overwrite error_ once the lock is released
+  return error_;
 }
 
 int CopyHelper::MovePieces(const Job& job) {
@@ -128,7 +131,7 @@ void CopyHelper::Run() {
     }
     job = Job{};  // what a task holds goes before the caller hears it is done
     lock.lock();
-    read_error_ = error;
+    error_ = error;
     pending_ = false;
     cv_.notify_all();
   }

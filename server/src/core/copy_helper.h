@@ -19,9 +19,9 @@
 // got it must call Wait before anything else touches the helper. A busy helper is not waited for:
 // the caller copies everything itself, as it would with no helper.
 //
-// Thread-safety: TryStart and TryStartTask may be called from any thread; AwaitLanded and Wait
-// only by the thread whose TryStart (or TryStartTask) returned true. The thread starts on the
-// first of them and is joined by the destructor.
+// Thread-safety: TryStart, TryStartRead, TryStartTask and reads_started may be called from any
+// thread; AwaitLanded and Wait only by the thread whose TryStart (or TryStartRead, TryStartTask)
+// returned true. The thread starts on the first of them and is joined by the destructor.
 
 #include <atomic>
 #include <chrono>
@@ -54,12 +54,8 @@ class CopyHelper {
   // Starts reading `to.size()` bytes of file `fd` at `offset` into `to` on the helper thread, in
   // pieces of kPieceBytes, each published as it lands (AwaitLanded), and returns true; or returns
   // false at once when the helper is busy or cannot be started. `fd` and `to` must stay valid
-  // until Wait returns; read_error() then tells how the read ended.
+  // until Wait returns, which tells how the read ended.
   bool TryStartRead(int fd, uint64_t offset, std::span<uint8_t> to);
-  // After Wait, for the last TryStartRead: 0 when every byte was read, else what PositionalCopy
-  // returned for the piece that failed (an errno; -1 for a file that ended first). Nothing past
-  // that piece was read.
-  int read_error() const { return read_error_; }
   // Returns how many leading bytes of `to` have landed, once that is more than `landed` (which
   // must be below the copy's size): at least the next piece, all of it once the copy is done.
   // Those bytes are visible to this thread. A read that fails ends short: then it returns
@@ -68,8 +64,13 @@ class CopyHelper {
   // the whole copy is done when the helper has landed nothing yet or nothing more for
   // kSpinWithoutProgress (it is not running: spinning could keep it from a core).
   size_t AwaitLanded(size_t landed);
-  // Returns once the copy TryStart started is complete (its bytes are visible to this thread).
-  void Wait();
+  // Returns once the job this thread started is complete (its bytes are visible to this thread),
+  // and frees the helper for the next caller. Returns 0, or, for a read (TryStartRead), what
+  // PositionalCopy returned for the piece that failed (an errno; -1 for a file that ended first;
+  // nothing past that piece was read).
+  int Wait();
+  // How many reads (TryStartRead) the helper took so far (for tests).
+  uint64_t reads_started() const { return reads_started_.load(std::memory_order_relaxed); }
 
   static constexpr size_t kPieceBytes = 64 << 10;
   static constexpr std::chrono::microseconds kSpinWithoutProgress{50};
@@ -85,7 +86,8 @@ class CopyHelper {
     std::function<void()> task;
   };
   bool TryHandOver(Job job);
-  // Moves job.to's bytes piece by piece, publishing each in landed_; returns the read's error.
+  // Moves job.to's bytes piece by piece, publishing each in landed_; returns the read's error
+  // (PositionalCopy's), or 0.
   int MovePieces(const Job& job);
   void Run();
 
@@ -95,7 +97,8 @@ class CopyHelper {
   bool pending_ = false;  // a copy is waiting for the thread or running
   bool stop_ = false;
   Job job_;                        // the pending one
-  int read_error_ = 0;             // of the last read (written before pending_ is cleared)
+  int error_ = 0;                  // the running job's (written before pending_ is cleared)
+  std::atomic<uint64_t> reads_started_{0};
   std::atomic<size_t> landed_{0};  // leading bytes of job_.to moved (release by the helper)
   std::thread thread_;
 };

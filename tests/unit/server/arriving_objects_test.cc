@@ -157,6 +157,7 @@ TEST(ArrivingObjects, AChunkReadWithTheHelperIsHashedInOrderAndFailsWhenItsTailI
         a.CopyMapped(0, transport::MappedRemote{object, file.get(), kOffset}, helper);
     ASSERT_TRUE(read.ok()) << read.ToString();
     ExpectArrivedAndHashed(a, 0, to, object);
+    EXPECT_EQ(helper.reads_started(), static_cast<uint64_t>(round + 1));  // it took the tail
   }
   // Cut 100 bytes before the end: inside the tail (the helper's share is the larger one).
   ASSERT_EQ(ftruncate(file.get(), static_cast<off_t>(kOffset + object.size() - 100)), 0);
@@ -167,6 +168,7 @@ TEST(ArrivingObjects, AChunkReadWithTheHelperIsHashedInOrderAndFailsWhenItsTailI
   EXPECT_EQ(cut.code(), StatusCode::kUnavailable) << cut.ToString();
   EXPECT_NE(cut.message().find("cut short"), std::string::npos) << cut.ToString();
   EXPECT_FALSE(a.complete(0, object.size()));
+  EXPECT_EQ(helper.reads_started(), 4u);
   // The helper is free again for the next chunk.
   std::vector<uint8_t> scratch(16);
   EXPECT_TRUE(helper.TryStart(std::span(object).first(16), scratch));

@@ -126,8 +126,8 @@ TEST(CopyHelper, LandedBytesGrowPieceByPieceAndAreTheSourceBytes) {
 }
 
 // A read lands piece by piece like a copy; one that meets the end of the file (or a descriptor
-// that cannot be read) stops there, AwaitLanded then returns what it was given, and read_error()
-// says why; the helper then takes the next job.
+// that cannot be read) stops there, AwaitLanded then returns what it was given, and Wait says
+// why; the helper then takes the next job.
 TEST(CopyHelper, ReadsAFilePieceByPieceAndReportsAShortOne) {
   constexpr uint64_t kOffset = 4096 + 3;
   const std::vector<uint8_t> bytes = Pattern((1 << 20) + 1000, 9);
@@ -147,8 +147,7 @@ TEST(CopyHelper, ReadsAFilePieceByPieceAndReportsAShortOne) {
     EXPECT_TRUE(std::equal(to.begin() + landed, to.begin() + now, bytes.begin() + landed));
     landed = now;
   }
-  helper.Wait();
-  EXPECT_EQ(helper.read_error(), 0);
+  EXPECT_EQ(helper.Wait(), 0);
   EXPECT_EQ(to, bytes);
 
   // The file ends inside the third piece: two pieces land, then nothing more.
@@ -162,19 +161,48 @@ TEST(CopyHelper, ReadsAFilePieceByPieceAndReportsAShortOne) {
     if (now == landed) break;
     landed = now;
   }
-  helper.Wait();
+  EXPECT_EQ(helper.Wait(), -1);
   EXPECT_EQ(landed, 2 * CopyHelper::kPieceBytes);
-  EXPECT_EQ(helper.read_error(), -1);
   EXPECT_TRUE(std::equal(short_to.begin(), short_to.begin() + landed, bytes.begin()));
 
   ASSERT_TRUE(helper.TryStartRead(-1, 0, std::span(short_to).first(10)));
   EXPECT_EQ(helper.AwaitLanded(0), 0u);
-  helper.Wait();
-  EXPECT_EQ(helper.read_error(), EBADF);
-  // Free again, and a later read reports its own outcome.
+  EXPECT_EQ(helper.Wait(), EBADF);
+  // Free again, and a later job reports its own outcome.
   ASSERT_TRUE(helper.TryStartRead(file.get(), kOffset, std::span(short_to).first(100)));
-  helper.Wait();
-  EXPECT_EQ(helper.read_error(), 0);
+  EXPECT_EQ(helper.Wait(), 0);
+  EXPECT_EQ(helper.reads_started(), 4u);
+  ASSERT_TRUE(helper.TryStart(std::span(bytes).first(16), std::span(to).first(16)));
+  EXPECT_EQ(helper.Wait(), 0);
+  EXPECT_EQ(helper.reads_started(), 4u);  // a copy is not a read
+}
+
+// Two threads sharing the helper, one reading a file that ends early and one a whole file: each
+// Wait reports its own read's outcome, never the other's.
+TEST(CopyHelper, EachCallerOfASharedHelperGetsItsOwnReadsOutcome) {
+  constexpr size_t kBytes = 3 * CopyHelper::kPieceBytes;
+  const std::vector<uint8_t> bytes = Pattern(kBytes, 4);
+  UniqueFd whole(memfd_create("copy-helper-whole", MFD_CLOEXEC));
+  UniqueFd cut(memfd_create("copy-helper-cut", MFD_CLOEXEC));
+  ASSERT_EQ(pwrite(whole.get(), bytes.data(), kBytes, 0), static_cast<ssize_t>(kBytes));
+  ASSERT_EQ(pwrite(cut.get(), bytes.data(), kBytes - 1, 0), static_cast<ssize_t>(kBytes - 1));
+  CopyHelper helper;
+  std::atomic<int> wrong{0};
+  std::atomic<int> reads{0};
+  auto reader = [&](int fd, int expected) {
+    std::vector<uint8_t> to(kBytes);
+    for (int round = 0; round < 300; ++round) {
+      if (!helper.TryStartRead(fd, 0, to)) continue;  // the other thread holds it
+      ++reads;
+      if (helper.Wait() != expected) ++wrong;
+    }
+  };
+  std::thread a(reader, whole.get(), 0);
+  std::thread b(reader, cut.get(), -1);
+  a.join();
+  b.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(reads.load(), 0);  // positive control: the helper did read
 }
 
 TEST(CopyHelper, AHelperNeverUsedStartsNoThreadAndDestroysCleanly) {
