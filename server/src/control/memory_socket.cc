@@ -381,6 +381,7 @@ void MemorySocket::Issue(ForwardedHandOver forwarded) {
   }
   if (outcome.ok()) {
     kept.sender_pid = handed.peer_pid;
+    kept.sender_uid = handed.peer_uid;
     Result<transport::Bytes32> handle = handles_->Issue(std::move(kept), handed.peer_uid);
     outcome = handle.status();
     if (handle.ok()) reply.handle = *handle;

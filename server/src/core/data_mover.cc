@@ -28,7 +28,7 @@ std::vector<Status> DataMover::RunInOrder(transport::TransferBatch batch,
   return statuses;
 }
 
-Result<transport::PeerId> DataMover::AttachProcess(transport::ProcessMemory) {
+Result<transport::PeerId> DataMover::AttachProcess(transport::ProcessMemory, uint32_t) {
   return Status::Unsupported("this data plane cannot copy client process memory");
 }
 

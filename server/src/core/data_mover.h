@@ -38,8 +38,9 @@ class DataMover {
   // Connects a client process on this host by the memory it handed over, for the
   // process-memory data plane (transport/local/process_memory.h): the server then copies
   // straight to and from that memory, and no worker proof is needed. Unsupported when this mover
-  // has no such data plane (the default).
-  virtual Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory);
+  // has no such data plane (the default). `uid`: the user who handed it over (its regions count
+  // against that user's share).
+  virtual Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory, uint32_t uid);
 
   // Adds one region of an attached process's memory (AttachProcess): the file whose bytes
   // [0, file.length()) the process maps at `base`; transfers that lie wholly inside the region

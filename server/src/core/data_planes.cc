@@ -20,9 +20,9 @@ Result<transport::PeerId> DataPlanes::Connect(
   return ucx_->Connect(worker_address, connection, proof);
 }
 
-Result<transport::PeerId> DataPlanes::AttachProcess(transport::ProcessMemory memory) {
+Result<transport::PeerId> DataPlanes::AttachProcess(transport::ProcessMemory memory, uint32_t uid) {
   if (process_ == nullptr) return Status::Unsupported("the process-memory data plane is off");
-  return process_->AttachProcess(std::move(memory));
+  return process_->AttachProcess(std::move(memory), uid);
 }
 
 Status DataPlanes::AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) {

@@ -18,7 +18,7 @@ class DataPlanes final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
                                     const std::optional<transport::ControlConnection>& connection,
                                     const transport::WorkerProof& proof) override;
-  Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory) override;
+  Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory, uint32_t uid) override;
   Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;

@@ -46,6 +46,7 @@ struct HandedOverMemory {
   std::optional<HandedOverRegion> region;
   transport::ControlConnection connection;
   uint32_t sender_pid = 0;  // of the memory's hand-over (SO_PEERCRED; 0: unknown)
+  uint32_t sender_uid = 0;  // its user (SO_PEERCRED)
 };
 
 enum class HandedOverKind { kProcess, kRegion };

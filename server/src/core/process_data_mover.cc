@@ -21,9 +21,34 @@ Result<transport::PeerId> ProcessDataMover::Connect(
       "worker address");
 }
 
-Result<transport::PeerId> ProcessDataMover::AttachProcess(transport::ProcessMemory memory) {
+Status ProcessDataMover::RegionCounts::Take(uint32_t uid) {
+  std::lock_guard lock(mu_);
+  if (all_ >= kMaxRegionsInAll) {
+    return Status::ResourceExhausted("kvaultd holds " + std::to_string(kMaxRegionsInAll) +
+                                     " regions of its sessions already");
+  }
+  size_t& mine = by_user_[uid];
+  if (mine >= kMaxRegionsPerUser) {
+    return Status::ResourceExhausted("kvaultd holds " + std::to_string(kMaxRegionsPerUser) +
+                                     " regions of this user's sessions already (its share)");
+  }
+  ++mine;
+  ++all_;
+  return Status::Ok();
+}
+
+void ProcessDataMover::RegionCounts::Release(uint32_t uid, size_t n) {
+  if (n == 0) return;
+  std::lock_guard lock(mu_);
+  all_ -= n;
+  auto it = by_user_.find(uid);
+  if (it != by_user_.end() && (it->second -= n) == 0) by_user_.erase(it);
+}
+
+Result<transport::PeerId> ProcessDataMover::AttachProcess(transport::ProcessMemory memory,
+                                                          uint32_t uid) {
   const transport::PeerId peer = kPeerBit | next_.fetch_add(1);
-  auto entry = std::make_shared<Peer>(std::move(memory), &regions_);
+  auto entry = std::make_shared<Peer>(std::move(memory), uid, &region_counts_);
   std::lock_guard lock(mu_);
   peers_.emplace(peer, std::move(entry));
   return peer;
@@ -49,11 +74,7 @@ Status ProcessDataMover::AttachRegion(transport::PeerId peer, uint64_t base,
     return Status::ResourceExhausted("the session has " + std::to_string(kMaxRegions) +
                                      " regions attached already");
   }
-  if (regions_.fetch_add(1) >= kMaxRegionsInAll) {
-    regions_.fetch_sub(1);
-    return Status::ResourceExhausted("kvaultd holds " + std::to_string(kMaxRegionsInAll) +
-                                     " regions of its sessions already");
-  }
+  KVAULT_RETURN_IF_ERROR(region_counts_.Take(client->uid));
   // Unmapped (hugetlbfs, a file sealed against writes), the region is still copied with pread.
   if (residency_ != nullptr) (void)file.MapShared(residency_);
   client->regions.push_back(std::make_shared<const Region>(Region{base, std::move(file)}));
@@ -154,7 +175,7 @@ void ProcessDataMover::TakeRegions(Peer& peer, const std::function<bool(const Re
       ++it;
     }
   }
-  regions_.fetch_sub(gone.size());
+  region_counts_.Release(peer.uid, gone.size());
 }
 
 Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t,

@@ -49,11 +49,11 @@ class ProcessDataMover final : public DataMover {
   Result<transport::PeerId> Connect(std::span<const uint8_t> worker_address,
                                     const std::optional<transport::ControlConnection>& connection,
                                     const transport::WorkerProof& proof) override;
-  // A new peer for `memory` (checked and probed when it was handed over).
-  Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory) override;
+  // A new peer for `memory` (checked and probed when it was handed over by user `uid`).
+  Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory, uint32_t uid) override;
   // InvalidArgument for a region that is not a range of addresses or overlaps one the peer has;
-  // ResourceExhausted when the peer has kMaxRegions, or all peers together kMaxRegionsInAll (each
-  // holds a descriptor); NotFound for an unknown peer.
+  // ResourceExhausted when the peer has kMaxRegions, the peers of its user kMaxRegionsPerUser, or
+  // all peers together kMaxRegionsInAll (each holds a descriptor); NotFound for an unknown peer.
   Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;
@@ -66,6 +66,8 @@ class ProcessDataMover final : public DataMover {
 
   static constexpr size_t kMaxRegions = 64;
   static constexpr size_t kMaxRegionsInAll = 256;
+  // One user's processes cannot take every slot from the others.
+  static constexpr size_t kMaxRegionsPerUser = kMaxRegionsInAll / 2;
 
   // How many transfers were split with the helper so far, and how many went through a region's
   // file (for tests).
@@ -77,15 +79,29 @@ class ProcessDataMover final : public DataMover {
     uint64_t base;
     transport::RegionFile file;
   };
+  // Attached regions of all peers, and of each user's peers.
+  class RegionCounts {
+   public:
+    // Counts one more region of user `uid`; ResourceExhausted (nothing counted) when that user
+    // or everyone together is at the limit.
+    Status Take(uint32_t uid);
+    void Release(uint32_t uid, size_t n);
+
+   private:
+    std::mutex mu_;
+    size_t all_ = 0;
+    std::unordered_map<uint32_t, size_t> by_user_;  // users with regions only
+  };
   struct Peer {
-    Peer(transport::ProcessMemory m, std::atomic<size_t>* all_regions)
-        : memory(std::move(m)), all_regions(all_regions) {}
-    ~Peer() { all_regions->fetch_sub(regions.size()); }
+    Peer(transport::ProcessMemory m, uint32_t uid, RegionCounts* counts)
+        : memory(std::move(m)), uid(uid), counts(counts) {}
+    ~Peer() { counts->Release(uid, regions.size()); }
     const transport::ProcessMemory memory;
+    const uint32_t uid;                     // who handed the memory over
     std::atomic<bool> disconnected{false};  // set by Disconnect: running batches stop copying
     std::mutex regions_mu;                  // after mu_ when both are held
     std::vector<std::shared_ptr<const Region>> regions;  // guarded by regions_mu
-    std::atomic<size_t>* const all_regions;  // the mover's regions_, which outlives its peers
+    RegionCounts* const counts;  // the mover's region_counts_, which outlives its peers
   };
   std::shared_ptr<Peer> Find(transport::PeerId peer) const;
   // Forgets the regions of `peer` that `which` picks (their files are closed outside the lock:
@@ -107,7 +123,7 @@ class ProcessDataMover final : public DataMover {
   std::atomic<int> copying_{0};  // Copy calls running
   std::atomic<uint64_t> split_copies_{0};
   std::atomic<uint64_t> region_copies_{0};
-  std::atomic<size_t> regions_{0};  // attached regions of all peers
+  RegionCounts region_counts_;
 
   mutable std::mutex mu_;
   std::unordered_map<transport::PeerId, std::shared_ptr<Peer>> peers_;

@@ -284,7 +284,8 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
   if (IsThisProcesssMemory(*handed->memory)) {
     return refuse(Status::InvalidArgument("the handed-over memory is kvaultd's own"));
   }
-  Result<transport::PeerId> peer = data_->AttachProcess(std::move(*handed->memory));
+  Result<transport::PeerId> peer =
+      data_->AttachProcess(std::move(*handed->memory), handed->sender_uid);
   if (!peer.ok()) return refuse(peer.status());
   // The UCX endpoint the Auth opened, proven or not, is no longer needed.
   if (session.unproven_peer) DisconnectPeer(*session.unproven_peer);

@@ -305,6 +305,7 @@ TEST_F(MemorySocketTest, ARegionsHandleRedeemsItsFileOnlyAsARegion) {
   EXPECT_EQ(handed->region->base, base);
   EXPECT_EQ(handed->region->file.length(), kBytes);
   EXPECT_EQ(handed->sender_pid, static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(handed->sender_uid, static_cast<uint32_t>(geteuid()));
   EXPECT_EQ(handed->connection.client, SomeConnection().client);
   EXPECT_EQ(handed->connection.server, SomeConnection().server);
   std::vector<uint8_t> seen(kBytes);
