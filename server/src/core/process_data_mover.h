@@ -99,7 +99,7 @@ class ProcessDataMover final : public DataMover {
     const transport::ProcessMemory memory;
     const uint32_t uid;                     // who handed the memory over
     std::atomic<bool> disconnected{false};  // set by Disconnect: running batches stop copying
-    std::mutex regions_mu;                  // after mu_ when both are held
+    std::mutex regions_mu;                  // after mu_ when both are held; RegionCounts' after it
     std::vector<std::shared_ptr<const Region>> regions;  // guarded by regions_mu
     RegionCounts* const counts;  // the mover's region_counts_, which outlives its peers
   };
