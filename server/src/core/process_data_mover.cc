@@ -114,6 +114,16 @@ void ProcessDataMover::Disconnect(transport::PeerId peer) {
     peers_.erase(it);
   }
   gone->disconnected.store(true);  // a batch still running fails its remaining transfers
+  // Its slots count no more from now on; its files (a region's last close frees the region's
+  // pages) close on releases_, not on this (io) thread.
+  std::vector<std::shared_ptr<const Region>> regions;
+  {
+    std::lock_guard lock(gone->regions_mu);
+    regions.swap(gone->regions);
+  }
+  region_counts_.Release(gone->uid, regions.size());
+  for (std::shared_ptr<const Region>& r : regions) releases_.Release(std::move(r));
+  releases_.Release(std::move(gone));
 }
 
 std::shared_ptr<ProcessDataMover::Peer> ProcessDataMover::Find(transport::PeerId peer) const {
@@ -165,17 +175,20 @@ std::vector<Status> ProcessDataMover::RunInOrder(transport::TransferBatch batch,
 }
 
 void ProcessDataMover::TakeRegions(Peer& peer, const std::function<bool(const Region&)>& which) {
-  std::vector<std::shared_ptr<const Region>> gone;  // closed after the lock is released
-  std::lock_guard lock(peer.regions_mu);
-  for (auto it = peer.regions.begin(); it != peer.regions.end();) {
-    if (which(**it)) {
-      gone.push_back(std::move(*it));
-      it = peer.regions.erase(it);
-    } else {
-      ++it;
+  std::vector<std::shared_ptr<const Region>> gone;
+  {
+    std::lock_guard lock(peer.regions_mu);
+    for (auto it = peer.regions.begin(); it != peer.regions.end();) {
+      if (which(**it)) {
+        gone.push_back(std::move(*it));
+        it = peer.regions.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
   region_counts_.Release(peer.uid, gone.size());
+  for (std::shared_ptr<const Region>& r : gone) releases_.Release(std::move(r));
 }
 
 Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t,

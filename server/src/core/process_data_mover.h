@@ -17,6 +17,8 @@
 // residency's budget (transport::RegionFile::MapShared). A Store's GETs from such a region go to
 // its batch's copy_mapped (ArrivingObjects), which hashes them piece by piece as they land, as
 // for the UCX plane's mapped keys.
+// Regions and peers that go are dropped on a thread of their own (ReleaseThread): the last close
+// of a large memfd frees its pages there and then, not on the io thread.
 // Remote keys play no part, except that ForgetRemoteKey drops the region with the key's base and
 // length (the client deregisters it). Connect (UCX worker addresses) is Unsupported. Peer ids
 // have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
@@ -33,6 +35,7 @@
 
 #include "core/copy_helper.h"
 #include "core/data_mover.h"
+#include "core/release_thread.h"
 #include "kvault/transport/local/mapped_residency.h"
 #include "kvault/transport/local/process_memory.h"
 
@@ -104,8 +107,8 @@ class ProcessDataMover final : public DataMover {
     RegionCounts* const counts;  // the mover's region_counts_, which outlives its peers
   };
   std::shared_ptr<Peer> Find(transport::PeerId peer) const;
-  // Forgets the regions of `peer` that `which` picks (their files are closed outside the lock:
-  // the last close of a large memfd frees its pages there and then).
+  // Forgets the regions of `peer` that `which` picks (their files are closed on releases_: the
+  // last close of a large memfd frees its pages there and then).
   void TakeRegions(Peer& peer, const std::function<bool(const Region&)>& which);
   // The region of `peer` that holds [address, +length), or null.
   static std::shared_ptr<const Region> RegionOf(Peer& peer, uint64_t address, uint64_t length);
@@ -124,6 +127,9 @@ class ProcessDataMover final : public DataMover {
   std::atomic<uint64_t> split_copies_{0};
   std::atomic<uint64_t> region_copies_{0};
   RegionCounts region_counts_;
+  // Drops the regions and peers that go (declared after region_counts_, which peers count on,
+  // and before peers_, so that what it still holds at the end goes before the counts).
+  ReleaseThread releases_;
 
   mutable std::mutex mu_;
   std::unordered_map<transport::PeerId, std::shared_ptr<Peer>> peers_;

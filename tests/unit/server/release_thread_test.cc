@@ -1,0 +1,94 @@
+// ReleaseThread: what it is handed is dropped on its own thread, in the order handed over; a
+// reference held elsewhere keeps its object alive (the last one frees it, wherever it is); the
+// destructor drops what is still queued.
+#include "core/release_thread.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace kvault::server {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Records, as it is destroyed, its number and the thread that destroyed it.
+struct Dropped {
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::thread::id> threads;
+};
+struct Tracked {
+  Tracked(int n, Dropped* d, std::chrono::milliseconds linger = 0ms)
+      : n(n), dropped(d), linger(linger) {}
+  ~Tracked() {
+    std::this_thread::sleep_for(linger);
+    std::lock_guard lock(dropped->mu);
+    dropped->order.push_back(n);
+    dropped->threads.push_back(std::this_thread::get_id());
+  }
+  int n;
+  Dropped* dropped;
+  std::chrono::milliseconds linger;
+};
+
+bool AwaitNonePending(const ReleaseThread& r) {
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (r.pending() != 0) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+TEST(ReleaseThread, DropsOnItsOwnThreadInTheOrderHandedOver) {
+  Dropped dropped;
+  ReleaseThread releases;
+  for (int i = 0; i < 5; ++i) releases.Release(std::make_shared<Tracked>(i, &dropped));
+  ASSERT_TRUE(AwaitNonePending(releases));
+  std::lock_guard lock(dropped.mu);
+  EXPECT_EQ(dropped.order, (std::vector<int>{0, 1, 2, 3, 4}));
+  ASSERT_EQ(dropped.threads.size(), 5u);
+  for (std::thread::id t : dropped.threads) {
+    EXPECT_NE(t, std::this_thread::get_id());
+    EXPECT_EQ(t, dropped.threads[0]);  // one thread
+  }
+}
+
+TEST(ReleaseThread, AReferenceHeldElsewhereKeepsItsObject) {
+  Dropped dropped;
+  ReleaseThread releases;
+  auto kept = std::make_shared<Tracked>(7, &dropped);
+  releases.Release(kept);
+  releases.Release(nullptr);  // nothing
+  ASSERT_TRUE(AwaitNonePending(releases));
+  {
+    std::lock_guard lock(dropped.mu);
+    EXPECT_TRUE(dropped.order.empty()) << "an object still referenced here was destroyed";
+  }
+  kept.reset();  // the last reference: freed here
+  std::lock_guard lock(dropped.mu);
+  EXPECT_EQ(dropped.order, std::vector<int>{7});
+  EXPECT_EQ(dropped.threads.at(0), std::this_thread::get_id());
+}
+
+TEST(ReleaseThread, TheDestructorDropsWhatIsStillQueued) {
+  Dropped dropped;
+  {
+    ReleaseThread releases;
+    // The first lingers, so that the others are still queued when the destructor starts.
+    releases.Release(std::make_shared<Tracked>(0, &dropped, 50ms));
+    for (int i = 1; i < 4; ++i) releases.Release(std::make_shared<Tracked>(i, &dropped));
+    EXPECT_GT(releases.pending(), 0u);
+  }
+  std::lock_guard lock(dropped.mu);
+  EXPECT_EQ(dropped.order, (std::vector<int>{0, 1, 2, 3}));
+}
+
+}  // namespace
+}  // namespace kvault::server
