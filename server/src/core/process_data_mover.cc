@@ -64,7 +64,16 @@ Status ProcessDataMover::AttachRegion(transport::PeerId peer, uint64_t base,
   if (base == 0 || base + length < base) {
     return Status::InvalidArgument("the region is not a range of addresses");
   }
+  // Descriptors of regions that went are still open until releases_ closes them.
+  if (releases_.pending() >= kMaxRegionsInAll) {
+    return Status::ResourceExhausted("kvaultd is still closing " +
+                                     std::to_string(releases_.pending()) +
+                                     " regions of sessions that went");
+  }
   std::lock_guard lock(client->regions_mu);
+  if (client->disconnected.load()) {  // set before Disconnect takes the regions under this lock
+    return Status::NotFound("peer " + std::to_string(peer) + " was disconnected");
+  }
   for (const auto& r : client->regions) {
     if (base < r->base + r->file.length() && r->base < base + length) {
       return Status::InvalidArgument("the region overlaps one the session attached already");

@@ -17,8 +17,10 @@
 // residency's budget (transport::RegionFile::MapShared). A Store's GETs from such a region go to
 // its batch's copy_mapped (ArrivingObjects), which hashes them piece by piece as they land, as
 // for the UCX plane's mapped keys.
-// Regions and peers that go are dropped on a thread of their own (ReleaseThread): the last close
-// of a large memfd frees its pages there and then, not on the io thread.
+// Regions and peers that go are dropped on a thread of their own (ReleaseThread), unless a copy
+// still holds the region: the last close of a large memfd frees its pages there and then, not on
+// the io thread. While that thread has kMaxRegionsInAll or more still to close, no region is
+// attached (their descriptors are still open).
 // Remote keys play no part, except that ForgetRemoteKey drops the region with the key's base and
 // length (the client deregisters it). Connect (UCX worker addresses) is Unsupported. Peer ids
 // have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
@@ -56,7 +58,8 @@ class ProcessDataMover final : public DataMover {
   Result<transport::PeerId> AttachProcess(transport::ProcessMemory memory, uint32_t uid) override;
   // InvalidArgument for a region that is not a range of addresses or overlaps one the peer has;
   // ResourceExhausted when the peer has kMaxRegions, the peers of its user kMaxRegionsPerUser, or
-  // all peers together kMaxRegionsInAll (each holds a descriptor); NotFound for an unknown peer.
+  // all peers together kMaxRegionsInAll (each holds a descriptor), or while kMaxRegionsInAll
+  // regions that went are still to be closed; NotFound for an unknown or disconnected peer.
   Status AttachRegion(transport::PeerId peer, uint64_t base, transport::RegionFile file) override;
   void Disconnect(transport::PeerId peer) override;
   std::vector<Status> Run(transport::TransferBatch batch) override;

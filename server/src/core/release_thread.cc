@@ -2,7 +2,7 @@
 
 #include "core/release_thread.h"
 
-#include <system_error>
+#include <exception>
 #include <utility>
 
 namespace kvault::server {
@@ -23,7 +23,7 @@ void ReleaseThread::Release(std::shared_ptr<const void> what) {
     if (!thread_.joinable() && !stop_) {
       try {
         thread_ = std::thread([this] { Run(); });
-      } catch (const std::system_error&) {
+      } catch (const std::exception&) {
         // No thread: dropped below, on this one.
       }
     }

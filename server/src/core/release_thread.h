@@ -5,8 +5,9 @@
 // in a scratch program here (with a build running), during which an io thread would serve none
 // of its other connections.
 //
-// Thread-safety: Release may be called from any thread. The thread starts on the first Release;
-// the destructor drops what is still queued, in order, and joins it.
+// Thread-safety: Release and pending may be called from any thread, but not once the destructor
+// has begun. The thread starts on the first Release; the destructor drops what is still queued,
+// in order, and joins it.
 
 #include <condition_variable>
 #include <cstddef>

@@ -77,17 +77,28 @@ TEST(ReleaseThread, AReferenceHeldElsewhereKeepsItsObject) {
   EXPECT_EQ(dropped.threads.at(0), std::this_thread::get_id());
 }
 
+// The first object's destructor waits for the test, so the others are surely still queued when
+// the ReleaseThread's destructor starts.
+struct Latched {
+  explicit Latched(std::atomic<bool>* go) : go(go) {}
+  ~Latched() {
+    while (!go->load()) std::this_thread::sleep_for(1ms);
+  }
+  std::atomic<bool>* go;
+};
+
 TEST(ReleaseThread, TheDestructorDropsWhatIsStillQueued) {
   Dropped dropped;
+  std::atomic<bool> go{false};
   {
     ReleaseThread releases;
-    // The first lingers, so that the others are still queued when the destructor starts.
-    releases.Release(std::make_shared<Tracked>(0, &dropped, 50ms));
+    releases.Release(std::make_shared<Latched>(&go));
     for (int i = 1; i < 4; ++i) releases.Release(std::make_shared<Tracked>(i, &dropped));
-    EXPECT_GT(releases.pending(), 0u);
+    EXPECT_EQ(releases.pending(), 4u);
+    go.store(true);
   }
   std::lock_guard lock(dropped.mu);
-  EXPECT_EQ(dropped.order, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(dropped.order, (std::vector<int>{1, 2, 3}));
 }
 
 }  // namespace
