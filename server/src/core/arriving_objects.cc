@@ -5,12 +5,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
 #include "kvault/common/positional_copy.h"
 
 namespace kvault::server {
+namespace {
+
+std::atomic<uint64_t> g_cut_reads{0};
+
+}  // namespace
+
+uint64_t ArrivingObjects::cut_reads_total() { return g_cut_reads.load(std::memory_order_relaxed); }
 
 void ArrivingObjects::Add(size_t owner, uint64_t offset, std::span<uint8_t> bytes) {
   chunks_.push_back(Chunk{owner, offset, bytes});
@@ -95,6 +103,7 @@ Status ArrivingObjects::ReadFile(size_t chunk, const transport::MappedRemote& fr
     if (error == 0) error = theirs_error;
   }
   if (error == 0) return Status::Ok();
+  if (error < 0) g_cut_reads.fetch_add(1, std::memory_order_relaxed);
   return Status::Unavailable(error < 0 ? std::string("the client's shared memory was cut short")
                                        : std::string("reading the client's shared memory: ") +
                                              std::strerror(error));

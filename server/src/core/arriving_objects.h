@@ -44,6 +44,11 @@ class ArrivingObjects {
   // client cut its memory short); a copy from the mapping always succeeds.
   Status CopyMapped(size_t chunk, const transport::MappedRemote& from, CopyHelper& helper);
 
+  // Reads of a client's file that came up short (the client cut its memory short), in this
+  // process so far: counted with the faults the cut raised through mappings
+  // (kvault_client_memory_faults_total).
+  static uint64_t cut_reads_total();
+
   // True when every byte of object `owner` (of `length` bytes) was hashed, in order.
   bool complete(size_t owner, uint64_t length) const { return hashes_[owner].bytes() == length; }
   uint64_t digest(size_t owner) const { return hashes_[owner].Digest(); }

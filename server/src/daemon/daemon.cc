@@ -10,6 +10,7 @@
 #include "config/derived_options.h"
 #include "control/control_server.h"
 #include "control/memory_socket.h"
+#include "core/arriving_objects.h"
 #include "core/data_planes.h"
 #include "core/process_data_mover.h"
 #include "core/service.h"
@@ -196,7 +197,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   Parts* raw = p.get();
   Result<std::unique_ptr<HttpServer>> http_server = HttpServer::Start(http, [raw] {
     raw->metrics->RefreshFromStore(*raw->store);
-    raw->metrics->RefreshClientMemoryFaults(transport::PeerMemoryGuard::absorbed_total());
+    raw->metrics->RefreshClientMemoryFaults(transport::PeerMemoryGuard::absorbed_total() +
+                                            ArrivingObjects::cut_reads_total());
     raw->metrics->RefreshMappedClientMemory(raw->mapped_residency->resident_bytes(),
                                             raw->mapped_residency->dropped_bytes());
     return raw->metrics->Serialize();

@@ -120,8 +120,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
            .Name("kvault_client_memory_faults_total")
            .Help(
                "Faults in a client's shared memory that the client had cut short (shrunk its "
-               "segment) while kvaultd read or wrote it; absorbed, and the transfers through "
-               "that memory failed.")
+               "segment) while kvaultd read or wrote it, and reads of its segment's file that "
+               "came up short; absorbed, and the transfers through that memory failed.")
            .Register(*registry_)
            .Add({});
   mapped_client_bytes_ =

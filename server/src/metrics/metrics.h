@@ -7,8 +7,9 @@
 //     kvault_connections                       gauge, open control connections
 //     kvault_inflight_bytes                    gauge, block bytes in transfer
 //     kvault_client_memory_faults_total        counter, faults in client shared memory that its
-//                                              client had cut short (absorbed; the transfers
-//                                              through it failed), set by RefreshClientMemoryFaults
+//                                              client had cut short, and short reads of its file
+//                                              (absorbed; the transfers through it failed), set by
+//                                              RefreshClientMemoryFaults
 //     kvault_mapped_client_bytes               gauge, client memory counted as mapped into
 //                                              kvaultd (data_plane.mapped_client_bytes bounds it)
 //     kvault_mapped_client_dropped_bytes_total counter, client memory unmapped again beyond that

@@ -126,15 +126,18 @@ TEST(ArrivingObjects, ChunksReadFromAFileAreHashedAndAShortFileFails) {
 
   ThreeChunks cut(6);
   ASSERT_EQ(ftruncate(file.get(), static_cast<off_t>(kOffset + t.object.size() - 1)), 0);
+  const uint64_t cut_reads = ArrivingObjects::cut_reads_total();
   CopyMapped(cut.arriving, 0, cut.Source(0), cut.helper);  // from the mapping: fine
   const Status read = cut.arriving.CopyMapped(
       2, transport::MappedRemote{cut.Source(2), file.get(), kOffset + 2 * ThreeChunks::kChunk},
       cut.helper);
   EXPECT_EQ(read.code(), StatusCode::kUnavailable) << read.ToString();
+  EXPECT_EQ(ArrivingObjects::cut_reads_total(), cut_reads + 1);  // kvault_client_memory_faults
   const Status whole = cut.arriving.CopyMapped(
       1, transport::MappedRemote{cut.Source(1), file.get(), kOffset + ThreeChunks::kChunk},
       cut.helper);
   EXPECT_TRUE(whole.ok()) << whole.ToString();  // positive control: a chunk the file still holds
+  EXPECT_EQ(ArrivingObjects::cut_reads_total(), cut_reads + 1);
 }
 
 // A chunk large enough for the helper, read from a file: the helper reads the tail while this
@@ -161,6 +164,7 @@ TEST(ArrivingObjects, AChunkReadWithTheHelperIsHashedInOrderAndFailsWhenItsTailI
   }
   // Cut 100 bytes before the end: inside the tail (the helper's share is the larger one).
   ASSERT_EQ(ftruncate(file.get(), static_cast<off_t>(kOffset + object.size() - 100)), 0);
+  const uint64_t cut_reads = ArrivingObjects::cut_reads_total();
   std::vector<uint8_t> to(object.size());
   ArrivingObjects a(1);
   a.Add(0, 0, to);
@@ -169,6 +173,7 @@ TEST(ArrivingObjects, AChunkReadWithTheHelperIsHashedInOrderAndFailsWhenItsTailI
   EXPECT_NE(cut.message().find("cut short"), std::string::npos) << cut.ToString();
   EXPECT_FALSE(a.complete(0, object.size()));
   EXPECT_EQ(helper.reads_started(), 4u);
+  EXPECT_EQ(ArrivingObjects::cut_reads_total(), cut_reads + 1);
   // The helper is free again for the next chunk.
   std::vector<uint8_t> scratch(16);
   EXPECT_TRUE(helper.TryStart(std::span(object).first(16), scratch));
