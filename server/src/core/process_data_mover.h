@@ -79,6 +79,8 @@ class ProcessDataMover final : public DataMover {
   // file (for tests).
   uint64_t split_copies() const { return split_copies_.load(std::memory_order_relaxed); }
   uint64_t region_copies() const { return region_copies_.load(std::memory_order_relaxed); }
+  // Regions and peers that went and are not dropped yet (for tests).
+  size_t releases_pending() const { return releases_.pending(); }
 
  private:
   struct Region {

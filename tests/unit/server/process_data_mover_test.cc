@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -547,6 +548,42 @@ TEST(ProcessDataMoverTest, OneUsersPeersHoldAtMostItsShareOfTheRegions) {
   EXPECT_TRUE(slots.Attach(kPeersOfA, 0).ok());  // another user's
   slots.mover.Disconnect(slots.peers[0]);
   EXPECT_TRUE(slots.Attach(kPeersOfA - 1, 0).ok());
+}
+
+// Open descriptors of this process.
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++n;
+  }
+  return n;
+}
+
+// The regions and the memory file of a peer that disconnects are closed (on the mover's release
+// thread), not leaked: the process's descriptors drop by the regions and the memory file.
+TEST(ProcessDataMoverTest, APeerThatGoesHasItsFilesClosed) {
+  Result<transport::SharedMemoryFile> file = FileWith(1 << 16, 2);
+  ASSERT_TRUE(file.ok());
+  MemoryChild child([] { return BecomeClient(); });
+  ASSERT_TRUE(child.ready());
+  ProcessDataMover mover;
+  Result<transport::ProcessMemory> memory = child.Adopt();
+  ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+  const size_t with_memory = OpenDescriptors();  // the child's memory file among them
+  Result<transport::PeerId> peer = mover.AttachProcess(std::move(*memory), kUser);
+  ASSERT_TRUE(peer.ok());
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        mover.AttachRegion(*peer, (uint64_t{1} << 40) + i * (1 << 16), RegionOf(*file)).ok());
+  }
+  EXPECT_EQ(OpenDescriptors(), with_memory + 3);  // positive control: three regions
+  mover.Disconnect(*peer);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (mover.releases_pending() > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(mover.releases_pending(), 0u);
+  EXPECT_EQ(OpenDescriptors(), with_memory - 1);  // the regions and the memory file
 }
 
 TEST(ProcessDataMoverTest, ForgetRemoteKeyDropsTheRegionItsKeyNames) {
