@@ -208,7 +208,7 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   EXPECT_EQ(CutShortFailures(d), 3u) << d.Stderr();
   // Each request cut short cost one absorbed fault per thread that touched the region before it
   // was replaced (the io thread, and for a store the copy helper too), or, for a store read
-  // through the segment's file, one short read: 3 to 6 here.
+  // through the segment's file, one short read per 1 MiB chunk: 3 to 6 here.
   const std::string metrics = HttpGet(d.http_port(), "/metrics");
   const std::string series = "\nkvault_client_memory_faults_total ";
   const size_t at = metrics.find(series);

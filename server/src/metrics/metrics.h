@@ -101,7 +101,8 @@ class Metrics {
   void RefreshFromCounters(const std::function<void(storage::CounterVisitor&)>& visit);
 
   // Advances kvault_client_memory_faults_total to `total`, a process-wide count that only grows
-  // (transport::PeerMemoryGuard::absorbed_total()), typically right before each scrape.
+  // (transport::PeerMemoryGuard::absorbed_total() plus ArrivingObjects::cut_reads_total()),
+  // typically right before each scrape.
   void RefreshClientMemoryFaults(uint64_t total);
   // Sets kvault_mapped_client_bytes to `mapped` and advances
   // kvault_mapped_client_dropped_bytes_total to `dropped_total` (transport::MappedResidency's

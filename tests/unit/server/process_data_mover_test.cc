@@ -559,8 +559,9 @@ size_t OpenDescriptors() {
   return n;
 }
 
-// The regions and the memory file of a peer that disconnects are closed (on the mover's release
-// thread), not leaked: the process's descriptors drop by the regions and the memory file.
+// The regions and the memory file of a peer that disconnects are closed, not leaked: the
+// process's descriptors drop by them once the mover's release thread has nothing pending (which
+// thread closes them is release_thread_test's).
 TEST(ProcessDataMoverTest, APeerThatGoesHasItsFilesClosed) {
   Result<transport::SharedMemoryFile> file = FileWith(1 << 16, 2);
   ASSERT_TRUE(file.ok());
