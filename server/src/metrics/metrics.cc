@@ -161,22 +161,21 @@ void Metrics::RefreshFromCounters(const std::function<void(storage::CounterVisit
   visit(refresher);
 }
 
+void Metrics::AdvanceTo(prometheus::Counter* counter, uint64_t* last, uint64_t total) {
+  if (total <= *last) return;
+  counter->Increment(static_cast<double>(total - *last));
+  *last = total;
+}
+
 void Metrics::RefreshClientMemoryFaults(uint64_t total) {
   std::lock_guard lock(refresh_mu_);
-  if (total > client_memory_faults_last_) {
-    client_memory_faults_->Increment(static_cast<double>(total - client_memory_faults_last_));
-    client_memory_faults_last_ = total;
-  }
+  AdvanceTo(client_memory_faults_, &client_memory_faults_last_, total);
 }
 
 void Metrics::RefreshMappedClientMemory(uint64_t mapped, uint64_t dropped_total) {
   std::lock_guard lock(refresh_mu_);
   mapped_client_bytes_->Set(static_cast<double>(mapped));
-  if (dropped_total > mapped_client_dropped_last_) {
-    mapped_client_dropped_->Increment(
-        static_cast<double>(dropped_total - mapped_client_dropped_last_));
-    mapped_client_dropped_last_ = dropped_total;
-  }
+  AdvanceTo(mapped_client_dropped_, &mapped_client_dropped_last_, dropped_total);
 }
 
 std::string Metrics::Serialize() const {

@@ -132,6 +132,10 @@ class Metrics {
   prometheus::Gauge* mapped_client_bytes_ = nullptr;
   prometheus::Counter* mapped_client_dropped_ = nullptr;
 
+  // Advances `counter` to `total`, a process-wide count that only grows, from `*last` (the total
+  // it was advanced to before); a total not above it changes nothing. Under refresh_mu_.
+  static void AdvanceTo(prometheus::Counter* counter, uint64_t* last, uint64_t total);
+
   std::mutex refresh_mu_;  // guards the members below
   uint64_t client_memory_faults_last_ = 0;
   uint64_t mapped_client_dropped_last_ = 0;
