@@ -93,12 +93,12 @@ bool RegionFile::Allocated() const {
 }
 
 RegionFile::Via RegionFile::Route(uint64_t offset, uint64_t n) const {
-  if (mapping_ == nullptr || offset > length_ || n > length_ - offset) return Via::kFile;
+  if (mapping_ == nullptr || !Holds(offset, n)) return Via::kFile;
   return resident_.Admit(mapping_.get() + offset, n) ? Via::kMapping : Via::kFile;
 }
 
 std::span<const uint8_t> RegionFile::MappedBytes(uint64_t offset, uint64_t n) const {
-  if (mapping_ == nullptr || n == 0 || offset > length_ || n > length_ - offset) return {};
+  if (mapping_ == nullptr || n == 0 || !Holds(offset, n)) return {};
   return std::span<const uint8_t>(mapping_.get() + offset, n);
 }
 
@@ -125,7 +125,7 @@ Status RegionFile::Write(uint64_t offset, std::span<const uint8_t> local, Via vi
 
 Status RegionFile::Copy(bool write, uint64_t offset, uint8_t* local, size_t n,
                         std::optional<Via> via) const {
-  if (offset > length_ || n > length_ - offset) {
+  if (!Holds(offset, n)) {
     return Status::OutOfRange("bytes [" + std::to_string(offset) + ", +" + std::to_string(n) +
                               ") lie outside the region file's " + std::to_string(length_));
   }

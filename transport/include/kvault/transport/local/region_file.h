@@ -89,6 +89,10 @@ class RegionFile {
   };
 
   RegionFile(UniqueFd file, uint64_t length) : file_(std::move(file)), length_(length) {}
+  // Whether [offset, +n) lies inside the file.
+  bool Holds(uint64_t offset, uint64_t n) const {
+    return offset <= length_ && n <= length_ - offset;
+  }
   Status Copy(bool write, uint64_t offset, uint8_t* local, size_t n, std::optional<Via> via) const;
 
   UniqueFd file_;
