@@ -80,6 +80,14 @@ std::set<std::pair<int, std::string>> OpenFiles() {
   return out;
 }
 
+// kvault_client_memory_faults_total as `d` serves it now (-1 when it is missing).
+double MemoryFaults(const DaemonProcess& d) {
+  const std::string metrics = HttpGet(d.http_port(), "/metrics");
+  const std::string series = "\nkvault_client_memory_faults_total ";
+  const size_t at = metrics.find(series);
+  return at == std::string::npos ? -1 : std::strtod(metrics.c_str() + at + series.size(), nullptr);
+}
+
 // A region from AllocateMemory and the descriptor of the posix segment behind it (-1 if none).
 struct SharedRegion {
   MemoryRegion region;
@@ -208,14 +216,72 @@ TEST_F(KvaultdShrunkMemoryTest, StoresAndLoadsThroughMemoryTheClientShrankFailAn
   EXPECT_EQ(CutShortFailures(d), 3u) << d.Stderr();
   // Each request cut short cost one absorbed fault per thread that touched the region before it
   // was replaced (the io thread, and for a store the copy helper too), or, for a store read
-  // through the segment's file, one short read per 1 MiB chunk: 3 to 6 here.
-  const std::string metrics = HttpGet(d.http_port(), "/metrics");
-  const std::string series = "\nkvault_client_memory_faults_total ";
-  const size_t at = metrics.find(series);
-  ASSERT_NE(at, std::string::npos) << metrics;
-  const double faults = std::strtod(metrics.c_str() + at + series.size(), nullptr);
+  // through the segment's file, one short read (the key is then cut short): 3 to 6 here.
+  const double faults = MemoryFaults(d);
   EXPECT_GE(faults, 3);
   EXPECT_LE(faults, 6);
+}
+
+// A store of bytes the daemon reads through the segment's file (bytes not stored from before) in
+// several 1 MiB chunks, after the client cut the file short: the first chunk's short read fails
+// the request and marks the key cut short, so the later chunks fail without reading the file and
+// count no more, and the key leaves the cache: the next store from that memory is refused when
+// its key is unpacked, again without a read. Before, every chunk of every such request read the
+// file again and counted.
+TEST_F(KvaultdShrunkMemoryTest, AShortReadOfTheSegmentFileCountsOnceAndRetiresTheKey) {
+  DaemonProcess d(dir_, DaemonArgs("64MiB"));
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  Result<std::unique_ptr<Client>> connected = ConnectOverSharedMemory(d);
+  ASSERT_TRUE(connected.ok()) << connected.status().ToString();
+  Client& client = **connected;
+  constexpr uint64_t kChunks = 3;
+  constexpr uint64_t kBigPayload = kChunks << 20;  // the object spans kChunks 1 MiB chunks
+  constexpr size_t kHalf = 4 << 20;
+  const uint64_t object = SyntheticObjectBytes(kBigPayload);
+  ASSERT_LE(object, kHalf);
+  Result<SharedRegion> source = AllocateShared(client, 2 * kHalf);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  auto store = [&](const BlockKey& key, std::span<uint8_t> from) {
+    const std::vector<std::span<const uint8_t>> sources = {from};
+    StoreHandle stored = client.Store(std::span(&key, 1), sources);
+    const Status waited = stored.Wait(Clock::now() + 20s);
+    return waited.ok() ? stored.key_status(0) : waited;
+  };
+  // Positive control, from the first half: the key is unpacked and cached, the bytes read whole.
+  const std::span<uint8_t> head = source->region.bytes().first(object);
+  ASSERT_TRUE(WriteSyntheticBlock(TestKey(7), kBigPayload, head).ok());
+  ASSERT_TRUE(store(TestKey(7), head).ok());
+  const double faults_before = MemoryFaults(d);
+  ASSERT_GE(faults_before, 0);
+  EXPECT_EQ(CutShortFailures(d), 0u) << d.Stderr();
+
+  // The second half holds the next object; the file is cut to its first half.
+  const std::span<uint8_t> tail = source->region.bytes().subspan(kHalf, object);
+  ASSERT_TRUE(WriteSyntheticBlock(TestKey(8), kBigPayload, tail).ok());
+  ASSERT_EQ(ftruncate(source->segment_fd, kHalf), 0) << source->segment_name;
+  EXPECT_FALSE(store(TestKey(8), tail).ok()) << "a store from a cut file was accepted";
+  ASSERT_TRUE(Running(d.pid())) << "kvaultd died:\n" << d.Stderr();
+  EXPECT_EQ(CutShortFailures(d), 1u) << d.Stderr();
+  EXPECT_EQ(MemoryFaults(d), faults_before + 1) << "one short read, not one per chunk";
+
+  // The key is gone from the cache: unpacked again it is refused before any read.
+  EXPECT_FALSE(store(TestKey(8), tail).ok());
+  EXPECT_EQ(CutShortFailures(d), 1u) << d.Stderr();
+  EXPECT_EQ(MemoryFaults(d), faults_before + 1) << "the refused key read nothing";
+
+  // Grown back, the same memory stores again, and what was stored before loads intact.
+  ASSERT_EQ(ftruncate(source->segment_fd, 2 * kHalf), 0);
+  ASSERT_TRUE(WriteSyntheticBlock(TestKey(8), kBigPayload, tail).ok());
+  EXPECT_TRUE(store(TestKey(8), tail).ok());
+  for (uint8_t n : {7, 8}) {
+    std::memset(head.data(), 0, object);
+    const std::vector<LoadDestination> destinations = {{head}};
+    const BlockKey key = TestKey(n);
+    LoadHandle loaded = client.Load(Lease{}, std::span(&key, 1), destinations);
+    ASSERT_TRUE(loaded.Wait(Clock::now() + 20s).ok());
+    EXPECT_TRUE(loaded.key_status(0).ok());
+    EXPECT_TRUE(IsSyntheticBlockFor(key, head)) << "object " << int(n);
+  }
 }
 
 // The same, racing: a thread stores object after object from one region while the test cuts the

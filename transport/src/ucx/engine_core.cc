@@ -286,7 +286,8 @@ void EngineCore::PostTransfers(BatchState& b) {
           b.statuses[i] = DeadlineExceededStatus("mapped GET not started before the deadline");
           continue;
         }
-        // A cut met during the copy fails this transfer in Deliver (FailCutShortTransfers).
+        // A cut met during the copy fails this transfer in Deliver (FailCutShortTransfers), and
+        // so does one that a read of the segment's file meets.
         CachedKey& key = *kit->key;
         MappedRemote remote{std::span(mapped, t.length)};
         if (key.key.segment_file() >= 0 && !key.resident.Admit(mapped, t.length)) {
@@ -295,6 +296,10 @@ void EngineCore::PostTransfers(BatchState& b) {
         }
         b.statuses[i] = b.request.copy_mapped(i, remote);
         if (remote.file < 0) key.resident.Touched(mapped, t.length);  // counted once copied
+        // A read of a file the peer shrank fails the key's later transfers without reading.
+        if (!b.statuses[i].ok() && remote.file >= 0) {
+          (void)key.key.NoteFailedFileRead(t.remote_address, t.length);
+        }
         continue;  // complete: no request, no arrival (the copier saw the bytes)
       }
     }

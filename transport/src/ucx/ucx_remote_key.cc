@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
@@ -182,6 +183,15 @@ bool UcxRemoteKey::Covers(uint64_t address, size_t length) const {
          address - base_ <= length_ - length;
 }
 
+bool UcxRemoteKey::NoteFailedFileRead(uint64_t address, uint64_t length) {
+  if (segment_file_.get() < 0 || !Covers(address, length)) return false;
+  struct stat st {};
+  if (fstat(segment_file_.get(), &st) != 0 || st.st_size < 0) return false;
+  if (static_cast<uint64_t>(st.st_size) >= SegmentFileOffset(address) + length) return false;
+  file_cut_ = true;
+  return true;
+}
+
 UcxRemoteKey::UcxRemoteKey(UcxRemoteKey&& other) noexcept
     : rkey_(std::exchange(other.rkey_, nullptr)),
       base_(std::exchange(other.base_, 0)),
@@ -189,7 +199,8 @@ UcxRemoteKey::UcxRemoteKey(UcxRemoteKey&& other) noexcept
       guard_(std::move(other.guard_)),
       small_pages_(std::exchange(other.small_pages_, false)),
       segment_file_(std::move(other.segment_file_)),
-      base_file_offset_(std::exchange(other.base_file_offset_, 0)) {}
+      base_file_offset_(std::exchange(other.base_file_offset_, 0)),
+      file_cut_(std::exchange(other.file_cut_, false)) {}
 
 UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
   if (this != &other) {
@@ -203,6 +214,7 @@ UcxRemoteKey& UcxRemoteKey::operator=(UcxRemoteKey&& other) noexcept {
     if (segment_file_.get() >= 0) kept_segment_files.fetch_sub(1);
     segment_file_ = std::move(other.segment_file_);
     base_file_offset_ = std::exchange(other.base_file_offset_, 0);
+    file_cut_ = std::exchange(other.file_cut_, false);
   }
   return *this;
 }

@@ -74,8 +74,15 @@ class UcxRemoteKey {
 
   // True once a read or write of the peer's memory mapped here found it cut short (the peer
   // shrank its shared segment): what such transfers read are zeros and what they wrote went
-  // nowhere, so they must fail. Always false for memory that is not mapped here.
-  bool cut_short() const { return guard_.cut_short(); }
+  // nowhere, so they must fail. Also true once NoteFailedFileRead found the segment file short.
+  // Always false for memory that is not mapped here.
+  bool cut_short() const { return file_cut_ || guard_.cut_short(); }
+  // After a read of [address, +length) through segment_file() failed: true when the file no
+  // longer holds those bytes (the peer shrank it), and cut_short() is true from then on, as after
+  // a fault in the mapping, so later transfers through the key fail without reading the file
+  // again. False, and nothing changes, when the file still holds them, cannot be examined, or
+  // the key keeps no file.
+  bool NoteFailedFileRead(uint64_t address, uint64_t length);
 
   ucp_rkey* get() const { return rkey_; }
 
@@ -101,6 +108,7 @@ class UcxRemoteKey {
   bool small_pages_ = false;
   UniqueFd segment_file_;
   uint64_t base_file_offset_ = 0;  // of base_ in segment_file_
+  bool file_cut_ = false;          // set by NoteFailedFileRead
 };
 
 }  // namespace kvault::transport
