@@ -48,7 +48,8 @@ void ProcessDataMover::RegionCounts::Release(uint32_t uid, size_t n) {
 Result<transport::PeerId> ProcessDataMover::AttachProcess(transport::ProcessMemory memory,
                                                           uint32_t uid) {
   const transport::PeerId peer = kPeerBit | next_.fetch_add(1);
-  auto entry = std::make_shared<Peer>(std::move(memory), uid, &region_counts_);
+  std::shared_ptr<Peer> entry =
+      releases_.Share(std::make_unique<Peer>(std::move(memory), uid, &region_counts_));
   std::lock_guard lock(mu_);
   peers_.emplace(peer, std::move(entry));
   return peer;
@@ -86,7 +87,8 @@ Status ProcessDataMover::AttachRegion(transport::PeerId peer, uint64_t base,
   KVAULT_RETURN_IF_ERROR(region_counts_.Take(client->uid));
   // Unmapped (hugetlbfs, a file sealed against writes), the region is still copied with pread.
   if (residency_ != nullptr) (void)file.MapShared(residency_);
-  client->regions.push_back(std::make_shared<const Region>(Region{base, std::move(file)}));
+  client->regions.push_back(
+      releases_.Share(std::make_unique<const Region>(Region{base, std::move(file)})));
   return Status::Ok();
 }
 
@@ -124,15 +126,13 @@ void ProcessDataMover::Disconnect(transport::PeerId peer) {
   }
   gone->disconnected.store(true);  // a batch still running fails its remaining transfers
   // Its slots count no more from now on; its files (a region's last close frees the region's
-  // pages) close on releases_, not on this (io) thread.
+  // pages) close on releases_ as the references here (and of copies still running) go.
   std::vector<std::shared_ptr<const Region>> regions;
   {
     std::lock_guard lock(gone->regions_mu);
     regions.swap(gone->regions);
   }
   region_counts_.Release(gone->uid, regions.size());
-  for (std::shared_ptr<const Region>& r : regions) releases_.Release(std::move(r));
-  releases_.Release(std::move(gone));
 }
 
 std::shared_ptr<ProcessDataMover::Peer> ProcessDataMover::Find(transport::PeerId peer) const {
@@ -197,7 +197,6 @@ void ProcessDataMover::TakeRegions(Peer& peer, const std::function<bool(const Re
     }
   }
   region_counts_.Release(peer.uid, gone.size());
-  for (std::shared_ptr<const Region>& r : gone) releases_.Release(std::move(r));
 }
 
 Status ProcessDataMover::Copy(Peer& peer, const transport::Transfer& t,

@@ -17,10 +17,11 @@
 // residency's budget (transport::RegionFile::MapShared). A Store's GETs from such a region go to
 // its batch's copy_mapped (ArrivingObjects), which hashes them piece by piece as they land, as
 // for the UCX plane's mapped keys.
-// Regions and peers that go are dropped on a thread of their own (ReleaseThread), unless a copy
-// still holds the region: the last close of a large memfd frees its pages there and then, not on
-// the io thread. While that thread has kMaxRegionsInAll or more still to close, no region is
-// attached (their descriptors are still open).
+// Regions and peers are destroyed on a thread of their own (ReleaseThread::Share), whichever
+// thread drops the last reference, a copy still running on an io thread included: the last close
+// of a large memfd frees its pages there and then, not on an io thread. While that thread has
+// kMaxRegionsInAll or more still to close, no region is attached (their descriptors are still
+// open).
 // Remote keys play no part, except that ForgetRemoteKey drops the region with the key's base and
 // length (the client deregisters it). Connect (UCX worker addresses) is Unsupported. Peer ids
 // have the top bit set (kPeerBit), so DataPlanes can tell them from UCX's.
@@ -112,8 +113,8 @@ class ProcessDataMover final : public DataMover {
     RegionCounts* const counts;  // the mover's region_counts_, which outlives its peers
   };
   std::shared_ptr<Peer> Find(transport::PeerId peer) const;
-  // Forgets the regions of `peer` that `which` picks (their files are closed on releases_: the
-  // last close of a large memfd frees its pages there and then).
+  // Forgets the regions of `peer` that `which` picks (their files are closed on releases_ once
+  // no copy holds them: the last close of a large memfd frees its pages there and then).
   void TakeRegions(Peer& peer, const std::function<bool(const Region&)>& which);
   // The region of `peer` that holds [address, +length), or null.
   static std::shared_ptr<const Region> RegionOf(Peer& peer, uint64_t address, uint64_t length);
@@ -132,8 +133,8 @@ class ProcessDataMover final : public DataMover {
   std::atomic<uint64_t> split_copies_{0};
   std::atomic<uint64_t> region_copies_{0};
   RegionCounts region_counts_;
-  // Drops the regions and peers that go (declared after region_counts_, which peers count on,
-  // and before peers_, so that what it still holds at the end goes before the counts).
+  // Destroys the regions and peers (Share): declared after region_counts_, which peers count on,
+  // and before peers_, whose peers and regions it destroys when the mover goes.
   ReleaseThread releases_;
 
   mutable std::mutex mu_;

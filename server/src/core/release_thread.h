@@ -5,9 +5,10 @@
 // in a scratch program here (with a build running), during which an io thread would serve none
 // of its other connections.
 //
-// Thread-safety: Release and pending may be called from any thread, but not once the destructor
-// has begun. The thread starts on the first Release; the destructor drops what is still queued,
-// in order, and joins it.
+// Thread-safety: Release, Share and pending may be called from any thread, but not once the
+// destructor has begun, except by the release thread itself (what it drops may hand over more).
+// The thread starts on the first Release; the destructor drops what is still queued, and what
+// that hands over, in order, and joins it.
 
 #include <condition_variable>
 #include <cstddef>
@@ -29,6 +30,16 @@ class ReleaseThread {
   // that thread cannot be started. Whatever `what` holds must not need anything that goes
   // before this ReleaseThread.
   void Release(std::shared_ptr<const void> what);
+  // Shares `object` so that it is destroyed on the release thread (handed to Release when the
+  // last reference goes), whichever thread drops that reference: a copy still running on an io
+  // thread, say. The last reference may go on the release thread itself (an object it drops may
+  // hold others), but on no other thread once the destructor has begun.
+  template <typename T>
+  std::shared_ptr<T> Share(std::unique_ptr<T> object) {
+    return std::shared_ptr<T>(object.release(), [this](T* last) {
+      Release(std::shared_ptr<const void>(std::unique_ptr<T>(last)));
+    });
+  }
   // References handed over and not dropped yet.
   size_t pending() const;
 

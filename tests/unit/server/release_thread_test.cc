@@ -1,5 +1,6 @@
 // ReleaseThread: what it is handed is dropped on its own thread, in the order handed over; a
-// reference held elsewhere keeps its object alive (the last one frees it, wherever it is); the
+// reference held elsewhere keeps its object alive (the last one frees it, wherever it is), unless
+// the object was made with Share (then it is destroyed on the release thread all the same); the
 // destructor drops what is still queued.
 #include "core/release_thread.h"
 
@@ -75,6 +76,54 @@ TEST(ReleaseThread, AReferenceHeldElsewhereKeepsItsObject) {
   std::lock_guard lock(dropped.mu);
   EXPECT_EQ(dropped.order, std::vector<int>{7});
   EXPECT_EQ(dropped.threads.at(0), std::this_thread::get_id());
+}
+
+TEST(ReleaseThread, ASharedObjectIsDestroyedThereWhicheverThreadDropsTheLastReference) {
+  Dropped dropped;
+  ReleaseThread releases;
+  std::shared_ptr<Tracked> shared = releases.Share(std::make_unique<Tracked>(3, &dropped));
+  std::shared_ptr<Tracked> copy = shared;  // as a copy running on an io thread holds a region
+  shared.reset();
+  ASSERT_TRUE(AwaitNonePending(releases));
+  {
+    std::lock_guard lock(dropped.mu);
+    EXPECT_TRUE(dropped.order.empty()) << "destroyed while a reference was held";
+  }
+  std::thread io([&] { copy.reset(); });  // the last reference goes on another thread
+  io.join();
+  ASSERT_TRUE(AwaitNonePending(releases));
+  std::lock_guard lock(dropped.mu);
+  EXPECT_EQ(dropped.order, std::vector<int>{3});
+  ASSERT_EQ(dropped.threads.size(), 1u);
+  EXPECT_NE(dropped.threads[0], io.get_id());
+  EXPECT_NE(dropped.threads[0], std::this_thread::get_id());
+}
+
+// What the release thread drops may hand more over (a peer holding its regions); the destructor
+// drops that too.
+TEST(ReleaseThread, SharedObjectsThatTheReleaseThreadDropsAreDestroyedThereToo) {
+  Dropped dropped;
+  struct Holder {
+    std::shared_ptr<Tracked> inner;
+  };
+  {
+    ReleaseThread releases;
+    auto holder = std::make_shared<Holder>();
+    holder->inner = releases.Share(std::make_unique<Tracked>(1, &dropped));
+    releases.Release(std::move(holder));
+    ASSERT_TRUE(AwaitNonePending(releases));
+    releases.Release(std::make_shared<Tracked>(2, &dropped));  // queued behind the inner one
+    auto last = releases.Share(std::make_unique<Tracked>(3, &dropped));
+    last.reset();
+    // The destructor starts with 2 and 3 possibly still queued.
+  }
+  std::lock_guard lock(dropped.mu);
+  EXPECT_EQ(dropped.order, (std::vector<int>{1, 2, 3}));
+  ASSERT_EQ(dropped.threads.size(), 3u);
+  for (std::thread::id t : dropped.threads) {
+    EXPECT_NE(t, std::this_thread::get_id());
+    EXPECT_EQ(t, dropped.threads[0]);
+  }
 }
 
 // The first object's destructor waits for the test, so the others are surely still queued when
