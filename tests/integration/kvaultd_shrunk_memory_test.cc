@@ -235,7 +235,8 @@ TEST_F(KvaultdShrunkMemoryTest, AShortReadOfTheSegmentFileCountsOnceAndRetiresTh
   ASSERT_TRUE(connected.ok()) << connected.status().ToString();
   Client& client = **connected;
   constexpr uint64_t kChunks = 3;
-  constexpr uint64_t kBigPayload = kChunks << 20;  // the object spans kChunks 1 MiB chunks
+  // The object (a header more than the payload) spans kChunks + 1 chunks of 1 MiB.
+  constexpr uint64_t kBigPayload = kChunks << 20;
   constexpr size_t kHalf = 4 << 20;
   const uint64_t object = SyntheticObjectBytes(kBigPayload);
   ASSERT_LE(object, kHalf);

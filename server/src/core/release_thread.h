@@ -32,12 +32,17 @@ class ReleaseThread {
   void Release(std::shared_ptr<const void> what);
   // Shares `object` so that it is destroyed on the release thread (handed to Release when the
   // last reference goes), whichever thread drops that reference: a copy still running on an io
-  // thread, say. The last reference may go on the release thread itself (an object it drops may
-  // hold others), but on no other thread once the destructor has begun.
+  // thread, say. The last reference must go before this ReleaseThread does: on the release thread
+  // itself (an object it drops may hold others) at any time, on any other thread before the
+  // destructor has begun. Where Release cannot queue it (no memory), the object is destroyed
+  // where the last reference went.
   template <typename T>
   std::shared_ptr<T> Share(std::unique_ptr<T> object) {
     return std::shared_ptr<T>(object.release(), [this](T* last) {
-      Release(std::shared_ptr<const void>(std::unique_ptr<T>(last)));
+      try {
+        Release(std::shared_ptr<const void>(std::unique_ptr<T>(last)));
+      } catch (...) {  // NOLINT(bugprone-empty-catch): unwinding destroyed the object here
+      }
     });
   }
   // References handed over and not dropped yet.

@@ -89,41 +89,18 @@ TEST(ReleaseThread, ASharedObjectIsDestroyedThereWhicheverThreadDropsTheLastRefe
     std::lock_guard lock(dropped.mu);
     EXPECT_TRUE(dropped.order.empty()) << "destroyed while a reference was held";
   }
-  std::thread io([&] { copy.reset(); });  // the last reference goes on another thread
+  std::thread::id io_thread;
+  std::thread io([&] {  // the last reference goes on another thread
+    io_thread = std::this_thread::get_id();
+    copy.reset();
+  });
   io.join();
   ASSERT_TRUE(AwaitNonePending(releases));
   std::lock_guard lock(dropped.mu);
   EXPECT_EQ(dropped.order, std::vector<int>{3});
   ASSERT_EQ(dropped.threads.size(), 1u);
-  EXPECT_NE(dropped.threads[0], io.get_id());
+  EXPECT_NE(dropped.threads[0], io_thread);
   EXPECT_NE(dropped.threads[0], std::this_thread::get_id());
-}
-
-// What the release thread drops may hand more over (a peer holding its regions); the destructor
-// drops that too.
-TEST(ReleaseThread, SharedObjectsThatTheReleaseThreadDropsAreDestroyedThereToo) {
-  Dropped dropped;
-  struct Holder {
-    std::shared_ptr<Tracked> inner;
-  };
-  {
-    ReleaseThread releases;
-    auto holder = std::make_shared<Holder>();
-    holder->inner = releases.Share(std::make_unique<Tracked>(1, &dropped));
-    releases.Release(std::move(holder));
-    ASSERT_TRUE(AwaitNonePending(releases));
-    releases.Release(std::make_shared<Tracked>(2, &dropped));  // queued behind the inner one
-    auto last = releases.Share(std::make_unique<Tracked>(3, &dropped));
-    last.reset();
-    // The destructor starts with 2 and 3 possibly still queued.
-  }
-  std::lock_guard lock(dropped.mu);
-  EXPECT_EQ(dropped.order, (std::vector<int>{1, 2, 3}));
-  ASSERT_EQ(dropped.threads.size(), 3u);
-  for (std::thread::id t : dropped.threads) {
-    EXPECT_NE(t, std::this_thread::get_id());
-    EXPECT_EQ(t, dropped.threads[0]);
-  }
 }
 
 // The first object's destructor waits for the test, so the others are surely still queued when
@@ -148,6 +125,40 @@ TEST(ReleaseThread, TheDestructorDropsWhatIsStillQueued) {
   }
   std::lock_guard lock(dropped.mu);
   EXPECT_EQ(dropped.order, (std::vector<int>{1, 2, 3}));
+}
+
+// What the release thread drops may hand more over (a peer holding its regions), also while the
+// destructor drains the queue, as when the mover goes with its peers: that is destroyed there
+// too, after what was queued before it, and before the destructor returns.
+TEST(ReleaseThread, WhatItHandsOverWhileTheDestructorDrainsIsDestroyedThereToo) {
+  Dropped dropped;
+  struct Holder {
+    std::shared_ptr<Tracked> inner;
+  };
+  std::atomic<bool> go{false};
+  std::thread opener;
+  {
+    ReleaseThread releases;
+    releases.Release(std::make_shared<Latched>(&go));  // holds the release thread
+    auto holder = std::make_shared<Holder>();
+    holder->inner = releases.Share(std::make_unique<Tracked>(1, &dropped));
+    releases.Release(std::move(holder));  // dropped, it hands `inner` over
+    releases.Release(std::make_shared<Tracked>(2, &dropped));
+    EXPECT_EQ(releases.pending(), 3u);
+    // Let go once the destructor below (most likely) waits for the queue.
+    opener = std::thread([&go] {
+      std::this_thread::sleep_for(100ms);
+      go.store(true);
+    });
+  }
+  opener.join();
+  std::lock_guard lock(dropped.mu);
+  EXPECT_EQ(dropped.order, (std::vector<int>{2, 1}));
+  ASSERT_EQ(dropped.threads.size(), 2u);
+  for (std::thread::id t : dropped.threads) {
+    EXPECT_NE(t, std::this_thread::get_id());
+    EXPECT_EQ(t, dropped.threads[0]);
+  }
 }
 
 }  // namespace

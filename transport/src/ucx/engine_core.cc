@@ -23,7 +23,7 @@ void SetIfOk(BatchState& b, size_t i, const Status& status) {
 Status CutShortStatus() {
   return Status::Unavailable(
       "the peer's shared memory was cut short while in use (its segment shrank): the transfer "
-      "read zeros or wrote nowhere; the memory must be registered again");
+      "read zeros, wrote nowhere or was not made; the memory must be registered again");
 }
 
 void FailPuts(BatchState& b, PeerId peer, const Status& status) {
