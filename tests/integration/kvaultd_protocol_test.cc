@@ -86,6 +86,46 @@ TEST_F(KvaultdProtocolTest, BlockRequestsBeforeAuthGetUnauthenticated) {
   EXPECT_EQ(std::get<transport::LookupReply>(reply->first).leading_hits, 0u);
 }
 
+// Before it authenticates, a connection may send nothing longer than the longest Hello: a frame
+// announcing more is refused from its header, before the daemon buffers a byte of its body (a
+// connection without a token cannot make it hold max_body_bytes). Positive controls: the longest
+// Hello is read, and after authentication a frame of the same length is served.
+TEST_F(KvaultdProtocolTest, AFrameLongerThanAHelloBeforeAuthIsRefusedUnread) {
+  DaemonProcess d(dir_, {});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  transport::Lookup lookup;  // 4096 keys: 128 KiB, far past any Hello
+  lookup.keys.assign(4096, BlockKey{});
+  const std::vector<uint8_t> frame = *transport::EncodeFrame(lookup, 11);
+  ASSERT_GT(frame.size() - transport::kFrameHeaderBytes,
+            transport::MaxBodyBeforeAuth(transport::ProtocolLimits{}));
+  {
+    RawConnection c(d.control_port());
+    c.Send(std::span(frame).first(transport::kFrameHeaderBytes));  // the header alone
+    EXPECT_EQ(ErrorStatus(c), WireStatus::kOutOfRange);
+    EXPECT_TRUE(c.ClosedWithin(5s));
+  }
+  EXPECT_NE(d.Stderr().find("before authentication"), std::string::npos) << d.Stderr();
+  {
+    RawConnection c(d.control_port());
+    transport::Hello hello;
+    hello.tenant.assign(transport::ProtocolLimits{}.max_string_bytes, 't');
+    hello.client_name.assign(transport::ProtocolLimits{}.max_string_bytes, 'c');
+    hello.worker_address.assign(transport::ProtocolLimits{}.max_worker_address_bytes, 0x5A);
+    ASSERT_TRUE(c.SendMessage(hello, 12));
+    auto reply = c.ReadMessage();
+    ASSERT_TRUE(reply);
+    EXPECT_TRUE(std::holds_alternative<transport::HelloReply>(reply->first))
+        << "the longest Hello was refused";
+  }
+  RawConnection c(d.control_port());
+  ASSERT_TRUE(c.Login());
+  ASSERT_TRUE(c.Send(frame));
+  auto reply = c.ReadMessage();
+  ASSERT_TRUE(reply);
+  ASSERT_TRUE(std::holds_alternative<transport::LookupReply>(reply->first));
+  EXPECT_EQ(std::get<transport::LookupReply>(reply->first).leading_hits, 0u);
+}
+
 TEST_F(KvaultdProtocolTest, BadInputClosesOnlyItsOwnConnection) {
   DaemonProcess d(dir_, {});
   ASSERT_TRUE(d.ok()) << d.Stderr();

@@ -242,6 +242,16 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
                          header.status().message());
       co_return false;
     }
+    if (!authenticated_ && header->body_length > server_.max_body_before_auth) {
+      // Refused before a byte of it is buffered: no token, no room.
+      const std::string why = std::string(transport::MessageTypeName(header->type)) + " of " +
+                              std::to_string(header->body_length) +
+                              " bytes before authentication, more than the " +
+                              std::to_string(server_.max_body_before_auth) + " a Hello can take";
+      server_.Reject(RejectReason::kTooLarge, peer_, why + "; connection closed");
+      co_await SendError(header->request_id, transport::ToWireStatus(StatusCode::kOutOfRange), why);
+      co_return false;
+    }
     body_.resize(header->body_length);
     if (!body_.empty()) co_await ReadExactly(body_);
     Disarm();
@@ -274,6 +284,9 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     Arm(server_.options.io_timeout);
     co_await asio::async_write(stream_, asio::buffer(out_), asio::use_awaitable);
     Disarm();
+    // A large frame's buffers are not kept while the connection idles.
+    if (body_.capacity() > kKeptBufferBytes) std::vector<uint8_t>().swap(body_);
+    if (out_.capacity() > kKeptBufferBytes) std::vector<uint8_t>().swap(out_);
     co_return true;
   }
 
@@ -306,6 +319,9 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   size_t ahead_end_ = 0;
   std::unique_ptr<Session> session_;
   const std::string peer_;  // HOST:PORT, for log lines
+  // Request bodies and replies up to this size keep their buffers from frame to frame (a Lookup
+  // of 1,000 keys is 32 KiB); larger ones are freed once answered.
+  static constexpr size_t kKeptBufferBytes = 64 << 10;
   std::vector<uint8_t> body_;
   std::vector<uint8_t> out_;
   uint64_t number_ = 0;

@@ -27,6 +27,7 @@
 
 #include "control/control_server.h"
 #include "control/usable_cores.h"
+#include "kvault/transport/messages.h"
 #include "metrics/metrics.h"
 
 namespace kvault::server {
@@ -49,7 +50,11 @@ struct IoLoop {
 
 struct ControlServer::Impl {
   Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
-      : options(o), service(svc), metrics(m), acceptor(accept_loop) {}
+      : options(o),
+        max_body_before_auth(transport::MaxBodyBeforeAuth(o.limits)),
+        service(svc),
+        metrics(m),
+        acceptor(accept_loop) {}
 
   // The loop of a connection just accepted (the accept thread's call): a loop without
   // connections if there is one, else a new loop and thread while there are fewer than
@@ -87,6 +92,8 @@ struct ControlServer::Impl {
   void Reject(RejectReason reason, std::string_view peer, std::string_view detail);
 
   ControlServerOptions options;
+  // Longest frame body read before a connection authenticates (transport::MaxBodyBeforeAuth).
+  const uint64_t max_body_before_auth;
   Service& service;
   Metrics* metrics;
   // The io loops, added by PickLoop up to options.threads and never removed before StopLoops.

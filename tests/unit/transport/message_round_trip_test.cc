@@ -522,5 +522,27 @@ TEST(AllowedBeforeAuthTest, OnlyHelloAuthAndPing) {
   }
 }
 
+// MaxBodyBeforeAuth is exactly the body of the longest Hello the limits allow, under the default
+// limits and smaller and larger ones: that Hello encodes, and no longer one does.
+TEST(AllowedBeforeAuthTest, MaxBodyBeforeAuthIsTheLongestHello) {
+  ProtocolLimits small;
+  small.max_string_bytes = 16;
+  small.max_worker_address_bytes = 64;
+  ProtocolLimits large;
+  large.max_worker_address_bytes = 1 << 20;
+  for (const ProtocolLimits& limits : {ProtocolLimits{}, small, large}) {
+    Hello hello;
+    hello.tenant.assign(limits.max_string_bytes, 't');
+    hello.client_name.assign(limits.max_string_bytes, 'c');
+    hello.worker_address.assign(limits.max_worker_address_bytes, 1);
+    Result<std::vector<uint8_t>> frame = EncodeFrame(hello, 1, limits);
+    ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+    EXPECT_EQ(frame->size() - kFrameHeaderBytes, MaxBodyBeforeAuth(limits));
+    hello.worker_address.push_back(1);
+    EXPECT_FALSE(EncodeFrame(hello, 1, limits).ok());
+  }
+  EXPECT_EQ(MaxBodyBeforeAuth(ProtocolLimits{}), 2u + (2 + 256) * 2 + 4 + 8192);
+}
+
 }  // namespace
 }  // namespace kvault::transport

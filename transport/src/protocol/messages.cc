@@ -1,6 +1,8 @@
 #include "kvault/transport/messages.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 namespace kvault::transport {
 namespace {
@@ -20,6 +22,18 @@ MessageType TypeOf(const Message& message) {
 
 bool AllowedBeforeAuth(MessageType type) {
   return type == MessageType::kHello || type == MessageType::kAuth || type == MessageType::kPing;
+}
+
+uint64_t MaxBodyBeforeAuth(const ProtocolLimits& limits) {
+  Hello longest;
+  longest.tenant.assign(limits.max_string_bytes, 'x');
+  longest.client_name.assign(limits.max_string_bytes, 'x');
+  longest.worker_address.assign(limits.max_worker_address_bytes, 0);
+  std::vector<uint8_t> hello, auth, ping;
+  longest.EncodeBody(&hello);
+  Auth{}.EncodeBody(&auth);
+  Ping{}.EncodeBody(&ping);
+  return std::max({hello.size(), auth.size(), ping.size()});
 }
 
 Status AppendMessageFrame(const Message& message, uint64_t request_id, const ProtocolLimits& limits,

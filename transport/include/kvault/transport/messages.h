@@ -31,6 +31,12 @@ MessageType TypeOf(const Message& message);
 // The server answers any other request on such a connection with ErrorReply{kUnauthenticated}.
 bool AllowedBeforeAuth(MessageType type);
 
+// The longest body a request allowed before authentication (AllowedBeforeAuth) has under
+// `limits`: a Hello with the longest tenant, client name and worker address. A server refuses a
+// longer frame on a connection that has not authenticated before reading its body, so that
+// connections without a token cannot make it buffer max_body_bytes each.
+uint64_t MaxBodyBeforeAuth(const ProtocolLimits& limits);
+
 // Appends one frame (header and body) holding `message` to *out. Returns message.Validate's
 // status (InvalidArgument or OutOfRange, prefixed with the type's name) or FinishFrame's
 // OutOfRange for a body over limits.max_body_bytes; *out is then left as it was.
