@@ -104,7 +104,9 @@ void StoreCore::PublishIn(EntryId id, TierKind kind) {
   }
   e.tier = kind;
   e.state = EntryState::kResident;
-  EntryId parent = e.parent;
+  // The parent is a hint taken at Reserve: it may have left since and its id been reused, even by
+  // this entry (never its own parent: the policies' lists would loop).
+  EntryId parent = e.parent == id ? kNoEntry : e.parent;
   if (parent != kNoEntry) {
     const IndexEntry& p = index_.at(parent);
     if (p.state != EntryState::kResident || p.tier != kind) parent = kNoEntry;
@@ -204,6 +206,8 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
       host_->Free(slot, object_bytes);
       return std::optional<WriteReservation>();
     }
+    // And the parent may have been evicted for this block, its id freed for this one to take.
+    if (options.parent) parent = index_.Find(ScopedKey{key.tenant, *options.parent});
   } else {
     if (host_can_hold) ++counters_.admission_rejects;
     staging.reset(new uint8_t[object_bytes]);

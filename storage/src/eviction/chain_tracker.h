@@ -17,13 +17,14 @@ namespace kvault::storage {
 
 class ChainTracker {
  public:
-  // Records a newly resident `id` with `parent` (resident, or kNoEntry).
+  // Records a newly resident `id` with `parent` (resident, or kNoEntry; `id` itself counts as
+  // kNoEntry: an entry is never its own parent).
   void OnInsert(EntryId id, EntryId parent) {
     if (id >= nodes_.size()) nodes_.resize(static_cast<size_t>(id) + 1);
     Node& n = nodes_[id];
     n.parent = parent;
     n.children = 0;
-    if (parent != kNoEntry && parent < nodes_.size()) {
+    if (parent != kNoEntry && parent != id && parent < nodes_.size()) {
       n.parent_gen = nodes_[parent].gen;
       ++nodes_[parent].children;
     } else {

@@ -50,6 +50,45 @@ TEST(BlockStore, PutLookupPinRoundTrip) {
   EXPECT_EQ(CounterOf(*store, "miss_blocks_total"), 2);
 }
 
+// A block whose parent is evicted to make room for it takes the parent's freed id (ids are
+// reused, last freed first). It must not become its own parent: the prefix policy then linked it
+// after itself, and the next victim search walked that loop forever under the store's lock.
+TEST(BlockStore, AChildThatTakesItsEvictedParentsIdIsNotItsOwnParent) {
+  const BlockKey parent = KeyOf(1);
+  const BlockKey child = KeyOf(2);
+  const BlockKey grandchild = KeyOf(3);
+  const uint64_t object_bytes = ObjectFor(parent).size();
+  // Room for one block: the child's write evicts the parent (no colder tier: dropped).
+  auto host =
+      HostTier::Create({.capacity_bytes = HostTierClassBytes(object_bytes), .huge_pages = false});
+  ASSERT_TRUE(host.ok());
+  StoreTiers tiers;
+  tiers.host = std::move(*host);
+  BlockStoreOptions options;
+  options.policy = "prefix";
+  auto created = BlockStore::Create(options, std::move(tiers));
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  BlockStore& store = **created;
+  ASSERT_TRUE(store.Put(0, parent, ObjectFor(parent)).ok());
+  Result<bool> put = store.Put(0, child, ObjectFor(child), WriteOptions{.parent = parent});
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(store.Lookup(0, std::span(&parent, 1)).leading_hits, 0u) << "evicted for the child";
+  {
+    // Touched (its policy entry placed again), then pinned: the next write finds no victim.
+    Result<std::optional<BlockPin>> pin = store.Pin(0, child);
+    ASSERT_TRUE(pin.ok() && pin->has_value());
+    Result<bool> refused =
+        store.Put(0, grandchild, ObjectFor(grandchild), WriteOptions{.parent = child});
+    EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted)
+        << refused.status().ToString();
+  }
+  // Unpinned, the child is the victim, and the store serves on.
+  put = store.Put(0, grandchild, ObjectFor(grandchild), WriteOptions{.parent = child});
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(store.Lookup(0, std::span(&grandchild, 1)).leading_hits, 1u);
+  EXPECT_EQ(store.Lookup(0, std::span(&child, 1)).leading_hits, 0u);
+}
+
 TEST(BlockStore, SecondWriteOfAKeyIsANoOp) {
   auto store = HostStore(8 << 20);
   const BlockKey key = KeyOf(1);

@@ -59,6 +59,18 @@ TEST(ChainTrackerTest, ParentsAndChildrenFollowRemovalAndReuse) {
   EXPECT_EQ(chains.Children(0), 0u);
 }
 
+// An entry named as its own parent (a stale hint whose id it took) gets none; a real parent
+// given next to it is recorded.
+TEST(ChainTrackerTest, AnEntryIsNeverItsOwnParent) {
+  ChainTracker chains;
+  chains.OnInsert(3, 3);
+  EXPECT_EQ(chains.Parent(3), kNoEntry);
+  EXPECT_EQ(chains.Children(3), 0u);
+  chains.OnInsert(4, 3);  // positive control
+  EXPECT_EQ(chains.Parent(4), 3u);
+  EXPECT_EQ(chains.Children(3), 1u);
+}
+
 uint64_t KeyHash(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
