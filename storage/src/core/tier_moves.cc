@@ -79,6 +79,14 @@ Result<TierSlot> StoreCore::CopyToTier(const ScopedKey& key, TierKind from, Tier
   }
   Result<TierSlot> put = read.ok() ? PutWithRoom(to, key, source) : Result<TierSlot>(read);
   lock.lock();
+  // Corruption and NotFound mean the source's copy is lost (Demote and Promote forget the block);
+  // the destination refusing the write, even with RocksDB's Corruption, loses nothing.
+  if (read.ok() && !put.ok() &&
+      (put.status().code() == StatusCode::kCorruption ||
+       put.status().code() == StatusCode::kNotFound)) {
+    return Status::IoError(std::string(TierName(to)) +
+                           " tier refused the block: " + put.status().message());
+  }
   return put;
 }
 
@@ -107,7 +115,12 @@ bool StoreCore::Demote(EntryId id, Lock& lock) {
       return true;
     }
     // The colder tier refused (full disk, failed write): the block leaves this tier anyway so
-    // that writers make progress, unless someone started using it meanwhile.
+    // that writers make progress, unless someone started using it meanwhile, or a reader found
+    // it damaged meanwhile (ForgetLost: it is out of the policy already).
+    if (after.state != EntryState::kMoving) {
+      EraseIfLostAndUnused(id);
+      return false;
+    }
     after.state = EntryState::kResident;
     if (after.pins == 0 && after.leases == 0) {
       ++counters_.evictions[static_cast<int>(from)];

@@ -325,14 +325,39 @@ Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::sp
   if (verdict.ok()) verdict = VerifyObject(key, value);
   if (!verdict.ok()) {
     checksum_failures_.fetch_add(1, std::memory_order_relaxed);
-    KVAULT_LOG(LogLevel::kError, "nvme",
-               "a stored block failed verification and was deleted (served as a miss): " +
-                   verdict.message());
     value.Reset();
-    DropCorrupt(key);
-    return Status::Corruption("nvme tier: stored block failed verification, deleted: " +
-                              verdict.message());
+    return RereadOrDrop(key, object_bytes, out, verdict);
   }
+  return CopyOut(value, object_bytes, out);
+}
+
+Status NvmeTier::Impl::RereadOrDrop(const ScopedKey& key, uint32_t object_bytes,
+                                    std::span<uint8_t> out, const Status& first) {
+  std::lock_guard<std::mutex> stripe(StripeFor(key));
+  rocksdb::PinnableSlice value;
+  rocksdb::Status rs = db_->Get(db_options_.read_objects, db_->DefaultColumnFamily(),
+                                AsSlice(nvme::EncodeBlockKey(key)), &value);
+  if (rs.ok() && VerifyObject(key, value).ok()) {
+    KVAULT_LOG(LogLevel::kWarn, "nvme",
+               "a stored block failed verification once and verified when read again (kept): " +
+                   first.message());
+    return CopyOut(value, object_bytes, out);
+  }
+  if (rs.IsNotFound()) return Status::NotFound("nvme tier: block not found");
+  if (!rs.ok() && !rs.IsCorruption()) {  // cannot tell: left as it is, the next read retries
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
+    return nvme::FromRocksDb(rs, "nvme tier: read again after a failed verification");
+  }
+  EraseLocked(key);
+  KVAULT_LOG(
+      LogLevel::kError, "nvme",
+      "a stored block failed verification and was deleted (served as a miss): " + first.message());
+  return Status::Corruption("nvme tier: stored block failed verification, deleted: " +
+                            first.message());
+}
+
+Status NvmeTier::Impl::CopyOut(const rocksdb::PinnableSlice& value, uint32_t object_bytes,
+                               std::span<uint8_t> out) {
   // A valid object of another size means the caller's index disagrees with the tier, not that
   // the block is damaged: keep it.
   if (value.size() != object_bytes) {
@@ -341,16 +366,6 @@ Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::sp
   }
   std::memcpy(out.data(), value.data(), value.size());
   return Status::Ok();
-}
-
-void NvmeTier::Impl::DropCorrupt(const ScopedKey& key) {
-  std::lock_guard<std::mutex> stripe(StripeFor(key));
-  rocksdb::PinnableSlice value;
-  rocksdb::Status rs = db_->Get(db_options_.read_objects, db_->DefaultColumnFamily(),
-                                AsSlice(nvme::EncodeBlockKey(key)), &value);
-  if (rs.ok() && VerifyObject(key, value).ok()) return;  // replaced meanwhile by a good copy
-  if (!rs.ok() && !rs.IsCorruption()) return;  // gone, or cannot tell: the next read retries
-  EraseLocked(key);
 }
 
 void NvmeTier::Impl::Erase(const ScopedKey& key) {

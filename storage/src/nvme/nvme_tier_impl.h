@@ -91,9 +91,17 @@ class NvmeTier::Impl {
   static rocksdb::Status AddErasure(const ScopedKey& key, rocksdb::WriteBatch& batch);
   // Takes an erased block of `size` bytes off used_bytes_ and blocks_ and counts the erasure.
   void CountErased(uint32_t size);
-  // Called when a read failed verification: re-checks under the stripe and deletes the block
-  // when it is still bad.
-  void DropCorrupt(const ScopedKey& key);
+  // Called when a read of `key` failed verification (`first` says why): reads it again under the
+  // stripe. A copy that verifies now (the first read met a passing fault, or a good copy replaced
+  // the block meanwhile) goes to `out` (OK; InvalidArgument when it is not `object_bytes` long);
+  // a block still bad is erased (Corruption: "deleted"); one gone meanwhile is NotFound; a read
+  // that fails otherwise leaves the block (that error: the next read tries again).
+  Status RereadOrDrop(const ScopedKey& key, uint32_t object_bytes, std::span<uint8_t> out,
+                      const Status& first);
+  // Copies a verified object into `out`; InvalidArgument when it is not `object_bytes` long (the
+  // caller's index disagrees with the tier: the block is kept).
+  static Status CopyOut(const rocksdb::PinnableSlice& value, uint32_t object_bytes,
+                        std::span<uint8_t> out);
 
   // Erasures not yet written to RocksDB (nvme_pending_erases.cc). The block is gone for callers
   // from the moment Erase returns: reads miss it, a Put replaces it.

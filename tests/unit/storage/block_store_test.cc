@@ -66,6 +66,7 @@ TEST(BlockStore, AChildThatTakesItsEvictedParentsIdIsNotItsOwnParent) {
   tiers.host = std::move(*host);
   BlockStoreOptions options;
   options.policy = "prefix";
+  options.mover_threads = 0;  // a full tier: a mover would evict the child in the background
   auto created = BlockStore::Create(options, std::move(tiers));
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   BlockStore& store = **created;

@@ -130,6 +130,25 @@ TEST(BlockStoreTiers, AColderTierThatStopsWritingDoesNotStopTheStore) {
   EXPECT_GT(s.nvme->blocks(), 0u);
 }
 
+// A colder tier whose writes fail with Corruption (RocksDB's status once it met a damaged file)
+// has lost nothing of the block being demoted: the block leaves the host tier as for any refused
+// write, and its host room is freed. (It was taken for a lost block and forgotten with its host
+// room held: the arena filled with room nobody owned and every write was refused.)
+TEST(BlockStoreTiers, AColderTierWhoseWritesFailAsCorruptionLeaksNoHostRoom) {
+  ManualClock clock;
+  TwoTierStore s = MakeStore(&clock, {.mover_threads = 0});
+  s.nvme->corrupt_writes = true;
+  PutRange(*s.store, 0, 90);  // three times what the host tier holds
+  EXPECT_EQ(s.nvme->blocks(), 0u);
+  EXPECT_GT(CounterOf(*s.store, "host.evictions_total"), 60) << "host dropped instead";
+  const BlockKey last = KeyOf(89);
+  EXPECT_EQ(s.store->Lookup(0, std::span(&last, 1)).leading_hits, 1u);
+  // Positive control: once the colder tier writes again, demotion resumes.
+  s.nvme->corrupt_writes = false;
+  PutRange(*s.store, 100, 130);
+  EXPECT_GT(s.nvme->blocks(), 0u);
+}
+
 TEST(BlockStoreTiers, ColdTierEvictsWhenItIsFullToo) {
   ManualClock clock;
   TwoTierStore s = MakeStore(&clock, {.mover_threads = 0}, /*nvme_capacity=*/1 << 20);

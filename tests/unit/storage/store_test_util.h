@@ -83,6 +83,7 @@ class FakeTier final : public Tier {
     std::lock_guard lock(mu_);
     ++puts;
     if (refuse_writes) return Status::Unavailable("fake tier: writes stopped");
+    if (corrupt_writes) return Status::Corruption("fake tier: background error (damaged file)");
     if (used_ + object.size() > capacity_) return Status::ResourceExhausted("fake tier: full");
     const TierSlot slot = next_slot_++;
     blocks_[slot] = {key, std::vector<uint8_t>(object.begin(), object.end())};
@@ -126,6 +127,8 @@ class FakeTier final : public Tier {
   }
 
   std::atomic<bool> refuse_writes{false};
+  // Writes fail with Corruption, as RocksDB's do once it met a damaged file in the background.
+  std::atomic<bool> corrupt_writes{false};
   std::atomic<bool> corrupt_reads{false};
   std::atomic<int> puts{0};
   // Called at the start of every Read, outside the tier's lock (lets a test line readers up).
