@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +21,7 @@
 #include "daemon_process.h"
 #include "kv_test_util.h"
 #include "kvault/client.h"
+#include "process_cpu.h"
 
 namespace kvault::testing {
 namespace {
@@ -43,24 +43,6 @@ uint64_t VoluntarySwitches(pid_t pid) {
     }
   }
   return total;
-}
-
-// User plus system CPU time of `pid` so far, all threads.
-std::chrono::milliseconds CpuTime(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
-  std::istringstream fields(text.substr(text.rfind(')') + 2));  // after "pid (comm) "
-  std::string field;
-  uint64_t utime = 0, stime = 0;
-  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) {
-      stime = std::stoull(field);
-      break;
-    }
-  }
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return std::chrono::milliseconds(static_cast<int64_t>((utime + stime) * 1000.0 / ticks));
 }
 
 // The daemon's voluntary context switches per ping over kPings pings from `client`.

@@ -46,7 +46,12 @@ error_code HandOver(tcp::socket& from, tcp::socket& to) {
   return ec;
 }
 
+// After a failed accept (EMFILE, ENFILE, ENOMEM: the pending connection stays queued and the
+// next accept fails the same way at once) the loop waits this long before it tries again.
+constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
+
 asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
+  bool failing = false;  // logged once per run of failed accepts
   for (;;) {
     error_code ec;
     // Accepted onto the accept loop, then handed to the loop PickLoop chooses at that moment.
@@ -54,8 +59,19 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
         co_await s.acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !s.acceptor.is_open()) co_return;
-      continue;  // e.g. EMFILE: keep serving the connections we have
+      // Keep serving the connections we have; retry without spinning.
+      if (!failing) {
+        KVAULT_LOG(LogLevel::kWarn, "control",
+                   "accepting a connection failed (" + ec.message() + "); retrying every " +
+                       std::to_string(kAcceptRetryDelay.count()) + " ms");
+      }
+      failing = true;
+      asio::steady_timer pause(s.accept_loop, kAcceptRetryDelay);
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
     }
+    if (failing) KVAULT_LOG(LogLevel::kInfo, "control", "accepting connections again");
+    failing = false;
     if (s.stopped.load()) co_return;
     if (s.connections.load() >= s.options.max_connections) {
       s.Reject(RejectReason::kTooManyConnections, PeerName(accepted),
