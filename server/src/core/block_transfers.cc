@@ -3,6 +3,7 @@
 // object into a reservation and PUTs each loaded range from a pin.
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -28,10 +29,10 @@ WireStatus WireOf(const Status& status) { return transport::ToWireStatus(status.
 constexpr uint64_t kVerifyChunkBytes = 1 << 20;
 
 transport::TransferBatch NewBatch(std::vector<uint8_t> remote_key,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::steady_clock::time_point deadline) {
   transport::TransferBatch batch;
   batch.remote_keys.push_back(std::move(remote_key));
-  batch.deadline = std::chrono::steady_clock::now() + timeout;
+  batch.deadline = deadline;
   return batch;
 }
 
@@ -87,6 +88,9 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
   if (!movable) return reply;
   InflightBytes inflight(metrics_, total);
   const storage::TenantId tenant = session.tenant->id;
+  // One deadline for the whole request, however many waves it takes: a client that stops
+  // answering holds its io thread for one transfer_timeout, not one per wave.
+  const auto deadline = std::chrono::steady_clock::now() + options_.transfer_timeout;
 
   // Reserve room for new objects (present ones are done already) and pull them in waves: when
   // the store has no room left for the next object, the wave reserved so far is transferred and
@@ -95,7 +99,7 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
   std::vector<size_t> wave;  // entry indices reserved and not yet transferred
   auto run_wave = [&] {
     if (wave.empty()) return;
-    transport::TransferBatch batch = NewBatch(request.remote_key, options_.transfer_timeout);
+    transport::TransferBatch batch = NewBatch(request.remote_key, deadline);
     // Each object moves in chunks, hashed as they arrive (while later ones still move, or on the
     // way where the client's memory is mapped here), so Commit only compares checksums.
     ArrivingObjects arriving(wave.size());
@@ -146,13 +150,26 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
     }
     wave.clear();
   };
+  // A key this request names twice is reserved for its first entry; the repeats answer as it.
+  std::map<BlockKey, size_t> first_of_key;
+  std::vector<std::pair<size_t, size_t>> repeats;  // (entry, the first entry of its key)
+  // Past the request's deadline nothing more moves: no room is taken (nor evicted) for it.
+  auto expired = [&] { return std::chrono::steady_clock::now() >= deadline; };
   for (size_t i = 0; i < request.entries.size(); ++i) {
     const transport::StoreEntry& e = request.entries[i];
+    if (expired()) {
+      reply.statuses[i] = WireStatus::kTransferFailed;
+      continue;
+    }
     Result<std::optional<storage::WriteReservation>> reserved =
         store_.Reserve(tenant, e.key, e.length);
     if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted &&
         !wave.empty()) {
       run_wave();  // frees the room the wave held (its blocks become evictable)
+      if (expired()) {
+        reply.statuses[i] = WireStatus::kTransferFailed;
+        continue;
+      }
       reserved = store_.Reserve(tenant, e.key, e.length);
     }
     if (!reserved.ok()) {
@@ -163,11 +180,19 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
       }
       continue;
     }
-    if (!reserved->has_value()) continue;  // already stored (or being stored): kOk
+    if (!reserved->has_value()) {
+      // Already stored, or being stored: kOk, unless by this request, whose own copy may fail.
+      if (auto first = first_of_key.find(e.key); first != first_of_key.end()) {
+        repeats.emplace_back(i, first->second);
+      }
+      continue;
+    }
     reservations[i] = std::move(**reserved);
+    first_of_key.emplace(e.key, i);
     wave.push_back(i);
   }
   run_wave();
+  for (const auto& [repeat, first] : repeats) reply.statuses[repeat] = reply.statuses[first];
   return reply;
 }
 
@@ -192,7 +217,8 @@ Message Service::OnLoad(Session& session, const transport::Load& request) {
   const storage::TenantId tenant = session.tenant->id;
 
   std::vector<std::optional<storage::BlockPin>> pins(request.entries.size());
-  transport::TransferBatch batch = NewBatch(request.remote_key, options_.transfer_timeout);
+  transport::TransferBatch batch =
+      NewBatch(request.remote_key, std::chrono::steady_clock::now() + options_.transfer_timeout);
   std::vector<size_t> batch_entry;
   for (size_t i = 0; i < request.entries.size(); ++i) {
     const transport::LoadEntry& e = request.entries[i];

@@ -93,8 +93,9 @@ std::unique_ptr<Session> Service::OpenSession() {
 Message Service::Refuse(WireStatus status, std::string message) {
   if (metrics_ != nullptr) {
     switch (status) {
-      case WireStatus::kUnauthenticated: metrics_->CountRejected(RejectReason::kUnauthenticated); break;
-      case WireStatus::kUnavailable: metrics_->CountRejected(RejectReason::kDraining); break;
+      case WireStatus::kUnauthenticated:
+        metrics_->CountRejected(RejectReason::kUnauthenticated);
+        break;
       case WireStatus::kOutOfRange: metrics_->CountRejected(RejectReason::kTooLarge); break;
       case WireStatus::kInvalidArgument: metrics_->CountRejected(RejectReason::kMalformed); break;
       default: break;
@@ -114,6 +115,8 @@ Message Service::Handle(Session& session, const Message& request) {
   const bool block_request = type == MessageType::kLookup || type == MessageType::kStore ||
                              type == MessageType::kLoad || type == MessageType::kGpuExport;
   if (block_request && draining()) {
+    // Counted here: other unavailable answers (no random bytes) are the daemon's failures.
+    if (metrics_ != nullptr) metrics_->CountRejected(RejectReason::kDraining);
     return Refuse(WireStatus::kUnavailable, "the daemon is shutting down");
   }
   const auto start = std::chrono::steady_clock::now();

@@ -136,7 +136,9 @@ class Service {
   transport::Message OnReleaseMemory(Session& session, const transport::ReleaseMemory& release);
   transport::Message OnStats(Session& session);
 
-  // ErrorReply, counted as a rejected request when `reason` names one.
+  // ErrorReply, counted as a rejected request for unauthenticated (unauthenticated), out_of_range
+  // (too_large) and invalid_argument (malformed); other statuses are counted by the caller when
+  // they are refusals (draining) or not at all (the daemon's own failures).
   transport::Message Refuse(transport::WireStatus status, std::string message);
   // ErrorReply{kUnauthenticated} for a Store or Load while the session's announced worker is
   // unproven (no ProveWorker yet, or a wrong token); nullopt otherwise.

@@ -144,6 +144,46 @@ TEST_F(ServiceTest, FailedTransfersFailTheirKeysAndFreeTheirRoom) {
   EXPECT_EQ(LoadKey(*s, Key(1), dst).outcomes[0].status, WireStatus::kTransferFailed);
 }
 
+// A key named twice in one Store is reserved for its first entry; the repeat answers as that
+// entry does, a failure included (it answered ok, as for a key another request is storing, while
+// the block was absent). Positive control: both ok when the copy succeeds.
+TEST_F(ServiceTest, AKeyRepeatedInOneStoreAnswersAsItsFirstEntry) {
+  auto s = LoggedIn("team-a", "token-a");
+  mover_.fail_transfer_at = 0;  // the first entry's only transfer
+  EXPECT_EQ(StoreKeys(*s, {Key(7), Key(8), Key(7)}),
+            (std::vector<WireStatus>{WireStatus::kTransferFailed, WireStatus::kOk,
+                                     WireStatus::kTransferFailed}));
+  EXPECT_EQ(LookupKeys(*s, {Key(7)}, false).leading_hits, 0u);
+  mover_.fail_transfer_at.reset();
+  EXPECT_EQ(StoreKeys(*s, {Key(7), Key(7)}), std::vector<WireStatus>(2, WireStatus::kOk));
+  EXPECT_EQ(LookupKeys(*s, {Key(7)}, false).leading_hits, 1u);
+}
+
+// A client that stops answering holds a Store for one transfer_timeout, however many waves the
+// request needs (each wave got a deadline of its own before): past the request's deadline the
+// remaining entries fail at once, and no room is taken for them. Positive control: with the
+// client answering, the same request runs in several waves and stores every object.
+TEST_F(ServiceTest, AStoreOfManyWavesEndsAtOneDeadline) {
+  ServiceOptions options;
+  options.clock = &clock_;
+  options.transfer_timeout = std::chrono::milliseconds(100);
+  service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, options);
+  auto s = LoggedIn("team-a", "token-a");
+  const double reserved_before = StoreValue("host.reserved_bytes");
+  std::vector<BlockKey> keys;
+  for (uint8_t i = 0; i < 40; ++i) keys.push_back(Key(i));  // 160 MiB: three waves of 64 MiB
+  constexpr uint64_t kPayload = 4 << 20;
+  mover_.wait_for_deadline = true;
+  EXPECT_EQ(StoreKeys(*s, keys, kPayload),
+            std::vector<WireStatus>(keys.size(), WireStatus::kTransferFailed));
+  EXPECT_EQ(mover_.runs, 1) << "a wave ran after the request's deadline";
+  EXPECT_EQ(StoreValue("host.reserved_bytes"), reserved_before);
+  mover_.wait_for_deadline = false;
+  mover_.runs = 0;
+  EXPECT_EQ(StoreKeys(*s, keys, kPayload), std::vector<WireStatus>(keys.size(), WireStatus::kOk));
+  EXPECT_GE(mover_.runs, 3);
+}
+
 // Objects larger than a transfer chunk move in several GETs, each hashed as it lands: a damaged
 // byte in a later chunk is still caught, and a failed chunk fails only its own object.
 TEST_F(ServiceTest, LeasesBelongToTheirSessionAndCloseReleasesThem) {

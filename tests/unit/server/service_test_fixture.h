@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -47,7 +48,13 @@ class CopyingMover final : public DataMover {
   void Disconnect(transport::PeerId) override { ++disconnects; }
   std::vector<Status> Run(transport::TransferBatch batch) override {
     std::vector<Status> out;
+    ++runs;
     last_batch_transfers = batch.transfers.size();
+    if (wait_for_deadline) {  // a client that stopped answering
+      std::this_thread::sleep_until(batch.deadline);
+      return std::vector<Status>(batch.transfers.size(),
+                                 Status::Unavailable("deadline exceeded (test)"));
+    }
     for (const transport::Transfer& t : batch.transfers) {
       if (fail_transfers || (fail_transfer_at && *fail_transfer_at == out.size())) {
         out.push_back(Status::Unavailable("deadline exceeded (test)"));
@@ -97,6 +104,9 @@ class CopyingMover final : public DataMover {
   transport::PeerId peers = 0;
   int disconnects = 0;
   bool fail_transfers = false;
+  // Each batch waits for its deadline, then fails: a peer that stopped answering.
+  bool wait_for_deadline = false;
+  int runs = 0;                            // batches run
   std::optional<size_t> fail_transfer_at;  // fail only the transfer with this index in a batch
   size_t last_batch_transfers = 0;
   std::vector<std::pair<transport::PeerId, std::vector<uint8_t>>> forgotten;
