@@ -341,6 +341,41 @@ size_t LoadAndVerifyHits(Client& c, const std::vector<BlockKey>& keys) {
   return hits;
 }
 
+// A lease from before a daemon restart stays the lost session's: releasing it on the reconnected
+// client is refused, and it does not release the lease the restarted daemon granted under the
+// same id (lease ids start again at 1, and session ids did too, so the client took the old lease
+// for its new session's and released another caller's pin). Positive control: the new lease
+// releases.
+TEST_F(KvaultdClientTest, ALeaseFromBeforeARestartReleasesNothingOfTheNewSession) {
+  auto d = std::make_unique<DaemonProcess>(dir_, std::vector<std::string>{});
+  ASSERT_TRUE(d->ok()) << d->Stderr();
+  std::unique_ptr<Client> c = Connect(*d);
+  ASSERT_NE(c, nullptr);
+  const std::vector<BlockKey> keys = StoreSynthetic(*c, "restart", 2);
+  const LookupResult before = c->LookupPrefix(keys, {.want_lease = true});
+  ASSERT_TRUE(before.status.ok()) << before.status.ToString();
+  ASSERT_TRUE(before.lease.valid());
+
+  const uint16_t port = d->control_port();
+  d->Kill();
+  d = std::make_unique<DaemonProcess>(
+      dir_, std::vector<std::string>{"--control.port", std::to_string(port)});
+  ASSERT_TRUE(d->ok()) << d->Stderr();
+  // The first calls after the loss reconnect (the blocks died with the daemon: no nvme tier).
+  const auto until = Clock::now() + 20s;
+  while (!c->Ping().ok() && Clock::now() < until) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(StoreSynthetic(*c, "restart", 2), keys);
+  const LookupResult after = c->LookupPrefix(keys, {.want_lease = true});
+  ASSERT_TRUE(after.status.ok()) << after.status.ToString();
+  ASSERT_TRUE(after.lease.valid());
+  EXPECT_NE(after.lease.session, before.lease.session) << "a restarted daemon reused a session id";
+
+  const Status stale = c->ReleaseLease(before.lease);
+  EXPECT_FALSE(stale.ok()) << "a lease of the lost session was released";
+  EXPECT_TRUE(c->ReleaseLease(after.lease).ok()) << "the new session's lease is gone";
+  EXPECT_EQ(d->Terminate(), 0) << d->Stderr();
+}
+
 TEST_F(KvaultdClientTest, SigtermKeepsNvmeBlocksAndSigkillNeverServesWrongBytes) {
   // No promotion on hit: a block read from nvme stays there, so the blocks found in nvme after the
   // clean restart are exactly those a later SIGKILL must not lose (a promoted block would live

@@ -7,11 +7,14 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
+#include "kvault/common/auth.h"
 #include "kvault/common/log.h"
 #include "metrics/metrics.h"
 
@@ -67,6 +70,19 @@ class StatsCollector final : public storage::CounterVisitor {
   }
 };
 
+uint64_t FirstSessionId() {
+  // Random, so that a daemon restarted (or another daemon at the same address) gives none of
+  // the ids an earlier one gave: a client compares a lease's session with its connection's, and
+  // lease ids start again at 1. In [2^32, 2^62): never 0, and far from wrapping.
+  uint64_t x = 0;
+  if (Result<AuthNonce> random = NewAuthChallenge(); random.ok()) {
+    std::memcpy(&x, random->data(), sizeof x);
+  } else {
+    x = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  }
+  return (x & ((uint64_t{1} << 62) - 1)) | (uint64_t{1} << 32);
+}
+
 }  // namespace
 
 Service::Service(storage::BlockStore& store, const TenantRegistry& tenants, DataMover* data,
@@ -76,7 +92,8 @@ Service::Service(storage::BlockStore& store, const TenantRegistry& tenants, Data
       data_(data),
       metrics_(metrics),
       options_(options),
-      clock_(options.clock != nullptr ? *options.clock : steady_clock_) {}
+      clock_(options.clock != nullptr ? *options.clock : steady_clock_),
+      next_session_id_(FirstSessionId()) {}
 
 std::string SessionName(const Session& session) {
   std::string name = "session " + std::to_string(session.id);

@@ -169,7 +169,7 @@ class Service {
   storage::SteadyClock steady_clock_;
   const storage::Clock& clock_;  // options_.clock or steady_clock_
   CopyHelper copy_helper_;       // the second core of a store's copy out of mapped client memory
-  std::atomic<uint64_t> next_session_id_{1};
+  std::atomic<uint64_t> next_session_id_;  // starts at FirstSessionId()
   std::atomic<bool> draining_{false};
   // The connected data-plane peers of all sessions, for AbortTransfers.
   std::mutex peers_mu_;
