@@ -1,6 +1,7 @@
 // Connection::Impl's connect and TLS handshake (connection_impl.h).
 
 #include "connection_impl.h"
+#include "resolve.h"
 
 namespace kvault::client_internal {
 
@@ -69,9 +70,20 @@ void Connection::Impl::Handshake(const std::shared_ptr<Op>& op, const std::strin
 Status Connection::Impl::Connect(const HostPort& address, Deadline deadline,
                                  const std::optional<TlsOptions>& tls) {
   if (tls) KVAULT_RETURN_IF_ERROR(SetUpTls(*tls));
+  // On this thread, never on the io_context's: a lookup that outlives the deadline is left to a
+  // thread of its own (resolve.h), where Asio's resolver thread would be joined here.
+  const std::string peer = owner_->peer_;
+  Result<std::vector<ResolvedAddress>> resolved = ResolveBy(address.host, address.port, deadline);
+  if (!resolved.ok()) return resolved.status().WithContext("connect to " + peer);
+  std::vector<tcp::endpoint> endpoints;
+  for (const ResolvedAddress& r : *resolved) {
+    tcp::endpoint endpoint;
+    std::memcpy(endpoint.data(), &r.address, r.length);
+    endpoint.resize(r.length);
+    endpoints.push_back(endpoint);
+  }
   struct Op {
-    explicit Op(asio::io_context& ioc) : resolver(ioc), timer(ioc) {}
-    tcp::resolver resolver;
+    explicit Op(asio::io_context& ioc) : timer(ioc) {}
     asio::steady_timer timer;
     std::mutex mu;
     std::condition_variable cv;
@@ -88,9 +100,8 @@ Status Connection::Impl::Connect(const HostPort& address, Deadline deadline,
     }
   };
   auto op = std::make_shared<Op>(ioc_);
-  const std::string peer = owner_->peer_;
   const auto budget = std::max<long long>(0, MillisUntil(deadline));
-  asio::post(ioc_, [this, op, address, deadline, peer, budget] {
+  asio::post(ioc_, [this, op, endpoints = std::move(endpoints), deadline, peer, budget] {
     op->timer.expires_at(Clamp(deadline));
     op->timer.async_wait([this, op, peer, budget](const error_code& ec) {
       if (ec) return;
@@ -99,36 +110,25 @@ Status Connection::Impl::Connect(const HostPort& address, Deadline deadline,
                                           std::to_string(budget) + " ms"))) {
         return;
       }
-      op->resolver.cancel();
       std::lock_guard<std::mutex> lock(write_mu_);
       error_code ignored;
       socket_.close(ignored);
     });
-    op->resolver.async_resolve(
-        address.host, std::to_string(address.port),
-        [this, op, peer](const error_code& ec, const tcp::resolver::results_type& results) {
+    asio::async_connect(
+        socket_, endpoints, [this, op, peer](const error_code& ec, const tcp::endpoint&) {
           if (ec) {
-            op->Finish(Status::Unavailable("cannot resolve " + peer + ": " + ec.message()));
             op->timer.cancel();
+            op->Finish(Status::Unavailable("cannot connect to " + peer + ": " + ec.message()));
             return;
           }
-          asio::async_connect(
-              socket_, results, [this, op, peer](const error_code& ec, const tcp::endpoint&) {
-                if (ec) {
-                  op->timer.cancel();
-                  op->Finish(
-                      Status::Unavailable("cannot connect to " + peer + ": " + ec.message()));
-                  return;
-                }
-                error_code ignored;
-                socket_.set_option(tcp::no_delay(true), ignored);
-                if (tls_) {
-                  Handshake(op, peer);  // the timer still bounds it
-                  return;
-                }
-                op->timer.cancel();
-                op->Finish(Status::Ok());
-              });
+          error_code ignored;
+          socket_.set_option(tcp::no_delay(true), ignored);
+          if (tls_) {
+            Handshake(op, peer);  // the timer still bounds it
+            return;
+          }
+          op->timer.cancel();
+          op->Finish(Status::Ok());
         });
   });
   std::unique_lock<std::mutex> lock(op->mu);
