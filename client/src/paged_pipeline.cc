@@ -209,6 +209,9 @@ Result<uint8_t*> PagedPipeline::StagingSlice(uint32_t buffer) {
 }
 
 void PagedPipeline::DropStaging() {
+  // Copies the device still has queued from or into the staging (behind the engine's work on its
+  // stream) must be done before the staging is unregistered and freed.
+  if (wave_codec_) (void)wave_codec_->Drain();
   pinning_ = kernels::HostPinning();
   staging_ = MemoryRegion();
 }

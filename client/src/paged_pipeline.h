@@ -63,7 +63,8 @@ class PagedPipeline {
                         IssuedLoadWave& issued, LoadProgress& progress);
   // Slice `buffer` of the staging region, (re)allocating the region when it was dropped.
   Result<uint8_t*> StagingSlice(uint32_t buffer);
-  // Drops the staging region: a transfer that may still touch it was abandoned.
+  // Drops the staging region: a transfer that may still touch it was abandoned. Waits first for
+  // the device copies queued from and into it (PagedWaveCodec::Drain).
   void DropStaging();
   Deadline WaveDeadline(const Job& job) const;
 

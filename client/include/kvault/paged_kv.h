@@ -183,7 +183,10 @@ class PagedLoadHandle : public PagedHandle {
   // queued on the load's stream (work queued there afterwards sees the KV; other streams wait for
   // layer_event). Returns OK when the layer is ready, the transfer's status when it ended without
   // it, Unavailable ("still in flight") at the deadline. InvalidArgument for a layer out of range.
-  // Blocks past leading_ok() are never written.
+  // A layer reported ready is usable for the blocks that end within leading_ok(). Blocks past
+  // leading_ok() hold no usable KV: with several layer waves, a later wave can find a block
+  // missing (evicted meanwhile, without a lease) after an earlier wave wrote that block's and
+  // later blocks' first layers; the engine recomputes them, as for any block past the prefix.
   Status WaitLayer(uint32_t layer, Deadline deadline = Deadline::max()) const;
   // GPU path: a cudaEvent_t recorded on the load's stream after layer `layer`'s decode, valid
   // after WaitLayer(layer) returned OK and while the handle lives. nullptr on the host path and
