@@ -3,7 +3,9 @@
 #include "resolve.h"
 
 #include <netdb.h>
+#include <netinet/in.h>
 
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -26,7 +28,9 @@ int Lookup(const std::string& host, uint16_t port, int flags, std::vector<Resolv
   const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
   if (rc != 0) return rc;
   for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    if (a->ai_addrlen == 0 || a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    const bool ip = (a->ai_family == AF_INET && a->ai_addrlen == sizeof(sockaddr_in)) ||
+                    (a->ai_family == AF_INET6 && a->ai_addrlen == sizeof(sockaddr_in6));
+    if (!ip) continue;  // only what a TCP endpoint holds
     ResolvedAddress r;
     std::memcpy(&r.address, a->ai_addr, a->ai_addrlen);
     r.length = a->ai_addrlen;
@@ -36,9 +40,10 @@ int Lookup(const std::string& host, uint16_t port, int flags, std::vector<Resolv
   return 0;
 }
 
-Status NotResolved(const std::string& host, int rc) {
+// `error`: errno as the thread that called getaddrinfo saw it (for EAI_SYSTEM).
+Status NotResolved(const std::string& host, int rc, int error) {
   return Status::Unavailable("cannot resolve " + host + ": " +
-                             (rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc)));
+                             (rc == EAI_SYSTEM ? std::strerror(error) : gai_strerror(rc)));
 }
 
 }  // namespace
@@ -48,7 +53,7 @@ Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t
   std::vector<ResolvedAddress> literal;
   const int as_literal = Lookup(host, port, AI_NUMERICHOST, &literal);
   if (as_literal == 0) return literal;
-  if (as_literal != EAI_NONAME) return NotResolved(host, as_literal);
+  if (as_literal != EAI_NONAME) return NotResolved(host, as_literal, errno);
 
   // Shared with the lookup's thread, which may outlive this call.
   struct PendingLookup {
@@ -56,6 +61,7 @@ Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t
     std::condition_variable cv;
     bool done = false;
     int rc = 0;
+    int error = 0;  // errno of the lookup's thread
     std::vector<ResolvedAddress> found;
   };
   auto state = std::make_shared<PendingLookup>();
@@ -63,8 +69,10 @@ Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t
     std::thread([state, host, port] {
       std::vector<ResolvedAddress> found;
       const int rc = Lookup(host, port, 0, &found);
+      const int error = errno;
       std::lock_guard lock(state->mu);
       state->rc = rc;
+      state->error = error;
       state->found = std::move(found);
       state->done = true;
       state->cv.notify_all();
@@ -78,7 +86,7 @@ Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t
     return Status::Unavailable("resolving " + host + " timed out (its name servers did not " +
                                "answer before the deadline)");
   }
-  if (state->rc != 0) return NotResolved(host, state->rc);
+  if (state->rc != 0) return NotResolved(host, state->rc, state->error);
   if (state->found.empty()) return Status::Unavailable("cannot resolve " + host + ": no address");
   return std::move(state->found);
 }

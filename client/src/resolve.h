@@ -7,7 +7,9 @@
 // had gone away waited that long on the caller's thread, past the call's deadline. ResolveBy
 // runs the lookup on a detached thread of its own and stops waiting at the deadline; that thread
 // ends when getaddrinfo returns and frees what it holds. An address literal is converted on the
-// calling thread, without a thread or the network.
+// calling thread, without a thread or the network. While DNS hangs, each reconnect starts one
+// such thread (reconnect_backoff bounds how often); a process must not unload libkvault while
+// one may still run.
 //
 // Thread-safety: may be called from any thread.
 
@@ -28,9 +30,9 @@ struct ResolvedAddress {
 };
 
 // The TCP addresses of `host` (a name, or an IPv4 or IPv6 address literal without brackets) at
-// `port`, in getaddrinfo's order. Unavailable when the name does not resolve, or when it has not
-// resolved by `deadline` (the lookup goes on in the background and its answer is dropped), or
-// when no thread can be started for it.
+// `port`, in getaddrinfo's order: sockaddr_in or sockaddr_in6 only. Unavailable when the name does
+// not resolve, or when it has not resolved by `deadline` (the lookup goes on in the background and
+// its answer is dropped), or when no thread can be started for it.
 Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t port,
                                                Deadline deadline);
 

@@ -284,9 +284,9 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     Arm(server_.options.io_timeout);
     co_await asio::async_write(stream_, asio::buffer(out_), asio::use_awaitable);
     Disarm();
-    // A large frame's buffers are not kept while the connection idles.
-    if (body_.capacity() > kKeptBufferBytes) std::vector<uint8_t>().swap(body_);
-    if (out_.capacity() > kKeptBufferBytes) std::vector<uint8_t>().swap(out_);
+    // A larger frame's buffers are not kept while the connection idles.
+    if (body_.capacity() > server_.kept_buffer_bytes) std::vector<uint8_t>().swap(body_);
+    if (out_.capacity() > server_.kept_buffer_bytes) std::vector<uint8_t>().swap(out_);
     co_return true;
   }
 
@@ -319,9 +319,6 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   size_t ahead_end_ = 0;
   std::unique_ptr<Session> session_;
   const std::string peer_;  // HOST:PORT, for log lines
-  // Request bodies and replies up to this size keep their buffers from frame to frame (a Lookup
-  // of 1,000 keys is 32 KiB); larger ones are freed once answered.
-  static constexpr size_t kKeptBufferBytes = 64 << 10;
   std::vector<uint8_t> body_;
   std::vector<uint8_t> out_;
   uint64_t number_ = 0;

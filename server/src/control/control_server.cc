@@ -11,6 +11,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <cerrno>
 #include <memory>
 #include <string>
 #include <thread>
@@ -46,8 +47,9 @@ error_code HandOver(tcp::socket& from, tcp::socket& to) {
   return ec;
 }
 
-// After a failed accept (EMFILE, ENFILE, ENOMEM: the pending connection stays queued and the
-// next accept fails the same way at once) the loop waits this long before it tries again.
+// After an accept that failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM:
+// the pending connection stays queued and the next accept fails the same way at once) the loop
+// waits this long before it tries again.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 
 asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
@@ -59,7 +61,11 @@ asio::awaitable<void> AcceptLoop(ControlServer::Impl& s) {
         co_await s.acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !s.acceptor.is_open()) co_return;
-      // Keep serving the connections we have; retry without spinning.
+      // A failure of that one connection (reset before it was accepted, say): on to the next.
+      const int code = ec.category() == asio::error::get_system_category() ? ec.value() : 0;
+      if (code != EMFILE && code != ENFILE && code != ENOBUFS && code != ENOMEM) continue;
+      // Out of descriptors or memory: keep serving the connections we have; retry without
+      // spinning.
       if (!failing) {
         KVAULT_LOG(LogLevel::kWarn, "control",
                    "accepting a connection failed (" + ec.message() + "); retrying every " +

@@ -10,6 +10,7 @@
 #include <utility>  // first: Boost 1.74 Asio under GCC 12 in C++20 mode (DESIGN.md §15)
 // clang-format on
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -52,6 +53,7 @@ struct ControlServer::Impl {
   Impl(const ControlServerOptions& o, Service& svc, Metrics* m)
       : options(o),
         max_body_before_auth(transport::MaxBodyBeforeAuth(o.limits)),
+        kept_buffer_bytes(KeptBufferBytes(o.limits)),
         service(svc),
         metrics(m),
         acceptor(accept_loop) {}
@@ -94,6 +96,14 @@ struct ControlServer::Impl {
   ControlServerOptions options;
   // Longest frame body read before a connection authenticates (transport::MaxBodyBeforeAuth).
   const uint64_t max_body_before_auth;
+  // A connection keeps its request and reply buffers from frame to frame up to this size: a full
+  // batch (max_keys_per_batch entries of up to 64 bytes, a remote key) at least; the buffers of a
+  // larger frame are freed once it is answered.
+  static size_t KeptBufferBytes(const transport::ProtocolLimits& limits) {
+    return std::max<size_t>(size_t{64} << 10, size_t{limits.max_keys_per_batch} * 64 +
+                                                  limits.max_remote_key_bytes + 4096);
+  }
+  const size_t kept_buffer_bytes;
   Service& service;
   Metrics* metrics;
   // The io loops, added by PickLoop up to options.threads and never removed before StopLoops.

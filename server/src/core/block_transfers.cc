@@ -150,26 +150,29 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
     }
     wave.clear();
   };
-  // A key this request names twice is reserved for its first entry; the repeats answer as it.
-  std::map<BlockKey, size_t> first_of_key;
-  std::vector<std::pair<size_t, size_t>> repeats;  // (entry, the first entry of its key)
-  // Past the request's deadline nothing more moves: no room is taken (nor evicted) for it.
-  auto expired = [&] { return std::chrono::steady_clock::now() >= deadline; };
+  // A key this request names again while its reservation for the key is still pending answers
+  // as that entry does (the store reports the key "being written", which is kOk otherwise).
+  std::map<BlockKey, size_t> reserved_for_key;
+  std::vector<std::pair<size_t, size_t>> repeats;  // (entry, the entry reserved for its key)
+  // Past the request's deadline nothing more moves: no room is taken (nor evicted) for an entry;
+  // one already stored is kOk all the same.
+  auto expired = [&](const transport::StoreEntry& e, size_t i) {
+    if (std::chrono::steady_clock::now() < deadline) return false;
+    storage::LookupOptions probe;
+    probe.touch = false;
+    const bool present = store_.Lookup(tenant, std::span(&e.key, 1), probe).leading_hits == 1;
+    reply.statuses[i] = present ? WireStatus::kOk : WireStatus::kTransferFailed;
+    return true;
+  };
   for (size_t i = 0; i < request.entries.size(); ++i) {
     const transport::StoreEntry& e = request.entries[i];
-    if (expired()) {
-      reply.statuses[i] = WireStatus::kTransferFailed;
-      continue;
-    }
+    if (expired(e, i)) continue;
     Result<std::optional<storage::WriteReservation>> reserved =
         store_.Reserve(tenant, e.key, e.length);
     if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted &&
         !wave.empty()) {
       run_wave();  // frees the room the wave held (its blocks become evictable)
-      if (expired()) {
-        reply.statuses[i] = WireStatus::kTransferFailed;
-        continue;
-      }
+      if (expired(e, i)) continue;
       reserved = store_.Reserve(tenant, e.key, e.length);
     }
     if (!reserved.ok()) {
@@ -181,14 +184,15 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
       continue;
     }
     if (!reserved->has_value()) {
-      // Already stored, or being stored: kOk, unless by this request, whose own copy may fail.
-      if (auto first = first_of_key.find(e.key); first != first_of_key.end()) {
-        repeats.emplace_back(i, first->second);
+      // Already stored, or being stored: kOk, unless by this request, whose copy may fail.
+      if (auto mine = reserved_for_key.find(e.key);
+          mine != reserved_for_key.end() && reservations[mine->second].has_value()) {
+        repeats.emplace_back(i, mine->second);
       }
       continue;
     }
     reservations[i] = std::move(**reserved);
-    first_of_key.emplace(e.key, i);
+    reserved_for_key.insert_or_assign(e.key, i);
     wave.push_back(i);
   }
   run_wave();

@@ -334,6 +334,10 @@ Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::sp
 Status NvmeTier::Impl::RereadOrDrop(const ScopedKey& key, uint32_t object_bytes,
                                     std::span<uint8_t> out, const Status& first) {
   std::lock_guard<std::mutex> stripe(StripeFor(key));
+  // Erased meanwhile (the erasure may still be on its way to RocksDB): gone for callers.
+  if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) {
+    return Status::NotFound("nvme tier: block not found");
+  }
   rocksdb::PinnableSlice value;
   rocksdb::Status rs = db_->Get(db_options_.read_objects, db_->DefaultColumnFamily(),
                                 AsSlice(nvme::EncodeBlockKey(key)), &value);
