@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "ucx/shared_segment_hold.h"
@@ -214,6 +215,39 @@ TEST(WithoutSharedSegmentsTest, DropsPosixAndSysvEntriesAndTheirBits) {
   EXPECT_EQ(out, want);
   // Positive control: a key without shared segments comes back unchanged.
   EXPECT_EQ(WithoutSharedSegments(out), out);
+}
+
+// A posix entry that names its segment by a path (UCX_POSIX_USE_PROC_LINK=n) is longer than the
+// fixed sizes; it is dropped too (UCX would open whatever path it names), with and without the
+// pid-namespace field. Positive control: an entry of another transport of the same length stays.
+TEST(WithoutSharedSegmentsTest, DropsPosixEntriesNamedByAPath) {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  if (!(major == 1 && minor == 13)) GTEST_SKIP() << "the layout is UCX 1.13's";
+  const std::string dir = "/tmp/some-fifo";
+  auto path_entry = [&](size_t fixed) {
+    std::vector<uint8_t> e(1 + fixed, 0);
+    e[1] = 0x11;  // seg_id without the procfs flag (bit 63)
+    e.insert(e.end(), dir.begin(), dir.end());
+    e.push_back(0);
+    e[0] = static_cast<uint8_t>(e.size() - 1);
+    return e;
+  };
+  const uint64_t md_map = (1u << 0) | (1u << 3) | (1u << 6);
+  std::vector<uint8_t> key(sizeof md_map);
+  std::memcpy(key.data(), &md_map, sizeof md_map);
+  key.push_back(0);
+  const std::vector<uint8_t> other = Entry(24 + dir.size() + 1, 0x41);  // not a path: kept
+  for (const auto& e : {path_entry(24), path_entry(32), other}) {
+    key.insert(key.end(), e.begin(), e.end());
+  }
+  const std::vector<uint8_t> out = WithoutSharedSegments(key);
+  uint64_t kept = 0;
+  std::memcpy(&kept, out.data(), sizeof kept);
+  EXPECT_EQ(kept, uint64_t{1} << 6);
+  std::vector<uint8_t> want(out.begin(), out.begin() + 9);
+  want.insert(want.end(), other.begin(), other.end());
+  EXPECT_EQ(out, want);
 }
 
 }  // namespace

@@ -172,8 +172,10 @@ std::vector<uint8_t> WithoutSharedSegments(std::span<const uint8_t> key) {
     const uint64_t bit = bits & (~bits + 1);  // lowest set bit: entries follow md_map's order
     bits &= bits - 1;
     const size_t size = key[offset];
-    const bool shared =
-        size == kPosixKeyBytes || size == kPosixKeyBytesWithNamespace || size == kSysvKeyBytes;
+    // A posix entry that names its segment by path is longer than the fixed sizes: UCX would
+    // open that path (crash when it fails, block on a FIFO), so it goes too.
+    const bool shared = size == kPosixKeyBytes || size == kPosixKeyBytesWithNamespace ||
+                        size == kSysvKeyBytes || NamesADirectory(key.data() + offset + 1, size);
     if (!shared) {
       kept_map |= bit;
       out.insert(out.end(), key.begin() + offset, key.begin() + offset + 1 + size);

@@ -113,10 +113,10 @@ class SharedSegmentHold {
   std::vector<void*> attachments_;  // sysv attachments
 };
 
-// `key` (layout checked) without its shared-memory entries (posix and sysv, recognized as above;
-// their md_map bits cleared): a key whose owner cannot be shown to be the sender keeps only the
-// transports that reach the sender itself (UCX then moves the bytes through the endpoint, e.g.
-// emulated over TCP). With UCX other than 1.13, the key unchanged.
+// `key` (layout checked) without its shared-memory entries (posix and sysv, recognized as above,
+// posix ones named by a path included; their md_map bits cleared): a key whose owner cannot be
+// shown to be the sender keeps only the transports that reach the sender itself (UCX then moves the
+// bytes through the endpoint, e.g. emulated over TCP). With UCX other than 1.13, the key unchanged.
 std::vector<uint8_t> WithoutSharedSegments(std::span<const uint8_t> key);
 
 }  // namespace kvault::transport
