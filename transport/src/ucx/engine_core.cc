@@ -178,6 +178,7 @@ Status EngineCore::EnsureEndpoint(PeerId id, Peer& peer) {
   });
   if (!ep.ok()) return ep.status();
   peer.ep.emplace(std::move(ep).value());
+  ++peer.ep_generation;
   return Status::Ok();
 }
 
@@ -213,6 +214,7 @@ void EngineCore::StartBatch(QueuedBatch queued) {
   const size_t n = b.request.transfers.size();
   b.statuses.resize(n);
   b.in_flight.assign(n, 0);
+  b.put_generation.assign(n, 0);
   b.ops.resize(n);
   b.local_memh.resize(n, nullptr);
   const Clock::time_point now = Clock::now();
@@ -314,6 +316,7 @@ void EngineCore::PostTransfers(BatchState& b) {
     }
     b.in_flight[i] = 1;
     ++b.outstanding;
+    b.put_generation[i] = peer.ep_generation;
     ucp_ep_h ep = peer.ep->get();
     ucp_rkey_h rkey = kit->key->key.get();
     const ucs_status_ptr_t r =
@@ -340,7 +343,16 @@ void EngineCore::PostFlushes(BatchState& b) {
   std::vector<PeerId> peers;
   for (size_t i = 0; i < b.request.transfers.size(); ++i) {
     const Transfer& t = b.request.transfers[i];
-    if (t.op == TransferOp::kPut && b.statuses[i].ok()) peers.push_back(t.peer);
+    if (t.op != TransferOp::kPut || !b.statuses[i].ok()) continue;
+    // Went on an endpoint that was reset since (force-closed: what it had queued may be lost):
+    // a flush of the peer's new endpoint would confirm nothing of it.
+    auto pit = peers_.find(t.peer);
+    if (pit == peers_.end() || pit->second->ep_generation != b.put_generation[i]) {
+      b.statuses[i] = Status::Unavailable("endpoint to peer " + std::to_string(t.peer) +
+                                          " reset before the PUT was confirmed");
+      continue;
+    }
+    peers.push_back(t.peer);
   }
   std::sort(peers.begin(), peers.end());
   peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
@@ -494,12 +506,14 @@ void EngineCore::RestartWorker() {
                          /*wait_for_cancels=*/false);
   Result<UcxWorker> fresh = make_worker_();
   if (!fresh.ok()) {
-    // Only under resource exhaustion. Keep the old worker and the batches UCX still holds (so it
-    // never writes into freed engine memory), but answer the callers.
+    // Only under resource exhaustion. Keep the old worker and the batches UCX still holds, and
+    // do not answer their callers yet: they would reuse buffers UCX may still write into (a
+    // GET's destination, by then another block's room). The others are answered by the next
+    // Poll; the restart is tried again after kWorkerRetry (or the stuck requests complete).
     for (auto& b : batches_) {
-      if (b->phase != Phase::kDelivered) Deliver(*b);
+      if (b->outstanding == 0) MarkReady(b.get());
     }
-    next_check_ = Clock::time_point::max();
+    next_check_ = Clock::now() + kWorkerRetry;
     return;
   }
   // Destroys the old worker while the batches are still alive: UCX forgets every request (its

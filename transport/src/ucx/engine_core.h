@@ -126,6 +126,8 @@ class EngineCore {
   // force-closed, and a late reply would still write into the caller's buffer. Destroying the
   // worker is the only way to make UCX let go: every endpoint is reset, every batch in flight
   // fails with Unavailable (expired ones keep their deadline status), peers reconnect lazily.
+  // When no fresh worker can be made, the batches UCX still holds stay undelivered (their callers
+  // must not reuse the buffers yet) and the restart is tried again after kWorkerRetry.
   void RestartWorker();
   // Shared by RestartWorker and Shutdown: resets every endpoint (optionally waiting, bounded, for
   // UCX to hand back the canceled requests), fails what is not confirmed with `reason` (expired
@@ -139,6 +141,9 @@ class EngineCore {
   UcxWorker& worker_;
   std::function<Result<UcxWorker>()> make_worker_;
   const std::chrono::milliseconds cancel_grace_;
+  // How long after a failed worker restart (no fresh worker: resources exhausted) it is tried
+  // again; meanwhile the batches whose requests UCX still holds stay undelivered.
+  static constexpr std::chrono::seconds kWorkerRetry{1};
   MappedResidency* const residency_;  // may be null
   uint64_t worker_restarts_ = 0;
   PeerId next_peer_ = 1;

@@ -30,6 +30,7 @@ struct EngineCore::Peer {
   std::vector<uint8_t> address;  // sealed; kept to re-create the endpoint after a reset
   std::optional<ControlConnection> connection;  // what its keys are checked against
   std::optional<UcxEndpoint> ep;                // empty after a failure or a deadline reset
+  uint64_t ep_generation = 0;                   // counts the endpoints created, ep the last
   bool failed = false;                          // the error handler ran for the current endpoint
   std::list<std::unique_ptr<CachedKey>> keys;   // unpacked on ep; most recently used first
 };
@@ -63,6 +64,9 @@ struct BatchState {
   TransferCallback done;
   std::vector<Status> statuses;
   std::vector<uint8_t> in_flight;  // per transfer: its UCX request has not completed
+  // Per PUT posted: the ep_generation of the endpoint it went on. A flush confirms only what went
+  // on the endpoint it flushes: a PUT on an endpoint reset since is not known to have landed.
+  std::vector<uint64_t> put_generation;
   std::vector<OpContext> ops;      // sized once: UCX holds pointers into it
   std::vector<FlushContext> flushes;
   std::vector<KeyUse> keys;
