@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "float_environment.h"
 #include "kvault/common/little_endian.h"
 #include "kvault/kernels/numeric.h"
 #include "kvault/kernels/rotation.h"
@@ -230,6 +231,7 @@ void ReferenceDecodeSection(const uint8_t* in, const SectionCodec& codec, bool i
 
 Result<std::vector<uint8_t>> ReferenceEncodeBlock(const BlockDescriptor& descriptor,
                                                   std::span<const uint16_t> src) {
+  const IeeeFloatScope ieee;
   KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, ComputeGeometry(descriptor));
   const BlockLayout& l = descriptor.layout;
   const uint64_t section_elems = uint64_t{l.block_tokens} * l.kv_heads * l.head_dim;
@@ -253,6 +255,7 @@ Result<std::vector<uint8_t>> ReferenceEncodeBlock(const BlockDescriptor& descrip
 }
 
 Status ReferenceDecodeBlock(const BlockView& block, std::span<uint16_t> dst) {
+  const IeeeFloatScope ieee;
   const BlockLayout& l = block.descriptor.layout;
   const uint64_t section_elems = uint64_t{l.block_tokens} * l.kv_heads * l.head_dim;
   if (dst.size() != section_elems * 2 * l.num_layers) {

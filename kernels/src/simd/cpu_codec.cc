@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "float_environment.h"
 #include "kvault/kernels/reference_codec.h"
 #include "kvault/kernels/rotation.h"
 #include "simd/simd_sections.h"
@@ -324,6 +325,7 @@ const char* CpuIsaName(CpuIsa isa) {
 
 Status EncodeBlockCpu(const PagedKvView& src, uint64_t first_token,
                       const BlockDescriptor& descriptor, std::span<uint8_t> out, CpuIsa isa) {
+  const IeeeFloatScope ieee;
   KVAULT_RETURN_IF_ERROR(CheckIsa(isa));
   KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, Geometry(descriptor));
   KVAULT_ASSIGN_OR_RETURN(std::vector<int64_t> offsets,
@@ -352,6 +354,7 @@ Status EncodeBlockCpu(const PagedKvView& src, uint64_t first_token,
 
 Status DecodeBlockCpu(const BlockView& block, const PagedKvView& dst, uint64_t first_token,
                       CpuIsa isa) {
+  const IeeeFloatScope ieee;
   KVAULT_RETURN_IF_ERROR(CheckIsa(isa));
   const BlockDescriptor& d = block.descriptor;
   KVAULT_ASSIGN_OR_RETURN(BlockGeometry g, Geometry(d));

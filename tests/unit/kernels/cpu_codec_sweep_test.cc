@@ -10,6 +10,9 @@
 // decoding of random payloads are in cpu_codec_errors_test.cc.
 
 #include <gtest/gtest.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -273,6 +276,71 @@ TEST_P(CpuCodecIsaTest, MatchesReferenceOnEveryCodecShapeAndLayout) {
       FAIL() << "stopping after 5 failing cases";
     }
   }
+}
+
+// A caller that turned on flush-to-zero and denormals-are-zero (MXCSR; a library built with
+// -ffast-math, torch.set_flush_denormal) gets the reference's bytes all the same, for bf16 inputs
+// below 2^-126 too, and its setting back afterwards.
+TEST_P(CpuCodecIsaTest, TheCallersFlushToZeroChangesNoByte) {
+#if defined(__x86_64__)
+  Case c;
+  c.codecs = {LayerCodec{Sc(CodecId::kRaw), Sc(CodecId::kInt4, 8)},
+              LayerCodec{Sc(CodecId::kInt8), Sc(CodecId::kFp8, 0, /*rotate=*/true)}};
+  c.sink = 2;
+  c.tokens = 16;
+  c.heads = 2;
+  c.dim = 32;
+  c.dtype = DType::kBF16;
+  const BlockDescriptor d = DescriptorFor(c);
+  // bf16 subnormals (exponent 0), both signs, with some normals among them.
+  std::vector<uint16_t> src(uint64_t{2} * c.codecs.size() * c.tokens * c.heads * c.dim);
+  for (size_t i = 0; i < src.size(); ++i) {
+    const uint16_t mantissa = static_cast<uint16_t>(1 + (i * 37) % 127);
+    src[i] =
+        static_cast<uint16_t>((i % 3 == 0 ? 0x8000 : 0) | (i % 11 == 0 ? 0x0080 : 0) | mantissa);
+  }
+  Result<std::vector<uint8_t>> expected = ReferenceEncodeBlock(d, src);
+  ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+  Result<BlockView> expected_block = ParseBlockObject(*expected);
+  ASSERT_TRUE(expected_block.ok());
+  std::vector<uint16_t> want(src.size());
+  ASSERT_TRUE(ReferenceDecodeBlock(*expected_block, want).ok());
+  uint64_t nonzero = 0;
+  for (uint16_t w : want) nonzero += (w & 0x7FFF) != 0;
+  ASSERT_GT(nonzero, 0u) << "the sample must keep subnormals through the codecs";
+
+  PagedKvView view;
+  PagedKvViewStorage storage;
+  uint16_t* base = src.data();
+  const int32_t page0 = 0;
+  ASSERT_TRUE(MakePagedKvView(KvLayout::kContiguous, c.dtype, 2, c.heads, c.dim, c.tokens, 1,
+                              std::span<uint16_t* const>(&base, 1),
+                              std::span<const int32_t>(&page0, 1), view, storage)
+                  .ok());
+  std::vector<uint8_t> object(expected->size());
+  std::vector<uint16_t> got(src.size(), 0x1234);
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr(saved | 0x8040);  // FTZ and DAZ
+  const Status encoded = EncodeBlockCpu(view, 0, d, object, GetParam());
+  base = got.data();
+  PagedKvView out;
+  PagedKvViewStorage out_storage;
+  const Status made = MakePagedKvView(KvLayout::kContiguous, c.dtype, 2, c.heads, c.dim, c.tokens,
+                                      1, std::span<uint16_t* const>(&base, 1),
+                                      std::span<const int32_t>(&page0, 1), out, out_storage);
+  const Status decoded = made.ok() ? DecodeBlockCpu(*expected_block, out, 0, GetParam()) : made;
+  const unsigned after = _mm_getcsr();
+  _mm_setcsr(saved);
+  EXPECT_EQ(after & 0xFFC0, (saved | 0x8040) & 0xFFC0) << "the caller's setting was not restored";
+  ASSERT_TRUE(encoded.ok()) << encoded.ToString();
+  ASSERT_TRUE(decoded.ok()) << decoded.ToString();
+  EXPECT_EQ(FirstDifference(*expected, object), "");
+  uint64_t bad = 0;
+  for (size_t i = 0; i < want.size(); ++i) bad += want[i] != got[i];
+  EXPECT_EQ(bad, 0u) << "decoded elements differ";
+#else
+  GTEST_SKIP() << "MXCSR is x86's";
+#endif
 }
 
 // Encodes `src` ([layers][2][tokens][heads][dim] of case c) through a contiguous view and
