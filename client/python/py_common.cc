@@ -292,8 +292,14 @@ py::array CheckKvArray(py::handle obj, DType dtype, bool writable, const char* w
             (dtype == DType::kF16 ? "float16" : "bfloat16") +
             " (or uint16 holding its bits), got " + name);
   }
+  if (!py::bool_(dt.attr("isnative"))) {
+    Invalid(std::string(what) + " must be in this machine's byte order (use astype('=f2'))");
+  }
   if ((arr.flags() & py::array::c_style) == 0) {
     Invalid(std::string(what) + " must be C-contiguous (use numpy.ascontiguousarray)");
+  }
+  if (!py::bool_(arr.attr("flags").attr("aligned"))) {
+    Invalid(std::string(what) + " must be aligned to its 2-byte elements");
   }
   if (writable && !arr.writeable()) Invalid(std::string(what) + " must be writable");
   return arr;

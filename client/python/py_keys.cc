@@ -71,7 +71,14 @@ Namespace MakeNamespace(const std::string& model_id, uint32_t num_layers, uint32
 }
 
 // One element of vLLM's extra_keys, as vLLM builds it: int, str, bytes or a tuple of those.
-VllmExtraKey ToExtraKey(py::handle obj) {
+// Nesting deeper than this is refused (as by the C ABI): a list that holds itself would
+// otherwise recurse until the stack overflows.
+constexpr int kMaxExtraKeyDepth = 16;
+
+VllmExtraKey ToExtraKey(py::handle obj, int depth = 0) {
+  if (depth > kMaxExtraKeyDepth) {
+    Invalid("vLLM extra keys nest more than " + std::to_string(kMaxExtraKeyDepth) + " levels");
+  }
   if (py::isinstance<py::bool_>(obj)) Invalid("vLLM extra keys cannot be bool");
   if (py::isinstance<py::int_>(obj)) {
     try {
@@ -88,7 +95,7 @@ VllmExtraKey ToExtraKey(py::handle obj) {
   }
   if (py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj)) {
     VllmExtraKey::List list;
-    for (py::handle item : obj) list.push_back(ToExtraKey(item));
+    for (py::handle item : obj) list.push_back(ToExtraKey(item, depth + 1));
     return VllmExtraKey(std::move(list));
   }
   Invalid("vLLM extra keys must be int, str, bytes or tuples of those, not " +

@@ -94,8 +94,69 @@ std::vector<int32_t> ToBlockIds(py::handle obj) {
 // kvault.PagedKvCache: the cache description plus the host arrays it points into.
 struct PyPagedCache {
   PagedKvCache cache;
-  std::vector<py::object> arrays;  // host numpy arrays, kept alive
+  std::vector<py::object> arrays;  // the arrays and tensors (not bare pointers), kept alive
 };
+
+// What a tensor-like object (a torch tensor, an object with __cuda_array_interface__) says of
+// itself is checked against the cache description: its device, dtype, contiguity and size.
+// Attributes it does not have are not checked (a bare pointer is the caller's word).
+void CheckTensorLike(py::handle obj, const PagedKvCache& c, uint64_t want_elements,
+                     const std::string& what) {
+  const bool host = c.memory == MemoryKind::kHost;
+  if (py::hasattr(obj, "device") && py::hasattr(obj.attr("device"), "type")) {
+    const std::string device = py::str(obj.attr("device").attr("type"));
+    if (device != (host ? "cpu" : "cuda")) {
+      Invalid(what + " is on device '" + device + "', the cache is memory='" +
+              (host ? "host" : "cuda") + "'");
+    }
+  }
+  if (py::hasattr(obj, "dtype")) {
+    const std::string dtype = py::str(obj.attr("dtype"));
+    if (dtype.rfind("torch.", 0) == 0) {
+      const bool f16 = dtype == "torch.float16" || dtype == "torch.half";
+      const bool bf16 = dtype == "torch.bfloat16";
+      if (c.dtype == DType::kF16 ? !f16 : !bf16) {
+        Invalid(what + " has dtype " + dtype + ", the cache is " +
+                (c.dtype == DType::kF16 ? "float16" : "bfloat16"));
+      }
+    }
+  }
+  if (py::hasattr(obj, "is_contiguous") && !py::bool_(obj.attr("is_contiguous")())) {
+    Invalid(what + " must be contiguous (use .contiguous())");
+  }
+  if (py::hasattr(obj, "numel") && py::hasattr(obj, "element_size")) {
+    const uint64_t bytes =
+        ToUint64(obj.attr("numel")(), what) * ToUint64(obj.attr("element_size")(), what);
+    if (bytes != want_elements * 2) {
+      Invalid(what + " holds " + std::to_string(bytes) + " bytes; the cache description needs " +
+              std::to_string(want_elements * 2));
+    }
+  }
+  if (!py::hasattr(obj, "data_ptr") && py::hasattr(obj, "__cuda_array_interface__")) {
+    const py::object cai = obj.attr("__cuda_array_interface__");
+    if (!py::isinstance<py::dict>(cai)) return;
+    const py::dict d = cai;
+    if (d.contains("data")) {
+      const py::object data = d["data"];
+      if (py::isinstance<py::tuple>(data) && py::len(data) >= 2 && py::bool_(data[py::int_(1)])) {
+        Invalid(what + " is read-only");
+      }
+    }
+    if (d.contains("strides") && !d["strides"].is_none()) {
+      Invalid(what + " must be C-contiguous (its __cuda_array_interface__ has strides)");
+    }
+    if (d.contains("shape") && d.contains("typestr")) {
+      uint64_t elements = 1;
+      for (py::handle n : d["shape"]) elements *= ToUint64(n, what);
+      const std::string type = py::str(d["typestr"]);
+      const uint64_t item = type.size() >= 3 ? std::strtoull(type.c_str() + 2, nullptr, 10) : 0;
+      if (elements * item != want_elements * 2) {
+        Invalid(what + " holds " + std::to_string(elements * item) +
+                " bytes; the cache description needs " + std::to_string(want_elements * 2));
+      }
+    }
+  }
+}
 
 PyPagedCache MakeCache(const std::string& memory, const std::string& layout,
                        const std::string& dtype, uint32_t num_layers, uint32_t kv_heads,
@@ -142,7 +203,10 @@ PyPagedCache MakeCache(const std::string& memory, const std::string& layout,
       c.tensors.push_back(const_cast<void*>(a.data()));
       out.arrays.push_back(a);
     } else {
+      CheckTensorLike(items[i], c, want_elements, what);
       c.tensors.push_back(ToPointer(items[i], c.memory, what));
+      // A tensor dropped by the caller must not be freed while the store writes into it.
+      if (!py::isinstance<py::int_>(items[i])) out.arrays.push_back(items[i]);
     }
   }
   return out;
@@ -152,13 +216,28 @@ PyPagedCache MakeCache(const std::string& memory, const std::string& layout,
 // references, destroyed store first. Calls copy `store` (so a concurrent close() cannot destroy
 // it under them while the GIL is released).
 struct PyPagedStore {
+  PyPagedStore() = default;
+  PyPagedStore(PyPagedStore&&) = default;
+  PyPagedStore& operator=(PyPagedStore&&) = default;
+  // Dropped without close(): the store's wait for its running transfer happens without the GIL.
+  ~PyPagedStore() { Close(); }
+
   std::shared_ptr<Client> client;
-  py::object cache;  // the PyPagedCache (its host arrays)
+  py::object cache;  // the PyPagedCache (its arrays and tensors)
   std::shared_ptr<PagedKvStore> store;
 
   std::shared_ptr<PagedKvStore> Get() const {
     if (!store) Invalid("PagedKvStore is closed");
     return store;
+  }
+  // Closes the store (PagedKvStore::Close: whatever other calls still hold it, the engine's
+  // tensors are no longer used once this returns) and drops it, the GIL released meanwhile.
+  void Close() {
+    std::shared_ptr<PagedKvStore> s = std::move(store);
+    if (!s) return;
+    py::gil_scoped_release release;
+    s->Close();
+    s.reset();
   }
 };
 
@@ -168,6 +247,7 @@ struct PyPagedStore {
 template <typename H>
 struct PyPagedHandle {
   H handle;
+  uint32_t num_layers = 0;  // of the store's cache (wait_layer's range)
 };
 
 Status PagedDoneStatus(const PagedHandle& h) {
@@ -261,13 +341,16 @@ void BindPaged(py::module_& m) {
           [](const PyPagedHandle<PagedLoadHandle>& self, uint32_t layer,
              std::optional<double> timeout_s, bool check) {
             const Deadline deadline = WaitDeadline(timeout_s);
+            if (layer >= self.num_layers) {
+              Invalid("layer " + std::to_string(layer) + " is out of range (the cache has " +
+                      std::to_string(self.num_layers) + " layers)");
+            }
             Status s;
             {
               py::gil_scoped_release release;
               s = self.handle.WaitLayer(layer, deadline);
             }
             if (s.ok()) return true;
-            if (s.code() == StatusCode::kInvalidArgument) ThrowIfError(s);
             if (!self.handle.Poll()) return false;  // the timeout passed first
             s = self.handle.WaitLayer(layer, Deadline::min());
             if (s.ok()) return true;
@@ -327,20 +410,10 @@ void BindPaged(py::module_& m) {
           [](const PyPagedStore& self, uint64_t index) { return self.Get()->ObjectBytes(index); },
           py::arg("index") = 0)
       .def(
-          "close",
-          [](PyPagedStore& self) {
-            std::shared_ptr<PagedKvStore> s = std::move(self.store);
-            py::gil_scoped_release release;
-            s.reset();
-          },
+          "close", [](PyPagedStore& self) { self.Close(); },
           "Cancels what has not started, waits (GIL released) for the rest, frees the staging.")
       .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__",
-           [](PyPagedStore& self, py::args) {
-             std::shared_ptr<PagedKvStore> s = std::move(self.store);
-             py::gil_scoped_release release;
-             s.reset();
-           })
+      .def("__exit__", [](PyPagedStore& self, py::args) { self.Close(); })
       .def(
           "store_paged",
           [](const PyPagedStore& self, py::handle block_ids, uint64_t num_tokens, py::handle keys,
@@ -357,6 +430,7 @@ void BindPaged(py::module_& m) {
             {
               py::gil_scoped_release release;
               h.handle = store->StorePaged(s, o);
+              store.reset();  // the last reference when close() ran meanwhile: no GIL held
             }
             return h;
           },
@@ -380,9 +454,11 @@ void BindPaged(py::module_& m) {
             o.deadline = RequestDeadline(timeout_ms);
             PagedSequence s{ids, num_tokens, chain};
             PyPagedHandle<PagedLoadHandle> h;
+            h.num_layers = store->options().cache.num_layers;
             {
               py::gil_scoped_release release;
               h.handle = store->LoadPaged(l, s, blocks, o);
+              store.reset();  // the last reference when close() ran meanwhile: no GIL held
             }
             return h;
           },

@@ -72,6 +72,8 @@ PagedKvStore::PagedKvStore(std::unique_ptr<PagedPipeline> pipeline)
 
 PagedKvStore::~PagedKvStore() = default;
 
+void PagedKvStore::Close() { pipeline_->Close(); }
+
 PagedStoreHandle PagedKvStore::StorePaged(const PagedSequence& sequence,
                                           const PagedStoreOptions& options) {
   return PagedStoreHandle(pipeline_->Store(sequence, options));

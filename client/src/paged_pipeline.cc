@@ -76,7 +76,10 @@ PagedPipeline::PagedPipeline(Client& client, PagedKvOptions options, KvBlockCode
       slice_bytes_(options_.staging_bytes / options_.pipeline_depth / kStagingAlignment *
                    kStagingAlignment) {}
 
-PagedPipeline::~PagedPipeline() {
+PagedPipeline::~PagedPipeline() { Close(); }
+
+void PagedPipeline::Close() {
+  std::lock_guard<std::mutex> closing(close_mu_);
   std::deque<std::unique_ptr<Job>> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -33,6 +33,9 @@ class PagedPipeline {
                                                        const PagedKvOptions& options);
   // Cancels the transfers that have not started, finishes the running one, joins the thread.
   ~PagedPipeline();
+  // PagedKvStore::Close: drops the queued jobs (finished as closed), joins the thread after the
+  // running one, drains the device. Idempotent.
+  void Close();
 
   std::shared_ptr<PagedOpState> Store(const PagedSequence& sequence,
                                       const PagedStoreOptions& options);
@@ -76,6 +79,7 @@ class PagedPipeline {
   MemoryRegion staging_;
   kernels::HostPinning pinning_;  // GPU path: staging page-locked for asynchronous copies
 
+  std::mutex close_mu_;  // one Close at a time (it joins thread_); before mu_
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;

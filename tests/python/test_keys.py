@@ -132,6 +132,24 @@ def test_vllm_hash_block_tokens_matches_cbor2(extra):
     assert kvault.vllm_hash_block_tokens(parent, tokens, extra) == vllm_ref(parent, tokens, extra)
 
 
+def test_vllm_extra_keys_nesting_is_bounded():
+    parent = kvault.vllm_none_hash("0")
+    selfish = []
+    selfish.append(selfish)  # a list that holds itself: refused, not a stack overflow
+    with pytest.raises(ValueError, match="nest"):
+        kvault.vllm_hash_block_tokens(parent, [1], (selfish,))
+    deep = ("x",)
+    for _ in range(20):
+        deep = (deep,)
+    with pytest.raises(ValueError, match="nest"):
+        kvault.vllm_hash_block_tokens(parent, [1], (deep,))
+    shallow = ("x",)
+    for _ in range(10):
+        shallow = (shallow,)
+    assert kvault.vllm_hash_block_tokens(parent, [1], (shallow,)) == \
+        vllm_ref(parent, [1], (shallow,))  # positive control
+
+
 def test_vllm_block_hashes_chain():
     none_hash = kvault.vllm_none_hash("0")
     tokens = list(range(1000, 1037))  # 2 full blocks of 16 and a tail

@@ -2,6 +2,9 @@
 by block ids. The expected KV is gathered here with numpy indexing per layout, independently of
 kvault's view arithmetic."""
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -200,6 +203,75 @@ def test_pointer_errors_name_what_the_memory_kind_accepts():
     assert make("cuda", [Interface({"data": (4096, False)})] * LAYERS) is not None
 
 
+def test_tensor_like_objects_are_checked_and_kept_alive():
+    """An object with torch's attributes is checked against the cache description (device,
+    dtype, contiguity, size), and the cache keeps it alive: a tensor the caller dropped is not
+    freed under the store."""
+    elements = int(np.prod(SHAPES["vllm-nhd"]))
+
+    class Device:
+        def __init__(self, kind):
+            self.type = kind
+
+    class Tensor:  # what kvault reads of a torch.Tensor
+        def __init__(self, device="cpu", dtype="torch.float16", contiguous=True, numel=elements):
+            self.buffer = np.zeros(SHAPES["vllm-nhd"], dtype=np.float16)
+            self.device = Device(device)
+            self.dtype = dtype
+            self.contiguous = contiguous
+            self.count = numel
+
+        def data_ptr(self):
+            return self.buffer.ctypes.data
+
+        def is_contiguous(self):
+            return self.contiguous
+
+        def numel(self):
+            return self.count
+
+        def element_size(self):
+            return 2
+
+    def make(memory, tensors):
+        return kvault.PagedKvCache(memory=memory, layout="vllm-nhd", num_layers=LAYERS,
+                                   kv_heads=HEADS, head_dim=DIM, engine_block_tokens=ENGINE_BLOCK,
+                                   engine_num_blocks=ENGINE_BLOCKS, tensors=tensors)
+
+    with pytest.raises(ValueError, match="on device 'cuda'"):
+        make("host", [Tensor(device="cuda") for _ in range(LAYERS)])
+    with pytest.raises(ValueError, match="on device 'cpu'"):
+        make("cuda", [Tensor() for _ in range(LAYERS)])
+    with pytest.raises(ValueError, match="dtype torch.float32"):
+        make("host", [Tensor(dtype="torch.float32") for _ in range(LAYERS)])
+    with pytest.raises(ValueError, match="contiguous"):
+        make("host", [Tensor(contiguous=False) for _ in range(LAYERS)])
+    with pytest.raises(ValueError, match="bytes"):
+        make("host", [Tensor(numel=elements - 1) for _ in range(LAYERS)])
+    tensors = [Tensor() for _ in range(LAYERS)]  # positive control
+    alive = [weakref.ref(t) for t in tensors]
+    c = make("host", tensors)
+    del tensors
+    gc.collect()
+    assert all(r() is not None for r in alive), "the cache let a tensor it points into go"
+    del c
+    gc.collect()
+    assert all(r() is None for r in alive)
+
+
+def test_arrays_in_another_byte_order_or_unaligned_are_refused():
+    good = [np.zeros(SHAPES["vllm-nhd"], dtype=np.float16) for _ in range(LAYERS)]
+    assert cache("vllm-nhd", good) is not None  # positive control
+    with pytest.raises(ValueError, match="byte order"):
+        cache("vllm-nhd", [g.astype(">f2") for g in good])
+    n = int(np.prod(SHAPES["vllm-nhd"]))
+    unaligned = [np.frombuffer(bytearray(2 * n + 1), dtype=np.float16, offset=1)
+                 .reshape(SHAPES["vllm-nhd"]) for _ in range(LAYERS)]
+    assert not unaligned[0].flags.aligned
+    with pytest.raises(ValueError, match="aligned"):
+        cache("vllm-nhd", unaligned)
+
+
 def test_load_of_a_miss(client, ns):
     keys = kvault.chain_keys(ns, list(range(5000, 5000 + TOKENS)), BLOCK)
     dst = [np.zeros(SHAPES["vllm-nhd"], dtype=np.float16) for _ in range(LAYERS)]
@@ -236,6 +308,9 @@ def test_bad_cache_and_sequence(client, ns):
         short = store.load_paged(None, [1], TOKENS, keys, 2)  # 1 block cannot hold 22 tokens
         assert short.wait(timeout_s=30, check=False)
         assert short.status.code == "invalid_argument"
+        assert short.wait_layer(0, timeout_s=30, check=False) is False
+        with pytest.raises(ValueError, match="out of range"):
+            short.wait_layer(LAYERS, check=False)
         # More blocks than keys, however many: refused without allocating for them.
         for blocks in [len(keys) + 1, 2**63]:
             over = store.load_paged(None, DST_IDS, TOKENS, keys, blocks)

@@ -211,9 +211,16 @@ class PagedKvStore {
   // Unavailable without a device).
   static Result<std::unique_ptr<PagedKvStore>> Create(Client& client,
                                                       const PagedKvOptions& options);
+  // Close(), then frees the staging.
   ~PagedKvStore();
   PagedKvStore(const PagedKvStore&) = delete;
   PagedKvStore& operator=(const PagedKvStore&) = delete;
+
+  // Finishes the transfers that have not started with Unavailable ("paged store closed"), waits
+  // for the one running (the engine's KV is no longer read or written after it returns), and
+  // finishes every later StorePaged and LoadPaged at once the same way. Idempotent; may be called
+  // from any thread while others call StorePaged and LoadPaged.
+  void Close();
 
   // Stores the full blocks of `sequence` that have a key, skipping the chain's leading hits
   // (options.skip_stored). The engine's KV must stay unchanged until WaitSourceReleased().
