@@ -360,6 +360,13 @@ int RunStoreBench(const std::vector<std::string>& args) {
   }
   bool perftest = c.perftest != "none";
   if (!perftest) r.perftest_note = "ucx_perftest baseline skipped (--perftest none)";
+  if (perftest &&
+      std::find(c.concurrency.begin(), c.concurrency.end(), 1u) == c.concurrency.end()) {
+    r.perftest_note =
+        "no ucx_perftest baseline: it is one stream, run beside rows of concurrency 1 only, and "
+        "--concurrency has none";
+    perftest = false;
+  }
 
   Result<Lookup> lookup = (*kv)->MeasureLookup(c);
   if (!lookup.ok()) return Fail(1, lookup.status().WithContext("lookup"));

@@ -115,14 +115,30 @@ void CheckTensorLike(py::handle obj, const PagedKvCache& c, uint64_t want_elemen
     if (dtype.rfind("torch.", 0) == 0) {
       const bool f16 = dtype == "torch.float16" || dtype == "torch.half";
       const bool bf16 = dtype == "torch.bfloat16";
-      if (c.dtype == DType::kF16 ? !f16 : !bf16) {
+      const bool bits = dtype == "torch.int16" || dtype == "torch.uint16";  // the raw bits
+      if (!bits && (c.dtype == DType::kF16 ? !f16 : !bf16)) {
         Invalid(what + " has dtype " + dtype + ", the cache is " +
                 (c.dtype == DType::kF16 ? "float16" : "bfloat16"));
       }
     }
   }
-  if (py::hasattr(obj, "is_contiguous") && !py::bool_(obj.attr("is_contiguous")())) {
-    Invalid(what + " must be contiguous (use .contiguous())");
+  // Dense in some order of its dimensions: a permuted view of a dense tensor (vLLM's HND caches
+  // are one) describes the layout's physical order; a slice or a broadcast does not.
+  if (py::hasattr(obj, "stride") && py::hasattr(obj, "shape")) {
+    const py::object strides = obj.attr("stride")();
+    std::vector<std::pair<uint64_t, uint64_t>> dims;  // (stride, size)
+    size_t i = 0;
+    for (py::handle n : obj.attr("shape")) {
+      dims.emplace_back(ToUint64(strides[py::int_(i)], what), ToUint64(n, what));
+      ++i;
+    }
+    std::sort(dims.begin(), dims.end());
+    uint64_t dense = 1;
+    for (const auto& [stride, size] : dims) {
+      if (size == 1) continue;
+      if (stride != dense) Invalid(what + " must be dense (use .contiguous())");
+      dense *= size;
+    }
   }
   if (py::hasattr(obj, "numel") && py::hasattr(obj, "element_size")) {
     const uint64_t bytes =
@@ -142,14 +158,27 @@ void CheckTensorLike(py::handle obj, const PagedKvCache& c, uint64_t want_elemen
         Invalid(what + " is read-only");
       }
     }
-    if (d.contains("strides") && !d["strides"].is_none()) {
-      Invalid(what + " must be C-contiguous (its __cuda_array_interface__ has strides)");
-    }
     if (d.contains("shape") && d.contains("typestr")) {
+      std::vector<uint64_t> shape;
       uint64_t elements = 1;
-      for (py::handle n : d["shape"]) elements *= ToUint64(n, what);
+      for (py::handle n : d["shape"]) {
+        shape.push_back(ToUint64(n, what));
+        elements *= shape.back();
+      }
       const std::string type = py::str(d["typestr"]);
       const uint64_t item = type.size() >= 3 ? std::strtoull(type.c_str() + 2, nullptr, 10) : 0;
+      // Strides may be given when they are C order's (PyCUDA always gives them).
+      if (d.contains("strides") && !d["strides"].is_none()) {
+        uint64_t expect = item;
+        std::vector<uint64_t> strides;
+        for (py::handle n : d["strides"]) strides.push_back(ToUint64(n, what));
+        bool c_order = strides.size() == shape.size();
+        for (size_t k = shape.size(); c_order && k-- > 0;) {
+          if (shape[k] > 1 && strides[k] != expect) c_order = false;
+          expect *= shape[k];
+        }
+        if (!c_order) Invalid(what + " must be C-contiguous (its __cuda_array_interface__)");
+      }
       if (elements * item != want_elements * 2) {
         Invalid(what + " holds " + std::to_string(elements * item) +
                 " bytes; the cache description needs " + std::to_string(want_elements * 2));
@@ -218,23 +247,31 @@ PyPagedCache MakeCache(const std::string& memory, const std::string& layout,
 struct PyPagedStore {
   PyPagedStore() = default;
   PyPagedStore(PyPagedStore&&) = default;
-  PyPagedStore& operator=(PyPagedStore&&) = default;
+  PyPagedStore& operator=(PyPagedStore&&) = delete;
   // Dropped without close(): the store's wait for its running transfer happens without the GIL.
-  ~PyPagedStore() { Close(); }
+  ~PyPagedStore() {
+    Close();
+    if (!closer) return;
+    py::gil_scoped_release release;
+    closer.reset();
+  }
 
   std::shared_ptr<Client> client;
   py::object cache;  // the PyPagedCache (its arrays and tensors)
-  std::shared_ptr<PagedKvStore> store;
+  std::shared_ptr<PagedKvStore> store;   // null once closed
+  std::shared_ptr<PagedKvStore> closer;  // the same store, kept for Close until destruction
 
   std::shared_ptr<PagedKvStore> Get() const {
     if (!store) Invalid("PagedKvStore is closed");
     return store;
   }
   // Closes the store (PagedKvStore::Close: whatever other calls still hold it, the engine's
-  // tensors are no longer used once this returns) and drops it, the GIL released meanwhile.
+  // tensors are no longer used once this returns, also for a second caller while the first still
+  // waits), the GIL released meanwhile.
   void Close() {
-    std::shared_ptr<PagedKvStore> s = std::move(store);
-    if (!s) return;
+    store.reset();
+    if (!closer) return;
+    std::shared_ptr<PagedKvStore> s = closer;
     py::gil_scoped_release release;
     s->Close();
     s.reset();
@@ -400,6 +437,7 @@ void BindPaged(py::module_& m) {
              }
              ThrowIfError(s->status());
              out->store = std::move(**s);
+             out->closer = out->store;
              return out;
            }),
            py::arg("client"), py::kw_only(), py::arg("cache"), py::arg("block_tokens") = 256,

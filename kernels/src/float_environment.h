@@ -8,7 +8,7 @@
 //
 // Thread-safety: affects the calling thread only; restores its environment on destruction.
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
 
@@ -16,7 +16,7 @@ namespace kvault::kernels {
 
 class IeeeFloatScope {
  public:
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__SSE__)
   // All exceptions masked, round to nearest even, no flush-to-zero, no denormals-are-zero.
   static constexpr unsigned kDefaultMxcsr = 0x1F80;
   IeeeFloatScope() : saved_(_mm_getcsr()) {
@@ -29,7 +29,8 @@ class IeeeFloatScope {
  private:
   unsigned saved_;
 #else
-  IeeeFloatScope() = default;
+  IeeeFloatScope() {}
+  ~IeeeFloatScope() {}  // user-provided: the scope objects are not "unused"
 #endif
 
  public:

@@ -214,18 +214,20 @@ def test_tensor_like_objects_are_checked_and_kept_alive():
             self.type = kind
 
     class Tensor:  # what kvault reads of a torch.Tensor
-        def __init__(self, device="cpu", dtype="torch.float16", contiguous=True, numel=elements):
+        def __init__(self, device="cpu", dtype="torch.float16", strides=None, numel=elements,
+                     shape=SHAPES["vllm-nhd"]):
             self.buffer = np.zeros(SHAPES["vllm-nhd"], dtype=np.float16)
             self.device = Device(device)
             self.dtype = dtype
-            self.contiguous = contiguous
+            self.shape = shape
+            self.strides = strides or [s // 2 for s in self.buffer.strides]  # in elements
             self.count = numel
 
         def data_ptr(self):
             return self.buffer.ctypes.data
 
-        def is_contiguous(self):
-            return self.contiguous
+        def stride(self):
+            return tuple(self.strides)
 
         def numel(self):
             return self.count
@@ -244,8 +246,16 @@ def test_tensor_like_objects_are_checked_and_kept_alive():
         make("cuda", [Tensor() for _ in range(LAYERS)])
     with pytest.raises(ValueError, match="dtype torch.float32"):
         make("host", [Tensor(dtype="torch.float32") for _ in range(LAYERS)])
-    with pytest.raises(ValueError, match="contiguous"):
-        make("host", [Tensor(contiguous=False) for _ in range(LAYERS)])
+    dense = [s // 2 for s in np.zeros(SHAPES["vllm-nhd"], dtype=np.float16).strides]
+    sliced = dense[:-1] + [2]  # every other element of the last dimension
+    with pytest.raises(ValueError, match="dense"):
+        make("host", [Tensor(strides=sliced) for _ in range(LAYERS)])
+    # A permuted view of dense memory (vLLM's HND caches are one) is dense: accepted.
+    shape = list(SHAPES["vllm-nhd"])
+    permuted = Tensor(shape=shape[:2] + [shape[3], shape[2], shape[4]],
+                      strides=dense[:2] + [dense[3], dense[2], dense[4]])
+    assert make("host", [permuted] * LAYERS) is not None
+    assert make("host", [Tensor(dtype="torch.int16") for _ in range(LAYERS)]) is not None
     with pytest.raises(ValueError, match="bytes"):
         make("host", [Tensor(numel=elements - 1) for _ in range(LAYERS)])
     tensors = [Tensor() for _ in range(LAYERS)]  # positive control

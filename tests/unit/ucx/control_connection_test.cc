@@ -233,12 +233,18 @@ TEST(WithoutSharedSegmentsTest, DropsPosixEntriesNamedByAPath) {
     e[0] = static_cast<uint8_t>(e.size() - 1);
     return e;
   };
-  const uint64_t md_map = (1u << 0) | (1u << 3) | (1u << 6);
+  // A relative, non-printable path, and a /proc-named entry padded past its size: dropped too.
+  std::vector<uint8_t> relative = Entry(24, 0);
+  for (int c : {0x73, 0x65, 0x67, 0x80, 0}) relative.push_back(static_cast<uint8_t>(c));
+  relative[0] = static_cast<uint8_t>(relative.size() - 1);
+  std::vector<uint8_t> padded = Entry(40, 0x11);
+  padded[8] = 0x80;  // the procfs flag, bit 63 of the little-endian seg_id
+  const uint64_t md_map = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6);
   std::vector<uint8_t> key(sizeof md_map);
   std::memcpy(key.data(), &md_map, sizeof md_map);
   key.push_back(0);
   const std::vector<uint8_t> other = Entry(24 + dir.size() + 1, 0x41);  // not a path: kept
-  for (const auto& e : {path_entry(24), path_entry(32), other}) {
+  for (const auto& e : {path_entry(24), path_entry(32), relative, padded, other}) {
     key.insert(key.end(), e.begin(), e.end());
   }
   const std::vector<uint8_t> out = WithoutSharedSegments(key);

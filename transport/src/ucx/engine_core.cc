@@ -439,7 +439,13 @@ bool EngineCore::CheckDeadlines() {
     if (!b.expired) {
       next = std::min(next, b.request.deadline);
     } else if (b.outstanding > 0 && now >= b.grace_until) {
-      restart = true;  // UCX kept requests of a force-closed endpoint
+      // UCX kept requests of a force-closed endpoint: restart, unless a failed restart is still
+      // waiting for its retry.
+      if (now >= restart_retry_at_) {
+        restart = true;
+      } else {
+        next = std::min(next, restart_retry_at_);
+      }
     } else {
       next = std::min(next, b.grace_until);
     }
@@ -500,22 +506,20 @@ void EngineCore::DeliverAndDropAll() {
 }
 
 void EngineCore::RestartWorker() {
+  // The fresh worker first: without one (resources exhausted) nothing is torn down. The batches
+  // UCX still holds stay unanswered (their callers would reuse buffers UCX may still write
+  // into: a GET's destination, by then another block's room), the others go on, and the restart
+  // is tried again after kWorkerRetry (unless the stuck requests complete meanwhile).
+  Result<UcxWorker> fresh = make_worker_();
+  if (!fresh.ok()) {
+    restart_retry_at_ = Clock::now() + kWorkerRetry;
+    next_check_ = std::min(next_check_, restart_retry_at_);
+    return;
+  }
   ++worker_restarts_;
   (void)TearDownInFlight(Status::Unavailable("transfer engine restarted its UCX worker: requests "
                                              "of an expired transfer could not be cancelled"),
                          /*wait_for_cancels=*/false);
-  Result<UcxWorker> fresh = make_worker_();
-  if (!fresh.ok()) {
-    // Only under resource exhaustion. Keep the old worker and the batches UCX still holds, and
-    // do not answer their callers yet: they would reuse buffers UCX may still write into (a
-    // GET's destination, by then another block's room). The others are answered by the next
-    // Poll; the restart is tried again after kWorkerRetry (or the stuck requests complete).
-    for (auto& b : batches_) {
-      if (b->outstanding == 0) MarkReady(b.get());
-    }
-    next_check_ = Clock::now() + kWorkerRetry;
-    return;
-  }
   // Destroys the old worker while the batches are still alive: UCX forgets every request (its
   // last callbacks may run now), so nothing can write into the batches' buffers any more.
   worker_ = std::move(fresh).value();

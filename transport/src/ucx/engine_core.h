@@ -126,8 +126,9 @@ class EngineCore {
   // force-closed, and a late reply would still write into the caller's buffer. Destroying the
   // worker is the only way to make UCX let go: every endpoint is reset, every batch in flight
   // fails with Unavailable (expired ones keep their deadline status), peers reconnect lazily.
-  // When no fresh worker can be made, the batches UCX still holds stay undelivered (their callers
-  // must not reuse the buffers yet) and the restart is tried again after kWorkerRetry.
+  // When no fresh worker can be made, nothing is torn down: the batches UCX still holds stay
+  // undelivered (their callers must not reuse the buffers yet), and the restart is tried again
+  // after kWorkerRetry. worker_restarts counts the restarts made.
   void RestartWorker();
   // Shared by RestartWorker and Shutdown: resets every endpoint (optionally waiting, bounded, for
   // UCX to hand back the canceled requests), fails what is not confirmed with `reason` (expired
@@ -154,6 +155,7 @@ class EngineCore {
   std::list<PendingClose> closes_;
   std::list<std::unique_ptr<CachedKey>> retired_keys_;  // endpoint gone, still used by a batch
   Clock::time_point next_check_ = Clock::time_point::max();
+  Clock::time_point restart_retry_at_{};  // a failed RestartWorker is not tried again before
 };
 
 }  // namespace kvault::transport

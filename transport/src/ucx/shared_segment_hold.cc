@@ -172,10 +172,15 @@ std::vector<uint8_t> WithoutSharedSegments(std::span<const uint8_t> key) {
     const uint64_t bit = bits & (~bits + 1);  // lowest set bit: entries follow md_map's order
     bits &= bits - 1;
     const size_t size = key[offset];
-    // A posix entry that names its segment by path is longer than the fixed sizes: UCX would
-    // open that path (crash when it fails, block on a FIFO), so it goes too.
+    const uint8_t* entry = key.data() + offset + 1;
+    // Longer than the fixed sizes, an entry may still be a posix one: named by a path (UCX would
+    // open whatever path it names: crash when that fails, block on a FIFO; the path need not be
+    // absolute or printable), or through /proc with padding UCX does not check. Any such entry
+    // (a NUL-terminated tail, or the procfs flag) goes too.
+    const bool posix_like =
+        size > kPosixKeyBytes && (entry[size - 1] == 0 || (Load64(entry) & kPosixProcfsFlag) != 0);
     const bool shared = size == kPosixKeyBytes || size == kPosixKeyBytesWithNamespace ||
-                        size == kSysvKeyBytes || NamesADirectory(key.data() + offset + 1, size);
+                        size == kSysvKeyBytes || posix_like;
     if (!shared) {
       kept_map |= bit;
       out.insert(out.end(), key.begin() + offset, key.begin() + offset + 1 + size);
@@ -200,6 +205,13 @@ Result<SharedSegmentHold> SharedSegmentHold::Take(std::span<const uint8_t> key, 
     uint8_t* entry = hold.key_.data() + offset + 1;
     offset += 1 + size;
     if (NamesADirectory(entry, size)) return NamedByPath();
+    // A /proc-named posix entry of another size is padded (UCX does not check): not one the hold
+    // can check.
+    if (size > kPosixKeyBytes && size != kPosixKeyBytesWithNamespace &&
+        (Load64(entry) & kPosixProcfsFlag) != 0) {
+      return Status::InvalidArgument("remote key: a posix entry of " + std::to_string(size) +
+                                     " bytes (a /proc-named one is 24 or 32)");
+    }
     if (size == kPosixKeyBytes || size == kPosixKeyBytesWithNamespace) {
       const uint64_t seg_id = Load64(entry);
       const uint64_t mmid = seg_id & ~kPosixFlagsMask;
