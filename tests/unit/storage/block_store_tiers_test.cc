@@ -3,6 +3,8 @@
 // recovery, and the background movers' watermarks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kvault/storage/block_store.h"
 #include "store_test_util.h"
 
@@ -365,7 +367,12 @@ TEST(BlockStoreTiers, AnExpiredLeaseLetsAStalledMoverDemoteWithoutAnotherWrite) 
   EXPECT_LE(CounterOf(*s.store, "host.reserved_bytes"), low) << "demoted down to the low mark";
   LookupResult after = s.store->Lookup(0, leased, {.touch = false});
   EXPECT_EQ(after.leading_hits, 6u) << "demoted, not dropped";
-  EXPECT_EQ(after.tiers[0], TierKind::kNvme);
+  // Getting from about 0.67 of the tier to 0.4 took at least three of the formerly leased
+  // blocks (which three is the policy's choice: it spares the one it saw last, and its order
+  // among the rest is not this test's subject).
+  const auto demoted =
+      std::count(after.tiers.begin(), after.tiers.end(), std::optional<TierKind>(TierKind::kNvme));
+  EXPECT_GE(demoted, 3) << "the formerly leased blocks stayed in host";
 }
 
 TEST(BlockStoreTiers, LookupHitsInTheColdTierArePromotedInTheBackground) {
