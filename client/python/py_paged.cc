@@ -4,6 +4,7 @@
 
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <string>
@@ -100,7 +101,40 @@ struct PyPagedCache {
 // What a tensor-like object (a torch tensor, an object with __cuda_array_interface__) says of
 // itself is checked against the cache description: its device, dtype, contiguity and size.
 // Attributes it does not have are not checked (a bare pointer is the caller's word).
-void CheckTensorLike(py::handle obj, const PagedKvCache& c, uint64_t want_elements,
+// The sizes of the layout's physical dimensions, outermost first (kv_view.h), with the layers
+// in front for one tensor holding them all.
+std::vector<uint64_t> PhysicalDims(const PagedKvCache& c, bool stacked) {
+  const uint64_t blocks = c.engine_num_blocks, tokens = c.engine_block_tokens;
+  const uint64_t heads = c.kv_heads, dim = c.head_dim;
+  std::vector<uint64_t> d;
+  switch (c.layout) {
+    case kernels::KvLayout::kContiguous:
+      d = {2, blocks * tokens, heads, dim};
+      break;
+    case kernels::KvLayout::kVllmNhd:
+      d = {2, blocks, tokens, heads, dim};
+      break;
+    case kernels::KvLayout::kVllmHnd:
+      d = {2, blocks, heads, tokens, dim};
+      break;
+    case kernels::KvLayout::kFlashInferNhd:
+      d = {blocks, 2, tokens, heads, dim};
+      break;
+    case kernels::KvLayout::kFlashInferHnd:
+      d = {blocks, 2, heads, tokens, dim};
+      break;
+  }
+  if (stacked) d.insert(d.begin(), c.num_layers);
+  return d;
+}
+
+std::string DimsText(const std::vector<uint64_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
+  return out + "]";
+}
+
+void CheckTensorLike(py::handle obj, const PagedKvCache& c, bool stacked, uint64_t want_elements,
                      const std::string& what) {
   const bool host = c.memory == MemoryKind::kHost;
   if (py::hasattr(obj, "device") && py::hasattr(obj.attr("device"), "type")) {
@@ -122,8 +156,9 @@ void CheckTensorLike(py::handle obj, const PagedKvCache& c, uint64_t want_elemen
       }
     }
   }
-  // Dense in some order of its dimensions: a permuted view of a dense tensor (vLLM's HND caches
-  // are one) describes the layout's physical order; a slice or a broadcast does not.
+  // Dense, and in memory in the layout's physical order: its dimensions sorted by stride must be
+  // the layout's (a permuted view of such memory, as vLLM's HND caches are, is fine; a slice, a
+  // broadcast, or memory in another order is not).
   if (py::hasattr(obj, "stride") && py::hasattr(obj, "shape")) {
     const py::object strides = obj.attr("stride")();
     std::vector<std::pair<uint64_t, uint64_t>> dims;  // (stride, size)
@@ -134,10 +169,19 @@ void CheckTensorLike(py::handle obj, const PagedKvCache& c, uint64_t want_elemen
     }
     std::sort(dims.begin(), dims.end());
     uint64_t dense = 1;
+    std::vector<uint64_t> in_memory;  // sizes, outermost first, size-1 dimensions left out
     for (const auto& [stride, size] : dims) {
       if (size == 1) continue;
       if (stride != dense) Invalid(what + " must be dense (use .contiguous())");
       dense *= size;
+      in_memory.insert(in_memory.begin(), size);
+    }
+    std::vector<uint64_t> want = PhysicalDims(c, stacked);
+    std::erase(want, uint64_t{1});
+    if (!in_memory.empty() && in_memory != want) {
+      Invalid(what + " lies in memory as " + DimsText(in_memory) + ", layout " +
+              kernels::KvLayoutName(c.layout) + " is " + DimsText(want) +
+              " (a tensor that only looks like another layout is a permuted view)");
     }
   }
   if (py::hasattr(obj, "numel") && py::hasattr(obj, "element_size")) {
@@ -171,7 +215,12 @@ void CheckTensorLike(py::handle obj, const PagedKvCache& c, uint64_t want_elemen
       if (d.contains("strides") && !d["strides"].is_none()) {
         uint64_t expect = item;
         std::vector<uint64_t> strides;
-        for (py::handle n : d["strides"]) strides.push_back(ToUint64(n, what));
+        for (py::handle n : d["strides"]) {
+          if (py::isinstance<py::int_>(n) && n.cast<int64_t>() < 0) {
+            Invalid(what + " has negative strides (a reversed view): not supported");
+          }
+          strides.push_back(ToUint64(n, what));
+        }
         bool c_order = strides.size() == shape.size();
         for (size_t k = shape.size(); c_order && k-- > 0;) {
           if (shape[k] > 1 && strides[k] != expect) c_order = false;
@@ -232,7 +281,7 @@ PyPagedCache MakeCache(const std::string& memory, const std::string& layout,
       c.tensors.push_back(const_cast<void*>(a.data()));
       out.arrays.push_back(a);
     } else {
-      CheckTensorLike(items[i], c, want_elements, what);
+      CheckTensorLike(items[i], c, items.size() == 1 && num_layers > 1, want_elements, what);
       c.tensors.push_back(ToPointer(items[i], c.memory, what));
       // A tensor dropped by the caller must not be freed while the store writes into it.
       if (!py::isinstance<py::int_>(items[i])) out.arrays.push_back(items[i]);
@@ -249,17 +298,12 @@ struct PyPagedStore {
   PyPagedStore(PyPagedStore&&) = default;
   PyPagedStore& operator=(PyPagedStore&&) = delete;
   // Dropped without close(): the store's wait for its running transfer happens without the GIL.
-  ~PyPagedStore() {
-    Close();
-    if (!closer) return;
-    py::gil_scoped_release release;
-    closer.reset();
-  }
+  ~PyPagedStore() { Close(); }
 
   std::shared_ptr<Client> client;
   py::object cache;  // the PyPagedCache (its arrays and tensors)
   std::shared_ptr<PagedKvStore> store;   // null once closed
-  std::shared_ptr<PagedKvStore> closer;  // the same store, kept for Close until destruction
+  std::shared_ptr<PagedKvStore> closer;  // the same store, until a Close has returned
 
   std::shared_ptr<PagedKvStore> Get() const {
     if (!store) Invalid("PagedKvStore is closed");
@@ -270,11 +314,15 @@ struct PyPagedStore {
   // waits), the GIL released meanwhile.
   void Close() {
     store.reset();
-    if (!closer) return;
     std::shared_ptr<PagedKvStore> s = closer;
+    if (!s) return;
+    {
+      py::gil_scoped_release release;
+      s->Close();
+    }
+    closer.reset();  // with the GIL: `s` still holds the store
     py::gil_scoped_release release;
-    s->Close();
-    s.reset();
+    s.reset();  // frees the staging (unless a call still holds the store), without the GIL
   }
 };
 

@@ -250,11 +250,21 @@ def test_tensor_like_objects_are_checked_and_kept_alive():
     sliced = dense[:-1] + [2]  # every other element of the last dimension
     with pytest.raises(ValueError, match="dense"):
         make("host", [Tensor(strides=sliced) for _ in range(LAYERS)])
-    # A permuted view of dense memory (vLLM's HND caches are one) is dense: accepted.
+    # A permuted view of memory in the layout's order is fine: accepted.
     shape = list(SHAPES["vllm-nhd"])
     permuted = Tensor(shape=shape[:2] + [shape[3], shape[2], shape[4]],
                       strides=dense[:2] + [dense[3], dense[2], dense[4]])
     assert make("host", [permuted] * LAYERS) is not None
+    # An NHD-looking tensor over HND memory (vLLM's HND cache): refused as vllm-nhd, accepted as
+    # vllm-hnd, the order it lies in.
+    hnd = [s // 2 for s in np.zeros(SHAPES["vllm-hnd"], dtype=np.float16).strides]
+    looks_nhd = Tensor(strides=[hnd[0], hnd[1], hnd[3], hnd[2], hnd[4]])
+    with pytest.raises(ValueError, match="lies in memory as"):
+        make("host", [looks_nhd] * LAYERS)
+    assert kvault.PagedKvCache(memory="host", layout="vllm-hnd", num_layers=LAYERS,
+                               kv_heads=HEADS, head_dim=DIM, engine_block_tokens=ENGINE_BLOCK,
+                               engine_num_blocks=ENGINE_BLOCKS,
+                               tensors=[looks_nhd] * LAYERS) is not None
     assert make("host", [Tensor(dtype="torch.int16") for _ in range(LAYERS)]) is not None
     with pytest.raises(ValueError, match="bytes"):
         make("host", [Tensor(numel=elements - 1) for _ in range(LAYERS)])
