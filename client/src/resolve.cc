@@ -48,8 +48,17 @@ Status NotResolved(const std::string& host, int rc, int error) {
 
 }  // namespace
 
+int LookUpName(const std::string& host, uint16_t port, std::vector<ResolvedAddress>* out) {
+  return Lookup(host, port, 0, out);
+}
+
 Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t port,
                                                Deadline deadline) {
+  return ResolveBy(host, port, deadline, &LookUpName);
+}
+
+Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t port,
+                                               Deadline deadline, NameLookup lookup) {
   std::vector<ResolvedAddress> literal;
   const int as_literal = Lookup(host, port, AI_NUMERICHOST, &literal);
   if (as_literal == 0) return literal;
@@ -66,9 +75,9 @@ Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t
   };
   auto state = std::make_shared<PendingLookup>();
   try {
-    std::thread([state, host, port] {
+    std::thread([state, host, port, lookup = std::move(lookup)] {
       std::vector<ResolvedAddress> found;
-      const int rc = Lookup(host, port, 0, &found);
+      const int rc = lookup(host, port, &found);
       const int error = errno;
       std::lock_guard lock(state->mu);
       state->rc = rc;

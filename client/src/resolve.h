@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,5 +36,14 @@ struct ResolvedAddress {
 // its answer is dropped), or when no thread can be started for it.
 Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t port,
                                                Deadline deadline);
+
+// How a name is looked up: getaddrinfo's return code, the addresses in `out` (LookUpName is
+// getaddrinfo for TCP). The seam for tests of a lookup slower than the deadline.
+using NameLookup =
+    std::function<int(const std::string& host, uint16_t port, std::vector<ResolvedAddress>* out)>;
+int LookUpName(const std::string& host, uint16_t port, std::vector<ResolvedAddress>* out);
+// ResolveBy with `lookup` for names (address literals are still converted here).
+Result<std::vector<ResolvedAddress>> ResolveBy(const std::string& host, uint16_t port,
+                                               Deadline deadline, NameLookup lookup);
 
 }  // namespace kvault::client_internal

@@ -82,10 +82,7 @@ std::set<std::pair<int, std::string>> OpenFiles() {
 
 // kvault_client_memory_faults_total as `d` serves it now (-1 when it is missing).
 double MemoryFaults(const DaemonProcess& d) {
-  const std::string metrics = HttpGet(d.http_port(), "/metrics");
-  const std::string series = "\nkvault_client_memory_faults_total ";
-  const size_t at = metrics.find(series);
-  return at == std::string::npos ? -1 : std::strtod(metrics.c_str() + at + series.size(), nullptr);
+  return MetricValue(d.http_port(), "kvault_client_memory_faults_total").value_or(-1);
 }
 
 // A region from AllocateMemory and the descriptor of the posix segment behind it (-1 if none).

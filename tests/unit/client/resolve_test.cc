@@ -9,6 +9,9 @@
 #include <netinet/in.h>
 
 #include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace kvault::client_internal {
 namespace {
@@ -58,6 +61,29 @@ TEST(ResolveBy, TheCallerNeverWaitsPastItsDeadline) {
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
   EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(2)) << r.status().ToString();
+}
+
+// A lookup slower than the deadline (a name server that does not answer): the caller is back at
+// the deadline with "timed out", while the lookup finishes on its own thread. Positive control:
+// the same slow lookup with time enough gives its address.
+TEST(ResolveBy, ALookupSlowerThanTheDeadlineTimesOut) {
+  const NameLookup slow = [](const std::string& host, uint16_t port,
+                             std::vector<ResolvedAddress>* out) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    return LookUpName(host == "slow.example" ? "127.0.0.1" : host, port, out);
+  };
+  const auto start = steady_clock::now();
+  Result<std::vector<ResolvedAddress>> late =
+      ResolveBy("slow.example", 7400, start + std::chrono::milliseconds(50), slow);
+  EXPECT_EQ(late.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(late.status().message().find("timed out"), std::string::npos)
+      << late.status().ToString();
+  EXPECT_LT(steady_clock::now() - start, std::chrono::milliseconds(450))
+      << "the caller waited for the lookup";
+  Result<std::vector<ResolvedAddress>> in_time =
+      ResolveBy("slow.example", 7400, steady_clock::now() + std::chrono::seconds(30), slow);
+  ASSERT_TRUE(in_time.ok()) << in_time.status().ToString();
+  EXPECT_EQ(PortOf(in_time->at(0)), 7400);
 }
 
 }  // namespace

@@ -188,21 +188,24 @@ TEST(CopyHelper, EachCallerOfASharedHelperGetsItsOwnReadsOutcome) {
   ASSERT_EQ(pwrite(cut.get(), bytes.data(), kBytes - 1, 0), static_cast<ssize_t>(kBytes - 1));
   CopyHelper helper;
   std::atomic<int> wrong{0};
-  std::atomic<int> reads{0};
-  auto reader = [&](int fd, int expected) {
+  auto reader = [&](int fd, int expected, int* reads) {
     std::vector<uint8_t> to(kBytes);
-    for (int round = 0; round < 300; ++round) {
+    // 300 rounds, and more (within a bound) until this thread got the helper at least once.
+    for (int round = 0; round < 300 || (*reads == 0 && round < 100000); ++round) {
       if (!helper.TryStartRead(fd, 0, to)) continue;  // the other thread holds it
-      ++reads;
+      ++*reads;
       if (helper.Wait() != expected) ++wrong;
     }
   };
-  std::thread a(reader, whole.get(), 0);
-  std::thread b(reader, cut.get(), -1);
+  int reads_a = 0, reads_b = 0;
+  std::thread a(reader, whole.get(), 0, &reads_a);
+  std::thread b(reader, cut.get(), -1, &reads_b);
   a.join();
   b.join();
   EXPECT_EQ(wrong.load(), 0);
-  EXPECT_GT(reads.load(), 0);  // positive control: the helper did read
+  // Positive control: each caller had the helper read for it.
+  EXPECT_GT(reads_a, 0);
+  EXPECT_GT(reads_b, 0);
 }
 
 TEST(CopyHelper, AHelperNeverUsedStartsNoThreadAndDestroysCleanly) {

@@ -143,6 +143,7 @@ TEST(BlockStoreTiers, AColderTierWhoseWritesFailAsCorruptionLeaksNoHostRoom) {
   PutRange(*s.store, 0, 90);  // three times what the host tier holds
   EXPECT_EQ(s.nvme->blocks(), 0u);
   EXPECT_GT(CounterOf(*s.store, "host.evictions_total"), 60) << "host dropped instead";
+  EXPECT_GT(CounterOf(*s.store, "move_failures_total"), 60);
   const BlockKey last = KeyOf(89);
   EXPECT_EQ(s.store->Lookup(0, std::span(&last, 1)).leading_hits, 1u);
   // Positive control: once the colder tier writes again, demotion resumes.
