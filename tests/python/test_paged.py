@@ -201,6 +201,18 @@ def test_pointer_errors_name_what_the_memory_kind_accepts():
         with pytest.raises(kvault.InvalidArgumentError, match="must be device memory"):
             make("cuda", [Interface(bad)] * LAYERS)
     assert make("cuda", [Interface({"data": (4096, False)})] * LAYERS) is not None
+    # With its shape (C order), an interface lies in memory as that shape: it must be the
+    # layout's physical order; explicit C-order strides are fine, others are not.
+    nhd, hnd = SHAPES["vllm-nhd"], SHAPES["vllm-hnd"]
+    c_strides = [s for s in np.zeros(nhd, dtype=np.float16).strides]
+    ok = {"data": (4096, False), "shape": nhd, "typestr": "<f2", "strides": c_strides}
+    assert make("cuda", [Interface(ok)] * LAYERS) is not None
+    with pytest.raises(ValueError, match="lies in memory as"):
+        make("cuda", [Interface({"data": (4096, False), "shape": hnd, "typestr": "<f2"})] * LAYERS)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        make("cuda", [Interface(dict(ok, strides=c_strides[:-1] + [4]))] * LAYERS)
+    with pytest.raises(ValueError, match="read-only"):
+        make("cuda", [Interface(dict(ok, data=(4096, True)))] * LAYERS)
 
 
 def test_tensor_like_objects_are_checked_and_kept_alive():
