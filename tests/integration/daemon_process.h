@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -154,5 +155,15 @@ class DaemonProcess {
   uint16_t control_port_ = 0;
   uint16_t http_port_ = 0;
 };
+
+// Kills `*d` (SIGKILL, as a crash would) and starts a daemon in `dir` with `args` on the control
+// port `*d` had, so that its clients reconnect to the same address. Check (*d)->ok() afterwards.
+inline void RestartOnSamePort(std::unique_ptr<DaemonProcess>* d, const std::filesystem::path& dir,
+                              std::vector<std::string> args) {
+  const uint16_t port = (*d)->control_port();
+  (*d)->Kill();
+  args.insert(args.end(), {"--control.port", std::to_string(port)});
+  *d = std::make_unique<DaemonProcess>(dir, std::move(args));
+}
 
 }  // namespace kvault::testing

@@ -356,10 +356,7 @@ TEST_F(KvaultdClientTest, ALeaseFromBeforeARestartReleasesNothingOfTheNewSession
   ASSERT_TRUE(before.status.ok()) << before.status.ToString();
   ASSERT_TRUE(before.lease.valid());
 
-  const uint16_t port = d->control_port();
-  d->Kill();
-  d = std::make_unique<DaemonProcess>(
-      dir_, std::vector<std::string>{"--control.port", std::to_string(port)});
+  RestartOnSamePort(&d, dir_, {});
   ASSERT_TRUE(d->ok()) << d->Stderr();
   // The first calls after the loss reconnect (the blocks died with the daemon: no nvme tier).
   const auto until = Clock::now() + 20s;

@@ -134,11 +134,7 @@ TEST_F(KvaultdProcessMemoryTest, AllocatedMemoryIsCopiedThroughItsFileAcrossARes
   ASSERT_NO_FATAL_FAILURE(StoreAndLoadBack(**client, keys, sources, *into));
   EXPECT_EQ(RegionsAttached(d->Stderr()), 2u) << d->Stderr();
 
-  const uint16_t port = d->control_port();
-  d->Kill();
-  std::vector<std::string> args = TenantArgs();
-  args.insert(args.end(), {"--control.port", std::to_string(port)});
-  d = std::make_unique<DaemonProcess>(dir_, args);
+  RestartOnSamePort(&d, dir_, TenantArgs());
   ASSERT_TRUE(d->ok()) << d->Stderr();
   // The first call after the loss reconnects (the blocks died with the daemon: no nvme tier).
   const auto until = Clock::now() + std::chrono::seconds(20);
