@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -190,8 +191,10 @@ TEST(CopyHelper, EachCallerOfASharedHelperGetsItsOwnReadsOutcome) {
   std::atomic<int> wrong{0};
   auto reader = [&](int fd, int expected, int* reads) {
     std::vector<uint8_t> to(kBytes);
-    // 300 rounds, and more (within a bound) until this thread got the helper at least once.
-    for (int round = 0; round < 300 || (*reads == 0 && round < 100000); ++round) {
+    // 300 rounds, and more (for up to 10 s) until this thread got the helper at least once.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (int round = 0; round < 300 || (*reads == 0 && std::chrono::steady_clock::now() < until);
+         ++round) {
       if (!helper.TryStartRead(fd, 0, to)) continue;  // the other thread holds it
       ++*reads;
       if (helper.Wait() != expected) ++wrong;
