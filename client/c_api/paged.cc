@@ -95,7 +95,7 @@ Result<PagedSequence> ToSequence(const char* fn, const kvault_paged_sequence* s,
 
 // As kvault_store: input refused before anything started is the call's status.
 Status Refused(const PagedHandle& handle) {
-  if (!handle.Poll()) return Status::Ok();
+  if (!handle.refused()) return Status::Ok();
   return RefusedInput(handle.Wait(Deadline::min()));
 }
 

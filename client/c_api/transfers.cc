@@ -9,11 +9,11 @@ namespace kvault::c_api {
 namespace {
 
 // The C contract returns input refused before anything was sent as the call's status, with no
-// transfer: the C++ handle is then already done and settled with InvalidArgument (or
-// Unsupported: no data plane). Anything else (a daemon that cannot be reached included) is the
-// transfer's status, as in C++.
+// transfer: the C++ handle is then refused() with InvalidArgument (or Unsupported: no data
+// plane). Anything else (a daemon that cannot be reached, or that answered at once, included) is
+// the transfer's status, as in C++.
 Status Refused(const TransferHandle& handle) {
-  if (!handle.Poll() || !handle.Settled()) return Status::Ok();
+  if (!handle.refused()) return Status::Ok();
   return RefusedInput(handle.Wait(Deadline::min()));
 }
 

@@ -20,6 +20,7 @@ OpState::OpState(size_t keys)
 
 std::shared_ptr<OpState> OpState::Failed(size_t keys, const Status& status) {
   auto state = std::make_shared<OpState>(keys);
+  state->refused_ = true;
   std::lock_guard<std::mutex> lock(state->mu_);
   state->FinishLocked(status);
   return state;
@@ -184,6 +185,7 @@ void TransferHandle::Cancel() {
 }
 bool TransferHandle::cancelled() const { return state_ && state_->cancelled(); }
 bool TransferHandle::Settled() const { return !state_ || state_->settled(); }
+bool TransferHandle::refused() const { return !state_ || state_->refused(); }
 bool TransferHandle::WaitSettled(Deadline deadline) const {
   return !state_ || state_->WaitSettled(deadline);
 }

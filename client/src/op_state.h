@@ -22,7 +22,8 @@ class OpState {
  public:
   explicit OpState(size_t keys);
 
-  // A failed operation: done and settled, every key and the request with `status`.
+  // An operation refused before anything was sent: done, settled and refused(), every key and
+  // the request with `status`.
   static std::shared_ptr<OpState> Failed(size_t keys, const Status& status);
 
   // Declares how many parts will report. Call once, before any part reports.
@@ -47,6 +48,8 @@ class OpState {
   bool done() const;
   bool cancelled() const;
   bool settled() const;
+  // True for an operation made by Failed(): fixed before the state is shared.
+  bool refused() const { return refused_; }
   bool WaitSettled(Deadline deadline);
   size_t size() const { return keys_; }
   Status key_status(size_t i) const;
@@ -69,6 +72,7 @@ class OpState {
   size_t copying_ = 0;  // staged parts copying out (PartCopiedOut), outside mu_
   bool done_ = false;
   bool cancelled_ = false;
+  bool refused_ = false;            // set by Failed() only, before the state is shared
   Status status_;                   // request-level, once done
   std::vector<Status> key_status_;  // Unavailable "in flight" until the key's part is done
   std::vector<uint8_t> key_done_;

@@ -36,6 +36,7 @@ Status PagedHandle::Wait(Deadline deadline) const {
   return state_ ? state_->Wait(deadline) : EmptyHandle();
 }
 bool PagedHandle::Poll() const { return !state_ || state_->done(); }
+bool PagedHandle::refused() const { return !state_ || state_->refused(); }
 void PagedHandle::Cancel() {
   if (state_) state_->Cancel();
 }

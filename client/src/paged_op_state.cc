@@ -20,6 +20,14 @@ PagedOpState::PagedOpState(size_t blocks, uint32_t layers)
       layer_ready_(layers, 0),
       layer_events_(layers, nullptr) {}
 
+std::shared_ptr<PagedOpState> PagedOpState::Refused(size_t blocks, uint32_t layers,
+                                                    const Status& status) {
+  auto state = std::make_shared<PagedOpState>(blocks, layers);
+  state->refused_ = true;
+  state->Finish(status);
+  return state;
+}
+
 void PagedOpState::SetBlockStatus(size_t i, const Status& status) {
   std::lock_guard<std::mutex> lock(mu_);
   if (i >= blocks_ || done_) return;

@@ -20,6 +20,9 @@ class PagedOpState {
  public:
   // `blocks` block statuses, `layers` per-layer readiness flags (0 for a store).
   PagedOpState(size_t blocks, uint32_t layers);
+  // A transfer refused before it started: done and refused(), every block with `status`.
+  static std::shared_ptr<PagedOpState> Refused(size_t blocks, uint32_t layers,
+                                               const Status& status);
 
   // --- the pipeline's side ---
   void SetBlockStatus(size_t i, const Status& status);
@@ -39,6 +42,8 @@ class PagedOpState {
   bool cancelled() const;
   Status Wait(Deadline deadline);
   bool done() const;
+  // True for a state made by Refused(): fixed before the state is shared.
+  bool refused() const { return refused_; }
   bool WaitSourceReleased(Deadline deadline);
   Status WaitLayer(uint32_t layer, Deadline deadline);
   void* layer_event(uint32_t layer) const;
@@ -59,6 +64,7 @@ class PagedOpState {
   std::condition_variable cv_;
   bool done_ = false;
   bool cancelled_ = false;
+  bool refused_ = false;  // set by Refused() only, before the state is shared
   bool source_released_ = false;
   size_t skipped_ = 0;
   size_t from_gpu_tier_ = 0;

@@ -130,11 +130,7 @@ std::shared_ptr<PagedOpState> PagedPipeline::Store(const PagedSequence& sequence
   const size_t full = sequence.num_tokens / options_.block_tokens;
   const size_t blocks = std::min(full, sequence.keys.size());
   Status input = CheckSequence(sequence);
-  if (!input.ok()) {
-    auto state = std::make_shared<PagedOpState>(blocks, 0);
-    state->Finish(input);
-    return state;
-  }
+  if (!input.ok()) return PagedOpState::Refused(blocks, 0, input);
   auto job = std::make_unique<Job>();
   job->store = true;
   job->block_ids.assign(sequence.block_ids.begin(), sequence.block_ids.end());
@@ -159,9 +155,7 @@ std::shared_ptr<PagedOpState> PagedPipeline::Load(const Lease& lease, const Page
   }
   if (!input.ok()) {
     // Sized by what the caller gave, never by `blocks` alone: any count may come refused here.
-    auto state = std::make_shared<PagedOpState>(std::min(blocks, sequence.keys.size()), layers);
-    state->Finish(input);
-    return state;
+    return PagedOpState::Refused(std::min(blocks, sequence.keys.size()), layers, input);
   }
   auto job = std::make_unique<Job>();
   job->store = false;

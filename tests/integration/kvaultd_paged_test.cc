@@ -341,6 +341,7 @@ TEST_F(KvaultdPagedTest, BadInputIsRefusedAtOnceWithAClearStatus) {
   const std::vector<int32_t> outside = {0, 1, 2, static_cast<int32_t>(kEngineBlocks)};
   PagedStoreHandle h = paged->StorePaged({outside, 2 * kBlockTokens, keys});
   ASSERT_TRUE(h.Poll());
+  EXPECT_TRUE(h.refused());
   EXPECT_EQ(h.Wait().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(h.Wait().message().find("outside"), std::string::npos) << h.Wait().ToString();
   const std::vector<int32_t> few = {0, 1};
@@ -348,11 +349,13 @@ TEST_F(KvaultdPagedTest, BadInputIsRefusedAtOnceWithAClearStatus) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(paged->StorePaged({Ids(4, 0), 2 * kBlockTokens, {}}).Wait().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(paged->LoadPaged(Lease{}, {Ids(4, 0), 2 * kBlockTokens, keys}, 3).Wait().code(),
-            StatusCode::kInvalidArgument);
-  // Positive control: the same sequence with valid ids stores.
+  PagedLoadHandle too_many = paged->LoadPaged(Lease{}, {Ids(4, 0), 2 * kBlockTokens, keys}, 3);
+  EXPECT_TRUE(too_many.refused());
+  EXPECT_EQ(too_many.Wait().code(), StatusCode::kInvalidArgument);
+  // Positive control: the same sequence with valid ids stores, and is never refused().
   PagedStoreHandle good = paged->StorePaged({Ids(4, 0), 2 * kBlockTokens, keys});
   EXPECT_TRUE(good.Wait().ok());
+  EXPECT_FALSE(good.refused());
   EXPECT_EQ(good.leading_ok(), 2u);
 }
 
@@ -373,6 +376,7 @@ TEST_F(KvaultdPagedTest, ADeadDaemonFailsTheTransferInsteadOfHanging) {
                                           .stream = nullptr});
   const Status s = stored.Wait(Clock::now() + std::chrono::seconds(30));
   EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(stored.refused());
   EXPECT_NE(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   EXPECT_EQ(stored.leading_ok(), 0u);
   PagedLoadHandle loaded =

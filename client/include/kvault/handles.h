@@ -61,6 +61,11 @@ class TransferHandle {
   void Cancel();
   bool cancelled() const;
 
+  // True when the call refused the operation before sending anything (input it rejected, no
+  // data plane, no connection): done and settled from the start, Wait() says why. An operation
+  // the daemon answered, however fast, is never refused(). True for an empty handle.
+  bool refused() const;
+
   // True once the daemon can no longer touch the request's memory (see above).
   bool Settled() const;
   // Blocks until Settled() or `deadline`; returns Settled().

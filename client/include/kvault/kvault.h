@@ -420,8 +420,8 @@ typedef struct kvault_load_destination {
  * (UNAVAILABLE when the daemon cannot be reached or the timeout passes). Input refused before
  * anything is sent returns its status and no transfer: INVALID_ARGUMENT for null pointers, a
  * num_keys over 2^24, an empty source, a source outside every registered region or over the
- * daemon's object size limit; UNSUPPORTED without a data plane. The sources are read until the
- * transfer settles. */
+ * daemon's object size limit; UNSUPPORTED without a data plane. A refusal by the daemon, however
+ * fast, is the transfer's status. The sources are read until the transfer settles. */
 KVAULT_API kvault_status kvault_store(kvault_client* client, const kvault_key* keys,
                                       const kvault_store_source* sources, size_t num_keys,
                                       int64_t timeout_ms,

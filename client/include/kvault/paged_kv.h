@@ -142,6 +142,9 @@ class PagedHandle {
   // first; the handle stays in flight.
   Status Wait(Deadline deadline = Deadline::max()) const;
   bool Poll() const;
+  // True when the call refused its input before the transfer started (Wait() says why); a
+  // transfer that stopped later, however soon, is never refused(). True for an empty handle.
+  bool refused() const;
   // Stops the transfer before its next wave; unfinished blocks get Unavailable ("cancelled").
   void Cancel();
 

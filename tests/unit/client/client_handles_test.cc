@@ -74,6 +74,7 @@ TEST(ClientHandlesEmpty, EmptyHandleIsDoneAndInvalid) {
   StoreHandle h;
   EXPECT_TRUE(h.Poll());
   EXPECT_TRUE(h.Settled());
+  EXPECT_TRUE(h.refused());
   EXPECT_EQ(h.Wait().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(h.size(), 0u);
 }
@@ -97,6 +98,7 @@ TEST_F(ClientHandles, SourcesAndDestinationsOutsideRegisteredMemoryAreRefused) {
   StoreHandle store = client_->Store(keys, sources);
   EXPECT_TRUE(store.Poll());
   EXPECT_TRUE(store.Settled());
+  EXPECT_TRUE(store.refused());
   const Status s = store.Wait();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("source 1"), std::string::npos) << s.ToString();
@@ -106,6 +108,7 @@ TEST_F(ClientHandles, SourcesAndDestinationsOutsideRegisteredMemoryAreRefused) {
   std::vector<LoadDestination> dests = {{Dst(0, 64)}, {Dst(buffer_.size() - 32, 64)}};
   dests[1].buffer = {buffer_.data() + buffer_.size() - 32, 64};
   LoadHandle load = client_->Load(Lease{}, keys, dests);
+  EXPECT_TRUE(load.refused());
   EXPECT_EQ(load.Wait().code(), StatusCode::kInvalidArgument);
 
   // Count mismatch, empty source, length over capacity.
@@ -131,6 +134,7 @@ TEST_F(ClientHandles, BatchesOverTheDaemonsLimitAreSplitUnderOneHandle) {
   }
   StoreHandle store = client_->Store(keys, sources);
   ASSERT_TRUE(store.Wait().ok()) << store.Wait().ToString();
+  EXPECT_FALSE(store.refused());
   EXPECT_EQ(store.ok_count(), 5u);
   EXPECT_EQ(store.leading_ok(), 5u);
   EXPECT_TRUE(store.WaitSettled(Clock::now() + milliseconds(2000)));
@@ -144,6 +148,29 @@ TEST_F(ClientHandles, BatchesOverTheDaemonsLimitAreSplitUnderOneHandle) {
     EXPECT_EQ(load.object_size(i), 0u);
   }
   EXPECT_EQ(server_->requests(transport::MessageType::kLoad), 3);
+}
+
+// The daemon's own refusal, however fast, is the transfer's outcome, not a refusal of the call:
+// only input the client rejected before sending makes a refused() handle.
+TEST_F(ClientHandles, ADaemonsImmediateRefusalIsNotARefusedCall) {
+  CONNECT(FakeServer::Mode::kRefuseRequests);
+  const std::vector<BlockKey> keys = Keys(2);
+  const std::vector<std::span<const uint8_t>> sources = {Src(0, 128), Src(128, 128)};
+  StoreHandle store = client_->Store(keys, sources);
+  const Status s = store.Wait(Clock::now() + milliseconds(5000));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("refused by the fake daemon"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(store.refused());
+  EXPECT_EQ(server_->requests(transport::MessageType::kStore), 1);
+  std::vector<LoadDestination> dests = {{Dst(0, 64)}, {Dst(64, 64)}};
+  LoadHandle load = client_->Load(Lease{}, keys, dests);
+  EXPECT_EQ(load.Wait(Clock::now() + milliseconds(5000)).code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(load.refused());
+  // Positive control: the same client's own refusal (count mismatch) is refused().
+  StoreHandle mismatched = client_->Store(Keys(3), sources);
+  EXPECT_TRUE(mismatched.refused());
+  EXPECT_EQ(mismatched.Wait().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(server_->requests(transport::MessageType::kStore), 1);
 }
 
 TEST_F(ClientHandles, WaitWithAnEarlierDeadlineLeavesTheRequestInFlight) {

@@ -43,6 +43,8 @@ class FakeServer {
     kServeHits,       // like kServe, but every Load entry is a hit of `capacity` bytes, answered
                       // kLoadDelay late (no bytes move: the client copies out whatever its
                       // staging holds)
+    kRefuseRequests,  // handshake, then answers every request at once with an invalid_argument
+                      // ErrorReply
   };
 
   static constexpr std::chrono::milliseconds kLoadDelay{20};
@@ -204,6 +206,12 @@ class FakeServer {
           case Mode::kCloseAfterOne:
             if (served++ == 1) return;
             break;
+          case Mode::kRefuseRequests:
+            Reply(fd,
+                  transport::ErrorReply::Make(transport::WireStatus::kInvalidArgument,
+                                              "refused by the fake daemon"),
+                  id);
+            continue;
           default:
             break;
         }
