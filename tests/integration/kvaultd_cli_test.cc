@@ -34,6 +34,27 @@ TEST_F(KvaultdCliTest, StatusAndStatsDescribeARunningDaemon) {
   EXPECT_EQ(std::strtod(stats.out.c_str() + at + key.size(), nullptr), 64.0 * 1024 * 1024);
 }
 
+// A daemon without an nvme tier writes nothing under data_dir: it starts with data_dir empty, or
+// in a working directory it cannot write, and creates no ./kvault-data.
+TEST_F(KvaultdCliTest, ARamOnlyDaemonNeedsNoDataDirectory) {
+  {
+    DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0",
+                           "--data-dir", ""});
+    ASSERT_TRUE(d.ok()) << d.Stderr();
+    const BinaryRun status = Run("status --server " + d.server());
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+  }
+  {
+    DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "0"});
+    ASSERT_TRUE(d.ok()) << d.Stderr();
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "kvault-data"));
+  }
+  // Positive control: with an nvme tier the default data directory is made.
+  DaemonProcess d(dir_, {"--storage.host_capacity", "64MiB"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ / "kvault-data" / "nvme"));
+}
+
 // The ready line's control=HOST:PORT is what --server takes, an IPv6 host included.
 TEST_F(KvaultdCliTest, StatusReachesAnIpv6DaemonAtTheReadyLinesAddress) {
   DaemonProcess d(dir_, {"--control.host", "::1", "--storage.host_capacity", "64MiB"});

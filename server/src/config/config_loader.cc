@@ -49,6 +49,7 @@ class YamlApplier {
       if (const OptionDescriptor* option = FindOptionByKey(path)) {
         KVAULT_RETURN_IF_ERROR(ApplyValue(*option, value, line, path));
       } else if (IsSection(path)) {
+        if (value.IsNull()) continue;  // every key of the section commented out: no change
         if (!value.IsMap()) {
           return Error(
               line, path,

@@ -6,8 +6,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "config/derived_options.h"
 #include "config/value_parsers.h"
 #include "kvault/storage/host_tier.h"
+#include "kvault/transport/messages.h"
 
 namespace kvault::server {
 namespace {
@@ -68,6 +70,11 @@ Status ValidateDaemonConfig(const DaemonConfig& c) {
     return Status::InvalidArgument(
         "storage.land_on_gpu needs a gpu tier (storage.gpu_capacity > 0)");
   }
+  if (c.storage.land_on_gpu && c.storage.mover_threads == 0) {
+    return Status::InvalidArgument(
+        "storage.land_on_gpu needs storage.mover_threads > 0 (a mover carries new blocks to the "
+        "gpu tier)");
+  }
   if (c.storage.gpu_ipc_export && c.storage.gpu_capacity_bytes == 0) {
     return Status::InvalidArgument(
         "storage.gpu_ipc_export needs a gpu tier to export (storage.gpu_capacity > 0)");
@@ -95,6 +102,15 @@ Status ValidateDaemonConfig(const DaemonConfig& c) {
                                    ") is larger than limits.max_inflight_bytes_per_client (" +
                                    FormatSize(c.limits.max_inflight_bytes_per_client) +
                                    "): no block could ever be moved");
+  }
+  // A Hello must fit in a frame, or clients with long UCX worker addresses could not say hello.
+  const uint64_t hello = transport::MaxBodyBeforeAuth(ProtocolLimitsFor(c));
+  if (c.limits.max_frame_bytes < hello) {
+    return Status::InvalidArgument("limits.max_frame_bytes (" +
+                                   FormatSize(c.limits.max_frame_bytes) +
+                                   ") is shorter than the longest Hello (" + std::to_string(hello) +
+                                   " bytes): a client with a long UCX worker address could not "
+                                   "connect");
   }
   // A full batch of 32-byte keys must fit in one frame, or the key limit can never be reached.
   if (uint64_t{c.limits.max_keys_per_request} * 32 > c.limits.max_frame_bytes) {

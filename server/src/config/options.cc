@@ -67,7 +67,7 @@ std::vector<OptionDescriptor> BuildOptions() {
           "data_dir", OptionType::kPath,
           +[](DaemonConfig& c) -> std::string& { return c.data_dir; },
           "Directory of the nvme tier's RocksDB, created if missing. Relative to the "
-          "working directory."),
+          "working directory. Unused (and may be empty) without an nvme tier."),
       Option(
           "log_level", OptionType::kChoice,
           +[](DaemonConfig& c) -> std::string& { return c.log_level; },

@@ -143,9 +143,11 @@ Result<double> ParseRatio(std::string_view text) {
 }
 
 std::string FormatRatio(double value) {
-  char buf[32];
-  // The shortest text that parses back to the same double ("0.95", not "0.94999999999999996").
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  char buf[400];
+  // The shortest plain decimal that parses back to the same double ("0.95", not
+  // "0.94999999999999996"; "0.0001", not the "1e-04" of the shortest form, which ParseRatio
+  // refuses).
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::fixed);
   return ec == std::errc() ? std::string(buf, end) : std::string("nan");
 }
 

@@ -31,7 +31,21 @@ Result<std::string> ReadYamlFile(const std::string& path) {
 
 Result<YAML::Node> ParseYaml(const std::string& text, std::string_view source) {
   try {
-    return YAML::Load(text);
+    // Every document is parsed (YAML::Load stops after the first, so a "---" would drop the rest
+    // of the file unread); only one may hold anything.
+    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    YAML::Node found;
+    for (const YAML::Node& document : documents) {
+      if (document.IsNull()) continue;
+      if (found.IsDefined() && !found.IsNull()) {
+        const int line = YamlLine(document);
+        return Status::InvalidArgument(
+            (line > 0 ? std::string(source) + ":" + std::to_string(line) : std::string(source)) +
+            ": a second YAML document (after \"---\"); the file must hold one");
+      }
+      found = document;
+    }
+    return found;
   } catch (const YAML::Exception& e) {
     const std::string where = e.mark.is_null()
                                   ? std::string(source)

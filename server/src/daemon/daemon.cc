@@ -122,9 +122,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   if (!tenants.ok()) return WithPart(tenants.status(), "tenants");
   p->tenants.emplace(std::move(*tenants));
 
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  if (ec) return Status::IoError("data_dir " + config.data_dir + ": " + ec.message());
+  // data_dir is made by OpenStore, only when the nvme tier needs it: a daemon without one writes
+  // nothing there (and may run where it cannot write, or with data_dir empty).
   std::span<uint8_t> host_arena;
   KVAULT_ASSIGN_OR_RETURN(p->store, OpenStore(config, *p->tenants, p->tiers, host_arena));
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <set>
+#include <utility>
 
 #include "config/value_parsers.h"
 #include "config/yaml_file.h"
@@ -110,10 +111,16 @@ Result<std::vector<TenantSpec>> ParseTenants(const YAML::Node& root, std::string
                                    ": expected a map with a tenants list, got " +
                                    std::string(YamlKindName(root)));
   }
+  bool seen = false;
   for (const auto& entry : root) {
     if (!entry.first.IsScalar() || entry.first.Scalar() != "tenants") {
       return Status::InvalidArgument(Where(source, entry.first) +
                                      ": unknown key (the file holds only a tenants list)");
+    }
+    // yaml-cpp keeps both copies of a repeated key and root["tenants"] reads the first: a second
+    // list would be dropped without a word.
+    if (std::exchange(seen, true)) {
+      return Status::InvalidArgument(Where(source, entry.first) + ": tenants: given twice");
     }
   }
   const YAML::Node list = root["tenants"];

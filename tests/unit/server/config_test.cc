@@ -240,7 +240,7 @@ TEST_F(ConfigTest, PrintConfigRoundTrips) {
   changed.control.host = "::1";
   changed.http.host = "0.0.0.0";
   changed.storage.host_capacity_bytes = 3 * kGiB + 5;
-  changed.storage.low_watermark = 0.5;
+  changed.storage.low_watermark = 0.0001;  // printed "0.0001", not the shortest form "1e-04"
   changed.leases.default_ttl = milliseconds(1500);
   changed.ucx.transports = "shm,tcp";
   changed.data_dir = "/var/lib/kvault \"quoted\"";
@@ -375,6 +375,22 @@ TEST_F(ConfigTest, YamlErrorsNameTheKeyAndLine) {
   // An empty file is all defaults.
   auto empty_file = Load("");
   EXPECT_TRUE(empty_file.ok()) << ErrorOf(empty_file);
+  // A section whose keys are all commented out changes nothing.
+  auto empty_section = Load("tls:\n  # cert_file: a.pem\ncontrol:\n  port: 7500\n");
+  ASSERT_TRUE(empty_section.ok()) << ErrorOf(empty_section);
+  EXPECT_EQ(empty_section->config.control.port, 7500);
+  // A second document is refused, not dropped unread (YAML::Load reads only the first).
+  EXPECT_TRUE(FailsMentioning(Load("control:\n  port: 7500\n---\nstorage:\n  policy: lru\n"),
+                              {"kvaultd.yaml", "second YAML document"}));
+  EXPECT_TRUE(FailsMentioning(Load("control:\n  port: 7500\n---\n{{{\n"),
+                              {"kvaultd.yaml", "invalid YAML"}));
+  // Positive controls: one document, with or without its markers, and empty documents around it.
+  for (const char* one :
+       {"---\ncontrol:\n  port: 7500\n...\n", "---\n---\ncontrol:\n  port: 7500\n"}) {
+    auto loaded = Load(one);
+    ASSERT_TRUE(loaded.ok()) << one << ": " << ErrorOf(loaded);
+    EXPECT_EQ(loaded->config.control.port, 7500) << one;
+  }
 }
 
 // ucx.transports is UCX_TLS syntax: one '^' may negate the whole list, before its first name only
@@ -464,6 +480,10 @@ TEST_F(ConfigTest, ValidationNamesTheKeys) {
                               {"storage.gpu_ipc_export", "storage.gpu_capacity"}));
   EXPECT_TRUE(
       LoadDaemonConfig({"--storage-gpu-ipc-export", "--storage-gpu-capacity", "64MiB"}).ok());
+  EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-land-on-gpu", "--storage-gpu-capacity",
+                                                "64MiB", "--storage-mover-threads", "0"}),
+                              {"storage.land_on_gpu", "storage.mover_threads"}));
+  EXPECT_TRUE(LoadDaemonConfig({"--storage-land-on-gpu", "--storage-gpu-capacity", "64MiB"}).ok());
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--leases-default-ttl", "11m"}),
                               {"leases.default_ttl", "leases.max_ttl"}));
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--storage-host-capacity", "32MiB"}),
@@ -483,6 +503,13 @@ TEST_F(ConfigTest, ValidationNamesTheKeys) {
   EXPECT_TRUE(FailsMentioning(LoadDaemonConfig({"--limits-max-frame-bytes", "64KiB",
                                                 "--limits-max-keys-per-request", "4096"}),
                               {"limits.max_keys_per_request", "limits.max_frame_bytes"}));
+  // Every Hello must fit in a frame: 8,714 bytes at the defaults (docs/protocol.md §3).
+  EXPECT_TRUE(FailsMentioning(
+      LoadDaemonConfig({"--limits-max-frame-bytes", "2KiB", "--limits-max-keys-per-request", "64"}),
+      {"limits.max_frame_bytes", "Hello"}));
+  EXPECT_TRUE(
+      LoadDaemonConfig({"--limits-max-frame-bytes", "9KiB", "--limits-max-keys-per-request", "64"})
+          .ok());
   EXPECT_TRUE(FailsMentioning(
       LoadDaemonConfig({"--data-dir", "", "--storage-nvme-capacity", "1GiB"}), {"data_dir"}));
   EXPECT_TRUE(LoadDaemonConfig({"--data-dir", "", "--storage-nvme-capacity", "0"}).ok());
@@ -570,6 +597,12 @@ TEST(ValueParsersTest, DurationsBoolsRatiosHosts) {
 
   EXPECT_DOUBLE_EQ(*ParseRatio("0.9"), 0.9);
   EXPECT_DOUBLE_EQ(*ParseRatio("1"), 1.0);
+  for (double ratio : {0.95, 0.0001, 1e-9, 1.0, 0.1 + 0.2}) {
+    ASSERT_TRUE(ParseRatio(FormatRatio(ratio)).ok()) << FormatRatio(ratio);
+    EXPECT_EQ(*ParseRatio(FormatRatio(ratio)), ratio) << FormatRatio(ratio);
+  }
+  EXPECT_EQ(FormatRatio(0.95), "0.95");
+  EXPECT_EQ(FormatRatio(0.0001), "0.0001");
   for (const char* bad : {"0", "1.01", "", "nan", " 0.5", "0x1p-1", "-0.5"}) {
     EXPECT_FALSE(ParseRatio(bad).ok()) << bad;
   }

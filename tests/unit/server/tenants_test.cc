@@ -110,6 +110,11 @@ TEST(TenantsFileTest, EveryErrorIsNamed) {
   EXPECT_TRUE(FailsMentioning(ParseStatus("users: []\n"), {"tenants.yaml:1", "unknown key"}));
   EXPECT_TRUE(FailsMentioning(ParseStatus("tenants: 3\n"), {"tenants", "expected a list"}));
   EXPECT_TRUE(FailsMentioning(ParseStatus("tenants: []\n"), {"empty"}));
+  // A second tenants list is refused, not dropped (yaml-cpp would read only the first).
+  EXPECT_TRUE(FailsMentioning(
+      ParseStatus(head + Entry("a", kAlphaHash, "0") + head + Entry("b", kBetaHash, "0")),
+      {"tenants.yaml:5", "tenants: given twice"}));
+  EXPECT_TRUE(ParseStatus(head + Entry("a", kAlphaHash, "0") + Entry("b", kBetaHash, "0")).ok());
   EXPECT_TRUE(FailsMentioning(ParseStatus(head + "  - just-a-name\n"),
                               {"tenants.yaml:2", "tenant #1", "expected a map"}));
   EXPECT_TRUE(FailsMentioning(
