@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -29,23 +30,50 @@ Result<std::string> ReadYamlFile(const std::string& path) {
   return text.str();
 }
 
-Result<YAML::Node> ParseYaml(const std::string& text, std::string_view source) {
-  try {
-    // Every document is parsed (YAML::Load stops after the first, so a "---" would drop the rest
-    // of the file unread); only one may hold anything.
-    std::vector<YAML::Node> documents = YAML::LoadAll(text);
-    YAML::Node found;
-    for (const YAML::Node& document : documents) {
-      if (document.IsNull()) continue;
-      if (found.IsDefined() && !found.IsNull()) {
-        const int line = YamlLine(document);
-        return Status::InvalidArgument(
-            (line > 0 ? std::string(source) + ":" + std::to_string(line) : std::string(source)) +
-            ": a second YAML document (after \"---\"); the file must hold one");
+int LineAfterTheFirstDocument(std::string_view text) {
+  enum { kNothing, kStarted, kContent, kEnded } state = kNothing;
+  int line = 0;
+  size_t at = 0;
+  while (at < text.size()) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    const std::string_view l = text.substr(at, end - at);
+    at = end + 1;
+    ++line;
+    // Markers are "---" or "..." in column 0, alone or followed by a space (YAML forbids them
+    // there inside any scalar, so no content line can look like one).
+    const auto marker = [&](std::string_view m) {
+      return l.substr(0, 3) == m && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    };
+    const size_t first = l.find_first_not_of(" \t\r");
+    const bool blank = first == std::string_view::npos || l[first] == '#';
+    if (marker("---") || marker("...")) {
+      const bool start = marker("---");
+      const size_t rest = l.find_first_not_of(" \t\r", 3);
+      const bool inline_content = start && rest != std::string_view::npos && l[rest] != '#';
+      if (state == kNothing && start) {  // the first document's own start
+        state = inline_content ? kContent : kStarted;
+        continue;
       }
-      found = document;
+      if (inline_content) return line;  // "--- value": a later document with content
+      state = kEnded;
+    } else if (!blank && !(state == kNothing && l[first] == '%')) {
+      if (state == kEnded) return line;
+      state = kContent;
     }
-    return found;
+  }
+  return 0;
+}
+
+Result<YAML::Node> ParseYaml(const std::string& text, std::string_view source) {
+  // YAML::Load reads the first document only: anything after its end would be dropped unread.
+  // (YAML::LoadAll is no way out: yaml-cpp 0.7's loops forever on input as short as ",:".)
+  if (const int line = LineAfterTheFirstDocument(text); line > 0) {
+    return Status::InvalidArgument(std::string(source) + ":" + std::to_string(line) +
+                                   ": content after the first YAML document (a \"---\" or "
+                                   "\"...\" line ended it); the file must hold one document");
+  }
+  try {
+    return YAML::Load(text);
   } catch (const YAML::Exception& e) {
     const std::string where = e.mark.is_null()
                                   ? std::string(source)

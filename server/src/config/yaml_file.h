@@ -19,8 +19,14 @@ inline constexpr size_t kMaxYamlFileBytes = 4u << 20;
 // not a regular file, InvalidArgument when it is larger than kMaxYamlFileBytes.
 Result<std::string> ReadYamlFile(const std::string& path);
 
+// The line (from 1) of the first content after the file's first YAML document has ended (a
+// "---" or "..." marker line after it, or a second "---"), 0 when there is none. Comments, blank
+// lines, directives and markers are not content.
+int LineAfterTheFirstDocument(std::string_view text);
+
 // Parses one YAML document. InvalidArgument "<source>:<line>: <what yaml-cpp says>" for bad
-// syntax. An empty document gives a null node.
+// syntax, and "<source>:<line>: content after the first YAML document" for a second one. An empty
+// document gives a null node.
 Result<YAML::Node> ParseYaml(const std::string& text, std::string_view source);
 
 // 1-based line of a node, for error messages (0 when yaml-cpp knows none).

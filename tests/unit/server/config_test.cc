@@ -9,11 +9,14 @@
 #include <iterator>
 #include <set>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "config/config_loader.h"
 #include "config/derived_options.h"
 #include "config/options.h"
 #include "config/value_parsers.h"
+#include "config/yaml_file.h"
 
 namespace kvault::server {
 namespace {
@@ -379,14 +382,25 @@ TEST_F(ConfigTest, YamlErrorsNameTheKeyAndLine) {
   auto empty_section = Load("tls:\n  # cert_file: a.pem\ncontrol:\n  port: 7500\n");
   ASSERT_TRUE(empty_section.ok()) << ErrorOf(empty_section);
   EXPECT_EQ(empty_section->config.control.port, 7500);
-  // A second document is refused, not dropped unread (YAML::Load reads only the first).
-  EXPECT_TRUE(FailsMentioning(Load("control:\n  port: 7500\n---\nstorage:\n  policy: lru\n"),
-                              {"kvaultd.yaml", "second YAML document"}));
-  EXPECT_TRUE(FailsMentioning(Load("control:\n  port: 7500\n---\n{{{\n"),
-                              {"kvaultd.yaml", "invalid YAML"}));
-  // Positive controls: one document, with or without its markers, and empty documents around it.
+  // Content after the first document is refused, not dropped unread (YAML::Load reads only the
+  // first document).
+  for (const auto& [two, line] : std::vector<std::pair<std::string, std::string>>{
+           {"control:\n  port: 7500\n---\nstorage:\n  policy: lru\n", ":4"},
+           {"control:\n  port: 7500\n...\n# end\n\nstorage:\n  policy: lru\n", ":6"},
+           {"---\n---\ncontrol:\n  port: 7500\n", ":3"},
+           {"control:\n  port: 7500\n--- {storage: {policy: lru}}\n", ":3"},
+           {"control:\n  port: 7500\n---\n{{{\n", ":4"}}) {
+    EXPECT_TRUE(
+        FailsMentioning(Load(two), {"kvaultd.yaml" + line, "after the first YAML document"}))
+        << two;
+  }
+  // Positive controls: one document, with its markers, comments and a directive around it, and
+  // "---" inside a value or indented in a block scalar.
   for (const char* one :
-       {"---\ncontrol:\n  port: 7500\n...\n", "---\n---\ncontrol:\n  port: 7500\n"}) {
+       {"---\ncontrol:\n  port: 7500\n...\n", "%YAML 1.2\n--- # kvaultd\ncontrol:\n  port: 7500\n",
+        "control:\n  port: 7500\n...\n# trailing comment\n\n...\n",
+        "control:\n  port: 7500\ndata_dir: \"---\"\n",
+        "control:\n  port: 7500\ndata_dir: |\n  ---\n"}) {
     auto loaded = Load(one);
     ASSERT_TRUE(loaded.ok()) << one << ": " << ErrorOf(loaded);
     EXPECT_EQ(loaded->config.control.port, 7500) << one;
@@ -576,6 +590,17 @@ TEST(ValueParsersTest, Sizes) {
   EXPECT_EQ(FormatSize(1536ull << 20), "1536MiB");
   EXPECT_EQ(FormatSize(1000000), "1000000");
   EXPECT_EQ(FormatSize(3ull << 40), "3TiB");
+}
+
+// yaml-cpp's LoadAll loops forever on ",:" (found by fuzz_config); ParseYaml must not use it.
+TEST(YamlFileTest, ShortGarbageEndsWithAnAnswer) {
+  for (const char* text : {",:", "---\n,:\n", ",:\n---\n"}) {
+    (void)ParseYaml(text, "garbage.yaml");  // any answer; the test is that there is one
+  }
+  EXPECT_EQ(LineAfterTheFirstDocument(""), 0);
+  EXPECT_EQ(LineAfterTheFirstDocument("a: 1\n---"), 0);
+  EXPECT_EQ(LineAfterTheFirstDocument("a: 1\n---\nb: 2"), 3);
+  EXPECT_EQ(LineAfterTheFirstDocument("a: 1\n----\n"), 0);  // not a marker: content
 }
 
 TEST(ValueParsersTest, DurationsBoolsRatiosHosts) {
