@@ -245,6 +245,14 @@ LookupResult Client::LookupPrefix(std::span<const BlockKey> keys, const LookupOp
   return out;
 }
 
+std::vector<BlockKey> ChainParents(std::span<const BlockKey> keys, size_t first) {
+  std::vector<BlockKey> parents(keys.size() > first ? keys.size() - first : 0);
+  for (size_t i = 0; i < parents.size(); ++i) {
+    if (first + i > 0) parents[i] = keys[first + i - 1];
+  }
+  return parents;
+}
+
 StoreHandle Client::Store(std::span<const BlockKey> keys,
                           std::span<const std::span<const uint8_t>> sources,
                           const StoreOptions& options) {
@@ -253,6 +261,10 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
   if (keys.size() != sources.size()) {
     return fail(Status::InvalidArgument("store: " + std::to_string(keys.size()) + " keys but " +
                                         std::to_string(sources.size()) + " sources"));
+  }
+  if (!options.parents.empty() && options.parents.size() != keys.size()) {
+    return fail(Status::InvalidArgument("store: " + std::to_string(keys.size()) + " keys but " +
+                                        std::to_string(options.parents.size()) + " parents"));
   }
   if (!core_->agent()) return fail(Status::Unsupported("store: client has no data plane"));
   Result<Link> link = core_->Acquire(deadline);
@@ -271,7 +283,8 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
       [&](size_t i) {
         return std::pair<const void*, size_t>(sources[i].data(), sources[i].size());
       },
-      [&](size_t i) { return uint64_t{sources[i].size()}; }, limits, 48, "store: source");
+      [&](size_t i) { return uint64_t{sources[i].size()}; }, limits,
+      transport::kStoreEntryWireBytes, "store: source");
   if (!parts.ok()) return fail(parts.status());
 
   auto state = std::make_shared<OpState>(keys.size());
@@ -289,8 +302,8 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
     for (size_t k = 0; k < part.indices.size(); ++k) {
       const size_t i = part.indices[k];
       const std::span<const uint8_t> source = staged ? staged->staged[k] : sources[i];
-      request.entries.push_back(
-          {keys[i], reinterpret_cast<uint64_t>(source.data()), source.size()});
+      request.entries.push_back({keys[i], reinterpret_cast<uint64_t>(source.data()), source.size(),
+                                 options.parents.empty() ? BlockKey{} : options.parents[i]});
     }
     std::shared_ptr<StagingPool::Chunk> chunk = staged ? staged->chunk : nullptr;
     auto indices = std::make_shared<std::vector<size_t>>(std::move(part.indices));

@@ -250,8 +250,10 @@ KvTransferResult KvStore::StoreBlocks(const kernels::PagedKvView& view,
       used = AlignUp(used + bytes);
     }
     if (sources.empty()) break;
-    StoreHandle handle =
-        client_.Store(keys.subspan(first, sources.size()), sources, StoreOptions{deadline});
+    // keys are one sequence's chain: each block's parent is the one before it.
+    const std::vector<BlockKey> parents = ChainParents(keys.first(first + sources.size()), first);
+    StoreHandle handle = client_.Store(keys.subspan(first, sources.size()), sources,
+                                       StoreOptions{.deadline = deadline, .parents = parents});
     const Status waited = handle.Wait();
     for (size_t j = 0; j < sources.size(); ++j) out.key_status[first + j] = handle.key_status(j);
     if (!waited.ok()) {

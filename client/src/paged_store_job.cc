@@ -83,8 +83,12 @@ void PagedPipeline::RunStore(Job& job) {
     stop = wave_codec_->Encode(next, keys, objects, buffer);
     if (!stop.ok()) break;
     std::vector<std::span<const uint8_t>> sources(objects.begin(), objects.end());
+    // job.keys are the sequence's chain from block 0: each block's parent is the one before it.
+    const std::vector<BlockKey> parents =
+        ChainParents(std::span<const BlockKey>(job.keys).first(next + objects.size()), next);
     StoreOptions store;
     store.deadline = WaveDeadline(job);
+    store.parents = parents;
     in_flight.push_back({next, objects.size(), client_.Store(keys, sources, store)});
     next += objects.size();
     ++wave_number;

@@ -111,7 +111,16 @@ struct LookupResult {
 struct StoreOptions {
   // Default: now + ClientConfig::request_timeout.
   std::optional<Deadline> deadline{};
+  // Empty, or one per key: parents[i] is the key of the block before keys[i] in its chain (all
+  // zero for a chain's first block, or when not known). A hint for the daemon's prefix-aware
+  // eviction, which then evicts a chain from its tail instead of orphaning it from its head;
+  // without it every block counts as a chain's first. The span must stay valid during the call.
+  std::span<const BlockKey> parents{};
 };
+
+// parents for StoreOptions when keys[first..] are consecutive blocks of one chain: keys[i-1] for
+// each i > first, and keys[first - 1] (all zero when first is 0) for keys[first].
+std::vector<BlockKey> ChainParents(std::span<const BlockKey> keys, size_t first = 0);
 
 // Where one loaded block goes: `buffer` inside a registered region receives object bytes
 // [offset, offset + length) (length 0: to the end of the object), e.g. one layer range
@@ -190,7 +199,8 @@ class Client {
   // keys[i], inside a region registered with this client. Batches over the daemon's limits and
   // sources in different regions are split into several requests under one handle. Input errors
   // complete the handle at once with InvalidArgument: mismatched counts, an empty source, a
-  // source outside every registered region, an object over the daemon's size limit. Per key:
+  // source outside every registered region, an object over the daemon's size limit, parents
+  // that are neither empty nor one per key. Per key:
   // OK (stored or already present; also when another request was storing the same block at that
   // moment, whose failure leaves it absent: a later lookup misses), IoError (transfer failed),
   // Corruption (the object failed verification or holds another key), ResourceExhausted (no room

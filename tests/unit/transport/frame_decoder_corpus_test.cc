@@ -56,7 +56,7 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> SeedFiles() {
   auth_refused.message = "data plane: worker address: bad magic";
   Store store;
   store.remote_key = {9, 8, 7};
-  store.entries = {{Key(1), 0x1000, 4096}, {Key(2), 0x2000, 128}};
+  store.entries = {{Key(1), 0x1000, 4096}, {Key(2), 0x2000, 128, Key(1)}};
   Load load;
   load.lease_id = 5;
   load.remote_key = {9, 8, 7};

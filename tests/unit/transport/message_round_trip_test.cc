@@ -161,6 +161,37 @@ TEST(MessageRoundTripTest, AuthReplyCarriesEveryDataPlane) {
   }
 }
 
+// docs/protocol.md §4.3, Store entry: key, address, length, then the parent key at offset 48.
+TEST(MessageRoundTripTest, StoreEntryCarriesItsParentAtOffset48) {
+  Store store;
+  store.remote_key = {0xAB};
+  BlockKey key;
+  BlockKey parent;
+  for (size_t i = 0; i < key.size(); ++i) {
+    key[i] = static_cast<uint8_t>(i);
+    parent[i] = static_cast<uint8_t>(0xC0 + i);
+  }
+  store.entries = {{key, 0x1122334455667788, 4096, parent}, {parent, 8, 16, BlockKey{}}};
+  const std::vector<uint8_t> frame = Encode(store, 7);
+  Result<FrameView> view = DecodeFrame(frame);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  // blob remote_key (4 + 1), count (4), 2 entries of kStoreEntryWireBytes (80).
+  ASSERT_EQ(view->body.size(), 4 + 1 + 4 + 2 * kStoreEntryWireBytes);
+  const uint8_t* first = view->body.data() + 9;
+  EXPECT_EQ(std::vector<uint8_t>(first, first + 32), std::vector<uint8_t>(key.begin(), key.end()));
+  EXPECT_EQ(LoadLe64(first + 32), 0x1122334455667788u);
+  EXPECT_EQ(LoadLe64(first + 40), 4096u);
+  EXPECT_EQ(std::vector<uint8_t>(first + 48, first + 80),
+            std::vector<uint8_t>(parent.begin(), parent.end()));
+  const uint8_t* second = first + kStoreEntryWireBytes;
+  EXPECT_EQ(std::vector<uint8_t>(second + 48, second + 80), std::vector<uint8_t>(32, 0));
+  Result<Message> decoded = DecodeMessage(view->header.type, view->body);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(std::get<Store>(*decoded), store);
+  // A body cut inside the last parent is refused, not read past.
+  EXPECT_FALSE(DecodeMessage(view->header.type, view->body.first(view->body.size() - 1)).ok());
+}
+
 // docs/protocol.md §4.2, "Example" of Hello: a client without a UCX worker.
 TEST(MessageRoundTripTest, HelloGoldenBytesMatchTheDocument) {
   Hello hello;

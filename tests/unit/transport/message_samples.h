@@ -127,7 +127,7 @@ inline std::vector<Message> SampleMessages() {
   store.remote_key = {0x00};
   store.entries = {
       {PatternKey(7), kMax64 - defaults.max_block_object_bytes, defaults.max_block_object_bytes},
-      {PatternKey(8), 0, 1}};
+      {PatternKey(8), 0, 1, PatternKey(7)}};
   out.emplace_back(store);
 
   out.emplace_back(StoreReply{AllWireStatuses()});

@@ -25,7 +25,7 @@ using wire::WireWriter;
 using wire::WriteStatusBody;
 
 constexpr size_t kKeyBytes = 32;
-constexpr size_t kStoreEntryBytes = kKeyBytes + 8 + 8;
+static_assert(kStoreEntryWireBytes == kKeyBytes + 8 + 8 + kKeyBytes);
 constexpr size_t kLoadEntryBytes = kKeyBytes + 8 + 8 + 8 + 8;
 constexpr size_t kLoadOutcomeBytes = 1 + 8;
 
@@ -178,7 +178,8 @@ Result<LookupReply> LookupReply::DecodeBody(std::span<const uint8_t> body,
   return FinishDecode(r, std::move(m), limits, "lookup_reply");
 }
 
-// --- Store: blob remote_key, u32 count, count x (32-byte key, u64 address, u64 length).
+// --- Store: blob remote_key, u32 count, count x (32-byte key, u64 address, u64 length, 32-byte
+// parent).
 
 Status Store::Validate(const ProtocolLimits& limits) const {
   KVAULT_RETURN_IF_ERROR(CheckRemoteKey(remote_key, limits));
@@ -206,6 +207,7 @@ void Store::EncodeBody(std::vector<uint8_t>* out) const {
     w.Raw(e.key);
     w.U64(e.address);
     w.U64(e.length);
+    w.Raw(e.parent);
   }
 }
 
@@ -213,13 +215,14 @@ Result<Store> Store::DecodeBody(std::span<const uint8_t> body, const ProtocolLim
   WireReader r(body);
   Store m;
   m.remote_key = r.Blob(limits.max_remote_key_bytes, "remote_key");
-  const uint32_t n = r.Count(limits.max_keys_per_batch, kStoreEntryBytes, "entries");
+  const uint32_t n = r.Count(limits.max_keys_per_batch, kStoreEntryWireBytes, "entries");
   m.entries.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
     StoreEntry e;
     e.key = r.Bytes32();
     e.address = r.U64();
     e.length = r.U64();
+    e.parent = r.Bytes32();
     m.entries.push_back(e);
   }
   return FinishDecode(r, std::move(m), limits, "store");

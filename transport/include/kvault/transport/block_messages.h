@@ -71,8 +71,13 @@ struct StoreEntry {
   BlockKey key{};
   uint64_t address = 0;  // client virtual address of the block object, inside the rkey's region
   uint64_t length = 0;   // object bytes, 1..max_block_object_bytes; address + length < 2^64
+  // The key of the block before this one in its chain, all zero for none (the chain's first
+  // block, or not known): a hint that lets a prefix-aware policy evict chains from the tail.
+  BlockKey parent{};
   bool operator==(const StoreEntry&) const = default;
 };
+// Bytes of one StoreEntry on the wire: key, address, length, parent.
+inline constexpr size_t kStoreEntryWireBytes = 32 + 8 + 8 + 32;
 
 // Client -> server: store these block objects; the server reads each with a UCX get through
 // `remote_key` and verifies it before it becomes visible.
