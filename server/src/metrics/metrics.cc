@@ -93,15 +93,21 @@ class Metrics::Refresher : public storage::CounterVisitor {
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   auto& latency = prometheus::BuildHistogram()
                       .Name("kvault_request_duration_seconds")
-                      .Help("Time from a control request's arrival to its reply, by operation.")
+                      .Help(
+                          "Time the daemon spends on a decoded request until its reply "
+                          "is ready (block transfers included; reading the frame and writing "
+                          "the reply not), by operation.")
                       .Register(*registry_);
   for (size_t i = 0; i < kRequestOpCount; ++i) {
     request_seconds_[i] = &latency.Add({{"op", std::string(kOpNames[i])}}, LatencyBuckets());
   }
-  auto& rejected = prometheus::BuildCounter()
-                       .Name("kvault_rejected_requests_total")
-                       .Help("Requests and connections refused, by reason.")
-                       .Register(*registry_);
+  auto& rejected =
+      prometheus::BuildCounter()
+          .Name("kvault_rejected_requests_total")
+          .Help(
+              "Requests and connections refused, by reason; no_space and quota_exceeded count "
+              "the store entries refused, one per key.")
+          .Register(*registry_);
   for (size_t i = 0; i < kRejectReasonCount; ++i) {
     rejected_[i] = &rejected.Add({{"reason", std::string(kReasonNames[i])}});
   }
@@ -110,11 +116,14 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Help("Open control-plane connections.")
                       .Register(*registry_)
                       .Add({});
-  inflight_bytes_ = &prometheus::BuildGauge()
-                         .Name("kvault_inflight_bytes")
-                         .Help("Block bytes being transferred for stores and loads.")
-                         .Register(*registry_)
-                         .Add({});
+  inflight_bytes_ =
+      &prometheus::BuildGauge()
+           .Name("kvault_inflight_bytes")
+           .Help(
+               "Bytes of the stores and loads in progress: store object lengths and load "
+               "destination capacities as the clients gave them.")
+           .Register(*registry_)
+           .Add({});
   client_memory_faults_ =
       &prometheus::BuildCounter()
            .Name("kvault_client_memory_faults_total")

@@ -21,20 +21,20 @@ constexpr std::array<Special, 7> kSpecial = {{
     {false, "committed_bytes_total", "kvault_store_stored_bytes_total",
      "Bytes of block objects written into the store.", "", ""},
     {false, "pins_total", "kvault_store_loaded_blocks_total",
-     "Blocks read out of the store for loads (pins).", "", ""},
+     "Blocks read out of the store for loads (pins that got their bytes).", "", ""},
     {false, "pinned_bytes_total", "kvault_store_loaded_bytes_total",
      "Bytes of block objects read out of the store for loads (pins).", "", ""},
     {false, "rejected_corrupt_writes_total", "kvault_store_rejected_writes_total",
-     "Writes refused at commit, by reason: corrupt (the block failed verification) or no_space "
-     "(nothing evictable).",
+     "Writes refused, by reason: corrupt (the block failed verification at commit) or "
+     "no_space (nothing evictable when room was reserved).",
      "reason", "corrupt"},
     {false, "rejected_no_space_total", "kvault_store_rejected_writes_total",
-     "Writes refused at commit, by reason: corrupt (the block failed verification) or no_space "
-     "(nothing evictable).",
+     "Writes refused, by reason: corrupt (the block failed verification at commit) or "
+     "no_space (nothing evictable when room was reserved).",
      "reason", "no_space"},
     {true, "checksum_failures_total", "kvault_checksum_failures_total",
-     "Stored blocks that failed their checksum or carried another key when read or scanned; they "
-     "are deleted and served as misses.",
+     "Stored blocks that failed their checksum or carried another key when read (twice) or "
+     "scanned; they are deleted and served as misses.",
      "", ""},
 }};
 

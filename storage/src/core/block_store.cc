@@ -404,18 +404,22 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
     return std::optional<BlockPin>();
   }
   policy(e.tier)->OnAccess(id);
-  ++counters_.pins;
-  counters_.pinned_bytes += e.object_bytes;
+  // Counted once the bytes are in hand: a read that fails is a read failure, not a load.
+  auto counted = [this](BlockPin pin) {
+    ++counters_.pins;
+    counters_.pinned_bytes += pin.bytes().size();
+    return std::optional<BlockPin>(std::move(pin));
+  };
   if (e.tier == TierKind::kHost) {
     ++e.pins;
-    return std::optional<BlockPin>(
+    return counted(
         BlockPin(this, id, host_->Bytes(e.slot, e.object_bytes), TierKind::kHost, nullptr));
   }
   if (options_.promote_on_hit && e.state == EntryState::kResident && e.tier > TierKind::kHost) {
     Status promoted = Promote(id, TierKind::kHost, /*pin_after=*/true, lock);
     if (promoted.ok()) {
       const IndexEntry& now = index_.at(id);
-      return std::optional<BlockPin>(
+      return counted(
           BlockPin(this, id, host_->Bytes(now.slot, now.object_bytes), TierKind::kHost, nullptr));
     }
     if (promoted.code() == StatusCode::kCorruption || promoted.code() == StatusCode::kNotFound) {
@@ -448,7 +452,7 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
     return read;
   }
   std::span<const uint8_t> view(copy.get(), bytes);
-  return std::optional<BlockPin>(BlockPin(this, kNoEntry, view, where, std::move(copy)));
+  return counted(BlockPin(this, kNoEntry, view, where, std::move(copy)));
 }
 
 void StoreCore::Unpin(EntryId id) {

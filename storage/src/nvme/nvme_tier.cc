@@ -324,7 +324,6 @@ Status NvmeTier::Impl::Read(const ScopedKey& key, uint32_t object_bytes, std::sp
   }
   if (verdict.ok()) verdict = VerifyObject(key, value);
   if (!verdict.ok()) {
-    checksum_failures_.fetch_add(1, std::memory_order_relaxed);
     value.Reset();
     return RereadOrDrop(key, object_bytes, out, verdict);
   }
@@ -352,6 +351,8 @@ Status NvmeTier::Impl::RereadOrDrop(const ScopedKey& key, uint32_t object_bytes,
     read_errors_.fetch_add(1, std::memory_order_relaxed);
     return nvme::FromRocksDb(rs, "nvme tier: read again after a failed verification");
   }
+  // Counted only here, where the block is lost: one that verifies when read again is kept.
+  checksum_failures_.fetch_add(1, std::memory_order_relaxed);
   EraseLocked(key);
   KVAULT_LOG(
       LogLevel::kError, "nvme",
