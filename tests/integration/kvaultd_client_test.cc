@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -163,7 +164,11 @@ TEST_F(KvaultdClientTest, LeasesExpireAndTenantsAreIsolated) {
   wrong.server = d.server();
   wrong.tenant = "a";
   wrong.token = "tb";
-  EXPECT_FALSE(Client::Connect(wrong).ok());
+  const Result<std::unique_ptr<Client>> refused = Client::Connect(wrong);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("unauthenticated"), std::string::npos)
+      << refused.status().ToString();
 
   Result<MemoryRegion> region = a->AllocateMemory(1 << 20);
   ASSERT_TRUE(region.ok()) << region.status().ToString();
@@ -184,12 +189,29 @@ TEST_F(KvaultdClientTest, LeasesExpireAndTenantsAreIsolated) {
   const LookupResult foreign = b->LookupPrefix(keys, {.want_lease = true});
   EXPECT_EQ(foreign.leading_hits, 0u);
   EXPECT_FALSE(foreign.lease.valid());
+  // Positive control: the owner loads the first block, byte-exact.
+  Result<MemoryRegion> a_region = a->AllocateMemory(64 << 10);
+  ASSERT_TRUE(a_region.ok()) << a_region.status().ToString();
+  std::vector<LoadDestination> a_dst = {{a_region->bytes()}};
+  LoadHandle own_load = a->Load(Lease{}, std::span(keys).first(1), a_dst);
+  ASSERT_TRUE(own_load.Wait(Clock::now() + 10s).ok());
+  ASSERT_TRUE(own_load.key_status(0).ok()) << own_load.key_status(0).ToString();
+  ASSERT_EQ(own_load.object_size(0), sources[0].size());
+  EXPECT_TRUE(std::equal(sources[0].begin(), sources[0].end(), a_region->bytes().begin()));
+  // The other tenant's load of the same key is a plain miss that leaves its buffer alone.
   Result<MemoryRegion> b_region = b->AllocateMemory(64 << 10);
   ASSERT_TRUE(b_region.ok());
+  std::fill(b_region->bytes().begin(), b_region->bytes().end(), uint8_t{0xA5});
   std::vector<LoadDestination> dst = {{b_region->bytes()}};
   LoadHandle foreign_load = b->Load(Lease{}, std::span(keys).first(1), dst);
-  EXPECT_TRUE(foreign_load.Wait(Clock::now() + 10s).ok());  // the request completes...
-  EXPECT_FALSE(foreign_load.key_status(0).ok());             // ...with the key missed
+  EXPECT_TRUE(foreign_load.Wait(Clock::now() + 10s).ok());             // the request completes...
+  EXPECT_EQ(foreign_load.key_status(0).code(), StatusCode::kNotFound)  // ...with the key missed
+      << foreign_load.key_status(0).ToString();
+  EXPECT_EQ(foreign_load.object_size(0), 0u);
+  EXPECT_TRUE(foreign_load.WaitSettled(Clock::now() + 10s));
+  EXPECT_TRUE(std::all_of(b_region->bytes().begin(), b_region->bytes().end(), [](uint8_t v) {
+    return v == 0xA5;
+  })) << "a miss wrote into the other tenant's buffer";
 
   // A short lease expires by itself.
   const LookupResult leased = a->LookupPrefix(keys, {.want_lease = true, .lease_ttl = 300ms});

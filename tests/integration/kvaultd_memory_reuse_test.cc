@@ -168,10 +168,14 @@ TEST_P(KvaultdMemoryReuseTest, FreedAndReallocatedRegionsNeverSeeStaleBytes) {
   EXPECT_EQ(failed_rounds, 0);
   // The daemon maps a client's shared segments while it caches their keys. Were freed regions
   // kept, each round would add up to S of shared pages that the daemon touched.
-  if (shmem_start >= 0 && shmem_end >= 0) {
-    EXPECT_LT(shmem_end - shmem_start, static_cast<int64_t>(4 * kRegionBytes))
-        << "the daemon keeps freed client segments mapped";
+  if (shmem_start < 0 || shmem_end < 0) {
+    // A kernel without the field (before Linux 4.5) cannot show the leak this test looks for.
+    GTEST_SKIP() << "RssShmem not readable from /proc/" << d.pid() << "/status (start "
+                 << shmem_start << ", end " << shmem_end
+                 << "): the check for freed client segments kept mapped did not run";
   }
+  EXPECT_LT(shmem_end - shmem_start, static_cast<int64_t>(4 * kRegionBytes))
+      << "the daemon keeps freed client segments mapped";
   if (must_repeat() && repeated_rounds == 0) {
     GTEST_SKIP() << "UCX never handed out the same remote key bytes twice with \"" << GetParam()
                  << "\", so the stale-key path was not exercised";

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <span>
 #include <string>
@@ -82,6 +85,33 @@ class KvaultdStagedSettleTest : public BinaryTest {
     for (size_t i = 0; i < kKeys; ++i) dests_.push_back({memory_->at(i * stride_, object_)});
   }
 
+  // SIGSTOP, then waits (10 s at most) until every thread of the daemon is stopped (the signal
+  // is asynchronous): from then on it answers nothing. TearDown continues it.
+  bool StopDaemon() {
+    if (::kill(daemon_->pid(), SIGSTOP) != 0) return false;
+    const std::filesystem::path tasks = "/proc/" + std::to_string(daemon_->pid()) + "/task";
+    auto all_stopped = [&] {
+      std::error_code ec;
+      size_t seen = 0;
+      for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+        std::ifstream f(task.path() / "stat");
+        const std::string line((std::istreambuf_iterator<char>(f)), {});
+        const size_t paren = line.rfind(')');  // the state follows the command name
+        if (paren == std::string::npos || paren + 2 >= line.size()) return false;
+        const char state = line[paren + 2];
+        if (state != 'T' && state != 't') return false;
+        ++seen;
+      }
+      return !ec && seen > 0;
+    };
+    const auto until = Clock::now() + 10s;
+    while (!all_stopped()) {
+      if (Clock::now() >= until) return false;
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  }
+
   std::span<const uint8_t> Stored(size_t i) const {
     return stored_.bytes().subspan(i * object_, object_);
   }
@@ -104,10 +134,29 @@ TEST_F(KvaultdStagedSettleTest, ACancelledLoadNeverWritesTheDestinationAfterSett
   OwnMemory& memory = *memory_;
 
   int written_after = 0;
+  // Rounds whose Cancel() found the load still in flight: the ones that test anything. Every
+  // tenth round holds the daemon stopped (SIGSTOP) across Load and Cancel, so that some always
+  // are; the others cancel at any moment of a running load (before, during or after the daemon
+  // writes the staging chunk), which may or may not be in flight.
+  int cancelled_in_flight = 0;
+  int cancelled_while_running = 0;
   for (int round = 0; round < 100; ++round) {
+    const bool stopped = round % 10 == 0;
+    if (stopped) ASSERT_TRUE(StopDaemon());
     LoadHandle h = client->Load(Lease{}, keys_, dests_);
-    std::this_thread::sleep_for(std::chrono::microseconds(round % 25 * 40));  // any moment
+    if (!stopped) std::this_thread::sleep_for(std::chrono::microseconds(round % 25 * 40));
     h.Cancel();
+    if (stopped) {
+      EXPECT_TRUE(h.cancelled()) << "round " << round << ": done before a stopped daemon answered";
+      ASSERT_EQ(::kill(daemon_->pid(), SIGCONT), 0);
+    }
+    if (h.cancelled()) {
+      ++cancelled_in_flight;
+      if (!stopped) ++cancelled_while_running;
+      const Status s = h.Wait(Clock::now() + 1s);
+      EXPECT_EQ(s.code(), StatusCode::kUnavailable) << "round " << round << ": " << s.ToString();
+      EXPECT_EQ(s.message(), "cancelled") << "round " << round;
+    }
     ASSERT_TRUE(h.WaitSettled(Clock::now() + 30s));
     std::memset(memory.data, 0xEE, memory.size);  // the caller owns the buffers again
     // Every reply was handled on the connection's thread before the Pong.
@@ -115,6 +164,8 @@ TEST_F(KvaultdStagedSettleTest, ACancelledLoadNeverWritesTheDestinationAfterSett
     if (!memory.All(0xEE)) ++written_after;
   }
   EXPECT_EQ(written_after, 0) << "rounds whose buffers were written after WaitSettled";
+  EXPECT_GE(cancelled_in_flight, 10) << "rounds whose load was cancelled in flight";
+  RecordProperty("cancelled_in_flight_while_running", cancelled_while_running);
   EXPECT_GT(client->registered_staging().staged_requests, 0u);
 }
 

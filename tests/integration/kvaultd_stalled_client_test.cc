@@ -134,7 +134,10 @@ TEST_F(KvaultdStalledClientTest, OtherClientsAreServedWhileOnesTransferStalls) {
     ASSERT_TRUE(loaded.Wait(Clock::now() + 10s).ok());
     ASSERT_TRUE(loaded.key_status(0).ok()) << loaded.key_status(0).ToString();
     EXPECT_TRUE(IsSyntheticBlockFor(key, region->bytes().first(loaded.object_size(0))));
-    EXPECT_LT(Clock::now() - start, 2s) << "client " << i << " waited on the stalled one";
+    // A client that waited on the stalled one would take until its deadline: half of it is a
+    // bound no descheduling reaches (the ordering check below is the sharp one).
+    EXPECT_LT(Clock::now() - start, kDeadline / 2)
+        << "client " << i << " waited on the stalled one";
   }
   ASSERT_LT(Clock::now() - load_sent, kDeadline - 1s) << "too slow to tell a stall from service";
   EXPECT_FALSE(stalled.Readable())

@@ -185,20 +185,52 @@ def test_store_input_errors(client, ns):
         put.key_status(5)
 
 
-def test_handles_poll_cancel_and_wait_timeouts(client, ns):
+def test_handles_poll_cancel_and_wait_timeouts(own_daemon, ns):
     kv = make_kv(4, seed=5)
     keys = kvault.chain_keys(ns, [9, 9, 9, 9], BLOCK)
-    region = client.allocate(1 << 12)
-    _, objects = sealed_objects(ns, kv, keys, region)
-    put = client.store(keys, objects)
-    deadline = time.monotonic() + 10
-    while not put.poll():  # poll never blocks
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    assert put.wait(timeout_s=0) is True  # done: a zero timeout is enough
-    put.cancel()  # no effect once done
-    assert not put.cancelled and put.status.ok
-    assert put.wait_settled(timeout_s=5)
+    # No request deadline passes while the daemon is paused below.
+    with kvault.Client(own_daemon.server, request_timeout_ms=120000) as client:
+        region = client.allocate(1 << 13)
+        _, objects = sealed_objects(ns, kv, keys, region)
+        put = client.store(keys, objects)
+        deadline = time.monotonic() + 10
+        while not put.poll():  # poll never blocks
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert put.wait(timeout_s=0) is True  # done: a zero timeout is enough
+        put.cancel()  # no effect once done
+        assert not put.cancelled and put.status.ok
+        assert put.wait_settled(timeout_s=5)
+
+        # The daemon paused (SIGSTOP): a load of the stored block stays in flight.
+        n = len(objects[0])
+        dst = region.array[4096:4096 + n]
+        dst[:] = 0xEE
+        own_daemon.pause()
+        get = client.load(None, keys, [dst])
+        assert not get.poll()
+        assert get.wait(timeout_s=0.05) is False  # the wait's timeout, not the transfer's end
+        assert get.wait(timeout_s=0.05, check=True) is False  # nothing to raise yet
+        assert not get.poll() and not get.cancelled
+        assert get.status.code == "unavailable" and "in flight" in get.status.message
+        assert get.key_status(0).message == "in flight"
+
+        get.cancel()  # in flight: done at once, cancelled
+        get.cancel()  # idempotent
+        assert get.poll() and get.cancelled
+        assert get.wait(timeout_s=0, check=False) is True
+        assert get.status.code == "unavailable" and get.status.message == "cancelled"
+        assert get.key_status(0).code == "unavailable"
+        with pytest.raises(kvault.UnavailableError, match="cancelled"):
+            get.wait(timeout_s=0)
+        # The daemon was not told and has not answered: the destination is not free yet.
+        assert not get.settled
+        assert get.wait_settled(timeout_s=0.05) is False
+
+        own_daemon.resume()
+        assert get.wait_settled(timeout_s=30)
+        assert get.cancelled and get.status.message == "cancelled"  # a late reply changes nothing
+        assert client.ping() > 0
 
 
 def test_region_views(client):

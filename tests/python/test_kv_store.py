@@ -83,13 +83,24 @@ def test_bfloat16_bits_round_trip(client, ns):
 
 
 def test_load_miss_leaves_kv_untouched(client, ns):
-    keys = kvault.chain_keys(ns, list(range(900, 908)), BLOCK)
     s = store(client, ns)
-    out = np.zeros((LAYERS, 2, 8, HEADS, DIM), dtype=np.float16)
+    # Positive control: blocks stored through the same KvStore load back byte-exact.
+    kv = make_kv(8, seed=6)
+    stored = kvault.chain_keys(ns, list(range(800, 808)), BLOCK)
+    assert s.store_blocks(kv, stored).leading_ok == 2
+    hit = np.full_like(kv, 7.0)
+    r = s.load_blocks(None, stored, hit)
+    assert r.ok and r.leading_ok == 2
+    assert [st.code for st in r.statuses] == ["ok", "ok"]
+    assert np.array_equal(hit, kv)
+
+    # Keys never stored: both miss, and the KV keeps every value it had.
+    keys = kvault.chain_keys(ns, list(range(900, 908)), BLOCK)
+    out = np.full((LAYERS, 2, 8, HEADS, DIM), 7.0, dtype=np.float16)
     r = s.load_blocks(None, keys, out)
     assert r.ok and r.leading_ok == 0
     assert [st.code for st in r.statuses] == ["not_found", "not_found"]
-    assert not out.any()
+    assert (out == 7.0).all()
 
 
 def test_bad_shapes_and_dtypes_raise_value_error(client, ns):

@@ -5,20 +5,24 @@
 // then answers requests the way its Mode says. No data plane: Store and Load are answered
 // without moving bytes. A Hello that announces a UCX worker gets the worker proof a daemon sends
 // (a TransferEngine of the fake's own sends the token after Auth; ProveWorker checks it), so a
-// client with a data plane connects as it would to kvaultd.
+// client with a data plane connects as it would to kvaultd. OfferMemorySocket makes the handshake
+// name a memory socket (docs/protocol.md §6) with a right or a wrong server proof.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +49,14 @@ class FakeServer {
                       // staging holds)
     kRefuseRequests,  // handshake, then answers every request at once with an invalid_argument
                       // ErrorReply
+    kServeGpuExport,  // like kServe, and GpuExport (which kServe leaves unanswered) is answered
+                      // with one not_found entry per key
+    kShortReplies,    // like kServeGpuExport, but every Lookup, Store, Load, Delete and GpuExport
+                      // reply has one result fewer than the request has keys (well-formed bytes)
+    kTooManyHits,     // like kServe, but a LookupReply says leading_hits = keys + 1 (bytes patched
+                      // after encoding: the encoder refuses such a reply)
+    kNewerVersion,    // HelloReply with server_version kProtocolVersion + 1; nothing else differs
+    kWrongPong,       // like kServe, but a Pong carries the Ping's payload + 1
   };
 
   static constexpr std::chrono::milliseconds kLoadDelay{20};
@@ -95,8 +107,27 @@ class FakeServer {
     std::lock_guard<std::mutex> lock(mu_);
     return hello_;
   }
+  // Every Hello received, in arrival order.
+  std::vector<transport::Hello> hellos() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hellos_;
+  }
+
+  // From the next Hello on, the HelloReply names `path` as the daemon's memory socket, with this
+  // process's pid and effective uid, and the AuthReply carries a server proof over them
+  // (ServerProof with the fake's token, as kvaultd computes it) when `correct_proof`, or that
+  // proof with one bit flipped otherwise. The fake itself never listens at `path`.
+  void OfferMemorySocket(std::string path, bool correct_proof) {
+    std::lock_guard<std::mutex> lock(mu_);
+    offer_ = MemorySocketOffer{std::move(path), correct_proof};
+  }
 
  private:
+  struct MemorySocketOffer {
+    std::string path;
+    bool correct_proof = true;
+  };
+
   // Waits up to 20 ms for fd to become readable; false when stopping.
   bool WaitReadable(int fd) {
     while (!stop_.load()) {
@@ -159,10 +190,17 @@ class FakeServer {
           {
             std::lock_guard<std::mutex> lock(mu_);
             hello_ = *hello;
+            hellos_.push_back(*hello);
           }
           transport::HelloReply r;
+          if (mode_ == Mode::kNewerVersion) r.server_version = transport::kProtocolVersion + 1;
           r.nonce.fill(0x5A);
           r.limits = limits_;
+          if (const std::optional<MemorySocketOffer> offer = Offer()) {
+            r.memory_socket = offer->path;
+            r.server_pid = static_cast<uint32_t>(::getpid());
+            r.server_uid = static_cast<uint32_t>(::geteuid());
+          }
           Reply(fd, r, id);
           continue;
         }
@@ -179,6 +217,13 @@ class FakeServer {
           authed = true;
           transport::AuthReply r;
           r.session_id = 100 + connections_.load();
+          if (const std::optional<MemorySocketOffer> offer = Offer()) {
+            const AuthDigest proof = ServerProof(TokenHash(token_), nonce, auth->proof,
+                                                 static_cast<uint32_t>(::getpid()),
+                                                 static_cast<uint32_t>(::geteuid()), offer->path);
+            std::copy(proof.begin(), proof.end(), r.server_proof.begin());
+            if (!offer->correct_proof) r.server_proof[0] ^= 0x01;
+          }
           Reply(fd, r, id);
           SendWorkerProof(r.session_id);
           continue;
@@ -239,29 +284,52 @@ class FakeServer {
     (void)engine_->Connect(address, std::nullopt, proof);
   }
 
+  std::optional<MemorySocketOffer> Offer() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return offer_;
+  }
+
+  // How many results a reply carries for a request of `keys` keys.
+  size_t Results(size_t keys) const {
+    return mode_ == Mode::kShortReplies && keys > 0 ? keys - 1 : keys;
+  }
+
   void Answer(int fd, const transport::Message& m, uint64_t id) {
     if (auto* ping = std::get_if<transport::Ping>(&m)) {
-      Reply(fd, transport::Pong{ping->payload}, id);
+      Reply(fd, transport::Pong{mode_ == Mode::kWrongPong ? ping->payload + 1 : ping->payload}, id);
     } else if (auto* lookup = std::get_if<transport::Lookup>(&m)) {
       transport::LookupReply r;
-      const size_t hits = std::min<size_t>(2, lookup->keys.size());
+      const size_t keys = Results(lookup->keys.size());
+      const size_t hits = std::min<size_t>(2, keys);
       r.leading_hits = static_cast<uint32_t>(hits);
-      for (size_t i = 0; i < lookup->keys.size(); ++i) {
+      for (size_t i = 0; i < keys; ++i) {
         r.tiers.push_back(i < hits ? transport::WireTier::kHost : transport::WireTier::kNone);
       }
       if (lookup->want_lease && hits > 0) {
         r.lease_id = 99;
         r.lease_ttl_ms = 1000;
       }
+      if (mode_ == Mode::kTooManyHits) {
+        Result<std::vector<uint8_t>> frame = transport::EncodeFrame(r, id, limits_);
+        if (!frame.ok()) return;
+        // The body starts with leading_hits (u32 little-endian, docs/protocol.md §4.3).
+        const uint32_t over = static_cast<uint32_t>(keys + 1);
+        for (size_t b = 0; b < 4; ++b) {
+          (*frame)[transport::kFrameHeaderBytes + b] = static_cast<uint8_t>(over >> (8 * b));
+        }
+        Send(fd, *frame);
+        return;
+      }
       Reply(fd, r, id);
     } else if (auto* store = std::get_if<transport::Store>(&m)) {
       transport::StoreReply r;
-      r.statuses.assign(store->entries.size(), transport::WireStatus::kOk);
+      r.statuses.assign(Results(store->entries.size()), transport::WireStatus::kOk);
       Reply(fd, r, id);
     } else if (auto* load = std::get_if<transport::Load>(&m)) {
       transport::LoadReply r;
       if (mode_ == Mode::kServeHits) std::this_thread::sleep_for(kLoadDelay);
-      for (const transport::LoadEntry& e : load->entries) {
+      for (size_t i = 0; i < Results(load->entries.size()); ++i) {
+        const transport::LoadEntry& e = load->entries[i];
         r.outcomes.push_back(mode_ == Mode::kServeHits
                                  ? transport::LoadOutcome{transport::WireStatus::kOk, e.capacity}
                                  : transport::LoadOutcome{transport::WireStatus::kNotFound, 0});
@@ -269,7 +337,13 @@ class FakeServer {
       Reply(fd, r, id);
     } else if (auto* del = std::get_if<transport::Delete>(&m)) {
       transport::DeleteReply r;
-      r.statuses.assign(del->keys.size(), transport::WireStatus::kNotFound);
+      r.statuses.assign(Results(del->keys.size()), transport::WireStatus::kNotFound);
+      Reply(fd, r, id);
+    } else if (auto* gpu = std::get_if<transport::GpuExport>(&m)) {
+      if (mode_ != Mode::kServeGpuExport && mode_ != Mode::kShortReplies) return;
+      transport::GpuExportReply r;
+      r.entries.assign(Results(gpu->keys.size()),
+                       transport::GpuExportEntry{transport::WireStatus::kNotFound});
       Reply(fd, r, id);
     } else if (std::holds_alternative<transport::ReleaseLease>(m)) {
       Reply(fd, transport::ReleaseLeaseReply{}, id);
@@ -299,6 +373,8 @@ class FakeServer {
   std::vector<transport::MessageType> seen_;
   std::vector<std::vector<uint8_t>> released_;
   transport::Hello hello_;
+  std::vector<transport::Hello> hellos_;
+  std::optional<MemorySocketOffer> offer_;
   // Used by the server thread only; the engine goes after the thread is joined.
   std::unique_ptr<transport::TransferEngine> engine_;
   std::array<uint8_t, 32> worker_token_{};

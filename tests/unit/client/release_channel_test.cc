@@ -51,8 +51,12 @@ TEST(ReleaseChannelTest, AKeptReleaseReachesTheNextConnectionAndAnOrdinaryOneDoe
   EXPECT_EQ(ReleasedKeys(server, 2), (std::vector<std::vector<uint8_t>>{region, ordinary}));
   channel.Detach();
   channel.Attach(conn.get());
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(server.released_keys().size(), 2u);
+  // Attach sends whatever was kept before it returns, and Send queues after that on the same
+  // connection: once a marker sent now has arrived, a second copy of the kept release would have
+  // arrived before it.
+  const std::vector<uint8_t> marker = {7, 8, 9};
+  channel.Send(marker);
+  EXPECT_EQ(ReleasedKeys(server, 3), (std::vector<std::vector<uint8_t>>{region, ordinary, marker}));
   channel.Detach();
 }
 

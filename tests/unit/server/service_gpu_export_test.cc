@@ -196,13 +196,26 @@ TEST_F(ServiceGpuExportTest, AnotherTenantsKeyIsAMiss) {
   auto a = LoggedIn(*service_, "team-a", "token-a");
   auto b = LoggedIn(*service_, "team-b", "token-b");
   Put(*a, KeyOf(1));
+  // a's lease keeps its block in the gpu tier while b's arrives (the fake tier holds one object
+  // and would otherwise push it down to host, where an export misses for anyone): what b gets
+  // below is decided by the tenant, not by where the block is.
+  const transport::LookupReply a_hits = Lookup(*service_, *a, {KeyOf(1)});
+  ASSERT_EQ(a_hits.tiers[0], transport::WireTier::kGpu);
+  ASSERT_NE(a_hits.lease_id, 0u);
   Put(*b, KeyOf(2));
-  const transport::LookupReply b_hits = Lookup(*service_, *b, {KeyOf(2)});
+  // b asks for a's key bytes too: a miss for b, so its lease covers only its own block.
+  const transport::LookupReply b_hits = Lookup(*service_, *b, {KeyOf(2), KeyOf(1)});
+  EXPECT_EQ(b_hits.leading_hits, 1u);
   ASSERT_NE(b_hits.lease_id, 0u);
   // b's own lease, a's key bytes: b has no such block.
   const Message m = Export(*service_, *b, b_hits.lease_id, {KeyOf(1)});
   EXPECT_EQ(Statuses(m), std::vector<WireStatus>{WireStatus::kNotFound});
   EXPECT_EQ(MessageOf(m), "");
+  // Positive control: the owner, with the block where it was, gets past every check (the fake
+  // tier then refuses to export, as for any gpu-resident leased block).
+  const Message owner = Export(*service_, *a, a_hits.lease_id, {KeyOf(1)});
+  EXPECT_EQ(Statuses(owner), std::vector<WireStatus>{WireStatus::kUnsupported});
+  EXPECT_NE(MessageOf(owner).find("cannot export"), std::string::npos) << MessageOf(owner);
 }
 
 TEST_F(ServiceGpuExportTest, ExportOffAnswersUnsupportedWithTheReason) {

@@ -111,6 +111,7 @@ TEST_F(ServiceTest, AnotherTenantTakesTheMissPath) {
 TEST_F(ServiceTest, CorruptObjectIsRejectedAndNothingIsLeftReserved) {
   auto s = LoggedIn("team-a", "token-a");
   const double used_before = StoreValue("host.reserved_bytes");
+  const double rejected_before = StoreValue(".rejected_corrupt_writes_total");
   transport::Store store;
   store.remote_key = {9};
   std::vector<uint8_t> object = *MakeSyntheticBlock(Key(5), 4096);
@@ -121,10 +122,17 @@ TEST_F(ServiceTest, CorruptObjectIsRejectedAndNothingIsLeftReserved) {
   Message m = service_->Handle(*s, store);
   const auto& reply = std::get<transport::StoreReply>(m);
   EXPECT_EQ(reply.statuses[0], WireStatus::kCorruption);
-  EXPECT_NE(reply.statuses[1], WireStatus::kOk);
+  // A well-formed object sealed for another key is as corrupt as a damaged one.
+  EXPECT_EQ(reply.statuses[1], WireStatus::kCorruption);
+  EXPECT_EQ(StoreValue(".rejected_corrupt_writes_total"), rejected_before + 2);
   EXPECT_EQ(LookupKeys(*s, {Key(5)}, false).leading_hits, 0u);
   EXPECT_EQ(LookupKeys(*s, {Key(7)}, false).leading_hits, 0u);
+  EXPECT_EQ(LookupKeys(*s, {Key(6)}, false).leading_hits, 0u);
   EXPECT_EQ(StoreValue("host.reserved_bytes"), used_before);
+  // Positive control: the same object under the key it was sealed for stores and is found.
+  EXPECT_EQ(StoreKeys(*s, {Key(6)}, 4096), std::vector<WireStatus>{WireStatus::kOk});
+  EXPECT_EQ(LookupKeys(*s, {Key(6)}, false).leading_hits, 1u);
+  EXPECT_EQ(StoreValue(".rejected_corrupt_writes_total"), rejected_before + 2);
 }
 
 TEST_F(ServiceTest, FailedTransfersFailTheirKeysAndFreeTheirRoom) {
@@ -216,6 +224,64 @@ TEST_F(ServiceTest, LeasesBelongToTheirSessionAndCloseReleasesThem) {
   EXPECT_EQ(mover_.disconnects, 1);
   m = service_->Handle(*other, del);
   EXPECT_EQ(std::get<transport::DeleteReply>(m).statuses[0], WireStatus::kOk);
+}
+
+// A Hello on an authenticated session starts the handshake over (docs/protocol.md): the session
+// drops what it held as the old tenant, is refused until Auth, and then sees only the new
+// tenant's blocks.
+TEST_F(ServiceTest, ANewHelloDropsTheOldTenantsLeasesAndScope) {
+  auto s = LoggedIn("team-a", "token-a");
+  ASSERT_EQ(StoreKeys(*s, {Key(1)}), std::vector<WireStatus>(1, WireStatus::kOk));
+  const uint64_t lease = LookupKeys(*s, {Key(1)}, true).lease_id;
+  ASSERT_NE(lease, 0u);
+  ASSERT_EQ(StoreValue(".active_leases"), 1.0);
+  const int disconnects = mover_.disconnects;
+
+  transport::Hello hello;
+  hello.tenant = "team-b";
+  hello.worker_address = {1, 2, 3};
+  Message m = service_->Handle(*s, hello);
+  const auto* challenge = std::get_if<transport::HelloReply>(&m);
+  ASSERT_NE(challenge, nullptr);
+  // a's lease and data-plane peer are gone with a.
+  EXPECT_EQ(StoreValue(".active_leases"), 0.0);
+  EXPECT_TRUE(s->leases.empty());
+  EXPECT_EQ(mover_.disconnects, disconnects + 1);
+  // Between Hello and Auth the session is nobody's.
+  EXPECT_NE(s->state, SessionState::kAuthenticated);
+  transport::Lookup lookup;
+  lookup.keys = {Key(1)};
+  const Message refused = service_->Handle(*s, lookup);
+  const auto* error = std::get_if<transport::ErrorReply>(&refused);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->status, WireStatus::kUnauthenticated);
+
+  transport::Auth auth;
+  const AuthDigest proof = AuthProof(TokenHash("token-b"), challenge->nonce);
+  std::copy(proof.begin(), proof.end(), auth.proof.begin());
+  m = service_->Handle(*s, auth);
+  ASSERT_TRUE(std::holds_alternative<transport::AuthReply>(m));
+  ASSERT_EQ(std::get<transport::AuthReply>(m).status, WireStatus::kOk);
+  ASSERT_FALSE(mover_.proofs.empty());
+  m = service_->Handle(*s, transport::ProveWorker{mover_.proofs.back().token});
+  ASSERT_EQ(std::get<transport::ProveWorkerReply>(m).status, WireStatus::kOk);
+  // Now b: a's block misses, a's old lease is not the session's.
+  const transport::LookupReply foreign = LookupKeys(*s, {Key(1)}, true);
+  EXPECT_EQ(foreign.leading_hits, 0u);
+  EXPECT_EQ(foreign.lease_id, 0u);
+  std::vector<uint8_t> dst(64 << 10);
+  EXPECT_EQ(LoadKey(*s, Key(1), dst).outcomes[0].status, WireStatus::kNotFound);
+  m = service_->Handle(*s, transport::ReleaseLease{lease});
+  EXPECT_EQ(std::get<transport::ReleaseLeaseReply>(m).status, WireStatus::kLeaseExpired);
+  // Positive controls: b's own block stores and hits on this session; a's is still a's.
+  EXPECT_EQ(StoreKeys(*s, {Key(2)}), std::vector<WireStatus>(1, WireStatus::kOk));
+  const transport::LookupReply own = LookupKeys(*s, {Key(2)}, true);
+  EXPECT_EQ(own.leading_hits, 1u);
+  EXPECT_NE(own.lease_id, 0u);
+  EXPECT_EQ(LoadKey(*s, Key(2), dst).outcomes[0].status, WireStatus::kOk);
+  auto a = LoggedIn("team-a", "token-a");
+  EXPECT_EQ(LookupKeys(*a, {Key(1)}, false).leading_hits, 1u);
+  EXPECT_EQ(LookupKeys(*a, {Key(2)}, false).leading_hits, 0u);
 }
 
 TEST_F(ServiceTest, ReleaseLeaseWorksOnceForItsOwner) {

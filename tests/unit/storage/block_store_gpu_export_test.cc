@@ -120,6 +120,8 @@ TEST(BlockStoreGpuExport, AbsentAndForeignKeysAreMisses) {
   // The same key bytes under another tenant are another (absent) block, even with the owner's
   // lease.
   ExpectMiss(s.store->ExportGpu(7, key, lease));
+  // Positive control: the owner, with the same lease, gets past every check to the tier.
+  ExpectError(s.store->ExportGpu(0, key, lease), StatusCode::kUnsupported);
 }
 
 TEST(BlockStoreGpuExport, ABlockInAnotherTierIsAMiss) {

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -17,8 +19,10 @@
 
 #include "kvault/transport/ucx/transfer_engine.h"
 #include "kvault/transport/ucx/ucx_agent.h"
+#include "kvault/transport/ucx/ucx_context.h"
 #include "kvault/transport/ucx/ucx_memory.h"
 #include "kvault/transport/ucx/ucx_worker.h"
+#include "ucx/progress_loop.h"
 #include "ucx_test_util.h"
 
 namespace kvault::transport {
@@ -166,9 +170,11 @@ TEST_P(TransferEngineRunTest, ManyThreadsDrivingAndSubmittingAtOnceMoveExactlyTh
   EXPECT_TRUE(engine_->UnregisterMemory(*arena).ok());
 }
 
-// Work queued through Submit while other threads keep the worker taken is never stranded until
-// the progress thread's 100 ms sleep cap (a wakeup that reached the loop while the worker was
-// taken is repeated when the last taker lets go).
+// Work queued through Submit while other threads keep the worker taken is not starved: the
+// Submits complete, typically far sooner than the progress thread's 100 ms sleep cap. (Here the
+// Run callers' own passes start the queued work, so a wakeup the loop lost while the worker was
+// taken goes unnoticed: ProgressLoopTest.AWakeupWhileTheWorkerIsTakenIsRepeatedOnRelease below
+// checks that one.)
 TEST_P(TransferEngineRunTest, SubmitsAmongRunCallersCompleteWithoutWaitingForTheSleepCap) {
   constexpr size_t kSlice = 16 * kKiB;
   constexpr size_t kDrivers = 2;
@@ -196,28 +202,107 @@ TEST_P(TransferEngineRunTest, SubmitsAmongRunCallersCompleteWithoutWaitingForThe
     });
   }
   constexpr int kSubmits = 300;
-  int slow = 0;
-  Clock::duration slowest{};
+  std::vector<Clock::duration> took;
+  took.reserve(kSubmits);
   for (int i = 0; i < kSubmits; ++i) {
     const auto start = Clock::now();
     std::vector<Status> s = WaitBatch(engine_->Submit(batch_for(kDrivers)));
-    const auto took = Clock::now() - start;
+    took.push_back(Clock::now() - start);
     ASSERT_EQ(s.size(), 1u);
     ASSERT_TRUE(s[0].ok()) << s[0].ToString();
-    slowest = std::max(slowest, took);
-    slow += took >= std::chrono::milliseconds(90);
   }
   stop.store(true);
   for (std::thread& t : drivers) t.join();
   EXPECT_EQ(driver_failures.load(), 0);
-  // A stranded wakeup costs about 100 ms, often; a loaded machine may stall a thread once.
-  EXPECT_LE(slow, 2) << "slowest " << std::chrono::duration<double>(slowest).count() << " s";
+  // A Submit left to the progress thread while the worker is taken can cost up to its 100 ms
+  // sleep cap. CPU contention on a small shared machine stalls some Submits too, so the bound is
+  // on the typical one: the median stays far under the cap unless most Submits sit it out. (A
+  // bound on the slow tail would be one that a loaded machine can break.)
+  std::vector<Clock::duration> sorted = took;
+  std::sort(sorted.begin(), sorted.end());
+  auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  const Clock::duration median = sorted[sorted.size() / 2];
+  const auto slow = std::count_if(took.begin(), took.end(), [](Clock::duration d) {
+    return d >= std::chrono::milliseconds(90);
+  });
+  EXPECT_LT(median, std::chrono::milliseconds(50))
+      << "median " << ms(median) << " ms, 90th percentile " << ms(sorted[sorted.size() * 9 / 10])
+      << " ms, slowest " << ms(sorted.back()) << " ms, " << slow << " of " << kSubmits
+      << " at 90 ms or more";
+  RecordProperty(
+      "median_submit_us",
+      std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(median).count()));
+  RecordProperty("slow_submits", std::to_string(slow));
 }
 
 INSTANTIATE_TEST_SUITE_P(ucx, TransferEngineRunTest, ::testing::Values("tcp", "posix,cma"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            return std::string(info.param) == "tcp" ? "Tcp" : "PosixCma";
                          });
+
+// A Wake() (new work queued) that reaches the progress loop while another thread holds the
+// worker (TakeOver) is repeated when that thread lets go, so the loop runs a pass at once instead
+// of at its 100 ms sleep cap. Each round takes the worker, wakes the loop, gives it a moment to
+// take the wakeup while the worker is taken (the case under test; a loop that has not taken it
+// yet still finds it after the release, and the round then proves nothing but cannot fail), lets
+// go, and measures how long until the loop's next pass. A lost wakeup costs nearly the whole cap
+// in every round that exercised it; contention on a loaded machine delays some passes, so the
+// bound is on the median round.
+TEST(ProgressLoopTest, AWakeupWhileTheWorkerIsTakenIsRepeatedOnRelease) {
+  UcxContextOptions context_options;
+  context_options.transports = "posix,cma";
+  Result<UcxContext> context = UcxContext::Create(context_options);
+  ASSERT_TRUE(context.ok()) << context.status().ToString();
+  Result<UcxWorker> worker = UcxWorker::Create(*context, UcxThreadMode::kSerialized);
+  ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t passes = 0;  // guarded by mu
+  ProgressLoop::Hooks hooks;
+  hooks.work = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++passes;
+    }
+    cv.notify_all();
+    return false;  // nothing to do: the loop goes back to sleep
+  };
+  hooks.next_wakeup = [] { return ProgressLoop::Clock::time_point::max(); };
+  hooks.on_stop = [] {};
+  Result<std::unique_ptr<ProgressLoop>> loop =
+      ProgressLoop::Start(*worker, std::move(hooks), std::chrono::microseconds(0));
+  ASSERT_TRUE(loop.ok()) << loop.status().ToString();
+
+  constexpr int kRounds = 30;
+  std::vector<Clock::duration> took;
+  for (int round = 0; round < kRounds; ++round) {
+    uint64_t before = 0;
+    Clock::time_point released;
+    {
+      ProgressLoop::Driving driving = (*loop)->TakeOver();
+      (*loop)->Wake();  // as Submit does after queueing work
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        before = passes;  // no pass runs while the worker is taken
+      }
+      released = Clock::now();
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return passes > before; }))
+        << "round " << round << ": no pass within 10 s of the release";
+    took.push_back(Clock::now() - released);
+  }
+  (*loop)->Stop();
+
+  std::sort(took.begin(), took.end());
+  auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  EXPECT_LT(took[took.size() / 2], std::chrono::milliseconds(50))
+      << "median " << ms(took[took.size() / 2]) << " ms from release to the next pass (fastest "
+      << ms(took.front()) << " ms, slowest " << ms(took.back())
+      << " ms): the wakeup taken while the worker was taken was lost";
+}
 
 // CPU time the calling thread has used.
 Clock::duration ThreadCpuTime() {
