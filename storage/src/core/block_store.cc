@@ -190,8 +190,15 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
   }
   // A full host tier asks its policy whether the block is worth a victim; a block it turns away
   // is staged privately and goes to the next colder tier at Commit (or is not cached).
-  const bool admitted = host_can_hold && (host_->Fits(object_bytes) ||
-                                          policy(TierKind::kHost)->Admit(KeyHash(key), parent));
+  // The host policy hears of the parent only when it is one of the host tier's blocks: one in a
+  // colder tier is not the policy's to spare, nor to take as a last resort.
+  const EntryId host_parent = parent != kNoEntry && index_.at(parent).tier == TierKind::kHost &&
+                                      index_.at(parent).state == EntryState::kResident
+                                  ? parent
+                                  : kNoEntry;
+  const bool admitted =
+      host_can_hold &&
+      (host_->Fits(object_bytes) || policy(TierKind::kHost)->Admit(KeyHash(key), host_parent));
   std::unique_ptr<uint8_t[]> staging;
   TierSlot slot = 0;
   if (admitted) {

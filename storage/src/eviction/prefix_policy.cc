@@ -111,11 +111,14 @@ class PrefixPolicy final : public EvictionPolicy {
     if (std::optional<EntryId> v = ColdestIn(first, evictable)) return v;
     if (std::optional<EntryId> v = ColdestIn(second, evictable)) return v;
     const EntryId spared = Spared();
-    if (spared != kNoEntry && evictable(spared)) return spared;
+    if (Holds(spared) && evictable(spared)) return spared;
     return std::nullopt;
   }
 
  private:
+  // True when `id` is one of this tier's blocks (an Admit parent may live in another tier).
+  bool Holds(EntryId id) const { return id < state_.size() && state_[id] != kFree; }
+
   enum State : uint8_t { kTail = 0, kRecent = 1, kFrequent = 2, kFree = 3 };
 
   // ARC's adaptation of the target size of the once-seen lists.

@@ -339,6 +339,49 @@ TEST(BlockStoreTiers, MoversKeepTheHostTierUnderItsWatermarks) {
   EXPECT_EQ(s.store->Lookup(0, keys, {.touch = false}).leading_hits, 9u);
 }
 
+// A parent hint naming a block in a colder tier never makes that block a victim of the host tier:
+// with every host block leased, the child is refused and the parent stays where it is.
+TEST(BlockStoreTiers, AParentInTheColderTierIsNotEvictedToMakeRoomForItsChild) {
+  ManualClock clock;
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto nvme = std::make_unique<FakeTier>(TierKind::kNvme, 64 << 20);
+  FakeTier* cold = nvme.get();
+  tiers.nvme = std::move(nvme);
+  auto store = std::move(*BlockStore::Create(
+      {.policy = "prefix", .mover_threads = 0, .clock = &clock}, std::move(tiers)));
+  const BlockKey parent = KeyOf(100);
+  ASSERT_TRUE(store->Put(0, parent, ObjectFor(parent, kPayload)).ok());
+  PutRange(*store, 0, 9);  // the host tier holds 9: the parent went to nvme
+  const LookupResult where = store->Lookup(0, std::span(&parent, 1), {.touch = false});
+  ASSERT_EQ(where.leading_hits, 1u);
+  ASSERT_EQ(where.tiers[0], TierKind::kNvme);
+  std::vector<BlockKey> hosted;
+  for (int i = 0; i < 9; ++i) {
+    const BlockKey k = KeyOf(i);
+    if (store->Lookup(0, std::span(&k, 1), {.touch = false}).tiers[0] == TierKind::kHost) {
+      hosted.push_back(k);
+    }
+  }
+  ASSERT_FALSE(hosted.empty());
+  LookupResult leased =
+      store->Lookup(0, hosted, {.lease_ttl = std::chrono::minutes(1), .touch = false});
+  ASSERT_EQ(leased.leading_hits, hosted.size());
+
+  const BlockKey child = KeyOf(101);
+  auto reserved = store->Reserve(0, child, static_cast<uint32_t>(ObjectFor(child, kPayload).size()),
+                                 {.parent = parent});
+  EXPECT_EQ(reserved.status().code(), StatusCode::kResourceExhausted)
+      << reserved.status().ToString();
+  const LookupResult after = store->Lookup(0, std::span(&parent, 1), {.touch = false});
+  EXPECT_EQ(after.leading_hits, 1u) << "the parent was dropped to make room for its child";
+  EXPECT_EQ(cold->blocks(), 1u);
+  // Positive control: once the lease is released, the child stores (a host block goes to nvme).
+  ASSERT_TRUE(store->ReleaseLease(leased.lease).ok());
+  EXPECT_TRUE(store->Put(0, child, ObjectFor(child, kPayload), {.parent = parent}).ok());
+  EXPECT_EQ(store->Lookup(0, std::span(&parent, 1), {.touch = false}).leading_hits, 1u);
+}
+
 // A mover that found every block leased stops trying until a pin or lease goes away. An expired
 // lease is such a going-away, with no write after it to wake the mover.
 TEST(BlockStoreTiers, AnExpiredLeaseLetsAStalledMoverDemoteWithoutAnotherWrite) {
