@@ -47,16 +47,9 @@ class BlockIndex {
 
   // Where `key` hashes in the table; the batched calls below take it so that a batch hashes each
   // key once.
-  static uint64_t Hash(const ScopedKey& key) {
-    // Keys are SHA-256 digests: their bytes are already uniform. Mix in the tenant so the same key
-    // under two tenants lands in unrelated places.
-    uint64_t a, b;
-    std::memcpy(&a, key.key.data(), 8);
-    std::memcpy(&b, key.key.data() + 8, 8);
-    uint64_t h = a ^ (uint64_t{key.tenant} * 0x9E3779B97F4A7C15ull);
-    h ^= h >> 29;
-    return h ^ (b & 0xFFFFFFFF00000000ull);
-  }
+  // HashScopedKey (scoped_key.h): keyed, so keys a client picks to collide still spread out;
+  // the low bits pick the slot, the high 32 are the fingerprint.
+  static uint64_t Hash(const ScopedKey& key) { return HashScopedKey(key); }
 
   // The entry of `key`, or kNoEntry. `hash` is Hash(key).
   EntryId Find(const ScopedKey& key) const { return Find(key, Hash(key)); }

@@ -21,7 +21,7 @@ namespace kvault::storage::testing {
 
 inline BlockKey KeyOf(uint64_t i, uint8_t salt = 0) {
   BlockKey key{};
-  // Spread i over the bytes the index hashes, so neighbouring ids do not collide.
+  // Distinct ids give distinct keys (the index hashes every byte, keyed: see scoped_key.h).
   uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull;
   std::memcpy(key.data(), &x, 8);
   std::memcpy(key.data() + 8, &i, 8);

@@ -8,6 +8,8 @@
 #include <functional>
 
 #include "kvault/common/block_key.h"
+#include "kvault/common/little_endian.h"
+#include "kvault/common/siphash.h"
 
 namespace kvault::storage {
 
@@ -22,12 +24,21 @@ struct ScopedKey {
   bool operator==(const ScopedKey&) const = default;
 };
 
-// Keys are SHA-256 output, so their first bytes are already uniformly distributed.
+// The hash of every table indexed by ScopedKey: SipHash-2-4 under this process's random key
+// (common/siphash.h) of the 32 key bytes and the tenant (u32 little-endian). Keys should be
+// SHA-256 output, but clients choose them: without the key, a tenant cannot pick keys that
+// collide and turn the store's lookups into long probe runs for every tenant. Differs between
+// processes; never stored.
+inline uint64_t HashScopedKey(const ScopedKey& k) {
+  uint8_t bytes[sizeof(BlockKey) + sizeof(TenantId)];
+  std::memcpy(bytes, k.key.data(), sizeof(BlockKey));
+  StoreLe32(bytes + sizeof(BlockKey), k.tenant);
+  return SipHash24(ProcessSipKey(), bytes);
+}
+
 struct ScopedKeyHash {
   size_t operator()(const ScopedKey& k) const noexcept {
-    uint64_t h;
-    std::memcpy(&h, k.key.data(), sizeof h);
-    return static_cast<size_t>(h ^ (uint64_t{k.tenant} * 0x9E3779B97F4A7C15ull));
+    return static_cast<size_t>(HashScopedKey(k));
   }
 };
 
