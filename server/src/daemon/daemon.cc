@@ -3,6 +3,7 @@
 #include "daemon/daemon.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -46,6 +47,9 @@ struct Daemon::Parts {
   std::unique_ptr<DataPlanes> data_planes;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Service> service;
+  std::atomic<bool> serving{false};  // the store and the rest are up: /metrics may read them
+  // Started before the store (see Start); declared after everything its metrics source reads,
+  // so that a Start that fails stops it before they go.
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<ControlServer> control;
   std::string tiers;
@@ -122,6 +126,27 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   if (!tenants.ok()) return WithPart(tenants.status(), "tenants");
   p->tenants.emplace(std::move(*tenants));
 
+  // The HTTP port first: /healthz answers (and /readyz says 503) while the store opens, which
+  // takes a while when the nvme tier rebuilds its index, so a liveness probe does not kill a
+  // daemon that is recovering. /metrics reads the store once everything is up.
+  p->metrics = std::make_unique<Metrics>();
+  HttpServerOptions http;
+  http.host = config.http.host;
+  http.port = config.http.port;
+  Parts* raw = p.get();
+  Result<std::unique_ptr<HttpServer>> http_server = HttpServer::Start(http, [raw] {
+    if (raw->serving.load(std::memory_order_acquire)) {
+      raw->metrics->RefreshFromStore(*raw->store);
+      raw->metrics->RefreshClientMemoryFaults(transport::PeerMemoryGuard::absorbed_total() +
+                                              ArrivingObjects::cut_reads_total());
+      raw->metrics->RefreshMappedClientMemory(raw->mapped_residency->resident_bytes(),
+                                              raw->mapped_residency->dropped_bytes());
+    }
+    return raw->metrics->Serialize();
+  });
+  if (!http_server.ok()) return WithPart(http_server.status(), "http");
+  p->http = std::move(*http_server);
+
   // data_dir is made by OpenStore, only when the nvme tier needs it: a daemon without one writes
   // nothing there (and may run where it cannot write, or with data_dir empty).
   std::span<uint8_t> host_arena;
@@ -177,7 +202,6 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   }
   p->data_planes = std::make_unique<DataPlanes>(p->mover.get(), p->process_mover.get());
 
-  p->metrics = std::make_unique<Metrics>();
   ServiceOptions service;
   service.limits = limits;
   service.default_lease_ttl = config.leases.default_ttl;
@@ -189,21 +213,6 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   if (p->memory_socket) service.memory_socket = p->memory_socket->path();
   p->service = std::make_unique<Service>(*p->store, *p->tenants, p->data_planes.get(),
                                          p->metrics.get(), service);
-
-  HttpServerOptions http;
-  http.host = config.http.host;
-  http.port = config.http.port;
-  Parts* raw = p.get();
-  Result<std::unique_ptr<HttpServer>> http_server = HttpServer::Start(http, [raw] {
-    raw->metrics->RefreshFromStore(*raw->store);
-    raw->metrics->RefreshClientMemoryFaults(transport::PeerMemoryGuard::absorbed_total() +
-                                            ArrivingObjects::cut_reads_total());
-    raw->metrics->RefreshMappedClientMemory(raw->mapped_residency->resident_bytes(),
-                                            raw->mapped_residency->dropped_bytes());
-    return raw->metrics->Serialize();
-  });
-  if (!http_server.ok()) return WithPart(http_server.status(), "http");
-  p->http = std::move(*http_server);
 
   ControlServerOptions control;
   control.host = config.control.host;
@@ -222,6 +231,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
       ControlServer::Start(control, *p->service, p->metrics.get());
   if (!control_server.ok()) return WithPart(control_server.status(), "control");
   p->control = std::move(*control_server);
+  p->serving.store(true, std::memory_order_release);
   p->http->SetReady(true);
   KVAULT_LOG(LogLevel::kInfo, "kvaultd",
              "serving: tiers " + p->tiers + " (host " +

@@ -13,7 +13,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <exception>
+#include <map>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -56,6 +58,15 @@ bool IsBadRequest(const ErrorCode& ec) {
 }  // namespace
 
 struct HttpServer::Impl {
+  // One open connection (server thread only).
+  struct Slot {
+    std::string peer;
+    beast::tcp_stream* stream = nullptr;
+    bool counted = true;   // holds its place in `connections` and `per_peer`
+    uint64_t waiting = 0;  // its key in `waiting` while it waits for a request; 0 otherwise
+    std::chrono::steady_clock::time_point waiting_since{};
+  };
+
   HttpServerOptions options;
   MetricsSource metrics;
   uint16_t port = 0;
@@ -64,11 +75,21 @@ struct HttpServer::Impl {
   // Open connections by peer IP address (server thread only): one host cannot take every slot
   // and starve the probes of others.
   std::unordered_map<std::string, uint32_t> per_peer;
+  // Connections waiting for a request (idle keep-alive, or not done sending one), by when they
+  // began to wait (server thread only). A connection over a cap takes the place of the oldest
+  // one, so idle connections cannot lock probes out.
+  std::map<uint64_t, Slot*> waiting;
+  uint64_t next_wait = 1;
   std::thread thread;
   // Last member: destroyed first, so coroutine frames it still holds never outlive the rest.
   std::unique_ptr<asio::io_context> ioc = std::make_unique<asio::io_context>(1);
 
   Response Handle(const Request& req) const;
+  // Gives up `slot`'s place in the counts (once).
+  void Uncount(Slot& slot);
+  // Closes the oldest connection that has waited for a request for idle_before_eviction (of
+  // `peer`, when not null) and gives up its place; false when there is none.
+  bool EvictWaiting(const std::string* peer);
   asio::awaitable<void> AcceptLoop(tcp::acceptor acceptor);
   asio::awaitable<void> Session(tcp::socket socket, std::string peer);
 };
@@ -99,6 +120,30 @@ Response HttpServer::Impl::Handle(const Request& req) const {
   return res;
 }
 
+void HttpServer::Impl::Uncount(Slot& slot) {
+  if (!slot.counted) return;
+  slot.counted = false;
+  --connections;
+  auto it = per_peer.find(slot.peer);
+  if (it != per_peer.end() && --it->second == 0) per_peer.erase(it);
+}
+
+bool HttpServer::Impl::EvictWaiting(const std::string* peer) {
+  const auto idle_since = std::chrono::steady_clock::now() - options.idle_before_eviction;
+  for (auto it = waiting.begin(); it != waiting.end(); ++it) {
+    Slot& slot = *it->second;
+    if (slot.waiting_since > idle_since) break;  // oldest first: the rest waited less
+    if (peer != nullptr && slot.peer != *peer) continue;
+    waiting.erase(it);
+    slot.waiting = 0;
+    Uncount(slot);
+    ErrorCode ignored;
+    slot.stream->socket().close(ignored);  // its read ends (aborted) and its session with it
+    return true;
+  }
+  return false;
+}
+
 asio::awaitable<void> HttpServer::Impl::AcceptLoop(tcp::acceptor acceptor) {
   for (;;) {
     ErrorCode ec;
@@ -112,10 +157,15 @@ asio::awaitable<void> HttpServer::Impl::AcceptLoop(tcp::acceptor acceptor) {
     }
     const tcp::endpoint remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string() : remote.address().to_string();
-    if (connections >= options.max_connections ||
-        per_peer[peer] >= options.max_connections_per_peer) {
-      if (per_peer[peer] == 0) per_peer.erase(peer);
-      socket.close(ec);  // refused: scrapers retry, and a flood cannot exhaust descriptors
+    // Over a cap, the oldest connection idle for idle_before_eviction (the peer's own, for the
+    // peer's cap) gives up its place; with none, the new one is refused: scrapers retry, and a
+    // flood cannot exhaust descriptors.
+    const auto peer_count = per_peer.find(peer);
+    const bool peer_full =
+        peer_count != per_peer.end() && peer_count->second >= options.max_connections_per_peer;
+    if ((peer_full && !EvictWaiting(&peer)) ||
+        (connections >= options.max_connections && !EvictWaiting(nullptr))) {
+      socket.close(ec);
       continue;
     }
     ++connections;  // here, not in Session, so the next accept already sees it
@@ -126,17 +176,17 @@ asio::awaitable<void> HttpServer::Impl::AcceptLoop(tcp::acceptor acceptor) {
 }
 
 asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket, std::string peer) {
-  struct Release {  // the counts AcceptLoop took for this connection
-    Impl& server;
-    const std::string peer;
-    ~Release() {
-      --server.connections;
-      auto it = server.per_peer.find(peer);
-      if (it != server.per_peer.end() && --it->second == 0) server.per_peer.erase(it);
-    }
-  } release{*this, std::move(peer)};
-
   beast::tcp_stream stream(std::move(socket));
+  Slot slot{std::move(peer), &stream};
+  struct Release {  // the counts AcceptLoop took for this connection, unless evicted
+    Impl& server;
+    Slot& slot;
+    ~Release() {
+      if (slot.waiting != 0) server.waiting.erase(slot.waiting);
+      server.Uncount(slot);
+    }
+  } release{*this, slot};
+
   beast::flat_buffer buffer(kMaxHeaderBytes + kMaxBodyBytes);
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -144,8 +194,13 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket, std::string 
     parser.body_limit(kMaxBodyBytes);
     ErrorCode ec;
     stream.expires_after(options.io_timeout);
+    slot.waiting = next_wait++;
+    slot.waiting_since = std::chrono::steady_clock::now();
+    waiting.emplace(slot.waiting, &slot);
     co_await http::async_read(stream, buffer, parser,
                               asio::redirect_error(asio::use_awaitable, ec));
+    if (slot.waiting != 0) waiting.erase(std::exchange(slot.waiting, 0));
+    if (!slot.counted) co_return;  // evicted while it waited: its socket is closed
     Response res;
     bool keep_alive = false;
     if (!ec) {

@@ -11,8 +11,11 @@
 //
 // Every read and write has a deadline (io_timeout; also the idle limit between keep-alive
 // requests), request headers are capped at 8 KiB and bodies at 64 KiB, and at most
-// max_connections are open at once, max_connections_per_peer of them from one IP address (more
-// are closed on accept). It serves no tenant data.
+// max_connections are open at once, max_connections_per_peer of them from one IP address. A
+// connection over a cap takes the place of the oldest connection that has waited for a request
+// for idle_before_eviction (of the same address, for the address's cap), which is closed: idle
+// keep-alive connections cannot lock probes out. When none has, the new connection is closed on
+// accept. It serves no tenant data.
 //
 // Thread-safety: thread-safe. The MetricsSource runs on the server's thread, one call at a time.
 
@@ -38,6 +41,10 @@ struct HttpServerOptions {
   // Open connections from one IP address at most, so that one host holding idle connections
   // cannot take every slot and fail the probes of the others. Default 8.
   uint32_t max_connections_per_peer = 8;
+  // How long a connection must have waited for a request before a connection over a cap may take
+  // its place: long enough that a probe that just connected, or a request already on its way,
+  // is not cut off. Default 1 s.
+  std::chrono::milliseconds idle_before_eviction = std::chrono::seconds(1);
 };
 
 class HttpServer {

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -207,44 +208,95 @@ TEST(HttpServerTest, SilentClientIsDroppedAfterTheDeadlineWhileOthersAreServed) 
   ::close(partial);
 }
 
-TEST(HttpServerTest, ConnectionsOverTheCapAreClosed) {
-  auto server = StartOrDie({.max_connections = 2});
+// Sends a keep-alive GET /healthz on `fd` and reads its answer: the connection is then counted
+// and waiting for its next request.
+void ServeOnce(int fd) {
+  ASSERT_TRUE(SendAll(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  char reply[256];
+  ASSERT_GT(::recv(fd, reply, sizeof reply, 0), 0);
+}
+
+// True when `fd` is still open and served: a request on it gets a 200 (and the connection closes).
+bool StillServed(int fd) {
+  if (!SendAll(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) return false;
+  return StatusOf(ReadUntilClosed(fd)) == 200;
+}
+
+// Every slot taken by connections waiting for a request: once one has waited idle_before_eviction,
+// the next connection takes the place of the oldest, which is closed; the other stays served.
+TEST(HttpServerTest, AConnectionOverTheCapTakesThePlaceOfTheOldestIdleOne) {
+  auto server = StartOrDie({.max_connections = 2,
+                            .max_connections_per_peer = 8,
+                            .idle_before_eviction = std::chrono::milliseconds(100)});
   ASSERT_NE(server, nullptr);
   const int a = Connect(server->port());
-  const int b = Connect(server->port());
   ASSERT_GE(a, 0);
+  ASSERT_NO_FATAL_FAILURE(ServeOnce(a));
+  const int b = Connect(server->port());
   ASSERT_GE(b, 0);
-  // The third is accepted and closed at once, without an answer.
-  EXPECT_EQ(Get(server->port(), "/healthz"), "");
-  // Freeing a slot lets the next one in.
-  ::close(a);
+  ASSERT_NO_FATAL_FAILURE(ServeOnce(b));
+  // A probe gets its answer although both slots are taken (refused until a has idled 100 ms)...
   EXPECT_EQ(HealthzWithin10s(server->port()), 200);
+  // ...in a's place, the oldest: a is closed, b still served.
+  bool closed = false;
+  EXPECT_EQ(ReadUntilClosed(a, &closed), "");
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(StillServed(b));
+  ::close(a);
+  ::close(b);
+}
+
+// With no connection idle long enough to give up its place, one over the cap is accepted and
+// closed at once, without an answer, and the open ones keep theirs.
+TEST(HttpServerTest, ConnectionsOverTheCapAreClosedWhenNoneHasIdledLongEnough) {
+  auto server = StartOrDie({.max_connections = 2,
+                            .max_connections_per_peer = 8,
+                            .idle_before_eviction = std::chrono::seconds(600)});
+  ASSERT_NE(server, nullptr);
+  const int a = Connect(server->port());
+  ASSERT_GE(a, 0);
+  ASSERT_NO_FATAL_FAILURE(ServeOnce(a));
+  const int b = Connect(server->port());
+  ASSERT_GE(b, 0);
+  ASSERT_NO_FATAL_FAILURE(ServeOnce(b));
+  EXPECT_EQ(Get(server->port(), "/healthz"), "");
+  EXPECT_TRUE(StillServed(a));
+  // Freeing a slot lets the next one in (positive control).
+  EXPECT_EQ(HealthzWithin10s(server->port()), 200);
+  EXPECT_TRUE(StillServed(b));
+  ::close(a);
   ::close(b);
 }
 
 TEST(HttpServerTest, OneHostCannotTakeEverySlot) {
-  auto server = StartOrDie({.max_connections = 8, .max_connections_per_peer = 2});
+  auto server = StartOrDie({.max_connections = 8,
+                            .max_connections_per_peer = 2,
+                            .idle_before_eviction = std::chrono::milliseconds(100)});
   ASSERT_NE(server, nullptr);
   const int a = Connect(server->port());
   const int b = Connect(server->port());
   ASSERT_GE(a, 0);
   ASSERT_GE(b, 0);
-  // A third idle connection from the same address is closed at once, without an answer...
-  const int third = Connect(server->port());
-  ASSERT_GE(third, 0);
+  ASSERT_NO_FATAL_FAILURE(ServeOnce(a));
+  ASSERT_NO_FATAL_FAILURE(ServeOnce(b));
+  // A third connection from the same address takes the place of that address's oldest idle one,
+  // so the address never holds more than its cap...
+  EXPECT_EQ(HealthzWithin10s(server->port()), 200);
+  pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+  ASSERT_GE(::poll(fds, 2, 10'000), 1);
+  const int gone = fds[0].revents != 0 ? a : b;
+  const int kept = gone == a ? b : a;
   bool closed = false;
-  EXPECT_EQ(ReadUntilClosed(third, &closed), "");
+  EXPECT_EQ(ReadUntilClosed(gone, &closed), "");
   EXPECT_TRUE(closed);
-  ::close(third);
+  EXPECT_TRUE(StillServed(kept));
   // ...while a probe from another address is served (positive control).
   const int probe = Connect(server->port(), INADDR_LOOPBACK + 1);  // 127.0.0.2
   ASSERT_GE(probe, 0);
   ASSERT_TRUE(SendAll(probe, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
   EXPECT_EQ(StatusOf(ReadUntilClosed(probe)), 200);
   ::close(probe);
-  // Closing one of the first address's connections lets it in again.
   ::close(a);
-  EXPECT_EQ(HealthzWithin10s(server->port()), 200);
   ::close(b);
 }
 
