@@ -217,10 +217,12 @@ LookupResult Lookup(const PyClient& self, py::handle keys_obj, bool lease, doubl
 }
 
 PyHandle<StoreHandle> Store(const PyClient& self, py::handle keys_obj, py::handle sources_obj,
-                            std::optional<double> timeout_ms) {
+                            std::optional<double> timeout_ms, py::handle parents_obj) {
   std::shared_ptr<Client> c = self.Get();
   SweepGraveyard();
   const std::vector<BlockKey> keys = ToKeys(keys_obj);
+  const std::vector<BlockKey> parents =
+      parents_obj.is_none() ? std::vector<BlockKey>() : ToKeys(parents_obj);
   std::vector<std::unique_ptr<BufferRef>> buffers;
   std::vector<std::span<const uint8_t>> sources;
   for (py::handle s : sources_obj) {
@@ -230,6 +232,7 @@ PyHandle<StoreHandle> Store(const PyClient& self, py::handle keys_obj, py::handl
   }
   StoreOptions options;
   options.deadline = RequestDeadline(timeout_ms);
+  options.parents = parents;
   StoreHandle h;
   {
     py::gil_scoped_release release;
@@ -438,8 +441,11 @@ void BindClient(py::module_& m) {
            "How many leading keys the daemon holds (GIL released). A failed lookup is a full "
            "miss with the reason in .status (check=True raises it instead).")
       .def("store", &Store, py::arg("keys"), py::arg("sources"), py::arg("timeout_ms") = py::none(),
+           py::arg("parents") = py::none(),
            "Stores sealed block objects: sources[i] (a buffer inside a registered region) is the "
-           "whole object of keys[i]. Returns a StoreHandle.")
+           "whole object of keys[i]. parents, when given, holds one 32-byte key per key: the "
+           "block before it in its chain (all zero for a chain's first), a hint that lets the "
+           "daemon evict chains from their tails. Returns a StoreHandle.")
       .def("load", &Load, py::arg("lease"), py::arg("keys"), py::arg("destinations"),
            py::arg("timeout_ms") = py::none(),
            "Loads objects into registered memory: destinations[i] is a writable buffer or "

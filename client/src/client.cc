@@ -268,7 +268,8 @@ StoreHandle Client::Store(std::span<const BlockKey> keys,
   }
   if (!core_->agent()) return fail(Status::Unsupported("store: client has no data plane"));
   Result<Link> link = core_->Acquire(deadline);
-  if (!link.ok()) return fail(link.status());
+  // No connection is the transfer's outcome, not a refusal of its input.
+  if (!link.ok()) return StoreHandle(OpState::Failed(keys.size(), link.status(), false));
   const transport::ProtocolLimits limits = link->conn->limits();
   for (size_t i = 0; i < sources.size(); ++i) {
     if (sources[i].size() > limits.max_block_object_bytes) {
@@ -344,7 +345,7 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
     }
   }
   Result<Link> link = core_->Acquire(deadline);
-  if (!link.ok()) return fail(link.status());
+  if (!link.ok()) return LoadHandle(OpState::Failed(keys.size(), link.status(), false));
   const transport::ProtocolLimits limits = link->conn->limits();
   for (size_t i = 0; i < destinations.size(); ++i) {
     const LoadDestination& d = destinations[i];

@@ -18,9 +18,9 @@ Status InFlight() { return Status::Unavailable("in flight"); }
 OpState::OpState(size_t keys)
     : keys_(keys), key_status_(keys, InFlight()), key_done_(keys, 0), object_size_(keys, 0) {}
 
-std::shared_ptr<OpState> OpState::Failed(size_t keys, const Status& status) {
+std::shared_ptr<OpState> OpState::Failed(size_t keys, const Status& status, bool refused) {
   auto state = std::make_shared<OpState>(keys);
-  state->refused_ = true;
+  state->refused_ = refused;
   std::lock_guard<std::mutex> lock(state->mu_);
   state->FinishLocked(status);
   return state;

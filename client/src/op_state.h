@@ -22,9 +22,10 @@ class OpState {
  public:
   explicit OpState(size_t keys);
 
-  // An operation refused before anything was sent: done, settled and refused(), every key and
-  // the request with `status`.
-  static std::shared_ptr<OpState> Failed(size_t keys, const Status& status);
+  // An operation that ended before anything was sent: done and settled, every key and the request
+  // with `status`. `refused`: the call rejected its input (refused()); false when it could not
+  // reach the daemon.
+  static std::shared_ptr<OpState> Failed(size_t keys, const Status& status, bool refused = true);
 
   // Declares how many parts will report. Call once, before any part reports.
   void ExpectParts(size_t parts);

@@ -185,6 +185,24 @@ def test_store_input_errors(client, ns):
         put.key_status(5)
 
 
+def test_store_with_chain_parents(client, ns):
+    kv = make_kv(8, seed=6)
+    keys = kvault.chain_keys(ns, list(range(300, 308)), BLOCK)
+    region = client.allocate(1 << 14)
+    _, objects = sealed_objects(ns, kv, keys, region)
+    # One parent per key: the chain's first has none (all zero), the second follows the first.
+    put = client.store(keys, objects, parents=[bytes(32), keys[0]])
+    assert put.wait(timeout_s=10)
+    assert client.lookup(keys).leading_hits == 2
+    # Parents that are not one per key are refused before anything is sent.
+    bad = client.store(keys, objects, parents=[bytes(32)])
+    assert bad.wait(timeout_s=10, check=False)
+    assert bad.status.code == "invalid_argument"
+    assert "parents" in bad.status.message
+    with pytest.raises(ValueError, match="32 bytes"):
+        client.store(keys, objects, parents=[b"short", keys[0]])
+
+
 def test_handles_poll_cancel_and_wait_timeouts(own_daemon, ns):
     kv = make_kv(4, seed=5)
     keys = kvault.chain_keys(ns, [9, 9, 9, 9], BLOCK)

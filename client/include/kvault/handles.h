@@ -61,9 +61,10 @@ class TransferHandle {
   void Cancel();
   bool cancelled() const;
 
-  // True when the call refused the operation before sending anything (input it rejected, no
-  // data plane, no connection): done and settled from the start, Wait() says why. An operation
-  // the daemon answered, however fast, is never refused(). True for an empty handle.
+  // True when the call refused the operation before sending anything (input it rejected, or no
+  // data plane): done and settled from the start, Wait() says why. A daemon that could not be
+  // reached, or that answered, however fast, never makes an operation refused(). True for an
+  // empty handle.
   bool refused() const;
 
   // True once the daemon can no longer touch the request's memory (see above).

@@ -276,6 +276,27 @@ TEST_F(ClientHandles, AStagedLoadCutOffByALostConnectionRetiresItsChunk) {
   EXPECT_EQ(stats.retired_bytes, 4096u);
 }
 
+// A daemon that cannot be reached is the transfer's outcome (Unavailable), not a refusal of the
+// call's input: refused() stays false, so the C ABI hands the caller a transfer to read.
+TEST_F(ClientHandles, ADaemonThatCannotBeReachedIsNotARefusedCall) {
+  CONNECT(FakeServer::Mode::kServe);
+  server_.reset();                     // the daemon is gone, its port closed
+  EXPECT_FALSE(client_->Ping().ok());  // the client has seen the connection go
+  std::vector<std::span<const uint8_t>> sources = {Src(0, 256)};
+  StoreHandle store =
+      client_->Store(Keys(1), sources, {.deadline = Clock::now() + milliseconds(2000)});
+  const Status s = store.Wait(Clock::now() + milliseconds(10000));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_FALSE(store.refused());
+  std::vector<LoadDestination> dests = {{Dst(0, 64)}};
+  LoadHandle load =
+      client_->Load(Lease{}, Keys(1), dests, {.deadline = Clock::now() + milliseconds(2000)});
+  EXPECT_EQ(load.Wait(Clock::now() + milliseconds(10000)).code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(load.refused());
+  // Positive control: bad input on the same client is refused().
+  EXPECT_TRUE(client_->Store(Keys(2), sources).refused());
+}
+
 TEST_F(ClientHandles, ConnectionLossFailsPendingHandlesWithAClearStatus) {
   CONNECT(FakeServer::Mode::kCloseOnRequest);
   std::vector<std::span<const uint8_t>> sources = {Src(0, 256)};
