@@ -142,7 +142,9 @@ TEST_F(KvaultdStagedSettleTest, ACancelledLoadNeverWritesTheDestinationAfterSett
   int cancelled_while_running = 0;
   for (int round = 0; round < 100; ++round) {
     const bool stopped = round % 10 == 0;
-    if (stopped) ASSERT_TRUE(StopDaemon());
+    if (stopped) {
+      ASSERT_TRUE(StopDaemon());
+    }
     LoadHandle h = client->Load(Lease{}, keys_, dests_);
     if (!stopped) std::this_thread::sleep_for(std::chrono::microseconds(round % 25 * 40));
     h.Cancel();

@@ -94,7 +94,7 @@ struct LimitsConfig {
   // max_block_bytes.
   uint64_t max_inflight_bytes_per_client = 1 * kGiB;
   // [limits.max_frame_bytes] largest control frame body accepted, checked before allocation
-  // (ProtocolLimits::max_body_bytes). Default 4 MiB: a full batch of 4096 stores is about 200 KiB.
+  // (ProtocolLimits::max_body_bytes). Default 4 MiB: a full batch of 4096 stores is about 321 KiB.
   uint64_t max_frame_bytes = 4 * kMiB;
   // [limits.max_keys_per_request] keys in one lookup/store/load/delete batch
   // (ProtocolLimits::max_keys_per_batch). Default 4096.

@@ -33,7 +33,7 @@ Result<std::string> ReadYamlFile(const std::string& path) {
 int LineAfterTheFirstDocument(std::string_view text) {
   enum { kNothing, kStarted, kContent, kEnded } state = kNothing;
   int line = 0;
-  size_t at = 0;
+  size_t at = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 byte order mark is not content
   while (at < text.size()) {
     const size_t end = std::min(text.find('\n', at), text.size());
     const std::string_view l = text.substr(at, end - at);

@@ -601,6 +601,11 @@ TEST(YamlFileTest, ShortGarbageEndsWithAnAnswer) {
   EXPECT_EQ(LineAfterTheFirstDocument("a: 1\n---"), 0);
   EXPECT_EQ(LineAfterTheFirstDocument("a: 1\n---\nb: 2"), 3);
   EXPECT_EQ(LineAfterTheFirstDocument("a: 1\n----\n"), 0);  // not a marker: content
+  // A byte order mark (Windows editors write one) before a comment, then the document.
+  EXPECT_EQ(LineAfterTheFirstDocument("\xEF\xBB\xBF# kvaultd\n---\ncontrol:\n  port: 1\n"), 0);
+  EXPECT_EQ(LineAfterTheFirstDocument("\xEF\xBB\xBF"
+                                      "a: 1\n---\nb: 2\n"),
+            3);
 }
 
 TEST(ValueParsersTest, DurationsBoolsRatiosHosts) {

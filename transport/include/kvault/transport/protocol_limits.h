@@ -16,7 +16,7 @@ namespace kvault::transport {
 
 struct ProtocolLimits {
   // Largest frame body, in bytes. Bounds what one connection can make the peer buffer. Control
-  // messages are small (a full Store batch of 4096 entries is about 200 KiB); raise it only with
+  // messages are small (a full Store batch of 4096 entries is about 321 KiB); raise it only with
   // max_keys_per_batch. Default 4 MiB.
   uint32_t max_body_bytes = 4u << 20;
   // Most keys or entries in one batch (Lookup, Store, Load, Delete and their replies); also the
