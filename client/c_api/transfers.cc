@@ -17,6 +17,38 @@ Status Refused(const TransferHandle& handle) {
   return RefusedInput(handle.Wait(Deadline::min()));
 }
 
+// kvault_store and kvault_store_chain (`parents` may be null: no hints).
+Status StoreCall(const char* fn, kvault_client* client, const kvault_key* keys,
+                 const kvault_key* parents, const kvault_store_source* sources, size_t num_keys,
+                 int64_t timeout_ms, kvault_transfer** transfer) {
+  if (transfer == nullptr) return Null(fn, "transfer");
+  *transfer = nullptr;
+  if (client == nullptr) return Null(fn, "client");
+  if (keys == nullptr && num_keys > 0) return Null(fn, "keys");
+  if (sources == nullptr && num_keys > 0) return Null(fn, "sources");
+  KVAULT_RETURN_IF_ERROR(CheckCount(fn, "num_keys", num_keys, kMaxTransferKeys));
+  KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
+                          RequestDeadline(fn, timeout_ms));
+  std::vector<std::span<const uint8_t>> spans(num_keys);
+  for (size_t i = 0; i < num_keys; ++i) {
+    if (sources[i].data == nullptr || sources[i].size == 0) {
+      return Status::InvalidArgument(std::string(fn) + ": source " + std::to_string(i) +
+                                     " is null or empty");
+    }
+    spans[i] = {static_cast<const uint8_t*>(sources[i].data), sources[i].size};
+  }
+  const std::vector<BlockKey> parent_keys =
+      parents == nullptr ? std::vector<BlockKey>() : CopyKeys(parents, num_keys);
+  kvault::StoreOptions options;
+  options.deadline = deadline;
+  options.parents = parent_keys;
+  auto made = std::make_unique<kvault_transfer>();
+  made->store = client->client->Store(CopyKeys(keys, num_keys), spans, options);
+  KVAULT_RETURN_IF_ERROR(Refused(made->store));
+  *transfer = made.release();
+  return Status::Ok();
+}
+
 }  // namespace
 }  // namespace kvault::c_api
 
@@ -29,30 +61,18 @@ kvault_status kvault_store(kvault_client* client, const kvault_key* keys,
                            const kvault_store_source* sources, size_t num_keys, int64_t timeout_ms,
                            kvault_transfer** transfer) noexcept {
   return Guard("kvault_store", [&]() -> Status {
-    constexpr const char* kFn = "kvault_store";
-    if (transfer == nullptr) return Null(kFn, "transfer");
-    *transfer = nullptr;
-    if (client == nullptr) return Null(kFn, "client");
-    if (keys == nullptr && num_keys > 0) return Null(kFn, "keys");
-    if (sources == nullptr && num_keys > 0) return Null(kFn, "sources");
-    KVAULT_RETURN_IF_ERROR(CheckCount(kFn, "num_keys", num_keys, kMaxTransferKeys));
-    KVAULT_ASSIGN_OR_RETURN(std::optional<kvault::Deadline> deadline,
-                            RequestDeadline(kFn, timeout_ms));
-    std::vector<std::span<const uint8_t>> spans(num_keys);
-    for (size_t i = 0; i < num_keys; ++i) {
-      if (sources[i].data == nullptr || sources[i].size == 0) {
-        return Status::InvalidArgument("kvault_store: source " + std::to_string(i) +
-                                       " is null or empty");
-      }
-      spans[i] = {static_cast<const uint8_t*>(sources[i].data), sources[i].size};
-    }
-    kvault::StoreOptions options;
-    options.deadline = deadline;
-    auto made = std::make_unique<kvault_transfer>();
-    made->store = client->client->Store(CopyKeys(keys, num_keys), spans, options);
-    KVAULT_RETURN_IF_ERROR(Refused(made->store));
-    *transfer = made.release();
-    return Status::Ok();
+    return StoreCall("kvault_store", client, keys, nullptr, sources, num_keys, timeout_ms,
+                     transfer);
+  });
+}
+
+kvault_status kvault_store_chain(kvault_client* client, const kvault_key* keys,
+                                 const kvault_key* parents, const kvault_store_source* sources,
+                                 size_t num_keys, int64_t timeout_ms,
+                                 kvault_transfer** transfer) noexcept {
+  return Guard("kvault_store_chain", [&]() -> Status {
+    return StoreCall("kvault_store_chain", client, keys, parents, sources, num_keys, timeout_ms,
+                     transfer);
   });
 }
 

@@ -384,6 +384,27 @@ static void test_store_lookup_load(kvault_client* client) {
   CHECK_STATUS(kvault_transfer_wait(put, 0), KVAULT_OK);
   kvault_transfer_free(put);
 
+  /* The same chain through kvault_store_chain, each block naming its parent (the first none):
+   * already stored, so every key is OK again. */
+  kvault_key parents[kBlocks];
+  memset(parents, 0, sizeof(parents));
+  for (size_t i = 1; i < kBlocks; ++i) parents[i] = keys[i - 1];
+  kvault_transfer* chained = NULL;
+  REQUIRE_STATUS(kvault_store_chain(client, keys, parents, sources, kBlocks, 0, &chained),
+                 KVAULT_OK);
+  CHECK_STATUS(kvault_transfer_wait(chained, 10000), KVAULT_OK);
+  CHECK(kvault_transfer_leading_ok(chained) == kBlocks);
+  kvault_transfer_free(chained);
+  chained = NULL;
+  REQUIRE_STATUS(kvault_store_chain(client, keys, NULL, sources, kBlocks, 0, &chained), KVAULT_OK);
+  CHECK_STATUS(kvault_transfer_wait(chained, 10000), KVAULT_OK);
+  kvault_transfer_free(chained);
+  chained = (kvault_transfer*)&g_sentinel;
+  CHECK_STATUS(kvault_store_chain(NULL, keys, parents, sources, kBlocks, 0, &chained),
+               KVAULT_INVALID_ARGUMENT);
+  CHECK(chained == NULL);
+  CHECK(strstr(kvault_last_error(), "kvault_store_chain: client is null") != NULL);
+
   /* Lookup: the stored chain hits (positive control), another namespace's chain misses. */
   uint32_t hits = 99;
   uint8_t tiers[kBlocks];

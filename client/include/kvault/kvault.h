@@ -427,6 +427,17 @@ KVAULT_API kvault_status kvault_store(kvault_client* client, const kvault_key* k
                                       int64_t timeout_ms,
                                       kvault_transfer** transfer) KVAULT_NOEXCEPT;
 
+/* As kvault_store, with each key's chain parent: parents[i] is the key of the block before
+ * keys[i] in its chain (all zero for a chain's first block). The daemon's prefix-aware eviction
+ * then takes a full tier's blocks from the tails of chains, so what stays is a prefix that still
+ * hits (docs/eviction.md); without parents every block counts as a chain's first. parents may be
+ * NULL (no hints: kvault_store); otherwise it holds num_keys keys. */
+KVAULT_API kvault_status kvault_store_chain(kvault_client* client, const kvault_key* keys,
+                                            const kvault_key* parents,
+                                            const kvault_store_source* sources, size_t num_keys,
+                                            int64_t timeout_ms,
+                                            kvault_transfer** transfer) KVAULT_NOEXCEPT;
+
 /* Loads blocks (or byte ranges of them) into registered memory. `lease` (may be NULL) from
  * kvault_lookup_prefix keeps the blocks from being evicted meanwhile. Returns as kvault_store;
  * per key: OK (bytes written), NOT_FOUND (a miss, or "lease_expired"), OUT_OF_RANGE (range

@@ -17,11 +17,7 @@ namespace {
 using std::chrono::milliseconds;
 using testing::FakeServer;
 
-std::vector<BlockKey> Keys(size_t n) {
-  std::vector<BlockKey> keys(n);
-  for (size_t i = 0; i < n; ++i) keys[i].fill(static_cast<uint8_t>(i + 1));
-  return keys;
-}
+std::vector<BlockKey> Keys(size_t n) { return testing::NumberedKeys(n); }
 
 bool Contains(const Status& s, const std::string& text) {
   return s.message().find(text) != std::string::npos;

@@ -34,6 +34,13 @@
 
 namespace kvault::testing {
 
+// n keys, key i filled with the byte i + 1.
+inline std::vector<BlockKey> NumberedKeys(size_t n) {
+  std::vector<BlockKey> keys(n);
+  for (size_t i = 0; i < n; ++i) keys[i].fill(static_cast<uint8_t>(i + 1));
+  return keys;
+}
+
 class FakeServer {
  public:
   enum class Mode {

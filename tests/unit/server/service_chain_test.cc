@@ -29,27 +29,10 @@ BlockKey ChainKey(size_t chain, size_t block) {
 class ServiceChainTest : public ServiceTest {
  protected:
   void SetUp() override {
-    storage::HostTierOptions host;
-    host.capacity_bytes =
-        kCapacityBlocks * storage::HostTierClassBytes(SyntheticObjectBytes(kPayload));
-    host.huge_pages = false;
-    auto host_tier = storage::HostTier::Create(host);
-    ASSERT_TRUE(host_tier.ok()) << host_tier.status().ToString();
-    storage::StoreTiers tiers;
-    tiers.host = std::move(*host_tier);
-    storage::BlockStoreOptions store_options;
-    store_options.clock = &clock_;
-    store_options.policy = "prefix";
-    store_options.mover_threads = 0;  // room is made at Reserve only: exactly 4 evictions
-    auto store = storage::BlockStore::Create(store_options, std::move(tiers));
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(*store);
-    auto tenants = TenantRegistry::Create(testing::TwoTenants());
-    ASSERT_TRUE(tenants.ok()) << tenants.status().ToString();
-    tenants_.emplace(std::move(*tenants));
-    ServiceOptions service_options;
-    service_options.clock = &clock_;
-    service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, service_options);
+    storage::BlockStoreOptions options;
+    options.policy = "prefix";
+    options.mover_threads = 0;  // room is made at Reserve only: exactly 4 evictions
+    Build(options, kCapacityBlocks * storage::HostTierClassBytes(SyntheticObjectBytes(kPayload)));
   }
 
   // Stores each chain in one Store request, block 0 first; with `parents`, each entry names the

@@ -23,31 +23,10 @@ constexpr uint64_t kPayload = 8192;
 class ServiceQuotaTest : public ServiceTest {
  protected:
   void SetUp() override {
-    ServiceTest::SetUp();
     object_ = SyntheticObjectBytes(kPayload);
     std::vector<TenantSpec> specs = TwoTenants();
     specs[0].quota_bytes = 3 * object_;  // team-a: room for three objects; team-b: no quota
-    service_.reset();
-    auto tenants = TenantRegistry::Create(specs);
-    ASSERT_TRUE(tenants.ok()) << tenants.status().ToString();
-    tenants_.emplace(std::move(*tenants));
-    storage::BlockStoreOptions options;
-    options.clock = &clock_;
-    for (const Tenant& t : tenants_->tenants()) {
-      if (t.quota_bytes > 0) options.tenant_quota_bytes[t.id] = t.quota_bytes;
-    }
-    storage::HostTierOptions host;
-    host.capacity_bytes = 64ull << 20;
-    host.huge_pages = false;
-    storage::StoreTiers tiers;
-    tiers.host = std::move(*storage::HostTier::Create(host));
-    store_.reset();
-    auto store = storage::BlockStore::Create(options, std::move(tiers));
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(*store);
-    ServiceOptions service_options;
-    service_options.clock = &clock_;
-    service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, &metrics_, service_options);
+    Build({}, 64ull << 20, specs, &metrics_);
   }
 
   // kvault_rejected_requests_total{reason="<reason>"}; -1 when the series is missing.

@@ -151,25 +151,35 @@ inline BlockKey Key(uint8_t i) {
 
 class ServiceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Build(); }
+
+  // (Re)builds the store (a host tier of `host_bytes`; `store_options` with the fixture's clock,
+  // and the tenants' quotas as kvaultd passes them), the registry of `tenants` and the Service
+  // over them, reporting to `metrics` (may be null).
+  void Build(storage::BlockStoreOptions store_options = {}, uint64_t host_bytes = 64ull << 20,
+             const std::vector<TenantSpec>& tenants = TwoTenants(), Metrics* metrics = nullptr) {
+    service_.reset();
+    store_.reset();
+    auto registry = TenantRegistry::Create(tenants);
+    ASSERT_TRUE(registry.ok()) << registry.status().ToString();
+    tenants_.emplace(std::move(*registry));
     storage::HostTierOptions host;
-    host.capacity_bytes = 64ull << 20;
+    host.capacity_bytes = host_bytes;
     host.huge_pages = false;
     auto host_tier = storage::HostTier::Create(host);
     ASSERT_TRUE(host_tier.ok()) << host_tier.status().ToString();
     storage::StoreTiers tiers;
     tiers.host = std::move(*host_tier);
-    storage::BlockStoreOptions store_options;
     store_options.clock = &clock_;
+    for (const Tenant& t : tenants_->tenants()) {
+      if (t.quota_bytes > 0) store_options.tenant_quota_bytes[t.id] = t.quota_bytes;
+    }
     auto store = storage::BlockStore::Create(store_options, std::move(tiers));
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
-    auto tenants = TenantRegistry::Create(TwoTenants());
-    ASSERT_TRUE(tenants.ok()) << tenants.status().ToString();
-    tenants_.emplace(std::move(*tenants));
     ServiceOptions service_options;
     service_options.clock = &clock_;
-    service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, service_options);
+    service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, metrics, service_options);
   }
 
   // Hello + Auth as `tenant` with `token`, then (with `prove`, after a successful Auth) the
