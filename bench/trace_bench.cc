@@ -241,6 +241,12 @@ int Run(const Config& c) {
     return 2;
   }
   const BlockTrace trace = MakeBlockTrace(*requests);
+  if (trace.blocks.empty()) {
+    std::fprintf(stderr,
+                 "kvault-bench trace: %s holds no request with a block: nothing to replay\n",
+                 c.trace_path.c_str());
+    return 2;
+  }
   const uint64_t capacity =
       c.capacity_fraction > 0 ? CapacityForFraction(trace, c.capacity_fraction) : c.capacity_blocks;
   if (capacity == 0) {

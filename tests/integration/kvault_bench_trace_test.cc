@@ -95,6 +95,13 @@ TEST_F(KvaultBenchTraceTest, BadUsageIsRefusedClearly) {
   EXPECT_EQ(small.exit_code, 2);
   EXPECT_EQ(small.err.find("of memory"), std::string::npos) << small.err;
   EXPECT_NE(small.err.find("missing.jsonl"), std::string::npos) << small.err;
+  // A trace with no block to replay (an empty file, or requests without hash_ids) is refused,
+  // not replayed into a table of zeros.
+  const fs::path empty = dir_ / "empty.jsonl";
+  std::ofstream(empty) << "";
+  BinaryRun nothing = Trace("--trace " + empty.string() + " --capacity-blocks 10");
+  EXPECT_EQ(nothing.exit_code, 2);
+  EXPECT_NE(nothing.err.find("no request with a block"), std::string::npos) << nothing.err;
   BinaryRun help = Trace("--help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--capacity-fraction"), std::string::npos);
