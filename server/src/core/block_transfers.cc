@@ -23,12 +23,6 @@ using transport::WireStatus;
 
 WireStatus WireOf(const Status& status) { return transport::ToWireStatus(status.code()); }
 
-// A Reserve refused for the tenant's quota (storage words it "tenant quota ..."), not for room.
-bool IsQuotaRefusal(const Status& status) {
-  return status.code() == StatusCode::kResourceExhausted &&
-         status.message().find("tenant quota") != std::string::npos;
-}
-
 // The entry's parent hint for the eviction policy: none when all zero, or when it names the
 // entry itself.
 storage::WriteOptions WriteOptionsOf(const transport::StoreEntry& e) {
@@ -186,7 +180,7 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
     Result<std::optional<storage::WriteReservation>> reserved =
         store_.Reserve(tenant, e.key, e.length, write);
     if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted &&
-        !IsQuotaRefusal(reserved.status()) && !wave.empty()) {
+        !storage::IsTenantQuotaRefusal(reserved.status()) && !wave.empty()) {
       // Frees the room the wave held (its blocks become evictable). Not for a tenant's quota:
       // committing keeps the bytes charged to it, so a retry would only be refused again.
       run_wave();
@@ -196,8 +190,9 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
     if (!reserved.ok()) {
       reply.statuses[i] = WireOf(reserved.status());
       if (metrics_ != nullptr && reserved.status().code() == StatusCode::kResourceExhausted) {
-        metrics_->CountRejected(IsQuotaRefusal(reserved.status()) ? RejectReason::kQuotaExceeded
-                                                                  : RejectReason::kNoSpace);
+        metrics_->CountRejected(storage::IsTenantQuotaRefusal(reserved.status())
+                                    ? RejectReason::kQuotaExceeded
+                                    : RejectReason::kNoSpace);
       }
       continue;
     }

@@ -173,8 +173,9 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
     const uint64_t held = tenant_bytes_[key.tenant];
     if (held + object_bytes > quota->second) {
       ++counters_.quota_rejects;
-      return Status::ResourceExhausted("tenant quota of " + std::to_string(quota->second) +
-                                       " bytes reached (" + std::to_string(held) + " held)");
+      return Status::ResourceExhausted(std::string(kTenantQuotaRefusal) + " of " +
+                                       std::to_string(quota->second) + " bytes reached (" +
+                                       std::to_string(held) + " held)");
     }
   }
   EntryId parent = kNoEntry;

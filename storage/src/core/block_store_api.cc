@@ -5,6 +5,11 @@
 
 namespace kvault::storage {
 
+bool IsTenantQuotaRefusal(const Status& status) {
+  return status.code() == StatusCode::kResourceExhausted &&
+         status.message().starts_with(kTenantQuotaRefusal);
+}
+
 Result<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreOptions& options,
                                                        StoreTiers tiers) {
   if (!tiers.host) return Status::InvalidArgument("block store: a host tier is required");

@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +19,10 @@
 #include "kvault/storage/gpu_tier.h"
 
 namespace kvault::storage {
+
+// How the message of a quota refusal begins; IsTenantQuotaRefusal looks for nothing else, and no
+// other status of the store begins so.
+inline constexpr std::string_view kTenantQuotaRefusal = "tenant quota";
 
 // Store-wide event counts; guarded by StoreCore::mu_.
 struct StoreCounters {

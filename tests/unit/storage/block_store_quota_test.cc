@@ -40,7 +40,7 @@ TEST_F(BlockStoreQuotaTest, RefusesPastTheQuotaAndCountsHeldBytes) {
   const Result<bool> over = Put(1, 3);
   ASSERT_FALSE(over.ok());
   EXPECT_EQ(over.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(over.status().message().find("tenant quota"), std::string::npos);
+  EXPECT_TRUE(IsTenantQuotaRefusal(over.status())) << over.status().ToString();
   EXPECT_EQ(store_->Lookup(1, std::vector<BlockKey>{KeyOf(3)}).leading_hits, 0u);
   // A block already held is not a new byte: storing it again succeeds.
   EXPECT_TRUE(Put(1, 0).ok());
@@ -63,6 +63,43 @@ TEST_F(BlockStoreQuotaTest, DeleteAndAbortReturnRoom) {
   EXPECT_EQ(store_->TenantBytes(1), 2 * object_);
   EXPECT_TRUE(Put(1, 3).ok());
   EXPECT_FALSE(Put(1, 4).ok());
+}
+
+// The daemon retries a refusal for room after freeing what its request holds, never one for a
+// quota: the two must stay apart, and a store with no room left is not over any quota.
+TEST(BlockStoreQuotaRefusalTest, NoRoomIsNotAQuotaRefusal) {
+  const std::vector<uint8_t> object = ObjectFor(KeyOf(0));
+  BlockStoreOptions options;
+  options.tenant_quota_bytes[1] = 100 * object.size();  // far from reached
+  HostTierOptions host;
+  host.capacity_bytes = 2 * object.size();
+  host.huge_pages = false;
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create(host));
+  std::unique_ptr<BlockStore> store = std::move(*BlockStore::Create(options, std::move(tiers)));
+  const auto bytes = static_cast<uint32_t>(object.size());
+  std::vector<WriteReservation> held;
+  Result<std::optional<WriteReservation>> next = store->Reserve(1, KeyOf(0), bytes);
+  for (uint64_t i = 1; next.ok() && next->has_value() && i < 16; ++i) {
+    held.push_back(std::move(**next));
+    next = store->Reserve(1, KeyOf(i), bytes);
+  }
+  ASSERT_FALSE(held.empty());
+  ASSERT_FALSE(next.ok()) << "the host tier should have run out of room";
+  EXPECT_EQ(next.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_FALSE(IsTenantQuotaRefusal(next.status())) << next.status().ToString();
+  // Positive control: OK and other codes are not quota refusals either, and the quota one is.
+  EXPECT_FALSE(IsTenantQuotaRefusal(Status::Ok()));
+  EXPECT_FALSE(IsTenantQuotaRefusal(Status::InvalidArgument("tenant quota")));
+  options.tenant_quota_bytes[1] = 1;
+  HostTierOptions roomy = host;
+  roomy.capacity_bytes = 64 << 20;
+  StoreTiers other;
+  other.host = std::move(*HostTier::Create(roomy));
+  std::unique_ptr<BlockStore> tight = std::move(*BlockStore::Create(options, std::move(other)));
+  const Result<std::optional<WriteReservation>> over = tight->Reserve(1, KeyOf(0), bytes);
+  ASSERT_FALSE(over.ok());
+  EXPECT_TRUE(IsTenantQuotaRefusal(over.status())) << over.status().ToString();
 }
 
 }  // namespace

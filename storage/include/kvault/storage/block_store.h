@@ -77,7 +77,8 @@ struct BlockStoreOptions {
   std::chrono::nanoseconds max_lease_ttl = std::chrono::minutes(10);
   // Per-tenant cap on the bytes of block objects a tenant holds in all tiers together (reserved
   // and being written included); absent or 0 = no cap. A Reserve that would pass it fails with
-  // ResourceExhausted ("tenant quota") and counts in quota_rejects_total; room returns as the
+  // ResourceExhausted that IsTenantQuotaRefusal() recognises, and counts in quota_rejects_total
+  // (making room would not help: the tenant's own bytes are what it is over); room returns as the
   // tenant's blocks are deleted or evicted. Concurrent writers of one tenant may overshoot by
   // the blocks they reserve at the same moment.
   std::unordered_map<TenantId, uint64_t> tenant_quota_bytes{};
@@ -173,6 +174,10 @@ class BlockPin {
   std::unique_ptr<uint8_t[]> owned_;  // a copy, when the bytes could not be read in place
 };
 
+// True for the status Reserve (or Put) returns when the tenant's quota refused the block;
+// false for every other status, including ResourceExhausted for want of room in the tiers.
+bool IsTenantQuotaRefusal(const Status& status);
+
 class BlockStore {
  public:
   // Builds the store over `tiers` and rebuilds the index from what persistent tiers recovered.
@@ -187,8 +192,9 @@ class BlockStore {
   // block is already stored or being written (that counts as a use). InvalidArgument for a size of
   // 0 or over max_object_bytes, or one the host tier can never hold when there is no colder tier
   // (with one, such a block is staged privately and goes there at Commit); ResourceExhausted when
-  // no room can be made because everything evictable is pinned, leased or moving. May demote or
-  // evict other blocks to make room.
+  // no room can be made because everything evictable is pinned, leased or moving, or when the
+  // block would take the tenant past its quota (IsTenantQuotaRefusal tells the two apart). May
+  // demote or evict other blocks to make room.
   Result<std::optional<WriteReservation>> Reserve(TenantId tenant, const BlockKey& key,
                                                   uint32_t object_bytes,
                                                   const WriteOptions& options = {});
