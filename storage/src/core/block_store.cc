@@ -299,26 +299,23 @@ LookupResult StoreCore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
   LookupResult result;
   result.tiers.resize(keys.size());
   std::vector<EntryId> ids(keys.size(), kNoEntry);
+  // Every key is hashed once, before the lock, several at a time (BlockIndex::Hash of each).
+  std::vector<uint64_t> hashes(keys.size());
+  HashScopedKeys(tenant, keys, hashes);
   bool queued_promotion = false;
   {
     Lock lock(mu_);
     ExpireLeases();
     // Overlap cache misses: fetch the table slot kSlotAhead keys ahead and the entry it points
-    // to kEntryAhead keys ahead of the key being probed. Each key is hashed once, into a ring.
+    // to kEntryAhead keys ahead of the key being probed.
     constexpr size_t kSlotAhead = 16, kEntryAhead = 8;
-    uint64_t hashes[kSlotAhead];
-    auto hash_ahead = [&](size_t i) {
-      hashes[i % kSlotAhead] = BlockIndex::Hash(ScopedKey{tenant, keys[i]});
-      index_.Prefetch(hashes[i % kSlotAhead]);
-    };
-    for (size_t i = 0; i < std::min(keys.size(), kSlotAhead); ++i) hash_ahead(i);
+    for (size_t i = 0; i < std::min(keys.size(), kSlotAhead); ++i) index_.Prefetch(hashes[i]);
     bool leading = true;
     for (size_t i = 0; i < keys.size(); ++i) {
-      if (i + kEntryAhead < keys.size())
-        index_.PrefetchEntry(hashes[(i + kEntryAhead) % kSlotAhead]);
+      if (i + kEntryAhead < keys.size()) index_.PrefetchEntry(hashes[i + kEntryAhead]);
       const ScopedKey key{tenant, keys[i]};
-      const EntryId id = index_.Find(key, hashes[i % kSlotAhead]);
-      if (i + kSlotAhead < keys.size()) hash_ahead(i + kSlotAhead);
+      const EntryId id = index_.Find(key, hashes[i]);
+      if (i + kSlotAhead < keys.size()) index_.Prefetch(hashes[i + kSlotAhead]);
       const bool present = id != kNoEntry && (index_.at(id).state == EntryState::kResident ||
                                               index_.at(id).state == EntryState::kMoving);
       if (!present) {

@@ -1,5 +1,5 @@
-// SipHash-2-4 (common/siphash.h) against the paper's test vectors and OpenSSL's SIPHASH MAC (an
-// independent implementation).
+// SipHash-2-4 and SipHash-1-3 (common/siphash.h) against the paper's test vectors and OpenSSL's
+// SIPHASH MAC with its round counts set (an independent implementation).
 
 #include "kvault/common/siphash.h"
 
@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "../../../common/src/siphash/siphash_variant.h"  // the private seam under test
 #include "kvault/common/little_endian.h"
 
 namespace kvault {
@@ -29,7 +30,8 @@ std::vector<uint8_t> Counting(size_t n) {
   return m;
 }
 
-uint64_t OpenSslSipHash24(const SipKey& key, const std::vector<uint8_t>& message) {
+uint64_t OpenSslSipHash(const SipKey& key, const std::vector<uint8_t>& message,
+                        unsigned int c_rounds, unsigned int d_rounds) {
   uint8_t raw[16];
   StoreLe64(raw, key.k0);
   StoreLe64(raw + 8, key.k1);
@@ -37,7 +39,6 @@ uint64_t OpenSslSipHash24(const SipKey& key, const std::vector<uint8_t>& message
   EXPECT_NE(mac, nullptr);
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
   size_t size = 8;
-  unsigned int c_rounds = 2, d_rounds = 4;
   OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size),
                          OSSL_PARAM_construct_uint(OSSL_MAC_PARAM_C_ROUNDS, &c_rounds),
                          OSSL_PARAM_construct_uint(OSSL_MAC_PARAM_D_ROUNDS, &d_rounds),
@@ -64,7 +65,52 @@ TEST(SipHashTest, MatchesOpenSslForEveryLengthAndRandomKeys) {
     const SipKey key{random(), random()};
     std::vector<uint8_t> message(length);
     for (uint8_t& b : message) b = static_cast<uint8_t>(random());
-    EXPECT_EQ(SipHash24(key, message), OpenSslSipHash24(key, message)) << length;
+    EXPECT_EQ(SipHash24(key, message), OpenSslSipHash(key, message, 2, 4)) << length;
+    EXPECT_EQ(SipHash13(key, message), OpenSslSipHash(key, message, 1, 3)) << length;
+  }
+}
+
+TEST(SipHashTest, TheRoundCountsMatter) {
+  const std::vector<uint8_t> message = Counting(36);
+  EXPECT_NE(SipHash13(PaperKey(), message), SipHash24(PaperKey(), message));
+}
+
+// Every variant this CPU runs gives, for every count (whole vectors and leftovers alike), what
+// SipHash13 of each input's 36 bytes gives; the public batch call too, with the process key.
+TEST(SipHashTest, EveryBatchVariantIsSipHash13OfKeyThenSuffix) {
+  using Variant = void (*)(uint64_t, uint64_t, const uint8_t*, size_t, uint32_t, uint64_t*);
+  std::vector<std::pair<const char*, Variant>> variants = {
+      {"baseline", &siphash::SipHash13LanesBaseline}};
+  if (__builtin_cpu_supports("avx2")) variants.emplace_back("avx2", &siphash::SipHash13LanesAvx2);
+  if (__builtin_cpu_supports("avx512f")) {
+    variants.emplace_back("avx512", &siphash::SipHash13LanesAvx512);
+  }
+  std::mt19937_64 random(3);
+  for (size_t count : {0, 1, 2, 3, 7, 8, 9, 17, 64, 1000}) {
+    const SipKey key{random(), random()};
+    const auto suffix = static_cast<uint32_t>(random());
+    std::vector<BlockKey> keys(count);
+    for (BlockKey& k : keys) {
+      for (uint8_t& b : k) b = static_cast<uint8_t>(random());
+    }
+    std::vector<uint64_t> want(count);
+    for (size_t i = 0; i < count; ++i) {
+      std::vector<uint8_t> bytes(keys[i].begin(), keys[i].end());
+      bytes.resize(36);
+      StoreLe32(bytes.data() + 32, suffix);
+      want[i] = SipHash13(key, bytes);
+    }
+    for (const auto& [name, variant] : variants) {
+      std::vector<uint64_t> got(count + 1, 0x1234);
+      variant(key.k0, key.k1, reinterpret_cast<const uint8_t*>(keys.data()), count, suffix,
+              got.data());
+      EXPECT_EQ(std::vector<uint64_t>(got.begin(), got.begin() + count), want)
+          << name << " count " << count;
+      EXPECT_EQ(got[count], 0x1234u) << name << " wrote past its count " << count;
+    }
+    std::vector<uint64_t> batch(count);
+    SipHash13Batch(key, keys, suffix, batch);
+    EXPECT_EQ(batch, want) << count;
   }
 }
 

@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "kvault/common/little_endian.h"
 #include "store_test_util.h"
@@ -39,6 +40,33 @@ TEST(BlockIndex, KeysAlikeInTheirFirstBytesSpreadOverTheTable) {
   b.key.fill(1);
   b.tenant = 2;
   EXPECT_NE(HashScopedKey(a), HashScopedKey(b));
+}
+
+// The store's tables hash a ScopedKey word by word (SipState); that must be SipHash-1-3 (checked
+// against OpenSSL in siphash_test) of the 36 bytes scoped_key.h documents: the key, then the
+// tenant little-endian.
+TEST(BlockIndex, ScopedKeyHashIsSipHash13OfKeyThenTenant) {
+  std::mt19937_64 random(11);
+  for (int i = 0; i < 64; ++i) {
+    ScopedKey k;
+    for (uint8_t& b : k.key) b = static_cast<uint8_t>(random());
+    k.tenant = static_cast<TenantId>(random());
+    std::vector<uint8_t> bytes(k.key.begin(), k.key.end());
+    bytes.resize(36);
+    StoreLe32(bytes.data() + 32, k.tenant);
+    EXPECT_EQ(HashScopedKey(k), SipHash13(ProcessSipKey(), bytes)) << i;
+    EXPECT_EQ(BlockIndex::Hash(k), HashScopedKey(k)) << i;
+  }
+  // The batched form a chain lookup uses gives the same values.
+  std::vector<BlockKey> chain(37);
+  for (BlockKey& key : chain) {
+    for (uint8_t& b : key) b = static_cast<uint8_t>(random());
+  }
+  std::vector<uint64_t> batched(chain.size());
+  HashScopedKeys(9, chain, batched);
+  for (size_t i = 0; i < chain.size(); ++i) {
+    EXPECT_EQ(batched[i], HashScopedKey(ScopedKey{9, chain[i]})) << i;
+  }
 }
 
 TEST(BlockIndex, MatchesAReferenceMapUnderRandomOperations) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <span>
 
 #include "kvault/common/block_key.h"
 #include "kvault/common/little_endian.h"
@@ -24,16 +25,24 @@ struct ScopedKey {
   bool operator==(const ScopedKey&) const = default;
 };
 
-// The hash of every table indexed by ScopedKey: SipHash-2-4 under this process's random key
-// (common/siphash.h) of the 32 key bytes and the tenant (u32 little-endian). Keys should be
-// SHA-256 output, but clients choose them: without the key, a tenant cannot pick keys that
+// The hash of every table indexed by ScopedKey: SipHash-1-3 under this process's random key
+// (common/siphash.h) of the 32 key bytes and the tenant (u32 little-endian), 36 bytes. Keys should
+// be SHA-256 output, but clients choose them: without the key, a tenant cannot pick keys that
 // collide and turn the store's lookups into long probe runs for every tenant. Differs between
 // processes; never stored.
 inline uint64_t HashScopedKey(const ScopedKey& k) {
-  uint8_t bytes[sizeof(BlockKey) + sizeof(TenantId)];
-  std::memcpy(bytes, k.key.data(), sizeof(BlockKey));
-  StoreLe32(bytes + sizeof(BlockKey), k.tenant);
-  return SipHash24(ProcessSipKey(), bytes);
+  constexpr size_t kBytes = sizeof(BlockKey) + sizeof(TenantId);
+  static_assert(sizeof(BlockKey) == 32 && sizeof(TenantId) == 4);
+  SipState<1, 3> state(ProcessSipKey());
+  for (size_t i = 0; i < sizeof(BlockKey); i += 8) state.Absorb(LoadLe64(k.key.data() + i));
+  return state.Finish(uint64_t{kBytes} << 56 | k.tenant);
+}
+
+// HashScopedKey of (tenant, keys[i]) into out[i] for every key (out.size() >= keys.size()), a
+// vector of keys at a time: what a chain lookup hashes.
+inline void HashScopedKeys(TenantId tenant, std::span<const BlockKey> keys,
+                           std::span<uint64_t> out) {
+  SipHash13Batch(ProcessSipKey(), keys, tenant, out);
 }
 
 struct ScopedKeyHash {
