@@ -347,23 +347,27 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
   Result<Link> link = core_->Acquire(deadline);
   if (!link.ok()) return LoadHandle(OpState::Failed(keys.size(), link.status(), false));
   const transport::ProtocolLimits limits = link->conn->limits();
-  for (size_t i = 0; i < destinations.size(); ++i) {
-    const LoadDestination& d = destinations[i];
-    if (d.buffer.size() > limits.max_block_object_bytes ||
-        d.offset > limits.max_block_object_bytes) {
+  // No object is larger than the daemon's limit, so no load writes past that many bytes of a
+  // buffer: a larger buffer is offered as its first max_block_object_bytes (what the wire allows).
+  std::vector<LoadDestination> wanted(destinations.begin(), destinations.end());
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    LoadDestination& d = wanted[i];
+    if (d.offset > limits.max_block_object_bytes || d.length > limits.max_block_object_bytes) {
       return fail(Status::InvalidArgument("load: destination " + std::to_string(i) +
-                                          " is over the daemon's object limit of " +
+                                          " asks for bytes past the daemon's object limit of " +
                                           std::to_string(limits.max_block_object_bytes)));
+    }
+    if (d.buffer.size() > limits.max_block_object_bytes) {
+      d.buffer = d.buffer.first(limits.max_block_object_bytes);
     }
   }
   Result<std::vector<Part>> parts = PlanParts(
-      *core_, destinations.size(),
+      *core_, wanted.size(),
       [&](size_t i) {
-        return std::pair<const void*, size_t>(destinations[i].buffer.data(),
-                                              destinations[i].buffer.size());
+        return std::pair<const void*, size_t>(wanted[i].buffer.data(), wanted[i].buffer.size());
       },
       [&](size_t i) {
-        const LoadDestination& d = destinations[i];
+        const LoadDestination& d = wanted[i];
         return d.length != 0 ? d.length : uint64_t{d.buffer.size()};
       },
       limits, 64, "load: destination");
@@ -376,8 +380,7 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
   for (Part& part : *parts) {
     std::shared_ptr<const StagedLoad> staged;
     if (part.region->staged && link->data_plane != transport::DataPlane::kProcessMemory) {
-      std::optional<StagedLoad> made =
-          StagedLoad::Make(core_->staging(), destinations, part.indices);
+      std::optional<StagedLoad> made = StagedLoad::Make(core_->staging(), wanted, part.indices);
       core_->staging().CountRequest(made.has_value());
       if (made) staged = std::make_shared<const StagedLoad>(std::move(*made));
     }
@@ -388,7 +391,7 @@ LoadHandle Client::Load(const Lease& lease, std::span<const BlockKey> keys,
     request.entries.reserve(part.indices.size());
     for (size_t k = 0; k < part.indices.size(); ++k) {
       const size_t i = part.indices[k];
-      const LoadDestination& d = staged ? staged->staged(k) : destinations[i];
+      const LoadDestination& d = staged ? staged->staged(k) : wanted[i];
       request.entries.push_back({keys[i], reinterpret_cast<uint64_t>(d.buffer.data()),
                                  d.buffer.size(), d.offset, d.length});
     }

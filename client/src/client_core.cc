@@ -313,7 +313,16 @@ Result<Link> ClientCore::Acquire(Deadline deadline) {
     connecting_ = true;
   }
   dead.reset();
-  Result<Link> opened = Open(std::min(deadline, Clock::now() + config_.connect_timeout));
+  // Open starts a thread and an io_context, which throw when the process is out of threads or
+  // memory: that is a failed attempt like any other, not an exception out of the caller's call
+  // (nor a `connecting_` left set, which would refuse every later call).
+  Result<Link> opened = Status::Unavailable("opening a connection to kvaultd");
+  try {
+    opened = Open(std::min(deadline, Clock::now() + config_.connect_timeout));
+  } catch (const std::exception& e) {
+    opened = Status::Unavailable("opening a connection to kvaultd at " + config_.server + ": " +
+                                 e.what());
+  }
   std::lock_guard<std::mutex> lock(conn_mu_);
   connecting_ = false;
   if (!opened.ok()) {

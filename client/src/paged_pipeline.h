@@ -57,6 +57,8 @@ class PagedPipeline {
   // GPU path: decodes the leading blocks the daemon's gpu tier exports (CUDA IPC) and returns
   // how many it handled (their statuses in `result`); the load goes on from there.
   size_t ImportFromGpuTier(const Job& job, std::vector<Status>& result);
+  // Store with skip_stored: how many leading blocks of the job the daemon already holds.
+  size_t LeadingStored(const Job& job);
   // The waves of blocks [start, end of job) in layer-major order, each fitting one slice.
   std::vector<LoadWave> PlanLoadWaves(const Job& job, size_t start) const;
   // Lays `wave` out in staging buffer `buffer` and sends its Load.

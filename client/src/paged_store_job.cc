@@ -10,16 +10,42 @@
 
 namespace kvault::client_internal {
 
+namespace {
+
+// Keys per lookup of LeadingStored at first: under the daemon's default batch limit (4,096).
+constexpr size_t kStoredLookupKeys = 1024;
+
+}  // namespace
+
+// How many leading blocks of the job the daemon already holds. Looks the chain up a batch at a
+// time, so that a sequence longer than one request carries is skipped as far as it is stored; a
+// batch the daemon refuses as too large (a lower max_keys_per_request) is halved. A failed lookup
+// ends the count where it is: those blocks are stored again, which is only slower.
+size_t PagedPipeline::LeadingStored(const Job& job) {
+  const size_t n = job.keys.size();
+  size_t batch = kStoredLookupKeys;
+  size_t found = 0;
+  LookupOptions lookup;
+  lookup.deadline = job.deadline;
+  while (found < n) {
+    const size_t count = std::min(batch, n - found);
+    const LookupResult hit =
+        client_.LookupPrefix(std::span<const BlockKey>(job.keys).subspan(found, count), lookup);
+    if (hit.status.code() == StatusCode::kInvalidArgument && batch > 1) {
+      batch /= 2;
+      continue;
+    }
+    if (!hit.status.ok()) break;
+    found += std::min<size_t>(hit.leading_hits, count);
+    if (hit.leading_hits < count) break;
+  }
+  return found;
+}
+
 void PagedPipeline::RunStore(Job& job) {
   PagedOpState& state = *job.state;
   const size_t n = job.keys.size();
-  size_t first = 0;
-  if (job.skip_stored && n > 0) {
-    LookupOptions lookup;
-    lookup.deadline = job.deadline;
-    LookupResult hit = client_.LookupPrefix(job.keys, lookup);
-    if (hit.status.ok()) first = std::min<size_t>(hit.leading_hits, n);
-  }
+  const size_t first = job.skip_stored ? LeadingStored(job) : 0;
   for (size_t i = 0; i < first; ++i) state.SetBlockStatus(i, Status::Ok());
   state.SetSkipped(first);
   if (first == n) {

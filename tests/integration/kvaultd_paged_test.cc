@@ -264,6 +264,40 @@ TEST_F(KvaultdPagedTest, StoreSkipsTheStoredPrefixAndLoadsInLayerWavesThroughSma
   }
 }
 
+// A sequence longer than one lookup may carry (the daemon takes 4 keys per request here) is
+// still skipped as far as it is stored: the store looks the chain up a batch at a time.
+TEST_F(KvaultdPagedTest, StoreSkipsAStoredPrefixLongerThanOneLookup) {
+  client_.reset();
+  daemon_.reset();  // it holds the data directory's lock
+  daemon_ = std::make_unique<DaemonProcess>(
+      dir_, std::vector<std::string>{"--limits-max-keys-per-request", "4"});
+  ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
+  client_ = ConnectOrFail(daemon_->server());
+  ASSERT_NE(client_, nullptr);
+  const uint32_t blocks = 10;
+  const uint64_t tokens = blocks * kBlockTokens;
+  const std::vector<int32_t> ids = Ids(blocks * 2, 0);
+  EngineCache source(KvLayout::kVllmNhd);
+  source.Fill(ids, tokens, 4);
+  const std::vector<BlockKey> keys = Keys("paged-long-skip", blocks, 6);
+  auto paged = Store(source.cache, "int8");
+  ASSERT_NE(paged, nullptr);
+  // One lookup of the whole chain is over the daemon's limit: the skip must not depend on it.
+  EXPECT_EQ(client_->LookupPrefix(keys).status.code(), StatusCode::kInvalidArgument);
+
+  PagedStoreHandle first = paged->StorePaged({ids, 7 * kBlockTokens, keys});
+  ASSERT_TRUE(first.Wait().ok());
+  EXPECT_EQ(first.skipped(), 0u);
+  EXPECT_EQ(first.leading_ok(), 7u);
+  PagedStoreHandle second = paged->StorePaged({ids, tokens, keys});
+  ASSERT_TRUE(second.Wait().ok());
+  EXPECT_EQ(second.skipped(), 7u);
+  EXPECT_EQ(second.leading_ok(), blocks);
+  PagedStoreHandle again = paged->StorePaged({ids, tokens, keys});
+  ASSERT_TRUE(again.Wait().ok());
+  EXPECT_EQ(again.skipped(), blocks);
+}
+
 TEST_F(KvaultdPagedTest, AMissStopsTheLoadAtThePrefixAndLeavesLaterBlocksUntouched) {
   const uint32_t blocks = 5;
   const uint64_t tokens = blocks * kBlockTokens;

@@ -211,7 +211,9 @@ class Client {
 
   // Loads blocks (or byte ranges of them) into registered memory. `lease` from LookupPrefix keeps
   // the blocks from being evicted meanwhile; pass Lease{} for none (a lease of an earlier,
-  // lost session is dropped silently). Input errors as Store. Per key: OK (bytes written),
+  // lost session is dropped silently). Input errors as Store, and an offset or length past the
+  // daemon's object size limit; a buffer larger than that limit is fine (no object fills more of
+  // it). Per key: OK (bytes written),
   // NotFound (a miss), OutOfRange (range outside the object, or capacity too small; see
   // object_size), IoError (transfer failed), Corruption (the stored object was bad and dropped),
   // NotFound "lease_expired" (the daemon no longer knows the lease).

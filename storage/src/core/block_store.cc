@@ -4,6 +4,7 @@
 
 #include "core/store_core.h"
 #include "kvault/common/block_format.h"
+#include "kvault/common/log.h"
 
 namespace kvault::storage {
 
@@ -32,10 +33,22 @@ StoreCore::~StoreCore() {
 }
 
 Status StoreCore::Recover() {
+  struct Dropped {
+    ScopedKey key;
+    TierSlot slot;
+    uint32_t bytes;
+  };
   for (TierKind kind : {TierKind::kGpu, TierKind::kHost, TierKind::kNvme}) {
     Tier* t = tier(kind);
     if (t == nullptr) continue;
+    // Blocks over max_object_bytes (stored before the limit was lowered) could never be served:
+    // no reply may describe an object that large. They are erased once the tier is read.
+    std::vector<Dropped> oversized;
     KVAULT_RETURN_IF_ERROR(t->Recover([&](const ScopedKey& key, TierSlot slot, uint32_t bytes) {
+      if (bytes > options_.max_object_bytes) {
+        oversized.push_back({key, slot, bytes});
+        return;
+      }
       std::lock_guard lock(mu_);
       if (index_.Find(key) != kNoEntry) return;  // a duplicate across tiers: keep the first
       const EntryId id = InsertEntry(key, bytes);
@@ -44,6 +57,13 @@ Status StoreCore::Recover() {
       e.tier = kind;
       PublishIn(id, kind);
     }));
+    for (const Dropped& d : oversized) t->Erase(d.key, d.slot, d.bytes);
+    if (!oversized.empty()) {
+      KVAULT_LOG(LogLevel::kWarn, "storage",
+                 "dropped " + std::to_string(oversized.size()) + " block(s) recovered from the " +
+                     std::string(TierName(kind)) + " tier that are larger than max_object_bytes (" +
+                     std::to_string(options_.max_object_bytes) + ")");
+    }
   }
   return Status::Ok();
 }

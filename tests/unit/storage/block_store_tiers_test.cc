@@ -326,6 +326,23 @@ TEST(BlockStoreTiers, RecoveryRebuildsTheIndexFromThePersistentTier) {
   EXPECT_EQ(s.store->Lookup(4, keys).leading_hits, 0u) << "recovered blocks keep their tenant";
 }
 
+// A block stored under a higher limit can never be served (no reply may describe it): recovery
+// erases it from the tier instead of indexing it, and keeps the blocks within the limit.
+TEST(BlockStoreTiers, RecoveryErasesBlocksOverTheObjectLimit) {
+  ManualClock clock;
+  std::map<TierSlot, std::pair<ScopedKey, uint32_t>> preloaded;
+  preloaded[100] = {ScopedKey{0, KeyOf(0)}, 4096};
+  preloaded[101] = {ScopedKey{0, KeyOf(1)}, 8192};  // exactly the limit: kept
+  preloaded[102] = {ScopedKey{0, KeyOf(2)}, 8193};
+  TwoTierStore s =
+      MakeStore(&clock, {.mover_threads = 0, .max_object_bytes = 8192}, 64 << 20, preloaded);
+  const std::vector<BlockKey> keys = {KeyOf(0), KeyOf(1), KeyOf(2)};
+  const LookupResult r = s.store->Lookup(0, keys);
+  EXPECT_EQ(r.leading_hits, 2u);
+  EXPECT_FALSE(r.tiers[2].has_value());
+  EXPECT_EQ(s.nvme->erased, std::vector<TierSlot>{102});
+}
+
 TEST(BlockStoreTiers, MoversKeepTheHostTierUnderItsWatermarks) {
   ManualClock clock;
   TwoTierStore s =

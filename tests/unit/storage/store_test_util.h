@@ -109,6 +109,7 @@ class FakeTier final : public Tier {
   }
   void Erase(const ScopedKey&, TierSlot slot, uint32_t) override {
     std::lock_guard lock(mu_);
+    erased.push_back(slot);
     auto it = blocks_.find(slot);
     if (it == blocks_.end()) return;
     used_ -= it->second.second.size();
@@ -135,6 +136,8 @@ class FakeTier final : public Tier {
   std::function<void()> before_read;
   // Reported by Recover: slot -> (key, bytes).
   std::map<TierSlot, std::pair<ScopedKey, uint32_t>> preloaded;
+  // Every slot Erase was called for, in order (read once the store is idle).
+  std::vector<TierSlot> erased;
 
  private:
   const TierKind kind_;

@@ -71,7 +71,8 @@ struct BlockStoreOptions {
   // Promotions waiting for a mover at most; more are dropped (counted), never queued without
   // bound. Default 1024.
   size_t mover_queue_limit = 1024;
-  // Largest object Reserve accepts. Default 256 MiB.
+  // Largest object Reserve accepts. Default 256 MiB. Blocks a persistent tier recovers that are
+  // larger (stored under a higher limit) are erased at Create, with a warning.
   uint32_t max_object_bytes = 256u << 20;
   // Lease TTL cap: a longer requested TTL is cut to this. Default 10 minutes.
   std::chrono::nanoseconds max_lease_ttl = std::chrono::minutes(10);
