@@ -34,6 +34,17 @@ TEST_F(KvaultdCliTest, StatusAndStatsDescribeARunningDaemon) {
   EXPECT_EQ(std::strtod(stats.out.c_str() + at + key.size(), nullptr), 64.0 * 1024 * 1024);
 }
 
+// A daemon held to 2 keys per request still answers Stats with all its counters (the reply's
+// entries once counted against the key batch, and the daemon closed the connection instead).
+TEST_F(KvaultdCliTest, StatsWorksUnderASmallKeyBatchLimit) {
+  DaemonProcess d(dir_, {"--limits-max-keys-per-request", "2"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  const BinaryRun stats = Run("stats --server " + d.server() + " --json");
+  EXPECT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_NE(stats.out.find("\"store.lookups_total\""), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("\"host.capacity_bytes\""), std::string::npos) << stats.out;
+}
+
 // A daemon without an nvme tier writes nothing under data_dir: it starts with data_dir empty, or
 // in a working directory it cannot write, and creates no ./kvault-data.
 TEST_F(KvaultdCliTest, ARamOnlyDaemonNeedsNoDataDirectory) {

@@ -13,7 +13,6 @@ namespace kvault::transport {
 namespace {
 
 using wire::CheckBlob;
-using wire::CheckCount;
 using wire::CheckKnownStatus;
 using wire::CheckStatusBody;
 using wire::CheckString;
@@ -280,7 +279,10 @@ Result<Stats> Stats::DecodeBody(std::span<const uint8_t> body, const ProtocolLim
 // --- StatsReply: u32 count, then per entry: string name, u8 kind (0 = u64, 1 = f64), u64 value.
 
 Status StatsReply::Validate(const ProtocolLimits& limits) const {
-  KVAULT_RETURN_IF_ERROR(CheckCount(entries.size(), limits, "entries"));
+  if (entries.size() > kMaxStatsEntries) {
+    return Status::OutOfRange("entries: " + std::to_string(entries.size()) +
+                              " exceeds kMaxStatsEntries " + std::to_string(kMaxStatsEntries));
+  }
   for (size_t i = 0; i < entries.size(); ++i) {
     const std::string& name = entries[i].name;
     if (!name.empty() && name.size() <= limits.max_string_bytes) continue;
@@ -310,7 +312,7 @@ Result<StatsReply> StatsReply::DecodeBody(std::span<const uint8_t> body,
                                           const ProtocolLimits& limits) {
   WireReader r(body);
   StatsReply m;
-  const uint32_t n = r.Count(limits.max_keys_per_batch, kMinStatEntryBytes, "stats entries");
+  const uint32_t n = r.Count(kMaxStatsEntries, kMinStatEntryBytes, "stats entries");
   m.entries.reserve(n);
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     StatEntry e;

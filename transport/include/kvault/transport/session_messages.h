@@ -64,6 +64,10 @@ struct Hello {
   bool operator==(const Hello&) const = default;
 };
 
+// The most entries a StatsReply carries, whatever the session's max_keys_per_batch (a daemon held
+// to a few keys per request still answers Stats with all its counters).
+inline constexpr uint32_t kMaxStatsEntries = 4096;
+
 // The longest HelloReply::memory_socket: sizeof(sockaddr_un::sun_path) - 1, so that the path and
 // its terminating NUL fit a Unix socket address.
 inline constexpr size_t kMaxMemorySocketPathBytes = 107;
