@@ -12,6 +12,7 @@
 #include "kvault/kernels/cuda_codec.h"
 #include "kvault/kernels/cuda_runtime.h"
 #include "kvault/kernels/gpu_ipc.h"
+#include "paged_device_layout.h"
 #include "paged_wave_codec.h"
 
 namespace kvault::client_internal {
@@ -20,25 +21,6 @@ namespace {
 using kernels::CudaEvent;
 using kernels::CudaStream;
 using kernels::DeviceBuffer;
-
-constexpr uint64_t kDeviceAlignment = 256;
-
-uint64_t AlignDevice(uint64_t n) {
-  return (n + kDeviceAlignment - 1) / kDeviceAlignment * kDeviceAlignment;
-}
-
-// Calls fn(begin, end) for the runs of blocks that share one kernel descriptor: block 0 alone,
-// then the rest.
-template <typename Fn>
-Status ForEachBatch(uint64_t first, size_t count, Fn&& fn) {
-  size_t begin = 0;
-  if (first == 0 && count > 0) {
-    KVAULT_RETURN_IF_ERROR(fn(size_t{0}, size_t{1}));
-    begin = 1;
-  }
-  if (begin < count) KVAULT_RETURN_IF_ERROR(fn(begin, count));
-  return Status::Ok();
-}
 
 class CudaWaveCodec final : public PagedWaveCodec {
  public:
@@ -102,24 +84,23 @@ class CudaWaveCodec final : public PagedWaveCodec {
   Status Encode(uint64_t first, std::span<const BlockKey> keys,
                 std::span<const std::span<uint8_t>> objects, uint32_t buffer) override {
     const uint32_t header = codec_.HeaderBytes();
-    uint64_t stride = 0;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      stride = std::max<uint64_t>(stride, AlignDevice(objects[i].size() - header));
-    }
-    if (stride * keys.size() > slice_bytes_) {
+    std::vector<uint64_t> payloads(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) payloads[i] = objects[i].size() - header;
+    const DeviceWaveLayout layout = LayOutDeviceWave(first, payloads);
+    if (layout.total > slice_bytes_) {
       return Status::Internal("encode wave larger than its device staging");
     }
     uint8_t* device = staging_.data() + buffer * slice_bytes_;
     const uint32_t block_tokens = codec_.format().block_tokens;
     KVAULT_RETURN_IF_ERROR(ForEachBatch(first, keys.size(), [&](size_t begin, size_t end) {
       KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, codec_.Descriptor(first + begin, keys[begin]));
-      return kernels::CudaEncodeBlocks(view_, (first + begin) * block_tokens,
-                                       static_cast<uint32_t>(end - begin), d,
-                                       device + begin * stride, stride, stream_.handle());
+      return kernels::CudaEncodeBlocks(
+          view_, (first + begin) * block_tokens, static_cast<uint32_t>(end - begin), d,
+          device + layout.offsets[begin], layout.strides[begin], stream_.handle());
     }));
     for (size_t i = 0; i < keys.size(); ++i) {
-      KVAULT_RETURN_IF_ERROR(kernels::CopyAsync(objects[i].data() + header, device + i * stride,
-                                                objects[i].size() - header, stream_.handle()));
+      KVAULT_RETURN_IF_ERROR(kernels::CopyAsync(
+          objects[i].data() + header, device + layout.offsets[i], payloads[i], stream_.handle()));
     }
     KVAULT_RETURN_IF_ERROR(stream_.Synchronize());
     for (size_t i = 0; i < keys.size(); ++i) {
@@ -207,15 +188,16 @@ class CudaWaveCodec final : public PagedWaveCodec {
                      uint32_t layer_count, std::span<const std::span<uint8_t const>> payloads,
                      uint32_t buffer, void* stream) {
     if (payloads.empty()) return Status::Ok();
-    uint64_t stride = 0;
-    for (auto p : payloads) stride = std::max<uint64_t>(stride, AlignDevice(p.size()));
-    if (stride * payloads.size() > slice_bytes_) {
+    std::vector<uint64_t> sizes(payloads.size());
+    for (size_t i = 0; i < payloads.size(); ++i) sizes[i] = payloads[i].size();
+    const DeviceWaveLayout layout = LayOutDeviceWave(first, sizes);
+    if (layout.total > slice_bytes_) {
       return Status::Internal("decode wave larger than its device staging");
     }
     uint8_t* device = staging_.data() + buffer * slice_bytes_;
     for (size_t i = 0; i < payloads.size(); ++i) {
-      KVAULT_RETURN_IF_ERROR(
-          kernels::CopyAsync(device + i * stride, payloads[i].data(), payloads[i].size(), stream));
+      KVAULT_RETURN_IF_ERROR(kernels::CopyAsync(device + layout.offsets[i], payloads[i].data(),
+                                                payloads[i].size(), stream));
     }
     KVAULT_RETURN_IF_ERROR(staging_free_[buffer].Record(stream));
     staging_recorded_[buffer] = 1;
@@ -226,7 +208,7 @@ class CudaWaveCodec final : public PagedWaveCodec {
     KVAULT_RETURN_IF_ERROR(ForEachBatch(first, payloads.size(), [&](size_t begin, size_t end) {
       KVAULT_ASSIGN_OR_RETURN(BlockDescriptor d, codec_.LayerDescriptor(first + begin, keys[begin],
                                                                         first_layer, layer_count));
-      return kernels::CudaDecodeBlocks(device + begin * stride, stride,
+      return kernels::CudaDecodeBlocks(device + layout.offsets[begin], layout.strides[begin],
                                        static_cast<uint32_t>(end - begin), d, sub,
                                        (first + begin) * block_tokens, stream);
     }));
