@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "kvault/storage/nvme_tier.h"
+
 namespace kvault::server {
 
 TenantRegistry TenantRegistry::SingleTenant() {
@@ -27,6 +29,12 @@ Result<TenantRegistry> TenantRegistry::Create(std::vector<TenantSpec> specs) {
     if (id == kDefaultTenantId) {
       return Status::InvalidArgument(spec.where + ": tenant '" + spec.name +
                                      "': id 0 is reserved for the default tenant");
+    }
+    if (id == storage::kNvmeReservedTenant) {
+      return Status::InvalidArgument(spec.where + ": tenant '" + spec.name + "': id " +
+                                     std::to_string(id) +
+                                     " is reserved (the nvme tier cannot store blocks of that "
+                                     "tenant)");
     }
     if (auto [it, fresh] = by_id.emplace(id, &spec); !fresh) {
       return Status::InvalidArgument(spec.where + ": tenant '" + spec.name + "' has the same id " +

@@ -47,7 +47,7 @@ class TenantRegistry {
 
   // Multi-tenant mode over `specs` (at least one). InvalidArgument naming the entries for a
   // duplicate name, a duplicate id (explicit, or derived ids that collide: give one an explicit
-  // id), or two tenants with the same token.
+  // id), a reserved id (0, storage::kNvmeReservedTenant), or two tenants with the same token.
   static Result<TenantRegistry> Create(std::vector<TenantSpec> specs);
 
   // The registry for config key auth.tenants_file: SingleTenant() when `tenants_file` is empty,

@@ -9,6 +9,7 @@
 #include "config/value_parsers.h"
 #include "config/yaml_file.h"
 #include "kvault/common/log.h"
+#include "kvault/storage/nvme_tier.h"
 
 namespace kvault::server {
 namespace {
@@ -85,6 +86,12 @@ Result<TenantSpec> ParseEntry(const YAML::Node& entry, size_t index, std::string
       Result<uint64_t> id = ParseBoundedUint(text, 1, UINT32_MAX);
       if (!id.ok()) {
         return fail(where, "id: " + id.status().message() + " (0 is the default tenant's)");
+      }
+      if (*id == storage::kNvmeReservedTenant) {
+        return fail(where, "id: " + std::to_string(*id) +
+                               " is reserved (the nvme tier cannot store blocks of " +
+                               "that tenant); use 1.." +
+                               std::to_string(storage::kNvmeReservedTenant - 1));
       }
       spec.id = static_cast<storage::TenantId>(*id);
     } else if (key == "store_stats") {
@@ -186,7 +193,10 @@ storage::TenantId DerivedTenantId(std::string_view name) {
                                static_cast<storage::TenantId>(digest[1]) << 8 |
                                static_cast<storage::TenantId>(digest[2]) << 16 |
                                static_cast<storage::TenantId>(digest[3]) << 24;
-  return id == 0 ? 1 : id;
+  if (id == 0) return 1;
+  // Only names that hash here move: every other tenant keeps the id it stored blocks under.
+  if (id == storage::kNvmeReservedTenant) return storage::kNvmeReservedTenant - 1;
+  return id;
 }
 
 }  // namespace kvault::server

@@ -6,7 +6,7 @@
 //     - name: team-a            # 1-64 of [A-Za-z0-9._-]
 //       token_sha256: 9f86...   # 64 hex digits: printf %s "$TOKEN" | sha256sum
 //       quota_bytes: 100GiB     # 0 = no quota
-//       id: 17                  # optional; default derived from the name (DerivedTenantId)
+//       id: 17                  # optional, 1..4294967294; default DerivedTenantId(name)
 //       store_stats: true       # optional, default false: Stats shows the store-wide counters
 //
 // Parsing checks each entry on its own; TenantRegistry::Create checks the entries against each
@@ -38,7 +38,8 @@ struct TenantSpec {
 // Parses a tenants document. InvalidArgument for bad YAML, a missing or empty `tenants` list, an
 // unknown key, a missing name / token_sha256 / quota_bytes, a bad name, a hash that is not 64 hex
 // digits or is the hash of the empty token, a bad quota or id (0 is reserved for the default
-// tenant). `source` names the document in errors.
+// tenant, 4294967295 for the nvme tier: storage::kNvmeReservedTenant). `source` names the
+// document in errors.
 Result<std::vector<TenantSpec>> ParseTenantsYaml(const std::string& text, std::string_view source);
 
 // ReadYamlFile + ParseTenantsYaml. Logs one warning (naming the file and its mode only) when
@@ -46,8 +47,10 @@ Result<std::vector<TenantSpec>> ParseTenantsYaml(const std::string& text, std::s
 Result<std::vector<TenantSpec>> LoadTenantsFile(const std::string& path);
 
 // The storage id of a tenant without an explicit id: the first 4 bytes (little-endian) of
-// SHA-256("kvault-tenant-id-v1" || name), never 0. Stable across restarts and reorderings of the
-// file, so blocks persisted in the nvme tier stay with the tenant that wrote them.
+// SHA-256("kvault-tenant-id-v1" || name), never 0 (the default tenant's; 1 instead) nor
+// 4294967295 (storage::kNvmeReservedTenant; 4294967294 instead). Stable across restarts and
+// reorderings of the file, so blocks persisted in the nvme tier stay with the tenant that wrote
+// them.
 storage::TenantId DerivedTenantId(std::string_view name);
 
 }  // namespace kvault::server

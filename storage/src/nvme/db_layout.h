@@ -15,12 +15,14 @@
 #include <optional>
 #include <string_view>
 
+#include "kvault/storage/nvme_tier.h"
 #include "kvault/storage/scoped_key.h"
 
 namespace kvault::storage::nvme {
 
 // The tenant whose block keys would collide with the size entries: the tier refuses it.
-inline constexpr TenantId kReservedTenant = 0xFFFFFFFF;
+inline constexpr TenantId kReservedTenant = kNvmeReservedTenant;
+static_assert(kReservedTenant == 0xFFFFFFFF, "size entries start with FF FF FF FF");
 
 inline constexpr size_t kBlockKeyBytes = 4 + 32;
 inline constexpr size_t kSizeKeyBytes = 4 + kBlockKeyBytes;

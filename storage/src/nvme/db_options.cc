@@ -74,6 +74,7 @@ DbOptions MakeDbOptions(const NvmeTierOptions& options,
   // Get. Inline block objects stay out of the block cache: a block is read once per load and
   // then lives in the host tier, so caching it would only push out index and filter blocks.
   out.read_objects.fill_cache = options.value_layout == NvmeValueLayout::kBlobFiles;
+  out.read_sizes_in_memory.read_tier = rocksdb::kBlockCacheTier;
   return out;
 }
 

@@ -16,6 +16,9 @@ struct DbOptions {
   rocksdb::WriteOptions write;
   rocksdb::ReadOptions read_objects;  // block object reads: bypass the block cache
   rocksdb::ReadOptions read_sizes;    // size-entry reads and scans
+  // Size-entry reads that must not touch the disk (Erase, under the BlockStore's index mutex):
+  // memtables and block cache only; RocksDB answers Incomplete where it would have to read.
+  rocksdb::ReadOptions read_sizes_in_memory;
 };
 
 // `listener` is added to the database's listeners (the tier's disk-full hook).

@@ -2,10 +2,10 @@
 // calls it under its index mutex, and a RocksDB write can stall behind a flush for hundreds of
 // milliseconds (a Put holds its key's stripe through that stall). So Erase defers when its stripe
 // is busy or RocksDB would stall or refuses the write (a full disk); the block is gone for
-// callers at once (reads miss it), and the next Put, or disk-full recovery, writes the deletes.
+// callers at once (reads miss it), its bytes are back in the capacity at once, and the next Put,
+// or disk-full recovery, writes the deletes.
 #include <rocksdb/write_batch.h>
 
-#include <optional>
 #include <vector>
 
 #include "nvme/nvme_tier_impl.h"
@@ -18,17 +18,9 @@ bool NvmeTier::Impl::IsPendingErase(const ScopedKey& key) {
   return pending_erases_.contains(key);
 }
 
-bool NvmeTier::Impl::IsCountedPendingErase(const ScopedKey& key) {
+void NvmeTier::Impl::DeferErase(const ScopedKey& key) {
   std::lock_guard<std::mutex> lock(full_mu_);
-  const auto it = pending_erases_.find(key);
-  return it != pending_erases_.end() && it->second.counted;
-}
-
-void NvmeTier::Impl::DeferErase(const ScopedKey& key, PendingErase pending) {
-  std::lock_guard<std::mutex> lock(full_mu_);
-  if (pending_erases_.emplace(key, pending).second) {
-    pending_count_.fetch_add(1, std::memory_order_release);
-  }
+  if (pending_erases_.insert(key).second) pending_count_.fetch_add(1, std::memory_order_release);
 }
 
 void NvmeTier::Impl::DropPendingErase(const ScopedKey& key) {
@@ -44,28 +36,23 @@ Status NvmeTier::Impl::ApplyPendingErases() {
   std::vector<std::unique_lock<std::mutex>> stripes;
   stripes.reserve(kStripes);
   for (std::mutex& stripe : stripes_) stripes.emplace_back(stripe);
-  std::vector<std::pair<ScopedKey, PendingErase>> pending;
+  std::vector<ScopedKey> pending;
   {
     std::lock_guard<std::mutex> lock(full_mu_);
     pending.assign(pending_erases_.begin(), pending_erases_.end());
   }
-  // An erasure recorded before its size could be read gives its bytes back now.
-  std::vector<uint32_t> uncounted;
+  // Every pending erasure was counted when it was recorded (SizeToErase never leaves one
+  // uncounted): writing it changes no accounting.
   rocksdb::WriteBatch batch;
-  for (const auto& [key, erase] : pending) {
-    if (!erase.counted) {
-      Result<std::optional<uint32_t>> stored = StoredSize(key);
-      if (stored.ok() && stored->has_value()) uncounted.push_back(**stored);
-    }
+  for (const ScopedKey& key : pending) {
     if (rocksdb::Status rs = AddErasure(key, batch); !rs.ok()) {
       return nvme::FromRocksDb(rs, "erase");
     }
   }
   rocksdb::Status rs = db_->Write(WriteOptions(), &batch);
   if (!rs.ok()) return nvme::FromRocksDb(rs, "apply erasures");
-  for (uint32_t size : uncounted) CountErased(size);
   std::lock_guard<std::mutex> lock(full_mu_);
-  for (const auto& [key, erase] : pending) pending_erases_.erase(key);
+  for (const ScopedKey& key : pending) pending_erases_.erase(key);
   pending_count_.store(pending_erases_.size(), std::memory_order_release);
   return Status::Ok();
 }

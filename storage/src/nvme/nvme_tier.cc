@@ -38,8 +38,8 @@ Status VerifyObject(const ScopedKey& key, const rocksdb::Slice& value) {
 
 }  // namespace
 
-// Turns RocksDB's background errors into the tier's disk-full state, and keeps recovery in the
-// tier's hands: RocksDB's own recovery from a full disk would refuse DB::Resume() while it polls.
+// Turns RocksDB's background errors into the tier's disk-full state, and keeps recovery from a
+// full disk in the tier's hands: RocksDB's own would refuse DB::Resume() while it polls.
 class NvmeTier::Impl::Listener final : public rocksdb::EventListener {
  public:
   void Attach(Impl* impl) { impl_.store(impl, std::memory_order_release); }
@@ -66,9 +66,13 @@ class NvmeTier::Impl::Listener final : public rocksdb::EventListener {
     MarkBlobGcCheckDue();
   }
 
-  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status /*bg_error*/,
+  // Only a full disk is the tier's to recover (TryLeaveDiskFull calls DB::Resume()); RocksDB's
+  // own recovery handles anything else it offers. In RocksDB 7.8 nothing else reaches this hook:
+  // a retryable IO error gets RocksDB's automatic resume without asking, and another IO error in
+  // a flush (EIO) is fatal, which neither recovery nor Resume() lifts (only reopening does).
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status bg_error,
                             bool* auto_recovery) override {
-    *auto_recovery = false;
+    if (nvme::IsDiskFull(bg_error)) *auto_recovery = false;
   }
 
  private:
@@ -215,10 +219,11 @@ TierUsage NvmeTier::Impl::Usage() const {
   return usage;
 }
 
-Result<std::optional<uint32_t>> NvmeTier::Impl::StoredSize(const ScopedKey& key) {
+Result<std::optional<uint32_t>> NvmeTier::Impl::StoredSize(const ScopedKey& key,
+                                                           const rocksdb::ReadOptions& read) {
   std::string value;
-  rocksdb::Status rs = db_->Get(db_options_.read_sizes, db_->DefaultColumnFamily(),
-                                AsSlice(nvme::EncodeSizeKey(key)), &value);
+  rocksdb::Status rs =
+      db_->Get(read, db_->DefaultColumnFamily(), AsSlice(nvme::EncodeSizeKey(key)), &value);
   if (rs.IsNotFound()) return std::optional<uint32_t>();
   if (!rs.ok()) return nvme::FromRocksDb(rs, "nvme tier: size lookup");
   std::optional<uint32_t> size = nvme::DecodeSize(value);
@@ -251,11 +256,11 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
   std::lock_guard<std::mutex> stripe(StripeFor(key));
 
   // What this key already holds is replaced, so only the difference counts against the cap. A
-  // counted pending erasure already gave its bytes back; a malformed size entry is overwritten.
+  // pending erasure already gave its bytes back; a malformed size entry is overwritten.
   uint32_t old_size = 0;
   bool replaces = false;
-  if (!IsCountedPendingErase(key)) {
-    Result<std::optional<uint32_t>> stored = StoredSize(key);
+  if (pending_count_.load(std::memory_order_acquire) == 0 || !IsPendingErase(key)) {
+    Result<std::optional<uint32_t>> stored = StoredSize(key, db_options_.read_sizes);
     if (!stored.ok() && stored.status().code() != StatusCode::kCorruption) {
       write_errors_.fetch_add(1, std::memory_order_relaxed);
       return stored.status();
@@ -353,7 +358,7 @@ Status NvmeTier::Impl::RereadOrDrop(const ScopedKey& key, uint32_t object_bytes,
   }
   // Counted only here, where the block is lost: one that verifies when read again is kept.
   checksum_failures_.fetch_add(1, std::memory_order_relaxed);
-  EraseLocked(key);
+  EraseLocked(key, object_bytes, SizeLookup::kMayReadDisk);  // not under the BlockStore's mutex
   KVAULT_LOG(
       LogLevel::kError, "nvme",
       "a stored block failed verification and was deleted (served as a miss): " + first.message());
@@ -373,35 +378,39 @@ Status NvmeTier::Impl::CopyOut(const rocksdb::PinnableSlice& value, uint32_t obj
   return Status::Ok();
 }
 
-void NvmeTier::Impl::Erase(const ScopedKey& key) {
+void NvmeTier::Impl::Erase(const ScopedKey& key, uint32_t object_bytes) {
+  // The BlockStore calls this under its index mutex: no disk reads, no waits.
   std::unique_lock<std::mutex> stripe(StripeFor(key), std::try_to_lock);
   if (stripe.owns_lock()) {
-    EraseLocked(key);
+    EraseLocked(key, object_bytes, SizeLookup::kInMemory);
     return;
   }
   // Never waits for the stripe: a Put holds it through RocksDB's write stalls. The erasure is
-  // recorded, and its size read and given back now (a Get needs no stripe), as EraseLocked does:
-  // a caller that evicts until the tier is under a mark must see the room. (The BlockStore never
-  // erases a key while it puts the same key.)
-  if (const std::optional<uint32_t> size = SizeToErase(key)) {
-    DeferErase(key, PendingErase{.size = *size, .counted = true});
+  // recorded, and its size given back now (a Get needs no stripe), as EraseLocked does: a caller
+  // that evicts until the tier is under a mark must see the room. (The BlockStore never erases a
+  // key while it puts the same key.)
+  if (const std::optional<uint32_t> size = SizeToErase(key, object_bytes, SizeLookup::kInMemory)) {
+    DeferErase(key);
     CountErased(*size);
   }
 }
 
-std::optional<uint32_t> NvmeTier::Impl::SizeToErase(const ScopedKey& key) {
+std::optional<uint32_t> NvmeTier::Impl::SizeToErase(const ScopedKey& key, uint32_t object_bytes,
+                                                    SizeLookup lookup) {
   if (pending_count_.load(std::memory_order_acquire) > 0 && IsPendingErase(key)) {
     return std::nullopt;
   }
-  Result<std::optional<uint32_t>> stored = StoredSize(key);
+  Result<std::optional<uint32_t>> stored =
+      StoredSize(key, lookup == SizeLookup::kInMemory ? db_options_.read_sizes_in_memory
+                                                      : db_options_.read_sizes);
   // Both entries change in one batch, so a block without a size entry has no object either.
   if (stored.ok()) return *stored;
-  DeferErase(key, PendingErase{});  // its size is read again when the erasure is written
-  return std::nullopt;
+  // On disk only (a table block not cached), or unreadable: the size the caller stored.
+  return object_bytes;
 }
 
-void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
-  const std::optional<uint32_t> erased = SizeToErase(key);
+void NvmeTier::Impl::EraseLocked(const ScopedKey& key, uint32_t object_bytes, SizeLookup lookup) {
+  const std::optional<uint32_t> erased = SizeToErase(key, object_bytes, lookup);
   if (!erased) return;
   const uint32_t size = *erased;
   rocksdb::WriteBatch batch;
@@ -412,7 +421,7 @@ void NvmeTier::Impl::EraseLocked(const ScopedKey& key) {
   if (rs.ok()) rs = db_->Write(no_wait, &batch);
   if (!rs.ok()) {
     if (nvme::IsDiskFull(rs)) EnterDiskFull(rs.ToString(), /*rocksdb_out_of_space=*/true);
-    DeferErase(key, PendingErase{.size = size, .counted = true});
+    DeferErase(key);
   }
   CountErased(size);
 }
@@ -523,8 +532,8 @@ Status NvmeTier::Read(const ScopedKey& key, TierSlot /*slot*/, uint32_t object_b
   return impl_->Read(key, object_bytes, out);
 }
 
-void NvmeTier::Erase(const ScopedKey& key, TierSlot /*slot*/, uint32_t /*object_bytes*/) {
-  impl_->Erase(key);
+void NvmeTier::Erase(const ScopedKey& key, TierSlot /*slot*/, uint32_t object_bytes) {
+  impl_->Erase(key, object_bytes);
 }
 
 Status NvmeTier::Recover(const RecoverFn& found) { return impl_->Recover(found); }

@@ -20,7 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "kvault/common/result.h"
@@ -40,7 +40,8 @@ class NvmeTier::Impl {
   TierUsage Usage() const;
   Result<TierSlot> Put(const ScopedKey& key, std::span<const uint8_t> object);
   Status Read(const ScopedKey& key, uint32_t object_bytes, std::span<uint8_t> out);
-  void Erase(const ScopedKey& key);
+  // `object_bytes`: the size the caller stored the block with (NvmeTier::Erase).
+  void Erase(const ScopedKey& key, uint32_t object_bytes);
   Status Recover(const RecoverFn& found);
   void VisitCounters(CounterVisitor& visitor) const;
   bool disk_full() const { return full_.load(std::memory_order_acquire); }
@@ -76,17 +77,26 @@ class NvmeTier::Impl {
   // and may write an OPTIONS file). A caller that finds another deciding goes on without waiting.
   void UpdateBlobGc();
 
-  // The stored object size of `key` from its size entry: nullopt when absent.
-  Result<std::optional<uint32_t>> StoredSize(const ScopedKey& key);
+  // The stored object size of `key` from its size entry: nullopt when absent. With
+  // db_options_.read_sizes_in_memory, Unavailable (RocksDB's Incomplete) where the entry would
+  // have to be read from disk.
+  Result<std::optional<uint32_t>> StoredSize(const ScopedKey& key,
+                                             const rocksdb::ReadOptions& read);
   // Walks the size entries: rebuilds used_bytes_ and blocks_, reports each block to `found` when
   // set, drops malformed entries.
   Status ScanSizes(const RecoverFn* found);
-  // Deletes `key` and returns its bytes to the capacity. Caller holds the key's stripe.
-  void EraseLocked(const ScopedKey& key);
-  // The stored size of `key`, which an erasure is to give back; nullopt when there is nothing to
-  // do now: no such block, one already pending erasure, or a size that cannot be read (then the
-  // erasure is recorded uncounted, and counted when written).
-  std::optional<uint32_t> SizeToErase(const ScopedKey& key);
+  // Whether SizeToErase may read the disk: not under the BlockStore's index mutex (Erase).
+  enum class SizeLookup : uint8_t { kInMemory, kMayReadDisk };
+  // Deletes `key` and returns its bytes (SizeToErase) to the capacity. Caller holds the key's
+  // stripe.
+  void EraseLocked(const ScopedKey& key, uint32_t object_bytes, SizeLookup lookup);
+  // The bytes an erasure of `key` gives back; nullopt when there is nothing to erase: no such
+  // block, or its erasure already pending. The size entry's value where it can be read (with
+  // kInMemory, only from memtables and the block cache), otherwise `object_bytes`, the caller's
+  // record of what it stored. Never nullopt because a read failed, so that every erasure,
+  // pending or not, is counted once, when it is made.
+  std::optional<uint32_t> SizeToErase(const ScopedKey& key, uint32_t object_bytes,
+                                      SizeLookup lookup);
   // Adds the deletes of `key`'s block and size entries to `batch`.
   static rocksdb::Status AddErasure(const ScopedKey& key, rocksdb::WriteBatch& batch);
   // Takes an erased block of `size` bytes off used_bytes_ and blocks_ and counts the erasure.
@@ -104,16 +114,11 @@ class NvmeTier::Impl {
                         std::span<uint8_t> out);
 
   // Erasures not yet written to RocksDB (nvme_pending_erases.cc). The block is gone for callers
-  // from the moment Erase returns: reads miss it, a Put replaces it.
-  struct PendingErase {
-    uint32_t size = 0;     // the object's bytes, when counted
-    bool counted = false;  // its bytes and block were already taken off used_bytes_ and blocks_
-  };
+  // from the moment Erase returns: reads miss it, a Put replaces it. Its bytes and block were
+  // taken off used_bytes_ and blocks_ when the erasure was recorded.
   bool IsPendingErase(const ScopedKey& key);
-  // True when `key` has a pending erasure whose bytes were already returned to the capacity.
-  bool IsCountedPendingErase(const ScopedKey& key);
   // Records an erasure of `key` to be written later; a no-op when one is pending already.
-  void DeferErase(const ScopedKey& key, PendingErase pending);
+  void DeferErase(const ScopedKey& key);
   // Forgets the pending erasure of `key` (a Put replaced the block). Caller holds its stripe.
   void DropPendingErase(const ScopedKey& key);
 
@@ -164,8 +169,8 @@ class NvmeTier::Impl {
   std::chrono::steady_clock::time_point last_attempt_;
   uint64_t erased_at_attempt_ = 0;  // erased_bytes_ at the last recovery attempt
   // Blocks erased while their stripe was busy, or while RocksDB refused or would have stalled
-  // the write: gone for callers, deleted by the next Put or on recovery.
-  std::unordered_map<ScopedKey, PendingErase, ScopedKeyHash> pending_erases_;
+  // the write: gone for callers, counted as erased, deleted by the next Put or on recovery.
+  std::unordered_set<ScopedKey, ScopedKeyHash> pending_erases_;
   nvme::ReserveFile reserve_;
 };
 

@@ -10,6 +10,7 @@
 #include <initializer_list>
 
 #include "kvault/common/log.h"
+#include "kvault/storage/nvme_tier.h"
 #include "tenants/tenant_registry.h"
 #include "tenants/tenants_file.h"
 
@@ -102,6 +103,51 @@ TEST(TenantsFileTest, DerivedIdsAreStableNonZeroAndDistinct) {
   ASSERT_TRUE(one.ok() && two.ok());
   EXPECT_EQ(one->Find("a")->id, two->Find("a")->id);
   EXPECT_EQ(one->Find("b")->id, two->Find("b")->id);
+}
+
+// The first 4 bytes (little-endian) of the hash DerivedTenantId starts from, before it avoids
+// the reserved ids.
+storage::TenantId RawDerivedId(const std::string& name) {
+  const AuthDigest d = TokenHash("kvault-tenant-id-v1" + name);
+  return static_cast<storage::TenantId>(d[0]) | static_cast<storage::TenantId>(d[1]) << 8 |
+         static_cast<storage::TenantId>(d[2]) << 16 | static_cast<storage::TenantId>(d[3]) << 24;
+}
+
+// Tenant 4294967295 is the nvme tier's (its size entries sort under it): the file may not give it
+// as an id, and no name derives it. 4294967294 is a tenant's like any other.
+TEST(TenantsFileTest, TheNvmeTiersReservedIdIsRefusedAndNeverDerived) {
+  ASSERT_EQ(storage::kNvmeReservedTenant, 4294967295u);
+  const std::string head = "tenants:\n";
+  EXPECT_TRUE(
+      FailsMentioning(ParseStatus(head + Entry("a", kAlphaHash, "0", "    id: 4294967295\n")),
+                      {"tenants.yaml:5", "tenant 'a'", "id: 4294967295 is reserved", "nvme tier",
+                       "1..4294967294"}));
+  auto top = TenantRegistry::Create(
+      *ParseTenantsYaml(head + Entry("a", kAlphaHash, "0", "    id: 4294967294\n"), "x"));
+  ASSERT_TRUE(top.ok()) << top.status().ToString();  // positive control
+  ASSERT_NE(top->FindById(4294967294u), nullptr);
+  EXPECT_EQ(top->FindById(4294967294u)->name, "a");
+  // Specs built without the parser meet the same check in Create.
+  TenantSpec spec;
+  spec.name = "a";
+  spec.token_sha256 = TokenHash("alpha-token");
+  spec.id = storage::kNvmeReservedTenant;
+  spec.where = "x:2";
+  EXPECT_TRUE(FailsMentioning(TenantRegistry::Create({spec}).status(),
+                              {"x:2", "tenant 'a'", "4294967295", "reserved"}));
+
+  // Names found by search whose hash starts with FF FF FF FF and with 00 00 00 00: they derive the
+  // nearest id allowed. Every other name derives the hash itself, as before.
+  const std::string all_ones = "q-27gu4nt", all_zeros = "q-0dzz8dr";
+  ASSERT_EQ(RawDerivedId(all_ones), 0xFFFFFFFFu) << "the name no longer hits the edge";
+  ASSERT_EQ(RawDerivedId(all_zeros), 0u) << "the name no longer hits the edge";
+  EXPECT_EQ(DerivedTenantId(all_ones), 0xFFFFFFFEu);
+  EXPECT_EQ(DerivedTenantId(all_zeros), 1u);
+  EXPECT_EQ(DerivedTenantId("team-a"), RawDerivedId("team-a"));
+  auto derived =
+      TenantRegistry::Create(*ParseTenantsYaml(head + Entry(all_ones, kAlphaHash, "0"), "x"));
+  ASSERT_TRUE(derived.ok()) << derived.status().ToString();
+  EXPECT_EQ(derived->Find(all_ones)->id, 0xFFFFFFFEu);
 }
 
 TEST(TenantsFileTest, EveryErrorIsNamed) {

@@ -16,9 +16,15 @@
 #include <string>
 
 #include "kvault/common/result.h"
+#include "kvault/storage/scoped_key.h"
 #include "kvault/storage/tier.h"
 
 namespace kvault::storage {
+
+// The tenant whose blocks the nvme tier cannot store: its database keys would sort among the
+// tier's size entries (docs/storage.md, "Layout"), so Put refuses it. Whatever assigns tenant ids
+// (the daemon's tenants file) never hands it out.
+inline constexpr TenantId kNvmeReservedTenant = 0xFFFFFFFF;
 
 // Where the tier keeps the value bytes of a block.
 enum class NvmeValueLayout : uint8_t {
@@ -144,23 +150,28 @@ class NvmeTier final : public Tier {
   // ...") while the disk is full (free space below min_free_bytes, or ENOSPC from RocksDB),
   // counted in writes_rejected_disk_full_total: recovery, retried by later Puts, lifts it by
   // itself once space returns (see full_retry_interval); InvalidArgument for an object of 4 GiB or
-  // more or for tenant 0xFFFFFFFF (reserved); IoError for another write failure. On error nothing
-  // new is stored.
+  // more or for kNvmeReservedTenant; IoError for another write failure. On error nothing new is
+  // stored.
   Result<TierSlot> Put(const ScopedKey& key, std::span<const uint8_t> object) override;
 
   // Reads the object into `out` and verifies it with ParseBlockObject (checksum and key).
-  // NotFound when absent; Corruption when the stored bytes fail verification or differ in size
-  // from object_bytes: the block is then deleted and checksum_failures_total counts it.
-  // InvalidArgument when out.size() != object_bytes; IoError when RocksDB fails to read. Works
-  // while the disk is full.
+  // NotFound when absent; Corruption when the stored bytes fail verification (read again once
+  // first): the block is then deleted and checksum_failures_total counts it. InvalidArgument when
+  // out.size() != object_bytes, or when a stored object that verifies is not object_bytes long:
+  // the caller's index disagrees with the tier, the block is not damaged and is kept. IoError when
+  // RocksDB fails to read. Works while the disk is full.
   Status Read(const ScopedKey& key, TierSlot slot, uint32_t object_bytes,
               std::span<uint8_t> out) override;
 
-  // Deletes the block: from then on reads miss it. Never waits (the BlockStore calls it under its
-  // index mutex): when another call holds the key's lock stripe, or RocksDB would stall the write
-  // behind a flush or refuses it (a full disk), the deletion is recorded and written by the next
-  // Put or when the tier recovers from a full disk. Its bytes return to the capacity at once,
-  // or, when the erasure was recorded before its size could be read, when it is written.
+  // Deletes the block: from then on reads miss it, and its bytes are back in the capacity. Never
+  // waits and never reads the disk (the BlockStore calls it under its index mutex): when another
+  // call holds the key's lock stripe, or RocksDB would stall the write behind a flush or refuses
+  // it (a full disk), the deletion is recorded and written by the next Put or when the tier
+  // recovers from a full disk. The bytes given back are the stored size where RocksDB has it in
+  // memory (memtables, block cache), otherwise object_bytes, which must be the size the block was
+  // stored with (the BlockStore's index holds it). Erasing a key the tier does not hold changes
+  // nothing where RocksDB can tell so from memory (its bloom filters usually can); callers erase
+  // only what they stored.
   void Erase(const ScopedKey& key, TierSlot slot, uint32_t object_bytes) override;
 
   // Reports every block in the database (slot 0 and its object size) from the size entries,
