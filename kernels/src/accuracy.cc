@@ -1,6 +1,7 @@
 #include "kvault/kernels/accuracy.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -9,10 +10,13 @@
 namespace kvault::kernels {
 namespace {
 
-// Four fp32 lanes (GCC/Clang vector extension: one SSE or NEON register). Lanes are
-// independent, so results do not depend on the instruction set the compiler picks.
+// Four fp32 lanes and two fp64 lanes (GCC/Clang vector extension: one SSE or NEON register
+// each). Lanes are independent, so results do not depend on the instruction set the compiler
+// picks.
 using F4 = float __attribute__((vector_size(16)));
-using I4 = int32_t __attribute__((vector_size(16)));
+using D2 = double __attribute__((vector_size(16)));
+using I2 = int64_t __attribute__((vector_size(16)));
+using D4 = double __attribute__((vector_size(32)));  // only to convert an F4 (see Low)
 constexpr size_t kLanes = 4;
 
 F4 Load4(const float* p) {
@@ -21,6 +25,17 @@ F4 Load4(const float* p) {
   return v;
 }
 void Store4(float* p, F4 v) { std::memcpy(p, &v, sizeof(v)); }
+// Lanes 0-1 and 2-3 of v in fp64 (exact). Converting the whole F4 lets GCC use cvtps2pd; a
+// two-float vector is converted one element at a time.
+D2 Low(F4 v) {
+  const D4 d = __builtin_convertvector(v, D4);
+  return __builtin_shufflevector(d, d, 0, 1);
+}
+D2 High(F4 v) {
+  const D4 d = __builtin_convertvector(v, D4);
+  return __builtin_shufflevector(d, d, 2, 3);
+}
+D2 Abs(D2 v) { return std::bit_cast<D2>(std::bit_cast<I2>(v) & 0x7FFFFFFFFFFFFFFF); }
 F4 Splat4(float x) { return F4{x, x, x, x}; }
 
 // Queries are processed in blocks of 16 (four F4) and tokens in pairs, so the eight logit
@@ -95,43 +110,50 @@ void LoadSlice(const KvTensor& t, uint32_t layer, uint32_t kv, uint32_t head, ui
   }
 }
 
-// Vectors are fp32 [vectors][stride], padding columns zero in both. Per-vector sums in fp32
+// Per-vector reconstruction sums of two lanes, in fp64: fp32 squares overflow from |x| = 2^64 up
+// and underflow below 2^-63, and bf16 holds both; fp64 products of fp32 values are exact and no
+// sum comes near fp64's limits.
+struct ReconLanes {
+  D2 dot = {}, na = {}, nb = {}, err = {}, max_err = {};
+
+  void Add(D2 xa, D2 xb) {
+    const D2 e = xa - xb;
+    dot += xa * xb;
+    na += xa * xa;
+    nb += xb * xb;
+    err += e * e;
+    const D2 abs_e = Abs(e);
+    max_err = abs_e > max_err ? abs_e : max_err;
+  }
+};
+
+// Vectors are fp32 [vectors][stride], padding columns zero in both. Per-vector sums in four fp64
 // lanes, totals in fp64.
 ReconSums Reconstruction(const float* x, const float* y, uint32_t vectors, uint32_t stride) {
   ReconSums s;
   s.vectors = vectors;
-  float lanes[4][kLanes];
   for (uint32_t v = 0; v < vectors; ++v) {
     const float* a = x + static_cast<size_t>(v) * stride;
     const float* b = y + static_cast<size_t>(v) * stride;
-    F4 dot = {}, na = {}, nb = {}, err = {};
-    I4 max_bits = {};  // |x - xhat| as bits: for non-negative floats, integer order = float order
+    ReconLanes lo, hi;  // lanes 0-1 and 2-3
     for (uint32_t c = 0; c < stride; c += kLanes) {
       const F4 xa = Load4(a + c);
       const F4 xb = Load4(b + c);
-      const F4 e = xa - xb;
-      dot += xa * xb;
-      na += xa * xa;
-      nb += xb * xb;
-      err += e * e;
-      I4 e_bits;
-      std::memcpy(&e_bits, &e, sizeof(e_bits));
-      e_bits &= 0x7FFFFFFF;
-      max_bits = e_bits > max_bits ? e_bits : max_bits;
+      lo.Add(Low(xa), Low(xb));
+      hi.Add(High(xa), High(xb));
     }
-    Store4(lanes[0], dot);
-    Store4(lanes[1], na);
-    Store4(lanes[2], nb);
-    Store4(lanes[3], err);
+    const double lanes[5][kLanes] = {
+        {lo.dot[0], lo.dot[1], hi.dot[0], hi.dot[1]},
+        {lo.na[0], lo.na[1], hi.na[0], hi.na[1]},
+        {lo.nb[0], lo.nb[1], hi.nb[0], hi.nb[1]},
+        {lo.err[0], lo.err[1], hi.err[0], hi.err[1]},
+        {lo.max_err[0], lo.max_err[1], hi.max_err[0], hi.max_err[1]},
+    };
+    for (uint32_t i = 0; i < kLanes; ++i) s.max_abs = std::max(s.max_abs, lanes[4][i]);
     double sum[4] = {};
     for (int k = 0; k < 4; ++k) {
       for (uint32_t i = 0; i < kLanes; ++i) sum[k] += lanes[k][i];
     }
-    int32_t max_lane = 0;
-    for (uint32_t i = 0; i < kLanes; ++i) max_lane = std::max(max_lane, max_bits[i]);
-    float max_abs;
-    std::memcpy(&max_abs, &max_lane, sizeof(max_abs));
-    s.max_abs = std::max(s.max_abs, static_cast<double>(max_abs));
     s.signal += sum[1];
     s.error += sum[3];
     double cos;

@@ -131,6 +131,7 @@ void EncodeGroup(const std::vector<float>& x, uint64_t n, Index idx, uint32_t bi
 
 void ReferenceEncodeSection(const uint16_t* src, const SectionCodec& codec, bool is_key,
                             const BlockLayout& layout, uint8_t* out) {
+  const IeeeFloatScope ieee;  // the bytes must not depend on the caller's MXCSR
   const SectionLayout sl = SectionLayoutFor(codec, is_key, layout);
   std::memset(out, 0, sl.padded_bytes);
   if (codec.codec == CodecId::kRaw) {
@@ -178,6 +179,7 @@ void ReferenceEncodeSection(const uint16_t* src, const SectionCodec& codec, bool
 
 void ReferenceDecodeSection(const uint8_t* in, const SectionCodec& codec, bool is_key,
                             const BlockLayout& layout, uint16_t* dst) {
+  const IeeeFloatScope ieee;
   const SectionLayout sl = SectionLayoutFor(codec, is_key, layout);
   if (codec.codec == CodecId::kRaw) {
     std::memcpy(dst, in, sl.code_bytes);

@@ -268,6 +268,84 @@ TEST(AccuracyTest, NonFiniteDecodedValuesAreCountedNotPropagated) {
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
 }
 
+// `t` with every element multiplied by `scale`, a power of two; the products must be exact.
+KvTensor Scaled(const KvTensor& t, float scale) {
+  KvTensor out = t;
+  for (uint16_t& b : out.data) {
+    const float x = ToFloat(b, t.shape.dtype);
+    b = FromFloat(x * scale, t.shape.dtype);
+    EXPECT_EQ(double{ToFloat(b, t.shape.dtype)}, double{x} * scale);
+  }
+  return out;
+}
+
+// The reconstruction metrics of `r` against `d` and of both scaled by a power of two are equal:
+// the scale cancels in SQNR and cosine.
+void ExpectScaleInvariantReconstruction(const AccuracyReport& want, const AccuracyReport& r,
+                                        double scale) {
+  EXPECT_EQ(r.nonfinite, 0u);
+  for (double v : {r.k_sqnr_db, r.v_sqnr_db, r.k_cos_mean, r.k_cos_min, r.v_cos_mean, r.v_cos_min,
+                   r.k_max_abs_err, r.v_max_abs_err}) {
+    EXPECT_TRUE(std::isfinite(v)) << v;
+  }
+  EXPECT_DOUBLE_EQ(r.k_sqnr_db, want.k_sqnr_db);
+  EXPECT_DOUBLE_EQ(r.v_sqnr_db, want.v_sqnr_db);
+  EXPECT_DOUBLE_EQ(r.k_cos_mean, want.k_cos_mean);
+  EXPECT_DOUBLE_EQ(r.k_cos_min, want.k_cos_min);
+  EXPECT_DOUBLE_EQ(r.v_cos_mean, want.v_cos_mean);
+  EXPECT_DOUBLE_EQ(r.v_cos_min, want.v_cos_min);
+  EXPECT_DOUBLE_EQ(r.k_max_abs_err, want.k_max_abs_err * scale);
+  EXPECT_DOUBLE_EQ(r.v_max_abs_err, want.v_max_abs_err * scale);
+  ASSERT_EQ(r.heads.size(), want.heads.size());
+  for (size_t i = 0; i < r.heads.size(); ++i) {
+    EXPECT_DOUBLE_EQ(r.heads[i].k_sqnr_db, want.heads[i].k_sqnr_db) << i;
+    EXPECT_DOUBLE_EQ(r.heads[i].v_sqnr_db, want.heads[i].v_sqnr_db) << i;
+  }
+}
+
+// bf16 holds finite values up to 3.4e38, but fp32 squares overflow from |x| = 2^64 (1.8e19) up:
+// SQNR and cosine stay finite, and the same as at the tensor's own scale.
+TEST(AccuracyTest, HugeFiniteBf16ValuesKeepReconstructionMetricsFinite) {
+  Fixture f = Make(2, 2, 64, 96, DType::kBF16);
+  const KvTensor noisy = AddNoise(f.kv, 0.1, 0.05, 11);
+  const KvTensor big = Scaled(f.kv, 0x1.0p80f), big_noisy = Scaled(noisy, 0x1.0p80f);
+  float amax = 0.0f;
+  for (uint16_t b : big.data) amax = std::max(amax, std::fabs(Bf16ToFloat(b)));
+  ASSERT_GT(amax, 0x1.0p64f) << "the squares must overflow fp32";
+
+  auto want = MeasureAccuracy(f.kv, noisy, f.q);
+  auto r = MeasureAccuracy(big, big_noisy, f.q);
+  ASSERT_TRUE(want.ok());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NEAR(want->k_sqnr_db, 20.0, 0.5);  // noise at 1/10 of the RMS
+  ExpectScaleInvariantReconstruction(*want, *r, 0x1.0p80);
+
+  // The largest finite bf16 against its negation: |x - xhat| = 6.8e38 is past fp32 too.
+  KvTensor extreme = f.kv, negated = f.kv;
+  std::fill(extreme.data.begin(), extreme.data.end(), uint16_t{0x7F7F});  // 3.39e38
+  std::fill(negated.data.begin(), negated.data.end(), uint16_t{0xFF7F});
+  auto opposite = MeasureAccuracy(extreme, negated, f.q);
+  ASSERT_TRUE(opposite.ok());
+  // The error is twice the signal, its power 4x: 10 log10(1/4). Every vector points the other way.
+  EXPECT_NEAR(opposite->k_sqnr_db, -10.0 * std::log10(4.0), 1e-9);
+  EXPECT_NEAR(opposite->v_sqnr_db, -10.0 * std::log10(4.0), 1e-9);
+  EXPECT_EQ(opposite->k_cos_mean, -1.0);
+  EXPECT_EQ(opposite->v_cos_min, -1.0);
+  EXPECT_EQ(opposite->k_max_abs_err, 2.0 * Bf16ToFloat(0x7F7F));
+}
+
+// At the other end, fp32 squares of |x| < 2^-63 lose bits or vanish (a whole vector of them
+// would read as zero, with cosine 1 and SQNR at the cap); bf16 holds normal values down to 2^-126.
+TEST(AccuracyTest, TinyBf16ValuesKeepReconstructionMetrics) {
+  Fixture f = Make(2, 2, 64, 96, DType::kBF16);
+  const KvTensor noisy = AddNoise(f.kv, 0.1, 0.05, 11);
+  auto want = MeasureAccuracy(f.kv, noisy, f.q);
+  auto r = MeasureAccuracy(Scaled(f.kv, 0x1.0p-80f), Scaled(noisy, 0x1.0p-80f), f.q);
+  ASSERT_TRUE(want.ok());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ExpectScaleInvariantReconstruction(*want, *r, 0x1.0p-80);
+}
+
 TEST(AccuracyTest, HandComputedTwoTokenExample) {
   // One head, D = 2, two tokens, one query q = (1, 0): logits k0.q / sqrt2, k1.q / sqrt2.
   KvTensor ref{{1, 1, 2, 2, DType::kF16}, {}};

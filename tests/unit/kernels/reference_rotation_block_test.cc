@@ -3,6 +3,9 @@
 // reference_test_util.h.
 
 #include <gtest/gtest.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include <algorithm>
 #include <bit>
@@ -10,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kvault/kernels/numeric.h"
@@ -374,6 +378,115 @@ TEST(ReferenceBlockTest, BitsPerElementAtHeadDim128) {
         << CodecName(c.codec.k.codec) << "/" << CodecName(c.codec.v.codec);
   }
 }
+
+// =============================================================================================
+// The caller's floating-point environment
+
+#if defined(__x86_64__)
+// MXCSR: the default (exceptions masked, round to nearest even, no flush-to-zero), and bits a
+// host process may have set on the calling thread.
+constexpr unsigned kDefaultMxcsr = 0x1F80;
+constexpr unsigned kFlushToZero = 0x8040;  // FTZ | DAZ (-ffast-math, torch.set_flush_denormal)
+constexpr unsigned kRoundingControlMask = 0x6000;
+constexpr unsigned kRoundTowardZero = 0x6000;
+
+// Runs `fn` with MXCSR = (saved & ~clear) | set and restores the saved value. Returns the MXCSR
+// `fn` left behind, which the section functions must not have changed.
+template <typename Fn>
+unsigned WithMxcsr(unsigned clear, unsigned set, Fn fn) {
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr((saved & ~clear) | set);
+  fn();
+  const unsigned after = _mm_getcsr();
+  _mm_setcsr(saved);
+  return after;
+}
+
+// "" when equal, else the number of differing positions and the first of them.
+template <typename T>
+std::string Differences(const std::vector<T>& want, const std::vector<T>& got) {
+  if (want.size() != got.size()) return "sizes differ";
+  size_t n = 0, first = 0;
+  for (size_t i = want.size(); i-- > 0;) {
+    if (want[i] != got[i]) ++n, first = i;
+  }
+  if (n == 0) return "";
+  return std::to_string(n) + " differ, first at " + std::to_string(first) + ": want " +
+         std::to_string(want[first]) + ", got " + std::to_string(got[first]);
+}
+
+// Every codec with and without rotation, as K and as V: encoding `src` and decoding the
+// default-mode bytes with the MXCSR bits `clear` cleared and `set` set must give the default
+// mode's bytes and elements, and leave the caller's MXCSR as it was.
+void ExpectSameBytesUnder(unsigned clear, unsigned set, const Halves& src, const BlockLayout& l) {
+  for (CodecId id : {CodecId::kFp8, CodecId::kInt8, CodecId::kInt4, CodecId::kInt2}) {
+    for (bool rotate : {false, true}) {
+      for (bool is_key : {true, false}) {
+        SCOPED_TRACE(std::string(CodecName(id)) + (rotate ? " rot" : "") + (is_key ? " K" : " V"));
+        const SectionCodec c = Codec(id, IsGroupedCodec(id) ? 8 : 0, rotate);
+        Bytes want;
+        Halves want_decoded;
+        WithMxcsr(~0u, kDefaultMxcsr, [&] {
+          want = Encode(src, c, is_key, l);
+          want_decoded = Decode(want, c, is_key, l);
+        });
+        Bytes got;
+        Halves got_decoded;
+        const unsigned after = WithMxcsr(clear, set, [&] {
+          got = Encode(src, c, is_key, l);
+          got_decoded = Decode(want, c, is_key, l);
+        });
+        EXPECT_EQ(after & (clear | set), set) << "the caller's MXCSR was not restored";
+        EXPECT_EQ(Differences(want, got), "") << "encoded bytes";
+        EXPECT_EQ(Differences(want_decoded, got_decoded), "") << "decoded elements";
+      }
+    }
+  }
+}
+
+// bf16 inputs of both signs in and just above the subnormal range (exponents 0 and 1, so that
+// the rotation's sums and its scale by 1/sqrt(D) produce fp32 subnormals): a caller with
+// flush-to-zero and denormals-are-zero on gets the bytes of the default mode. (Only encoding
+// meets subnormals; decoded values are multiples of an fp16 scale's 2^-24 times E4M3's 2^-9.)
+TEST(ReferenceSectionTest, TheCallersFlushToZeroChangesNoByte) {
+  const BlockLayout l = Layout(16, 2, 32, /*sink=*/2, DType::kBF16);
+  Halves src(uint64_t{l.block_tokens} * l.kv_heads * l.head_dim);
+  for (size_t i = 0; i < src.size(); ++i) {
+    const uint16_t mantissa = static_cast<uint16_t>(1 + (i * 37) % 127);
+    src[i] =
+        static_cast<uint16_t>((i % 3 == 0 ? 0x8000 : 0) | (i % 11 == 0 ? 0x0080 : 0) | mantissa);
+  }
+  // Positive control: the rotated fp32 intermediates hold subnormals.
+  const std::vector<float> signs = RotationSigns(l.head_dim);
+  uint64_t subnormal = 0;
+  for (uint64_t v = 0; v < src.size() / l.head_dim; ++v) {
+    std::vector<float> x(l.head_dim);
+    for (uint32_t i = 0; i < l.head_dim; ++i) x[i] = Bf16ToFloat(src[v * l.head_dim + i]);
+    RotateForwardReference(x.data(), l.head_dim, signs.data(), RotationScale(l.head_dim));
+    for (float f : x) subnormal += std::fpclassify(f) == FP_SUBNORMAL;
+  }
+  ASSERT_GT(subnormal, 0u);
+  ExpectSameBytesUnder(0, kFlushToZero, src, l);
+}
+
+// The section functions also round to nearest even when the caller chose another rounding mode;
+// here decoding (the rotation's fp32 sums and products) would give other elements too.
+TEST(ReferenceSectionTest, TheCallersRoundingModeChangesNoByte) {
+  const BlockLayout l = Layout(64, 4, 128, /*sink=*/1, DType::kF16);
+  Halves src(uint64_t{l.block_tokens} * l.kv_heads * l.head_dim);
+  uint32_t state = 2024;
+  for (uint16_t& h : src) {
+    state = state * 1664525u + 1013904223u;
+    const float v = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / (1 << 21);
+    h = FloatToHalf(v);
+  }
+  ExpectSameBytesUnder(kRoundingControlMask, kRoundTowardZero, src, l);
+}
+#else
+TEST(ReferenceSectionTest, TheCallersFloatingPointModeChangesNoByte) {
+  GTEST_SKIP() << "MXCSR is x86's";
+}
+#endif  // defined(__x86_64__)
 
 }  // namespace
 }  // namespace kvault::kernels

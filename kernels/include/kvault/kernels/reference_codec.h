@@ -1,7 +1,9 @@
 #pragma once
 // The CPU reference of the codecs: plain loops that define the bytes every other path (SIMD,
 // CUDA) must reproduce (docs/codecs.md has the arithmetic). Works on contiguous host arrays and
-// computes its own offsets. Thread-safe: no shared state.
+// computes its own offsets. Thread-safe: no shared state. On x86 every function computes in the
+// IEEE default floating-point mode (round to nearest even, subnormals kept) whatever the calling
+// thread set in MXCSR (flush-to-zero, another rounding mode), and gives the thread its mode back.
 
 #include <cstdint>
 #include <span>
