@@ -275,6 +275,7 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
     std::lock_guard lock(mu_);
     if (!slot.ok()) {
       EraseEntry(id);
+      ++counters_.declined_writes;
       return Status::Ok();  // a cache may decline a block; the writer is not at fault
     }
     index_.at(id).slot = *slot;
@@ -466,6 +467,7 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
   Status read = tier(where)->Read(key, slot, bytes, {copy.get(), bytes});
   lock.lock();
   --index_.at(id).pins;
+  ResumeStalledDemotion();  // a mover may have given up on the tier while this block was pinned
   if (read.code() == StatusCode::kCorruption || read.code() == StatusCode::kNotFound) {
     ++counters_.read_failures;
     ForgetLost(id);  // the tier already deleted what it could not verify; erased once unused

@@ -179,6 +179,7 @@ void StoreCore::VisitCounters(CounterVisitor& visitor) const {
     visitor.Counter("", "rejected_no_space_total", c.rejected_no_space);
     visitor.Counter("", "quota_rejects_total", c.quota_rejects);
     visitor.Counter("", "admission_rejects_total", c.admission_rejects);
+    visitor.Counter("", "declined_writes_total", c.declined_writes);
     visitor.Counter("", "pins_total", c.pins);
     visitor.Counter("", "pinned_bytes_total", c.pinned_bytes);
     visitor.Counter("", "deletes_total", c.deletes);

@@ -28,7 +28,7 @@ inline constexpr std::string_view kTenantQuotaRefusal = "tenant quota";
 struct StoreCounters {
   uint64_t lookups = 0, lookup_keys = 0, hit_blocks = 0, miss_blocks = 0;
   uint64_t commits = 0, committed_bytes = 0, aborted_reservations = 0, rejected_corrupt = 0;
-  uint64_t rejected_no_space = 0, admission_rejects = 0, quota_rejects = 0;
+  uint64_t rejected_no_space = 0, admission_rejects = 0, quota_rejects = 0, declined_writes = 0;
   uint64_t pins = 0, pinned_bytes = 0, deletes = 0;
   uint64_t leases_granted = 0, leases_expired = 0, leases_released = 0;
   uint64_t evictions[kTierCount] = {}, demotions[kTierCount] = {}, promotions[kTierCount] = {};
@@ -125,18 +125,18 @@ class StoreCore {
   std::vector<std::unique_ptr<EvictionPolicy>> policies_;  // by TierKind; null for absent tiers
 
   mutable std::mutex mu_;
-  BlockIndex index_;          // guarded by mu_
+  BlockIndex index_;  // guarded by mu_
   // Bytes per tenant over every index entry, whatever its state; kept by InsertEntry/EraseEntry.
   std::unordered_map<TenantId, uint64_t> tenant_bytes_;  // guarded by mu_
   // Entries reserved and not yet committed or aborted, and their bytes.  // guarded by mu_
   uint64_t pending_writes_ = 0;
   uint64_t pending_write_bytes_ = 0;
-  LeaseTable leases_;         // guarded by mu_
-  StoreCounters counters_;    // guarded by mu_
+  LeaseTable leases_;                 // guarded by mu_
+  StoreCounters counters_;            // guarded by mu_
   std::deque<ScopedKey> promotions_;  // guarded by mu_
-  int busy_movers_ = 0;             // guarded by mu_
-  bool demotion_stalled_ = false;   // guarded by mu_: nothing evictable at the last try
-  bool stopping_ = false;           // guarded by mu_
+  int busy_movers_ = 0;               // guarded by mu_
+  bool demotion_stalled_ = false;     // guarded by mu_: nothing evictable at the last try
+  bool stopping_ = false;             // guarded by mu_
   std::condition_variable mover_cv_;
   std::condition_variable idle_cv_;
   std::vector<std::thread> movers_;

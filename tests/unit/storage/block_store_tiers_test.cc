@@ -249,6 +249,14 @@ TEST(BlockStoreTiers, ABlockLargerThanTheHostTierGoesToTheColderTier) {
   EXPECT_EQ(kept.leading_hits, 8u);
   EXPECT_EQ(kept.tiers[0], TierKind::kHost) << "the host tier was not emptied for it";
   EXPECT_EQ(CounterOf(*s.store, "host.demotions_total"), 0);
+  EXPECT_EQ(CounterOf(*s.store, "declined_writes_total"), 0);
+  // The colder tier refusing such a block: the writer is told OK (a cache may decline), the
+  // block is not kept, and the store counts it.
+  s.nvme->refuse_writes = true;
+  const BlockKey refused = KeyOf(51);
+  ASSERT_TRUE(s.store->Put(0, refused, ObjectFor(refused, 2 << 20)).ok());
+  EXPECT_EQ(s.store->Lookup(0, std::span(&refused, 1)).leading_hits, 0u);
+  EXPECT_EQ(CounterOf(*s.store, "declined_writes_total"), 1);
 }
 
 TEST(BlockStoreTiers, ReadingABlockLargerThanTheHostTierDoesNotEmptyIt) {
