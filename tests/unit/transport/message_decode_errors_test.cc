@@ -118,6 +118,12 @@ struct CountedBody {
   MessageType type;
   std::vector<uint8_t> before_count;
   size_t item_bytes;
+  // The count's bound under `limits`, and how the refusal names it: max_keys_per_batch but for
+  // the replies with bounds of their own.
+  uint32_t (*limit)(const ProtocolLimits& limits) = [](const ProtocolLimits& l) {
+    return l.max_keys_per_batch;
+  };
+  const char* limit_name = "max_keys_per_batch";
 };
 
 std::vector<CountedBody> CountedBodies() {
@@ -132,8 +138,16 @@ std::vector<CountedBody> CountedBodies() {
       {MessageType::kDelete, {}, 32},
       {MessageType::kDeleteReply, {}, 1},
       {MessageType::kGpuExport, {1, 0, 0, 0, 0, 0, 0, 0}, 32},
-      {MessageType::kGpuExportReply, {}, 1},
-      {MessageType::kStatsReply, {}, 11},
+      {MessageType::kGpuExportReply,
+       {},
+       1,
+       &GpuExportKeysPerRequest,
+       "the keys a gpu_export may carry"},
+      {MessageType::kStatsReply,
+       {},
+       11,
+       [](const ProtocolLimits&) { return kMaxStatsEntries; },
+       "kMaxStatsEntries"},
   };
 }
 
@@ -141,11 +155,13 @@ TEST(MessageDecodeErrorsTest, CountsOverTheLimitAreOutOfRange) {
   ProtocolLimits limits;
   limits.max_keys_per_batch = 4;
   for (const CountedBody& c : CountedBodies()) {
-    for (uint32_t count : {5u, 0xFFFFFFFFu}) {
+    const uint32_t over = c.limit(limits) + 1;
+    for (uint32_t count : {over, 0xFFFFFFFFu}) {
       // Enough bytes for the count to be otherwise plausible: the limit alone refuses it.
       std::vector<uint8_t> body = Concat({c.before_count, U32(count)});
-      body.resize(body.size() + 5 * c.item_bytes, 0);
-      ExpectRefused(c.type, body, StatusCode::kOutOfRange, "exceed max_keys_per_batch", limits);
+      body.resize(body.size() + over * c.item_bytes, 0);
+      ExpectRefused(c.type, body, StatusCode::kOutOfRange, std::string("exceed ") + c.limit_name,
+                    limits);
     }
   }
 }
@@ -154,8 +170,9 @@ TEST(MessageDecodeErrorsTest, CountsBeyondTheBodyAreRefusedBeforeAllocating) {
   ProtocolLimits limits;
   limits.max_keys_per_batch = kCeilingKeysPerBatch;
   for (const CountedBody& c : CountedBodies()) {
+    // The most items the bound allows, but bytes for none of them.
     const std::vector<uint8_t> body =
-        Concat({c.before_count, U32(kCeilingKeysPerBatch), {0, 0, 0, 0, 0, 0, 0, 0}});
+        Concat({c.before_count, U32(c.limit(limits)), {0, 0, 0, 0, 0, 0, 0, 0}});
     Status status;
     const size_t largest = LargestAllocation([&] {
       Result<Message> m = DecodeMessage(c.type, body, limits);
@@ -494,6 +511,29 @@ TEST(MessageDecodeErrorsTest, GpuExportReplyEntriesAreReadByTheirStatus) {
   std::vector<uint8_t> no_lease = BodyOf(GpuExport{1, {BlockKey{}}});
   no_lease[0] = 0;
   ExpectRefused(MessageType::kGpuExport, no_lease, StatusCode::kCorruption, "lease_id");
+}
+
+// A GpuExportReply has no more entries than a GpuExport may carry keys: a small body of 1-byte
+// not_found entries cannot make the receiver build a hundred times its size in entries.
+TEST(MessageDecodeErrorsTest, GpuExportRepliesAreBoundByTheKeysARequestCarries) {
+  ProtocolLimits limits;
+  limits.max_body_bytes = 64 << 10;
+  const uint32_t most = GpuExportKeysPerRequest(limits);
+  ASSERT_LT(most, limits.max_keys_per_batch);
+  auto body_of = [](uint32_t n) {
+    std::vector<uint8_t> body = U32(n);
+    body.insert(body.end(), n, static_cast<uint8_t>(WireStatus::kNotFound));
+    body.insert(body.end(), {0, 0});  // empty message
+    return body;
+  };
+  Result<Message> at_most = DecodeMessage(MessageType::kGpuExportReply, body_of(most), limits);
+  ASSERT_TRUE(at_most.ok()) << at_most.status().ToString();
+  EXPECT_EQ(std::get<GpuExportReply>(*at_most).entries.size(), most);
+  ExpectRefused(MessageType::kGpuExportReply, body_of(most + 1), StatusCode::kOutOfRange,
+                "the keys a gpu_export may carry", limits);
+  GpuExportReply over;
+  over.entries.assign(most + 1, GpuExportEntry{WireStatus::kNotFound});
+  EXPECT_EQ(over.Validate(limits).code(), StatusCode::kOutOfRange);
 }
 
 TEST(MessageDecodeErrorsTest, ReleaseMemoryNeedsAKey) {

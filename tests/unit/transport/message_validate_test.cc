@@ -364,7 +364,10 @@ TEST(MessageValidateTest, BatchesOverTheLimit) {
   s.remote_key = {1};
   s.entries.assign(3, StoreEntry{k, 0, 1});
   ExpectOverLimit(s, "entries", limits);
-  ExpectOverLimit(StatsReply{{{"a", 1.0}, {"b", 2.0}, {"c", 3.0}}}, "entries", limits);
+  // A StatsReply is bound by kMaxStatsEntries instead (StatsRepliesAreBoundByTheirOwnLimit...).
+  StatsReply stats;
+  stats.entries.assign(kMaxStatsEntries + 1, StatEntry{"a", 1.0});
+  ExpectOverLimit(stats, "entries", limits);
   ExpectOverLimit(GpuExport{1, {k, k, k}}, "keys", limits);
   ExpectOverLimit(GpuExportReply{std::vector<GpuExportEntry>(3, {WireStatus::kNotFound}), ""},
                   "entries", limits);

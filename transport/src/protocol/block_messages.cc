@@ -459,6 +459,10 @@ Result<GpuExport> GpuExport::DecodeBody(std::span<const uint8_t> body,
 
 Status GpuExportReply::Validate(const ProtocolLimits& limits) const {
   KVAULT_RETURN_IF_ERROR(CheckCount(entries.size(), limits, "entries"));
+  if (const uint32_t most = GpuExportKeysPerRequest(limits); entries.size() > most) {
+    return Status::OutOfRange(std::to_string(entries.size()) + " entries exceed the " +
+                              std::to_string(most) + " a gpu_export request may carry");
+  }
   for (size_t i = 0; i < entries.size(); ++i) {
     const GpuExportEntry& e = entries[i];
     KVAULT_RETURN_IF_ERROR(CheckKnownStatus(e.status, Entry("entry", i)));
@@ -505,8 +509,11 @@ Result<GpuExportReply> GpuExportReply::DecodeBody(std::span<const uint8_t> body,
   WireReader r(body);
   GpuExportReply m;
   // Each entry takes at least its status byte; the count is checked against that before the
-  // vector is sized, and every ok entry's further bytes are checked as they are read.
-  const uint32_t n = r.Count(limits.max_keys_per_batch, 1, "entries");
+  // vector is sized, and every ok entry's further bytes are checked as they are read. No request
+  // carries more keys than GpuExportKeysPerRequest, so no reply has more entries: a 1-byte entry
+  // becomes a ~112-byte GpuExportEntry, and that bound keeps the reply's memory small.
+  const uint32_t n =
+      r.Count(GpuExportKeysPerRequest(limits), 1, "entries", "the keys a gpu_export may carry");
   m.entries.reserve(n);
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     GpuExportEntry e;

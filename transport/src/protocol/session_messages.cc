@@ -312,7 +312,8 @@ Result<StatsReply> StatsReply::DecodeBody(std::span<const uint8_t> body,
                                           const ProtocolLimits& limits) {
   WireReader r(body);
   StatsReply m;
-  const uint32_t n = r.Count(kMaxStatsEntries, kMinStatEntryBytes, "stats entries");
+  const uint32_t n =
+      r.Count(kMaxStatsEntries, kMinStatEntryBytes, "stats entries", "kMaxStatsEntries");
   m.entries.reserve(n);
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     StatEntry e;

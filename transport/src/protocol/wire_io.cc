@@ -134,12 +134,13 @@ std::vector<uint8_t> WireReader::Blob(uint32_t max_bytes, std::string_view what)
   return b;
 }
 
-uint32_t WireReader::Count(uint32_t max_items, size_t min_item_bytes, std::string_view what) {
+uint32_t WireReader::Count(uint32_t max_items, size_t min_item_bytes, std::string_view what,
+                           std::string_view limit) {
   const uint32_t n = U32();
   if (!status_.ok()) return 0;
   if (n > max_items) {
-    Fail(Status::OutOfRange(std::to_string(n) + " " + std::string(what) +
-                            " exceed max_keys_per_batch " + std::to_string(max_items)));
+    Fail(Status::OutOfRange(std::to_string(n) + " " + std::string(what) + " exceed " +
+                            std::string(limit) + " " + std::to_string(max_items)));
     return 0;
   }
   // n <= 2^32 and min_item_bytes is a small constant: the product cannot overflow 64 bits.

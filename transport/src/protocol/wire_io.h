@@ -66,10 +66,11 @@ class WireReader {
   std::string String(uint32_t max_bytes, std::string_view what);
   // u32 length (<= max_bytes, else OutOfRange naming `what`), then that many bytes.
   std::vector<uint8_t> Blob(uint32_t max_bytes, std::string_view what);
-  // u32 count of items that take at least `min_item_bytes` each: OutOfRange naming `what` when
-  // count > max_items; Corruption when count * min_item_bytes exceeds the unread bytes. Returns 0
-  // on failure, so the caller's reserve/resize is always safe.
-  uint32_t Count(uint32_t max_items, size_t min_item_bytes, std::string_view what);
+  // u32 count of items that take at least `min_item_bytes` each: OutOfRange naming `what` and
+  // `limit` (the bound's name) when count > max_items; Corruption when count * min_item_bytes
+  // exceeds the unread bytes. Returns 0 on failure, so the caller's reserve/resize is always safe.
+  uint32_t Count(uint32_t max_items, size_t min_item_bytes, std::string_view what,
+                 std::string_view limit = "max_keys_per_batch");
 
   size_t remaining() const { return body_.size() - pos_; }
   bool ok() const { return status_.ok(); }
