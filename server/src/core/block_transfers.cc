@@ -86,9 +86,9 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
   uint64_t total = 0;
   for (const transport::StoreEntry& e : request.entries) total += e.length;
   if (total > options_.max_request_bytes) {
-    return Refuse(WireStatus::kOutOfRange,
-                  "store of " + std::to_string(total) + " bytes is over the per-request limit of " +
-                      std::to_string(options_.max_request_bytes));
+    return Refuse(WireStatus::kOutOfRange, "store of " + std::to_string(total) +
+                                               " bytes is over the per-request limit of " +
+                                               std::to_string(options_.max_request_bytes));
   }
   transport::StoreReply reply;
   const bool movable = session.peer.has_value() && data_ != nullptr;
@@ -169,6 +169,7 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
     if (std::chrono::steady_clock::now() < deadline) return false;
     storage::LookupOptions probe;
     probe.touch = false;
+    probe.count = false;  // the daemon's own check, not a client's lookup
     const bool present = store_.Lookup(tenant, std::span(&e.key, 1), probe).leading_hits == 1;
     reply.statuses[i] = present ? WireStatus::kOk : WireStatus::kTransferFailed;
     return true;
@@ -176,7 +177,9 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
   for (size_t i = 0; i < request.entries.size(); ++i) {
     const transport::StoreEntry& e = request.entries[i];
     if (expired(e, i)) continue;
-    const storage::WriteOptions write = WriteOptionsOf(e);
+    storage::WriteOptions write = WriteOptionsOf(e);
+    // A refusal for room is retried below after the wave frees some: only the last one counts.
+    write.count_refusal = wave.empty();
     Result<std::optional<storage::WriteReservation>> reserved =
         store_.Reserve(tenant, e.key, e.length, write);
     if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted &&
@@ -185,6 +188,7 @@ Message Service::OnStore(Session& session, const transport::Store& request) {
       // committing keeps the bytes charged to it, so a retry would only be refused again.
       run_wave();
       if (expired(e, i)) continue;
+      write.count_refusal = true;
       reserved = store_.Reserve(tenant, e.key, e.length, write);
     }
     if (!reserved.ok()) {
@@ -218,9 +222,9 @@ Message Service::OnLoad(Session& session, const transport::Load& request) {
   uint64_t asked = 0;
   for (const transport::LoadEntry& e : request.entries) asked += e.capacity;
   if (asked > options_.max_request_bytes) {
-    return Refuse(WireStatus::kOutOfRange,
-                  "load into " + std::to_string(asked) + " bytes is over the per-request limit of " +
-                      std::to_string(options_.max_request_bytes));
+    return Refuse(WireStatus::kOutOfRange, "load into " + std::to_string(asked) +
+                                               " bytes is over the per-request limit of " +
+                                               std::to_string(options_.max_request_bytes));
   }
   transport::LoadReply reply;
   reply.outcomes.resize(request.entries.size());
@@ -251,7 +255,7 @@ Message Service::OnLoad(Session& session, const transport::Load& request) {
     }
     const std::span<const uint8_t> object = (*pinned)->bytes();
     outcome.object_size = object.size();
-    const uint64_t length = e.length != 0 ? e.length
+    const uint64_t length = e.length != 0               ? e.length
                             : e.offset <= object.size() ? object.size() - e.offset
                                                         : 0;
     if (e.offset > object.size() || length > object.size() - e.offset || length > e.capacity ||

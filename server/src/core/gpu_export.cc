@@ -32,13 +32,10 @@ transport::GpuExportEntry ToWire(const kernels::GpuIpcExport& block) {
 
 Message Service::OnGpuExport(Session& session, const transport::GpuExport& request) {
   transport::GpuExportReply reply;
-  const auto cut = [this](std::string_view text) {
-    return std::string(text.substr(0, options_.limits.max_string_bytes));
-  };
   // The whole request fails the same way: one status per key, the reason once.
   const auto every_key = [&](WireStatus status, std::string_view why) -> Message {
     reply.entries.assign(request.keys.size(), transport::GpuExportEntry{status});
-    reply.message = cut(why);
+    reply.message = ReplyText(why);
     return reply;
   };
   // As with ReleaseLease, another session's lease is treated as unknown: a client cannot learn
@@ -70,8 +67,9 @@ Message Service::OnGpuExport(Session& session, const transport::GpuExport& reque
     reply.entries.push_back(transport::GpuExportEntry{
         expired ? WireStatus::kLeaseExpired : transport::ToWireStatus(failed.code())});
     if (reply.message.empty()) {
-      reply.message = cut(expired ? "lease " + std::to_string(request.lease_id) + " has expired"
-                                  : failed.message());
+      reply.message =
+          ReplyText(expired ? "lease " + std::to_string(request.lease_id) + " has expired"
+                            : failed.message());
     }
   }
   return reply;

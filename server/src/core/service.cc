@@ -27,25 +27,38 @@ using transport::WireStatus;
 
 std::optional<RequestOp> OpOf(MessageType type) {
   switch (type) {
-    case MessageType::kLookup: return RequestOp::kLookup;
-    case MessageType::kStore: return RequestOp::kStore;
-    case MessageType::kLoad: return RequestOp::kLoad;
-    case MessageType::kReleaseLease: return RequestOp::kRelease;
-    case MessageType::kDelete: return RequestOp::kDelete;
-    case MessageType::kGpuExport: return RequestOp::kGpuExport;
-    case MessageType::kReleaseMemory: return RequestOp::kReleaseMemory;
-    case MessageType::kStats: return RequestOp::kStats;
-    case MessageType::kPing: return RequestOp::kPing;
-    default: return std::nullopt;
+    case MessageType::kLookup:
+      return RequestOp::kLookup;
+    case MessageType::kStore:
+      return RequestOp::kStore;
+    case MessageType::kLoad:
+      return RequestOp::kLoad;
+    case MessageType::kReleaseLease:
+      return RequestOp::kRelease;
+    case MessageType::kDelete:
+      return RequestOp::kDelete;
+    case MessageType::kGpuExport:
+      return RequestOp::kGpuExport;
+    case MessageType::kReleaseMemory:
+      return RequestOp::kReleaseMemory;
+    case MessageType::kStats:
+      return RequestOp::kStats;
+    case MessageType::kPing:
+      return RequestOp::kPing;
+    default:
+      return std::nullopt;
   }
 }
 
 transport::WireTier ToWireTier(const std::optional<storage::TierKind>& tier) {
   if (!tier) return transport::WireTier::kNone;
   switch (*tier) {
-    case storage::TierKind::kGpu: return transport::WireTier::kGpu;
-    case storage::TierKind::kHost: return transport::WireTier::kHost;
-    case storage::TierKind::kNvme: return transport::WireTier::kNvme;
+    case storage::TierKind::kGpu:
+      return transport::WireTier::kGpu;
+    case storage::TierKind::kHost:
+      return transport::WireTier::kHost;
+    case storage::TierKind::kNvme:
+      return transport::WireTier::kNvme;
   }
   return transport::WireTier::kNone;
 }
@@ -113,14 +126,19 @@ Message Service::Refuse(WireStatus status, std::string message) {
       case WireStatus::kUnauthenticated:
         metrics_->CountRejected(RejectReason::kUnauthenticated);
         break;
-      case WireStatus::kOutOfRange: metrics_->CountRejected(RejectReason::kTooLarge); break;
-      case WireStatus::kInvalidArgument: metrics_->CountRejected(RejectReason::kMalformed); break;
-      default: break;
+      case WireStatus::kOutOfRange:
+        metrics_->CountRejected(RejectReason::kTooLarge);
+        break;
+      case WireStatus::kInvalidArgument:
+        metrics_->CountRejected(RejectReason::kMalformed);
+        break;
+      default:
+        break;
     }
   }
   transport::ErrorReply reply;
   reply.status = status;
-  reply.message = std::move(message);
+  reply.message = ReplyText(message);
   return reply;
 }
 
@@ -140,21 +158,32 @@ Message Service::Handle(Session& session, const Message& request) {
   Message reply = std::visit(
       [&](const auto& m) -> Message {
         using M = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<M, transport::Hello>) return OnHello(session, m);
-        else if constexpr (std::is_same_v<M, transport::Auth>) return OnAuth(session, m);
+        if constexpr (std::is_same_v<M, transport::Hello>)
+          return OnHello(session, m);
+        else if constexpr (std::is_same_v<M, transport::Auth>)
+          return OnAuth(session, m);
         else if constexpr (std::is_same_v<M, transport::ProveWorker>)
           return OnProveWorker(session, m);
         else if constexpr (std::is_same_v<M, transport::AttachMemory>)
           return OnAttachMemory(session, m);
-        else if constexpr (std::is_same_v<M, transport::Ping>) return transport::Pong{m.payload};
-        else if constexpr (std::is_same_v<M, transport::Lookup>) return OnLookup(session, m);
-        else if constexpr (std::is_same_v<M, transport::Store>) return OnStore(session, m);
-        else if constexpr (std::is_same_v<M, transport::Load>) return OnLoad(session, m);
-        else if constexpr (std::is_same_v<M, transport::ReleaseLease>) return OnReleaseLease(session, m);
-        else if constexpr (std::is_same_v<M, transport::Delete>) return OnDelete(session, m);
-        else if constexpr (std::is_same_v<M, transport::GpuExport>) return OnGpuExport(session, m);
-        else if constexpr (std::is_same_v<M, transport::ReleaseMemory>) return OnReleaseMemory(session, m);
-        else if constexpr (std::is_same_v<M, transport::Stats>) return OnStats(session);
+        else if constexpr (std::is_same_v<M, transport::Ping>)
+          return transport::Pong{m.payload};
+        else if constexpr (std::is_same_v<M, transport::Lookup>)
+          return OnLookup(session, m);
+        else if constexpr (std::is_same_v<M, transport::Store>)
+          return OnStore(session, m);
+        else if constexpr (std::is_same_v<M, transport::Load>)
+          return OnLoad(session, m);
+        else if constexpr (std::is_same_v<M, transport::ReleaseLease>)
+          return OnReleaseLease(session, m);
+        else if constexpr (std::is_same_v<M, transport::Delete>)
+          return OnDelete(session, m);
+        else if constexpr (std::is_same_v<M, transport::GpuExport>)
+          return OnGpuExport(session, m);
+        else if constexpr (std::is_same_v<M, transport::ReleaseMemory>)
+          return OnReleaseMemory(session, m);
+        else if constexpr (std::is_same_v<M, transport::Stats>)
+          return OnStats(session);
         else {
           return Refuse(WireStatus::kInvalidArgument,
                         std::string(transport::MessageTypeName(type)) + " is not a request");
@@ -214,10 +243,10 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
         data_->Connect(session.worker_address, session.connection, proof);
     if (!peer.ok()) {
       KVAULT_LOG(LogLevel::kWarn, "auth",
-                 SessionName(session) + ": cannot reach the client's UCX worker: " +
-                     peer.status().ToString());
+                 SessionName(session) +
+                     ": cannot reach the client's UCX worker: " + peer.status().ToString());
       reply.status = transport::ToWireStatus(peer.status().code());
-      reply.message = "data plane: " + peer.status().message();
+      reply.message = ReplyText("data plane: " + peer.status().message());
       return reply;
     }
     // Unusable until the client returns the token (OnProveWorker).
@@ -246,6 +275,10 @@ Message Service::OnAuth(Session& session, const transport::Auth& auth) {
   return reply;
 }
 
+std::string Service::ReplyText(std::string_view text) const {
+  return std::string(text.substr(0, options_.limits.max_string_bytes));
+}
+
 Service::MemorySocketAnnouncement Service::AnnouncedMemorySocket() const {
   if (options_.memory_handles == nullptr || data_ == nullptr) return {};
   return {options_.memory_socket, static_cast<uint32_t>(getpid()),
@@ -267,7 +300,7 @@ Message Service::OnAttachMemory(Session& session, const transport::AttachMemory&
         SessionName(session) + ": no process-memory data plane (" + why.ToString() + ")" +
             (session.unproven_peer || session.peer ? "; the session keeps its UCX worker" : ""));
     reply.status = transport::ToWireStatus(why.code());
-    reply.message = why.message();
+    reply.message = ReplyText(why.message());
     return reply;
   };
   if (options_.memory_handles == nullptr || data_ == nullptr) {
@@ -329,7 +362,7 @@ Message Service::AttachRegion(Session& session, HandedOverMemory handed) {
     KVAULT_LOG(LogLevel::kInfo, "auth",
                SessionName(session) + ": memory region not attached (" + why.ToString() + ")");
     reply.status = transport::ToWireStatus(why.code());
-    reply.message = why.message();
+    reply.message = ReplyText(why.message());
     return reply;
   };
   // The region is a file any local process could send: it joins this session only when the

@@ -155,6 +155,9 @@ class Service {
     uint32_t uid = 0;
   };
   MemorySocketAnnouncement AnnouncedMemorySocket() const;
+  // `text` cut to the limits' max_string_bytes: what a reply's message may carry (a longer one
+  // would fail to encode, and the connection would close instead of the request failing).
+  std::string ReplyText(std::string_view text) const;
   // Disconnects a data-plane peer of a session and stops tracking it for AbortTransfers.
   void DisconnectPeer(transport::PeerId peer);
   // Records a lease the store granted `session` for `ttl`, first dropping the session's expired

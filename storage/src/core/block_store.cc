@@ -225,7 +225,7 @@ Result<std::optional<WriteReservation>> StoreCore::Reserve(const ScopedKey& key,
   if (admitted) {
     Result<TierSlot> allocated = AllocateHost(object_bytes, lock);
     if (!allocated.ok()) {
-      ++counters_.rejected_no_space;
+      if (options.count_refusal) ++counters_.rejected_no_space;
       return allocated.status();
     }
     slot = *allocated;
@@ -358,10 +358,12 @@ LookupResult StoreCore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
         }
       }
     }
-    ++counters_.lookups;
-    counters_.lookup_keys += keys.size();
-    counters_.hit_blocks += result.leading_hits;
-    counters_.miss_blocks += keys.size() - result.leading_hits;
+    if (options.count) {
+      ++counters_.lookups;
+      counters_.lookup_keys += keys.size();
+      counters_.hit_blocks += result.leading_hits;
+      counters_.miss_blocks += keys.size() - result.leading_hits;
+    }
     if (options.lease_ttl.count() > 0 && result.leading_hits > 0) {
       const auto ttl = std::min(options.lease_ttl, options_.max_lease_ttl);
       ids.resize(result.leading_hits);

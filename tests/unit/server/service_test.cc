@@ -184,18 +184,24 @@ TEST_F(ServiceTest, AStoreOfManyWavesEndsAtOneDeadline) {
   for (uint8_t i = 0; i < 40; ++i) keys.push_back(Key(i));  // 160 MiB: three waves of 64 MiB
   constexpr uint64_t kPayload = 4 << 20;
   mover_.wait_for_deadline = true;
+  const double lookups_before = StoreValue(".lookups_total");
   EXPECT_EQ(StoreKeys(*s, keys, kPayload),
             std::vector<WireStatus>(keys.size(), WireStatus::kTransferFailed));
   EXPECT_EQ(mover_.runs, 1) << "a wave ran after the request's deadline";
   EXPECT_EQ(StoreValue("host.reserved_bytes"), reserved_before);
+  // The daemon's own checks of what is stored are not clients' lookups.
+  EXPECT_EQ(StoreValue(".lookups_total"), lookups_before);
   // The control gets time enough for 160 MiB on a busy machine.
   mover_.wait_for_deadline = false;
   mover_.runs = 0;
   options.transfer_timeout = std::chrono::seconds(60);
   service_ = std::make_unique<Service>(*store_, *tenants_, &mover_, nullptr, options);
   s = LoggedIn("team-a", "token-a");
+  const double refused_before = StoreValue(".rejected_no_space_total");
   EXPECT_EQ(StoreKeys(*s, keys, kPayload), std::vector<WireStatus>(keys.size(), WireStatus::kOk));
   EXPECT_GE(mover_.runs, 3);
+  // Waves begin where the room runs out; the writes all succeeded, so none counts as refused.
+  EXPECT_EQ(StoreValue(".rejected_no_space_total"), refused_before);
 }
 
 // Objects larger than a transfer chunk move in several GETs, each hashed as it lands: a damaged

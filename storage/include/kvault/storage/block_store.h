@@ -98,6 +98,9 @@ struct WriteOptions {
   // The previous block of the chain, when the writer knows it: lets a prefix-aware policy keep
   // chains whole.
   std::optional<BlockKey> parent{};
+  // Count a refusal for want of room in rejected_no_space_total. False for an attempt the
+  // caller will repeat once it has freed room (it counts the one it gives up on). Default true.
+  bool count_refusal = true;
 };
 
 struct LookupOptions {
@@ -105,6 +108,9 @@ struct LookupOptions {
   std::chrono::nanoseconds lease_ttl{0};
   // Count the hits as uses for eviction (false: a pure probe). Default true.
   bool touch = true;
+  // Count the lookup in lookups_total, lookup_keys_total, hit_blocks_total and miss_blocks_total
+  // (false: a probe of the store's own user, not a client's lookup). Default true.
+  bool count = true;
 };
 
 struct LookupResult {
