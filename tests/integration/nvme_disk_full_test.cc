@@ -1,7 +1,8 @@
 // The nvme tier on a filesystem that fills up: an 8 MiB tmpfs mounted for each test (tests run as
 // root; without the right to mount, the tests are skipped with the reason). Writes stop with
 // Unavailable ("nvme tier full: ...") and a counter, reads and erasures go on, and writes resume
-// by themselves, without reopening, once space returns. Two ways to fill up:
+// by themselves, without reopening, once space returns: the tier's recovery thread notices, so
+// the tests wait for it (boundedly) rather than expect a Put to recover. Two ways to fill up:
 //   - the tier's own writes reach min_free_bytes (the normal case: RocksDB never sees ENOSPC);
 //   - something else fills the disk and RocksDB's flush hits ENOSPC (min_free_bytes 0).
 
@@ -61,8 +62,11 @@ class NvmeDiskFullTest : public ::testing::Test {
     options_.min_free_bytes = 2 << 20;
     options_.reserve_bytes = 1 << 20;
     options_.background_jobs = 2;
-    // Recovery is attempted after erasures only, so the first test never depends on timing.
-    options_.full_retry_interval = std::chrono::hours(1);
+    // Retries are frequent, so that the last erasures of a series are covered soon whatever
+    // attempts they woke on the way. Without erasures no retry can succeed: the tier went full
+    // when a block (128 KiB) no longer fitted above min_free_bytes, and a recovery needs
+    // write_buffer_bytes (256 KiB) above it.
+    options_.full_retry_interval = std::chrono::milliseconds(100);
   }
   void TearDown() override {
     tier_.reset();
@@ -86,6 +90,14 @@ class NvmeDiskFullTest : public ::testing::Test {
   }
   void Erase(const ScopedKey& key) {
     tier_->Erase(key, 0, static_cast<uint32_t>(ObjectFor(key, 2, 2).size()));
+  }
+  // Waits (at most 30 s) until the recovery thread has lifted the full state.
+  bool WaitUntilWritable() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (tier_->disk_full() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return !tier_->disk_full();
   }
   // Puts blocks of `stream` until one is refused; returns those stored and the refusal.
   std::vector<ScopedKey> FillUntilRefused(uint64_t stream, Status& refused) {
@@ -159,7 +171,9 @@ TEST_F(NvmeDiskFullTest, WritesStopAtTheFloorReadsGoOnAndWritesResumeAfterErasur
   }
   for (const ScopedKey& key : kept) ASSERT_TRUE(Read(key).ok());
 
-  // Writes resume by themselves, without reopening.
+  // Writes resume by themselves, without reopening: the recovery thread, woken by the erasures,
+  // compacts their space back.
+  ASSERT_TRUE(WaitUntilWritable()) << "still full 30 s after the erasures";
   for (int i = 0; i < 4; ++i) {
     const ScopedKey key = TestKey(0, 32, i);
     Result<TierSlot> put = Put(key);
@@ -210,15 +224,11 @@ TEST_F(NvmeDiskFullTest, EnospcFromRocksDbStopsWritesUntilSpaceReturns) {
   EXPECT_EQ(Read(erased).code(), StatusCode::kNotFound);
   EXPECT_TRUE(Read(kept.front()).ok());
 
-  // Space returns from outside; a later write finds it without reopening.
+  // Space returns from outside; the recovery thread finds it without reopening.
   ASSERT_EQ(::unlink(filler.c_str()), 0);
+  ASSERT_TRUE(WaitUntilWritable()) << "still full 30 s after space returned";
   const ScopedKey next = TestKey(0, 42, 0);
-  Status put;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  do {
-    put = Put(next).status();
-    if (!put.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  } while (!put.ok() && std::chrono::steady_clock::now() < deadline);
+  const Status put = Put(next).status();
   ASSERT_TRUE(put.ok()) << put.ToString();
   kept.push_back(next);
   EXPECT_FALSE(tier_->disk_full());

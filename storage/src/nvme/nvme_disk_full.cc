@@ -3,18 +3,27 @@
 //   writable --(a Put would leave less than min_free_bytes of room)-------------> full
 //   writable --(RocksDB reports ENOSPC: a write, or a background flush)---------> full, the
 //               reserve file released, RocksDB read-only until DB::Resume()
-//   full: Put -> Unavailable; Read works; Erase works (deferred while RocksDB refuses writes)
-//   full --(a Put after erasures of write_buffer_bytes, or after full_retry_interval)-->
-//       recovery attempt: DB::Resume() (a no-op unless RocksDB holds an error), apply deferred
-//       erasures, and when blocks were erased since the last compaction, flush and compact so
-//       that their space returns; hold the reserve again; check the room. Success -> writable.
+//   full: Put -> Unavailable at once; Read works; Erase works (deferred while RocksDB refuses
+//         writes)
+//   full --(erasures of write_buffer_bytes, or full_retry_interval, since the last attempt)-->
+//       recovery attempt, on the tier's recovery thread, never in a Put: DB::Resume() (a no-op
+//       unless RocksDB holds an error), apply deferred erasures, and when blocks were erased
+//       since the last compaction, flush and compact so that their space returns; hold the
+//       reserve again; check the room. Success -> writable.
+//
+// The recovery thread is the tier's, started by Open and joined by the destructor. A recovery
+// can take seconds (a full-range compaction, then a wait for background jobs): on that thread
+// it delays no client write, no mover and no erasure (Erase runs under the BlockStore's mutex
+// and takes full_mu_ at most, which the thread never holds across I/O).
 
 #include <rocksdb/write_batch.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "kvault/common/log.h"
@@ -24,17 +33,25 @@
 namespace kvault::storage {
 
 void NvmeTier::Impl::EnterDiskFull(const std::string& reason, bool rocksdb_out_of_space) {
-  std::lock_guard<std::mutex> lock(full_mu_);
-  full_reason_ = reason;
-  if (!full_.exchange(true, std::memory_order_acq_rel)) {
-    disk_full_events_.fetch_add(1, std::memory_order_relaxed);
+  bool entered = false;
+  {
+    std::lock_guard<std::mutex> lock(full_mu_);
+    full_reason_ = reason;
+    ++full_entries_;
+    if (!full_.exchange(true, std::memory_order_acq_rel)) {
+      entered = true;
+      disk_full_events_.fetch_add(1, std::memory_order_relaxed);
+      last_attempt_ = std::chrono::steady_clock::now();
+      erased_at_attempt_ = erased_bytes_.load(std::memory_order_acquire);
+    }
+    // The reserve exists for this moment: its space lets the recovery flush and compact.
+    if (rocksdb_out_of_space) release_reserve_ = true;
+  }
+  if (entered || rocksdb_out_of_space) recovery_wake_.notify_one();
+  if (entered) {
     KVAULT_LOG(LogLevel::kWarn, "nvme",
                "disk full: writes to the nvme tier stop, reads go on (" + reason + ")");
-    last_attempt_ = std::chrono::steady_clock::now();
-    erased_at_attempt_ = erased_bytes_.load(std::memory_order_acquire);
   }
-  // The reserve exists for this moment: its space lets the recovery flush and compact.
-  if (rocksdb_out_of_space) reserve_.Release();
 }
 
 Status NvmeTier::Impl::DiskFullStatus() {
@@ -67,31 +84,90 @@ Status NvmeTier::Impl::CheckFreeSpace(uint64_t bytes) {
   return DiskFullStatus();
 }
 
-bool NvmeTier::Impl::TryLeaveDiskFull() {
-  std::unique_lock<std::mutex> recovery(recovery_mu_, std::try_to_lock);
-  if (!recovery.owns_lock()) return false;  // another Put is recovering; this one is refused
-  if (!disk_full()) return true;
-  const uint64_t erased = erased_bytes_.load(std::memory_order_acquire);
+Status NvmeTier::Impl::StartRecoveryThread() {
+  try {
+    recovery_thread_ = std::thread([this] { RecoveryLoop(); });
+  } catch (const std::system_error& e) {
+    return Status::Internal(std::string("nvme tier: cannot start the recovery thread: ") +
+                            e.what());
+  }
+  return Status::Ok();
+}
+
+void NvmeTier::Impl::StopRecoveryThread() {
+  if (!recovery_thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(full_mu_);  // so that the thread cannot miss the wake-up
+    stopping_.store(true, std::memory_order_release);
+  }
+  recovery_wake_.notify_all();
+  recovery_thread_.join();
+}
+
+bool NvmeTier::Impl::RetryDue(std::chrono::steady_clock::time_point now, uint64_t erased,
+                              std::chrono::steady_clock::time_point& wake) const {
+  if (erased - erased_at_attempt_ >= options_.write_buffer_bytes) return true;
+  // At least 1 ms apart, so that a zero interval does not spin; at most a century, so that a huge
+  // one does not overflow the clock's arithmetic.
+  const std::chrono::steady_clock::duration interval = std::clamp<std::chrono::milliseconds>(
+      options_.full_retry_interval, std::chrono::milliseconds(1), std::chrono::hours(876000));
+  const std::chrono::steady_clock::duration since = now - last_attempt_;
+  if (since >= interval) return true;
+  wake =
+      now + std::min<std::chrono::steady_clock::duration>(interval - since, std::chrono::hours(1));
+  return false;
+}
+
+void NvmeTier::Impl::WakeRecoveryAfterErasures() {
+  bool due = false;
   {
     std::lock_guard<std::mutex> lock(full_mu_);
+    due = erased_bytes_.load(std::memory_order_acquire) - erased_at_attempt_ >=
+          options_.write_buffer_bytes;
+  }
+  if (due) recovery_wake_.notify_one();
+}
+
+void NvmeTier::Impl::RecoveryLoop() {
+  std::unique_lock<std::mutex> lock(full_mu_);
+  while (!stopping_.load(std::memory_order_acquire)) {
+    if (release_reserve_) {
+      release_reserve_ = false;
+      lock.unlock();
+      reserve_.Release();
+      lock.lock();
+      continue;
+    }
+    if (!disk_full()) {
+      recovery_wake_.wait(lock);
+      continue;
+    }
     const auto now = std::chrono::steady_clock::now();
-    if (erased - erased_at_attempt_ < options_.write_buffer_bytes &&
-        now - last_attempt_ < options_.full_retry_interval) {
-      return false;
+    const uint64_t erased = erased_bytes_.load(std::memory_order_acquire);
+    std::chrono::steady_clock::time_point wake;
+    if (!RetryDue(now, erased, wake)) {
+      recovery_wake_.wait_until(lock, wake);
+      continue;
     }
     last_attempt_ = now;
     erased_at_attempt_ = erased;
+    const uint64_t entries = full_entries_;
+    recovery_attempts_.fetch_add(1, std::memory_order_release);
+    lock.unlock();
+    const Status recovered = RecoverFromDiskFull(erased);
+    lock.lock();
+    if (!recovered.ok()) {
+      if (!stopping_.load(std::memory_order_acquire)) full_reason_ = recovered.message();
+      continue;
+    }
+    // Entered again while this attempt ran (RocksDB's ENOSPC, say): that reason stands.
+    if (full_entries_ != entries) continue;
+    full_.store(false, std::memory_order_release);
+    disk_full_recoveries_.fetch_add(1, std::memory_order_relaxed);
+    lock.unlock();
+    KVAULT_LOG(LogLevel::kInfo, "nvme", "space is back: writes to the nvme tier resume");
+    lock.lock();
   }
-  Status recovered = RecoverFromDiskFull(erased);
-  std::lock_guard<std::mutex> lock(full_mu_);
-  if (!recovered.ok()) {
-    full_reason_ = recovered.message();
-    return false;
-  }
-  full_.store(false, std::memory_order_release);
-  disk_full_recoveries_.fetch_add(1, std::memory_order_relaxed);
-  KVAULT_LOG(LogLevel::kInfo, "nvme", "space is back: writes to the nvme tier resume");
-  return true;
 }
 
 Status NvmeTier::Impl::RecoverFromDiskFull(uint64_t erased) {
@@ -107,6 +183,7 @@ Status NvmeTier::Impl::RecoverFromDiskFull(uint64_t erased) {
     if (!rs.ok()) return nvme::FromRocksDb(rs, "flush");
     rocksdb::CompactRangeOptions compaction;
     compaction.exclusive_manual_compaction = false;
+    compaction.canceled = &stopping_;  // closing the tier need not wait for it
     // Space is what recovery needs: relocate from the oldest files whether or not the tier's
     // garbage threshold has turned GC on.
     compaction.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
@@ -115,10 +192,7 @@ Status NvmeTier::Impl::RecoverFromDiskFull(uint64_t erased) {
     WaitForBackgroundJobs();  // their obsolete files deleted, so that statvfs sees the space
     erased_at_compaction_ = erased;
   }
-  {
-    std::lock_guard<std::mutex> lock(full_mu_);
-    KVAULT_RETURN_IF_ERROR(reserve_.Hold());
-  }
+  KVAULT_RETURN_IF_ERROR(reserve_.Hold());
   if (options_.min_free_bytes == 0) return Status::Ok();
   KVAULT_ASSIGN_OR_RETURN(uint64_t room, RoomForWrites());
   // A memtable's worth above the floor, so that the tier does not flap at its edge.

@@ -66,7 +66,7 @@ class NvmeTier::Impl::Listener final : public rocksdb::EventListener {
     MarkBlobGcCheckDue();
   }
 
-  // Only a full disk is the tier's to recover (TryLeaveDiskFull calls DB::Resume()); RocksDB's
+  // Only a full disk is the tier's to recover (the recovery thread calls DB::Resume()); RocksDB's
   // own recovery handles anything else it offers. In RocksDB 7.8 nothing else reaches this hook:
   // a retryable IO error gets RocksDB's automatic resume without asking, and another IO error in
   // a flush (EIO) is fatal, which neither recovery nor Resume() lifts (only reopening does).
@@ -122,20 +122,19 @@ Result<std::unique_ptr<NvmeTier::Impl>> NvmeTier::Impl::Open(const NvmeTierOptio
   impl->db_.reset(db);
   KVAULT_RETURN_IF_ERROR(impl->ScanSizes(nullptr));
   impl->UpdateBlobGc();  // a directory reopened with garbage in its oldest files collects it
-  Status held;
-  {
-    std::lock_guard<std::mutex> lock(impl->full_mu_);
-    held = impl->reserve_.Hold();
-  }
+  // The recovery thread, which owns the reserve from here on, has not started yet.
+  Status held = impl->reserve_.Hold();
   if (held.code() == StatusCode::kUnavailable) {
     impl->EnterDiskFull(held.message(), false);  // no room even for the reserve: start full
   } else if (!held.ok()) {
     return held;
   }
+  KVAULT_RETURN_IF_ERROR(impl->StartRecoveryThread());
   return impl;
 }
 
 NvmeTier::Impl::~Impl() {
+  StopRecoveryThread();  // before anything closes: it may be in the middle of a recovery
   if (db_ != nullptr) {
     // With the WAL off, what the memtables hold survives only through this flush; erasures
     // still pending go in first.
@@ -149,8 +148,10 @@ NvmeTier::Impl::~Impl() {
   listener_->Attach(nullptr);
 }
 
-void NvmeTier::Impl::WaitUntilZero(std::initializer_list<const std::string*> properties) {
+void NvmeTier::Impl::WaitUntilZero(std::initializer_list<const std::string*> properties,
+                                   const std::atomic<bool>* cancel) {
   for (int i = 0; i < 5000; ++i) {
+    if (cancel != nullptr && cancel->load(std::memory_order_acquire)) return;
     bool idle = true;
     for (const std::string* name : properties) {
       uint64_t value = 0;
@@ -203,7 +204,7 @@ void NvmeTier::Impl::UpdateBlobGc() {
 
 void NvmeTier::Impl::WaitForBackgroundJobs() {
   using P = rocksdb::DB::Properties;
-  WaitUntilZero({&P::kNumRunningFlushes, &P::kNumRunningCompactions});
+  WaitUntilZero({&P::kNumRunningFlushes, &P::kNumRunningCompactions}, &stopping_);
 }
 
 std::mutex& NvmeTier::Impl::StripeFor(const ScopedKey& key) {
@@ -239,7 +240,8 @@ Result<TierSlot> NvmeTier::Impl::Put(const ScopedKey& key, std::span<const uint8
     return Status::InvalidArgument("nvme tier: tenant 4294967295 is reserved");
   }
   UpdateBlobGc();
-  if (disk_full() && !TryLeaveDiskFull()) {
+  // Only the recovery thread leaves the full state: a Put never waits for a recovery.
+  if (disk_full()) {
     rejected_disk_full_.fetch_add(1, std::memory_order_relaxed);
     return DiskFullStatus();
   }
@@ -437,6 +439,7 @@ void NvmeTier::Impl::CountErased(uint32_t size) {
   blocks_.fetch_sub(1, std::memory_order_relaxed);
   erases_.fetch_add(1, std::memory_order_relaxed);
   erased_bytes_.fetch_add(size, std::memory_order_release);
+  if (disk_full()) WakeRecoveryAfterErasures();
 }
 
 Status NvmeTier::Impl::ScanSizes(const RecoverFn* found) {

@@ -2,10 +2,15 @@
 // NvmeTier::Impl: the RocksDB-backed nvme tier. nvme_tier.cc holds the block operations and
 // nvme_disk_full.cc the disk-full state machine (docs/storage.md, "Disk full").
 //
-// Thread-safe. Lock order: recovery_mu_, then stripes_ (ascending index when several), then
-// full_mu_; blob_gc_mu_ is taken alone, with no other lock held. No lock but recovery_mu_,
-// stripes_ and blob_gc_mu_ is held across a RocksDB call, so RocksDB's background threads (which
-// call the listener, which takes full_mu_) never wait on us.
+// Thread-safe. Lock order: stripes_ (ascending index when several), then full_mu_; blob_gc_mu_ is
+// taken alone, with no other lock held. No lock but stripes_ and blob_gc_mu_ is held across a
+// RocksDB call or file I/O, so RocksDB's background threads (which call the listener, which takes
+// full_mu_) never wait on us, nor does Erase, which the BlockStore calls under its own mutex.
+//
+// Threads: one of the tier's own, the recovery thread (nvme_disk_full.cc), started by Open and
+// stopped and joined first thing in the destructor. It alone attempts recovery from a full disk
+// and alone touches reserve_ once started; it sleeps on recovery_wake_ (with full_mu_) and takes
+// no lock across its RocksDB calls but the stripes ApplyPendingErases takes.
 
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
@@ -13,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -20,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -50,10 +57,16 @@ class NvmeTier::Impl {
     return std::unique_lock<std::mutex>(StripeFor(key));
   }
 
-  // Enters the disk-full state (idempotent): writes stop. `rocksdb_out_of_space`: RocksDB itself
-  // hit ENOSPC (and refuses writes until DB::Resume), so the reserve file is released to give the
-  // recovery room. Called from Put, Erase and RocksDB's background-error listener.
+  // Enters the disk-full state (idempotent): writes stop, and the recovery thread is woken to
+  // retry full_retry_interval later. `rocksdb_out_of_space`: RocksDB itself hit ENOSPC (and
+  // refuses writes until DB::Resume), so the recovery thread releases the reserve file first
+  // thing (after an attempt under way, which ENOSPC cuts short) to give the recovery room. Called
+  // from Put, Erase and RocksDB's background-error listener; waits for nothing but full_mu_.
   void EnterDiskFull(const std::string& reason, bool rocksdb_out_of_space);
+  // For tests: recovery attempts the recovery thread has started so far.
+  uint64_t RecoveryAttemptsForTesting() const {
+    return recovery_attempts_.load(std::memory_order_acquire);
+  }
 
  private:
   class Listener;
@@ -62,13 +75,15 @@ class NvmeTier::Impl {
   explicit Impl(const NvmeTierOptions& options);
 
   std::mutex& StripeFor(const ScopedKey& key);
-  // Waits (at most ~5 s) until each of the integer properties reads 0.
-  void WaitUntilZero(std::initializer_list<const std::string*> properties);
+  // Waits (at most ~5 s) until each of the integer properties reads 0, or until `cancel` (when
+  // set) reads true.
+  void WaitUntilZero(std::initializer_list<const std::string*> properties,
+                     const std::atomic<bool>* cancel = nullptr);
   // Waits (at most ~5 s) until no flush is pending or running.
   void WaitForFlushes();
-  // Waits (at most ~5 s) until no flush or compaction runs. A job deletes the files it made
-  // obsolete before it stops counting as running, while a waiting CompactRange() can return
-  // before that: free space is measured after this.
+  // Waits (at most ~5 s, less when the tier is closing) until no flush or compaction runs. A job
+  // deletes the files it made obsolete before it stops counting as running, while a waiting
+  // CompactRange() can return before that: free space is measured after this.
   void WaitForBackgroundJobs();
   rocksdb::WriteOptions WriteOptions() const { return db_options_.write; }
   // Turns RocksDB's blob GC on or off (nvme::BlobGcPays) when a flush or compaction has finished
@@ -99,7 +114,8 @@ class NvmeTier::Impl {
                                       SizeLookup lookup);
   // Adds the deletes of `key`'s block and size entries to `batch`.
   static rocksdb::Status AddErasure(const ScopedKey& key, rocksdb::WriteBatch& batch);
-  // Takes an erased block of `size` bytes off used_bytes_ and blocks_ and counts the erasure.
+  // Takes an erased block of `size` bytes off used_bytes_ and blocks_ and counts the erasure;
+  // while the tier is full, wakes the recovery thread when that makes a retry due.
   void CountErased(uint32_t size);
   // Called when a read of `key` failed verification (`first` says why): reads it again under the
   // stripe. A copy that verifies now (the first read met a passing fault, or a good copy replaced
@@ -128,10 +144,23 @@ class NvmeTier::Impl {
   // Refuses a write of `bytes` (entering the full state) when it would leave less than
   // min_free_bytes of room.
   Status CheckFreeSpace(uint64_t bytes);
-  // Returns true when writes may go on: the tier was not full or recovery just succeeded.
-  bool TryLeaveDiskFull();
-  // One recovery attempt; compacts when erasures happened since the last compaction (`erased`
-  // is erased_bytes_ now). Caller holds recovery_mu_.
+  // Starts the recovery thread (Open, once the database is open). Internal when the system
+  // refuses a thread.
+  Status StartRecoveryThread();
+  // Stops the recovery thread and joins it (the destructor, before the database closes): a
+  // recovery under way has its compaction cancelled and waits no longer for background jobs.
+  void StopRecoveryThread();
+  // The recovery thread's body: sleeps until the tier is full and a retry is due (RetryDue),
+  // attempts recovery with no lock held, and leaves the full state when it succeeds.
+  void RecoveryLoop();
+  // Whether a recovery attempt is due now: write_buffer_bytes erased since the last attempt, or
+  // full_retry_interval passed. When not, `wake` is when it will be. Caller holds full_mu_.
+  bool RetryDue(std::chrono::steady_clock::time_point now, uint64_t erased,
+                std::chrono::steady_clock::time_point& wake) const;
+  // Wakes the recovery thread when erasures made a retry due (CountErased, while full).
+  void WakeRecoveryAfterErasures();
+  // One recovery attempt, on the recovery thread; compacts when erasures happened since the last
+  // compaction (`erased` is erased_bytes_ when the attempt began).
   Status RecoverFromDiskFull(uint64_t erased);
   // Writes the pending erasures (nvme_pending_erases.cc): from disk-full recovery, and from Put,
   // a writer that may wait. Takes every stripe.
@@ -162,15 +191,25 @@ class NvmeTier::Impl {
   std::atomic<bool> full_{false};
   std::atomic<uint64_t> erased_bytes_{0};   // monotonic: bytes of all erasures so far
   std::atomic<uint64_t> pending_count_{0};  // pending_erases_.size(), read without the lock
-  std::mutex recovery_mu_;                  // one recovery at a time; guards erased_at_compaction_
-  uint64_t erased_at_compaction_ = 0;       // erased_bytes_ when recovery last compacted
-  mutable std::mutex full_mu_;              // guards what follows
+  // Set (under full_mu_) when the tier closes: stops the recovery thread and cancels its
+  // compaction (CompactRangeOptions::canceled).
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> recovery_attempts_{0};
+  mutable std::mutex full_mu_;  // guards what follows, up to the recovery thread's own state
+  std::condition_variable recovery_wake_;
   std::string full_reason_;
   std::chrono::steady_clock::time_point last_attempt_;
   uint64_t erased_at_attempt_ = 0;  // erased_bytes_ at the last recovery attempt
+  uint64_t full_entries_ = 0;       // EnterDiskFull calls so far: one during an attempt voids it
+  bool release_reserve_ = false;    // RocksDB hit ENOSPC: the recovery thread releases reserve_
   // Blocks erased while their stripe was busy, or while RocksDB refused or would have stalled
   // the write: gone for callers, counted as erased, deleted by the next Put or on recovery.
   std::unordered_set<ScopedKey, ScopedKeyHash> pending_erases_;
+
+  // The recovery thread's own: touched by Open before it starts, the thread, and the destructor
+  // after it stops.
+  std::thread recovery_thread_;
+  uint64_t erased_at_compaction_ = 0;  // erased_bytes_ when recovery last compacted
   nvme::ReserveFile reserve_;
 };
 

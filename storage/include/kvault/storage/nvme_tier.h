@@ -7,7 +7,8 @@
 // this class; Open then returns Unsupported.
 //
 // Thread-safety: thread-safe (the Tier contract). Calls on distinct keys run in parallel; calls on
-// one key are serialised by a striped lock so that the byte accounting stays exact.
+// one key are serialised by a striped lock so that the byte accounting stays exact. The tier owns
+// one thread of its own, which recovers from a full disk (see Put); no call waits for it.
 
 #include <chrono>
 #include <cstdint>
@@ -122,9 +123,10 @@ struct NvmeTierOptions {
   // reserve (recovery from ENOSPC then needs space freed from outside).
   uint64_t reserve_bytes = 256ull << 20;
 
-  // While the tier is full, a Put retries recovery (the space check, and a compaction when blocks
-  // were erased) at most this often, and at once after erasures of write_buffer_bytes or more.
-  // Default 1 s.
+  // While the tier is full, its recovery thread retries recovery (the space check, and a
+  // compaction when blocks were erased) this often, and at once after erasures of
+  // write_buffer_bytes or more. Default 1 s. Shorter notices returned space sooner and spends more
+  // statvfs calls and RocksDB resumes; taken as at least 1 ms.
   std::chrono::milliseconds full_retry_interval{1000};
 };
 
@@ -135,7 +137,9 @@ class NvmeTier final : public Tier {
   // in a build without RocksDB. Call Recover() next: until then the tier counts nothing as held.
   static Result<std::unique_ptr<NvmeTier>> Open(const NvmeTierOptions& options);
 
-  // Flushes memtables (so a clean close loses nothing) and closes the database.
+  // Stops the recovery thread (a recovery under way has its compaction cancelled), flushes
+  // memtables (so a clean close loses nothing; not while the disk is full) and closes the
+  // database.
   ~NvmeTier() override;
   NvmeTier(const NvmeTier&) = delete;
   NvmeTier& operator=(const NvmeTier&) = delete;
@@ -148,10 +152,10 @@ class NvmeTier final : public Tier {
   // Stores a copy of `object` under `key` (replacing an earlier object under that key). Returns
   // slot 0. ResourceExhausted when it would pass capacity_bytes; Unavailable ("nvme tier full:
   // ...") while the disk is full (free space below min_free_bytes, or ENOSPC from RocksDB),
-  // counted in writes_rejected_disk_full_total: recovery, retried by later Puts, lifts it by
-  // itself once space returns (see full_retry_interval); InvalidArgument for an object of 4 GiB or
-  // more or for kNvmeReservedTenant; IoError for another write failure. On error nothing new is
-  // stored.
+  // counted in writes_rejected_disk_full_total and returned at once: a Put never runs recovery.
+  // The tier's recovery thread retries recovery (see full_retry_interval) and lifts the state by
+  // itself once space returns; InvalidArgument for an object of 4 GiB or more or for
+  // kNvmeReservedTenant; IoError for another write failure. On error nothing new is stored.
   Result<TierSlot> Put(const ScopedKey& key, std::span<const uint8_t> object) override;
 
   // Reads the object into `out` and verifies it with ParseBlockObject (checksum and key).
@@ -186,7 +190,8 @@ class NvmeTier final : public Tier {
   // capacity_bytes, blocks, disk_full (0 or 1).
   void VisitCounters(CounterVisitor& visitor) const override;
 
-  // True while writes are refused because the disk is full.
+  // True while writes are refused because the disk is full. The recovery thread turns it false
+  // once space returns.
   bool disk_full() const;
 
   // The implementation (storage/src/nvme/nvme_tier_impl.h), opaque here; the tier's own tests
