@@ -172,16 +172,23 @@ TEST_F(NvmeDiskFullTest, WritesStopAtTheFloorReadsGoOnAndWritesResumeAfterErasur
   for (const ScopedKey& key : kept) ASSERT_TRUE(Read(key).ok());
 
   // Writes resume by themselves, without reopening: the recovery thread, woken by the erasures,
-  // compacts their space back.
-  ASSERT_TRUE(WaitUntilWritable()) << "still full 30 s after the erasures";
+  // compacts their space back. It may wake while the erasures are still being made, and resume
+  // writes with part of their space: a write that finds the floor again is refused, and the next
+  // recovery (the retry interval is 100 ms) brings the rest back. Four blocks fit in what the
+  // erasures freed.
   for (int i = 0; i < 4; ++i) {
     const ScopedKey key = TestKey(0, 32, i);
-    Result<TierSlot> put = Put(key);
+    Result<TierSlot> put = Status::Unavailable("not tried");
+    for (int attempt = 0; attempt < 5 && !put.ok(); ++attempt) {
+      ASSERT_TRUE(WaitUntilWritable()) << "still full 30 s after the erasures";
+      put = Put(key);
+      if (!put.ok()) ASSERT_EQ(put.status().code(), StatusCode::kUnavailable);
+    }
     ASSERT_TRUE(put.ok()) << "write " << i << " after erasures: " << put.status().ToString();
     kept.push_back(key);
   }
   EXPECT_FALSE(tier_->disk_full());
-  EXPECT_EQ(CounterOf(*tier_, "disk_full_recoveries_total"), 1);
+  EXPECT_GE(CounterOf(*tier_, "disk_full_recoveries_total"), 1);
   for (const ScopedKey& key : kept) ASSERT_TRUE(Read(key).ok());
   ExpectReopenedTierHolds(kept);
 }

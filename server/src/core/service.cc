@@ -392,8 +392,8 @@ Message Service::OnProveWorker(Session& session, const transport::ProveWorker& p
   transport::ProveWorkerReply reply;
   if (!session.unproven_peer) {
     reply.status = WireStatus::kInvalidArgument;
-    reply.message =
-        session.peer ? "the worker is proven already" : "the hello announced no worker to prove";
+    reply.message = ReplyText(session.peer ? "the worker is proven already"
+                                           : "the hello announced no worker to prove");
     return reply;
   }
   const transport::PeerId peer = *session.unproven_peer;
@@ -410,7 +410,7 @@ Message Service::OnProveWorker(Session& session, const transport::ProveWorker& p
                    ": worker proof does not match: the announced UCX worker is not this "
                    "client's; no data plane for this session");
     reply.status = WireStatus::kUnauthenticated;
-    reply.message = "the token does not match the one sent to the announced worker";
+    reply.message = ReplyText("the token does not match the one sent to the announced worker");
     return reply;
   }
   session.peer = peer;
@@ -458,7 +458,7 @@ Message Service::OnReleaseLease(Session& session, const transport::ReleaseLease&
   transport::ReleaseLeaseReply reply;
   if (session.leases.erase(release.lease_id) == 0 || !store_.ReleaseLease(release.lease_id).ok()) {
     reply.status = WireStatus::kLeaseExpired;
-    reply.message = "no such lease in this session (released or expired)";
+    reply.message = ReplyText("no such lease in this session (released or expired)");
   }
   return reply;
 }

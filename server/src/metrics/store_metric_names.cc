@@ -53,7 +53,8 @@ constexpr Help kHelp[] = {
     {"admission_rejects_total", "Blocks the eviction policy declined to admit to a full tier."},
     {"declined_writes_total",
      "Committed blocks no tier kept: declined by the host policy, then refused by the colder "
-     "tier (full, out of disk or failing). The writer is told OK: a cache may decline."},
+     "tier (full, out of disk or failing) or with no colder tier. The writer is told OK: a "
+     "cache may decline."},
     {"deletes_total", "Blocks deleted on request."},
     {"leases_granted_total", "Leases granted by lookups."},
     {"leases_expired_total", "Leases that ran out their TTL."},

@@ -225,7 +225,10 @@ void DamageTableFiles(const std::string& dir) {
   ASSERT_GT(damaged, 0) << "no table file in " << dir;
 }
 
-TEST(NvmeDeferredEraseTest, AnErasureWhoseSizeCannotBeReadIsCountedOnceAtOnce) {
+// The tier has no block cache here, so a deferred Erase never learns the stored size from
+// memory and gives back the size the caller stored; the damaged tables make sure the later Put
+// cannot read it either, and must not count the erasure again.
+TEST(NvmeDeferredEraseTest, ADeferredErasureOfASizeNotInMemoryIsCountedOnceAtOnce) {
   TempDir dir;
   const NvmeTierOptions options = ColdOptions(dir.path());
   const ScopedKey erased = TestKey(5, 1, 0), kept = TestKey(5, 1, 1), later = TestKey(5, 1, 2);
