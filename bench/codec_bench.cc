@@ -43,7 +43,8 @@ Usage: kvault-bench codec [--device cpu|cuda] [--json FILE] [--tokens N] [--laye
   --accuracy-layers N  measure attention accuracy on N layers spread evenly from the first to
                     the last (default all); SQNR always covers every layer.
   --seed N          generator seed (default 1).
-  --cuda-blocks N   blocks per CUDA batch (default 64; 2 GiB of fp16 KV at the default shape).
+  --cuda-blocks N   blocks per CUDA batch (default 64; 2 GiB of fp16 KV at the default shape);
+                    with --device cuda only.
 
 Datasets: "realistic" (RoPE keys with outlier channels, sinks; docs/kv_generator.md) and
 "gaussian" (the plain control). Throughput is measured on the realistic data.
@@ -81,6 +82,9 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     return Status::InvalidArgument("--device must be cpu or cuda, got '" + device + "'");
   }
   c.cuda = device == "cuda";
+  if (!c.cuda && a.Has("cuda-blocks")) {
+    return Status::InvalidArgument("--cuda-blocks is about the CUDA run: it needs --device cuda");
+  }
   c.json_path = a.GetOr("json", "");
   KVAULT_ASSIGN_OR_RETURN(uint64_t tokens, a.GetUint("tokens", 4096, 1, 1u << 20));
   KVAULT_ASSIGN_OR_RETURN(uint64_t layers, a.GetUint("layers", 32, 1, kMaxLayers));

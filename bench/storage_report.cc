@@ -2,6 +2,7 @@
 // each beside its baseline), the chain lookup, the memory check, the fio runs, the targets, and
 // the same figures as JSON.
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -38,7 +39,11 @@ std::string Rate(double per_s) {
   return Format("%.0f", per_s);
 }
 
-std::string Us(double us) { return us >= 100 ? Format("%.0f", us) : Format("%.1f", us); }
+// "-" for a row without per-call latencies (NaN).
+std::string Us(double us) {
+  if (us != us) return "-";
+  return us >= 100 ? Format("%.0f", us) : Format("%.1f", us);
+}
 std::string MiB(uint64_t bytes) { return Format("%.1f MiB", static_cast<double>(bytes) / kMiB); }
 
 void AddOpRow(Table& t, const std::string& tier, uint64_t block, const std::string& op,
@@ -217,7 +222,14 @@ void PrintReport(const Config& c, const Results& r) {
   }
   const bool fio = !r.fio_runs.empty();
   for (const NvmeRow& n : r.nvme) {
-    AddOpRow(t, "nvme", n.block_bytes, "put", n.put, n.sustained_put_gbps,
+    // The sustained row on one time base (calls + flush + fsync): its op/s too, and no per-call
+    // latencies (those are the calls alone, in the 'put calls' row).
+    OpStats sustained;
+    sustained.ops = n.blocks;
+    sustained.ops_per_s =
+        n.object_bytes > 0 ? n.sustained_put_gbps * 1e9 / static_cast<double>(n.object_bytes) : 0;
+    sustained.p50_us = sustained.p99_us = std::numeric_limits<double>::quiet_NaN();
+    AddOpRow(t, "nvme", n.block_bytes, "put", sustained, n.sustained_put_gbps,
              fio ? "fio seq write 1M" : "", r.fio.write_gbps, n.write_vs_fio);
     AddOpRow(t, "nvme", n.block_bytes, "put calls", n.put, n.put.gbps, "", 0, 0);
     AddOpRow(t, "nvme", n.block_bytes, "lookup", n.lookup, 0, "", 0, 0);
@@ -229,8 +241,9 @@ void PrintReport(const Config& c, const Results& r) {
       "GB/s of block objects (payload + header); host rows: medians of %u repetitions, each "
       "beside its own\nmemcpy pass, 'x base' = median of per-repetition ratios; latencies pooled "
       "over the repetitions.\nhost read = Pin + copy out + unpin. lookup = Lookup() of one key. "
-      "nvme put GB/s = bytes / (Put calls\n+ close (memtable flush) + fsync of every file); 'put "
-      "calls' = the calls alone. nvme read: every\nblock once in random order after the page "
+      "nvme put GB/s and op/s = over (Put calls\n+ close (memtable flush) + fsync of every "
+      "file); 'put calls' = the calls alone, with their latencies. nvme read: every\nblock once in "
+      "random order after the page "
       "cache was dropped; its 'x base' is the median of the\nratios of its slices to fio random "
       "reads run between them (table below; --read-slices 0: to the\nfio medians).\n",
       c.reps);

@@ -54,10 +54,11 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --host-capacity B    host tier of the started kvaultd (default 256MiB); the load set is a
                        quarter of it.
   --pool-bytes B       distinct objects one store window may write, all threads (default
-                       384MiB): more than the tier holds, so that stores evict.
+                       384MiB): more than the tier holds, so that stores evict. Not with --ops.
   --chain-keys N       length of the looked-up chain (default 1000).
   --lookups N          timed chain lookups per round, --reps rounds (default 2000).
   --perftest-bytes B   bytes one ucx_perftest run moves (default 512MiB; 100..100000 messages).
+                       Not with --ops (the run then moves --ops messages).
   --kvaultd PATH       the daemon binary (default: kvaultd next to kvault-bench).
   --redis PATH         redis-server binary (default from PATH); "none" skips the redis baseline.
   --perftest PATH      ucx_perftest binary (default from PATH); "none" skips that baseline.
@@ -101,6 +102,13 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   for (const std::string& n : SplitCommaList(a.GetOr("concurrency", "1,4"))) {
     KVAULT_ASSIGN_OR_RETURN(uint64_t threads, ParseUintArg("--concurrency", n, 1, 256));
     c.concurrency.push_back(static_cast<uint32_t>(threads));
+  }
+  for (const char* sized : {"pool-bytes", "perftest-bytes"}) {
+    if (a.Has("ops") && a.Has(sized)) {
+      return Status::InvalidArgument(std::string("--") + sized +
+                                     " has no effect with --ops, which sets how many objects a "
+                                     "window and a ucx_perftest run move");
+    }
   }
   if (a.Has("seconds") && a.Has("ops")) {
     return Status::InvalidArgument("--seconds and --ops exclude each other");

@@ -43,9 +43,10 @@ Options:
                             what host evicts; hits then count in either tier
   --block-bytes B           payload bytes per block (default 0: the smallest valid object);
                             with host,nvme every block object really moves through both tiers
-  --nvme-capacity-blocks N  nvme tier capacity in blocks (default: 4 x the host capacity)
+  --nvme-capacity-blocks N  nvme tier capacity in blocks (default: 4 x the host capacity);
+                            with host,nvme only
   --dir DIR                 where the nvme tier's database goes (default: ./kvault-bench-trace,
-                            removed afterwards)
+                            removed afterwards); with host,nvme only
   --json FILE               also write the figures as JSON (hit_ratio, lru_hit_ratio,
                             belady_hit_ratio, ...)
   --help                    this text
@@ -105,6 +106,12 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     return Status::InvalidArgument("--tiers must be host or host,nvme, got '" + tiers + "'");
   }
   c.with_nvme = tiers == "host,nvme";
+  for (const char* nvme_only : {"nvme-capacity-blocks", "dir"}) {
+    if (!c.with_nvme && a.Has(nvme_only)) {
+      return Status::InvalidArgument(std::string("--") + nvme_only +
+                                     " is about the nvme tier: it needs --tiers host,nvme");
+    }
+  }
   KVAULT_ASSIGN_OR_RETURN(c.block_bytes, a.GetUint("block-bytes", 0, 0, 64u << 20));
   KVAULT_ASSIGN_OR_RETURN(c.nvme_capacity_blocks,
                           a.GetUint("nvme-capacity-blocks", 0, 1, 1u << 30));

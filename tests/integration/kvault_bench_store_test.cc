@@ -171,7 +171,7 @@ TEST_F(KvaultBenchStoreTest, AHostCapacityBetweenSizeClassesStartsTheDaemon) {
   const fs::path json = dir_ / "odd.json";
   BinaryRun r =
       Run("store --sizes 64KiB --concurrency 1 --ops 16 --reps 1 --warmup 0 --chain-keys 10 "
-          "--lookups 10 --host-capacity 50MiB --pool-bytes 64MiB --redis none --perftest none "
+          "--lookups 10 --host-capacity 50MiB --redis none --perftest none "
           "--json " +
           json.string());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -187,6 +187,8 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
       {"store --sizes 64Q", "--sizes"},
       {"store --concurrency 0", "--concurrency"},
       {"store --seconds 1 --ops 10", "exclude each other"},
+      {"store --ops 10 --pool-bytes 1MiB", "no effect with --ops"},
+      {"store --ops 10 --perftest-bytes 1MiB", "no effect with --ops"},
       {"store --seconds fast", "--seconds"},
       {"store --transports 'tcp;rm'", "--transports"},
       {"store --transports ,,", "--transports takes UCX_TLS transport names"},

@@ -40,6 +40,7 @@ TEST_F(KvaultBenchTest, SmallRunPrintsTableAndJson) {
 TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
   const char* cases[][2] = {
       {"codec --device tpu", "--device"},
+      {"codec --cuda-blocks 8", "needs --device cuda"},
       {"codec --codecs int5", "int5"},
       {"codec --tokens 0", "--tokens"},
       {"codec --frobnicate 1", "unknown option"},

@@ -102,6 +102,16 @@ TEST_F(KvaultBenchTraceTest, BadUsageIsRefusedClearly) {
   BinaryRun nothing = Trace("--trace " + empty.string() + " --capacity-blocks 10");
   EXPECT_EQ(nothing.exit_code, 2);
   EXPECT_NE(nothing.err.find("no request with a block"), std::string::npos) << nothing.err;
+  // Options of the nvme tier without one are refused, not ignored; with it, they pass this check
+  // (and the missing trace fails).
+  for (const std::string nvme_only : {"--nvme-capacity-blocks 100", "--dir /tmp"}) {
+    BinaryRun host_only = Trace("--trace x --capacity-blocks 10 " + nvme_only);
+    EXPECT_EQ(host_only.exit_code, 2);
+    EXPECT_NE(host_only.err.find("needs --tiers host,nvme"), std::string::npos) << host_only.err;
+    BinaryRun with_nvme = Trace("--trace " + (dir_ / "missing.jsonl").string() +
+                                " --capacity-blocks 10 --tiers host,nvme " + nvme_only);
+    EXPECT_EQ(with_nvme.err.find("needs --tiers"), std::string::npos) << with_nvme.err;
+  }
   BinaryRun help = Trace("--help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--capacity-fraction"), std::string::npos);
