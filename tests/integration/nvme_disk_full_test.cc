@@ -182,7 +182,9 @@ TEST_F(NvmeDiskFullTest, WritesStopAtTheFloorReadsGoOnAndWritesResumeAfterErasur
     for (int attempt = 0; attempt < 5 && !put.ok(); ++attempt) {
       ASSERT_TRUE(WaitUntilWritable()) << "still full 30 s after the erasures";
       put = Put(key);
-      if (!put.ok()) ASSERT_EQ(put.status().code(), StatusCode::kUnavailable);
+      if (!put.ok()) {
+        ASSERT_EQ(put.status().code(), StatusCode::kUnavailable);
+      }
     }
     ASSERT_TRUE(put.ok()) << "write " << i << " after erasures: " << put.status().ToString();
     kept.push_back(key);
