@@ -1,6 +1,7 @@
 // The report of `kvault-bench storage`: one long table (a row per tier, block size and operation,
 // each beside its baseline), the chain lookup, the memory check, the fio runs, the targets, and
 // the same figures as JSON.
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <optional>
@@ -115,7 +116,9 @@ std::vector<Target> Targets(const Results& r) {
     chain.note.clear();
   }
   out.push_back(chain);
-  Target memory{"host tier RSS <= cap + 64 MiB + 128 B/block",
+  // Judged on the peak (VmHWM), as kvault-bench store judges the daemon: what the tier held at
+  // its fullest, not what is left after the movers settle.
+  Target memory{"host tier peak RSS <= cap + 64 MiB + 128 B/block",
                 0,
                 0,
                 "-",
@@ -123,10 +126,11 @@ std::vector<Target> Targets(const Results& r) {
                 "host tier not run",
                 "MiB"};
   if (r.memory) {
-    memory.value = static_cast<double>(r.memory->rss_bytes) / kMiB;
+    const uint64_t peak = std::max(r.memory->hwm_bytes, r.memory->rss_bytes);
+    memory.value = static_cast<double>(peak) / kMiB;
     memory.limit = static_cast<double>(r.memory->bound_bytes) / kMiB;
-    memory.figure = MiB(r.memory->rss_bytes) + " <= " + MiB(r.memory->bound_bytes);
-    memory.pass = r.memory->rss_bytes <= r.memory->bound_bytes;
+    memory.figure = MiB(peak) + " <= " + MiB(r.memory->bound_bytes);
+    memory.pass = peak <= r.memory->bound_bytes;
     memory.note.clear();
   }
   out.push_back(memory);

@@ -52,7 +52,7 @@ TEST_F(KvaultBenchStorageTest, TinyRunPrintsTableJsonAndTargets) {
         "Targets (issue 3):", "host put 1M >= 0.5x memcpy", "host read 1M >= 0.5x memcpy",
         "nvme sustained write 1M >= 0.6x fio seq write",
         "nvme random read 1M >= 0.6x fio random read", "chain lookup (100 keys) p99 <= 50 us",
-        "host tier RSS <= cap + 64 MiB + 128 B/block"}) {
+        "host tier peak RSS <= cap + 64 MiB + 128 B/block"}) {
     EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
   }
   const std::string doc = Slurp(json);
