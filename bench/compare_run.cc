@@ -220,7 +220,8 @@ Result<RunFigures> RunCodec(const RunInput& in) {
   Replay replay(in, *client, *paged, engine, ns);
   RssSampler sampler(pid);
   sampler.Start();
-  const double cpu0 = ReadProcCpuSeconds(pid).value_or(0);
+  CpuSource cpu_source = CpuSource::kUnset;
+  const double cpu0 = ReadProcCpuSeconds(pid, cpu_source).value_or(0);
   const double process0 = ProcessCpu(), thread0 = ThreadCpu();
   const double start = Now();
   for (const std::vector<uint64_t>& ids : in.sample->requests) {
@@ -230,7 +231,7 @@ Result<RunFigures> RunCodec(const RunInput& in) {
   }
   f.replay_s = Now() - start;
   f.client_cpu_s = (ProcessCpu() - process0) - (ThreadCpu() - thread0);
-  f.daemon_cpu_s = ReadProcCpuSeconds(pid).value_or(0) - cpu0;
+  f.daemon_cpu_s = std::max(0.0, ReadProcCpuSeconds(pid, cpu_source).value_or(cpu0) - cpu0);
   sampler.Stop();
   f.daemon_anon_peak_bytes = sampler.peak().anon;
   f.daemon_hwm_bytes = store_bench::ReadProcMemory(pid).hwm;

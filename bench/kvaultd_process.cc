@@ -129,8 +129,18 @@ std::optional<double> SchedstatSeconds(pid_t pid) {
 
 }  // namespace
 
-std::optional<double> ReadProcCpuSeconds(pid_t pid) {
-  if (std::optional<double> precise = SchedstatSeconds(pid)) return precise;
+std::optional<double> ReadProcCpuSeconds(pid_t pid, CpuSource& source) {
+  if (source != CpuSource::kStat) {
+    // A thread that exits between listing and reading is retried once before giving up.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (std::optional<double> precise = SchedstatSeconds(pid)) {
+        source = CpuSource::kSchedstat;
+        return precise;
+      }
+    }
+    if (source == CpuSource::kSchedstat) return std::nullopt;
+  }
+  source = CpuSource::kStat;
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(f)), {});
   // The command name (field 2) is in parentheses and may hold spaces: fields count from the last

@@ -71,10 +71,15 @@ Result<std::unique_ptr<Client>> ConnectToKvaultd(
     uint64_t registered_staging_bytes = ClientConfig{}.registered_staging_bytes,
     const std::string& token = {});
 
+// Which measure ReadProcCpuSeconds used; both ends of a difference must use the same one.
+enum class CpuSource : uint8_t { kUnset, kSchedstat, kStat };
+
 // The process's CPU time so far, all threads, in seconds: the sum of its live threads'
-// /proc/<pid>/task/*/schedstat (nanoseconds on a CPU), or, where the kernel has no schedstat,
-// utime + stime of /proc/<pid>/stat (10 ms clock ticks: a short run may read 0). A long-lived
-// daemon keeps its threads, so the sum misses nothing. nullopt when unreadable.
-std::optional<double> ReadProcCpuSeconds(pid_t pid);
+// /proc/<pid>/task/*/schedstat (nanoseconds on a CPU), or utime + stime of /proc/<pid>/stat
+// (10 ms clock ticks: a short run may read 0). `source` kUnset: schedstat where the kernel has
+// it, and `source` says which was used; set: that measure only, so that a reading that could not
+// get one (a thread gone mid-scan) fails instead of mixing the two. A long-lived daemon keeps
+// its threads, so the schedstat sum misses nothing. nullopt when unreadable.
+std::optional<double> ReadProcCpuSeconds(pid_t pid, CpuSource& source);
 
 }  // namespace kvault::bench
