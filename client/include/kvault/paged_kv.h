@@ -112,7 +112,8 @@ struct PagedSequence {
 struct PagedStoreOptions {
   // Bounds the whole transfer. Default: now + ClientConfig::request_timeout per wave.
   std::optional<Deadline> deadline{};
-  // Look the chain up first and store only the blocks after its leading hits. Default true.
+  // Look the chain up first (1,024 keys per lookup, fewer under a daemon that takes fewer) and
+  // store only the blocks after its leading hits. A failed lookup stores everything. Default true.
   bool skip_stored = true;
   // GPU path: the cudaStream_t on which the engine produced the KV; encoding waits for the work
   // queued on it so far and never blocks it. Ignored for host memory.
