@@ -27,9 +27,11 @@ Usage:
       Prints a block object's header in readable form. --no-verify skips the checksum check
       (to look at a damaged object).
   kvault status --server HOST:PORT [--tenant T --token-file F] [--timeout-ms N]
+                [--tls] [--tls-ca-file PEM]
       Prints a daemon's health (ping round trip), its tiers (used and capacity bytes, blocks)
       and key counters. Exit code 1 with one line on stderr when it is unreachable or refuses.
   kvault stats --server HOST:PORT [--json] [--tenant T --token-file F] [--timeout-ms N]
+               [--tls] [--tls-ca-file PEM]
       Prints every counter and gauge of the daemon's Stats reply ('name value', or one JSON
       object with --json).
   kvault demo --server HOST:PORT [--codec SPEC] [--conversations N] [--turns N] [--layers N]

@@ -201,7 +201,8 @@ std::optional<py::int_> AsIndex(py::handle obj) {
 }  // namespace
 
 std::optional<Deadline> RequestDeadline(const std::optional<double>& timeout_ms) {
-  if (!timeout_ms) return std::nullopt;
+  // None or 0: the client's request_timeout_ms, as 0 is in the C ABI.
+  if (!timeout_ms || *timeout_ms == 0) return std::nullopt;
   // As the C ABI and ClientConfig: a number of milliseconds up to a year (NaN, inf refused);
   // fractions of a millisecond are kept.
   (void)ToMilliseconds(*timeout_ms, "timeout_ms");

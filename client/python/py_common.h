@@ -76,7 +76,8 @@ std::vector<uint32_t> ToTokens(py::handle obj);
 // --- time ---
 
 // Request deadline from a timeout in milliseconds; nullopt (the client's request_timeout) for
-// None. ValueError for NaN, an infinity, a negative value or one over a year (as the C ABI).
+// None or 0 (as 0 is in the C ABI). ValueError for NaN, an infinity, a negative value or one over a
+// year (as the C ABI).
 std::optional<Deadline> RequestDeadline(const std::optional<double>& timeout_ms);
 // Wait deadline from a timeout in seconds; Deadline::max() for None.
 Deadline WaitDeadline(const std::optional<double>& timeout_s);

@@ -141,6 +141,7 @@ PyPagedCache MakeCache(const std::string& memory, const std::string& layout,
                 kernels::KvLayoutName(c.layout) + ") needs " + std::to_string(want_elements) +
                 (items.size() == 1 && num_layers > 1 ? " (all layers stacked)" : " per layer"));
       }
+      CheckArrayLayout(a, c, items.size() == 1 && num_layers > 1, what);
       c.tensors.push_back(const_cast<void*>(a.data()));
       out.arrays.push_back(a);
     } else {
@@ -164,7 +165,7 @@ struct PyPagedStore {
   ~PyPagedStore() { Close(); }
 
   std::shared_ptr<Client> client;
-  py::object cache;  // the PyPagedCache (its arrays and tensors)
+  py::object cache;                      // the PyPagedCache (its arrays and tensors)
   std::shared_ptr<PagedKvStore> store;   // null once closed
   std::shared_ptr<PagedKvStore> closer;  // the same store, until a Close has returned
 
@@ -330,6 +331,10 @@ void BindPaged(py::module_& m) {
       .def(py::init([](const PyClient& client, py::object cache, uint32_t block_tokens,
                        std::string codec, py::handle ns_digest, size_t staging_bytes,
                        uint32_t pipeline_depth) {
+             if (!py::isinstance<PyPagedCache>(cache)) {
+               Invalid("cache must be a kvault.PagedKvCache, got " +
+                       std::string(py::str(py::type::of(cache).attr("__name__"))));
+             }
              const PyPagedCache& c = cache.cast<const PyPagedCache&>();
              PagedKvOptions o;
              o.cache = c.cache;

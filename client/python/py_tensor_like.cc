@@ -57,9 +57,21 @@ void CheckPhysicalOrder(const std::vector<uint64_t>& in_memory, const PagedKvCac
 
 }  // namespace
 
+void CheckArrayLayout(const py::array& a, const PagedKvCache& c, bool stacked,
+                      const std::string& what) {
+  std::vector<uint64_t> in_memory;
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (a.shape(i) != 1) in_memory.push_back(static_cast<uint64_t>(a.shape(i)));
+  }
+  CheckPhysicalOrder(in_memory, c, stacked, what);
+}
+
 void CheckTensorLike(py::handle obj, const PagedKvCache& c, bool stacked, uint64_t want_elements,
                      const std::string& what) {
   const bool host = c.memory == MemoryKind::kHost;
+  if (host && py::hasattr(obj, "__cuda_array_interface__")) {
+    Invalid(what + " is device memory (it has __cuda_array_interface__): use memory='cuda'");
+  }
   if (py::hasattr(obj, "device") && py::hasattr(obj.attr("device"), "type")) {
     const std::string device = py::str(obj.attr("device").attr("type"));
     if (device != (host ? "cpu" : "cuda")) {

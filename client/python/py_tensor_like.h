@@ -17,7 +17,15 @@ namespace kvault::python {
 // physical order (kv_view.h; a permuted view of such memory is fine); an interface's read-only
 // flag, and that its strides, when given, are C order's. Attributes it does not have are not
 // checked (a bare pointer is the caller's word). Raises InvalidArgumentError naming `what`.
+// A host cache's object with __cuda_array_interface__ (device memory: a CuPy, numba or PyCUDA
+// array) is refused: the host codec would read device memory on the CPU.
 void CheckTensorLike(py::handle obj, const PagedKvCache& c, bool stacked, uint64_t want_elements,
                      const std::string& what);
+
+// Checks that a host numpy array (C-contiguous, so its shape is its memory order) is shaped as
+// the layout's physical dimensions, size-1 dimensions aside: an array of the right size in
+// another layout's shape would store and load scrambled KV. Raises InvalidArgumentError.
+void CheckArrayLayout(const py::array& a, const PagedKvCache& c, bool stacked,
+                      const std::string& what);
 
 }  // namespace kvault::python

@@ -337,6 +337,20 @@ def test_config_timeouts_over_a_year_are_refused(daemon):
         assert c.ping() > 0
 
 
+def test_a_request_timeout_of_zero_is_the_clients_default_as_in_c(daemon):
+    """timeout_ms=0 means request_timeout_ms, as 0 does in the C ABI (it was a deadline of now:
+    every call failed, a lookup as a silent full miss)."""
+    with kvault.Client(daemon.server, request_timeout_ms=10000) as c:
+        key = b"\x07" * 32
+        assert c.ping(timeout_ms=0) > 0
+        result = c.lookup([key], timeout_ms=0)
+        assert result.status.ok, result.status
+        assert result.leading_hits == 0
+        # Other values are still checked: a negative one is refused.
+        with pytest.raises(kvault.InvalidArgumentError, match="timeout_ms"):
+            c.ping(timeout_ms=-1)
+
+
 def test_lease_ttl_must_be_a_number_of_milliseconds_up_to_a_year(client):
     """lease_ttl_ms: NaN, infinities, negatives and values over a year are InvalidArgumentError
     (a float cast to int past its range is undefined); [0, a year] is fine."""

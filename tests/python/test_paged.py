@@ -330,6 +330,24 @@ def test_bad_cache_and_sequence(client, ns):
     with pytest.raises(ValueError, match="memory"):
         kvault.PagedKvCache(memory="tpu", num_layers=1, kv_heads=1, head_dim=8,
                             engine_block_tokens=4, engine_num_blocks=1, tensors=[1])
+    # A numpy array of the right size in another layout's shape would scramble the KV: refused
+    # (the shape of a C-contiguous array is its memory order), as is a flat one.
+    with pytest.raises(kvault.InvalidArgumentError, match="lies in memory as"):
+        cache("vllm-hnd", good)
+    with pytest.raises(kvault.InvalidArgumentError, match="lies in memory as"):
+        cache("vllm-nhd", [g.reshape(-1) for g in good])
+    assert cache("vllm-nhd", [g.reshape((1,) + g.shape) for g in good]) is not None
+    # Device memory (a CuPy, numba or PyCUDA array: __cuda_array_interface__, no data_ptr) for
+    # a host cache is refused; the host codec would read it on the CPU and crash.
+    class DeviceArray:
+        __cuda_array_interface__ = {"data": (4096, False), "shape": SHAPES["vllm-nhd"],
+                                    "typestr": "<f2", "version": 3}
+
+    with pytest.raises(kvault.InvalidArgumentError, match="device memory"):
+        cache("vllm-nhd", [DeviceArray()] * LAYERS)
+    # A store over something that is not a PagedKvCache: InvalidArgumentError, not pybind11's.
+    with pytest.raises(kvault.InvalidArgumentError, match="must be a kvault.PagedKvCache"):
+        kvault.PagedKvStore(client, cache={}, block_tokens=BLOCK, codec="raw", ns_digest=ns)
     keys = kvault.chain_keys(ns, list(range(TOKENS)), BLOCK)
     with paged_store(client, cache("vllm-nhd", good), ns) as store:
         with pytest.raises(ValueError, match="block_ids"):
