@@ -32,12 +32,8 @@ using testing::TempDir;
 using testing::TestKey;
 
 NvmeTierOptions Options(const std::string& dir) {
-  NvmeTierOptions options;
-  options.directory = dir;
-  options.capacity_bytes = 64ull << 20;
-  options.write_buffer_bytes = 1 << 20;
-  options.blob_file_bytes = 4 << 20;
-  options.reserve_bytes = 1 << 20;
+  NvmeTierOptions options = testing::SmallTierOptions(dir);
+  options.background_jobs = NvmeTierOptions{}.background_jobs;  // as these tests were tuned
   return options;
 }
 

@@ -33,15 +33,9 @@ using testing::TestKey;
 constexpr char kReserveFile[] = "kvault-nvme-reserve";
 
 NvmeTierOptions Options(const std::string& dir) {
-  NvmeTierOptions options;
-  options.directory = dir;
-  options.capacity_bytes = 64ull << 20;
-  options.write_buffer_bytes = 1 << 20;
-  options.blob_file_bytes = 4 << 20;
-  options.reserve_bytes = 1 << 20;
+  NvmeTierOptions options = testing::SmallTierOptions(dir);
   // Small, so that a recovery's room check passes on any machine that can run the tests.
   options.min_free_bytes = 1 << 20;
-  options.background_jobs = 2;
   return options;
 }
 

@@ -70,6 +70,19 @@ inline std::vector<uint8_t> ObjectFor(const ScopedKey& key, uint32_t min_layers 
   return object;
 }
 
+// A tier in `dir` sized for tests: 64 MiB, 1 MiB memtables, 4 MiB blob files, a 1 MiB reserve,
+// 2 background jobs; everything else the tier's default.
+inline NvmeTierOptions SmallTierOptions(const std::string& dir) {
+  NvmeTierOptions options;
+  options.directory = dir;
+  options.capacity_bytes = 64ull << 20;
+  options.write_buffer_bytes = 1 << 20;
+  options.blob_file_bytes = 4 << 20;
+  options.reserve_bytes = 1 << 20;
+  options.background_jobs = 2;
+  return options;
+}
+
 // A fresh directory under the system temp directory, removed with everything in it.
 class TempDir {
  public:

@@ -21,14 +21,8 @@ using testing::TempDir;
 using testing::TestKey;
 
 NvmeTierOptions SmallOptions(const std::string& dir, NvmeValueLayout layout) {
-  NvmeTierOptions options;
-  options.directory = dir;
-  options.capacity_bytes = 64ull << 20;
+  NvmeTierOptions options = testing::SmallTierOptions(dir);
   options.value_layout = layout;
-  options.write_buffer_bytes = 1 << 20;
-  options.blob_file_bytes = 4 << 20;
-  options.reserve_bytes = 1 << 20;
-  options.background_jobs = 2;
   return options;
 }
 
