@@ -373,6 +373,34 @@ TEST(MessageValidateTest, BatchesOverTheLimit) {
                   "entries", limits);
 }
 
+// A session held to 2 keys per batch still carries every counter of a StatsReply: its bound is
+// kMaxStatsEntries, not max_keys_per_batch. One entry more is refused on both sides.
+TEST(MessageValidateTest, StatsRepliesAreBoundByTheirOwnLimitNotTheKeyBatch) {
+  ProtocolLimits limits;
+  limits.max_keys_per_batch = 2;
+  StatsReply reply;
+  for (uint32_t i = 0; i < 60; ++i) reply.entries.push_back({"store.c" + std::to_string(i), i});
+  Result<std::vector<uint8_t>> frame = EncodeFrame(reply, 1, limits);
+  ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+  Result<FrameView> view = DecodeFrame(*frame, limits);
+  ASSERT_TRUE(view.ok());
+  Result<StatsReply> back = StatsReply::DecodeBody(view->body, limits);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->entries.size(), 60u);
+
+  StatsReply full;
+  full.entries.assign(kMaxStatsEntries, StatEntry{"s", uint64_t{1}});
+  EXPECT_TRUE(full.Validate(limits).ok());
+  std::vector<uint8_t> body;
+  full.entries.push_back(StatEntry{"s", uint64_t{1}});
+  EXPECT_EQ(full.Validate(limits).code(), StatusCode::kOutOfRange);
+  full.EncodeBody(&body);
+  const Result<StatsReply> over = StatsReply::DecodeBody(body, limits);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("stats entries"), std::string::npos)
+      << over.status().ToString();
+}
+
 TEST(MessageValidateTest, BodyOverTheLimitIsRefusedWhole) {
   ProtocolLimits limits;
   limits.max_body_bytes = kMinBodyBytes;
