@@ -238,6 +238,7 @@ PyHandle<StoreHandle> Store(const PyClient& self, py::handle keys_obj, py::handl
     py::gil_scoped_release release;
     h = c->Store(keys, sources, options);
   }
+  ThrowIfRefused(h);
   return PyHandle<StoreHandle>(std::move(h), std::move(buffers));
 }
 
@@ -274,6 +275,7 @@ PyHandle<LoadHandle> Load(const PyClient& self, py::handle lease_obj, py::handle
     py::gil_scoped_release release;
     h = c->Load(lease, keys, destinations, options);
   }
+  ThrowIfRefused(h);
   return PyHandle<LoadHandle>(std::move(h), std::move(buffers));
 }
 

@@ -111,6 +111,11 @@ std::vector<BlockKey> ToKeys(py::handle obj) {
   std::vector<BlockKey> keys;
   if (PyObject_CheckBuffer(obj.ptr()) != 0) {
     BufferRef buffer(obj, /*writable=*/false, "keys");
+    // Token ids (an int32 or int64 array) passed as keys would otherwise be taken as keys.
+    if (buffer.itemsize() != 1) {
+      Invalid("keys given as one buffer must be bytes (itemsize 1, e.g. a uint8 array), got " +
+              std::to_string(buffer.itemsize()) + "-byte items");
+    }
     if (buffer.size() % 32 != 0) {
       Invalid("keys given as one bytes-like object must be 32 * n bytes, got " +
               std::to_string(buffer.size()));
@@ -265,7 +270,7 @@ DType ParseDTypeArg(const std::string& name) {
 }
 
 BufferRef::BufferRef(py::handle obj, bool writable, const char* what) {
-  const int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+  const int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
   if (PyObject_GetBuffer(obj.ptr(), &view_, flags) != 0) {
     PyErr_Clear();
     view_.obj = nullptr;

@@ -52,6 +52,13 @@ inline void ThrowIfError(const Status& status) {
   if (!status.ok()) throw StatusError(status);
 }
 
+// Throws the status of a handle whose call refused its input before anything started (as the C
+// ABI returns it as the call's status): bad input raises at the call, not at wait().
+template <typename Handle>
+void ThrowIfRefused(const Handle& handle) {
+  if (handle.refused()) ThrowIfError(handle.Wait(Deadline::min()));
+}
+
 // Throws StatusError(InvalidArgument(message)): kvault.InvalidArgumentError, a ValueError.
 [[noreturn]] inline void Invalid(const std::string& message) {
   throw StatusError(Status::InvalidArgument(message));
@@ -113,6 +120,8 @@ class BufferRef {
 
   uint8_t* data() const { return static_cast<uint8_t*>(view_.buf); }
   size_t size() const { return static_cast<size_t>(view_.len); }
+  // Bytes per element of the exporter's format (1 for bytes, bytearray and uint8 arrays).
+  size_t itemsize() const { return static_cast<size_t>(view_.itemsize); }
   std::span<uint8_t> bytes() const { return {data(), size()}; }
 
  private:

@@ -386,6 +386,7 @@ void BindPaged(py::module_& m) {
               h.handle = store->StorePaged(s, o);
               store.reset();  // the last reference when close() ran meanwhile: no GIL held
             }
+            ThrowIfRefused(h.handle);
             return h;
           },
           py::arg("block_ids"), py::arg("num_tokens"), py::arg("keys"),
@@ -414,6 +415,7 @@ void BindPaged(py::module_& m) {
               h.handle = store->LoadPaged(l, s, blocks, o);
               store.reset();  // the last reference when close() ran meanwhile: no GIL held
             }
+            ThrowIfRefused(h.handle);
             return h;
           },
           py::arg("lease"), py::arg("block_ids"), py::arg("num_tokens"), py::arg("keys"),

@@ -169,18 +169,29 @@ def test_delete(client, ns):
 
 
 def test_store_input_errors(client, ns):
+    """Input the call refuses before sending anything raises at the call (as the C ABI returns it
+    as the call's status), with the status text; nothing is stored."""
     keys = kvault.chain_keys(ns, [1, 2, 3, 4], BLOCK)
     outside = np.zeros(256, dtype=np.uint8)  # never registered
-    put = client.store(keys, [outside])
-    assert put.wait(timeout_s=10, check=False)
-    assert put.status.code == "invalid_argument"
-    assert put.key_status(0).code == "invalid_argument"
     with pytest.raises(kvault.InvalidArgumentError, match="registered"):
-        put.wait()
+        client.store(keys, [outside])
+    with pytest.raises(kvault.InvalidArgumentError, match="1 keys but 2 sources"):
+        client.store(keys, [outside, outside])
+    with pytest.raises(kvault.InvalidArgumentError, match="1 keys but 0 destinations"):
+        client.load(None, keys, [])
+    assert client.lookup(keys).leading_hits == 0
     with pytest.raises(ValueError, match="32 bytes"):
         client.store([b"short"], [outside])
     with pytest.raises(ValueError, match="contiguous"):
         client.register(np.zeros((8, 8), dtype=np.uint8)[:, ::2])
+    # Positive control: the same key from registered memory is stored; a handle's key index is
+    # still checked.
+    kv = make_kv(4, seed=11)
+    region = client.allocate(1 << 13)
+    _, objects = sealed_objects(ns, kv, keys, region)
+    put = client.store(keys, objects)
+    assert put.wait(timeout_s=10)
+    assert client.lookup(keys).leading_hits == 1
     with pytest.raises(IndexError):
         put.key_status(5)
 
@@ -195,12 +206,28 @@ def test_store_with_chain_parents(client, ns):
     assert put.wait(timeout_s=10)
     assert client.lookup(keys).leading_hits == 2
     # Parents that are not one per key are refused before anything is sent.
-    bad = client.store(keys, objects, parents=[bytes(32)])
-    assert bad.wait(timeout_s=10, check=False)
-    assert bad.status.code == "invalid_argument"
-    assert "parents" in bad.status.message
+    with pytest.raises(kvault.InvalidArgumentError, match="2 keys but 1 parents"):
+        client.store(keys, objects, parents=[bytes(32)])
     with pytest.raises(ValueError, match="32 bytes"):
         client.store(keys, objects, parents=[b"short", keys[0]])
+
+
+def test_keys_as_one_buffer(client, ns):
+    """Keys may come as one bytes-like object of 32 * n bytes (bytes, a uint8 array); an array
+    of wider items (token ids passed by mistake) or a ragged length is InvalidArgumentError."""
+    kv = make_kv(8, seed=12)
+    keys = kvault.chain_keys(ns, list(range(500, 508)), BLOCK)
+    region = client.allocate(1 << 14)
+    _, objects = sealed_objects(ns, kv, keys, region)
+    assert client.store(keys, objects).wait(timeout_s=10)
+    joined = b"".join(keys)
+    assert client.lookup(joined).leading_hits == 2
+    assert client.lookup(np.frombuffer(joined, np.uint8).reshape(2, 32)).leading_hits == 2
+    tokens = np.arange(500, 508, dtype=np.int64)  # 64 bytes: two "keys" if taken as bytes
+    with pytest.raises(kvault.InvalidArgumentError, match="8-byte items"):
+        client.lookup(tokens)
+    with pytest.raises(kvault.InvalidArgumentError, match="32 \\* n bytes, got 33"):
+        client.lookup(joined[:33])
 
 
 def test_handles_poll_cancel_and_wait_timeouts(own_daemon, ns):
