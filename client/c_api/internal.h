@@ -26,8 +26,10 @@
 #include "kvault/kvault.h"
 #include "kvault/transport/protocol_limits.h"
 
+// Shared with the paged stores made from it: kvault_close drops this reference, and the
+// connection closes once they are freed too.
 struct kvault_client {
-  std::unique_ptr<kvault::Client> client;
+  std::shared_ptr<kvault::Client> client;
 };
 
 struct kvault_region {

@@ -7,7 +7,9 @@
 #include "kvault/paged_kv.h"
 #include "transfer_calls.h"
 
+// Holds its client (declared first: destroyed after the store), so kvault_close may come first.
 struct kvault_paged_store {
+  std::shared_ptr<kvault::Client> client;
   std::unique_ptr<kvault::PagedKvStore> store;
 };
 
@@ -158,7 +160,7 @@ kvault_status kvault_paged_store_create(kvault_client* client, const kvault_page
     KVAULT_ASSIGN_OR_RETURN(kvault::PagedKvOptions cpp, ToPagedOptions(kFn, *options));
     KVAULT_ASSIGN_OR_RETURN(std::unique_ptr<kvault::PagedKvStore> made,
                             kvault::PagedKvStore::Create(*client->client, cpp));
-    *store = NewHandle<kvault_paged_store>(std::move(made));
+    *store = NewHandle<kvault_paged_store>(client->client, std::move(made));
     return Status::Ok();
   });
 }

@@ -69,5 +69,7 @@ void c_test_destinations(kvault_load_destination* destinations, size_t count, ui
 
 /* Paged KV through kvault_store_paged / kvault_load_paged on host memory (kvault_c_paged.c). */
 void c_test_paged(kvault_client* client);
+/* A paged store used and freed after kvault_close of its client (kvault_c_paged.c). */
+void c_test_paged_after_close(const char* server);
 
 #endif /* KVAULT_TESTS_C_API_C_TEST_H_ */

@@ -275,3 +275,32 @@ void c_test_paged(kvault_client* client) {
   cache_free(&target);
   cache_free(&source);
 }
+
+void c_test_paged_after_close(const char* server) {
+  kvault_config config;
+  kvault_config_init(&config);
+  config.server = server;
+  kvault_client* client = NULL;
+  REQUIRE_STATUS(kvault_connect(&config, &client), KVAULT_OK);
+  const int32_t ids[kSeqEngineBlocks] = {3, 1, 6, 4};
+  cache source;
+  cache_init(&source, 33);
+  kvault_key ns, keys[kBlocks];
+  chain("c-abi-paged-after-close", &ns, keys);
+  kvault_paged_store* store = make_store(client, &source, "raw", &ns);
+  /* The store keeps the connection: closing the client first leaves it working. */
+  kvault_close(client);
+  store_all(store, ids, keys, 0);
+  /* Another client sees the blocks; a chain never stored misses. */
+  REQUIRE_STATUS(kvault_connect(&config, &client), KVAULT_OK);
+  uint32_t hits = 0;
+  CHECK_STATUS(kvault_lookup_prefix(client, keys, kBlocks, 0, 0, &hits, NULL, NULL), KVAULT_OK);
+  CHECK(hits == kBlocks);
+  kvault_key other_ns, other[kBlocks];
+  chain("c-abi-paged-after-close-never-stored", &other_ns, other);
+  CHECK_STATUS(kvault_lookup_prefix(client, other, kBlocks, 0, 0, &hits, NULL, NULL), KVAULT_OK);
+  CHECK(hits == 0);
+  kvault_paged_store_free(store);
+  kvault_close(client);
+  cache_free(&source);
+}

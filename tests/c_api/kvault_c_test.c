@@ -573,6 +573,7 @@ int main(int argc, char** argv) {
   c_test_paged(client);
   kvault_close(client);
   test_close_with_live_objects(server);
+  c_test_paged_after_close(server);
 
   CHECK(c_test_stop_daemon() == 0);
   return c_test_finish();

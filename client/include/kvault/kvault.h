@@ -298,9 +298,10 @@ KVAULT_API void kvault_config_init(kvault_config* config) KVAULT_NOEXCEPT;
 KVAULT_API kvault_status kvault_connect(const kvault_config* config,
                                         kvault_client** client) KVAULT_NOEXCEPT;
 
-/* Closes the connection and frees the client; transfers still in flight complete with
- * UNAVAILABLE ("client closed"). Regions and transfers of the client may outlive it (free them
- * later as usual); paged stores may not: free them first. NULL is a no-op. */
+/* Frees the client and closes the connection, once the paged stores made from it are freed too
+ * (they keep it open until then); transfers still in flight on a closed connection complete with
+ * UNAVAILABLE ("client closed"). Regions, transfers and paged stores of the client may outlive
+ * it (free them later as usual). NULL is a no-op. */
 KVAULT_API void kvault_close(kvault_client* client) KVAULT_NOEXCEPT;
 
 /* Non-zero while the connection is up (0 after a loss until a call reconnects, and for NULL). */
@@ -544,7 +545,8 @@ typedef struct kvault_paged_transfer kvault_paged_transfer;
 
 /* Validates the cache and codec (INVALID_ARGUMENT), allocates the staging memory (the client's
  * allocate_memory; page-locked for CUDA) and, for CUDA, device staging (UNSUPPORTED in a build
- * without CUDA, UNAVAILABLE without a device). The client must outlive the store. */
+ * without CUDA, UNAVAILABLE without a device). The store keeps the client's connection open:
+ * kvault_close may come before kvault_paged_store_free. */
 KVAULT_API kvault_status kvault_paged_store_create(kvault_client* client,
                                                    const kvault_paged_options* options,
                                                    kvault_paged_store** store) KVAULT_NOEXCEPT;
