@@ -76,6 +76,7 @@ Result<PagedKvOptions> ToPagedOptions(const char* fn, const kvault_paged_options
   out.ns_digest = GetKey(o.ns_digest);
   out.staging_bytes = o.staging_bytes;
   out.pipeline_depth = o.pipeline_depth;
+  out.gpu_ipc = o.gpu_ipc != 0;
   return out;
 }
 
@@ -147,6 +148,7 @@ void kvault_paged_options_init(kvault_paged_options* options) noexcept {
   options->codec = "fp8";
   options->staging_bytes = defaults.staging_bytes;
   options->pipeline_depth = defaults.pipeline_depth;
+  options->gpu_ipc = defaults.gpu_ipc ? 1 : 0;
 }
 
 kvault_status kvault_paged_store_create(kvault_client* client, const kvault_paged_options* options,

@@ -330,7 +330,7 @@ void BindPaged(py::module_& m) {
                            "time on the store's own thread; calls return handles at once.")
       .def(py::init([](const PyClient& client, py::object cache, uint32_t block_tokens,
                        std::string codec, py::handle ns_digest, size_t staging_bytes,
-                       uint32_t pipeline_depth) {
+                       uint32_t pipeline_depth, bool gpu_ipc) {
              if (!py::isinstance<PyPagedCache>(cache)) {
                Invalid("cache must be a kvault.PagedKvCache, got " +
                        std::string(py::str(py::type::of(cache).attr("__name__"))));
@@ -343,6 +343,7 @@ void BindPaged(py::module_& m) {
              if (!ns_digest.is_none()) o.ns_digest = ToKey(ns_digest, "ns_digest");
              o.staging_bytes = staging_bytes;
              o.pipeline_depth = pipeline_depth;
+             o.gpu_ipc = gpu_ipc;
              auto out = std::make_unique<PyPagedStore>();
              out->client = client.Get();
              out->cache = std::move(cache);
@@ -358,7 +359,8 @@ void BindPaged(py::module_& m) {
            }),
            py::arg("client"), py::kw_only(), py::arg("cache"), py::arg("block_tokens") = 256,
            py::arg("codec") = "fp8", py::arg("ns_digest") = py::none(),
-           py::arg("staging_bytes") = size_t{64} << 20, py::arg("pipeline_depth") = 2)
+           py::arg("staging_bytes") = size_t{64} << 20, py::arg("pipeline_depth") = 2,
+           py::arg("gpu_ipc") = true)
       .def(
           "object_bytes",
           [](const PyPagedStore& self, uint64_t index) { return self.Get()->ObjectBytes(index); },

@@ -202,6 +202,7 @@ void c_test_paged(kvault_client* client) {
   CHECK(strstr(kvault_last_error(), "sequence is null") != NULL);
   kvault_paged_options o;
   kvault_paged_options_init(&o);
+  CHECK(o.gpu_ipc == 1 && o.pipeline_depth == 2 && o.block_tokens == 256);
   kvault_paged_store* none = NULL;
   CHECK_STATUS(kvault_paged_store_create(client, &o, &none), KVAULT_INVALID_ARGUMENT);
   CHECK(none == NULL);
@@ -213,6 +214,7 @@ void c_test_paged(kvault_client* client) {
   CHECK(strstr(kvault_last_error(), "options->cache.num_tensors") != NULL);
   CHECK(none == NULL);
   o.cache.num_tensors = kLayers; /* positive control */
+  o.gpu_ipc = 0;                 /* accepted; host memory never uses CUDA IPC */
   CHECK_STATUS(kvault_paged_store_create(client, &o, &none), KVAULT_OK);
   kvault_paged_store_free(none);
   kvault_paged_store_free(store);

@@ -49,9 +49,9 @@ def cache(layout, tensors):
                                engine_num_blocks=ENGINE_BLOCKS, tensors=tensors)
 
 
-def paged_store(client, c, ns, codec="raw"):
+def paged_store(client, c, ns, codec="raw", **options):
     return kvault.PagedKvStore(client, cache=c, block_tokens=BLOCK, codec=codec, ns_digest=ns,
-                               staging_bytes=1 << 20, pipeline_depth=2)
+                               staging_bytes=1 << 20, pipeline_depth=2, **options)
 
 
 def random_layers(layout, seed):
@@ -85,7 +85,8 @@ def test_host_round_trip_raw_is_byte_exact(client, ns, layout):
     hit = client.lookup(keys, lease=True)
     assert hit.leading_hits == 2
     dst = [np.zeros(SHAPES[layout], dtype=np.float16) for _ in range(LAYERS)]
-    with paged_store(client, cache(layout, dst), ns) as store:
+    # gpu_ipc=False (every block through host staging) is accepted; host memory never uses IPC.
+    with paged_store(client, cache(layout, dst), ns, gpu_ipc=False) as store:
         get = store.load_paged(hit.lease, DST_IDS, TOKENS, keys, hit.leading_hits,
                                layers_per_wave=1)
         for layer in range(LAYERS):

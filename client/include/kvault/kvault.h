@@ -530,10 +530,14 @@ typedef struct kvault_paged_options {
   kvault_key ns_digest;    /* written into every object's header; default zeros */
   size_t staging_bytes;    /* page-locked host staging, all buffers together; default 64 MiB */
   uint32_t pipeline_depth; /* staging buffers (waves in flight); at least 1; default 2 */
+  /* CUDA memory: a load with a lease decodes the blocks the daemon holds in its gpu tier
+   * straight from there through CUDA IPC (non-zero, the default), or brings every block through
+   * host staging (0). Ignored for host memory. */
+  int gpu_ipc;
 } kvault_paged_options;
 
 /* Zeroes `options`, sets struct_size and the defaults above (cache: HOST, VLLM_NHD, F16,
- * engine_block_tokens 16). */
+ * engine_block_tokens 16; gpu_ipc 1). */
 KVAULT_API void kvault_paged_options_init(kvault_paged_options* options) KVAULT_NOEXCEPT;
 
 /* Moves one cache's blocks; transfers run one at a time, in call order, on its own thread.
