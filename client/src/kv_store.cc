@@ -115,6 +115,19 @@ Result<BlockView> KvBlockCodec::VerifyObject(std::span<const uint8_t> object, ui
   return block;
 }
 
+Result<BlockView> KvBlockCodec::VerifyOwnObject(std::span<const uint8_t> object, uint64_t index,
+                                                const BlockKey& key) const {
+  KVAULT_ASSIGN_OR_RETURN(BlockView block, VerifyObject(object, index, key));
+  const size_t header = std::min<size_t>(HeaderBytes(), object.size());
+  Status own = VerifyHeader(object.first(header), index, key);
+  if (!own.ok()) {
+    return Status::Corruption("block " + std::to_string(index) +
+                              ": stored object was written by another codec (" + own.message() +
+                              ")");
+  }
+  return block;
+}
+
 Status KvBlockCodec::Decode(std::span<const uint8_t> object, uint64_t index, const BlockKey& key,
                             const kernels::PagedKvView& view) const {
   KVAULT_RETURN_IF_ERROR(CheckShape(format_, view));

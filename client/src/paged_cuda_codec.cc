@@ -122,7 +122,8 @@ class CudaWaveCodec final : public PagedWaveCodec {
     for (size_t i = 0; i < blocks.size(); ++i) {
       const StagedBlock& b = blocks[i];
       if (!b.object.empty()) {
-        Result<BlockView> v = codec_.VerifyObject(b.object, first + i, keys[i]);
+        // The device decodes with this codec's descriptor: the object must be this codec's.
+        Result<BlockView> v = codec_.VerifyOwnObject(b.object, first + i, keys[i]);
         out.push_back(v.status());
         if (v.ok()) payloads.push_back(b.object.subspan(header));
       } else {

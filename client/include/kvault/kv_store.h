@@ -100,6 +100,12 @@ class KvBlockCodec {
   // Parses and verifies a whole object (checksum, key, shape and position), as Decode does.
   Result<BlockView> VerifyObject(std::span<const uint8_t> object, uint64_t index,
                                  const BlockKey& key) const;
+  // VerifyObject, and the object was written by this codec: its header is the one VerifyHeader
+  // expects, else Corruption. For decoders that decode with this codec's descriptor rather than
+  // the object's own (the GPU path): an object of another codec of the same size (int8 and fp8)
+  // would otherwise decode into wrong KV.
+  Result<BlockView> VerifyOwnObject(std::span<const uint8_t> object, uint64_t index,
+                                    const BlockKey& key) const;
   // Checks a stored header against the one this codec writes for (index, key), checksum aside,
   // as DecodeLayers does: Corruption when it differs, InvalidArgument for a wrong size.
   Status VerifyHeader(std::span<const uint8_t> header, uint64_t index, const BlockKey& key) const;

@@ -226,6 +226,29 @@ TEST(ClientKvBlockCodec, LayerDecodeRefusesAHeaderOfAnotherCodecOrKey) {
                   .ok());
 }
 
+TEST(ClientKvBlockCodec, OwnObjectCheckRefusesAnObjectOfAnotherCodecOfTheSameSize) {
+  Result<KvBlockCodec> fp8 = KvBlockCodec::Create(Format("fp8"));
+  Result<KvBlockCodec> int8 = KvBlockCodec::Create(Format("int8"));
+  ASSERT_TRUE(fp8.ok() && int8.ok());
+  ASSERT_EQ(fp8->ObjectBytes(0), int8->ObjectBytes(0));
+  Kv in(kBlock, true);
+  std::vector<uint8_t> object(int8->ObjectBytes(0));
+  ASSERT_TRUE(int8->Encode(in.view, 0, KeyOf(5), object).ok());
+  // VerifyObject takes any codec (Decode decodes with the object's own descriptor) ...
+  EXPECT_TRUE(fp8->VerifyObject(object, 0, KeyOf(5)).ok());
+  // ... but a decoder that uses fp8's descriptor must not get an int8 object.
+  Result<BlockView> other = fp8->VerifyOwnObject(object, 0, KeyOf(5));
+  EXPECT_EQ(other.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(other.status().message().find("another codec"), std::string::npos);
+  // Positive controls: the writer's codec accepts it; a wrong key is still refused.
+  Result<BlockView> own = int8->VerifyOwnObject(object, 0, KeyOf(5));
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_EQ(own->payload.size(), object.size() - int8->HeaderBytes());
+  EXPECT_EQ(int8->VerifyOwnObject(object, 0, KeyOf(6)).status().code(), StatusCode::kCorruption);
+  // A truncated object is refused, not read past its end.
+  EXPECT_FALSE(int8->VerifyOwnObject(std::span(object).first(10), 0, KeyOf(5)).ok());
+}
+
 TEST(ClientKvBlockCodec, ViewOfAnotherShapeIsRefused) {
   Result<KvBlockCodec> codec = KvBlockCodec::Create(Format("fp8"));
   ASSERT_TRUE(codec.ok());
