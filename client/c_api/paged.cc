@@ -88,6 +88,8 @@ Result<PagedSequence> ToSequence(const char* fn, const kvault_paged_sequence* s,
   if (s->block_ids == nullptr && s->num_block_ids > 0) return Null(fn, "sequence->block_ids");
   if (s->keys == nullptr && s->num_keys > 0) return Null(fn, "sequence->keys");
   KVAULT_RETURN_IF_ERROR(CheckCount(fn, "sequence->num_keys", s->num_keys, kMaxTransferKeys));
+  KVAULT_RETURN_IF_ERROR(
+      CheckCount(fn, "sequence->num_block_ids", s->num_block_ids, kMaxTransferKeys));
   keys = CopyKeys(s->keys, s->num_keys);
   PagedSequence out;
   if (s->num_block_ids > 0) out.block_ids = std::span(s->block_ids, s->num_block_ids);

@@ -193,6 +193,15 @@ void c_test_paged(kvault_client* client) {
   bad.num_keys = SIZE_MAX;
   CHECK_STATUS(kvault_store_paged(store, &bad, 1, NULL, 0, &refused), KVAULT_INVALID_ARGUMENT);
   CHECK(strstr(kvault_last_error(), "sequence->num_keys") != NULL);
+  bad.num_keys = kBlocks;
+  bad.num_block_ids = SIZE_MAX; /* never read: refused before the array is copied */
+  CHECK_STATUS(kvault_store_paged(store, &bad, 1, NULL, 0, &refused), KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "sequence->num_block_ids") != NULL);
+  bad.num_block_ids = ((size_t)1 << 24) + 1;
+  CHECK_STATUS(kvault_load_paged(store, NULL, &bad, kBlocks, NULL, 0, 0, &refused),
+               KVAULT_INVALID_ARGUMENT);
+  CHECK(strstr(kvault_last_error(), "sequence->num_block_ids") != NULL);
+  bad.num_block_ids = kSeqEngineBlocks;
   bad.num_keys = ((size_t)1 << 24) + 1;
   CHECK_STATUS(kvault_load_paged(store, NULL, &bad, kBlocks, NULL, 0, 0, &refused),
                KVAULT_INVALID_ARGUMENT);

@@ -36,7 +36,8 @@
  *
  * Counts. A key count is checked before anything is allocated for it: over 2^20 (1048576, the
  * protocol's ceiling of one request) for kvault_lookup_prefix and kvault_delete, over 2^24
- * (16777216) for kvault_store, kvault_load and a paged sequence, it is KVAULT_INVALID_ARGUMENT.
+ * (16777216) for kvault_store, kvault_load and a paged sequence (its keys and its block ids),
+ * it is KVAULT_INVALID_ARGUMENT.
  *
  * Thread-safety. A kvault_client, transfers and paged stores are thread-safe: any function on
  * them may be called from several threads at once, except their kvault_*_free (kvault_close),
