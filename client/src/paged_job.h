@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "paged_op_state.h"
 #include "paged_pipeline.h"
 #include "paged_wave_codec.h"
 
@@ -31,6 +32,13 @@ struct PagedPipeline::Job {
   Lease lease;              // load
   uint32_t layers_per_wave = 0;
   std::shared_ptr<PagedOpState> state;
+
+  // Why no further wave may start: Unavailable "cancelled" or "deadline exceeded"; else OK.
+  Status StopBeforeNextWave() const {
+    if (state->cancelled()) return Status::Unavailable("cancelled");
+    if (deadline && Clock::now() >= *deadline) return Status::Unavailable("deadline exceeded");
+    return Status::Ok();
+  }
 };
 
 // One wave of a load: layers [first_layer, +layer_count) of blocks [first, +count).

@@ -164,7 +164,9 @@ void PagedPipeline::RunLoad(Job& job) {
     state.Finish(Status::Ok());
     return;
   }
-  Status stop = wave_codec_->Bind(job.block_ids, job.tokens);
+  // A job whose deadline passed while it waited in the queue sends nothing.
+  Status stop = job.StopBeforeNextWave();
+  if (stop.ok()) stop = wave_codec_->Bind(job.block_ids, job.tokens);
   if (!stop.ok()) {
     state.Finish(stop);
     return;
@@ -191,9 +193,13 @@ void PagedPipeline::RunLoad(Job& job) {
   size_t next_issue = 0;
   for (size_t k = 0; k < waves.size() && stop.ok(); ++k) {
     for (; stop.ok() && next_issue < waves.size() && next_issue < k + depth; ++next_issue) {
-      // A wave after a failed block is not needed.
+      // A wave after a failed block is not needed; none starts once cancelled or past the
+      // deadline.
       if (waves[next_issue].first >= progress.active) continue;
-      stop = IssueLoadWave(job, waves[next_issue], next_issue % depth, issued[next_issue]);
+      stop = job.StopBeforeNextWave();
+      if (stop.ok()) {
+        stop = IssueLoadWave(job, waves[next_issue], next_issue % depth, issued[next_issue]);
+      }
     }
     if (stop.ok() && state.cancelled()) stop = Status::Unavailable("cancelled");
     if (stop.ok()) stop = FinishLoadWave(job, waves[k], k % depth, issued[k], progress);

@@ -69,16 +69,17 @@ void PagedOpState::Finish(const Status& status) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (done_) return;
-    const Status& final_status = cancelled_ ? Status::Unavailable("cancelled") : status;
+    // The pipeline passes "cancelled" when a cancel stopped it; a cancel that came after its
+    // last wave changes nothing.
     for (size_t i = 0; i < blocks_; ++i) {
       if (!block_set_[i]) {
-        block_status_[i] = final_status.ok() ? Status::Unavailable("not attempted") : final_status;
+        block_status_[i] = status.ok() ? Status::Unavailable("not attempted") : status;
       }
     }
-    status_ = final_status;
+    status_ = status;
     done_ = true;
     // Nothing more will be written: every layer is as ready as it will be.
-    if (final_status.ok()) layer_ready_.assign(layers_, 1);
+    if (status.ok()) layer_ready_.assign(layers_, 1);
     source_released_ = true;
   }
   cv_.notify_all();

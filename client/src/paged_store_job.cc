@@ -79,14 +79,8 @@ void PagedPipeline::RunStore(Job& job) {
   size_t next = first;
   uint32_t wave_number = 0;
   while (stop.ok() && next < n && failed_at == n) {
-    if (state.cancelled()) {
-      stop = Status::Unavailable("cancelled");
-      break;
-    }
-    if (job.deadline && Clock::now() >= *job.deadline) {
-      stop = Status::Unavailable("deadline exceeded");
-      break;
-    }
+    stop = job.StopBeforeNextWave();
+    if (!stop.ok()) break;
     if (in_flight.size() == options_.pipeline_depth) {
       settle_oldest();
       continue;

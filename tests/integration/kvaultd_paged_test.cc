@@ -393,6 +393,59 @@ TEST_F(KvaultdPagedTest, BadInputIsRefusedAtOnceWithAClearStatus) {
   EXPECT_EQ(good.leading_ok(), 2u);
 }
 
+TEST_F(KvaultdPagedTest, ALoadWhoseDeadlinePassedSendsNothingAndWritesNothing) {
+  const uint32_t blocks = 3;
+  const uint64_t tokens = blocks * kBlockTokens;
+  const std::vector<int32_t> ids = Ids(blocks * 2, 3);
+  EngineCache source(KvLayout::kVllmNhd);
+  source.Fill(ids, tokens, 8);
+  const std::vector<BlockKey> keys = Keys("paged-late", blocks, 8);
+  auto paged = Store(source.cache, "fp8");
+  ASSERT_NE(paged, nullptr);
+  ASSERT_TRUE(paged->StorePaged({ids, tokens, keys}).Wait().ok());
+  auto pins = [&] {
+    Result<std::vector<ServerStat>> stats = client_->Stats();
+    EXPECT_TRUE(stats.ok()) << stats.status().ToString();
+    for (const ServerStat& s : stats.ok() ? *stats : std::vector<ServerStat>{}) {
+      if (s.name == "store.pins_total") return s.AsDouble();
+    }
+    ADD_FAILURE() << "no store.pins_total";
+    return 0.0;
+  };
+  auto load = [&](EngineCache& into, std::optional<Deadline> deadline) {
+    auto loader = Store(into.cache, "fp8");
+    PagedLoadHandle h = loader->LoadPaged(Lease{}, {ids, tokens, keys}, blocks,
+                                          PagedLoadOptions{.deadline = deadline});
+    (void)h.Wait();
+    return h;
+  };
+  // Positive control: a load in time pins the blocks at the daemon and writes the cache.
+  EngineCache in_time(KvLayout::kVllmNhd);
+  const double before = pins();
+  PagedLoadHandle ok = load(in_time, Clock::now() + std::chrono::seconds(30));
+  ASSERT_TRUE(ok.Wait().ok());
+  EXPECT_EQ(ok.leading_ok(), blocks);
+  const double per_load = pins() - before;
+  ASSERT_GT(per_load, 0);
+  EXPECT_EQ(in_time.Gather(ids, tokens), Expected(source, ids, keys, blocks, "fp8"));
+
+  // A deadline already passed: Unavailable, no request reaches the daemon, nothing written.
+  EngineCache late(KvLayout::kVllmNhd);
+  const double before_late = pins();
+  PagedLoadHandle expired = load(late, Clock::now() - std::chrono::milliseconds(1));
+  const Status s = expired.Wait();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("deadline"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(expired.refused());
+  EXPECT_EQ(expired.leading_ok(), 0u);
+  EXPECT_FALSE(expired.WaitLayer(0, Clock::now()).ok());
+  // The connection serves requests in order: a load after it shows what reached the daemon.
+  EngineCache after(KvLayout::kVllmNhd);
+  ASSERT_TRUE(load(after, std::nullopt).Wait().ok());
+  EXPECT_EQ(pins() - before_late, per_load);
+  for (uint16_t x : late.data) ASSERT_EQ(x, kSentinel);
+}
+
 TEST_F(KvaultdPagedTest, ADeadDaemonFailsTheTransferInsteadOfHanging) {
   EngineCache cache(KvLayout::kVllmNhd);
   const uint32_t blocks = 3;
