@@ -9,6 +9,7 @@
 
 #include "kvault/kernels/cpu_codec.h"
 #include "kvault/kernels/sequence_codec.h"
+#include "retired_staging.h"
 
 namespace kvault {
 namespace {
@@ -216,6 +217,16 @@ Result<std::unique_ptr<KvStore>> KvStore::Create(Client& client, const KvStoreOp
   return store;
 }
 
+KvStore::KvStore(Client& client, KvBlockCodec codec, size_t staging_bytes)
+    : client_(client),
+      codec_(std::move(codec)),
+      staging_bytes_(staging_bytes),
+      retired_(std::make_unique<client_internal::RetiredStaging>()) {}
+
+KvStore::~KvStore() = default;
+
+void KvStore::RetireStaging() { retired_->Retire(std::move(staging_)); }
+
 Result<MemoryRegion*> KvStore::Staging() {
   if (!staging_.valid()) {
     KVAULT_ASSIGN_OR_RETURN(staging_, client_.AllocateMemory(staging_bytes_));
@@ -271,7 +282,7 @@ KvTransferResult KvStore::StoreBlocks(const kernels::PagedKvView& view,
     for (size_t j = 0; j < sources.size(); ++j) out.key_status[first + j] = handle.key_status(j);
     if (!waited.ok()) {
       // The daemon may still read the staging region: never refill it; take a fresh one.
-      if (!handle.Settled()) staging_ = MemoryRegion();
+      if (!handle.Settled()) RetireStaging();
       fail_from(first + sources.size(), waited);
       break;
     }
@@ -342,7 +353,7 @@ KvTransferResult KvStore::LoadBlocks(const Lease& lease, std::span<const BlockKe
     if (!waited.ok()) {
       // The daemon may still write it: the load is unsettled, or it settled because the
       // connection was lost (handles.h), which a failed wait cannot tell apart from a reply.
-      staging_ = MemoryRegion();
+      RetireStaging();
       fail_from(first, waited);
       break;
     }

@@ -209,8 +209,9 @@ void PagedPipeline::DropStaging() {
   // Copies the device still has queued from or into the staging (behind the engine's work on its
   // stream) must be done before the staging is unregistered and freed.
   if (wave_codec_) (void)wave_codec_->Drain();
-  pinning_ = kernels::HostPinning();
+  retired_.Retire(std::move(staging_), std::move(pinning_));
   staging_ = MemoryRegion();
+  pinning_ = kernels::HostPinning();
 }
 
 Deadline PagedPipeline::WaveDeadline(const Job& job) const {

@@ -1,0 +1,61 @@
+// RetiredStaging (client/src/retired_staging.h): staging that an abandoned transfer may still
+// write is kept mapped and out of use, for at most RetiredStaging::kHold and at most
+// kMostRegions regions, oldest freed first. The regions are real ones of a client connected to
+// a real kvaultd, as KvStore and the paged pipeline retire them.
+
+#include <cstring>
+
+#include "binary_run.h"
+#include "daemon_process.h"
+#include "kv_test_util.h"
+#include "kvault/client.h"
+#include "retired_staging.h"
+
+namespace kvault::testing {
+namespace {
+
+using client_internal::RetiredStaging;
+using std::chrono::seconds;
+
+class RetiredStagingTest : public BinaryTest {
+ protected:
+  RetiredStagingTest() : BinaryTest("kvaultd") {}
+};
+
+TEST_F(RetiredStagingTest, KeepsRetiredRegionsMappedWithinItsBounds) {
+  DaemonProcess daemon(dir_, {});
+  ASSERT_TRUE(daemon.ok()) << daemon.Stderr();
+  std::unique_ptr<Client> client = ConnectOrFail(daemon.server());
+  ASSERT_NE(client, nullptr);
+  constexpr size_t kBytes = 1 << 16;
+  RetiredStaging retired;
+  const Clock::time_point t0 = Clock::now();
+  std::vector<uint8_t*> bases;
+  for (size_t i = 0; i <= RetiredStaging::kMostRegions; ++i) {
+    Result<MemoryRegion> region = client->AllocateMemory(kBytes);
+    ASSERT_TRUE(region.ok()) << region.status().ToString();
+    std::memset(region->data(), static_cast<int>(i + 1), kBytes);
+    bases.push_back(region->data());
+    retired.Retire(std::move(*region), {}, t0 + seconds(i));
+  }
+  // One more than the bound: the oldest was freed, the others are kept, still mapped and intact
+  // (a freed region is unmapped: reading it would crash the test).
+  EXPECT_EQ(retired.size(), RetiredStaging::kMostRegions);
+  for (size_t i = 1; i < bases.size(); ++i) {
+    EXPECT_EQ(bases[i][0], i + 1);
+    EXPECT_EQ(bases[i][kBytes - 1], i + 1);
+  }
+  // Regions retired more than kHold ago are freed at the next Retire (an empty region adds
+  // nothing): those of t0 + 1 s and t0 + 2 s, not that of t0 + 3 s.
+  retired.Retire(MemoryRegion(), {},
+                 t0 + seconds(2) + RetiredStaging::kHold + std::chrono::milliseconds(500));
+  EXPECT_EQ(retired.size(), RetiredStaging::kMostRegions - 2);
+  EXPECT_EQ(bases[3][0], 4);
+  retired.Retire(MemoryRegion(), {}, t0 + seconds(10) + RetiredStaging::kHold);
+  EXPECT_EQ(retired.size(), 0u);
+  // The client still allocates (nothing it holds was disturbed).
+  EXPECT_TRUE(client->AllocateMemory(kBytes).ok());
+}
+
+}  // namespace
+}  // namespace kvault::testing
