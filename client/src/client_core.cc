@@ -87,7 +87,7 @@ Result<bool> ClientCore::AttachOwnMemory(Connection& conn, const transport::Hell
                                          const transport::Auth& auth,
                                          const transport::AuthReply& ar, Deadline deadline,
                                          std::optional<transport::HandOverTarget>* target_out) {
-  // docs/protocol.md §6 and docs/memory_handover.md. The empty token of the default tenant
+  // docs/authentication.md §6 and docs/memory_handover.md. The empty token of the default tenant
   // proves nothing, so no daemon gets this process's memory without having shown it knows a
   // real token; nor one on another host.
   if (hr.memory_socket.empty() || config_.token.empty() || !conn.on_this_host() || !conn.ends()) {
@@ -231,7 +231,7 @@ Result<Link> ClientCore::Open(Deadline deadline) {
   // A client that may hand its memory over (a token, the daemon on this host) first announces
   // no UCX worker, so that the daemon opens no UCX endpoint to it: UCX 1.13 aborts a process
   // whose worker still has its answer to a peer's connection request queued when that peer goes
-  // away (transport/README.md, "What UCX 1.13 does"). When the daemon names no memory socket it
+  // away (transport/ucx.md, "What UCX 1.13 does"). When the daemon names no memory socket it
   // says Hello again at once, announcing the worker; when the hand-over fails after Auth, it
   // says Hello and Auth again.
   bool announced = agent_ != nullptr &&

@@ -3,7 +3,7 @@
 // (Client::RegisterMemory). UCX 1.13 reaches memory that a client registered only through
 // software-emulated RMA, which the client's progress thread must serve fragment by fragment; memory
 // from UcxAgent::AllocateMemory sits in a shared segment the daemon copies to and from directly
-// (transport/README.md). So a request on a registered region is staged: Store copies the sources
+// (transport/ucx.md). So a request on a registered region is staged: Store copies the sources
 // into a chunk of this pool before sending, Load has the daemon write into a chunk and copies the
 // written bytes out when the reply comes. One memcpy on each side instead of thousands of round
 // trips through the client's progress thread.

@@ -5,8 +5,8 @@
 // address. A region freed and allocated again with the same size usually gets the same
 // descriptor and the same address, so its remote key is byte for byte the freed one's. The daemon
 // caches unpacked keys by their bytes; unless the client tells it that a key is gone
-// (ReleaseMemory, docs/protocol.md §4.3), it keeps using its mapping of the OLD segment: stores
-// read stale bytes (Corruption) and loads write where the client no longer looks. This test
+// (ReleaseMemory, docs/block_messages.md §4.3), it keeps using its mapping of the OLD segment:
+// stores read stale bytes (Corruption) and loads write where the client no longer looks. This test
 // allocates, stores, loads and frees in rounds, checks every byte, and counts the rounds whose
 // keys repeated an earlier round's, so that it never passes without taking that path.
 

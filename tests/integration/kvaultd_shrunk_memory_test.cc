@@ -4,7 +4,7 @@
 // daemon has unpacked (and cached) the region's key, the client can still ftruncate that file;
 // the daemon's next read (store) or write (load) of the lost pages raised SIGBUS and killed
 // kvaultd, and every tenant's cache with it. Now the transfer fails with a status and the daemon
-// goes on serving, this client and others (transport/README.md, PeerMemoryGuard).
+// goes on serving, this client and others (transport/ucx.md, PeerMemoryGuard).
 
 #include <dirent.h>
 #include <unistd.h>

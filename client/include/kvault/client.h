@@ -124,7 +124,7 @@ std::vector<BlockKey> ChainParents(std::span<const BlockKey> keys, size_t first 
 
 // Where one loaded block goes: `buffer` inside a registered region receives object bytes
 // [offset, offset + length) (length 0: to the end of the object), e.g. one layer range
-// (docs/protocol.md §4.3). buffer.size() is the capacity.
+// (docs/block_messages.md §4.3). buffer.size() is the capacity.
 struct LoadDestination {
   std::span<uint8_t> buffer;
   uint64_t offset = 0;

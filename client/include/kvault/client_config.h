@@ -20,7 +20,7 @@ struct ClientConfig {
   // The daemon's control-plane address, "host:port": "127.0.0.1:7480", "kv-node-3:7480",
   // "[::1]:7480". Required.
   std::string server;
-  // The tenant whose token the client proves (DESIGN.md §4, docs/protocol.md §6). Empty = the
+  // The tenant whose token the client proves (DESIGN.md §4, docs/authentication.md §6). Empty = the
   // daemon's default tenant.
   std::string tenant;
   // The tenant's token; it never crosses the wire (only an HMAC proof over the server's nonce

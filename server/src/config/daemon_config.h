@@ -37,9 +37,9 @@ struct StorageConfig {
   // gpu_capacity > 0.
   bool land_on_gpu = false;
   // [storage.gpu_ipc_export] authenticated clients on this host may ask for CUDA IPC handles of
-  // leased blocks in the gpu tier and copy them device to device (docs/protocol.md, GpuExport).
-  // A handle maps the whole gpu pool, every tenant's blocks included, into the client's process,
-  // so enable it only when every tenant on the node trusts the others. Default off; needs
+  // leased blocks in the gpu tier and copy them device to device (docs/block_messages.md,
+  // GpuExport). A handle maps the whole gpu pool, every tenant's blocks included, into the client's
+  // process, so enable it only when every tenant on the node trusts the others. Default off; needs
   // gpu_capacity > 0.
   bool gpu_ipc_export = false;
   // [storage.policy] eviction policy of the gpu and host tiers. Default "prefix".
@@ -127,8 +127,8 @@ struct DataPlaneConfig {
   // [data_plane.process_memory] auto, on or off. On: copy the block bytes of clients on this
   // host straight from and to their own memory (the /proc/self/mem each hands over at
   // memory_socket); others use UCX. Auto: on when auth.tenants_file is set, and UCX then leaves
-  // out its shared-memory transports unless ucx.transports names them (transport/README.md,
-  // "Process memory"). Default auto.
+  // out its shared-memory transports unless ucx.transports names them
+  // (transport/process_memory.md). Default auto.
   std::string process_memory = "auto";
   // [data_plane.memory_socket] the Unix socket where local clients hand their memory over; at
   // most 107 bytes once made absolute. Empty = memory.sock in a fresh directory of the daemon's

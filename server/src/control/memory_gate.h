@@ -1,6 +1,6 @@
 #pragma once
 // MemoryGate: the process that receives kvaultd's memory hand-overs (docs/daemon.md, "Process
-// memory"; transport/README.md, "Process memory"). Any local user may connect to the memory
+// memory"; transport/process_memory.md). Any local user may connect to the memory
 // socket and send descriptors, and releasing a descriptor can wait forever: a file of a FUSE
 // file system its sender serves is flushed on close (and, with a writeback cache, written back
 // on release), and the kernel waits for that answer uninterruptibly once the sender has read

@@ -229,7 +229,7 @@ Message Service::OnLoad(Session& session, const transport::Load& request) {
   transport::LoadReply reply;
   reply.outcomes.resize(request.entries.size());
   // A lease only keeps blocks from being evicted meanwhile: with an unknown, expired or another
-  // session's lease the entries are served when present (docs/protocol.md §4.3).
+  // session's lease the entries are served when present (docs/block_messages.md §4.3).
   if (!session.peer || data_ == nullptr) {
     for (transport::LoadOutcome& o : reply.outcomes) o.status = WireStatus::kTransferFailed;
     return reply;

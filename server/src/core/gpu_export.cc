@@ -1,6 +1,6 @@
 // Service::OnGpuExport (service.h): CUDA IPC descriptions of leased gpu-tier blocks for a client
-// on this host (docs/protocol.md §4.3, GpuExport). Nothing moves here: the client maps the pool
-// and copies the bytes itself, so the lease, not a pin, is what keeps them in place meanwhile.
+// on this host (docs/block_messages.md §4.3, GpuExport). Nothing moves here: the client maps the
+// pool and copies the bytes itself, so the lease, not a pin, is what keeps them in place meanwhile.
 
 #include <optional>
 #include <string>

@@ -543,7 +543,7 @@ std::optional<Message> Service::RefuseUnprovenWorker(const Session& session) {
   if (session.unproven_peer) {
     return Refuse(WireStatus::kUnauthenticated,
                   "the announced UCX worker is not proven yet: return the token the daemon sent "
-                  "it in ProveWorker first (docs/protocol.md section 6)");
+                  "it in ProveWorker first (docs/authentication.md)");
   }
   if (session.worker_refused) {
     return Refuse(WireStatus::kUnauthenticated,

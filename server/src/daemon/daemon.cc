@@ -159,7 +159,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                "ucx.transports '" + planes.ucx_transports +
                    "' lets clients on this host reach the data plane through shared memory or "
                    "CMA, where UCX trusts the peer: a tenant's process on this host can crash "
-                   "kvaultd and steer what it maps and writes (transport/README.md, \"Peers UCX "
+                   "kvaultd and steer what it maps and writes (transport/ucx.md, \"Peers UCX "
                    "trusts\"). For tenants you do not trust, leave ucx.transports unset (local "
                    "clients then move data through process memory, others without shared "
                    "memory) or set it to tcp, and run kvaultd as a user of its own");

@@ -1,4 +1,4 @@
-// The server proof that guards the memory hand-over (docs/protocol.md §6): a client on the
+// The server proof that guards the memory hand-over (docs/authentication.md §6): a client on the
 // daemon's host with a token hands its process memory to the memory socket the HelloReply names
 // only when the AuthReply's server proof verifies. The fake daemon names a real Unix socket that
 // the test listens at; the listener refuses every hand-over it receives, so a client that did hand

@@ -6,7 +6,7 @@
 // without moving bytes. A Hello that announces a UCX worker gets the worker proof a daemon sends
 // (a TransferEngine of the fake's own sends the token after Auth; ProveWorker checks it), so a
 // client with a data plane connects as it would to kvaultd. OfferMemorySocket makes the handshake
-// name a memory socket (docs/protocol.md §6) with a right or a wrong server proof.
+// name a memory socket (docs/authentication.md §6) with a right or a wrong server proof.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -319,7 +319,7 @@ class FakeServer {
       if (mode_ == Mode::kTooManyHits) {
         Result<std::vector<uint8_t>> frame = transport::EncodeFrame(r, id, limits_);
         if (!frame.ok()) return;
-        // The body starts with leading_hits (u32 little-endian, docs/protocol.md §4.3).
+        // The body starts with leading_hits (u32 little-endian, docs/block_messages.md §4.3).
         const uint32_t over = static_cast<uint32_t>(keys + 1);
         for (size_t b = 0; b < 4; ++b) {
           (*frame)[transport::kFrameHeaderBytes + b] = static_cast<uint8_t>(over >> (8 * b));

@@ -232,8 +232,8 @@ TEST_F(ServiceTest, LeasesBelongToTheirSessionAndCloseReleasesThem) {
   EXPECT_EQ(std::get<transport::DeleteReply>(m).statuses[0], WireStatus::kOk);
 }
 
-// A Hello on an authenticated session starts the handshake over (docs/protocol.md): the session
-// drops what it held as the old tenant, is refused until Auth, and then sees only the new
+// A Hello on an authenticated session starts the handshake over (docs/authentication.md): the
+// session drops what it held as the old tenant, is refused until Auth, and then sees only the new
 // tenant's blocks.
 TEST_F(ServiceTest, ANewHelloDropsTheOldTenantsLeasesAndScope) {
   auto s = LoggedIn("team-a", "token-a");

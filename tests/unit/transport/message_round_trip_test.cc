@@ -1,5 +1,5 @@
 // Every message survives encode -> frame -> decode unchanged, encodings are canonical, and the
-// bytes match docs/protocol.md.
+// bytes match docs/protocol.md and docs/block_messages.md.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -161,7 +161,7 @@ TEST(MessageRoundTripTest, AuthReplyCarriesEveryDataPlane) {
   }
 }
 
-// docs/protocol.md §4.3, Store entry: key, address, length, then the parent key at offset 48.
+// docs/block_messages.md §4.3, Store entry: key, address, length, then the parent key at offset 48.
 TEST(MessageRoundTripTest, StoreEntryCarriesItsParentAtOffset48) {
   Store store;
   store.remote_key = {0xAB};
@@ -420,7 +420,7 @@ TEST(MessageRoundTripTest, StatValuesKeepTheirExactBits) {
   EXPECT_TRUE(std::holds_alternative<uint64_t>(int_back->entries[0].value));
 }
 
-// docs/protocol.md §4.3, "Example": a Lookup of two keys with a lease.
+// docs/block_messages.md §4.3, "Example": a Lookup of two keys with a lease.
 TEST(MessageRoundTripTest, LookupGoldenBytesMatchTheDocument) {
   Lookup lookup;
   BlockKey first;
@@ -466,7 +466,7 @@ TEST(MessageRoundTripTest, ErrorGoldenBytesMatchTheDocument) {
   EXPECT_EQ(*frame, expected);
 }
 
-// docs/protocol.md §4.3, "Example" of GpuExportReply: one exported block and one miss.
+// docs/block_messages.md §4.3, "Example" of GpuExportReply: one exported block and one miss.
 TEST(MessageRoundTripTest, GpuExportReplyGoldenBytesMatchTheDocument) {
   GpuExportEntry exported;
   for (size_t i = 0; i < exported.pool_handle.size(); ++i) {
@@ -502,7 +502,7 @@ TEST(MessageRoundTripTest, GpuExportReplyGoldenBytesMatchTheDocument) {
   EXPECT_EQ(*frame, expected);
 }
 
-// docs/protocol.md §4.3, "Example" of ReleaseMemory and its reply.
+// docs/block_messages.md §4.3, "Example" of ReleaseMemory and its reply.
 TEST(MessageRoundTripTest, ReleaseMemoryGoldenBytesMatchTheDocument) {
   const std::vector<uint8_t> request = {
       0x4B, 0x56, 0x4C, 0x54, 0x03, 0x00, 0x16, 0x00,  // "KVLT", version 3, type 0x0016

@@ -153,7 +153,7 @@ TEST(ProcessMemoryTest, AdoptRefusesEverythingButAProcesssMemoryFileOpenForReadA
   EXPECT_TRUE(memory.ok()) << memory.status().ToString();
 }
 
-// The audit's case for UCX (transport/README.md): a client of another user maps a root-owned
+// The audit's case for UCX (transport/ucx.md): a client of another user maps a root-owned
 // file it may only read, shared, and names that mapping; the write is refused and the file is
 // unchanged, while a write to the client's own memory goes through.
 TEST(ProcessMemoryTest, AFileTheClientMayOnlyReadIsNeverWritten) {

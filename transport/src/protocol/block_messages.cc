@@ -1,5 +1,5 @@
 // Bodies of Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory and their replies
-// (docs/protocol.md §4.3).
+// (docs/block_messages.md §4.3).
 // Each decoder reads its fields in the order its encoder writes them.
 #include "kvault/transport/block_messages.h"
 

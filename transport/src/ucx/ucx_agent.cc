@@ -17,8 +17,8 @@ class UcxAgent::Impl {
     loop_.reset();
     // This thread has the worker now. What UCX still owes peers goes out first (a daemon that
     // just connected may still wait for the answer to its connection request): destroying the
-    // worker with that answer queued aborts the process in UCX 1.13 (transport/README.md,
-    // "What stays open"). Bounded, as a peer may be gone.
+    // worker with that answer queued aborts the process in UCX 1.13 (transport/ucx.md,
+    // "What UCX 1.13 does"). Bounded, as a peer may be gone.
     (void)worker_.Flush(std::chrono::milliseconds(1000));
     proofs_.reset();  // no thread progresses the worker any more
   }

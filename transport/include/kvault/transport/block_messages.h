@@ -1,7 +1,7 @@
 #pragma once
 // Block messages: Lookup, Store, Load, ReleaseLease, Delete, GpuExport, ReleaseMemory and their
-// replies (docs/protocol.md §4). Each struct has the members kType, Validate, EncodeBody and
-// DecodeBody whose contract session_messages.h states once.
+// replies (docs/block_messages.md §4.3). Each struct has the members kType, Validate, EncodeBody
+// and DecodeBody whose contract session_messages.h states once.
 //
 // Keys are 32-byte block keys (common/block_key.h), scoped by the server to the authenticated
 // tenant. A batch reply lists one result per request key, in request order; the decoder of a
@@ -269,7 +269,7 @@ struct GpuExportReply {
 // Client -> server: the client is about to deregister the memory behind `remote_key`. The server
 // forgets what it derived from those bytes (an unpacked key, its mapping of the memory) once the
 // requests it already received are done, so that a later registration that packs to the same
-// bytes is never taken for this one (docs/protocol.md §7).
+// bytes is never taken for this one (docs/data_plane.md §7).
 struct ReleaseMemory {
   static constexpr MessageType kType = MessageType::kReleaseMemory;
   // The packed UCX rkey the client sent in Store and Load; 1..max_remote_key_bytes bytes.

@@ -1,7 +1,7 @@
 #pragma once
 // Session messages: the handshake (Hello, Auth, ProveWorker, AttachMemory), Stats, Ping and the
 // ErrorReply a server sends for a request it cannot decode or refuses. docs/protocol.md §4 gives
-// the bytes of each body, §6 the handshake.
+// the bytes of each body, docs/authentication.md §6 the handshake.
 //
 // Every message struct of this file and of block_messages.h has the same four members:
 //   kType        its MessageType.
@@ -44,7 +44,7 @@ using Bytes32 = std::array<uint8_t, 32>;
 // server's proof, and that the memory socket's listener has the announced pid and uid, may a
 // client on the same host hand over its memory on the memory socket (memory_handover_wire.h) and
 // redeem the handle it got with AttachMemory, which moves the session to the process_memory data
-// plane (docs/protocol.md §6, docs/memory_handover.md).
+// plane (docs/authentication.md §6, docs/memory_handover.md).
 struct Hello {
   static constexpr MessageType kType = MessageType::kHello;
   // Highest protocol version the client speaks; >= 1.

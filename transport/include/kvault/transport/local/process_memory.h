@@ -2,7 +2,7 @@
 // ProcessMemory: the memory of a client process on this host, which the server copies block
 // bytes into and out of directly, through a descriptor of the process's memory file
 // (/proc/<pid>/mem) that the process itself handed over (memory_handover.h). The data plane for
-// local clients of a daemon that serves tenants (transport/README.md, "Process memory"): no UCX
+// local clients of a daemon that serves tenants (transport/process_memory.md): no UCX
 // endpoint to the client and no shared-memory queue it could forge, no mapping of the client's
 // memory into the server, and no privilege: the server never opens another process's memory.
 // The kernel checked, when the client opened the file, that it might; whoever hands a

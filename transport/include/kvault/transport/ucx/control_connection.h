@@ -4,7 +4,7 @@
 // that process's segments. The ends let the server check that the process a key names is the one
 // at the other end of the connection the key came on (HoldsConnection), so that an authenticated
 // client cannot make the server read or write another process's memory with a key it did not
-// make (UcxRemoteKey::Unpack, transport/README.md "Whose memory a key names").
+// make (UcxRemoteKey::Unpack, transport/ucx.md "Whose memory a key names").
 //
 // Thread-safety: a value type; HoldsConnection reads /proc and is safe from any thread.
 

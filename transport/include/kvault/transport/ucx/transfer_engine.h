@@ -137,7 +137,7 @@ class TransferEngine {
   // Remote keys are unpacked once per peer and kept, by their sealed bytes, for later batches
   // (up to 64 per peer). With shared-memory transports an unpacked key maps the client's memory,
   // and a client that frees a region and registers another may get the same bytes for it. So a
-  // client tells the server before it deregisters (ReleaseMemory, docs/protocol.md §7), and the
+  // client tells the server before it deregisters (ReleaseMemory, docs/data_plane.md §7), and the
   // server calls this: the key `remote_key` unpacked to on `peer` is forgotten on the progress
   // thread, in order with what was submitted before. Batches submitted earlier keep using it
   // until they finish (it is destroyed, and the memory unmapped, after the last); every batch

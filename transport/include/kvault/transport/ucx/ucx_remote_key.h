@@ -36,7 +36,7 @@ class UcxRemoteKey {
   // the UCX layout inside it is malformed or truncated, Corruption when the checksum fails,
   // Unavailable when the key's owner process is gone (same pid namespace: its shared segments are
   // attached and held before UCX sees the key, so a death at any moment gives this status, never
-  // a crash in UCX; see transport/README.md), and UCX's own
+  // a crash in UCX; see transport/ucx.md), and UCX's own
   // error (e.g. Unavailable) when the key names memory this endpoint cannot reach.
   //
   // When the key maps the peer's memory into this process (posix or sysv shared memory), the

@@ -39,7 +39,7 @@ class UcxWorker {
   UcxWorker& operator=(const UcxWorker&) = delete;
   ~UcxWorker();
 
-  // This worker's address, sealed in kvault's envelope (see transport/README.md, "UCX layer"):
+  // This worker's address, sealed in kvault's envelope (see transport/ucx.md):
   // the bytes a client sends once so that a server can UcxEndpoint::Connect to it. Computed once
   // at creation.
   const std::vector<uint8_t>& address() const { return address_; }

@@ -7,8 +7,8 @@
 // client has authenticated, the server sends a fresh random token to the announced worker as a
 // UCX active message (TransferEngine::Connect with a proof), the worker at that address keeps it
 // (WorkerProofMailbox), and the server moves no block data for the session until the token comes
-// back on the control connection (the ProveWorker message, docs/protocol.md §6). Only the owner
-// of the worker can read it there.
+// back on the control connection (the ProveWorker message, docs/authentication.md §6). Only the
+// owner of the worker can read it there.
 //
 // The active message: id kWorkerProofAmId, no header, 40 bytes of data: the session id (u64
 // little-endian), then the 32-byte token.
