@@ -82,6 +82,12 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // SIGHUP (a closing terminal, a reload habit) does nothing: blocked in every thread, it never
+  // reaches the handler UCX installs for it, which would switch UCX's debug logging on.
+  sigset_t hangup;
+  sigemptyset(&hangup);
+  sigaddset(&hangup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hangup, nullptr);
 
   // The options accept only the level names, so this parses.
   const kvault::Result<kvault::LogLevel> level =

@@ -1,12 +1,17 @@
 // `kvault status` and `kvault stats` against a real kvaultd, and against no daemon at all; what
 // kvaultd itself prints on stdout.
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "binary_run.h"
 #include "daemon_process.h"
+#include "kv_test_util.h"
+#include "kvault/client.h"
 
 namespace kvault::testing {
 namespace {
@@ -32,6 +37,26 @@ TEST_F(KvaultdCliTest, StatusAndStatsDescribeARunningDaemon) {
   const size_t at = stats.out.find(key);
   ASSERT_NE(at, std::string::npos) << stats.out;
   EXPECT_EQ(std::strtod(stats.out.c_str() + at + key.size(), nullptr), 64.0 * 1024 * 1024);
+}
+
+// SIGHUP changes nothing: the daemon keeps serving, logs nothing more (UCX's own SIGHUP handler,
+// which turns its debug logging on, never runs), and SIGTERM still stops it cleanly.
+TEST_F(KvaultdCliTest, SighupIsIgnored) {
+  DaemonProcess d(dir_, {});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  ASSERT_EQ(Run("status --server " + d.server()).exit_code, 0);
+  ASSERT_EQ(::kill(d.pid(), SIGHUP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let a handler run, if any
+  // A client with a data plane: UCX in debug mode logs its endpoints.
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<Client> client = ConnectOrFail(d.server());
+    ASSERT_NE(client, nullptr);
+    EXPECT_TRUE(client->Ping(Clock::now() + std::chrono::seconds(10)).ok());
+  }
+  const std::string after = d.Stderr();
+  EXPECT_EQ(after.find("UCX  DEBUG"), std::string::npos) << after;
+  EXPECT_EQ(after.find("DEBUG"), std::string::npos) << after;
+  EXPECT_EQ(d.Terminate(), 0) << d.Stderr();
 }
 
 // A daemon held to 2 keys per request still answers Stats with all its counters (the reply's
