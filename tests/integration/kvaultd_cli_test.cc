@@ -59,6 +59,21 @@ TEST_F(KvaultdCliTest, SighupIsIgnored) {
   EXPECT_EQ(d.Terminate(), 0) << d.Stderr();
 }
 
+// UCX transports "^shm" (what ucx.transports auto gives a daemon with a tenants file) open no
+// shared-memory transport: kvaultd sets no option for them, so UCX has no "invalid
+// configuration" to warn about on each worker; clients still reach the data plane (over TCP).
+TEST_F(KvaultdCliTest, AnExclusionOfSharedMemoryStartsWithoutUcxWarnings) {
+  DaemonProcess d(dir_, {"--ucx.transports", "^shm", "--storage.nvme_capacity", "0"});
+  ASSERT_TRUE(d.ok()) << d.Stderr();
+  std::unique_ptr<Client> client = ConnectOrFail(d.server());
+  ASSERT_NE(client, nullptr);
+  MemoryRegion region;
+  const uint32_t tokens[1] = {3};
+  StoreSyntheticObjects(*client, {NextBlockKey(BlockKey{}, tokens)}, 4096, region);
+  EXPECT_EQ(d.Terminate(), 0);
+  EXPECT_EQ(d.Stderr().find("invalid configuration"), std::string::npos) << d.Stderr();
+}
+
 // A daemon held to 2 keys per request still answers Stats with all its counters (the reply's
 // entries once counted against the key batch, and the daemon closed the connection instead).
 TEST_F(KvaultdCliTest, StatsWorksUnderASmallKeyBatchLimit) {

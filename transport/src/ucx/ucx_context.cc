@@ -10,22 +10,28 @@
 namespace kvault::transport {
 namespace {
 
-// True unless `transports` names transports and none of them is a shared-memory one (setting an
-// option for a transport that is not opened makes UCX warn).
+// True unless `transports` leaves every shared-memory transport out: a list that names none of
+// them, or an exclusion list ("^...") that excludes them all (setting an option for a transport
+// that is not opened makes UCX warn "invalid configuration" on every worker).
 bool MayUseSharedMemory(const std::string& transports) {
   if (transports.empty()) return true;
+  const bool exclusion = transports[0] == '^';
+  const std::string list = exclusion ? transports.substr(1) : transports;
+  bool names_shm = false;
   size_t start = 0;
-  while (start <= transports.size()) {
-    size_t end = transports.find(',', start);
-    if (end == std::string::npos) end = transports.size();
-    std::string token = transports.substr(start, end - start);
-    if (!token.empty() && token[0] == '^') return true;  // an exclusion list keeps the rest
-    for (const char* shm : {"all", "sm", "shm", "mm", "posix", "sysv"}) {
-      if (token == shm) return true;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    const std::string token = list.substr(start, end - start);
+    // "all" and the aliases cover every shared-memory transport; posix and sysv are two of them.
+    for (const char* shm : {"all", "sm", "shm", "mm"}) {
+      if (token == shm) return !exclusion;
     }
+    if (token == "posix" || token == "sysv") names_shm = true;
     start = end + 1;
   }
-  return false;
+  // An exclusion of only some of them (posix, say) keeps the others.
+  return exclusion || names_shm;
 }
 
 }  // namespace
