@@ -205,7 +205,18 @@ Result<Link> ClientCore::Open(Deadline deadline) {
       agent_->ForgetWorkerProofs();  // one that came too late for an earlier handshake is stale
     }
     Result<transport::Message> reply = conn->CallSync(hello, deadline);
-    if (!reply.ok()) return fail(reply.status(), "hello");
+    if (!reply.ok()) {
+      Status s = reply.status();
+      // A daemon that hangs up on a plain Hello: its control plane is TLS (it drops a stream
+      // that is no TLS handshake), or it is at its connection limits.
+      if (!config_.tls && s.code() == StatusCode::kUnavailable &&
+          s.message().find("closed the connection") != std::string::npos) {
+        s = Status::Unavailable(s.message() +
+                                " before answering hello (is its control plane TLS? then set "
+                                "tls; else it may be at its connection limits)");
+      }
+      return fail(s, "hello");
+    }
     transport::HelloReply hr = std::get<transport::HelloReply>(*reply);
     if (hr.server_version != transport::kProtocolVersion) {
       return fail(Status::Unsupported("the daemon speaks protocol version " +

@@ -95,6 +95,8 @@ TEST_F(KvaultdTlsTest, VerifiedClientServesOthersAreRefused) {
     const auto took = std::chrono::steady_clock::now() - start;
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.status().code(), StatusCode::kUnavailable) << c.status().ToString();
+    EXPECT_NE(c.status().message().find("is its control plane TLS?"), std::string::npos)
+        << c.status().ToString();
     EXPECT_LT(took, plain.connect_timeout + 2000ms) << c.status().ToString();
     std::printf("plain client: %s (%lld ms)\n", c.status().ToString().c_str(),
                 static_cast<long long>(
