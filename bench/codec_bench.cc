@@ -86,6 +86,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     return Status::InvalidArgument("--cuda-blocks is about the CUDA run: it needs --device cuda");
   }
   c.json_path = a.GetOr("json", "");
+  KVAULT_RETURN_IF_ERROR(CheckOutputFile("--json", c.json_path));
   KVAULT_ASSIGN_OR_RETURN(uint64_t tokens, a.GetUint("tokens", 4096, 1, 1u << 20));
   KVAULT_ASSIGN_OR_RETURN(uint64_t layers, a.GetUint("layers", 32, 1, kMaxLayers));
   KVAULT_ASSIGN_OR_RETURN(uint64_t block, a.GetUint("block-tokens", 256, 1, kMaxBlockTokens));

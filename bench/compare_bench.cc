@@ -175,6 +175,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.reps = static_cast<uint32_t>(reps);
   KVAULT_ASSIGN_OR_RETURN(c.seed, a.GetUint("seed", c.seed, 0, ~uint64_t{0}));
   c.json_path = a.GetOr("json", "");
+  KVAULT_RETURN_IF_ERROR(CheckOutputFile("--json", c.json_path));
   c.plots_dir = a.GetOr("plots", "");
   c.transports = a.GetOr("transports", c.transports);
   KVAULT_RETURN_IF_ERROR(CheckTransports("--transports", c.transports));

@@ -22,6 +22,27 @@ Status CheckTransports(std::string_view flag, const std::string& text) {
       text + "'");
 }
 
+Status CheckOutputFile(std::string_view flag, const std::string& path) {
+  if (path.empty()) return Status::Ok();
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument(std::string(flag) + " names a directory: '" + path + "'");
+  }
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument(std::string(flag) + " '" + path + "': no directory '" + dir +
+                                   "'");
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return Status::InvalidArgument(std::string(flag) + " '" + path + "': directory '" + dir +
+                                   "' is not writable");
+  }
+  return Status::Ok();
+}
+
 Status CheckExecutableFile(std::string_view flag, const std::string& program) {
   auto executable_file = [](const std::string& path) {
     struct stat st;

@@ -164,6 +164,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     KVAULT_RETURN_IF_ERROR(CheckExecutableFile("--kvaultd", c.kvaultd));
   }
   c.json_path = a.GetOr("json", "");
+  KVAULT_RETURN_IF_ERROR(CheckOutputFile("--json", c.json_path));
   c.keep = a.Has("keep");
   if (c.server.empty()) {
     if (DaemonMaxBlockBytes(c) > kKvaultdMaxBlockBytes) {

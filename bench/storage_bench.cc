@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 
+#include "flag_checks.h"
 #include "kvault/common/cli_args.h"
 #include "kvault/common/synthetic_block.h"
 #include "kvault/storage/block_store.h"
@@ -135,6 +136,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   KVAULT_RETURN_IF_ERROR(a.RejectPositional());
   Config c;
   c.json_path = a.GetOr("json", "");
+  KVAULT_RETURN_IF_ERROR(CheckOutputFile("--json", c.json_path));
   c.parent_dir = a.GetOr("dir", ".");
   for (const std::string& size : SplitCommaList(a.GetOr("sizes", "64K,1M,4M"))) {
     KVAULT_ASSIGN_OR_RETURN(uint64_t bytes, ParseBytes("--sizes", size, 1, 256ull << 20));

@@ -95,6 +95,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     return Status::InvalidArgument("--server takes HOST:PORT, got '" + c.server + "'");
   }
   c.json_path = a.GetOr("json", "");
+  KVAULT_RETURN_IF_ERROR(CheckOutputFile("--json", c.json_path));
   for (const std::string& size : SplitCommaList(a.GetOr("sizes", "64KiB,1MiB,4MiB"))) {
     KVAULT_ASSIGN_OR_RETURN(uint64_t bytes, ParseSizeArg("--sizes", size, 1, 64ull << 20));
     c.sizes.push_back(bytes);

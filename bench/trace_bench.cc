@@ -117,6 +117,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
                           a.GetUint("nvme-capacity-blocks", 0, 1, 1u << 30));
   c.dir = a.GetOr("dir", c.dir);
   c.json_path = a.GetOr("json", "");
+  KVAULT_RETURN_IF_ERROR(CheckOutputFile("--json", c.json_path));
   if (c.capacity_blocks > 0) KVAULT_RETURN_IF_ERROR(CheckHostTierFits(c, c.capacity_blocks));
   return c;
 }

@@ -51,6 +51,14 @@ TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
       {"codec --block-tokens 8192 --tokens 16", "must be at least --block-tokens"},
       // About 5 TiB of KV: more than any machine the tests run on.
       {"codec --tokens 1048576 --layers 128", "GiB of memory; this machine has"},
+      // A --json file that cannot be written is refused before the run, in every mode.
+      {"codec --json /nonexistent-dir/x.json", "no directory '/nonexistent-dir'"},
+      {"codec --json /tmp", "names a directory"},
+      {"storage --json /nonexistent-dir/x.json", "--json"},
+      {"store --json /nonexistent-dir/x.json", "--json"},
+      {"paged --json /nonexistent-dir/x.json", "--json"},
+      {"trace --trace x.jsonl --capacity-blocks 1 --json /nonexistent-dir/x.json", "--json"},
+      {"compare --trace x.jsonl --json /nonexistent-dir/x.json", "--json"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c[0]);
