@@ -1,4 +1,4 @@
-// nvme_tuning: the measurement behind the nvme tier's defaults (docs/storage.md, "Tuning").
+// nvme_tuning: the measurement behind the nvme tier's defaults (docs/storage_nvme.md, "Tuning").
 //
 // For each RocksDB configuration and block size it drives a real NvmeTier the way a cache does:
 // fill to the capacity cap, then churn (put new blocks, erasing the oldest to stay under the
@@ -328,7 +328,7 @@ Drives a real NvmeTier per configuration and block size the way a cache does: fi
 churn (put new blocks, erasing the oldest), close, reopen and recover, drop the page cache of the
 database files, then read live blocks in random order from one thread and from four. fio runs in
 the same invocation on the same filesystem (sequential 1 MiB writes and random 1 MiB reads,
-O_DIRECT) as the baseline. docs/storage.md ("Tuning, measured") has the figures and the decision.
+O_DIRECT) as the baseline. docs/storage_nvme.md ("Tuning, measured") has the figures and the decision.
 
 Options:
   --dir DIR           where the databases and fio's file go (required; emptied per configuration)

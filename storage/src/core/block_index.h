@@ -24,6 +24,9 @@ enum class EntryState : uint8_t {
   kMoving = 3,    // readable from `tier` while a mover copies it to another tier
   kLost = 4,      // failed verification and is gone from its tier; the entry waits for its
                   // last pin or lease to go before it is erased (lookups treat it as absent)
+  kDropping = 5,  // evicted from the coldest tier; a mover erases it from the tier without the
+                  // index mutex, then erases the entry. Lookups and reads treat it as absent, a
+                  // write of its key as already there (as if it came just before the eviction)
 };
 
 struct IndexEntry {

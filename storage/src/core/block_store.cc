@@ -88,12 +88,13 @@ bool StoreCore::Evictable(EntryId id) const {
 
 void StoreCore::ReleaseEntryLease(EntryId id) {
   --index_.at(id).leases;
+  ResumeIfUnheld(id);
   EraseIfLostAndUnused(id);
 }
 
 void StoreCore::ForgetLost(EntryId id) {
   IndexEntry& e = index_.at(id);
-  if (e.state != EntryState::kLost) policy(e.tier)->OnRemove(id);
+  if (e.state != EntryState::kLost) policy(e.tier)->OnLeave(id);
   e.state = EntryState::kLost;
   EraseIfLostAndUnused(id);
 }
@@ -107,13 +108,18 @@ void StoreCore::ExpireLeases() {
   const size_t expired =
       leases_.ExpireDue(clock_->NowNanos(), [this](EntryId id) { ReleaseEntryLease(id); });
   counters_.leases_expired += expired;
-  if (expired > 0) ResumeStalledDemotion();
 }
 
-void StoreCore::ResumeStalledDemotion() {
-  if (!demotion_stalled_) return;
-  demotion_stalled_ = false;
+void StoreCore::ResumeStalledDemotion(TierKind kind) {
+  TierDemotion& demotion = demotion_[static_cast<int>(kind)];
+  if (!demotion.stalled) return;
+  demotion.stalled = false;
   WakeMovers();
+}
+
+void StoreCore::ResumeIfUnheld(EntryId id) {
+  const IndexEntry& e = index_.at(id);
+  if (e.pins == 0 && e.leases == 0) ResumeStalledDemotion(e.tier);
 }
 
 void StoreCore::PublishIn(EntryId id, TierKind kind) {
@@ -132,6 +138,7 @@ void StoreCore::PublishIn(EntryId id, TierKind kind) {
     if (p.state != EntryState::kResident || p.tier != kind) parent = kNoEntry;
   }
   policy(kind)->OnInsert(id, parent, KeyHash(e.key));
+  ResumeStalledDemotion(kind);  // a new block to take as a victim (once no pin holds it)
 }
 
 uint64_t StoreCore::TenantBytes(TenantId tenant) const {
@@ -161,9 +168,13 @@ void StoreCore::EraseEntry(EntryId id) {
   index_.Erase(id);
 }
 
-void StoreCore::DropEntry(EntryId id) {
+void StoreCore::DropEntry(EntryId id, bool evicted) {
   IndexEntry& e = index_.at(id);
-  policy(e.tier)->OnRemove(id);
+  if (evicted) {
+    policy(e.tier)->OnRemove(id);
+  } else {
+    policy(e.tier)->OnLeave(id);
+  }
   tier(e.tier)->Erase(e.key, e.slot, e.object_bytes);
   EraseEntry(id);
 }
@@ -288,7 +299,6 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
   {
     std::lock_guard lock(mu_);
     PublishIn(id, TierKind::kHost);
-    demotion_stalled_ = false;
     ++counters_.commits;
     counters_.committed_bytes += bytes.size();
     if (landing_tier() == TierKind::kGpu) {
@@ -383,7 +393,6 @@ Status StoreCore::ReleaseLease(LeaseId lease) {
     return Status::NotFound("lease " + std::to_string(lease) + " is unknown or expired");
   }
   ++counters_.leases_released;
-  ResumeStalledDemotion();
   return Status::Ok();
 }
 
@@ -469,7 +478,7 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
   Status read = tier(where)->Read(key, slot, bytes, {copy.get(), bytes});
   lock.lock();
   --index_.at(id).pins;
-  ResumeStalledDemotion();  // a mover may have given up on the tier while this block was pinned
+  ResumeIfUnheld(id);  // a mover may have given up on the tier while this block was pinned
   if (read.code() == StatusCode::kCorruption || read.code() == StatusCode::kNotFound) {
     ++counters_.read_failures;
     ForgetLost(id);  // the tier already deleted what it could not verify; erased once unused
@@ -488,8 +497,8 @@ void StoreCore::Unpin(EntryId id) {
   if (id == kNoEntry) return;
   std::lock_guard lock(mu_);
   --index_.at(id).pins;
+  ResumeIfUnheld(id);
   EraseIfLostAndUnused(id);
-  ResumeStalledDemotion();
 }
 
 Result<bool> StoreCore::Delete(const ScopedKey& key) {
@@ -497,10 +506,11 @@ Result<bool> StoreCore::Delete(const ScopedKey& key) {
   ExpireLeases();
   const EntryId id = index_.Find(key);
   if (id == kNoEntry) return false;
+  if (index_.at(id).state == EntryState::kDropping) return false;  // being evicted
   if (!Evictable(id)) {
     return Status::Unavailable("block is pinned, leased, being written or being moved");
   }
-  DropEntry(id);
+  DropEntry(id, /*evicted=*/false);
   ++counters_.deletes;
   return true;
 }

@@ -84,7 +84,9 @@ class StoreCore {
   // Erases a kLost entry once nothing references it.
   void EraseIfLostAndUnused(EntryId id);
   // Erases a resident block everywhere: tier, policy, index. Cheap tier erases only (under mu_).
-  void DropEntry(EntryId id);
+  // `evicted`: the tier gives it up for room (its policy hears OnRemove), else it is deleted
+  // (OnLeave).
+  void DropEntry(EntryId id, bool evicted);
 
   // tier_moves.cc
   // Allocates `bytes` in the host arena, demoting or dropping host blocks while it does not fit.
@@ -97,21 +99,33 @@ class StoreCore {
   // Moves resident block `id` one tier colder (or drops it from the coldest). May release and
   // retake `lock`. Returns false when the block stayed where it was.
   bool Demote(EntryId id, Lock& lock);
+  // The movers' eviction from the coldest tier `kind`: takes up to kMaxDropsPerHold of its
+  // victims (only as many as it takes to reach the low watermark) out of the policy and the
+  // lookups' sight, releases `lock` while the tier erases them, then erases their entries.
+  // Returns false, having done nothing, when no block was evictable.
+  bool DropVictims(TierKind kind, Lock& lock);
   // Moves resident block `id` into tier `to` (hotter). Leaves it pinned once when `pin_after`.
   // Returns the outcome of the read from the colder tier (Corruption drops the block).
   Status Promote(EntryId id, TierKind to, bool pin_after, Lock& lock);
   // Copies the object of `id` (state kMoving, pinned by the caller) into `to`, without mu_.
   Result<TierSlot> CopyToTier(const ScopedKey& key, TierKind from, TierSlot slot, uint32_t bytes,
                               TierKind to, Lock& lock);
+  // The tier's reserved bytes less those of victims DropVictims is erasing.
+  uint64_t ReservedBytes(TierKind kind) const;
   bool AboveHighWatermark(TierKind kind) const;
   bool AboveLowWatermark(TierKind kind) const;
   void MoverLoop();
   bool MoverHasWork() const;
   void WakeMovers();
-  // A pin or lease went away, so a demotion that found nothing evictable may find a victim now:
-  // clears demotion_stalled_ and wakes a mover. Nothing when no demotion had stalled (a mover
-  // woken without work costs the caller a system call and takes mu_ from it). Caller holds mu_.
-  void ResumeStalledDemotion();
+  // A block of tier `kind` may have become evictable (a pin or lease went away, a block became
+  // resident), so a demotion of that tier that found nothing evictable may find a victim now:
+  // clears the tier's stall and wakes a mover. Nothing when the tier's demotion had not stalled
+  // (a mover woken without work costs the caller a system call and takes mu_ from it). Caller
+  // holds mu_.
+  void ResumeStalledDemotion(TierKind kind);
+  // ResumeStalledDemotion of `id`'s tier once nothing pins or leases the block (its last pin or
+  // lease went away). Caller holds mu_.
+  void ResumeIfUnheld(EntryId id);
 
   const BlockStoreOptions options_;
   std::unique_ptr<SteadyClock> owned_clock_;
@@ -135,8 +149,17 @@ class StoreCore {
   StoreCounters counters_;            // guarded by mu_
   std::deque<ScopedKey> promotions_;  // guarded by mu_
   int busy_movers_ = 0;               // guarded by mu_
-  bool demotion_stalled_ = false;     // guarded by mu_: nothing evictable at the last try
   bool stopping_ = false;             // guarded by mu_
+  // Background demotion of one tier.
+  struct TierDemotion {
+    // The movers' last try found nothing evictable in the tier: they leave it alone (MoverHasWork)
+    // until ResumeStalledDemotion. Per tier, so that one tier full of leased blocks does not stop
+    // the demotion of the others.
+    bool stalled = false;
+    // Bytes of victims DropVictims is erasing outside mu_: gone for the watermarks already.
+    uint64_t dropping_bytes = 0;
+  };
+  TierDemotion demotion_[kTierCount];  // by TierKind; guarded by mu_
   std::condition_variable mover_cv_;
   std::condition_variable idle_cv_;
   std::vector<std::thread> movers_;

@@ -1,5 +1,6 @@
 // The tier manager part of the store: making room, demotion, promotion, and the mover threads.
 #include <cstring>
+#include <vector>
 
 #include "core/store_core.h"
 
@@ -8,6 +9,10 @@ namespace {
 // Bounds the victims one request may evict before it gives up with ResourceExhausted (a victim
 // can come back when a reader pins it during its move).
 constexpr int kMaxEvictionAttempts = 4096;
+// Victims a mover takes from the coldest tier per hold of the index mutex (DropVictims): the
+// lookups and writers waiting for the mutex wait for at most this many policy picks, never for
+// the erases (a RocksDB write each in the nvme tier).
+constexpr size_t kMaxDropsPerHold = 64;
 }  // namespace
 
 Result<TierSlot> StoreCore::AllocateHost(uint32_t bytes, Lock& lock) {
@@ -96,7 +101,7 @@ bool StoreCore::Demote(EntryId id, Lock& lock) {
   const std::optional<TierKind> colder = ColderTier(from);
   if (!colder) {
     ++counters_.evictions[static_cast<int>(from)];
-    DropEntry(id);
+    DropEntry(id, /*evicted=*/true);
     return true;
   }
   const ScopedKey key = e.key;
@@ -124,7 +129,7 @@ bool StoreCore::Demote(EntryId id, Lock& lock) {
     after.state = EntryState::kResident;
     if (after.pins == 0 && after.leases == 0) {
       ++counters_.evictions[static_cast<int>(from)];
-      DropEntry(id);
+      DropEntry(id, /*evicted=*/true);
       return true;
     }
     return false;
@@ -141,6 +146,42 @@ bool StoreCore::Demote(EntryId id, Lock& lock) {
   after.slot = *moved;
   PublishIn(id, *colder);
   ++counters_.demotions[static_cast<int>(from)];
+  return true;
+}
+
+bool StoreCore::DropVictims(TierKind kind, Lock& lock) {
+  struct Victim {
+    EntryId id;
+    ScopedKey key;
+    TierSlot slot;
+    uint32_t bytes;
+    uint64_t reserved;  // what the tier's reserved bytes fall by when it is erased
+  };
+  TierDemotion& demotion = demotion_[static_cast<int>(kind)];
+  std::vector<Victim> victims;
+  while (victims.size() < kMaxDropsPerHold && AboveLowWatermark(kind)) {
+    const std::optional<EntryId> victim =
+        policy(kind)->PickVictim([this](EntryId id) { return Evictable(id); });
+    if (!victim) break;
+    IndexEntry& e = index_.at(*victim);
+    policy(kind)->OnRemove(*victim);
+    // Absent for lookups and reads from now on, and not evictable again; the entry stays in the
+    // index until the tier has erased the block, so that nobody stores the key again meanwhile.
+    e.state = EntryState::kDropping;
+    const uint64_t reserved =
+        kind == TierKind::kHost ? HostTierClassBytes(e.object_bytes) : e.object_bytes;
+    demotion.dropping_bytes += reserved;
+    victims.push_back({*victim, e.key, e.slot, e.object_bytes, reserved});
+  }
+  if (victims.empty()) return false;
+  lock.unlock();
+  for (const Victim& v : victims) tier(kind)->Erase(v.key, v.slot, v.bytes);
+  lock.lock();
+  for (const Victim& v : victims) {
+    demotion.dropping_bytes -= v.reserved;
+    EraseEntry(v.id);
+  }
+  counters_.evictions[static_cast<int>(kind)] += victims.size();
   return true;
 }
 
@@ -175,7 +216,7 @@ Status StoreCore::Promote(EntryId id, TierKind to, bool pin_after, Lock& lock) {
     EraseIfLostAndUnused(id);
     return Status::Corruption("block failed verification");
   }
-  policy(from)->OnRemove(id);
+  policy(from)->OnLeave(id);  // promoted, not evicted: `from` keeps no ghost of it
   tier(from)->Erase(key, slot, bytes);
   after.slot = *moved;
   PublishIn(id, to);
@@ -184,23 +225,30 @@ Status StoreCore::Promote(EntryId id, TierKind to, bool pin_after, Lock& lock) {
   return Status::Ok();
 }
 
+uint64_t StoreCore::ReservedBytes(TierKind kind) const {
+  const uint64_t reserved = tier(kind)->Usage().reserved_bytes;
+  const uint64_t dropping = demotion_[static_cast<int>(kind)].dropping_bytes;
+  // Between the erases and DropVictims retaking mu_, both figures count the victims.
+  return reserved > dropping ? reserved - dropping : 0;
+}
+
 bool StoreCore::AboveHighWatermark(TierKind kind) const {
-  const TierUsage u = tier(kind)->Usage();
-  return static_cast<double>(u.reserved_bytes) >
-         options_.high_watermark * static_cast<double>(u.capacity_bytes);
+  return static_cast<double>(ReservedBytes(kind)) >
+         options_.high_watermark * static_cast<double>(tier(kind)->Usage().capacity_bytes);
 }
 
 bool StoreCore::AboveLowWatermark(TierKind kind) const {
-  const TierUsage u = tier(kind)->Usage();
-  return static_cast<double>(u.reserved_bytes) >
-         options_.low_watermark * static_cast<double>(u.capacity_bytes);
+  return static_cast<double>(ReservedBytes(kind)) >
+         options_.low_watermark * static_cast<double>(tier(kind)->Usage().capacity_bytes);
 }
 
 bool StoreCore::MoverHasWork() const {
   if (!promotions_.empty()) return true;
-  if (demotion_stalled_) return false;
   for (int k = 0; k < kTierCount; ++k) {
-    if (tiers_[k] != nullptr && AboveHighWatermark(static_cast<TierKind>(k))) return true;
+    if (tiers_[k] != nullptr && !demotion_[k].stalled &&
+        AboveHighWatermark(static_cast<TierKind>(k))) {
+      return true;
+    }
   }
   return false;
 }
@@ -221,14 +269,23 @@ void StoreCore::MoverLoop() {
     if (stopping_) return;
     ++busy_movers_;
     // Demote from every tier over its high watermark down to its low watermark, hottest first.
+    // A stalled tier is tried too (a failed move can leave a victim without a resume): the try
+    // clears or renews its stall.
     for (int k = 0; k < kTierCount && !stopping_; ++k) {
       const TierKind kind = static_cast<TierKind>(k);
       if (tiers_[k] == nullptr || !AboveHighWatermark(kind)) continue;
+      const bool coldest = !ColderTier(kind);
+      demotion_[k].stalled = false;
       while (!stopping_ && AboveLowWatermark(kind)) {
+        if (coldest) {
+          if (DropVictims(kind, lock)) continue;
+          demotion_[k].stalled = true;  // resumed when a block of the tier may be evictable
+          break;
+        }
         std::optional<EntryId> victim =
             policy(kind)->PickVictim([this](EntryId id) { return Evictable(id); });
         if (!victim) {
-          demotion_stalled_ = true;  // cleared when a pin or lease goes away
+          demotion_[k].stalled = true;
           break;
         }
         Demote(*victim, lock);

@@ -13,11 +13,12 @@
 //   list, so each list's cold end holds chain ends, chains are eaten from the end, and the prefix
 //   that stays still hits. PickVictim also steps past up to kLeafLookahead blocks that still have
 //   resident children before taking one.
-// - Ghosts (GhostSet, as many as the tier holds blocks) remember evicted blocks by key hash and
-//   which side they left. A block reinserted while its ghost lives goes straight to `frequent`, and
-//   the ghost's side moves the target: a `recent` ghost hit grows the share of once-seen blocks, a
-//   `frequent` one shrinks it (steps as in ARC; the target starts at half the capacity). The
-//   capacity is the largest resident count seen.
+// - Ghosts (GhostSet, as many as the tier holds blocks) remember evicted blocks (OnRemove; not
+//   those that leave otherwise, OnLeave) by key hash and which side they left. A block reinserted
+//   while its ghost lives goes straight to `frequent`, and the ghost's side moves the target: a
+//   `recent` ghost hit grows the share of once-seen blocks, a `frequent` one shrinks it (steps as
+//   in ARC; the target starts at half the capacity). The capacity is the largest resident count
+//   seen.
 //
 // Memory per resident block: 8 bytes of list links, 12 of chain links, 4 of key hash and 1 of
 // state, plus 12 to 20 per ghost (one ghost per resident block): about 40 bytes. Every call is
@@ -90,9 +91,14 @@ class PrefixPolicy final : public EvictionPolicy {
   }
 
   void OnRemove(EntryId id) override {
-    const State s = state_[id];
-    links_.Unlink(lists_[s], id);
-    ghosts_.Add(uint64_t{key_high_[id]} << 32, /*tag=*/s == kFrequent);
+    ghosts_.Add(uint64_t{key_high_[id]} << 32, /*tag=*/state_[id] == kFrequent);
+    OnLeave(id);
+  }
+
+  // A block promoted away, deleted or lost was not this policy's choice: no ghost, so its return
+  // (a demotion back into this tier, say) neither counts as reuse nor moves the target.
+  void OnLeave(EntryId id) override {
+    links_.Unlink(lists_[state_[id]], id);
     state_[id] = kFree;
     chains_.OnRemove(id);
     --resident_;

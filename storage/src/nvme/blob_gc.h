@@ -1,5 +1,5 @@
 #pragma once
-// When the nvme tier lets RocksDB's blob garbage collection run (docs/storage.md, "Blob GC").
+// When the nvme tier lets RocksDB's blob garbage collection run (docs/storage_nvme.md, "Blob GC").
 //
 // RocksDB's GC relocates the live blobs of the oldest blob files at every compaction that meets
 // them, whether or not those files hold any garbage: after a bulk load with no erasures, the

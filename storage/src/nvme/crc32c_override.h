@@ -5,7 +5,7 @@
 // cost. librocksdb calls its `rocksdb::crc32c::Extend` through the PLT, so a definition in the
 // executable takes precedence; crc32c_override.cc provides one that uses the CPU's CRC32
 // instruction when the CPU has it and RocksDB's own function otherwise, and checks itself against
-// RocksDB's function before it is used (docs/storage.md, "CRC32C").
+// RocksDB's function before it is used (docs/storage_nvme.md, "CRC32C").
 
 #include <cstdint>
 #include <string>

@@ -1,6 +1,6 @@
 #pragma once
-// How the nvme tier lays blocks out in its RocksDB database (docs/storage.md, "nvme tier"). One
-// column family holds two kinds of entries:
+// How the nvme tier lays blocks out in its RocksDB database (docs/storage_nvme.md, "nvme tier").
+// One column family holds two kinds of entries:
 //   block entry: key = tenant (u32 big-endian) || block key (32 bytes)        36 bytes
 //                value = the sealed block object, byte for byte
 //   size entry:  key = FF FF FF FF || tenant (u32 big-endian) || block key    40 bytes

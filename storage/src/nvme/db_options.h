@@ -1,5 +1,6 @@
 #pragma once
-// Translates NvmeTierOptions into RocksDB options (docs/storage.md, "Options"). Pure: thread-safe.
+// Translates NvmeTierOptions into RocksDB options (docs/storage_nvme.md, "Options").
+// Pure: thread-safe.
 
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>

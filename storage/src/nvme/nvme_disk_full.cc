@@ -1,4 +1,4 @@
-// The nvme tier's disk-full state machine (docs/storage.md, "Disk full").
+// The nvme tier's disk-full state machine (docs/storage_nvme.md, "Disk full").
 //
 //   writable --(a Put would leave less than min_free_bytes of room)-------------> full
 //   writable --(RocksDB reports ENOSPC: a write, or a background flush)---------> full, the

@@ -1,6 +1,6 @@
 #pragma once
 // NvmeTier::Impl: the RocksDB-backed nvme tier. nvme_tier.cc holds the block operations and
-// nvme_disk_full.cc the disk-full state machine (docs/storage.md, "Disk full").
+// nvme_disk_full.cc the disk-full state machine (docs/storage_nvme.md, "Disk full").
 //
 // Thread-safe. Lock order: stripes_ (ascending index when several), then full_mu_; blob_gc_mu_ is
 // taken alone, with no other lock held. No lock but stripes_ and blob_gc_mu_ is held across a

@@ -1,6 +1,6 @@
 #pragma once
 // A RocksDB FileSystem whose direct-I/O writes come from page-aligned buffers
-// (docs/storage.md, "The nvme tier against fio").
+// (docs/storage_nvme.md, "The nvme tier against fio").
 //
 // RocksDB aligns the buffer of an O_DIRECT file to what the file asks for, the device's logical
 // sector size (512 bytes on most disks). Its buffers then start 512 bytes into a page, so a 1 MiB

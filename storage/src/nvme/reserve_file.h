@@ -1,6 +1,6 @@
 #pragma once
 // Filesystem helpers of the nvme tier: the reserve file that holds disk space for recovering from
-// a full disk (docs/storage.md, "Disk full"), and the O_DIRECT probe.
+// a full disk (docs/storage_nvme.md, "Disk full"), and the O_DIRECT probe.
 
 #include <cstdint>
 #include <string>

@@ -444,6 +444,57 @@ TEST(BlockStoreTiers, AnExpiredLeaseLetsAStalledMoverDemoteWithoutAnotherWrite) 
   EXPECT_GE(demoted, 3) << "the formerly leased blocks stayed in host";
 }
 
+// A block promoted out of a tier was not evicted from it: when it is demoted back, that tier's
+// policy takes it for a new block, not for one it was wrong to evict (a ghost hit that made it
+// "frequent" and moved the policy's recency target). Here the nvme tier's prefix policy: the
+// promoted block, back in nvme before block 2, goes before block 2.
+TEST(BlockStoreTiers, ABlockDemotedBackAfterItsPromotionIsNotTakenForAReusedOne) {
+  ManualClock clock;
+  const uint64_t object_bytes = ObjectFor(KeyOf(0), kPayload).size();
+  TwoTierStore s = MakeStore(&clock, {.nvme_policy = "prefix", .mover_threads = 0},
+                             /*nvme_capacity=*/object_bytes * 7 / 2);  // holds 3 blocks
+  auto tier_of = [&](int i) {
+    const BlockKey key = KeyOf(i);
+    return s.store->Lookup(0, std::span(&key, 1), {.touch = false}).tiers[0];
+  };
+  PutRange(*s.store, 0, 10);  // host (LRU) holds 9: block 0 went to nvme
+  ASSERT_EQ(tier_of(0), TierKind::kNvme);
+  {
+    auto pin = s.store->Pin(0, KeyOf(0));  // promoted to host; host's oldest, 1, to nvme
+    ASSERT_TRUE(pin.ok() && pin->has_value());
+    ASSERT_EQ((*pin)->tier(), TierKind::kHost);
+  }
+  ASSERT_EQ(tier_of(1), TierKind::kNvme);
+  std::vector<BlockKey> others;
+  for (int i = 2; i < 10; ++i) others.push_back(KeyOf(i));
+  s.store->Lookup(0, others);  // block 0 is host's least recently used now
+  PutRange(*s.store, 10, 11);
+  ASSERT_EQ(tier_of(0), TierKind::kNvme) << "demoted back";
+  PutRange(*s.store, 11, 14);  // blocks 2, 3, 4 follow it into nvme, which evicts twice
+  EXPECT_EQ(tier_of(0), std::nullopt) << "block 0 outlived block 2, which came after it";
+  EXPECT_EQ(tier_of(2), TierKind::kNvme);
+  EXPECT_EQ(tier_of(1), std::nullopt);
+  EXPECT_EQ(CounterOf(*s.store, "nvme.evictions_total"), 2);
+}
+
+// Likewise a deleted block written again is a new block to the policy, not a reused one.
+TEST(BlockStoreTiers, ADeletedBlockWrittenAgainIsNotTakenForAReusedOne) {
+  ManualClock clock;
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 1 << 20, .huge_pages = false}));
+  auto store = std::move(*BlockStore::Create(
+      {.policy = "prefix", .mover_threads = 0, .clock = &clock}, std::move(tiers)));
+  const BlockKey again = KeyOf(0);
+  PutRange(*store, 0, 1);
+  ASSERT_TRUE(IsTrue(store->Delete(0, again)));
+  PutRange(*store, 0, 9);   // block 0 again, then 1..8: the tier is full
+  PutRange(*store, 9, 10);  // evicts the oldest block seen once: block 0
+  EXPECT_EQ(store->Lookup(0, std::span(&again, 1), {.touch = false}).leading_hits, 0u);
+  const BlockKey next = KeyOf(1);
+  EXPECT_EQ(store->Lookup(0, std::span(&next, 1), {.touch = false}).leading_hits, 1u);
+  EXPECT_EQ(CounterOf(*store, "host.evictions_total"), 1);
+}
+
 TEST(BlockStoreTiers, LookupHitsInTheColdTierArePromotedInTheBackground) {
   ManualClock clock;
   TwoTierStore s = MakeStore(&clock, {.mover_threads = 1});

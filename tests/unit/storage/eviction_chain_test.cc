@@ -144,6 +144,27 @@ TEST(EvictionPrefixTest, RelookedChainsMoveAsAWhole) {
   }
 }
 
+// A block that left without being evicted (promoted to a hotter tier, deleted, found damaged)
+// leaves no ghost: when it comes back (demoted into this tier again, written again) it is a new
+// block, not one the policy was wrong to give up.
+TEST(EvictionPrefixTest, ABlockThatLeftWithoutEvictionComesBackAsNew) {
+  for (const bool evicted : {true, false}) {
+    SCOPED_TRACE(evicted ? "evicted (positive control)" : "left otherwise");
+    auto p = Make("prefix");
+    for (EntryId id = 0; id < 4; ++id) p->OnInsert(id, kNoEntry, Key(id));
+    if (evicted) {
+      p->OnRemove(0);
+    } else {
+      p->OnLeave(0);
+    }
+    p->OnInsert(7, kNoEntry, Key(0));  // block 0 again, under a new id
+    p->OnInsert(8, kNoEntry, Key(100));
+    p->OnInsert(9, kNoEntry, Key(101));
+    EXPECT_EQ(Drain(*p, 4),
+              evicted ? (std::vector<EntryId>{1, 2, 3, 8}) : (std::vector<EntryId>{1, 2, 3, 7}));
+  }
+}
+
 TEST(EvictionPrefixTest, NewBlockWithoutGhostStaysATail) {
   auto p = Make("prefix");
   for (EntryId id = 0; id < 4; ++id) p->OnInsert(id, kNoEntry, Key(id));

@@ -1,6 +1,6 @@
 // Every built-in policy against the EvictionPolicy contract, under random store-like traffic:
 // victims are resident and evictable, nullopt only when nothing is, refused entries are never lost,
-// and ids are reused after OnRemove.
+// and ids are reused after OnRemove and OnLeave.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -48,9 +48,14 @@ class EvictionConformanceTest : public ::testing::TestWithParam<std::string> {
     last_ = id;
   }
 
-  void Remove(EntryId id) {
+  // `evicted`: OnRemove (the tier made room), else OnLeave (deleted, promoted, lost).
+  void Remove(EntryId id, bool evicted = true) {
     ASSERT_EQ(resident_.count(id), 1u) << GetParam() << ": " << id << " is not resident";
-    policy_->OnRemove(id);
+    if (evicted) {
+      policy_->OnRemove(id);
+    } else {
+      policy_->OnLeave(id);
+    }
     resident_.erase(id);
     resident_keys_.erase(key_of_[id]);
     evicted_keys_.push_back(key_of_[id]);
@@ -125,7 +130,8 @@ TEST_P(EvictionConformanceTest, RandomTrafficKeepsTheContract) {
         last_ = id;
       }
     } else if (op < 92) {
-      if (!resident_.empty()) Remove(RandomResident(rng));  // a delete or a demotion
+      // A demotion, or a delete or promotion (which may come back too).
+      if (!resident_.empty()) Remove(RandomResident(rng), /*evicted=*/rng() % 2 == 0);
     } else if (op < 97) {
       if (!resident_.empty()) pinned_.insert(RandomResident(rng));  // pin or lease
     } else if (!pinned_.empty()) {

@@ -3,7 +3,7 @@
 // and a truncated value all read as Corruption, are deleted, and count in
 // checksum_failures_total. Every expected miss is paired with a block that still reads back.
 //
-// The test writes through RocksDB itself, with the layout docs/storage.md fixes (block entry:
+// The test writes through RocksDB itself, with the layout docs/storage_nvme.md fixes (block entry:
 // tenant big-endian || 32-byte key -> object; size entry: FF FF FF FF || tenant || key -> u32 LE
 // size), spelled out here rather than borrowed from the tier so that a changed layout fails it.
 

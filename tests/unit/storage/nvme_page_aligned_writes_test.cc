@@ -1,6 +1,6 @@
 // The file system the nvme tier opens RocksDB with: its writable files ask RocksDB for page-aligned
 // buffers (direct writes from a buffer 512 bytes into a page ran at a third of the disk's speed on
-// the development VM, docs/storage.md), they still write what they are given, and the tier's
+// the development VM, docs/storage_nvme.md), they still write what they are given, and the tier's
 // options actually use it.
 #include <gtest/gtest.h>
 

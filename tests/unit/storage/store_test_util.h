@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,6 +109,7 @@ class FakeTier final : public Tier {
     return Status::Ok();
   }
   void Erase(const ScopedKey&, TierSlot slot, uint32_t) override {
+    if (before_erase) before_erase();
     std::lock_guard lock(mu_);
     erased.push_back(slot);
     auto it = blocks_.find(slot);
@@ -126,6 +128,15 @@ class FakeTier final : public Tier {
     std::lock_guard lock(mu_);
     return blocks_.size();
   }
+  // Stores `object` under `key` before the store opens, as a persistent tier keeps a block from
+  // an earlier run: Recover reports it, and it can be read.
+  void Preload(const ScopedKey& key, std::span<const uint8_t> object) {
+    std::lock_guard lock(mu_);
+    const TierSlot slot = next_slot_++;
+    blocks_[slot] = {key, std::vector<uint8_t>(object.begin(), object.end())};
+    used_ += object.size();
+    preloaded[slot] = {key, static_cast<uint32_t>(object.size())};
+  }
 
   std::atomic<bool> refuse_writes{false};
   // Writes fail with Corruption, as RocksDB's do once it met a damaged file in the background.
@@ -134,6 +145,8 @@ class FakeTier final : public Tier {
   std::atomic<int> puts{0};
   // Called at the start of every Read, outside the tier's lock (lets a test line readers up).
   std::function<void()> before_read;
+  // Called at the start of every Erase, outside the tier's lock.
+  std::function<void()> before_erase;
   // Reported by Recover: slot -> (key, bytes).
   std::map<TierSlot, std::pair<ScopedKey, uint32_t>> preloaded;
   // Every slot Erase was called for, in order (read once the store is idle).

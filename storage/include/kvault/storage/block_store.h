@@ -196,12 +196,12 @@ class BlockStore {
   BlockStore& operator=(const BlockStore&) = delete;
 
   // Reserves room for an object of `object_bytes` under (tenant, key). Returns nullopt when the
-  // block is already stored or being written (that counts as a use). InvalidArgument for a size of
-  // 0 or over max_object_bytes, or one the host tier can never hold when there is no colder tier
-  // (with one, such a block is staged privately and goes there at Commit); ResourceExhausted when
-  // no room can be made because everything evictable is pinned, leased or moving, or when the
-  // block would take the tenant past its quota (IsTenantQuotaRefusal tells the two apart). May
-  // demote or evict other blocks to make room.
+  // block is already stored or being written (that counts as a use), or a mover is evicting it.
+  // InvalidArgument for a size of 0 or over max_object_bytes, or one the host tier can never hold
+  // when there is no colder tier (with one, such a block is staged privately and goes there at
+  // Commit); ResourceExhausted when no room can be made because everything evictable is pinned,
+  // leased or moving, or when the block would take the tenant past its quota (IsTenantQuotaRefusal
+  // tells the two apart). May demote or evict other blocks to make room.
   Result<std::optional<WriteReservation>> Reserve(TenantId tenant, const BlockKey& key,
                                                   uint32_t object_bytes,
                                                   const WriteOptions& options = {});
@@ -243,8 +243,8 @@ class BlockStore {
   Result<std::optional<kernels::GpuIpcExport>> ExportGpu(TenantId tenant, const BlockKey& key,
                                                          LeaseId lease);
 
-  // Removes a block. Returns false when it was absent. Unavailable while the block is pinned,
-  // leased or being written or moved (nothing is removed).
+  // Removes a block. Returns false when it was absent (or a mover is evicting it). Unavailable
+  // while the block is pinned, leased or being written or moved (nothing is removed).
   Result<bool> Delete(TenantId tenant, const BlockKey& key);
 
   // Counters and gauges of the store and of every tier.

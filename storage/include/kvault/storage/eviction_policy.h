@@ -2,9 +2,10 @@
 // EvictionPolicy: decides which block a full tier gives up next. A pure interface over small
 // integer entry ids, so policies are tested and compared (kvault-bench trace) without any storage.
 //
-// The store tells the policy what happens to the blocks a tier holds (insert, hit, remove) and, when
-// it needs room, asks for victims. The store, not the policy, knows which blocks are pinned or
-// leased: it passes a predicate and the policy returns the best evictable block.
+// The store tells the policy what happens to the blocks a tier holds (insert, hit, eviction, other
+// removal) and, when it needs room, asks for victims. The store, not the policy, knows which
+// blocks are pinned or leased: it passes a predicate and the policy returns the best evictable
+// block.
 
 #include <cstdint>
 #include <functional>
@@ -19,7 +20,7 @@
 namespace kvault::storage {
 
 // Identifies one resident block to a policy. Ids are dense (the store's entry slots) and reused
-// after OnRemove.
+// after OnRemove or OnLeave.
 using EntryId = uint32_t;
 inline constexpr EntryId kNoEntry = UINT32_MAX;
 
@@ -36,8 +37,15 @@ class EvictionPolicy {
   virtual void OnInsert(EntryId id, EntryId parent, uint64_t key_hash) = 0;
   // `id` was used: a lookup found it, a read pinned it, or a request touched it again.
   virtual void OnAccess(EntryId id) = 0;
-  // `id` left the tier (evicted, demoted, deleted). Its children stay resident until removed.
+  // `id` was evicted: the tier gave it up to make room (demoted to the next colder tier, or
+  // dropped from the coldest). Its children stay resident until removed. A policy may remember the
+  // block (a ghost) and take its quick return as a sign that it should have been kept.
   virtual void OnRemove(EntryId id) = 0;
+  // `id` left the tier for another reason than room: promoted to a hotter tier, deleted, or found
+  // damaged. Its children stay resident until removed. Nothing to learn from its return, so a
+  // policy that remembers evicted blocks keeps no memory of this one. Default: OnRemove, right for
+  // policies that remember nothing.
+  virtual void OnLeave(EntryId id) { OnRemove(id); }
 
   // Asked only when the tier is full and a new block would need a victim: false keeps the tier as
   // it is and the new block goes to the next tier (or is not cached). Default: always admit.

@@ -1,6 +1,6 @@
 #pragma once
 // NvmeTier: the `nvme` tier, block objects in a RocksDB database in one directory (DESIGN.md §7).
-// docs/storage.md ("nvme tier") documents the on-disk layout, the measured tuning, durability,
+// docs/storage_nvme.md ("nvme tier") documents the on-disk layout, the measured tuning, durability,
 // disk-full behaviour and recovery; this header is the contract.
 //
 // RocksDB is private to this tier: nothing of it appears here. A build without RocksDB still has
@@ -23,15 +23,15 @@
 namespace kvault::storage {
 
 // The tenant whose blocks the nvme tier cannot store: its database keys would sort among the
-// tier's size entries (docs/storage.md, "Layout"), so Put refuses it. Whatever assigns tenant ids
-// (the daemon's tenants file) never hands it out.
+// tier's size entries (docs/storage_nvme.md, "Layout"), so Put refuses it. Whatever assigns tenant
+// ids (the daemon's tenants file) never hands it out.
 inline constexpr TenantId kNvmeReservedTenant = 0xFFFFFFFF;
 
 // Where the tier keeps the value bytes of a block.
 enum class NvmeValueLayout : uint8_t {
   // RocksDB integrated BlobDB: values go to blob files, the LSM holds only small references, so
   // compaction never rewrites block bytes and a blob file whose blocks were all erased is dropped
-  // whole. Measured best here (docs/storage.md).
+  // whole. Measured best here (docs/storage_nvme.md).
   kBlobFiles = 0,
   // Values inline in SST files: every compaction rewrites the block bytes it touches, and space
   // held by erased blocks returns only when compaction reaches them.
@@ -47,7 +47,7 @@ struct NvmeTierOptions {
   // that would pass it is refused with ResourceExhausted. The directory needs headroom beyond it:
   // file overhead, space not yet reclaimed from erased blocks (with blob files, 1.1-1.6x the
   // live bytes measured under churn, the upper end on tiers only a few blob files large:
-  // docs/storage.md, "Blob GC"), min_free_bytes and reserve_bytes. Required, > 0.
+  // docs/storage_nvme.md, "Blob GC"), min_free_bytes and reserve_bytes. Required, > 0.
   uint64_t capacity_bytes = 0;
 
   // Default kBlobFiles: see NvmeValueLayout.
@@ -67,7 +67,7 @@ struct NvmeTierOptions {
   // found, and stops again below half of it (kBlobFiles). Default 0.05. Without such garbage a
   // relocation frees nothing: it only rewrites live blocks (a bulk load followed by a reopen
   // rewrote 192 MiB of 1 GiB). The switch lags the garbage by about one compaction, which a
-  // tier only a few blob files large sees as more space (docs/storage.md, "Blob GC"). 0: GC
+  // tier only a few blob files large sees as more space (docs/storage_nvme.md, "Blob GC"). 0: GC
   // always runs, RocksDB's own behaviour.
   double blob_gc_min_garbage = 0.05;
 
@@ -97,7 +97,7 @@ struct NvmeTierOptions {
 
   // O_DIRECT for the files flushes and compactions write (table and blob files). Default true:
   // buffered, every flushed block is first copied into the page cache and written back later,
-  // and that copy took a third of the CPU time of sustained 1 MiB puts (docs/storage.md); the
+  // and that copy took a third of the CPU time of sustained 1 MiB puts (docs/storage_nvme.md); the
   // written blocks are not read back soon (the host tier holds what is hot), so caching them
   // only displaces other pages. Where the filesystem refuses O_DIRECT the tier writes through the
   // page cache whatever this says.
