@@ -109,7 +109,8 @@ struct LimitsConfig {
   std::chrono::milliseconds idle_timeout = std::chrono::minutes(10);
   // [limits.drain_timeout] on SIGTERM, how long in-flight requests may finish; then the daemon
   // cuts the data-plane transfers still running (a client that stopped answering would otherwise
-  // hold it until io_timeout) and closes the connections. Default 30 s; 0 = cut at once.
+  // hold it until io_timeout) and closes the connections. Writing the blocks only RAM holds to the
+  // nvme tier afterwards takes at most as long again. Default 30 s; 0 = cut at once.
   std::chrono::milliseconds drain_timeout = std::chrono::seconds(30);
 };
 

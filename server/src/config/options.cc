@@ -207,7 +207,8 @@ std::vector<OptionDescriptor> BuildOptions() {
           +[](DaemonConfig& c) -> milliseconds& { return c.limits.drain_timeout; },
           "On SIGTERM, how long in-flight requests may finish; then the data-plane transfers "
           "still running are cut (their keys fail) and the connections closed. 0 = cut at once. "
-          "A request waiting on the disk is not cut.",
+          "A request waiting on the disk is not cut. Then, for at most as long again, the blocks "
+          "only RAM holds are written to the nvme tier, so that a restart serves them.",
           0, kHourMs),
 
       Option(

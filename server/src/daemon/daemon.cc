@@ -259,6 +259,27 @@ std::string Daemon::ReadyLine() const {
          (p.memory_socket ? " memory_socket=" + p.memory_socket->path() : "");
 }
 
+namespace {
+
+// A clean stop writes what only RAM holds to the nvme tier, within limits.drain_timeout, so
+// that a restart serves it again (a block promoted to RAM by a hit left the nvme tier).
+void PersistRamTiers(storage::BlockStore& store, std::chrono::milliseconds bound) {
+  const storage::BlockStore::PersistReport r =
+      store.PersistRamTiers(std::chrono::steady_clock::now() + bound);
+  if (r.blocks == 0 && r.left_blocks == 0) return;
+  char mib[32];
+  std::snprintf(mib, sizeof(mib), "%.1f", static_cast<double>(r.bytes) / (1 << 20));
+  KVAULT_LOG(LogLevel::kInfo, "kvaultd",
+             "wrote " + std::to_string(r.blocks) + " block(s) (" + mib +
+                 " MiB) held only in RAM to the nvme tier" +
+                 (r.left_blocks > 0 ? "; " + std::to_string(r.left_blocks) +
+                                          " left in RAM (limits.drain_timeout reached, the nvme "
+                                          "tier full, or the blocks in use)"
+                                    : ""));
+}
+
+}  // namespace
+
 bool Daemon::Shutdown(bool drain) {
   Parts& p = *parts_;
   if (p.shut_down) return true;
@@ -275,6 +296,7 @@ bool Daemon::Shutdown(bool drain) {
   p.memory_handles.reset();
   p.mover.reset();
   p.engines.clear();
+  if (drain) PersistRamTiers(*p.store, p.config.limits.drain_timeout);
   p.store.reset();  // movers stop; the nvme tier flushes and closes
   return drained;
 }

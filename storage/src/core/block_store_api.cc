@@ -94,6 +94,11 @@ void BlockStore::VisitCounters(CounterVisitor& visitor) const { core_->VisitCoun
 
 void BlockStore::WaitForMovers() { core_->WaitForMovers(); }
 
+BlockStore::PersistReport BlockStore::PersistRamTiers(
+    std::chrono::steady_clock::time_point deadline) {
+  return core_->PersistRamTiers(deadline);
+}
+
 uint64_t BlockStore::TenantBytes(TenantId tenant) const { return core_->TenantBytes(tenant); }
 
 // WriteReservation

@@ -60,6 +60,7 @@ class StoreCore {
   uint64_t TenantBytes(TenantId tenant) const;
   void VisitCounters(CounterVisitor& visitor) const;
   void WaitForMovers();
+  BlockStore::PersistReport PersistRamTiers(std::chrono::steady_clock::time_point deadline);
 
  private:
   using Lock = std::unique_lock<std::mutex>;

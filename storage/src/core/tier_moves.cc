@@ -225,6 +225,38 @@ Status StoreCore::Promote(EntryId id, TierKind to, bool pin_after, Lock& lock) {
   return Status::Ok();
 }
 
+BlockStore::PersistReport StoreCore::PersistRamTiers(
+    std::chrono::steady_clock::time_point deadline) {
+  BlockStore::PersistReport report;
+  if (tiers_[static_cast<int>(TierKind::kNvme)] == nullptr) return report;
+  Lock lock(mu_);
+  // The gpu tier's blocks go to host first (Demote moves one tier colder), then host's to nvme.
+  for (const TierKind kind : {TierKind::kGpu, TierKind::kHost}) {
+    if (tiers_[static_cast<int>(kind)] == nullptr) continue;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::optional<EntryId> victim =
+          policy(kind)->PickVictim([this](EntryId id) { return Evictable(id); });
+      if (!victim) break;
+      const uint32_t bytes = index_.at(*victim).object_bytes;
+      const uint64_t demoted = counters_.demotions[static_cast<int>(kind)];
+      const uint64_t failed = counters_.move_failures;
+      // A block that stayed would be picked again; a colder tier that refuses (full) would
+      // have every block dropped to no purpose: both end the pass.
+      if (!Demote(*victim, lock) || counters_.move_failures != failed) break;
+      if (kind == TierKind::kHost && counters_.demotions[static_cast<int>(kind)] > demoted) {
+        ++report.blocks;
+        report.bytes += bytes;
+      }
+    }
+  }
+  for (const TierKind kind : {TierKind::kGpu, TierKind::kHost}) {
+    if (tiers_[static_cast<int>(kind)] != nullptr) {
+      report.left_blocks += tier(kind)->Usage().blocks;
+    }
+  }
+  return report;
+}
+
 uint64_t StoreCore::ReservedBytes(TierKind kind) const {
   const uint64_t reserved = tier(kind)->Usage().reserved_bytes;
   const uint64_t dropping = demotion_[static_cast<int>(kind)].dropping_bytes;

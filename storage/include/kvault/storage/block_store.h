@@ -256,6 +256,18 @@ class BlockStore {
   // Blocks the caller until the movers have nothing to do (tests and benchmarks).
   void WaitForMovers();
 
+  // What PersistRamTiers moved, and what it left in RAM.
+  struct PersistReport {
+    uint64_t blocks = 0;       // blocks written to the nvme tier
+    uint64_t bytes = 0;        // their object bytes
+    uint64_t left_blocks = 0;  // blocks still only in the gpu and host tiers afterwards
+  };
+  // For a clean stop: writes the blocks only RAM holds (gpu tier, then host tier) to the nvme
+  // tier, so that a restart serves them again, until `deadline` or until no more can move (the
+  // nvme tier evicts colder blocks for them, as demotion does; pinned and leased blocks stay).
+  // Nothing without an nvme tier. The store stays usable; a block written meanwhile stays in RAM.
+  PersistReport PersistRamTiers(std::chrono::steady_clock::time_point deadline);
+
  private:
   explicit BlockStore(std::unique_ptr<StoreCore> core);
   std::unique_ptr<StoreCore> core_;
