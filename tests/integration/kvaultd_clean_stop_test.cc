@@ -113,5 +113,27 @@ TEST_F(KvaultdCleanStopTest, ABlockPromotedByAHitSurvivesACleanStop) {
   EXPECT_EQ(client->LookupPrefix(a).leading_hits, a.size());
 }
 
+// A restart with a smaller nvme capacity than the tier holds says so (the movers then evict down
+// to its low watermark); one within its capacity does not.
+TEST_F(KvaultdCleanStopTest, ARestartOnASmallerNvmeTierSaysSo) {
+  const std::vector<std::string> big = {"--storage.host_capacity", "64MiB",
+                                        "--storage.nvme_capacity", "256MiB"};
+  const std::vector<BlockKey> a = Chain(400, 40);  // 40 x 64 KiB: 2.5 MiB on the nvme tier
+  ASSERT_EQ(StoreStopRestart(big, a).first, a.size());
+  {
+    DaemonProcess same(dir_, big);
+    ASSERT_TRUE(same.ok()) << same.Stderr();
+    EXPECT_EQ(same.Terminate(), 0);
+    EXPECT_EQ(same.Stderr().find("over its capacity"), std::string::npos) << same.Stderr();
+  }
+  DaemonProcess small(dir_, {"--storage.host_capacity", "64MiB", "--storage.nvme_capacity", "1MiB",
+                             "--limits.max_block_bytes", "1MiB"});
+  ASSERT_TRUE(small.ok()) << small.Stderr();
+  EXPECT_NE(small.Stderr().find("the nvme tier holds 2 MiB (40 blocks) from before, over its "
+                                "capacity of 1 MiB"),
+            std::string::npos)
+      << small.Stderr();
+}
+
 }  // namespace
 }  // namespace kvault::testing

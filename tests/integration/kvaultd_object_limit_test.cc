@@ -119,7 +119,9 @@ TEST_F(KvaultdObjectLimitTest, BlocksOverALoweredLimitAreDroppedAtRestartAndTheR
     EXPECT_EQ(h.key_status(0).code(), StatusCode::kNotFound) << h.key_status(0).ToString();
   }
   EXPECT_TRUE(c->Ping().ok());
-  EXPECT_NE(d.Stderr().find("larger than max_object_bytes"), std::string::npos) << d.Stderr();
+  EXPECT_NE(d.Stderr().find("larger than the largest object now allowed"), std::string::npos)
+      << d.Stderr();
+  EXPECT_NE(d.Stderr().find("limits.max_block_bytes"), std::string::npos) << d.Stderr();
   EXPECT_EQ(d.Terminate(), 0) << d.Stderr();
 }
 

@@ -61,8 +61,20 @@ Status StoreCore::Recover() {
     if (!oversized.empty()) {
       KVAULT_LOG(LogLevel::kWarn, "storage",
                  "dropped " + std::to_string(oversized.size()) + " block(s) recovered from the " +
-                     std::string(TierName(kind)) + " tier that are larger than max_object_bytes (" +
-                     std::to_string(options_.max_object_bytes) + ")");
+                     std::string(TierName(kind)) +
+                     " tier that are larger than the largest object now allowed (" +
+                     std::to_string(options_.max_object_bytes) +
+                     " bytes: max_object_bytes, kvaultd's limits.max_block_bytes)");
+    }
+    // A tier started with a smaller capacity than it held: the movers evict down to its low
+    // watermark, and the operator should know why blocks went.
+    if (const TierUsage u = t->Usage(); u.reserved_bytes > u.capacity_bytes) {
+      KVAULT_LOG(LogLevel::kWarn, "storage",
+                 "the " + std::string(TierName(kind)) + " tier holds " +
+                     std::to_string(u.reserved_bytes >> 20) + " MiB (" + std::to_string(u.blocks) +
+                     " blocks) from before, over its capacity of " +
+                     std::to_string(u.capacity_bytes >> 20) +
+                     " MiB: blocks are evicted down to its low watermark");
     }
   }
   return Status::Ok();
