@@ -25,8 +25,13 @@ Status CheckTransports(std::string_view flag, const std::string& text) {
 Status CheckOutputFile(std::string_view flag, const std::string& path) {
   if (path.empty()) return Status::Ok();
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    return Status::InvalidArgument(std::string(flag) + " names a directory: '" + path + "'");
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      return Status::InvalidArgument(std::string(flag) + " names a directory: '" + path + "'");
+    }
+    if (::access(path.c_str(), W_OK) != 0) {
+      return Status::InvalidArgument(std::string(flag) + " '" + path + "' is not writable");
+    }
   }
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "."

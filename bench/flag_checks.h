@@ -25,8 +25,9 @@ Status CheckTransports(std::string_view flag, const std::string& text);
 Status CheckExecutableFile(std::string_view flag, const std::string& program);
 
 // Whether a file can be written at `path` (a --json FILE): its directory exists and is writable,
-// and `path` is no directory. OK for an empty path (no file asked for). InvalidArgument naming
-// `flag` otherwise, so that a run does not end in a write error after all its work.
+// and `path` is no directory, nor a file that cannot be written. OK for an empty path (no file
+// asked for). InvalidArgument naming `flag` otherwise, so that a run does not end in a write error
+// after all its work.
 Status CheckOutputFile(std::string_view flag, const std::string& path);
 
 // This machine's physical memory in bytes (sysconf(_SC_PHYS_PAGES) x the page size); 0 when

@@ -111,10 +111,15 @@ std::vector<BlockKey> ToKeys(py::handle obj) {
   std::vector<BlockKey> keys;
   if (PyObject_CheckBuffer(obj.ptr()) != 0) {
     BufferRef buffer(obj, /*writable=*/false, "keys");
-    // Token ids (an int32 or int64 array) passed as keys would otherwise be taken as keys.
-    if (buffer.itemsize() != 1) {
-      Invalid("keys given as one buffer must be bytes (itemsize 1, e.g. a uint8 array), got " +
-              std::to_string(buffer.itemsize()) + "-byte items");
+    // Bytes (itemsize 1), or raw byte strings of 32 (numpy S32, V32): token ids (an int32 or
+    // int64 array) passed as keys would otherwise be taken as keys.
+    const std::string format = buffer.format();
+    const char kind = format.empty() ? 'B' : format.back();
+    const bool raw_bytes =
+        buffer.itemsize() == 1 || (buffer.itemsize() == 32 && (kind == 's' || kind == 'x'));
+    if (!raw_bytes) {
+      Invalid("keys given as one buffer must be bytes (uint8, or numpy S32/V32 items), got " +
+              std::to_string(buffer.itemsize()) + "-byte items of format '" + format + "'");
     }
     if (buffer.size() % 32 != 0) {
       Invalid("keys given as one bytes-like object must be 32 * n bytes, got " +

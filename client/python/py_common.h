@@ -122,6 +122,8 @@ class BufferRef {
   size_t size() const { return static_cast<size_t>(view_.len); }
   // Bytes per element of the exporter's format (1 for bytes, bytearray and uint8 arrays).
   size_t itemsize() const { return static_cast<size_t>(view_.itemsize); }
+  // The exporter's struct-module format ("B" for bytes, "32s" for numpy S32); "B" when none.
+  std::string format() const { return view_.format != nullptr ? view_.format : "B"; }
   std::span<uint8_t> bytes() const { return {data(), size()}; }
 
  private:

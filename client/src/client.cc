@@ -206,6 +206,8 @@ Result<MemoryRegion> Client::AllocateMemory(size_t len) {
   return MemoryRegion(core_->Adopt(std::move(region)));
 }
 
+void Client::RetireMemory(MemoryRegion region) { core_->Retire(std::move(region)); }
+
 LookupResult Client::LookupPrefix(std::span<const BlockKey> keys, const LookupOptions& options) {
   LookupResult out;
   const Deadline deadline = core_->DeadlineOr(options.deadline);

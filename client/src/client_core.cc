@@ -383,4 +383,9 @@ std::shared_ptr<RegionRecord> ClientCore::FindRegion(const void* p, size_t n) {
   return nullptr;
 }
 
+void ClientCore::Retire(MemoryRegion region) {
+  std::lock_guard<std::mutex> lock(retired_mu_);
+  retired_.Retire(std::move(region));
+}
+
 }  // namespace kvault::client_internal

@@ -20,6 +20,7 @@
 #include "kvault/transport/local/memory_handover.h"
 #include "kvault/transport/local/shared_memory_file.h"
 #include "kvault/transport/ucx/ucx_agent.h"
+#include "retired_staging.h"
 #include "staging_pool.h"
 
 namespace kvault::client_internal {
@@ -67,9 +68,9 @@ class ReleaseChannel {
  private:
   const std::chrono::milliseconds timeout_;
   std::mutex mu_;
-  std::condition_variable idle_;  // signalled when sending_ drops to 0
-  Connection* conn_ = nullptr;    // guarded by mu_
-  size_t sending_ = 0;            // guarded by mu_: Sends calling conn_ now
+  std::condition_variable idle_;           // signalled when sending_ drops to 0
+  Connection* conn_ = nullptr;             // guarded by mu_
+  size_t sending_ = 0;                     // guarded by mu_: Sends calling conn_ now
   std::deque<std::vector<uint8_t>> kept_;  // guarded by mu_: Send's `keep` while detached
 };
 
@@ -139,6 +140,8 @@ class ClientCore {
   transport::UcxAgent* agent() const { return agent_.get(); }
   // Staging for requests on staged regions (config().registered_staging_bytes).
   StagingPool& staging() { return staging_; }
+  // Client::RetireMemory.
+  void Retire(MemoryRegion region);
   Deadline DeadlineOr(const std::optional<Deadline>& d) const {
     return d ? *d : Clock::now() + config_.request_timeout;
   }
@@ -193,6 +196,9 @@ class ClientCore {
   std::vector<TrackedRegion> regions_;
 
   StagingPool staging_;
+
+  std::mutex retired_mu_;
+  RetiredStaging retired_;  // guarded by retired_mu_
 
   friend class kvault::Client;
 };

@@ -9,7 +9,6 @@
 
 #include "kvault/kernels/cpu_codec.h"
 #include "kvault/kernels/sequence_codec.h"
-#include "retired_staging.h"
 
 namespace kvault {
 namespace {
@@ -218,14 +217,12 @@ Result<std::unique_ptr<KvStore>> KvStore::Create(Client& client, const KvStoreOp
 }
 
 KvStore::KvStore(Client& client, KvBlockCodec codec, size_t staging_bytes)
-    : client_(client),
-      codec_(std::move(codec)),
-      staging_bytes_(staging_bytes),
-      retired_(std::make_unique<client_internal::RetiredStaging>()) {}
+    : client_(client), codec_(std::move(codec)), staging_bytes_(staging_bytes) {}
 
-KvStore::~KvStore() = default;
-
-void KvStore::RetireStaging() { retired_->Retire(std::move(staging_)); }
+void KvStore::RetireStaging() {
+  client_.RetireMemory(std::move(staging_));
+  staging_ = MemoryRegion();
+}
 
 Result<MemoryRegion*> KvStore::Staging() {
   if (!staging_.valid()) {

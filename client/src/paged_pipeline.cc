@@ -209,9 +209,9 @@ void PagedPipeline::DropStaging() {
   // Copies the device still has queued from or into the staging (behind the engine's work on its
   // stream) must be done before the staging is unregistered and freed.
   if (wave_codec_) (void)wave_codec_->Drain();
-  retired_.Retire(std::move(staging_), std::move(pinning_));
+  pinning_ = kernels::HostPinning();  // unlocked first; the memory stays mapped
+  client_.RetireMemory(std::move(staging_));
   staging_ = MemoryRegion();
-  pinning_ = kernels::HostPinning();
 }
 
 Deadline PagedPipeline::WaveDeadline(const Job& job) const {

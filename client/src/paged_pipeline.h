@@ -20,7 +20,6 @@
 #include "kvault/paged_kv.h"
 #include "paged_op_state.h"
 #include "paged_wave_codec.h"
-#include "retired_staging.h"
 
 namespace kvault::client_internal {
 
@@ -69,7 +68,7 @@ class PagedPipeline {
                         IssuedLoadWave& issued, LoadProgress& progress);
   // Slice `buffer` of the staging region, (re)allocating the region when it was dropped.
   Result<uint8_t*> StagingSlice(uint32_t buffer);
-  // Retires the staging region (RetiredStaging): a transfer that may still touch it was
+  // Retires the staging region (Client::RetireMemory): a transfer that may still touch it was
   // abandoned. Waits first for the device copies queued from and into it (PagedWaveCodec::Drain).
   void DropStaging();
   Deadline WaveDeadline(const Job& job) const;
@@ -81,7 +80,6 @@ class PagedPipeline {
   std::unique_ptr<PagedWaveCodec> wave_codec_;
   MemoryRegion staging_;
   kernels::HostPinning pinning_;  // GPU path: staging page-locked for asynchronous copies
-  RetiredStaging retired_;        // staging abandoned transfers may still write
 
   std::mutex close_mu_;  // one Close at a time (it joins thread_); before mu_
   std::mutex mu_;

@@ -4,10 +4,9 @@
 
 namespace kvault::client_internal {
 
-void RetiredStaging::Retire(MemoryRegion region, kernels::HostPinning pinning,
-                            Clock::time_point now) {
+void RetiredStaging::Retire(MemoryRegion region, Clock::time_point now) {
   while (!entries_.empty() && now - entries_.front().retired_at > kHold) entries_.pop_front();
-  if (region.valid()) entries_.push_back(Entry{std::move(region), std::move(pinning), now});
+  if (region.valid()) entries_.push_back(Entry{std::move(region), now});
   while (entries_.size() > kMostRegions) entries_.pop_front();
 }
 

@@ -54,11 +54,12 @@ TEST_F(KvaultBenchTest, RejectsBadArgumentsWithExitCode2) {
       // A --json file that cannot be written is refused before the run, in every mode.
       {"codec --json /nonexistent-dir/x.json", "no directory '/nonexistent-dir'"},
       {"codec --json /tmp", "names a directory"},
-      {"storage --json /nonexistent-dir/x.json", "--json"},
-      {"store --json /nonexistent-dir/x.json", "--json"},
-      {"paged --json /nonexistent-dir/x.json", "--json"},
-      {"trace --trace x.jsonl --capacity-blocks 1 --json /nonexistent-dir/x.json", "--json"},
-      {"compare --trace x.jsonl --json /nonexistent-dir/x.json", "--json"},
+      {"storage --json /nonexistent-dir/x.json", "no directory '/nonexistent-dir'"},
+      {"store --json /nonexistent-dir/x.json", "no directory '/nonexistent-dir'"},
+      {"paged --json /nonexistent-dir/x.json", "no directory '/nonexistent-dir'"},
+      {"trace --trace x.jsonl --capacity-blocks 1 --json /nonexistent-dir/x.json",
+       "no directory '/nonexistent-dir'"},
+      {"compare --trace x.jsonl --json /nonexistent-dir/x.json", "no directory '/nonexistent-dir'"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c[0]);

@@ -1,7 +1,8 @@
-// RetiredStaging (client/src/retired_staging.h): staging that an abandoned transfer may still
-// write is kept mapped and out of use, for at most RetiredStaging::kHold and at most
-// kMostRegions regions, oldest freed first. The regions are real ones of a client connected to
-// a real kvaultd, as KvStore and the paged pipeline retire them.
+// Client::RetireMemory and RetiredStaging (client/src/retired_staging.h) behind it: memory that a
+// cut-off transfer may still write is kept mapped and out of use, for at most
+// RetiredStaging::kHold and at most kMostRegions regions, oldest freed first, and outlives the
+// KvStore or PagedKvStore that retired it. The regions are real ones of a client connected to a
+// real kvaultd.
 
 #include <cstring>
 
@@ -36,7 +37,7 @@ TEST_F(RetiredStagingTest, KeepsRetiredRegionsMappedWithinItsBounds) {
     ASSERT_TRUE(region.ok()) << region.status().ToString();
     std::memset(region->data(), static_cast<int>(i + 1), kBytes);
     bases.push_back(region->data());
-    retired.Retire(std::move(*region), {}, t0 + seconds(i));
+    retired.Retire(std::move(*region), t0 + seconds(i));
   }
   // One more than the bound: the oldest was freed, the others are kept, still mapped and intact
   // (a freed region is unmapped: reading it would crash the test).
@@ -47,14 +48,36 @@ TEST_F(RetiredStagingTest, KeepsRetiredRegionsMappedWithinItsBounds) {
   }
   // Regions retired more than kHold ago are freed at the next Retire (an empty region adds
   // nothing): those of t0 + 1 s and t0 + 2 s, not that of t0 + 3 s.
-  retired.Retire(MemoryRegion(), {},
+  retired.Retire(MemoryRegion(),
                  t0 + seconds(2) + RetiredStaging::kHold + std::chrono::milliseconds(500));
   EXPECT_EQ(retired.size(), RetiredStaging::kMostRegions - 2);
   EXPECT_EQ(bases[3][0], 4);
-  retired.Retire(MemoryRegion(), {}, t0 + seconds(10) + RetiredStaging::kHold);
+  retired.Retire(MemoryRegion(), t0 + seconds(10) + RetiredStaging::kHold);
   EXPECT_EQ(retired.size(), 0u);
   // The client still allocates (nothing it holds was disturbed).
   EXPECT_TRUE(client->AllocateMemory(kBytes).ok());
+}
+
+// A region handed to Client::RetireMemory stays mapped after the caller dropped it (it would be
+// unmapped otherwise: reading it would crash the test), and the client goes on working.
+TEST_F(RetiredStagingTest, ClientRetireMemoryKeepsTheRegionMapped) {
+  DaemonProcess daemon(dir_, {});
+  ASSERT_TRUE(daemon.ok()) << daemon.Stderr();
+  std::unique_ptr<Client> client = ConnectOrFail(daemon.server());
+  ASSERT_NE(client, nullptr);
+  constexpr size_t kBytes = 1 << 16;
+  Result<MemoryRegion> region = client->AllocateMemory(kBytes);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  std::memset(region->data(), 0x5A, kBytes);
+  const uint8_t* base = region->data();
+  client->RetireMemory(std::move(*region));
+  client->RetireMemory(MemoryRegion());  // ignored
+  EXPECT_EQ(base[0], 0x5A);
+  EXPECT_EQ(base[kBytes - 1], 0x5A);
+  EXPECT_TRUE(client->Ping().ok());
+  Result<MemoryRegion> next = client->AllocateMemory(kBytes);
+  ASSERT_TRUE(next.ok());
+  EXPECT_NE(next->data(), base);  // the retired range is not handed out again
 }
 
 }  // namespace

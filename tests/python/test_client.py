@@ -213,8 +213,9 @@ def test_store_with_chain_parents(client, ns):
 
 
 def test_keys_as_one_buffer(client, ns):
-    """Keys may come as one bytes-like object of 32 * n bytes (bytes, a uint8 array); an array
-    of wider items (token ids passed by mistake) or a ragged length is InvalidArgumentError."""
+    """Keys may come as one bytes-like object of 32 * n bytes (bytes, a uint8 array, numpy S32 or
+    V32 items); an array of numbers (token ids passed by mistake) or a ragged length is
+    InvalidArgumentError."""
     kv = make_kv(8, seed=12)
     keys = kvault.chain_keys(ns, list(range(500, 508)), BLOCK)
     region = client.allocate(1 << 14)
@@ -223,6 +224,8 @@ def test_keys_as_one_buffer(client, ns):
     joined = b"".join(keys)
     assert client.lookup(joined).leading_hits == 2
     assert client.lookup(np.frombuffer(joined, np.uint8).reshape(2, 32)).leading_hits == 2
+    assert client.lookup(np.array(keys[:2], dtype="S32")).leading_hits == 2
+    assert client.lookup(np.frombuffer(joined, dtype="V32")).leading_hits == 2
     tokens = np.arange(500, 508, dtype=np.int64)  # 64 bytes: two "keys" if taken as bytes
     with pytest.raises(kvault.InvalidArgumentError, match="8-byte items"):
         client.lookup(tokens)

@@ -190,6 +190,12 @@ class Client {
   // session is on the process-memory plane they are a sealed memfd instead, handed to the daemon
   // as a region it copies through (docs/memory_handover.md, "Regions").
   Result<MemoryRegion> AllocateMemory(size_t len);
+  // Keeps `region` out of use instead of freeing it, for memory that a transfer cut off by a lost
+  // connection may still be written into (handles.h, "settled"; docs/client.md, "Handles"): it
+  // stays mapped and registered for two minutes (past the daemon's default limits.io_timeout of
+  // 30 s) or until the client is destroyed, at most four regions at once (the oldest freed
+  // first). KvStore and PagedKvStore retire their staging this way. An empty region is ignored.
+  void RetireMemory(MemoryRegion region);
 
   // How many leading keys of a chain (prefix order) the daemon holds; optionally leases them.
   // Never fails as a Result: a failure is a full miss with the reason in `status`.

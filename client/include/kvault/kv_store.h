@@ -139,14 +139,9 @@ struct KvTransferResult {
   size_t leading_ok = 0;
 };
 
-namespace client_internal {
-class RetiredStaging;
-}  // namespace client_internal
-
 // Thread-safety: thread-safe; calls on one KvStore run one at a time (one staging region).
 class KvStore {
  public:
-  ~KvStore();
   // `client` must outlive the KvStore. Errors from KvBlockCodec::Create and
   // Client::AllocateMemory; InvalidArgument when staging_bytes cannot hold one object.
   static Result<std::unique_ptr<KvStore>> Create(Client& client, const KvStoreOptions& options);
@@ -175,8 +170,8 @@ class KvStore {
   KvStore(Client& client, KvBlockCodec codec, size_t staging_bytes);
   // The staging region, replaced when a transfer that may still touch it was abandoned.
   Result<MemoryRegion*> Staging();
-  // Retires the staging region (a transfer that may still touch it was abandoned): it is kept
-  // out of use for a while instead of freed, and the next call allocates another.
+  // Retires the staging region (a transfer that may still touch it was abandoned) through
+  // Client::RetireMemory; the next call allocates another.
   void RetireStaging();
 
   Client& client_;
@@ -184,7 +179,6 @@ class KvStore {
   const size_t staging_bytes_;
   std::mutex mu_;
   MemoryRegion staging_;
-  std::unique_ptr<client_internal::RetiredStaging> retired_;
 };
 
 }  // namespace kvault

@@ -69,12 +69,14 @@ Status StoreCore::Recover() {
     // A tier started with a smaller capacity than it held: the movers evict down to its low
     // watermark, and the operator should know why blocks went.
     if (const TierUsage u = t->Usage(); u.reserved_bytes > u.capacity_bytes) {
-      KVAULT_LOG(LogLevel::kWarn, "storage",
-                 "the " + std::string(TierName(kind)) + " tier holds " +
-                     std::to_string(u.reserved_bytes >> 20) + " MiB (" + std::to_string(u.blocks) +
-                     " blocks) from before, over its capacity of " +
-                     std::to_string(u.capacity_bytes >> 20) +
-                     " MiB: blocks are evicted down to its low watermark");
+      KVAULT_LOG(
+          LogLevel::kWarn, "storage",
+          "the " + std::string(TierName(kind)) + " tier holds " +
+              std::to_string(u.reserved_bytes >> 20) + " MiB (" + std::to_string(u.blocks) +
+              " blocks) from before, over its capacity of " +
+              std::to_string(u.capacity_bytes >> 20) +
+              " MiB: blocks will be evicted to bring it under (by the movers, down to its low "
+              "watermark, or by writes that need room)");
     }
   }
   return Status::Ok();
@@ -313,7 +315,7 @@ Status StoreCore::Commit(EntryId id, std::span<uint8_t> bytes, bool staged,
     PublishIn(id, TierKind::kHost);
     ++counters_.commits;
     counters_.committed_bytes += bytes.size();
-    if (landing_tier() == TierKind::kGpu) {
+    if (landing_tier() == TierKind::kGpu && !promotions_stopped_) {
       // Writes land in host; a mover carries them to the gpu tier.
       if (promotions_.size() < options_.mover_queue_limit) {
         promotions_.push_back(key);
@@ -371,7 +373,8 @@ LookupResult StoreCore::Lookup(TenantId tenant, std::span<const BlockKey> keys,
       ids[i] = id;
       ++result.leading_hits;
       if (options.touch) policy(e.tier)->OnAccess(id);
-      if (options.touch && options_.promote_on_hit && e.tier > landing_tier() && !movers_.empty()) {
+      if (options.touch && options_.promote_on_hit && e.tier > landing_tier() && !movers_.empty() &&
+          !promotions_stopped_) {
         if (promotions_.size() < options_.mover_queue_limit) {
           promotions_.push_back(key);
           queued_promotion = true;
@@ -464,7 +467,8 @@ Result<std::optional<BlockPin>> StoreCore::Pin(const ScopedKey& key) {
     return counted(
         BlockPin(this, id, host_->Bytes(e.slot, e.object_bytes), TierKind::kHost, nullptr));
   }
-  if (options_.promote_on_hit && e.state == EntryState::kResident && e.tier > TierKind::kHost) {
+  if (options_.promote_on_hit && !promotions_stopped_ && e.state == EntryState::kResident &&
+      e.tier > TierKind::kHost) {
     Status promoted = Promote(id, TierKind::kHost, /*pin_after=*/true, lock);
     if (promoted.ok()) {
       const IndexEntry& now = index_.at(id);

@@ -151,6 +151,8 @@ class StoreCore {
   std::deque<ScopedKey> promotions_;  // guarded by mu_
   int busy_movers_ = 0;               // guarded by mu_
   bool stopping_ = false;             // guarded by mu_
+  // Set by PersistRamTiers: no block is promoted (queued, moved, or on a hit) any more.
+  bool promotions_stopped_ = false;  // guarded by mu_
   // Background demotion of one tier.
   struct TierDemotion {
     // The movers' last try found nothing evictable in the tier: they leave it alone (MoverHasWork)

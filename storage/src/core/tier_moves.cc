@@ -230,20 +230,29 @@ BlockStore::PersistReport StoreCore::PersistRamTiers(
   BlockStore::PersistReport report;
   if (tiers_[static_cast<int>(TierKind::kNvme)] == nullptr) return report;
   Lock lock(mu_);
+  // No block leaves the nvme tier for RAM from now on (a promotion erases its nvme copy): none
+  // is queued or started, and the one a mover may be running is waited for.
+  promotions_stopped_ = true;
+  promotions_.clear();
+  idle_cv_.wait(lock, [this] { return busy_movers_ == 0; });
+  ExpireLeases();
   // The gpu tier's blocks go to host first (Demote moves one tier colder), then host's to nvme.
   for (const TierKind kind : {TierKind::kGpu, TierKind::kHost}) {
     if (tiers_[static_cast<int>(kind)] == nullptr) continue;
+    const TierKind colder = *ColderTier(kind);
     while (std::chrono::steady_clock::now() < deadline) {
       const std::optional<EntryId> victim =
           policy(kind)->PickVictim([this](EntryId id) { return Evictable(id); });
       if (!victim) break;
+      const ScopedKey key = index_.at(*victim).key;
       const uint32_t bytes = index_.at(*victim).object_bytes;
-      const uint64_t demoted = counters_.demotions[static_cast<int>(kind)];
-      const uint64_t failed = counters_.move_failures;
-      // A block that stayed would be picked again; a colder tier that refuses (full) would
-      // have every block dropped to no purpose: both end the pass.
-      if (!Demote(*victim, lock) || counters_.move_failures != failed) break;
-      if (kind == TierKind::kHost && counters_.demotions[static_cast<int>(kind)] > demoted) {
+      const bool stayed = !Demote(*victim, lock);
+      const EntryId now = index_.Find(key);
+      // A block that stayed would be picked again; one that is gone was refused by the colder
+      // tier (full, failing) or found damaged, and going on would drop every other block to no
+      // purpose: both end the pass.
+      if (stayed || now == kNoEntry || index_.at(now).tier != colder) break;
+      if (colder == TierKind::kNvme) {
         ++report.blocks;
         report.bytes += bytes;
       }
@@ -260,7 +269,8 @@ BlockStore::PersistReport StoreCore::PersistRamTiers(
 uint64_t StoreCore::ReservedBytes(TierKind kind) const {
   const uint64_t reserved = tier(kind)->Usage().reserved_bytes;
   const uint64_t dropping = demotion_[static_cast<int>(kind)].dropping_bytes;
-  // Between the erases and DropVictims retaking mu_, both figures count the victims.
+  // Between the erases and DropVictims retaking mu_, the tier no longer counts the victims but
+  // dropping_bytes still does: the clamp keeps that brief undercount at zero.
   return reserved > dropping ? reserved - dropping : 0;
 }
 
@@ -275,7 +285,7 @@ bool StoreCore::AboveLowWatermark(TierKind kind) const {
 }
 
 bool StoreCore::MoverHasWork() const {
-  if (!promotions_.empty()) return true;
+  if (!promotions_.empty() && !promotions_stopped_) return true;
   for (int k = 0; k < kTierCount; ++k) {
     if (tiers_[k] != nullptr && !demotion_[k].stalled &&
         AboveHighWatermark(static_cast<TierKind>(k))) {
@@ -324,7 +334,7 @@ void StoreCore::MoverLoop() {
       }
     }
     // Then one queued promotion, so demotion never waits behind a long promotion queue.
-    if (!promotions_.empty() && !stopping_) {
+    if (!promotions_.empty() && !stopping_ && !promotions_stopped_) {
       const ScopedKey key = promotions_.front();
       promotions_.pop_front();
       const EntryId id = index_.Find(key);

@@ -97,6 +97,36 @@ TEST(BlockStorePersist, ARefusingNvmeTierEndsThePass) {
   EXPECT_EQ(TierOf(*s.store, 2), TierKind::kHost);
 }
 
+// Promotions stop with the pass: the queued ones are dropped, and a later hit reads a block
+// where it is instead of moving it out of the nvme tier (which would leave it only in RAM).
+TEST(BlockStorePersist, NoBlockLeavesTheNvmeTierAfterThePass) {
+  StoreTiers tiers;
+  tiers.host = std::move(*HostTier::Create({.capacity_bytes = 4 << 20, .huge_pages = false}));
+  auto nvme = std::make_unique<FakeTier>(TierKind::kNvme, 64 << 20);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < 4; ++i) {
+    keys.push_back(KeyOf(i));
+    nvme->Preload({0, keys.back()}, ObjectFor(keys.back(), kPayload));
+  }
+  tiers.nvme = std::move(nvme);
+  auto created = BlockStore::Create({.policy = "lru", .mover_threads = 1}, std::move(tiers));
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  BlockStore& store = **created;
+  // Positive control: a hit promotes (block 0 moves to host on its read).
+  ASSERT_TRUE(store.Pin(0, keys[0]).ok());
+  EXPECT_EQ(TierOf(store, 0), TierKind::kHost);
+  (void)store.Lookup(0, keys);  // queues promotions of the others
+  const BlockStore::PersistReport r =
+      store.PersistRamTiers(std::chrono::steady_clock::now() + kLater);
+  EXPECT_EQ(r.left_blocks, 0u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(TierOf(store, i), TierKind::kNvme) << i;
+  Result<std::optional<BlockPin>> pin = store.Pin(0, keys[2]);
+  ASSERT_TRUE(pin.ok() && pin->has_value());
+  EXPECT_EQ(TierOf(store, 2), TierKind::kNvme);
+  store.WaitForMovers();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(TierOf(store, i), TierKind::kNvme) << i;
+}
+
 TEST(BlockStorePersist, NothingWithoutAnNvmeTier) {
   Store s = Make(false);
   PutBlocks(*s.store, 3);

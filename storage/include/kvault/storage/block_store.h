@@ -262,10 +262,13 @@ class BlockStore {
     uint64_t bytes = 0;        // their object bytes
     uint64_t left_blocks = 0;  // blocks still only in the gpu and host tiers afterwards
   };
-  // For a clean stop: writes the blocks only RAM holds (gpu tier, then host tier) to the nvme
-  // tier, so that a restart serves them again, until `deadline` or until no more can move (the
-  // nvme tier evicts colder blocks for them, as demotion does; pinned and leased blocks stay).
-  // Nothing without an nvme tier. The store stays usable; a block written meanwhile stays in RAM.
+  // For a clean stop: writes the blocks only RAM holds (gpu tier, then host tier, coldest first)
+  // to the nvme tier, so that a restart serves them again, until `deadline` or until no more can
+  // move (the nvme tier evicts colder blocks for them, as demotion does; pinned and leased blocks
+  // stay). A block the nvme tier refuses is dropped, as any refused demotion is, and ends the
+  // pass. From the call on, no block is promoted out of the nvme tier (a hit reads it where it
+  // is; the promotion a mover was running is waited for). Nothing without an nvme tier. The store
+  // stays usable; a block written meanwhile stays in RAM.
   PersistReport PersistRamTiers(std::chrono::steady_clock::time_point deadline);
 
  private:
