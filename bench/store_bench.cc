@@ -54,7 +54,8 @@ Usage: kvault-bench store [--server HOST:PORT] [--json FILE] [--sizes LIST] [--c
   --host-capacity B    host tier of the started kvaultd (default 256MiB); the load set is a
                        quarter of it.
   --pool-bytes B       distinct objects one store window may write, all threads (default
-                       384MiB): more than the tier holds, so that stores evict. Not with --ops.
+                       384MiB): more than the tier holds, so that stores evict; at least 8
+                       objects of the largest size per thread. Not with --ops.
   --chain-keys N       length of the looked-up chain (default 1000).
   --lookups N          timed chain lookups per round, --reps rounds (default 2000).
   --perftest-bytes B   bytes one ucx_perftest run moves (default 512MiB; 100..100000 messages).
@@ -144,6 +145,20 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
       ParseSizeArg("--host-capacity", a.GetOr("host-capacity", "256MiB"), 1ull << 20, 1ull << 40));
   KVAULT_ASSIGN_OR_RETURN(
       c.pool_bytes, ParseSizeArg("--pool-bytes", a.GetOr("pool-bytes", "384MiB"), 1, 1ull << 40));
+  if (c.ops == 0 && !c.sizes.empty() && !c.concurrency.empty()) {
+    // A store window writes each distinct object once and stops when they run out: a pool of a
+    // few objects per thread would make a store figure of a handful of operations.
+    constexpr uint64_t kMinObjectsPerThread = 8;
+    const uint64_t object = SyntheticObjectBytes(*std::max_element(c.sizes.begin(), c.sizes.end()));
+    const uint64_t threads = *std::max_element(c.concurrency.begin(), c.concurrency.end());
+    const uint64_t need = kMinObjectsPerThread * object * threads;
+    if (object > 0 && c.pool_bytes < need) {
+      return Status::InvalidArgument(
+          "--pool-bytes " + std::to_string(c.pool_bytes) + " holds fewer than " +
+          std::to_string(kMinObjectsPerThread) + " objects of the largest size per thread at " +
+          "concurrency " + std::to_string(threads) + "; give at least " + std::to_string(need));
+    }
+  }
   KVAULT_ASSIGN_OR_RETURN(uint64_t chain, a.GetUint("chain-keys", 1000, 1, 100000));
   c.chain_keys = static_cast<uint32_t>(chain);
   KVAULT_ASSIGN_OR_RETURN(uint64_t lookups, a.GetUint("lookups", 2000, 1, 10000000));

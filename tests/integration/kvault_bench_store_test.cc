@@ -188,6 +188,9 @@ TEST_F(KvaultBenchStoreTest, RejectsBadUsageWithExitCode2) {
       {"store --concurrency 0", "--concurrency"},
       {"store --seconds 1 --ops 10", "exclude each other"},
       {"store --ops 10 --pool-bytes 1MiB", "no effect with --ops"},
+      // A store window would end after 2 objects per thread.
+      {"store --pool-bytes 1", "holds fewer than 8 objects of the largest size per thread"},
+      {"store --sizes 1MiB --concurrency 4 --pool-bytes 31MiB", "give at least"},
       {"store --ops 10 --perftest-bytes 1MiB", "no effect with --ops"},
       {"store --seconds fast", "--seconds"},
       {"store --transports 'tcp;rm'", "--transports"},
