@@ -4,6 +4,7 @@
 // left the nvme tier then). With limits.drain_timeout 0 nothing is written, they are gone, and the
 // log says so.
 
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -18,15 +19,11 @@ namespace {
 
 constexpr uint64_t kPayload = 64 << 10;
 
+// The chain of n one-token blocks over tokens first_token, first_token + 1, ...
 std::vector<BlockKey> Chain(uint32_t first_token, size_t n) {
-  std::vector<BlockKey> keys;
-  BlockKey parent{};
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t token = first_token + static_cast<uint32_t>(i);
-    parent = NextBlockKey(parent, std::span<const uint32_t>(&token, 1));
-    keys.push_back(parent);
-  }
-  return keys;
+  std::vector<uint32_t> tokens(n);
+  std::iota(tokens.begin(), tokens.end(), first_token);
+  return *ChainBlockKeys(BlockKey{}, tokens, 1);
 }
 
 class KvaultdCleanStopTest : public BinaryTest {

@@ -18,17 +18,25 @@ namespace {
 using client_internal::RetiredStaging;
 using std::chrono::seconds;
 
+constexpr size_t kBytes = 1 << 16;
+
+// A real kvaultd and a client of it, whose regions the tests retire.
 class RetiredStagingTest : public BinaryTest {
  protected:
   RetiredStagingTest() : BinaryTest("kvaultd") {}
+  void SetUp() override {
+    BinaryTest::SetUp();
+    daemon_ = std::make_unique<DaemonProcess>(dir_, std::vector<std::string>{});
+    ASSERT_TRUE(daemon_->ok()) << daemon_->Stderr();
+    client_ = ConnectOrFail(daemon_->server());
+    ASSERT_NE(client_, nullptr);
+  }
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> client_;
 };
 
 TEST_F(RetiredStagingTest, KeepsRetiredRegionsMappedWithinItsBounds) {
-  DaemonProcess daemon(dir_, {});
-  ASSERT_TRUE(daemon.ok()) << daemon.Stderr();
-  std::unique_ptr<Client> client = ConnectOrFail(daemon.server());
-  ASSERT_NE(client, nullptr);
-  constexpr size_t kBytes = 1 << 16;
+  Client* client = client_.get();
   RetiredStaging retired;
   const Clock::time_point t0 = Clock::now();
   std::vector<uint8_t*> bases;
@@ -61,11 +69,7 @@ TEST_F(RetiredStagingTest, KeepsRetiredRegionsMappedWithinItsBounds) {
 // A region handed to Client::RetireMemory stays mapped after the caller dropped it (it would be
 // unmapped otherwise: reading it would crash the test), and the client goes on working.
 TEST_F(RetiredStagingTest, ClientRetireMemoryKeepsTheRegionMapped) {
-  DaemonProcess daemon(dir_, {});
-  ASSERT_TRUE(daemon.ok()) << daemon.Stderr();
-  std::unique_ptr<Client> client = ConnectOrFail(daemon.server());
-  ASSERT_NE(client, nullptr);
-  constexpr size_t kBytes = 1 << 16;
+  Client* client = client_.get();
   Result<MemoryRegion> region = client->AllocateMemory(kBytes);
   ASSERT_TRUE(region.ok()) << region.status().ToString();
   std::memset(region->data(), 0x5A, kBytes);
